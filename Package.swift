@@ -1,0 +1,64 @@
+// swift-tools-version: 6.2
+// parml: a CPU training engine shipped as libparml.so (C ABI).
+// Modules follow the layers of DESIGN.md; dependencies point down only:
+//   Parml (C ABI) → ParmlTraining → ParmlModel, ParmlData → ParmlTensor → _CParmlBLAS
+import PackageDescription
+
+let root = Context.packageDirectory
+
+// Numeric kernels are written over unsafe pointers with their own bounds
+// reasoning; -Ounchecked drops the remaining overflow/bounds traps in release.
+let engineSwift: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "parml",
+    products: [
+        // The product users see: libparml.so, exporting only parml_* symbols.
+        .library(name: "parml", type: .dynamic, targets: ["Parml"]),
+    ],
+    targets: [
+        // MARK: - Public API
+
+        // The C ABI: @c functions only (handles, status codes, argument checks).
+        .target(
+            name: "Parml",
+            dependencies: ["CParmlTypes", "ParmlTraining"],
+            swiftSettings: engineSwift + [
+                // The raw header Swift writes for the @c functions; tools/gen_header.py
+                // turns it into the committed include/parml.h.
+                .unsafeFlags(["-emit-clang-header-path", "\(root)/.build/parml-swift.h"]),
+            ],
+            linkerSettings: [
+                .unsafeFlags([
+                    "-Xlinker", "--version-script=\(root)/Sources/Parml/exports.map",
+                    "-static-stdlib",
+                ]),
+            ]
+        ),
+        // Hand-written C types the header generator cannot express.
+        .target(name: "CParmlTypes", path: "Sources/CParmlTypes"),
+
+        // MARK: - Engine
+
+        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData"], swiftSettings: engineSwift),
+        .target(name: "ParmlModel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
+        .target(name: "ParmlData", dependencies: ["ParmlTensor", "CZlib"], swiftSettings: engineSwift),
+        .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS"], swiftSettings: engineSwift),
+
+        // MARK: - Implementation details
+
+        // OpenBLAS loaded with dlopen after choosing its kernels (see blas_loader.c).
+        .target(name: "_CParmlBLAS", linkerSettings: [.linkedLibrary("dl")]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        // MARK: - Unit test bundles
+
+        .testTarget(name: "ParmlTensorTests", dependencies: ["ParmlTensor"]),
+        .testTarget(name: "ParmlModelTests", dependencies: ["ParmlModel"]),
+        .testTarget(name: "ParmlDataTests", dependencies: ["ParmlData"]),
+        .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining"]),
+    ]
+)

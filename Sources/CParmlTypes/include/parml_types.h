@@ -1,0 +1,1 @@
+../../../include/parml_types.h

@@ -1,0 +1,37 @@
+import CParmlTypes
+import ParmlTensor
+
+/// Loads OpenBLAS if needed and reports the kernel family it runs
+/// ("SkylakeX", "Haswell", ...) in *core_out: static text, never freed.
+/// parml picks the kernels from the CPU unless OPENBLAS_CORETYPE is set.
+/// Errors: PARML_ERR_BLAS when OpenBLAS cannot be loaded. Thread-safe. Since: 0.1.
+@c(parml_blas_core)
+public func parmlBlasCore(_ core_out: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> parml_status {
+    guarded("parml_blas_core") {
+        let out = try nonNull(core_out, "core_out")
+        try BLAS.ensureLoaded()
+        out.pointee = BLAS.coreNameCString
+    }
+}
+
+/// Sets the OpenBLAS threads used by this process (1...1024). Trainers set it
+/// from their strategy when created; this overrides it until the next one.
+/// Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_BLAS. Since: 0.1.
+@c(parml_blas_set_threads)
+public func parmlBlasSetThreads(_ threads: Int32) -> parml_status {
+    guarded("parml_blas_set_threads") {
+        guard threads >= 1, threads <= 1024 else { throw ParmlError.invalidArgument("threads must be in 1...1024, got \(threads)") }
+        try BLAS.ensureLoaded()
+        BLAS.threads = Int(threads)
+    }
+}
+
+/// The number of OpenBLAS threads in *threads_out. Since: 0.1.
+@c(parml_blas_threads)
+public func parmlBlasThreads(_ threads_out: UnsafeMutablePointer<Int32>?) -> parml_status {
+    guarded("parml_blas_threads") {
+        let out = try nonNull(threads_out, "threads_out")
+        try BLAS.ensureLoaded()
+        out.pointee = Int32(BLAS.threads)
+    }
+}

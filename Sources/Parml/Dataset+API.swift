@@ -1,0 +1,77 @@
+import CParmlTypes
+import ParmlData
+import ParmlTensor
+
+func datasetObject(_ d: parml_dataset?, _ name: String = "dataset") throws -> Dataset {
+    try HandleRegistry.shared.object(d, .dataset, as: Dataset.self, name: name)
+}
+
+func path(_ p: UnsafePointer<CChar>?, _ name: String) throws -> String {
+    String(cString: try nonNull(p, name))
+}
+
+/// Loads an image/label pair of IDX files (the MNIST format; gzipped or
+/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
+/// The caller owns *out (parml_dataset_free).
+/// Errors: PARML_ERR_IO (cannot open), PARML_ERR_FORMAT (corrupt, truncated,
+/// counts differ). Since: 0.1.
+@c(parml_dataset_load_idx)
+public func parmlDatasetLoadIDX(
+    _ images_path: UnsafePointer<CChar>?, _ labels_path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<parml_dataset?>?
+) -> parml_status {
+    guarded("parml_dataset_load_idx") {
+        let images = try path(images_path, "images_path")
+        let labels = try path(labels_path, "labels_path")
+        let out = try nonNull(out, "out")
+        let d = try Dataset.loadIDX(images: images, labels: labels)
+        out.pointee = HandleRegistry.shared.register(d, as: .dataset)
+    }
+}
+
+/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) class
+/// indices for cross-entropy or (N, ...) values for MSE. The tensors stay the
+/// caller's. The caller owns *out. Errors: PARML_ERR_SHAPE (N differs). Since: 0.1.
+@c(parml_dataset_create)
+public func parmlDatasetCreate(_ inputs: parml_tensor?, _ targets: parml_tensor?, _ out: UnsafeMutablePointer<parml_dataset?>?) -> parml_status {
+    guarded("parml_dataset_create") {
+        let x = try tensorObject(inputs, "inputs")
+        let y = try tensorObject(targets, "targets")
+        let out = try nonNull(out, "out")
+        let d = try Dataset(inputs: x.clone(), targets: y.clone())
+        out.pointee = HandleRegistry.shared.register(d, as: .dataset)
+    }
+}
+
+/// Releases a dataset. NULL is a no-op. Since: 0.1.
+@c(parml_dataset_free)
+public func parmlDatasetFree(_ dataset: parml_dataset?) {
+    HandleRegistry.shared.release(dataset, .dataset)
+}
+
+/// Number of samples in *count_out. Since: 0.1.
+@c(parml_dataset_size)
+public func parmlDatasetSize(_ dataset: parml_dataset?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_dataset_size") {
+        let d = try datasetObject(dataset)
+        try nonNull(count_out, "count_out").pointee = Int64(d.count)
+    }
+}
+
+/// Number of classes (largest target + 1) in *classes_out, or 0 when the
+/// targets are not class indices. Since: 0.1.
+@c(parml_dataset_num_classes)
+public func parmlDatasetNumClasses(_ dataset: parml_dataset?, _ classes_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_dataset_num_classes") {
+        let d = try datasetObject(dataset)
+        try nonNull(classes_out, "classes_out").pointee = Int64(d.numClasses ?? 0)
+    }
+}
+
+/// The shape of the whole inputs tensor (N, ...), written as in
+/// parml_tensor_shape. Since: 0.1.
+@c(parml_dataset_input_shape)
+public func parmlDatasetInputShape(
+    _ dataset: parml_dataset?, _ dims_out: UnsafeMutablePointer<Int64>?, _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
+) -> parml_status {
+    guarded("parml_dataset_input_shape") { try writeShape(datasetObject(dataset).inputs.shape, dims_out, capacity, ndim_out) }
+}

@@ -1,0 +1,206 @@
+import CParmlTypes
+import ParmlModel
+import ParmlTensor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func modelObject(_ m: parml_model?, _ name: String = "model") throws -> Model {
+    try HandleRegistry.shared.object(m, .model, as: Model.self, name: name)
+}
+
+func positive(_ v: Int64, _ name: String) throws -> Int {
+    guard v >= 1, v <= Int64(Int32.max) else { throw ParmlError.invalidArgument("\(name) must be in 1...2^31-1, got \(v)") }
+    return Int(v)
+}
+
+/// Creates an empty model. Add layers with parml_model_add_*, then call
+/// parml_model_init. The caller owns *out (parml_model_free). Since: 0.1.
+@c(parml_model_create)
+public func parmlModelCreate(_ out: UnsafeMutablePointer<parml_model?>?) -> parml_status {
+    guarded("parml_model_create") {
+        let out = try nonNull(out, "out")
+        out.pointee = HandleRegistry.shared.register(Model(), as: .model)
+    }
+}
+
+/// Releases the caller's reference. A trainer built on the model keeps its
+/// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
+@c(parml_model_free)
+public func parmlModelFree(_ model: parml_model?) {
+    HandleRegistry.shared.release(model, .model)
+}
+
+/// Appends y = x * W^T + b with W (out_features, in_features), as torch.nn.Linear.
+/// `bias` nonzero adds b. Input (..., in_features) -> (..., out_features).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (sizes), PARML_ERR_STATE (after init). Since: 0.1.
+@c(parml_model_add_linear)
+public func parmlModelAddLinear(_ model: parml_model?, _ in_features: Int64, _ out_features: Int64, _ bias: Int32) -> parml_status {
+    guarded("parml_model_add_linear") {
+        let m = try modelObject(model)
+        try m.add(Linear(inFeatures: positive(in_features, "in_features"), outFeatures: positive(out_features, "out_features"), bias: bias != 0))
+    }
+}
+
+/// Appends an element-wise activation, kind = PARML_ACTIVATION_*.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (unknown kind), PARML_ERR_STATE. Since: 0.1.
+@c(parml_model_add_activation)
+public func parmlModelAddActivation(_ model: parml_model?, _ kind: Int32) -> parml_status {
+    guarded("parml_model_add_activation") {
+        let m = try modelObject(model)
+        guard let k = ActivationKind(rawValue: kind) else {
+            throw ParmlError.invalidArgument("activation kind \(kind) is unknown (PARML_ACTIVATION_RELU, _GELU, _TANH, _SIGMOID)")
+        }
+        try m.add(Activation(k))
+    }
+}
+
+/// Appends layer normalisation over the last dimension (size `features`),
+/// with learned scale (init 1) and shift (init 0); eps > 0 (PyTorch: 1e-5).
+/// Since: 0.1.
+@c(parml_model_add_layer_norm)
+public func parmlModelAddLayerNorm(_ model: parml_model?, _ features: Int64, _ eps: Float) -> parml_status {
+    guarded("parml_model_add_layer_norm") {
+        let m = try modelObject(model)
+        try m.add(LayerNorm(features: positive(features, "features"), eps: eps))
+    }
+}
+
+/// Appends inverted dropout with drop probability p in [0, 1); active only
+/// in training, masks drawn from the trainer's seed. Since: 0.1.
+@c(parml_model_add_dropout)
+public func parmlModelAddDropout(_ model: parml_model?, _ p: Float) -> parml_status {
+    guarded("parml_model_add_dropout") {
+        let m = try modelObject(model)
+        try m.add(Dropout(probability: p))
+    }
+}
+
+/// Appends a flatten: (N, d1, d2, ...) -> (N, d1*d2*...). Since: 0.1.
+@c(parml_model_add_flatten)
+public func parmlModelAddFlatten(_ model: parml_model?) -> parml_status {
+    guarded("parml_model_add_flatten") {
+        let m = try modelObject(model)
+        try m.add(Flatten())
+    }
+}
+
+/// Opens a residual block: the layers added until parml_model_end_residual
+/// form f, and the block computes y = x + f(x) (f must keep the shape).
+/// Blocks nest. Since: 0.1.
+@c(parml_model_begin_residual)
+public func parmlModelBeginResidual(_ model: parml_model?) -> parml_status {
+    guarded("parml_model_begin_residual") { try modelObject(model).beginResidual() }
+}
+
+/// Closes the innermost residual block. Errors: PARML_ERR_STATE when none is
+/// open, PARML_ERR_INVALID_ARGUMENT when it is empty. Since: 0.1.
+@c(parml_model_end_residual)
+public func parmlModelEndResidual(_ model: parml_model?) -> parml_status {
+    guarded("parml_model_end_residual") { try modelObject(model).endResidual() }
+}
+
+/// Allocates the parameters and draws them from `seed` (PyTorch's default
+/// distributions: Linear U(-1/sqrt(in), 1/sqrt(in)), LayerNorm 1 and 0). Calling it again
+/// redraws them. No layer can be added afterwards.
+/// Errors: PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+@c(parml_model_init)
+public func parmlModelInit(_ model: parml_model?, _ seed: UInt64) -> parml_status {
+    guarded("parml_model_init") { try modelObject(model).initialize(seed: seed) }
+}
+
+/// Number of scalar parameters (also before init). Since: 0.1.
+@c(parml_model_num_params)
+public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_model_num_params") {
+        let m = try modelObject(model)
+        try nonNull(count_out, "count_out").pointee = Int64(m.declaredParameterCount)
+    }
+}
+
+/// Copies all parameters, flattened in layer order (each tensor row-major),
+/// into dst; count must equal parml_model_num_params.
+/// Errors: PARML_ERR_STATE before init, PARML_ERR_SHAPE for a wrong count. Since: 0.1.
+@c(parml_model_get_params)
+public func parmlModelGetParams(_ model: parml_model?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int) -> parml_status {
+    guarded("parml_model_get_params") {
+        let m = try modelObject(model)
+        let dst = try nonNull(dst, "dst")
+        try checkParamCount(m, count)
+        try m.copyParameters(to: dst)
+    }
+}
+
+/// Overwrites all parameters from src, in the order of parml_model_get_params.
+/// Since: 0.1.
+@c(parml_model_set_params)
+public func parmlModelSetParams(_ model: parml_model?, _ src: UnsafePointer<Float>?, _ count: Int) -> parml_status {
+    guarded("parml_model_set_params") {
+        let m = try modelObject(model)
+        let src = try nonNull(src, "src")
+        try checkParamCount(m, count)
+        try m.setParameters(from: src)
+    }
+}
+
+private func checkParamCount(_ m: Model, _ count: Int) throws {
+    guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+    guard count == m.parameterCount else {
+        throw ParmlError.shape("count is \(count) but the model has \(m.parameterCount) parameters")
+    }
+}
+
+/// The output shape for an input shape (dims, ndim), checked through every
+/// layer; written as in parml_tensor_shape. Errors: PARML_ERR_SHAPE naming
+/// the layer that does not fit. Since: 0.1.
+@c(parml_model_output_shape)
+public func parmlModelOutputShape(
+    _ model: parml_model?, _ dims: UnsafePointer<Int64>?, _ ndim: Int, _ dims_out: UnsafeMutablePointer<Int64>?,
+    _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
+) -> parml_status {
+    guarded("parml_model_output_shape") {
+        let m = try modelObject(model)
+        let s = try m.outputShape(for: shape(dims, ndim, name: "dims"))
+        try writeShape(s, dims_out, capacity, ndim_out)
+    }
+}
+
+/// Runs the model in inference mode (dropout off) on `input` and returns a
+/// new tensor in *out that the caller frees with parml_tensor_free.
+/// Errors: PARML_ERR_STATE before init, PARML_ERR_SHAPE, PARML_ERR_BLAS. Since: 0.1.
+@c(parml_model_predict)
+public func parmlModelPredict(_ model: parml_model?, _ input: parml_tensor?, _ out: UnsafeMutablePointer<parml_tensor?>?) -> parml_status {
+    guarded("parml_model_predict") {
+        let m = try modelObject(model)
+        let x = try tensorObject(input, "input")
+        let out = try nonNull(out, "out")
+        try BLAS.ensureLoaded()
+        let y = try m.forward(x, PassContext(training: false))
+        out.pointee = HandleRegistry.shared.register(try y.clone(), as: .tensor)
+    }
+}
+
+/// A text description of the layers and parameter shapes in *text_out,
+/// NUL-terminated; the caller frees it with parml_buffer_free. Since: 0.1.
+@c(parml_model_summary)
+public func parmlModelSummary(_ model: parml_model?, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> parml_status {
+    guarded("parml_model_summary") {
+        let m = try modelObject(model)
+        let out = try nonNull(text_out, "text_out")
+        out.pointee = try cString(m.summary)
+    }
+}
+
+/// A malloc'd copy of `s` for the caller to free with parml_buffer_free.
+func cString(_ s: String) throws -> UnsafeMutablePointer<CChar> {
+    let bytes = Array(s.utf8)
+    guard let p = malloc(bytes.count + 1)?.assumingMemoryBound(to: CChar.self) else {
+        throw ParmlError.outOfMemory("could not allocate \(bytes.count + 1) bytes")
+    }
+    bytes.withUnsafeBytes { src in
+        if let base = src.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: bytes.count) }
+    }
+    p[bytes.count] = 0
+    return p
+}

@@ -1,0 +1,166 @@
+import CParmlTypes
+import ParmlModel
+import ParmlTensor
+import ParmlTraining
+
+// Parameter structs cross the ABI by pointer and carry their size, so a host
+// compiled against an older (smaller) struct still works: the library reads
+// only the bytes the host says it has, the rest keep their defaults.
+
+/// Copies the caller's struct over `defaults`, reading at most `struct_size` bytes.
+func readSized<T>(_ p: UnsafePointer<T>, defaults: T, name: String, minimum: Int) throws -> T {
+    let size = UnsafeRawPointer(p).load(as: Int.self)  // struct_size is the first field of every params struct
+    guard size >= minimum else {
+        throw ParmlError.invalidArgument(
+            "\(name)->struct_size is \(size), at least \(minimum) expected; fill the struct with its _params_init function")
+    }
+    var out = defaults
+    withUnsafeMutableBytes(of: &out) { dst in
+        dst.copyMemory(from: UnsafeRawBufferPointer(start: p, count: min(size, MemoryLayout<T>.size)))
+    }
+    return out
+}
+
+/// Writes `value` into a caller struct whose struct_size says how much room it has.
+func writeSized<T>(_ value: T, to p: UnsafeMutablePointer<T>, name: String, minimum: Int) throws {
+    let size = UnsafeRawPointer(p).load(as: Int.self)
+    guard size >= minimum else {
+        throw ParmlError.invalidArgument("\(name)->struct_size is \(size); set it to sizeof(*\(name)) first")
+    }
+    var v = value
+    withUnsafeBytes(of: &v) { src in
+        UnsafeMutableRawPointer(p).copyMemory(from: src.baseAddress!, byteCount: min(size, MemoryLayout<T>.size))
+    }
+    UnsafeMutableRawPointer(p).storeBytes(of: size, as: Int.self)
+}
+
+func defaultOptimizerParams() -> parml_optimizer_params {
+    var p = parml_optimizer_params()
+    p.struct_size = MemoryLayout<parml_optimizer_params>.size
+    p.kind = PARML_OPTIMIZER_SGD
+    p.learning_rate = 0.01
+    p.momentum = 0
+    p.nesterov = 0
+    p.weight_decay = 0
+    p.beta1 = 0.9
+    p.beta2 = 0.999
+    p.epsilon = 1e-8
+    p.schedule = PARML_SCHEDULE_CONSTANT
+    p.warmup_steps = 0
+    p.step_size = 1
+    p.gamma = 0.1
+    p.total_steps = 0
+    p.min_lr = 0
+    p.clip_grad_norm = 0
+    return p
+}
+
+func defaultStrategyParams() -> parml_strategy_params {
+    var p = parml_strategy_params()
+    p.struct_size = MemoryLayout<parml_strategy_params>.size
+    p.dp = 1
+    p.tp = 1
+    p.pp = 1
+    p.micro_batches = 1
+    p.pipeline_schedule = PARML_PIPELINE_1F1B
+    p.zero_stage = 0
+    p.backend = PARML_BACKEND_THREADS
+    p.deterministic = 1
+    p.blas_threads = 0
+    p.seed = 0
+    return p
+}
+
+func defaultFitParams() -> parml_fit_params {
+    var p = parml_fit_params()
+    p.struct_size = MemoryLayout<parml_fit_params>.size
+    p.epochs = 1
+    p.batch_size = 64
+    p.shuffle = 1
+    p.drop_last = 0
+    p.validation = nil
+    p.progress = nil
+    p.user_data = nil
+    return p
+}
+
+/// Fills *params with the defaults (SGD, lr 0.01, constant schedule, no
+/// momentum, decay or clipping) and sets struct_size. Returns
+/// PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+@c(parml_optimizer_params_init)
+public func parmlOptimizerParamsInit(_ params: UnsafeMutablePointer<parml_optimizer_params>?) -> parml_status {
+    guarded("parml_optimizer_params_init") { try nonNull(params, "params").pointee = defaultOptimizerParams() }
+}
+
+/// Fills *params with the serial layout (dp = tp = pp = 1, threads backend,
+/// deterministic, BLAS threads chosen from the cores, seed 0) and sets
+/// struct_size. Returns PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+@c(parml_strategy_params_init)
+public func parmlStrategyParamsInit(_ params: UnsafeMutablePointer<parml_strategy_params>?) -> parml_status {
+    guarded("parml_strategy_params_init") { try nonNull(params, "params").pointee = defaultStrategyParams() }
+}
+
+/// Fills *params with fit defaults (1 epoch, batch 64, shuffled, no
+/// validation, no callback) and sets struct_size. Returns
+/// PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+@c(parml_fit_params_init)
+public func parmlFitParamsInit(_ params: UnsafeMutablePointer<parml_fit_params>?) -> parml_status {
+    guarded("parml_fit_params_init") { try nonNull(params, "params").pointee = defaultFitParams() }
+}
+
+// MARK: - C structs → engine configs
+
+func optimizerConfig(from p: parml_optimizer_params) throws -> OptimizerConfig {
+    var c = OptimizerConfig()
+    guard let kind = OptimizerKind(rawValue: p.kind) else {
+        throw ParmlError.invalidArgument("optimizer kind \(p.kind) is unknown (PARML_OPTIMIZER_SGD, _ADAM or _ADAMW)")
+    }
+    guard let schedule = ScheduleKind(rawValue: p.schedule) else {
+        throw ParmlError.invalidArgument("schedule \(p.schedule) is unknown (PARML_SCHEDULE_CONSTANT, _STEP or _COSINE)")
+    }
+    c.kind = kind
+    c.learningRate = p.learning_rate
+    c.momentum = p.momentum
+    c.nesterov = p.nesterov != 0
+    c.weightDecay = p.weight_decay
+    c.beta1 = p.beta1
+    c.beta2 = p.beta2
+    c.epsilon = p.epsilon
+    c.clipGradNorm = p.clip_grad_norm
+    c.schedule.kind = schedule
+    guard p.warmup_steps >= 0, p.step_size >= 0, p.total_steps >= 0,
+        p.warmup_steps <= Int64(Int32.max), p.step_size <= Int64(Int32.max), p.total_steps <= Int64(Int32.max)
+    else {
+        throw ParmlError.invalidArgument(
+            "warmup_steps (\(p.warmup_steps)), step_size (\(p.step_size)) and total_steps (\(p.total_steps)) must be in 0...2^31-1")
+    }
+    c.schedule.warmupSteps = Int(p.warmup_steps)
+    c.schedule.stepSize = Int(p.step_size)
+    c.schedule.gamma = p.gamma
+    c.schedule.totalSteps = Int(p.total_steps)
+    c.schedule.minLearningRate = p.min_lr
+    try c.validate()
+    return c
+}
+
+func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
+    var s = StrategyConfig()
+    guard let schedule = PipelineSchedule(rawValue: p.pipeline_schedule) else {
+        throw ParmlError.invalidArgument("pipeline_schedule \(p.pipeline_schedule) is unknown (PARML_PIPELINE_GPIPE or _1F1B)")
+    }
+    guard let backend = Backend(rawValue: p.backend) else {
+        throw ParmlError.invalidArgument("backend \(p.backend) is unknown (PARML_BACKEND_THREADS or _MPI)")
+    }
+    s.dp = Int(p.dp)
+    s.tp = Int(p.tp)
+    s.pp = Int(p.pp)
+    s.microBatches = Int(p.micro_batches)
+    s.pipelineSchedule = schedule
+    s.zeroStage = Int(p.zero_stage)
+    s.backend = backend
+    s.deterministic = p.deterministic != 0
+    s.blasThreads = Int(p.blas_threads)
+    s.seed = p.seed
+    try s.validate()
+    return s
+}

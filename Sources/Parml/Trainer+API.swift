@@ -1,0 +1,160 @@
+import CParmlTypes
+import ParmlModel
+import ParmlTensor
+import ParmlTraining
+
+func trainerObject(_ t: parml_trainer?) throws -> Trainer {
+    try HandleRegistry.shared.object(t, .trainer, as: Trainer.self, name: "trainer")
+}
+
+/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
+/// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
+/// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
+/// keeps its own reference to the model and updates its parameters in place.
+/// The caller owns *out (parml_trainer_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
+/// struct_size), PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED
+/// (a layout this build cannot run yet), PARML_ERR_BLAS. Since: 0.1.
+@c(parml_trainer_create)
+public func parmlTrainerCreate(
+    _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,
+    _ strategy: UnsafePointer<parml_strategy_params>?, _ out: UnsafeMutablePointer<parml_trainer?>?
+) -> parml_status {
+    guarded("parml_trainer_create") {
+        let m = try modelObject(model)
+        guard let lossKind = LossKind(rawValue: loss) else {
+            throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY or PARML_LOSS_MSE)")
+        }
+        let out = try nonNull(out, "out")
+        let o = try optimizer.map {
+            try readSized($0, defaults: defaultOptimizerParams(), name: "optimizer", minimum: MemoryLayout<parml_optimizer_params>.size)
+        } ?? defaultOptimizerParams()
+        let s = try strategy.map {
+            try readSized($0, defaults: defaultStrategyParams(), name: "strategy", minimum: MemoryLayout<parml_strategy_params>.size)
+        } ?? defaultStrategyParams()
+        let t = try Trainer(model: m, loss: lossKind, optimizer: optimizerConfig(from: o), strategy: strategyConfig(from: s))
+        out.pointee = HandleRegistry.shared.register(t, as: .trainer)
+    }
+}
+
+/// Releases a trainer (and its reference to the model). NULL is a no-op. Since: 0.1.
+@c(parml_trainer_free)
+public func parmlTrainerFree(_ trainer: parml_trainer?) {
+    HandleRegistry.shared.release(trainer, .trainer)
+}
+
+/// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
+/// indices for cross-entropy, the output's shape for MSE). Writes the batch's
+/// mean loss (before the update) to *loss_out when it is not NULL.
+/// On error nothing is updated. Errors: PARML_ERR_SHAPE, PARML_ERR_INVALID_ARGUMENT
+/// (a target that is not a class index). Since: 0.1.
+@c(parml_trainer_step)
+public func parmlTrainerStep(
+    _ trainer: parml_trainer?, _ inputs: parml_tensor?, _ targets: parml_tensor?, _ loss_out: UnsafeMutablePointer<Float>?
+) -> parml_status {
+    guarded("parml_trainer_step") {
+        let t = try trainerObject(trainer)
+        let x = try tensorObject(inputs, "inputs")
+        let y = try tensorObject(targets, "targets")
+        let r = try t.step(inputs: x, targets: y)
+        loss_out?.pointee = r.loss
+    }
+}
+
+/// Trains over `train` for params->epochs epochs of params->batch_size
+/// samples (NULL params = parml_fit_params_init defaults). After each epoch,
+/// params->progress (if set) gets that epoch's metrics; returning nonzero
+/// stops training with PARML_ERR_CANCELLED (the epochs done stay applied).
+/// The callback must not use this trainer or its model. When last_out is
+/// not NULL it receives the last epoch's metrics; set last_out->struct_size
+/// to sizeof(parml_epoch_metrics) first. Since: 0.1.
+@c(parml_trainer_fit)
+public func parmlTrainerFit(
+    _ trainer: parml_trainer?, _ train: parml_dataset?, _ params: UnsafePointer<parml_fit_params>?,
+    _ last_out: UnsafeMutablePointer<parml_epoch_metrics>?
+) -> parml_status {
+    guarded("parml_trainer_fit") {
+        let t = try trainerObject(trainer)
+        let data = try datasetObject(train, "train")
+        let p = try params.map {
+            try readSized($0, defaults: defaultFitParams(), name: "params", minimum: MemoryLayout<parml_fit_params>.size)
+        } ?? defaultFitParams()
+        let validation = try p.validation.map { try datasetObject($0, "params->validation") }
+        if let last_out {
+            let size = UnsafeRawPointer(last_out).load(as: Int.self)
+            guard size >= MemoryLayout<parml_epoch_metrics>.size else {
+                throw ParmlError.invalidArgument("last_out->struct_size is \(size); set it to sizeof(parml_epoch_metrics) first")
+            }
+        }
+        guard p.epochs >= 1, p.epochs <= Int64(Int32.max) else {
+            throw ParmlError.invalidArgument("params->epochs must be in 1...2^31-1, got \(p.epochs)")
+        }
+        guard p.batch_size >= 1, p.batch_size <= Int64(Int32.max) else {
+            throw ParmlError.invalidArgument("params->batch_size must be in 1...2^31-1, got \(p.batch_size)")
+        }
+        var options = FitOptions()
+        options.epochs = Int(p.epochs)
+        options.batchSize = Int(p.batch_size)
+        options.shuffle = p.shuffle != 0
+        options.dropLast = p.drop_last != 0
+        let callback = p.progress
+        let userData = p.user_data
+        let last = try t.fit(data, options: options, validation: validation) { m in
+            guard let callback else { return true }
+            var c = cMetrics(m)
+            return callback(&c, userData) == 0
+        }
+        if let last_out { try writeSized(cMetrics(last), to: last_out, name: "last_out", minimum: MemoryLayout<parml_epoch_metrics>.size) }
+    }
+}
+
+func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
+    var c = parml_epoch_metrics()
+    c.struct_size = MemoryLayout<parml_epoch_metrics>.size
+    c.epoch = Int64(m.epoch)
+    c.epochs = Int64(m.epochs)
+    c.steps = Int64(m.steps)
+    c.train_loss = m.trainLoss
+    c.train_accuracy = m.trainAccuracy
+    c.val_loss = m.validationLoss
+    c.val_accuracy = m.validationAccuracy
+    c.learning_rate = m.learningRate
+    c.seconds = m.seconds
+    c.samples_per_second = m.samplesPerSecond
+    return c
+}
+
+/// Mean loss and accuracy over a dataset in inference mode, in batches of
+/// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
+/// Since: 0.1.
+@c(parml_trainer_evaluate)
+public func parmlTrainerEvaluate(
+    _ trainer: parml_trainer?, _ dataset: parml_dataset?, _ batch_size: Int64, _ loss_out: UnsafeMutablePointer<Float>?,
+    _ accuracy_out: UnsafeMutablePointer<Float>?
+) -> parml_status {
+    guarded("parml_trainer_evaluate") {
+        let t = try trainerObject(trainer)
+        let d = try datasetObject(dataset)
+        let r = try t.evaluate(d, batchSize: positive(batch_size, "batch_size"))
+        loss_out?.pointee = r.loss
+        accuracy_out?.pointee = t.loss.kind == .crossEntropy ? Float(r.correct) / Float(r.samples) : .nan
+    }
+}
+
+/// Optimizer steps taken so far in *steps_out. Since: 0.1.
+@c(parml_trainer_step_count)
+public func parmlTrainerStepCount(_ trainer: parml_trainer?, _ steps_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_trainer_step_count") {
+        let t = try trainerObject(trainer)
+        try nonNull(steps_out, "steps_out").pointee = Int64(t.stepCount)
+    }
+}
+
+/// The learning rate the next step will use (after schedule and warmup). Since: 0.1.
+@c(parml_trainer_learning_rate)
+public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: UnsafeMutablePointer<Float>?) -> parml_status {
+    guarded("parml_trainer_learning_rate") {
+        let t = try trainerObject(trainer)
+        try nonNull(lr_out, "lr_out").pointee = t.learningRate
+    }
+}

@@ -1,0 +1,175 @@
+import ParmlTensor
+
+/// Cuts a dataset into batches in a per-epoch sample order and copies each
+/// batch into caller-owned tensors.
+///
+/// The order of epoch e is a pure function of (seed, e): it is recomputed
+/// from the identity every epoch, never from the previous one, so a run
+/// resumed at epoch e sees the batches the uninterrupted run saw, and every
+/// rank computing it gets the same order without talking to the others.
+public struct Batcher {
+    public let dataset: Dataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let dropLast: Bool
+    public let seed: UInt64
+    /// The epoch whose order `fill` uses.
+    public private(set) var epoch: Int = 0
+    /// Batches per epoch: a partial last batch counts unless `dropLast`.
+    public let batchCount: Int
+
+    /// Sample index at each position of the epoch. Allocated once here and
+    /// rewritten in place by `startEpoch`.
+    private var order: [Int]
+
+    /// Prepares epoch 0. Throws `.invalidArgument` for a batch size below 1,
+    /// and when `dropLast` would leave no batch at all (batchSize > N): an
+    /// epoch that silently trains on nothing is never what was meant.
+    public init(dataset: Dataset, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64) throws {
+        guard batchSize >= 1 else {
+            throw ParmlError.invalidArgument("batch size must be at least 1, got \(batchSize)")
+        }
+        let n = dataset.count
+        if dropLast && batchSize > n {
+            throw ParmlError.invalidArgument(
+                "batch size \(batchSize) is larger than the dataset (\(n) samples) and dropLast leaves no batch")
+        }
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        self.seed = seed
+        batchCount = dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
+        order = Array(0..<n)
+        startEpoch(0)
+    }
+
+    /// The sample order of the current epoch (position → sample index).
+    public var sampleOrder: [Int] { order }
+
+    /// Sets the sample order for `epoch`: the identity without shuffling,
+    /// otherwise a Fisher–Yates shuffle driven by Philox(seed) on the stream
+    /// `RandomStream.shuffle(epoch:)`. Allocates nothing. `epoch` must be
+    /// non-negative (the stream id is built from it); callers at the C ABI check it.
+    public mutating func startEpoch(_ epoch: Int) {
+        precondition(epoch >= 0, "epoch \(epoch) is negative")
+        self.epoch = epoch
+        let n = order.count
+        let seed = self.seed
+        let shuffle = self.shuffle
+        order.withUnsafeMutableBufferPointer { p in
+            for i in 0..<n { p[i] = i }
+            guard shuffle, n > 1 else { return }
+            var draws = DrawSequence(rng: Philox(seed: seed), stream: RandomStream.shuffle(epoch: epoch))
+            var i = n - 1
+            while i > 0 {
+                let j = draws.below(UInt64(i + 1))
+                p.swapAt(i, Int(j))
+                i -= 1
+            }
+        }
+    }
+
+    /// Number of samples in batch `batch`: `batchSize`, or less for the last
+    /// batch when N is not a multiple and `dropLast` is off.
+    public func size(ofBatch batch: Int) -> Int {
+        min(batchSize, dataset.count - batch * batchSize)
+    }
+
+    /// Copies batch `batch` of the current epoch into `inputs` (resized to
+    /// (b, sample dims...)) and `targets` (resized to (b, target dims...))
+    /// and returns b. Reuses the tensors' memory once they are big enough,
+    /// so steady-state calls allocate nothing.
+    @discardableResult
+    public func fill(batch: Int, inputs: Tensor, targets: Tensor) throws -> Int {
+        guard batch >= 0, batch < batchCount else {
+            throw ParmlError.invalidArgument("batch \(batch) is out of range: this epoch has \(batchCount) batches")
+        }
+        let b = size(ofBatch: batch)
+        try fill(batch: batch, rows: 0..<b, inputs: inputs, targets: targets)
+        return b
+    }
+
+    /// Copies rows `rows` of batch `batch` (positions within the batch) into
+    /// `inputs` and `targets`, resized to (rows.count, ...). This is a
+    /// data-parallel rank's or a micro-batch's share of the global batch,
+    /// taken in the same epoch order the whole batch would have.
+    public func fill(batch: Int, rows: Range<Int>, inputs: Tensor, targets: Tensor) throws {
+        guard batch >= 0, batch < batchCount else {
+            throw ParmlError.invalidArgument("batch \(batch) is out of range: this epoch has \(batchCount) batches")
+        }
+        let b = size(ofBatch: batch)
+        guard rows.lowerBound >= 0, rows.upperBound <= b, !rows.isEmpty else {
+            throw ParmlError.invalidArgument("rows \(rows) are not a non-empty part of batch \(batch), which has \(b) rows")
+        }
+        let src = dataset.inputs, srcT = dataset.targets
+        guard inputs !== src, inputs !== srcT, targets !== src, targets !== srcT, inputs !== targets else {
+            throw ParmlError.invalidArgument("fill needs two distinct tensors that are not the dataset's own")
+        }
+        // The dataset owns its tensors by convention only; a resized one
+        // would make the row arithmetic below read past its end.
+        let n = dataset.count
+        guard src.shape.rank >= 2, src.shape[0] == n, srcT.shape[0] == n else {
+            throw ParmlError.state("the dataset's tensors were resized after it was made")
+        }
+        try inputs.resize(src.shape.withLeading(rows.count))
+        try targets.resize(srcT.shape.withLeading(rows.count))
+
+        let inRow = src.shape.rowSize
+        let tRow = srcT.shape.rowSize
+        let first = batch * batchSize + rows.lowerBound
+        let inSrc = src.data, tSrc = srcT.data
+        let inDst = inputs.data, tDst = targets.data
+        order.withUnsafeBufferPointer { p in
+            for r in 0..<rows.count {
+                let s = p[first + r]
+                (inDst + r * inRow).update(from: inSrc + s * inRow, count: inRow)
+                (tDst + r * tRow).update(from: tSrc + s * tRow, count: tRow)
+            }
+        }
+    }
+}
+
+/// Uniform integers from consecutive Philox outputs: draw k is the k-th
+/// 64-bit half of the blocks at counters 0, 1, 2, … of one stream.
+struct DrawSequence {
+    let rng: Philox
+    let stream: UInt64
+    private var counter: UInt64 = 0
+    private var spare: UInt64 = 0
+    private var hasSpare = false
+
+    init(rng: Philox, stream: UInt64) {
+        self.rng = rng
+        self.stream = stream
+    }
+
+    @inline(__always)
+    mutating func word64() -> UInt64 {
+        if hasSpare {
+            hasSpare = false
+            return spare
+        }
+        let r = rng.block(
+            UInt32(truncatingIfNeeded: counter), UInt32(truncatingIfNeeded: counter >> 32),
+            UInt32(truncatingIfNeeded: stream), UInt32(truncatingIfNeeded: stream >> 32))
+        counter &+= 1
+        spare = UInt64(r.2) << 32 | UInt64(r.3)
+        hasSpare = true
+        return UInt64(r.0) << 32 | UInt64(r.1)
+    }
+
+    /// A uniform integer in 0..<bound, exactly uniform (Lemire's multiply
+    /// and reject; the rejection almost never happens for bounds far below 2^64).
+    @inline(__always)
+    mutating func below(_ bound: UInt64) -> UInt64 {
+        var m = word64().multipliedFullWidth(by: bound)
+        if m.low < bound {
+            let threshold = (0 &- bound) % bound
+            while m.low < threshold {
+                m = word64().multipliedFullWidth(by: bound)
+            }
+        }
+        return m.high
+    }
+}

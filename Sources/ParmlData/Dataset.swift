@@ -1,0 +1,98 @@
+import ParmlTensor
+
+/// A whole dataset in memory: N samples of inputs and their targets, row i of
+/// one belonging to row i of the other. Batches are copied out of it by a
+/// `Batcher`, so training never reads the dataset tensors in place.
+///
+/// The dataset keeps the tensors it is given (no copy: MNIST's inputs alone
+/// are 188 MB); they must not be resized afterwards.
+public final class Dataset {
+    /// Shape (N, sample dims...).
+    public let inputs: Tensor
+    /// Shape (N,) of class indices stored as Float, or (N, k...) of regression targets.
+    public let targets: Tensor
+    /// N, the number of samples.
+    public let count: Int
+    /// The shape of one input sample: `inputs.shape` without its first dimension.
+    public let sampleShape: Shape
+    /// For (N,) targets that are all non-negative integers: the largest plus
+    /// one. Nil for anything else (regression targets).
+    public let numClasses: Int?
+
+    /// Checks that inputs have a sample dimension, that both tensors have the
+    /// same leading dimension N, and that N ≥ 1.
+    public init(inputs: Tensor, targets: Tensor) throws {
+        guard inputs.shape.rank >= 2 else {
+            throw ParmlError.shape(
+                "dataset inputs need shape (N, sample dims...), got \(inputs.shape); reshape scalar features to (N, 1)")
+        }
+        let n = inputs.shape[0]
+        guard targets.shape[0] == n else {
+            throw ParmlError.shape(
+                "dataset inputs have \(n) samples (shape \(inputs.shape)) but targets have \(targets.shape[0]) (shape \(targets.shape))"
+            )
+        }
+        guard n >= 1 else {
+            throw ParmlError.invalidArgument("a dataset needs at least 1 sample, got \(n)")
+        }
+        self.inputs = inputs
+        self.targets = targets
+        count = n
+        var sample = Shape(inputs.shape[1])
+        for i in 2..<max(inputs.shape.rank, 2) { sample.append(inputs.shape[i]) }
+        sampleShape = sample
+        numClasses = targets.shape.rank == 1 ? Dataset.classCount(targets) : nil
+    }
+
+    /// Largest label plus one, or nil when some value is not a non-negative
+    /// integer. Labels above 2^24 are rejected: past that Float no longer
+    /// holds every integer, so such values cannot be class indices.
+    static func classCount(_ t: Tensor) -> Int? {
+        var maxLabel: Float = 0
+        for i in 0..<t.count {
+            let v = t.data[i]
+            guard isClassIndex(v) else { return nil }
+            if v > maxLabel { maxLabel = v }
+        }
+        return Int(maxLabel) + 1
+    }
+
+    @inline(__always)
+    static func isClassIndex(_ v: Float) -> Bool { v >= 0 && v <= 16_777_216 && v.rounded(.towardZero) == v }
+
+    /// Loads an image/label pair of IDX files (MNIST, Fashion-MNIST, EMNIST),
+    /// plain or gzipped. Unsigned-byte images are scaled to [0, 1] by dividing
+    /// by 255, other element types are kept as they are; inputs take the
+    /// image file's shape (N, rows, cols). Labels must be a 1-D file of
+    /// non-negative integers and become class indices.
+    public static func loadIDX(images: String, labels: String) throws -> Dataset {
+        let image = try IDX.read(path: images)
+        guard image.dims.count >= 2 else {
+            throw ParmlError.format(
+                "\(images): an image file needs at least 2 dimensions (N, sample dims...), got dims \(image.dims)")
+        }
+        let label = try IDX.read(path: labels)
+        guard label.dims.count == 1 else {
+            throw ParmlError.format("\(labels): a label file has 1 dimension (N), got dims \(label.dims)")
+        }
+        guard image.dims[0] == label.dims[0] else {
+            throw ParmlError.format(
+                "\(images) holds \(image.dims[0]) images but \(labels) holds \(label.dims[0]) labels")
+        }
+
+        let inputs = try Tensor(shape: try Shape(image.dims))
+        image.values.withUnsafeBufferPointer { src in
+            if image.type == .ubyte {
+                // Division, not multiplication by 1/255: 255 maps to exactly 1.
+                for i in 0..<src.count { inputs.data[i] = src[i] / 255 }
+            } else {
+                inputs.data.update(from: src.baseAddress!, count: src.count)
+            }
+        }
+        for (i, v) in label.values.enumerated() where !Dataset.isClassIndex(v) {
+            throw ParmlError.format("\(labels): label \(i) is \(v), not a class index (an integer in 0...2^24)")
+        }
+        let targets = try Tensor(label.values, shape: Shape(label.dims[0]))
+        return try Dataset(inputs: inputs, targets: targets)
+    }
+}

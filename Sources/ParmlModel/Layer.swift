@@ -1,0 +1,71 @@
+import ParmlTensor
+
+/// Where a forward or backward pass runs: training or inference, which
+/// optimizer step, and the global index of the batch's first sample. Dropout
+/// keys its mask on these, so a sample gets the same mask however the batch
+/// is split across ranks or micro-batches.
+public struct PassContext: Sendable {
+    public var training: Bool
+    public var step: Int
+    public var sampleOffset: Int
+    public var seed: UInt64
+
+    public init(training: Bool, step: Int = 0, sampleOffset: Int = 0, seed: UInt64 = 0) {
+        self.training = training
+        self.step = step
+        self.sampleOffset = sampleOffset
+        self.seed = seed
+    }
+}
+
+/// How a parameter tensor starts out.
+public enum Initializer: Sendable, Equatable {
+    /// U(−bound, bound), as PyTorch's default for Linear weights and biases (bound = 1/√fan_in).
+    case uniform(bound: Float)
+    case constant(Float)
+}
+
+public struct ParameterSpec: Sendable {
+    public let name: String
+    public let shape: Shape
+    public let initializer: Initializer
+}
+
+/// One layer: forward and backward over tensors it owns.
+///
+/// A layer owns its output and input-gradient buffers and reuses them from
+/// step to step. `forward` may keep a reference to its input: the caller
+/// must not change that tensor before the matching `backward`.
+public protocol Layer: AnyObject {
+    /// A short name ("linear", "relu", ...), used in plans and errors.
+    var kind: String { get }
+    /// The parameters this layer needs, in the order `bind` receives them.
+    var parameterSpecs: [ParameterSpec] { get }
+    /// Gives the layer views of its parameters and gradients in the model's arena.
+    func bind(values: [Tensor], gradients: [Tensor])
+    /// The output shape for an input shape, or a `.shape` error naming the problem.
+    func outputShape(for input: Shape) throws -> Shape
+    func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor
+    /// Accumulates parameter gradients when `accumulate`, otherwise overwrites
+    /// them; returns dL/dx when `needInputGradient`.
+    func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor?
+    /// Nested layers (residual bodies), for traversal.
+    var children: [Layer] { get }
+}
+
+extension Layer {
+    public var parameterSpecs: [ParameterSpec] { [] }
+    public func bind(values: [Tensor], gradients: [Tensor]) {}
+    public var children: [Layer] { [] }
+}
+
+/// A reusable buffer shaped on demand (allocates only when it must grow).
+@usableFromInline
+final class Buffer {
+    let tensor: Tensor
+    init() { tensor = try! Tensor(shape: Shape(0)) }  // zero elements: cannot fail
+    @inline(__always) func shaped(_ s: Shape) throws -> Tensor {
+        try tensor.resize(s)
+        return tensor
+    }
+}

@@ -1,0 +1,74 @@
+import ParmlTensor
+
+// Shapes: x (R, C) over the last dimension C = features; γ, β (C);
+// mean, rstd (R) saved for backward.
+public final class LayerNorm: Layer {
+    public let features: Int
+    public let eps: Float
+    public var kind: String { "layer_norm" }
+
+    private var gamma: Tensor?
+    private var beta: Tensor?
+    private var gammaGrad: Tensor?
+    private var betaGrad: Tensor?
+    private var input: Tensor?
+    private let output = Buffer()
+    private let gradInput = Buffer()
+    private let mean = Buffer()
+    private let rstd = Buffer()
+
+    public init(features: Int, eps: Float = 1e-5) throws {
+        guard features > 0 else { throw ParmlError.invalidArgument("layer_norm: features must be positive, got \(features)") }
+        guard eps > 0, eps.isFinite else { throw ParmlError.invalidArgument("layer_norm: eps must be positive and finite, got \(eps)") }
+        self.features = features
+        self.eps = eps
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        [
+            ParameterSpec(name: "weight", shape: Shape(features), initializer: .constant(1)),
+            ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0)),
+        ]
+    }
+
+    public func bind(values: [Tensor], gradients: [Tensor]) {
+        gamma = values[0]
+        beta = values[1]
+        gammaGrad = gradients[0]
+        betaGrad = gradients[1]
+    }
+
+    public func outputShape(for input: Shape) throws -> Shape {
+        guard input.rank >= 2, input[input.rank - 1] == features else {
+            throw ParmlError.shape("layer_norm(\(features)) expects input (..., \(features)), got \(input)")
+        }
+        return input
+    }
+
+    public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        guard let gamma, let beta else { throw ParmlError.state("layer_norm is not bound to parameters") }
+        let rows = x.count / features
+        let y = try output.shaped(x.shape)
+        let m = try mean.shaped(Shape(rows)), r = try rstd.shaped(Shape(rows))
+        Kernels.layerNormForward(
+            x.data, gamma: gamma.data, beta: beta.data, eps: eps, y.data, mean: m.data, rstd: r.data,
+            rows: rows, cols: features)
+        input = x
+        return y
+    }
+
+    public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        guard let gamma, let gammaGrad, let betaGrad, let x = input else {
+            throw ParmlError.state("layer_norm backward without forward")
+        }
+        if !accumulate {
+            gammaGrad.fill(0)
+            betaGrad.fill(0)
+        }
+        let dx = try gradInput.shaped(x.shape)
+        Kernels.layerNormBackward(
+            dy.data, x.data, mean: mean.tensor.data, rstd: rstd.tensor.data, gamma: gamma.data, dx.data,
+            dgamma: gammaGrad.data, dbeta: betaGrad.data, rows: x.count / features, cols: features)
+        return needInputGradient ? dx : nil
+    }
+}

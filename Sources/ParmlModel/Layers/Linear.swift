@@ -1,0 +1,100 @@
+import ParmlTensor
+
+// Shapes: x (R, in) where R is the product of the leading dims, W (out, in)
+// as PyTorch stores it, b (out), y (R, out).
+// forward:  y = x·Wᵀ + b           (one sgemm)
+// backward: dW (+)= dyᵀ·x, db (+)= Σ_rows dy, dx = dy·W
+public final class Linear: Layer {
+    public let inFeatures: Int
+    public let outFeatures: Int
+    public let hasBias: Bool
+    public var kind: String { "linear" }
+
+    public private(set) var weight: Tensor?
+    public private(set) var bias: Tensor?
+    private var weightGrad: Tensor?
+    private var biasGrad: Tensor?
+    private var input: Tensor?
+    private let output = Buffer()
+    private let gradInput = Buffer()
+
+    public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws {
+        guard inFeatures > 0, outFeatures > 0 else {
+            throw ParmlError.invalidArgument("linear: features must be positive, got in=\(inFeatures) out=\(outFeatures)")
+        }
+        guard inFeatures <= Int(Int32.max), outFeatures <= Int(Int32.max),
+            inFeatures.multipliedReportingOverflow(by: outFeatures).overflow == false,
+            inFeatures * outFeatures <= Int(Int32.max)
+        else {
+            throw ParmlError.invalidArgument("linear: \(inFeatures)x\(outFeatures) weights are too large")
+        }
+        self.inFeatures = inFeatures
+        self.outFeatures = outFeatures
+        self.hasBias = bias
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        var specs = [ParameterSpec(name: "weight", shape: Shape(outFeatures, inFeatures), initializer: .uniform(bound: bound))]
+        if hasBias { specs.append(ParameterSpec(name: "bias", shape: Shape(outFeatures), initializer: .uniform(bound: bound))) }
+        return specs
+    }
+
+    public func bind(values: [Tensor], gradients: [Tensor]) {
+        weight = values[0]
+        weightGrad = gradients[0]
+        if hasBias {
+            bias = values[1]
+            biasGrad = gradients[1]
+        }
+    }
+
+    public func outputShape(for input: Shape) throws -> Shape {
+        guard input.rank >= 2, input[input.rank - 1] == inFeatures else {
+            throw ParmlError.shape("linear(\(inFeatures)→\(outFeatures)) expects input (..., \(inFeatures)), got \(input)")
+        }
+        var s = input
+        s[s.rank - 1] = outFeatures
+        return s
+    }
+
+    public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        guard let weight else { throw ParmlError.state("linear layer is not bound to parameters") }
+        let rows = x.count / inFeatures
+        var s = x.shape
+        s[s.rank - 1] = outFeatures
+        let y = try output.shaped(s)
+        if let bias {
+            // Broadcast b into y, then accumulate the product on top (beta = 1):
+            // one pass over y instead of a product pass plus a bias pass.
+            for r in 0..<rows { (y.data + r * outFeatures).update(from: bias.data, count: outFeatures) }
+        }
+        BLAS.gemm(
+            transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
+            x.data, lda: inFeatures, weight.data, ldb: inFeatures,
+            beta: bias == nil ? 0 : 1, y.data, ldc: outFeatures)
+        input = x
+        return y
+    }
+
+    public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        guard let weight, let weightGrad, let x = input else {
+            throw ParmlError.state("linear backward without forward")
+        }
+        let rows = dy.count / outFeatures
+        BLAS.gemm(
+            transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
+            dy.data, lda: outFeatures, x.data, ldb: inFeatures,
+            beta: accumulate ? 1 : 0, weightGrad.data, ldc: inFeatures)
+        if let biasGrad {
+            Kernels.sumRows(dy.data, rows: rows, cols: outFeatures, into: biasGrad.data, accumulate: accumulate)
+        }
+        guard needInputGradient else { return nil }
+        let dx = try gradInput.shaped(x.shape)
+        BLAS.gemm(
+            transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
+            dy.data, lda: outFeatures, weight.data, ldb: inFeatures,
+            beta: 0, dx.data, ldc: inFeatures)
+        return dx
+    }
+}

@@ -1,0 +1,77 @@
+import ParmlTensor
+
+/// Layers applied one after another.
+public final class Sequential: Layer {
+    public private(set) var layers: [Layer] = []
+    public var kind: String { "sequential" }
+    public var children: [Layer] { layers }
+
+    public init(_ layers: [Layer] = []) { self.layers = layers }
+
+    public func append(_ layer: Layer) { layers.append(layer) }
+
+    public func outputShape(for input: Shape) throws -> Shape {
+        var s = input
+        for l in layers { s = try l.outputShape(for: s) }
+        return s
+    }
+
+    public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        var h = x
+        for l in layers { h = try l.forward(h, ctx) }
+        return h
+    }
+
+    public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        var g = dy
+        var i = layers.count - 1
+        while i >= 0 {
+            // The first layer computes dx only if our caller needs it.
+            let need = i > 0 || needInputGradient
+            guard let next = try layers[i].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else {
+                return nil
+            }
+            g = next
+            i -= 1
+        }
+        return g
+    }
+}
+
+/// y = x + f(x) where f is a sequence of layers whose output shape equals
+/// its input shape.
+public final class Residual: Layer {
+    public let body: Sequential
+    public var kind: String { "residual" }
+    public var children: [Layer] { [body] }
+    private let output = Buffer()
+    private let gradInput = Buffer()
+
+    public init(_ body: Sequential) { self.body = body }
+
+    public func outputShape(for input: Shape) throws -> Shape {
+        let s = try body.outputShape(for: input)
+        guard s == input else {
+            throw ParmlError.shape("residual block maps \(input) to \(s); its body must keep the shape")
+        }
+        return s
+    }
+
+    public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        let f = try body.forward(x, ctx)
+        let y = try output.shaped(x.shape)
+        Kernels.add(x.data, f.data, y.data, count: x.count)
+        return y
+    }
+
+    public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        // The body always needs its own input gradient here: it joins the skip path.
+        guard let df = try body.backward(dy, ctx, needInputGradient: true, accumulate: accumulate) else {
+            throw ParmlError.internal("residual body returned no input gradient")
+        }
+        guard needInputGradient else { return nil }
+        let dx = try gradInput.shaped(dy.shape)
+        Kernels.add(dy.data, df.data, dx.data, count: dy.count)
+        return dx
+    }
+}

@@ -1,0 +1,72 @@
+import ParmlTensor
+
+public enum LossKind: Int32, Sendable {
+    case crossEntropy = 1, meanSquaredError = 2
+}
+
+/// A loss over a batch, reduced as a mean. `scale` is 1/(samples in the
+/// global batch) for cross-entropy and 1/(elements in the global batch) for
+/// MSE, so a slice of the batch contributes exactly its share of the mean.
+public final class Loss {
+    public let kind: LossKind
+    private let grad = Buffer()
+
+    public init(_ kind: LossKind) { self.kind = kind }
+
+    /// Checks that targets fit outputs: class indices in [0, C) for
+    /// cross-entropy, the same element count for MSE.
+    public func validate(output: Shape, targets: Tensor) throws {
+        let n = output[0]
+        switch kind {
+        case .crossEntropy:
+            guard output.rank == 2 else {
+                throw ParmlError.shape("cross-entropy needs logits (N, classes), got \(output)")
+            }
+            guard targets.count == n, targets.shape[0] == n else {
+                throw ParmlError.shape("cross-entropy: \(n) outputs but targets of shape \(targets.shape); expected (\(n)) class indices")
+            }
+            let classes = output[1]
+            for i in 0..<n {
+                let t = targets.data[i]
+                guard t >= 0, t < Float(classes), t == t.rounded(.towardZero) else {
+                    throw ParmlError.invalidArgument("cross-entropy: target \(t) of sample \(i) is not a class index in [0, \(classes))")
+                }
+            }
+        case .meanSquaredError:
+            guard targets.count == output.count, targets.shape[0] == n else {
+                throw ParmlError.shape("mse: outputs \(output) and targets \(targets.shape) differ in size")
+            }
+            for i in 0..<targets.count where !targets.data[i].isFinite {
+                throw ParmlError.invalidArgument("mse: target element \(i) is not finite")
+            }
+        }
+    }
+
+    /// The scale that makes a batch of `samples` rows of `output` a mean.
+    public func meanScale(samples: Int, output: Shape) -> Float {
+        switch kind {
+        case .crossEntropy: return 1 / Float(samples)
+        case .meanSquaredError: return 1 / Float(samples * output.rowSize)
+        }
+    }
+
+    /// Loss (scaled sum), arg-max hits (cross-entropy), and, when
+    /// `wantGradient`, dL/doutput in `gradient`. Targets must be validated.
+    public func compute(output: Tensor, targets: Tensor, scale: Float, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
+        var correct = 0
+        let g = wantGradient ? try grad.shaped(output.shape) : nil
+        switch kind {
+        case .crossEntropy:
+            let loss = Kernels.softmaxCrossEntropy(
+                output.data, targets: targets.data, rows: output.shape[0], cols: output.shape[1], scale: scale,
+                dlogits: g?.data, correct: &correct)
+            return (loss, correct)
+        case .meanSquaredError:
+            let loss = Kernels.meanSquaredError(output.data, targets: targets.data, count: output.count, scale: scale, dp: g?.data)
+            return (loss, 0)
+        }
+    }
+
+    /// The gradient written by the last `compute(wantGradient: true)`.
+    public var gradient: Tensor { grad.tensor }
+}

@@ -1,0 +1,191 @@
+import ParmlTensor
+
+/// Where one parameter tensor lives in the model's flat arena.
+public struct ParameterInfo: Sendable {
+    /// "3.weight": index of the layer (depth-first) and parameter name.
+    public let name: String
+    public let shape: Shape
+    public let offset: Int
+    public let count: Int
+    public let initializer: Initializer
+}
+
+/// A network: a root sequence of layers (residual blocks nest), and every
+/// parameter in one flat arena, gradients in a second one of the same layout.
+/// One arena means the optimizer runs one loop, and a collective (all-reduce,
+/// reduce-scatter for ZeRO) covers all gradients in a few calls.
+public final class Model {
+    public let root = Sequential()
+    private var openBlocks: [Sequential] = []
+    public private(set) var parameterInfo: [ParameterInfo] = []
+    public private(set) var parameters: Tensor?
+    public private(set) var gradients: Tensor?
+    /// Set by `initialize`; nil until then.
+    public private(set) var seed: UInt64?
+    private var validatedInput: Shape?
+    private var validatedOutput: Shape?
+
+    public init() {}
+
+    public var isBuilt: Bool { parameters != nil }
+    public var isInitialized: Bool { seed != nil }
+
+    /// Number of scalar parameters (known once built).
+    public var parameterCount: Int { parameters?.count ?? 0 }
+
+    /// Every layer, depth-first, containers included.
+    public var allLayers: [Layer] {
+        var out: [Layer] = []
+        func visit(_ l: Layer) {
+            out.append(l)
+            for c in l.children { visit(c) }
+        }
+        for l in root.layers { visit(l) }
+        return out
+    }
+
+    /// Appends a layer to the innermost open residual block, or to the model.
+    public func add(_ layer: Layer) throws {
+        guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
+        (openBlocks.last ?? root).append(layer)
+    }
+
+    /// Opens a residual block: layers added until `endResidual` form its body f, y = x + f(x).
+    public func beginResidual() throws {
+        guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
+        let body = Sequential()
+        (openBlocks.last ?? root).append(Residual(body))
+        openBlocks.append(body)
+    }
+
+    public func endResidual() throws {
+        guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
+        guard let body = openBlocks.popLast() else { throw ParmlError.state("end_residual without begin_residual") }
+        guard !body.layers.isEmpty else { throw ParmlError.invalidArgument("a residual block needs at least one layer") }
+    }
+
+    /// Allocates the parameter arena and binds every layer to its slices.
+    public func build() throws {
+        guard !isBuilt else { return }
+        guard openBlocks.isEmpty else {
+            throw ParmlError.state("\(openBlocks.count) residual block(s) still open; call end_residual")
+        }
+        guard !root.layers.isEmpty else { throw ParmlError.state("the model has no layers") }
+        var infos: [ParameterInfo] = []
+        var offset = 0
+        let layers = allLayers
+        for (index, layer) in layers.enumerated() {
+            if let d = layer as? Dropout { d.layerID = index }
+            for spec in layer.parameterSpecs {
+                let n = spec.shape.count
+                infos.append(ParameterInfo(name: "\(index).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer))
+                let (sum, overflow) = offset.addingReportingOverflow(n)
+                guard !overflow else { throw ParmlError.invalidArgument("the model has too many parameters") }
+                offset = sum
+            }
+        }
+        let values = try Tensor(shape: Shape(offset))
+        let grads = try Tensor(shape: Shape(offset))
+        var k = 0
+        for layer in layers {
+            let specs = layer.parameterSpecs
+            guard !specs.isEmpty else { continue }
+            var v: [Tensor] = []
+            var g: [Tensor] = []
+            for spec in specs {
+                let info = infos[k]
+                v.append(Tensor(view: values.data + info.offset, shape: spec.shape, owner: values))
+                g.append(Tensor(view: grads.data + info.offset, shape: spec.shape, owner: grads))
+                k += 1
+            }
+            layer.bind(values: v, gradients: g)
+        }
+        parameterInfo = infos
+        parameters = values
+        gradients = grads
+    }
+
+    /// Builds if needed and draws every parameter from `seed`. Parameter
+    /// element i of tensor j gets Philox(seed) stream j, element i: the same
+    /// value whatever the layout that later holds it.
+    public func initialize(seed: UInt64) throws {
+        try build()
+        guard let values = parameters else { throw ParmlError.internal("no parameter arena") }
+        let rng = Philox(seed: seed)
+        for (j, info) in parameterInfo.enumerated() {
+            let p = values.data + info.offset
+            switch info.initializer {
+            case .uniform(let bound):
+                rng.fillUniform(p, count: info.count, stream: RandomStream.parameter(j), low: -bound, high: bound)
+            case .constant(let c):
+                p.update(repeating: c, count: info.count)
+            }
+        }
+        gradients?.fill(0)
+        self.seed = seed
+    }
+
+    /// The output shape for an input shape; checks every layer on the way.
+    public func outputShape(for input: Shape) throws -> Shape {
+        if let v = validatedInput, v == input, let o = validatedOutput { return o }
+        guard input.rank >= 1, input[0] >= 1 else { throw ParmlError.shape("input \(input) has no samples") }
+        let o = try root.outputShape(for: input)
+        validatedInput = input
+        validatedOutput = o
+        return o
+    }
+
+    private func ready() throws {
+        guard isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+    }
+
+    /// Runs the layers on x (shape checked first). The result is a buffer
+    /// the model owns, valid until its next forward.
+    public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        try ready()
+        _ = try outputShape(for: x.shape)
+        return try root.forward(x, ctx)
+    }
+
+    /// Back-propagates dL/dy of the last forward into the gradient arena
+    /// (overwriting, or adding when `accumulate`).
+    public func backward(_ dy: Tensor, _ ctx: PassContext, accumulate: Bool = false) throws {
+        try ready()
+        _ = try root.backward(dy, ctx, needInputGradient: false, accumulate: accumulate)
+    }
+
+    /// Copies the flat parameters out (count must equal parameterCount).
+    public func copyParameters(to out: UnsafeMutablePointer<Float>) throws {
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        out.update(from: p.data, count: p.count)
+    }
+
+    public func setParameters(from src: UnsafePointer<Float>) throws {
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        p.data.update(from: src, count: p.count)
+    }
+
+    /// Scalar parameters the layers declare (known before build).
+    public var declaredParameterCount: Int {
+        allLayers.reduce(0) { $0 + $1.parameterSpecs.reduce(0) { $0 + $1.shape.count } }
+    }
+
+    /// One line per layer: kind, parameter shapes and counts, nesting indented.
+    public var summary: String {
+        var lines: [String] = []
+        func visit(_ l: Layer, depth: Int) {
+            let specs = l.parameterSpecs
+            var line = String(repeating: "  ", count: depth) + l.kind
+            if !specs.isEmpty {
+                let n = specs.reduce(0) { $0 + $1.shape.count }
+                line += " " + specs.map { "\($0.name)\($0.shape)" }.joined(separator: " ") + " params=\(n)"
+            }
+            if let d = l as? Dropout { line += " p=\(d.probability)" }
+            lines.append(line)
+            if let r = l as? Residual { for c in r.body.layers { visit(c, depth: depth + 1) } }
+        }
+        for l in root.layers { visit(l, depth: 0) }
+        lines.append("total parameters: \(declaredParameterCount)")
+        return lines.joined(separator: "\n")
+    }
+}

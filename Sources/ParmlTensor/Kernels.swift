@@ -1,0 +1,231 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Shape legend: N = rows (samples), C = columns (features).
+// Each kernel takes raw pointers and counts that its caller has validated;
+// loops index within [0, N*C) by construction, so -Ounchecked drops no check
+// that could fire. Matrix products go to OpenBLAS (BLAS.gemm); these are the
+// element-wise and small reductions around them. Naive.swift holds the
+// straightforward versions the tests compare against.
+public enum Kernels {
+
+    // MARK: - Bias
+
+    /// y(N,C) += b(C) on every row.
+    public static func addBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, cols: Int) {
+        for r in 0..<rows {
+            let row = y + r * cols
+            for c in 0..<cols { row[c] += b[c] }
+        }
+    }
+
+    /// db(C) = Σ_rows dy(N,C), or += when `accumulate`.
+    public static func sumRows(
+        _ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>, accumulate: Bool
+    ) {
+        if !accumulate { db.update(repeating: 0, count: cols) }
+        for r in 0..<rows {
+            let row = dy + r * cols
+            for c in 0..<cols { db[c] += row[c] }
+        }
+    }
+
+    // MARK: - Activations (forward / backward pairs)
+
+    public static func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
+    }
+
+    /// dx = dy where x > 0 (PyTorch's convention: zero gradient at 0).
+    public static func reluBackward(
+        _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
+    }
+
+    /// Exact GELU, x·Φ(x), as torch.nn.GELU().
+    public static func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n {
+            let v = x[i]
+            y[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752))
+        }
+    }
+
+    /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
+    public static func geluBackward(
+        _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        for i in 0..<n {
+            let v = x[i]
+            let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
+            let pdf = expf(-0.5 * v * v) * 0.39894228040143268
+            dx[i] = dy[i] * (cdf + v * pdf)
+        }
+    }
+
+    public static func tanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n { y[i] = tanhf(x[i]) }
+    }
+
+    /// Uses the saved output: d tanh = 1 − y².
+    public static func tanhBackward(
+        _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        for i in 0..<n { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+    }
+
+    public static func sigmoidForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
+        for i in 0..<n { y[i] = 1 / (1 + expf(-x[i])) }
+    }
+
+    /// Uses the saved output: d σ = y(1 − y).
+    public static func sigmoidBackward(
+        _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        for i in 0..<n { dx[i] = dy[i] * y[i] * (1 - y[i]) }
+    }
+
+    // MARK: - Element-wise arithmetic
+
+    /// y[i] = a[i] * b[i]
+    public static func multiply(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        for i in 0..<n { y[i] = a[i] * b[i] }
+    }
+
+    /// y[i] = a[i] + b[i]
+    public static func add(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        for i in 0..<n { y[i] = a[i] + b[i] }
+    }
+
+    /// x[i] *= s
+    public static func scale(_ x: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
+        for i in 0..<n { x[i] *= s }
+    }
+
+    /// Σ x², summed in 16 fixed lanes then across them: a fixed order, so the
+    /// result is reproducible, and vectorised where a plain loop would not be.
+    public static func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+        var acc = SIMD16<Float>()
+        let raw = UnsafeRawPointer(x)
+        var i = 0
+        while i + 16 <= n {
+            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            acc += v * v
+            i += 16
+        }
+        var s = acc.sum()
+        while i < n {
+            s += x[i] * x[i]
+            i += 1
+        }
+        return s
+    }
+
+    // MARK: - LayerNorm
+
+    /// y = (x − mean)·rstd·γ + β per row; saves mean and rstd (N) for backward.
+    public static func layerNormForward(
+        _ x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
+        _ y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
+        rows: Int, cols: Int
+    ) {
+        let inv = 1 / Float(cols)
+        for r in 0..<rows {
+            let xr = x + r * cols, yr = y + r * cols
+            var s: Float = 0
+            for c in 0..<cols { s += xr[c] }
+            let m = s * inv
+            var v: Float = 0
+            for c in 0..<cols {
+                let d = xr[c] - m
+                v += d * d
+            }
+            let rs = 1 / sqrtf(v * inv + eps)
+            mean[r] = m
+            rstd[r] = rs
+            for c in 0..<cols { yr[c] = (xr[c] - m) * rs * gamma[c] + beta[c] }
+        }
+    }
+
+    /// dx from dy; dγ and dβ are accumulated (+=) so micro-batches can add up.
+    public static func layerNormBackward(
+        _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+        rstd: UnsafePointer<Float>, gamma: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+        dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>, rows: Int, cols: Int
+    ) {
+        let inv = 1 / Float(cols)
+        for r in 0..<rows {
+            let xr = x + r * cols, dyr = dy + r * cols, dxr = dx + r * cols
+            let m = mean[r], rs = rstd[r]
+            // x̂ = (x − m)·rs; g = dy·γ; dx = rs·(g − mean(g) − x̂·mean(g·x̂))
+            var sumG: Float = 0, sumGX: Float = 0
+            for c in 0..<cols {
+                let xh = (xr[c] - m) * rs
+                let g = dyr[c] * gamma[c]
+                sumG += g
+                sumGX += g * xh
+                dgamma[c] += dyr[c] * xh
+                dbeta[c] += dyr[c]
+            }
+            let mg = sumG * inv, mgx = sumGX * inv
+            for c in 0..<cols {
+                let xh = (xr[c] - m) * rs
+                dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx)
+            }
+        }
+    }
+
+    // MARK: - Losses
+
+    /// Softmax cross-entropy over rows of logits(N,C) with class-index targets(N).
+    /// Returns Σ_rows −log p[target] · scale and writes dlogits = (p − onehot)·scale.
+    /// `correct` receives how many rows have their target as the arg-max.
+    /// Targets must be validated integers in [0, C).
+    public static func softmaxCrossEntropy(
+        _ logits: UnsafePointer<Float>, targets: UnsafePointer<Float>, rows: Int, cols: Int, scale: Float,
+        dlogits: UnsafeMutablePointer<Float>?, correct: inout Int
+    ) -> Float {
+        var total: Float = 0
+        for r in 0..<rows {
+            let lr = logits + r * cols
+            let t = Int(targets[r])
+            var mx = lr[0]
+            var arg = 0
+            for c in 1..<max(cols, 1) where lr[c] > mx {
+                mx = lr[c]
+                arg = c
+            }
+            if arg == t { correct += 1 }
+            var z: Float = 0
+            for c in 0..<cols { z += expf(lr[c] - mx) }
+            let logZ = logf(z) + mx
+            total += logZ - lr[t]
+            if let dlogits {
+                let dr = dlogits + r * cols
+                let invZ = 1 / z
+                for c in 0..<cols { dr[c] = expf(lr[c] - mx) * invZ * scale }
+                dr[t] -= scale
+            }
+        }
+        return total * scale
+    }
+
+    /// Returns Σ (p − t)² · scale and writes dp = 2(p − t)·scale.
+    public static func meanSquaredError(
+        _ p: UnsafePointer<Float>, targets: UnsafePointer<Float>, count n: Int, scale: Float,
+        dp: UnsafeMutablePointer<Float>?
+    ) -> Float {
+        var total: Float = 0
+        for i in 0..<n {
+            let d = p[i] - targets[i]
+            total += d * d
+            dp?[i] = 2 * d * scale
+        }
+        return total * scale
+    }
+}

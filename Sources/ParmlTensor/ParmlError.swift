@@ -1,0 +1,25 @@
+/// Every failure the engine reports. The C ABI maps each case to one
+/// `parml_status` code and keeps the message for `parml_last_error()`.
+public enum ParmlError: Error, Equatable, CustomStringConvertible {
+    case invalidArgument(String)
+    case shape(String)
+    case unsupported(String)
+    case outOfMemory(String)
+    case io(String)
+    case format(String)
+    case state(String)
+    case blas(String)
+    case cancelled(String)
+    case `internal`(String)
+
+    public var message: String {
+        switch self {
+        case .invalidArgument(let m), .shape(let m), .unsupported(let m), .outOfMemory(let m),
+            .io(let m), .format(let m), .state(let m), .blas(let m), .cancelled(let m),
+            .internal(let m):
+            return m
+        }
+    }
+
+    public var description: String { message }
+}

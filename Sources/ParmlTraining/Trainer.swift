@@ -1,0 +1,167 @@
+import ParmlData
+import ParmlModel
+import ParmlTensor
+
+/// What a step or an evaluation measured.
+public struct BatchResult: Sendable {
+    /// Mean loss over the batch.
+    public var loss: Float
+    /// Samples whose arg-max output is their target (cross-entropy only).
+    public var correct: Int
+    public var samples: Int
+}
+
+public struct FitOptions: Sendable {
+    public var epochs = 1
+    public var batchSize = 64
+    public var shuffle = true
+    public var dropLast = false
+    public init() {}
+}
+
+/// What one epoch of `fit` measured. Values that do not apply are NaN.
+public struct EpochMetrics: Sendable {
+    public var epoch = 0
+    public var epochs = 0
+    public var steps = 0
+    public var trainLoss = Float.nan
+    public var trainAccuracy = Float.nan
+    public var validationLoss = Float.nan
+    public var validationAccuracy = Float.nan
+    public var learningRate = Float.nan
+    public var seconds = 0.0
+    public var samplesPerSecond = 0.0
+}
+
+/// Model + loss + optimizer + strategy: what trains.
+///
+/// A training step is forward → loss → backward → clip → optimizer update,
+/// with the learning rate taken from the schedule at the step index. Every
+/// buffer is allocated on the first step and reused after it.
+public final class Trainer {
+    public let model: Model
+    public let loss: Loss
+    public let optimizerConfig: OptimizerConfig
+    public let strategy: StrategyConfig
+    public let optimizer: Optimizer
+    /// Optimizer steps taken.
+    public private(set) var stepCount = 0
+    /// Global gradient norm of the last step, before clipping.
+    public private(set) var lastGradientNorm: Float = .nan
+    private let batchInputs: Tensor
+    private let batchTargets: Tensor
+
+    public init(model: Model, loss: LossKind, optimizer: OptimizerConfig, strategy: StrategyConfig) throws {
+        try optimizer.validate()
+        try strategy.validate()
+        guard model.isInitialized, let params = model.parameters else {
+            throw ParmlError.state("the model is not initialised; call parml_model_init before creating a trainer")
+        }
+        try BLAS.ensureLoaded()
+        BLAS.threads = strategy.resolvedBLASThreads(cores: Clock.onlineCores)
+        self.model = model
+        self.loss = Loss(loss)
+        self.optimizerConfig = optimizer
+        self.strategy = strategy
+        self.optimizer = try Optimizer(config: optimizer, range: 0..<params.count)
+        batchInputs = try Tensor(shape: Shape(0))
+        batchTargets = try Tensor(shape: Shape(0))
+    }
+
+    /// The learning rate the next step will use.
+    public var learningRate: Float {
+        optimizerConfig.schedule.learningRate(base: optimizerConfig.learningRate, step: stepCount)
+    }
+
+    /// One optimizer step on a batch. Nothing is updated when it throws
+    /// (shapes and targets are checked before any math runs).
+    @discardableResult
+    public func step(inputs: Tensor, targets: Tensor) throws -> BatchResult {
+        let outShape = try model.outputShape(for: inputs.shape)
+        try loss.validate(output: outShape, targets: targets)
+        guard let params = model.parameters, let grads = model.gradients else {
+            throw ParmlError.internal("initialised model without arenas")
+        }
+        let n = inputs.shape[0]
+        let ctx = PassContext(training: true, step: stepCount, sampleOffset: 0, seed: strategy.seed)
+        let y = try model.forward(inputs, ctx)
+        let r = try loss.compute(output: y, targets: targets, scale: loss.meanScale(samples: n, output: outShape), wantGradient: true)
+        try model.backward(loss.gradient, ctx)
+        lastGradientNorm = optimizerConfig.clipGradNorm > 0
+            ? GradientClipping.clip(grads.data, count: grads.count, maxNorm: optimizerConfig.clipGradNorm)
+            : .nan
+        optimizer.update(params: params.data, grads: grads.data, lr: learningRate, t: stepCount + 1)
+        stepCount += 1
+        return BatchResult(loss: r.loss, correct: r.correct, samples: n)
+    }
+
+    /// Loss and accuracy over a dataset in inference mode (dropout off).
+    public func evaluate(_ data: Dataset, batchSize: Int) throws -> BatchResult {
+        var batcher = try Batcher(dataset: data, batchSize: batchSize, shuffle: false, dropLast: false, seed: 0)
+        batcher.startEpoch(0)
+        var total: Double = 0
+        var correct = 0
+        for b in 0..<batcher.batchCount {
+            let n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
+            let outShape = try model.outputShape(for: batchInputs.shape)
+            try loss.validate(output: outShape, targets: batchTargets)
+            let y = try model.forward(batchInputs, PassContext(training: false))
+            let r = try loss.compute(output: y, targets: batchTargets, scale: loss.meanScale(samples: n, output: outShape), wantGradient: false)
+            total += Double(r.loss) * Double(n)
+            correct += r.correct
+        }
+        return BatchResult(loss: Float(total / Double(data.count)), correct: correct, samples: data.count)
+    }
+
+    /// Trains for `options.epochs` epochs. `progress` runs after each epoch
+    /// with its metrics and returns false to stop (fit then throws .cancelled).
+    @discardableResult
+    public func fit(
+        _ train: Dataset, options: FitOptions, validation: Dataset? = nil,
+        progress: ((EpochMetrics) -> Bool)? = nil
+    ) throws -> EpochMetrics {
+        guard options.epochs >= 1 else { throw ParmlError.invalidArgument("fit: epochs must be >= 1, got \(options.epochs)") }
+        var batcher = try Batcher(
+            dataset: train, batchSize: options.batchSize, shuffle: options.shuffle, dropLast: options.dropLast,
+            seed: strategy.seed)
+        guard batcher.batchCount > 0 else {
+            throw ParmlError.invalidArgument("fit: \(train.count) samples make no batch of \(options.batchSize) with drop_last")
+        }
+        let classify = loss.kind == .crossEntropy
+        var last = EpochMetrics()
+        for epoch in 1...options.epochs {
+            batcher.startEpoch(epoch - 1)
+            let t0 = Clock.now()
+            var total: Double = 0
+            var correct = 0
+            var samples = 0
+            for b in 0..<batcher.batchCount {
+                let n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
+                let r = try step(inputs: batchInputs, targets: batchTargets)
+                total += Double(r.loss) * Double(n)
+                correct += r.correct
+                samples += n
+            }
+            let seconds = Clock.now() - t0
+            var m = EpochMetrics()
+            m.epoch = epoch
+            m.epochs = options.epochs
+            m.steps = stepCount
+            m.trainLoss = Float(total / Double(samples))
+            m.trainAccuracy = classify ? Float(correct) / Float(samples) : .nan
+            m.learningRate = learningRate
+            m.seconds = seconds
+            m.samplesPerSecond = Double(samples) / max(seconds, 1e-9)
+            if let validation {
+                let v = try evaluate(validation, batchSize: options.batchSize)
+                m.validationLoss = v.loss
+                m.validationAccuracy = classify ? Float(v.correct) / Float(v.samples) : .nan
+            }
+            last = m
+            if let progress, !progress(m) {
+                throw ParmlError.cancelled("fit stopped by the progress callback after epoch \(epoch)")
+            }
+        }
+        return last
+    }
+}

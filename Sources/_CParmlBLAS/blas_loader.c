@@ -1,0 +1,106 @@
+// Loads OpenBLAS with the right kernels for this CPU. See pml_blas.h for why.
+#define _GNU_SOURCE
+#include "pml_blas.h"
+
+#include <cpuid.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+pml_sgemm_fn pml_sgemm_ptr;
+pml_sgemv_fn pml_sgemv_ptr;
+
+static void (*set_threads_ptr)(int);
+static int (*get_threads_ptr)(void);
+static char *(*corename_ptr)(void);
+static char *(*config_ptr)(void);
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int load_status = -1;
+static char load_error[512];
+static const char *coretype_source = "none";
+static char library_path[512];
+
+// XCR0 bits the OS must enable before AVX/AVX-512 registers may be used.
+static unsigned long long read_xcr0(void) {
+    unsigned int eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((unsigned long long)edx << 32) | eax;
+}
+
+const char *pml_cpu_coretype(void) {
+#if defined(__x86_64__)
+    unsigned int a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return NULL;
+    int osxsave = (c >> 27) & 1, fma = (c >> 12) & 1;
+    if (!osxsave) return NULL;
+    unsigned long long xcr0 = read_xcr0();
+    int avx_os = (xcr0 & 0x6) == 0x6, avx512_os = (xcr0 & 0xe6) == 0xe6;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return NULL;
+    int avx2 = (b >> 5) & 1, avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1;
+    int avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
+    if (avx512_os && avx512f && avx512dq && avx512bw && avx512vl) return "SkylakeX";
+    if (avx_os && avx2 && fma) return "Haswell";
+#endif
+    return NULL;
+}
+
+static void *must_sym(void *h, const char *name) {
+    void *p = dlsym(h, name);
+    if (!p && load_error[0] == 0)
+        snprintf(load_error, sizeof load_error, "OpenBLAS at %s lacks symbol %s", library_path, name);
+    return p;
+}
+
+static void load_once(void) {
+    const char *user = getenv("OPENBLAS_CORETYPE");
+    const char *pick = pml_cpu_coretype();
+    int we_set = 0;
+    if (user && user[0]) {
+        coretype_source = "user";
+    } else if (pick) {
+        // Set only for the load, then restore: the process environment is the host's.
+        setenv("OPENBLAS_CORETYPE", pick, 1);
+        we_set = 1;
+        coretype_source = "parml";
+    }
+    const char *override = getenv("PARML_OPENBLAS_LIBRARY");
+    const char *candidates[] = {override, "libopenblas.so.0", "libopenblas.so"};
+    void *h = NULL;
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0] && !h; i++) {
+        if (!candidates[i] || !candidates[i][0]) continue;
+        h = dlopen(candidates[i], RTLD_NOW | RTLD_LOCAL);
+        if (h) snprintf(library_path, sizeof library_path, "%s", candidates[i]);
+    }
+    if (we_set) unsetenv("OPENBLAS_CORETYPE");
+    if (!h) {
+        snprintf(load_error, sizeof load_error,
+                 "could not load OpenBLAS (tried $PARML_OPENBLAS_LIBRARY, libopenblas.so.0, "
+                 "libopenblas.so): %s; install it with: apt-get install libopenblas0",
+                 dlerror());
+        return;
+    }
+    pml_sgemm_ptr = (pml_sgemm_fn)must_sym(h, "cblas_sgemm");
+    pml_sgemv_ptr = (pml_sgemv_fn)must_sym(h, "cblas_sgemv");
+    set_threads_ptr = (void (*)(int))must_sym(h, "openblas_set_num_threads");
+    get_threads_ptr = (int (*)(void))must_sym(h, "openblas_get_num_threads");
+    corename_ptr = (char *(*)(void))must_sym(h, "openblas_get_corename");
+    config_ptr = (char *(*)(void))must_sym(h, "openblas_get_config");
+    if (load_error[0]) return;
+    load_status = 0;
+}
+
+int pml_blas_load(char *err, size_t errlen) {
+    pthread_once(&once, load_once);
+    if (load_status != 0 && err && errlen) snprintf(err, errlen, "%s", load_error);
+    return load_status;
+}
+
+const char *pml_blas_core_name(void) { return corename_ptr ? corename_ptr() : "unloaded"; }
+const char *pml_blas_config(void) { return config_ptr ? config_ptr() : "unloaded"; }
+const char *pml_blas_coretype_source(void) { return coretype_source; }
+const char *pml_blas_library_path(void) { return library_path; }
+void pml_blas_set_threads(int n) { if (set_threads_ptr) set_threads_ptr(n); }
+int pml_blas_get_threads(void) { return get_threads_ptr ? get_threads_ptr() : 0; }

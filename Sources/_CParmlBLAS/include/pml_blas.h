@@ -1,0 +1,64 @@
+/*
+ * Private shim over OpenBLAS, loaded at run time with dlopen.
+ *
+ * Why dlopen: Debian's OpenBLAS 0.3.21 does not recognise recent Xeons and
+ * falls back to SSE3 kernels (6x slower). It reads OPENBLAS_CORETYPE only
+ * while it is being loaded, so parml picks the kernel family from CPUID,
+ * sets the variable (unless the user set it), then loads the library.
+ * Not part of the public API: nothing here starts with parml_.
+ */
+#ifndef PML_BLAS_H
+#define PML_BLAS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CBLAS enum values (cblas.h), fixed by the CBLAS standard. */
+enum { PML_ROW_MAJOR = 101, PML_NO_TRANS = 111, PML_TRANS = 112 };
+
+typedef void (*pml_sgemm_fn)(int order, int transA, int transB, int m, int n, int k,
+                             float alpha, const float *a, int lda, const float *b, int ldb,
+                             float beta, float *c, int ldc);
+typedef void (*pml_sgemv_fn)(int order, int trans, int m, int n, float alpha,
+                             const float *a, int lda, const float *x, int incx,
+                             float beta, float *y, int incy);
+
+extern pml_sgemm_fn pml_sgemm_ptr;
+extern pml_sgemv_fn pml_sgemv_ptr;
+
+/* Loads OpenBLAS once (thread-safe). Returns 0 on success; otherwise writes a
+ * message into err (NUL-terminated, at most errlen bytes) and returns -1.
+ * Later calls return the first outcome again. */
+int pml_blas_load(char *err, size_t errlen);
+
+/* Valid after a successful load. */
+const char *pml_blas_core_name(void);     /* e.g. "SkylakeX" */
+const char *pml_blas_config(void);        /* openblas_get_config() */
+const char *pml_blas_coretype_source(void); /* "user", "parml" or "none" */
+const char *pml_blas_library_path(void);
+void pml_blas_set_threads(int n);
+int pml_blas_get_threads(void);
+
+/* The kernel family parml would pick for this CPU ("SkylakeX", "Haswell" or
+ * NULL when OpenBLAS's own detection should decide). */
+const char *pml_cpu_coretype(void);
+
+static inline void pml_sgemm(int transA, int transB, int m, int n, int k, float alpha,
+                             const float *a, int lda, const float *b, int ldb, float beta,
+                             float *c, int ldc) {
+    pml_sgemm_ptr(PML_ROW_MAJOR, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static inline void pml_sgemv(int trans, int m, int n, float alpha, const float *a, int lda,
+                             const float *x, float beta, float *y) {
+    pml_sgemv_ptr(PML_ROW_MAJOR, trans, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,90 @@
+import CZlib
+import Foundation
+import ParmlTensor
+import Testing
+
+@testable import ParmlData
+
+/// A fresh directory under the system temp dir, removed when released.
+final class TempDir {
+    let path: String
+
+    init() throws {
+        let base = FileManager.default.temporaryDirectory.path
+        path = base + "/parml-data-tests-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    func file(_ name: String) -> String { path + "/" + name }
+}
+
+/// An IDX header: magic, type code, rank, dims as big-endian UInt32.
+func idxHeader(type: UInt8, dims: [UInt32], magic: (UInt8, UInt8) = (0, 0)) -> [UInt8] {
+    var h: [UInt8] = [magic.0, magic.1, type, UInt8(dims.count)]
+    for d in dims { withUnsafeBytes(of: d.bigEndian) { h.append(contentsOf: $0) } }
+    return h
+}
+
+/// Big-endian bytes of a fixed-width integer.
+func be<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+
+/// Writes `bytes` as they are, or as a gzip stream.
+func writeBytes(_ bytes: [UInt8], to path: String, gzip: Bool) throws {
+    if !gzip {
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return
+    }
+    guard let f = gzopen(path, "wb") else { throw ParmlError.io("gzopen \(path)") }
+    let wrote = bytes.withUnsafeBytes { gzwrite(f, $0.baseAddress, UInt32($0.count)) }
+    let rc = gzclose(f)
+    guard wrote == Int32(bytes.count), rc == Z_OK else { throw ParmlError.io("gzwrite \(path)") }
+}
+
+func readBytes(_ path: String) throws -> [UInt8] {
+    [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+}
+
+/// The error `body` throws, as a ParmlError; records an issue otherwise.
+func parmlError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> ParmlError? {
+    do {
+        try body()
+        Issue.record("expected an error, none was thrown", sourceLocation: sourceLocation)
+        return nil
+    } catch let e as ParmlError {
+        return e
+    } catch {
+        Issue.record("expected a ParmlError, got \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+extension ParmlError {
+    var kind: String {
+        switch self {
+        case .invalidArgument: return "invalidArgument"
+        case .shape: return "shape"
+        case .unsupported: return "unsupported"
+        case .outOfMemory: return "outOfMemory"
+        case .io: return "io"
+        case .format: return "format"
+        case .state: return "state"
+        case .blas: return "blas"
+        case .cancelled: return "cancelled"
+        case .internal: return "internal"
+        }
+    }
+}
+
+/// Checks the error's case and that its message mentions each of `parts`.
+func expectError(
+    _ e: ParmlError?, _ kind: String, mentions parts: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    guard let e else { return }
+    #expect(e.kind == kind, "got \(e.kind): \(e.message)", sourceLocation: sourceLocation)
+    for p in parts {
+        #expect(e.message.contains(p), "message \"\(e.message)\" does not mention \"\(p)\"", sourceLocation: sourceLocation)
+    }
+}

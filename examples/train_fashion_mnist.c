@@ -1,0 +1,112 @@
+/*
+ * Trains an MLP on Fashion-MNIST through the parml C API and prints one line
+ * per epoch, then "test accuracy: 0.NNNN".
+ *
+ * usage: train_fashion_mnist [DATA_DIR] [EPOCHS]
+ *   DATA_DIR defaults to /usr/share/datasets/fashion-mnist (Debian's
+ *   dataset-fashion-mnist package): train-images-idx3-ubyte.gz, ...
+ */
+#include <parml.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(call)                                                                \
+    do {                                                                           \
+        parml_status s_ = (call);                                                  \
+        if (s_ != PARML_OK) {                                                      \
+            fprintf(stderr, "%s failed: %s\n", #call, parml_last_error());         \
+            exit(1);                                                               \
+        }                                                                          \
+    } while (0)
+
+static int32_t on_epoch(const parml_epoch_metrics *m, void *user_data) {
+    (void)user_data;
+    printf("epoch %lld/%lld  loss %.4f  train acc %.4f  val loss %.4f  val acc %.4f  lr %.4g  %.1fs  %.0f samples/s\n",
+           (long long)m->epoch, (long long)m->epochs, m->train_loss, m->train_accuracy, m->val_loss,
+           m->val_accuracy, m->learning_rate, m->seconds, m->samples_per_second);
+    fflush(stdout);
+    return 0;
+}
+
+static void path_join(char *out, size_t cap, const char *dir, const char *file) {
+    snprintf(out, cap, "%s/%s", dir, file);
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
+    int64_t epochs = argc > 2 ? atoll(argv[2]) : 8;
+    char ti[1024], tl[1024], vi[1024], vl[1024];
+    path_join(ti, sizeof ti, dir, "train-images-idx3-ubyte.gz");
+    path_join(tl, sizeof tl, dir, "train-labels-idx1-ubyte.gz");
+    path_join(vi, sizeof vi, dir, "t10k-images-idx3-ubyte.gz");
+    path_join(vl, sizeof vl, dir, "t10k-labels-idx1-ubyte.gz");
+
+    parml_dataset train = NULL, test = NULL;
+    CHECK(parml_dataset_load_idx(ti, tl, &train));
+    CHECK(parml_dataset_load_idx(vi, vl, &test));
+    int64_t n_train = 0, n_test = 0;
+    CHECK(parml_dataset_size(train, &n_train));
+    CHECK(parml_dataset_size(test, &n_test));
+
+    /* 784 -> 512 -> ReLU -> residual(LayerNorm, 512 -> GELU -> 512) -> 10 */
+    parml_model model = NULL;
+    CHECK(parml_model_create(&model));
+    CHECK(parml_model_add_flatten(model));
+    CHECK(parml_model_add_linear(model, 784, 512, 1));
+    CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
+    CHECK(parml_model_begin_residual(model));
+    CHECK(parml_model_add_layer_norm(model, 512, 1e-5f));
+    CHECK(parml_model_add_linear(model, 512, 512, 1));
+    CHECK(parml_model_add_activation(model, PARML_ACTIVATION_GELU));
+    CHECK(parml_model_add_dropout(model, 0.1f));
+    CHECK(parml_model_end_residual(model));
+    CHECK(parml_model_add_linear(model, 512, 10, 1));
+    CHECK(parml_model_init(model, 42));
+
+    const char *core = NULL;
+    CHECK(parml_blas_core(&core));
+    int64_t n_params = 0;
+    CHECK(parml_model_num_params(model, &n_params));
+    printf("parml %s  OpenBLAS kernels: %s  parameters: %lld  train %lld  test %lld\n",
+           parml_version_string(), core, (long long)n_params, (long long)n_train, (long long)n_test);
+
+    int64_t batch = 128;
+    int64_t steps_per_epoch = (n_train + batch - 1) / batch;
+    parml_optimizer_params opt;
+    CHECK(parml_optimizer_params_init(&opt));
+    opt.kind = PARML_OPTIMIZER_ADAMW;
+    opt.learning_rate = 1e-3f;
+    opt.weight_decay = 1e-4f;
+    opt.schedule = PARML_SCHEDULE_COSINE;
+    opt.warmup_steps = 100;
+    opt.total_steps = epochs * steps_per_epoch;
+    opt.min_lr = 1e-5f;
+    opt.clip_grad_norm = 5.0f;
+    parml_strategy_params strategy;
+    CHECK(parml_strategy_params_init(&strategy));
+    strategy.seed = 7;
+
+    parml_trainer trainer = NULL;
+    CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &strategy, &trainer));
+
+    parml_fit_params fit;
+    CHECK(parml_fit_params_init(&fit));
+    fit.epochs = epochs;
+    fit.batch_size = batch;
+    fit.validation = test;
+    fit.progress = on_epoch;
+    CHECK(parml_trainer_fit(trainer, train, &fit, NULL));
+
+    float loss = 0, acc = 0;
+    CHECK(parml_trainer_evaluate(trainer, test, 1000, &loss, &acc));
+    printf("test loss: %.4f\n", loss);
+    printf("test accuracy: %.4f\n", acc);
+
+    parml_trainer_free(trainer);
+    parml_model_free(model);
+    parml_dataset_free(train);
+    parml_dataset_free(test);
+    return 0;
+}

@@ -1,0 +1,280 @@
+/*
+ * parml.h — the C API of libparml, a CPU training engine.
+ *
+ * GENERATED: tools/gen_header.py writes this file from the Swift @c functions
+ * in Sources/Parml (swiftc -emit-clang-header-path) and this template,
+ * tools/parml.h.in. Do not edit it; `make header` regenerates it and
+ * `make check-header` fails when the committed copy drifts.
+ * Types, status codes, enums, parameter structs and version macros are in
+ * parml_types.h, which is hand-written and included below.
+ *
+ * Introduction
+ * ------------
+ * parml trains neural networks on CPUs. A host defines a model layer by
+ * layer, picks a loss, an optimizer and a parallel layout, and trains it on
+ * tensors or datasets. Matrix work runs in OpenBLAS, loaded with kernels
+ * chosen for this CPU (see parml_blas_core).
+ *
+ * Intended usage
+ * --------------
+ *   1. parml_model_create, then parml_model_add_* for each layer
+ *      (parml_model_begin_residual / _end_residual around residual blocks);
+ *   2. parml_model_init(model, seed) draws the parameters;
+ *   3. parml_optimizer_params_init / parml_strategy_params_init fill the
+ *      parameter structs with defaults; change the fields you need;
+ *   4. parml_trainer_create(model, PARML_LOSS_..., &opt, &strategy, &trainer);
+ *   5. parml_trainer_step on tensors (parml_tensor_create), or
+ *      parml_trainer_fit on a dataset (parml_dataset_load_idx / _create),
+ *      then parml_trainer_evaluate and parml_model_predict;
+ *   6. free every handle with its parml_X_free (NULL is a no-op).
+ *
+ * Conventions
+ * -----------
+ *   - Every fallible function returns parml_status (PARML_OK = 0). On
+ *     failure, parml_last_error() describes it for the calling thread, and
+ *     out-parameters are left untouched.
+ *   - Out-parameters come last. Whoever creates a handle frees it; text
+ *     buffers the library hands out are freed with parml_buffer_free.
+ *   - Handles are checked: NULL, freed or wrong-kind handles return
+ *     PARML_ERR_INVALID_ARGUMENT instead of crashing.
+ *   - Threads: a handle is used by one thread at a time; distinct handles
+ *     are independent. Functions marked "Thread-safe" may be called from any
+ *     thread at any time.
+ *   - Sizes and counts are ptrdiff_t/size_t; dimensions are int64_t.
+ */
+#ifndef PARML_H
+#define PARML_H
+
+#include "parml_types.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PARML_API extern __attribute__((visibility("default")))
+#else
+#define PARML_API extern
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Loads OpenBLAS if needed and reports the kernel family it runs
+/// ("SkylakeX", "Haswell", ...) in *core_out: static text, never freed.
+/// parml picks the kernels from the CPU unless OPENBLAS_CORETYPE is set.
+/// Errors: PARML_ERR_BLAS when OpenBLAS cannot be loaded. Thread-safe. Since: 0.1.
+PARML_API parml_status parml_blas_core(char const ** core_out);
+
+/// Sets the OpenBLAS threads used by this process (1...1024). Trainers set it
+/// from their strategy when created; this overrides it until the next one.
+/// Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_BLAS. Since: 0.1.
+PARML_API parml_status parml_blas_set_threads(int32_t threads);
+
+/// The number of OpenBLAS threads in *threads_out. Since: 0.1.
+PARML_API parml_status parml_blas_threads(int32_t * threads_out);
+
+/// Frees a buffer the library handed out (text from parml_model_summary,
+/// ...). NULL is a no-op. Thread-safe. Since: 0.1.
+PARML_API void parml_buffer_free(void * buffer);
+
+/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) class
+/// indices for cross-entropy or (N, ...) values for MSE. The tensors stay the
+/// caller's. The caller owns *out. Errors: PARML_ERR_SHAPE (N differs). Since: 0.1.
+PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor targets, parml_dataset * out);
+
+/// Releases a dataset. NULL is a no-op. Since: 0.1.
+PARML_API void parml_dataset_free(parml_dataset dataset);
+
+/// The shape of the whole inputs tensor (N, ...), written as in
+/// parml_tensor_shape. Since: 0.1.
+PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/// Loads an image/label pair of IDX files (the MNIST format; gzipped or
+/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
+/// The caller owns *out (parml_dataset_free).
+/// Errors: PARML_ERR_IO (cannot open), PARML_ERR_FORMAT (corrupt, truncated,
+/// counts differ). Since: 0.1.
+PARML_API parml_status parml_dataset_load_idx(char const * images_path, char const * labels_path, parml_dataset * out);
+
+/// Number of classes (largest target + 1) in *classes_out, or 0 when the
+/// targets are not class indices. Since: 0.1.
+PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t * classes_out);
+
+/// Number of samples in *count_out. Since: 0.1.
+PARML_API parml_status parml_dataset_size(parml_dataset dataset, int64_t * count_out);
+
+/// Fills *params with fit defaults (1 epoch, batch 64, shuffled, no
+/// validation, no callback) and sets struct_size. Returns
+/// PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
+
+/// Returns the message of the calling thread's last failed call ("" if none).
+/// The text stays valid until this thread's next failing call. Thread-safe.
+PARML_API char const * parml_last_error(void);
+
+/// Appends an element-wise activation, kind = PARML_ACTIVATION_*.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (unknown kind), PARML_ERR_STATE. Since: 0.1.
+PARML_API parml_status parml_model_add_activation(parml_model model, int32_t kind);
+
+/// Appends inverted dropout with drop probability p in [0, 1); active only
+/// in training, masks drawn from the trainer's seed. Since: 0.1.
+PARML_API parml_status parml_model_add_dropout(parml_model model, float p);
+
+/// Appends a flatten: (N, d1, d2, ...) -> (N, d1<em>d2</em>...). Since: 0.1.
+PARML_API parml_status parml_model_add_flatten(parml_model model);
+
+/// Appends layer normalisation over the last dimension (size `features`),
+/// with learned scale (init 1) and shift (init 0); eps > 0 (PyTorch: 1e-5).
+/// Since: 0.1.
+PARML_API parml_status parml_model_add_layer_norm(parml_model model, int64_t features, float eps);
+
+/// Appends y = x * W^T + b with W (out_features, in_features), as torch.nn.Linear.
+/// `bias` nonzero adds b. Input (..., in_features) -> (..., out_features).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (sizes), PARML_ERR_STATE (after init). Since: 0.1.
+PARML_API parml_status parml_model_add_linear(parml_model model, int64_t in_features, int64_t out_features, int32_t bias);
+
+/// Opens a residual block: the layers added until parml_model_end_residual
+/// form f, and the block computes y = x + f(x) (f must keep the shape).
+/// Blocks nest. Since: 0.1.
+PARML_API parml_status parml_model_begin_residual(parml_model model);
+
+/// Creates an empty model. Add layers with parml_model_add_*, then call
+/// parml_model_init. The caller owns *out (parml_model_free). Since: 0.1.
+PARML_API parml_status parml_model_create(parml_model * out);
+
+/// Closes the innermost residual block. Errors: PARML_ERR_STATE when none is
+/// open, PARML_ERR_INVALID_ARGUMENT when it is empty. Since: 0.1.
+PARML_API parml_status parml_model_end_residual(parml_model model);
+
+/// Releases the caller's reference. A trainer built on the model keeps its
+/// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
+PARML_API void parml_model_free(parml_model model);
+
+/// Copies all parameters, flattened in layer order (each tensor row-major),
+/// into dst; count must equal parml_model_num_params.
+/// Errors: PARML_ERR_STATE before init, PARML_ERR_SHAPE for a wrong count. Since: 0.1.
+PARML_API parml_status parml_model_get_params(parml_model model, float * dst, ptrdiff_t count);
+
+/// Allocates the parameters and draws them from `seed` (PyTorch's default
+/// distributions: Linear U(-1/sqrt(in), 1/sqrt(in)), LayerNorm 1 and 0). Calling it again
+/// redraws them. No layer can be added afterwards.
+/// Errors: PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
+
+/// Number of scalar parameters (also before init). Since: 0.1.
+PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
+
+/// The output shape for an input shape (dims, ndim), checked through every
+/// layer; written as in parml_tensor_shape. Errors: PARML_ERR_SHAPE naming
+/// the layer that does not fit. Since: 0.1.
+PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const * dims, ptrdiff_t ndim, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/// Runs the model in inference mode (dropout off) on `input` and returns a
+/// new tensor in *out that the caller frees with parml_tensor_free.
+/// Errors: PARML_ERR_STATE before init, PARML_ERR_SHAPE, PARML_ERR_BLAS. Since: 0.1.
+PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input, parml_tensor * out);
+
+/// Overwrites all parameters from src, in the order of parml_model_get_params.
+/// Since: 0.1.
+PARML_API parml_status parml_model_set_params(parml_model model, float const * src, ptrdiff_t count);
+
+/// A text description of the layers and parameter shapes in *text_out,
+/// NUL-terminated; the caller frees it with parml_buffer_free. Since: 0.1.
+PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
+
+/// Fills *params with the defaults (SGD, lr 0.01, constant schedule, no
+/// momentum, decay or clipping) and sets struct_size. Returns
+/// PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+PARML_API parml_status parml_optimizer_params_init(parml_optimizer_params * params);
+
+/// A static English name for a status code ("PARML_OK", ...); never NULL,
+/// "unknown status" for codes this version does not know. Thread-safe.
+PARML_API char const * parml_status_string(parml_status status);
+
+/// Fills *params with the serial layout (dp = tp = pp = 1, threads backend,
+/// deterministic, BLAS threads chosen from the cores, seed 0) and sets
+/// struct_size. Returns PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+PARML_API parml_status parml_strategy_params_init(parml_strategy_params * params);
+
+/// Creates a tensor of the given shape (ndim 1...8, dims >= 0) holding a copy
+/// of `data` (numel floats, row-major), or zeros when data is NULL.
+/// The caller owns *out and frees it with parml_tensor_free; *out is
+/// untouched on failure. Errors: PARML_ERR_INVALID_ARGUMENT. Since: 0.1.
+PARML_API parml_status parml_tensor_create(int64_t const * dims, ptrdiff_t ndim, float const * data, parml_tensor * out);
+
+/// Borrows the tensor's storage: *data_out points to numel floats, row-major,
+/// 64-byte aligned, owned by the tensor and valid until parml_tensor_free.
+/// Writing through it changes the tensor. Since: 0.1.
+PARML_API parml_status parml_tensor_data(parml_tensor tensor, float ** data_out);
+
+/// Releases a tensor. NULL, or a handle already freed, is a no-op. Since: 0.1.
+PARML_API void parml_tensor_free(parml_tensor tensor);
+
+/// Number of elements in *numel_out. Since: 0.1.
+PARML_API parml_status parml_tensor_numel(parml_tensor tensor, int64_t * numel_out);
+
+/// Copies the tensor's `count` floats (count must equal its numel) into the
+/// caller's buffer dst. Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_SHAPE. Since: 0.1.
+PARML_API parml_status parml_tensor_read(parml_tensor tensor, float * dst, ptrdiff_t count);
+
+/// The tensor's shape: writes up to `capacity` dimensions to dims_out and
+/// the rank to *ndim_out. Pass dims_out = NULL, capacity = 0 to get the rank
+/// only. Errors: PARML_ERR_INVALID_ARGUMENT (NULL, capacity below the rank). Since: 0.1.
+PARML_API parml_status parml_tensor_shape(parml_tensor tensor, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/// Overwrites the tensor's contents with `count` floats from src (count must
+/// equal its numel). Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_SHAPE. Since: 0.1.
+PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src, ptrdiff_t count);
+
+/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
+/// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
+/// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
+/// keeps its own reference to the model and updates its parameters in place.
+/// The caller owns *out (parml_trainer_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
+/// struct_size), PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED
+/// (a layout this build cannot run yet), PARML_ERR_BLAS. Since: 0.1.
+PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
+
+/// Mean loss and accuracy over a dataset in inference mode, in batches of
+/// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
+/// Since: 0.1.
+PARML_API parml_status parml_trainer_evaluate(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, float * loss_out, float * accuracy_out);
+
+/// Trains over `train` for params->epochs epochs of params->batch_size
+/// samples (NULL params = parml_fit_params_init defaults). After each epoch,
+/// params->progress (if set) gets that epoch's metrics; returning nonzero
+/// stops training with PARML_ERR_CANCELLED (the epochs done stay applied).
+/// The callback must not use this trainer or its model. When last_out is
+/// not NULL it receives the last epoch's metrics; set last_out->struct_size
+/// to sizeof(parml_epoch_metrics) first. Since: 0.1.
+PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
+
+/// Releases a trainer (and its reference to the model). NULL is a no-op. Since: 0.1.
+PARML_API void parml_trainer_free(parml_trainer trainer);
+
+/// The learning rate the next step will use (after schedule and warmup). Since: 0.1.
+PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
+
+/// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
+/// indices for cross-entropy, the output's shape for MSE). Writes the batch's
+/// mean loss (before the update) to *loss_out when it is not NULL.
+/// On error nothing is updated. Errors: PARML_ERR_SHAPE, PARML_ERR_INVALID_ARGUMENT
+/// (a target that is not a class index). Since: 0.1.
+PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float * loss_out);
+
+/// Optimizer steps taken so far in *steps_out. Since: 0.1.
+PARML_API parml_status parml_trainer_step_count(parml_trainer trainer, int64_t * steps_out);
+
+/// The library's version as MAJOR<em>10000 + MINOR</em>100 + PATCH (compare with
+/// PARML_VERSION_NUMBER). Thread-safe. Since: 0.1.
+PARML_API int32_t parml_version_number(void);
+
+/// The library's version as "MAJOR.MINOR.PATCH"; static storage, never NULL.
+/// Compare with PARML_VERSION_STRING to detect a header/library mismatch.
+/// Thread-safe. Since: 0.1.
+PARML_API char const * parml_version_string(void);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* PARML_H */

@@ -1,0 +1,172 @@
+/*
+ * parml_types.h — the hand-written half of the parml C API.
+ *
+ * What Swift's @c cannot express lives here: version macros, opaque handle
+ * types, status codes, enum values and the parameter structs. The functions
+ * are declared in parml.h, which the build generates from the Swift @c
+ * functions and which includes this file. Include parml.h, not this file.
+ *
+ * ABI rules (see docs/ABI.md):
+ *   - status codes and enum values are append-only; a number is never reused;
+ *   - parameter structs start with `size_t struct_size` and only grow at the
+ *     end; always fill them with the matching parml_*_params_init function.
+ */
+#ifndef PARML_TYPES_H
+#define PARML_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------ */
+/* Versions                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define PARML_VERSION_MAJOR 0
+#define PARML_VERSION_MINOR 1
+#define PARML_VERSION_PATCH 0
+/* MAJOR*10000 + MINOR*100 + PATCH; compare with parml_version_number(). */
+#define PARML_VERSION_NUMBER \
+    (PARML_VERSION_MAJOR * 10000 + PARML_VERSION_MINOR * 100 + PARML_VERSION_PATCH)
+#define PARML_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Opaque handles. Each is created by a parml_X_create / _load function and  */
+/* released by parml_X_free, which accepts NULL. A handle is used by one     */
+/* thread at a time; distinct handles are independent.                       */
+/* ------------------------------------------------------------------------ */
+
+/** A float32 tensor owned by the library (row-major, up to 8 dimensions). */
+typedef struct parml_tensor_s *parml_tensor;
+/** A network: a sequence of layers (with residual blocks) and its parameters. */
+typedef struct parml_model_s *parml_model;
+/** A model + loss + optimizer + parallel strategy: what trains. */
+typedef struct parml_trainer_s *parml_trainer;
+/** Samples and labels in memory (from tensors or IDX files). */
+typedef struct parml_dataset_s *parml_dataset;
+
+/* ------------------------------------------------------------------------ */
+/* Status codes. Every fallible call returns one; PARML_OK is 0. On failure  */
+/* parml_last_error() holds a message for the calling thread.                */
+/* ------------------------------------------------------------------------ */
+
+typedef int32_t parml_status;
+
+#define PARML_OK                   0  /* success */
+#define PARML_ERR_INVALID_ARGUMENT 1  /* a NULL pointer, bad value or unknown enum */
+#define PARML_ERR_SHAPE            2  /* tensor shapes do not fit together */
+#define PARML_ERR_UNSUPPORTED      3  /* valid request this build cannot do yet */
+#define PARML_ERR_OUT_OF_MEMORY    4  /* an allocation failed */
+#define PARML_ERR_IO               5  /* a file could not be opened, read or written */
+#define PARML_ERR_FORMAT           6  /* a file or buffer is corrupt or of the wrong kind */
+#define PARML_ERR_STATE            7  /* call not valid now (e.g. model not initialised) */
+#define PARML_ERR_BLAS             8  /* OpenBLAS could not be loaded */
+#define PARML_ERR_CANCELLED        9  /* a callback asked to stop */
+#define PARML_ERR_INTERNAL         10 /* a bug in parml; please report it */
+/* New codes are added here, with new numbers. */
+
+/* ------------------------------------------------------------------------ */
+/* Enumerations (int32_t values; append-only)                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Element-wise activation layers (parml_model_add_activation). */
+#define PARML_ACTIVATION_RELU    1
+#define PARML_ACTIVATION_GELU    2 /* exact (erf) form, as torch.nn.GELU() */
+#define PARML_ACTIVATION_TANH    3
+#define PARML_ACTIVATION_SIGMOID 4
+
+/* Losses (parml_trainer_create). */
+#define PARML_LOSS_CROSS_ENTROPY 1 /* softmax cross-entropy; targets are class indices */
+#define PARML_LOSS_MSE           2 /* mean squared error; targets have the output's shape */
+
+/* Optimizers (parml_optimizer_params.kind). */
+#define PARML_OPTIMIZER_SGD   1 /* with optional momentum, Nesterov, L2 weight decay */
+#define PARML_OPTIMIZER_ADAM  2 /* L2 weight decay added to the gradient */
+#define PARML_OPTIMIZER_ADAMW 3 /* decoupled weight decay */
+
+/* Learning-rate schedules (parml_optimizer_params.schedule). */
+#define PARML_SCHEDULE_CONSTANT 1
+#define PARML_SCHEDULE_STEP     2 /* lr * gamma^floor(step / step_size) */
+#define PARML_SCHEDULE_COSINE   3 /* cosine from lr to min_lr over total_steps */
+
+/* Pipeline schedules (parml_strategy_params.pipeline_schedule). */
+#define PARML_PIPELINE_GPIPE 1
+#define PARML_PIPELINE_1F1B  2
+
+/* Communication backends (parml_strategy_params.backend). */
+#define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
+#define PARML_BACKEND_MPI     2 /* one rank per process under mpirun */
+
+/* ------------------------------------------------------------------------ */
+/* Parameter structs. Fill with parml_X_params_init(&p), then change fields. */
+/* The library reads only the first struct_size bytes.                       */
+/* ------------------------------------------------------------------------ */
+
+/** Optimizer, learning-rate schedule and gradient clipping. */
+typedef struct parml_optimizer_params {
+    size_t struct_size;    /* set by parml_optimizer_params_init */
+    int32_t kind;          /* PARML_OPTIMIZER_*; default SGD */
+    float learning_rate;   /* base (peak) learning rate; default 0.01 */
+    float momentum;        /* SGD momentum; default 0 */
+    int32_t nesterov;      /* SGD: nonzero for Nesterov momentum; default 0 */
+    float weight_decay;    /* L2 (SGD, Adam) or decoupled (AdamW); default 0 (AdamW: 0.01) */
+    float beta1;           /* Adam/AdamW; default 0.9 */
+    float beta2;           /* Adam/AdamW; default 0.999 */
+    float epsilon;         /* Adam/AdamW; default 1e-8 */
+    int32_t schedule;      /* PARML_SCHEDULE_*; default CONSTANT */
+    int64_t warmup_steps;  /* linear warmup from lr/warmup_steps to lr; default 0 */
+    int64_t step_size;     /* STEP: steps between decays; default 1 */
+    float gamma;           /* STEP: decay factor; default 0.1 */
+    int64_t total_steps;   /* COSINE: steps (warmup included) to reach min_lr */
+    float min_lr;          /* COSINE: final learning rate; default 0 */
+    float clip_grad_norm;  /* clip gradients to this global L2 norm; 0 = off */
+} parml_optimizer_params;
+
+/** How training is laid out on ranks. This version runs the serial layout
+ *  (dp = tp = pp = 1); other layouts return PARML_ERR_UNSUPPORTED. */
+typedef struct parml_strategy_params {
+    size_t struct_size;        /* set by parml_strategy_params_init */
+    int32_t dp;                /* data-parallel ranks; default 1 */
+    int32_t tp;                /* tensor-parallel ranks; default 1 */
+    int32_t pp;                /* pipeline stages; default 1 */
+    int32_t micro_batches;     /* pipeline micro-batches per step; default 1 */
+    int32_t pipeline_schedule; /* PARML_PIPELINE_*; default 1F1B */
+    int32_t zero_stage;        /* 0..3 on the dp axis; default 0 */
+    int32_t backend;           /* PARML_BACKEND_*; default THREADS */
+    int32_t deterministic;     /* nonzero: fixed reduction order; default 1 */
+    int32_t blas_threads;      /* OpenBLAS threads per rank; 0 = cores / ranks */
+    uint64_t seed;             /* dropout masks and shuffling; default 0 */
+} parml_strategy_params;
+
+/** What one epoch of parml_trainer_fit measured. Fields that do not apply
+ *  (no validation set, MSE accuracy) are NaN. */
+typedef struct parml_epoch_metrics {
+    size_t struct_size;     /* set by the library */
+    int64_t epoch;          /* 1-based */
+    int64_t epochs;         /* total requested */
+    int64_t steps;          /* optimizer steps taken so far in this trainer */
+    float train_loss;       /* mean loss over the epoch's samples */
+    float train_accuracy;   /* fraction correct (cross-entropy only) */
+    float val_loss;         /* on the validation dataset, if any */
+    float val_accuracy;
+    float learning_rate;    /* at the end of the epoch */
+    double seconds;         /* wall time of the epoch's training */
+    double samples_per_second;
+} parml_epoch_metrics;
+
+/** Called after each epoch; return 0 to go on, nonzero to stop (fit then
+ *  returns PARML_ERR_CANCELLED). `metrics` is valid during the call only. */
+typedef int32_t (*parml_progress_fn)(const parml_epoch_metrics *metrics, void *user_data);
+
+/** Options of parml_trainer_fit. */
+typedef struct parml_fit_params {
+    size_t struct_size;        /* set by parml_fit_params_init */
+    int64_t epochs;            /* default 1 */
+    int64_t batch_size;        /* global batch; default 64 */
+    int32_t shuffle;           /* reshuffle each epoch (seeded); default 1 */
+    int32_t drop_last;         /* skip a last partial batch; default 0 */
+    parml_dataset validation;  /* borrowed for the call; NULL = none */
+    parml_progress_fn progress;/* NULL = no callback */
+    void *user_data;           /* passed to progress */
+} parml_fit_params;
+
+#endif /* PARML_TYPES_H */
