@@ -26,6 +26,7 @@ let package = Package(
         .target(
             name: "Parml",
             dependencies: ["CParmlTypes", "ParmlTraining"],
+            exclude: ["exports.map"],
             swiftSettings: engineSwift + [
                 // The raw header Swift writes for the @c functions; tools/gen_header.py
                 // turns it into the committed include/parml.h.
@@ -44,14 +45,16 @@ let package = Package(
         // MARK: - Engine
 
         .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData"], swiftSettings: engineSwift),
-        .target(name: "ParmlModel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
+        .target(name: "ParmlModel", dependencies: ["ParmlTensor", "_CParmlKernels"], swiftSettings: engineSwift),
         .target(name: "ParmlData", dependencies: ["ParmlTensor", "CZlib"], swiftSettings: engineSwift),
-        .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS"], swiftSettings: engineSwift),
+        .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS", "_CParmlKernels"], swiftSettings: engineSwift),
 
         // MARK: - Implementation details
 
         // OpenBLAS loaded with dlopen after choosing its kernels (see blas_loader.c).
         .target(name: "_CParmlBLAS", linkerSettings: [.linkedLibrary("dl")]),
+        // Element-wise loops compiled per ISA (target_clones); see pml_kernels.h.
+        .target(name: "_CParmlKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
         // MARK: - Unit test bundles

@@ -9,6 +9,15 @@ public struct PassContext: Sendable {
     public var step: Int
     public var sampleOffset: Int
     public var seed: UInt64
+    /// When a backward pass does not accumulate, parameter gradients become
+    /// decay·old + new instead of new. 0 is plain overwriting; the trainer
+    /// sets the SGD momentum here so that the backward pass writes the
+    /// momentum buffer directly (one pass over the parameters saved).
+    public var gradientDecay: Float = 0
+
+    /// The factor old gradients are kept with: 1 when accumulating.
+    @inline(__always)
+    public func gradientBeta(accumulate: Bool) -> Float { accumulate ? 1 : gradientDecay }
 
     public init(training: Bool, step: Int = 0, sampleOffset: Int = 0, seed: UInt64 = 0) {
         self.training = training
@@ -46,8 +55,8 @@ public protocol Layer: AnyObject {
     /// The output shape for an input shape, or a `.shape` error naming the problem.
     func outputShape(for input: Shape) throws -> Shape
     func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor
-    /// Accumulates parameter gradients when `accumulate`, otherwise overwrites
-    /// them; returns dL/dx when `needInputGradient`.
+    /// Parameter gradients become g·β + new with β = `ctx.gradientBeta(accumulate:)`
+    /// (overwrite, accumulate, or fold momentum); returns dL/dx when `needInputGradient`.
     func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor?
     /// Nested layers (residual bodies), for traversal.
     var children: [Layer] { get }

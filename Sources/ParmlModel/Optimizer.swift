@@ -38,19 +38,42 @@ public struct OptimizerConfig: Sendable, Equatable {
 /// Updates parameters from gradients with PyTorch's semantics for
 /// torch.optim.SGD, Adam and AdamW. Works on a range of the flat arena, so a
 /// ZeRO rank can update only its shard; state is kept for that range.
+///
+/// Folded momentum: for SGD with momentum (no Nesterov) the backward pass can
+/// write buf = μ·buf + g itself (PassContext.gradientDecay = μ, the GEMM's
+/// beta), when the gradient arena *is* the momentum buffer. The update then
+/// reads two arrays instead of three and writes one instead of two.
 public final class Optimizer {
     public let config: OptimizerConfig
     public let range: Range<Int>
+    /// Whether the gradients handed to `update` already hold the momentum buffer.
+    public let foldsMomentum: Bool
     /// SGD: momentum buffer; Adam: first moment.
     private var state1: Tensor?
     /// Adam: second moment.
     private var state2: Tensor?
 
-    public init(config: OptimizerConfig, range: Range<Int>) throws {
+    /// SGD with momentum and without Nesterov: the case `foldedMomentum` accepts.
+    public static func canFoldMomentum(_ config: OptimizerConfig) -> Bool {
+        config.kind == .sgd && config.momentum > 0 && !config.nesterov
+    }
+
+    /// `foldedMomentum`: the gradient arena (range.count floats) that the
+    /// backward pass folds momentum into; it then serves as the momentum state.
+    public init(config: OptimizerConfig, range: Range<Int>, foldedMomentum: Tensor? = nil) throws {
         try config.validate()
         self.config = config
         self.range = range
         let n = range.count
+        if let foldedMomentum {
+            guard Optimizer.canFoldMomentum(config), foldedMomentum.count == n else {
+                throw ParmlError.internal("momentum folding needs SGD with momentum and a matching buffer")
+            }
+            state1 = foldedMomentum
+            foldsMomentum = true
+            return
+        }
+        foldsMomentum = false
         switch config.kind {
         case .sgd:
             if config.momentum > 0 { state1 = try Tensor(shape: Shape(n)) }
@@ -64,55 +87,35 @@ public final class Optimizer {
     public var stateTensors: [Tensor] { [state1, state2].compactMap { $0 } }
 
     /// One update of `params[range]` from `grads[range]` at learning rate `lr`;
-    /// `t` is the 1-based step number (Adam's bias correction).
-    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafePointer<Float>, lr: Float, t: Int) {
+    /// `t` is the 1-based step number (Adam's bias correction). With folded
+    /// momentum, `grads` is the momentum buffer the backward pass wrote.
+    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: Float, t: Int) {
         let p = params + range.lowerBound
         let g = grads + range.lowerBound
         let n = range.count
         let wd = config.weightDecay
         switch config.kind {
         case .sgd:
-            guard let buf = state1?.data else {
-                for i in 0..<n { p[i] -= lr * (g[i] + wd * p[i]) }
-                return
-            }
-            let mu = config.momentum
-            if config.nesterov {
-                for i in 0..<n {
-                    let gi = g[i] + wd * p[i]
-                    let b = mu * buf[i] + gi
-                    buf[i] = b
-                    p[i] -= lr * (gi + mu * b)
-                }
+            if foldsMomentum {
+                pml_sgd_folded_update(p, g, n, lr, wd)
             } else {
-                for i in 0..<n {
-                    let b = mu * buf[i] + (g[i] + wd * p[i])
-                    buf[i] = b
-                    p[i] -= lr * b
-                }
+                pml_sgd_update(p, g, state1?.data, n, lr, config.momentum, wd, config.nesterov ? 1 : 0)
             }
         case .adam, .adamW:
             guard let m = state1?.data, let v = state2?.data else { return }
-            let b1 = config.beta1, b2 = config.beta2, eps = config.epsilon
+            let b1 = config.beta1, b2 = config.beta2
+            // As torch.optim.Adam: p -= (lr/bc1) · m / (√v/√bc2 + eps)
             let bc1 = 1 - powf(b1, Float(t))
             let bc2 = 1 - powf(b2, Float(t))
-            let stepSize = lr / bc1
-            let rbc2 = 1 / bc2.squareRoot()
             let decoupled = config.kind == .adamW
-            let l2: Float = decoupled ? 0 : wd
-            let shrink: Float = decoupled ? 1 - lr * wd : 1
-            for i in 0..<n {
-                let gi = g[i] + l2 * p[i]
-                let mi = b1 * m[i] + (1 - b1) * gi
-                let vi = b2 * v[i] + (1 - b2) * gi * gi
-                m[i] = mi
-                v[i] = vi
-                // As torch.optim.Adam: p -= (lr/bc1) · m / (√v/√bc2 + eps)
-                p[i] = p[i] * shrink - stepSize * mi / (vi.squareRoot() * rbc2 + eps)
-            }
+            pml_adam_update(
+                p, g, m, v, n, b1, b2, config.epsilon, lr / bc1, 1 / bc2.squareRoot(),
+                decoupled ? 0 : wd, decoupled ? 1 - lr * wd : 1)
         }
     }
 }
+
+import _CParmlKernels
 
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,5 @@
+import _CParmlKernels
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,42 +8,43 @@ import Glibc
 // Each kernel takes raw pointers and counts that its caller has validated;
 // loops index within [0, N*C) by construction, so -Ounchecked drops no check
 // that could fire. Matrix products go to OpenBLAS (BLAS.gemm); these are the
-// element-wise and small reductions around them. Naive.swift holds the
-// straightforward versions the tests compare against.
+// element-wise loops and small reductions around them. The hot ones run in C
+// (_CParmlKernels), compiled for AVX-512, AVX2 and baseline x86-64 and picked
+// at load time, since Swift cannot multiversion a function; transcendentals,
+// LayerNorm and losses stay in Swift. Naive.swift holds the straightforward
+// versions the tests compare against.
 public enum Kernels {
 
     // MARK: - Bias
 
-    /// y(N,C) += b(C) on every row.
-    public static func addBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, cols: Int) {
-        for r in 0..<rows {
-            let row = y + r * cols
-            for c in 0..<cols { row[c] += b[c] }
-        }
+    /// y(N,C) = b(C) on every row (the start of y = x·Wᵀ + b).
+    public static func broadcastRows(_ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+        pml_broadcast_rows(b, y, rows, cols)
     }
 
-    /// db(C) = Σ_rows dy(N,C), or += when `accumulate`.
+    /// y(N,C) += b(C) on every row.
+    public static func addBias(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, rows: Int, cols: Int) {
+        pml_add_bias(y, b, rows, cols)
+    }
+
+    /// db(C) = beta·db + Σ_rows dy(N,C): beta 0 overwrites, 1 accumulates.
     public static func sumRows(
-        _ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>, accumulate: Bool
+        _ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>, beta: Float
     ) {
-        if !accumulate { db.update(repeating: 0, count: cols) }
-        for r in 0..<rows {
-            let row = dy + r * cols
-            for c in 0..<cols { db[c] += row[c] }
-        }
+        pml_sum_rows(dy, db, rows, cols, beta)
     }
 
     // MARK: - Activations (forward / backward pairs)
 
     public static func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0..<n { y[i] = x[i] > 0 ? x[i] : 0 }
+        pml_relu_forward(x, y, n)
     }
 
     /// dx = dy where x > 0 (PyTorch's convention: zero gradient at 0).
     public static func reluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        for i in 0..<n { dx[i] = x[i] > 0 ? dy[i] : 0 }
+        pml_relu_backward(x, dy, dx, n)
     }
 
     /// Exact GELU, x·Φ(x), as torch.nn.GELU().
@@ -72,7 +75,7 @@ public enum Kernels {
     public static func tanhBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        for i in 0..<n { dx[i] = dy[i] * (1 - y[i] * y[i]) }
+        pml_tanh_backward(y, dy, dx, n)
     }
 
     public static func sigmoidForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
@@ -83,7 +86,7 @@ public enum Kernels {
     public static func sigmoidBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        for i in 0..<n { dx[i] = dy[i] * y[i] * (1 - y[i]) }
+        pml_sigmoid_backward(y, dy, dx, n)
     }
 
     // MARK: - Element-wise arithmetic
@@ -92,38 +95,25 @@ public enum Kernels {
     public static func multiply(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        for i in 0..<n { y[i] = a[i] * b[i] }
+        pml_mul(a, b, y, n)
     }
 
     /// y[i] = a[i] + b[i]
     public static func add(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        for i in 0..<n { y[i] = a[i] + b[i] }
+        pml_add(a, b, y, n)
     }
 
     /// x[i] *= s
     public static func scale(_ x: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
-        for i in 0..<n { x[i] *= s }
+        pml_scale(x, s, n)
     }
 
-    /// Σ x², summed in 16 fixed lanes then across them: a fixed order, so the
-    /// result is reproducible, and vectorised where a plain loop would not be.
+    /// Σ x², summed in 16 fixed lanes then across them in order: the same
+    /// result on every CPU, and vectorised where a plain loop would not be.
     public static func sumOfSquares(_ x: UnsafePointer<Float>, count n: Int) -> Float {
-        var acc = SIMD16<Float>()
-        let raw = UnsafeRawPointer(x)
-        var i = 0
-        while i + 16 <= n {
-            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-            acc += v * v
-            i += 16
-        }
-        var s = acc.sum()
-        while i < n {
-            s += x[i] * x[i]
-            i += 1
-        }
-        return s
+        pml_sum_squares(x, n)
     }
 
     // MARK: - LayerNorm

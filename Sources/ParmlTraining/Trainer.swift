@@ -63,7 +63,12 @@ public final class Trainer {
         self.loss = Loss(loss)
         self.optimizerConfig = optimizer
         self.strategy = strategy
-        self.optimizer = try Optimizer(config: optimizer, range: 0..<params.count)
+        // Fold the momentum into the backward pass when nothing needs the raw
+        // gradient between backward and update (clipping reads its norm).
+        let fold = Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0
+        self.optimizer = try Optimizer(
+            config: optimizer, range: 0..<params.count, foldedMomentum: fold ? model.gradients : nil)
+        if fold { model.gradients?.fill(0) }
         batchInputs = try Tensor(shape: Shape(0))
         batchTargets = try Tensor(shape: Shape(0))
     }
@@ -83,7 +88,8 @@ public final class Trainer {
             throw ParmlError.internal("initialised model without arenas")
         }
         let n = inputs.shape[0]
-        let ctx = PassContext(training: true, step: stepCount, sampleOffset: 0, seed: strategy.seed)
+        var ctx = PassContext(training: true, step: stepCount, sampleOffset: 0, seed: strategy.seed)
+        if optimizer.foldsMomentum { ctx.gradientDecay = optimizerConfig.momentum }
         let y = try model.forward(inputs, ctx)
         let r = try loss.compute(output: y, targets: targets, scale: loss.meanScale(samples: n, output: outShape), wantGradient: true)
         try model.backward(loss.gradient, ctx)

@@ -61,9 +61,15 @@ public final class LayerNorm: Layer {
         guard let gamma, let gammaGrad, let betaGrad, let x = input else {
             throw ParmlError.state("layer_norm backward without forward")
         }
-        if !accumulate {
+        // The kernel adds into dγ, dβ: bring the old values to β·old first.
+        let beta = ctx.gradientBeta(accumulate: accumulate)
+        if beta == 0 {
+            // Not a scale by 0: that would keep a NaN from an earlier step.
             gammaGrad.fill(0)
             betaGrad.fill(0)
+        } else if beta != 1 {
+            Kernels.scale(gammaGrad.data, by: beta, count: features)
+            Kernels.scale(betaGrad.data, by: beta, count: features)
         }
         let dx = try gradInput.shaped(x.shape)
         Kernels.layerNormBackward(

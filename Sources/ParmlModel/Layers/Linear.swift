@@ -3,7 +3,7 @@ import ParmlTensor
 // Shapes: x (R, in) where R is the product of the leading dims, W (out, in)
 // as PyTorch stores it, b (out), y (R, out).
 // forward:  y = x·Wᵀ + b           (one sgemm)
-// backward: dW (+)= dyᵀ·x, db (+)= Σ_rows dy, dx = dy·W
+// backward: dW = β·dW + dyᵀ·x, db = β·db + Σ_rows dy, dx = dy·W
 public final class Linear: Layer {
     public let inFeatures: Int
     public let outFeatures: Int
@@ -67,7 +67,7 @@ public final class Linear: Layer {
         if let bias {
             // Broadcast b into y, then accumulate the product on top (beta = 1):
             // one pass over y instead of a product pass plus a bias pass.
-            for r in 0..<rows { (y.data + r * outFeatures).update(from: bias.data, count: outFeatures) }
+            Kernels.broadcastRows(bias.data, into: y.data, rows: rows, cols: outFeatures)
         }
         BLAS.gemm(
             transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
@@ -82,12 +82,13 @@ public final class Linear: Layer {
             throw ParmlError.state("linear backward without forward")
         }
         let rows = dy.count / outFeatures
+        let beta = ctx.gradientBeta(accumulate: accumulate)
         BLAS.gemm(
             transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
             dy.data, lda: outFeatures, x.data, ldb: inFeatures,
-            beta: accumulate ? 1 : 0, weightGrad.data, ldc: inFeatures)
+            beta: beta, weightGrad.data, ldc: inFeatures)
         if let biasGrad {
-            Kernels.sumRows(dy.data, rows: rows, cols: outFeatures, into: biasGrad.data, accumulate: accumulate)
+            Kernels.sumRows(dy.data, rows: rows, cols: outFeatures, into: biasGrad.data, beta: beta)
         }
         guard needInputGradient else { return nil }
         let dx = try gradInput.shaped(x.shape)

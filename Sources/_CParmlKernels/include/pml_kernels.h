@@ -1,0 +1,67 @@
+/*
+ * Private element-wise kernels: the loops around the matrix products
+ * (activations, bias, reductions, optimizer updates).
+ *
+ * Why C: each function is compiled several times (AVX-512, AVX2, baseline
+ * x86-64) with GCC/Clang target_clones and the loader picks the best one for
+ * the running CPU; Swift cannot multiversion a function. Floating-point
+ * contraction is off, so every version rounds exactly alike: results do not
+ * depend on which one runs. Not public API: nothing here starts with parml_.
+ *
+ * Shape legend: n = element count; rows x cols matrices are row-major.
+ */
+#ifndef PML_KERNELS_H
+#define PML_KERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y[i] = max(x[i], 0) */
+void pml_relu_forward(const float *x, float *y, size_t n);
+/* dx[i] = x[i] > 0 ? dy[i] : 0 */
+void pml_relu_backward(const float *x, const float *dy, float *dx, size_t n);
+/* dx[i] = dy[i] * (1 - y[i]^2) */
+void pml_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
+/* dx[i] = dy[i] * y[i] * (1 - y[i]) */
+void pml_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
+
+/* y[i] = a[i] + b[i] */
+void pml_add(const float *a, const float *b, float *y, size_t n);
+/* y[i] = a[i] * b[i] */
+void pml_mul(const float *a, const float *b, float *y, size_t n);
+/* x[i] *= s */
+void pml_scale(float *x, float s, size_t n);
+
+/* y (rows, cols) = broadcast of b (cols) */
+void pml_broadcast_rows(const float *b, float *y, size_t rows, size_t cols);
+/* y (rows, cols) += b (cols) on every row */
+void pml_add_bias(float *y, const float *b, size_t rows, size_t cols);
+/* db (cols) = beta * db + sum over rows of dy (rows, cols) */
+void pml_sum_rows(const float *dy, float *db, size_t rows, size_t cols, float beta);
+
+/* Sum of squares in 16 fixed lanes combined in a fixed order: the same
+ * result from every version of the function. */
+float pml_sum_squares(const float *x, size_t n);
+
+/* SGD as torch.optim.SGD (dampening 0). buf may be NULL when momentum = 0.
+ *   g' = g + wd*p; buf = mu*buf + g'; p -= lr * (nesterov ? g' + mu*buf : buf) */
+void pml_sgd_update(float *p, const float *g, float *buf, size_t n, float lr, float mu, float wd, int nesterov);
+
+/* SGD momentum whose gradient was already folded into buf (buf = mu*buf + g
+ * computed by the backward pass): buf += wd*p (if wd != 0); p -= lr * buf. */
+void pml_sgd_folded_update(float *p, float *buf, size_t n, float lr, float wd);
+
+/* Adam / AdamW as torch.optim: l2 is added to the gradient (Adam),
+ * shrink = 1 - lr*wd multiplies p first (AdamW; 1 for Adam).
+ *   m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p = p*shrink - step * m / (sqrt(v)*rbc2 + eps) */
+void pml_adam_update(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float eps,
+                     float step, float rbc2, float l2, float shrink);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

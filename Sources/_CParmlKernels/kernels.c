@@ -1,0 +1,142 @@
+// Element-wise kernels, multiversioned for the running CPU. See pml_kernels.h.
+#include "pml_kernels.h"
+
+#include <math.h>
+
+// Identical rounding in every clone: no fused multiply-add contraction.
+#pragma STDC FP_CONTRACT OFF
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)) && !defined(__SANITIZE_ADDRESS__)
+// Feature-named clones: the resolver tests CPU features, so new CPUs that
+// the compiler cannot name (arch=...) still get the AVX-512 version.
+#define PML_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PML_CLONES
+#endif
+
+// Loops below index within [0, n) or [0, rows*cols); restrict tells the
+// vectoriser outputs do not alias inputs, except where a kernel updates in place.
+
+PML_CLONES void pml_relu_forward(const float *restrict x, float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+PML_CLONES void pml_relu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n) {
+    // Both loads happen on every element, so the select vectorises (a
+    // conditional load of dy[i] would keep the loop scalar and branchy).
+    for (size_t i = 0; i < n; i++) {
+        float g = dy[i];
+        dx[i] = x[i] > 0.0f ? g : 0.0f;
+    }
+}
+
+PML_CLONES void pml_tanh_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n) {
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+PML_CLONES void pml_sigmoid_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n) {
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+PML_CLONES void pml_add(const float *a, const float *b, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+PML_CLONES void pml_mul(const float *a, const float *b, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+}
+
+PML_CLONES void pml_scale(float *x, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+PML_CLONES void pml_broadcast_rows(const float *restrict b, float *restrict y, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        float *restrict yr = y + r * cols;
+        for (size_t c = 0; c < cols; c++) yr[c] = b[c];
+    }
+}
+
+PML_CLONES void pml_add_bias(float *restrict y, const float *restrict b, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        float *restrict yr = y + r * cols;
+        for (size_t c = 0; c < cols; c++) yr[c] += b[c];
+    }
+}
+
+PML_CLONES void pml_sum_rows(const float *restrict dy, float *restrict db, size_t rows, size_t cols, float beta) {
+    if (beta == 0.0f) {
+        for (size_t c = 0; c < cols; c++) db[c] = 0.0f;
+    } else if (beta != 1.0f) {
+        for (size_t c = 0; c < cols; c++) db[c] *= beta;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict row = dy + r * cols;
+        for (size_t c = 0; c < cols; c++) db[c] += row[c];
+    }
+}
+
+PML_CLONES float pml_sum_squares(const float *restrict x, size_t n) {
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (size_t l = 0; l < 16; l++) acc[l] += x[i + l] * x[i + l];
+    float s = 0.0f;
+    for (size_t l = 0; l < 16; l++) s += acc[l];
+    for (; i < n; i++) s += x[i] * x[i];
+    return s;
+}
+
+PML_CLONES void pml_sgd_update(float *restrict p, const float *restrict g, float *restrict buf, size_t n, float lr,
+                               float mu, float wd, int nesterov) {
+    if (!buf) {
+        for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
+    } else if (nesterov) {
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * p[i];
+            float b = mu * buf[i] + gi;
+            buf[i] = b;
+            p[i] -= lr * (gi + mu * b);
+        }
+    } else if (wd != 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            float b = mu * buf[i] + (g[i] + wd * p[i]);
+            buf[i] = b;
+            p[i] -= lr * b;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float b = mu * buf[i] + g[i];
+            buf[i] = b;
+            p[i] -= lr * b;
+        }
+    }
+}
+
+PML_CLONES void pml_sgd_folded_update(float *restrict p, float *restrict buf, size_t n, float lr, float wd) {
+    if (wd != 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            float b = buf[i] + wd * p[i];
+            buf[i] = b;
+            p[i] -= lr * b;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) p[i] -= lr * buf[i];
+    }
+}
+
+PML_CLONES void pml_adam_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                                size_t n, float b1, float b2, float eps, float step, float rbc2, float l2,
+                                float shrink) {
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + l2 * p[i];
+        float mi = b1 * m[i] + (1.0f - b1) * gi;
+        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * shrink - step * mi / (sqrtf(vi) * rbc2 + eps);
+    }
+}

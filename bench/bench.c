@@ -1,0 +1,265 @@
+/*
+ * parml benchmarks (not tests): training throughput through the public C API
+ * against the bound set by the same step's matrix products alone, timed in
+ * the same run on the same OpenBLAS. Writes bench/results.json and prints a
+ * table. Medians of several repetitions; the machine is shared and noisy,
+ * so compare ratios measured together, not times across runs.
+ *
+ * usage: bench [OUT_JSON [NAME_FILTER]]  (filter: run cases whose name contains it)
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <parml.h>
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK(call)                                                              \
+    do {                                                                         \
+        parml_status s_ = (call);                                                \
+        if (s_ != PARML_OK) {                                                    \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call,         \
+                    parml_last_error());                                         \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+enum { REPS = 7 };
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
+                         float, float *, int);
+static sgemm_fn sgemm;
+enum { ROW = 101, NT = 111, TR = 112 };
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static float *randn(size_t n, unsigned seed) {
+    float *p = malloc(n * sizeof *p);
+    srand(seed);
+    for (size_t i = 0; i < n; i++) p[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+    return p;
+}
+
+typedef struct {
+    char name[64];
+    double value;
+    const char *unit;
+    char baseline[96];
+    double baseline_value;
+} result;
+
+static result results[16];
+static int n_results;
+
+/* An MLP whose layer widths are dims[0..n_dims-1], ReLU between layers. */
+typedef struct {
+    const char *name;
+    const int64_t *dims;
+    int n_dims;
+    int64_t batch;
+    int threads;
+    int steps;
+} mlp_case;
+
+/* The step's products alone: forward y = x·Wᵀ, dW = dyᵀ·x, dx = dy·W (no dx for layer 0). */
+static double gemm_only_step_seconds(const mlp_case *c, int steps) {
+    int L = c->n_dims - 1;
+    int64_t maxw = 0;
+    for (int i = 0; i < c->n_dims; i++) maxw = c->dims[i] > maxw ? c->dims[i] : maxw;
+    float *w[8], *dw[8], *act[9], *grad[9];
+    for (int l = 0; l < L; l++) {
+        w[l] = randn((size_t)(c->dims[l] * c->dims[l + 1]), 1u + (unsigned)l);
+        dw[l] = calloc((size_t)(c->dims[l] * c->dims[l + 1]), sizeof(float));
+    }
+    for (int l = 0; l <= L; l++) {
+        act[l] = randn((size_t)(c->batch * maxw), 10u + (unsigned)l);
+        grad[l] = randn((size_t)(c->batch * maxw), 20u + (unsigned)l);
+    }
+    int m = (int)c->batch;
+    double t0 = 0;
+    for (int s = -3; s < steps; s++) {
+        if (s == 0) t0 = now();
+        for (int l = 0; l < L; l++) {
+            int in = (int)c->dims[l], out = (int)c->dims[l + 1];
+            sgemm(ROW, NT, TR, m, out, in, 1, act[l], in, w[l], in, 0, act[l + 1], out);
+        }
+        for (int l = L - 1; l >= 0; l--) {
+            int in = (int)c->dims[l], out = (int)c->dims[l + 1];
+            sgemm(ROW, TR, NT, out, in, m, 1, grad[l + 1], out, act[l], in, 0, dw[l], in);
+            if (l > 0) sgemm(ROW, NT, NT, m, in, out, 1, grad[l + 1], out, w[l], in, 0, grad[l], in);
+        }
+    }
+    double dt = (now() - t0) / steps;
+    for (int l = 0; l < L; l++) { free(w[l]); free(dw[l]); }
+    for (int l = 0; l <= L; l++) { free(act[l]); free(grad[l]); }
+    return dt;
+}
+
+static double engine_step_seconds(parml_trainer tr, parml_tensor x, parml_tensor y, int steps) {
+    float loss;
+    for (int s = 0; s < 3; s++) CHECK(parml_trainer_step(tr, x, y, &loss));
+    double t0 = now();
+    for (int s = 0; s < steps; s++) CHECK(parml_trainer_step(tr, x, y, &loss));
+    return (now() - t0) / steps;
+}
+
+static void bench_mlp(const mlp_case *c) {
+    parml_model model;
+    CHECK(parml_model_create(&model));
+    for (int l = 0; l + 1 < c->n_dims; l++) {
+        CHECK(parml_model_add_linear(model, c->dims[l], c->dims[l + 1], 1));
+        if (l + 2 < c->n_dims) CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
+    }
+    CHECK(parml_model_init(model, 1));
+    parml_optimizer_params opt;
+    CHECK(parml_optimizer_params_init(&opt));
+    opt.learning_rate = 0.01f;
+    opt.momentum = 0.9f;
+    parml_strategy_params st;
+    CHECK(parml_strategy_params_init(&st));
+    st.blas_threads = c->threads;
+    parml_trainer tr;
+    CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &st, &tr));
+
+    int64_t xs[2] = {c->batch, c->dims[0]}, ys[1] = {c->batch};
+    float *xd = randn((size_t)(c->batch * c->dims[0]), 7);
+    float *yd = malloc((size_t)c->batch * sizeof *yd);
+    int64_t classes = c->dims[c->n_dims - 1];
+    for (int64_t i = 0; i < c->batch; i++) yd[i] = (float)(i % classes);
+    parml_tensor x, y;
+    CHECK(parml_tensor_create(xs, 2, xd, &x));
+    CHECK(parml_tensor_create(ys, 1, yd, &y));
+
+    /* Interleave engine and GEMM-only repetitions so drift hits both alike. */
+    double eng[REPS], gem[REPS];
+    for (int r = 0; r < REPS; r++) {
+        CHECK(parml_blas_set_threads(c->threads));
+        eng[r] = (double)c->batch / engine_step_seconds(tr, x, y, c->steps);
+        gem[r] = (double)c->batch / gemm_only_step_seconds(c, c->steps);
+    }
+    result *res = &results[n_results++];
+    snprintf(res->name, sizeof res->name, "%s", c->name);
+    res->value = median(eng, REPS);
+    res->unit = "samples/s";
+    snprintf(res->baseline, sizeof res->baseline, "gemm_only (same %d-GEMM step, same run)",
+             3 * (c->n_dims - 1) - 1);
+    res->baseline_value = median(gem, REPS);
+
+    parml_tensor_free(x);
+    parml_tensor_free(y);
+    free(xd);
+    free(yd);
+    parml_trainer_free(tr);
+    parml_model_free(model);
+}
+
+static void bench_sgemm(const char *core) {
+    int n = 1024;
+    float *a = randn((size_t)n * n, 3), *b = randn((size_t)n * n, 4), *c = calloc((size_t)n * n, sizeof(float));
+    CHECK(parml_blas_set_threads(1));
+    double g[REPS];
+    for (int r = 0; r < REPS; r++) {
+        sgemm(ROW, NT, NT, n, n, n, 1, a, n, b, n, 0, c, n);
+        int iters = 10;
+        double t0 = now();
+        for (int i = 0; i < iters; i++) sgemm(ROW, NT, NT, n, n, n, 1, a, n, b, n, 0, c, n);
+        g[r] = 2.0 * n * n * n * iters / (now() - t0) / 1e9;
+    }
+    result *res = &results[n_results++];
+    snprintf(res->name, sizeof res->name, "sgemm_1024_t1");
+    res->value = median(g, REPS);
+    res->unit = "GFLOP/s";
+    snprintf(res->baseline, sizeof res->baseline, "OpenBLAS core %s", core);
+    res->baseline_value = 0;
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void cpu_model(char *out, size_t cap) {
+    snprintf(out, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *v = strchr(line, ':');
+            if (v) {
+                v += 2;
+                v[strcspn(v, "\n")] = 0;
+                snprintf(out, cap, "%s", v);
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+int main(int argc, char **argv) {
+    const char *out_path = argc > 1 ? argv[1] : "bench/results.json";
+    const char *core = NULL;
+    CHECK(parml_blas_core(&core)); /* loads OpenBLAS with parml's kernel choice */
+    /* Same library, same kernels: dlopen returns the copy parml loaded. */
+    void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
+    if (!h) h = dlopen("libopenblas.so.0", RTLD_NOW);
+    if (!h || !(sgemm = (sgemm_fn)(size_t)dlsym(h, "cblas_sgemm"))) {
+        fprintf(stderr, "cannot find cblas_sgemm: %s\n", dlerror());
+        return 1;
+    }
+
+    static const int64_t mlp[] = {784, 1024, 1024, 10}, tiny[] = {784, 128, 10};
+    mlp_case cases[] = {
+        {"mlp_b128_t1", mlp, 4, 128, 1, 40},
+        {"mlp_b512_t2", mlp, 4, 512, 2, 12},
+        {"tiny_b32_t1", tiny, 3, 32, 1, 2000},
+    };
+    const char *filter = argc > 2 ? argv[2] : "";
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (strstr(cases[i].name, filter)) bench_mlp(&cases[i]);
+    if (strstr("sgemm_1024_t1", filter)) bench_sgemm(core);
+
+    char cpu[256], date[64];
+    cpu_model(cpu, sizeof cpu);
+    time_t t = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    FILE *f = fopen(out_path, "w");
+    if (!f) {
+        perror(out_path);
+        return 1;
+    }
+    fprintf(f, "{\n  \"machine\": {\"cpu\": \"%s\", \"cores\": %ld, \"openblas_core\": \"%s\"},\n", cpu, cores, core);
+    fprintf(f, "  \"date\": \"%s\",\n  \"parml\": \"%s\",\n  \"results\": [\n", date, parml_version_string());
+    printf("%-16s %12s %-10s %12s %7s  %s\n", "name", "value", "unit", "baseline", "ratio", "baseline is");
+    for (int i = 0; i < n_results; i++) {
+        result *r = &results[i];
+        double ratio = r->baseline_value > 0 ? r->value / r->baseline_value : 0;
+        fprintf(f, "    {\"name\": \"%s\", \"value\": %.1f, \"unit\": \"%s\", \"baseline\": \"%s\", "
+                   "\"baseline_value\": %.1f, \"ratio\": %.3f}%s\n",
+                r->name, r->value, r->unit, r->baseline, r->baseline_value, ratio, i + 1 < n_results ? "," : "");
+        printf("%-16s %12.1f %-10s %12.1f %7.3f  %s\n", r->name, r->value, r->unit, r->baseline_value, ratio,
+               r->baseline);
+    }
+    fprintf(f, "  ]\n}\n");
+    fclose(f);
+    printf("wrote %s\n", out_path);
+    return 0;
+}

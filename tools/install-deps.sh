@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages parml needs to build, test and run its demo,
+# when they are missing. Safe to run again; does nothing when all are present.
+set -euo pipefail
+
+pkgs=(
+  libopenblas-dev        # OpenBLAS (libparml dlopens libopenblas.so.0)
+  zlib1g-dev             # gzip-compressed IDX files
+  libprotobuf-c-dev      # protobuf-c runtime for model/checkpoint files
+  protobuf-c-compiler    # protoc-c, regenerates proto code
+  dataset-fashion-mnist  # the demo's data, under /usr/share/datasets/fashion-mnist
+  valgrind               # leak check of a C host in make test
+  python3                # header generator
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
