@@ -109,6 +109,7 @@ public final class Model {
     /// element i of tensor j gets Philox(seed) stream j, element i: the same
     /// value whatever the layout that later holds it.
     public func initialize(seed: UInt64) throws {
+        try BLAS.ensureLoaded()  // forward and backward call OpenBLAS from here on
         try build()
         guard let values = parameters else { throw ParmlError.internal("no parameter arena") }
         let rng = Philox(seed: seed)

@@ -3,13 +3,18 @@ import _CParmlBLAS
 /// OpenBLAS, loaded on first use with kernels chosen for this CPU.
 /// Every engine entry point calls `BLAS.ensureLoaded()` before math runs.
 public enum BLAS {
-    /// Loads OpenBLAS once; throws `.blas` with the reason when it cannot.
-    public static func ensureLoaded() throws {
+    /// The outcome of the one load attempt (Swift runs this initialiser once,
+    /// thread-safely), so checking it on a hot path costs a load and a branch.
+    private static let loadFailure: ParmlError? = {
         var err = [CChar](repeating: 0, count: 512)
         let rc = err.withUnsafeMutableBufferPointer { pml_blas_load($0.baseAddress, $0.count) }
-        if rc != 0 {
-            throw ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-        }
+        guard rc != 0 else { return nil }
+        return ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }()
+
+    /// Loads OpenBLAS once; throws `.blas` with the reason when it cannot.
+    public static func ensureLoaded() throws {
+        if let loadFailure { throw loadFailure }
     }
 
     /// The kernel family OpenBLAS runs ("SkylakeX", "Haswell", "Prescott"...).

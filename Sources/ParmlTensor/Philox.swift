@@ -27,15 +27,20 @@ public struct Philox: Sendable {
         return (x0, x1, x2, x3)
     }
 
-    /// A uniform float in [0, 1) for element `index` of stream `stream`.
-    /// Each call uses one word of a block; callers needing many values
-    /// should use `fillUniform`, which uses all four.
+    /// A uniform float in [0, 1) for element `index` of stream `stream`: the
+    /// value `fillUniform` gives that element (word index & 3 of block index >> 2).
     @inline(__always)
     public func uniform(stream: UInt64, index: UInt64) -> Float {
+        let b = index >> 2
         let r = block(
-            UInt32(truncatingIfNeeded: index), UInt32(truncatingIfNeeded: index >> 32),
+            UInt32(truncatingIfNeeded: b), UInt32(truncatingIfNeeded: b >> 32),
             UInt32(truncatingIfNeeded: stream), UInt32(truncatingIfNeeded: stream >> 32))
-        return Philox.toUnit(r.0)
+        switch index & 3 {
+        case 0: return Philox.toUnit(r.0)
+        case 1: return Philox.toUnit(r.1)
+        case 2: return Philox.toUnit(r.2)
+        default: return Philox.toUnit(r.3)
+        }
     }
 
     /// Fills `out[0..<count]` with uniforms in [low, high) for elements

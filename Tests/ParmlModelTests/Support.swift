@@ -1,0 +1,182 @@
+import Foundation
+import ParmlTensor
+import Testing
+
+@testable import ParmlModel
+
+/// `n` uniforms in [low, high) from Philox(seed), stream `stream`.
+func randomArray(_ n: Int, seed: UInt64, stream: UInt64 = 0, low: Float = -1, high: Float = 1) -> [Float] {
+    var a = [Float](repeating: 0, count: n)
+    guard n > 0 else { return a }
+    a.withUnsafeMutableBufferPointer {
+        Philox(seed: seed).fillUniform($0.baseAddress!, count: n, stream: stream, low: low, high: high)
+    }
+    return a
+}
+
+func randomTensor(_ shape: Shape, seed: UInt64, stream: UInt64 = 0, low: Float = -1, high: Float = 1) throws -> Tensor {
+    try Tensor(randomArray(shape.count, seed: seed, stream: stream, low: low, high: high), shape: shape)
+}
+
+func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Double {
+    guard a.count == b.count else { return .infinity }
+    var m = 0.0
+    for i in a.indices { m = maxNaN(m, abs(Double(a[i]) - Double(b[i]))) }
+    return m
+}
+
+/// max that propagates NaN (Swift's max(0, .nan) is 0, which would hide a NaN result).
+func maxNaN(_ a: Double, _ b: Double) -> Double { a.isNaN || b.isNaN ? .nan : max(a, b) }
+
+
+/// A model of `layers`, initialised from `seed`; with `randomize`, every
+/// parameter is then redrawn from U(−1, 1) so that LayerNorm's γ = 1, β = 0
+/// and small Linear weights do not hide wrong terms in a gradient.
+func makeModel(_ layers: [Layer], seed: UInt64 = 1, randomize: Bool = true) throws -> Model {
+    try BLAS.ensureLoaded()  // layers call sgemm directly; the engine's entry points load it
+    let model = Model()
+    for l in layers { try model.add(l) }
+    try model.initialize(seed: seed)
+    if randomize, let p = model.parameters, p.count > 0 {
+        let values = randomArray(p.count, seed: seed, stream: 77, low: -1, high: 1)
+        try values.withUnsafeBufferPointer { try model.setParameters(from: $0.baseAddress!) }
+    }
+    return model
+}
+
+/// The worst mismatch of one gradient check.
+struct GradCheckResult: CustomStringConvertible {
+    var worstRatio = 0.0  // |analytic − fd| / tolerance; ≤ 1 passes
+    var worstAbs = 0.0
+    var worstIndex = -1
+    var analytic = 0.0
+    var numeric = 0.0
+    var checked = 0
+    var description: String {
+        "max abs diff \(worstAbs) at element \(worstIndex) (analytic \(analytic), finite difference \(numeric)), "
+            + "error/tolerance \(worstRatio) over \(checked) elements"
+    }
+    mutating func add(index: Int, analytic a: Double, numeric n: Double, atol: Double, rtol: Double) {
+        checked += 1
+        let diff = abs(a - n)
+        let ratio = diff / (atol + rtol * abs(n))
+        worstAbs = maxNaN(worstAbs, diff)
+        if ratio.isNaN || ratio > worstRatio || worstIndex < 0 {
+            worstRatio = ratio
+            worstIndex = index
+            analytic = a
+            numeric = n
+        }
+    }
+}
+
+/// Central finite differences of a scalar function of `values[i]`:
+/// (f(v + h) − f(v − h)) / (v₊ − v₋), with the step actually taken in float
+/// (v ± h rounded) as the denominator, so rounding of v ± h costs nothing.
+func centralDifference(_ values: UnsafeMutablePointer<Float>, _ i: Int, eps: Float, _ f: () throws -> Double) rethrows -> Double {
+    let v = values[i]
+    let plus = v + eps, minus = v - eps
+    values[i] = plus
+    let fp = try f()
+    values[i] = minus
+    let fm = try f()
+    values[i] = v
+    return (fp - fm) / (Double(plus) - Double(minus))
+}
+
+/// Checks a model's parameter gradients (read from `model.gradients`) and
+/// its input gradient against central differences of
+///     L(x, θ) = Σ r·y        (r fixed random, so dL/dy = r),
+/// with L summed in Double from the float outputs.
+///
+/// Error budget, for eps = h and outputs y = O(1): the float forward pass
+/// rounds each y by a few ulps (≲ 1e-6 for the small layers used here), so L
+/// carries noise of about 1e-6·√(outputs) ≈ 1e-5, and the difference
+/// quotient about 1e-5 / (2h) = 5e-4 at h = 1e-2 in a bad case. Truncation is
+/// h²·|f'''|/6 ≈ 2e-5 for tanh/GELU/sigmoid/LayerNorm at h = 1e-2, and zero
+/// for maps that are linear in the perturbed value (Linear, Dropout,
+/// Flatten), which are checked with a larger h and tighter tolerances.
+/// Default tolerance: 5e-4 absolute + 2e-3 relative; the worst measured error
+/// is 1.3e-4 (nested residual with LayerNorm and GELU), most are ~1e-6.
+/// A wrong term in a backward pass shows up at 1e-2 or more.
+func gradientCheck(
+    model: Model, input: Tensor, ctx: PassContext, eps: Float = 1e-2, atol: Double = 5e-4, rtol: Double = 2e-3,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
+    let y = try model.forward(input, ctx)
+    let r = randomArray(y.count, seed: 4242, stream: UInt64(y.count))
+    let dy = try Tensor(r, shape: y.shape)
+    guard let dx = try model.root.backward(dy, ctx, needInputGradient: true, accumulate: false) else {
+        Issue.record("no input gradient", sourceLocation: sourceLocation)
+        return
+    }
+    #expect(dx.shape == input.shape, "input gradient shape \(dx.shape) vs input \(input.shape)", sourceLocation: sourceLocation)
+    let inputGrad = dx.toArray()
+    let paramGrad = model.gradients?.toArray() ?? []
+
+    func loss() throws -> Double {
+        let out = try model.forward(input, ctx)
+        var s = 0.0
+        for i in 0..<out.count { s += Double(r[i]) * Double(out.data[i]) }
+        return s
+    }
+
+    var params = GradCheckResult()
+    if let p = model.parameters {
+        for j in 0..<p.count {
+            let fd = try centralDifference(p.data, j, eps: eps, loss)
+            params.add(index: j, analytic: Double(paramGrad[j]), numeric: fd, atol: atol, rtol: rtol)
+        }
+    }
+    var inputs = GradCheckResult()
+    for j in 0..<input.count {
+        let fd = try centralDifference(input.data, j, eps: eps, loss)
+        inputs.add(index: j, analytic: Double(inputGrad[j]), numeric: fd, atol: atol, rtol: rtol)
+    }
+    #expect(params.worstRatio <= 1, "parameter gradient: \(params)", sourceLocation: sourceLocation)
+    #expect(inputs.worstRatio <= 1, "input gradient: \(inputs)", sourceLocation: sourceLocation)
+    #expect(inputs.checked == input.count)
+}
+
+/// The error `body` throws, as a ParmlError; records an issue otherwise.
+func parmlError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> ParmlError? {
+    do {
+        try body()
+        Issue.record("expected an error, none was thrown", sourceLocation: sourceLocation)
+        return nil
+    } catch let e as ParmlError {
+        return e
+    } catch {
+        Issue.record("expected a ParmlError, got \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
+
+extension ParmlError {
+    var kind: String {
+        switch self {
+        case .invalidArgument: return "invalidArgument"
+        case .shape: return "shape"
+        case .unsupported: return "unsupported"
+        case .outOfMemory: return "outOfMemory"
+        case .io: return "io"
+        case .format: return "format"
+        case .state: return "state"
+        case .blas: return "blas"
+        case .cancelled: return "cancelled"
+        case .internal: return "internal"
+        }
+    }
+}
+
+/// Checks the error's case and that its message mentions each of `parts`.
+func expectError(
+    _ e: ParmlError?, _ kind: String, mentions parts: [String] = [],
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
+    guard let e else { return }
+    #expect(e.kind == kind, "got \(e.kind): \(e.message)", sourceLocation: sourceLocation)
+    for p in parts {
+        #expect(e.message.contains(p), "message \"\(e.message)\" does not mention \"\(p)\"", sourceLocation: sourceLocation)
+    }
+}

@@ -1,0 +1,85 @@
+import ParmlTensor
+import Testing
+
+@testable import ParmlTraining
+
+@Suite struct StrategyTests {
+    @Test func serialIsSupported() throws {
+        let s = StrategyConfig()
+        try s.validate()
+        #expect(s.worldSize == 1)
+        var t = StrategyConfig()
+        t.deterministic = false
+        t.blasThreads = 2
+        t.seed = 99
+        try t.validate()
+    }
+
+    /// Layouts this build cannot run yet: `.unsupported`, naming the field and value.
+    @Test(arguments: [
+        ("dp", "dp=2"), ("tp", "tp=2"), ("pp", "pp=2"), ("micro_batches", "micro_batches=4"),
+        ("zero_stage", "zero_stage=1"), ("backend", "MPI"),
+    ])
+    func unsupportedLayouts(_ field: String, _ mention: String) {
+        var s = StrategyConfig()
+        switch field {
+        case "dp": s.dp = 2
+        case "tp": s.tp = 2
+        case "pp": s.pp = 2
+        case "micro_batches": s.microBatches = 4
+        case "zero_stage": s.zeroStage = 1
+        default: s.backend = .mpi
+        }
+        expectError(parmlError { try s.validate() }, "unsupported", mentions: [mention])
+    }
+
+    @Test func everyMissingFeatureIsNamed() {
+        var s = StrategyConfig()
+        s.dp = 2
+        s.tp = 4
+        s.zeroStage = 3
+        expectError(parmlError { try s.validate() }, "unsupported", mentions: ["dp=2", "tp=4", "zero_stage=3"])
+        #expect(s.worldSize == 8)
+    }
+
+    @Test(arguments: [
+        ("dp", 0), ("dp", -1), ("tp", 0), ("pp", 0), ("micro_batches", 0), ("zero_stage", 4), ("zero_stage", -1),
+        ("blas_threads", -1), ("blas_threads", 1025),
+    ])
+    func invalidValues(_ field: String, _ value: Int) {
+        var s = StrategyConfig()
+        switch field {
+        case "dp": s.dp = value
+        case "tp": s.tp = value
+        case "pp": s.pp = value
+        case "micro_batches": s.microBatches = value
+        case "zero_stage": s.zeroStage = value
+        default: s.blasThreads = value
+        }
+        expectError(parmlError { try s.validate() }, "invalidArgument", mentions: [field, "\(value)"])
+    }
+
+    @Test func tooManyRanks() {
+        var s = StrategyConfig()
+        s.dp = 1 << 20
+        s.tp = 1 << 20
+        s.pp = 1 << 30
+        expectError(parmlError { try s.validate() }, "invalidArgument")
+        s.dp = 256
+        s.tp = 256
+        s.pp = 2
+        expectError(parmlError { try s.validate() }, "invalidArgument")
+    }
+
+    @Test func blasThreadsPerRank() {
+        var s = StrategyConfig()
+        #expect(s.resolvedBLASThreads(cores: 8) == 8)
+        #expect(s.resolvedBLASThreads(cores: 1) == 1)
+        s.blasThreads = 3
+        #expect(s.resolvedBLASThreads(cores: 8) == 3)
+        s.blasThreads = 0
+        s.dp = 4
+        #expect(s.resolvedBLASThreads(cores: 8) == 2)
+        #expect(s.resolvedBLASThreads(cores: 2) == 1)
+    }
+}
