@@ -38,8 +38,9 @@
  *   - Handles are checked: NULL, freed or wrong-kind handles return
  *     PARML_ERR_INVALID_ARGUMENT instead of crashing.
  *   - Threads: a handle is used by one thread at a time; distinct handles
- *     are independent. Functions marked "Thread-safe" may be called from any
- *     thread at any time.
+ *     are independent, except that a trainer and the model it trains share
+ *     the model's state (use the pair from one thread at a time). Functions
+ *     marked "Thread-safe" may be called from any thread at any time.
  *   - Sizes and counts are ptrdiff_t/size_t; dimensions are int64_t.
  */
 #ifndef PARML_H
@@ -65,6 +66,8 @@ PARML_API parml_status parml_blas_core(char const ** core_out);
 
 /// Sets the OpenBLAS threads used by this process (1...1024). Trainers set it
 /// from their strategy when created; this overrides it until the next one.
+/// OpenBLAS caps it at its build's maximum (64 for Debian's); read the value
+/// in effect with parml_blas_threads.
 /// Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_BLAS. Since: 0.1.
 PARML_API parml_status parml_blas_set_threads(int32_t threads);
 
@@ -118,7 +121,7 @@ PARML_API parml_status parml_model_add_activation(parml_model model, int32_t kin
 /// in training, masks drawn from the trainer's seed. Since: 0.1.
 PARML_API parml_status parml_model_add_dropout(parml_model model, float p);
 
-/// Appends a flatten: (N, d1, d2, ...) -> (N, d1<em>d2</em>...). Since: 0.1.
+/// Appends a flatten: (N, d1, d2, ...) -> (N, d1*d2*...). Since: 0.1.
 PARML_API parml_status parml_model_add_flatten(parml_model model);
 
 /// Appends layer normalisation over the last dimension (size `features`),
@@ -264,7 +267,7 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// Optimizer steps taken so far in *steps_out. Since: 0.1.
 PARML_API parml_status parml_trainer_step_count(parml_trainer trainer, int64_t * steps_out);
 
-/// The library's version as MAJOR<em>10000 + MINOR</em>100 + PATCH (compare with
+/// The library's version as MAJOR*10000 + MINOR*100 + PATCH (compare with
 /// PARML_VERSION_NUMBER). Thread-safe. Since: 0.1.
 PARML_API int32_t parml_version_number(void);
 

@@ -27,7 +27,13 @@ def declarations(raw: str) -> str:
     text = re.sub(r"\b(_Nullable|_Nonnull|_Null_unspecified)\b ?", "", text)
     text = text.replace("SWIFT_EXTERN ", "PARML_API ")
     text = re.sub(r" SWIFT_NOEXCEPT| SWIFT_WARN_UNUSED_RESULT", "", text)
+    # Swift renders /// comments as Markdown; undo what it turned into HTML.
     text = re.sub(r"<code>(.*?)</code>", r"`\1`", text)
+    text = re.sub(r"</?strong>", "**", text)
+    text = re.sub(r"</?em>", "*", text)
+    if re.search(r"</?[a-z]+>", text):
+        bad = [l for l in text.splitlines() if re.search(r"</?[a-z]+>", l)]
+        sys.exit("gen_header: HTML left in doc comments:\n" + "\n".join(bad[:5]))
     text = re.sub(r"\bout_\b", "out", text)  # Swift renames `out` (an ObjC keyword)
     text = re.sub(r"\s+\*", " *", text)
     text = re.sub(r"\* (?=[),])", "*", text)

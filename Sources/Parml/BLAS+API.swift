@@ -16,6 +16,8 @@ public func parmlBlasCore(_ core_out: UnsafeMutablePointer<UnsafePointer<CChar>?
 
 /// Sets the OpenBLAS threads used by this process (1...1024). Trainers set it
 /// from their strategy when created; this overrides it until the next one.
+/// OpenBLAS caps it at its build's maximum (64 for Debian's); read the value
+/// in effect with parml_blas_threads.
 /// Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_BLAS. Since: 0.1.
 @c(parml_blas_set_threads)
 public func parmlBlasSetThreads(_ threads: Int32) -> parml_status {

@@ -6,10 +6,6 @@ func datasetObject(_ d: parml_dataset?, _ name: String = "dataset") throws -> Da
     try HandleRegistry.shared.object(d, .dataset, as: Dataset.self, name: name)
 }
 
-func path(_ p: UnsafePointer<CChar>?, _ name: String) throws -> String {
-    String(cString: try nonNull(p, name))
-}
-
 /// Loads an image/label pair of IDX files (the MNIST format; gzipped or
 /// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
 /// The caller owns *out (parml_dataset_free).
@@ -20,10 +16,10 @@ public func parmlDatasetLoadIDX(
     _ images_path: UnsafePointer<CChar>?, _ labels_path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<parml_dataset?>?
 ) -> parml_status {
     guarded("parml_dataset_load_idx") {
-        let images = try path(images_path, "images_path")
-        let labels = try path(labels_path, "labels_path")
+        let images = try nonNull(images_path, "images_path")
+        let labels = try nonNull(labels_path, "labels_path")
         let out = try nonNull(out, "out")
-        let d = try Dataset.loadIDX(images: images, labels: labels)
+        let d = try Dataset.loadIDX(imagesPath: images, labelsPath: labels)
         out.pointee = HandleRegistry.shared.register(d, as: .dataset)
     }
 }

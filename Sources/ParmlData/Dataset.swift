@@ -66,12 +66,21 @@ public final class Dataset {
     /// image file's shape (N, rows, cols). Labels must be a 1-D file of
     /// non-negative integers and become class indices.
     public static func loadIDX(images: String, labels: String) throws -> Dataset {
-        let image = try IDX.read(path: images)
+        try images.withCString { i in
+            try labels.withCString { l in try loadIDX(imagesPath: i, labelsPath: l) }
+        }
+    }
+
+    /// The same with paths as C bytes, passed to the system unchanged (Linux
+    /// paths need not be valid UTF-8).
+    public static func loadIDX(imagesPath: UnsafePointer<CChar>, labelsPath: UnsafePointer<CChar>) throws -> Dataset {
+        let images = String(cString: imagesPath), labels = String(cString: labelsPath)
+        let image = try IDX.read(cPath: imagesPath, displayName: images)
         guard image.dims.count >= 2 else {
             throw ParmlError.format(
                 "\(images): an image file needs at least 2 dimensions (N, sample dims...), got dims \(image.dims)")
         }
-        let label = try IDX.read(path: labels)
+        let label = try IDX.read(cPath: labelsPath, displayName: labels)
         guard label.dims.count == 1 else {
             throw ParmlError.format("\(labels): a label file has 1 dimension (N), got dims \(label.dims)")
         }

@@ -58,7 +58,13 @@ public enum IDX {
     /// number or an impossible shape throws `ParmlError.format`; a file that
     /// cannot be opened or read throws `ParmlError.io`.
     public static func read(path: String) throws -> IDXArray {
-        let reader = try GzReader(readingFrom: path)
+        try path.withCString { try read(cPath: $0, displayName: path) }
+    }
+
+    /// The same for a path given as C bytes: Linux paths need not be UTF-8,
+    /// so the bytes go to the system unchanged; `displayName` is for messages.
+    public static func read(cPath: UnsafePointer<CChar>, displayName path: String) throws -> IDXArray {
+        let reader = try GzReader(readingFrom: cPath, displayName: path)
         defer { reader.close() }
 
         var header: (UInt8, UInt8, UInt8, UInt8) = (0, 0, 0, 0)
@@ -262,9 +268,9 @@ final class GzReader {
     /// Decompressed bytes handed out so far, for error messages.
     private(set) var delivered = 0
 
-    init(readingFrom path: String) throws {
+    init(readingFrom cPath: UnsafePointer<CChar>, displayName path: String) throws {
         self.path = path
-        guard let f = gzopen(path, "rb") else {
+        guard let f = gzopen(cPath, "rb") else {
             throw ParmlError.io("\(path): cannot open: \(String(cString: strerror(errno)))")
         }
         // A larger input buffer than zlib's 8 KiB default: fewer read calls.

@@ -48,6 +48,13 @@ public final class Model {
     public func add(_ layer: Layer) throws {
         guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
         (openBlocks.last ?? root).append(layer)
+        forgetValidatedShapes()
+    }
+
+    /// The cached shape check describes the old layer list: drop it.
+    private func forgetValidatedShapes() {
+        validatedInput = nil
+        validatedOutput = nil
     }
 
     /// Opens a residual block: layers added until `endResidual` form its body f, y = x + f(x).
@@ -56,12 +63,16 @@ public final class Model {
         let body = Sequential()
         (openBlocks.last ?? root).append(Residual(body))
         openBlocks.append(body)
+        forgetValidatedShapes()
     }
 
     public func endResidual() throws {
         guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
-        guard let body = openBlocks.popLast() else { throw ParmlError.state("end_residual without begin_residual") }
+        guard let body = openBlocks.last else { throw ParmlError.state("end_residual without begin_residual") }
+        // Checked before closing: a failed call leaves the block open.
         guard !body.layers.isEmpty else { throw ParmlError.invalidArgument("a residual block needs at least one layer") }
+        openBlocks.removeLast()
+        forgetValidatedShapes()
     }
 
     /// Allocates the parameter arena and binds every layer to its slices.

@@ -119,6 +119,19 @@ public final class Trainer {
         return BatchResult(loss: Float(total / Double(data.count)), correct: correct, samples: data.count)
     }
 
+    private func checkFits(_ data: Dataset, name: String) throws {
+        do {
+            let out = try model.outputShape(for: data.inputs.shape)
+            try loss.validate(output: out, targets: data.targets)
+        } catch let e as ParmlError {
+            switch e {
+            case .shape(let m): throw ParmlError.shape("\(name): \(m)")
+            case .invalidArgument(let m): throw ParmlError.invalidArgument("\(name): \(m)")
+            default: throw e
+            }
+        }
+    }
+
     /// Trains for `options.epochs` epochs. `progress` runs after each epoch
     /// with its metrics and returns false to stop (fit then throws .cancelled).
     @discardableResult
@@ -133,6 +146,10 @@ public final class Trainer {
         guard batcher.batchCount > 0 else {
             throw ParmlError.invalidArgument("fit: \(train.count) samples make no batch of \(options.batchSize) with drop_last")
         }
+        // Both datasets must fit the model and loss before the first update:
+        // a mismatch found after an epoch would leave that epoch applied.
+        try checkFits(train, name: "training data")
+        if let validation { try checkFits(validation, name: "validation data") }
         let classify = loss.kind == .crossEntropy
         var last = EpochMetrics()
         for epoch in 1...options.epochs {

@@ -59,6 +59,11 @@ public final class Residual: Layer {
 
     public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
         let f = try body.forward(x, ctx)
+        // Model.outputShape checks this before any step; this guard keeps a
+        // direct caller from reading past f.
+        guard f.shape == x.shape else {
+            throw ParmlError.shape("residual block maps \(x.shape) to \(f.shape); its body must keep the shape")
+        }
         let y = try output.shaped(x.shape)
         Kernels.add(x.data, f.data, y.data, count: x.count)
         return y

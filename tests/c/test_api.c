@@ -1,0 +1,1134 @@
+/*
+ * test_api.c — every exported function of libparml on good input, checked
+ * against numbers computed here in C.
+ *
+ * Build: cc -std=c11 -I include test_api.c -L LIB -lparml -lm -Wl,-rpath,LIB
+ * Prints "N passed, N failed" and exits nonzero on any failure.
+ */
+#include "test_common.h"
+
+#include <cpuid.h>
+#include <pthread.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Version, status strings, last error                                       */
+/* ------------------------------------------------------------------------ */
+
+static void test_version_and_status(void) {
+    CHECK(parml_version_number() == PARML_VERSION_NUMBER, "library %d, header %d", (int)parml_version_number(),
+          PARML_VERSION_NUMBER);
+    CHECK(PARML_VERSION_NUMBER == PARML_VERSION_MAJOR * 10000 + PARML_VERSION_MINOR * 100 + PARML_VERSION_PATCH, "macro");
+    const char *vs = parml_version_string();
+    CHECK(vs != NULL && strcmp(vs, PARML_VERSION_STRING) == 0, "library '%s', header '%s'", vs ? vs : "(null)",
+          PARML_VERSION_STRING);
+
+    static const struct {
+        parml_status code;
+        const char *name;
+    } codes[] = {
+        {PARML_OK, "PARML_OK"},
+        {PARML_ERR_INVALID_ARGUMENT, "PARML_ERR_INVALID_ARGUMENT"},
+        {PARML_ERR_SHAPE, "PARML_ERR_SHAPE"},
+        {PARML_ERR_UNSUPPORTED, "PARML_ERR_UNSUPPORTED"},
+        {PARML_ERR_OUT_OF_MEMORY, "PARML_ERR_OUT_OF_MEMORY"},
+        {PARML_ERR_IO, "PARML_ERR_IO"},
+        {PARML_ERR_FORMAT, "PARML_ERR_FORMAT"},
+        {PARML_ERR_STATE, "PARML_ERR_STATE"},
+        {PARML_ERR_BLAS, "PARML_ERR_BLAS"},
+        {PARML_ERR_CANCELLED, "PARML_ERR_CANCELLED"},
+        {PARML_ERR_INTERNAL, "PARML_ERR_INTERNAL"},
+    };
+    const char *seen[sizeof codes / sizeof codes[0]];
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const char *s = parml_status_string(codes[i].code);
+        seen[i] = s;
+        CHECK(s != NULL && strncmp(s, codes[i].name, strlen(codes[i].name)) == 0, "status %d -> '%s', expected '%s...'",
+              (int)codes[i].code, s ? s : "(null)", codes[i].name);
+        /* The name must be followed by its end or a non-identifier character
+           (PARML_ERR_SHAPE must not match a longer name). */
+        if (s) {
+            char next = s[strlen(codes[i].name)];
+            CHECK(next == 0 || next == ':' || next == ' ', "status %d -> '%s'", (int)codes[i].code, s);
+        }
+        for (size_t j = 0; j < i; j++) CHECK(seen[j] != s && (s == NULL || strcmp(seen[j], s) != 0), "codes %zu and %zu share text", i, j);
+    }
+    const char *unknown[] = {parml_status_string(11), parml_status_string(-1), parml_status_string(1000),
+                             parml_status_string(INT32_MIN)};
+    for (size_t i = 0; i < 4; i++)
+        CHECK(unknown[i] != NULL && strcmp(unknown[i], "unknown status") == 0, "unknown code -> '%s'",
+              unknown[i] ? unknown[i] : "(null)");
+
+    /* parml_last_error is never NULL, and names the failing function. */
+    CHECK(parml_last_error() != NULL, "last_error NULL");
+    CHECK(parml_tensor_numel(NULL, NULL) == PARML_ERR_INVALID_ARGUMENT, "numel(NULL)");
+    CHECK(strstr(parml_last_error(), "parml_tensor_numel") != NULL, "last_error '%s'", parml_last_error());
+    /* A successful call does not clear it (documented: "last failed call"). */
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    CHECK(strstr(parml_last_error(), "parml_tensor_numel") != NULL, "last_error after success '%s'", parml_last_error());
+}
+
+/* parml_last_error is per thread: a new thread starts with "", and its
+   failures do not change the message the main thread sees. */
+struct thread_result {
+    int empty_at_start;
+    int names_own_failure;
+};
+
+static void *error_thread(void *arg) {
+    struct thread_result *r = (struct thread_result *)arg;
+    const char *e = parml_last_error();
+    r->empty_at_start = e != NULL && e[0] == 0;
+    (void)parml_model_num_params(NULL, NULL);
+    r->names_own_failure = strstr(parml_last_error(), "parml_model_num_params") != NULL;
+    return NULL;
+}
+
+static void test_last_error_per_thread(void) {
+    (void)parml_dataset_size(NULL, NULL);
+    char mine[256];
+    snprintf(mine, sizeof mine, "%s", parml_last_error());
+    CHECK(strstr(mine, "parml_dataset_size") != NULL, "main thread error '%s'", mine);
+    pthread_t th;
+    struct thread_result r = {0, 0};
+    CHECK(pthread_create(&th, NULL, error_thread, &r) == 0, "pthread_create");
+    pthread_join(th, NULL);
+    CHECK(r.empty_at_start, "a new thread's parml_last_error() is \"\"");
+    CHECK(r.names_own_failure, "the thread sees its own failure");
+    CHECK(strcmp(parml_last_error(), mine) == 0, "the main thread's message is unchanged: '%s'", parml_last_error());
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void test_tensors(void) {
+    int64_t dims[3] = {2, 3, 4};
+    float src[24];
+    for (int i = 0; i < 24; i++) src[i] = (float)i * 0.37f - 3.0f + (i == 5 ? 1e-30f : 0.0f);
+    src[7] = -0.0f;
+    src[8] = 3.4028235e38f;
+    src[9] = 1.17549435e-38f;
+
+    parml_tensor t = NULL;
+    OK(parml_tensor_create(dims, 3, src, &t));
+    CHECK(t != NULL, "tensor handle");
+
+    int64_t shp[8] = {0};
+    ptrdiff_t nd = -1;
+    OK(parml_tensor_shape(t, shp, 8, &nd));
+    CHECK(nd == 3 && shp[0] == 2 && shp[1] == 3 && shp[2] == 4, "shape (%td: %lld %lld %lld)", nd, (long long)shp[0],
+          (long long)shp[1], (long long)shp[2]);
+    nd = -1;
+    OK(parml_tensor_shape(t, NULL, 0, &nd)); /* rank only */
+    CHECK(nd == 3, "rank only: %td", nd);
+    int64_t exact[3] = {0};
+    OK(parml_tensor_shape(t, exact, 3, &nd)); /* capacity == rank is enough */
+    CHECK(exact[2] == 4, "exact capacity");
+
+    int64_t numel = -1;
+    OK(parml_tensor_numel(t, &numel));
+    CHECK(numel == 24, "numel %lld", (long long)numel);
+
+    float back[24];
+    memset(back, 0xAB, sizeof back);
+    OK(parml_tensor_read(t, back, 24));
+    CHECK(memcmp(back, src, sizeof src) == 0, "read round-trips bit for bit");
+
+    float *data = NULL;
+    OK(parml_tensor_data(t, &data));
+    CHECK(data != NULL && ((uintptr_t)data % 64) == 0, "data %p 64-byte aligned", (void *)data);
+    if (data) {
+        CHECK(memcmp(data, src, sizeof src) == 0, "data matches");
+        data[3] = 42.5f; /* writing through the borrowed pointer changes the tensor */
+        OK(parml_tensor_read(t, back, 24));
+        CHECK(back[3] == 42.5f, "write through data: %g", back[3]);
+    }
+
+    float w[24];
+    for (int i = 0; i < 24; i++) w[i] = -(float)i / 7.0f;
+    OK(parml_tensor_write(t, w, 24));
+    OK(parml_tensor_read(t, back, 24));
+    CHECK(memcmp(back, w, sizeof w) == 0, "write then read");
+    if (data) CHECK(data[10] == w[10], "data pointer sees the write");
+
+    /* NULL data -> zeros; 8-D; zero-sized dimension. */
+    int64_t d8[8] = {1, 2, 1, 2, 1, 2, 1, 2};
+    parml_tensor z = NULL;
+    OK(parml_tensor_create(d8, 8, NULL, &z));
+    float zb[16];
+    memset(zb, 0xFF, sizeof zb);
+    OK(parml_tensor_read(z, zb, 16));
+    int allzero = 1;
+    for (int i = 0; i < 16; i++) allzero &= (zb[i] == 0.0f && !signbit(zb[i]));
+    CHECK(allzero, "NULL data gives +0.0");
+    OK(parml_tensor_shape(z, shp, 8, &nd));
+    CHECK(nd == 8 && shp[7] == 2, "8-D shape");
+
+    int64_t d0[2] = {0, 5};
+    parml_tensor e = NULL;
+    OK(parml_tensor_create(d0, 2, NULL, &e));
+    OK(parml_tensor_numel(e, &numel));
+    CHECK(numel == 0, "empty numel %lld", (long long)numel);
+    float dummy = 9.0f;
+    OK(parml_tensor_read(e, &dummy, 0));
+    CHECK(dummy == 9.0f, "reading 0 floats writes nothing");
+
+    int64_t d1[1] = {5};
+    parml_tensor one = NULL;
+    OK(parml_tensor_create(d1, 1, src, &one));
+    OK(parml_tensor_read(one, back, 5));
+    CHECK(memcmp(back, src, 5 * sizeof(float)) == 0, "1-D");
+
+    parml_tensor_free(t);
+    parml_tensor_free(t); /* documented: a handle already freed is a no-op */
+    parml_tensor_free(z);
+    parml_tensor_free(e);
+    parml_tensor_free(one);
+    CHECK(parml_tensor_numel(t, &numel) == PARML_ERR_INVALID_ARGUMENT, "freed handle is rejected");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Parameter-struct defaults                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void test_param_defaults(void) {
+    parml_optimizer_params o;
+    memset(&o, 0x5A, sizeof o);
+    OK(parml_optimizer_params_init(&o));
+    CHECK(o.struct_size == sizeof o, "optimizer struct_size %zu vs %zu", o.struct_size, sizeof o);
+    CHECK(o.kind == PARML_OPTIMIZER_SGD, "kind %d", (int)o.kind);
+    CHECK(o.learning_rate == 0.01f, "lr %g", o.learning_rate);
+    CHECK(o.momentum == 0.0f && o.nesterov == 0 && o.weight_decay == 0.0f, "momentum/nesterov/decay");
+    CHECK(o.beta1 == 0.9f && o.beta2 == 0.999f && o.epsilon == 1e-8f, "betas %g %g eps %g", o.beta1, o.beta2, o.epsilon);
+    CHECK(o.schedule == PARML_SCHEDULE_CONSTANT, "schedule %d", (int)o.schedule);
+    CHECK(o.warmup_steps == 0 && o.step_size == 1 && o.gamma == 0.1f, "warmup/step_size/gamma");
+    CHECK(o.total_steps == 0 && o.min_lr == 0.0f && o.clip_grad_norm == 0.0f, "total/min/clip");
+
+    parml_strategy_params s;
+    memset(&s, 0x5A, sizeof s);
+    OK(parml_strategy_params_init(&s));
+    CHECK(s.struct_size == sizeof s, "strategy struct_size %zu vs %zu", s.struct_size, sizeof s);
+    CHECK(s.dp == 1 && s.tp == 1 && s.pp == 1, "dp %d tp %d pp %d", (int)s.dp, (int)s.tp, (int)s.pp);
+    CHECK(s.micro_batches == 1 && s.pipeline_schedule == PARML_PIPELINE_1F1B, "micro %d sched %d", (int)s.micro_batches,
+          (int)s.pipeline_schedule);
+    CHECK(s.zero_stage == 0 && s.backend == PARML_BACKEND_THREADS && s.deterministic == 1, "zero/backend/det");
+    CHECK(s.blas_threads == 0 && s.seed == 0, "blas_threads %d seed %llu", (int)s.blas_threads,
+          (unsigned long long)s.seed);
+
+    parml_fit_params f;
+    memset(&f, 0x5A, sizeof f);
+    OK(parml_fit_params_init(&f));
+    CHECK(f.struct_size == sizeof f, "fit struct_size %zu vs %zu", f.struct_size, sizeof f);
+    CHECK(f.epochs == 1 && f.batch_size == 64 && f.shuffle == 1 && f.drop_last == 0, "fit defaults");
+    CHECK(f.validation == NULL && f.progress == NULL && f.user_data == NULL, "fit pointers NULL");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Models: every layer kind, nested residual blocks                          */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Input (N, 3, 4):
+ *   flatten                          -> (N, 12)
+ *   linear 12->16 (bias)             208
+ *   layer_norm 16                     32
+ *   relu
+ *   residual {
+ *     linear 16->16 (bias)           272
+ *     gelu
+ *     residual {
+ *       linear 16->16 (no bias)      256
+ *       tanh
+ *       dropout 0.1
+ *     }
+ *     layer_norm 16                   32
+ *   }
+ *   sigmoid
+ *   dropout 0.2
+ *   linear 16->3 (bias)               51
+ * total                              851
+ */
+#define FULL_PARAMS 851
+
+static parml_model build_full_model(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_flatten(m));
+    OK(parml_model_add_linear(m, 12, 16, 1));
+    OK(parml_model_add_layer_norm(m, 16, 1e-5f));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_linear(m, 16, 16, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_GELU));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_linear(m, 16, 16, 0));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_TANH));
+    OK(parml_model_add_dropout(m, 0.1f));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_layer_norm(m, 16, 1e-5f));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_SIGMOID));
+    OK(parml_model_add_dropout(m, 0.2f));
+    OK(parml_model_add_linear(m, 16, 3, 1));
+    return m;
+}
+
+static void test_full_model(void) {
+    parml_model m = build_full_model();
+
+    int64_t count = -1;
+    OK(parml_model_num_params(m, &count)); /* also before init */
+    CHECK(count == FULL_PARAMS, "num_params before init %lld, expected %d", (long long)count, FULL_PARAMS);
+
+    int64_t in[3] = {5, 3, 4}, out[8] = {0};
+    ptrdiff_t nd = -1;
+    OK(parml_model_output_shape(m, in, 3, out, 8, &nd));
+    CHECK(nd == 2 && out[0] == 5 && out[1] == 3, "output shape (%td: %lld, %lld)", nd, (long long)out[0],
+          (long long)out[1]);
+    nd = -1;
+    OK(parml_model_output_shape(m, in, 3, NULL, 0, &nd));
+    CHECK(nd == 2, "output rank only %td", nd);
+
+    OK(parml_model_init(m, 1234));
+    OK(parml_model_num_params(m, &count));
+    CHECK(count == FULL_PARAMS, "num_params after init %lld", (long long)count);
+
+    float *a = (float *)malloc(FULL_PARAMS * sizeof(float));
+    float *b = (float *)malloc(FULL_PARAMS * sizeof(float));
+    float *c = (float *)malloc(FULL_PARAMS * sizeof(float));
+    OK(parml_model_get_params(m, a, FULL_PARAMS));
+
+    /* Layout: linear(12->16) weight [0,192) in U(-1/sqrt(12), 1/sqrt(12)), bias [192,208);
+       layer_norm weight [208,224) = 1, bias [224,240) = 0; then the residual block. */
+    double bound12 = 1.0 / sqrt(12.0), bound16 = 0.25;
+    int in_bounds = 1, varied = 0;
+    for (int i = 0; i < 208; i++) {
+        in_bounds &= fabs(a[i]) <= bound12 + 1e-7;
+        varied |= a[i] != a[0];
+    }
+    CHECK(in_bounds && varied, "first linear drawn from U(-1/sqrt(12), 1/sqrt(12))");
+    int ln_ok = 1;
+    for (int i = 208; i < 224; i++) ln_ok &= a[i] == 1.0f;
+    for (int i = 224; i < 240; i++) ln_ok &= a[i] == 0.0f;
+    CHECK(ln_ok, "layer_norm initialised to weight 1, bias 0");
+    int last_ok = 1;
+    for (int i = FULL_PARAMS - 51; i < FULL_PARAMS; i++) last_ok &= fabs(a[i]) <= bound16 + 1e-7;
+    CHECK(last_ok, "last linear in U(-1/4, 1/4)");
+
+    /* Same seed -> identical parameters (bitwise), different seed -> different. */
+    OK(parml_model_init(m, 1234));
+    OK(parml_model_get_params(m, b, FULL_PARAMS));
+    CHECK(memcmp(a, b, FULL_PARAMS * sizeof(float)) == 0, "re-init with the same seed is bitwise identical");
+    parml_model m2 = build_full_model();
+    OK(parml_model_init(m2, 1234));
+    OK(parml_model_get_params(m2, c, FULL_PARAMS));
+    CHECK(memcmp(a, c, FULL_PARAMS * sizeof(float)) == 0, "another model with the same seed is identical");
+    OK(parml_model_init(m2, 1235));
+    OK(parml_model_get_params(m2, c, FULL_PARAMS));
+    int differ = 0;
+    for (int i = 0; i < 208; i++) differ += a[i] != c[i];
+    CHECK(differ > 150, "a different seed changes the draws (%d of 208 differ)", differ);
+
+    /* set_params / get_params round trip. */
+    for (int i = 0; i < FULL_PARAMS; i++) c[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    OK(parml_model_set_params(m2, c, FULL_PARAMS));
+    OK(parml_model_get_params(m2, b, FULL_PARAMS));
+    CHECK(memcmp(b, c, FULL_PARAMS * sizeof(float)) == 0, "set/get round trip");
+
+    /* Summary. */
+    char *text = NULL;
+    OK(parml_model_summary(m, &text));
+    CHECK(text != NULL && strstr(text, "linear") != NULL, "summary: %s", text ? text : "(null)");
+    if (text) {
+        CHECK(strstr(text, "layer_norm") && strstr(text, "residual") && strstr(text, "dropout") &&
+                  strstr(text, "gelu") && strstr(text, "flatten"),
+              "summary names every kind:\n%s", text);
+        CHECK(strstr(text, "851") != NULL, "summary states the total:\n%s", text);
+    }
+    parml_buffer_free(text);
+
+    /* Predict: inference mode (dropout off) is deterministic and the output has the right shape. */
+    int64_t xd[3] = {5, 3, 4};
+    float x[60];
+    for (int i = 0; i < 60; i++) x[i] = sinf((float)i);
+    parml_tensor xt = NULL, y1 = NULL, y2 = NULL;
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_model_predict(m, xt, &y1));
+    OK(parml_model_predict(m, xt, &y2));
+    int64_t yd[8];
+    OK(parml_tensor_shape(y1, yd, 8, &nd));
+    CHECK(nd == 2 && yd[0] == 5 && yd[1] == 3, "predict shape");
+    float o1[15], o2[15];
+    OK(parml_tensor_read(y1, o1, 15));
+    OK(parml_tensor_read(y2, o2, 15));
+    CHECK(memcmp(o1, o2, sizeof o1) == 0, "predict is deterministic (dropout off)");
+    int finite = 1;
+    for (int i = 0; i < 15; i++) finite &= isfinite(o1[i]);
+    CHECK(finite, "predict output finite");
+
+    parml_tensor_free(xt);
+    parml_tensor_free(y1);
+    parml_tensor_free(y2);
+    parml_model_free(m);
+    parml_model_free(m2);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* Linear-only model: predict against y = (x W1^T + b1) W2^T computed here. */
+static void test_predict_by_hand(void) {
+    enum { N = 4, I = 5, H = 3, O = 2 };
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, I, H, 1));
+    OK(parml_model_add_linear(m, H, O, 0));
+    int64_t count = 0;
+    OK(parml_model_num_params(m, &count));
+    CHECK(count == H * I + H + O * H, "count %lld", (long long)count);
+    OK(parml_model_init(m, 7));
+    float p[H * I + H + O * H];
+    OK(parml_model_get_params(m, p, (ptrdiff_t)count));
+    const float *W1 = p, *b1 = p + H * I, *W2 = p + H * I + H;
+
+    float x[N * I];
+    for (int i = 0; i < N * I; i++) x[i] = (float)((i * 37) % 11) / 5.0f - 1.0f;
+    int64_t xd[2] = {N, I};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    OK(parml_model_predict(m, xt, &yt));
+    float y[N * O];
+    OK(parml_tensor_read(yt, y, N * O));
+    int good = 1;
+    for (int n = 0; n < N; n++) {
+        double h[H];
+        for (int j = 0; j < H; j++) {
+            double s = b1[j];
+            for (int k = 0; k < I; k++) s += (double)x[n * I + k] * W1[j * I + k];
+            h[j] = s;
+        }
+        for (int o = 0; o < O; o++) {
+            double s = 0;
+            for (int j = 0; j < H; j++) s += h[j] * W2[o * H + j];
+            if (!close_rel(y[n * O + o], s, 1e-5)) {
+                good = 0;
+                fprintf(stderr, "  predict[%d,%d] = %.9g, by hand %.9g\n", n, o, y[n * O + o], s);
+            }
+        }
+    }
+    CHECK(good, "Linear-only prediction equals the hand computation (rel 1e-5)");
+
+    /* After set_params, predict follows the new parameters. */
+    float q[H * I + H + O * H];
+    memset(q, 0, sizeof q);
+    for (int j = 0; j < H; j++) q[H * I + j] = (float)(j + 1); /* b1 = 1,2,3 */
+    for (int j = 0; j < H; j++) q[H * I + H + j] = 1.0f;       /* W2 row 0 = 1,1,1 -> 6 */
+    OK(parml_model_set_params(m, q, (ptrdiff_t)count));
+    parml_tensor_free(yt);
+    yt = NULL;
+    OK(parml_model_predict(m, xt, &yt));
+    OK(parml_tensor_read(yt, y, N * O));
+    CHECK(y[0] == 6.0f && y[1] == 0.0f && y[6] == 6.0f && y[7] == 0.0f, "predict after set_params: %g %g", y[0], y[1]);
+
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    parml_model_free(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Datasets                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void test_dataset_create(void) {
+    int64_t xd[3] = {6, 2, 2}, yd[1] = {6};
+    float x[24] = {0}, y[6] = {0, 1, 2, 4, 1, 0};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    /* The dataset holds copies: freeing or changing the tensors does not affect it. */
+    float big[6] = {9, 9, 9, 9, 9, 9};
+    OK(parml_tensor_write(yt, big, 6));
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+
+    int64_t n = -1, k = -1;
+    OK(parml_dataset_size(d, &n));
+    CHECK(n == 6, "size %lld", (long long)n);
+    OK(parml_dataset_num_classes(d, &k));
+    CHECK(k == 5, "num_classes %lld (largest label 4 + 1)", (long long)k);
+    int64_t s[8];
+    ptrdiff_t nd = -1;
+    OK(parml_dataset_input_shape(d, s, 8, &nd));
+    CHECK(nd == 3 && s[0] == 6 && s[1] == 2 && s[2] == 2, "input shape");
+    nd = -1;
+    OK(parml_dataset_input_shape(d, NULL, 0, &nd));
+    CHECK(nd == 3, "input rank only");
+    parml_dataset_free(d);
+
+    /* Regression targets (N, 2): not class indices -> 0 classes. */
+    int64_t rd[2] = {6, 2};
+    float r[12] = {0.5f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_tensor_create(rd, 2, r, &yt));
+    OK(parml_dataset_create(xt, yt, &d));
+    OK(parml_dataset_num_classes(d, &k));
+    CHECK(k == 0, "regression targets -> %lld classes", (long long)k);
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+/* IDX files written here; the loaded data is checked through a model whose
+   parameters are chosen so that the loss is a known function of the pixels. */
+static void test_dataset_idx(void) {
+    enum { N = 5, R = 2, C = 3 };
+    unsigned char pix[N * R * C];
+    for (int i = 0; i < N * R * C; i++) pix[i] = (unsigned char)((i * 53) % 256);
+    pix[0] = 255;
+    pix[1] = 0;
+    unsigned char lab[N] = {0, 2, 1, 2, 0};
+    uint32_t idims[3] = {N, R, C};
+    char ipath[512], lpath[512];
+    scratch_path(ipath, sizeof ipath, "api-images.idx");
+    scratch_path(lpath, sizeof lpath, "api-labels.idx");
+    CHECK(write_idx_u8(ipath, idims, 3, pix, sizeof pix) == 0, "write %s", ipath);
+    /* labels: magic 0x00000801 */
+    unsigned char lbuf[8 + N];
+    put_be32(lbuf, 0x00000801);
+    put_be32(lbuf + 4, N);
+    memcpy(lbuf + 8, lab, N);
+    CHECK(write_file(lpath, lbuf, sizeof lbuf) == 0, "write %s", lpath);
+
+    parml_dataset d = NULL;
+    OK(parml_dataset_load_idx(ipath, lpath, &d));
+    int64_t n = -1, k = -1;
+    OK(parml_dataset_size(d, &n));
+    CHECK(n == N, "idx size %lld", (long long)n);
+    OK(parml_dataset_num_classes(d, &k));
+    CHECK(k == 3, "idx classes %lld", (long long)k);
+    int64_t s[4];
+    ptrdiff_t nd = -1;
+    OK(parml_dataset_input_shape(d, s, 4, &nd));
+    CHECK(nd == 3 && s[0] == N && s[1] == R && s[2] == C, "idx input shape (%td: %lld %lld %lld)", nd,
+          (long long)s[0], (long long)s[1], (long long)s[2]);
+
+    /* flatten -> linear(6 -> 3) with W[c][p] = 1 if p == c else 0, b = 0:
+       logits of sample i are its first three pixels / 255. */
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_flatten(m));
+    OK(parml_model_add_linear(m, R * C, 3, 1));
+    OK(parml_model_init(m, 0));
+    float p[3 * R * C + 3];
+    memset(p, 0, sizeof p);
+    for (int c = 0; c < 3; c++) p[c * R * C + c] = 1.0f;
+    OK(parml_model_set_params(m, p, 3 * R * C + 3));
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, NULL, &tr));
+    float loss = -1, acc = -1;
+    OK(parml_trainer_evaluate(tr, d, 2, &loss, &acc)); /* batch 2: 3 batches, the last partial */
+    double expect = 0;
+    int correct = 0;
+    for (int i = 0; i < N; i++) {
+        double z[3], mx = -1e30, sum = 0;
+        int arg = 0;
+        for (int c = 0; c < 3; c++) {
+            z[c] = pix[i * R * C + c] / 255.0;
+            if (z[c] > mx) {
+                mx = z[c];
+                arg = c;
+            }
+        }
+        for (int c = 0; c < 3; c++) sum += exp(z[c] - mx);
+        expect += -(z[lab[i]] - mx - log(sum));
+        correct += arg == lab[i];
+    }
+    expect /= N;
+    CHECK(close_rel(loss, expect, 1e-5), "idx evaluate loss %.8g, by hand %.8g (pixels scaled by 1/255)", loss, expect);
+    CHECK(fabsf(acc - (float)correct / N) < 1e-6f, "idx accuracy %g, by hand %g", acc, (double)correct / N);
+    float loss_null = -1;
+    OK(parml_trainer_evaluate(tr, d, 100, &loss_null, NULL)); /* accuracy_out may be NULL; batch > N */
+    CHECK(close_rel(loss_null, expect, 1e-5), "evaluate batch 100: %g", loss_null);
+    OK(parml_trainer_evaluate(tr, d, 1, NULL, NULL));
+
+    /* The same files gzipped (the loader reads both), when gzip is installed. */
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "gzip -c '%s' > '%s.gz' && gzip -c '%s' > '%s.gz'", ipath, ipath, lpath, lpath);
+    if (system(cmd) == 0) {
+        char igz[520], lgz[520];
+        snprintf(igz, sizeof igz, "%s.gz", ipath);
+        snprintf(lgz, sizeof lgz, "%s.gz", lpath);
+        parml_dataset g = NULL;
+        OK(parml_dataset_load_idx(igz, lgz, &g));
+        float gloss = -1, gacc = -1;
+        OK(parml_trainer_evaluate(tr, g, 2, &gloss, &gacc));
+        CHECK(gloss == loss && gacc == acc, "gzipped IDX gives the same data: loss %g vs %g", gloss, loss);
+        parml_dataset_free(g);
+        remove(igz);
+        remove(lgz);
+    } else {
+        printf("note: gzip not available; gzipped IDX not tested\n");
+    }
+
+    /* Linux paths are bytes: a file whose name is not valid UTF-8 (Latin-1
+       "caf\xe9") must load like any other. */
+    char latin[600];
+    snprintf(latin, sizeof latin, "%s/images-caf\xe9.idx", scratch_dir());
+    if (rename(ipath, latin) == 0) {
+        parml_dataset l = NULL;
+        parml_status st = parml_dataset_load_idx(latin, lpath, &l);
+        CHECK(st == PARML_OK, "load_idx of a path that is not valid UTF-8 returned %d: %s", (int)st,
+              st ? parml_last_error() : "");
+        parml_dataset_free(l);
+        rename(latin, ipath);
+    }
+
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_dataset_free(d);
+    remove(ipath);
+    remove(lpath);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* A separable 2-class problem: class = (x0 + 0.5*x1 > 0). */
+enum { TOY_N = 64, TOY_D = 2 };
+static void toy_data(float *x, float *y) {
+    uint32_t s = 12345;
+    for (int i = 0; i < TOY_N; i++) {
+        for (int j = 0; j < TOY_D; j++) {
+            s = s * 1664525u + 1013904223u;
+            x[i * TOY_D + j] = (float)((s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+        }
+        float v = x[i * TOY_D] + 0.5f * x[i * TOY_D + 1];
+        if (fabsf(v) < 0.1f) x[i * TOY_D] += v >= 0 ? 0.2f : -0.2f; /* keep a margin */
+        y[i] = (x[i * TOY_D] + 0.5f * x[i * TOY_D + 1]) > 0 ? 1.0f : 0.0f;
+    }
+}
+
+static parml_model toy_model(uint64_t seed) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, TOY_D, 16, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    OK(parml_model_add_linear(m, 16, 2, 1));
+    OK(parml_model_init(m, seed));
+    return m;
+}
+
+static void test_step_and_evaluate(void) {
+    float x[TOY_N * TOY_D], y[TOY_N];
+    toy_data(x, y);
+    int64_t xd[2] = {TOY_N, TOY_D}, yd[1] = {TOY_N};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+
+    parml_model m = toy_model(3);
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_ADAM;
+    o.learning_rate = 0.05f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.blas_threads = 1;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+
+    int64_t steps = -1;
+    OK(parml_trainer_step_count(tr, &steps));
+    CHECK(steps == 0, "new trainer step count %lld", (long long)steps);
+    float lr = -1;
+    OK(parml_trainer_learning_rate(tr, &lr));
+    CHECK(lr == 0.05f, "constant lr %g", lr);
+
+    float first = -1, loss = -1;
+    OK(parml_trainer_step(tr, xt, yt, &first));
+    CHECK(isfinite(first) && first > 0.3f && first < 2.0f, "first loss %g (about ln 2)", first);
+    for (int i = 1; i < 100; i++) {
+        parml_status st = parml_trainer_step(tr, xt, yt, &loss);
+        if (st != PARML_OK) {
+            CHECK(st == PARML_OK, "step %d: %s", i, parml_last_error());
+            break;
+        }
+    }
+    OK(parml_trainer_step(tr, xt, yt, NULL)); /* loss_out may be NULL */
+    CHECK(loss < 0.5f * first, "loss falls over 100 steps: %g -> %g", first, loss);
+    OK(parml_trainer_step_count(tr, &steps));
+    CHECK(steps == 101, "step count %lld", (long long)steps);
+
+    /* The trainer updates the model it was given, in place. */
+    int64_t count = 0;
+    OK(parml_model_num_params(m, &count));
+    float *p = (float *)malloc((size_t)count * sizeof(float));
+    OK(parml_model_get_params(m, p, (ptrdiff_t)count));
+    parml_model fresh = toy_model(3);
+    float *q = (float *)malloc((size_t)count * sizeof(float));
+    OK(parml_model_get_params(fresh, q, (ptrdiff_t)count));
+    CHECK(memcmp(p, q, (size_t)count * sizeof(float)) != 0, "trained parameters differ from the initial ones");
+
+    /* evaluate on the training set: high accuracy, loss consistent with step's. */
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    float eloss = -1, acc = -1;
+    OK(parml_trainer_evaluate(tr, d, 16, &eloss, &acc));
+    CHECK(acc >= 0.95f && acc <= 1.0f, "accuracy %g", acc);
+    CHECK(isfinite(eloss) && eloss < 0.5f * first, "evaluate loss %g", eloss);
+    /* Predict agrees with evaluate's arg-max. */
+    parml_tensor out = NULL;
+    OK(parml_model_predict(m, xt, &out));
+    float logits[TOY_N * 2];
+    OK(parml_tensor_read(out, logits, TOY_N * 2));
+    int correct = 0;
+    double ce = 0;
+    for (int i = 0; i < TOY_N; i++) {
+        int arg = logits[2 * i + 1] > logits[2 * i] ? 1 : 0;
+        correct += arg == (int)y[i];
+        double mx = fmax(logits[2 * i], logits[2 * i + 1]);
+        double lse = mx + log(exp(logits[2 * i] - mx) + exp(logits[2 * i + 1] - mx));
+        ce += lse - logits[2 * i + (int)y[i]];
+    }
+    CHECK(fabsf(acc - (float)correct / TOY_N) < 1e-6f, "evaluate accuracy %g vs predict %g", acc,
+          (double)correct / TOY_N);
+    CHECK(close_rel(eloss, ce / TOY_N, 1e-5), "evaluate loss %g vs predict %g", eloss, ce / TOY_N);
+    parml_tensor_free(out);
+
+    /* Free the model before the trainer: the trainer keeps its own reference. */
+    parml_model_free(m);
+    float after = -1;
+    OK(parml_trainer_step(tr, xt, yt, &after));
+    CHECK(isfinite(after), "step after the model was freed: %g", after);
+    OK(parml_trainer_step_count(tr, &steps));
+    CHECK(steps == 102, "step count %lld", (long long)steps);
+    OK(parml_trainer_evaluate(tr, d, 64, &eloss, NULL));
+
+    parml_trainer_free(tr);
+    parml_model_free(fresh);
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    free(p);
+    free(q);
+}
+
+/* MSE: loss by hand on a linear model; evaluate's accuracy is NaN. */
+static void test_mse(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, 2, 2, 1));
+    OK(parml_model_init(m, 1));
+    float p[6] = {1, 0, 0, 1, 0, 0}; /* identity, zero bias */
+    OK(parml_model_set_params(m, p, 6));
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_MSE, NULL, NULL, &tr));
+    int64_t d2[2] = {3, 2};
+    float x[6] = {1, 2, 3, 4, 5, 6}, t[6] = {1, 1, 1, 1, 1, 1};
+    parml_tensor xt = NULL, tt = NULL;
+    OK(parml_tensor_create(d2, 2, x, &xt));
+    OK(parml_tensor_create(d2, 2, t, &tt));
+    double expect = 0;
+    for (int i = 0; i < 6; i++) expect += (x[i] - t[i]) * (x[i] - t[i]);
+    expect /= 6; /* mean over elements, as torch.nn.MSELoss */
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, tt, &d));
+    float loss = -1, acc = 0;
+    OK(parml_trainer_evaluate(tr, d, 2, &loss, &acc));
+    CHECK(close_rel(loss, expect, 1e-6), "mse evaluate %g, by hand %g", loss, expect);
+    CHECK(isnan(acc), "mse accuracy is NaN: %g", acc);
+    float sl = -1;
+    OK(parml_trainer_step(tr, xt, tt, &sl));
+    CHECK(close_rel(sl, expect, 1e-6), "mse step loss (before the update) %g, by hand %g", sl, expect);
+    /* One SGD step, lr 0.01: W -= lr * dL/dW with dL/dy = 2 (y - t) / 6. */
+    float q[6];
+    OK(parml_model_get_params(m, q, 6));
+    int good = 1;
+    for (int o = 0; o < 2; o++) {
+        double gb = 0, gw[2] = {0, 0};
+        for (int n = 0; n < 3; n++) {
+            double dy = 2.0 * (x[n * 2 + o] - t[n * 2 + o]) / 6.0;
+            gb += dy;
+            gw[0] += dy * x[n * 2];
+            gw[1] += dy * x[n * 2 + 1];
+        }
+        for (int i = 0; i < 2; i++) good &= close_rel(q[o * 2 + i], p[o * 2 + i] - 0.01 * gw[i], 1e-5);
+        good &= close_rel(q[4 + o], p[4 + o] - 0.01 * gb, 1e-5);
+    }
+    CHECK(good, "one SGD step on MSE matches the hand gradient");
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(tt);
+}
+
+/* The schedule formula of Sources/ParmlModel/Schedule.swift, in double. */
+static double expected_lr(int kind, double lr, int64_t W, int64_t step_size, double gamma, int64_t T, double min_lr,
+                          int64_t s) {
+    if (s < W) return lr * (double)(s + 1) / (double)W;
+    int64_t u = s - W;
+    switch (kind) {
+    case PARML_SCHEDULE_STEP:
+        return lr * pow(gamma, (double)(u / step_size));
+    case PARML_SCHEDULE_COSINE: {
+        int64_t span = T - W;
+        if (u >= span) return min_lr;
+        return min_lr + (lr - min_lr) * (1 + cos(3.14159265358979323846 * (double)u / (double)span)) / 2;
+    }
+    default:
+        return lr;
+    }
+}
+
+static void check_schedule(int kind, int64_t warmup, int64_t step_size, float gamma, int64_t total, float min_lr,
+                           int steps) {
+    parml_model m = toy_model(1);
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.learning_rate = 0.1f;
+    o.schedule = kind;
+    o.warmup_steps = warmup;
+    o.step_size = step_size;
+    o.gamma = gamma;
+    o.total_steps = total;
+    o.min_lr = min_lr;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, NULL, &tr));
+    float x[8 * TOY_D] = {0}, y[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+    int64_t xd[2] = {8, TOY_D}, yd[1] = {8};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    int good = 1;
+    for (int s = 0; s < steps; s++) {
+        float lr = -1;
+        OK(parml_trainer_learning_rate(tr, &lr));
+        double e = expected_lr(kind, 0.1, warmup, step_size, gamma, total, min_lr, s);
+        if (!close_rel(lr, e, 1e-6)) {
+            good = 0;
+            fprintf(stderr, "  schedule %d step %d: lr %.9g, formula %.9g\n", kind, s, lr, e);
+        }
+        OK(parml_trainer_step(tr, xt, yt, NULL));
+    }
+    CHECK(good, "schedule %d (warmup %lld) follows the formula for %d steps", kind, (long long)warmup, steps);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+static void test_schedules(void) {
+    /* warmup 4 then cosine to 0.01 at step 14; steps past the end stay at min_lr. */
+    check_schedule(PARML_SCHEDULE_COSINE, 4, 1, 0.1f, 14, 0.01f, 18);
+    /* spot values the formula predicts, written out: */
+    CHECK(fabs(expected_lr(PARML_SCHEDULE_COSINE, 0.1, 4, 1, 0.1, 14, 0.01, 0) - 0.025) < 1e-12, "warmup 1/4");
+    CHECK(fabs(expected_lr(PARML_SCHEDULE_COSINE, 0.1, 4, 1, 0.1, 14, 0.01, 4) - 0.1) < 1e-12, "peak");
+    CHECK(fabs(expected_lr(PARML_SCHEDULE_COSINE, 0.1, 4, 1, 0.1, 14, 0.01, 9) - 0.055) < 1e-12, "half way");
+    check_schedule(PARML_SCHEDULE_STEP, 2, 3, 0.5f, 0, 0.0f, 12);
+    check_schedule(PARML_SCHEDULE_CONSTANT, 3, 1, 0.1f, 0, 0.0f, 6);
+}
+
+/* fit with a progress callback. */
+struct progress_log {
+    int magic;
+    int calls;
+    int stop_after; /* 0: never */
+    int bad;
+    int64_t last_epoch;
+    parml_epoch_metrics last;
+};
+
+static int32_t on_progress(const parml_epoch_metrics *m, void *user_data) {
+    struct progress_log *log = (struct progress_log *)user_data;
+    if (!log || log->magic != 0x5EED) return 1; /* user_data not passed through: stop */
+    log->calls++;
+    if (!m || m->struct_size != sizeof(parml_epoch_metrics) || m->epoch != log->last_epoch + 1) log->bad++;
+    log->last_epoch = m ? m->epoch : -1;
+    if (m) log->last = *m;
+    return (log->stop_after && log->calls >= log->stop_after) ? 1 : 0;
+}
+
+static void test_fit(void) {
+    float x[TOY_N * TOY_D], y[TOY_N];
+    toy_data(x, y);
+    int64_t xd[2] = {TOY_N, TOY_D}, yd[1] = {TOY_N};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+
+    parml_model m = toy_model(5);
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_SGD;
+    o.learning_rate = 0.2f;
+    o.momentum = 0.9f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.seed = 99;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+
+    struct progress_log log;
+    memset(&log, 0, sizeof log);
+    log.magic = 0x5EED;
+    parml_fit_params f;
+    OK(parml_fit_params_init(&f));
+    f.epochs = 5;
+    f.batch_size = 10; /* 64 samples -> 7 batches, the last of 4 */
+    f.validation = d;
+    f.progress = on_progress;
+    f.user_data = &log;
+    parml_epoch_metrics last;
+    memset(&last, 0, sizeof last);
+    last.struct_size = sizeof last;
+    OK(parml_trainer_fit(tr, d, &f, &last));
+    CHECK(log.calls == 5, "progress called %d times for 5 epochs", log.calls);
+    CHECK(log.bad == 0, "metrics struct_size/epoch sequence wrong %d times", log.bad);
+    CHECK(last.struct_size == sizeof last, "last_out struct_size %zu", last.struct_size);
+    CHECK(last.epoch == 5 && last.epochs == 5, "last epoch %lld/%lld", (long long)last.epoch, (long long)last.epochs);
+    CHECK(last.steps == 35, "steps after 5 epochs of 7 batches: %lld", (long long)last.steps);
+    CHECK(isfinite(last.train_loss) && last.train_loss > 0 && last.train_loss < 0.69f, "train_loss %g",
+          last.train_loss);
+    CHECK(last.train_accuracy >= 0.8f && last.train_accuracy <= 1.0f, "train_accuracy %g", last.train_accuracy);
+    CHECK(isfinite(last.val_loss) && last.val_loss > 0, "val_loss %g", last.val_loss);
+    CHECK(last.val_accuracy >= 0.8f && last.val_accuracy <= 1.0f, "val_accuracy %g", last.val_accuracy);
+    CHECK(last.learning_rate == 0.2f, "learning_rate %g", last.learning_rate);
+    CHECK(last.seconds >= 0 && last.seconds < 60, "seconds %g", last.seconds);
+    CHECK(last.samples_per_second > 0, "samples/s %g", last.samples_per_second);
+    CHECK(last.train_loss == log.last.train_loss && last.val_loss == log.last.val_loss && last.steps == log.last.steps,
+          "last_out equals the last callback's metrics");
+    /* validation is the training set here: its evaluate() must agree. */
+    float eloss = -1, eacc = -1;
+    OK(parml_trainer_evaluate(tr, d, 10, &eloss, &eacc));
+    CHECK(eloss == last.val_loss && eacc == last.val_accuracy, "val metrics %g/%g vs evaluate %g/%g", last.val_loss,
+          last.val_accuracy, eloss, eacc);
+
+    /* Without validation: val fields are NaN; NULL params = defaults (1 epoch of 64). */
+    int64_t before = 0, after = 0;
+    OK(parml_trainer_step_count(tr, &before));
+    OK(parml_trainer_fit(tr, d, NULL, NULL));
+    OK(parml_trainer_step_count(tr, &after));
+    CHECK(after - before == 1, "default fit: 1 epoch of batch 64 = 1 step, got %lld", (long long)(after - before));
+    f.validation = NULL;
+    f.epochs = 1;
+    f.drop_last = 1;
+    f.shuffle = 0;
+    memset(&log, 0, sizeof log);
+    log.magic = 0x5EED;
+    OK(parml_trainer_fit(tr, d, &f, &last));
+    CHECK(isnan(last.val_loss) && isnan(last.val_accuracy), "no validation -> NaN (%g, %g)", last.val_loss,
+          last.val_accuracy);
+    CHECK(log.calls == 1 && log.last.steps == after + 6, "drop_last: 6 full batches of 10 (steps %lld)",
+          (long long)log.last.steps);
+
+    /* Returning nonzero stops with PARML_ERR_CANCELLED; the epochs done stay applied. */
+    memset(&log, 0, sizeof log);
+    log.magic = 0x5EED;
+    log.stop_after = 2;
+    f.epochs = 4;
+    f.drop_last = 0;
+    OK(parml_trainer_step_count(tr, &before));
+    parml_epoch_metrics untouched;
+    memset(&untouched, 0x77, sizeof untouched);
+    untouched.struct_size = sizeof untouched;
+    parml_epoch_metrics copy = untouched;
+    parml_status st = parml_trainer_fit(tr, d, &f, &untouched);
+    CHECK(st == PARML_ERR_CANCELLED, "cancelled fit returned %d: %s", (int)st, parml_last_error());
+    CHECK(strlen(parml_last_error()) > 0, "cancel message");
+    CHECK(log.calls == 2, "callback calls before stop: %d", log.calls);
+    OK(parml_trainer_step_count(tr, &after));
+    CHECK(after - before == 14, "2 epochs of 7 steps stay applied: %lld", (long long)(after - before));
+    CHECK(memcmp(&copy, &untouched, sizeof copy) == 0, "last_out untouched on cancel");
+
+    /* MSE fit: train_accuracy NaN. */
+    parml_model mm = NULL;
+    OK(parml_model_create(&mm));
+    OK(parml_model_add_linear(mm, TOY_D, 1, 1));
+    OK(parml_model_init(mm, 2));
+    parml_trainer mt = NULL;
+    OK(parml_trainer_create(mm, PARML_LOSS_MSE, NULL, NULL, &mt));
+    int64_t td[2] = {TOY_N, 1};
+    parml_tensor t2 = NULL;
+    OK(parml_tensor_create(td, 2, y, &t2));
+    parml_dataset d2 = NULL;
+    OK(parml_dataset_create(xt, t2, &d2));
+    parml_fit_params f2;
+    OK(parml_fit_params_init(&f2));
+    f2.epochs = 2;
+    f2.batch_size = 16;
+    OK(parml_trainer_fit(mt, d2, &f2, &last));
+    CHECK(isnan(last.train_accuracy) && isfinite(last.train_loss), "mse fit: acc %g loss %g", last.train_accuracy,
+          last.train_loss);
+    parml_trainer_free(mt);
+    parml_model_free(mm);
+    parml_dataset_free(d2);
+    parml_tensor_free(t2);
+
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+/* Same seed and data -> bitwise identical training (promise 2), dropout included. */
+static void test_determinism(void) {
+    float out[2][FULL_PARAMS];
+    int64_t xd[3] = {8, 3, 4}, yd[1] = {8};
+    float x[96], y[8];
+    for (int i = 0; i < 96; i++) x[i] = cosf((float)i * 0.3f);
+    for (int i = 0; i < 8; i++) y[i] = (float)(i % 3);
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    for (int run = 0; run < 2; run++) {
+        parml_model m = build_full_model();
+        OK(parml_model_init(m, 42));
+        parml_optimizer_params o;
+        OK(parml_optimizer_params_init(&o));
+        o.kind = PARML_OPTIMIZER_ADAMW;
+        o.learning_rate = 1e-3f;
+        o.clip_grad_norm = 1.0f;
+        parml_strategy_params s;
+        OK(parml_strategy_params_init(&s));
+        s.seed = 7;
+        parml_trainer tr = NULL;
+        OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+        for (int i = 0; i < 5; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
+        OK(parml_model_get_params(m, out[run], FULL_PARAMS));
+        parml_trainer_free(tr);
+        parml_model_free(m);
+    }
+    CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0, "two identical runs give bitwise identical parameters");
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+/* ------------------------------------------------------------------------ */
+/* OpenBLAS                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static int cpuinfo_has_avx512(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[8192];
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "flags", 5) != 0) continue;
+        const char *need[] = {" avx512f", " avx512bw", " avx512vl", " avx512dq"};
+        found = 1;
+        for (int i = 0; i < 4; i++) {
+            const char *p = line;
+            int hit = 0;
+            size_t len = strlen(need[i]);
+            while ((p = strstr(p, need[i])) != NULL) {
+                char after = p[len];
+                if (after == ' ' || after == '\n' || after == 0) {
+                    hit = 1;
+                    break;
+                }
+                p += len;
+            }
+            found &= hit;
+        }
+        break;
+    }
+    fclose(f);
+    return found;
+}
+
+/* What CPUID says to this process. Under valgrind CPUID is virtualised
+   (no AVX-512), so parml then rightly picks other kernels. */
+static int cpuid_has_avx512(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
+}
+
+static void test_blas(void) {
+    const char *core = NULL;
+    OK(parml_blas_core(&core));
+    CHECK(core != NULL && core[0] != 0, "blas core '%s'", core ? core : "(null)");
+    const char *again = NULL;
+    OK(parml_blas_core(&again));
+    CHECK(again == core || (again && core && strcmp(again, core) == 0), "stable core name");
+    const char *env = getenv("OPENBLAS_CORETYPE");
+    int avx512 = cpuinfo_has_avx512();
+    if ((!env || !env[0]) && avx512) {
+        if (cpuid_has_avx512()) {
+            CHECK(core && strcmp(core, "SkylakeX") == 0, "AVX-512 CPU without OPENBLAS_CORETYPE: core '%s', expected SkylakeX",
+                  core ? core : "(null)");
+        } else {
+            printf("note: /proc/cpuinfo has AVX-512 but CPUID here does not (valgrind?); core is '%s'\n",
+                   core ? core : "(null)");
+        }
+    } else if (env && env[0]) {
+        /* The user's choice wins (run_c_tests.sh runs this with OPENBLAS_CORETYPE=Haswell). */
+        CHECK(core && strcasecmp(core, env) == 0, "OPENBLAS_CORETYPE=%s: core '%s'", env, core ? core : "(null)");
+        printf("note: OPENBLAS_CORETYPE=%s; core is '%s'\n", env, core ? core : "(null)");
+    } else {
+        printf("note: no AVX-512 in /proc/cpuinfo; core is '%s'\n", core ? core : "(null)");
+    }
+    /* The process environment is the host's: parml restores it after loading. */
+    const char *env_after = getenv("OPENBLAS_CORETYPE");
+    CHECK((env == NULL) == (env_after == NULL), "OPENBLAS_CORETYPE left as it was");
+
+    int32_t th = -1, saved = -1;
+    OK(parml_blas_threads(&saved));
+    CHECK(saved >= 1, "threads %d", (int)saved);
+    OK(parml_blas_set_threads(1));
+    OK(parml_blas_threads(&th));
+    CHECK(th == 1, "set 1 -> %d", (int)th);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores >= 2) {
+        OK(parml_blas_set_threads(2));
+        OK(parml_blas_threads(&th));
+        CHECK(th == 2, "set 2 -> %d", (int)th);
+    }
+    OK(parml_blas_set_threads(saved));
+    OK(parml_blas_threads(&th));
+    CHECK(th == saved, "restore %d -> %d", (int)saved, (int)th);
+}
+
+/* ------------------------------------------------------------------------ */
+/* NULL frees                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void test_null_frees(void) {
+    parml_tensor_free(NULL);
+    parml_model_free(NULL);
+    parml_trainer_free(NULL);
+    parml_dataset_free(NULL);
+    parml_buffer_free(NULL);
+    t_passed++; /* reaching here is the check */
+}
+
+int main(void) {
+    test_version_and_status();
+    test_last_error_per_thread();
+    test_tensors();
+    test_param_defaults();
+    test_full_model();
+    test_predict_by_hand();
+    test_dataset_create();
+    test_dataset_idx();
+    test_step_and_evaluate();
+    test_mse();
+    test_schedules();
+    test_fit();
+    test_determinism();
+    test_blas();
+    test_null_frees();
+    rmdir(scratch_dir());
+    printf("%d passed, %d failed\n", t_passed, t_failed);
+    return t_failed ? 1 : 0;
+}

@@ -1,0 +1,253 @@
+/*
+ * test_no_alloc.c — a training step allocates nothing once warmed up.
+ *
+ * The executable defines malloc, calloc, realloc, free, posix_memalign,
+ * aligned_alloc and memalign itself. The dynamic linker binds every call in
+ * the process to these (libparml.so, its statically linked Swift runtime,
+ * OpenBLAS and glibc's own internal calls alike); they forward to glibc's
+ * allocator (__libc_malloc, ...) and count calls while `counting` is on.
+ *
+ * Model: (64, 28, 28) -> flatten -> linear 784->256 -> layer_norm -> gelu ->
+ * residual{ linear 256->256 -> gelu -> dropout 0.1 } -> linear 256->256 ->
+ * relu -> linear 256->10; Adam, cosine schedule with warmup, clipping.
+ * 3 warm-up steps, then 20 counted steps of parml_trainer_step, twice:
+ *   1. with the default strategy (what every user gets: BLAS threads =
+ *      cores / ranks), the check the promise is about;
+ *   2. with strategy.blas_threads = 1, which isolates parml's own code from
+ *      OpenBLAS's threaded driver.
+ * Each allocation's call stack is recorded; afterwards it is classified by
+ * whether a frame lies in libopenblas (dladdr), and the first stacks are
+ * printed with backtrace_symbols_fd: frames in libparml.so read
+ * "libparml.so(+0xOFFSET)", which run_c_tests.sh turns into function names
+ * with addr2line. Prints "N passed, N failed"; exits nonzero on any failure.
+ */
+#define _GNU_SOURCE /* dladdr */
+#include "test_common.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <execinfo.h>
+#include <stdatomic.h>
+
+/* glibc's allocator entry points (exported by libc.so.6 for exactly this use). */
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t size);
+extern void *__libc_memalign(size_t alignment, size_t size);
+extern void __libc_free(void *p);
+
+static atomic_int counting;
+static atomic_long allocs;
+static atomic_long frees;
+
+/* Call stacks of the first counted allocations. */
+enum { MAX_TRACES = 512, MAX_FRAMES = 32 };
+static void *traces[MAX_TRACES][MAX_FRAMES];
+static int trace_depth[MAX_TRACES];
+static const char *trace_kind[MAX_TRACES];
+static size_t trace_size[MAX_TRACES];
+static atomic_int traces_taken;
+static _Thread_local int in_hook;
+
+static void note_alloc(const char *kind, size_t size) {
+    if (!atomic_load_explicit(&counting, memory_order_relaxed) || in_hook) return;
+    atomic_fetch_add(&allocs, 1);
+    int slot = atomic_fetch_add(&traces_taken, 1);
+    if (slot < MAX_TRACES) {
+        in_hook = 1; /* backtrace() may allocate on its first use; warmed up before counting */
+        trace_kind[slot] = kind;
+        trace_size[slot] = size;
+        trace_depth[slot] = backtrace(traces[slot], MAX_FRAMES);
+        in_hook = 0;
+    }
+}
+
+void *malloc(size_t size) {
+    note_alloc("malloc", size);
+    return __libc_malloc(size);
+}
+
+void *calloc(size_t n, size_t size) {
+    note_alloc("calloc", n * size);
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t size) {
+    note_alloc("realloc", size);
+    return __libc_realloc(p, size);
+}
+
+void free(void *p) {
+    if (p && atomic_load_explicit(&counting, memory_order_relaxed) && !in_hook) atomic_fetch_add(&frees, 1);
+    __libc_free(p);
+}
+
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    note_alloc("posix_memalign", size);
+    if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
+    void *p = __libc_memalign(alignment, size);
+    if (!p && size) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *aligned_alloc(size_t alignment, size_t size) {
+    note_alloc("aligned_alloc", size);
+    return __libc_memalign(alignment, size);
+}
+
+void *memalign(size_t alignment, size_t size);
+void *memalign(size_t alignment, size_t size) {
+    note_alloc("memalign", size);
+    return __libc_memalign(alignment, size);
+}
+
+enum { B = 64, H = 28, W = 28, F = H * W, HID = 256, CLASSES = 10, WARMUP = 3, COUNTED = 20 };
+
+/* Does any frame of trace k lie in OpenBLAS? */
+static int trace_in_openblas(int k) {
+    for (int f = 0; f < trace_depth[k]; f++) {
+        Dl_info info;
+        if (dladdr(traces[k][f], &info) && info.dli_fname && strstr(info.dli_fname, "openblas")) return 1;
+    }
+    return 0;
+}
+
+static void print_trace(int k) {
+    fprintf(stderr, "--- allocation %d: %s(%zu bytes), call stack:\n", k + 1, trace_kind[k], trace_size[k]);
+    fflush(stderr);
+    backtrace_symbols_fd(traces[k], trace_depth[k], 2);
+}
+
+static parml_model build_model(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_flatten(m));
+    OK(parml_model_add_linear(m, F, HID, 1));
+    OK(parml_model_add_layer_norm(m, HID, 1e-5f));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_GELU));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_linear(m, HID, HID, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_GELU));
+    OK(parml_model_add_dropout(m, 0.1f));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_linear(m, HID, HID, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    OK(parml_model_add_linear(m, HID, CLASSES, 1));
+    OK(parml_model_init(m, 2024));
+    return m;
+}
+
+/* Trains WARMUP + COUNTED steps; returns the allocations counted over the
+   last COUNTED; *others_out gets those whose stack does not pass through
+   OpenBLAS. */
+static long measure(const char *label, int32_t blas_threads, parml_tensor xt, parml_tensor yt, long *others_out) {
+    parml_model m = build_model();
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_ADAM;
+    o.learning_rate = 1e-3f;
+    o.schedule = PARML_SCHEDULE_COSINE;
+    o.warmup_steps = 5;
+    o.total_steps = 100;
+    o.clip_grad_norm = 5.0f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.seed = 11;
+    s.blas_threads = blas_threads;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+    int32_t threads = 0;
+    OK(parml_blas_threads(&threads));
+
+    float loss = 0, first = 0;
+    for (int i = 0; i < WARMUP; i++) OK(parml_trainer_step(tr, xt, yt, i == 0 ? &first : &loss));
+
+    parml_status st = PARML_OK;
+    atomic_store(&allocs, 0);
+    atomic_store(&frees, 0);
+    atomic_store(&traces_taken, 0);
+    atomic_store(&counting, 1);
+    for (int i = 0; i < COUNTED && st == PARML_OK; i++) st = parml_trainer_step(tr, xt, yt, &loss);
+    atomic_store(&counting, 0);
+    long n_allocs = atomic_load(&allocs), n_frees = atomic_load(&frees);
+
+    CHECK(st == PARML_OK, "step failed: %s", parml_last_error());
+    CHECK(isfinite(loss) && loss < first, "loss %g after %d steps (first %g)", loss, WARMUP + COUNTED, first);
+    int64_t steps = 0;
+    OK(parml_trainer_step_count(tr, &steps));
+    CHECK(steps == WARMUP + COUNTED, "step count %lld", (long long)steps);
+
+    int recorded = n_allocs < MAX_TRACES ? (int)n_allocs : MAX_TRACES;
+    long in_blas = 0, others = 0;
+    for (int k = 0; k < recorded; k++) {
+        if (trace_in_openblas(k))
+            in_blas++;
+        else
+            others++;
+    }
+    printf("%s (%d BLAS threads): allocations during %d steps: %ld (frees: %ld); "
+           "inside OpenBLAS: %ld, elsewhere: %ld%s\n",
+           label, (int)threads, COUNTED, n_allocs, n_frees, in_blas, others,
+           n_allocs > MAX_TRACES ? " (of the first 512)" : "");
+    fflush(stdout);
+    if (n_allocs > 0) {
+        /* Stacks outside OpenBLAS first (parml's own), then one from OpenBLAS. */
+        int shown = 0, shown_blas = 0;
+        for (int k = 0; k < recorded && shown < 6; k++)
+            if (!trace_in_openblas(k)) {
+                print_trace(k);
+                shown++;
+            }
+        for (int k = 0; k < recorded && shown_blas < 2; k++)
+            if (trace_in_openblas(k)) {
+                print_trace(k);
+                shown_blas++;
+            }
+        fprintf(stderr, "--- (frames 'libparml.so(+0xOFFSET)': addr2line -f -e libparml.so 0xOFFSET | swift-demangle)\n");
+    }
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    *others_out = n_allocs > MAX_TRACES ? -1 : others;
+    return n_allocs + n_frees;
+}
+
+int main(void) {
+    /* Warm backtrace() (it loads libgcc_s on first use, which allocates). */
+    {
+        void *frames[4];
+        (void)backtrace(frames, 4);
+    }
+
+    float *x = (float *)malloc((size_t)B * F * sizeof(float));
+    float y[B];
+    uint32_t r = 7;
+    for (int i = 0; i < B * F; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)(r >> 9) / 8388608.0f;
+    }
+    for (int i = 0; i < B; i++) y[i] = (float)(i % CLASSES);
+    int64_t xd[3] = {B, H, W}, yd[1] = {B};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    free(x);
+
+    long others = 0;
+    /* With several OpenBLAS threads, Debian's OpenBLAS (built for 64 threads,
+     * above its 32-thread stack limit) mallocs a 512 KiB job array in every
+     * threaded sgemm (level3_thread.c). That is OpenBLAS's, not parml's: only
+     * allocations outside OpenBLAS count against parml here. */
+    long total = measure("default strategy", 0, xt, yt, &others);
+    printf("note: default strategy: %ld allocations in %d steps, %ld of them outside OpenBLAS\n", total, COUNTED,
+           others);
+    CHECK(others == 0, "%ld allocations outside OpenBLAS (parml's own) in %d warmed-up steps", others, COUNTED);
+    total = measure("blas_threads = 1", 1, xt, yt, &others);
+    CHECK(total == 0, "parml_trainer_step allocated or freed %ld times in %d warmed-up steps (1 BLAS thread)", total,
+          COUNTED);
+
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    printf("%d passed, %d failed\n", t_passed, t_failed);
+    return t_failed ? 1 : 0;
+}
