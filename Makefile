@@ -70,10 +70,14 @@ test-swift:
 test-c: lib
 	bash tests/c/run_c_tests.sh $(BUILD)
 
-# Not a test: throughput against the GEMM-only bound, written to bench/results.json.
+# Not a test: throughput against the GEMM-only bound and collective bandwidth
+# against memcpy, measured in one run, merged into bench/results.json.
 bench: build
 	$(MAKE) --no-print-directory build/bench
-	./build/bench bench/results.json
+	$(SWIFT) build -c release --product ParmlBenchCollectives
+	./build/bench build/bench-engine.json > build/bench-engine.txt
+	$(BUILD)/ParmlBenchCollectives > build/bench-collectives.jsonl
+	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl bench/results.json
 
 clean:
 	rm -rf .build build

@@ -1,7 +1,7 @@
 // swift-tools-version: 6.2
 // parml: a CPU training engine shipped as libparml.so (C ABI).
 // Modules follow the layers of DESIGN.md; dependencies point down only:
-//   Parml (C ABI) → ParmlTraining → ParmlModel, ParmlData → ParmlTensor → _CParmlBLAS
+//   Parml (C ABI) → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
 import PackageDescription
 
 let root = Context.packageDirectory
@@ -44,7 +44,8 @@ let package = Package(
 
         // MARK: - Engine
 
-        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData"], swiftSettings: engineSwift),
+        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel"], swiftSettings: engineSwift),
+        .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
         .target(name: "ParmlModel", dependencies: ["ParmlTensor", "_CParmlKernels"], swiftSettings: engineSwift),
         .target(name: "ParmlData", dependencies: ["ParmlTensor", "CZlib"], swiftSettings: engineSwift),
         .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS", "_CParmlKernels"], swiftSettings: engineSwift),
@@ -57,11 +58,18 @@ let package = Package(
         .target(name: "_CParmlKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
+        // MARK: - Benchmarks (not tests)
+
+        .executableTarget(
+            name: "ParmlBenchCollectives", dependencies: ["ParmlParallel"], path: "bench/collectives",
+            swiftSettings: engineSwift),
+
         // MARK: - Unit test bundles
 
         .testTarget(name: "ParmlTensorTests", dependencies: ["ParmlTensor"]),
         .testTarget(name: "ParmlModelTests", dependencies: ["ParmlModel"]),
         .testTarget(name: "ParmlDataTests", dependencies: ["ParmlData"]),
         .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining"]),
+        .testTarget(name: "ParmlParallelTests", dependencies: ["ParmlParallel"]),
     ]
 )

@@ -120,33 +120,48 @@ static double engine_step_seconds(parml_trainer tr, parml_tensor x, parml_tensor
     return (now() - t0) / steps;
 }
 
-static void bench_mlp(const mlp_case *c) {
+/* An MLP trainer: ReLU between layers, SGD momentum 0.9 (or Adam). */
+static parml_trainer make_trainer(const int64_t *dims, int n_dims, int threads, int dp, int zero, int adam,
+                                  parml_model *model_out) {
     parml_model model;
     CHECK(parml_model_create(&model));
-    for (int l = 0; l + 1 < c->n_dims; l++) {
-        CHECK(parml_model_add_linear(model, c->dims[l], c->dims[l + 1], 1));
-        if (l + 2 < c->n_dims) CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
+    for (int l = 0; l + 1 < n_dims; l++) {
+        CHECK(parml_model_add_linear(model, dims[l], dims[l + 1], 1));
+        if (l + 2 < n_dims) CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
     }
     CHECK(parml_model_init(model, 1));
     parml_optimizer_params opt;
     CHECK(parml_optimizer_params_init(&opt));
     opt.learning_rate = 0.01f;
     opt.momentum = 0.9f;
+    if (adam) opt.kind = PARML_OPTIMIZER_ADAM;
     parml_strategy_params st;
     CHECK(parml_strategy_params_init(&st));
-    st.blas_threads = c->threads;
+    st.blas_threads = threads;
+    st.dp = dp;
+    st.zero_stage = zero;
     parml_trainer tr;
     CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &st, &tr));
+    *model_out = model;
+    return tr;
+}
 
-    int64_t xs[2] = {c->batch, c->dims[0]}, ys[1] = {c->batch};
-    float *xd = randn((size_t)(c->batch * c->dims[0]), 7);
-    float *yd = malloc((size_t)c->batch * sizeof *yd);
-    int64_t classes = c->dims[c->n_dims - 1];
-    for (int64_t i = 0; i < c->batch; i++) yd[i] = (float)(i % classes);
+static void make_batch(const int64_t *dims, int n_dims, int64_t batch, parml_tensor *x, parml_tensor *y) {
+    int64_t xs[2] = {batch, dims[0]}, ys[1] = {batch};
+    float *xd = randn((size_t)(batch * dims[0]), 7);
+    float *yd = malloc((size_t)batch * sizeof *yd);
+    for (int64_t i = 0; i < batch; i++) yd[i] = (float)(i % dims[n_dims - 1]);
+    CHECK(parml_tensor_create(xs, 2, xd, x));
+    CHECK(parml_tensor_create(ys, 1, yd, y));
+    free(xd);
+    free(yd);
+}
+
+static void bench_mlp(const mlp_case *c) {
+    parml_model model;
+    parml_trainer tr = make_trainer(c->dims, c->n_dims, c->threads, 1, 0, 0, &model);
     parml_tensor x, y;
-    CHECK(parml_tensor_create(xs, 2, xd, &x));
-    CHECK(parml_tensor_create(ys, 1, yd, &y));
-
+    make_batch(c->dims, c->n_dims, c->batch, &x, &y);
     /* Interleave engine and GEMM-only repetitions so drift hits both alike. */
     double eng[REPS], gem[REPS];
     for (int r = 0; r < REPS; r++) {
@@ -164,10 +179,55 @@ static void bench_mlp(const mlp_case *c) {
 
     parml_tensor_free(x);
     parml_tensor_free(y);
-    free(xd);
-    free(yd);
     parml_trainer_free(tr);
     parml_model_free(model);
+}
+
+/* Data parallelism on the threads backend (BLAS threads = cores / ranks)
+ * against the same model trained serially on one thread, same run. */
+static void bench_dp(const char *name, const int64_t *dims, int n_dims, int64_t batch, int dp, int steps) {
+    parml_model m1, m2;
+    parml_trainer serial = make_trainer(dims, n_dims, 1, 1, 0, 0, &m1);
+    parml_trainer par = make_trainer(dims, n_dims, 0, dp, 0, 0, &m2);
+    parml_tensor x, y;
+    make_batch(dims, n_dims, batch, &x, &y);
+    double eng[REPS], base[REPS];
+    for (int r = 0; r < REPS; r++) {
+        base[r] = (double)batch / engine_step_seconds(serial, x, y, steps);
+        eng[r] = (double)batch / engine_step_seconds(par, x, y, steps);
+    }
+    result *res = &results[n_results++];
+    snprintf(res->name, sizeof res->name, "%s", name);
+    res->value = median(eng, REPS);
+    res->unit = "samples/s";
+    snprintf(res->baseline, sizeof res->baseline, "serial, 1 BLAS thread (same model, same run)");
+    res->baseline_value = median(base, REPS);
+    parml_tensor_free(x);
+    parml_tensor_free(y);
+    parml_trainer_free(serial);
+    parml_trainer_free(par);
+    parml_model_free(m1);
+    parml_model_free(m2);
+}
+
+/* Optimizer state per rank under ZeRO-1 against ZeRO-0 (Adam: two moments). */
+static void bench_zero1_bytes(const int64_t *dims, int n_dims) {
+    parml_model m0, m1;
+    parml_trainer t0 = make_trainer(dims, n_dims, 0, 2, 0, 1, &m0);
+    parml_trainer t1 = make_trainer(dims, n_dims, 0, 2, 1, 1, &m1);
+    parml_memory_report a = {.struct_size = sizeof a}, b = {.struct_size = sizeof b};
+    CHECK(parml_trainer_memory(t0, 0, &a));
+    CHECK(parml_trainer_memory(t1, 0, &b));
+    result *res = &results[n_results++];
+    snprintf(res->name, sizeof res->name, "zero1_optimizer_bytes_per_rank");
+    res->value = (double)b.optimizer_bytes;
+    res->unit = "bytes";
+    snprintf(res->baseline, sizeof res->baseline, "ZeRO-0, dp=2, Adam, 784-1024-1024-10 (rank 0)");
+    res->baseline_value = (double)a.optimizer_bytes;
+    parml_trainer_free(t0);
+    parml_trainer_free(t1);
+    parml_model_free(m0);
+    parml_model_free(m1);
 }
 
 static void bench_sgemm(const char *core) {
@@ -233,6 +293,9 @@ int main(int argc, char **argv) {
     const char *filter = argc > 2 ? argv[2] : "";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strstr(cases[i].name, filter)) bench_mlp(&cases[i]);
+    if (strstr("mlp_b128_dp2", filter)) bench_dp("mlp_b128_dp2", mlp, 4, 128, 2, 40);
+    if (strstr("mlp_b512_dp2", filter)) bench_dp("mlp_b512_dp2", mlp, 4, 512, 2, 12);
+    if (strstr("zero1_optimizer_bytes_per_rank", filter)) bench_zero1_bytes(mlp, 4);
     if (strstr("sgemm_1024_t1", filter)) bench_sgemm(core);
 
     char cpu[256], date[64];

@@ -2,9 +2,10 @@
  * Trains an MLP on Fashion-MNIST through the parml C API and prints one line
  * per epoch, then "test accuracy: 0.NNNN".
  *
- * usage: train_fashion_mnist [DATA_DIR] [EPOCHS]
+ * usage: train_fashion_mnist [DATA_DIR] [EPOCHS] [DP]
  *   DATA_DIR defaults to /usr/share/datasets/fashion-mnist (Debian's
  *   dataset-fashion-mnist package): train-images-idx3-ubyte.gz, ...
+ *   DP: data-parallel ranks (threads of this process), default 2.
  */
 #include <parml.h>
 
@@ -37,6 +38,7 @@ static void path_join(char *out, size_t cap, const char *dir, const char *file) 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
     int64_t epochs = argc > 2 ? atoll(argv[2]) : 8;
+    int32_t dp = argc > 3 ? (int32_t)atoi(argv[3]) : 2;
     char ti[1024], tl[1024], vi[1024], vl[1024];
     path_join(ti, sizeof ti, dir, "train-images-idx3-ubyte.gz");
     path_join(tl, sizeof tl, dir, "train-labels-idx1-ubyte.gz");
@@ -69,8 +71,8 @@ int main(int argc, char **argv) {
     CHECK(parml_blas_core(&core));
     int64_t n_params = 0;
     CHECK(parml_model_num_params(model, &n_params));
-    printf("parml %s  OpenBLAS kernels: %s  parameters: %lld  train %lld  test %lld\n",
-           parml_version_string(), core, (long long)n_params, (long long)n_train, (long long)n_test);
+    printf("parml %s  OpenBLAS kernels: %s  parameters: %lld  train %lld  test %lld  data-parallel ranks: %d\n",
+           parml_version_string(), core, (long long)n_params, (long long)n_train, (long long)n_test, (int)dp);
 
     int64_t batch = 128;
     int64_t steps_per_epoch = (n_train + batch - 1) / batch;
@@ -87,6 +89,7 @@ int main(int argc, char **argv) {
     parml_strategy_params strategy;
     CHECK(parml_strategy_params_init(&strategy));
     strategy.seed = 7;
+    strategy.dp = dp; /* each rank takes half of every batch; gradients are averaged */
 
     parml_trainer trainer = NULL;
     CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &strategy, &trainer));

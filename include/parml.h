@@ -193,8 +193,8 @@ PARML_API parml_status parml_optimizer_params_init(parml_optimizer_params * para
 PARML_API char const * parml_status_string(parml_status status);
 
 /// Fills *params with the serial layout (dp = tp = pp = 1, threads backend,
-/// deterministic, BLAS threads chosen from the cores, seed 0) and sets
-/// struct_size. Returns PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+/// default (fast) mode, BLAS threads chosen from the cores, 4 MiB buckets,
+/// 60 s watchdog, 32-sample chunks, seed 0) and sets struct_size. Returns PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
 PARML_API parml_status parml_strategy_params_init(parml_strategy_params * params);
 
 /// Creates a tensor of the given shape (ndim 1...8, dims >= 0) holding a copy
@@ -256,6 +256,12 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 
 /// The learning rate the next step will use (after schedule and warmup). Since: 0.1.
 PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
+
+/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters,
+/// gradients, optimizer state (1/dp of the whole under ZeRO >= 1) and
+/// deterministic-mode scratch. Set out->struct_size to
+/// sizeof(parml_memory_report) first. Since: 0.1.
+PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 
 /// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
 /// indices for cross-entropy, the output's shape for MSE). Writes the batch's

@@ -62,6 +62,7 @@ typedef int32_t parml_status;
 #define PARML_ERR_BLAS             8  /* OpenBLAS could not be loaded */
 #define PARML_ERR_CANCELLED        9  /* a callback asked to stop */
 #define PARML_ERR_INTERNAL         10 /* a bug in parml; please report it */
+#define PARML_ERR_COMMUNICATION    11 /* a rank failed or timed out; every rank returns this */
 /* New codes are added here, with new numbers. */
 
 /* ------------------------------------------------------------------------ */
@@ -121,8 +122,10 @@ typedef struct parml_optimizer_params {
     float clip_grad_norm;  /* clip gradients to this global L2 norm; 0 = off */
 } parml_optimizer_params;
 
-/** How training is laid out on ranks. This version runs the serial layout
- *  (dp = tp = pp = 1); other layouts return PARML_ERR_UNSUPPORTED. */
+/** How training is laid out on ranks: ranks are threads of this process
+ *  (threads backend). This version runs data parallelism (dp >= 1, ZeRO
+ *  stages 0-2); tp, pp, micro-batches, ZeRO-3 and MPI return
+ *  PARML_ERR_UNSUPPORTED naming what is missing. */
 typedef struct parml_strategy_params {
     size_t struct_size;        /* set by parml_strategy_params_init */
     int32_t dp;                /* data-parallel ranks; default 1 */
@@ -132,10 +135,30 @@ typedef struct parml_strategy_params {
     int32_t pipeline_schedule; /* PARML_PIPELINE_*; default 1F1B */
     int32_t zero_stage;        /* 0..3 on the dp axis; default 0 */
     int32_t backend;           /* PARML_BACKEND_*; default THREADS */
-    int32_t deterministic;     /* nonzero: fixed reduction order; default 1 */
+    int32_t deterministic;     /* nonzero: layout-invariant mode (below); default 0 */
     int32_t blas_threads;      /* OpenBLAS threads per rank; 0 = cores / ranks */
     uint64_t seed;             /* dropout masks and shuffling; default 0 */
+    int64_t bucket_bytes;      /* gradient all-reduce bucket size; default 4 MiB */
+    double watchdog_seconds;   /* a rank waiting longer in a collective fails the step; default 60 */
+    int32_t grad_chunk;        /* deterministic mode: samples per gradient chunk; default 32 */
 } parml_strategy_params;
+/* Two modes, both reproducible run after run for a given layout:
+ *  - default: each rank runs one GEMM per layer on its slice; gradients are
+ *    summed in rank order. Other layouts differ by float rounding only.
+ *  - deterministic = 1: the batch is cut into chunks of grad_chunk samples,
+ *    each chunk's gradient is computed alone, and chunk gradients are summed
+ *    along a fixed binary tree over chunk indices. Every dp and ZeRO stage
+ *    then gives bit-identical parameters to serial training in this mode
+ *    (docs/parallel.md says what it costs). */
+
+/** Memory one rank holds, in bytes (parml_trainer_memory). */
+typedef struct parml_memory_report {
+    size_t struct_size;        /* set by the caller to sizeof(parml_memory_report) */
+    int64_t parameter_bytes;
+    int64_t gradient_bytes;
+    int64_t optimizer_bytes;   /* optimizer state: 1/dp of the whole under ZeRO >= 1 */
+    int64_t scratch_bytes;     /* deterministic-mode buffers */
+} parml_memory_report;
 
 /** What one epoch of parml_trainer_fit measured. Fields that do not apply
  *  (no validation set, MSE accuracy) are NaN. */

@@ -6,3 +6,4 @@ _Static_assert(offsetof(parml_optimizer_params, struct_size) == 0, "struct_size 
 _Static_assert(offsetof(parml_strategy_params, struct_size) == 0, "struct_size first");
 _Static_assert(offsetof(parml_fit_params, struct_size) == 0, "struct_size first");
 _Static_assert(offsetof(parml_epoch_metrics, struct_size) == 0, "struct_size first");
+_Static_assert(offsetof(parml_memory_report, struct_size) == 0, "struct_size first");

@@ -65,9 +65,12 @@ func defaultStrategyParams() -> parml_strategy_params {
     p.pipeline_schedule = PARML_PIPELINE_1F1B
     p.zero_stage = 0
     p.backend = PARML_BACKEND_THREADS
-    p.deterministic = 1
+    p.deterministic = 0
     p.blas_threads = 0
     p.seed = 0
+    p.bucket_bytes = 4 << 20
+    p.watchdog_seconds = 60
+    p.grad_chunk = 32
     return p
 }
 
@@ -93,8 +96,8 @@ public func parmlOptimizerParamsInit(_ params: UnsafeMutablePointer<parml_optimi
 }
 
 /// Fills *params with the serial layout (dp = tp = pp = 1, threads backend,
-/// deterministic, BLAS threads chosen from the cores, seed 0) and sets
-/// struct_size. Returns PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+/// default (fast) mode, BLAS threads chosen from the cores, 4 MiB buckets,
+/// 60 s watchdog, 32-sample chunks, seed 0) and sets struct_size. Returns PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
 @c(parml_strategy_params_init)
 public func parmlStrategyParamsInit(_ params: UnsafeMutablePointer<parml_strategy_params>?) -> parml_status {
     guarded("parml_strategy_params_init") { try nonNull(params, "params").pointee = defaultStrategyParams() }
@@ -161,6 +164,12 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
     s.deterministic = p.deterministic != 0
     s.blasThreads = Int(p.blas_threads)
     s.seed = p.seed
+    guard p.bucket_bytes >= 4, p.bucket_bytes <= 1 << 40 else {
+        throw ParmlError.invalidArgument("bucket_bytes must be in 4...2^40, got \(p.bucket_bytes)")
+    }
+    s.bucketBytes = Int(p.bucket_bytes)
+    s.watchdogSeconds = p.watchdog_seconds
+    s.gradientChunk = Int(p.grad_chunk)
     try s.validate()
     return s
 }

@@ -53,6 +53,7 @@ func code(of error: ParmlError) -> parml_status {
     case .blas: PARML_ERR_BLAS
     case .cancelled: PARML_ERR_CANCELLED
     case .internal: PARML_ERR_INTERNAL
+    case .communication: PARML_ERR_COMMUNICATION
     }
 }
 
@@ -103,6 +104,7 @@ public func parmlStatusString(_ status: parml_status) -> UnsafePointer<CChar> {
     case PARML_ERR_BLAS: staticString("PARML_ERR_BLAS: OpenBLAS unavailable")
     case PARML_ERR_CANCELLED: staticString("PARML_ERR_CANCELLED: cancelled by a callback")
     case PARML_ERR_INTERNAL: staticString("PARML_ERR_INTERNAL: internal error")
+    case PARML_ERR_COMMUNICATION: staticString("PARML_ERR_COMMUNICATION: a rank failed or timed out")
     default: staticString("unknown status")
     }
 }

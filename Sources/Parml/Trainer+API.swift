@@ -158,3 +158,23 @@ public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: Unsafe
         try nonNull(lr_out, "lr_out").pointee = t.learningRate
     }
 }
+
+/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters,
+/// gradients, optimizer state (1/dp of the whole under ZeRO >= 1) and
+/// deterministic-mode scratch. Set out->struct_size to
+/// sizeof(parml_memory_report) first. Since: 0.1.
+@c(parml_trainer_memory)
+public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: UnsafeMutablePointer<parml_memory_report>?) -> parml_status {
+    guarded("parml_trainer_memory") {
+        let t = try trainerObject(trainer)
+        let out = try nonNull(out, "out")
+        let m = try t.memory(rank: Int(rank))
+        var r = parml_memory_report()
+        r.struct_size = MemoryLayout<parml_memory_report>.size
+        r.parameter_bytes = Int64(m.parameters)
+        r.gradient_bytes = Int64(m.gradients)
+        r.optimizer_bytes = Int64(m.optimizer)
+        r.scratch_bytes = Int64(m.scratch)
+        try writeSized(r, to: out, name: "out", minimum: MemoryLayout<parml_memory_report>.size)
+    }
+}

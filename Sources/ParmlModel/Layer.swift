@@ -60,6 +60,9 @@ public protocol Layer: AnyObject {
     func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor?
     /// Nested layers (residual bodies), for traversal.
     var children: [Layer] { get }
+    /// A new, unbound layer with the same configuration: what another rank
+    /// of a data-parallel job runs (its buffers and parameter views are its own).
+    func replicate() throws -> Layer
 }
 
 extension Layer {

@@ -22,6 +22,9 @@ public final class Model {
     public private(set) var gradients: Tensor?
     /// Set by `initialize`; nil until then.
     public private(set) var seed: UInt64?
+    /// Changes whenever the parameters are set from outside training
+    /// (initialize, setParameters), so replicas know to copy them again.
+    public private(set) var parameterVersion = 0
     private var validatedInput: Shape?
     private var validatedOutput: Shape?
 
@@ -135,6 +138,20 @@ public final class Model {
         }
         gradients?.fill(0)
         self.seed = seed
+        parameterVersion += 1
+    }
+
+    /// A model with the same layers, its own buffers and arenas, and a copy
+    /// of this model's parameters (another rank's replica).
+    public func replicate() throws -> Model {
+        guard let params = parameters, let seed else { throw ParmlError.state("only an initialised model can be replicated") }
+        let m = Model()
+        for l in root.layers { m.root.append(try l.replicate()) }
+        try m.build()
+        guard let p = m.parameters, p.count == params.count else { throw ParmlError.internal("replica arena differs") }
+        p.data.update(from: params.data, count: params.count)
+        m.seed = seed
+        return m
     }
 
     /// The output shape for an input shape; checks every layer on the way.
@@ -175,6 +192,7 @@ public final class Model {
     public func setParameters(from src: UnsafePointer<Float>) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         p.data.update(from: src, count: p.count)
+        parameterVersion += 1
     }
 
     /// Scalar parameters the layers declare (known before build).

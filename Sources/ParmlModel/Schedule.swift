@@ -58,14 +58,52 @@ public struct ScheduleConfig: Sendable, Equatable {
 }
 
 /// Global-norm gradient clipping, as torch.nn.utils.clip_grad_norm_:
-/// if ‖g‖ > max, g ← g · max/(‖g‖ + 1e-6). Returns ‖g‖ before clipping.
+/// if ‖g‖ > max, g ← g · max/(‖g‖ + 1e-6).
+///
+/// ‖g‖² is defined blockwise so that sharded gradients (ZeRO) give the same
+/// bits as whole ones: the arena is cut into fixed blocks of `blockSize`
+/// elements, each block's sum of squares is taken on its own (16 fixed
+/// lanes), and the block sums are added in block order. Shard boundaries fall
+/// on block boundaries (Sharding), so a block never spans two ranks.
 public enum GradientClipping {
-    @discardableResult
-    public static func clip(_ grads: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float) -> Float {
-        let norm = Kernels.sumOfSquares(grads, count: count).squareRoot()
-        if maxNorm > 0, norm > maxNorm {
-            Kernels.scale(grads, by: maxNorm / (norm + 1e-6), count: count)
+    public static let blockSize = 1024
+
+    public static func blockCount(_ count: Int) -> Int { (count + blockSize - 1) / blockSize }
+
+    /// Writes the sum of squares of every block that starts in `range`
+    /// (which must start on a block boundary) to `sums[block]`.
+    public static func blockSquares(_ grads: UnsafePointer<Float>, range: Range<Int>, count: Int, into sums: UnsafeMutablePointer<Float>) {
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let end = min(start + blockSize, count)
+            sums[start / blockSize] = Kernels.sumOfSquares(grads + start, count: end - start)
+            start += blockSize
         }
-        return norm
+    }
+
+    /// ‖g‖ from block sums, added in block order.
+    public static func norm(blockSums: UnsafePointer<Float>, blocks: Int) -> Float {
+        var s: Float = 0
+        for b in 0..<blocks { s += blockSums[b] }
+        return s.squareRoot()
+    }
+
+    /// The factor to multiply gradients by (1 when no clipping is needed).
+    public static func factor(norm: Float, maxNorm: Float) -> Float {
+        maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1
+    }
+
+    /// Clips a whole gradient arena in place; `scratch` holds blockCount(count)
+    /// floats. Returns ‖g‖ before clipping.
+    @discardableResult
+    public static func clip(
+        _ grads: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float, scratch: UnsafeMutablePointer<Float>
+    ) -> Float {
+        let blocks = blockCount(count)
+        blockSquares(grads, range: 0..<count, count: count, into: scratch)
+        let n = norm(blockSums: scratch, blocks: blocks)
+        let f = factor(norm: n, maxNorm: maxNorm)
+        if f != 1 { Kernels.scale(grads, by: f, count: count) }
+        return n
     }
 }

@@ -105,6 +105,11 @@ public enum Kernels {
         pml_add(a, b, y, n)
     }
 
+    /// y[i] += b[i] (y must not overlap b).
+    public static func addInPlace(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) {
+        pml_add_inplace(y, b, n)
+    }
+
     /// x[i] *= s
     public static func scale(_ x: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
         pml_scale(x, s, n)

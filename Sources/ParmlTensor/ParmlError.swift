@@ -11,15 +11,34 @@ public enum ParmlError: Error, Equatable, CustomStringConvertible {
     case blas(String)
     case cancelled(String)
     case `internal`(String)
+    /// A collective failed: a peer rank failed or did not answer in time.
+    case communication(String)
 
     public var message: String {
         switch self {
         case .invalidArgument(let m), .shape(let m), .unsupported(let m), .outOfMemory(let m),
             .io(let m), .format(let m), .state(let m), .blas(let m), .cancelled(let m),
-            .internal(let m):
+            .internal(let m), .communication(let m):
             return m
         }
     }
 
     public var description: String { message }
+
+    /// The case's name ("shape", "io", ...), for tests and logs.
+    public var kind: String {
+        switch self {
+        case .invalidArgument: "invalidArgument"
+        case .shape: "shape"
+        case .unsupported: "unsupported"
+        case .outOfMemory: "outOfMemory"
+        case .io: "io"
+        case .format: "format"
+        case .state: "state"
+        case .blas: "blas"
+        case .cancelled: "cancelled"
+        case .internal: "internal"
+        case .communication: "communication"
+        }
+    }
 }

@@ -4,8 +4,9 @@ public enum PipelineSchedule: Int32, Sendable { case gpipe = 1, oneForwardOneBac
 public enum Backend: Int32, Sendable { case threads = 1, mpi = 2 }
 
 /// How training is laid out on a dp × pp × tp mesh of ranks. This version
-/// executes the serial layout; the fields are here so hosts can state a
-/// layout now and the check below can say precisely what is not yet possible.
+/// runs data parallelism (any dp, ZeRO 0–2) on the threads backend; the
+/// other fields are here so hosts can state a layout now and `validate` can
+/// say precisely what is not yet possible.
 public struct StrategyConfig: Sendable, Equatable {
     public var dp = 1
     public var tp = 1
@@ -14,9 +15,19 @@ public struct StrategyConfig: Sendable, Equatable {
     public var pipelineSchedule: PipelineSchedule = .oneForwardOneBackward
     public var zeroStage = 0
     public var backend: Backend = .threads
-    public var deterministic = true
+    /// Layout-invariant mode: gradients summed over fixed chunks of
+    /// `gradientChunk` samples in a fixed tree order (ChunkTree), so every dp
+    /// and ZeRO stage gives the bits serial training gives. Off: one GEMM per
+    /// layer per rank; reproducible for a layout, within rounding of others.
+    public var deterministic = false
+    /// Samples per chunk in deterministic mode.
+    public var gradientChunk = 32
     /// OpenBLAS threads per rank; 0 chooses cores / ranks.
     public var blasThreads = 0
+    /// Gradient all-reduce bucket size in bytes (data parallelism).
+    public var bucketBytes = 4 << 20
+    /// How long a rank waits for the others in a collective before the step fails.
+    public var watchdogSeconds = 60.0
     public var seed: UInt64 = 0
 
     public init() {}
@@ -34,21 +45,29 @@ public struct StrategyConfig: Sendable, Equatable {
         guard blasThreads >= 0, blasThreads <= 1024 else {
             throw ParmlError.invalidArgument("strategy: blas_threads must be in 0...1024, got \(blasThreads)")
         }
+        guard gradientChunk >= 1, gradientChunk <= 1 << 24 else {
+            throw ParmlError.invalidArgument("strategy: grad_chunk must be in 1...2^24, got \(gradientChunk)")
+        }
+        guard bucketBytes >= 4, bucketBytes <= 1 << 40 else {
+            throw ParmlError.invalidArgument("strategy: bucket_bytes must be in 4...2^40, got \(bucketBytes)")
+        }
+        guard watchdogSeconds.isFinite, watchdogSeconds > 0, watchdogSeconds <= 86_400 else {
+            throw ParmlError.invalidArgument("strategy: watchdog_seconds must be in (0, 86400], got \(watchdogSeconds)")
+        }
         guard dp.multipliedReportingOverflow(by: tp).overflow == false,
-            (dp * tp).multipliedReportingOverflow(by: pp).overflow == false, worldSize <= 65536
+            (dp * tp).multipliedReportingOverflow(by: pp).overflow == false, worldSize <= 4096
         else {
-            throw ParmlError.invalidArgument("strategy: dp×tp×pp = \(dp)×\(tp)×\(pp) is too many ranks")
+            throw ParmlError.invalidArgument("strategy: dp×tp×pp = \(dp)×\(tp)×\(pp) is too many ranks (4096 at most)")
         }
         var missing: [String] = []
-        if dp > 1 { missing.append("data parallelism (dp=\(dp))") }
         if tp > 1 { missing.append("tensor parallelism (tp=\(tp))") }
         if pp > 1 { missing.append("pipeline parallelism (pp=\(pp))") }
         if microBatches > 1 { missing.append("micro-batching (micro_batches=\(microBatches))") }
-        if zeroStage > 0 { missing.append("ZeRO (zero_stage=\(zeroStage))") }
+        if zeroStage == 3 { missing.append("parameter sharding (zero_stage=3)") }
         if backend == .mpi { missing.append("the MPI backend") }
         if !missing.isEmpty {
             throw ParmlError.unsupported(
-                "this build of parml trains the serial layout only (dp=tp=pp=1, micro_batches=1, zero_stage=0, threads backend); not yet available: "
+                "this build of parml trains data-parallel layouts (any dp, zero_stage 0-2, threads backend); not yet available: "
                     + missing.joined(separator: ", "))
         }
     }

@@ -1,5 +1,6 @@
 import ParmlData
 import ParmlModel
+import ParmlParallel
 import ParmlTensor
 
 /// What a step or an evaluation measured.
@@ -35,40 +36,73 @@ public struct EpochMetrics: Sendable {
 
 /// Model + loss + optimizer + strategy: what trains.
 ///
-/// A training step is forward → loss → backward → clip → optimizer update,
-/// with the learning rate taken from the schedule at the step index. Every
-/// buffer is allocated on the first step and reused after it.
+/// A training step is forward → loss → backward → gradient reduction →
+/// clip → optimizer update, with the learning rate taken from the schedule
+/// at the step index. With dp > 1 each rank is a thread running a replica of
+/// the model on its slice of the batch (rank 0's replica is the user's model)
+/// and the ranks exchange gradients through a Communicator. Every buffer is
+/// allocated on the first step and reused after it.
 public final class Trainer {
     public let model: Model
-    public let loss: Loss
     public let optimizerConfig: OptimizerConfig
     public let strategy: StrategyConfig
-    public let optimizer: Optimizer
     /// Optimizer steps taken.
     public private(set) var stepCount = 0
-    /// Global gradient norm of the last step, before clipping.
+    /// Global gradient norm of the last step, before clipping (NaN without clipping).
     public private(set) var lastGradientNorm: Float = .nan
+    /// Tests only: a fault to inject into a later step.
+    public var _faultInjection: FaultInjection?
+    let ranks: [RankContext]
+    private let world: ThreadsWorld?
+    private let pool: RankPool?
+    private var syncedVersion: Int
+    /// Set when a step failed on some rank: the replicas may disagree now.
+    private var poisoned: String?
     private let batchInputs: Tensor
     private let batchTargets: Tensor
+    /// The current step's arguments, read by every rank; and the closure the
+    /// pool runs, built once so that a step allocates nothing.
+    private let job: RankJob
+    private let rankBody: ((Int) throws -> Void)?
+
+    public var loss: Loss { ranks[0].loss }
+    public var optimizer: Optimizer { ranks[0].optimizer }
 
     public init(model: Model, loss: LossKind, optimizer: OptimizerConfig, strategy: StrategyConfig) throws {
         try optimizer.validate()
         try strategy.validate()
-        guard model.isInitialized, let params = model.parameters else {
+        guard model.isInitialized, model.parameters != nil else {
             throw ParmlError.state("the model is not initialised; call parml_model_init before creating a trainer")
         }
         try BLAS.ensureLoaded()
         BLAS.threads = strategy.resolvedBLASThreads(cores: Clock.onlineCores)
         self.model = model
-        self.loss = Loss(loss)
         self.optimizerConfig = optimizer
         self.strategy = strategy
+        let dp = strategy.dp
         // Fold the momentum into the backward pass when nothing needs the raw
-        // gradient between backward and update (clipping reads its norm).
-        let fold = Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0
-        self.optimizer = try Optimizer(
-            config: optimizer, range: 0..<params.count, foldedMomentum: fold ? model.gradients : nil)
-        if fold { model.gradients?.fill(0) }
+        // gradient between backward and update: one rank, one GEMM per layer,
+        // no clipping (which reads the gradient's norm).
+        let fold = dp == 1 && !strategy.deterministic && Optimizer.canFoldMomentum(optimizer)
+            && optimizer.clipGradNorm == 0
+        let world = dp > 1 ? try ThreadsWorld(size: dp, timeout: strategy.watchdogSeconds, name: "dp") : nil
+        var ranks: [RankContext] = []
+        for r in 0..<dp {
+            ranks.append(
+                try RankContext(
+                    rank: r, ranks: dp, model: r == 0 ? model : try model.replicate(), loss: loss,
+                    optimizer: optimizer, zeroStage: strategy.zeroStage, comm: world?.communicator(rank: r),
+                    foldMomentum: fold))
+        }
+        self.ranks = ranks
+        self.world = world
+        pool = dp > 1 ? try RankPool(size: dp) : nil
+        let job = RankJob(
+            ranks: ranks, seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
+            bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride))
+        self.job = job
+        rankBody = dp > 1 ? { r in try job.run(rank: r) } : nil
+        syncedVersion = model.parameterVersion
         batchInputs = try Tensor(shape: Shape(0))
         batchTargets = try Tensor(shape: Shape(0))
     }
@@ -78,27 +112,48 @@ public final class Trainer {
         optimizerConfig.schedule.learningRate(base: optimizerConfig.learningRate, step: stepCount)
     }
 
+    /// Bytes rank `rank` holds for parameters, gradients, optimizer state and
+    /// deterministic-mode scratch.
+    public func memory(rank: Int) throws -> (parameters: Int, gradients: Int, optimizer: Int, scratch: Int) {
+        guard rank >= 0, rank < ranks.count else {
+            throw ParmlError.invalidArgument("rank \(rank) is outside 0..<\(ranks.count)")
+        }
+        return ranks[rank].memory
+    }
+
     /// One optimizer step on a batch. Nothing is updated when it throws
-    /// (shapes and targets are checked before any math runs).
+    /// before the ranks start (shapes and targets are checked first); a
+    /// failure on a rank leaves the trainer unusable (the replicas may differ).
     @discardableResult
     public func step(inputs: Tensor, targets: Tensor) throws -> BatchResult {
+        if let poisoned { throw ParmlError.state("an earlier step failed (\(poisoned)); create a new trainer") }
         let outShape = try model.outputShape(for: inputs.shape)
         try loss.validate(output: outShape, targets: targets)
-        guard let params = model.parameters, let grads = model.gradients else {
-            throw ParmlError.internal("initialised model without arenas")
-        }
+        try syncReplicas()
         let n = inputs.shape[0]
-        var ctx = PassContext(training: true, step: stepCount, sampleOffset: 0, seed: strategy.seed)
-        if optimizer.foldsMomentum { ctx.gradientDecay = optimizerConfig.momentum }
-        let y = try model.forward(inputs, ctx)
-        let r = try loss.compute(output: y, targets: targets, scale: loss.meanScale(samples: n, output: outShape), wantGradient: true)
-        try model.backward(loss.gradient, ctx)
-        lastGradientNorm = optimizerConfig.clipGradNorm > 0
-            ? GradientClipping.clip(grads.data, count: grads.count, maxNorm: optimizerConfig.clipGradNorm)
-            : .nan
-        optimizer.update(params: params.data, grads: grads.data, lr: learningRate, t: stepCount + 1)
+        job.set(
+            x: inputs, y: targets,
+            plan: StepPlan(samples: n, ranks: ranks.count, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil),
+            outShape: outShape, stepIndex: stepCount, lr: learningRate, fault: _faultInjection)
+        defer { job.clear() }
+        do {
+            if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
+        } catch {
+            poisoned = "\(error)"
+            throw error
+        }
         stepCount += 1
+        let r = ranks[0].result
+        lastGradientNorm = r.gradientNorm
         return BatchResult(loss: r.loss, correct: r.correct, samples: n)
+    }
+
+    /// Copies the user's model into the other replicas when its parameters
+    /// were set from outside (init, set_params) since the last step.
+    private func syncReplicas() throws {
+        guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
+        for r in ranks.dropFirst() { try r.model.setParameters(from: src.data) }
+        syncedVersion = model.parameterVersion
     }
 
     /// Loss and accuracy over a dataset in inference mode (dropout off).

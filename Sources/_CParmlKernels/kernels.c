@@ -9,7 +9,17 @@
 #pragma clang fp contract(off)
 #endif
 
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)) && !defined(__SANITIZE_ADDRESS__)
+// Sanitizer runtimes are not ready when ifunc resolvers run: no clones there.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PML_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PML_SANITIZED 1
+#endif
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)) && !defined(PML_SANITIZED)
 // Feature-named clones: the resolver tests CPU features, so new CPUs that
 // the compiler cannot name (arch=...) still get the AVX-512 version.
 #define PML_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -43,6 +53,10 @@ PML_CLONES void pml_sigmoid_backward(const float *restrict y, const float *restr
 
 PML_CLONES void pml_add(const float *a, const float *b, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+PML_CLONES void pml_add_inplace(float *restrict y, const float *restrict b, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += b[i];
 }
 
 PML_CLONES void pml_mul(const float *a, const float *b, float *y, size_t n) {

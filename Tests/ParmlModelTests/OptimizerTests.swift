@@ -321,7 +321,10 @@ private func expectSteps(_ got: [[Float]], _ want: [[Double]], _ what: String, s
 
     @Test func scalesDownToTheMaximum() {
         var g = grads()
-        let norm = g.withUnsafeMutableBufferPointer { GradientClipping.clip($0.baseAddress!, count: 37, maxNorm: 1) }
+        var scratch = [Float](repeating: 0, count: GradientClipping.blockCount(37))
+        let norm = g.withUnsafeMutableBufferPointer { gp in
+            scratch.withUnsafeMutableBufferPointer { GradientClipping.clip(gp.baseAddress!, count: 37, maxNorm: 1, scratch: $0.baseAddress!) }
+        }
         #expect(norm == 5)
         // As torch: g·max/(‖g‖ + 1e-6).
         let f = 1 / (5 + 1e-6)
@@ -333,8 +336,35 @@ private func expectSteps(_ got: [[Float]], _ want: [[Double]], _ what: String, s
     @Test(arguments: [Float(10), 5, 0])
     func untouchedWhenBelowOrOff(_ maxNorm: Float) {
         var g = grads()
-        let norm = g.withUnsafeMutableBufferPointer { GradientClipping.clip($0.baseAddress!, count: 37, maxNorm: maxNorm) }
+        var scratch = [Float](repeating: 0, count: GradientClipping.blockCount(37))
+        let norm = g.withUnsafeMutableBufferPointer { gp in
+            scratch.withUnsafeMutableBufferPointer { GradientClipping.clip(gp.baseAddress!, count: 37, maxNorm: maxNorm, scratch: $0.baseAddress!) }
+        }
         #expect(norm == 5)
         #expect(g == grads())
+    }
+
+    /// The norm is a sum of per-block sums in block order: the same bits
+    /// whether the blocks are summed whole or shard by shard.
+    @Test func blockwiseNormDoesNotDependOnSharding() {
+        let n = 5000
+        var g = (0..<n).map { Float(($0 * 37) % 101) / 17 - 3 }
+        let blocks = GradientClipping.blockCount(n)
+        var whole = [Float](repeating: 0, count: blocks)
+        var parts = [Float](repeating: 0, count: blocks)
+        g.withUnsafeMutableBufferPointer { gp in
+            whole.withUnsafeMutableBufferPointer {
+                GradientClipping.blockSquares(gp.baseAddress!, range: 0..<n, count: n, into: $0.baseAddress!)
+            }
+            parts.withUnsafeMutableBufferPointer { pp in
+                for r in [0..<2048, 2048..<3072, 3072..<n] {
+                    GradientClipping.blockSquares(gp.baseAddress!, range: r, count: n, into: pp.baseAddress!)
+                }
+            }
+        }
+        #expect(whole.map(\.bitPattern) == parts.map(\.bitPattern))
+        let norm = whole.withUnsafeBufferPointer { GradientClipping.norm(blockSums: $0.baseAddress!, blocks: blocks) }
+        let exact = g.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        #expect(abs(Double(norm) - exact) <= 1e-5 * exact)
     }
 }

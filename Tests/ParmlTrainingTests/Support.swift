@@ -83,22 +83,6 @@ func parmlError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_so
     }
 }
 
-extension ParmlError {
-    var kind: String {
-        switch self {
-        case .invalidArgument: return "invalidArgument"
-        case .shape: return "shape"
-        case .unsupported: return "unsupported"
-        case .outOfMemory: return "outOfMemory"
-        case .io: return "io"
-        case .format: return "format"
-        case .state: return "state"
-        case .blas: return "blas"
-        case .cancelled: return "cancelled"
-        case .internal: return "internal"
-        }
-    }
-}
 
 /// Checks the error's case and that its message mentions each of `parts`.
 func expectError(

@@ -352,8 +352,8 @@ let convergenceCases: [OptimizerCase] = {
         opt.learningRate = -1
         expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: opt, strategy: StrategyConfig()) }, "invalidArgument")
         var s = StrategyConfig()
-        s.dp = 2
-        expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s) }, "unsupported", mentions: ["dp=2"])
+        s.tp = 2
+        expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s) }, "unsupported", mentions: ["tp=2"])
     }
 
     @Test func learningRateFollowsTheSchedule() throws {

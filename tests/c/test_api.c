@@ -39,6 +39,7 @@ static void test_version_and_status(void) {
         {PARML_ERR_BLAS, "PARML_ERR_BLAS"},
         {PARML_ERR_CANCELLED, "PARML_ERR_CANCELLED"},
         {PARML_ERR_INTERNAL, "PARML_ERR_INTERNAL"},
+        {PARML_ERR_COMMUNICATION, "PARML_ERR_COMMUNICATION"},
     };
     const char *seen[sizeof codes / sizeof codes[0]];
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -54,7 +55,7 @@ static void test_version_and_status(void) {
         }
         for (size_t j = 0; j < i; j++) CHECK(seen[j] != s && (s == NULL || strcmp(seen[j], s) != 0), "codes %zu and %zu share text", i, j);
     }
-    const char *unknown[] = {parml_status_string(11), parml_status_string(-1), parml_status_string(1000),
+    const char *unknown[] = {parml_status_string(12), parml_status_string(-1), parml_status_string(1000),
                              parml_status_string(INT32_MIN)};
     for (size_t i = 0; i < 4; i++)
         CHECK(unknown[i] != NULL && strcmp(unknown[i], "unknown status") == 0, "unknown code -> '%s'",
@@ -214,9 +215,11 @@ static void test_param_defaults(void) {
     CHECK(s.dp == 1 && s.tp == 1 && s.pp == 1, "dp %d tp %d pp %d", (int)s.dp, (int)s.tp, (int)s.pp);
     CHECK(s.micro_batches == 1 && s.pipeline_schedule == PARML_PIPELINE_1F1B, "micro %d sched %d", (int)s.micro_batches,
           (int)s.pipeline_schedule);
-    CHECK(s.zero_stage == 0 && s.backend == PARML_BACKEND_THREADS && s.deterministic == 1, "zero/backend/det");
+    CHECK(s.zero_stage == 0 && s.backend == PARML_BACKEND_THREADS && s.deterministic == 0, "zero/backend/det");
     CHECK(s.blas_threads == 0 && s.seed == 0, "blas_threads %d seed %llu", (int)s.blas_threads,
           (unsigned long long)s.seed);
+    CHECK(s.bucket_bytes == 4 << 20 && s.watchdog_seconds == 60.0 && s.grad_chunk == 32, "bucket %lld watchdog %g chunk %d",
+          (long long)s.bucket_bytes, s.watchdog_seconds, (int)s.grad_chunk);
 
     parml_fit_params f;
     memset(&f, 0x5A, sizeof f);
@@ -1013,6 +1016,70 @@ static void test_determinism(void) {
     parml_tensor_free(yt);
 }
 
+/* Data parallelism through the C API: in deterministic mode, dp = 2 and 3
+ * with every supported ZeRO stage give the serial parameters bit for bit;
+ * ZeRO-1 keeps 1/dp of the optimizer state per rank. */
+static void run_layout(int32_t dp, int32_t zero, int32_t deterministic, float *params_out, parml_memory_report *mem) {
+    int64_t xd[3] = {20, 3, 4}, yd[1] = {20};
+    float x[240], y[20];
+    for (int i = 0; i < 240; i++) x[i] = sinf((float)i * 0.7f);
+    for (int i = 0; i < 20; i++) y[i] = (float)(i % 3);
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    parml_model m = build_full_model();
+    OK(parml_model_init(m, 42));
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_ADAM;
+    o.learning_rate = 1e-3f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.dp = dp;
+    s.zero_stage = zero;
+    s.deterministic = deterministic;
+    s.grad_chunk = 4;
+    s.seed = 7;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+    for (int i = 0; i < 4; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
+    OK(parml_model_get_params(m, params_out, FULL_PARAMS));
+    if (mem) {
+        for (int32_t r = 0; r < dp; r++) {
+            mem[r].struct_size = sizeof *mem;
+            OK(parml_trainer_memory(tr, r, &mem[r]));
+        }
+        parml_memory_report bad = {.struct_size = sizeof bad};
+        CHECK(parml_trainer_memory(tr, dp, &bad) == PARML_ERR_INVALID_ARGUMENT, "rank %d is out of range", (int)dp);
+    }
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+static void test_data_parallel(void) {
+    static float serial[FULL_PARAMS], p[FULL_PARAMS];
+    parml_memory_report z0[2], z1[2];
+    run_layout(1, 0, 1, serial, NULL);
+    for (int32_t dp = 2; dp <= 3; dp++)
+        for (int32_t zero = 0; zero <= 2; zero++) {
+            run_layout(dp, zero, 1, p, NULL);
+            CHECK(memcmp(p, serial, sizeof p) == 0, "deterministic dp=%d zero=%d equals serial bit for bit", (int)dp,
+                  (int)zero);
+        }
+    run_layout(2, 0, 0, p, z0);
+    run_layout(2, 1, 0, p, z1);
+    CHECK(z0[0].parameter_bytes == (int64_t)FULL_PARAMS * 4, "parameter bytes %lld", (long long)z0[0].parameter_bytes);
+    CHECK(z0[0].optimizer_bytes == 2 * (int64_t)FULL_PARAMS * 4 && z0[1].optimizer_bytes == z0[0].optimizer_bytes,
+          "ZeRO-0: each rank keeps Adam's two moments whole: %lld bytes", (long long)z0[0].optimizer_bytes);
+    /* Shards are cut on 1024-element blocks, so this 851-parameter model's
+     * state lands whole on one rank; what ZeRO-1 promises is the partition. */
+    CHECK(z1[0].optimizer_bytes + z1[1].optimizer_bytes == z0[0].optimizer_bytes,
+          "ZeRO-1 shards add up to one whole state: %lld + %lld vs %lld", (long long)z1[0].optimizer_bytes,
+          (long long)z1[1].optimizer_bytes, (long long)z0[0].optimizer_bytes);
+}
+
 /* ------------------------------------------------------------------------ */
 /* OpenBLAS                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -1126,6 +1193,7 @@ int main(void) {
     test_schedules();
     test_fit();
     test_determinism();
+    test_data_parallel();
     test_blas();
     test_null_frees();
     rmdir(scratch_dir());

@@ -669,11 +669,16 @@ static void cases_trainer_create(void) {
     STRAT_CASE("blas_threads 5000", PARML_ERR_INVALID_ARGUMENT, s.blas_threads = 5000);
     STRAT_CASE("dp x tp x pp overflows", PARML_ERR_INVALID_ARGUMENT,
                (s.dp = INT32_MAX, s.tp = INT32_MAX, s.pp = INT32_MAX));
-    STRAT_CASE("dp 2 (not yet)", PARML_ERR_UNSUPPORTED, s.dp = 2);
+    STRAT_CASE("bucket_bytes 0", PARML_ERR_INVALID_ARGUMENT, s.bucket_bytes = 0);
+    STRAT_CASE("bucket_bytes -8", PARML_ERR_INVALID_ARGUMENT, s.bucket_bytes = -8);
+    STRAT_CASE("watchdog_seconds 0", PARML_ERR_INVALID_ARGUMENT, s.watchdog_seconds = 0);
+    STRAT_CASE("watchdog_seconds NaN", PARML_ERR_INVALID_ARGUMENT, s.watchdog_seconds = (double)NAN);
+    STRAT_CASE("grad_chunk 0", PARML_ERR_INVALID_ARGUMENT, s.grad_chunk = 0);
+    STRAT_CASE("dp 5000", PARML_ERR_INVALID_ARGUMENT, s.dp = 5000);
     STRAT_CASE("tp 2 (not yet)", PARML_ERR_UNSUPPORTED, s.tp = 2);
     STRAT_CASE("pp 2 (not yet)", PARML_ERR_UNSUPPORTED, s.pp = 2);
     STRAT_CASE("micro_batches 4 (not yet)", PARML_ERR_UNSUPPORTED, s.micro_batches = 4);
-    STRAT_CASE("zero_stage 1 (not yet)", PARML_ERR_UNSUPPORTED, s.zero_stage = 1);
+    STRAT_CASE("zero_stage 3 (not yet)", PARML_ERR_UNSUPPORTED, s.zero_stage = 3);
     STRAT_CASE("MPI backend (not yet)", PARML_ERR_UNSUPPORTED, s.backend = PARML_BACKEND_MPI);
 #undef OPT_CASE
 #undef STRAT_CASE

@@ -25,6 +25,8 @@ public final class Activation: Layer {
 
     public init(_ function: ActivationKind) { self.function = function }
 
+    public func replicate() throws -> Layer { Activation(function) }
+
     public func outputShape(for input: Shape) throws -> Shape { input }
 
     public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {

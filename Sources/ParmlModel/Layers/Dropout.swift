@@ -22,6 +22,8 @@ public final class Dropout: Layer {
         self.probability = probability
     }
 
+    public func replicate() throws -> Layer { try Dropout(probability: probability) }
+
     public func outputShape(for input: Shape) throws -> Shape { input }
 
     public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {

@@ -10,6 +10,8 @@ public final class Flatten: Layer {
 
     public init() {}
 
+    public func replicate() throws -> Layer { Flatten() }
+
     public func outputShape(for input: Shape) throws -> Shape {
         guard input.rank >= 1 else { throw ParmlError.shape("flatten needs a batch dimension") }
         return Shape(input[0], input.rowSize)

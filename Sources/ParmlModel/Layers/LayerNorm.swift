@@ -24,6 +24,8 @@ public final class LayerNorm: Layer {
         self.eps = eps
     }
 
+    public func replicate() throws -> Layer { try LayerNorm(features: features, eps: eps) }
+
     public var parameterSpecs: [ParameterSpec] {
         [
             ParameterSpec(name: "weight", shape: Shape(features), initializer: .constant(1)),

@@ -33,6 +33,10 @@ public final class Linear: Layer {
         self.hasBias = bias
     }
 
+    public func replicate() throws -> Layer {
+        try Linear(inFeatures: inFeatures, outFeatures: outFeatures, bias: hasBias)
+    }
+
     public var parameterSpecs: [ParameterSpec] {
         let bound = 1 / Float(inFeatures).squareRoot()
         var specs = [ParameterSpec(name: "weight", shape: Shape(outFeatures, inFeatures), initializer: .uniform(bound: bound))]

@@ -10,6 +10,8 @@ public final class Sequential: Layer {
 
     public func append(_ layer: Layer) { layers.append(layer) }
 
+    public func replicate() throws -> Layer { Sequential(try layers.map { try $0.replicate() }) }
+
     public func outputShape(for input: Shape) throws -> Shape {
         var s = input
         for l in layers { s = try l.outputShape(for: s) }
@@ -48,6 +50,11 @@ public final class Residual: Layer {
     private let gradInput = Buffer()
 
     public init(_ body: Sequential) { self.body = body }
+
+    public func replicate() throws -> Layer {
+        guard let b = try body.replicate() as? Sequential else { throw ParmlError.internal("residual body replica") }
+        return Residual(b)
+    }
 
     public func outputShape(for input: Shape) throws -> Shape {
         let s = try body.outputShape(for: input)

@@ -30,6 +30,9 @@ void pml_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
 
 /* y[i] = a[i] + b[i] */
 void pml_add(const float *a, const float *b, float *y, size_t n);
+/* y[i] += b[i]. Use this, not pml_add(y, b, y): with y aliasing an input,
+ * pml_add's vectoriser falls back to its scalar loop. */
+void pml_add_inplace(float *y, const float *b, size_t n);
 /* y[i] = a[i] * b[i] */
 void pml_mul(const float *a, const float *b, float *y, size_t n);
 /* x[i] *= s */

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Merge benchmark outputs into bench/results.json and print one table.
+
+usage: bench_report.py ENGINE_JSON COLLECTIVES_JSONL OUT_JSON
+
+ENGINE_JSON is what build/bench writes (machine, date, results);
+COLLECTIVES_JSONL has one result object per line (ParmlBenchCollectives).
+"""
+import json
+import sys
+
+
+def main() -> None:
+    engine_path, collectives_path, out_path = sys.argv[1:4]
+    with open(engine_path, encoding="utf-8") as f:
+        report = json.load(f)
+    with open(collectives_path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                report["results"].append(json.loads(line))
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    m = report["machine"]
+    print(f"{m['cpu']}, {m['cores']} cores, OpenBLAS {m['openblas_core']}, {report['date']}")
+    print(f"{'name':<32} {'value':>12} {'unit':<10} {'baseline':>12} {'ratio':>7}  baseline is")
+    for r in report["results"]:
+        print(f"{r['name']:<32} {r['value']:>12.1f} {r['unit']:<10} {r['baseline_value']:>12.1f} "
+              f"{r['ratio']:>7.3f}  {r['baseline']}")
+    print(f"wrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()
