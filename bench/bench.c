@@ -185,10 +185,10 @@ static void bench_mlp(const mlp_case *c) {
 
 /* Data parallelism on the threads backend (BLAS threads = cores / ranks)
  * against the same model trained serially on one thread, same run. */
-static void bench_dp(const char *name, const int64_t *dims, int n_dims, int64_t batch, int dp, int steps) {
+static void bench_dp(const char *name, const int64_t *dims, int n_dims, int64_t batch, int dp, int zero, int steps) {
     parml_model m1, m2;
     parml_trainer serial = make_trainer(dims, n_dims, 1, 1, 0, 0, &m1);
-    parml_trainer par = make_trainer(dims, n_dims, 0, dp, 0, 0, &m2);
+    parml_trainer par = make_trainer(dims, n_dims, 0, dp, zero, 0, &m2);
     parml_tensor x, y;
     make_batch(dims, n_dims, batch, &x, &y);
     double eng[REPS], base[REPS];
@@ -200,7 +200,7 @@ static void bench_dp(const char *name, const int64_t *dims, int n_dims, int64_t 
     snprintf(res->name, sizeof res->name, "%s", name);
     res->value = median(eng, REPS);
     res->unit = "samples/s";
-    snprintf(res->baseline, sizeof res->baseline, "serial, 1 BLAS thread (same model, same run)");
+    snprintf(res->baseline, sizeof res->baseline, "serial, 1 BLAS thread (same run); dp=%d ZeRO-%d", dp, zero);
     res->baseline_value = median(base, REPS);
     parml_tensor_free(x);
     parml_tensor_free(y);
@@ -293,8 +293,9 @@ int main(int argc, char **argv) {
     const char *filter = argc > 2 ? argv[2] : "";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (strstr(cases[i].name, filter)) bench_mlp(&cases[i]);
-    if (strstr("mlp_b128_dp2", filter)) bench_dp("mlp_b128_dp2", mlp, 4, 128, 2, 40);
-    if (strstr("mlp_b512_dp2", filter)) bench_dp("mlp_b512_dp2", mlp, 4, 512, 2, 12);
+    int zero = getenv("BENCH_ZERO") ? atoi(getenv("BENCH_ZERO")) : 1;
+    if (strstr("mlp_b128_dp2", filter)) bench_dp("mlp_b128_dp2", mlp, 4, 128, 2, zero, 40);
+    if (strstr("mlp_b512_dp2", filter)) bench_dp("mlp_b512_dp2", mlp, 4, 512, 2, zero, 12);
     if (strstr("zero1_optimizer_bytes_per_rank", filter)) bench_zero1_bytes(mlp, 4);
     if (strstr("sgemm_1024_t1", filter)) bench_sgemm(core);
 

@@ -79,7 +79,11 @@ public final class Model {
     }
 
     /// Allocates the parameter arena and binds every layer to its slices.
-    public func build() throws {
+    public func build() throws { try build(sharing: nil) }
+
+    /// Builds with `shared` (when given) as the parameter arena instead of a
+    /// new one: a replica that reads another model's parameters in place.
+    private func build(sharing shared: Tensor?) throws {
         guard !isBuilt else { return }
         guard openBlocks.isEmpty else {
             throw ParmlError.state("\(openBlocks.count) residual block(s) still open; call end_residual")
@@ -98,7 +102,10 @@ public final class Model {
                 offset = sum
             }
         }
-        let values = try Tensor(shape: Shape(offset))
+        if let shared, shared.count != offset {
+            throw ParmlError.internal("shared arena holds \(shared.count) parameters, the layers need \(offset)")
+        }
+        let values = try shared ?? Tensor(shape: Shape(offset))
         let grads = try Tensor(shape: Shape(offset))
         var k = 0
         for layer in layers {
@@ -141,17 +148,25 @@ public final class Model {
         parameterVersion += 1
     }
 
-    /// A model with the same layers, its own buffers and arenas, and a copy
-    /// of this model's parameters (another rank's replica).
-    public func replicate() throws -> Model {
+    /// A model with the same layers, its own activation buffers and gradient
+    /// arena (another rank's replica), and either a copy of this model's
+    /// parameters or, with `sharingParameters`, this model's parameter arena
+    /// itself (ranks that are threads of one process can read one copy).
+    public func replicate(sharingParameters: Bool = false) throws -> Model {
         guard let params = parameters, let seed else { throw ParmlError.state("only an initialised model can be replicated") }
         let m = Model()
         for l in root.layers { m.root.append(try l.replicate()) }
-        try m.build()
+        try m.build(sharing: sharingParameters ? params : nil)
         guard let p = m.parameters, p.count == params.count else { throw ParmlError.internal("replica arena differs") }
-        p.data.update(from: params.data, count: params.count)
+        if !sharingParameters { p.data.update(from: params.data, count: params.count) }
         m.seed = seed
         return m
+    }
+
+    /// Whether this model reads `other`'s parameter arena.
+    public func sharesParameters(with other: Model) -> Bool {
+        guard let a = parameters, let b = other.parameters else { return false }
+        return a === b
     }
 
     /// The output shape for an input shape; checks every layer on the way.

@@ -48,6 +48,16 @@ public final class Tensor {
 
     deinit { if owns { free(data) } }
 
+    /// Points a view at other memory (another slice of a batch) without
+    /// allocating a new tensor object. Views only.
+    public func retarget(_ pointer: UnsafeMutablePointer<Float>, shape newShape: Shape) throws {
+        guard !owns else { throw ParmlError.internal("retarget is for views; this tensor owns its storage") }
+        data = pointer
+        shape = newShape
+        count = newShape.count
+        capacity = count
+    }
+
     static func allocate(_ n: Int) throws -> UnsafeMutablePointer<Float> {
         var raw: UnsafeMutableRawPointer?
         // 64-byte alignment: one cache line, and what AVX-512 loads like.

@@ -82,9 +82,14 @@ final class RankContext {
     let comm: Communicator?
     let zeroStage: Int
     let foldsMomentum: Bool
-    /// This rank's rows of the batch.
+    /// Set by the trainer: this rank reads the same parameter arena as rank 0.
+    var sharesParameters = false
+    /// This rank's rows of the batch: views into the host's batch tensors
+    /// (ranks only read them), retargeted each step.
     private let inputs: Tensor
     private let targets: Tensor
+    /// What the views point at before the first step (never read).
+    nonisolated(unsafe) private static let nowhere = UnsafeMutablePointer<Float>.allocate(capacity: 1)
     /// Deterministic mode: one buffer per cover node, and one per tree level
     /// for right children (full arena size), plus shard-sized ones for the
     /// cross-rank combination.
@@ -119,8 +124,8 @@ final class RankContext {
         let range = zeroStage >= 1 ? Sharding.range(count: params.count, parts: ranks, index: rank) : 0..<params.count
         self.optimizer = try Optimizer(config: optimizer, range: range, foldedMomentum: foldMomentum ? grads : nil)
         if foldMomentum { grads.fill(0) }
-        inputs = try Tensor(shape: Shape(0))
-        targets = try Tensor(shape: Shape(0))
+        inputs = Tensor(view: RankContext.nowhere, shape: Shape(0), owner: nil)
+        targets = Tensor(view: RankContext.nowhere, shape: Shape(0), owner: nil)
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         stats = try Tensor(shape: Shape(2))
     }
@@ -133,9 +138,11 @@ final class RankContext {
     /// deterministic-mode scratch.
     var memory: (parameters: Int, gradients: Int, optimizer: Int, scratch: Int) {
         let f = MemoryLayout<Float>.stride
+        // A shared arena is counted once, by rank 0.
+        let ownParameters = sharesParameters && rank != 0 ? 0 : parameterCount
         let state = foldsMomentum ? 0 : optimizer.stateTensors.reduce(0) { $0 + $1.count }
         let scratch = (nodeBuffers + levelBuffers + received + shardLevelBuffers).reduce(0) { $0 + $1.capacity }
-        return (parameterCount * f, parameterCount * f, state * f, scratch * f)
+        return (ownParameters * f, parameterCount * f, state * f, scratch * f)
     }
 
     // MARK: - The step
@@ -166,7 +173,7 @@ final class RankContext {
             if rows.isEmpty {
                 grads.fill(0)
             } else {
-                try copyRows(rows, from: x, y)
+                try selectRows(rows, from: x, y)
                 var ctx = PassContext(training: true, step: stepIndex, sampleOffset: rows.lowerBound, seed: seed)
                 if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
                 let out = try model.forward(inputs, ctx)
@@ -212,7 +219,8 @@ final class RankContext {
         }
         optimizer.update(params: params.data, grads: grads.data, lr: lr, t: stepIndex + 1)
         if let comm, ranks > 1 {
-            if zeroStage >= 1 { try comm.allGather(params.data, count: params.count) }
+            // Ranks sharing one arena see every shard's update already.
+            if zeroStage >= 1 && !sharesParameters { try comm.allGather(params.data, count: params.count) }
             stats.data[0] = lossSum
             stats.data[1] = Float(correct)
             try comm.allReduce(stats.data, count: 2, op: .sum)
@@ -222,12 +230,10 @@ final class RankContext {
         result = RankResult(loss: lossSum, correct: correct, gradientNorm: norm)
     }
 
-    private func copyRows(_ rows: Range<Int>, from x: Tensor, _ y: Tensor) throws {
-        try inputs.resize(x.shape.withLeading(rows.count))
-        try targets.resize(y.shape.withLeading(rows.count))
-        let xr = x.shape.rowSize, yr = y.shape.rowSize
-        inputs.data.update(from: x.data + rows.lowerBound * xr, count: rows.count * xr)
-        targets.data.update(from: y.data + rows.lowerBound * yr, count: rows.count * yr)
+    /// Points this rank's input and target views at `rows` of the batch.
+    private func selectRows(_ rows: Range<Int>, from x: Tensor, _ y: Tensor) throws {
+        try inputs.retarget(x.data + rows.lowerBound * x.shape.rowSize, shape: x.shape.withLeading(rows.count))
+        try targets.retarget(y.data + rows.lowerBound * y.shape.rowSize, shape: y.shape.withLeading(rows.count))
     }
 
     // MARK: - Deterministic mode
@@ -289,7 +295,7 @@ final class RankContext {
         guard let grads = model.gradients else { return }
         if node.level == 0 {
             let rows = plan.rows(ofChunk: node.index)
-            try copyRows(rows, from: x, y)
+            try selectRows(rows, from: x, y)
             let ctx = PassContext(training: true, step: step, sampleOffset: rows.lowerBound, seed: seed)
             let out = try model.forward(inputs, ctx)
             let r = try loss.compute(output: out, targets: targets, scale: scale, wantGradient: true)
