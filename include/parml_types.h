@@ -124,8 +124,8 @@ typedef struct parml_optimizer_params {
 
 /** How training is laid out on ranks: ranks are threads of this process
  *  (threads backend). This version runs data parallelism (dp >= 1, ZeRO
- *  stages 0-2); tp, pp, micro-batches, ZeRO-3 and MPI return
- *  PARML_ERR_UNSUPPORTED naming what is missing. */
+ *  stages 0-3); tp, pp, micro-batches and MPI return PARML_ERR_UNSUPPORTED
+ *  naming what is missing. */
 typedef struct parml_strategy_params {
     size_t struct_size;        /* set by parml_strategy_params_init */
     int32_t dp;                /* data-parallel ranks; default 1 */

@@ -138,8 +138,8 @@ final class RankContext {
     /// deterministic-mode scratch.
     var memory: (parameters: Int, gradients: Int, optimizer: Int, scratch: Int) {
         let f = MemoryLayout<Float>.stride
-        // A shared arena is counted once, by rank 0.
-        let ownParameters = sharesParameters && rank != 0 ? 0 : parameterCount
+        // A shared arena (ZeRO-3) is split among its owners, shard by shard.
+        let ownParameters = sharesParameters ? shard.count : parameterCount
         let state = foldsMomentum ? 0 : optimizer.stateTensors.reduce(0) { $0 + $1.count }
         let scratch = (nodeBuffers + levelBuffers + received + shardLevelBuffers).reduce(0) { $0 + $1.capacity }
         return (ownParameters * f, parameterCount * f, state * f, scratch * f)
@@ -219,7 +219,7 @@ final class RankContext {
         }
         optimizer.update(params: params.data, grads: grads.data, lr: lr, t: stepIndex + 1)
         if let comm, ranks > 1 {
-            // Ranks sharing one arena see every shard's update already.
+            // Ranks sharing one arena (ZeRO-3) see every shard's update already.
             if zeroStage >= 1 && !sharesParameters { try comm.allGather(params.data, count: params.count) }
             stats.data[0] = lossSum
             stats.data[1] = Float(correct)

@@ -4,7 +4,7 @@ public enum PipelineSchedule: Int32, Sendable { case gpipe = 1, oneForwardOneBac
 public enum Backend: Int32, Sendable { case threads = 1, mpi = 2 }
 
 /// How training is laid out on a dp × pp × tp mesh of ranks. This version
-/// runs data parallelism (any dp, ZeRO 0–2) on the threads backend; the
+/// runs data parallelism (any dp, ZeRO 0–3) on the threads backend; the
 /// other fields are here so hosts can state a layout now and `validate` can
 /// say precisely what is not yet possible.
 public struct StrategyConfig: Sendable, Equatable {
@@ -63,11 +63,10 @@ public struct StrategyConfig: Sendable, Equatable {
         if tp > 1 { missing.append("tensor parallelism (tp=\(tp))") }
         if pp > 1 { missing.append("pipeline parallelism (pp=\(pp))") }
         if microBatches > 1 { missing.append("micro-batching (micro_batches=\(microBatches))") }
-        if zeroStage == 3 { missing.append("parameter sharding (zero_stage=3)") }
         if backend == .mpi { missing.append("the MPI backend") }
         if !missing.isEmpty {
             throw ParmlError.unsupported(
-                "this build of parml trains data-parallel layouts (any dp, zero_stage 0-2, threads backend); not yet available: "
+                "this build of parml trains data-parallel layouts (any dp, zero_stage 0-3, threads backend); not yet available: "
                     + missing.joined(separator: ", "))
         }
     }

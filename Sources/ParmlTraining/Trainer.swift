@@ -86,10 +86,11 @@ public final class Trainer {
         let fold = dp == 1 && !strategy.deterministic && Optimizer.canFoldMomentum(optimizer)
             && optimizer.clipGradNorm == 0
         let world = dp > 1 ? try ThreadsWorld(size: dp, timeout: strategy.watchdogSeconds, name: "dp") : nil
-        // ZeRO ≥ 1 updates each shard on one rank; ranks that are threads of
-        // one process then read one parameter arena (no all-gather, half the
-        // memory traffic of private copies). ZeRO 0 keeps DDP's replicas.
-        let share = strategy.zeroStage >= 1
+        // ZeRO-3: no rank keeps a private copy of the parameters. Ranks that
+        // are threads of one process read one arena, each owning (updating)
+        // its shard, so "gather before use" is a read of shared memory and no
+        // all-gather is needed. Stages 0-2 keep a replica per rank.
+        let share = strategy.zeroStage >= 3
         var ranks: [RankContext] = []
         for r in 0..<dp {
             ranks.append(

@@ -83,7 +83,7 @@ private func train(
 }
 
 struct DataParallelTests {
-    static let layouts: [(Int, Int)] = [2, 3, 4].flatMap { dp in [0, 1, 2].map { (dp, $0) } }
+    static let layouts: [(Int, Int)] = [2, 3, 4].flatMap { dp in [0, 1, 2, 3].map { (dp, $0) } }
 
     @Test(arguments: DPOptimizer.allCases, [40, 37])
     func deterministicModeIsBitIdenticalToSerial(optimizer: DPOptimizer, n: Int) throws {
@@ -123,7 +123,7 @@ struct DataParallelTests {
     @Test func zeroStagesAreBitIdenticalForOneDp() throws {
         for opt in DPOptimizer.allCases {
             let z0 = try train(dp: 3, zero: 0, deterministic: false, optimizer: opt, n: 37)
-            for zero in [1, 2] {
+            for zero in [1, 2, 3] {
                 let p = try train(dp: 3, zero: zero, deterministic: false, optimizer: opt, n: 37)
                 #expect(p.map(\.bitPattern) == z0.map(\.bitPattern), "zero=\(zero) \(opt)")
             }
@@ -144,6 +144,18 @@ struct DataParallelTests {
         #expect(p.map(\.bitPattern) == serial.map(\.bitPattern))
         let fast = try train(dp: 4, zero: 0, deterministic: false, optimizer: .sgdMomentum, n: 3, steps: 3)
         #expect(fast.allSatisfy { $0.isFinite })
+    }
+
+    /// ZeRO-3: no rank keeps a private copy of the parameters; each owns a shard.
+    @Test func zeroThreeShardsParameters() throws {
+        var s = StrategyConfig()
+        s.dp = 3
+        s.zeroStage = 3
+        let model = try mlp()
+        let t = try Trainer(model: model, loss: .crossEntropy, optimizer: DPOptimizer.adamW.config, strategy: s)
+        let owned = try (0..<3).map { try t.memory(rank: $0).parameters }
+        #expect(owned.reduce(0, +) == model.parameterCount * 4, "the shards add up to one copy: \(owned)")
+        for r in t.ranks.dropFirst() { #expect(r.model.sharesParameters(with: model)) }
     }
 
     @Test func zeroOneShardsOptimizerState() throws {

@@ -1063,7 +1063,7 @@ static void test_data_parallel(void) {
     parml_memory_report z0[2], z1[2];
     run_layout(1, 0, 1, serial, NULL);
     for (int32_t dp = 2; dp <= 3; dp++)
-        for (int32_t zero = 0; zero <= 2; zero++) {
+        for (int32_t zero = 0; zero <= 3; zero++) {
             run_layout(dp, zero, 1, p, NULL);
             CHECK(memcmp(p, serial, sizeof p) == 0, "deterministic dp=%d zero=%d equals serial bit for bit", (int)dp,
                   (int)zero);

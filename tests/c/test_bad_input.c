@@ -678,7 +678,6 @@ static void cases_trainer_create(void) {
     STRAT_CASE("tp 2 (not yet)", PARML_ERR_UNSUPPORTED, s.tp = 2);
     STRAT_CASE("pp 2 (not yet)", PARML_ERR_UNSUPPORTED, s.pp = 2);
     STRAT_CASE("micro_batches 4 (not yet)", PARML_ERR_UNSUPPORTED, s.micro_batches = 4);
-    STRAT_CASE("zero_stage 3 (not yet)", PARML_ERR_UNSUPPORTED, s.zero_stage = 3);
     STRAT_CASE("MPI backend (not yet)", PARML_ERR_UNSUPPORTED, s.backend = PARML_BACKEND_MPI);
 #undef OPT_CASE
 #undef STRAT_CASE
