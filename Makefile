@@ -12,6 +12,7 @@ CLINK   := -Iinclude -L$(BUILD) -lparml -Wl,-rpath,$(ROOT)/$(BUILD)
 FASHION ?= /usr/share/datasets/fashion-mnist
 
 .PHONY: all deps lib build header check-header demo test test-swift test-c test-examples test-e2e bench clean
+.PHONY: install uninstall abi check-abi test-install
 
 all: build
 
@@ -19,8 +20,11 @@ deps:
 	@tools/install-deps.sh
 
 # libparml.so (release). SwiftPM also writes the raw @c header here.
+# Programs linked against it need it by its SONAME, libparml.so.<major>
+# (docs/ABI.md), so the build directory gets that link too.
 lib:
 	$(SWIFT) build -c release --product parml
+	@ln -sf libparml.so $(BUILD)/libparml.so.$(VERSION_MAJOR)
 
 build: deps lib check-header
 
@@ -49,7 +53,7 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build test-swift test-c test-examples test-e2e
+test: build test-swift test-c test-examples test-e2e test-install
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib
@@ -81,3 +85,80 @@ bench: build
 
 clean:
 	rm -rf .build build
+
+# ---------------------------------------------------------------------------
+# Installing (docs/ABI.md). The version is read from include/parml_types.h,
+# its one home; the SONAME (Package.swift) carries the major only, and
+# `make check-abi` fails when the built library's SONAME disagrees with it.
+# ---------------------------------------------------------------------------
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATADIR    ?= $(PREFIX)/share
+DESTDIR    ?=
+PROTO_DIR  ?= proto
+INSTALL    ?= install
+parml_version_part = $(shell sed -n 's/^.define PARML_VERSION_$(1)  *\([0-9][0-9]*\).*/\1/p' include/parml_types.h)
+VERSION_MAJOR := $(call parml_version_part,MAJOR)
+VERSION       := $(VERSION_MAJOR).$(call parml_version_part,MINOR).$(call parml_version_part,PATCH)
+HEADERS       := include/parml.h include/parml_types.h include/parml_experimental.h
+# Paths under the prefix are written relative to it, so `pkg-config --define-prefix` can relocate.
+pc_path = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+# Refreshes the loader's cache when installing as root into a directory it
+# searches (/usr/local/lib on Debian); any other prefix needs LD_LIBRARY_PATH
+# or an rpath, and a DESTDIR staging install is left alone.
+LDCONFIG = if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && \
+  cat /etc/ld.so.conf /etc/ld.so.conf.d/*.conf 2>/dev/null | grep -qx '$(LIBDIR)'; then ldconfig; fi
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(VERSION_MAJOR)|g'
+
+# Installs the built library (building it first only when there is none:
+# run `make lib` or `make` to pick up source changes), the headers, parml.pc,
+# the CMake package files and the .proto schemas (when proto/ has any).
+install:
+	@test -f $(BUILD)/libparml.so || $(MAKE) --no-print-directory lib
+	@case "$(VERSION)" in [0-9]*.[0-9]*.[0-9]*) ;; *) echo "cannot read the version from include/parml_types.h"; exit 1;; esac
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/parml $(DESTDIR)$(INCLUDEDIR)
+	$(INSTALL) -m 0755 $(BUILD)/libparml.so $(DESTDIR)$(LIBDIR)/libparml.so.$(VERSION)
+	ln -sf libparml.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libparml.so.$(VERSION_MAJOR)
+	ln -sf libparml.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/libparml.so
+	$(INSTALL) -m 0644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/
+	$(SUBST) -e 's|@LIBDIR@|$(call pc_path,$(LIBDIR))|g' -e 's|@INCLUDEDIR@|$(call pc_path,$(INCLUDEDIR))|g' \
+	  -e 's|@DATADIR@|$(call pc_path,$(DATADIR))|g' tools/parml.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/parml.pc
+	$(SUBST) -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	  cmake/parmlConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/parml/parmlConfig.cmake
+	$(SUBST) cmake/parmlConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/parml/parmlConfigVersion.cmake
+	@set -e; protos=$$(ls $(PROTO_DIR)/*.proto 2>/dev/null || true); \
+	if [ -n "$$protos" ]; then \
+	  echo "$(INSTALL) -d $(DESTDIR)$(DATADIR)/parml && $(INSTALL) -m 0644" $$protos "$(DESTDIR)$(DATADIR)/parml/"; \
+	  $(INSTALL) -d $(DESTDIR)$(DATADIR)/parml; $(INSTALL) -m 0644 $$protos $(DESTDIR)$(DATADIR)/parml/; \
+	else echo "no $(PROTO_DIR)/*.proto yet: nothing for $(DATADIR)/parml"; fi
+	@$(LDCONFIG)
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libparml.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libparml.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/libparml.so
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(HEADERS))) $(DESTDIR)$(LIBDIR)/pkgconfig/parml.pc
+	rm -rf $(DESTDIR)$(LIBDIR)/cmake/parml $(DESTDIR)$(DATADIR)/parml
+	@$(LDCONFIG)
+
+# ---------------------------------------------------------------------------
+# The ABI record, abi/parml.abi (docs/ABI.md): exported functions with their
+# prototypes, typedefs, struct sizes and field offsets, constant values.
+# ---------------------------------------------------------------------------
+
+# Rewrites the record, only when the version in the header was bumped as the
+# changes require (MAJOR for removals or changes, MINOR for additions).
+# FORCE=1 skips that rule: only while the record's version is unreleased.
+abi: lib
+	$(PYTHON) tools/abi.py dump --lib $(BUILD)/libparml.so --cc $(CC) > .build/parml.abi.fresh
+	$(PYTHON) tools/abi.py update abi/parml.abi .build/parml.abi.fresh $(if $(FORCE),--force)
+
+# The committed record must equal the tree's ABI.
+check-abi: lib
+	$(PYTHON) tools/abi.py dump --lib $(BUILD)/libparml.so --cc $(CC) > .build/parml.abi.fresh
+	$(PYTHON) tools/abi.py check abi/parml.abi .build/parml.abi.fresh
+
+# Installs into a temporary prefix and builds C and CMake hosts from the
+# installed copy; checks SONAME, links, the ABI record and the ABI checker.
+test-install: lib
+	bash tests/install/run_install_tests.sh

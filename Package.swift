@@ -35,6 +35,9 @@ let package = Package(
             linkerSettings: [
                 .unsafeFlags([
                     "-Xlinker", "--version-script=\(root)/Sources/Parml/exports.map",
+                    // SONAME carries the ABI major version only (docs/ABI.md); it must
+                    // equal libparml.so.<PARML_VERSION_MAJOR>, which `make check-abi` checks.
+                    "-Xlinker", "-soname=libparml.so.0",
                     "-static-stdlib",
                 ]),
             ]

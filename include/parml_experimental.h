@@ -15,7 +15,7 @@
  *     release; from then on the stable rules apply to it.
  *
  * This release declares no experimental function yet: what parml does not do
- * yet (tensor and pipeline parallelism, ZeRO-3, MPI) is reached through the
+ * yet (tensor and pipeline parallelism, MPI) is reached through the
  * stable API and returns PARML_ERR_UNSUPPORTED. The header exists so the opt-in
  * is in place before the first experimental function needs it.
  */

@@ -10,6 +10,8 @@ pkgs=(
   protobuf-c-compiler    # protoc-c, regenerates proto code
   dataset-fashion-mnist  # the demo's data, under /usr/share/datasets/fashion-mnist
   valgrind               # leak check of a C host in make test
+  pkg-config             # tests/install builds a host from parml.pc
+  cmake                  # tests/install builds hosts with find_package(parml)
   python3                # header generator
 )
 

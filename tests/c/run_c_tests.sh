@@ -21,6 +21,13 @@ fi
 LIB_DIR=$(cd "$1" 2>/dev/null && pwd) || { echo "no such directory: $1" >&2; exit 2; }
 LIB="$LIB_DIR/libparml.so"
 [ -f "$LIB" ] || { echo "no libparml.so in $LIB_DIR" >&2; exit 2; }
+# Programs linked with -lparml load the library by its SONAME (libparml.so.0);
+# `make lib` puts that link beside libparml.so (docs/ABI.md).
+SONAME=$(readelf -d "$LIB" 2>/dev/null | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+if [ -n "$SONAME" ] && [ ! -e "$LIB_DIR/$SONAME" ]; then
+    echo "no $SONAME in $LIB_DIR (the SONAME of libparml.so): run 'make lib', or ln -s libparml.so $LIB_DIR/$SONAME" >&2
+    exit 2
+fi
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -139,6 +146,7 @@ else
     VG_LIB="$WORK/vglib"
     mkdir -p "$VG_LIB"
     if objcopy --strip-debug "$LIB" "$VG_LIB/libparml.so" 2>"$WORK/objcopy.log"; then
+        [ -n "$SONAME" ] && ln -sf libparml.so "$VG_LIB/$SONAME"
         VG_LDFLAGS=(-L "$VG_LIB" -lparml -lm -Wl,-rpath,"$VG_LIB")
         VG_OPTS=(--leak-check=full --errors-for-leak-kinds=definite,indirect
                  --suppressions="$HERE/valgrind.supp" --child-silent-after-fork=yes)
