@@ -5,8 +5,13 @@ import CParmlTypes
 /// Thread-safe. Since: 0.1.
 @c(parml_version_string)
 public func parmlVersionString() -> UnsafePointer<CChar> {
-    staticString("0.1.0")
+    UnsafePointer(versionCString)
 }
+
+/// PARML_VERSION_STRING from parml_types.h, copied once to storage that
+/// lives as long as the process (Swift imports the macro as a String).
+/// nonisolated(unsafe): written once by the global initialiser, then only read.
+nonisolated(unsafe) private let versionCString: UnsafeMutablePointer<CChar> = strdup(PARML_VERSION_STRING)!
 
 /// The library's version as MAJOR*10000 + MINOR*100 + PATCH (compare with
 /// PARML_VERSION_NUMBER). Thread-safe. Since: 0.1.
