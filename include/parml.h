@@ -257,9 +257,9 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 /// The learning rate the next step will use (after schedule and warmup). Since: 0.1.
 PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
 
-/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters,
-/// gradients, optimizer state (1/dp of the whole under ZeRO >= 1) and
-/// deterministic-mode scratch. Set out->struct_size to
+/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters (its
+/// shard under ZeRO-3), gradients, optimizer state (1/dp of the whole under
+/// ZeRO >= 1) and deterministic-mode scratch. Set out->struct_size to
 /// sizeof(parml_memory_report) first. Since: 0.1.
 PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 

@@ -159,9 +159,9 @@ public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: Unsafe
     }
 }
 
-/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters,
-/// gradients, optimizer state (1/dp of the whole under ZeRO >= 1) and
-/// deterministic-mode scratch. Set out->struct_size to
+/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters (its
+/// shard under ZeRO-3), gradients, optimizer state (1/dp of the whole under
+/// ZeRO >= 1) and deterministic-mode scratch. Set out->struct_size to
 /// sizeof(parml_memory_report) first. Since: 0.1.
 @c(parml_trainer_memory)
 public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: UnsafeMutablePointer<parml_memory_report>?) -> parml_status {
