@@ -13,6 +13,7 @@ FASHION ?= /usr/share/datasets/fashion-mnist
 
 .PHONY: all deps lib build header check-header demo test test-swift test-c test-examples test-e2e bench clean
 .PHONY: install uninstall abi check-abi test-install
+.PHONY: check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
 
 all: build
 
@@ -53,7 +54,7 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build test-swift test-c test-examples test-e2e test-install
+test: build test-swift test-c test-examples test-e2e test-install check-sanitizers fuzz-test test-python
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib
@@ -66,6 +67,12 @@ test-examples: lib
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 examples/minimal.c $(CLINK) -o build/minimal
 	./build/minimal
+
+# The Python package (bindings/python) against the library just built; a
+# failing test fails the target (pytest exits nonzero).
+.PHONY: test-python
+test-python: lib
+	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so $(PYTHON) -m pytest -q bindings/python/tests
 
 test-swift:
 	$(SWIFT) build --build-tests
@@ -84,7 +91,7 @@ bench: build
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl bench/results.json
 
 clean:
-	rm -rf .build build
+	rm -rf .build .build-asan .build-tsan .build-fuzz build
 
 # ---------------------------------------------------------------------------
 # Installing (docs/ABI.md). The version is read from include/parml_types.h,
@@ -162,3 +169,71 @@ check-abi: lib
 # installed copy; checks SONAME, links, the ABI record and the ABI checker.
 test-install: lib
 	bash tests/install/run_install_tests.sh
+
+# ---------------------------------------------------------------------------
+# Hardening (docs/reliability.md): sanitizers and fuzzing. The sanitizer and
+# fuzzing builds are debug builds in their own scratch paths (.build-asan,
+# .build-tsan, .build-fuzz), compiled by the clang beside swift, whose
+# compiler-rt matches the Swift build's sanitizer runtimes.
+# ---------------------------------------------------------------------------
+
+SAN_CC            ?= $(dir $(realpath $(shell command -v $(SWIFT))))clang
+FUZZ_SECONDS      ?= 600
+FUZZ_TEST_SECONDS ?= 60
+FUZZ_TARGETS      := fuzz_idx fuzz_strategy
+FUZZ_BUILD        := .build-fuzz
+FUZZ_DIR          := build/fuzz
+FUZZ_LIB          := $(FUZZ_BUILD)/debug
+# -timeout: an input running longer is a hang (the harness's watchdogs are <= 2 s).
+FUZZ_FLAGS        ?= -timeout=30 -rss_limit_mb=4096 -print_final_stats=1
+FUZZ_CFLAGS       := -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer -fuse-ld=lld -Iinclude
+
+# Swift tests under ASan+LSan (UBSan on the C targets) and TSan, and the C ABI
+# tests against the sanitized libraries; 0 reports required.
+check-sanitizers:
+	SWIFT=$(SWIFT) SAN_CC=$(SAN_CC) bash tests/sanitizers/run_sanitizers.sh all
+
+check-asan:
+	SWIFT=$(SWIFT) SAN_CC=$(SAN_CC) bash tests/sanitizers/run_sanitizers.sh asan
+
+check-tsan:
+	SWIFT=$(SWIFT) SAN_CC=$(SAN_CC) bash tests/sanitizers/run_sanitizers.sh tsan
+
+# libparml.so with ASan and libFuzzer's coverage (edges, comparisons), and
+# the fuzz targets linked against it. -O (not the release build's
+# -Ounchecked) keeps Swift's overflow and bounds traps and runs the targets
+# about twice as fast as -Onone.
+fuzz-build:
+	$(SWIFT) build --product parml --scratch-path $(FUZZ_BUILD) --sanitize=address -Xswiftc -O \
+	  -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp -Xcc -fsanitize=fuzzer-no-link
+	@ln -sf libparml.so $(FUZZ_LIB)/libparml.so.$(VERSION_MAJOR)
+	@mkdir -p $(FUZZ_DIR)
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "$(SAN_CC) ... tests/fuzz/$$t.c -o $(FUZZ_DIR)/$$t"; \
+	  $(SAN_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined tests/fuzz/$$t.c -o $(FUZZ_DIR)/$$t \
+	    -L$(FUZZ_LIB) -lparml -lm -Wl,-rpath,$(ROOT)/$(FUZZ_LIB) || exit 1; \
+	done
+
+# Rewrites the committed seed corpora (tests/fuzz/corpus) from make_seeds.c.
+fuzz-seeds: fuzz-build
+	$(SAN_CC) $(FUZZ_CFLAGS) -fsanitize=address tests/fuzz/make_seeds.c -o $(FUZZ_DIR)/make_seeds \
+	  -L$(FUZZ_LIB) -lparml -lz -Wl,-rpath,$(ROOT)/$(FUZZ_LIB)
+	rm -rf tests/fuzz/corpus
+	$(FUZZ_DIR)/make_seeds tests/fuzz/corpus
+
+# make test: each target FUZZ_TEST_SECONDS (60) from the committed seeds, in
+# a fresh corpus. A crash, leak, sanitizer report or hang fails it
+# (tests/fuzz/run_fuzz.sh); each run prints libFuzzer's "#N DONE" line (N
+# executions).
+fuzz-test: fuzz-build
+	@rm -rf $(FUZZ_DIR)/test-corpus
+	@for t in $(FUZZ_TARGETS); do \
+	  FUZZ_FLAGS="$(FUZZ_FLAGS)" bash tests/fuzz/run_fuzz.sh $$t $(FUZZ_TEST_SECONDS) $(FUZZ_DIR)/test-corpus/$$t || exit 1; \
+	done
+
+# Longer runs: each target FUZZ_SECONDS (600), keeping its corpus in
+# build/fuzz/corpus/<target> between runs.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  FUZZ_FLAGS="$(FUZZ_FLAGS)" bash tests/fuzz/run_fuzz.sh $$t $(FUZZ_SECONDS) $(FUZZ_DIR)/corpus/$$t || exit 1; \
+	done

@@ -109,7 +109,7 @@ typedef struct parml_optimizer_params {
     float learning_rate;   /* base (peak) learning rate; default 0.01 */
     float momentum;        /* SGD momentum; default 0 */
     int32_t nesterov;      /* SGD: nonzero for Nesterov momentum; default 0 */
-    float weight_decay;    /* L2 (SGD, Adam) or decoupled (AdamW); default 0 (AdamW: 0.01) */
+    float weight_decay;    /* L2 (SGD, Adam) or decoupled (AdamW); default 0 (torch's AdamW: 0.01) */
     float beta1;           /* Adam/AdamW; default 0.9 */
     float beta2;           /* Adam/AdamW; default 0.999 */
     float epsilon;         /* Adam/AdamW; default 1e-8 */

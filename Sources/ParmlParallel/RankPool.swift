@@ -341,7 +341,10 @@ final class PoolShared: @unchecked Sendable {
             while generation == seen && !stopping { pthread_cond_wait(startCond, mutex) }
             if stopping { break }
             seen = generation
-            let body = self.body!
+            // A worker that wakes only after `finish` gave up on this run
+            // (its deadline passed before the worker was scheduled) finds
+            // no body: that run is over, so it waits for the next one.
+            guard let body = self.body else { continue }
             let world = self.world
             busy[rank] = true
             unlock()

@@ -141,13 +141,16 @@ public final class Trainer {
             x: inputs, y: targets,
             plan: StepPlan(samples: n, ranks: ranks.count, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil),
             outShape: outShape, stepIndex: stepCount, lr: learningRate, fault: _faultInjection)
-        defer { job.clear() }
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
         } catch {
+            // No job.clear() here: a rank the pool gave up on (stalled past
+            // the watchdog) may still be reading the job on its thread, and
+            // this trainer never steps again, so the job keeps the batch.
             poisoned = "\(error)"
             throw error
         }
+        job.clear()
         stepCount += 1
         let r = ranks[0].result
         lastGradientNorm = r.gradientNorm

@@ -31,7 +31,8 @@
 // vectoriser outputs do not alias inputs, except where a kernel updates in place.
 
 PML_CLONES void pml_relu_forward(const float *restrict x, float *restrict y, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    // NaN < 0 is false: a NaN passes through, as in torch.relu, so divergence shows.
+    for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 PML_CLONES void pml_relu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n) {

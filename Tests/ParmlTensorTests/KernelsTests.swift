@@ -315,4 +315,22 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
         let want: [Float] = [2.0 / 3, 4.0 / 3, -4.0 / 3]
         #expect(maxAbsDiff(dp, want) <= 1e-6, "gradient max abs diff \(maxAbsDiff(dp, want))")
     }
+
+    /// As torch.relu: NaN passes through (divergence must not be hidden),
+    /// negatives and -inf become 0, and NaN gets zero gradient.
+    @Test func reluPropagatesNaN() {
+        let x: [Float] = [.nan, -1, 2, -.infinity, .infinity, 0]
+        var y = [Float](repeating: 7, count: x.count)
+        var dx = [Float](repeating: 7, count: x.count)
+        let dy = [Float](repeating: 1, count: x.count)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { Kernels.reluForward(xp.baseAddress!, $0.baseAddress!, count: x.count) }
+            dy.withUnsafeBufferPointer { dyp in
+                dx.withUnsafeMutableBufferPointer { Kernels.reluBackward(xp.baseAddress!, dyp.baseAddress!, $0.baseAddress!, count: x.count) }
+            }
+        }
+        #expect(y[0].isNaN)
+        #expect(Array(y[1...]) == [0, 2, 0, .infinity, 0])
+        #expect(dx == [0, 0, 1, 0, 1, 0])
+    }
 }

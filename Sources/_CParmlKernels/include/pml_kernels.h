@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-/* y[i] = max(x[i], 0) */
+/* y[i] = max(x[i], 0); NaN stays NaN */
 void pml_relu_forward(const float *x, float *y, size_t n);
 /* dx[i] = x[i] > 0 ? dy[i] : 0 */
 void pml_relu_backward(const float *x, const float *dy, float *dx, size_t n);

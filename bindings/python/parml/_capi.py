@@ -1,0 +1,734 @@
+"""Tier 2: the C API of libparml, bound 1:1 through ctypes.
+
+Every function declared in include/parml.h is bound here, under its C
+prototype, with explicit ``argtypes`` and ``restype``
+(``tests/test_capi.py`` parses the header and checks that nothing is missing
+or typed differently). Nothing here raises on a non-OK status: the functions
+return the ``parml_status`` integer exactly as C does, and
+:func:`parml.errors.check` turns it into an exception in the tier above.
+
+Each handle kind is its own ctypes type, a POINTER to a distinct opaque
+Structure, so passing a ``parml_model`` where a ``parml_trainer`` is expected
+raises TypeError here instead of reaching C. (ctypes reports a bad argument
+as ``ctypes.ArgumentError``; the binding re-raises it as TypeError.)
+
+The parameter structs mirror include/parml_types.h field by field in header
+order. Always fill them with the matching ``parml_*_params_init`` function,
+never from Python-side defaults.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_double,
+    c_float,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_ssize_t,
+    c_uint64,
+    c_void_p,
+)
+from typing import Any, Callable, TypeVar
+
+from ._lib import LIB
+
+# ptrdiff_t: ctypes has no c_ptrdiff_t; on every platform parml supports it is
+# the signed counterpart of size_t.
+c_ptrdiff_t = c_ssize_t
+
+#: name -> bound Python callable, for every C function bound below.
+BOUND: dict[str, Callable[..., Any]] = {}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def ctypes_function(name: str, argtypes: list[Any], restype: Any) -> Callable[[_F], _F]:
+    """Binds C function `name` with `argtypes`/`restype` behind the typed stub.
+
+    The stub's signature and docstring are kept (IDEs and type checkers see
+    them); its body is never run. A wrong argument type (a model where a
+    trainer is expected, a float where a pointer is) raises TypeError.
+    """
+
+    def decorator(stub: _F) -> _F:
+        cfunc = getattr(LIB, name)
+        cfunc.argtypes = argtypes
+        cfunc.restype = restype
+
+        def call(*args: Any) -> Any:
+            try:
+                return cfunc(*args)
+            except ctypes.ArgumentError as e:
+                raise _argument_error(name, e, args) from None
+
+        functools.update_wrapper(call, stub)
+        call.c_name = name  # type: ignore[attr-defined]
+        call.c_function = cfunc  # type: ignore[attr-defined]
+        call.argtypes = tuple(argtypes)  # type: ignore[attr-defined]
+        call.restype = restype  # type: ignore[attr-defined]
+        BOUND[name] = call
+        return call  # type: ignore[return-value]
+
+    return decorator
+
+
+def _argument_error(name: str, error: Exception, args: tuple[Any, ...]) -> Exception:
+    # A closed wrapper passed as its handle (through _as_parameter_) is a
+    # ClosedError; anything else ctypes refused is a TypeError.
+    for arg in args:
+        if getattr(arg, "closed", False) is True and hasattr(type(arg), "_as_parameter_"):
+            from .errors import ClosedError
+
+            return ClosedError(f"{name}: {type(arg).__name__} is closed")
+    return TypeError(f"{name}: {error}")
+
+
+# ---------------------------------------------------------------------------
+# Constants (parml_types.h; tests/test_capi.py checks them against the header)
+# ---------------------------------------------------------------------------
+
+PARML_VERSION_MAJOR = 0
+PARML_VERSION_MINOR = 1
+PARML_VERSION_PATCH = 0
+PARML_VERSION_NUMBER = PARML_VERSION_MAJOR * 10000 + PARML_VERSION_MINOR * 100 + PARML_VERSION_PATCH
+PARML_VERSION_STRING = "0.1.0"
+
+PARML_OK = 0
+PARML_ERR_INVALID_ARGUMENT = 1
+PARML_ERR_SHAPE = 2
+PARML_ERR_UNSUPPORTED = 3
+PARML_ERR_OUT_OF_MEMORY = 4
+PARML_ERR_IO = 5
+PARML_ERR_FORMAT = 6
+PARML_ERR_STATE = 7
+PARML_ERR_BLAS = 8
+PARML_ERR_CANCELLED = 9
+PARML_ERR_INTERNAL = 10
+PARML_ERR_COMMUNICATION = 11
+
+PARML_ACTIVATION_RELU = 1
+PARML_ACTIVATION_GELU = 2
+PARML_ACTIVATION_TANH = 3
+PARML_ACTIVATION_SIGMOID = 4
+
+PARML_LOSS_CROSS_ENTROPY = 1
+PARML_LOSS_MSE = 2
+
+PARML_OPTIMIZER_SGD = 1
+PARML_OPTIMIZER_ADAM = 2
+PARML_OPTIMIZER_ADAMW = 3
+
+PARML_SCHEDULE_CONSTANT = 1
+PARML_SCHEDULE_STEP = 2
+PARML_SCHEDULE_COSINE = 3
+
+PARML_PIPELINE_GPIPE = 1
+PARML_PIPELINE_1F1B = 2
+
+PARML_BACKEND_THREADS = 1
+PARML_BACKEND_MPI = 2
+
+# ---------------------------------------------------------------------------
+# Opaque handles: one distinct pointer type per kind
+# ---------------------------------------------------------------------------
+
+parml_status = c_int32
+
+
+class parml_tensor_s(Structure):
+    """Opaque: struct parml_tensor_s."""
+
+
+class parml_model_s(Structure):
+    """Opaque: struct parml_model_s."""
+
+
+class parml_trainer_s(Structure):
+    """Opaque: struct parml_trainer_s."""
+
+
+class parml_dataset_s(Structure):
+    """Opaque: struct parml_dataset_s."""
+
+
+# typedef struct parml_tensor_s *parml_tensor;
+parml_tensor = POINTER(parml_tensor_s)
+# typedef struct parml_model_s *parml_model;
+parml_model = POINTER(parml_model_s)
+# typedef struct parml_trainer_s *parml_trainer;
+parml_trainer = POINTER(parml_trainer_s)
+# typedef struct parml_dataset_s *parml_dataset;
+parml_dataset = POINTER(parml_dataset_s)
+
+HANDLE_TYPES = {
+    "parml_tensor": parml_tensor,
+    "parml_model": parml_model,
+    "parml_trainer": parml_trainer,
+    "parml_dataset": parml_dataset,
+}
+
+# ---------------------------------------------------------------------------
+# Parameter structs, in header order
+# ---------------------------------------------------------------------------
+
+
+class parml_optimizer_params(Structure):
+    """Optimizer, learning-rate schedule and gradient clipping.
+
+    Attributes:
+        struct_size: set by parml_optimizer_params_init
+        kind: PARML_OPTIMIZER_*; default SGD
+        learning_rate: base (peak) learning rate; default 0.01
+        momentum: SGD momentum; default 0
+        nesterov: SGD: nonzero for Nesterov momentum; default 0
+        weight_decay: L2 (SGD, Adam) or decoupled (AdamW); default 0 (AdamW: 0.01)
+        beta1: Adam/AdamW; default 0.9
+        beta2: Adam/AdamW; default 0.999
+        epsilon: Adam/AdamW; default 1e-8
+        schedule: PARML_SCHEDULE_*; default CONSTANT
+        warmup_steps: linear warmup from lr/warmup_steps to lr; default 0
+        step_size: STEP: steps between decays; default 1
+        gamma: STEP: decay factor; default 0.1
+        total_steps: COSINE: steps (warmup included) to reach min_lr
+        min_lr: COSINE: final learning rate; default 0
+        clip_grad_norm: clip gradients to this global L2 norm; 0 = off
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("kind", c_int32),
+        ("learning_rate", c_float),
+        ("momentum", c_float),
+        ("nesterov", c_int32),
+        ("weight_decay", c_float),
+        ("beta1", c_float),
+        ("beta2", c_float),
+        ("epsilon", c_float),
+        ("schedule", c_int32),
+        ("warmup_steps", c_int64),
+        ("step_size", c_int64),
+        ("gamma", c_float),
+        ("total_steps", c_int64),
+        ("min_lr", c_float),
+        ("clip_grad_norm", c_float),
+    ]
+
+
+class parml_strategy_params(Structure):
+    """How training is laid out on ranks (threads backend).
+
+    This version runs data parallelism (dp >= 1, ZeRO stages 0-3); tp, pp,
+    micro-batches and MPI return PARML_ERR_UNSUPPORTED naming what is missing.
+
+    Attributes:
+        struct_size: set by parml_strategy_params_init
+        dp: data-parallel ranks; default 1
+        tp: tensor-parallel ranks; default 1
+        pp: pipeline stages; default 1
+        micro_batches: pipeline micro-batches per step; default 1
+        pipeline_schedule: PARML_PIPELINE_*; default 1F1B
+        zero_stage: 0..3 on the dp axis; default 0
+        backend: PARML_BACKEND_*; default THREADS
+        deterministic: nonzero: layout-invariant mode; default 0
+        blas_threads: OpenBLAS threads per rank; 0 = cores / ranks
+        seed: dropout masks and shuffling; default 0
+        bucket_bytes: gradient all-reduce bucket size; default 4 MiB
+        watchdog_seconds: a rank waiting longer in a collective fails the step; default 60
+        grad_chunk: deterministic mode: samples per gradient chunk; default 32
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("dp", c_int32),
+        ("tp", c_int32),
+        ("pp", c_int32),
+        ("micro_batches", c_int32),
+        ("pipeline_schedule", c_int32),
+        ("zero_stage", c_int32),
+        ("backend", c_int32),
+        ("deterministic", c_int32),
+        ("blas_threads", c_int32),
+        ("seed", c_uint64),
+        ("bucket_bytes", c_int64),
+        ("watchdog_seconds", c_double),
+        ("grad_chunk", c_int32),
+    ]
+
+
+class parml_memory_report(Structure):
+    """Memory one rank holds, in bytes (parml_trainer_memory).
+
+    Attributes:
+        struct_size: set by the caller to sizeof(parml_memory_report)
+        parameter_bytes: ZeRO-3: this rank's shard of the one shared copy
+        gradient_bytes: gradients
+        optimizer_bytes: optimizer state: 1/dp of the whole under ZeRO >= 1
+        scratch_bytes: deterministic-mode buffers
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("parameter_bytes", c_int64),
+        ("gradient_bytes", c_int64),
+        ("optimizer_bytes", c_int64),
+        ("scratch_bytes", c_int64),
+    ]
+
+
+class parml_epoch_metrics(Structure):
+    """What one epoch of parml_trainer_fit measured. Fields that do not apply
+    (no validation set, MSE accuracy) are NaN.
+
+    Attributes:
+        struct_size: set by the library
+        epoch: 1-based
+        epochs: total requested
+        steps: optimizer steps taken so far in this trainer
+        train_loss: mean loss over the epoch's samples
+        train_accuracy: fraction correct (cross-entropy only)
+        val_loss: on the validation dataset, if any
+        val_accuracy: on the validation dataset, if any
+        learning_rate: at the end of the epoch
+        seconds: wall time of the epoch's training
+        samples_per_second: training throughput of the epoch
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("epoch", c_int64),
+        ("epochs", c_int64),
+        ("steps", c_int64),
+        ("train_loss", c_float),
+        ("train_accuracy", c_float),
+        ("val_loss", c_float),
+        ("val_accuracy", c_float),
+        ("learning_rate", c_float),
+        ("seconds", c_double),
+        ("samples_per_second", c_double),
+    ]
+
+
+# typedef int32_t (*parml_progress_fn)(const parml_epoch_metrics *metrics, void *user_data);
+# Keep the CFUNCTYPE object referenced for as long as C may call it.
+parml_progress_fn = CFUNCTYPE(c_int32, POINTER(parml_epoch_metrics), c_void_p)
+
+
+class parml_fit_params(Structure):
+    """Options of parml_trainer_fit.
+
+    Attributes:
+        struct_size: set by parml_fit_params_init
+        epochs: default 1
+        batch_size: global batch; default 64
+        shuffle: reshuffle each epoch (seeded); default 1
+        drop_last: skip a last partial batch; default 0
+        validation: borrowed for the call; NULL = none
+        progress: NULL = no callback
+        user_data: passed to progress
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("epochs", c_int64),
+        ("batch_size", c_int64),
+        ("shuffle", c_int32),
+        ("drop_last", c_int32),
+        ("validation", parml_dataset),
+        ("progress", parml_progress_fn),
+        ("user_data", c_void_p),
+    ]
+
+
+STRUCT_TYPES = {
+    "parml_optimizer_params": parml_optimizer_params,
+    "parml_strategy_params": parml_strategy_params,
+    "parml_memory_report": parml_memory_report,
+    "parml_epoch_metrics": parml_epoch_metrics,
+    "parml_fit_params": parml_fit_params,
+}
+
+# ---------------------------------------------------------------------------
+# Functions, in the order of include/parml.h
+# ---------------------------------------------------------------------------
+
+
+# PARML_API parml_status parml_blas_core(char const ** core_out);
+@ctypes_function("parml_blas_core", [POINTER(c_char_p)], parml_status)
+def parml_blas_core(core_out: Any, /) -> int:
+    """Loads OpenBLAS if needed; *core_out gets the kernel family (static text)."""
+    ...
+
+
+# PARML_API parml_status parml_blas_set_threads(int32_t threads);
+@ctypes_function("parml_blas_set_threads", [c_int32], parml_status)
+def parml_blas_set_threads(threads: int, /) -> int:
+    """Sets the OpenBLAS threads used by this process (1...1024)."""
+    ...
+
+
+# PARML_API parml_status parml_blas_threads(int32_t * threads_out);
+@ctypes_function("parml_blas_threads", [POINTER(c_int32)], parml_status)
+def parml_blas_threads(threads_out: Any, /) -> int:
+    """The number of OpenBLAS threads in *threads_out."""
+    ...
+
+
+# PARML_API void parml_buffer_free(void * buffer);
+@ctypes_function("parml_buffer_free", [c_void_p], None)
+def parml_buffer_free(buffer: Any, /) -> None:
+    """Frees a buffer the library handed out. NULL is a no-op."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor targets, parml_dataset * out);
+@ctypes_function("parml_dataset_create", [parml_tensor, parml_tensor, POINTER(parml_dataset)], parml_status)
+def parml_dataset_create(inputs: Any, targets: Any, out: Any, /) -> int:
+    """A dataset from copies of inputs (N, ...) and targets; the caller owns *out."""
+    ...
+
+
+# PARML_API void parml_dataset_free(parml_dataset dataset);
+@ctypes_function("parml_dataset_free", [parml_dataset], None)
+def parml_dataset_free(dataset: Any, /) -> None:
+    """Releases a dataset. NULL is a no-op."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+@ctypes_function(
+    "parml_dataset_input_shape",
+    [parml_dataset, POINTER(c_int64), c_ptrdiff_t, POINTER(c_ptrdiff_t)],
+    parml_status,
+)
+def parml_dataset_input_shape(dataset: Any, dims_out: Any, capacity: int, ndim_out: Any, /) -> int:
+    """The shape of the whole inputs tensor (N, ...)."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_idx(char const * images_path, char const * labels_path, parml_dataset * out);
+@ctypes_function("parml_dataset_load_idx", [c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
+def parml_dataset_load_idx(images_path: bytes, labels_path: bytes, out: Any, /) -> int:
+    """Loads an image/label pair of IDX files (gzipped or plain)."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t * classes_out);
+@ctypes_function("parml_dataset_num_classes", [parml_dataset, POINTER(c_int64)], parml_status)
+def parml_dataset_num_classes(dataset: Any, classes_out: Any, /) -> int:
+    """Number of classes (largest target + 1), or 0 when targets are not class indices."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_size(parml_dataset dataset, int64_t * count_out);
+@ctypes_function("parml_dataset_size", [parml_dataset, POINTER(c_int64)], parml_status)
+def parml_dataset_size(dataset: Any, count_out: Any, /) -> int:
+    """Number of samples in *count_out."""
+    ...
+
+
+# PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
+@ctypes_function("parml_fit_params_init", [POINTER(parml_fit_params)], parml_status)
+def parml_fit_params_init(params: Any, /) -> int:
+    """Fills *params with fit defaults and sets struct_size."""
+    ...
+
+
+# PARML_API char const * parml_last_error(void);
+@ctypes_function("parml_last_error", [], c_char_p)
+def parml_last_error() -> bytes:
+    """The calling thread's last error message ("" if none)."""
+    ...
+
+
+# PARML_API parml_status parml_model_add_activation(parml_model model, int32_t kind);
+@ctypes_function("parml_model_add_activation", [parml_model, c_int32], parml_status)
+def parml_model_add_activation(model: Any, kind: int, /) -> int:
+    """Appends an element-wise activation, kind = PARML_ACTIVATION_*."""
+    ...
+
+
+# PARML_API parml_status parml_model_add_dropout(parml_model model, float p);
+@ctypes_function("parml_model_add_dropout", [parml_model, c_float], parml_status)
+def parml_model_add_dropout(model: Any, p: float, /) -> int:
+    """Appends inverted dropout with drop probability p in [0, 1)."""
+    ...
+
+
+# PARML_API parml_status parml_model_add_flatten(parml_model model);
+@ctypes_function("parml_model_add_flatten", [parml_model], parml_status)
+def parml_model_add_flatten(model: Any, /) -> int:
+    """Appends a flatten: (N, d1, d2, ...) -> (N, d1*d2*...)."""
+    ...
+
+
+# PARML_API parml_status parml_model_add_layer_norm(parml_model model, int64_t features, float eps);
+@ctypes_function("parml_model_add_layer_norm", [parml_model, c_int64, c_float], parml_status)
+def parml_model_add_layer_norm(model: Any, features: int, eps: float, /) -> int:
+    """Appends layer normalisation over the last dimension."""
+    ...
+
+
+# PARML_API parml_status parml_model_add_linear(parml_model model, int64_t in_features, int64_t out_features, int32_t bias);
+@ctypes_function("parml_model_add_linear", [parml_model, c_int64, c_int64, c_int32], parml_status)
+def parml_model_add_linear(model: Any, in_features: int, out_features: int, bias: int, /) -> int:
+    """Appends y = x * W^T + b, as torch.nn.Linear."""
+    ...
+
+
+# PARML_API parml_status parml_model_begin_residual(parml_model model);
+@ctypes_function("parml_model_begin_residual", [parml_model], parml_status)
+def parml_model_begin_residual(model: Any, /) -> int:
+    """Opens a residual block y = x + f(x)."""
+    ...
+
+
+# PARML_API parml_status parml_model_create(parml_model * out);
+@ctypes_function("parml_model_create", [POINTER(parml_model)], parml_status)
+def parml_model_create(out: Any, /) -> int:
+    """Creates an empty model; the caller owns *out (parml_model_free)."""
+    ...
+
+
+# PARML_API parml_status parml_model_end_residual(parml_model model);
+@ctypes_function("parml_model_end_residual", [parml_model], parml_status)
+def parml_model_end_residual(model: Any, /) -> int:
+    """Closes the innermost residual block."""
+    ...
+
+
+# PARML_API void parml_model_free(parml_model model);
+@ctypes_function("parml_model_free", [parml_model], None)
+def parml_model_free(model: Any, /) -> None:
+    """Releases the caller's reference (a trainer keeps its own). NULL is a no-op."""
+    ...
+
+
+# PARML_API parml_status parml_model_get_params(parml_model model, float * dst, ptrdiff_t count);
+@ctypes_function("parml_model_get_params", [parml_model, POINTER(c_float), c_ptrdiff_t], parml_status)
+def parml_model_get_params(model: Any, dst: Any, count: int, /) -> int:
+    """Copies all parameters, flattened in layer order, into dst."""
+    ...
+
+
+# PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
+@ctypes_function("parml_model_init", [parml_model, c_uint64], parml_status)
+def parml_model_init(model: Any, seed: int, /) -> int:
+    """Allocates the parameters and draws them from seed."""
+    ...
+
+
+# PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
+@ctypes_function("parml_model_num_params", [parml_model, POINTER(c_int64)], parml_status)
+def parml_model_num_params(model: Any, count_out: Any, /) -> int:
+    """Number of scalar parameters (also before init)."""
+    ...
+
+
+# PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const * dims, ptrdiff_t ndim, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+@ctypes_function(
+    "parml_model_output_shape",
+    [parml_model, POINTER(c_int64), c_ptrdiff_t, POINTER(c_int64), c_ptrdiff_t, POINTER(c_ptrdiff_t)],
+    parml_status,
+)
+def parml_model_output_shape(
+    model: Any, dims: Any, ndim: int, dims_out: Any, capacity: int, ndim_out: Any, /
+) -> int:
+    """The output shape for an input shape, checked through every layer."""
+    ...
+
+
+# PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input, parml_tensor * out);
+@ctypes_function("parml_model_predict", [parml_model, parml_tensor, POINTER(parml_tensor)], parml_status)
+def parml_model_predict(model: Any, input: Any, out: Any, /) -> int:
+    """Runs the model in inference mode; *out is a new tensor the caller frees."""
+    ...
+
+
+# PARML_API parml_status parml_model_set_params(parml_model model, float const * src, ptrdiff_t count);
+@ctypes_function("parml_model_set_params", [parml_model, POINTER(c_float), c_ptrdiff_t], parml_status)
+def parml_model_set_params(model: Any, src: Any, count: int, /) -> int:
+    """Overwrites all parameters from src, in the order of parml_model_get_params."""
+    ...
+
+
+# PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
+@ctypes_function("parml_model_summary", [parml_model, POINTER(POINTER(c_char))], parml_status)
+def parml_model_summary(model: Any, text_out: Any, /) -> int:
+    """A text description in *text_out; the caller frees it with parml_buffer_free."""
+    ...
+
+
+# PARML_API parml_status parml_optimizer_params_init(parml_optimizer_params * params);
+@ctypes_function("parml_optimizer_params_init", [POINTER(parml_optimizer_params)], parml_status)
+def parml_optimizer_params_init(params: Any, /) -> int:
+    """Fills *params with the optimizer defaults and sets struct_size."""
+    ...
+
+
+# PARML_API char const * parml_status_string(parml_status status);
+@ctypes_function("parml_status_string", [parml_status], c_char_p)
+def parml_status_string(status: int, /) -> bytes:
+    """A static English name for a status code ("PARML_OK", ...)."""
+    ...
+
+
+# PARML_API parml_status parml_strategy_params_init(parml_strategy_params * params);
+@ctypes_function("parml_strategy_params_init", [POINTER(parml_strategy_params)], parml_status)
+def parml_strategy_params_init(params: Any, /) -> int:
+    """Fills *params with the serial layout and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_create(int64_t const * dims, ptrdiff_t ndim, float const * data, parml_tensor * out);
+@ctypes_function(
+    "parml_tensor_create",
+    [POINTER(c_int64), c_ptrdiff_t, POINTER(c_float), POINTER(parml_tensor)],
+    parml_status,
+)
+def parml_tensor_create(dims: Any, ndim: int, data: Any, out: Any, /) -> int:
+    """Creates a tensor holding a copy of data (or zeros when data is NULL)."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_data(parml_tensor tensor, float ** data_out);
+@ctypes_function("parml_tensor_data", [parml_tensor, POINTER(POINTER(c_float))], parml_status)
+def parml_tensor_data(tensor: Any, data_out: Any, /) -> int:
+    """Borrows the tensor's storage, valid until parml_tensor_free."""
+    ...
+
+
+# PARML_API void parml_tensor_free(parml_tensor tensor);
+@ctypes_function("parml_tensor_free", [parml_tensor], None)
+def parml_tensor_free(tensor: Any, /) -> None:
+    """Releases a tensor. NULL, or a handle already freed, is a no-op."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_numel(parml_tensor tensor, int64_t * numel_out);
+@ctypes_function("parml_tensor_numel", [parml_tensor, POINTER(c_int64)], parml_status)
+def parml_tensor_numel(tensor: Any, numel_out: Any, /) -> int:
+    """Number of elements in *numel_out."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_read(parml_tensor tensor, float * dst, ptrdiff_t count);
+@ctypes_function("parml_tensor_read", [parml_tensor, POINTER(c_float), c_ptrdiff_t], parml_status)
+def parml_tensor_read(tensor: Any, dst: Any, count: int, /) -> int:
+    """Copies the tensor's count floats into dst."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_shape(parml_tensor tensor, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+@ctypes_function(
+    "parml_tensor_shape",
+    [parml_tensor, POINTER(c_int64), c_ptrdiff_t, POINTER(c_ptrdiff_t)],
+    parml_status,
+)
+def parml_tensor_shape(tensor: Any, dims_out: Any, capacity: int, ndim_out: Any, /) -> int:
+    """The tensor's shape (dims_out may be NULL with capacity 0 for the rank only)."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src, ptrdiff_t count);
+@ctypes_function("parml_tensor_write", [parml_tensor, POINTER(c_float), c_ptrdiff_t], parml_status)
+def parml_tensor_write(tensor: Any, src: Any, count: int, /) -> int:
+    """Overwrites the tensor's contents with count floats from src."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
+@ctypes_function(
+    "parml_trainer_create",
+    [
+        parml_model,
+        c_int32,
+        POINTER(parml_optimizer_params),
+        POINTER(parml_strategy_params),
+        POINTER(parml_trainer),
+    ],
+    parml_status,
+)
+def parml_trainer_create(model: Any, loss: int, optimizer: Any, strategy: Any, out: Any, /) -> int:
+    """Creates a trainer for an initialised model; the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_evaluate(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, float * loss_out, float * accuracy_out);
+@ctypes_function(
+    "parml_trainer_evaluate",
+    [parml_trainer, parml_dataset, c_int64, POINTER(c_float), POINTER(c_float)],
+    parml_status,
+)
+def parml_trainer_evaluate(
+    trainer: Any, dataset: Any, batch_size: int, loss_out: Any, accuracy_out: Any, /
+) -> int:
+    """Mean loss and accuracy over a dataset in inference mode."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
+@ctypes_function(
+    "parml_trainer_fit",
+    [parml_trainer, parml_dataset, POINTER(parml_fit_params), POINTER(parml_epoch_metrics)],
+    parml_status,
+)
+def parml_trainer_fit(trainer: Any, train: Any, params: Any, last_out: Any, /) -> int:
+    """Trains over a dataset for params->epochs epochs."""
+    ...
+
+
+# PARML_API void parml_trainer_free(parml_trainer trainer);
+@ctypes_function("parml_trainer_free", [parml_trainer], None)
+def parml_trainer_free(trainer: Any, /) -> None:
+    """Releases a trainer (and its reference to the model). NULL is a no-op."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
+@ctypes_function("parml_trainer_learning_rate", [parml_trainer, POINTER(c_float)], parml_status)
+def parml_trainer_learning_rate(trainer: Any, lr_out: Any, /) -> int:
+    """The learning rate the next step will use."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
+@ctypes_function("parml_trainer_memory", [parml_trainer, c_int32, POINTER(parml_memory_report)], parml_status)
+def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
+    """Memory rank `rank` of the trainer holds (set out->struct_size first)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float * loss_out);
+@ctypes_function("parml_trainer_step", [parml_trainer, parml_tensor, parml_tensor, POINTER(c_float)], parml_status)
+def parml_trainer_step(trainer: Any, inputs: Any, targets: Any, loss_out: Any, /) -> int:
+    """One optimizer step on a batch; *loss_out gets the batch's mean loss."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_step_count(parml_trainer trainer, int64_t * steps_out);
+@ctypes_function("parml_trainer_step_count", [parml_trainer, POINTER(c_int64)], parml_status)
+def parml_trainer_step_count(trainer: Any, steps_out: Any, /) -> int:
+    """Optimizer steps taken so far in *steps_out."""
+    ...
+
+
+# PARML_API int32_t parml_version_number(void);
+@ctypes_function("parml_version_number", [], c_int32)
+def parml_version_number() -> int:
+    """The library's version as MAJOR*10000 + MINOR*100 + PATCH."""
+    ...
+
+
+# PARML_API char const * parml_version_string(void);
+@ctypes_function("parml_version_string", [], c_char_p)
+def parml_version_string() -> bytes:
+    """The library's version as "MAJOR.MINOR.PATCH" (static storage)."""
+    ...

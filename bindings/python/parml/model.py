@@ -1,0 +1,179 @@
+"""parml.Model and parml.Sequential: a network in libparml."""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, byref, c_char, c_int64
+from typing import Iterable
+
+import numpy as np
+
+from . import _arrays, _capi
+from ._handle import Handle
+from .errors import check
+from .layers import Layer, require_layers
+
+
+def _check_seed(seed: int) -> int:
+    seed = int(seed)
+    if not 0 <= seed < 1 << 64:
+        raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
+    return seed
+
+
+class Model(Handle):
+    """A network: layers added in order (with residual blocks) and their
+    parameters. ``Model()`` is empty; ``add`` appends layers and
+    ``initialize(seed)`` draws the parameters, after which no layer can be
+    added. :class:`Sequential` does both from a list.
+
+    A model may be shared by several trainers; each keeps it alive and trains
+    its parameters in place. A model and its trainers share one lock, so
+    Python threads using them are serialised.
+
+    Not yet in the C API, so not here either: saving and loading models and
+    checkpoints, and ``plan()``/tracing.
+    """
+
+    _free_function = _capi.parml_model_free
+
+    def __init__(self) -> None:
+        out = _capi.parml_model()
+        check(_capi.parml_model_create(byref(out)))
+        super().__init__(out)
+        self._layers: list[Layer] = []
+        self._initialized = False
+
+    # -- building --------------------------------------------------------
+
+    def add(self, *layers: Layer) -> "Model":
+        """Appends layers; returns the model. If a layer is rejected, the
+        layers before it stay added (the model is then best discarded)."""
+        require_layers(layers)
+        with self._use() as m:
+            for layer in layers:
+                layer._emit(m)
+                self._layers.append(layer)
+        return self
+
+    def initialize(self, seed: int = 0) -> "Model":
+        """Allocates the parameters and draws them from `seed` (PyTorch's
+        default distributions); calling it again redraws them."""
+        seed = _check_seed(seed)
+        with self._use() as m:
+            check(_capi.parml_model_init(m, seed))
+            self._initialized = True
+        return self
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layer specifications added so far (a copy of the list)."""
+        return list(self._layers)
+
+    @property
+    def initialized(self) -> bool:
+        return self._initialized
+
+    # -- inspecting ------------------------------------------------------
+
+    @property
+    def num_params(self) -> int:
+        """Number of scalar parameters (known before initialize too)."""
+        n = c_int64()
+        with self._use() as m:
+            check(_capi.parml_model_num_params(m, byref(n)))
+        return n.value
+
+    @property
+    def parameters(self) -> np.ndarray:
+        """A copy of all parameters, flattened in layer order (each tensor
+        row-major: Linear W (out, in) then b). Changing it changes nothing;
+        use set_parameters."""
+        with self._use() as m:
+            n = c_int64()
+            check(_capi.parml_model_num_params(m, byref(n)))
+            out = np.empty(n.value, dtype=np.float32)
+            check(_capi.parml_model_get_params(m, _arrays.float_pointer(out), out.size))
+        return out
+
+    def set_parameters(self, values: object) -> None:
+        """Overwrites all parameters from a flat array of num_params values
+        (any shape with that many elements; converted to float32)."""
+        arr = _arrays.as_float32(values, "values")
+        with self._use() as m:
+            check(_capi.parml_model_set_params(m, _arrays.float_pointer(arr), arr.size))
+
+    def summary(self) -> str:
+        """The library's text description of the layers and parameter shapes."""
+        text = POINTER(c_char)()
+        with self._use() as m:
+            check(_capi.parml_model_summary(m, byref(text)))
+        try:
+            return ctypes.string_at(text).decode("utf-8", "replace")
+        finally:
+            _capi.parml_buffer_free(text)
+
+    def output_shape(self, input_shape: Iterable[int]) -> tuple[int, ...]:
+        """The output shape for an input shape (N, ...), checked through every
+        layer (ShapeError names the layer that does not fit)."""
+        dims = tuple(int(d) for d in input_shape)
+        out = (c_int64 * 8)()
+        ndim = _capi.c_ptrdiff_t()
+        with self._use() as m:
+            check(
+                _capi.parml_model_output_shape(
+                    m, _arrays.dims_of(dims), len(dims), out, len(out), byref(ndim)
+                )
+            )
+        return tuple(out[: ndim.value])
+
+    # -- running ---------------------------------------------------------
+
+    def predict(self, x: object, batch_size: int | None = None) -> np.ndarray:
+        """Runs the model in inference mode (dropout off) on x (N, ...) and
+        returns a new float32 array. With batch_size, x is fed in slices of
+        that many samples (no copy of x: slices of a C-contiguous array are
+        contiguous) and the outputs are concatenated."""
+        arr = _arrays.as_float32(x, "x")
+        if batch_size is None or arr.shape[0] <= batch_size:
+            return self._predict(arr)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        parts = [self._predict(arr[i : i + batch_size]) for i in range(0, arr.shape[0], batch_size)]
+        return np.concatenate(parts, axis=0)
+
+    def _predict(self, arr: np.ndarray) -> np.ndarray:
+        inp = _arrays.tensor_from_array(arr)
+        out = _capi.parml_tensor()
+        try:
+            with self._use() as m:
+                check(_capi.parml_model_predict(m, inp, byref(out)))
+            return _arrays.array_from_tensor(out)
+        finally:
+            _capi.parml_tensor_free(out)
+            _capi.parml_tensor_free(inp)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("initialized" if self._initialized else "not initialized")
+        inner = ", ".join(repr(layer) for layer in self._layers)
+        return f"<parml.{type(self).__name__} [{inner}] {state}>"
+
+
+class Sequential(Model):
+    """A model built from a list of layers and initialised from `seed`
+    (``seed=None`` leaves it uninitialised, to call initialize later).
+
+    >>> model = parml.Sequential([parml.Linear(4, 8), parml.ReLU(), parml.Linear(8, 3)])
+    """
+
+    def __init__(self, layers: Iterable[Layer], seed: int | None = 0) -> None:
+        layers = list(layers)
+        require_layers(layers)
+        super().__init__()
+        try:
+            self.add(*layers)
+            if seed is not None:
+                self.initialize(seed)
+        except BaseException:
+            self.close()
+            raise

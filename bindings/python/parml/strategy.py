@@ -1,0 +1,104 @@
+"""parml.Strategy: how training is laid out on ranks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _capi
+from .errors import check
+
+_SCHEDULES = {"gpipe": _capi.PARML_PIPELINE_GPIPE, "1f1b": _capi.PARML_PIPELINE_1F1B}
+_BACKENDS = {"threads": _capi.PARML_BACKEND_THREADS, "mpi": _capi.PARML_BACKEND_MPI}
+
+
+def _enum(value: Any, names: dict[str, int], what: str) -> int:
+    if isinstance(value, str):
+        try:
+            return names[value.lower()]
+        except KeyError:
+            raise ValueError(f"unknown {what} {value!r}; one of {sorted(names)}") from None
+    return int(value)
+
+
+class Strategy:
+    """The parallel layout (parml_strategy_params). Arguments left as None
+    keep the library's defaults: serial (dp = tp = pp = 1), threads backend,
+    fast (non-deterministic-layout) mode, OpenBLAS threads = cores / ranks,
+    seed 0, 60 s watchdog, 32-sample gradient chunks, 4 MiB buckets.
+
+    Args:
+        dp: data-parallel ranks (threads of this process).
+        tp, pp, micro_batches, schedule: tensor and pipeline parallelism
+            ("gpipe" or "1f1b"); not implemented by this library version:
+            a trainer asking for them raises UnsupportedError.
+        zero: ZeRO stage 0..3 on the dp axis.
+        backend: "threads" (default) or "mpi" (not implemented yet).
+        deterministic: True for layout-invariant training: every dp and ZeRO
+            stage gives serial training's parameters bit for bit.
+        grad_chunk: deterministic mode's samples per gradient chunk.
+        blas_threads: OpenBLAS threads per rank (0 = cores / ranks).
+        seed: dropout masks and shuffling.
+        watchdog_seconds: a rank waiting longer in a collective fails the step.
+        bucket_bytes: gradient all-reduce bucket size.
+    """
+
+    def __init__(
+        self,
+        dp: int | None = None,
+        tp: int | None = None,
+        pp: int | None = None,
+        micro_batches: int | None = None,
+        schedule: str | int | None = None,
+        zero: int | None = None,
+        backend: str | int | None = None,
+        deterministic: bool | None = None,
+        grad_chunk: int | None = None,
+        blas_threads: int | None = None,
+        seed: int | None = None,
+        watchdog_seconds: float | None = None,
+        bucket_bytes: int | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "dp": dp,
+            "tp": tp,
+            "pp": pp,
+            "micro_batches": micro_batches,
+            "pipeline_schedule": None if schedule is None else _enum(schedule, _SCHEDULES, "pipeline schedule"),
+            "zero_stage": zero,
+            "backend": None if backend is None else _enum(backend, _BACKENDS, "backend"),
+            "deterministic": None if deterministic is None else int(bool(deterministic)),
+            "grad_chunk": grad_chunk,
+            "blas_threads": blas_threads,
+            "seed": seed,
+            "watchdog_seconds": watchdog_seconds,
+            "bucket_bytes": bucket_bytes,
+        }
+        if seed is not None and not 0 <= int(seed) < 1 << 64:
+            raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
+        self.fields = {k: v for k, v in fields.items() if v is not None}
+        given = dict(
+            dp=dp, tp=tp, pp=pp, micro_batches=micro_batches, schedule=schedule, zero=zero,
+            backend=backend, deterministic=deterministic, grad_chunk=grad_chunk,
+            blas_threads=blas_threads, seed=seed, watchdog_seconds=watchdog_seconds,
+            bucket_bytes=bucket_bytes,
+        )
+        self._given = {k: v for k, v in given.items() if v is not None}
+
+    def to_params(self) -> _capi.parml_strategy_params:
+        """The parml_strategy_params this strategy gives."""
+        p = _capi.parml_strategy_params()
+        check(_capi.parml_strategy_params_init(p))
+        for name, value in self.fields.items():
+            setattr(p, name, value)
+        return p
+
+    @property
+    def dp(self) -> int:
+        return int(self.to_params().dp)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._given.items())
+        return f"Strategy({args})"
+
+
+__all__ = ["Strategy"]

@@ -1,0 +1,409 @@
+"""parml.Trainer: a model + loss + optimizer + parallel strategy."""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+from ctypes import byref, c_float, c_int64, sizeof
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, NamedTuple
+
+from . import _arrays, _capi
+from ._handle import Handle
+from .data import Dataset, as_dataset
+from .errors import check, error_for
+from .model import Model
+from .optim import Optimizer
+from .strategy import Strategy
+from .tensor import Tensor
+
+_LOSSES = {
+    "cross_entropy": _capi.PARML_LOSS_CROSS_ENTROPY,
+    "mse": _capi.PARML_LOSS_MSE,
+}
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What one epoch of fit measured (parml_epoch_metrics). Fields that do
+    not apply (no validation set, accuracy under MSE) are None."""
+
+    epoch: int
+    epochs: int
+    steps: int
+    train_loss: float
+    train_accuracy: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    learning_rate: float
+    seconds: float
+    samples_per_second: float
+
+    @classmethod
+    def _from_c(cls, m: _capi.parml_epoch_metrics) -> "EpochMetrics":
+        return cls(
+            epoch=m.epoch,
+            epochs=m.epochs,
+            steps=m.steps,
+            train_loss=float(m.train_loss),
+            train_accuracy=_none_if_nan(m.train_accuracy),
+            val_loss=_none_if_nan(m.val_loss),
+            val_accuracy=_none_if_nan(m.val_accuracy),
+            learning_rate=float(m.learning_rate),
+            seconds=float(m.seconds),
+            samples_per_second=float(m.samples_per_second),
+        )
+
+    def line(self) -> str:
+        """One human-readable line."""
+        parts = [f"epoch {self.epoch}/{self.epochs}", f"loss {self.train_loss:.4f}"]
+        if self.train_accuracy is not None:
+            parts.append(f"acc {self.train_accuracy:.4f}")
+        if self.val_loss is not None:
+            parts.append(f"val_loss {self.val_loss:.4f}")
+        if self.val_accuracy is not None:
+            parts.append(f"val_acc {self.val_accuracy:.4f}")
+        parts += [
+            f"lr {self.learning_rate:.3g}",
+            f"{self.seconds:.2f}s",
+            f"{self.samples_per_second:.0f} samples/s",
+        ]
+        return "  ".join(parts)
+
+
+class History:
+    """The epochs one fit call ran: ``history.epochs`` (EpochMetrics),
+    ``history["val_accuracy"]`` (one value per epoch), ``history.last``, and
+    ``history.stopped_early`` (the callback asked to stop)."""
+
+    def __init__(self) -> None:
+        self.epochs: list[EpochMetrics] = []
+        self.stopped_early = False
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __iter__(self) -> Iterator[EpochMetrics]:
+        return iter(self.epochs)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        if key not in EpochMetrics.__dataclass_fields__:
+            raise KeyError(key)
+        return [getattr(e, key) for e in self.epochs]
+
+    @property
+    def last(self) -> EpochMetrics | None:
+        return self.epochs[-1] if self.epochs else None
+
+    def __repr__(self) -> str:
+        return f"<parml.History {len(self.epochs)} epochs{' (stopped early)' if self.stopped_early else ''}>"
+
+
+class Evaluation(NamedTuple):
+    """Mean loss and accuracy (None under MSE) over a dataset."""
+
+    loss: float
+    accuracy: float | None
+
+
+class MemoryReport(NamedTuple):
+    """Bytes one rank holds (parml_trainer_memory)."""
+
+    parameter_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int
+    scratch_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.parameter_bytes + self.gradient_bytes + self.optimizer_bytes + self.scratch_bytes
+
+
+class _Progress:
+    """The epoch display of fit: a tqdm bar when tqdm is installed, else one
+    plain line per epoch; nothing when verbose is False."""
+
+    def __init__(self, verbose: bool | str, epochs: int) -> None:
+        self.bar = None
+        self.out = None
+        if not verbose:
+            return
+        if verbose != "plain":
+            try:
+                from tqdm.auto import tqdm  # type: ignore[import-not-found]
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=epochs, unit="epoch", desc="fit")
+                return
+        self.out = sys.stdout
+
+    def update(self, m: EpochMetrics) -> None:
+        if self.bar is not None:
+            post = {"loss": f"{m.train_loss:.4f}"}
+            if m.train_accuracy is not None:
+                post["acc"] = f"{m.train_accuracy:.4f}"
+            if m.val_accuracy is not None:
+                post["val_acc"] = f"{m.val_accuracy:.4f}"
+            elif m.val_loss is not None:
+                post["val_loss"] = f"{m.val_loss:.4f}"
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.update(1)
+        elif self.out is not None:
+            print(m.line(), file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Trainer(Handle):
+    """Trains a Model: ``Trainer(model, loss="cross_entropy", optimizer=parml.Adam(1e-3),
+    strategy=parml.Strategy(dp=2))``.
+
+    loss: "cross_entropy" (softmax cross-entropy on class indices) or "mse".
+    optimizer: an Optimizer (None = the library's defaults: SGD, lr 0.01).
+    strategy: a Strategy (None = serial).
+
+    The trainer keeps its model alive and updates its parameters in place;
+    it shares the model's lock. Raises UnsupportedError for a layout this
+    library version cannot run (tp, pp, MPI), StateError for a model that is
+    not initialised.
+    """
+
+    _free_function = _capi.parml_trainer_free
+
+    def __init__(
+        self,
+        model: Model,
+        loss: str | int = "cross_entropy",
+        optimizer: Optimizer | None = None,
+        strategy: Strategy | None = None,
+    ) -> None:
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a parml.Model, got {type(model).__name__}")
+        if optimizer is not None and not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a parml optimizer (SGD, Adam, AdamW), got {type(optimizer).__name__}")
+        if strategy is not None and not isinstance(strategy, Strategy):
+            raise TypeError(f"strategy must be a parml.Strategy, got {type(strategy).__name__}")
+        if isinstance(loss, str):
+            try:
+                loss_code = _LOSSES[loss.lower()]
+            except KeyError:
+                raise ValueError(f"unknown loss {loss!r}; one of {sorted(_LOSSES)}") from None
+        else:
+            loss_code = int(loss)
+        opt = optimizer.to_params() if optimizer is not None else None
+        st = strategy.to_params() if strategy is not None else None
+        out = _capi.parml_trainer()
+        with model._use() as m:
+            check(_capi.parml_trainer_create(m, loss_code, opt, st, byref(out)))
+        super().__init__(out, guard=model._guard)
+        self._model = model  # keep the model alive (and its wrapper's lock)
+        self.loss = loss_code
+        self.optimizer = optimizer
+        self.strategy = strategy
+        self._progress_fn: Any = None  # the CFUNCTYPE while fit runs
+
+    @property
+    def model(self) -> Model:
+        return self._model
+
+    # -- training --------------------------------------------------------
+
+    def step(self, x: object, y: object) -> float:
+        """One optimizer step on a batch: x (N, ...) and y ((N,) class indices
+        for cross-entropy, the output's shape for MSE), numpy arrays or
+        parml.Tensor. Returns the batch's mean loss before the update. On
+        error nothing is updated."""
+        owned = []
+        try:
+            if isinstance(x, Tensor):
+                xt = x
+            else:
+                xt = _arrays.tensor_from_array(_arrays.as_float32(x, "x"))
+                owned.append(xt)
+            if isinstance(y, Tensor):
+                yt = y
+            else:
+                yt = _arrays.tensor_from_array(_arrays.as_float32(y, "y"))
+                owned.append(yt)
+            loss = c_float()
+            with self._use() as t:
+                if isinstance(x, Tensor) or isinstance(y, Tensor):
+                    with _tensor_use(x), _tensor_use(y):
+                        check(_capi.parml_trainer_step(t, _raw(xt), _raw(yt), byref(loss)))
+                else:
+                    check(_capi.parml_trainer_step(t, xt, yt, byref(loss)))
+            return loss.value
+        finally:
+            for tensor in owned:
+                _capi.parml_tensor_free(tensor)
+
+    def fit(
+        self,
+        x: object,
+        y: object | None = None,
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        validation_data: object = None,
+        shuffle: bool | None = None,
+        drop_last: bool | None = None,
+        verbose: bool | str = True,
+        callback: Callable[[EpochMetrics], object] | None = None,
+    ) -> History:
+        """Trains over (x, y) arrays or a Dataset (then y is None).
+
+        epochs, batch_size (global), shuffle (reshuffled each epoch from the
+        strategy's seed), drop_last: None keeps the library's defaults (1, 64,
+        True, False). validation_data: a Dataset or an (x, y) pair, measured
+        after every epoch. verbose: True shows a tqdm bar when tqdm is
+        installed, else one line per epoch; "plain" forces lines; False is
+        silent. callback(metrics) runs after each epoch; a true return stops
+        training (history.stopped_early; the epochs done stay applied). An
+        exception in the callback stops training and is re-raised.
+
+        The C library reports once per epoch, so progress (and Ctrl-C, which
+        Python handles only while running Python code) lands at epoch ends.
+        """
+        history = History()
+        train, own_train = as_dataset(x, y, "fit")
+        val: Dataset | None = None
+        own_val = False
+        try:
+            if validation_data is not None:
+                if isinstance(validation_data, Dataset):
+                    val = validation_data
+                else:
+                    try:
+                        vx, vy = validation_data  # type: ignore[misc]
+                    except (TypeError, ValueError):
+                        raise TypeError("validation_data must be a Dataset or an (x, y) pair") from None
+                    val, own_val = as_dataset(vx, vy, "validation_data")
+            params = _capi.parml_fit_params()
+            check(_capi.parml_fit_params_init(params))
+            if epochs is not None:
+                params.epochs = int(epochs)
+            if batch_size is not None:
+                params.batch_size = int(batch_size)
+            if shuffle is not None:
+                params.shuffle = int(bool(shuffle))
+            if drop_last is not None:
+                params.drop_last = int(bool(drop_last))
+            progress = _Progress(verbose, int(params.epochs))
+            failure: list[BaseException] = []
+            guard = self._guard
+
+            def on_epoch(metrics_ptr: Any, _user_data: Any) -> int:
+                guard.callback_thread = threading.get_ident()
+                try:
+                    m = EpochMetrics._from_c(metrics_ptr.contents)
+                    history.epochs.append(m)
+                    progress.update(m)
+                    if callback is not None and callback(m):
+                        history.stopped_early = True
+                        return 1
+                    return 0
+                except BaseException as e:  # KeyboardInterrupt included: stop, re-raise after fit
+                    failure.append(e)
+                    return 1
+                finally:
+                    guard.callback_thread = None
+
+            fn = _capi.parml_progress_fn(on_epoch)
+            self._progress_fn = fn  # C holds a pointer to it until fit returns
+            params.progress = fn
+            last = _capi.parml_epoch_metrics()
+            last.struct_size = sizeof(last)
+            try:
+                with self._use() as t, train._use() as d:
+                    if val is not None:
+                        with val._use() as v:
+                            params.validation = v
+                            status = _capi.parml_trainer_fit(t, d, params, byref(last))
+                    else:
+                        status = _capi.parml_trainer_fit(t, d, params, byref(last))
+                    message = _capi.parml_last_error() if status != _capi.PARML_OK else b""
+            finally:
+                self._progress_fn = None
+                progress.close()
+            if failure:
+                raise failure[0]
+            if status == _capi.PARML_ERR_CANCELLED and history.stopped_early:
+                return history
+            if status != _capi.PARML_OK:
+                raise error_for(status, (message or b"").decode("utf-8", "replace"))
+            return history
+        finally:
+            if own_train:
+                train.close()
+            if own_val and val is not None:
+                val.close()
+
+    def evaluate(self, x: object, y: object | None = None, batch_size: int = 256) -> Evaluation:
+        """Mean loss and accuracy over (x, y) arrays or a Dataset, in
+        inference mode, in batches of batch_size."""
+        data, owned = as_dataset(x, y, "evaluate")
+        try:
+            loss, acc = c_float(), c_float()
+            with self._use() as t, data._use() as d:
+                check(_capi.parml_trainer_evaluate(t, d, int(batch_size), byref(loss), byref(acc)))
+            return Evaluation(float(loss.value), _none_if_nan(acc.value))
+        finally:
+            if owned:
+                data.close()
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def step_count(self) -> int:
+        """Optimizer steps taken so far."""
+        n = c_int64()
+        with self._use() as t:
+            check(_capi.parml_trainer_step_count(t, byref(n)))
+        return n.value
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate the next step will use (schedule and warmup applied)."""
+        lr = c_float()
+        with self._use() as t:
+            check(_capi.parml_trainer_learning_rate(t, byref(lr)))
+        return float(lr.value)
+
+    def memory(self, rank: int = 0) -> MemoryReport:
+        """Bytes rank `rank` (0..dp-1) holds: parameters, gradients, optimizer
+        state and deterministic-mode scratch."""
+        r = _capi.parml_memory_report()
+        r.struct_size = sizeof(r)
+        with self._use() as t:
+            check(_capi.parml_trainer_memory(t, int(rank), byref(r)))
+        return MemoryReport(r.parameter_bytes, r.gradient_bytes, r.optimizer_bytes, r.scratch_bytes)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<parml.Trainer closed>"
+        loss = {v: k for k, v in _LOSSES.items()}.get(self.loss, self.loss)
+        return f"<parml.Trainer loss={loss} optimizer={self.optimizer!r} strategy={self.strategy!r}>"
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _tensor_use(v: object) -> Any:
+    return v._use() if isinstance(v, Tensor) else _NoLock()
+
+
+def _raw(v: object) -> Any:
+    return v._ptr if isinstance(v, Tensor) else v

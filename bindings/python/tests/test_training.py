@@ -1,0 +1,267 @@
+"""Training end to end on small synthetic data."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+import parml
+
+from conftest import blobs, mlp
+
+
+def test_classification_learns():
+    x, y = blobs(1200, seed=3)
+    xv, yv = blobs(300, seed=3)  # same centers (same seed), other noise draws below
+    xv = xv + np.random.default_rng(9).normal(scale=0.1, size=xv.shape).astype(np.float32)
+    with mlp() as model, parml.Trainer(model, optimizer=parml.Adam(1e-2)) as trainer:
+        before = trainer.evaluate(xv, yv)
+        history = trainer.fit(x, y, epochs=6, batch_size=64, validation_data=(xv, yv), verbose=False)
+        after = trainer.evaluate(xv, yv)
+    assert len(history) == 6 and history.last.epoch == 6
+    losses = history["train_loss"]
+    assert losses[-1] < losses[0] / 2, losses
+    assert after.loss < before.loss / 2
+    assert after.accuracy > 0.9 and history.last.val_accuracy > 0.9, (after, history.last)
+    assert history.last.steps == 6 * (1200 // 64 + 1)
+
+
+def test_regression_with_mse():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(800, 5)).astype(np.float32)
+    w = rng.normal(size=(5, 2)).astype(np.float32)
+    y = x @ w + np.float32(0.5)
+    model = parml.Sequential([parml.Linear(5, 16), parml.Tanh(), parml.Linear(16, 2)], seed=2)
+    with model, parml.Trainer(model, loss="mse", optimizer=parml.Adam(1e-2)) as trainer:
+        start = trainer.evaluate(x, y)
+        history = trainer.fit(x, y, epochs=30, batch_size=32, verbose=False)
+        end = trainer.evaluate(x, y)
+        assert start.accuracy is None and history.last.train_accuracy is None
+        assert end.loss < 0.05 < start.loss, (start, end)
+        pred = model.predict(x)
+        assert np.mean((pred - y) ** 2) == pytest.approx(end.loss, rel=1e-3)
+
+
+def test_step_loop_and_counters():
+    x, y = blobs(128)
+    with mlp() as model, parml.Trainer(model, optimizer=parml.SGD(0.05, momentum=0.9)) as trainer:
+        losses = [trainer.step(x, y) for _ in range(40)]
+        assert trainer.step_count == 40
+        assert losses[-1] < losses[0] / 4
+        assert trainer.learning_rate == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        parml.SGD(0.05),
+        parml.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-4),
+        parml.Adam(5e-3, betas=(0.8, 0.99), eps=1e-7, clip_grad_norm=1.0),
+        parml.AdamW(5e-3),
+        parml.AdamW(5e-3, weight_decay=0.1, schedule=parml.schedules.constant(warmup_steps=3)),
+    ],
+    ids=repr,
+)
+def test_optimizers_train(optimizer):
+    x, y = blobs(256)
+    with mlp() as model, parml.Trainer(model, optimizer=optimizer) as trainer:
+        history = trainer.fit(x, y, epochs=8, batch_size=32, verbose=False)
+    assert history["train_loss"][-1] < history["train_loss"][0] / 2
+
+
+def test_optimizer_fields_reach_the_struct():
+    p = parml.SGD(0.2, momentum=0.9, nesterov=True, weight_decay=0.01, clip_grad_norm=2.0).to_params()
+    assert (p.kind, p.nesterov) == (parml._capi.PARML_OPTIMIZER_SGD, 1)
+    assert (p.learning_rate, p.momentum, p.weight_decay, p.clip_grad_norm) == pytest.approx((0.2, 0.9, 0.01, 2.0))
+    a = parml.AdamW(1e-3, betas=(0.5, 0.6), eps=1e-6).to_params()
+    assert (a.kind, a.beta1, a.beta2, a.epsilon, a.weight_decay) == pytest.approx(
+        (parml._capi.PARML_OPTIMIZER_ADAMW, 0.5, 0.6, 1e-6, 0.01)
+    )
+    c = parml.Adam(1e-3, schedule=parml.schedules.cosine(100, min_lr=1e-5, warmup_steps=10)).to_params()
+    assert (c.schedule, c.total_steps, c.warmup_steps) == (parml._capi.PARML_SCHEDULE_COSINE, 100, 10)
+    s = parml.Strategy(dp=2, zero=1, deterministic=True, grad_chunk=8, seed=5, schedule="gpipe").to_params()
+    assert (s.dp, s.zero_stage, s.deterministic, s.grad_chunk, s.seed) == (2, 1, 1, 8, 5)
+    assert s.pipeline_schedule == parml._capi.PARML_PIPELINE_GPIPE
+    with pytest.raises(ValueError, match="seed"):
+        parml.Strategy(seed=-1)
+    with pytest.raises(ValueError, match="seed"):
+        parml.Sequential([parml.Linear(2, 2)], seed=-1)
+    with pytest.raises(ValueError, match="backend"):
+        parml.Strategy(backend="carrier-pigeon")
+    with pytest.raises(ValueError, match="loss"):
+        with mlp() as m:
+            parml.Trainer(m, loss="hinge")
+
+
+def test_schedules_with_warmup():
+    x, y = blobs(64)
+    sched = parml.schedules.cosine(10, min_lr=0.01, warmup_steps=4)
+    with mlp() as model, parml.Trainer(model, optimizer=parml.SGD(0.1, schedule=sched)) as trainer:
+        lrs = []
+        for _ in range(12):
+            lrs.append(trainer.learning_rate)
+            trainer.step(x, y)
+    np.testing.assert_allclose(lrs[:4], [0.025, 0.05, 0.075, 0.1], rtol=1e-6)
+    assert all(a > b for a, b in zip(lrs[4:10], lrs[5:11]))
+    assert lrs[10] == lrs[11] == pytest.approx(0.01)
+    with mlp() as model, parml.Trainer(model, optimizer=parml.SGD(0.1, schedule=parml.schedules.step(3, gamma=0.5))) as t:
+        lrs = []
+        for _ in range(7):
+            lrs.append(t.learning_rate)
+            t.step(x, y)
+    np.testing.assert_allclose(lrs, [0.1] * 3 + [0.05] * 3 + [0.025], rtol=1e-6)
+
+
+def test_every_layer_kind():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(256, 2, 4)).astype(np.float32)
+    y = (x.sum(axis=(1, 2)) > 0).astype(np.int64)
+    layers = [
+        parml.Flatten(),
+        parml.Linear(8, 16),
+        parml.GELU(),
+        parml.Residual(
+            [
+                parml.LayerNorm(16),
+                parml.Linear(16, 16),
+                parml.Sigmoid(),
+                parml.Residual([parml.Linear(16, 16, bias=False), parml.Tanh()]),
+                parml.Dropout(0.1),
+            ]
+        ),
+        parml.ReLU(),
+        parml.Linear(16, 2),
+    ]
+    with parml.Sequential(layers, seed=11) as model:
+        assert model.output_shape((5, 2, 4)) == (5, 2)
+        assert model.num_params == (8 * 16 + 16) + (16 + 16) + (16 * 16 + 16) + 16 * 16 + (16 * 2 + 2)
+        text = model.summary()
+        for word in ("flatten", "linear", "gelu", "layer", "sigmoid", "tanh", "dropout", "relu", "residual"):
+            assert word in text.lower(), (word, text)
+        assert model.layers == layers
+        with parml.Trainer(model, optimizer=parml.Adam(1e-2), strategy=parml.Strategy(seed=3)) as trainer:
+            trainer.fit(x, y, epochs=15, batch_size=32, verbose=False)
+            assert trainer.evaluate(x, y).accuracy > 0.9
+        # dropout is off in predict: the same input gives the same output
+        assert np.array_equal(model.predict(x[:8]), model.predict(x[:8]))
+
+
+def test_fit_progress_lines(capsys):
+    x, y = blobs(128)
+    with mlp() as model, parml.Trainer(model) as trainer:
+        trainer.fit(x, y, epochs=3, batch_size=32, verbose="plain")
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 3 and lines[0].startswith("epoch 1/3  loss ") and "acc " in lines[0]
+        trainer.fit(x, y, epochs=2, verbose=False)
+        assert capsys.readouterr().out == ""
+        trainer.fit(x, y, epochs=2, validation_data=parml.Dataset(x, y), verbose=True)
+        out = capsys.readouterr()
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:
+            lines = out.out.splitlines()
+            assert len(lines) == 2 and "val_acc" in lines[1]
+        else:
+            assert "fit" in out.err  # the bar writes to stderr
+
+
+def test_fit_history_and_callback():
+    x, y = blobs(200)
+    seen = []
+    with mlp() as model, parml.Trainer(model) as trainer:
+        history = trainer.fit(
+            x, y, epochs=4, batch_size=50, shuffle=False, drop_last=True, verbose=False, callback=seen.append
+        )
+        assert [m.epoch for m in seen] == [1, 2, 3, 4] and seen == history.epochs
+        assert history["steps"] == [4, 8, 12, 16] and not history.stopped_early
+        assert all(m.val_loss is None and m.val_accuracy is None for m in history)
+        assert all(m.samples_per_second > 0 and m.seconds >= 0 for m in history)
+        with pytest.raises(KeyError):
+            history["nope"]
+        with pytest.raises(TypeError, match="validation_data"):
+            trainer.fit(x, y, validation_data=x, verbose=False)
+        with pytest.raises(TypeError, match="y is required"):
+            trainer.fit(x, verbose=False)
+
+
+def test_dataset_properties():
+    x, y = blobs(40)
+    with parml.Dataset(x, y) as ds:
+        assert len(ds) == ds.size == 40 and ds.input_shape == (40, 8) and ds.num_classes == 3
+    with parml.Dataset(x, x[:, :2]) as reg:
+        assert reg.num_classes is None
+
+
+def write_idx(path, array):
+    kind = {1: 0x08}[array.dtype.itemsize]
+    header = struct.pack(">HBB", 0, kind, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def test_load_idx(tmp_path):
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 4, size=200).astype(np.uint8)
+    images = np.zeros((200, 4, 4), np.uint8)
+    for i, c in enumerate(labels):  # class c lights row c
+        images[i, c, :] = 200 + rng.integers(0, 50, size=4)
+    write_idx(tmp_path / "images.gz", images)
+    write_idx(tmp_path / "labels.gz", labels)
+    with parml.load_idx(str(tmp_path / "images.gz"), tmp_path / "labels.gz") as ds:
+        assert ds.input_shape == (200, 4, 4) and ds.num_classes == 4
+        model = parml.Sequential([parml.Flatten(), parml.Linear(16, 4)], seed=0)
+        with model, parml.Trainer(model, optimizer=parml.Adam(0.05)) as trainer:
+            trainer.fit(ds, epochs=10, batch_size=20, verbose=False)
+            assert trainer.evaluate(ds).accuracy == 1.0
+            np.testing.assert_allclose(
+                model.predict(images[:1] / np.float32(255)), model.predict((images[:1] / 255.0))
+            )
+
+
+def test_data_parallel_memory_report():
+    x, y = blobs(64)
+    with mlp(hidden=256) as model:
+        with parml.Trainer(model, optimizer=parml.Adam(1e-3), strategy=parml.Strategy(dp=2)) as t0:
+            r0 = t0.memory(0)
+        with parml.Trainer(model, optimizer=parml.Adam(1e-3), strategy=parml.Strategy(dp=2, zero=1)) as t1:
+            t1.step(x, y)
+            r1 = t1.memory(1)
+            with pytest.raises(parml.InvalidArgumentError):
+                t1.memory(2)
+    n = 8 * 256 + 256 + 256 * 3 + 3
+    assert r0.parameter_bytes == 4 * n and r0.optimizer_bytes == 2 * 4 * n
+    assert r1.optimizer_bytes < r0.optimizer_bytes * 0.6
+    assert r0.total == r0.parameter_bytes + r0.gradient_bytes + r0.optimizer_bytes + r0.scratch_bytes
+
+
+def bits(a):
+    return np.ascontiguousarray(a).view(np.uint32)
+
+
+@pytest.mark.parametrize("zero", [0, 1])
+def test_dp2_deterministic_is_bitwise_serial(zero):
+    x, y = blobs(300, seed=8)
+    results = []
+    for dp in (1, 2):
+        model = mlp(hidden=48, seed=21)
+        strategy = parml.Strategy(dp=dp, zero=zero, deterministic=True, grad_chunk=16, seed=4)
+        optimizer = parml.SGD(0.05, momentum=0.9, clip_grad_norm=1.0)
+        with model, parml.Trainer(model, optimizer=optimizer, strategy=strategy) as trainer:
+            trainer.fit(x, y, epochs=2, batch_size=72, verbose=False)  # uneven last batch, shuffled
+            trainer.step(x[:37], y[:37])
+            results.append(model.parameters)
+    assert np.array_equal(bits(results[0]), bits(results[1]))
+
+
+def test_default_mode_dp2_is_close_to_serial():
+    x, y = blobs(256, seed=8)
+    results = []
+    for dp in (1, 2):
+        with mlp(seed=21) as model, parml.Trainer(model, strategy=parml.Strategy(dp=dp)) as trainer:
+            for i in range(5):
+                trainer.step(x[i * 50 : i * 50 + 50], y[i * 50 : i * 50 + 50])
+            results.append(model.parameters)
+    np.testing.assert_allclose(results[0], results[1], atol=1e-6)

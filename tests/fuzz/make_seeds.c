@@ -1,0 +1,260 @@
+/*
+ * make_seeds.c — writes the committed seed corpora of the fuzz targets:
+ *   corpus/fuzz_idx/       valid image/label pairs (ubyte, other element
+ *                          types, gzip), truncated, over-long and corrupt ones
+ *   corpus/fuzz_strategy/  valid layouts and optimizers on small models, and
+ *                          a few invalid ones
+ * Usage: make_seeds DIR   (DIR = tests/fuzz/corpus; `make fuzz-seeds` runs it).
+ * Needs zlib only for the gzip seeds (linked with -lz).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "fuzz_strategy_input.h"
+
+static const char *root;
+
+static void write_seed(const char *target, const char *name, const void *bytes, size_t n) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s/%s", root, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(bytes, 1, n, f) != n) || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* IDX                                                                       */
+/* ------------------------------------------------------------------------ */
+
+struct buf {
+    uint8_t b[4096];
+    size_t n;
+};
+
+static void be32(struct buf *o, uint32_t v) {
+    o->b[o->n++] = (uint8_t)(v >> 24);
+    o->b[o->n++] = (uint8_t)(v >> 16);
+    o->b[o->n++] = (uint8_t)(v >> 8);
+    o->b[o->n++] = (uint8_t)v;
+}
+
+/* An IDX file: type byte, dims, then `payload` bytes of element data (a pattern). */
+static struct buf idx(uint8_t type, int rank, const uint32_t *dims, size_t payload) {
+    struct buf o = {{0}, 0};
+    o.b[o.n++] = 0;
+    o.b[o.n++] = 0;
+    o.b[o.n++] = type;
+    o.b[o.n++] = (uint8_t)rank;
+    for (int i = 0; i < rank; i++) be32(&o, dims[i]);
+    for (size_t i = 0; i < payload && o.n < sizeof o.b; i++) o.b[o.n++] = (uint8_t)(i * 31 % 251);
+    return o;
+}
+
+/* Labels 0..k-1 repeating, as ubyte. */
+static struct buf labels(uint32_t n, int k) {
+    uint32_t d[1] = {n};
+    struct buf o = idx(0x08, 1, d, 0);
+    for (uint32_t i = 0; i < n; i++) o.b[o.n++] = (uint8_t)(i % (uint32_t)k);
+    return o;
+}
+
+static struct buf gz(const struct buf *in) {
+    struct buf o = {{0}, 0};
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
+    z.next_in = (Bytef *)in->b;
+    z.avail_in = (uInt)in->n;
+    z.next_out = o.b;
+    z.avail_out = sizeof o.b;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END) exit(1);
+    o.n = sizeof o.b - z.avail_out;
+    deflateEnd(&z);
+    return o;
+}
+
+/* A fuzz_idx input: images length (2 bytes LE), images, labels. */
+static void idx_pair(const char *name, const struct buf *images, const struct buf *lab) {
+    static uint8_t out[2 + 2 * 4096];
+    out[0] = (uint8_t)images->n;
+    out[1] = (uint8_t)(images->n >> 8);
+    memcpy(out + 2, images->b, images->n);
+    memcpy(out + 2 + images->n, lab->b, lab->n);
+    write_seed("fuzz_idx", name, out, 2 + images->n + lab->n);
+}
+
+static void idx_seeds(void) {
+    uint32_t d3[3] = {4, 3, 3}, d2[2] = {4, 5}, d4[4] = {2, 2, 2, 2};
+    struct buf l4 = labels(4, 3), l2 = labels(2, 2);
+    struct buf img = idx(0x08, 3, d3, 36);
+    idx_pair("valid_ubyte_4x3x3", &img, &l4);
+    struct buf f32 = idx(0x0D, 2, d2, 80);
+    idx_pair("valid_float32_4x5", &f32, &l4);
+    struct buf i16 = idx(0x0B, 2, d2, 40);
+    idx_pair("valid_int16_4x5", &i16, &l4);
+    struct buf i32 = idx(0x0C, 2, d2, 80);
+    idx_pair("valid_int32_4x5", &i32, &l4);
+    struct buf f64 = idx(0x0E, 4, d4, 128);
+    idx_pair("valid_float64_2x2x2x2", &f64, &l2);
+    struct buf s8 = idx(0x09, 2, d2, 20);
+    idx_pair("valid_sbyte_4x5", &s8, &l4);
+    struct buf zi = gz(&img), zl = gz(&l4);
+    idx_pair("valid_gzip_both", &zi, &zl);
+    idx_pair("valid_gzip_images", &zi, &l4);
+    /* Broken ones. */
+    struct buf cut = img;
+    cut.n -= 5;
+    idx_pair("truncated_payload", &cut, &l4);
+    cut.n = 10;
+    idx_pair("truncated_in_dims", &cut, &l4);
+    struct buf zcut = zi;
+    zcut.n -= 9;
+    idx_pair("truncated_gzip", &zcut, &l4);
+    struct buf longer = img;
+    longer.b[longer.n++] = 7;
+    idx_pair("trailing_byte", &longer, &l4);
+    struct buf l3 = labels(3, 3);
+    idx_pair("count_mismatch", &img, &l3);
+    struct buf badlab = l4;
+    badlab.b[badlab.n - 1] = 0xFF; /* still a class index (255) */
+    idx_pair("label_255", &img, &badlab);
+    struct buf fl = idx(0x0D, 1, (uint32_t[]){4}, 0);
+    const uint8_t half[4] = {0x3F, 0x00, 0x00, 0x00}; /* 0.5: not a class index */
+    for (int i = 0; i < 4; i++) memcpy(fl.b + fl.n + 4 * i, half, 4);
+    fl.n += 16;
+    idx_pair("label_not_integer", &img, &fl);
+    struct buf badtype = img;
+    badtype.b[2] = 0x0A;
+    idx_pair("unknown_type", &badtype, &l4);
+    uint32_t huge[3] = {0x7FFFFFFF, 0x7FFFFFFF, 4};
+    struct buf big = idx(0x08, 3, huge, 8);
+    idx_pair("huge_dims", &big, &l4);
+    struct buf rank1 = idx(0x08, 1, (uint32_t[]){4}, 4);
+    idx_pair("images_rank_1", &rank1, &l4);
+    struct buf empty = {{0}, 0};
+    idx_pair("empty_files", &empty, &empty);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Strategy / optimizer                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void strategy_seed(const char *name, uint8_t flags, int32_t loss, const parml_optimizer_params *o,
+                          const parml_strategy_params *s, const uint8_t *ops, size_t nops) {
+    uint8_t out[FZ_MODEL_AT + 3 * FZ_MAX_OPS];
+    memset(out, 0, sizeof out);
+    out[0] = flags;
+    out[1] = 0; /* sizeof */
+    out[2] = 0;
+    out[3] = 7; /* 8 rows */
+    memcpy(out + 4, &loss, 4);
+    uint64_t seed = 42;
+    memcpy(out + 8, &seed, 8);
+    memcpy(out + FZ_HEADER, (const uint8_t *)o + sizeof(size_t), FZ_OPT_BODY);
+    memcpy(out + FZ_HEADER + FZ_OPT_BODY, (const uint8_t *)s + sizeof(size_t), FZ_STRAT_BODY);
+    memcpy(out + FZ_MODEL_AT, ops, 3 * nops);
+    write_seed("fuzz_strategy", name, out, FZ_MODEL_AT + 3 * nops);
+}
+
+static void strategy_seeds(void) {
+    parml_optimizer_params o;
+    parml_strategy_params s;
+    /* 4 -> 8 -> relu -> residual(layer_norm 8, linear 8 -> 8, gelu, dropout) -> 3 */
+    const uint8_t mlp[] = {FZ_LINEAR, 3, 7, FZ_ACTIVATION, 1, 0, FZ_BEGIN_RESIDUAL, 0, 0, FZ_LAYER_NORM, 7, 1,
+                           FZ_LINEAR, 7, 7, FZ_ACTIVATION, 2, 0, FZ_DROPOUT, 20, 0, FZ_END_RESIDUAL, 0, 0};
+    const uint8_t small[] = {FZ_LINEAR, 3, 2, FZ_ACTIVATION, 3, 0, FZ_LINEAR, 2, 2};
+    const uint8_t flat[] = {FZ_FLATTEN, 0, 0, FZ_LINEAR, 3, 2};
+    const uint8_t mse[] = {FZ_LINEAR, 3, 0x80 | 1, FZ_ACTIVATION, 4, 0, FZ_LINEAR, 1, 0};
+    const size_t n_mlp = sizeof mlp / 3, n_small = sizeof small / 3;
+
+    parml_optimizer_params_init(&o);
+    parml_strategy_params_init(&s);
+    strategy_seed("serial_sgd", 0, PARML_LOSS_CROSS_ENTROPY, &o, &s, small, n_small);
+    strategy_seed("defaults_null_structs", 3, PARML_LOSS_CROSS_ENTROPY, &o, &s, small, n_small);
+    strategy_seed("flatten_first", 0, PARML_LOSS_CROSS_ENTROPY, &o, &s, flat, 2);
+    strategy_seed("mse", 4, PARML_LOSS_MSE, &o, &s, mse, 3);
+    strategy_seed("uninitialised_model", 8, PARML_LOSS_CROSS_ENTROPY, &o, &s, small, n_small);
+
+    o.kind = PARML_OPTIMIZER_SGD;
+    o.momentum = 0.9f;
+    o.nesterov = 1;
+    o.schedule = PARML_SCHEDULE_STEP;
+    o.step_size = 1;
+    s.dp = 2;
+    strategy_seed("dp2_nesterov_step_schedule", 4, PARML_LOSS_CROSS_ENTROPY, &o, &s, mlp, n_mlp);
+
+    parml_optimizer_params_init(&o);
+    o.kind = PARML_OPTIMIZER_ADAMW;
+    o.clip_grad_norm = 0.5f;
+    o.schedule = PARML_SCHEDULE_COSINE;
+    o.warmup_steps = 1;
+    o.total_steps = 4;
+    for (int zero = 1; zero <= 3; zero++) {
+        char name[64];
+        parml_strategy_params_init(&s);
+        s.dp = 1 + zero;
+        s.zero_stage = zero;
+        s.bucket_bytes = 64;
+        snprintf(name, sizeof name, "dp%d_zero%d_adamw_clip", 1 + zero, zero);
+        strategy_seed(name, 4, PARML_LOSS_CROSS_ENTROPY, &o, &s, mlp, n_mlp);
+    }
+    parml_strategy_params_init(&s);
+    s.dp = 3;
+    s.deterministic = 1;
+    s.grad_chunk = 2;
+    s.zero_stage = 2;
+    strategy_seed("dp3_deterministic_chunk2", 4, PARML_LOSS_CROSS_ENTROPY, &o, &s, mlp, n_mlp);
+
+    parml_optimizer_params_init(&o);
+    o.kind = PARML_OPTIMIZER_ADAM;
+    o.weight_decay = 0.01f;
+    parml_strategy_params_init(&s);
+    s.tp = 2;
+    s.pp = 2;
+    s.micro_batches = 4;
+    s.backend = PARML_BACKEND_MPI;
+    strategy_seed("unsupported_tp_pp_mpi", 0, PARML_LOSS_CROSS_ENTROPY, &o, &s, small, n_small);
+    parml_strategy_params_init(&s);
+    s.watchdog_seconds = -1;
+    s.zero_stage = 4;
+    strategy_seed("invalid_watchdog_zero", 0, PARML_LOSS_CROSS_ENTROPY, &o, &s, small, n_small);
+    parml_optimizer_params_init(&o);
+    o.learning_rate = -1;
+    o.beta1 = 1.5f;
+    parml_strategy_params_init(&s);
+    strategy_seed("invalid_optimizer", 0, 3, &o, &s, small, n_small);
+    /* struct_size too small (an old host) */
+    parml_optimizer_params_init(&o);
+    uint8_t out[FZ_MODEL_AT + 9];
+    memset(out, 0, sizeof out);
+    out[1] = 0xF1; /* struct_size 8 */
+    out[2] = 0xF3; /* struct_size 24 */
+    out[4] = 1;
+    memcpy(out + FZ_HEADER, (const uint8_t *)&o + sizeof(size_t), FZ_OPT_BODY);
+    memcpy(out + FZ_MODEL_AT, small, 9);
+    write_seed("fuzz_strategy", "small_struct_sizes", out, sizeof out);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+        return 2;
+    }
+    root = argv[1];
+    char path[1024];
+    mkdir(root, 0755);
+    snprintf(path, sizeof path, "%s/fuzz_idx", root);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/fuzz_strategy", root);
+    mkdir(path, 0755);
+    idx_seeds();
+    strategy_seeds();
+    return 0;
+}
