@@ -69,10 +69,12 @@ let package = Package(
 
         // MARK: - Unit test bundles
 
-        .testTarget(name: "ParmlTensorTests", dependencies: ["ParmlTensor"]),
-        .testTarget(name: "ParmlModelTests", dependencies: ["ParmlModel"]),
-        .testTarget(name: "ParmlDataTests", dependencies: ["ParmlData"]),
-        .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining"]),
+        .target(name: "_ParmlTestSupport", dependencies: ["ParmlTensor"], path: "Tests/_ParmlTestSupport"),
+
+        .testTarget(name: "ParmlTensorTests", dependencies: ["ParmlTensor", "_ParmlTestSupport"]),
+        .testTarget(name: "ParmlModelTests", dependencies: ["ParmlModel", "_ParmlTestSupport"]),
+        .testTarget(name: "ParmlDataTests", dependencies: ["ParmlData", "_ParmlTestSupport"]),
+        .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlParallelTests", dependencies: ["ParmlParallel"]),
     ]
 )

@@ -1,5 +1,6 @@
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlData
 

@@ -1,6 +1,7 @@
 import Foundation
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlData
 

@@ -2,6 +2,7 @@ import CZlib
 import Foundation
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlData
 
@@ -46,29 +47,5 @@ func readBytes(_ path: String) throws -> [UInt8] {
     [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
 }
 
-/// The error `body` throws, as a ParmlError; records an issue otherwise.
-func parmlError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> ParmlError? {
-    do {
-        try body()
-        Issue.record("expected an error, none was thrown", sourceLocation: sourceLocation)
-        return nil
-    } catch let e as ParmlError {
-        return e
-    } catch {
-        Issue.record("expected a ParmlError, got \(error)", sourceLocation: sourceLocation)
-        return nil
-    }
-}
 
 
-/// Checks the error's case and that its message mentions each of `parts`.
-func expectError(
-    _ e: ParmlError?, _ kind: String, mentions parts: [String] = [],
-    sourceLocation: SourceLocation = #_sourceLocation
-) {
-    guard let e else { return }
-    #expect(e.kind == kind, "got \(e.kind): \(e.message)", sourceLocation: sourceLocation)
-    for p in parts {
-        #expect(e.message.contains(p), "message \"\(e.message)\" does not mention \"\(p)\"", sourceLocation: sourceLocation)
-    }
-}

@@ -1,4 +1,5 @@
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlTensor
 

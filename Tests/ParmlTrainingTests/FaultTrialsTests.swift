@@ -2,6 +2,7 @@ import Foundation
 import ParmlModel
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlTraining
 

@@ -3,6 +3,7 @@ import ParmlData
 import ParmlModel
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlTraining
 
