@@ -233,8 +233,9 @@ PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src
 /// keeps its own reference to the model and updates its parameters in place.
 /// The caller owns *out (parml_trainer_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
-/// struct_size), PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED
-/// (a layout this build cannot run yet), PARML_ERR_BLAS. Since: 0.1.
+/// struct_size, pp greater than the model's top-level layers), PARML_ERR_STATE
+/// (model not initialised), PARML_ERR_UNSUPPORTED (a layout this build cannot
+/// run yet: tp > 1, MPI), PARML_ERR_BLAS. Since: 0.1.
 PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
@@ -257,11 +258,18 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 /// The learning rate the next step will use (after schedule and warmup). Since: 0.1.
 PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
 
-/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters (its
-/// shard under ZeRO-3), gradients, optimizer state (1/dp of the whole under
-/// ZeRO >= 1) and deterministic-mode scratch. Set out->struct_size to
-/// sizeof(parml_memory_report) first. Since: 0.1.
+/// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
+/// (its pipeline stage's slice; its shard of that under ZeRO-3), gradients
+/// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1) and
+/// scratch. Set out->struct_size to sizeof(parml_memory_report) first. Since: 0.1.
 PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
+
+/// The execution plan as text in *text_out, NUL-terminated: the dp x pp x tp
+/// mesh, which layers and parameter slice each rank holds, what a step
+/// exchanges (send/recv, all-reduce, reduce-scatter, all-gather) and each
+/// rank's memory. The caller frees it with parml_buffer_free. The wording is
+/// for people and may change; do not parse it. Since: 0.2.
+PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_out);
 
 /// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
 /// indices for cross-entropy, the output's shape for MSE). Writes the batch's

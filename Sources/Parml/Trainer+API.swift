@@ -13,8 +13,9 @@ func trainerObject(_ t: parml_trainer?) throws -> Trainer {
 /// keeps its own reference to the model and updates its parameters in place.
 /// The caller owns *out (parml_trainer_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
-/// struct_size), PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED
-/// (a layout this build cannot run yet), PARML_ERR_BLAS. Since: 0.1.
+/// struct_size, pp greater than the model's top-level layers), PARML_ERR_STATE
+/// (model not initialised), PARML_ERR_UNSUPPORTED (a layout this build cannot
+/// run yet: tp > 1, MPI), PARML_ERR_BLAS. Since: 0.1.
 @c(parml_trainer_create)
 public func parmlTrainerCreate(
     _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,
@@ -159,10 +160,10 @@ public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: Unsafe
     }
 }
 
-/// Memory rank `rank` (0..dp-1) of the trainer holds: parameters (its
-/// shard under ZeRO-3), gradients, optimizer state (1/dp of the whole under
-/// ZeRO >= 1) and deterministic-mode scratch. Set out->struct_size to
-/// sizeof(parml_memory_report) first. Since: 0.1.
+/// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
+/// (its pipeline stage's slice; its shard of that under ZeRO-3), gradients
+/// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1) and
+/// scratch. Set out->struct_size to sizeof(parml_memory_report) first. Since: 0.1.
 @c(parml_trainer_memory)
 public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: UnsafeMutablePointer<parml_memory_report>?) -> parml_status {
     guarded("parml_trainer_memory") {
@@ -176,5 +177,19 @@ public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: 
         r.optimizer_bytes = Int64(m.optimizer)
         r.scratch_bytes = Int64(m.scratch)
         try writeSized(r, to: out, name: "out", minimum: MemoryLayout<parml_memory_report>.size)
+    }
+}
+
+/// The execution plan as text in *text_out, NUL-terminated: the dp x pp x tp
+/// mesh, which layers and parameter slice each rank holds, what a step
+/// exchanges (send/recv, all-reduce, reduce-scatter, all-gather) and each
+/// rank's memory. The caller frees it with parml_buffer_free. The wording is
+/// for people and may change; do not parse it. Since: 0.2.
+@c(parml_trainer_plan)
+public func parmlTrainerPlan(_ trainer: parml_trainer?, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> parml_status {
+    guarded("parml_trainer_plan") {
+        let t = try trainerObject(trainer)
+        let out = try nonNull(text_out, "text_out")
+        out.pointee = try cString(t.planDescription)
     }
 }

@@ -47,6 +47,23 @@ public final class Model {
         return out
     }
 
+    /// Scalar parameters of each top-level layer (a residual block counts
+    /// its whole body). Their arena slices follow one another in this order.
+    public var topLevelParameterCounts: [Int] {
+        func count(_ l: Layer) -> Int {
+            l.parameterSpecs.reduce(0) { $0 + $1.shape.count } + l.children.reduce(0) { $0 + count($1) }
+        }
+        return root.layers.map(count)
+    }
+
+    /// The arena slice that top-level layers `layers` own (pipeline stages
+    /// own contiguous runs of top-level layers, so they own one slice each).
+    public func parameterRange(ofTopLevelLayers layers: Range<Int>) -> Range<Int> {
+        let counts = topLevelParameterCounts
+        let lo = counts[..<layers.lowerBound].reduce(0, +)
+        return lo..<(lo + counts[layers].reduce(0, +))
+    }
+
     /// Appends a layer to the innermost open residual block, or to the model.
     public func add(_ layer: Layer) throws {
         guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
@@ -79,11 +96,12 @@ public final class Model {
     }
 
     /// Allocates the parameter arena and binds every layer to its slices.
-    public func build() throws { try build(sharing: nil) }
+    public func build() throws { try build(sharing: nil, gradients: nil) }
 
     /// Builds with `shared` (when given) as the parameter arena instead of a
-    /// new one: a replica that reads another model's parameters in place.
-    private func build(sharing shared: Tensor?) throws {
+    /// new one: a replica that reads another model's parameters in place; and
+    /// likewise `sharedGradients` for the gradient arena.
+    private func build(sharing shared: Tensor?, gradients sharedGradients: Tensor?) throws {
         guard !isBuilt else { return }
         guard openBlocks.isEmpty else {
             throw ParmlError.state("\(openBlocks.count) residual block(s) still open; call end_residual")
@@ -102,11 +120,13 @@ public final class Model {
                 offset = sum
             }
         }
-        if let shared, shared.count != offset {
-            throw ParmlError.internal("shared arena holds \(shared.count) parameters, the layers need \(offset)")
+        for a in [shared, sharedGradients] {
+            if let a, a.count != offset {
+                throw ParmlError.internal("shared arena holds \(a.count) values, the layers need \(offset)")
+            }
         }
         let values = try shared ?? Tensor(shape: Shape(offset))
-        let grads = try Tensor(shape: Shape(offset))
+        let grads = try sharedGradients ?? Tensor(shape: Shape(offset))
         var k = 0
         for layer in layers {
             let specs = layer.parameterSpecs
@@ -152,11 +172,14 @@ public final class Model {
     /// arena (another rank's replica), and either a copy of this model's
     /// parameters or, with `sharingParameters`, this model's parameter arena
     /// itself (ranks that are threads of one process can read one copy).
-    public func replicate(sharingParameters: Bool = false) throws -> Model {
+    /// `sharingGradients` shares the gradient arena too: pipeline stages of
+    /// one replica write disjoint ranges of it, and a stage's extra layer
+    /// copies (one per micro-batch in flight) accumulate into the same one.
+    public func replicate(sharingParameters: Bool = false, sharingGradients: Bool = false) throws -> Model {
         guard let params = parameters, let seed else { throw ParmlError.state("only an initialised model can be replicated") }
         let m = Model()
         for l in root.layers { m.root.append(try l.replicate()) }
-        try m.build(sharing: sharingParameters ? params : nil)
+        try m.build(sharing: sharingParameters ? params : nil, gradients: sharingGradients ? gradients : nil)
         guard let p = m.parameters, p.count == params.count else { throw ParmlError.internal("replica arena differs") }
         if !sharingParameters { p.data.update(from: params.data, count: params.count) }
         m.seed = seed

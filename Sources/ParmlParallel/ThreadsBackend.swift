@@ -82,6 +82,24 @@ public final class ThreadsWorld: @unchecked Sendable {
         return communicators[rank]
     }
 
+    /// Sub-group communicators for every rank at once, made on the calling
+    /// thread: ranks with equal `colors[r]` form a group, ordered by
+    /// (`keys[r]`, r). What `Communicator.split` gives, without a collective
+    /// (the ranks are threads of this process, so one thread can build every
+    /// group before they start). Element r is world rank r's communicator.
+    public func split(colors: [Int], keys: [Int], name: String) throws -> [Communicator] {
+        guard colors.count == size, keys.count == size else {
+            throw ParmlError.invalidArgument("ThreadsWorld.split: \(colors.count) colors and \(keys.count) keys for \(size) ranks")
+        }
+        var out = [Communicator?](repeating: nil, count: size)
+        for color in Set(colors) {
+            let members = (0..<size).filter { colors[$0] == color }.sorted { (keys[$0], $0) < (keys[$1], $1) }
+            let group = GroupState(world: core, name: name, worldRanks: members, isWorld: false)
+            for (i, r) in members.enumerated() { out[r] = ThreadsCommunicator(group: group, rank: i) }
+        }
+        return out.map { $0! }
+    }
+
     /// Marks the world failed: every rank's current and later collectives
     /// throw `ParmlError.communication` including `reason` (the first reason
     /// given is kept). Safe from any thread, more than once.

@@ -70,80 +70,126 @@ struct RankResult {
     var gradientNorm: Float = .nan
 }
 
-/// One data-parallel rank: a model replica (rank 0's is the user's model),
-/// its loss and optimizer, its slice of each batch, and its communicator.
-/// Everything here is touched by this rank's thread only during a step.
+/// The communicators of one rank of a mesh.
+struct RankComms {
+    /// Every rank: statistics and the gradient norm.
+    let world: Communicator
+    /// Ranks holding the same stage: gradient reduction, ZeRO.
+    let data: Communicator
+    /// Ranks of the same pipeline (same data index): activations and their gradients.
+    let pipe: Communicator
+}
+
+/// How the layers are laid out, as every rank sees it.
+struct RankLayout {
+    let mesh: Mesh
+    let partition: StagePartition
+    /// Arena slice of every stage.
+    let stageRanges: [Range<Int>]
+    let schedule: PipelineSchedule
+    let microBatches: Int
+    let zeroStage: Int
+}
+
+/// One rank: pipeline stage `coordinate.stage` of data-parallel replica
+/// `coordinate.data`. It runs its stage's top-level layers on its replica's
+/// slice of each batch, micro-batch by micro-batch in the stage's schedule,
+/// exchanges activations with its pipeline neighbours, reduces its stage's
+/// gradients with the ranks holding the same stage, and updates its part of
+/// the arena. Everything here is touched by this rank's thread only during a step.
 final class RankContext {
     let rank: Int
-    let ranks: Int
+    let coordinate: MeshCoordinate
+    let layout: RankLayout
     let model: Model
     let loss: Loss
     let optimizer: Optimizer
-    let comm: Communicator?
-    let zeroStage: Int
+    let comms: RankComms?
     let foldsMomentum: Bool
-    /// Set by the trainer: this rank reads the same parameter arena as rank 0.
-    var sharesParameters = false
-    /// This rank's rows of the batch: views into the host's batch tensors
-    /// (ranks only read them), retargeted each step.
-    private let inputs: Tensor
-    private let targets: Tensor
-    /// What the views point at before the first step (never read).
-    nonisolated(unsafe) private static let nowhere = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    /// Deterministic mode: one buffer per cover node, and one per tree level
-    /// for right children (full arena size), plus shard-sized ones for the
-    /// cross-rank combination.
-    private var nodeBuffers: [Tensor] = []
-    private var levelBuffers: [Tensor] = []
-    private var received: [Tensor] = []
+    /// This rank reads a parameter arena other ranks of its stage update too (ZeRO-3).
+    let sharesParameters: Bool
+    /// Top-level layers this rank runs, and the arena slice they own.
+    let stageLayers: Range<Int>
+    let stageRange: Range<Int>
+    /// The part of `stageRange` this rank reduces and updates (ZeRO ≥ 1), or all of it.
+    let ownedRange: Range<Int>
+    private let schedule: StageSchedule
+    /// Copies of the stage's layers (sharing this rank's arenas), one per
+    /// piece of work whose activations must stay alive until its backward.
+    private var slots: [PipelineSlot] = []
+    private let received: Tensor
+    private let accumulator = TreeAccumulator()
+    private let norm: DistributedNorm
+    private let blockSums: Tensor
+    private let blockScratch: Tensor
+    private let stats: Tensor
+    /// Deterministic mode, cross-rank combination: other ranks' nodes of my
+    /// shard, and one buffer per tree level.
+    private var receivedNodes: [Tensor] = []
     private var shardLevelBuffers: [Tensor] = []
     private var have: [ChunkTree.Node: UnsafeMutablePointer<Float>] = [:]
-    /// Every rank's cover for the last chunk count seen (batches rarely
-    /// change size, so steps reuse it instead of rebuilding arrays).
+    /// Every data rank's cover for the last chunk count seen.
     private var coveredChunks = -1
     private var covers: [[ChunkTree.Node]] = []
-    private let blockSums: Tensor
-    private let stats: Tensor
     var result = RankResult()
 
     init(
-        rank: Int, ranks: Int, model: Model, loss: LossKind, optimizer: OptimizerConfig, zeroStage: Int,
-        comm: Communicator?, foldMomentum: Bool
+        rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
+        foldMomentum: Bool, sharesParameters: Bool
     ) throws {
         guard let params = model.parameters, let grads = model.gradients else {
             throw ParmlError.state("the model is not initialised")
         }
         self.rank = rank
-        self.ranks = ranks
+        self.layout = layout
+        let c = layout.mesh.coordinate(ofRank: rank)
+        coordinate = c
         self.model = model
         self.loss = Loss(loss)
-        self.comm = comm
-        self.zeroStage = zeroStage
+        self.comms = comms
         self.foldsMomentum = foldMomentum
-        // ZeRO 1 and 2: this rank keeps optimizer state for its shard only.
-        let range = zeroStage >= 1 ? Sharding.range(count: params.count, parts: ranks, index: rank) : 0..<params.count
-        self.optimizer = try Optimizer(config: optimizer, range: range, foldedMomentum: foldMomentum ? grads : nil)
+        self.sharesParameters = sharesParameters
+        stageLayers = layout.partition.layers[c.stage]
+        stageRange = layout.stageRanges[c.stage]
+        let dp = layout.mesh.dp
+        let sharded = layout.zeroStage >= 1 && dp > 1
+        if sharded {
+            let sh = Sharding.range(count: stageRange.count, parts: dp, index: c.data)
+            ownedRange = (stageRange.lowerBound + sh.lowerBound)..<(stageRange.lowerBound + sh.upperBound)
+        } else {
+            ownedRange = stageRange
+        }
+        // ZeRO 1 and 2: optimizer state for the owned shard only.
+        self.optimizer = try Optimizer(config: optimizer, range: ownedRange, foldedMomentum: foldMomentum ? grads : nil)
         if foldMomentum { grads.fill(0) }
-        inputs = Tensor(view: RankContext.nowhere, shape: Shape(0), owner: nil)
-        targets = Tensor(view: RankContext.nowhere, shape: Shape(0), owner: nil)
+        // With one stage the order of forwards and backwards does not matter;
+        // 1F1B lets each piece's backward follow its forward at once.
+        let kind = layout.mesh.pp == 1 ? .oneForwardOneBackward : layout.schedule
+        schedule = StageSchedule(kind: kind, stage: c.stage, stages: layout.mesh.pp, microBatches: layout.microBatches)
+        received = try Tensor(shape: Shape(0))
+        norm = DistributedNorm(stageRanges: layout.stageRanges, total: params.count, mesh: layout.mesh, sharded: sharded, rank: rank)
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
+        blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
         stats = try Tensor(shape: Shape(2))
+        slots.append(try PipelineSlot(model: model))
     }
 
-    var parameterCount: Int { model.parameters?.count ?? 0 }
-    /// The shard of the arena this rank owns (ZeRO, reduce-scatter).
-    var shard: Range<Int> { Sharding.range(count: parameterCount, parts: ranks, index: rank) }
+    private var isFirstStage: Bool { coordinate.stage == 0 }
+    private var isLastStage: Bool { coordinate.stage == layout.mesh.pp - 1 }
 
-    /// Bytes this rank holds for parameters, gradients, optimizer state and
-    /// deterministic-mode scratch.
+    /// Bytes this rank holds for parameters, gradients, optimizer state and scratch.
     var memory: (parameters: Int, gradients: Int, optimizer: Int, scratch: Int) {
         let f = MemoryLayout<Float>.stride
-        // A shared arena (ZeRO-3) is split among its owners, shard by shard.
-        let ownParameters = sharesParameters ? shard.count : parameterCount
+        // Ranks of one process share arenas: each is charged the slice it
+        // owns (its stage; its shard of that under ZeRO-3).
+        let ownParameters = sharesParameters ? ownedRange.count : stageRange.count
         let state = foldsMomentum ? 0 : optimizer.stateTensors.reduce(0) { $0 + $1.count }
-        let scratch = (nodeBuffers + levelBuffers + received + shardLevelBuffers).reduce(0) { $0 + $1.capacity }
-        return (ownParameters * f, parameterCount * f, state * f, scratch * f)
+        let scratch = (receivedNodes + shardLevelBuffers).reduce(0) { $0 + $1.capacity } * f + accumulator.bytes
+        return (ownParameters * f, stageRange.count * f, state * f, scratch)
     }
+
+    /// Activations alive at once on this rank, at most (micro-batch pieces).
+    var activationSlots: Int { slots.count }
 
     // MARK: - The step
 
@@ -162,159 +208,216 @@ final class RankContext {
         guard let params = model.parameters, let grads = model.gradients else {
             throw ParmlError.internal("rank \(rank) has no parameter arena")
         }
-        let scale = loss.meanScale(samples: plan.samples, output: outShape)
-        var lossSum: Float = 0
-        var correct = 0
-
+        var work = StepWork(
+            x: x, y: y, plan: plan, scale: loss.meanScale(samples: plan.samples, output: outShape), step: stepIndex,
+            seed: seed, microBatches: layout.microBatches, data: coordinate.data)
+        try work.shapes(model: model, stageLayers: stageLayers)
         if plan.chunk != nil {
-            try deterministicGradients(x: x, y: y, plan: plan, scale: scale, step: stepIndex, seed: seed, loss: &lossSum, correct: &correct)
+            try accumulator.start(tree: ChunkTree(chunks: plan.chunkCount), owned: plan.chunks(of: coordinate.data), width: stageRange.count)
+        }
+        try runSchedule(&work)
+        if plan.chunk != nil {
+            try combineChunkGradients(plan: plan)
         } else {
-            let rows = plan.rows(of: rank)
-            if rows.isEmpty {
-                grads.fill(0)
-            } else {
-                try selectRows(rows, from: x, y)
-                var ctx = PassContext(training: true, step: stepIndex, sampleOffset: rows.lowerBound, seed: seed)
-                if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
-                let out = try model.forward(inputs, ctx)
-                let r = try loss.compute(output: out, targets: targets, scale: scale, wantGradient: true)
-                try model.backward(loss.gradient, ctx)
-                lossSum = r.loss
-                correct = r.correct
-            }
-            if let comm, ranks > 1 {
-                // ZeRO ≥ 1 updates only this rank's shard, so only the shard
-                // needs reducing: a reduce-scatter, half an all-reduce.
-                if zeroStage >= 1 {
-                    try comm.reduceScatter(grads.data, count: grads.count, op: .sum)
-                } else {
-                    var start = 0
-                    while start < grads.count {
-                        let n = min(bucketFloats, grads.count - start)
-                        try comm.allReduce(grads.data + start, count: n, op: .sum)
-                        start += n
-                    }
-                }
-            }
+            if work.backwardPieces == 0 { (grads.data + stageRange.lowerBound).update(repeating: 0, count: stageRange.count) }
+            try reduceGradients(bucketFloats: bucketFloats)
         }
 
-        // Gradients are now the batch mean: whole on every rank (ZeRO 0), or
-        // this rank's shard only (ZeRO 1, 2).
-        let sharded = zeroStage >= 1 && ranks > 1
-        let owned = sharded ? shard : 0..<grads.count
-        var norm = Float.nan
+        // Gradients are now the batch mean over ownedRange.
+        var gradientNorm = Float.nan
         if clipNorm > 0 {
-            let blocks = blockSums.count
-            // Every rank takes the same branch: collectives must match.
-            if sharded, let comm {
-                blockSums.fill(0)
-                GradientClipping.blockSquares(grads.data, range: owned, count: grads.count, into: blockSums.data)
-                try comm.allReduce(blockSums.data, count: blocks, op: .sum)
-            } else {
-                GradientClipping.blockSquares(grads.data, range: 0..<grads.count, count: grads.count, into: blockSums.data)
-            }
-            norm = GradientClipping.norm(blockSums: blockSums.data, blocks: blocks)
-            let f = GradientClipping.factor(norm: norm, maxNorm: clipNorm)
-            if f != 1 { Kernels.scale(grads.data + owned.lowerBound, by: f, count: owned.count) }
+            // Every rank takes this branch: the norm's collectives must match.
+            gradientNorm = try norm.norm(grads.data, sums: blockSums.data, scratch: blockScratch.data, comm: comms?.world)
+            let f = GradientClipping.factor(norm: gradientNorm, maxNorm: clipNorm)
+            if f != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: f, count: ownedRange.count) }
         }
         optimizer.update(params: params.data, grads: grads.data, lr: lr, t: stepIndex + 1)
-        if let comm, ranks > 1 {
+        var lossSum = work.lossSum
+        var correct = work.correct
+        if let comms {
             // Ranks sharing one arena (ZeRO-3) see every shard's update already.
-            if zeroStage >= 1 && !sharesParameters { try comm.allGather(params.data, count: params.count) }
+            if layout.zeroStage >= 1 && layout.mesh.dp > 1 && !sharesParameters {
+                try comms.data.allGather(params.data + stageRange.lowerBound, count: stageRange.count)
+            }
+            // Only last stages computed a loss; zeros from the others add exactly.
             stats.data[0] = lossSum
             stats.data[1] = Float(correct)
-            try comm.allReduce(stats.data, count: 2, op: .sum)
+            try comms.world.allReduce(stats.data, count: 2, op: .sum)
             lossSum = stats.data[0]
             correct = Int(stats.data[1])
         }
-        result = RankResult(loss: lossSum, correct: correct, gradientNorm: norm)
+        result = RankResult(loss: lossSum, correct: correct, gradientNorm: gradientNorm)
     }
 
-    /// Points this rank's input and target views at `rows` of the batch.
-    private func selectRows(_ rows: Range<Int>, from x: Tensor, _ y: Tensor) throws {
-        try inputs.retarget(x.data + rows.lowerBound * x.shape.rowSize, shape: x.shape.withLeading(rows.count))
-        try targets.retarget(y.data + rows.lowerBound * y.shape.rowSize, shape: y.shape.withLeading(rows.count))
+    // MARK: - Forward and backward passes of the stage
+
+    private func runSchedule(_ work: inout StepWork) throws {
+        let ops = schedule.ops
+        var i = 0
+        while i < ops.count {
+            switch ops[i] {
+            case .forward(let j):
+                // The last stage runs a forward straight into its backward
+                // piece by piece: one slot of activations instead of many.
+                if isLastStage, i + 1 < ops.count, ops[i + 1] == .backward(j) {
+                    for q in 0..<work.pieceCount(j) {
+                        let slot = try self.slot(j, q, fused: true, work: work)
+                        try forward(piece: work.piece(j, q), slot: slot, work: work)
+                        try backward(piece: work.piece(j, q), slot: slot, work: &work)
+                    }
+                    i += 2
+                    continue
+                }
+                for q in 0..<work.pieceCount(j) {
+                    try forward(piece: work.piece(j, q), slot: try slot(j, q, fused: false, work: work), work: work)
+                }
+            case .backward(let j):
+                for q in 0..<work.pieceCount(j) {
+                    try backward(piece: work.piece(j, q), slot: try slot(j, q, fused: false, work: work), work: &work)
+                }
+            }
+            i += 1
+        }
     }
 
-    // MARK: - Deterministic mode
+    /// The slot holding piece q of micro-batch j until its backward.
+    private func slot(_ j: Int, _ q: Int, fused: Bool, work: StepWork) throws -> PipelineSlot {
+        let k = fused ? 0 : (j % schedule.inFlight) * work.maxPieces + q
+        while slots.count <= k {
+            slots.append(try PipelineSlot(model: try model.replicate(sharingParameters: true, sharingGradients: true)))
+        }
+        return slots[k]
+    }
 
-    /// Leaves the batch-mean gradient in the arena: whole (ZeRO 0) or this
-    /// rank's shard (ZeRO 1, 2), summed along the ChunkTree.
-    private func deterministicGradients(
-        x: Tensor, y: Tensor, plan: StepPlan, scale: Float, step: Int, seed: UInt64, loss lossSum: inout Float,
-        correct: inout Int
-    ) throws {
-        guard let grads = model.gradients else { return }
-        let tree = ChunkTree(chunks: plan.chunkCount)
-        if coveredChunks != plan.chunkCount {
-            covers = (0..<ranks).map { tree.cover(plan.chunks(of: $0)) }
-            coveredChunks = plan.chunkCount
+    private func context(_ piece: Piece, _ work: StepWork) -> PassContext {
+        PassContext(training: true, step: work.step, sampleOffset: piece.rows.lowerBound, seed: work.seed)
+    }
+
+    private func forward(piece: Piece, slot: PipelineSlot, work: StepWork) throws {
+        let n = piece.rows.count
+        let input: Tensor
+        if isFirstStage {
+            input = slot.batchView
+            try input.retarget(work.x.data + piece.rows.lowerBound * work.x.shape.rowSize, shape: work.x.shape.withLeading(n))
+        } else {
+            guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
+            input = slot.received
+            try input.resize(work.stageInput.withLeading(n))
+            try comms.pipe.receive(input.data, count: input.count, from: coordinate.stage - 1)
         }
-        let mine = covers[rank]
-        try ensure(&nodeBuffers, count: mine.count, size: grads.count)
-        try ensure(&levelBuffers, count: tree.height + 1, size: grads.count)
-        for (i, node) in mine.enumerated() {
-            try computeNode(node, into: nodeBuffers[i].data, tree: tree, plan: plan, x: x, y: y, scale: scale, step: step, seed: seed, loss: &lossSum, correct: &correct)
+        let ctx = context(piece, work)
+        var h = input
+        let layers = slot.model.root.layers
+        for l in stageLayers { h = try layers[l].forward(h, ctx) }
+        slot.output = h
+        if !isLastStage, let comms { try comms.pipe.send(h.data, count: h.count, to: coordinate.stage + 1) }
+    }
+
+    private func backward(piece: Piece, slot: PipelineSlot, work: inout StepWork) throws {
+        guard let grads = model.gradients, let out = slot.output else { throw ParmlError.internal("backward before forward") }
+        let n = piece.rows.count
+        var ctx = context(piece, work)
+        let dy: Tensor
+        if isLastStage {
+            try slot.targetView.retarget(work.y.data + piece.rows.lowerBound * work.y.shape.rowSize, shape: work.y.shape.withLeading(n))
+            let r = try loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+            work.lossSum += r.loss
+            work.correct += r.correct
+            dy = loss.gradient
+        } else {
+            guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
+            try received.resize(work.stageOutput.withLeading(n))
+            try comms.pipe.receive(received.data, count: received.count, from: coordinate.stage + 1)
+            dy = received
         }
-        guard let comm, ranks > 1 else {
-            // One rank: its cover is the root.
-            if let first = nodeBuffers.first, !mine.isEmpty { grads.data.update(from: first.data, count: grads.count) }
+        // Fast mode accumulates the pieces with the GEMMs' beta (the first
+        // overwrites, or folds momentum); deterministic mode keeps each
+        // chunk's gradient apart for the ChunkTree.
+        let accumulate = piece.chunk == nil && work.backwardPieces > 0
+        if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
+        var g = dy
+        let layers = slot.model.root.layers
+        for l in stageLayers.reversed() {
+            let need = l > stageLayers.lowerBound || !isFirstStage
+            guard let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else { break }
+            g = next
+        }
+        work.backwardPieces += 1
+        if let chunk = piece.chunk {
+            let leaf = try accumulator.leafBuffer()
+            leaf.data.update(from: grads.data + stageRange.lowerBound, count: stageRange.count)
+            accumulator.push(chunk: chunk, buffer: leaf)
+        }
+        if !isFirstStage, let comms { try comms.pipe.send(g.data, count: g.count, to: coordinate.stage - 1) }
+    }
+
+    // MARK: - Gradient reduction over the data-parallel ranks of the stage
+
+    /// Fast mode: the batch mean over ownedRange, summed in rank order.
+    private func reduceGradients(bucketFloats: Int) throws {
+        guard let comms, layout.mesh.dp > 1, let grads = model.gradients else { return }
+        let base = grads.data + stageRange.lowerBound
+        // ZeRO ≥ 1 updates only the owned shard, so only it needs reducing:
+        // a reduce-scatter, half an all-reduce.
+        if layout.zeroStage >= 1 {
+            try comms.data.reduceScatter(base, count: stageRange.count, op: .sum)
             return
+        }
+        var start = 0
+        while start < stageRange.count {
+            let n = min(bucketFloats, stageRange.count - start)
+            try comms.data.allReduce(base + start, count: n, op: .sum)
+            start += n
+        }
+    }
+
+    /// Deterministic mode: the accumulator holds this rank's cover nodes;
+    /// the ChunkTree sum over every data rank's nodes lands in ownedRange
+    /// (ZeRO ≥ 1) or the whole stage slice (ZeRO 0).
+    private func combineChunkGradients(plan: StepPlan) throws {
+        guard let grads = model.gradients else { return }
+        let tree = accumulator.tree
+        let mine = accumulator.stack
+        let width = stageRange.count
+        let base = grads.data + stageRange.lowerBound
+        let dp = layout.mesh.dp
+        guard let comms, dp > 1 else {
+            // One data rank: its cover is the root.
+            guard mine.count == 1, mine[0].node == tree.root else { throw ParmlError.internal("chunk tree left \(mine.count) nodes") }
+            base.update(from: mine[0].buffer.data, count: width)
+            return
+        }
+        if coveredChunks != plan.chunkCount {
+            covers = (0..<dp).map { tree.cover(plan.chunks(of: $0)) }
+            coveredChunks = plan.chunkCount
         }
         // Send my nodes' slices to each shard owner, then combine my shard
         // from everyone's nodes along the tree.
-        let n = grads.count
-        for owner in 0..<ranks where owner != rank {
-            let s = Sharding.range(count: n, parts: ranks, index: owner)
-            for i in 0..<mine.count { try comm.send(nodeBuffers[i].data + s.lowerBound, count: s.count, to: owner) }
+        let d = coordinate.data
+        for owner in 0..<dp where owner != d {
+            let s = Sharding.range(count: width, parts: dp, index: owner)
+            for e in mine { try comms.data.send(e.buffer.data + s.lowerBound, count: s.count, to: owner) }
         }
-        let myShard = shard
+        let myShard = Sharding.range(count: width, parts: dp, index: d)
         have.removeAll(keepingCapacity: true)
-        for (i, node) in mine.enumerated() { have[node] = nodeBuffers[i].data + myShard.lowerBound }
+        for e in mine { have[e.node] = e.buffer.data + myShard.lowerBound }
         var k = 0
-        for other in 0..<ranks where other != rank {
+        for other in 0..<dp where other != d {
             let theirs = covers[other]
-            try ensure(&received, count: k + theirs.count, size: myShard.count)
+            try ensure(&receivedNodes, count: k + theirs.count, size: myShard.count)
             for node in theirs {
-                try comm.receive(received[k].data, count: myShard.count, from: other)
-                have[node] = received[k].data
+                try comms.data.receive(receivedNodes[k].data, count: myShard.count, from: other)
+                have[node] = receivedNodes[k].data
                 k += 1
             }
         }
         try ensure(&shardLevelBuffers, count: tree.height + 1, size: myShard.count)
-        combine(tree.root, into: grads.data + myShard.lowerBound, count: myShard.count, tree: tree)
-        if zeroStage == 0 { try comm.allGather(grads.data, count: n) }
+        combine(tree.root, into: base + myShard.lowerBound, count: myShard.count, tree: tree)
+        if layout.zeroStage == 0 { try comms.data.allGather(base, count: width) }
     }
 
-    /// value(node) into dst: a leaf is its chunk's gradient; an inner node is
-    /// left + right (or left alone when the right half is empty).
-    private func computeNode(
-        _ node: ChunkTree.Node, into dst: UnsafeMutablePointer<Float>, tree: ChunkTree, plan: StepPlan, x: Tensor,
-        y: Tensor, scale: Float, step: Int, seed: UInt64, loss lossSum: inout Float, correct: inout Int
-    ) throws {
-        guard let grads = model.gradients else { return }
-        if node.level == 0 {
-            let rows = plan.rows(ofChunk: node.index)
-            try selectRows(rows, from: x, y)
-            let ctx = PassContext(training: true, step: step, sampleOffset: rows.lowerBound, seed: seed)
-            let out = try model.forward(inputs, ctx)
-            let r = try loss.compute(output: out, targets: targets, scale: scale, wantGradient: true)
-            try model.backward(loss.gradient, ctx)
-            lossSum += r.loss
-            correct += r.correct
-            dst.update(from: grads.data, count: grads.count)
-            return
-        }
-        let (left, right) = tree.children(node)
-        try computeNode(left, into: dst, tree: tree, plan: plan, x: x, y: y, scale: scale, step: step, seed: seed, loss: &lossSum, correct: &correct)
-        if let right {
-            let tmp = levelBuffers[node.level].data
-            try computeNode(right, into: tmp, tree: tree, plan: plan, x: x, y: y, scale: scale, step: step, seed: seed, loss: &lossSum, correct: &correct)
-            Kernels.addInPlace(dst, tmp, count: grads.count)
-        }
-    }
-
-    /// The same tree evaluated over this rank's shard, from the nodes ranks computed.
+    /// value(node) over my shard, from the nodes ranks computed: a node
+    /// someone holds is copied; an inner node is left + right (or left alone).
     private func combine(_ node: ChunkTree.Node, into dst: UnsafeMutablePointer<Float>, count: Int, tree: ChunkTree) {
         if let src = have[node] {
             dst.update(from: src, count: count)

@@ -4,9 +4,10 @@ public enum PipelineSchedule: Int32, Sendable { case gpipe = 1, oneForwardOneBac
 public enum Backend: Int32, Sendable { case threads = 1, mpi = 2 }
 
 /// How training is laid out on a dp × pp × tp mesh of ranks. This version
-/// runs data parallelism (any dp, ZeRO 0–3) on the threads backend; the
-/// other fields are here so hosts can state a layout now and `validate` can
-/// say precisely what is not yet possible.
+/// runs data and pipeline parallelism and their products (any dp, pp,
+/// micro-batch count and ZeRO stage) on the threads backend; tp and MPI are
+/// here so hosts can state a layout now and `validate` can say precisely
+/// what is not yet possible.
 public struct StrategyConfig: Sendable, Equatable {
     public var dp = 1
     public var tp = 1
@@ -61,13 +62,11 @@ public struct StrategyConfig: Sendable, Equatable {
         }
         var missing: [String] = []
         if tp > 1 { missing.append("tensor parallelism (tp=\(tp))") }
-        if pp > 1 { missing.append("pipeline parallelism (pp=\(pp))") }
-        if microBatches > 1 { missing.append("micro-batching (micro_batches=\(microBatches))") }
         if backend == .mpi { missing.append("the MPI backend") }
         if !missing.isEmpty {
             throw ParmlError.unsupported(
-                "this build of parml trains data-parallel layouts (any dp, zero_stage 0-3, threads backend); not yet available: "
-                    + missing.joined(separator: ", "))
+                "this build of parml trains dp × pp layouts (any dp, pp, micro_batches, zero_stage 0-3, threads backend); "
+                    + "not yet available: " + missing.joined(separator: ", "))
         }
     }
 

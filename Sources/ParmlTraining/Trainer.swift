@@ -53,6 +53,7 @@ public final class Trainer {
     /// Tests only: a fault to inject into a later step.
     public var _faultInjection: FaultInjection?
     let ranks: [RankContext]
+    let layout: RankLayout
     private let world: ThreadsWorld?
     private let pool: RankPool?
     private var syncedVersion: Int
@@ -79,38 +80,61 @@ public final class Trainer {
         self.model = model
         self.optimizerConfig = optimizer
         self.strategy = strategy
-        let dp = strategy.dp
+        let mesh = Mesh(dp: strategy.dp, pp: strategy.pp, tp: strategy.tp)
+        let partition = try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp)
+        let layout = RankLayout(
+            mesh: mesh, partition: partition,
+            stageRanges: partition.layers.map { model.parameterRange(ofTopLevelLayers: $0) },
+            schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
+        let size = mesh.worldSize
         // Fold the momentum into the backward pass when nothing needs the raw
-        // gradient between backward and update: one rank, one GEMM per layer,
-        // no clipping (which reads the gradient's norm).
-        let fold = dp == 1 && !strategy.deterministic && Optimizer.canFoldMomentum(optimizer)
+        // gradient between backward and update: one rank, no deterministic
+        // chunking, no clipping (which reads the gradient's norm).
+        let fold = size == 1 && !strategy.deterministic && Optimizer.canFoldMomentum(optimizer)
             && optimizer.clipGradNorm == 0
-        let world = dp > 1 ? try ThreadsWorld(size: dp, timeout: strategy.watchdogSeconds, name: "dp") : nil
-        // ZeRO-3: no rank keeps a private copy of the parameters. Ranks that
-        // are threads of one process read one arena, each owning (updating)
-        // its shard, so "gather before use" is a read of shared memory and no
-        // all-gather is needed. Stages 0-2 keep a replica per rank.
+        let world = size > 1 ? try ThreadsWorld(size: size, timeout: strategy.watchdogSeconds, name: "world") : nil
+        let pool = size > 1 ? try RankPool(size: size) : nil
+        let comms = try Trainer.communicators(mesh: mesh, world: world)
+        // One parameter arena per data-parallel replica, which its pipeline
+        // stages share (each updates its own slice); ZeRO-3 shares one arena
+        // among the replicas too (each rank updates its shard of its stage),
+        // so "gather before use" is a read of shared memory. Gradient arenas
+        // are per replica, shared by its stages.
         let share = strategy.zeroStage >= 3
+        var replicas: [Model] = []
+        for d in 0..<mesh.dp { replicas.append(d == 0 ? model : try model.replicate(sharingParameters: share)) }
         var ranks: [RankContext] = []
-        for r in 0..<dp {
+        for r in 0..<size {
+            let c = mesh.coordinate(ofRank: r)
+            let base = replicas[c.data]
             ranks.append(
                 try RankContext(
-                    rank: r, ranks: dp, model: r == 0 ? model : try model.replicate(sharingParameters: share), loss: loss,
-                    optimizer: optimizer, zeroStage: strategy.zeroStage, comm: world?.communicator(rank: r),
-                    foldMomentum: fold))
+                    rank: r, layout: layout,
+                    model: c.stage == 0 ? base : try base.replicate(sharingParameters: true, sharingGradients: true),
+                    loss: loss, optimizer: optimizer, comms: comms?[r], foldMomentum: fold,
+                    sharesParameters: share && mesh.dp > 1))
         }
-        for r in ranks { r.sharesParameters = share && dp > 1 }
         self.ranks = ranks
+        self.layout = layout
         self.world = world
-        pool = dp > 1 ? try RankPool(size: dp) : nil
+        self.pool = pool
         let job = RankJob(
             ranks: ranks, seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
             bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride))
         self.job = job
-        rankBody = dp > 1 ? { r in try job.run(rank: r) } : nil
+        rankBody = size > 1 ? { r in try job.run(rank: r) } : nil
         syncedVersion = model.parameterVersion
         batchInputs = try Tensor(shape: Shape(0))
         batchTargets = try Tensor(shape: Shape(0))
+    }
+
+    /// Each rank's world, data-parallel and pipeline communicators.
+    private static func communicators(mesh: Mesh, world: ThreadsWorld?) throws -> [RankComms]? {
+        guard let world else { return nil }
+        let coords = (0..<mesh.worldSize).map { mesh.coordinate(ofRank: $0) }
+        let data = try world.split(colors: coords.map { $0.stage * mesh.tp + $0.tensor }, keys: coords.map(\.data), name: "dp")
+        let pipe = try world.split(colors: coords.map { $0.data * mesh.tp + $0.tensor }, keys: coords.map(\.stage), name: "pp")
+        return (0..<mesh.worldSize).map { RankComms(world: world.communicator(rank: $0), data: data[$0], pipe: pipe[$0]) }
     }
 
     /// The learning rate the next step will use.
@@ -139,7 +163,7 @@ public final class Trainer {
         let n = inputs.shape[0]
         job.set(
             x: inputs, y: targets,
-            plan: StepPlan(samples: n, ranks: ranks.count, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil),
+            plan: StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil),
             outShape: outShape, stepIndex: stepCount, lr: learningRate, fault: _faultInjection)
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
@@ -161,7 +185,10 @@ public final class Trainer {
     /// were set from outside (init, set_params) since the last step.
     private func syncReplicas() throws {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
-        for r in ranks.dropFirst() where !r.model.sharesParameters(with: model) { try r.model.setParameters(from: src.data) }
+        // Pipeline stages of a replica share its arena: copy once per replica.
+        for r in ranks where r.coordinate.stage == 0 && !r.model.sharesParameters(with: model) {
+            try r.model.setParameters(from: src.data)
+        }
         syncedVersion = model.parameterVersion
     }
 

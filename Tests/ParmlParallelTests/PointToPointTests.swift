@@ -67,6 +67,41 @@ struct PointToPointTests {
         }
     }
 
+    /// The host-side split builds the same groups as the collective one,
+    /// before any rank runs; collectives and messages stay inside each group.
+    @Test func hostSideSplitMakesTheSameGroups() throws {
+        let size = 6
+        let count = 3000
+        let world = try ThreadsWorld(size: size, timeout: 5)
+        let colors = (0..<size).map { $0 % 3 }
+        let keys = (0..<size).map { -$0 }
+        let subs = try world.split(colors: colors, keys: keys, name: "mod3")
+        #expect(subs.map(\.size) == Array(repeating: 2, count: size))
+        // Each pair is ordered by key (descending world rank here).
+        #expect(subs.map(\.rank) == [1, 1, 1, 0, 0, 0])
+        let pool = try RankPool(size: size)
+        let inputs = (0..<size).map { rankValues(rank: $0, count: count, seed: 9) }
+        let problems = PerRank<[String]>(size)
+        try pool.run(world: world) { r in
+            let sub = subs[r]
+            let buf = FloatBuffer(inputs[r])
+            try sub.allReduce(buf.pointer, count: count, op: .sum)
+            let members = [r % 3 + 3, r % 3]  // key order: the larger world rank first
+            var found: [String] = []
+            if let d = bitwiseDifference(buf.array, referenceReduce(members.map { inputs[$0] }, mean: false), "allReduce") {
+                found.append(d)
+            }
+            let peer = 1 - sub.rank
+            buf.set(inputs[r])
+            try sub.send(buf.pointer, count: count, to: peer)
+            try sub.receive(buf.pointer, count: count, from: peer)
+            if let d = bitwiseDifference(buf.array, inputs[members[peer]], "send/receive") { found.append(d) }
+            problems[r] = found
+        }
+        for r in 0..<size { #expect(problems[r] == []) }
+        #expect(throws: ParmlError.self) { _ = try world.split(colors: [0], keys: [0], name: "short") }
+    }
+
     /// Odd and even ranks form groups (keys reverse the order in one of
     /// them); collectives inside each group involve only its members.
     @Test(arguments: [3, 4])

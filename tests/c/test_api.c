@@ -1016,10 +1016,15 @@ static void test_determinism(void) {
     parml_tensor_free(yt);
 }
 
-/* Data parallelism through the C API: in deterministic mode, dp = 2 and 3
- * with every supported ZeRO stage give the serial parameters bit for bit;
+/* Data and pipeline parallelism through the C API: in deterministic mode,
+ * dp = 2 and 3 with every ZeRO stage, pipelines of 2 and 4 stages under both
+ * schedules, and a 2 x 2 hybrid give the serial parameters bit for bit;
  * ZeRO-1 keeps 1/dp of the optimizer state per rank. */
-static void run_layout(int32_t dp, int32_t zero, int32_t deterministic, float *params_out, parml_memory_report *mem) {
+typedef struct {
+    int32_t dp, pp, micro_batches, schedule, zero;
+} layout_t;
+
+static void run_layout(layout_t l, int32_t deterministic, float *params_out, parml_memory_report *mem) {
     int64_t xd[3] = {20, 3, 4}, yd[1] = {20};
     float x[240], y[20];
     for (int i = 0; i < 240; i++) x[i] = sinf((float)i * 0.7f);
@@ -1035,8 +1040,11 @@ static void run_layout(int32_t dp, int32_t zero, int32_t deterministic, float *p
     o.learning_rate = 1e-3f;
     parml_strategy_params s;
     OK(parml_strategy_params_init(&s));
-    s.dp = dp;
-    s.zero_stage = zero;
+    s.dp = l.dp;
+    s.pp = l.pp;
+    s.micro_batches = l.micro_batches;
+    s.pipeline_schedule = l.schedule;
+    s.zero_stage = l.zero;
     s.deterministic = deterministic;
     s.grad_chunk = 4;
     s.seed = 7;
@@ -1044,6 +1052,7 @@ static void run_layout(int32_t dp, int32_t zero, int32_t deterministic, float *p
     OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
     for (int i = 0; i < 4; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
     OK(parml_model_get_params(m, params_out, FULL_PARAMS));
+    int32_t dp = l.dp * l.pp;
     if (mem) {
         for (int32_t r = 0; r < dp; r++) {
             mem[r].struct_size = sizeof *mem;
@@ -1061,15 +1070,25 @@ static void run_layout(int32_t dp, int32_t zero, int32_t deterministic, float *p
 static void test_data_parallel(void) {
     static float serial[FULL_PARAMS], p[FULL_PARAMS];
     parml_memory_report z0[2], z1[2];
-    run_layout(1, 0, 1, serial, NULL);
+    const int32_t F1B = PARML_PIPELINE_1F1B, GPIPE = PARML_PIPELINE_GPIPE;
+    run_layout((layout_t){1, 1, 1, F1B, 0}, 1, serial, NULL);
     for (int32_t dp = 2; dp <= 3; dp++)
         for (int32_t zero = 0; zero <= 3; zero++) {
-            run_layout(dp, zero, 1, p, NULL);
+            run_layout((layout_t){dp, 1, 1, F1B, zero}, 1, p, NULL);
             CHECK(memcmp(p, serial, sizeof p) == 0, "deterministic dp=%d zero=%d equals serial bit for bit", (int)dp,
                   (int)zero);
         }
-    run_layout(2, 0, 0, p, z0);
-    run_layout(2, 1, 0, p, z1);
+    const layout_t pipelines[] = {
+        {1, 2, 1, GPIPE, 0}, {1, 2, 3, F1B, 0}, {1, 4, 5, GPIPE, 0}, {1, 4, 9, F1B, 0}, {2, 2, 2, F1B, 2}, {2, 2, 3, GPIPE, 3},
+    };
+    for (size_t i = 0; i < sizeof pipelines / sizeof pipelines[0]; i++) {
+        layout_t l = pipelines[i];
+        run_layout(l, 1, p, NULL);
+        CHECK(memcmp(p, serial, sizeof p) == 0, "deterministic dp=%d pp=%d m=%d schedule=%d zero=%d equals serial",
+              (int)l.dp, (int)l.pp, (int)l.micro_batches, (int)l.schedule, (int)l.zero);
+    }
+    run_layout((layout_t){2, 1, 1, F1B, 0}, 0, p, z0);
+    run_layout((layout_t){2, 1, 1, F1B, 1}, 0, p, z1);
     CHECK(z0[0].parameter_bytes == (int64_t)FULL_PARAMS * 4, "parameter bytes %lld", (long long)z0[0].parameter_bytes);
     CHECK(z0[0].optimizer_bytes == 2 * (int64_t)FULL_PARAMS * 4 && z0[1].optimizer_bytes == z0[0].optimizer_bytes,
           "ZeRO-0: each rank keeps Adam's two moments whole: %lld bytes", (long long)z0[0].optimizer_bytes);
@@ -1078,6 +1097,34 @@ static void test_data_parallel(void) {
     CHECK(z1[0].optimizer_bytes + z1[1].optimizer_bytes == z0[0].optimizer_bytes,
           "ZeRO-1 shards add up to one whole state: %lld + %lld vs %lld", (long long)z1[0].optimizer_bytes,
           (long long)z1[1].optimizer_bytes, (long long)z0[0].optimizer_bytes);
+    /* Pipeline stages split the parameters between them. */
+    parml_memory_report pm[2];
+    run_layout((layout_t){1, 2, 2, F1B, 0}, 0, p, pm);
+    CHECK(pm[0].parameter_bytes + pm[1].parameter_bytes == (int64_t)FULL_PARAMS * 4 && pm[0].parameter_bytes > 0 &&
+              pm[1].parameter_bytes > 0,
+          "two stages hold %lld + %lld parameter bytes", (long long)pm[0].parameter_bytes, (long long)pm[1].parameter_bytes);
+}
+
+/* The plan names the mesh, each stage's layers and each rank. */
+static void test_plan(void) {
+    parml_model m = build_full_model();
+    OK(parml_model_init(m, 1));
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.dp = 2;
+    s.pp = 2;
+    s.micro_batches = 4;
+    s.zero_stage = 1;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr));
+    char *text = NULL;
+    OK(parml_trainer_plan(tr, &text));
+    CHECK(text && strstr(text, "dp 2") && strstr(text, "pp 2") && strstr(text, "stage 1: layers") &&
+              strstr(text, "rank 3 (dp 1, stage 1") && strstr(text, "1F1B") && strstr(text, "reduce-scatter"),
+          "plan text:\n%s", text ? text : "(null)");
+    parml_buffer_free(text);
+    parml_trainer_free(tr);
+    parml_model_free(m);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1194,6 +1241,7 @@ int main(void) {
     test_fit();
     test_determinism();
     test_data_parallel();
+    test_plan();
     test_blas();
     test_null_frees();
     rmdir(scratch_dir());

@@ -676,8 +676,8 @@ static void cases_trainer_create(void) {
     STRAT_CASE("grad_chunk 0", PARML_ERR_INVALID_ARGUMENT, s.grad_chunk = 0);
     STRAT_CASE("dp 5000", PARML_ERR_INVALID_ARGUMENT, s.dp = 5000);
     STRAT_CASE("tp 2 (not yet)", PARML_ERR_UNSUPPORTED, s.tp = 2);
-    STRAT_CASE("pp 2 (not yet)", PARML_ERR_UNSUPPORTED, s.pp = 2);
-    STRAT_CASE("micro_batches 4 (not yet)", PARML_ERR_UNSUPPORTED, s.micro_batches = 4);
+    STRAT_CASE("pp 9 > the model's top-level layers", PARML_ERR_INVALID_ARGUMENT, s.pp = 9);
+    STRAT_CASE("dp 2 x pp 9 > the model's top-level layers", PARML_ERR_INVALID_ARGUMENT, (s.dp = 2, s.pp = 9));
     STRAT_CASE("MPI backend (not yet)", PARML_ERR_UNSUPPORTED, s.backend = PARML_BACKEND_MPI);
 #undef OPT_CASE
 #undef STRAT_CASE
@@ -753,6 +753,15 @@ static void cases_trainer_use(void) {
         parml_trainer_learning_rate(tr, NULL), 1);
     BAD("parml_trainer_learning_rate", "freed trainer", PARML_ERR_INVALID_ARGUMENT,
         parml_trainer_learning_rate(freed_trainer(), &lr), lr == S_F);
+
+    char *plan_text = S_TEXT;
+    BAD("parml_trainer_plan", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_plan(NULL, &plan_text),
+        plan_text == S_TEXT);
+    BAD("parml_trainer_plan", "NULL text_out", PARML_ERR_INVALID_ARGUMENT, parml_trainer_plan(tr, NULL), 1);
+    BAD("parml_trainer_plan", "freed trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_plan(freed_trainer(), &plan_text), plan_text == S_TEXT);
+    BAD("parml_trainer_plan", "a parml_model passed as a parml_trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_plan((parml_trainer)(void *)x, &plan_text), plan_text == S_TEXT);
 
     /* evaluate */
     parml_dataset good = NULL, ds_wide = NULL, ds_badlab = NULL, ds_reg = NULL;

@@ -96,10 +96,10 @@ def _argument_error(name: str, error: Exception, args: tuple[Any, ...]) -> Excep
 # ---------------------------------------------------------------------------
 
 PARML_VERSION_MAJOR = 0
-PARML_VERSION_MINOR = 1
+PARML_VERSION_MINOR = 2
 PARML_VERSION_PATCH = 0
 PARML_VERSION_NUMBER = PARML_VERSION_MAJOR * 10000 + PARML_VERSION_MINOR * 100 + PARML_VERSION_PATCH
-PARML_VERSION_STRING = "0.1.0"
+PARML_VERSION_STRING = "0.2.0"
 
 PARML_OK = 0
 PARML_ERR_INVALID_ARGUMENT = 1
@@ -225,8 +225,9 @@ class parml_optimizer_params(Structure):
 class parml_strategy_params(Structure):
     """How training is laid out on ranks (threads backend).
 
-    This version runs data parallelism (dp >= 1, ZeRO stages 0-3); tp, pp,
-    micro-batches and MPI return PARML_ERR_UNSUPPORTED naming what is missing.
+    This version runs data and pipeline parallelism and their products (dp,
+    pp, micro-batches, ZeRO stages 0-3); tp > 1 and MPI return
+    PARML_ERR_UNSUPPORTED naming what is missing.
 
     Attributes:
         struct_size: set by parml_strategy_params_init
@@ -703,6 +704,13 @@ def parml_trainer_learning_rate(trainer: Any, lr_out: Any, /) -> int:
 @ctypes_function("parml_trainer_memory", [parml_trainer, c_int32, POINTER(parml_memory_report)], parml_status)
 def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
     """Memory rank `rank` of the trainer holds (set out->struct_size first)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_out);
+@ctypes_function("parml_trainer_plan", [parml_trainer, POINTER(POINTER(c_char))], parml_status)
+def parml_trainer_plan(trainer: Any, text_out: Any, /) -> int:
+    """The execution plan as text in *text_out; the caller frees it with parml_buffer_free."""
     ...
 
 

@@ -9,6 +9,10 @@ allocation failure.
 
 from __future__ import annotations
 
+import ctypes
+from ctypes import POINTER, byref, c_char
+from typing import Any, Callable
+
 from . import _capi
 from ._lib import LibraryNotFoundError, LibraryVersionError
 
@@ -151,6 +155,17 @@ def check(status: int) -> None:
         if not message:
             message = _capi.parml_status_string(status).decode()
         raise error_for(status, message)
+
+
+def take_text(call: Callable[[Any], int]) -> str:
+    """Runs `call(byref(char_pointer))` for a C function that hands out a
+    NUL-terminated text buffer, checks its status, and frees the buffer."""
+    text = POINTER(c_char)()
+    check(call(byref(text)))
+    try:
+        return ctypes.string_at(text).decode("utf-8", "replace")
+    finally:
+        _capi.parml_buffer_free(text)
 
 
 __all__ = [

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import ctypes
-from ctypes import POINTER, byref, c_char, c_int64
+from ctypes import byref, c_int64
 from typing import Iterable
 
 import numpy as np
 
 from . import _arrays, _capi
 from ._handle import Handle
-from .errors import check
+from .errors import check, take_text
 from .layers import Layer, require_layers
 
 
@@ -105,13 +104,8 @@ class Model(Handle):
 
     def summary(self) -> str:
         """The library's text description of the layers and parameter shapes."""
-        text = POINTER(c_char)()
         with self._use() as m:
-            check(_capi.parml_model_summary(m, byref(text)))
-        try:
-            return ctypes.string_at(text).decode("utf-8", "replace")
-        finally:
-            _capi.parml_buffer_free(text)
+            return take_text(lambda out: _capi.parml_model_summary(m, out))
 
     def output_shape(self, input_shape: Iterable[int]) -> tuple[int, ...]:
         """The output shape for an input shape (N, ...), checked through every

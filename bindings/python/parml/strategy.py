@@ -28,13 +28,16 @@ class Strategy:
 
     Args:
         dp: data-parallel ranks (threads of this process).
-        tp, pp, micro_batches, schedule: tensor and pipeline parallelism
-            ("gpipe" or "1f1b"); not implemented by this library version:
-            a trainer asking for them raises UnsupportedError.
+        pp, micro_batches, schedule: pipeline stages (consecutive
+            top-level layers, balanced by parameter count), micro-batches
+            per step, and the schedule ("gpipe" or "1f1b").
+        tp: tensor parallelism; not implemented by this library version:
+            a trainer asking for it raises UnsupportedError.
         zero: ZeRO stage 0..3 on the dp axis.
         backend: "threads" (default) or "mpi" (not implemented yet).
-        deterministic: True for layout-invariant training: every dp and ZeRO
-            stage gives serial training's parameters bit for bit.
+        deterministic: True for layout-invariant training: every dp, pp,
+            micro-batch count and ZeRO stage gives serial training's
+            parameters bit for bit.
         grad_chunk: deterministic mode's samples per gradient chunk.
         blas_threads: OpenBLAS threads per rank (0 = cores / ranks).
         seed: dropout masks and shuffling.

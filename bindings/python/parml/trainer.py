@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 from . import _arrays, _capi
 from ._handle import Handle
 from .data import Dataset, as_dataset
-from .errors import check, error_for
+from .errors import check, error_for, take_text
 from .model import Model
 from .optim import Optimizer
 from .strategy import Strategy
@@ -378,13 +378,20 @@ class Trainer(Handle):
         return float(lr.value)
 
     def memory(self, rank: int = 0) -> MemoryReport:
-        """Bytes rank `rank` (0..dp-1) holds: parameters, gradients, optimizer
-        state and deterministic-mode scratch."""
+        """Bytes rank `rank` (0..dp*pp*tp-1) holds: parameters and gradients
+        of its pipeline stage, optimizer state and scratch."""
         r = _capi.parml_memory_report()
         r.struct_size = sizeof(r)
         with self._use() as t:
             check(_capi.parml_trainer_memory(t, int(rank), byref(r)))
         return MemoryReport(r.parameter_bytes, r.gradient_bytes, r.optimizer_bytes, r.scratch_bytes)
+
+    def plan(self) -> str:
+        """The execution plan, for people: the dp x pp x tp mesh, which layers
+        and parameter slice each rank holds, what a step exchanges, and each
+        rank's memory. The wording may change between versions."""
+        with self._use() as t:
+            return take_text(lambda out: _capi.parml_trainer_plan(t, out))
 
     def __repr__(self) -> str:
         if self.closed:

@@ -256,6 +256,34 @@ def test_dp2_deterministic_is_bitwise_serial(zero):
     assert np.array_equal(bits(results[0]), bits(results[1]))
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [dict(pp=2, micro_batches=3, schedule="1f1b"), dict(pp=3, micro_batches=2, schedule="gpipe"), dict(dp=2, pp=2, micro_batches=4, zero=2)],
+)
+def test_pipeline_deterministic_is_bitwise_serial(layout):
+    x, y = blobs(300, seed=8)
+    results = []
+    for kwargs in ({}, layout):
+        model = mlp(hidden=48, seed=21)
+        strategy = parml.Strategy(deterministic=True, grad_chunk=16, seed=4, **kwargs)
+        optimizer = parml.SGD(0.05, momentum=0.9, clip_grad_norm=1.0)
+        with model, parml.Trainer(model, optimizer=optimizer, strategy=strategy) as trainer:
+            trainer.fit(x, y, epochs=2, batch_size=72, verbose=False)  # uneven last batch, shuffled
+            results.append(model.parameters)
+    assert np.array_equal(bits(results[0]), bits(results[1]))
+
+
+def test_plan_describes_stages_and_ranks():
+    with mlp() as model, parml.Trainer(model, strategy=parml.Strategy(dp=2, pp=3, micro_batches=4, schedule="gpipe")) as t:
+        plan = t.plan()
+        assert "dp 2 × pp 3" in plan and "GPipe" in plan
+        assert "stage 2: layers 2:linear(32→3)" in plan
+        assert "rank 5 (dp 1, stage 2" in plan
+        assert sum(t.memory(r).parameter_bytes for r in range(3)) == 4 * model.num_params
+    with mlp() as model, pytest.raises(parml.InvalidArgumentError, match="pp=4"):
+        parml.Trainer(model, strategy=parml.Strategy(pp=4))
+
+
 def test_default_mode_dp2_is_close_to_serial():
     x, y = blobs(256, seed=8)
     results = []

@@ -1,0 +1,99 @@
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+/// A copy of a stage's layers with its own activation buffers (the
+/// parameters and gradients are the rank's), holding one piece of a
+/// micro-batch from its forward until its backward.
+final class PipelineSlot {
+    let model: Model
+    /// First stage: this piece's rows of the host's batch (read only).
+    let batchView: Tensor
+    /// Later stages: the activations received from the previous stage.
+    let received: Tensor
+    /// Last stage: the piece's rows of the targets.
+    let targetView: Tensor
+    /// The stage's output of the last forward.
+    var output: Tensor?
+
+    /// What views point at before their first use (never read).
+    nonisolated(unsafe) private static let nowhere = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+
+    init(model: Model) throws {
+        self.model = model
+        batchView = Tensor(view: PipelineSlot.nowhere, shape: Shape(0), owner: nil)
+        targetView = Tensor(view: PipelineSlot.nowhere, shape: Shape(0), owner: nil)
+        received = try Tensor(shape: Shape(0))
+    }
+}
+
+/// Rows of a batch that run through the layers as one forward and one
+/// backward: a whole micro-batch (fast mode) or one chunk of it
+/// (deterministic mode, where every chunk's weight gradient is kept apart).
+struct Piece {
+    let rows: Range<Int>
+    /// The chunk index in deterministic mode.
+    let chunk: Int?
+}
+
+/// One step as a rank sees it: its data rank's rows cut into micro-batches
+/// and pieces, the shapes at its stage's boundaries, and what it measured.
+struct StepWork {
+    let x: Tensor
+    let y: Tensor
+    let plan: StepPlan
+    let scale: Float
+    let step: Int
+    let seed: UInt64
+    let microBatches: Int
+    /// This data rank's rows (fast mode) or chunks (deterministic mode).
+    let rows: Range<Int>
+    let chunks: Range<Int>
+    /// Most pieces in one micro-batch.
+    let maxPieces: Int
+    /// Shapes entering and leaving the stage (leading dimension: the batch's).
+    var stageInput = Shape(0)
+    var stageOutput = Shape(0)
+    var lossSum: Float = 0
+    var correct = 0
+    var backwardPieces = 0
+
+    init(x: Tensor, y: Tensor, plan: StepPlan, scale: Float, step: Int, seed: UInt64, microBatches: Int, data: Int) {
+        self.x = x
+        self.y = y
+        self.plan = plan
+        self.scale = scale
+        self.step = step
+        self.seed = seed
+        self.microBatches = microBatches
+        rows = plan.rows(of: data)
+        chunks = plan.chunk != nil ? plan.chunks(of: data) : 0..<0
+        maxPieces = plan.chunk != nil ? max(1, (chunks.count + microBatches - 1) / microBatches) : 1
+    }
+
+    /// Computes the shapes at the stage's boundaries for this batch.
+    mutating func shapes(model: Model, stageLayers: Range<Int>) throws {
+        let layers = model.root.layers
+        var s = x.shape
+        for l in 0..<stageLayers.lowerBound { s = try layers[l].outputShape(for: s) }
+        stageInput = s
+        for l in stageLayers { s = try layers[l].outputShape(for: s) }
+        stageOutput = s
+    }
+
+    func pieceCount(_ j: Int) -> Int {
+        if plan.chunk != nil {
+            return Sharding.range(count: chunks.count, parts: microBatches, index: j, alignment: 1).count
+        }
+        return Sharding.range(count: rows.count, parts: microBatches, index: j, alignment: 1).isEmpty ? 0 : 1
+    }
+
+    func piece(_ j: Int, _ q: Int) -> Piece {
+        if plan.chunk != nil {
+            let c = chunks.lowerBound + Sharding.range(count: chunks.count, parts: microBatches, index: j, alignment: 1).lowerBound + q
+            return Piece(rows: plan.rows(ofChunk: c), chunk: c)
+        }
+        let r = Sharding.range(count: rows.count, parts: microBatches, index: j, alignment: 1)
+        return Piece(rows: (rows.lowerBound + r.lowerBound)..<(rows.lowerBound + r.upperBound), chunk: nil)
+    }
+}

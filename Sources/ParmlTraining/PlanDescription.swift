@@ -1,0 +1,82 @@
+import ParmlModel
+
+extension Trainer {
+    /// A human-readable account of the execution plan: the mesh, which rank
+    /// holds which layers and which slice of the parameters, what is
+    /// exchanged in a step, and the memory each rank holds.
+    public var planDescription: String {
+        let mesh = layout.mesh
+        var lines: [String] = []
+        let mode = strategy.deterministic
+            ? "deterministic (gradients over chunks of \(strategy.gradientChunk) samples, fixed tree order)"
+            : "fast (one GEMM per micro-batch; reproducible for this layout)"
+        lines.append("world \(mesh.worldSize) = dp \(mesh.dp) × pp \(mesh.pp) × tp \(mesh.tp), threads backend, \(mode)")
+        lines.append("rank = (dp_index · pp + stage) · tp + tp_index")
+        if mesh.pp > 1 || layout.microBatches > 1 {
+            let m = layout.microBatches, p = mesh.pp
+            let name = mesh.pp == 1 ? "gradient accumulation" : (layout.schedule == .gpipe ? "GPipe" : "1F1B (PipeDream-flush)")
+            let bubble = Double(p - 1) / Double(m + p - 1)
+            lines.append(
+                "pipeline: \(name), \(m) micro-batch(es) per replica per step; ideal bubble (p−1)/(m+p−1) = "
+                    + "\((bubble * 1000).rounded() / 1000)")
+        }
+        lines.append("tensor parallelism: none (tp = 1); every layer is whole on the ranks of its stage")
+        lines.append("stages:")
+        let layers = model.root.layers
+        for (s, range) in layout.partition.layers.enumerated() {
+            let slice = layout.stageRanges[s]
+            let names = range.map { "\($0):" + Trainer.describe(layers[$0]) }.joined(separator: ", ")
+            lines.append("  stage \(s): layers \(names); parameters [\(slice.lowerBound), \(slice.upperBound)) = \(slice.count)")
+        }
+        lines.append("ranks:")
+        for r in ranks {
+            let c = r.coordinate
+            let m = r.memory
+            var line = "  rank \(r.rank) (dp \(c.data), stage \(c.stage), tp \(c.tensor)): updates [\(r.ownedRange.lowerBound), \(r.ownedRange.upperBound))"
+            if layout.zeroStage >= 1 && mesh.dp > 1 { line += " (ZeRO-\(layout.zeroStage) shard)" }
+            line += "; bytes: parameters \(m.parameters), gradients \(m.gradients), optimizer \(m.optimizer), scratch \(m.scratch)"
+            lines.append(line)
+        }
+        lines.append("each step:")
+        if mesh.pp > 1 {
+            let order = layout.schedule == .gpipe
+                ? "all forwards, then all backwards (m micro-batches of activations alive)"
+                : "1F1B (at most pp − stage micro-batches of activations alive)"
+            lines.append("  1. stages run their layers on each micro-batch, \(order); send/recv over the pp group: activations forward, their gradients backward")
+        } else {
+            lines.append("  1. each rank runs forward and backward of every layer on its rows of the batch")
+        }
+        if mesh.dp > 1 {
+            let how: String
+            if strategy.deterministic {
+                how = "chunk-tree nodes sent to shard owners (send/recv), summed in the fixed tree order"
+                    + (layout.zeroStage == 0 ? ", then all-gather" : "")
+            } else if layout.zeroStage >= 1 {
+                how = "reduce-scatter (each rank keeps its shard)"
+            } else {
+                how = "all-reduce in buckets of \(strategy.bucketBytes) bytes"
+            }
+            lines.append("  2. gradients of each stage summed over its dp group: \(how)")
+        } else {
+            lines.append("  2. no gradient exchange (dp = 1)")
+        }
+        if optimizerConfig.clipGradNorm > 0 {
+            lines.append("  3. global gradient norm: blocks of 1024 summed where they end, block sums all-reduced over the world")
+        }
+        var update = "  4. optimizer updates each rank's slice"
+        if layout.zeroStage >= 3 && mesh.dp > 1 {
+            update += "; ZeRO-3: the dp replicas read one shared parameter arena, nothing to gather"
+        } else if layout.zeroStage >= 1 && mesh.dp > 1 {
+            update += ", then all-gather of the stage's parameters over its dp group"
+        }
+        lines.append(update)
+        if mesh.worldSize > 1 { lines.append("  5. loss and accuracy all-reduced over the world (2 floats)") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func describe(_ l: Layer) -> String {
+        if let lin = l as? Linear { return "linear(\(lin.inFeatures)→\(lin.outFeatures))" }
+        if let r = l as? Residual { return "residual[" + r.body.layers.map(describe).joined(separator: ", ") + "]" }
+        return l.kind
+    }
+}

@@ -1,0 +1,55 @@
+import ParmlTensor
+
+/// How the top-level layers of a model are cut into pipeline stages.
+///
+/// Stages are contiguous runs of top-level layers (a residual block is one
+/// layer), so each stage owns one contiguous slice of the parameter arena.
+/// The cut minimises the largest stage cost, where a layer's cost is its
+/// parameter count (a proxy for its GEMM work per sample) plus one, so that
+/// layers without parameters still count and every stage gets a layer.
+struct StagePartition: Sendable, Equatable {
+    /// Top-level layer indices of each stage.
+    let layers: [Range<Int>]
+
+    init(layers: [Range<Int>]) { self.layers = layers }
+
+    /// The balanced cut of layers with `costs` into `stages` stages.
+    static func balanced(costs: [Int], stages: Int) throws -> StagePartition {
+        let n = costs.count
+        guard stages >= 1 else { throw ParmlError.invalidArgument("pipeline: pp must be >= 1, got \(stages)") }
+        guard stages <= n else {
+            throw ParmlError.invalidArgument(
+                "pipeline: pp=\(stages) stages but the model has \(n) top-level layer(s); each stage needs at least one "
+                    + "(a residual block counts as one layer)")
+        }
+        // best[k][i]: the smallest possible largest-stage cost when layers
+        // 0..<i form k stages; cut[k][i] the start of the last of them.
+        var prefix = [0]
+        for c in costs { prefix.append(prefix.last! + c + 1) }
+        let inf = Int.max
+        var best = [[Int]](repeating: [Int](repeating: inf, count: n + 1), count: stages + 1)
+        var cut = [[Int]](repeating: [Int](repeating: 0, count: n + 1), count: stages + 1)
+        best[0][0] = 0
+        for k in 1...stages {
+            for i in k...n {
+                for j in (k - 1)..<i where best[k - 1][j] != inf {
+                    let v = max(best[k - 1][j], prefix[i] - prefix[j])
+                    // Ties go to the later cut: earlier stages get fewer layers,
+                    // which shortens the warm-up of the pipeline's first stages.
+                    if v <= best[k][i] {
+                        best[k][i] = v
+                        cut[k][i] = j
+                    }
+                }
+            }
+        }
+        var bounds: [Range<Int>] = []
+        var end = n
+        for k in stride(from: stages, through: 1, by: -1) {
+            let start = cut[k][end]
+            bounds.append(start..<end)
+            end = start
+        }
+        return StagePartition(layers: bounds.reversed())
+    }
+}

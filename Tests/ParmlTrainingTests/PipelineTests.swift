@@ -1,0 +1,310 @@
+import Foundation
+import ParmlModel
+import ParmlTensor
+import Testing
+import _ParmlTestSupport
+
+@testable import ParmlTraining
+
+// Promise 1 for pipeline parallelism and dp × pp hybrids: in deterministic
+// mode every pp, schedule, micro-batch count and ZeRO stage gives the bits
+// serial deterministic training gives; in the default mode a pipeline gives
+// the bits of serial training that accumulates the same micro-batches.
+
+/// 12 → w → ReLU → residual(LayerNorm, w → w, GELU, Dropout) → 4: four
+/// top-level layers. With w = 16 the 580 parameters share one clipping
+/// block (every stage boundary cuts it); with w = 64, 5,380 parameters span
+/// six blocks and stage boundaries fall inside blocks.
+private func pipelineMLP(width w: Int) throws -> Model {
+    let m = Model()
+    try m.add(try Linear(inFeatures: 12, outFeatures: w))
+    try m.add(Activation(.relu))
+    try m.beginResidual()
+    try m.add(try LayerNorm(features: w))
+    try m.add(try Linear(inFeatures: w, outFeatures: w))
+    try m.add(Activation(.gelu))
+    try m.add(try Dropout(probability: 0.2))
+    try m.endResidual()
+    try m.add(try Linear(inFeatures: w, outFeatures: 4))
+    try m.initialize(seed: 11)
+    return m
+}
+
+private func pipelineBatch(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
+    let x = randomArray(n * 12, seed: 21, stream: UInt64(step))
+    let y = (0..<n).map { Float(($0 * 5 + step) % 4) }
+    return (try Tensor(x, shape: Shape(n, 12)), try Tensor(y, shape: Shape(n)))
+}
+
+struct Layout: CustomStringConvertible, Sendable {
+    var dp = 1
+    var pp = 1
+    var m = 1
+    var schedule: PipelineSchedule = .oneForwardOneBackward
+    var zero = 0
+    var description: String { "dp=\(dp) pp=\(pp) m=\(m) \(schedule == .gpipe ? "gpipe" : "1f1b") zero=\(zero)" }
+}
+
+/// Parameters after `steps` steps of `layout` on batches of `n` samples.
+private func trainPipeline(
+    _ layout: Layout, deterministic: Bool, optimizer: DPOptimizer, n: Int = 45, width: Int = 16, steps: Int = 5
+) throws -> [Float] {
+    try trainPipeline(layout, deterministic: deterministic, config: optimizer.config, n: n, width: width, steps: steps)
+}
+
+private func trainPipeline(
+    _ layout: Layout, deterministic: Bool, config: OptimizerConfig, n: Int = 45, width: Int = 16, steps: Int = 5
+) throws -> [Float] {
+    var s = StrategyConfig()
+    s.dp = layout.dp
+    s.pp = layout.pp
+    s.microBatches = layout.m
+    s.pipelineSchedule = layout.schedule
+    s.zeroStage = layout.zero
+    s.deterministic = deterministic
+    s.gradientChunk = 8
+    s.seed = 4
+    s.bucketBytes = 700 * 4
+    s.watchdogSeconds = 20
+    // One OpenBLAS thread for every layout: two threads in one sgemm can
+    // round a large-k product differently from one, and serial runs would
+    // otherwise get two where ranks get one each.
+    s.blasThreads = 1
+    let model = try pipelineMLP(width: width)
+    let t = try Trainer(model: model, loss: .crossEntropy, optimizer: config, strategy: s)
+    var losses: [Float] = []
+    for k in 0..<steps {
+        let (x, y) = try pipelineBatch(n, step: k)
+        let r = try t.step(inputs: x, targets: y)
+        losses.append(r.loss)
+        #expect(r.loss.isFinite, "\(layout): loss \(r.loss)")
+        if config.clipGradNorm > 0 { #expect(t.lastGradientNorm.isFinite && t.lastGradientNorm > 0) }
+    }
+    return model.parameters!.toArray()
+}
+
+/// Compares without handing the arrays to #expect (which prints them).
+private func expectSameBits(_ a: [Float], _ b: [Float], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let same = a.map(\.bitPattern) == b.map(\.bitPattern)
+    #expect(same, "\(what)", sourceLocation: sourceLocation)
+}
+
+struct PipelineTests {
+    static let pipelines: [Layout] = [2, 3, 4].flatMap { p in
+        [PipelineSchedule.gpipe, .oneForwardOneBackward].flatMap { sched in
+            [1, p, 2 * p + 1].map { Layout(pp: p, m: $0, schedule: sched) }
+        }
+    }
+
+    /// The issue's matrix: pp ∈ {2, 3, 4} × {GPipe, 1F1B} × m ∈ {1, p, 2p+1},
+    /// two optimizers (AdamW clips by global norm across the stages).
+    @Test(arguments: DPOptimizer.allCases, [16, 64])
+    func deterministicPipelinesAreBitIdenticalToSerial(optimizer: DPOptimizer, width: Int) throws {
+        let serial = try trainPipeline(Layout(), deterministic: true, optimizer: optimizer, width: width)
+        for layout in Self.pipelines {
+            let p = try trainPipeline(layout, deterministic: true, optimizer: optimizer, width: width)
+            expectSameBits(p, serial, "\(layout) \(optimizer): max |Δ| = \(maxAbsDiff(p, serial))")
+        }
+    }
+
+    /// Hybrids dp × pp with ZeRO 0, 2 and 3 (DeepSpeed forbids ZeRO-2/3 with
+    /// pipelines; here they are the same math).
+    @Test(arguments: DPOptimizer.allCases)
+    func deterministicHybridsAreBitIdenticalToSerial(optimizer: DPOptimizer) throws {
+        let serial = try trainPipeline(Layout(), deterministic: true, optimizer: optimizer, width: 64)
+        var layouts: [Layout] = []
+        for zero in [0, 1, 2, 3] {
+            layouts.append(Layout(dp: 2, pp: 2, m: 3, schedule: .oneForwardOneBackward, zero: zero))
+            layouts.append(Layout(dp: 2, pp: 2, m: 2, schedule: .gpipe, zero: zero))
+        }
+        layouts.append(Layout(dp: 3, pp: 2, m: 1, schedule: .oneForwardOneBackward, zero: 2))
+        layouts.append(Layout(dp: 2, pp: 3, m: 4, schedule: .gpipe, zero: 1))
+        for layout in layouts {
+            let p = try trainPipeline(layout, deterministic: true, optimizer: optimizer, width: 64)
+            expectSameBits(p, serial, "\(layout) \(optimizer): max |Δ| = \(maxAbsDiff(p, serial))")
+        }
+    }
+
+    /// Default mode: a stage runs the GEMMs serial training runs on the same
+    /// micro-batches and accumulates them in the same order, so a pipeline
+    /// equals serial gradient accumulation over m micro-batches bit for bit,
+    /// whichever schedule. (Plain SGD momentum is left out: serial training
+    /// folds it into the backward GEMM's beta, which rounds once differently.)
+    @Test(arguments: ["adamw", "nesterov"])
+    func defaultModeMatchesSerialAccumulation(optimizer: String) throws {
+        var config = DPOptimizer.adamW.config
+        if optimizer == "nesterov" {
+            config = DPOptimizer.sgdMomentum.config
+            config.nesterov = true
+        }
+        for m in [1, 3, 5] {
+            let serial = try trainPipeline(Layout(m: m), deterministic: false, config: config, width: 64)
+            for p in [2, 4] {
+                for sched in [PipelineSchedule.gpipe, .oneForwardOneBackward] {
+                    let layout = Layout(pp: p, m: m, schedule: sched)
+                    let got = try trainPipeline(layout, deterministic: false, config: config, width: 64)
+                    expectSameBits(got, serial, "\(layout) \(optimizer): max |Δ| = \(maxAbsDiff(got, serial))")
+                }
+            }
+        }
+    }
+
+    /// Accumulating micro-batches changes only the order of float sums: the
+    /// same tolerance as data parallelism's default mode.
+    @Test func microBatchesStayWithinRoundingOfOneBatch() throws {
+        let whole = try trainPipeline(Layout(), deterministic: false, optimizer: .sgdMomentum, width: 64)
+        for layout in [Layout(pp: 2, m: 4, schedule: .gpipe), Layout(dp: 2, pp: 2, m: 3, zero: 2)] {
+            let p = try trainPipeline(layout, deterministic: false, optimizer: .sgdMomentum, width: 64)
+            let d = maxAbsDiff(p, whole)
+            #expect(d <= 1e-6, "\(layout): max |Δ| = \(d)")
+        }
+    }
+
+    /// More micro-batches than samples: empty micro-batches are skipped on
+    /// every stage alike, and nothing deadlocks.
+    @Test func moreMicroBatchesThanSamples() throws {
+        let serial = try trainPipeline(Layout(), deterministic: true, optimizer: .sgdMomentum, n: 6, steps: 2)
+        let p = try trainPipeline(Layout(pp: 3, m: 9, schedule: .oneForwardOneBackward), deterministic: true, optimizer: .sgdMomentum, n: 6, steps: 2)
+        expectSameBits(p, serial, "pp=3 m=9")
+        let fast = try trainPipeline(Layout(dp: 2, pp: 2, m: 7), deterministic: false, optimizer: .sgdMomentum, n: 5, steps: 2)
+        #expect(fast.allSatisfy { $0.isFinite })
+    }
+
+    /// 1F1B keeps at most p − s micro-batches alive on stage s; GPipe keeps all m.
+    @Test func oneForwardOneBackwardBoundsLiveActivations() throws {
+        func slots(_ schedule: PipelineSchedule) throws -> [Int] {
+            var s = StrategyConfig()
+            s.pp = 4
+            s.microBatches = 8
+            s.pipelineSchedule = schedule
+            let t = try Trainer(model: try pipelineMLP(width: 16), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: s)
+            let (x, y) = try pipelineBatch(64, step: 0)
+            try t.step(inputs: x, targets: y)
+            return t.ranks.map(\.activationSlots)
+        }
+        #expect(try slots(.gpipe) == [8, 8, 8, 8])
+        // 1F1B's last stage runs each forward straight into its backward: one slot.
+        #expect(try slots(.oneForwardOneBackward) == [4, 3, 2, 1])
+    }
+
+    @Test func stagesOwnContiguousSlicesOfTheArena() throws {
+        var s = StrategyConfig()
+        s.pp = 3
+        let model = try pipelineMLP(width: 64)
+        let t = try Trainer(model: model, loss: .crossEntropy, optimizer: DPOptimizer.adamW.config, strategy: s)
+        let ranges = t.layout.stageRanges
+        #expect(ranges.first?.lowerBound == 0 && ranges.last?.upperBound == model.parameterCount)
+        for (a, b) in zip(ranges, ranges.dropFirst()) { #expect(a.upperBound == b.lowerBound) }
+        let grads = try (0..<3).map { try t.memory(rank: $0).gradients }
+        #expect(grads.reduce(0, +) == model.parameterCount * 4, "the stages' gradients add up to one arena: \(grads)")
+    }
+}
+
+struct StageScheduleTests {
+    /// Every micro-batch runs forward then backward once on every stage, in
+    /// order, and a slot (j mod inFlight) is never reused while alive.
+    @Test func schedulesRunEachMicroBatchOnceWithinTheirSlots() {
+        for p in 1...5 {
+            for m in 1...11 {
+                for kind in [PipelineSchedule.gpipe, .oneForwardOneBackward] {
+                    for s in 0..<p {
+                        let sched = StageSchedule(kind: kind, stage: s, stages: p, microBatches: m)
+                        var alive = Set<Int>()
+                        var slotOwner = [Int: Int]()
+                        var forwards: [Int] = [], backwards: [Int] = []
+                        for op in sched.ops {
+                            switch op {
+                            case .forward(let j):
+                                let slot = j % sched.inFlight
+                                #expect(slotOwner[slot] == nil, "p=\(p) m=\(m) s=\(s): slot \(slot) busy")
+                                slotOwner[slot] = j
+                                alive.insert(j)
+                                forwards.append(j)
+                            case .backward(let j):
+                                #expect(alive.contains(j))
+                                alive.remove(j)
+                                slotOwner[j % sched.inFlight] = nil
+                                backwards.append(j)
+                            }
+                        }
+                        #expect(forwards == Array(0..<m) && backwards == Array(0..<m))
+                        let bound = kind == .gpipe ? m : min(p - s, m)
+                        #expect(sched.inFlight == bound, "p=\(p) m=\(m) s=\(s) \(kind)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func partitionBalancesParameterCounts() throws {
+        // 784-1024-1024-10 MLP: Linear, ReLU, Linear, ReLU, Linear.
+        let costs = [803_840, 0, 1_049_600, 0, 10_250]
+        let two = try StagePartition.balanced(costs: costs, stages: 2)
+        #expect(two.layers == [0..<2, 2..<5])
+        let five = try StagePartition.balanced(costs: costs, stages: 5)
+        #expect(five.layers.map(\.count) == [1, 1, 1, 1, 1])
+        let e = parmlError { _ = try StagePartition.balanced(costs: costs, stages: 6) }
+        #expect(e?.message.contains("pp=6") == true && e?.message.contains("5 top-level") == true, "\(String(describing: e))")
+    }
+
+    @Test func treeAccumulatorLeavesTheCover() throws {
+        for chunks in 1...13 {
+            let tree = ChunkTree(chunks: chunks)
+            for lo in 0..<chunks {
+                for hi in (lo + 1)...chunks {
+                    let acc = TreeAccumulator()
+                    try acc.start(tree: tree, owned: lo..<hi, width: 1)
+                    for c in lo..<hi {
+                        let b = try acc.leafBuffer()
+                        b.data[0] = Float(1 << c)
+                        acc.push(chunk: c, buffer: b)
+                    }
+                    #expect(acc.stack.map(\.node) == tree.cover(lo..<hi), "chunks=\(chunks) range \(lo)..<\(hi)")
+                    let sums = acc.stack.map { Int($0.buffer.data[0]) }
+                    let expected = tree.cover(lo..<hi).map { n in tree.span(n).reduce(0) { $0 + (1 << $1) } }
+                    #expect(sums == expected)
+                }
+            }
+        }
+    }
+}
+
+struct PipelineFailureTests {
+    private func trainer(pp: Int, dp: Int = 1, watchdog: Double) throws -> Trainer {
+        var s = StrategyConfig()
+        s.pp = pp
+        s.dp = dp
+        s.microBatches = 3
+        s.watchdogSeconds = watchdog
+        return try Trainer(model: try pipelineMLP(width: 16), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: s)
+    }
+
+    @Test(arguments: [(2, 1), (3, 1), (2, 2)])
+    func aFailingStageFailsTheStepOnEveryRank(pp: Int, dp: Int) throws {
+        let t = try trainer(pp: pp, dp: dp, watchdog: 2)
+        let (x, y) = try pipelineBatch(24, step: 0)
+        try t.step(inputs: x, targets: y)
+        let failing = pp * dp - 1
+        t._faultInjection = .fail(rank: failing, step: 1)
+        let start = Date()
+        let e = parmlError { try t.step(inputs: x, targets: y) }
+        #expect(Date().timeIntervalSince(start) < 5)
+        #expect(e?.message.contains("rank \(failing)") == true, "\(String(describing: e))")
+        #expect(t.stepCount == 1)
+    }
+
+    @Test func aStalledStageTimesOut() throws {
+        let t = try trainer(pp: 3, watchdog: 1)
+        let (x, y) = try pipelineBatch(24, step: 0)
+        expectStalledRankTimesOut(t, x: x, y: y)
+    }
+
+    @Test func moreStagesThanLayersIsRejectedBeforeStepOne() throws {
+        var s = StrategyConfig()
+        s.pp = 5
+        let e = parmlError {
+            _ = try Trainer(model: try pipelineMLP(width: 16), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        }
+        #expect(e?.message.contains("pp=5") == true && e?.message.contains("4 top-level") == true, "\(String(describing: e))")
+    }
+}
