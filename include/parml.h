@@ -271,6 +271,13 @@ PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank,
 /// for people and may change; do not parse it. Since: 0.2.
 PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_out);
 
+/// Starts (nonzero `enabled`, discarding what was recorded) or stops
+/// recording every rank's timeline: forward and backward per micro-batch,
+/// send, waits in receive (pipeline bubbles), gradient reduction, optimizer.
+/// The environment variable PARML_TRACE=path turns recording on for every
+/// trainer and writes the timeline to path when the trainer is freed. Since: 0.2.
+PARML_API parml_status parml_trainer_set_trace(parml_trainer trainer, int32_t enabled);
+
 /// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
 /// indices for cross-entropy, the output's shape for MSE). Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
@@ -280,6 +287,11 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 
 /// Optimizer steps taken so far in *steps_out. Since: 0.1.
 PARML_API parml_status parml_trainer_step_count(parml_trainer trainer, int64_t * steps_out);
+
+/// Writes the recorded timeline to `path` as Chrome trace JSON (open it in
+/// Perfetto or chrome://tracing): one track per rank, one slice per event,
+/// labelled with micro-batch, stage and step. Errors: PARML_ERR_IO. Since: 0.2.
+PARML_API parml_status parml_trainer_write_trace(parml_trainer trainer, char const * path);
 
 /// The library's version as MAJOR*10000 + MINOR*100 + PATCH (compare with
 /// PARML_VERSION_NUMBER). Thread-safe. Since: 0.1.

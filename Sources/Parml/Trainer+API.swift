@@ -193,3 +193,27 @@ public func parmlTrainerPlan(_ trainer: parml_trainer?, _ text_out: UnsafeMutabl
         out.pointee = try cString(t.planDescription)
     }
 }
+
+/// Starts (nonzero `enabled`, discarding what was recorded) or stops
+/// recording every rank's timeline: forward and backward per micro-batch,
+/// send, waits in receive (pipeline bubbles), gradient reduction, optimizer.
+/// The environment variable PARML_TRACE=path turns recording on for every
+/// trainer and writes the timeline to path when the trainer is freed. Since: 0.2.
+@c(parml_trainer_set_trace)
+public func parmlTrainerSetTrace(_ trainer: parml_trainer?, _ enabled: Int32) -> parml_status {
+    guarded("parml_trainer_set_trace") {
+        try trainerObject(trainer).setTracing(enabled != 0)
+    }
+}
+
+/// Writes the recorded timeline to `path` as Chrome trace JSON (open it in
+/// Perfetto or chrome://tracing): one track per rank, one slice per event,
+/// labelled with micro-batch, stage and step. Errors: PARML_ERR_IO. Since: 0.2.
+@c(parml_trainer_write_trace)
+public func parmlTrainerWriteTrace(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
+    guarded("parml_trainer_write_trace") {
+        let t = try trainerObject(trainer)
+        let p = try nonNull(path, "path")
+        try t.writeChromeTrace(to: String(cString: p))
+    }
+}

@@ -132,6 +132,8 @@ final class RankContext {
     private var coveredChunks = -1
     private var covers: [[ChunkTree.Node]] = []
     var result = RankResult()
+    /// This rank's timeline (recorded only when tracing is on).
+    let trace = TraceRecorder()
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
@@ -216,35 +218,45 @@ final class RankContext {
             try accumulator.start(tree: ChunkTree(chunks: plan.chunkCount), owned: plan.chunks(of: coordinate.data), width: stageRange.count)
         }
         try runSchedule(&work)
+        var t = trace.now()
         if plan.chunk != nil {
             try combineChunkGradients(plan: plan)
         } else {
             if work.backwardPieces == 0 { (grads.data + stageRange.lowerBound).update(repeating: 0, count: stageRange.count) }
             try reduceGradients(bucketFloats: bucketFloats)
         }
+        trace.record(.gradientReduction, step: stepIndex, since: t)
 
         // Gradients are now the batch mean over ownedRange.
         var gradientNorm = Float.nan
         if clipNorm > 0 {
             // Every rank takes this branch: the norm's collectives must match.
+            t = trace.now()
             gradientNorm = try norm.norm(grads.data, sums: blockSums.data, scratch: blockScratch.data, comm: comms?.world)
             let f = GradientClipping.factor(norm: gradientNorm, maxNorm: clipNorm)
             if f != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: f, count: ownedRange.count) }
+            trace.record(.clip, step: stepIndex, since: t)
         }
+        t = trace.now()
         optimizer.update(params: params.data, grads: grads.data, lr: lr, t: stepIndex + 1)
+        trace.record(.optimizer, step: stepIndex, since: t)
         var lossSum = work.lossSum
         var correct = work.correct
         if let comms {
             // Ranks sharing one arena (ZeRO-3) see every shard's update already.
             if layout.zeroStage >= 1 && layout.mesh.dp > 1 && !sharesParameters {
+                t = trace.now()
                 try comms.data.allGather(params.data + stageRange.lowerBound, count: stageRange.count)
+                trace.record(.gather, step: stepIndex, since: t)
             }
             // Only last stages computed a loss; zeros from the others add exactly.
+            t = trace.now()
             stats.data[0] = lossSum
             stats.data[1] = Float(correct)
             try comms.world.allReduce(stats.data, count: 2, op: .sum)
             lossSum = stats.data[0]
             correct = Int(stats.data[1])
+            trace.record(.statistics, step: stepIndex, since: t)
         }
         result = RankResult(loss: lossSum, correct: correct, gradientNorm: gradientNorm)
     }
@@ -262,18 +274,18 @@ final class RankContext {
                 if isLastStage, i + 1 < ops.count, ops[i + 1] == .backward(j) {
                     for q in 0..<work.pieceCount(j) {
                         let slot = try self.slot(j, q, fused: true, work: work)
-                        try forward(piece: work.piece(j, q), slot: slot, work: work)
-                        try backward(piece: work.piece(j, q), slot: slot, work: &work)
+                        try forward(piece: work.piece(j, q), microBatch: j, slot: slot, work: work)
+                        try backward(piece: work.piece(j, q), microBatch: j, slot: slot, work: &work)
                     }
                     i += 2
                     continue
                 }
                 for q in 0..<work.pieceCount(j) {
-                    try forward(piece: work.piece(j, q), slot: try slot(j, q, fused: false, work: work), work: work)
+                    try forward(piece: work.piece(j, q), microBatch: j, slot: try slot(j, q, fused: false, work: work), work: work)
                 }
             case .backward(let j):
                 for q in 0..<work.pieceCount(j) {
-                    try backward(piece: work.piece(j, q), slot: try slot(j, q, fused: false, work: work), work: &work)
+                    try backward(piece: work.piece(j, q), microBatch: j, slot: try slot(j, q, fused: false, work: work), work: &work)
                 }
             }
             i += 1
@@ -293,7 +305,7 @@ final class RankContext {
         PassContext(training: true, step: work.step, sampleOffset: piece.rows.lowerBound, seed: work.seed)
     }
 
-    private func forward(piece: Piece, slot: PipelineSlot, work: StepWork) throws {
+    private func forward(piece: Piece, microBatch j: Int, slot: PipelineSlot, work: StepWork) throws {
         let n = piece.rows.count
         let input: Tensor
         if isFirstStage {
@@ -303,21 +315,31 @@ final class RankContext {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             input = slot.received
             try input.resize(work.stageInput.withLeading(n))
+            let t = trace.now()
             try comms.pipe.receive(input.data, count: input.count, from: coordinate.stage - 1)
+            trace.record(.receive, microBatch: j, step: work.step, since: t)
         }
         let ctx = context(piece, work)
+        var t = trace.now()
         var h = input
         let layers = slot.model.root.layers
         for l in stageLayers { h = try layers[l].forward(h, ctx) }
         slot.output = h
-        if !isLastStage, let comms { try comms.pipe.send(h.data, count: h.count, to: coordinate.stage + 1) }
+        trace.record(.forward, microBatch: j, step: work.step, since: t)
+        if !isLastStage, let comms {
+            t = trace.now()
+            try comms.pipe.send(h.data, count: h.count, to: coordinate.stage + 1)
+            trace.record(.send, microBatch: j, step: work.step, since: t)
+        }
     }
 
-    private func backward(piece: Piece, slot: PipelineSlot, work: inout StepWork) throws {
+    private func backward(piece: Piece, microBatch j: Int, slot: PipelineSlot, work: inout StepWork) throws {
         guard let grads = model.gradients, let out = slot.output else { throw ParmlError.internal("backward before forward") }
         let n = piece.rows.count
         var ctx = context(piece, work)
         let dy: Tensor
+        // The loss belongs to the last stage's backward time.
+        var t = trace.now()
         if isLastStage {
             try slot.targetView.retarget(work.y.data + piece.rows.lowerBound * work.y.shape.rowSize, shape: work.y.shape.withLeading(n))
             let r = try loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
@@ -328,7 +350,9 @@ final class RankContext {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             try received.resize(work.stageOutput.withLeading(n))
             try comms.pipe.receive(received.data, count: received.count, from: coordinate.stage + 1)
+            trace.record(.receive, microBatch: j, step: work.step, since: t)
             dy = received
+            t = trace.now()
         }
         // Fast mode accumulates the pieces with the GEMMs' beta (the first
         // overwrites, or folds momentum); deterministic mode keeps each
@@ -348,7 +372,12 @@ final class RankContext {
             leaf.data.update(from: grads.data + stageRange.lowerBound, count: stageRange.count)
             accumulator.push(chunk: chunk, buffer: leaf)
         }
-        if !isFirstStage, let comms { try comms.pipe.send(g.data, count: g.count, to: coordinate.stage - 1) }
+        trace.record(.backward, microBatch: j, step: work.step, since: t)
+        if !isFirstStage, let comms {
+            t = trace.now()
+            try comms.pipe.send(g.data, count: g.count, to: coordinate.stage - 1)
+            trace.record(.send, microBatch: j, step: work.step, since: t)
+        }
     }
 
     // MARK: - Gradient reduction over the data-parallel ranks of the stage

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ParmlData
 import ParmlModel
 import ParmlParallel
@@ -65,6 +68,7 @@ public final class Trainer {
     /// pool runs, built once so that a step allocates nothing.
     private let job: RankJob
     private let rankBody: ((Int) throws -> Void)?
+    private var traceOnExit: String?
 
     public var loss: Loss { ranks[0].loss }
     public var optimizer: Optimizer { ranks[0].optimizer }
@@ -126,6 +130,16 @@ public final class Trainer {
         syncedVersion = model.parameterVersion
         batchInputs = try Tensor(shape: Shape(0))
         batchTargets = try Tensor(shape: Shape(0))
+        // PARML_TRACE=path: record every step and write the timeline there
+        // when the trainer goes away, with no change to the host program.
+        if let p = getenv("PARML_TRACE"), p.pointee != 0 {
+            traceOnExit = String(cString: p)
+            setTracing(true)
+        }
+    }
+
+    deinit {
+        if let traceOnExit { try? writeChromeTrace(to: traceOnExit) }
     }
 
     /// Each rank's world, data-parallel and pipeline communicators.

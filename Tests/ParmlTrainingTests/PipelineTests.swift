@@ -200,6 +200,39 @@ struct PipelineTests {
     }
 }
 
+struct TraceTests {
+    @Test func timelineHasEveryMicroBatchOnEveryStage() throws {
+        var s = StrategyConfig()
+        s.pp = 2
+        s.microBatches = 4
+        s.pipelineSchedule = .gpipe
+        let t = try Trainer(model: try pipelineMLP(width: 16), loss: .crossEntropy, optimizer: DPOptimizer.adamW.config, strategy: s)
+        let (x, y) = try pipelineBatch(32, step: 0)
+        try t.step(inputs: x, targets: y)
+        #expect(t.traceEvents(rank: 0).isEmpty, "nothing is recorded until tracing is on")
+        t.setTracing(true)
+        for _ in 0..<2 { try t.step(inputs: x, targets: y) }
+        for r in 0..<2 {
+            let events = t.traceEvents(rank: r)
+            for kind in [TraceKind.forward, .backward] {
+                let mbs = events.filter { $0.kind == kind }.map { "\($0.step).\($0.microBatch)" }
+                #expect(mbs == ["1.0", "1.1", "1.2", "1.3", "2.0", "2.1", "2.2", "2.3"], "rank \(r) \(kind)")
+            }
+            #expect(events.allSatisfy { $0.end >= $0.start })
+            #expect(events.contains { $0.kind == .optimizer } && events.contains { $0.kind == .receive })
+            let bubble = t.measuredBubble(rank: r)
+            #expect(bubble > 0 && bubble < 1, "rank \(r) bubble \(bubble)")
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(t.chromeTrace().utf8)) as? [String: Any]
+        let events = json?["traceEvents"] as? [[String: Any]] ?? []
+        #expect(events.contains { ($0["name"] as? String) == "forward mb 3" && ($0["tid"] as? Int) == 1 })
+        #expect(events.filter { ($0["ph"] as? String) == "M" }.count == 2, "one named track per rank")
+        t.setTracing(false)
+        try t.step(inputs: x, targets: y)
+        #expect(t.traceEvents(rank: 0).allSatisfy { $0.step < 3 }, "recording stopped")
+    }
+}
+
 struct StageScheduleTests {
     /// Every micro-batch runs forward then backward once on every stage, in
     /// order, and a slot (j mod inFlight) is never reused while alive.

@@ -1123,6 +1123,35 @@ static void test_plan(void) {
               strstr(text, "rank 3 (dp 1, stage 1") && strstr(text, "1F1B") && strstr(text, "reduce-scatter"),
           "plan text:\n%s", text ? text : "(null)");
     parml_buffer_free(text);
+
+    /* A timeline of two steps, written as Chrome trace JSON. */
+    int64_t xd[3] = {16, 3, 4}, yd[1] = {16};
+    float x[192], y[16];
+    for (int i = 0; i < 192; i++) x[i] = cosf((float)i * 0.3f);
+    for (int i = 0; i < 16; i++) y[i] = (float)(i % 3);
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    OK(parml_trainer_set_trace(tr, 1));
+    for (int i = 0; i < 2; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
+    char path[] = "/tmp/parml-trace-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    close(fd);
+    OK(parml_trainer_write_trace(tr, path));
+    FILE *f = fopen(path, "r");
+    static char json[1 << 20];
+    size_t n = f ? fread(json, 1, sizeof json - 1, f) : 0;
+    json[n] = 0;
+    if (f) fclose(f);
+    CHECK(strncmp(json, "{\"displayTimeUnit\"", 18) == 0 && strstr(json, "\"forward mb 3\"") &&
+              strstr(json, "rank 3 (dp 1, stage 1)") && strstr(json, "recv (waiting)"),
+          "trace file starts %.60s", json);
+    OK(parml_trainer_set_trace(tr, 0));
+    CHECK(parml_trainer_write_trace(tr, "/nonexistent-dir/trace.json") == PARML_ERR_IO, "unwritable path is an I/O error");
+    unlink(path);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
     parml_trainer_free(tr);
     parml_model_free(m);
 }

@@ -763,6 +763,14 @@ static void cases_trainer_use(void) {
     BAD("parml_trainer_plan", "a parml_model passed as a parml_trainer", PARML_ERR_INVALID_ARGUMENT,
         parml_trainer_plan((parml_trainer)(void *)x, &plan_text), plan_text == S_TEXT);
 
+    BAD("parml_trainer_set_trace", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_set_trace(NULL, 1), 1);
+    BAD("parml_trainer_set_trace", "freed trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_set_trace(freed_trainer(), 1), 1);
+    BAD("parml_trainer_write_trace", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_write_trace(NULL, "/tmp/t.json"), 1);
+    BAD("parml_trainer_write_trace", "NULL path", PARML_ERR_INVALID_ARGUMENT, parml_trainer_write_trace(tr, NULL), 1);
+    BAD("parml_trainer_write_trace", "freed trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_write_trace(freed_trainer(), "/tmp/t.json"), 1);
+    BAD("parml_trainer_write_trace", "a directory as the path", PARML_ERR_IO, parml_trainer_write_trace(tr, "/tmp"), 1);
+
     /* evaluate */
     parml_dataset good = NULL, ds_wide = NULL, ds_badlab = NULL, ds_reg = NULL;
     OK(parml_dataset_create(x, y, &good));

@@ -714,6 +714,20 @@ def parml_trainer_plan(trainer: Any, text_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_set_trace(parml_trainer trainer, int32_t enabled);
+@ctypes_function("parml_trainer_set_trace", [parml_trainer, c_int32], parml_status)
+def parml_trainer_set_trace(trainer: Any, enabled: int, /) -> int:
+    """Starts (nonzero, discarding earlier events) or stops recording every rank's timeline."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_write_trace(parml_trainer trainer, char const * path);
+@ctypes_function("parml_trainer_write_trace", [parml_trainer, c_char_p], parml_status)
+def parml_trainer_write_trace(trainer: Any, path: bytes, /) -> int:
+    """Writes the recorded timeline to path as Chrome trace JSON."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float * loss_out);
 @ctypes_function("parml_trainer_step", [parml_trainer, parml_tensor, parml_tensor, POINTER(c_float)], parml_status)
 def parml_trainer_step(trainer: Any, inputs: Any, targets: Any, loss_out: Any, /) -> int:

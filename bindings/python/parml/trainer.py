@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 from ctypes import byref, c_float, c_int64, sizeof
@@ -392,6 +393,26 @@ class Trainer(Handle):
         rank's memory. The wording may change between versions."""
         with self._use() as t:
             return take_text(lambda out: _capi.parml_trainer_plan(t, out))
+
+    def start_trace(self) -> None:
+        """Records every rank's timeline from the next step on (forward and
+        backward per micro-batch, sends, receive waits, reductions, optimizer),
+        discarding what was recorded before. PARML_TRACE=path in the
+        environment does the same for every trainer and writes the file when
+        the trainer is closed."""
+        with self._use() as t:
+            check(_capi.parml_trainer_set_trace(t, 1))
+
+    def stop_trace(self) -> None:
+        """Stops recording; what was recorded stays until the next start."""
+        with self._use() as t:
+            check(_capi.parml_trainer_set_trace(t, 0))
+
+    def write_trace(self, path: str | os.PathLike[str]) -> None:
+        """Writes the recorded timeline as Chrome trace JSON (Perfetto,
+        chrome://tracing): one track per rank."""
+        with self._use() as t:
+            check(_capi.parml_trainer_write_trace(t, os.fsencode(path)))
 
     def __repr__(self) -> str:
         if self.closed:

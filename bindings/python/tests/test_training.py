@@ -284,6 +284,24 @@ def test_plan_describes_stages_and_ranks():
         parml.Trainer(model, strategy=parml.Strategy(pp=4))
 
 
+def test_trace_is_chrome_json(tmp_path):
+    import json
+
+    x, y = blobs(64, seed=3)
+    with mlp() as model, parml.Trainer(model, strategy=parml.Strategy(pp=3, micro_batches=4)) as t:
+        t.start_trace()
+        t.step(x, y)
+        t.stop_trace()
+        t.step(x, y)
+        path = tmp_path / "trace.json"
+        t.write_trace(path)
+        events = json.loads(path.read_text())["traceEvents"]
+    names = {e["name"] for e in events if e["ph"] == "X"}
+    assert {"forward mb 0", "forward mb 3", "backward mb 3", "optimizer"} <= names
+    assert {e["tid"] for e in events} == {0, 1, 2}
+    assert all(e["args"]["step"] == 0 for e in events if e["ph"] == "X")
+
+
 def test_default_mode_dp2_is_close_to_serial():
     x, y = blobs(256, seed=8)
     results = []

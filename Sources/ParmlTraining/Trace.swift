@@ -1,0 +1,134 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ParmlTensor
+
+/// What a rank was doing over an interval of a step.
+public enum TraceKind: Int, Sendable, CaseIterable {
+    case forward, backward, send, receive, gradientReduction, clip, optimizer, gather, statistics
+
+    var label: String {
+        switch self {
+        case .forward: "forward"
+        case .backward: "backward"
+        case .send: "send"
+        case .receive: "recv (waiting)"
+        case .gradientReduction: "gradient reduction (dp)"
+        case .clip: "gradient norm"
+        case .optimizer: "optimizer"
+        case .gather: "all-gather params (dp)"
+        case .statistics: "statistics all-reduce"
+        }
+    }
+}
+
+public struct TraceEvent: Sendable {
+    public let kind: TraceKind
+    /// Micro-batch index for forward, backward, send and receive; −1 otherwise.
+    public let microBatch: Int
+    public let step: Int
+    /// Seconds on the monotonic clock.
+    public let start: Double
+    public let end: Double
+}
+
+/// One rank's timeline: a preallocated ring of events, recorded only while
+/// enabled (a disabled recorder costs one branch per event).
+final class TraceRecorder {
+    static let capacity = 1 << 16
+    private(set) var events: [TraceEvent] = []
+    private(set) var dropped = 0
+    var enabled = false {
+        didSet { if enabled && events.capacity < TraceRecorder.capacity { events.reserveCapacity(TraceRecorder.capacity) } }
+    }
+
+    @inline(__always) func now() -> Double { enabled ? Clock.now() : 0 }
+
+    @inline(__always) func record(_ kind: TraceKind, microBatch: Int = -1, step: Int, since start: Double) {
+        guard enabled else { return }
+        guard events.count < TraceRecorder.capacity else {
+            dropped += 1
+            return
+        }
+        events.append(TraceEvent(kind: kind, microBatch: microBatch, step: step, start: start, end: Clock.now()))
+    }
+
+    func clear() {
+        events.removeAll(keepingCapacity: true)
+        dropped = 0
+    }
+}
+
+extension Trainer {
+    /// Records every rank's timeline from the next step on (clearing what
+    /// was recorded), or stops recording.
+    public func setTracing(_ on: Bool) {
+        for r in ranks {
+            if on { r.trace.clear() }
+            r.trace.enabled = on
+        }
+    }
+
+    /// Events recorded on world rank `rank`, in order.
+    public func traceEvents(rank: Int) -> [TraceEvent] { ranks[rank].trace.events }
+
+    /// Fraction of each rank's step time spent waiting for a pipeline
+    /// neighbour (the bubble), over the recorded steps: per step, the time
+    /// from the rank's first event to its last, minus everything but receive waits.
+    public func measuredBubble(rank: Int) -> Double {
+        var idle = 0.0, total = 0.0
+        var stepStart = -1.0, stepEnd = 0.0, current = -1
+        for e in ranks[rank].trace.events {
+            if e.step != current {
+                if current >= 0 { total += stepEnd - stepStart }
+                current = e.step
+                stepStart = e.start
+            }
+            stepEnd = e.end
+            if e.kind == .receive { idle += e.end - e.start }
+        }
+        if current >= 0 { total += stepEnd - stepStart }
+        return total > 0 ? idle / total : 0
+    }
+
+    /// The recorded timelines as Chrome trace JSON (chrome://tracing,
+    /// Perfetto): one track per rank named by its mesh position, one slice
+    /// per event labelled with its micro-batch and stage.
+    public func chromeTrace() -> String {
+        var t0 = Double.infinity
+        for r in ranks { if let f = r.trace.events.first { t0 = min(t0, f.start) } }
+        var out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n"
+        var first = true
+        func emit(_ s: String) {
+            if !first { out += ",\n" }
+            out += s
+            first = false
+        }
+        for r in ranks {
+            let c = r.coordinate
+            emit("{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":\(r.rank),\"args\":{\"name\":\"rank \(r.rank) (dp \(c.data), stage \(c.stage))\"}}")
+            for e in r.trace.events {
+                let ts = (e.start - t0) * 1e6, dur = (e.end - e.start) * 1e6
+                var name = e.kind.label
+                if e.microBatch >= 0 { name += " mb \(e.microBatch)" }
+                emit(
+                    "{\"name\":\"\(name)\",\"cat\":\"\(e.kind)\",\"ph\":\"X\",\"pid\":1,\"tid\":\(r.rank),\"ts\":\(ts),\"dur\":\(dur),"
+                        + "\"args\":{\"step\":\(e.step),\"stage\":\(c.stage),\"micro_batch\":\(e.microBatch)}}")
+            }
+        }
+        out += "\n]}\n"
+        return out
+    }
+
+    /// Writes `chromeTrace()` to `path` (replacing it).
+    public func writeChromeTrace(to path: String) throws {
+        guard let f = fopen(path, "w") else {
+            throw ParmlError.io("cannot open \(path) for writing: \(String(cString: strerror(errno)))")
+        }
+        let text = chromeTrace()
+        let n = text.utf8.count
+        let written = text.withCString { fwrite($0, 1, n, f) }
+        let closed = fclose(f)
+        guard written == n, closed == 0 else { throw ParmlError.io("could not write the trace to \(path)") }
+    }
+}
