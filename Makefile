@@ -86,8 +86,10 @@ test-c: lib
 bench: build
 	$(MAKE) --no-print-directory build/bench
 	$(SWIFT) build -c release --product ParmlBenchCollectives
+	$(SWIFT) build -c release --product ParmlBenchPipeline
 	./build/bench build/bench-engine.json > build/bench-engine.txt
 	$(BUILD)/ParmlBenchCollectives > build/bench-collectives.jsonl
+	$(BUILD)/ParmlBenchPipeline >> build/bench-collectives.jsonl
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl bench/results.json
 
 clean:

@@ -66,6 +66,9 @@ let package = Package(
         .executableTarget(
             name: "ParmlBenchCollectives", dependencies: ["ParmlParallel"], path: "bench/collectives",
             swiftSettings: engineSwift),
+        .executableTarget(
+            name: "ParmlBenchPipeline", dependencies: ["ParmlTraining"], path: "bench/pipeline",
+            swiftSettings: engineSwift),
 
         // MARK: - Unit test bundles
 

@@ -69,6 +69,10 @@ extension Trainer {
         }
     }
 
+    /// Micro-batch activation sets rank `rank` has kept alive at once (its
+    /// pipeline slots): at most pp − stage under 1F1B, m under GPipe.
+    public func liveActivationSets(rank: Int) -> Int { ranks[rank].activationSlots }
+
     /// Events recorded on world rank `rank`, in order.
     public func traceEvents(rank: Int) -> [TraceEvent] { ranks[rank].trace.events }
 

@@ -1,0 +1,145 @@
+// Pipeline benchmarks (make bench): one JSON object per line, merged into
+// bench/results.json by tools/bench_report.py.
+//
+// - pipeline_bubble_p{2,4}_m{1,4,8,16}: the measured idle fraction of a
+//   step (time a stage waits in receive for its neighbour, over the span of
+//   its step; median over stages and steps), for p balanced stages (p
+//   identical residual blocks, MSE loss, 1F1B). Baseline: (p−1)/(m+p−1).
+//   This machine has 2 cores: with p = 4 the ranks share them, so a stage
+//   that is ready also waits for a core and the figure mixes both.
+// - live_activation_sets_1f1b_vs_gpipe_p4_m8: micro-batch activation sets
+//   alive at once on stage 0 (the most loaded), 1F1B vs GPipe: the bound
+//   the schedules promise (p and m). Bytes per set are equal in both.
+// - mlp_b512_pp2: 784-1024-1024-10 MLP, batch 512, pp = 2, m = 4, 1F1B,
+//   samples/s; baseline: the same model serial on 1 BLAS thread, same run.
+
+import ParmlModel
+import ParmlTensor
+import ParmlTraining
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func rounded(_ x: Double, _ digits: Int) -> Double {
+    var p = 1.0
+    for _ in 0..<digits { p *= 10 }
+    return (x * p).rounded() / p
+}
+
+func report(_ name: String, _ value: Double, unit: String, baseline: String, _ base: Double, digits: Int = 3) {
+    print(
+        "{\"name\": \"\(name)\", \"value\": \(rounded(value, digits)), \"unit\": \"\(unit)\", "
+            + "\"baseline\": \"\(baseline)\", \"baseline_value\": \(rounded(base, digits)), "
+            + "\"ratio\": \(rounded(base != 0 ? value / base : 0, 3))}")
+}
+
+func batch(_ n: Int, _ features: Int, classes: Int?) throws -> (Tensor, Tensor) {
+    let x = try Tensor(shape: Shape(n, features))
+    for i in 0..<x.count { x.data[i] = Float((i * 7919) % 1000) / 1000 - 0.5 }
+    if let classes {
+        let y = try Tensor(shape: Shape(n))
+        for i in 0..<n { y.data[i] = Float(i % classes) }
+        return (x, y)
+    }
+    let y = try Tensor(shape: Shape(n, features))
+    for i in 0..<y.count { y.data[i] = Float((i * 104_729) % 1000) / 1000 - 0.5 }
+    return (x, y)
+}
+
+/// p identical residual blocks: the balanced pipeline of the bubble formula.
+func balancedModel(stages: Int, width: Int) throws -> Model {
+    let m = Model()
+    for _ in 0..<stages {
+        try m.beginResidual()
+        try m.add(try Linear(inFeatures: width, outFeatures: width))
+        try m.add(Activation(.tanh))
+        try m.endResidual()
+    }
+    try m.initialize(seed: 1)
+    return m
+}
+
+func bubble(p: Int, m: Int) throws -> Double {
+    var s = StrategyConfig()
+    s.pp = p
+    s.microBatches = m
+    s.blasThreads = 1
+    let width = 512
+    let t = try Trainer(model: try balancedModel(stages: p, width: width), loss: .meanSquaredError, optimizer: OptimizerConfig(), strategy: s)
+    let (x, y) = try batch(64 * m, width, classes: nil)
+    for _ in 0..<2 { try t.step(inputs: x, targets: y) }
+    t.setTracing(true)
+    for _ in 0..<6 { try t.step(inputs: x, targets: y) }
+    return median((0..<p).map { t.measuredBubble(rank: $0) })
+}
+
+func mlp() throws -> Model {
+    let m = Model()
+    try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
+    try m.add(Activation(.relu))
+    try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
+    try m.add(Activation(.relu))
+    try m.add(try Linear(inFeatures: 1024, outFeatures: 10))
+    try m.initialize(seed: 2)
+    return m
+}
+
+func samplesPerSecond(_ t: Trainer, _ x: Tensor, _ y: Tensor, steps: Int) throws -> Double {
+    try t.step(inputs: x, targets: y)
+    let t0 = Clock.now()
+    for _ in 0..<steps { try t.step(inputs: x, targets: y) }
+    return Double(steps * x.shape[0]) / (Clock.now() - t0)
+}
+
+func main() throws {
+    for p in [2, 4] {
+        for m in [1, 4, 8, 16] {
+            let measured = try bubble(p: p, m: m)
+            report("pipeline_bubble_p\(p)_m\(m)", measured, unit: "fraction", baseline: "(p-1)/(m+p-1), balanced stages, 1F1B", Double(p - 1) / Double(m + p - 1))
+        }
+    }
+    var live: [PipelineSchedule: Int] = [:]
+    for schedule in [PipelineSchedule.gpipe, .oneForwardOneBackward] {
+        var s = StrategyConfig()
+        s.pp = 4
+        s.microBatches = 8
+        s.pipelineSchedule = schedule
+        s.blasThreads = 1
+        let t = try Trainer(model: try balancedModel(stages: 4, width: 256), loss: .meanSquaredError, optimizer: OptimizerConfig(), strategy: s)
+        let (x, y) = try batch(256, 256, classes: nil)
+        try t.step(inputs: x, targets: y)
+        live[schedule] = t.liveActivationSets(rank: 0)
+    }
+    report("live_activation_sets_1f1b_vs_gpipe_p4_m8", Double(live[.oneForwardOneBackward]!), unit: "micro-batches",
+        baseline: "GPipe, same model (1F1B bound: p/m of it)", Double(live[.gpipe]!), digits: 1)
+
+    var o = OptimizerConfig()
+    o.momentum = 0.9
+    var serialStrategy = StrategyConfig()
+    serialStrategy.blasThreads = 1
+    var pipe = StrategyConfig()
+    pipe.pp = 2
+    pipe.microBatches = 4
+    let serial = try Trainer(model: try mlp(), loss: .crossEntropy, optimizer: o, strategy: serialStrategy)
+    let piped = try Trainer(model: try mlp(), loss: .crossEntropy, optimizer: o, strategy: pipe)
+    let (x, y) = try batch(512, 784, classes: 10)
+    var a: [Double] = [], b: [Double] = []
+    for _ in 0..<5 {
+        a.append(try samplesPerSecond(serial, x, y, steps: 4))
+        b.append(try samplesPerSecond(piped, x, y, steps: 4))
+    }
+    report("mlp_b512_pp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); pp=2 m=4 1F1B", median(a), digits: 1)
+}
+
+do {
+    try main()
+} catch {
+    print("bench pipeline: \(error)")
+    exit(1)
+}
