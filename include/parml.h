@@ -233,9 +233,10 @@ PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src
 /// keeps its own reference to the model and updates its parameters in place.
 /// The caller owns *out (parml_trainer_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
-/// struct_size, pp greater than the model's top-level layers), PARML_ERR_STATE
-/// (model not initialised), PARML_ERR_UNSUPPORTED (a layout this build cannot
-/// run yet: tp > 1, MPI), PARML_ERR_BLAS. Since: 0.1.
+/// struct_size, pp greater than the model's top-level layers, tp not
+/// dividing a split width: the message names the layer and the numbers),
+/// PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED (the MPI
+/// backend), PARML_ERR_BLAS. Since: 0.1.
 PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of

@@ -122,16 +122,19 @@ typedef struct parml_optimizer_params {
     float clip_grad_norm;  /* clip gradients to this global L2 norm; 0 = off */
 } parml_optimizer_params;
 
-/** How training is laid out on ranks: ranks are threads of this process
- *  (threads backend). This version runs data parallelism (dp >= 1, ZeRO
- *  stages 0-3); tp, pp, micro-batches and MPI return PARML_ERR_UNSUPPORTED
- *  naming what is missing. */
+/** How training is laid out on a dp x pp x tp mesh of ranks; ranks are
+ *  threads of this process (threads backend). Data parallelism (ZeRO
+ *  stages 0-3), pipeline stages of consecutive top-level layers (GPipe or
+ *  1F1B over micro_batches) and Megatron-style tensor parallelism of
+ *  Linear -> element-wise -> Linear pairs run in any product;
+ *  parml_trainer_plan describes the result. MPI returns
+ *  PARML_ERR_UNSUPPORTED. */
 typedef struct parml_strategy_params {
     size_t struct_size;        /* set by parml_strategy_params_init */
     int32_t dp;                /* data-parallel ranks; default 1 */
     int32_t tp;                /* tensor-parallel ranks; default 1 */
     int32_t pp;                /* pipeline stages; default 1 */
-    int32_t micro_batches;     /* pipeline micro-batches per step; default 1 */
+    int32_t micro_batches;     /* micro-batches per step (gradient accumulation); default 1 */
     int32_t pipeline_schedule; /* PARML_PIPELINE_*; default 1F1B */
     int32_t zero_stage;        /* 0..3 on the dp axis; default 0 */
     int32_t backend;           /* PARML_BACKEND_*; default THREADS */
@@ -147,14 +150,15 @@ typedef struct parml_strategy_params {
  *    summed in rank order. Other layouts differ by float rounding only.
  *  - deterministic = 1: the batch is cut into chunks of grad_chunk samples,
  *    each chunk's gradient is computed alone, and chunk gradients are summed
- *    along a fixed binary tree over chunk indices. Every dp and ZeRO stage
- *    then gives bit-identical parameters to serial training in this mode
- *    (docs/parallel.md says what it costs). */
+ *    along a fixed binary tree over chunk indices. Every dp, pp, micro-batch
+ *    count and ZeRO stage then gives bit-identical parameters to serial
+ *    training in this mode (docs/parallel.md says what it costs); tp > 1
+ *    splits inner sums and matches within float rounding (docs/pipeline.md). */
 
 /** Memory one rank holds, in bytes (parml_trainer_memory). */
 typedef struct parml_memory_report {
     size_t struct_size;        /* set by the caller to sizeof(parml_memory_report) */
-    int64_t parameter_bytes;   /* ZeRO-3: this rank's shard of the one shared copy */
+    int64_t parameter_bytes;   /* its pipeline stage's (tp: its slices'); ZeRO-3: its shard */
     int64_t gradient_bytes;
     int64_t optimizer_bytes;   /* optimizer state: 1/dp of the whole under ZeRO >= 1 */
     int64_t scratch_bytes;     /* deterministic-mode buffers */

@@ -13,9 +13,10 @@ func trainerObject(_ t: parml_trainer?) throws -> Trainer {
 /// keeps its own reference to the model and updates its parameters in place.
 /// The caller owns *out (parml_trainer_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
-/// struct_size, pp greater than the model's top-level layers), PARML_ERR_STATE
-/// (model not initialised), PARML_ERR_UNSUPPORTED (a layout this build cannot
-/// run yet: tp > 1, MPI), PARML_ERR_BLAS. Since: 0.1.
+/// struct_size, pp greater than the model's top-level layers, tp not
+/// dividing a split width: the message names the layer and the numbers),
+/// PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED (the MPI
+/// backend), PARML_ERR_BLAS. Since: 0.1.
 @c(parml_trainer_create)
 public func parmlTrainerCreate(
     _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,

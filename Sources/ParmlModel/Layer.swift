@@ -38,6 +38,12 @@ public struct ParameterSpec: Sendable {
     public let name: String
     public let shape: Shape
     public let initializer: Initializer
+
+    public init(name: String, shape: Shape, initializer: Initializer) {
+        self.name = name
+        self.shape = shape
+        self.initializer = initializer
+    }
 }
 
 /// One layer: forward and backward over tensors it owns.

@@ -111,7 +111,7 @@ public final class Model {
         var offset = 0
         let layers = allLayers
         for (index, layer) in layers.enumerated() {
-            if let d = layer as? Dropout { d.layerID = index }
+            if let d = layer as? Dropout { d.layerID = d.pinnedLayerID ?? index }
             for spec in layer.parameterSpecs {
                 let n = spec.shape.count
                 infos.append(ParameterInfo(name: "\(index).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer))

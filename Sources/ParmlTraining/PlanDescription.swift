@@ -20,7 +20,12 @@ extension Trainer {
                 "pipeline: \(name), \(m) micro-batch(es) per replica per step; ideal bubble (p−1)/(m+p−1) = "
                     + "\((bubble * 1000).rounded() / 1000)")
         }
-        lines.append("tensor parallelism: none (tp = 1); every layer is whole on the ranks of its stage")
+        if let tp = ranks[0].tensorParallel {
+            lines.append("tensor parallelism (tp = \(mesh.tp), Megatron column/row pairs; the classifier's logits are whole on every tp rank):")
+            for note in tp.rewrite.notes { lines.append("  " + note) }
+        } else {
+            lines.append("tensor parallelism: none (tp = 1); every layer is whole on the ranks of its stage")
+        }
         lines.append("stages:")
         let layers = model.root.layers
         for (s, range) in layout.partition.layers.enumerated() {

@@ -78,6 +78,8 @@ struct RankComms {
     let data: Communicator
     /// Ranks of the same pipeline (same data index): activations and their gradients.
     let pipe: Communicator
+    /// Ranks holding slices of the same layers (same data index and stage).
+    let tensor: Communicator
 }
 
 /// How the layers are laid out, as every rank sees it.
@@ -134,10 +136,15 @@ final class RankContext {
     var result = RankResult()
     /// This rank's timeline (recorded only when tracing is on).
     let trace = TraceRecorder()
+    /// tp > 1: how this rank's rewritten model maps to the host's model.
+    let tensorParallel: TensorParallelSync?
+    /// tp > 1: the arena ranges whose squares this rank adds to the global
+    /// gradient norm (each parameter counted once across the mesh).
+    private var normRanges: [Range<Int>] = []
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
-        foldMomentum: Bool, sharesParameters: Bool
+        foldMomentum: Bool, sharesParameters: Bool, tensorParallel: TensorParallelSync? = nil
     ) throws {
         guard let params = model.parameters, let grads = model.gradients else {
             throw ParmlError.state("the model is not initialised")
@@ -151,6 +158,7 @@ final class RankContext {
         self.comms = comms
         self.foldsMomentum = foldMomentum
         self.sharesParameters = sharesParameters
+        self.tensorParallel = tensorParallel
         stageLayers = layout.partition.layers[c.stage]
         stageRange = layout.stageRanges[c.stage]
         let dp = layout.mesh.dp
@@ -173,6 +181,21 @@ final class RankContext {
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
         stats = try Tensor(shape: Shape(2))
+        if let tensorParallel {
+            TensorParallelSync.attach(comms?.tensor, to: model)
+            // Replicated parameters count on tp rank 0 only; with whole
+            // gradients on every data rank (ZeRO-0), on data rank 0 only.
+            if !sharded && c.data != 0 {
+                normRanges = []
+            } else if c.tensor == 0 {
+                normRanges = [ownedRange]
+            } else {
+                normRanges = tensorParallel.rewrite.shardedRanges(model: model).compactMap { r in
+                    let lo = max(r.lowerBound, ownedRange.lowerBound), hi = min(r.upperBound, ownedRange.upperBound)
+                    return lo < hi ? lo..<hi : nil
+                }
+            }
+        }
         slots.append(try PipelineSlot(model: model))
     }
 
@@ -232,7 +255,11 @@ final class RankContext {
         if clipNorm > 0 {
             // Every rank takes this branch: the norm's collectives must match.
             t = trace.now()
-            gradientNorm = try norm.norm(grads.data, sums: blockSums.data, scratch: blockScratch.data, comm: comms?.world)
+            if tensorParallel != nil, let comms {
+                gradientNorm = try tensorParallelNorm(grads.data, comm: comms.world)
+            } else {
+                gradientNorm = try norm.norm(grads.data, sums: blockSums.data, scratch: blockScratch.data, comm: comms?.world)
+            }
             let f = GradientClipping.factor(norm: gradientNorm, maxNorm: clipNorm)
             if f != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: f, count: ownedRange.count) }
             trace.record(.clip, step: stepIndex, since: t)
@@ -249,16 +276,31 @@ final class RankContext {
                 try comms.data.allGather(params.data + stageRange.lowerBound, count: stageRange.count)
                 trace.record(.gather, step: stepIndex, since: t)
             }
-            // Only last stages computed a loss; zeros from the others add exactly.
+            // Only last stages computed a loss (tp rank 0's counts; its peers
+            // computed the same); zeros from the others add exactly.
             t = trace.now()
-            stats.data[0] = lossSum
-            stats.data[1] = Float(correct)
+            let counts = coordinate.tensor == 0
+            stats.data[0] = counts ? lossSum : 0
+            stats.data[1] = counts ? Float(correct) : 0
             try comms.world.allReduce(stats.data, count: 2, op: .sum)
             lossSum = stats.data[0]
             correct = Int(stats.data[1])
             trace.record(.statistics, step: stepIndex, since: t)
         }
+        if let tensorParallel, coordinate.data == 0 {
+            try tensorParallel.store(from: model, range: stageRange, replicated: coordinate.tensor == 0)
+        }
         result = RankResult(loss: lossSum, correct: correct, gradientNorm: gradientNorm)
+    }
+
+    /// tp > 1: ‖g‖ as Σ over ranks of their share of squares. Sums split
+    /// along tp differ from serial rounding, as tensor parallelism does anyway.
+    private func tensorParallelNorm(_ grads: UnsafePointer<Float>, comm: Communicator) throws -> Float {
+        var local: Float = 0
+        for r in normRanges { local += Kernels.sumOfSquares(grads + r.lowerBound, count: r.count) }
+        stats.data[0] = local
+        try comm.allReduce(stats.data, count: 1, op: .sum)
+        return stats.data[0].squareRoot()
     }
 
     // MARK: - Forward and backward passes of the stage
@@ -296,7 +338,9 @@ final class RankContext {
     private func slot(_ j: Int, _ q: Int, fused: Bool, work: StepWork) throws -> PipelineSlot {
         let k = fused ? 0 : (j % schedule.inFlight) * work.maxPieces + q
         while slots.count <= k {
-            slots.append(try PipelineSlot(model: try model.replicate(sharingParameters: true, sharingGradients: true)))
+            let copy = try model.replicate(sharingParameters: true, sharingGradients: true)
+            if tensorParallel != nil { TensorParallelSync.attach(comms?.tensor, to: copy) }
+            slots.append(try PipelineSlot(model: copy))
         }
         return slots[k]
     }

@@ -61,11 +61,10 @@ public struct StrategyConfig: Sendable, Equatable {
             throw ParmlError.invalidArgument("strategy: dp×tp×pp = \(dp)×\(tp)×\(pp) is too many ranks (4096 at most)")
         }
         var missing: [String] = []
-        if tp > 1 { missing.append("tensor parallelism (tp=\(tp))") }
         if backend == .mpi { missing.append("the MPI backend") }
         if !missing.isEmpty {
             throw ParmlError.unsupported(
-                "this build of parml trains dp × pp layouts (any dp, pp, micro_batches, zero_stage 0-3, threads backend); "
+                "this build of parml trains dp × pp × tp layouts on the threads backend; "
                     + "not yet available: " + missing.joined(separator: ", "))
         }
     }

@@ -86,9 +86,26 @@ public final class Trainer {
         self.strategy = strategy
         let mesh = Mesh(dp: strategy.dp, pp: strategy.pp, tp: strategy.tp)
         let partition = try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp)
+        // tp > 1: each tp rank runs a rewritten model holding its slices
+        // (same layout on every tp rank, since tp divides the split widths).
+        let rewrites = mesh.tp > 1 ? try (0..<mesh.tp).map { try TensorParallelRewrite(serial: model, rank: $0, ranks: mesh.tp) } : []
+        let share = strategy.zeroStage >= 3
+        var bases: [[Model]] = []
+        for d in 0..<mesh.dp {
+            var row: [Model] = []
+            for t in 0..<mesh.tp {
+                if rewrites.isEmpty {
+                    row.append(d == 0 ? model : try model.replicate(sharingParameters: share))
+                } else {
+                    row.append(d == 0 || !share ? try rewrites[t].makeModel(from: model) : try bases[0][t].replicate(sharingParameters: true))
+                }
+            }
+            bases.append(row)
+        }
+        let layoutModel = bases[0][0]
         let layout = RankLayout(
             mesh: mesh, partition: partition,
-            stageRanges: partition.layers.map { model.parameterRange(ofTopLevelLayers: $0) },
+            stageRanges: partition.layers.map { layoutModel.parameterRange(ofTopLevelLayers: $0) },
             schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
         let size = mesh.worldSize
         // Fold the momentum into the backward pass when nothing needs the raw
@@ -99,24 +116,22 @@ public final class Trainer {
         let world = size > 1 ? try ThreadsWorld(size: size, timeout: strategy.watchdogSeconds, name: "world") : nil
         let pool = size > 1 ? try RankPool(size: size) : nil
         let comms = try Trainer.communicators(mesh: mesh, world: world)
-        // One parameter arena per data-parallel replica, which its pipeline
-        // stages share (each updates its own slice); ZeRO-3 shares one arena
-        // among the replicas too (each rank updates its shard of its stage),
-        // so "gather before use" is a read of shared memory. Gradient arenas
-        // are per replica, shared by its stages.
-        let share = strategy.zeroStage >= 3
-        var replicas: [Model] = []
-        for d in 0..<mesh.dp { replicas.append(d == 0 ? model : try model.replicate(sharingParameters: share)) }
+        // One parameter arena per data-parallel replica (and tp rank), which
+        // its pipeline stages share (each updates its own slice); ZeRO-3
+        // shares one arena among the replicas too (each rank updates its
+        // shard of its stage), so "gather before use" is a read of shared
+        // memory. Gradient arenas are per replica, shared by its stages.
         var ranks: [RankContext] = []
         for r in 0..<size {
             let c = mesh.coordinate(ofRank: r)
-            let base = replicas[c.data]
+            let base = bases[c.data][c.tensor]
             ranks.append(
                 try RankContext(
                     rank: r, layout: layout,
                     model: c.stage == 0 ? base : try base.replicate(sharingParameters: true, sharingGradients: true),
                     loss: loss, optimizer: optimizer, comms: comms?[r], foldMomentum: fold,
-                    sharesParameters: share && mesh.dp > 1))
+                    sharesParameters: share && mesh.dp > 1,
+                    tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model)))
         }
         self.ranks = ranks
         self.layout = layout
@@ -148,7 +163,10 @@ public final class Trainer {
         let coords = (0..<mesh.worldSize).map { mesh.coordinate(ofRank: $0) }
         let data = try world.split(colors: coords.map { $0.stage * mesh.tp + $0.tensor }, keys: coords.map(\.data), name: "dp")
         let pipe = try world.split(colors: coords.map { $0.data * mesh.tp + $0.tensor }, keys: coords.map(\.stage), name: "pp")
-        return (0..<mesh.worldSize).map { RankComms(world: world.communicator(rank: $0), data: data[$0], pipe: pipe[$0]) }
+        let tensor = try world.split(colors: coords.map { $0.data * mesh.pp + $0.stage }, keys: coords.map(\.tensor), name: "tp")
+        return (0..<mesh.worldSize).map {
+            RankComms(world: world.communicator(rank: $0), data: data[$0], pipe: pipe[$0], tensor: tensor[$0])
+        }
     }
 
     /// The learning rate the next step will use.
@@ -201,7 +219,12 @@ public final class Trainer {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
         // Pipeline stages of a replica share its arena: copy once per replica.
         for r in ranks where r.coordinate.stage == 0 && !r.model.sharesParameters(with: model) {
-            try r.model.setParameters(from: src.data)
+            if let tp = r.tensorParallel {
+                // ZeRO-3 replicas read data rank 0's arena: it is filled once.
+                if r.coordinate.data == 0 || !r.sharesParameters { try tp.load(into: r.model) }
+            } else {
+                try r.model.setParameters(from: src.data)
+            }
         }
         syncedVersion = model.parameterVersion
     }

@@ -30,13 +30,10 @@ import _ParmlTestSupport
     }
 
     /// Layouts this build cannot run yet: `.unsupported`, naming the field and value.
-    @Test(arguments: [("tp", "tp=2"), ("backend", "MPI")])
+    @Test(arguments: [("backend", "MPI")])
     func unsupportedLayouts(_ field: String, _ mention: String) {
         var s = StrategyConfig()
-        switch field {
-        case "tp": s.tp = 2
-        default: s.backend = .mpi
-        }
+        s.backend = .mpi
         expectError(parmlError { try s.validate() }, "unsupported", mentions: [mention])
     }
 
@@ -47,9 +44,8 @@ import _ParmlTestSupport
         s.pp = 2
         s.microBatches = 2
         s.backend = .mpi
-        expectError(parmlError { try s.validate() }, "unsupported", mentions: ["tp=4", "MPI"])
+        expectError(parmlError { try s.validate() }, "unsupported", mentions: ["MPI"])
         #expect(s.worldSize == 16)
-        s.tp = 1
         s.backend = .threads
         try s.validate()
     }

@@ -353,8 +353,8 @@ let convergenceCases: [OptimizerCase] = {
         opt.learningRate = -1
         expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: opt, strategy: StrategyConfig()) }, "invalidArgument")
         var s = StrategyConfig()
-        s.tp = 2
-        expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s) }, "unsupported", mentions: ["tp=2"])
+        s.backend = .mpi
+        expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s) }, "unsupported", mentions: ["MPI"])
     }
 
     @Test func learningRateFollowsTheSchedule() throws {

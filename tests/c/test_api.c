@@ -1105,6 +1105,55 @@ static void test_data_parallel(void) {
           "two stages hold %lld + %lld parameter bytes", (long long)pm[0].parameter_bytes, (long long)pm[1].parameter_bytes);
 }
 
+/* Tensor parallelism through the C API: the toy model's Linear-ReLU-Linear
+ * is split over 2 and 4 ranks (tp alone and with dp and pp); parameters stay
+ * within 2e-6 x steps (relative to the largest) of serial training, the
+ * bound Tests/ParmlTrainingTests/TensorParallelTests.swift justifies. */
+static void toy_train(int32_t dp, int32_t pp, int32_t tp, float *params, int64_t n_params) {
+    float x[TOY_N * TOY_D], y[TOY_N];
+    toy_data(x, y);
+    int64_t xd[2] = {TOY_N, TOY_D}, yd[1] = {TOY_N};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    parml_model m = toy_model(5);
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_ADAMW;
+    o.learning_rate = 0.01f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.dp = dp;
+    s.pp = pp;
+    s.tp = tp;
+    s.micro_batches = 2;
+    s.blas_threads = 1;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+    for (int i = 0; i < 4; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
+    OK(parml_model_get_params(m, params, n_params));
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+static void test_tensor_parallel(void) {
+    enum { P = TOY_D * 16 + 16 + 16 * 2 + 2 };
+    float serial[P], p[P];
+    toy_train(1, 1, 1, serial, P);
+    float scale = 0;
+    for (int i = 0; i < P; i++) scale = fmaxf(scale, fabsf(serial[i]));
+    const int32_t layouts[][3] = {{1, 1, 2}, {1, 1, 4}, {2, 1, 2}, {1, 2, 2}, {2, 2, 2}};
+    for (size_t k = 0; k < sizeof layouts / sizeof layouts[0]; k++) {
+        toy_train(layouts[k][0], layouts[k][1], layouts[k][2], p, P);
+        float worst = 0;
+        for (int i = 0; i < P; i++) worst = fmaxf(worst, fabsf(p[i] - serial[i]));
+        CHECK(worst <= 2e-6f * 4 * scale, "dp=%d pp=%d tp=%d: max |diff| %g vs scale %g", (int)layouts[k][0],
+              (int)layouts[k][1], (int)layouts[k][2], worst, scale);
+    }
+}
+
 /* The plan names the mesh, each stage's layers and each rank. */
 static void test_plan(void) {
     parml_model m = build_full_model();
@@ -1271,6 +1320,7 @@ int main(void) {
     test_determinism();
     test_data_parallel();
     test_plan();
+    test_tensor_parallel();
     test_blas();
     test_null_frees();
     rmdir(scratch_dir());

@@ -7,8 +7,17 @@ import ParmlTensor
 public final class Dropout: Layer {
     public let probability: Float
     public var kind: String { "dropout" }
-    /// Set by the model when it is built: the layer's index among its layers.
+    /// Set by the model when it is built: the layer's index among its
+    /// layers, unless `pinnedLayerID` fixes it.
     public internal(set) var layerID: Int = 0
+    /// The id to key masks on whatever model holds this layer: a copy of the
+    /// layer in a rewritten model (tensor parallelism) keeps the masks of
+    /// the layer it copies.
+    public var pinnedLayerID: Int?
+    /// When the input holds features [start, start + width) of rows that are
+    /// `rowWidth` wide (one rank's slice of a split layer), the mask is that
+    /// slice of the whole row's mask.
+    public var featureWindow: (start: Int, rowWidth: Int)?
 
     private let mask = Buffer()
     private let output = Buffer()
@@ -22,7 +31,12 @@ public final class Dropout: Layer {
         self.probability = probability
     }
 
-    public func replicate() throws -> Layer { try Dropout(probability: probability) }
+    public func replicate() throws -> Layer {
+        let d = try Dropout(probability: probability)
+        d.pinnedLayerID = pinnedLayerID
+        d.featureWindow = featureWindow
+        return d
+    }
 
     public func outputShape(for input: Shape) throws -> Shape { input }
 
@@ -31,9 +45,17 @@ public final class Dropout: Layer {
         guard wasTraining else { return x }
         let m = try mask.shaped(x.shape)
         let rowSize = x.shape.rowSize
-        Philox(seed: ctx.seed).fillUniform(
-            m.data, count: x.count, stream: RandomStream.dropout(layer: layerID, step: ctx.step),
-            first: UInt64(ctx.sampleOffset) &* UInt64(rowSize))
+        let rng = Philox(seed: ctx.seed)
+        let stream = RandomStream.dropout(layer: layerID, step: ctx.step)
+        if let w = featureWindow {
+            let rows = x.count / max(rowSize, 1)
+            for r in 0..<rows {
+                let first = UInt64(ctx.sampleOffset + r) &* UInt64(w.rowWidth) &+ UInt64(w.start)
+                rng.fillUniform(m.data + r * rowSize, count: rowSize, stream: stream, first: first)
+            }
+        } else {
+            rng.fillUniform(m.data, count: x.count, stream: stream, first: UInt64(ctx.sampleOffset) &* UInt64(rowSize))
+        }
         let keep = 1 / (1 - probability)
         for i in 0..<m.count { m.data[i] = m.data[i] >= probability ? keep : 0 }
         let y = try output.shaped(x.shape)

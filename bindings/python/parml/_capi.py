@@ -225,9 +225,9 @@ class parml_optimizer_params(Structure):
 class parml_strategy_params(Structure):
     """How training is laid out on ranks (threads backend).
 
-    This version runs data and pipeline parallelism and their products (dp,
-    pp, micro-batches, ZeRO stages 0-3); tp > 1 and MPI return
-    PARML_ERR_UNSUPPORTED naming what is missing.
+    This version runs data, pipeline and tensor parallelism and their
+    products (dp, pp, tp, micro-batches, ZeRO stages 0-3) on the threads
+    backend; MPI returns PARML_ERR_UNSUPPORTED.
 
     Attributes:
         struct_size: set by parml_strategy_params_init

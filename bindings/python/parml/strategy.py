@@ -31,8 +31,9 @@ class Strategy:
         pp, micro_batches, schedule: pipeline stages (consecutive
             top-level layers, balanced by parameter count), micro-batches
             per step, and the schedule ("gpipe" or "1f1b").
-        tp: tensor parallelism; not implemented by this library version:
-            a trainer asking for it raises UnsupportedError.
+        tp: tensor-parallel ranks: each Linear → element-wise → Linear pair
+            is split Megatron-style (column then row); other layers are
+            replicated; tp must divide the split widths.
         zero: ZeRO stage 0..3 on the dp axis.
         backend: "threads" (default) or "mpi" (not implemented yet).
         deterministic: True for layout-invariant training: every dp, pp,

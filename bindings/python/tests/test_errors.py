@@ -77,10 +77,14 @@ def test_shape():
 
 def test_unsupported():
     with mlp() as model:
-        with pytest.raises(parml.UnsupportedError, match="tensor"):
-            parml.Trainer(model, strategy=parml.Strategy(tp=2))
-        with pytest.raises(parml.UnsupportedError):
+        with pytest.raises(parml.UnsupportedError, match="MPI"):
             parml.Trainer(model, strategy=parml.Strategy(backend="mpi"))
+
+
+def test_tp_must_divide_the_split_width():
+    with mlp(hidden=30) as model:
+        with pytest.raises(parml.InvalidArgumentError, match="tp=4 does not divide the width 30"):
+            parml.Trainer(model, strategy=parml.Strategy(tp=4))
 
 
 def test_out_of_memory():

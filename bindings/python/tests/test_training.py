@@ -284,6 +284,22 @@ def test_plan_describes_stages_and_ranks():
         parml.Trainer(model, strategy=parml.Strategy(pp=4))
 
 
+def test_tensor_parallel_is_close_to_serial():
+    x, y = blobs(200, seed=5)
+    results = []
+    for tp in (1, 2):
+        with mlp(hidden=48, seed=21) as model, parml.Trainer(
+            model, optimizer=parml.Adam(1e-2), strategy=parml.Strategy(tp=tp, blas_threads=1)
+        ) as trainer:
+            for i in range(4):
+                trainer.step(x[i * 50 : i * 50 + 50], y[i * 50 : i * 50 + 50])
+            results.append(model.parameters)
+            if tp == 2:
+                assert "column-parallel linear(8→48)" in trainer.plan()
+    scale = np.abs(results[0]).max()
+    assert np.abs(results[1] - results[0]).max() <= 2e-6 * 4 * scale
+
+
 def test_trace_is_chrome_json(tmp_path):
     import json
 

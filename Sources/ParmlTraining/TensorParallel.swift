@@ -1,0 +1,281 @@
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+// Tensor parallelism (Megatron-LM's MLP scheme). A Linear A followed by
+// element-wise layers and a Linear B (B.in == A.out) becomes, on tp rank t:
+//
+//   f → A_t (rows t·o..<(t+1)·o of A: column-parallel) → element-wise on the
+//   slice → B_t (columns t·o..<(t+1)·o of B, no bias: row-parallel) → g + bias
+//
+// with o = A.out / tp. f is the identity forward and an all-reduce of the
+// input gradient backward; g an all-reduce of the partial outputs forward
+// and the identity backward. The activations between A and B stay local.
+// Every other layer (LayerNorm, a Linear without a partner, the classifier)
+// is replicated: each tp rank runs it whole on the whole activations.
+
+/// A layer that talks to its tensor-parallel peers; the trainer gives each
+/// rank's copies that rank's communicator.
+protocol TensorParallelLayer: AnyObject {
+    var communicator: Communicator? { get set }
+}
+
+/// f: forward the identity, backward Σ over tp ranks of dL/dx (each rank
+/// holds the part that flows through its column slice).
+final class TensorParallelEnter: Layer, TensorParallelLayer {
+    var communicator: Communicator?
+    var kind: String { "tp_enter" }
+
+    func replicate() throws -> Layer { TensorParallelEnter() }
+    func outputShape(for input: Shape) throws -> Shape { input }
+    func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor { x }
+
+    func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        guard needInputGradient else { return nil }
+        guard let communicator else { throw ParmlError.internal("tensor-parallel layer without a communicator") }
+        // dy is the column slice's input-gradient buffer, read by nobody else.
+        try communicator.allReduce(dy.data, count: dy.count, op: .sum)
+        return dy
+    }
+}
+
+/// g: forward Σ over tp ranks of the row slices' partial outputs, plus the
+/// bias (added once, after the sum); backward the identity, and the bias gradient.
+final class TensorParallelReduce: Layer, TensorParallelLayer {
+    var communicator: Communicator?
+    let features: Int
+    let hasBias: Bool
+    var kind: String { "tp_reduce" }
+    private var bias: Tensor?
+    private var biasGrad: Tensor?
+    private let output: Tensor
+
+    init(features: Int, bias: Bool) throws {
+        self.features = features
+        self.hasBias = bias
+        output = try Tensor(shape: Shape(0))
+    }
+
+    func replicate() throws -> Layer { try TensorParallelReduce(features: features, bias: hasBias) }
+
+    var parameterSpecs: [ParameterSpec] {
+        // The values are copied from the serial model; the initializer is unused.
+        hasBias ? [ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0))] : []
+    }
+
+    func bind(values: [Tensor], gradients: [Tensor]) {
+        if hasBias {
+            bias = values[0]
+            biasGrad = gradients[0]
+        }
+    }
+
+    func outputShape(for input: Shape) throws -> Shape { input }
+
+    func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        guard let communicator else { throw ParmlError.internal("tensor-parallel layer without a communicator") }
+        try output.resize(x.shape)
+        let y = output
+        y.data.update(from: x.data, count: x.count)
+        try communicator.allReduce(y.data, count: y.count, op: .sum)
+        if let bias { Kernels.addBias(y.data, bias.data, rows: y.count / features, cols: features) }
+        return y
+    }
+
+    func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        if let biasGrad {
+            Kernels.sumRows(dy.data, rows: dy.count / features, cols: features, into: biasGrad.data, beta: ctx.gradientBeta(accumulate: accumulate))
+        }
+        return needInputGradient ? dy : nil
+    }
+}
+
+/// Where a parameter tensor of a rewritten model comes from in the serial
+/// arena: `rows` runs of `cols` floats, `stride` apart, from `offset`.
+struct ParameterSource: Sendable {
+    let offset: Int
+    let stride: Int
+    let rows: Int
+    let cols: Int
+    /// Every tp rank holds the same values (its gradient is the same too).
+    let replicated: Bool
+}
+
+/// A serial model rewritten for tp rank `rank` of `ranks`.
+struct TensorParallelRewrite {
+    /// The rewritten top-level layers, one per serial top-level layer (so
+    /// pipeline stages cut both at the same places).
+    let layers: [Layer]
+    /// One entry per parameter tensor of the rewritten model, in its order.
+    let sources: [ParameterSource]
+    /// How each serial top-level layer runs, for the plan.
+    let notes: [String]
+
+    init(serial model: Model, rank t: Int, ranks tp: Int) throws {
+        var offsets: [ObjectIdentifier: [Int]] = [:]
+        var next = 0
+        for l in model.allLayers {
+            var o: [Int] = []
+            for spec in l.parameterSpecs {
+                o.append(next)
+                next += spec.shape.count
+            }
+            offsets[ObjectIdentifier(l)] = o
+        }
+        var sources: [ParameterSource] = []
+        var notes: [String] = []
+        let layers = try TensorParallelRewrite.rewrite(
+            model.root.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: "")
+        self.layers = layers
+        self.sources = sources
+        self.notes = notes
+    }
+
+    /// Rewrites a list of layers (the model's or a residual body's), one
+    /// output layer per input layer.
+    private static func rewrite(
+        _ list: [Layer], t: Int, tp: Int, offsets: [ObjectIdentifier: [Int]], sources: inout [ParameterSource],
+        notes: inout [String], path: String
+    ) throws -> [Layer] {
+        // Find the pairs: Linear, element-wise layers, Linear with a matching width.
+        var role = [Role](repeating: .replicated, count: list.count)
+        var i = 0
+        while i < list.count {
+            guard let a = list[i] as? Linear else {
+                i += 1
+                continue
+            }
+            var j = i + 1
+            while j < list.count, list[j] is Activation || list[j] is Dropout { j += 1 }
+            guard j < list.count, let b = list[j] as? Linear, b.inFeatures == a.outFeatures else {
+                i += 1
+                continue
+            }
+            guard a.outFeatures % tp == 0 else {
+                throw ParmlError.invalidArgument(
+                    "tensor parallelism: layer \(path)\(i) linear(\(a.inFeatures)→\(a.outFeatures)) and layer \(path)\(j) "
+                        + "linear(\(b.inFeatures)→\(b.outFeatures)) form a column/row pair, but tp=\(tp) does not divide "
+                        + "the width \(a.outFeatures) between them")
+            }
+            role[i] = .column
+            for k in (i + 1)..<j { role[k] = .inside(width: a.outFeatures) }
+            role[j] = .row
+            i = j + 1
+        }
+        var out: [Layer] = []
+        for (k, l) in list.enumerated() {
+            let own = offsets[ObjectIdentifier(l)] ?? []
+            let name = "\(path)\(k)"
+            switch role[k] {
+            case .column:
+                let a = l as! Linear
+                let o = a.outFeatures / tp
+                let slice = try Linear(inFeatures: a.inFeatures, outFeatures: o, bias: a.hasBias)
+                sources.append(ParameterSource(offset: own[0] + t * o * a.inFeatures, stride: a.inFeatures, rows: o, cols: a.inFeatures, replicated: false))
+                if a.hasBias { sources.append(ParameterSource(offset: own[1] + t * o, stride: o, rows: 1, cols: o, replicated: false)) }
+                out.append(Sequential([TensorParallelEnter(), slice]))
+                notes.append("\(name): column-parallel linear(\(a.inFeatures)→\(a.outFeatures)), \(o) output features per rank; all-reduce of dx backward")
+            case .row:
+                let b = l as! Linear
+                let c = b.inFeatures / tp
+                let slice = try Linear(inFeatures: c, outFeatures: b.outFeatures, bias: false)
+                sources.append(ParameterSource(offset: own[0] + t * c, stride: b.inFeatures, rows: b.outFeatures, cols: c, replicated: false))
+                if b.hasBias {
+                    sources.append(ParameterSource(offset: own[1], stride: b.outFeatures, rows: 1, cols: b.outFeatures, replicated: true))
+                }
+                out.append(Sequential([slice, try TensorParallelReduce(features: b.outFeatures, bias: b.hasBias)]))
+                notes.append("\(name): row-parallel linear(\(b.inFeatures)→\(b.outFeatures)), \(c) input features per rank; all-reduce of y forward, bias after it")
+            case .inside(let width):
+                let copy = try l.replicate()
+                if let d = copy as? Dropout, let orig = l as? Dropout {
+                    d.pinnedLayerID = orig.layerID
+                    d.featureWindow = (start: t * width / tp, rowWidth: width)
+                }
+                out.append(copy)
+                notes.append("\(name): \(l.kind) on each rank's \(width / tp) of \(width) features")
+            case .replicated:
+                if let r = l as? Residual {
+                    notes.append("\(name): residual block:")
+                    let body = try rewrite(r.body.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: name + ".")
+                    out.append(Residual(Sequential(body)))
+                    continue
+                }
+                let copy = try l.replicate()
+                if let d = copy as? Dropout, let orig = l as? Dropout { d.pinnedLayerID = orig.layerID }
+                for (spec, offset) in zip(l.parameterSpecs, own) {
+                    let n = spec.shape.count
+                    sources.append(ParameterSource(offset: offset, stride: n, rows: 1, cols: n, replicated: true))
+                }
+                out.append(copy)
+                notes.append("\(name): \(Trainer.describe(l)) replicated (whole on every tp rank)")
+            }
+        }
+        return out
+    }
+
+    private enum Role {
+        case replicated, column, row
+        case inside(width: Int)
+    }
+
+    /// Builds the rewritten model with the serial model's values.
+    func makeModel(from serial: Model) throws -> Model {
+        let m = Model()
+        // Copies: every data-parallel replica gets layers of its own.
+        for l in layers { try m.add(try l.replicate()) }
+        try m.initialize(seed: serial.seed ?? 0)
+        guard let src = serial.parameters, let dst = m.parameters else { throw ParmlError.internal("unbuilt model") }
+        copy(from: src.data, into: dst.data, model: m)
+        return m
+    }
+
+    /// Serial arena → this rank's arena.
+    func copy(from serial: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, model: Model) {
+        for (info, s) in zip(model.parameterInfo, sources) {
+            for r in 0..<s.rows { (local + info.offset + r * s.cols).update(from: serial + s.offset + r * s.stride, count: s.cols) }
+        }
+    }
+
+    /// This rank's arena → serial arena, for the parameters that start in
+    /// `range` of its arena (its stage), skipping replicated ones unless `replicated`.
+    func copyBack(from local: UnsafePointer<Float>, into serial: UnsafeMutablePointer<Float>, model: Model, range: Range<Int>, replicated: Bool) {
+        for (info, s) in zip(model.parameterInfo, sources) where range.contains(info.offset) && (replicated || !s.replicated) {
+            for r in 0..<s.rows { (serial + s.offset + r * s.stride).update(from: local + info.offset + r * s.cols, count: s.cols) }
+        }
+    }
+
+    /// Arena ranges of this rank's parameters that no other tp rank holds.
+    func shardedRanges(model: Model) -> [Range<Int>] {
+        zip(model.parameterInfo, sources).compactMap { info, s in s.replicated ? nil : info.offset..<(info.offset + info.count) }
+    }
+}
+
+/// What a tp rank needs to keep the host's (serial) model in step with its
+/// rewritten one: the rewrite and the serial model.
+final class TensorParallelSync {
+    let rewrite: TensorParallelRewrite
+    let serial: Model
+
+    init(rewrite: TensorParallelRewrite, serial: Model) {
+        self.rewrite = rewrite
+        self.serial = serial
+    }
+
+    /// The serial model's values into `model`'s arena (after the host set them).
+    func load(into model: Model) throws {
+        guard let src = serial.parameters, let dst = model.parameters else { throw ParmlError.internal("unbuilt model") }
+        rewrite.copy(from: src.data, into: dst.data, model: model)
+    }
+
+    /// `model`'s parameters in `range` back into the serial model, so the
+    /// host reads (predicts, evaluates, saves) the trained values.
+    func store(from model: Model, range: Range<Int>, replicated: Bool) throws {
+        guard let src = model.parameters, let dst = serial.parameters else { throw ParmlError.internal("unbuilt model") }
+        rewrite.copyBack(from: src.data, into: dst.data, model: model, range: range, replicated: replicated)
+    }
+
+    /// Gives every tensor-parallel layer of `model` this rank's communicator.
+    static func attach(_ comm: Communicator?, to model: Model) {
+        for l in model.allLayers { (l as? TensorParallelLayer)?.communicator = comm }
+    }
+}
