@@ -153,7 +153,7 @@ typedef struct parml_strategy_params {
  *    along a fixed binary tree over chunk indices. Every dp, pp, micro-batch
  *    count and ZeRO stage then gives bit-identical parameters to serial
  *    training in this mode (docs/parallel.md says what it costs); tp > 1
- *    splits inner sums and matches within float rounding (docs/pipeline.md). */
+ *    splits inner sums and matches within float rounding (docs/model-parallel.md). */
 
 /** Memory one rank holds, in bytes (parml_trainer_memory). */
 typedef struct parml_memory_report {
