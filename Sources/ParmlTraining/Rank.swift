@@ -216,6 +216,13 @@ final class RankContext {
     /// Activations alive at once on this rank, at most (micro-batch pieces).
     var activationSlots: Int { slots.count }
 
+    /// Floats all-reduced by this rank's tensor-parallel layers so far.
+    var tensorParallelFloats: Int {
+        slots.reduce(0) { total, slot in
+            total + slot.model.allLayers.reduce(0) { $0 + (($1 as? TensorParallelLayer)?.floatsReduced ?? 0) }
+        }
+    }
+
     // MARK: - The step
 
     /// This rank's part of one optimizer step on the global batch (x, y).

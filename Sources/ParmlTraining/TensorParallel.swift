@@ -18,12 +18,15 @@ import ParmlTensor
 /// rank's copies that rank's communicator.
 protocol TensorParallelLayer: AnyObject {
     var communicator: Communicator? { get set }
+    /// Floats this layer has all-reduced (for the tp traffic benchmark).
+    var floatsReduced: Int { get }
 }
 
 /// f: forward the identity, backward Σ over tp ranks of dL/dx (each rank
 /// holds the part that flows through its column slice).
 final class TensorParallelEnter: Layer, TensorParallelLayer {
     var communicator: Communicator?
+    private(set) var floatsReduced = 0
     var kind: String { "tp_enter" }
 
     func replicate() throws -> Layer { TensorParallelEnter() }
@@ -35,6 +38,7 @@ final class TensorParallelEnter: Layer, TensorParallelLayer {
         guard let communicator else { throw ParmlError.internal("tensor-parallel layer without a communicator") }
         // dy is the column slice's input-gradient buffer, read by nobody else.
         try communicator.allReduce(dy.data, count: dy.count, op: .sum)
+        floatsReduced += dy.count
         return dy
     }
 }
@@ -43,6 +47,7 @@ final class TensorParallelEnter: Layer, TensorParallelLayer {
 /// bias (added once, after the sum); backward the identity, and the bias gradient.
 final class TensorParallelReduce: Layer, TensorParallelLayer {
     var communicator: Communicator?
+    private(set) var floatsReduced = 0
     let features: Int
     let hasBias: Bool
     var kind: String { "tp_reduce" }
@@ -78,6 +83,7 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
         let y = output
         y.data.update(from: x.data, count: x.count)
         try communicator.allReduce(y.data, count: y.count, op: .sum)
+        floatsReduced += y.count
         if let bias { Kernels.addBias(y.data, bias.data, rows: y.count / features, cols: features) }
         return y
     }

@@ -73,6 +73,10 @@ extension Trainer {
     /// pipeline slots): at most pp − stage under 1F1B, m under GPipe.
     public func liveActivationSets(rank: Int) -> Int { ranks[rank].activationSlots }
 
+    /// Bytes world rank `rank` has all-reduced inside tensor-parallel layers
+    /// since the trainer was made (every pipeline slot included).
+    public func tensorParallelBytes(rank: Int) -> Int { ranks[rank].tensorParallelFloats * MemoryLayout<Float>.stride }
+
     /// Events recorded on world rank `rank`, in order.
     public func traceEvents(rank: Int) -> [TraceEvent] { ranks[rank].trace.events }
 

@@ -12,6 +12,11 @@
 //   the schedules promise (p and m). Bytes per set are equal in both.
 // - mlp_b512_pp2: 784-1024-1024-10 MLP, batch 512, pp = 2, m = 4, 1F1B,
 //   samples/s; baseline: the same model serial on 1 BLAS thread, same run.
+// - tp2_comm_bytes_per_step: bytes one rank all-reduces per step with tp = 2
+//   on that MLP at batch 128 (its first two Linears form the one pair: one
+//   all-reduce of the pair's 128×1024 output forward; the pair's input
+//   gradient is not needed, the input being data). Baseline: that count.
+// - mlp_b128_tp2: samples/s of the same; baseline: serial, 1 BLAS thread.
 
 import ParmlModel
 import ParmlTensor
@@ -135,6 +140,23 @@ func main() throws {
         b.append(try samplesPerSecond(piped, x, y, steps: 4))
     }
     report("mlp_b512_pp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); pp=2 m=4 1F1B", median(a), digits: 1)
+
+    var tpStrategy = StrategyConfig()
+    tpStrategy.tp = 2
+    let tp = try Trainer(model: try mlp(), loss: .crossEntropy, optimizer: o, strategy: tpStrategy)
+    let (x128, y128) = try batch(128, 784, classes: 10)
+    try tp.step(inputs: x128, targets: y128)
+    let before = tp.tensorParallelBytes(rank: 0)
+    try tp.step(inputs: x128, targets: y128)
+    report("tp2_comm_bytes_per_step", Double(tp.tensorParallelBytes(rank: 0) - before), unit: "bytes",
+        baseline: "theory: 128 x 1024 floats all-reduced forward", Double(128 * 1024 * 4), digits: 0)
+    a.removeAll()
+    b.removeAll()
+    for _ in 0..<5 {
+        a.append(try samplesPerSecond(serial, x128, y128, steps: 8))
+        b.append(try samplesPerSecond(tp, x128, y128, steps: 8))
+    }
+    report("mlp_b128_tp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); tp=2", median(a), digits: 1)
 }
 
 do {
