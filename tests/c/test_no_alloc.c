@@ -141,8 +141,12 @@ static parml_model build_model(void) {
 /* Trains WARMUP + COUNTED steps; returns the allocations counted over the
    last COUNTED; *others_out gets those whose stack does not pass through
    OpenBLAS. */
-static long measure(const char *label, int32_t blas_threads, int32_t dp, int32_t zero, int32_t deterministic,
-                    parml_tensor xt, parml_tensor yt, long *others_out) {
+typedef struct {
+    int32_t dp, zero, deterministic, pp, micro_batches, tp;
+} layout_t;
+
+static long measure(const char *label, int32_t blas_threads, layout_t l, parml_tensor xt, parml_tensor yt,
+                    long *others_out) {
     parml_model m = build_model();
     parml_optimizer_params o;
     OK(parml_optimizer_params_init(&o));
@@ -156,9 +160,12 @@ static long measure(const char *label, int32_t blas_threads, int32_t dp, int32_t
     OK(parml_strategy_params_init(&s));
     s.seed = 11;
     s.blas_threads = blas_threads;
-    s.dp = dp;
-    s.zero_stage = zero;
-    s.deterministic = deterministic;
+    s.dp = l.dp;
+    s.zero_stage = l.zero;
+    s.deterministic = l.deterministic;
+    s.pp = l.pp;
+    s.micro_batches = l.micro_batches;
+    s.tp = l.tp;
     parml_trainer tr = NULL;
     OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
     int32_t threads = 0;
@@ -242,19 +249,26 @@ int main(void) {
      * above its 32-thread stack limit) mallocs a 512 KiB job array in every
      * threaded sgemm (level3_thread.c). That is OpenBLAS's, not parml's: only
      * allocations outside OpenBLAS count against parml here. */
-    long total = measure("default strategy", 0, 1, 0, 0, xt, yt, &others);
+    const layout_t serial = {1, 0, 0, 1, 1, 1};
+    long total = measure("default strategy", 0, serial, xt, yt, &others);
     printf("note: default strategy: %ld allocations in %d steps, %ld of them outside OpenBLAS\n", total, COUNTED,
            others);
     CHECK(others == 0, "%ld allocations outside OpenBLAS (parml's own) in %d warmed-up steps", others, COUNTED);
-    total = measure("blas_threads = 1", 1, 1, 0, 0, xt, yt, &others);
+    total = measure("blas_threads = 1", 1, serial, xt, yt, &others);
     CHECK(total == 0, "parml_trainer_step allocated or freed %ld times in %d warmed-up steps (1 BLAS thread)", total,
           COUNTED);
     /* Data parallelism: rank threads, collectives and the deterministic
      * chunk tree reuse their buffers too. */
-    total = measure("dp = 2, ZeRO-1", 1, 2, 1, 0, xt, yt, &others);
+    total = measure("dp = 2, ZeRO-1", 1, (layout_t){2, 1, 0, 1, 1, 1}, xt, yt, &others);
     CHECK(total == 0, "dp=2 ZeRO-1 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
-    total = measure("dp = 3, deterministic", 1, 3, 0, 1, xt, yt, &others);
+    total = measure("dp = 3, deterministic", 1, (layout_t){3, 0, 1, 1, 1, 1}, xt, yt, &others);
     CHECK(total == 0, "dp=3 deterministic allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    /* Pipelines (slots, send/recv, the streaming chunk tree) and tensor
+     * slices (their all-reduces, the copy back into the host's model). */
+    total = measure("pp = 2, m = 4, deterministic", 1, (layout_t){1, 0, 1, 2, 4, 1}, xt, yt, &others);
+    CHECK(total == 0, "pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    total = measure("dp = 2 x tp = 2, ZeRO-2", 1, (layout_t){2, 2, 0, 1, 1, 2}, xt, yt, &others);
+    CHECK(total == 0, "dp=2 tp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
 
     parml_tensor_free(xt);
     parml_tensor_free(yt);
