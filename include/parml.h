@@ -261,8 +261,9 @@ PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float 
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3), gradients
-/// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1) and
-/// scratch. Set out->struct_size to sizeof(parml_memory_report) first. Since: 0.1.
+/// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1),
+/// scratch and activations (high-water, since 0.2). Set out->struct_size to
+/// sizeof(parml_memory_report) first (a 0.1 size gets the 0.1 fields). Since: 0.1.
 PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 
 /// The execution plan as text in *text_out, NUL-terminated: the dp x pp x tp

@@ -162,6 +162,7 @@ typedef struct parml_memory_report {
     int64_t gradient_bytes;
     int64_t optimizer_bytes;   /* optimizer state: 1/dp of the whole under ZeRO >= 1 */
     int64_t scratch_bytes;     /* deterministic-mode buffers */
+    int64_t activation_bytes;  /* since 0.2: activations and their gradients, high-water (after a step) */
 } parml_memory_report;
 
 /** What one epoch of parml_trainer_fit measured. Fields that do not apply

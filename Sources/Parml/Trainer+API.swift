@@ -163,8 +163,9 @@ public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: Unsafe
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3), gradients
-/// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1) and
-/// scratch. Set out->struct_size to sizeof(parml_memory_report) first. Since: 0.1.
+/// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1),
+/// scratch and activations (high-water, since 0.2). Set out->struct_size to
+/// sizeof(parml_memory_report) first (a 0.1 size gets the 0.1 fields). Since: 0.1.
 @c(parml_trainer_memory)
 public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: UnsafeMutablePointer<parml_memory_report>?) -> parml_status {
     guarded("parml_trainer_memory") {
@@ -177,7 +178,9 @@ public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: 
         r.gradient_bytes = Int64(m.gradients)
         r.optimizer_bytes = Int64(m.optimizer)
         r.scratch_bytes = Int64(m.scratch)
-        try writeSized(r, to: out, name: "out", minimum: MemoryLayout<parml_memory_report>.size)
+        r.activation_bytes = Int64(m.activations)
+        // A 0.1 caller's struct ends before activation_bytes: fill what it has.
+        try writeSized(r, to: out, name: "out", minimum: MemoryLayout<parml_memory_report>.offset(of: \.activation_bytes)!)
     }
 }
 

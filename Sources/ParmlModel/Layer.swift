@@ -77,13 +77,26 @@ extension Layer {
     public var children: [Layer] { [] }
 }
 
-/// A reusable buffer shaped on demand (allocates only when it must grow).
-@usableFromInline
-final class Buffer {
-    let tensor: Tensor
-    init() { tensor = try! Tensor(shape: Shape(0)) }  // zero elements: cannot fail
-    @inline(__always) func shaped(_ s: Shape) throws -> Tensor {
+/// A reusable buffer shaped on demand (allocates only when it must grow):
+/// a layer's activations, input gradients and scratch.
+public final class Buffer {
+    public let tensor: Tensor
+    public init() { tensor = try! Tensor(shape: Shape(0)) }  // zero elements: cannot fail
+    @inline(__always) public func shaped(_ s: Shape) throws -> Tensor {
         try tensor.resize(s)
         return tensor
+    }
+}
+
+extension Layer {
+    /// Bytes held by this layer's buffers and its children's (activations,
+    /// input gradients, scratch; never parameters). Buffers only grow, so
+    /// this is the high-water mark. Found by reflection: for reports only.
+    public var bufferBytes: Int {
+        var bytes = 0
+        for c in Mirror(reflecting: self).children {
+            if let b = c.value as? Buffer { bytes += b.tensor.capacity * MemoryLayout<Float>.stride }
+        }
+        return children.reduce(bytes) { $0 + $1.bufferBytes }
     }
 }

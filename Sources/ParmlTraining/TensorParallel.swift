@@ -53,15 +53,14 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
     var kind: String { "tp_reduce" }
     private var bias: Tensor?
     private var biasGrad: Tensor?
-    private let output: Tensor
+    private let output = Buffer()
 
-    init(features: Int, bias: Bool) throws {
+    init(features: Int, bias: Bool) {
         self.features = features
         self.hasBias = bias
-        output = try Tensor(shape: Shape(0))
     }
 
-    func replicate() throws -> Layer { try TensorParallelReduce(features: features, bias: hasBias) }
+    func replicate() throws -> Layer { TensorParallelReduce(features: features, bias: hasBias) }
 
     var parameterSpecs: [ParameterSpec] {
         // The values are copied from the serial model; the initializer is unused.
@@ -79,8 +78,7 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
 
     func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
         guard let communicator else { throw ParmlError.internal("tensor-parallel layer without a communicator") }
-        try output.resize(x.shape)
-        let y = output
+        let y = try output.shaped(x.shape)
         y.data.update(from: x.data, count: x.count)
         try communicator.allReduce(y.data, count: y.count, op: .sum)
         floatsReduced += y.count
@@ -189,7 +187,7 @@ struct TensorParallelRewrite {
                 if b.hasBias {
                     sources.append(ParameterSource(offset: own[1], stride: b.outFeatures, rows: 1, cols: b.outFeatures, replicated: true))
                 }
-                out.append(Sequential([slice, try TensorParallelReduce(features: b.outFeatures, bias: b.hasBias)]))
+                out.append(Sequential([slice, TensorParallelReduce(features: b.outFeatures, bias: b.hasBias)]))
                 notes.append("\(name): row-parallel linear(\(b.inFeatures)→\(b.outFeatures)), \(c) input features per rank; all-reduce of y forward, bias after it")
             case .inside(let width):
                 let copy = try l.replicate()

@@ -174,9 +174,9 @@ public final class Trainer {
         optimizerConfig.schedule.learningRate(base: optimizerConfig.learningRate, step: stepCount)
     }
 
-    /// Bytes rank `rank` holds for parameters, gradients, optimizer state and
-    /// deterministic-mode scratch.
-    public func memory(rank: Int) throws -> (parameters: Int, gradients: Int, optimizer: Int, scratch: Int) {
+    /// Bytes rank `rank` holds for parameters, gradients, optimizer state,
+    /// scratch (deterministic mode, norms) and activations (high-water).
+    public func memory(rank: Int) throws -> (parameters: Int, gradients: Int, optimizer: Int, scratch: Int, activations: Int) {
         guard rank >= 0, rank < ranks.count else {
             throw ParmlError.invalidArgument("rank \(rank) is outside 0..<\(ranks.count)")
         }

@@ -6,6 +6,7 @@
  * Prints "N passed, N failed" and exits nonzero on any failure.
  */
 #include "test_common.h"
+#include <stddef.h>
 
 #include <cpuid.h>
 #include <pthread.h>
@@ -1197,6 +1198,20 @@ static void test_plan(void) {
               strstr(json, "rank 3 (dp 1, stage 1)") && strstr(json, "recv (waiting)"),
           "trace file starts %.60s", json);
     OK(parml_trainer_set_trace(tr, 0));
+    /* The memory report: activations after steps; a 0.1-sized struct gets
+     * the 0.1 fields and nothing past them. */
+    parml_memory_report full = {.struct_size = sizeof full}, old;
+    OK(parml_trainer_memory(tr, 3, &full));
+    CHECK(full.activation_bytes > 0 && full.parameter_bytes > 0, "rank 3 activations %lld bytes",
+          (long long)full.activation_bytes);
+    memset(&old, 0x5A, sizeof old);
+    old.struct_size = offsetof(parml_memory_report, activation_bytes);
+    OK(parml_trainer_memory(tr, 3, &old));
+    int64_t untouched;
+    memset(&untouched, 0x5A, sizeof untouched);
+    CHECK(old.scratch_bytes == full.scratch_bytes && old.activation_bytes == untouched &&
+              old.struct_size == offsetof(parml_memory_report, activation_bytes),
+          "a 0.1 caller's report is filled up to scratch_bytes only");
     CHECK(parml_trainer_write_trace(tr, "/nonexistent-dir/trace.json") == PARML_ERR_IO, "unwritable path is an I/O error");
     unlink(path);
     parml_tensor_free(xt);

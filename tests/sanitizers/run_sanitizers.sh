@@ -11,8 +11,8 @@
 #            that build's libparml.so and runs them.
 #   tsan  ThreadSanitizer:
 #         3. SwiftPM builds with --sanitize=thread in .build-tsan; runs the
-#            threaded tests (collectives, failures, data parallelism, fault
-#            trials);
+#            threaded tests (collectives, failures, data, pipeline and
+#            tensor parallelism, traces, fault trials);
 #         4. builds test_concurrency and test_api with clang -fsanitize=thread
 #            against that build's libparml.so and runs them.
 #
@@ -141,7 +141,7 @@ if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
 fi
 
 if [ "$MODE" = tsan ] || [ "$MODE" = all ]; then
-    swift_config "thread" tsan .build-tsan "TSAN_OPTIONS=$TSAN_COMMON" "ParallelTests|DataParallel|FaultTrials" \
+    swift_config "thread" tsan .build-tsan "TSAN_OPTIONS=$TSAN_COMMON" "ParallelTests|DataParallel|FaultTrials|Pipeline|TraceTests" \
         --sanitize=thread
     if [ -f .build-tsan/debug/libparml.so ]; then
         # The toolchain's TSan runtime carries libdispatch interceptors, which

@@ -273,6 +273,7 @@ class parml_memory_report(Structure):
         gradient_bytes: gradients
         optimizer_bytes: optimizer state: 1/dp of the whole under ZeRO >= 1
         scratch_bytes: deterministic-mode buffers
+        activation_bytes: since 0.2: activations and their gradients, high-water (after a step)
     """
 
     _fields_ = [
@@ -281,6 +282,7 @@ class parml_memory_report(Structure):
         ("gradient_bytes", c_int64),
         ("optimizer_bytes", c_int64),
         ("scratch_bytes", c_int64),
+        ("activation_bytes", c_int64),
     ]
 
 

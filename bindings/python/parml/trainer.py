@@ -119,10 +119,13 @@ class MemoryReport(NamedTuple):
     gradient_bytes: int
     optimizer_bytes: int
     scratch_bytes: int
+    activation_bytes: int = 0
 
     @property
     def total(self) -> int:
-        return self.parameter_bytes + self.gradient_bytes + self.optimizer_bytes + self.scratch_bytes
+        return (
+            self.parameter_bytes + self.gradient_bytes + self.optimizer_bytes + self.scratch_bytes + self.activation_bytes
+        )
 
 
 class _Progress:
@@ -385,7 +388,7 @@ class Trainer(Handle):
         r.struct_size = sizeof(r)
         with self._use() as t:
             check(_capi.parml_trainer_memory(t, int(rank), byref(r)))
-        return MemoryReport(r.parameter_bytes, r.gradient_bytes, r.optimizer_bytes, r.scratch_bytes)
+        return MemoryReport(r.parameter_bytes, r.gradient_bytes, r.optimizer_bytes, r.scratch_bytes, r.activation_bytes)
 
     def plan(self) -> str:
         """The execution plan, for people: the dp x pp x tp mesh, which layers

@@ -234,7 +234,7 @@ def test_data_parallel_memory_report():
     n = 8 * 256 + 256 + 256 * 3 + 3
     assert r0.parameter_bytes == 4 * n and r0.optimizer_bytes == 2 * 4 * n
     assert r1.optimizer_bytes < r0.optimizer_bytes * 0.6
-    assert r0.total == r0.parameter_bytes + r0.gradient_bytes + r0.optimizer_bytes + r0.scratch_bytes
+    assert r0.total == r0.parameter_bytes + r0.gradient_bytes + r0.optimizer_bytes + r0.scratch_bytes + r0.activation_bytes
 
 
 def bits(a):
