@@ -31,7 +31,8 @@ extension Trainer {
         for (s, range) in layout.partition.layers.enumerated() {
             let slice = layout.stageRanges[s]
             let names = range.map { "\($0):" + Trainer.describe(layers[$0]) }.joined(separator: ", ")
-            lines.append("  stage \(s): layers \(names); parameters [\(slice.lowerBound), \(slice.upperBound)) = \(slice.count)")
+            let arena = mesh.tp > 1 ? " of each tp rank's arena" : ""
+            lines.append("  stage \(s): layers \(names); parameters [\(slice.lowerBound), \(slice.upperBound))\(arena) = \(slice.count)")
         }
         lines.append("ranks:")
         for r in ranks {
@@ -40,6 +41,7 @@ extension Trainer {
             var line = "  rank \(r.rank) (dp \(c.data), stage \(c.stage), tp \(c.tensor)): updates [\(r.ownedRange.lowerBound), \(r.ownedRange.upperBound))"
             if layout.zeroStage >= 1 && mesh.dp > 1 { line += " (ZeRO-\(layout.zeroStage) shard)" }
             line += "; bytes: parameters \(m.parameters), gradients \(m.gradients), optimizer \(m.optimizer), scratch \(m.scratch)"
+            line += ", activations \(m.activations) (high-water so far)"
             lines.append(line)
         }
         lines.append("each step:")
@@ -66,7 +68,14 @@ extension Trainer {
             lines.append("  2. no gradient exchange (dp = 1)")
         }
         if optimizerConfig.clipGradNorm > 0 {
-            lines.append("  3. global gradient norm: blocks of 1024 summed where they end, block sums all-reduced over the world")
+            lines.append(
+                mesh.tp > 1
+                    ? "  3. global gradient norm: each rank's share of squares (replicated parameters on tp rank 0), all-reduced over the world"
+                    : "  3. global gradient norm: blocks of 1024 summed where they end, block sums all-reduced over the world")
+        }
+        if mesh.tp > 1 {
+            lines.append("  +  tensor-parallel pairs all-reduce over their tp group: partial outputs forward, input gradients backward")
+            lines.append("  +  after the step, data rank 0's tp ranks write their slices into the host's model")
         }
         var update = "  4. optimizer updates each rank's slice"
         if layout.zeroStage >= 3 && mesh.dp > 1 {

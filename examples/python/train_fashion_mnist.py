@@ -34,8 +34,14 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--dp", type=int, default=2, help="data-parallel ranks (threads)")
     ap.add_argument("--zero", type=int, default=0, help="ZeRO stage 0..3")
+    ap.add_argument("--pp", type=int, default=1, help="pipeline stages (consecutive top-level layers)")
+    ap.add_argument("--micro-batches", type=int, default=1, help="micro-batches per step")
+    ap.add_argument("--schedule", choices=["1f1b", "gpipe"], default="1f1b", help="pipeline schedule")
+    ap.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks (must divide 512)")
+    ap.add_argument("--plan", action="store_true", help="print the execution plan before training")
+    ap.add_argument("--trace", metavar="FILE", help="write a Chrome-trace timeline of the first epoch to FILE")
     ap.add_argument("--deterministic", action="store_true",
-                    help="layout-invariant mode: any --dp/--zero gives serial training's bits")
+                    help="layout-invariant mode: any --dp/--pp/--zero gives serial training's bits")
     ap.add_argument("--batch-size", type=int, default=128)
     args = ap.parse_args()
 
@@ -43,13 +49,16 @@ def main() -> int:
     train = parml.load_idx(data / "train-images-idx3-ubyte.gz", data / "train-labels-idx1-ubyte.gz")
     test = parml.load_idx(data / "t10k-images-idx3-ubyte.gz", data / "t10k-labels-idx1-ubyte.gz")
 
-    # 784 -> 512 -> ReLU -> residual(LayerNorm, 512 -> GELU -> dropout) -> 10
+    # 784 -> 512 -> ReLU -> residual(LayerNorm, 512 -> 1024 -> GELU -> dropout -> 512) -> 10
+    # (the residual body's two Linears are the pair tensor parallelism splits)
     model = parml.Sequential(
         [
             parml.Flatten(),
             parml.Linear(784, 512),
             parml.ReLU(),
-            parml.Residual([parml.LayerNorm(512), parml.Linear(512, 512), parml.GELU(), parml.Dropout(0.1)]),
+            parml.Residual(
+                [parml.LayerNorm(512), parml.Linear(512, 1024), parml.GELU(), parml.Dropout(0.1), parml.Linear(1024, 512)]
+            ),
             parml.Linear(512, 10),
         ],
         seed=42,
@@ -61,12 +70,25 @@ def main() -> int:
         clip_grad_norm=5.0,
         schedule=parml.schedules.cosine(args.epochs * steps_per_epoch, min_lr=1e-5, warmup_steps=100),
     )
-    strategy = parml.Strategy(dp=args.dp, zero=args.zero, deterministic=args.deterministic, seed=7)
+    strategy = parml.Strategy(
+        dp=args.dp, pp=args.pp, tp=args.tp, micro_batches=args.micro_batches, schedule=args.schedule, zero=args.zero,
+        deterministic=args.deterministic, seed=7,
+    )
     print(f"parml {parml.library_version()}  OpenBLAS kernels: {parml.blas_core()}  "
           f"parameters: {model.num_params}  train {len(train)}  test {len(test)}  {strategy}")
 
     with model, train, test, parml.Trainer(model, "cross_entropy", optimizer, strategy) as trainer:
-        trainer.fit(train, epochs=args.epochs, batch_size=args.batch_size, validation_data=test)
+        if args.plan:
+            print(trainer.plan())
+        if args.trace:
+            trainer.start_trace()
+            trainer.fit(train, epochs=1, batch_size=args.batch_size, validation_data=test)
+            trainer.write_trace(args.trace)
+            trainer.stop_trace()
+            print(f"wrote the first epoch's timeline to {args.trace}")
+        remaining = args.epochs - (1 if args.trace else 0)
+        if remaining > 0:
+            trainer.fit(train, epochs=remaining, batch_size=args.batch_size, validation_data=test)
         result = trainer.evaluate(test, batch_size=1000)
         memory = trainer.memory(0)
         print(f"rank 0 memory: {memory.total / 2**20:.1f} MiB "
