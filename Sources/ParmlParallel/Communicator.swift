@@ -53,6 +53,11 @@ public protocol Communicator: AnyObject {
     /// Blocks until the next message from `peer` arrives; its length must equal `count`.
     func receive(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int) throws
 
+    /// A hint before a burst of sends to `peer`: up to `messages` messages of
+    /// at most `floats` floats each may be in flight at once. A backend that
+    /// buffers sends prepares that much room, so the sends allocate nothing.
+    func reserveSends(to peer: Int, messages: Int, floats: Int) throws
+
     /// Collective over this group: ranks passing the same `color` form a new
     /// group, ordered by (key, rank in this group). Failures stay shared: an
     /// abort in any group of the world reaches every group.
@@ -61,6 +66,10 @@ public protocol Communicator: AnyObject {
     /// Marks the whole world failed with `reason`; every rank's current and
     /// later collectives throw. Safe to call from any rank, more than once.
     func abort(reason: String)
+}
+
+extension Communicator {
+    public func reserveSends(to peer: Int, messages: Int, floats: Int) throws {}
 }
 
 /// The canonical way a flat buffer is cut among ranks (ZeRO shards,

@@ -80,6 +80,29 @@ final class Mailbox: @unchecked Sendable {
         return body(&queue)
     }
 
+    /// Sender thread: makes room for `messages` messages of up to `floats`
+    /// floats in flight at once, so that sends within that bound allocate
+    /// nothing whatever the receiver's timing.
+    func reserve(messages: Int, floats: Int) {
+        locked { q in
+            if q.ring.count < messages {
+                var bigger: [Message] = []
+                bigger.reserveCapacity(messages)
+                for i in 0..<q.queued { bigger.append(q.ring[(q.head + i) % q.ring.count]) }
+                while bigger.count < messages { bigger.append(Message()) }
+                q.ring = bigger
+                q.head = 0
+            }
+            q.free.reserveCapacity(messages)
+            while q.free.count + q.queued < messages { q.free.append(Message()) }
+            for i in q.free.indices where q.free[i].capacity < floats {
+                q.free[i].data?.deallocate()
+                q.free[i].data = .allocate(capacity: floats)
+                q.free[i].capacity = floats
+            }
+        }
+    }
+
     /// Copies `count` floats into a message and enqueues it.
     func post(_ buffer: UnsafePointer<Float>, count: Int) {
         var m = locked { q in q.free.popLast() } ?? Message()

@@ -352,6 +352,13 @@ final class ThreadsCommunicator: Communicator {
         world.lot.wakeIfWaiting()
     }
 
+    func reserveSends(to peer: Int, messages: Int, floats: Int) throws {
+        guard peer >= 0 && peer < group.size, messages >= 0, floats >= 0 else {
+            throw ParmlError.invalidArgument("\(me): reserveSends: peer \(peer), \(messages) messages of \(floats) floats")
+        }
+        group.mailbox(from: rank, to: peer).reserve(messages: messages, floats: floats)
+    }
+
     func receive(_ buffer: UnsafeMutablePointer<Float>, count: Int, from peer: Int) throws {
         guard peer >= 0 && peer < group.size else {
             throw ParmlError.invalidArgument("\(me): receive: peer \(peer) is outside 0..<\(group.size)")

@@ -81,6 +81,12 @@ struct StepWork {
         stageOutput = s
     }
 
+    /// Rows of the largest piece.
+    var maxPieceRows: Int {
+        if let c = plan.chunk { return min(c, plan.samples) }
+        return (rows.count + microBatches - 1) / microBatches
+    }
+
     func pieceCount(_ j: Int) -> Int {
         if plan.chunk != nil {
             return Sharding.range(count: chunks.count, parts: microBatches, index: j, alignment: 1).count

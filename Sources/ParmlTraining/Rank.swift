@@ -328,6 +328,20 @@ final class RankContext {
 
     private func runSchedule(_ work: inout StepWork) throws {
         let ops = schedule.ops
+        if let comms, layout.mesh.pp > 1 {
+            // Every piece's activations may be in flight to the next stage at
+            // once (and its gradients to the previous one): room for all of
+            // them up front, so that no timing makes a send allocate.
+            var pieces = 0
+            for j in 0..<layout.microBatches { pieces += work.pieceCount(j) }
+            let rows = work.maxPieceRows
+            if !isLastStage {
+                try comms.pipe.reserveSends(to: coordinate.stage + 1, messages: pieces, floats: rows * work.stageOutput.rowSize)
+            }
+            if !isFirstStage {
+                try comms.pipe.reserveSends(to: coordinate.stage - 1, messages: pieces, floats: rows * work.stageInput.rowSize)
+            }
+        }
         var i = 0
         while i < ops.count {
             switch ops[i] {

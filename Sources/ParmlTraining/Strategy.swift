@@ -40,6 +40,10 @@ public struct StrategyConfig: Sendable, Equatable {
         for (name, v) in [("dp", dp), ("tp", tp), ("pp", pp), ("micro_batches", microBatches)] where v < 1 {
             throw ParmlError.invalidArgument("strategy: \(name) must be >= 1, got \(v)")
         }
+        // Each stage lists its schedule's 2·m operations up front.
+        guard microBatches <= 1 << 16 else {
+            throw ParmlError.invalidArgument("strategy: micro_batches must be at most 65536, got \(microBatches)")
+        }
         guard (0...3).contains(zeroStage) else {
             throw ParmlError.invalidArgument("strategy: zero_stage must be 0, 1, 2 or 3, got \(zeroStage)")
         }

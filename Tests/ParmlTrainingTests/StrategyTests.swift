@@ -52,7 +52,7 @@ import _ParmlTestSupport
 
     @Test(arguments: [
         ("dp", 0), ("dp", -1), ("tp", 0), ("pp", 0), ("micro_batches", 0), ("zero_stage", 4), ("zero_stage", -1),
-        ("blas_threads", -1), ("blas_threads", 1025), ("grad_chunk", 0), ("bucket_bytes", 0),
+        ("blas_threads", -1), ("blas_threads", 1025), ("grad_chunk", 0), ("bucket_bytes", 0), ("micro_batches", 65537),
     ])
     func invalidValues(_ field: String, _ value: Int) {
         var s = StrategyConfig()

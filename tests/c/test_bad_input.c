@@ -676,6 +676,7 @@ static void cases_trainer_create(void) {
     STRAT_CASE("grad_chunk 0", PARML_ERR_INVALID_ARGUMENT, s.grad_chunk = 0);
     STRAT_CASE("dp 5000", PARML_ERR_INVALID_ARGUMENT, s.dp = 5000);
     STRAT_CASE("tp 5000", PARML_ERR_INVALID_ARGUMENT, s.tp = 5000);
+    STRAT_CASE("micro_batches 2^31-1", PARML_ERR_INVALID_ARGUMENT, s.micro_batches = INT32_MAX);
     STRAT_CASE("pp 9 > the model's top-level layers", PARML_ERR_INVALID_ARGUMENT, s.pp = 9);
     STRAT_CASE("dp 2 x pp 9 > the model's top-level layers", PARML_ERR_INVALID_ARGUMENT, (s.dp = 2, s.pp = 9));
     STRAT_CASE("MPI backend (not yet)", PARML_ERR_UNSUPPORTED, s.backend = PARML_BACKEND_MPI);

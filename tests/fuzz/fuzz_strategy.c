@@ -16,8 +16,9 @@
  *
  * Values that only cost time are folded into cheap ones, so that runs stay
  * fast; values outside the valid range pass unchanged, so validation sees
- * them: dp in 5..4096 becomes 1..4, blas_threads in 0..1024 becomes 0..2,
- * and a valid watchdog_seconds becomes 0.5..2 s (no step may time out).
+ * them: dp, tp and pp in 5..4096 become 1..4, micro_batches in 9..65536
+ * becomes 1..8, blas_threads in 0..1024 becomes 0..2, and a valid
+ * watchdog_seconds becomes 0.5..2 s (no step may time out).
  *
  * Build and run: make fuzz (docs/reliability.md).
  */
@@ -82,6 +83,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     opt.struct_size = struct_size(opt_mode, sizeof opt);
     st.struct_size = struct_size(strat_mode, sizeof st);
     if (st.dp >= 5 && st.dp <= 4096) st.dp = 1 + st.dp % 4;
+    if (st.tp >= 5 && st.tp <= 4096) st.tp = 1 + st.tp % 4;
+    if (st.pp >= 5 && st.pp <= 4096) st.pp = 1 + st.pp % 4;
+    if (st.micro_batches >= 9 && st.micro_batches <= 65536) st.micro_batches = 1 + st.micro_batches % 8;
     if (st.blas_threads >= 0 && st.blas_threads <= 1024) st.blas_threads %= 3;
     if (isfinite(st.watchdog_seconds) && st.watchdog_seconds > 0 && st.watchdog_seconds <= 86400)
         st.watchdog_seconds = 0.5 + fmod(st.watchdog_seconds, 1.5);
