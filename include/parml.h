@@ -134,6 +134,13 @@ PARML_API parml_status parml_model_add_layer_norm(parml_model model, int64_t fea
 /// Errors: PARML_ERR_INVALID_ARGUMENT (sizes), PARML_ERR_STATE (after init). Since: 0.1.
 PARML_API parml_status parml_model_add_linear(parml_model model, int64_t in_features, int64_t out_features, int32_t bias);
 
+/// Marks a pipeline stage boundary: the next top-level layer starts a new
+/// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
+/// be the number of boundaries + 1) instead of balancing stages by
+/// parameter count; pp = 1 ignores them. Errors: PARML_ERR_STATE (no layer
+/// yet, inside a residual block, twice in a row, after init). Since: 0.2.
+PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
+
 /// Opens a residual block: the layers added until parml_model_end_residual
 /// form f, and the block computes y = x + f(x) (f must keep the shape).
 /// Blocks nest. Since: 0.1.

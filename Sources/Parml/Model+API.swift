@@ -86,6 +86,18 @@ public func parmlModelAddFlatten(_ model: parml_model?) -> parml_status {
     }
 }
 
+/// Marks a pipeline stage boundary: the next top-level layer starts a new
+/// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
+/// be the number of boundaries + 1) instead of balancing stages by
+/// parameter count; pp = 1 ignores them. Errors: PARML_ERR_STATE (no layer
+/// yet, inside a residual block, twice in a row, after init). Since: 0.2.
+@c(parml_model_add_stage_boundary)
+public func parmlModelAddStageBoundary(_ model: parml_model?) -> parml_status {
+    guarded("parml_model_add_stage_boundary") {
+        try modelObject(model).markStageBoundary()
+    }
+}
+
 /// Opens a residual block: the layers added until parml_model_end_residual
 /// form f, and the block computes y = x + f(x) (f must keep the shape).
 /// Blocks nest. Since: 0.1.

@@ -27,6 +27,9 @@ public final class Model {
     public private(set) var parameterVersion = 0
     private var validatedInput: Shape?
     private var validatedOutput: Shape?
+    /// Top-level layer indices where the host wants a pipeline stage to
+    /// start (`markStageBoundary`); empty lets the trainer balance stages.
+    public private(set) var stageStarts: [Int] = []
 
     public init() {}
 
@@ -75,6 +78,20 @@ public final class Model {
     private func forgetValidatedShapes() {
         validatedInput = nil
         validatedOutput = nil
+    }
+
+    /// Makes the next top-level layer start a pipeline stage: with
+    /// boundaries marked, a pipelined trainer cuts there (pp must be the
+    /// boundary count + 1) instead of balancing by parameter count.
+    public func markStageBoundary() throws {
+        guard !isBuilt else { throw ParmlError.state("the model is already initialised; boundaries cannot be added") }
+        guard openBlocks.isEmpty else {
+            throw ParmlError.state("a stage boundary cannot fall inside a residual block; close it first")
+        }
+        let next = root.layers.count
+        guard next > 0 else { throw ParmlError.state("a stage boundary needs a layer before it") }
+        guard stageStarts.last != next else { throw ParmlError.state("a stage boundary is already marked here") }
+        stageStarts.append(next)
     }
 
     /// Opens a residual block: layers added until `endResidual` form its body f, y = x + f(x).
@@ -252,7 +269,10 @@ public final class Model {
             lines.append(line)
             if let r = l as? Residual { for c in r.body.layers { visit(c, depth: depth + 1) } }
         }
-        for l in root.layers { visit(l, depth: 0) }
+        for (i, l) in root.layers.enumerated() {
+            if stageStarts.contains(i) { lines.append("-- pipeline stage boundary --") }
+            visit(l, depth: 0)
+        }
         lines.append("total parameters: \(declaredParameterCount)")
         return lines.joined(separator: "\n")
     }

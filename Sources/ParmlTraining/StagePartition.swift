@@ -13,6 +13,21 @@ struct StagePartition: Sendable, Equatable {
 
     init(layers: [Range<Int>]) { self.layers = layers }
 
+    /// The cut the host marked: stages start at `starts` (increasing, in
+    /// 1..<layerCount), so pp must be starts.count + 1.
+    static func marked(starts: [Int], layerCount: Int, stages: Int) throws -> StagePartition {
+        guard stages == starts.count + 1 else {
+            throw ParmlError.invalidArgument(
+                "pipeline: the model marks \(starts.count) stage boundar\(starts.count == 1 ? "y" : "ies") "
+                    + "(\(starts.count + 1) stages) but pp=\(stages)")
+        }
+        let bounds = [0] + starts + [layerCount]
+        guard zip(bounds, bounds.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw ParmlError.invalidArgument("pipeline: a marked stage would hold no layer (boundaries \(starts), \(layerCount) layers)")
+        }
+        return StagePartition(layers: zip(bounds, bounds.dropFirst()).map { $0..<$1 })
+    }
+
     /// The balanced cut of layers with `costs` into `stages` stages.
     static func balanced(costs: [Int], stages: Int) throws -> StagePartition {
         let n = costs.count

@@ -85,7 +85,11 @@ public final class Trainer {
         self.optimizerConfig = optimizer
         self.strategy = strategy
         let mesh = Mesh(dp: strategy.dp, pp: strategy.pp, tp: strategy.tp)
-        let partition = try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp)
+        // Boundaries the host marked decide the cut of a pipeline; otherwise
+        // stages are balanced by parameter count.
+        let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
+            ? try StagePartition.marked(starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp)
+            : try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp)
         // tp > 1: each tp rank runs a rewritten model holding its slices
         // (same layout on every tp rank, since tp divides the split widths).
         let rewrites = mesh.tp > 1 ? try (0..<mesh.tp).map { try TensorParallelRewrite(serial: model, rank: $0, ranks: mesh.tp) } : []

@@ -200,6 +200,46 @@ struct PipelineTests {
         #expect(try slots(.oneForwardOneBackward) == [4, 3, 2, 1])
     }
 
+    /// Boundaries the host marks decide the cut; the math does not change.
+    @Test func markedBoundariesDecideTheStages() throws {
+        func marked() throws -> Model {
+            let m = Model()
+            try m.add(try Linear(inFeatures: 12, outFeatures: 16))
+            try m.markStageBoundary()
+            try m.add(Activation(.relu))
+            try m.add(try Linear(inFeatures: 16, outFeatures: 4))
+            try m.initialize(seed: 11)
+            return m
+        }
+        var s = StrategyConfig()
+        s.pp = 2
+        s.microBatches = 3
+        s.deterministic = true
+        s.gradientChunk = 8
+        let model = try marked()
+        let t = try Trainer(model: model, loss: .crossEntropy, optimizer: DPOptimizer.adamW.config, strategy: s)
+        #expect(t.layout.partition.layers == [0..<1, 1..<3], "balancing would have cut after the ReLU")
+        let serialModel = try marked()
+        var serial = StrategyConfig()
+        serial.deterministic = true
+        serial.gradientChunk = 8
+        let st = try Trainer(model: serialModel, loss: .crossEntropy, optimizer: DPOptimizer.adamW.config, strategy: serial)
+        for k in 0..<3 {
+            let (x, y) = try pipelineBatch(20, step: k)
+            try t.step(inputs: x, targets: y)
+            try st.step(inputs: x, targets: y)
+        }
+        expectSameBits(model.parameters!.toArray(), serialModel.parameters!.toArray(), "marked pp=2 vs serial")
+        s.pp = 3
+        let e = parmlError { _ = try Trainer(model: try marked(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s) }
+        #expect(e?.message.contains("marks 1 stage boundary") == true && e?.message.contains("pp=3") == true, "\(String(describing: e))")
+        let m = Model()
+        #expect(parmlError { try m.markStageBoundary() }?.message.contains("needs a layer") == true)
+        try m.add(try Linear(inFeatures: 2, outFeatures: 2))
+        try m.beginResidual()
+        #expect(parmlError { try m.markStageBoundary() }?.message.contains("residual") == true)
+    }
+
     @Test func stagesOwnContiguousSlicesOfTheArena() throws {
         var s = StrategyConfig()
         s.pp = 3

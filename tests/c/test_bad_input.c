@@ -499,6 +499,21 @@ static void cases_model_use(void) {
     BAD("parml_model_predict", "freed input tensor", PARML_ERR_INVALID_ARGUMENT,
         parml_model_predict(m, freed_tensor(), &out), out == S_TENSOR);
 
+    BAD("parml_model_add_stage_boundary", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_add_stage_boundary(NULL), 1);
+    BAD("parml_model_add_stage_boundary", "freed model", PARML_ERR_INVALID_ARGUMENT,
+        parml_model_add_stage_boundary(freed_model()), 1);
+    BAD("parml_model_add_stage_boundary", "after init", PARML_ERR_STATE, parml_model_add_stage_boundary(m), 1);
+    {
+        parml_model fresh = NULL;
+        OK(parml_model_create(&fresh));
+        BAD("parml_model_add_stage_boundary", "before any layer", PARML_ERR_STATE, parml_model_add_stage_boundary(fresh), 1);
+        OK(parml_model_add_linear(fresh, D, K, 1));
+        OK(parml_model_begin_residual(fresh));
+        BAD("parml_model_add_stage_boundary", "inside a residual block", PARML_ERR_STATE,
+            parml_model_add_stage_boundary(fresh), 1);
+        parml_model_free(fresh);
+    }
+
     char *text = S_TEXT;
     BAD("parml_model_summary", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_summary(NULL, &text),
         text == S_TEXT);

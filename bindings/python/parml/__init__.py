@@ -42,7 +42,7 @@ from .errors import (
     UnsupportedError,
     check,
 )
-from .layers import GELU, Dropout, Flatten, Layer, LayerNorm, Linear, ReLU, Residual, Sigmoid, Tanh
+from .layers import GELU, Dropout, Flatten, Layer, LayerNorm, Linear, ReLU, Residual, Sigmoid, StageBoundary, Tanh
 from .model import Model, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer
 from .strategy import Strategy
@@ -99,6 +99,7 @@ __all__ = [
     "Dropout",
     "Flatten",
     "Residual",
+    "StageBoundary",
     # training
     "Optimizer",
     "SGD",

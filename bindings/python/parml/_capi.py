@@ -486,6 +486,13 @@ def parml_model_add_linear(model: Any, in_features: int, out_features: int, bias
     ...
 
 
+# PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
+@ctypes_function("parml_model_add_stage_boundary", [parml_model], parml_status)
+def parml_model_add_stage_boundary(model: Any, /) -> int:
+    """Marks a pipeline stage boundary before the next top-level layer."""
+    ...
+
+
 # PARML_API parml_status parml_model_begin_residual(parml_model model);
 @ctypes_function("parml_model_begin_residual", [parml_model], parml_status)
 def parml_model_begin_residual(model: Any, /) -> int:

@@ -114,6 +114,21 @@ class Flatten(Layer):
         return "Flatten()"
 
 
+class StageBoundary(Layer):
+    """Not a layer: where a pipeline stage starts. With boundaries in the
+    model, a trainer with pp > 1 cuts there (pp = boundaries + 1) instead of
+    balancing stages by parameter count. Top level only."""
+
+    def __init__(self) -> None:
+        pass
+
+    def _emit(self, model: Any) -> None:
+        check(_capi.parml_model_add_stage_boundary(model))
+
+    def __repr__(self) -> str:
+        return "StageBoundary()"
+
+
 class Residual(Layer):
     """y = x + f(x), f being the given layers (which must keep the shape).
     Residual blocks nest."""

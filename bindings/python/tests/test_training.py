@@ -273,6 +273,16 @@ def test_pipeline_deterministic_is_bitwise_serial(layout):
     assert np.array_equal(bits(results[0]), bits(results[1]))
 
 
+def test_stage_boundary_decides_the_cut():
+    layers = [parml.Linear(8, 32), parml.StageBoundary(), parml.ReLU(), parml.Linear(32, 3)]
+    with parml.Sequential(layers, seed=2) as model:
+        assert "-- pipeline stage boundary --" in model.summary()
+        with parml.Trainer(model, strategy=parml.Strategy(pp=2)) as t:
+            assert "stage 0: layers 0:linear(8→32);" in t.plan()
+        with pytest.raises(parml.InvalidArgumentError, match="marks 1 stage boundary"):
+            parml.Trainer(model, strategy=parml.Strategy(pp=3))
+
+
 def test_plan_describes_stages_and_ranks():
     with mlp() as model, parml.Trainer(model, strategy=parml.Strategy(dp=2, pp=3, micro_batches=4, schedule="gpipe")) as t:
         plan = t.plan()
