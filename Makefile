@@ -12,6 +12,7 @@ CLINK   := -Iinclude -L$(BUILD) -lparml -Wl,-rpath,$(ROOT)/$(BUILD)
 FASHION ?= /usr/share/datasets/fashion-mnist
 
 .PHONY: all deps lib build header check-header demo test test-swift test-c test-examples test-e2e bench clean
+.PHONY: proto check-proto
 .PHONY: install uninstall abi check-abi test-install
 .PHONY: check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
 
@@ -41,6 +42,28 @@ check-header: lib
 	  cat .build/parml.h.diff; \
 	  echo "include/parml.h differs from the @c functions: run 'make header' and commit it"; exit 1; }
 
+# protobuf-c code for the schemas in proto/, committed in Sources/CParmlProto
+# (docs/file-format.md). `make proto` regenerates it; `make check-proto`
+# (part of make test) fails when the committed code is stale.
+PROTOS    := parml
+PROTO_OUT := Sources/CParmlProto
+
+proto:
+	@for p in $(PROTOS); do \
+	  protoc-c --c_out=$(PROTO_OUT) -Iproto proto/$$p.proto || exit 1; \
+	  mv $(PROTO_OUT)/$$p.pb-c.h $(PROTO_OUT)/include/; \
+	done
+
+check-proto:
+	@rm -rf .build/proto-fresh && mkdir -p .build/proto-fresh
+	@for p in $(PROTOS); do \
+	  protoc-c --c_out=.build/proto-fresh -Iproto proto/$$p.proto || exit 1; \
+	  diff -u $(PROTO_OUT)/$$p.pb-c.c .build/proto-fresh/$$p.pb-c.c && \
+	  diff -u $(PROTO_OUT)/include/$$p.pb-c.h .build/proto-fresh/$$p.pb-c.h || { \
+	    echo "$(PROTO_OUT) is stale against proto/$$p.proto: run 'make proto' and commit it"; exit 1; }; \
+	done
+	@echo "PASS  generated protobuf-c code matches proto/"
+
 build/train_fashion_mnist: examples/train_fashion_mnist.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
@@ -54,7 +77,7 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build test-swift test-c test-examples test-e2e test-install check-sanitizers fuzz-test test-python
+test: build check-proto test-swift test-c test-examples test-e2e test-install check-sanitizers fuzz-test test-python
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib

@@ -148,6 +148,19 @@ public final class Model {
         parameterVersion += 1
     }
 
+    /// Builds if needed and fills the parameters from `fill` (a loaded file)
+    /// instead of drawing them; `seed` is the one they were first drawn from.
+    /// `fill` gets the arena and the layout of its tensors.
+    public func restore(seed: UInt64, _ fill: (UnsafeMutablePointer<Float>, [ParameterInfo]) throws -> Void) throws {
+        try BLAS.ensureLoaded()
+        try build()
+        guard let values = parameters else { throw ParmlError.internal("no parameter arena") }
+        try fill(values.data, parameterInfo)
+        gradients?.fill(0)
+        self.seed = seed
+        parameterVersion += 1
+    }
+
     /// A model with the same layers, its own activation buffers and gradient
     /// arena (another rank's replica), and either a copy of this model's
     /// parameters or, with `sharingParameters`, this model's parameter arena
