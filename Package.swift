@@ -63,7 +63,11 @@ let package = Package(
         .target(name: "_CParmlKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
         // Code protoc-c generates from proto/ (`make proto`), and a bounded unpack.
-        .target(name: "CParmlProto", linkerSettings: [.linkedLibrary("protobuf-c")]),
+        // Hidden: the generated parml__* functions are not part of the ABI (exports.map
+        // exports parml_*, which would match them).
+        .target(
+            name: "CParmlProto", cSettings: [.unsafeFlags(["-fvisibility=hidden"])],
+            linkerSettings: [.linkedLibrary("protobuf-c")]),
 
         // MARK: - Benchmarks (not tests)
 

@@ -96,10 +96,10 @@ def _argument_error(name: str, error: Exception, args: tuple[Any, ...]) -> Excep
 # ---------------------------------------------------------------------------
 
 PARML_VERSION_MAJOR = 0
-PARML_VERSION_MINOR = 1
+PARML_VERSION_MINOR = 2
 PARML_VERSION_PATCH = 0
 PARML_VERSION_NUMBER = PARML_VERSION_MAJOR * 10000 + PARML_VERSION_MINOR * 100 + PARML_VERSION_PATCH
-PARML_VERSION_STRING = "0.1.0"
+PARML_VERSION_STRING = "0.2.0"
 
 PARML_OK = 0
 PARML_ERR_INVALID_ARGUMENT = 1
@@ -497,6 +497,13 @@ def parml_model_create(out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
+@ctypes_function("parml_model_deserialize", [c_void_p, c_size_t, POINTER(parml_model)], parml_status)
+def parml_model_deserialize(buf: Any, len: int, out: Any, /) -> int:
+    """A new model in *out from len bytes of a model file's contents."""
+    ...
+
+
 # PARML_API parml_status parml_model_end_residual(parml_model model);
 @ctypes_function("parml_model_end_residual", [parml_model], parml_status)
 def parml_model_end_residual(model: Any, /) -> int:
@@ -525,6 +532,13 @@ def parml_model_init(model: Any, seed: int, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_load(char const * path, parml_model * out);
+@ctypes_function("parml_model_load", [c_char_p, POINTER(parml_model)], parml_status)
+def parml_model_load(path: bytes, out: Any, /) -> int:
+    """Reads a model file into a new, initialised model in *out."""
+    ...
+
+
 # PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
 @ctypes_function("parml_model_num_params", [parml_model, POINTER(c_int64)], parml_status)
 def parml_model_num_params(model: Any, count_out: Any, /) -> int:
@@ -549,6 +563,20 @@ def parml_model_output_shape(
 @ctypes_function("parml_model_predict", [parml_model, parml_tensor, POINTER(parml_tensor)], parml_status)
 def parml_model_predict(model: Any, input: Any, out: Any, /) -> int:
     """Runs the model in inference mode; *out is a new tensor the caller frees."""
+    ...
+
+
+# PARML_API parml_status parml_model_save(parml_model model, char const * path);
+@ctypes_function("parml_model_save", [parml_model, c_char_p], parml_status)
+def parml_model_save(model: Any, path: bytes, /) -> int:
+    """Writes an initialised model to path atomically."""
+    ...
+
+
+# PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
+@ctypes_function("parml_model_serialize", [parml_model, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
+def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
+    """A model file's bytes in a new buffer (free it with parml_buffer_free)."""
     ...
 
 
@@ -605,6 +633,13 @@ def parml_tensor_data(tensor: Any, data_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_tensor_deserialize(void const * buf, size_t len, parml_tensor * out);
+@ctypes_function("parml_tensor_deserialize", [c_void_p, c_size_t, POINTER(parml_tensor)], parml_status)
+def parml_tensor_deserialize(buf: Any, len: int, out: Any, /) -> int:
+    """A new tensor in *out from a parml.Tensor message."""
+    ...
+
+
 # PARML_API void parml_tensor_free(parml_tensor tensor);
 @ctypes_function("parml_tensor_free", [parml_tensor], None)
 def parml_tensor_free(tensor: Any, /) -> None:
@@ -623,6 +658,13 @@ def parml_tensor_numel(tensor: Any, numel_out: Any, /) -> int:
 @ctypes_function("parml_tensor_read", [parml_tensor, POINTER(c_float), c_ptrdiff_t], parml_status)
 def parml_tensor_read(tensor: Any, dst: Any, count: int, /) -> int:
     """Copies the tensor's count floats into dst."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_serialize(parml_tensor tensor, void ** buf_out, size_t * len_out);
+@ctypes_function("parml_tensor_serialize", [parml_tensor, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
+def parml_tensor_serialize(tensor: Any, buf_out: Any, len_out: Any, /) -> int:
+    """A tensor as a parml.Tensor message in a new buffer (parml_buffer_free)."""
     ...
 
 
@@ -658,6 +700,13 @@ def parml_tensor_write(tensor: Any, src: Any, count: int, /) -> int:
 )
 def parml_trainer_create(model: Any, loss: int, optimizer: Any, strategy: Any, out: Any, /) -> int:
     """Creates a trainer for an initialised model; the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
+@ctypes_function("parml_trainer_deserialize_checkpoint", [parml_trainer, c_void_p, c_size_t], parml_status)
+def parml_trainer_deserialize_checkpoint(trainer: Any, buf: Any, len: int, /) -> int:
+    """Restores a checkpoint from len bytes at buf into the trainer."""
     ...
 
 
@@ -699,10 +748,31 @@ def parml_trainer_learning_rate(trainer: Any, lr_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
+@ctypes_function("parml_trainer_load_checkpoint", [parml_trainer, c_char_p], parml_status)
+def parml_trainer_load_checkpoint(trainer: Any, path: bytes, /) -> int:
+    """Restores parameters, optimizer state and step count from a checkpoint file."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 @ctypes_function("parml_trainer_memory", [parml_trainer, c_int32, POINTER(parml_memory_report)], parml_status)
 def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
     """Memory rank `rank` of the trainer holds (set out->struct_size first)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char const * path);
+@ctypes_function("parml_trainer_save_checkpoint", [parml_trainer, c_char_p], parml_status)
+def parml_trainer_save_checkpoint(trainer: Any, path: bytes, /) -> int:
+    """Writes a layout-free checkpoint of the trainer to path atomically."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
+@ctypes_function("parml_trainer_serialize_checkpoint", [parml_trainer, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
+def parml_trainer_serialize_checkpoint(trainer: Any, buf_out: Any, len_out: Any, /) -> int:
+    """A checkpoint's bytes in a new buffer (free it with parml_buffer_free)."""
     ...
 
 
