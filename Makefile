@@ -12,7 +12,7 @@ CLINK   := -Iinclude -L$(BUILD) -lparml -Wl,-rpath,$(ROOT)/$(BUILD)
 FASHION ?= /usr/share/datasets/fashion-mnist
 
 .PHONY: all deps lib build header check-header demo test test-swift test-c test-examples test-e2e bench clean
-.PHONY: proto check-proto
+.PHONY: proto check-proto test-exchange
 .PHONY: install uninstall abi check-abi test-install
 .PHONY: check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
 
@@ -77,13 +77,18 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build check-proto test-swift test-c test-examples test-e2e test-install check-sanitizers fuzz-test test-python
+test: build check-proto test-swift test-c test-exchange test-examples test-e2e test-install check-sanitizers fuzz-test test-python
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 tests/e2e/learns_mnist.c $(CLINK) -o build/learns_mnist
 	./build/learns_mnist
+
+# A model leaves the process that trained it: a second C process (through a
+# pipe and a file), Python's protobuf package and protoc --decode read it.
+test-exchange: lib
+	bash tests/exchange/run_exchange.sh $(BUILD)
 
 # The README's minimal program must build warning-free and learn.
 test-examples: lib
