@@ -208,7 +208,7 @@ test-install: lib
 SAN_CC            ?= $(dir $(realpath $(shell command -v $(SWIFT))))clang
 FUZZ_SECONDS      ?= 600
 FUZZ_TEST_SECONDS ?= 60
-FUZZ_TARGETS      := fuzz_idx fuzz_strategy
+FUZZ_TARGETS      := fuzz_idx fuzz_strategy fuzz_files
 FUZZ_BUILD        := .build-fuzz
 FUZZ_DIR          := build/fuzz
 FUZZ_LIB          := $(FUZZ_BUILD)/debug
@@ -239,7 +239,7 @@ fuzz-build:
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "$(SAN_CC) ... tests/fuzz/$$t.c -o $(FUZZ_DIR)/$$t"; \
 	  $(SAN_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined tests/fuzz/$$t.c -o $(FUZZ_DIR)/$$t \
-	    -L$(FUZZ_LIB) -lparml -lm -Wl,-rpath,$(ROOT)/$(FUZZ_LIB) || exit 1; \
+	    -L$(FUZZ_LIB) -lparml -lm -lz -Wl,-rpath,$(ROOT)/$(FUZZ_LIB) || exit 1; \
 	done
 
 # Rewrites the committed seed corpora (tests/fuzz/corpus) from make_seeds.c.
