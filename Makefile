@@ -45,7 +45,7 @@ check-header: lib
 # protobuf-c code for the schemas in proto/, committed in Sources/CParmlProto
 # (docs/file-format.md). `make proto` regenerates it; `make check-proto`
 # (part of make test) fails when the committed code is stale.
-PROTOS    := parml
+PROTOS    := parml onnx_subset
 PROTO_OUT := Sources/CParmlProto
 
 proto:
