@@ -152,6 +152,15 @@ PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, par
 /// open, PARML_ERR_INVALID_ARGUMENT when it is empty. Since: 0.1.
 PARML_API parml_status parml_model_end_residual(parml_model model);
 
+/// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
+/// for inputs of shape (input_dims, ndim); input_dims[0] becomes the
+/// symbolic batch "N" and the other sizes are fixed. Dropout is left out;
+/// GELU becomes Erf arithmetic (docs/file-format.md lists every layer's
+/// ONNX form). Inputs are named "input", outputs "output". Written
+/// atomically. Errors: PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE
+/// (the shape does not fit the model), PARML_ERR_IO. Since: 0.2.
+PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const * input_dims, ptrdiff_t ndim, char const * path);
+
 /// Releases the caller's reference. A trainer built on the model keeps its
 /// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
 PARML_API void parml_model_free(parml_model model);

@@ -168,3 +168,23 @@ public func parmlTrainerDeserializeCheckpoint(_ trainer: parml_trainer?, _ buf: 
         try CheckpointFile.restore(try inputBytes(buf, len), into: t)
     }
 }
+
+/// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
+/// for inputs of shape (input_dims, ndim); input_dims[0] becomes the
+/// symbolic batch "N" and the other sizes are fixed. Dropout is left out;
+/// GELU becomes Erf arithmetic (docs/file-format.md lists every layer's
+/// ONNX form). Inputs are named "input", outputs "output". Written
+/// atomically. Errors: PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE
+/// (the shape does not fit the model), PARML_ERR_IO. Since: 0.2.
+@c(parml_model_export_onnx)
+public func parmlModelExportOnnx(
+    _ model: parml_model?, _ input_dims: UnsafePointer<Int64>?, _ ndim: Int, _ path: UnsafePointer<CChar>?
+) -> parml_status {
+    guarded("parml_model_export_onnx") {
+        let m = try modelObject(model)
+        let s = try shape(input_dims, ndim, name: "input_dims")
+        let p = try pathString(path)
+        let bytes = try OnnxExport.encode(m, inputShape: s, producerVersion: PARML_VERSION_STRING)
+        try FileIO.writeAtomically(bytes.bytes, to: p)
+    }
+}

@@ -1126,6 +1126,20 @@ static void cases_files(void) {
     BAD("parml_tensor_deserialize", "truncated", PARML_ERR_FORMAT, parml_tensor_deserialize(tbuf, tlen - 3, &to), OUTS_UNTOUCHED);
     BAD("parml_tensor_deserialize", "a model", PARML_ERR_FORMAT, parml_tensor_deserialize(mbuf, mlen, &to), OUTS_UNTOUCHED);
 
+    int64_t in_dims[2] = {N, D}, wrong_dims[2] = {N, D + 1};
+    char onnx[512];
+    scratch_path(onnx, sizeof onnx, "m.onnx");
+    BAD("parml_model_export_onnx", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(NULL, in_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "freed model", PARML_ERR_INVALID_ARGUMENT,
+        parml_model_export_onnx(freed_model(), in_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "uninitialised model", PARML_ERR_STATE, parml_model_export_onnx(raw, in_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "NULL input_dims", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(m, NULL, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "ndim 0", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(m, in_dims, 0, onnx), 1);
+    BAD("parml_model_export_onnx", "shape the model does not take", PARML_ERR_SHAPE,
+        parml_model_export_onnx(m, wrong_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "NULL path", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(m, in_dims, 2, NULL), 1);
+    BAD("parml_model_export_onnx", "missing directory", PARML_ERR_IO, parml_model_export_onnx(m, in_dims, 2, nodir), 1);
+
     float snap[NP];
     OK(parml_model_get_params(m, snap, NP));
     BAD("parml_trainer_save_checkpoint", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_save_checkpoint(NULL, path), 1);

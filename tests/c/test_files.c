@@ -124,6 +124,17 @@ static void test_model_round_trip(void) {
     float *y3 = again ? predict(again) : NULL;
     CHECK(y3 && memcmp(y1, y3, BATCH * OUT * sizeof *y1) == 0, "deserialized model predicts other bits");
 
+    /* ONNX export (onnxruntime runs such files in bindings/python/tests/test_onnx.py). */
+    char onnx[512];
+    scratch_path(onnx, sizeof onnx, "model.onnx");
+    int64_t in_dims[3] = {1, 3, 4};
+    OK(parml_model_export_onnx(m, in_dims, 3, onnx));
+    size_t olen = 0;
+    unsigned char *obytes = read_all(onnx, &olen);
+    CHECK(obytes && olen > (size_t)n1 * 4, "ONNX file of %zu bytes for %lld parameters", olen, (long long)n1);
+    free(obytes);
+    remove(onnx);
+
     free(file);
     parml_buffer_free(buf);
     parml_buffer_free(s1);

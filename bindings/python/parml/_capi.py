@@ -511,6 +511,13 @@ def parml_model_end_residual(model: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const * input_dims, ptrdiff_t ndim, char const * path);
+@ctypes_function("parml_model_export_onnx", [parml_model, POINTER(c_int64), c_ptrdiff_t, c_char_p], parml_status)
+def parml_model_export_onnx(model: Any, input_dims: Any, ndim: int, path: bytes, /) -> int:
+    """Writes the model as an ONNX file (opset 17) for inputs of the given shape."""
+    ...
+
+
 # PARML_API void parml_model_free(parml_model model);
 @ctypes_function("parml_model_free", [parml_model], None)
 def parml_model_free(model: Any, /) -> None:

@@ -32,7 +32,8 @@ class Model(Handle):
     Python threads using them are serialised.
 
     ``save``/``load`` write and read model files (docs/file-format.md);
-    ``to_bytes``/``from_bytes`` do the same in memory. A loaded model is
+    ``to_bytes``/``from_bytes`` do the same in memory; ``export_onnx``
+    writes an ONNX file for inference elsewhere. A loaded model is
     initialised; its ``layers`` list is empty (the file holds the layers,
     ``summary()`` shows them). Not yet in the C API, so not here either:
     ``plan()``/tracing.
@@ -141,6 +142,13 @@ class Model(Handle):
         """The bytes ``save`` would write."""
         with self._use() as m:
             return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize(m, buf, n))
+
+    def export_onnx(self, path: object, input_shape: Iterable[int]) -> None:
+        """Writes the model as an ONNX file (opset 17) for inference on inputs
+        of `input_shape` (its first size becomes the symbolic batch "N")."""
+        dims = tuple(int(d) for d in input_shape)
+        with self._use() as m:
+            check(_capi.parml_model_export_onnx(m, _arrays.dims_of(dims), len(dims), _buffers.as_path(path)))
 
     @classmethod
     def load(cls, path: object) -> "Model":
