@@ -72,6 +72,11 @@ build/bench: bench/bench.c include/parml.h include/parml_types.h $(BUILD)/libpar
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -ldl -o $@
 
+# Checkpoint save/load of a 100 MB model against the disk's bandwidth, same run.
+build/bench_files: bench/files.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
+	@mkdir -p build
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
+
 # Trains an MLP on Fashion-MNIST through the C API; ends with "test accuracy: 0.NNNN".
 demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
@@ -109,14 +114,17 @@ test-swift:
 test-c: lib
 	bash tests/c/run_c_tests.sh $(BUILD)
 
-# Not a test: throughput against the GEMM-only bound and collective bandwidth
-# against memcpy, measured in one run, merged into bench/results.json.
+# Not a test: throughput against the GEMM-only bound, collective bandwidth
+# against memcpy and checkpoint save/load against the disk, each measured in
+# one run, merged into bench/results.json.
 bench: build
 	$(MAKE) --no-print-directory build/bench
 	$(SWIFT) build -c release --product ParmlBenchCollectives
 	./build/bench build/bench-engine.json > build/bench-engine.txt
 	$(BUILD)/ParmlBenchCollectives > build/bench-collectives.jsonl
-	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl bench/results.json
+	$(MAKE) --no-print-directory build/bench_files
+	./build/bench_files build > build/bench-files.jsonl
+	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json
 
 clean:
 	rm -rf .build .build-asan .build-tsan .build-fuzz build

@@ -67,7 +67,7 @@ let package = Package(
         // exports parml_*, which would match them).
         .target(
             name: "CParmlProto", cSettings: [.unsafeFlags(["-fvisibility=hidden"])],
-            linkerSettings: [.linkedLibrary("protobuf-c")]),
+            linkerSettings: [.linkedLibrary("protobuf-c"), .linkedLibrary("z")]),
 
         // MARK: - Benchmarks (not tests)
 

@@ -20,7 +20,7 @@ static void *budget_alloc(void *data, size_t size) {
         return NULL;
     }
     b->left -= size;
-    return malloc(size ? size : 1);
+    return pml_alloc_bytes(size);
 }
 
 /* Freed memory is not given back to the budget: it bounds the total ever

@@ -44,8 +44,7 @@ public func parmlModelSave(_ model: parml_model?, _ path: UnsafePointer<CChar>?)
     guarded("parml_model_save") {
         let m = try modelObject(model)
         let p = try pathString(path)
-        let bytes = try ModelFile.encode(m)
-        try FileIO.writeAtomically(bytes.bytes, to: p)
+        try ModelFile.write(m, to: p)
     }
 }
 
@@ -125,8 +124,7 @@ public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: Unsafe
     guarded("parml_trainer_save_checkpoint") {
         let t = try trainerObject(trainer)
         let p = try pathString(path)
-        let bytes = try CheckpointFile.encode(t)
-        try FileIO.writeAtomically(bytes.bytes, to: p)
+        try CheckpointFile.write(t, to: p)
     }
 }
 

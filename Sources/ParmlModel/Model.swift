@@ -223,6 +223,14 @@ public final class Model {
         parameterVersion += 1
     }
 
+    /// Lets `body` write the parameters in place (a loaded checkpoint),
+    /// then marks them changed so that replicas copy them again.
+    public func updateParameters(_ body: (UnsafeMutablePointer<Float>, [ParameterInfo]) throws -> Void) throws {
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        try body(p.data, parameterInfo)
+        parameterVersion += 1
+    }
+
     /// Scalar parameters the layers declare (known before build).
     public var declaredParameterCount: Int {
         allLayers.reduce(0) { $0 + $1.parameterSpecs.reduce(0) { $0 + $1.shape.count } }

@@ -7,6 +7,18 @@ import ParmlTraining
 /// optimizer state, step count, seed and the layout it ran under.
 public enum CheckpointFile {
     public static func encode(_ trainer: Trainer) throws -> EncodedBytes {
+        try withMessage(trainer) { try FileFormat.packSealed($0) }
+    }
+
+    /// Writes the checkpoint to `path` atomically, packing straight into it.
+    public static func write(_ trainer: Trainer, to path: String) throws {
+        try withMessage(trainer) { c in
+            try FileIO.writeAtomically(to: path) { fd, tmp in try FileFormat.packSealed(c, to: fd, path: tmp) }
+        }
+    }
+
+    /// Builds the message for `trainer` and hands it to `body` (valid only there).
+    private static func withMessage<R>(_ trainer: Trainer, _ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
         let state = try trainer.captureState()
         let arena = PackArena()
         let c = try arena.allocate(Parml__Checkpoint.self, count: 1)
@@ -20,8 +32,8 @@ public enum CheckpointFile {
         c.pointee.model = model
         c.pointee.optimizer = try optimizer(state, names: trainer.optimizerStateNames, arena: arena)
         c.pointee.layout = try layout(state.strategy, arena: arena)
-        return try withExtendedLifetime((trainer, state)) {
-            try FileFormat.packSealed(UnsafeRawPointer(c).assumingMemoryBound(to: ProtobufCMessage.self))
+        return try withExtendedLifetime((trainer, state, arena)) {
+            try body(UnsafeRawPointer(c).assumingMemoryBound(to: ProtobufCMessage.self))
         }
     }
 
@@ -83,7 +95,9 @@ public enum CheckpointFile {
         try FileFormat.checkHeader(magic: c.magic, version: c.format_version, expected: FileFormat.checkpointMagic, what: "checkpoint")
         guard let mp = c.model else { throw ParmlError.format("the checkpoint has no model") }
         guard let op = c.optimizer else { throw ParmlError.format("the checkpoint has no optimizer state") }
-        let loaded = try ModelCodec.model(from: mp.pointee)
+        // The file's layers are checked and compared without building them:
+        // the parameters go straight into the trainer's arena.
+        let (loaded, parameters) = try ModelCodec.layers(from: mp.pointee)
         let theirs = ModelCodec.structure(of: loaded), ours = ModelCodec.structure(of: trainer.model)
         guard theirs == ours else {
             let i = theirs.indices.first { $0 >= ours.count || theirs[$0] != ours[$0] } ?? ours.count
@@ -99,9 +113,8 @@ public enum CheckpointFile {
         for k in 0..<o.n_state {
             state.append(try TensorCodec.tensor(from: TensorCodec.element(o.state, k, what: "optimizer state \(k)"), what: "optimizer state \(k)"))
         }
-        guard let values = loaded.parameters else { throw ParmlError.internal("loaded model has no parameters") }
         try trainer.restoreState(step: Int(c.step), optimizerKind: kind, optimizerState: state)
-        try trainer.model.setParameters(from: values.data)
+        try trainer.model.updateParameters { arena, infos in try ModelCodec.copy(parameters, into: arena, infos) }
     }
 }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CParmlProto
 import CZlib
 import ParmlTensor
@@ -58,6 +61,17 @@ extension FileFormat {
         guard written == n else { throw ParmlError.internal("protobuf-c packed \(written) of \(n) bytes") }
         writeTrailer(p, n)
         return out
+    }
+
+    /// Packs a top-level message into `fd` and appends its crc32 field: no
+    /// buffer of the file's size (pml_pack_to_fd).
+    static func packSealed(_ message: UnsafePointer<ProtobufCMessage>, to fd: Int32, path: String) throws {
+        var c: UInt32 = 0
+        let e = pml_pack_to_fd(message, fd, &c)
+        guard e == 0 else { throw ParmlError.io("write to '\(path)' failed: \(String(cString: strerror(e)))") }
+        var trailer = [trailerTag, 0, 0, 0, 0]
+        for i in 0..<4 { trailer[1 + i] = UInt8(truncatingIfNeeded: c >> (8 * UInt32(i))) }
+        try trailer.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
     }
 
     private static func writeTrailer(_ p: UnsafeMutablePointer<UInt8>, _ n: Int) {

@@ -9,13 +9,19 @@ public enum FileIO {
     /// Writes `bytes` to `path` atomically: a temporary file in the same
     /// directory, write, fsync, rename over `path`, fsync of the directory.
     public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String) throws {
+        try writeAtomically(to: path) { fd, tmp in try writeAll(fd, bytes, path: tmp) }
+    }
+
+    /// The same, with `fill` writing the contents through the temporary
+    /// file's descriptor (and its path, for messages).
+    public static func writeAtomically(to path: String, _ fill: (Int32, String) throws -> Void) throws {
         guard !path.isEmpty else { throw ParmlError.invalidArgument("path is empty") }
         let dir = directory(of: path)
         let tmp = "\(path).tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ioError("cannot create '\(tmp)'") }
         do {
-            try writeAll(fd, bytes, path: tmp)
+            try fill(fd, tmp)
             guard fsync(fd) == 0 else { throw ioError("fsync of '\(tmp)' failed") }
             guard close(fd) == 0 else {
                 unlink(tmp)
@@ -74,7 +80,7 @@ public enum FileIO {
         return out
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
         var done = 0
         while done < bytes.count {
             let w = write(fd, bytes.baseAddress! + done, bytes.count - done)
@@ -90,7 +96,7 @@ public enum FileIO {
         return d.isEmpty ? "/" : d
     }
 
-    private static func ioError(_ what: String) -> ParmlError {
+    static func ioError(_ what: String) -> ParmlError {
         ParmlError.io("\(what): \(String(cString: strerror(errno)))")
     }
 }

@@ -88,6 +88,27 @@ enum ModelCodec {
     /// every parameter tensor must carry its data, so the arena is never
     /// larger than the input.
     static func model(from m: Parml__Model) throws -> Model {
+        let (model, tensors) = try layers(from: m)
+        try model.restore(seed: m.init_seed) { arena, infos in try copy(tensors, into: arena, infos) }
+        return model
+    }
+
+    /// Copies checked parameter messages into an arena laid out as `infos`.
+    static func copy(_ tensors: [Parml__Tensor], into arena: UnsafeMutablePointer<Float>, _ infos: [ParameterInfo]) throws {
+        guard infos.count == tensors.count else {
+            throw ParmlError.internal("model has \(infos.count) parameter tensors, the file \(tensors.count)")
+        }
+        for (info, t) in zip(infos, tensors) {
+            guard t.data.len == info.count * MemoryLayout<Float>.stride else {
+                throw ParmlError.internal("parameter \(info.name): \(t.data.len) bytes for \(info.count) values")
+            }
+            TensorCodec.copyData(t, to: arena + info.offset)
+        }
+    }
+
+    /// The model's layers (not yet built) and its checked parameter
+    /// messages in arena order: everything `model(from:)` does but allocate.
+    static func layers(from m: Parml__Model) throws -> (Model, [Parml__Tensor]) {
         try FileFormat.checkHeader(magic: m.magic, version: m.format_version, expected: FileFormat.modelMagic, what: "model file")
         guard m.n_layers > 0, let list = m.layers else { throw ParmlError.format("the model has no layers") }
         let model = Model()
@@ -140,13 +161,7 @@ enum ModelCodec {
         } catch let e as ParmlError {
             throw ParmlError.format("the last residual block: \(e.message)")
         }
-        try model.restore(seed: m.init_seed) { arena, infos in
-            guard infos.count == tensors.count else {
-                throw ParmlError.internal("model has \(infos.count) parameter tensors, the file \(tensors.count)")
-            }
-            for (info, t) in zip(infos, tensors) { TensorCodec.copyData(t, to: arena + info.offset) }
-        }
-        return model
+        return (model, tensors)
     }
 
     /// An unbound layer from its record (not residual).
@@ -175,12 +190,24 @@ enum ModelCodec {
 
 /// A model as a parml.Model message (parml_model_save, _serialize).
 public enum ModelFile {
-    public static func encode(_ model: Model) throws -> EncodedBytes {
+    /// Builds the message for `model` and hands it to `body` (valid only there).
+    private static func withMessage<R>(_ model: Model, _ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
         let arena = PackArena()
         let m = try arena.allocate(Parml__Model.self, count: 1)
         try ModelCodec.fill(m, from: model, arena: arena)
-        return try withExtendedLifetime(model) {
-            try FileFormat.packSealed(UnsafeRawPointer(m).assumingMemoryBound(to: ProtobufCMessage.self))
+        return try withExtendedLifetime((model, arena)) {
+            try body(UnsafeRawPointer(m).assumingMemoryBound(to: ProtobufCMessage.self))
+        }
+    }
+
+    public static func encode(_ model: Model) throws -> EncodedBytes {
+        try withMessage(model) { try FileFormat.packSealed($0) }
+    }
+
+    /// Writes the model file to `path` atomically, packing straight into it.
+    public static func write(_ model: Model, to path: String) throws {
+        try withMessage(model) { m in
+            try FileIO.writeAtomically(to: path) { fd, tmp in try FileFormat.packSealed(m, to: fd, path: tmp) }
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CParmlProto
 import ParmlTensor
 
 /// Owns the C memory of a protobuf-c message being built for packing
@@ -37,7 +38,7 @@ public final class EncodedBytes {
     public let count: Int
 
     init(count: Int) throws {
-        guard let raw = malloc(max(count, 1)) else { throw ParmlError.outOfMemory("could not allocate \(count) bytes") }
+        guard let raw = pml_alloc_bytes(count) else { throw ParmlError.outOfMemory("could not allocate \(count) bytes") }
         pointer = raw.bindMemory(to: UInt8.self, capacity: max(count, 1))
         self.count = count
     }

@@ -21,6 +21,20 @@
 ProtobufCMessage *pml_unpack_bounded(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data, size_t len,
                                      size_t budget, int *over_budget);
 
+/*
+ * Packs `message` into `fd` (written from the current offset) and sets
+ * *crc to zlib's CRC-32 of the bytes written. Returns 0, or the errno of the
+ * write that failed. Small fields go through a 1 MiB buffer; large bytes fields are
+ * written from where they lie.
+ */
+int pml_pack_to_fd(const ProtobufCMessage *message, int fd, uint32_t *crc);
+
+/*
+ * n bytes (at least 1) for file contents and decoded tensors, backed by
+ * transparent huge pages when large (large_alloc.c says why). Free with free().
+ */
+void *pml_alloc_bytes(size_t n);
+
 /* The descriptors by address (Swift would copy the extern structs). */
 static inline const ProtobufCMessageDescriptor *pml_tensor_descriptor(void) { return &parml__tensor__descriptor; }
 static inline const ProtobufCMessageDescriptor *pml_model_descriptor(void) { return &parml__model__descriptor; }
