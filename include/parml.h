@@ -144,7 +144,7 @@ PARML_API parml_status parml_model_begin_residual(parml_model model);
 PARML_API parml_status parml_model_create(parml_model * out);
 
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
-/// output); the caller keeps `buf`. Errors: PARML_ERR_INVALID_ARGUMENT (NULL,
+/// output, or a checkpoint's: its model); the caller keeps `buf`. Errors: PARML_ERR_INVALID_ARGUMENT (NULL,
 /// len 0), PARML_ERR_FORMAT. Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
 
@@ -176,7 +176,8 @@ PARML_API parml_status parml_model_get_params(parml_model model, float * dst, pt
 /// Errors: PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
 
-/// Reads a model file (parml_model_save) into a new, initialised model in
+/// Reads a model file (parml_model_save), or the model inside a checkpoint
+/// file (parml_trainer_save_checkpoint), into a new, initialised model in
 /// *out, which the caller frees with parml_model_free. Pipes and other
 /// streams work too. Errors: PARML_ERR_IO, PARML_ERR_FORMAT (truncated,
 /// damaged, not a model, or a newer format version), PARML_ERR_BLAS.

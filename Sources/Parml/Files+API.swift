@@ -48,7 +48,8 @@ public func parmlModelSave(_ model: parml_model?, _ path: UnsafePointer<CChar>?)
     }
 }
 
-/// Reads a model file (parml_model_save) into a new, initialised model in
+/// Reads a model file (parml_model_save), or the model inside a checkpoint
+/// file (parml_trainer_save_checkpoint), into a new, initialised model in
 /// *out, which the caller frees with parml_model_free. Pipes and other
 /// streams work too. Errors: PARML_ERR_IO, PARML_ERR_FORMAT (truncated,
 /// damaged, not a model, or a newer format version), PARML_ERR_BLAS.
@@ -78,7 +79,7 @@ public func parmlModelSerialize(
 }
 
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
-/// output); the caller keeps `buf`. Errors: PARML_ERR_INVALID_ARGUMENT (NULL,
+/// output, or a checkpoint's: its model); the caller keeps `buf`. Errors: PARML_ERR_INVALID_ARGUMENT (NULL,
 /// len 0), PARML_ERR_FORMAT. Thread-safe. Since: 0.2.
 @c(parml_model_deserialize)
 public func parmlModelDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out: UnsafeMutablePointer<parml_model?>?) -> parml_status {

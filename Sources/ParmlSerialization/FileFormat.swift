@@ -80,6 +80,13 @@ extension FileFormat {
         for i in 0..<4 { p[n + 1 + i] = UInt8(truncatingIfNeeded: c >> (8 * UInt32(i))) }
     }
 
+    /// Whether `bytes` start with field 1 (magic) = `magic`, as every
+    /// protobuf writer puts it (fields in number order).
+    static func startsWithMagic(_ bytes: UnsafeRawBufferPointer, _ magic: String) -> Bool {
+        let prefix = [0x0A, UInt8(magic.utf8.count)] + Array(magic.utf8)
+        return bytes.count >= prefix.count && zip(prefix, bytes).allSatisfy { $0 == $1 }
+    }
+
     /// `body` with its crc32 field appended: for tools and tests that write
     /// files by hand.
     public static func seal(_ body: [UInt8]) -> [UInt8] {

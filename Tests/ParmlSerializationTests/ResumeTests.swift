@@ -90,6 +90,19 @@ private func steps(_ t: Trainer, _ range: Range<Int>) throws {
         }
     }
 
+    @Test func aCheckpointGivesItsModel() throws {
+        let t = try trainer(.adamW, dp: 2, zero: 1, modelSeed: 5)
+        try steps(t, 0..<2)
+        let bytes = encodedArray(try CheckpointFile.encode(t))
+        let m = try bytes.withUnsafeBytes { try ModelFile.decode($0) }
+        #expect(m.summary == t.model.summary)
+        #expect(parameterBits(m) == parameterBits(t.model))
+        // Damage inside the checkpoint is still caught.
+        var bad = bytes
+        bad[bad.count / 2] ^= 1
+        expectError(modelError(bad), "format", mentions: ["checkpoint file is damaged"])
+    }
+
     @Test func mismatchedTrainerIsRefusedAndUnchanged() throws {
         let src = try trainer(.adamW, dp: 1, zero: 0, modelSeed: 5)
         try steps(src, 0..<1)

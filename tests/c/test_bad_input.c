@@ -1108,7 +1108,8 @@ static void cases_files(void) {
     BAD("parml_model_deserialize", "junk", PARML_ERR_FORMAT, parml_model_deserialize(junk, sizeof junk, &mo), OUTS_UNTOUCHED);
     BAD("parml_model_deserialize", "truncated", PARML_ERR_FORMAT, parml_model_deserialize(mbuf, mlen - 7, &mo), OUTS_UNTOUCHED);
     BAD("parml_model_deserialize", "bit flipped", PARML_ERR_FORMAT, parml_model_deserialize(flipped, mlen, &mo), OUTS_UNTOUCHED);
-    BAD("parml_model_deserialize", "a checkpoint", PARML_ERR_FORMAT, parml_model_deserialize(cbuf, clen, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_deserialize", "a truncated checkpoint", PARML_ERR_FORMAT, parml_model_deserialize(cbuf, clen - 2, &mo),
+        OUTS_UNTOUCHED);
     BAD("parml_model_deserialize", "a tensor", PARML_ERR_FORMAT, parml_model_deserialize(tbuf, tlen, &mo), OUTS_UNTOUCHED);
 
     BAD("parml_tensor_serialize", "NULL tensor", PARML_ERR_INVALID_ARGUMENT, parml_tensor_serialize(NULL, &bo, &lo), OUTS_UNTOUCHED);

@@ -201,7 +201,7 @@ static void run_steps(parml_trainer t, int from, int to) {
 }
 
 /* Uninterrupted serial run of 6 steps vs dp2 ZeRO-2 (3 steps) -> file ->
-   serial (3 steps), resumed from a model loaded out of a model file. */
+   serial (3 steps), resumed with a model loaded out of the checkpoint. */
 static void test_checkpoint_resume(void) {
     parml_model ref_m = every_kind(5);
     parml_trainer ref = make_trainer(ref_m, 1, 0);
@@ -215,9 +215,18 @@ static void test_checkpoint_resume(void) {
     scratch_path(model_path, sizeof model_path, "arch.pb");
     OK(parml_trainer_save_checkpoint(a, ckpt));
     OK(parml_model_save(a_m, model_path));
+    parml_model from_file = NULL;
+    OK(parml_model_load(model_path, &from_file));
+    int64_t nf = 0, na = 0;
+    float *pf = from_file ? params(from_file, &nf) : NULL, *pa = params(a_m, &na);
+    CHECK(pf && nf == na && memcmp(pf, pa, (size_t)na * sizeof *pa) == 0, "model file parameters differ");
+    free(pf);
+    free(pa);
+    parml_model_free(from_file);
 
+    /* The resuming process needs only the checkpoint: its model comes from it. */
     parml_model b_m = NULL;
-    OK(parml_model_load(model_path, &b_m));
+    OK(parml_model_load(ckpt, &b_m));
     parml_trainer b = b_m ? make_trainer(b_m, 1, 0) : NULL;
     OK(parml_trainer_load_checkpoint(b, ckpt));
     int64_t steps = -1;

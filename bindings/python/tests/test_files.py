@@ -74,6 +74,12 @@ def test_checkpoint_resumes_under_another_layout(tmp_path):
         with every_kind(7) as m3, make_trainer(m3, 1, 0) as t3:
             t3.load_checkpoint_bytes(data)
             assert t3.step_count == 2
+        # A process with only the checkpoint gets the model out of it.
+        with parml.Model.load(tmp_path / "c.ckpt") as m4, make_trainer(m4, 2, 2) as t4:
+            t4.load_checkpoint(tmp_path / "c.ckpt")
+            for k in range(2, 4):
+                t4.step(*batch(k))
+            np.testing.assert_array_equal(m4.parameters, ref_model.parameters)
 
 
 def test_bad_files_raise(tmp_path):
