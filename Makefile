@@ -12,6 +12,7 @@ CLINK   := -Iinclude -L$(BUILD) -lparml -Wl,-rpath,$(ROOT)/$(BUILD)
 FASHION ?= /usr/share/datasets/fashion-mnist
 
 .PHONY: all deps lib build header check-header demo test test-swift test-c test-examples test-e2e bench clean
+.PHONY: proto check-proto test-exchange
 .PHONY: install uninstall abi check-abi test-install
 .PHONY: check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
 
@@ -41,6 +42,28 @@ check-header: lib
 	  cat .build/parml.h.diff; \
 	  echo "include/parml.h differs from the @c functions: run 'make header' and commit it"; exit 1; }
 
+# protobuf-c code for the schemas in proto/, committed in Sources/CParmlProto
+# (docs/file-format.md). `make proto` regenerates it; `make check-proto`
+# (part of make test) fails when the committed code is stale.
+PROTOS    := parml onnx_subset
+PROTO_OUT := Sources/CParmlProto
+
+proto:
+	@for p in $(PROTOS); do \
+	  protoc-c --c_out=$(PROTO_OUT) -Iproto proto/$$p.proto || exit 1; \
+	  mv $(PROTO_OUT)/$$p.pb-c.h $(PROTO_OUT)/include/; \
+	done
+
+check-proto:
+	@rm -rf .build/proto-fresh && mkdir -p .build/proto-fresh
+	@for p in $(PROTOS); do \
+	  protoc-c --c_out=.build/proto-fresh -Iproto proto/$$p.proto || exit 1; \
+	  diff -u $(PROTO_OUT)/$$p.pb-c.c .build/proto-fresh/$$p.pb-c.c && \
+	  diff -u $(PROTO_OUT)/include/$$p.pb-c.h .build/proto-fresh/$$p.pb-c.h || { \
+	    echo "$(PROTO_OUT) is stale against proto/$$p.proto: run 'make proto' and commit it"; exit 1; }; \
+	done
+	@echo "PASS  generated protobuf-c code matches proto/"
+
 build/train_fashion_mnist: examples/train_fashion_mnist.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
@@ -49,18 +72,28 @@ build/bench: bench/bench.c include/parml.h include/parml_types.h $(BUILD)/libpar
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -ldl -o $@
 
+# Checkpoint save/load of a 100 MB model against the disk's bandwidth, same run.
+build/bench_files: bench/files.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
+	@mkdir -p build
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
+
 # Trains an MLP on Fashion-MNIST through the C API; ends with "test accuracy: 0.NNNN".
 demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build test-swift test-c test-examples test-e2e test-install check-sanitizers fuzz-test test-python
+test: build check-proto test-swift test-c test-exchange test-examples test-e2e test-install check-sanitizers fuzz-test test-python
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 tests/e2e/learns_mnist.c $(CLINK) -o build/learns_mnist
 	./build/learns_mnist
+
+# A model leaves the process that trained it: a second C process (through a
+# pipe and a file), Python's protobuf package and protoc --decode read it.
+test-exchange: lib
+	bash tests/exchange/run_exchange.sh $(BUILD)
 
 # The README's minimal program must build warning-free and learn.
 test-examples: lib
@@ -81,8 +114,9 @@ test-swift:
 test-c: lib
 	bash tests/c/run_c_tests.sh $(BUILD)
 
-# Not a test: throughput against the GEMM-only bound and collective bandwidth
-# against memcpy, measured in one run, merged into bench/results.json.
+# Not a test: throughput against the GEMM-only bound, collective bandwidth
+# against memcpy and checkpoint save/load against the disk, each measured in
+# one run, merged into bench/results.json.
 bench: build
 	$(MAKE) --no-print-directory build/bench
 	$(SWIFT) build -c release --product ParmlBenchCollectives
@@ -90,7 +124,9 @@ bench: build
 	./build/bench build/bench-engine.json > build/bench-engine.txt
 	$(BUILD)/ParmlBenchCollectives > build/bench-collectives.jsonl
 	$(BUILD)/ParmlBenchPipeline >> build/bench-collectives.jsonl
-	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl bench/results.json
+	$(MAKE) --no-print-directory build/bench_files
+	./build/bench_files build > build/bench-files.jsonl
+	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json
 
 clean:
 	rm -rf .build .build-asan .build-tsan .build-fuzz build
@@ -182,7 +218,7 @@ test-install: lib
 SAN_CC            ?= $(dir $(realpath $(shell command -v $(SWIFT))))clang
 FUZZ_SECONDS      ?= 600
 FUZZ_TEST_SECONDS ?= 60
-FUZZ_TARGETS      := fuzz_idx fuzz_strategy
+FUZZ_TARGETS      := fuzz_idx fuzz_strategy fuzz_files
 FUZZ_BUILD        := .build-fuzz
 FUZZ_DIR          := build/fuzz
 FUZZ_LIB          := $(FUZZ_BUILD)/debug
@@ -213,7 +249,7 @@ fuzz-build:
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "$(SAN_CC) ... tests/fuzz/$$t.c -o $(FUZZ_DIR)/$$t"; \
 	  $(SAN_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined tests/fuzz/$$t.c -o $(FUZZ_DIR)/$$t \
-	    -L$(FUZZ_LIB) -lparml -lm -Wl,-rpath,$(ROOT)/$(FUZZ_LIB) || exit 1; \
+	    -L$(FUZZ_LIB) -lparml -lm -lz -Wl,-rpath,$(ROOT)/$(FUZZ_LIB) || exit 1; \
 	done
 
 # Rewrites the committed seed corpora (tests/fuzz/corpus) from make_seeds.c.

@@ -1,7 +1,7 @@
 // swift-tools-version: 6.2
 // parml: a CPU training engine shipped as libparml.so (C ABI).
 // Modules follow the layers of DESIGN.md; dependencies point down only:
-//   Parml (C ABI) → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
+//   Parml (C ABI) → ParmlSerialization → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
 import PackageDescription
 
 let root = Context.packageDirectory
@@ -25,7 +25,7 @@ let package = Package(
         // The C ABI: @c functions only (handles, status codes, argument checks).
         .target(
             name: "Parml",
-            dependencies: ["CParmlTypes", "ParmlTraining"],
+            dependencies: ["CParmlTypes", "ParmlTraining", "ParmlSerialization"],
             exclude: ["exports.map"],
             swiftSettings: engineSwift + [
                 // The raw header Swift writes for the @c functions; tools/gen_header.py
@@ -47,6 +47,8 @@ let package = Package(
 
         // MARK: - Engine
 
+        // Files: protobuf-c messages (proto/parml.proto) ↔ engine types.
+        .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "CZlib", "ParmlTraining"], swiftSettings: engineSwift),
         .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel"], swiftSettings: engineSwift),
         .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
         .target(name: "ParmlModel", dependencies: ["ParmlTensor", "_CParmlKernels"], swiftSettings: engineSwift),
@@ -60,6 +62,12 @@ let package = Package(
         // Element-wise loops compiled per ISA (target_clones); see pml_kernels.h.
         .target(name: "_CParmlKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // Code protoc-c generates from proto/ (`make proto`), and a bounded unpack.
+        // Hidden: the generated parml__* functions are not part of the ABI (exports.map
+        // exports parml_*, which would match them).
+        .target(
+            name: "CParmlProto", cSettings: [.unsafeFlags(["-fvisibility=hidden"])],
+            linkerSettings: [.linkedLibrary("protobuf-c"), .linkedLibrary("z")]),
 
         // MARK: - Benchmarks (not tests)
 
@@ -79,5 +87,6 @@ let package = Package(
         .testTarget(name: "ParmlDataTests", dependencies: ["ParmlData", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlParallelTests", dependencies: ["ParmlParallel"]),
+        .testTarget(name: "ParmlSerializationTests", dependencies: ["ParmlSerialization", "ParmlTraining", "_ParmlTestSupport"]),
     ]
 )

@@ -150,9 +150,23 @@ PARML_API parml_status parml_model_begin_residual(parml_model model);
 /// parml_model_init. The caller owns *out (parml_model_free). Since: 0.1.
 PARML_API parml_status parml_model_create(parml_model * out);
 
+/// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
+/// output, or a checkpoint's: its model); the caller keeps `buf`. Errors: PARML_ERR_INVALID_ARGUMENT (NULL,
+/// len 0), PARML_ERR_FORMAT. Thread-safe. Since: 0.2.
+PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
+
 /// Closes the innermost residual block. Errors: PARML_ERR_STATE when none is
 /// open, PARML_ERR_INVALID_ARGUMENT when it is empty. Since: 0.1.
 PARML_API parml_status parml_model_end_residual(parml_model model);
+
+/// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
+/// for inputs of shape (input_dims, ndim); input_dims[0] becomes the
+/// symbolic batch "N" and the other sizes are fixed. Dropout is left out;
+/// GELU becomes Erf arithmetic (docs/file-format.md lists every layer's
+/// ONNX form). Inputs are named "input", outputs "output". Written
+/// atomically. Errors: PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE
+/// (the shape does not fit the model), PARML_ERR_IO. Since: 0.2.
+PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const * input_dims, ptrdiff_t ndim, char const * path);
 
 /// Releases the caller's reference. A trainer built on the model keeps its
 /// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
@@ -169,6 +183,14 @@ PARML_API parml_status parml_model_get_params(parml_model model, float * dst, pt
 /// Errors: PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
 
+/// Reads a model file (parml_model_save), or the model inside a checkpoint
+/// file (parml_trainer_save_checkpoint), into a new, initialised model in
+/// *out, which the caller frees with parml_model_free. Pipes and other
+/// streams work too. Errors: PARML_ERR_IO, PARML_ERR_FORMAT (truncated,
+/// damaged, not a model, or a newer format version), PARML_ERR_BLAS.
+/// Thread-safe. Since: 0.2.
+PARML_API parml_status parml_model_load(char const * path, parml_model * out);
+
 /// Number of scalar parameters (also before init). Since: 0.1.
 PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
 
@@ -181,6 +203,18 @@ PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const
 /// new tensor in *out that the caller frees with parml_tensor_free.
 /// Errors: PARML_ERR_STATE before init, PARML_ERR_SHAPE, PARML_ERR_BLAS. Since: 0.1.
 PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input, parml_tensor * out);
+
+/// Writes an initialised model (layers, attributes, parameters) to `path`
+/// atomically: a temporary file in the same directory, fsync, rename over
+/// `path`, fsync of the directory. Errors: PARML_ERR_STATE (not
+/// initialised), PARML_ERR_IO (with the system's reason). Uses the model
+/// handle (one thread at a time). Since: 0.2.
+PARML_API parml_status parml_model_save(parml_model model, char const * path);
+
+/// The bytes parml_model_save would write, in a new buffer: *buf_out (free
+/// it with parml_buffer_free) of *len_out bytes. Errors: PARML_ERR_STATE,
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
 
 /// Overwrites all parameters from src, in the order of parml_model_get_params.
 /// Since: 0.1.
@@ -215,6 +249,11 @@ PARML_API parml_status parml_tensor_create(int64_t const * dims, ptrdiff_t ndim,
 /// Writing through it changes the tensor. Since: 0.1.
 PARML_API parml_status parml_tensor_data(parml_tensor tensor, float ** data_out);
 
+/// A new tensor in *out (free it with parml_tensor_free) from a parml.Tensor
+/// message of `len` bytes at `buf`. Errors: PARML_ERR_INVALID_ARGUMENT,
+/// PARML_ERR_FORMAT (bad dtype, rank, dims, or data size). Thread-safe. Since: 0.2.
+PARML_API parml_status parml_tensor_deserialize(void const * buf, size_t len, parml_tensor * out);
+
 /// Releases a tensor. NULL, or a handle already freed, is a no-op. Since: 0.1.
 PARML_API void parml_tensor_free(parml_tensor tensor);
 
@@ -224,6 +263,10 @@ PARML_API parml_status parml_tensor_numel(parml_tensor tensor, int64_t * numel_o
 /// Copies the tensor's `count` floats (count must equal its numel) into the
 /// caller's buffer dst. Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_SHAPE. Since: 0.1.
 PARML_API parml_status parml_tensor_read(parml_tensor tensor, float * dst, ptrdiff_t count);
+
+/// A tensor as a parml.Tensor message in a new buffer *buf_out (free it
+/// with parml_buffer_free) of *len_out bytes. Since: 0.2.
+PARML_API parml_status parml_tensor_serialize(parml_tensor tensor, void ** buf_out, size_t * len_out);
 
 /// The tensor's shape: writes up to `capacity` dimensions to dims_out and
 /// the rank to *ndim_out. Pass dims_out = NULL, capacity = 0 to get the rank
@@ -246,6 +289,11 @@ PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src
 /// backend), PARML_ERR_BLAS. Since: 0.1.
 PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
 
+/// parml_trainer_load_checkpoint from `len` bytes at `buf` (the caller
+/// keeps them). Errors as parml_trainer_load_checkpoint, and
+/// PARML_ERR_INVALID_ARGUMENT for NULL or len 0. Since: 0.2.
+PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
+
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
 /// Since: 0.1.
@@ -266,6 +314,14 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 /// The learning rate the next step will use (after schedule and warmup). Since: 0.1.
 PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
 
+/// Restores a checkpoint into a trainer whose model has the same layers and
+/// whose optimizer is of the same kind (any layout): parameters, optimizer
+/// state and step count. Training then continues as the saved run would
+/// have when the trainer has the checkpoint's seed. Hyper-parameters are the
+/// trainer's own. On error nothing changes. Errors: PARML_ERR_IO,
+/// PARML_ERR_FORMAT, PARML_ERR_INVALID_ARGUMENT (other layers or optimizer). Since: 0.2.
+PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
+
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3), gradients
 /// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1),
@@ -279,6 +335,16 @@ PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank,
 /// rank's memory. The caller frees it with parml_buffer_free. The wording is
 /// for people and may change; do not parse it. Since: 0.2.
 PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_out);
+
+/// Writes a checkpoint of the trainer to `path` atomically: the model, the
+/// whole optimizer state (gathered from every rank, whatever the ZeRO
+/// stage), the step count (also the schedule position), the seed and the
+/// layout. It loads under any layout. Errors: PARML_ERR_IO. Since: 0.2.
+PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char const * path);
+
+/// The bytes parml_trainer_save_checkpoint would write, in a new buffer
+/// *buf_out (free it with parml_buffer_free) of *len_out bytes. Since: 0.2.
+PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
 
 /// Starts (nonzero `enabled`, discarding what was recorded) or stops
 /// recording every rank's timeline: forward and backward per micro-batch,

@@ -1,24 +1,26 @@
 #!/usr/bin/env python3
 """Merge benchmark outputs into bench/results.json and print one table.
 
-usage: bench_report.py ENGINE_JSON COLLECTIVES_JSONL OUT_JSON
+usage: bench_report.py ENGINE_JSON RESULTS_JSONL... OUT_JSON
 
-ENGINE_JSON is what build/bench writes (machine, date, results);
-COLLECTIVES_JSONL has one result object per line (ParmlBenchCollectives).
+ENGINE_JSON is what build/bench writes (machine, date, results); each
+RESULTS_JSONL has one result object per line (ParmlBenchCollectives,
+build/bench_files).
 """
 import json
 import sys
 
 
 def main() -> None:
-    engine_path, collectives_path, out_path = sys.argv[1:4]
+    engine_path, *jsonl_paths, out_path = sys.argv[1:]
     with open(engine_path, encoding="utf-8") as f:
         report = json.load(f)
-    with open(collectives_path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith("{"):
-                report["results"].append(json.loads(line))
+    for path in jsonl_paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    report["results"].append(json.loads(line))
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=2)
         f.write("\n")

@@ -8,6 +8,7 @@ pkgs=(
   zlib1g-dev             # gzip-compressed IDX files
   libprotobuf-c-dev      # protobuf-c runtime for model/checkpoint files
   protobuf-c-compiler    # protoc-c, regenerates proto code
+  protobuf-compiler      # protoc: the exchange test's Python reader and protoc --decode
   dataset-fashion-mnist  # the demo's data, under /usr/share/datasets/fashion-mnist
   valgrind               # leak check of a C host in make test
   pkg-config             # tests/install builds a host from parml.pc
@@ -28,8 +29,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The Python bindings' tests (make test-python) need numpy and pytest.
-if ! python3 -c "import numpy, pytest" 2>/dev/null; then
-  echo "installing Python packages: numpy pytest"
-  python3 -m pip install --quiet numpy pytest
+# The Python bindings' tests (make test-python) need numpy and pytest; the
+# file tests read parml's files with the standard protobuf package and run
+# exported ONNX files with onnxruntime.
+if ! python3 -c "import numpy, pytest, google.protobuf, onnxruntime" 2>/dev/null; then
+  echo "installing Python packages: numpy pytest protobuf onnxruntime"
+  python3 -m pip install --quiet numpy pytest protobuf onnxruntime
 fi

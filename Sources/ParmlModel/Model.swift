@@ -185,6 +185,19 @@ public final class Model {
         parameterVersion += 1
     }
 
+    /// Builds if needed and fills the parameters from `fill` (a loaded file)
+    /// instead of drawing them; `seed` is the one they were first drawn from.
+    /// `fill` gets the arena and the layout of its tensors.
+    public func restore(seed: UInt64, _ fill: (UnsafeMutablePointer<Float>, [ParameterInfo]) throws -> Void) throws {
+        try BLAS.ensureLoaded()
+        try build()
+        guard let values = parameters else { throw ParmlError.internal("no parameter arena") }
+        try fill(values.data, parameterInfo)
+        gradients?.fill(0)
+        self.seed = seed
+        parameterVersion += 1
+    }
+
     /// A model with the same layers, its own activation buffers and gradient
     /// arena (another rank's replica), and either a copy of this model's
     /// parameters or, with `sharingParameters`, this model's parameter arena
@@ -247,6 +260,14 @@ public final class Model {
     public func setParameters(from src: UnsafePointer<Float>) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         p.data.update(from: src, count: p.count)
+        parameterVersion += 1
+    }
+
+    /// Lets `body` write the parameters in place (a loaded checkpoint),
+    /// then marks them changed so that replicas copy them again.
+    public func updateParameters(_ body: (UnsafeMutablePointer<Float>, [ParameterInfo]) throws -> Void) throws {
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        try body(p.data, parameterInfo)
         parameterVersion += 1
     }
 

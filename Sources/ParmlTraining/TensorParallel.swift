@@ -248,6 +248,19 @@ struct TensorParallelRewrite {
         }
     }
 
+    /// Calls `body(local, serial, count)` for each run of `count` elements
+    /// of this rank's arena slice `range` that sit contiguously in the
+    /// serial arena (at local index `local`, serial index `serial`).
+    func forEachRun(in range: Range<Int>, model: Model, _ body: (Int, Int, Int) -> Void) {
+        for (info, s) in zip(model.parameterInfo, sources) {
+            for r in 0..<s.rows {
+                let lo = max(info.offset + r * s.cols, range.lowerBound)
+                let hi = min(info.offset + (r + 1) * s.cols, range.upperBound)
+                if lo < hi { body(lo, s.offset + r * s.stride + (lo - info.offset - r * s.cols), hi - lo) }
+            }
+        }
+    }
+
     /// Arena ranges of this rank's parameters that no other tp rank holds.
     func shardedRanges(model: Model) -> [Range<Int>] {
         zip(model.parameterInfo, sources).compactMap { info, s in s.replicated ? nil : info.offset..<(info.offset + info.count) }

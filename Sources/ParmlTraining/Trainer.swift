@@ -49,8 +49,8 @@ public final class Trainer {
     public let model: Model
     public let optimizerConfig: OptimizerConfig
     public let strategy: StrategyConfig
-    /// Optimizer steps taken.
-    public private(set) var stepCount = 0
+    /// Optimizer steps taken (set by restoring a checkpoint, Trainer+State).
+    public internal(set) var stepCount = 0
     /// Global gradient norm of the last step, before clipping (NaN without clipping).
     public private(set) var lastGradientNorm: Float = .nan
     /// Tests only: a fault to inject into a later step.

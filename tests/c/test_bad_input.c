@@ -1072,6 +1072,175 @@ static void cases_idx(void) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) remove(all[i]);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Files and buffers (parml_*_save/_load/_serialize/_deserialize)           */
+/* ------------------------------------------------------------------------ */
+
+static parml_trainer file_trainer(parml_model m) {
+    parml_trainer t = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, NULL, &t));
+    return t;
+}
+
+static void cases_files(void) {
+    char path[512], missing[512], nodir[512];
+    scratch_path(path, sizeof path, "m.pb");
+    scratch_path(missing, sizeof missing, "missing.pb");
+    scratch_path(nodir, sizeof nodir, "no/such/dir/m.pb");
+    const char *dir = scratch_dir();
+    parml_model m = make_model(1), raw = make_model(0);
+    parml_tensor t = make_tensor1(3, NULL);
+    OK(parml_model_save(m, path));
+    void *mbuf = NULL, *tbuf = NULL, *cbuf = NULL;
+    size_t mlen = 0, tlen = 0, clen = 0;
+    OK(parml_model_serialize(m, &mbuf, &mlen));
+    OK(parml_tensor_serialize(t, &tbuf, &tlen));
+    parml_trainer tr = file_trainer(m);
+    OK(parml_trainer_serialize_checkpoint(tr, &cbuf, &clen));
+    unsigned char junk[64];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i * 37 + 11);
+    unsigned char *flipped = malloc(mlen);
+    memcpy(flipped, mbuf, mlen);
+    flipped[mlen / 2] ^= 0x10;
+    char junk_path[512];
+    scratch_path(junk_path, sizeof junk_path, "junk.pb");
+    write_file(junk_path, junk, sizeof junk);
+
+    parml_model mo = S_MODEL;
+    parml_tensor to = S_TENSOR;
+    void *bo = S_TEXT;
+    size_t lo = 4242;
+#define OUTS_UNTOUCHED (mo == S_MODEL && to == S_TENSOR && bo == (void *)S_TEXT && lo == 4242)
+
+    BAD("parml_model_save", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_save(NULL, path), 1);
+    BAD("parml_model_save", "freed model", PARML_ERR_INVALID_ARGUMENT, parml_model_save(freed_model(), path), 1);
+    BAD("parml_model_save", "tensor as model", PARML_ERR_INVALID_ARGUMENT, parml_model_save((parml_model)t, path), 1);
+    BAD("parml_model_save", "uninitialised model", PARML_ERR_STATE, parml_model_save(raw, path), 1);
+    BAD("parml_model_save", "NULL path", PARML_ERR_INVALID_ARGUMENT, parml_model_save(m, NULL), 1);
+    BAD("parml_model_save", "empty path", PARML_ERR_INVALID_ARGUMENT, parml_model_save(m, ""), 1);
+    BAD("parml_model_save", "missing directory", PARML_ERR_IO, parml_model_save(m, nodir), 1);
+    BAD("parml_model_save", "path is a directory", PARML_ERR_IO, parml_model_save(m, dir), 1);
+
+    BAD("parml_model_load", "NULL path", PARML_ERR_INVALID_ARGUMENT, parml_model_load(NULL, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_load", "empty path", PARML_ERR_INVALID_ARGUMENT, parml_model_load("", &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_load", "NULL out", PARML_ERR_INVALID_ARGUMENT, parml_model_load(path, NULL), 1);
+    BAD("parml_model_load", "missing file", PARML_ERR_IO, parml_model_load(missing, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_load", "a directory", PARML_ERR_IO, parml_model_load(dir, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_load", "junk file", PARML_ERR_FORMAT, parml_model_load(junk_path, &mo), OUTS_UNTOUCHED);
+
+    BAD("parml_model_serialize", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_serialize(NULL, &bo, &lo), OUTS_UNTOUCHED);
+    BAD("parml_model_serialize", "freed model", PARML_ERR_INVALID_ARGUMENT, parml_model_serialize(freed_model(), &bo, &lo),
+        OUTS_UNTOUCHED);
+    BAD("parml_model_serialize", "uninitialised", PARML_ERR_STATE, parml_model_serialize(raw, &bo, &lo), OUTS_UNTOUCHED);
+    BAD("parml_model_serialize", "NULL buf_out", PARML_ERR_INVALID_ARGUMENT, parml_model_serialize(m, NULL, &lo), OUTS_UNTOUCHED);
+    BAD("parml_model_serialize", "NULL len_out", PARML_ERR_INVALID_ARGUMENT, parml_model_serialize(m, &bo, NULL), OUTS_UNTOUCHED);
+
+    BAD("parml_model_deserialize", "NULL buf", PARML_ERR_INVALID_ARGUMENT, parml_model_deserialize(NULL, mlen, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_deserialize", "len 0", PARML_ERR_INVALID_ARGUMENT, parml_model_deserialize(mbuf, 0, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_deserialize", "NULL out", PARML_ERR_INVALID_ARGUMENT, parml_model_deserialize(mbuf, mlen, NULL), 1);
+    BAD("parml_model_deserialize", "junk", PARML_ERR_FORMAT, parml_model_deserialize(junk, sizeof junk, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_deserialize", "truncated", PARML_ERR_FORMAT, parml_model_deserialize(mbuf, mlen - 7, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_deserialize", "bit flipped", PARML_ERR_FORMAT, parml_model_deserialize(flipped, mlen, &mo), OUTS_UNTOUCHED);
+    BAD("parml_model_deserialize", "a truncated checkpoint", PARML_ERR_FORMAT, parml_model_deserialize(cbuf, clen - 2, &mo),
+        OUTS_UNTOUCHED);
+    BAD("parml_model_deserialize", "a tensor", PARML_ERR_FORMAT, parml_model_deserialize(tbuf, tlen, &mo), OUTS_UNTOUCHED);
+
+    BAD("parml_tensor_serialize", "NULL tensor", PARML_ERR_INVALID_ARGUMENT, parml_tensor_serialize(NULL, &bo, &lo), OUTS_UNTOUCHED);
+    BAD("parml_tensor_serialize", "freed tensor", PARML_ERR_INVALID_ARGUMENT, parml_tensor_serialize(freed_tensor(), &bo, &lo),
+        OUTS_UNTOUCHED);
+    BAD("parml_tensor_serialize", "model as tensor", PARML_ERR_INVALID_ARGUMENT, parml_tensor_serialize((parml_tensor)m, &bo, &lo),
+        OUTS_UNTOUCHED);
+    BAD("parml_tensor_serialize", "NULL buf_out", PARML_ERR_INVALID_ARGUMENT, parml_tensor_serialize(t, NULL, &lo), OUTS_UNTOUCHED);
+    BAD("parml_tensor_serialize", "NULL len_out", PARML_ERR_INVALID_ARGUMENT, parml_tensor_serialize(t, &bo, NULL), OUTS_UNTOUCHED);
+
+    BAD("parml_tensor_deserialize", "NULL buf", PARML_ERR_INVALID_ARGUMENT, parml_tensor_deserialize(NULL, tlen, &to), OUTS_UNTOUCHED);
+    BAD("parml_tensor_deserialize", "len 0", PARML_ERR_INVALID_ARGUMENT, parml_tensor_deserialize(tbuf, 0, &to), OUTS_UNTOUCHED);
+    BAD("parml_tensor_deserialize", "NULL out", PARML_ERR_INVALID_ARGUMENT, parml_tensor_deserialize(tbuf, tlen, NULL), 1);
+    BAD("parml_tensor_deserialize", "junk", PARML_ERR_FORMAT, parml_tensor_deserialize(junk, sizeof junk, &to), OUTS_UNTOUCHED);
+    BAD("parml_tensor_deserialize", "truncated", PARML_ERR_FORMAT, parml_tensor_deserialize(tbuf, tlen - 3, &to), OUTS_UNTOUCHED);
+    BAD("parml_tensor_deserialize", "a model", PARML_ERR_FORMAT, parml_tensor_deserialize(mbuf, mlen, &to), OUTS_UNTOUCHED);
+
+    int64_t in_dims[2] = {N, D}, wrong_dims[2] = {N, D + 1};
+    char onnx[512];
+    scratch_path(onnx, sizeof onnx, "m.onnx");
+    BAD("parml_model_export_onnx", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(NULL, in_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "freed model", PARML_ERR_INVALID_ARGUMENT,
+        parml_model_export_onnx(freed_model(), in_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "uninitialised model", PARML_ERR_STATE, parml_model_export_onnx(raw, in_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "NULL input_dims", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(m, NULL, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "ndim 0", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(m, in_dims, 0, onnx), 1);
+    BAD("parml_model_export_onnx", "shape the model does not take", PARML_ERR_SHAPE,
+        parml_model_export_onnx(m, wrong_dims, 2, onnx), 1);
+    BAD("parml_model_export_onnx", "NULL path", PARML_ERR_INVALID_ARGUMENT, parml_model_export_onnx(m, in_dims, 2, NULL), 1);
+    BAD("parml_model_export_onnx", "missing directory", PARML_ERR_IO, parml_model_export_onnx(m, in_dims, 2, nodir), 1);
+
+    float snap[NP];
+    OK(parml_model_get_params(m, snap, NP));
+    BAD("parml_trainer_save_checkpoint", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_save_checkpoint(NULL, path), 1);
+    BAD("parml_trainer_save_checkpoint", "freed trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_save_checkpoint(freed_trainer(), path), 1);
+    BAD("parml_trainer_save_checkpoint", "model as trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_save_checkpoint((parml_trainer)m, path), 1);
+    BAD("parml_trainer_save_checkpoint", "NULL path", PARML_ERR_INVALID_ARGUMENT, parml_trainer_save_checkpoint(tr, NULL), 1);
+    BAD("parml_trainer_save_checkpoint", "missing directory", PARML_ERR_IO, parml_trainer_save_checkpoint(tr, nodir), 1);
+
+    BAD("parml_trainer_load_checkpoint", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_load_checkpoint(NULL, path), 1);
+    BAD("parml_trainer_load_checkpoint", "freed trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_load_checkpoint(freed_trainer(), path), 1);
+    BAD("parml_trainer_load_checkpoint", "NULL path", PARML_ERR_INVALID_ARGUMENT, parml_trainer_load_checkpoint(tr, NULL),
+        params_equal(m, snap) && step_count(tr) == 0);
+    BAD("parml_trainer_load_checkpoint", "missing file", PARML_ERR_IO, parml_trainer_load_checkpoint(tr, missing),
+        params_equal(m, snap) && step_count(tr) == 0);
+    BAD("parml_trainer_load_checkpoint", "a model file", PARML_ERR_FORMAT, parml_trainer_load_checkpoint(tr, path),
+        params_equal(m, snap) && step_count(tr) == 0);
+    BAD("parml_trainer_load_checkpoint", "junk file", PARML_ERR_FORMAT, parml_trainer_load_checkpoint(tr, junk_path),
+        params_equal(m, snap) && step_count(tr) == 0);
+
+    BAD("parml_trainer_serialize_checkpoint", "NULL trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_serialize_checkpoint(NULL, &bo, &lo), OUTS_UNTOUCHED);
+    BAD("parml_trainer_serialize_checkpoint", "NULL buf_out", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_serialize_checkpoint(tr, NULL, &lo), OUTS_UNTOUCHED);
+    BAD("parml_trainer_serialize_checkpoint", "NULL len_out", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_serialize_checkpoint(tr, &bo, NULL), OUTS_UNTOUCHED);
+
+    /* A checkpoint of another model (linear D->D) must not load into tr. */
+    parml_model other = NULL;
+    OK(parml_model_create(&other));
+    OK(parml_model_add_linear(other, D, D, 1));
+    OK(parml_model_init(other, 3));
+    parml_trainer other_tr = file_trainer(other);
+    void *obuf = NULL;
+    size_t olen = 0;
+    OK(parml_trainer_serialize_checkpoint(other_tr, &obuf, &olen));
+    BAD("parml_trainer_deserialize_checkpoint", "NULL trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_deserialize_checkpoint(NULL, cbuf, clen), 1);
+    BAD("parml_trainer_deserialize_checkpoint", "NULL buf", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_deserialize_checkpoint(tr, NULL, clen), params_equal(m, snap));
+    BAD("parml_trainer_deserialize_checkpoint", "len 0", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_deserialize_checkpoint(tr, cbuf, 0), params_equal(m, snap));
+    BAD("parml_trainer_deserialize_checkpoint", "truncated", PARML_ERR_FORMAT,
+        parml_trainer_deserialize_checkpoint(tr, cbuf, clen - 1), params_equal(m, snap) && step_count(tr) == 0);
+    BAD("parml_trainer_deserialize_checkpoint", "a model buffer", PARML_ERR_FORMAT,
+        parml_trainer_deserialize_checkpoint(tr, mbuf, mlen), params_equal(m, snap) && step_count(tr) == 0);
+    BAD("parml_trainer_deserialize_checkpoint", "another model's checkpoint", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_deserialize_checkpoint(tr, obuf, olen), params_equal(m, snap) && step_count(tr) == 0);
+#undef OUTS_UNTOUCHED
+
+    remove(path);
+    remove(junk_path);
+    free(flipped);
+    parml_buffer_free(mbuf);
+    parml_buffer_free(tbuf);
+    parml_buffer_free(cbuf);
+    parml_buffer_free(obuf);
+    parml_trainer_free(tr);
+    parml_trainer_free(other_tr);
+    parml_model_free(m);
+    parml_model_free(raw);
+    parml_model_free(other);
+    parml_tensor_free(t);
+}
+
 int main(void) {
     cases_globals();
     cases_tensors();
@@ -1084,6 +1253,7 @@ int main(void) {
     cases_trainer_use();
     cases_datasets();
     cases_idx();
+    cases_files();
     rmdir(scratch_dir());
     printf("bad-input cases: %d\n", n_cases);
     printf("%d passed, %d failed\n", t_passed, t_failed);

@@ -4,6 +4,8 @@
  *                          types, gzip), truncated, over-long and corrupt ones
  *   corpus/fuzz_strategy/  valid layouts and optimizers on small models, and
  *                          a few invalid ones
+ *   corpus/fuzz_files/     model, tensor and checkpoint buffers, whole and
+ *                          as bodies for the harness to seal, and damaged ones
  * Usage: make_seeds DIR   (DIR = tests/fuzz/corpus; `make fuzz-seeds` runs it).
  * Needs zlib only for the gzip seeds (linked with -lz).
  */
@@ -15,6 +17,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "fuzz_files_input.h"
 #include "fuzz_strategy_input.h"
 
 static const char *root;
@@ -242,6 +245,117 @@ static void strategy_seeds(void) {
     write_seed("fuzz_strategy", "small_struct_sizes", out, sizeof out);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* kind byte + bytes; with `sealed`, the bytes without their crc32 field
+   (the harness appends it). */
+static void files_seed(const char *name, int kind, const void *bytes, size_t n) {
+    uint8_t *out = malloc(n + 1);
+    if (!out) exit(1);
+    out[0] = (uint8_t)kind;
+    memcpy(out + 1, bytes, n);
+    write_seed("fuzz_files", name, out, n + 1);
+    free(out);
+}
+
+static void check_ok(parml_status st, const char *what) {
+    if (st != PARML_OK) {
+        fprintf(stderr, "make_seeds: %s: %s\n", what, parml_last_error());
+        exit(1);
+    }
+}
+
+/* Every layer kind, nested residual blocks. */
+static parml_model every_kind_model(void) {
+    parml_model m = NULL;
+    check_ok(parml_model_create(&m), "model_create");
+    check_ok(parml_model_add_flatten(m), "flatten");
+    check_ok(parml_model_add_linear(m, 4, 5, 1), "linear");
+    check_ok(parml_model_add_activation(m, PARML_ACTIVATION_GELU), "gelu");
+    check_ok(parml_model_begin_residual(m), "begin");
+    check_ok(parml_model_add_layer_norm(m, 5, 1e-3f), "layer_norm");
+    check_ok(parml_model_begin_residual(m), "begin");
+    check_ok(parml_model_add_linear(m, 5, 5, 0), "linear");
+    check_ok(parml_model_add_activation(m, PARML_ACTIVATION_TANH), "tanh");
+    check_ok(parml_model_end_residual(m), "end");
+    check_ok(parml_model_add_dropout(m, 0.5f), "dropout");
+    check_ok(parml_model_end_residual(m), "end");
+    check_ok(parml_model_add_activation(m, PARML_ACTIVATION_SIGMOID), "sigmoid");
+    check_ok(parml_model_add_activation(m, PARML_ACTIVATION_RELU), "relu");
+    check_ok(parml_model_init(m, 3), "init");
+    return m;
+}
+
+static void model_seeds(const char *name, parml_model m) {
+    void *buf = NULL;
+    size_t len = 0;
+    char n[128];
+    check_ok(parml_model_serialize(m, &buf, &len), "model_serialize");
+    snprintf(n, sizeof n, "model_%s", name);
+    files_seed(n, FF_MODEL, buf, len);
+    snprintf(n, sizeof n, "model_%s_body", name);
+    files_seed(n, FF_MODEL_SEALED, buf, len - 5);
+    snprintf(n, sizeof n, "model_%s_truncated", name);
+    files_seed(n, FF_MODEL, buf, len / 2);
+    parml_buffer_free(buf);
+}
+
+static void files_seeds(void) {
+    parml_model m = ff_model(), every = every_kind_model();
+    model_seeds("ff", m);
+    model_seeds("every_kind", every);
+
+    int64_t dims[3] = {2, 3, 2};
+    float x[12];
+    for (int i = 0; i < 12; i++) x[i] = (float)i / 3;
+    parml_tensor t = NULL, empty = NULL;
+    check_ok(parml_tensor_create(dims, 3, x, &t), "tensor_create");
+    int64_t zero[2] = {0, 7};
+    check_ok(parml_tensor_create(zero, 2, NULL, &empty), "tensor_create");
+    void *buf = NULL;
+    size_t len = 0;
+    check_ok(parml_tensor_serialize(t, &buf, &len), "tensor_serialize");
+    files_seed("tensor_2x3x2", FF_TENSOR, buf, len);
+    parml_buffer_free(buf);
+    check_ok(parml_tensor_serialize(empty, &buf, &len), "tensor_serialize");
+    files_seed("tensor_0x7", FF_TENSOR, buf, len);
+    parml_buffer_free(buf);
+
+    parml_trainer tr = ff_trainer(m);
+    int64_t xd[2] = {8, 4}, yd[1] = {8};
+    float xs[32], ys[8];
+    for (int i = 0; i < 32; i++) xs[i] = (float)(i % 5) - 2;
+    for (int i = 0; i < 8; i++) ys[i] = (float)(i % 3);
+    parml_tensor xt = NULL, yt = NULL;
+    check_ok(parml_tensor_create(xd, 2, xs, &xt), "x");
+    check_ok(parml_tensor_create(yd, 1, ys, &yt), "y");
+    check_ok(parml_trainer_step(tr, xt, yt, NULL), "step");
+    check_ok(parml_trainer_serialize_checkpoint(tr, &buf, &len), "serialize_checkpoint");
+    files_seed("checkpoint_adamw", FF_CHECKPOINT, buf, len);
+    files_seed("checkpoint_adamw_body", FF_CHECKPOINT_SEALED, buf, len - 5);
+    parml_buffer_free(buf);
+
+    parml_optimizer_params o;
+    parml_optimizer_params_init(&o);
+    o.momentum = 0.9f;
+    parml_trainer sgd = NULL;
+    check_ok(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, NULL, &sgd), "trainer_create");
+    check_ok(parml_trainer_serialize_checkpoint(sgd, &buf, &len), "serialize_checkpoint");
+    files_seed("checkpoint_sgd_momentum_body", FF_CHECKPOINT_SEALED, buf, len - 5);
+    parml_buffer_free(buf);
+
+    parml_trainer_free(tr);
+    parml_trainer_free(sgd);
+    parml_tensor_free(t);
+    parml_tensor_free(empty);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    parml_model_free(m);
+    parml_model_free(every);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
@@ -254,7 +368,10 @@ int main(int argc, char **argv) {
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/fuzz_strategy", root);
     mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/fuzz_files", root);
+    mkdir(path, 0755);
     idx_seeds();
     strategy_seeds();
+    files_seeds();
     return 0;
 }

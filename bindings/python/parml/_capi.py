@@ -507,10 +507,24 @@ def parml_model_create(out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
+@ctypes_function("parml_model_deserialize", [c_void_p, c_size_t, POINTER(parml_model)], parml_status)
+def parml_model_deserialize(buf: Any, len: int, out: Any, /) -> int:
+    """A new model in *out from len bytes of a model file's contents."""
+    ...
+
+
 # PARML_API parml_status parml_model_end_residual(parml_model model);
 @ctypes_function("parml_model_end_residual", [parml_model], parml_status)
 def parml_model_end_residual(model: Any, /) -> int:
     """Closes the innermost residual block."""
+    ...
+
+
+# PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const * input_dims, ptrdiff_t ndim, char const * path);
+@ctypes_function("parml_model_export_onnx", [parml_model, POINTER(c_int64), c_ptrdiff_t, c_char_p], parml_status)
+def parml_model_export_onnx(model: Any, input_dims: Any, ndim: int, path: bytes, /) -> int:
+    """Writes the model as an ONNX file (opset 17) for inputs of the given shape."""
     ...
 
 
@@ -532,6 +546,13 @@ def parml_model_get_params(model: Any, dst: Any, count: int, /) -> int:
 @ctypes_function("parml_model_init", [parml_model, c_uint64], parml_status)
 def parml_model_init(model: Any, seed: int, /) -> int:
     """Allocates the parameters and draws them from seed."""
+    ...
+
+
+# PARML_API parml_status parml_model_load(char const * path, parml_model * out);
+@ctypes_function("parml_model_load", [c_char_p, POINTER(parml_model)], parml_status)
+def parml_model_load(path: bytes, out: Any, /) -> int:
+    """Reads a model file into a new, initialised model in *out."""
     ...
 
 
@@ -559,6 +580,20 @@ def parml_model_output_shape(
 @ctypes_function("parml_model_predict", [parml_model, parml_tensor, POINTER(parml_tensor)], parml_status)
 def parml_model_predict(model: Any, input: Any, out: Any, /) -> int:
     """Runs the model in inference mode; *out is a new tensor the caller frees."""
+    ...
+
+
+# PARML_API parml_status parml_model_save(parml_model model, char const * path);
+@ctypes_function("parml_model_save", [parml_model, c_char_p], parml_status)
+def parml_model_save(model: Any, path: bytes, /) -> int:
+    """Writes an initialised model to path atomically."""
+    ...
+
+
+# PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
+@ctypes_function("parml_model_serialize", [parml_model, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
+def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
+    """A model file's bytes in a new buffer (free it with parml_buffer_free)."""
     ...
 
 
@@ -615,6 +650,13 @@ def parml_tensor_data(tensor: Any, data_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_tensor_deserialize(void const * buf, size_t len, parml_tensor * out);
+@ctypes_function("parml_tensor_deserialize", [c_void_p, c_size_t, POINTER(parml_tensor)], parml_status)
+def parml_tensor_deserialize(buf: Any, len: int, out: Any, /) -> int:
+    """A new tensor in *out from a parml.Tensor message."""
+    ...
+
+
 # PARML_API void parml_tensor_free(parml_tensor tensor);
 @ctypes_function("parml_tensor_free", [parml_tensor], None)
 def parml_tensor_free(tensor: Any, /) -> None:
@@ -633,6 +675,13 @@ def parml_tensor_numel(tensor: Any, numel_out: Any, /) -> int:
 @ctypes_function("parml_tensor_read", [parml_tensor, POINTER(c_float), c_ptrdiff_t], parml_status)
 def parml_tensor_read(tensor: Any, dst: Any, count: int, /) -> int:
     """Copies the tensor's count floats into dst."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_serialize(parml_tensor tensor, void ** buf_out, size_t * len_out);
+@ctypes_function("parml_tensor_serialize", [parml_tensor, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
+def parml_tensor_serialize(tensor: Any, buf_out: Any, len_out: Any, /) -> int:
+    """A tensor as a parml.Tensor message in a new buffer (parml_buffer_free)."""
     ...
 
 
@@ -668,6 +717,13 @@ def parml_tensor_write(tensor: Any, src: Any, count: int, /) -> int:
 )
 def parml_trainer_create(model: Any, loss: int, optimizer: Any, strategy: Any, out: Any, /) -> int:
     """Creates a trainer for an initialised model; the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
+@ctypes_function("parml_trainer_deserialize_checkpoint", [parml_trainer, c_void_p, c_size_t], parml_status)
+def parml_trainer_deserialize_checkpoint(trainer: Any, buf: Any, len: int, /) -> int:
+    """Restores a checkpoint from len bytes at buf into the trainer."""
     ...
 
 
@@ -709,6 +765,13 @@ def parml_trainer_learning_rate(trainer: Any, lr_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
+@ctypes_function("parml_trainer_load_checkpoint", [parml_trainer, c_char_p], parml_status)
+def parml_trainer_load_checkpoint(trainer: Any, path: bytes, /) -> int:
+    """Restores parameters, optimizer state and step count from a checkpoint file."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 @ctypes_function("parml_trainer_memory", [parml_trainer, c_int32, POINTER(parml_memory_report)], parml_status)
 def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
@@ -734,6 +797,20 @@ def parml_trainer_set_trace(trainer: Any, enabled: int, /) -> int:
 @ctypes_function("parml_trainer_write_trace", [parml_trainer, c_char_p], parml_status)
 def parml_trainer_write_trace(trainer: Any, path: bytes, /) -> int:
     """Writes the recorded timeline to path as Chrome trace JSON."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char const * path);
+@ctypes_function("parml_trainer_save_checkpoint", [parml_trainer, c_char_p], parml_status)
+def parml_trainer_save_checkpoint(trainer: Any, path: bytes, /) -> int:
+    """Writes a layout-free checkpoint of the trainer to path atomically."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
+@ctypes_function("parml_trainer_serialize_checkpoint", [parml_trainer, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
+def parml_trainer_serialize_checkpoint(trainer: Any, buf_out: Any, len_out: Any, /) -> int:
+    """A checkpoint's bytes in a new buffer (free it with parml_buffer_free)."""
     ...
 
 

@@ -7,7 +7,7 @@ from typing import Iterable
 
 import numpy as np
 
-from . import _arrays, _capi
+from . import _arrays, _buffers, _capi
 from ._handle import Handle
 from .errors import check, take_text
 from .layers import Layer, require_layers
@@ -30,8 +30,12 @@ class Model(Handle):
     its parameters in place. A model and its trainers share one lock, so
     Python threads using them are serialised.
 
-    Not yet in the C API, so not here either: saving and loading models and
-    checkpoints, and ``plan()``/tracing.
+    ``save``/``load`` write and read model files (docs/file-format.md);
+    ``to_bytes``/``from_bytes`` do the same in memory; ``export_onnx``
+    writes an ONNX file for inference elsewhere. A loaded model is
+    initialised; its ``layers`` list is empty (the file holds the layers,
+    ``summary()`` shows them). Not yet in the C API, so not here either:
+    ``plan()``/tracing.
     """
 
     _free_function = _capi.parml_model_free
@@ -120,6 +124,48 @@ class Model(Handle):
                 )
             )
         return tuple(out[: ndim.value])
+
+    # -- files -----------------------------------------------------------
+
+    def save(self, path: object) -> None:
+        """Writes the model (layers and parameters) to `path` atomically."""
+        with self._use() as m:
+            check(_capi.parml_model_save(m, _buffers.as_path(path)))
+
+    def to_bytes(self) -> bytes:
+        """The bytes ``save`` would write."""
+        with self._use() as m:
+            return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize(m, buf, n))
+
+    def export_onnx(self, path: object, input_shape: Iterable[int]) -> None:
+        """Writes the model as an ONNX file (opset 17) for inference on inputs
+        of `input_shape` (its first size becomes the symbolic batch "N")."""
+        dims = tuple(int(d) for d in input_shape)
+        with self._use() as m:
+            check(_capi.parml_model_export_onnx(m, _arrays.dims_of(dims), len(dims), _buffers.as_path(path)))
+
+    @classmethod
+    def load(cls, path: object) -> "Model":
+        """A new model read from a model file."""
+        out = _capi.parml_model()
+        check(_capi.parml_model_load(_buffers.as_path(path), byref(out)))
+        return cls._adopt(out)
+
+    @classmethod
+    def from_bytes(cls, data: object) -> "Model":
+        """A new model from a model file's bytes."""
+        raw = _buffers.as_bytes(data, "data")
+        out = _capi.parml_model()
+        check(_capi.parml_model_deserialize(raw, len(raw), byref(out)))
+        return cls._adopt(out)
+
+    @classmethod
+    def _adopt(cls, handle: object) -> "Model":
+        self = Model.__new__(Model)
+        Handle.__init__(self, handle)
+        self._layers = []
+        self._initialized = True
+        return self
 
     # -- running ---------------------------------------------------------
 

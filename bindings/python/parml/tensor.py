@@ -12,7 +12,7 @@ from ctypes import byref
 
 import numpy as np
 
-from . import _arrays, _capi
+from . import _arrays, _buffers, _capi
 from ._handle import Handle
 from .errors import check
 
@@ -36,6 +36,21 @@ class Tensor(Handle):
         shape = tuple(int(d) for d in shape)
         out = _capi.parml_tensor()
         check(_capi.parml_tensor_create(_arrays.dims_of(shape), len(shape), None, byref(out)))
+        self = cls.__new__(cls)
+        Handle.__init__(self, out)
+        return self
+
+    def to_bytes(self) -> bytes:
+        """The tensor as a parml.Tensor protobuf message."""
+        with self._use() as t:
+            return _buffers.take_bytes(lambda buf, n: _capi.parml_tensor_serialize(t, buf, n))
+
+    @classmethod
+    def from_bytes(cls, data: object) -> "Tensor":
+        """A new tensor from a parml.Tensor message."""
+        raw = _buffers.as_bytes(data, "data")
+        out = _capi.parml_tensor()
+        check(_capi.parml_tensor_deserialize(raw, len(raw), byref(out)))
         self = cls.__new__(cls)
         Handle.__init__(self, out)
         return self

@@ -10,7 +10,7 @@ from ctypes import byref, c_float, c_int64, sizeof
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NamedTuple
 
-from . import _arrays, _capi
+from . import _arrays, _buffers, _capi
 from ._handle import Handle
 from .data import Dataset, as_dataset
 from .errors import check, error_for, take_text
@@ -380,6 +380,32 @@ class Trainer(Handle):
         with self._use() as t:
             check(_capi.parml_trainer_learning_rate(t, byref(lr)))
         return float(lr.value)
+
+    # -- checkpoints -----------------------------------------------------
+
+    def save_checkpoint(self, path: object) -> None:
+        """Writes a checkpoint (parameters, whole optimizer state, step count,
+        seed, layout) to `path` atomically. It loads under any layout."""
+        with self._use() as t:
+            check(_capi.parml_trainer_save_checkpoint(t, _buffers.as_path(path)))
+
+    def load_checkpoint(self, path: object) -> None:
+        """Restores a checkpoint written by a trainer of a model with the same
+        layers and an optimizer of the same kind, under any layout. On error
+        nothing changes."""
+        with self._use() as t:
+            check(_capi.parml_trainer_load_checkpoint(t, _buffers.as_path(path)))
+
+    def checkpoint_bytes(self) -> bytes:
+        """The bytes ``save_checkpoint`` would write."""
+        with self._use() as t:
+            return _buffers.take_bytes(lambda buf, n: _capi.parml_trainer_serialize_checkpoint(t, buf, n))
+
+    def load_checkpoint_bytes(self, data: object) -> None:
+        """``load_checkpoint`` from a checkpoint's bytes."""
+        raw = _buffers.as_bytes(data, "data")
+        with self._use() as t:
+            check(_capi.parml_trainer_deserialize_checkpoint(t, raw, len(raw)))
 
     def memory(self, rank: int = 0) -> MemoryReport:
         """Bytes rank `rank` (0..dp*pp*tp-1) holds: parameters and gradients

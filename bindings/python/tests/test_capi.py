@@ -51,6 +51,8 @@ def expected_ctype(c: str):
         "float": ctypes.c_float,
         "double": ctypes.c_double,
         "void *": ctypes.c_void_p,
+        "void const *": ctypes.c_void_p,
+        "void **": POINTER(ctypes.c_void_p),
         "char const *": ctypes.c_char_p,
         "char const **": POINTER(ctypes.c_char_p),
         "char **": POINTER(POINTER(ctypes.c_char)),
@@ -61,7 +63,7 @@ def expected_ctype(c: str):
     }
     if c in base:
         return base[c]
-    m = re.fullmatch(r"(int64_t|float|ptrdiff_t|int32_t)( const)? \*", c)
+    m = re.fullmatch(r"(int64_t|float|ptrdiff_t|int32_t|size_t)( const)? \*", c)
     if m:
         return POINTER(base[m.group(1)])
     m = re.fullmatch(r"(float) \*\*", c)

@@ -1,0 +1,141 @@
+import CParmlProto
+import ParmlModel
+import ParmlTensor
+import ParmlTraining
+
+/// A trainer's state as a parml.Checkpoint message: the model, whole
+/// optimizer state, step count, seed and the layout it ran under.
+public enum CheckpointFile {
+    public static func encode(_ trainer: Trainer) throws -> EncodedBytes {
+        try withMessage(trainer) { try FileFormat.packSealed($0) }
+    }
+
+    /// Writes the checkpoint to `path` atomically, packing straight into it.
+    public static func write(_ trainer: Trainer, to path: String) throws {
+        try withMessage(trainer) { c in
+            try FileIO.writeAtomically(to: path) { fd, tmp in try FileFormat.packSealed(c, to: fd, path: tmp) }
+        }
+    }
+
+    /// Builds the message for `trainer` and hands it to `body` (valid only there).
+    private static func withMessage<R>(_ trainer: Trainer, _ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        let state = try trainer.captureState()
+        let arena = PackArena()
+        let c = try arena.allocate(Parml__Checkpoint.self, count: 1)
+        parml__checkpoint__init(c)
+        c.pointee.magic = try arena.string(FileFormat.checkpointMagic)
+        c.pointee.format_version = FileFormat.version
+        c.pointee.step = Int64(state.step)
+        c.pointee.seed = state.seed
+        let model = try arena.allocate(Parml__Model.self, count: 1)
+        try ModelCodec.fill(model, from: trainer.model, arena: arena)
+        c.pointee.model = model
+        c.pointee.optimizer = try optimizer(state, names: trainer.optimizerStateNames, arena: arena)
+        c.pointee.layout = try layout(state.strategy, arena: arena)
+        return try withExtendedLifetime((trainer, state, arena)) {
+            try body(UnsafeRawPointer(c).assumingMemoryBound(to: ProtobufCMessage.self))
+        }
+    }
+
+    private static func optimizer(_ s: TrainingState, names: [String], arena: PackArena) throws -> UnsafeMutablePointer<Parml__OptimizerState> {
+        let o = try arena.allocate(Parml__OptimizerState.self, count: 1)
+        parml__optimizer_state__init(o)
+        let cfg = s.optimizer
+        o.pointee.kind = Parml__OptimizerState__Kind(rawValue: UInt32(cfg.kind.rawValue))
+        o.pointee.learning_rate = cfg.learningRate
+        o.pointee.momentum = cfg.momentum
+        o.pointee.nesterov = cfg.nesterov ? 1 : 0
+        o.pointee.weight_decay = cfg.weightDecay
+        o.pointee.beta1 = cfg.beta1
+        o.pointee.beta2 = cfg.beta2
+        o.pointee.epsilon = cfg.epsilon
+        o.pointee.clip_grad_norm = cfg.clipGradNorm
+        let sch = try arena.allocate(Parml__Schedule.self, count: 1)
+        parml__schedule__init(sch)
+        sch.pointee.kind = Parml__Schedule__Kind(rawValue: UInt32(cfg.schedule.kind.rawValue))
+        sch.pointee.warmup_steps = Int64(cfg.schedule.warmupSteps)
+        sch.pointee.step_size = Int64(cfg.schedule.stepSize)
+        sch.pointee.gamma = cfg.schedule.gamma
+        sch.pointee.total_steps = Int64(cfg.schedule.totalSteps)
+        sch.pointee.min_lr = cfg.schedule.minLearningRate
+        o.pointee.schedule = sch
+        let list = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: s.optimizerState.count)
+        for (k, t) in s.optimizerState.enumerated() {
+            let m = try arena.allocate(Parml__Tensor.self, count: 1)
+            try TensorCodec.fill(m, from: t, name: names[k], arena: arena)
+            list[k] = m
+        }
+        o.pointee.n_state = s.optimizerState.count
+        o.pointee.state = list
+        return o
+    }
+
+    private static func layout(_ s: StrategyConfig, arena: PackArena) throws -> UnsafeMutablePointer<Parml__Layout> {
+        let l = try arena.allocate(Parml__Layout.self, count: 1)
+        parml__layout__init(l)
+        l.pointee.dp = Int64(s.dp)
+        l.pointee.tp = Int64(s.tp)
+        l.pointee.pp = Int64(s.pp)
+        l.pointee.zero_stage = Int64(s.zeroStage)
+        l.pointee.micro_batches = Int64(s.microBatches)
+        l.pointee.backend = Parml__Layout__Backend(rawValue: UInt32(s.backend.rawValue))
+        l.pointee.deterministic = s.deterministic ? 1 : 0
+        l.pointee.grad_chunk = Int64(s.gradientChunk)
+        return l
+    }
+
+    /// Loads a checkpoint into `trainer`, whose model must have the same
+    /// layers: parameters, optimizer state (scattered to however the trainer
+    /// shards it) and step count. Everything is checked first; nothing
+    /// changes when it throws.
+    public static func restore(_ bytes: UnsafeRawBufferPointer, into trainer: Trainer) throws {
+        try FileFormat.checkSeal(bytes, what: "checkpoint")
+        let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: "checkpoint")
+        let c = u.message.pointee
+        try FileFormat.checkHeader(magic: c.magic, version: c.format_version, expected: FileFormat.checkpointMagic, what: "checkpoint")
+        guard let mp = c.model else { throw ParmlError.format("the checkpoint has no model") }
+        guard let op = c.optimizer else { throw ParmlError.format("the checkpoint has no optimizer state") }
+        // The file's layers are checked and compared without building them:
+        // the parameters go straight into the trainer's arena.
+        let (loaded, parameters) = try ModelCodec.layers(from: mp.pointee)
+        let theirs = ModelCodec.structure(of: loaded), ours = ModelCodec.structure(of: trainer.model)
+        guard theirs == ours else {
+            let i = theirs.indices.first { $0 >= ours.count || theirs[$0] != ours[$0] } ?? ours.count
+            let a = i < theirs.count ? theirs[i] : "(none)", b = i < ours.count ? ours[i] : "(none)"
+            throw ParmlError.invalidArgument(
+                "the checkpoint's model differs from the trainer's at layer \(i): checkpoint '\(a)', trainer '\(b)'")
+        }
+        let o = op.pointee
+        guard let kind = OptimizerKind(rawValue: Int32(bitPattern: o.kind.rawValue)) else {
+            throw ParmlError.format("optimizer kind \(o.kind.rawValue) is unknown to this version")
+        }
+        var state: [Tensor] = []
+        for k in 0..<o.n_state {
+            state.append(try TensorCodec.tensor(from: TensorCodec.element(o.state, k, what: "optimizer state \(k)"), what: "optimizer state \(k)"))
+        }
+        try trainer.restoreState(step: Int(c.step), optimizerKind: kind, optimizerState: state)
+        try trainer.model.updateParameters { arena, infos in try ModelCodec.copy(parameters, into: arena, infos) }
+    }
+}
+
+extension ModelCodec {
+    /// One line per layer (depth, kind, attributes): two models with the same
+    /// lines have the same parameter layout and compute the same function of
+    /// their parameters.
+    static func structure(of model: Model) -> [String] {
+        var lines: [String] = []
+        func visit(_ l: Layer, depth: Int) {
+            var line = "depth \(depth) \(l.kind)"
+            switch l {
+            case let x as Linear: line += " \(x.inFeatures)->\(x.outFeatures) bias=\(x.hasBias)"
+            case let x as LayerNorm: line += " features=\(x.features) eps=\(x.eps)"
+            case let x as Dropout: line += " p=\(x.probability)"
+            default: break
+            }
+            lines.append(line)
+            if let r = l as? Residual { for c in r.body.layers { visit(c, depth: depth + 1) } }
+        }
+        for l in model.root.layers { visit(l, depth: 0) }
+        return lines
+    }
+}

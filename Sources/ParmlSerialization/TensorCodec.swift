@@ -1,0 +1,83 @@
+import CParmlProto
+import ParmlTensor
+
+/// Tensor ↔ parml.Tensor.
+enum TensorCodec {
+    /// Fills `message` to describe `tensor`; its data field points at the
+    /// tensor's storage (keep the tensor alive until packed).
+    static func fill(_ message: UnsafeMutablePointer<Parml__Tensor>, from tensor: Tensor, name: String, arena: PackArena) throws {
+        parml__tensor__init(message)
+        message.pointee.dtype = PARML__TENSOR__DTYPE__FLOAT32
+        let rank = tensor.shape.rank
+        let dims = try arena.allocate(Int64.self, count: rank)
+        for i in 0..<rank { dims[i] = Int64(tensor.shape[i]) }
+        message.pointee.n_dims = rank
+        message.pointee.dims = dims
+        // float32 in memory is little-endian IEEE-754 on every CPU parml builds for (x86-64, arm64).
+        message.pointee.data = ProtobufCBinaryData(
+            len: tensor.count * MemoryLayout<Float>.stride, data: UnsafeMutableRawPointer(tensor.data).assumingMemoryBound(to: UInt8.self))
+        if !name.isEmpty { message.pointee.name = try arena.string(name) }
+    }
+
+    /// The shape a message declares, checked: dtype, rank 1...8, dims in
+    /// 0...2^31-1, a product that does not overflow, and exactly 4 bytes of
+    /// data per element.
+    static func shape(of m: Parml__Tensor, what: String) throws -> Shape {
+        guard m.dtype == PARML__TENSOR__DTYPE__FLOAT32 else {
+            throw ParmlError.format("\(what): dtype \(m.dtype.rawValue) is not FLOAT32 (1), the one dtype this version reads")
+        }
+        guard m.n_dims >= 1, m.n_dims <= Shape.maxRank else {
+            throw ParmlError.format("\(what): \(m.n_dims) dims; a tensor has 1 to \(Shape.maxRank)")
+        }
+        var dims: [Int] = []
+        for i in 0..<m.n_dims {
+            let d = m.dims[i]
+            guard d >= 0, d <= Int64(Int32.max) else { throw ParmlError.format("\(what): dims[\(i)] = \(d) is outside 0...2^31-1") }
+            dims.append(Int(d))
+        }
+        let s = Shape(validated: dims)
+        guard let n = s.checkedCount, n <= Int.max / 16 else {
+            throw ParmlError.format("\(what): dims \(dims) hold more elements than fit in memory (the product overflows)")
+        }
+        guard m.data.len == n * MemoryLayout<Float>.stride else {
+            throw ParmlError.format("\(what): dims \(dims) need \(n * MemoryLayout<Float>.stride) bytes of data, found \(m.data.len)")
+        }
+        return s
+    }
+
+    /// Copies a checked message's data into `dst` (shape(of:) first).
+    static func copyData(_ m: Parml__Tensor, to dst: UnsafeMutablePointer<Float>) {
+        guard m.data.len > 0, let src = m.data.data else { return }
+        UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: m.data.len)
+    }
+
+    /// A new tensor from a message.
+    static func tensor(from m: Parml__Tensor, what: String) throws -> Tensor {
+        let t = try Tensor(shape: shape(of: m, what: what))
+        copyData(m, to: t.data)
+        return t
+    }
+
+    /// The message pointer at `index` of a repeated field, or a format error.
+    static func element(_ list: UnsafeMutablePointer<UnsafeMutablePointer<Parml__Tensor>?>?, _ index: Int, what: String) throws -> Parml__Tensor {
+        guard let list, let p = list[index] else { throw ParmlError.format("\(what) is missing") }
+        return p.pointee
+    }
+}
+
+/// A single tensor as a parml.Tensor message (parml_tensor_serialize).
+public enum TensorFile {
+    public static func encode(_ tensor: Tensor) throws -> EncodedBytes {
+        let arena = PackArena()
+        let m = try arena.allocate(Parml__Tensor.self, count: 1)
+        try TensorCodec.fill(m, from: tensor, name: "", arena: arena)
+        return try withExtendedLifetime(tensor) {
+            try pack(UnsafeRawPointer(m).assumingMemoryBound(to: ProtobufCMessage.self))
+        }
+    }
+
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Tensor {
+        let u = try Unpacked<Parml__Tensor>(bytes, pml_tensor_descriptor(), what: "tensor message")
+        return try TensorCodec.tensor(from: u.message.pointee, what: "tensor")
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import ParmlModel
+import ParmlSerialization
+import ParmlTensor
+import Testing
+import _ParmlTestSupport
+
+@Suite struct ModelFileTests {
+    @Test func modelRoundTripIsExact() throws {
+        let m = try everyKindModel()
+        let bytes = encodedArray(try ModelFile.encode(m))
+        let back = try bytes.withUnsafeBytes { try ModelFile.decode($0) }
+        #expect(back.summary == m.summary)
+        #expect(back.seed == m.seed)
+        #expect(parameterBits(back) == parameterBits(m))
+        // Same predictions, bit for bit (inference: dropout off).
+        let x = try Tensor(randomArray(5 * 12, seed: 9), shape: Shape(5, 3, 4))
+        let a = try m.forward(x, PassContext(training: false)).toArray()
+        let b = try back.forward(x, PassContext(training: false)).toArray()
+        #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
+        // Encoding is deterministic: the same model gives the same bytes.
+        #expect(encodedArray(try ModelFile.encode(back)) == bytes)
+    }
+
+    @Test func tensorRoundTrip() throws {
+        let t = try Tensor(randomArray(24, seed: 3), shape: Shape(2, 3, 4))
+        let bytes = encodedArray(try TensorFile.encode(t))
+        let back = try bytes.withUnsafeBytes { try TensorFile.decode($0) }
+        #expect(back.shape == t.shape)
+        #expect(back.toArray().map(\.bitPattern) == t.toArray().map(\.bitPattern))
+        let empty = try Tensor(shape: Shape(0, 5))
+        let e = try encodedArray(TensorFile.encode(empty)).withUnsafeBytes { try TensorFile.decode($0) }
+        #expect(e.shape == Shape(0, 5))
+    }
+
+    @Test func uninitialisedModelIsRefused() throws {
+        let m = Model()
+        try m.add(try Linear(inFeatures: 2, outFeatures: 2))
+        expectError(parmlError { _ = try ModelFile.encode(m) }, "state", mentions: ["not initialised"])
+    }
+
+    @Test func atomicWriteReplacesAndLeavesNoTemporary() throws {
+        let dir = NSTemporaryDirectory() + "parml-io-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/m.pb"
+        for size in [10, 3] {
+            let bytes = [UInt8](repeating: UInt8(size), count: size)
+            try bytes.withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
+            #expect(encodedArray(try FileIO.read(path)) == bytes)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["m.pb"])
+        expectError(parmlError { _ = try FileIO.read(dir + "/missing") }, "io", mentions: ["missing"])
+        expectError(
+            parmlError { try [UInt8(1)].withUnsafeBytes { try FileIO.writeAtomically($0, to: dir + "/no/such/dir/f") } },
+            "io")
+    }
+}

@@ -1,0 +1,287 @@
+/*
+ * test_files.c — models, tensors and checkpoints through files and buffers
+ * (docs/file-format.md): round trips are exact, files are replaced
+ * atomically, and a checkpoint written under one layout resumes under
+ * another exactly as the uninterrupted run (deterministic mode).
+ * Prints "N passed, N failed" and exits nonzero on any failure.
+ */
+#include "test_common.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+enum { IN = 12, HID = 16, OUT = 4, BATCH = 16 };
+
+/* flatten, 12->16, relu, residual(layer_norm, residual(16->16 no bias, gelu),
+   dropout), tanh, 16->4, sigmoid: every layer kind and nested blocks. */
+static parml_model every_kind(uint64_t seed) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_flatten(m));
+    OK(parml_model_add_linear(m, IN, HID, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_layer_norm(m, HID, 1e-3f));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_linear(m, HID, HID, 0));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_GELU));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_dropout(m, 0.25f));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_TANH));
+    OK(parml_model_add_linear(m, HID, OUT, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_SIGMOID));
+    OK(parml_model_init(m, seed));
+    return m;
+}
+
+static parml_tensor inputs(int step) {
+    int64_t d[3] = {BATCH, 3, 4};
+    float x[BATCH * IN];
+    for (int i = 0; i < BATCH * IN; i++) x[i] = sinf((float)(i + 31 * step) * 0.37f);
+    parml_tensor t = NULL;
+    OK(parml_tensor_create(d, 3, x, &t));
+    return t;
+}
+
+static parml_tensor targets(int step) {
+    int64_t d[1] = {BATCH};
+    float y[BATCH];
+    for (int i = 0; i < BATCH; i++) y[i] = (float)((i * 7 + step) % OUT);
+    parml_tensor t = NULL;
+    OK(parml_tensor_create(d, 1, y, &t));
+    return t;
+}
+
+/* The model's prediction on inputs(99), as a malloc'd array of BATCH*OUT floats. */
+static float *predict(parml_model m) {
+    parml_tensor x = inputs(99), y = NULL;
+    OK(parml_model_predict(m, x, &y));
+    float *out = calloc(BATCH * OUT, sizeof *out);
+    if (y) OK(parml_tensor_read(y, out, BATCH * OUT));
+    parml_tensor_free(x);
+    parml_tensor_free(y);
+    return out;
+}
+
+static float *params(parml_model m, int64_t *n) {
+    OK(parml_model_num_params(m, n));
+    float *p = calloc((size_t)*n, sizeof *p);
+    OK(parml_model_get_params(m, p, (ptrdiff_t)*n));
+    return p;
+}
+
+static unsigned char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(len > 0 ? (size_t)len : 1);
+    *n = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    return b;
+}
+
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+static void test_model_round_trip(void) {
+    parml_model m = every_kind(5);
+    char path[512];
+    scratch_path(path, sizeof path, "model.pb");
+    OK(parml_model_save(m, path));
+    OK(parml_model_save(m, path)); /* replaces the file */
+    CHECK(count_entries(scratch_dir()) == 1, "a temporary file was left behind (%d entries)", count_entries(scratch_dir()));
+
+    parml_model back = NULL;
+    OK(parml_model_load(path, &back));
+    int64_t n1 = 0, n2 = 0;
+    float *p1 = params(m, &n1), *p2 = back ? params(back, &n2) : NULL;
+    CHECK(n1 == n2 && p2 && memcmp(p1, p2, (size_t)n1 * sizeof *p1) == 0, "loaded parameters differ");
+    float *y1 = predict(m), *y2 = back ? predict(back) : NULL;
+    CHECK(y2 && memcmp(y1, y2, BATCH * OUT * sizeof *y1) == 0, "loaded model predicts other bits");
+    char *s1 = NULL, *s2 = NULL;
+    OK(parml_model_summary(m, &s1));
+    if (back) OK(parml_model_summary(back, &s2));
+    CHECK(s1 && s2 && strcmp(s1, s2) == 0, "summaries differ:\n%s\n%s", s1, s2);
+
+    /* The buffer form is the file's bytes. */
+    void *buf = NULL;
+    size_t len = 0, flen = 0;
+    OK(parml_model_serialize(m, &buf, &len));
+    unsigned char *file = read_all(path, &flen);
+    CHECK(file && len == flen && memcmp(buf, file, len) == 0, "serialize gives %zu bytes, the file has %zu", len, flen);
+    parml_model again = NULL;
+    OK(parml_model_deserialize(buf, len, &again));
+    float *y3 = again ? predict(again) : NULL;
+    CHECK(y3 && memcmp(y1, y3, BATCH * OUT * sizeof *y1) == 0, "deserialized model predicts other bits");
+
+    /* ONNX export (onnxruntime runs such files in bindings/python/tests/test_onnx.py). */
+    char onnx[512];
+    scratch_path(onnx, sizeof onnx, "model.onnx");
+    int64_t in_dims[3] = {1, 3, 4};
+    OK(parml_model_export_onnx(m, in_dims, 3, onnx));
+    size_t olen = 0;
+    unsigned char *obytes = read_all(onnx, &olen);
+    CHECK(obytes && olen > (size_t)n1 * 4, "ONNX file of %zu bytes for %lld parameters", olen, (long long)n1);
+    free(obytes);
+    remove(onnx);
+
+    free(file);
+    parml_buffer_free(buf);
+    parml_buffer_free(s1);
+    parml_buffer_free(s2);
+    free(p1);
+    free(p2);
+    free(y1);
+    free(y2);
+    free(y3);
+    remove(path);
+    parml_model_free(m);
+    parml_model_free(back);
+    parml_model_free(again);
+}
+
+static void test_tensor_round_trip(void) {
+    parml_tensor t = inputs(3), back = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    OK(parml_tensor_serialize(t, &buf, &len));
+    CHECK(len > BATCH * IN * 4, "%zu bytes for %d floats", len, BATCH * IN);
+    OK(parml_tensor_deserialize(buf, len, &back));
+    int64_t dims[8] = {0};
+    ptrdiff_t ndim = 0;
+    if (back) OK(parml_tensor_shape(back, dims, 8, &ndim));
+    CHECK(ndim == 3 && dims[0] == BATCH && dims[1] == 3 && dims[2] == 4, "shape after round trip");
+    float a[BATCH * IN], b[BATCH * IN];
+    OK(parml_tensor_read(t, a, BATCH * IN));
+    if (back) OK(parml_tensor_read(back, b, BATCH * IN));
+    CHECK(memcmp(a, b, sizeof a) == 0, "tensor data differs after round trip");
+    parml_buffer_free(buf);
+    parml_tensor_free(t);
+    parml_tensor_free(back);
+}
+
+static parml_trainer make_trainer(parml_model m, int32_t dp, int32_t zero) {
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_ADAMW;
+    o.learning_rate = 1e-2f;
+    o.weight_decay = 0.01f;
+    o.schedule = PARML_SCHEDULE_COSINE;
+    o.warmup_steps = 2;
+    o.total_steps = 12;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.dp = dp;
+    s.zero_stage = zero;
+    s.deterministic = 1;
+    s.grad_chunk = 8;
+    s.seed = 11;
+    parml_trainer t = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &t));
+    return t;
+}
+
+static void run_steps(parml_trainer t, int from, int to) {
+    for (int k = from; k < to; k++) {
+        parml_tensor x = inputs(k), y = targets(k);
+        OK(parml_trainer_step(t, x, y, NULL));
+        parml_tensor_free(x);
+        parml_tensor_free(y);
+    }
+}
+
+/* Uninterrupted serial run of 6 steps vs dp2 ZeRO-2 (3 steps) -> file ->
+   serial (3 steps), resumed with a model loaded out of the checkpoint. */
+static void test_checkpoint_resume(void) {
+    parml_model ref_m = every_kind(5);
+    parml_trainer ref = make_trainer(ref_m, 1, 0);
+    run_steps(ref, 0, 6);
+
+    parml_model a_m = every_kind(5);
+    parml_trainer a = make_trainer(a_m, 2, 2);
+    run_steps(a, 0, 3);
+    char ckpt[512], model_path[512];
+    scratch_path(ckpt, sizeof ckpt, "train.ckpt");
+    scratch_path(model_path, sizeof model_path, "arch.pb");
+    OK(parml_trainer_save_checkpoint(a, ckpt));
+    OK(parml_model_save(a_m, model_path));
+    parml_model from_file = NULL;
+    OK(parml_model_load(model_path, &from_file));
+    int64_t nf = 0, na = 0;
+    float *pf = from_file ? params(from_file, &nf) : NULL, *pa = params(a_m, &na);
+    CHECK(pf && nf == na && memcmp(pf, pa, (size_t)na * sizeof *pa) == 0, "model file parameters differ");
+    free(pf);
+    free(pa);
+    parml_model_free(from_file);
+
+    /* The resuming process needs only the checkpoint: its model comes from it. */
+    parml_model b_m = NULL;
+    OK(parml_model_load(ckpt, &b_m));
+    parml_trainer b = b_m ? make_trainer(b_m, 1, 0) : NULL;
+    OK(parml_trainer_load_checkpoint(b, ckpt));
+    int64_t steps = -1;
+    OK(parml_trainer_step_count(b, &steps));
+    CHECK(steps == 3, "step count after load is %lld", (long long)steps);
+    float lr_a = 0, lr_b = 0;
+    OK(parml_trainer_learning_rate(a, &lr_a));
+    OK(parml_trainer_learning_rate(b, &lr_b));
+    CHECK(lr_a == lr_b, "schedule position: lr %g vs %g", (double)lr_a, (double)lr_b);
+    run_steps(b, 3, 6);
+
+    int64_t n1 = 0, n2 = 0;
+    float *p_ref = params(ref_m, &n1), *p_b = b_m ? params(b_m, &n2) : NULL;
+    CHECK(n1 == n2 && p_b && memcmp(p_ref, p_b, (size_t)n1 * sizeof *p_ref) == 0,
+          "dp2 ZeRO-2 -> checkpoint -> serial differs from the uninterrupted serial run");
+
+    /* Buffer form: the same restore. */
+    void *buf = NULL;
+    size_t len = 0;
+    OK(parml_trainer_serialize_checkpoint(ref, &buf, &len));
+    parml_model c_m = every_kind(77);
+    parml_trainer c = make_trainer(c_m, 3, 3);
+    OK(parml_trainer_deserialize_checkpoint(c, buf, len));
+    int64_t n3 = 0;
+    float *p_c = params(c_m, &n3);
+    CHECK(n3 == n1 && memcmp(p_c, p_ref, (size_t)n1 * sizeof *p_c) == 0, "deserialize_checkpoint parameters differ");
+    run_steps(c, 6, 7);
+    run_steps(ref, 6, 7);
+    free(p_ref);
+    p_ref = params(ref_m, &n1);
+    free(p_c);
+    p_c = params(c_m, &n3);
+    CHECK(memcmp(p_c, p_ref, (size_t)n1 * sizeof *p_c) == 0, "a step after restoring under dp3 ZeRO-3 differs");
+
+    parml_buffer_free(buf);
+    free(p_ref);
+    free(p_b);
+    free(p_c);
+    remove(ckpt);
+    remove(model_path);
+    parml_trainer_free(ref);
+    parml_trainer_free(a);
+    parml_trainer_free(b);
+    parml_trainer_free(c);
+    parml_model_free(ref_m);
+    parml_model_free(a_m);
+    parml_model_free(b_m);
+    parml_model_free(c_m);
+}
+
+int main(void) {
+    test_model_round_trip();
+    test_tensor_round_trip();
+    test_checkpoint_resume();
+    rmdir(scratch_dir());
+    printf("%d passed, %d failed\n", t_passed, t_failed);
+    return t_failed ? 1 : 0;
+}
