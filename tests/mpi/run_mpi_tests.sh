@@ -6,10 +6,11 @@
 #      symbol (Open MPI is loaded with dlopen on first use);
 #   2. before MPI is asked for, nothing initialises it;
 #   3. every collective, send/receive and split against references, bitwise,
-#      under mpirun -np 2, -np 4 --oversubscribe, and -np 2 over TCP;
+#      under mpirun -np 2, -np 3 and -np 4 --oversubscribe, and -np 2 over TCP;
 #   4. failure injection: a rank exits (with 3, or with 0 without
 #      MPI_Finalize), is killed with SIGKILL, stalls past the 2 s watchdog,
-#      or aborts; the job must end within a bound, with the expected text;
+#      aborts, or calls allReduce with another count; the job must end
+#      within a bound, with the expected text;
 #   5. the C entry points from C hosts (parml initialising MPI, and the host
 #      initialising it and handing parml its own communicator), and from Python.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
@@ -70,6 +71,7 @@ collectives() {  # label, mpirun options...
     fi
 }
 collectives "np 2" -np 2
+collectives "np 3 --oversubscribe (a mean over 3: not a power of two)" -np 3 --oversubscribe
 collectives "np 4 --oversubscribe" -np 4 --oversubscribe
 collectives "np 2 over TCP (--mca btl tcp,self)" -np 2 --mca btl tcp,self
 
@@ -100,6 +102,9 @@ failure stall 4 12 "rank [0-2] of world: allReduce #1 \\(count 300000, sum\\) ti
 # An abort: its reason reaches the others at once (long before the deadline).
 failure abort 2 6 "rank 0 of world: allReduce #1 \(count 300000, sum\) failed: rank 1 failed: injected failure" "a rank aborts with a reason"
 failure abort 4 6 "rank [0-2] of world: allReduce #1( \\(count 300000, sum\\))? failed: rank 3 failed: injected failure" "a rank aborts with a reason"
+# Different calls (another count on the last rank): every rank reports it.
+failure mismatch 2 6 "rank 0 of world: allReduce #1 \\(count 300000, sum\\): rank 1 sent .* \\(the ranks made different calls\\)" "a rank calls allReduce with another count"
+failure mismatch 3 6 "the ranks made different calls" "a rank calls allReduce with another count"
 # A dead process: Open MPI gives the survivors no error; mpirun ends the job
 # about 1 s later. The survivors must not hang before that.
 failure exit 2 12 "Exit code: +3" "a rank exits with status 3"

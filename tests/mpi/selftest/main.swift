@@ -3,11 +3,12 @@
 //   ParmlMPISelfTest collectives       every collective against a reference
 //                                      computed here, bitwise, and against
 //                                      the threads backend on the same inputs
-//   ParmlMPISelfTest exit|exit0|kill|stall|abort
+//   ParmlMPISelfTest exit|exit0|kill|stall|abort|mismatch
 //                                      failure injection: the last rank exits
 //                                      (status 3, or 0 without MPI_Finalize),
 //                                      is killed (SIGKILL), stalls past the
-//                                      watchdog, or aborts with a reason,
+//                                      watchdog, aborts with a reason, or
+//                                      calls allReduce with another count,
 //                                      while the others wait in an allReduce
 //   ParmlMPISelfTest loaded            MPI is not touched before it is asked for
 //
@@ -200,11 +201,14 @@ func injectFailure(_ mode: String, _ world: MPIWorld) -> Never {
         case "exit0": exit(0)  // without MPI_Finalize
         case "kill": raise(SIGKILL)
         case "stall": sleep(30)
+        case "mismatch": break
         default: world.abort(reason: "rank \(victim) failed: injected failure")
         }
     }
+    // mismatch: the victim's call has another count than its peers'.
+    let count = mode == "mismatch" && world.rank == victim ? buffer.count / 3 : buffer.count
     do {
-        for _ in 0..<3 { try comm.allReduce(&buffer, count: buffer.count, op: .sum) }
+        for _ in 0..<3 { try comm.allReduce(&buffer, count: count, op: .sum) }
         fail(world, "the allReduce returned although rank \(victim) \(mode == "abort" ? "aborted" : "is gone")")
     } catch {
         let elapsed = nowSeconds() - start
