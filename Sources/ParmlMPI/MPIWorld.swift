@@ -40,8 +40,8 @@ import Glibc
 public final class MPIWorld: @unchecked Sendable {
     // @unchecked Sendable: immutable after init; shared state is in WorldState.
 
-    /// Bytes of a shard moved and added as one piece: measured in
-    /// bench/collectives --mpi-sweep (see bench/collectives/mpi.swift).
+    /// Bytes of a shard moved and added as one piece: the best of
+    /// `ParmlBenchMPI --sweep` at 4 MiB (bench/mpi/main.swift, docs/mpi.md).
     public static let defaultChunkBytes = 256 << 10
     /// Rounds of pieces in flight per collective.
     public static let defaultWindow = 4
