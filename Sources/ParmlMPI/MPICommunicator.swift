@@ -387,7 +387,7 @@ final class MPICommunicator: Communicator {
 
     /// Receive slots for `window` rounds of every peer, then two accumulators.
     func ensureScratch() -> UnsafeMutablePointer<Float> {
-        let n = (world.window * size + 2) * world.pieceElements
+        let n = (world.window(forSize: size) * size + 2) * world.pieceElements
         if scratchCapacity < n {
             if let scratch { UnsafeMutableRawPointer(scratch).deallocate() }
             scratch = UnsafeMutableRawPointer.allocate(byteCount: n * MemoryLayout<Float>.stride, alignment: 64)

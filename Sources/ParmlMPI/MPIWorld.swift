@@ -62,7 +62,7 @@ public final class MPIWorld: @unchecked Sendable {
     ///   - timeout: seconds a wait may go without progress before the rank aborts the world (> 0).
     ///   - name: the label error messages use.
     ///   - chunkBytes: bytes of a shard moved as one message (>= 4096).
-    ///   - window: rounds of pieces in flight (1...64).
+    ///   - window: rounds of pieces in flight (1...64; fewer in groups of more than 8 processes).
     public init(
         timeout: Double, name: String = "world", chunkBytes: Int = MPIWorld.defaultChunkBytes,
         window: Int = MPIWorld.defaultWindow

@@ -82,7 +82,7 @@ struct PipelinedReduction {
         self.gather = gather
         self.mean = mean
         piece = communicator.world.pieceElements
-        window = communicator.world.window
+        window = communicator.world.window(forSize: communicator.size)
         let shards = (0..<size).map { Sharding.range(count: count, parts: communicator.size, index: $0) }
         shardLo = shards.map(\.lowerBound)
         shardHi = shards.map(\.upperBound)

@@ -52,7 +52,8 @@ final class WorldState: @unchecked Sendable {
     let timeout: Double
     let timeoutNanos: Int
     let pieceElements: Int
-    /// Rounds of pieces in flight per collective (receive buffers per peer).
+    /// Rounds of pieces in flight per collective (receive buffers per peer),
+    /// as asked for; `window(forSize:)` caps it for large groups.
     let window: Int
     /// More processes than CPUs on this machine is likely (tests run 4 on 2
     /// cores): a spinning rank then steals the CPU its peer needs.
@@ -122,6 +123,13 @@ final class WorldState: @unchecked Sendable {
             pml_mpi_comm_free(&control)
         }
         noticeBuffer.deallocate()
+    }
+
+    /// The rounds in flight for a group of `size`: the receive slots
+    /// (window × size pieces) stay within 32 pieces (8 MiB at the default
+    /// 256 KiB), so large groups do not pin memory per communicator.
+    func window(forSize size: Int) -> Int {
+        max(1, min(window, 32 / max(1, size)))
     }
 
     @inline(__always)
