@@ -162,17 +162,28 @@ struct PipelinedReduction {
     private func add(_ k: Int) {
         let mine = span(rank, k)
         guard mine.n > 0 else { return }
-        func value(_ j: Int) -> UnsafeMutablePointer<Float> { j == rank ? buffer + mine.lo : slot(k, j) }
-        // Two accumulators in turn: Kernels.add vectorises only when its
-        // output overlaps neither input (see ThreadsCommunicator).
-        var acc = scratch + window * size * piece, other = acc + piece
-        Kernels.add(value(0), value(1), acc, count: mine.n)
-        for j in 2..<max(2, size) {
-            Kernels.add(acc, value(j), other, count: mine.n)
-            swap(&acc, &other)
+        let out = buffer + mine.lo
+        func value(_ j: Int) -> UnsafeMutablePointer<Float> { j == rank ? out : slot(k, j) }
+        if rank < 2 {
+            // My values are the first or second term, and v0 + v1 == v1 + v0
+            // bit for bit (IEEE addition is commutative), so the sum can
+            // grow in place: out += the other of ranks 0 and 1, then
+            // out += v2, v3, ... (no copy; Kernels.addInPlace vectorises,
+            // as its output never overlaps its input).
+            Kernels.addInPlace(out, value(1 - rank), count: mine.n)
+            for j in 2..<max(2, size) { Kernels.addInPlace(out, value(j), count: mine.n) }
+        } else {
+            // Two accumulators in turn: Kernels.add vectorises only when its
+            // output overlaps neither input (see ThreadsCommunicator).
+            var acc = scratch + window * size * piece, other = acc + piece
+            Kernels.add(value(0), value(1), acc, count: mine.n)
+            for j in 2..<size {
+                Kernels.add(acc, value(j), other, count: mine.n)
+                swap(&acc, &other)
+            }
+            out.update(from: acc, count: mine.n)
         }
-        if mean { Kernels.scale(acc, by: 1 / Float(size), count: mine.n) }
-        (buffer + mine.lo).update(from: acc, count: mine.n)
+        if mean { Kernels.scale(out, by: 1 / Float(size), count: mine.n) }
     }
 
     /// Tests every open request once, reacts to completions, and reduces

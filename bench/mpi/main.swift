@@ -12,19 +12,18 @@
 // medians sample the same moments of this shared machine. Rank 0 prints one
 // JSON line per size in the format of bench/collectives.
 //
-// ## Recorded (2 vCPU Xeon VM, Debian 12, Open MPI 4.1.4, np 2, while other
-// builds and a fuzzer loaded the machine: load average 3.4)
+// ## Recorded (2 vCPU Xeon VM, Debian 12, Open MPI 4.1.4, np 2, defaults:
+// 256 KiB pieces, window 4; four runs while other builds, tests and a
+// fuzzer shared the machine, load average 1.3–3)
 //
 // | figure | parml GB/s | MPI_Allreduce GB/s | ratio |
 // | --- | --- | --- | --- |
-// | 4 MiB, 256 KiB pieces, window 4 (defaults) | 1.8 | 1.0–1.2 | 1.52–1.76 |
-// | 64 MiB, defaults | 1.1 | 0.4–0.5 | 2.23–2.54 |
-// | 4 MiB, 256 KiB pieces, window 2 | 1.4 | 0.8 | 1.83 |
-// | 4 MiB, 1 MiB pieces, window 2 / 4 | 1.3 | 0.6–0.8 | 1.51–2.35 |
-// | 4 MiB, 4 MiB pieces (one message per shard) | 1.3 | 1.8 | 0.76 |
+// | 4 MiB | 1.4–4.3 | 1.4–4.7 | 0.90–1.17 |
+// | 64 MiB | 1.2–2.5 | 0.7–1.3 | 1.72–2.05 |
 //
 // On a quiet machine MPI_Allreduce reaches 6–6.4 GB/s at 4 MiB (DESIGN.md);
-// these busy-machine figures are for their ratios.
+// the absolute figures here move 3× with the neighbours' load, the ratios
+// less. The sweep and what it taught: docs/mpi.md.
 
 import ParmlMPI
 import ParmlParallel
