@@ -193,7 +193,18 @@ final class MPICommunicator: Communicator {
     }
 
     /// Waits for every request of `requests` (peers[i] is request i's peer).
+    /// On failure the requests still open are cancelled (receives stop
+    /// writing into the caller's buffer where MPI can still stop them).
     private func waitAll(_ requests: inout [pml_mpi_request?], peers: [Int], what: () -> String) throws {
+        do {
+            try waitAllOrThrow(&requests, peers: peers, what: what)
+        } catch {
+            for i in requests.indices { pml_mpi_cancel(&requests[i]) }
+            throw error
+        }
+    }
+
+    private func waitAllOrThrow(_ requests: inout [pml_mpi_request?], peers: [Int], what: () -> String) throws {
         try drive(what, waitingFor: { peers.indices.filter { requests[$0] != nil }.map { peers[$0] } }) {
             var open = false, progressed = false
             for i in requests.indices where requests[i] != nil {
@@ -234,6 +245,8 @@ final class MPICommunicator: Communicator {
         let tag = Tag.collective(.broadcast, phase: 0, seq: s)
         let piece = world.pieceElements
         var requests: [pml_mpi_request?] = []
+        // On failure, cancels what is still open (completed entries are nil).
+        defer { for i in requests.indices { pml_mpi_cancel(&requests[i]) } }
         var peers: [Int] = []
         var expected: [Int] = []
         var lo = 0
