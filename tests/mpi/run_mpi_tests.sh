@@ -97,13 +97,14 @@ failure() {  # mode, np, bound, pattern, description
     fi
 }
 # A stall: the others' watchdog (2 s) names the stalled rank, then MPI_Abort.
-failure stall 2 12 "allReduce #1 \(count 300000, sum\) timed out after 2.0 s waiting for rank 1" "a rank stalls past the watchdog"
-failure stall 4 12 "rank [0-2] of world: allReduce #1 \\(count 300000, sum\\) timed out after 2.0 s waiting for rank 3$" "a rank stalls past the watchdog"
+failure stall 2 12 "allReduce #2 \(count 300000, sum\) timed out after 2.0 s waiting for rank 1" "a rank stalls past the watchdog"
+failure stall 4 12 "rank [0-2] of world: allReduce #2 \\(count 300000, sum\\) timed out after 2.0 s waiting for rank 3$" "a rank stalls past the watchdog"
 # An abort: its reason reaches the others at once (long before the deadline).
-failure abort 2 6 "rank 0 of world: allReduce #1 \(count 300000, sum\) failed: rank 1 failed: injected failure" "a rank aborts with a reason"
-failure abort 4 6 "rank [0-2] of world: allReduce #1( \\(count 300000, sum\\))? failed: rank 3 failed: injected failure" "a rank aborts with a reason"
+failure abort 2 6 "rank 0 of world: allReduce #2 \(count 300000, sum\) failed: rank 1 failed: injected failure" "a rank aborts with a reason"
+failure abort 4 6 "rank [0-2] of world: allReduce #2( \\(count 300000, sum\\))? failed: rank 3 failed: injected failure" "a rank aborts with a reason"
+failure abort-group 4 6 "rank [0-2] of world: allReduce #[0-9]+( \\(count 300000, sum\\))? failed: rank 3 failed in group half: injected failure" "a rank aborts a sub-group: every group of the world fails"
 # Different calls (another count on the last rank): every rank reports it.
-failure mismatch 2 6 "rank 0 of world: allReduce #1 \\(count 300000, sum\\): rank 1 sent .* \\(the ranks made different calls\\)" "a rank calls allReduce with another count"
+failure mismatch 2 6 "rank 0 of world: allReduce #2 \\(count 300000, sum\\): rank 1 sent .* \\(the ranks made different calls\\)" "a rank calls allReduce with another count"
 failure mismatch 3 6 "the ranks made different calls" "a rank calls allReduce with another count"
 # A dead process: Open MPI gives the survivors no error; mpirun ends the job
 # about 1 s later. The survivors must not hang before that.

@@ -3,11 +3,12 @@
 //   ParmlMPISelfTest collectives       every collective against a reference
 //                                      computed here, bitwise, and against
 //                                      the threads backend on the same inputs
-//   ParmlMPISelfTest exit|exit0|kill|stall|abort|mismatch
+//   ParmlMPISelfTest exit|exit0|kill|stall|abort|abort-group|mismatch
 //                                      failure injection: the last rank exits
 //                                      (status 3, or 0 without MPI_Finalize),
 //                                      is killed (SIGKILL), stalls past the
-//                                      watchdog, aborts with a reason, or
+//                                      watchdog, aborts with a reason (on the
+//                                      world or on a sub-group), or
 //                                      calls allReduce with another count,
 //                                      while the others wait in an allReduce
 //   ParmlMPISelfTest loaded            MPI is not touched before it is asked for
@@ -193,6 +194,8 @@ func injectFailure(_ mode: String, _ world: MPIWorld) -> Never {
     let comm = world.communicator
     let victim = world.size - 1
     var buffer = [Float](repeating: 1, count: 300_000)
+    // A sub-group, made by every rank (split is collective).
+    let half = try? comm.split(color: world.rank % 2, key: world.rank, name: "half")
     try? comm.barrier()
     let start = nowSeconds()
     if world.rank == victim {
@@ -202,6 +205,8 @@ func injectFailure(_ mode: String, _ world: MPIWorld) -> Never {
         case "kill": raise(SIGKILL)
         case "stall": sleep(30)
         case "mismatch": break
+        // An abort in a sub-group reaches every group of the world.
+        case "abort-group": half?.abort(reason: "rank \(victim) failed in group half: injected failure")
         default: world.abort(reason: "rank \(victim) failed: injected failure")
         }
     }
