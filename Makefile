@@ -82,7 +82,7 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build check-proto test-swift test-c test-exchange test-examples test-e2e test-install check-sanitizers fuzz-test test-python
+test: build check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-install check-sanitizers fuzz-test test-python
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib
@@ -114,16 +114,28 @@ test-swift:
 test-c: lib
 	bash tests/c/run_c_tests.sh $(BUILD)
 
+# The MPI layer under mpirun (-np 2, -np 4 --oversubscribe, TCP): collectives
+# bitwise against references, failure injection with time bounds, C and
+# Python hosts (tests/mpi/run_mpi_tests.sh; docs/mpi.md).
+.PHONY: test-mpi
+test-mpi: lib
+	$(SWIFT) build -c release --product ParmlMPISelfTest
+	bash tests/mpi/run_mpi_tests.sh $(BUILD)
+
 # Not a test: throughput against the GEMM-only bound, collective bandwidth
-# against memcpy and checkpoint save/load against the disk, each measured in
-# one run, merged into bench/results.json.
+# against memcpy, the MPI all-reduce against MPI_Allreduce (2 processes) and
+# checkpoint save/load against the disk, each measured in one run, merged
+# into bench/results.json.
 bench: build
 	$(MAKE) --no-print-directory build/bench
 	$(SWIFT) build -c release --product ParmlBenchCollectives
 	$(SWIFT) build -c release --product ParmlBenchPipeline
+	$(SWIFT) build -c release --product ParmlBenchMPI
 	./build/bench build/bench-engine.json > build/bench-engine.txt
 	$(BUILD)/ParmlBenchCollectives > build/bench-collectives.jsonl
 	$(BUILD)/ParmlBenchPipeline >> build/bench-collectives.jsonl
+	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 600 \
+	  mpirun -np 2 $(BUILD)/ParmlBenchMPI >> build/bench-collectives.jsonl
 	$(MAKE) --no-print-directory build/bench_files
 	./build/bench_files build > build/bench-files.jsonl
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json

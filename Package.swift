@@ -2,9 +2,23 @@
 // parml: a CPU training engine shipped as libparml.so (C ABI).
 // Modules follow the layers of DESIGN.md; dependencies point down only:
 //   Parml (C ABI) → ParmlSerialization → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
+//                                         ParmlTraining → ParmlMPI → ParmlParallel (the MPI backend)
+import Foundation
 import PackageDescription
 
 let root = Context.packageDirectory
+
+// <mpi.h> (Open MPI, Debian's libopenmpi-dev) for the MPI shim's types and
+// prototypes; libmpi itself is loaded at run time (pml_mpi.h says why), so
+// nothing links it. Debian keeps the header under /usr/lib/<multiarch>/
+// openmpi/include (what `pkg-config --cflags ompi-c` prints);
+// PARML_MPI_INCLUDE overrides the search.
+let mpiInclude: String? = {
+    if let dir = ProcessInfo.processInfo.environment["PARML_MPI_INCLUDE"], !dir.isEmpty { return dir }
+    let libDirs = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib")) ?? []).sorted()
+    let candidates = libDirs.map { "/usr/lib/\($0)/openmpi/include" } + ["/usr/include/openmpi", "/usr/local/include"]
+    return candidates.first { FileManager.default.fileExists(atPath: "\($0)/mpi.h") }
+}()
 
 // Numeric kernels are written over unsafe pointers with their own bounds
 // reasoning; -Ounchecked drops the remaining overflow/bounds traps in release.
@@ -25,7 +39,7 @@ let package = Package(
         // The C ABI: @c functions only (handles, status codes, argument checks).
         .target(
             name: "Parml",
-            dependencies: ["CParmlTypes", "ParmlTraining", "ParmlSerialization"],
+            dependencies: ["CParmlTypes", "ParmlTraining", "ParmlSerialization", "ParmlMPI"],
             exclude: ["exports.map"],
             swiftSettings: engineSwift + [
                 // The raw header Swift writes for the @c functions; tools/gen_header.py
@@ -49,8 +63,10 @@ let package = Package(
 
         // Files: protobuf-c messages (proto/parml.proto) ↔ engine types.
         .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "CZlib", "ParmlTraining"], swiftSettings: engineSwift),
-        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel"], swiftSettings: engineSwift),
+        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel", "ParmlMPI"], swiftSettings: engineSwift),
         .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
+        // The MPI backend of the Communicator (one rank per process).
+        .target(name: "ParmlMPI", dependencies: ["ParmlParallel", "_CParmlMPI"], swiftSettings: engineSwift),
         .target(name: "ParmlModel", dependencies: ["ParmlTensor", "_CParmlKernels"], swiftSettings: engineSwift),
         .target(name: "ParmlData", dependencies: ["ParmlTensor", "CZlib"], swiftSettings: engineSwift),
         .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS", "_CParmlKernels"], swiftSettings: engineSwift),
@@ -59,6 +75,11 @@ let package = Package(
 
         // OpenBLAS loaded with dlopen after choosing its kernels (see blas_loader.c).
         .target(name: "_CParmlBLAS", linkerSettings: [.linkedLibrary("dl")]),
+        // Open MPI loaded with dlopen on first use (see pml_mpi.h).
+        .target(
+            name: "_CParmlMPI",
+            cSettings: mpiInclude.map { [.unsafeFlags(["-I\($0)"])] } ?? [],
+            linkerSettings: [.linkedLibrary("dl")]),
         // Element-wise loops compiled per ISA (target_clones); see pml_kernels.h.
         .target(name: "_CParmlKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
@@ -75,8 +96,15 @@ let package = Package(
             name: "ParmlBenchCollectives", dependencies: ["ParmlParallel"], path: "bench/collectives",
             swiftSettings: engineSwift),
         .executableTarget(
+            name: "ParmlBenchMPI", dependencies: ["ParmlMPI"], path: "bench/mpi", swiftSettings: engineSwift),
+        .executableTarget(
             name: "ParmlBenchPipeline", dependencies: ["ParmlTraining"], path: "bench/pipeline",
             swiftSettings: engineSwift),
+
+        // MARK: - Tests run under mpirun (tests/mpi/run_mpi_tests.sh)
+
+        .executableTarget(
+            name: "ParmlMPISelfTest", dependencies: ["ParmlMPI"], path: "tests/mpi/selftest", swiftSettings: engineSwift),
 
         // MARK: - Unit test bundles
 

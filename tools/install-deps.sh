@@ -14,6 +14,8 @@ pkgs=(
   pkg-config             # tests/install builds a host from parml.pc
   cmake                  # tests/install builds hosts with find_package(parml)
   python3                # header generator
+  libopenmpi-dev         # <mpi.h> for the MPI shim (libparml dlopens libmpi.so.40)
+  openmpi-bin            # mpirun, for the MPI tests and multi-process jobs
 )
 
 missing=()

@@ -10,14 +10,14 @@ import Glibc
 
 /// Nanoseconds on CLOCK_MONOTONIC (vDSO: no system call).
 @inline(__always)
-func monotonicNanoseconds() -> Int {
+package func monotonicNanoseconds() -> Int {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec &* 1_000_000_000 &+ ts.tv_nsec
 }
 
 /// Online CPUs, at least 1.
-let onlineCPUs: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+package let onlineCPUs: Int = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
 /// `count` atomic integers, each on its own pair of cache lines so that
 /// ranks spinning on different counters never share a line (the adjacent-line

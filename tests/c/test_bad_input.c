@@ -200,6 +200,35 @@ static void cases_globals(void) {
     BAD("parml_fit_params_init", "NULL", PARML_ERR_INVALID_ARGUMENT, parml_fit_params_init(NULL), 1);
 }
 
+/* 1 when a library whose path contains `name` is mapped into this process. */
+static int library_mapped(const char *name) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return 0;
+    char line[1024];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) found = strstr(line, name) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Without MPI: argument errors, no communicator to use, and the queries
+   answer rank 0 of 1 without loading Open MPI (threads-only hosts pay nothing). */
+static void cases_mpi(void) {
+    int32_t v = S_I32;
+    BAD("parml_mpi_rank", "NULL rank_out", PARML_ERR_INVALID_ARGUMENT, parml_mpi_rank(NULL), 1);
+    BAD("parml_mpi_world_size", "NULL size_out", PARML_ERR_INVALID_ARGUMENT, parml_mpi_world_size(NULL), 1);
+    BAD("parml_mpi_use_comm", "NULL mpi_comm", PARML_ERR_INVALID_ARGUMENT, parml_mpi_use_comm(NULL), 1);
+    BAD("parml_mpi_use_comm", "a communicator while MPI is not initialised", PARML_ERR_STATE,
+        parml_mpi_use_comm((void *)&v), v == S_I32);
+    OK(parml_mpi_rank(&v));
+    CHECK(v == 0, "parml_mpi_rank without MPI: %d, expected 0", (int)v);
+    v = S_I32;
+    OK(parml_mpi_world_size(&v));
+    CHECK(v == 1, "parml_mpi_world_size without MPI: %d, expected 1", (int)v);
+    OK(parml_mpi_finalize()); /* nothing to finalise: a no-op */
+    CHECK(!library_mapped("libmpi"), "the MPI queries loaded libmpi");
+}
+
 static void cases_tensors(void) {
     parml_tensor out = S_TENSOR;
     int64_t d2[2] = {2, 3};
@@ -1243,6 +1272,7 @@ static void cases_files(void) {
 
 int main(void) {
     cases_globals();
+    cases_mpi();
     cases_tensors();
     cases_wrong_kind();
     cases_model_building();

@@ -611,6 +611,41 @@ def parml_model_summary(model: Any, text_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_mpi_finalize(void);
+@ctypes_function("parml_mpi_finalize", [], parml_status)
+def parml_mpi_finalize() -> int:
+    """Finalises MPI if parml initialised it; a no-op when the host did or nobody did."""
+    ...
+
+
+# PARML_API parml_status parml_mpi_init(void);
+@ctypes_function("parml_mpi_init", [], parml_status)
+def parml_mpi_init() -> int:
+    """Loads Open MPI and initialises MPI (MPI_THREAD_SERIALIZED) unless already done; idempotent."""
+    ...
+
+
+# PARML_API parml_status parml_mpi_rank(int32_t * rank_out);
+@ctypes_function("parml_mpi_rank", [POINTER(c_int32)], parml_status)
+def parml_mpi_rank(rank_out: Any, /) -> int:
+    """This process's rank in parml's MPI world; 0 without MPI (never initialises it)."""
+    ...
+
+
+# PARML_API parml_status parml_mpi_use_comm(void * mpi_comm);
+@ctypes_function("parml_mpi_use_comm", [c_void_p], parml_status)
+def parml_mpi_use_comm(mpi_comm: Any, /) -> int:
+    """Makes parml work inside the host's MPI_Comm (an Open MPI pointer) instead of MPI_COMM_WORLD."""
+    ...
+
+
+# PARML_API parml_status parml_mpi_world_size(int32_t * size_out);
+@ctypes_function("parml_mpi_world_size", [POINTER(c_int32)], parml_status)
+def parml_mpi_world_size(size_out: Any, /) -> int:
+    """The number of processes in parml's MPI world; 1 without MPI (never initialises it)."""
+    ...
+
+
 # PARML_API parml_status parml_optimizer_params_init(parml_optimizer_params * params);
 @ctypes_function("parml_optimizer_params_init", [POINTER(parml_optimizer_params)], parml_status)
 def parml_optimizer_params_init(params: Any, /) -> int:

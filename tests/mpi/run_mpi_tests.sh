@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# run_mpi_tests.sh BUILD_DIR — parml's MPI layer under mpirun (make test-mpi).
+#
+# BUILD_DIR holds libparml.so and ParmlMPISelfTest (e.g. .build/release).
+#   1. libparml.so has no link dependency on libmpi and no undefined MPI
+#      symbol (Open MPI is loaded with dlopen on first use);
+#   2. before MPI is asked for, nothing initialises it;
+#   3. every collective, send/receive and split against references, bitwise,
+#      under mpirun -np 2, -np 3 and -np 4 --oversubscribe, and -np 2 over TCP;
+#   4. failure injection: a rank exits (with 3, or with 0 without
+#      MPI_Finalize), is killed with SIGKILL, stalls past the 2 s watchdog,
+#      aborts, or calls allReduce with another count; the job must end
+#      within a bound, with the expected text;
+#   5. the C entry points from C hosts (parml initialising MPI, and the host
+#      initialising it and handing parml its own communicator), and from Python.
+# Every launch runs under `timeout`. Prints "N passed, N failed"; exits
+# nonzero on any failure.
+set -u
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 BUILD_DIR   (holding libparml.so and ParmlMPISelfTest, e.g. .build/release)" >&2
+    exit 2
+fi
+BUILD=$(cd "$1" 2>/dev/null && pwd) || { echo "no such directory: $1" >&2; exit 2; }
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SELFTEST="$BUILD/ParmlMPISelfTest"
+LIB="$BUILD/libparml.so"
+for f in "$SELFTEST" "$LIB"; do [ -x "$f" ] || [ -f "$f" ] || { echo "missing $f (make lib; swift build -c release --product ParmlMPISelfTest)" >&2; exit 2; }; done
+command -v mpirun >/dev/null || { echo "mpirun not found: run tools/install-deps.sh (openmpi-bin)" >&2; exit 2; }
+
+# mpirun refuses root without these (containers, CI).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+WORK=$(mktemp -d /tmp/parml_mpi_tests.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0
+failed=0
+pass() { passed=$((passed + 1)); echo "PASS  $1"; }
+fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && sed 's/^/      /' "$2" | tail -40; }
+
+# 1. No link dependency, no undefined MPI symbol.
+if readelf -d "$LIB" | grep -q 'NEEDED.*libmpi'; then
+    fail "libparml.so does not link libmpi"
+else
+    pass "libparml.so does not link libmpi"
+fi
+if nm -D --undefined-only "$LIB" | grep -Eiq ' (MPI_|PMPI_|ompi_)'; then
+    nm -D --undefined-only "$LIB" | grep -Ei ' (MPI_|PMPI_|ompi_)' > "$WORK/undef.txt"
+    fail "libparml.so has no undefined MPI symbols" "$WORK/undef.txt"
+else
+    pass "libparml.so has no undefined MPI symbols"
+fi
+
+# 2. Asking for the rank before MPI is initialised: 0 of 1, MPI untouched.
+if timeout 60 "$SELFTEST" loaded > "$WORK/loaded.txt" 2>&1; then
+    pass "rank query without MPI: rank 0 of 1, MPI not initialised"
+else
+    fail "rank query without MPI" "$WORK/loaded.txt"
+fi
+
+# 3. Collectives against references.
+collectives() {  # label, mpirun options...
+    local label=$1
+    shift
+    local out="$WORK/collectives.txt"
+    if timeout 120 mpirun "$@" "$SELFTEST" collectives > "$out" 2>&1 && [ "$(grep -c ': ok$' "$out")" -ge 2 ]; then
+        pass "collectives, send/receive, split: $label"
+    else
+        fail "collectives, send/receive, split: $label" "$out"
+    fi
+}
+collectives "np 2" -np 2
+collectives "np 3 --oversubscribe (a mean over 3: not a power of two)" -np 3 --oversubscribe
+collectives "np 4 --oversubscribe" -np 4 --oversubscribe
+collectives "np 2 over TCP (--mca btl tcp,self)" -np 2 --mca btl tcp,self
+
+# 4. Failure injection: the job must end (nonzero) within `bound` seconds
+#    and its output must contain `pattern` (extended regex).
+failure() {  # mode, np, bound, pattern, description
+    local mode=$1 np=$2 bound=$3 pattern=$4 what=$5
+    local out="$WORK/failure-$mode-$np.txt"
+    local start end rc elapsed
+    start=$(date +%s.%N)
+    timeout 60 mpirun -np "$np" --oversubscribe "$SELFTEST" "$mode" > "$out" 2>&1
+    rc=$?
+    end=$(date +%s.%N)
+    elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+    if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ]; then
+        fail "$what (np $np): exit status $rc after ${elapsed}s" "$out"
+    elif awk -v e="$elapsed" -v b="$bound" 'BEGIN { exit !(e > b) }'; then
+        fail "$what (np $np): took ${elapsed}s, bound ${bound}s" "$out"
+    elif ! grep -Eq "$pattern" "$out"; then
+        fail "$what (np $np): no line matching /$pattern/" "$out"
+    else
+        pass "$what (np $np): ended in ${elapsed}s (bound ${bound}s)"
+    fi
+}
+# A stall: the others' watchdog (2 s) names the stalled rank, then MPI_Abort.
+failure stall 2 12 "allReduce #2 \(count 300000, sum\) timed out after 2.0 s waiting for rank 1" "a rank stalls past the watchdog"
+failure stall 4 12 "rank [0-2] of world: allReduce #2 \\(count 300000, sum\\) timed out after 2.0 s waiting for rank 3$" "a rank stalls past the watchdog"
+# An abort: its reason reaches the others at once (long before the deadline).
+failure abort 2 6 "rank 0 of world: allReduce #2 \(count 300000, sum\) failed: rank 1 failed: injected failure" "a rank aborts with a reason"
+failure abort 4 6 "rank [0-2] of world: allReduce #2( \\(count 300000, sum\\))? failed: rank 3 failed: injected failure" "a rank aborts with a reason"
+failure abort-group 4 6 "rank [0-2] of world: allReduce #[0-9]+( \\(count 300000, sum\\))? failed: rank 3 failed in group half: injected failure" "a rank aborts a sub-group: every group of the world fails"
+# Different calls (another count on the last rank): every rank reports it.
+failure mismatch 2 6 "rank 0 of world: allReduce #2 \\(count 300000, sum\\): rank 1 sent .* \\(the ranks made different calls\\)" "a rank calls allReduce with another count"
+failure mismatch 3 6 "the ranks made different calls" "a rank calls allReduce with another count"
+# A dead process: Open MPI gives the survivors no error; mpirun ends the job
+# about 1 s later. The survivors must not hang before that.
+failure exit 2 12 "Exit code: +3" "a rank exits with status 3"
+failure exit0 2 12 "exiting improperly|without calling .?finalize|did not call .?finalize" "a rank exits with status 0 without MPI_Finalize"
+failure kill 2 12 "process rank 1 .*exited on signal 9" "a rank is killed (SIGKILL)"
+failure kill 4 12 "process rank 3 .*exited on signal 9" "a rank is killed (SIGKILL)"
+
+# 5. C hosts and a Python host.
+CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -I "$ROOT/include")
+PARML_LINK=(-L "$BUILD" -lparml -Wl,-rpath,"$BUILD")
+if gcc "${CFLAGS[@]}" "$HERE/c_host.c" "${PARML_LINK[@]}" -o "$WORK/c_host" > "$WORK/cc.txt" 2>&1 &&
+    timeout 60 mpirun -np 2 "$WORK/c_host" parml-init > "$WORK/c1.txt" 2>&1 && [ "$(grep -c ': ok' "$WORK/c1.txt")" -eq 2 ]; then
+    pass "C host without -lmpi: parml_mpi_init, rank, world size, finalize"
+else
+    cat "$WORK/cc.txt" >> "$WORK/c1.txt" 2>/dev/null
+    fail "C host without -lmpi: parml_mpi_init, rank, world size, finalize" "$WORK/c1.txt"
+fi
+if mpicc "${CFLAGS[@]}" -DWITH_MPI "$HERE/c_host.c" "${PARML_LINK[@]}" -o "$WORK/c_host_mpi" > "$WORK/cc.txt" 2>&1 &&
+    timeout 60 mpirun -np 4 --oversubscribe "$WORK/c_host_mpi" host-init > "$WORK/c2.txt" 2>&1 &&
+    [ "$(grep -c ': ok' "$WORK/c2.txt")" -eq 4 ]; then
+    pass "C host that initialises MPI: parml_mpi_use_comm with its own communicator; finalize leaves MPI alone"
+else
+    cat "$WORK/cc.txt" >> "$WORK/c2.txt" 2>/dev/null
+    fail "C host that initialises MPI: parml_mpi_use_comm" "$WORK/c2.txt"
+fi
+if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 60 mpirun -np 2 python3 "$HERE/py_host.py" > "$WORK/py.txt" 2>&1 &&
+    [ "$(grep -c ': ok' "$WORK/py.txt")" -eq 2 ]; then
+    pass "Python host: parml_mpi_init, rank, world size, finalize through the bindings"
+else
+    fail "Python host through the bindings" "$WORK/py.txt"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
