@@ -325,9 +325,12 @@ PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src
 /// The caller owns *out (parml_trainer_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
 /// struct_size, pp greater than the model's top-level layers, tp not
-/// dividing a split width: the message names the layer and the numbers),
-/// PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED (the MPI
-/// backend), PARML_ERR_BLAS. Since: 0.1.
+/// dividing a split width: the message names the layer and the numbers;
+/// MPI: a process count other than dp*pp*tp), PARML_ERR_STATE (model not
+/// initialised), PARML_ERR_UNSUPPORTED (MPI backend without Open MPI),
+/// PARML_ERR_BLAS. Under MPI every process creates its trainer alike
+/// (collective); after a failed step, freeing the trainer ends the job
+/// (MPI_Abort). Since: 0.1.
 PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
 
 /// parml_trainer_load_checkpoint from `len` bytes at `buf` (the caller

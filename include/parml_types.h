@@ -127,8 +127,8 @@ typedef struct parml_optimizer_params {
  *  stages 0-3), pipeline stages of consecutive top-level layers (GPipe or
  *  1F1B over micro_batches) and Megatron-style tensor parallelism of
  *  Linear -> element-wise -> Linear pairs run in any product;
- *  parml_trainer_plan describes the result. MPI returns
- *  PARML_ERR_UNSUPPORTED. */
+ *  parml_trainer_plan describes the result. backend = PARML_BACKEND_MPI
+ *  runs one rank per process under mpirun (docs/mpi.md). */
 typedef struct parml_strategy_params {
     size_t struct_size;        /* set by parml_strategy_params_init */
     int32_t dp;                /* data-parallel ranks; default 1 */

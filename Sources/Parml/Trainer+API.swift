@@ -14,9 +14,12 @@ func trainerObject(_ t: parml_trainer?) throws -> Trainer {
 /// The caller owns *out (parml_trainer_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
 /// struct_size, pp greater than the model's top-level layers, tp not
-/// dividing a split width: the message names the layer and the numbers),
-/// PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED (the MPI
-/// backend), PARML_ERR_BLAS. Since: 0.1.
+/// dividing a split width: the message names the layer and the numbers;
+/// MPI: a process count other than dp*pp*tp), PARML_ERR_STATE (model not
+/// initialised), PARML_ERR_UNSUPPORTED (MPI backend without Open MPI),
+/// PARML_ERR_BLAS. Under MPI every process creates its trainer alike
+/// (collective); after a failed step, freeing the trainer ends the job
+/// (MPI_Abort). Since: 0.1.
 @c(parml_trainer_create)
 public func parmlTrainerCreate(
     _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,

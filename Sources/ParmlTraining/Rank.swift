@@ -80,6 +80,10 @@ struct RankComms {
     let pipe: Communicator
     /// Ranks holding slices of the same layers (same data index and stage).
     let tensor: Communicator
+    /// MPI only: the ranks of one data-parallel replica (every stage and tp
+    /// rank), which share their parameters after each step so that every
+    /// process's host model is whole.
+    var replica: Communicator? = nil
 }
 
 /// How the layers are laid out, as every rank sees it.
@@ -128,6 +132,8 @@ final class RankContext {
     /// Deterministic mode, cross-rank combination: other ranks' nodes of my
     /// shard, and one buffer per tree level.
     private var receivedNodes: [Tensor] = []
+    /// MPI with tp > 1: where a peer's broadcast slice lands.
+    private var assembly: [Tensor] = []
     private var shardLevelBuffers: [Tensor] = []
     private var have: [ChunkTree.Node: UnsafeMutablePointer<Float>] = [:]
     /// Every data rank's cover for the last chunk count seen.
@@ -308,10 +314,38 @@ final class RankContext {
             correct = Int(stats.data[1])
             trace.record(.statistics, step: stepIndex, since: t)
         }
-        if let tensorParallel, coordinate.data == 0 {
+        if let replica = comms?.replica {
+            if layout.mesh.pp > 1 || layout.mesh.tp > 1 { try assembleHostModel(over: replica) }
+        } else if let tensorParallel, coordinate.data == 0 {
             try tensorParallel.store(from: model, range: stageRange, replicated: coordinate.tensor == 0)
         }
         result = RankResult(loss: lossSum, correct: correct, gradientNorm: gradientNorm)
+    }
+
+    /// MPI: every process of this replica gets every stage's (and tp
+    /// rank's) parameters into its host model, by broadcasts from each
+    /// member in turn: copies, so the values are the bits their owners hold.
+    private func assembleHostModel(over replica: Communicator) throws {
+        guard let params = model.parameters else { return }
+        let tp = layout.mesh.tp
+        guard let tensorParallel else {
+            // tp = 1: this rank's model is the host's; stage s is member s.
+            for (s, r) in layout.stageRanges.enumerated() {
+                try replica.broadcast(params.data + r.lowerBound, count: r.count, root: s)
+            }
+            return
+        }
+        let widest = layout.stageRanges.map(\.count).max() ?? 0
+        try ensure(&assembly, count: 1, size: widest)
+        let scratch = assembly[0].data
+        for (s, r) in layout.stageRanges.enumerated() {
+            for t in 0..<tp {
+                let root = s * tp + t
+                if root == replica.rank { scratch.update(from: params.data + r.lowerBound, count: r.count) }
+                try replica.broadcast(scratch, count: r.count, root: root)
+                try tensorParallel.store(peer: t, from: scratch, origin: r.lowerBound, model: model, range: r, replicated: t == 0)
+            }
+        }
     }
 
     /// tp > 1: ‖g‖ as Σ over ranks of their share of squares. Sums split

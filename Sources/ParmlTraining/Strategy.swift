@@ -64,13 +64,6 @@ public struct StrategyConfig: Sendable, Equatable {
         else {
             throw ParmlError.invalidArgument("strategy: dp×tp×pp = \(dp)×\(tp)×\(pp) is too many ranks (4096 at most)")
         }
-        var missing: [String] = []
-        if backend == .mpi { missing.append("the MPI backend") }
-        if !missing.isEmpty {
-            throw ParmlError.unsupported(
-                "this build of parml trains dp × pp × tp layouts on the threads backend; "
-                    + "not yet available: " + missing.joined(separator: ", "))
-        }
     }
 
     /// The OpenBLAS thread count this layout uses on a machine with `cores`.

@@ -261,6 +261,14 @@ struct TensorParallelRewrite {
         }
     }
 
+    /// Whether arena element `localIndex` belongs to a replicated parameter.
+    func isReplicated(localIndex i: Int, model: Model) -> Bool {
+        for (info, s) in zip(model.parameterInfo, sources) where info.offset <= i && i < info.offset + info.count {
+            return s.replicated
+        }
+        return false
+    }
+
     /// Arena ranges of this rank's parameters that no other tp rank holds.
     func shardedRanges(model: Model) -> [Range<Int>] {
         zip(model.parameterInfo, sources).compactMap { info, s in s.replicated ? nil : info.offset..<(info.offset + info.count) }
@@ -272,10 +280,23 @@ struct TensorParallelRewrite {
 final class TensorParallelSync {
     let rewrite: TensorParallelRewrite
     let serial: Model
+    /// Every tp rank's rewrite (same arena layout, different slices).
+    let peers: [TensorParallelRewrite]
 
-    init(rewrite: TensorParallelRewrite, serial: Model) {
+    init(rewrite: TensorParallelRewrite, serial: Model, peers: [TensorParallelRewrite]) {
         self.rewrite = rewrite
         self.serial = serial
+        self.peers = peers
+    }
+
+    /// Tp rank `peer`'s arena values for `range`, held at `local` (element
+    /// `origin` first), into the serial model.
+    func store(peer: Int, from local: UnsafePointer<Float>, origin: Int, model: Model, range: Range<Int>, replicated: Bool) throws {
+        guard let dst = serial.parameters else { throw ParmlError.internal("unbuilt model") }
+        peers[peer].forEachRun(in: range, model: model) { l, s, count in
+            guard replicated || !peers[peer].isReplicated(localIndex: l, model: model) else { return }
+            (dst.data + s).update(from: local + (l - origin), count: count)
+        }
     }
 
     /// The serial model's values into `model`'s arena (after the host set them).

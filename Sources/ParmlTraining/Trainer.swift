@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ParmlData
+import ParmlMPI
 import ParmlModel
 import ParmlParallel
 import ParmlTensor
@@ -59,6 +60,8 @@ public final class Trainer {
     let layout: RankLayout
     private let world: ThreadsWorld?
     private let pool: RankPool?
+    /// The MPI backend: this process's world (its one rank is `ranks[0]`).
+    private(set) var mpiWorld: MPIWorld?
     private var syncedVersion: Int
     /// Set when a step failed on some rank: the replicas may disagree now.
     private var poisoned: String?
@@ -94,48 +97,83 @@ public final class Trainer {
         // (same layout on every tp rank, since tp divides the split widths).
         let rewrites = mesh.tp > 1 ? try (0..<mesh.tp).map { try TensorParallelRewrite(serial: model, rank: $0, ranks: mesh.tp) } : []
         let share = strategy.zeroStage >= 3
-        var bases: [[Model]] = []
-        for d in 0..<mesh.dp {
-            var row: [Model] = []
-            for t in 0..<mesh.tp {
-                if rewrites.isEmpty {
-                    row.append(d == 0 ? model : try model.replicate(sharingParameters: share))
-                } else {
-                    row.append(d == 0 || !share ? try rewrites[t].makeModel(from: model) : try bases[0][t].replicate(sharingParameters: true))
-                }
-            }
-            bases.append(row)
-        }
-        let layoutModel = bases[0][0]
-        let layout = RankLayout(
-            mesh: mesh, partition: partition,
-            stageRanges: partition.layers.map { layoutModel.parameterRange(ofTopLevelLayers: $0) },
-            schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
         let size = mesh.worldSize
         // Fold the momentum into the backward pass when nothing needs the raw
         // gradient between backward and update: one rank, no deterministic
         // chunking, no clipping (which reads the gradient's norm).
-        let fold = size == 1 && !strategy.deterministic && Optimizer.canFoldMomentum(optimizer)
-            && optimizer.clipGradNorm == 0
-        let world = size > 1 ? try ThreadsWorld(size: size, timeout: strategy.watchdogSeconds, name: "world") : nil
-        let pool = size > 1 ? try RankPool(size: size) : nil
-        let comms = try Trainer.communicators(mesh: mesh, world: world)
-        // One parameter arena per data-parallel replica (and tp rank), which
-        // its pipeline stages share (each updates its own slice); ZeRO-3
-        // shares one arena among the replicas too (each rank updates its
-        // shard of its stage), so "gather before use" is a read of shared
-        // memory. Gradient arenas are per replica, shared by its stages.
+        let fold = size == 1 && strategy.backend == .threads && !strategy.deterministic
+            && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0
         var ranks: [RankContext] = []
-        for r in 0..<size {
-            let c = mesh.coordinate(ofRank: r)
-            let base = bases[c.data][c.tensor]
+        var layout: RankLayout
+        var world: ThreadsWorld?
+        var pool: RankPool?
+        func makeLayout(_ arenaModel: Model) -> RankLayout {
+            RankLayout(
+                mesh: mesh, partition: partition,
+                stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) },
+                schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
+        }
+        if strategy.backend == .mpi {
+            // One rank per process: this process builds its own rank only.
+            // Checked before MPI starts, so that a host not launched by
+            // mpirun gets a message instead of a singleton world of 1.
+            if !MPIRuntime.isActive {
+                let launched = getenv("OMPI_COMM_WORLD_SIZE").flatMap { Int(String(cString: $0)) }
+                if launched ?? 1 != size {
+                    throw ParmlError.invalidArgument(
+                        "MPI: dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size) ranks need \(size) processes; "
+                            + (launched.map { "mpirun started \($0)" } ?? "this process was not started by mpirun"))
+                }
+            }
+            let mpi = try MPIWorld(timeout: strategy.watchdogSeconds, name: "world")
+            guard mpi.size == size else {
+                throw ParmlError.invalidArgument(
+                    "MPI: the job has \(mpi.size) process(es) but dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size) ranks")
+            }
+            let r = mpi.rank, c = mesh.coordinate(ofRank: r)
+            let rankModel = rewrites.isEmpty ? model : try rewrites[c.tensor].makeModel(from: model)
+            layout = makeLayout(rankModel)
+            let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: mpi.communicator)
+            // Processes share no memory: ZeRO-3 all-gathers like ZeRO-1/2.
             ranks.append(
                 try RankContext(
-                    rank: r, layout: layout,
-                    model: c.stage == 0 ? base : try base.replicate(sharingParameters: true, sharingGradients: true),
-                    loss: loss, optimizer: optimizer, comms: comms?[r], foldMomentum: fold,
-                    sharesParameters: share && mesh.dp > 1,
-                    tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model)))
+                    rank: r, layout: layout, model: rankModel, loss: loss, optimizer: optimizer, comms: comms,
+                    foldMomentum: false, sharesParameters: false,
+                    tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model, peers: rewrites)))
+            mpiWorld = mpi
+        } else {
+            var bases: [[Model]] = []
+            for d in 0..<mesh.dp {
+                var row: [Model] = []
+                for t in 0..<mesh.tp {
+                    if rewrites.isEmpty {
+                        row.append(d == 0 ? model : try model.replicate(sharingParameters: share))
+                    } else {
+                        row.append(d == 0 || !share ? try rewrites[t].makeModel(from: model) : try bases[0][t].replicate(sharingParameters: true))
+                    }
+                }
+                bases.append(row)
+            }
+            layout = makeLayout(bases[0][0])
+            world = size > 1 ? try ThreadsWorld(size: size, timeout: strategy.watchdogSeconds, name: "world") : nil
+            pool = size > 1 ? try RankPool(size: size) : nil
+            let comms = try Trainer.communicators(mesh: mesh, world: world)
+            // One parameter arena per data-parallel replica (and tp rank), which
+            // its pipeline stages share (each updates its own slice); ZeRO-3
+            // shares one arena among the replicas too (each rank updates its
+            // shard of its stage), so "gather before use" is a read of shared
+            // memory. Gradient arenas are per replica, shared by its stages.
+            for r in 0..<size {
+                let c = mesh.coordinate(ofRank: r)
+                let base = bases[c.data][c.tensor]
+                ranks.append(
+                    try RankContext(
+                        rank: r, layout: layout,
+                        model: c.stage == 0 ? base : try base.replicate(sharingParameters: true, sharingGradients: true),
+                        loss: loss, optimizer: optimizer, comms: comms?[r], foldMomentum: fold,
+                        sharesParameters: share && mesh.dp > 1,
+                        tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model, peers: rewrites)))
+            }
         }
         self.ranks = ranks
         self.layout = layout
@@ -145,7 +183,7 @@ public final class Trainer {
             ranks: ranks, seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
             bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride))
         self.job = job
-        rankBody = size > 1 ? { r in try job.run(rank: r) } : nil
+        rankBody = pool != nil ? { r in try job.run(rank: r) } : nil
         syncedVersion = model.parameterVersion
         batchInputs = try Tensor(shape: Shape(0))
         batchTargets = try Tensor(shape: Shape(0))
@@ -159,6 +197,20 @@ public final class Trainer {
 
     deinit {
         if let traceOnExit { try? writeChromeTrace(to: traceOnExit) }
+        // MPI: a failed step may leave messages in flight and peers waiting;
+        // the job cannot go on, so freeing the trainer ends it (docs/mpi.md).
+        if let mpiWorld, let poisoned { mpiWorld.abortJob(reason: poisoned) }
+    }
+
+    /// This process's communicators on the MPI backend: splits of the world
+    /// (collective over the processes, which all create the trainer alike).
+    private static func communicators(mesh: Mesh, coordinate c: MeshCoordinate, world: Communicator) throws -> RankComms {
+        RankComms(
+            world: world,
+            data: try world.split(color: c.stage * mesh.tp + c.tensor, key: c.data, name: "dp"),
+            pipe: try world.split(color: c.data * mesh.tp + c.tensor, key: c.stage, name: "pp"),
+            tensor: try world.split(color: c.data * mesh.pp + c.stage, key: c.tensor, name: "tp"),
+            replica: try world.split(color: c.data, key: c.stage * mesh.tp + c.tensor, name: "replica"))
     }
 
     /// Each rank's world, data-parallel and pipeline communicators.
@@ -181,10 +233,13 @@ public final class Trainer {
     /// Bytes rank `rank` holds for parameters, gradients, optimizer state,
     /// scratch (deterministic mode, norms) and activations (high-water).
     public func memory(rank: Int) throws -> (parameters: Int, gradients: Int, optimizer: Int, scratch: Int, activations: Int) {
-        guard rank >= 0, rank < ranks.count else {
-            throw ParmlError.invalidArgument("rank \(rank) is outside 0..<\(ranks.count)")
+        guard rank >= 0, rank < layout.mesh.worldSize else {
+            throw ParmlError.invalidArgument("rank \(rank) is outside 0..<\(layout.mesh.worldSize)")
         }
-        return ranks[rank].memory
+        guard let r = ranks.first(where: { $0.rank == rank }) else {
+            throw ParmlError.invalidArgument("rank \(rank) runs in another process (MPI backend); ask that process")
+        }
+        return r.memory
     }
 
     /// One optimizer step on a batch. Nothing is updated when it throws
@@ -222,7 +277,7 @@ public final class Trainer {
     private func syncReplicas() throws {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
         // Pipeline stages of a replica share its arena: copy once per replica.
-        for r in ranks where r.coordinate.stage == 0 && !r.model.sharesParameters(with: model) {
+        for r in ranks where (r.coordinate.stage == 0 || mpiWorld != nil) && !r.model.sharesParameters(with: model) {
             if let tp = r.tensorParallel {
                 // ZeRO-3 replicas read data rank 0's arena: it is filled once.
                 if r.coordinate.data == 0 || !r.sharesParameters { try tp.load(into: r.model) }

@@ -354,7 +354,8 @@ let convergenceCases: [OptimizerCase] = {
         expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: opt, strategy: StrategyConfig()) }, "invalidArgument")
         var s = StrategyConfig()
         s.backend = .mpi
-        expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s) }, "unsupported", mentions: ["MPI"])
+        s.dp = 2
+        expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s) }, "invalidArgument", mentions: ["not started by mpirun", "2 processes"])
     }
 
     @Test func learningRateFollowsTheSchedule() throws {

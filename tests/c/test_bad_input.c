@@ -723,7 +723,7 @@ static void cases_trainer_create(void) {
     STRAT_CASE("micro_batches 2^31-1", PARML_ERR_INVALID_ARGUMENT, s.micro_batches = INT32_MAX);
     STRAT_CASE("pp 9 > the model's top-level layers", PARML_ERR_INVALID_ARGUMENT, s.pp = 9);
     STRAT_CASE("dp 2 x pp 9 > the model's top-level layers", PARML_ERR_INVALID_ARGUMENT, (s.dp = 2, s.pp = 9));
-    STRAT_CASE("MPI backend (not yet)", PARML_ERR_UNSUPPORTED, s.backend = PARML_BACKEND_MPI);
+    STRAT_CASE("MPI backend, dp 2, not under mpirun", PARML_ERR_INVALID_ARGUMENT, (s.backend = PARML_BACKEND_MPI, s.dp = 2));
 #undef OPT_CASE
 #undef STRAT_CASE
     parml_model_free(m);

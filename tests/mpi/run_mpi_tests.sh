@@ -12,7 +12,11 @@
 #      aborts, or calls allReduce with another count; the job must end
 #      within a bound, with the expected text;
 #   5. the C entry points from C hosts (parml initialising MPI, and the host
-#      initialising it and handing parml its own communicator), and from Python.
+#      initialising it and handing parml its own communicator), and from Python;
+#   6. training with backend = MPI gives the threads backend's parameters bit
+#      for bit (deterministic mode): dp with ZeRO 0-3, pp with both
+#      schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over TCP, and
+#      a Python host running fit under mpirun.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -37,6 +41,8 @@ trap 'rm -rf "$WORK"' EXIT
 passed=0
 failed=0
 pass() { passed=$((passed + 1)); echo "PASS  $1"; }
+# Occurrences, not lines: processes writing at once can share a line.
+count() { grep -o "$1" "$2" | wc -l; }
 fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && sed 's/^/      /' "$2" | tail -40; }
 
 # 1. No link dependency, no undefined MPI symbol.
@@ -64,7 +70,7 @@ collectives() {  # label, mpirun options...
     local label=$1
     shift
     local out="$WORK/collectives.txt"
-    if timeout 120 mpirun "$@" "$SELFTEST" collectives > "$out" 2>&1 && [ "$(grep -c ': ok$' "$out")" -ge 2 ]; then
+    if timeout 120 mpirun "$@" "$SELFTEST" collectives > "$out" 2>&1 && [ "$(count ': ok$' "$out")" -ge 2 ]; then
         pass "collectives, send/receive, split: $label"
     else
         fail "collectives, send/receive, split: $label" "$out"
@@ -117,7 +123,7 @@ failure kill 4 12 "process rank 3 .*exited on signal 9" "a rank is killed (SIGKI
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -I "$ROOT/include")
 PARML_LINK=(-L "$BUILD" -lparml -Wl,-rpath,"$BUILD")
 if gcc "${CFLAGS[@]}" "$HERE/c_host.c" "${PARML_LINK[@]}" -o "$WORK/c_host" > "$WORK/cc.txt" 2>&1 &&
-    timeout 60 mpirun -np 2 "$WORK/c_host" parml-init > "$WORK/c1.txt" 2>&1 && [ "$(grep -c ': ok' "$WORK/c1.txt")" -eq 2 ]; then
+    timeout 60 mpirun -np 2 "$WORK/c_host" parml-init > "$WORK/c1.txt" 2>&1 && [ "$(count ': ok' "$WORK/c1.txt")" -eq 2 ]; then
     pass "C host without -lmpi: parml_mpi_init, rank, world size, finalize"
 else
     cat "$WORK/cc.txt" >> "$WORK/c1.txt" 2>/dev/null
@@ -125,18 +131,56 @@ else
 fi
 if mpicc "${CFLAGS[@]}" -DWITH_MPI "$HERE/c_host.c" "${PARML_LINK[@]}" -o "$WORK/c_host_mpi" > "$WORK/cc.txt" 2>&1 &&
     timeout 60 mpirun -np 4 --oversubscribe "$WORK/c_host_mpi" host-init > "$WORK/c2.txt" 2>&1 &&
-    [ "$(grep -c ': ok' "$WORK/c2.txt")" -eq 4 ]; then
+    [ "$(count ': ok' "$WORK/c2.txt")" -eq 4 ]; then
     pass "C host that initialises MPI: parml_mpi_use_comm with its own communicator; finalize leaves MPI alone"
 else
     cat "$WORK/cc.txt" >> "$WORK/c2.txt" 2>/dev/null
     fail "C host that initialises MPI: parml_mpi_use_comm" "$WORK/c2.txt"
 fi
 if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 60 mpirun -np 2 python3 "$HERE/py_host.py" > "$WORK/py.txt" 2>&1 &&
-    [ "$(grep -c ': ok' "$WORK/py.txt")" -eq 2 ]; then
+    [ "$(count ': ok' "$WORK/py.txt")" -eq 2 ]; then
     pass "Python host: parml_mpi_init, rank, world size, finalize through the bindings"
 else
     fail "Python host through the bindings" "$WORK/py.txt"
 fi
+
+# 6. Training: MPI against threads, bit for bit.
+if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/train_host" > "$WORK/cc.txt" 2>&1; then
+    train() {  # label, extra mpirun options, then DP PP TP MICRO SCHEDULE ZERO
+        local label=$1 opts=$2
+        shift 2
+        local np=$(($1 * $2 * $3)) out="$WORK/train.txt"
+        if ! timeout 120 "$WORK/train_host" threads "$@" "$WORK/threads.bin" > "$out" 2>&1; then
+            fail "training, $label: the threads run failed" "$out"
+            return
+        fi
+        # shellcheck disable=SC2086
+        if timeout 180 mpirun -np "$np" --oversubscribe $opts "$WORK/train_host" mpi "$@" "$WORK/mpi.bin" >> "$out" 2>&1 &&
+            [ "$(count ': ok loss' "$out")" -eq $((np + 1)) ] && cmp -s "$WORK/threads.bin" "$WORK/mpi.bin"; then
+            pass "training, $label: MPI ($np processes) equals threads bit for bit"
+        else
+            fail "training, $label: MPI differs from threads or failed" "$out"
+        fi
+    }
+    for zero in 0 1 2 3; do train "dp 2 ZeRO-$zero" "" 2 1 1 1 1f1b "$zero"; done
+    train "pp 2, GPipe, 3 micro-batches" "" 1 2 1 3 gpipe 0
+    train "pp 2, 1F1B, 3 micro-batches" "" 1 2 1 3 1f1b 0
+    train "tp 2" "" 1 1 2 1 1f1b 0
+    train "dp 2 x pp 2, ZeRO-2" "" 2 2 1 2 1f1b 2
+    train "pp 2 x tp 2" "" 1 2 2 2 1f1b 0
+    train "dp 2 x pp 2 x tp 2, ZeRO-2 (8 processes)" "" 2 2 2 2 1f1b 2
+    train "dp 2 ZeRO-1 over TCP (--mca btl tcp,self)" "--mca btl tcp,self" 2 1 1 1 1f1b 1
+else
+    fail "training host builds" "$WORK/cc.txt"
+fi
+for np in 2 4; do
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 180 mpirun -np "$np" --oversubscribe \
+        python3 "$HERE/py_train.py" > "$WORK/pytrain.txt" 2>&1 && [ "$(count ': ok' "$WORK/pytrain.txt")" -eq "$np" ]; then
+        pass "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit"
+    else
+        fail "Python host: fit under mpirun -np $np" "$WORK/pytrain.txt"
+    fi
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -35,7 +35,9 @@ class Strategy:
             is split Megatron-style (column then row); other layers are
             replicated; tp must divide the split widths.
         zero: ZeRO stage 0..3 on the dp axis.
-        backend: "threads" (default) or "mpi" (not implemented yet).
+        backend: "threads" (default: ranks are threads of this process) or
+            "mpi": one rank per process under mpirun (every process runs the
+            same script and passes the same data; docs/mpi.md).
         deterministic: True for layout-invariant training: every dp, pp,
             micro-batch count and ZeRO stage gives serial training's
             parameters bit for bit.

@@ -75,10 +75,10 @@ def test_shape():
         parml.Dataset(x, y[:-1])
 
 
-def test_unsupported():
+def test_mpi_layout_needs_mpirun():
     with mlp() as model:
-        with pytest.raises(parml.UnsupportedError, match="MPI"):
-            parml.Trainer(model, strategy=parml.Strategy(backend="mpi"))
+        with pytest.raises(parml.InvalidArgumentError, match="not started by mpirun"):
+            parml.Trainer(model, strategy=parml.Strategy(dp=2, backend="mpi"))
 
 
 def test_tp_must_divide_the_split_width():
