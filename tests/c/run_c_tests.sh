@@ -2,7 +2,8 @@
 # run_c_tests.sh LIB_DIR — the C ABI tests of libparml, against LIB_DIR/libparml.so
 # and the committed header in include/.
 #
-#   1. builds test_api, test_bad_input, test_no_alloc, test_concurrency and test_files with gcc and clang
+#   1. builds test_api, test_bad_input, test_no_alloc, test_concurrency, test_files and
+#      test_checkpoint_kill with gcc and clang
 #      (-std=c11 -Wall -Wextra -Werror -pedantic -O1) and runs every binary;
 #   2. runs test_api (and, for memory errors only, test_bad_input) under valgrind;
 #   3. compiles and runs a C++17 file that includes parml.h (g++ -Wall -Wextra
@@ -37,7 +38,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -pthread -I "$INCLUDE")
 LDFLAGS=(-L "$LIB_DIR" -lparml -lm -Wl,-rpath,"$LIB_DIR")
-TESTS=(test_api test_bad_input test_no_alloc test_concurrency test_files)
+TESTS=(test_api test_bad_input test_no_alloc test_concurrency test_files test_checkpoint_kill)
 TEST_TIMEOUT=120
 
 passed=0
