@@ -105,7 +105,7 @@ for cc in "${COMPILERS[@]}"; do
             symbolize <"$WORK/run.log" | indent
         else
             # Failures and notes in full, the rest (counts) as summary lines.
-            grep -E '^(FAIL|note|bad-input|concurrency:|[0-9]+ passed)|^   last error' "$WORK/run.log" | indent
+            grep -E '^(FAIL|note|bad-input|concurrency:|checkpoint kill|[0-9]+ passed)|^   last error' "$WORK/run.log" | indent
         fi
         if [ $rc -eq 0 ]; then
             pass "run $t ($tag)"
