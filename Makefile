@@ -136,6 +136,8 @@ bench: build
 	$(BUILD)/ParmlBenchPipeline >> build/bench-collectives.jsonl
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 600 \
 	  mpirun -np 2 $(BUILD)/ParmlBenchMPI >> build/bench-collectives.jsonl
+	$(SWIFT) build -c release --product ParmlBenchMPITrain
+	bash tools/bench_mpi_train.sh $(BUILD) >> build/bench-collectives.jsonl
 	$(MAKE) --no-print-directory build/bench_files
 	./build/bench_files build > build/bench-files.jsonl
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json

@@ -98,6 +98,9 @@ let package = Package(
         .executableTarget(
             name: "ParmlBenchMPI", dependencies: ["ParmlMPI"], path: "bench/mpi", swiftSettings: engineSwift),
         .executableTarget(
+            name: "ParmlBenchMPITrain", dependencies: ["ParmlTraining", "ParmlMPI"], path: "bench/mpi_train",
+            swiftSettings: engineSwift),
+        .executableTarget(
             name: "ParmlBenchPipeline", dependencies: ["ParmlTraining"], path: "bench/pipeline",
             swiftSettings: engineSwift),
 
