@@ -23,7 +23,7 @@ The C side is a small program written below, compiled with the system C
 compiler against include/ and the library the package loaded.
 
 usage: PYTHONPATH=bindings/python python3 bench/python_fit.py [--samples N] [--blocks B]
-                                                           [--blas-threads T] [--json OUT]
+                                                           [--blas-threads T] [--json OUT] [--jsonl FILE]
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ def main() -> int:
     ap.add_argument("--blas-threads", type=int, default=0,
                     help="OpenBLAS threads on both sides (0 = the library's default, cores / ranks)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--jsonl", help="append python_fit_mlp_b128 as one JSON line to this file")
     args = ap.parse_args()
 
     rng = np.random.default_rng(7)
@@ -211,6 +212,18 @@ def main() -> int:
     for name, p, cv in rows:
         print(f"{name:36s} {p:10.4f} {cv:10.4f} {p / cv:9.3f}")
     print(f"Trainer.step over the bare binding, same process: {med['python_step'] / med['python_step_raw_capi']:.3f}")
+    if args.jsonl:
+        # One line for bench/results.json: samples/s of fit from Python
+        # against the same fit driven from C (the issue's python_fit_mlp_b128).
+        rate = lambda seconds: args.samples / seconds  # noqa: E731
+        line = {
+            "name": "python_fit_mlp_b128", "value": round(rate(med["python_fit_dataset"]), 1), "unit": "samples/s",
+            "baseline": "the same fit from a C host (same run, alternating)",
+            "baseline_value": round(rate(med["c_fit_dataset"]), 1),
+            "ratio": round(med["c_fit_dataset"] / med["python_fit_dataset"], 3),
+        }
+        with open(args.jsonl, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
     if args.json:
         result = {
             "case": {"dims": DIMS, "batch": BATCH, "samples": args.samples},
