@@ -97,3 +97,107 @@ def test_bad_files_raise(tmp_path):
             t.load_checkpoint_bytes(data)
     with pytest.raises(TypeError):
         parml.Model.from_bytes("not bytes")
+
+
+# --- Between Python and a C host (issue 6): the same model, the same bits. ---
+
+C_PREDICT = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "parml.h"
+/* c_predict MODEL INPUTS N F OUT: loads MODEL, predicts the N x F float32
+   inputs in INPUTS, writes the outputs (float32) to OUT. */
+int main(int argc, char **argv) {
+    if (argc != 6) return 2;
+    long n = atol(argv[3]), f = atol(argv[4]);
+    float *x = malloc((size_t)(n * f) * sizeof *x);
+    FILE *in = fopen(argv[2], "rb");
+    if (!in || fread(x, sizeof *x, (size_t)(n * f), in) != (size_t)(n * f)) return 3;
+    fclose(in);
+    parml_model m = NULL;
+    parml_tensor xt = NULL, yt = NULL;
+    int64_t dims[2] = {n, f}, count = 0;
+    if (parml_model_load(argv[1], &m) || parml_tensor_create(dims, 2, x, &xt) || parml_model_predict(m, xt, &yt) ||
+        parml_tensor_numel(yt, &count)) {
+        fprintf(stderr, "c_predict: %s\n", parml_last_error());
+        return 4;
+    }
+    float *y = malloc((size_t)count * sizeof *y);
+    FILE *out = fopen(argv[5], "wb");
+    if (parml_tensor_read(yt, y, count) || !out || fwrite(y, sizeof *y, (size_t)count, out) != (size_t)count) return 5;
+    fclose(out);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    parml_model_free(m);
+    free(x);
+    free(y);
+    return 0;
+}
+"""
+
+
+def _compile(tmp_path, repo_root, source: str, name: str, include: str | None = None):
+    """Builds a C host against include/ and the library this package loaded."""
+    import os
+    import shutil
+    import subprocess
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed (tools/install-deps.sh installs build-essential's gcc)"
+    lib_dir = os.path.dirname(os.path.abspath(str(parml.library_path)))
+    src = tmp_path / f"{name}.c"
+    src.write_text(source)
+    exe = tmp_path / name
+    includes = ["-I", str(repo_root / "include")] + (["-I", include] if include else [])
+    r = subprocess.run(
+        [cc, "-std=c11", "-O1", *includes, str(src), "-L", lib_dir, "-lparml", "-lm", f"-Wl,-rpath,{lib_dir}",
+         "-o", str(exe)],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    return exe
+
+
+def test_python_trained_model_predicts_the_same_bits_in_a_c_host(tmp_path, repo_root):
+    import subprocess
+
+    x, y = batch(0, n=48)
+    with every_kind(3) as model, parml.Trainer(model, optimizer=parml.Adam(1e-2)) as t:
+        for k in range(4):
+            xb, yb = batch(k, n=48)
+            t.step(xb, yb)
+        model.save(tmp_path / "from_python.pb")
+        want = model.predict(x)
+    flat = np.ascontiguousarray(x.reshape(48, 12))
+    (tmp_path / "x.bin").write_bytes(flat.tobytes())
+    exe = _compile(tmp_path, repo_root, C_PREDICT.replace("int64_t dims[2] = {n, f}", "int64_t dims[3] = {n, 3, 4}").replace("parml_tensor_create(dims, 2,", "parml_tensor_create(dims, 3,"), "c_predict")
+    out = tmp_path / "y.bin"
+    r = subprocess.run([str(exe), str(tmp_path / "from_python.pb"), str(tmp_path / "x.bin"), "48", "12", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = np.frombuffer(out.read_bytes(), dtype=np.float32).reshape(want.shape)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_c_trained_model_predicts_the_same_bits_in_python(tmp_path, repo_root):
+    import subprocess
+
+    exchange = repo_root / "tests" / "exchange"  # writer.c includes common.h from there
+    writer = _compile(tmp_path, repo_root, (exchange / "writer.c").read_text(), "writer", include=str(exchange))
+    r = subprocess.run(
+        [str(writer), str(tmp_path / "from_c.pb"), str(tmp_path / "pred.bin"), str(tmp_path / "params.bin")],
+        capture_output=True,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    # common.h's probe: cosf((float)i * 0.61f) * 2.0f, with the C library's
+    # cosf itself (numpy's float32 cos rounds differently).
+    import ctypes
+
+    cosf = ctypes.CDLL("libm.so.6").cosf
+    cosf.argtypes, cosf.restype = [ctypes.c_float], ctypes.c_float
+    args = np.arange(32 * 10, dtype=np.float32) * np.float32(0.61)
+    probe = np.array([cosf(float(a)) for a in args], dtype=np.float32) * np.float32(2.0)
+    with parml.Model.load(tmp_path / "from_c.pb") as model:
+        got = model.predict(probe.reshape(32, 10))
+    want = np.frombuffer((tmp_path / "pred.bin").read_bytes(), dtype=np.float32).reshape(got.shape)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
