@@ -122,6 +122,13 @@ test-mpi: lib
 	$(SWIFT) build -c release --product ParmlMPISelfTest
 	bash tests/mpi/run_mpi_tests.sh $(BUILD)
 
+# On demand (about 5 minutes): 50 trials per fault kind on the MPI backend
+# (a rank stalls, fails, is killed), none may hang (docs/reliability.md).
+.PHONY: fault-trials-mpi
+fault-trials-mpi: lib
+	$(SWIFT) build -c release --product ParmlMPISelfTest
+	bash tests/mpi/fault_trials.sh $(BUILD) 50
+
 # Not a test: throughput against the GEMM-only bound, collective bandwidth
 # against memcpy, the MPI all-reduce against MPI_Allreduce (2 processes) and
 # checkpoint save/load against the disk, each measured in one run, merged
