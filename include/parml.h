@@ -383,7 +383,9 @@ PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_ou
 /// Writes a checkpoint of the trainer to `path` atomically: the model, the
 /// whole optimizer state (gathered from every rank, whatever the ZeRO
 /// stage), the step count (also the schedule position), the seed and the
-/// layout. It loads under any layout. Errors: PARML_ERR_IO. Since: 0.2.
+/// layout. It loads under any layout. On the MPI backend every process
+/// must call it (collective) and world rank 0 writes the file.
+/// Errors: PARML_ERR_IO, PARML_ERR_COMMUNICATION (MPI). Since: 0.2.
 PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char const * path);
 
 /// The bytes parml_trainer_save_checkpoint would write, in a new buffer

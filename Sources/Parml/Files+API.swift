@@ -119,7 +119,9 @@ public func parmlTensorDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out:
 /// Writes a checkpoint of the trainer to `path` atomically: the model, the
 /// whole optimizer state (gathered from every rank, whatever the ZeRO
 /// stage), the step count (also the schedule position), the seed and the
-/// layout. It loads under any layout. Errors: PARML_ERR_IO. Since: 0.2.
+/// layout. It loads under any layout. On the MPI backend every process
+/// must call it (collective) and world rank 0 writes the file.
+/// Errors: PARML_ERR_IO, PARML_ERR_COMMUNICATION (MPI). Since: 0.2.
 @c(parml_trainer_save_checkpoint)
 public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_trainer_save_checkpoint") {

@@ -11,8 +11,11 @@ public enum CheckpointFile {
     }
 
     /// Writes the checkpoint to `path` atomically, packing straight into it.
+    /// On the MPI backend every process gathers the state (collective) and
+    /// world rank 0 writes the file.
     public static func write(_ trainer: Trainer, to path: String) throws {
         try withMessage(trainer) { c in
+            guard trainer.writesCheckpointFiles else { return }
             try FileIO.writeAtomically(to: path) { fd, tmp in try FileFormat.packSealed(c, to: fd, path: tmp) }
         }
     }

@@ -167,14 +167,8 @@ final class RankContext {
         self.tensorParallel = tensorParallel
         stageLayers = layout.partition.layers[c.stage]
         stageRange = layout.stageRanges[c.stage]
-        let dp = layout.mesh.dp
-        let sharded = layout.zeroStage >= 1 && dp > 1
-        if sharded {
-            let sh = Sharding.range(count: stageRange.count, parts: dp, index: c.data)
-            ownedRange = (stageRange.lowerBound + sh.lowerBound)..<(stageRange.lowerBound + sh.upperBound)
-        } else {
-            ownedRange = stageRange
-        }
+        let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
+        ownedRange = RankContext.ownedRange(layout: layout, coordinate: c)
         // ZeRO 1 and 2: optimizer state for the owned shard only.
         self.optimizer = try Optimizer(config: optimizer, range: ownedRange, foldedMomentum: foldMomentum ? grads : nil)
         if foldMomentum { grads.fill(0) }
@@ -203,6 +197,15 @@ final class RankContext {
             }
         }
         slots.append(try PipelineSlot(model: model))
+    }
+
+    /// The part of its stage's slice the rank at `c` reduces and updates:
+    /// its ZeRO shard (dp > 1, ZeRO >= 1), or the whole slice.
+    static func ownedRange(layout: RankLayout, coordinate c: MeshCoordinate) -> Range<Int> {
+        let stageRange = layout.stageRanges[c.stage]
+        guard layout.zeroStage >= 1 && layout.mesh.dp > 1 else { return stageRange }
+        let sh = Sharding.range(count: stageRange.count, parts: layout.mesh.dp, index: c.data)
+        return (stageRange.lowerBound + sh.lowerBound)..<(stageRange.lowerBound + sh.upperBound)
     }
 
     private var isFirstStage: Bool { coordinate.stage == 0 }

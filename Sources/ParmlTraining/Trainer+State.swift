@@ -40,6 +40,7 @@ extension Trainer {
     public func captureState() throws -> TrainingState {
         let n = model.parameterCount
         let names = optimizerStateNames
+        if mpiWorld != nil { return try captureStateAcrossProcesses(names: names) }
         var whole: [Tensor] = []
         for k in names.indices {
             let t = try Tensor(shape: Shape(n))
@@ -100,6 +101,56 @@ extension Trainer {
         }
         stepCount = step
     }
+
+    /// MPI: each process holds its rank's state only. Every rank that owns
+    /// a part nobody else does (its ZeRO shard; with whole gradients on
+    /// every data rank, data rank 0's copy) broadcasts it in turn and every
+    /// process places it, so all of them end with the whole state. Collective:
+    /// every process must call it (saving a checkpoint does).
+    private func captureStateAcrossProcesses(names: [String]) throws -> TrainingState {
+        guard let me = ranks.first, let world = me.comms?.world else {
+            throw ParmlError.internal("an MPI trainer without its world communicator")
+        }
+        let n = model.parameterCount
+        let mesh = layout.mesh
+        let sharded = layout.zeroStage >= 1 && mesh.dp > 1
+        let scratch = try Tensor(shape: Shape(0))
+        var whole: [Tensor] = []
+        for k in names.indices {
+            let t = try Tensor(shape: Shape(n))
+            for root in 0..<mesh.worldSize {
+                let c = mesh.coordinate(ofRank: root)
+                guard sharded || c.data == 0 else { continue }
+                let owned = RankContext.ownedRange(layout: layout, coordinate: c)
+                try scratch.resize(Shape(owned.count))
+                if root == me.rank {
+                    let states = me.optimizer.stateTensors
+                    guard states.count == names.count else {
+                        throw ParmlError.internal("rank \(me.rank) keeps \(states.count) optimizer state tensors, expected \(names.count)")
+                    }
+                    scratch.data.update(from: states[k].data, count: owned.count)
+                }
+                try world.broadcast(scratch.data, count: owned.count, root: root)
+                if let tp = me.tensorParallel {
+                    // Replicated parameters come from tp rank 0 only.
+                    let peer = tp.peers[c.tensor]
+                    peer.forEachRun(in: owned, model: me.model) { local, serial, count in
+                        guard c.tensor == 0 || !peer.isReplicated(localIndex: local, model: me.model) else { return }
+                        (t.data + serial).update(from: scratch.data + (local - owned.lowerBound), count: count)
+                    }
+                } else {
+                    (t.data + owned.lowerBound).update(from: scratch.data, count: owned.count)
+                }
+            }
+            whole.append(t)
+        }
+        return TrainingState(
+            step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy, optimizerState: whole)
+    }
+
+    /// Whether this process writes files the trainer saves: on the MPI
+    /// backend only world rank 0 does (every process gathers alike).
+    public var writesCheckpointFiles: Bool { mpiWorld.map { $0.rank == 0 } ?? true }
 
     /// Ranges that together must be exactly 0..<count (overlaps allowed).
     private static func checkCovers(_ ranges: [Range<Int>], count: Int) throws {

@@ -16,7 +16,8 @@
 #   6. training with backend = MPI gives the threads backend's parameters bit
 #      for bit (deterministic mode): dp with ZeRO 0-3, pp with both
 #      schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over TCP, and
-#      a Python host running fit under mpirun.
+#      a Python host running fit under mpirun; checkpoints saved under MPI
+#      resume on the threads backend as the uninterrupted run.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -170,6 +171,25 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "pp 2 x tp 2" "" 1 2 2 2 1f1b 0
     train "dp 2 x pp 2 x tp 2, ZeRO-2 (8 processes)" "" 2 2 2 2 1f1b 2
     train "dp 2 ZeRO-1 over TCP (--mca btl tcp,self)" "--mca btl tcp,self" 2 1 1 1 1f1b 1
+    # Checkpoints: saved under MPI (every process gathers; rank 0 writes),
+    # resumed on the threads backend, as the uninterrupted run.
+    resume() {  # label, MPI layout (DP PP TP MICRO SCHEDULE ZERO), threads layout
+        local label=$1 out="$WORK/resume.txt"
+        shift
+        local mpi_layout=("${@:1:6}") threads_layout=("${@:7:6}")
+        local np=$((${mpi_layout[0]} * ${mpi_layout[1]} * ${mpi_layout[2]}))
+        rm -f "$WORK/ck.pb"
+        if timeout 120 "$WORK/train_host" threads "${threads_layout[@]}" "$WORK/whole.bin" 4 > "$out" 2>&1 &&
+            timeout 180 mpirun -np "$np" --oversubscribe "$WORK/train_host" mpi "${mpi_layout[@]}" "$WORK/half.bin" 2 "$WORK/ck.pb" >> "$out" 2>&1 &&
+            timeout 120 "$WORK/train_host" threads "${threads_layout[@]}" "$WORK/resumed.bin" 2 - "$WORK/ck.pb" >> "$out" 2>&1 &&
+            cmp -s "$WORK/whole.bin" "$WORK/resumed.bin"; then
+            pass "checkpoint, $label: resumed as the uninterrupted run, bit for bit"
+        else
+            fail "checkpoint, $label" "$out"
+        fi
+    }
+    resume "MPI dp 2 x pp 2 ZeRO-1 -> threads serial" 2 2 1 2 1f1b 1 1 1 1 1 1f1b 0
+    resume "MPI dp 2 x tp 2 ZeRO-1 -> threads dp 2 x tp 2" 2 1 2 1 1f1b 1 2 1 2 1 1f1b 1
 else
     fail "training host builds" "$WORK/cc.txt"
 fi

@@ -2,12 +2,14 @@
  * train_host.c — one training run of a given layout, for the MPI-vs-threads
  * comparison of tests/mpi/run_mpi_tests.sh.
  *
- * usage: train_host BACKEND DP PP TP MICRO SCHEDULE ZERO OUT
- *   BACKEND threads | mpi; SCHEDULE gpipe | 1f1b. Trains 4 deterministic
- *   steps of an MLP with a residual block and a column/row pair on fixed
- *   data (every process passes the whole batch; each rank takes its rows),
- *   then rank 0 writes the host model's parameters (raw float32) to OUT and
- *   every process prints "rank R: ok loss L".
+ * usage: train_host BACKEND DP PP TP MICRO SCHEDULE ZERO OUT [STEPS [SAVE [LOAD]]]
+ *   BACKEND threads | mpi; SCHEDULE gpipe | 1f1b. Trains STEPS (default 4)
+ *   deterministic steps of an MLP with a residual block and a column/row
+ *   pair on fixed data (every process passes the whole batch; each rank
+ *   takes its rows), then rank 0 writes the host model's parameters (raw
+ *   float32) to OUT and every process prints "rank R: ok loss L". LOAD (not
+ *   "-") restores a checkpoint first; SAVE (not "-") saves one at the end
+ *   (every process calls it; on MPI, rank 0 writes the file).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -29,10 +31,13 @@
 enum { N = 40, F = 12, C = 4 };
 
 int main(int argc, char **argv) {
-    if (argc != 9) {
-        fprintf(stderr, "usage: %s threads|mpi DP PP TP MICRO gpipe|1f1b ZERO OUT\n", argv[0]);
+    if (argc < 9 || argc > 12) {
+        fprintf(stderr, "usage: %s threads|mpi DP PP TP MICRO gpipe|1f1b ZERO OUT [STEPS [SAVE [LOAD]]]\n", argv[0]);
         return 2;
     }
+    int steps = argc > 9 ? atoi(argv[9]) : 4;
+    const char *save = argc > 10 && strcmp(argv[10], "-") != 0 ? argv[10] : NULL;
+    const char *load = argc > 11 && strcmp(argv[11], "-") != 0 ? argv[11] : NULL;
     parml_model m = NULL;
     OK(parml_model_create(&m));
     OK(parml_model_add_linear(m, F, 32, 1));
@@ -76,7 +81,9 @@ int main(int argc, char **argv) {
     parml_tensor xt = NULL, yt = NULL;
     OK(parml_tensor_create(xd, 2, x, &xt));
     OK(parml_tensor_create(yd, 1, y, &yt));
-    for (int k = 0; k < 4; k++) OK(parml_trainer_step(tr, xt, yt, &loss));
+    if (load) OK(parml_trainer_load_checkpoint(tr, load));
+    for (int k = 0; k < steps; k++) OK(parml_trainer_step(tr, xt, yt, &loss));
+    if (save) OK(parml_trainer_save_checkpoint(tr, save));
 
     int64_t n = 0;
     OK(parml_model_num_params(m, &n));
