@@ -333,6 +333,13 @@ PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src
 /// (MPI_Abort). Since: 0.1.
 PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
 
+/// The rows [*start_out, *start_out + *count_out) of a global batch of
+/// `global_samples` that this process's data-parallel replica trains on:
+/// what to pass with local batches. On the threads backend every replica is
+/// in the process: all rows. Errors: PARML_ERR_INVALID_ARGUMENT (negative
+/// count, NULL out-pointer). Since: 0.2.
+PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t global_samples, int64_t * start_out, int64_t * count_out);
+
 /// parml_trainer_load_checkpoint from `len` bytes at `buf` (the caller
 /// keeps them). Errors as parml_trainer_load_checkpoint, and
 /// PARML_ERR_INVALID_ARGUMENT for NULL or len 0. Since: 0.2.
@@ -391,6 +398,16 @@ PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char
 /// The bytes parml_trainer_save_checkpoint would write, in a new buffer
 /// *buf_out (free it with parml_buffer_free) of *len_out bytes. Since: 0.2.
 PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
+
+/// MPI: with `enabled` nonzero, each process passes parml_trainer_step and
+/// parml_trainer_fit only the rows of its data-parallel replica (the
+/// processes of one replica pass the same rows) instead of the global
+/// batch; the global batch is the replicas' rows in replica order, and its
+/// rows must be the ones parml_trainer_data_rows gives (a step with other
+/// rows fails on every process with PARML_ERR_SHAPE). Each step exchanges
+/// the replicas' row counts. Errors: PARML_ERR_INVALID_ARGUMENT on the
+/// threads backend. Since: 0.2.
+PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, int32_t enabled);
 
 /// Starts (nonzero `enabled`, discarding what was recorded) or stops
 /// recording every rank's timeline: forward and backward per micro-batch,

@@ -224,3 +224,37 @@ public func parmlTrainerWriteTrace(_ trainer: parml_trainer?, _ path: UnsafePoin
         try t.writeChromeTrace(to: String(cString: p))
     }
 }
+
+/// MPI: with `enabled` nonzero, each process passes parml_trainer_step and
+/// parml_trainer_fit only the rows of its data-parallel replica (the
+/// processes of one replica pass the same rows) instead of the global
+/// batch; the global batch is the replicas' rows in replica order, and its
+/// rows must be the ones parml_trainer_data_rows gives (a step with other
+/// rows fails on every process with PARML_ERR_SHAPE). Each step exchanges
+/// the replicas' row counts. Errors: PARML_ERR_INVALID_ARGUMENT on the
+/// threads backend. Since: 0.2.
+@c(parml_trainer_set_local_batches)
+public func parmlTrainerSetLocalBatches(_ trainer: parml_trainer?, _ enabled: Int32) -> parml_status {
+    guarded("parml_trainer_set_local_batches") {
+        try trainerObject(trainer).setLocalBatches(enabled != 0)
+    }
+}
+
+/// The rows [*start_out, *start_out + *count_out) of a global batch of
+/// `global_samples` that this process's data-parallel replica trains on:
+/// what to pass with local batches. On the threads backend every replica is
+/// in the process: all rows. Errors: PARML_ERR_INVALID_ARGUMENT (negative
+/// count, NULL out-pointer). Since: 0.2.
+@c(parml_trainer_data_rows)
+public func parmlTrainerDataRows(
+    _ trainer: parml_trainer?, _ global_samples: Int64, _ start_out: UnsafeMutablePointer<Int64>?,
+    _ count_out: UnsafeMutablePointer<Int64>?
+) -> parml_status {
+    guarded("parml_trainer_data_rows") {
+        let t = try trainerObject(trainer)
+        let start = try nonNull(start_out, "start_out"), count = try nonNull(count_out, "count_out")
+        let rows = try t.dataRows(globalSamples: Int(global_samples))
+        start.pointee = Int64(rows.lowerBound)
+        count.pointee = Int64(rows.count)
+    }
+}

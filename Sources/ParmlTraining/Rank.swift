@@ -426,7 +426,7 @@ final class RankContext {
         let input: Tensor
         if isFirstStage {
             input = slot.batchView
-            try input.retarget(work.x.data + piece.rows.lowerBound * work.x.shape.rowSize, shape: work.x.shape.withLeading(n))
+            try input.retarget(work.x.data + (piece.rows.lowerBound - work.plan.firstLocalRow) * work.x.shape.rowSize, shape: work.x.shape.withLeading(n))
         } else {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             input = slot.received
@@ -457,7 +457,7 @@ final class RankContext {
         // The loss belongs to the last stage's backward time.
         var t = trace.now()
         if isLastStage {
-            try slot.targetView.retarget(work.y.data + piece.rows.lowerBound * work.y.shape.rowSize, shape: work.y.shape.withLeading(n))
+            try slot.targetView.retarget(work.y.data + (piece.rows.lowerBound - work.plan.firstLocalRow) * work.y.shape.rowSize, shape: work.y.shape.withLeading(n))
             let r = try loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
             work.lossSum += r.loss
             work.correct += r.correct

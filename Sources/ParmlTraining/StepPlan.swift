@@ -11,11 +11,16 @@ struct StepPlan: Sendable {
     let samples: Int
     let ranks: Int
     let chunk: Int?
+    /// The global index of the first row the step's tensors hold: 0 when
+    /// they hold the global batch; the replica's first row when each
+    /// process passes its own rows (MPI, local batches).
+    let firstLocalRow: Int
 
-    init(samples: Int, ranks: Int, deterministicChunk: Int?) {
+    init(samples: Int, ranks: Int, deterministicChunk: Int?, firstLocalRow: Int = 0) {
         self.samples = samples
         self.ranks = ranks
         self.chunk = deterministicChunk
+        self.firstLocalRow = firstLocalRow
     }
 
     var chunkCount: Int {

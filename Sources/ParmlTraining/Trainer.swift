@@ -67,6 +67,8 @@ public final class Trainer {
     private var poisoned: String?
     private let batchInputs: Tensor
     private let batchTargets: Tensor
+    /// Local batches: the replicas' row counts and a verdict, exchanged per step.
+    private let exchange = try! Tensor(shape: Shape(0))
     /// The current step's arguments, read by every rank; and the closure the
     /// pool runs, built once so that a step allocates nothing.
     private let job: RankJob
@@ -252,10 +254,17 @@ public final class Trainer {
         try loss.validate(output: outShape, targets: targets)
         try syncReplicas()
         let n = inputs.shape[0]
+        let chunk = strategy.deterministic ? strategy.gradientChunk : nil
+        var plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: chunk)
+        if localBatches {
+            // This process holds its replica's rows only: learn the global
+            // batch from the replicas' counts, and check the rows are the
+            // ones a global batch would give this replica.
+            plan = try localPlan(rows: n, chunk: chunk)
+        }
         job.set(
-            x: inputs, y: targets,
-            plan: StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil),
-            outShape: outShape, stepIndex: stepCount, lr: learningRate, fault: _faultInjection)
+            x: inputs, y: targets, plan: plan, outShape: outShape, stepIndex: stepCount, lr: learningRate,
+            fault: _faultInjection)
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
         } catch {
@@ -269,7 +278,56 @@ public final class Trainer {
         stepCount += 1
         let r = ranks[0].result
         lastGradientNorm = r.gradientNorm
-        return BatchResult(loss: r.loss, correct: r.correct, samples: n)
+        return BatchResult(loss: r.loss, correct: r.correct, samples: plan.samples)
+    }
+
+    /// MPI: every process passes only the rows of its data-parallel replica
+    /// (the processes of one replica pass the same rows) instead of the
+    /// global batch. The rows must be those `dataRows(globalSamples:)` gives.
+    public private(set) var localBatches = false
+
+    /// Turns local batches on or off (MPI backend only).
+    public func setLocalBatches(_ on: Bool) throws {
+        guard mpiWorld != nil || !on else {
+            throw ParmlError.invalidArgument("local batches need the MPI backend: on threads every replica is in this process")
+        }
+        localBatches = on
+    }
+
+    /// The rows of a global batch of `n` samples this process's replica
+    /// takes: all of them on the threads backend (every replica is here).
+    public func dataRows(globalSamples n: Int) throws -> Range<Int> {
+        guard n >= 0 else { throw ParmlError.invalidArgument("global_samples must be >= 0, got \(n)") }
+        guard mpiWorld != nil, let me = ranks.first else { return 0..<n }
+        let plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil)
+        return plan.rows(of: me.coordinate.data)
+    }
+
+    /// The step's plan when each replica passes its own rows: the counts of
+    /// all replicas are summed over the data-parallel group (collective),
+    /// then every process checks its rows and the group agrees on the verdict.
+    private func localPlan(rows n: Int, chunk: Int?) throws -> StepPlan {
+        guard let me = ranks.first, let data = me.comms?.data else { throw ParmlError.internal("no data-parallel group") }
+        let dp = layout.mesh.dp
+        try exchange.resize(Shape(dp + 1))
+        exchange.fill(0)
+        exchange.data[me.coordinate.data] = Float(n)
+        try data.allReduce(exchange.data, count: dp, op: .sum)
+        var total = 0
+        for d in 0..<dp { total += Int(exchange.data[d]) }
+        let plan = StepPlan(samples: total, ranks: dp, deterministicChunk: chunk)
+        let want = plan.rows(of: me.coordinate.data)
+        var before = 0
+        for d in 0..<me.coordinate.data { before += Int(exchange.data[d]) }
+        exchange.data[dp] = want.count == n && want.lowerBound == before ? 0 : 1
+        try data.allReduce(exchange.data + dp, count: 1, op: .sum)
+        guard exchange.data[dp] == 0 else {
+            throw ParmlError.shape(
+                "local batches: the replicas passed \((0..<dp).map { Int(exchange.data[$0]) }) rows (\(total) in all); "
+                    + "a global batch of \(total) gives replica \(me.coordinate.data) rows \(want.lowerBound)..<\(want.upperBound) "
+                    + "(parml_trainer_data_rows says which)")
+        }
+        return StepPlan(samples: total, ranks: dp, deterministicChunk: chunk, firstLocalRow: before)
     }
 
     /// Copies the user's model into the other replicas when its parameters

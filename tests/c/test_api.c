@@ -1198,6 +1198,10 @@ static void test_plan(void) {
               strstr(json, "rank 3 (dp 1, stage 1)") && strstr(json, "recv (waiting)"),
           "trace file starts %.60s", json);
     OK(parml_trainer_set_trace(tr, 0));
+    /* On threads every replica is in this process: all rows. */
+    int64_t row_start = -1, row_count = -1;
+    OK(parml_trainer_data_rows(tr, 16, &row_start, &row_count));
+    CHECK(row_start == 0 && row_count == 16, "threads data rows %lld+%lld", (long long)row_start, (long long)row_count);
     /* The memory report: activations after steps; a 0.1-sized struct gets
      * the 0.1 fields and nothing past them. */
     parml_memory_report full = {.struct_size = sizeof full}, old;

@@ -808,6 +808,22 @@ static void cases_trainer_use(void) {
     BAD("parml_trainer_plan", "a parml_model passed as a parml_trainer", PARML_ERR_INVALID_ARGUMENT,
         parml_trainer_plan((parml_trainer)(void *)x, &plan_text), plan_text == S_TEXT);
 
+    int64_t row_start = S_I64, row_count = S_I64;
+    BAD("parml_trainer_set_local_batches", "NULL trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_set_local_batches(NULL, 1), 1);
+    BAD("parml_trainer_set_local_batches", "threads backend", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_set_local_batches(tr, 1), 1);
+    BAD("parml_trainer_data_rows", "NULL trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_data_rows(NULL, 10, &row_start, &row_count), row_start == S_I64 && row_count == S_I64);
+    BAD("parml_trainer_data_rows", "NULL start_out", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_data_rows(tr, 10, NULL, &row_count), row_count == S_I64);
+    BAD("parml_trainer_data_rows", "NULL count_out", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_data_rows(tr, 10, &row_start, NULL), row_start == S_I64);
+    BAD("parml_trainer_data_rows", "negative global_samples", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_data_rows(tr, -1, &row_start, &row_count), row_start == S_I64 && row_count == S_I64);
+    BAD("parml_trainer_data_rows", "freed trainer", PARML_ERR_INVALID_ARGUMENT,
+        parml_trainer_data_rows(freed_trainer(), 10, &row_start, &row_count), row_start == S_I64);
+
     BAD("parml_trainer_set_trace", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_set_trace(NULL, 1), 1);
     BAD("parml_trainer_set_trace", "freed trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_set_trace(freed_trainer(), 1), 1);
     BAD("parml_trainer_write_trace", "NULL trainer", PARML_ERR_INVALID_ARGUMENT, parml_trainer_write_trace(NULL, "/tmp/t.json"), 1);

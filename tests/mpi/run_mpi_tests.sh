@@ -17,7 +17,9 @@
 #      for bit (deterministic mode): dp with ZeRO 0-3, pp with both
 #      schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over TCP, and
 #      a Python host running fit under mpirun; checkpoints saved under MPI
-#      resume on the threads backend as the uninterrupted run.
+#      resume on the threads backend as the uninterrupted run; local batches
+#      (each process passes its replica's rows) train to the same bits, and
+#      wrong rows fail on every process.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -188,6 +190,31 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
             fail "checkpoint, $label" "$out"
         fi
     }
+    # Local batches: each process passes only its replica's rows.
+    local_batches() {  # label, DP PP TP MICRO SCHEDULE ZERO
+        local label=$1 out="$WORK/local.txt"
+        shift
+        local np=$(($1 * $2 * $3))
+        if timeout 120 "$WORK/train_host" threads "$@" "$WORK/threads.bin" > "$out" 2>&1 &&
+            TRAIN_HOST_LOCAL=1 timeout 180 mpirun -np "$np" --oversubscribe -x TRAIN_HOST_LOCAL \
+                "$WORK/train_host" mpi "$@" "$WORK/mpi.bin" >> "$out" 2>&1 &&
+            cmp -s "$WORK/threads.bin" "$WORK/mpi.bin"; then
+            pass "local batches, $label: each process passes its replica's rows; equals the global batch on threads"
+        else
+            fail "local batches, $label" "$out"
+        fi
+    }
+    local_batches "dp 2 ZeRO-1" 2 1 1 1 1f1b 1
+    local_batches "dp 2 x pp 2 ZeRO-2" 2 2 1 2 1f1b 2
+    local_batches "dp 2 x tp 2" 2 1 2 1 gpipe 0
+    if TRAIN_HOST_LOCAL=wrong timeout 60 mpirun -np 2 -x TRAIN_HOST_LOCAL "$WORK/train_host" mpi 2 1 1 1 1f1b 0 \
+        "$WORK/wrong.bin" > "$WORK/wrong.txt" 2>&1; then
+        fail "local batches with the wrong rows must fail" "$WORK/wrong.txt"
+    elif [ "$(count 'local batches: the replicas passed' "$WORK/wrong.txt")" -ge 2 ]; then
+        pass "local batches with the wrong rows: every process fails, naming the rows"
+    else
+        fail "local batches with the wrong rows: the message" "$WORK/wrong.txt"
+    fi
     resume "MPI dp 2 x pp 2 ZeRO-1 -> threads serial" 2 2 1 2 1f1b 1 1 1 1 1 1f1b 0
     resume "MPI dp 2 x tp 2 ZeRO-1 -> threads dp 2 x tp 2" 2 1 2 1 1f1b 1 2 1 2 1 1f1b 1
 else

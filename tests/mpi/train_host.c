@@ -9,7 +9,9 @@
  *   takes its rows), then rank 0 writes the host model's parameters (raw
  *   float32) to OUT and every process prints "rank R: ok loss L". LOAD (not
  *   "-") restores a checkpoint first; SAVE (not "-") saves one at the end
- *   (every process calls it; on MPI, rank 0 writes the file).
+ *   (every process calls it; on MPI, rank 0 writes the file). With
+ *   TRAIN_HOST_LOCAL=1 each process passes only its replica's rows
+ *   (parml_trainer_set_local_batches, parml_trainer_data_rows).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -77,10 +79,18 @@ int main(int argc, char **argv) {
     float x[N * F], y[N], loss = 0;
     for (int i = 0; i < N * F; i++) x[i] = sinf((float)i * 0.37f);
     for (int i = 0; i < N; i++) y[i] = (float)((i * 3) % C);
-    int64_t xd[2] = {N, F}, yd[1] = {N};
+    /* TRAIN_HOST_LOCAL=1 (MPI): pass only this replica's rows. */
+    int64_t first = 0, rows = N;
+    const char *local = getenv("TRAIN_HOST_LOCAL");
+    if (local && (strcmp(local, "1") == 0 || strcmp(local, "wrong") == 0)) {
+        OK(parml_trainer_set_local_batches(tr, 1));
+        OK(parml_trainer_data_rows(tr, N, &first, &rows));
+        if (strcmp(local, "wrong") == 0) rows -= 1; /* not the rows the plan gives: every process must fail */
+    }
+    int64_t xd[2] = {rows, F}, yd[1] = {rows};
     parml_tensor xt = NULL, yt = NULL;
-    OK(parml_tensor_create(xd, 2, x, &xt));
-    OK(parml_tensor_create(yd, 1, y, &yt));
+    OK(parml_tensor_create(xd, 2, x + first * F, &xt));
+    OK(parml_tensor_create(yd, 1, y + first, &yt));
     if (load) OK(parml_trainer_load_checkpoint(tr, load));
     for (int k = 0; k < steps; k++) OK(parml_trainer_step(tr, xt, yt, &loss));
     if (save) OK(parml_trainer_save_checkpoint(tr, save));

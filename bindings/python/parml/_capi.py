@@ -821,6 +821,20 @@ def parml_trainer_plan(trainer: Any, text_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, int32_t enabled);
+@ctypes_function("parml_trainer_set_local_batches", [parml_trainer, c_int32], parml_status)
+def parml_trainer_set_local_batches(trainer: Any, enabled: int, /) -> int:
+    """MPI: each process passes only its data-parallel replica's rows."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t global_samples, int64_t * start_out, int64_t * count_out);
+@ctypes_function("parml_trainer_data_rows", [parml_trainer, c_int64, POINTER(c_int64), POINTER(c_int64)], parml_status)
+def parml_trainer_data_rows(trainer: Any, global_samples: int, start_out: Any, count_out: Any, /) -> int:
+    """The rows of a global batch this process's replica trains on."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_set_trace(parml_trainer trainer, int32_t enabled);
 @ctypes_function("parml_trainer_set_trace", [parml_trainer, c_int32], parml_status)
 def parml_trainer_set_trace(trainer: Any, enabled: int, /) -> int:

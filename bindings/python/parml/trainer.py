@@ -423,6 +423,20 @@ class Trainer(Handle):
         with self._use() as t:
             return take_text(lambda out: _capi.parml_trainer_plan(t, out))
 
+    def set_local_batches(self, enabled: bool = True) -> None:
+        """MPI only: each process passes step/fit only the rows of its
+        data-parallel replica, those `data_rows(global_samples)` names."""
+        with self._use() as t:
+            check(_capi.parml_trainer_set_local_batches(t, 1 if enabled else 0))
+
+    def data_rows(self, global_samples: int) -> range:
+        """The rows of a global batch of `global_samples` this process's
+        replica trains on (all of them on the threads backend)."""
+        start, count = c_int64(), c_int64()
+        with self._use() as t:
+            check(_capi.parml_trainer_data_rows(t, int(global_samples), byref(start), byref(count)))
+        return range(start.value, start.value + count.value)
+
     def start_trace(self) -> None:
         """Records every rank's timeline from the next step on (forward and
         backward per micro-batch, sends, receive waits, reductions, optimizer),

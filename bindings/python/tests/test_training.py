@@ -310,6 +310,13 @@ def test_tensor_parallel_is_close_to_serial():
     assert np.abs(results[1] - results[0]).max() <= 2e-6 * 4 * scale
 
 
+def test_local_batches_need_mpi():
+    with mlp() as model, parml.Trainer(model, strategy=parml.Strategy(dp=2)) as t:
+        assert t.data_rows(100) == range(0, 100)
+        with pytest.raises(parml.InvalidArgumentError, match="MPI backend"):
+            t.set_local_batches()
+
+
 def test_trace_is_chrome_json(tmp_path):
     import json
 
