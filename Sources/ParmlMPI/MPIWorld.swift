@@ -40,11 +40,11 @@ import Glibc
 public final class MPIWorld: @unchecked Sendable {
     // @unchecked Sendable: immutable after init; shared state is in WorldState.
 
-    /// Bytes of a shard moved and added as one piece: the best of
-    /// `ParmlBenchMPI --sweep` at 4 MiB (bench/mpi/main.swift, docs/mpi.md).
-    public static let defaultChunkBytes = 256 << 10
-    /// Rounds of pieces in flight per collective.
-    public static let defaultWindow = 4
+    /// Bytes of a shard moved and added as one piece, and rounds of pieces
+    /// in flight per collective: the best pair of `ParmlBenchMPI --sweep`
+    /// on a quiet machine (bench/mpi/main.swift, docs/mpi.md).
+    public static let defaultChunkBytes = 512 << 10
+    public static let defaultWindow = 8
 
     /// This process's rank in the world, and the number of processes.
     public let rank: Int

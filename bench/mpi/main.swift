@@ -85,7 +85,7 @@ let sizes = [4 << 20, 64 << 20]
 let sweep = CommandLine.arguments.contains("--sweep")
 let configurations: [(chunk: Int, window: Int)] =
     sweep
-    ? [(256 << 10, 2), (256 << 10, 4), (1 << 20, 2), (1 << 20, 4), (4 << 20, 2)]
+    ? [(256 << 10, 4), (256 << 10, 8), (512 << 10, 4), (512 << 10, 8), (1 << 20, 8)]
     : [(MPIWorld.defaultChunkBytes, MPIWorld.defaultWindow)]
 for (chunk, window) in configurations {
     let world = try MPIWorld(timeout: 120, name: "bench", chunkBytes: chunk, window: window)
