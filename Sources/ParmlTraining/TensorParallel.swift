@@ -235,38 +235,31 @@ struct TensorParallelRewrite {
 
     /// Serial arena → this rank's arena.
     func copy(from serial: UnsafePointer<Float>, into local: UnsafeMutablePointer<Float>, model: Model) {
-        for (info, s) in zip(model.parameterInfo, sources) {
-            for r in 0..<s.rows { (local + info.offset + r * s.cols).update(from: serial + s.offset + r * s.stride, count: s.cols) }
+        forEachRun(in: 0..<model.parameterCount, model: model) { l, s, count in
+            (local + l).update(from: serial + s, count: count)
         }
     }
 
-    /// This rank's arena → serial arena, for the parameters that start in
-    /// `range` of its arena (its stage), skipping replicated ones unless `replicated`.
+    /// This rank's arena → serial arena, for `range` of its arena (its
+    /// stage), skipping replicated parameters unless `replicated`.
     func copyBack(from local: UnsafePointer<Float>, into serial: UnsafeMutablePointer<Float>, model: Model, range: Range<Int>, replicated: Bool) {
-        for (info, s) in zip(model.parameterInfo, sources) where range.contains(info.offset) && (replicated || !s.replicated) {
-            for r in 0..<s.rows { (serial + s.offset + r * s.stride).update(from: local + info.offset + r * s.cols, count: s.cols) }
+        forEachRun(in: range, model: model, replicated: replicated) { l, s, count in
+            (serial + s).update(from: local + l, count: count)
         }
     }
 
     /// Calls `body(local, serial, count)` for each run of `count` elements
     /// of this rank's arena slice `range` that sit contiguously in the
-    /// serial arena (at local index `local`, serial index `serial`).
-    func forEachRun(in range: Range<Int>, model: Model, _ body: (Int, Int, Int) -> Void) {
-        for (info, s) in zip(model.parameterInfo, sources) {
+    /// serial arena (at local index `local`, serial index `serial`);
+    /// replicated parameters only when `replicated`.
+    func forEachRun(in range: Range<Int>, model: Model, replicated: Bool = true, _ body: (Int, Int, Int) -> Void) {
+        for (info, s) in zip(model.parameterInfo, sources) where replicated || !s.replicated {
             for r in 0..<s.rows {
                 let lo = max(info.offset + r * s.cols, range.lowerBound)
                 let hi = min(info.offset + (r + 1) * s.cols, range.upperBound)
                 if lo < hi { body(lo, s.offset + r * s.stride + (lo - info.offset - r * s.cols), hi - lo) }
             }
         }
-    }
-
-    /// Whether arena element `localIndex` belongs to a replicated parameter.
-    func isReplicated(localIndex i: Int, model: Model) -> Bool {
-        for (info, s) in zip(model.parameterInfo, sources) where info.offset <= i && i < info.offset + info.count {
-            return s.replicated
-        }
-        return false
     }
 
     /// Arena ranges of this rank's parameters that no other tp rank holds.
@@ -293,8 +286,7 @@ final class TensorParallelSync {
     /// `origin` first), into the serial model.
     func store(peer: Int, from local: UnsafePointer<Float>, origin: Int, model: Model, range: Range<Int>, replicated: Bool) throws {
         guard let dst = serial.parameters else { throw ParmlError.internal("unbuilt model") }
-        peers[peer].forEachRun(in: range, model: model) { l, s, count in
-            guard replicated || !peers[peer].isReplicated(localIndex: l, model: model) else { return }
+        peers[peer].forEachRun(in: range, model: model, replicated: replicated) { l, s, count in
             (dst.data + s).update(from: local + (l - origin), count: count)
         }
     }

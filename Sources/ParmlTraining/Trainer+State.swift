@@ -134,8 +134,7 @@ extension Trainer {
                 if let tp = me.tensorParallel {
                     // Replicated parameters come from tp rank 0 only.
                     let peer = tp.peers[c.tensor]
-                    peer.forEachRun(in: owned, model: me.model) { local, serial, count in
-                        guard c.tensor == 0 || !peer.isReplicated(localIndex: local, model: me.model) else { return }
+                    peer.forEachRun(in: owned, model: me.model, replicated: c.tensor == 0) { local, serial, count in
                         (t.data + serial).update(from: scratch.data + (local - owned.lowerBound), count: count)
                     }
                 } else {
