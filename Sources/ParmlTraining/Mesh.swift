@@ -19,4 +19,35 @@ struct Mesh: Sendable {
     }
 
     func rank(data d: Int, stage s: Int, tensor t: Int = 0) -> Int { (d * pp + s) * tp + t }
+
+    /// The sub-groups a rank talks in: ranks with equal `color` form one,
+    /// ordered by `key`. Both backends split the world by these.
+    enum Group {
+        /// Same stage and tp index: gradient reduction, ZeRO.
+        case data
+        /// Same data and tp index: a pipeline's activations and gradients.
+        case pipe
+        /// Same data index and stage: the slices of split layers.
+        case tensor
+        /// Same data index: one replica (MPI assembles its parameters).
+        case replica
+
+        var name: String {
+            switch self {
+            case .data: "dp"
+            case .pipe: "pp"
+            case .tensor: "tp"
+            case .replica: "replica"
+            }
+        }
+    }
+
+    func split(_ g: Group, of c: MeshCoordinate) -> (color: Int, key: Int) {
+        switch g {
+        case .data: (c.stage * tp + c.tensor, c.data)
+        case .pipe: (c.data * tp + c.tensor, c.stage)
+        case .tensor: (c.data * pp + c.stage, c.tensor)
+        case .replica: (c.data, c.stage * tp + c.tensor)
+        }
+    }
 }

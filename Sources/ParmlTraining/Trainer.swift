@@ -207,21 +207,24 @@ public final class Trainer {
     /// This process's communicators on the MPI backend: splits of the world
     /// (collective over the processes, which all create the trainer alike).
     private static func communicators(mesh: Mesh, coordinate c: MeshCoordinate, world: Communicator) throws -> RankComms {
-        RankComms(
-            world: world,
-            data: try world.split(color: c.stage * mesh.tp + c.tensor, key: c.data, name: "dp"),
-            pipe: try world.split(color: c.data * mesh.tp + c.tensor, key: c.stage, name: "pp"),
-            tensor: try world.split(color: c.data * mesh.pp + c.stage, key: c.tensor, name: "tp"),
-            replica: try world.split(color: c.data, key: c.stage * mesh.tp + c.tensor, name: "replica"))
+        func group(_ g: Mesh.Group) throws -> Communicator {
+            let (color, key) = mesh.split(g, of: c)
+            return try world.split(color: color, key: key, name: g.name)
+        }
+        return RankComms(
+            world: world, data: try group(.data), pipe: try group(.pipe), tensor: try group(.tensor),
+            replica: try group(.replica))
     }
 
-    /// Each rank's world, data-parallel and pipeline communicators.
+    /// Each rank's world, data-parallel, pipeline and tensor communicators.
     private static func communicators(mesh: Mesh, world: ThreadsWorld?) throws -> [RankComms]? {
         guard let world else { return nil }
         let coords = (0..<mesh.worldSize).map { mesh.coordinate(ofRank: $0) }
-        let data = try world.split(colors: coords.map { $0.stage * mesh.tp + $0.tensor }, keys: coords.map(\.data), name: "dp")
-        let pipe = try world.split(colors: coords.map { $0.data * mesh.tp + $0.tensor }, keys: coords.map(\.stage), name: "pp")
-        let tensor = try world.split(colors: coords.map { $0.data * mesh.pp + $0.stage }, keys: coords.map(\.tensor), name: "tp")
+        func group(_ g: Mesh.Group) throws -> [Communicator] {
+            let splits = coords.map { mesh.split(g, of: $0) }
+            return try world.split(colors: splits.map(\.color), keys: splits.map(\.key), name: g.name)
+        }
+        let data = try group(.data), pipe = try group(.pipe), tensor = try group(.tensor)
         return (0..<mesh.worldSize).map {
             RankComms(world: world.communicator(rank: $0), data: data[$0], pipe: pipe[$0], tensor: tensor[$0])
         }
