@@ -92,16 +92,17 @@ let package = Package(
 
         // MARK: - Benchmarks (not tests)
 
+        .target(name: "ParmlBenchSupport", dependencies: ["ParmlModel"], path: "bench/support", swiftSettings: engineSwift),
         .executableTarget(
-            name: "ParmlBenchCollectives", dependencies: ["ParmlParallel"], path: "bench/collectives",
+            name: "ParmlBenchCollectives", dependencies: ["ParmlParallel", "ParmlBenchSupport"], path: "bench/collectives",
             swiftSettings: engineSwift),
         .executableTarget(
-            name: "ParmlBenchMPI", dependencies: ["ParmlMPI"], path: "bench/mpi", swiftSettings: engineSwift),
+            name: "ParmlBenchMPI", dependencies: ["ParmlMPI", "ParmlBenchSupport"], path: "bench/mpi", swiftSettings: engineSwift),
         .executableTarget(
-            name: "ParmlBenchMPITrain", dependencies: ["ParmlTraining", "ParmlMPI"], path: "bench/mpi_train",
+            name: "ParmlBenchMPITrain", dependencies: ["ParmlTraining", "ParmlMPI", "ParmlBenchSupport"], path: "bench/mpi_train",
             swiftSettings: engineSwift),
         .executableTarget(
-            name: "ParmlBenchPipeline", dependencies: ["ParmlTraining"], path: "bench/pipeline",
+            name: "ParmlBenchPipeline", dependencies: ["ParmlTraining", "ParmlBenchSupport"], path: "bench/pipeline",
             swiftSettings: engineSwift),
 
         // MARK: - Tests run under mpirun (tests/mpi/run_mpi_tests.sh)

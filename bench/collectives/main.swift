@@ -54,17 +54,13 @@
 //   sleeping (20 µs spin + 50 µs yield) changes nothing measurable here; it
 //   matters for the µs-scale calls of `--latency`.
 
+import ParmlBenchSupport
 import ParmlParallel
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-func seconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
 /// 64-byte aligned, as Tensor allocates (AVX-512 loads must not straddle lines).
 func allocateFloats(_ n: Int) -> UnsafeMutablePointer<Float> {
@@ -72,16 +68,7 @@ func allocateFloats(_ n: Int) -> UnsafeMutablePointer<Float> {
         .bindMemory(to: Float.self, capacity: n)
 }
 
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
 
-func rounded(_ x: Double, _ digits: Int) -> Double {
-    var p = 1.0
-    for _ in 0..<digits { p *= 10 }
-    return (x * p).rounded() / p
-}
 
 let repetitions = 11
 let verbose = CommandLine.arguments.contains("--verbose")
@@ -147,15 +134,9 @@ func measure(bytes: Int, ranks: Int, chunkBytes: Int) throws -> (memcpy: Double,
 
 func label(_ bytes: Int) -> String { "\(bytes >> 20)MiB" }
 
-func busBandwidth(bytes: Int, ranks: Int, seconds t: Double) -> Double {
-    2 * Double(ranks - 1) / Double(ranks) * Double(bytes) / t / 1e9
-}
 
 func report(name: String, value: Double, baselineName: String, baseline: Double) {
-    print(
-        "{\"name\": \"\(name)\", \"value\": \(rounded(value, 1)), \"unit\": \"GB/s\", "
-            + "\"baseline\": \"\(baselineName)\", \"baseline_value\": \(rounded(baseline, 1)), "
-            + "\"ratio\": \(rounded(value / baseline, 2))}")
+    report(name, value, unit: "GB/s", baseline: baselineName, baseline, ratioDigits: 2)
 }
 
 let sizes = [4 << 20, 64 << 20]

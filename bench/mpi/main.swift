@@ -25,6 +25,7 @@
 // the absolute figures here move 3× with the neighbours' load, the ratios
 // less. The sweep and what it taught: docs/mpi.md.
 
+import ParmlBenchSupport
 import ParmlMPI
 import ParmlParallel
 
@@ -32,22 +33,8 @@ import ParmlParallel
 import Glibc
 #endif
 
-func seconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
 
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
 
-func rounded(_ x: Double, _ digits: Int) -> Double {
-    var p = 1.0
-    for _ in 0..<digits { p *= 10 }
-    return (x * p).rounded() / p
-}
 
 let repetitions = 11
 
@@ -77,9 +64,6 @@ func measure(_ world: MPIWorld, bytes: Int) throws -> (parml: Double, raw: Doubl
     return (median(ours), median(raw))
 }
 
-func busBandwidth(bytes: Int, ranks: Int, seconds t: Double) -> Double {
-    2 * Double(ranks - 1) / Double(ranks) * Double(bytes) / t / 1e9
-}
 
 let sizes = [4 << 20, 64 << 20]
 let sweep = CommandLine.arguments.contains("--sweep")
@@ -95,10 +79,9 @@ for (chunk, window) in configurations {
         let value = busBandwidth(bytes: bytes, ranks: world.size, seconds: t)
         let baseline = busBandwidth(bytes: bytes, ranks: world.size, seconds: raw)
         let name = "allreduce_mpi_\(bytes >> 20)MiB" + (sweep ? "_chunk\(chunk >> 10)KiB_window\(window)" : "")
-        print(
-            "{\"name\": \"\(name)\", \"value\": \(rounded(value, 1)), \"unit\": \"GB/s\", "
-                + "\"baseline\": \"MPI_Allreduce \(bytes >> 20)MiB, \(world.size) processes, same run\", "
-                + "\"baseline_value\": \(rounded(baseline, 1)), \"ratio\": \(rounded(value / baseline, 2))}")
+        report(
+            name, value, unit: "GB/s", baseline: "MPI_Allreduce \(bytes >> 20)MiB, \(world.size) processes, same run",
+            baseline, ratioDigits: 2)
     }
 }
 try MPIRuntime.finalize()

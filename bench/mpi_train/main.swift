@@ -9,6 +9,7 @@
 // samples/s of 5 blocks of 4 steps (rank 0 prints). tools/bench_mpi_train.sh
 // alternates the two and writes the JSON line for bench/results.json.
 
+import ParmlBenchSupport
 import ParmlModel
 import ParmlTensor
 import ParmlTraining
@@ -18,16 +19,6 @@ import ParmlMPI
 import Glibc
 #endif
 
-func mlp() throws -> Model {
-    let m = Model()
-    try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
-    try m.add(Activation(.relu))
-    try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
-    try m.add(Activation(.relu))
-    try m.add(try Linear(inFeatures: 1024, outFeatures: 10))
-    try m.initialize(seed: 2)
-    return m
-}
 
 func run(mpi: Bool) throws {
     var o = OptimizerConfig()
@@ -37,7 +28,7 @@ func run(mpi: Bool) throws {
     s.zeroStage = 1
     s.blasThreads = 1
     s.backend = mpi ? .mpi : .threads
-    let t = try Trainer(model: try mlp(), loss: .crossEntropy, optimizer: o, strategy: s)
+    let t = try Trainer(model: try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: s)
     let n = 512
     let x = try Tensor(shape: Shape(n, 784)), y = try Tensor(shape: Shape(n))
     for i in 0..<x.count { x.data[i] = Float((i * 7919) % 1000) / 1000 - 0.5 }

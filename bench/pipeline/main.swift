@@ -18,6 +18,7 @@
 //   gradient is not needed, the input being data). Baseline: that count.
 // - mlp_b128_tp2: samples/s of the same; baseline: serial, 1 BLAS thread.
 
+import ParmlBenchSupport
 import ParmlModel
 import ParmlTensor
 import ParmlTraining
@@ -26,23 +27,8 @@ import ParmlTraining
 import Glibc
 #endif
 
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
 
-func rounded(_ x: Double, _ digits: Int) -> Double {
-    var p = 1.0
-    for _ in 0..<digits { p *= 10 }
-    return (x * p).rounded() / p
-}
 
-func report(_ name: String, _ value: Double, unit: String, baseline: String, _ base: Double, digits: Int = 3) {
-    print(
-        "{\"name\": \"\(name)\", \"value\": \(rounded(value, digits)), \"unit\": \"\(unit)\", "
-            + "\"baseline\": \"\(baseline)\", \"baseline_value\": \(rounded(base, digits)), "
-            + "\"ratio\": \(rounded(base != 0 ? value / base : 0, 3))}")
-}
 
 func batch(_ n: Int, _ features: Int, classes: Int?) throws -> (Tensor, Tensor) {
     let x = try Tensor(shape: Shape(n, features))
@@ -84,16 +70,6 @@ func bubble(p: Int, m: Int) throws -> Double {
     return median((0..<p).map { t.measuredBubble(rank: $0) })
 }
 
-func mlp() throws -> Model {
-    let m = Model()
-    try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
-    try m.add(Activation(.relu))
-    try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
-    try m.add(Activation(.relu))
-    try m.add(try Linear(inFeatures: 1024, outFeatures: 10))
-    try m.initialize(seed: 2)
-    return m
-}
 
 func samplesPerSecond(_ t: Trainer, _ x: Tensor, _ y: Tensor, steps: Int) throws -> Double {
     try t.step(inputs: x, targets: y)
@@ -106,7 +82,7 @@ func main() throws {
     for p in [2, 4] {
         for m in [1, 4, 8, 16] {
             let measured = try bubble(p: p, m: m)
-            report("pipeline_bubble_p\(p)_m\(m)", measured, unit: "fraction", baseline: "(p-1)/(m+p-1), balanced stages, 1F1B", Double(p - 1) / Double(m + p - 1))
+            report("pipeline_bubble_p\(p)_m\(m)", measured, unit: "fraction", baseline: "(p-1)/(m+p-1), balanced stages, 1F1B", Double(p - 1) / Double(m + p - 1), digits: 3)
         }
     }
     var peak: [PipelineSchedule: Int] = [:]
@@ -131,19 +107,19 @@ func main() throws {
     var pipe = StrategyConfig()
     pipe.pp = 2
     pipe.microBatches = 4
-    let serial = try Trainer(model: try mlp(), loss: .crossEntropy, optimizer: o, strategy: serialStrategy)
-    let piped = try Trainer(model: try mlp(), loss: .crossEntropy, optimizer: o, strategy: pipe)
+    let serial = try Trainer(model: try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: serialStrategy)
+    let piped = try Trainer(model: try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: pipe)
     let (x, y) = try batch(512, 784, classes: 10)
     var a: [Double] = [], b: [Double] = []
     for _ in 0..<5 {
         a.append(try samplesPerSecond(serial, x, y, steps: 4))
         b.append(try samplesPerSecond(piped, x, y, steps: 4))
     }
-    report("mlp_b512_pp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); pp=2 m=4 1F1B", median(a), digits: 1)
+    report("mlp_b512_pp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); pp=2 m=4 1F1B", median(a))
 
     var tpStrategy = StrategyConfig()
     tpStrategy.tp = 2
-    let tp = try Trainer(model: try mlp(), loss: .crossEntropy, optimizer: o, strategy: tpStrategy)
+    let tp = try Trainer(model: try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: tpStrategy)
     let (x128, y128) = try batch(128, 784, classes: 10)
     try tp.step(inputs: x128, targets: y128)
     let before = tp.tensorParallelBytes(rank: 0)
@@ -156,7 +132,7 @@ func main() throws {
         a.append(try samplesPerSecond(serial, x128, y128, steps: 8))
         b.append(try samplesPerSecond(tp, x128, y128, steps: 8))
     }
-    report("mlp_b128_tp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); tp=2", median(a), digits: 1)
+    report("mlp_b128_tp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); tp=2", median(a))
 }
 
 do {

@@ -1,0 +1,56 @@
+// What the Swift benchmark programs share: a monotonic clock, medians,
+// rounding, the bus-bandwidth formula, one JSON line per result (the form
+// tools/bench_report.py merges into bench/results.json), and the
+// 784-1024-1024-10 MLP the issues' throughput figures are defined on.
+
+import ParmlModel
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Monotonic seconds.
+public func seconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+public func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+public func rounded(_ x: Double, _ digits: Int) -> Double {
+    var p = 1.0
+    for _ in 0..<digits { p *= 10 }
+    return (x * p).rounded() / p
+}
+
+/// All-reduce bus bandwidth in GB/s: 2(n−1)/n × bytes / time.
+public func busBandwidth(bytes: Int, ranks: Int, seconds t: Double) -> Double {
+    2 * Double(ranks - 1) / Double(ranks) * Double(bytes) / t / 1e9
+}
+
+/// Prints one result as a JSON line: value and baseline rounded to
+/// `digits`, their ratio to `ratioDigits`.
+public func report(
+    _ name: String, _ value: Double, unit: String, baseline: String, _ base: Double, digits: Int = 1, ratioDigits: Int = 3
+) {
+    print(
+        "{\"name\": \"\(name)\", \"value\": \(rounded(value, digits)), \"unit\": \"\(unit)\", "
+            + "\"baseline\": \"\(baseline)\", \"baseline_value\": \(rounded(base, digits)), "
+            + "\"ratio\": \(rounded(base != 0 ? value / base : 0, ratioDigits))}")
+}
+
+/// The 784-1024-1024-10 MLP with ReLU (seed 2) of the throughput benchmarks.
+public func benchmarkMLP() throws -> Model {
+    let m = Model()
+    try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
+    try m.add(Activation(.relu))
+    try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
+    try m.add(Activation(.relu))
+    try m.add(try Linear(inFeatures: 1024, outFeatures: 10))
+    try m.initialize(seed: 2)
+    return m
+}
