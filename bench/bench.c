@@ -10,6 +10,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <parml.h>
 
+#include "bench_util.h"
+
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,21 +39,6 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int
 static sgemm_fn sgemm;
 enum { ROW = 101, NT = 111, TR = 112 };
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static float *randn(size_t n, unsigned seed) {
     float *p = malloc(n * sizeof *p);

@@ -18,6 +18,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <parml.h>
 
+#include "bench_util.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,21 +47,6 @@
 /* Interleaved repetitions: the disk and page cache drift over seconds. */
 enum { REPS = 5, FEATURES = 5000 };
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
 
 /* Drops a file's (clean, fsynced) pages from the page cache: the next read comes from the disk. */
 static void drop_cache(const char *path) {
