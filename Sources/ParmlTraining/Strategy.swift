@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ParmlTensor
 
 public enum PipelineSchedule: Int32, Sendable { case gpipe = 1, oneForwardOneBackward = 2 }
@@ -23,7 +26,7 @@ public struct StrategyConfig: Sendable, Equatable {
     public var deterministic = false
     /// Samples per chunk in deterministic mode.
     public var gradientChunk = 32
-    /// OpenBLAS threads per rank; 0 chooses cores / ranks.
+    /// OpenBLAS threads per rank; 0 chooses cores / ranks on this machine.
     public var blasThreads = 0
     /// Gradient all-reduce bucket size in bytes (data parallelism).
     public var bucketBytes = 4 << 20
@@ -66,8 +69,19 @@ public struct StrategyConfig: Sendable, Equatable {
         }
     }
 
-    /// The OpenBLAS thread count this layout uses on a machine with `cores`.
-    public func resolvedBLASThreads(cores: Int) -> Int {
-        blasThreads > 0 ? blasThreads : max(1, cores / max(worldSize, 1))
+    /// The OpenBLAS thread count this layout uses on a machine with `cores`
+    /// that runs `localRanks` of its ranks (all of them on the threads
+    /// backend; under MPI, the processes mpirun put on this machine).
+    public func resolvedBLASThreads(cores: Int, localRanks: Int? = nil) -> Int {
+        blasThreads > 0 ? blasThreads : max(1, cores / max(localRanks ?? worldSize, 1))
+    }
+
+    /// The ranks this process's machine runs: under MPI, Open MPI's count of
+    /// this machine's processes (so that several machines each use all their
+    /// cores); otherwise every rank.
+    public var localRanks: Int {
+        guard backend == .mpi, let v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), let n = Int(String(cString: v)), n > 0
+        else { return worldSize }
+        return min(n, worldSize)
     }
 }

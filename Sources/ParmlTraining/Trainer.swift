@@ -85,7 +85,7 @@ public final class Trainer {
             throw ParmlError.state("the model is not initialised; call parml_model_init before creating a trainer")
         }
         try BLAS.ensureLoaded()
-        BLAS.threads = strategy.resolvedBLASThreads(cores: Clock.onlineCores)
+        BLAS.threads = strategy.resolvedBLASThreads(cores: Clock.onlineCores, localRanks: strategy.localRanks)
         self.model = model
         self.optimizerConfig = optimizer
         self.strategy = strategy

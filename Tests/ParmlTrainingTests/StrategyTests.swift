@@ -81,5 +81,8 @@ import _ParmlTestSupport
         s.dp = 4
         #expect(s.resolvedBLASThreads(cores: 8) == 2)
         #expect(s.resolvedBLASThreads(cores: 2) == 1)
+        // MPI over two machines of 8 cores, 2 of the 4 processes on each.
+        #expect(s.resolvedBLASThreads(cores: 8, localRanks: 2) == 4)
+        #expect(s.localRanks == 4)  // threads backend: every rank is local
     }
 }

@@ -15,7 +15,8 @@
 #      initialising it and handing parml its own communicator), and from Python;
 #   6. training with backend = MPI gives the threads backend's parameters bit
 #      for bit (deterministic mode): dp with ZeRO 0-3, pp with both
-#      schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over TCP, and
+#      schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over TCP, runs
+#      launched from a hostfile and with -H (docs/multi-node.md), and
 #      a Python host running fit under mpirun; checkpoints saved under MPI
 #      resume on the threads backend as the uninterrupted run; local batches
 #      (each process passes its replica's rows) train to the same bits, and
@@ -173,6 +174,11 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "pp 2 x tp 2" "" 1 2 2 2 1f1b 0
     train "dp 2 x pp 2 x tp 2, ZeRO-2 (8 processes)" "" 2 2 2 2 1f1b 2
     train "dp 2 ZeRO-1 over TCP (--mca btl tcp,self)" "--mca btl tcp,self" 2 1 1 1 1f1b 1
+    # Launched as docs/multi-node.md says, every "machine" being this one.
+    printf 'localhost slots=2\n' > "$WORK/hosts"
+    train "dp 2 x tp 2 from a hostfile, btl tcp,vader,self, environment forwarded (docs/multi-node.md)" \
+        "--hostfile $WORK/hosts --mca btl tcp,vader,self -x PARML_OPENBLAS_LIBRARY=libopenblas.so.0" 2 1 2 1 1f1b 1
+    train "pp 2 from -H localhost:2" "-H localhost:2" 1 2 1 2 gpipe 0
     # Checkpoints: saved under MPI (every process gathers; rank 0 writes),
     # resumed on the threads backend, as the uninterrupted run.
     resume() {  # label, MPI layout (DP PP TP MICRO SCHEDULE ZERO), threads layout
