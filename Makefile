@@ -70,7 +70,7 @@ build/train_fashion_mnist: examples/train_fashion_mnist.c include/parml.h includ
 
 build/bench: bench/bench.c bench/bench_util.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
-	$(CC) $(CSTRICT) -O2 $< $(CLINK) -ldl -o $@
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -ldl -pthread -o $@
 
 # Checkpoint save/load of a 100 MB model against the disk's bandwidth, same run.
 build/bench_files: bench/files.c bench/bench_util.h include/parml.h include/parml_types.h $(BUILD)/libparml.so

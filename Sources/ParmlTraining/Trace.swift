@@ -80,23 +80,32 @@ extension Trainer {
     /// Events recorded on world rank `rank`, in order.
     public func traceEvents(rank: Int) -> [TraceEvent] { ranks[rank].trace.events }
 
-    /// Fraction of each rank's step time spent waiting for a pipeline
-    /// neighbour (the bubble), over the recorded steps: per step, the time
-    /// from the rank's first event to its last, minus everything but receive waits.
+    /// The pipeline bubble of world rank `rank`: per recorded step, the
+    /// fraction of the step's pipeline phase (first forward to last backward
+    /// on any stage of the rank's pipeline) in which the rank was not
+    /// computing or sending, the quantity (p−1)/(m+p−1) predicts; the median
+    /// over the steps, so that one step slowed by another process does not
+    /// decide it. Waiting for a neighbour, and at the ends for the other
+    /// stages, is idle.
     public func measuredBubble(rank: Int) -> Double {
-        var idle = 0.0, total = 0.0
-        var stepStart = -1.0, stepEnd = 0.0, current = -1
-        for e in ranks[rank].trace.events {
-            if e.step != current {
-                if current >= 0 { total += stepEnd - stepStart }
-                current = e.step
-                stepStart = e.start
+        let pipeline = ranks.filter { $0.coordinate.data == ranks[rank].coordinate.data }
+        var window: [Int: (start: Double, end: Double)] = [:]
+        for r in pipeline {
+            for e in r.trace.events where e.kind == .forward || e.kind == .backward {
+                let w = window[e.step] ?? (e.start, e.end)
+                window[e.step] = (min(w.start, e.start), max(w.end, e.end))
             }
-            stepEnd = e.end
-            if e.kind == .receive { idle += e.end - e.start }
         }
-        if current >= 0 { total += stepEnd - stepStart }
-        return total > 0 ? idle / total : 0
+        var busy: [Int: Double] = [:]
+        for e in ranks[rank].trace.events where e.kind == .forward || e.kind == .backward || e.kind == .send {
+            busy[e.step, default: 0] += e.end - e.start
+        }
+        let idle = window.compactMap { step, w -> Double? in
+            w.end > w.start ? max(0, 1 - (busy[step] ?? 0) / (w.end - w.start)) : nil
+        }.sorted()
+        guard !idle.isEmpty else { return 0 }
+        let n = idle.count
+        return n % 2 == 1 ? idle[n / 2] : (idle[n / 2 - 1] + idle[n / 2]) / 2
     }
 
     /// The recorded timelines as Chrome trace JSON (chrome://tracing,

@@ -2,9 +2,10 @@
 // bench/results.json by tools/bench_report.py.
 //
 // - pipeline_bubble_p{2,4}_m{1,4,8,16}: the measured idle fraction of a
-//   step (time a stage waits in receive for its neighbour, over the span of
-//   its step; median over stages and steps), for p balanced stages (p
-//   identical residual blocks, MSE loss, 1F1B). Baseline: (p−1)/(m+p−1).
+//   step's pipeline phase (first forward to last backward on any stage;
+//   a stage is busy while it computes or sends), the mean over the stages,
+//   for p balanced stages (a ReLU, then p identical residual blocks, one
+//   per stage, MSE loss, 1F1B, 64 rows per micro-batch). Baseline: (p−1)/(m+p−1).
 //   This machine has 2 cores: with p = 4 the ranks share them, so a stage
 //   that is ready also waits for a core and the figure mixes both.
 // - gpipe_vs_1f1b_peak_activation_bytes: p = 4, m = 8, the largest
@@ -43,19 +44,27 @@ func batch(_ n: Int, _ features: Int, classes: Int?) throws -> (Tensor, Tensor) 
     return (x, y)
 }
 
-/// p identical residual blocks: the balanced pipeline of the bubble formula.
+/// The balanced pipeline of the bubble formula: a ReLU, then p identical
+/// residual blocks (Linear, ReLU), one per stage. The leading ReLU makes the
+/// first stage's Linear compute an input gradient like every other stage's
+/// (a model's first Linear skips it); ReLU rather than tanh because libm's
+/// tanh costs as much as the GEMM at this size and would dominate the stage
+/// that holds it.
 func balancedModel(stages: Int, width: Int) throws -> Model {
     let m = Model()
-    for _ in 0..<stages {
+    try m.add(Activation(.relu))
+    for s in 0..<stages {
+        if s > 0 { try m.markStageBoundary() }
         try m.beginResidual()
         try m.add(try Linear(inFeatures: width, outFeatures: width))
-        try m.add(Activation(.tanh))
+        try m.add(Activation(.relu))
         try m.endResidual()
     }
     try m.initialize(seed: 1)
     return m
 }
 
+/// Mean over the stages of their idle fraction (Trainer.measuredBubble).
 func bubble(p: Int, m: Int) throws -> Double {
     var s = StrategyConfig()
     s.pp = p
@@ -66,8 +75,8 @@ func bubble(p: Int, m: Int) throws -> Double {
     let (x, y) = try batch(64 * m, width, classes: nil)
     for _ in 0..<2 { try t.step(inputs: x, targets: y) }
     t.setTracing(true)
-    for _ in 0..<6 { try t.step(inputs: x, targets: y) }
-    return median((0..<p).map { t.measuredBubble(rank: $0) })
+    for _ in 0..<8 { try t.step(inputs: x, targets: y) }
+    return (0..<p).reduce(0.0) { $0 + t.measuredBubble(rank: $1) } / Double(p)
 }
 
 
