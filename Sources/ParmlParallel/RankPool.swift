@@ -128,9 +128,9 @@ final class PoolShared: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let startCond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let doneCond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-    /// Spinning pays only when every rank has a CPU of its own. 2 ms: a
-    /// host's gap between two steps is usually shorter, and waking a thread
-    /// that slept costs 0.4–1 ms on this VM (measured in pipeline traces).
+    /// Spinning pays only when every rank has a CPU of its own. 5 ms (spinning,
+    /// then yielding): a host's gap between two steps is usually shorter, and
+    /// waking a thread that slept cost 0.4-4 ms on this VM (pipeline traces).
     private let spinNanos: Int
 
     private var generation = 0
@@ -153,7 +153,7 @@ final class PoolShared: @unchecked Sendable {
         errors = Array(repeating: nil, count: size)
         errorOrder = Array(repeating: 0, count: size)
         busy = Array(repeating: false, count: size)
-        spinNanos = size <= onlineCPUs ? 2_000_000 : 0
+        spinNanos = size <= onlineCPUs ? 5_000_000 : 0
         pthread_mutex_init(mutex, nil)
         var attr = pthread_condattr_t()
         pthread_condattr_init(&attr)
@@ -225,14 +225,7 @@ final class PoolShared: @unchecked Sendable {
     func finish(rank0: (any Error)?, world: ThreadsWorld?) -> (any Error)? {
         // Workers usually finish within microseconds of rank 0 (the last
         // thing a step does is a collective): spin before sleeping.
-        if spinNanos > 0 {
-            let start = monotonicNanoseconds()
-            var i = 0
-            while remaining.load(ordering: .sequentiallyConsistent) > 0 {
-                i &+= 1
-                if i & 15 == 0 && monotonicNanoseconds() - start > spinNanos { break }
-            }
-        }
+        if spinNanos > 0 { _ = pollAwake(for: spinNanos) { remaining.load(ordering: .sequentiallyConsistent) == 0 } }
         lock()
         if let rank0 { record(0, rank0) }
         let timeout = world.map { Int(min($0.timeout, 1e9) * 1e9) } ?? 0
@@ -332,12 +325,7 @@ final class PoolShared: @unchecked Sendable {
             if generation == seen && !stopping && spinNanos > 0 {
                 // Back-to-back runs (training steps): catch the next one without sleeping.
                 unlock()
-                let start = monotonicNanoseconds()
-                var i = 0
-                while generationSignal.load(ordering: .sequentiallyConsistent) == seen {
-                    i &+= 1
-                    if i & 15 == 0 && monotonicNanoseconds() - start > spinNanos { break }
-                }
+                _ = pollAwake(for: spinNanos) { generationSignal.load(ordering: .sequentiallyConsistent) != seen }
                 lock()
             }
             while generation == seen && !stopping { pthread_cond_wait(startCond, mutex) }

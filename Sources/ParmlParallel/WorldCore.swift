@@ -40,14 +40,15 @@ final class WorldCore: @unchecked Sendable {
         timeoutSeconds = timeout
         timeoutNanos = Int(min(timeout, 1e9) * 1e9)
         self.pieceElements = max(16, pieceElements & ~15)
-        // A CPU per rank: spin through a wait as long as a micro-batch's work
-        // (pipeline stages wait that long for their neighbour), since waking a
-        // sleeping thread took 0.4–1 ms on this VM, the price of a micro-batch.
+        // A CPU per rank: stay awake through waits up to 100 ms (spinning,
+        // then yielding so that other threads of the host can run). Waking a
+        // thread that slept took 0.4-4 ms on this VM (pipeline traces), as
+        // much as a micro-batch's work, while a waiting rank's CPU is idle anyway.
         // More ranks than CPUs (tests run 4 ranks on 2 cores): a spinning rank
         // steals the CPU that the rank it waits for needs, so yield almost at once.
         if size <= onlineCPUs {
-            spinNanos = 2_000_000
-            yieldNanos = 50_000
+            spinNanos = 20_000
+            yieldNanos = 100_000_000
         } else {
             spinNanos = 1_000
             yieldNanos = 30_000

@@ -5,7 +5,7 @@
 //   step's pipeline phase (first forward to last backward on any stage;
 //   a stage is busy while it computes or sends), the mean over the stages,
 //   for p balanced stages (a ReLU, then p identical residual blocks, one
-//   per stage, MSE loss, 1F1B, 64 rows per micro-batch). Baseline: (p−1)/(m+p−1).
+//   per stage, 1024 wide, MSE loss, 1F1B, 64 rows per micro-batch). Baseline: (p−1)/(m+p−1).
 //   This machine has 2 cores: with p = 4 the ranks share them, so a stage
 //   that is ready also waits for a core and the figure mixes both.
 // - gpipe_vs_1f1b_peak_activation_bytes: p = 4, m = 8, the largest
@@ -64,18 +64,25 @@ func balancedModel(stages: Int, width: Int) throws -> Model {
     return m
 }
 
-/// Mean over the stages of their idle fraction (Trainer.measuredBubble).
-func bubble(p: Int, m: Int) throws -> Double {
+/// Mean over the stages of their idle fraction (Trainer.measuredBubble);
+/// writes the recorded timeline to `trace` when given.
+func bubble(p: Int, m: Int, trace: String? = nil) throws -> Double {
     var s = StrategyConfig()
     s.pp = p
     s.microBatches = m
     s.blasThreads = 1
-    let width = 512
+    // 1024 wide, 64 rows: a micro-batch's GEMMs take ~1 ms a stage, so the
+    // per-message costs the formula ignores (copies, hand-overs) stay small.
+    let width = 1024
     let t = try Trainer(model: try balancedModel(stages: p, width: width), loss: .meanSquaredError, optimizer: OptimizerConfig(), strategy: s)
     let (x, y) = try batch(64 * m, width, classes: nil)
-    for _ in 0..<2 { try t.step(inputs: x, targets: y) }
+    // Warm up for 0.3 s at least: OpenBLAS's idle pool threads spin for
+    // ~0.1 s after it loads, taking a core from the ranks.
+    let warm = Clock.now()
+    repeat { try t.step(inputs: x, targets: y) } while Clock.now() - warm < 0.3
     t.setTracing(true)
     for _ in 0..<8 { try t.step(inputs: x, targets: y) }
+    if let trace { try t.writeChromeTrace(to: trace) }
     return (0..<p).reduce(0.0) { $0 + t.measuredBubble(rank: $1) } / Double(p)
 }
 
@@ -145,6 +152,12 @@ func main() throws {
 }
 
 do {
+    // `ParmlBenchPipeline bubble P M TRACE.json`: one bubble figure and its timeline.
+    let args = CommandLine.arguments
+    if args.count == 5, args[1] == "bubble", let p = Int(args[2]), let m = Int(args[3]) {
+        print(try bubble(p: p, m: m, trace: args[4]))
+        exit(0)
+    }
     try main()
 } catch {
     print("bench pipeline: \(error)")
