@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CParmlProto
-import CZlib
 import ParmlTensor
 
 /// Constants of the file format (proto/parml.proto, docs/file-format.md).
@@ -39,17 +38,8 @@ extension FileFormat {
     static let trailerTag: UInt8 = 15 << 3 | 5
     static let trailerSize = 5
 
-    /// zlib's CRC-32 of `count` bytes (in pieces: zlib takes 32-bit lengths).
-    static func crc(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt32 {
-        var c = crc32(0, nil, 0)
-        var done = 0
-        while done < count {
-            let n = min(count - done, 1 << 30)
-            c = crc32(c, p + done, UInt32(n))
-            done += n
-        }
-        return UInt32(truncatingIfNeeded: c)
-    }
+    /// zlib's CRC-32 of `count` bytes (pml_crc32: PCLMULQDQ where the CPU has it).
+    static func crc(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt32 { pml_crc32(0, p, count) }
 
     /// Packs a top-level message (Model, Checkpoint) and appends its crc32
     /// field, computed over the bytes before it.

@@ -30,6 +30,12 @@ ProtobufCMessage *pml_unpack_bounded(const ProtobufCMessageDescriptor *descripto
 int pml_pack_to_fd(const ProtobufCMessage *message, int fd, uint32_t *crc);
 
 /*
+ * zlib's crc32(crc, p, n) for any n: the same value (pass 0 to start, the
+ * previous result to continue), folded with PCLMULQDQ where the CPU has it.
+ */
+uint32_t pml_crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+/*
  * n bytes (at least 1) for file contents and decoded tensors, backed by
  * transparent huge pages when large (large_alloc.c says why). Free with free().
  */
