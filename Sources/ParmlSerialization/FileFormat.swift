@@ -86,15 +86,16 @@ extension FileFormat {
     }
 
     /// Checks the crc32 field at the end of a file, or throws .format
-    /// saying the file is truncated or damaged.
-    static func checkSeal(_ bytes: UnsafeRawBufferPointer, what: String) throws {
+    /// saying the file is truncated or damaged. `known`: the CRC of the
+    /// first `covered` bytes, computed while reading (used when it covers the body).
+    static func checkSeal(_ bytes: UnsafeRawBufferPointer, what: String, known: (covered: Int, value: UInt32)? = nil) throws {
         let n = bytes.count - trailerSize
         guard n >= 0, let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), base[n] == trailerTag else {
             throw ParmlError.format("the \(what) (\(bytes.count) bytes) does not end with its crc32 field: it is truncated, or not a parml file")
         }
         var stored: UInt32 = 0
         for i in 0..<4 { stored |= UInt32(base[n + 1 + i]) << (8 * UInt32(i)) }
-        let actual = crc(base, n)
+        let actual = known.flatMap { $0.covered == n ? $0.value : nil } ?? crc(base, n)
         guard stored == actual else {
             throw ParmlError.format(
                 "the \(what) is damaged: the CRC-32 of its \(n) bytes is \(hex(actual)), the file records \(hex(stored))")
@@ -102,6 +103,14 @@ extension FileFormat {
     }
 
     private static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
+}
+
+extension FileIO {
+    /// Reads a sealed parml file (model, checkpoint), computing the CRC of
+    /// its body on the way: checkSeal then makes no second pass over it.
+    public static func readSealed(_ path: String) throws -> EncodedBytes {
+        try read(path, crcSkippingLast: FileFormat.trailerSize)
+    }
 }
 
 /// A message unpacked by protobuf-c within an allocation budget; frees it on deinit.
