@@ -113,27 +113,31 @@ extension FileIO {
     }
 }
 
-/// A message unpacked by protobuf-c within an allocation budget; frees it on deinit.
+/// A message unpacked by protobuf-c within an allocation budget; frees it
+/// on deinit. Its bytes fields point into the input (pml_unpack_borrowing),
+/// which must outlive it.
 final class Unpacked<Message> {
     let message: UnsafeMutablePointer<Message>
+    private let owner: OpaquePointer
 
     /// Unpacks `bytes` as `descriptor`'s message, or throws .format naming `what`.
     init(_ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, what: String) throws {
         guard bytes.count > 0, let base = bytes.baseAddress else { throw ParmlError.format("the \(what) is empty (0 bytes)") }
         var overBudget: Int32 = 0
-        let m = pml_unpack_bounded(
+        let u = pml_unpack_borrowing(
             descriptor, base.assumingMemoryBound(to: UInt8.self), bytes.count, FileFormat.unpackBudget(bytes.count), &overBudget)
-        guard let m else {
+        guard let u else {
             if overBudget != 0 {
                 throw ParmlError.format(
                     "the \(what) (\(bytes.count) bytes) would decode to more than \(FileFormat.unpackBudget(bytes.count)) bytes; refusing a corrupt or hostile input")
             }
             throw ParmlError.format("the \(what) is not a valid protobuf message (\(bytes.count) bytes: truncated or corrupt)")
         }
-        message = UnsafeMutableRawPointer(m).bindMemory(to: Message.self, capacity: 1)
+        owner = u
+        message = UnsafeMutableRawPointer(pml_unpacked_message(u)).bindMemory(to: Message.self, capacity: 1)
     }
 
-    deinit { protobuf_c_message_free_unpacked(UnsafeMutableRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self), nil) }
+    deinit { pml_unpacked_free(owner) }
 }
 
 /// Packs a built message into malloc'd bytes.
