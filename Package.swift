@@ -62,7 +62,7 @@ let package = Package(
         // MARK: - Engine
 
         // Files: protobuf-c messages (proto/parml.proto) ↔ engine types.
-        .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "CZlib", "ParmlTraining"], swiftSettings: engineSwift),
+        .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "ParmlTraining"], swiftSettings: engineSwift),
         .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel", "ParmlMPI"], swiftSettings: engineSwift),
         .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
         // The MPI backend of the Communicator (one rank per process).
@@ -119,6 +119,7 @@ let package = Package(
         .testTarget(name: "ParmlDataTests", dependencies: ["ParmlData", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlParallelTests", dependencies: ["ParmlParallel"]),
-        .testTarget(name: "ParmlSerializationTests", dependencies: ["ParmlSerialization", "ParmlTraining", "_ParmlTestSupport"]),
+        .testTarget(
+            name: "ParmlSerializationTests", dependencies: ["ParmlSerialization", "ParmlTraining", "_ParmlTestSupport", "CParmlProto", "CZlib"]),
     ]
 )

@@ -1,9 +1,9 @@
 /*
  * pack_to_fd.c: packs a message straight into a file descriptor, computing
- * zlib's CRC-32 of the bytes on the way. Saving a 100 MB model this way
- * needs no 100 MB buffer (whose first touch alone costs as much as writing
- * it to the disk's cache): protobuf-c hands large bytes fields to append()
- * whole, and those are written from where they lie.
+ * zlib's CRC-32 of the bytes on the way (pml_crc32). Saving a 100 MB model
+ * this way needs no 100 MB buffer (whose first touch alone costs as much as
+ * writing it to the disk's cache): protobuf-c hands large bytes fields to
+ * append() whole, and those are written from where they lie.
  */
 #include "pml_proto.h"
 
@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 enum { CHUNK = 1 << 20 };
 
@@ -19,7 +18,7 @@ struct fd_buffer {
     ProtobufCBuffer base;
     int fd;
     int error;
-    uLong crc;
+    uint32_t crc;
     size_t used;
     uint8_t chunk[CHUNK];
 };
@@ -45,12 +44,7 @@ static void flush(struct fd_buffer *b) {
 static void append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data) {
     struct fd_buffer *b = (struct fd_buffer *)buffer;
     if (b->error) return;
-    /* zlib takes 32-bit lengths. */
-    for (size_t done = 0; done < len;) {
-        size_t n = len - done > (1u << 30) ? (1u << 30) : len - done;
-        b->crc = crc32(b->crc, data + done, (uInt)n);
-        done += n;
-    }
+    b->crc = pml_crc32(b->crc, data, len);
     if (len >= CHUNK) {
         flush(b);
         write_all(b, data, len);
@@ -67,11 +61,11 @@ int pml_pack_to_fd(const ProtobufCMessage *message, int fd, uint32_t *crc) {
     b->base.append = append;
     b->fd = fd;
     b->error = 0;
-    b->crc = crc32(0L, Z_NULL, 0);
+    b->crc = 0;
     b->used = 0;
     protobuf_c_message_pack_to_buffer(message, &b->base);
     flush(b);
-    *crc = (uint32_t)b->crc;
+    *crc = b->crc;
     int error = b->error;
     free(b);
     return error;

@@ -59,8 +59,7 @@ public func parmlModelLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePo
     guarded("parml_model_load") {
         let p = try pathString(path)
         let out = try nonNull(out, "out")
-        let bytes = try FileIO.read(p)
-        let m = try ModelFile.decode(bytes.bytes)
+        let m = try ModelFile.decode(try FileIO.readSealed(p))
         out.pointee = HandleRegistry.shared.register(m, as: .model)
     }
 }
@@ -142,8 +141,7 @@ public func parmlTrainerLoadCheckpoint(_ trainer: parml_trainer?, _ path: Unsafe
     guarded("parml_trainer_load_checkpoint") {
         let t = try trainerObject(trainer)
         let p = try pathString(path)
-        let bytes = try FileIO.read(p)
-        try CheckpointFile.restore(bytes.bytes, into: t)
+        try CheckpointFile.restore(try FileIO.readSealed(p), into: t)
     }
 }
 

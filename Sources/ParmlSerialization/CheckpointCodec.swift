@@ -92,7 +92,16 @@ public enum CheckpointFile {
     /// shards it) and step count. Everything is checked first; nothing
     /// changes when it throws.
     public static func restore(_ bytes: UnsafeRawBufferPointer, into trainer: Trainer) throws {
-        try FileFormat.checkSeal(bytes, what: "checkpoint")
+        try restore(bytes, knownCRC: nil, into: trainer)
+    }
+
+    /// The same from a file read by FileIO.readSealed (whose CRC is known).
+    public static func restore(_ file: EncodedBytes, into trainer: Trainer) throws {
+        try restore(file.bytes, knownCRC: file.crc, into: trainer)
+    }
+
+    private static func restore(_ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?, into trainer: Trainer) throws {
+        try FileFormat.checkSeal(bytes, what: "checkpoint", known: knownCRC)
         let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: "checkpoint")
         let c = u.message.pointee
         try FileFormat.checkHeader(magic: c.magic, version: c.format_version, expected: FileFormat.checkpointMagic, what: "checkpoint")

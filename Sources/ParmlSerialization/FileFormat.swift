@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CParmlProto
-import CZlib
 import ParmlTensor
 
 /// Constants of the file format (proto/parml.proto, docs/file-format.md).
@@ -39,17 +38,8 @@ extension FileFormat {
     static let trailerTag: UInt8 = 15 << 3 | 5
     static let trailerSize = 5
 
-    /// zlib's CRC-32 of `count` bytes (in pieces: zlib takes 32-bit lengths).
-    static func crc(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt32 {
-        var c = crc32(0, nil, 0)
-        var done = 0
-        while done < count {
-            let n = min(count - done, 1 << 30)
-            c = crc32(c, p + done, UInt32(n))
-            done += n
-        }
-        return UInt32(truncatingIfNeeded: c)
-    }
+    /// zlib's CRC-32 of `count` bytes (pml_crc32: PCLMULQDQ where the CPU has it).
+    static func crc(_ p: UnsafePointer<UInt8>, _ count: Int) -> UInt32 { pml_crc32(0, p, count) }
 
     /// Packs a top-level message (Model, Checkpoint) and appends its crc32
     /// field, computed over the bytes before it.
@@ -96,15 +86,16 @@ extension FileFormat {
     }
 
     /// Checks the crc32 field at the end of a file, or throws .format
-    /// saying the file is truncated or damaged.
-    static func checkSeal(_ bytes: UnsafeRawBufferPointer, what: String) throws {
+    /// saying the file is truncated or damaged. `known`: the CRC of the
+    /// first `covered` bytes, computed while reading (used when it covers the body).
+    static func checkSeal(_ bytes: UnsafeRawBufferPointer, what: String, known: (covered: Int, value: UInt32)? = nil) throws {
         let n = bytes.count - trailerSize
         guard n >= 0, let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), base[n] == trailerTag else {
             throw ParmlError.format("the \(what) (\(bytes.count) bytes) does not end with its crc32 field: it is truncated, or not a parml file")
         }
         var stored: UInt32 = 0
         for i in 0..<4 { stored |= UInt32(base[n + 1 + i]) << (8 * UInt32(i)) }
-        let actual = crc(base, n)
+        let actual = known.flatMap { $0.covered == n ? $0.value : nil } ?? crc(base, n)
         guard stored == actual else {
             throw ParmlError.format(
                 "the \(what) is damaged: the CRC-32 of its \(n) bytes is \(hex(actual)), the file records \(hex(stored))")
@@ -114,27 +105,39 @@ extension FileFormat {
     private static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
 }
 
-/// A message unpacked by protobuf-c within an allocation budget; frees it on deinit.
+extension FileIO {
+    /// Reads a sealed parml file (model, checkpoint), computing the CRC of
+    /// its body on the way: checkSeal then makes no second pass over it.
+    public static func readSealed(_ path: String) throws -> EncodedBytes {
+        try read(path, crcSkippingLast: FileFormat.trailerSize)
+    }
+}
+
+/// A message unpacked by protobuf-c within an allocation budget; frees it
+/// on deinit. Its bytes fields point into the input (pml_unpack_borrowing),
+/// which must outlive it.
 final class Unpacked<Message> {
     let message: UnsafeMutablePointer<Message>
+    private let owner: OpaquePointer
 
     /// Unpacks `bytes` as `descriptor`'s message, or throws .format naming `what`.
     init(_ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, what: String) throws {
         guard bytes.count > 0, let base = bytes.baseAddress else { throw ParmlError.format("the \(what) is empty (0 bytes)") }
         var overBudget: Int32 = 0
-        let m = pml_unpack_bounded(
+        let u = pml_unpack_borrowing(
             descriptor, base.assumingMemoryBound(to: UInt8.self), bytes.count, FileFormat.unpackBudget(bytes.count), &overBudget)
-        guard let m else {
+        guard let u else {
             if overBudget != 0 {
                 throw ParmlError.format(
                     "the \(what) (\(bytes.count) bytes) would decode to more than \(FileFormat.unpackBudget(bytes.count)) bytes; refusing a corrupt or hostile input")
             }
             throw ParmlError.format("the \(what) is not a valid protobuf message (\(bytes.count) bytes: truncated or corrupt)")
         }
-        message = UnsafeMutableRawPointer(m).bindMemory(to: Message.self, capacity: 1)
+        owner = u
+        message = UnsafeMutableRawPointer(pml_unpacked_message(u)).bindMemory(to: Message.self, capacity: 1)
     }
 
-    deinit { protobuf_c_message_free_unpacked(UnsafeMutableRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self), nil) }
+    deinit { pml_unpacked_free(owner) }
 }
 
 /// Packs a built message into malloc'd bytes.

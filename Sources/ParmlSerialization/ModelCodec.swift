@@ -213,16 +213,21 @@ public enum ModelFile {
 
     /// A model from a model file's bytes, or from a checkpoint's (its model:
     /// a host resuming elsewhere needs no code that rebuilds the layers).
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Model {
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Model { try decode(bytes, knownCRC: nil) }
+
+    /// The same from a file read by FileIO.readSealed (whose CRC is known).
+    public static func decode(_ file: EncodedBytes) throws -> Model { try decode(file.bytes, knownCRC: file.crc) }
+
+    private static func decode(_ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?) throws -> Model {
         if FileFormat.startsWithMagic(bytes, FileFormat.checkpointMagic) {
-            try FileFormat.checkSeal(bytes, what: "checkpoint file")
+            try FileFormat.checkSeal(bytes, what: "checkpoint file", known: knownCRC)
             let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: "checkpoint file")
             let c = u.message.pointee
             try FileFormat.checkHeader(magic: c.magic, version: c.format_version, expected: FileFormat.checkpointMagic, what: "checkpoint")
             guard let m = c.model else { throw ParmlError.format("the checkpoint has no model") }
             return try ModelCodec.model(from: m.pointee)
         }
-        try FileFormat.checkSeal(bytes, what: "model file")
+        try FileFormat.checkSeal(bytes, what: "model file", known: knownCRC)
         let u = try Unpacked<Parml__Model>(bytes, pml_model_descriptor(), what: "model file")
         return try ModelCodec.model(from: u.message.pointee)
     }

@@ -36,6 +36,9 @@ final class PackArena {
 public final class EncodedBytes {
     public private(set) var pointer: UnsafeMutablePointer<UInt8>?
     public let count: Int
+    /// The CRC-32 of the first `covered` bytes, when computed as they were
+    /// read (FileIO.read(_:crcSkippingLast:)).
+    public internal(set) var crc: (covered: Int, value: UInt32)?
 
     init(count: Int) throws {
         guard let raw = pml_alloc_bytes(count) else { throw ParmlError.outOfMemory("could not allocate \(count) bytes") }

@@ -39,6 +39,33 @@ import _ParmlTestSupport
         expectError(parmlError { _ = try ModelFile.encode(m) }, "state", mentions: ["not initialised"])
     }
 
+    /// FileIO.readSealed checksums a file in 1 MiB pieces as it reads: the
+    /// CRC it finds is the trailer's, and damage in any piece is caught.
+    @Test func sealedReadChecksumsOnTheWay() throws {
+        let dir = NSTemporaryDirectory() + "parml-sealed-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let m = Model()
+        try m.add(try Linear(inFeatures: 700, outFeatures: 700))  // ~1.96 MB: two pieces
+        try m.initialize(seed: 4)
+        let path = dir + "/m.pb"
+        try ModelFile.write(m, to: path)
+        let file = try FileIO.readSealed(path)
+        let bytes = encodedArray(file)
+        let stored = bytes.suffix(4).reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        #expect(file.crc?.covered == bytes.count - 5)
+        #expect(file.crc?.value == stored)
+        #expect(parameterBits(try ModelFile.decode(file)) == parameterBits(m))
+        for at in [3, bytes.count / 2, bytes.count - 6] {
+            var bad = bytes
+            bad[at] ^= 0x10
+            try bad.withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
+            expectError(parmlError { _ = try ModelFile.decode(try FileIO.readSealed(path)) }, "format", mentions: ["damaged"])
+        }
+        try [UInt8(1), 2].withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
+        expectError(parmlError { _ = try ModelFile.decode(try FileIO.readSealed(path)) }, "format", mentions: ["crc32 field"])
+    }
+
     @Test func atomicWriteReplacesAndLeavesNoTemporary() throws {
         let dir = NSTemporaryDirectory() + "parml-io-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -22,12 +22,32 @@ ProtobufCMessage *pml_unpack_bounded(const ProtobufCMessageDescriptor *descripto
                                      size_t budget, int *over_budget);
 
 /*
+ * pml_unpack_bounded without copying large bytes fields: every bytes field
+ * of 16 bytes or more points into `data`, which must outlive the result
+ * (a 100 MB checkpoint's tensors are not copied a second time). Same
+ * results and errors as pml_unpack_bounded; NULL where it gives NULL (or
+ * out of memory). Free with pml_unpacked_free (never free_unpacked).
+ */
+typedef struct pml_unpacked pml_unpacked;
+pml_unpacked *pml_unpack_borrowing(const ProtobufCMessageDescriptor *descriptor, const uint8_t *data, size_t len,
+                                   size_t budget, int *over_budget);
+ProtobufCMessage *pml_unpacked_message(const pml_unpacked *u);
+/* Frees the message (NULL: no-op); `data` is not touched. */
+void pml_unpacked_free(pml_unpacked *u);
+
+/*
  * Packs `message` into `fd` (written from the current offset) and sets
  * *crc to zlib's CRC-32 of the bytes written. Returns 0, or the errno of the
  * write that failed. Small fields go through a 1 MiB buffer; large bytes fields are
  * written from where they lie.
  */
 int pml_pack_to_fd(const ProtobufCMessage *message, int fd, uint32_t *crc);
+
+/*
+ * zlib's crc32(crc, p, n) for any n: the same value (pass 0 to start, the
+ * previous result to continue), folded with PCLMULQDQ where the CPU has it.
+ */
+uint32_t pml_crc32(uint32_t crc, const uint8_t *p, size_t n);
 
 /*
  * n bytes (at least 1) for file contents and decoded tensors, backed by
