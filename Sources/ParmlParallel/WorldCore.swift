@@ -97,7 +97,8 @@ final class WorldCore: @unchecked Sendable {
             if spins & 15 == 0 {
                 let elapsed = monotonicNanoseconds() - start
                 if elapsed >= spinNanos {
-                    if elapsed >= spinNanos + yieldNanos { break }
+                    // A watchdog shorter than the polling still decides.
+                    if elapsed >= spinNanos + yieldNanos || elapsed >= timeoutNanos { break }
                     sched_yield()
                 }
             }

@@ -76,6 +76,24 @@ struct FailureTests {
         #expect(texts.allSatisfy { $0.contains("waiting for rank 2") })
     }
 
+    /// Waiting ranks poll for up to 100 ms before sleeping (WorldCore); a
+    /// shorter watchdog must still end the wait at its own deadline, not
+    /// when the late rank finally arrives.
+    @Test func aWatchdogShorterThanThePollingStillFires() throws {
+        let world = try ThreadsWorld(size: 2, timeout: 0.005, name: "dp")
+        let pool = try RankPool(size: 2)
+        var caught: (any Error)?
+        do {
+            try pool.run(world: world) { r in
+                if r == 1 { sleepMicroseconds(60_000) }
+                let b = FloatBuffer(count: 10, value: 1)
+                try world.communicator(rank: r).allReduce(b.pointer, count: 10, op: .sum)
+            }
+        } catch { caught = error }
+        let message = (caught as? ParmlError)?.message ?? ""
+        #expect(message.contains("rank 0 of dp: allReduce #0 timed out after"), "got: \(message)")
+    }
+
     @Test func aStalledRankCannotHangRunAndThePoolThenRefusesWork() throws {
         let world = try ThreadsWorld(size: 2, timeout: 1, name: "dp")
         let pool = try RankPool(size: 2)
