@@ -83,7 +83,7 @@ func bubble(p: Int, m: Int, trace: String? = nil) throws -> Double {
     let warm = Clock.now()
     repeat { try t.step(inputs: x, targets: y) } while Clock.now() - warm < 0.3
     t.setTracing(true)
-    for _ in 0..<8 { try t.step(inputs: x, targets: y) }
+    for _ in 0..<16 { try t.step(inputs: x, targets: y) }
     if let trace { try t.writeChromeTrace(to: trace) }
     return (0..<p).reduce(0.0) { $0 + t.measuredBubble(rank: $1) } / Double(p)
 }
