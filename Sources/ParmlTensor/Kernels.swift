@@ -68,7 +68,7 @@ public enum Kernels {
     }
 
     public static func tanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0..<n { y[i] = tanhf(x[i]) }
+        pml_tanh_forward(x, y, n)
     }
 
     /// Uses the saved output: d tanh = 1 − y².
@@ -79,7 +79,7 @@ public enum Kernels {
     }
 
     public static func sigmoidForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0..<n { y[i] = 1 / (1 + expf(-x[i])) }
+        pml_sigmoid_forward(x, y, n)
     }
 
     /// Uses the saved output: d σ = y(1 − y).

@@ -2,6 +2,8 @@
 #include "pml_kernels.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 // Identical rounding in every clone: no fused multiply-add contraction.
 #pragma STDC FP_CONTRACT OFF
@@ -41,6 +43,58 @@ PML_CLONES void pml_relu_backward(const float *restrict x, const float *restrict
     for (size_t i = 0; i < n; i++) {
         float g = dy[i];
         dx[i] = x[i] > 0.0f ? g : 0.0f;
+    }
+}
+
+// e^x for x in [-87.3, 88.0] (callers clamp; no NaN): x = n ln2 + r with
+// |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n built in the exponent
+// field. Coefficients: tools/activation_poly.py (relative error 1.9e-9 in
+// double). ln2 is split so that n * LN2_HI is exact for |n| < 512.
+static inline float pml_exp_clamped(float x) {
+    const float LOG2E = 1.44269504088896341f, LN2_HI = 0.693145751953125f, LN2_LO = 1.428606765330187e-06f;
+    const float ROUND = 12582912.0f; // 1.5 * 2^23: adding and subtracting it rounds to an integer
+    float n = (x * LOG2E + ROUND) - ROUND;
+    float r = (x - n * LN2_HI) - n * LN2_LO;
+    float p = 1.382942079e-03f;
+    p = p * r + 8.374771103e-03f;
+    p = p * r + 4.166835919e-02f;
+    p = p * r + 1.666642129e-01f;
+    p = p * r + 4.999999106e-01f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+PML_CLONES void pml_tanh_forward(const float *restrict x, float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        // On |x|, then x's sign (tanh is odd; -0 stays -0).
+        float v = x[i], a = fabsf(v), u = a * a;
+        // |x| < 0.625: |x| + |x|^3 q(x^2) (tools/activation_poly.py), exact near 0.
+        float q = 2.149052918e-03f;
+        q = q * u + -8.184744045e-03f;
+        q = q * u + 2.170403861e-02f;
+        q = q * u + -5.394746363e-02f;
+        q = q * u + 1.333321184e-01f;
+        q = q * u + -3.333333135e-01f;
+        float small = a + (a * u) * q;
+        // Otherwise 1 - 2 / (e^{2|x|} + 1); tanh(44) is 1 in float already.
+        float a2 = a + a < 88.0f ? a + a : 88.0f; // NaN compares false: 88
+        float big = 1.0f - 2.0f / (pml_exp_clamped(a2) + 1.0f);
+        y[i] = copysignf((a < 0.625f || v != v) ? small : big, v); // NaN stays NaN
+    }
+}
+
+PML_CLONES void pml_sigmoid_forward(const float *restrict x, float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        float z = -v < 88.0f ? -v : 88.0f; // NaN compares false: 88
+        z = z > -87.0f ? z : -87.0f;
+        float s = 1.0f / (1.0f + pml_exp_clamped(z));
+        // Below -88 the exact value is under 6e-39 (subnormal): 0, as libm's 1/(1+inf).
+        y[i] = v != v ? v : (v < -88.0f ? 0.0f : s);
     }
 }
 

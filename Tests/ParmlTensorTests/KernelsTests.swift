@@ -149,6 +149,46 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
         #expect(worst <= 1, "\(kind) backward vs central differences: max abs diff \(worstDiff)")
     }
 
+    /// tanh and sigmoid are parml's own vectorised code (kernels.c), not
+    /// libm's: held to 3 ulp of the exact value over every 97th float with
+    /// |x| in [1e-8, 100] (both signs), and to their limits on special inputs.
+    @Test(arguments: ["tanh", "sigmoid"])
+    func transcendentalActivationsWithinThreeUlp(_ kind: String) {
+        var x: [Float] = []
+        var bits: UInt32 = 0x3200_0000  // 7.5e-9
+        while bits < 0x42C8_0000 {  // 100
+            let f = Float(bitPattern: bits)
+            x.append(f)
+            x.append(-f)
+            bits += 97
+        }
+        let y = forwardKernel(kind, x)
+        var worst = 0.0, worstAt: Float = 0
+        for (xi, yi) in zip(x, y) {
+            let r = reference(kind, Double(xi))
+            guard abs(r) >= 1e-37 else {  // subnormal results: absolute
+                #expect(abs(Double(yi) - r) < 1e-38, "\(kind)(\(xi)) = \(yi), exact \(r)")
+                continue
+            }
+            let ulp = Double(Float(r).ulp)
+            let e = abs(Double(yi) - r) / ulp
+            if e > worst { (worst, worstAt) = (e, xi) }
+        }
+        #expect(worst <= 3, "\(kind): \(worst) ulp at \(worstAt)")
+
+        let special: [Float] = [0, -0.0, .infinity, -.infinity, .nan, 1e-40, 88, -88, 89, -89, 1e30, -1e30]
+        let s = forwardKernel(kind, special)
+        if kind == "tanh" {
+            #expect(s[0].bitPattern == Float(0).bitPattern && s[1].bitPattern == Float(-0.0).bitPattern, "tanh keeps the sign of zero")
+            #expect(s[2] == 1 && s[3] == -1 && s[4].isNaN && s[5] == 1e-40)
+            #expect(s[6] == 1 && s[7] == -1 && s[10] == 1 && s[11] == -1)
+        } else {
+            #expect(s[0] == 0.5 && s[1] == 0.5 && s[2] == 1 && s[3] == 0 && s[4].isNaN && s[5] == 0.5)
+            #expect(s[6] == 1 && s[8] == 1 && s[10] == 1 && s[9] == 0 && s[11] == 0)
+            #expect(s[7] > 0 && s[7] < 1e-38, "sigmoid(-88) is subnormal, not 0")
+        }
+    }
+
     @Test func reluGradientAtZeroIsZero() {
         let dx = backwardKernel("relu", x: [0, -0.0, 1e-30], y: [0, 0, 1e-30], dy: [1, 1, 1])
         #expect(dx == [0, 0, 1])
