@@ -27,8 +27,12 @@ def main() -> None:
     m = report["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, OpenBLAS {m['openblas_core']}, {report['date']}")
     print(f"{'name':<32} {'value':>12} {'unit':<10} {'baseline':>12} {'ratio':>7}  baseline is")
+    def number(v):
+        # Fractions and GB/s below 100 keep three significant digits.
+        return f"{v:>12.4g}" if abs(v) < 100 else f"{v:>12.1f}"
+
     for r in report["results"]:
-        print(f"{r['name']:<32} {r['value']:>12.1f} {r['unit']:<10} {r['baseline_value']:>12.1f} "
+        print(f"{r['name']:<32} {number(r['value'])} {r['unit']:<10} {number(r['baseline_value'])} "
               f"{r['ratio']:>7.3f}  {r['baseline']}")
     print(f"wrote {out_path}")
 
