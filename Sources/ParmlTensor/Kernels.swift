@@ -47,24 +47,16 @@ public enum Kernels {
         pml_relu_backward(x, dy, dx, n)
     }
 
-    /// Exact GELU, x·Φ(x), as torch.nn.GELU().
+    /// Exact GELU, x·Φ(x), as torch.nn.GELU() (-0 below x = -13, where Φ < 1e-38).
     public static func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        for i in 0..<n {
-            let v = x[i]
-            y[i] = 0.5 * v * (1 + erff(v * 0.70710678118654752))
-        }
+        pml_gelu_forward(x, y, n)
     }
 
     /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
     public static func geluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        for i in 0..<n {
-            let v = x[i]
-            let cdf = 0.5 * (1 + erff(v * 0.70710678118654752))
-            let pdf = expf(-0.5 * v * v) * 0.39894228040143268
-            dx[i] = dy[i] * (cdf + v * pdf)
-        }
+        pml_gelu_backward(x, dy, dx, n)
     }
 
     public static func tanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {

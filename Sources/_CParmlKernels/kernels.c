@@ -50,7 +50,7 @@ PML_CLONES void pml_relu_backward(const float *restrict x, const float *restrict
 // |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n built in the exponent
 // field. Coefficients: tools/activation_poly.py (relative error 1.9e-9 in
 // double). ln2 is split so that n * LN2_HI is exact for |n| < 512.
-static inline float pml_exp_clamped(float x) {
+static inline __attribute__((always_inline)) float pml_exp_clamped(float x) {
     const float LOG2E = 1.44269504088896341f, LN2_HI = 0.693145751953125f, LN2_LO = 1.428606765330187e-06f;
     const float ROUND = 12582912.0f; // 1.5 * 2^23: adding and subtracting it rounds to an integer
     float n = (x * LOG2E + ROUND) - ROUND;
@@ -95,6 +95,79 @@ PML_CLONES void pml_sigmoid_forward(const float *restrict x, float *restrict y, 
         float s = 1.0f / (1.0f + pml_exp_clamped(z));
         // Below -88 the exact value is under 6e-39 (subnormal): 0, as libm's 1/(1+inf).
         y[i] = v != v ? v : (v < -88.0f ? 0.0f : s);
+    }
+}
+
+// GELU's Φ(x) = (1 + erf(x/√2)) / 2, for |x| = a and x's sign, and
+// *gauss = exp(-x²/2). With z = a/√2: erf(z) = z p(z²) below z = 0.5; above,
+// erfc(z) = exp(-z²) erfcx(z), erfcx a polynomial in z - 1.5 up to 2.5 and in
+// 1/z beyond (tools/activation_poly.py), so Φ of a negative x is computed
+// without cancellation. x²/2 is split as a_hi²/2 (exact: a_hi keeps 12
+// bits) plus the rest, so that exp(-x²/2) keeps its accuracy for large x².
+static inline __attribute__((always_inline)) float pml_gelu_phi(float v, float a, float *gauss) {
+    uint32_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    bits &= 0xFFFFF000u;
+    float hi;
+    memcpy(&hi, &bits, sizeof hi);
+    float h = -0.5f * (hi * hi), l = -0.5f * ((a - hi) * (a + hi));
+    h = h > -87.0f ? h : -87.0f; // NaN compares false: -87
+    l = l > -87.0f ? l : -87.0f;
+    float e = pml_exp_clamped(h) * pml_exp_clamped(l);
+    *gauss = e;
+    float z = a * 0.707106781186547524f, u = z * z;
+    float p = -7.709428901e-04f;
+    p = p * u + 5.201394204e-03f;
+    p = p * u + -2.686337382e-02f;
+    p = p * u + 1.128377616e-01f;
+    p = p * u + -3.761263788e-01f;
+    p = p * u + 1.128379226e+00f;
+    float half_erf = 0.5f * (z * p);
+    float m = z - 1.5f;
+    float c = 2.550726322e-06f;
+    c = c * m + -9.213594240e-06f;
+    c = c * m + 2.247865814e-05f;
+    c = c * m + -6.976725126e-05f;
+    c = c * m + 2.233265113e-04f;
+    c = c * m + -6.636710023e-04f;
+    c = c * m + 1.886235201e-03f;
+    c = c * m + -5.145455711e-03f;
+    c = c * m + 1.337730233e-02f;
+    c = c * m + -3.293096647e-02f;
+    c = c * m + 7.615104318e-02f;
+    c = c * m + -1.636229157e-01f;
+    c = c * m + 3.215854168e-01f;
+    float w = 1.0f / (z > 2.5f ? z : 2.5f);
+    float f = -1.919261366e-01f;
+    f = f * w + 7.521409988e-01f;
+    f = f * w + -1.152426600e+00f;
+    f = f * w + 8.134135604e-01f;
+    f = f * w + -8.270117640e-02f;
+    f = f * w + -2.707944810e-01f;
+    f = f * w + -9.684063261e-04f;
+    f = f * w + 5.642369390e-01f;
+    f = f * w + -1.006160574e-06f;
+    float half_erfc = 0.5f * (e * (z < 2.5f ? c : f));
+    if (z < 0.5f) return v < 0.0f ? 0.5f - half_erf : 0.5f + half_erf;
+    return v < 0.0f ? half_erfc : 1.0f - half_erfc;
+}
+
+// Exact GELU, x Φ(x), as torch.nn.GELU(). Below x = -13, Φ(x) < 1e-38: -0.
+PML_CLONES void pml_gelu_forward(const float *restrict x, float *restrict y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], gauss;
+        float phi = pml_gelu_phi(v, fabsf(v), &gauss);
+        y[i] = v != v ? v : (v < -13.0f ? -0.0f : v * phi);
+    }
+}
+
+// d/dx x Φ(x) = Φ(x) + x φ(x), φ(x) = exp(-x²/2) / √(2π).
+PML_CLONES void pml_gelu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], g = dy[i], gauss;
+        float phi = pml_gelu_phi(v, fabsf(v), &gauss);
+        float d = phi + v * (gauss * 0.398942280401432678f);
+        dx[i] = v != v ? v : (v < -13.0f ? 0.0f : g * d);
     }
 }
 
