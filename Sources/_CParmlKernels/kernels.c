@@ -46,6 +46,29 @@ PML_CLONES void pml_relu_backward(const float *restrict x, const float *restrict
     }
 }
 
+// c[0] + c[1] x + ... + c[n-1] x^(n-1) by Horner's rule (n is a constant at
+// every call, so the loop unrolls and the caller's loop still vectorises).
+static inline __attribute__((always_inline)) float pml_poly(float x, const float *c, int n) {
+    float p = c[n - 1];
+    for (int k = n - 2; k >= 0; k--) p = p * x + c[k];
+    return p;
+}
+
+// Coefficients, lowest degree first (tools/activation_poly.py prints them).
+static const float PML_EXP_C[7] = {1.0f, 1.0f, 4.999999106e-01f, 1.666642129e-01f, 4.166835919e-02f,
+                                   8.374771103e-03f, 1.382942079e-03f};
+static const float PML_TANH_Q[6] = {-3.333333135e-01f, 1.333321184e-01f, -5.394746363e-02f,
+                                    2.170403861e-02f,  -8.184744045e-03f, 2.149052918e-03f};
+static const float PML_ERF_P[6] = {1.128379226e+00f,  -3.761263788e-01f, 1.128377616e-01f,
+                                   -2.686337382e-02f, 5.201394204e-03f,  -7.709428901e-04f};
+static const float PML_ERFCX_NEAR[13] = {3.215854168e-01f,  -1.636229157e-01f, 7.615104318e-02f,  -3.293096647e-02f,
+                                         1.337730233e-02f,  -5.145455711e-03f, 1.886235201e-03f,  -6.636710023e-04f,
+                                         2.233265113e-04f,  -6.976725126e-05f, 2.247865814e-05f,  -9.213594240e-06f,
+                                         2.550726322e-06f};
+static const float PML_ERFCX_FAR[9] = {-1.006160574e-06f, 5.642369390e-01f,  -9.684063261e-04f,
+                                       -2.707944810e-01f, -8.270117640e-02f, 8.134135604e-01f,
+                                       -1.152426600e+00f, 7.521409988e-01f,  -1.919261366e-01f};
+
 // e^x for x in [-87.3, 88.0] (callers clamp; no NaN): x = n ln2 + r with
 // |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n built in the exponent
 // field. Coefficients: tools/activation_poly.py (relative error 1.9e-9 in
@@ -55,13 +78,7 @@ static inline __attribute__((always_inline)) float pml_exp_clamped(float x) {
     const float ROUND = 12582912.0f; // 1.5 * 2^23: adding and subtracting it rounds to an integer
     float n = (x * LOG2E + ROUND) - ROUND;
     float r = (x - n * LN2_HI) - n * LN2_LO;
-    float p = 1.382942079e-03f;
-    p = p * r + 8.374771103e-03f;
-    p = p * r + 4.166835919e-02f;
-    p = p * r + 1.666642129e-01f;
-    p = p * r + 4.999999106e-01f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float p = pml_poly(r, PML_EXP_C, 7);
     uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
@@ -72,14 +89,8 @@ PML_CLONES void pml_tanh_forward(const float *restrict x, float *restrict y, siz
     for (size_t i = 0; i < n; i++) {
         // On |x|, then x's sign (tanh is odd; -0 stays -0).
         float v = x[i], a = fabsf(v), u = a * a;
-        // |x| < 0.625: |x| + |x|^3 q(x^2) (tools/activation_poly.py), exact near 0.
-        float q = 2.149052918e-03f;
-        q = q * u + -8.184744045e-03f;
-        q = q * u + 2.170403861e-02f;
-        q = q * u + -5.394746363e-02f;
-        q = q * u + 1.333321184e-01f;
-        q = q * u + -3.333333135e-01f;
-        float small = a + (a * u) * q;
+        // |x| < 0.625: |x| + |x|^3 q(x^2), exact near 0.
+        float small = a + (a * u) * pml_poly(u, PML_TANH_Q, 6);
         // Otherwise 1 - 2 / (e^{2|x|} + 1); tanh(44) is 1 in float already.
         float a2 = a + a < 88.0f ? a + a : 88.0f; // NaN compares false: 88
         float big = 1.0f - 2.0f / (pml_exp_clamped(a2) + 1.0f);
@@ -116,38 +127,10 @@ static inline __attribute__((always_inline)) float pml_gelu_phi(float v, float a
     float e = pml_exp_clamped(h) * pml_exp_clamped(l);
     *gauss = e;
     float z = a * 0.707106781186547524f, u = z * z;
-    float p = -7.709428901e-04f;
-    p = p * u + 5.201394204e-03f;
-    p = p * u + -2.686337382e-02f;
-    p = p * u + 1.128377616e-01f;
-    p = p * u + -3.761263788e-01f;
-    p = p * u + 1.128379226e+00f;
-    float half_erf = 0.5f * (z * p);
-    float m = z - 1.5f;
-    float c = 2.550726322e-06f;
-    c = c * m + -9.213594240e-06f;
-    c = c * m + 2.247865814e-05f;
-    c = c * m + -6.976725126e-05f;
-    c = c * m + 2.233265113e-04f;
-    c = c * m + -6.636710023e-04f;
-    c = c * m + 1.886235201e-03f;
-    c = c * m + -5.145455711e-03f;
-    c = c * m + 1.337730233e-02f;
-    c = c * m + -3.293096647e-02f;
-    c = c * m + 7.615104318e-02f;
-    c = c * m + -1.636229157e-01f;
-    c = c * m + 3.215854168e-01f;
-    float w = 1.0f / (z > 2.5f ? z : 2.5f);
-    float f = -1.919261366e-01f;
-    f = f * w + 7.521409988e-01f;
-    f = f * w + -1.152426600e+00f;
-    f = f * w + 8.134135604e-01f;
-    f = f * w + -8.270117640e-02f;
-    f = f * w + -2.707944810e-01f;
-    f = f * w + -9.684063261e-04f;
-    f = f * w + 5.642369390e-01f;
-    f = f * w + -1.006160574e-06f;
-    float half_erfc = 0.5f * (e * (z < 2.5f ? c : f));
+    float half_erf = 0.5f * (z * pml_poly(u, PML_ERF_P, 6));
+    float near = pml_poly(z - 1.5f, PML_ERFCX_NEAR, 13);
+    float far = pml_poly(1.0f / (z > 2.5f ? z : 2.5f), PML_ERFCX_FAR, 9);
+    float half_erfc = 0.5f * (e * (z < 2.5f ? near : far));
     if (z < 0.5f) return v < 0.0f ? 0.5f - half_erf : 0.5f + half_erf;
     return v < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
