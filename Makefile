@@ -72,6 +72,12 @@ build/bench: bench/bench.c bench/bench_util.h include/parml.h include/parml_type
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -ldl -pthread -o $@
 
+# parml's vectorised tanh, sigmoid and GELU against the libm forms, same run
+# (the private kernels compiled in, with the compiler SwiftPM uses).
+build/bench_activations: bench/activations.c bench/bench_util.h Sources/_CParmlKernels/kernels.c Sources/_CParmlKernels/include/pml_kernels.h
+	@mkdir -p build
+	$(SAN_CC) -std=c11 -Wall -Wextra -Werror -O2 -ISources/_CParmlKernels/include bench/activations.c Sources/_CParmlKernels/kernels.c -lm -o $@
+
 # Checkpoint save/load of a 100 MB model against the disk's bandwidth, same run.
 build/bench_files: bench/files.c bench/bench_util.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
@@ -147,6 +153,8 @@ bench: build
 	bash tools/bench_mpi_train.sh $(BUILD) >> build/bench-collectives.jsonl
 	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
 	  $(PYTHON) bench/python_fit.py --jsonl build/bench-collectives.jsonl > build/bench-python.txt
+	$(MAKE) --no-print-directory build/bench_activations
+	./build/bench_activations >> build/bench-collectives.jsonl
 	$(MAKE) --no-print-directory build/bench_files
 	./build/bench_files build > build/bench-files.jsonl
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json
