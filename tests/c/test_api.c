@@ -618,6 +618,15 @@ static void toy_data(float *x, float *y) {
     }
 }
 
+/* toy_data into x and y, and as the inputs and targets of a step (the
+   caller frees them). */
+static void toy_tensors(float x[TOY_N * TOY_D], float y[TOY_N], parml_tensor *xt, parml_tensor *yt) {
+    toy_data(x, y);
+    int64_t xd[2] = {TOY_N, TOY_D}, yd[1] = {TOY_N};
+    OK(parml_tensor_create(xd, 2, x, xt));
+    OK(parml_tensor_create(yd, 1, y, yt));
+}
+
 static parml_model toy_model(uint64_t seed) {
     parml_model m = NULL;
     OK(parml_model_create(&m));
@@ -630,11 +639,8 @@ static parml_model toy_model(uint64_t seed) {
 
 static void test_step_and_evaluate(void) {
     float x[TOY_N * TOY_D], y[TOY_N];
-    toy_data(x, y);
-    int64_t xd[2] = {TOY_N, TOY_D}, yd[1] = {TOY_N};
     parml_tensor xt = NULL, yt = NULL;
-    OK(parml_tensor_create(xd, 2, x, &xt));
-    OK(parml_tensor_create(yd, 1, y, &yt));
+    toy_tensors(x, y, &xt, &yt);
 
     parml_model m = toy_model(3);
     parml_optimizer_params o;
@@ -861,11 +867,8 @@ static int32_t on_progress(const parml_epoch_metrics *m, void *user_data) {
 
 static void test_fit(void) {
     float x[TOY_N * TOY_D], y[TOY_N];
-    toy_data(x, y);
-    int64_t xd[2] = {TOY_N, TOY_D}, yd[1] = {TOY_N};
     parml_tensor xt = NULL, yt = NULL;
-    OK(parml_tensor_create(xd, 2, x, &xt));
-    OK(parml_tensor_create(yd, 1, y, &yt));
+    toy_tensors(x, y, &xt, &yt);
     parml_dataset d = NULL;
     OK(parml_dataset_create(xt, yt, &d));
 
@@ -1112,11 +1115,8 @@ static void test_data_parallel(void) {
  * bound Tests/ParmlTrainingTests/TensorParallelTests.swift justifies. */
 static void toy_train(int32_t dp, int32_t pp, int32_t tp, float *params, int64_t n_params) {
     float x[TOY_N * TOY_D], y[TOY_N];
-    toy_data(x, y);
-    int64_t xd[2] = {TOY_N, TOY_D}, yd[1] = {TOY_N};
     parml_tensor xt = NULL, yt = NULL;
-    OK(parml_tensor_create(xd, 2, x, &xt));
-    OK(parml_tensor_create(yd, 1, y, &yt));
+    toy_tensors(x, y, &xt, &yt);
     parml_model m = toy_model(5);
     parml_optimizer_params o;
     OK(parml_optimizer_params_init(&o));
