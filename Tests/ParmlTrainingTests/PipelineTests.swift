@@ -172,28 +172,26 @@ struct PipelineTests {
 
     /// 1F1B keeps at most p − s micro-batches alive on stage s; GPipe keeps all m.
     @Test func oneForwardOneBackwardBoundsLiveActivations() throws {
-        func bytes(_ schedule: PipelineSchedule) throws -> Int {
+        /// A p = 4, m = 8 trainer after one step of `rows` rows.
+        func stepped(_ schedule: PipelineSchedule, width: Int, rows: Int) throws -> Trainer {
             var s = StrategyConfig()
             s.pp = 4
             s.microBatches = 8
             s.pipelineSchedule = schedule
-            let t = try Trainer(model: try pipelineMLP(width: 64), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: s)
-            let (x, y) = try pipelineBatch(128, step: 0)
+            let t = try Trainer(model: try pipelineMLP(width: width), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: s)
+            let (x, y) = try pipelineBatch(rows, step: 0)
             try t.step(inputs: x, targets: y)
+            return t
+        }
+        func bytes(_ schedule: PipelineSchedule) throws -> Int {
+            let t = try stepped(schedule, width: 64, rows: 128)
             return try (0..<4).map { try t.memory(rank: $0).activations }.max()!
         }
         let gpipe = try bytes(.gpipe), oneF1B = try bytes(.oneForwardOneBackward)
         // p/m = 1/2, within 10 % (the buffer gradients arrive in is per rank, not per slot).
         #expect(Double(oneF1B) <= 0.55 * Double(gpipe), "1F1B peak \(oneF1B) bytes vs GPipe \(gpipe)")
         func slots(_ schedule: PipelineSchedule) throws -> [Int] {
-            var s = StrategyConfig()
-            s.pp = 4
-            s.microBatches = 8
-            s.pipelineSchedule = schedule
-            let t = try Trainer(model: try pipelineMLP(width: 16), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: s)
-            let (x, y) = try pipelineBatch(64, step: 0)
-            try t.step(inputs: x, targets: y)
-            return t.ranks.map(\.activationSlots)
+            try stepped(schedule, width: 16, rows: 64).ranks.map(\.activationSlots)
         }
         #expect(try slots(.gpipe) == [8, 8, 8, 8])
         // 1F1B's last stage runs each forward straight into its backward: one slot.
