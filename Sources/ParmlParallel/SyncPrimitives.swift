@@ -16,19 +16,18 @@ package func monotonicNanoseconds() -> Int {
     return ts.tv_sec &* 1_000_000_000 &+ ts.tv_nsec
 }
 
-/// Polls `done` for up to `nanos`: spinning for the first 20 µs, then
-/// yielding the CPU between polls (so that other runnable threads go
-/// first). Returns whether `done` became true.
+/// Polls `done` for up to `nanos` after `start`: spinning for the first
+/// `spinning` nanoseconds, then yielding the CPU between polls (so that other
+/// runnable threads go first). Returns whether `done` became true.
 @inline(__always)
-func pollAwake(for nanos: Int, _ done: () -> Bool) -> Bool {
-    let start = monotonicNanoseconds()
+func pollAwake(for nanos: Int, spinning: Int = 20_000, from start: Int = monotonicNanoseconds(), _ done: () -> Bool) -> Bool {
     var i = 0
     while !done() {
         i &+= 1
         if i & 15 == 0 {
             let elapsed = monotonicNanoseconds() - start
-            if elapsed > nanos { return false }
-            if elapsed > 20_000 { sched_yield() }
+            if elapsed >= nanos { return false }
+            if elapsed >= spinning { sched_yield() }
         }
     }
     return true

@@ -89,20 +89,11 @@ final class WorldCore: @unchecked Sendable {
     @inline(never)
     func waitSlow(_ ready: () -> Bool) -> WaitOutcome {
         let start = monotonicNanoseconds()
-        var spins = 0
-        while true {
-            if ready() { return .ready }
-            if abortedFlag.load(ordering: .acquiring) { return .aborted }
-            spins &+= 1
-            if spins & 15 == 0 {
-                let elapsed = monotonicNanoseconds() - start
-                if elapsed >= spinNanos {
-                    // A watchdog shorter than the polling still decides.
-                    if elapsed >= spinNanos + yieldNanos || elapsed >= timeoutNanos { break }
-                    sched_yield()
-                }
-            }
+        // A watchdog shorter than the polling still decides.
+        let polled = pollAwake(for: min(spinNanos + yieldNanos, timeoutNanos), spinning: spinNanos, from: start) {
+            ready() || abortedFlag.load(ordering: .acquiring)
         }
+        if polled { return ready() ? .ready : .aborted }
         let deadline = start + timeoutNanos
         lot.lock()
         lot.waiters.add(1, ordering: .sequentiallyConsistent)
