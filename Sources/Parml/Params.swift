@@ -7,10 +7,13 @@ import ParmlTraining
 // compiled against an older (smaller) struct still works: the library reads
 // only the bytes the host says it has, the rest keep their defaults.
 
-/// Copies the caller's struct over `defaults`, reading at most `struct_size` bytes.
+/// Copies the caller's struct over `defaults`, reading at most `struct_size`
+/// bytes: the whole struct, or the older one that ends at `minimum`.
 func readSized<T>(_ p: UnsafePointer<T>, defaults: T, name: String, minimum: Int) throws -> T {
     let size = UnsafeRawPointer(p).load(as: Int.self)  // struct_size is the first field of every params struct
-    guard size >= minimum else {
+    // An older struct ends exactly at `minimum`; a size between the two
+    // would cut a field in half.
+    guard size == minimum || size >= MemoryLayout<T>.size else {
         throw ParmlError.invalidArgument(
             "\(name)->struct_size is \(size), at least \(minimum) expected; fill the struct with its _params_init function")
     }
@@ -71,6 +74,7 @@ func defaultStrategyParams() -> parml_strategy_params {
     p.bucket_bytes = 4 << 20
     p.watchdog_seconds = 60
     p.grad_chunk = 32
+    p.split_classifier = 0
     return p
 }
 
@@ -170,6 +174,10 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
     s.bucketBytes = Int(p.bucket_bytes)
     s.watchdogSeconds = p.watchdog_seconds
     s.gradientChunk = Int(p.grad_chunk)
+    guard p.split_classifier == 0 || p.split_classifier == 1 else {
+        throw ParmlError.invalidArgument("split_classifier must be 0 or 1, got \(p.split_classifier)")
+    }
+    s.splitClassifier = p.split_classifier != 0
     try s.validate()
     return s
 }

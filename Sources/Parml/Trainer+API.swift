@@ -35,7 +35,8 @@ public func parmlTrainerCreate(
             try readSized($0, defaults: defaultOptimizerParams(), name: "optimizer", minimum: MemoryLayout<parml_optimizer_params>.size)
         } ?? defaultOptimizerParams()
         let s = try strategy.map {
-            try readSized($0, defaults: defaultStrategyParams(), name: "strategy", minimum: MemoryLayout<parml_strategy_params>.size)
+            try readSized(
+                $0, defaults: defaultStrategyParams(), name: "strategy", minimum: MemoryLayout<parml_strategy_params>.offset(of: \.split_classifier)!)
         } ?? defaultStrategyParams()
         let t = try Trainer(model: m, loss: lossKind, optimizer: optimizerConfig(from: o), strategy: strategyConfig(from: s))
         out.pointee = HandleRegistry.shared.register(t, as: .trainer)

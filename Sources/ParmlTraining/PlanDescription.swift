@@ -21,7 +21,10 @@ extension Trainer {
                     + "\((bubble * 1000).rounded() / 1000)")
         }
         if let tp = ranks[0].tensorParallel {
-            lines.append("tensor parallelism (tp = \(mesh.tp), Megatron column/row pairs; the classifier's logits are whole on every tp rank):")
+            let logits = tp.rewrite.classifier == nil
+                ? "the classifier's logits are whole on every tp rank"
+                : "the classifier is split by classes and its logits stay sharded"
+            lines.append("tensor parallelism (tp = \(mesh.tp), Megatron column/row pairs; \(logits)):")
             for note in tp.rewrite.notes { lines.append("  " + note) }
         } else {
             lines.append("tensor parallelism: none (tp = 1); every layer is whole on the ranks of its stage")

@@ -144,6 +144,8 @@ final class RankContext {
     let trace = TraceRecorder()
     /// tp > 1: how this rank's rewritten model maps to the host's model.
     let tensorParallel: TensorParallelSync?
+    /// The last stage of a split classifier: the loss on its sharded logits.
+    private let shardedLoss: ShardedCrossEntropy?
     /// tp > 1: the arena ranges whose squares this rank adds to the global
     /// gradient norm (each parameter counted once across the mesh).
     private var normRanges: [Range<Int>] = []
@@ -181,6 +183,11 @@ final class RankContext {
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
         stats = try Tensor(shape: Shape(2))
+        if let classifier = tensorParallel?.rewrite.classifier, c.stage == layout.mesh.pp - 1, let tensor = comms?.tensor {
+            shardedLoss = ShardedCrossEntropy(classes: classifier.classes, classOffset: classifier.offset, comm: tensor)
+        } else {
+            shardedLoss = nil
+        }
         if let tensorParallel {
             TensorParallelSync.attach(comms?.tensor, to: model)
             // Replicated parameters count on tp rank 0 only; with whole
@@ -241,7 +248,7 @@ final class RankContext {
 
     /// Floats all-reduced by this rank's tensor-parallel layers so far.
     var tensorParallelFloats: Int {
-        slots.reduce(0) { total, slot in
+        slots.reduce(shardedLoss?.floatsReduced ?? 0) { total, slot in
             total + slot.model.allLayers.reduce(0) { $0 + (($1 as? TensorParallelLayer)?.floatsReduced ?? 0) }
         }
     }
@@ -458,10 +465,17 @@ final class RankContext {
         var t = trace.now()
         if isLastStage {
             try slot.targetView.retarget(work.y.data + (piece.rows.lowerBound - work.plan.firstLocalRow) * work.y.shape.rowSize, shape: work.y.shape.withLeading(n))
-            let r = try loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
-            work.lossSum += r.loss
-            work.correct += r.correct
-            dy = loss.gradient
+            if let shardedLoss {
+                let r = try shardedLoss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+                work.lossSum += r.loss
+                work.correct += r.correct
+                dy = shardedLoss.gradient
+            } else {
+                let r = try loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+                work.lossSum += r.loss
+                work.correct += r.correct
+                dy = loss.gradient
+            }
         } else {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             try received.resize(work.stageOutput.withLeading(n))

@@ -33,6 +33,11 @@ public struct StrategyConfig: Sendable, Equatable {
     /// How long a rank waits for the others in a collective before the step fails.
     public var watchdogSeconds = 60.0
     public var seed: UInt64 = 0
+    /// tp > 1: split the classifier (the model's last Linear) by classes
+    /// and compute the cross-entropy on the sharded logits, instead of
+    /// running it whole on every tp rank. Pays for many classes (it adds an
+    /// all-reduce of the classifier's input gradient); no effect at tp = 1.
+    public var splitClassifier = false
 
     public init() {}
 

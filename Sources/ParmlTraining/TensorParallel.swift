@@ -11,8 +11,14 @@ import ParmlTensor
 // with o = A.out / tp. f is the identity forward and an all-reduce of the
 // input gradient backward; g an all-reduce of the partial outputs forward
 // and the identity backward. The activations between A and B stay local.
-// Every other layer (LayerNorm, a Linear without a partner, the classifier)
-// is replicated: each tp rank runs it whole on the whole activations.
+// Every other layer (LayerNorm, a Linear without a partner) is replicated:
+// each tp rank runs it whole on the whole activations. The classifier (the
+// model's last layer, a Linear without a partner) is replicated too, unless
+// the strategy asks for it to be split: then it is column-parallel (f, then
+// its rows t·c..<(t+1)·c) and the loss is ShardedCrossEntropy on the
+// sharded logits. That saves (1 − 1/tp) of its GEMMs and weights but adds
+// an all-reduce of its input gradient (N × in floats) backward: worth it
+// for many classes, not for ten.
 
 /// A layer that talks to its tensor-parallel peers; the trainer gives each
 /// rank's copies that rank's communicator.
@@ -114,8 +120,10 @@ struct TensorParallelRewrite {
     let sources: [ParameterSource]
     /// How each serial top-level layer runs, for the plan.
     let notes: [String]
+    /// The column-split classifier: all classes, and this rank's first.
+    let classifier: (classes: Int, offset: Int)?
 
-    init(serial model: Model, rank t: Int, ranks tp: Int) throws {
+    init(serial model: Model, rank t: Int, ranks tp: Int, splitClassifier: Bool = false) throws {
         var offsets: [ObjectIdentifier: [Int]] = [:]
         var next = 0
         for l in model.allLayers {
@@ -128,18 +136,24 @@ struct TensorParallelRewrite {
         }
         var sources: [ParameterSource] = []
         var notes: [String] = []
+        var classes: Int?
         let layers = try TensorParallelRewrite.rewrite(
-            model.root.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: "")
+            model.root.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: "",
+            splitClassifier: splitClassifier, classes: &classes)
+        classifier = classes.map { (classes: $0, offset: t * $0 / tp) }
         self.layers = layers
         self.sources = sources
         self.notes = notes
     }
 
     /// Rewrites a list of layers (the model's or a residual body's), one
-    /// output layer per input layer.
+    /// output layer per input layer. With `splitClassifier` (top level
+    /// only), the last layer must be a Linear outside any pair, with tp
+    /// dividing its classes: it is split by output rows, and its class
+    /// count is written to `classes`.
     private static func rewrite(
         _ list: [Layer], t: Int, tp: Int, offsets: [ObjectIdentifier: [Int]], sources: inout [ParameterSource],
-        notes: inout [String], path: String
+        notes: inout [String], path: String, splitClassifier: Bool, classes: inout Int?
     ) throws -> [Layer] {
         // Find the pairs: Linear, element-wise layers, Linear with a matching width.
         var role = [Role](repeating: .replicated, count: list.count)
@@ -166,19 +180,44 @@ struct TensorParallelRewrite {
             role[j] = .row
             i = j + 1
         }
+        if splitClassifier {
+            let k = list.count - 1
+            guard k >= 0, let c = list[k] as? Linear else {
+                let what = k >= 0 ? Trainer.describe(list[k]) : "nothing"
+                throw ParmlError.invalidArgument("split_classifier: the model's last layer \(k) is \(what), not a linear classifier")
+            }
+            if case .row = role[k] {
+                throw ParmlError.invalidArgument(
+                    "split_classifier: the last layer \(k) linear(\(c.inFeatures)→\(c.outFeatures)) is already the row-parallel half "
+                        + "of a column/row pair (its logits are whole after the pair's all-reduce); leave split_classifier off")
+            }
+            guard c.outFeatures % tp == 0 else {
+                throw ParmlError.invalidArgument(
+                    "split_classifier: tp=\(tp) does not divide the \(c.outFeatures) classes of layer \(k) linear(\(c.inFeatures)→\(c.outFeatures))")
+            }
+            role[k] = .classifier
+            classes = c.outFeatures
+        }
         var out: [Layer] = []
         for (k, l) in list.enumerated() {
             let own = offsets[ObjectIdentifier(l)] ?? []
             let name = "\(path)\(k)"
             switch role[k] {
-            case .column:
+            case .column, .classifier:
                 let a = l as! Linear
                 let o = a.outFeatures / tp
                 let slice = try Linear(inFeatures: a.inFeatures, outFeatures: o, bias: a.hasBias)
                 sources.append(ParameterSource(offset: own[0] + t * o * a.inFeatures, stride: a.inFeatures, rows: o, cols: a.inFeatures, replicated: false))
                 if a.hasBias { sources.append(ParameterSource(offset: own[1] + t * o, stride: o, rows: 1, cols: o, replicated: false)) }
                 out.append(Sequential([TensorParallelEnter(), slice]))
-                notes.append("\(name): column-parallel linear(\(a.inFeatures)→\(a.outFeatures)), \(o) output features per rank; all-reduce of dx backward")
+                if case .classifier = role[k] {
+                    notes.append(
+                        "\(name): column-parallel classifier linear(\(a.inFeatures)→\(a.outFeatures)), \(o) classes per rank; softmax "
+                            + "cross-entropy on the sharded logits (not gathered): all-reduces of the row maxima (N·tp·2 floats) and "
+                            + "Σ exp (N·2) forward, of dx backward")
+                } else {
+                    notes.append("\(name): column-parallel linear(\(a.inFeatures)→\(a.outFeatures)), \(o) output features per rank; all-reduce of dx backward")
+                }
             case .row:
                 let b = l as! Linear
                 let c = b.inFeatures / tp
@@ -200,7 +239,10 @@ struct TensorParallelRewrite {
             case .replicated:
                 if let r = l as? Residual {
                     notes.append("\(name): residual block:")
-                    let body = try rewrite(r.body.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: name + ".")
+                    var none: Int?
+                    let body = try rewrite(
+                        r.body.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: name + ".",
+                        splitClassifier: false, classes: &none)
                     out.append(Residual(Sequential(body)))
                     continue
                 }
@@ -218,7 +260,7 @@ struct TensorParallelRewrite {
     }
 
     private enum Role {
-        case replicated, column, row
+        case replicated, column, row, classifier
         case inside(width: Int)
     }
 

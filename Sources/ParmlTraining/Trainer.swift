@@ -97,7 +97,12 @@ public final class Trainer {
             : try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp)
         // tp > 1: each tp rank runs a rewritten model holding its slices
         // (same layout on every tp rank, since tp divides the split widths).
-        let rewrites = mesh.tp > 1 ? try (0..<mesh.tp).map { try TensorParallelRewrite(serial: model, rank: $0, ranks: mesh.tp) } : []
+        if strategy.splitClassifier && mesh.tp > 1 && loss != .crossEntropy {
+            throw ParmlError.invalidArgument("split_classifier: the sharded loss is softmax cross-entropy; this trainer's loss is \(loss)")
+        }
+        let rewrites = mesh.tp > 1
+            ? try (0..<mesh.tp).map { try TensorParallelRewrite(serial: model, rank: $0, ranks: mesh.tp, splitClassifier: strategy.splitClassifier) }
+            : []
         let share = strategy.zeroStage >= 3
         let size = mesh.worldSize
         // Fold the momentum into the backward pass when nothing needs the raw

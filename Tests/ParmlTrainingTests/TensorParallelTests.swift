@@ -41,8 +41,8 @@ private func tpBatch(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
 /// Parameters after each of `steps` steps, and the losses.
 private func trainTP(
     dp: Int = 1, pp: Int = 1, tp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool = false,
-    optimizer: DPOptimizer, steps: Int = 6
-) throws -> (params: [[Float]], losses: [Float]) {
+    splitClassifier: Bool = false, optimizer: DPOptimizer, steps: Int = 6
+) throws -> (params: [[Float]], losses: [Float], correct: [Int]) {
     var s = StrategyConfig()
     s.dp = dp
     s.pp = pp
@@ -54,16 +54,20 @@ private func trainTP(
     s.seed = 6
     s.blasThreads = 1
     s.watchdogSeconds = 20
+    s.splitClassifier = splitClassifier
     let model = try tpModel()
     let t = try Trainer(model: model, loss: .crossEntropy, optimizer: optimizer.config, strategy: s)
     var params: [[Float]] = []
     var losses: [Float] = []
+    var correct: [Int] = []
     for k in 0..<steps {
         let (x, y) = try tpBatch(40, step: k)
-        losses.append(try t.step(inputs: x, targets: y).loss)
+        let r = try t.step(inputs: x, targets: y)
+        losses.append(r.loss)
+        correct.append(r.correct)
         params.append(model.parameters!.toArray())
     }
-    return (params, losses)
+    return (params, losses, correct)
 }
 
 /// Largest |a − b| over the parameters, relative to the largest |b|.
@@ -109,6 +113,70 @@ struct TensorParallelTests {
                 #expect(d <= Self.tolerance * Double(k + 1), "dp=\(l.dp) pp=\(l.pp) tp=2 zero=\(l.zero) \(optimizer) step \(k): relative Δ = \(d)")
             }
         }
+    }
+
+    /// The classifier split by classes, its loss on the sharded logits:
+    /// serial within the same tolerance (the only new reassociation is Σ exp
+    /// over the shards), the same hits, alone and in hybrids.
+    @Test(arguments: DPOptimizer.allCases)
+    func splitClassifierMatchesSerialWithinRounding(optimizer: DPOptimizer) throws {
+        let serial = try trainTP(deterministic: true, optimizer: optimizer)
+        let layouts: [(dp: Int, pp: Int, tp: Int, m: Int, zero: Int)] = [(1, 1, 2, 1, 0), (1, 1, 4, 1, 0), (2, 1, 2, 1, 2), (1, 2, 2, 3, 0), (2, 2, 2, 2, 0)]
+        for l in layouts {
+            let got = try trainTP(dp: l.dp, pp: l.pp, tp: l.tp, m: l.m, zero: l.zero, deterministic: true, splitClassifier: true, optimizer: optimizer)
+            for k in 0..<got.params.count {
+                let d = relativeDifference(got.params[k], serial.params[k])
+                #expect(d <= Self.tolerance * Double(k + 1), "\(l) \(optimizer) step \(k): relative Δ = \(d)")
+                #expect(abs(got.losses[k] - serial.losses[k]) <= 1e-4 * max(1, abs(serial.losses[k])))
+                #expect(got.correct[k] == serial.correct[k], "\(l) step \(k): \(got.correct[k]) hits vs \(serial.correct[k])")
+            }
+        }
+    }
+
+    @Test func splitClassifierIsPlannedAndCounted() throws {
+        var s = StrategyConfig()
+        s.tp = 2
+        s.splitClassifier = true
+        s.blasThreads = 1
+        let t = try Trainer(model: try tpModel(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        let plan = t.planDescription
+        for part in ["4: column-parallel classifier linear(16→4), 2 classes per rank", "its logits stay sharded"] {
+            #expect(plan.contains(part), "\(part) missing from:\n\(plan)")
+        }
+        // Floats per step at batch 40: both pairs' 40×16 outputs forward,
+        // the residual pair's 40×16 input gradient backward (the first
+        // pair's input is data), the classifier's 40×16 input gradient, and
+        // the loss's row maxima (40·tp·2) and sums (40·2).
+        let (x, y) = try tpBatch(40, step: 0)
+        try t.step(inputs: x, targets: y)
+        let before = t.tensorParallelBytes(rank: 0)
+        try t.step(inputs: x, targets: y)
+        #expect(t.tensorParallelBytes(rank: 0) - before == 4 * (40 * 16 * 2 + 40 * 16 + 40 * 16 + 40 * 4 + 40 * 2))
+    }
+
+    @Test func splitClassifierErrorsNameTheLayerAndNumbers() throws {
+        func message(tp: Int, loss: LossKind = .crossEntropy, model: Model) -> String {
+            var s = StrategyConfig()
+            s.tp = tp
+            s.splitClassifier = true
+            return parmlError { _ = try Trainer(model: model, loss: loss, optimizer: OptimizerConfig(), strategy: s) }?.message ?? "no error"
+        }
+        // 4 classes, tp 8: the pairs' 32 divide, the classifier's 4 do not.
+        let m = message(tp: 8, model: try tpModel())
+        #expect(m.contains("tp=8") && m.contains("4 classes") && m.contains("layer 4"), "\(m)")
+        #expect(message(tp: 2, loss: .meanSquaredError, model: try tpModel()).contains("cross-entropy"))
+        // Linear(12→32), ReLU, Linear(32→4): the classifier is already a pair's row half.
+        let pair = Model()
+        try pair.add(try Linear(inFeatures: 12, outFeatures: 32))
+        try pair.add(Activation(.relu))
+        try pair.add(try Linear(inFeatures: 32, outFeatures: 4))
+        try pair.initialize(seed: 1)
+        #expect(message(tp: 2, model: pair).contains("row-parallel half"))
+        let ending = Model()
+        try ending.add(try Linear(inFeatures: 12, outFeatures: 4))
+        try ending.add(Activation(.tanh))
+        try ending.initialize(seed: 1)
+        #expect(message(tp: 2, model: ending).contains("not a linear classifier"))
     }
 
     /// Two runs of one tp layout are bit for bit equal (reductions in rank order).

@@ -221,6 +221,7 @@ static void test_param_defaults(void) {
           (unsigned long long)s.seed);
     CHECK(s.bucket_bytes == 4 << 20 && s.watchdog_seconds == 60.0 && s.grad_chunk == 32, "bucket %lld watchdog %g chunk %d",
           (long long)s.bucket_bytes, s.watchdog_seconds, (int)s.grad_chunk);
+    CHECK(s.split_classifier == 0, "split_classifier %lld", (long long)s.split_classifier);
 
     parml_fit_params f;
     memset(&f, 0x5A, sizeof f);
@@ -627,15 +628,26 @@ static void toy_tensors(float x[TOY_N * TOY_D], float y[TOY_N], parml_tensor *xt
     OK(parml_tensor_create(yd, 1, y, yt));
 }
 
-static parml_model toy_model(uint64_t seed) {
+/* Linear(D→16) ReLU [Linear(16→16) ReLU] Linear(16→2): with `deep`, one
+ * column/row pair and then a classifier with no partner, which
+ * split_classifier cuts by classes; without, the classifier is the pair's
+ * row half. */
+static parml_model toy_model_of_depth(uint64_t seed, int deep) {
     parml_model m = NULL;
     OK(parml_model_create(&m));
     OK(parml_model_add_linear(m, TOY_D, 16, 1));
     OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    if (deep) {
+        OK(parml_model_add_linear(m, 16, 16, 1));
+        OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    }
     OK(parml_model_add_linear(m, 16, 2, 1));
     OK(parml_model_init(m, seed));
     return m;
 }
+
+static parml_model toy_model(uint64_t seed) { return toy_model_of_depth(seed, 0); }
+static parml_model toy_deep_model(void) { return toy_model_of_depth(8, 1); }
 
 static void test_step_and_evaluate(void) {
     float x[TOY_N * TOY_D], y[TOY_N];
@@ -1112,12 +1124,12 @@ static void test_data_parallel(void) {
 /* Tensor parallelism through the C API: the toy model's Linear-ReLU-Linear
  * is split over 2 and 4 ranks (tp alone and with dp and pp); parameters stay
  * within 2e-6 x steps (relative to the largest) of serial training, the
- * bound Tests/ParmlTrainingTests/TensorParallelTests.swift justifies. */
-static void toy_train(int32_t dp, int32_t pp, int32_t tp, float *params, int64_t n_params) {
+ * bound Tests/ParmlTrainingTests/TensorParallelTests.swift justifies.
+ * `m` is trained 4 steps and freed; its parameters land in `params`. */
+static void toy_train(parml_model m, int32_t dp, int32_t pp, int32_t tp, int64_t split, float *params, int64_t n_params) {
     float x[TOY_N * TOY_D], y[TOY_N];
     parml_tensor xt = NULL, yt = NULL;
     toy_tensors(x, y, &xt, &yt);
-    parml_model m = toy_model(5);
     parml_optimizer_params o;
     OK(parml_optimizer_params_init(&o));
     o.kind = PARML_OPTIMIZER_ADAMW;
@@ -1129,6 +1141,7 @@ static void toy_train(int32_t dp, int32_t pp, int32_t tp, float *params, int64_t
     s.tp = tp;
     s.micro_batches = 2;
     s.blas_threads = 1;
+    s.split_classifier = split;
     parml_trainer tr = NULL;
     OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
     for (int i = 0; i < 4; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
@@ -1139,20 +1152,75 @@ static void toy_train(int32_t dp, int32_t pp, int32_t tp, float *params, int64_t
     parml_tensor_free(yt);
 }
 
+/* Largest |p - serial| against 2e-6 x 4 steps x the largest |serial|. */
+static void check_near_serial(const float *p, const float *serial, int n, const char *what) {
+    float scale = 0, worst = 0;
+    for (int i = 0; i < n; i++) scale = fmaxf(scale, fabsf(serial[i]));
+    for (int i = 0; i < n; i++) worst = fmaxf(worst, fabsf(p[i] - serial[i]));
+    CHECK(worst <= 2e-6f * 4 * scale, "%s: max |diff| %g vs scale %g", what, worst, scale);
+}
+
 static void test_tensor_parallel(void) {
     enum { P = TOY_D * 16 + 16 + 16 * 2 + 2 };
     float serial[P], p[P];
-    toy_train(1, 1, 1, serial, P);
-    float scale = 0;
-    for (int i = 0; i < P; i++) scale = fmaxf(scale, fabsf(serial[i]));
+    toy_train(toy_model(5), 1, 1, 1, 0, serial, P);
     const int32_t layouts[][3] = {{1, 1, 2}, {1, 1, 4}, {2, 1, 2}, {1, 2, 2}, {2, 2, 2}};
     for (size_t k = 0; k < sizeof layouts / sizeof layouts[0]; k++) {
-        toy_train(layouts[k][0], layouts[k][1], layouts[k][2], p, P);
-        float worst = 0;
-        for (int i = 0; i < P; i++) worst = fmaxf(worst, fabsf(p[i] - serial[i]));
-        CHECK(worst <= 2e-6f * 4 * scale, "dp=%d pp=%d tp=%d: max |diff| %g vs scale %g", (int)layouts[k][0],
-              (int)layouts[k][1], (int)layouts[k][2], worst, scale);
+        toy_train(toy_model(5), layouts[k][0], layouts[k][1], layouts[k][2], 0, p, P);
+        char what[64];
+        snprintf(what, sizeof what, "dp=%d pp=%d tp=%d", (int)layouts[k][0], (int)layouts[k][1], (int)layouts[k][2]);
+        check_near_serial(p, serial, P, what);
     }
+}
+
+/* The plan of a cross-entropy trainer for `m` laid out by `s` (free it
+ * with parml_buffer_free). */
+static char *plan_text(parml_model m, const parml_strategy_params *s) {
+    parml_trainer tr = NULL;
+    char *text = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, s, &tr));
+    OK(parml_trainer_plan(tr, &text));
+    parml_trainer_free(tr);
+    return text;
+}
+
+static void test_split_classifier(void) {
+    enum { P = TOY_D * 16 + 16 + 16 * 16 + 16 + 16 * 2 + 2 };
+    float serial[P], p[P];
+    toy_train(toy_deep_model(), 1, 1, 1, 0, serial, P);
+    toy_train(toy_deep_model(), 1, 1, 2, 1, p, P);
+    check_near_serial(p, serial, P, "tp=2, split classifier");
+    toy_train(toy_deep_model(), 2, 1, 2, 1, p, P);
+    check_near_serial(p, serial, P, "dp=2 tp=2, split classifier");
+
+    parml_model m = toy_deep_model();
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.tp = 2;
+    s.split_classifier = 1;
+    char *text = plan_text(m, &s);
+    CHECK(text && strstr(text, "column-parallel classifier linear(16→2), 1 classes per rank") && strstr(text, "logits stay sharded"),
+          "plan text:\n%s", text ? text : "(null)");
+    parml_buffer_free(text);
+    parml_trainer tr = NULL;
+    CHECK(parml_trainer_create(m, PARML_LOSS_MSE, NULL, &s, &tr) == PARML_ERR_INVALID_ARGUMENT &&
+              strstr(parml_last_error(), "cross-entropy"),
+          "split classifier with MSE: %s", parml_last_error());
+    /* A host built against the 0.1 struct (no split_classifier) still
+     * works: whatever follows its end is not read. */
+    parml_strategy_params old;
+    memset(&old, 0x5A, sizeof old);
+    OK(parml_strategy_params_init(&old));
+    old.tp = 2;
+    memset(&old.split_classifier, 0x5A, sizeof old.split_classifier);
+    old.struct_size = offsetof(parml_strategy_params, split_classifier);
+    text = plan_text(m, &old);
+    CHECK(text && strstr(text, "logits are whole"), "0.1 struct: plan text:\n%s", text ? text : "(null)");
+    parml_buffer_free(text);
+    old.struct_size += 4;
+    CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &old, &tr) == PARML_ERR_INVALID_ARGUMENT,
+          "a struct_size inside split_classifier is refused");
+    parml_model_free(m);
 }
 
 /* The plan names the mesh, each stage's layers and each rank. */
@@ -1340,6 +1408,7 @@ int main(void) {
     test_data_parallel();
     test_plan();
     test_tensor_parallel();
+    test_split_classifier();
     test_blas();
     test_null_frees();
     rmdir(scratch_dir());

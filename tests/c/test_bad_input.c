@@ -718,6 +718,7 @@ static void cases_trainer_create(void) {
     STRAT_CASE("watchdog_seconds 0", PARML_ERR_INVALID_ARGUMENT, s.watchdog_seconds = 0);
     STRAT_CASE("watchdog_seconds NaN", PARML_ERR_INVALID_ARGUMENT, s.watchdog_seconds = (double)NAN);
     STRAT_CASE("grad_chunk 0", PARML_ERR_INVALID_ARGUMENT, s.grad_chunk = 0);
+    STRAT_CASE("split_classifier 2", PARML_ERR_INVALID_ARGUMENT, s.split_classifier = 2);
     STRAT_CASE("dp 5000", PARML_ERR_INVALID_ARGUMENT, s.dp = 5000);
     STRAT_CASE("tp 5000", PARML_ERR_INVALID_ARGUMENT, s.tp = 5000);
     STRAT_CASE("micro_batches 2^31-1", PARML_ERR_INVALID_ARGUMENT, s.micro_batches = INT32_MAX);

@@ -173,6 +173,9 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "dp 2 x pp 2, ZeRO-2" "" 2 2 1 2 1f1b 2
     train "pp 2 x tp 2" "" 1 2 2 2 1f1b 0
     train "dp 2 x pp 2 x tp 2, ZeRO-2 (8 processes)" "" 2 2 2 2 1f1b 2
+    export PARML_TEST_SPLIT_CLASSIFIER=1
+    train "dp 2 x tp 2, classifier split by classes, ZeRO-1" "" 2 1 2 1 1f1b 1
+    unset PARML_TEST_SPLIT_CLASSIFIER
     train "dp 2 ZeRO-1 over TCP (--mca btl tcp,self)" "--mca btl tcp,self" 2 1 1 1 1f1b 1
     # Launched as docs/multi-node.md says, every "machine" being this one.
     printf 'localhost slots=2\n' > "$WORK/hosts"

@@ -62,6 +62,9 @@ int main(int argc, char **argv) {
     parml_strategy_params s;
     OK(parml_strategy_params_init(&s));
     s.backend = strcmp(argv[1], "mpi") == 0 ? PARML_BACKEND_MPI : PARML_BACKEND_THREADS;
+    /* PARML_TEST_SPLIT_CLASSIFIER=1: the last Linear split by classes (tp > 1). */
+    const char *split = getenv("PARML_TEST_SPLIT_CLASSIFIER");
+    s.split_classifier = split && strcmp(split, "1") == 0;
     s.dp = atoi(argv[2]);
     s.pp = atoi(argv[3]);
     s.tp = atoi(argv[4]);

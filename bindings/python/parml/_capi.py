@@ -244,6 +244,8 @@ class parml_strategy_params(Structure):
         bucket_bytes: gradient all-reduce bucket size; default 4 MiB
         watchdog_seconds: a rank waiting longer in a collective fails the step; default 60
         grad_chunk: deterministic mode: samples per gradient chunk; default 32
+        split_classifier: since 0.2; tp > 1: nonzero splits the classifier by
+            classes, with the cross-entropy on the sharded logits; default 0
     """
 
     _fields_ = [
@@ -261,6 +263,7 @@ class parml_strategy_params(Structure):
         ("bucket_bytes", c_int64),
         ("watchdog_seconds", c_double),
         ("grad_chunk", c_int32),
+        ("split_classifier", c_int64),
     ]
 
 

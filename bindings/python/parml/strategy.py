@@ -34,6 +34,10 @@ class Strategy:
         tp: tensor-parallel ranks: each Linear → element-wise → Linear pair
             is split Megatron-style (column then row); other layers are
             replicated; tp must divide the split widths.
+        split_classifier: with tp > 1, True splits the classifier (the
+            model's last Linear) by classes and computes the cross-entropy
+            on the sharded logits; False (default) runs it whole on every
+            tp rank. Pays for many classes only.
         zero: ZeRO stage 0..3 on the dp axis.
         backend: "threads" (default: ranks are threads of this process) or
             "mpi": one rank per process under mpirun (every process runs the
@@ -63,6 +67,7 @@ class Strategy:
         seed: int | None = None,
         watchdog_seconds: float | None = None,
         bucket_bytes: int | None = None,
+        split_classifier: bool | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "dp": dp,
@@ -78,6 +83,7 @@ class Strategy:
             "seed": seed,
             "watchdog_seconds": watchdog_seconds,
             "bucket_bytes": bucket_bytes,
+            "split_classifier": None if split_classifier is None else int(bool(split_classifier)),
         }
         if seed is not None and not 0 <= int(seed) < 1 << 64:
             raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
@@ -86,7 +92,7 @@ class Strategy:
             dp=dp, tp=tp, pp=pp, micro_batches=micro_batches, schedule=schedule, zero=zero,
             backend=backend, deterministic=deterministic, grad_chunk=grad_chunk,
             blas_threads=blas_threads, seed=seed, watchdog_seconds=watchdog_seconds,
-            bucket_bytes=bucket_bytes,
+            bucket_bytes=bucket_bytes, split_classifier=split_classifier,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
 

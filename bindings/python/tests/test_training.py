@@ -294,20 +294,41 @@ def test_plan_describes_stages_and_ranks():
         parml.Trainer(model, strategy=parml.Strategy(pp=4))
 
 
+def train_four_steps(model, x, y, strategy):
+    """Parameters and plan after 4 Adam steps of 50 rows each."""
+    with model, parml.Trainer(model, optimizer=parml.Adam(1e-2), strategy=strategy) as trainer:
+        for i in range(4):
+            trainer.step(x[i * 50 : i * 50 + 50], y[i * 50 : i * 50 + 50])
+        return model.parameters, trainer.plan()
+
+
+def assert_close_to_serial(params, serial):
+    assert np.abs(params - serial).max() <= 2e-6 * 4 * np.abs(serial).max()
+
+
 def test_tensor_parallel_is_close_to_serial():
     x, y = blobs(200, seed=5)
-    results = []
-    for tp in (1, 2):
-        with mlp(hidden=48, seed=21) as model, parml.Trainer(
-            model, optimizer=parml.Adam(1e-2), strategy=parml.Strategy(tp=tp, blas_threads=1)
-        ) as trainer:
-            for i in range(4):
-                trainer.step(x[i * 50 : i * 50 + 50], y[i * 50 : i * 50 + 50])
-            results.append(model.parameters)
-            if tp == 2:
-                assert "column-parallel linear(8→48)" in trainer.plan()
-    scale = np.abs(results[0]).max()
-    assert np.abs(results[1] - results[0]).max() <= 2e-6 * 4 * scale
+    serial, _ = train_four_steps(mlp(hidden=48, seed=21), x, y, parml.Strategy(blas_threads=1))
+    params, plan = train_four_steps(mlp(hidden=48, seed=21), x, y, parml.Strategy(tp=2, blas_threads=1))
+    assert "column-parallel linear(8→48)" in plan
+    assert_close_to_serial(params, serial)
+
+
+def test_split_classifier_is_close_to_serial():
+    # Linear, ReLU, Linear, ReLU, Linear(24→4): one column/row pair, then
+    # a classifier with no partner, split by classes when asked.
+    def model():
+        return parml.Sequential(
+            [parml.Linear(8, 24), parml.ReLU(), parml.Linear(24, 24), parml.ReLU(), parml.Linear(24, 4)], seed=3
+        )
+
+    x, y = blobs(200, classes=4, seed=7)
+    serial, _ = train_four_steps(model(), x, y, parml.Strategy(blas_threads=1))
+    params, plan = train_four_steps(model(), x, y, parml.Strategy(tp=2, split_classifier=True, blas_threads=1))
+    assert "column-parallel classifier linear(24→4), 2 classes per rank" in plan
+    assert_close_to_serial(params, serial)
+    assert parml.Strategy(split_classifier=True).to_params().split_classifier == 1
+    assert parml.Strategy().to_params().split_classifier == 0
 
 
 def test_local_batches_need_mpi():

@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+/// Softmax cross-entropy on logits split by class over the tp ranks (a
+/// column-parallel classifier, Megatron's vocabulary-parallel loss): each
+/// rank holds classes `classOffset ..< classOffset + local` of every row and
+/// the whole logits are never gathered. Per micro-batch, two all-reduces
+/// over the tp group:
+///
+/// 1. every rank's row maxima and their arg-max (N·tp·2 floats, each rank
+///    writing its own column, zeros elsewhere, so the sum is an exact
+///    gather): the global max M, subtracted before exp as serial training
+///    does, and the global arg-max (the first class holding M, as serial);
+/// 2. Σ exp(z − M) over the rank's classes and the target's logit from the
+///    rank holding it (N·2 floats).
+///
+/// Every exp is the one serial training computes (same M); only Σ exp is
+/// added in another order (per rank, then over ranks), so loss and gradient
+/// match serial within float rounding, and every tp rank gets the same bits.
+final class ShardedCrossEntropy {
+    let classes: Int
+    let classOffset: Int
+    let comm: Communicator
+    /// Floats all-reduced so far (tensor-parallel traffic).
+    private(set) var floatsReduced = 0
+    private let grad = Buffer()
+    private let maxima = Buffer()
+    private let sums = Buffer()
+
+    init(classes: Int, classOffset: Int, comm: Communicator) {
+        self.classes = classes
+        self.classOffset = classOffset
+        self.comm = comm
+    }
+
+    /// Loss (scaled sum over rows) and arg-max hits, as `Loss.compute`;
+    /// `output` holds this rank's classes, `targets` whole class indices.
+    func compute(output: Tensor, targets: Tensor, scale: Float, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
+        let rows = output.shape[0], cols = output.shape[1]
+        let ranks = comm.size, me = comm.rank
+        guard rows > 0 else { return (0, 0) }
+        let z = output.data, y = targets.data
+
+        let m = try maxima.shaped(Shape(rows, ranks, 2))
+        m.data.update(repeating: 0, count: m.count)
+        for r in 0..<rows {
+            let zr = z + r * cols
+            var mx = zr[0], arg = 0
+            for c in 1..<max(cols, 1) where zr[c] > mx {
+                mx = zr[c]
+                arg = c
+            }
+            m.data[(r * ranks + me) * 2] = mx
+            m.data[(r * ranks + me) * 2 + 1] = Float(classOffset + arg)
+        }
+        try comm.allReduce(m.data, count: m.count, op: .sum)
+
+        let s = try sums.shaped(Shape(rows, 2))
+        var correct = 0
+        for r in 0..<rows {
+            let mr = m.data + r * ranks * 2
+            // Ranks hold classes in order, so the first strictly larger
+            // maximum gives the first arg-max over all classes.
+            var mx = mr[0], arg = mr[1]
+            for k in 1..<ranks where mr[2 * k] > mx {
+                mx = mr[2 * k]
+                arg = mr[2 * k + 1]
+            }
+            mr[0] = mx
+            if arg == y[r] { correct += 1 }
+            let zr = z + r * cols
+            var e: Float = 0
+            for c in 0..<cols { e += expf(zr[c] - mx) }
+            s.data[2 * r] = e
+            let t = Int(y[r]) - classOffset
+            s.data[2 * r + 1] = t >= 0 && t < cols ? zr[t] : 0
+        }
+        try comm.allReduce(s.data, count: s.count, op: .sum)
+        floatsReduced += m.count + s.count
+
+        var total: Float = 0
+        let g = wantGradient ? try grad.shaped(output.shape) : nil
+        for r in 0..<rows {
+            let mx = m.data[r * ranks * 2]
+            let sum = s.data[2 * r]
+            total += logf(sum) + mx - s.data[2 * r + 1]
+            if let g {
+                let zr = z + r * cols, gr = g.data + r * cols
+                let inv = 1 / sum
+                for c in 0..<cols { gr[c] = expf(zr[c] - mx) * inv * scale }
+                let t = Int(y[r]) - classOffset
+                if t >= 0 && t < cols { gr[t] -= scale }
+            }
+        }
+        return (total * scale, correct)
+    }
+
+    /// The gradient written by the last `compute(wantGradient: true)`.
+    var gradient: Tensor { grad.tensor }
+}
