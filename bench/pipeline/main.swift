@@ -18,6 +18,10 @@
 //   all-reduce of the pair's 128×1024 output forward; the pair's input
 //   gradient is not needed, the input being data). Baseline: that count.
 // - mlp_b128_tp2: samples/s of the same; baseline: serial, 1 BLAS thread.
+// - tp2_split_classifier_8192: samples/s at tp = 2 of 784-1024-1024-8192
+//   (a classifier of 8192 classes, 78% of the parameters), batch 128, with
+//   the classifier split by classes and the loss on sharded logits;
+//   baseline: the same with the classifier whole on both tp ranks.
 
 import ParmlBenchSupport
 import ParmlModel
@@ -151,6 +155,30 @@ func main() throws {
         b.append(try samplesPerSecond(tp, x128, y128, steps: 8))
     }
     report("mlp_b128_tp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); tp=2", median(a))
+
+    // A classifier the split pays for: 8192 classes.
+    func wideClassifier() throws -> Model {
+        let m = Model()
+        try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
+        try m.add(Activation(.relu))
+        try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
+        try m.add(Activation(.relu))
+        try m.add(try Linear(inFeatures: 1024, outFeatures: 8192))
+        try m.initialize(seed: 2)
+        return m
+    }
+    var split = tpStrategy
+    split.splitClassifier = true
+    let whole = try Trainer(model: try wideClassifier(), loss: .crossEntropy, optimizer: o, strategy: tpStrategy)
+    let sharded = try Trainer(model: try wideClassifier(), loss: .crossEntropy, optimizer: o, strategy: split)
+    let (xw, yw) = try batch(128, 784, classes: 8192)
+    a.removeAll()
+    b.removeAll()
+    for _ in 0..<5 {
+        a.append(try samplesPerSecond(whole, xw, yw, steps: 3))
+        b.append(try samplesPerSecond(sharded, xw, yw, steps: 3))
+    }
+    report("tp2_split_classifier_8192", median(b), unit: "samples/s", baseline: "tp=2, classifier whole on both ranks (same run)", median(a))
 }
 
 do {
