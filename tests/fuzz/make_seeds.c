@@ -208,6 +208,13 @@ static void strategy_seeds(void) {
         snprintf(name, sizeof name, "dp%d_zero%d_adamw_clip", 1 + zero, zero);
         strategy_seed(name, 4, PARML_LOSS_CROSS_ENTROPY, &o, &s, mlp, n_mlp);
     }
+    /* 4 -> 8 -> relu -> residual(layer_norm 8, linear 8 -> 8) -> 4 classes, split over tp 2 */
+    const uint8_t classified[] = {FZ_LINEAR, 3, 7, FZ_ACTIVATION, 1, 0, FZ_BEGIN_RESIDUAL, 0, 0, FZ_LAYER_NORM, 7, 1,
+                                  FZ_LINEAR, 7, 7, FZ_END_RESIDUAL, 0, 0, FZ_LINEAR, 7, 3};
+    parml_strategy_params_init(&s);
+    s.tp = 2;
+    s.split_classifier = 1;
+    strategy_seed("tp2_split_classifier", 4, PARML_LOSS_CROSS_ENTROPY, &o, &s, classified, sizeof classified / 3);
     parml_strategy_params_init(&s);
     s.dp = 3;
     s.deterministic = 1;
