@@ -111,11 +111,23 @@ private func steps(_ t: Trainer, _ range: Range<Int>) throws {
     func tensorParallelChainStaysWithinTolerance(kind: OptimizerKind) throws {
         let layouts: [Layout] = [Layout(), Layout(dp: 2, pp: 2, m: 2), Layout(tp: 2), Layout(dp: 2, tp: 2, zero: 2), Layout()]
         let (resumed, reference) = try chain(kind, layouts, model: pairModel)
-        let a = resumed.model.parameters!.toArray(), b = reference.model.parameters!.toArray()
-        let scale = b.reduce(Float(0)) { max($0, abs($1)) }
-        let d = zip(a, b).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) } / scale
+        let d = relativeParameterDifference(resumed, reference)
         #expect(d <= 2e-6 * 8, "\(kind): relative difference \(d) after a chain through tp")
         #expect(d > 0 || kind == .sgd, "tp changes rounding; identical bits would mean tp never ran")
+        try expectSameState(resumed, reference, tolerance: 1e-3)
+    }
+
+    /// The classifier split by classes in the chain (its slices saved and
+    /// restored like any column-parallel layer's), within the same bound.
+    @Test(arguments: [OptimizerKind.sgd, .adamW])
+    func splitClassifierChainStaysWithinTolerance(kind: OptimizerKind) throws {
+        let layouts: [Layout] = [
+            Layout(), Layout(tp: 2, splitClassifier: true), Layout(dp: 2, tp: 2, zero: 2, splitClassifier: true),
+            Layout(tp: 2, pp: 2, m: 2, splitClassifier: true), Layout(),
+        ]
+        let (resumed, reference) = try chain(kind, layouts, model: pairModel)
+        let d = relativeParameterDifference(resumed, reference)
+        #expect(d <= 2e-6 * 8, "\(kind): relative difference \(d) after a chain through a split classifier")
         try expectSameState(resumed, reference, tolerance: 1e-3)
     }
 }
@@ -127,6 +139,7 @@ struct Layout {
     var pp = 1
     var m = 1
     var gpipe = false
+    var splitClassifier = false
 }
 
 /// 12 → [16 → ReLU → 16] → 4 with a Flatten first: one column/row pair.
@@ -150,6 +163,7 @@ private func layoutTrainer(_ kind: OptimizerKind, _ l: Layout, model: Model) thr
     s.microBatches = l.m
     s.pipelineSchedule = l.gpipe ? .gpipe : .oneForwardOneBackward
     s.zeroStage = l.zero
+    s.splitClassifier = l.splitClassifier
     s.deterministic = true
     s.gradientChunk = 8
     s.seed = 3
@@ -180,6 +194,13 @@ private func chain(_ kind: OptimizerKind, _ layouts: [Layout], model: (UInt64) t
         last = t
     }
     return (try #require(last), reference)
+}
+
+/// Largest |a − b| over the parameters, relative to the largest |b|.
+private func relativeParameterDifference(_ a: Trainer, _ b: Trainer) -> Float {
+    let x = a.model.parameters!.toArray(), y = b.model.parameters!.toArray()
+    let scale = y.reduce(Float(0)) { max($0, abs($1)) }
+    return zip(x, y).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) } / scale
 }
 
 private func expectSameState(_ a: Trainer, _ b: Trainer, tolerance: Float) throws {
