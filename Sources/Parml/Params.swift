@@ -14,8 +14,9 @@ func readSized<T>(_ p: UnsafePointer<T>, defaults: T, name: String, minimum: Int
     // An older struct ends exactly at `minimum`; a size between the two
     // would cut a field in half.
     guard size == minimum || size >= MemoryLayout<T>.size else {
+        let expected = minimum == MemoryLayout<T>.size ? "at least \(minimum)" : "\(minimum) (an older layout) or at least \(MemoryLayout<T>.size)"
         throw ParmlError.invalidArgument(
-            "\(name)->struct_size is \(size), at least \(minimum) expected; fill the struct with its _params_init function")
+            "\(name)->struct_size is \(size), \(expected) expected; fill the struct with its _params_init function")
     }
     var out = defaults
     withUnsafeMutableBytes(of: &out) { dst in

@@ -465,17 +465,11 @@ final class RankContext {
         var t = trace.now()
         if isLastStage {
             try slot.targetView.retarget(work.y.data + (piece.rows.lowerBound - work.plan.firstLocalRow) * work.y.shape.rowSize, shape: work.y.shape.withLeading(n))
-            if let shardedLoss {
-                let r = try shardedLoss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
-                work.lossSum += r.loss
-                work.correct += r.correct
-                dy = shardedLoss.gradient
-            } else {
-                let r = try loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
-                work.lossSum += r.loss
-                work.correct += r.correct
-                dy = loss.gradient
-            }
+            let r = try shardedLoss?.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+                ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+            work.lossSum += r.loss
+            work.correct += r.correct
+            dy = shardedLoss?.gradient ?? loss.gradient
         } else {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             try received.resize(work.stageOutput.withLeading(n))

@@ -195,6 +195,10 @@ struct TensorParallelRewrite {
                 throw ParmlError.invalidArgument(
                     "split_classifier: tp=\(tp) does not divide the \(c.outFeatures) classes of layer \(k) linear(\(c.inFeatures)→\(c.outFeatures))")
             }
+            // ShardedCrossEntropy passes class indices as floats.
+            guard c.outFeatures <= 1 << 24 else {
+                throw ParmlError.invalidArgument("split_classifier: layer \(k) has \(c.outFeatures) classes; at most 2^24 can be split")
+            }
             role[k] = .classifier
             classes = c.outFeatures
         }
