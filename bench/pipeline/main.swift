@@ -100,6 +100,17 @@ func samplesPerSecond(_ t: Trainer, _ x: Tensor, _ y: Tensor, steps: Int) throws
     return Double(steps * x.shape[0]) / (Clock.now() - t0)
 }
 
+/// Medians of 5 rounds of `steps` steps of `baseline`, then of `measured`,
+/// alternating, so that both see the same moments of a noisy machine.
+func alternatingMedians(_ baseline: Trainer, _ measured: Trainer, _ x: Tensor, _ y: Tensor, steps: Int) throws -> (baseline: Double, measured: Double) {
+    var a: [Double] = [], b: [Double] = []
+    for _ in 0..<5 {
+        a.append(try samplesPerSecond(baseline, x, y, steps: steps))
+        b.append(try samplesPerSecond(measured, x, y, steps: steps))
+    }
+    return (median(a), median(b))
+}
+
 func main() throws {
     for p in [2, 4] {
         for m in [1, 4, 8, 16] {
@@ -132,12 +143,8 @@ func main() throws {
     let serial = try Trainer(model: try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: serialStrategy)
     let piped = try Trainer(model: try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: pipe)
     let (x, y) = try batch(512, 784, classes: 10)
-    var a: [Double] = [], b: [Double] = []
-    for _ in 0..<5 {
-        a.append(try samplesPerSecond(serial, x, y, steps: 4))
-        b.append(try samplesPerSecond(piped, x, y, steps: 4))
-    }
-    report("mlp_b512_pp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); pp=2 m=4 1F1B", median(a))
+    let pp2 = try alternatingMedians(serial, piped, x, y, steps: 4)
+    report("mlp_b512_pp2", pp2.measured, unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); pp=2 m=4 1F1B", pp2.baseline)
 
     var tpStrategy = StrategyConfig()
     tpStrategy.tp = 2
@@ -148,37 +155,17 @@ func main() throws {
     try tp.step(inputs: x128, targets: y128)
     report("tp2_comm_bytes_per_step", Double(tp.tensorParallelBytes(rank: 0) - before), unit: "bytes",
         baseline: "theory: 128 x 1024 floats all-reduced forward", Double(128 * 1024 * 4), digits: 0)
-    a.removeAll()
-    b.removeAll()
-    for _ in 0..<5 {
-        a.append(try samplesPerSecond(serial, x128, y128, steps: 8))
-        b.append(try samplesPerSecond(tp, x128, y128, steps: 8))
-    }
-    report("mlp_b128_tp2", median(b), unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); tp=2", median(a))
+    let tp2 = try alternatingMedians(serial, tp, x128, y128, steps: 8)
+    report("mlp_b128_tp2", tp2.measured, unit: "samples/s", baseline: "serial, 1 BLAS thread (same run); tp=2", tp2.baseline)
 
     // A classifier the split pays for: 8192 classes.
-    func wideClassifier() throws -> Model {
-        let m = Model()
-        try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
-        try m.add(Activation(.relu))
-        try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
-        try m.add(Activation(.relu))
-        try m.add(try Linear(inFeatures: 1024, outFeatures: 8192))
-        try m.initialize(seed: 2)
-        return m
-    }
     var split = tpStrategy
     split.splitClassifier = true
-    let whole = try Trainer(model: try wideClassifier(), loss: .crossEntropy, optimizer: o, strategy: tpStrategy)
-    let sharded = try Trainer(model: try wideClassifier(), loss: .crossEntropy, optimizer: o, strategy: split)
+    let whole = try Trainer(model: try benchmarkMLP(classes: 8192), loss: .crossEntropy, optimizer: o, strategy: tpStrategy)
+    let sharded = try Trainer(model: try benchmarkMLP(classes: 8192), loss: .crossEntropy, optimizer: o, strategy: split)
     let (xw, yw) = try batch(128, 784, classes: 8192)
-    a.removeAll()
-    b.removeAll()
-    for _ in 0..<5 {
-        a.append(try samplesPerSecond(whole, xw, yw, steps: 3))
-        b.append(try samplesPerSecond(sharded, xw, yw, steps: 3))
-    }
-    report("tp2_split_classifier_8192", median(b), unit: "samples/s", baseline: "tp=2, classifier whole on both ranks (same run)", median(a))
+    let classifier = try alternatingMedians(whole, sharded, xw, yw, steps: 3)
+    report("tp2_split_classifier_8192", classifier.measured, unit: "samples/s", baseline: "tp=2, classifier whole on both ranks (same run)", classifier.baseline)
 }
 
 do {
