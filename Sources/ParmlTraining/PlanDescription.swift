@@ -21,7 +21,7 @@ extension Trainer {
                     + "\((bubble * 1000).rounded() / 1000)")
         }
         if let tp = ranks[0].tensorParallel {
-            let logits = tp.rewrite.classifier == nil
+            let logits = tp.rewrite.classifierOffset == nil
                 ? "the classifier's logits are whole on every tp rank"
                 : "the classifier is split by classes and its logits stay sharded"
             lines.append("tensor parallelism (tp = \(mesh.tp), Megatron column/row pairs; \(logits)):")

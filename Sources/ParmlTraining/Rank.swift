@@ -183,8 +183,8 @@ final class RankContext {
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
         stats = try Tensor(shape: Shape(2))
-        if let classifier = tensorParallel?.rewrite.classifier, c.stage == layout.mesh.pp - 1, let tensor = comms?.tensor {
-            shardedLoss = ShardedCrossEntropy(classes: classifier.classes, classOffset: classifier.offset, comm: tensor)
+        if let offset = tensorParallel?.rewrite.classifierOffset, c.stage == layout.mesh.pp - 1, let tensor = comms?.tensor {
+            shardedLoss = ShardedCrossEntropy(classOffset: offset, comm: tensor)
         } else {
             shardedLoss = nil
         }

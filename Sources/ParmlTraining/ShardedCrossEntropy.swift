@@ -22,7 +22,6 @@ import ParmlTensor
 /// added in another order (per rank, then over ranks), so loss and gradient
 /// match serial within float rounding, and every tp rank gets the same bits.
 final class ShardedCrossEntropy {
-    let classes: Int
     let classOffset: Int
     let comm: Communicator
     /// Floats all-reduced so far (tensor-parallel traffic).
@@ -31,8 +30,7 @@ final class ShardedCrossEntropy {
     private let maxima = Buffer()
     private let sums = Buffer()
 
-    init(classes: Int, classOffset: Int, comm: Communicator) {
-        self.classes = classes
+    init(classOffset: Int, comm: Communicator) {
         self.classOffset = classOffset
         self.comm = comm
     }

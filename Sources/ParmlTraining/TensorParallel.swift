@@ -120,8 +120,8 @@ struct TensorParallelRewrite {
     let sources: [ParameterSource]
     /// How each serial top-level layer runs, for the plan.
     let notes: [String]
-    /// The column-split classifier: all classes, and this rank's first.
-    let classifier: (classes: Int, offset: Int)?
+    /// The column-split classifier: this rank's first class.
+    let classifierOffset: Int?
 
     init(serial model: Model, rank t: Int, ranks tp: Int, splitClassifier: Bool = false) throws {
         var offsets: [ObjectIdentifier: [Int]] = [:]
@@ -140,7 +140,7 @@ struct TensorParallelRewrite {
         let layers = try TensorParallelRewrite.rewrite(
             model.root.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: "",
             splitClassifier: splitClassifier, classes: &classes)
-        classifier = classes.map { (classes: $0, offset: t * $0 / tp) }
+        classifierOffset = classes.map { t * $0 / tp }
         self.layers = layers
         self.sources = sources
         self.notes = notes

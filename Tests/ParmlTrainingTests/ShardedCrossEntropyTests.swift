@@ -58,7 +58,7 @@ struct ShardedCrossEntropyTests {
         try pool.run(world: world) { r in
             var mine: [Float] = []
             for row in 0..<rows { mine += z[(row * classes + r * local)..<(row * classes + (r + 1) * local)] }
-            let loss = ShardedCrossEntropy(classes: classes, classOffset: r * local, comm: world.communicator(rank: r))
+            let loss = ShardedCrossEntropy(classOffset: r * local, comm: world.communicator(rank: r))
             let got = try loss.compute(
                 output: try Tensor(mine, shape: Shape(rows, local)), targets: try Tensor(targets, shape: Shape(rows)), scale: scale,
                 wantGradient: true)
