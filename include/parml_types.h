@@ -31,8 +31,13 @@
 
 /* ------------------------------------------------------------------------ */
 /* Opaque handles. Each is created by a parml_X_create / _load function and  */
-/* released by parml_X_free, which accepts NULL. A handle is used by one     */
-/* thread at a time; distinct handles are independent.                       */
+/* released by parml_X_free, which accepts NULL. A handle is a number that   */
+/* is never handed out twice: a freed handle returns                         */
+/* PARML_ERR_INVALID_ARGUMENT forever. A handle is used by one thread at a   */
+/* time, and a trainer and its model count as one handle; distinct handles   */
+/* are independent. A call on a handle that another call still holds (from   */
+/* another thread, or from inside a fit progress callback) returns           */
+/* PARML_ERR_STATE and leaves the handle as it was.                          */
 /* ------------------------------------------------------------------------ */
 
 /** A float32 tensor owned by the library (row-major, up to 8 dimensions). */

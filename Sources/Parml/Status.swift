@@ -61,6 +61,10 @@ func code(of error: ParmlError) -> parml_status {
 /// stored for parml_last_error(), prefixed by the function name.
 @inline(__always)
 func guarded(_ function: StaticString, _ body: () throws -> Void) -> parml_status {
+    // Handles looked up in `body` stay held by this call until it returns.
+    let call = CallScope.current()
+    call?.begin(function)
+    defer { if let call { HandleRegistry.shared.endCall(call) } }
     do {
         try body()
         return PARML_OK

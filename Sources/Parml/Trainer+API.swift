@@ -7,6 +7,10 @@ func trainerObject(_ t: parml_trainer?) throws -> Trainer {
     try HandleRegistry.shared.object(t, .trainer, as: Trainer.self, name: "trainer")
 }
 
+extension Trainer: ModelOwner {
+    var ownedModel: AnyObject { model }
+}
+
 /// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
 /// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
 /// `strategy` from parml_strategy_params_init (NULL = serial). The trainer

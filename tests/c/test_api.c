@@ -192,6 +192,36 @@ static void test_tensors(void) {
     CHECK(parml_tensor_numel(t, &numel) == PARML_ERR_INVALID_ARGUMENT, "freed handle is rejected");
 }
 
+/* A freed handle stays dead: the allocator hands the freed model's memory to
+ * the next model at once, and before handles were numbers that were never
+ * reused, the old handle then answered for the new model. */
+static void test_freed_handle_never_aliases(void) {
+    parml_model old = NULL;
+    OK(parml_model_create(&old));
+    OK(parml_model_add_linear(old, 2, 3, 1));
+    parml_model_free(old);
+    enum { CREATES = 200000 };
+    int same = 0, wrong = 0;
+    for (int i = 0; i < CREATES; i++) {
+        parml_model m = NULL;
+        if (parml_model_create(&m) != PARML_OK) {
+            wrong++;
+            break;
+        }
+        if (m == old) same++;
+        if (i % 1000 == 0 || i == CREATES - 1) {
+            /* The newest model has a parameter the old one never had. */
+            (void)parml_model_add_linear(m, 5, 7, 1);
+            int64_t count = -1;
+            if (parml_model_num_params(old, &count) != PARML_ERR_INVALID_ARGUMENT || count != -1) wrong++;
+        }
+        parml_model_free(m);
+    }
+    CHECK(same == 0, "%d of %d new models got the freed model's handle", same, CREATES);
+    CHECK(wrong == 0, "the freed handle answered %d times instead of PARML_ERR_INVALID_ARGUMENT", wrong);
+    CHECK(strstr(parml_last_error(), "not a live parml handle") != NULL, "message: %s", parml_last_error());
+}
+
 /* ------------------------------------------------------------------------ */
 /* Parameter-struct defaults                                                 */
 /* ------------------------------------------------------------------------ */
@@ -1392,6 +1422,7 @@ static void test_null_frees(void) {
 }
 
 int main(void) {
+    test_freed_handle_never_aliases();
     test_version_and_status();
     test_last_error_per_thread();
     test_tensors();

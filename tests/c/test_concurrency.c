@@ -266,12 +266,150 @@ static void test_handle_handed_over(int dp) {
     free_job(&ref);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Misuse: two calls on one handle at once (the thread rule broken).         */
+/* ------------------------------------------------------------------------ */
+
+struct collision {
+    struct job *job;
+    parml_status other_thread_step, other_thread_model, same_thread_step, same_thread_free_params;
+    char message[512];
+    int calls;
+};
+
+static void *step_from_other_thread(void *arg) {
+    struct collision *c = (struct collision *)arg;
+    float loss = 0;
+    c->other_thread_step = parml_trainer_step(c->job->trainer, c->job->x, c->job->y, &loss);
+    snprintf(c->message, sizeof c->message, "%s", parml_last_error());
+    int64_t n = 0;
+    c->other_thread_model = parml_model_num_params(c->job->model, &n);
+    return NULL;
+}
+
+/* Runs inside parml_trainer_fit, which holds the trainer and its model. */
+static int collide(const parml_epoch_metrics *m, void *user) {
+    (void)m;
+    struct collision *c = (struct collision *)user;
+    if (c->calls++ > 0) return 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, step_from_other_thread, c) == 0) pthread_join(t, NULL);
+    float loss = 0;
+    c->same_thread_step = parml_trainer_step(c->job->trainer, c->job->x, c->job->y, &loss);
+    float p[4];
+    c->same_thread_free_params = parml_model_get_params(c->job->model, p, 4);
+    return 0;
+}
+
+/* A call on a handle that another call holds returns PARML_ERR_STATE, and
+ * leaves both the handle and the running call intact: made certain here by
+ * calling from inside a fit progress callback, on another thread and on
+ * the same one. */
+static void test_concurrent_call_is_refused(int dp) {
+    struct job j = make_job(21, dp, 0, 0);
+    job_create(&j);
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(j.x, j.y, &d));
+    struct collision c;
+    memset(&c, 0, sizeof c);
+    c.job = &j;
+    c.other_thread_step = c.other_thread_model = c.same_thread_step = c.same_thread_free_params = -1;
+    parml_fit_params f;
+    OK(parml_fit_params_init(&f));
+    f.epochs = 2;
+    f.batch_size = 8;
+    f.progress = collide;
+    f.user_data = &c;
+    OK(parml_trainer_fit(j.trainer, d, &f, NULL));
+    CHECK(c.other_thread_step == PARML_ERR_STATE, "dp=%d: step from another thread during fit returned %d", dp,
+          (int)c.other_thread_step);
+    CHECK(strstr(c.message, "in use by a call to parml_trainer_fit") != NULL, "message: %s", c.message);
+    CHECK(c.other_thread_model == PARML_ERR_STATE, "dp=%d: the trainer's model from another thread: %d", dp,
+          (int)c.other_thread_model);
+    CHECK(c.same_thread_step == PARML_ERR_STATE, "dp=%d: step from the callback: %d", dp, (int)c.same_thread_step);
+    CHECK(c.same_thread_free_params == PARML_ERR_STATE, "dp=%d: model from the callback: %d", dp,
+          (int)c.same_thread_free_params);
+    int64_t steps = 0;
+    OK(parml_trainer_step_count(j.trainer, &steps));
+    CHECK(steps == 6, "dp=%d: 2 epochs of 3 batches, %lld steps (a refused call must not step)", dp, (long long)steps);
+    float loss = 0;
+    OK(parml_trainer_step(j.trainer, j.x, j.y, &loss)); /* released when fit returned */
+    parml_dataset_free(d);
+    j.failed = 0;
+    job_finish(&j);
+    free_job(&j);
+}
+
+struct racer {
+    struct job *job;
+    pthread_barrier_t *start;
+    int ok, refused, other;
+    parml_status first_other;
+};
+
+static void *race_steps(void *arg) {
+    struct racer *r = (struct racer *)arg;
+    pthread_barrier_wait(r->start);
+    for (int i = 0; i < 60; i++) {
+        float loss = 0;
+        parml_status st = parml_trainer_step(r->job->trainer, r->job->x, r->job->y, &loss);
+        if (st == PARML_OK) r->ok++;
+        else if (st == PARML_ERR_STATE) r->refused++;
+        else if (r->other++ == 0) r->first_other = st;
+    }
+    return NULL;
+}
+
+/* Two threads stepping one trainer (dp = 1 crashed the process, or trained
+ * silently wrong, before calls held their handles): each call either steps
+ * or is refused, and the steps taken give the bits of as many steps taken
+ * on one thread. */
+static void test_two_threads_stepping_one_trainer(int dp) {
+    struct job j = make_job(22, dp, 0, 0);
+    job_create(&j);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    struct racer a = {&j, &start, 0, 0, 0, 0}, b = {&j, &start, 0, 0, 0, 0};
+    pthread_t ta, tb;
+    int sa = pthread_create(&ta, NULL, race_steps, &a) == 0;
+    int sb = sa && pthread_create(&tb, NULL, race_steps, &b) == 0;
+    CHECK(sa && sb, "pthread_create");
+    if (sa && !sb) race_steps(&b); /* the barrier needs its second party */
+    if (sa) pthread_join(ta, NULL);
+    if (sb) pthread_join(tb, NULL);
+    pthread_barrier_destroy(&start);
+    CHECK(a.other + b.other == 0, "dp=%d: a racing step returned %d (only OK or STATE are right)", dp,
+          (int)(a.other ? a.first_other : b.first_other));
+    int taken = a.ok + b.ok;
+    int64_t steps = 0;
+    OK(parml_trainer_step_count(j.trainer, &steps));
+    CHECK(steps == taken, "dp=%d: %d steps returned OK, the trainer counts %lld", dp, taken, (long long)steps);
+    printf("concurrency: dp=%d, two threads x 60 steps on one trainer: %d stepped, %d refused\n", dp, taken,
+           a.refused + b.refused);
+    job_finish(&j);
+
+    struct job ref = make_job(22, dp, 0, 0);
+    job_create(&ref);
+    job_steps(&ref, 0, taken);
+    job_finish(&ref);
+    CHECK(!j.failed && !ref.failed, "dp=%d: %s %s", dp, j.error, ref.error);
+    if (!j.failed && !ref.failed)
+        CHECK(j.count == ref.count && memcmp(j.params, ref.params, (size_t)ref.count * sizeof(float)) == 0,
+              "dp=%d: %d steps raced from two threads differ from %d steps on one", dp, taken, taken);
+    free_job(&j);
+    free_job(&ref);
+}
+
 int main(void) {
     test_independent_handles(ALL_SERIAL);
     test_independent_handles(ALL_DP2);
     test_independent_handles(MIXED);
     test_handle_handed_over(1);
     test_handle_handed_over(2);
+    test_concurrent_call_is_refused(1);
+    test_concurrent_call_is_refused(2);
+    test_two_threads_stepping_one_trainer(1);
+    test_two_threads_stepping_one_trainer(2);
     printf("concurrency: %d concurrent or handed-over runs compared bit for bit with runs done alone\n",
            runs_compared);
     printf("%d passed, %d failed\n", t_passed, t_failed);
