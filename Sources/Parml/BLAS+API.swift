@@ -15,7 +15,9 @@ public func parmlBlasCore(_ core_out: UnsafeMutablePointer<UnsafePointer<CChar>?
 }
 
 /// Sets the OpenBLAS threads used by this process (1...1024). Trainers set it
-/// from their strategy when created; this overrides it until the next one.
+/// from their strategy when created; this overrides it until the next one,
+/// except for deterministic trainers, which set their own count (1 unless
+/// blas_threads says otherwise) again before each step and evaluation.
 /// OpenBLAS caps it at its build's maximum (64 for Debian's); read the value
 /// in effect with parml_blas_threads.
 /// Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_BLAS. Since: 0.1.

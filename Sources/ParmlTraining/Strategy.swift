@@ -26,7 +26,9 @@ public struct StrategyConfig: Sendable, Equatable {
     public var deterministic = false
     /// Samples per chunk in deterministic mode.
     public var gradientChunk = 32
-    /// OpenBLAS threads per rank; 0 chooses cores / ranks on this machine.
+    /// OpenBLAS threads per rank; 0 chooses: 1 in deterministic mode (a
+    /// threaded sgemm adds in an order that depends on its thread count, so
+    /// every layout must use the same count), else cores / ranks.
     public var blasThreads = 0
     /// Gradient all-reduce bucket size in bytes (data parallelism).
     public var bucketBytes = 4 << 20
@@ -77,8 +79,12 @@ public struct StrategyConfig: Sendable, Equatable {
     /// The OpenBLAS thread count this layout uses on a machine with `cores`
     /// that runs `localRanks` of its ranks (all of them on the threads
     /// backend; under MPI, the processes mpirun put on this machine).
+    /// Deterministic mode chooses 1 whatever the layout, so that serial
+    /// training and every layout run the same chunk products alike.
     public func resolvedBLASThreads(cores: Int, localRanks: Int? = nil) -> Int {
-        blasThreads > 0 ? blasThreads : max(1, cores / max(localRanks ?? worldSize, 1))
+        if blasThreads > 0 { return blasThreads }
+        if deterministic { return 1 }
+        return max(1, cores / max(localRanks ?? worldSize, 1))
     }
 
     /// The ranks this process's machine runs: under MPI, Open MPI's count of

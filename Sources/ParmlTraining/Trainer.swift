@@ -74,6 +74,10 @@ public final class Trainer {
     private let job: RankJob
     private let rankBody: ((Int) throws -> Void)?
     private var traceOnExit: String?
+    /// This trainer's OpenBLAS thread count. OpenBLAS has one setting per
+    /// process: in deterministic mode each step sets it again, so that
+    /// another trainer created since cannot change this one's sums.
+    private let blasThreads: Int
 
     public var loss: Loss { ranks[0].loss }
     public var optimizer: Optimizer { ranks[0].optimizer }
@@ -85,7 +89,8 @@ public final class Trainer {
             throw ParmlError.state("the model is not initialised; call parml_model_init before creating a trainer")
         }
         try BLAS.ensureLoaded()
-        BLAS.threads = strategy.resolvedBLASThreads(cores: Clock.onlineCores, localRanks: strategy.localRanks)
+        blasThreads = strategy.resolvedBLASThreads(cores: Clock.onlineCores, localRanks: strategy.localRanks)
+        BLAS.threads = blasThreads
         self.model = model
         self.optimizerConfig = optimizer
         self.strategy = strategy
@@ -261,6 +266,7 @@ public final class Trainer {
         let outShape = try model.outputShape(for: inputs.shape)
         try loss.validate(output: outShape, targets: targets)
         try syncReplicas()
+        if strategy.deterministic && BLAS.threads != blasThreads { BLAS.threads = blasThreads }
         let n = inputs.shape[0]
         let chunk = strategy.deterministic ? strategy.gradientChunk : nil
         var plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: chunk)
@@ -358,6 +364,7 @@ public final class Trainer {
     public func evaluate(_ data: Dataset, batchSize: Int) throws -> BatchResult {
         var batcher = try Batcher(dataset: data, batchSize: batchSize, shuffle: false, dropLast: false, seed: 0)
         batcher.startEpoch(0)
+        if strategy.deterministic && BLAS.threads != blasThreads { BLAS.threads = blasThreads }
         var total: Double = 0
         var correct = 0
         for b in 0..<batcher.batchCount {

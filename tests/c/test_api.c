@@ -1113,6 +1113,67 @@ static void run_layout(layout_t l, int32_t deterministic, float *params_out, par
     parml_tensor_free(yt);
 }
 
+/* Deterministic mode with every other setting left alone (blas_threads = 0):
+ * serial training gets both cores' worth of OpenBLAS threads and each rank
+ * of a two-rank layout one, and a threaded sgemm adds in another order, so
+ * before deterministic mode pinned one BLAS thread per rank, serial and
+ * dp = 2 differed after one step. The layers are wide enough that OpenBLAS
+ * threads their chunk products (it keeps small ones on one thread). */
+static void det_default_run(int32_t dp, int32_t pp, float *params, int64_t n, int32_t *threads_out) {
+    enum { N = 128, IN = 784, H = 256 };
+    static float x[N * IN], y[N];
+    for (int i = 0; i < N * IN; i++) x[i] = sinf((float)i * 0.013f) * (float)((i % 7) + 1) * 0.2f;
+    for (int i = 0; i < N; i++) y[i] = (float)((i * 7) % 10);
+    int64_t xd[2] = {N, IN}, yd[1] = {N};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, IN, H, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    OK(parml_model_add_linear(m, H, H, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    OK(parml_model_add_linear(m, H, 10, 1));
+    OK(parml_model_init(m, 5));
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_SGD;
+    o.learning_rate = 0.05f;
+    o.momentum = 0.9f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.deterministic = 1;
+    s.dp = dp;
+    s.pp = pp;
+    s.micro_batches = pp > 1 ? 2 : 1;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+    for (int i = 0; i < 3; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
+    OK(parml_blas_threads(threads_out));
+    OK(parml_model_get_params(m, params, n));
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+static void test_determinism_with_default_threads(void) {
+    enum { P = 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10 };
+    static float serial[P], p[P];
+    int32_t threads = 0;
+    det_default_run(1, 1, serial, P, &threads);
+    CHECK(threads == 1, "deterministic serial training ran %d OpenBLAS threads", (int)threads);
+    const int32_t layouts[][2] = {{2, 1}, {1, 2}, {2, 2}};
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        det_default_run(layouts[i][0], layouts[i][1], p, P, &threads);
+        int differ = 0;
+        for (int k = 0; k < P; k++) differ += memcmp(&p[k], &serial[k], sizeof(float)) != 0;
+        CHECK(differ == 0, "deterministic, default threads: dp=%d pp=%d differs from serial in %d of %d parameters",
+              (int)layouts[i][0], (int)layouts[i][1], differ, (int)P);
+    }
+}
+
 static void test_data_parallel(void) {
     static float serial[FULL_PARAMS], p[FULL_PARAMS];
     parml_memory_report z0[2], z1[2];
@@ -1437,6 +1498,7 @@ int main(void) {
     test_fit();
     test_determinism();
     test_data_parallel();
+    test_determinism_with_default_threads();
     test_plan();
     test_tensor_parallel();
     test_split_classifier();

@@ -224,6 +224,18 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     else
         fail "local batches with the wrong rows: the message" "$WORK/wrong.txt"
     fi
+    # Deterministic mode with blas_threads left at 0: serial training in
+    # one process and dp 2 over two processes must still agree bit for bit
+    # (each picks its own OpenBLAS thread count; deterministic mode pins 1).
+    out="$WORK/defaults.txt"
+    if TRAIN_HOST_DEFAULTS=1 timeout 120 "$WORK/train_host" threads 1 1 1 1 1f1b 0 "$WORK/serial.bin" > "$out" 2>&1 &&
+        TRAIN_HOST_DEFAULTS=1 timeout 180 mpirun -np 2 -x TRAIN_HOST_DEFAULTS "$WORK/train_host" mpi 2 1 1 1 1f1b 1 \
+            "$WORK/mpi.bin" >> "$out" 2>&1 &&
+        cmp -s "$WORK/serial.bin" "$WORK/mpi.bin"; then
+        pass "training with default blas_threads: MPI dp 2 ZeRO-1 equals threads serial bit for bit"
+    else
+        fail "training with default blas_threads: MPI dp 2 against threads serial" "$out"
+    fi
     resume "MPI dp 2 x pp 2 ZeRO-1 -> threads serial" 2 2 1 2 1f1b 1 1 1 1 1 1f1b 0
     resume "MPI dp 2 x tp 2 ZeRO-1 -> threads dp 2 x tp 2" 2 1 2 1 1f1b 1 2 1 2 1 1f1b 1
 else

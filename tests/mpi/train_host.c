@@ -11,7 +11,9 @@
  *   "-") restores a checkpoint first; SAVE (not "-") saves one at the end
  *   (every process calls it; on MPI, rank 0 writes the file). With
  *   TRAIN_HOST_LOCAL=1 each process passes only its replica's rows
- *   (parml_trainer_set_local_batches, parml_trainer_data_rows).
+ *   (parml_trainer_set_local_batches, parml_trainer_data_rows). With
+ *   TRAIN_HOST_DEFAULTS=1 blas_threads is left at its default and the
+ *   layers are wide enough for OpenBLAS to thread their products.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +32,7 @@
         }                                                                                     \
     } while (0)
 
-enum { N = 40, F = 12, C = 4 };
+enum { N = 40, C = 4 };
 
 int main(int argc, char **argv) {
     if (argc < 9 || argc > 12) {
@@ -40,11 +42,14 @@ int main(int argc, char **argv) {
     int steps = argc > 9 ? atoi(argv[9]) : 4;
     const char *save = argc > 10 && strcmp(argv[10], "-") != 0 ? argv[10] : NULL;
     const char *load = argc > 11 && strcmp(argv[11], "-") != 0 ? argv[11] : NULL;
+    const char *defaults = getenv("TRAIN_HOST_DEFAULTS");
+    int wide = defaults && strcmp(defaults, "1") == 0;
+    const int F = wide ? 784 : 12, H = wide ? 512 : 32;
     parml_model m = NULL;
     OK(parml_model_create(&m));
-    OK(parml_model_add_linear(m, F, 32, 1));
+    OK(parml_model_add_linear(m, F, H, 1));
     OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
-    OK(parml_model_add_linear(m, 32, 16, 1));
+    OK(parml_model_add_linear(m, H, 16, 1));
     OK(parml_model_begin_residual(m));
     OK(parml_model_add_layer_norm(m, 16, 1e-5f));
     OK(parml_model_add_linear(m, 16, 16, 1));
@@ -74,12 +79,13 @@ int main(int argc, char **argv) {
     s.deterministic = 1;
     s.grad_chunk = 8;
     s.seed = 5;
-    s.blas_threads = 1;
+    s.blas_threads = wide ? 0 : 1;
     s.watchdog_seconds = 30;
     parml_trainer tr = NULL;
     OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
 
-    float x[N * F], y[N], loss = 0;
+    float *x = malloc((size_t)N * (size_t)F * sizeof *x), y[N], loss = 0;
+    if (!x) return 1;
     for (int i = 0; i < N * F; i++) x[i] = sinf((float)i * 0.37f);
     for (int i = 0; i < N; i++) y[i] = (float)((i * 3) % C);
     /* TRAIN_HOST_LOCAL=1 (MPI): pass only this replica's rows. */
@@ -113,6 +119,7 @@ int main(int argc, char **argv) {
     }
     printf("rank %d: ok loss %.9g\n", (int)rank, (double)loss);
     free(p);
+    free(x);
     parml_trainer_free(tr);
     parml_tensor_free(xt);
     parml_tensor_free(yt);

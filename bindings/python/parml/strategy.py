@@ -46,7 +46,8 @@ class Strategy:
             micro-batch count and ZeRO stage gives serial training's
             parameters bit for bit.
         grad_chunk: deterministic mode's samples per gradient chunk.
-        blas_threads: OpenBLAS threads per rank (0 = cores / ranks).
+        blas_threads: OpenBLAS threads per rank (0 = cores / ranks, or 1
+            when deterministic).
         seed: dropout masks and shuffling.
         watchdog_seconds: a rank waiting longer in a collective fails the step.
         bucket_bytes: gradient all-reduce bucket size.
