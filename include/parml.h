@@ -347,13 +347,23 @@ PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t gl
 /// PARML_ERR_INVALID_ARGUMENT for NULL or len 0. Since: 0.2.
 PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
 
+/// Epochs parml_trainer_fit has completed on this trainer, over all its
+/// calls and restored from checkpoints, in *epochs_out. With the strategy's
+/// seed it fixes the next epoch's data order, so fit over 2 epochs twice
+/// trains as fit over 4 once. Errors: PARML_ERR_INVALID_ARGUMENT (bad
+/// handle, NULL epochs_out), PARML_ERR_STATE (the trainer is in use by
+/// another call). Since: 0.3.
+PARML_API parml_status parml_trainer_epoch_count(parml_trainer trainer, int64_t * epochs_out);
+
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
 /// Since: 0.1.
 PARML_API parml_status parml_trainer_evaluate(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, float * loss_out, float * accuracy_out);
 
-/// Trains over `train` for params->epochs epochs of params->batch_size
-/// samples (NULL params = parml_fit_params_init defaults). After each epoch,
+/// Trains over `train` for params->epochs more epochs of params->batch_size
+/// samples (NULL params = parml_fit_params_init defaults). The data order
+/// continues from the trainer's epoch count (parml_trainer_epoch_count), so
+/// several calls, or a resumed checkpoint, train as one longer call. After each epoch,
 /// params->progress (if set) gets that epoch's metrics; returning nonzero
 /// stops training with PARML_ERR_CANCELLED (the epochs done stay applied).
 /// The callback must not use this trainer or its model. When last_out is

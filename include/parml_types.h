@@ -22,12 +22,12 @@
 /* ------------------------------------------------------------------------ */
 
 #define PARML_VERSION_MAJOR 0
-#define PARML_VERSION_MINOR 2
+#define PARML_VERSION_MINOR 3
 #define PARML_VERSION_PATCH 0
 /* MAJOR*10000 + MINOR*100 + PATCH; compare with parml_version_number(). */
 #define PARML_VERSION_NUMBER \
     (PARML_VERSION_MAJOR * 10000 + PARML_VERSION_MINOR * 100 + PARML_VERSION_PATCH)
-#define PARML_VERSION_STRING "0.2.0"
+#define PARML_VERSION_STRING "0.3.0"
 
 /* ------------------------------------------------------------------------ */
 /* Opaque handles. Each is created by a parml_X_create / _load function and  */

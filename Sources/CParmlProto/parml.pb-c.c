@@ -1198,7 +1198,7 @@ const ProtobufCMessageDescriptor parml__layout__descriptor =
   (ProtobufCMessageInit) parml__layout__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[8] =
+static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[9] =
 {
   {
     "magic",
@@ -1285,6 +1285,18 @@ static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[8] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "epoch",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Checkpoint, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "crc32",
     15,
     PROTOBUF_C_LABEL_NONE,
@@ -1298,7 +1310,8 @@ static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[8] =
   },
 };
 static const unsigned parml__checkpoint__field_indices_by_name[] = {
-  7,   /* field[7] = crc32 */
+  8,   /* field[8] = crc32 */
+  7,   /* field[7] = epoch */
   1,   /* field[1] = format_version */
   6,   /* field[6] = layout */
   0,   /* field[0] = magic */
@@ -1310,8 +1323,8 @@ static const unsigned parml__checkpoint__field_indices_by_name[] = {
 static const ProtobufCIntRange parml__checkpoint__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 15, 7 },
-  { 0, 8 }
+  { 15, 8 },
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor parml__checkpoint__descriptor =
 {
@@ -1321,7 +1334,7 @@ const ProtobufCMessageDescriptor parml__checkpoint__descriptor =
   "Parml__Checkpoint",
   "parml",
   sizeof(Parml__Checkpoint),
-  8,
+  9,
   parml__checkpoint__field_descriptors,
   parml__checkpoint__field_indices_by_name,
   2,  parml__checkpoint__number_ranges,

@@ -71,8 +71,10 @@ public func parmlTrainerStep(
     }
 }
 
-/// Trains over `train` for params->epochs epochs of params->batch_size
-/// samples (NULL params = parml_fit_params_init defaults). After each epoch,
+/// Trains over `train` for params->epochs more epochs of params->batch_size
+/// samples (NULL params = parml_fit_params_init defaults). The data order
+/// continues from the trainer's epoch count (parml_trainer_epoch_count), so
+/// several calls, or a resumed checkpoint, train as one longer call. After each epoch,
 /// params->progress (if set) gets that epoch's metrics; returning nonzero
 /// stops training with PARML_ERR_CANCELLED (the epochs done stay applied).
 /// The callback must not use this trainer or its model. When last_out is
@@ -157,6 +159,20 @@ public func parmlTrainerStepCount(_ trainer: parml_trainer?, _ steps_out: Unsafe
     guarded("parml_trainer_step_count") {
         let t = try trainerObject(trainer)
         try nonNull(steps_out, "steps_out").pointee = Int64(t.stepCount)
+    }
+}
+
+/// Epochs parml_trainer_fit has completed on this trainer, over all its
+/// calls and restored from checkpoints, in *epochs_out. With the strategy's
+/// seed it fixes the next epoch's data order, so fit over 2 epochs twice
+/// trains as fit over 4 once. Errors: PARML_ERR_INVALID_ARGUMENT (bad
+/// handle, NULL epochs_out), PARML_ERR_STATE (the trainer is in use by
+/// another call). Since: 0.3.
+@c(parml_trainer_epoch_count)
+public func parmlTrainerEpochCount(_ trainer: parml_trainer?, _ epochs_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_trainer_epoch_count") {
+        let t = try trainerObject(trainer)
+        try nonNull(epochs_out, "epochs_out").pointee = Int64(t.epochCount)
     }
 }
 

@@ -4,7 +4,7 @@ import ParmlTensor
 import ParmlTraining
 
 /// A trainer's state as a parml.Checkpoint message: the model, whole
-/// optimizer state, step count, seed and the layout it ran under.
+/// optimizer state, step and epoch counts, seed and the layout it ran under.
 public enum CheckpointFile {
     public static func encode(_ trainer: Trainer) throws -> EncodedBytes {
         try withMessage(trainer) { try FileFormat.packSealed($0) }
@@ -29,6 +29,7 @@ public enum CheckpointFile {
         c.pointee.magic = try arena.string(FileFormat.checkpointMagic)
         c.pointee.format_version = FileFormat.version
         c.pointee.step = Int64(state.step)
+        c.pointee.epoch = Int64(state.epoch)
         c.pointee.seed = state.seed
         let model = try arena.allocate(Parml__Model.self, count: 1)
         try ModelCodec.fill(model, from: trainer.model, arena: arena)
@@ -89,7 +90,7 @@ public enum CheckpointFile {
 
     /// Loads a checkpoint into `trainer`, whose model must have the same
     /// layers: parameters, optimizer state (scattered to however the trainer
-    /// shards it) and step count. Everything is checked first; nothing
+    /// shards it), step and epoch counts. Everything is checked first; nothing
     /// changes when it throws.
     public static func restore(_ bytes: UnsafeRawBufferPointer, into trainer: Trainer) throws {
         try restore(bytes, knownCRC: nil, into: trainer)
@@ -125,7 +126,7 @@ public enum CheckpointFile {
         for k in 0..<o.n_state {
             state.append(try TensorCodec.tensor(from: TensorCodec.element(o.state, k, what: "optimizer state \(k)"), what: "optimizer state \(k)"))
         }
-        try trainer.restoreState(step: Int(c.step), optimizerKind: kind, optimizerState: state)
+        try trainer.restoreState(step: Int(c.step), epoch: Int(c.epoch), optimizerKind: kind, optimizerState: state)
         try trainer.model.updateParameters { arena, infos in try ModelCodec.copy(parameters, into: arena, infos) }
     }
 }

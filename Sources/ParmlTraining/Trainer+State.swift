@@ -3,10 +3,12 @@ import ParmlTensor
 
 /// What a checkpoint holds beyond the model: whole (unsharded) optimizer
 /// state, the step count (which is also the schedule position and, with the
-/// seed, the random state: dropout masks are keyed on seed and step), and
+/// seed, the random state: dropout masks are keyed on seed and step), the
+/// epochs `fit` completed (with the seed, the next epoch's data order), and
 /// the configuration it was trained with.
 public struct TrainingState {
     public var step: Int
+    public var epoch: Int = 0
     public var seed: UInt64
     public var optimizer: OptimizerConfig
     public var strategy: StrategyConfig
@@ -65,15 +67,18 @@ extension Trainer {
             try Trainer.checkCovers(covered, count: n)
             whole.append(t)
         }
-        return TrainingState(
+        var state = TrainingState(
             step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy, optimizerState: whole)
+        state.epoch = epochCount
+        return state
     }
 
-    /// Restores the step count and whole optimizer state (scattered to each
-    /// rank's range). The parameters are the model's business (set them on
-    /// `model` first). Nothing changes when it throws.
-    public func restoreState(step: Int, optimizerKind: OptimizerKind, optimizerState: [Tensor]) throws {
+    /// Restores the step and epoch counts and whole optimizer state
+    /// (scattered to each rank's range). The parameters are the model's
+    /// business (set them on `model` first). Nothing changes when it throws.
+    public func restoreState(step: Int, epoch: Int = 0, optimizerKind: OptimizerKind, optimizerState: [Tensor]) throws {
         guard step >= 0 else { throw ParmlError.format("the checkpoint's step count \(step) is negative") }
+        guard epoch >= 0 else { throw ParmlError.format("the checkpoint's epoch count \(epoch) is negative") }
         guard optimizerKind == optimizerConfig.kind else {
             throw ParmlError.invalidArgument(
                 "the checkpoint was written by a \(optimizerKind) optimizer, this trainer uses \(optimizerConfig.kind)")
@@ -100,6 +105,7 @@ extension Trainer {
             }
         }
         stepCount = step
+        epochCount = epoch
     }
 
     /// MPI: each process holds its rank's state only. Every rank that owns
@@ -143,8 +149,10 @@ extension Trainer {
             }
             whole.append(t)
         }
-        return TrainingState(
+        var state = TrainingState(
             step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy, optimizerState: whole)
+        state.epoch = epochCount
+        return state
     }
 
     /// Whether this process writes files the trainer saves: on the MPI

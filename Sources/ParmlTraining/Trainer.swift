@@ -52,6 +52,10 @@ public final class Trainer {
     public let strategy: StrategyConfig
     /// Optimizer steps taken (set by restoring a checkpoint, Trainer+State).
     public internal(set) var stepCount = 0
+    /// Epochs `fit` has completed, over all its calls (and checkpoints):
+    /// the next epoch's data order is a function of (seed, epochCount), so
+    /// fit(2) then fit(2) trains as fit(4) does.
+    public internal(set) var epochCount = 0
     /// Global gradient norm of the last step, before clipping (NaN without clipping).
     public private(set) var lastGradientNorm: Float = .nan
     /// Tests only: a fault to inject into a later step.
@@ -392,8 +396,10 @@ public final class Trainer {
         }
     }
 
-    /// Trains for `options.epochs` epochs. `progress` runs after each epoch
-    /// with its metrics and returns false to stop (fit then throws .cancelled).
+    /// Trains for `options.epochs` more epochs, continuing the data order
+    /// from `epochCount`. `progress` runs after each epoch with its metrics
+    /// and returns false to stop (fit then throws .cancelled; that epoch
+    /// counts as completed).
     @discardableResult
     public func fit(
         _ train: Dataset, options: FitOptions, validation: Dataset? = nil,
@@ -413,7 +419,7 @@ public final class Trainer {
         let classify = loss.kind == .crossEntropy
         var last = EpochMetrics()
         for epoch in 1...options.epochs {
-            batcher.startEpoch(epoch - 1)
+            batcher.startEpoch(epochCount)
             let t0 = Clock.now()
             var total: Double = 0
             var correct = 0
@@ -426,6 +432,7 @@ public final class Trainer {
                 samples += n
             }
             let seconds = Clock.now() - t0
+            epochCount += 1
             var m = EpochMetrics()
             m.epoch = epoch
             m.epochs = options.epochs

@@ -288,13 +288,17 @@ struct  Parml__Checkpoint
   uint64_t seed;
   Parml__Layout *layout;
   /*
+   * epochs fit completed: with seed, the next epoch's data order (0 when absent)
+   */
+  int64_t epoch;
+  /*
    * as in Model: of every byte before it, written last
    */
   uint32_t crc32;
 };
 #define PARML__CHECKPOINT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__checkpoint__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, NULL, 0, 0 }
 
 
 /* Parml__Tensor methods */

@@ -96,10 +96,10 @@ def _argument_error(name: str, error: Exception, args: tuple[Any, ...]) -> Excep
 # ---------------------------------------------------------------------------
 
 PARML_VERSION_MAJOR = 0
-PARML_VERSION_MINOR = 2
+PARML_VERSION_MINOR = 3
 PARML_VERSION_PATCH = 0
 PARML_VERSION_NUMBER = PARML_VERSION_MAJOR * 10000 + PARML_VERSION_MINOR * 100 + PARML_VERSION_PATCH
-PARML_VERSION_STRING = "0.2.0"
+PARML_VERSION_STRING = "0.3.0"
 
 PARML_OK = 0
 PARML_ERR_INVALID_ARGUMENT = 1
@@ -762,6 +762,13 @@ def parml_trainer_create(model: Any, loss: int, optimizer: Any, strategy: Any, o
 @ctypes_function("parml_trainer_deserialize_checkpoint", [parml_trainer, c_void_p, c_size_t], parml_status)
 def parml_trainer_deserialize_checkpoint(trainer: Any, buf: Any, len: int, /) -> int:
     """Restores a checkpoint from len bytes at buf into the trainer."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_epoch_count(parml_trainer trainer, int64_t * epochs_out);
+@ctypes_function("parml_trainer_epoch_count", [parml_trainer, POINTER(c_int64)], parml_status)
+def parml_trainer_epoch_count(trainer: Any, epochs_out: Any, /) -> int:
+    """Epochs parml_trainer_fit has completed, over all calls and checkpoints."""
     ...
 
 

@@ -374,6 +374,16 @@ class Trainer(Handle):
         return n.value
 
     @property
+    def epoch_count(self) -> int:
+        """Epochs fit has completed, over all its calls and restored from
+        checkpoints; with the seed it fixes the next epoch's data order, so
+        fit(epochs=2) twice trains as fit(epochs=4) once."""
+        n = c_int64()
+        with self._use() as t:
+            check(_capi.parml_trainer_epoch_count(t, byref(n)))
+        return n.value
+
+    @property
     def learning_rate(self) -> float:
         """The learning rate the next step will use (schedule and warmup applied)."""
         lr = c_float()

@@ -82,6 +82,34 @@ def test_checkpoint_resumes_under_another_layout(tmp_path):
             np.testing.assert_array_equal(m4.parameters, ref_model.parameters)
 
 
+def test_fit_continues_the_data_order_across_calls_and_checkpoints(tmp_path):
+    # Shuffled epochs: the order is a function of (seed, epoch), and the
+    # trainer and its checkpoints carry the epoch, so fit(4) is fit(2) +
+    # fit(2) and fit(2) + checkpoint + fit(2) under another layout, bit for bit.
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 3, 4)).astype(np.float32)
+    y = np.arange(40) % 4
+
+    def bits(m: parml.Model) -> np.ndarray:
+        return m.parameters.view(np.uint32)
+
+    with every_kind(5) as whole_m, make_trainer(whole_m, 1, 0) as whole:
+        whole.fit(x, y, epochs=4, batch_size=8, verbose=False)
+        assert whole.epoch_count == 4
+        with every_kind(5) as m, make_trainer(m, 1, 0) as t:
+            t.fit(x, y, epochs=2, batch_size=8, verbose=False)
+            t.fit(x, y, epochs=2, batch_size=8, verbose=False)
+            np.testing.assert_array_equal(bits(m), bits(whole_m))
+        with every_kind(5) as m1, make_trainer(m1, 2, 1) as t1:
+            t1.fit(x, y, epochs=2, batch_size=8, verbose=False)
+            t1.save_checkpoint(tmp_path / "fit.ckpt")
+        with parml.Model.load(tmp_path / "fit.ckpt") as m2, make_trainer(m2, 1, 0) as t2:
+            t2.load_checkpoint(tmp_path / "fit.ckpt")
+            assert t2.epoch_count == 2
+            t2.fit(x, y, epochs=2, batch_size=8, verbose=False)
+            np.testing.assert_array_equal(bits(m2), bits(whole_m))
+
+
 def test_bad_files_raise(tmp_path):
     junk = tmp_path / "junk.pb"
     junk.write_bytes(b"\x0a\x03abc" * 10)
