@@ -219,6 +219,8 @@ PARML_API parml_status parml_model_save(parml_model model, char const * path);
 PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
 
 /// Overwrites all parameters from src, in the order of parml_model_get_params.
+/// A NaN or an infinity in src is refused (PARML_ERR_INVALID_ARGUMENT,
+/// naming its index; since 0.3) and leaves the model as it was.
 /// Since: 0.1.
 PARML_API parml_status parml_model_set_params(parml_model model, float const * src, ptrdiff_t count);
 
@@ -427,6 +429,13 @@ PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, in
 /// The environment variable PARML_TRACE=path turns recording on for every
 /// trainer and writes the timeline to path when the trainer is freed. Since: 0.2.
 PARML_API parml_status parml_trainer_set_trace(parml_trainer trainer, int32_t enabled);
+
+/// Steps this trainer skipped because their loss or gradients held a NaN or
+/// an infinity (each returned PARML_ERR_NONFINITE and updated nothing), in
+/// *skipped_out; skipped steps are not in parml_trainer_step_count.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (bad handle, NULL skipped_out),
+/// PARML_ERR_STATE (the trainer is in use by another call). Since: 0.3.
+PARML_API parml_status parml_trainer_skipped_steps(parml_trainer trainer, int64_t * skipped_out);
 
 /// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
 /// indices for cross-entropy, the output's shape for MSE). Writes the batch's

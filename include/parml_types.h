@@ -68,6 +68,7 @@ typedef int32_t parml_status;
 #define PARML_ERR_CANCELLED        9  /* a callback asked to stop */
 #define PARML_ERR_INTERNAL         10 /* a bug in parml; please report it */
 #define PARML_ERR_COMMUNICATION    11 /* a rank failed or timed out; every rank returns this */
+#define PARML_ERR_NONFINITE        12 /* a step's loss or gradients were not finite; it updated nothing (since 0.3) */
 /* New codes are added here, with new numbers. */
 
 /* ------------------------------------------------------------------------ */
@@ -125,6 +126,11 @@ typedef struct parml_optimizer_params {
     int64_t total_steps;   /* COSINE: steps (warmup included) to reach min_lr */
     float min_lr;          /* COSINE: final learning rate; default 0 */
     float clip_grad_norm;  /* clip gradients to this global L2 norm; 0 = off */
+    /* since 0.3: nonzero (default) skips a step whose loss or gradients hold
+     * a NaN or an infinity: nothing is updated and the step returns
+     * PARML_ERR_NONFINITE (parml_trainer_skipped_steps counts them); 0 turns
+     * the check off, and such a step updates with the non-finite values. */
+    int64_t skip_nonfinite;
 } parml_optimizer_params;
 
 /** How training is laid out on a dp x pp x tp mesh of ranks; ranks are

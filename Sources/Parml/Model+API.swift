@@ -145,6 +145,8 @@ public func parmlModelGetParams(_ model: parml_model?, _ dst: UnsafeMutablePoint
 }
 
 /// Overwrites all parameters from src, in the order of parml_model_get_params.
+/// A NaN or an infinity in src is refused (PARML_ERR_INVALID_ARGUMENT,
+/// naming its index; since 0.3) and leaves the model as it was.
 /// Since: 0.1.
 @c(parml_model_set_params)
 public func parmlModelSetParams(_ model: parml_model?, _ src: UnsafePointer<Float>?, _ count: Int) -> parml_status {
@@ -152,6 +154,10 @@ public func parmlModelSetParams(_ model: parml_model?, _ src: UnsafePointer<Floa
         let m = try modelObject(model)
         let src = try nonNull(src, "src")
         try checkParamCount(m, count)
+        if !Kernels.allFinite(src, count: count) {
+            let i = (0..<count).first { !src[$0].isFinite } ?? 0
+            throw ParmlError.invalidArgument("src[\(i)] is \(src[i]); parameters must be finite")
+        }
         try m.setParameters(from: src)
     }
 }

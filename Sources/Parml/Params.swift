@@ -56,6 +56,7 @@ func defaultOptimizerParams() -> parml_optimizer_params {
     p.total_steps = 0
     p.min_lr = 0
     p.clip_grad_norm = 0
+    p.skip_nonfinite = 1
     return p
 }
 
@@ -135,6 +136,10 @@ func optimizerConfig(from p: parml_optimizer_params) throws -> OptimizerConfig {
     c.beta2 = p.beta2
     c.epsilon = p.epsilon
     c.clipGradNorm = p.clip_grad_norm
+    guard p.skip_nonfinite == 0 || p.skip_nonfinite == 1 else {
+        throw ParmlError.invalidArgument("skip_nonfinite must be 0 or 1, got \(p.skip_nonfinite)")
+    }
+    c.skipNonFinite = p.skip_nonfinite != 0
     c.schedule.kind = schedule
     guard p.warmup_steps >= 0, p.step_size >= 0, p.total_steps >= 0,
         p.warmup_steps <= Int64(Int32.max), p.step_size <= Int64(Int32.max), p.total_steps <= Int64(Int32.max)

@@ -54,6 +54,7 @@ func code(of error: ParmlError) -> parml_status {
     case .cancelled: PARML_ERR_CANCELLED
     case .internal: PARML_ERR_INTERNAL
     case .communication: PARML_ERR_COMMUNICATION
+    case .nonFinite: PARML_ERR_NONFINITE
     }
 }
 
@@ -109,6 +110,7 @@ public func parmlStatusString(_ status: parml_status) -> UnsafePointer<CChar> {
     case PARML_ERR_CANCELLED: staticString("PARML_ERR_CANCELLED: cancelled by a callback")
     case PARML_ERR_INTERNAL: staticString("PARML_ERR_INTERNAL: internal error")
     case PARML_ERR_COMMUNICATION: staticString("PARML_ERR_COMMUNICATION: a rank failed or timed out")
+    case PARML_ERR_NONFINITE: staticString("PARML_ERR_NONFINITE: the step's loss or gradients were not finite; nothing was updated")
     default: staticString("unknown status")
     }
 }

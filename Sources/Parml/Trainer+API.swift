@@ -36,7 +36,8 @@ public func parmlTrainerCreate(
         }
         let out = try nonNull(out, "out")
         let o = try optimizer.map {
-            try readSized($0, defaults: defaultOptimizerParams(), name: "optimizer", minimum: MemoryLayout<parml_optimizer_params>.size)
+            try readSized(
+                $0, defaults: defaultOptimizerParams(), name: "optimizer", minimum: MemoryLayout<parml_optimizer_params>.offset(of: \.skip_nonfinite)!)
         } ?? defaultOptimizerParams()
         let s = try strategy.map {
             try readSized(
@@ -173,6 +174,19 @@ public func parmlTrainerEpochCount(_ trainer: parml_trainer?, _ epochs_out: Unsa
     guarded("parml_trainer_epoch_count") {
         let t = try trainerObject(trainer)
         try nonNull(epochs_out, "epochs_out").pointee = Int64(t.epochCount)
+    }
+}
+
+/// Steps this trainer skipped because their loss or gradients held a NaN or
+/// an infinity (each returned PARML_ERR_NONFINITE and updated nothing), in
+/// *skipped_out; skipped steps are not in parml_trainer_step_count.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (bad handle, NULL skipped_out),
+/// PARML_ERR_STATE (the trainer is in use by another call). Since: 0.3.
+@c(parml_trainer_skipped_steps)
+public func parmlTrainerSkippedSteps(_ trainer: parml_trainer?, _ skipped_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_trainer_skipped_steps") {
+        let t = try trainerObject(trainer)
+        try nonNull(skipped_out, "skipped_out").pointee = Int64(t.skippedSteps)
     }
 }
 

@@ -16,6 +16,9 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var schedule = ScheduleConfig()
     /// Clip gradients to this global L2 norm; 0 = off.
     public var clipGradNorm: Float = 0
+    /// Skip (update nothing, report) a step whose loss or gradients are
+    /// not finite. Off: such a step updates with the non-finite values.
+    public var skipNonFinite = true
 
     public init() {}
 

@@ -313,6 +313,7 @@ final class PoolShared: @unchecked Sendable {
         case .cancelled(let m): return .cancelled(f(m))
         case .internal(let m): return .internal(f(m))
         case .communication(let m): return .communication(f(m))
+        case .nonFinite(let m): return .nonFinite(f(m))
         }
     }
 

@@ -113,6 +113,17 @@ public enum Kernels {
         pml_sum_squares(x, n)
     }
 
+    /// Whether every x[i] is finite, in one vectorised pass.
+    public static func allFinite(_ x: UnsafePointer<Float>, count n: Int) -> Bool {
+        pml_nonfinite_probe(x, n) == 0
+    }
+
+    /// 0 when every x[i] is finite, NaN otherwise: a value that a sum over
+    /// ranks keeps NaN when any rank's part is not finite.
+    public static func nonFiniteProbe(_ x: UnsafePointer<Float>, count n: Int) -> Float {
+        pml_nonfinite_probe(x, n)
+    }
+
     // MARK: - LayerNorm
 
     /// y = (x − mean)·rstd·γ + β per row; saves mean and rstd (N) for backward.

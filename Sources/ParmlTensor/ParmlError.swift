@@ -13,12 +13,14 @@ public enum ParmlError: Error, Equatable, CustomStringConvertible {
     case `internal`(String)
     /// A collective failed: a peer rank failed or did not answer in time.
     case communication(String)
+    /// A step's loss or gradients were not finite; it updated nothing.
+    case nonFinite(String)
 
     public var message: String {
         switch self {
         case .invalidArgument(let m), .shape(let m), .unsupported(let m), .outOfMemory(let m),
             .io(let m), .format(let m), .state(let m), .blas(let m), .cancelled(let m),
-            .internal(let m), .communication(let m):
+            .internal(let m), .communication(let m), .nonFinite(let m):
             return m
         }
     }
@@ -39,6 +41,7 @@ public enum ParmlError: Error, Equatable, CustomStringConvertible {
         case .cancelled: "cancelled"
         case .internal: "internal"
         case .communication: "communication"
+        case .nonFinite: "nonFinite"
         }
     }
 }

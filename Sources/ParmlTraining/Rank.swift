@@ -22,6 +22,9 @@ final class RankJob: @unchecked Sendable {
     let seed: UInt64
     let clipNorm: Float
     let bucketFloats: Int
+    /// Check the loss and gradients before the update, and skip the update
+    /// on every rank when one of them is not finite.
+    let skipNonFinite: Bool
     private var x: Tensor?
     private var y: Tensor?
     private var plan = StepPlan(samples: 0, ranks: 1, deterministicChunk: nil)
@@ -30,11 +33,12 @@ final class RankJob: @unchecked Sendable {
     private var lr: Float = 0
     private var fault: FaultInjection?
 
-    init(ranks: [RankContext], seed: UInt64, clipNorm: Float, bucketFloats: Int) {
+    init(ranks: [RankContext], seed: UInt64, clipNorm: Float, bucketFloats: Int, skipNonFinite: Bool) {
         self.ranks = ranks
         self.seed = seed
         self.clipNorm = clipNorm
         self.bucketFloats = bucketFloats
+        self.skipNonFinite = skipNonFinite
     }
 
     func set(x: Tensor, y: Tensor, plan: StepPlan, outShape: Shape, stepIndex: Int, lr: Float, fault: FaultInjection?) {
@@ -57,7 +61,7 @@ final class RankJob: @unchecked Sendable {
         guard let x, let y else { throw ParmlError.internal("rank job without a batch") }
         try ranks[r].step(
             x: x, y: y, plan: plan, outShape: outShape, stepIndex: stepIndex, lr: lr, seed: seed, clipNorm: clipNorm,
-            bucketFloats: bucketFloats, fault: fault)
+            bucketFloats: bucketFloats, skipNonFinite: skipNonFinite, fault: fault)
     }
 }
 
@@ -68,6 +72,31 @@ struct RankResult {
     var loss: Float = 0
     var correct = 0
     var gradientNorm: Float = .nan
+    /// The step was skipped: some rank's loss or gradients were not finite.
+    var skipped = false
+    /// Where this rank first saw a non-finite value (skipped steps only).
+    var nonFinite: NonFiniteFinding?
+}
+
+/// Where a skipped step's non-finite values showed up on one rank, in the
+/// order a value travels through a step: the inputs, then parameters (a
+/// model already poisoned), the loss (an activation overflowed), then the
+/// gradients from the last layer back.
+struct NonFiniteFinding: Comparable {
+    /// 0 inputs, 1 parameters, 2 loss, 3 gradients.
+    let stage: Int
+    /// Ordering within a stage: a sample or layer index.
+    let position: Int
+    let rank: Int
+    let text: String
+
+    static func < (a: NonFiniteFinding, b: NonFiniteFinding) -> Bool {
+        (a.stage, a.position, a.rank) < (b.stage, b.position, b.rank)
+    }
+
+    static func == (a: NonFiniteFinding, b: NonFiniteFinding) -> Bool {
+        (a.stage, a.position, a.rank) == (b.stage, b.position, b.rank)
+    }
 }
 
 /// The communicators of one rank of a mesh.
@@ -182,7 +211,7 @@ final class RankContext {
         norm = DistributedNorm(stageRanges: layout.stageRanges, total: params.count, mesh: layout.mesh, sharded: sharded, rank: rank)
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
-        stats = try Tensor(shape: Shape(2))
+        stats = try Tensor(shape: Shape(3))
         if let offset = tensorParallel?.rewrite.classifierOffset, c.stage == layout.mesh.pp - 1, let tensor = comms?.tensor {
             shardedLoss = ShardedCrossEntropy(classOffset: offset, comm: tensor)
         } else {
@@ -258,7 +287,7 @@ final class RankContext {
     /// This rank's part of one optimizer step on the global batch (x, y).
     func step(
         x: Tensor, y: Tensor, plan: StepPlan, outShape: Shape, stepIndex: Int, lr: Float, seed: UInt64,
-        clipNorm: Float, bucketFloats: Int, fault: FaultInjection?
+        clipNorm: Float, bucketFloats: Int, skipNonFinite: Bool, fault: FaultInjection?
     ) throws {
         switch fault {
         case .fail(let r, let s) where r == rank && s == stepIndex:
@@ -297,9 +326,33 @@ final class RankContext {
             } else {
                 gradientNorm = try norm.norm(grads.data, sums: blockSums.data, scratch: blockScratch.data, comm: comms?.world)
             }
+            trace.record(.clip, step: stepIndex, since: t)
+        }
+        // Before the update reads them (and before clipping spreads a NaN
+        // over every gradient), the ranks agree whether the step's loss and
+        // gradients are finite: a sum over ranks of 0 (finite) or NaN, so
+        // all take the same branch. The global norm, when clipping computed
+        // it, already answers for the gradients.
+        if skipNonFinite {
+            t = trace.now()
+            let gradients = clipNorm > 0 ? gradientNorm * 0
+                : Kernels.nonFiniteProbe(grads.data + ownedRange.lowerBound, count: ownedRange.count)
+            var probe = gradients + work.lossSum * 0
+            if let comms {
+                stats.data[2] = probe
+                try comms.world.allReduce(stats.data + 2, count: 1, op: .sum)
+                probe = stats.data[2]
+            }
+            trace.record(.finiteCheck, step: stepIndex, since: t)
+            if probe != 0 {
+                result = RankResult(
+                    loss: .nan, correct: 0, gradientNorm: gradientNorm, skipped: true, nonFinite: findNonFinite(x: x, lossSum: work.lossSum))
+                return
+            }
+        }
+        if clipNorm > 0 {
             let f = GradientClipping.factor(norm: gradientNorm, maxNorm: clipNorm)
             if f != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: f, count: ownedRange.count) }
-            trace.record(.clip, step: stepIndex, since: t)
         }
         t = trace.now()
         optimizer.update(params: params.data, grads: grads.data, lr: lr, t: stepIndex + 1)
@@ -335,6 +388,38 @@ final class RankContext {
     /// MPI: every process of this replica gets every stage's (and tp
     /// rank's) parameters into its host model, by broadcasts from each
     /// member in turn: copies, so the values are the bits their owners hold.
+    /// A skipped step's slow path: where this rank's inputs, parameters,
+    /// loss or gradients stopped being finite, or nil when its part was.
+    private func findNonFinite(x: Tensor, lossSum: Float) -> NonFiniteFinding? {
+        let layers = model.root.layers
+        func layerName(_ l: Int) -> String { "layer \(l) (\(layers[l].kind))" }
+        if isFirstStage, !Kernels.allFinite(x.data, count: x.count) {
+            let row = x.shape.rowSize
+            let sample = (0..<x.shape[0]).first { !Kernels.allFinite(x.data + $0 * row, count: row) } ?? 0
+            return NonFiniteFinding(stage: 0, position: sample, rank: rank, text: "the inputs hold a NaN or an infinity (sample \(sample) of the batch)")
+        }
+        guard let params = model.parameters, let grads = model.gradients else { return nil }
+        for l in stageLayers {
+            let r = model.parameterRange(ofTopLevelLayers: l..<(l + 1))
+            if !Kernels.allFinite(params.data + r.lowerBound, count: r.count) {
+                return NonFiniteFinding(stage: 1, position: l, rank: rank, text: "the parameters of \(layerName(l)) hold a NaN or an infinity")
+            }
+        }
+        if isLastStage, !lossSum.isFinite {
+            return NonFiniteFinding(
+                stage: 2, position: 0, rank: rank,
+                text: "the loss is \(lossSum) with finite inputs and parameters (an activation or the loss overflowed)")
+        }
+        for l in stageLayers.reversed() {
+            let r = model.parameterRange(ofTopLevelLayers: l..<(l + 1)).clamped(to: ownedRange)
+            if !r.isEmpty, !Kernels.allFinite(grads.data + r.lowerBound, count: r.count) {
+                return NonFiniteFinding(
+                    stage: 3, position: layers.count - l, rank: rank, text: "the gradient of \(layerName(l)) holds a NaN or an infinity")
+            }
+        }
+        return nil
+    }
+
     private func assembleHostModel(over replica: Communicator) throws {
         guard let params = model.parameters else { return }
         let tp = layout.mesh.tp

@@ -5,7 +5,7 @@ import ParmlTensor
 
 /// What a rank was doing over an interval of a step.
 public enum TraceKind: Int, Sendable, CaseIterable {
-    case forward, backward, send, receive, gradientReduction, clip, optimizer, gather, statistics
+    case forward, backward, send, receive, gradientReduction, clip, finiteCheck, optimizer, gather, statistics
 
     var label: String {
         switch self {
@@ -15,6 +15,7 @@ public enum TraceKind: Int, Sendable, CaseIterable {
         case .receive: "recv (waiting)"
         case .gradientReduction: "gradient reduction (dp)"
         case .clip: "gradient norm"
+        case .finiteCheck: "finite check"
         case .optimizer: "optimizer"
         case .gather: "all-gather params (dp)"
         case .statistics: "statistics all-reduce"

@@ -58,6 +58,9 @@ public final class Trainer {
     public internal(set) var epochCount = 0
     /// Global gradient norm of the last step, before clipping (NaN without clipping).
     public private(set) var lastGradientNorm: Float = .nan
+    /// Steps skipped because their loss or gradients were not finite
+    /// (`OptimizerConfig.skipNonFinite`); they are not in `stepCount`.
+    public private(set) var skippedSteps = 0
     /// Tests only: a fault to inject into a later step.
     public var _faultInjection: FaultInjection?
     let ranks: [RankContext]
@@ -116,9 +119,11 @@ public final class Trainer {
         let size = mesh.worldSize
         // Fold the momentum into the backward pass when nothing needs the raw
         // gradient between backward and update: one rank, no deterministic
-        // chunking, no clipping (which reads the gradient's norm).
+        // chunking, no clipping (which reads the gradient's norm), no check
+        // for non-finite gradients (a skipped step must leave the momentum
+        // as it was, and the folded buffer is the momentum).
         let fold = size == 1 && strategy.backend == .threads && !strategy.deterministic
-            && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0
+            && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0 && !optimizer.skipNonFinite
         var ranks: [RankContext] = []
         var layout: RankLayout
         var world: ThreadsWorld?
@@ -197,7 +202,7 @@ public final class Trainer {
         self.pool = pool
         let job = RankJob(
             ranks: ranks, seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
-            bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride))
+            bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride), skipNonFinite: optimizer.skipNonFinite)
         self.job = job
         rankBody = pool != nil ? { r in try job.run(rank: r) } : nil
         syncedVersion = model.parameterVersion
@@ -293,8 +298,18 @@ public final class Trainer {
             throw error
         }
         job.clear()
-        stepCount += 1
         let r = ranks[0].result
+        if r.skipped {
+            // Every rank agreed and updated nothing: the trainer stays usable.
+            skippedSteps += 1
+            let found = ranks.compactMap(\.result.nonFinite).min()
+            let where_ = found.map { "\($0.text) on rank \($0.rank)" }
+                ?? "another process's part of the step was not finite (its own error names where)"
+            throw ParmlError.nonFinite(
+                "step \(stepCount) was skipped: \(where_); nothing was updated "
+                    + "(\(skippedSteps) step\(skippedSteps == 1 ? "" : "s") skipped so far)")
+        }
+        stepCount += 1
         lastGradientNorm = r.gradientNorm
         return BatchResult(loss: r.loss, correct: r.correct, samples: plan.samples)
     }

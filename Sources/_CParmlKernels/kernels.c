@@ -215,6 +215,19 @@ PML_CLONES float pml_sum_squares(const float *restrict x, size_t n) {
     return s;
 }
 
+PML_CLONES float pml_nonfinite_probe(const float *restrict x, size_t n) {
+    /* x * 0 is 0 for a finite x and NaN for an infinity or a NaN; the sum
+     * keeps a NaN, and sums of zeros cannot overflow. */
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (size_t l = 0; l < 16; l++) acc[l] += x[i + l] * 0.0f;
+    float s = 0.0f;
+    for (size_t l = 0; l < 16; l++) s += acc[l];
+    for (; i < n; i++) s += x[i] * 0.0f;
+    return s;
+}
+
 PML_CLONES void pml_sgd_update(float *restrict p, const float *restrict g, float *restrict buf, size_t n, float lr,
                                float mu, float wd, int nesterov) {
     if (!buf) {

@@ -41,6 +41,7 @@ static void test_version_and_status(void) {
         {PARML_ERR_CANCELLED, "PARML_ERR_CANCELLED"},
         {PARML_ERR_INTERNAL, "PARML_ERR_INTERNAL"},
         {PARML_ERR_COMMUNICATION, "PARML_ERR_COMMUNICATION"},
+        {PARML_ERR_NONFINITE, "PARML_ERR_NONFINITE"},
     };
     const char *seen[sizeof codes / sizeof codes[0]];
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -56,7 +57,7 @@ static void test_version_and_status(void) {
         }
         for (size_t j = 0; j < i; j++) CHECK(seen[j] != s && (s == NULL || strcmp(seen[j], s) != 0), "codes %zu and %zu share text", i, j);
     }
-    const char *unknown[] = {parml_status_string(12), parml_status_string(-1), parml_status_string(1000),
+    const char *unknown[] = {parml_status_string(13), parml_status_string(-1), parml_status_string(1000),
                              parml_status_string(INT32_MIN)};
     for (size_t i = 0; i < 4; i++)
         CHECK(unknown[i] != NULL && strcmp(unknown[i], "unknown status") == 0, "unknown code -> '%s'",
@@ -769,6 +770,160 @@ static void test_step_and_evaluate(void) {
     parml_tensor_free(yt);
     free(p);
     free(q);
+}
+
+/* A batch holding a NaN or an infinity: the step returns
+ * PARML_ERR_NONFINITE naming where it showed up, updates nothing (not the
+ * parameters, not the optimizer's state, not the step count), and the
+ * trainer goes on as if the batch had never come: the next good steps give
+ * the bits of a trainer that never saw it. Before, the step returned OK and
+ * every parameter became NaN. */
+enum { NF_N = 16, NF_D = 6, NF_P = NF_D * 8 + 8 + 8 * 3 + 3 };
+
+static parml_trainer nf_trainer(parml_model *m_out, int32_t kind, int32_t dp, int32_t pp, int32_t det, int64_t skip) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, NF_D, 8, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_TANH));
+    OK(parml_model_add_linear(m, 8, 3, 1));
+    OK(parml_model_init(m, 3));
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    CHECK(o.skip_nonfinite == 1, "skip_nonfinite defaults to %lld", (long long)o.skip_nonfinite);
+    o.kind = kind;
+    o.learning_rate = 0.05f;
+    o.momentum = kind == PARML_OPTIMIZER_SGD ? 0.9f : 0.0f;
+    o.skip_nonfinite = skip;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.dp = dp;
+    s.pp = pp;
+    s.micro_batches = pp;
+    s.deterministic = det;
+    s.grad_chunk = 4;
+    parml_trainer t = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &t));
+    *m_out = m;
+    return t;
+}
+
+static parml_tensor nf_inputs(int step, int bad_sample, float bad_value) {
+    float x[NF_N * NF_D];
+    for (int i = 0; i < NF_N * NF_D; i++) x[i] = cosf((float)(i + 3 * step) * 0.7f);
+    if (bad_sample >= 0) x[bad_sample * NF_D + 2] = bad_value;
+    int64_t d[2] = {NF_N, NF_D};
+    parml_tensor t = NULL;
+    OK(parml_tensor_create(d, 2, x, &t));
+    return t;
+}
+
+static void test_nonfinite_steps_are_skipped(void) {
+    float y[NF_N];
+    for (int i = 0; i < NF_N; i++) y[i] = (float)(i % 3);
+    int64_t yd[1] = {NF_N};
+    parml_tensor yt = NULL;
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    /* serial fast mode (SGD momentum would fold into the gradient buffer),
+     * serial Adam, dp 2, pp 2 and dp 2 x pp 2 (deterministic). */
+    const int32_t cases[][4] = {
+        {PARML_OPTIMIZER_SGD, 1, 1, 0}, {PARML_OPTIMIZER_ADAM, 1, 1, 0}, {PARML_OPTIMIZER_SGD, 2, 1, 1},
+        {PARML_OPTIMIZER_ADAMW, 1, 2, 1}, {PARML_OPTIMIZER_SGD, 2, 2, 1}, {PARML_OPTIMIZER_ADAM, 2, 1, 0},
+    };
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int32_t *k = cases[c];
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            parml_model m = NULL, rm = NULL;
+            parml_trainer t = nf_trainer(&m, k[0], k[1], k[2], k[3], 1);
+            parml_trainer ref = nf_trainer(&rm, k[0], k[1], k[2], k[3], 1);
+            for (int i = 0; i < 2; i++) {
+                parml_tensor x = nf_inputs(i, -1, 0);
+                OK(parml_trainer_step(t, x, yt, NULL));
+                OK(parml_trainer_step(ref, x, yt, NULL));
+                parml_tensor_free(x);
+            }
+            float before[NF_P], after[NF_P], loss = -7;
+            OK(parml_model_get_params(m, before, NF_P));
+            parml_tensor xb = nf_inputs(2, 5, bad[b]);
+            parml_status st = parml_trainer_step(t, xb, yt, &loss);
+            CHECK(st == PARML_ERR_NONFINITE, "case %zu, bad %g: the step returned %d", c, (double)bad[b], (int)st);
+            const char *msg = parml_last_error();
+            CHECK(strstr(msg, "step 2 was skipped") && strstr(msg, "nothing was updated") && strstr(msg, "rank "),
+                  "case %zu: message: %s", c, msg);
+            CHECK(strstr(msg, "inputs") && strstr(msg, "sample 5"), "case %zu: the inputs should be named: %s", c, msg);
+            CHECK(loss == -7, "case %zu: loss_out was written on failure: %g", c, (double)loss);
+            OK(parml_model_get_params(m, after, NF_P));
+            CHECK(memcmp(before, after, sizeof before) == 0, "case %zu, bad %g: the parameters changed", c, (double)bad[b]);
+            int64_t steps = 0, skipped = 0;
+            OK(parml_trainer_step_count(t, &steps));
+            OK(parml_trainer_skipped_steps(t, &skipped));
+            CHECK(steps == 2 && skipped == 1, "case %zu: step count %lld, skipped %lld", c, (long long)steps,
+                  (long long)skipped);
+            parml_tensor_free(xb);
+            for (int i = 2; i < 4; i++) {
+                parml_tensor x = nf_inputs(i, -1, 0);
+                OK(parml_trainer_step(t, x, yt, NULL));
+                OK(parml_trainer_step(ref, x, yt, NULL));
+                parml_tensor_free(x);
+            }
+            float r[NF_P];
+            OK(parml_model_get_params(m, after, NF_P));
+            OK(parml_model_get_params(rm, r, NF_P));
+            CHECK(memcmp(after, r, sizeof r) == 0,
+                  "case %zu, bad %g: after the skipped step, training differs from a run that never saw the batch", c,
+                  (double)bad[b]);
+            parml_trainer_free(t);
+            parml_trainer_free(ref);
+            parml_model_free(m);
+            parml_model_free(rm);
+        }
+    }
+
+    /* Parameters that are already poisoned are named as such. */
+    parml_model m = NULL;
+    parml_trainer t = nf_trainer(&m, PARML_OPTIMIZER_SGD, 1, 1, 0, 1);
+    float p[NF_P], q[NF_P];
+    OK(parml_model_get_params(m, p, NF_P));
+    memcpy(q, p, sizeof p);
+    q[NF_D * 8 + 8 + 4] = INFINITY;
+    CHECK(parml_model_set_params(m, q, NF_P) == PARML_ERR_INVALID_ARGUMENT, "an infinite parameter is accepted");
+    CHECK(strstr(parml_last_error(), "src[60] is inf"), "message: %s", parml_last_error());
+    OK(parml_model_get_params(m, q, NF_P));
+    CHECK(memcmp(p, q, sizeof p) == 0, "a refused set_params changed the model");
+
+    /* skip_nonfinite = 0: no check, the old behaviour (NaN everywhere). */
+    parml_model m0 = NULL;
+    parml_trainer t0 = nf_trainer(&m0, PARML_OPTIMIZER_SGD, 1, 1, 0, 0);
+    parml_tensor xb = nf_inputs(0, 1, NAN);
+    float loss = 0;
+    OK(parml_trainer_step(t0, xb, yt, &loss));
+    OK(parml_model_get_params(m0, q, NF_P));
+    CHECK(isnan(loss) && isnan(q[0]), "skip_nonfinite = 0: loss %g, parameter %g", (double)loss, (double)q[0]);
+
+    /* fit stops at the skipped step with the same status. */
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xb, yt, &d));
+    parml_fit_params f;
+    OK(parml_fit_params_init(&f));
+    f.batch_size = 4;
+    CHECK(parml_trainer_fit(t, d, &f, NULL) == PARML_ERR_NONFINITE, "fit over a NaN: %s", parml_last_error());
+    int64_t skipped = 0;
+    OK(parml_trainer_skipped_steps(t, &skipped));
+    CHECK(skipped == 1, "fit skipped %lld steps", (long long)skipped);
+
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.skip_nonfinite = 2;
+    parml_trainer bad_t = NULL;
+    CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, NULL, &bad_t) == PARML_ERR_INVALID_ARGUMENT && !bad_t,
+          "skip_nonfinite = 2 accepted");
+    parml_dataset_free(d);
+    parml_tensor_free(xb);
+    parml_trainer_free(t);
+    parml_trainer_free(t0);
+    parml_model_free(m);
+    parml_model_free(m0);
+    parml_tensor_free(yt);
 }
 
 /* MSE: loss by hand on a linear model; evaluate's accuracy is NaN. */
@@ -1499,6 +1654,7 @@ int main(void) {
     test_determinism();
     test_data_parallel();
     test_determinism_with_default_threads();
+    test_nonfinite_steps_are_skipped();
     test_plan();
     test_tensor_parallel();
     test_split_classifier();

@@ -56,6 +56,8 @@ void pml_sum_rows(const float *dy, float *db, size_t rows, size_t cols, float be
 /* Sum of squares in 16 fixed lanes combined in a fixed order: the same
  * result from every version of the function. */
 float pml_sum_squares(const float *x, size_t n);
+/* 0 when every x[i] is finite, NaN when one is an infinity or a NaN */
+float pml_nonfinite_probe(const float *x, size_t n);
 
 /* SGD as torch.optim.SGD (dampening 0). buf may be NULL when momentum = 0.
  *   g' = g + wd*p; buf = mu*buf + g'; p -= lr * (nesterov ? g' + mu*buf : buf) */

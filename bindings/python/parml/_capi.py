@@ -113,6 +113,7 @@ PARML_ERR_BLAS = 8
 PARML_ERR_CANCELLED = 9
 PARML_ERR_INTERNAL = 10
 PARML_ERR_COMMUNICATION = 11
+PARML_ERR_NONFINITE = 12
 
 PARML_ACTIVATION_RELU = 1
 PARML_ACTIVATION_GELU = 2
@@ -200,6 +201,7 @@ class parml_optimizer_params(Structure):
         total_steps: COSINE: steps (warmup included) to reach min_lr
         min_lr: COSINE: final learning rate; default 0
         clip_grad_norm: clip gradients to this global L2 norm; 0 = off
+        skip_nonfinite: 1 (default) skips a step whose loss or gradients are not finite; 0 = no check
     """
 
     _fields_ = [
@@ -219,6 +221,7 @@ class parml_optimizer_params(Structure):
         ("total_steps", c_int64),
         ("min_lr", c_float),
         ("clip_grad_norm", c_float),
+        ("skip_nonfinite", c_int64),
     ]
 
 
@@ -877,6 +880,13 @@ def parml_trainer_serialize_checkpoint(trainer: Any, buf_out: Any, len_out: Any,
 @ctypes_function("parml_trainer_step", [parml_trainer, parml_tensor, parml_tensor, POINTER(c_float)], parml_status)
 def parml_trainer_step(trainer: Any, inputs: Any, targets: Any, loss_out: Any, /) -> int:
     """One optimizer step on a batch; *loss_out gets the batch's mean loss."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_skipped_steps(parml_trainer trainer, int64_t * skipped_out);
+@ctypes_function("parml_trainer_skipped_steps", [parml_trainer, POINTER(c_int64)], parml_status)
+def parml_trainer_skipped_steps(trainer: Any, skipped_out: Any, /) -> int:
+    """Steps skipped because their loss or gradients were not finite."""
     ...
 
 

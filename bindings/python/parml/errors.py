@@ -110,6 +110,13 @@ class CommunicationError(ParmlError, RuntimeError):
     code = _capi.PARML_ERR_COMMUNICATION
 
 
+class NonFiniteError(ParmlError, ArithmeticError):
+    """PARML_ERR_NONFINITE: the step's loss or gradients held a NaN or an
+    infinity; it updated nothing (Trainer.skipped_steps counts these)."""
+
+    code = _capi.PARML_ERR_NONFINITE
+
+
 class ClosedError(InvalidArgumentError):
     """An object was used after close(). (C reports a freed handle as an
     invalid argument; the binding catches it before the call.)"""
@@ -130,6 +137,7 @@ ERRORS: dict[int, type[ParmlError]] = {
         CancelledError,
         InternalError,
         CommunicationError,
+        NonFiniteError,
     )
 }
 

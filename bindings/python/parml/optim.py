@@ -1,5 +1,7 @@
 """Optimizers: SGD, Adam and AdamW with PyTorch's update rules, a
 learning-rate schedule (parml.schedules) and clipping by global gradient norm.
+skip_nonfinite (default True) skips a step whose loss or gradients are not
+finite: it updates nothing and raises parml.NonFiniteError.
 
 An optimizer object only holds settings; the trainer gets them as a
 parml_optimizer_params filled by parml_optimizer_params_init, with the
@@ -27,6 +29,7 @@ class Optimizer:
         *,
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
+        skip_nonfinite: bool | None = None,
         **fields: Any,
     ) -> None:
         if schedule is not None and not isinstance(schedule, Schedule):
@@ -36,6 +39,8 @@ class Optimizer:
         self.fields = {k: v for k, v in fields.items() if v is not None}
         if clip_grad_norm is not None:
             self.fields["clip_grad_norm"] = float(clip_grad_norm)
+        if skip_nonfinite is not None:
+            self.fields["skip_nonfinite"] = int(bool(skip_nonfinite))
 
     def to_params(self) -> _capi.parml_optimizer_params:
         """The parml_optimizer_params these settings give."""
@@ -70,11 +75,13 @@ class SGD(Optimizer):
         *,
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
+        skip_nonfinite: bool | None = None,
     ) -> None:
         super().__init__(
             lr,
             schedule=schedule,
             clip_grad_norm=clip_grad_norm,
+            skip_nonfinite=skip_nonfinite,
             momentum=momentum,
             nesterov=None if nesterov is None else int(bool(nesterov)),
             weight_decay=weight_decay,
@@ -91,12 +98,14 @@ class _AdamFamily(Optimizer):
         *,
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
+        skip_nonfinite: bool | None = None,
     ) -> None:
         beta1, beta2 = (None, None) if betas is None else betas
         super().__init__(
             lr,
             schedule=schedule,
             clip_grad_norm=clip_grad_norm,
+            skip_nonfinite=skip_nonfinite,
             beta1=beta1,
             beta2=beta2,
             epsilon=eps,
@@ -126,9 +135,11 @@ class AdamW(_AdamFamily):
         *,
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
+        skip_nonfinite: bool | None = None,
     ) -> None:
         super().__init__(
-            lr, betas, eps, weight_decay, schedule=schedule, clip_grad_norm=clip_grad_norm
+            lr, betas, eps, weight_decay, schedule=schedule, clip_grad_norm=clip_grad_norm,
+            skip_nonfinite=skip_nonfinite,
         )
 
 

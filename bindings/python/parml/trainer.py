@@ -374,6 +374,15 @@ class Trainer(Handle):
         return n.value
 
     @property
+    def skipped_steps(self) -> int:
+        """Steps skipped (NonFiniteError, nothing updated) because their
+        loss or gradients were not finite; not counted in step_count."""
+        n = c_int64()
+        with self._use() as t:
+            check(_capi.parml_trainer_skipped_steps(t, byref(n)))
+        return n.value
+
+    @property
     def epoch_count(self) -> int:
         """Epochs fit has completed, over all its calls and restored from
         checkpoints; with the seed it fixes the next epoch's data order, so

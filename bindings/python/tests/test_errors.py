@@ -31,6 +31,7 @@ def test_every_code_has_its_class():
         _capi.PARML_ERR_CANCELLED: (parml.CancelledError, parml.ParmlError),
         _capi.PARML_ERR_INTERNAL: (parml.InternalError, RuntimeError),
         _capi.PARML_ERR_COMMUNICATION: (parml.CommunicationError, RuntimeError),
+        _capi.PARML_ERR_NONFINITE: (parml.NonFiniteError, ArithmeticError),
     }
     assert set(ERRORS) == set(expected)
     for code, (cls, builtin) in expected.items():

@@ -365,3 +365,24 @@ def test_default_mode_dp2_is_close_to_serial():
                 trainer.step(x[i * 50 : i * 50 + 50], y[i * 50 : i * 50 + 50])
             results.append(model.parameters)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("dp", [1, 2])
+def test_a_nonfinite_step_is_skipped(dp):
+    x, y = blobs(64)
+    bad = x.copy()
+    bad[7, 3] = np.nan
+    strategy = parml.Strategy(dp=dp)
+    with mlp() as model, parml.Trainer(model, optimizer=parml.SGD(0.05, momentum=0.9), strategy=strategy) as trainer:
+        trainer.step(x, y)
+        before = model.parameters.view(np.uint32).copy()
+        with pytest.raises(parml.NonFiniteError, match=r"step 1 was skipped: the inputs hold .*sample 7"):
+            trainer.step(bad, y)
+        np.testing.assert_array_equal(model.parameters.view(np.uint32), before)
+        assert (trainer.step_count, trainer.skipped_steps) == (1, 1)
+        trainer.step(x, y)  # usable afterwards
+        assert trainer.step_count == 2
+    with mlp() as model, parml.Trainer(model, optimizer=parml.SGD(0.05, skip_nonfinite=False)) as trainer:
+        assert np.isnan(trainer.step(bad, y))
+        assert np.isnan(model.parameters).any()
+        assert trainer.skipped_steps == 0
