@@ -74,7 +74,7 @@ check-proto:
 
 build/train_fashion_mnist: examples/train_fashion_mnist.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
-	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lz -o $@
 
 build/bench: bench/bench.c bench/bench_util.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
