@@ -42,6 +42,14 @@ check-header: lib
 	  cat .build/parml.h.diff; \
 	  echo "include/parml.h differs from the @c functions: run 'make header' and commit it"; exit 1; }
 
+# The docs name only API that exists: parml_* / PARML_* names in README.md,
+# docs/, examples/ and the Python README against include/*.h, the Python
+# README's Class.member names against bindings/python/parml, and an
+# "Errors:" list on every status-returning function (tools/check_docs.py).
+.PHONY: check-docs
+check-docs:
+	$(PYTHON) tools/check_docs.py
+
 # protobuf-c code for the schemas in proto/, committed in Sources/CParmlProto
 # (docs/file-format.md). `make proto` regenerates it; `make check-proto`
 # (part of make test) fails when the committed code is stale.
@@ -66,7 +74,7 @@ check-proto:
 
 build/train_fashion_mnist: examples/train_fashion_mnist.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
-	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lz -o $@
 
 build/bench: bench/bench.c bench/bench_util.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
@@ -88,7 +96,7 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-install check-sanitizers fuzz-test test-python
+test: build check-docs check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-install check-sanitizers fuzz-test test-python
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib

@@ -2,16 +2,22 @@
  * Trains an MLP on Fashion-MNIST through the parml C API and prints one line
  * per epoch, then "test accuracy: 0.NNNN".
  *
+ * The last 10% of the training set (6,000 images) is held out for
+ * validation: the per-epoch "val" figures come from it. The test set is
+ * touched once, after training, for the final figure.
+ *
  * usage: train_fashion_mnist [DATA_DIR] [EPOCHS] [DP]
  *   DATA_DIR defaults to /usr/share/datasets/fashion-mnist (Debian's
  *   dataset-fashion-mnist package): train-images-idx3-ubyte.gz, ...
  *   DP: data-parallel ranks (threads of this process), default 2.
+ * Build: cc ... train_fashion_mnist.c -lparml -lz (zlib reads the .gz files).
  */
 #include <parml.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #define CHECK(call)                                                                \
     do {                                                                           \
@@ -35,6 +41,56 @@ static void path_join(char *out, size_t cap, const char *dir, const char *file) 
     snprintf(out, cap, "%s/%s", dir, file);
 }
 
+/* Reads an unsigned-byte IDX file (gzipped or plain) of `rank` dimensions
+ * into new floats: images scaled to [0, 1] as parml_dataset_load_idx does
+ * (divided by 255), labels as they are. dims gets the sizes. The C API
+ * has no way to split a dataset, so the demo reads the training files
+ * itself and builds the two parts with parml_tensor_create. */
+static float *read_idx(const char *path, int rank, int scale, int64_t dims[3]) {
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s\n", path);
+        exit(1);
+    }
+    unsigned char head[4 + 4 * 3];
+    int head_bytes = 4 + 4 * rank;
+    if (gzread(f, head, (unsigned)head_bytes) != head_bytes || head[0] || head[1] || head[2] != 0x08 || head[3] != rank) {
+        fprintf(stderr, "%s: not an unsigned-byte IDX file of %d dimensions\n", path, rank);
+        exit(1);
+    }
+    size_t count = 1;
+    for (int i = 0; i < rank; i++) {
+        const unsigned char *d = head + 4 + 4 * i;
+        dims[i] = (int64_t)d[0] << 24 | (int64_t)d[1] << 16 | (int64_t)d[2] << 8 | d[3];
+        count *= (size_t)dims[i];
+    }
+    unsigned char *bytes = malloc(count);
+    float *values = malloc(count * sizeof *values);
+    if (!bytes || !values || gzread(f, bytes, (unsigned)count) != (int)count) {
+        fprintf(stderr, "%s: truncated or out of memory\n", path);
+        exit(1);
+    }
+    for (size_t i = 0; i < count; i++) values[i] = scale ? (float)bytes[i] / 255.0f : (float)bytes[i];
+    free(bytes);
+    gzclose(f);
+    return values;
+}
+
+/* A dataset of rows [first, first + n) of images (N, 28, 28) and labels. */
+static parml_dataset rows_dataset(const float *images, const float *labels, const int64_t image_dims[3], int64_t first,
+                                  int64_t n) {
+    int64_t per = image_dims[1] * image_dims[2];
+    int64_t xs[3] = {n, image_dims[1], image_dims[2]}, ys[1] = {n};
+    parml_tensor x = NULL, y = NULL;
+    parml_dataset d = NULL;
+    CHECK(parml_tensor_create(xs, 3, images + first * per, &x));
+    CHECK(parml_tensor_create(ys, 1, labels + first, &y));
+    CHECK(parml_dataset_create(x, y, &d)); /* copies: the tensors can go */
+    parml_tensor_free(x);
+    parml_tensor_free(y);
+    return d;
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
     int64_t epochs = argc > 2 ? atoll(argv[2]) : 8;
@@ -45,11 +101,23 @@ int main(int argc, char **argv) {
     path_join(vi, sizeof vi, dir, "t10k-images-idx3-ubyte.gz");
     path_join(vl, sizeof vl, dir, "t10k-labels-idx1-ubyte.gz");
 
-    parml_dataset train = NULL, test = NULL;
-    CHECK(parml_dataset_load_idx(ti, tl, &train));
+    /* Training set: the first 90% trains, the last 10% validates. */
+    int64_t image_dims[3], label_dims[3];
+    float *images = read_idx(ti, 3, 1, image_dims);
+    float *labels = read_idx(tl, 1, 0, label_dims);
+    if (label_dims[0] != image_dims[0]) {
+        fprintf(stderr, "%s and %s hold different counts\n", ti, tl);
+        return 1;
+    }
+    int64_t n_val = image_dims[0] / 10, n_train = image_dims[0] - n_val;
+    parml_dataset train = rows_dataset(images, labels, image_dims, 0, n_train);
+    parml_dataset val = rows_dataset(images, labels, image_dims, n_train, n_val);
+    free(images);
+    free(labels);
+
+    parml_dataset test = NULL; /* used once, after training */
     CHECK(parml_dataset_load_idx(vi, vl, &test));
-    int64_t n_train = 0, n_test = 0;
-    CHECK(parml_dataset_size(train, &n_train));
+    int64_t n_test = 0;
     CHECK(parml_dataset_size(test, &n_test));
 
     /* 784 -> 512 -> ReLU -> residual(LayerNorm, 512 -> GELU -> 512) -> 10 */
@@ -71,8 +139,10 @@ int main(int argc, char **argv) {
     CHECK(parml_blas_core(&core));
     int64_t n_params = 0;
     CHECK(parml_model_num_params(model, &n_params));
-    printf("parml %s  OpenBLAS kernels: %s  parameters: %lld  train %lld  test %lld  data-parallel ranks: %d\n",
-           parml_version_string(), core, (long long)n_params, (long long)n_train, (long long)n_test, (int)dp);
+    printf("parml %s  OpenBLAS kernels: %s  parameters: %lld  train %lld  validation %lld (held out of the "
+           "training set)  test %lld  data-parallel ranks: %d\n",
+           parml_version_string(), core, (long long)n_params, (long long)n_train, (long long)n_val,
+           (long long)n_test, (int)dp);
 
     int64_t batch = 128;
     int64_t steps_per_epoch = (n_train + batch - 1) / batch;
@@ -98,11 +168,11 @@ int main(int argc, char **argv) {
     CHECK(parml_fit_params_init(&fit));
     fit.epochs = epochs;
     fit.batch_size = batch;
-    fit.validation = test;
+    fit.validation = val;
     fit.progress = on_epoch;
     CHECK(parml_trainer_fit(trainer, train, &fit, NULL));
 
-    float loss = 0, acc = 0;
+    float loss = 0, acc = 0; /* the one use of the test set */
     CHECK(parml_trainer_evaluate(trainer, test, 1000, &loss, &acc));
     printf("test loss: %.4f\n", loss);
     printf("test accuracy: %.4f\n", acc);
@@ -110,6 +180,7 @@ int main(int argc, char **argv) {
     parml_trainer_free(trainer);
     parml_model_free(model);
     parml_dataset_free(train);
+    parml_dataset_free(val);
     parml_dataset_free(test);
     return 0;
 }

@@ -14,10 +14,10 @@
  *   - a function leaves this header by moving to parml.h unchanged, in a minor
  *     release; from then on the stable rules apply to it.
  *
- * This release declares no experimental function yet: what parml does not do
- * yet (tensor and pipeline parallelism, MPI) is reached through the
- * stable API and returns PARML_ERR_UNSUPPORTED. The header exists so the opt-in
- * is in place before the first experimental function needs it.
+ * This release declares no experimental function: tensor, pipeline and data
+ * parallelism and the MPI backend are all part of the stable API (parml.h).
+ * The header exists so the opt-in is in place before the first experimental
+ * function needs it.
  */
 #ifndef PARML_EXPERIMENTAL_H
 #define PARML_EXPERIMENTAL_H

@@ -9,7 +9,10 @@
  * ABI rules (see docs/ABI.md):
  *   - status codes and enum values are append-only; a number is never reused;
  *   - parameter structs start with `size_t struct_size` and only grow at the
- *     end; always fill them with the matching parml_*_params_init function.
+ *     end; always fill them with the matching parml_*_params_init function;
+ *     structs the library writes into (parml_memory_report, and
+ *     parml_epoch_metrics through parml_trainer_fit's last_out) get
+ *     struct_size = sizeof(the struct) from the caller first.
  */
 #ifndef PARML_TYPES_H
 #define PARML_TYPES_H
@@ -133,8 +136,8 @@ typedef struct parml_optimizer_params {
     int64_t skip_nonfinite;
 } parml_optimizer_params;
 
-/** How training is laid out on a dp x pp x tp mesh of ranks; ranks are
- *  threads of this process (threads backend). Data parallelism (ZeRO
+/** How training is laid out on a dp x pp x tp mesh of ranks; by default
+ *  ranks are threads of this process (threads backend). Data parallelism (ZeRO
  *  stages 0-3), pipeline stages of consecutive top-level layers (GPipe or
  *  1F1B over micro_batches) and Megatron-style tensor parallelism of
  *  Linear -> element-wise -> Linear pairs run in any product;
@@ -174,7 +177,7 @@ typedef struct parml_strategy_params {
 /** Memory one rank holds, in bytes (parml_trainer_memory). */
 typedef struct parml_memory_report {
     size_t struct_size;        /* set by the caller to sizeof(parml_memory_report) */
-    int64_t parameter_bytes;   /* its pipeline stage's (tp: its slices'); ZeRO-3: its shard */
+    int64_t parameter_bytes;   /* its pipeline stage's (tp: its slices'); ZeRO-3 on threads: its shard */
     int64_t gradient_bytes;
     int64_t optimizer_bytes;   /* optimizer state: 1/dp of the whole under ZeRO >= 1 */
     int64_t scratch_bytes;     /* deterministic-mode buffers */
@@ -184,7 +187,9 @@ typedef struct parml_memory_report {
 /** What one epoch of parml_trainer_fit measured. Fields that do not apply
  *  (no validation set, MSE accuracy) are NaN. */
 typedef struct parml_epoch_metrics {
-    size_t struct_size;     /* set by the library */
+    size_t struct_size;     /* last_out of parml_trainer_fit: the caller sets it to
+                               sizeof(parml_epoch_metrics) first; in the progress
+                               callback's copy the library has set it */
     int64_t epoch;          /* 1-based */
     int64_t epochs;         /* total requested */
     int64_t steps;          /* optimizer steps taken so far in this trainer */

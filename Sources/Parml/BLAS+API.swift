@@ -4,7 +4,8 @@ import ParmlTensor
 /// Loads OpenBLAS if needed and reports the kernel family it runs
 /// ("SkylakeX", "Haswell", ...) in *core_out: static text, never freed.
 /// parml picks the kernels from the CPU unless OPENBLAS_CORETYPE is set.
-/// Errors: PARML_ERR_BLAS when OpenBLAS cannot be loaded. Thread-safe. Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL core_out), PARML_ERR_BLAS
+/// (OpenBLAS cannot be loaded). Thread-safe. Since: 0.1.
 @c(parml_blas_core)
 public func parmlBlasCore(_ core_out: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> parml_status {
     guarded("parml_blas_core") {
@@ -20,7 +21,8 @@ public func parmlBlasCore(_ core_out: UnsafeMutablePointer<UnsafePointer<CChar>?
 /// blas_threads says otherwise) again before each step and evaluation.
 /// OpenBLAS caps it at its build's maximum (64 for Debian's); read the value
 /// in effect with parml_blas_threads.
-/// Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_BLAS. Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (outside 1...1024), PARML_ERR_BLAS
+/// (OpenBLAS cannot be loaded). Since: 0.1.
 @c(parml_blas_set_threads)
 public func parmlBlasSetThreads(_ threads: Int32) -> parml_status {
     guarded("parml_blas_set_threads") {
@@ -30,7 +32,10 @@ public func parmlBlasSetThreads(_ threads: Int32) -> parml_status {
     }
 }
 
-/// The number of OpenBLAS threads in *threads_out. Since: 0.1.
+/// Loads OpenBLAS if needed and writes the number of OpenBLAS threads in
+/// effect to *threads_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL threads_out), PARML_ERR_BLAS
+/// (OpenBLAS cannot be loaded). Since: 0.1.
 @c(parml_blas_threads)
 public func parmlBlasThreads(_ threads_out: UnsafeMutablePointer<Int32>?) -> parml_status {
     guarded("parml_blas_threads") {

@@ -9,8 +9,10 @@ func datasetObject(_ d: parml_dataset?, _ name: String = "dataset") throws -> Da
 /// Loads an image/label pair of IDX files (the MNIST format; gzipped or
 /// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
 /// The caller owns *out (parml_dataset_free).
-/// Errors: PARML_ERR_IO (cannot open), PARML_ERR_FORMAT (corrupt, truncated,
-/// counts differ). Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out), PARML_ERR_IO
+/// (cannot open or read), PARML_ERR_FORMAT (corrupt, truncated, counts
+/// differ, a label that is not a class index), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.1.
 @c(parml_dataset_load_idx)
 public func parmlDatasetLoadIDX(
     _ images_path: UnsafePointer<CChar>?, _ labels_path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<parml_dataset?>?
@@ -26,7 +28,10 @@ public func parmlDatasetLoadIDX(
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) class
 /// indices for cross-entropy or (N, ...) values for MSE. The tensors stay the
-/// caller's. The caller owns *out. Errors: PARML_ERR_SHAPE (N differs). Since: 0.1.
+/// caller's. The caller owns *out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0),
+/// PARML_ERR_SHAPE (inputs of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.1.
 @c(parml_dataset_create)
 public func parmlDatasetCreate(_ inputs: parml_tensor?, _ targets: parml_tensor?, _ out: UnsafeMutablePointer<parml_dataset?>?) -> parml_status {
     guarded("parml_dataset_create") {
@@ -44,7 +49,8 @@ public func parmlDatasetFree(_ dataset: parml_dataset?) {
     HandleRegistry.shared.release(dataset, .dataset)
 }
 
-/// Number of samples in *count_out. Since: 0.1.
+/// Number of samples in *count_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 @c(parml_dataset_size)
 public func parmlDatasetSize(_ dataset: parml_dataset?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_dataset_size") {
@@ -54,7 +60,8 @@ public func parmlDatasetSize(_ dataset: parml_dataset?, _ count_out: UnsafeMutab
 }
 
 /// Number of classes (largest target + 1) in *classes_out, or 0 when the
-/// targets are not class indices. Since: 0.1.
+/// targets are not class indices.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL classes_out). Since: 0.1.
 @c(parml_dataset_num_classes)
 public func parmlDatasetNumClasses(_ dataset: parml_dataset?, _ classes_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_dataset_num_classes") {
@@ -64,7 +71,9 @@ public func parmlDatasetNumClasses(_ dataset: parml_dataset?, _ classes_out: Uns
 }
 
 /// The shape of the whole inputs tensor (N, ...), written as in
-/// parml_tensor_shape. Since: 0.1.
+/// parml_tensor_shape.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, capacity below
+/// the rank). Since: 0.1.
 @c(parml_dataset_input_shape)
 public func parmlDatasetInputShape(
     _ dataset: parml_dataset?, _ dims_out: UnsafeMutablePointer<Int64>?, _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?

@@ -36,9 +36,11 @@ private func handOut(
 
 /// Writes an initialised model (layers, attributes, parameters) to `path`
 /// atomically: a temporary file in the same directory, fsync, rename over
-/// `path`, fsync of the directory. Errors: PARML_ERR_STATE (not
-/// initialised), PARML_ERR_IO (with the system's reason). Uses the model
-/// handle (one thread at a time). Since: 0.2.
+/// `path`, fsync of the directory. Uses the model handle (one thread at a
+/// time).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
+/// PARML_ERR_STATE (not initialised), PARML_ERR_IO (with the system's
+/// reason), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 @c(parml_model_save)
 public func parmlModelSave(_ model: parml_model?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_model_save") {
@@ -51,9 +53,11 @@ public func parmlModelSave(_ model: parml_model?, _ path: UnsafePointer<CChar>?)
 /// Reads a model file (parml_model_save), or the model inside a checkpoint
 /// file (parml_trainer_save_checkpoint), into a new, initialised model in
 /// *out, which the caller frees with parml_model_free. Pipes and other
-/// streams work too. Errors: PARML_ERR_IO, PARML_ERR_FORMAT (truncated,
-/// damaged, not a model, or a newer format version), PARML_ERR_BLAS.
-/// Thread-safe. Since: 0.2.
+/// streams work too.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL out),
+/// PARML_ERR_IO, PARML_ERR_FORMAT (truncated, damaged, not a model, or a
+/// newer format version), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
+/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 @c(parml_model_load)
 public func parmlModelLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<parml_model?>?) -> parml_status {
     guarded("parml_model_load") {
@@ -65,8 +69,9 @@ public func parmlModelLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePo
 }
 
 /// The bytes parml_model_save would write, in a new buffer: *buf_out (free
-/// it with parml_buffer_free) of *len_out bytes. Errors: PARML_ERR_STATE,
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// it with parml_buffer_free) of *len_out bytes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
+/// PARML_ERR_STATE (not initialised), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 @c(parml_model_serialize)
 public func parmlModelSerialize(
     _ model: parml_model?, _ buf_out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ len_out: UnsafeMutablePointer<UInt>?
@@ -78,8 +83,10 @@ public func parmlModelSerialize(
 }
 
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
-/// output, or a checkpoint's: its model); the caller keeps `buf`. Errors: PARML_ERR_INVALID_ARGUMENT (NULL,
-/// len 0), PARML_ERR_FORMAT. Thread-safe. Since: 0.2.
+/// output, or a checkpoint's: its model); the caller keeps `buf`.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
+/// PARML_ERR_FORMAT, PARML_ERR_BLAS (OpenBLAS cannot be loaded),
+/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 @c(parml_model_deserialize)
 public func parmlModelDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out: UnsafeMutablePointer<parml_model?>?) -> parml_status {
     guarded("parml_model_deserialize") {
@@ -91,7 +98,9 @@ public func parmlModelDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out: 
 }
 
 /// A tensor as a parml.Tensor message in a new buffer *buf_out (free it
-/// with parml_buffer_free) of *len_out bytes. Since: 0.2.
+/// with parml_buffer_free) of *len_out bytes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 @c(parml_tensor_serialize)
 public func parmlTensorSerialize(
     _ tensor: parml_tensor?, _ buf_out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ len_out: UnsafeMutablePointer<UInt>?
@@ -103,8 +112,10 @@ public func parmlTensorSerialize(
 }
 
 /// A new tensor in *out (free it with parml_tensor_free) from a parml.Tensor
-/// message of `len` bytes at `buf`. Errors: PARML_ERR_INVALID_ARGUMENT,
-/// PARML_ERR_FORMAT (bad dtype, rank, dims, or data size). Thread-safe. Since: 0.2.
+/// message of `len` bytes at `buf`.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
+/// PARML_ERR_FORMAT (bad dtype, rank, dims, or data size),
+/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 @c(parml_tensor_deserialize)
 public func parmlTensorDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out: UnsafeMutablePointer<parml_tensor?>?) -> parml_status {
     guarded("parml_tensor_deserialize") {
@@ -120,7 +131,9 @@ public func parmlTensorDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out:
 /// stage), the step count (also the schedule position), the seed and the
 /// layout. It loads under any layout. On the MPI backend every process
 /// must call it (collective) and world rank 0 writes the file.
-/// Errors: PARML_ERR_IO, PARML_ERR_COMMUNICATION (MPI). Since: 0.2.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
+/// PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_COMMUNICATION (MPI: a
+/// process failed or timed out). Since: 0.2.
 @c(parml_trainer_save_checkpoint)
 public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_trainer_save_checkpoint") {
@@ -134,8 +147,10 @@ public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: Unsafe
 /// whose optimizer is of the same kind (any layout): parameters, optimizer
 /// state and step count. Training then continues as the saved run would
 /// have when the trainer has the checkpoint's seed. Hyper-parameters are the
-/// trainer's own. On error nothing changes. Errors: PARML_ERR_IO,
-/// PARML_ERR_FORMAT, PARML_ERR_INVALID_ARGUMENT (other layers or optimizer). Since: 0.2.
+/// trainer's own. On error nothing changes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
+/// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
+/// (optimizer state of another size), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 @c(parml_trainer_load_checkpoint)
 public func parmlTrainerLoadCheckpoint(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_trainer_load_checkpoint") {
@@ -146,7 +161,10 @@ public func parmlTrainerLoadCheckpoint(_ trainer: parml_trainer?, _ path: Unsafe
 }
 
 /// The bytes parml_trainer_save_checkpoint would write, in a new buffer
-/// *buf_out (free it with parml_buffer_free) of *len_out bytes. Since: 0.2.
+/// *buf_out (free it with parml_buffer_free) of *len_out bytes. Collective
+/// on the MPI backend, like parml_trainer_save_checkpoint.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
+/// PARML_ERR_OUT_OF_MEMORY, PARML_ERR_COMMUNICATION (MPI). Since: 0.2.
 @c(parml_trainer_serialize_checkpoint)
 public func parmlTrainerSerializeCheckpoint(
     _ trainer: parml_trainer?, _ buf_out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ len_out: UnsafeMutablePointer<UInt>?
@@ -158,8 +176,10 @@ public func parmlTrainerSerializeCheckpoint(
 }
 
 /// parml_trainer_load_checkpoint from `len` bytes at `buf` (the caller
-/// keeps them). Errors as parml_trainer_load_checkpoint, and
-/// PARML_ERR_INVALID_ARGUMENT for NULL or len 0. Since: 0.2.
+/// keeps them). On error nothing changes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf, len 0, other
+/// layers or optimizer kind), PARML_ERR_FORMAT, PARML_ERR_SHAPE,
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 @c(parml_trainer_deserialize_checkpoint)
 public func parmlTrainerDeserializeCheckpoint(_ trainer: parml_trainer?, _ buf: UnsafeRawPointer?, _ len: UInt) -> parml_status {
     guarded("parml_trainer_deserialize_checkpoint") {
@@ -173,8 +193,11 @@ public func parmlTrainerDeserializeCheckpoint(_ trainer: parml_trainer?, _ buf: 
 /// symbolic batch "N" and the other sizes are fixed. Dropout is left out;
 /// GELU becomes Erf arithmetic (docs/file-format.md lists every layer's
 /// ONNX form). Inputs are named "input", outputs "output". Written
-/// atomically. Errors: PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE
-/// (the shape does not fit the model), PARML_ERR_IO. Since: 0.2.
+/// atomically.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, bad dims or ndim, NULL or
+/// empty path), PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE (the
+/// shape does not fit the model), PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.2.
 @c(parml_model_export_onnx)
 public func parmlModelExportOnnx(
     _ model: parml_model?, _ input_dims: UnsafePointer<Int64>?, _ ndim: Int, _ path: UnsafePointer<CChar>?

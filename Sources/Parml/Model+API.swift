@@ -16,7 +16,8 @@ func positive(_ v: Int64, _ name: String) throws -> Int {
 }
 
 /// Creates an empty model. Add layers with parml_model_add_*, then call
-/// parml_model_init. The caller owns *out (parml_model_free). Since: 0.1.
+/// parml_model_init. The caller owns *out (parml_model_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL out). Since: 0.1.
 @c(parml_model_create)
 public func parmlModelCreate(_ out: UnsafeMutablePointer<parml_model?>?) -> parml_status {
     guarded("parml_model_create") {
@@ -34,7 +35,8 @@ public func parmlModelFree(_ model: parml_model?) {
 
 /// Appends y = x * W^T + b with W (out_features, in_features), as torch.nn.Linear.
 /// `bias` nonzero adds b. Input (..., in_features) -> (..., out_features).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (sizes), PARML_ERR_STATE (after init). Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, sizes outside 1...2^31-1 or
+/// too large together), PARML_ERR_STATE (after init). Since: 0.1.
 @c(parml_model_add_linear)
 public func parmlModelAddLinear(_ model: parml_model?, _ in_features: Int64, _ out_features: Int64, _ bias: Int32) -> parml_status {
     guarded("parml_model_add_linear") {
@@ -44,7 +46,8 @@ public func parmlModelAddLinear(_ model: parml_model?, _ in_features: Int64, _ o
 }
 
 /// Appends an element-wise activation, kind = PARML_ACTIVATION_*.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (unknown kind), PARML_ERR_STATE. Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, unknown kind), PARML_ERR_STATE
+/// (after init). Since: 0.1.
 @c(parml_model_add_activation)
 public func parmlModelAddActivation(_ model: parml_model?, _ kind: Int32) -> parml_status {
     guarded("parml_model_add_activation") {
@@ -58,7 +61,8 @@ public func parmlModelAddActivation(_ model: parml_model?, _ kind: Int32) -> par
 
 /// Appends layer normalisation over the last dimension (size `features`),
 /// with learned scale (init 1) and shift (init 0); eps > 0 (PyTorch: 1e-5).
-/// Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, features < 1, eps not
+/// positive and finite), PARML_ERR_STATE (after init). Since: 0.1.
 @c(parml_model_add_layer_norm)
 public func parmlModelAddLayerNorm(_ model: parml_model?, _ features: Int64, _ eps: Float) -> parml_status {
     guarded("parml_model_add_layer_norm") {
@@ -68,7 +72,9 @@ public func parmlModelAddLayerNorm(_ model: parml_model?, _ features: Int64, _ e
 }
 
 /// Appends inverted dropout with drop probability p in [0, 1); active only
-/// in training, masks drawn from the trainer's seed. Since: 0.1.
+/// in training, masks drawn from the trainer's seed.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, p outside [0, 1)),
+/// PARML_ERR_STATE (after init). Since: 0.1.
 @c(parml_model_add_dropout)
 public func parmlModelAddDropout(_ model: parml_model?, _ p: Float) -> parml_status {
     guarded("parml_model_add_dropout") {
@@ -77,7 +83,9 @@ public func parmlModelAddDropout(_ model: parml_model?, _ p: Float) -> parml_sta
     }
 }
 
-/// Appends a flatten: (N, d1, d2, ...) -> (N, d1*d2*...). Since: 0.1.
+/// Appends a flatten: (N, d1, d2, ...) -> (N, d1*d2*...).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (after init).
+/// Since: 0.1.
 @c(parml_model_add_flatten)
 public func parmlModelAddFlatten(_ model: parml_model?) -> parml_status {
     guarded("parml_model_add_flatten") {
@@ -89,7 +97,8 @@ public func parmlModelAddFlatten(_ model: parml_model?) -> parml_status {
 /// Marks a pipeline stage boundary: the next top-level layer starts a new
 /// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
 /// be the number of boundaries + 1) instead of balancing stages by
-/// parameter count; pp = 1 ignores them. Errors: PARML_ERR_STATE (no layer
+/// parameter count; pp = 1 ignores them.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (no layer
 /// yet, inside a residual block, twice in a row, after init). Since: 0.2.
 @c(parml_model_add_stage_boundary)
 public func parmlModelAddStageBoundary(_ model: parml_model?) -> parml_status {
@@ -100,14 +109,17 @@ public func parmlModelAddStageBoundary(_ model: parml_model?) -> parml_status {
 
 /// Opens a residual block: the layers added until parml_model_end_residual
 /// form f, and the block computes y = x + f(x) (f must keep the shape).
-/// Blocks nest. Since: 0.1.
+/// Blocks nest.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (after init).
+/// Since: 0.1.
 @c(parml_model_begin_residual)
 public func parmlModelBeginResidual(_ model: parml_model?) -> parml_status {
     guarded("parml_model_begin_residual") { try modelObject(model).beginResidual() }
 }
 
-/// Closes the innermost residual block. Errors: PARML_ERR_STATE when none is
-/// open, PARML_ERR_INVALID_ARGUMENT when it is empty. Since: 0.1.
+/// Closes the innermost residual block.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle; the block is empty),
+/// PARML_ERR_STATE (no block open, after init). Since: 0.1.
 @c(parml_model_end_residual)
 public func parmlModelEndResidual(_ model: parml_model?) -> parml_status {
     guarded("parml_model_end_residual") { try modelObject(model).endResidual() }
@@ -116,13 +128,16 @@ public func parmlModelEndResidual(_ model: parml_model?) -> parml_status {
 /// Allocates the parameters and draws them from `seed` (PyTorch's default
 /// distributions: Linear U(-1/sqrt(in), 1/sqrt(in)), LayerNorm 1 and 0). Calling it again
 /// redraws them. No layer can be added afterwards.
-/// Errors: PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, too many parameters),
+/// PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY,
+/// PARML_ERR_BLAS (OpenBLAS cannot be loaded). Since: 0.1.
 @c(parml_model_init)
 public func parmlModelInit(_ model: parml_model?, _ seed: UInt64) -> parml_status {
     guarded("parml_model_init") { try modelObject(model).initialize(seed: seed) }
 }
 
-/// Number of scalar parameters (also before init). Since: 0.1.
+/// Number of scalar parameters (also before init).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 @c(parml_model_num_params)
 public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_model_num_params") {
@@ -133,7 +148,8 @@ public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutabl
 
 /// Copies all parameters, flattened in layer order (each tensor row-major),
 /// into dst; count must equal parml_model_num_params.
-/// Errors: PARML_ERR_STATE before init, PARML_ERR_SHAPE for a wrong count. Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_STATE
+/// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
 @c(parml_model_get_params)
 public func parmlModelGetParams(_ model: parml_model?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int) -> parml_status {
     guarded("parml_model_get_params") {
@@ -145,9 +161,10 @@ public func parmlModelGetParams(_ model: parml_model?, _ dst: UnsafeMutablePoint
 }
 
 /// Overwrites all parameters from src, in the order of parml_model_get_params.
-/// A NaN or an infinity in src is refused (PARML_ERR_INVALID_ARGUMENT,
-/// naming its index; since 0.3) and leaves the model as it was.
-/// Since: 0.1.
+/// A NaN or an infinity in src is refused and leaves the model as it was.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src, a value that is
+/// not finite: the message names its index; since 0.3), PARML_ERR_STATE
+/// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
 @c(parml_model_set_params)
 public func parmlModelSetParams(_ model: parml_model?, _ src: UnsafePointer<Float>?, _ count: Int) -> parml_status {
     guarded("parml_model_set_params") {
@@ -170,8 +187,10 @@ private func checkParamCount(_ m: Model, _ count: Int) throws {
 }
 
 /// The output shape for an input shape (dims, ndim), checked through every
-/// layer; written as in parml_tensor_shape. Errors: PARML_ERR_SHAPE naming
-/// the layer that does not fit. Since: 0.1.
+/// layer; written as in parml_tensor_shape.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, bad dims or ndim, NULL
+/// ndim_out, capacity below the rank), PARML_ERR_SHAPE (no samples, or
+/// naming the layer that does not fit). Since: 0.1.
 @c(parml_model_output_shape)
 public func parmlModelOutputShape(
     _ model: parml_model?, _ dims: UnsafePointer<Int64>?, _ ndim: Int, _ dims_out: UnsafeMutablePointer<Int64>?,
@@ -186,7 +205,9 @@ public func parmlModelOutputShape(
 
 /// Runs the model in inference mode (dropout off) on `input` and returns a
 /// new tensor in *out that the caller frees with parml_tensor_free.
-/// Errors: PARML_ERR_STATE before init, PARML_ERR_SHAPE, PARML_ERR_BLAS. Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out), PARML_ERR_STATE
+/// (before init), PARML_ERR_SHAPE, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS.
+/// Since: 0.1.
 @c(parml_model_predict)
 public func parmlModelPredict(_ model: parml_model?, _ input: parml_tensor?, _ out: UnsafeMutablePointer<parml_tensor?>?) -> parml_status {
     guarded("parml_model_predict") {
@@ -200,7 +221,9 @@ public func parmlModelPredict(_ model: parml_model?, _ input: parml_tensor?, _ o
 }
 
 /// A text description of the layers and parameter shapes in *text_out,
-/// NUL-terminated; the caller frees it with parml_buffer_free. Since: 0.1.
+/// NUL-terminated; the caller frees it with parml_buffer_free.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL text_out),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 @c(parml_model_summary)
 public func parmlModelSummary(_ model: parml_model?, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> parml_status {
     guarded("parml_model_summary") {

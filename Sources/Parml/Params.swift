@@ -94,8 +94,8 @@ func defaultFitParams() -> parml_fit_params {
 }
 
 /// Fills *params with the defaults (SGD, lr 0.01, constant schedule, no
-/// momentum, decay or clipping) and sets struct_size. Returns
-/// PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+/// momentum, decay or clipping) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
 @c(parml_optimizer_params_init)
 public func parmlOptimizerParamsInit(_ params: UnsafeMutablePointer<parml_optimizer_params>?) -> parml_status {
     guarded("parml_optimizer_params_init") { try nonNull(params, "params").pointee = defaultOptimizerParams() }
@@ -103,15 +103,16 @@ public func parmlOptimizerParamsInit(_ params: UnsafeMutablePointer<parml_optimi
 
 /// Fills *params with the serial layout (dp = tp = pp = 1, threads backend,
 /// default (fast) mode, BLAS threads chosen from the cores, 4 MiB buckets,
-/// 60 s watchdog, 32-sample chunks, seed 0) and sets struct_size. Returns PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+/// 60 s watchdog, 32-sample chunks, seed 0) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
 @c(parml_strategy_params_init)
 public func parmlStrategyParamsInit(_ params: UnsafeMutablePointer<parml_strategy_params>?) -> parml_status {
     guarded("parml_strategy_params_init") { try nonNull(params, "params").pointee = defaultStrategyParams() }
 }
 
 /// Fills *params with fit defaults (1 epoch, batch 64, shuffled, no
-/// validation, no callback) and sets struct_size. Returns
-/// PARML_ERR_INVALID_ARGUMENT for NULL. Thread-safe. Since: 0.1.
+/// validation, no callback) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
 @c(parml_fit_params_init)
 public func parmlFitParamsInit(_ params: UnsafeMutablePointer<parml_fit_params>?) -> parml_status {
     guarded("parml_fit_params_init") { try nonNull(params, "params").pointee = defaultFitParams() }

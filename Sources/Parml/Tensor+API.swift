@@ -46,7 +46,10 @@ func tensorObject(_ t: parml_tensor?, _ name: String = "tensor") throws -> Tenso
 /// Creates a tensor of the given shape (ndim 1...8, dims >= 0) holding a copy
 /// of `data` (numel floats, row-major), or zeros when data is NULL.
 /// The caller owns *out and frees it with parml_tensor_free; *out is
-/// untouched on failure. Errors: PARML_ERR_INVALID_ARGUMENT. Since: 0.1.
+/// untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL dims or out, ndim outside 1...8,
+/// a dimension outside 0...2^31-1, too many elements), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.1.
 @c(parml_tensor_create)
 public func parmlTensorCreate(
     _ dims: UnsafePointer<Int64>?, _ ndim: Int, _ data: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<parml_tensor?>?
@@ -67,7 +70,9 @@ public func parmlTensorFree(_ tensor: parml_tensor?) {
 
 /// The tensor's shape: writes up to `capacity` dimensions to dims_out and
 /// the rank to *ndim_out. Pass dims_out = NULL, capacity = 0 to get the rank
-/// only. Errors: PARML_ERR_INVALID_ARGUMENT (NULL, capacity below the rank). Since: 0.1.
+/// only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, NULL dims_out
+/// with capacity > 0, capacity below the rank). Since: 0.1.
 @c(parml_tensor_shape)
 public func parmlTensorShape(
     _ tensor: parml_tensor?, _ dims_out: UnsafeMutablePointer<Int64>?, _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
@@ -75,7 +80,8 @@ public func parmlTensorShape(
     guarded("parml_tensor_shape") { try writeShape(tensorObject(tensor).shape, dims_out, capacity, ndim_out) }
 }
 
-/// Number of elements in *numel_out. Since: 0.1.
+/// Number of elements in *numel_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL numel_out). Since: 0.1.
 @c(parml_tensor_numel)
 public func parmlTensorNumel(_ tensor: parml_tensor?, _ numel_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_tensor_numel") {
@@ -85,7 +91,9 @@ public func parmlTensorNumel(_ tensor: parml_tensor?, _ numel_out: UnsafeMutable
 }
 
 /// Copies the tensor's `count` floats (count must equal its numel) into the
-/// caller's buffer dst. Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_SHAPE. Since: 0.1.
+/// caller's buffer dst.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_SHAPE
+/// (count differs from numel). Since: 0.1.
 @c(parml_tensor_read)
 public func parmlTensorRead(_ tensor: parml_tensor?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int) -> parml_status {
     guarded("parml_tensor_read") {
@@ -97,7 +105,9 @@ public func parmlTensorRead(_ tensor: parml_tensor?, _ dst: UnsafeMutablePointer
 }
 
 /// Overwrites the tensor's contents with `count` floats from src (count must
-/// equal its numel). Errors: PARML_ERR_INVALID_ARGUMENT, PARML_ERR_SHAPE. Since: 0.1.
+/// equal its numel).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src), PARML_ERR_SHAPE
+/// (count differs from numel). Since: 0.1.
 @c(parml_tensor_write)
 public func parmlTensorWrite(_ tensor: parml_tensor?, _ src: UnsafePointer<Float>?, _ count: Int) -> parml_status {
     guarded("parml_tensor_write") {
@@ -110,7 +120,8 @@ public func parmlTensorWrite(_ tensor: parml_tensor?, _ src: UnsafePointer<Float
 
 /// Borrows the tensor's storage: *data_out points to numel floats, row-major,
 /// 64-byte aligned, owned by the tensor and valid until parml_tensor_free.
-/// Writing through it changes the tensor. Since: 0.1.
+/// Writing through it changes the tensor.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL data_out). Since: 0.1.
 @c(parml_tensor_data)
 public func parmlTensorData(_ tensor: parml_tensor?, _ data_out: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?) -> parml_status {
     guarded("parml_tensor_data") {

@@ -15,15 +15,17 @@ extension Trainer: ModelOwner {
 /// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
 /// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
 /// keeps its own reference to the model and updates its parameters in place.
-/// The caller owns *out (parml_trainer_free).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (bad field, unknown enum, small
-/// struct_size, pp greater than the model's top-level layers, tp not
-/// dividing a split width: the message names the layer and the numbers;
+/// The caller owns *out (parml_trainer_free). Under MPI every process
+/// creates its trainer alike (collective).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, bad field, unknown
+/// enum, small struct_size, pp greater than the model's top-level layers, tp
+/// not dividing a split width: the message names the layer and the numbers;
 /// MPI: a process count other than dp*pp*tp), PARML_ERR_STATE (model not
-/// initialised), PARML_ERR_UNSUPPORTED (MPI backend without Open MPI),
-/// PARML_ERR_BLAS. Under MPI every process creates its trainer alike
-/// (collective); after a failed step, freeing the trainer ends the job
-/// (MPI_Abort). Since: 0.1.
+/// initialised; MPI already finalized), PARML_ERR_UNSUPPORTED (MPI backend
+/// without Open MPI), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
+/// PARML_ERR_OUT_OF_MEMORY (also: a rank thread could not start),
+/// PARML_ERR_COMMUNICATION (MPI: building the process groups failed or timed
+/// out). Since: 0.1.
 @c(parml_trainer_create)
 public func parmlTrainerCreate(
     _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,
@@ -48,7 +50,11 @@ public func parmlTrainerCreate(
     }
 }
 
-/// Releases a trainer (and its reference to the model). NULL is a no-op. Since: 0.1.
+/// Releases a trainer (and its reference to the model). NULL is a no-op.
+/// MPI backend: freeing a trainer whose step failed ends the whole job, on
+/// purpose (messages may still be in flight and peers waiting): it writes the
+/// reason to stderr and calls MPI_Abort, so this call does not return and
+/// mpirun stops every process. Since: 0.1.
 @c(parml_trainer_free)
 public func parmlTrainerFree(_ trainer: parml_trainer?) {
     HandleRegistry.shared.release(trainer, .trainer)
@@ -57,8 +63,20 @@ public func parmlTrainerFree(_ trainer: parml_trainer?) {
 /// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
 /// indices for cross-entropy, the output's shape for MSE). Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
-/// On error nothing is updated. Errors: PARML_ERR_SHAPE, PARML_ERR_INVALID_ARGUMENT
-/// (a target that is not a class index). Since: 0.1.
+/// A batch refused by the checks (shape, target, local rows) changes nothing.
+/// A step whose loss or gradients hold a NaN or an infinity is skipped on
+/// every rank: it changes nothing (parameters, optimizer state, step count),
+/// returns PARML_ERR_NONFINITE naming the step and where the value first
+/// showed up, and the trainer stays usable (optimizer skip_nonfinite = 0
+/// turns the check off). Any other failure after the ranks have started
+/// leaves the trainer unusable (its ranks may disagree): later steps return
+/// PARML_ERR_STATE; create a new trainer (MPI: freeing this one ends the
+/// job, see parml_trainer_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles; a target that is not a class
+/// index), PARML_ERR_SHAPE, PARML_ERR_STATE (an earlier step failed),
+/// PARML_ERR_NONFINITE (since 0.3), PARML_ERR_COMMUNICATION (a rank failed
+/// or timed out: every rank returns it, the message names the rank and the
+/// call), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 @c(parml_trainer_step)
 public func parmlTrainerStep(
     _ trainer: parml_trainer?, _ inputs: parml_tensor?, _ targets: parml_tensor?, _ loss_out: UnsafeMutablePointer<Float>?
@@ -75,12 +93,19 @@ public func parmlTrainerStep(
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
-/// several calls, or a resumed checkpoint, train as one longer call. After each epoch,
-/// params->progress (if set) gets that epoch's metrics; returning nonzero
-/// stops training with PARML_ERR_CANCELLED (the epochs done stay applied).
-/// The callback must not use this trainer or its model. When last_out is
+/// several calls, or a resumed checkpoint, train as one longer call. After
+/// each epoch, params->progress (if set) gets that epoch's metrics;
+/// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
+/// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
+/// that epoch does not count as completed. The callback must not use this
+/// trainer or its model (such a call returns PARML_ERR_STATE). When last_out is
 /// not NULL it receives the last epoch's metrics; set last_out->struct_size
-/// to sizeof(parml_epoch_metrics) first. Since: 0.1.
+/// to sizeof(parml_epoch_metrics) first.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
+/// last_out->struct_size, no batch with drop_last, a target that is not a
+/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
+/// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
+/// steps before it stay applied). Since: 0.1.
 @c(parml_trainer_fit)
 public func parmlTrainerFit(
     _ trainer: parml_trainer?, _ train: parml_dataset?, _ params: UnsafePointer<parml_fit_params>?,
@@ -139,7 +164,9 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
-/// Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
+/// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
+/// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 @c(parml_trainer_evaluate)
 public func parmlTrainerEvaluate(
     _ trainer: parml_trainer?, _ dataset: parml_dataset?, _ batch_size: Int64, _ loss_out: UnsafeMutablePointer<Float>?,
@@ -154,7 +181,8 @@ public func parmlTrainerEvaluate(
     }
 }
 
-/// Optimizer steps taken so far in *steps_out. Since: 0.1.
+/// Optimizer steps taken so far in *steps_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL steps_out). Since: 0.1.
 @c(parml_trainer_step_count)
 public func parmlTrainerStepCount(_ trainer: parml_trainer?, _ steps_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_trainer_step_count") {
@@ -166,9 +194,8 @@ public func parmlTrainerStepCount(_ trainer: parml_trainer?, _ steps_out: Unsafe
 /// Epochs parml_trainer_fit has completed on this trainer, over all its
 /// calls and restored from checkpoints, in *epochs_out. With the strategy's
 /// seed it fixes the next epoch's data order, so fit over 2 epochs twice
-/// trains as fit over 4 once. Errors: PARML_ERR_INVALID_ARGUMENT (bad
-/// handle, NULL epochs_out), PARML_ERR_STATE (the trainer is in use by
-/// another call). Since: 0.3.
+/// trains as fit over 4 once.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL epochs_out). Since: 0.3.
 @c(parml_trainer_epoch_count)
 public func parmlTrainerEpochCount(_ trainer: parml_trainer?, _ epochs_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_trainer_epoch_count") {
@@ -180,8 +207,7 @@ public func parmlTrainerEpochCount(_ trainer: parml_trainer?, _ epochs_out: Unsa
 /// Steps this trainer skipped because their loss or gradients held a NaN or
 /// an infinity (each returned PARML_ERR_NONFINITE and updated nothing), in
 /// *skipped_out; skipped steps are not in parml_trainer_step_count.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (bad handle, NULL skipped_out),
-/// PARML_ERR_STATE (the trainer is in use by another call). Since: 0.3.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL skipped_out). Since: 0.3.
 @c(parml_trainer_skipped_steps)
 public func parmlTrainerSkippedSteps(_ trainer: parml_trainer?, _ skipped_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_trainer_skipped_steps") {
@@ -190,7 +216,8 @@ public func parmlTrainerSkippedSteps(_ trainer: parml_trainer?, _ skipped_out: U
     }
 }
 
-/// The learning rate the next step will use (after schedule and warmup). Since: 0.1.
+/// The learning rate the next step will use (after schedule and warmup).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL lr_out). Since: 0.1.
 @c(parml_trainer_learning_rate)
 public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: UnsafeMutablePointer<Float>?) -> parml_status {
     guarded("parml_trainer_learning_rate") {
@@ -200,10 +227,14 @@ public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: Unsafe
 }
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
-/// (its pipeline stage's slice; its shard of that under ZeRO-3), gradients
-/// (its stage's slice), optimizer state (1/dp of that under ZeRO >= 1),
-/// scratch and activations (high-water, since 0.2). Set out->struct_size to
-/// sizeof(parml_memory_report) first (a 0.1 size gets the 0.1 fields). Since: 0.1.
+/// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
+/// threads backend), gradients (its stage's slice), optimizer state (1/dp
+/// of that under ZeRO >= 1), scratch and activations (high-water, since
+/// 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
+/// size gets the 0.1 fields). Under MPI a process answers for its own rank
+/// only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,
+/// rank outside the mesh or, under MPI, another process's rank). Since: 0.1.
 @c(parml_trainer_memory)
 public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: UnsafeMutablePointer<parml_memory_report>?) -> parml_status {
     guarded("parml_trainer_memory") {
@@ -226,7 +257,9 @@ public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: 
 /// mesh, which layers and parameter slice each rank holds, what a step
 /// exchanges (send/recv, all-reduce, reduce-scatter, all-gather) and each
 /// rank's memory. The caller frees it with parml_buffer_free. The wording is
-/// for people and may change; do not parse it. Since: 0.2.
+/// for people and may change; do not parse it.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL text_out),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 @c(parml_trainer_plan)
 public func parmlTrainerPlan(_ trainer: parml_trainer?, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> parml_status {
     guarded("parml_trainer_plan") {
@@ -240,7 +273,8 @@ public func parmlTrainerPlan(_ trainer: parml_trainer?, _ text_out: UnsafeMutabl
 /// recording every rank's timeline: forward and backward per micro-batch,
 /// send, waits in receive (pipeline bubbles), gradient reduction, optimizer.
 /// The environment variable PARML_TRACE=path turns recording on for every
-/// trainer and writes the timeline to path when the trainer is freed. Since: 0.2.
+/// trainer and writes the timeline to path when the trainer is freed.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle). Since: 0.2.
 @c(parml_trainer_set_trace)
 public func parmlTrainerSetTrace(_ trainer: parml_trainer?, _ enabled: Int32) -> parml_status {
     guarded("parml_trainer_set_trace") {
@@ -250,7 +284,9 @@ public func parmlTrainerSetTrace(_ trainer: parml_trainer?, _ enabled: Int32) ->
 
 /// Writes the recorded timeline to `path` as Chrome trace JSON (open it in
 /// Perfetto or chrome://tracing): one track per rank, one slice per event,
-/// labelled with micro-batch, stage and step. Errors: PARML_ERR_IO. Since: 0.2.
+/// labelled with micro-batch, stage and step.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL path), PARML_ERR_IO.
+/// Since: 0.2.
 @c(parml_trainer_write_trace)
 public func parmlTrainerWriteTrace(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_trainer_write_trace") {
@@ -266,8 +302,9 @@ public func parmlTrainerWriteTrace(_ trainer: parml_trainer?, _ path: UnsafePoin
 /// batch; the global batch is the replicas' rows in replica order, and its
 /// rows must be the ones parml_trainer_data_rows gives (a step with other
 /// rows fails on every process with PARML_ERR_SHAPE). Each step exchanges
-/// the replicas' row counts. Errors: PARML_ERR_INVALID_ARGUMENT on the
-/// threads backend. Since: 0.2.
+/// the replicas' row counts.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle; enabling it on the threads
+/// backend). Since: 0.2.
 @c(parml_trainer_set_local_batches)
 public func parmlTrainerSetLocalBatches(_ trainer: parml_trainer?, _ enabled: Int32) -> parml_status {
     guarded("parml_trainer_set_local_batches") {
@@ -278,8 +315,9 @@ public func parmlTrainerSetLocalBatches(_ trainer: parml_trainer?, _ enabled: In
 /// The rows [*start_out, *start_out + *count_out) of a global batch of
 /// `global_samples` that this process's data-parallel replica trains on:
 /// what to pass with local batches. On the threads backend every replica is
-/// in the process: all rows. Errors: PARML_ERR_INVALID_ARGUMENT (negative
-/// count, NULL out-pointer). Since: 0.2.
+/// in the process: all rows.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, negative count, NULL
+/// out-pointer). Since: 0.2.
 @c(parml_trainer_data_rows)
 public func parmlTrainerDataRows(
     _ trainer: parml_trainer?, _ global_samples: Int64, _ start_out: UnsafeMutablePointer<Int64>?,

@@ -8,10 +8,14 @@ import Glibc
 // Each kernel takes raw pointers and counts that its caller has validated;
 // loops index within [0, N*C) by construction, so -Ounchecked drops no check
 // that could fire. Matrix products go to OpenBLAS (BLAS.gemm); these are the
-// element-wise loops and small reductions around them. The hot ones run in C
-// (_CParmlKernels), compiled for AVX-512, AVX2 and baseline x86-64 and picked
-// at load time, since Swift cannot multiversion a function; transcendentals,
-// LayerNorm and losses stay in Swift. Naive.swift holds the straightforward
+// element-wise loops and small reductions around them. Bias, activations
+// (tanh, sigmoid and GELU included, in vectorised float arithmetic rather
+// than a libm call per element), element-wise arithmetic and the sum of
+// squares run in C (_CParmlKernels), each compiled for AVX-512, AVX2 and
+// baseline x86-64 (target_clones) and picked at load time, since Swift cannot
+// multiversion a function; _CParmlKernels also holds the optimizer updates,
+// which Optimizer.swift calls directly. LayerNorm and the losses stay in
+// Swift, below. Naive.swift holds the straightforward
 // versions the tests compare against.
 public enum Kernels {
 

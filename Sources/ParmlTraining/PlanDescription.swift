@@ -81,7 +81,8 @@ extension Trainer {
             lines.append("  +  after the step, data rank 0's tp ranks write their slices into the host's model")
         }
         var update = "  4. optimizer updates each rank's slice"
-        if layout.zeroStage >= 3 && mesh.dp > 1 {
+        // Processes share no memory: under MPI ZeRO-3 all-gathers like 1 and 2.
+        if layout.zeroStage >= 3 && mesh.dp > 1 && strategy.backend == .threads {
             update += "; ZeRO-3: the dp replicas read one shared parameter arena, nothing to gather"
         } else if layout.zeroStage >= 1 && mesh.dp > 1 {
             update += ", then all-gather of the stage's parameters over its dp group"

@@ -6,11 +6,10 @@ import ParmlTensor
 public enum PipelineSchedule: Int32, Sendable { case gpipe = 1, oneForwardOneBackward = 2 }
 public enum Backend: Int32, Sendable { case threads = 1, mpi = 2 }
 
-/// How training is laid out on a dp × pp × tp mesh of ranks. This version
-/// runs data and pipeline parallelism and their products (any dp, pp,
-/// micro-batch count and ZeRO stage) on the threads backend; tp and MPI are
-/// here so hosts can state a layout now and `validate` can say precisely
-/// what is not yet possible.
+/// How training is laid out on a dp × pp × tp mesh of ranks: data, pipeline
+/// and tensor parallelism and their products (any dp, pp, tp, micro-batch
+/// count and ZeRO stage), with ranks as threads of this process or, with
+/// `backend = .mpi`, one rank per process under mpirun.
 public struct StrategyConfig: Sendable, Equatable {
     public var dp = 1
     public var tp = 1
@@ -20,9 +19,11 @@ public struct StrategyConfig: Sendable, Equatable {
     public var zeroStage = 0
     public var backend: Backend = .threads
     /// Layout-invariant mode: gradients summed over fixed chunks of
-    /// `gradientChunk` samples in a fixed tree order (ChunkTree), so every dp
-    /// and ZeRO stage gives the bits serial training gives. Off: one GEMM per
-    /// layer per rank; reproducible for a layout, within rounding of others.
+    /// `gradientChunk` samples in a fixed tree order (ChunkTree), so every dp,
+    /// pp, micro-batch count and ZeRO stage, on either backend, gives the bits
+    /// serial training gives (tp > 1 splits inner sums: within rounding). Off:
+    /// one GEMM per layer per rank; reproducible for a layout, within rounding
+    /// of others.
     public var deterministic = false
     /// Samples per chunk in deterministic mode.
     public var gradientChunk = 32
@@ -45,7 +46,9 @@ public struct StrategyConfig: Sendable, Equatable {
 
     public var worldSize: Int { dp * tp * pp }
 
-    /// Checks the values, then whether this build can run the layout.
+    /// Checks that every value is in range. Whether the layout fits the model
+    /// (pp, tp against its layers) and, under MPI, the job's process count is
+    /// checked when the trainer is built.
     public func validate() throws {
         for (name, v) in [("dp", dp), ("tp", tp), ("pp", pp), ("micro_batches", microBatches)] where v < 1 {
             throw ParmlError.invalidArgument("strategy: \(name) must be >= 1, got \(v)")

@@ -2,7 +2,9 @@
 """Trains an MLP on Fashion-MNIST through the parml Python package, printing
 one line per epoch (a tqdm bar when tqdm is installed), then
 "test accuracy: 0.NNNN". The same network and settings as
-examples/train_fashion_mnist.c.
+examples/train_fashion_mnist.c, and the same split: the last 10% of the
+training set validates after each epoch; the test set is used once, at the
+end.
 
 usage: train_fashion_mnist.py [--data DIR] [--epochs N] [--dp N] [--zero S]
                               [--deterministic] [--batch-size N]
@@ -17,14 +19,27 @@ installed and PARML_LIBRARY set:
 from __future__ import annotations
 
 import argparse
+import gzip
 import sys
 from pathlib import Path
+
+import numpy as np
 
 try:
     import parml
 except ImportError:  # not installed: use the package in this checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bindings" / "python"))
     import parml
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file (gzipped or plain) as a uint8 array."""
+    raw = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    if raw[:3] != b"\x00\x00\x08":
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    rank = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
 def main() -> int:
@@ -46,7 +61,14 @@ def main() -> int:
     args = ap.parse_args()
 
     data = Path(args.data)
-    train = parml.load_idx(data / "train-images-idx3-ubyte.gz", data / "train-labels-idx1-ubyte.gz")
+    # The last 10% of the training set is held out for validation (scaled
+    # to [0, 1] as parml.load_idx does); the test set is touched once, at the end.
+    images = read_idx(data / "train-images-idx3-ubyte.gz").astype(np.float32) / 255
+    labels = read_idx(data / "train-labels-idx1-ubyte.gz")
+    n_val = len(images) // 10
+    train = parml.Dataset(images[:-n_val], labels[:-n_val])
+    val = parml.Dataset(images[-n_val:], labels[-n_val:])
+    del images, labels
     test = parml.load_idx(data / "t10k-images-idx3-ubyte.gz", data / "t10k-labels-idx1-ubyte.gz")
 
     # 784 -> 512 -> ReLU -> residual(LayerNorm, 512 -> 1024 -> GELU -> dropout -> 512) -> 10
@@ -75,21 +97,22 @@ def main() -> int:
         deterministic=args.deterministic, seed=7,
     )
     print(f"parml {parml.library_version()}  OpenBLAS kernels: {parml.blas_core()}  "
-          f"parameters: {model.num_params}  train {len(train)}  test {len(test)}  {strategy}")
+          f"parameters: {model.num_params}  train {len(train)}  validation {len(val)} (held out of the "
+          f"training set)  test {len(test)}  {strategy}")
 
-    with model, train, test, parml.Trainer(model, "cross_entropy", optimizer, strategy) as trainer:
+    with model, train, val, test, parml.Trainer(model, "cross_entropy", optimizer, strategy) as trainer:
         if args.plan:
             print(trainer.plan())
         if args.trace:
             trainer.start_trace()
-            trainer.fit(train, epochs=1, batch_size=args.batch_size, validation_data=test)
+            trainer.fit(train, epochs=1, batch_size=args.batch_size, validation_data=val)
             trainer.write_trace(args.trace)
             trainer.stop_trace()
             print(f"wrote the first epoch's timeline to {args.trace}")
         remaining = args.epochs - (1 if args.trace else 0)
         if remaining > 0:
-            trainer.fit(train, epochs=remaining, batch_size=args.batch_size, validation_data=test)
-        result = trainer.evaluate(test, batch_size=1000)
+            trainer.fit(train, epochs=remaining, batch_size=args.batch_size, validation_data=val)
+        result = trainer.evaluate(test, batch_size=1000)  # the one use of the test set
         memory = trainer.memory(0)
         print(f"rank 0 memory: {memory.total / 2**20:.1f} MiB "
               f"(optimizer state {memory.optimizer_bytes / 2**20:.1f} MiB)")

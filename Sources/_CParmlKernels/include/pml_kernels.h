@@ -23,17 +23,17 @@ extern "C" {
 void pml_relu_forward(const float *x, float *y, size_t n);
 /* dx[i] = x[i] > 0 ? dy[i] : 0 */
 void pml_relu_backward(const float *x, const float *dy, float *dx, size_t n);
-/* dx[i] = dy[i] * (1 - y[i]^2) */
 // tanh, the logistic sigmoid and GELU in plain float arithmetic the compiler
 // vectorises (libm's tanhf is a call per element): within 4 ulp of the
 // exact values (KernelsTests), the same bits in every clone.
 void pml_tanh_forward(const float *x, float *y, size_t n);
+/* dx[i] = dy[i] * (1 - y[i]^2) */
+void pml_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
 // Exact (erf) GELU and its derivative, likewise.
 void pml_gelu_forward(const float *x, float *y, size_t n);
 void pml_gelu_backward(const float *x, const float *dy, float *dx, size_t n);
-void pml_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
-/* dx[i] = dy[i] * y[i] * (1 - y[i]) */
 void pml_sigmoid_forward(const float *x, float *y, size_t n);
+/* dx[i] = dy[i] * y[i] * (1 - y[i]) */
 void pml_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
 
 /* y[i] = a[i] + b[i] */

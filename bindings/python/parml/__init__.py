@@ -7,15 +7,16 @@ Three tiers (as llama-cpp-python):
   checks its version;
 - ``parml._capi`` binds every C function of include/parml.h 1:1;
 - this package: Sequential and the layers, optimizers and schedules,
-  Strategy, Trainer, Dataset, with exceptions for every error status.
+  Strategy, Trainer, Dataset, Tensor, with exceptions for every error
+  status; model and checkpoint files (Model.save/load, export_onnx,
+  Trainer.save_checkpoint/load_checkpoint), Trainer.plan() and traces.
 
 >>> import numpy as np, parml
 >>> model = parml.Sequential([parml.Linear(2, 16), parml.Tanh(), parml.Linear(16, 2)], seed=42)
 >>> with parml.Trainer(model, loss="cross_entropy", optimizer=parml.Adam(0.05)) as trainer:
 ...     history = trainer.fit(x, y, epochs=20, batch_size=32)
 
-Not in the C API yet, so not here: saving/loading models and checkpoints,
-and plan()/tracing.
+bindings/python/README.md lists the whole API.
 """
 
 from __future__ import annotations

@@ -226,11 +226,12 @@ class parml_optimizer_params(Structure):
 
 
 class parml_strategy_params(Structure):
-    """How training is laid out on ranks (threads backend).
+    """How training is laid out on a dp x pp x tp mesh of ranks.
 
-    This version runs data, pipeline and tensor parallelism and their
-    products (dp, pp, tp, micro-batches, ZeRO stages 0-3) on the threads
-    backend; MPI returns PARML_ERR_UNSUPPORTED.
+    Data, pipeline and tensor parallelism and their products (dp, pp, tp,
+    micro-batches, ZeRO stages 0-3) run on the threads backend (ranks are
+    threads of this process) and on the MPI backend (one rank per process
+    under mpirun; docs/mpi.md).
 
     Attributes:
         struct_size: set by parml_strategy_params_init
@@ -275,7 +276,8 @@ class parml_memory_report(Structure):
 
     Attributes:
         struct_size: set by the caller to sizeof(parml_memory_report)
-        parameter_bytes: ZeRO-3: this rank's shard of the one shared copy
+        parameter_bytes: its stage's (tp: its slices'); ZeRO-3 on threads:
+            this rank's shard of the one shared copy
         gradient_bytes: gradients
         optimizer_bytes: optimizer state: 1/dp of the whole under ZeRO >= 1
         scratch_bytes: deterministic-mode buffers
@@ -297,7 +299,8 @@ class parml_epoch_metrics(Structure):
     (no validation set, MSE accuracy) are NaN.
 
     Attributes:
-        struct_size: set by the library
+        struct_size: the caller sets it to sizeof(parml_epoch_metrics) before
+            passing last_out to parml_trainer_fit; set in the callback's copy
         epoch: 1-based
         epochs: total requested
         steps: optimizer steps taken so far in this trainer

@@ -34,8 +34,8 @@ class Model(Handle):
     ``to_bytes``/``from_bytes`` do the same in memory; ``export_onnx``
     writes an ONNX file for inference elsewhere. A loaded model is
     initialised; its ``layers`` list is empty (the file holds the layers,
-    ``summary()`` shows them). Not yet in the C API, so not here either:
-    ``plan()``/tracing.
+    ``summary()`` shows them). The execution plan and traces belong to a
+    trainer: ``Trainer.plan()``, ``Trainer.start_trace()``.
     """
 
     _free_function = _capi.parml_model_free

@@ -175,9 +175,10 @@ class Trainer(Handle):
     strategy: a Strategy (None = serial).
 
     The trainer keeps its model alive and updates its parameters in place;
-    it shares the model's lock. Raises UnsupportedError for a layout this
-    library version cannot run (tp, pp, MPI), StateError for a model that is
-    not initialised.
+    it shares the model's lock. Raises InvalidArgumentError for a layout
+    that does not fit the model (or, under MPI, the job's process count),
+    StateError for a model that is not initialised, UnsupportedError for
+    backend="mpi" without Open MPI installed.
     """
 
     _free_function = _capi.parml_trainer_free
@@ -223,8 +224,10 @@ class Trainer(Handle):
     def step(self, x: object, y: object) -> float:
         """One optimizer step on a batch: x (N, ...) and y ((N,) class indices
         for cross-entropy, the output's shape for MSE), numpy arrays or
-        parml.Tensor. Returns the batch's mean loss before the update. On
-        error nothing is updated."""
+        parml.Tensor. Returns the batch's mean loss before the update. A
+        batch refused by the checks (ShapeError, InvalidArgumentError)
+        changes nothing; a failure once the ranks have started leaves the
+        trainer unusable (later steps raise StateError; create a new one)."""
         owned = []
         try:
             if isinstance(x, Tensor):
