@@ -89,6 +89,10 @@ final class MPICommunicator: Communicator {
         return (peers.count == 1 ? "rank " : "ranks ") + list
     }
 
+    func throwIfAborted(_ what: @autoclosure () -> String) throws {
+        if world.isAborted { throw abortedError(what()) }
+    }
+
     private func abortedError(_ what: String) -> ParmlError {
         .communication("\(me): \(what) failed: \(world.abortReason ?? "the world was aborted")")
     }

@@ -66,6 +66,11 @@ public protocol Communicator: AnyObject {
     /// Marks the whole world failed with `reason`; every rank's current and
     /// later collectives throw. Safe to call from any rank, more than once.
     func abort(reason: String)
+
+    /// Throws `.communication` when the world was aborted: a rank checks it
+    /// between pieces of local work (layers), so a rank woken after its
+    /// step was given up on stops at once instead of computing on.
+    func throwIfAborted(_ what: @autoclosure () -> String) throws
 }
 
 extension Communicator {

@@ -147,12 +147,15 @@ final class PoolShared: @unchecked Sendable {
     private let remaining = Atomic<Int>(0)
     /// Ranks that did not return from a run in time; the pool is unusable when non-empty.
     private var stuck: [Int] = []
+    /// Stuck ranks still inside their body, counted in `AbandonedRanks`.
+    private var abandoned: [Bool]
 
     init(size: Int) {
         self.size = size
         errors = Array(repeating: nil, count: size)
         errorOrder = Array(repeating: 0, count: size)
         busy = Array(repeating: false, count: size)
+        abandoned = Array(repeating: false, count: size)
         spinNanos = size <= onlineCPUs ? 5_000_000 : 0
         pthread_mutex_init(mutex, nil)
         var attr = pthread_condattr_t()
@@ -256,7 +259,13 @@ final class PoolShared: @unchecked Sendable {
             // Poll every 10 ms: an abort by a worker does not signal doneCond.
             timedWait(doneCond, until: min(now + 10_000_000, min(abortDeadline, finishDeadline)))
         }
-        if timedOut { stuck = (1..<size).filter { busy[$0] } }
+        if timedOut {
+            stuck = (1..<size).filter { busy[$0] }
+            for r in stuck where !abandoned[r] {
+                abandoned[r] = true
+                AbandonedRanks.started()
+            }
+        }
         let stuckNow = stuck
         var first: (rank: Int, order: Int)?
         var firstCommunication: (rank: Int, order: Int)?
@@ -348,6 +357,10 @@ final class PoolShared: @unchecked Sendable {
             }
             lock()
             busy[rank] = false
+            if abandoned[rank] {
+                abandoned[rank] = false
+                AbandonedRanks.returned()
+            }
             if seen == generation {
                 if let failure { record(rank, failure) }
                 if remaining.subtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
@@ -356,5 +369,47 @@ final class PoolShared: @unchecked Sendable {
             }
         }
         unlock()
+    }
+}
+
+/// Ranks a pool gave up on that are still running on their threads,
+/// process-wide. Such a rank may be inside OpenBLAS when the host process
+/// exits, and OpenBLAS's exit-time teardown then pulls its buffers from
+/// under it (a crash at exit, seen under ThreadSanitizer). So the first
+/// abandoned rank registers an exit handler that waits, at most
+/// `exitWaitSeconds`, for every abandoned rank to return. It runs before
+/// the libraries' destructors (glibc runs atexit handlers first), and an
+/// abandoned rank returns soon after it wakes: ranks check for an aborted
+/// world before every layer.
+public enum AbandonedRanks {
+    private static let running = Atomic<Int>(0)
+    private static let registered = Atomic<Bool>(false)
+    /// The longest an exiting process waits for its abandoned ranks.
+    public static let exitWaitSeconds = 10.0
+
+    /// Abandoned ranks still running now.
+    public static var count: Int { running.load(ordering: .sequentiallyConsistent) }
+
+    static func started() {
+        running.add(1, ordering: .sequentiallyConsistent)
+        if !registered.exchange(true, ordering: .sequentiallyConsistent) {
+            atexit { AbandonedRanks.waitForAll(seconds: AbandonedRanks.exitWaitSeconds) }
+        }
+    }
+
+    static func returned() {
+        running.subtract(1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Waits until no abandoned rank is running or `seconds` have passed;
+    /// returns whether none is running.
+    @discardableResult
+    public static func waitForAll(seconds: Double) -> Bool {
+        let deadline = monotonicNanoseconds() + Int(seconds * 1e9)
+        while count > 0 {
+            if monotonicNanoseconds() >= deadline { return false }
+            usleep(1000)
+        }
+        return true
     }
 }

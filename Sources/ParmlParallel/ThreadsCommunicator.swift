@@ -89,6 +89,10 @@ final class ThreadsCommunicator: Communicator {
     private func call(_ kind: CollectiveKind, _ s: Int) -> String { "\(kind.label) #\(s)" }
 
     /// The error a rank throws when the world was aborted (by anyone).
+    func throwIfAborted(_ what: @autoclosure () -> String) throws {
+        if world.isAborted { throw abortedError(what()) }
+    }
+
     private func abortedError(_ what: String) -> ParmlError {
         .communication("\(me): \(what) failed: \(world.abortReason ?? "the world was aborted")")
     }

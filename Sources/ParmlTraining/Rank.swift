@@ -14,6 +14,29 @@ public enum FaultInjection: Sendable {
     case stall(rank: Int, step: Int, seconds: Double)
 }
 
+extension FaultInjection {
+    /// "stall:RANK:STEP:SECONDS" or "fail:RANK:STEP" (PARML_TEST_FAULT).
+    init(parsing text: String) throws {
+        let parts = text.split(separator: ":").map(String.init)
+        let numbers = parts.dropFirst().map { Double($0) }
+        func int(_ i: Int) -> Int? { numbers[i].flatMap { $0 >= 0 && $0 == $0.rounded() && $0 < 1e9 ? Int($0) : nil } }
+        switch parts.first {
+        case "stall" where parts.count == 4:
+            if let r = int(0), let s = int(1), let seconds = numbers[2], seconds >= 0, seconds <= 3600 {
+                self = .stall(rank: r, step: s, seconds: seconds)
+                return
+            }
+        case "fail" where parts.count == 3:
+            if let r = int(0), let s = int(1) {
+                self = .fail(rank: r, step: s)
+                return
+            }
+        default: break
+        }
+        throw ParmlError.invalidArgument("PARML_TEST_FAULT='\(text)': expected stall:RANK:STEP:SECONDS or fail:RANK:STEP")
+    }
+}
+
 /// One step's arguments, shared by the ranks (read-only while they run).
 final class RankJob: @unchecked Sendable {
     // @unchecked: written by the host thread before RankPool.run starts the
@@ -294,6 +317,7 @@ final class RankContext {
             throw ParmlError.internal("injected failure on rank \(rank) at step \(stepIndex)")
         case .stall(let r, let s, let seconds) where r == rank && s == stepIndex:
             usleep(UInt32(min(seconds, 3600) * 1e6))
+            try comms?.world.throwIfAborted("step \(stepIndex) (after stalling)")
         default: break
         }
         guard let params = model.parameters, let grads = model.gradients else {
@@ -531,7 +555,10 @@ final class RankContext {
         var t = trace.now()
         var h = input
         let layers = slot.model.root.layers
-        for l in stageLayers { h = try layers[l].forward(h, ctx) }
+        for l in stageLayers {
+            try comms?.world.throwIfAborted("forward of layer \(l)")
+            h = try layers[l].forward(h, ctx)
+        }
         slot.output = h
         trace.record(.forward, microBatch: j, step: work.step, since: t)
         if !isLastStage, let comms {
@@ -571,6 +598,7 @@ final class RankContext {
         var g = dy
         let layers = slot.model.root.layers
         for l in stageLayers.reversed() {
+            try comms?.world.throwIfAborted("backward of layer \(l)")
             let need = l > stageLayers.lowerBound || !isFirstStage
             guard let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else { break }
             g = next

@@ -208,6 +208,11 @@ public final class Trainer {
         syncedVersion = model.parameterVersion
         batchInputs = try Tensor(shape: Shape(0))
         batchTargets = try Tensor(shape: Shape(0))
+        // PARML_TEST_FAULT: the fault injection of the Swift tests, for test
+        // programs in other languages (docs/reliability.md).
+        if let f = getenv("PARML_TEST_FAULT"), f.pointee != 0 {
+            _faultInjection = try FaultInjection(parsing: String(cString: f))
+        }
         // PARML_TRACE=path: record every step and write the timeline there
         // when the trainer goes away, with no change to the host program.
         if let p = getenv("PARML_TRACE"), p.pointee != 0 {

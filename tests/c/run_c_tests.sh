@@ -5,6 +5,8 @@
 #   1. builds test_api, test_bad_input, test_no_alloc, test_concurrency, test_files and
 #      test_checkpoint_kill with gcc and clang
 #      (-std=c11 -Wall -Wextra -Werror -pedantic -O1) and runs every binary;
+#      then test_exit_stalled (gcc) three times, exiting around the wake of a
+#      rank a step gave up on;
 #   2. runs test_api (and, for memory errors only, test_bad_input) under valgrind;
 #   3. compiles and runs a C++17 file that includes parml.h (g++ -Wall -Wextra
 #      -Werror -pedantic), and checks the header's comments are plain text;
@@ -126,6 +128,24 @@ if [ -x "$WORK/test_api.gcc" ]; then
     rc=$?
     grep -E '^(FAIL|note|[0-9]+ passed)' "$WORK/run.log" | indent
     if [ $rc -eq 0 ]; then pass "run test_api (gcc) with OPENBLAS_CORETYPE=Haswell"; else fail "run test_api (gcc) with OPENBLAS_CORETYPE=Haswell: exit $rc"; fi
+fi
+
+# A host exiting as a rank that a step gave up on wakes (test_exit_stalled.c):
+# before, during and just after the wake; the exit must wait for the rank.
+if gcc "${CFLAGS[@]}" "$HERE/test_exit_stalled.c" -o "$WORK/test_exit_stalled" "${LDFLAGS[@]}" >"$WORK/build.log" 2>&1; then
+    for offset in -0.05 0 0.002; do
+        timeout "$TEST_TIMEOUT" "$WORK/test_exit_stalled" 0.8 "$offset" >"$WORK/run.log" 2>&1
+        rc=$?
+        grep -E '^(FAIL|PASS|[0-9]+ passed)' "$WORK/run.log" | indent
+        if [ $rc -eq 0 ]; then
+            pass "run test_exit_stalled: exit ${offset} s from the abandoned rank's wake"
+        else
+            fail "run test_exit_stalled: exit ${offset} s from the wake: exit $rc"
+        fi
+    done
+else
+    indent <"$WORK/build.log"
+    fail "build test_exit_stalled"
 fi
 
 # ---------------------------------------------------------------------------
