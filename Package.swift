@@ -120,6 +120,7 @@ let package = Package(
         .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlParallelTests", dependencies: ["ParmlParallel"]),
         .testTarget(
-            name: "ParmlSerializationTests", dependencies: ["ParmlSerialization", "ParmlTraining", "_ParmlTestSupport", "CParmlProto", "CZlib"]),
+            name: "ParmlSerializationTests",
+            dependencies: ["ParmlSerialization", "ParmlTraining", "ParmlData", "_ParmlTestSupport", "CParmlProto", "CZlib"]),
     ]
 )
