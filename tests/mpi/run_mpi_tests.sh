@@ -14,9 +14,12 @@
 #   5. the C entry points from C hosts (parml initialising MPI, and the host
 #      initialising it and handing parml its own communicator), and from Python;
 #   6. training with backend = MPI gives the threads backend's parameters bit
-#      for bit (deterministic mode): dp with ZeRO 0-3, pp with both
-#      schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over TCP, runs
-#      launched from a hostfile and with -H (docs/multi-node.md), and
+#      for bit on every process (deterministic mode): dp with ZeRO 0-3, pp
+#      with both schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over
+#      TCP, runs launched from a hostfile and with -H (docs/multi-node.md),
+#      default mode with SGD and momentum, default blas_threads against
+#      serial; a real trainer whose rank fails or stalls (PARML_TEST_FAULT)
+#      fails on every process and free ends the job; and
 #      a Python host running fit under mpirun; checkpoints saved under MPI
 #      resume on the threads backend as the uninterrupted run; local batches
 #      (each process passes its replica's rows) train to the same bits, and
@@ -150,18 +153,28 @@ fi
 
 # 6. Training: MPI against threads, bit for bit.
 if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/train_host" > "$WORK/cc.txt" 2>&1; then
+    same_on_every_rank() {  # np
+        local r f
+        for ((r = 0; r < $1; r++)); do
+            f="$WORK/mpi.bin"
+            [ "$r" -gt 0 ] && f="$WORK/mpi.bin.$r"
+            cmp -s "$WORK/threads.bin" "$f" || return 1
+        done
+    }
     train() {  # label, extra mpirun options, then DP PP TP MICRO SCHEDULE ZERO
         local label=$1 opts=$2
         shift 2
         local np=$(($1 * $2 * $3)) out="$WORK/train.txt"
+        rm -f "$WORK"/threads.bin* "$WORK"/mpi.bin*
         if ! timeout 120 "$WORK/train_host" threads "$@" "$WORK/threads.bin" > "$out" 2>&1; then
             fail "training, $label: the threads run failed" "$out"
             return
         fi
+        # Every process's host model (rank r writes mpi.bin.r) must be the threads run's.
         # shellcheck disable=SC2086
         if timeout 180 mpirun -np "$np" --oversubscribe $opts "$WORK/train_host" mpi "$@" "$WORK/mpi.bin" >> "$out" 2>&1 &&
-            [ "$(count ': ok loss' "$out")" -eq $((np + 1)) ] && cmp -s "$WORK/threads.bin" "$WORK/mpi.bin"; then
-            pass "training, $label: MPI ($np processes) equals threads bit for bit"
+            [ "$(count ': ok loss' "$out")" -eq $((np + 1)) ] && same_on_every_rank "$np"; then
+            pass "training, $label: MPI ($np processes) equals threads bit for bit on every process"
         else
             fail "training, $label: MPI differs from threads or failed" "$out"
         fi
@@ -182,6 +195,47 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "dp 2 x tp 2 from a hostfile, btl tcp,vader,self, environment forwarded (docs/multi-node.md)" \
         "--hostfile $WORK/hosts --mca btl tcp,vader,self -x PARML_OPENBLAS_LIBRARY=libopenblas.so.0" 2 1 2 1 1f1b 1
     train "pp 2 from -H localhost:2" "-H localhost:2" 1 2 1 2 gpipe 0
+    # Default (fast) mode and SGD with momentum: a layout is reproducible, so
+    # MPI must give the threads backend's bits there too.
+    export TRAIN_HOST_OPT=sgd TRAIN_HOST_FAST=1
+    fwd="-x TRAIN_HOST_OPT -x TRAIN_HOST_FAST"
+    train "default mode, SGD momentum, dp 2 ZeRO-1" "$fwd" 2 1 1 1 1f1b 1
+    train "default mode, SGD momentum, dp 2 x pp 2 ZeRO-2" "$fwd" 2 2 1 2 1f1b 2
+    train "default mode, SGD momentum, pp 2 x tp 2" "$fwd" 1 2 2 2 gpipe 0
+    unset TRAIN_HOST_OPT TRAIN_HOST_FAST
+    # A real trainer that fails under MPI (PARML_TEST_FAULT injects the
+    # Swift tests' faults): every process's step must return an error, and
+    # freeing the failed trainer must end the job (MPI_Abort), well within
+    # the harness's timeout. A rank that throws at step 2:
+    out="$WORK/fail.txt"
+    PARML_TEST_FAULT=fail:1:2 TRAIN_HOST_EXPECT_FAIL=1 timeout 60 mpirun -np 2 -x PARML_TEST_FAULT -x TRAIN_HOST_EXPECT_FAIL \
+        "$WORK/train_host" mpi 2 1 1 1 1f1b 0 "$WORK/fail.bin" > "$out" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$(count 'step failed' "$out")" -eq 2 ] &&
+        grep -q 'rank 1: step failed: PARML_ERR_INTERNAL: .*injected failure on rank 1 at step 2' "$out" &&
+        grep -q 'rank 0: step failed: PARML_ERR_COMMUNICATION: .*injected failure on rank 1 at step 2' "$out" &&
+        [ "$(count 'free returned' "$out")" -eq 0 ]; then
+        pass "a rank failing at step 2 under MPI: both processes' steps fail naming it, and free ends the job"
+    else
+        fail "a rank failing under MPI (mpirun exit $rc)" "$out"
+    fi
+    # A rank that stalls 30 s at step 1, with a 1 s watchdog: the other
+    # process's step times out, and freeing its trainer ends the job (the
+    # stalled process with it) long before the stall would end.
+    out="$WORK/stall.txt"
+    start=$(date +%s)
+    PARML_TEST_FAULT=stall:1:1:30 TRAIN_HOST_WATCHDOG=1 TRAIN_HOST_EXPECT_FAIL=1 timeout 60 mpirun -np 2 \
+        -x PARML_TEST_FAULT -x TRAIN_HOST_WATCHDOG -x TRAIN_HOST_EXPECT_FAIL \
+        "$WORK/train_host" mpi 2 1 1 1 1f1b 0 "$WORK/stall.bin" > "$out" 2>&1
+    rc=$?
+    took=$(($(date +%s) - start))
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$took" -lt 25 ] &&
+        grep -q 'rank 0: step failed: PARML_ERR_COMMUNICATION: .*timed out after 1.0 s' "$out" &&
+        [ "$(count 'free returned' "$out")" -eq 0 ]; then
+        pass "a rank stalling under MPI: the other's step times out, and free ends the job (${took} s of a 30 s stall)"
+    else
+        fail "a rank stalling under MPI (mpirun exit $rc after ${took} s)" "$out"
+    fi
     # Checkpoints: saved under MPI (every process gathers; rank 0 writes),
     # resumed on the threads backend, as the uninterrupted run.
     resume() {  # label, MPI layout (DP PP TP MICRO SCHEDULE ZERO), threads layout

@@ -14,6 +14,14 @@
  *   (parml_trainer_set_local_batches, parml_trainer_data_rows). With
  *   TRAIN_HOST_DEFAULTS=1 blas_threads is left at its default and the
  *   layers are wide enough for OpenBLAS to thread their products.
+ *   TRAIN_HOST_OPT=sgd trains with SGD and momentum instead of AdamW;
+ *   TRAIN_HOST_FAST=1 in default mode instead of deterministic mode;
+ *   TRAIN_HOST_WATCHDOG=S sets the watchdog (default 30 s). Every rank
+ *   other than 0 writes its parameters to OUT.RANK too, so each process's
+ *   copy of the host model can be compared. TRAIN_HOST_EXPECT_FAIL=1 (with
+ *   PARML_TEST_FAULT set) reports a failing step as "rank R: step failed:
+ *   STATUS: message" and frees the trainer, which must end the job
+ *   (MPI_Abort): "rank R: free returned" means it did not.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -61,9 +69,16 @@ int main(int argc, char **argv) {
 
     parml_optimizer_params o;
     OK(parml_optimizer_params_init(&o));
-    o.kind = PARML_OPTIMIZER_ADAMW;
-    o.learning_rate = 0.01f;
-    o.clip_grad_norm = 0.5f;
+    const char *opt = getenv("TRAIN_HOST_OPT");
+    if (opt && strcmp(opt, "sgd") == 0) {
+        o.kind = PARML_OPTIMIZER_SGD;
+        o.learning_rate = 0.05f;
+        o.momentum = 0.9f;
+    } else {
+        o.kind = PARML_OPTIMIZER_ADAMW;
+        o.learning_rate = 0.01f;
+        o.clip_grad_norm = 0.5f;
+    }
     parml_strategy_params s;
     OK(parml_strategy_params_init(&s));
     s.backend = strcmp(argv[1], "mpi") == 0 ? PARML_BACKEND_MPI : PARML_BACKEND_THREADS;
@@ -76,11 +91,13 @@ int main(int argc, char **argv) {
     s.micro_batches = atoi(argv[5]);
     s.pipeline_schedule = strcmp(argv[6], "gpipe") == 0 ? PARML_PIPELINE_GPIPE : PARML_PIPELINE_1F1B;
     s.zero_stage = atoi(argv[7]);
-    s.deterministic = 1;
+    const char *fast = getenv("TRAIN_HOST_FAST");
+    s.deterministic = !(fast && strcmp(fast, "1") == 0);
     s.grad_chunk = 8;
     s.seed = 5;
     s.blas_threads = wide ? 0 : 1;
-    s.watchdog_seconds = 30;
+    const char *watchdog = getenv("TRAIN_HOST_WATCHDOG");
+    s.watchdog_seconds = watchdog ? atof(watchdog) : 30;
     parml_trainer tr = NULL;
     OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
 
@@ -101,7 +118,20 @@ int main(int argc, char **argv) {
     OK(parml_tensor_create(xd, 2, x + first * F, &xt));
     OK(parml_tensor_create(yd, 1, y + first, &yt));
     if (load) OK(parml_trainer_load_checkpoint(tr, load));
-    for (int k = 0; k < steps; k++) OK(parml_trainer_step(tr, xt, yt, &loss));
+    const char *expect_fail = getenv("TRAIN_HOST_EXPECT_FAIL");
+    for (int k = 0; k < steps; k++) {
+        parml_status st = parml_trainer_step(tr, xt, yt, &loss);
+        if (st != PARML_OK && expect_fail && strcmp(expect_fail, "1") == 0) {
+            int32_t r = -1;
+            (void)parml_mpi_rank(&r);
+            printf("rank %d: step failed: %s: %s\n", (int)r, parml_status_string(st), parml_last_error());
+            fflush(stdout);
+            parml_trainer_free(tr); /* documented: ends the job after a failed step */
+            printf("rank %d: free returned\n", (int)r);
+            return 3;
+        }
+        OK(st);
+    }
     if (save) OK(parml_trainer_save_checkpoint(tr, save));
 
     int64_t n = 0;
@@ -110,12 +140,13 @@ int main(int argc, char **argv) {
     OK(parml_model_get_params(m, p, n));
     int32_t rank = 0;
     OK(parml_mpi_rank(&rank));
-    if (rank == 0) {
-        FILE *f = fopen(argv[8], "wb");
-        if (!f || fwrite(p, sizeof *p, (size_t)n, f) != (size_t)n || fclose(f) != 0) {
-            perror(argv[8]);
-            return 1;
-        }
+    char path[4096];
+    if (rank == 0) snprintf(path, sizeof path, "%s", argv[8]);
+    else snprintf(path, sizeof path, "%s.%d", argv[8], (int)rank);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, sizeof *p, (size_t)n, f) != (size_t)n || fclose(f) != 0) {
+        perror(path);
+        return 1;
     }
     printf("rank %d: ok loss %.9g\n", (int)rank, (double)loss);
     free(p);
