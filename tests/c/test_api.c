@@ -1217,13 +1217,19 @@ static void test_determinism(void) {
     parml_tensor_free(yt);
 }
 
-/* Data and pipeline parallelism through the C API: in deterministic mode,
- * dp = 2 and 3 with every ZeRO stage, pipelines of 2 and 4 stages under both
- * schedules, and a 2 x 2 hybrid give the serial parameters bit for bit;
- * ZeRO-1 keeps 1/dp of the optimizer state per rank. */
+/* Data and pipeline parallelism through the C API (the shipped release
+ * library, where the Swift suites run the debug build): in deterministic
+ * mode, dp = 2 and 3 with every ZeRO stage, pipelines of 2 and 4 stages
+ * under both schedules, and a 2 x 2 hybrid give the serial parameters bit
+ * for bit, for SGD with momentum, Adam and AdamW with clipping; in default
+ * mode they agree within rounding; ZeRO-1 keeps 1/dp of the optimizer state
+ * per rank. */
 typedef struct {
     int32_t dp, pp, micro_batches, schedule, zero;
 } layout_t;
+
+/* The optimizer run_layout trains with. */
+static int32_t layout_optimizer = PARML_OPTIMIZER_ADAM;
 
 static void run_layout(layout_t l, int32_t deterministic, float *params_out, parml_memory_report *mem) {
     int64_t xd[3] = {20, 3, 4}, yd[1] = {20};
@@ -1237,8 +1243,16 @@ static void run_layout(layout_t l, int32_t deterministic, float *params_out, par
     OK(parml_model_init(m, 42));
     parml_optimizer_params o;
     OK(parml_optimizer_params_init(&o));
-    o.kind = PARML_OPTIMIZER_ADAM;
+    o.kind = layout_optimizer;
     o.learning_rate = 1e-3f;
+    if (layout_optimizer == PARML_OPTIMIZER_SGD) {
+        o.learning_rate = 0.05f;
+        o.momentum = 0.9f;
+        o.weight_decay = 1e-3f;
+    } else if (layout_optimizer == PARML_OPTIMIZER_ADAMW) {
+        o.weight_decay = 0.01f;
+        o.clip_grad_norm = 0.05f;
+    }
     parml_strategy_params s;
     OK(parml_strategy_params_init(&s));
     s.dp = l.dp;
@@ -1266,6 +1280,145 @@ static void run_layout(layout_t l, int32_t deterministic, float *params_out, par
     parml_model_free(m);
     parml_tensor_free(xt);
     parml_tensor_free(yt);
+}
+
+/* Largest |a - b| relative to the largest |b|. */
+static double max_rel_diff(const float *a, const float *b, int n) {
+    double scale = 0, worst = 0;
+    for (int i = 0; i < n; i++) scale = fmax(scale, fabs((double)b[i]));
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - (double)b[i]));
+    return worst / scale;
+}
+
+/* Deterministic mode against references outside the chunk tree: every
+ * layout is compared with deterministic serial training, which runs the same
+ * chunked code, so a bug all chunked runs share (a wrong per-chunk loss
+ * scale, a dropped tail chunk) would pass those comparisons. Here
+ * deterministic serial training is held against (1) default mode, one GEMM
+ * per layer, for each optimizer: within 1e-6 of the largest parameter
+ * after 4 steps; and (2) central finite differences of the loss computed
+ * here in double from parml_model_predict: one plain SGD step with lr = 1
+ * gives the gradient as before - after (measured worst 1.5e-3 relative,
+ * bound 2e-2). 22 samples in chunks of 4 make a short tail chunk. A loss
+ * scale wrong by one sample in 22 in deterministic mode only moved SGD's
+ * parameters 1.8e-3 from default mode's and the gradient 4.8e-2 from the
+ * differences: both checks failed (Adam, nearly scale-free, did not). */
+enum { REF_N = 22, REF_D = 5, REF_H = 7, REF_C = 3, REF_P = REF_D * REF_H + REF_H + 2 * REF_H + REF_H * REF_C + REF_C };
+
+static void ref_data(float *x, float *y) {
+    for (int i = 0; i < REF_N * REF_D; i++) x[i] = sinf((float)i * 0.37f) + 0.3f * cosf((float)i * 1.3f);
+    for (int i = 0; i < REF_N; i++) y[i] = (float)((i * 2 + i / 5) % REF_C);
+}
+
+static parml_model ref_model(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, REF_D, REF_H, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_TANH));
+    OK(parml_model_add_layer_norm(m, REF_H, 1e-5f));
+    OK(parml_model_add_linear(m, REF_H, REF_C, 1));
+    OK(parml_model_init(m, 11));
+    return m;
+}
+
+/* Mean cross-entropy in double over the logits parml_model_predict gives. */
+static double ref_loss(parml_model m, parml_tensor xt, const float *y) {
+    parml_tensor out = NULL;
+    OK(parml_model_predict(m, xt, &out));
+    float z[REF_N * REF_C];
+    OK(parml_tensor_read(out, z, REF_N * REF_C));
+    parml_tensor_free(out);
+    double total = 0;
+    for (int i = 0; i < REF_N; i++) {
+        double mx = z[i * REF_C];
+        for (int c = 1; c < REF_C; c++) mx = fmax(mx, z[i * REF_C + c]);
+        double se = 0;
+        for (int c = 0; c < REF_C; c++) se += exp(z[i * REF_C + c] - mx);
+        total += mx + log(se) - z[i * REF_C + (int)y[i]];
+    }
+    return total / REF_N;
+}
+
+static void ref_train(int32_t kind, int32_t det, int steps, float lr, float *params, int32_t momentum) {
+    float x[REF_N * REF_D], y[REF_N];
+    ref_data(x, y);
+    int64_t xd[2] = {REF_N, REF_D}, yd[1] = {REF_N};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    parml_model m = ref_model();
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = kind;
+    o.learning_rate = lr;
+    if (momentum) {
+        o.momentum = 0.9f;
+        o.nesterov = 1;
+        o.weight_decay = 1e-3f;
+    }
+    if (kind == PARML_OPTIMIZER_ADAMW) o.clip_grad_norm = 0.1f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.deterministic = det;
+    s.grad_chunk = 4;
+    parml_trainer t = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &t));
+    for (int i = 0; i < steps; i++) OK(parml_trainer_step(t, xt, yt, NULL));
+    OK(parml_model_get_params(m, params, REF_P));
+    parml_trainer_free(t);
+    parml_model_free(m);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+static void test_deterministic_against_references(void) {
+    float det[REF_P], fast[REF_P];
+    const struct {
+        int32_t kind, momentum;
+        float lr;
+    } opts[] = {{PARML_OPTIMIZER_SGD, 0, 0.1f},
+                {PARML_OPTIMIZER_SGD, 1, 0.05f},
+                {PARML_OPTIMIZER_ADAM, 0, 0.01f},
+                {PARML_OPTIMIZER_ADAMW, 0, 0.01f}};
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        ref_train(opts[k].kind, 1, 4, opts[k].lr, det, opts[k].momentum);
+        ref_train(opts[k].kind, 0, 4, opts[k].lr, fast, opts[k].momentum);
+        double d = max_rel_diff(det, fast, REF_P);
+        CHECK(d <= 1e-6, "optimizer %d (momentum %d): deterministic serial differs from default mode by %g",
+              (int)opts[k].kind, (int)opts[k].momentum, d);
+    }
+
+    /* The deterministic gradient against finite differences. */
+    float before[REF_P], after[REF_P];
+    parml_model m = ref_model();
+    OK(parml_model_get_params(m, before, REF_P));
+    ref_train(PARML_OPTIMIZER_SGD, 1, 1, 1.0f, after, 0);
+    float x[REF_N * REF_D], y[REF_N];
+    ref_data(x, y);
+    int64_t xd[2] = {REF_N, REF_D};
+    parml_tensor xt = NULL;
+    OK(parml_tensor_create(xd, 2, x, &xt));
+    float p[REF_P];
+    double worst = 0;
+    int checked = 0;
+    for (int i = 0; i < REF_P; i++) {
+        const double h = 1e-2;
+        memcpy(p, before, sizeof p);
+        p[i] = before[i] + (float)h;
+        OK(parml_model_set_params(m, p, REF_P));
+        double up = ref_loss(m, xt, y);
+        p[i] = before[i] - (float)h;
+        OK(parml_model_set_params(m, p, REF_P));
+        double down = ref_loss(m, xt, y);
+        double fd = (up - down) / (2 * h), g = (double)before[i] - (double)after[i];
+        worst = fmax(worst, fabs(fd - g) / fmax(1e-2, fabs(fd)));
+        checked++;
+    }
+    CHECK(checked == REF_P && worst <= 2e-2, "deterministic gradient against finite differences: worst relative error %g",
+          worst);
+    printf("note: deterministic gradient vs central differences over %d parameters: worst %.2e\n", checked, worst);
+    parml_tensor_free(xt);
+    parml_model_free(m);
 }
 
 /* Deterministic mode with every other setting left alone (blas_threads = 0):
@@ -1330,25 +1483,34 @@ static void test_determinism_with_default_threads(void) {
 }
 
 static void test_data_parallel(void) {
-    static float serial[FULL_PARAMS], p[FULL_PARAMS];
+    static float serial[FULL_PARAMS], fast_serial[FULL_PARAMS], p[FULL_PARAMS];
     parml_memory_report z0[2], z1[2];
     const int32_t F1B = PARML_PIPELINE_1F1B, GPIPE = PARML_PIPELINE_GPIPE;
-    run_layout((layout_t){1, 1, 1, F1B, 0}, 1, serial, NULL);
-    for (int32_t dp = 2; dp <= 3; dp++)
-        for (int32_t zero = 0; zero <= 3; zero++) {
-            run_layout((layout_t){dp, 1, 1, F1B, zero}, 1, p, NULL);
-            CHECK(memcmp(p, serial, sizeof p) == 0, "deterministic dp=%d zero=%d equals serial bit for bit", (int)dp,
-                  (int)zero);
-        }
-    const layout_t pipelines[] = {
-        {1, 2, 1, GPIPE, 0}, {1, 2, 3, F1B, 0}, {1, 4, 5, GPIPE, 0}, {1, 4, 9, F1B, 0}, {2, 2, 2, F1B, 2}, {2, 2, 3, GPIPE, 3},
+    const layout_t layouts[] = {
+        {2, 1, 1, F1B, 0},   {2, 1, 1, F1B, 1},   {2, 1, 1, F1B, 2}, {2, 1, 1, F1B, 3}, {3, 1, 1, F1B, 0},
+        {3, 1, 1, F1B, 1},   {3, 1, 1, F1B, 2},   {3, 1, 1, F1B, 3}, {1, 2, 1, GPIPE, 0}, {1, 2, 3, F1B, 0},
+        {1, 4, 5, GPIPE, 0}, {1, 4, 9, F1B, 0},   {2, 2, 2, F1B, 2}, {2, 2, 3, GPIPE, 3},
     };
-    for (size_t i = 0; i < sizeof pipelines / sizeof pipelines[0]; i++) {
-        layout_t l = pipelines[i];
-        run_layout(l, 1, p, NULL);
-        CHECK(memcmp(p, serial, sizeof p) == 0, "deterministic dp=%d pp=%d m=%d schedule=%d zero=%d equals serial",
-              (int)l.dp, (int)l.pp, (int)l.micro_batches, (int)l.schedule, (int)l.zero);
+    const int32_t optimizers[] = {PARML_OPTIMIZER_SGD, PARML_OPTIMIZER_ADAM, PARML_OPTIMIZER_ADAMW};
+    for (size_t k = 0; k < sizeof optimizers / sizeof optimizers[0]; k++) {
+        layout_optimizer = optimizers[k];
+        run_layout((layout_t){1, 1, 1, F1B, 0}, 1, serial, NULL);
+        run_layout((layout_t){1, 1, 1, F1B, 0}, 0, fast_serial, NULL);
+        for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+            layout_t l = layouts[i];
+            run_layout(l, 1, p, NULL);
+            CHECK(memcmp(p, serial, sizeof p) == 0,
+                  "optimizer %d: deterministic dp=%d pp=%d m=%d schedule=%d zero=%d equals serial bit for bit",
+                  (int)layout_optimizer, (int)l.dp, (int)l.pp, (int)l.micro_batches, (int)l.schedule, (int)l.zero);
+            /* Default mode sums in another order: within rounding (the bound
+             * the Swift suites state, 1e-6 of the largest parameter). */
+            run_layout(l, 0, p, NULL);
+            double d = max_rel_diff(p, fast_serial, FULL_PARAMS);
+            CHECK(d <= 1e-6, "optimizer %d: default mode dp=%d pp=%d m=%d zero=%d differs from serial by %g",
+                  (int)layout_optimizer, (int)l.dp, (int)l.pp, (int)l.micro_batches, (int)l.zero, d);
+        }
     }
+    layout_optimizer = PARML_OPTIMIZER_ADAM;
     run_layout((layout_t){2, 1, 1, F1B, 0}, 0, p, z0);
     run_layout((layout_t){2, 1, 1, F1B, 1}, 0, p, z1);
     CHECK(z0[0].parameter_bytes == (int64_t)FULL_PARAMS * 4, "parameter bytes %lld", (long long)z0[0].parameter_bytes);
@@ -1654,6 +1816,7 @@ int main(void) {
     test_determinism();
     test_data_parallel();
     test_determinism_with_default_threads();
+    test_deterministic_against_references();
     test_nonfinite_steps_are_skipped();
     test_plan();
     test_tensor_parallel();
