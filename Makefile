@@ -114,6 +114,8 @@ test-examples: lib
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 examples/minimal.c $(CLINK) -o build/minimal
 	./build/minimal
+	$(MAKE) --no-print-directory build/train_fashion_mnist
+	bash tests/examples/check_demo.sh build/train_fashion_mnist $(FASHION)
 
 # The Python package (bindings/python) against the library just built; a
 # failing test fails the target (pytest exits nonzero).
