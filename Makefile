@@ -118,10 +118,11 @@ test-examples: lib
 	bash tests/examples/check_demo.sh build/train_fashion_mnist $(FASHION)
 
 # The Python package (bindings/python) against the library just built; a
-# failing test fails the target (pytest exits nonzero).
+# failing test fails the target (pytest exits nonzero). -rs lists each
+# optional skip with its reason under the summary line.
 .PHONY: test-python
 test-python: lib
-	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so $(PYTHON) -m pytest -q bindings/python/tests
+	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so $(PYTHON) -m pytest -q -rs bindings/python/tests
 
 test-swift:
 	$(SWIFT) build --build-tests

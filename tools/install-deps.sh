@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(
   libopenblas-dev        # OpenBLAS (libparml dlopens libopenblas.so.0)
   zlib1g-dev             # gzip-compressed IDX files
+  gzip                   # test_api writes gzipped IDX files (Essential: normally present)
   libprotobuf-c-dev      # protobuf-c runtime for model/checkpoint files
   protobuf-c-compiler    # protoc-c, regenerates proto code
   protobuf-compiler      # protoc: the exchange test's Python reader and protoc --decode

@@ -1,6 +1,6 @@
 import Foundation
 import ParmlModel
-import ParmlSerialization
+@testable import ParmlSerialization
 import ParmlTensor
 import Testing
 import _ParmlTestSupport
@@ -81,5 +81,36 @@ import _ParmlTestSupport
         expectError(
             parmlError { try [UInt8(1)].withUnsafeBytes { try FileIO.writeAtomically($0, to: dir + "/no/such/dir/f") } },
             "io")
+    }
+
+    /// Issue 24, item 11: a temporary whose writer is gone (its flock is
+    /// free) is removed by the next save of its target; one whose writer
+    /// still holds its lock, and names outside the `<path>.tmp.<pid>.<n>`
+    /// pattern, stay. Both ways of writing (unnamed file, named fallback)
+    /// leave nothing of their own. (tests/c/test_checkpoint_kill kills real
+    /// writers.)
+    @Test func savesRemoveOnlyTemporariesOfDeadWriters() throws {
+        let dir = NSTemporaryDirectory() + "parml-stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/m.pb"
+        let keep = ["m.pb.tmp.999999.2", "m.pb.tmp.x.1", "m.pb.tmp.1.2.3", "n.pb.tmp.1.2", "m.pb.tmp.1"]
+        for name in keep + ["m.pb.tmp.999999.1"] {
+            #expect(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data([1, 2, 3])))
+        }
+        let held = open(dir + "/" + keep[0], O_RDWR)
+        #expect(held >= 0 && flock(held, LOCK_EX) == 0)
+        defer { close(held) }
+        let bytes = [UInt8](repeating: 7, count: 100)
+        try bytes.withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == (keep + ["m.pb"]).sorted())
+        for unnamed in [true, false] {
+            let wrote = try bytes.withUnsafeBytes { b in
+                try FileIO.writeAtomically(to: path, unnamed: unnamed) { fd, tmp in try FileIO.writeAll(fd, b, path: tmp) }
+            }
+            #expect(wrote)
+            #expect(encodedArray(try FileIO.read(path)) == bytes)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == (keep + ["m.pb"]).sorted())
+        }
     }
 }

@@ -104,17 +104,26 @@ private func steps(_ t: Trainer, _ range: Range<Int>) throws {
         try expectSameState(resumed, reference, tolerance: 0)
     }
 
+    /// Tensor parallelism's stated tolerance over the 8 steps of a chain
+    /// (TensorParallelTests: 2e-6 × steps, relative to the largest value),
+    /// for the parameters and for each optimizer-state tensor alike. Measured
+    /// (2026-12-04): parameters 5e-8 (SGD) and 1e-7 (AdamW), state at most
+    /// 4.3e-7; a state restored at half precision is off by 2.1e-4 for SGD
+    /// momentum while its parameters stay within 5e-6 (the 1e-3 this used to
+    /// allow passed that), and a gradient off by 1 % moves momentum by ~1e-2.
+    static let tpTolerance: Float = 2e-6 * 8
+
     /// Tensor parallelism in the chain: serial → dp2×pp2 → tp2 → serial on a
-    /// model with a column/row pair. tp splits sums (TensorParallelTests
-    /// states 2e-6 × steps relative); the chain must stay inside that.
+    /// model with a column/row pair. tp splits sums; the chain must stay
+    /// inside tpTolerance.
     @Test(arguments: [OptimizerKind.sgd, .adamW])
     func tensorParallelChainStaysWithinTolerance(kind: OptimizerKind) throws {
         let layouts: [Layout] = [Layout(), Layout(dp: 2, pp: 2, m: 2), Layout(tp: 2), Layout(dp: 2, tp: 2, zero: 2), Layout()]
         let (resumed, reference) = try chain(kind, layouts, model: pairModel)
         let d = relativeParameterDifference(resumed, reference)
-        #expect(d <= 2e-6 * 8, "\(kind): relative difference \(d) after a chain through tp")
+        #expect(d <= Self.tpTolerance, "\(kind): relative difference \(d) after a chain through tp")
         #expect(d > 0 || kind == .sgd, "tp changes rounding; identical bits would mean tp never ran")
-        try expectSameState(resumed, reference, tolerance: 1e-3)
+        try expectSameState(resumed, reference, tolerance: Self.tpTolerance)
     }
 
     /// The classifier split by classes in the chain (its slices saved and
@@ -127,8 +136,8 @@ private func steps(_ t: Trainer, _ range: Range<Int>) throws {
         ]
         let (resumed, reference) = try chain(kind, layouts, model: pairModel)
         let d = relativeParameterDifference(resumed, reference)
-        #expect(d <= 2e-6 * 8, "\(kind): relative difference \(d) after a chain through a split classifier")
-        try expectSameState(resumed, reference, tolerance: 1e-3)
+        #expect(d <= Self.tpTolerance, "\(kind): relative difference \(d) after a chain through a split classifier")
+        try expectSameState(resumed, reference, tolerance: Self.tpTolerance)
     }
 }
 

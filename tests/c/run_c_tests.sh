@@ -12,7 +12,10 @@
 #      -Werror -pedantic), and checks the header's comments are plain text;
 #   4. checks that LIB_DIR/libparml.so exports only parml_* symbols, and exactly
 #      the functions the header declares.
-# Prints one line "N passed, N failed" at the end; exits nonzero on any failure.
+# Prints one line "N passed, N failed, N skipped" at the end, followed by the
+# reason of each optional skip (a test's "skip: ..." line); exits nonzero on
+# any failure. A required tool that is missing (clang, clang++, valgrind) is
+# a failure that names the package to install, never a quiet skip.
 #
 # Example: tests/c/run_c_tests.sh .build/release
 set -u
@@ -46,8 +49,15 @@ TEST_TIMEOUT=120
 passed=0
 failed=0
 failures=()
+skips=()
 pass() { passed=$((passed + 1)); echo "PASS  $1"; }
 fail() { failed=$((failed + 1)); failures+=("$1"); echo "FAIL  $1"; }
+
+# Records each "skip: REASON" line of $WORK/run.log as an optional skip of $1.
+collect_skips() {
+    local line
+    while IFS= read -r line; do skips+=("$1: ${line#skip: }"); done < <(grep -E '^skip:' "$WORK/run.log")
+}
 
 # Indents a command's output so the step lines stand out.
 indent() { sed 's/^/      /'; }
@@ -81,10 +91,12 @@ if command -v clang >/dev/null 2>&1; then
 elif [ -x /opt/swift/usr/bin/clang ]; then
     CLANG=/opt/swift/usr/bin/clang
 fi
+# The Swift toolchain that builds libparml ships clang and clang++, so they
+# are required, not optional.
 if [ -n "$CLANG" ]; then
     COMPILERS+=("$CLANG")
 else
-    echo "note: no clang found (PATH or /opt/swift/usr/bin/clang); skipping the clang builds"
+    fail "clang: not found on PATH or at /opt/swift/usr/bin/clang (the Swift toolchain's; or Debian's clang package)"
 fi
 
 # ---------------------------------------------------------------------------
@@ -107,8 +119,9 @@ for cc in "${COMPILERS[@]}"; do
             symbolize <"$WORK/run.log" | indent
         else
             # Failures and notes in full, the rest (counts) as summary lines.
-            grep -E '^(FAIL|note|bad-input|concurrency:|checkpoint kill|[0-9]+ passed)|^   last error' "$WORK/run.log" | indent
+            grep -E '^(FAIL|note|skip:|bad-input|concurrency:|checkpoint kill|[0-9]+ passed)|^   last error' "$WORK/run.log" | indent
         fi
+        collect_skips "$t ($tag)"
         if [ $rc -eq 0 ]; then
             pass "run $t ($tag)"
         elif [ $rc -eq 124 ]; then
@@ -126,7 +139,8 @@ done
 if [ -x "$WORK/test_api.gcc" ]; then
     OPENBLAS_CORETYPE=Haswell timeout "$TEST_TIMEOUT" "$WORK/test_api.gcc" >"$WORK/run.log" 2>&1
     rc=$?
-    grep -E '^(FAIL|note|[0-9]+ passed)' "$WORK/run.log" | indent
+    grep -E '^(FAIL|note|skip:|[0-9]+ passed)' "$WORK/run.log" | indent
+    collect_skips "test_api (gcc, OPENBLAS_CORETYPE=Haswell)"
     if [ $rc -eq 0 ]; then pass "run test_api (gcc) with OPENBLAS_CORETYPE=Haswell"; else fail "run test_api (gcc) with OPENBLAS_CORETYPE=Haswell: exit $rc"; fi
 fi
 
@@ -162,7 +176,7 @@ fi
 # test_api notes that instead of asserting SkylakeX.
 VALGRIND=$(command -v valgrind || true)
 if [ -z "$VALGRIND" ]; then
-    fail "valgrind: not installed"
+    fail "valgrind: not installed (Debian package valgrind; tools/install-deps.sh installs it)"
 else
     VG_LIB="$WORK/vglib"
     mkdir -p "$VG_LIB"
@@ -236,6 +250,8 @@ if [ -n "$CLANGXX" ]; then
         indent <"$WORK/build.log"
         fail "parml.h as C++17 (clang++)"
     fi
+else
+    fail "clang++: not found beside clang (${CLANG:-none}); the Swift toolchain ships it (or Debian's clang package)"
 fi
 
 # The doc comments Swift renders into the raw header are Markdown: a pair of
@@ -276,5 +292,6 @@ if [ ${#failures[@]} -gt 0 ]; then
     echo "failed steps:"
     for f in "${failures[@]}"; do echo "  - $f"; done
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, ${#skips[@]} skipped"
+for s in "${skips[@]}"; do echo "  skipped: $s"; done
 [ "$failed" -eq 0 ]

@@ -9,12 +9,21 @@
  * the path into a fresh trainer. The load must succeed and give one of the
  * saved states: the step count it restores is one the child reached. The
  * first save is made before the child starts, so a file always exists.
+ *
+ * Nothing may be left behind either (issue 24, item 11: killed saves used to
+ * leave their temporary files, up to a whole checkpoint each, and a job
+ * that checkpoints often filled its disk). The parent then saves the loaded
+ * state to the same path once more, as a resumed job would, and after that
+ * save the directory must hold the checkpoint and nothing else. The files a
+ * kill left before that save are counted and reported.
  * Prints "checkpoint kill trials: N, N loaded; ..."; exits nonzero on a failure.
  */
 #define _DEFAULT_SOURCE
 #include "test_common.h"
 
+#include <dirent.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,13 +58,35 @@ static parml_trainer make(parml_model *m_out, parml_tensor *x, parml_tensor *y) 
     return tr;
 }
 
+/* The entries of `dir` other than ".", ".." and `keep`; their total size in *bytes.
+ * With `show`, prints the first one's name. */
+static int others_in(const char *dir, const char *keep, long long *bytes, int show) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    *bytes = 0;
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, keep)) continue;
+        char p[512];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (stat(p, &st) == 0) *bytes += (long long)st.st_size;
+        if (show && n == 0) fprintf(stderr, "   left: %s\n", e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
 int main(void) {
     char dir[] = "/tmp/parml-kill-XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     char path[256];
     snprintf(path, sizeof path, "%s/run.ckpt", dir);
     srand((unsigned)time(NULL));
-    int loaded = 0, later = 0;
+    int loaded = 0, later = 0, left_by_kills = 0, left_after_save = 0;
+    long long left_bytes_max = 0;
     long max_step_seen = 0;
     for (int trial = 0; trial < TRIALS; trial++) {
         parml_model m;
@@ -87,6 +118,17 @@ int main(void) {
         if (st == PARML_OK) OK(parml_trainer_step_count(fresh, &steps));
         CHECK(st == PARML_OK && steps >= 0, "trial %d: the checkpoint left by a killed writer does not load: %s",
               trial, st == PARML_OK ? "bad step count" : parml_last_error());
+        long long bytes = 0;
+        int left = others_in(dir, "run.ckpt", &bytes, 0);
+        CHECK(left >= 0, "trial %d: cannot list %s", trial, dir);
+        if (left > 0) left_by_kills += left;
+        if (bytes > left_bytes_max) left_bytes_max = bytes;
+        /* The next save (a resumed job's) cleans up whatever the kill left. */
+        if (st == PARML_OK) OK(parml_trainer_save_checkpoint(fresh, path));
+        left = others_in(dir, "run.ckpt", &bytes, 1);
+        CHECK(left == 0, "trial %d: %d file(s) of %lld bytes in all left beside the checkpoint after the next save",
+              trial, left, bytes);
+        if (left != 0) left_after_save++;
         if (st == PARML_OK) loaded++;
         if (steps > 0) later++;
         if (steps > max_step_seen) max_step_seen = (long)steps;
@@ -104,8 +146,9 @@ int main(void) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    printf("checkpoint kill trials: %d, %d loaded; %d of them a later save than the first (largest step %ld)\n", TRIALS,
-           loaded, later, max_step_seen);
+    printf("checkpoint kill trials: %d, %d loaded; %d of them a later save than the first (largest step %ld); "
+           "%d temporaries left by the kills (largest %lld bytes), %d trials with files left after the next save\n",
+           TRIALS, loaded, later, max_step_seen, left_by_kills, left_bytes_max, left_after_save);
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }

@@ -2,7 +2,23 @@
  * End-to-end: the library reads real IDX files and learns. One epoch of a
  * 784-256-10 MLP on MNIST (../shared/data/mnist, as distributed, gzipped),
  * or on Fashion-MNIST when MNIST is not beside the checkout. Asserts that the
- * loss falls and that test accuracy is far above chance (0.10).
+ * loss falls and that test loss and accuracy reach what this configuration
+ * reaches, not merely "above chance" (issue 24, item 7).
+ *
+ * Bounds, measured 2026-12-04 (one epoch, batch 128, SGD lr 0.05 momentum
+ * 0.9; test set):
+ *               correct, init seeds 1-5       wrong, best of them         bound
+ *   MNIST       acc 0.9467-0.9502             acc 0.9327, loss 0.2361     acc > 0.940
+ *               loss 0.1702-0.1782                                        loss < 0.205
+ *   Fashion     acc 0.8341-0.8419             acc 0.8282, loss 0.4801     acc > 0.831
+ *               loss 0.4393-0.4576                                        loss < 0.470
+ * The wrong configurations: learning rate halved (MNIST 0.9294 / 0.2393),
+ * divided by 10 (0.9004 / 0.3738) or times 10 (0.9327 / 0.2520), momentum
+ * ignored (0.8985 / 0.3731), half of the steps (batch 256: 0.9307 / 0.2361),
+ * a tenth of them (0.8832 / 0.4036). The old bound, accuracy > 0.80, let
+ * every one of them through on MNIST. A gradient 1 % off (learning rate
+ * 0.0505: 0.9491 / 0.1695) is not distinguishable here; the finite-
+ * difference and equivalence tests catch that.
  *
  * usage: learns_mnist [DATA_DIR]
  */
@@ -10,6 +26,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static int failures, checks;
@@ -52,6 +69,8 @@ int main(int argc, char **argv) {
                             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
     for (int i = 0; i < 4; i++) snprintf(p[i], sizeof p[i], "%s/%s", dir, names[i]);
     printf("data: %s\n", dir);
+    int fashion = strstr(dir, "fashion") != NULL;
+    float min_acc = fashion ? 0.831f : 0.940f, max_loss = fashion ? 0.470f : 0.205f;
 
     parml_dataset train, test;
     CHECK(parml_dataset_load_idx(p[0], p[1], &train));
@@ -92,7 +111,8 @@ int main(int argc, char **argv) {
     CHECK(parml_trainer_evaluate(trainer, test, 1000, &loss1, &acc1));
     printf("after: test loss %.4f acc %.4f\n", loss1, acc1);
     EXPECT(loss1 < 0.5f * loss0, "test loss %.4f did not fall below half of %.4f", loss1, loss0);
-    EXPECT(acc1 > 0.80f, "test accuracy %.4f is not far above chance", acc1);
+    EXPECT(acc1 > min_acc, "test accuracy %.4f after one epoch; this configuration reaches %.3f or more", acc1, min_acc);
+    EXPECT(loss1 < max_loss, "test loss %.4f after one epoch; this configuration reaches %.3f or less", loss1, max_loss);
     EXPECT(last.val_accuracy == acc1, "fit's last metrics (%.4f) differ from evaluate (%.4f)", last.val_accuracy, acc1);
 
     parml_trainer_free(trainer);

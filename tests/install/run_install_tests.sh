@@ -205,7 +205,9 @@ else
     indent <"$WORK/check.log"; fail "abi/parml.abi does not match the tree (make check-abi says why)"
 fi
 CLANG=$(command -v clang || { [ -x /opt/swift/usr/bin/clang ] && echo /opt/swift/usr/bin/clang; })
-if [ -n "$CLANG" ]; then
+if [ -z "$CLANG" ]; then
+    fail "clang: not found on PATH or at /opt/swift/usr/bin/clang (the Swift toolchain's; or Debian's clang package)"
+else
     if $ABI dump --cc "$CLANG" >"$WORK/fresh-clang.abi" 2>"$WORK/dump.log" &&
         $ABI dump --cc "$CC" >"$WORK/fresh-cc.abi" 2>>"$WORK/dump.log" &&
         cmp -s "$WORK/fresh-clang.abi" "$WORK/fresh-cc.abi"; then

@@ -89,13 +89,24 @@ collectives "np 4 --oversubscribe" -np 4 --oversubscribe
 collectives "np 2 over TCP (--mca btl tcp,self)" -np 2 --mca btl tcp,self
 
 # 4. Failure injection: the job must end (nonzero) within `bound` seconds
-#    and its output must contain `pattern` (extended regex).
-failure() {  # mode, np, bound, pattern, description
-    local mode=$1 np=$2 bound=$3 pattern=$4 what=$5
+#    and its output must contain `pattern` (extended regex), and not
+#    `forbidden` when given.
+#    The bounds are derived from the self-test's watchdog (WATCHDOG, the
+#    `timeout` of tests/mpi/selftest/main.swift outside "collectives") and
+#    generous (issue 24, item 8): 4 processes on 2 shared cores start, fail
+#    and tear down in seconds that depend on the load, so a bound only tells
+#    a hang from an end. They were 6 s (abort, mismatch) and 12 s (stall,
+#    exit, kill). That an abort or a mismatch reaches the others "at once"
+#    is checked by its text instead: the reason, never a watchdog timeout.
+WATCHDOG=2
+FAIL_BOUND=$((10 * WATCHDOG))  # the job must have ended by then
+HANG_LIMIT=$((30 * WATCHDOG))  # the outer `timeout`: a hang
+failure() {  # mode, np, bound, pattern, description[, forbidden]
+    local mode=$1 np=$2 bound=$3 pattern=$4 what=$5 forbidden=${6:-}
     local out="$WORK/failure-$mode-$np.txt"
     local start end rc elapsed
     start=$(date +%s.%N)
-    timeout 60 mpirun -np "$np" --oversubscribe "$SELFTEST" "$mode" > "$out" 2>&1
+    timeout "$HANG_LIMIT" mpirun -np "$np" --oversubscribe "$SELFTEST" "$mode" > "$out" 2>&1
     rc=$?
     end=$(date +%s.%N)
     elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
@@ -105,26 +116,28 @@ failure() {  # mode, np, bound, pattern, description
         fail "$what (np $np): took ${elapsed}s, bound ${bound}s" "$out"
     elif ! grep -Eq "$pattern" "$out"; then
         fail "$what (np $np): no line matching /$pattern/" "$out"
+    elif [ -n "$forbidden" ] && grep -Eq "$forbidden" "$out"; then
+        fail "$what (np $np): a line matches /$forbidden/" "$out"
     else
         pass "$what (np $np): ended in ${elapsed}s (bound ${bound}s)"
     fi
 }
-# A stall: the others' watchdog (2 s) names the stalled rank, then MPI_Abort.
-failure stall 2 12 "allReduce #2 \(count 300000, sum\) timed out after 2.0 s waiting for rank 1" "a rank stalls past the watchdog"
-failure stall 4 12 "rank [0-2] of world: allReduce #2 \\(count 300000, sum\\) timed out after 2.0 s waiting for rank 3$" "a rank stalls past the watchdog"
-# An abort: its reason reaches the others at once (long before the deadline).
-failure abort 2 6 "rank 0 of world: allReduce #2 \(count 300000, sum\) failed: rank 1 failed: injected failure" "a rank aborts with a reason"
-failure abort 4 6 "rank [0-2] of world: allReduce #2( \\(count 300000, sum\\))? failed: rank 3 failed: injected failure" "a rank aborts with a reason"
-failure abort-group 4 6 "rank [0-2] of world: allReduce #[0-9]+( \\(count 300000, sum\\))? failed: rank 3 failed in group half: injected failure" "a rank aborts a sub-group: every group of the world fails"
+# A stall: the others' watchdog (WATCHDOG seconds) names the stalled rank, then MPI_Abort.
+failure stall 2 "$FAIL_BOUND" "allReduce #2 \(count 300000, sum\) timed out after $WATCHDOG.0 s waiting for rank 1" "a rank stalls past the watchdog"
+failure stall 4 "$FAIL_BOUND" "rank [0-2] of world: allReduce #2 \\(count 300000, sum\\) timed out after $WATCHDOG.0 s waiting for rank 3$" "a rank stalls past the watchdog"
+# An abort: its reason reaches the others at once (its text, never a timeout).
+failure abort 2 "$FAIL_BOUND" "rank 0 of world: allReduce #2 \(count 300000, sum\) failed: rank 1 failed: injected failure" "a rank aborts with a reason" "timed out"
+failure abort 4 "$FAIL_BOUND" "rank [0-2] of world: allReduce #2( \\(count 300000, sum\\))? failed: rank 3 failed: injected failure" "a rank aborts with a reason" "timed out"
+failure abort-group 4 "$FAIL_BOUND" "rank [0-2] of world: allReduce #[0-9]+( \\(count 300000, sum\\))? failed: rank 3 failed in group half: injected failure" "a rank aborts a sub-group: every group of the world fails" "timed out"
 # Different calls (another count on the last rank): every rank reports it.
-failure mismatch 2 6 "rank 0 of world: allReduce #2 \\(count 300000, sum\\): rank 1 sent .* \\(the ranks made different calls\\)" "a rank calls allReduce with another count"
-failure mismatch 3 6 "the ranks made different calls" "a rank calls allReduce with another count"
+failure mismatch 2 "$FAIL_BOUND" "rank 0 of world: allReduce #2 \\(count 300000, sum\\): rank 1 sent .* \\(the ranks made different calls\\)" "a rank calls allReduce with another count" "timed out"
+failure mismatch 3 "$FAIL_BOUND" "the ranks made different calls" "a rank calls allReduce with another count" "timed out"
 # A dead process: Open MPI gives the survivors no error; mpirun ends the job
 # about 1 s later. The survivors must not hang before that.
-failure exit 2 12 "Exit code: +3" "a rank exits with status 3"
-failure exit0 2 12 "exiting improperly|without calling .?finalize|did not call .?finalize" "a rank exits with status 0 without MPI_Finalize"
-failure kill 2 12 "process rank 1 .*exited on signal 9" "a rank is killed (SIGKILL)"
-failure kill 4 12 "process rank 3 .*exited on signal 9" "a rank is killed (SIGKILL)"
+failure exit 2 "$FAIL_BOUND" "Exit code: +3" "a rank exits with status 3"
+failure exit0 2 "$FAIL_BOUND" "exiting improperly|without calling .?finalize|did not call .?finalize" "a rank exits with status 0 without MPI_Finalize"
+failure kill 2 "$FAIL_BOUND" "process rank 1 .*exited on signal 9" "a rank is killed (SIGKILL)"
+failure kill 4 "$FAIL_BOUND" "process rank 3 .*exited on signal 9" "a rank is killed (SIGKILL)"
 
 # 5. C hosts and a Python host.
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -I "$ROOT/include")

@@ -23,6 +23,22 @@ def every_kind(seed: int) -> parml.Sequential:
     )
 
 
+def assert_same_bits(got: np.ndarray, want: np.ndarray) -> None:
+    """Bit-exact means bits: value equality calls NaN equal to NaN and -0.0
+    equal to 0.0, so float32 arrays are compared as their uint32 patterns,
+    and a reference that is not finite (a run that diverged on both sides)
+    proves nothing."""
+    got, want = np.ascontiguousarray(got), np.ascontiguousarray(want)
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+    assert np.isfinite(want).all(), "the reference is not finite"
+    differ = np.flatnonzero(got.view(np.uint32) != want.view(np.uint32))
+    assert differ.size == 0, (
+        f"{differ.size} of {got.size} values differ in their bits; first at {differ[0]}: "
+        f"{got.flat[differ[0]]!r} (0x{got.view(np.uint32).flat[differ[0]]:08x}) vs "
+        f"{want.flat[differ[0]]!r} (0x{want.view(np.uint32).flat[differ[0]]:08x})"
+    )
+
+
 def batch(step: int, n: int = 16) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(100 + step)
     return rng.normal(size=(n, 3, 4)).astype(np.float32), (np.arange(n) * 7 + step) % 4
@@ -39,8 +55,8 @@ def test_model_save_load_and_bytes(tmp_path):
             with back:
                 assert back.initialized
                 assert back.summary() == model.summary()
-                np.testing.assert_array_equal(back.parameters, model.parameters)
-                np.testing.assert_array_equal(back.predict(x), model.predict(x))
+                assert_same_bits(back.parameters, model.parameters)
+                assert_same_bits(back.predict(x), model.predict(x))
 
 
 def test_tensor_bytes_round_trip():
@@ -64,22 +80,25 @@ def test_checkpoint_resumes_under_another_layout(tmp_path):
                 t1.step(*batch(k))
             t1.save_checkpoint(tmp_path / "c.ckpt")
             data = t1.checkpoint_bytes()
+            saved = m1.parameters
         assert data == (tmp_path / "c.ckpt").read_bytes()
         with every_kind(99) as m2, make_trainer(m2, 3, 3) as t2:
             t2.load_checkpoint(tmp_path / "c.ckpt")
             assert t2.step_count == 2
+            assert_same_bits(m2.parameters, saved)
             for k in range(2, 4):
                 t2.step(*batch(k))
-            np.testing.assert_array_equal(m2.parameters, ref_model.parameters)
+            assert_same_bits(m2.parameters, ref_model.parameters)
         with every_kind(7) as m3, make_trainer(m3, 1, 0) as t3:
             t3.load_checkpoint_bytes(data)
             assert t3.step_count == 2
+            assert_same_bits(m3.parameters, saved)
         # A process with only the checkpoint gets the model out of it.
         with parml.Model.load(tmp_path / "c.ckpt") as m4, make_trainer(m4, 2, 2) as t4:
             t4.load_checkpoint(tmp_path / "c.ckpt")
             for k in range(2, 4):
                 t4.step(*batch(k))
-            np.testing.assert_array_equal(m4.parameters, ref_model.parameters)
+            assert_same_bits(m4.parameters, ref_model.parameters)
 
 
 def test_fit_continues_the_data_order_across_calls_and_checkpoints(tmp_path):
