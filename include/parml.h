@@ -216,6 +216,15 @@ PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const 
 /// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
 PARML_API void parml_model_free(parml_model model);
 
+/// Copies the parameter tensor named `name` (see
+/// parml_model_param_tensor_info) into dst, row-major; count must be its
+/// element count. The way to read one layer's weights, or to hand them to
+/// another framework by name.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or dst, no such
+/// name: the message lists the names), PARML_ERR_STATE (before init),
+/// PARML_ERR_SHAPE (a wrong count: the message gives the shape). Since: 0.3.
+PARML_API parml_status parml_model_get_param(parml_model model, char const * name, float * dst, ptrdiff_t count);
+
 /// Copies all parameters, flattened in layer order (each tensor row-major),
 /// into dst; count must equal parml_model_num_params.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_STATE
@@ -240,6 +249,13 @@ PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
 /// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_load(char const * path, parml_model * out);
 
+/// The number of parameter tensors in *count_out (a Linear with a bias
+/// has two). Their names, in the order of parml_model_get_params, come
+/// from parml_model_param_tensor_info.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out),
+/// PARML_ERR_STATE (before init). Since: 0.3.
+PARML_API parml_status parml_model_num_param_tensors(parml_model model, int64_t * count_out);
+
 /// Number of scalar parameters (also before init).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
@@ -250,6 +266,18 @@ PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count
 /// ndim_out, capacity below the rank), PARML_ERR_SHAPE (no samples, or
 /// naming the layer that does not fit). Since: 0.1.
 PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const * dims, ptrdiff_t ndim, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/// Parameter tensor `index` (0-based, in the order of
+/// parml_model_get_params): its stable dotted name in *name_out, as
+/// PyTorch names an nn.Sequential's state_dict keys ("0.weight",
+/// "3.1.bias" for layer 1 of the residual block at index 3; NUL-terminated,
+/// freed by the caller with parml_buffer_free), and its shape written as in
+/// parml_tensor_shape (dims_out may be NULL with capacity 0). name_out may
+/// be NULL to ask for the shape only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, index out of range, NULL
+/// ndim_out, capacity below the rank), PARML_ERR_STATE (before init),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_model_param_tensor_info(parml_model model, int64_t index, char ** name_out, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
 
 /// Runs the model in inference mode (dropout off) on `input` and returns a
 /// new tensor in *out that the caller frees with parml_tensor_free.
@@ -272,6 +300,14 @@ PARML_API parml_status parml_model_save(parml_model model, char const * path);
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
 /// PARML_ERR_STATE (not initialised), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
+
+/// Overwrites the parameter tensor named `name` from src (row-major, count
+/// = its element count): loads weights trained elsewhere, tensor by tensor.
+/// A NaN or an infinity is refused. On error the model is unchanged.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or src, no such
+/// name, a value that is not finite), PARML_ERR_STATE (before init),
+/// PARML_ERR_SHAPE (a wrong count). Since: 0.3.
+PARML_API parml_status parml_model_set_param(parml_model model, char const * name, float const * src, ptrdiff_t count);
 
 /// Overwrites all parameters from src, in the order of parml_model_get_params.
 /// A NaN or an infinity in src is refused and leaves the model as it was.

@@ -171,11 +171,105 @@ public func parmlModelSetParams(_ model: parml_model?, _ src: UnsafePointer<Floa
         let m = try modelObject(model)
         let src = try nonNull(src, "src")
         try checkParamCount(m, count)
-        if !Kernels.allFinite(src, count: count) {
-            let i = (0..<count).first { !src[$0].isFinite } ?? 0
-            throw ParmlError.invalidArgument("src[\(i)] is \(src[i]); parameters must be finite")
-        }
+        try checkFinite(src, count)
         try m.setParameters(from: src)
+    }
+}
+
+/// The model behind a handle, initialised, and a parameter name from C.
+private func initialisedModel(_ model: parml_model?, _ name: UnsafePointer<CChar>?) throws -> (Model, String) {
+    let m = try modelObject(model)
+    let n = String(cString: try nonNull(name, "name"))
+    guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+    return (m, n)
+}
+
+/// Throws, naming the first element of src that is not finite.
+private func checkFinite(_ src: UnsafePointer<Float>, _ count: Int) throws {
+    if !Kernels.allFinite(src, count: count) {
+        let i = (0..<count).first { !src[$0].isFinite } ?? 0
+        throw ParmlError.invalidArgument("src[\(i)] is \(src[i]); parameters must be finite")
+    }
+}
+
+/// The number of parameter tensors in *count_out (a Linear with a bias
+/// has two). Their names, in the order of parml_model_get_params, come
+/// from parml_model_param_tensor_info.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out),
+/// PARML_ERR_STATE (before init). Since: 0.3.
+@c(parml_model_num_param_tensors)
+public func parmlModelNumParamTensors(_ model: parml_model?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_model_num_param_tensors") {
+        let m = try modelObject(model)
+        let out = try nonNull(count_out, "count_out")
+        guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+        out.pointee = Int64(m.parameterInfo.count)
+    }
+}
+
+/// Parameter tensor `index` (0-based, in the order of
+/// parml_model_get_params): its stable dotted name in *name_out, as
+/// PyTorch names an nn.Sequential's state_dict keys ("0.weight",
+/// "3.1.bias" for layer 1 of the residual block at index 3; NUL-terminated,
+/// freed by the caller with parml_buffer_free), and its shape written as in
+/// parml_tensor_shape (dims_out may be NULL with capacity 0). name_out may
+/// be NULL to ask for the shape only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, index out of range, NULL
+/// ndim_out, capacity below the rank), PARML_ERR_STATE (before init),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+@c(parml_model_param_tensor_info)
+public func parmlModelParamTensorInfo(
+    _ model: parml_model?, _ index: Int64, _ name_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?,
+    _ dims_out: UnsafeMutablePointer<Int64>?, _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
+) -> parml_status {
+    guarded("parml_model_param_tensor_info") {
+        let m = try modelObject(model)
+        guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+        guard index >= 0, index < Int64(m.parameterInfo.count) else {
+            throw ParmlError.invalidArgument("index \(index) is outside 0..<\(m.parameterInfo.count)")
+        }
+        let info = m.parameterInfo[Int(index)]
+        try writeShape(info.shape, dims_out, capacity, ndim_out)
+        if let name_out { name_out.pointee = try cString(info.name) }
+    }
+}
+
+/// Copies the parameter tensor named `name` (see
+/// parml_model_param_tensor_info) into dst, row-major; count must be its
+/// element count. The way to read one layer's weights, or to hand them to
+/// another framework by name.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or dst, no such
+/// name: the message lists the names), PARML_ERR_STATE (before init),
+/// PARML_ERR_SHAPE (a wrong count: the message gives the shape). Since: 0.3.
+@c(parml_model_get_param)
+public func parmlModelGetParam(
+    _ model: parml_model?, _ name: UnsafePointer<CChar>?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int
+) -> parml_status {
+    guarded("parml_model_get_param") {
+        let (m, n) = try initialisedModel(model, name)
+        try m.copyParameter(named: n, to: try nonNull(dst, "dst"), count: count)
+    }
+}
+
+/// Overwrites the parameter tensor named `name` from src (row-major, count
+/// = its element count): loads weights trained elsewhere, tensor by tensor.
+/// A NaN or an infinity is refused. On error the model is unchanged.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or src, no such
+/// name, a value that is not finite), PARML_ERR_STATE (before init),
+/// PARML_ERR_SHAPE (a wrong count). Since: 0.3.
+@c(parml_model_set_param)
+public func parmlModelSetParam(
+    _ model: parml_model?, _ name: UnsafePointer<CChar>?, _ src: UnsafePointer<Float>?, _ count: Int
+) -> parml_status {
+    guarded("parml_model_set_param") {
+        let (m, n) = try initialisedModel(model, name)
+        let src = try nonNull(src, "src")
+        let info = try m.parameter(named: n)
+        guard count == info.count else {
+            throw ParmlError.shape("parameter '\(n)' has shape \(info.shape) (\(info.count) values), not \(count)")
+        }
+        try checkFinite(src, count)
+        try m.setParameter(named: n, from: src, count: count)
     }
 }
 

@@ -2,7 +2,10 @@ import ParmlTensor
 
 /// Where one parameter tensor lives in the model's flat arena.
 public struct ParameterInfo: Sendable {
-    /// "3.weight": index of the layer (depth-first) and parameter name.
+    /// The stable dotted name, as PyTorch's state_dict keys an nn.Sequential:
+    /// the layer's index among its siblings, one per level of nesting, then
+    /// the parameter: "0.weight", and "3.1.bias" for layer 1 of the
+    /// residual block at index 3.
     public let name: String
     public let shape: Shape
     public let offset: Int
@@ -127,11 +130,13 @@ public final class Model {
         var infos: [ParameterInfo] = []
         var offset = 0
         let layers = allLayers
+        let paths = Model.paths(root)
         for (index, layer) in layers.enumerated() {
             if let d = layer as? Dropout { d.layerID = d.pinnedLayerID ?? index }
             for spec in layer.parameterSpecs {
                 let n = spec.shape.count
-                infos.append(ParameterInfo(name: "\(index).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer))
+                infos.append(
+                    ParameterInfo(name: "\(paths[index]).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer))
                 let (sum, overflow) = offset.addingReportingOverflow(n)
                 guard !overflow else { throw ParmlError.invalidArgument("the model has too many parameters") }
                 offset = sum
@@ -161,6 +166,55 @@ public final class Model {
         parameterInfo = infos
         parameters = values
         gradients = grads
+    }
+
+    /// The dotted path of every layer in `allLayers` order: its index among
+    /// its siblings at each level ("3", "3.0"). A residual block's body is
+    /// the block's own list, so it adds no level of its own.
+    static func paths(_ root: Sequential) -> [String] {
+        var out: [String] = []
+        func visit(_ l: Layer, _ path: String) {
+            out.append(path)
+            for c in l.children {
+                if let body = c as? Sequential {
+                    out.append(path)
+                    for (j, inner) in body.layers.enumerated() { visit(inner, "\(path).\(j)") }
+                } else {
+                    visit(c, path)
+                }
+            }
+        }
+        for (i, l) in root.layers.enumerated() { visit(l, "\(i)") }
+        return out
+    }
+
+    /// The parameter tensor named `name` ("0.weight"), or a clear error
+    /// listing the names there are.
+    public func parameter(named name: String) throws -> ParameterInfo {
+        guard isBuilt else { throw ParmlError.state("the model is not initialised") }
+        if let info = parameterInfo.first(where: { $0.name == name }) { return info }
+        let names = parameterInfo.map(\.name)
+        let shown = names.prefix(12).joined(separator: ", ") + (names.count > 12 ? ", ..." : "")
+        throw ParmlError.invalidArgument("the model has no parameter named '\(name)' (its \(names.count): \(shown))")
+    }
+
+    /// Copies parameter tensor `name` out; `count` must be its element count.
+    public func copyParameter(named name: String, to out: UnsafeMutablePointer<Float>, count: Int) throws {
+        let info = try parameter(named: name)
+        guard count == info.count, let p = parameters else {
+            throw ParmlError.shape("parameter '\(name)' has shape \(info.shape) (\(info.count) values), not \(count)")
+        }
+        out.update(from: p.data + info.offset, count: info.count)
+    }
+
+    /// Overwrites parameter tensor `name`; `count` must be its element count.
+    public func setParameter(named name: String, from src: UnsafePointer<Float>, count: Int) throws {
+        let info = try parameter(named: name)
+        guard count == info.count, let p = parameters else {
+            throw ParmlError.shape("parameter '\(name)' has shape \(info.shape) (\(info.count) values), not \(count)")
+        }
+        (p.data + info.offset).update(from: src, count: info.count)
+        parameterVersion += 1
     }
 
     /// Builds if needed and draws every parameter from `seed`. Parameter

@@ -30,9 +30,9 @@ import _ParmlTestSupport
         #expect(m.parameterCount == 740)
         let p = m.parameters!.toArray()
         let names = m.parameterInfo.map(\.name)
-        // Depth-first layer indices: 0 linear, 1 layer_norm, 2 gelu, 3 residual,
-        // 4 its sequential, 5 linear, 6 tanh, 7 dropout, 8 linear.
-        #expect(names == ["0.weight", "0.bias", "1.weight", "1.bias", "5.weight", "5.bias", "8.weight"])
+        // Indices among siblings, as PyTorch names an nn.Sequential's: 0 linear,
+        // 1 layer_norm, 2 gelu, 3 residual (3.0 linear, 3.1 tanh), 4 dropout, 5 linear.
+        #expect(names == ["0.weight", "0.bias", "1.weight", "1.bias", "3.0.weight", "3.0.bias", "5.weight"])
         var offset = 0
         for info in m.parameterInfo {
             #expect(info.offset == offset)

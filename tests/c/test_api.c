@@ -1288,6 +1288,86 @@ static void run_layout(layout_t l, int32_t deterministic, float *params_out, par
     parml_tensor_free(yt);
 }
 
+/* Parameters by name: PyTorch's state_dict keys for an nn.Sequential (the
+ * index among siblings per level, then weight/bias), in the flat order of
+ * parml_model_get_params; get and set one tensor; errors for bad names,
+ * counts and values leave the model unchanged. */
+static void test_parameters_by_name(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, 4, 6, 1));
+    OK(parml_model_add_layer_norm(m, 6, 1e-5f));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_GELU));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_linear(m, 6, 6, 1));
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_TANH));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_dropout(m, 0.5f));
+    OK(parml_model_add_linear(m, 6, 3, 0));
+    int64_t n = -1;
+    CHECK(parml_model_num_param_tensors(m, &n) == PARML_ERR_STATE && n == -1, "before init");
+    OK(parml_model_init(m, 3));
+    OK(parml_model_num_param_tensors(m, &n));
+    const char *names[] = {"0.weight", "0.bias", "1.weight", "1.bias", "3.0.weight", "3.0.bias", "5.weight"};
+    const int64_t shapes[][2] = {{6, 4}, {6, 0}, {6, 0}, {6, 0}, {6, 6}, {6, 0}, {3, 6}};
+    CHECK(n == 7, "%lld parameter tensors", (long long)n);
+    int64_t total = 0;
+    OK(parml_model_num_params(m, &total));
+    float *flat = malloc((size_t)total * sizeof *flat), *back = malloc((size_t)total * sizeof *back);
+    OK(parml_model_get_params(m, flat, total));
+    int64_t offset = 0;
+    for (int64_t i = 0; i < n && i < 7; i++) {
+        char *name = NULL;
+        int64_t dims[4] = {0};
+        ptrdiff_t nd = 0;
+        OK(parml_model_param_tensor_info(m, i, &name, dims, 4, &nd));
+        CHECK(name && strcmp(name, names[i]) == 0, "tensor %lld is '%s', expected '%s'", (long long)i, name ? name : "(null)",
+              names[i]);
+        int64_t count = dims[0] * (nd == 2 ? dims[1] : 1);
+        CHECK(dims[0] == shapes[i][0] && (nd == 2 ? dims[1] == shapes[i][1] : shapes[i][1] == 0), "shape of %s", names[i]);
+        float buf[64];
+        OK(parml_model_get_param(m, names[i], buf, count));
+        CHECK(memcmp(buf, flat + offset, (size_t)count * sizeof *buf) == 0, "%s is not at offset %lld of the flat order",
+              names[i], (long long)offset);
+        offset += count;
+        parml_buffer_free(name);
+    }
+    CHECK(offset == total, "the named tensors cover %lld of %lld parameters", (long long)offset, (long long)total);
+
+    /* Set one tensor: exactly its slice of the flat order changes. */
+    float w[36];
+    for (int i = 0; i < 36; i++) w[i] = 0.01f * (float)i;
+    OK(parml_model_set_param(m, "3.0.weight", w, 36));
+    OK(parml_model_get_params(m, back, total));
+    int64_t at = 24 + 6 + 6 + 6;
+    CHECK(memcmp(back + at, w, sizeof w) == 0, "3.0.weight was not written at its offset");
+    CHECK(memcmp(back, flat, (size_t)at * sizeof *back) == 0 &&
+              memcmp(back + at + 36, flat + at + 36, (size_t)(total - at - 36) * sizeof *back) == 0,
+          "set_param changed another tensor");
+
+    /* Errors leave the model as it was. */
+    CHECK(parml_model_set_param(m, "3.weight", w, 36) == PARML_ERR_INVALID_ARGUMENT &&
+              strstr(parml_last_error(), "no parameter named '3.weight'") && strstr(parml_last_error(), "3.0.weight"),
+          "unknown name: %s", parml_last_error());
+    CHECK(parml_model_set_param(m, "0.bias", w, 5) == PARML_ERR_SHAPE && strstr(parml_last_error(), "shape (6) (6 values), not 5") != NULL,
+          "wrong count: %s", parml_last_error());
+    w[7] = NAN;
+    CHECK(parml_model_set_param(m, "3.0.weight", w, 36) == PARML_ERR_INVALID_ARGUMENT &&
+              strstr(parml_last_error(), "src[7] is nan"),
+          "NaN: %s", parml_last_error());
+    CHECK(parml_model_set_param(m, NULL, w, 36) == PARML_ERR_INVALID_ARGUMENT, "NULL name");
+    CHECK(parml_model_get_param(m, "0.weight", NULL, 24) == PARML_ERR_INVALID_ARGUMENT, "NULL dst");
+    char *name = NULL;
+    ptrdiff_t nd = 0;
+    CHECK(parml_model_param_tensor_info(m, 7, &name, NULL, 0, &nd) == PARML_ERR_INVALID_ARGUMENT && name == NULL,
+          "index 7 of 7");
+    OK(parml_model_get_params(m, flat, total));
+    CHECK(memcmp(back, flat, (size_t)total * sizeof *back) == 0, "a refused call changed the model");
+    free(flat);
+    free(back);
+    parml_model_free(m);
+}
+
 /* Largest |a - b| relative to the largest |b|. */
 static double max_rel_diff(const float *a, const float *b, int n) {
     double scale = 0, worst = 0;
@@ -1832,6 +1912,7 @@ int main(void) {
     test_determinism();
     test_data_parallel();
     test_determinism_with_default_threads();
+    test_parameters_by_name();
     test_deterministic_against_references();
     test_nonfinite_steps_are_skipped();
     test_plan();

@@ -551,6 +551,13 @@ def parml_model_get_params(model: Any, dst: Any, count: int, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_get_param(parml_model model, char const * name, float * dst, ptrdiff_t count);
+@ctypes_function("parml_model_get_param", [parml_model, c_char_p, POINTER(c_float), c_ptrdiff_t], parml_status)
+def parml_model_get_param(model: Any, name: bytes, dst: Any, count: int, /) -> int:
+    """Copies the parameter tensor named `name` into dst (count = its size)."""
+    ...
+
+
 # PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
 @ctypes_function("parml_model_init", [parml_model, c_uint64], parml_status)
 def parml_model_init(model: Any, seed: int, /) -> int:
@@ -610,6 +617,33 @@ def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
 @ctypes_function("parml_model_set_params", [parml_model, POINTER(c_float), c_ptrdiff_t], parml_status)
 def parml_model_set_params(model: Any, src: Any, count: int, /) -> int:
     """Overwrites all parameters from src, in the order of parml_model_get_params."""
+    ...
+
+
+# PARML_API parml_status parml_model_set_param(parml_model model, char const * name, float const * src, ptrdiff_t count);
+@ctypes_function("parml_model_set_param", [parml_model, c_char_p, POINTER(c_float), c_ptrdiff_t], parml_status)
+def parml_model_set_param(model: Any, name: bytes, src: Any, count: int, /) -> int:
+    """Overwrites the parameter tensor named `name` from src (count = its size)."""
+    ...
+
+
+# PARML_API parml_status parml_model_num_param_tensors(parml_model model, int64_t * count_out);
+@ctypes_function("parml_model_num_param_tensors", [parml_model, POINTER(c_int64)], parml_status)
+def parml_model_num_param_tensors(model: Any, count_out: Any, /) -> int:
+    """The number of parameter tensors in *count_out."""
+    ...
+
+
+# PARML_API parml_status parml_model_param_tensor_info(parml_model model, int64_t index, char ** name_out, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+@ctypes_function(
+    "parml_model_param_tensor_info",
+    [parml_model, c_int64, POINTER(POINTER(c_char)), POINTER(c_int64), c_ptrdiff_t, POINTER(c_ptrdiff_t)],
+    parml_status,
+)
+def parml_model_param_tensor_info(
+    model: Any, index: int, name_out: Any, dims_out: Any, capacity: int, ndim_out: Any, /
+) -> int:
+    """Parameter tensor `index`: its dotted name (freed with parml_buffer_free) and shape."""
     ...
 
 

@@ -106,6 +106,59 @@ class Model(Handle):
         with self._use() as m:
             check(_capi.parml_model_set_params(m, _arrays.float_pointer(arr), arr.size))
 
+    @property
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each parameter tensor's stable dotted name and shape, in the flat
+        order of `parameters`: the keys PyTorch gives an nn.Sequential's
+        state_dict ("0.weight", "0.bias"; "3.1.weight" for layer 1 of the
+        residual block at index 3)."""
+        out: dict[str, tuple[int, ...]] = {}
+        dims = (c_int64 * 8)()
+        ndim = _capi.c_ptrdiff_t()
+        with self._use() as m:
+            n = c_int64()
+            check(_capi.parml_model_num_param_tensors(m, byref(n)))
+            for i in range(n.value):
+                name = take_text(lambda p: _capi.parml_model_param_tensor_info(m, i, p, dims, len(dims), byref(ndim)))
+                out[name] = tuple(int(dims[k]) for k in range(ndim.value))
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter tensor, shaped, by name (see
+        parameter_shapes): what torch.nn.Module.load_state_dict takes for a
+        torch model with the same layers."""
+        out: dict[str, np.ndarray] = {}
+        shapes = self.parameter_shapes
+        with self._use() as m:
+            for name, shape in shapes.items():
+                arr = np.empty(shape, dtype=np.float32)
+                check(_capi.parml_model_get_param(m, name.encode(), _arrays.float_pointer(arr), arr.size))
+                out[name] = arr
+        return out
+
+    def load_state_dict(self, state: dict[str, object], strict: bool = True) -> None:
+        """Overwrites parameter tensors by name from arrays of their shapes
+        (numpy, or anything np.asarray takes, torch tensors included via
+        .detach().numpy()). strict: the names must be exactly this model's.
+        Checked before anything is written: on error the model is unchanged."""
+        shapes = self.parameter_shapes
+        if strict and set(state) != set(shapes):
+            missing, extra = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+            raise KeyError(f"state_dict keys differ: missing {missing}, unexpected {extra}")
+        arrays = {}
+        for name, value in state.items():
+            if name not in shapes:
+                raise KeyError(f"the model has no parameter named {name!r}")
+            arr = _arrays.as_float32(value, name)
+            if tuple(arr.shape) != shapes[name]:
+                raise ValueError(f"{name}: shape {tuple(arr.shape)}, the model's is {shapes[name]}")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name}: holds a NaN or an infinity")
+            arrays[name] = arr
+        with self._use() as m:
+            for name, arr in arrays.items():
+                check(_capi.parml_model_set_param(m, name.encode(), _arrays.float_pointer(arr), arr.size))
+
     def summary(self) -> str:
         """The library's text description of the layers and parameter shapes."""
         with self._use() as m:

@@ -248,3 +248,48 @@ def test_c_trained_model_predicts_the_same_bits_in_python(tmp_path, repo_root):
         got = model.predict(probe.reshape(32, 10))
     want = np.frombuffer((tmp_path / "pred.bin").read_bytes(), dtype=np.float32).reshape(got.shape)
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_parameters_by_name_follow_pytorch_state_dict_keys():
+    with every_kind(5) as model:
+        shapes = model.parameter_shapes
+        assert list(shapes) == ["1.weight", "1.bias", "3.0.weight", "3.0.bias", "3.1.0.weight", "5.weight", "5.bias"]
+        assert shapes["1.weight"] == (16, 12) and shapes["5.bias"] == (4,)
+        state = model.state_dict()
+        flat = np.concatenate([a.ravel() for a in state.values()])
+        np.testing.assert_array_equal(flat.view(np.uint32), model.parameters.view(np.uint32))
+        # Load changed weights by name: exactly those move.
+        state["3.1.0.weight"] = state["3.1.0.weight"] * 0.5
+        model.load_state_dict(state)
+        again = model.state_dict()
+        for name in state:
+            np.testing.assert_array_equal(again[name].view(np.uint32), state[name].view(np.uint32))
+        before = model.parameters.copy()
+        with pytest.raises(KeyError, match="missing"):
+            model.load_state_dict({"1.weight": state["1.weight"]})
+        with pytest.raises(ValueError, match="shape"):
+            model.load_state_dict({**state, "5.bias": np.zeros(5, np.float32)})
+        with pytest.raises(ValueError, match="NaN"):
+            model.load_state_dict({**state, "1.bias": np.full(16, np.nan, np.float32)})
+        np.testing.assert_array_equal(model.parameters, before)
+        with pytest.raises(KeyError, match="no parameter named '3.weight'"):
+            model.load_state_dict({"3.weight": state["3.0.weight"]}, strict=False)
+
+
+def test_a_state_dict_computes_what_the_torch_layout_says():
+    # Linear weights are (out, in) as torch stores them: the forward pass
+    # written with numpy from the named tensors is the model's.
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(5, 8)).astype(np.float32)
+    with parml.Sequential([parml.Linear(8, 6), parml.ReLU(), parml.Linear(6, 3)], seed=4) as model:
+        s = model.state_dict()
+        h = np.maximum(x @ s["0.weight"].T + s["0.bias"], 0)
+        np.testing.assert_allclose(model.predict(x), h @ s["2.weight"].T + s["2.bias"], rtol=1e-5, atol=1e-6)
+        torch = pytest.importorskip("torch")
+        net = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in s.items()})
+        with torch.no_grad():
+            np.testing.assert_allclose(model.predict(x), net(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+        # And back: weights trained elsewhere, loaded by name.
+        model.load_state_dict({k: v.detach().numpy() * 2 for k, v in net.state_dict().items()})
+        np.testing.assert_array_equal(model.state_dict()["2.bias"], s["2.bias"] * 2)
