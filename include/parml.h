@@ -69,6 +69,540 @@
 extern "C" {
 #endif
 
+/* ------------------------------------------------------------------------ */
+/* Version, status codes and errors                                         */
+/* What this library is, and what a failed call said. These never fail.     */
+/* ------------------------------------------------------------------------ */
+
+/// The library's version as MAJOR*10000 + MINOR*100 + PATCH (compare with
+/// PARML_VERSION_NUMBER). Thread-safe. Since: 0.1.
+PARML_API int32_t parml_version_number(void);
+
+/// The library's version as "MAJOR.MINOR.PATCH"; static storage, never NULL.
+/// Compare with PARML_VERSION_STRING to detect a header/library mismatch.
+/// Thread-safe. Since: 0.1.
+PARML_API char const * parml_version_string(void);
+
+/// A static English name for a status code ("PARML_OK", ...); never NULL,
+/// "unknown status" for codes this version does not know. Thread-safe.
+PARML_API char const * parml_status_string(parml_status status);
+
+/// Returns the message of the calling thread's last failed call ("" if none).
+/// The text stays valid until this thread's next failing call. Thread-safe.
+PARML_API char const * parml_last_error(void);
+
+/// Frees a buffer the library handed out (text from parml_model_summary,
+/// ...). NULL is a no-op. Thread-safe. Since: 0.1.
+PARML_API void parml_buffer_free(void * buffer);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                  */
+/* Row-major float32 arrays the library owns: inputs, targets, predictions. */
+/* Create one from the host's data, read it back, free it.                  */
+/* ------------------------------------------------------------------------ */
+
+/// Creates a tensor of the given shape (ndim 1...8, dims >= 0) holding a copy
+/// of `data` (numel floats, row-major), or zeros when data is NULL.
+/// The caller owns *out and frees it with parml_tensor_free; *out is
+/// untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL dims or out, ndim outside 1...8,
+/// a dimension outside 0...2^31-1, too many elements), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.1.
+PARML_API parml_status parml_tensor_create(int64_t const * dims, ptrdiff_t ndim, float const * data, parml_tensor * out);
+
+/// Releases a tensor. NULL, or a handle already freed, is a no-op. Since: 0.1.
+PARML_API void parml_tensor_free(parml_tensor tensor);
+
+/// The tensor's shape: writes up to `capacity` dimensions to dims_out and
+/// the rank to *ndim_out. Pass dims_out = NULL, capacity = 0 to get the rank
+/// only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, NULL dims_out
+/// with capacity > 0, capacity below the rank). Since: 0.1.
+PARML_API parml_status parml_tensor_shape(parml_tensor tensor, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/// Number of elements in *numel_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL numel_out). Since: 0.1.
+PARML_API parml_status parml_tensor_numel(parml_tensor tensor, int64_t * numel_out);
+
+/// Copies the tensor's `count` floats (count must equal its numel) into the
+/// caller's buffer dst.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_SHAPE
+/// (count differs from numel). Since: 0.1.
+PARML_API parml_status parml_tensor_read(parml_tensor tensor, float * dst, ptrdiff_t count);
+
+/// Overwrites the tensor's contents with `count` floats from src (count must
+/// equal its numel).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src), PARML_ERR_SHAPE
+/// (count differs from numel). Since: 0.1.
+PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src, ptrdiff_t count);
+
+/// Borrows the tensor's storage: *data_out points to numel floats, row-major,
+/// 64-byte aligned, owned by the tensor and valid until parml_tensor_free.
+/// Writing through it changes the tensor.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL data_out). Since: 0.1.
+PARML_API parml_status parml_tensor_data(parml_tensor tensor, float ** data_out);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                   */
+/* A network, built layer by layer (residual blocks nest), then             */
+/* initialised from a seed. Parameters live in one flat array, in layer     */
+/* order; each tensor also has a stable dotted name (PyTorch's state_dict   */
+/* key for the same layers).                                                */
+/* ------------------------------------------------------------------------ */
+
+/// Creates an empty model. Add layers with parml_model_add_*, then call
+/// parml_model_init. The caller owns *out (parml_model_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL out). Since: 0.1.
+PARML_API parml_status parml_model_create(parml_model * out);
+
+/// Releases the caller's reference. A trainer built on the model keeps its
+/// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
+PARML_API void parml_model_free(parml_model model);
+
+/// Appends y = x * W^T + b with W (out_features, in_features), as torch.nn.Linear.
+/// `bias` nonzero adds b. Input (..., in_features) -> (..., out_features).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, sizes outside 1...2^31-1 or
+/// too large together), PARML_ERR_STATE (after init). Since: 0.1.
+PARML_API parml_status parml_model_add_linear(parml_model model, int64_t in_features, int64_t out_features, int32_t bias);
+
+/// Appends an element-wise activation, kind = PARML_ACTIVATION_*.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, unknown kind), PARML_ERR_STATE
+/// (after init). Since: 0.1.
+PARML_API parml_status parml_model_add_activation(parml_model model, int32_t kind);
+
+/// Appends layer normalisation over the last dimension (size `features`),
+/// with learned scale (init 1) and shift (init 0); eps > 0 (PyTorch: 1e-5).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, features < 1, eps not
+/// positive and finite), PARML_ERR_STATE (after init). Since: 0.1.
+PARML_API parml_status parml_model_add_layer_norm(parml_model model, int64_t features, float eps);
+
+/// Appends inverted dropout with drop probability p in [0, 1); active only
+/// in training, masks drawn from the trainer's seed.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, p outside [0, 1)),
+/// PARML_ERR_STATE (after init). Since: 0.1.
+PARML_API parml_status parml_model_add_dropout(parml_model model, float p);
+
+/// Appends a flatten: (N, d1, d2, ...) -> (N, d1*d2*...).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (after init).
+/// Since: 0.1.
+PARML_API parml_status parml_model_add_flatten(parml_model model);
+
+/// Opens a residual block: the layers added until parml_model_end_residual
+/// form f, and the block computes y = x + f(x) (f must keep the shape).
+/// Blocks nest.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (after init).
+/// Since: 0.1.
+PARML_API parml_status parml_model_begin_residual(parml_model model);
+
+/// Closes the innermost residual block.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle; the block is empty),
+/// PARML_ERR_STATE (no block open, after init). Since: 0.1.
+PARML_API parml_status parml_model_end_residual(parml_model model);
+
+/// Marks a pipeline stage boundary: the next top-level layer starts a new
+/// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
+/// be the number of boundaries + 1) instead of balancing stages by
+/// parameter count; pp = 1 ignores them.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (no layer
+/// yet, inside a residual block, twice in a row, after init). Since: 0.2.
+PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
+
+/// Allocates the parameters and draws them from `seed` (PyTorch's default
+/// distributions: Linear U(-1/sqrt(in), 1/sqrt(in)), LayerNorm 1 and 0). Calling it again
+/// redraws them. No layer can be added afterwards.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, too many parameters),
+/// PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY,
+/// PARML_ERR_BLAS (OpenBLAS cannot be loaded). Since: 0.1.
+PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
+
+/// Number of scalar parameters (also before init).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
+PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
+
+/// Copies all parameters, flattened in layer order (each tensor row-major),
+/// into dst; count must equal parml_model_num_params.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_STATE
+/// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
+PARML_API parml_status parml_model_get_params(parml_model model, float * dst, ptrdiff_t count);
+
+/// Overwrites all parameters from src, in the order of parml_model_get_params.
+/// A NaN or an infinity in src is refused and leaves the model as it was.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src, a value that is
+/// not finite: the message names its index; since 0.3), PARML_ERR_STATE
+/// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
+PARML_API parml_status parml_model_set_params(parml_model model, float const * src, ptrdiff_t count);
+
+/// The number of parameter tensors in *count_out (a Linear with a bias
+/// has two). Their names, in the order of parml_model_get_params, come
+/// from parml_model_param_tensor_info.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out),
+/// PARML_ERR_STATE (before init). Since: 0.3.
+PARML_API parml_status parml_model_num_param_tensors(parml_model model, int64_t * count_out);
+
+/// Parameter tensor `index` (0-based, in the order of
+/// parml_model_get_params): its stable dotted name in *name_out, as
+/// PyTorch names an nn.Sequential's state_dict keys ("0.weight",
+/// "3.1.bias" for layer 1 of the residual block at index 3; NUL-terminated,
+/// freed by the caller with parml_buffer_free), and its shape written as in
+/// parml_tensor_shape (dims_out may be NULL with capacity 0). name_out may
+/// be NULL to ask for the shape only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, index out of range, NULL
+/// ndim_out, capacity below the rank), PARML_ERR_STATE (before init),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_model_param_tensor_info(parml_model model, int64_t index, char ** name_out, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/// Copies the parameter tensor named `name` (see
+/// parml_model_param_tensor_info) into dst, row-major; count must be its
+/// element count. The way to read one layer's weights, or to hand them to
+/// another framework by name.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or dst, no such
+/// name: the message lists the names), PARML_ERR_STATE (before init),
+/// PARML_ERR_SHAPE (a wrong count: the message gives the shape). Since: 0.3.
+PARML_API parml_status parml_model_get_param(parml_model model, char const * name, float * dst, ptrdiff_t count);
+
+/// Overwrites the parameter tensor named `name` from src (row-major, count
+/// = its element count): loads weights trained elsewhere, tensor by tensor.
+/// A NaN or an infinity is refused. On error the model is unchanged.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or src, no such
+/// name, a value that is not finite), PARML_ERR_STATE (before init),
+/// PARML_ERR_SHAPE (a wrong count). Since: 0.3.
+PARML_API parml_status parml_model_set_param(parml_model model, char const * name, float const * src, ptrdiff_t count);
+
+/// The output shape for an input shape (dims, ndim), checked through every
+/// layer; written as in parml_tensor_shape.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, bad dims or ndim, NULL
+/// ndim_out, capacity below the rank), PARML_ERR_SHAPE (no samples, or
+/// naming the layer that does not fit). Since: 0.1.
+PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const * dims, ptrdiff_t ndim, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/// Runs the model in inference mode (dropout off) on `input` and returns a
+/// new tensor in *out that the caller frees with parml_tensor_free.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out), PARML_ERR_STATE
+/// (before init), PARML_ERR_SHAPE, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS.
+/// Since: 0.1.
+PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input, parml_tensor * out);
+
+/// A text description of the layers and parameter shapes in *text_out,
+/// NUL-terminated; the caller frees it with parml_buffer_free.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL text_out),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
+
+/* ------------------------------------------------------------------------ */
+/* Datasets                                                                 */
+/* Samples and labels for parml_trainer_fit and _evaluate: from tensors, or */
+/* from IDX files (the MNIST format, gzipped or plain).                     */
+/* ------------------------------------------------------------------------ */
+
+/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) class
+/// indices for cross-entropy or (N, ...) values for MSE. The tensors stay the
+/// caller's. The caller owns *out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0),
+/// PARML_ERR_SHAPE (inputs of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.1.
+PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor targets, parml_dataset * out);
+
+/// Loads an image/label pair of IDX files (the MNIST format; gzipped or
+/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
+/// The caller owns *out (parml_dataset_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out), PARML_ERR_IO
+/// (cannot open or read), PARML_ERR_FORMAT (corrupt, truncated, counts
+/// differ, a label that is not a class index), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.1.
+PARML_API parml_status parml_dataset_load_idx(char const * images_path, char const * labels_path, parml_dataset * out);
+
+/// Releases a dataset. NULL is a no-op. Since: 0.1.
+PARML_API void parml_dataset_free(parml_dataset dataset);
+
+/// Number of samples in *count_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
+PARML_API parml_status parml_dataset_size(parml_dataset dataset, int64_t * count_out);
+
+/// Number of classes (largest target + 1) in *classes_out, or 0 when the
+/// targets are not class indices.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL classes_out). Since: 0.1.
+PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t * classes_out);
+
+/// The shape of the whole inputs tensor (N, ...), written as in
+/// parml_tensor_shape.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, capacity below
+/// the rank). Since: 0.1.
+PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
+
+/* ------------------------------------------------------------------------ */
+/* Parameter structs                                                        */
+/* Fill each struct with its defaults before changing fields; the structs   */
+/* grow at the end between versions (parml_types.h).                        */
+/* ------------------------------------------------------------------------ */
+
+/// Fills *params with the defaults (SGD, lr 0.01, constant schedule, no
+/// momentum, decay or clipping) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
+PARML_API parml_status parml_optimizer_params_init(parml_optimizer_params * params);
+
+/// Fills *params with the serial layout (dp = tp = pp = 1, threads backend,
+/// default (fast) mode, BLAS threads chosen from the cores, 4 MiB buckets,
+/// 60 s watchdog, 32-sample chunks, seed 0) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
+PARML_API parml_status parml_strategy_params_init(parml_strategy_params * params);
+
+/// Fills *params with fit defaults (1 epoch, batch 64, shuffled, no
+/// validation, no callback) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
+PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
+
+/* ------------------------------------------------------------------------ */
+/* Trainers                                                                 */
+/* A model + loss + optimizer + parallel layout. Step on a batch, fit over  */
+/* a dataset, evaluate; the counters, the plan of who holds what, traces.   */
+/* ------------------------------------------------------------------------ */
+
+/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
+/// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
+/// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
+/// keeps its own reference to the model and updates its parameters in place.
+/// The caller owns *out (parml_trainer_free). Under MPI every process
+/// creates its trainer alike (collective).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, bad field, unknown
+/// enum, small struct_size, pp greater than the model's top-level layers, tp
+/// not dividing a split width: the message names the layer and the numbers;
+/// MPI: a process count other than dp*pp*tp), PARML_ERR_STATE (model not
+/// initialised; MPI already finalized), PARML_ERR_UNSUPPORTED (MPI backend
+/// without Open MPI), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
+/// PARML_ERR_OUT_OF_MEMORY (also: a rank thread could not start),
+/// PARML_ERR_COMMUNICATION (MPI: building the process groups failed or timed
+/// out). Since: 0.1.
+PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
+
+/// Releases a trainer (and its reference to the model). NULL is a no-op.
+/// MPI backend: freeing a trainer whose step failed ends the whole job, on
+/// purpose (messages may still be in flight and peers waiting): it writes the
+/// reason to stderr and calls MPI_Abort, so this call does not return and
+/// mpirun stops every process. Since: 0.1.
+PARML_API void parml_trainer_free(parml_trainer trainer);
+
+/// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
+/// indices for cross-entropy, the output's shape for MSE). Writes the batch's
+/// mean loss (before the update) to *loss_out when it is not NULL.
+/// A batch refused by the checks (shape, target, local rows) changes nothing.
+/// A step whose loss or gradients hold a NaN or an infinity is skipped on
+/// every rank: it changes nothing (parameters, optimizer state, step count),
+/// returns PARML_ERR_NONFINITE naming the step and where the value first
+/// showed up, and the trainer stays usable (optimizer skip_nonfinite = 0
+/// turns the check off). Any other failure after the ranks have started
+/// leaves the trainer unusable (its ranks may disagree): later steps return
+/// PARML_ERR_STATE; create a new trainer (MPI: freeing this one ends the
+/// job, see parml_trainer_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles; a target that is not a class
+/// index), PARML_ERR_SHAPE, PARML_ERR_STATE (an earlier step failed),
+/// PARML_ERR_NONFINITE (since 0.3), PARML_ERR_COMMUNICATION (a rank failed
+/// or timed out: every rank returns it, the message names the rank and the
+/// call), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float * loss_out);
+
+/// Trains over `train` for params->epochs more epochs of params->batch_size
+/// samples (NULL params = parml_fit_params_init defaults). The data order
+/// continues from the trainer's epoch count (parml_trainer_epoch_count), so
+/// several calls, or a resumed checkpoint, train as one longer call. After
+/// each epoch, params->progress (if set) gets that epoch's metrics;
+/// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
+/// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
+/// that epoch does not count as completed. The callback must not use this
+/// trainer or its model (such a call returns PARML_ERR_STATE). When last_out is
+/// not NULL it receives the last epoch's metrics; set last_out->struct_size
+/// to sizeof(parml_epoch_metrics) first.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
+/// last_out->struct_size, no batch with drop_last, a target that is not a
+/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
+/// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
+/// steps before it stay applied). Since: 0.1.
+PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
+
+/// Mean loss and accuracy over a dataset in inference mode, in batches of
+/// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
+/// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
+/// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+PARML_API parml_status parml_trainer_evaluate(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, float * loss_out, float * accuracy_out);
+
+/// Optimizer steps taken so far in *steps_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL steps_out). Since: 0.1.
+PARML_API parml_status parml_trainer_step_count(parml_trainer trainer, int64_t * steps_out);
+
+/// Epochs parml_trainer_fit has completed on this trainer, over all its
+/// calls and restored from checkpoints, in *epochs_out. With the strategy's
+/// seed it fixes the next epoch's data order, so fit over 2 epochs twice
+/// trains as fit over 4 once.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL epochs_out). Since: 0.3.
+PARML_API parml_status parml_trainer_epoch_count(parml_trainer trainer, int64_t * epochs_out);
+
+/// Steps this trainer skipped because their loss or gradients held a NaN or
+/// an infinity (each returned PARML_ERR_NONFINITE and updated nothing), in
+/// *skipped_out; skipped steps are not in parml_trainer_step_count.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL skipped_out). Since: 0.3.
+PARML_API parml_status parml_trainer_skipped_steps(parml_trainer trainer, int64_t * skipped_out);
+
+/// The learning rate the next step will use (after schedule and warmup).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL lr_out). Since: 0.1.
+PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
+
+/// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
+/// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
+/// threads backend), gradients (its stage's slice), optimizer state (1/dp
+/// of that under ZeRO >= 1), scratch and activations (high-water, since
+/// 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
+/// size gets the 0.1 fields). Under MPI a process answers for its own rank
+/// only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,
+/// rank outside the mesh or, under MPI, another process's rank). Since: 0.1.
+PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
+
+/// The execution plan as text in *text_out, NUL-terminated: the dp x pp x tp
+/// mesh, which layers and parameter slice each rank holds, what a step
+/// exchanges (send/recv, all-reduce, reduce-scatter, all-gather) and each
+/// rank's memory. The caller frees it with parml_buffer_free. The wording is
+/// for people and may change; do not parse it.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL text_out),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_out);
+
+/// Starts (nonzero `enabled`, discarding what was recorded) or stops
+/// recording every rank's timeline: forward and backward per micro-batch,
+/// send, waits in receive (pipeline bubbles), gradient reduction, optimizer.
+/// The environment variable PARML_TRACE=path turns recording on for every
+/// trainer and writes the timeline to path when the trainer is freed.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle). Since: 0.2.
+PARML_API parml_status parml_trainer_set_trace(parml_trainer trainer, int32_t enabled);
+
+/// Writes the recorded timeline to `path` as Chrome trace JSON (open it in
+/// Perfetto or chrome://tracing): one track per rank, one slice per event,
+/// labelled with micro-batch, stage and step.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL path), PARML_ERR_IO.
+/// Since: 0.2.
+PARML_API parml_status parml_trainer_write_trace(parml_trainer trainer, char const * path);
+
+/// MPI: with `enabled` nonzero, each process passes parml_trainer_step and
+/// parml_trainer_fit only the rows of its data-parallel replica (the
+/// processes of one replica pass the same rows) instead of the global
+/// batch; the global batch is the replicas' rows in replica order, and its
+/// rows must be the ones parml_trainer_data_rows gives (a step with other
+/// rows fails on every process with PARML_ERR_SHAPE). Each step exchanges
+/// the replicas' row counts.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle; enabling it on the threads
+/// backend). Since: 0.2.
+PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, int32_t enabled);
+
+/// The rows [*start_out, *start_out + *count_out) of a global batch of
+/// `global_samples` that this process's data-parallel replica trains on:
+/// what to pass with local batches. On the threads backend every replica is
+/// in the process: all rows.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, negative count, NULL
+/// out-pointer). Since: 0.2.
+PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t global_samples, int64_t * start_out, int64_t * count_out);
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                    */
+/* Models, tensors and checkpoints as protobuf messages of proto/parml.proto, */
+/* to a path (written atomically) or a buffer; ONNX export for inference    */
+/* elsewhere (docs/file-format.md).                                         */
+/* ------------------------------------------------------------------------ */
+
+/// Writes an initialised model (layers, attributes, parameters) to `path`
+/// atomically: a temporary file in the same directory, fsync, rename over
+/// `path`, fsync of the directory. Uses the model handle (one thread at a
+/// time).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
+/// PARML_ERR_STATE (not initialised), PARML_ERR_IO (with the system's
+/// reason), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+PARML_API parml_status parml_model_save(parml_model model, char const * path);
+
+/// Reads a model file (parml_model_save), or the model inside a checkpoint
+/// file (parml_trainer_save_checkpoint), into a new, initialised model in
+/// *out, which the caller frees with parml_model_free. Pipes and other
+/// streams work too.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL out),
+/// PARML_ERR_IO, PARML_ERR_FORMAT (truncated, damaged, not a model, or a
+/// newer format version), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
+/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+PARML_API parml_status parml_model_load(char const * path, parml_model * out);
+
+/// The bytes parml_model_save would write, in a new buffer: *buf_out (free
+/// it with parml_buffer_free) of *len_out bytes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
+/// PARML_ERR_STATE (not initialised), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
+
+/// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
+/// output, or a checkpoint's: its model); the caller keeps `buf`.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
+/// PARML_ERR_FORMAT, PARML_ERR_BLAS (OpenBLAS cannot be loaded),
+/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
+
+/// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
+/// for inputs of shape (input_dims, ndim); input_dims[0] becomes the
+/// symbolic batch "N" and the other sizes are fixed. Dropout is left out;
+/// GELU becomes Erf arithmetic (docs/file-format.md lists every layer's
+/// ONNX form). Inputs are named "input", outputs "output". Written
+/// atomically.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, bad dims or ndim, NULL or
+/// empty path), PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE (the
+/// shape does not fit the model), PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.2.
+PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const * input_dims, ptrdiff_t ndim, char const * path);
+
+/// A tensor as a parml.Tensor message in a new buffer *buf_out (free it
+/// with parml_buffer_free) of *len_out bytes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+PARML_API parml_status parml_tensor_serialize(parml_tensor tensor, void ** buf_out, size_t * len_out);
+
+/// A new tensor in *out (free it with parml_tensor_free) from a parml.Tensor
+/// message of `len` bytes at `buf`.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
+/// PARML_ERR_FORMAT (bad dtype, rank, dims, or data size),
+/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+PARML_API parml_status parml_tensor_deserialize(void const * buf, size_t len, parml_tensor * out);
+
+/// Writes a checkpoint of the trainer to `path` atomically: the model, the
+/// whole optimizer state (gathered from every rank, whatever the ZeRO
+/// stage), the step count (also the schedule position), the seed and the
+/// layout. It loads under any layout. On the MPI backend every process
+/// must call it (collective) and world rank 0 writes the file.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
+/// PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_COMMUNICATION (MPI: a
+/// process failed or timed out). Since: 0.2.
+PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char const * path);
+
+/// Restores a checkpoint into a trainer whose model has the same layers and
+/// whose optimizer is of the same kind (any layout): parameters, optimizer
+/// state and step count. Training then continues as the saved run would
+/// have when the trainer has the checkpoint's seed. Hyper-parameters are the
+/// trainer's own. On error nothing changes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
+/// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
+/// (optimizer state of another size), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
+
+/// The bytes parml_trainer_save_checkpoint would write, in a new buffer
+/// *buf_out (free it with parml_buffer_free) of *len_out bytes. Collective
+/// on the MPI backend, like parml_trainer_save_checkpoint.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
+/// PARML_ERR_OUT_OF_MEMORY, PARML_ERR_COMMUNICATION (MPI). Since: 0.2.
+PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
+
+/// parml_trainer_load_checkpoint from `len` bytes at `buf` (the caller
+/// keeps them). On error nothing changes.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf, len 0, other
+/// layers or optimizer kind), PARML_ERR_FORMAT, PARML_ERR_SHAPE,
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
+
+/* ------------------------------------------------------------------------ */
+/* OpenBLAS                                                                 */
+/* The matrix library, loaded at first use with kernels for this CPU.       */
+/* ------------------------------------------------------------------------ */
+
 /// Loads OpenBLAS if needed and reports the kernel family it runs
 /// ("SkylakeX", "Haswell", ...) in *core_out: static text, never freed.
 /// parml picks the kernels from the CPU unless OPENBLAS_CORETYPE is set.
@@ -92,243 +626,11 @@ PARML_API parml_status parml_blas_set_threads(int32_t threads);
 /// (OpenBLAS cannot be loaded). Since: 0.1.
 PARML_API parml_status parml_blas_threads(int32_t * threads_out);
 
-/// Frees a buffer the library handed out (text from parml_model_summary,
-/// ...). NULL is a no-op. Thread-safe. Since: 0.1.
-PARML_API void parml_buffer_free(void * buffer);
-
-/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) class
-/// indices for cross-entropy or (N, ...) values for MSE. The tensors stay the
-/// caller's. The caller owns *out.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0),
-/// PARML_ERR_SHAPE (inputs of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY.
-/// Since: 0.1.
-PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor targets, parml_dataset * out);
-
-/// Releases a dataset. NULL is a no-op. Since: 0.1.
-PARML_API void parml_dataset_free(parml_dataset dataset);
-
-/// The shape of the whole inputs tensor (N, ...), written as in
-/// parml_tensor_shape.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, capacity below
-/// the rank). Since: 0.1.
-PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
-
-/// Loads an image/label pair of IDX files (the MNIST format; gzipped or
-/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
-/// The caller owns *out (parml_dataset_free).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out), PARML_ERR_IO
-/// (cannot open or read), PARML_ERR_FORMAT (corrupt, truncated, counts
-/// differ, a label that is not a class index), PARML_ERR_OUT_OF_MEMORY.
-/// Since: 0.1.
-PARML_API parml_status parml_dataset_load_idx(char const * images_path, char const * labels_path, parml_dataset * out);
-
-/// Number of classes (largest target + 1) in *classes_out, or 0 when the
-/// targets are not class indices.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL classes_out). Since: 0.1.
-PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t * classes_out);
-
-/// Number of samples in *count_out.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
-PARML_API parml_status parml_dataset_size(parml_dataset dataset, int64_t * count_out);
-
-/// Fills *params with fit defaults (1 epoch, batch 64, shuffled, no
-/// validation, no callback) and sets struct_size.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
-PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
-
-/// Returns the message of the calling thread's last failed call ("" if none).
-/// The text stays valid until this thread's next failing call. Thread-safe.
-PARML_API char const * parml_last_error(void);
-
-/// Appends an element-wise activation, kind = PARML_ACTIVATION_*.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, unknown kind), PARML_ERR_STATE
-/// (after init). Since: 0.1.
-PARML_API parml_status parml_model_add_activation(parml_model model, int32_t kind);
-
-/// Appends inverted dropout with drop probability p in [0, 1); active only
-/// in training, masks drawn from the trainer's seed.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, p outside [0, 1)),
-/// PARML_ERR_STATE (after init). Since: 0.1.
-PARML_API parml_status parml_model_add_dropout(parml_model model, float p);
-
-/// Appends a flatten: (N, d1, d2, ...) -> (N, d1*d2*...).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (after init).
-/// Since: 0.1.
-PARML_API parml_status parml_model_add_flatten(parml_model model);
-
-/// Appends layer normalisation over the last dimension (size `features`),
-/// with learned scale (init 1) and shift (init 0); eps > 0 (PyTorch: 1e-5).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, features < 1, eps not
-/// positive and finite), PARML_ERR_STATE (after init). Since: 0.1.
-PARML_API parml_status parml_model_add_layer_norm(parml_model model, int64_t features, float eps);
-
-/// Appends y = x * W^T + b with W (out_features, in_features), as torch.nn.Linear.
-/// `bias` nonzero adds b. Input (..., in_features) -> (..., out_features).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, sizes outside 1...2^31-1 or
-/// too large together), PARML_ERR_STATE (after init). Since: 0.1.
-PARML_API parml_status parml_model_add_linear(parml_model model, int64_t in_features, int64_t out_features, int32_t bias);
-
-/// Marks a pipeline stage boundary: the next top-level layer starts a new
-/// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
-/// be the number of boundaries + 1) instead of balancing stages by
-/// parameter count; pp = 1 ignores them.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (no layer
-/// yet, inside a residual block, twice in a row, after init). Since: 0.2.
-PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
-
-/// Opens a residual block: the layers added until parml_model_end_residual
-/// form f, and the block computes y = x + f(x) (f must keep the shape).
-/// Blocks nest.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (after init).
-/// Since: 0.1.
-PARML_API parml_status parml_model_begin_residual(parml_model model);
-
-/// Creates an empty model. Add layers with parml_model_add_*, then call
-/// parml_model_init. The caller owns *out (parml_model_free).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL out). Since: 0.1.
-PARML_API parml_status parml_model_create(parml_model * out);
-
-/// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
-/// output, or a checkpoint's: its model); the caller keeps `buf`.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
-/// PARML_ERR_FORMAT, PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
-PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
-
-/// Closes the innermost residual block.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle; the block is empty),
-/// PARML_ERR_STATE (no block open, after init). Since: 0.1.
-PARML_API parml_status parml_model_end_residual(parml_model model);
-
-/// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
-/// for inputs of shape (input_dims, ndim); input_dims[0] becomes the
-/// symbolic batch "N" and the other sizes are fixed. Dropout is left out;
-/// GELU becomes Erf arithmetic (docs/file-format.md lists every layer's
-/// ONNX form). Inputs are named "input", outputs "output". Written
-/// atomically.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, bad dims or ndim, NULL or
-/// empty path), PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE (the
-/// shape does not fit the model), PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY.
-/// Since: 0.2.
-PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const * input_dims, ptrdiff_t ndim, char const * path);
-
-/// Releases the caller's reference. A trainer built on the model keeps its
-/// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
-PARML_API void parml_model_free(parml_model model);
-
-/// Copies the parameter tensor named `name` (see
-/// parml_model_param_tensor_info) into dst, row-major; count must be its
-/// element count. The way to read one layer's weights, or to hand them to
-/// another framework by name.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or dst, no such
-/// name: the message lists the names), PARML_ERR_STATE (before init),
-/// PARML_ERR_SHAPE (a wrong count: the message gives the shape). Since: 0.3.
-PARML_API parml_status parml_model_get_param(parml_model model, char const * name, float * dst, ptrdiff_t count);
-
-/// Copies all parameters, flattened in layer order (each tensor row-major),
-/// into dst; count must equal parml_model_num_params.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_STATE
-/// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
-PARML_API parml_status parml_model_get_params(parml_model model, float * dst, ptrdiff_t count);
-
-/// Allocates the parameters and draws them from `seed` (PyTorch's default
-/// distributions: Linear U(-1/sqrt(in), 1/sqrt(in)), LayerNorm 1 and 0). Calling it again
-/// redraws them. No layer can be added afterwards.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, too many parameters),
-/// PARML_ERR_STATE (no layers, open residual block), PARML_ERR_OUT_OF_MEMORY,
-/// PARML_ERR_BLAS (OpenBLAS cannot be loaded). Since: 0.1.
-PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
-
-/// Reads a model file (parml_model_save), or the model inside a checkpoint
-/// file (parml_trainer_save_checkpoint), into a new, initialised model in
-/// *out, which the caller frees with parml_model_free. Pipes and other
-/// streams work too.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL out),
-/// PARML_ERR_IO, PARML_ERR_FORMAT (truncated, damaged, not a model, or a
-/// newer format version), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
-PARML_API parml_status parml_model_load(char const * path, parml_model * out);
-
-/// The number of parameter tensors in *count_out (a Linear with a bias
-/// has two). Their names, in the order of parml_model_get_params, come
-/// from parml_model_param_tensor_info.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out),
-/// PARML_ERR_STATE (before init). Since: 0.3.
-PARML_API parml_status parml_model_num_param_tensors(parml_model model, int64_t * count_out);
-
-/// Number of scalar parameters (also before init).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
-PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
-
-/// The output shape for an input shape (dims, ndim), checked through every
-/// layer; written as in parml_tensor_shape.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, bad dims or ndim, NULL
-/// ndim_out, capacity below the rank), PARML_ERR_SHAPE (no samples, or
-/// naming the layer that does not fit). Since: 0.1.
-PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const * dims, ptrdiff_t ndim, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
-
-/// Parameter tensor `index` (0-based, in the order of
-/// parml_model_get_params): its stable dotted name in *name_out, as
-/// PyTorch names an nn.Sequential's state_dict keys ("0.weight",
-/// "3.1.bias" for layer 1 of the residual block at index 3; NUL-terminated,
-/// freed by the caller with parml_buffer_free), and its shape written as in
-/// parml_tensor_shape (dims_out may be NULL with capacity 0). name_out may
-/// be NULL to ask for the shape only.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, index out of range, NULL
-/// ndim_out, capacity below the rank), PARML_ERR_STATE (before init),
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
-PARML_API parml_status parml_model_param_tensor_info(parml_model model, int64_t index, char ** name_out, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
-
-/// Runs the model in inference mode (dropout off) on `input` and returns a
-/// new tensor in *out that the caller frees with parml_tensor_free.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out), PARML_ERR_STATE
-/// (before init), PARML_ERR_SHAPE, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS.
-/// Since: 0.1.
-PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input, parml_tensor * out);
-
-/// Writes an initialised model (layers, attributes, parameters) to `path`
-/// atomically: a temporary file in the same directory, fsync, rename over
-/// `path`, fsync of the directory. Uses the model handle (one thread at a
-/// time).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
-/// PARML_ERR_STATE (not initialised), PARML_ERR_IO (with the system's
-/// reason), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
-PARML_API parml_status parml_model_save(parml_model model, char const * path);
-
-/// The bytes parml_model_save would write, in a new buffer: *buf_out (free
-/// it with parml_buffer_free) of *len_out bytes.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
-/// PARML_ERR_STATE (not initialised), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
-PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
-
-/// Overwrites the parameter tensor named `name` from src (row-major, count
-/// = its element count): loads weights trained elsewhere, tensor by tensor.
-/// A NaN or an infinity is refused. On error the model is unchanged.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or src, no such
-/// name, a value that is not finite), PARML_ERR_STATE (before init),
-/// PARML_ERR_SHAPE (a wrong count). Since: 0.3.
-PARML_API parml_status parml_model_set_param(parml_model model, char const * name, float const * src, ptrdiff_t count);
-
-/// Overwrites all parameters from src, in the order of parml_model_get_params.
-/// A NaN or an infinity in src is refused and leaves the model as it was.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src, a value that is
-/// not finite: the message names its index; since 0.3), PARML_ERR_STATE
-/// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
-PARML_API parml_status parml_model_set_params(parml_model model, float const * src, ptrdiff_t count);
-
-/// A text description of the layers and parameter shapes in *text_out,
-/// NUL-terminated; the caller frees it with parml_buffer_free.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL text_out),
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
-PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
-
-/// Finalises MPI if parml_mpi_init (or the MPI backend) initialised it; does
-/// nothing and returns PARML_OK when the host initialised MPI or nobody did.
-/// This is the one point where parml finalises: call it on every process
-/// after the last parml call that uses MPI (MPI_Finalize is collective);
-/// MPI cannot be used, nor initialised again, afterwards.
-/// Errors: PARML_ERR_COMMUNICATION. Thread-safe. Since: 0.2.
-PARML_API parml_status parml_mpi_finalize(void);
+/* ------------------------------------------------------------------------ */
+/* MPI                                                                      */
+/* One rank per process under mpirun (docs/mpi.md): start and end MPI, or   */
+/* hand parml the host's communicator; this process's rank.                 */
+/* ------------------------------------------------------------------------ */
 
 /// Loads Open MPI (libmpi.so.40, or $PARML_MPI_LIBRARY) and initialises MPI
 /// with MPI_Init_thread(MPI_THREAD_SERIALIZED) unless the host or an earlier
@@ -338,13 +640,6 @@ PARML_API parml_status parml_mpi_finalize(void);
 /// PARML_ERR_STATE (MPI was finalized), PARML_ERR_COMMUNICATION.
 /// Thread-safe. Since: 0.2.
 PARML_API parml_status parml_mpi_init(void);
-
-/// This process's rank in parml's MPI world (the communicator given to
-/// parml_mpi_use_comm, else MPI_COMM_WORLD) in *rank_out; 0 when MPI is not
-/// initialised. Never initialises MPI nor loads Open MPI.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL), PARML_ERR_COMMUNICATION.
-/// Thread-safe. Since: 0.2.
-PARML_API parml_status parml_mpi_rank(int32_t * rank_out);
 
 /// Makes parml work inside the host's communicator instead of
 /// MPI_COMM_WORLD. mpi_comm is an Open MPI MPI_Comm, which is a pointer
@@ -357,266 +652,26 @@ PARML_API parml_status parml_mpi_rank(int32_t * rank_out);
 /// Thread-safe. Since: 0.2.
 PARML_API parml_status parml_mpi_use_comm(void * mpi_comm);
 
+/// This process's rank in parml's MPI world (the communicator given to
+/// parml_mpi_use_comm, else MPI_COMM_WORLD) in *rank_out; 0 when MPI is not
+/// initialised. Never initialises MPI nor loads Open MPI.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL), PARML_ERR_COMMUNICATION.
+/// Thread-safe. Since: 0.2.
+PARML_API parml_status parml_mpi_rank(int32_t * rank_out);
+
 /// The number of processes in parml's MPI world in *size_out; 1 when MPI is
 /// not initialised. Never initialises MPI nor loads Open MPI.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL), PARML_ERR_COMMUNICATION.
 /// Thread-safe. Since: 0.2.
 PARML_API parml_status parml_mpi_world_size(int32_t * size_out);
 
-/// Fills *params with the defaults (SGD, lr 0.01, constant schedule, no
-/// momentum, decay or clipping) and sets struct_size.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
-PARML_API parml_status parml_optimizer_params_init(parml_optimizer_params * params);
-
-/// A static English name for a status code ("PARML_OK", ...); never NULL,
-/// "unknown status" for codes this version does not know. Thread-safe.
-PARML_API char const * parml_status_string(parml_status status);
-
-/// Fills *params with the serial layout (dp = tp = pp = 1, threads backend,
-/// default (fast) mode, BLAS threads chosen from the cores, 4 MiB buckets,
-/// 60 s watchdog, 32-sample chunks, seed 0) and sets struct_size.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
-PARML_API parml_status parml_strategy_params_init(parml_strategy_params * params);
-
-/// Creates a tensor of the given shape (ndim 1...8, dims >= 0) holding a copy
-/// of `data` (numel floats, row-major), or zeros when data is NULL.
-/// The caller owns *out and frees it with parml_tensor_free; *out is
-/// untouched on failure.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL dims or out, ndim outside 1...8,
-/// a dimension outside 0...2^31-1, too many elements), PARML_ERR_OUT_OF_MEMORY.
-/// Since: 0.1.
-PARML_API parml_status parml_tensor_create(int64_t const * dims, ptrdiff_t ndim, float const * data, parml_tensor * out);
-
-/// Borrows the tensor's storage: *data_out points to numel floats, row-major,
-/// 64-byte aligned, owned by the tensor and valid until parml_tensor_free.
-/// Writing through it changes the tensor.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL data_out). Since: 0.1.
-PARML_API parml_status parml_tensor_data(parml_tensor tensor, float ** data_out);
-
-/// A new tensor in *out (free it with parml_tensor_free) from a parml.Tensor
-/// message of `len` bytes at `buf`.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
-/// PARML_ERR_FORMAT (bad dtype, rank, dims, or data size),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
-PARML_API parml_status parml_tensor_deserialize(void const * buf, size_t len, parml_tensor * out);
-
-/// Releases a tensor. NULL, or a handle already freed, is a no-op. Since: 0.1.
-PARML_API void parml_tensor_free(parml_tensor tensor);
-
-/// Number of elements in *numel_out.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL numel_out). Since: 0.1.
-PARML_API parml_status parml_tensor_numel(parml_tensor tensor, int64_t * numel_out);
-
-/// Copies the tensor's `count` floats (count must equal its numel) into the
-/// caller's buffer dst.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_SHAPE
-/// (count differs from numel). Since: 0.1.
-PARML_API parml_status parml_tensor_read(parml_tensor tensor, float * dst, ptrdiff_t count);
-
-/// A tensor as a parml.Tensor message in a new buffer *buf_out (free it
-/// with parml_buffer_free) of *len_out bytes.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
-PARML_API parml_status parml_tensor_serialize(parml_tensor tensor, void ** buf_out, size_t * len_out);
-
-/// The tensor's shape: writes up to `capacity` dimensions to dims_out and
-/// the rank to *ndim_out. Pass dims_out = NULL, capacity = 0 to get the rank
-/// only.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, NULL dims_out
-/// with capacity > 0, capacity below the rank). Since: 0.1.
-PARML_API parml_status parml_tensor_shape(parml_tensor tensor, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
-
-/// Overwrites the tensor's contents with `count` floats from src (count must
-/// equal its numel).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src), PARML_ERR_SHAPE
-/// (count differs from numel). Since: 0.1.
-PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src, ptrdiff_t count);
-
-/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
-/// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
-/// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
-/// keeps its own reference to the model and updates its parameters in place.
-/// The caller owns *out (parml_trainer_free). Under MPI every process
-/// creates its trainer alike (collective).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, bad field, unknown
-/// enum, small struct_size, pp greater than the model's top-level layers, tp
-/// not dividing a split width: the message names the layer and the numbers;
-/// MPI: a process count other than dp*pp*tp), PARML_ERR_STATE (model not
-/// initialised; MPI already finalized), PARML_ERR_UNSUPPORTED (MPI backend
-/// without Open MPI), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY (also: a rank thread could not start),
-/// PARML_ERR_COMMUNICATION (MPI: building the process groups failed or timed
-/// out). Since: 0.1.
-PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
-
-/// The rows [*start_out, *start_out + *count_out) of a global batch of
-/// `global_samples` that this process's data-parallel replica trains on:
-/// what to pass with local batches. On the threads backend every replica is
-/// in the process: all rows.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, negative count, NULL
-/// out-pointer). Since: 0.2.
-PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t global_samples, int64_t * start_out, int64_t * count_out);
-
-/// parml_trainer_load_checkpoint from `len` bytes at `buf` (the caller
-/// keeps them). On error nothing changes.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf, len 0, other
-/// layers or optimizer kind), PARML_ERR_FORMAT, PARML_ERR_SHAPE,
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
-PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
-
-/// Epochs parml_trainer_fit has completed on this trainer, over all its
-/// calls and restored from checkpoints, in *epochs_out. With the strategy's
-/// seed it fixes the next epoch's data order, so fit over 2 epochs twice
-/// trains as fit over 4 once.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL epochs_out). Since: 0.3.
-PARML_API parml_status parml_trainer_epoch_count(parml_trainer trainer, int64_t * epochs_out);
-
-/// Mean loss and accuracy over a dataset in inference mode, in batches of
-/// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
-/// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
-/// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
-PARML_API parml_status parml_trainer_evaluate(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, float * loss_out, float * accuracy_out);
-
-/// Trains over `train` for params->epochs more epochs of params->batch_size
-/// samples (NULL params = parml_fit_params_init defaults). The data order
-/// continues from the trainer's epoch count (parml_trainer_epoch_count), so
-/// several calls, or a resumed checkpoint, train as one longer call. After
-/// each epoch, params->progress (if set) gets that epoch's metrics;
-/// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
-/// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
-/// that epoch does not count as completed. The callback must not use this
-/// trainer or its model (such a call returns PARML_ERR_STATE). When last_out is
-/// not NULL it receives the last epoch's metrics; set last_out->struct_size
-/// to sizeof(parml_epoch_metrics) first.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
-/// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
-/// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
-/// steps before it stay applied). Since: 0.1.
-PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
-
-/// Releases a trainer (and its reference to the model). NULL is a no-op.
-/// MPI backend: freeing a trainer whose step failed ends the whole job, on
-/// purpose (messages may still be in flight and peers waiting): it writes the
-/// reason to stderr and calls MPI_Abort, so this call does not return and
-/// mpirun stops every process. Since: 0.1.
-PARML_API void parml_trainer_free(parml_trainer trainer);
-
-/// The learning rate the next step will use (after schedule and warmup).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL lr_out). Since: 0.1.
-PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
-
-/// Restores a checkpoint into a trainer whose model has the same layers and
-/// whose optimizer is of the same kind (any layout): parameters, optimizer
-/// state and step count. Training then continues as the saved run would
-/// have when the trainer has the checkpoint's seed. Hyper-parameters are the
-/// trainer's own. On error nothing changes.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
-/// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
-/// (optimizer state of another size), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
-PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
-
-/// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
-/// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
-/// threads backend), gradients (its stage's slice), optimizer state (1/dp
-/// of that under ZeRO >= 1), scratch and activations (high-water, since
-/// 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
-/// size gets the 0.1 fields). Under MPI a process answers for its own rank
-/// only.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,
-/// rank outside the mesh or, under MPI, another process's rank). Since: 0.1.
-PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
-
-/// The execution plan as text in *text_out, NUL-terminated: the dp x pp x tp
-/// mesh, which layers and parameter slice each rank holds, what a step
-/// exchanges (send/recv, all-reduce, reduce-scatter, all-gather) and each
-/// rank's memory. The caller frees it with parml_buffer_free. The wording is
-/// for people and may change; do not parse it.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL text_out),
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
-PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_out);
-
-/// Writes a checkpoint of the trainer to `path` atomically: the model, the
-/// whole optimizer state (gathered from every rank, whatever the ZeRO
-/// stage), the step count (also the schedule position), the seed and the
-/// layout. It loads under any layout. On the MPI backend every process
-/// must call it (collective) and world rank 0 writes the file.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
-/// PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_COMMUNICATION (MPI: a
-/// process failed or timed out). Since: 0.2.
-PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char const * path);
-
-/// The bytes parml_trainer_save_checkpoint would write, in a new buffer
-/// *buf_out (free it with parml_buffer_free) of *len_out bytes. Collective
-/// on the MPI backend, like parml_trainer_save_checkpoint.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
-/// PARML_ERR_OUT_OF_MEMORY, PARML_ERR_COMMUNICATION (MPI). Since: 0.2.
-PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
-
-/// MPI: with `enabled` nonzero, each process passes parml_trainer_step and
-/// parml_trainer_fit only the rows of its data-parallel replica (the
-/// processes of one replica pass the same rows) instead of the global
-/// batch; the global batch is the replicas' rows in replica order, and its
-/// rows must be the ones parml_trainer_data_rows gives (a step with other
-/// rows fails on every process with PARML_ERR_SHAPE). Each step exchanges
-/// the replicas' row counts.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle; enabling it on the threads
-/// backend). Since: 0.2.
-PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, int32_t enabled);
-
-/// Starts (nonzero `enabled`, discarding what was recorded) or stops
-/// recording every rank's timeline: forward and backward per micro-batch,
-/// send, waits in receive (pipeline bubbles), gradient reduction, optimizer.
-/// The environment variable PARML_TRACE=path turns recording on for every
-/// trainer and writes the timeline to path when the trainer is freed.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle). Since: 0.2.
-PARML_API parml_status parml_trainer_set_trace(parml_trainer trainer, int32_t enabled);
-
-/// Steps this trainer skipped because their loss or gradients held a NaN or
-/// an infinity (each returned PARML_ERR_NONFINITE and updated nothing), in
-/// *skipped_out; skipped steps are not in parml_trainer_step_count.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL skipped_out). Since: 0.3.
-PARML_API parml_status parml_trainer_skipped_steps(parml_trainer trainer, int64_t * skipped_out);
-
-/// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
-/// indices for cross-entropy, the output's shape for MSE). Writes the batch's
-/// mean loss (before the update) to *loss_out when it is not NULL.
-/// A batch refused by the checks (shape, target, local rows) changes nothing.
-/// A step whose loss or gradients hold a NaN or an infinity is skipped on
-/// every rank: it changes nothing (parameters, optimizer state, step count),
-/// returns PARML_ERR_NONFINITE naming the step and where the value first
-/// showed up, and the trainer stays usable (optimizer skip_nonfinite = 0
-/// turns the check off). Any other failure after the ranks have started
-/// leaves the trainer unusable (its ranks may disagree): later steps return
-/// PARML_ERR_STATE; create a new trainer (MPI: freeing this one ends the
-/// job, see parml_trainer_free).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles; a target that is not a class
-/// index), PARML_ERR_SHAPE, PARML_ERR_STATE (an earlier step failed),
-/// PARML_ERR_NONFINITE (since 0.3), PARML_ERR_COMMUNICATION (a rank failed
-/// or timed out: every rank returns it, the message names the rank and the
-/// call), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
-PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float * loss_out);
-
-/// Optimizer steps taken so far in *steps_out.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL steps_out). Since: 0.1.
-PARML_API parml_status parml_trainer_step_count(parml_trainer trainer, int64_t * steps_out);
-
-/// Writes the recorded timeline to `path` as Chrome trace JSON (open it in
-/// Perfetto or chrome://tracing): one track per rank, one slice per event,
-/// labelled with micro-batch, stage and step.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL path), PARML_ERR_IO.
-/// Since: 0.2.
-PARML_API parml_status parml_trainer_write_trace(parml_trainer trainer, char const * path);
-
-/// The library's version as MAJOR*10000 + MINOR*100 + PATCH (compare with
-/// PARML_VERSION_NUMBER). Thread-safe. Since: 0.1.
-PARML_API int32_t parml_version_number(void);
-
-/// The library's version as "MAJOR.MINOR.PATCH"; static storage, never NULL.
-/// Compare with PARML_VERSION_STRING to detect a header/library mismatch.
-/// Thread-safe. Since: 0.1.
-PARML_API char const * parml_version_string(void);
+/// Finalises MPI if parml_mpi_init (or the MPI backend) initialised it; does
+/// nothing and returns PARML_OK when the host initialised MPI or nobody did.
+/// This is the one point where parml finalises: call it on every process
+/// after the last parml call that uses MPI (MPI_Finalize is collective);
+/// MPI cannot be used, nor initialised again, afterwards.
+/// Errors: PARML_ERR_COMMUNICATION. Thread-safe. Since: 0.2.
+PARML_API parml_status parml_mpi_finalize(void);
 
 #ifdef __cplusplus
 } /* extern "C" */

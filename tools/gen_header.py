@@ -4,12 +4,17 @@
 swiftc -emit-clang-header-path emits a header that works for clang but not
 cleanly for gcc or C++ (clang pragmas, Swift vector typedefs, nullability
 keywords). Only its declarations (with their /// doc comments) are kept;
-they go into tools/parml.h.in, which holds the stable prologue.
+they go into tools/parml.h.in, which holds the stable prologue, grouped by
+object in the reading order of tools/header_groups.py.
 
 usage: gen_header.py RAW_SWIFT_HEADER TEMPLATE > include/parml.h
 """
+import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from header_groups import GROUPS  # noqa: E402
 
 # Swift's doc-comment rendering turns ASCII into typography; keep the header ASCII.
 TYPOGRAPHY = {"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'", "\u2026": "...",
@@ -46,11 +51,32 @@ def declarations(raw: str) -> str:
     return text.rstrip("\n")
 
 
+def grouped(text: str) -> str:
+    """The declarations in the reading order of tools/header_groups.py
+    (Swift emits them alphabetically), each group under its heading."""
+    units = {}
+    for m in re.finditer(r"((?:^///.*\n)*)^(PARML_API[^;]*\b(parml_\w+)\([^;]*;)", text, re.M):
+        units[m.group(3)] = m.group(1) + m.group(2)
+    listed = [name for _, _, names in GROUPS for name in names]
+    unplaced = sorted(set(units) - set(listed))
+    gone = sorted(set(listed) - set(units))
+    twice = sorted({n for n in listed if listed.count(n) > 1})
+    if unplaced or gone or twice:
+        sys.exit(f"gen_header: tools/header_groups.py is out of step: in no group {unplaced}, "
+                 f"listed but not declared {gone}, listed twice {twice}")
+    out = []
+    for title, paragraph, names in GROUPS:
+        rule = "/* " + "-" * 72 + " */"
+        head = [rule, f"/* {title:<72} */"] + [f"/* {line:<72} */" for line in paragraph.split("\n")] + [rule]
+        out.append("\n".join(head) + "\n\n" + "\n\n".join(units[n] for n in names))
+    return "\n\n".join(out)
+
+
 def main() -> None:
     raw_path, template_path = sys.argv[1], sys.argv[2]
     raw = open(raw_path, encoding="utf-8").read()
     template = open(template_path, encoding="utf-8").read()
-    sys.stdout.write(template.replace("@DECLARATIONS@", declarations(raw)))
+    sys.stdout.write(template.replace("@DECLARATIONS@", grouped(declarations(raw))))
 
 
 if __name__ == "__main__":

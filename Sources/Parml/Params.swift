@@ -38,55 +38,61 @@ func writeSized<T>(_ value: T, to p: UnsafeMutablePointer<T>, name: String, mini
     UnsafeMutableRawPointer(p).storeBytes(of: size, as: Int.self)
 }
 
+// The C defaults are the engine's: each struct is filled from a default
+// engine configuration, so the two cannot drift apart.
+
 func defaultOptimizerParams() -> parml_optimizer_params {
+    let c = OptimizerConfig()
     var p = parml_optimizer_params()
     p.struct_size = MemoryLayout<parml_optimizer_params>.size
-    p.kind = PARML_OPTIMIZER_SGD
-    p.learning_rate = 0.01
-    p.momentum = 0
-    p.nesterov = 0
-    p.weight_decay = 0
-    p.beta1 = 0.9
-    p.beta2 = 0.999
-    p.epsilon = 1e-8
-    p.schedule = PARML_SCHEDULE_CONSTANT
-    p.warmup_steps = 0
-    p.step_size = 1
-    p.gamma = 0.1
-    p.total_steps = 0
-    p.min_lr = 0
-    p.clip_grad_norm = 0
-    p.skip_nonfinite = 1
+    p.kind = c.kind.rawValue
+    p.learning_rate = c.learningRate
+    p.momentum = c.momentum
+    p.nesterov = c.nesterov ? 1 : 0
+    p.weight_decay = c.weightDecay
+    p.beta1 = c.beta1
+    p.beta2 = c.beta2
+    p.epsilon = c.epsilon
+    p.schedule = c.schedule.kind.rawValue
+    p.warmup_steps = Int64(c.schedule.warmupSteps)
+    p.step_size = Int64(c.schedule.stepSize)
+    p.gamma = c.schedule.gamma
+    p.total_steps = Int64(c.schedule.totalSteps)
+    p.min_lr = c.schedule.minLearningRate
+    p.clip_grad_norm = c.clipGradNorm
+    p.skip_nonfinite = c.skipNonFinite ? 1 : 0
     return p
 }
 
 func defaultStrategyParams() -> parml_strategy_params {
+    let s = StrategyConfig()
     var p = parml_strategy_params()
     p.struct_size = MemoryLayout<parml_strategy_params>.size
-    p.dp = 1
-    p.tp = 1
-    p.pp = 1
-    p.micro_batches = 1
-    p.pipeline_schedule = PARML_PIPELINE_1F1B
-    p.zero_stage = 0
-    p.backend = PARML_BACKEND_THREADS
-    p.deterministic = 0
-    p.blas_threads = 0
-    p.seed = 0
-    p.bucket_bytes = 4 << 20
-    p.watchdog_seconds = 60
-    p.grad_chunk = 32
-    p.split_classifier = 0
+    p.dp = Int32(s.dp)
+    p.tp = Int32(s.tp)
+    p.pp = Int32(s.pp)
+    p.micro_batches = Int32(s.microBatches)
+    p.pipeline_schedule = s.pipelineSchedule.rawValue
+    p.zero_stage = Int32(s.zeroStage)
+    p.backend = s.backend.rawValue
+    p.deterministic = s.deterministic ? 1 : 0
+    p.blas_threads = Int32(s.blasThreads)
+    p.seed = s.seed
+    p.bucket_bytes = Int64(s.bucketBytes)
+    p.watchdog_seconds = s.watchdogSeconds
+    p.grad_chunk = Int32(s.gradientChunk)
+    p.split_classifier = s.splitClassifier ? 1 : 0
     return p
 }
 
 func defaultFitParams() -> parml_fit_params {
+    let f = FitOptions()
     var p = parml_fit_params()
     p.struct_size = MemoryLayout<parml_fit_params>.size
-    p.epochs = 1
-    p.batch_size = 64
-    p.shuffle = 1
-    p.drop_last = 0
+    p.epochs = Int64(f.epochs)
+    p.batch_size = Int64(f.batchSize)
+    p.shuffle = f.shuffle ? 1 : 0
+    p.drop_last = f.dropLast ? 1 : 0
     p.validation = nil
     p.progress = nil
     p.user_data = nil

@@ -1,0 +1,77 @@
+"""The reading order of include/parml.h: groups of functions by object, each
+opened by a short paragraph. tools/gen_header.py lays the @c functions out
+in this order and fails when a function is in no group (or a listed one no
+longer exists), so a new function is placed where a reader looks for it."""
+
+GROUPS = [
+    (
+        "Version, status codes and errors",
+        "What this library is, and what a failed call said. These never fail.",
+        ["parml_version_number", "parml_version_string", "parml_status_string", "parml_last_error",
+         "parml_buffer_free"],
+    ),
+    (
+        "Tensors",
+        "Row-major float32 arrays the library owns: inputs, targets, predictions.\n"
+        "Create one from the host's data, read it back, free it.",
+        ["parml_tensor_create", "parml_tensor_free", "parml_tensor_shape", "parml_tensor_numel",
+         "parml_tensor_read", "parml_tensor_write", "parml_tensor_data"],
+    ),
+    (
+        "Models",
+        "A network, built layer by layer (residual blocks nest), then\n"
+        "initialised from a seed. Parameters live in one flat array, in layer\n"
+        "order; each tensor also has a stable dotted name (PyTorch's state_dict\n"
+        "key for the same layers).",
+        ["parml_model_create", "parml_model_free", "parml_model_add_linear", "parml_model_add_activation",
+         "parml_model_add_layer_norm", "parml_model_add_dropout", "parml_model_add_flatten",
+         "parml_model_begin_residual", "parml_model_end_residual", "parml_model_add_stage_boundary",
+         "parml_model_init", "parml_model_num_params", "parml_model_get_params", "parml_model_set_params",
+         "parml_model_num_param_tensors", "parml_model_param_tensor_info", "parml_model_get_param",
+         "parml_model_set_param", "parml_model_output_shape", "parml_model_predict", "parml_model_summary"],
+    ),
+    (
+        "Datasets",
+        "Samples and labels for parml_trainer_fit and _evaluate: from tensors, or\n"
+        "from IDX files (the MNIST format, gzipped or plain).",
+        ["parml_dataset_create", "parml_dataset_load_idx", "parml_dataset_free", "parml_dataset_size",
+         "parml_dataset_num_classes", "parml_dataset_input_shape"],
+    ),
+    (
+        "Parameter structs",
+        "Fill each struct with its defaults before changing fields; the structs\n"
+        "grow at the end between versions (parml_types.h).",
+        ["parml_optimizer_params_init", "parml_strategy_params_init", "parml_fit_params_init"],
+    ),
+    (
+        "Trainers",
+        "A model + loss + optimizer + parallel layout. Step on a batch, fit over\n"
+        "a dataset, evaluate; the counters, the plan of who holds what, traces.",
+        ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_fit",
+         "parml_trainer_evaluate", "parml_trainer_step_count", "parml_trainer_epoch_count",
+         "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_memory",
+         "parml_trainer_plan", "parml_trainer_set_trace", "parml_trainer_write_trace",
+         "parml_trainer_set_local_batches", "parml_trainer_data_rows"],
+    ),
+    (
+        "Files",
+        "Models, tensors and checkpoints as protobuf messages of proto/parml.proto,\n"
+        "to a path (written atomically) or a buffer; ONNX export for inference\n"
+        "elsewhere (docs/file-format.md).",
+        ["parml_model_save", "parml_model_load", "parml_model_serialize", "parml_model_deserialize",
+         "parml_model_export_onnx", "parml_tensor_serialize", "parml_tensor_deserialize",
+         "parml_trainer_save_checkpoint", "parml_trainer_load_checkpoint",
+         "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint"],
+    ),
+    (
+        "OpenBLAS",
+        "The matrix library, loaded at first use with kernels for this CPU.",
+        ["parml_blas_core", "parml_blas_set_threads", "parml_blas_threads"],
+    ),
+    (
+        "MPI",
+        "One rank per process under mpirun (docs/mpi.md): start and end MPI, or\n"
+        "hand parml the host's communicator; this process's rank.",
+        ["parml_mpi_init", "parml_mpi_use_comm", "parml_mpi_rank", "parml_mpi_world_size", "parml_mpi_finalize"],
+    ),
+]
