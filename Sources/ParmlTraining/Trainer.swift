@@ -308,8 +308,12 @@ public final class Trainer {
             // Every rank agreed and updated nothing: the trainer stays usable.
             skippedSteps += 1
             let found = ranks.compactMap(\.result.nonFinite).min()
+            // Every rank here and nothing found: the values are finite but
+            // the clip's sum of their squares overflowed float32.
             let where_ = found.map { "\($0.text) on rank \($0.rank)" }
-                ?? "another process's part of the step was not finite (its own error names where)"
+                ?? (mpiWorld == nil
+                    ? "the global gradient norm overflowed (finite gradients whose squares sum past float32's range)"
+                    : "another process's part of the step was not finite (its own error names where)")
             throw ParmlError.nonFinite(
                 "step \(stepCount) was skipped: \(where_); nothing was updated "
                     + "(\(skippedSteps) step\(skippedSteps == 1 ? "" : "s") skipped so far)")

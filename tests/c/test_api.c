@@ -897,6 +897,27 @@ static void test_nonfinite_steps_are_skipped(void) {
     OK(parml_model_get_params(m, q, NF_P));
     CHECK(memcmp(p, q, sizeof p) == 0, "a refused set_params changed the model");
 
+    /* Finite gradients whose squares overflow the clip's norm: skipped too,
+     * and said so (nothing on any rank is itself NaN or infinite). */
+    {
+        parml_model lm = NULL;
+        OK(parml_model_create(&lm));
+        OK(parml_model_add_linear(lm, NF_D, 3, 1));
+        OK(parml_model_init(lm, 2));
+        parml_optimizer_params o;
+        OK(parml_optimizer_params_init(&o));
+        o.clip_grad_norm = 1.0f;
+        parml_trainer lt = NULL;
+        OK(parml_trainer_create(lm, PARML_LOSS_CROSS_ENTROPY, &o, NULL, &lt));
+        parml_tensor big = nf_inputs(0, 3, 1e21f);
+        CHECK(parml_trainer_step(lt, big, yt, NULL) == PARML_ERR_NONFINITE &&
+                  strstr(parml_last_error(), "the global gradient norm overflowed"),
+              "an overflowing norm: %s", parml_last_error());
+        parml_tensor_free(big);
+        parml_trainer_free(lt);
+        parml_model_free(lm);
+    }
+
     /* skip_nonfinite = 0: no check, the old behaviour (NaN everywhere). */
     parml_model m0 = NULL;
     parml_trainer t0 = nf_trainer(&m0, PARML_OPTIMIZER_SGD, 1, 1, 0, 0);
