@@ -96,7 +96,22 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build check-docs check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-install check-sanitizers fuzz-test test-python
+test: build check-docs check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-cli test-install check-sanitizers fuzz-test test-python
+
+# The parml command-line tool (cli/parml.c, docs/cli.md): a host of the library.
+build/parml: cli/parml.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
+	@mkdir -p build
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
+
+build/make_files: tests/cli/make_files.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
+	@mkdir -p build
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lm -o $@
+
+# Every subcommand on good and damaged files, exit codes checked.
+.PHONY: test-cli
+test-cli: lib
+	$(MAKE) --no-print-directory build/parml build/make_files
+	bash tests/cli/run_cli_tests.sh build/parml build/make_files
 
 # Learns from real IDX files (MNIST beside the checkout, else Fashion-MNIST).
 test-e2e: lib
@@ -183,6 +198,7 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DATADIR    ?= $(PREFIX)/share
+BINDIR     ?= $(PREFIX)/bin
 DESTDIR    ?=
 PROTO_DIR  ?= proto
 INSTALL    ?= install
@@ -215,6 +231,8 @@ install:
 	$(SUBST) -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
 	  cmake/parmlConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/parml/parmlConfig.cmake
 	$(SUBST) cmake/parmlConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/parml/parmlConfigVersion.cmake
+	$(INSTALL) -d $(DESTDIR)$(BINDIR)
+	$(CC) $(CSTRICT) -O2 -Iinclude cli/parml.c -L$(BUILD) -lparml -Wl,-rpath,$(LIBDIR) -o $(DESTDIR)$(BINDIR)/parml
 	@set -e; protos=$$(ls $(PROTO_DIR)/*.proto 2>/dev/null || true); \
 	if [ -n "$$protos" ]; then \
 	  echo "$(INSTALL) -d $(DESTDIR)$(DATADIR)/parml && $(INSTALL) -m 0644" $$protos "$(DESTDIR)$(DATADIR)/parml/"; \
@@ -226,6 +244,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libparml.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libparml.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/libparml.so
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(HEADERS))) $(DESTDIR)$(LIBDIR)/pkgconfig/parml.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/parml $(DESTDIR)$(DATADIR)/parml
+	rm -f $(DESTDIR)$(BINDIR)/parml
 	@$(LDCONFIG)
 
 # ---------------------------------------------------------------------------

@@ -598,6 +598,19 @@ PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer,
 /// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
 
+/// A report on the parml file at `path` (a model, a checkpoint or a tensor
+/// message): kind, format version, checksum, layers and parameter tensors
+/// with their names and shapes, and for a checkpoint its step and epoch
+/// counts, seed, optimizer and the layout it was trained with. as_json
+/// nonzero gives one JSON object, 0 text for people (which may change; do
+/// not parse it). Reading runs every check loading would, so a report means
+/// the file loads. *text_out is NUL-terminated; free it with
+/// parml_buffer_free. This is what the `parml info` tool prints.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL text_out),
+/// PARML_ERR_IO (cannot read), PARML_ERR_FORMAT (not a parml file, damaged,
+/// truncated, or a newer format), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_file_describe(char const * path, int32_t as_json, char ** text_out);
+
 /* ------------------------------------------------------------------------ */
 /* OpenBLAS                                                                 */
 /* The matrix library, loaded at first use with kernels for this CPU.       */

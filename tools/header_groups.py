@@ -61,7 +61,7 @@ GROUPS = [
         ["parml_model_save", "parml_model_load", "parml_model_serialize", "parml_model_deserialize",
          "parml_model_export_onnx", "parml_tensor_serialize", "parml_tensor_deserialize",
          "parml_trainer_save_checkpoint", "parml_trainer_load_checkpoint",
-         "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint"],
+         "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint", "parml_file_describe"],
     ),
     (
         "OpenBLAS",

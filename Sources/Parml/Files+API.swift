@@ -210,3 +210,26 @@ public func parmlModelExportOnnx(
         try FileIO.writeAtomically(bytes.bytes, to: p)
     }
 }
+
+/// A report on the parml file at `path` (a model, a checkpoint or a tensor
+/// message): kind, format version, checksum, layers and parameter tensors
+/// with their names and shapes, and for a checkpoint its step and epoch
+/// counts, seed, optimizer and the layout it was trained with. as_json
+/// nonzero gives one JSON object, 0 text for people (which may change; do
+/// not parse it). Reading runs every check loading would, so a report means
+/// the file loads. *text_out is NUL-terminated; free it with
+/// parml_buffer_free. This is what the `parml info` tool prints.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL text_out),
+/// PARML_ERR_IO (cannot read), PARML_ERR_FORMAT (not a parml file, damaged,
+/// truncated, or a newer format), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+@c(parml_file_describe)
+public func parmlFileDescribe(
+    _ path: UnsafePointer<CChar>?, _ as_json: Int32, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> parml_status {
+    guarded("parml_file_describe") {
+        let p = try pathString(path)
+        let out = try nonNull(text_out, "text_out")
+        let report = try FileReport.read(p)
+        out.pointee = try cString(as_json != 0 ? report.json : report.text)
+    }
+}

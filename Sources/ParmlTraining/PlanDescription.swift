@@ -70,11 +70,21 @@ extension Trainer {
         } else {
             lines.append("  2. no gradient exchange (dp = 1)")
         }
-        if optimizerConfig.clipGradNorm > 0 {
+        let clips = optimizerConfig.clipGradNorm > 0
+        let checks = optimizerConfig.skipNonFinite
+        if clips {
             lines.append(
-                mesh.tp > 1
-                    ? "  3. global gradient norm: each rank's share of squares (replicated parameters on tp rank 0), all-reduced over the world"
-                    : "  3. global gradient norm: blocks of 1024 summed where they end, block sums all-reduced over the world")
+                (checks ? "  3a." : "  3.") + (mesh.tp > 1
+                    ? " global gradient norm: each rank's share of squares (replicated parameters on tp rank 0), all-reduced over the world"
+                    : " global gradient norm: blocks of 1024 summed where they end, block sums all-reduced over the world"))
+        }
+        if checks {
+            let source = clips ? "the global norm" : "each rank probes its gradients"
+            lines.append(
+                (clips ? "  3b." : "  3.")
+                    + (mesh.worldSize > 1
+                        ? " finite check: \(source) and its loss; one float all-reduced over the world, and every rank skips a step that is not finite"
+                        : " finite check: \(source) and the loss; a step that is not finite updates nothing"))
         }
         if mesh.tp > 1 {
             lines.append("  +  tensor-parallel pairs all-reduce over their tp group: partial outputs forward, input gradients backward")

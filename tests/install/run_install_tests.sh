@@ -100,6 +100,9 @@ indent <"$WORK/ldd.txt"
 check "installed library needs nothing from the Swift toolchain (ldd)" \
     bash -c "! grep -Eq 'not found|swift' '$WORK/ldd.txt'"
 check "readelf NEEDED lists no Swift library" bash -c "! grep '(NEEDED)' '$WORK/readelf.txt' | grep -qi swift"
+# The parml tool is installed beside the library and finds it by its rpath.
+check "bin/parml --version runs against the installed library" \
+    bash -c "'$P/bin/parml' --version | grep -qx 'parml $VERSION (library $VERSION)'"
 
 export PKG_CONFIG_PATH="$P/lib/pkgconfig"
 check "pkg-config --modversion parml = $VERSION" test "$(pkg-config --modversion parml 2>&1)" = "$VERSION"
