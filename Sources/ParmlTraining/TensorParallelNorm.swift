@@ -1,0 +1,14 @@
+import ParmlParallel
+import ParmlTensor
+
+extension RankContext {
+    /// tp > 1: ‖g‖ as Σ over ranks of their share of squares. Sums split
+    /// along tp differ from serial rounding, as tensor parallelism does anyway.
+    func tensorParallelNorm(_ grads: UnsafePointer<Float>, comm: Communicator) throws -> Float {
+        var local: Float = 0
+        for r in normRanges { local += Kernels.sumOfSquares(grads + r.lowerBound, count: r.count) }
+        stats.data[0] = local
+        try comm.allReduce(stats.data, count: 1, op: .sum)
+        return stats.data[0].squareRoot()
+    }
+}
