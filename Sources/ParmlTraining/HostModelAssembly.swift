@@ -1,6 +1,18 @@
 import ParmlParallel
 
 extension RankContext {
+    /// After the update: the host's model holds the new parameters. MPI
+    /// with pp or tp > 1 assembles it from the replica's processes; threads
+    /// with tp > 1 copy data rank 0's slices back into it (otherwise rank 0's
+    /// model is the host's, or shares its arena).
+    func updateHostModel() throws {
+        if let replica = comms?.replica {
+            if layout.mesh.pp > 1 || layout.mesh.tp > 1 { try assembleHostModel(over: replica) }
+        } else if let tensorParallel, coordinate.data == 0 {
+            try tensorParallel.store(from: model, range: stageRange, replicated: coordinate.tensor == 0)
+        }
+    }
+
     /// MPI: every process of this replica gets every stage's (and tp
     /// rank's) parameters into its host model, by broadcasts from each
     /// member in turn: copies, so the values are the bits their owners hold.

@@ -23,6 +23,24 @@ struct NonFiniteFinding: Comparable {
 }
 
 extension RankContext {
+    /// Whether every rank's loss and gradients are finite, agreed by all.
+    /// Runs before the update reads the gradients (and before clipping
+    /// spreads a NaN over every one): each rank's probe is 0 (finite) or
+    /// NaN, and the ranks sum them, so all take the same branch. The global
+    /// norm, when clipping computed it, already answers for the gradients.
+    func agreeFinite(lossSum: Float, gradientNorm: Float?) throws -> Bool {
+        guard let grads = model.gradients else { throw ParmlError.internal("rank \(rank) has no gradient arena") }
+        let gradients = gradientNorm.map { $0 * 0 }
+            ?? Kernels.nonFiniteProbe(grads.data + ownedRange.lowerBound, count: ownedRange.count)
+        var probe = gradients + lossSum * 0
+        if let comms {
+            stats.data[2] = probe
+            try comms.world.allReduce(stats.data + 2, count: 1, op: .sum)
+            probe = stats.data[2]
+        }
+        return probe == 0
+    }
+
     /// A skipped step's slow path: where this rank's inputs, parameters,
     /// loss or gradients stopped being finite, or nil when its part was.
     func findNonFinite(x: Tensor, lossSum: Float) -> NonFiniteFinding? {

@@ -59,7 +59,7 @@ extension RankContext {
     }
 
     func context(_ piece: Piece, _ work: StepWork) -> PassContext {
-        PassContext(training: true, step: work.step, sampleOffset: piece.rows.lowerBound, seed: work.seed)
+        PassContext(training: true, step: work.step.index, sampleOffset: piece.rows.lowerBound, seed: work.step.settings.seed)
     }
 
     func forward(piece: Piece, microBatch j: Int, slot: PipelineSlot, work: StepWork) throws {
@@ -67,14 +67,15 @@ extension RankContext {
         let input: Tensor
         if isFirstStage {
             input = slot.batchView
-            try input.retarget(work.x.data + (piece.rows.lowerBound - work.plan.firstLocalRow) * work.x.shape.rowSize, shape: work.x.shape.withLeading(n))
+            let x = work.step.x, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
+            try input.retarget(x.data + first * x.shape.rowSize, shape: x.shape.withLeading(n))
         } else {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             input = slot.received
             try input.resize(work.stageInput.withLeading(n))
             let t = trace.now()
             try comms.pipe.receive(input.data, count: input.count, from: coordinate.stage - 1)
-            trace.record(.receive, microBatch: j, step: work.step, since: t)
+            trace.record(.receive, microBatch: j, step: work.step.index, since: t)
         }
         let ctx = context(piece, work)
         var t = trace.now()
@@ -85,11 +86,11 @@ extension RankContext {
             h = try layers[l].forward(h, ctx)
         }
         slot.output = h
-        trace.record(.forward, microBatch: j, step: work.step, since: t)
+        trace.record(.forward, microBatch: j, step: work.step.index, since: t)
         if !isLastStage, let comms {
             t = trace.now()
             try comms.pipe.send(h.data, count: h.count, to: coordinate.stage + 1)
-            trace.record(.send, microBatch: j, step: work.step, since: t)
+            trace.record(.send, microBatch: j, step: work.step.index, since: t)
         }
     }
 
@@ -101,7 +102,8 @@ extension RankContext {
         // The loss belongs to the last stage's backward time.
         var t = trace.now()
         if isLastStage {
-            try slot.targetView.retarget(work.y.data + (piece.rows.lowerBound - work.plan.firstLocalRow) * work.y.shape.rowSize, shape: work.y.shape.withLeading(n))
+            let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
+            try slot.targetView.retarget(y.data + first * y.shape.rowSize, shape: y.shape.withLeading(n))
             let r = try shardedLoss?.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
                 ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
             work.lossSum += r.loss
@@ -111,7 +113,7 @@ extension RankContext {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             try received.resize(work.stageOutput.withLeading(n))
             try comms.pipe.receive(received.data, count: received.count, from: coordinate.stage + 1)
-            trace.record(.receive, microBatch: j, step: work.step, since: t)
+            trace.record(.receive, microBatch: j, step: work.step.index, since: t)
             dy = received
             t = trace.now()
         }
@@ -134,11 +136,11 @@ extension RankContext {
             leaf.data.update(from: grads.data + stageRange.lowerBound, count: stageRange.count)
             accumulator.push(chunk: chunk, buffer: leaf)
         }
-        trace.record(.backward, microBatch: j, step: work.step, since: t)
+        trace.record(.backward, microBatch: j, step: work.step.index, since: t)
         if !isFirstStage, let comms {
             t = trace.now()
             try comms.pipe.send(g.data, count: g.count, to: coordinate.stage - 1)
-            trace.record(.send, microBatch: j, step: work.step, since: t)
+            trace.record(.send, microBatch: j, step: work.step.index, since: t)
         }
     }
 }

@@ -8,7 +8,7 @@ import ParmlTensor
 //   PipelineExecution.swift   forward and backward per micro-batch (the stage schedule)
 //   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
-//   TensorParallelNorm.swift  tp > 1: the global gradient norm from each rank's share
+//   GradientNorm.swift        the global gradient norm for clipping (tp > 1: each rank's share)
 //   NonFinite.swift           the skip check before the update and where a value went bad
 //   HostModelAssembly.swift   after the update: the host's model made whole (MPI, tp)
 //   RankMemory.swift          bytes a rank holds (Trainer.memory)
@@ -185,73 +185,71 @@ final class RankContext {
 
     // MARK: - The step
 
-    /// This rank's part of one optimizer step on the global batch (x, y).
-    func step(
-        x: Tensor, y: Tensor, plan: StepPlan, outShape: Shape, stepIndex: Int, lr: Float, seed: UInt64,
-        clipNorm: Float, bucketFloats: Int, skipNonFinite: Bool, fault: FaultInjection?
-    ) throws {
-        if let fault { try inject(fault, stepIndex: stepIndex) }
+    /// This rank's part of one optimizer step, phase by phase. Every rank
+    /// runs the same phases in the same order, so their collectives match.
+    func step(_ step: StepDescription) throws {
+        if let fault = step.fault { try inject(fault, stepIndex: step.index) }
         guard let params = model.parameters, let grads = model.gradients else {
             throw ParmlError.internal("rank \(rank) has no parameter arena")
         }
+        let settings = step.settings
         var work = StepWork(
-            x: x, y: y, plan: plan, scale: loss.meanScale(samples: plan.samples, output: outShape), step: stepIndex,
-            seed: seed, microBatches: layout.microBatches, data: coordinate.data)
+            step, scale: loss.meanScale(samples: step.plan.samples, output: step.outputShape),
+            microBatches: layout.microBatches, data: coordinate.data)
         try work.shapes(model: model, stageLayers: stageLayers)
-        if plan.chunk != nil {
-            try accumulator.start(tree: ChunkTree(chunks: plan.chunkCount), owned: plan.chunks(of: coordinate.data), width: stageRange.count)
+
+        // 1. Forward and backward of this rank's micro-batches, in the
+        //    stage's schedule (PipelineExecution.swift).
+        if step.plan.chunk != nil {
+            try accumulator.start(
+                tree: ChunkTree(chunks: step.plan.chunkCount), owned: step.plan.chunks(of: coordinate.data), width: stageRange.count)
         }
         try runSchedule(&work)
+
+        // 2. Gradients become the batch mean over ownedRange
+        //    (ChunkTreeReduction.swift, GradientReduction.swift).
         var t = trace.now()
-        if plan.chunk != nil {
-            try combineChunkGradients(plan: plan)
+        if step.plan.chunk != nil {
+            try combineChunkGradients(plan: step.plan)
         } else {
             if work.backwardPieces == 0 { (grads.data + stageRange.lowerBound).update(repeating: 0, count: stageRange.count) }
-            try reduceGradients(bucketFloats: bucketFloats)
+            try reduceGradients(bucketFloats: settings.bucketFloats)
         }
-        trace.record(.gradientReduction, step: stepIndex, since: t)
+        trace.record(.gradientReduction, step: step.index, since: t)
 
-        // Gradients are now the batch mean over ownedRange.
+        // 3. The global gradient norm, when clipping needs it. Every rank
+        //    takes this branch: the norm's collectives must match.
         var gradientNorm = Float.nan
-        if clipNorm > 0 {
-            // Every rank takes this branch: the norm's collectives must match.
+        if settings.clipNorm > 0 {
             t = trace.now()
-            if tensorParallel != nil, let comms {
-                gradientNorm = try tensorParallelNorm(grads.data, comm: comms.world)
-            } else {
-                gradientNorm = try norm.norm(grads.data, sums: blockSums.data, scratch: blockScratch.data, comm: comms?.world)
-            }
-            trace.record(.clip, step: stepIndex, since: t)
+            gradientNorm = try globalGradientNorm(grads.data)
+            trace.record(.clip, step: step.index, since: t)
         }
-        // Before the update reads them (and before clipping spreads a NaN
-        // over every gradient), the ranks agree whether the step's loss and
-        // gradients are finite: a sum over ranks of 0 (finite) or NaN, so
-        // all take the same branch. The global norm, when clipping computed
-        // it, already answers for the gradients.
-        if skipNonFinite {
+
+        // 4. Skip the update on every rank when any rank's loss or
+        //    gradients are not finite (NonFinite.swift).
+        if settings.skipNonFinite {
             t = trace.now()
-            let gradients = clipNorm > 0 ? gradientNorm * 0
-                : Kernels.nonFiniteProbe(grads.data + ownedRange.lowerBound, count: ownedRange.count)
-            var probe = gradients + work.lossSum * 0
-            if let comms {
-                stats.data[2] = probe
-                try comms.world.allReduce(stats.data + 2, count: 1, op: .sum)
-                probe = stats.data[2]
-            }
-            trace.record(.finiteCheck, step: stepIndex, since: t)
-            if probe != 0 {
+            let finite = try agreeFinite(lossSum: work.lossSum, gradientNorm: settings.clipNorm > 0 ? gradientNorm : nil)
+            trace.record(.finiteCheck, step: step.index, since: t)
+            if !finite {
                 result = RankResult(
-                    loss: .nan, correct: 0, gradientNorm: gradientNorm, skipped: true, nonFinite: findNonFinite(x: x, lossSum: work.lossSum))
+                    loss: .nan, correct: 0, gradientNorm: gradientNorm, skipped: true,
+                    nonFinite: findNonFinite(x: step.x, lossSum: work.lossSum))
                 return
             }
         }
-        if clipNorm > 0 {
-            let f = GradientClipping.factor(norm: gradientNorm, maxNorm: clipNorm)
+
+        // 5. Clip and update this rank's owned range.
+        if settings.clipNorm > 0 {
+            let f = GradientClipping.factor(norm: gradientNorm, maxNorm: settings.clipNorm)
             if f != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: f, count: ownedRange.count) }
         }
         t = trace.now()
-        optimizer.update(params: params.data, grads: grads.data, lr: lr, t: stepIndex + 1)
-        trace.record(.optimizer, step: stepIndex, since: t)
+        optimizer.update(params: params.data, grads: grads.data, lr: step.learningRate, t: step.index + 1)
+        trace.record(.optimizer, step: step.index, since: t)
+
+        // 6. Share the updated shards (ZeRO) and the step's loss and accuracy.
         var lossSum = work.lossSum
         var correct = work.correct
         if let comms {
@@ -259,7 +257,7 @@ final class RankContext {
             if layout.zeroStage >= 1 && layout.mesh.dp > 1 && !sharesParameters {
                 t = trace.now()
                 try comms.data.allGather(params.data + stageRange.lowerBound, count: stageRange.count)
-                trace.record(.gather, step: stepIndex, since: t)
+                trace.record(.gather, step: step.index, since: t)
             }
             // Only last stages computed a loss (tp rank 0's counts; its peers
             // computed the same); zeros from the others add exactly.
@@ -270,13 +268,11 @@ final class RankContext {
             try comms.world.allReduce(stats.data, count: 2, op: .sum)
             lossSum = stats.data[0]
             correct = Int(stats.data[1])
-            trace.record(.statistics, step: stepIndex, since: t)
+            trace.record(.statistics, step: step.index, since: t)
         }
-        if let replica = comms?.replica {
-            if layout.mesh.pp > 1 || layout.mesh.tp > 1 { try assembleHostModel(over: replica) }
-        } else if let tensorParallel, coordinate.data == 0 {
-            try tensorParallel.store(from: model, range: stageRange, replicated: coordinate.tensor == 0)
-        }
+
+        // 7. The host's model holds the new parameters (HostModelAssembly.swift).
+        try updateHostModel()
         result = RankResult(loss: lossSum, correct: correct, gradientNorm: gradientNorm)
     }
 

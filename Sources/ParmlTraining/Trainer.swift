@@ -76,8 +76,10 @@ public final class Trainer {
     private let batchTargets: Tensor
     /// Local batches: the replicas' row counts and a verdict, exchanged per step.
     private let exchange = try! Tensor(shape: Shape(0))
-    /// The current step's arguments, read by every rank; and the closure the
-    /// pool runs, built once so that a step allocates nothing.
+    /// What every step shares (seed, clipping, buckets, the finite check).
+    private let stepSettings: StepSettings
+    /// The current step, read by every rank; and the closure the pool runs,
+    /// built once so that a step allocates nothing.
     private let job: RankJob
     private let rankBody: ((Int) throws -> Void)?
     private var traceOnExit: String?
@@ -200,9 +202,10 @@ public final class Trainer {
         self.layout = layout
         self.world = world
         self.pool = pool
-        let job = RankJob(
-            ranks: ranks, seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
+        stepSettings = StepSettings(
+            seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
             bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride), skipNonFinite: optimizer.skipNonFinite)
+        let job = RankJob(ranks: ranks)
         self.job = job
         rankBody = pool != nil ? { r in try job.run(rank: r) } : nil
         syncedVersion = model.parameterVersion
@@ -291,8 +294,9 @@ public final class Trainer {
             plan = try localPlan(rows: n, chunk: chunk)
         }
         job.set(
-            x: inputs, y: targets, plan: plan, outShape: outShape, stepIndex: stepCount, lr: learningRate,
-            fault: _faultInjection)
+            StepDescription(
+                x: inputs, y: targets, plan: plan, outputShape: outShape, index: stepCount, learningRate: learningRate,
+                settings: stepSettings, fault: _faultInjection))
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
         } catch {
