@@ -5,7 +5,10 @@ import ParmlTensor
 
 /// A fault to inject into a data-parallel step, for tests of promise 4 (a
 /// failing or stalled rank makes every rank return an error, never a hang).
-public enum FaultInjection: Sendable {
+/// Not part of the engine's API: Swift tests reach it with
+/// `@_spi(Testing) import ParmlTraining`, programs in other languages
+/// through PARML_TEST_FAULT (read by `Trainer.init`).
+@_spi(Testing) public enum FaultInjection: Sendable {
     /// Rank `rank` throws at optimizer step `step`.
     case fail(rank: Int, step: Int)
     /// Rank `rank` sleeps `seconds` at optimizer step `step` before its work.

@@ -61,8 +61,9 @@ public final class Trainer {
     /// Steps skipped because their loss or gradients were not finite
     /// (`OptimizerConfig.skipNonFinite`); they are not in `stepCount`.
     public private(set) var skippedSteps = 0
-    /// Tests only: a fault to inject into a later step.
-    public var _faultInjection: FaultInjection?
+    /// Tests only: a fault to inject into a later step (set from
+    /// PARML_TEST_FAULT when the trainer is built).
+    @_spi(Testing) public var faultInjection: FaultInjection?
     let ranks: [RankContext]
     let layout: RankLayout
     private let world: ThreadsWorld?
@@ -214,7 +215,7 @@ public final class Trainer {
         // PARML_TEST_FAULT: the fault injection of the Swift tests, for test
         // programs in other languages (docs/reliability.md).
         if let f = getenv("PARML_TEST_FAULT"), f.pointee != 0 {
-            _faultInjection = try FaultInjection(parsing: String(cString: f))
+            faultInjection = try FaultInjection(parsing: String(cString: f))
         }
         // PARML_TRACE=path: record every step and write the timeline there
         // when the trainer goes away, with no change to the host program.
@@ -296,7 +297,7 @@ public final class Trainer {
         job.set(
             StepDescription(
                 x: inputs, y: targets, plan: plan, outputShape: outShape, index: stepCount, learningRate: learningRate,
-                settings: stepSettings, fault: _faultInjection))
+                settings: stepSettings, fault: faultInjection))
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
         } catch {
