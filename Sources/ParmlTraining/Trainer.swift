@@ -96,7 +96,7 @@ public final class Trainer {
         try optimizer.validate()
         try strategy.validate()
         guard model.isInitialized, model.parameters != nil else {
-            throw ParmlError.state("the model is not initialised; call parml_model_init before creating a trainer")
+            throw ParmlError.state("the model is not initialised; initialise it before creating a trainer")
         }
         try BLAS.ensureLoaded()
         blasThreads = strategy.resolvedBLASThreads(cores: Clock.onlineCores, localRanks: strategy.localRanks)
@@ -368,7 +368,7 @@ public final class Trainer {
             throw ParmlError.shape(
                 "local batches: the replicas passed \((0..<dp).map { Int(exchange.data[$0]) }) rows (\(total) in all); "
                     + "a global batch of \(total) gives replica \(me.coordinate.data) rows \(want.lowerBound)..<\(want.upperBound) "
-                    + "(parml_trainer_data_rows says which)")
+                    + "(the trainer's data rows for a global batch say which)")
         }
         return StepPlan(samples: total, ranks: dp, deterministicChunk: chunk, firstLocalRow: before)
     }
