@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import ParmlData
-import ParmlMPI
 import ParmlModel
 import ParmlParallel
 import ParmlTensor
@@ -68,8 +67,8 @@ public final class Trainer {
     let layout: RankLayout
     private let world: ThreadsWorld?
     private let pool: RankPool?
-    /// The MPI backend: this process's world (its one rank is `ranks[0]`).
-    private(set) var mpiWorld: MPIWorld?
+    /// One rank per process (MPI): this process's world (its one rank is `ranks[0]`).
+    private(set) var processWorld: (any RankWorld)?
     private var syncedVersion: Int
     /// Set when a step failed on some rank: the replicas may disagree now.
     private var poisoned: String?
@@ -137,34 +136,23 @@ public final class Trainer {
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) },
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
         }
-        if strategy.backend == .mpi {
+        let backend = try strategy.worldBackend()
+        if backend.ranksAreProcesses {
             // One rank per process: this process builds its own rank only.
-            // Checked before MPI starts, so that a host not launched by
-            // mpirun gets a message instead of a singleton world of 1.
-            if !MPIRuntime.isActive {
-                let launched = getenv("OMPI_COMM_WORLD_SIZE").flatMap { Int(String(cString: $0)) }
-                if launched ?? 1 != size {
-                    throw ParmlError.invalidArgument(
-                        "MPI: dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size) ranks need \(size) processes; "
-                            + (launched.map { "mpirun started \($0)" } ?? "this process was not started by mpirun"))
-                }
-            }
-            let mpi = try MPIWorld(timeout: strategy.watchdogSeconds, name: "world")
-            guard mpi.size == size else {
-                throw ParmlError.invalidArgument(
-                    "MPI: the job has \(mpi.size) process(es) but dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size) ranks")
-            }
-            let r = mpi.rank, c = mesh.coordinate(ofRank: r)
+            let processes = try backend.makeWorld(
+                size: size, layout: "dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size)", timeout: strategy.watchdogSeconds,
+                name: "world")
+            let r = processes.localRanks.lowerBound, c = mesh.coordinate(ofRank: r)
             let rankModel = rewrites.isEmpty ? model : try rewrites[c.tensor].makeModel(from: model)
             layout = makeLayout(rankModel)
-            let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: mpi.communicator)
+            let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r))
             // Processes share no memory: ZeRO-3 all-gathers like ZeRO-1/2.
             ranks.append(
                 try RankContext(
                     rank: r, layout: layout, model: rankModel, loss: loss, optimizer: optimizer, comms: comms,
                     foldMomentum: false, sharesParameters: false,
                     tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model, peers: rewrites)))
-            mpiWorld = mpi
+            processWorld = processes
         } else {
             var bases: [[Model]] = []
             for d in 0..<mesh.dp {
@@ -229,7 +217,7 @@ public final class Trainer {
         if let traceOnExit { try? writeChromeTrace(to: traceOnExit) }
         // MPI: a failed step may leave messages in flight and peers waiting;
         // the job cannot go on, so freeing the trainer ends it (docs/mpi.md).
-        if let mpiWorld, let poisoned { mpiWorld.abortJob(reason: poisoned) }
+        if let processWorld, let poisoned { processWorld.endJob(reason: poisoned) }
     }
 
     /// This process's communicators on the MPI backend: splits of the world
@@ -331,7 +319,7 @@ public final class Trainer {
 
     /// Turns local batches on or off (MPI backend only).
     public func setLocalBatches(_ on: Bool) throws {
-        guard mpiWorld != nil || !on else {
+        guard processWorld != nil || !on else {
             throw ParmlError.invalidArgument("local batches need the MPI backend: on threads every replica is in this process")
         }
         localBatches = on
@@ -341,7 +329,7 @@ public final class Trainer {
     /// takes: all of them on the threads backend (every replica is here).
     public func dataRows(globalSamples n: Int) throws -> Range<Int> {
         guard n >= 0 else { throw ParmlError.invalidArgument("global_samples must be >= 0, got \(n)") }
-        guard mpiWorld != nil, let me = ranks.first else { return 0..<n }
+        guard processWorld != nil, let me = ranks.first else { return 0..<n }
         let plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil)
         return plan.rows(of: me.coordinate.data)
     }
@@ -378,7 +366,7 @@ public final class Trainer {
     private func syncReplicas() throws {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
         // Pipeline stages of a replica share its arena: copy once per replica.
-        for r in ranks where (r.coordinate.stage == 0 || mpiWorld != nil) && !r.model.sharesParameters(with: model) {
+        for r in ranks where (r.coordinate.stage == 0 || processWorld != nil) && !r.model.sharesParameters(with: model) {
             if let tp = r.tensorParallel {
                 // ZeRO-3 replicas read data rank 0's arena: it is filled once.
                 if r.coordinate.data == 0 || !r.sharesParameters { try tp.load(into: r.model) }
