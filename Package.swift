@@ -2,7 +2,8 @@
 // parml: a CPU training engine shipped as libparml.so (C ABI).
 // Modules follow the layers of DESIGN.md; dependencies point down only:
 //   Parml (C ABI) → ParmlSerialization → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
-//                                         ParmlTraining → ParmlMPI → ParmlParallel (the MPI backend)
+//   Parml (C ABI) → ParmlMPI → ParmlParallel: the MPI backend, which Parml registers as a
+//   WorldBackend (ParmlParallel) before it builds a trainer; ParmlTraining never sees MPI.
 import Foundation
 import PackageDescription
 
@@ -63,9 +64,9 @@ let package = Package(
 
         // Files: protobuf-c messages (proto/parml.proto) ↔ engine types.
         .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "ParmlTraining"], swiftSettings: engineSwift),
-        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel", "ParmlMPI"], swiftSettings: engineSwift),
+        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel"], swiftSettings: engineSwift),
         .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
-        // The MPI backend of the Communicator (one rank per process).
+        // The MPI backend of the Communicator (one rank per process), a WorldBackend.
         .target(name: "ParmlMPI", dependencies: ["ParmlParallel", "_CParmlMPI"], swiftSettings: engineSwift),
         .target(name: "ParmlModel", dependencies: ["ParmlTensor", "_CParmlKernels"], swiftSettings: engineSwift),
         .target(name: "ParmlData", dependencies: ["ParmlTensor", "CZlib"], swiftSettings: engineSwift),
@@ -117,7 +118,8 @@ let package = Package(
         .testTarget(name: "ParmlTensorTests", dependencies: ["ParmlTensor", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlModelTests", dependencies: ["ParmlModel", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlDataTests", dependencies: ["ParmlData", "_ParmlTestSupport"]),
-        .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining", "_ParmlTestSupport"]),
+        // ParmlMPI: a test registers the MPI backend to check how an MPI trainer refuses a host not under mpirun.
+        .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining", "ParmlMPI", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlParallelTests", dependencies: ["ParmlParallel"]),
         .testTarget(
             name: "ParmlSerializationTests",

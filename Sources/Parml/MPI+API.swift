@@ -6,6 +6,11 @@ import ParmlTensor
 // not link libmpi: Open MPI is loaded (dlopen) by the first call that needs
 // it, so hosts that never use MPI load and initialise nothing of it.
 
+/// The training engine reaches MPI only through the WorldBackend registry
+/// (ParmlParallel): the C ABI registers the MPI backend once, before it
+/// builds its first trainer. Registering loads nothing of Open MPI.
+let mpiBackendRegistered: Void = MPIBackend.register()
+
 /// This process's rank in parml's MPI world (the communicator given to
 /// parml_mpi_use_comm, else MPI_COMM_WORLD) in *rank_out; 0 when MPI is not
 /// initialised. Never initialises MPI nor loads Open MPI.

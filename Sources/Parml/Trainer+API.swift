@@ -45,6 +45,7 @@ public func parmlTrainerCreate(
             try readSized(
                 $0, defaults: defaultStrategyParams(), name: "strategy", minimum: MemoryLayout<parml_strategy_params>.offset(of: \.split_classifier)!)
         } ?? defaultStrategyParams()
+        _ = mpiBackendRegistered
         let t = try Trainer(model: m, loss: lossKind, optimizer: optimizerConfig(from: o), strategy: strategyConfig(from: s))
         out.pointee = HandleRegistry.shared.register(t, as: .trainer)
     }

@@ -287,7 +287,7 @@ public final class Model {
     }
 
     private func ready() throws {
-        guard isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+        guard isInitialized else { throw ParmlError.state("the model is not initialised; initialise it first") }
     }
 
     /// Runs the layers on x (shape checked first). The result is a buffer

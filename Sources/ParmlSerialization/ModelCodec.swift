@@ -12,7 +12,7 @@ enum ModelCodec {
     /// model's arena (keep the model alive until packed).
     static func fill(_ message: UnsafeMutablePointer<Parml__Model>, from model: Model, arena: PackArena) throws {
         guard let seed = model.seed, let values = model.parameters else {
-            throw ParmlError.state("the model is not initialised; call parml_model_init first")
+            throw ParmlError.state("the model is not initialised; initialise it first")
         }
         parml__model__init(message)
         message.pointee.magic = try arena.string(FileFormat.modelMagic)

@@ -15,7 +15,7 @@ public enum OnnxExport {
     /// dimension becomes the symbolic batch "N").
     public static func encode(_ model: Model, inputShape: Shape, producerVersion: String) throws -> EncodedBytes {
         guard let values = model.parameters, model.isInitialized else {
-            throw ParmlError.state("the model is not initialised; call parml_model_init first")
+            throw ParmlError.state("the model is not initialised; initialise it first")
         }
         let outputShape = try model.outputShape(for: inputShape)
         let arena = PackArena()

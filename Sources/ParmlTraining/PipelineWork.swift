@@ -39,12 +39,10 @@ struct Piece {
 /// One step as a rank sees it: its data rank's rows cut into micro-batches
 /// and pieces, the shapes at its stage's boundaries, and what it measured.
 struct StepWork {
-    let x: Tensor
-    let y: Tensor
-    let plan: StepPlan
+    /// The step as the host asked for it.
+    let step: StepDescription
+    /// The loss's mean scale: 1 / (global samples × outputs per sample).
     let scale: Float
-    let step: Int
-    let seed: UInt64
     let microBatches: Int
     /// This data rank's rows (fast mode) or chunks (deterministic mode).
     let rows: Range<Int>
@@ -58,14 +56,11 @@ struct StepWork {
     var correct = 0
     var backwardPieces = 0
 
-    init(x: Tensor, y: Tensor, plan: StepPlan, scale: Float, step: Int, seed: UInt64, microBatches: Int, data: Int) {
-        self.x = x
-        self.y = y
-        self.plan = plan
-        self.scale = scale
+    init(_ step: StepDescription, scale: Float, microBatches: Int, data: Int) {
         self.step = step
-        self.seed = seed
+        self.scale = scale
         self.microBatches = microBatches
+        let plan = step.plan
         rows = plan.rows(of: data)
         chunks = plan.chunk != nil ? plan.chunks(of: data) : 0..<0
         maxPieces = plan.chunk != nil ? max(1, (chunks.count + microBatches - 1) / microBatches) : 1
@@ -74,7 +69,7 @@ struct StepWork {
     /// Computes the shapes at the stage's boundaries for this batch.
     mutating func shapes(model: Model, stageLayers: Range<Int>) throws {
         let layers = model.root.layers
-        var s = x.shape
+        var s = step.x.shape
         for l in 0..<stageLayers.lowerBound { s = try layers[l].outputShape(for: s) }
         stageInput = s
         for l in stageLayers { s = try layers[l].outputShape(for: s) }
@@ -83,18 +78,20 @@ struct StepWork {
 
     /// Rows of the largest piece.
     var maxPieceRows: Int {
+        let plan = step.plan
         if let c = plan.chunk { return min(c, plan.samples) }
         return (rows.count + microBatches - 1) / microBatches
     }
 
     func pieceCount(_ j: Int) -> Int {
-        if plan.chunk != nil {
+        if step.plan.chunk != nil {
             return Sharding.range(count: chunks.count, parts: microBatches, index: j, alignment: 1).count
         }
         return Sharding.range(count: rows.count, parts: microBatches, index: j, alignment: 1).isEmpty ? 0 : 1
     }
 
     func piece(_ j: Int, _ q: Int) -> Piece {
+        let plan = step.plan
         if plan.chunk != nil {
             let c = chunks.lowerBound + Sharding.range(count: chunks.count, parts: microBatches, index: j, alignment: 1).lowerBound + q
             return Piece(rows: plan.rows(ofChunk: c), chunk: c)

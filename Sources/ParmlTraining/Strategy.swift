@@ -1,10 +1,18 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import ParmlParallel
 import ParmlTensor
 
 public enum PipelineSchedule: Int32, Sendable { case gpipe = 1, oneForwardOneBackward = 2 }
-public enum Backend: Int32, Sendable { case threads = 1, mpi = 2 }
+public enum Backend: Int32, Sendable {
+    case threads = 1, mpi = 2
+
+    /// Its name in `WorldBackends` (ParmlParallel).
+    public var name: String {
+        switch self {
+        case .threads: "threads"
+        case .mpi: "mpi"
+        }
+    }
+}
 
 /// How training is laid out on a dp × pp × tp mesh of ranks: data, pipeline
 /// and tensor parallelism and their products (any dp, pp, tp, micro-batch
@@ -90,12 +98,19 @@ public struct StrategyConfig: Sendable, Equatable {
         return max(1, cores / max(localRanks ?? worldSize, 1))
     }
 
-    /// The ranks this process's machine runs: under MPI, Open MPI's count of
-    /// this machine's processes (so that several machines each use all their
-    /// cores); otherwise every rank.
+    /// The ranks this process's machine runs, as the backend counts them:
+    /// under MPI, Open MPI's count of this machine's processes (so that
+    /// several machines each use all their cores); otherwise every rank.
     public var localRanks: Int {
-        guard backend == .mpi, let v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE"), let n = Int(String(cString: v)), n > 0
-        else { return worldSize }
-        return min(n, worldSize)
+        WorldBackends.named(backend.name)?.localRanks(worldSize: worldSize) ?? worldSize
+    }
+
+    /// The backend that builds this layout's world.
+    func worldBackend() throws -> any WorldBackend {
+        guard let b = WorldBackends.named(backend.name) else {
+            throw ParmlError.unsupported(
+                "the \(backend.name) backend is not part of this program (a program that links ParmlMPI calls MPIBackend.register())")
+        }
+        return b
     }
 }

@@ -42,7 +42,7 @@ extension Trainer {
     public func captureState() throws -> TrainingState {
         let n = model.parameterCount
         let names = optimizerStateNames
-        if mpiWorld != nil { return try captureStateAcrossProcesses(names: names) }
+        if processWorld != nil { return try captureStateAcrossProcesses(names: names) }
         var whole: [Tensor] = []
         for k in names.indices {
             let t = try Tensor(shape: Shape(n))
@@ -157,7 +157,7 @@ extension Trainer {
 
     /// Whether this process writes files the trainer saves: on the MPI
     /// backend only world rank 0 does (every process gathers alike).
-    public var writesCheckpointFiles: Bool { mpiWorld.map { $0.rank == 0 } ?? true }
+    public var writesCheckpointFiles: Bool { processWorld.map { $0.localRanks.contains(0) } ?? true }
 
     /// Ranges that together must be exactly 0..<count (overlaps allowed).
     private static func checkCovers(_ ranges: [Range<Int>], count: Int) throws {

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import ParmlData
-import ParmlMPI
 import ParmlModel
 import ParmlParallel
 import ParmlTensor
@@ -61,14 +60,15 @@ public final class Trainer {
     /// Steps skipped because their loss or gradients were not finite
     /// (`OptimizerConfig.skipNonFinite`); they are not in `stepCount`.
     public private(set) var skippedSteps = 0
-    /// Tests only: a fault to inject into a later step.
-    public var _faultInjection: FaultInjection?
+    /// Tests only: a fault to inject into a later step (set from
+    /// PARML_TEST_FAULT when the trainer is built).
+    @_spi(Testing) public var faultInjection: FaultInjection?
     let ranks: [RankContext]
     let layout: RankLayout
     private let world: ThreadsWorld?
     private let pool: RankPool?
-    /// The MPI backend: this process's world (its one rank is `ranks[0]`).
-    private(set) var mpiWorld: MPIWorld?
+    /// One rank per process (MPI): this process's world (its one rank is `ranks[0]`).
+    private(set) var processWorld: (any RankWorld)?
     private var syncedVersion: Int
     /// Set when a step failed on some rank: the replicas may disagree now.
     private var poisoned: String?
@@ -76,8 +76,10 @@ public final class Trainer {
     private let batchTargets: Tensor
     /// Local batches: the replicas' row counts and a verdict, exchanged per step.
     private let exchange = try! Tensor(shape: Shape(0))
-    /// The current step's arguments, read by every rank; and the closure the
-    /// pool runs, built once so that a step allocates nothing.
+    /// What every step shares (seed, clipping, buckets, the finite check).
+    private let stepSettings: StepSettings
+    /// The current step, read by every rank; and the closure the pool runs,
+    /// built once so that a step allocates nothing.
     private let job: RankJob
     private let rankBody: ((Int) throws -> Void)?
     private var traceOnExit: String?
@@ -93,7 +95,7 @@ public final class Trainer {
         try optimizer.validate()
         try strategy.validate()
         guard model.isInitialized, model.parameters != nil else {
-            throw ParmlError.state("the model is not initialised; call parml_model_init before creating a trainer")
+            throw ParmlError.state("the model is not initialised; initialise it before creating a trainer")
         }
         try BLAS.ensureLoaded()
         blasThreads = strategy.resolvedBLASThreads(cores: Clock.onlineCores, localRanks: strategy.localRanks)
@@ -134,34 +136,23 @@ public final class Trainer {
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) },
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
         }
-        if strategy.backend == .mpi {
+        let backend = try strategy.worldBackend()
+        if backend.ranksAreProcesses {
             // One rank per process: this process builds its own rank only.
-            // Checked before MPI starts, so that a host not launched by
-            // mpirun gets a message instead of a singleton world of 1.
-            if !MPIRuntime.isActive {
-                let launched = getenv("OMPI_COMM_WORLD_SIZE").flatMap { Int(String(cString: $0)) }
-                if launched ?? 1 != size {
-                    throw ParmlError.invalidArgument(
-                        "MPI: dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size) ranks need \(size) processes; "
-                            + (launched.map { "mpirun started \($0)" } ?? "this process was not started by mpirun"))
-                }
-            }
-            let mpi = try MPIWorld(timeout: strategy.watchdogSeconds, name: "world")
-            guard mpi.size == size else {
-                throw ParmlError.invalidArgument(
-                    "MPI: the job has \(mpi.size) process(es) but dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size) ranks")
-            }
-            let r = mpi.rank, c = mesh.coordinate(ofRank: r)
+            let processes = try backend.makeWorld(
+                size: size, layout: "dp×pp×tp = \(mesh.dp)×\(mesh.pp)×\(mesh.tp) = \(size)", timeout: strategy.watchdogSeconds,
+                name: "world")
+            let r = processes.localRanks.lowerBound, c = mesh.coordinate(ofRank: r)
             let rankModel = rewrites.isEmpty ? model : try rewrites[c.tensor].makeModel(from: model)
             layout = makeLayout(rankModel)
-            let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: mpi.communicator)
+            let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r))
             // Processes share no memory: ZeRO-3 all-gathers like ZeRO-1/2.
             ranks.append(
                 try RankContext(
                     rank: r, layout: layout, model: rankModel, loss: loss, optimizer: optimizer, comms: comms,
                     foldMomentum: false, sharesParameters: false,
                     tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model, peers: rewrites)))
-            mpiWorld = mpi
+            processWorld = processes
         } else {
             var bases: [[Model]] = []
             for d in 0..<mesh.dp {
@@ -200,9 +191,10 @@ public final class Trainer {
         self.layout = layout
         self.world = world
         self.pool = pool
-        let job = RankJob(
-            ranks: ranks, seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
+        stepSettings = StepSettings(
+            seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
             bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride), skipNonFinite: optimizer.skipNonFinite)
+        let job = RankJob(ranks: ranks)
         self.job = job
         rankBody = pool != nil ? { r in try job.run(rank: r) } : nil
         syncedVersion = model.parameterVersion
@@ -211,7 +203,7 @@ public final class Trainer {
         // PARML_TEST_FAULT: the fault injection of the Swift tests, for test
         // programs in other languages (docs/reliability.md).
         if let f = getenv("PARML_TEST_FAULT"), f.pointee != 0 {
-            _faultInjection = try FaultInjection(parsing: String(cString: f))
+            faultInjection = try FaultInjection(parsing: String(cString: f))
         }
         // PARML_TRACE=path: record every step and write the timeline there
         // when the trainer goes away, with no change to the host program.
@@ -225,7 +217,7 @@ public final class Trainer {
         if let traceOnExit { try? writeChromeTrace(to: traceOnExit) }
         // MPI: a failed step may leave messages in flight and peers waiting;
         // the job cannot go on, so freeing the trainer ends it (docs/mpi.md).
-        if let mpiWorld, let poisoned { mpiWorld.abortJob(reason: poisoned) }
+        if let processWorld, let poisoned { processWorld.endJob(reason: poisoned) }
     }
 
     /// This process's communicators on the MPI backend: splits of the world
@@ -291,8 +283,9 @@ public final class Trainer {
             plan = try localPlan(rows: n, chunk: chunk)
         }
         job.set(
-            x: inputs, y: targets, plan: plan, outShape: outShape, stepIndex: stepCount, lr: learningRate,
-            fault: _faultInjection)
+            StepDescription(
+                x: inputs, y: targets, plan: plan, outputShape: outShape, index: stepCount, learningRate: learningRate,
+                settings: stepSettings, fault: faultInjection))
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
         } catch {
@@ -330,7 +323,7 @@ public final class Trainer {
 
     /// Turns local batches on or off (MPI backend only).
     public func setLocalBatches(_ on: Bool) throws {
-        guard mpiWorld != nil || !on else {
+        guard processWorld != nil || !on else {
             throw ParmlError.invalidArgument("local batches need the MPI backend: on threads every replica is in this process")
         }
         localBatches = on
@@ -340,7 +333,7 @@ public final class Trainer {
     /// takes: all of them on the threads backend (every replica is here).
     public func dataRows(globalSamples n: Int) throws -> Range<Int> {
         guard n >= 0 else { throw ParmlError.invalidArgument("global_samples must be >= 0, got \(n)") }
-        guard mpiWorld != nil, let me = ranks.first else { return 0..<n }
+        guard processWorld != nil, let me = ranks.first else { return 0..<n }
         let plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil)
         return plan.rows(of: me.coordinate.data)
     }
@@ -367,7 +360,7 @@ public final class Trainer {
             throw ParmlError.shape(
                 "local batches: the replicas passed \((0..<dp).map { Int(exchange.data[$0]) }) rows (\(total) in all); "
                     + "a global batch of \(total) gives replica \(me.coordinate.data) rows \(want.lowerBound)..<\(want.upperBound) "
-                    + "(parml_trainer_data_rows says which)")
+                    + "(the trainer's data rows for a global batch say which)")
         }
         return StepPlan(samples: total, ranks: dp, deterministicChunk: chunk, firstLocalRow: before)
     }
@@ -377,7 +370,7 @@ public final class Trainer {
     private func syncReplicas() throws {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
         // Pipeline stages of a replica share its arena: copy once per replica.
-        for r in ranks where (r.coordinate.stage == 0 || mpiWorld != nil) && !r.model.sharesParameters(with: model) {
+        for r in ranks where (r.coordinate.stage == 0 || processWorld != nil) && !r.model.sharesParameters(with: model) {
             if let tp = r.tensorParallel {
                 // ZeRO-3 replicas read data rank 0's arena: it is filled once.
                 if r.coordinate.data == 0 || !r.sharesParameters { try tp.load(into: r.model) }

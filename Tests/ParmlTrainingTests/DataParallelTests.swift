@@ -5,7 +5,7 @@ import ParmlTensor
 import Testing
 import _ParmlTestSupport
 
-@testable import ParmlTraining
+@_spi(Testing) @testable import ParmlTraining
 
 // Promise 1 for data parallelism: a layout is an execution plan, never a
 // different model. In deterministic mode every dp and ZeRO stage must give
@@ -202,7 +202,7 @@ struct DataParallelFailureTests {
         let t = try trainer(dp: dp, watchdog: 2)
         let (x, y) = try batch(24, step: 0)
         try t.step(inputs: x, targets: y)
-        t._faultInjection = .fail(rank: dp - 1, step: 1)
+        t.faultInjection = .fail(rank: dp - 1, step: 1)
         let start = Date()
         let e = parmlError { try t.step(inputs: x, targets: y) }
         #expect(Date().timeIntervalSince(start) < 5)

@@ -4,7 +4,7 @@ import ParmlTensor
 import Testing
 import _ParmlTestSupport
 
-@testable import ParmlTraining
+@_spi(Testing) @testable import ParmlTraining
 
 // Promise 4 (no hang) as a count: many trials of each injected fault, each
 // on a fresh trainer (a stalled rank leaves its RankPool unusable, so a
@@ -107,7 +107,7 @@ private func runFaultingStep(
     let t = try trial.trainer()
     let (x, y) = try trialBatch()
     if trial.faultStep > 0 { try t.step(inputs: x, targets: y) }
-    t._faultInjection = fault
+    t.faultInjection = fault
     tally.trials += 1
     let start = Date()
     var caught: ParmlError?

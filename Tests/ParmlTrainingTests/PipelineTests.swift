@@ -4,7 +4,7 @@ import ParmlTensor
 import Testing
 import _ParmlTestSupport
 
-@testable import ParmlTraining
+@_spi(Testing) @testable import ParmlTraining
 
 // Promise 1 for pipeline parallelism and dp × pp hybrids: in deterministic
 // mode every pp, schedule, micro-batch count and ZeRO stage gives the bits
@@ -369,7 +369,7 @@ struct PipelineFailureTests {
         let (x, y) = try pipelineBatch(24, step: 0)
         try t.step(inputs: x, targets: y)
         let failing = pp * dp - 1
-        t._faultInjection = .fail(rank: failing, step: 1)
+        t.faultInjection = .fail(rank: failing, step: 1)
         let start = Date()
         let e = parmlError { try t.step(inputs: x, targets: y) }
         #expect(Date().timeIntervalSince(start) < 5)

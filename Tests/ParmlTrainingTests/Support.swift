@@ -5,7 +5,7 @@ import ParmlTensor
 import Testing
 import _ParmlTestSupport
 
-@testable import ParmlTraining
+@_spi(Testing) @testable import ParmlTraining
 
 
 
@@ -58,7 +58,7 @@ func bits(_ t: Tensor?) -> [UInt32] { t?.toArray().map(\.bitPattern) ?? [] }
 func expectStalledRankTimesOut(_ t: Trainer, x: Tensor, y: Tensor, sourceLocation: SourceLocation = #_sourceLocation) {
     // The property: the step returns with an error while the rank still
     // sleeps (about 2 watchdogs, 2 s here), not after it wakes (8 s).
-    t._faultInjection = .stall(rank: 1, step: t.stepCount, seconds: 8)
+    t.faultInjection = .stall(rank: 1, step: t.stepCount, seconds: 8)
     let start = Date()
     let e = parmlError { try t.step(inputs: x, targets: y) }
     let elapsed = Date().timeIntervalSince(start)

@@ -1,5 +1,6 @@
 import Foundation
 import ParmlData
+import ParmlMPI
 import ParmlModel
 import ParmlTensor
 import Testing
@@ -373,6 +374,7 @@ let convergenceCases: [OptimizerCase] = {
         var opt = OptimizerConfig()
         opt.learningRate = -1
         expectError(parmlError { _ = try Trainer(model: model, loss: .crossEntropy, optimizer: opt, strategy: StrategyConfig()) }, "invalidArgument")
+        MPIBackend.register()  // what the C ABI does before it builds a trainer
         var s = StrategyConfig()
         s.backend = .mpi
         s.dp = 2

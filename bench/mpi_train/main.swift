@@ -28,6 +28,7 @@ func run(mpi: Bool) throws {
     s.zeroStage = 1
     s.blasThreads = 1
     s.backend = mpi ? .mpi : .threads
+    MPIBackend.register()
     let t = try Trainer(model: try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: s)
     let n = 512
     let x = try Tensor(shape: Shape(n, 784)), y = try Tensor(shape: Shape(n))

@@ -1,0 +1,22 @@
+import ParmlParallel
+
+/// Gradient reduction over the data-parallel ranks of the stage (fast mode).
+extension RankContext {
+    /// Fast mode: the batch mean over ownedRange, summed in rank order.
+    func reduceGradients(bucketFloats: Int) throws {
+        guard let comms, layout.mesh.dp > 1, let grads = model.gradients else { return }
+        let base = grads.data + stageRange.lowerBound
+        // ZeRO ≥ 1 updates only the owned shard, so only it needs reducing:
+        // a reduce-scatter, half an all-reduce.
+        if layout.zeroStage >= 1 {
+            try comms.data.reduceScatter(base, count: stageRange.count, op: .sum)
+            return
+        }
+        var start = 0
+        while start < stageRange.count {
+            let n = min(bucketFloats, stageRange.count - start)
+            try comms.data.allReduce(base + start, count: n, op: .sum)
+            start += n
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import ParmlTensor
+
+/// What every step of a trainer shares (fixed when the trainer is built).
+struct StepSettings {
+    let seed: UInt64
+    /// Clip the global gradient norm to this (0: no clipping).
+    let clipNorm: Float
+    /// Floats per all-reduce bucket (fast mode, ZeRO-0).
+    let bucketFloats: Int
+    /// Check the loss and gradients before the update, and skip the update
+    /// on every rank when one of them is not finite.
+    let skipNonFinite: Bool
+}
+
+/// One optimizer step as the host asked for it. `Trainer.step` builds it
+/// once; `RankJob` hands the same value to every rank, and each rank's
+/// `StepWork` keeps it for the step's phases.
+struct StepDescription {
+    /// The batch: the global batch, or with local batches (MPI) this
+    /// replica's rows (`plan.firstLocalRow` says where they start).
+    let x: Tensor
+    let y: Tensor
+    /// Which rows and chunks each data-parallel replica takes.
+    let plan: StepPlan
+    /// The model's output shape for `x` (the loss's mean scale reads it).
+    let outputShape: Shape
+    /// Optimizer steps taken before this one.
+    let index: Int
+    let learningRate: Float
+    let settings: StepSettings
+    /// Tests only: a rank to fail or stall at this step.
+    let fault: FaultInjection?
+}
+
+/// The step the ranks run, shared by them (read-only while they run).
+final class RankJob: @unchecked Sendable {
+    // @unchecked: written by the host thread before RankPool.run starts the
+    // ranks and after it returns; ranks only read it in between.
+    let ranks: [RankContext]
+    private var step: StepDescription?
+
+    init(ranks: [RankContext]) {
+        self.ranks = ranks
+    }
+
+    func set(_ step: StepDescription) {
+        self.step = step
+    }
+
+    /// Drops the step, so the job does not keep the host's batch tensors alive.
+    func clear() {
+        step = nil
+    }
+
+    func run(rank r: Int) throws {
+        guard let step else { throw ParmlError.internal("rank job without a step") }
+        try ranks[r].step(step)
+    }
+}
