@@ -304,7 +304,7 @@ public final class Trainer {
             // Every rank here and nothing found: the values are finite but
             // the clip's sum of their squares overflowed float32.
             let where_ = found.map { "\($0.text) on rank \($0.rank)" }
-                ?? (mpiWorld == nil
+                ?? (processWorld == nil
                     ? "the global gradient norm overflowed (finite gradients whose squares sum past float32's range)"
                     : "another process's part of the step was not finite (its own error names where)")
             throw ParmlError.nonFinite(
