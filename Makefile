@@ -96,7 +96,7 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
-test: build check-docs check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-cli test-install check-sanitizers fuzz-test test-python
+test: build check-docs check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-cli test-install check-sanitizers fuzz-test test-python test-wheel
 
 # The parml command-line tool (cli/parml.c, docs/cli.md): a host of the library.
 build/parml: cli/parml.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
@@ -131,6 +131,19 @@ test-examples: lib
 	./build/minimal
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	bash tests/examples/check_demo.sh build/train_fashion_mnist $(FASHION)
+
+# A platform wheel of the Python package with libparml.so and the .proto
+# files inside (bindings/python/setup.py), in build/wheel/.
+.PHONY: wheel test-wheel
+wheel: lib
+	rm -rf build/wheel bindings/python/build
+	PARML_WHEEL_LIBRARY=$(ROOT)/$(BUILD)/libparml.so $(PYTHON) -m pip wheel --no-deps --no-build-isolation \
+	  -w build/wheel bindings/python
+
+# The wheel installed into a fresh venv outside the tree, PARML_LIBRARY
+# unset: it imports its own library and trains.
+test-wheel: wheel
+	bash tests/wheel/run_wheel_test.sh build/wheel
 
 # The Python package (bindings/python) against the library just built; a
 # failing test fails the target (pytest exits nonzero). -rs lists each

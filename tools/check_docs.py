@@ -29,6 +29,7 @@ ALLOWED = {
     # environment variables the library or the bindings read
     "PARML_TRACE": "environment: write a Chrome trace per trainer",
     "PARML_TEST_FAULT": "environment: a test hook that injects a rank fault (docs/reliability.md)",
+    "PARML_WHEEL_LIBRARY": "environment: the libparml.so bindings/python/setup.py bundles",
     "PARML_LIBRARY": "environment: where the Python bindings find libparml.so",
     "PARML_OPENBLAS_LIBRARY": "environment: another OpenBLAS to dlopen",
     "PARML_MPI_LIBRARY": "environment: another libmpi to dlopen",

@@ -34,8 +34,9 @@ fi
 
 # The Python bindings' tests (make test-python) need numpy and pytest; the
 # file tests read parml's files with the standard protobuf package and run
-# exported ONNX files with onnxruntime.
-if ! python3 -c "import numpy, pytest, google.protobuf, onnxruntime" 2>/dev/null; then
-  echo "installing Python packages: numpy pytest protobuf onnxruntime"
-  python3 -m pip install --quiet numpy pytest protobuf onnxruntime
+# exported ONNX files with onnxruntime; make wheel builds with setuptools and
+# wheel, without build isolation (no download at build time).
+if ! python3 -c "import numpy, pytest, google.protobuf, onnxruntime, wheel, setuptools" 2>/dev/null; then
+  echo "installing Python packages: numpy pytest protobuf onnxruntime wheel setuptools"
+  python3 -m pip install --quiet numpy pytest protobuf onnxruntime wheel setuptools
 fi

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from . import _capi, schedules
 from ._lib import LIBRARY_PATH as library_path
+from ._lib import proto_path
 from ._version import __version__
 from .data import Dataset, load_idx
 from .errors import (
@@ -45,7 +46,7 @@ from .errors import (
     check,
 )
 from .layers import GELU, Dropout, Flatten, Layer, LayerNorm, Linear, ReLU, Residual, Sigmoid, StageBoundary, Tanh
-from .model import Model, Sequential
+from .model import Model, Sequential, file_info
 from .optim import SGD, Adam, AdamW, Optimizer
 from .strategy import Strategy
 from .tensor import Tensor
@@ -84,6 +85,8 @@ def set_blas_threads(threads: int) -> None:
 __all__ = [
     "__version__",
     "library_path",
+    "proto_path",
+    "file_info",
     "library_version",
     "blas_core",
     "blas_threads",

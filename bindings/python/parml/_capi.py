@@ -446,6 +446,13 @@ def parml_dataset_size(dataset: Any, count_out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_file_describe(char const * path, int32_t as_json, char ** text_out);
+@ctypes_function("parml_file_describe", [c_char_p, c_int32, POINTER(POINTER(c_char))], parml_status)
+def parml_file_describe(path: bytes, as_json: int, text_out: Any, /) -> int:
+    """A report on a parml file (text or JSON) in *text_out; free it with parml_buffer_free."""
+    ...
+
+
 # PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
 @ctypes_function("parml_fit_params_init", [POINTER(parml_fit_params)], parml_status)
 def parml_fit_params_init(params: Any, /) -> int:

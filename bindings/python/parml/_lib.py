@@ -28,7 +28,9 @@ no compatibility promise). PATCH is free. A mismatch raises
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
+import re
 from pathlib import Path
 
 from ._version import __version__
@@ -43,6 +45,36 @@ _REPO_BUILD_DIR = _PACKAGE_DIR.parent.parent.parent / ".build" / "release"
 # Only a package imported from its source (bindings/python, as an editable
 # install does) has the repository around it.
 _IN_SOURCE_TREE = (_PACKAGE_DIR.parent / "pyproject.toml").is_file()
+
+
+# The run-time libraries libparml.so needs from the system, and the Debian
+# packages that provide them (OpenBLAS is loaded at first use, not linked).
+SYSTEM_LIBRARIES = {
+    "libprotobuf-c.so.1": "libprotobuf-c1",
+    "libz.so.1": "zlib1g",
+    "libstdc++.so.6": "libstdc++6",
+    "libgcc_s.so.1": "libgcc-s1",
+    "libopenblas.so.0": "libopenblas0",
+}
+
+
+def missing_dependency_hint(error: str) -> str:
+    """A line naming the Debian package for a system library that a
+    loader error says is missing, or ""."""
+    m = re.search(r"(lib[\w+.-]+\.so[.\d]*): cannot open shared object file", error)
+    if m and m.group(1) in SYSTEM_LIBRARIES:
+        return f"\n{m.group(1)} is missing: install the Debian package {SYSTEM_LIBRARIES[m.group(1)]} (apt-get install {SYSTEM_LIBRARIES[m.group(1)]})."
+    return ""
+
+
+def check_openblas() -> None:
+    """libparml loads OpenBLAS at first use; say at import when it is absent."""
+    if os.environ.get("PARML_OPENBLAS_LIBRARY") or ctypes.util.find_library("openblas"):
+        return
+    raise ImportError(
+        "parml needs OpenBLAS (libopenblas.so.0), which the system does not have: install the Debian "
+        "package libopenblas0 (apt-get install libopenblas0), or set PARML_OPENBLAS_LIBRARY to a libopenblas.so"
+    )
 
 
 class LibraryNotFoundError(FileNotFoundError):
@@ -79,6 +111,9 @@ def load() -> tuple[ctypes.CDLL, str]:
         try:
             return ctypes.CDLL(path), path
         except OSError as e:
+            hint = missing_dependency_hint(str(e))
+            if hint:  # the library is there, a system library it needs is not
+                raise LibraryNotFoundError(f"cannot load libparml ({path}): {e}{hint}") from e
             tried.append(f"  {what}: {path} ({e})")
     raise LibraryNotFoundError(
         "cannot load libparml; tried:\n"
@@ -114,6 +149,18 @@ def check_version(library_number: int, package_version: str = __version__) -> No
 
 
 LIB, LIBRARY_PATH = load()
+check_openblas()
+
+
+def proto_path() -> Path:
+    """The directory holding parml.proto (and onnx_subset.proto): in the
+    package when installed from a wheel, else the repository's proto/. Feed
+    it to protoc (or grpcio-tools) to decode parml files with the standard
+    protobuf package."""
+    for d in (_PACKAGE_DIR / "proto", _PACKAGE_DIR.parent.parent.parent / "proto"):
+        if (d / "parml.proto").is_file():
+            return d
+    raise FileNotFoundError("parml.proto is neither in the package (a wheel ships it) nor in a repository around it")
 
 
 def _probe_version(lib: ctypes.CDLL) -> int:

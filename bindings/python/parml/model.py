@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from ctypes import byref, c_int64
 from typing import Iterable
 
@@ -270,3 +271,15 @@ class Sequential(Model):
         except BaseException:
             self.close()
             raise
+
+
+def file_info(path: "str | os.PathLike[str]") -> dict:
+    """What the parml file at `path` holds (a model, checkpoint or tensor
+    message), as `parml info --json` prints it: kind, format_version,
+    checksum, layers, parameter_tensors, parameters; for a checkpoint also
+    step, epoch, seed, optimizer, optimizer_state and layout. Raises
+    FormatError for a damaged or foreign file, ParmlIOError when unreadable."""
+    import json
+
+    text = take_text(lambda out: _capi.parml_file_describe(os.fsencode(path), 1, out))
+    return json.loads(text)

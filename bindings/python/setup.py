@@ -1,0 +1,87 @@
+"""Builds the parml wheel with libparml.so and the .proto schemas inside.
+
+pyproject.toml holds the metadata; this file only adds what a platform wheel
+needs: the library and proto/ copied into the package when it is built, and
+the wheel tagged for the platform (the bindings are ctypes, so any Python 3
+on Linux x86_64 can use one wheel: py3-none-linux_x86_64).
+
+The library comes from $PARML_WHEEL_LIBRARY when set, else from the
+repository's .build/release (what `make lib` writes); when a checkout has
+no build yet, it runs `swift build -c release --product parml`, and says
+plainly when Swift is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+
+def library() -> Path | None:
+    """The libparml.so to bundle, building it in a checkout when needed."""
+    override = os.environ.get("PARML_WHEEL_LIBRARY")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise SystemExit(f"PARML_WHEEL_LIBRARY={override}: no such file")
+        return path
+    built = REPO / ".build" / "release" / "libparml.so"
+    if built.is_file():
+        return built
+    if not (REPO / "Package.swift").is_file():
+        return None  # not a checkout: a pure-Python build (the library comes from elsewhere)
+    if shutil.which("swift") is None:
+        raise SystemExit(
+            "building the parml wheel needs libparml.so: run `make lib` in the repository "
+            "(it needs the Swift toolchain, 6.3 or later, which is not on PATH), or set "
+            "PARML_WHEEL_LIBRARY to a built libparml.so"
+        )
+    subprocess.run(["swift", "build", "-c", "release", "--product", "parml"], cwd=REPO, check=True)
+    return built
+
+
+class BuildWithLibrary(build_py):
+    """build_py that also puts libparml.so and proto/*.proto in the package."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / "parml"
+        lib = library()
+        if lib is not None:
+            shutil.copyfile(lib, target / "libparml.so")
+        proto = REPO / "proto"
+        if proto.is_dir():
+            (target / "proto").mkdir(exist_ok=True)
+            for p in sorted(proto.glob("*.proto")):
+                shutil.copyfile(p, target / "proto" / p.name)
+
+
+commands = {"build_py": BuildWithLibrary}
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel  # setuptools >= 70.1
+except ImportError:  # older setuptools: the wheel package's
+    from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
+
+
+class PlatformWheel(bdist_wheel):
+    """A platform wheel (it carries a shared library) for any Python 3."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        self.root_is_pure = False
+
+    def get_tag(self) -> tuple[str, str, str]:
+        _, _, plat = super().get_tag()
+        return "py3", "none", plat
+
+
+commands["bdist_wheel"] = PlatformWheel
+setup(cmdclass=commands)
