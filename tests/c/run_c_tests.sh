@@ -19,6 +19,8 @@
 #
 # Example: tests/c/run_c_tests.sh .build/release
 set -u
+# test_files reads the files parml 0.2 wrote from here.
+export PARML_FIXTURES="$(cd "$(dirname "$0")/../fixtures" && pwd)"
 
 if [ $# -ne 1 ]; then
     echo "usage: $0 LIB_DIR   (the directory holding libparml.so, e.g. .build/release)" >&2

@@ -355,11 +355,90 @@ static void test_fit_continues_across_calls_and_checkpoints(void) {
     parml_dataset_free(d);
 }
 
+/* Files parml 0.2 wrote (tests/fixtures/v0.2, format version 1) still load:
+ * the model's parameters and predictions are the recorded bits, and its
+ * checkpoint restores into a trainer (step count, then a step). */
+static float *read_floats(const char *path, size_t n) {
+    size_t got = 0;
+    unsigned char *bytes = read_all(path, &got);
+    CHECK(bytes && got == n * sizeof(float), "%s: %zu bytes, expected %zu", path, got, n * sizeof(float));
+    return (float *)bytes;
+}
+
+static void test_files_written_by_0_2(void) {
+    /* run_c_tests.sh and run_sanitizers.sh set PARML_FIXTURES; by hand, run
+     * from the repository's root. */
+    const char *root = getenv("PARML_FIXTURES") ? getenv("PARML_FIXTURES") : "tests/fixtures";
+    char dir[900], path[1024];
+    snprintf(dir, sizeof dir, "%s/v0.2", root);
+    snprintf(path, sizeof path, "%s/model.pb", dir);
+    parml_model m = NULL;
+    OK(parml_model_load(path, &m));
+    if (!m) return;
+    int64_t n = 0;
+    OK(parml_model_num_params(m, &n));
+    CHECK(n == 564, "%lld parameters", (long long)n);
+    snprintf(path, sizeof path, "%s/parameters.f32", dir);
+    float *want = read_floats(path, 564), *have = malloc(564 * sizeof *have);
+    OK(parml_model_get_params(m, have, 564));
+    CHECK(want && memcmp(want, have, 564 * sizeof *have) == 0, "0.2 model file: parameters differ");
+    snprintf(path, sizeof path, "%s/inputs.f32", dir);
+    float *x = read_floats(path, 96);
+    snprintf(path, sizeof path, "%s/predictions.f32", dir);
+    float *pred = read_floats(path, 32);
+    int64_t xd[3] = {8, 3, 4};
+    parml_tensor xt = NULL, out = NULL;
+    OK(parml_tensor_create(xd, 3, x, &xt));
+    OK(parml_model_predict(m, xt, &out));
+    float z[32];
+    OK(parml_tensor_read(out, z, 32));
+    CHECK(pred && memcmp(z, pred, sizeof z) == 0, "0.2 model file: predictions differ from those 0.2 recorded");
+
+    snprintf(path, sizeof path, "%s/checkpoint.pb", dir);
+    parml_model cm = NULL;
+    OK(parml_model_load(path, &cm));
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.kind = PARML_OPTIMIZER_ADAMW;
+    o.learning_rate = 0.01f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.deterministic = 1;
+    s.grad_chunk = 4;
+    s.seed = 3;
+    parml_trainer t = NULL;
+    if (cm) OK(parml_trainer_create(cm, PARML_LOSS_CROSS_ENTROPY, &o, &s, &t));
+    OK(parml_trainer_load_checkpoint(t, path));
+    int64_t steps = -1, epochs = -1;
+    OK(parml_trainer_step_count(t, &steps));
+    OK(parml_trainer_epoch_count(t, &epochs));
+    CHECK(steps == 3 && epochs == 0, "0.2 checkpoint: step %lld epoch %lld", (long long)steps, (long long)epochs);
+    OK(parml_model_get_params(cm, have, 564));
+    CHECK(want && memcmp(want, have, 564 * sizeof *have) == 0, "0.2 checkpoint: parameters differ");
+    float y[8];
+    for (int i = 0; i < 8; i++) y[i] = (float)(i % 4);
+    int64_t yd[1] = {8};
+    parml_tensor yt = NULL;
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    OK(parml_trainer_step(t, xt, yt, NULL));
+    free(want);
+    free(have);
+    free(x);
+    free(pred);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    parml_tensor_free(out);
+    parml_trainer_free(t);
+    parml_model_free(m);
+    parml_model_free(cm);
+}
+
 int main(void) {
     test_model_round_trip();
     test_tensor_round_trip();
     test_checkpoint_resume();
     test_fit_continues_across_calls_and_checkpoints();
+    test_files_written_by_0_2();
     rmdir(scratch_dir());
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;

@@ -28,6 +28,8 @@
 # Environment: SWIFT (default swift), SAN_CC (default: the clang beside swift,
 # whose compiler-rt matches the Swift build's sanitizer runtimes).
 set -u
+# test_files reads the files parml 0.2 wrote from here.
+export PARML_FIXTURES="$(cd "$(dirname "$0")/../fixtures" && pwd)"
 
 MODE=${1:-all}
 case "$MODE" in asan | tsan | all) ;; *)
