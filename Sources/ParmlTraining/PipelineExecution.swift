@@ -117,6 +117,19 @@ extension RankContext {
             dy = received
             t = trace.now()
         }
+        // The gradient arena is the momentum when it is folded: a loss or an
+        // input that is not finite must not reach it (an infinite input can
+        // saturate to a finite loss and still make a NaN weight gradient),
+        // so backward stops here and the finite check skips the step with
+        // the momentum as it was. One rank folds: its piece is the batch.
+        if foldsMomentum && work.step.settings.skipNonFinite
+            && (!work.lossSum.isFinite || !Kernels.allFinite(work.step.x.data, count: work.step.x.count))
+        {
+            work.backwardPieces += 1  // counted, so the arena is not zeroed as a rank without work would be
+            work.backwardRefused = true
+            trace.record(.backward, microBatch: j, step: work.step.index, since: t)
+            return
+        }
         // Fast mode accumulates the pieces with the GEMMs' beta (the first
         // overwrites, or folds momentum); deterministic mode keeps each
         // chunk's gradient apart for the ChunkTree.

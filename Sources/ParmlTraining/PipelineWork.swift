@@ -54,6 +54,9 @@ struct StepWork {
     var stageOutput = Shape(0)
     var lossSum: Float = 0
     var correct = 0
+    /// Backward stopped before the folded momentum saw a loss or input
+    /// that is not finite: the finite check must skip the step.
+    var backwardRefused = false
     var backwardPieces = 0
 
     init(_ step: StepDescription, scale: Float, microBatches: Int, data: Int) {

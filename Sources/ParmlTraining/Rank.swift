@@ -230,12 +230,23 @@ final class RankContext {
         //    gradients are not finite (NonFinite.swift).
         if settings.skipNonFinite {
             t = trace.now()
-            let finite = try agreeFinite(lossSum: work.lossSum, gradientNorm: settings.clipNorm > 0 ? gradientNorm : nil)
+            let finite = try agreeFinite(
+                lossSum: work.backwardRefused ? .nan : work.lossSum, gradientNorm: settings.clipNorm > 0 ? gradientNorm : nil)
             trace.record(.finiteCheck, step: step.index, since: t)
             if !finite {
-                result = RankResult(
-                    loss: .nan, correct: 0, gradientNorm: gradientNorm, skipped: true,
-                    nonFinite: findNonFinite(x: step.x, lossSum: work.lossSum))
+                var finding = findNonFinite(x: step.x, lossSum: work.lossSum)
+                // Folded momentum with a finite loss: backward already wrote
+                // the non-finite gradient into the momentum, which cannot be
+                // recovered; it restarts from zero (the parameters stay).
+                if foldsMomentum && !work.backwardRefused {
+                    (grads.data + ownedRange.lowerBound).update(repeating: 0, count: ownedRange.count)
+                    finding = finding.map {
+                        NonFiniteFinding(
+                            stage: $0.stage, position: $0.position, rank: $0.rank,
+                            text: $0.text + " (with a finite loss; the folded momentum restarts from zero)")
+                    }
+                }
+                result = RankResult(loss: .nan, correct: 0, gradientNorm: gradientNorm, skipped: true, nonFinite: finding)
                 return
             }
         }

@@ -121,11 +121,11 @@ public final class Trainer {
         let size = mesh.worldSize
         // Fold the momentum into the backward pass when nothing needs the raw
         // gradient between backward and update: one rank, no deterministic
-        // chunking, no clipping (which reads the gradient's norm), no check
-        // for non-finite gradients (a skipped step must leave the momentum
-        // as it was, and the folded buffer is the momentum).
+        // chunking, no clipping (which reads the gradient's norm). The
+        // non-finite check then looks at the loss before backward touches
+        // the momentum (PipelineExecution.backward).
         let fold = size == 1 && strategy.backend == .threads && !strategy.deterministic
-            && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0 && !optimizer.skipNonFinite
+            && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0
         var ranks: [RankContext] = []
         var layout: RankLayout
         var world: ThreadsWorld?
