@@ -140,10 +140,19 @@ wheel: lib
 	PARML_WHEEL_LIBRARY=$(ROOT)/$(BUILD)/libparml.so $(PYTHON) -m pip wheel --no-deps --no-build-isolation \
 	  -w build/wheel bindings/python
 
+# An sdist of the Python package: it carries the Swift package in swift/,
+# so pip can build the library from it where Swift is installed.
+.PHONY: sdist
+sdist:
+	rm -rf build/sdist
+	cd bindings/python && $(PYTHON) setup.py -q sdist -d $(ROOT)/build/sdist
+	rm -rf bindings/python/parml.egg-info
+
 # The wheel installed into a fresh venv outside the tree, PARML_LIBRARY
-# unset: it imports its own library and trains.
-test-wheel: wheel
-	bash tests/wheel/run_wheel_test.sh build/wheel
+# unset: it imports its own library and trains; then the same from the
+# sdist, which builds the library with swift inside pip.
+test-wheel: wheel sdist
+	bash tests/wheel/run_wheel_test.sh build/wheel build/sdist
 
 # The Python package (bindings/python) against the library just built; a
 # failing test fails the target (pytest exits nonzero). -rs lists each

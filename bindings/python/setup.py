@@ -8,7 +8,8 @@ on Linux x86_64 can use one wheel: py3-none-linux_x86_64).
 The library comes from $PARML_WHEEL_LIBRARY when set, else from the
 repository's .build/release (what `make lib` writes); when a checkout has
 no build yet, it runs `swift build -c release --product parml`, and says
-plainly when Swift is missing.
+plainly when Swift is missing. An sdist carries the Swift package under
+swift/ (SWIFT_PATHS), so building from it works the same way.
 """
 
 from __future__ import annotations
@@ -20,9 +21,23 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
+# What `swift build --product parml` needs of the repository: the package
+# manifest names every target, so their directories must all be there.
+SWIFT_PATHS = ["Package.swift", "Sources", "Tests", "include", "proto", "bench/support", "bench/collectives",
+               "bench/mpi", "bench/mpi_train", "bench/pipeline", "tests/mpi/selftest"]
+
+
+def swift_package() -> Path | None:
+    """The Swift package to build the library from: the checkout around
+    bindings/python, or the copy an sdist carries in swift/."""
+    for root in (REPO, HERE / "swift"):
+        if (root / "Package.swift").is_file() and (root / "Sources" / "Parml").is_dir():
+            return root
+    return None
 
 
 def library() -> Path | None:
@@ -33,18 +48,19 @@ def library() -> Path | None:
         if not path.is_file():
             raise SystemExit(f"PARML_WHEEL_LIBRARY={override}: no such file")
         return path
-    built = REPO / ".build" / "release" / "libparml.so"
+    package = swift_package()
+    if package is None:
+        return None  # neither a checkout nor an sdist: a pure-Python build (the library comes from elsewhere)
+    built = package / ".build" / "release" / "libparml.so"
     if built.is_file():
         return built
-    if not (REPO / "Package.swift").is_file():
-        return None  # not a checkout: a pure-Python build (the library comes from elsewhere)
     if shutil.which("swift") is None:
         raise SystemExit(
             "building the parml wheel needs libparml.so: run `make lib` in the repository "
             "(it needs the Swift toolchain, 6.3 or later, which is not on PATH), or set "
             "PARML_WHEEL_LIBRARY to a built libparml.so"
         )
-    subprocess.run(["swift", "build", "-c", "release", "--product", "parml"], cwd=REPO, check=True)
+    subprocess.run(["swift", "build", "-c", "release", "--product", "parml"], cwd=package, check=True)
     return built
 
 
@@ -57,14 +73,34 @@ class BuildWithLibrary(build_py):
         lib = library()
         if lib is not None:
             shutil.copyfile(lib, target / "libparml.so")
-        proto = REPO / "proto"
+        package = swift_package()
+        proto = (package or REPO) / "proto"
         if proto.is_dir():
             (target / "proto").mkdir(exist_ok=True)
             for p in sorted(proto.glob("*.proto")):
                 shutil.copyfile(p, target / "proto" / p.name)
 
 
-commands = {"build_py": BuildWithLibrary}
+class SdistWithSwiftPackage(sdist):
+    """An sdist that can build the library: the Swift package goes in swift/."""
+
+    def make_release_tree(self, base_dir: str, files: list[str]) -> None:
+        super().make_release_tree(base_dir, files)
+        package = swift_package()
+        if package is None:
+            raise SystemExit("an sdist needs the Swift package: make it from a checkout of the repository")
+        dest = Path(base_dir) / "swift"
+        skip = shutil.ignore_patterns(".build", ".build-*", "__pycache__", "*.o")
+        for rel in SWIFT_PATHS:
+            src, dst = package / rel, dest / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=skip, symlinks=True)
+            else:
+                shutil.copy2(src, dst)
+
+
+commands = {"build_py": BuildWithLibrary, "sdist": SdistWithSwiftPackage}
 try:
     from setuptools.command.bdist_wheel import bdist_wheel  # setuptools >= 70.1
 except ImportError:  # older setuptools: the wheel package's

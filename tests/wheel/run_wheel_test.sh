@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# run_wheel_test.sh WHEEL_DIR — the wheel `make wheel` built, installed into a
-# fresh venv outside the repository with PARML_LIBRARY unset (make test-wheel).
+# run_wheel_test.sh WHEEL_DIR [SDIST_DIR] — the wheel `make wheel` built,
+# installed into a fresh venv outside the repository with PARML_LIBRARY unset
+# (make test-wheel); then the sdist `make sdist` built, which pip installs by
+# building the library with swift from the Swift package inside it.
 #
 # The venv sees the system's site-packages only for numpy (the wheel's one
 # dependency, so nothing is downloaded); parml must come from the wheel, load
@@ -64,6 +66,27 @@ if (cd "$WORK/elsewhere" && env -u PARML_LIBRARY -u PYTHONPATH "$WORK/venv/bin/p
   pass "outside the tree, PARML_LIBRARY unset: imports the wheel's library, finds its .proto, trains dp = 2"
 else
   fail "using the installed wheel"
+fi
+SDIST=$(ls "$(cd "${2:-/nonexistent}" 2>/dev/null && pwd)"/parml-*.tar.gz 2>/dev/null | head -1)
+if [ -n "$SDIST" ]; then
+  if tar -tzf "$SDIST" > "$WORK/out" 2>&1 && grep -q "/swift/Package.swift$" "$WORK/out" &&
+      grep -q "/swift/Sources/Parml/" "$WORK/out" && ! grep -q "/swift/.build" "$WORK/out"; then
+    pass "the sdist carries the Swift package (swift/Package.swift, swift/Sources), no build output"
+  else
+    fail "the sdist's contents"
+  fi
+  if python3 -m venv --system-site-packages "$WORK/venv2" > "$WORK/out" 2>&1 &&
+      (cd "$WORK/elsewhere" && env -u PARML_LIBRARY "$WORK/venv2/bin/python" -m pip install --quiet --no-deps \
+        --no-build-isolation "$SDIST") > "$WORK/out" 2>&1 &&
+      (cd "$WORK/elsewhere" && env -u PARML_LIBRARY -u PYTHONPATH "$WORK/venv2/bin/python" use.py "$WORK/venv2" \
+        "$ROOT/proto/parml.proto") > "$WORK/out" 2>&1; then
+    sed 's/^/      /' "$WORK/out"
+    pass "pip install of the sdist builds the library with swift, and the package trains"
+  else
+    fail "pip install of the sdist"
+  fi
+else
+  fail "no parml sdist in ${2:-(no SDIST_DIR given)} (make sdist)"
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
