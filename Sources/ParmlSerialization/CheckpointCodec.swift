@@ -102,10 +102,8 @@ public enum CheckpointFile {
     }
 
     private static func restore(_ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?, into trainer: Trainer) throws {
-        try FileFormat.checkSeal(bytes, what: "checkpoint", known: knownCRC)
-        let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: "checkpoint")
+        let u = try FileFormat.checkpoint(bytes, known: knownCRC, what: "checkpoint")
         let c = u.message.pointee
-        try FileFormat.checkHeader(magic: c.magic, version: c.format_version, expected: FileFormat.checkpointMagic, what: "checkpoint")
         guard let mp = c.model else { throw ParmlError.format("the checkpoint has no model") }
         guard let op = c.optimizer else { throw ParmlError.format("the checkpoint has no optimizer state") }
         // The file's layers are checked and compared without building them:

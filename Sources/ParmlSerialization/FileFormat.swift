@@ -105,6 +105,27 @@ extension FileFormat {
     private static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
 }
 
+extension FileFormat {
+    /// A checkpoint's bytes as a message: seal, unpack within the budget,
+    /// magic and version, each checked (`what` names it in messages).
+    static func checkpoint(
+        _ bytes: UnsafeRawBufferPointer, known: (covered: Int, value: UInt32)?, what: String
+    ) throws -> Unpacked<Parml__Checkpoint> {
+        try checkSeal(bytes, what: what, known: known)
+        let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: what)
+        let c = u.message.pointee
+        try checkHeader(magic: c.magic, version: c.format_version, expected: checkpointMagic, what: "checkpoint")
+        return u
+    }
+
+    /// A model file's bytes as a message: seal and unpack checked (its
+    /// header is checked where its layers are read, ModelCodec.layers).
+    static func model(_ bytes: UnsafeRawBufferPointer, known: (covered: Int, value: UInt32)?) throws -> Unpacked<Parml__Model> {
+        try checkSeal(bytes, what: "model file", known: known)
+        return try Unpacked<Parml__Model>(bytes, pml_model_descriptor(), what: "model file")
+    }
+}
+
 extension FileIO {
     /// Reads a sealed parml file (model, checkpoint), computing the CRC of
     /// its body on the way: checkSeal then makes no second pass over it.

@@ -29,13 +29,13 @@ public struct FileReport {
 
     /// Reads and checks `path`: a model file, a checkpoint, or a tensor message.
     public static func read(_ path: String) throws -> FileReport {
-        let file = try FileIO.read(path)
-        let bytes = UnsafeRawBufferPointer(start: file.pointer, count: file.count)
+        // Read as sealed files are, CRC computed on the way (a tensor
+        // message has no seal; its CRC is left unused).
+        let file = try FileIO.readSealed(path)
+        let bytes = file.bytes
         if FileFormat.startsWithMagic(bytes, FileFormat.checkpointMagic) {
-            try FileFormat.checkSeal(bytes, what: "checkpoint file")
-            let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: "checkpoint file")
+            let u = try FileFormat.checkpoint(bytes, known: file.crc, what: "checkpoint file")
             let c = u.message.pointee
-            try FileFormat.checkHeader(magic: c.magic, version: c.format_version, expected: FileFormat.checkpointMagic, what: "checkpoint")
             guard let m = c.model else { throw ParmlError.format("the checkpoint has no model") }
             var r = FileReport(kind: .checkpoint, bytes: file.count)
             r.formatVersion = c.format_version
@@ -67,8 +67,7 @@ public struct FileReport {
             return r
         }
         if FileFormat.startsWithMagic(bytes, FileFormat.modelMagic) {
-            try FileFormat.checkSeal(bytes, what: "model file")
-            let u = try Unpacked<Parml__Model>(bytes, pml_model_descriptor(), what: "model file")
+            let u = try FileFormat.model(bytes, known: file.crc)
             var r = FileReport(kind: .model, bytes: file.count)
             r.formatVersion = u.message.pointee.format_version
             r.checksumVerified = true

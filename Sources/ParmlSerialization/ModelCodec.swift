@@ -220,15 +220,13 @@ public enum ModelFile {
 
     private static func decode(_ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?) throws -> Model {
         if FileFormat.startsWithMagic(bytes, FileFormat.checkpointMagic) {
-            try FileFormat.checkSeal(bytes, what: "checkpoint file", known: knownCRC)
-            let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: "checkpoint file")
-            let c = u.message.pointee
-            try FileFormat.checkHeader(magic: c.magic, version: c.format_version, expected: FileFormat.checkpointMagic, what: "checkpoint")
-            guard let m = c.model else { throw ParmlError.format("the checkpoint has no model") }
-            return try ModelCodec.model(from: m.pointee)
+            let u = try FileFormat.checkpoint(bytes, known: knownCRC, what: "checkpoint file")
+            return try withExtendedLifetime(u) {
+                guard let m = u.message.pointee.model else { throw ParmlError.format("the checkpoint has no model") }
+                return try ModelCodec.model(from: m.pointee)
+            }
         }
-        try FileFormat.checkSeal(bytes, what: "model file", known: knownCRC)
-        let u = try Unpacked<Parml__Model>(bytes, pml_model_descriptor(), what: "model file")
-        return try ModelCodec.model(from: u.message.pointee)
+        let u = try FileFormat.model(bytes, known: knownCRC)
+        return try withExtendedLifetime(u) { try ModelCodec.model(from: u.message.pointee) }
     }
 }
