@@ -272,7 +272,7 @@ public final class Trainer {
         let outShape = try model.outputShape(for: inputs.shape)
         try loss.validate(output: outShape, targets: targets)
         try syncReplicas()
-        if strategy.deterministic && BLAS.threads != blasThreads { BLAS.threads = blasThreads }
+        useOwnBLASThreads()
         let n = inputs.shape[0]
         let chunk = strategy.deterministic ? strategy.gradientChunk : nil
         var plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: chunk)
@@ -381,11 +381,17 @@ public final class Trainer {
         syncedVersion = model.parameterVersion
     }
 
+    /// Deterministic mode: sets this trainer's OpenBLAS thread count again
+    /// (one setting per process, which another trainer may have changed).
+    private func useOwnBLASThreads() {
+        if strategy.deterministic && BLAS.threads != blasThreads { BLAS.threads = blasThreads }
+    }
+
     /// Loss and accuracy over a dataset in inference mode (dropout off).
     public func evaluate(_ data: Dataset, batchSize: Int) throws -> BatchResult {
         var batcher = try Batcher(dataset: data, batchSize: batchSize, shuffle: false, dropLast: false, seed: 0)
         batcher.startEpoch(0)
-        if strategy.deterministic && BLAS.threads != blasThreads { BLAS.threads = blasThreads }
+        useOwnBLASThreads()
         var total: Double = 0
         var correct = 0
         for b in 0..<batcher.batchCount {
