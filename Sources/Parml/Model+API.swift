@@ -176,11 +176,16 @@ public func parmlModelSetParams(_ model: parml_model?, _ src: UnsafePointer<Floa
     }
 }
 
+/// Throws PARML_ERR_STATE, saying what to call, for a model not yet initialised.
+private func requireInitialised(_ m: Model) throws {
+    guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+}
+
 /// The model behind a handle, initialised, and a parameter name from C.
 private func initialisedModel(_ model: parml_model?, _ name: UnsafePointer<CChar>?) throws -> (Model, String) {
     let m = try modelObject(model)
     let n = String(cString: try nonNull(name, "name"))
-    guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+    try requireInitialised(m)
     return (m, n)
 }
 
@@ -202,7 +207,7 @@ public func parmlModelNumParamTensors(_ model: parml_model?, _ count_out: Unsafe
     guarded("parml_model_num_param_tensors") {
         let m = try modelObject(model)
         let out = try nonNull(count_out, "count_out")
-        guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+        try requireInitialised(m)
         out.pointee = Int64(m.parameterInfo.count)
     }
 }
@@ -224,7 +229,7 @@ public func parmlModelParamTensorInfo(
 ) -> parml_status {
     guarded("parml_model_param_tensor_info") {
         let m = try modelObject(model)
-        guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+        try requireInitialised(m)
         guard index >= 0, index < Int64(m.parameterInfo.count) else {
             throw ParmlError.invalidArgument("index \(index) is outside 0..<\(m.parameterInfo.count)")
         }
@@ -264,17 +269,14 @@ public func parmlModelSetParam(
     guarded("parml_model_set_param") {
         let (m, n) = try initialisedModel(model, name)
         let src = try nonNull(src, "src")
-        let info = try m.parameter(named: n)
-        guard count == info.count else {
-            throw ParmlError.shape("parameter '\(n)' has shape \(info.shape) (\(info.count) values), not \(count)")
-        }
+        _ = try m.parameter(named: n, count: count)  // name and count first, before src is read
         try checkFinite(src, count)
         try m.setParameter(named: n, from: src, count: count)
     }
 }
 
 private func checkParamCount(_ m: Model, _ count: Int) throws {
-    guard m.isInitialized else { throw ParmlError.state("the model is not initialised; call parml_model_init first") }
+    try requireInitialised(m)
     guard count == m.parameterCount else {
         throw ParmlError.shape("count is \(count) but the model has \(m.parameterCount) parameters")
     }

@@ -198,21 +198,27 @@ public final class Model {
         throw ParmlError.invalidArgument("the model has no parameter named '\(name)' (its \(names.count): \(shown))")
     }
 
-    /// Copies parameter tensor `name` out; `count` must be its element count.
-    public func copyParameter(named name: String, to out: UnsafeMutablePointer<Float>, count: Int) throws {
+    /// The parameter tensor named `name`, which must hold `count` values
+    /// (a `.shape` error giving its shape otherwise).
+    public func parameter(named name: String, count: Int) throws -> ParameterInfo {
         let info = try parameter(named: name)
-        guard count == info.count, let p = parameters else {
+        guard count == info.count else {
             throw ParmlError.shape("parameter '\(name)' has shape \(info.shape) (\(info.count) values), not \(count)")
         }
+        return info
+    }
+
+    /// Copies parameter tensor `name` out; `count` must be its element count.
+    public func copyParameter(named name: String, to out: UnsafeMutablePointer<Float>, count: Int) throws {
+        let info = try parameter(named: name, count: count)
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         out.update(from: p.data + info.offset, count: info.count)
     }
 
     /// Overwrites parameter tensor `name`; `count` must be its element count.
     public func setParameter(named name: String, from src: UnsafePointer<Float>, count: Int) throws {
-        let info = try parameter(named: name)
-        guard count == info.count, let p = parameters else {
-            throw ParmlError.shape("parameter '\(name)' has shape \(info.shape) (\(info.count) values), not \(count)")
-        }
+        let info = try parameter(named: name, count: count)
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         (p.data + info.offset).update(from: src, count: info.count)
         parameterVersion += 1
     }
