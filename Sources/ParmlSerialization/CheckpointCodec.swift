@@ -134,19 +134,26 @@ extension ModelCodec {
     /// lines have the same parameter layout and compute the same function of
     /// their parameters.
     static func structure(of model: Model) -> [String] {
-        var lines: [String] = []
+        layerDescriptions(of: model).map { "depth \($0.depth) \($0.text)" }
+    }
+
+    /// Every layer in file order (a residual's body after it, one level
+    /// deeper) with its kind and attributes as text ("linear 784->1024
+    /// bias=true").
+    static func layerDescriptions(of model: Model) -> [(depth: Int, layer: Layer, text: String)] {
+        var out: [(depth: Int, layer: Layer, text: String)] = []
         func visit(_ l: Layer, depth: Int) {
-            var line = "depth \(depth) \(l.kind)"
+            var text = l.kind
             switch l {
-            case let x as Linear: line += " \(x.inFeatures)->\(x.outFeatures) bias=\(x.hasBias)"
-            case let x as LayerNorm: line += " features=\(x.features) eps=\(x.eps)"
-            case let x as Dropout: line += " p=\(x.probability)"
+            case let x as Linear: text += " \(x.inFeatures)->\(x.outFeatures) bias=\(x.hasBias)"
+            case let x as LayerNorm: text += " features=\(x.features) eps=\(x.eps)"
+            case let x as Dropout: text += " p=\(x.probability)"
             default: break
             }
-            lines.append(line)
+            out.append((depth, l, text))
             if let r = l as? Residual { for c in r.body.layers { visit(c, depth: depth + 1) } }
         }
         for l in model.root.layers { visit(l, depth: 0) }
-        return lines
+        return out
     }
 }

@@ -85,11 +85,8 @@ public struct FileReport {
     /// One line per layer: nesting depth, kind and attributes, parameters.
     private var layerLines: [(depth: Int, text: String, parameters: Int)] {
         guard let model else { return [] }
-        return ModelCodec.structure(of: model).enumerated().map { i, line in
-            let layer = model.allLayers.filter { !($0 is Sequential) }[i]
-            let depth = Int(line.split(separator: " ")[1]) ?? 0
-            let text = line.split(separator: " ").dropFirst(2).joined(separator: " ")
-            return (depth, text, layer.parameterSpecs.reduce(0) { $0 + $1.shape.count })
+        return ModelCodec.layerDescriptions(of: model).map {
+            ($0.depth, $0.text, $0.layer.parameterSpecs.reduce(0) { $0 + $1.shape.count })
         }
     }
 
