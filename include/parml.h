@@ -143,11 +143,42 @@ PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src
 PARML_API parml_status parml_tensor_data(parml_tensor tensor, float ** data_out);
 
 /* ------------------------------------------------------------------------ */
+/* Layer kinds                                                              */
+/* The kinds of layer this library builds, each with its typed attributes   */
+/* (names, types, defaults, rules): what parml_model_add_layer takes, listed */
+/* so that hosts and bindings discover kinds instead of knowing them.       */
+/* ------------------------------------------------------------------------ */
+
+/// The number of layer kinds this library knows, in *count_out; index them
+/// 0 ..< count with parml_layer_kind_info. Thread-safe.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL count_out). Since: 0.3.
+PARML_API parml_status parml_layer_kind_count(int64_t * count_out);
+
+/// Layer kind `index`: its name for parml_model_add_layer ("linear"), the
+/// class name bindings give it ("Linear", PyTorch's spelling), a line on
+/// what it computes, and its number of attributes. The strings are static
+/// (owned by the library, valid while it is loaded). Any out-pointer may be
+/// NULL. Thread-safe.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (index outside 0 ..< count). Since: 0.3.
+PARML_API parml_status parml_layer_kind_info(int64_t index, char const ** name_out, char const ** class_name_out, char const ** doc_out, int64_t * n_attributes_out);
+
+/// Attribute `attribute` of layer kind `index`, in the order the kind
+/// declares them (the order bindings take positional arguments in): its
+/// name, PARML_ATTR_* type, its default as text ("1e-05", "true"; NULL when
+/// the attribute is required), the rule a value must meet in words ("in
+/// 1...2^31-1"; NULL when any value of the type is valid), and a line on
+/// what it does. The strings are static (owned by the library, valid while
+/// it is loaded). Any out-pointer may be NULL. Thread-safe.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (index or attribute out of range). Since: 0.3.
+PARML_API parml_status parml_layer_kind_attribute(int64_t index, int64_t attribute, char const ** name_out, int32_t * type_out, char const ** default_out, char const ** rule_out, char const ** doc_out);
+
+/* ------------------------------------------------------------------------ */
 /* Models                                                                   */
 /* A network, built layer by layer (residual blocks nest), then             */
-/* initialised from a seed. Parameters live in one flat array, in layer     */
-/* order; each tensor also has a stable dotted name (PyTorch's state_dict   */
-/* key for the same layers).                                                */
+/* initialised from a seed. parml_model_add_layer adds any kind by name;    */
+/* the typed parml_model_add_* functions are shorthands for it. Parameters  */
+/* live in one flat array, in layer order; each tensor also has a stable    */
+/* dotted name (PyTorch's state_dict key for the same layers).              */
 /* ------------------------------------------------------------------------ */
 
 /// Creates an empty model. Add layers with parml_model_add_*, then call
@@ -158,6 +189,19 @@ PARML_API parml_status parml_model_create(parml_model * out);
 /// Releases the caller's reference. A trainer built on the model keeps its
 /// own, so freeing the model first is safe. NULL is a no-op. Since: 0.1.
 PARML_API void parml_model_free(parml_model model);
+
+/// Appends a layer of kind `kind` ("linear", "layer_norm", ...; see
+/// parml_layer_kind_count) built from `n_attrs` attributes. Attributes left
+/// out take their defaults; a required one left out, an unknown name, a name
+/// given twice, a wrong type or a value out of range is refused with a
+/// message naming the kind and the attribute. Residual blocks are opened
+/// with parml_model_begin_residual, not here. `attrs` may be NULL when
+/// n_attrs is 0; the library keeps nothing it points to.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL kind, unknown kind, NULL
+/// attrs with n_attrs > 0, a NULL or unknown attribute name, an attribute
+/// given twice or of the wrong type or out of range, a required attribute
+/// missing), PARML_ERR_STATE (after init). Since: 0.3.
+PARML_API parml_status parml_model_add_layer(parml_model model, char const * kind, parml_attribute const * attrs, ptrdiff_t n_attrs);
 
 /// Appends y = x * W^T + b with W (out_features, in_features), as torch.nn.Linear.
 /// `bias` nonzero adds b. Input (..., in_features) -> (..., out_features).

@@ -84,6 +84,13 @@ typedef int32_t parml_status;
 #define PARML_ACTIVATION_TANH    3
 #define PARML_ACTIVATION_SIGMOID 4
 
+/* Layer attribute types (parml_attribute.type, parml_layer_kind_attribute). */
+#define PARML_ATTR_INT    1 /* int_value */
+#define PARML_ATTR_FLOAT  2 /* float_value (stored as float32) */
+#define PARML_ATTR_BOOL   3 /* int_value: 0 is false, anything else true */
+#define PARML_ATTR_STRING 4 /* string_value, NUL-terminated UTF-8 */
+#define PARML_ATTR_INTS   5 /* ints[0 .. n_ints) */
+
 /* Losses (parml_trainer_create). */
 #define PARML_LOSS_CROSS_ENTROPY 1 /* softmax cross-entropy; targets are class indices */
 #define PARML_LOSS_MSE           2 /* mean squared error; targets have the output's shape */
@@ -105,6 +112,27 @@ typedef int32_t parml_status;
 /* Communication backends (parml_strategy_params.backend). */
 #define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
 #define PARML_BACKEND_MPI     2 /* one rank per process under mpirun */
+
+/* ------------------------------------------------------------------------ */
+/* Layer attributes                                                           */
+/* ------------------------------------------------------------------------ */
+
+/** One named, typed attribute of a layer, for parml_model_add_layer (the
+ *  pattern of a tagged value: set `name`, `type` and the field the type
+ *  names; the other fields are ignored). The library copies what it keeps,
+ *  so the strings and the array need live only for the call. The layout is
+ *  fixed: a later type reuses these fields. Example:
+ *    parml_attribute a[] = {{.name = "in_features", .type = PARML_ATTR_INT, .int_value = 784},
+ *                           {.name = "out_features", .type = PARML_ATTR_INT, .int_value = 10}}; */
+typedef struct parml_attribute {
+    const char *name;           /* the attribute's name, as the kinds query lists it */
+    int32_t type;               /* PARML_ATTR_* */
+    int64_t int_value;          /* INT, BOOL */
+    double float_value;         /* FLOAT */
+    const char *string_value;   /* STRING */
+    const int64_t *ints;        /* INTS: n_ints values (NULL when n_ints is 0) */
+    int64_t n_ints;
+} parml_attribute;
 
 /* ------------------------------------------------------------------------ */
 /* Parameter structs. Fill with parml_X_params_init(&p), then change fields. */

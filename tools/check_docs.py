@@ -115,11 +115,18 @@ def python_api(package: Path) -> tuple[dict[str, set[str]], set[str]]:
             out |= all_members(b, seen | {name})
         return out
 
-    init = ast.parse((package / "__init__.py").read_text())
     exported: set[str] = set()
-    for node in init.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            exported.update(ast.literal_eval(node.value))
+    for module in ("__init__.py", "layers.py"):
+        for node in ast.parse((package / module).read_text()).body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+                # Literal names only: `*_layers.__all__` and `sorted(...)` are the made classes below.
+                for elt in getattr(node.value, "elts", None) or getattr(getattr(node.value, "left", None), "elts", []):
+                    if isinstance(elt, ast.Constant):
+                        exported.add(elt.value)
+    # The layer classes are made at import from the library's kinds query;
+    # their names are the `className:` of each kind in Sources/.
+    for swift in (package.parents[2] / "Sources").rglob("*.swift"):
+        exported.update(re.findall(r'className: "(\w+)"', swift.read_text()))
     exported.update(p.stem for p in package.glob("*.py") if not p.stem.startswith("__"))
     return {c: all_members(c) for c in classes}, exported
 

@@ -18,12 +18,20 @@ GROUPS = [
          "parml_tensor_read", "parml_tensor_write", "parml_tensor_data"],
     ),
     (
+        "Layer kinds",
+        "The kinds of layer this library builds, each with its typed attributes\n"
+        "(names, types, defaults, rules): what parml_model_add_layer takes, listed\n"
+        "so that hosts and bindings discover kinds instead of knowing them.",
+        ["parml_layer_kind_count", "parml_layer_kind_info", "parml_layer_kind_attribute"],
+    ),
+    (
         "Models",
         "A network, built layer by layer (residual blocks nest), then\n"
-        "initialised from a seed. Parameters live in one flat array, in layer\n"
-        "order; each tensor also has a stable dotted name (PyTorch's state_dict\n"
-        "key for the same layers).",
-        ["parml_model_create", "parml_model_free", "parml_model_add_linear", "parml_model_add_activation",
+        "initialised from a seed. parml_model_add_layer adds any kind by name;\n"
+        "the typed parml_model_add_* functions are shorthands for it. Parameters\n"
+        "live in one flat array, in layer order; each tensor also has a stable\n"
+        "dotted name (PyTorch's state_dict key for the same layers).",
+        ["parml_model_create", "parml_model_free", "parml_model_add_layer", "parml_model_add_linear", "parml_model_add_activation",
          "parml_model_add_layer_norm", "parml_model_add_dropout", "parml_model_add_flatten",
          "parml_model_begin_residual", "parml_model_end_residual", "parml_model_add_stage_boundary",
          "parml_model_init", "parml_model_num_params", "parml_model_get_params", "parml_model_set_params",

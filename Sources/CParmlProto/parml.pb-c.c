@@ -52,6 +52,63 @@ void   parml__tensor__free_unpacked
   assert(message->base.descriptor == &parml__tensor__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   parml__attribute__ints__init
+                     (Parml__Attribute__Ints         *message)
+{
+  static const Parml__Attribute__Ints init_value = PARML__ATTRIBUTE__INTS__INIT;
+  *message = init_value;
+}
+void   parml__attribute__init
+                     (Parml__Attribute         *message)
+{
+  static const Parml__Attribute init_value = PARML__ATTRIBUTE__INIT;
+  *message = init_value;
+}
+size_t parml__attribute__get_packed_size
+                     (const Parml__Attribute *message)
+{
+  assert(message->base.descriptor == &parml__attribute__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t parml__attribute__pack
+                     (const Parml__Attribute *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &parml__attribute__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t parml__attribute__pack_to_buffer
+                     (const Parml__Attribute *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &parml__attribute__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Parml__Attribute *
+       parml__attribute__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Parml__Attribute *)
+     protobuf_c_message_unpack (&parml__attribute__descriptor,
+                                allocator, len, data);
+}
+void   parml__attribute__free_unpacked
+                     (Parml__Attribute *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &parml__attribute__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   parml__layer__attributes_entry__init
+                     (Parml__Layer__AttributesEntry         *message)
+{
+  static const Parml__Layer__AttributesEntry init_value = PARML__LAYER__ATTRIBUTES_ENTRY__INIT;
+  *message = init_value;
+}
 void   parml__layer__init
                      (Parml__Layer         *message)
 {
@@ -427,6 +484,185 @@ const ProtobufCMessageDescriptor parml__tensor__descriptor =
   (ProtobufCMessageInit) parml__tensor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor parml__attribute__ints__field_descriptors[1] =
+{
+  {
+    "values",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Parml__Attribute__Ints, n_values),
+    offsetof(Parml__Attribute__Ints, values),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned parml__attribute__ints__field_indices_by_name[] = {
+  0,   /* field[0] = values */
+};
+static const ProtobufCIntRange parml__attribute__ints__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor parml__attribute__ints__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "parml.Attribute.Ints",
+  "Ints",
+  "Parml__Attribute__Ints",
+  "parml",
+  sizeof(Parml__Attribute__Ints),
+  1,
+  parml__attribute__ints__field_descriptors,
+  parml__attribute__ints__field_indices_by_name,
+  1,  parml__attribute__ints__number_ranges,
+  (ProtobufCMessageInit) parml__attribute__ints__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor parml__attribute__field_descriptors[5] =
+{
+  {
+    "int_value",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Parml__Attribute, value_case),
+    offsetof(Parml__Attribute, int_value),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "float_value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Parml__Attribute, value_case),
+    offsetof(Parml__Attribute, float_value),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bool_value",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    offsetof(Parml__Attribute, value_case),
+    offsetof(Parml__Attribute, bool_value),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "string_value",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Parml__Attribute, value_case),
+    offsetof(Parml__Attribute, string_value),
+    NULL,
+    &protobuf_c_empty_string,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ints_value",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Parml__Attribute, value_case),
+    offsetof(Parml__Attribute, ints_value),
+    &parml__attribute__ints__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned parml__attribute__field_indices_by_name[] = {
+  2,   /* field[2] = bool_value */
+  1,   /* field[1] = float_value */
+  0,   /* field[0] = int_value */
+  4,   /* field[4] = ints_value */
+  3,   /* field[3] = string_value */
+};
+static const ProtobufCIntRange parml__attribute__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor parml__attribute__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "parml.Attribute",
+  "Attribute",
+  "Parml__Attribute",
+  "parml",
+  sizeof(Parml__Attribute),
+  5,
+  parml__attribute__field_descriptors,
+  parml__attribute__field_indices_by_name,
+  1,  parml__attribute__number_ranges,
+  (ProtobufCMessageInit) parml__attribute__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor parml__layer__attributes_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Layer__AttributesEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Layer__AttributesEntry, value),
+    &parml__attribute__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned parml__layer__attributes_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange parml__layer__attributes_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor parml__layer__attributes_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "parml.Layer.AttributesEntry",
+  "AttributesEntry",
+  "Parml__Layer__AttributesEntry",
+  "parml",
+  sizeof(Parml__Layer__AttributesEntry),
+  2,
+  parml__layer__attributes_entry__field_descriptors,
+  parml__layer__attributes_entry__field_indices_by_name,
+  1,  parml__layer__attributes_entry__number_ranges,
+  (ProtobufCMessageInit) parml__layer__attributes_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue parml__layer__kind__enum_values_by_number[10] =
 {
   { "KIND_UNSPECIFIED", "PARML__LAYER__KIND__KIND_UNSPECIFIED", 0 },
@@ -471,7 +707,7 @@ const ProtobufCEnumDescriptor parml__layer__kind__descriptor =
   parml__layer__kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor parml__layer__field_descriptors[9] =
+static const ProtobufCFieldDescriptor parml__layer__field_descriptors[11] =
 {
   {
     "kind",
@@ -581,14 +817,40 @@ static const ProtobufCFieldDescriptor parml__layer__field_descriptors[9] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "kind_name",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Layer, kind_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attributes",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Parml__Layer, n_attributes),
+    offsetof(Parml__Layer, attributes),
+    &parml__layer__attributes_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned parml__layer__field_indices_by_name[] = {
+  10,   /* field[10] = attributes */
   4,   /* field[4] = bias */
   1,   /* field[1] = depth */
   6,   /* field[6] = eps */
   5,   /* field[5] = features */
   2,   /* field[2] = in_features */
   0,   /* field[0] = kind */
+  9,   /* field[9] = kind_name */
   3,   /* field[3] = out_features */
   7,   /* field[7] = p */
   8,   /* field[8] = parameters */
@@ -596,7 +858,7 @@ static const unsigned parml__layer__field_indices_by_name[] = {
 static const ProtobufCIntRange parml__layer__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor parml__layer__descriptor =
 {
@@ -606,7 +868,7 @@ const ProtobufCMessageDescriptor parml__layer__descriptor =
   "Parml__Layer",
   "parml",
   sizeof(Parml__Layer),
-  9,
+  11,
   parml__layer__field_descriptors,
   parml__layer__field_indices_by_name,
   1,  parml__layer__number_ranges,

@@ -41,7 +41,7 @@ public func parmlModelFree(_ model: parml_model?) {
 public func parmlModelAddLinear(_ model: parml_model?, _ in_features: Int64, _ out_features: Int64, _ bias: Int32) -> parml_status {
     guarded("parml_model_add_linear") {
         let m = try modelObject(model)
-        try m.add(Linear(inFeatures: positive(in_features, "in_features"), outFeatures: positive(out_features, "out_features"), bias: bias != 0))
+        try m.add(Linear.descriptor.make(["in_features": .int(in_features), "out_features": .int(out_features), "bias": .bool(bias != 0)]))
     }
 }
 
@@ -55,7 +55,7 @@ public func parmlModelAddActivation(_ model: parml_model?, _ kind: Int32) -> par
         guard let k = ActivationKind(rawValue: kind) else {
             throw ParmlError.invalidArgument("activation kind \(kind) is unknown (PARML_ACTIVATION_RELU, _GELU, _TANH, _SIGMOID)")
         }
-        try m.add(Activation(k))
+        try m.add(k.descriptor.make())
     }
 }
 
@@ -67,7 +67,7 @@ public func parmlModelAddActivation(_ model: parml_model?, _ kind: Int32) -> par
 public func parmlModelAddLayerNorm(_ model: parml_model?, _ features: Int64, _ eps: Float) -> parml_status {
     guarded("parml_model_add_layer_norm") {
         let m = try modelObject(model)
-        try m.add(LayerNorm(features: positive(features, "features"), eps: eps))
+        try m.add(LayerNorm.descriptor.make(["features": .int(features), "eps": .float(eps)]))
     }
 }
 
@@ -79,7 +79,7 @@ public func parmlModelAddLayerNorm(_ model: parml_model?, _ features: Int64, _ e
 public func parmlModelAddDropout(_ model: parml_model?, _ p: Float) -> parml_status {
     guarded("parml_model_add_dropout") {
         let m = try modelObject(model)
-        try m.add(Dropout(probability: p))
+        try m.add(Dropout.descriptor.make(["p": .float(p)]))
     }
 }
 
@@ -90,7 +90,7 @@ public func parmlModelAddDropout(_ model: parml_model?, _ p: Float) -> parml_sta
 public func parmlModelAddFlatten(_ model: parml_model?) -> parml_status {
     guarded("parml_model_add_flatten") {
         let m = try modelObject(model)
-        try m.add(Flatten())
+        try m.add(Flatten.descriptor.make())
     }
 }
 

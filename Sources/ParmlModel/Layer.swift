@@ -54,6 +54,16 @@ public struct ParameterSpec: Sendable {
 public protocol Layer: AnyObject {
     /// A short name ("linear", "relu", ...), used in plans and errors.
     var kind: String { get }
+    /// The registered kind this layer is, or nil for a layer the engine
+    /// makes itself (a container, a tensor-parallel collective).
+    var descriptor: LayerKind? { get }
+    /// Its attribute values, complete, as `descriptor.make` takes them back.
+    var attributes: Attributes { get }
+    /// How plans name it ("linear(784→10)"); the kind name by default.
+    var planLabel: String { get }
+    /// Adds the layer's inference graph to an ONNX export and returns the
+    /// name of its output; `shape` is its input's.
+    func lowerToOnnx(_ graph: OnnxLowering, input: String, shape: Shape) throws -> String
     /// The parameters this layer needs, in the order `bind` receives them.
     var parameterSpecs: [ParameterSpec] { get }
     /// Gives the layer views of its parameters and gradients in the model's arena.
@@ -75,6 +85,23 @@ extension Layer {
     public var parameterSpecs: [ParameterSpec] { [] }
     public func bind(values: [Tensor], gradients: [Tensor]) {}
     public var children: [Layer] { [] }
+    public var descriptor: LayerKind? { nil }
+    public var attributes: Attributes { Attributes() }
+    public var planLabel: String { kind }
+    public func lowerToOnnx(_ graph: OnnxLowering, input: String, shape: Shape) throws -> String {
+        throw ParmlError.unsupported("layer kind '\(kind)' has no ONNX export yet")
+    }
+}
+
+/// A registered layer kind whose descriptor is fixed by its class: the kind
+/// name comes from it.
+public protocol KindedLayer: Layer {
+    static var descriptor: LayerKind { get }
+}
+
+extension KindedLayer {
+    public var descriptor: LayerKind? { Self.descriptor }
+    public var kind: String { Self.descriptor.name }
 }
 
 /// A reusable buffer shaped on demand (allocates only when it must grow):

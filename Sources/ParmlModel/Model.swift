@@ -97,6 +97,18 @@ public final class Model {
         stageStarts.append(next)
     }
 
+    /// The kinds of block `beginBlock(named:)` opens (files name them like layer kinds).
+    public static let blockKinds = [Residual.kindName]
+
+    /// Opens the block kind `name` (one of `blockKinds`).
+    public func beginBlock(named name: String) throws {
+        guard name == Residual.kindName else { throw ParmlError.invalidArgument("no block kind is named '\(name)'") }
+        try beginResidual()
+    }
+
+    /// Closes the innermost block.
+    public func endBlock() throws { try endResidual() }
+
     /// Opens a residual block: layers added until `endResidual` form its body f, y = x + f(x).
     public func beginResidual() throws {
         guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
@@ -132,7 +144,7 @@ public final class Model {
         let layers = allLayers
         let paths = Model.paths(root)
         for (index, layer) in layers.enumerated() {
-            if let d = layer as? Dropout { d.layerID = d.pinnedLayerID ?? index }
+            if let d = layer as? RandomizedLayer { d.layerID = d.pinnedLayerID ?? index }
             for spec in layer.parameterSpecs {
                 let n = spec.shape.count
                 infos.append(
@@ -336,19 +348,20 @@ public final class Model {
         allLayers.reduce(0) { $0 + $1.parameterSpecs.reduce(0) { $0 + $1.shape.count } }
     }
 
-    /// One line per layer: kind, parameter shapes and counts, nesting indented.
+    /// One line per layer: kind, attributes, parameter shapes and counts, nesting indented.
     public var summary: String {
         var lines: [String] = []
         func visit(_ l: Layer, depth: Int) {
             let specs = l.parameterSpecs
             var line = String(repeating: "  ", count: depth) + l.kind
+            let attributes = l.attributes.text
+            if !attributes.isEmpty { line += " " + attributes }
             if !specs.isEmpty {
                 let n = specs.reduce(0) { $0 + $1.shape.count }
                 line += " " + specs.map { "\($0.name)\($0.shape)" }.joined(separator: " ") + " params=\(n)"
             }
-            if let d = l as? Dropout { line += " p=\(d.probability)" }
             lines.append(line)
-            if let r = l as? Residual { for c in r.body.layers { visit(c, depth: depth + 1) } }
+            if let b = l as? BlockLayer { for c in b.body.layers { visit(c, depth: depth + 1) } }
         }
         for (i, l) in root.layers.enumerated() {
             if stageStarts.contains(i) { lines.append("-- pipeline stage boundary --") }

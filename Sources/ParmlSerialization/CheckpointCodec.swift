@@ -137,21 +137,15 @@ extension ModelCodec {
         layerDescriptions(of: model).map { "depth \($0.depth) \($0.text)" }
     }
 
-    /// Every layer in file order (a residual's body after it, one level
-    /// deeper) with its kind and attributes as text ("linear 784->1024
-    /// bias=true").
+    /// Every layer in file order (a block's body after it, one level
+    /// deeper) with its kind and attributes as text ("linear in_features=784
+    /// out_features=1024 bias=true").
     static func layerDescriptions(of model: Model) -> [(depth: Int, layer: Layer, text: String)] {
         var out: [(depth: Int, layer: Layer, text: String)] = []
         func visit(_ l: Layer, depth: Int) {
-            var text = l.kind
-            switch l {
-            case let x as Linear: text += " \(x.inFeatures)->\(x.outFeatures) bias=\(x.hasBias)"
-            case let x as LayerNorm: text += " features=\(x.features) eps=\(x.eps)"
-            case let x as Dropout: text += " p=\(x.probability)"
-            default: break
-            }
-            out.append((depth, l, text))
-            if let r = l as? Residual { for c in r.body.layers { visit(c, depth: depth + 1) } }
+            let attributes = l.attributes.text
+            out.append((depth, l, attributes.isEmpty ? l.kind : l.kind + " " + attributes))
+            if let b = l as? BlockLayer { for c in b.body.layers { visit(c, depth: depth + 1) } }
         }
         for l in model.root.layers { visit(l, depth: 0) }
         return out

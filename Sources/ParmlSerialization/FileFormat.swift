@@ -7,7 +7,7 @@ import ParmlTensor
 /// Constants of the file format (proto/parml.proto, docs/file-format.md).
 public enum FileFormat {
     /// The format version this library writes and the newest it reads.
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     public static let modelMagic = "parml.model"
     public static let checkpointMagic = "parml.checkpoint"
     /// Residual blocks nest at most this deep in a file.

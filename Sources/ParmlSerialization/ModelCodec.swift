@@ -18,18 +18,13 @@ enum ModelCodec {
         message.pointee.magic = try arena.string(FileFormat.modelMagic)
         message.pointee.format_version = FileFormat.version
         message.pointee.init_seed = seed
-        var flat: [(layer: Layer, depth: Int)] = []
-        func visit(_ l: Layer, depth: Int) {
-            flat.append((l, depth))
-            if let r = l as? Residual { for c in r.body.layers { visit(c, depth: depth + 1) } }
-        }
-        for l in model.root.layers { visit(l, depth: 0) }
+        let flat = layerDescriptions(of: model)
         let list = try arena.allocate(UnsafeMutablePointer<Parml__Layer>?.self, count: flat.count)
         // Parameter tensors are in parameterInfo in the same depth-first order.
         var next = 0
         for (i, entry) in flat.enumerated() {
             let m = try arena.allocate(Parml__Layer.self, count: 1)
-            try describe(entry.layer, depth: entry.depth, into: m)
+            try describe(entry.layer, depth: entry.depth, into: m, arena: arena)
             let specs = entry.layer.parameterSpecs
             if !specs.isEmpty {
                 let tensors = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: specs.count)
@@ -50,37 +45,76 @@ enum ModelCodec {
         message.pointee.layers = list
     }
 
-    /// A layer's kind and attributes.
-    private static func describe(_ layer: Layer, depth: Int, into m: UnsafeMutablePointer<Parml__Layer>) throws {
+    /// A layer's kind name and attributes (format 2), entries sorted by name.
+    private static func describe(_ layer: Layer, depth: Int, into m: UnsafeMutablePointer<Parml__Layer>, arena: PackArena) throws {
         parml__layer__init(m)
         m.pointee.depth = UInt32(depth)
-        switch layer {
-        case let l as Linear:
-            m.pointee.kind = PARML__LAYER__KIND__LINEAR
-            m.pointee.in_features = Int64(l.inFeatures)
-            m.pointee.out_features = Int64(l.outFeatures)
-            m.pointee.bias = l.hasBias ? 1 : 0
-        case let a as Activation:
-            switch a.function {
-            case .relu: m.pointee.kind = PARML__LAYER__KIND__RELU
-            case .gelu: m.pointee.kind = PARML__LAYER__KIND__GELU
-            case .tanh: m.pointee.kind = PARML__LAYER__KIND__TANH
-            case .sigmoid: m.pointee.kind = PARML__LAYER__KIND__SIGMOID
-            }
-        case let n as LayerNorm:
-            m.pointee.kind = PARML__LAYER__KIND__LAYER_NORM
-            m.pointee.features = Int64(n.features)
-            m.pointee.eps = n.eps
-        case let d as Dropout:
-            m.pointee.kind = PARML__LAYER__KIND__DROPOUT
-            m.pointee.p = d.probability
-        case is Flatten:
-            m.pointee.kind = PARML__LAYER__KIND__FLATTEN
-        case is Residual:
-            m.pointee.kind = PARML__LAYER__KIND__RESIDUAL
-        default:
-            throw ParmlError.unsupported("layer kind '\(layer.kind)' has no file representation yet")
+        guard let name = layer is BlockLayer ? layer.kind : layer.descriptor?.name else {
+            throw ParmlError.unsupported("layer kind '\(layer.kind)' has no file representation")
         }
+        m.pointee.kind_name = try arena.string(name)
+        let entries = layer.attributes.entries.sorted { $0.name < $1.name }
+        guard !entries.isEmpty else { return }
+        let list = try arena.allocate(UnsafeMutablePointer<Parml__Layer__AttributesEntry>?.self, count: entries.count)
+        for (k, e) in entries.enumerated() {
+            let entry = try arena.allocate(Parml__Layer__AttributesEntry.self, count: 1)
+            parml__layer__attributes_entry__init(entry)
+            entry.pointee.key = try arena.string(e.name)
+            let v = try arena.allocate(Parml__Attribute.self, count: 1)
+            parml__attribute__init(v)
+            switch e.value {
+            case .int(let x):
+                v.pointee.value_case = PARML__ATTRIBUTE__VALUE_INT_VALUE
+                v.pointee.int_value = x
+            case .float(let x):
+                v.pointee.value_case = PARML__ATTRIBUTE__VALUE_FLOAT_VALUE
+                v.pointee.float_value = x
+            case .bool(let x):
+                v.pointee.value_case = PARML__ATTRIBUTE__VALUE_BOOL_VALUE
+                v.pointee.bool_value = x ? 1 : 0
+            case .string(let x):
+                v.pointee.value_case = PARML__ATTRIBUTE__VALUE_STRING_VALUE
+                v.pointee.string_value = try arena.string(x)
+            case .ints(let x):
+                v.pointee.value_case = PARML__ATTRIBUTE__VALUE_INTS_VALUE
+                let ints = try arena.allocate(Parml__Attribute__Ints.self, count: 1)
+                parml__attribute__ints__init(ints)
+                let values = try arena.allocate(Int64.self, count: max(x.count, 1))
+                for (j, n) in x.enumerated() { values[j] = n }
+                ints.pointee.n_values = x.count
+                ints.pointee.values = values
+                v.pointee.ints_value = ints
+            }
+            entry.pointee.value = v
+            list[k] = entry
+        }
+        m.pointee.n_attributes = entries.count
+        m.pointee.attributes = list
+    }
+
+    /// A record's kind name and attribute values as written (format 2).
+    private static func kind(of rec: Parml__Layer, index i: Int) throws -> (String, [Attributes.Entry]) {
+        guard let name = rec.kind_name, name.pointee != 0 else { throw ParmlError.format("layer \(i) has no kind_name") }
+        var entries: [Attributes.Entry] = []
+        for k in 0..<rec.n_attributes {
+            guard let e = rec.attributes?[k]?.pointee, let key = e.key, let v = e.value?.pointee else {
+                throw ParmlError.format("layer \(i) attribute \(k) is missing its name or value")
+            }
+            let value: AttributeValue
+            switch v.value_case {
+            case PARML__ATTRIBUTE__VALUE_INT_VALUE: value = .int(v.int_value)
+            case PARML__ATTRIBUTE__VALUE_FLOAT_VALUE: value = .float(v.float_value)
+            case PARML__ATTRIBUTE__VALUE_BOOL_VALUE: value = .bool(v.bool_value != 0)
+            case PARML__ATTRIBUTE__VALUE_STRING_VALUE: value = .string(v.string_value.map { String(cString: $0) } ?? "")
+            case PARML__ATTRIBUTE__VALUE_INTS_VALUE:
+                let ints = v.ints_value?.pointee
+                value = .ints((0..<(ints?.n_values ?? 0)).map { ints!.values[$0] })
+            default:
+                throw ParmlError.format("layer \(i) attribute '\(String(cString: key))' has no value")
+            }
+            entries.append(Attributes.Entry(name: String(cString: key), value: value))
+        }
+        return (String(cString: name), entries)
     }
 
     /// A new initialised model from a message, checked completely before
@@ -122,19 +156,21 @@ enum ModelCodec {
                 throw ParmlError.format("layer \(i) has depth \(depth) but only \(open) residual block(s) are open before it")
             }
             var specs: [ParameterSpec] = []
+            let (name, attributes) = m.format_version == 1 ? try LegacyLayerRecord.kind(of: rec, index: i) : try kind(of: rec, index: i)
             do {
                 while open > depth {
-                    try model.endResidual()
+                    try model.endBlock()
                     open -= 1
                 }
-                if rec.kind == PARML__LAYER__KIND__RESIDUAL {
+                if Model.blockKinds.contains(name) {
+                    guard attributes.isEmpty else { throw ParmlError.format("layer \(i): a \(name) block has no attributes") }
                     guard open < FileFormat.maxNesting else {
-                        throw ParmlError.format("residual blocks nest deeper than \(FileFormat.maxNesting) at layer \(i)")
+                        throw ParmlError.format("blocks nest deeper than \(FileFormat.maxNesting) at layer \(i)")
                     }
-                    try model.beginResidual()
+                    try model.beginBlock(named: name)
                     open += 1
                 } else {
-                    let l = try layer(from: rec, index: i)
+                    let l = try LayerKinds.kind(named: name).make(attributes)
                     specs = l.parameterSpecs
                     try model.add(l)
                 }
@@ -142,7 +178,7 @@ enum ModelCodec {
                 throw ParmlError.format("layer \(i): \(e.message)")
             }
             guard rec.n_parameters == specs.count else {
-                throw ParmlError.format("layer \(i) (kind \(rec.kind.rawValue)) has \(rec.n_parameters) parameter tensors, expected \(specs.count)")
+                throw ParmlError.format("layer \(i) (\(name)) has \(rec.n_parameters) parameter tensors, expected \(specs.count)")
             }
             for k in 0..<rec.n_parameters {
                 let t = try TensorCodec.element(rec.parameters, k, what: "layer \(i) parameter \(k)")
@@ -155,36 +191,13 @@ enum ModelCodec {
         }
         do {
             while open > 0 {
-                try model.endResidual()
+                try model.endBlock()
                 open -= 1
             }
         } catch let e as ParmlError {
-            throw ParmlError.format("the last residual block: \(e.message)")
+            throw ParmlError.format("the last block: \(e.message)")
         }
         return (model, tensors)
-    }
-
-    /// An unbound layer from its record (not residual).
-    private static func layer(from rec: Parml__Layer, index: Int) throws -> Layer {
-        func size(_ v: Int64, _ name: String) throws -> Int {
-            guard v >= 1, v <= Int64(Int32.max) else { throw ParmlError.format("layer \(index): \(name) = \(v) is outside 1...2^31-1") }
-            return Int(v)
-        }
-        switch rec.kind {
-        case PARML__LAYER__KIND__LINEAR:
-            return try Linear(
-                inFeatures: size(rec.in_features, "in_features"), outFeatures: size(rec.out_features, "out_features"),
-                bias: rec.bias != 0)
-        case PARML__LAYER__KIND__RELU: return Activation(.relu)
-        case PARML__LAYER__KIND__GELU: return Activation(.gelu)
-        case PARML__LAYER__KIND__TANH: return Activation(.tanh)
-        case PARML__LAYER__KIND__SIGMOID: return Activation(.sigmoid)
-        case PARML__LAYER__KIND__LAYER_NORM: return try LayerNorm(features: size(rec.features, "features"), eps: rec.eps)
-        case PARML__LAYER__KIND__DROPOUT: return try Dropout(probability: rec.p)
-        case PARML__LAYER__KIND__FLATTEN: return Flatten()
-        default:
-            throw ParmlError.format("layer \(index) has kind \(rec.kind.rawValue), unknown to this version")
-        }
     }
 }
 

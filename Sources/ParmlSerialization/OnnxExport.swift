@@ -2,11 +2,9 @@ import CParmlProto
 import ParmlModel
 import ParmlTensor
 
-/// A model as an ONNX file (opset 17, IR version 8) for inference: Linear as
-/// Gemm (rank-2 input) or MatMul + Add, ReLU/Tanh/Sigmoid as themselves, GELU
-/// as x·0.5·(1 + erf(x/√2)) (exact, as parml computes it; ONNX's own Gelu
-/// needs opset 20), LayerNorm as LayerNormalization, Flatten as Flatten,
-/// a residual block as Add(x, body(x)); Dropout is the identity at inference.
+/// A model as an ONNX file (opset 17, IR version 8) for inference. Each
+/// layer lowers itself (`Layer.lowerToOnnx` in its kind's file); a kind
+/// without a lowering makes the export fail with PARML_ERR_UNSUPPORTED.
 public enum OnnxExport {
     public static let opset: Int64 = 17
     static let irVersion: Int64 = 8
@@ -20,11 +18,9 @@ public enum OnnxExport {
         let outputShape = try model.outputShape(for: inputShape)
         let arena = PackArena()
         let g = OnnxGraph(arena: arena)
-        var infos = model.parameterInfo[...]
-        var emitter = Emitter(graph: g, values: values, infos: infos)
-        let last = try emitter.emit(model.root.layers, input: "input", shape: inputShape)
-        infos = emitter.infos
-        guard infos.isEmpty else { throw ParmlError.internal("\(infos.count) parameter tensors were not exported") }
+        let emitter = Emitter(graph: g, values: values, infos: model.parameterInfo[...])
+        let last = try emitter.layers(model.root.layers, input: "input", shape: inputShape)
+        guard emitter.infos.isEmpty else { throw ParmlError.internal("\(emitter.infos.count) parameter tensors were not exported") }
         try g.node("Identity", [last], output: "output")
 
         let graph = try arena.allocate(Parml__Onnx__GraphProto.self, count: 1)
@@ -57,85 +53,69 @@ public enum OnnxExport {
     }
 
     /// Walks the layers depth-first, taking parameter tensors from `infos`
-    /// in the model's arena order.
-    private struct Emitter {
+    /// in the model's arena order: each layer lowers itself, and reads its
+    /// own parameters by index from the frame `layers` gives it.
+    private final class Emitter: OnnxLowering {
         let graph: OnnxGraph
         let values: Tensor
         var infos: ArraySlice<ParameterInfo>
-        /// Transposed weights for MatMul, kept alive until packing.
-        var transposed: [Tensor] = []
+        /// The parameters of the layers being lowered, innermost last.
+        private var frames: [[ParameterInfo]] = []
+        /// Transposed weights, kept alive until packing.
+        private var transposed: [Tensor] = []
 
-        mutating func take() throws -> (name: String, info: ParameterInfo) {
-            guard let info = infos.popFirst() else { throw ParmlError.internal("the model has fewer parameter tensors than its layers") }
-            return (try graph.initializer(info.name, dims: info.shape.dims, data: values.data + info.offset, count: info.count), info)
+        init(graph: OnnxGraph, values: Tensor, infos: ArraySlice<ParameterInfo>) {
+            self.graph = graph
+            self.values = values
+            self.infos = infos
         }
 
-        mutating func emit(_ layers: [Layer], input: String, shape: Shape) throws -> String {
+        func layers(_ layers: [Layer], input: String, shape: Shape) throws -> String {
             var x = input
             var s = shape
             for layer in layers {
                 let next = try layer.outputShape(for: s)
-                x = try emit(layer, input: x, shape: s)
+                let n = layer.parameterSpecs.count
+                guard infos.count >= n else { throw ParmlError.internal("the model has fewer parameter tensors than its layers") }
+                frames.append(Array(infos.prefix(n)))
+                infos = infos.dropFirst(n)
+                defer { frames.removeLast() }
+                x = try layer.lowerToOnnx(self, input: x, shape: s)
                 s = next
             }
             return x
         }
 
-        private mutating func emit(_ layer: Layer, input x: String, shape: Shape) throws -> String {
-            switch layer {
-            case let l as Linear:
-                return try linear(l, x, rank: shape.rank)
-            case let a as Activation:
-                switch a.function {
-                case .relu: return try graph.node("Relu", [x])
-                case .tanh: return try graph.node("Tanh", [x])
-                case .sigmoid: return try graph.node("Sigmoid", [x])
-                case .gelu: return try gelu(x)
-                }
-            case let n as LayerNorm:
-                let scale = try take().name, bias = try take().name
-                return try graph.node(
-                    "LayerNormalization", [x, scale, bias], [.int("axis", -1), .float("epsilon", n.eps)])
-            case is Dropout:
-                return x
-            case is Flatten:
-                return try graph.node("Flatten", [x], [.int("axis", 1)])
-            case let r as Residual:
-                let body = try emit(r.body.layers, input: x, shape: shape)
-                return try graph.node("Add", [x, body])
-            default:
-                throw ParmlError.unsupported("layer kind '\(layer.kind)' has no ONNX export yet")
-            }
+        func node(_ op: String, _ inputs: [String], _ attributes: [OnnxAttribute]) throws -> String {
+            try graph.node(
+                op, inputs,
+                attributes.map {
+                    switch $0 {
+                    case .int(let name, let v): .int(name, v)
+                    case .float(let name, let v): .float(name, v)
+                    }
+                })
         }
 
-        /// Gemm on rank-2 inputs (transB = 1: W is (out, in) as parml keeps
-        /// it); MatMul with Wᵀ (+ Add) on higher ranks, which Gemm refuses.
-        private mutating func linear(_ l: Linear, _ x: String, rank: Int) throws -> String {
-            if rank == 2 {
-                let w = try take().name
-                let inputs = l.hasBias ? [x, w, try take().name] : [x, w]
-                return try graph.node("Gemm", inputs, [.int("transB", 1)])
+        func parameter(_ index: Int, transposed wantTransposed: Bool) throws -> String {
+            guard let frame = frames.last, frame.indices.contains(index) else {
+                throw ParmlError.internal("a layer asked for parameter \(index) it does not have")
             }
-            guard let info = infos.popFirst() else { throw ParmlError.internal("linear without its weight") }
-            let wt = try Tensor(shape: Shape(l.inFeatures, l.outFeatures))
+            let info = frame[index]
+            guard wantTransposed else {
+                return try graph.initializer(info.name, dims: info.shape.dims, data: values.data + info.offset, count: info.count)
+            }
+            guard info.shape.rank == 2 else { throw ParmlError.internal("only a matrix can be exported transposed") }
+            let rows = info.shape[0], cols = info.shape[1]
+            let t = try Tensor(shape: Shape(cols, rows))
             let w = values.data + info.offset
-            for o in 0..<l.outFeatures {
-                for i in 0..<l.inFeatures { wt.data[i * l.outFeatures + o] = w[o * l.inFeatures + i] }
+            for r in 0..<rows {
+                for c in 0..<cols { t.data[c * rows + r] = w[r * cols + c] }
             }
-            transposed.append(wt)
-            let name = try graph.initializer(info.name + "_transposed", dims: [l.inFeatures, l.outFeatures], data: wt.data, count: wt.count)
-            let y = try graph.node("MatMul", [x, name])
-            return l.hasBias ? try graph.node("Add", [y, try take().name]) : y
+            transposed.append(t)
+            return try graph.initializer(info.name + "_transposed", dims: [cols, rows], data: t.data, count: t.count)
         }
 
-        /// x · 0.5 · (1 + erf(x · 1/√2)): parml's exact GELU.
-        private func gelu(_ x: String) throws -> String {
-            let r = try graph.scalar(graph.fresh() + "_rsqrt2", 0.70710678118654752)
-            let one = try graph.scalar(graph.fresh() + "_one", 1)
-            let half = try graph.scalar(graph.fresh() + "_half", 0.5)
-            let e = try graph.node("Erf", [try graph.node("Mul", [x, r])])
-            let cdf = try graph.node("Mul", [try graph.node("Add", [e, one]), half])
-            return try graph.node("Mul", [x, cdf])
-        }
+        func scalar(_ value: Float) throws -> String { try graph.scalar(graph.fresh() + "_const", value) }
     }
 }

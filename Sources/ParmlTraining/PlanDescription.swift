@@ -33,7 +33,7 @@ extension Trainer {
         let layers = model.root.layers
         for (s, range) in layout.partition.layers.enumerated() {
             let slice = layout.stageRanges[s]
-            let names = range.map { "\($0):" + Trainer.describe(layers[$0]) }.joined(separator: ", ")
+            let names = range.map { "\($0):" + layers[$0].planLabel }.joined(separator: ", ")
             let arena = mesh.tp > 1 ? " of each tp rank's arena" : ""
             lines.append("  stage \(s): layers \(names); parameters [\(slice.lowerBound), \(slice.upperBound))\(arena) = \(slice.count)")
         }
@@ -100,11 +100,5 @@ extension Trainer {
         lines.append(update)
         if mesh.worldSize > 1 { lines.append("  5. loss and accuracy all-reduced over the world (2 floats)") }
         return lines.joined(separator: "\n")
-    }
-
-    static func describe(_ l: Layer) -> String {
-        if let lin = l as? Linear { return "linear(\(lin.inFeatures)→\(lin.outFeatures))" }
-        if let r = l as? Residual { return "residual[" + r.body.layers.map(describe).joined(separator: ", ") + "]" }
-        return l.kind
     }
 }

@@ -2,8 +2,9 @@ import ParmlModel
 import ParmlParallel
 import ParmlTensor
 
-// Tensor parallelism (Megatron-LM's MLP scheme). A Linear A followed by
-// element-wise layers and a Linear B (B.in == A.out) becomes, on tp rank t:
+// Tensor parallelism (Megatron-LM's MLP scheme). A matrix layer A (a
+// MatrixLayer such as linear) followed by element-wise layers and a matrix
+// layer B (B.in == A.out) becomes, on tp rank t:
 //
 //   f → A_t (rows t·o..<(t+1)·o of A: column-parallel) → element-wise on the
 //   slice → B_t (columns t·o..<(t+1)·o of B, no bias: row-parallel) → g + bias
@@ -11,9 +12,9 @@ import ParmlTensor
 // with o = A.out / tp. f is the identity forward and an all-reduce of the
 // input gradient backward; g an all-reduce of the partial outputs forward
 // and the identity backward. The activations between A and B stay local.
-// Every other layer (LayerNorm, a Linear without a partner) is replicated:
+// Every other layer (layer_norm, a matrix layer without a partner) is replicated:
 // each tp rank runs it whole on the whole activations. The classifier (the
-// model's last layer, a Linear without a partner) is replicated too, unless
+// model's last layer, a matrix layer without a partner) is replicated too, unless
 // the strategy asks for it to be split: then it is column-parallel (f, then
 // its rows t·c..<(t+1)·c) and the loss is ShardedCrossEntropy on the
 // sharded logits. That saves (1 − 1/tp) of its GEMMs and weights but adds
@@ -159,20 +160,20 @@ struct TensorParallelRewrite {
         var role = [Role](repeating: .replicated, count: list.count)
         var i = 0
         while i < list.count {
-            guard let a = list[i] as? Linear else {
+            guard let a = list[i] as? MatrixLayer else {
                 i += 1
                 continue
             }
             var j = i + 1
-            while j < list.count, list[j] is Activation || list[j] is Dropout { j += 1 }
-            guard j < list.count, let b = list[j] as? Linear, b.inFeatures == a.outFeatures else {
+            while j < list.count, list[j] is ElementwiseLayer { j += 1 }
+            guard j < list.count, let b = list[j] as? MatrixLayer, b.inFeatures == a.outFeatures else {
                 i += 1
                 continue
             }
             guard a.outFeatures % tp == 0 else {
                 throw ParmlError.invalidArgument(
-                    "tensor parallelism: layer \(path)\(i) linear(\(a.inFeatures)→\(a.outFeatures)) and layer \(path)\(j) "
-                        + "linear(\(b.inFeatures)→\(b.outFeatures)) form a column/row pair, but tp=\(tp) does not divide "
+                    "tensor parallelism: layer \(path)\(i) \(a.planLabel) and layer \(path)\(j) "
+                        + "\(b.planLabel) form a column/row pair, but tp=\(tp) does not divide "
                         + "the width \(a.outFeatures) between them")
             }
             role[i] = .column
@@ -182,18 +183,18 @@ struct TensorParallelRewrite {
         }
         if splitClassifier {
             let k = list.count - 1
-            guard k >= 0, let c = list[k] as? Linear else {
-                let what = k >= 0 ? Trainer.describe(list[k]) : "nothing"
+            guard k >= 0, let c = list[k] as? MatrixLayer else {
+                let what = k >= 0 ? list[k].planLabel : "nothing"
                 throw ParmlError.invalidArgument("split_classifier: the model's last layer \(k) is \(what), not a linear classifier")
             }
             if case .row = role[k] {
                 throw ParmlError.invalidArgument(
-                    "split_classifier: the last layer \(k) linear(\(c.inFeatures)→\(c.outFeatures)) is already the row-parallel half "
+                    "split_classifier: the last layer \(k) \(c.planLabel) is already the row-parallel half "
                         + "of a column/row pair (its logits are whole after the pair's all-reduce); leave split_classifier off")
             }
             guard c.outFeatures % tp == 0 else {
                 throw ParmlError.invalidArgument(
-                    "split_classifier: tp=\(tp) does not divide the \(c.outFeatures) classes of layer \(k) linear(\(c.inFeatures)→\(c.outFeatures))")
+                    "split_classifier: tp=\(tp) does not divide the \(c.outFeatures) classes of layer \(k) \(c.planLabel)")
             }
             // ShardedCrossEntropy passes class indices as floats.
             guard c.outFeatures <= 1 << 24 else {
@@ -208,56 +209,52 @@ struct TensorParallelRewrite {
             let name = "\(path)\(k)"
             switch role[k] {
             case .column, .classifier:
-                let a = l as! Linear
+                let a = l as! MatrixLayer
                 let o = a.outFeatures / tp
-                let slice = try Linear(inFeatures: a.inFeatures, outFeatures: o, bias: a.hasBias)
+                let slice = try a.columnSlice(outFeatures: o)
                 sources.append(ParameterSource(offset: own[0] + t * o * a.inFeatures, stride: a.inFeatures, rows: o, cols: a.inFeatures, replicated: false))
                 if a.hasBias { sources.append(ParameterSource(offset: own[1] + t * o, stride: o, rows: 1, cols: o, replicated: false)) }
                 out.append(Sequential([TensorParallelEnter(), slice]))
                 if case .classifier = role[k] {
                     notes.append(
-                        "\(name): column-parallel classifier linear(\(a.inFeatures)→\(a.outFeatures)), \(o) classes per rank; softmax "
+                        "\(name): column-parallel classifier \(a.planLabel), \(o) classes per rank; softmax "
                             + "cross-entropy on the sharded logits (not gathered): all-reduces of the row maxima (N·tp·2 floats) and "
                             + "Σ exp (N·2) forward, of dx backward")
                 } else {
-                    notes.append("\(name): column-parallel linear(\(a.inFeatures)→\(a.outFeatures)), \(o) output features per rank; all-reduce of dx backward")
+                    notes.append("\(name): column-parallel \(a.planLabel), \(o) output features per rank; all-reduce of dx backward")
                 }
             case .row:
-                let b = l as! Linear
+                let b = l as! MatrixLayer
                 let c = b.inFeatures / tp
-                let slice = try Linear(inFeatures: c, outFeatures: b.outFeatures, bias: false)
+                let slice = try b.rowSlice(inFeatures: c)
                 sources.append(ParameterSource(offset: own[0] + t * c, stride: b.inFeatures, rows: b.outFeatures, cols: c, replicated: false))
                 if b.hasBias {
                     sources.append(ParameterSource(offset: own[1], stride: b.outFeatures, rows: 1, cols: b.outFeatures, replicated: true))
                 }
                 out.append(Sequential([slice, TensorParallelReduce(features: b.outFeatures, bias: b.hasBias)]))
-                notes.append("\(name): row-parallel linear(\(b.inFeatures)→\(b.outFeatures)), \(c) input features per rank; all-reduce of y forward, bias after it")
+                notes.append("\(name): row-parallel \(b.planLabel), \(c) input features per rank; all-reduce of y forward, bias after it")
             case .inside(let width):
-                let copy = try l.replicate()
-                if let d = copy as? Dropout, let orig = l as? Dropout {
-                    d.pinnedLayerID = orig.layerID
-                    d.featureWindow = (start: t * width / tp, rowWidth: width)
-                }
-                out.append(copy)
+                guard let e = l as? ElementwiseLayer else { throw ParmlError.internal("\(l.kind) inside a pair is not element-wise") }
+                out.append(try e.featureSlice(start: t * width / tp, rowWidth: width))
                 notes.append("\(name): \(l.kind) on each rank's \(width / tp) of \(width) features")
             case .replicated:
-                if let r = l as? Residual {
-                    notes.append("\(name): residual block:")
+                if let r = l as? BlockLayer {
+                    notes.append("\(name): \(r.kind) block:")
                     var none: Int?
                     let body = try rewrite(
                         r.body.layers, t: t, tp: tp, offsets: offsets, sources: &sources, notes: &notes, path: name + ".",
                         splitClassifier: false, classes: &none)
-                    out.append(Residual(Sequential(body)))
+                    out.append(r.withBody(Sequential(body)))
                     continue
                 }
                 let copy = try l.replicate()
-                if let d = copy as? Dropout, let orig = l as? Dropout { d.pinnedLayerID = orig.layerID }
+                if let d = copy as? RandomizedLayer, let orig = l as? RandomizedLayer { d.pinnedLayerID = orig.layerID }
                 for (spec, offset) in zip(l.parameterSpecs, own) {
                     let n = spec.shape.count
                     sources.append(ParameterSource(offset: offset, stride: n, rows: 1, cols: n, replicated: true))
                 }
                 out.append(copy)
-                notes.append("\(name): \(Trainer.describe(l)) replicated (whole on every tp rank)")
+                notes.append("\(name): \(l.planLabel) replicated (whole on every tp rank)")
             }
         }
         return out

@@ -122,7 +122,7 @@ struct Wire {
             modelError(Wire.model(magic: "parml.checkpoint", layers: [Wire.kind(2)])), "format",
             mentions: ["checkpoint file", "not a valid protobuf message"])
         expectError(modelError(Wire.model(magic: "parml.modelx", layers: [Wire.kind(2)])), "format", mentions: ["parml.modelx"])
-        expectError(modelError(Wire.model(version: 2, layers: [Wire.kind(2)])), "format", mentions: ["version 2", "newer"])
+        expectError(modelError(Wire.model(version: 3, layers: [Wire.kind(2)])), "format", mentions: ["version 3", "newer"])
         expectError(modelError(Wire.model(version: 0, layers: [Wire.kind(2)])), "format", mentions: ["format_version"])
         expectError(modelError(Wire.model(layers: [])), "format", mentions: ["no layers"])
         expectError(modelError(Wire.model(layers: [Wire.kind(99)])), "format", mentions: ["kind 99"])

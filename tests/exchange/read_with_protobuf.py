@@ -24,11 +24,19 @@ def main(proto_dir: str, model_path: str, params_path: str) -> None:
         model = parml_pb2.Model()
         model.ParseFromString(data)
     assert model.magic == "parml.model", model.magic
-    assert model.format_version == 1, model.format_version
+    assert model.format_version == 2, model.format_version
     # The crc32 field covers every byte before it and is the last field.
     assert model.crc32 == zlib.crc32(data[:-5]), (model.crc32, zlib.crc32(data[:-5]))
-    kinds = [parml_pb2.Layer.Kind.Name(layer.kind) for layer in model.layers]
-    assert kinds == ["LINEAR", "GELU", "RESIDUAL", "LAYER_NORM", "LINEAR", "TANH", "DROPOUT", "LINEAR"], kinds
+    kinds = [layer.kind_name for layer in model.layers]
+    assert kinds == ["linear", "gelu", "residual", "layer_norm", "linear", "tanh", "dropout", "linear"], kinds
+    # Format 2: attributes by name, typed (the map is keyed by attribute name).
+    first = model.layers[0].attributes
+    assert set(first) == {"in_features", "out_features", "bias"}, dict(first)
+    assert first["bias"].WhichOneof("value") == "bool_value" and first["bias"].bool_value
+    assert model.layers[0].kind == parml_pb2.Layer.KIND_UNSPECIFIED
+    norm = model.layers[3].attributes
+    assert norm["features"].int_value == model.layers[0].attributes["out_features"].int_value
+    assert abs(norm["eps"].float_value - 1e-5) < 1e-12, norm["eps"]
     assert [layer.depth for layer in model.layers] == [0, 0, 0, 1, 1, 1, 1, 0]
     tensors = []
     for layer in model.layers:

@@ -16,7 +16,10 @@ PROTOBUF_C__BEGIN_DECLS
 
 
 typedef struct Parml__Tensor Parml__Tensor;
+typedef struct Parml__Attribute Parml__Attribute;
+typedef struct Parml__Attribute__Ints Parml__Attribute__Ints;
 typedef struct Parml__Layer Parml__Layer;
+typedef struct Parml__Layer__AttributesEntry Parml__Layer__AttributesEntry;
 typedef struct Parml__Model Parml__Model;
 typedef struct Parml__Schedule Parml__Schedule;
 typedef struct Parml__OptimizerState Parml__OptimizerState;
@@ -36,7 +39,7 @@ typedef enum _Parml__Tensor__DType {
 } Parml__Tensor__DType;
 typedef enum _Parml__Layer__Kind {
   /*
-   * rejected by readers
+   * format 2 writes this; format-1 readers reject it
    */
   PARML__LAYER__KIND__KIND_UNSPECIFIED = 0,
   /*
@@ -115,40 +118,100 @@ struct  Parml__Tensor
     , PARML__TENSOR__DTYPE__DTYPE_UNSPECIFIED, 0,NULL, {0,NULL}, (char *)protobuf_c_empty_string }
 
 
+struct  Parml__Attribute__Ints
+{
+  ProtobufCMessage base;
+  size_t n_values;
+  int64_t *values;
+};
+#define PARML__ATTRIBUTE__INTS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&parml__attribute__ints__descriptor) \
+    , 0,NULL }
+
+
+typedef enum {
+  PARML__ATTRIBUTE__VALUE__NOT_SET = 0,
+  PARML__ATTRIBUTE__VALUE_INT_VALUE = 1,
+  PARML__ATTRIBUTE__VALUE_FLOAT_VALUE = 2,
+  PARML__ATTRIBUTE__VALUE_BOOL_VALUE = 3,
+  PARML__ATTRIBUTE__VALUE_STRING_VALUE = 4,
+  PARML__ATTRIBUTE__VALUE_INTS_VALUE = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(PARML__ATTRIBUTE__VALUE__CASE)
+} Parml__Attribute__ValueCase;
+
+/*
+ * A layer attribute's value: one of these types (the kind's description
+ * says which; parml_layer_kind_attribute lists them).
+ */
+struct  Parml__Attribute
+{
+  ProtobufCMessage base;
+  Parml__Attribute__ValueCase value_case;
+  union {
+    int64_t int_value;
+    float float_value;
+    protobuf_c_boolean bool_value;
+    char *string_value;
+    Parml__Attribute__Ints *ints_value;
+  };
+};
+#define PARML__ATTRIBUTE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&parml__attribute__descriptor) \
+    , PARML__ATTRIBUTE__VALUE__NOT_SET, {0} }
+
+
+struct  Parml__Layer__AttributesEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  Parml__Attribute *value;
+};
+#define PARML__LAYER__ATTRIBUTES_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&parml__layer__attributes_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, NULL }
+
+
 /*
  * One layer. Layers are listed depth-first (pre-order); a residual block's
  * body is the run of layers after it whose `depth` is one more than its own.
+ * Format 2 names the kind and its attributes generically (`kind_name`,
+ * `attributes`), so a new kind needs no schema change; fields 1 and 3-8 are
+ * format 1's and are read only from format-1 files (written by parml 0.1 and
+ * 0.2), whose kinds are the ten of the enum.
  */
 struct  Parml__Layer
 {
   ProtobufCMessage base;
+  /*
+   * format 1 only
+   */
   Parml__Layer__Kind kind;
   /*
    * 0 for top-level layers
    */
   uint32_t depth;
   /*
-   * LINEAR
+   * format 1, LINEAR
    */
   int64_t in_features;
   /*
-   * LINEAR
+   * format 1, LINEAR
    */
   int64_t out_features;
   /*
-   * LINEAR: has a bias tensor
+   * format 1, LINEAR: has a bias tensor
    */
   protobuf_c_boolean bias;
   /*
-   * LAYER_NORM
+   * format 1, LAYER_NORM
    */
   int64_t features;
   /*
-   * LAYER_NORM
+   * format 1, LAYER_NORM
    */
   float eps;
   /*
-   * DROPOUT: drop probability
+   * format 1, DROPOUT: drop probability
    */
   float p;
   /*
@@ -156,10 +219,18 @@ struct  Parml__Layer
    */
   size_t n_parameters;
   Parml__Tensor **parameters;
+  /*
+   * Format 2: the kind's stable name ("linear", "layer_norm", "residual"; the
+   * kinds query lists them) and every attribute of the kind, defaults
+   * included ("in_features" -> 784). Writers emit entries sorted by name.
+   */
+  char *kind_name;
+  size_t n_attributes;
+  Parml__Layer__AttributesEntry **attributes;
 };
 #define PARML__LAYER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__layer__descriptor) \
-    , PARML__LAYER__KIND__KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0,NULL }
+    , PARML__LAYER__KIND__KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 /*
@@ -173,7 +244,7 @@ struct  Parml__Model
    */
   char *magic;
   /*
-   * 1 for this schema
+   * 2 for this schema; readers also take 1 (parml 0.1, 0.2)
    */
   uint32_t format_version;
   /*
@@ -273,7 +344,7 @@ struct  Parml__Checkpoint
    */
   char *magic;
   /*
-   * 1 for this schema
+   * as in Model
    */
   uint32_t format_version;
   Parml__Model *model;
@@ -320,6 +391,31 @@ Parml__Tensor *
 void   parml__tensor__free_unpacked
                      (Parml__Tensor *message,
                       ProtobufCAllocator *allocator);
+/* Parml__Attribute__Ints methods */
+void   parml__attribute__ints__init
+                     (Parml__Attribute__Ints         *message);
+/* Parml__Attribute methods */
+void   parml__attribute__init
+                     (Parml__Attribute         *message);
+size_t parml__attribute__get_packed_size
+                     (const Parml__Attribute   *message);
+size_t parml__attribute__pack
+                     (const Parml__Attribute   *message,
+                      uint8_t             *out);
+size_t parml__attribute__pack_to_buffer
+                     (const Parml__Attribute   *message,
+                      ProtobufCBuffer     *buffer);
+Parml__Attribute *
+       parml__attribute__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   parml__attribute__free_unpacked
+                     (Parml__Attribute *message,
+                      ProtobufCAllocator *allocator);
+/* Parml__Layer__AttributesEntry methods */
+void   parml__layer__attributes_entry__init
+                     (Parml__Layer__AttributesEntry         *message);
 /* Parml__Layer methods */
 void   parml__layer__init
                      (Parml__Layer         *message);
@@ -439,6 +535,15 @@ void   parml__checkpoint__free_unpacked
 typedef void (*Parml__Tensor_Closure)
                  (const Parml__Tensor *message,
                   void *closure_data);
+typedef void (*Parml__Attribute__Ints_Closure)
+                 (const Parml__Attribute__Ints *message,
+                  void *closure_data);
+typedef void (*Parml__Attribute_Closure)
+                 (const Parml__Attribute *message,
+                  void *closure_data);
+typedef void (*Parml__Layer__AttributesEntry_Closure)
+                 (const Parml__Layer__AttributesEntry *message,
+                  void *closure_data);
 typedef void (*Parml__Layer_Closure)
                  (const Parml__Layer *message,
                   void *closure_data);
@@ -465,7 +570,10 @@ typedef void (*Parml__Checkpoint_Closure)
 
 extern const ProtobufCMessageDescriptor parml__tensor__descriptor;
 extern const ProtobufCEnumDescriptor    parml__tensor__dtype__descriptor;
+extern const ProtobufCMessageDescriptor parml__attribute__descriptor;
+extern const ProtobufCMessageDescriptor parml__attribute__ints__descriptor;
 extern const ProtobufCMessageDescriptor parml__layer__descriptor;
+extern const ProtobufCMessageDescriptor parml__layer__attributes_entry__descriptor;
 extern const ProtobufCEnumDescriptor    parml__layer__kind__descriptor;
 extern const ProtobufCMessageDescriptor parml__model__descriptor;
 extern const ProtobufCMessageDescriptor parml__schedule__descriptor;

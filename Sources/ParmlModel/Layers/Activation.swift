@@ -1,24 +1,35 @@
 import ParmlTensor
 
-/// Element-wise activation functions.
+/// Element-wise activation functions (the C API's PARML_ACTIVATION_* codes).
 public enum ActivationKind: Int32, Sendable, CaseIterable {
     case relu = 1, gelu = 2, tanh = 3, sigmoid = 4
 
-    public var name: String {
+    /// The layer kind of this function: one registered kind each.
+    public var descriptor: LayerKind {
         switch self {
-        case .relu: "relu"
-        case .gelu: "gelu"
-        case .tanh: "tanh"
-        case .sigmoid: "sigmoid"
+        case .relu: Activation.relu
+        case .gelu: Activation.gelu
+        case .tanh: Activation.tanh
+        case .sigmoid: Activation.sigmoid
         }
     }
 }
 
 /// y = f(x) element-wise. ReLU and GELU differentiate through the saved input;
 /// Tanh and Sigmoid through the saved output, which is cheaper.
-public final class Activation: Layer {
+public final class Activation: ElementwiseLayer {
+    public static let relu = LayerKind(name: "relu", className: "ReLU", doc: "max(x, 0)") { _ in Activation(.relu) }
+    public static let gelu = LayerKind(name: "gelu", className: "GELU", doc: "the exact (erf) GELU, as torch.nn.GELU()") { _ in
+        Activation(.gelu)
+    }
+    public static let tanh = LayerKind(name: "tanh", className: "Tanh", doc: "tanh(x)") { _ in Activation(.tanh) }
+    public static let sigmoid = LayerKind(name: "sigmoid", className: "Sigmoid", doc: "1 / (1 + exp(-x))") { _ in
+        Activation(.sigmoid)
+    }
+
     public let function: ActivationKind
-    public var kind: String { function.name }
+    public var descriptor: LayerKind? { function.descriptor }
+    public var kind: String { function.descriptor.name }
     private var input: Tensor?
     private let output = Buffer()
     private let gradInput = Buffer()
@@ -28,6 +39,19 @@ public final class Activation: Layer {
     public func replicate() throws -> Layer { Activation(function) }
 
     public func outputShape(for input: Shape) throws -> Shape { input }
+
+    /// GELU as x·0.5·(1 + erf(x/√2)), exact as parml computes it (ONNX's own Gelu needs opset 20).
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        switch function {
+        case .relu: return try g.node("Relu", [x])
+        case .tanh: return try g.node("Tanh", [x])
+        case .sigmoid: return try g.node("Sigmoid", [x])
+        case .gelu:
+            let e = try g.node("Erf", [try g.node("Mul", [x, try g.scalar(0.70710678118654752)])])
+            let cdf = try g.node("Mul", [try g.node("Add", [e, try g.scalar(1)]), try g.scalar(0.5)])
+            return try g.node("Mul", [x, cdf])
+        }
+    }
 
     public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
         let y = try output.shaped(x.shape)

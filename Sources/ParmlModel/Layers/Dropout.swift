@@ -4,15 +4,17 @@ import ParmlTensor
 /// in inference, y = x. The mask element of (sample s, feature f) is a pure
 /// function of (seed, layer id, step, s, f) through Philox, so any split of
 /// the batch draws exactly the masks serial training draws.
-public final class Dropout: Layer {
+public final class Dropout: KindedLayer, ElementwiseLayer, RandomizedLayer {
+    public static let descriptor = LayerKind(
+        name: "dropout", className: "Dropout",
+        doc: "inverted dropout, active in training only; masks drawn from the strategy's seed",
+        attributes: [
+            .float("p", doc: "drop probability", rule: "in [0, 1)") { $0 >= 0 && $0 < 1 }
+        ]
+    ) { a in try Dropout(probability: a.float("p")) }
+
     public let probability: Float
-    public var kind: String { "dropout" }
-    /// Set by the model when it is built: the layer's index among its
-    /// layers, unless `pinnedLayerID` fixes it.
-    public internal(set) var layerID: Int = 0
-    /// The id to key masks on whatever model holds this layer: a copy of the
-    /// layer in a rewritten model (tensor parallelism) keeps the masks of
-    /// the layer it copies.
+    public var layerID: Int = 0
     public var pinnedLayerID: Int?
     /// When the input holds features [start, start + width) of rows that are
     /// `rowWidth` wide (one rank's slice of a split layer), the mask is that
@@ -37,6 +39,18 @@ public final class Dropout: Layer {
         d.featureWindow = featureWindow
         return d
     }
+
+    public var attributes: Attributes { ["p": .float(probability)] }
+
+    public func featureSlice(start: Int, rowWidth: Int) throws -> Layer {
+        let d = try Dropout(probability: probability)
+        d.pinnedLayerID = layerID  // the whole layer's id, set when its model was built
+        d.featureWindow = (start: start, rowWidth: rowWidth)
+        return d
+    }
+
+    /// The identity: ONNX exports are for inference.
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String { x }
 
     public func outputShape(for input: Shape) throws -> Shape { input }
 

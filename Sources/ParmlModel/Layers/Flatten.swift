@@ -2,8 +2,11 @@ import ParmlTensor
 
 /// (N, d1, d2, ...) → (N, d1·d2·...). Copies nothing: the output is a view
 /// of the input's storage with another shape.
-public final class Flatten: Layer {
-    public var kind: String { "flatten" }
+public final class Flatten: KindedLayer {
+    public static let descriptor = LayerKind(
+        name: "flatten", className: "Flatten", doc: "(N, d1, d2, ...) -> (N, d1*d2*...)"
+    ) { _ in Flatten() }
+
     private var outputView: Tensor?
     private var inputShape = Shape(0)
     private var gradView: Tensor?
@@ -11,6 +14,10 @@ public final class Flatten: Layer {
     public init() {}
 
     public func replicate() throws -> Layer { Flatten() }
+
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        try g.node("Flatten", [x], [.int("axis", 1)])
+    }
 
     public func outputShape(for input: Shape) throws -> Shape {
         guard input.rank >= 1 else { throw ParmlError.shape("flatten needs a batch dimension") }

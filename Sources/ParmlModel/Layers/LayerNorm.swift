@@ -2,10 +2,20 @@ import ParmlTensor
 
 // Shapes: x (R, C) over the last dimension C = features; γ, β (C);
 // mean, rstd (R) saved for backward.
-public final class LayerNorm: Layer {
+public final class LayerNorm: KindedLayer {
+    public static let descriptor = LayerKind(
+        name: "layer_norm", className: "LayerNorm",
+        doc: "layer normalisation over the last dimension, with a learned scale (init 1) and shift (init 0)",
+        attributes: [
+            .size("features", doc: "size of the last dimension"),
+            .float("eps", default: 1e-5, doc: "added to the variance (PyTorch's default 1e-5)", rule: "positive and finite") {
+                $0 > 0 && $0.isFinite
+            },
+        ]
+    ) { a in try LayerNorm(features: a.int("features"), eps: a.float("eps")) }
+
     public let features: Int
     public let eps: Float
-    public var kind: String { "layer_norm" }
 
     private var gamma: Tensor?
     private var beta: Tensor?
@@ -25,6 +35,12 @@ public final class LayerNorm: Layer {
     }
 
     public func replicate() throws -> Layer { try LayerNorm(features: features, eps: eps) }
+
+    public var attributes: Attributes { ["features": .int(Int64(features)), "eps": .float(eps)] }
+
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        try g.node("LayerNormalization", [x, g.parameter(0), g.parameter(1)], [.int("axis", -1), .float("epsilon", eps)])
+    }
 
     public var parameterSpecs: [ParameterSpec] {
         [

@@ -4,11 +4,20 @@ import ParmlTensor
 // as PyTorch stores it, b (out), y (R, out).
 // forward:  y = x·Wᵀ + b           (one sgemm)
 // backward: dW = β·dW + dyᵀ·x, db = β·db + Σ_rows dy, dx = dy·W
-public final class Linear: Layer {
+public final class Linear: KindedLayer, MatrixLayer {
+    public static let descriptor = LayerKind(
+        name: "linear", className: "Linear",
+        doc: "y = x W^T + b with W (out_features, in_features), as torch.nn.Linear; input (..., in_features) -> (..., out_features)",
+        attributes: [
+            .size("in_features", doc: "size of each input row"),
+            .size("out_features", doc: "size of each output row"),
+            .flag("bias", default: true, doc: "adds a learned bias b (out_features)"),
+        ]
+    ) { a in try Linear(inFeatures: a.int("in_features"), outFeatures: a.int("out_features"), bias: a.bool("bias")) }
+
     public let inFeatures: Int
     public let outFeatures: Int
     public let hasBias: Bool
-    public var kind: String { "linear" }
 
     public private(set) var weight: Tensor?
     public private(set) var bias: Tensor?
@@ -35,6 +44,27 @@ public final class Linear: Layer {
 
     public func replicate() throws -> Layer {
         try Linear(inFeatures: inFeatures, outFeatures: outFeatures, bias: hasBias)
+    }
+
+    public var attributes: Attributes {
+        ["in_features": .int(Int64(inFeatures)), "out_features": .int(Int64(outFeatures)), "bias": .bool(hasBias)]
+    }
+
+    public var planLabel: String { "linear(\(inFeatures)→\(outFeatures))" }
+
+    public func columnSlice(outFeatures: Int) throws -> Layer { try Linear(inFeatures: inFeatures, outFeatures: outFeatures, bias: hasBias) }
+
+    public func rowSlice(inFeatures: Int) throws -> Layer { try Linear(inFeatures: inFeatures, outFeatures: outFeatures, bias: false) }
+
+    /// Gemm on rank-2 inputs (transB = 1: W is (out, in) as parml keeps it);
+    /// MatMul with Wᵀ (+ Add) on higher ranks, which Gemm refuses.
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        if shape.rank == 2 {
+            let w = try g.parameter(0)
+            return try g.node("Gemm", hasBias ? [x, w, try g.parameter(1)] : [x, w], [.int("transB", 1)])
+        }
+        let y = try g.node("MatMul", [x, try g.parameter(0, transposed: true)])
+        return hasBias ? try g.node("Add", [y, try g.parameter(1)]) : y
     }
 
     public var parameterSpecs: [ParameterSpec] {

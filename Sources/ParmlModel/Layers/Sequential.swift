@@ -40,20 +40,36 @@ public final class Sequential: Layer {
     }
 }
 
+/// A layer that holds a body of layers (files list the body after it, one
+/// level deeper; a model opens and closes one with begin/end calls).
+public protocol BlockLayer: Layer {
+    var body: Sequential { get }
+    /// The same kind of block around another body (a rewritten model's).
+    func withBody(_ body: Sequential) -> Layer
+}
+
 /// y = x + f(x) where f is a sequence of layers whose output shape equals
 /// its input shape.
-public final class Residual: Layer {
+public final class Residual: BlockLayer {
+    public static let kindName = "residual"
     public let body: Sequential
-    public var kind: String { "residual" }
+    public var kind: String { Residual.kindName }
     public var children: [Layer] { [body] }
+    public var planLabel: String { "residual[" + body.layers.map(\.planLabel).joined(separator: ", ") + "]" }
     private let output = Buffer()
     private let gradInput = Buffer()
 
     public init(_ body: Sequential) { self.body = body }
 
+    public func withBody(_ body: Sequential) -> Layer { Residual(body) }
+
     public func replicate() throws -> Layer {
         guard let b = try body.replicate() as? Sequential else { throw ParmlError.internal("residual body replica") }
         return Residual(b)
+    }
+
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        try g.node("Add", [x, g.layers(body.layers, input: x, shape: shape)])
     }
 
     public func outputShape(for input: Shape) throws -> Shape {

@@ -45,7 +45,8 @@ from .errors import (
     UnsupportedError,
     check,
 )
-from .layers import GELU, Dropout, Flatten, Layer, LayerNorm, Linear, ReLU, Residual, Sigmoid, StageBoundary, Tanh
+from . import layers as _layers
+from .layers import *  # noqa: F403 - every layer kind of the library, one class each (layers.kinds())
 from .model import Model, Sequential, file_info
 from .optim import SGD, Adam, AdamW, Optimizer
 from .strategy import Strategy
@@ -94,17 +95,7 @@ __all__ = [
     # model
     "Model",
     "Sequential",
-    "Layer",
-    "Linear",
-    "ReLU",
-    "GELU",
-    "Tanh",
-    "Sigmoid",
-    "LayerNorm",
-    "Dropout",
-    "Flatten",
-    "Residual",
-    "StageBoundary",
+    *_layers.__all__,
     # training
     "Optimizer",
     "SGD",

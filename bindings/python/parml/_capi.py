@@ -120,6 +120,12 @@ PARML_ACTIVATION_GELU = 2
 PARML_ACTIVATION_TANH = 3
 PARML_ACTIVATION_SIGMOID = 4
 
+PARML_ATTR_INT = 1
+PARML_ATTR_FLOAT = 2
+PARML_ATTR_BOOL = 3
+PARML_ATTR_STRING = 4
+PARML_ATTR_INTS = 5
+
 PARML_LOSS_CROSS_ENTROPY = 1
 PARML_LOSS_MSE = 2
 
@@ -359,7 +365,32 @@ class parml_fit_params(Structure):
     ]
 
 
+class parml_attribute(Structure):
+    """One named, typed attribute of a layer, for parml_model_add_layer.
+
+    Attributes:
+        name: the attribute's name, as the kinds query lists it
+        type: PARML_ATTR_*
+        int_value: INT, BOOL
+        float_value: FLOAT
+        string_value: STRING
+        ints: INTS: n_ints values (NULL when n_ints is 0)
+        n_ints: the number of values in ints
+    """
+
+    _fields_ = [
+        ("name", c_char_p),
+        ("type", c_int32),
+        ("int_value", c_int64),
+        ("float_value", c_double),
+        ("string_value", c_char_p),
+        ("ints", POINTER(c_int64)),
+        ("n_ints", c_int64),
+    ]
+
+
 STRUCT_TYPES = {
+    "parml_attribute": parml_attribute,
     "parml_optimizer_params": parml_optimizer_params,
     "parml_strategy_params": parml_strategy_params,
     "parml_memory_report": parml_memory_report,
@@ -492,6 +523,44 @@ def parml_model_add_flatten(model: Any, /) -> int:
 @ctypes_function("parml_model_add_layer_norm", [parml_model, c_int64, c_float], parml_status)
 def parml_model_add_layer_norm(model: Any, features: int, eps: float, /) -> int:
     """Appends layer normalisation over the last dimension."""
+    ...
+
+
+# PARML_API parml_status parml_layer_kind_count(int64_t * count_out);
+@ctypes_function("parml_layer_kind_count", [POINTER(c_int64)], parml_status)
+def parml_layer_kind_count(count_out: Any, /) -> int:
+    """The number of layer kinds this library knows."""
+    ...
+
+
+# PARML_API parml_status parml_layer_kind_info(int64_t index, char const ** name_out, char const ** class_name_out, char const ** doc_out, int64_t * n_attributes_out);
+@ctypes_function(
+    "parml_layer_kind_info",
+    [c_int64, POINTER(c_char_p), POINTER(c_char_p), POINTER(c_char_p), POINTER(c_int64)],
+    parml_status,
+)
+def parml_layer_kind_info(index: int, name_out: Any, class_name_out: Any, doc_out: Any, n_attributes_out: Any, /) -> int:
+    """Layer kind `index`: name, class name, doc line, attribute count (static strings)."""
+    ...
+
+
+# PARML_API parml_status parml_layer_kind_attribute(int64_t index, int64_t attribute, char const ** name_out, int32_t * type_out, char const ** default_out, char const ** rule_out, char const ** doc_out);
+@ctypes_function(
+    "parml_layer_kind_attribute",
+    [c_int64, c_int64, POINTER(c_char_p), POINTER(c_int32), POINTER(c_char_p), POINTER(c_char_p), POINTER(c_char_p)],
+    parml_status,
+)
+def parml_layer_kind_attribute(
+    index: int, attribute: int, name_out: Any, type_out: Any, default_out: Any, rule_out: Any, doc_out: Any, /
+) -> int:
+    """Attribute `attribute` of kind `index`: name, PARML_ATTR_* type, default text (NULL: required), rule, doc."""
+    ...
+
+
+# PARML_API parml_status parml_model_add_layer(parml_model model, char const * kind, parml_attribute const * attrs, ptrdiff_t n_attrs);
+@ctypes_function("parml_model_add_layer", [parml_model, c_char_p, POINTER(parml_attribute), c_ptrdiff_t], parml_status)
+def parml_model_add_layer(model: Any, kind: bytes, attrs: Any, n_attrs: int, /) -> int:
+    """Appends a layer of kind `kind` built from `n_attrs` attributes (defaults for the rest)."""
     ...
 
 

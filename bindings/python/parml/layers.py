@@ -1,14 +1,20 @@
 """Layer specifications for parml.Sequential / Model.add.
 
 A layer object only describes a layer; the model builds it in C when it is
-added (parml_model_add_*). The same object can be added to several models.
-Values are checked by the library, which raises InvalidArgumentError naming
-the bad one.
+added (parml_model_add_layer). The same object can be added to several
+models. Values are checked by the library, which raises InvalidArgumentError
+naming the bad one.
+
+The layer classes (Linear, ReLU, LayerNorm, ...) are not written here one by
+one: they are made at import from the library's list of layer kinds
+(``kinds()``), so a kind the library adds is a class here with no change.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+import ctypes
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 from . import _capi
 from .errors import check
@@ -28,90 +34,164 @@ class Layer:
         return type(self) is type(other) and vars(self) == vars(other)
 
 
-class Linear(Layer):
-    """y = x W^T + b with W (out_features, in_features), as torch.nn.Linear.
-    Input (..., in_features) -> (..., out_features)."""
+@dataclass(frozen=True)
+class AttributeInfo:
+    """One attribute of a layer kind, as the library describes it."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
-        self.bias = bool(bias)
-
-    def _emit(self, model: Any) -> None:
-        check(_capi.parml_model_add_linear(model, self.in_features, self.out_features, int(self.bias)))
+    name: str
+    type: int  # _capi.PARML_ATTR_*
+    default: Any  # the parsed default; REQUIRED when the attribute has none
+    rule: str | None  # what a valid value is, in words
+    doc: str
 
 
-class _Activation(Layer):
-    _kind: int
+@dataclass(frozen=True)
+class KindInfo:
+    """A layer kind, as the library describes it (parml_layer_kind_info)."""
 
-    def __init__(self) -> None:
-        pass
+    name: str  # for parml_model_add_layer: "linear"
+    class_name: str  # the class this module makes for it: "Linear"
+    doc: str
+    attributes: tuple[AttributeInfo, ...]
 
-    def _emit(self, model: Any) -> None:
-        check(_capi.parml_model_add_activation(model, self._kind))
 
+class _Required:
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return "REQUIRED"
 
 
-class ReLU(_Activation):
-    """max(x, 0)."""
+#: The default of an attribute the caller must give.
+REQUIRED: Any = _Required()
 
-    _kind = _capi.PARML_ACTIVATION_RELU
-
-
-class GELU(_Activation):
-    """The exact (erf) GELU, as torch.nn.GELU()."""
-
-    _kind = _capi.PARML_ACTIVATION_GELU
-
-
-class Tanh(_Activation):
-    """tanh(x)."""
-
-    _kind = _capi.PARML_ACTIVATION_TANH
+_PY_TYPES: dict[int, Callable[[Any], Any]] = {
+    _capi.PARML_ATTR_INT: int,
+    _capi.PARML_ATTR_FLOAT: float,
+    _capi.PARML_ATTR_BOOL: bool,
+    _capi.PARML_ATTR_STRING: str,
+    _capi.PARML_ATTR_INTS: lambda v: tuple(int(x) for x in v),
+}
 
 
-class Sigmoid(_Activation):
-    """1 / (1 + exp(-x))."""
+def _parse_default(type_code: int, text: bytes | None) -> Any:
+    if text is None:
+        return REQUIRED
+    t = text.decode()
+    if type_code == _capi.PARML_ATTR_BOOL:
+        return t == "true"
+    if type_code == _capi.PARML_ATTR_INTS:
+        return tuple(int(x) for x in t.strip("[]").split(",") if x)
+    if type_code == _capi.PARML_ATTR_STRING:
+        return t
+    return _PY_TYPES[type_code](t)
 
-    _kind = _capi.PARML_ACTIVATION_SIGMOID
+
+def kinds() -> tuple[KindInfo, ...]:
+    """Every layer kind the loaded library knows, with its attributes."""
+    count = ctypes.c_int64()
+    check(_capi.parml_layer_kind_count(ctypes.byref(count)))
+    out = []
+    for i in range(count.value):
+        name, class_name, doc = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_char_p()
+        n = ctypes.c_int64()
+        check(_capi.parml_layer_kind_info(i, ctypes.byref(name), ctypes.byref(class_name), ctypes.byref(doc), ctypes.byref(n)))
+        attrs = []
+        for j in range(n.value):
+            a_name, a_default, a_rule, a_doc = (ctypes.c_char_p() for _ in range(4))
+            a_type = ctypes.c_int32()
+            check(
+                _capi.parml_layer_kind_attribute(
+                    i, j, ctypes.byref(a_name), ctypes.byref(a_type), ctypes.byref(a_default), ctypes.byref(a_rule),
+                    ctypes.byref(a_doc),
+                )
+            )
+            attrs.append(
+                AttributeInfo(
+                    name=(a_name.value or b"").decode(),
+                    type=a_type.value,
+                    default=_parse_default(a_type.value, a_default.value),
+                    rule=a_rule.value.decode() if a_rule.value is not None else None,
+                    doc=(a_doc.value or b"").decode(),
+                )
+            )
+        out.append(
+            KindInfo(
+                name=(name.value or b"").decode(),
+                class_name=(class_name.value or b"").decode(),
+                doc=(doc.value or b"").decode(),
+                attributes=tuple(attrs),
+            )
+        )
+    return tuple(out)
 
 
-class LayerNorm(Layer):
-    """Layer normalisation over the last dimension (size `features`), with a
-    learned scale (init 1) and shift (init 0). eps defaults to PyTorch's 1e-5."""
+class KindLayer(Layer):
+    """A layer of one of the library's kinds. The classes (Linear, ReLU,
+    LayerNorm, ...) are made from the library's kinds query when this module
+    is imported: positional arguments fill the kind's attributes in the
+    order it declares them, keywords by name, the rest take their defaults.
+    The values are checked when the layer is added to a model."""
 
-    def __init__(self, features: int, eps: float = 1e-5) -> None:
-        self.features = int(features)
-        self.eps = float(eps)
+    _kind: KindInfo
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        specs = self._kind.attributes
+        cls = type(self).__name__
+        if len(args) > len(specs):
+            raise TypeError(f"{cls}() takes {len(specs)} attribute(s), got {len(args)} positional")
+        values: dict[str, Any] = {}
+        for spec, value in zip(specs, args):
+            values[spec.name] = value
+        for key, value in kwargs.items():
+            if not any(s.name == key for s in specs):
+                names = ", ".join(s.name for s in specs) or "none"
+                raise TypeError(f"{cls}() has no attribute {key!r} (its attributes: {names})")
+            if key in values:
+                raise TypeError(f"{cls}() got {key!r} twice")
+            values[key] = value
+        for spec in specs:
+            if spec.name not in values:
+                if spec.default is REQUIRED:
+                    raise TypeError(f"{cls}() needs {spec.name!r}")
+                values[spec.name] = spec.default
+            setattr(self, spec.name, _PY_TYPES[spec.type](values[spec.name]))
 
     def _emit(self, model: Any) -> None:
-        check(_capi.parml_model_add_layer_norm(model, self.features, self.eps))
+        specs = self._kind.attributes
+        attrs = (_capi.parml_attribute * max(len(specs), 1))()
+        keep = []  # the ints arrays, alive for the call
+        for a, spec in zip(attrs, specs):
+            value = getattr(self, spec.name)
+            a.name = spec.name.encode()
+            a.type = spec.type
+            if spec.type in (_capi.PARML_ATTR_INT, _capi.PARML_ATTR_BOOL):
+                a.int_value = int(value)
+            elif spec.type == _capi.PARML_ATTR_FLOAT:
+                a.float_value = float(value)
+            elif spec.type == _capi.PARML_ATTR_STRING:
+                a.string_value = str(value).encode()
+            else:
+                arr = (ctypes.c_int64 * max(len(value), 1))(*value)
+                keep.append(arr)
+                a.ints = ctypes.cast(arr, ctypes.POINTER(ctypes.c_int64))
+                a.n_ints = len(value)
+        check(_capi.parml_model_add_layer(model, self._kind.name.encode(), attrs, len(specs)))
 
 
-class Dropout(Layer):
-    """Inverted dropout with drop probability p in [0, 1); active in training
-    only, masks drawn from the strategy's seed."""
+def _make_class(info: KindInfo) -> type[KindLayer]:
+    lines = [info.doc + "."]
+    if info.attributes:
+        lines.append("")
+        lines.append("Attributes:")
+        for a in info.attributes:
+            default = "" if a.default is REQUIRED else f" (default {a.default!r})"
+            rule = f"; {a.rule}" if a.rule else ""
+            lines.append(f"    {a.name}: {a.doc}{default}{rule}")
+    return type(info.class_name, (KindLayer,), {"_kind": info, "__doc__": "\n".join(lines), "__module__": __name__})
 
-    def __init__(self, p: float) -> None:
-        self.p = float(p)
 
-    def _emit(self, model: Any) -> None:
-        check(_capi.parml_model_add_dropout(model, self.p))
-
-
-class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1*d2*...)."""
-
-    def __init__(self) -> None:
-        pass
-
-    def _emit(self, model: Any) -> None:
-        check(_capi.parml_model_add_flatten(model))
-
-    def __repr__(self) -> str:
-        return "Flatten()"
+_KINDS = kinds()
+_CLASSES = {info.class_name: _make_class(info) for info in _KINDS}
+globals().update(_CLASSES)
 
 
 class StageBoundary(Layer):
@@ -155,15 +235,4 @@ def require_layers(layers: Sequence[object]) -> None:
         _require_layer(layer)
 
 
-__all__ = [
-    "Layer",
-    "Linear",
-    "ReLU",
-    "GELU",
-    "Tanh",
-    "Sigmoid",
-    "LayerNorm",
-    "Dropout",
-    "Flatten",
-    "Residual",
-]
+__all__ = ["Layer", "KindLayer", "Residual", "StageBoundary", "kinds", "KindInfo", "AttributeInfo", "REQUIRED"] + sorted(_CLASSES)

@@ -44,7 +44,7 @@ def test_every_code_has_its_class():
 
 
 def test_invalid_argument():
-    with pytest.raises(parml.InvalidArgumentError, match="parml_model_add_dropout"):
+    with pytest.raises(parml.InvalidArgumentError, match=r"parml_model_add_layer: dropout: attribute 'p' must be in \[0, 1\), got 1.5"):
         parml.Sequential([parml.Linear(2, 2), parml.Dropout(1.5)])
     with pytest.raises(parml.InvalidArgumentError, match="ndim"):
         parml.Tensor(np.zeros((1,) * 9, np.float32))

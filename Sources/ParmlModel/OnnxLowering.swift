@@ -1,0 +1,27 @@
+import ParmlTensor
+
+/// What a layer's ONNX lowering may add to the graph being exported
+/// (ParmlSerialization's OnnxExport implements it). Layers name ONNX
+/// operators and attributes themselves; this only builds nodes.
+public protocol OnnxLowering: AnyObject {
+    /// Adds a node of operator `op` and returns the name of its output.
+    func node(_ op: String, _ inputs: [String], _ attributes: [OnnxAttribute]) throws -> String
+    /// The layer's parameter `index` (in `parameterSpecs` order) as an
+    /// initializer; `transposed` stores a 2-D one as its transpose.
+    func parameter(_ index: Int, transposed: Bool) throws -> String
+    /// A float scalar constant.
+    func scalar(_ value: Float) throws -> String
+    /// Lowers `layers` one after another (a container's body) from `input` of `shape`.
+    func layers(_ layers: [Layer], input: String, shape: Shape) throws -> String
+}
+
+extension OnnxLowering {
+    public func node(_ op: String, _ inputs: [String]) throws -> String { try node(op, inputs, []) }
+    public func parameter(_ index: Int) throws -> String { try parameter(index, transposed: false) }
+}
+
+/// An attribute of an ONNX node.
+public enum OnnxAttribute: Sendable {
+    case int(String, Int64)
+    case float(String, Float)
+}
