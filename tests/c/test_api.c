@@ -313,6 +313,106 @@ static parml_model build_full_model(void) {
     return m;
 }
 
+/* build_full_model through parml_model_add_layer by kind name. */
+static parml_model build_full_model_by_name(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    parml_attribute lin12[] = {{.name = "in_features", .type = PARML_ATTR_INT, .int_value = 12},
+                               {.name = "out_features", .type = PARML_ATTR_INT, .int_value = 16}};
+    parml_attribute lin16[] = {{.name = "out_features", .type = PARML_ATTR_INT, .int_value = 16},
+                               {.name = "in_features", .type = PARML_ATTR_INT, .int_value = 16},
+                               {.name = "bias", .type = PARML_ATTR_BOOL, .int_value = 1}};
+    parml_attribute lin16_nobias[] = {{.name = "in_features", .type = PARML_ATTR_INT, .int_value = 16},
+                                      {.name = "out_features", .type = PARML_ATTR_INT, .int_value = 16},
+                                      {.name = "bias", .type = PARML_ATTR_BOOL, .int_value = 0}};
+    parml_attribute lin3[] = {{.name = "in_features", .type = PARML_ATTR_INT, .int_value = 16},
+                              {.name = "out_features", .type = PARML_ATTR_INT, .int_value = 3}};
+    parml_attribute norm[] = {{.name = "features", .type = PARML_ATTR_INT, .int_value = 16}}; /* eps: its default */
+    parml_attribute drop1[] = {{.name = "p", .type = PARML_ATTR_FLOAT, .float_value = 0.1}};
+    parml_attribute drop2[] = {{.name = "p", .type = PARML_ATTR_FLOAT, .float_value = 0.2}};
+    OK(parml_model_add_layer(m, "flatten", NULL, 0));
+    OK(parml_model_add_layer(m, "linear", lin12, 2));
+    OK(parml_model_add_layer(m, "layer_norm", norm, 1));
+    OK(parml_model_add_layer(m, "relu", NULL, 0));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_layer(m, "linear", lin16, 3));
+    OK(parml_model_add_layer(m, "gelu", NULL, 0));
+    OK(parml_model_begin_residual(m));
+    OK(parml_model_add_layer(m, "linear", lin16_nobias, 3));
+    OK(parml_model_add_layer(m, "tanh", NULL, 0));
+    OK(parml_model_add_layer(m, "dropout", drop1, 1));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_layer(m, "layer_norm", norm, 1));
+    OK(parml_model_end_residual(m));
+    OK(parml_model_add_layer(m, "sigmoid", NULL, 0));
+    OK(parml_model_add_layer(m, "dropout", drop2, 1));
+    OK(parml_model_add_layer(m, "linear", lin3, 2));
+    return m;
+}
+
+/* The generic path builds what the typed functions build (they are
+   shorthands for it), and the kinds query describes every kind. */
+static void test_layers_by_kind_name(void) {
+    parml_model typed = build_full_model(), named = build_full_model_by_name();
+    OK(parml_model_init(typed, 77));
+    OK(parml_model_init(named, 77));
+    static float a[FULL_PARAMS], b[FULL_PARAMS];
+    OK(parml_model_get_params(typed, a, FULL_PARAMS));
+    OK(parml_model_get_params(named, b, FULL_PARAMS));
+    CHECK(memcmp(a, b, sizeof a) == 0, "add_layer by name builds the typed model's parameters bit for bit");
+    char *s1 = NULL, *s2 = NULL;
+    OK(parml_model_summary(typed, &s1));
+    OK(parml_model_summary(named, &s2));
+    CHECK(s1 && s2 && strcmp(s1, s2) == 0, "same summary:\n%s\n---\n%s", s1 ? s1 : "", s2 ? s2 : "");
+    CHECK(s1 && strstr(s1, "linear in_features=12 out_features=16 bias=true") && strstr(s1, "dropout p=0.1") &&
+              strstr(s1, "layer_norm features=16 eps=1e-05"),
+          "the summary lists each layer's attributes:\n%s", s1 ? s1 : "");
+    parml_buffer_free(s1);
+    parml_buffer_free(s2);
+    parml_model_free(typed);
+    parml_model_free(named);
+
+    int64_t count = 0;
+    OK(parml_layer_kind_count(&count));
+    const char *want[] = {"linear", "relu", "gelu", "tanh", "sigmoid", "layer_norm", "dropout", "flatten"};
+    int found = 0, linear = -1, norm = -1;
+    for (int64_t i = 0; i < count; i++) {
+        const char *name = NULL, *cls = NULL, *doc = NULL;
+        int64_t n = -1;
+        OK(parml_layer_kind_info(i, &name, &cls, &doc, &n));
+        CHECK(name && cls && doc && strlen(doc) > 5 && n >= 0, "kind %lld is described", (long long)i);
+        if (!name) continue;
+        for (size_t k = 0; k < sizeof want / sizeof *want; k++) found += strcmp(name, want[k]) == 0;
+        if (strcmp(name, "linear") == 0) {
+            linear = (int)i;
+            CHECK(strcmp(cls, "Linear") == 0 && n == 3, "linear: class Linear, 3 attributes (%s, %lld)", cls, (long long)n);
+        }
+        if (strcmp(name, "layer_norm") == 0) norm = (int)i;
+    }
+    CHECK(found == 8, "the query lists the eight kinds of 0.2 (found %d of %lld)", found, (long long)count);
+    if (linear >= 0) {
+        const char *expect[] = {"in_features", "out_features", "bias"};
+        for (int j = 0; j < 3; j++) {
+            const char *name = NULL, *def = (const char *)1, *rule = NULL, *doc = NULL;
+            int32_t type = 0;
+            OK(parml_layer_kind_attribute(linear, j, &name, &type, &def, &rule, &doc));
+            CHECK(name && strcmp(name, expect[j]) == 0, "linear attribute %d is %s (got %s)", j, expect[j], name ? name : "NULL");
+            if (j < 2) {
+                CHECK(type == PARML_ATTR_INT && def == NULL && rule && strstr(rule, "2^31"), "%s: a required int size", expect[j]);
+            } else {
+                CHECK(type == PARML_ATTR_BOOL && def && strcmp(def, "true") == 0 && rule == NULL, "bias: a bool, default true");
+            }
+        }
+    }
+    if (norm >= 0) {
+        const char *name = NULL, *def = NULL;
+        int32_t type = 0;
+        OK(parml_layer_kind_attribute(norm, 1, &name, &type, &def, NULL, NULL));
+        CHECK(name && strcmp(name, "eps") == 0 && type == PARML_ATTR_FLOAT && def && (float)strtod(def, NULL) == 1e-5f,
+              "layer_norm eps: float, default 1e-5 (%s)", def ? def : "NULL");
+    }
+}
+
 static void test_full_model(void) {
     parml_model m = build_full_model();
 
@@ -1923,6 +2023,7 @@ int main(void) {
     test_tensors();
     test_param_defaults();
     test_full_model();
+    test_layers_by_kind_name();
     test_predict_by_hand();
     test_dataset_create();
     test_dataset_idx();

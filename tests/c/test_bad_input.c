@@ -530,6 +530,65 @@ static void cases_model_building(void) {
     BAD("parml_model_add_dropout", "p = NaN", PARML_ERR_INVALID_ARGUMENT, parml_model_add_dropout(m, NAN), M_SAME);
     BAD("parml_model_add_dropout", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_add_dropout(NULL, 0.5f), M_SAME);
 
+    {
+        parml_attribute lin[] = {{.name = "in_features", .type = PARML_ATTR_INT, .int_value = 4},
+                                 {.name = "out_features", .type = PARML_ATTR_INT, .int_value = 4}};
+        parml_attribute twice[] = {lin[0], lin[1], lin[0]};
+        parml_attribute unknown[] = {lin[0], lin[1], {.name = "biass", .type = PARML_ATTR_BOOL, .int_value = 1}};
+        parml_attribute wrong_type[] = {lin[0], {.name = "out_features", .type = PARML_ATTR_FLOAT, .float_value = 4}};
+        parml_attribute bad_type_code[] = {lin[0], {.name = "out_features", .type = 77, .int_value = 4}};
+        parml_attribute null_name[] = {lin[0], {.name = NULL, .type = PARML_ATTR_INT, .int_value = 4}};
+        parml_attribute zero[] = {lin[0], {.name = "out_features", .type = PARML_ATTR_INT, .int_value = 0}};
+        parml_attribute null_string[] = {{.name = "p", .type = PARML_ATTR_STRING, .string_value = NULL}};
+        parml_attribute null_ints[] = {{.name = "p", .type = PARML_ATTR_INTS, .ints = NULL, .n_ints = 3}};
+        parml_attribute nan_p[] = {{.name = "p", .type = PARML_ATTR_FLOAT, .float_value = NAN}};
+        BAD("parml_model_add_layer", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(NULL, "linear", lin, 2), M_SAME);
+        BAD("parml_model_add_layer", "freed model", PARML_ERR_INVALID_ARGUMENT,
+            parml_model_add_layer(freed_model(), "linear", lin, 2), M_SAME);
+        BAD("parml_model_add_layer", "NULL kind", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, NULL, lin, 2), M_SAME);
+        BAD("parml_model_add_layer", "unknown kind", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "conv9d", NULL, 0), M_SAME);
+        BAD("parml_model_add_layer", "a block by name", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "residual", NULL, 0),
+            M_SAME);
+        BAD("parml_model_add_layer", "NULL attrs, n_attrs 2", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "linear", NULL, 2),
+            M_SAME);
+        BAD("parml_model_add_layer", "n_attrs -1", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "linear", lin, -1), M_SAME);
+        BAD("parml_model_add_layer", "required attribute missing", PARML_ERR_INVALID_ARGUMENT,
+            parml_model_add_layer(m, "linear", lin, 1), M_SAME);
+        BAD("parml_model_add_layer", "attribute twice", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "linear", twice, 3),
+            M_SAME);
+        BAD("parml_model_add_layer", "unknown attribute", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "linear", unknown, 3),
+            M_SAME);
+        BAD("parml_model_add_layer", "float for an int", PARML_ERR_INVALID_ARGUMENT,
+            parml_model_add_layer(m, "linear", wrong_type, 2), M_SAME);
+        BAD("parml_model_add_layer", "type code 77", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "linear", bad_type_code, 2),
+            M_SAME);
+        BAD("parml_model_add_layer", "NULL attribute name", PARML_ERR_INVALID_ARGUMENT,
+            parml_model_add_layer(m, "linear", null_name, 2), M_SAME);
+        BAD("parml_model_add_layer", "out_features 0", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "linear", zero, 2), M_SAME);
+        BAD("parml_model_add_layer", "NULL string_value", PARML_ERR_INVALID_ARGUMENT,
+            parml_model_add_layer(m, "dropout", null_string, 1), M_SAME);
+        BAD("parml_model_add_layer", "NULL ints, n_ints 3", PARML_ERR_INVALID_ARGUMENT,
+            parml_model_add_layer(m, "dropout", null_ints, 1), M_SAME);
+        BAD("parml_model_add_layer", "dropout p NaN", PARML_ERR_INVALID_ARGUMENT, parml_model_add_layer(m, "dropout", nan_p, 1), M_SAME);
+        BAD("parml_model_add_layer", "attributes for a kind with none", PARML_ERR_INVALID_ARGUMENT,
+            parml_model_add_layer(m, "relu", lin, 1), M_SAME);
+
+        int64_t count = 0, n = 0;
+        const char *name = NULL;
+        int32_t type = 0;
+        (void)parml_layer_kind_count(&count);
+        BAD("parml_layer_kind_count", "NULL count_out", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_count(NULL), 1);
+        BAD("parml_layer_kind_info", "index -1", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_info(-1, &name, NULL, NULL, &n), name == NULL);
+        BAD("parml_layer_kind_info", "index = count", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_info(count, &name, NULL, NULL, &n),
+            name == NULL);
+        BAD("parml_layer_kind_attribute", "kind index = count", PARML_ERR_INVALID_ARGUMENT,
+            parml_layer_kind_attribute(count, 0, &name, &type, NULL, NULL, NULL), name == NULL);
+        BAD("parml_layer_kind_attribute", "attribute 99 of kind 0", PARML_ERR_INVALID_ARGUMENT,
+            parml_layer_kind_attribute(0, 99, &name, &type, NULL, NULL, NULL), name == NULL);
+        BAD("parml_layer_kind_attribute", "attribute -1 of kind 0", PARML_ERR_INVALID_ARGUMENT,
+            parml_layer_kind_attribute(0, -1, &name, &type, NULL, NULL, NULL), name == NULL);
+    }
+
     BAD("parml_model_add_layer_norm", "features 0", PARML_ERR_INVALID_ARGUMENT,
         parml_model_add_layer_norm(m, 0, 1e-5f), M_SAME);
     BAD("parml_model_add_layer_norm", "features -4", PARML_ERR_INVALID_ARGUMENT,

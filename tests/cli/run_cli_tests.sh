@@ -47,7 +47,7 @@ open(f"{work}/text.pb", "w").write("not a parml file\n")
 PY
 
 # info
-expect "info on a model: kind, checksum, layers, names" 0 "^model file, format version 1, .* crc32 verified" -- "$PARML" info "$M"
+expect "info on a model: kind, checksum, layers, names" 0 "^model file, format version 2, .* crc32 verified" -- "$PARML" info "$M"
 expect "info names the residual block's parameter tensors" 0 "^  2\.1\.weight \[16, 16\]" -- "$PARML" info "$M"
 expect "info on a checkpoint: step, optimizer, layout" 0 "trained with: dp=2 tp=1 pp=1 zero_stage=1" -- "$PARML" info "$C"
 expect "info on a checkpoint: the step count" 0 "^step 3, epoch 0, seed 11" -- "$PARML" info "$C"

@@ -1,0 +1,92 @@
+import Foundation
+import ParmlTensor
+import Testing
+import _ParmlTestSupport
+
+@testable import ParmlModel
+
+/// A kind's attributes with a plain value for each required one (sizes 4,
+/// floats 0.25): enough to build any registered kind on input (3, 4).
+func sampleAttributes(_ kind: LayerKind) -> Attributes {
+    Attributes(
+        kind.attributes.compactMap { spec in
+            if spec.defaultValue != nil { return nil }
+            let v: AttributeValue =
+                switch spec.type {
+                case .int: .int(4)
+                case .float: .float(0.25)
+                case .bool: .bool(true)
+                case .string: .string("")
+                case .ints: .ints([])
+                }
+            return Attributes.Entry(name: spec.name, value: v)
+        })
+}
+
+/// What every registered kind promises, checked for each one from the
+/// registry: a kind added later is covered with no test change here.
+@Suite struct LayerKindTests {
+    static let names = LayerKinds.all.map(\.name)
+
+    @Test func namesAndClassNamesAreUnique() {
+        #expect(Set(LayerKinds.all.map(\.name)).count == LayerKinds.all.count)
+        #expect(Set(LayerKinds.all.map(\.className)).count == LayerKinds.all.count)
+        for k in LayerKinds.all {
+            #expect(k.name.allSatisfy { $0.isLowercase || $0 == "_" }, "\(k.name): names are lower_snake_case")
+            #expect(!Model.blockKinds.contains(k.name))
+        }
+    }
+
+    @Test(arguments: names)
+    func rebuildsFromItsAttributes(_ name: String) throws {
+        let kind = try LayerKinds.kind(named: name)
+        let layer = try kind.make(sampleAttributes(kind))
+        #expect(layer.kind == name)
+        #expect(layer.descriptor?.name == name)
+        // Complete values, in the kind's declared order, defaults filled in.
+        #expect(layer.attributes.entries.map(\.name) == kind.attributes.map(\.name))
+        let again = try kind.make(layer.attributes)
+        #expect(again.attributes == layer.attributes)
+        #expect(try layer.replicate().attributes == layer.attributes)
+        #expect(again.parameterSpecs.map(\.shape) == layer.parameterSpecs.map(\.shape))
+    }
+
+    /// Backward against central differences, parameters and input, in training mode.
+    @Test(arguments: names)
+    func gradientsMatchFiniteDifferences(_ name: String) throws {
+        let kind = try LayerKinds.kind(named: name)
+        let model = try makeModel([try kind.make(sampleAttributes(kind))], seed: 21)
+        // Values at least 0.05 from 0, where piecewise kinds have their kinks.
+        let x = randomArray(12, seed: 22, low: -3, high: 3).map { $0 >= 0 ? $0 + 0.05 : $0 - 0.05 }
+        let ctx = PassContext(training: true, step: 1, sampleOffset: 0, seed: 5)
+        try gradientCheck(model: model, input: try Tensor(x, shape: Shape(3, 4)), ctx: ctx, eps: 0.01, atol: 1e-3, rtol: 2e-3)
+    }
+
+    @Test func badAttributesNameTheKindAndTheAttribute() throws {
+        let linear = try LayerKinds.kind(named: "linear")
+        expectError(parmlError { _ = try linear.make(["in_features": .int(4)]) }, "invalidArgument", mentions: ["linear", "'out_features'", "required"])
+        expectError(
+            parmlError { _ = try linear.make(["in_features": .int(4), "out_features": .int(2), "biass": .bool(true)]) },
+            "invalidArgument", mentions: ["linear", "'biass'", "in_features, out_features, bias"])
+        expectError(
+            parmlError { _ = try linear.make(["in_features": .int(4), "out_features": .float(2)]) }, "invalidArgument",
+            mentions: ["linear", "'out_features'", "is int", "got float"])
+        expectError(
+            parmlError { _ = try linear.make(["in_features": .int(0), "out_features": .int(2)]) }, "invalidArgument",
+            mentions: ["linear", "'in_features'", "1...2^31-1", "got 0"])
+        expectError(
+            parmlError { _ = try linear.make(["in_features": .int(4), "out_features": .int(2), "in_features": .int(4)]) },
+            "invalidArgument", mentions: ["'in_features'", "twice"])
+        let norm = try LayerKinds.kind(named: "layer_norm")
+        expectError(parmlError { _ = try norm.make(["features": .int(4), "eps": .float(.nan)]) }, "invalidArgument", mentions: ["layer_norm", "'eps'"])
+        expectError(parmlError { _ = try LayerKinds.kind(named: "conv9d") }, "invalidArgument", mentions: ["conv9d", "linear", "layer_norm"])
+        expectError(parmlError { _ = try LayerKinds.kind(named: "relu").make(["p": .float(0.1)]) }, "invalidArgument", mentions: ["relu", "takes none"])
+    }
+
+    @Test func defaultsAreFilledIn() throws {
+        let layer = try LayerKinds.kind(named: "layer_norm").make(["features": .int(8)])
+        #expect(layer.attributes == ["features": .int(8), "eps": .float(1e-5)])
+        let lin = try LayerKinds.kind(named: "linear").make(["out_features": .int(3), "in_features": .int(5)])
+        #expect(lin.attributes == ["in_features": .int(5), "out_features": .int(3), "bias": .bool(true)])
+    }
+}
