@@ -12,6 +12,7 @@ public enum LayerKinds {
         LayerNorm.descriptor,
         Dropout.descriptor,
         Flatten.descriptor,
+        LeakyReLU.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }
