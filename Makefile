@@ -336,11 +336,16 @@ fuzz-build:
 	done
 
 # Rewrites the committed seed corpora (tests/fuzz/corpus) from make_seeds.c.
+# The format1_* seeds (model and checkpoint files written by parml 0.2) are
+# kept: this library writes format 2, and the format-1 reader is fuzzed too.
 fuzz-seeds: fuzz-build
 	$(SAN_CC) $(FUZZ_CFLAGS) -fsanitize=address tests/fuzz/make_seeds.c -o $(FUZZ_DIR)/make_seeds \
 	  -L$(FUZZ_LIB) -lparml -lz -Wl,-rpath,$(ROOT)/$(FUZZ_LIB)
+	rm -rf $(FUZZ_DIR)/format1 && mkdir -p $(FUZZ_DIR)/format1
+	cp tests/fuzz/corpus/fuzz_files/format1_* $(FUZZ_DIR)/format1/
 	rm -rf tests/fuzz/corpus
 	$(FUZZ_DIR)/make_seeds tests/fuzz/corpus
+	cp $(FUZZ_DIR)/format1/format1_* tests/fuzz/corpus/fuzz_files/
 
 # make test: each target FUZZ_TEST_SECONDS (60) from the committed seeds, in
 # a fresh corpus. A crash, leak, sanitizer report or hang fails it
