@@ -162,6 +162,11 @@ typedef struct parml_optimizer_params {
      * PARML_ERR_NONFINITE (parml_trainer_skipped_steps counts them); 0 turns
      * the check off, and such a step updates with the non-finite values. */
     int64_t skip_nonfinite;
+    /* since 0.3: nonzero applies weight_decay only to the parameters whose
+     * layer kind decays them (linear weights; not biases or layer_norm
+     * parameters: nanoGPT's and Megatron-LM's groups); default 0 decays
+     * every parameter, as torch.optim does. */
+    int64_t decay_by_kind;
 } parml_optimizer_params;
 
 /** How training is laid out on a dp x pp x tp mesh of ranks; by default

@@ -1133,7 +1133,7 @@ const ProtobufCEnumDescriptor parml__optimizer_state__kind__descriptor =
   parml__optimizer_state__kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor parml__optimizer_state__field_descriptors[11] =
+static const ProtobufCFieldDescriptor parml__optimizer_state__field_descriptors[12] =
 {
   {
     "kind",
@@ -1267,11 +1267,24 @@ static const ProtobufCFieldDescriptor parml__optimizer_state__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "decay_by_kind",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Parml__OptimizerState, decay_by_kind),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned parml__optimizer_state__field_indices_by_name[] = {
   5,   /* field[5] = beta1 */
   6,   /* field[6] = beta2 */
   8,   /* field[8] = clip_grad_norm */
+  11,   /* field[11] = decay_by_kind */
   7,   /* field[7] = epsilon */
   0,   /* field[0] = kind */
   1,   /* field[1] = learning_rate */
@@ -1284,7 +1297,7 @@ static const unsigned parml__optimizer_state__field_indices_by_name[] = {
 static const ProtobufCIntRange parml__optimizer_state__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor parml__optimizer_state__descriptor =
 {
@@ -1294,7 +1307,7 @@ const ProtobufCMessageDescriptor parml__optimizer_state__descriptor =
   "Parml__OptimizerState",
   "parml",
   sizeof(Parml__OptimizerState),
-  11,
+  12,
   parml__optimizer_state__field_descriptors,
   parml__optimizer_state__field_indices_by_name,
   1,  parml__optimizer_state__number_ranges,

@@ -61,6 +61,7 @@ func defaultOptimizerParams() -> parml_optimizer_params {
     p.min_lr = c.schedule.minLearningRate
     p.clip_grad_norm = c.clipGradNorm
     p.skip_nonfinite = c.skipNonFinite ? 1 : 0
+    p.decay_by_kind = c.decayByKind ? 1 : 0
     return p
 }
 
@@ -147,6 +148,10 @@ func optimizerConfig(from p: parml_optimizer_params) throws -> OptimizerConfig {
         throw ParmlError.invalidArgument("skip_nonfinite must be 0 or 1, got \(p.skip_nonfinite)")
     }
     c.skipNonFinite = p.skip_nonfinite != 0
+    guard p.decay_by_kind == 0 || p.decay_by_kind == 1 else {
+        throw ParmlError.invalidArgument("decay_by_kind must be 0 or 1, got \(p.decay_by_kind)")
+    }
+    c.decayByKind = p.decay_by_kind != 0
     c.schedule.kind = schedule
     guard p.warmup_steps >= 0, p.step_size >= 0, p.total_steps >= 0,
         p.warmup_steps <= Int64(Int32.max), p.step_size <= Int64(Int32.max), p.total_steps <= Int64(Int32.max)

@@ -38,11 +38,16 @@ public struct ParameterSpec: Sendable {
     public let name: String
     public let shape: Shape
     public let initializer: Initializer
+    /// Whether weight decay applies to it when the optimizer decays by kind
+    /// (`OptimizerConfig.decayByKind`): matrices yes; biases and
+    /// normalisation scales no, as nanoGPT and Megatron-LM group them.
+    public let decays: Bool
 
-    public init(name: String, shape: Shape, initializer: Initializer) {
+    public init(name: String, shape: Shape, initializer: Initializer, decays: Bool) {
         self.name = name
         self.shape = shape
         self.initializer = initializer
+        self.decays = decays
     }
 }
 

@@ -11,6 +11,8 @@ public struct ParameterInfo: Sendable {
     public let offset: Int
     public let count: Int
     public let initializer: Initializer
+    /// Whether weight decay applies when the optimizer decays by kind.
+    public let decays: Bool
 }
 
 /// A network: a root sequence of layers (residual blocks nest), and every
@@ -50,6 +52,21 @@ public final class Model {
             for c in l.children { visit(c) }
         }
         for l in root.layers { visit(l) }
+        return out
+    }
+
+    /// The arena ranges of parameters that weight decay applies to when the
+    /// optimizer decays by kind (adjacent tensors merged).
+    public var decayingRanges: [Range<Int>] {
+        var out: [Range<Int>] = []
+        for info in parameterInfo where info.decays && info.count > 0 {
+            let r = info.offset..<(info.offset + info.count)
+            if let last = out.last, last.upperBound == r.lowerBound {
+                out[out.count - 1] = last.lowerBound..<r.upperBound
+            } else {
+                out.append(r)
+            }
+        }
         return out
     }
 
@@ -148,7 +165,9 @@ public final class Model {
             for spec in layer.parameterSpecs {
                 let n = spec.shape.count
                 infos.append(
-                    ParameterInfo(name: "\(paths[index]).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer))
+                    ParameterInfo(
+                        name: "\(paths[index]).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer,
+                        decays: spec.decays))
                 let (sum, overflow) = offset.addingReportingOverflow(n)
                 guard !overflow else { throw ParmlError.invalidArgument("the model has too many parameters") }
                 offset = sum

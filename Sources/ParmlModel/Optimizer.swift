@@ -19,6 +19,10 @@ public struct OptimizerConfig: Sendable, Equatable {
     /// Skip (update nothing, report) a step whose loss or gradients are
     /// not finite. Off: such a step updates with the non-finite values.
     public var skipNonFinite = true
+    /// Weight decay only on the parameters whose kind decays them
+    /// (`ParameterSpec.decays`: linear weights, not biases or layer_norm);
+    /// off, as torch.optim: on every parameter.
+    public var decayByKind = false
 
     public init() {}
 
@@ -51,6 +55,8 @@ public final class Optimizer {
     public let range: Range<Int>
     /// Whether the gradients handed to `update` already hold the momentum buffer.
     public let foldsMomentum: Bool
+    /// Consecutive runs of `range` (offsets from its start) and whether weight decay applies on each.
+    private let runs: [(range: Range<Int>, decays: Bool)]
     /// SGD: momentum buffer; Adam: first moment.
     private var state1: Tensor?
     /// Adam: second moment.
@@ -63,11 +69,14 @@ public final class Optimizer {
 
     /// `foldedMomentum`: the gradient arena (range.count floats) that the
     /// backward pass folds momentum into; it then serves as the momentum state.
-    public init(config: OptimizerConfig, range: Range<Int>, foldedMomentum: Tensor? = nil) throws {
+    /// `decaying`: the arena ranges weight decay applies to with `decayByKind`
+    /// (`Model.decayingRanges`); ignored otherwise.
+    public init(config: OptimizerConfig, range: Range<Int>, foldedMomentum: Tensor? = nil, decaying: [Range<Int>] = []) throws {
         try config.validate()
         self.config = config
         self.range = range
         let n = range.count
+        runs = config.decayByKind ? Optimizer.runs(of: range, decaying: decaying) : [(0..<n, true)]
         if let foldedMomentum {
             guard Optimizer.canFoldMomentum(config), foldedMomentum.count == n else {
                 throw ParmlError.internal("momentum folding needs SGD with momentum and a matching buffer")
@@ -86,6 +95,24 @@ public final class Optimizer {
         }
     }
 
+    /// `range` cut where decay starts or stops, as offsets from its start.
+    static func runs(of range: Range<Int>, decaying: [Range<Int>]) -> [(range: Range<Int>, decays: Bool)] {
+        var out: [(range: Range<Int>, decays: Bool)] = []
+        var at = range.lowerBound
+        func add(_ r: Range<Int>, _ decays: Bool) {
+            if !r.isEmpty { out.append(((r.lowerBound - range.lowerBound)..<(r.upperBound - range.lowerBound), decays)) }
+        }
+        for d in decaying.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            let lo = max(d.lowerBound, at), hi = min(d.upperBound, range.upperBound)
+            guard lo < hi else { continue }
+            add(at..<lo, false)
+            add(lo..<hi, true)
+            at = hi
+        }
+        add(at..<range.upperBound, false)
+        return out
+    }
+
     /// Optimizer state tensors (for checkpoints), in a fixed order.
     public var stateTensors: [Tensor] { [state1, state2].compactMap { $0 } }
 
@@ -93,16 +120,22 @@ public final class Optimizer {
     /// `t` is the 1-based step number (Adam's bias correction). With folded
     /// momentum, `grads` is the momentum buffer the backward pass wrote.
     public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: Float, t: Int) {
-        let p = params + range.lowerBound
-        let g = grads + range.lowerBound
-        let n = range.count
-        let wd = config.weightDecay
+        let base = range.lowerBound
+        // Element-wise updates: a run without decay is the same update with wd = 0.
+        for run in runs {
+            update(
+                params + base + run.range.lowerBound, grads + base + run.range.lowerBound, state: run.range.lowerBound,
+                count: run.range.count, wd: run.decays ? config.weightDecay : 0, lr: lr, t: t)
+        }
+    }
+
+    private func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, state o: Int, count n: Int, wd: Float, lr: Float, t: Int) {
         switch config.kind {
         case .sgd:
             if foldsMomentum {
                 pml_sgd_folded_update(p, g, n, lr, wd)
             } else {
-                pml_sgd_update(p, g, state1?.data, n, lr, config.momentum, wd, config.nesterov ? 1 : 0)
+                pml_sgd_update(p, g, state1.map { $0.data + o }, n, lr, config.momentum, wd, config.nesterov ? 1 : 0)
             }
         case .adam, .adamW:
             guard let m = state1?.data, let v = state2?.data else { return }
@@ -112,7 +145,7 @@ public final class Optimizer {
             let bc2 = 1 - powf(b2, Float(t))
             let decoupled = config.kind == .adamW
             pml_adam_update(
-                p, g, m, v, n, b1, b2, config.epsilon, lr / bc1, 1 / bc2.squareRoot(),
+                p, g, m + o, v + o, n, b1, b2, config.epsilon, lr / bc1, 1 / bc2.squareRoot(),
                 decoupled ? 0 : wd, decoupled ? 1 - lr * wd : 1)
         }
     }

@@ -54,6 +54,7 @@ public enum CheckpointFile {
         o.pointee.beta2 = cfg.beta2
         o.pointee.epsilon = cfg.epsilon
         o.pointee.clip_grad_norm = cfg.clipGradNorm
+        o.pointee.decay_by_kind = cfg.decayByKind ? 1 : 0
         let sch = try arena.allocate(Parml__Schedule.self, count: 1)
         parml__schedule__init(sch)
         sch.pointee.kind = Parml__Schedule__Kind(rawValue: UInt32(cfg.schedule.kind.rawValue))

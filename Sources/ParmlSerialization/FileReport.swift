@@ -51,6 +51,7 @@ public struct FileReport {
                     ("nesterov", o.nesterov != 0 ? "true" : "false"), ("weight_decay", "\(o.weight_decay)"),
                     ("beta1", "\(o.beta1)"), ("beta2", "\(o.beta2)"), ("epsilon", "\(o.epsilon)"),
                     ("clip_grad_norm", "\(o.clip_grad_norm)"),
+                    ("decay_by_kind", o.decay_by_kind != 0 ? "true" : "false"),
                 ]
                 for k in 0..<o.n_state {
                     let t = try TensorCodec.element(o.state, k, what: "optimizer state \(k)")

@@ -129,7 +129,8 @@ final class RankContext {
         let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
         ownedRange = RankContext.ownedRange(layout: layout, coordinate: c)
         // ZeRO 1 and 2: optimizer state for the owned shard only.
-        self.optimizer = try Optimizer(config: optimizer, range: ownedRange, foldedMomentum: foldMomentum ? grads : nil)
+        self.optimizer = try Optimizer(
+            config: optimizer, range: ownedRange, foldedMomentum: foldMomentum ? grads : nil, decaying: model.decayingRanges)
         if foldMomentum { grads.fill(0) }
         // With one stage the order of forwards and backwards does not matter;
         // 1F1B lets each piece's backward follow its forward at once.

@@ -71,7 +71,7 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
 
     var parameterSpecs: [ParameterSpec] {
         // The values are copied from the serial model; the initializer is unused.
-        hasBias ? [ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0))] : []
+        hasBias ? [ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0), decays: false)] : []
     }
 
     func bind(values: [Tensor], gradients: [Tensor]) {

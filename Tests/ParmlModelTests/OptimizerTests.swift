@@ -369,3 +369,20 @@ private func expectSteps(_ got: [[Float]], _ want: [[Double]], _ what: String, s
         #expect(abs(Double(norm) - exact) <= 1e-5 * exact)
     }
 }
+
+/// decay_by_kind: the optimizer's range is cut where decay starts and stops.
+@Suite struct DecayByKindTests {
+    @Test func runsCoverTheRangeAndFollowTheDecayingTensors() {
+        let runs = Optimizer.runs(of: 10..<30, decaying: [0..<12, 15..<18, 25..<40])
+        #expect(runs.map(\.range) == [0..<2, 2..<5, 5..<8, 8..<15, 15..<20])
+        #expect(runs.map(\.decays) == [true, false, true, false, true])
+        #expect(Optimizer.runs(of: 0..<5, decaying: []).map(\.decays) == [false])
+        #expect(Optimizer.runs(of: 0..<0, decaying: [0..<3]).isEmpty)
+    }
+
+    @Test func linearWeightsDecayBiasesAndLayerNormDoNot() throws {
+        let m = try makeModel([try Linear(inFeatures: 3, outFeatures: 2), try LayerNorm(features: 2), try Linear(inFeatures: 2, outFeatures: 2, bias: false)])
+        #expect(m.parameterInfo.map(\.decays) == [true, false, false, false, true])
+        #expect(m.decayingRanges == [0..<6, 12..<16])
+    }
+}

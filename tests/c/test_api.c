@@ -1044,6 +1044,11 @@ static void test_nonfinite_steps_are_skipped(void) {
     parml_trainer bad_t = NULL;
     CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, NULL, &bad_t) == PARML_ERR_INVALID_ARGUMENT && !bad_t,
           "skip_nonfinite = 2 accepted");
+    OK(parml_optimizer_params_init(&o));
+    CHECK(o.decay_by_kind == 0, "decay_by_kind defaults to %lld (torch.optim: decay every parameter)", (long long)o.decay_by_kind);
+    o.decay_by_kind = -1;
+    CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, NULL, &bad_t) == PARML_ERR_INVALID_ARGUMENT && !bad_t,
+          "decay_by_kind = -1 accepted");
     parml_dataset_free(d);
     parml_tensor_free(xb);
     parml_trainer_free(t);

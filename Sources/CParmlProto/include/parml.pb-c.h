@@ -306,10 +306,14 @@ struct  Parml__OptimizerState
    */
   size_t n_state;
   Parml__Tensor **state;
+  /*
+   * weight decay only where the layer kind decays (since parml 0.3)
+   */
+  protobuf_c_boolean decay_by_kind;
 };
 #define PARML__OPTIMIZER_STATE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__optimizer_state__descriptor) \
-    , PARML__OPTIMIZER_STATE__KIND__KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0,NULL }
+    , PARML__OPTIMIZER_STATE__KIND__KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0,NULL, 0 }
 
 
 /*

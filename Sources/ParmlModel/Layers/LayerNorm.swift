@@ -44,8 +44,8 @@ public final class LayerNorm: KindedLayer {
 
     public var parameterSpecs: [ParameterSpec] {
         [
-            ParameterSpec(name: "weight", shape: Shape(features), initializer: .constant(1)),
-            ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0)),
+            ParameterSpec(name: "weight", shape: Shape(features), initializer: .constant(1), decays: false),
+            ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0), decays: false),
         ]
     }
 

@@ -208,6 +208,7 @@ class parml_optimizer_params(Structure):
         min_lr: COSINE: final learning rate; default 0
         clip_grad_norm: clip gradients to this global L2 norm; 0 = off
         skip_nonfinite: 1 (default) skips a step whose loss or gradients are not finite; 0 = no check
+        decay_by_kind: 1 decays only parameters whose layer kind decays them; 0 (default) every parameter
     """
 
     _fields_ = [
@@ -228,6 +229,7 @@ class parml_optimizer_params(Structure):
         ("min_lr", c_float),
         ("clip_grad_norm", c_float),
         ("skip_nonfinite", c_int64),
+        ("decay_by_kind", c_int64),
     ]
 
 

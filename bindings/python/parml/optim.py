@@ -1,7 +1,10 @@
 """Optimizers: SGD, Adam and AdamW with PyTorch's update rules, a
 learning-rate schedule (parml.schedules) and clipping by global gradient norm.
 skip_nonfinite (default True) skips a step whose loss or gradients are not
-finite: it updates nothing and raises parml.NonFiniteError.
+finite: it updates nothing and raises parml.NonFiniteError. decay_by_kind
+(default False: every parameter, as torch.optim) applies weight decay only
+to the parameters whose layer kind decays them (linear weights; not biases
+or LayerNorm), the parameter groups nanoGPT and Megatron-LM use.
 
 An optimizer object only holds settings; the trainer gets them as a
 parml_optimizer_params filled by parml_optimizer_params_init, with the
@@ -30,6 +33,7 @@ class Optimizer:
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
         skip_nonfinite: bool | None = None,
+        decay_by_kind: bool | None = None,
         **fields: Any,
     ) -> None:
         if schedule is not None and not isinstance(schedule, Schedule):
@@ -41,6 +45,8 @@ class Optimizer:
             self.fields["clip_grad_norm"] = float(clip_grad_norm)
         if skip_nonfinite is not None:
             self.fields["skip_nonfinite"] = int(bool(skip_nonfinite))
+        if decay_by_kind is not None:
+            self.fields["decay_by_kind"] = int(bool(decay_by_kind))
 
     def to_params(self) -> _capi.parml_optimizer_params:
         """The parml_optimizer_params these settings give."""
@@ -76,12 +82,14 @@ class SGD(Optimizer):
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
         skip_nonfinite: bool | None = None,
+        decay_by_kind: bool | None = None,
     ) -> None:
         super().__init__(
             lr,
             schedule=schedule,
             clip_grad_norm=clip_grad_norm,
             skip_nonfinite=skip_nonfinite,
+            decay_by_kind=decay_by_kind,
             momentum=momentum,
             nesterov=None if nesterov is None else int(bool(nesterov)),
             weight_decay=weight_decay,
@@ -99,6 +107,7 @@ class _AdamFamily(Optimizer):
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
         skip_nonfinite: bool | None = None,
+        decay_by_kind: bool | None = None,
     ) -> None:
         beta1, beta2 = (None, None) if betas is None else betas
         super().__init__(
@@ -106,6 +115,7 @@ class _AdamFamily(Optimizer):
             schedule=schedule,
             clip_grad_norm=clip_grad_norm,
             skip_nonfinite=skip_nonfinite,
+            decay_by_kind=decay_by_kind,
             beta1=beta1,
             beta2=beta2,
             epsilon=eps,
@@ -136,10 +146,11 @@ class AdamW(_AdamFamily):
         schedule: Schedule | None = None,
         clip_grad_norm: float | None = None,
         skip_nonfinite: bool | None = None,
+        decay_by_kind: bool | None = None,
     ) -> None:
         super().__init__(
             lr, betas, eps, weight_decay, schedule=schedule, clip_grad_norm=clip_grad_norm,
-            skip_nonfinite=skip_nonfinite,
+            skip_nonfinite=skip_nonfinite, decay_by_kind=decay_by_kind,
         )
 
 
