@@ -156,11 +156,13 @@ PARML_API parml_status parml_layer_kind_count(int64_t * count_out);
 
 /// Layer kind `index`: its name for parml_model_add_layer ("linear"), the
 /// class name bindings give it ("Linear", PyTorch's spelling), a line on
-/// what it computes, and its number of attributes. The strings are static
+/// what it computes, its number of attributes, and what it reads
+/// (PARML_LAYER_INPUT_VALUES, or PARML_LAYER_INPUT_TOKEN_IDS for a kind
+/// such as embedding whose input is token ids). The strings are static
 /// (owned by the library, valid while it is loaded). Any out-pointer may be
 /// NULL. Thread-safe.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (index outside 0 ..< count). Since: 0.3.
-PARML_API parml_status parml_layer_kind_info(int64_t index, char const ** name_out, char const ** class_name_out, char const ** doc_out, int64_t * n_attributes_out);
+PARML_API parml_status parml_layer_kind_info(int64_t index, char const ** name_out, char const ** class_name_out, char const ** doc_out, int64_t * n_attributes_out, int32_t * input_out);
 
 /// Attribute `attribute` of layer kind `index`, in the order the kind
 /// declares them (the order bindings take positional arguments in): its

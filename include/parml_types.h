@@ -91,6 +91,10 @@ typedef int32_t parml_status;
 #define PARML_ATTR_STRING 4 /* string_value, NUL-terminated UTF-8 */
 #define PARML_ATTR_INTS   5 /* ints[0 .. n_ints) */
 
+/* What a layer kind reads (parml_layer_kind_info). */
+#define PARML_LAYER_INPUT_VALUES    1 /* real values it differentiates through */
+#define PARML_LAYER_INPUT_TOKEN_IDS 2 /* token ids (integers; nothing flows back to them) */
+
 /* Losses (parml_trainer_create). */
 #define PARML_LOSS_CROSS_ENTROPY 1 /* softmax cross-entropy; targets are class indices */
 #define PARML_LOSS_MSE           2 /* mean squared error; targets have the output's shape */

@@ -123,7 +123,9 @@ public func parmlLayerKindCount(_ count_out: UnsafeMutablePointer<Int64>?) -> pa
 
 /// Layer kind `index`: its name for parml_model_add_layer ("linear"), the
 /// class name bindings give it ("Linear", PyTorch's spelling), a line on
-/// what it computes, and its number of attributes. The strings are static
+/// what it computes, its number of attributes, and what it reads
+/// (PARML_LAYER_INPUT_VALUES, or PARML_LAYER_INPUT_TOKEN_IDS for a kind
+/// such as embedding whose input is token ids). The strings are static
 /// (owned by the library, valid while it is loaded). Any out-pointer may be
 /// NULL. Thread-safe.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (index outside 0 ..< count). Since: 0.3.
@@ -131,7 +133,7 @@ public func parmlLayerKindCount(_ count_out: UnsafeMutablePointer<Int64>?) -> pa
 public func parmlLayerKindInfo(
     _ index: Int64, _ name_out: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
     _ class_name_out: UnsafeMutablePointer<UnsafePointer<CChar>?>?, _ doc_out: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
-    _ n_attributes_out: UnsafeMutablePointer<Int64>?
+    _ n_attributes_out: UnsafeMutablePointer<Int64>?, _ input_out: UnsafeMutablePointer<Int32>?
 ) -> parml_status {
     guarded("parml_layer_kind_info") {
         let k = try kindStrings(index)
@@ -139,6 +141,11 @@ public func parmlLayerKindInfo(
         class_name_out?.pointee = k.className
         doc_out?.pointee = k.doc
         n_attributes_out?.pointee = Int64(k.attributes.count)
+        if case .tokenIDs = LayerKinds.all[Int(index)].input {
+            input_out?.pointee = PARML_LAYER_INPUT_TOKEN_IDS
+        } else {
+            input_out?.pointee = PARML_LAYER_INPUT_VALUES
+        }
     }
 }
 

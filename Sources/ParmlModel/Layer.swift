@@ -32,6 +32,8 @@ public enum Initializer: Sendable, Equatable {
     /// U(−bound, bound), as PyTorch's default for Linear weights and biases (bound = 1/√fan_in).
     case uniform(bound: Float)
     case constant(Float)
+    /// N(0, std²), as torch.nn.init.normal_ (nanoGPT draws embeddings with std 0.02).
+    case normal(std: Float)
 }
 
 public struct ParameterSpec: Sendable {

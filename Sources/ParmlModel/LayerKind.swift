@@ -149,6 +149,15 @@ public struct Attributes: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public var text: String { entries.map { "\($0.name)=\($0.value)" }.joined(separator: " ") }
 }
 
+/// What a kind reads from its input.
+public enum LayerInput: Sendable, Equatable {
+    /// Real values it differentiates through (most kinds).
+    case values
+    /// Token ids (integers held as floats, below 2^24; ids ≥ the attribute
+    /// named here are refused): nothing flows back to them.
+    case tokenIDs(countAttribute: String)
+}
+
 /// A layer kind: everything the engine, its files and its bindings need to
 /// know about it, in the kind's own file. `LayerKinds.all` lists them.
 public struct LayerKind: Sendable {
@@ -159,16 +168,18 @@ public struct LayerKind: Sendable {
     /// One line on what it computes, for the kinds query and docs.
     public let doc: String
     public let attributes: [AttributeSpec]
+    public let input: LayerInput
     private let build: @Sendable (Attributes) throws -> Layer
 
     public init(
-        name: String, className: String, doc: String, attributes: [AttributeSpec] = [],
+        name: String, className: String, doc: String, attributes: [AttributeSpec] = [], input: LayerInput = .values,
         build: @escaping @Sendable (Attributes) throws -> Layer
     ) {
         self.name = name
         self.className = className
         self.doc = doc
         self.attributes = attributes
+        self.input = input
         self.build = build
     }
 

@@ -13,6 +13,8 @@ public enum LayerKinds {
         Dropout.descriptor,
         Flatten.descriptor,
         LeakyReLU.descriptor,
+        Embedding.descriptor,
+        PositionEmbedding.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }

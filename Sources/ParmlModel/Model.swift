@@ -269,6 +269,8 @@ public final class Model {
                 rng.fillUniform(p, count: info.count, stream: RandomStream.parameter(j), low: -bound, high: bound)
             case .constant(let c):
                 p.update(repeating: c, count: info.count)
+            case .normal(let std):
+                rng.fillNormal(p, count: info.count, stream: RandomStream.parameter(j), std: std)
             }
         }
         gradients?.fill(0)

@@ -9,6 +9,9 @@ public protocol OnnxLowering: AnyObject {
     /// The layer's parameter `index` (in `parameterSpecs` order) as an
     /// initializer; `transposed` stores a 2-D one as its transpose.
     func parameter(_ index: Int, transposed: Bool) throws -> String
+    /// Rows `rows` of the layer's parameter `index` (its first dimension) as
+    /// an initializer of their own.
+    func parameter(_ index: Int, rows: Range<Int>) throws -> String
     /// A float scalar constant.
     func scalar(_ value: Float) throws -> String
     /// Lowers `layers` one after another (a container's body) from `input` of `shape`.

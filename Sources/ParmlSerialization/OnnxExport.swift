@@ -116,6 +116,22 @@ public enum OnnxExport {
             return try graph.initializer(info.name + "_transposed", dims: [cols, rows], data: t.data, count: t.count)
         }
 
+        func parameter(_ index: Int, rows: Range<Int>) throws -> String {
+            guard let frame = frames.last, frame.indices.contains(index) else {
+                throw ParmlError.internal("a layer asked for parameter \(index) it does not have")
+            }
+            let info = frame[index]
+            guard rows.lowerBound >= 0, rows.upperBound <= info.shape[0], !rows.isEmpty else {
+                throw ParmlError.internal("rows \(rows) of parameter \(info.name) \(info.shape)")
+            }
+            let rowSize = info.count / info.shape[0]
+            var dims = info.shape.dims
+            dims[0] = rows.count
+            return try graph.initializer(
+                "\(info.name)_rows\(rows.lowerBound)_\(rows.upperBound)", dims: dims, data: values.data + info.offset + rows.lowerBound * rowSize,
+                count: rows.count * rowSize)
+        }
+
         func scalar(_ value: Float) throws -> String { try graph.scalar(graph.fresh() + "_const", value) }
     }
 }

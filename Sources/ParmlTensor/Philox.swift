@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// Philox4x32-10, the counter-based generator of Salmon et al. (SC'11), also
 /// used by PyTorch and JAX on accelerators. A counter-based generator makes a
 /// random number a pure function of (key, counter): a dropout mask element or
@@ -71,6 +74,19 @@ public struct Philox: Sendable {
                 lane += 1
                 i += 1
             }
+        }
+    }
+
+    /// Fills `out[0..<count]` with normal draws N(0, std²) for elements
+    /// `first ..< first+count` of `stream`: element i is Box–Muller of
+    /// uniforms 2i and 2i+1 (its cosine half), so it too depends only on i.
+    public func fillNormal(_ out: UnsafeMutablePointer<Float>, count: Int, stream: UInt64, first: UInt64 = 0, std: Float = 1) {
+        for i in 0..<count {
+            let e = (first &+ UInt64(i)) &* 2
+            // 1 − u is in (0, 1]: the logarithm stays finite.
+            let u1 = 1 - Double(uniform(stream: stream, index: e))
+            let u2 = Double(uniform(stream: stream, index: e &+ 1))
+            out[i] = Float((-2 * Glibc.log(u1)).squareRoot() * Glibc.cos(2 * Double.pi * u2)) * std
         }
     }
 

@@ -23,6 +23,19 @@ func sampleAttributes(_ kind: LayerKind) -> Attributes {
         })
 }
 
+/// An input of shape (3, 4) for any kind built by `sampleAttributes`: values
+/// at least 0.05 from 0 (where piecewise kinds have their kinks), or token
+/// ids below 4 for a kind that reads ids.
+func sampleInput(_ kind: LayerKind) throws -> Tensor {
+    let x: [Float]
+    if case .tokenIDs = kind.input {
+        x = (0..<12).map { Float(($0 * 7 + 3) % 4) }
+    } else {
+        x = randomArray(12, seed: 22, low: -3, high: 3).map { $0 >= 0 ? $0 + 0.05 : $0 - 0.05 }
+    }
+    return try Tensor(x, shape: Shape(3, 4))
+}
+
 /// What every registered kind promises, checked for each one from the
 /// registry: a kind added later is covered with no test change here.
 @Suite struct LayerKindTests {
@@ -56,10 +69,9 @@ func sampleAttributes(_ kind: LayerKind) -> Attributes {
     func gradientsMatchFiniteDifferences(_ name: String) throws {
         let kind = try LayerKinds.kind(named: name)
         let model = try makeModel([try kind.make(sampleAttributes(kind))], seed: 21)
-        // Values at least 0.05 from 0, where piecewise kinds have their kinks.
-        let x = randomArray(12, seed: 22, low: -3, high: 3).map { $0 >= 0 ? $0 + 0.05 : $0 - 0.05 }
         let ctx = PassContext(training: true, step: 1, sampleOffset: 0, seed: 5)
-        try gradientCheck(model: model, input: try Tensor(x, shape: Shape(3, 4)), ctx: ctx, eps: 0.01, atol: 1e-3, rtol: 2e-3)
+        try gradientCheck(
+            model: model, input: try sampleInput(kind), ctx: ctx, eps: 0.01, atol: 1e-3, rtol: 2e-3, checkInput: kind.input == .values)
     }
 
     @Test func badAttributesNameTheKindAndTheAttribute() throws {

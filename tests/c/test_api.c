@@ -379,7 +379,9 @@ static void test_layers_by_kind_name(void) {
     for (int64_t i = 0; i < count; i++) {
         const char *name = NULL, *cls = NULL, *doc = NULL;
         int64_t n = -1;
-        OK(parml_layer_kind_info(i, &name, &cls, &doc, &n));
+        int32_t input = 0;
+        OK(parml_layer_kind_info(i, &name, &cls, &doc, &n, &input));
+        CHECK(input == PARML_LAYER_INPUT_VALUES || input == PARML_LAYER_INPUT_TOKEN_IDS, "kind %lld input %d", (long long)i, input);
         CHECK(name && cls && doc && strlen(doc) > 5 && n >= 0, "kind %lld is described", (long long)i);
         if (!name) continue;
         for (size_t k = 0; k < sizeof want / sizeof *want; k++) found += strcmp(name, want[k]) == 0;
@@ -388,6 +390,8 @@ static void test_layers_by_kind_name(void) {
             CHECK(strcmp(cls, "Linear") == 0 && n == 3, "linear: class Linear, 3 attributes (%s, %lld)", cls, (long long)n);
         }
         if (strcmp(name, "layer_norm") == 0) norm = (int)i;
+        if (strcmp(name, "embedding") == 0) CHECK(input == PARML_LAYER_INPUT_TOKEN_IDS, "embedding reads token ids");
+        if (strcmp(name, "linear") == 0) CHECK(input == PARML_LAYER_INPUT_VALUES, "linear reads values");
     }
     CHECK(found == 8, "the query lists the eight kinds of 0.2 (found %d of %lld)", found, (long long)count);
     if (linear >= 0) {

@@ -578,8 +578,8 @@ static void cases_model_building(void) {
         int32_t type = 0;
         (void)parml_layer_kind_count(&count);
         BAD("parml_layer_kind_count", "NULL count_out", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_count(NULL), 1);
-        BAD("parml_layer_kind_info", "index -1", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_info(-1, &name, NULL, NULL, &n), name == NULL);
-        BAD("parml_layer_kind_info", "index = count", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_info(count, &name, NULL, NULL, &n),
+        BAD("parml_layer_kind_info", "index -1", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_info(-1, &name, NULL, NULL, &n, NULL), name == NULL);
+        BAD("parml_layer_kind_info", "index = count", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_info(count, &name, NULL, NULL, &n, NULL),
             name == NULL);
         BAD("parml_layer_kind_attribute", "kind index = count", PARML_ERR_INVALID_ARGUMENT,
             parml_layer_kind_attribute(count, 0, &name, &type, NULL, NULL, NULL), name == NULL);

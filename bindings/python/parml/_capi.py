@@ -126,6 +126,9 @@ PARML_ATTR_BOOL = 3
 PARML_ATTR_STRING = 4
 PARML_ATTR_INTS = 5
 
+PARML_LAYER_INPUT_VALUES = 1
+PARML_LAYER_INPUT_TOKEN_IDS = 2
+
 PARML_LOSS_CROSS_ENTROPY = 1
 PARML_LOSS_MSE = 2
 
@@ -535,14 +538,16 @@ def parml_layer_kind_count(count_out: Any, /) -> int:
     ...
 
 
-# PARML_API parml_status parml_layer_kind_info(int64_t index, char const ** name_out, char const ** class_name_out, char const ** doc_out, int64_t * n_attributes_out);
+# PARML_API parml_status parml_layer_kind_info(int64_t index, char const ** name_out, char const ** class_name_out, char const ** doc_out, int64_t * n_attributes_out, int32_t * input_out);
 @ctypes_function(
     "parml_layer_kind_info",
-    [c_int64, POINTER(c_char_p), POINTER(c_char_p), POINTER(c_char_p), POINTER(c_int64)],
+    [c_int64, POINTER(c_char_p), POINTER(c_char_p), POINTER(c_char_p), POINTER(c_int64), POINTER(c_int32)],
     parml_status,
 )
-def parml_layer_kind_info(index: int, name_out: Any, class_name_out: Any, doc_out: Any, n_attributes_out: Any, /) -> int:
-    """Layer kind `index`: name, class name, doc line, attribute count (static strings)."""
+def parml_layer_kind_info(
+    index: int, name_out: Any, class_name_out: Any, doc_out: Any, n_attributes_out: Any, input_out: Any, /
+) -> int:
+    """Layer kind `index`: name, class name, doc line, attribute count (static strings), PARML_LAYER_INPUT_*."""
     ...
 
 

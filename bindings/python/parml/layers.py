@@ -53,6 +53,7 @@ class KindInfo:
     class_name: str  # the class this module makes for it: "Linear"
     doc: str
     attributes: tuple[AttributeInfo, ...]
+    takes_token_ids: bool  # its input is token ids (embedding), not values
 
 
 class _Required:
@@ -93,7 +94,12 @@ def kinds() -> tuple[KindInfo, ...]:
     for i in range(count.value):
         name, class_name, doc = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_char_p()
         n = ctypes.c_int64()
-        check(_capi.parml_layer_kind_info(i, ctypes.byref(name), ctypes.byref(class_name), ctypes.byref(doc), ctypes.byref(n)))
+        takes = ctypes.c_int32()
+        check(
+            _capi.parml_layer_kind_info(
+                i, ctypes.byref(name), ctypes.byref(class_name), ctypes.byref(doc), ctypes.byref(n), ctypes.byref(takes)
+            )
+        )
         attrs = []
         for j in range(n.value):
             a_name, a_default, a_rule, a_doc = (ctypes.c_char_p() for _ in range(4))
@@ -119,6 +125,7 @@ def kinds() -> tuple[KindInfo, ...]:
                 class_name=(class_name.value or b"").decode(),
                 doc=(doc.value or b"").decode(),
                 attributes=tuple(attrs),
+                takes_token_ids=takes.value == _capi.PARML_LAYER_INPUT_TOKEN_IDS,
             )
         )
     return tuple(out)

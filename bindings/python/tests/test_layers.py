@@ -71,3 +71,29 @@ def test_classes_build_what_the_typed_functions_build():
     )
     assert model.parameters.tobytes() == _typed_model(11).tobytes()
     assert "dropout p=0.25" in model.summary()
+
+
+def _sample(kind):
+    """A kind with its defaults and ints 4, floats 0.25 for required
+    attributes, and an input of shape (3, 4) it takes."""
+    args = {}
+    for a in kind.attributes:
+        if a.default is parml.layers.REQUIRED:
+            args[a.name] = 4 if a.type == _capi.PARML_ATTR_INT else 0.25
+    layer = getattr(parml, kind.class_name)(**args)
+    if kind.takes_token_ids:
+        x = (np.arange(12).reshape(3, 4) % 4).astype(np.float32)
+    else:
+        x = np.random.default_rng(0).uniform(-2, 2, size=(3, 4)).astype(np.float32)
+    return layer, x
+
+
+@pytest.mark.parametrize("kind", parml.layers.kinds(), ids=lambda k: k.name)
+def test_every_kind_exports_what_onnxruntime_computes(kind, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    layer, x = _sample(kind)
+    model = parml.Sequential([layer], seed=2)
+    model.export_onnx(tmp_path / "m.onnx", input_shape=x.shape)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    (out,) = session.run(["output"], {"input": x})
+    np.testing.assert_allclose(out, model.predict(x), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,104 @@
+import ParmlTensor
+
+/// Token embedding, as torch.nn.Embedding: input (..., ) of token ids →
+/// output (..., embedding_dim), row id of the (num_embeddings,
+/// embedding_dim) weight. Ids arrive as floats (exact below 2^24); one
+/// that is not an integer in 0..<num_embeddings is refused with its place.
+/// The weight's gradient is a scatter-add in row order: several tokens with
+/// one id add in a fixed order, so it is deterministic.
+public final class Embedding: KindedLayer {
+    public static let descriptor = LayerKind(
+        name: "embedding", className: "Embedding",
+        doc: "token embedding, as torch.nn.Embedding: token ids (...) -> rows of the weight (..., embedding_dim)",
+        attributes: [
+            AttributeSpec("num_embeddings", .int, doc: "the vocabulary size: ids are in 0 ..< num_embeddings", rule: "in 1...2^24") {
+                if case .int(let v) = $0 { return v >= 1 && v <= 1 << 24 }
+                return false
+            },
+            .size("embedding_dim", doc: "size of each embedding vector"),
+            .float("init_std", default: 1, doc: "the weight is drawn from N(0, init_std^2) (PyTorch: 1; nanoGPT: 0.02)", rule: "positive and finite") {
+                $0 > 0 && $0.isFinite
+            },
+        ],
+        input: .tokenIDs(countAttribute: "num_embeddings")
+    ) { a in try Embedding(count: a.int("num_embeddings"), dim: a.int("embedding_dim"), initStd: a.float("init_std")) }
+
+    public let count: Int
+    public let dim: Int
+    public let initStd: Float
+    private var weight: Tensor?
+    private var weightGrad: Tensor?
+    private var input: Tensor?
+    private let output = Buffer()
+    private let gradInput = Buffer()
+
+    public init(count: Int, dim: Int, initStd: Float) throws {
+        guard count.multipliedReportingOverflow(by: dim).overflow == false, count * dim <= Int(Int32.max) else {
+            throw ParmlError.invalidArgument("embedding: \(count)x\(dim) weights are too large")
+        }
+        self.count = count
+        self.dim = dim
+        self.initStd = initStd
+    }
+
+    public var attributes: Attributes {
+        ["num_embeddings": .int(Int64(count)), "embedding_dim": .int(Int64(dim)), "init_std": .float(initStd)]
+    }
+
+    public var planLabel: String { "embedding(\(count)×\(dim))" }
+
+    public func replicate() throws -> Layer { try Embedding(count: count, dim: dim, initStd: initStd) }
+
+    public var parameterSpecs: [ParameterSpec] {
+        [ParameterSpec(name: "weight", shape: Shape(count, dim), initializer: .normal(std: initStd), decays: true)]
+    }
+
+    public func bind(values: [Tensor], gradients: [Tensor]) {
+        weight = values[0]
+        weightGrad = gradients[0]
+    }
+
+    public func outputShape(for input: Shape) throws -> Shape {
+        guard input.rank < Shape.maxRank else { throw ParmlError.shape("embedding: input \(input) has no room for a feature dimension") }
+        var s = input
+        s.append(dim)
+        return s
+    }
+
+    public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        guard let weight else { throw ParmlError.state("embedding is not bound to parameters") }
+        let y = try output.shaped(try outputShape(for: x.shape))
+        let ids = x.data, w = weight.data, out = y.data
+        for r in 0..<x.count {
+            let v = ids[r]
+            guard v >= 0, v < Float(count), v == v.rounded(.towardZero) else {
+                throw ParmlError.invalidArgument("embedding: input element \(r) is \(v), not a token id in 0..<\(count)")
+            }
+            (out + r * dim).update(from: w + Int(v) * dim, count: dim)
+        }
+        input = x
+        return y
+    }
+
+    public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        guard let weightGrad, let x = input else { throw ParmlError.state("embedding backward without forward") }
+        let beta = ctx.gradientBeta(accumulate: accumulate)
+        // β = 0 overwrites (a scale by 0 would keep a NaN of an earlier step).
+        if beta == 0 { weightGrad.fill(0) } else if beta != 1 { Kernels.scale(weightGrad.data, by: beta, count: weightGrad.count) }
+        let g = weightGrad.data, d = dy.data
+        for r in 0..<x.count {
+            let row = g + Int(x.data[r]) * dim, src = d + r * dim
+            for c in 0..<dim { row[c] += src[c] }
+        }
+        guard needInputGradient else { return nil }
+        // Ids are not differentiable: nothing flows back to them.
+        let dx = try gradInput.shaped(x.shape)
+        dx.fill(0)
+        return dx
+    }
+
+    /// Gather(weight, ids): ONNX takes integer indices, so the float ids are cast first.
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        try g.node("Gather", [g.parameter(0), g.node("Cast", [x], [.int("to", 7)])], [.int("axis", 0)])
+    }
+}
