@@ -68,6 +68,12 @@ import _ParmlTestSupport
         try gradientCheck(model: model, input: try Tensor(x, shape: Shape(3, 7)), ctx: training)
     }
 
+    @Test func layerNormWithoutBias() throws {
+        let model = try makeModel([try LayerNorm(features: 5, bias: false)], seed: 13)
+        #expect(model.parameterCount == 5)
+        try gradientCheck(model: model, input: try randomTensor(Shape(3, 5), seed: 14, low: -2, high: 2), ctx: training)
+    }
+
     @Test func layerNorm() throws {
         let model = try makeModel([try LayerNorm(features: 6)], seed: 10)
         // Rank 3 input: normalisation over the last dimension of every (i, j) row.

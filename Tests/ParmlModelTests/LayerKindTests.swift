@@ -97,7 +97,7 @@ func sampleInput(_ kind: LayerKind) throws -> Tensor {
 
     @Test func defaultsAreFilledIn() throws {
         let layer = try LayerKinds.kind(named: "layer_norm").make(["features": .int(8)])
-        #expect(layer.attributes == ["features": .int(8), "eps": .float(1e-5)])
+        #expect(layer.attributes == ["features": .int(8), "eps": .float(1e-5), "bias": .bool(true)])
         let lin = try LayerKinds.kind(named: "linear").make(["out_features": .int(3), "in_features": .int(5)])
         #expect(lin.attributes == ["in_features": .int(5), "out_features": .int(3), "bias": .bool(true)])
     }

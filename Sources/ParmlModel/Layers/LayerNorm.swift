@@ -5,17 +5,19 @@ import ParmlTensor
 public final class LayerNorm: KindedLayer {
     public static let descriptor = LayerKind(
         name: "layer_norm", className: "LayerNorm",
-        doc: "layer normalisation over the last dimension, with a learned scale (init 1) and shift (init 0)",
+        doc: "layer normalisation over the last dimension, with a learned scale (init 1) and, unless bias is false, shift (init 0)",
         attributes: [
             .size("features", doc: "size of the last dimension"),
             .float("eps", default: 1e-5, doc: "added to the variance (PyTorch's default 1e-5)", rule: "positive and finite") {
                 $0 > 0 && $0.isFinite
             },
+            .flag("bias", default: true, doc: "has the learned shift (nanoGPT's LayerNorm(bias=False) has none)"),
         ]
-    ) { a in try LayerNorm(features: a.int("features"), eps: a.float("eps")) }
+    ) { a in try LayerNorm(features: a.int("features"), eps: a.float("eps"), bias: a.bool("bias")) }
 
     public let features: Int
     public let eps: Float
+    public let hasBias: Bool
 
     private var gamma: Tensor?
     private var beta: Tensor?
@@ -26,34 +28,43 @@ public final class LayerNorm: KindedLayer {
     private let gradInput = Buffer()
     private let mean = Buffer()
     private let rstd = Buffer()
+    /// Without a bias: the zero shift and the unused shift gradient the kernels take.
+    private let noBias = Buffer()
+    private let noBiasGrad = Buffer()
 
-    public init(features: Int, eps: Float = 1e-5) throws {
+    public init(features: Int, eps: Float = 1e-5, bias: Bool = true) throws {
         guard features > 0 else { throw ParmlError.invalidArgument("layer_norm: features must be positive, got \(features)") }
         guard eps > 0, eps.isFinite else { throw ParmlError.invalidArgument("layer_norm: eps must be positive and finite, got \(eps)") }
         self.features = features
         self.eps = eps
+        self.hasBias = bias
+        if !bias {
+            try noBias.shaped(Shape(features)).fill(0)
+            _ = try noBiasGrad.shaped(Shape(features))
+        }
     }
 
-    public func replicate() throws -> Layer { try LayerNorm(features: features, eps: eps) }
+    public func replicate() throws -> Layer { try LayerNorm(features: features, eps: eps, bias: hasBias) }
 
-    public var attributes: Attributes { ["features": .int(Int64(features)), "eps": .float(eps)] }
+    public var attributes: Attributes { ["features": .int(Int64(features)), "eps": .float(eps), "bias": .bool(hasBias)] }
 
+    /// ONNX's LayerNormalization takes the shift as an optional input.
     public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
-        try g.node("LayerNormalization", [x, g.parameter(0), g.parameter(1)], [.int("axis", -1), .float("epsilon", eps)])
+        let inputs = hasBias ? [x, try g.parameter(0), try g.parameter(1)] : [x, try g.parameter(0)]
+        return try g.node("LayerNormalization", inputs, [.int("axis", -1), .float("epsilon", eps)])
     }
 
     public var parameterSpecs: [ParameterSpec] {
-        [
-            ParameterSpec(name: "weight", shape: Shape(features), initializer: .constant(1), decays: false),
-            ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0), decays: false),
-        ]
+        var specs = [ParameterSpec(name: "weight", shape: Shape(features), initializer: .constant(1), decays: false)]
+        if hasBias { specs.append(ParameterSpec(name: "bias", shape: Shape(features), initializer: .constant(0), decays: false)) }
+        return specs
     }
 
     public func bind(values: [Tensor], gradients: [Tensor]) {
         gamma = values[0]
-        beta = values[1]
         gammaGrad = gradients[0]
-        betaGrad = gradients[1]
+        beta = hasBias ? values[1] : noBias.tensor
+        betaGrad = hasBias ? gradients[1] : noBiasGrad.tensor
     }
 
     public func outputShape(for input: Shape) throws -> Shape {

@@ -97,3 +97,22 @@ def test_every_kind_exports_what_onnxruntime_computes(kind, tmp_path):
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     (out,) = session.run(["output"], {"input": x})
     np.testing.assert_allclose(out, model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_norm_without_bias_matches_torch():
+    torch = pytest.importorskip("torch")
+    model = parml.Sequential([parml.Linear(6, 8), parml.LayerNorm(8, bias=False), parml.Linear(8, 3)], seed=5)
+    assert set(model.state_dict()) == {"0.weight", "0.bias", "1.weight", "2.weight", "2.bias"}
+    ref = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.LayerNorm(8, bias=False), torch.nn.Linear(8, 3))
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = np.random.default_rng(3).normal(size=(10, 6)).astype(np.float32)
+    y = np.arange(10) % 3
+    opt = torch.optim.Adam(ref.parameters(), lr=0.01)
+    with parml.Trainer(model, optimizer=parml.Adam(0.01)) as trainer:
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+            opt.step()
+            trainer.step(x, y)
+    for k, v in ref.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[k], v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
