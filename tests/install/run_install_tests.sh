@@ -347,10 +347,10 @@ expect_check "checker: added function with a MINOR bump -> allowed, record out o
 expect_update "checker: make abi records an addition after a MINOR bump" 0
 
 new_case grown_struct
-edit parml_types.h "s.replace('    int64_t skip_nonfinite;', '    int64_t skip_nonfinite;\n    int32_t new_knob;')"
+edit parml_types.h "s.replace('    int64_t decay_by_kind;', '    int64_t decay_by_kind;\n    int32_t new_knob;')"
 expect_check "checker: a struct_size struct grown at the end, no bump -> error" 1 \
-    "grown    struct parml_optimizer_params: size 96 align 8 -> size 104 align 8" \
-    "added    field parml_optimizer_params.new_knob = offset 96" "$NEEDS_MINOR"
+    "grown    struct parml_optimizer_params: size 104 align 8 -> size 112 align 8" \
+    "added    field parml_optimizer_params.new_knob = offset 104" "$NEEDS_MINOR"
 set_version "$MAJOR" $(($(version_part MINOR) + 1)) 0
 expect_check "checker: the same with a MINOR bump -> allowed" 1 "$STALE"
 
