@@ -465,7 +465,9 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
-/// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
+/// batch_size. Accuracy is over predictions: one per sample, or one per
+/// position for a sequence's logits (N, T, C); accuracy_out gets NaN for
+/// MSE. Either output may be NULL.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.

@@ -96,7 +96,9 @@ typedef int32_t parml_status;
 #define PARML_LAYER_INPUT_TOKEN_IDS 2 /* token ids (integers; nothing flows back to them) */
 
 /* Losses (parml_trainer_create). */
-#define PARML_LOSS_CROSS_ENTROPY 1 /* softmax cross-entropy; targets are class indices */
+#define PARML_LOSS_CROSS_ENTROPY 1 /* softmax cross-entropy over the last dimension; targets are class
+                                      indices, (N) for logits (N, C) or (N, T) for a sequence's (N, T, C):
+                                      the mean over all N*T predictions */
 #define PARML_LOSS_MSE           2 /* mean squared error; targets have the output's shape */
 
 /* Optimizers (parml_optimizer_params.kind). */
@@ -231,7 +233,7 @@ typedef struct parml_epoch_metrics {
     int64_t epochs;         /* total requested */
     int64_t steps;          /* optimizer steps taken so far in this trainer */
     float train_loss;       /* mean loss over the epoch's samples */
-    float train_accuracy;   /* fraction correct (cross-entropy only) */
+    float train_accuracy;   /* fraction of predictions correct (cross-entropy only; N*T for sequences) */
     float val_loss;         /* on the validation dataset, if any */
     float val_accuracy;
     float learning_rate;    /* at the end of the epoch */

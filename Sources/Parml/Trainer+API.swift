@@ -164,7 +164,9 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
 }
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
-/// batch_size. accuracy_out gets NaN for MSE. Either output may be NULL.
+/// batch_size. Accuracy is over predictions: one per sample, or one per
+/// position for a sequence's logits (N, T, C); accuracy_out gets NaN for
+/// MSE. Either output may be NULL.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
@@ -178,7 +180,7 @@ public func parmlTrainerEvaluate(
         let d = try datasetObject(dataset)
         let r = try t.evaluate(d, batchSize: positive(batch_size, "batch_size"))
         loss_out?.pointee = r.loss
-        accuracy_out?.pointee = t.loss.kind == .crossEntropy ? Float(r.correct) / Float(r.samples) : .nan
+        accuracy_out?.pointee = t.loss.kind == .crossEntropy ? Float(r.correct) / Float(r.predictions) : .nan
     }
 }
 

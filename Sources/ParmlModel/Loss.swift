@@ -4,32 +4,39 @@ public enum LossKind: Int32, Sendable {
     case crossEntropy = 1, meanSquaredError = 2
 }
 
-/// A loss over a batch, reduced as a mean. `scale` is 1/(samples in the
-/// global batch) for cross-entropy and 1/(elements in the global batch) for
-/// MSE, so a slice of the batch contributes exactly its share of the mean.
+/// A loss over a batch, reduced as a mean. `scale` is 1/(predictions in the
+/// global batch) for cross-entropy (samples, or samples × positions for
+/// logits (N, T, classes) of a sequence) and 1/(elements in the global
+/// batch) for MSE, so a slice of the batch contributes exactly its share of
+/// the mean.
 public final class Loss {
     public let kind: LossKind
     private let grad = Buffer()
 
     public init(_ kind: LossKind) { self.kind = kind }
 
-    /// Checks that targets fit outputs: class indices in [0, C) for
-    /// cross-entropy, the same element count for MSE.
+    /// Checks that targets fit outputs: class indices in [0, C) of the
+    /// logits' shape without its last dimension for cross-entropy ((N) for
+    /// (N, C), (N, T) for a sequence's (N, T, C)), the same element count
+    /// for MSE.
     public func validate(output: Shape, targets: Tensor) throws {
         let n = output[0]
         switch kind {
         case .crossEntropy:
-            guard output.rank == 2 else {
-                throw ParmlError.shape("cross-entropy needs logits (N, classes), got \(output)")
+            guard output.rank >= 2 else {
+                throw ParmlError.shape("cross-entropy needs logits (N, classes) or (N, ..., classes), got \(output)")
             }
-            guard targets.count == n, targets.shape[0] == n else {
-                throw ParmlError.shape("cross-entropy: \(n) outputs but targets of shape \(targets.shape); expected (\(n)) class indices")
+            var want = Shape(n)
+            for i in 1..<(output.rank - 1) { want.append(output[i]) }
+            guard targets.shape == want else {
+                throw ParmlError.shape("cross-entropy: outputs \(output) but targets of shape \(targets.shape); expected \(want) class indices")
             }
-            let classes = output[1]
-            for i in 0..<n {
+            let classes = output[output.rank - 1]
+            for i in 0..<targets.count {
                 let t = targets.data[i]
                 guard t >= 0, t < Float(classes), t == t.rounded(.towardZero) else {
-                    throw ParmlError.invalidArgument("cross-entropy: target \(t) of sample \(i) is not a class index in [0, \(classes))")
+                    let at = want.rank == 1 ? "sample \(i)" : "element \(i) (sample \(i / (targets.count / n)))"
+                    throw ParmlError.invalidArgument("cross-entropy: target \(t) of \(at) is not a class index in [0, \(classes))")
                 }
             }
         case .meanSquaredError:
@@ -45,9 +52,16 @@ public final class Loss {
     /// The scale that makes a batch of `samples` rows of `output` a mean.
     public func meanScale(samples: Int, output: Shape) -> Float {
         switch kind {
-        case .crossEntropy: return 1 / Float(samples)
+        case .crossEntropy: return 1 / Float(samples * predictionsPerSample(output: output))
         case .meanSquaredError: return 1 / Float(samples * output.rowSize)
         }
+    }
+
+    /// Class predictions one sample makes (cross-entropy): 1 for logits
+    /// (N, C), T for a sequence's (N, T, C). Accuracy is over these.
+    public func predictionsPerSample(output: Shape) -> Int {
+        guard kind == .crossEntropy, output.rank >= 2, output[output.rank - 1] > 0 else { return 1 }
+        return output.rowSize / output[output.rank - 1]
     }
 
     /// Loss (scaled sum), arg-max hits (cross-entropy), and, when
@@ -57,8 +71,9 @@ public final class Loss {
         let g = wantGradient ? try grad.shaped(output.shape) : nil
         switch kind {
         case .crossEntropy:
+            let classes = output.shape[output.shape.rank - 1]
             let loss = Kernels.softmaxCrossEntropy(
-                output.data, targets: targets.data, rows: output.shape[0], cols: output.shape[1], scale: scale,
+                output.data, targets: targets.data, rows: output.count / max(classes, 1), cols: classes, scale: scale,
                 dlogits: g?.data, correct: &correct)
             return (loss, correct)
         case .meanSquaredError:

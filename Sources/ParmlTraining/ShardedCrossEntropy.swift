@@ -38,7 +38,7 @@ final class ShardedCrossEntropy {
     /// Loss (scaled sum over rows) and arg-max hits, as `Loss.compute`;
     /// `output` holds this rank's classes, `targets` whole class indices.
     func compute(output: Tensor, targets: Tensor, scale: Float, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
-        let rows = output.shape[0], cols = output.shape[1]
+        let cols = output.shape[output.shape.rank - 1], rows = output.count / max(cols, 1)
         let ranks = comm.size, me = comm.rank
         guard rows > 0 else { return (0, 0) }
         let z = output.data, y = targets.data

@@ -10,9 +10,12 @@ import ParmlTensor
 public struct BatchResult: Sendable {
     /// Mean loss over the batch.
     public var loss: Float
-    /// Samples whose arg-max output is their target (cross-entropy only).
+    /// Predictions whose arg-max output is their target (cross-entropy only).
     public var correct: Int
     public var samples: Int
+    /// Class predictions made: samples, or samples × positions for a
+    /// sequence's logits (N, T, C). Accuracy is correct / predictions.
+    public var predictions: Int
 }
 
 public struct FitOptions: Sendable {
@@ -313,7 +316,9 @@ public final class Trainer {
         }
         stepCount += 1
         lastGradientNorm = r.gradientNorm
-        return BatchResult(loss: r.loss, correct: r.correct, samples: plan.samples)
+        return BatchResult(
+            loss: r.loss, correct: r.correct, samples: plan.samples,
+            predictions: plan.samples * loss.predictionsPerSample(output: outShape))
     }
 
     /// MPI: every process passes only the rows of its data-parallel replica
@@ -394,16 +399,18 @@ public final class Trainer {
         useOwnBLASThreads()
         var total: Double = 0
         var correct = 0
+        var predictions = 0
         for b in 0..<batcher.batchCount {
             let n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
             let outShape = try model.outputShape(for: batchInputs.shape)
+            predictions += n * loss.predictionsPerSample(output: outShape)
             try loss.validate(output: outShape, targets: batchTargets)
             let y = try model.forward(batchInputs, PassContext(training: false))
             let r = try loss.compute(output: y, targets: batchTargets, scale: loss.meanScale(samples: n, output: outShape), wantGradient: false)
             total += Double(r.loss) * Double(n)
             correct += r.correct
         }
-        return BatchResult(loss: Float(total / Double(data.count)), correct: correct, samples: data.count)
+        return BatchResult(loss: Float(total / Double(data.count)), correct: correct, samples: data.count, predictions: predictions)
     }
 
     private func checkFits(_ data: Dataset, name: String) throws {
@@ -447,12 +454,14 @@ public final class Trainer {
             var total: Double = 0
             var correct = 0
             var samples = 0
+            var predictions = 0
             for b in 0..<batcher.batchCount {
                 let n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
                 let r = try step(inputs: batchInputs, targets: batchTargets)
                 total += Double(r.loss) * Double(n)
                 correct += r.correct
                 samples += n
+                predictions += r.predictions
             }
             let seconds = Clock.now() - t0
             epochCount += 1
@@ -461,14 +470,14 @@ public final class Trainer {
             m.epochs = options.epochs
             m.steps = stepCount
             m.trainLoss = Float(total / Double(samples))
-            m.trainAccuracy = classify ? Float(correct) / Float(samples) : .nan
+            m.trainAccuracy = classify ? Float(correct) / Float(predictions) : .nan
             m.learningRate = learningRate
             m.seconds = seconds
             m.samplesPerSecond = Double(samples) / max(seconds, 1e-9)
             if let validation {
                 let v = try evaluate(validation, batchSize: options.batchSize)
                 m.validationLoss = v.loss
-                m.validationAccuracy = classify ? Float(v.correct) / Float(v.samples) : .nan
+                m.validationAccuracy = classify ? Float(v.correct) / Float(v.predictions) : .nan
             }
             last = m
             if let progress, !progress(m) {
