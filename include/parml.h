@@ -328,6 +328,24 @@ PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const
 /// Since: 0.1.
 PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input, parml_tensor * out);
 
+/// Continues `prompt` (n_prompt token ids) by max_new_tokens ids written
+/// to tokens_out (room for max_new_tokens). The model must start with a
+/// layer that reads token ids (embedding) and give logits (1, T, vocabulary)
+/// for ids (1, T); each step feeds it the latest tokens, at most its
+/// position limit (position_embedding's max_positions), in inference mode.
+/// The next token is the arg-max when temperature is 0; otherwise it is
+/// drawn from softmax(logits / temperature) over the top_k largest logits
+/// (top_k 0: all), with draw k keyed on (seed, k): a seed gives one
+/// sequence. There is no key/value cache yet: a token costs one forward
+/// pass over the whole context.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL prompt or tokens_out,
+/// n_prompt < 1, max_new_tokens < 0, a prompt id that is no token id of the
+/// model, temperature negative or not finite, top_k < 0, a model whose first
+/// layer does not read token ids), PARML_ERR_STATE (before init),
+/// PARML_ERR_SHAPE (the model's output is not (1, T, vocabulary)),
+/// PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS. Since: 0.3.
+PARML_API parml_status parml_model_generate(parml_model model, int64_t const * prompt, int64_t n_prompt, int64_t max_new_tokens, float temperature, int64_t top_k, uint64_t seed, int64_t * tokens_out);
+
 /// A text description of the layers and parameter shapes in *text_out,
 /// NUL-terminated; the caller frees it with parml_buffer_free.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL text_out),

@@ -36,7 +36,7 @@ GROUPS = [
          "parml_model_begin_residual", "parml_model_end_residual", "parml_model_add_stage_boundary",
          "parml_model_init", "parml_model_num_params", "parml_model_get_params", "parml_model_set_params",
          "parml_model_num_param_tensors", "parml_model_param_tensor_info", "parml_model_get_param",
-         "parml_model_set_param", "parml_model_output_shape", "parml_model_predict", "parml_model_summary"],
+         "parml_model_set_param", "parml_model_output_shape", "parml_model_predict", "parml_model_generate", "parml_model_summary"],
     ),
     (
         "Datasets",

@@ -105,4 +105,6 @@ public enum RandomStream {
     }
     /// The shuffling permutation of epoch `epoch`.
     public static func shuffle(epoch: Int) -> UInt64 { 0x3000_0000_0000 | UInt64(epoch) }
+    /// Sampling during generation: draw k of a generate call is element k.
+    public static let sampling: UInt64 = 0x4000_0000_0000
 }

@@ -417,6 +417,52 @@ static void test_layers_by_kind_name(void) {
     }
 }
 
+/* Greedy generation is the arg-max of predict's last position, token by
+   token; a seed fixes a sampled sequence. */
+static void test_generate(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    parml_attribute emb[] = {{.name = "num_embeddings", .type = PARML_ATTR_INT, .int_value = 7},
+                             {.name = "embedding_dim", .type = PARML_ATTR_INT, .int_value = 5}};
+    parml_attribute pos[] = {{.name = "max_positions", .type = PARML_ATTR_INT, .int_value = 4},
+                             {.name = "embedding_dim", .type = PARML_ATTR_INT, .int_value = 5}};
+    OK(parml_model_add_layer(m, "embedding", emb, 2));
+    OK(parml_model_add_layer(m, "position_embedding", pos, 2));
+    OK(parml_model_add_linear(m, 5, 7, 1));
+    OK(parml_model_init(m, 8));
+    int64_t prompt[2] = {2, 5}, out[6] = {0}, again[6] = {0};
+    OK(parml_model_generate(m, prompt, 2, 6, 0.0f, 0, 0, out));
+    /* The same by hand: predict on the latest <= 4 tokens, take the arg-max. */
+    float ctx[10];
+    int n = 2, ok = 1;
+    ctx[0] = 2, ctx[1] = 5;
+    for (int k = 0; k < 6; k++) {
+        int start = n > 4 ? n - 4 : 0, len = n - start;
+        int64_t dims[2] = {1, len};
+        parml_tensor x = NULL, y = NULL;
+        OK(parml_tensor_create(dims, 2, ctx + start, &x));
+        OK(parml_model_predict(m, x, &y));
+        float logits[4 * 7];
+        OK(parml_tensor_read(y, logits, (size_t)len * 7));
+        const float *last = logits + (len - 1) * 7;
+        int best = 0;
+        for (int v = 1; v < 7; v++)
+            if (last[v] > last[best]) best = v;
+        ok &= out[k] == best;
+        ctx[n++] = (float)best;
+        parml_tensor_free(x);
+        parml_tensor_free(y);
+    }
+    CHECK(ok, "greedy generation is predict's arg-max step by step");
+    OK(parml_model_generate(m, prompt, 2, 6, 1.5f, 3, 42, out));
+    OK(parml_model_generate(m, prompt, 2, 6, 1.5f, 3, 42, again));
+    CHECK(memcmp(out, again, sizeof out) == 0, "a seed gives one sampled sequence");
+    int in_range = 1;
+    for (int k = 0; k < 6; k++) in_range &= out[k] >= 0 && out[k] < 7;
+    CHECK(in_range, "sampled ids are in the vocabulary");
+    parml_model_free(m);
+}
+
 static void test_full_model(void) {
     parml_model m = build_full_model();
 
@@ -2033,6 +2079,7 @@ int main(void) {
     test_param_defaults();
     test_full_model();
     test_layers_by_kind_name();
+    test_generate();
     test_predict_by_hand();
     test_dataset_create();
     test_dataset_idx();

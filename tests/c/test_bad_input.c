@@ -573,6 +573,21 @@ static void cases_model_building(void) {
         BAD("parml_model_add_layer", "attributes for a kind with none", PARML_ERR_INVALID_ARGUMENT,
             parml_model_add_layer(m, "relu", lin, 1), M_SAME);
 
+        {
+            int64_t prompt[1] = {1}, toks[4];
+            BAD("parml_model_generate", "NULL model", PARML_ERR_INVALID_ARGUMENT, parml_model_generate(NULL, prompt, 1, 4, 1.0f, 0, 0, toks),
+                M_SAME);
+            BAD("parml_model_generate", "NULL prompt", PARML_ERR_INVALID_ARGUMENT, parml_model_generate(m, NULL, 1, 4, 1.0f, 0, 0, toks),
+                M_SAME);
+            BAD("parml_model_generate", "NULL tokens_out", PARML_ERR_INVALID_ARGUMENT,
+                parml_model_generate(m, prompt, 1, 4, 1.0f, 0, 0, NULL), M_SAME);
+            BAD("parml_model_generate", "n_prompt 0", PARML_ERR_INVALID_ARGUMENT, parml_model_generate(m, prompt, 0, 4, 1.0f, 0, 0, toks),
+                M_SAME);
+            BAD("parml_model_generate", "max_new_tokens -1", PARML_ERR_INVALID_ARGUMENT,
+                parml_model_generate(m, prompt, 1, -1, 1.0f, 0, 0, toks), M_SAME);
+            BAD("parml_model_generate", "top_k -1", PARML_ERR_INVALID_ARGUMENT, parml_model_generate(m, prompt, 1, 4, 1.0f, -1, 0, toks),
+                M_SAME);
+        }
         int64_t count = 0, n = 0;
         const char *name = NULL;
         int32_t type = 0;

@@ -87,3 +87,7 @@ extension PositionEmbedding {
         try g.node("Add", [x, g.parameter(0, rows: 0..<shape[shape.rank - 2])])
     }
 }
+
+extension PositionEmbedding: SequenceLimitedLayer {
+    public var maxPositions: Int { positions }
+}

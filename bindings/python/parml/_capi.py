@@ -682,6 +682,20 @@ def parml_model_predict(model: Any, input: Any, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_generate(parml_model model, int64_t const * prompt, int64_t n_prompt, int64_t max_new_tokens, float temperature, int64_t top_k, uint64_t seed, int64_t * tokens_out);
+@ctypes_function(
+    "parml_model_generate",
+    [parml_model, POINTER(c_int64), c_int64, c_int64, c_float, c_int64, c_uint64, POINTER(c_int64)],
+    parml_status,
+)
+def parml_model_generate(
+    model: Any, prompt: Any, n_prompt: int, max_new_tokens: int, temperature: float, top_k: int, seed: int,
+    tokens_out: Any, /,
+) -> int:
+    """Continues the prompt by max_new_tokens ids (greedy at temperature 0, else top-k sampling keyed on seed)."""
+    ...
+
+
 # PARML_API parml_status parml_model_save(parml_model model, char const * path);
 @ctypes_function("parml_model_save", [parml_model, c_char_p], parml_status)
 def parml_model_save(model: Any, path: bytes, /) -> int:

@@ -236,6 +236,30 @@ class Model(Handle):
         parts = [self._predict(arr[i : i + batch_size]) for i in range(0, arr.shape[0], batch_size)]
         return np.concatenate(parts, axis=0)
 
+    def generate(
+        self, prompt: object, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, seed: int = 0
+    ) -> np.ndarray:
+        """Continues `prompt` (a 1-D sequence of token ids) by max_new_tokens
+        ids and returns them (int64). The model must start with an embedding
+        and give logits (1, T, vocabulary). temperature 0 picks the arg-max;
+        otherwise tokens are drawn from softmax(logits / temperature) over
+        the top_k largest logits (None: all), reproducibly for a seed, as
+        nanoGPT's generate does."""
+        ids = np.ascontiguousarray(np.asarray(prompt), dtype=np.int64)
+        if ids.ndim != 1:
+            raise ValueError(f"prompt must be a 1-D sequence of token ids, got shape {ids.shape}")
+        n = int(max_new_tokens)
+        out = np.empty(max(n, 1), dtype=np.int64)
+        ptr = ids.ctypes.data_as(_capi.POINTER(c_int64))
+        with self._use() as m:
+            check(
+                _capi.parml_model_generate(
+                    m, ptr, ids.size, n, float(temperature), 0 if top_k is None else int(top_k), int(seed),
+                    out.ctypes.data_as(_capi.POINTER(c_int64)),
+                )
+            )
+        return out[:n]
+
     def _predict(self, arr: np.ndarray) -> np.ndarray:
         inp = _arrays.tensor_from_array(arr)
         out = _capi.parml_tensor()

@@ -1,0 +1,96 @@
+import ParmlTensor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A layer that takes sequences up to a length (learned positions):
+/// generation feeds it at most that many of the latest tokens.
+public protocol SequenceLimitedLayer: Layer {
+    var maxPositions: Int { get }
+}
+
+/// How generate picks each next token from the model's last logits.
+public struct SamplingConfig: Sendable, Equatable {
+    /// Logits are divided by it before the softmax; 0 picks the arg-max
+    /// (greedy; the first of equal maxima).
+    public var temperature: Float = 1
+    /// Only the k largest logits can be drawn (ties at the k-th all stay); 0 keeps all.
+    public var topK = 0
+    /// Draw k of a call is Philox(seed) element k: a seed gives one sequence.
+    public var seed: UInt64 = 0
+
+    public init(temperature: Float = 1, topK: Int = 0, seed: UInt64 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.seed = seed
+    }
+}
+
+extension Model {
+    /// The longest sequence the layers take, or nil when none limits it.
+    public var sequenceLimit: Int? { allLayers.compactMap { ($0 as? SequenceLimitedLayer)?.maxPositions }.min() }
+
+    /// Continues `prompt` by `count` tokens, one forward pass each over the
+    /// latest `sequenceLimit` tokens (no key/value cache yet: a token costs
+    /// a pass over the whole context). The model must read token ids and
+    /// give logits (1, T, vocabulary) for ids (1, T).
+    public func generate(prompt: [Int], count: Int, sampling: SamplingConfig) throws -> [Int] {
+        guard isInitialized else { throw ParmlError.state("the model is not initialised; initialise it first") }
+        guard let first = root.layers.first, case .tokenIDs? = first.descriptor?.input else {
+            throw ParmlError.invalidArgument("generate needs a model whose first layer reads token ids (an embedding)")
+        }
+        guard !prompt.isEmpty else { throw ParmlError.invalidArgument("generate needs a prompt of at least one token") }
+        guard count >= 0 else { throw ParmlError.invalidArgument("the number of tokens to generate is negative (\(count))") }
+        guard sampling.temperature >= 0, sampling.temperature.isFinite else {
+            throw ParmlError.invalidArgument("temperature must be finite and >= 0, got \(sampling.temperature)")
+        }
+        guard sampling.topK >= 0 else { throw ParmlError.invalidArgument("top_k must be >= 0, got \(sampling.topK)") }
+        let limit = sequenceLimit ?? Int.max
+        var ids = prompt
+        var out: [Int] = []
+        out.reserveCapacity(count)
+        let rng = Philox(seed: sampling.seed)
+        let x = try Tensor(shape: Shape(1, 1))
+        for k in 0..<count {
+            let context = ids.suffix(limit)
+            try x.resize(Shape(1, context.count))
+            for (i, id) in context.enumerated() { x.data[i] = Float(id) }
+            let y = try forward(x, PassContext(training: false))
+            guard y.shape.rank == 3, y.shape[0] == 1, y.shape[1] == context.count else {
+                throw ParmlError.shape("generate needs logits (1, T, vocabulary) for ids (1, T); the model gives \(y.shape) for \(x.shape)")
+            }
+            let vocab = y.shape[2]
+            let next = pick(y.data + (context.count - 1) * vocab, count: vocab, sampling: sampling, draw: rng.uniform(stream: RandomStream.sampling, index: UInt64(k)))
+            ids.append(next)
+            out.append(next)
+        }
+        return out
+    }
+
+    /// One token from logits `z`: the arg-max at temperature 0, otherwise a
+    /// draw `u` in [0, 1) through the softmax of the top-k logits.
+    func pick(_ z: UnsafePointer<Float>, count n: Int, sampling: SamplingConfig, draw u: Float) -> Int {
+        var best = 0
+        for i in 1..<n where z[i] > z[best] { best = i }
+        guard sampling.temperature > 0 else { return best }
+        var floor = -Float.infinity
+        if sampling.topK > 0 && sampling.topK < n {
+            var sorted = (0..<n).map { z[$0] }
+            sorted.sort(by: >)
+            floor = sorted[sampling.topK - 1]
+        }
+        let t = Double(sampling.temperature), top = Double(z[best])
+        var total = 0.0
+        for i in 0..<n where z[i] >= floor { total += Glibc.exp((Double(z[i]) - top) / t) }
+        var acc = 0.0
+        let target = Double(u) * total
+        var last = best
+        for i in 0..<n where z[i] >= floor {
+            acc += Glibc.exp((Double(z[i]) - top) / t)
+            last = i
+            if acc > target { return i }
+        }
+        return last
+    }
+}
