@@ -97,8 +97,9 @@ PARML_API void parml_buffer_free(void * buffer);
 
 /* ------------------------------------------------------------------------ */
 /* Tensors                                                                  */
-/* Row-major float32 arrays the library owns: inputs, targets, predictions. */
-/* Create one from the host's data, read it back, free it.                  */
+/* Row-major arrays the library owns: inputs, targets, predictions. Float32 */
+/* by default; int32/int64 for class indices and token ids. Create one from */
+/* the host's data, read it back, free it.                                  */
 /* ------------------------------------------------------------------------ */
 
 /// Creates a tensor of the given shape (ndim 1...8, dims >= 0) holding a copy
@@ -109,6 +110,18 @@ PARML_API void parml_buffer_free(void * buffer);
 /// a dimension outside 0...2^31-1, too many elements), PARML_ERR_OUT_OF_MEMORY.
 /// Since: 0.1.
 PARML_API parml_status parml_tensor_create(int64_t const * dims, ptrdiff_t ndim, float const * data, parml_tensor * out);
+
+/// Creates a tensor of element type `dtype` (PARML_DTYPE_FLOAT32, _INT32 or
+/// _INT64) and the given shape holding a copy of `data` (numel elements of
+/// that type, row-major), or zeros when data is NULL. Integer tensors carry
+/// class indices (targets of cross-entropy, exact at any size) and token
+/// ids (inputs of an embedding); the engine narrows int64 to int32 where it
+/// trains on them and refuses values that do not fit. The caller owns *out
+/// (parml_tensor_free); *out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (unknown dtype, NULL dims or out, ndim
+/// outside 1...8, a dimension outside 0...2^31-1, too many elements),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_tensor_create_typed(int32_t dtype, int64_t const * dims, ptrdiff_t ndim, void const * data, parml_tensor * out);
 
 /// Releases a tensor. NULL, or a handle already freed, is a no-op. Since: 0.1.
 PARML_API void parml_tensor_free(parml_tensor tensor);
@@ -124,23 +137,38 @@ PARML_API parml_status parml_tensor_shape(parml_tensor tensor, int64_t * dims_ou
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL numel_out). Since: 0.1.
 PARML_API parml_status parml_tensor_numel(parml_tensor tensor, int64_t * numel_out);
 
+/// The tensor's element type, PARML_DTYPE_*, in *dtype_out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dtype_out). Since: 0.3.
+PARML_API parml_status parml_tensor_dtype(parml_tensor tensor, int32_t * dtype_out);
+
 /// Copies the tensor's `count` floats (count must equal its numel) into the
-/// caller's buffer dst.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_SHAPE
+/// caller's buffer dst. Float32 tensors only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst, a tensor of another
+/// dtype: since 0.3), PARML_ERR_SHAPE
 /// (count differs from numel). Since: 0.1.
 PARML_API parml_status parml_tensor_read(parml_tensor tensor, float * dst, ptrdiff_t count);
 
 /// Overwrites the tensor's contents with `count` floats from src (count must
-/// equal its numel).
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src), PARML_ERR_SHAPE
+/// equal its numel). Float32 tensors only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL src, a tensor of another
+/// dtype: since 0.3), PARML_ERR_SHAPE
 /// (count differs from numel). Since: 0.1.
 PARML_API parml_status parml_tensor_write(parml_tensor tensor, float const * src, ptrdiff_t count);
 
 /// Borrows the tensor's storage: *data_out points to numel floats, row-major,
 /// 64-byte aligned, owned by the tensor and valid until parml_tensor_free.
-/// Writing through it changes the tensor.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL data_out). Since: 0.1.
+/// Writing through it changes the tensor. Float32 tensors only (others:
+/// parml_tensor_bytes).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL data_out, a tensor of
+/// another dtype: since 0.3). Since: 0.1.
 PARML_API parml_status parml_tensor_data(parml_tensor tensor, float ** data_out);
+
+/// Borrows the tensor's storage whatever its dtype: *data_out points to
+/// *nbytes_out bytes (numel elements of its type, row-major, 64-byte
+/// aligned), owned by the tensor and valid until parml_tensor_free. Writing
+/// through it changes the tensor. Either out-pointer but data_out may be NULL.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL data_out). Since: 0.3.
+PARML_API parml_status parml_tensor_bytes(parml_tensor tensor, void ** data_out, int64_t * nbytes_out);
 
 /* ------------------------------------------------------------------------ */
 /* Layer kinds                                                              */
@@ -358,16 +386,19 @@ PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
 /* from IDX files (the MNIST format, gzipped or plain).                     */
 /* ------------------------------------------------------------------------ */
 
-/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) class
-/// indices for cross-entropy or (N, ...) values for MSE. The tensors stay the
+/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
+/// class indices for cross-entropy (int32 or int64 at any size, or float32
+/// integers below 2^24) or (N, ...) float32 values for MSE. Integer inputs
+/// (token ids) are kept as floats, exact below 2^24. The tensors stay the
 /// caller's. The caller owns *out.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0),
-/// PARML_ERR_SHAPE (inputs of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY.
-/// Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0, integer
+/// inputs beyond 2^24, int64 targets beyond int32), PARML_ERR_SHAPE (inputs
+/// of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor targets, parml_dataset * out);
 
 /// Loads an image/label pair of IDX files (the MNIST format; gzipped or
-/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
+/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) int32 class
+/// indices.
 /// The caller owns *out (parml_dataset_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out), PARML_ERR_IO
 /// (cannot open or read), PARML_ERR_FORMAT (corrupt, truncated, counts
@@ -445,8 +476,11 @@ PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, par
 /// mpirun stops every process. Since: 0.1.
 PARML_API void parml_trainer_free(parml_trainer trainer);
 
-/// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
-/// indices for cross-entropy, the output's shape for MSE). Writes the batch's
+/// One optimizer step on a batch: inputs (N, ...) (float32, or integer token
+/// ids for a model that starts with an embedding) and targets ((N) or (N, T)
+/// class indices for cross-entropy: int32, int64 or float32; float32 of the
+/// output's shape for MSE). Integer tensors are converted into buffers the
+/// trainer keeps, so such steps allocate nothing once sized. Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
 /// A batch refused by the checks (shape, target, local rows) changes nothing.
 /// A step whose loss or gradients hold a NaN or an infinity is skipped on

@@ -43,7 +43,8 @@
 /* PARML_ERR_STATE and leaves the handle as it was.                          */
 /* ------------------------------------------------------------------------ */
 
-/** A float32 tensor owned by the library (row-major, up to 8 dimensions). */
+/** A tensor owned by the library (row-major, up to 8 dimensions) of float32,
+ *  or of int32/int64 class indices and token ids (parml_tensor_create_typed). */
 typedef struct parml_tensor_s *parml_tensor;
 /** A network: a sequence of layers (with residual blocks) and its parameters. */
 typedef struct parml_model_s *parml_model;
@@ -83,6 +84,11 @@ typedef int32_t parml_status;
 #define PARML_ACTIVATION_GELU    2 /* exact (erf) form, as torch.nn.GELU() */
 #define PARML_ACTIVATION_TANH    3
 #define PARML_ACTIVATION_SIGMOID 4
+
+/* Tensor element types (parml_tensor_create_typed, parml_tensor_dtype). */
+#define PARML_DTYPE_FLOAT32 1 /* inputs, targets of regression, parameters */
+#define PARML_DTYPE_INT32   2 /* class indices, token ids */
+#define PARML_DTYPE_INT64   3 /* the same (numpy's default integer); narrowed to int32 where trained on */
 
 /* Layer attribute types (parml_attribute.type, parml_layer_kind_attribute). */
 #define PARML_ATTR_INT    1 /* int_value */

@@ -12,10 +12,12 @@ GROUPS = [
     ),
     (
         "Tensors",
-        "Row-major float32 arrays the library owns: inputs, targets, predictions.\n"
-        "Create one from the host's data, read it back, free it.",
-        ["parml_tensor_create", "parml_tensor_free", "parml_tensor_shape", "parml_tensor_numel",
-         "parml_tensor_read", "parml_tensor_write", "parml_tensor_data"],
+        "Row-major arrays the library owns: inputs, targets, predictions. Float32\n"
+        "by default; int32/int64 for class indices and token ids. Create one from\n"
+        "the host's data, read it back, free it.",
+        ["parml_tensor_create", "parml_tensor_create_typed", "parml_tensor_free", "parml_tensor_shape",
+         "parml_tensor_numel", "parml_tensor_dtype", "parml_tensor_read", "parml_tensor_write", "parml_tensor_data",
+         "parml_tensor_bytes"],
     ),
     (
         "Layer kinds",

@@ -379,18 +379,22 @@ void   parml__checkpoint__free_unpacked
   assert(message->base.descriptor == &parml__checkpoint__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCEnumValue parml__tensor__dtype__enum_values_by_number[2] =
+static const ProtobufCEnumValue parml__tensor__dtype__enum_values_by_number[4] =
 {
   { "DTYPE_UNSPECIFIED", "PARML__TENSOR__DTYPE__DTYPE_UNSPECIFIED", 0 },
   { "FLOAT32", "PARML__TENSOR__DTYPE__FLOAT32", 1 },
+  { "INT32", "PARML__TENSOR__DTYPE__INT32", 2 },
+  { "INT64", "PARML__TENSOR__DTYPE__INT64", 3 },
 };
 static const ProtobufCIntRange parml__tensor__dtype__value_ranges[] = {
-{0, 0},{0, 2}
+{0, 0},{0, 4}
 };
-static const ProtobufCEnumValueIndex parml__tensor__dtype__enum_values_by_name[2] =
+static const ProtobufCEnumValueIndex parml__tensor__dtype__enum_values_by_name[4] =
 {
   { "DTYPE_UNSPECIFIED", 0 },
   { "FLOAT32", 1 },
+  { "INT32", 2 },
+  { "INT64", 3 },
 };
 const ProtobufCEnumDescriptor parml__tensor__dtype__descriptor =
 {
@@ -399,9 +403,9 @@ const ProtobufCEnumDescriptor parml__tensor__dtype__descriptor =
   "DType",
   "Parml__Tensor__DType",
   "parml",
-  2,
+  4,
   parml__tensor__dtype__enum_values_by_number,
-  2,
+  4,
   parml__tensor__dtype__enum_values_by_name,
   1,
   parml__tensor__dtype__value_ranges,

@@ -7,7 +7,8 @@ func datasetObject(_ d: parml_dataset?, _ name: String = "dataset") throws -> Da
 }
 
 /// Loads an image/label pair of IDX files (the MNIST format; gzipped or
-/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) class indices.
+/// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) int32 class
+/// indices.
 /// The caller owns *out (parml_dataset_free).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out), PARML_ERR_IO
 /// (cannot open or read), PARML_ERR_FORMAT (corrupt, truncated, counts
@@ -26,19 +27,26 @@ public func parmlDatasetLoadIDX(
     }
 }
 
-/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) class
-/// indices for cross-entropy or (N, ...) values for MSE. The tensors stay the
+/// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
+/// class indices for cross-entropy (int32 or int64 at any size, or float32
+/// integers below 2^24) or (N, ...) float32 values for MSE. Integer inputs
+/// (token ids) are kept as floats, exact below 2^24. The tensors stay the
 /// caller's. The caller owns *out.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0),
-/// PARML_ERR_SHAPE (inputs of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY.
-/// Since: 0.1.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0, integer
+/// inputs beyond 2^24, int64 targets beyond int32), PARML_ERR_SHAPE (inputs
+/// of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 @c(parml_dataset_create)
 public func parmlDatasetCreate(_ inputs: parml_tensor?, _ targets: parml_tensor?, _ out: UnsafeMutablePointer<parml_dataset?>?) -> parml_status {
     guarded("parml_dataset_create") {
         let x = try tensorObject(inputs, "inputs")
         let y = try tensorObject(targets, "targets")
         let out = try nonNull(out, "out")
-        let d = try Dataset(inputs: x.clone(), targets: y.clone())
+        // The dataset's own copies, as the engine takes them: float32 inputs
+        // (integer token ids converted), int64 class indices narrowed to int32.
+        let xs = try Tensor(shape: x.shape), ys = try Tensor(shape: y.shape)
+        try xs.convert(from: x, to: .float32, what: "inputs")
+        try ys.convert(from: y, to: y.dtype == .int64 ? .int32 : y.dtype, what: "targets")
+        let d = try Dataset(inputs: xs, targets: ys)
         out.pointee = HandleRegistry.shared.register(d, as: .dataset)
     }
 }

@@ -308,7 +308,7 @@ public func parmlModelOutputShape(
 public func parmlModelPredict(_ model: parml_model?, _ input: parml_tensor?, _ out: UnsafeMutablePointer<parml_tensor?>?) -> parml_status {
     guarded("parml_model_predict") {
         let m = try modelObject(model)
-        let x = try tensorObject(input, "input")
+        let x = try engineInputs(tensorObject(input, "input"), scratch: Tensor(shape: Shape(0)))
         let out = try nonNull(out, "out")
         try BLAS.ensureLoaded()
         let y = try m.forward(x, PassContext(training: false))

@@ -61,8 +61,11 @@ public func parmlTrainerFree(_ trainer: parml_trainer?) {
     HandleRegistry.shared.release(trainer, .trainer)
 }
 
-/// One optimizer step on a batch: inputs (N, ...) and targets ((N) class
-/// indices for cross-entropy, the output's shape for MSE). Writes the batch's
+/// One optimizer step on a batch: inputs (N, ...) (float32, or integer token
+/// ids for a model that starts with an embedding) and targets ((N) or (N, T)
+/// class indices for cross-entropy: int32, int64 or float32; float32 of the
+/// output's shape for MSE). Integer tensors are converted into buffers the
+/// trainer keeps, so such steps allocate nothing once sized. Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
 /// A batch refused by the checks (shape, target, local rows) changes nothing.
 /// A step whose loss or gradients hold a NaN or an infinity is skipped on
@@ -84,8 +87,8 @@ public func parmlTrainerStep(
 ) -> parml_status {
     guarded("parml_trainer_step") {
         let t = try trainerObject(trainer)
-        let x = try tensorObject(inputs, "inputs")
-        let y = try tensorObject(targets, "targets")
+        let x = try engineInputs(tensorObject(inputs, "inputs"), scratch: t.conversion.inputs)
+        let y = try engineTargets(tensorObject(targets, "targets"), scratch: t.conversion.targets)
         let r = try t.step(inputs: x, targets: y)
         loss_out?.pointee = r.loss
     }

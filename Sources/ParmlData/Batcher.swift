@@ -112,11 +112,12 @@ public struct Batcher {
         guard src.shape.rank >= 2, src.shape[0] == n, srcT.shape[0] == n else {
             throw ParmlError.state("the dataset's tensors were resized after it was made")
         }
-        try inputs.resize(src.shape.withLeading(rows.count))
-        try targets.resize(srcT.shape.withLeading(rows.count))
+        try inputs.resize(src.shape.withLeading(rows.count), dtype: src.dtype)
+        try targets.resize(srcT.shape.withLeading(rows.count), dtype: srcT.dtype)
 
-        let inRow = src.shape.rowSize
-        let tRow = srcT.shape.rowSize
+        // Rows are copied as 4-byte words: float32 and int32 alike.
+        let inRow = src.shape.rowSize * src.dtype.size / 4
+        let tRow = srcT.shape.rowSize * srcT.dtype.size / 4
         let first = batch * batchSize + rows.lowerBound
         let inSrc = src.data, tSrc = srcT.data
         let inDst = inputs.data, tDst = targets.data

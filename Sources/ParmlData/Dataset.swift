@@ -9,7 +9,8 @@ import ParmlTensor
 public final class Dataset {
     /// Shape (N, sample dims...).
     public let inputs: Tensor
-    /// Shape (N,) of class indices stored as Float, or (N, k...) of regression targets.
+    /// Shape (N,) or (N, T) of class indices (int32, or float32 integers
+    /// below 2^24), or (N, k...) of float32 regression targets.
     public let targets: Tensor
     /// N, the number of samples.
     public let count: Int
@@ -41,13 +42,29 @@ public final class Dataset {
         var sample = Shape(inputs.shape[1])
         for i in 2..<max(inputs.shape.rank, 2) { sample.append(inputs.shape[i]) }
         sampleShape = sample
-        numClasses = targets.shape.rank == 1 ? Dataset.classCount(targets) : nil
+        guard inputs.dtype == .float32 else {
+            throw ParmlError.internal("dataset inputs are \(inputs.dtype.name); the C layer converts them to float32")
+        }
+        guard targets.dtype != .int64 else {
+            throw ParmlError.internal("int64 dataset targets reach the engine; the C layer narrows them to int32")
+        }
+        numClasses = targets.shape.rank == 1 || targets.dtype == .int32 ? Dataset.classCount(targets) : nil
     }
 
     /// Largest label plus one, or nil when some value is not a non-negative
-    /// integer. Labels above 2^24 are rejected: past that Float no longer
-    /// holds every integer, so such values cannot be class indices.
+    /// integer. Float labels above 2^24 are rejected: past that Float no
+    /// longer holds every integer, so such values cannot be class indices;
+    /// int32 labels have no such limit.
     static func classCount(_ t: Tensor) -> Int? {
+        if t.dtype == .int32 {
+            var top: Int32 = 0
+            for i in 0..<t.count {
+                let v = t.int32s[i]
+                guard v >= 0 else { return nil }
+                top = max(top, v)
+            }
+            return Int(top) + 1
+        }
         var maxLabel: Float = 0
         for i in 0..<t.count {
             let v = t.data[i]
@@ -98,10 +115,15 @@ public final class Dataset {
                 inputs.data.update(from: src.baseAddress!, count: src.count)
             }
         }
-        for (i, v) in label.values.enumerated() where !Dataset.isClassIndex(v) {
-            throw ParmlError.format("\(labels): label \(i) is \(v), not a class index (an integer in 0...2^24)")
+        // Labels become int32 class indices (IDX values are read as floats:
+        // exact below 2^24, which covers every IDX integer type but int32).
+        let targets = try Tensor(shape: Shape(label.dims[0]), dtype: .int32)
+        for (i, v) in label.values.enumerated() {
+            guard Dataset.isClassIndex(v) else {
+                throw ParmlError.format("\(labels): label \(i) is \(v), not a class index (an integer in 0...2^24)")
+            }
+            targets.int32s[i] = Int32(v)
         }
-        let targets = try Tensor(label.values, shape: Shape(label.dims[0]))
         return try Dataset(inputs: inputs, targets: targets)
     }
 }

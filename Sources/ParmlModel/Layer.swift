@@ -120,6 +120,11 @@ public final class Buffer {
         try tensor.resize(s)
         return tensor
     }
+
+    public func shaped(_ s: Shape, dtype: DType) throws -> Tensor {
+        try tensor.resize(s, dtype: dtype)
+        return tensor
+    }
 }
 
 extension Layer {
@@ -129,7 +134,7 @@ extension Layer {
     public var bufferBytes: Int {
         var bytes = 0
         for c in Mirror(reflecting: self).children {
-            if let b = c.value as? Buffer { bytes += b.tensor.capacity * MemoryLayout<Float>.stride }
+            if let b = c.value as? Buffer { bytes += b.tensor.capacity * 4 }  // capacity counts 4-byte words
         }
         return children.reduce(bytes) { $0 + $1.bufferBytes }
     }

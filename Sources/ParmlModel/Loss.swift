@@ -12,6 +12,8 @@ public enum LossKind: Int32, Sendable {
 public final class Loss {
     public let kind: LossKind
     private let grad = Buffer()
+    /// Float class indices narrowed to int32 for the kernel.
+    private let labels = Buffer()
 
     public init(_ kind: LossKind) { self.kind = kind }
 
@@ -32,14 +34,30 @@ public final class Loss {
                 throw ParmlError.shape("cross-entropy: outputs \(output) but targets of shape \(targets.shape); expected \(want) class indices")
             }
             let classes = output[output.rank - 1]
-            for i in 0..<targets.count {
-                let t = targets.data[i]
-                guard t >= 0, t < Float(classes), t == t.rounded(.towardZero) else {
-                    let at = want.rank == 1 ? "sample \(i)" : "element \(i) (sample \(i / (targets.count / n)))"
-                    throw ParmlError.invalidArgument("cross-entropy: target \(t) of \(at) is not a class index in [0, \(classes))")
+            func refuse(_ i: Int, _ t: String) -> ParmlError {
+                let at = want.rank == 1 ? "sample \(i)" : "element \(i) (sample \(i / (targets.count / n)))"
+                return ParmlError.invalidArgument("cross-entropy: target \(t) of \(at) is not a class index in [0, \(classes))")
+            }
+            // Integer labels are exact at any size; float ones are integers below 2^24 (Dataset.isClassIndex).
+            switch targets.dtype {
+            case .float32:
+                for i in 0..<targets.count {
+                    let t = targets.data[i]
+                    guard t >= 0, t < Float(classes), t == t.rounded(.towardZero) else { throw refuse(i, "\(t)") }
+                }
+            case .int32:
+                for i in 0..<targets.count where targets.int32s[i] < 0 || Int(targets.int32s[i]) >= classes {
+                    throw refuse(i, "\(targets.int32s[i])")
+                }
+            case .int64:
+                for i in 0..<targets.count where targets.int64s[i] < 0 || targets.int64s[i] >= Int64(classes) {
+                    throw refuse(i, "\(targets.int64s[i])")
                 }
             }
         case .meanSquaredError:
+            guard targets.dtype == .float32 else {
+                throw ParmlError.invalidArgument("mse: targets are \(targets.dtype.name); mean squared error takes float32 targets")
+            }
             guard targets.count == output.count, targets.shape[0] == n else {
                 throw ParmlError.shape("mse: outputs \(output) and targets \(targets.shape) differ in size")
             }
@@ -73,8 +91,8 @@ public final class Loss {
         case .crossEntropy:
             let classes = output.shape[output.shape.rank - 1]
             let loss = Kernels.softmaxCrossEntropy(
-                output.data, targets: targets.data, rows: output.count / max(classes, 1), cols: classes, scale: scale,
-                dlogits: g?.data, correct: &correct)
+                output.data, targets: try classIndices(targets, into: labels), rows: output.count / max(classes, 1), cols: classes,
+                scale: scale, dlogits: g?.data, correct: &correct)
             return (loss, correct)
         case .meanSquaredError:
             let loss = Kernels.meanSquaredError(output.data, targets: targets.data, count: output.count, scale: scale, dp: g?.data)
@@ -84,4 +102,13 @@ public final class Loss {
 
     /// The gradient written by the last `compute(wantGradient: true)`.
     public var gradient: Tensor { grad.tensor }
+}
+
+/// Validated class indices as int32: int32 targets as they are, others
+/// narrowed into `scratch` (allocates only when it must grow).
+public func classIndices(_ targets: Tensor, into scratch: Buffer) throws -> UnsafePointer<Int32> {
+    if targets.dtype == .int32 { return UnsafePointer(targets.int32s) }
+    let t = try scratch.shaped(targets.shape, dtype: .int32)
+    try t.convert(from: targets, to: .int32, what: "targets")
+    return UnsafePointer(t.int32s)
 }

@@ -19,6 +19,8 @@ public struct FileReport {
     public var checksumVerified = false
     public var model: Model?
     public var tensorShape: Shape?
+    /// A tensor message's element type.
+    public var tensorType: DType = .float32
     public var tensorName = ""
     public var step = 0
     public var epoch = 0
@@ -77,8 +79,8 @@ public struct FileReport {
         }
         let u = try Unpacked<Parml__Tensor>(bytes, pml_tensor_descriptor(), what: "file (not a model, checkpoint or tensor message)")
         var r = FileReport(kind: .tensor, bytes: file.count)
-        r.tensorShape = try TensorCodec.shape(of: u.message.pointee, what: "tensor")
-        _ = try TensorCodec.tensor(from: u.message.pointee, what: "tensor")
+        r.tensorShape = try TensorCodec.shape(of: u.message.pointee, what: "tensor", allowing: DType.allCases)
+        r.tensorType = try TensorCodec.dtype(of: u.message.pointee, what: "tensor", allowing: DType.allCases)
         r.tensorName = u.message.pointee.name.map { String(cString: $0) } ?? ""
         return r
     }
@@ -98,7 +100,7 @@ public struct FileReport {
         case .tensor:
             out.append("tensor message, \(bytes) bytes (no checksum: tensor messages carry none)")
             out.append("  name: \(tensorName.isEmpty ? "(none)" : tensorName)")
-            out.append("  dtype: float32, shape: \(tensorShape.map { "\($0.dims)" } ?? "?")")
+            out.append("  dtype: \(tensorType.name), shape: \(tensorShape.map { "\($0.dims)" } ?? "?")")
             return out.joined(separator: "\n")
         case .model, .checkpoint:
             out.append("\(kind.rawValue) file, format version \(formatVersion), \(bytes) bytes, crc32 \(checksumVerified ? "verified" : "not checked")")
@@ -126,7 +128,7 @@ public struct FileReport {
         var fields: [String] = ["\"kind\": \(quoted(kind.rawValue))", "\"bytes\": \(bytes)"]
         if kind == .tensor {
             fields.append("\"name\": \(quoted(tensorName))")
-            fields.append("\"dtype\": \"float32\"")
+            fields.append("\"dtype\": \"\(tensorType.name)\"")
             fields.append("\"shape\": [\((tensorShape?.dims ?? []).map(String.init).joined(separator: ", "))]")
             return "{" + fields.joined(separator: ", ") + "}"
         }

@@ -7,25 +7,34 @@ enum TensorCodec {
     /// tensor's storage (keep the tensor alive until packed).
     static func fill(_ message: UnsafeMutablePointer<Parml__Tensor>, from tensor: Tensor, name: String, arena: PackArena) throws {
         parml__tensor__init(message)
-        message.pointee.dtype = PARML__TENSOR__DTYPE__FLOAT32
+        message.pointee.dtype = Parml__Tensor__DType(rawValue: UInt32(tensor.dtype.rawValue))
         let rank = tensor.shape.rank
         let dims = try arena.allocate(Int64.self, count: rank)
         for i in 0..<rank { dims[i] = Int64(tensor.shape[i]) }
         message.pointee.n_dims = rank
         message.pointee.dims = dims
-        // float32 in memory is little-endian IEEE-754 on every CPU parml builds for (x86-64, arm64).
+        // Values in memory are little-endian (IEEE-754 floats, two's-complement
+        // ints) on every CPU parml builds for (x86-64, arm64): the file's layout.
         message.pointee.data = ProtobufCBinaryData(
-            len: tensor.count * MemoryLayout<Float>.stride, data: UnsafeMutableRawPointer(tensor.data).assumingMemoryBound(to: UInt8.self))
+            len: tensor.byteCount, data: UnsafeMutableRawPointer(tensor.data).assumingMemoryBound(to: UInt8.self))
         if !name.isEmpty { message.pointee.name = try arena.string(name) }
     }
 
-    /// The shape a message declares, checked: dtype, rank 1...8, dims in
-    /// 0...2^31-1, a product that does not overflow, and exactly 4 bytes of
-    /// data per element.
-    static func shape(of m: Parml__Tensor, what: String) throws -> Shape {
-        guard m.dtype == PARML__TENSOR__DTYPE__FLOAT32 else {
-            throw ParmlError.format("\(what): dtype \(m.dtype.rawValue) is not FLOAT32 (1), the one dtype this version reads")
+    /// The dtype a message declares, one of `allowing` (parameters and
+    /// optimizer state are float32; a tensor message may hold any).
+    static func dtype(of m: Parml__Tensor, what: String, allowing: [DType] = [.float32]) throws -> DType {
+        guard let t = DType(rawValue: Int32(bitPattern: m.dtype.rawValue)), allowing.contains(t) else {
+            let names = allowing.map { $0.name.uppercased() }.joined(separator: ", ")
+            throw ParmlError.format("\(what): dtype \(m.dtype.rawValue) is not one of \(names)")
         }
+        return t
+    }
+
+    /// The shape a message declares, checked: dtype, rank 1...8, dims in
+    /// 0...2^31-1, a product that does not overflow, and exactly the bytes
+    /// of data its dtype needs per element.
+    static func shape(of m: Parml__Tensor, what: String, allowing: [DType] = [.float32]) throws -> Shape {
+        let type = try dtype(of: m, what: what, allowing: allowing)
         guard m.n_dims >= 1, m.n_dims <= Shape.maxRank else {
             throw ParmlError.format("\(what): \(m.n_dims) dims; a tensor has 1 to \(Shape.maxRank)")
         }
@@ -39,8 +48,8 @@ enum TensorCodec {
         guard let n = s.checkedCount, n <= Int.max / 16 else {
             throw ParmlError.format("\(what): dims \(dims) hold more elements than fit in memory (the product overflows)")
         }
-        guard m.data.len == n * MemoryLayout<Float>.stride else {
-            throw ParmlError.format("\(what): dims \(dims) need \(n * MemoryLayout<Float>.stride) bytes of data, found \(m.data.len)")
+        guard m.data.len == n * type.size else {
+            throw ParmlError.format("\(what): dims \(dims) of \(type.name) need \(n * type.size) bytes of data, found \(m.data.len)")
         }
         return s
     }
@@ -52,8 +61,9 @@ enum TensorCodec {
     }
 
     /// A new tensor from a message.
-    static func tensor(from m: Parml__Tensor, what: String) throws -> Tensor {
-        let t = try Tensor(shape: shape(of: m, what: what))
+    static func tensor(from m: Parml__Tensor, what: String, allowing: [DType] = [.float32]) throws -> Tensor {
+        let s = try shape(of: m, what: what, allowing: allowing)
+        let t = try Tensor(shape: s, dtype: try dtype(of: m, what: what, allowing: allowing))
         copyData(m, to: t.data)
         return t
     }
@@ -78,6 +88,6 @@ public enum TensorFile {
 
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Tensor {
         let u = try Unpacked<Parml__Tensor>(bytes, pml_tensor_descriptor(), what: "tensor message")
-        return try TensorCodec.tensor(from: u.message.pointee, what: "tensor")
+        return try TensorCodec.tensor(from: u.message.pointee, what: "tensor", allowing: DType.allCases)
     }
 }

@@ -189,7 +189,7 @@ public enum Kernels {
     /// `correct` receives how many rows have their target as the arg-max.
     /// Targets must be validated integers in [0, C).
     public static func softmaxCrossEntropy(
-        _ logits: UnsafePointer<Float>, targets: UnsafePointer<Float>, rows: Int, cols: Int, scale: Float,
+        _ logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, cols: Int, scale: Float,
         dlogits: UnsafeMutablePointer<Float>?, correct: inout Int
     ) -> Float {
         var total: Float = 0

@@ -103,7 +103,8 @@ extension RankContext {
         var t = trace.now()
         if isLastStage {
             let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
-            try slot.targetView.retarget(y.data + first * y.shape.rowSize, shape: y.shape.withLeading(n))
+            try slot.targetView.retarget(
+                y.data + first * y.shape.rowSize * y.dtype.size / 4, shape: y.shape.withLeading(n), dtype: y.dtype)
             let r = try shardedLoss?.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
                 ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
             work.lossSum += r.loss

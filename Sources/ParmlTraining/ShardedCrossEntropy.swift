@@ -29,6 +29,7 @@ final class ShardedCrossEntropy {
     private let grad = Buffer()
     private let maxima = Buffer()
     private let sums = Buffer()
+    private let labels = Buffer()
 
     init(classOffset: Int, comm: Communicator) {
         self.classOffset = classOffset
@@ -41,7 +42,7 @@ final class ShardedCrossEntropy {
         let cols = output.shape[output.shape.rank - 1], rows = output.count / max(cols, 1)
         let ranks = comm.size, me = comm.rank
         guard rows > 0 else { return (0, 0) }
-        let z = output.data, y = targets.data
+        let z = output.data, y = try classIndices(targets, into: labels)
 
         let m = try maxima.shaped(Shape(rows, ranks, 2))
         m.data.update(repeating: 0, count: m.count)
@@ -69,7 +70,7 @@ final class ShardedCrossEntropy {
                 arg = mr[2 * k + 1]
             }
             mr[0] = mx
-            if arg == y[r] { correct += 1 }
+            if Int(arg) == Int(y[r]) { correct += 1 }
             let zr = z + r * cols
             var e: Float = 0
             for c in 0..<cols { e += expf(zr[c] - mx) }

@@ -77,6 +77,10 @@ public final class Trainer {
     private var poisoned: String?
     private let batchInputs: Tensor
     private let batchTargets: Tensor
+    /// Room for a host's integer inputs as floats and int64 targets as
+    /// int32 (the C layer converts into them), so such steps allocate
+    /// nothing once sized.
+    public let conversion: (inputs: Tensor, targets: Tensor)
     /// Local batches: the replicas' row counts and a verdict, exchanged per step.
     private let exchange = try! Tensor(shape: Shape(0))
     /// What every step shares (seed, clipping, buckets, the finite check).
@@ -203,6 +207,7 @@ public final class Trainer {
         syncedVersion = model.parameterVersion
         batchInputs = try Tensor(shape: Shape(0))
         batchTargets = try Tensor(shape: Shape(0))
+        conversion = (try Tensor(shape: Shape(0)), try Tensor(shape: Shape(0)))
         // PARML_TEST_FAULT: the fault injection of the Swift tests, for test
         // programs in other languages (docs/reliability.md).
         if let f = getenv("PARML_TEST_FAULT"), f.pointee != 0 {

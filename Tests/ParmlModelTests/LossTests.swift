@@ -92,3 +92,47 @@ import _ParmlTestSupport
         #expect(a.correct + b.correct == whole.correct)
     }
 }
+
+/// Class indices as int32: exact past 2^24, where float labels round.
+@Suite struct IntegerLabelTests {
+    @Test func labelPastTwoToThe24() throws {
+        let classes = (1 << 24) + 2, label = (1 << 24) + 1
+        // Most logits far below the rest: a float32 sum of 2^24 ones would stall at 2^24.
+        let logits = try Tensor(shape: Shape(1, classes))
+        logits.fill(-30)
+        logits.data[label] = 10
+        for k in [0, 5, label - 1] { logits.data[k] = 0 }
+        let targets = try Tensor(shape: Shape(1), dtype: .int32)
+        targets.int32s[0] = Int32(label)
+        let loss = Loss(.crossEntropy)
+        try loss.validate(output: logits.shape, targets: targets)
+        let r = try loss.compute(output: logits, targets: targets, scale: 1, wantGradient: true)
+        // log(Σ e^z) − z_label: z = 10 at the label, 0 at three others, −30 elsewhere.
+        let want = log(exp(10.0) + 3 + Double(classes - 4) * exp(-30.0)) - 10
+        #expect(abs(Double(r.loss) - want) < 1e-6)
+        #expect(r.correct == 1)
+        #expect(loss.gradient.data[label] < 0 && loss.gradient.data[label - 1] > 0)
+        // The same label as a float is 2^24 + 1, which float32 rounds to 2^24: another class.
+        #expect(Float(label) == Float(1 << 24))
+    }
+
+    @Test func intAndFloatLabelsGiveTheSameLossAndGradient() throws {
+        let logits = try Tensor(randomArray(5 * 7, seed: 3), shape: Shape(5, 7))
+        let f = try Tensor([0, 6, 3, 3, 1], shape: Shape(5))
+        let i = try Tensor(shape: Shape(5), dtype: .int32)
+        try i.convert(from: f, to: .int32, what: "labels")
+        let a = Loss(.crossEntropy), b = Loss(.crossEntropy)
+        let ra = try a.compute(output: logits, targets: f, scale: 0.2, wantGradient: true)
+        let rb = try b.compute(output: logits, targets: i, scale: 0.2, wantGradient: true)
+        #expect(ra.loss.bitPattern == rb.loss.bitPattern && ra.correct == rb.correct)
+        #expect(a.gradient.toArray().map(\.bitPattern) == b.gradient.toArray().map(\.bitPattern))
+        expectError(parmlError { try Loss(.crossEntropy).validate(output: Shape(5, 7), targets: try Tensor(shape: Shape(5), dtype: .int32).filledInt(9)) }, "invalidArgument", mentions: ["target 9"])
+    }
+}
+
+extension Tensor {
+    fileprivate func filledInt(_ v: Int32) -> Tensor {
+        for k in 0..<count { int32s[k] = v }
+        return self
+    }
+}

@@ -285,7 +285,7 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
 
     /// Returns (loss, dlogits, correct) from the kernel with the mean scale.
     private func crossEntropy(_ logits: [Float], _ targets: [Int], rows: Int, cols: Int) -> (Float, [Float], Int) {
-        let t = targets.map(Float.init)
+        let t = targets.map { Int32($0) }
         var correct = 0
         var grad = [Float](repeating: .nan, count: rows * cols)
         let loss = logits.withUnsafeBufferPointer { pl in
@@ -339,7 +339,7 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
     @Test func crossEntropyWithoutGradient() {
         var correct = 0
         let logits: [Float] = [0, 0, 0, 0]
-        let t: [Float] = [3]
+        let t: [Int32] = [3]
         let loss = logits.withUnsafeBufferPointer { pl in
             t.withUnsafeBufferPointer {
                 Kernels.softmaxCrossEntropy(pl.baseAddress!, targets: $0.baseAddress!, rows: 1, cols: 4, scale: 1, dlogits: nil, correct: &correct)

@@ -417,6 +417,68 @@ static void test_layers_by_kind_name(void) {
     }
 }
 
+/* Typed tensors: int32/int64 keep their values and dtype through the API
+   and tensor files; float calls refuse them; int labels train as float ones. */
+static void test_integer_tensors(void) {
+    int64_t dims[1] = {4};
+    int64_t big[4] = {0, 1, (int64_t)1 << 40, -7};
+    parml_tensor t = NULL, back = NULL;
+    OK(parml_tensor_create_typed(PARML_DTYPE_INT64, dims, 1, big, &t));
+    int32_t dt = 0;
+    OK(parml_tensor_dtype(t, &dt));
+    CHECK(dt == PARML_DTYPE_INT64, "dtype int64 (%d)", dt);
+    void *raw = NULL;
+    int64_t nbytes = 0;
+    OK(parml_tensor_bytes(t, &raw, &nbytes));
+    CHECK(nbytes == 32 && raw && memcmp(raw, big, 32) == 0, "int64 values as given (%lld bytes)", (long long)nbytes);
+    float f[4];
+    CHECK(parml_tensor_read(t, f, 4) == PARML_ERR_INVALID_ARGUMENT, "parml_tensor_read refuses an int64 tensor");
+    CHECK(strstr(parml_last_error(), "int64") != NULL, "the message names the dtype: %s", parml_last_error());
+    void *buf = NULL;
+    size_t len = 0;
+    OK(parml_tensor_serialize(t, &buf, &len));
+    OK(parml_tensor_deserialize(buf, len, &back));
+    OK(parml_tensor_dtype(back, &dt));
+    OK(parml_tensor_bytes(back, &raw, &nbytes));
+    CHECK(dt == PARML_DTYPE_INT64 && nbytes == 32 && memcmp(raw, big, 32) == 0, "a tensor file keeps int64 values and dtype");
+    parml_buffer_free(buf);
+    parml_tensor_free(t);
+    parml_tensor_free(back);
+
+    /* int32 labels and float labels: the same training, bit for bit. */
+    enum { N = 24 };
+    float x[N * 3], yf[N], pf[68], pi[68];
+    int32_t yi[N];
+    for (int i = 0; i < N * 3; i++) x[i] = sinf((float)i * 0.7f);
+    for (int i = 0; i < N; i++) yi[i] = i % 4, yf[i] = (float)(i % 4);
+    int64_t xd[2] = {N, 3}, yd[1] = {N};
+    float losses[2][3];
+    for (int run = 0; run < 2; run++) {
+        parml_model m = NULL;
+        OK(parml_model_create(&m));
+        OK(parml_model_add_linear(m, 3, 8, 1));
+        OK(parml_model_add_activation(m, PARML_ACTIVATION_TANH));
+        OK(parml_model_add_linear(m, 8, 4, 1));
+        OK(parml_model_init(m, 3));
+        parml_trainer tr = NULL;
+        OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, NULL, &tr));
+        parml_tensor xt = NULL, yt = NULL;
+        OK(parml_tensor_create(xd, 2, x, &xt));
+        if (run == 0) OK(parml_tensor_create(yd, 1, yf, &yt));
+        else OK(parml_tensor_create_typed(PARML_DTYPE_INT32, yd, 1, yi, &yt));
+        for (int s = 0; s < 3; s++) OK(parml_trainer_step(tr, xt, yt, &losses[run][s]));
+        int64_t n = 0;
+        OK(parml_model_num_params(m, &n));
+        OK(parml_model_get_params(m, run == 0 ? pf : pi, (size_t)n));
+        parml_tensor_free(xt);
+        parml_tensor_free(yt);
+        parml_trainer_free(tr);
+        parml_model_free(m);
+    }
+    CHECK(memcmp(losses[0], losses[1], sizeof losses[0]) == 0 && memcmp(pf, pi, 68 * sizeof(float)) == 0,
+          "int32 labels train bit-identically to float labels");
+}
+
 /* Greedy generation is the arg-max of predict's last position, token by
    token; a seed fixes a sampled sequence. */
 static void test_generate(void) {
@@ -2080,6 +2142,7 @@ int main(void) {
     test_full_model();
     test_layers_by_kind_name();
     test_generate();
+    test_integer_tensors();
     test_predict_by_hand();
     test_dataset_create();
     test_dataset_idx();

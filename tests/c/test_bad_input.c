@@ -588,6 +588,24 @@ static void cases_model_building(void) {
             BAD("parml_model_generate", "top_k -1", PARML_ERR_INVALID_ARGUMENT, parml_model_generate(m, prompt, 1, 4, 1.0f, -1, 0, toks),
                 M_SAME);
         }
+        {
+            int64_t d1[1] = {3};
+            parml_tensor tt = S_TENSOR;
+            BAD("parml_tensor_create_typed", "dtype 0", PARML_ERR_INVALID_ARGUMENT, parml_tensor_create_typed(0, d1, 1, NULL, &tt),
+                tt == S_TENSOR);
+            BAD("parml_tensor_create_typed", "dtype 99", PARML_ERR_INVALID_ARGUMENT, parml_tensor_create_typed(99, d1, 1, NULL, &tt),
+                tt == S_TENSOR);
+            BAD("parml_tensor_create_typed", "NULL dims", PARML_ERR_INVALID_ARGUMENT,
+                parml_tensor_create_typed(PARML_DTYPE_INT32, NULL, 1, NULL, &tt), tt == S_TENSOR);
+            BAD("parml_tensor_create_typed", "ndim 9", PARML_ERR_INVALID_ARGUMENT,
+                parml_tensor_create_typed(PARML_DTYPE_INT32, d1, 9, NULL, &tt), tt == S_TENSOR);
+            BAD("parml_tensor_create_typed", "NULL out", PARML_ERR_INVALID_ARGUMENT,
+                parml_tensor_create_typed(PARML_DTYPE_INT32, d1, 1, NULL, NULL), 1);
+            int32_t dt = -5;
+            void *raw = NULL;
+            BAD("parml_tensor_dtype", "NULL tensor", PARML_ERR_INVALID_ARGUMENT, parml_tensor_dtype(NULL, &dt), dt == -5);
+            BAD("parml_tensor_bytes", "NULL tensor", PARML_ERR_INVALID_ARGUMENT, parml_tensor_bytes(NULL, &raw, NULL), raw == NULL);
+        }
         int64_t count = 0, n = 0;
         const char *name = NULL;
         int32_t type = 0;

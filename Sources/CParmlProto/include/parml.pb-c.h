@@ -34,7 +34,15 @@ typedef enum _Parml__Tensor__DType {
    * rejected by readers
    */
   PARML__TENSOR__DTYPE__DTYPE_UNSPECIFIED = 0,
-  PARML__TENSOR__DTYPE__FLOAT32 = 1
+  PARML__TENSOR__DTYPE__FLOAT32 = 1,
+  /*
+   * since parml 0.3: class indices, token ids
+   */
+  PARML__TENSOR__DTYPE__INT32 = 2,
+  /*
+   * since parml 0.3
+   */
+  PARML__TENSOR__DTYPE__INT64 = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(PARML__TENSOR__DTYPE)
 } Parml__Tensor__DType;
 typedef enum _Parml__Layer__Kind {
@@ -95,8 +103,10 @@ typedef enum _Parml__Layout__Backend {
 /* --- messages --- */
 
 /*
- * A dense tensor. `data` holds product(dims) values in row-major order as
- * little-endian IEEE-754 float32 (4 bytes each), whatever the writer's CPU.
+ * A dense tensor. `data` holds product(dims) values in row-major order,
+ * little-endian whatever the writer's CPU: IEEE-754 float32 (4 bytes each),
+ * or two's-complement int32 (4) or int64 (8). Model parameters and optimizer
+ * state are FLOAT32; a tensor message (parml_tensor_serialize) may be any.
  */
 struct  Parml__Tensor
 {

@@ -6,10 +6,15 @@ The rule for arrays handed to parml (inputs, targets, parameters):
   is: its data pointer goes to C, and no copy is made on the Python side.
   (The C functions that take data, parml_tensor_create and friends, copy it
   into library-owned memory once; the array may change afterwards.)
-- Any other real dtype (bool, signed or unsigned integers, float16, float64,
-  longdouble) is converted to a new float32 array. float64 values round to
-  the nearest float32; integer values must be exactly representable (at most
-  2^24 in magnitude), so integer class labels stay exact.
+- Where integers mean something (targets: class indices; inputs: token ids;
+  ``as_model_array``), int32 and int64 arrays go in as they are, as typed
+  tensors (parml_tensor_create_typed): class indices are exact at any size,
+  and the library narrows int64 where it trains on it. Other integer dtypes
+  become int64.
+- Any other real dtype (bool, float16, float64, longdouble; integers where
+  floats are needed, ``as_float32``) is converted to a new float32 array.
+  float64 values round to the nearest float32; integer values must be
+  exactly representable (at most 2^24 in magnitude).
 - A non-contiguous array (a slice with a step, a transpose, Fortran order) is
   copied to C order.
 - Complex, object, string, datetime and structured dtypes raise TypeError;
@@ -63,6 +68,30 @@ def as_float32(value: object, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def as_model_array(value: object, name: str) -> np.ndarray:
+    """`value` for a model's inputs or a loss's targets: int32/int64 arrays
+    as they are (other integer dtypes as int64), anything else by
+    `as_float32`."""
+    if type(value) is np.ndarray and value.dtype in (np.int32, np.int64) and value.flags.c_contiguous and value.flags.aligned:
+        if value.ndim == 0:
+            raise ValueError(f"{name}: a 0-d array has no sample axis; pass at least 1 dimension")
+        return value if value.dtype.isnative else value.astype(value.dtype.newbyteorder("="))
+    arr = np.asarray(value)
+    if arr.dtype.kind in "iu":
+        if arr.ndim == 0:
+            raise ValueError(f"{name}: a 0-d array has no sample axis; pass at least 1 dimension")
+        if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"{name}: uint64 values above 2^63-1 are no class index or token id")
+        keep = arr.dtype if arr.dtype in (np.int32, np.int64) else np.int64
+        return np.ascontiguousarray(arr, dtype=np.dtype(keep).newbyteorder("="))
+    return as_float32(value, name)
+
+
+_DTYPES = {np.dtype(np.float32): _capi.PARML_DTYPE_FLOAT32, np.dtype(np.int32): _capi.PARML_DTYPE_INT32,
+           np.dtype(np.int64): _capi.PARML_DTYPE_INT64}
+_NUMPY = {code: dt for dt, code in _DTYPES.items()}
+
+
 def float_pointer(arr: np.ndarray) -> "ctypes._Pointer[c_float]":
     """A float* to a float32 C-contiguous array's data (keep `arr` alive)."""
     return arr.ctypes.data_as(_FLOAT_P)
@@ -73,10 +102,14 @@ def dims_of(shape: tuple[int, ...]) -> "ctypes.Array[c_int64]":
 
 
 def tensor_from_array(arr: np.ndarray) -> object:
-    """A new parml_tensor holding a copy (made in C) of a float32 C-contiguous
-    array; the caller frees it with parml_tensor_free."""
+    """A new parml_tensor holding a copy (made in C) of a float32, int32 or
+    int64 C-contiguous array; the caller frees it with parml_tensor_free."""
     out = _capi.parml_tensor()
-    check(_capi.parml_tensor_create(dims_of(arr.shape), arr.ndim, float_pointer(arr), byref(out)))
+    if arr.dtype == np.float32:
+        check(_capi.parml_tensor_create(dims_of(arr.shape), arr.ndim, float_pointer(arr), byref(out)))
+    else:
+        code = _DTYPES[np.dtype(arr.dtype)]
+        check(_capi.parml_tensor_create_typed(code, dims_of(arr.shape), arr.ndim, arr.ctypes.data, byref(out)))
     return out
 
 
@@ -88,8 +121,21 @@ def tensor_shape(tensor: object) -> tuple[int, ...]:
     return tuple(dims[: ndim.value])
 
 
+def tensor_dtype(tensor: object) -> np.dtype:
+    code = ctypes.c_int32()
+    check(_capi.parml_tensor_dtype(tensor, byref(code)))
+    return _NUMPY[code.value]
+
+
 def array_from_tensor(tensor: object) -> np.ndarray:
-    """A new numpy array with a copy of the tensor's contents."""
-    out = np.empty(tensor_shape(tensor), dtype=np.float32)
-    check(_capi.parml_tensor_read(tensor, float_pointer(out), out.size))
+    """A new numpy array (of the tensor's dtype) with a copy of its contents."""
+    dt = tensor_dtype(tensor)
+    out = np.empty(tensor_shape(tensor), dtype=dt)
+    if dt == np.float32:
+        check(_capi.parml_tensor_read(tensor, float_pointer(out), out.size))
+        return out
+    data, nbytes = ctypes.c_void_p(), c_int64()
+    check(_capi.parml_tensor_bytes(tensor, byref(data), byref(nbytes)))
+    if nbytes.value:
+        ctypes.memmove(out.ctypes.data, data.value, nbytes.value)
     return out

@@ -120,6 +120,10 @@ PARML_ACTIVATION_GELU = 2
 PARML_ACTIVATION_TANH = 3
 PARML_ACTIVATION_SIGMOID = 4
 
+PARML_DTYPE_FLOAT32 = 1
+PARML_DTYPE_INT32 = 2
+PARML_DTYPE_INT64 = 3
+
 PARML_ATTR_INT = 1
 PARML_ATTR_FLOAT = 2
 PARML_ATTR_BOOL = 3
@@ -807,6 +811,24 @@ def parml_strategy_params_init(params: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_tensor_bytes(parml_tensor tensor, void ** data_out, int64_t * nbytes_out);
+@ctypes_function("parml_tensor_bytes", [parml_tensor, POINTER(c_void_p), POINTER(c_int64)], parml_status)
+def parml_tensor_bytes(tensor: Any, data_out: Any, nbytes_out: Any, /) -> int:
+    """Borrows the tensor's storage whatever its dtype (*nbytes_out bytes)."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_create_typed(int32_t dtype, int64_t const * dims, ptrdiff_t ndim, void const * data, parml_tensor * out);
+@ctypes_function(
+    "parml_tensor_create_typed",
+    [c_int32, POINTER(c_int64), c_ptrdiff_t, c_void_p, POINTER(parml_tensor)],
+    parml_status,
+)
+def parml_tensor_create_typed(dtype: int, dims: Any, ndim: int, data: Any, out: Any, /) -> int:
+    """Creates a tensor of PARML_DTYPE_* `dtype` holding a copy of data (or zeros when data is NULL)."""
+    ...
+
+
 # PARML_API parml_status parml_tensor_create(int64_t const * dims, ptrdiff_t ndim, float const * data, parml_tensor * out);
 @ctypes_function(
     "parml_tensor_create",
@@ -829,6 +851,13 @@ def parml_tensor_data(tensor: Any, data_out: Any, /) -> int:
 @ctypes_function("parml_tensor_deserialize", [c_void_p, c_size_t, POINTER(parml_tensor)], parml_status)
 def parml_tensor_deserialize(buf: Any, len: int, out: Any, /) -> int:
     """A new tensor in *out from a parml.Tensor message."""
+    ...
+
+
+# PARML_API parml_status parml_tensor_dtype(parml_tensor tensor, int32_t * dtype_out);
+@ctypes_function("parml_tensor_dtype", [parml_tensor, POINTER(c_int32)], parml_status)
+def parml_tensor_dtype(tensor: Any, dtype_out: Any, /) -> int:
+    """The tensor's PARML_DTYPE_* element type."""
     ...
 
 

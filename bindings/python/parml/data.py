@@ -14,9 +14,9 @@ class Dataset(Handle):
     """Samples (N, ...) and targets in library memory, for Trainer.fit and
     Trainer.evaluate.
 
-    ``Dataset(x, y)`` copies numpy arrays in: x (N, ...) inputs, y (N,)
-    class indices for cross-entropy (integer labels are converted to float32
-    class indices) or (N, ...) values for MSE. Arrays are converted by the
+    ``Dataset(x, y)`` copies numpy arrays in: x (N, ...) inputs (or integer
+    token ids), y (N,) or (N, T) class indices for cross-entropy (integer
+    arrays go in as they are: exact at any size) or (N, ...) values for MSE. Arrays are converted by the
     rule in :mod:`parml._arrays`. The library copies the data twice while
     building (into a tensor, then into the dataset), so the peak is about
     three times the arrays' size; the copies are freed once the dataset
@@ -26,8 +26,8 @@ class Dataset(Handle):
     _free_function = _capi.parml_dataset_free
 
     def __init__(self, x: object, y: object) -> None:
-        xa = _arrays.as_float32(x, "x")
-        ya = _arrays.as_float32(y, "y")
+        xa = _arrays.as_model_array(x, "x")
+        ya = _arrays.as_model_array(y, "y")
         xt = yt = None
         out = _capi.parml_dataset()
         try:

@@ -228,7 +228,7 @@ class Model(Handle):
         returns a new float32 array. With batch_size, x is fed in slices of
         that many samples (no copy of x: slices of a C-contiguous array are
         contiguous) and the outputs are concatenated."""
-        arr = _arrays.as_float32(x, "x")
+        arr = _arrays.as_model_array(x, "x")
         if batch_size is None or arr.shape[0] <= batch_size:
             return self._predict(arr)
         if batch_size < 1:

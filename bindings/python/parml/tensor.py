@@ -1,4 +1,5 @@
-"""parml.Tensor: a float32 tensor owned by libparml.
+"""parml.Tensor: a tensor owned by libparml (float32, or int32/int64 class
+indices and token ids).
 
 Most code never needs one: Trainer.step, Model.predict and Dataset take
 numpy arrays. A Tensor helps when the same batch is fed many times
@@ -18,17 +19,18 @@ from .errors import check
 
 
 class Tensor(Handle):
-    """A copy of a numpy array in library-owned memory (float32, row-major).
+    """A copy of a numpy array in library-owned memory (row-major; float32,
+    or int32/int64 as an integer array is).
 
-    ``Tensor(array)`` copies `array` (converted by the rule in
-    :mod:`parml._arrays`) into a new tensor; ``Tensor.zeros(shape)`` makes
-    one of zeros.
+    ``Tensor(array)`` copies `array` (by the rule in :mod:`parml._arrays`:
+    int32 and int64 arrays keep their type) into a new tensor;
+    ``Tensor.zeros(shape)`` makes one of float32 zeros.
     """
 
     _free_function = _capi.parml_tensor_free
 
     def __init__(self, data: object) -> None:
-        arr = _arrays.as_float32(data, "data")
+        arr = _arrays.as_model_array(data, "data")
         super().__init__(_arrays.tensor_from_array(arr))
 
     @classmethod
@@ -61,6 +63,12 @@ class Tensor(Handle):
             return _arrays.tensor_shape(t)
 
     @property
+    def dtype(self) -> np.dtype:
+        """float32, int32 or int64."""
+        with self._use() as t:
+            return _arrays.tensor_dtype(t)
+
+    @property
     def size(self) -> int:
         """Number of elements."""
         n = _capi.c_int64()
@@ -82,4 +90,4 @@ class Tensor(Handle):
     def __repr__(self) -> str:
         if self.closed:
             return "<parml.Tensor closed>"
-        return f"<parml.Tensor shape={self.shape}>"
+        return f"<parml.Tensor shape={self.shape} dtype={self.dtype}>"

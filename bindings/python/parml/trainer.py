@@ -233,12 +233,12 @@ class Trainer(Handle):
             if isinstance(x, Tensor):
                 xt = x
             else:
-                xt = _arrays.tensor_from_array(_arrays.as_float32(x, "x"))
+                xt = _arrays.tensor_from_array(_arrays.as_model_array(x, "x"))
                 owned.append(xt)
             if isinstance(y, Tensor):
                 yt = y
             else:
-                yt = _arrays.tensor_from_array(_arrays.as_float32(y, "y"))
+                yt = _arrays.tensor_from_array(_arrays.as_model_array(y, "y"))
                 owned.append(yt)
             loss = c_float()
             with self._use() as t:
