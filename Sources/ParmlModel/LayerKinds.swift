@@ -13,6 +13,7 @@ public enum LayerKinds {
         Dropout.descriptor,
         Flatten.descriptor,
         LeakyReLU.descriptor,
+        CausalSelfAttention.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }

@@ -137,11 +137,17 @@ import _ParmlTestSupport
         #expect(back.root.layers.first?.kind == name)
         #expect(back.root.layers.first?.attributes == m.root.layers.first?.attributes)
         #expect(parameterBits(back) == parameterBits(m))
-        let x = try Tensor(randomArray(12, seed: 4, low: -2, high: 2), shape: Shape(3, 4))
+        // (3, 4) unless a kind needs another: attention takes (B, T, C) only.
+        let shape = name == "causal_self_attention" ? Shape(1, 3, 4) : Shape(3, 4)
+        let x = try Tensor(randomArray(12, seed: 4, low: -2, high: 2), shape: shape)
         let a = try m.forward(x, PassContext(training: false)).toArray()
         let b = try back.forward(x, PassContext(training: false)).toArray()
         #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
-        let onnx = try OnnxExport.encode(m, inputShape: Shape(3, 4), producerVersion: "test")
+        if name == "causal_self_attention" {  // no ONNX lowering yet: refused, naming the kind
+            expectError(parmlError { _ = try OnnxExport.encode(m, inputShape: shape, producerVersion: "test") }, "unsupported", mentions: [name])
+            return
+        }
+        let onnx = try OnnxExport.encode(m, inputShape: shape, producerVersion: "test")
         #expect(onnx.count > 0)
     }
 }
