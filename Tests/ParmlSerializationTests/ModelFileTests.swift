@@ -143,10 +143,6 @@ import _ParmlTestSupport
         let a = try m.forward(x, PassContext(training: false)).toArray()
         let b = try back.forward(x, PassContext(training: false)).toArray()
         #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
-        if name == "causal_self_attention" {  // no ONNX lowering yet: refused, naming the kind
-            expectError(parmlError { _ = try OnnxExport.encode(m, inputShape: shape, producerVersion: "test") }, "unsupported", mentions: [name])
-            return
-        }
         let onnx = try OnnxExport.encode(m, inputShape: shape, producerVersion: "test")
         #expect(onnx.count > 0)
     }

@@ -122,6 +122,51 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
         }
     }
 
+    /// Opset 17 with a symbolic batch N and T fixed by the export's input
+    /// shape. The lowering has no perm attribute for Transpose, so the
+    /// head-major layouts come from weight rearrangements and from swapping
+    /// two trailing axis groups with two plain Transposes (which reverse all
+    /// axes) between Reshapes:
+    ///   q, v (N, nh, T, hs) = (N, 1, T, C)·W′ (3nh, C, hs) + b, gathered
+    ///   kᵀ (N, nh, hs, T)   = Wₖ (nh, hs, C)·xᵀ (N, 1, C, T) + bₖ
+    ///   P = Softmax(q·kᵀ·(1/√hs) + mask), mask −∞ above the diagonal
+    ///   out = ReduceSum_h(P·v · Wₚᵀ viewed (nh, hs, C)) + bₚ
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        _ = try outputShape(for: shape)
+        let t = shape[1], c = features, nh = heads, hs = headSize
+        func ints(_ v: [Int]) throws -> String { try g.constant(int64: v.map { Int64($0) }, dims: [v.count]) }
+        func index(_ i: Int) throws -> String { try g.constant(int64: [Int64(i)], dims: []) }
+        func reshape(_ v: String, _ dims: [Int]) throws -> String { try g.node("Reshape", [v, ints(dims)]) }
+        func gather(_ v: String, _ i: Int, axis: Int) throws -> String { try g.node("Gather", [v, index(i)], [.int("axis", Int64(axis))]) }
+        // (P, X, Y) → (P·... as (P, X·Y)) → (X·Y, P) → (X, Y, P) → (P, Y, X); P may be −1 (the batch).
+        func swapTrailing(_ v: String, p: Int, x: Int, y: Int) throws -> String {
+            let flipped = try g.node("Transpose", [reshape(v, [p, x * y])])
+            return try g.node("Transpose", [reshape(flipped, [x, y, p])])
+        }
+        let w = try g.parameter(0)  // (3C, C) = (3nh, hs, C)
+        let b = hasBias ? try g.parameter(1) : nil
+        // q and v, head-major.
+        let wqv = try swapTrailing(w, p: 3 * nh, x: hs, y: c)  // (3nh, C, hs)
+        var all = try g.node("MatMul", [reshape(x, [-1, 1, t, c]), wqv])  // (N, 3nh, T, hs)
+        if let b { all = try g.node("Add", [all, reshape(b, [3 * nh, 1, hs])]) }
+        let split = try reshape(all, [-1, 3, nh, t, hs])
+        let q = try gather(split, 0, axis: 1), v = try gather(split, 2, axis: 1)
+        // kᵀ from the rows of W that make k and the transposed input.
+        let xt = try reshape(swapTrailing(x, p: -1, x: t, y: c), [-1, 1, c, t])
+        var kt = try g.node("MatMul", [gather(reshape(w, [3, nh, hs, c]), 1, axis: 0), xt])  // (N, nh, hs, T)
+        if let b { kt = try g.node("Add", [kt, gather(reshape(b, [3, nh, hs, 1]), 1, axis: 0)]) }
+        // Causal softmax and the weighted values.
+        var mask = [Float](repeating: 0, count: t * t)
+        for i in 0..<t { for j in (i + 1)..<t { mask[i * t + j] = -.infinity } }
+        let scores = try g.node("Mul", [g.node("MatMul", [q, kt]), g.scalar(1 / Float(hs).squareRoot())])
+        let p = try g.node("Softmax", [g.node("Add", [scores, g.constant(mask, dims: [t, t])])], [.int("axis", -1)])
+        let y = try g.node("MatMul", [p, v])  // (N, nh, T, hs)
+        // Heads joined by the projection: Σ_h y_h · (Wₚᵀ rows of head h).
+        let wp = try reshape(g.parameter(hasBias ? 2 : 1, transposed: true), [nh, hs, c])
+        let out = try g.node("ReduceSum", [g.node("MatMul", [y, wp]), ints([1])], [.int("keepdims", 0)])
+        return hasBias ? try g.node("Add", [out, g.parameter(3)]) : out
+    }
+
     /// Rank 3 only: the first dimension is the batch that data parallelism
     /// splits, so a rank-2 input cannot be read as one sequence (T, C)
     /// without attending across samples.

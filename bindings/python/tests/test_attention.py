@@ -151,3 +151,21 @@ def test_dropout_changes_training_and_is_reproducible():
     with block_model(dropout=0.0) as m0, block_model(dropout=0.1) as m1:
         # Inference ignores dropout: the same parameters predict the same.
         np.testing.assert_array_equal(m0.predict(x), m1.predict(x))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_onnx_export_matches_onnxruntime_for_any_batch(tmp_path, bias):
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(5)
+    layers = [
+        parml.Linear(8, 16),
+        parml.Residual([parml.LayerNorm(16), parml.CausalSelfAttention(16, 4, bias=bias, dropout=0.2)]),
+        parml.Linear(16, 8),
+    ]
+    with parml.Sequential(layers, seed=4) as model:
+        model.export_onnx(tmp_path / "m.onnx", input_shape=(2, 7, 8))
+        session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+        for batch in (1, 2, 5):
+            x = rng.normal(size=(batch, 7, 8)).astype(np.float32)
+            (out,) = session.run(["output"], {"input": x})
+            np.testing.assert_allclose(out, model.predict(x), rtol=1e-5, atol=1e-5)
