@@ -189,7 +189,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
             beta: attnBias == nil ? 0 : 1, q.data, ldc: c3)
 
         wasDropping = ctx.training && dropout > 0
-        let p = try probs.shaped(Shape(validated: [b, nh, t, t]))
+        let p = try probs.shaped(Shape(b * nh, t, t))  // (B, nh, T, T) as (B·nh, T, T)
         var pv = p
         if wasDropping {
             let m = try mask.shaped(p.shape)
