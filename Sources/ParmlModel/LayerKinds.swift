@@ -15,6 +15,7 @@ public enum LayerKinds {
         LeakyReLU.descriptor,
         Embedding.descriptor,
         PositionEmbedding.descriptor,
+        CausalSelfAttention.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }

@@ -14,6 +14,11 @@ public protocol OnnxLowering: AnyObject {
     func parameter(_ index: Int, rows: Range<Int>) throws -> String
     /// A float scalar constant.
     func scalar(_ value: Float) throws -> String
+    /// A float constant tensor of `dims` (row-major values; `[]` is a scalar).
+    func constant(_ values: [Float], dims: [Int]) throws -> String
+    /// An int64 constant tensor of `dims`: the shapes, indices and axes that
+    /// Reshape, Gather and ReduceSum take as inputs.
+    func constant(int64 values: [Int64], dims: [Int]) throws -> String
     /// Lowers `layers` one after another (a container's body) from `input` of `shape`.
     func layers(_ layers: [Layer], input: String, shape: Shape) throws -> String
 }

@@ -133,5 +133,21 @@ public enum OnnxExport {
         }
 
         func scalar(_ value: Float) throws -> String { try graph.scalar(graph.fresh() + "_const", value) }
+
+        func constant(_ values: [Float], dims: [Int]) throws -> String {
+            try checkCount(values.count, dims)
+            return try graph.initializer(graph.fresh() + "_const", dims: dims, floats: values)
+        }
+
+        func constant(int64 values: [Int64], dims: [Int]) throws -> String {
+            try checkCount(values.count, dims)
+            return try graph.initializer(graph.fresh() + "_const", dims: dims, int64s: values)
+        }
+
+        private func checkCount(_ count: Int, _ dims: [Int]) throws {
+            guard dims.allSatisfy({ $0 >= 0 }), dims.reduce(1, *) == count else {
+                throw ParmlError.internal("a constant of \(count) values cannot have dims \(dims)")
+            }
+        }
     }
 }

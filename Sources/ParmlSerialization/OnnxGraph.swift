@@ -65,18 +65,45 @@ final class OnnxGraph {
     /// A float initializer of `dims` whose data is `count` floats at `data`.
     @discardableResult
     func initializer(_ name: String, dims: [Int], data: UnsafePointer<Float>, count: Int) throws -> String {
+        try initializer(
+            name, dims: dims, dataType: Int32(PARML__ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT.rawValue), bytes: UnsafeRawPointer(data),
+            count: count * MemoryLayout<Float>.stride)
+    }
+
+    /// ONNX's TensorProto.DataType INT64 (onnx_subset.proto declares FLOAT only;
+    /// data_type is a plain int32 field).
+    static let int64DataType: Int32 = 7
+
+    /// An int64 initializer (a shape, an index, axes), copied into the arena.
+    @discardableResult
+    func initializer(_ name: String, dims: [Int], int64s values: [Int64]) throws -> String {
+        let p = try arena.allocate(Int64.self, count: max(values.count, 1))
+        for (i, v) in values.enumerated() { p[i] = v }
+        return try initializer(
+            name, dims: dims, dataType: OnnxGraph.int64DataType, bytes: UnsafeRawPointer(p), count: values.count * MemoryLayout<Int64>.stride)
+    }
+
+    /// A float initializer copied into the arena.
+    @discardableResult
+    func initializer(_ name: String, dims: [Int], floats values: [Float]) throws -> String {
+        let p = try arena.allocate(Float.self, count: max(values.count, 1))
+        for (i, v) in values.enumerated() { p[i] = v }
+        return try initializer(name, dims: dims, data: p, count: values.count)
+    }
+
+    /// `count` bytes at `bytes` as raw_data: values in memory are the
+    /// little-endian layout ONNX wants on x86-64 and arm64.
+    private func initializer(_ name: String, dims: [Int], dataType: Int32, bytes: UnsafeRawPointer, count: Int) throws -> String {
         let t = try arena.allocate(Parml__Onnx__TensorProto.self, count: 1)
         parml__onnx__tensor_proto__init(t)
         t.pointee.name = try arena.string(name)
-        t.pointee.data_type = Int32(PARML__ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT.rawValue)
+        t.pointee.data_type = dataType
         let d = try arena.allocate(Int64.self, count: dims.count)
         for (i, v) in dims.enumerated() { d[i] = Int64(v) }
         t.pointee.n_dims = dims.count
         t.pointee.dims = d
-        // float32 in memory is the little-endian raw_data ONNX wants on x86-64 and arm64.
         t.pointee.raw_data = ProtobufCBinaryData(
-            len: count * MemoryLayout<Float>.stride,
-            data: UnsafeMutableRawPointer(mutating: data).assumingMemoryBound(to: UInt8.self))
+            len: count, data: UnsafeMutableRawPointer(mutating: bytes).assumingMemoryBound(to: UInt8.self))
         initializers.append(t)
         return name
     }

@@ -23,9 +23,11 @@ func sampleAttributes(_ kind: LayerKind) -> Attributes {
         })
 }
 
-/// An input of shape (3, 4) for any kind built by `sampleAttributes`: values
-/// at least 0.05 from 0 (where piecewise kinds have their kinks), or token
-/// ids below 4 for a kind that reads ids.
+/// An input of shape (1, 3, 4) for any kind built by `sampleAttributes` (a
+/// batch of one sequence of 3 positions of 4 features: what sequence kinds
+/// such as attention need, and any other kind takes): values at least 0.05
+/// from 0 (where piecewise kinds have their kinks), or token ids below 4
+/// for a kind that reads ids.
 func sampleInput(_ kind: LayerKind) throws -> Tensor {
     let x: [Float]
     if case .tokenIDs = kind.input {
@@ -33,7 +35,7 @@ func sampleInput(_ kind: LayerKind) throws -> Tensor {
     } else {
         x = randomArray(12, seed: 22, low: -3, high: 3).map { $0 >= 0 ? $0 + 0.05 : $0 - 0.05 }
     }
-    return try Tensor(x, shape: Shape(3, 4))
+    return try Tensor(x, shape: Shape(1, 3, 4))
 }
 
 /// What every registered kind promises, checked for each one from the

@@ -139,11 +139,12 @@ import _ParmlTestSupport
         #expect(parameterBits(back) == parameterBits(m))
         var values = randomArray(12, seed: 4, low: -2, high: 2)
         if case .tokenIDs = kind.input { values = (0..<12).map { Float($0 % 4) } }
-        let x = try Tensor(values, shape: Shape(3, 4))
+        // One sequence of 3 positions of 4 features: sequence kinds (attention) need rank 3.
+        let x = try Tensor(values, shape: Shape(1, 3, 4))
         let a = try m.forward(x, PassContext(training: false)).toArray()
         let b = try back.forward(x, PassContext(training: false)).toArray()
         #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
-        let onnx = try OnnxExport.encode(m, inputShape: Shape(3, 4), producerVersion: "test")
+        let onnx = try OnnxExport.encode(m, inputShape: x.shape, producerVersion: "test")
         #expect(onnx.count > 0)
     }
 }

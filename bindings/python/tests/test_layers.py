@@ -75,16 +75,17 @@ def test_classes_build_what_the_typed_functions_build():
 
 def _sample(kind):
     """A kind with its defaults and ints 4, floats 0.25 for required
-    attributes, and an input of shape (3, 4) it takes."""
+    attributes, and an input of shape (1, 3, 4) it takes (one sequence of 3
+    positions of 4 features: what attention needs, and any kind takes)."""
     args = {}
     for a in kind.attributes:
         if a.default is parml.layers.REQUIRED:
             args[a.name] = 4 if a.type == _capi.PARML_ATTR_INT else 0.25
     layer = getattr(parml, kind.class_name)(**args)
     if kind.takes_token_ids:
-        x = (np.arange(12).reshape(3, 4) % 4).astype(np.float32)
+        x = (np.arange(12).reshape(1, 3, 4) % 4).astype(np.float32)
     else:
-        x = np.random.default_rng(0).uniform(-2, 2, size=(3, 4)).astype(np.float32)
+        x = np.random.default_rng(0).uniform(-2, 2, size=(1, 3, 4)).astype(np.float32)
     return layer, x
 
 

@@ -1,0 +1,316 @@
+import ParmlTensor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// nanoGPT's CausalSelfAttention. Shapes: x (B, T, C), nh heads of size
+// hs = C/nh, rows R = B·T.
+//   qkv (R, 3C) = x·Wₐᵀ + bₐ           one sgemm; q, k, v are the column
+//                                      blocks [0,C), [C,2C), [2C,3C); head h is
+//                                      columns h·hs..<(h+1)·hs of each
+//   S  (T, T)   = q·kᵀ/√hs per (b, h)  gemm over the strided views (ld 3C)
+//   P           = softmax_j(S), j ≤ i (causal: j > i is exactly 0)
+//   P̃           = P ⊙ M/(1−p)          attention dropout, training only
+//   y  (T, hs)  = P̃·v, written into head h's columns of y (R, C)
+//   out (R, C)  = y·Wₚᵀ + bₚ
+// backward, per (b, h), with dy the gradient at y:
+//   dv = P̃ᵀ·dy, dP̃ = dy·vᵀ, dP = dP̃ ⊙ M/(1−p),
+//   dS = P ⊙ (dP − rowsum(dP ⊙ P)), dq = dS·k/√hs, dk = dSᵀ·q/√hs.
+//
+// Dropout stream: Philox with the pass's seed, stream
+// RandomStream.dropout(layer: layerID, step: step); the uniform of element
+// (global sample s = sampleOffset + b, head h, query i, key j) is element
+// ((s·nh + h)·T + i)·T + j of that stream, kept when ≥ p. A sample draws the
+// same mask whichever rank or micro-batch runs it.
+public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
+    public static let descriptor = LayerKind(
+        name: "causal_self_attention", className: "CausalSelfAttention",
+        doc: "multi-head causal self-attention as nanoGPT's CausalSelfAttention: fused q,k,v projection c_attn, "
+            + "softmax(q k^T / sqrt(head size)) with a causal mask, output projection c_proj; input (B, T, features) -> (B, T, features)",
+        attributes: [
+            .size("features", doc: "embedding size C (n_embd)"),
+            .size("heads", doc: "number of heads (n_head); must divide features"),
+            .flag("bias", default: true, doc: "learned biases on both projections"),
+            .float("dropout", default: 0, doc: "dropout probability on the attention weights, training only", rule: "in [0, 1)") {
+                $0 >= 0 && $0 < 1
+            },
+        ]
+    ) { a in
+        try CausalSelfAttention(features: a.int("features"), heads: a.int("heads"), bias: a.bool("bias"), dropout: a.float("dropout"))
+    }
+
+    public let features: Int
+    public let heads: Int
+    public let hasBias: Bool
+    public let dropout: Float
+    public var headSize: Int { features / heads }
+    public var layerID: Int = 0
+    public var pinnedLayerID: Int?
+
+    private var attnWeight: Tensor?
+    private var attnBias: Tensor?
+    private var projWeight: Tensor?
+    private var projBias: Tensor?
+    private var attnWeightGrad: Tensor?
+    private var attnBiasGrad: Tensor?
+    private var projWeightGrad: Tensor?
+    private var projBiasGrad: Tensor?
+
+    private var input: Tensor?
+    private var wasDropping = false
+    private let qkv = Buffer()  // (B, T, 3C)
+    private let probs = Buffer()  // P (B, nh, T, T)
+    private let dropped = Buffer()  // P̃ (B, nh, T, T), when dropping
+    private let mask = Buffer()  // M/(1−p) (B, nh, T, T), when dropping
+    private let heads_ = Buffer()  // y (B, T, C), heads joined
+    private let output = Buffer()
+    private let gradHeads = Buffer()  // dy (B, T, C)
+    private let gradQKV = Buffer()  // (B, T, 3C)
+    private let gradScores = Buffer()  // (T, T) scratch
+    private let gradInput = Buffer()
+
+    public init(features: Int, heads: Int, bias: Bool = true, dropout: Float = 0) throws {
+        guard features > 0, heads > 0 else {
+            throw ParmlError.invalidArgument("causal_self_attention: features and heads must be positive, got features=\(features) heads=\(heads)")
+        }
+        guard features % heads == 0 else {
+            throw ParmlError.invalidArgument(
+                "causal_self_attention: heads (\(heads)) must divide features (\(features)); \(features) % \(heads) = \(features % heads)")
+        }
+        guard features <= 26_754, 3 * features * features <= Int(Int32.max) else {
+            throw ParmlError.invalidArgument("causal_self_attention: \(3 * features)x\(features) weights are too large")
+        }
+        guard dropout >= 0, dropout < 1 else {
+            throw ParmlError.invalidArgument("causal_self_attention: dropout must be in [0, 1), got \(dropout)")
+        }
+        self.features = features
+        self.heads = heads
+        self.hasBias = bias
+        self.dropout = dropout
+    }
+
+    public func replicate() throws -> Layer {
+        let l = try CausalSelfAttention(features: features, heads: heads, bias: hasBias, dropout: dropout)
+        l.pinnedLayerID = pinnedLayerID
+        return l
+    }
+
+    public var attributes: Attributes {
+        ["features": .int(Int64(features)), "heads": .int(Int64(heads)), "bias": .bool(hasBias), "dropout": .float(dropout)]
+    }
+
+    public var planLabel: String { "causal_self_attention(\(features), \(heads) heads)" }
+
+    public var parameterSpecs: [ParameterSpec] {
+        let bound = 1 / Float(features).squareRoot()  // fan_in is C for both projections
+        let c = features
+        var specs = [ParameterSpec(name: "c_attn.weight", shape: Shape(3 * c, c), initializer: .uniform(bound: bound), decays: true)]
+        if hasBias { specs.append(ParameterSpec(name: "c_attn.bias", shape: Shape(3 * c), initializer: .uniform(bound: bound), decays: false)) }
+        specs.append(ParameterSpec(name: "c_proj.weight", shape: Shape(c, c), initializer: .uniform(bound: bound), decays: true))
+        if hasBias { specs.append(ParameterSpec(name: "c_proj.bias", shape: Shape(c), initializer: .uniform(bound: bound), decays: false)) }
+        return specs
+    }
+
+    public func bind(values: [Tensor], gradients: [Tensor]) {
+        if hasBias {
+            (attnWeight, attnBias, projWeight, projBias) = (values[0], values[1], values[2], values[3])
+            (attnWeightGrad, attnBiasGrad, projWeightGrad, projBiasGrad) = (gradients[0], gradients[1], gradients[2], gradients[3])
+        } else {
+            (attnWeight, projWeight) = (values[0], values[1])
+            (attnWeightGrad, projWeightGrad) = (gradients[0], gradients[1])
+        }
+    }
+
+    /// Opset 17 with a symbolic batch N and T fixed by the export's input
+    /// shape. The lowering has no perm attribute for Transpose, so the
+    /// head-major layouts come from weight rearrangements and from swapping
+    /// two trailing axis groups with two plain Transposes (which reverse all
+    /// axes) between Reshapes:
+    ///   q, v (N, nh, T, hs) = (N, 1, T, C)·W′ (3nh, C, hs) + b, gathered
+    ///   kᵀ (N, nh, hs, T)   = Wₖ (nh, hs, C)·xᵀ (N, 1, C, T) + bₖ
+    ///   P = Softmax(q·kᵀ·(1/√hs) + mask), mask −∞ above the diagonal
+    ///   out = ReduceSum_h(P·v · Wₚᵀ viewed (nh, hs, C)) + bₚ
+    public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        _ = try outputShape(for: shape)
+        let t = shape[1], c = features, nh = heads, hs = headSize
+        func ints(_ v: [Int]) throws -> String { try g.constant(int64: v.map { Int64($0) }, dims: [v.count]) }
+        func index(_ i: Int) throws -> String { try g.constant(int64: [Int64(i)], dims: []) }
+        func reshape(_ v: String, _ dims: [Int]) throws -> String { try g.node("Reshape", [v, ints(dims)]) }
+        func gather(_ v: String, _ i: Int, axis: Int) throws -> String { try g.node("Gather", [v, index(i)], [.int("axis", Int64(axis))]) }
+        // (P, X, Y) → (P·... as (P, X·Y)) → (X·Y, P) → (X, Y, P) → (P, Y, X); P may be −1 (the batch).
+        func swapTrailing(_ v: String, p: Int, x: Int, y: Int) throws -> String {
+            let flipped = try g.node("Transpose", [reshape(v, [p, x * y])])
+            return try g.node("Transpose", [reshape(flipped, [x, y, p])])
+        }
+        let w = try g.parameter(0)  // (3C, C) = (3nh, hs, C)
+        let b = hasBias ? try g.parameter(1) : nil
+        // q and v, head-major.
+        let wqv = try swapTrailing(w, p: 3 * nh, x: hs, y: c)  // (3nh, C, hs)
+        var all = try g.node("MatMul", [reshape(x, [-1, 1, t, c]), wqv])  // (N, 3nh, T, hs)
+        if let b { all = try g.node("Add", [all, reshape(b, [3 * nh, 1, hs])]) }
+        let split = try reshape(all, [-1, 3, nh, t, hs])
+        let q = try gather(split, 0, axis: 1), v = try gather(split, 2, axis: 1)
+        // kᵀ from the rows of W that make k and the transposed input.
+        let xt = try reshape(swapTrailing(x, p: -1, x: t, y: c), [-1, 1, c, t])
+        var kt = try g.node("MatMul", [gather(reshape(w, [3, nh, hs, c]), 1, axis: 0), xt])  // (N, nh, hs, T)
+        if let b { kt = try g.node("Add", [kt, gather(reshape(b, [3, nh, hs, 1]), 1, axis: 0)]) }
+        // Causal softmax and the weighted values.
+        var mask = [Float](repeating: 0, count: t * t)
+        for i in 0..<t { for j in (i + 1)..<t { mask[i * t + j] = -.infinity } }
+        let scores = try g.node("Mul", [g.node("MatMul", [q, kt]), g.scalar(1 / Float(hs).squareRoot())])
+        let p = try g.node("Softmax", [g.node("Add", [scores, g.constant(mask, dims: [t, t])])], [.int("axis", -1)])
+        let y = try g.node("MatMul", [p, v])  // (N, nh, T, hs)
+        // Heads joined by the projection: Σ_h y_h · (Wₚᵀ rows of head h).
+        let wp = try reshape(g.parameter(hasBias ? 2 : 1, transposed: true), [nh, hs, c])
+        let out = try g.node("ReduceSum", [g.node("MatMul", [y, wp]), ints([1])], [.int("keepdims", 0)])
+        return hasBias ? try g.node("Add", [out, g.parameter(3)]) : out
+    }
+
+    /// Rank 3 only: the first dimension is the batch that data parallelism
+    /// splits, so a rank-2 input cannot be read as one sequence (T, C)
+    /// without attending across samples.
+    public func outputShape(for input: Shape) throws -> Shape {
+        guard input.rank == 3, input[2] == features else {
+            throw ParmlError.shape("causal_self_attention(\(features)) expects input (B, T, \(features)), got \(input)")
+        }
+        return input
+    }
+
+    public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
+        guard let attnWeight, let projWeight else { throw ParmlError.state("causal_self_attention is not bound to parameters") }
+        _ = try outputShape(for: x.shape)
+        let b = x.shape[0], t = x.shape[1], c = features, nh = heads, hs = headSize
+        let rows = b * t, c3 = 3 * c, tt = t * t
+        let q = try qkv.shaped(Shape(b, t, c3))
+        if let attnBias { Kernels.broadcastRows(attnBias.data, into: q.data, rows: rows, cols: c3) }
+        BLAS.gemm(
+            transA: false, transB: true, m: rows, n: c3, k: c, x.data, lda: c, attnWeight.data, ldb: c,
+            beta: attnBias == nil ? 0 : 1, q.data, ldc: c3)
+
+        wasDropping = ctx.training && dropout > 0
+        let p = try probs.shaped(Shape(b * nh, t, t))  // (B, nh, T, T) as (B·nh, T, T)
+        var pv = p
+        if wasDropping {
+            let m = try mask.shaped(p.shape)
+            let rng = Philox(seed: ctx.seed)
+            rng.fillUniform(
+                m.data, count: m.count, stream: RandomStream.dropout(layer: layerID, step: ctx.step),
+                first: UInt64(ctx.sampleOffset) &* UInt64(nh * tt))
+            let keep = 1 / (1 - dropout)
+            for i in 0..<m.count { m.data[i] = m.data[i] >= dropout ? keep : 0 }
+            pv = try dropped.shaped(p.shape)
+        }
+        let y = try heads_.shaped(Shape(b, t, c))
+        let scale = 1 / Float(hs).squareRoot()
+        for bi in 0..<b {
+            let base = q.data + bi * t * c3
+            for h in 0..<nh {
+                let s = p.data + (bi * nh + h) * tt
+                BLAS.gemm(
+                    transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + c + h * hs, ldb: c3,
+                    beta: 0, s, ldc: t)
+                CausalSelfAttention.causalSoftmax(s, t)
+                if wasDropping {
+                    let off = (bi * nh + h) * tt
+                    Kernels.multiply(s, mask.tensor.data + off, pv.data + off, count: tt)
+                }
+                BLAS.gemm(
+                    transA: false, transB: false, m: t, n: hs, k: t, pv.data + (bi * nh + h) * tt, lda: t, base + 2 * c + h * hs, ldb: c3,
+                    beta: 0, y.data + bi * t * c + h * hs, ldc: c)
+            }
+        }
+
+        let out = try output.shaped(x.shape)
+        if let projBias { Kernels.broadcastRows(projBias.data, into: out.data, rows: rows, cols: c) }
+        BLAS.gemm(
+            transA: false, transB: true, m: rows, n: c, k: c, y.data, lda: c, projWeight.data, ldb: c,
+            beta: projBias == nil ? 0 : 1, out.data, ldc: c)
+        input = x
+        return out
+    }
+
+    /// Row i of the t×t scores: softmax over j ≤ i, exactly 0 for j > i.
+    @inline(__always)
+    static func causalSoftmax(_ s: UnsafeMutablePointer<Float>, _ t: Int) {
+        for i in 0..<t {
+            let row = s + i * t
+            var mx = row[0]
+            for j in 0...i where row[j] > mx { mx = row[j] }
+            var sum: Float = 0
+            for j in 0...i {
+                let e = expf(row[j] - mx)
+                row[j] = e
+                sum += e
+            }
+            let inv = 1 / sum
+            for j in 0...i { row[j] *= inv }
+            for j in (i + 1)..<t { row[j] = 0 }
+        }
+    }
+
+    public func backward(_ dout: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        guard let attnWeight, let projWeight, let attnWeightGrad, let projWeightGrad, let x = input else {
+            throw ParmlError.state("causal_self_attention backward without forward")
+        }
+        let b = x.shape[0], t = x.shape[1], c = features, nh = heads, hs = headSize
+        let rows = b * t, c3 = 3 * c, tt = t * t
+        let beta = ctx.gradientBeta(accumulate: accumulate)
+        let y = heads_.tensor, q = qkv.tensor, p = probs.tensor
+        let pv = wasDropping ? dropped.tensor : p
+
+        // Output projection: dWₚ, dbₚ, dy = dout·Wₚ. gemm with beta 0 and
+        // sumRows with beta 0 overwrite (a NaN from an earlier step is gone).
+        BLAS.gemm(
+            transA: true, transB: false, m: c, n: c, k: rows, dout.data, lda: c, y.data, ldb: c, beta: beta, projWeightGrad.data, ldc: c)
+        if let projBiasGrad { Kernels.sumRows(dout.data, rows: rows, cols: c, into: projBiasGrad.data, beta: beta) }
+        let dy = try gradHeads.shaped(y.shape)
+        BLAS.gemm(transA: false, transB: false, m: rows, n: c, k: c, dout.data, lda: c, projWeight.data, ldb: c, beta: 0, dy.data, ldc: c)
+
+        // Attention, per (b, h), into dqkv (rows, 3C).
+        let dq = try gradQKV.shaped(q.shape)
+        let ds = try gradScores.shaped(Shape(t, t))
+        let scale = 1 / Float(hs).squareRoot()
+        for bi in 0..<b {
+            let base = q.data + bi * t * c3, dbase = dq.data + bi * t * c3
+            let dyb = dy.data + bi * t * c
+            for h in 0..<nh {
+                let off = (bi * nh + h) * tt
+                // dv = P̃ᵀ·dy
+                BLAS.gemm(
+                    transA: true, transB: false, m: t, n: hs, k: t, pv.data + off, lda: t, dyb + h * hs, ldb: c,
+                    beta: 0, dbase + 2 * c + h * hs, ldc: c3)
+                // dP̃ = dy·vᵀ
+                BLAS.gemm(
+                    transA: false, transB: true, m: t, n: t, k: hs, dyb + h * hs, lda: c, base + 2 * c + h * hs, ldb: c3,
+                    beta: 0, ds.data, ldc: t)
+                if wasDropping { Kernels.multiply(ds.data, mask.tensor.data + off, ds.data, count: tt) }
+                // dS = P ⊙ (dP − rowsum(dP ⊙ P)), causal part only.
+                let pp = p.data + off
+                for i in 0..<t {
+                    let pr = pp + i * t, dr = ds.data + i * t
+                    var dot: Float = 0
+                    for j in 0...i { dot += pr[j] * dr[j] }
+                    for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+                    for j in (i + 1)..<t { dr[j] = 0 }
+                }
+                // dq = dS·k/√hs, dk = dSᵀ·q/√hs
+                BLAS.gemm(
+                    transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + c + h * hs, ldb: c3,
+                    beta: 0, dbase + h * hs, ldc: c3)
+                BLAS.gemm(
+                    transA: true, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + h * hs, ldb: c3,
+                    beta: 0, dbase + c + h * hs, ldc: c3)
+            }
+        }
+
+        // Fused projection: dWₐ, dbₐ, dx = dqkv·Wₐ.
+        BLAS.gemm(
+            transA: true, transB: false, m: c3, n: c, k: rows, dq.data, lda: c3, x.data, ldb: c, beta: beta, attnWeightGrad.data, ldc: c)
+        if let attnBiasGrad { Kernels.sumRows(dq.data, rows: rows, cols: c3, into: attnBiasGrad.data, beta: beta) }
+        guard needInputGradient else { return nil }
+        let dx = try gradInput.shaped(x.shape)
+        BLAS.gemm(transA: false, transB: false, m: rows, n: c, k: c3, dq.data, lda: c3, attnWeight.data, ldb: c, beta: 0, dx.data, ldc: c)
+        return dx
+    }
+}
