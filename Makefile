@@ -14,7 +14,7 @@ FASHION ?= /usr/share/datasets/fashion-mnist
 .PHONY: all deps lib build header check-header demo test test-swift test-c test-examples test-e2e bench clean
 .PHONY: proto check-proto test-exchange
 .PHONY: install uninstall abi check-abi test-install
-.PHONY: check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
+.PHONY: demo-gpt check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
 
 all: build
 
@@ -96,6 +96,17 @@ demo: build
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	./build/train_fashion_mnist $(FASHION)
 
+# A character-level GPT on tinyshakespeare (data/tinyshakespeare) from C:
+# GPT_ITERS iterations (nanoGPT's 2000 by default), train/val loss, a sample.
+GPT_ITERS ?= 2000
+demo-gpt: build
+	$(MAKE) --no-print-directory build/train_gpt
+	./build/train_gpt data/tinyshakespeare/input.txt $(GPT_ITERS) build/gpt_char.pb
+
+build/train_gpt: examples/train_gpt.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
+	@mkdir -p build
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
+
 test: build check-docs check-proto test-swift test-c test-exchange test-mpi test-examples test-e2e test-cli test-install check-sanitizers fuzz-test test-python test-wheel
 
 # The parml command-line tool (cli/parml.c, docs/cli.md): a host of the library.
@@ -131,6 +142,8 @@ test-examples: lib
 	./build/minimal
 	$(MAKE) --no-print-directory build/train_fashion_mnist
 	bash tests/examples/check_demo.sh build/train_fashion_mnist $(FASHION)
+	$(MAKE) --no-print-directory build/train_gpt
+	bash tests/examples/check_demo_gpt.sh build/train_gpt data/tinyshakespeare/input.txt
 
 # A platform wheel of the Python package with libparml.so and the .proto
 # files inside (bindings/python/setup.py), in build/wheel/.
