@@ -478,8 +478,9 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 
 /// One optimizer step on a batch: inputs (N, ...) (float32, or integer token
 /// ids for a model that starts with an embedding) and targets ((N) or (N, T)
-/// class indices for cross-entropy: int32, int64 or float32; float32 of the
-/// output's shape for MSE). Integer tensors are converted into buffers the
+/// class indices for cross-entropy: int32, int64 or float32; values of the
+/// output's shape for MSE, integers compared as floats). Integer tensors are
+/// converted into buffers the
 /// trainer keeps, so such steps allocate nothing once sized. Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
 /// A batch refused by the checks (shape, target, local rows) changes nothing.

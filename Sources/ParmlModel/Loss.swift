@@ -14,6 +14,8 @@ public final class Loss {
     private let grad = Buffer()
     /// Float class indices narrowed to int32 for the kernel.
     private let labels = Buffer()
+    /// Integer regression targets as floats.
+    private let floatTargets = Buffer()
 
     public init(_ kind: LossKind) { self.kind = kind }
 
@@ -55,14 +57,16 @@ public final class Loss {
                 }
             }
         case .meanSquaredError:
-            guard targets.dtype == .float32 else {
-                throw ParmlError.invalidArgument("mse: targets are \(targets.dtype.name); mean squared error takes float32 targets")
-            }
             guard targets.count == output.count, targets.shape[0] == n else {
                 throw ParmlError.shape("mse: outputs \(output) and targets \(targets.shape) differ in size")
             }
-            for i in 0..<targets.count where !targets.data[i].isFinite {
-                throw ParmlError.invalidArgument("mse: target element \(i) is not finite")
+            if targets.dtype == .float32 {
+                for i in 0..<targets.count where !targets.data[i].isFinite {
+                    throw ParmlError.invalidArgument("mse: target element \(i) is not finite")
+                }
+            } else {
+                // Integer targets are compared as floats: they must be exact in float32.
+                try floatTargets.tensor.convert(from: targets, to: .float32, what: "mse targets")
             }
         }
     }
@@ -95,7 +99,12 @@ public final class Loss {
                 scale: scale, dlogits: g?.data, correct: &correct)
             return (loss, correct)
         case .meanSquaredError:
-            let loss = Kernels.meanSquaredError(output.data, targets: targets.data, count: output.count, scale: scale, dp: g?.data)
+            var t = targets
+            if targets.dtype != .float32 {
+                t = floatTargets.tensor
+                try t.convert(from: targets, to: .float32, what: "mse targets")
+            }
+            let loss = Kernels.meanSquaredError(output.data, targets: t.data, count: output.count, scale: scale, dp: g?.data)
             return (loss, 0)
         }
     }
