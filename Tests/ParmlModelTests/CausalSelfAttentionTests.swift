@@ -307,22 +307,4 @@ private func worst(_ a: [Float], _ b: [Double], atol: Double = 1e-5, rtol: Doubl
         expectError(parmlError { _ = try layer.outputShape(for: Shape(3, 5, 6)) }, "shape", mentions: ["(B, T, 8)", "(3, 5, 6)"])
         #expect(try layer.outputShape(for: Shape(3, 5, 8)) == Shape(3, 5, 8))
     }
-
-    /// nanoGPT's CPU configuration (B 12, T 64, C 128, 4 heads): forward +
-    /// backward time, printed for the record (no assertion on time).
-    @Test func timingAtNanoGPTsCPUConfiguration() throws {
-        let model = try makeModel([try CausalSelfAttention(features: 128, heads: 4)], seed: 61)
-        let x = try randomTensor(Shape(12, 64, 128), seed: 62)
-        let dy = try randomTensor(Shape(12, 64, 128), seed: 63)
-        let ctx = PassContext(training: true, step: 1, seed: 1)
-        var best = Double.infinity
-        for _ in 0..<20 {
-            let start = DispatchTime.now().uptimeNanoseconds
-            _ = try model.forward(x, ctx)
-            _ = try model.root.backward(dy, ctx, needInputGradient: true, accumulate: false)
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
-        }
-        print("causal_self_attention B12 T64 C128 4 heads: forward+backward best of 20 \(best) ms (BLAS threads \(BLAS.threads))")
-        #expect(best.isFinite)
-    }
 }
