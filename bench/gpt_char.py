@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): one training iteration of nanoGPT's character
+model at its CPU configuration, parml against PyTorch, alternating in one
+process so the machine's drift hits both alike.
+
+Configuration (nanoGPT config/train_shakespeare_char.py with its README's
+CPU settings): 4 layers, 4 heads, n_embd 128, context 64, batch 12, vocab
+65, dropout 0, AdamW (lr 1e-3, betas 0.9/0.99, weight decay 0.1 on
+matrices), gradient clipping at 1.0. Random token batches.
+
+The PyTorch side is nanoGPT's model written out here (pre-LayerNorm blocks,
+fused q,k,v, scaled_dot_product_attention(is_causal=True), 4x MLP with GELU,
+a linear head; untied like parml's), eager mode, torch.optim.AdamW with the
+same two parameter groups. One iteration = forward, backward, clip, step.
+
+For each thread count (OpenBLAS threads for parml, torch.set_num_threads for
+PyTorch), rounds alternate: parml block, PyTorch block; each block times
+--iters iterations after --warmup, and the figure is the median over all
+blocks of the per-iteration times. tokens/s = 12 x 64 / time.
+
+usage: PYTHONPATH=bindings/python python3 bench/gpt_char.py [--rounds 3] [--iters 20] [--threads 1 2] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+import parml
+
+B, T, C, H, L, V = 12, 64, 128, 4, 4, 65
+
+
+def parml_gpt(threads: int):
+    layers = [parml.Embedding(V, C, init_std=0.02), parml.PositionEmbedding(T, C, init_std=0.02)]
+    for _ in range(L):
+        layers.append(parml.Residual([parml.LayerNorm(C), parml.CausalSelfAttention(C, H)]))
+        layers.append(parml.Residual([parml.LayerNorm(C), parml.Linear(C, 4 * C), parml.GELU(), parml.Linear(4 * C, C)]))
+    layers += [parml.LayerNorm(C), parml.Linear(C, V, bias=False)]
+    model = parml.Sequential(layers, seed=1)
+    opt = parml.AdamW(1e-3, betas=(0.9, 0.99), weight_decay=0.1, decay_by_kind=True, clip_grad_norm=1.0)
+    trainer = parml.Trainer(model, optimizer=opt, strategy=parml.Strategy(blas_threads=threads))
+    return model, trainer
+
+
+def torch_gpt(torch):
+    nn, F = torch.nn, torch.nn.functional
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+
+        def forward(self, x):
+            b, t, c = x.shape
+            q, k, v = self.c_attn(x).split(C, dim=2)
+            q, k, v = (z.view(b, t, H, c // H).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(C), Attention(), nn.LayerNorm(C)
+            self.mlp = nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, C))
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(T, C)
+            self.h = nn.ModuleList(Block() for _ in range(L))
+            self.ln_f, self.lm_head = nn.LayerNorm(C), nn.Linear(C, V, bias=False)
+
+        def forward(self, idx):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for block in self.h:
+                x = block(x)
+            return self.lm_head(self.ln_f(x))
+
+    torch.manual_seed(1)
+    model = GPT()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
+    return model, opt
+
+
+def batches(n, seed):
+    rng = np.random.default_rng(seed)
+    return [(rng.integers(0, V, size=(B, T)), rng.integers(0, V, size=(B, T))) for _ in range(n)]
+
+
+def time_parml(trainer, data, warmup, iters):
+    for x, y in data[:warmup]:
+        trainer.step(x, y)
+    out = []
+    for x, y in data[warmup : warmup + iters]:
+        t0 = time.perf_counter()
+        trainer.step(x, y)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def time_torch(torch, model, opt, data, warmup, iters):
+    F = torch.nn.functional
+
+    def step(x, y):
+        logits = model(x)
+        loss = F.cross_entropy(logits.view(-1, V), y.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    tensors = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
+    for x, y in tensors[:warmup]:
+        step(x, y)
+    out = []
+    for x, y in tensors[warmup : warmup + iters]:
+        t0 = time.perf_counter()
+        step(x, y)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("PyTorch is not installed: parml only")
+    data = batches(a.warmup + a.iters, seed=2)
+    results = []
+    for threads in a.threads:
+        ours, theirs = [], []
+        model, trainer = parml_gpt(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+            tmodel, topt = torch_gpt(torch)
+        for _ in range(a.rounds):
+            ours += time_parml(trainer, data, a.warmup, a.iters)
+            if torch is not None:
+                theirs += time_torch(torch, tmodel, topt, data, a.warmup, a.iters)
+        trainer.close()
+        model.close()
+        ms = 1000 * statistics.median(ours)
+        row = {"name": f"gpt_char_t{threads}", "parml_ms": round(ms, 2), "parml_tokens_per_s": round(B * T / ms * 1000, 1)}
+        if theirs:
+            tms = 1000 * statistics.median(theirs)
+            row |= {"torch_ms": round(tms, 2), "torch_tokens_per_s": round(B * T / tms * 1000, 1), "speedup_vs_torch": round(tms / ms, 3)}
+        results.append(row)
+        print(json.dumps(row))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"parml": parml.library_version(), "torch": getattr(torch, "__version__", None), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
