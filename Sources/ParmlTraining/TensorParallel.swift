@@ -102,14 +102,30 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
 }
 
 /// Where a parameter tensor of a rewritten model comes from in the serial
-/// arena: `rows` runs of `cols` floats, `stride` apart, from `offset`.
+/// arena: its `runs`, one after the other (a head slice's q, k and v rows
+/// are three).
 struct ParameterSource: Sendable {
-    let offset: Int
-    let stride: Int
-    let rows: Int
-    let cols: Int
+    /// `rows` runs of `cols` floats, `stride` apart, from `offset`.
+    struct Run: Sendable, Equatable {
+        let offset: Int
+        let stride: Int
+        let rows: Int
+        let cols: Int
+        var count: Int { rows * cols }
+    }
+
+    let runs: [Run]
     /// Every tp rank holds the same values (its gradient is the same too).
     let replicated: Bool
+
+    init(runs: [Run], replicated: Bool) {
+        self.runs = runs
+        self.replicated = replicated
+    }
+
+    init(offset: Int, stride: Int, rows: Int, cols: Int, replicated: Bool) {
+        self.init(runs: [Run(offset: offset, stride: stride, rows: rows, cols: cols)], replicated: replicated)
+    }
 }
 
 /// A serial model rewritten for tp rank `rank` of `ranks`.
@@ -297,10 +313,14 @@ struct TensorParallelRewrite {
     /// replicated parameters only when `replicated`.
     func forEachRun(in range: Range<Int>, model: Model, replicated: Bool = true, _ body: (Int, Int, Int) -> Void) {
         for (info, s) in zip(model.parameterInfo, sources) where replicated || !s.replicated {
-            for r in 0..<s.rows {
-                let lo = max(info.offset + r * s.cols, range.lowerBound)
-                let hi = min(info.offset + (r + 1) * s.cols, range.upperBound)
-                if lo < hi { body(lo, s.offset + r * s.stride + (lo - info.offset - r * s.cols), hi - lo) }
+            var start = info.offset  // of the run in this rank's arena
+            for run in s.runs {
+                for r in 0..<run.rows {
+                    let lo = max(start + r * run.cols, range.lowerBound)
+                    let hi = min(start + (r + 1) * run.cols, range.upperBound)
+                    if lo < hi { body(lo, run.offset + r * run.stride + (lo - start - r * run.cols), hi - lo) }
+                }
+                start += run.count
             }
         }
     }
