@@ -37,3 +37,49 @@ public protocol RandomizedLayer: Layer {
     /// rewritten model (tensor parallelism) keeps the draws of the layer it copies.
     var pinnedLayerID: Int? { get set }
 }
+
+/// Independent heads whose outputs an output projection sums (multi-head
+/// attention): Megatron splits it by heads. On tp rank t of tp, the layer
+/// becomes f → its heads t·H/tp..<(t+1)·H/tp (the input projections'
+/// rows for those heads: column-parallel; the output projection's columns
+/// for them, without its bias: row-parallel) → g, then the output bias.
+public protocol HeadParallelLayer: Layer {
+    /// H, which tp must divide.
+    var heads: Int { get }
+    /// The width of the output (what g all-reduces and the bias it adds).
+    var features: Int { get }
+    /// Which of this layer's parameter tensors is the output bias (added
+    /// once after the sum), nil without one.
+    var outputBiasTensor: Int? { get }
+    /// The layer computing heads rank·H/ranks..<(rank+1)·H/ranks, its output
+    /// the partial sum of the output projection over them (no output bias),
+    /// drawing the random numbers this layer draws for those heads.
+    func headSlice(rank: Int, ranks: Int) throws -> HeadSlice
+}
+
+/// Where a run of a slice's parameter tensor comes from in the whole
+/// layer's parameter tensor `tensor`: `rows` runs of `cols` floats,
+/// `stride` apart, from element `offset` of that tensor.
+public struct SliceRun: Sendable, Equatable {
+    public let tensor: Int
+    public let offset: Int
+    public let stride: Int
+    public let rows: Int
+    public let cols: Int
+
+    public init(tensor: Int, offset: Int, stride: Int, rows: Int, cols: Int) {
+        (self.tensor, self.offset, self.stride, self.rows, self.cols) = (tensor, offset, stride, rows, cols)
+    }
+}
+
+public struct HeadSlice {
+    public let layer: Layer
+    /// One entry per parameter tensor of `layer`, in its order: the runs it
+    /// is made of, consecutively.
+    public let sources: [[SliceRun]]
+
+    public init(layer: Layer, sources: [[SliceRun]]) {
+        self.layer = layer
+        self.sources = sources
+    }
+}

@@ -12,6 +12,12 @@ import ParmlTensor
 // with o = A.out / tp. f is the identity forward and an all-reduce of the
 // input gradient backward; g an all-reduce of the partial outputs forward
 // and the identity backward. The activations between A and B stay local.
+// A layer of independent heads (a HeadParallelLayer such as attention) is
+// split by heads, Megatron's attention scheme, on its own:
+//
+//   f → its heads t·H/tp..<(t+1)·H/tp (q, k, v rows: column-parallel; the
+//   output projection's columns, no bias: row-parallel) → g + output bias
+//
 // Every other layer (layer_norm, a matrix layer without a partner) is replicated:
 // each tp rank runs it whole on the whole activations. The classifier (the
 // model's last layer, a matrix layer without a partner) is replicated too, unless
@@ -102,14 +108,30 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
 }
 
 /// Where a parameter tensor of a rewritten model comes from in the serial
-/// arena: `rows` runs of `cols` floats, `stride` apart, from `offset`.
+/// arena: its `runs`, one after the other (a head slice's q, k and v rows
+/// are three).
 struct ParameterSource: Sendable {
-    let offset: Int
-    let stride: Int
-    let rows: Int
-    let cols: Int
+    /// `rows` runs of `cols` floats, `stride` apart, from `offset`.
+    struct Run: Sendable, Equatable {
+        let offset: Int
+        let stride: Int
+        let rows: Int
+        let cols: Int
+        var count: Int { rows * cols }
+    }
+
+    let runs: [Run]
     /// Every tp rank holds the same values (its gradient is the same too).
     let replicated: Bool
+
+    init(runs: [Run], replicated: Bool) {
+        self.runs = runs
+        self.replicated = replicated
+    }
+
+    init(offset: Int, stride: Int, rows: Int, cols: Int, replicated: Bool) {
+        self.init(runs: [Run(offset: offset, stride: stride, rows: rows, cols: cols)], replicated: replicated)
+    }
 }
 
 /// A serial model rewritten for tp rank `rank` of `ranks`.
@@ -158,6 +180,15 @@ struct TensorParallelRewrite {
     ) throws -> [Layer] {
         // Find the pairs: Linear, element-wise layers, Linear with a matching width.
         var role = [Role](repeating: .replicated, count: list.count)
+        for (k, l) in list.enumerated() {
+            guard let h = l as? HeadParallelLayer else { continue }
+            guard h.heads % tp == 0 else {
+                throw ParmlError.invalidArgument(
+                    "tensor parallelism: layer \(path)\(k) \(h.planLabel) is split by heads, but tp=\(tp) does not "
+                        + "divide its \(h.heads) heads (\(h.heads) % \(tp) = \(h.heads % tp))")
+            }
+            role[k] = .heads
+        }
         var i = 0
         while i < list.count {
             guard let a = list[i] as? MatrixLayer else {
@@ -233,6 +264,27 @@ struct TensorParallelRewrite {
                 }
                 out.append(Sequential([slice, TensorParallelReduce(features: b.outFeatures, bias: b.hasBias)]))
                 notes.append("\(name): row-parallel \(b.planLabel), \(c) input features per rank; all-reduce of y forward, bias after it")
+            case .heads:
+                let h = l as! HeadParallelLayer
+                let slice = try h.headSlice(rank: t, ranks: tp)
+                let specs = slice.layer.parameterSpecs
+                guard specs.count == slice.sources.count,
+                    zip(specs, slice.sources).allSatisfy({ spec, runs in runs.reduce(0) { $0 + $1.rows * $1.cols } == spec.shape.count })
+                else { throw ParmlError.internal("\(l.kind): a head slice's sources do not match its parameters") }
+                for runs in slice.sources {
+                    sources.append(
+                        ParameterSource(
+                            runs: runs.map { ParameterSource.Run(offset: own[$0.tensor] + $0.offset, stride: $0.stride, rows: $0.rows, cols: $0.cols) },
+                            replicated: false))
+                }
+                let bias = h.outputBiasTensor
+                if let bias { sources.append(ParameterSource(offset: own[bias], stride: h.features, rows: 1, cols: h.features, replicated: true)) }
+                out.append(Sequential([TensorParallelEnter(), slice.layer, TensorParallelReduce(features: h.features, bias: bias != nil)]))
+                let n = h.heads / tp
+                notes.append(
+                    "\(name): \(h.planLabel) split by heads, \(n) of \(h.heads) per rank (rank r: heads r·\(n)..<(r+1)·\(n)): "
+                        + "its input projections' rows for them column-parallel, its output projection's columns row-parallel; "
+                        + "all-reduce of the output forward\(bias == nil ? "" : " (bias after it)"), of dx backward")
             case .inside(let width):
                 guard let e = l as? ElementwiseLayer else { throw ParmlError.internal("\(l.kind) inside a pair is not element-wise") }
                 out.append(try e.featureSlice(start: t * width / tp, rowWidth: width))
@@ -261,7 +313,7 @@ struct TensorParallelRewrite {
     }
 
     private enum Role {
-        case replicated, column, row, classifier
+        case replicated, column, row, classifier, heads
         case inside(width: Int)
     }
 
@@ -297,10 +349,14 @@ struct TensorParallelRewrite {
     /// replicated parameters only when `replicated`.
     func forEachRun(in range: Range<Int>, model: Model, replicated: Bool = true, _ body: (Int, Int, Int) -> Void) {
         for (info, s) in zip(model.parameterInfo, sources) where replicated || !s.replicated {
-            for r in 0..<s.rows {
-                let lo = max(info.offset + r * s.cols, range.lowerBound)
-                let hi = min(info.offset + (r + 1) * s.cols, range.upperBound)
-                if lo < hi { body(lo, s.offset + r * s.stride + (lo - info.offset - r * s.cols), hi - lo) }
+            var start = info.offset  // of the run in this rank's arena
+            for run in s.runs {
+                for r in 0..<run.rows {
+                    let lo = max(start + r * run.cols, range.lowerBound)
+                    let hi = min(start + (r + 1) * run.cols, range.upperBound)
+                    if lo < hi { body(lo, run.offset + r * run.stride + (lo - start - r * run.cols), hi - lo) }
+                }
+                start += run.count
             }
         }
     }

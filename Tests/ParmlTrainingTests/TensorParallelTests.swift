@@ -238,4 +238,78 @@ struct TensorParallelTests {
             #expect(plan.contains(part), "\(part) missing from:\n\(plan)")
         }
     }
+
+    /// One causal_self_attention (C 16, H 4, attention dropout 0.1, in
+    /// training) rewritten for tp 2 and 4: each rank's head slice, fed the
+    /// whole input, gives a partial output; their sum plus the serial c_proj
+    /// bias is the serial output, the sum of their input gradients the serial
+    /// one, and each slice's parameter gradients are the serial gradients'
+    /// entries its ParameterSource runs name. The runs cover the serial arena
+    /// exactly once (replicated tensors counted on rank 0) and each rank's
+    /// arena exactly once.
+    @Test(arguments: [2, 4], [true, false])
+    func headSlicesSumToTheSerialAttention(tp: Int, bias: Bool) throws {
+        let (b, t, c) = (3, 5, 16)
+        let serial = Model()
+        try serial.add(try CausalSelfAttention(features: c, heads: 4, bias: bias, dropout: 0.1))
+        try serial.initialize(seed: 9)
+        let whole = try #require(serial.allLayers.first as? CausalSelfAttention)
+        let ctx = PassContext(training: true, step: 3, sampleOffset: 7, seed: 21)
+        let x = try Tensor(randomArray(b * t * c, seed: 4), shape: Shape(b, t, c))
+        let dy = try Tensor(randomArray(b * t * c, seed: 5), shape: Shape(b, t, c))
+        let want = try whole.forward(x, ctx).toArray()
+        let wantDx = try #require(try whole.backward(dy, ctx, needInputGradient: true, accumulate: false)).toArray()
+        let serialGrad = serial.gradients!.toArray()
+        var out = [Float](repeating: 0, count: want.count)
+        var dx = [Float](repeating: 0, count: want.count)
+        if bias {
+            let pb = try serial.parameter(named: "0.c_proj.bias")
+            let v = serial.parameters!.toArray()
+            for i in out.indices { out[i] = v[pb.offset + i % c] }
+        }
+        var serialCover = [Int](repeating: 0, count: serial.parameterCount)
+        for r in 0..<tp {
+            let rewrite = try TensorParallelRewrite(serial: serial, rank: r, ranks: tp)
+            #expect(rewrite.notes.first?.contains("split by heads, \(4 / tp) of 4 per rank") == true, "\(rewrite.notes)")
+            let m = try rewrite.makeModel(from: serial)
+            let slice = try #require(m.allLayers.compactMap { $0 as? CausalSelfAttention }.first)
+            #expect(slice.heads == 4 / tp && slice.headOffset == r * 4 / tp && slice.pinnedLayerID == whole.layerID)
+            #expect(!slice.parameterSpecs.contains { $0.name == "c_proj.bias" })
+            let y = try slice.forward(x, ctx).toArray()
+            for i in out.indices { out[i] += y[i] }
+            let g = try #require(try slice.backward(dy, ctx, needInputGradient: true, accumulate: false)).toArray()
+            for i in dx.indices { dx[i] += g[i] }
+            let grad = m.gradients!.toArray()
+            var localCover = [Int](repeating: 0, count: m.parameterCount)
+            rewrite.forEachRun(in: 0..<m.parameterCount, model: m) { l, _, n in
+                for k in l..<(l + n) { localCover[k] += 1 }
+            }
+            #expect(localCover.allSatisfy { $0 == 1 }, "rank \(r): its arena is not covered once")
+            rewrite.forEachRun(in: 0..<m.parameterCount, model: m, replicated: r == 0) { l, s, n in
+                for k in s..<(s + n) { serialCover[k] += 1 }
+            }
+            // The slice's gradients (the replicated bias's is tp_reduce's, not run here).
+            var worst = 0.0
+            rewrite.forEachRun(in: 0..<m.parameterCount, model: m, replicated: false) { l, s, n in
+                worst = max(worst, maxAbsDiff(Array(grad[l..<(l + n)]), Array(serialGrad[s..<(s + n)])))
+            }
+            #expect(worst <= 1e-5, "rank \(r): parameter gradients differ by \(worst)")
+        }
+        #expect(serialCover.allSatisfy { $0 == 1 }, "the serial arena is not covered once: \(serialCover)")
+        #expect(maxAbsDiff(out, want) <= 1e-5, "forward: \(maxAbsDiff(out, want))")
+        #expect(maxAbsDiff(dx, wantDx) <= 1e-5, "input gradient: \(maxAbsDiff(dx, wantDx))")
+    }
+
+    @Test func tpMustDivideTheHeads() throws {
+        let m = Model()
+        try m.add(try Linear(inFeatures: 4, outFeatures: 12))
+        try m.add(try CausalSelfAttention(features: 12, heads: 6))
+        try m.initialize(seed: 1)
+        var s = StrategyConfig()
+        s.tp = 4
+        let e = parmlError { _ = try Trainer(model: m, loss: .meanSquaredError, optimizer: OptimizerConfig(), strategy: s) }
+        #expect(e?.message.contains("layer 1 causal_self_attention(12, 6 heads)") == true && e?.message.contains("tp=4") == true
+            && e?.message.contains("6 heads") == true, "\(String(describing: e))")
+    }
+
 }

@@ -23,7 +23,14 @@ import Glibc
 // (global sample s = sampleOffset + b, head h, query i, key j) is element
 // ((s·nh + h)·T + i)·T + j of that stream, kept when ≥ p. A sample draws the
 // same mask whichever rank or micro-batch runs it.
-public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
+//
+// Tensor parallelism (HeadParallelLayer) splits it by heads: a head slice
+// holds nh′ of the nh heads, from `headOffset`, an inner width d = nh′·hs
+// instead of C (c_attn (3d, C): the q, k and v rows of its heads; c_proj
+// (C, d): their columns, without c_proj's bias, which is added after the
+// partial outputs are summed), and draws the masks of global heads
+// headOffset + h (keyed on the whole layer's id and head count).
+public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParallelLayer {
     public static let descriptor = LayerKind(
         name: "causal_self_attention", className: "CausalSelfAttention",
         doc: "multi-head causal self-attention as nanoGPT's CausalSelfAttention: fused q,k,v projection c_attn, "
@@ -41,10 +48,19 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
     }
 
     public let features: Int
+    /// The heads this layer computes (all of them, but in a head slice).
     public let heads: Int
+    /// Biases on the projections (a head slice has c_attn's only: see `projectionBias`).
     public let hasBias: Bool
     public let dropout: Float
-    public var headSize: Int { features / heads }
+    public let headSize: Int
+    /// c_proj has a bias (`hasBias`, but in a head slice).
+    public let projectionBias: Bool
+    /// A head slice's first head in the whole layer, and the whole layer's head count.
+    public let headOffset: Int
+    public let layerHeads: Int
+    /// Width of the heads joined: C, or a head slice's d = heads·headSize.
+    public var inner: Int { heads * headSize }
     public var layerID: Int = 0
     public var pinnedLayerID: Int?
 
@@ -70,7 +86,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
     private let gradScores = Buffer()  // (T, T) scratch
     private let gradInput = Buffer()
 
-    public init(features: Int, heads: Int, bias: Bool = true, dropout: Float = 0) throws {
+    public convenience init(features: Int, heads: Int, bias: Bool = true, dropout: Float = 0) throws {
         guard features > 0, heads > 0 else {
             throw ParmlError.invalidArgument("causal_self_attention: features and heads must be positive, got features=\(features) heads=\(heads)")
         }
@@ -84,42 +100,87 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
         guard dropout >= 0, dropout < 1 else {
             throw ParmlError.invalidArgument("causal_self_attention: dropout must be in [0, 1), got \(dropout)")
         }
+        self.init(
+            features: features, heads: heads, headSize: features / heads, headOffset: 0, layerHeads: heads, bias: bias,
+            projectionBias: bias, dropout: dropout)
+    }
+
+    /// A head slice: heads headOffset..<headOffset + heads of a layer with
+    /// `layerHeads` heads of `headSize` over `features`. Engine-made (tensor
+    /// parallelism), never a file's layer.
+    init(features: Int, heads: Int, headSize: Int, headOffset: Int, layerHeads: Int, bias: Bool, projectionBias: Bool, dropout: Float) {
         self.features = features
         self.heads = heads
+        self.headSize = headSize
+        self.headOffset = headOffset
+        self.layerHeads = layerHeads
         self.hasBias = bias
+        self.projectionBias = projectionBias
         self.dropout = dropout
     }
 
     public func replicate() throws -> Layer {
-        let l = try CausalSelfAttention(features: features, heads: heads, bias: hasBias, dropout: dropout)
+        let l = CausalSelfAttention(
+            features: features, heads: heads, headSize: headSize, headOffset: headOffset, layerHeads: layerHeads, bias: hasBias,
+            projectionBias: projectionBias, dropout: dropout)
         l.pinnedLayerID = pinnedLayerID
         return l
+    }
+
+    private var isHeadSlice: Bool { heads != layerHeads }
+
+    public var outputBiasTensor: Int? { projectionBias ? (hasBias ? 3 : 2) : nil }
+
+    /// Heads t·H/tp..<(t+1)·H/tp: c_attn's rows for their q, k and v (three
+    /// runs of d = C/tp rows, at t·d, C + t·d and 2C + t·d), its bias
+    /// likewise, and c_proj's columns t·d..<(t+1)·d.
+    public func headSlice(rank t: Int, ranks tp: Int) throws -> HeadSlice {
+        guard !isHeadSlice, tp > 0, heads % tp == 0, t >= 0, t < tp else {
+            throw ParmlError.invalidArgument("causal_self_attention: cannot split \(heads) heads over \(tp) tensor-parallel ranks")
+        }
+        let nh = heads / tp, d = nh * headSize, c = features
+        let slice = CausalSelfAttention(
+            features: c, heads: nh, headSize: headSize, headOffset: t * nh, layerHeads: heads, bias: hasBias, projectionBias: false,
+            dropout: dropout)
+        slice.pinnedLayerID = pinnedLayerID ?? layerID
+        var sources: [[SliceRun]] = [(0..<3).map { SliceRun(tensor: 0, offset: ($0 * c + t * d) * c, stride: c, rows: d, cols: c) }]
+        if hasBias { sources.append((0..<3).map { SliceRun(tensor: 1, offset: $0 * c + t * d, stride: d, rows: 1, cols: d) }) }
+        sources.append([SliceRun(tensor: hasBias ? 2 : 1, offset: t * d, stride: c, rows: c, cols: d)])
+        return HeadSlice(layer: slice, sources: sources)
     }
 
     public var attributes: Attributes {
         ["features": .int(Int64(features)), "heads": .int(Int64(heads)), "bias": .bool(hasBias), "dropout": .float(dropout)]
     }
 
-    public var planLabel: String { "causal_self_attention(\(features), \(heads) heads)" }
+    public var planLabel: String {
+        isHeadSlice
+            ? "causal_self_attention(\(features), heads \(headOffset)..<\(headOffset + heads) of \(layerHeads))"
+            : "causal_self_attention(\(features), \(heads) heads)"
+    }
 
     public var parameterSpecs: [ParameterSpec] {
         let bound = 1 / Float(features).squareRoot()  // fan_in is C for both projections
-        let c = features
-        var specs = [ParameterSpec(name: "c_attn.weight", shape: Shape(3 * c, c), initializer: .uniform(bound: bound), decays: true)]
-        if hasBias { specs.append(ParameterSpec(name: "c_attn.bias", shape: Shape(3 * c), initializer: .uniform(bound: bound), decays: false)) }
-        specs.append(ParameterSpec(name: "c_proj.weight", shape: Shape(c, c), initializer: .uniform(bound: bound), decays: true))
-        if hasBias { specs.append(ParameterSpec(name: "c_proj.bias", shape: Shape(c), initializer: .uniform(bound: bound), decays: false)) }
+        let c = features, d = inner
+        var specs = [ParameterSpec(name: "c_attn.weight", shape: Shape(3 * d, c), initializer: .uniform(bound: bound), decays: true)]
+        if hasBias { specs.append(ParameterSpec(name: "c_attn.bias", shape: Shape(3 * d), initializer: .uniform(bound: bound), decays: false)) }
+        specs.append(ParameterSpec(name: "c_proj.weight", shape: Shape(c, d), initializer: .uniform(bound: bound), decays: true))
+        if projectionBias {
+            specs.append(ParameterSpec(name: "c_proj.bias", shape: Shape(c), initializer: .uniform(bound: bound), decays: false))
+        }
         return specs
     }
 
     public func bind(values: [Tensor], gradients: [Tensor]) {
-        if hasBias {
-            (attnWeight, attnBias, projWeight, projBias) = (values[0], values[1], values[2], values[3])
-            (attnWeightGrad, attnBiasGrad, projWeightGrad, projBiasGrad) = (gradients[0], gradients[1], gradients[2], gradients[3])
-        } else {
-            (attnWeight, projWeight) = (values[0], values[1])
-            (attnWeightGrad, projWeightGrad) = (gradients[0], gradients[1])
+        var i = 0
+        func next() -> (Tensor, Tensor) {
+            defer { i += 1 }
+            return (values[i], gradients[i])
         }
+        (attnWeight, attnWeightGrad) = next()
+        if hasBias { (attnBias, attnBiasGrad) = next() }
+        (projWeight, projWeightGrad) = next()
+        if projectionBias { (projBias, projBiasGrad) = next() }
     }
 
     /// Opset 17 with a symbolic batch N and T fixed by the export's input
@@ -132,6 +193,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
     ///   P = Softmax(q·kᵀ·(1/√hs) + mask), mask −∞ above the diagonal
     ///   out = ReduceSum_h(P·v · Wₚᵀ viewed (nh, hs, C)) + bₚ
     public func lowerToOnnx(_ g: OnnxLowering, input x: String, shape: Shape) throws -> String {
+        guard !isHeadSlice else { throw ParmlError.unsupported("causal_self_attention: a tensor-parallel head slice is not exported") }
         _ = try outputShape(for: shape)
         let t = shape[1], c = features, nh = heads, hs = headSize
         func ints(_ v: [Int]) throws -> String { try g.constant(int64: v.map { Int64($0) }, dims: [v.count]) }
@@ -180,8 +242,9 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
     public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
         guard let attnWeight, let projWeight else { throw ParmlError.state("causal_self_attention is not bound to parameters") }
         _ = try outputShape(for: x.shape)
-        let b = x.shape[0], t = x.shape[1], c = features, nh = heads, hs = headSize
-        let rows = b * t, c3 = 3 * c, tt = t * t
+        // c: the input's and output's width; d: the heads' (C, or a head slice's).
+        let b = x.shape[0], t = x.shape[1], c = features, d = inner, nh = heads, hs = headSize
+        let rows = b * t, c3 = 3 * d, tt = t * t
         let q = try qkv.shaped(Shape(b, t, c3))
         if let attnBias { Kernels.broadcastRows(attnBias.data, into: q.data, rows: rows, cols: c3) }
         BLAS.gemm(
@@ -194,21 +257,28 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
         if wasDropping {
             let m = try mask.shaped(p.shape)
             let rng = Philox(seed: ctx.seed)
-            rng.fillUniform(
-                m.data, count: m.count, stream: RandomStream.dropout(layer: layerID, step: ctx.step),
-                first: UInt64(ctx.sampleOffset) &* UInt64(nh * tt))
+            let stream = RandomStream.dropout(layer: layerID, step: ctx.step)
+            if isHeadSlice {
+                // Per sample, the global heads headOffset..<headOffset + nh of the whole layer's layerHeads.
+                for bi in 0..<b {
+                    let first = (UInt64(ctx.sampleOffset + bi) &* UInt64(layerHeads) &+ UInt64(headOffset)) &* UInt64(tt)
+                    rng.fillUniform(m.data + bi * nh * tt, count: nh * tt, stream: stream, first: first)
+                }
+            } else {
+                rng.fillUniform(m.data, count: m.count, stream: stream, first: UInt64(ctx.sampleOffset) &* UInt64(nh * tt))
+            }
             let keep = 1 / (1 - dropout)
             for i in 0..<m.count { m.data[i] = m.data[i] >= dropout ? keep : 0 }
             pv = try dropped.shaped(p.shape)
         }
-        let y = try heads_.shaped(Shape(b, t, c))
+        let y = try heads_.shaped(Shape(b, t, d))
         let scale = 1 / Float(hs).squareRoot()
         for bi in 0..<b {
             let base = q.data + bi * t * c3
             for h in 0..<nh {
                 let s = p.data + (bi * nh + h) * tt
                 BLAS.gemm(
-                    transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + c + h * hs, ldb: c3,
+                    transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3,
                     beta: 0, s, ldc: t)
                 CausalSelfAttention.causalSoftmax(s, t)
                 if wasDropping {
@@ -216,15 +286,15 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
                     Kernels.multiply(s, mask.tensor.data + off, pv.data + off, count: tt)
                 }
                 BLAS.gemm(
-                    transA: false, transB: false, m: t, n: hs, k: t, pv.data + (bi * nh + h) * tt, lda: t, base + 2 * c + h * hs, ldb: c3,
-                    beta: 0, y.data + bi * t * c + h * hs, ldc: c)
+                    transA: false, transB: false, m: t, n: hs, k: t, pv.data + (bi * nh + h) * tt, lda: t, base + 2 * d + h * hs, ldb: c3,
+                    beta: 0, y.data + bi * t * d + h * hs, ldc: d)
             }
         }
 
         let out = try output.shaped(x.shape)
         if let projBias { Kernels.broadcastRows(projBias.data, into: out.data, rows: rows, cols: c) }
         BLAS.gemm(
-            transA: false, transB: true, m: rows, n: c, k: c, y.data, lda: c, projWeight.data, ldb: c,
+            transA: false, transB: true, m: rows, n: c, k: d, y.data, lda: d, projWeight.data, ldb: d,
             beta: projBias == nil ? 0 : 1, out.data, ldc: c)
         input = x
         return out
@@ -253,8 +323,8 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
         guard let attnWeight, let projWeight, let attnWeightGrad, let projWeightGrad, let x = input else {
             throw ParmlError.state("causal_self_attention backward without forward")
         }
-        let b = x.shape[0], t = x.shape[1], c = features, nh = heads, hs = headSize
-        let rows = b * t, c3 = 3 * c, tt = t * t
+        let b = x.shape[0], t = x.shape[1], c = features, d = inner, nh = heads, hs = headSize
+        let rows = b * t, c3 = 3 * d, tt = t * t
         let beta = ctx.gradientBeta(accumulate: accumulate)
         let y = heads_.tensor, q = qkv.tensor, p = probs.tensor
         let pv = wasDropping ? dropped.tensor : p
@@ -262,27 +332,27 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
         // Output projection: dWₚ, dbₚ, dy = dout·Wₚ. gemm with beta 0 and
         // sumRows with beta 0 overwrite (a NaN from an earlier step is gone).
         BLAS.gemm(
-            transA: true, transB: false, m: c, n: c, k: rows, dout.data, lda: c, y.data, ldb: c, beta: beta, projWeightGrad.data, ldc: c)
+            transA: true, transB: false, m: c, n: d, k: rows, dout.data, lda: c, y.data, ldb: d, beta: beta, projWeightGrad.data, ldc: d)
         if let projBiasGrad { Kernels.sumRows(dout.data, rows: rows, cols: c, into: projBiasGrad.data, beta: beta) }
         let dy = try gradHeads.shaped(y.shape)
-        BLAS.gemm(transA: false, transB: false, m: rows, n: c, k: c, dout.data, lda: c, projWeight.data, ldb: c, beta: 0, dy.data, ldc: c)
+        BLAS.gemm(transA: false, transB: false, m: rows, n: d, k: c, dout.data, lda: c, projWeight.data, ldb: d, beta: 0, dy.data, ldc: d)
 
-        // Attention, per (b, h), into dqkv (rows, 3C).
+        // Attention, per (b, h), into dqkv (rows, 3d).
         let dq = try gradQKV.shaped(q.shape)
         let ds = try gradScores.shaped(Shape(t, t))
         let scale = 1 / Float(hs).squareRoot()
         for bi in 0..<b {
             let base = q.data + bi * t * c3, dbase = dq.data + bi * t * c3
-            let dyb = dy.data + bi * t * c
+            let dyb = dy.data + bi * t * d
             for h in 0..<nh {
                 let off = (bi * nh + h) * tt
                 // dv = P̃ᵀ·dy
                 BLAS.gemm(
-                    transA: true, transB: false, m: t, n: hs, k: t, pv.data + off, lda: t, dyb + h * hs, ldb: c,
-                    beta: 0, dbase + 2 * c + h * hs, ldc: c3)
+                    transA: true, transB: false, m: t, n: hs, k: t, pv.data + off, lda: t, dyb + h * hs, ldb: d,
+                    beta: 0, dbase + 2 * d + h * hs, ldc: c3)
                 // dP̃ = dy·vᵀ
                 BLAS.gemm(
-                    transA: false, transB: true, m: t, n: t, k: hs, dyb + h * hs, lda: c, base + 2 * c + h * hs, ldb: c3,
+                    transA: false, transB: true, m: t, n: t, k: hs, dyb + h * hs, lda: d, base + 2 * d + h * hs, ldb: c3,
                     beta: 0, ds.data, ldc: t)
                 if wasDropping { Kernels.multiply(ds.data, mask.tensor.data + off, ds.data, count: tt) }
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P)), causal part only.
@@ -296,11 +366,11 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer {
                 }
                 // dq = dS·k/√hs, dk = dSᵀ·q/√hs
                 BLAS.gemm(
-                    transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + c + h * hs, ldb: c3,
+                    transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + d + h * hs, ldb: c3,
                     beta: 0, dbase + h * hs, ldc: c3)
                 BLAS.gemm(
                     transA: true, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + h * hs, ldb: c3,
-                    beta: 0, dbase + c + h * hs, ldc: c3)
+                    beta: 0, dbase + d + h * hs, ldc: c3)
             }
         }
 
