@@ -239,9 +239,12 @@ int main(void) {
     }
     for (int i = 0; i < B; i++) y[i] = (float)(i % CLASSES);
     int64_t xd[3] = {B, H, W}, yd[1] = {B};
-    parml_tensor xt = NULL, yt = NULL;
+    int64_t y64[B];
+    for (int i = 0; i < B; i++) y64[i] = i % CLASSES;
+    parml_tensor xt = NULL, yt = NULL, yt64 = NULL;
     OK(parml_tensor_create(xd, 3, x, &xt));
     OK(parml_tensor_create(yd, 1, y, &yt));
+    OK(parml_tensor_create_typed(PARML_DTYPE_INT64, yd, 1, y64, &yt64));
     free(x);
 
     long others = 0;
@@ -270,8 +273,15 @@ int main(void) {
     total = measure("dp = 2 x tp = 2, ZeRO-2", 1, (layout_t){2, 2, 0, 1, 1, 2}, xt, yt, &others);
     CHECK(total == 0, "dp=2 tp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
 
+    /* int64 labels (since 0.3): narrowed into a buffer the trainer keeps. */
+    total = measure("int64 labels", 1, serial, xt, yt64, &others);
+    CHECK(total == 0, "int64 labels allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    total = measure("int64 labels, pp = 2, m = 4", 1, (layout_t){1, 0, 1, 2, 4, 1}, xt, yt64, &others);
+    CHECK(total == 0, "int64 labels pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+
     parml_tensor_free(xt);
     parml_tensor_free(yt);
+    parml_tensor_free(yt64);
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
