@@ -289,3 +289,30 @@ def test_onnx_export_matches_onnxruntime_for_any_batch(tmp_path, bias):
             x = rng.normal(size=(batch, 7, 8)).astype(np.float32)
             (out,) = session.run(["output"], {"input": x})
             np.testing.assert_allclose(out, model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_whole_gpt_exports_what_onnxruntime_computes(tmp_path):
+    """Issue 17 item 6: a small GPT (embeddings, two pre-LayerNorm blocks, a
+    head), trained a few steps, exported and run by onnxruntime on a few
+    sequences: the logits agree."""
+    ort = pytest.importorskip("onnxruntime")
+    vocab, t, c = 11, 8, 16
+    layers = [parml.Embedding(vocab, c, init_std=0.02), parml.PositionEmbedding(t, c, init_std=0.02)]
+    for _ in range(2):
+        layers += [
+            parml.Residual([parml.LayerNorm(c), parml.CausalSelfAttention(c, 4)]),
+            parml.Residual([parml.LayerNorm(c), parml.Linear(c, 4 * c), parml.GELU(), parml.Linear(4 * c, c)]),
+        ]
+    layers += [parml.LayerNorm(c), parml.Linear(c, vocab, bias=False)]
+    model = parml.Sequential(layers, seed=3)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, vocab, size=(6, t))
+    with parml.Trainer(model, optimizer=parml.AdamW(1e-2)) as trainer:
+        for _ in range(3):
+            trainer.step(x, (x + 1) % vocab)
+    model.export_onnx(tmp_path / "gpt.onnx", input_shape=(2, t))
+    session = ort.InferenceSession(str(tmp_path / "gpt.onnx"), providers=["CPUExecutionProvider"])
+    probe = rng.integers(0, vocab, size=(3, t)).astype(np.float32)
+    (out,) = session.run(["output"], {"input": probe})
+    assert out.shape == (3, t, vocab)
+    np.testing.assert_allclose(out, model.predict(probe), rtol=1e-4, atol=1e-5)
