@@ -111,6 +111,15 @@ extension KindedLayer {
     public var kind: String { Self.descriptor.name }
 }
 
+extension Tensor {
+    /// Brings a parameter gradient to β·old before a backward pass adds into
+    /// it (`ctx.gradientBeta(accumulate:)`): β = 0 fills with zeros rather
+    /// than scaling, which would keep a NaN of an earlier step.
+    public func decayGradient(by beta: Float) {
+        if beta == 0 { fill(0) } else if beta != 1 { Kernels.scale(data, by: beta, count: count) }
+    }
+}
+
 /// A reusable buffer shaped on demand (allocates only when it must grow):
 /// a layer's activations, input gradients and scratch.
 public final class Buffer {

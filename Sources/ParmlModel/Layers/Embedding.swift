@@ -83,8 +83,7 @@ public final class Embedding: KindedLayer {
     public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
         guard let weightGrad, let x = input else { throw ParmlError.state("embedding backward without forward") }
         let beta = ctx.gradientBeta(accumulate: accumulate)
-        // β = 0 overwrites (a scale by 0 would keep a NaN of an earlier step).
-        if beta == 0 { weightGrad.fill(0) } else if beta != 1 { Kernels.scale(weightGrad.data, by: beta, count: weightGrad.count) }
+        weightGrad.decayGradient(by: beta)
         let g = weightGrad.data, d = dy.data
         for r in 0..<x.count {
             let row = g + Int(x.data[r]) * dim, src = d + r * dim

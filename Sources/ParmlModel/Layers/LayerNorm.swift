@@ -92,14 +92,8 @@ public final class LayerNorm: KindedLayer {
         }
         // The kernel adds into dγ, dβ: bring the old values to β·old first.
         let beta = ctx.gradientBeta(accumulate: accumulate)
-        if beta == 0 {
-            // Not a scale by 0: that would keep a NaN from an earlier step.
-            gammaGrad.fill(0)
-            betaGrad.fill(0)
-        } else if beta != 1 {
-            Kernels.scale(gammaGrad.data, by: beta, count: features)
-            Kernels.scale(betaGrad.data, by: beta, count: features)
-        }
+        gammaGrad.decayGradient(by: beta)
+        betaGrad.decayGradient(by: beta)
         let dx = try gradInput.shaped(x.shape)
         Kernels.layerNormBackward(
             dy.data, x.data, mean: mean.tensor.data, rstd: rstd.tensor.data, gamma: gamma.data, dx.data,

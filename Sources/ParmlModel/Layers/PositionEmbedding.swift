@@ -72,7 +72,7 @@ public final class PositionEmbedding: KindedLayer {
         let span = dy.shape[dy.shape.rank - 2] * dim
         let beta = ctx.gradientBeta(accumulate: accumulate)
         // Only the first T rows have a gradient; the rest keep β·old (0 when overwriting).
-        if beta == 0 { weightGrad.fill(0) } else if beta != 1 { Kernels.scale(weightGrad.data, by: beta, count: weightGrad.count) }
+        weightGrad.decayGradient(by: beta)
         // Sequences in batch order: a fixed order of additions.
         for s in stride(from: 0, to: dy.count, by: span) {
             Kernels.add(weightGrad.data, dy.data + s, weightGrad.data, count: span)
