@@ -218,6 +218,8 @@ bench: build
 	./build/bench_activations >> build/bench-collectives.jsonl
 	$(MAKE) --no-print-directory build/bench_files
 	./build/bench_files build > build/bench-files.jsonl
+	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
+	  $(PYTHON) bench/gpt_char.py --jsonl build/bench-collectives.jsonl > build/bench-gpt.txt
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json
 
 clean:

@@ -19,6 +19,9 @@ PyTorch), rounds alternate: parml block, PyTorch block; each block times
 blocks of the per-iteration times. tokens/s = 12 x 64 / time.
 
 usage: PYTHONPATH=bindings/python python3 bench/gpt_char.py [--rounds 3] [--iters 20] [--threads 1 2] [--json OUT]
+                                                             [--jsonl FILE]
+--jsonl appends gpt_char_t1/_t2 (tokens/s against PyTorch's, same run) for
+bench/results.json (make bench); without PyTorch it appends nothing.
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--json")
+    ap.add_argument("--jsonl", help="append one result line per thread count to this file (make bench)")
     a = ap.parse_args()
     try:
         import torch
@@ -165,6 +169,14 @@ def main():
             row |= {"torch_ms": round(tms, 2), "torch_tokens_per_s": round(B * T / tms * 1000, 1), "speedup_vs_torch": round(tms / ms, 3)}
         results.append(row)
         print(json.dumps(row))
+    if a.jsonl and torch is not None:
+        with open(a.jsonl, "a", encoding="utf-8") as f:
+            for r in results:
+                f.write(json.dumps({
+                    "name": r["name"], "value": r["parml_tokens_per_s"], "unit": "tokens/s",
+                    "baseline": "PyTorch eager, same model and step (same run, alternating)",
+                    "baseline_value": r["torch_tokens_per_s"], "ratio": r["speedup_vs_torch"],
+                }) + "\n")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"parml": parml.library_version(), "torch": getattr(torch, "__version__", None), "results": results}, f, indent=1)
