@@ -202,6 +202,15 @@ PARML_API parml_status parml_layer_kind_info(int64_t index, char const ** name_o
 /// Errors: PARML_ERR_INVALID_ARGUMENT (index or attribute out of range). Since: 0.3.
 PARML_API parml_status parml_layer_kind_attribute(int64_t index, int64_t attribute, char const ** name_out, int32_t * type_out, char const ** default_out, char const ** rule_out, char const ** doc_out);
 
+/// The kind of an earlier layer that layer kind `index` needs in its
+/// model, in *kind_out ("embedding" for tied_classifier, which uses that
+/// layer's weight), or NULL when it needs none: adding it to a model
+/// without one fails. The string is static (owned by the library, valid
+/// while it is loaded). Thread-safe.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (index outside 0 ..< count, NULL
+/// kind_out). Since: 0.3.
+PARML_API parml_status parml_layer_kind_requires(int64_t index, char const ** kind_out);
+
 /* ------------------------------------------------------------------------ */
 /* Models                                                                   */
 /* A network, built layer by layer (residual blocks nest), then             */

@@ -24,7 +24,7 @@ GROUPS = [
         "The kinds of layer this library builds, each with its typed attributes\n"
         "(names, types, defaults, rules): what parml_model_add_layer takes, listed\n"
         "so that hosts and bindings discover kinds instead of knowing them.",
-        ["parml_layer_kind_count", "parml_layer_kind_info", "parml_layer_kind_attribute"],
+        ["parml_layer_kind_count", "parml_layer_kind_info", "parml_layer_kind_attribute", "parml_layer_kind_requires"],
     ),
     (
         "Models",

@@ -80,7 +80,7 @@ private struct KindStrings: @unchecked Sendable {
         let name, defaultText, rule, doc: UnsafePointer<CChar>?
     }
     struct Kind {
-        let name, className, doc: UnsafePointer<CChar>?
+        let name, className, doc, requires: UnsafePointer<CChar>?
         let attributes: [Attribute]
     }
     let kinds: [Kind]
@@ -88,7 +88,7 @@ private struct KindStrings: @unchecked Sendable {
     static let shared = KindStrings(
         kinds: LayerKinds.all.map { k in
             Kind(
-                name: keep(k.name), className: keep(k.className), doc: keep(k.doc),
+                name: keep(k.name), className: keep(k.className), doc: keep(k.doc), requires: k.requires.flatMap(keep),
                 attributes: k.attributes.map { a in
                     Attribute(
                         name: keep(a.name), defaultText: a.defaultValue.flatMap { keep(text($0)) }, rule: a.rule.flatMap(keep),
@@ -146,6 +146,21 @@ public func parmlLayerKindInfo(
         } else {
             input_out?.pointee = PARML_LAYER_INPUT_VALUES
         }
+    }
+}
+
+/// The kind of an earlier layer that layer kind `index` needs in its
+/// model, in *kind_out ("embedding" for tied_classifier, which uses that
+/// layer's weight), or NULL when it needs none: adding it to a model
+/// without one fails. The string is static (owned by the library, valid
+/// while it is loaded). Thread-safe.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (index outside 0 ..< count, NULL
+/// kind_out). Since: 0.3.
+@c(parml_layer_kind_requires)
+public func parmlLayerKindRequires(_ index: Int64, _ kind_out: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> parml_status {
+    guarded("parml_layer_kind_requires") {
+        let k = try kindStrings(index)
+        try nonNull(kind_out, "kind_out").pointee = k.requires
     }
 }
 

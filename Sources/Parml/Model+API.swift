@@ -156,7 +156,7 @@ public func parmlModelGetParams(_ model: parml_model?, _ dst: UnsafeMutablePoint
         let m = try modelObject(model)
         let dst = try nonNull(dst, "dst")
         try checkParamCount(m, count)
-        try m.copyParameters(to: dst)
+        try m.copyNamedParameters(to: dst)
     }
 }
 
@@ -172,7 +172,7 @@ public func parmlModelSetParams(_ model: parml_model?, _ src: UnsafePointer<Floa
         let src = try nonNull(src, "src")
         try checkParamCount(m, count)
         try checkFinite(src, count)
-        try m.setParameters(from: src)
+        try m.setNamedParameters(from: src)
     }
 }
 
@@ -208,7 +208,7 @@ public func parmlModelNumParamTensors(_ model: parml_model?, _ count_out: Unsafe
         let m = try modelObject(model)
         let out = try nonNull(count_out, "count_out")
         try requireInitialised(m)
-        out.pointee = Int64(m.parameterInfo.count)
+        out.pointee = Int64(m.namedParameters.count)
     }
 }
 
@@ -230,10 +230,11 @@ public func parmlModelParamTensorInfo(
     guarded("parml_model_param_tensor_info") {
         let m = try modelObject(model)
         try requireInitialised(m)
-        guard index >= 0, index < Int64(m.parameterInfo.count) else {
-            throw ParmlError.invalidArgument("index \(index) is outside 0..<\(m.parameterInfo.count)")
+        let named = m.namedParameters
+        guard index >= 0, index < Int64(named.count) else {
+            throw ParmlError.invalidArgument("index \(index) is outside 0..<\(named.count)")
         }
-        let info = m.parameterInfo[Int(index)]
+        let info = named[Int(index)]
         try writeShape(info.shape, dims_out, capacity, ndim_out)
         if let name_out { name_out.pointee = try cString(info.name) }
     }
@@ -277,8 +278,8 @@ public func parmlModelSetParam(
 
 private func checkParamCount(_ m: Model, _ count: Int) throws {
     try requireInitialised(m)
-    guard count == m.parameterCount else {
-        throw ParmlError.shape("count is \(count) but the model has \(m.parameterCount) parameters")
+    guard count == m.namedParameterCount else {
+        throw ParmlError.shape("count is \(count) but the model has \(m.namedParameterCount) parameters")
     }
 }
 

@@ -36,6 +36,19 @@ public enum Initializer: Sendable, Equatable {
     case normal(std: Float)
 }
 
+/// Which earlier parameter a tied parameter is the same matrix as: the
+/// parameter `parameter` of the first layer of kind `kind` whose shape
+/// matches (a classifier tied to the token embedding: ("embedding", "weight")).
+public struct ParameterTie: Sendable, Equatable {
+    public let kind: String
+    public let parameter: String
+
+    public init(kind: String, parameter: String) {
+        self.kind = kind
+        self.parameter = parameter
+    }
+}
+
 public struct ParameterSpec: Sendable {
     public let name: String
     public let shape: Shape
@@ -44,12 +57,18 @@ public struct ParameterSpec: Sendable {
     /// (`OptimizerConfig.decayByKind`): matrices yes; biases and
     /// normalisation scales no, as nanoGPT and Megatron-LM group them.
     public let decays: Bool
+    /// Set for a parameter that is another one (see `Model.tiedParameters`):
+    /// it gets its own slot in the arena, as Megatron-LM keeps the tied
+    /// embedding on the first and the last pipeline stage, but files, counts
+    /// and names hold the matrix once.
+    public let tie: ParameterTie?
 
-    public init(name: String, shape: Shape, initializer: Initializer, decays: Bool) {
+    public init(name: String, shape: Shape, initializer: Initializer, decays: Bool, tie: ParameterTie? = nil) {
         self.name = name
         self.shape = shape
         self.initializer = initializer
         self.decays = decays
+        self.tie = tie
     }
 }
 

@@ -169,17 +169,21 @@ public struct LayerKind: Sendable {
     public let doc: String
     public let attributes: [AttributeSpec]
     public let input: LayerInput
+    /// The kind of an earlier layer this one needs in its model (a tied
+    /// classifier needs the embedding it is tied to), or nil.
+    public let requires: String?
     private let build: @Sendable (Attributes) throws -> Layer
 
     public init(
         name: String, className: String, doc: String, attributes: [AttributeSpec] = [], input: LayerInput = .values,
-        build: @escaping @Sendable (Attributes) throws -> Layer
+        requires: String? = nil, build: @escaping @Sendable (Attributes) throws -> Layer
     ) {
         self.name = name
         self.className = className
         self.doc = doc
         self.attributes = attributes
         self.input = input
+        self.requires = requires
         self.build = build
     }
 

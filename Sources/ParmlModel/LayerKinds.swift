@@ -16,6 +16,7 @@ public enum LayerKinds {
         Embedding.descriptor,
         PositionEmbedding.descriptor,
         CausalSelfAttention.descriptor,
+        TiedClassifier.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }

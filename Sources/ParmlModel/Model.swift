@@ -13,6 +13,9 @@ public struct ParameterInfo: Sendable {
     public let initializer: Initializer
     /// Whether weight decay applies when the optimizer decays by kind.
     public let decays: Bool
+    /// For a tied copy (`ParameterSpec.tie`): the index in `parameterInfo`
+    /// of the parameter it is. Nil for a parameter of its own.
+    public let tiedTo: Int?
 }
 
 /// A network: a root sequence of layers (residual blocks nest), and every
@@ -41,8 +44,34 @@ public final class Model {
     public var isBuilt: Bool { parameters != nil }
     public var isInitialized: Bool { seed != nil }
 
-    /// Number of scalar parameters (known once built).
+    /// Number of scalars in the parameter arena (known once built): tied
+    /// copies count twice here, once in `namedParameterCount`.
     public var parameterCount: Int { parameters?.count ?? 0 }
+
+    /// The parameter tensors a host sees, names and files hold: every one
+    /// but the tied copies, in arena order.
+    public var namedParameters: [ParameterInfo] { parameterInfo.filter { $0.tiedTo == nil } }
+
+    /// Scalars in `namedParameters`: what parml_model_get_params copies.
+    public var namedParameterCount: Int { namedParameters.reduce(0) { $0 + $1.count } }
+
+    /// Each tied copy with the parameter it is (arena slices of equal length).
+    public var tiedParameters: [(source: Range<Int>, copy: Range<Int>)] {
+        parameterInfo.compactMap { info in
+            info.tiedTo.map { j in
+                let s = parameterInfo[j]
+                return (s.offset..<(s.offset + s.count), info.offset..<(info.offset + info.count))
+            }
+        }
+    }
+
+    /// Copies every tied parameter's source into its copy, after anything
+    /// that writes parameters from outside training (initialisation, a
+    /// loaded file, set_params): the trainer keeps them equal from then on.
+    public func syncTiedParameters() {
+        guard let p = parameters else { return }
+        for t in tiedParameters { (p.data + t.copy.lowerBound).update(from: p.data + t.source.lowerBound, count: t.copy.count) }
+    }
 
     /// Every layer, depth-first, containers included.
     public var allLayers: [Layer] {
@@ -90,6 +119,13 @@ public final class Model {
     /// Appends a layer to the innermost open residual block, or to the model.
     public func add(_ layer: Layer) throws {
         guard !isBuilt else { throw ParmlError.state("the model is already initialised; layers cannot be added") }
+        for spec in layer.parameterSpecs {
+            if let tie = spec.tie, Model.tieSource(tie, shape: spec.shape, among: allLayers) == nil {
+                throw ParmlError.invalidArgument(
+                    "\(layer.kind): its \(spec.name) \(spec.shape) is tied to the \(tie.parameter) of a \(tie.kind) layer of that shape, "
+                        + "and the model has none before it; add the \(tie.kind) first")
+            }
+        }
         (openBlocks.last ?? root).append(layer)
         forgetValidatedShapes()
     }
@@ -160,14 +196,26 @@ public final class Model {
         var offset = 0
         let layers = allLayers
         let paths = Model.paths(root)
+        // Where each layer's first parameter sits in `infos`: ties point there.
+        var firstInfo: [ObjectIdentifier: Int] = [:]
         for (index, layer) in layers.enumerated() {
             if let d = layer as? RandomizedLayer { d.layerID = d.pinnedLayerID ?? index }
+            firstInfo[ObjectIdentifier(layer)] = infos.count
             for spec in layer.parameterSpecs {
                 let n = spec.shape.count
+                var tiedTo: Int?
+                if let tie = spec.tie {
+                    guard let (source, k) = Model.tieSource(tie, shape: spec.shape, among: Array(layers[..<index])),
+                        let first = firstInfo[ObjectIdentifier(source)]
+                    else {
+                        throw ParmlError.invalidArgument("\(layer.kind): no \(tie.kind) layer before it to tie its \(spec.name) to")
+                    }
+                    tiedTo = first + k
+                }
                 infos.append(
                     ParameterInfo(
                         name: "\(paths[index]).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer,
-                        decays: spec.decays))
+                        decays: spec.decays, tiedTo: tiedTo))
                 let (sum, overflow) = offset.addingReportingOverflow(n)
                 guard !overflow else { throw ParmlError.invalidArgument("the model has too many parameters") }
                 offset = sum
@@ -199,6 +247,16 @@ public final class Model {
         gradients = grads
     }
 
+    /// The layer a tie names, and the index of the parameter among its specs.
+    static func tieSource(_ tie: ParameterTie, shape: Shape, among layers: [Layer]) -> (Layer, Int)? {
+        for l in layers where l.kind == tie.kind {
+            if let k = l.parameterSpecs.firstIndex(where: { $0.name == tie.parameter && $0.shape == shape && $0.tie == nil }) {
+                return (l, k)
+            }
+        }
+        return nil
+    }
+
     /// The dotted path of every layer in `allLayers` order: its index among
     /// its siblings at each level ("3", "3.0"). A residual block's body is
     /// the block's own list, so it adds no level of its own.
@@ -223,8 +281,12 @@ public final class Model {
     /// listing the names there are.
     public func parameter(named name: String) throws -> ParameterInfo {
         guard isBuilt else { throw ParmlError.state("the model is not initialised") }
-        if let info = parameterInfo.first(where: { $0.name == name }) { return info }
-        let names = parameterInfo.map(\.name)
+        let named = namedParameters
+        if let info = named.first(where: { $0.name == name }) { return info }
+        if let copy = parameterInfo.first(where: { $0.name == name }), let j = copy.tiedTo {
+            throw ParmlError.invalidArgument("parameter '\(name)' is tied to '\(parameterInfo[j].name)': read and write that one")
+        }
+        let names = named.map(\.name)
         let shown = names.prefix(12).joined(separator: ", ") + (names.count > 12 ? ", ..." : "")
         throw ParmlError.invalidArgument("the model has no parameter named '\(name)' (its \(names.count): \(shown))")
     }
@@ -251,6 +313,7 @@ public final class Model {
         let info = try parameter(named: name, count: count)
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         (p.data + info.offset).update(from: src, count: info.count)
+        syncTiedParameters()
         parameterVersion += 1
     }
 
@@ -273,6 +336,7 @@ public final class Model {
                 rng.fillNormal(p, count: info.count, stream: RandomStream.parameter(j), std: std)
             }
         }
+        syncTiedParameters()
         gradients?.fill(0)
         self.seed = seed
         parameterVersion += 1
@@ -286,6 +350,7 @@ public final class Model {
         try build()
         guard let values = parameters else { throw ParmlError.internal("no parameter arena") }
         try fill(values.data, parameterInfo)
+        syncTiedParameters()
         gradients?.fill(0)
         self.seed = seed
         parameterVersion += 1
@@ -344,15 +409,39 @@ public final class Model {
         _ = try root.backward(dy, ctx, needInputGradient: false, accumulate: accumulate)
     }
 
-    /// Copies the flat parameters out (count must equal parameterCount).
+    /// Copies the whole arena out (count must equal parameterCount).
     public func copyParameters(to out: UnsafeMutablePointer<Float>) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         out.update(from: p.data, count: p.count)
     }
 
+    /// Overwrites the whole arena (tied copies included: they must equal their sources).
     public func setParameters(from src: UnsafePointer<Float>) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         p.data.update(from: src, count: p.count)
+        parameterVersion += 1
+    }
+
+    /// Copies the named parameters out, one after another in arena order
+    /// (count must equal namedParameterCount): the host's flat view.
+    public func copyNamedParameters(to out: UnsafeMutablePointer<Float>) throws {
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        var k = 0
+        for info in namedParameters {
+            (out + k).update(from: p.data + info.offset, count: info.count)
+            k += info.count
+        }
+    }
+
+    /// Overwrites the named parameters from the layout `copyNamedParameters` writes.
+    public func setNamedParameters(from src: UnsafePointer<Float>) throws {
+        guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        var k = 0
+        for info in namedParameters {
+            (p.data + info.offset).update(from: src + k, count: info.count)
+            k += info.count
+        }
+        syncTiedParameters()
         parameterVersion += 1
     }
 
@@ -361,12 +450,14 @@ public final class Model {
     public func updateParameters(_ body: (UnsafeMutablePointer<Float>, [ParameterInfo]) throws -> Void) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         try body(p.data, parameterInfo)
+        syncTiedParameters()
         parameterVersion += 1
     }
 
-    /// Scalar parameters the layers declare (known before build).
+    /// Scalar parameters the layers declare (known before build), each
+    /// tied matrix once.
     public var declaredParameterCount: Int {
-        allLayers.reduce(0) { $0 + $1.parameterSpecs.reduce(0) { $0 + $1.shape.count } }
+        allLayers.reduce(0) { $0 + $1.parameterSpecs.reduce(0) { $0 + ($1.tie == nil ? $1.shape.count : 0) } }
     }
 
     /// One line per layer: kind, attributes, parameter shapes and counts, nesting indented.
@@ -378,8 +469,9 @@ public final class Model {
             let attributes = l.attributes.text
             if !attributes.isEmpty { line += " " + attributes }
             if !specs.isEmpty {
-                let n = specs.reduce(0) { $0 + $1.shape.count }
-                line += " " + specs.map { "\($0.name)\($0.shape)" }.joined(separator: " ") + " params=\(n)"
+                let n = specs.reduce(0) { $0 + ($1.tie == nil ? $1.shape.count : 0) }
+                line += " " + specs.map { "\($0.name)\($0.shape)" + ($0.tie.map { " (tied to the \($0.kind)'s \($0.parameter))" } ?? "") }
+                    .joined(separator: " ") + " params=\(n)"
             }
             lines.append(line)
             if let b = l as? BlockLayer { for c in b.body.layers { visit(c, depth: depth + 1) } }

@@ -117,8 +117,8 @@ public struct FileReport {
                 out.append(String(repeating: "  ", count: l.depth + 1) + l.text + (l.parameters > 0 ? "  (\(l.parameters) parameters)" : ""))
             }
             out.append("parameter tensors:")
-            for info in model.parameterInfo { out.append("  \(info.name) \(info.shape.dims)") }
-            out.append("total parameters: \(model.parameterCount)")
+            for info in model.namedParameters { out.append("  \(info.name) \(info.shape.dims)") }
+            out.append("total parameters: \(model.namedParameterCount)")
         }
         return out.joined(separator: "\n")
     }
@@ -147,11 +147,11 @@ public struct FileReport {
                 "{\"depth\": \($0.depth), \"layer\": \(quoted($0.text)), \"parameters\": \($0.parameters)}"
             }
             fields.append("\"layers\": [" + layers.joined(separator: ", ") + "]")
-            let tensors = model.parameterInfo.map {
+            let tensors = model.namedParameters.map {
                 "{\"name\": \(quoted($0.name)), \"shape\": [\($0.shape.dims.map(String.init).joined(separator: ", "))]}"
             }
             fields.append("\"parameter_tensors\": [" + tensors.joined(separator: ", ") + "]")
-            fields.append("\"parameters\": \(model.parameterCount)")
+            fields.append("\"parameters\": \(model.namedParameterCount)")
         }
         return "{" + fields.joined(separator: ", ") + "}"
     }

@@ -20,24 +20,31 @@ enum ModelCodec {
         message.pointee.init_seed = seed
         let flat = layerDescriptions(of: model)
         let list = try arena.allocate(UnsafeMutablePointer<Parml__Layer>?.self, count: flat.count)
-        // Parameter tensors are in parameterInfo in the same depth-first order.
+        // Parameter tensors are in parameterInfo in the same depth-first
+        // order; a tied copy is not written (loading fills it from its source).
         var next = 0
         for (i, entry) in flat.enumerated() {
             let m = try arena.allocate(Parml__Layer.self, count: 1)
             try describe(entry.layer, depth: entry.depth, into: m, arena: arena)
             let specs = entry.layer.parameterSpecs
-            if !specs.isEmpty {
-                let tensors = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: specs.count)
-                for k in specs.indices {
+            let stored = specs.filter { $0.tie == nil }.count
+            if stored > 0 {
+                let tensors = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: stored)
+                var k = 0
+                for _ in specs.indices {
                     let info = model.parameterInfo[next]
                     next += 1
+                    guard info.tiedTo == nil else { continue }
                     let t = try arena.allocate(Parml__Tensor.self, count: 1)
                     let view = Tensor(view: values.data + info.offset, shape: info.shape, owner: values)
                     try TensorCodec.fill(t, from: view, name: info.name, arena: arena)
                     tensors[k] = t
+                    k += 1
                 }
-                m.pointee.n_parameters = specs.count
+                m.pointee.n_parameters = stored
                 m.pointee.parameters = tensors
+            } else {
+                next += specs.count
             }
             list[i] = m
         }
@@ -127,8 +134,10 @@ enum ModelCodec {
         return model
     }
 
-    /// Copies checked parameter messages into an arena laid out as `infos`.
-    static func copy(_ tensors: [Parml__Tensor], into arena: UnsafeMutablePointer<Float>, _ infos: [ParameterInfo]) throws {
+    /// Copies checked parameter messages into an arena laid out as `infos`
+    /// (tied copies are skipped: the model fills them from their sources).
+    static func copy(_ tensors: [Parml__Tensor], into arena: UnsafeMutablePointer<Float>, _ all: [ParameterInfo]) throws {
+        let infos = all.filter { $0.tiedTo == nil }
         guard infos.count == tensors.count else {
             throw ParmlError.internal("model has \(infos.count) parameter tensors, the file \(tensors.count)")
         }
@@ -155,7 +164,7 @@ enum ModelCodec {
             guard depth <= open else {
                 throw ParmlError.format("layer \(i) has depth \(depth) but only \(open) residual block(s) are open before it")
             }
-            var specs: [ParameterSpec] = []
+            var specs: [ParameterSpec] = []  // the ones the file stores (not tied copies)
             let (name, attributes) = m.format_version == 1 ? try LegacyLayerRecord.kind(of: rec, index: i) : try kind(of: rec, index: i)
             do {
                 while open > depth {
@@ -171,7 +180,7 @@ enum ModelCodec {
                     open += 1
                 } else {
                     let l = try LayerKinds.kind(named: name).make(attributes)
-                    specs = l.parameterSpecs
+                    specs = l.parameterSpecs.filter { $0.tie == nil }
                     try model.add(l)
                 }
             } catch let e as ParmlError where e.kind != "format" {

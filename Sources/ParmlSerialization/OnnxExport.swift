@@ -18,7 +18,7 @@ public enum OnnxExport {
         let outputShape = try model.outputShape(for: inputShape)
         let arena = PackArena()
         let g = OnnxGraph(arena: arena)
-        let emitter = Emitter(graph: g, values: values, infos: model.parameterInfo[...])
+        let emitter = Emitter(graph: g, values: values, infos: model.parameterInfo[...], all: model.parameterInfo)
         let last = try emitter.layers(model.root.layers, input: "input", shape: inputShape)
         guard emitter.infos.isEmpty else { throw ParmlError.internal("\(emitter.infos.count) parameter tensors were not exported") }
         try g.node("Identity", [last], output: "output")
@@ -63,11 +63,16 @@ public enum OnnxExport {
         private var frames: [[ParameterInfo]] = []
         /// Transposed weights, kept alive until packing.
         private var transposed: [Tensor] = []
+        /// Every parameter, so that a tied copy resolves to its source.
+        private let all: [ParameterInfo]
+        /// Initializers already in the graph (a tied matrix is used twice).
+        private var emitted: Set<String> = []
 
-        init(graph: OnnxGraph, values: Tensor, infos: ArraySlice<ParameterInfo>) {
+        init(graph: OnnxGraph, values: Tensor, infos: ArraySlice<ParameterInfo>, all: [ParameterInfo]) {
             self.graph = graph
             self.values = values
             self.infos = infos
+            self.all = all
         }
 
         func layers(_ layers: [Layer], input: String, shape: Shape) throws -> String {
@@ -77,7 +82,7 @@ public enum OnnxExport {
                 let next = try layer.outputShape(for: s)
                 let n = layer.parameterSpecs.count
                 guard infos.count >= n else { throw ParmlError.internal("the model has fewer parameter tensors than its layers") }
-                frames.append(Array(infos.prefix(n)))
+                frames.append(infos.prefix(n).map { info in info.tiedTo.map { all[$0] } ?? info })
                 infos = infos.dropFirst(n)
                 defer { frames.removeLast() }
                 x = try layer.lowerToOnnx(self, input: x, shape: s)
@@ -103,6 +108,7 @@ public enum OnnxExport {
             }
             let info = frame[index]
             guard wantTransposed else {
+                guard emitted.insert(info.name).inserted else { return info.name }
                 return try graph.initializer(info.name, dims: info.shape.dims, data: values.data + info.offset, count: info.count)
             }
             guard info.shape.rank == 2 else { throw ParmlError.internal("only a matrix can be exported transposed") }

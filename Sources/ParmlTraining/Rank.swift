@@ -8,6 +8,7 @@ import ParmlTensor
 //   PipelineExecution.swift   forward and backward per micro-batch (the stage schedule)
 //   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
+//   TiedGradients.swift       tied parameters (a tied classifier): their two gradients summed
 //   GradientNorm.swift        the global gradient norm for clipping (tp > 1: each rank's share)
 //   NonFinite.swift           the skip check before the update and where a value went bad
 //   HostModelAssembly.swift   after the update: the host's model made whole (MPI, tp)
@@ -106,6 +107,8 @@ final class RankContext {
     /// tp > 1: the arena ranges whose squares this rank adds to the global
     /// gradient norm (each parameter counted once across the mesh).
     var normRanges: [Range<Int>] = []
+    /// The model's tied parameters, or nil when it has none.
+    let tied: TiedGradients?
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
@@ -141,6 +144,7 @@ final class RankContext {
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
         stats = try Tensor(shape: Shape(3))
+        tied = model.tiedParameters.isEmpty ? nil : try TiedGradients(model: model)
         if let offset = tensorParallel?.rewrite.classifierOffset, c.stage == layout.mesh.pp - 1, let tensor = comms?.tensor {
             shardedLoss = ShardedCrossEntropy(classOffset: offset, comm: tensor)
         } else {
@@ -216,6 +220,7 @@ final class RankContext {
             if work.backwardPieces == 0 { (grads.data + stageRange.lowerBound).update(repeating: 0, count: stageRange.count) }
             try reduceGradients(bucketFloats: settings.bucketFloats)
         }
+        try sumTiedGradients(grads.data)
         trace.record(.gradientReduction, step: step.index, since: t)
 
         // 3. The global gradient norm, when clipping needs it. Every rank
@@ -253,10 +258,12 @@ final class RankContext {
         }
 
         // 5. Clip and update this rank's owned range.
+        var clipFactor: Float = 1
         if settings.clipNorm > 0 {
-            let f = GradientClipping.factor(norm: gradientNorm, maxNorm: settings.clipNorm)
-            if f != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: f, count: ownedRange.count) }
+            clipFactor = GradientClipping.factor(norm: gradientNorm, maxNorm: settings.clipNorm)
+            if clipFactor != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: clipFactor, count: ownedRange.count) }
         }
+        fillTiedCopies(grads.data, clipFactor: clipFactor)
         t = trace.now()
         optimizer.update(params: params.data, grads: grads.data, lr: step.learningRate, t: step.index + 1)
         trace.record(.optimizer, step: step.index, since: t)

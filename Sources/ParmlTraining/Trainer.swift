@@ -130,9 +130,10 @@ public final class Trainer {
         // gradient between backward and update: one rank, no deterministic
         // chunking, no clipping (which reads the gradient's norm). The
         // non-finite check then looks at the loss before backward touches
-        // the momentum (PipelineExecution.backward).
+        // the momentum (PipelineExecution.backward). Tied parameters need
+        // their two raw gradients to sum them (TiedGradients.swift).
         let fold = size == 1 && strategy.backend == .threads && !strategy.deterministic
-            && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0
+            && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0 && model.tiedParameters.isEmpty
         var ranks: [RankContext] = []
         var layout: RankLayout
         var world: ThreadsWorld?

@@ -62,7 +62,8 @@ def gpt(vocab, a):
     layers = [parml.Embedding(vocab, a.n_embd, init_std=0.02), parml.PositionEmbedding(a.block_size, a.n_embd, init_std=0.02)]
     for _ in range(a.n_layer):
         layers += block(a.n_embd, a.n_head, a.dropout)
-    layers += [parml.LayerNorm(a.n_embd), parml.Linear(a.n_embd, vocab, bias=False)]
+    # The head is the token embedding's matrix, as nanoGPT ties lm_head to wte.
+    layers += [parml.LayerNorm(a.n_embd), parml.TiedClassifier(vocab, a.n_embd)]
     return parml.Sequential(layers, seed=a.seed)
 
 

@@ -392,6 +392,13 @@ static void test_layers_by_kind_name(void) {
         if (strcmp(name, "layer_norm") == 0) norm = (int)i;
         if (strcmp(name, "embedding") == 0) CHECK(input == PARML_LAYER_INPUT_TOKEN_IDS, "embedding reads token ids");
         if (strcmp(name, "linear") == 0) CHECK(input == PARML_LAYER_INPUT_VALUES, "linear reads values");
+        const char *requires = "unset";
+        OK(parml_layer_kind_requires(i, &requires));
+        if (strcmp(name, "tied_classifier") == 0) {
+            CHECK(requires && strcmp(requires, "embedding") == 0, "tied_classifier requires an embedding (%s)", requires ? requires : "NULL");
+        } else {
+            CHECK(requires == NULL, "%s requires no other kind (%s)", name, requires ? requires : "NULL");
+        }
     }
     CHECK(found == 8, "the query lists the eight kinds of 0.2 (found %d of %lld)", found, (long long)count);
     if (linear >= 0) {

@@ -620,6 +620,9 @@ static void cases_model_building(void) {
             parml_layer_kind_attribute(0, 99, &name, &type, NULL, NULL, NULL), name == NULL);
         BAD("parml_layer_kind_attribute", "attribute -1 of kind 0", PARML_ERR_INVALID_ARGUMENT,
             parml_layer_kind_attribute(0, -1, &name, &type, NULL, NULL, NULL), name == NULL);
+        BAD("parml_layer_kind_requires", "index = count", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_requires(count, &name),
+            name == NULL);
+        BAD("parml_layer_kind_requires", "NULL kind_out", PARML_ERR_INVALID_ARGUMENT, parml_layer_kind_requires(0, NULL), 1);
     }
 
     BAD("parml_model_add_layer_norm", "features 0", PARML_ERR_INVALID_ARGUMENT,

@@ -23,7 +23,8 @@
 #      a Python host running fit under mpirun; checkpoints saved under MPI
 #      resume on the threads backend as the uninterrupted run; local batches
 #      (each process passes its replica's rows) train to the same bits, and
-#      wrong rows fail on every process.
+#      wrong rows fail on every process; and a GPT with a tied classifier
+#      (tests/mpi/py_gpt.py) in dp, pp, tp and dp x pp equals threads.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -314,6 +315,16 @@ for np in 2 4; do
         pass "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit"
     else
         fail "Python host: fit under mpirun -np $np" "$WORK/pytrain.txt"
+    fi
+done
+
+for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4"; do
+    set -- $case
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
+        python3 "$HERE/py_gpt.py" "$1" > "$WORK/pygpt.txt" 2>&1 && [ "$(count ': ok' "$WORK/pygpt.txt")" -eq "$2" ]; then
+        pass "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
+    else
+        fail "GPT with a tied classifier, $1 under mpirun -np $2" "$WORK/pygpt.txt"
     fi
 done
 

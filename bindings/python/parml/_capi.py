@@ -555,6 +555,13 @@ def parml_layer_kind_info(
     ...
 
 
+# PARML_API parml_status parml_layer_kind_requires(int64_t index, char const ** kind_out);
+@ctypes_function("parml_layer_kind_requires", [c_int64, POINTER(c_char_p)], parml_status)
+def parml_layer_kind_requires(index: int, kind_out: Any, /) -> int:
+    """The kind of an earlier layer kind `index` needs in its model (static string), or NULL."""
+    ...
+
+
 # PARML_API parml_status parml_layer_kind_attribute(int64_t index, int64_t attribute, char const ** name_out, int32_t * type_out, char const ** default_out, char const ** rule_out, char const ** doc_out);
 @ctypes_function(
     "parml_layer_kind_attribute",

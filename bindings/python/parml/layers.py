@@ -54,6 +54,7 @@ class KindInfo:
     doc: str
     attributes: tuple[AttributeInfo, ...]
     takes_token_ids: bool  # its input is token ids (embedding), not values
+    requires: str | None = None  # the kind of an earlier layer it needs (tied_classifier: "embedding")
 
 
 class _Required:
@@ -100,6 +101,8 @@ def kinds() -> tuple[KindInfo, ...]:
                 i, ctypes.byref(name), ctypes.byref(class_name), ctypes.byref(doc), ctypes.byref(n), ctypes.byref(takes)
             )
         )
+        requires = ctypes.c_char_p()
+        check(_capi.parml_layer_kind_requires(i, ctypes.byref(requires)))
         attrs = []
         for j in range(n.value):
             a_name, a_default, a_rule, a_doc = (ctypes.c_char_p() for _ in range(4))
@@ -126,6 +129,7 @@ def kinds() -> tuple[KindInfo, ...]:
                 doc=(doc.value or b"").decode(),
                 attributes=tuple(attrs),
                 takes_token_ids=takes.value == _capi.PARML_LAYER_INPUT_TOKEN_IDS,
+                requires=requires.value.decode() if requires.value is not None else None,
             )
         )
     return tuple(out)

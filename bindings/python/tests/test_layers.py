@@ -82,7 +82,7 @@ def _sample(kind):
         if a.default is parml.layers.REQUIRED:
             args[a.name] = 4 if a.type == _capi.PARML_ATTR_INT else 0.25
     layer = getattr(parml, kind.class_name)(**args)
-    if kind.takes_token_ids:
+    if kind.takes_token_ids or kind.requires:
         x = (np.arange(12).reshape(1, 3, 4) % 4).astype(np.float32)
     else:
         x = np.random.default_rng(0).uniform(-2, 2, size=(1, 3, 4)).astype(np.float32)
@@ -93,7 +93,9 @@ def _sample(kind):
 def test_every_kind_exports_what_onnxruntime_computes(kind, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     layer, x = _sample(kind)
-    model = parml.Sequential([layer], seed=2)
+    # A kind that needs an earlier one (a tied classifier) follows it.
+    before = [_sample(next(k for k in parml.layers.kinds() if k.name == kind.requires))[0]] if kind.requires else []
+    model = parml.Sequential(before + [layer], seed=2)
     model.export_onnx(tmp_path / "m.onnx", input_shape=x.shape)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     (out,) = session.run(["output"], {"input": x})

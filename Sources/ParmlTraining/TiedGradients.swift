@@ -1,0 +1,101 @@
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+// Tied parameters (a classifier tied to the token embedding) have two arena
+// slots, the source and a copy, as Megatron-LM keeps the word embedding on
+// the first and the last pipeline stage. Every layout uses one definition,
+// so they all give serial training's bits:
+//   1. after the gradient reduction, g = (g_source + 0) + (g_copy + 0),
+//      element by element (adding +0 makes a −0 the +0 a sum over ranks
+//      gives);
+//   2. the source slot holds g and the copy slot holds 0 while the norm is
+//      taken, so the matrix counts once in clipping, as in PyTorch;
+//   3. after clipping the copy slot gets the source's clipped g, so the
+//      optimizer moves both slots alike and their values stay equal.
+// When one rank holds both whole slots (one stage, no ZeRO shards), all of
+// this is local. Otherwise the slots' owned parts meet in one all-reduce
+// over the world, where each element comes from exactly one rank (tp rank
+// 0, and data rank 0 unless ZeRO shards the stage), so the sum is exact.
+
+/// A rank's buffers for the tied slots: the pairs, and each pair's summed
+/// gradient kept for the copy's owned part until the clip factor is known.
+final class TiedGradients {
+    let pairs: [(source: Range<Int>, copy: Range<Int>)]
+    /// 2n floats per pair: the source's then the copy's gradient (collective mode).
+    let exchange: Tensor
+    /// n floats per pair: g for the copy's owned part.
+    let sums: Tensor
+
+    init(model: Model) throws {
+        pairs = model.tiedParameters
+        let n = pairs.reduce(0) { $0 + $1.source.count }
+        exchange = try Tensor(shape: Shape(2 * n))
+        sums = try Tensor(shape: Shape(n))
+    }
+}
+
+extension RankContext {
+    /// Whether this rank holds both slots of every pair whole after the reduction.
+    private var tiesAreLocal: Bool {
+        comms == nil || (layout.mesh.pp == 1 && !(layout.zeroStage >= 1 && layout.mesh.dp > 1))
+    }
+
+    /// Step 1 and 2 above, on this rank's owned range.
+    func sumTiedGradients(_ grads: UnsafeMutablePointer<Float>) throws {
+        guard let tied, !tied.pairs.isEmpty else { return }
+        let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
+        let contributes = coordinate.tensor == 0 && (sharded || coordinate.data == 0)
+        let x = tied.exchange.data
+        if tiesAreLocal {
+            var base = 0
+            for p in tied.pairs {
+                (x + base).update(from: grads + p.source.lowerBound, count: p.source.count)
+                (x + base + p.source.count).update(from: grads + p.copy.lowerBound, count: p.copy.count)
+                base += 2 * p.source.count
+            }
+        } else {
+            guard let comms else { throw ParmlError.internal("tied gradients across ranks need a communicator") }
+            tied.exchange.fill(0)
+            var base = 0
+            for p in tied.pairs {
+                if contributes {
+                    copyOwned(p.source, from: grads, to: x + base)
+                    copyOwned(p.copy, from: grads, to: x + base + p.source.count)
+                }
+                base += 2 * p.source.count
+            }
+            try comms.world.allReduce(x, count: tied.exchange.count, op: .sum)
+        }
+        var base = 0, sumBase = 0
+        for p in tied.pairs {
+            let n = p.source.count
+            let s = tied.sums.data + sumBase
+            for i in 0..<n { s[i] = (x[base + i] + 0) + (x[base + n + i] + 0) }
+            for i in 0..<n where ownedRange.contains(p.source.lowerBound + i) { grads[p.source.lowerBound + i] = s[i] }
+            for i in 0..<n where ownedRange.contains(p.copy.lowerBound + i) { grads[p.copy.lowerBound + i] = 0 }
+            base += 2 * n
+            sumBase += n
+        }
+    }
+
+    /// Step 3: the copy's owned part gets the summed gradient, clipped by `factor` as the source was.
+    func fillTiedCopies(_ grads: UnsafeMutablePointer<Float>, clipFactor factor: Float) {
+        guard let tied else { return }
+        var sumBase = 0
+        for p in tied.pairs {
+            let lo = max(p.copy.lowerBound, ownedRange.lowerBound), hi = min(p.copy.upperBound, ownedRange.upperBound)
+            if lo < hi {
+                (grads + lo).update(from: tied.sums.data + sumBase + (lo - p.copy.lowerBound), count: hi - lo)
+                if factor != 1 { Kernels.scale(grads + lo, by: factor, count: hi - lo) }
+            }
+            sumBase += p.source.count
+        }
+    }
+
+    /// The owned part of `slot` into `out` (indexed from the slot's start).
+    private func copyOwned(_ slot: Range<Int>, from grads: UnsafePointer<Float>, to out: UnsafeMutablePointer<Float>) {
+        let lo = max(slot.lowerBound, ownedRange.lowerBound), hi = min(slot.upperBound, ownedRange.upperBound)
+        if lo < hi { (out + (lo - slot.lowerBound)).update(from: grads + lo, count: hi - lo) }
+    }
+}

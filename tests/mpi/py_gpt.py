@@ -1,0 +1,54 @@
+"""A GPT trained under mpirun (issue 17 item 5): token and position
+embeddings, pre-LayerNorm blocks with causal attention (dropout on) and a
+classifier tied to the token embedding, in the layout named by argv[1].
+Each process trains with backend="mpi", then alone with the threads backend
+and the same layout; the parameters must be equal bit for bit, and for the
+layouts without tp they must also equal serial training's.
+Prints "rank R: ok ..." or raises. (tests/mpi/run_mpi_tests.sh)"""
+import os
+import sys
+
+import numpy as np
+
+import parml
+
+LAYOUTS = {
+    "dp2": dict(dp=2, zero=1),
+    "pp2": dict(pp=2, micro_batches=2),
+    "tp2": dict(tp=2),
+    "dp2pp2": dict(dp=2, pp=2, micro_batches=2, zero=1),
+}
+name = sys.argv[1]
+layout = LAYOUTS[name]
+vocab, t, c = 17, 8, 16
+
+
+def train(**strategy) -> np.ndarray:
+    layers = [parml.Embedding(vocab, c, init_std=0.02), parml.PositionEmbedding(t, c, init_std=0.02)]
+    for _ in range(2):
+        layers += [
+            parml.Residual([parml.LayerNorm(c), parml.CausalSelfAttention(c, 4, dropout=0.1), parml.Dropout(0.1)]),
+            parml.Residual([parml.LayerNorm(c), parml.Linear(c, 4 * c), parml.GELU(), parml.Linear(4 * c, c), parml.Dropout(0.1)]),
+        ]
+    layers += [parml.LayerNorm(c), parml.TiedClassifier(vocab, c)]
+    model = parml.Sequential(layers, seed=5)
+    rng = np.random.default_rng(8)
+    opt = parml.AdamW(3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_grad_norm=1.0, decay_by_kind=True)
+    s = parml.Strategy(deterministic=True, seed=3, blas_threads=1, **strategy)
+    with model, parml.Trainer(model, optimizer=opt, strategy=s) as trainer:
+        for _ in range(4):
+            ids = rng.integers(0, vocab, size=(8, t + 1)).astype(np.int32)
+            trainer.step(ids[:, :-1], ids[:, 1:])
+        return model.parameters.copy()
+
+
+mpi = train(backend="mpi", **layout)
+threads = train(backend="threads", **layout)
+assert np.array_equal(mpi.view(np.uint32), threads.view(np.uint32)), np.abs(mpi - threads).max()
+if "tp" not in layout:
+    serial = train()
+    assert np.array_equal(mpi.view(np.uint32), serial.view(np.uint32)), np.abs(mpi - serial).max()
+rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+print(f"rank {rank}: ok (GPT, {name}, MPI equals threads bit for bit)")
+sys.stdout.flush()
+parml._capi.parml_mpi_finalize()
