@@ -25,21 +25,26 @@ static parml_tensor ids_tensor(int dtype, const void *data, int64_t n) {
     return t;
 }
 
-/* The status of create_tokens on `ids`, checking that *out stays untouched on failure. */
-static parml_status create_status(parml_tensor ids, int64_t block, const parml_token_params *p) {
-    parml_dataset sentinel = (parml_dataset)(uintptr_t)0x5150, d = sentinel;
-    parml_status st = parml_dataset_create_tokens(ids, block, p, &d);
+/* What *out holds before a call that must leave it untouched on failure. */
+#define SENTINEL ((parml_dataset)(uintptr_t)0x5150)
+
+/* Frees a dataset a call made, or checks that a failed call left *out untouched. */
+static parml_status settle(parml_status st, parml_dataset d) {
     if (st == PARML_OK) parml_dataset_free(d);
-    else CHECK(d == sentinel, "*out changed on failure (status %d)", (int)st);
+    else CHECK(d == SENTINEL, "*out changed on failure (status %d)", (int)st);
     return st;
 }
 
+static parml_status create_status(parml_tensor ids, int64_t block, const parml_token_params *p) {
+    parml_dataset d = SENTINEL;
+    parml_status st = parml_dataset_create_tokens(ids, block, p, &d);
+    return settle(st, d);
+}
+
 static parml_status load_status(const char *path, int32_t type, int64_t block) {
-    parml_dataset sentinel = (parml_dataset)(uintptr_t)0x5150, d = sentinel;
+    parml_dataset d = SENTINEL;
     parml_status st = parml_dataset_load_tokens(path, type, block, NULL, &d);
-    if (st == PARML_OK) parml_dataset_free(d);
-    else CHECK(d == sentinel, "*out changed on failure (status %d)", (int)st);
-    return st;
+    return settle(st, d);
 }
 
 static void test_bad_input(void) {
