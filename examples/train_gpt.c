@@ -13,7 +13,8 @@
  * 12. AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices only
  * (decay_by_kind), 100 warm-up iterations and cosine decay to 1e-4 at
  * 2,000, gradient clip 1.0. Batches are random windows of the first 90 % of
- * the text; validation windows come from the last 10 %.
+ * the text, drawn by the library (a token dataset: parml_dataset_create_tokens);
+ * validation windows come from the last 10 %.
  * Build: cc ... train_gpt.c -lparml
  */
 #define _POSIX_C_SOURCE 200809L
@@ -21,7 +22,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #define CHECK(call)                                                                \
@@ -35,22 +35,20 @@
 
 enum { N_LAYER = 4, N_HEAD = 4, N_EMBD = 128, BLOCK = 64, BATCH = 12, EVAL_BATCHES = 20 };
 
-/* splitmix64: a small seeded generator for the window offsets. */
-static uint64_t rng_state = 1337;
-static uint64_t next_random(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-/* BATCH random windows of `data` (n tokens): inputs x and next-token targets y. */
-static void get_batch(const int64_t *data, size_t n, int64_t *x, int64_t *y) {
-    for (int b = 0; b < BATCH; b++) {
-        size_t start = (size_t)(next_random() % (n - BLOCK));
-        memcpy(x + b * BLOCK, data + start, BLOCK * sizeof *x);
-        memcpy(y + b * BLOCK, data + start + 1, BLOCK * sizeof *y);
-    }
+/* `windows` random windows of BLOCK tokens per epoch over ids[0 .. n), drawn
+ * by the library from `seed`: inputs ids[s .. s+BLOCK), targets one further,
+ * as nanoGPT's get_batch cuts them. */
+static parml_dataset token_windows(const int32_t *ids, int64_t n, uint64_t seed, int64_t windows) {
+    parml_tensor t = NULL;
+    CHECK(parml_tensor_create_typed(PARML_DTYPE_INT32, &n, 1, ids, &t));
+    parml_token_params p;
+    CHECK(parml_token_params_init(&p));
+    p.seed = seed;
+    p.windows_per_epoch = windows;
+    parml_dataset d = NULL;
+    CHECK(parml_dataset_create_tokens(t, BLOCK, &p, &d));
+    parml_tensor_free(t); /* the dataset keeps its own copy of the ids */
+    return d;
 }
 
 static parml_attribute int_attr(const char *name, int64_t v) {
@@ -87,21 +85,10 @@ static parml_model build_gpt(int64_t vocab) {
     return m;
 }
 
-/* Mean loss over EVAL_BATCHES random windows of `data`. */
-static float estimate_loss(parml_trainer t, const int64_t *data, size_t n) {
-    static int64_t x[EVAL_BATCHES * BATCH * BLOCK], y[EVAL_BATCHES * BATCH * BLOCK];
-    for (int k = 0; k < EVAL_BATCHES; k++) get_batch(data, n, x + k * BATCH * BLOCK, y + k * BATCH * BLOCK);
-    int64_t dims[2] = {EVAL_BATCHES * BATCH, BLOCK};
-    parml_tensor xt = NULL, yt = NULL;
-    parml_dataset d = NULL;
-    CHECK(parml_tensor_create_typed(PARML_DTYPE_INT64, dims, 2, x, &xt));
-    CHECK(parml_tensor_create_typed(PARML_DTYPE_INT64, dims, 2, y, &yt));
-    CHECK(parml_dataset_create(xt, yt, &d));
+/* Mean loss over the windows of an evaluation dataset (the same windows at every call). */
+static float estimate_loss(parml_trainer t, parml_dataset d) {
     float loss = 0;
     CHECK(parml_trainer_evaluate(t, d, BATCH, &loss, NULL));
-    parml_dataset_free(d);
-    parml_tensor_free(xt);
-    parml_tensor_free(yt);
     return loss;
 }
 
@@ -141,10 +128,16 @@ int main(int argc, char **argv) {
     int vocab = 0;
     for (int c = 0; c < 256; c++)
         if (seen[c]) itos[vocab] = (char)c, stoi[c] = vocab++;
-    int64_t *data = malloc((size_t)size * sizeof *data);
+    int32_t *data = malloc((size_t)size * sizeof *data);
     for (long i = 0; i < size; i++) data[i] = stoi[text[i]];
-    size_t n_train = (size_t)(0.9 * (double)size), n_val = (size_t)size - n_train;
-    printf("%ld characters, vocabulary %d; train %zu, val %zu\n", size, vocab, n_train, n_val);
+    int64_t n_train = (int64_t)(0.9 * (double)size), n_val = (int64_t)size - n_train;
+    printf("%ld characters, vocabulary %d; train %lld, val %lld\n", size, vocab, (long long)n_train, (long long)n_val);
+    /* An epoch of `train` is one batch of fresh random windows, as nanoGPT
+     * draws one batch per iteration; each evaluation reads EVAL_BATCHES fixed
+     * batches of windows of each split. */
+    parml_dataset train = token_windows(data, n_train, 1337, BATCH);
+    parml_dataset train_eval = token_windows(data, n_train, 1, EVAL_BATCHES * BATCH);
+    parml_dataset val_eval = token_windows(data + n_train, n_val, 2, EVAL_BATCHES * BATCH);
 
     parml_model model = build_gpt(vocab);
     int64_t params = 0;
@@ -167,26 +160,18 @@ int main(int argc, char **argv) {
     parml_trainer trainer = NULL;
     CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, NULL, &trainer));
 
-    int64_t dims[2] = {BATCH, BLOCK};
-    parml_tensor xt = NULL, yt = NULL;
-    CHECK(parml_tensor_create_typed(PARML_DTYPE_INT64, dims, 2, NULL, &xt));
-    CHECK(parml_tensor_create_typed(PARML_DTYPE_INT64, dims, 2, NULL, &yt));
-    void *xb = NULL, *yb = NULL;
-    CHECK(parml_tensor_bytes(xt, &xb, NULL));
-    CHECK(parml_tensor_bytes(yt, &yb, NULL));
-
+    parml_fit_params fit;
+    CHECK(parml_fit_params_init(&fit));
+    fit.batch_size = BATCH;
     int eval_every = iters < 250 ? iters : 250;
     double t0 = now();
-    for (int it = 0; it <= iters; it++) {
-        if (it % eval_every == 0 || it == iters) {
-            float train = estimate_loss(trainer, data, n_train);
-            float val = estimate_loss(trainer, data + n_train, n_val);
-            printf("step %d: train loss %.4f, val loss %.4f (%.1f s)\n", it, train, val, now() - t0);
-            fflush(stdout);
-        }
+    for (int it = 0;; it += (int)fit.epochs) {
+        printf("step %d: train loss %.4f, val loss %.4f (%.1f s)\n", it, estimate_loss(trainer, train_eval),
+               estimate_loss(trainer, val_eval), now() - t0);
+        fflush(stdout);
         if (it == iters) break;
-        get_batch(data, n_train, xb, yb); /* straight into the tensors' storage */
-        CHECK(parml_trainer_step(trainer, xt, yt, NULL));
+        fit.epochs = iters - it < eval_every ? iters - it : eval_every; /* one iteration per epoch */
+        CHECK(parml_trainer_fit(trainer, train, &fit, NULL));
     }
     double seconds = now() - t0;
     printf("%d iterations in %.1f s (%.1f ms/iteration, evaluation included)\n", iters, seconds, 1000 * seconds / iters);
@@ -199,8 +184,9 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 300; i++) putchar(itos[sample[i]]);
     printf("\n---\n");
 
-    parml_tensor_free(xt);
-    parml_tensor_free(yt);
+    parml_dataset_free(train);
+    parml_dataset_free(train_eval);
+    parml_dataset_free(val_eval);
     parml_trainer_free(trainer);
     parml_model_free(model);
     free(data);

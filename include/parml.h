@@ -24,7 +24,8 @@
  *      parameter structs with defaults; change the fields you need;
  *   4. parml_trainer_create(model, PARML_LOSS_..., &opt, &strategy, &trainer);
  *   5. parml_trainer_step on tensors (parml_tensor_create), or
- *      parml_trainer_fit on a dataset (parml_dataset_load_idx / _create),
+ *      parml_trainer_fit on a dataset (parml_dataset_load_idx / _create, or
+ *      windows of token ids: parml_dataset_create_tokens / _load_tokens),
  *      then parml_trainer_evaluate and parml_model_predict;
  *   6. free every handle with its parml_X_free (NULL is a no-op).
  *
@@ -392,7 +393,8 @@ PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
 /* ------------------------------------------------------------------------ */
 /* Datasets                                                                 */
 /* Samples and labels for parml_trainer_fit and _evaluate: from tensors, or */
-/* from IDX files (the MNIST format, gzipped or plain).                     */
+/* from IDX files (the MNIST format, gzipped or plain); or training windows */
+/* cut from an array or file of token ids.                                  */
 /* ------------------------------------------------------------------------ */
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
@@ -415,20 +417,46 @@ PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor ta
 /// Since: 0.1.
 PARML_API parml_status parml_dataset_load_idx(char const * images_path, char const * labels_path, parml_dataset * out);
 
+/// A token dataset over a copy of `ids`, a 1-D tensor (N) of token ids
+/// (int32, int64, or float32 integers), each in 0..2^24, with windows of
+/// block_size T: sample j is inputs ids[s .. s+T) and targets
+/// ids[s+1 .. s+T], s chosen by params->mode (NULL params = the
+/// parml_token_params_init defaults). Windows are cut per batch, never
+/// stored: the dataset holds the N ids (4 bytes each). parml_trainer_fit
+/// and _evaluate take it as any dataset; evaluate reads epoch 0's windows,
+/// the same at every call. The tensor stays the caller's; the caller owns
+/// *out (parml_dataset_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, block_size outside
+/// 1...2^31-1, fewer than T+1 ids, an id that is negative, above 2^24 or
+/// not an integer, a bad params field), PARML_ERR_SHAPE (ids not 1-D),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_create_tokens(parml_tensor ids, int64_t block_size, parml_token_params const * params, parml_dataset * out);
+
+/// A token dataset read from a flat file of ids with no header, as
+/// nanoGPT's prepare.py writes train.bin: file_type PARML_TOKEN_FILE_UINT16
+/// (or _UINT8, _UINT32, _INT32; little-endian). Otherwise as
+/// parml_dataset_create_tokens. The caller owns *out.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, unknown
+/// file_type, block_size outside 1...2^31-1, fewer than T+1 ids, a bad
+/// params field), PARML_ERR_IO (cannot open or read, not a regular file),
+/// PARML_ERR_FORMAT (empty, a size that is not a whole number of ids, an
+/// id above 2^24 or negative), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_load_tokens(char const * path, int32_t file_type, int64_t block_size, parml_token_params const * params, parml_dataset * out);
+
 /// Releases a dataset. NULL is a no-op. Since: 0.1.
 PARML_API void parml_dataset_free(parml_dataset dataset);
 
-/// Number of samples in *count_out.
+/// Number of samples in *count_out (a token dataset: windows per epoch).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 PARML_API parml_status parml_dataset_size(parml_dataset dataset, int64_t * count_out);
 
-/// Number of classes (largest target + 1) in *classes_out, or 0 when the
-/// targets are not class indices.
+/// Number of classes (largest target + 1; a token dataset: largest id + 1)
+/// in *classes_out, or 0 when the targets are not class indices.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL classes_out). Since: 0.1.
 PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t * classes_out);
 
 /// The shape of the whole inputs tensor (N, ...), written as in
-/// parml_tensor_shape.
+/// parml_tensor_shape (a token dataset: (windows per epoch, T)).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, capacity below
 /// the rank). Since: 0.1.
 PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
@@ -454,6 +482,11 @@ PARML_API parml_status parml_strategy_params_init(parml_strategy_params * params
 /// validation, no callback) and sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
 PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
+
+/// Fills *params with token dataset defaults (random windows, seed 0,
+/// (N-1)/T windows per epoch) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_token_params_init(parml_token_params * params);
 
 /* ------------------------------------------------------------------------ */
 /* Trainers                                                                 */

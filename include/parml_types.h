@@ -50,7 +50,8 @@ typedef struct parml_tensor_s *parml_tensor;
 typedef struct parml_model_s *parml_model;
 /** A model + loss + optimizer + parallel strategy: what trains. */
 typedef struct parml_trainer_s *parml_trainer;
-/** Samples and labels in memory (from tensors or IDX files). */
+/** Samples and labels in memory (from tensors or IDX files), or training
+ *  windows cut from an array of token ids (parml_dataset_create_tokens). */
 typedef struct parml_dataset_s *parml_dataset;
 
 /* ------------------------------------------------------------------------ */
@@ -120,6 +121,16 @@ typedef int32_t parml_status;
 /* Pipeline schedules (parml_strategy_params.pipeline_schedule). */
 #define PARML_PIPELINE_GPIPE 1
 #define PARML_PIPELINE_1F1B  2
+
+/* How a token dataset picks its windows (parml_token_params.mode). */
+#define PARML_TOKENS_RANDOM     1 /* starts drawn from (seed, epoch, sample), as nanoGPT's get_batch */
+#define PARML_TOKENS_SEQUENTIAL 2 /* non-overlapping windows covering the ids once per epoch */
+
+/* Element types of a flat token file (parml_dataset_load_tokens): little-endian, no header. */
+#define PARML_TOKEN_FILE_UINT8  1 /* bytes (a text file read as byte ids) */
+#define PARML_TOKEN_FILE_UINT16 2 /* nanoGPT's train.bin / val.bin */
+#define PARML_TOKEN_FILE_UINT32 3
+#define PARML_TOKEN_FILE_INT32  4
 
 /* Communication backends (parml_strategy_params.backend). */
 #define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
@@ -262,5 +273,16 @@ typedef struct parml_fit_params {
     parml_progress_fn progress;/* NULL = no callback */
     void *user_data;           /* passed to progress */
 } parml_fit_params;
+
+/** Options of parml_dataset_create_tokens and _load_tokens. Sample j of
+ *  epoch e is the window at s: inputs ids[s .. s+T), targets ids[s+1 .. s+T]. */
+typedef struct parml_token_params {
+    size_t struct_size;        /* set by parml_token_params_init */
+    int32_t mode;              /* PARML_TOKENS_RANDOM (default) or _SEQUENTIAL */
+    uint64_t seed;             /* random mode: s of sample j in epoch e is drawn from (seed, e, j),
+                                  uniform in 0 .. N-T-1; default 0 */
+    int64_t windows_per_epoch; /* random mode: samples per epoch; 0 (default) = (N-1)/T, which is
+                                  also sequential mode's count (it takes 0 only) */
+} parml_token_params;
 
 #endif /* PARML_TYPES_H */

@@ -2,8 +2,11 @@ import CParmlTypes
 import ParmlData
 import ParmlTensor
 
-func datasetObject(_ d: parml_dataset?, _ name: String = "dataset") throws -> Dataset {
-    try HandleRegistry.shared.object(d, .dataset, as: Dataset.self, name: name)
+/// The samples behind a dataset handle: a `Dataset` or a `TokenDataset`.
+func datasetObject(_ d: parml_dataset?, _ name: String = "dataset") throws -> any BatchSource {
+    let object = try HandleRegistry.shared.object(d, .dataset, as: AnyObject.self, name: name)
+    guard let source = object as? any BatchSource else { throw ParmlError.internal("\(name) holds no samples") }
+    return source
 }
 
 /// Loads an image/label pair of IDX files (the MNIST format; gzipped or
@@ -57,7 +60,7 @@ public func parmlDatasetFree(_ dataset: parml_dataset?) {
     HandleRegistry.shared.release(dataset, .dataset)
 }
 
-/// Number of samples in *count_out.
+/// Number of samples in *count_out (a token dataset: windows per epoch).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 @c(parml_dataset_size)
 public func parmlDatasetSize(_ dataset: parml_dataset?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
@@ -67,8 +70,8 @@ public func parmlDatasetSize(_ dataset: parml_dataset?, _ count_out: UnsafeMutab
     }
 }
 
-/// Number of classes (largest target + 1) in *classes_out, or 0 when the
-/// targets are not class indices.
+/// Number of classes (largest target + 1; a token dataset: largest id + 1)
+/// in *classes_out, or 0 when the targets are not class indices.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL classes_out). Since: 0.1.
 @c(parml_dataset_num_classes)
 public func parmlDatasetNumClasses(_ dataset: parml_dataset?, _ classes_out: UnsafeMutablePointer<Int64>?) -> parml_status {
@@ -79,12 +82,12 @@ public func parmlDatasetNumClasses(_ dataset: parml_dataset?, _ classes_out: Uns
 }
 
 /// The shape of the whole inputs tensor (N, ...), written as in
-/// parml_tensor_shape.
+/// parml_tensor_shape (a token dataset: (windows per epoch, T)).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL ndim_out, capacity below
 /// the rank). Since: 0.1.
 @c(parml_dataset_input_shape)
 public func parmlDatasetInputShape(
     _ dataset: parml_dataset?, _ dims_out: UnsafeMutablePointer<Int64>?, _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
 ) -> parml_status {
-    guarded("parml_dataset_input_shape") { try writeShape(datasetObject(dataset).inputs.shape, dims_out, capacity, ndim_out) }
+    guarded("parml_dataset_input_shape") { try writeShape(datasetObject(dataset).inputShape, dims_out, capacity, ndim_out) }
 }

@@ -1,4 +1,5 @@
 import CParmlTypes
+import ParmlData
 import ParmlModel
 import ParmlTensor
 import ParmlTraining
@@ -100,6 +101,15 @@ func defaultFitParams() -> parml_fit_params {
     return p
 }
 
+func defaultTokenParams() -> parml_token_params {
+    var p = parml_token_params()
+    p.struct_size = MemoryLayout<parml_token_params>.size
+    p.mode = TokenDataset.Mode.random.rawValue
+    p.seed = 0
+    p.windows_per_epoch = 0  // (N-1)/T
+    return p
+}
+
 /// Fills *params with the defaults (SGD, lr 0.01, constant schedule, no
 /// momentum, decay or clipping) and sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.1.
@@ -123,6 +133,14 @@ public func parmlStrategyParamsInit(_ params: UnsafeMutablePointer<parml_strateg
 @c(parml_fit_params_init)
 public func parmlFitParamsInit(_ params: UnsafeMutablePointer<parml_fit_params>?) -> parml_status {
     guarded("parml_fit_params_init") { try nonNull(params, "params").pointee = defaultFitParams() }
+}
+
+/// Fills *params with token dataset defaults (random windows, seed 0,
+/// (N-1)/T windows per epoch) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+@c(parml_token_params_init)
+public func parmlTokenParamsInit(_ params: UnsafeMutablePointer<parml_token_params>?) -> parml_status {
+    guarded("parml_token_params_init") { try nonNull(params, "params").pointee = defaultTokenParams() }
 }
 
 // MARK: - C structs → engine configs

@@ -1,14 +1,14 @@
 import ParmlTensor
 
-/// Cuts a dataset into batches in a per-epoch sample order and copies each
-/// batch into caller-owned tensors.
+/// Cuts a dataset (in memory, or token windows) into batches in a
+/// per-epoch sample order and copies each batch into caller-owned tensors.
 ///
 /// The order of epoch e is a pure function of (seed, e): it is recomputed
 /// from the identity every epoch, never from the previous one, so a run
 /// resumed at epoch e sees the batches the uninterrupted run saw, and every
 /// rank computing it gets the same order without talking to the others.
 public struct Batcher {
-    public let dataset: Dataset
+    public let dataset: any BatchSource
     public let batchSize: Int
     public let shuffle: Bool
     public let dropLast: Bool
@@ -25,7 +25,7 @@ public struct Batcher {
     /// Prepares epoch 0. Throws `.invalidArgument` for a batch size below 1,
     /// and when `dropLast` would leave no batch at all (batchSize > N): an
     /// epoch that silently trains on nothing is never what was meant.
-    public init(dataset: Dataset, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64) throws {
+    public init(dataset: any BatchSource, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64) throws {
         guard batchSize >= 1 else {
             throw ParmlError.invalidArgument("batch size must be at least 1, got \(batchSize)")
         }
@@ -102,47 +102,28 @@ public struct Batcher {
         guard rows.lowerBound >= 0, rows.upperBound <= b, !rows.isEmpty else {
             throw ParmlError.invalidArgument("rows \(rows) are not a non-empty part of batch \(batch), which has \(b) rows")
         }
-        let src = dataset.inputs, srcT = dataset.targets
-        guard inputs !== src, inputs !== srcT, targets !== src, targets !== srcT, inputs !== targets else {
-            throw ParmlError.invalidArgument("fill needs two distinct tensors that are not the dataset's own")
-        }
-        // The dataset owns its tensors by convention only; a resized one
-        // would make the row arithmetic below read past its end.
-        let n = dataset.count
-        guard src.shape.rank >= 2, src.shape[0] == n, srcT.shape[0] == n else {
-            throw ParmlError.state("the dataset's tensors were resized after it was made")
-        }
-        try inputs.resize(src.shape.withLeading(rows.count), dtype: src.dtype)
-        try targets.resize(srcT.shape.withLeading(rows.count), dtype: srcT.dtype)
-
-        // Rows are copied as 4-byte words: float32 and int32 alike.
-        let inRow = src.shape.rowSize * src.dtype.size / 4
-        let tRow = srcT.shape.rowSize * srcT.dtype.size / 4
         let first = batch * batchSize + rows.lowerBound
-        let inSrc = src.data, tSrc = srcT.data
-        let inDst = inputs.data, tDst = targets.data
-        order.withUnsafeBufferPointer { p in
-            for r in 0..<rows.count {
-                let s = p[first + r]
-                (inDst + r * inRow).update(from: inSrc + s * inRow, count: inRow)
-                (tDst + r * tRow).update(from: tSrc + s * tRow, count: tRow)
-            }
+        try order.withUnsafeBufferPointer { p in
+            try dataset.copy(
+                samples: UnsafeBufferPointer(rebasing: p[first..<first + rows.count]), epoch: epoch, inputs: inputs, targets: targets)
         }
     }
 }
 
 /// Uniform integers from consecutive Philox outputs: draw k is the k-th
-/// 64-bit half of the blocks at counters 0, 1, 2, … of one stream.
+/// 64-bit half of the blocks at counters c, c+1, c+2, … of one stream
+/// (c = 0 for a shuffle; a token window's own counter range otherwise).
 struct DrawSequence {
     let rng: Philox
     let stream: UInt64
-    private var counter: UInt64 = 0
+    private var counter: UInt64
     private var spare: UInt64 = 0
     private var hasSpare = false
 
-    init(rng: Philox, stream: UInt64) {
+    init(rng: Philox, stream: UInt64, counter: UInt64 = 0) {
         self.rng = rng
         self.stream = stream
+        self.counter = counter
     }
 
     @inline(__always)

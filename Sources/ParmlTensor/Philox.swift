@@ -107,4 +107,6 @@ public enum RandomStream {
     public static func shuffle(epoch: Int) -> UInt64 { 0x3000_0000_0000 | UInt64(epoch) }
     /// Sampling during generation: draw k of a generate call is element k.
     public static let sampling: UInt64 = 0x4000_0000_0000
+    /// The starts of a token dataset's random windows in epoch `epoch`.
+    public static func tokenWindows(epoch: Int) -> UInt64 { 0x5000_0000_0000 | UInt64(epoch) }
 }

@@ -165,7 +165,8 @@ public final class Tensor {
         case (.float32, .int32), (.float32, .int64):
             for i in 0..<n {
                 let v = source.data[i]
-                guard v.rounded(.towardZero) == v, abs(v) <= 2_147_483_647 else { throw refuse(i, "\(v)") }
+                // 2^31 is a Float but no Int32 (the literal 2^31-1 rounds up to it).
+                guard v.rounded(.towardZero) == v, v >= -2_147_483_648, v < 2_147_483_648 else { throw refuse(i, "\(v)") }
                 if newType == .int32 { int32s[i] = Int32(v) } else { int64s[i] = Int64(v) }
             }
         case (.int32, .float32):

@@ -398,8 +398,10 @@ public final class Trainer {
         if strategy.deterministic && BLAS.threads != blasThreads { BLAS.threads = blasThreads }
     }
 
-    /// Loss and accuracy over a dataset in inference mode (dropout off).
-    public func evaluate(_ data: Dataset, batchSize: Int) throws -> BatchResult {
+    /// Loss and accuracy over a dataset in inference mode (dropout off):
+    /// epoch 0's samples in order (a token dataset's random windows of
+    /// epoch 0, the same at every call).
+    public func evaluate(_ data: any BatchSource, batchSize: Int) throws -> BatchResult {
         var batcher = try Batcher(dataset: data, batchSize: batchSize, shuffle: false, dropLast: false, seed: 0)
         batcher.startEpoch(0)
         useOwnBLASThreads()
@@ -419,10 +421,11 @@ public final class Trainer {
         return BatchResult(loss: Float(total / Double(data.count)), correct: correct, samples: data.count, predictions: predictions)
     }
 
-    private func checkFits(_ data: Dataset, name: String) throws {
+    private func checkFits(_ data: any BatchSource, name: String) throws {
         do {
-            let out = try model.outputShape(for: data.inputs.shape)
-            try loss.validate(output: out, targets: data.targets)
+            let probe = try data.fitProbe()
+            let out = try model.outputShape(for: probe.inputShape)
+            try loss.validate(output: out, targets: probe.targets)
         } catch let e as ParmlError {
             switch e {
             case .shape(let m): throw ParmlError.shape("\(name): \(m)")
@@ -438,7 +441,7 @@ public final class Trainer {
     /// counts as completed).
     @discardableResult
     public func fit(
-        _ train: Dataset, options: FitOptions, validation: Dataset? = nil,
+        _ train: any BatchSource, options: FitOptions, validation: (any BatchSource)? = nil,
         progress: ((EpochMetrics) -> Bool)? = nil
     ) throws -> EpochMetrics {
         guard options.epochs >= 1 else { throw ParmlError.invalidArgument("fit: epochs must be >= 1, got \(options.epochs)") }

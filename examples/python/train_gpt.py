@@ -9,6 +9,9 @@ and cosine decay to 1e-4 at 2,000, betas (0.9, 0.99), weight decay 0.1 on
 matrices, gradient clip 1.0). The tokenizer is nanoGPT's: the 65 distinct
 characters, sorted. It prints train and validation loss every
 --eval-interval iterations, saves the model and prints a generated sample.
+Batches are cut on the host by get_batch, as nanoGPT's train.py cuts them;
+parml.TokenDataset cuts the same kind of windows inside the library for
+Trainer.fit (docs/transformers.md, "Token data").
 """
 
 from __future__ import annotations

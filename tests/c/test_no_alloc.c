@@ -15,6 +15,8 @@
  *      cores / ranks), the check the promise is about;
  *   2. with strategy.blas_threads = 1, which isolates parml's own code from
  *      OpenBLAS's threaded driver.
+ Then parml_trainer_fit over a token dataset: 12 epochs allocate exactly
+ * what 2 do (windows are cut into the trainer's batch tensors).
  * Each allocation's call stack is recorded; afterwards it is classified by
  * whether a frame lies in libopenblas (dladdr), and the first stacks are
  * printed with backtrace_symbols_fd: frames in libparml.so read
@@ -223,6 +225,59 @@ static long measure(const char *label, int32_t blas_threads, layout_t l, parml_t
     return n_allocs + n_frees;
 }
 
+/* Allocations and frees of one parml_trainer_fit call of `epochs` epochs. */
+static long fit_allocs(parml_trainer tr, parml_dataset d, int epochs) {
+    parml_fit_params f;
+    OK(parml_fit_params_init(&f));
+    f.epochs = epochs;
+    f.batch_size = 8;
+    atomic_store(&allocs, 0);
+    atomic_store(&frees, 0);
+    atomic_store(&traces_taken, 0);
+    atomic_store(&counting, 1);
+    parml_status st = parml_trainer_fit(tr, d, &f, NULL);
+    atomic_store(&counting, 0);
+    CHECK(st == PARML_OK, "fit failed: %s", parml_last_error());
+    return atomic_load(&allocs) + atomic_load(&frees);
+}
+
+/* fit over a token dataset cuts each batch of windows into the trainer's
+ * batch tensors: a call may allocate to set up, its steps and epochs may
+ * not, so 12 epochs (48 steps) allocate exactly what 2 epochs (8) do. */
+static void test_token_fit(void) {
+    enum { TV = 16, TC = 32, TT = 16, TN = 1025 };
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    parml_attribute tok[] = {{.name = "num_embeddings", .type = PARML_ATTR_INT, .int_value = TV},
+                             {.name = "embedding_dim", .type = PARML_ATTR_INT, .int_value = TC}};
+    OK(parml_model_add_layer(m, "embedding", tok, 2));
+    OK(parml_model_add_linear(m, TC, TV, 1));
+    OK(parml_model_init(m, 3));
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.blas_threads = 1;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr));
+    int32_t ids[TN];
+    for (int i = 0; i < TN; i++) ids[i] = i * 7 % TV;
+    int64_t n = TN;
+    parml_tensor t = NULL;
+    OK(parml_tensor_create_typed(PARML_DTYPE_INT32, &n, 1, ids, &t));
+    parml_token_params p;
+    OK(parml_token_params_init(&p));
+    p.windows_per_epoch = 32; /* 4 batches of 8 */
+    parml_dataset d = NULL;
+    OK(parml_dataset_create_tokens(t, TT, &p, &d));
+    fit_allocs(tr, d, 1); /* warm-up */
+    long two = fit_allocs(tr, d, 2), twelve = fit_allocs(tr, d, 12);
+    printf("note: fit over a token dataset: %ld allocations and frees for 2 epochs, %ld for 12\n", two, twelve);
+    CHECK(two == twelve, "fit over token windows allocates per step or epoch: %ld for 8 steps, %ld for 48", two, twelve);
+    parml_dataset_free(d);
+    parml_tensor_free(t);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+}
+
 int main(void) {
     /* Warm backtrace() (it loads libgcc_s on first use, which allocates). */
     {
@@ -278,6 +333,8 @@ int main(void) {
     CHECK(total == 0, "int64 labels allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
     total = measure("int64 labels, pp = 2, m = 4", 1, (layout_t){1, 0, 1, 2, 4, 1}, xt, yt64, &others);
     CHECK(total == 0, "int64 labels pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+
+    test_token_fit();
 
     parml_tensor_free(xt);
     parml_tensor_free(yt);

@@ -25,7 +25,7 @@ from . import _capi, schedules
 from ._lib import LIBRARY_PATH as library_path
 from ._lib import proto_path
 from ._version import __version__
-from .data import Dataset, load_idx
+from .data import Dataset, TokenDataset, load_idx
 from .errors import (
     BLASError,
     CancelledError,
@@ -110,6 +110,7 @@ __all__ = [
     "MemoryReport",
     # data
     "Dataset",
+    "TokenDataset",
     "load_idx",
     "Tensor",
     # errors

@@ -150,6 +150,14 @@ PARML_PIPELINE_1F1B = 2
 PARML_BACKEND_THREADS = 1
 PARML_BACKEND_MPI = 2
 
+PARML_TOKENS_RANDOM = 1
+PARML_TOKENS_SEQUENTIAL = 2
+
+PARML_TOKEN_FILE_UINT8 = 1
+PARML_TOKEN_FILE_UINT16 = 2
+PARML_TOKEN_FILE_UINT32 = 3
+PARML_TOKEN_FILE_INT32 = 4
+
 # ---------------------------------------------------------------------------
 # Opaque handles: one distinct pointer type per kind
 # ---------------------------------------------------------------------------
@@ -374,6 +382,24 @@ class parml_fit_params(Structure):
     ]
 
 
+class parml_token_params(Structure):
+    """Options of parml_dataset_create_tokens and _load_tokens.
+
+    Attributes:
+        struct_size: set by parml_token_params_init
+        mode: PARML_TOKENS_RANDOM (default) or _SEQUENTIAL
+        seed: random mode: window starts are drawn from (seed, epoch, sample); default 0
+        windows_per_epoch: random mode: samples per epoch; 0 (default) = (N-1)/T
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("mode", c_int32),
+        ("seed", c_uint64),
+        ("windows_per_epoch", c_int64),
+    ]
+
+
 class parml_attribute(Structure):
     """One named, typed attribute of a layer, for parml_model_add_layer.
 
@@ -405,6 +431,7 @@ STRUCT_TYPES = {
     "parml_memory_report": parml_memory_report,
     "parml_epoch_metrics": parml_epoch_metrics,
     "parml_fit_params": parml_fit_params,
+    "parml_token_params": parml_token_params,
 }
 
 # ---------------------------------------------------------------------------
@@ -447,6 +474,17 @@ def parml_dataset_create(inputs: Any, targets: Any, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_dataset_create_tokens(parml_tensor ids, int64_t block_size, parml_token_params const * params, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_create_tokens",
+    [parml_tensor, c_int64, POINTER(parml_token_params), POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_create_tokens(ids: Any, block_size: int, params: Any, out: Any, /) -> int:
+    """A token dataset of windows over a copy of the 1-D ids; the caller owns *out."""
+    ...
+
+
 # PARML_API void parml_dataset_free(parml_dataset dataset);
 @ctypes_function("parml_dataset_free", [parml_dataset], None)
 def parml_dataset_free(dataset: Any, /) -> None:
@@ -469,6 +507,17 @@ def parml_dataset_input_shape(dataset: Any, dims_out: Any, capacity: int, ndim_o
 @ctypes_function("parml_dataset_load_idx", [c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
 def parml_dataset_load_idx(images_path: bytes, labels_path: bytes, out: Any, /) -> int:
     """Loads an image/label pair of IDX files (gzipped or plain)."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_tokens(char const * path, int32_t file_type, int64_t block_size, parml_token_params const * params, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_load_tokens",
+    [c_char_p, c_int32, c_int64, POINTER(parml_token_params), POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_load_tokens(path: bytes, file_type: int, block_size: int, params: Any, out: Any, /) -> int:
+    """A token dataset read from a flat file of ids (PARML_TOKEN_FILE_*); the caller owns *out."""
     ...
 
 
@@ -911,6 +960,13 @@ def parml_tensor_shape(tensor: Any, dims_out: Any, capacity: int, ndim_out: Any,
 @ctypes_function("parml_tensor_write", [parml_tensor, POINTER(c_float), c_ptrdiff_t], parml_status)
 def parml_tensor_write(tensor: Any, src: Any, count: int, /) -> int:
     """Overwrites the tensor's contents with count floats from src."""
+    ...
+
+
+# PARML_API parml_status parml_token_params_init(parml_token_params * params);
+@ctypes_function("parml_token_params_init", [POINTER(parml_token_params)], parml_status)
+def parml_token_params_init(params: Any, /) -> int:
+    """Fills *params with token dataset defaults and sets struct_size."""
     ...
 
 

@@ -1,9 +1,12 @@
-"""parml.Dataset: samples and targets held by libparml."""
+"""parml.Dataset: samples and targets held by libparml; parml.TokenDataset:
+training windows cut from token ids by libparml."""
 
 from __future__ import annotations
 
 import os
 from ctypes import byref, c_int64
+
+import numpy as np
 
 from . import _arrays, _capi
 from ._handle import Handle
@@ -86,6 +89,100 @@ class Dataset(Handle):
         return f"<parml.Dataset {self.input_shape} classes={self.num_classes}>"
 
 
+_TOKEN_MODES = {"random": _capi.PARML_TOKENS_RANDOM, "sequential": _capi.PARML_TOKENS_SEQUENTIAL}
+_TOKEN_FILES = {
+    np.dtype(np.uint8): _capi.PARML_TOKEN_FILE_UINT8,
+    np.dtype(np.uint16): _capi.PARML_TOKEN_FILE_UINT16,
+    np.dtype(np.uint32): _capi.PARML_TOKEN_FILE_UINT32,
+    np.dtype(np.int32): _capi.PARML_TOKEN_FILE_INT32,
+}
+
+
+def _token_params(mode: str, seed: int, windows_per_epoch: int | None) -> _capi.parml_token_params:
+    if mode not in _TOKEN_MODES:
+        raise ValueError(f"mode must be one of {sorted(_TOKEN_MODES)}, got {mode!r}")
+    params = _capi.parml_token_params()
+    check(_capi.parml_token_params_init(params))
+    params.mode = _TOKEN_MODES[mode]
+    params.seed = int(seed)
+    params.windows_per_epoch = 0 if windows_per_epoch is None else int(windows_per_epoch)
+    return params
+
+
+class TokenDataset(Dataset):
+    """Training windows over a 1-D array of token ids, cut by the library
+    for each batch (nanoGPT's ``get_batch``, inside parml), for Trainer.fit
+    and Trainer.evaluate.
+
+    Sample j of an epoch is the window at s: inputs ``ids[s:s+T]``, targets
+    ``ids[s+1:s+T+1]``. mode "random": s is drawn uniformly from
+    0..N-T-1, keyed on (seed, epoch, j), so every parallel layout sees the
+    same windows; ``windows_per_epoch`` of them (None: (N-1)//T). mode
+    "sequential": the (N-1)//T non-overlapping windows s = j*T, covering
+    the ids once per epoch (shuffled by fit's ``shuffle``). evaluate reads
+    epoch 0's windows, the same set at every call.
+
+    The library keeps one int32 copy of the ids, never the windows.
+    ``TokenDataset.load(path, T, dtype=np.uint16)`` reads a flat file of ids
+    instead (nanoGPT's train.bin).
+    """
+
+    def __init__(
+        self,
+        ids: object,
+        block_size: int,
+        *,
+        mode: str = "random",
+        seed: int = 0,
+        windows_per_epoch: int | None = None,
+    ) -> None:
+        arr = _arrays.as_model_array(ids, "ids")
+        if arr.ndim != 1:
+            raise ValueError(f"ids must be 1-D, got shape {arr.shape}")
+        params = _token_params(mode, seed, windows_per_epoch)
+        out = _capi.parml_dataset()
+        t = None
+        try:
+            t = _arrays.tensor_from_array(arr)
+            check(_capi.parml_dataset_create_tokens(t, int(block_size), byref(params), byref(out)))
+        finally:
+            _capi.parml_tensor_free(t)
+        Handle.__init__(self, out)
+        self.block_size = int(block_size)
+        self.mode = mode
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        block_size: int,
+        *,
+        dtype: object = np.uint16,
+        mode: str = "random",
+        seed: int = 0,
+        windows_per_epoch: int | None = None,
+    ) -> "TokenDataset":
+        """Reads a flat little-endian file of ids with no header (dtype
+        uint16 as nanoGPT's prepare.py writes, or uint8, uint32, int32).
+        Raises ParmlIOError when it cannot be read and FormatError when its
+        size is not a whole number of ids or an id is out of range."""
+        kind = _TOKEN_FILES.get(np.dtype(dtype))
+        if kind is None:
+            raise ValueError(f"dtype must be uint8, uint16, uint32 or int32, got {np.dtype(dtype)}")
+        params = _token_params(mode, seed, windows_per_epoch)
+        out = _capi.parml_dataset()
+        check(_capi.parml_dataset_load_tokens(os.fsencode(path), kind, int(block_size), byref(params), byref(out)))
+        self = cls._adopt(out)
+        self.block_size = int(block_size)
+        self.mode = mode
+        return self
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<parml.TokenDataset closed>"
+        return f"<parml.TokenDataset {len(self)} {self.mode} windows of {self.block_size} tokens, vocab {self.num_classes}>"
+
+
 def load_idx(images: str | os.PathLike[str], labels: str | os.PathLike[str]) -> Dataset:
     """Loads an image/label pair of IDX files (the MNIST format, gzipped or
     plain): inputs (N, rows, cols) scaled to [0, 1], targets (N,) class
@@ -106,4 +203,4 @@ def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:
     return Dataset(x, y), True
 
 
-__all__ = ["Dataset", "load_idx"]
+__all__ = ["Dataset", "TokenDataset", "load_idx"]
