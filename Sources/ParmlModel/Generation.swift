@@ -31,11 +31,18 @@ extension Model {
     /// The longest sequence the layers take, or nil when none limits it.
     public var sequenceLimit: Int? { allLayers.compactMap { ($0 as? SequenceLimitedLayer)?.maxPositions }.min() }
 
-    /// Continues `prompt` by `count` tokens, one forward pass each over the
-    /// latest `sequenceLimit` tokens (no key/value cache yet: a token costs
-    /// a pass over the whole context). The model must read token ids and
-    /// give logits (1, T, vocabulary) for ids (1, T).
-    public func generate(prompt: [Int], count: Int, sampling: SamplingConfig) throws -> [Int] {
+    /// Continues `prompt` by `count` tokens. The model must read token ids
+    /// and give logits (1, T, vocabulary) for ids (1, T); token k sees the
+    /// latest `sequenceLimit` tokens, as if each were a forward pass over
+    /// them. With `useCache` and a model whose every layer decodes
+    /// incrementally (`supportsIncrementalDecoding`), the layers keep a
+    /// key/value cache (`CachedLogits`): one forward over the prompt, then
+    /// each token costs a pass over that one token; once the context fills
+    /// the sequence limit, each token costs a forward over the window again
+    /// (learned positions shift), as without the cache. Otherwise, or
+    /// without `useCache`, every token is a forward over the latest
+    /// `sequenceLimit` tokens (`WindowLogits`). Both give the same tokens.
+    public func generate(prompt: [Int], count: Int, sampling: SamplingConfig, useCache: Bool = true) throws -> [Int] {
         guard isInitialized else { throw ParmlError.state("the model is not initialised; initialise it first") }
         guard let first = root.layers.first, case .tokenIDs? = first.descriptor?.input else {
             throw ParmlError.invalidArgument("generate needs a model whose first layer reads token ids (an embedding)")
@@ -46,26 +53,17 @@ extension Model {
             throw ParmlError.invalidArgument("temperature must be finite and >= 0, got \(sampling.temperature)")
         }
         guard sampling.topK >= 0 else { throw ParmlError.invalidArgument("top_k must be >= 0, got \(sampling.topK)") }
-        let limit = sequenceLimit ?? Int.max
+        let source: NextTokenLogits =
+            useCache && supportsIncrementalDecoding
+            ? try CachedLogits(self, tokens: prompt.count + count) : try WindowLogits(self)
         var ids = prompt
-        var out: [Int] = []
-        out.reserveCapacity(count)
+        ids.reserveCapacity(prompt.count + count)
         let rng = Philox(seed: sampling.seed)
-        let x = try Tensor(shape: Shape(1, 1))
         for k in 0..<count {
-            let context = ids.suffix(limit)
-            try x.resize(Shape(1, context.count))
-            for (i, id) in context.enumerated() { x.data[i] = Float(id) }
-            let y = try forward(x, PassContext(training: false))
-            guard y.shape.rank == 3, y.shape[0] == 1, y.shape[1] == context.count else {
-                throw ParmlError.shape("generate needs logits (1, T, vocabulary) for ids (1, T); the model gives \(y.shape) for \(x.shape)")
-            }
-            let vocab = y.shape[2]
-            let next = pick(y.data + (context.count - 1) * vocab, count: vocab, sampling: sampling, draw: rng.uniform(stream: RandomStream.sampling, index: UInt64(k)))
-            ids.append(next)
-            out.append(next)
+            let z = try source.logits(after: ids)
+            ids.append(pick(z.baseAddress!, count: z.count, sampling: sampling, draw: rng.uniform(stream: RandomStream.sampling, index: UInt64(k))))
         }
-        return out
+        return Array(ids[prompt.count...])
     }
 
     /// One token from logits `z`: the arg-max at temperature 0, otherwise a
