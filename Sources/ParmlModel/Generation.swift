@@ -59,24 +59,25 @@ extension Model {
         var ids = prompt
         ids.reserveCapacity(prompt.count + count)
         let rng = Philox(seed: sampling.seed)
+        let scratch = Buffer()  // top-k's selection, sized by the first token
         for k in 0..<count {
             let z = try source.logits(after: ids)
-            ids.append(pick(z.baseAddress!, count: z.count, sampling: sampling, draw: rng.uniform(stream: RandomStream.sampling, index: UInt64(k))))
+            let draw = rng.uniform(stream: RandomStream.sampling, index: UInt64(k))
+            ids.append(pick(z.baseAddress!, count: z.count, sampling: sampling, draw: draw, scratch: try scratch.shaped(Shape(z.count)).data))
         }
         return Array(ids[prompt.count...])
     }
 
     /// One token from logits `z`: the arg-max at temperature 0, otherwise a
-    /// draw `u` in [0, 1) through the softmax of the top-k logits.
-    func pick(_ z: UnsafePointer<Float>, count n: Int, sampling: SamplingConfig, draw u: Float) -> Int {
+    /// draw `u` in [0, 1) through the softmax of the top-k logits (`scratch`:
+    /// room for n floats, so a token allocates nothing).
+    func pick(_ z: UnsafePointer<Float>, count n: Int, sampling: SamplingConfig, draw u: Float, scratch: UnsafeMutablePointer<Float>) -> Int {
         var best = 0
         for i in 1..<n where z[i] > z[best] { best = i }
         guard sampling.temperature > 0 else { return best }
         var floor = -Float.infinity
         if sampling.topK > 0 && sampling.topK < n {
-            var sorted = (0..<n).map { z[$0] }
-            sorted.sort(by: >)
-            floor = sorted[sampling.topK - 1]
+            floor = Model.kthLargest(z, count: n, k: sampling.topK, scratch: scratch)
         }
         let t = Double(sampling.temperature), top = Double(z[best])
         var total = 0.0
@@ -90,5 +91,29 @@ extension Model {
             if acc > target { return i }
         }
         return last
+    }
+
+    /// The k-th largest of z[0..<n], 1 ≤ k ≤ n, by quickselect on a copy in
+    /// `scratch` (room for n): what sorting descending would put at k − 1.
+    static func kthLargest(_ z: UnsafePointer<Float>, count n: Int, k: Int, scratch a: UnsafeMutablePointer<Float>) -> Float {
+        a.update(from: z, count: n)
+        var lo = 0, hi = n - 1
+        let target = k - 1
+        while lo < hi {
+            // Hoare partition, descending: [lo, j] ≥ pivot ≥ [i, hi].
+            let pivot = a[lo + (hi - lo) / 2]
+            var i = lo, j = hi
+            while i <= j {
+                while a[i] > pivot { i += 1 }
+                while a[j] < pivot { j -= 1 }
+                if i <= j {
+                    (a[i], a[j]) = (a[j], a[i])
+                    i += 1
+                    j -= 1
+                }
+            }
+            if target <= j { hi = j } else if target >= i { lo = i } else { break }
+        }
+        return a[target]
     }
 }
