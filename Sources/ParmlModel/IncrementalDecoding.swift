@@ -35,13 +35,6 @@ extension PositionwiseLayer {
     public func decode(_ x: Tensor, at offset: Int) throws -> Tensor { try forward(x, PassContext(training: false)) }
 }
 
-extension Embedding: PositionwiseLayer {}
-extension Linear: PositionwiseLayer {}
-extension LayerNorm: PositionwiseLayer {}
-extension Activation: PositionwiseLayer {}
-extension LeakyReLU: PositionwiseLayer {}
-extension Dropout: PositionwiseLayer {}
-
 extension Sequential: IncrementalLayer {
     public func beginSequence(capacity: Int) throws {
         for l in layers { try Sequential.incremental(l).beginSequence(capacity: capacity) }
