@@ -15,8 +15,9 @@ import ParmlTensor
 /// inference, keeping what later positions need. Generation uses it when
 /// every layer of the model is one (`Model.supportsIncrementalDecoding`).
 public protocol IncrementalLayer: Layer {
-    /// Forgets any earlier sequence and makes room for `capacity` positions
-    /// (the only call that may allocate).
+    /// Forgets any earlier sequence and makes room for `capacity` positions.
+    /// It and a decode of several positions (a prompt) may allocate; a
+    /// one-token decode reuses what they made.
     func beginSequence(capacity: Int) throws
     /// The inference forward of positions offset..<offset + T, x (1, T, ...),
     /// equal to rows offset..<offset + T of `forward` over the whole sequence.
