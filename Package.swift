@@ -103,6 +103,9 @@ let package = Package(
             name: "ParmlBenchMPITrain", dependencies: ["ParmlTraining", "ParmlMPI", "ParmlBenchSupport"], path: "bench/mpi_train",
             swiftSettings: engineSwift),
         .executableTarget(
+            name: "ParmlBenchGenerate", dependencies: ["ParmlModel", "ParmlBenchSupport"], path: "bench/generate",
+            swiftSettings: engineSwift),
+        .executableTarget(
             name: "ParmlBenchPipeline", dependencies: ["ParmlTraining", "ParmlBenchSupport"], path: "bench/pipeline",
             swiftSettings: engineSwift),
 

@@ -374,8 +374,13 @@ PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input
 /// The next token is the arg-max when temperature is 0; otherwise it is
 /// drawn from softmax(logits / temperature) over the top_k largest logits
 /// (top_k 0: all), with draw k keyed on (seed, k): a seed gives one
-/// sequence. There is no key/value cache yet: a token costs one forward
-/// pass over the whole context.
+/// sequence. The layers keep a key/value cache: the prompt is one forward
+/// pass, then each new token a pass over that token alone, attending over
+/// the cached positions; once the context reaches the position limit, each
+/// token is a pass over the latest limit tokens again (learned positions
+/// shift), as without a cache. The tokens are those one full forward pass
+/// per token gives; a model with a layer that cannot decode incrementally
+/// runs that pass.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL prompt or tokens_out,
 /// n_prompt < 1, max_new_tokens < 0, a prompt id that is no token id of the
 /// model, temperature negative or not finite, top_k < 0, a model whose first

@@ -31,11 +31,18 @@ extension Model {
     /// The longest sequence the layers take, or nil when none limits it.
     public var sequenceLimit: Int? { allLayers.compactMap { ($0 as? SequenceLimitedLayer)?.maxPositions }.min() }
 
-    /// Continues `prompt` by `count` tokens, one forward pass each over the
-    /// latest `sequenceLimit` tokens (no key/value cache yet: a token costs
-    /// a pass over the whole context). The model must read token ids and
-    /// give logits (1, T, vocabulary) for ids (1, T).
-    public func generate(prompt: [Int], count: Int, sampling: SamplingConfig) throws -> [Int] {
+    /// Continues `prompt` by `count` tokens. The model must read token ids
+    /// and give logits (1, T, vocabulary) for ids (1, T); token k sees the
+    /// latest `sequenceLimit` tokens, as if each were a forward pass over
+    /// them. With `useCache` and a model whose every layer decodes
+    /// incrementally (`supportsIncrementalDecoding`), the layers keep a
+    /// key/value cache (`CachedLogits`): one forward over the prompt, then
+    /// each token costs a pass over that one token; once the context fills
+    /// the sequence limit, each token costs a forward over the window again
+    /// (learned positions shift), as without the cache. Otherwise, or
+    /// without `useCache`, every token is a forward over the latest
+    /// `sequenceLimit` tokens (`WindowLogits`). Both give the same tokens.
+    public func generate(prompt: [Int], count: Int, sampling: SamplingConfig, useCache: Bool = true) throws -> [Int] {
         guard isInitialized else { throw ParmlError.state("the model is not initialised; initialise it first") }
         guard let first = root.layers.first, case .tokenIDs? = first.descriptor?.input else {
             throw ParmlError.invalidArgument("generate needs a model whose first layer reads token ids (an embedding)")
@@ -46,39 +53,31 @@ extension Model {
             throw ParmlError.invalidArgument("temperature must be finite and >= 0, got \(sampling.temperature)")
         }
         guard sampling.topK >= 0 else { throw ParmlError.invalidArgument("top_k must be >= 0, got \(sampling.topK)") }
-        let limit = sequenceLimit ?? Int.max
+        let source: NextTokenLogits =
+            useCache && supportsIncrementalDecoding
+            ? try CachedLogits(self, tokens: prompt.count + count) : try WindowLogits(self)
         var ids = prompt
-        var out: [Int] = []
-        out.reserveCapacity(count)
+        ids.reserveCapacity(prompt.count + count)
         let rng = Philox(seed: sampling.seed)
-        let x = try Tensor(shape: Shape(1, 1))
+        let scratch = Buffer()  // top-k's selection, sized by the first token
         for k in 0..<count {
-            let context = ids.suffix(limit)
-            try x.resize(Shape(1, context.count))
-            for (i, id) in context.enumerated() { x.data[i] = Float(id) }
-            let y = try forward(x, PassContext(training: false))
-            guard y.shape.rank == 3, y.shape[0] == 1, y.shape[1] == context.count else {
-                throw ParmlError.shape("generate needs logits (1, T, vocabulary) for ids (1, T); the model gives \(y.shape) for \(x.shape)")
-            }
-            let vocab = y.shape[2]
-            let next = pick(y.data + (context.count - 1) * vocab, count: vocab, sampling: sampling, draw: rng.uniform(stream: RandomStream.sampling, index: UInt64(k)))
-            ids.append(next)
-            out.append(next)
+            let z = try source.logits(after: ids)
+            let draw = rng.uniform(stream: RandomStream.sampling, index: UInt64(k))
+            ids.append(pick(z.baseAddress!, count: z.count, sampling: sampling, draw: draw, scratch: try scratch.shaped(Shape(z.count)).data))
         }
-        return out
+        return Array(ids[prompt.count...])
     }
 
     /// One token from logits `z`: the arg-max at temperature 0, otherwise a
-    /// draw `u` in [0, 1) through the softmax of the top-k logits.
-    func pick(_ z: UnsafePointer<Float>, count n: Int, sampling: SamplingConfig, draw u: Float) -> Int {
+    /// draw `u` in [0, 1) through the softmax of the top-k logits (`scratch`:
+    /// room for n floats, so a token allocates nothing).
+    func pick(_ z: UnsafePointer<Float>, count n: Int, sampling: SamplingConfig, draw u: Float, scratch: UnsafeMutablePointer<Float>) -> Int {
         var best = 0
         for i in 1..<n where z[i] > z[best] { best = i }
         guard sampling.temperature > 0 else { return best }
         var floor = -Float.infinity
         if sampling.topK > 0 && sampling.topK < n {
-            var sorted = (0..<n).map { z[$0] }
-            sorted.sort(by: >)
-            floor = sorted[sampling.topK - 1]
+            floor = Model.kthLargest(z, count: n, k: sampling.topK, scratch: scratch)
         }
         let t = Double(sampling.temperature), top = Double(z[best])
         var total = 0.0
@@ -92,5 +91,29 @@ extension Model {
             if acc > target { return i }
         }
         return last
+    }
+
+    /// The k-th largest of z[0..<n], 1 ≤ k ≤ n, by quickselect on a copy in
+    /// `scratch` (room for n): what sorting descending would put at k − 1.
+    static func kthLargest(_ z: UnsafePointer<Float>, count n: Int, k: Int, scratch a: UnsafeMutablePointer<Float>) -> Float {
+        a.update(from: z, count: n)
+        var lo = 0, hi = n - 1
+        let target = k - 1
+        while lo < hi {
+            // Hoare partition, descending: [lo, j] ≥ pivot ≥ [i, hi].
+            let pivot = a[lo + (hi - lo) / 2]
+            var i = lo, j = hi
+            while i <= j {
+                while a[i] > pivot { i += 1 }
+                while a[j] < pivot { j -= 1 }
+                if i <= j {
+                    (a[i], a[j]) = (a[j], a[i])
+                    i += 1
+                    j -= 1
+                }
+            }
+            if target <= j { hi = j } else if target >= i { lo = i } else { break }
+        }
+        return a[target]
     }
 }

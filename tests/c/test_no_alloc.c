@@ -278,6 +278,52 @@ static void test_token_fit(void) {
     parml_model_free(m);
 }
 
+/* Generation: a GPT of 2 blocks (C 32, 4 heads, block 48, vocab 17).
+ * Within the block a token is a one-token pass over the key/value caches,
+ * sized when the prompt runs; sampling from the top 5 selects in a scratch
+ * buffer. Returns the allocations and frees of one parml_model_generate of
+ * n tokens from a 2-token prompt. */
+static parml_model build_gpt(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    parml_attribute tok[] = {{.name = "num_embeddings", .type = PARML_ATTR_INT, .int_value = 17},
+                             {.name = "embedding_dim", .type = PARML_ATTR_INT, .int_value = 32}};
+    parml_attribute pos[] = {{.name = "max_positions", .type = PARML_ATTR_INT, .int_value = 48},
+                             {.name = "embedding_dim", .type = PARML_ATTR_INT, .int_value = 32}};
+    parml_attribute attn[] = {{.name = "features", .type = PARML_ATTR_INT, .int_value = 32},
+                              {.name = "heads", .type = PARML_ATTR_INT, .int_value = 4}};
+    OK(parml_model_add_layer(m, "embedding", tok, 2));
+    OK(parml_model_add_layer(m, "position_embedding", pos, 2));
+    for (int i = 0; i < 2; i++) {
+        OK(parml_model_begin_residual(m));
+        OK(parml_model_add_layer_norm(m, 32, 1e-5f));
+        OK(parml_model_add_layer(m, "causal_self_attention", attn, 2));
+        OK(parml_model_end_residual(m));
+        OK(parml_model_begin_residual(m));
+        OK(parml_model_add_layer_norm(m, 32, 1e-5f));
+        OK(parml_model_add_linear(m, 32, 128, 1));
+        OK(parml_model_add_activation(m, PARML_ACTIVATION_GELU));
+        OK(parml_model_add_linear(m, 128, 32, 1));
+        OK(parml_model_end_residual(m));
+    }
+    OK(parml_model_add_layer_norm(m, 32, 1e-5f));
+    OK(parml_model_add_linear(m, 32, 17, 0));
+    OK(parml_model_init(m, 5));
+    return m;
+}
+
+static long generate_allocs(parml_model m, int64_t n) {
+    int64_t prompt[2] = {3, 11}, out[46];
+    atomic_store(&allocs, 0);
+    atomic_store(&frees, 0);
+    atomic_store(&traces_taken, 0);
+    atomic_store(&counting, 1);
+    parml_status st = parml_model_generate(m, prompt, 2, n, 1.0f, 5, 9, out);
+    atomic_store(&counting, 0);
+    CHECK(st == PARML_OK, "generate failed: %s", parml_last_error());
+    return atomic_load(&allocs) + atomic_load(&frees);
+}
+
 int main(void) {
     /* Warm backtrace() (it loads libgcc_s on first use, which allocates). */
     {
@@ -335,6 +381,15 @@ int main(void) {
     CHECK(total == 0, "int64 labels pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
 
     test_token_fit();
+    /* Generation: 32 more tokens, no more allocations (each call allocates
+     * its prompt and result arrays, the same for any length). */
+    OK(parml_blas_set_threads(1));
+    parml_model g = build_gpt();
+    (void)generate_allocs(g, 46); /* sizes every buffer for the longest call */
+    long short_run = generate_allocs(g, 8), long_run = generate_allocs(g, 40);
+    printf("generate: %ld allocations and frees for 8 tokens, %ld for 40\n", short_run, long_run);
+    CHECK(long_run == short_run, "generating 32 more tokens allocated or freed %ld more times", long_run - short_run);
+    parml_model_free(g);
 
     parml_tensor_free(xt);
     parml_tensor_free(yt);

@@ -79,3 +79,6 @@ public final class Activation: ElementwiseLayer {
         return dx
     }
 }
+
+/// Generation decodes it with its forward: element-wise.
+extension Activation: PositionwiseLayer {}

@@ -64,10 +64,11 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     public var layerID: Int = 0
     public var pinnedLayerID: Int?
 
-    private var attnWeight: Tensor?
-    private var attnBias: Tensor?
-    private var projWeight: Tensor?
-    private var projBias: Tensor?
+    // Read by incremental decoding (CausalSelfAttention+Decoding.swift).
+    private(set) var attnWeight: Tensor?
+    private(set) var attnBias: Tensor?
+    private(set) var projWeight: Tensor?
+    private(set) var projBias: Tensor?
     private var attnWeightGrad: Tensor?
     private var attnBiasGrad: Tensor?
     private var projWeightGrad: Tensor?
@@ -75,16 +76,21 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
 
     private var input: Tensor?
     private var wasDropping = false
-    private let qkv = Buffer()  // (B, T, 3C)
-    private let probs = Buffer()  // P (B, nh, T, T)
+    let qkv = Buffer()  // (B, T, 3C)
+    let probs = Buffer()  // P (B, nh, T, T)
     private let dropped = Buffer()  // P̃ (B, nh, T, T), when dropping
     private let mask = Buffer()  // M/(1−p) (B, nh, T, T), when dropping
-    private let heads_ = Buffer()  // y (B, T, C), heads joined
-    private let output = Buffer()
+    let heads_ = Buffer()  // y (B, T, C), heads joined
+    let output = Buffer()
     private let gradHeads = Buffer()  // dy (B, T, C)
     private let gradQKV = Buffer()  // (B, T, 3C)
     private let gradScores = Buffer()  // (T, T) scratch
     private let gradInput = Buffer()
+    // Generation's key/value cache: k and v rows of the positions decoded
+    // since beginSequence, K and V (capacity, d) (CausalSelfAttention+Decoding.swift).
+    let cachedKeys = Buffer()
+    let cachedValues = Buffer()
+    var cachedPositions = 0
 
     public convenience init(features: Int, heads: Int, bias: Bool = true, dropout: Float = 0) throws {
         guard features > 0, heads > 0 else {
@@ -280,7 +286,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
                 BLAS.gemm(
                     transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3,
                     beta: 0, s, ldc: t)
-                CausalSelfAttention.causalSoftmax(s, t)
+                CausalSelfAttention.causalSoftmax(s, rows: t, columns: t, offset: 0)
                 if wasDropping {
                     let off = (bi * nh + h) * tt
                     Kernels.multiply(s, mask.tensor.data + off, pv.data + off, count: tt)
@@ -300,22 +306,24 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         return out
     }
 
-    /// Row i of the t×t scores: softmax over j ≤ i, exactly 0 for j > i.
+    /// Row i of the rows×columns scores, the query at position offset + i:
+    /// softmax over keys j ≤ offset + i, exactly 0 beyond (offset 0 and a
+    /// square s for a whole sequence; decoding queries later positions).
     @inline(__always)
-    static func causalSoftmax(_ s: UnsafeMutablePointer<Float>, _ t: Int) {
-        for i in 0..<t {
-            let row = s + i * t
+    static func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, columns: Int, offset: Int) {
+        for i in 0..<rows {
+            let row = s + i * columns, last = offset + i
             var mx = row[0]
-            for j in 0...i where row[j] > mx { mx = row[j] }
+            for j in 0...last where row[j] > mx { mx = row[j] }
             var sum: Float = 0
-            for j in 0...i {
+            for j in 0...last {
                 let e = expf(row[j] - mx)
                 row[j] = e
                 sum += e
             }
             let inv = 1 / sum
-            for j in 0...i { row[j] *= inv }
-            for j in (i + 1)..<t { row[j] = 0 }
+            for j in 0...last { row[j] *= inv }
+            for j in (last + 1)..<columns { row[j] = 0 }
         }
     }
 

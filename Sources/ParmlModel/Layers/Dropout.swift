@@ -85,3 +85,6 @@ public final class Dropout: KindedLayer, ElementwiseLayer, RandomizedLayer {
         return dx
     }
 }
+
+/// Generation decodes it with its forward: identity in inference.
+extension Dropout: PositionwiseLayer {}

@@ -101,3 +101,6 @@ public final class Embedding: KindedLayer {
         try g.node("Gather", [g.parameter(0), g.node("Cast", [x], [.int("to", 7)])], [.int("axis", 0)])
     }
 }
+
+/// Generation decodes it with its forward: a position's row depends on its id alone.
+extension Embedding: PositionwiseLayer {}

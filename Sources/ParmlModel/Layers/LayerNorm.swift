@@ -101,3 +101,6 @@ public final class LayerNorm: KindedLayer {
         return needInputGradient ? dx : nil
     }
 }
+
+/// Generation decodes it with its forward: it normalises each position on its own.
+extension LayerNorm: PositionwiseLayer {}

@@ -47,3 +47,6 @@ public final class LeakyReLU: KindedLayer, ElementwiseLayer {
         try g.node("LeakyRelu", [x], [.float("alpha", slope)])
     }
 }
+
+/// Generation decodes it with its forward: element-wise.
+extension LeakyReLU: PositionwiseLayer {}

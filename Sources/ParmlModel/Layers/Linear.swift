@@ -133,3 +133,6 @@ public final class Linear: KindedLayer, MatrixLayer {
         return dx
     }
 }
+
+/// Generation decodes it with its forward: rows are independent.
+extension Linear: PositionwiseLayer {}

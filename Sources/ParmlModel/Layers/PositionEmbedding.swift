@@ -91,3 +91,20 @@ extension PositionEmbedding {
 extension PositionEmbedding: SequenceLimitedLayer {
     public var maxPositions: Int { positions }
 }
+
+extension PositionEmbedding: IncrementalLayer {
+    public func beginSequence(capacity: Int) throws {}
+
+    /// x + weight[offset..<offset + T]: the rows a whole-sequence forward adds there.
+    public func decode(_ x: Tensor, at offset: Int) throws -> Tensor {
+        guard let weight else { throw ParmlError.state("position_embedding is not bound to parameters") }
+        guard x.shape.rank == 3, x.shape[0] == 1, x.shape[2] == dim, offset >= 0, offset + x.shape[1] <= positions else {
+            throw ParmlError.shape(
+                "position_embedding(\(positions)×\(dim)) cannot decode \(x.shape) at position \(offset): it needs (1, T, \(dim)) "
+                    + "within its \(positions) positions")
+        }
+        let y = try output.shaped(x.shape)
+        Kernels.add(x.data, weight.data + offset * dim, y.data, count: x.count)
+        return y
+    }
+}

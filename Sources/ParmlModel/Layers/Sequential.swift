@@ -81,7 +81,11 @@ public final class Residual: BlockLayer {
     }
 
     public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
-        let f = try body.forward(x, ctx)
+        try join(x, body.forward(x, ctx))
+    }
+
+    /// y = x + f into the block's output buffer (forward and decode).
+    func join(_ x: Tensor, _ f: Tensor) throws -> Tensor {
         // Model.outputShape checks this before any step; this guard keeps a
         // direct caller from reading past f.
         guard f.shape == x.shape else {

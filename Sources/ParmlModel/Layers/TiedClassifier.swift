@@ -64,3 +64,5 @@ public final class TiedClassifier: KindedLayer {
         try g.node("MatMul", [x, try g.node("Transpose", [try g.parameter(0)], [])], [])
     }
 }
+
+extension TiedClassifier: PositionwiseLayer {}

@@ -244,7 +244,8 @@ class Model(Handle):
         and give logits (1, T, vocabulary). temperature 0 picks the arg-max;
         otherwise tokens are drawn from softmax(logits / temperature) over
         the top_k largest logits (None: all), reproducibly for a seed, as
-        nanoGPT's generate does."""
+        nanoGPT's generate does. Attention keeps a key/value cache: within
+        the position limit a new token is a pass over that token alone."""
         ids = np.ascontiguousarray(np.asarray(prompt), dtype=np.int64)
         if ids.ndim != 1:
             raise ValueError(f"prompt must be a 1-D sequence of token ids, got shape {ids.shape}")

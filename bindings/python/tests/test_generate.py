@@ -68,3 +68,22 @@ def test_misuse_is_refused(counter):
     with pytest.raises(parml.InvalidArgumentError, match="first layer reads token ids"):
         mlp.generate([1], 3)
     assert counter.generate([1], 0).size == 0
+
+
+def test_the_key_value_cache_continues_as_a_forward_per_token_does():
+    """A 2-block GPT (attention: the cached path) against predict over the
+    latest T tokens for every token, prompts shorter and longer than T."""
+    v, t, c = 11, 6, 16
+    layers = [parml.Embedding(v, c), parml.PositionEmbedding(t, c)]
+    for _ in range(2):
+        layers.append(parml.Residual([parml.LayerNorm(c), parml.CausalSelfAttention(c, 4)]))
+        layers.append(parml.Residual([parml.LayerNorm(c), parml.Linear(c, 4 * c), parml.GELU(), parml.Linear(4 * c, c)]))
+    model = parml.Sequential(layers + [parml.LayerNorm(c), parml.Linear(c, v, bias=False)], seed=4)
+    for prompt in ([5], [1, 9, 3], [2, 7, 7, 0, 10, 4, 8, 1]):
+        ids = list(prompt)
+        for _ in range(15):
+            window = np.array([ids[-t:]], np.float32)
+            ids.append(int(np.argmax(model.predict(window)[0, -1])))
+        out = model.generate(prompt, 15, temperature=0)
+        assert out.tolist() == ids[len(prompt):]
+        assert len(set(out.tolist())) >= 3  # not one repeated token
