@@ -9,7 +9,8 @@
  *
  * Model: token and position embeddings, 4 pre-LayerNorm blocks (causal
  * self-attention with 4 heads, then a 4x MLP with GELU), a final LayerNorm
- * and a linear head over the 65 characters; n_embd 128, context 64, batch
+ * and a head tied to the token embedding (nanoGPT's lm_head.weight =
+ * wte.weight: logits over the 65 characters); n_embd 128, context 64, batch
  * 12. AdamW lr 1e-3, betas (0.9, 0.99), weight decay 0.1 on matrices only
  * (decay_by_kind), 100 warm-up iterations and cosine decay to 1e-4 at
  * 2,000, gradient clip 1.0. Batches are random windows of the first 90 % of
@@ -80,7 +81,8 @@ static parml_model build_gpt(int64_t vocab) {
         CHECK(parml_model_end_residual(m));
     }
     CHECK(parml_model_add_layer_norm(m, N_EMBD, 1e-5f));
-    CHECK(parml_model_add_linear(m, N_EMBD, vocab, 0));
+    parml_attribute head[] = {int_attr("num_embeddings", vocab), int_attr("embedding_dim", N_EMBD)};
+    CHECK(parml_model_add_layer(m, "tied_classifier", head, 2));
     CHECK(parml_model_init(m, 1337));
     return m;
 }
