@@ -215,10 +215,13 @@ typedef struct parml_strategy_params {
     double watchdog_seconds;   /* a rank waiting longer in a collective fails the step; default 60 */
     int32_t grad_chunk;        /* deterministic mode: samples per gradient chunk; default 32 */
     int64_t split_classifier;  /* since 0.2; tp > 1: nonzero splits the classifier (the model's last
-                                  Linear) by classes and computes the cross-entropy on the sharded
-                                  logits, never gathered; 0 (default) runs it whole on every tp rank.
-                                  Pays for many classes: it adds an all-reduce of the classifier's
-                                  input gradient. 64 bits so that it follows the 0.1 struct's end. */
+                                  Linear, or a tied_classifier) by classes and computes the
+                                  cross-entropy on the sharded logits, never gathered; since 0.3 it
+                                  also splits token embeddings by vocabulary rows (tp must divide the
+                                  vocabulary). 0 (default) runs them whole on every tp rank. Pays
+                                  for many classes: it adds an all-reduce of the classifier's input
+                                  gradient and of the embedding's output. 64 bits so that it follows
+                                  the 0.1 struct's end. */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are

@@ -83,3 +83,18 @@ public struct HeadSlice {
         self.sources = sources
     }
 }
+
+/// A layer whose parameter 0 is a (vocabulary, features) table read by
+/// token id (an embedding) or producing one logit per token (a classifier
+/// tied to it): Megatron's vocabulary-parallel split gives tp rank t the
+/// rows t·V/tp..<(t+1)·V/tp.
+public protocol VocabularyParallelLayer: Layer {
+    /// V, which tp must divide.
+    var vocabulary: Int { get }
+    /// The table's row width (an embedding's output width).
+    var features: Int { get }
+    /// The layer over rows rank·V/ranks..<(rank+1)·V/ranks of the table. An
+    /// embedding slice outputs zeros for ids outside its rows (the sum over
+    /// ranks is the whole lookup); a classifier slice outputs its rows' logits.
+    func vocabularySlice(rank: Int, ranks: Int) throws -> Layer
+}

@@ -144,7 +144,7 @@ final class RankContext {
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
         stats = try Tensor(shape: Shape(3))
-        tied = model.tiedParameters.isEmpty ? nil : try TiedGradients(model: model)
+        tied = model.tiedParameters.isEmpty ? nil : try TiedGradients(model: model, tensorParallel: tensorParallel, tp: layout.mesh.tp)
         if let offset = tensorParallel?.rewrite.classifierOffset, c.stage == layout.mesh.pp - 1, let tensor = comms?.tensor {
             shardedLoss = ShardedCrossEntropy(classOffset: offset, comm: tensor)
         } else {

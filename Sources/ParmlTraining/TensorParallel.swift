@@ -25,7 +25,12 @@ import ParmlTensor
 // its rows t·c..<(t+1)·c) and the loss is ShardedCrossEntropy on the
 // sharded logits. That saves (1 − 1/tp) of its GEMMs and weights but adds
 // an all-reduce of its input gradient (N × in floats) backward: worth it
-// for many classes, not for ten.
+// for many classes, not for ten. The same option splits the vocabulary
+// (Megatron's VocabParallelEmbedding): a token embedding holds rows
+// t·V/tp..<(t+1)·V/tp, gives zeros for other ids, and g sums the ranks'
+// outputs (exact: one rank's row plus zeros); its gradient stays a
+// scatter-add into the rank's own rows. A classifier tied to it is split
+// by the same rows, so the tie sums slices that match.
 
 /// A layer that talks to its tensor-parallel peers; the trainer gives each
 /// rank's copies that rank's communicator.
@@ -213,6 +218,17 @@ struct TensorParallelRewrite {
             i = j + 1
         }
         if splitClassifier {
+            for (k, l) in list.enumerated() where k < list.count - 1 {
+                guard let e = l as? VocabularyParallelLayer else { continue }
+                try checkVocabulary(e, tp: tp, name: "\(path)\(k)")
+                role[k] = .vocabulary
+            }
+        }
+        if splitClassifier, let v = list.last as? VocabularyParallelLayer {
+            try checkVocabulary(v, tp: tp, name: "\(path)\(list.count - 1)")
+            role[list.count - 1] = .vocabularyClassifier
+            classes = v.vocabulary
+        } else if splitClassifier {
             let k = list.count - 1
             guard k >= 0, let c = list[k] as? MatrixLayer else {
                 let what = k >= 0 ? list[k].planLabel : "nothing"
@@ -253,6 +269,23 @@ struct TensorParallelRewrite {
                             + "Σ exp (N·2) forward, of dx backward")
                 } else {
                     notes.append("\(name): column-parallel \(a.planLabel), \(o) output features per rank; all-reduce of dx backward")
+                }
+            case .vocabulary, .vocabularyClassifier:
+                let v = l as! VocabularyParallelLayer
+                let rows = v.vocabulary / tp
+                let slice = try v.vocabularySlice(rank: t, ranks: tp)
+                sources.append(ParameterSource(offset: own[0] + t * rows * v.features, stride: v.features, rows: rows, cols: v.features, replicated: false))
+                if case .vocabulary = role[k] {
+                    out.append(Sequential([slice, TensorParallelReduce(features: v.features, bias: false)]))
+                    notes.append(
+                        "\(name): vocabulary-parallel \(l.planLabel), ids \(t * rows)..<\((t + 1) * rows) on rank \(t) "
+                            + "(rows \(rows) of \(v.vocabulary) per rank); all-reduce of the output forward")
+                } else {
+                    out.append(Sequential([TensorParallelEnter(), slice]))
+                    notes.append(
+                        "\(name): vocabulary-parallel classifier \(l.planLabel), \(rows) classes per rank; softmax "
+                            + "cross-entropy on the sharded logits (not gathered): all-reduces of the row maxima (N·tp·2 floats) and "
+                            + "Σ exp (N·2) forward, of dx backward")
                 }
             case .row:
                 let b = l as! MatrixLayer
@@ -313,8 +346,20 @@ struct TensorParallelRewrite {
     }
 
     private enum Role {
-        case replicated, column, row, classifier, heads
+        case replicated, column, row, classifier, heads, vocabulary, vocabularyClassifier
         case inside(width: Int)
+    }
+
+    /// tp must divide the vocabulary, and ids (and classes) travel as floats.
+    private static func checkVocabulary(_ v: VocabularyParallelLayer, tp: Int, name: String) throws {
+        guard v.vocabulary % tp == 0 else {
+            throw ParmlError.invalidArgument(
+                "split_classifier: tp=\(tp) does not divide the vocabulary of layer \(name) \(v.planLabel) "
+                    + "(\(v.vocabulary) % \(tp) = \(v.vocabulary % tp)); pad it to a multiple of tp, as nanoGPT pads GPT-2's 50257 to 50304")
+        }
+        guard v.vocabulary <= 1 << 24 else {
+            throw ParmlError.invalidArgument("split_classifier: layer \(name) has a vocabulary of \(v.vocabulary); at most 2^24 can be split")
+        }
     }
 
     /// Builds the rewritten model with the serial model's values.

@@ -15,22 +15,32 @@ import ParmlTensor
 //      optimizer moves both slots alike and their values stay equal.
 // When one rank holds both whole slots (one stage, no ZeRO shards), all of
 // this is local. Otherwise the slots' owned parts meet in one all-reduce
-// over the world, where each element comes from exactly one rank (tp rank
-// 0, and data rank 0 unless ZeRO shards the stage), so the sum is exact.
+// over the world, where each element comes from exactly one rank (data rank
+// 0 unless ZeRO shards the stage; tp rank 0 for a replicated pair, each tp
+// rank in its own segment for a pair split by vocabulary rows), so the sum
+// is exact.
 
 /// A rank's buffers for the tied slots: the pairs, and each pair's summed
 /// gradient kept for the copy's owned part until the clip factor is known.
 final class TiedGradients {
     let pairs: [(source: Range<Int>, copy: Range<Int>)]
-    /// 2n floats per pair: the source's then the copy's gradient (collective mode).
+    /// Per pair: tp ranks hold different rows of it (a vocabulary split).
+    let split: [Bool]
+    /// Segments of the exchange: tp when a pair is split, else 1.
+    let segments: Int
+    /// `segments` × 2n floats per pair: the source's then the copy's
+    /// gradient, one segment per tp rank of a split pair (collective mode).
     let exchange: Tensor
     /// n floats per pair: g for the copy's owned part.
     let sums: Tensor
 
-    init(model: Model) throws {
+    init(model: Model, tensorParallel: TensorParallelSync?, tp: Int) throws {
         pairs = model.tiedParameters
+        let copies = model.parameterInfo.indices.filter { model.parameterInfo[$0].tiedTo != nil }
+        split = copies.map { j in tensorParallel.map { !$0.rewrite.sources[j].replicated } ?? false }
+        segments = split.contains(true) ? tp : 1
         let n = pairs.reduce(0) { $0 + $1.source.count }
-        exchange = try Tensor(shape: Shape(2 * n))
+        exchange = try Tensor(shape: Shape(segments * 2 * n))
         sums = try Tensor(shape: Shape(n))
     }
 }
@@ -44,10 +54,14 @@ extension RankContext {
     /// Step 1 and 2 above, on this rank's owned range.
     func sumTiedGradients(_ grads: UnsafeMutablePointer<Float>) throws {
         guard let tied, !tied.pairs.isEmpty else { return }
-        let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
-        let contributes = coordinate.tensor == 0 && (sharded || coordinate.data == 0)
         let x = tied.exchange.data
-        if tiesAreLocal {
+        // Pairs lie one after another in every segment; in collective mode
+        // tp rank t writes a split pair into segment t, and only tp rank 0
+        // writes a replicated one (into segment 0).
+        let segment = 2 * tied.pairs.reduce(0) { $0 + $1.source.count }
+        let local = tiesAreLocal
+        func at(_ split: Bool) -> Int { local || !split ? 0 : coordinate.tensor * segment }
+        if local {
             var base = 0
             for p in tied.pairs {
                 (x + base).update(from: grads + p.source.lowerBound, count: p.source.count)
@@ -56,22 +70,24 @@ extension RankContext {
             }
         } else {
             guard let comms else { throw ParmlError.internal("tied gradients across ranks need a communicator") }
+            let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
+            let contributes = sharded || coordinate.data == 0
             tied.exchange.fill(0)
             var base = 0
-            for p in tied.pairs {
-                if contributes {
-                    copyOwned(p.source, from: grads, to: x + base)
-                    copyOwned(p.copy, from: grads, to: x + base + p.source.count)
+            for (p, split) in zip(tied.pairs, tied.split) {
+                if contributes && (split || coordinate.tensor == 0) {
+                    copyOwned(p.source, from: grads, to: x + at(split) + base)
+                    copyOwned(p.copy, from: grads, to: x + at(split) + base + p.source.count)
                 }
                 base += 2 * p.source.count
             }
             try comms.world.allReduce(x, count: tied.exchange.count, op: .sum)
         }
         var base = 0, sumBase = 0
-        for p in tied.pairs {
+        for (p, split) in zip(tied.pairs, tied.split) {
             let n = p.source.count
-            let s = tied.sums.data + sumBase
-            for i in 0..<n { s[i] = (x[base + i] + 0) + (x[base + n + i] + 0) }
+            let s = tied.sums.data + sumBase, g = x + at(split) + base
+            for i in 0..<n { s[i] = (g[i] + 0) + (g[n + i] + 0) }
             for i in 0..<n where ownedRange.contains(p.source.lowerBound + i) { grads[p.source.lowerBound + i] = s[i] }
             for i in 0..<n where ownedRange.contains(p.copy.lowerBound + i) { grads[p.copy.lowerBound + i] = 0 }
             base += 2 * n

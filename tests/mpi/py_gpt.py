@@ -1,6 +1,7 @@
 """A GPT trained under mpirun (issue 17 item 5): token and position
 embeddings, pre-LayerNorm blocks with causal attention (dropout on) and a
-classifier tied to the token embedding, in the layout named by argv[1].
+classifier tied to the token embedding, in the layout named by argv[1]
+(the "split" ones split the vocabulary of both over tp ranks).
 Each process trains with backend="mpi", then alone with the threads backend
 and the same layout; the parameters must be equal bit for bit, and for the
 layouts without tp they must also equal serial training's.
@@ -17,10 +18,12 @@ LAYOUTS = {
     "pp2": dict(pp=2, micro_batches=2),
     "tp2": dict(tp=2),
     "dp2pp2": dict(dp=2, pp=2, micro_batches=2, zero=1),
+    "tp2split": dict(tp=2, split_classifier=True),
+    "pp2tp2split": dict(pp=2, tp=2, micro_batches=2, split_classifier=True),
 }
 name = sys.argv[1]
 layout = LAYOUTS[name]
-vocab, t, c = 17, 8, 16
+vocab, t, c = 16, 8, 16
 
 
 def train(**strategy) -> np.ndarray:

@@ -318,7 +318,7 @@ for np in 2 4; do
     fi
 done
 
-for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4"; do
+for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4"; do
     set -- $case
     if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
         python3 "$HERE/py_gpt.py" "$1" > "$WORK/pygpt.txt" 2>&1 && [ "$(count ': ok' "$WORK/pygpt.txt")" -eq "$2" ]; then

@@ -26,28 +26,42 @@ public final class Embedding: KindedLayer {
     public let count: Int
     public let dim: Int
     public let initStd: Float
+    /// A vocabulary slice (tensor parallelism) holds rows `firstID ..<
+    /// firstID + count` of a `vocabulary`-row table: other ids give zeros.
+    public let firstID: Int
+    public let vocabulary: Int
     private var weight: Tensor?
     private var weightGrad: Tensor?
     private var input: Tensor?
     private let output = Buffer()
     private let gradInput = Buffer()
 
-    public init(count: Int, dim: Int, initStd: Float) throws {
+    public convenience init(count: Int, dim: Int, initStd: Float) throws {
+        try self.init(count: count, dim: dim, initStd: initStd, firstID: 0, vocabulary: count)
+    }
+
+    private init(count: Int, dim: Int, initStd: Float, firstID: Int, vocabulary: Int) throws {
         guard count.multipliedReportingOverflow(by: dim).overflow == false, count * dim <= Int(Int32.max) else {
             throw ParmlError.invalidArgument("embedding: \(count)x\(dim) weights are too large")
         }
         self.count = count
         self.dim = dim
         self.initStd = initStd
+        self.firstID = firstID
+        self.vocabulary = vocabulary
     }
 
     public var attributes: Attributes {
         ["num_embeddings": .int(Int64(count)), "embedding_dim": .int(Int64(dim)), "init_std": .float(initStd)]
     }
 
-    public var planLabel: String { "embedding(\(count)×\(dim))" }
+    public var planLabel: String {
+        count == vocabulary ? "embedding(\(count)×\(dim))" : "embedding(ids \(firstID)..<\(firstID + count) of \(vocabulary)×\(dim))"
+    }
 
-    public func replicate() throws -> Layer { try Embedding(count: count, dim: dim, initStd: initStd) }
+    public func replicate() throws -> Layer {
+        try Embedding(count: count, dim: dim, initStd: initStd, firstID: firstID, vocabulary: vocabulary)
+    }
 
     public var parameterSpecs: [ParameterSpec] {
         [ParameterSpec(name: "weight", shape: Shape(count, dim), initializer: .normal(std: initStd), decays: true)]
@@ -69,12 +83,17 @@ public final class Embedding: KindedLayer {
         guard let weight else { throw ParmlError.state("embedding is not bound to parameters") }
         let y = try output.shaped(try outputShape(for: x.shape))
         let ids = x.data, w = weight.data, out = y.data
+        let lo = Float(firstID), hi = Float(firstID + count)
         for r in 0..<x.count {
             let v = ids[r]
-            guard v >= 0, v < Float(count), v == v.rounded(.towardZero) else {
-                throw ParmlError.invalidArgument("embedding: input element \(r) is \(v), not a token id in 0..<\(count)")
+            guard v >= 0, v < Float(vocabulary), v == v.rounded(.towardZero) else {
+                throw ParmlError.invalidArgument("embedding: input element \(r) is \(v), not a token id in 0..<\(vocabulary)")
             }
-            (out + r * dim).update(from: w + Int(v) * dim, count: dim)
+            if v >= lo && v < hi {
+                (out + r * dim).update(from: w + (Int(v) - firstID) * dim, count: dim)
+            } else {
+                (out + r * dim).update(repeating: 0, count: dim)
+            }
         }
         input = x
         return y
@@ -86,7 +105,9 @@ public final class Embedding: KindedLayer {
         weightGrad.decayGradient(by: beta)
         let g = weightGrad.data, d = dy.data
         for r in 0..<x.count {
-            let row = g + Int(x.data[r]) * dim, src = d + r * dim
+            let id = Int(x.data[r]) - firstID
+            guard id >= 0 && id < count else { continue }  // another vocabulary slice's row
+            let row = g + id * dim, src = d + r * dim
             for c in 0..<dim { row[c] += src[c] }
         }
         guard needInputGradient else { return nil }
@@ -104,3 +125,12 @@ public final class Embedding: KindedLayer {
 
 /// Generation decodes it with its forward: a position's row depends on its id alone.
 extension Embedding: PositionwiseLayer {}
+
+extension Embedding: VocabularyParallelLayer {
+    public var features: Int { dim }
+
+    public func vocabularySlice(rank: Int, ranks: Int) throws -> Layer {
+        let rows = vocabulary / ranks
+        return try Embedding(count: rows, dim: dim, initStd: initStd, firstID: rank * rows, vocabulary: vocabulary)
+    }
+}

@@ -66,3 +66,13 @@ public final class TiedClassifier: KindedLayer {
 }
 
 extension TiedClassifier: PositionwiseLayer {}
+
+extension TiedClassifier: VocabularyParallelLayer {
+    public var features: Int { dim }
+
+    public var vocabulary: Int { count }
+
+    /// The logits of rows rank·V/ranks..<(rank+1)·V/ranks, tied to the
+    /// embedding's slice of the same rows (a column-parallel classifier).
+    public func vocabularySlice(rank: Int, ranks: Int) throws -> Layer { try TiedClassifier(count: count / ranks, dim: dim) }
+}

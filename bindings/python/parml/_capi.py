@@ -272,7 +272,8 @@ class parml_strategy_params(Structure):
         watchdog_seconds: a rank waiting longer in a collective fails the step; default 60
         grad_chunk: deterministic mode: samples per gradient chunk; default 32
         split_classifier: since 0.2; tp > 1: nonzero splits the classifier by
-            classes, with the cross-entropy on the sharded logits; default 0
+            classes, with the cross-entropy on the sharded logits, and (0.3)
+            token embeddings by vocabulary rows; default 0
     """
 
     _fields_ = [

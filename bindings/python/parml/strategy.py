@@ -35,9 +35,11 @@ class Strategy:
             is split Megatron-style (column then row); other layers are
             replicated; tp must divide the split widths.
         split_classifier: with tp > 1, True splits the classifier (the
-            model's last Linear) by classes and computes the cross-entropy
-            on the sharded logits; False (default) runs it whole on every
-            tp rank. Pays for many classes only.
+            model's last Linear, or a TiedClassifier) by classes and
+            computes the cross-entropy on the sharded logits, and splits
+            token embeddings by vocabulary rows (tp must divide the
+            vocabulary); False (default) runs them whole on every tp rank.
+            Pays for many classes only.
         zero: ZeRO stage 0..3 on the dp axis.
         backend: "threads" (default: ranks are threads of this process) or
             "mpi": one rank per process under mpirun (every process runs the

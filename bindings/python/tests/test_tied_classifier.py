@@ -9,7 +9,7 @@ import pytest
 
 import parml
 
-VOCAB, T, C = 13, 6, 16
+VOCAB, T, C = 16, 6, 16
 
 
 def gpt(seed=3, tied=True, blocks=2, heads=4, dropout=0.0):
@@ -53,7 +53,7 @@ def test_the_matrix_is_held_once():
 def test_a_tied_classifier_needs_an_embedding_before_it():
     with pytest.raises(parml.InvalidArgumentError, match=r"tied_classifier.*add the embedding first"):
         parml.Sequential([parml.Linear(C, C), parml.TiedClassifier(VOCAB, C)])
-    with pytest.raises(parml.InvalidArgumentError, match=r"tied_classifier.*\(13, 8\).*embedding"):
+    with pytest.raises(parml.InvalidArgumentError, match=r"tied_classifier.*\(16, 8\).*embedding"):
         parml.Sequential([parml.Embedding(VOCAB, C), parml.LayerNorm(8), parml.TiedClassifier(VOCAB, 8)])
 
 
@@ -159,11 +159,48 @@ def test_tensor_parallel_keeps_the_tie(layout):
     steps = 4
     serial_losses, serial, _ = train(parml.Strategy(deterministic=True), steps)
     losses, split, plan = train(parml.Strategy(deterministic=True, **layout), steps)
-    assert "tied_classifier(16→13) replicated" in plan, plan
+    assert "tied_classifier(16→16) replicated" in plan, plan
     np.testing.assert_allclose(losses, serial_losses, rtol=1e-5, atol=1e-6)
     scale = max(float(np.abs(v).max()) for v in serial.values())
     d = max(float(np.abs(split[k].astype(np.float64) - serial[k]).max()) for k in serial) / scale
     assert d <= 2e-6 * steps, d
+
+
+SPLIT_LAYOUTS = [
+    dict(tp=2),
+    dict(tp=4),
+    dict(dp=2, tp=2, zero=1),
+    dict(pp=2, tp=2, micro_batches=2),
+    dict(dp=2, pp=2, tp=2, micro_batches=2, zero=2),
+]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("layout", SPLIT_LAYOUTS, ids=[",".join(f"{k}={v}" for k, v in x.items()) for x in SPLIT_LAYOUTS])
+def test_split_classifier_splits_the_vocabulary(layout, tied):
+    """With split_classifier, tp rank t holds rows t·V/tp..<(t+1)·V/tp of
+    the token embedding (Megatron's VocabParallelEmbedding: other ids give
+    zeros, an all-reduce sums the ranks' outputs) and of the classifier, tied
+    or not; the loss runs on the sharded logits. Training stays within the
+    tp tolerance of serial training."""
+    steps = 4
+    serial_losses, serial, _ = train(parml.Strategy(deterministic=True), steps, tied=tied)
+    losses, split, plan = train(parml.Strategy(deterministic=True, split_classifier=True, **layout), steps, tied=tied)
+    per = VOCAB // layout["tp"]
+    assert f"0: vocabulary-parallel embedding({VOCAB}×{C}), ids 0..<{per} on rank 0" in plan, plan
+    head = "vocabulary-parallel classifier tied_classifier" if tied else "column-parallel classifier linear"
+    assert head in plan, plan
+    np.testing.assert_allclose(losses, serial_losses, rtol=1e-5, atol=1e-6)
+    scale = max(float(np.abs(v).max()) for v in serial.values())
+    d = max(float(np.abs(split[k].astype(np.float64) - serial[k]).max()) for k in serial) / scale
+    assert d <= 2e-6 * steps, d
+
+
+def test_the_vocabulary_split_needs_tp_to_divide_it():
+    layers = [parml.Embedding(15, C), parml.LayerNorm(C), parml.TiedClassifier(15, C)]
+    with parml.Sequential(layers, seed=1) as model:
+        with pytest.raises(parml.InvalidArgumentError, match=r"tp=2 does not divide the vocabulary of layer 0 embedding\(15×16\).*pad it"):
+            parml.Trainer(model, strategy=parml.Strategy(tp=2, split_classifier=True))
 
 
 def test_files_hold_the_matrix_once_and_resume_across_layouts(tmp_path):
