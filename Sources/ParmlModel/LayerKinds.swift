@@ -16,6 +16,10 @@ public enum LayerKinds {
         Embedding.descriptor,
         PositionEmbedding.descriptor,
         CausalSelfAttention.descriptor,
+        Conv2d.descriptor,
+        MaxPool2d.descriptor,
+        AvgPool2d.descriptor,
+        GlobalAvgPool.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }
