@@ -1,10 +1,10 @@
 // Image kernels: im2col/col2im around convolution's sgemm, and pooling.
-// See pml_image.h. Mostly copies and comparisons, so one baseline build
-// serves (no target_clones); sums run in one fixed order.
+// See pml_image.h. Short copies and comparisons: AVX2/AVX-512 versions
+// (target_clones) measured no faster on conv2's shapes, so one baseline build
+// serves; sums run in one fixed order.
 #include "pml_image.h"
 
 #include <math.h>
-#include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
 #if defined(__clang__)
@@ -21,6 +21,30 @@ static void inside(ptrdiff_t offset, ptrdiff_t stride, ptrdiff_t size, ptrdiff_t
     if (b < a) b = a;
     *lo = a;
     *hi = b;
+}
+
+// Runs of a row: short (a plane's width, often 1 or 2 cells of padding),
+// so plain loops the compiler vectorises inline beat a memcpy or memset call
+// each; PML_INLINE_RUNS keeps clang from turning them back into such calls.
+#if defined(__has_attribute)
+#if __has_attribute(no_builtin)
+#define PML_INLINE_RUNS __attribute__((no_builtin("memset", "memcpy")))
+#endif
+#endif
+#ifndef PML_INLINE_RUNS
+#define PML_INLINE_RUNS
+#endif
+
+static inline __attribute__((always_inline)) void copy_run(float *restrict dst, const float *restrict src, ptrdiff_t n) {
+    for (ptrdiff_t k = 0; k < n; k++) dst[k] = src[k];
+}
+
+static inline __attribute__((always_inline)) void add_run(float *restrict dst, const float *restrict src, ptrdiff_t n) {
+    for (ptrdiff_t k = 0; k < n; k++) dst[k] += src[k];
+}
+
+static inline __attribute__((always_inline)) void zero_run(float *restrict dst, ptrdiff_t n) {
+    for (ptrdiff_t k = 0; k < n; k++) dst[k] = 0;
 }
 
 // One walk over the taps serves both directions: im2col copies x's cells
@@ -40,18 +64,22 @@ static inline __attribute__((always_inline)) void walk(float *x, size_t channels
                     const int padding_row = iy < 0 || iy >= H;
                     float *row = plane + iy * W + dx0;
                     if (adjoint) {
-                        if (!padding_row)
-                            for (ptrdiff_t ox = lo; ox < hi; ox++) row[ox * sw] += col[ox];
-                    } else if (padding_row) {
-                        memset(col, 0, (size_t)ow * sizeof(float));
-                    } else {
-                        for (ptrdiff_t ox = 0; ox < lo; ox++) col[ox] = 0;
+                        if (padding_row) continue;
                         if (sw == 1) {
-                            memcpy(col + lo, row + lo, (size_t)(hi - lo) * sizeof(float));
+                            add_run(row + lo, col + lo, hi - lo);
+                        } else {
+                            for (ptrdiff_t ox = lo; ox < hi; ox++) row[ox * sw] += col[ox];
+                        }
+                    } else if (padding_row) {
+                        zero_run(col, ow);
+                    } else {
+                        zero_run(col, lo);
+                        if (sw == 1) {
+                            copy_run(col + lo, row + lo, hi - lo);
                         } else {
                             for (ptrdiff_t ox = lo; ox < hi; ox++) col[ox] = row[ox * sw];
                         }
-                        for (ptrdiff_t ox = hi; ox < ow; ox++) col[ox] = 0;
+                        zero_run(col + hi, ow - hi);
                     }
                 }
             }
@@ -59,9 +87,9 @@ static inline __attribute__((always_inline)) void walk(float *x, size_t channels
     }
 }
 
-void pml_im2col(const float *x, size_t channels, const pml_window *w, float *col) { walk((float *)x, channels, w, col, 0); }
+PML_INLINE_RUNS void pml_im2col(const float *x, size_t channels, const pml_window *w, float *col) { walk((float *)x, channels, w, col, 0); }
 
-void pml_col2im(const float *col, size_t channels, const pml_window *w, float *dx) { walk(dx, channels, w, (float *)col, 1); }
+PML_INLINE_RUNS void pml_col2im(const float *col, size_t channels, const pml_window *w, float *dx) { walk(dx, channels, w, (float *)col, 1); }
 
 void pml_fill_planes(const float *b, float *y, size_t planes, size_t size) {
     for (size_t p = 0; p < planes; p++, y += size) {
