@@ -4,21 +4,21 @@ import ParmlTensor
 /// shape and the window it is swept by.
 enum ImageShape {
     /// The planes of `input` (N, channels, H, W) under `window`, or a
-    /// `.shape` error naming `label`.
-    static func planes(_ input: Shape, channels: Int?, window: Window2d, label: String) throws -> PlaneSizes {
-        let c = channels.map(String.init) ?? "C"
+    /// `.shape` error naming `label` (made only then: a step allocates nothing).
+    static func planes(_ input: Shape, channels: Int?, window: Window2d, label: @autoclosure () -> String) throws -> PlaneSizes {
         guard input.rank == 4, channels == nil || input[1] == channels else {
-            throw ParmlError.shape("\(label) expects input (N, \(c), H, W), got \(input)")
+            let c = channels.map(String.init) ?? "C"
+            throw ParmlError.shape("\(label()) expects input (N, \(c), H, W), got \(input)")
         }
         guard let out = window.outputSize(height: input[2], width: input[3]) else {
-            throw ParmlError.shape("\(label): a \(window.text) window does not fit in a \(input[2])x\(input[3]) input")
+            throw ParmlError.shape("\(label()): a \(window.text) window does not fit in a \(input[2])x\(input[3]) input")
         }
         return PlaneSizes(height: input[2], width: input[3], outHeight: out.height, outWidth: out.width)
     }
 
     /// A pooling's output (N, C, Ho, Wo) and planes for `input` (N, C, H, W).
-    static func pooled(_ input: Shape, window: Window2d, label: String) throws -> (Shape, PlaneSizes) {
-        let p = try planes(input, channels: nil, window: window, label: label)
+    static func pooled(_ input: Shape, window: Window2d, label: @autoclosure () -> String) throws -> (Shape, PlaneSizes) {
+        let p = try planes(input, channels: nil, window: window, label: label())
         return (Shape(input[0], input[1], p.outHeight, p.outWidth), p)
     }
 
