@@ -156,5 +156,6 @@ let convCases: [ConvCase] = [
         expectError(parmlError { _ = try layer.outputShape(for: Shape(1, 4, 9, 9)) }, "shape", mentions: ["(N, 3, H, W)"])
         expectError(parmlError { _ = try layer.outputShape(for: Shape(1, 3, 9)) }, "shape", mentions: ["(N, 3, H, W)"])
         expectError(parmlError { _ = try layer.outputShape(for: Shape(1, 3, 4, 9)) }, "shape", mentions: ["does not fit", "4x9"])
+        expectError(parmlError { _ = try layer.outputShape(for: Shape(1, 3, 1 << 16, 1 << 16)) }, "shape", mentions: ["2^31-1 cells"])
     }
 }

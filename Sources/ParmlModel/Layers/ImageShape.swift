@@ -10,10 +10,22 @@ enum ImageShape {
             let c = channels.map(String.init) ?? "C"
             throw ParmlError.shape("\(label()) expects input (N, \(c), H, W), got \(input)")
         }
+        guard fits(input[2], input[3]) else {
+            throw ParmlError.shape("\(label()): a \(input[2])x\(input[3]) plane has more than 2^31-1 cells")
+        }
         guard let out = window.outputSize(height: input[2], width: input[3]) else {
             throw ParmlError.shape("\(label()): a \(window.text) window does not fit in a \(input[2])x\(input[3]) input")
         }
+        guard fits(out.height, out.width) else {
+            throw ParmlError.shape("\(label()): its \(out.height)x\(out.width) output plane has more than 2^31-1 cells")
+        }
         return PlaneSizes(height: input[2], width: input[3], outHeight: out.height, outWidth: out.width)
+    }
+
+    /// Plane offsets and sgemm sizes are 32-bit (OpenBLAS's ints, pooling's argmax).
+    private static func fits(_ h: Int, _ w: Int) -> Bool {
+        let (cells, overflow) = h.multipliedReportingOverflow(by: w)
+        return !overflow && cells <= Int(Int32.max)
     }
 
     /// A pooling's output (N, C, Ho, Wo) and planes for `input` (N, C, H, W).
