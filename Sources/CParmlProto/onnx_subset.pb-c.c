@@ -424,19 +424,21 @@ void   parml__onnx__operator_set_id_proto__free_unpacked
   assert(message->base.descriptor == &parml__onnx__operator_set_id_proto__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCEnumValue parml__onnx__attribute_proto__attribute_type__enum_values_by_number[3] =
+static const ProtobufCEnumValue parml__onnx__attribute_proto__attribute_type__enum_values_by_number[4] =
 {
   { "UNDEFINED", "PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED", 0 },
   { "FLOAT", "PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT", 1 },
   { "INT", "PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT", 2 },
+  { "INTS", "PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS", 7 },
 };
 static const ProtobufCIntRange parml__onnx__attribute_proto__attribute_type__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{7, 3},{0, 4}
 };
-static const ProtobufCEnumValueIndex parml__onnx__attribute_proto__attribute_type__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex parml__onnx__attribute_proto__attribute_type__enum_values_by_name[4] =
 {
   { "FLOAT", 1 },
   { "INT", 2 },
+  { "INTS", 3 },
   { "UNDEFINED", 0 },
 };
 const ProtobufCEnumDescriptor parml__onnx__attribute_proto__attribute_type__descriptor =
@@ -446,15 +448,15 @@ const ProtobufCEnumDescriptor parml__onnx__attribute_proto__attribute_type__desc
   "AttributeType",
   "Parml__Onnx__AttributeProto__AttributeType",
   "parml.onnx",
-  3,
+  4,
   parml__onnx__attribute_proto__attribute_type__enum_values_by_number,
-  3,
+  4,
   parml__onnx__attribute_proto__attribute_type__enum_values_by_name,
-  1,
+  2,
   parml__onnx__attribute_proto__attribute_type__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor parml__onnx__attribute_proto__field_descriptors[4] =
+static const ProtobufCFieldDescriptor parml__onnx__attribute_proto__field_descriptors[5] =
 {
   {
     "name",
@@ -493,6 +495,18 @@ static const ProtobufCFieldDescriptor parml__onnx__attribute_proto__field_descri
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "ints",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Parml__Onnx__AttributeProto, n_ints),
+    offsetof(Parml__Onnx__AttributeProto, ints),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "type",
     20,
     PROTOBUF_C_LABEL_NONE,
@@ -508,14 +522,16 @@ static const ProtobufCFieldDescriptor parml__onnx__attribute_proto__field_descri
 static const unsigned parml__onnx__attribute_proto__field_indices_by_name[] = {
   1,   /* field[1] = f */
   2,   /* field[2] = i */
+  3,   /* field[3] = ints */
   0,   /* field[0] = name */
-  3,   /* field[3] = type */
+  4,   /* field[4] = type */
 };
-static const ProtobufCIntRange parml__onnx__attribute_proto__number_ranges[2 + 1] =
+static const ProtobufCIntRange parml__onnx__attribute_proto__number_ranges[3 + 1] =
 {
   { 1, 0 },
-  { 20, 3 },
-  { 0, 4 }
+  { 8, 3 },
+  { 20, 4 },
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor parml__onnx__attribute_proto__descriptor =
 {
@@ -525,10 +541,10 @@ const ProtobufCMessageDescriptor parml__onnx__attribute_proto__descriptor =
   "Parml__Onnx__AttributeProto",
   "parml.onnx",
   sizeof(Parml__Onnx__AttributeProto),
-  4,
+  5,
   parml__onnx__attribute_proto__field_descriptors,
   parml__onnx__attribute_proto__field_indices_by_name,
-  2,  parml__onnx__attribute_proto__number_ranges,
+  3,  parml__onnx__attribute_proto__number_ranges,
   (ProtobufCMessageInit) parml__onnx__attribute_proto__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

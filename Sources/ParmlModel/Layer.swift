@@ -72,6 +72,18 @@ public struct ParameterSpec: Sendable {
     }
 }
 
+extension ParameterSpec {
+    /// A weight of `shape` and, with `bias`, a bias of `outputs`, both drawn
+    /// as PyTorch draws Linear's and Conv2d's: U(±1/√fan_in). The weight
+    /// decays, the bias does not.
+    public static func weightAndBias(_ shape: Shape, outputs: Int, fanIn: Int, bias: Bool) -> [ParameterSpec] {
+        let bound = 1 / Float(fanIn).squareRoot()
+        let weight = ParameterSpec(name: "weight", shape: shape, initializer: .uniform(bound: bound), decays: true)
+        guard bias else { return [weight] }
+        return [weight, ParameterSpec(name: "bias", shape: Shape(outputs), initializer: .uniform(bound: bound), decays: false)]
+    }
+}
+
 /// One layer: forward and backward over tensors it owns.
 ///
 /// A layer owns its output and input-gradient buffers and reuses them from

@@ -74,8 +74,8 @@ public struct AttributeSpec: Sendable {
     }
 
     /// A size: an int in 1...2^31-1 (features, channels, ...).
-    public static func size(_ name: String, doc: String) -> AttributeSpec {
-        AttributeSpec(name, .int, doc: doc, rule: "in 1...2^31-1") {
+    public static func size(_ name: String, default value: Int64? = nil, doc: String) -> AttributeSpec {
+        AttributeSpec(name, .int, default: value.map { .int($0) }, doc: doc, rule: "in 1...2^31-1") {
             if case .int(let v) = $0 { return v >= 1 && v <= Int64(Int32.max) }
             return false
         }
@@ -83,6 +83,20 @@ public struct AttributeSpec: Sendable {
 
     public static func flag(_ name: String, default value: Bool, doc: String) -> AttributeSpec {
         AttributeSpec(name, .bool, default: .bool(value), doc: doc)
+    }
+
+    /// Height and width as PyTorch's Conv2d and pooling take them: one int
+    /// (both) or two, each in minimum...2^31-1; with `allowsNone`, also the
+    /// empty list, which the kind reads as its own default (pooling's stride
+    /// is its kernel). Attributes hold the two values the layer uses.
+    public static func pair(
+        _ name: String, default value: [Int64]? = nil, minimum: Int64, allowsNone: Bool = false, doc: String
+    ) -> AttributeSpec {
+        let rule = "one or two ints (height, width) in \(minimum)...2^31-1" + (allowsNone ? ", or none" : "")
+        return AttributeSpec(name, .ints, default: value.map { .ints($0) }, doc: doc, rule: rule) {
+            guard case .ints(let v) = $0 else { return false }
+            return (v.isEmpty && allowsNone) || ((1...2).contains(v.count) && v.allSatisfy { $0 >= minimum && $0 <= Int64(Int32.max) })
+        }
     }
 
     /// A float that `valid` accepts (NaN never is), described by `rule`.
@@ -143,6 +157,18 @@ public struct Attributes: Sendable, Equatable, ExpressibleByDictionaryLiteral {
     public func ints(_ name: String) throws -> [Int64] {
         guard case .ints(let v)? = self[name] else { throw ParmlError.internal("attribute '\(name)' is not an int list") }
         return v
+    }
+
+    /// A `.pair` attribute as (height, width): one value stands for both;
+    /// nil for the empty list.
+    public func pair(_ name: String) throws -> (Int, Int)? {
+        let v = try ints(name)
+        switch v.count {
+        case 0: return nil
+        case 1: return (Int(v[0]), Int(v[0]))
+        case 2: return (Int(v[0]), Int(v[1]))
+        default: throw ParmlError.internal("attribute '\(name)' has \(v.count) values, not a pair")
+        }
     }
 
     /// "in_features=784 out_features=10 bias=true".

@@ -17,6 +17,10 @@ public enum LayerKinds {
         PositionEmbedding.descriptor,
         CausalSelfAttention.descriptor,
         TiedClassifier.descriptor,
+        Conv2d.descriptor,
+        MaxPool2d.descriptor,
+        AvgPool2d.descriptor,
+        GlobalAvgPool.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }

@@ -32,4 +32,6 @@ extension OnnxLowering {
 public enum OnnxAttribute: Sendable {
     case int(String, Int64)
     case float(String, Float)
+    /// A list of ints (Conv's kernel_shape, strides, pads, dilations).
+    case ints(String, [Int64])
 }

@@ -98,6 +98,7 @@ public enum OnnxExport {
                     switch $0 {
                     case .int(let name, let v): .int(name, v)
                     case .float(let name, let v): .float(name, v)
+                    case .ints(let name, let v): .ints(name, v)
                     }
                 })
         }

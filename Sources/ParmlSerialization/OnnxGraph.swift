@@ -11,6 +11,7 @@ final class OnnxGraph {
     enum Attribute {
         case int(String, Int64)
         case float(String, Float)
+        case ints(String, [Int64])
     }
 
     let arena: PackArena
@@ -52,6 +53,13 @@ final class OnnxGraph {
                     m.pointee.name = try arena.string(name)
                     m.pointee.type = PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT
                     m.pointee.f = v
+                case .ints(let name, let v):
+                    m.pointee.name = try arena.string(name)
+                    m.pointee.type = PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS
+                    let p = try arena.allocate(Int64.self, count: max(v.count, 1))
+                    for (i, x) in v.enumerated() { p[i] = x }
+                    m.pointee.n_ints = v.count
+                    m.pointee.ints = p
                 }
                 list[k] = m
             }

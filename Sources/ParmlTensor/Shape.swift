@@ -9,6 +9,7 @@ public struct Shape: Equatable, Sendable, CustomStringConvertible {
     public init(_ d0: Int) { rank = 1; d.0 = d0 }
     public init(_ d0: Int, _ d1: Int) { rank = 2; d.0 = d0; d.1 = d1 }
     public init(_ d0: Int, _ d1: Int, _ d2: Int) { rank = 3; d.0 = d0; d.1 = d1; d.2 = d2 }
+    public init(_ d0: Int, _ d1: Int, _ d2: Int, _ d3: Int) { rank = 4; d.0 = d0; d.1 = d1; d.2 = d2; d.3 = d3 }
 
     /// From an array (API boundaries, not hot loops). Ranks above `maxRank`
     /// or negative dimensions throw.

@@ -6,7 +6,8 @@ import _ParmlTestSupport
 @testable import ParmlModel
 
 /// A kind's attributes with a plain value for each required one (sizes 4,
-/// floats 0.25): enough to build any registered kind on input (3, 4).
+/// floats 0.25, int lists [3]: a 3x3 kernel): enough to build any
+/// registered kind on its `sampleInput`.
 func sampleAttributes(_ kind: LayerKind) -> Attributes {
     Attributes(
         kind.attributes.compactMap { spec in
@@ -17,25 +18,38 @@ func sampleAttributes(_ kind: LayerKind) -> Attributes {
                 case .float: .float(0.25)
                 case .bool: .bool(true)
                 case .string: .string("")
-                case .ints: .ints([])
+                case .ints: .ints([3])
                 }
             return Attributes.Entry(name: spec.name, value: v)
         })
 }
 
+/// The kinds that read image batches (N, C, H, W).
+let imageKinds: Set<String> = ["conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool"]
+
 /// An input of shape (1, 3, 4) for any kind built by `sampleAttributes` (a
 /// batch of one sequence of 3 positions of 4 features: what sequence kinds
-/// such as attention need, and any other kind takes): values at least 0.05
-/// from 0 (where piecewise kinds have their kinks), or token ids below 4
-/// for a kind that reads ids.
+/// such as attention need, and any other kind takes), or (2, 4, 5, 5) for
+/// an image kind: values at least 0.05 from 0 (where piecewise kinds have
+/// their kinks), or token ids below 4 for a kind that reads ids. Image
+/// values are 0.03 apart, shuffled: a step of 0.01 never changes which
+/// cell a max pooling window takes.
 func sampleInput(_ kind: LayerKind) throws -> Tensor {
+    let image = imageKinds.contains(kind.name)
+    let shape = image ? Shape(2, 4, 5, 5) : Shape(1, 3, 4)
     let x: [Float]
-    if case .tokenIDs = try firstKind(kind).input {
-        x = (0..<12).map { Float(($0 * 7 + 3) % 4) }
+    if image {
+        let keys = randomArray(shape.count, seed: 22)
+        let order = (0..<shape.count).sorted { keys[$0] < keys[$1] }
+        var v = [Float](repeating: 0, count: shape.count)
+        for (rank, i) in order.enumerated() { v[i] = (Float(rank) - 99.5) * 0.03 }
+        x = v
+    } else if case .tokenIDs = try firstKind(kind).input {
+        x = (0..<shape.count).map { Float(($0 * 7 + 3) % 4) }
     } else {
-        x = randomArray(12, seed: 22, low: -3, high: 3).map { $0 >= 0 ? $0 + 0.05 : $0 - 0.05 }
+        x = randomArray(shape.count, seed: 22, low: -3, high: 3).map { $0 >= 0 ? $0 + 0.05 : $0 - 0.05 }
     }
-    return try Tensor(x, shape: Shape(1, 3, 4))
+    return try Tensor(x, shape: shape)
 }
 
 /// The layers of a sample model for `kind`: the kind it requires (built
@@ -57,7 +71,8 @@ func firstKind(_ kind: LayerKind) throws -> LayerKind { try kind.requires.map { 
         #expect(Set(LayerKinds.all.map(\.name)).count == LayerKinds.all.count)
         #expect(Set(LayerKinds.all.map(\.className)).count == LayerKinds.all.count)
         for k in LayerKinds.all {
-            #expect(k.name.allSatisfy { $0.isLowercase || $0 == "_" }, "\(k.name): names are lower_snake_case")
+            // PyTorch's functional spellings: conv2d, max_pool2d.
+            #expect(k.name.first!.isLowercase && k.name.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "_" }, "\(k.name): names are lower_snake_case")
             #expect(!Model.blockKinds.contains(k.name))
         }
     }

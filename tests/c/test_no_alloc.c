@@ -10,6 +10,8 @@
  * Model: (64, 28, 28) -> flatten -> linear 784->256 -> layer_norm -> gelu ->
  * residual{ linear 256->256 -> gelu -> dropout 0.1 } -> linear 256->256 ->
  * relu -> linear 256->10; Adam, cosine schedule with warmup, clipping.
+ * Then a small CNN (every image kind: conv2d, max_pool2d, avg_pool2d,
+ * global_avg_pool) on (64, 1, 28, 28), serial and dp 2 x pp 2.
  * 3 warm-up steps, then 20 counted steps of parml_trainer_step, twice:
  *   1. with the default strategy (what every user gets: BLAS threads =
  *      cores / ranks), the check the promise is about;
@@ -140,6 +142,40 @@ static parml_model build_model(void) {
     return m;
 }
 
+/* A small CNN on (B, 1, 28, 28): conv 1->4 3x3 pad 1, relu, max pool 2,
+ * conv 4->8 3x3 stride 2 groups 2, relu, avg pool 2 (stride 1), global
+ * average pool, linear 8->10: every image kind. */
+static int64_t k3[] = {3}, pad1[] = {1}, two[] = {2}, one[] = {1};
+
+static void add(parml_model m, const char *kind, parml_attribute *a, int64_t n) { OK(parml_model_add_layer(m, kind, a, n)); }
+
+static parml_model build_cnn(void) {
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    parml_attribute c1[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = 1},
+                            {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 4},
+                            {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
+                            {.name = "padding", .type = PARML_ATTR_INTS, .ints = pad1, .n_ints = 1}};
+    add(m, "conv2d", c1, 4);
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    parml_attribute pool[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1}};
+    add(m, "max_pool2d", pool, 1);
+    parml_attribute c2[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = 4},
+                            {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 8},
+                            {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
+                            {.name = "stride", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1},
+                            {.name = "groups", .type = PARML_ATTR_INT, .int_value = 2}};
+    add(m, "conv2d", c2, 5);
+    OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
+    parml_attribute avg[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1},
+                             {.name = "stride", .type = PARML_ATTR_INTS, .ints = one, .n_ints = 1}};
+    add(m, "avg_pool2d", avg, 2);
+    add(m, "global_avg_pool", NULL, 0);
+    OK(parml_model_add_linear(m, 8, CLASSES, 1));
+    OK(parml_model_init(m, 2024));
+    return m;
+}
+
 /* Trains WARMUP + COUNTED steps; returns the allocations counted over the
    last COUNTED; *others_out gets those whose stack does not pass through
    OpenBLAS. */
@@ -147,9 +183,12 @@ typedef struct {
     int32_t dp, zero, deterministic, pp, micro_batches, tp;
 } layout_t;
 
+/* The input measure() trains on is an image batch: the CNN, not the MLP. */
+static int xt_is_image;
+
 static long measure(const char *label, int32_t blas_threads, layout_t l, parml_tensor xt, parml_tensor yt,
                     long *others_out) {
-    parml_model m = build_model();
+    parml_model m = xt_is_image ? build_cnn() : build_model();
     parml_optimizer_params o;
     OK(parml_optimizer_params_init(&o));
     o.kind = PARML_OPTIMIZER_ADAM;
@@ -379,6 +418,21 @@ int main(void) {
     CHECK(total == 0, "int64 labels allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
     total = measure("int64 labels, pp = 2, m = 4", 1, (layout_t){1, 0, 1, 2, 4, 1}, xt, yt64, &others);
     CHECK(total == 0, "int64 labels pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+
+    /* The image kinds (since 0.3): convolution's column buffer, pooling's
+     * argmax and every gradient are reused from step to step. */
+    int64_t xd4[4] = {B, 1, H, W};
+    parml_tensor xt4 = NULL;
+    float *pixels = NULL;
+    OK(parml_tensor_data(xt, &pixels));
+    OK(parml_tensor_create(xd4, 4, pixels, &xt4));
+    xt_is_image = 1;
+    total = measure("cnn", 1, serial, xt4, yt, &others);
+    CHECK(total == 0, "the CNN allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    total = measure("cnn, dp = 2 x pp = 2, m = 2, deterministic", 1, (layout_t){2, 0, 1, 2, 2, 1}, xt4, yt, &others);
+    CHECK(total == 0, "the CNN under dp=2 pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    xt_is_image = 0;
+    parml_tensor_free(xt4);
 
     test_token_fit();
     /* Generation: 32 more tokens, no more allocations (each call allocates

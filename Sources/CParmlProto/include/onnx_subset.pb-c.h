@@ -33,7 +33,8 @@ typedef struct Parml__Onnx__OperatorSetIdProto Parml__Onnx__OperatorSetIdProto;
 typedef enum _Parml__Onnx__AttributeProto__AttributeType {
   PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED = 0,
   PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT = 1,
-  PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT = 2
+  PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT = 2,
+  PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE)
 } Parml__Onnx__AttributeProto__AttributeType;
 typedef enum _Parml__Onnx__TensorProto__DataType {
@@ -50,11 +51,13 @@ struct  Parml__Onnx__AttributeProto
   char *name;
   float f;
   int64_t i;
+  size_t n_ints;
+  int64_t *ints;
   Parml__Onnx__AttributeProto__AttributeType type;
 };
 #define PARML__ONNX__ATTRIBUTE_PROTO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__onnx__attribute_proto__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED }
+    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, PARML__ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__UNDEFINED }
 
 
 struct  Parml__Onnx__ValueInfoProto

@@ -68,10 +68,7 @@ public final class Linear: KindedLayer, MatrixLayer {
     }
 
     public var parameterSpecs: [ParameterSpec] {
-        let bound = 1 / Float(inFeatures).squareRoot()
-        var specs = [ParameterSpec(name: "weight", shape: Shape(outFeatures, inFeatures), initializer: .uniform(bound: bound), decays: true)]
-        if hasBias { specs.append(ParameterSpec(name: "bias", shape: Shape(outFeatures), initializer: .uniform(bound: bound), decays: false)) }
-        return specs
+        ParameterSpec.weightAndBias(Shape(outFeatures, inFeatures), outputs: outFeatures, fanIn: inFeatures, bias: hasBias)
     }
 
     public func bind(values: [Tensor], gradients: [Tensor]) {

@@ -77,4 +77,9 @@ void pml_adam_update(float *p, const float *g, float *m, float *v, size_t n, flo
 }
 #endif
 
+/* The image kernels (convolution, pooling). Included from here too so that a
+ * build whose module cache predates pml_image.h sees this header change and
+ * rebuilds the module, rather than missing the new declarations. */
+#include "pml_image.h"
+
 #endif

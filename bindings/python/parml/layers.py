@@ -13,6 +13,7 @@ one: they are made at import from the library's list of layer kinds
 from __future__ import annotations
 
 import ctypes
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -65,12 +66,22 @@ class _Required:
 #: The default of an attribute the caller must give.
 REQUIRED: Any = _Required()
 
+def _ints(v: Any) -> tuple[int, ...]:
+    # As PyTorch's Conv2d(1, 16, 3, padding=1) and MaxPool2d(2, stride=None):
+    # an int stands for itself in every dimension, None for the kind's default.
+    if v is None:
+        return ()
+    if isinstance(v, numbers.Integral):
+        return (int(v),)
+    return tuple(int(x) for x in v)
+
+
 _PY_TYPES: dict[int, Callable[[Any], Any]] = {
     _capi.PARML_ATTR_INT: int,
     _capi.PARML_ATTR_FLOAT: float,
     _capi.PARML_ATTR_BOOL: bool,
     _capi.PARML_ATTR_STRING: str,
-    _capi.PARML_ATTR_INTS: lambda v: tuple(int(x) for x in v),
+    _capi.PARML_ATTR_INTS: _ints,
 }
 
 

@@ -73,16 +73,21 @@ def test_classes_build_what_the_typed_functions_build():
     assert "dropout p=0.25" in model.summary()
 
 
+# Kinds that read image batches (N, C, H, W).
+_IMAGE_KINDS = {"conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool"}
+
+
 def _sample(kind):
-    """A kind with its defaults and ints 4, floats 0.25 for required
-    attributes, and an input of shape (1, 3, 4) it takes (one sequence of 3
-    positions of 4 features: what attention needs, and any kind takes)."""
-    args = {}
-    for a in kind.attributes:
-        if a.default is parml.layers.REQUIRED:
-            args[a.name] = 4 if a.type == _capi.PARML_ATTR_INT else 0.25
+    """A kind with its defaults and ints 4, floats 0.25, int lists (3,) (a
+    3x3 kernel) for required attributes, and an input of shape (1, 3, 4) it
+    takes (one sequence of 3 positions of 4 features: what attention needs,
+    and any kind takes), or (2, 4, 5, 5) for an image kind."""
+    required = {_capi.PARML_ATTR_INT: 4, _capi.PARML_ATTR_FLOAT: 0.25, _capi.PARML_ATTR_INTS: (3,)}
+    args = {a.name: required[a.type] for a in kind.attributes if a.default is parml.layers.REQUIRED}
     layer = getattr(parml, kind.class_name)(**args)
-    if kind.takes_token_ids or kind.requires:
+    if kind.name in _IMAGE_KINDS:
+        x = np.random.default_rng(0).uniform(-2, 2, size=(2, 4, 5, 5)).astype(np.float32)
+    elif kind.takes_token_ids or kind.requires:
         x = (np.arange(12).reshape(1, 3, 4) % 4).astype(np.float32)
     else:
         x = np.random.default_rng(0).uniform(-2, 2, size=(1, 3, 4)).astype(np.float32)

@@ -1,0 +1,171 @@
+"""conv2d, max_pool2d, avg_pool2d and global_avg_pool from Python (issue 18,
+part 1): the classes come from the kinds query and take PyTorch's
+arguments; a tiny CNN trains as PyTorch trains it from the same weights,
+exports to ONNX what onnxruntime computes, and trains under dp and pp
+bit for bit as serially (tp replicates the convolutions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import parml
+
+
+def tiny_cnn(seed=3, classes=3):
+    return parml.Sequential(
+        [
+            parml.Conv2d(1, 4, 3, padding=1),
+            parml.ReLU(),
+            parml.MaxPool2d(2),
+            parml.Conv2d(4, 6, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2),
+            parml.ReLU(),
+            parml.AvgPool2d(3, stride=1, padding=1),
+            parml.GlobalAvgPool2d(),
+            parml.Linear(6, classes),
+        ],
+        seed=seed,
+    )
+
+
+def batch(n=8, seed=0, classes=3):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 1, 10, 9)).astype(np.float32), rng.integers(0, classes, size=n)
+
+
+def torch_cnn(torch, classes=3):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, (3, 2), stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2),
+        nn.ReLU(),
+        nn.AvgPool2d(3, stride=1, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, classes),
+    )
+
+
+def torch_name(name):
+    return "8." + name[2:] if name.startswith("7.") else name
+
+
+def test_classes_from_the_kinds_query(tmp_path):
+    conv = parml.Conv2d(3, 8, 5, padding=2)
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding) == (3, 8, (5,), (1, 1), (2,))
+    assert (conv.dilation, conv.groups, conv.bias) == ((1, 1), 1, True)
+    assert parml.MaxPool2d(2).stride == () and parml.MaxPool2d(2, None).stride == ()
+    assert parml.AvgPool2d((2, 3), 1).count_include_pad is True
+    assert "groups" in parml.Conv2d.__doc__ and "kernel_size" in parml.MaxPool2d.__doc__
+    with pytest.raises(parml.InvalidArgumentError, match=r"conv2d\(6→4\): groups \(4\) must divide in_channels \(6\)"):
+        parml.Sequential([parml.Conv2d(6, 4, 3, groups=4)])
+    with pytest.raises(parml.InvalidArgumentError, match="max_pool2d: padding 2x2 must be at most half the kernel 3x3"):
+        parml.Sequential([parml.MaxPool2d(3, padding=2)])
+    with parml.Sequential([parml.Conv2d(1, 2, 3)], seed=1) as m:
+        with pytest.raises(parml.ShapeError, match=r"expects input \(N, 1, H, W\)"):
+            m.predict(np.zeros((2, 3, 8, 8), np.float32))
+    with tiny_cnn() as m:
+        assert m.parameter_shapes["0.weight"] == (4, 1, 3, 3) and m.parameter_shapes["3.weight"] == (6, 2, 3, 2)
+        m.save(tmp_path / "cnn.pb")
+        with parml.Model.load(tmp_path / "cnn.pb") as back:
+            summary = back.summary()
+            assert "conv2d in_channels=4 out_channels=6 kernel_size=[3,2] stride=[1,2] padding=[2,1] dilation=[2,1] groups=2" in summary
+            assert "max_pool2d kernel_size=[2,2] stride=[2,2] padding=[0,0]" in summary
+            x, _ = batch()
+            np.testing.assert_array_equal(back.predict(x), m.predict(x))
+
+
+def test_trains_as_torch_does_from_the_same_weights():
+    """Five SGD-momentum steps on cross-entropy: the loss of every step and
+    the parameters afterwards agree with PyTorch's (float32 both; the sums
+    run in other orders, so within 1e-5)."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    lr, momentum, steps = 0.1, 0.9, 5
+    batches = [batch(8, seed=k) for k in range(steps)]
+    with tiny_cnn() as model:
+        ref = torch_cnn(torch)
+        start = model.state_dict()
+        # torch's Flatten before the Linear shifts its index by one.
+        ref.load_state_dict({torch_name(k): torch.from_numpy(v) for k, v in start.items()})
+        opt = torch.optim.SGD(ref.parameters(), lr=lr, momentum=momentum)
+        want = []
+        for x, y in batches:
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y))
+            loss.backward()
+            opt.step()
+            want.append(loss.item())
+        with parml.Trainer(model, optimizer=parml.SGD(lr, momentum)) as trainer:
+            got = [trainer.step(x, y) for x, y in batches]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+        assert want[-1] < want[0]
+        after = model.state_dict()
+        for name, p in after.items():
+            np.testing.assert_allclose(p, ref.state_dict()[torch_name(name)].numpy(), rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_forward_matches_torch_on_odd_shapes():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    rng = np.random.default_rng(1)
+    cases = [
+        (parml.Conv2d(4, 6, 3, stride=2, padding=3, groups=2, bias=False), nn.Conv2d(4, 6, 3, stride=2, padding=3, groups=2, bias=False)),
+        (parml.Conv2d(4, 4, (2, 3), dilation=2, groups=4), nn.Conv2d(4, 4, (2, 3), dilation=2, groups=4)),
+        (parml.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, stride=2, padding=1)),
+        (parml.AvgPool2d((3, 2), stride=(2, 1), padding=1, count_include_pad=False),
+         nn.AvgPool2d((3, 2), stride=(2, 1), padding=1, count_include_pad=False)),
+        (parml.AvgPool2d(2, padding=1), nn.AvgPool2d(2, padding=1)),
+    ]
+    x = rng.normal(size=(3, 4, 9, 7)).astype(np.float32)
+    for layer, ref in cases:
+        with parml.Sequential([layer], seed=2) as m:
+            state = m.state_dict()
+            ref.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(v) for k, v in state.items()})
+            with torch.no_grad():
+                np.testing.assert_allclose(m.predict(x), ref(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6, err_msg=repr(layer))
+
+
+def test_onnx_export_matches_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    with tiny_cnn() as model:
+        with parml.Trainer(model, optimizer=parml.SGD(0.1, 0.9)) as trainer:
+            for k in range(3):
+                trainer.step(*batch(8, seed=k))
+        model.export_onnx(tmp_path / "cnn.onnx", input_shape=(2, 1, 10, 9))
+        session = ort.InferenceSession(str(tmp_path / "cnn.onnx"), providers=["CPUExecutionProvider"])
+        for n in (1, 5):
+            x, _ = batch(n, seed=10 + n)
+            (out,) = session.run(["output"], {"input": x})
+            assert out.shape == (n, 3)
+            np.testing.assert_allclose(out, model.predict(x), rtol=1e-4, atol=1e-4)
+
+
+def train(strategy, steps=4):
+    with tiny_cnn() as model, parml.Trainer(model, optimizer=parml.SGD(0.1, 0.9), strategy=strategy) as t:
+        losses = [t.step(*batch(8, seed=k)) for k in range(steps)]
+        return losses, model.state_dict(), t.plan()
+
+
+@pytest.mark.parametrize("layout", [dict(dp=2), dict(pp=2, micro_batches=2), dict(dp=2, pp=2, micro_batches=2, zero=1)])
+def test_dp_and_pp_are_serial_bit_for_bit(layout):
+    serial_losses, serial, _ = train(parml.Strategy(deterministic=True))
+    losses, split, _ = train(parml.Strategy(deterministic=True, **layout))
+    assert losses == serial_losses
+    for name in serial:
+        np.testing.assert_array_equal(split[name], serial[name], err_msg=name)
+
+
+def test_tp_replicates_the_convolutions():
+    """Tensor parallelism does not split convolutions yet (a later part of
+    issue 18): it runs them whole on every tp rank, says so in the plan, and
+    trains as serially."""
+    serial_losses, serial, _ = train(parml.Strategy(deterministic=True))
+    losses, split, plan = train(parml.Strategy(deterministic=True, tp=2))
+    assert "conv2d(1→4, 3x3) replicated (whole on every tp rank)" in plan, plan
+    assert "conv2d(4→6, 3x2) replicated (whole on every tp rank)" in plan, plan
+    np.testing.assert_allclose(losses, serial_losses, rtol=1e-6, atol=1e-6)
+    for name in serial:
+        np.testing.assert_allclose(split[name], serial[name], rtol=0, atol=1e-6, err_msg=name)
