@@ -14,7 +14,7 @@ FASHION ?= /usr/share/datasets/fashion-mnist
 .PHONY: all deps lib build header check-header demo test test-swift test-c test-examples test-e2e bench clean
 .PHONY: proto check-proto test-exchange
 .PHONY: install uninstall abi check-abi test-install
-.PHONY: demo-gpt check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
+.PHONY: demo-gpt demo-cnn check-sanitizers check-asan check-tsan fuzz fuzz-test fuzz-build fuzz-seeds
 
 all: build
 
@@ -72,7 +72,7 @@ check-proto:
 	done
 	@echo "PASS  generated protobuf-c code matches proto/"
 
-build/train_fashion_mnist: examples/train_fashion_mnist.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
+build/train_fashion_mnist: examples/train_fashion_mnist.c examples/fashion_mnist.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lz -o $@
 
@@ -102,6 +102,18 @@ GPT_ITERS ?= 2000
 demo-gpt: build
 	$(MAKE) --no-print-directory build/train_gpt
 	./build/train_gpt data/tinyshakespeare/input.txt $(GPT_ITERS) build/gpt_char.pb
+
+# A small CNN on Fashion-MNIST from C (examples/train_cnn.c): CNN_EPOCHS epochs
+# (15 by default), train loss and validation accuracy per epoch, the test
+# accuracy, and the saved model loaded back (docs/cnn.md).
+CNN_EPOCHS ?= 15
+demo-cnn: build
+	$(MAKE) --no-print-directory build/train_cnn
+	./build/train_cnn $(FASHION) $(CNN_EPOCHS) 0 build/cnn_fmnist.pb
+
+build/train_cnn: examples/train_cnn.c examples/fashion_mnist.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
+	@mkdir -p build
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lz -o $@
 
 build/train_gpt: examples/train_gpt.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
@@ -144,6 +156,8 @@ test-examples: lib
 	bash tests/examples/check_demo.sh build/train_fashion_mnist $(FASHION)
 	$(MAKE) --no-print-directory build/train_gpt
 	bash tests/examples/check_demo_gpt.sh build/train_gpt data/tinyshakespeare/input.txt
+	$(MAKE) --no-print-directory build/train_cnn
+	bash tests/examples/check_demo_cnn.sh build/train_cnn $(FASHION)
 
 # A platform wheel of the Python package with libparml.so and the .proto
 # files inside (bindings/python/setup.py), in build/wheel/.

@@ -9,32 +9,16 @@
 # 0.75 after one epoch; 0.865 here) and the run ends with the lines the
 # README promises. Prints "N passed, N failed".
 set -u
+. "$(dirname "$0")/checks.sh"
 demo=$1
 data=$2
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-passed=0
-failed=0
-check() {  # description, then a command
-    local what=$1
-    shift
-    if "$@"; then passed=$((passed + 1)); echo "PASS  $what"; else failed=$((failed + 1)); echo "FAIL  $what"; fi
-}
-if ! timeout 300 "$demo" "$data" 1 2 > "$out" 2>&1; then
-    cat "$out"
-    echo "FAIL  the demo ran (exit nonzero)"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-sed 's/^/      /' "$out"
-val_loss=$(sed -n 's/.*val loss \([0-9.]*\).*/\1/p' "$out" | tail -1)
-val_acc=$(sed -n 's/.*val acc \([0-9.]*\).*/\1/p' "$out" | tail -1)
-test_loss=$(sed -n 's/^test loss: \([0-9.]*\)$/\1/p' "$out")
-test_acc=$(sed -n 's/^test accuracy: \([0-9.]*\)$/\1/p' "$out")
+run_demo "$out" 300 "the demo" "$demo" "$data" 1 2
+read_figures "$out"
 check "the demo prints an epoch line with validation figures and the test figures" \
     test -n "$val_loss" -a -n "$val_acc" -a -n "$test_loss" -a -n "$test_acc"
 check "validation ($val_loss, $val_acc) is not the test set ($test_loss, $test_acc)" \
     test "$val_loss $val_acc" != "$test_loss $test_acc"
 check "one epoch reaches test accuracy above 0.75 ($test_acc)" awk -v a="${test_acc:-0}" 'BEGIN { exit !(a > 0.75) }'
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

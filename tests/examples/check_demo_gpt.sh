@@ -5,24 +5,12 @@
 # that the library loads back, and prints a sample of characters from the
 # text's vocabulary. Prints "N passed, N failed".
 set -u
+. "$(dirname "$0")/checks.sh"
 demo=$1
 text=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {  # description, then a command
-    local what=$1
-    shift
-    if "$@"; then passed=$((passed + 1)); echo "PASS  $what"; else failed=$((failed + 1)); echo "FAIL  $what"; fi
-}
-if ! timeout 600 "$demo" "$text" 100 "$work/gpt.pb" > "$work/out" 2>&1; then
-    cat "$work/out"
-    echo "FAIL  the GPT demo ran (exit nonzero)"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-sed 's/^/      /' "$work/out"
+run_demo "$work/out" 600 "the GPT demo" "$demo" "$text" 100 "$work/gpt.pb"
 first=$(sed -n 's/^step 0: .*val loss \([0-9.]*\).*/\1/p' "$work/out")
 last=$(sed -n 's/^step 100: .*val loss \([0-9.]*\).*/\1/p' "$work/out")
 check "the first validation loss is near ln 65 = 4.17 ($first)" python3 -c "import sys; sys.exit(not 3.9 < float('$first') < 4.5)"
@@ -34,5 +22,4 @@ import sys
 sample = sys.argv[1]
 vocab = set(open(sys.argv[2]).read())
 sys.exit(not (len(sample) >= 280 and set(sample) <= vocab))" "$sample" "$text"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
