@@ -5,8 +5,8 @@
  * channel axis, so the examples read the files themselves and build datasets
  * with parml_dataset_create. Needs zlib (-lz) for the .gz files.
  */
-#ifndef PARML_EXAMPLES_FASHION_MNIST_H
-#define PARML_EXAMPLES_FASHION_MNIST_H
+#ifndef EXAMPLES_FASHION_MNIST_H
+#define EXAMPLES_FASHION_MNIST_H
 
 #include <parml.h>
 
