@@ -210,8 +210,9 @@ fault-trials-mpi: lib
 	$(SWIFT) build -c release --product ParmlMPISelfTest
 	bash tests/mpi/fault_trials.sh $(BUILD) 50
 
-# Not a test: throughput against the GEMM-only bound, collective bandwidth
-# against memcpy, the MPI all-reduce against MPI_Allreduce (2 processes) and
+# Not a test: throughput against the GEMM-only bound, the CNN against its
+# convolutions alone and against PyTorch, collective bandwidth against
+# memcpy, the MPI all-reduce against MPI_Allreduce (2 processes) and
 # checkpoint save/load against the disk, each measured in one run, merged
 # into bench/results.json.
 bench: build
@@ -236,6 +237,10 @@ bench: build
 	./build/bench_files build > build/bench-files.jsonl
 	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
 	  $(PYTHON) bench/gpt_char.py --jsonl build/bench-collectives.jsonl > build/bench-gpt.txt
+	$(SWIFT) build -c release --product ParmlBenchCNN
+	$(BUILD)/ParmlBenchCNN >> build/bench-collectives.jsonl
+	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
+	  $(PYTHON) bench/cnn_fmnist.py --jsonl build/bench-collectives.jsonl > build/bench-cnn.txt
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json
 
 clean:

@@ -106,6 +106,8 @@ let package = Package(
             name: "ParmlBenchGenerate", dependencies: ["ParmlModel", "ParmlBenchSupport"], path: "bench/generate",
             swiftSettings: engineSwift),
         .executableTarget(
+            name: "ParmlBenchCNN", dependencies: ["ParmlTraining", "ParmlParallel", "ParmlBenchSupport"], path: "bench/cnn", swiftSettings: engineSwift),
+        .executableTarget(
             name: "ParmlBenchPipeline", dependencies: ["ParmlTraining", "ParmlBenchSupport"], path: "bench/pipeline",
             swiftSettings: engineSwift),
 

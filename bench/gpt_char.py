@@ -26,7 +26,6 @@ bench/results.json (make bench); without PyTorch it appends nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -34,6 +33,7 @@ import time
 import numpy as np
 
 import parml
+import same_run  # bench/same_run.py, beside this script
 
 B, T, C, H, L, V = 12, 64, 128, 4, 4, 65
 
@@ -135,19 +135,10 @@ def time_torch(torch, model, opt, data, warmup, iters):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap = same_run.parser(rounds=3, iters=20, warmup=5)
     ap.add_argument("--json")
-    ap.add_argument("--jsonl", help="append one result line per thread count to this file (make bench)")
     a = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        torch = None
-        print("PyTorch is not installed: parml only")
+    torch = same_run.optional_torch()
     data = batches(a.warmup + a.iters, seed=2)
     results = []
     for threads in a.threads:

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): one training step of issue 18's Fashion-MNIST
+CNN, parml against PyTorch eager (oneDNN convolutions inside), alternating
+in one process so the machine's drift hits both alike.
+
+The network: Conv(1→16, 3×3, pad 1) ReLU MaxPool2 · Conv(16→32, 3×3, pad 1)
+ReLU MaxPool2 · Flatten · Linear(1568→10); cross-entropy; SGD, lr 0.01,
+momentum 0.9; batch 128 of (1, 28, 28) images (random values: the step's
+cost does not depend on them). The issue's network has BatchNorm after each
+convolution; parml has no batch_norm yet, so both sides run it without.
+One step = forward, loss, backward, update (PyTorch: zero_grad(set_to_none)
+first, as its examples do).
+
+For each thread count (OpenBLAS threads for parml, torch.set_num_threads for
+PyTorch), rounds alternate: a parml block, a PyTorch block; each block times
+--iters steps after --warmup; the figure is the median over the blocks of
+samples/s, and the spread is the range of the per-round ratios.
+ParmlBenchCNN (bench/cnn) measures the same step against its convolutions
+alone and under dp = 2.
+
+usage: PYTHONPATH=bindings/python python3 bench/cnn_fmnist.py [--rounds 9] [--iters 10] [--threads 1 2]
+                                                              [--jsonl FILE]
+--jsonl appends cnn_fmnist_b128_t1/_t2 (samples/s against PyTorch's, same
+run) for bench/results.json (make bench); without PyTorch it appends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import numpy as np
+
+import parml
+import same_run  # bench/same_run.py, beside this script
+
+BATCH = 128
+
+
+def parml_cnn(threads: int):
+    model = parml.Sequential(
+        [
+            parml.Conv2d(1, 16, 3, padding=1), parml.ReLU(), parml.MaxPool2d(2),
+            parml.Conv2d(16, 32, 3, padding=1), parml.ReLU(), parml.MaxPool2d(2),
+            parml.Flatten(), parml.Linear(32 * 7 * 7, 10),
+        ],
+        seed=1,
+    )
+    trainer = parml.Trainer(model, optimizer=parml.SGD(0.01, momentum=0.9), strategy=parml.Strategy(blas_threads=threads))
+    return model, trainer
+
+
+def torch_cnn(torch):
+    nn = torch.nn
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 10),
+    )
+    return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+
+def batches(n, seed):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((BATCH, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, size=BATCH)) for _ in range(n)]
+
+
+def block(step, data, warmup, iters):
+    """Samples/s of `iters` steps after `warmup` untimed ones."""
+    for x, y in data[:warmup]:
+        step(x, y)
+    t0 = time.perf_counter()
+    for x, y in data[warmup : warmup + iters]:
+        step(x, y)
+    return BATCH * iters / (time.perf_counter() - t0)
+
+
+def torch_step(torch, model, opt):
+    F = torch.nn.functional
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def main():
+    a = same_run.parser(rounds=9, iters=10, warmup=3).parse_args()
+    torch = same_run.optional_torch()
+    data = batches(a.warmup + a.iters, seed=2)
+    rows = []
+    for threads in a.threads:
+        model, trainer = parml_cnn(threads)
+        ours, theirs = [], []
+        if torch is not None:
+            torch.set_num_threads(threads)
+            step = torch_step(torch, *torch_cnn(torch))
+            tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
+        for _ in range(a.rounds):
+            ours.append(block(trainer.step, data, a.warmup, a.iters))
+            if torch is not None:
+                theirs.append(block(step, tdata, a.warmup, a.iters))
+        trainer.close()
+        model.close()
+        row = {"name": f"cnn_fmnist_b128_t{threads}", "parml_samples_per_s": round(statistics.median(ours), 1)}
+        if theirs:
+            ratios = [o / t for o, t in zip(ours, theirs)]
+            row |= {"torch_samples_per_s": round(statistics.median(theirs), 1),
+                    "ratio": round(statistics.median(ours) / statistics.median(theirs), 3),
+                    "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)]}
+        rows.append(row)
+        print(json.dumps(row))
+    if a.jsonl and torch is not None:
+        with open(a.jsonl, "a", encoding="utf-8") as f:
+            for r in rows:
+                lo, hi = r["ratio_range"]
+                f.write(json.dumps({
+                    "name": r["name"], "value": r["parml_samples_per_s"], "unit": "samples/s",
+                    "baseline": f"PyTorch {torch.__version__} eager, same model and step, no BatchNorm on either side "
+                                f"(same run, alternating; ratio per round {lo}-{hi})",
+                    "baseline_value": r["torch_samples_per_s"], "ratio": r["ratio"],
+                }) + "\n")
+
+
+if __name__ == "__main__":
+    main()
