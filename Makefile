@@ -72,7 +72,7 @@ check-proto:
 	done
 	@echo "PASS  generated protobuf-c code matches proto/"
 
-build/train_fashion_mnist: examples/train_fashion_mnist.c examples/fashion_mnist.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
+build/train_fashion_mnist: examples/train_fashion_mnist.c examples/fashion_mnist.h examples/check.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lz -o $@
 
@@ -111,11 +111,11 @@ demo-cnn: build
 	$(MAKE) --no-print-directory build/train_cnn
 	./build/train_cnn $(FASHION) $(CNN_EPOCHS) 0 build/cnn_fmnist.pb
 
-build/train_cnn: examples/train_cnn.c examples/fashion_mnist.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
+build/train_cnn: examples/train_cnn.c examples/fashion_mnist.h examples/check.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lz -o $@
 
-build/train_gpt: examples/train_gpt.c include/parml.h include/parml_types.h $(BUILD)/libparml.so
+build/train_gpt: examples/train_gpt.c examples/check.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -o $@
 

@@ -1,9 +1,10 @@
 /*
- * What the Fashion-MNIST C examples share: CHECK, the per-epoch line,
- * reading an unsigned-byte IDX file into floats, and a parml dataset of some
- * of its rows. The C API has no way to split a dataset or give its images a
- * channel axis, so the examples read the files themselves and build datasets
- * with parml_dataset_create. Needs zlib (-lz) for the .gz files.
+ * What the Fashion-MNIST C examples share: CHECK (check.h), the per-epoch
+ * line, reading an unsigned-byte IDX file into floats, and a parml dataset
+ * of some of its rows. The C API has no way to split a dataset or give its
+ * images a channel axis, so the examples read the files themselves and
+ * build datasets with parml_dataset_create. Needs zlib (-lz) for the .gz
+ * files.
  */
 #ifndef EXAMPLES_FASHION_MNIST_H
 #define EXAMPLES_FASHION_MNIST_H
@@ -14,15 +15,7 @@
 #include <stdlib.h>
 #include <zlib.h>
 
-/* Exits with the library's message when a call fails. */
-#define CHECK(call)                                                                \
-    do {                                                                           \
-        parml_status s_ = (call);                                                  \
-        if (s_ != PARML_OK) {                                                      \
-            fprintf(stderr, "%s failed: %s\n", #call, parml_last_error());         \
-            exit(1);                                                               \
-        }                                                                          \
-    } while (0)
+#include "check.h" /* CHECK */
 
 /* parml_fit_params.progress: one line per epoch. */
 static int32_t on_epoch(const parml_epoch_metrics *m, void *user_data) {

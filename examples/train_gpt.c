@@ -25,14 +25,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define CHECK(call)                                                                \
-    do {                                                                           \
-        parml_status s_ = (call);                                                  \
-        if (s_ != PARML_OK) {                                                      \
-            fprintf(stderr, "%s failed: %s\n", #call, parml_last_error());         \
-            exit(1);                                                               \
-        }                                                                          \
-    } while (0)
+#include "check.h" /* CHECK */
 
 enum { N_LAYER = 4, N_HEAD = 4, N_EMBD = 128, BLOCK = 64, BATCH = 12, EVAL_BATCHES = 20 };
 
