@@ -48,7 +48,7 @@ func cnn() throws -> Model {
     return m
 }
 
-/// `n` values in [-0.5, 0.5) from a fixed sequence.
+/// A tensor of `shape` holding values in [-0.5, 0.5) from a fixed sequence.
 func filled(_ shape: Shape, _ salt: Int) throws -> Tensor {
     let t = try Tensor(shape: shape)
     for i in 0..<t.count { t.data[i] = Float((i * 7919 + salt) % 1000) / 1000 - 0.5 }
