@@ -108,6 +108,9 @@ let package = Package(
         .executableTarget(
             name: "ParmlBenchPipeline", dependencies: ["ParmlTraining", "ParmlBenchSupport"], path: "bench/pipeline",
             swiftSettings: engineSwift),
+        .executableTarget(
+            name: "ParmlBenchGPT", dependencies: ["ParmlTraining", "ParmlParallel", "ParmlBenchSupport"], path: "bench/gpt",
+            swiftSettings: engineSwift),
 
         // MARK: - Tests run under mpirun (tests/mpi/run_mpi_tests.sh)
 
