@@ -42,8 +42,11 @@ public func parmlTrainerCreate(
                 $0, defaults: defaultOptimizerParams(), name: "optimizer", minimum: MemoryLayout<parml_optimizer_params>.offset(of: \.skip_nonfinite)!)
         } ?? defaultOptimizerParams()
         let s = try strategy.map {
+            // 0.1 ends before split_classifier, 0.2 before virtual_stages.
             try readSized(
-                $0, defaults: defaultStrategyParams(), name: "strategy", minimum: MemoryLayout<parml_strategy_params>.offset(of: \.split_classifier)!)
+                $0, defaults: defaultStrategyParams(), name: "strategy",
+                minimum: MemoryLayout<parml_strategy_params>.offset(of: \.split_classifier)!,
+                older: [MemoryLayout<parml_strategy_params>.offset(of: \.virtual_stages)!])
         } ?? defaultStrategyParams()
         _ = mpiBackendRegistered
         let t = try Trainer(model: m, loss: lossKind, optimizer: optimizerConfig(from: o), strategy: strategyConfig(from: s))

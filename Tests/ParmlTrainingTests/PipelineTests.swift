@@ -298,13 +298,13 @@ struct StageScheduleTests {
                         var forwards: [Int] = [], backwards: [Int] = []
                         for op in sched.ops {
                             switch op {
-                            case .forward(let j):
+                            case .forward(let j, _):
                                 let slot = j % sched.inFlight
                                 #expect(slotOwner[slot] == nil, "p=\(p) m=\(m) s=\(s): slot \(slot) busy")
                                 slotOwner[slot] = j
                                 alive.insert(j)
                                 forwards.append(j)
-                            case .backward(let j):
+                            case .backward(let j, _):
                                 #expect(alive.contains(j))
                                 alive.remove(j)
                                 slotOwner[j % sched.inFlight] = nil
