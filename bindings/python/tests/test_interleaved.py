@@ -1,0 +1,76 @@
+"""Interleaved 1F1B (Megatron-LM's virtual pipeline): the small GPT of
+test_tied_classifier (embedding on the first run of layers, the tied
+classifier on the last, attention dropout on) trains as serially, bit for
+bit, under every pp × virtual_stages × micro-batch count tried, with dp and
+ZeRO, and its checkpoints resume in another layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import parml
+from test_tied_classifier import batch, gpt
+
+LAYOUTS = [
+    dict(pp=2, virtual_stages=2, micro_batches=4),
+    dict(pp=2, virtual_stages=2, micro_batches=8),
+    dict(pp=2, virtual_stages=3, micro_batches=2),
+    dict(pp=3, virtual_stages=2, micro_batches=3),
+    dict(dp=2, pp=2, virtual_stages=2, micro_batches=2, zero=0),
+    dict(dp=2, pp=2, virtual_stages=2, micro_batches=4, zero=2),
+]
+
+
+def train(layout, steps=3, n=16):
+    strategy = parml.Strategy(deterministic=True, grad_chunk=2, seed=5, **layout)
+    optimizer = parml.AdamW(3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_grad_norm=0.05)
+    with gpt(dropout=0.1) as model, parml.Trainer(model, optimizer=optimizer, strategy=strategy) as t:
+        losses = [t.step(*batch(k, n)) for k in range(steps)]
+        return losses, model.state_dict(), t.plan()
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=[",".join(f"{k}={v}" for k, v in x.items()) for x in LAYOUTS])
+def test_interleaved_trains_as_serially(layout):
+    serial_losses, serial, _ = train({})
+    losses, got, plan = train(dict(schedule="interleaved", **layout))
+    assert "interleaved 1F1B" in plan, plan
+    assert losses == serial_losses
+    for name in serial:
+        np.testing.assert_array_equal(got[name], serial[name], err_msg=name)
+
+
+def test_checkpoint_resumes_in_another_layout(tmp_path):
+    """Each rank's optimizer state is one tensor per run of layers; the
+    checkpoint holds it whole, and serial training resumes from it."""
+    opt = parml.AdamW(3e-3, weight_decay=0.1)
+    interleaved = parml.Strategy(deterministic=True, grad_chunk=2, pp=2, schedule="interleaved", virtual_stages=2, micro_batches=2)
+    with gpt() as m1, parml.Trainer(m1, optimizer=opt, strategy=interleaved) as t1:
+        for k in range(2):
+            t1.step(*batch(k))
+        t1.save_checkpoint(tmp_path / "il.ckpt")
+        for k in range(2, 4):
+            t1.step(*batch(k))
+        after = m1.state_dict()
+    with gpt(seed=77) as m2, parml.Trainer(m2, optimizer=opt, strategy=parml.Strategy(deterministic=True, grad_chunk=2)) as t2:
+        t2.load_checkpoint(tmp_path / "il.ckpt")
+        for k in range(2, 4):
+            t2.step(*batch(k))
+        for name, v in after.items():
+            np.testing.assert_array_equal(m2.state_dict()[name], v, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(pp=2, virtual_stages=2, micro_batches=3), r"multiple of pp.*micro_batches=3, pp=2"),
+        (dict(pp=2, virtual_stages=1, micro_batches=2), r"virtual_stages >= 2"),
+        (dict(pp=1, virtual_stages=2, micro_batches=2), r"pp >= 2"),
+        (dict(pp=2, virtual_stages=5, micro_batches=2), r"2 × 5 = 10 runs of layers but the model has 8"),
+    ],
+)
+def test_numbers_it_cannot_run_are_refused(kwargs, message):
+    with gpt() as model, pytest.raises(parml.InvalidArgumentError, match=message):
+        parml.Trainer(model, strategy=parml.Strategy(schedule="interleaved", **kwargs))
+    with gpt() as model, pytest.raises(parml.InvalidArgumentError, match="needs the interleaved 1F1B schedule"):
+        parml.Trainer(model, strategy=parml.Strategy(pp=2, virtual_stages=2))
