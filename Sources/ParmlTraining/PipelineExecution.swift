@@ -92,7 +92,7 @@ extension RankContext {
             try input.resize(vs.input.withLeading(n))
             let t = trace.now()
             try comms.pipe.receive(input.data, count: input.count, from: layout.stage(holding: vs.index - 1))
-            trace.record(.receive, microBatch: j, step: work.step.index, since: t)
+            trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
         }
         let ctx = context(piece, work)
         var t = trace.now()
@@ -103,11 +103,11 @@ extension RankContext {
             h = try layers[l].forward(h, ctx)
         }
         slot.output = h
-        trace.record(.forward, microBatch: j, step: work.step.index, since: t)
+        trace.record(.forward, microBatch: j, run: vs.index, step: work.step.index, since: t)
         if !vs.isLast, let comms {
             t = trace.now()
             try comms.pipe.send(h.data, count: h.count, to: layout.stage(holding: vs.index + 1))
-            trace.record(.send, microBatch: j, step: work.step.index, since: t)
+            trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
         }
     }
 
@@ -131,7 +131,7 @@ extension RankContext {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             try received.resize(vs.output.withLeading(n))
             try comms.pipeBackward.receive(received.data, count: received.count, from: layout.stage(holding: vs.index + 1))
-            trace.record(.receive, microBatch: j, step: work.step.index, since: t)
+            trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
             dy = received
             t = trace.now()
         }
@@ -145,7 +145,7 @@ extension RankContext {
         {
             vs.backwardPieces += 1  // counted, so the arena is not zeroed as a rank without work would be
             work.backwardRefused = true
-            trace.record(.backward, microBatch: j, step: work.step.index, since: t)
+            trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
             return
         }
         // Fast mode accumulates the pieces with the GEMMs' beta (the first
@@ -167,11 +167,11 @@ extension RankContext {
             leaf.data.update(from: grads.data + vs.range.lowerBound, count: vs.range.count)
             vs.accumulator.push(chunk: chunk, buffer: leaf)
         }
-        trace.record(.backward, microBatch: j, step: work.step.index, since: t)
+        trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
         if !vs.isFirst, let comms {
             t = trace.now()
             try comms.pipeBackward.send(g.data, count: g.count, to: layout.stage(holding: vs.index - 1))
-            trace.record(.send, microBatch: j, step: work.step.index, since: t)
+            trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
         }
     }
 }

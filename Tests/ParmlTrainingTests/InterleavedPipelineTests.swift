@@ -194,8 +194,9 @@ struct InterleavedPipelineTests {
 }
 
 struct InterleavedScheduleTests {
-    /// Runs every stage's schedule with each forward and backward taking one
-    /// unit of time and messages arriving at once: every activation and
+    /// Runs every stage's schedule with each forward taking one unit of time
+    /// and each backward one or two (its input and weight gradients), and
+    /// messages arriving at once: every activation and
     /// gradient is received in the order it was sent on its queue (the
     /// receiver takes exactly the piece it expects), nothing deadlocks,
     /// forward of run c precedes forward of c + 1 and backward of c + 1
@@ -208,9 +209,13 @@ struct InterleavedScheduleTests {
                 for m in stride(from: p, through: 3 * p, by: p) {
                     let kind: PipelineSchedule = v == 1 ? .oneForwardOneBackward : .interleaved
                     let scheds = (0..<p).map { StageSchedule(kind: kind, stage: $0, stages: p, microBatches: m, virtualStages: v) }
-                    let bubble = simulate(scheds, p: p, v: v, m: m)
                     let formula = Double(p - 1) / Double(v * m + p - 1)
-                    #expect(bubble.map { abs($0 - formula) < 1e-9 } == true, "p=\(p) v=\(v) m=\(m): bubble \(String(describing: bubble)) vs \(formula)")
+                    for backward in [1, 2] {
+                        let bubble = simulate(scheds, p: p, v: v, m: m, backward: backward)
+                        #expect(
+                            bubble.map { abs($0 - formula) < 1e-9 } == true,
+                            "p=\(p) v=\(v) m=\(m) backward \(backward): bubble \(String(describing: bubble)) vs \(formula)")
+                    }
                 }
             }
         }
@@ -227,9 +232,10 @@ struct InterleavedScheduleTests {
         #expect(Array(ops.prefix(6)) == [.forward(0, 0), .forward(1, 0), .forward(0, 1), .forward(1, 1), .forward(2, 0), .backward(0, 1)])
     }
 
-    /// The bubble of a unit-time run of `scheds`, or nil when it deadlocks
-    /// (with #expect failures for any broken rule).
-    private func simulate(_ scheds: [StageSchedule], p: Int, v: Int, m: Int) -> Double? {
+    /// The bubble of a run of `scheds` (a forward takes 1, a backward
+    /// `backward`), or nil when it deadlocks (with #expect failures for any
+    /// broken rule).
+    private func simulate(_ scheds: [StageSchedule], p: Int, v: Int, m: Int, backward: Int) -> Double? {
         let runs = p * v
         struct Message: Equatable { let run: Int, microBatch: Int, ready: Int }
         // Queues per (forward?, from, to).
@@ -263,6 +269,8 @@ struct InterleavedScheduleTests {
                     slotOwner[s][k * 1000 + slot] = j
                     forwardDone.insert([c, j])
                     if c < runs - 1 { queues[key(true, s, (c + 1) % p), default: []].append(Message(run: c, microBatch: j, ready: start + 1)) }
+                    clock[s] = start + 1
+                    busy[s] += 1
                 case .backward(let j, let k):
                     let c = k * p + s
                     if c < runs - 1 {
@@ -278,10 +286,10 @@ struct InterleavedScheduleTests {
                     nextBackward[c] += 1
                     slotOwner[s][k * 1000 + j % scheds[s].live[k]] = nil
                     backwardDone.insert([c, j])
-                    if c > 0 { queues[key(false, s, (c - 1) % p), default: []].append(Message(run: c, microBatch: j, ready: start + 1)) }
+                    if c > 0 { queues[key(false, s, (c - 1) % p), default: []].append(Message(run: c, microBatch: j, ready: start + backward)) }
+                    clock[s] = start + backward
+                    busy[s] += backward
                 }
-                clock[s] = start + 1
-                busy[s] += 1
                 pos[s] += 1
                 progress = true
             }
