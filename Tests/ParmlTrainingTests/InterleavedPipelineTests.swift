@@ -221,8 +221,18 @@ struct InterleavedScheduleTests {
         }
     }
 
-    /// The (p, v, m) = (2, 2, 8) schedule of the bench, and Megatron's warm-up lengths.
+    /// The (p, v, m) = (2, 2, 8) schedule of the bench, Megatron's warm-up
+    /// lengths, and what they keep alive: warm-up + 1 runs' activations on a
+    /// stage, each 1/v of its layers.
     @Test func warmupFollowsMegatron() {
+        for p in 2...4 {
+            for v in 2...3 {
+                for s in 0..<p {
+                    let sched = StageSchedule(kind: .interleaved, stage: s, stages: p, microBatches: 2 * p, virtualStages: v)
+                    #expect(sched.inFlight == min((p - s - 1) * 2 + (v - 1) * p + 1, 2 * p * v), "p=\(p) v=\(v) s=\(s)")
+                }
+            }
+        }
         for (s, warmup) in [(0, 4), (1, 2)] {
             let ops = StageSchedule(kind: .interleaved, stage: s, stages: 2, microBatches: 8, virtualStages: 2).ops
             let first = ops.firstIndex { if case .backward = $0 { true } else { false } }

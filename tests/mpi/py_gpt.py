@@ -17,6 +17,7 @@ LAYOUTS = {
     "pp2": dict(pp=2, micro_batches=2),
     "tp2": dict(tp=2),
     "dp2pp2": dict(dp=2, pp=2, micro_batches=2, zero=1),
+    "pp2v2": dict(pp=2, micro_batches=4, schedule="interleaved", virtual_stages=2),
 }
 name = sys.argv[1]
 layout = LAYOUTS[name]

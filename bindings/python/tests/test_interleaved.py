@@ -40,6 +40,20 @@ def test_interleaved_trains_as_serially(layout):
         np.testing.assert_array_equal(got[name], serial[name], err_msg=name)
 
 
+def test_tensor_parallel_runs_interleave_too():
+    """pp 2 x v 2 x tp 2 (attention split by heads, the pair split, the
+    tied classifier replicated): within tp's rounding of serial training,
+    the bound test_tied_classifier uses."""
+    steps = 3
+    serial_losses, serial, _ = train({}, steps)
+    losses, got, plan = train(dict(pp=2, tp=2, schedule="interleaved", virtual_stages=2, micro_batches=2), steps)
+    assert "interleaved 1F1B" in plan and "tied_classifier(16→13) replicated" in plan, plan
+    np.testing.assert_allclose(losses, serial_losses, rtol=1e-5, atol=1e-6)
+    scale = max(float(np.abs(v).max()) for v in serial.values())
+    d = max(float(np.abs(got[k].astype(np.float64) - serial[k]).max()) for k in serial) / scale
+    assert d <= 2e-6 * steps, d
+
+
 def test_checkpoint_resumes_in_another_layout(tmp_path):
     """Each rank's optimizer state is one tensor per run of layers; the
     checkpoint holds it whole, and serial training resumes from it."""
