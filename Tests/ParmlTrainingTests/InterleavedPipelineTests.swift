@@ -150,6 +150,22 @@ struct InterleavedPipelineTests {
         #expect(plan.contains("virtual stage 3 (on stage 1)"), "\(plan)")
     }
 
+    /// A rank that fails or stalls mid-ring fails the step on every rank
+    /// (activations and gradients travel on two groups of one world).
+    @Test func aFailingOrStalledRankFailsTheStep() throws {
+        var s = Interleaved(pp: 2, v: 2, m: 4).strategy
+        s.watchdogSeconds = 1
+        let t = try Trainer(model: try deepMLP(width: 16), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: s)
+        let (x, y) = try batch(24, step: 0)
+        try t.step(inputs: x, targets: y)
+        t.faultInjection = .fail(rank: 1, step: 1)
+        let e = parmlError { try t.step(inputs: x, targets: y) }
+        #expect(e?.message.contains("rank 1") == true, "\(String(describing: e))")
+        #expect(t.stepCount == 1)
+        let stalled = try Trainer(model: try deepMLP(width: 16), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: s)
+        expectStalledRankTimesOut(stalled, x: x, y: y)
+    }
+
     @Test func badNumbersAreRefusedWithThem() throws {
         func message(_ configure: (inout StrategyConfig) -> Void) -> String {
             var s = Interleaved(pp: 2, v: 2, m: 4).strategy
