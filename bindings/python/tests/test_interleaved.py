@@ -88,3 +88,26 @@ def test_numbers_it_cannot_run_are_refused(kwargs, message):
         parml.Trainer(model, strategy=parml.Strategy(schedule="interleaved", **kwargs))
     with gpt() as model, pytest.raises(parml.InvalidArgumentError, match="needs the interleaved 1F1B schedule"):
         parml.Trainer(model, strategy=parml.Strategy(pp=2, virtual_stages=2))
+
+
+@pytest.mark.parametrize("zero", [0, 1, 2, 3])
+def test_a_run_without_parameters(zero):
+    """Linear, ReLU, residual block, Linear under pp 2 × v 2: run 1 is the
+    ReLU alone, an empty arena slice that every reduction, shard and norm
+    segment must pass over; with dp 2 and each ZeRO stage, serial's bits."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((24, 8)).astype(np.float32)
+    y = (np.arange(24) % 4).astype(np.int32)
+    layouts = [{}, dict(dp=2, pp=2, schedule="interleaved", virtual_stages=2, micro_batches=2, zero=zero)]
+    params = []
+    for layout in layouts:
+        model = parml.Sequential(
+            [parml.Linear(8, 16), parml.ReLU(), parml.Residual([parml.LayerNorm(16), parml.Linear(16, 16)]), parml.Linear(16, 4)], seed=3)
+        strategy = parml.Strategy(deterministic=True, grad_chunk=4, **layout)
+        with model, parml.Trainer(model, optimizer=parml.AdamW(1e-2, clip_grad_norm=0.1), strategy=strategy) as t:
+            for _ in range(3):
+                t.step(x, y)
+            if layout:
+                assert "virtual stage 1 (on stage 1): layers 1:relu; parameters [144, 144) = 0" in t.plan()
+            params.append(model.parameters.copy())
+    np.testing.assert_array_equal(params[1].view(np.uint32), params[0].view(np.uint32))
