@@ -74,7 +74,8 @@ extension Trainer {
     }
 
     /// Micro-batch activation sets rank `rank` has kept alive at once (its
-    /// pipeline slots): at most pp − stage under 1F1B, m under GPipe.
+    /// pipeline slots): at most pp − stage under 1F1B, m under GPipe; under
+    /// interleaved 1F1B each run of layers has its own.
     public func liveActivationSets(rank: Int) -> Int { ranks[rank].activationSlots }
 
     /// Bytes world rank `rank` has all-reduced inside tensor-parallel layers
