@@ -28,7 +28,7 @@ REPO = HERE.parent.parent
 # What `swift build --product parml` needs of the repository: the package
 # manifest names every target, so their directories must all be there.
 SWIFT_PATHS = ["Package.swift", "Sources", "Tests", "include", "proto", "bench/support", "bench/collectives",
-               "bench/mpi", "bench/mpi_train", "bench/pipeline", "tests/mpi/selftest"]
+               "bench/mpi", "bench/mpi_train", "bench/pipeline", "bench/generate", "tests/mpi/selftest"]
 
 
 def swift_package() -> Path | None:
