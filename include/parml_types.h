@@ -196,8 +196,8 @@ typedef struct parml_optimizer_params {
 
 /** How training is laid out on a dp x pp x tp mesh of ranks; by default
  *  ranks are threads of this process (threads backend). Data parallelism (ZeRO
- *  stages 0-3), pipeline stages of consecutive top-level layers (GPipe or
- *  1F1B over micro_batches) and Megatron-style tensor parallelism of
+ *  stages 0-3), pipeline stages of consecutive top-level layers (GPipe, 1F1B
+ *  or interleaved 1F1B over micro_batches) and Megatron-style tensor parallelism of
  *  Linear -> element-wise -> Linear pairs run in any product;
  *  parml_trainer_plan describes the result. backend = PARML_BACKEND_MPI
  *  runs one rank per process under mpirun (docs/mpi.md). */
