@@ -137,11 +137,10 @@ final class RankContext {
         self.sharesParameters = sharesParameters
         self.tensorParallel = tensorParallel
         let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
-        virtualStages = try layout.virtualStages(of: c.stage).map { index in
-            let owned = VirtualStage.owned(layout.stageRanges[index], layout: layout, data: c.data)
-            let update = try Optimizer(
-                config: optimizer, range: owned, foldedMomentum: foldMomentum ? grads : nil, decaying: model.decayingRanges)
-            return VirtualStage(index: index, layout: layout, data: c.data, optimizer: update)
+        virtualStages = try layout.virtualStages(of: c.stage).map {
+            try VirtualStage(
+                index: $0, layout: layout, data: c.data, optimizer: optimizer, foldedMomentum: foldMomentum ? grads : nil,
+                decaying: model.decayingRanges)
         }
         ownedRanges = virtualStages.map(\.owned)
         if foldMomentum { grads.fill(0) }
@@ -172,11 +171,13 @@ final class RankContext {
             } else if c.tensor == 0 {
                 normRanges = ownedRanges
             } else {
-                let sharded = tensorParallel.rewrite.shardedRanges(model: model)
-                normRanges = ownedRanges.flatMap { owned in sharded.compactMap { r in
-                    let lo = max(r.lowerBound, owned.lowerBound), hi = min(r.upperBound, owned.upperBound)
-                    return lo < hi ? lo..<hi : nil
-                } }
+                let split = tensorParallel.rewrite.shardedRanges(model: model)
+                normRanges = ownedRanges.flatMap { owned in
+                    split.compactMap { r in
+                        let lo = max(r.lowerBound, owned.lowerBound), hi = min(r.upperBound, owned.upperBound)
+                        return lo < hi ? lo..<hi : nil
+                    }
+                }
             }
         }
         slots.append(try PipelineSlot(model: model))

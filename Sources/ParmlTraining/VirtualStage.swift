@@ -29,14 +29,16 @@ final class VirtualStage {
     var output = Shape(0)
     var backwardPieces = 0
 
-    init(index: Int, layout: RankLayout, data d: Int, optimizer: Optimizer) {
+    /// Run `index` of `layout` as data rank `d` holds it; `foldedMomentum`
+    /// and `decaying` as `Optimizer` takes them.
+    init(index: Int, layout: RankLayout, data d: Int, optimizer: OptimizerConfig, foldedMomentum: Tensor?, decaying: [Range<Int>]) throws {
         self.index = index
         isFirst = index == 0
         isLast = index == layout.stageRanges.count - 1
         layers = layout.partition.layers[index]
         range = layout.stageRanges[index]
         owned = VirtualStage.owned(range, layout: layout, data: d)
-        self.optimizer = optimizer
+        self.optimizer = try Optimizer(config: optimizer, range: owned, foldedMomentum: foldedMomentum, decaying: decaying)
     }
 
     /// The part of `range` data rank `d` owns.
