@@ -10,32 +10,12 @@ import _ParmlTestSupport
 // deterministic mode every pp × v × m, with dp and ZeRO, gives serial
 // training's bits.
 
-/// 12 → w → ReLU → `blocks` × residual(LayerNorm, w → w, GELU, Dropout) →
-/// 4: blocks + 3 top-level layers, enough for pp × v runs of them; runs
-/// start at the top-level layers `marks` (after the ReLU) when given.
-private func deepMLP(width w: Int, blocks: Int = 4, marks: Set<Int> = []) throws -> Model {
-    let m = Model()
-    try m.add(try Linear(inFeatures: 12, outFeatures: w))
-    try m.add(Activation(.relu))
-    for b in 0..<blocks {
-        if marks.contains(2 + b) { try m.markStageBoundary() }
-        try m.beginResidual()
-        try m.add(try LayerNorm(features: w))
-        try m.add(try Linear(inFeatures: w, outFeatures: w))
-        try m.add(Activation(.gelu))
-        try m.add(try Dropout(probability: 0.2))
-        try m.endResidual()
-    }
-    try m.add(try Linear(inFeatures: w, outFeatures: 4))
-    try m.initialize(seed: 13)
-    return m
+/// Four residual blocks: 7 top-level layers, enough for pp × v runs.
+private func deepMLP(width w: Int, marks: Set<Int> = []) throws -> Model {
+    try residualMLP(width: w, blocks: 4, marks: marks, seed: 13)
 }
 
-private func batch(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
-    let x = randomArray(n * 12, seed: 31, stream: UInt64(step))
-    let y = (0..<n).map { Float(($0 * 3 + step) % 4) }
-    return (try Tensor(x, shape: Shape(n, 12)), try Tensor(y, shape: Shape(n)))
-}
+private func batch(_ n: Int, step: Int) throws -> (Tensor, Tensor) { try residualMLPBatch(n, step: step, seed: 31) }
 
 private struct Interleaved: CustomStringConvertible {
     var dp = 1
@@ -80,16 +60,15 @@ private func train(
     return model.parameters!.toArray()
 }
 
-private func expectSameBits(_ a: [Float], _ b: [Float], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    // Compared before #expect, which would print both arrays.
-    let same = a.map(\.bitPattern) == b.map(\.bitPattern)
-    #expect(same, "\(what): max |Δ| = \(maxAbsDiff(a, b))", sourceLocation: sourceLocation)
+/// Bitwise equality, the difference named when it fails.
+private func expectBitwise(_ a: [Float], _ b: [Float], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    expectSameBits(a, b, "\(what): max |Δ| = \(maxAbsDiff(a, b))", sourceLocation: sourceLocation)
 }
 
 struct InterleavedPipelineTests {
     /// pp 2 × v 2 (m 2, 4, 8), pp 2 × v 3, pp 3 × v 2, and with AdamW the
     /// global norm's blocks cut by runs of one rank (1,492 parameters in two
-    /// blocks at width 16; 22,148 in 22 at width 72).
+    /// blocks at width 16; 22,828 in 23 at width 72).
     @Test(arguments: DPOptimizer.allCases, [16, 72])
     func deterministicInterleavingIsBitIdenticalToSerial(optimizer: DPOptimizer, width: Int) throws {
         let serial = try train(Interleaved(), deterministic: true, config: optimizer.config, width: width)
@@ -99,7 +78,7 @@ struct InterleavedPipelineTests {
         ]
         for layout in layouts {
             let got = try train(layout, deterministic: true, config: optimizer.config, width: width)
-            expectSameBits(got, serial, "\(layout) \(optimizer)")
+            expectBitwise(got, serial, "\(layout) \(optimizer)")
         }
     }
 
@@ -110,7 +89,7 @@ struct InterleavedPipelineTests {
         for zero in 0...3 {
             let layout = Interleaved(dp: 2, pp: 2, v: 2, m: 4, zero: zero)
             let got = try train(layout, deterministic: true, config: optimizer.config, width: 40)
-            expectSameBits(got, serial, "\(layout) \(optimizer)")
+            expectBitwise(got, serial, "\(layout) \(optimizer)")
         }
     }
 
@@ -121,7 +100,7 @@ struct InterleavedPipelineTests {
         for m in [2, 4] {
             let serial = try train(Interleaved(m: m), deterministic: false, config: config, width: 40)
             let got = try train(Interleaved(pp: 2, v: 2, m: m), deterministic: false, config: config, width: 40)
-            expectSameBits(got, serial, "pp=2 v=2 m=\(m)")
+            expectBitwise(got, serial, "pp=2 v=2 m=\(m)")
         }
     }
 
@@ -130,7 +109,7 @@ struct InterleavedPipelineTests {
         let config = DPOptimizer.sgdMomentum.config
         let serial = try train(Interleaved(), deterministic: true, config: config, n: 5, steps: 2)
         let got = try train(Interleaved(pp: 2, v: 2, m: 8), deterministic: true, config: config, n: 5, steps: 2)
-        expectSameBits(got, serial, "pp=2 v=2 m=8, 5 rows")
+        expectBitwise(got, serial, "pp=2 v=2 m=8, 5 rows")
     }
 
     @Test func ranksHoldTheirRunsAndThePlanSaysSo() throws {
@@ -205,7 +184,7 @@ struct InterleavedPipelineTests {
             try t.step(inputs: x, targets: y)
             try st.step(inputs: x, targets: y)
         }
-        expectSameBits(model.parameters!.toArray(), serialModel.parameters!.toArray(), "marked pp=2 v=2")
+        expectBitwise(model.parameters!.toArray(), serialModel.parameters!.toArray(), "marked pp=2 v=2")
     }
 }
 
