@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import parml
+import test_tied_classifier
 from test_tied_classifier import batch, gpt
 
 LAYOUTS = [
@@ -52,6 +53,26 @@ def test_tensor_parallel_runs_interleave_too():
     scale = max(float(np.abs(v).max()) for v in serial.values())
     d = max(float(np.abs(got[k].astype(np.float64) - serial[k]).max()) for k in serial) / scale
     assert d <= 2e-6 * steps, d
+
+
+def test_a_split_classifier_on_the_last_run(monkeypatch):
+    """An untied classifier split by classes (14, so that tp 2 divides
+    them) on the last run of pp 2 x v 2 x tp 2: the sharded loss runs on
+    the stage holding it, within tp's rounding of serial training."""
+    monkeypatch.setattr(test_tied_classifier, "VOCAB", 14)
+
+    def run(**layout):
+        strategy = parml.Strategy(deterministic=True, grad_chunk=2, **layout)
+        with gpt(tied=False) as model, parml.Trainer(model, optimizer=parml.AdamW(3e-3, clip_grad_norm=0.05), strategy=strategy) as t:
+            return [t.step(*batch(k, 16)) for k in range(3)], model.state_dict(), t.plan()
+
+    serial_losses, serial, _ = run()
+    losses, got, plan = run(pp=2, tp=2, schedule="interleaved", virtual_stages=2, micro_batches=2, split_classifier=True)
+    assert "column-parallel classifier" in plan, plan
+    np.testing.assert_allclose(losses, serial_losses, rtol=1e-5, atol=1e-6)
+    scale = max(float(np.abs(v).max()) for v in serial.values())
+    d = max(float(np.abs(got[k].astype(np.float64) - serial[k]).max()) for k in serial) / scale
+    assert d <= 2e-6 * 3, d
 
 
 def test_checkpoint_resumes_in_another_layout(tmp_path):
