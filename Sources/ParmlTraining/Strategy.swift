@@ -106,8 +106,8 @@ public struct StrategyConfig: Sendable, Equatable {
         guard pipelineSchedule == .interleaved else {
             guard virtualStages == 1 else {
                 throw ParmlError.invalidArgument(
-                    "strategy: virtual_stages=\(virtualStages) needs the interleaved 1F1B schedule "
-                        + "(PARML_PIPELINE_INTERLEAVED_1F1B); the other schedules run one run of layers per stage")
+                    "strategy: virtual_stages=\(virtualStages) needs the interleaved 1F1B schedule; "
+                        + "the other schedules run one run of layers per stage")
             }
             return
         }
@@ -116,7 +116,7 @@ public struct StrategyConfig: Sendable, Equatable {
         }
         guard virtualStages >= 2 else {
             throw ParmlError.invalidArgument(
-                "strategy: interleaved 1F1B needs virtual_stages >= 2, got \(virtualStages) (one is 1F1B: PARML_PIPELINE_1F1B)")
+                "strategy: interleaved 1F1B needs virtual_stages >= 2, got \(virtualStages) (with one it is plain 1F1B)")
         }
         // Each stage lists its schedule's 2·m·v operations up front.
         guard microBatches * virtualStages <= 1 << 16 else {
