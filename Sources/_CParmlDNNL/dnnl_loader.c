@@ -33,7 +33,15 @@ static void load_once(void) {
         return;
     }
     const char *name = override && override[0] ? override : "libdnnl.so.2";
+    // OpenMP threads that spin between parallel regions (libgomp's default)
+    // take the cores parml's other threads need, and crawl where the host
+    // shares its cores (docs/cnn.md): unless the user chose, they sleep.
+    // libgomp reads the variable when it loads: set only for this dlopen.
+    const char *policy = getenv("OMP_WAIT_POLICY");
+    int we_set = !policy || !policy[0];
+    if (we_set) setenv("OMP_WAIT_POLICY", "passive", 1);
     void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (we_set) unsetenv("OMP_WAIT_POLICY");
     if (!h) {
         snprintf(load_error, sizeof load_error,
                  "could not load oneDNN (%s): %s; install it with: apt-get install libdnnl2", name, dlerror());
