@@ -16,6 +16,13 @@ Each round times --iters steps after --warmup for parml im2col, parml
 oneDNN, then PyTorch; the figure is the median over --rounds rounds of the
 per-step time, and in brackets the lowest and highest round.
 
+Both oneDNNs run OpenMP threads. parml's sleep between parallel regions
+(its loader sets OMP_WAIT_POLICY=passive unless the user set it); PyTorch's
+spin by default, and in one process they take the cores from the parml
+step that follows (on 2 threads: oneDNN 46-79 ms a step instead of 10-12).
+So this script sets OMP_WAIT_POLICY=passive for both unless it is set;
+OMP_WAIT_POLICY=active measures both spinning.
+
 usage: PYTHONPATH=bindings/python python3 bench/conv_layers.py [--rounds 5] [--iters 5] [--threads 1,2]
 """
 
@@ -89,6 +96,7 @@ def spread(times):
 
 
 def main():
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch loads its OpenMP
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=5)
@@ -99,7 +107,8 @@ def main():
         import torch
     except ImportError:
         torch = None
-    print(f"batch 128, median (lowest-highest) of {args.rounds} rounds of {args.iters} steps, ms per step")
+    print(f"batch 128, median (lowest-highest) of {args.rounds} rounds of {args.iters} steps, ms per step; "
+          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     for threads in [int(t) for t in args.threads.split(",")]:
         if torch:
             torch.set_num_threads(threads)
