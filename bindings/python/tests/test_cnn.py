@@ -6,6 +6,7 @@ bit for bit as serially (tp replicates the convolutions)."""
 
 from __future__ import annotations
 
+import ctypes.util
 import subprocess
 import sys
 from pathlib import Path
@@ -205,6 +206,8 @@ def test_without_onednn_training_runs_im2col(tmp_path):
     """A host without libdnnl.so.2 (PARML_DNNL_LIBRARY=none makes the loader
     fail) trains with im2col: the same bits as PARML_CONV=im2col, and within
     rounding of oneDNN's run. oneDNN loads once per process: fresh children."""
+    if not ctypes.util.find_library("dnnl"):  # looks, does not load it here
+        pytest.skip("oneDNN (libdnnl.so.2) is not installed here: nothing to compare the fallback with")
     here = str(Path(__file__).resolve().parent)
 
     def child(name, **env):
