@@ -32,7 +32,7 @@ struct pml_conv_plan {
     dnnl_primitive_t prim[P_COUNT];
     view v[V_COUNT];
     dnnl_memory_t scratch_md_mem[P_COUNT];
-    dnnl_memory_t reorder_scratch; // reorders get a scratchpad of their own size 0 md
+    dnnl_memory_t reorder_scratch; // the same buffer as flat bytes, for the reorders
     void *scratch; // one scratchpad for all: nothing here runs at once
     size_t scratch_bytes;
     int has_bias, threads;
