@@ -9,7 +9,7 @@ The library comes from $PARML_WHEEL_LIBRARY when set, else from the
 repository's .build/release (what `make lib` writes); when a checkout has
 no build yet, it runs `swift build -c release --product parml`, and says
 plainly when Swift is missing. An sdist carries the Swift package under
-swift/ (SWIFT_PATHS), so building from it works the same way.
+swift/ (swift_paths()), so building from it works the same way.
 """
 
 from __future__ import annotations

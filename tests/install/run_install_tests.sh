@@ -100,6 +100,10 @@ indent <"$WORK/ldd.txt"
 check "installed library needs nothing from the Swift toolchain (ldd)" \
     bash -c "! grep -Eq 'not found|swift' '$WORK/ldd.txt'"
 check "readelf NEEDED lists no Swift library" bash -c "! grep '(NEEDED)' '$WORK/readelf.txt' | grep -qi swift"
+# oneDNN (and its libgomp) are loaded with dlopen on the first convolution:
+# a host without them still loads and trains with im2col.
+check "readelf NEEDED lists no oneDNN or OpenMP" bash -c "! grep '(NEEDED)' '$WORK/readelf.txt' | grep -Eqi 'dnnl|gomp'"
+check "no undefined oneDNN symbol (nm -D)" bash -c "! nm -D --undefined-only '$P/lib/libparml.so.$VERSION' | grep -q ' dnnl_'"
 # The parml tool is installed beside the library and finds it by its rpath.
 check "bin/parml --version runs against the installed library" \
     bash -c "'$P/bin/parml' --version | grep -qx 'parml $VERSION (library $VERSION)'"
