@@ -225,6 +225,8 @@ bench: build
 	$(BUILD)/ParmlBenchPipeline >> build/bench-collectives.jsonl
 	$(SWIFT) build -c release --product ParmlBenchGenerate
 	OPENBLAS_NUM_THREADS=1 $(BUILD)/ParmlBenchGenerate >> build/bench-collectives.jsonl
+	$(SWIFT) build -c release --product ParmlBenchGPT
+	$(BUILD)/ParmlBenchGPT >> build/bench-collectives.jsonl
 	OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 600 \
 	  mpirun -np 2 $(BUILD)/ParmlBenchMPI >> build/bench-collectives.jsonl
 	$(SWIFT) build -c release --product ParmlBenchMPITrain

@@ -70,12 +70,15 @@ let package = Package(
         .target(name: "ParmlMPI", dependencies: ["ParmlParallel", "_CParmlMPI"], swiftSettings: engineSwift),
         .target(name: "ParmlModel", dependencies: ["ParmlTensor", "_CParmlKernels"], swiftSettings: engineSwift),
         .target(name: "ParmlData", dependencies: ["ParmlTensor", "CZlib"], swiftSettings: engineSwift),
-        .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS", "_CParmlKernels"], swiftSettings: engineSwift),
+        .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS", "_CParmlDNNL", "_CParmlKernels"], swiftSettings: engineSwift),
 
         // MARK: - Implementation details
 
         // OpenBLAS loaded with dlopen after choosing its kernels (see blas_loader.c).
         .target(name: "_CParmlBLAS", linkerSettings: [.linkedLibrary("dl")]),
+        // oneDNN loaded with dlopen on first convolution (see pml_dnnl.h); its headers
+        // type the calls, nothing links it.
+        .target(name: "_CParmlDNNL", linkerSettings: [.linkedLibrary("dl")]),
         // Open MPI loaded with dlopen on first use (see pml_mpi.h).
         .target(
             name: "_CParmlMPI",
@@ -109,6 +112,9 @@ let package = Package(
             name: "ParmlBenchCNN", dependencies: ["ParmlTraining", "ParmlParallel", "ParmlBenchSupport"], path: "bench/cnn", swiftSettings: engineSwift),
         .executableTarget(
             name: "ParmlBenchPipeline", dependencies: ["ParmlTraining", "ParmlBenchSupport"], path: "bench/pipeline",
+            swiftSettings: engineSwift),
+        .executableTarget(
+            name: "ParmlBenchGPT", dependencies: ["ParmlTraining", "ParmlParallel", "ParmlBenchSupport"], path: "bench/gpt",
             swiftSettings: engineSwift),
 
         // MARK: - Tests run under mpirun (tests/mpi/run_mpi_tests.sh)

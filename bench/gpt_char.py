@@ -10,8 +10,9 @@ matrices), gradient clipping at 1.0. Random token batches.
 
 The PyTorch side is nanoGPT's model written out here (pre-LayerNorm blocks,
 fused q,k,v, scaled_dot_product_attention(is_causal=True), 4x MLP with GELU,
-a linear head; untied like parml's), eager mode, torch.optim.AdamW with the
-same two parameter groups. One iteration = forward, backward, clip, step.
+the head tied to the token embedding, lm_head.weight = wte.weight, as
+parml's TiedClassifier), eager mode, torch.optim.AdamW with the same two
+parameter groups. One iteration = forward, backward, clip, step.
 
 For each thread count (OpenBLAS threads for parml, torch.set_num_threads for
 PyTorch), rounds alternate: parml block, PyTorch block; each block times
@@ -43,7 +44,7 @@ def parml_gpt(threads: int):
     for _ in range(L):
         layers.append(parml.Residual([parml.LayerNorm(C), parml.CausalSelfAttention(C, H)]))
         layers.append(parml.Residual([parml.LayerNorm(C), parml.Linear(C, 4 * C), parml.GELU(), parml.Linear(4 * C, C)]))
-    layers += [parml.LayerNorm(C), parml.Linear(C, V, bias=False)]
+    layers += [parml.LayerNorm(C), parml.TiedClassifier(V, C)]
     model = parml.Sequential(layers, seed=1)
     opt = parml.AdamW(1e-3, betas=(0.9, 0.99), weight_decay=0.1, decay_by_kind=True, clip_grad_norm=1.0)
     trainer = parml.Trainer(model, optimizer=opt, strategy=parml.Strategy(blas_threads=threads))
@@ -81,6 +82,7 @@ def torch_gpt(torch):
             self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(T, C)
             self.h = nn.ModuleList(Block() for _ in range(L))
             self.ln_f, self.lm_head = nn.LayerNorm(C), nn.Linear(C, V, bias=False)
+            self.lm_head.weight = self.wte.weight  # nanoGPT's weight tying
 
         def forward(self, idx):
             x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))

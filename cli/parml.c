@@ -7,7 +7,8 @@
  *   parml convert FILE --to onnx OUT --input-shape N,D,...
  *                                 a model (or a checkpoint's model) as ONNX
  *   parml plan FILE [--dp N] [--tp N] [--pp N] [--micro-batches N]
- *              [--zero N] [--schedule gpipe|1f1b] [--split-classifier]
+ *              [--zero N] [--schedule gpipe|1f1b|interleaved] [--virtual-stages N]
+ *              [--split-classifier]
  *                                 who holds what, what a step exchanges
  *   parml --version | --help | COMMAND --help
  *
@@ -31,7 +32,7 @@ static const char *USAGE =
     "  convert FILE --to onnx OUT --input-shape N,D,...\n"
     "                            export a model (or a checkpoint's model) to ONNX\n"
     "  plan FILE [--dp N] [--tp N] [--pp N] [--micro-batches N] [--zero N]\n"
-    "       [--schedule gpipe|1f1b] [--split-classifier]\n"
+    "       [--schedule gpipe|1f1b|interleaved] [--virtual-stages N] [--split-classifier]\n"
     "                            the execution plan and memory per rank of a layout\n"
     "  --version                 the library's version\n"
     "Exit codes: 0 success, 1 a file or the library refused, 2 usage.\n";
@@ -178,7 +179,7 @@ static int parse_count(const char *opt, const char *s, int64_t *v) {
 static int cmd_plan(int argc, char **argv) {
     if (wants_help(argc, argv)) {
         printf("usage: parml plan FILE [--dp N] [--tp N] [--pp N] [--micro-batches N] [--zero N]\n"
-               "                  [--schedule gpipe|1f1b] [--split-classifier]\n"
+               "                  [--schedule gpipe|1f1b|interleaved] [--virtual-stages N] [--split-classifier]\n"
                "Builds a trainer for the model in FILE (threads backend, AdamW, cross-\n"
                "entropy) with the layout given, and prints its execution plan: which\n"
                "layers and parameter slice each rank holds, what a step exchanges, and\n"
@@ -198,14 +199,17 @@ static int cmd_plan(int argc, char **argv) {
             const char *k = argv[++i];
             if (strcmp(k, "gpipe") == 0) s.pipeline_schedule = PARML_PIPELINE_GPIPE;
             else if (strcmp(k, "1f1b") == 0) s.pipeline_schedule = PARML_PIPELINE_1F1B;
-            else return usage_error("plan: --schedule is gpipe or 1f1b, not %s", k);
+            else if (strcmp(k, "interleaved") == 0) s.pipeline_schedule = PARML_PIPELINE_INTERLEAVED_1F1B;
+            else return usage_error("plan: --schedule is gpipe, 1f1b or interleaved, not %s", k);
         } else if (has_value && (strcmp(o, "--dp") == 0 || strcmp(o, "--tp") == 0 || strcmp(o, "--pp") == 0 ||
-                                 strcmp(o, "--micro-batches") == 0 || strcmp(o, "--zero") == 0)) {
+                                 strcmp(o, "--micro-batches") == 0 || strcmp(o, "--zero") == 0 ||
+                                 strcmp(o, "--virtual-stages") == 0)) {
             if (parse_count(o, argv[++i], &v) != 0) return EXIT_USAGE;
             if (strcmp(o, "--dp") == 0) s.dp = (int32_t)v;
             else if (strcmp(o, "--tp") == 0) s.tp = (int32_t)v;
             else if (strcmp(o, "--pp") == 0) s.pp = (int32_t)v;
             else if (strcmp(o, "--micro-batches") == 0) s.micro_batches = (int32_t)v;
+            else if (strcmp(o, "--virtual-stages") == 0) s.virtual_stages = v;
             else s.zero_stage = (int32_t)v;
         } else if (o[0] == '-') {
             return usage_error("plan: unknown or incomplete option %s", o);

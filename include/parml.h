@@ -506,8 +506,9 @@ PARML_API parml_status parml_token_params_init(parml_token_params * params);
 /// The caller owns *out (parml_trainer_free). Under MPI every process
 /// creates its trainer alike (collective).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, bad field, unknown
-/// enum, small struct_size, pp greater than the model's top-level layers, tp
-/// not dividing a split width: the message names the layer and the numbers;
+/// enum, small struct_size, pp (x virtual_stages) greater than the model's
+/// top-level layers, interleaved 1F1B with micro_batches not a multiple of
+/// pp, tp not dividing a split width: the message names the layer and the numbers;
 /// MPI: a process count other than dp*pp*tp), PARML_ERR_STATE (model not
 /// initialised; MPI already finalized), PARML_ERR_UNSUPPORTED (MPI backend
 /// without Open MPI), PARML_ERR_BLAS (OpenBLAS cannot be loaded),

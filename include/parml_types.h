@@ -121,6 +121,8 @@ typedef int32_t parml_status;
 /* Pipeline schedules (parml_strategy_params.pipeline_schedule). */
 #define PARML_PIPELINE_GPIPE 1
 #define PARML_PIPELINE_1F1B  2
+#define PARML_PIPELINE_INTERLEAVED_1F1B 3 /* since 0.3: Megatron-LM's virtual pipeline; virtual_stages runs of
+                                             layers per stage, micro_batches a multiple of pp */
 
 /* How a token dataset picks its windows (parml_token_params.mode). */
 #define PARML_TOKENS_RANDOM     1 /* starts drawn from (seed, epoch, sample), as nanoGPT's get_batch */
@@ -194,8 +196,8 @@ typedef struct parml_optimizer_params {
 
 /** How training is laid out on a dp x pp x tp mesh of ranks; by default
  *  ranks are threads of this process (threads backend). Data parallelism (ZeRO
- *  stages 0-3), pipeline stages of consecutive top-level layers (GPipe or
- *  1F1B over micro_batches) and Megatron-style tensor parallelism of
+ *  stages 0-3), pipeline stages of consecutive top-level layers (GPipe, 1F1B
+ *  or interleaved 1F1B over micro_batches) and Megatron-style tensor parallelism of
  *  Linear -> element-wise -> Linear pairs run in any product;
  *  parml_trainer_plan describes the result. backend = PARML_BACKEND_MPI
  *  runs one rank per process under mpirun (docs/mpi.md). */
@@ -222,6 +224,10 @@ typedef struct parml_strategy_params {
                                   for many classes: it adds an all-reduce of the classifier's input
                                   gradient and of the embedding's output. 64 bits so that it follows
                                   the 0.1 struct's end. */
+    int64_t virtual_stages;    /* since 0.3; PARML_PIPELINE_INTERLEAVED_1F1B: runs of layers (Megatron-LM's
+                                  model chunks) per stage, >= 2; the model is cut into pp x virtual_stages
+                                  runs and stage s holds runs s, s+pp, ... Bubble (pp-1)/(v*m+pp-1).
+                                  Default 1 (the other schedules need 1). */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are

@@ -10,10 +10,11 @@ script replays each stage's forwards and backwards in the order the stage
 ran them, with the durations they took, but with instant hand-overs: an
 operation starts as soon as its stage is free and its input exists
 (forward j after forward j on the stage before; backward j after backward
-j on the stage after, or after forward j on the last stage). The idle
-fraction of that replay is the bubble those compute times imply: with
-equal stages it is (p−1)/(m+p−1); unequal stages (here: vCPUs running at
-different speeds) make it larger. Both figures are computed as
+j on the stage after, or after forward j on the last stage; under
+interleaved 1F1B the same between runs of layers, run c on stage c mod p).
+The idle fraction of that replay is the bubble those compute times imply:
+with equal stages it is (p−1)/(v·m+p−1) (v = 1 but for interleaved 1F1B);
+unequal stages (here: vCPUs running at different speeds) make it larger. Both figures are computed as
 Trainer.measuredBubble does: per step, 1 − busy / (first forward to last
 backward), the median over steps, the mean over stages. Sends count as
 busy in the measured figure and take no time in the replay.
@@ -29,6 +30,10 @@ def main() -> None:
     events = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e.get("ph") == "X"]
     stages = sorted({e["args"]["stage"] for e in events})
     p = len(stages)
+    # The run of layers an event belongs to (traces before runs were
+    # recorded: the stage).
+    run = lambda e: e["args"].get("run", e["args"]["stage"])
+    runs = max(run(e) for e in events if e["cat"] in ("forward", "backward")) + 1
     steps = sorted({e["args"]["step"] for e in events})
     measured = {s: [] for s in stages}
     replayed = {s: [] for s in stages}
@@ -55,16 +60,16 @@ def main() -> None:
             for s in stages:
                 while queues[s]:
                     e = queues[s][0]
-                    j, kind = e["args"]["micro_batch"], e["cat"]
+                    j, kind, c = e["args"]["micro_batch"], e["cat"], run(e)
                     if kind == "forward":
-                        need = [("forward", s - 1, j)] if s > 0 else []
+                        need = [("forward", c - 1, j)] if c > 0 else []
                     else:
-                        need = [("forward", s, j)] + ([("backward", s + 1, j)] if s < p - 1 else [])
+                        need = [("forward", c, j)] + ([("backward", c + 1, j)] if c < runs - 1 else [])
                     if any(n not in done for n in need):
                         break
                     t = max([free[s]] + [done[n] for n in need])
                     free[s] = t + e["dur"]
-                    done[(kind, s, j)] = free[s]
+                    done[(kind, c, j)] = free[s]
                     queues[s].pop(0)
                     progressed = True
             if not progressed:
@@ -75,8 +80,9 @@ def main() -> None:
             replayed[s].append(1 - busy / span)
         ratio.append((end - start) / span)
     mean = lambda d: sum(statistics.median(v) for v in d.values()) / len(d)
-    formula = (p - 1) / (m + p - 1)
-    print(f"p {p}, m {m}, {len(ratio)} steps; formula (p-1)/(m+p-1) = {formula:.3f}")
+    v = runs // p
+    formula = (p - 1) / (v * m + p - 1)
+    print(f"p {p}, v {v}, m {m}, {len(ratio)} steps; formula (p-1)/(v*m+p-1) = {formula:.3f}")
     for s in stages:
         print(f"  stage {s}: measured {statistics.median(measured[s]):.3f}, replayed {statistics.median(replayed[s]):.3f}")
     print(f"bubble: measured {mean(measured):.3f}, replayed from the compute times {mean(replayed):.3f}; "

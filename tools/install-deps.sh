@@ -16,6 +16,7 @@ pkgs=(
   cmake                  # tests/install builds hosts with find_package(parml)
   python3                # header generator
   libopenmpi-dev         # <mpi.h> for the MPI shim (libparml dlopens libmpi.so.40)
+  libdnnl-dev            # oneDNN's headers for the conv2d shim; pulls libdnnl2 (libparml dlopens libdnnl.so.2)
   openmpi-bin            # mpirun, for the MPI tests and multi-process jobs
 )
 

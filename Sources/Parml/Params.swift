@@ -9,13 +9,18 @@ import ParmlTraining
 // only the bytes the host says it has, the rest keep their defaults.
 
 /// Copies the caller's struct over `defaults`, reading at most `struct_size`
-/// bytes: the whole struct, or the older one that ends at `minimum`.
-func readSized<T>(_ p: UnsafePointer<T>, defaults: T, name: String, minimum: Int) throws -> T {
+/// bytes: the whole struct, or an older one that ends at `minimum` or at
+/// one of `older`.
+func readSized<T>(_ p: UnsafePointer<T>, defaults: T, name: String, minimum: Int, older: [Int] = []) throws -> T {
     let size = UnsafeRawPointer(p).load(as: Int.self)  // struct_size is the first field of every params struct
-    // An older struct ends exactly at `minimum`; a size between the two
-    // would cut a field in half.
-    guard size == minimum || size >= MemoryLayout<T>.size else {
-        let expected = minimum == MemoryLayout<T>.size ? "at least \(minimum)" : "\(minimum) (an older layout) or at least \(MemoryLayout<T>.size)"
+    // An older struct ends exactly at one of its layouts' ends; a size
+    // between them would cut a field in half.
+    let layouts = [minimum] + older
+    guard layouts.contains(size) || size >= MemoryLayout<T>.size else {
+        let sizes = layouts.filter { $0 < MemoryLayout<T>.size }.map(String.init)
+        let expected = sizes.isEmpty
+            ? "at least \(MemoryLayout<T>.size)"
+            : "\(sizes.joined(separator: ", ")) (an older layout) or at least \(MemoryLayout<T>.size)"
         throw ParmlError.invalidArgument(
             "\(name)->struct_size is \(size), \(expected) expected; fill the struct with its _params_init function")
     }
@@ -84,6 +89,7 @@ func defaultStrategyParams() -> parml_strategy_params {
     p.watchdog_seconds = s.watchdogSeconds
     p.grad_chunk = Int32(s.gradientChunk)
     p.split_classifier = s.splitClassifier ? 1 : 0
+    p.virtual_stages = Int64(s.virtualStages)
     return p
 }
 
@@ -189,7 +195,8 @@ func optimizerConfig(from p: parml_optimizer_params) throws -> OptimizerConfig {
 func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
     var s = StrategyConfig()
     guard let schedule = PipelineSchedule(rawValue: p.pipeline_schedule) else {
-        throw ParmlError.invalidArgument("pipeline_schedule \(p.pipeline_schedule) is unknown (PARML_PIPELINE_GPIPE or _1F1B)")
+        throw ParmlError.invalidArgument(
+            "pipeline_schedule \(p.pipeline_schedule) is unknown (PARML_PIPELINE_GPIPE, _1F1B or _INTERLEAVED_1F1B)")
     }
     guard let backend = Backend(rawValue: p.backend) else {
         throw ParmlError.invalidArgument("backend \(p.backend) is unknown (PARML_BACKEND_THREADS or _MPI)")
@@ -214,6 +221,10 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
         throw ParmlError.invalidArgument("split_classifier must be 0 or 1, got \(p.split_classifier)")
     }
     s.splitClassifier = p.split_classifier != 0
+    guard (1...1024).contains(p.virtual_stages) else {
+        throw ParmlError.invalidArgument("virtual_stages must be in 1...1024, got \(p.virtual_stages)")
+    }
+    s.virtualStages = Int(p.virtual_stages)
     try s.validate()
     return s
 }

@@ -18,8 +18,9 @@ extension Trainer: ModelOwner {
 /// The caller owns *out (parml_trainer_free). Under MPI every process
 /// creates its trainer alike (collective).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, bad field, unknown
-/// enum, small struct_size, pp greater than the model's top-level layers, tp
-/// not dividing a split width: the message names the layer and the numbers;
+/// enum, small struct_size, pp (x virtual_stages) greater than the model's
+/// top-level layers, interleaved 1F1B with micro_batches not a multiple of
+/// pp, tp not dividing a split width: the message names the layer and the numbers;
 /// MPI: a process count other than dp*pp*tp), PARML_ERR_STATE (model not
 /// initialised; MPI already finalized), PARML_ERR_UNSUPPORTED (MPI backend
 /// without Open MPI), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
@@ -42,8 +43,11 @@ public func parmlTrainerCreate(
                 $0, defaults: defaultOptimizerParams(), name: "optimizer", minimum: MemoryLayout<parml_optimizer_params>.offset(of: \.skip_nonfinite)!)
         } ?? defaultOptimizerParams()
         let s = try strategy.map {
+            // 0.1 ends before split_classifier, 0.2 before virtual_stages.
             try readSized(
-                $0, defaults: defaultStrategyParams(), name: "strategy", minimum: MemoryLayout<parml_strategy_params>.offset(of: \.split_classifier)!)
+                $0, defaults: defaultStrategyParams(), name: "strategy",
+                minimum: MemoryLayout<parml_strategy_params>.offset(of: \.split_classifier)!,
+                older: [MemoryLayout<parml_strategy_params>.offset(of: \.virtual_stages)!])
         } ?? defaultStrategyParams()
         _ = mpiBackendRegistered
         let t = try Trainer(model: m, loss: lossKind, optimizer: optimizerConfig(from: o), strategy: strategyConfig(from: s))

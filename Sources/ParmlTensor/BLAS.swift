@@ -48,6 +48,24 @@ public enum BLAS {
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// Benchmarks only: runs `body` and returns the shape of every sgemm it
+    /// made (up to `capacity`), for timing a step's GEMMs alone. Nothing
+    /// else may call sgemm meanwhile (one rank, no other trainer).
+    public static func recordingGemms(capacity: Int = 4096, _ body: () throws -> Void) rethrows -> [GemmShape] {
+        var calls = [pml_gemm_call](repeating: pml_gemm_call(), count: capacity)
+        var made = 0
+        try calls.withUnsafeMutableBufferPointer { buf in
+            pml_gemm_record_start(buf.baseAddress, capacity)
+            defer { made = pml_gemm_record_stop() }
+            try body()
+        }
+        return calls.prefix(min(made, capacity)).map {
+            GemmShape(
+                transA: $0.trans_a != 0, transB: $0.trans_b != 0, m: Int($0.m), n: Int($0.n), k: Int($0.k), lda: Int($0.lda),
+                ldb: Int($0.ldb), ldc: Int($0.ldc), alpha: $0.alpha, beta: $0.beta)
+        }
+    }
+
     /// y = alpha · op(A) · x + beta · y with A row-major m×n.
     @inline(__always)
     public static func gemv(
@@ -58,4 +76,16 @@ public enum BLAS {
             Int32(trans ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), alpha, a,
             Int32(lda), x, beta, y)
     }
+}
+
+/// One sgemm's arguments but its pointers (`BLAS.recordingGemms`), and the
+/// floats each operand spans in row-major storage.
+public struct GemmShape: Sendable, Equatable {
+    public let transA, transB: Bool
+    public let m, n, k, lda, ldb, ldc: Int
+    public let alpha, beta: Float
+
+    public var aCount: Int { transA ? (k - 1) * lda + m : (m - 1) * lda + k }
+    public var bCount: Int { transB ? (n - 1) * ldb + k : (k - 1) * ldb + n }
+    public var cCount: Int { (m - 1) * ldc + n }
 }

@@ -57,6 +57,18 @@ public enum Kernels {
     }
 
     /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
+    /// GELU forward that also writes its derivative at x into `d` (training).
+    public static func geluForward(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, derivative d: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        pml_gelu_forward_train(x, y, d, n)
+    }
+
+    /// dx = dy · d with d from `geluForward(_:_:derivative:count:)`.
+    public static func geluBackward(derivative d: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int) {
+        pml_gelu_backward_cached(d, dy, dx, n)
+    }
+
     public static func geluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
@@ -130,28 +142,14 @@ public enum Kernels {
 
     // MARK: - LayerNorm
 
-    /// y = (x − mean)·rstd·γ + β per row; saves mean and rstd (N) for backward.
+    /// Layer normalisation of rows (rows, cols); mean and rstd (rows) are
+    /// kept for backward. Row sums in 16 fixed lanes (pml_layer_norm_forward).
     public static func layerNormForward(
         _ x: UnsafePointer<Float>, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, eps: Float,
         _ y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
         rows: Int, cols: Int
     ) {
-        let inv = 1 / Float(cols)
-        for r in 0..<rows {
-            let xr = x + r * cols, yr = y + r * cols
-            var s: Float = 0
-            for c in 0..<cols { s += xr[c] }
-            let m = s * inv
-            var v: Float = 0
-            for c in 0..<cols {
-                let d = xr[c] - m
-                v += d * d
-            }
-            let rs = 1 / sqrtf(v * inv + eps)
-            mean[r] = m
-            rstd[r] = rs
-            for c in 0..<cols { yr[c] = (xr[c] - m) * rs * gamma[c] + beta[c] }
-        }
+        pml_layer_norm_forward(x, gamma, beta, eps, y, mean, rstd, rows, cols)
     }
 
     /// dx from dy; dγ and dβ are accumulated (+=) so micro-batches can add up.
@@ -160,26 +158,7 @@ public enum Kernels {
         rstd: UnsafePointer<Float>, gamma: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
         dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>, rows: Int, cols: Int
     ) {
-        let inv = 1 / Float(cols)
-        for r in 0..<rows {
-            let xr = x + r * cols, dyr = dy + r * cols, dxr = dx + r * cols
-            let m = mean[r], rs = rstd[r]
-            // x̂ = (x − m)·rs; g = dy·γ; dx = rs·(g − mean(g) − x̂·mean(g·x̂))
-            var sumG: Float = 0, sumGX: Float = 0
-            for c in 0..<cols {
-                let xh = (xr[c] - m) * rs
-                let g = dyr[c] * gamma[c]
-                sumG += g
-                sumGX += g * xh
-                dgamma[c] += dyr[c] * xh
-                dbeta[c] += dyr[c]
-            }
-            let mg = sumG * inv, mgx = sumGX * inv
-            for c in 0..<cols {
-                let xh = (xr[c] - m) * rs
-                dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx)
-            }
-        }
+        pml_layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols)
     }
 
     // MARK: - Losses

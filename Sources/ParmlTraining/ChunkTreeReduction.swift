@@ -3,15 +3,15 @@ import ParmlTensor
 
 /// Deterministic mode's gradient reduction over the data-parallel ranks of the stage.
 extension RankContext {
-    /// Deterministic mode: the accumulator holds this rank's cover nodes;
-    /// the ChunkTree sum over every data rank's nodes lands in ownedRange
-    /// (ZeRO ≥ 1) or the whole stage slice (ZeRO 0).
-    func combineChunkGradients(plan: StepPlan) throws {
+    /// Deterministic mode: the run's accumulator holds this rank's cover
+    /// nodes; the ChunkTree sum over every data rank's nodes lands in
+    /// `vs.owned` (ZeRO ≥ 1) or the run's whole slice (ZeRO 0).
+    func combineChunkGradients(plan: StepPlan, of vs: VirtualStage) throws {
         guard let grads = model.gradients else { return }
-        let tree = accumulator.tree
-        let mine = accumulator.stack
-        let width = stageRange.count
-        let base = grads.data + stageRange.lowerBound
+        let tree = vs.accumulator.tree
+        let mine = vs.accumulator.stack
+        let width = vs.range.count
+        let base = grads.data + vs.range.lowerBound
         let dp = layout.mesh.dp
         guard let comms, dp > 1 else {
             // One data rank: its cover is the root.

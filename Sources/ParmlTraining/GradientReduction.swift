@@ -2,9 +2,10 @@ import ParmlParallel
 
 /// Gradient reduction over the data-parallel ranks of the stage (fast mode).
 extension RankContext {
-    /// Fast mode: the batch mean over ownedRange, summed in rank order.
-    func reduceGradients(bucketFloats: Int) throws {
+    /// Fast mode: the batch mean over `vs.owned`, summed in rank order.
+    func reduceGradients(of vs: VirtualStage, bucketFloats: Int) throws {
         guard let comms, layout.mesh.dp > 1, let grads = model.gradients else { return }
+        let stageRange = vs.range
         let base = grads.data + stageRange.lowerBound
         // ZeRO ≥ 1 updates only the owned shard, so only it needs reducing:
         // a reduce-scatter, half an all-reduce.

@@ -9,7 +9,7 @@ extension RankContext {
         if let replica = comms?.replica {
             if layout.mesh.pp > 1 || layout.mesh.tp > 1 { try assembleHostModel(over: replica) }
         } else if let tensorParallel, coordinate.data == 0 {
-            try tensorParallel.store(from: model, range: stageRange, replicated: coordinate.tensor == 0)
+            for vs in virtualStages { try tensorParallel.store(from: model, range: vs.range, replicated: coordinate.tensor == 0) }
         }
     }
 
@@ -20,18 +20,19 @@ extension RankContext {
         guard let params = model.parameters else { return }
         let tp = layout.mesh.tp
         guard let tensorParallel else {
-            // tp = 1: this rank's model is the host's; stage s is member s.
-            for (s, r) in layout.stageRanges.enumerated() {
-                try replica.broadcast(params.data + r.lowerBound, count: r.count, root: s)
+            // tp = 1: this rank's model is the host's; stage s is member s
+            // (and holds run c when c mod pp = s).
+            for (c, r) in layout.stageRanges.enumerated() {
+                try replica.broadcast(params.data + r.lowerBound, count: r.count, root: layout.stage(holding: c))
             }
             return
         }
         let widest = layout.stageRanges.map(\.count).max() ?? 0
         try ensure(&assembly, count: 1, size: widest)
         let scratch = assembly[0].data
-        for (s, r) in layout.stageRanges.enumerated() {
+        for (c, r) in layout.stageRanges.enumerated() {
             for t in 0..<tp {
-                let root = s * tp + t
+                let root = layout.stage(holding: c) * tp + t
                 if root == replica.rank { scratch.update(from: params.data + r.lowerBound, count: r.count) }
                 try replica.broadcast(scratch, count: r.count, root: root)
                 try tensorParallel.store(peer: t, from: scratch, origin: r.lowerBound, model: model, range: r, replicated: t == 0)

@@ -31,7 +31,7 @@ extension RankContext {
     func agreeFinite(lossSum: Float, gradientNorm: Float?) throws -> Bool {
         guard let grads = model.gradients else { throw ParmlError.internal("rank \(rank) has no gradient arena") }
         let gradients = gradientNorm.map { $0 * 0 }
-            ?? Kernels.nonFiniteProbe(grads.data + ownedRange.lowerBound, count: ownedRange.count)
+            ?? ownedRanges.reduce(0) { $0 + Kernels.nonFiniteProbe(grads.data + $1.lowerBound, count: $1.count) }
         var probe = gradients + lossSum * 0
         if let comms {
             stats.data[2] = probe
@@ -46,28 +46,32 @@ extension RankContext {
     func findNonFinite(x: Tensor, lossSum: Float) -> NonFiniteFinding? {
         let layers = model.root.layers
         func layerName(_ l: Int) -> String { "layer \(l) (\(layers[l].kind))" }
-        if isFirstStage, !Kernels.allFinite(x.data, count: x.count) {
+        if holdsInput, !Kernels.allFinite(x.data, count: x.count) {
             let row = x.shape.rowSize
             let sample = (0..<x.shape[0]).first { !Kernels.allFinite(x.data + $0 * row, count: row) } ?? 0
             return NonFiniteFinding(stage: 0, position: sample, rank: rank, text: "the inputs hold a NaN or an infinity (sample \(sample) of the batch)")
         }
         guard let params = model.parameters, let grads = model.gradients else { return nil }
-        for l in stageLayers {
-            let r = model.parameterRange(ofTopLevelLayers: l..<(l + 1))
-            if !Kernels.allFinite(params.data + r.lowerBound, count: r.count) {
-                return NonFiniteFinding(stage: 1, position: l, rank: rank, text: "the parameters of \(layerName(l)) hold a NaN or an infinity")
+        for vs in virtualStages {
+            for l in vs.layers {
+                let r = model.parameterRange(ofTopLevelLayers: l..<(l + 1))
+                if !Kernels.allFinite(params.data + r.lowerBound, count: r.count) {
+                    return NonFiniteFinding(stage: 1, position: l, rank: rank, text: "the parameters of \(layerName(l)) hold a NaN or an infinity")
+                }
             }
         }
-        if isLastStage, !lossSum.isFinite {
+        if holdsLoss, !lossSum.isFinite {
             return NonFiniteFinding(
                 stage: 2, position: 0, rank: rank,
                 text: "the loss is \(lossSum) with finite inputs and parameters (an activation or the loss overflowed)")
         }
-        for l in stageLayers.reversed() {
-            let r = model.parameterRange(ofTopLevelLayers: l..<(l + 1)).clamped(to: ownedRange)
-            if !r.isEmpty, !Kernels.allFinite(grads.data + r.lowerBound, count: r.count) {
-                return NonFiniteFinding(
-                    stage: 3, position: layers.count - l, rank: rank, text: "the gradient of \(layerName(l)) holds a NaN or an infinity")
+        for vs in virtualStages.reversed() {
+            for l in vs.layers.reversed() {
+                let r = model.parameterRange(ofTopLevelLayers: l..<(l + 1)).clamped(to: vs.owned)
+                if !r.isEmpty, !Kernels.allFinite(grads.data + r.lowerBound, count: r.count) {
+                    return NonFiniteFinding(
+                        stage: 3, position: layers.count - l, rank: rank, text: "the gradient of \(layerName(l)) holds a NaN or an infinity")
+                }
             }
         }
         return nil

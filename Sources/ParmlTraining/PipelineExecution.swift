@@ -3,6 +3,11 @@ import ParmlParallel
 import ParmlTensor
 
 /// Forward and backward passes of a rank's stage, micro-batch by micro-batch.
+///
+/// Virtual stage c receives its input from the stage holding c − 1 and
+/// sends its output to the one holding c + 1 (round the ring under
+/// interleaved 1F1B: the last stage's run feeds stage 0's next one), over
+/// the pp group; gradients go the other way over its backward twin.
 extension RankContext {
     func runSchedule(_ work: inout StepWork) throws {
         let ops = schedule.ops
@@ -13,95 +18,107 @@ extension RankContext {
             var pieces = 0
             for j in 0..<layout.microBatches { pieces += work.pieceCount(j) }
             let rows = work.maxPieceRows
-            if !isLastStage {
-                try comms.pipe.reserveSends(to: coordinate.stage + 1, messages: pieces, floats: rows * work.stageOutput.rowSize)
+            var sending = 0, sendWidth = 0, returning = 0, returnWidth = 0
+            for vs in virtualStages {
+                if !vs.isLast { (sending, sendWidth) = (sending + 1, max(sendWidth, vs.output.rowSize)) }
+                if !vs.isFirst { (returning, returnWidth) = (returning + 1, max(returnWidth, vs.input.rowSize)) }
             }
-            if !isFirstStage {
-                try comms.pipe.reserveSends(to: coordinate.stage - 1, messages: pieces, floats: rows * work.stageInput.rowSize)
+            if sending > 0 {
+                let next = layout.stage(holding: coordinate.stage + 1)
+                try comms.pipe.reserveSends(to: next, messages: pieces * sending, floats: rows * sendWidth)
+            }
+            if returning > 0 {
+                let previous = layout.stage(holding: coordinate.stage + layout.mesh.pp - 1)
+                try comms.pipeBackward.reserveSends(to: previous, messages: pieces * returning, floats: rows * returnWidth)
             }
         }
         var i = 0
         while i < ops.count {
             switch ops[i] {
-            case .forward(let j):
-                // The last stage runs a forward straight into its backward
+            case .forward(let j, let k):
+                let vs = virtualStages[k]
+                // The last run goes from a forward straight into its backward
                 // piece by piece: one slot of activations instead of many.
-                if isLastStage, i + 1 < ops.count, ops[i + 1] == .backward(j) {
+                if vs.isLast, i + 1 < ops.count, ops[i + 1] == .backward(j, k) {
                     for q in 0..<work.pieceCount(j) {
-                        let slot = try self.slot(j, q, fused: true, work: work)
-                        try forward(piece: work.piece(j, q), microBatch: j, slot: slot, work: work)
-                        try backward(piece: work.piece(j, q), microBatch: j, slot: slot, work: &work)
+                        let slot = try self.slot(j, q, k, fused: true, work: work)
+                        try forward(piece: work.piece(j, q), microBatch: j, vs, slot: slot, work: work)
+                        try backward(piece: work.piece(j, q), microBatch: j, vs, slot: slot, work: &work)
                     }
                     i += 2
                     continue
                 }
                 for q in 0..<work.pieceCount(j) {
-                    try forward(piece: work.piece(j, q), microBatch: j, slot: try slot(j, q, fused: false, work: work), work: work)
+                    try forward(piece: work.piece(j, q), microBatch: j, vs, slot: try slot(j, q, k, fused: false, work: work), work: work)
                 }
-            case .backward(let j):
+            case .backward(let j, let k):
+                let vs = virtualStages[k]
                 for q in 0..<work.pieceCount(j) {
-                    try backward(piece: work.piece(j, q), microBatch: j, slot: try slot(j, q, fused: false, work: work), work: &work)
+                    try backward(piece: work.piece(j, q), microBatch: j, vs, slot: try slot(j, q, k, fused: false, work: work), work: &work)
                 }
             }
             i += 1
         }
     }
 
-    /// The slot holding piece q of micro-batch j until its backward.
-    func slot(_ j: Int, _ q: Int, fused: Bool, work: StepWork) throws -> PipelineSlot {
-        let k = fused ? 0 : (j % schedule.inFlight) * work.maxPieces + q
-        while slots.count <= k {
+    /// The slot holding piece q of micro-batch j on virtual stage k until
+    /// its backward. A fused forward and backward takes the run's first
+    /// slot: none of its micro-batches is alive then (each run's backwards
+    /// follow its forwards' order).
+    func slot(_ j: Int, _ q: Int, _ k: Int, fused: Bool, work: StepWork) throws -> PipelineSlot {
+        let index = fused ? slotOffsets[k] * work.maxPieces : (slotOffsets[k] + j % schedule.live[k]) * work.maxPieces + q
+        while slots.count <= index {
             let copy = try model.replicate(sharingParameters: true, sharingGradients: true)
             if tensorParallel != nil { TensorParallelSync.attach(comms?.tensor, to: copy) }
             slots.append(try PipelineSlot(model: copy))
         }
-        return slots[k]
+        return slots[index]
     }
 
     func context(_ piece: Piece, _ work: StepWork) -> PassContext {
         PassContext(training: true, step: work.step.index, sampleOffset: piece.rows.lowerBound, seed: work.step.settings.seed)
     }
 
-    func forward(piece: Piece, microBatch j: Int, slot: PipelineSlot, work: StepWork) throws {
+    func forward(piece: Piece, microBatch j: Int, _ vs: VirtualStage, slot: PipelineSlot, work: StepWork) throws {
         let n = piece.rows.count
         let input: Tensor
-        if isFirstStage {
+        if vs.isFirst {
             input = slot.batchView
             let x = work.step.x, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
             try input.retarget(x.data + first * x.shape.rowSize, shape: x.shape.withLeading(n))
         } else {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
             input = slot.received
-            try input.resize(work.stageInput.withLeading(n))
+            try input.resize(vs.input.withLeading(n))
             let t = trace.now()
-            try comms.pipe.receive(input.data, count: input.count, from: coordinate.stage - 1)
-            trace.record(.receive, microBatch: j, step: work.step.index, since: t)
+            try comms.pipe.receive(input.data, count: input.count, from: layout.stage(holding: vs.index - 1))
+            trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
         }
         let ctx = context(piece, work)
         var t = trace.now()
         var h = input
         let layers = slot.model.root.layers
-        for l in stageLayers {
+        for l in vs.layers {
             try comms?.world.throwIfAborted("forward of layer \(l)")
             h = try layers[l].forward(h, ctx)
         }
         slot.output = h
-        trace.record(.forward, microBatch: j, step: work.step.index, since: t)
-        if !isLastStage, let comms {
+        trace.record(.forward, microBatch: j, run: vs.index, step: work.step.index, since: t)
+        if !vs.isLast, let comms {
             t = trace.now()
-            try comms.pipe.send(h.data, count: h.count, to: coordinate.stage + 1)
-            trace.record(.send, microBatch: j, step: work.step.index, since: t)
+            try comms.pipe.send(h.data, count: h.count, to: layout.stage(holding: vs.index + 1))
+            trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
         }
     }
 
-    func backward(piece: Piece, microBatch j: Int, slot: PipelineSlot, work: inout StepWork) throws {
+    func backward(piece: Piece, microBatch j: Int, _ vs: VirtualStage, slot: PipelineSlot, work: inout StepWork) throws {
         guard let grads = model.gradients, let out = slot.output else { throw ParmlError.internal("backward before forward") }
         let n = piece.rows.count
         var ctx = context(piece, work)
         let dy: Tensor
         // The loss belongs to the last stage's backward time.
         var t = trace.now()
-        if isLastStage {
+        if vs.isLast {
             let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
             try slot.targetView.retarget(
                 y.data + first * y.shape.rowSize * y.dtype.size / 4, shape: y.shape.withLeading(n), dtype: y.dtype)
@@ -112,9 +129,9 @@ extension RankContext {
             dy = shardedLoss?.gradient ?? loss.gradient
         } else {
             guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
-            try received.resize(work.stageOutput.withLeading(n))
-            try comms.pipe.receive(received.data, count: received.count, from: coordinate.stage + 1)
-            trace.record(.receive, microBatch: j, step: work.step.index, since: t)
+            try received.resize(vs.output.withLeading(n))
+            try comms.pipeBackward.receive(received.data, count: received.count, from: layout.stage(holding: vs.index + 1))
+            trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
             dy = received
             t = trace.now()
         }
@@ -126,35 +143,35 @@ extension RankContext {
         if foldsMomentum && work.step.settings.skipNonFinite
             && (!work.lossSum.isFinite || !Kernels.allFinite(work.step.x.data, count: work.step.x.count))
         {
-            work.backwardPieces += 1  // counted, so the arena is not zeroed as a rank without work would be
+            vs.backwardPieces += 1  // counted, so the arena is not zeroed as a rank without work would be
             work.backwardRefused = true
-            trace.record(.backward, microBatch: j, step: work.step.index, since: t)
+            trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
             return
         }
         // Fast mode accumulates the pieces with the GEMMs' beta (the first
         // overwrites, or folds momentum); deterministic mode keeps each
         // chunk's gradient apart for the ChunkTree.
-        let accumulate = piece.chunk == nil && work.backwardPieces > 0
+        let accumulate = piece.chunk == nil && vs.backwardPieces > 0
         if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
         var g = dy
         let layers = slot.model.root.layers
-        for l in stageLayers.reversed() {
+        for l in vs.layers.reversed() {
             try comms?.world.throwIfAborted("backward of layer \(l)")
-            let need = l > stageLayers.lowerBound || !isFirstStage
+            let need = l > vs.layers.lowerBound || !vs.isFirst
             guard let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else { break }
             g = next
         }
-        work.backwardPieces += 1
+        vs.backwardPieces += 1
         if let chunk = piece.chunk {
-            let leaf = try accumulator.leafBuffer()
-            leaf.data.update(from: grads.data + stageRange.lowerBound, count: stageRange.count)
-            accumulator.push(chunk: chunk, buffer: leaf)
+            let leaf = try vs.accumulator.leafBuffer()
+            leaf.data.update(from: grads.data + vs.range.lowerBound, count: vs.range.count)
+            vs.accumulator.push(chunk: chunk, buffer: leaf)
         }
-        trace.record(.backward, microBatch: j, step: work.step.index, since: t)
-        if !isFirstStage, let comms {
+        trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
+        if !vs.isFirst, let comms {
             t = trace.now()
-            try comms.pipe.send(g.data, count: g.count, to: coordinate.stage - 1)
-            trace.record(.send, microBatch: j, step: work.step.index, since: t)
+            try comms.pipeBackward.send(g.data, count: g.count, to: layout.stage(holding: vs.index - 1))
+            trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
         }
     }
 }

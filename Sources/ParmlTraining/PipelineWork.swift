@@ -4,7 +4,7 @@ import ParmlTensor
 
 /// A copy of a stage's layers with its own activation buffers (the
 /// parameters and gradients are the rank's), holding one piece of a
-/// micro-batch from its forward until its backward.
+/// micro-batch on one virtual stage from its forward until its backward.
 final class PipelineSlot {
     let model: Model
     /// First stage: this piece's rows of the host's batch (read only).
@@ -37,7 +37,7 @@ struct Piece {
 }
 
 /// One step as a rank sees it: its data rank's rows cut into micro-batches
-/// and pieces, the shapes at its stage's boundaries, and what it measured.
+/// and pieces, and what it measured.
 struct StepWork {
     /// The step as the host asked for it.
     let step: StepDescription
@@ -49,15 +49,11 @@ struct StepWork {
     let chunks: Range<Int>
     /// Most pieces in one micro-batch.
     let maxPieces: Int
-    /// Shapes entering and leaving the stage (leading dimension: the batch's).
-    var stageInput = Shape(0)
-    var stageOutput = Shape(0)
     var lossSum: Float = 0
     var correct = 0
     /// Backward stopped before the folded momentum saw a loss or input
     /// that is not finite: the finite check must skip the step.
     var backwardRefused = false
-    var backwardPieces = 0
 
     init(_ step: StepDescription, scale: Float, microBatches: Int, data: Int) {
         self.step = step
@@ -67,16 +63,6 @@ struct StepWork {
         rows = plan.rows(of: data)
         chunks = plan.chunk != nil ? plan.chunks(of: data) : 0..<0
         maxPieces = plan.chunk != nil ? max(1, (chunks.count + microBatches - 1) / microBatches) : 1
-    }
-
-    /// Computes the shapes at the stage's boundaries for this batch.
-    mutating func shapes(model: Model, stageLayers: Range<Int>) throws {
-        let layers = model.root.layers
-        var s = step.x.shape
-        for l in 0..<stageLayers.lowerBound { s = try layers[l].outputShape(for: s) }
-        stageInput = s
-        for l in stageLayers { s = try layers[l].outputShape(for: s) }
-        stageOutput = s
     }
 
     /// Rows of the largest piece.

@@ -13,11 +13,17 @@ extension Trainer {
         lines.append("world \(mesh.worldSize) = dp \(mesh.dp) × pp \(mesh.pp) × tp \(mesh.tp), threads backend, \(mode)")
         lines.append("rank = (dp_index · pp + stage) · tp + tp_index")
         if mesh.pp > 1 || layout.microBatches > 1 {
-            let m = layout.microBatches, p = mesh.pp
-            let name = mesh.pp == 1 ? "gradient accumulation" : (layout.schedule == .gpipe ? "GPipe" : "1F1B (PipeDream-flush)")
-            let bubble = Double(p - 1) / Double(m + p - 1)
+            let m = layout.microBatches, p = mesh.pp, v = layout.virtualStages
+            let name: String = switch layout.schedule {
+            case _ where mesh.pp == 1: "gradient accumulation"
+            case .gpipe: "GPipe"
+            case .oneForwardOneBackward: "1F1B (PipeDream-flush)"
+            case .interleaved: "interleaved 1F1B (\(v) virtual stages per stage)"
+            }
+            let bubble = Double(p - 1) / Double(v * m + p - 1)
+            let formula = v == 1 ? "(p−1)/(m+p−1)" : "(p−1)/(v·m+p−1)"
             lines.append(
-                "pipeline: \(name), \(m) micro-batch(es) per replica per step; ideal bubble (p−1)/(m+p−1) = "
+                "pipeline: \(name), \(m) micro-batch(es) per replica per step; ideal bubble \(formula) = "
                     + "\((bubble * 1000).rounded() / 1000)")
         }
         if let tp = ranks[0].tensorParallel {
@@ -31,17 +37,19 @@ extension Trainer {
         }
         lines.append("stages:")
         let layers = model.root.layers
-        for (s, range) in layout.partition.layers.enumerated() {
-            let slice = layout.stageRanges[s]
+        for (c, range) in layout.partition.layers.enumerated() {
+            let slice = layout.stageRanges[c]
             let names = range.map { "\($0):" + layers[$0].planLabel }.joined(separator: ", ")
             let arena = mesh.tp > 1 ? " of each tp rank's arena" : ""
-            lines.append("  stage \(s): layers \(names); parameters [\(slice.lowerBound), \(slice.upperBound))\(arena) = \(slice.count)")
+            let which = layout.virtualStages == 1 ? "stage \(c)" : "virtual stage \(c) (on stage \(layout.stage(holding: c)))"
+            lines.append("  \(which): layers \(names); parameters [\(slice.lowerBound), \(slice.upperBound))\(arena) = \(slice.count)")
         }
         lines.append("ranks:")
         for r in ranks {
             let c = r.coordinate
             let m = r.memory
-            var line = "  rank \(r.rank) (dp \(c.data), stage \(c.stage), tp \(c.tensor)): updates [\(r.ownedRange.lowerBound), \(r.ownedRange.upperBound))"
+            let owned = r.ownedRanges.map { "[\($0.lowerBound), \($0.upperBound))" }.joined(separator: " ")
+            var line = "  rank \(r.rank) (dp \(c.data), stage \(c.stage), tp \(c.tensor)): updates \(owned)"
             if layout.zeroStage >= 1 && mesh.dp > 1 { line += " (ZeRO-\(layout.zeroStage) shard)" }
             line += "; bytes: parameters \(m.parameters), gradients \(m.gradients), optimizer \(m.optimizer), scratch \(m.scratch)"
             line += ", activations \(m.activations) (high-water so far)"
@@ -49,9 +57,13 @@ extension Trainer {
         }
         lines.append("each step:")
         if mesh.pp > 1 {
-            let order = layout.schedule == .gpipe
-                ? "all forwards, then all backwards (m micro-batches of activations alive)"
-                : "1F1B (at most pp − stage micro-batches of activations alive)"
+            let order = switch layout.schedule {
+            case .gpipe: "all forwards, then all backwards (m micro-batches of activations alive)"
+            case .oneForwardOneBackward: "1F1B (at most pp − stage micro-batches of activations alive)"
+            case .interleaved:
+                "interleaved 1F1B (each micro-batch goes round the ring of stages \(layout.virtualStages) times; "
+                    + "(pp − stage − 1)·2 + (v − 1)·pp forwards before the first backward)"
+            }
             lines.append("  1. stages run their layers on each micro-batch, \(order); send/recv over the pp group: activations forward, their gradients backward")
         } else {
             lines.append("  1. each rank runs forward and backward of every layer on its rows of the batch")

@@ -5,6 +5,7 @@ import ParmlTensor
 // A rank's part of a training step. This file holds the rank's state and
 // the step in order; each concern of the step lives in its own file, as an
 // extension of RankContext:
+//   VirtualStage.swift        a run of layers the rank holds (v of them under interleaved 1F1B)
 //   PipelineExecution.swift   forward and backward per micro-batch (the stage schedule)
 //   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
@@ -34,8 +35,12 @@ struct RankComms {
     let world: Communicator
     /// Ranks holding the same stage: gradient reduction, ZeRO.
     let data: Communicator
-    /// Ranks of the same pipeline (same data index): activations and their gradients.
+    /// Ranks of the same pipeline (same data index): activations forward.
     let pipe: Communicator
+    /// The same ranks: activation gradients backward. A queue of their own,
+    /// so that they never interleave with activations where the next stage
+    /// is also the previous one (interleaved 1F1B with pp = 2).
+    let pipeBackward: Communicator
     /// Ranks holding slices of the same layers (same data index and stage).
     let tensor: Communicator
     /// MPI only: the ranks of one data-parallel replica (every stage and tp
@@ -47,16 +52,20 @@ struct RankComms {
 /// How the layers are laid out, as every rank sees it.
 struct RankLayout {
     let mesh: Mesh
+    /// The pp × v runs of layers (v = 1 but for interleaved 1F1B); run c
+    /// is held by stage c mod pp.
     let partition: StagePartition
-    /// Arena slice of every stage.
+    /// Arena slice of every run.
     let stageRanges: [Range<Int>]
+    let virtualStages: Int
     let schedule: PipelineSchedule
     let microBatches: Int
     let zeroStage: Int
 }
 
 /// One rank: pipeline stage `coordinate.stage` of data-parallel replica
-/// `coordinate.data`. It runs its stage's top-level layers on its replica's
+/// `coordinate.data`. It runs its stage's top-level layers (one run, or v
+/// under interleaved 1F1B) on its replica's
 /// slice of each batch, micro-batch by micro-batch in the stage's schedule,
 /// exchanges activations with its pipeline neighbours, reduces its stage's
 /// gradients with the ranks holding the same stage, and updates its part of
@@ -67,22 +76,22 @@ final class RankContext {
     let layout: RankLayout
     let model: Model
     let loss: Loss
-    let optimizer: Optimizer
     let comms: RankComms?
     let foldsMomentum: Bool
     /// This rank reads a parameter arena other ranks of its stage update too (ZeRO-3).
     let sharesParameters: Bool
-    /// Top-level layers this rank runs, and the arena slice they own.
-    let stageLayers: Range<Int>
-    let stageRange: Range<Int>
-    /// The part of `stageRange` this rank reduces and updates (ZeRO ≥ 1), or all of it.
-    let ownedRange: Range<Int>
+    /// The runs of top-level layers this rank runs, in arena order, each
+    /// with its arena slice and the part of it the rank updates.
+    let virtualStages: [VirtualStage]
+    /// Their owned parts (ZeRO shards, or the whole slices), in arena order.
+    let ownedRanges: [Range<Int>]
     let schedule: StageSchedule
     /// Copies of the stage's layers (sharing this rank's arenas), one per
-    /// piece of work whose activations must stay alive until its backward.
+    /// piece of work whose activations must stay alive until its backward;
+    /// virtual stage k's start at slotOffsets[k] × pieces.
     var slots: [PipelineSlot] = []
+    let slotOffsets: [Int]
     let received: Tensor
-    let accumulator = TreeAccumulator()
     let norm: DistributedNorm
     let blockSums: Tensor
     let blockScratch: Tensor
@@ -127,18 +136,21 @@ final class RankContext {
         self.foldsMomentum = foldMomentum
         self.sharesParameters = sharesParameters
         self.tensorParallel = tensorParallel
-        stageLayers = layout.partition.layers[c.stage]
-        stageRange = layout.stageRanges[c.stage]
         let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
-        ownedRange = RankContext.ownedRange(layout: layout, coordinate: c)
-        // ZeRO 1 and 2: optimizer state for the owned shard only.
-        self.optimizer = try Optimizer(
-            config: optimizer, range: ownedRange, foldedMomentum: foldMomentum ? grads : nil, decaying: model.decayingRanges)
+        virtualStages = try layout.virtualStages(of: c.stage).map {
+            try VirtualStage(
+                index: $0, layout: layout, data: c.data, optimizer: optimizer, foldedMomentum: foldMomentum ? grads : nil,
+                decaying: model.decayingRanges)
+        }
+        ownedRanges = virtualStages.map(\.owned)
         if foldMomentum { grads.fill(0) }
         // With one stage the order of forwards and backwards does not matter;
         // 1F1B lets each piece's backward follow its forward at once.
         let kind = layout.mesh.pp == 1 ? .oneForwardOneBackward : layout.schedule
-        schedule = StageSchedule(kind: kind, stage: c.stage, stages: layout.mesh.pp, microBatches: layout.microBatches)
+        schedule = StageSchedule(
+            kind: kind, stage: c.stage, stages: layout.mesh.pp, microBatches: layout.microBatches, virtualStages: layout.virtualStages)
+        let live = schedule.live
+        slotOffsets = live.indices.map { k in live[..<k].reduce(0, +) }
         received = try Tensor(shape: Shape(0))
         norm = DistributedNorm(stageRanges: layout.stageRanges, total: params.count, mesh: layout.mesh, sharded: sharded, rank: rank)
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
@@ -157,28 +169,32 @@ final class RankContext {
             if !sharded && c.data != 0 {
                 normRanges = []
             } else if c.tensor == 0 {
-                normRanges = [ownedRange]
+                normRanges = ownedRanges
             } else {
-                normRanges = tensorParallel.rewrite.shardedRanges(model: model).compactMap { r in
-                    let lo = max(r.lowerBound, ownedRange.lowerBound), hi = min(r.upperBound, ownedRange.upperBound)
-                    return lo < hi ? lo..<hi : nil
+                let split = tensorParallel.rewrite.shardedRanges(model: model)
+                normRanges = ownedRanges.flatMap { owned in
+                    split.compactMap { r in
+                        let lo = max(r.lowerBound, owned.lowerBound), hi = min(r.upperBound, owned.upperBound)
+                        return lo < hi ? lo..<hi : nil
+                    }
                 }
             }
         }
         slots.append(try PipelineSlot(model: model))
     }
 
-    /// The part of its stage's slice the rank at `c` reduces and updates:
-    /// its ZeRO shard (dp > 1, ZeRO >= 1), or the whole slice.
-    static func ownedRange(layout: RankLayout, coordinate c: MeshCoordinate) -> Range<Int> {
-        let stageRange = layout.stageRanges[c.stage]
-        guard layout.zeroStage >= 1 && layout.mesh.dp > 1 else { return stageRange }
-        let sh = Sharding.range(count: stageRange.count, parts: layout.mesh.dp, index: c.data)
-        return (stageRange.lowerBound + sh.lowerBound)..<(stageRange.lowerBound + sh.upperBound)
+    /// The parts of its stage's slices the rank at `c` reduces and
+    /// updates: its ZeRO shards (dp > 1, ZeRO >= 1), or the whole slices.
+    static func ownedRanges(layout: RankLayout, coordinate c: MeshCoordinate) -> [Range<Int>] {
+        layout.virtualStages(of: c.stage).map { VirtualStage.owned(layout.stageRanges[$0], layout: layout, data: c.data) }
     }
 
-    var isFirstStage: Bool { coordinate.stage == 0 }
-    var isLastStage: Bool { coordinate.stage == layout.mesh.pp - 1 }
+    /// The optimizer of the rank's first run (the only one but under interleaved 1F1B).
+    var optimizer: Optimizer { virtualStages[0].optimizer }
+
+    /// Whether the rank reads the batch's inputs (virtual stage 0) or computes the loss (the last).
+    var holdsInput: Bool { virtualStages.first?.isFirst == true }
+    var holdsLoss: Bool { virtualStages.last?.isLast == true }
 
 
     /// Floats all-reduced by this rank's tensor-parallel layers so far.
@@ -201,24 +217,31 @@ final class RankContext {
         var work = StepWork(
             step, scale: loss.meanScale(samples: step.plan.samples, output: step.outputShape),
             microBatches: layout.microBatches, data: coordinate.data)
-        try work.shapes(model: model, stageLayers: stageLayers)
+        for vs in virtualStages {
+            try vs.computeShapes(model: model, input: step.x.shape)
+            vs.backwardPieces = 0
+        }
 
         // 1. Forward and backward of this rank's micro-batches, in the
         //    stage's schedule (PipelineExecution.swift).
         if step.plan.chunk != nil {
-            try accumulator.start(
-                tree: ChunkTree(chunks: step.plan.chunkCount), owned: step.plan.chunks(of: coordinate.data), width: stageRange.count)
+            for vs in virtualStages {
+                try vs.accumulator.start(
+                    tree: ChunkTree(chunks: step.plan.chunkCount), owned: step.plan.chunks(of: coordinate.data), width: vs.range.count)
+            }
         }
         try runSchedule(&work)
 
-        // 2. Gradients become the batch mean over ownedRange
+        // 2. Gradients become the batch mean over the owned ranges
         //    (ChunkTreeReduction.swift, GradientReduction.swift).
         var t = trace.now()
-        if step.plan.chunk != nil {
-            try combineChunkGradients(plan: step.plan)
-        } else {
-            if work.backwardPieces == 0 { (grads.data + stageRange.lowerBound).update(repeating: 0, count: stageRange.count) }
-            try reduceGradients(bucketFloats: settings.bucketFloats)
+        for vs in virtualStages {
+            if step.plan.chunk != nil {
+                try combineChunkGradients(plan: step.plan, of: vs)
+            } else {
+                if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
+                try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+            }
         }
         try sumTiedGradients(grads.data)
         trace.record(.gradientReduction, step: step.index, since: t)
@@ -245,7 +268,7 @@ final class RankContext {
                 // the non-finite gradient into the momentum, which cannot be
                 // recovered; it restarts from zero (the parameters stay).
                 if foldsMomentum && !work.backwardRefused {
-                    (grads.data + ownedRange.lowerBound).update(repeating: 0, count: ownedRange.count)
+                    for r in ownedRanges { (grads.data + r.lowerBound).update(repeating: 0, count: r.count) }
                     finding = finding.map {
                         NonFiniteFinding(
                             stage: $0.stage, position: $0.position, rank: $0.rank,
@@ -261,11 +284,15 @@ final class RankContext {
         var clipFactor: Float = 1
         if settings.clipNorm > 0 {
             clipFactor = GradientClipping.factor(norm: gradientNorm, maxNorm: settings.clipNorm)
-            if clipFactor != 1 { Kernels.scale(grads.data + ownedRange.lowerBound, by: clipFactor, count: ownedRange.count) }
+            if clipFactor != 1 {
+                for r in ownedRanges { Kernels.scale(grads.data + r.lowerBound, by: clipFactor, count: r.count) }
+            }
         }
         fillTiedCopies(grads.data, clipFactor: clipFactor)
         t = trace.now()
-        optimizer.update(params: params.data, grads: grads.data, lr: step.learningRate, t: step.index + 1)
+        for vs in virtualStages {
+            vs.optimizer.update(params: params.data, grads: grads.data, lr: step.learningRate, t: step.index + 1)
+        }
         trace.record(.optimizer, step: step.index, since: t)
 
         // 6. Share the updated shards (ZeRO) and the step's loss and accuracy.
@@ -275,7 +302,7 @@ final class RankContext {
             // Ranks sharing one arena (ZeRO-3) see every shard's update already.
             if layout.zeroStage >= 1 && layout.mesh.dp > 1 && !sharesParameters {
                 t = trace.now()
-                try comms.data.allGather(params.data + stageRange.lowerBound, count: stageRange.count)
+                for vs in virtualStages { try comms.data.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
                 trace.record(.gather, step: step.index, since: t)
             }
             // Only last stages computed a loss (tp rank 0's counts; its peers

@@ -2,12 +2,18 @@ extension RankContext {
     /// Bytes this rank holds for parameters, gradients, optimizer state and scratch.
     var memory: (parameters: Int, gradients: Int, optimizer: Int, scratch: Int, activations: Int) {
         let f = MemoryLayout<Float>.stride
-        // Ranks of one process share arenas: each is charged the slice it
-        // owns (its stage; its shard of that under ZeRO-3).
-        let ownParameters = sharesParameters ? ownedRange.count : stageRange.count
-        let state = foldsMomentum ? 0 : optimizer.stateTensors.reduce(0) { $0 + $1.count }
-        let scratch = (receivedNodes + shardLevelBuffers).reduce(0) { $0 + $1.capacity } * f + accumulator.bytes
-        return (ownParameters * f, stageRange.count * f, state * f, scratch, activationBytes)
+        // Ranks of one process share arenas: each is charged the slices it
+        // owns (its stage's runs; its shards of those under ZeRO-3).
+        var slices = 0, owned = 0, state = 0, accumulators = 0
+        for vs in virtualStages {
+            slices += vs.range.count
+            owned += vs.owned.count
+            state += foldsMomentum ? 0 : vs.optimizer.stateTensors.reduce(0) { $0 + $1.count }
+            accumulators += vs.accumulator.bytes
+        }
+        let ownParameters = sharesParameters ? owned : slices
+        let scratch = (receivedNodes + shardLevelBuffers).reduce(0) { $0 + $1.capacity } * f + accumulators
+        return (ownParameters * f, slices * f, state * f, scratch, activationBytes)
     }
 
     /// Activations alive at once on this rank, at most (micro-batch pieces).
@@ -22,7 +28,9 @@ extension RankContext {
         for slot in slots {
             bytes += slot.received.capacity * f
             let layers = slot.model.root.layers
-            for l in stageLayers { bytes += layers[l].bufferBytes }
+            for vs in virtualStages {
+                for l in vs.layers { bytes += layers[l].bufferBytes }
+            }
         }
         return bytes
     }

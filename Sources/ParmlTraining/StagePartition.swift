@@ -7,19 +7,21 @@ import ParmlTensor
 /// The cut minimises the largest stage cost, where a layer's cost is its
 /// parameter count (a proxy for its GEMM work per sample) plus one, so that
 /// layers without parameters still count and every stage gets a layer.
+/// Interleaved 1F1B cuts pp × v runs (virtual stages) the same way.
 struct StagePartition: Sendable, Equatable {
-    /// Top-level layer indices of each stage.
+    /// Top-level layer indices of each stage (each virtual stage, in pipeline order).
     let layers: [Range<Int>]
 
     init(layers: [Range<Int>]) { self.layers = layers }
 
     /// The cut the host marked: stages start at `starts` (increasing, in
-    /// 1..<layerCount), so pp must be starts.count + 1.
-    static func marked(starts: [Int], layerCount: Int, stages: Int) throws -> StagePartition {
-        guard stages == starts.count + 1 else {
+    /// 1..<layerCount), so pp × v must be starts.count + 1.
+    static func marked(starts: [Int], layerCount: Int, stages: Int, virtualStages v: Int = 1) throws -> StagePartition {
+        guard stages * v == starts.count + 1 else {
+            let asked = v == 1 ? "pp=\(stages)" : "pp × virtual_stages = \(stages) × \(v) = \(stages * v)"
             throw ParmlError.invalidArgument(
                 "pipeline: the model marks \(starts.count) stage boundar\(starts.count == 1 ? "y" : "ies") "
-                    + "(\(starts.count + 1) stages) but pp=\(stages)")
+                    + "(\(starts.count + 1) stages) but \(asked)")
         }
         let bounds = [0] + starts + [layerCount]
         guard zip(bounds, bounds.dropFirst()).allSatisfy({ $0 < $1 }) else {
@@ -28,13 +30,15 @@ struct StagePartition: Sendable, Equatable {
         return StagePartition(layers: zip(bounds, bounds.dropFirst()).map { $0..<$1 })
     }
 
-    /// The balanced cut of layers with `costs` into `stages` stages.
-    static func balanced(costs: [Int], stages: Int) throws -> StagePartition {
+    /// The balanced cut of layers with `costs` into `stages` × `v` runs.
+    static func balanced(costs: [Int], stages pp: Int, virtualStages v: Int = 1) throws -> StagePartition {
         let n = costs.count
-        guard stages >= 1 else { throw ParmlError.invalidArgument("pipeline: pp must be >= 1, got \(stages)") }
+        guard pp >= 1 else { throw ParmlError.invalidArgument("pipeline: pp must be >= 1, got \(pp)") }
+        let stages = pp * v
         guard stages <= n else {
+            let asked = v == 1 ? "pp=\(pp) stages" : "pp × virtual_stages = \(pp) × \(v) = \(stages) runs of layers"
             throw ParmlError.invalidArgument(
-                "pipeline: pp=\(stages) stages but the model has \(n) top-level layer(s); each stage needs at least one "
+                "pipeline: \(asked) but the model has \(n) top-level layer(s); each \(v == 1 ? "stage" : "run") needs at least one "
                     + "(a residual block counts as one layer)")
         }
         // best[k][i]: the smallest possible largest-stage cost when layers

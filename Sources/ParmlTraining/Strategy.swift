@@ -1,7 +1,11 @@
 import ParmlParallel
 import ParmlTensor
 
-public enum PipelineSchedule: Int32, Sendable { case gpipe = 1, oneForwardOneBackward = 2 }
+public enum PipelineSchedule: Int32, Sendable {
+    case gpipe = 1, oneForwardOneBackward = 2
+    /// Megatron-LM's interleaved 1F1B: `StrategyConfig.virtualStages` runs of layers per stage.
+    case interleaved = 3
+}
 public enum Backend: Int32, Sendable {
     case threads = 1, mpi = 2
 
@@ -24,6 +28,10 @@ public struct StrategyConfig: Sendable, Equatable {
     public var pp = 1
     public var microBatches = 1
     public var pipelineSchedule: PipelineSchedule = .oneForwardOneBackward
+    /// Interleaved 1F1B: the runs of layers (virtual stages, Megatron-LM's
+    /// model chunks) each stage holds; the model is cut into pp × this.
+    /// 1 for the other schedules.
+    public var virtualStages = 1
     public var zeroStage = 0
     public var backend: Backend = .threads
     /// Layout-invariant mode: gradients summed over fixed chunks of
@@ -65,6 +73,7 @@ public struct StrategyConfig: Sendable, Equatable {
         guard microBatches <= 1 << 16 else {
             throw ParmlError.invalidArgument("strategy: micro_batches must be at most 65536, got \(microBatches)")
         }
+        try validatePipeline()
         guard (0...3).contains(zeroStage) else {
             throw ParmlError.invalidArgument("strategy: zero_stage must be 0, 1, 2 or 3, got \(zeroStage)")
         }
@@ -84,6 +93,40 @@ public struct StrategyConfig: Sendable, Equatable {
             (dp * tp).multipliedReportingOverflow(by: pp).overflow == false, worldSize <= 4096
         else {
             throw ParmlError.invalidArgument("strategy: dp×tp×pp = \(dp)×\(tp)×\(pp) is too many ranks (4096 at most)")
+        }
+    }
+
+    /// Interleaved 1F1B's numbers: v ≥ 2 virtual stages on pp ≥ 2 stages,
+    /// and micro-batches going round the ring in groups of pp (Megatron-LM's
+    /// rule), so m must be a multiple of pp.
+    private func validatePipeline() throws {
+        guard virtualStages >= 1, virtualStages <= 1024 else {
+            throw ParmlError.invalidArgument("strategy: virtual_stages must be in 1...1024, got \(virtualStages)")
+        }
+        guard pipelineSchedule == .interleaved else {
+            guard virtualStages == 1 else {
+                throw ParmlError.invalidArgument(
+                    "strategy: virtual_stages=\(virtualStages) needs the interleaved 1F1B schedule; "
+                        + "the other schedules run one run of layers per stage")
+            }
+            return
+        }
+        guard pp >= 2 else {
+            throw ParmlError.invalidArgument("strategy: interleaved 1F1B needs pp >= 2, got pp=\(pp)")
+        }
+        guard virtualStages >= 2 else {
+            throw ParmlError.invalidArgument(
+                "strategy: interleaved 1F1B needs virtual_stages >= 2, got \(virtualStages) (with one it is plain 1F1B)")
+        }
+        // Each stage lists its schedule's 2·m·v operations up front.
+        guard microBatches * virtualStages <= 1 << 16 else {
+            throw ParmlError.invalidArgument(
+                "strategy: micro_batches × virtual_stages must be at most 65536, got \(microBatches) × \(virtualStages)")
+        }
+        guard microBatches % pp == 0 else {
+            throw ParmlError.invalidArgument(
+                "strategy: interleaved 1F1B needs micro_batches to be a multiple of pp (micro-batches go round the ring "
+                    + "of stages in groups of pp); got micro_batches=\(microBatches), pp=\(pp)")
         }
     }
 

@@ -51,7 +51,7 @@ extension RankContext {
         comms == nil || (layout.mesh.pp == 1 && !(layout.zeroStage >= 1 && layout.mesh.dp > 1))
     }
 
-    /// Step 1 and 2 above, on this rank's owned range.
+    /// Step 1 and 2 above, on this rank's owned ranges.
     func sumTiedGradients(_ grads: UnsafeMutablePointer<Float>) throws {
         guard let tied, !tied.pairs.isEmpty else { return }
         let x = tied.exchange.data
@@ -88,8 +88,10 @@ extension RankContext {
             let n = p.source.count
             let s = tied.sums.data + sumBase, g = x + at(split) + base
             for i in 0..<n { s[i] = (g[i] + 0) + (g[n + i] + 0) }
-            for i in 0..<n where ownedRange.contains(p.source.lowerBound + i) { grads[p.source.lowerBound + i] = s[i] }
-            for i in 0..<n where ownedRange.contains(p.copy.lowerBound + i) { grads[p.copy.lowerBound + i] = 0 }
+            for owned in ownedRanges {
+                for i in 0..<n where owned.contains(p.source.lowerBound + i) { grads[p.source.lowerBound + i] = s[i] }
+                for i in 0..<n where owned.contains(p.copy.lowerBound + i) { grads[p.copy.lowerBound + i] = 0 }
+            }
             base += 2 * n
             sumBase += n
         }
@@ -100,18 +102,22 @@ extension RankContext {
         guard let tied else { return }
         var sumBase = 0
         for p in tied.pairs {
-            let lo = max(p.copy.lowerBound, ownedRange.lowerBound), hi = min(p.copy.upperBound, ownedRange.upperBound)
-            if lo < hi {
-                (grads + lo).update(from: tied.sums.data + sumBase + (lo - p.copy.lowerBound), count: hi - lo)
-                if factor != 1 { Kernels.scale(grads + lo, by: factor, count: hi - lo) }
+            for owned in ownedRanges {
+                let lo = max(p.copy.lowerBound, owned.lowerBound), hi = min(p.copy.upperBound, owned.upperBound)
+                if lo < hi {
+                    (grads + lo).update(from: tied.sums.data + sumBase + (lo - p.copy.lowerBound), count: hi - lo)
+                    if factor != 1 { Kernels.scale(grads + lo, by: factor, count: hi - lo) }
+                }
             }
             sumBase += p.source.count
         }
     }
 
-    /// The owned part of `slot` into `out` (indexed from the slot's start).
+    /// The owned parts of `slot` into `out` (indexed from the slot's start).
     private func copyOwned(_ slot: Range<Int>, from grads: UnsafePointer<Float>, to out: UnsafeMutablePointer<Float>) {
-        let lo = max(slot.lowerBound, ownedRange.lowerBound), hi = min(slot.upperBound, ownedRange.upperBound)
-        if lo < hi { (out + (lo - slot.lowerBound)).update(from: grads + lo, count: hi - lo) }
+        for owned in ownedRanges {
+            let lo = max(slot.lowerBound, owned.lowerBound), hi = min(slot.upperBound, owned.upperBound)
+            if lo < hi { (out + (lo - slot.lowerBound)).update(from: grads + lo, count: hi - lo) }
+        }
     }
 }

@@ -27,6 +27,9 @@ public struct TraceEvent: Sendable {
     public let kind: TraceKind
     /// Micro-batch index for forward, backward, send and receive; −1 otherwise.
     public let microBatch: Int
+    /// The run of layers (virtual stage: the stage itself but under
+    /// interleaved 1F1B) of those events; −1 otherwise.
+    public let run: Int
     public let step: Int
     /// Seconds on the monotonic clock.
     public let start: Double
@@ -45,13 +48,13 @@ final class TraceRecorder {
 
     @inline(__always) func now() -> Double { enabled ? Clock.now() : 0 }
 
-    @inline(__always) func record(_ kind: TraceKind, microBatch: Int = -1, step: Int, since start: Double) {
+    @inline(__always) func record(_ kind: TraceKind, microBatch: Int = -1, run: Int = -1, step: Int, since start: Double) {
         guard enabled else { return }
         guard events.count < TraceRecorder.capacity else {
             dropped += 1
             return
         }
-        events.append(TraceEvent(kind: kind, microBatch: microBatch, step: step, start: start, end: Clock.now()))
+        events.append(TraceEvent(kind: kind, microBatch: microBatch, run: run, step: step, start: start, end: Clock.now()))
     }
 
     func clear() {
@@ -71,7 +74,8 @@ extension Trainer {
     }
 
     /// Micro-batch activation sets rank `rank` has kept alive at once (its
-    /// pipeline slots): at most pp − stage under 1F1B, m under GPipe.
+    /// pipeline slots): at most pp − stage under 1F1B, m under GPipe; under
+    /// interleaved 1F1B each run of layers has its own.
     public func liveActivationSets(rank: Int) -> Int { ranks[rank].activationSlots }
 
     /// Bytes world rank `rank` has all-reduced inside tensor-parallel layers
@@ -129,9 +133,10 @@ extension Trainer {
                 let ts = (e.start - t0) * 1e6, dur = (e.end - e.start) * 1e6
                 var name = e.kind.label
                 if e.microBatch >= 0 { name += " mb \(e.microBatch)" }
+                if layout.virtualStages > 1 && e.run >= 0 { name += " run \(e.run)" }
                 emit(
                     "{\"name\":\"\(name)\",\"cat\":\"\(e.kind)\",\"ph\":\"X\",\"pid\":1,\"tid\":\(r.rank),\"ts\":\(ts),\"dur\":\(dur),"
-                        + "\"args\":{\"step\":\(e.step),\"stage\":\(c.stage),\"micro_batch\":\(e.microBatch)}}")
+                        + "\"args\":{\"step\":\(e.step),\"stage\":\(c.stage),\"micro_batch\":\(e.microBatch),\"run\":\(e.run)}}")
             }
         }
         out += "\n]}\n"

@@ -35,8 +35,8 @@ extension Trainer {
     }
 
     /// The training state with whole optimizer tensors, gathered from the
-    /// ranks: each rank's optimizer owns `optimizer.range` of the arena and
-    /// its state tensors cover that range. The union of the ranges must
+    /// ranks: each optimizer of a rank (one per run of layers it holds) owns
+    /// `optimizer.range` of the arena and its state tensors cover that range. The union of the ranges must
     /// cover the arena; where replicated ranks overlap, they hold the same
     /// values and any one serves.
     public func captureState() throws -> TrainingState {
@@ -48,20 +48,21 @@ extension Trainer {
             let t = try Tensor(shape: Shape(n))
             var covered = [Range<Int>]()
             for r in ranks {
-                let opt = r.optimizer
-                let states = opt.stateTensors
-                guard states.count == names.count, states[k].count >= opt.range.count else {
-                    throw ParmlError.internal("rank \(r.rank) keeps \(states.count) optimizer state tensors, expected \(names.count)")
-                }
-                if let tp = r.tensorParallel {
-                    // A tp rank's arena is its slices: map them to the serial layout.
-                    tp.rewrite.forEachRun(in: opt.range, model: r.model) { local, serial, count in
-                        (t.data + serial).update(from: states[k].data + (local - opt.range.lowerBound), count: count)
-                        covered.append(serial..<(serial + count))
+                for opt in r.virtualStages.map(\.optimizer) {
+                    let states = opt.stateTensors
+                    guard states.count == names.count, states[k].count >= opt.range.count else {
+                        throw ParmlError.internal("rank \(r.rank) keeps \(states.count) optimizer state tensors, expected \(names.count)")
                     }
-                } else {
-                    (t.data + opt.range.lowerBound).update(from: states[k].data, count: opt.range.count)
-                    covered.append(opt.range)
+                    if let tp = r.tensorParallel {
+                        // A tp rank's arena is its slices: map them to the serial layout.
+                        tp.rewrite.forEachRun(in: opt.range, model: r.model) { local, serial, count in
+                            (t.data + serial).update(from: states[k].data + (local - opt.range.lowerBound), count: count)
+                            covered.append(serial..<(serial + count))
+                        }
+                    } else {
+                        (t.data + opt.range.lowerBound).update(from: states[k].data, count: opt.range.count)
+                        covered.append(opt.range)
+                    }
                 }
             }
             try Trainer.checkCovers(covered, count: n)
@@ -93,14 +94,15 @@ extension Trainer {
             throw ParmlError.shape("optimizer state '\(name)' holds \(t.count) values; the model has \(n) parameters")
         }
         for r in ranks {
-            let opt = r.optimizer
-            for (k, state) in opt.stateTensors.enumerated() {
-                if let tp = r.tensorParallel {
-                    tp.rewrite.forEachRun(in: opt.range, model: r.model) { local, serial, count in
-                        (state.data + (local - opt.range.lowerBound)).update(from: optimizerState[k].data + serial, count: count)
+            for opt in r.virtualStages.map(\.optimizer) {
+                for (k, state) in opt.stateTensors.enumerated() {
+                    if let tp = r.tensorParallel {
+                        tp.rewrite.forEachRun(in: opt.range, model: r.model) { local, serial, count in
+                            (state.data + (local - opt.range.lowerBound)).update(from: optimizerState[k].data + serial, count: count)
+                        }
+                    } else {
+                        state.data.update(from: optimizerState[k].data + opt.range.lowerBound, count: opt.range.count)
                     }
-                } else {
-                    state.data.update(from: optimizerState[k].data + opt.range.lowerBound, count: opt.range.count)
                 }
             }
         }
@@ -127,24 +129,27 @@ extension Trainer {
             for root in 0..<mesh.worldSize {
                 let c = mesh.coordinate(ofRank: root)
                 guard sharded || c.data == 0 else { continue }
-                let owned = RankContext.ownedRange(layout: layout, coordinate: c)
-                try scratch.resize(Shape(owned.count))
-                if root == me.rank {
-                    let states = me.optimizer.stateTensors
-                    guard states.count == names.count else {
-                        throw ParmlError.internal("rank \(me.rank) keeps \(states.count) optimizer state tensors, expected \(names.count)")
+                // One broadcast per run of layers the root holds (its v
+                // virtual stages under interleaved 1F1B).
+                for (i, owned) in RankContext.ownedRanges(layout: layout, coordinate: c).enumerated() {
+                    try scratch.resize(Shape(owned.count))
+                    if root == me.rank {
+                        let states = me.virtualStages[i].optimizer.stateTensors
+                        guard states.count == names.count else {
+                            throw ParmlError.internal("rank \(me.rank) keeps \(states.count) optimizer state tensors, expected \(names.count)")
+                        }
+                        scratch.data.update(from: states[k].data, count: owned.count)
                     }
-                    scratch.data.update(from: states[k].data, count: owned.count)
-                }
-                try world.broadcast(scratch.data, count: owned.count, root: root)
-                if let tp = me.tensorParallel {
-                    // Replicated parameters come from tp rank 0 only.
-                    let peer = tp.peers[c.tensor]
-                    peer.forEachRun(in: owned, model: me.model, replicated: c.tensor == 0) { local, serial, count in
-                        (t.data + serial).update(from: scratch.data + (local - owned.lowerBound), count: count)
+                    try world.broadcast(scratch.data, count: owned.count, root: root)
+                    if let tp = me.tensorParallel {
+                        // Replicated parameters come from tp rank 0 only.
+                        let peer = tp.peers[c.tensor]
+                        peer.forEachRun(in: owned, model: me.model, replicated: c.tensor == 0) { local, serial, count in
+                            (t.data + serial).update(from: scratch.data + (local - owned.lowerBound), count: count)
+                        }
+                    } else {
+                        (t.data + owned.lowerBound).update(from: scratch.data, count: owned.count)
                     }
-                } else {
-                    (t.data + owned.lowerBound).update(from: scratch.data, count: owned.count)
                 }
             }
             whole.append(t)

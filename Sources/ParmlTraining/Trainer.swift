@@ -112,10 +112,13 @@ public final class Trainer {
         self.strategy = strategy
         let mesh = Mesh(dp: strategy.dp, pp: strategy.pp, tp: strategy.tp)
         // Boundaries the host marked decide the cut of a pipeline; otherwise
-        // stages are balanced by parameter count.
+        // stages are balanced by parameter count. Interleaved 1F1B cuts
+        // pp × v runs (virtual stages), run c on stage c mod pp.
+        let v = strategy.pipelineSchedule == .interleaved ? strategy.virtualStages : 1
         let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
-            ? try StagePartition.marked(starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp)
-            : try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp)
+            ? try StagePartition.marked(
+                starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp, virtualStages: v)
+            : try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp, virtualStages: v)
         // tp > 1: each tp rank runs a rewritten model holding its slices
         // (same layout on every tp rank, since tp divides the split widths).
         if strategy.splitClassifier && mesh.tp > 1 && loss != .crossEntropy {
@@ -141,7 +144,7 @@ public final class Trainer {
         func makeLayout(_ arenaModel: Model) -> RankLayout {
             RankLayout(
                 mesh: mesh, partition: partition,
-                stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) },
+                stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
         }
         let backend = try strategy.worldBackend()
@@ -237,8 +240,8 @@ public final class Trainer {
             return try world.split(color: color, key: key, name: g.name)
         }
         return RankComms(
-            world: world, data: try group(.data), pipe: try group(.pipe), tensor: try group(.tensor),
-            replica: try group(.replica))
+            world: world, data: try group(.data), pipe: try group(.pipe), pipeBackward: try group(.pipe),
+            tensor: try group(.tensor), replica: try group(.replica))
     }
 
     /// Each rank's world, data-parallel, pipeline and tensor communicators.
@@ -249,9 +252,9 @@ public final class Trainer {
             let splits = coords.map { mesh.split(g, of: $0) }
             return try world.split(colors: splits.map(\.color), keys: splits.map(\.key), name: g.name)
         }
-        let data = try group(.data), pipe = try group(.pipe), tensor = try group(.tensor)
+        let data = try group(.data), pipe = try group(.pipe), pipeBackward = try group(.pipe), tensor = try group(.tensor)
         return (0..<mesh.worldSize).map {
-            RankComms(world: world.communicator(rank: $0), data: data[$0], pipe: pipe[$0], tensor: tensor[$0])
+            RankComms(world: world.communicator(rank: $0), data: data[$0], pipe: pipe[$0], pipeBackward: pipeBackward[$0], tensor: tensor[$0])
         }
     }
 

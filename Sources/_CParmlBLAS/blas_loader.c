@@ -104,3 +104,30 @@ const char *pml_blas_coretype_source(void) { return coretype_source; }
 const char *pml_blas_library_path(void) { return library_path; }
 void pml_blas_set_threads(int n) { if (set_threads_ptr) set_threads_ptr(n); }
 int pml_blas_get_threads(void) { return get_threads_ptr ? get_threads_ptr() : 0; }
+
+static pml_sgemm_fn recorded_sgemm;
+static pml_gemm_call *record_calls;
+static size_t record_capacity, record_count;
+
+static void recording_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
+                            const float *b, int ldb, float beta, float *c, int ldc) {
+    if (record_count < record_capacity) {
+        record_calls[record_count] = (pml_gemm_call){transA == PML_TRANS, transB == PML_TRANS, m, n, k, lda, ldb, ldc, alpha, beta};
+    }
+    record_count++;
+    recorded_sgemm(order, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void pml_gemm_record_start(pml_gemm_call *calls, size_t capacity) {
+    if (pml_sgemm_ptr == recording_sgemm) return;
+    record_calls = calls;
+    record_capacity = capacity;
+    record_count = 0;
+    recorded_sgemm = pml_sgemm_ptr;
+    pml_sgemm_ptr = recording_sgemm;
+}
+
+size_t pml_gemm_record_stop(void) {
+    if (pml_sgemm_ptr == recording_sgemm) pml_sgemm_ptr = recorded_sgemm;
+    return record_count;
+}

@@ -154,6 +154,20 @@ PML_CLONES void pml_gelu_backward(const float *restrict x, const float *restrict
     }
 }
 
+PML_CLONES void pml_gelu_forward_train(const float *restrict x, float *restrict y, float *restrict d, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], gauss;
+        float phi = pml_gelu_phi(v, fabsf(v), &gauss);
+        float slope = phi + v * (gauss * 0.398942280401432678f);
+        y[i] = v != v ? v : (v < -13.0f ? -0.0f : v * phi);
+        d[i] = v != v ? v : (v < -13.0f ? 0.0f : slope);
+    }
+}
+
+PML_CLONES void pml_gelu_backward_cached(const float *restrict d, const float *restrict dy, float *restrict dx, size_t n) {
+    for (size_t i = 0; i < n; i++) dx[i] = d[i] == 0.0f ? 0.0f : dy[i] * d[i];
+}
+
 PML_CLONES void pml_tanh_backward(const float *restrict y, const float *restrict dy, float *restrict dx, size_t n) {
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
@@ -213,6 +227,82 @@ PML_CLONES float pml_sum_squares(const float *restrict x, size_t n) {
     for (size_t l = 0; l < 16; l++) s += acc[l];
     for (; i < n; i++) s += x[i] * x[i];
     return s;
+}
+
+// Σ x[0..<n) in 16 fixed lanes, then the lanes in order, then the tail.
+static inline __attribute__((always_inline)) float pml_lane_sum(const float *restrict x, size_t n) {
+    float acc[16] = {0};
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (size_t l = 0; l < 16; l++) acc[l] += x[i + l];
+    float s = 0.0f;
+    for (size_t l = 0; l < 16; l++) s += acc[l];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+PML_CLONES void pml_layer_norm_forward(const float *restrict x, const float *restrict gamma, const float *restrict beta,
+                                       float eps, float *restrict y, float *restrict mean, float *restrict rstd,
+                                       size_t rows, size_t cols) {
+    const float inv = 1.0f / (float)cols;
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * cols;
+        float *restrict yr = y + r * cols;
+        float m = pml_lane_sum(xr, cols) * inv;
+        float acc[16] = {0};
+        size_t c = 0;
+        for (; c + 16 <= cols; c += 16)
+            for (size_t l = 0; l < 16; l++) {
+                float dv = xr[c + l] - m;
+                acc[l] += dv * dv;
+            }
+        float v = 0.0f;
+        for (size_t l = 0; l < 16; l++) v += acc[l];
+        for (; c < cols; c++) {
+            float dv = xr[c] - m;
+            v += dv * dv;
+        }
+        float rs = 1.0f / sqrtf(v * inv + eps);
+        mean[r] = m;
+        rstd[r] = rs;
+        for (c = 0; c < cols; c++) yr[c] = (xr[c] - m) * rs * gamma[c] + beta[c];
+    }
+}
+
+PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *restrict x, const float *restrict mean,
+                                        const float *restrict rstd, const float *restrict gamma, float *restrict dx,
+                                        float *restrict dgamma, float *restrict dbeta, size_t rows, size_t cols) {
+    const float inv = 1.0f / (float)cols;
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
+        float *restrict dxr = dx + r * cols;
+        const float m = mean[r], rs = rstd[r];
+        float accG[16] = {0}, accGX[16] = {0};
+        size_t c = 0;
+        for (; c + 16 <= cols; c += 16)
+            for (size_t l = 0; l < 16; l++) {
+                float xh = (xr[c + l] - m) * rs, g = dyr[c + l] * gamma[c + l];
+                accG[l] += g;
+                accGX[l] += g * xh;
+            }
+        float sumG = 0.0f, sumGX = 0.0f;
+        for (size_t l = 0; l < 16; l++) {
+            sumG += accG[l];
+            sumGX += accGX[l];
+        }
+        for (; c < cols; c++) {
+            float xh = (xr[c] - m) * rs, g = dyr[c] * gamma[c];
+            sumG += g;
+            sumGX += g * xh;
+        }
+        const float mg = sumG * inv, mgx = sumGX * inv;
+        for (c = 0; c < cols; c++) {
+            float xh = (xr[c] - m) * rs;
+            dgamma[c] += dyr[c] * xh;
+            dbeta[c] += dyr[c];
+            dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx);
+        }
+    }
 }
 
 PML_CLONES float pml_nonfinite_probe(const float *restrict x, size_t n) {

@@ -16,10 +16,10 @@ struct ConvCase: CustomStringConvertible, Sendable {
             + (bias ? "" : ", no bias")
     }
 
-    func layer() throws -> Conv2d {
+    func layer(_ backend: ConvolutionBackend = .configured) throws -> Conv2d {
         try Conv2d(
             inChannels: c, outChannels: o, kernel: kernel, stride: stride, padding: padding, dilation: dilation, groups: groups,
-            bias: bias)
+            bias: bias, backend: backend)
     }
 }
 
@@ -39,14 +39,17 @@ let convCases: [ConvCase] = [
     ConvCase(n: 2, c: 2, h: 8, w: 8, o: 3, kernel: (2, 3), stride: (3, 2), padding: (4, 1), dilation: (2, 1)),
 ]
 
+/// Both ways conv2d computes; oneDNN only where it loads here.
+let convBackends: [ConvolutionBackend] = OneDNN.available ? [.im2col, .onednn] : [.im2col]
+
 @Suite struct ConvolutionTests {
     let training = PassContext(training: true)
 
-    /// im2col + sgemm against the direct loops (Double sums): a sum of at
-    /// most 36 products of values in [−1, 1] rounds by well under 1e-5.
-    @Test(arguments: convCases)
-    func forwardMatchesDirectConvolution(_ t: ConvCase) throws {
-        let layer = try t.layer()
+    /// im2col + sgemm and oneDNN against the direct loops (Double sums): a
+    /// sum of at most 36 products of values in [−1, 1] rounds by well under 1e-5.
+    @Test(arguments: convCases, convBackends)
+    func forwardMatchesDirectConvolution(_ t: ConvCase, _ backend: ConvolutionBackend) throws {
+        let layer = try t.layer(backend)
         let model = try makeModel([layer], seed: 3)
         let x = try randomTensor(Shape(t.n, t.c, t.h, t.w), seed: 5)
         let y = try model.forward(x, training)
@@ -65,9 +68,9 @@ let convCases: [ConvCase] = [
 
     /// Convolution is linear in x and in the weights: central differences
     /// with a large step are exact up to rounding.
-    @Test(arguments: convCases)
-    func gradientsMatchFiniteDifferences(_ t: ConvCase) throws {
-        let model = try makeModel([try t.layer()], seed: 4)
+    @Test(arguments: convCases, convBackends)
+    func gradientsMatchFiniteDifferences(_ t: ConvCase, _ backend: ConvolutionBackend) throws {
+        let model = try makeModel([try t.layer(backend)], seed: 4)
         try gradientCheck(
             model: model, input: try randomTensor(Shape(t.n, t.c, t.h, t.w), seed: 6), ctx: training, eps: 0.1, atol: 1e-4, rtol: 1e-4)
     }
@@ -88,8 +91,9 @@ let convCases: [ConvCase] = [
 
     /// Parameter gradients become β·old + new (β = ctx.gradientBeta), as
     /// Linear's: overwrite over stale NaNs, accumulate, fold momentum.
-    @Test func gradientBetaIsHonoured() throws {
-        let model = try makeModel([try convCases[3].layer()], seed: 10)
+    @Test(arguments: convBackends)
+    func gradientBetaIsHonoured(_ backend: ConvolutionBackend) throws {
+        let model = try makeModel([try convCases[3].layer(backend)], seed: 10)
         let x = try randomTensor(Shape(2, 4, 6, 7), seed: 11)
         let y = try model.forward(x, training)
         let dy = try randomTensor(y.shape, seed: 12)
@@ -109,9 +113,10 @@ let convCases: [ConvCase] = [
         #expect(d <= 1e-5, "max abs diff \(d)")
     }
 
-    @Test func forwardAndBackwardAreDeterministic() throws {
+    @Test(arguments: convBackends)
+    func forwardAndBackwardAreDeterministic(_ backend: ConvolutionBackend) throws {
         func run() throws -> [Float] {
-            let model = try makeModel([try convCases[1].layer()], seed: 14)
+            let model = try makeModel([try convCases[1].layer(backend)], seed: 14)
             let x = try randomTensor(Shape(3, 3, 9, 8), seed: 15)
             let y = try model.forward(x, training)
             let dx = try model.root.backward(try randomTensor(y.shape, seed: 16), training, needInputGradient: true, accumulate: false)!

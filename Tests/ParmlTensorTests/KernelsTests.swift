@@ -197,6 +197,30 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
         }
     }
 
+    /// Training's GELU keeps its derivative from forward: the same outputs,
+    /// and backward gives pml_gelu_backward's bits (0 where it gives 0).
+    @Test(arguments: kernelSizes)
+    func geluForwardKeepsItsDerivative(_ n: Int) {
+        var x = randomArray(n, seed: 12, stream: UInt64(n), low: -15, high: 8)
+        if n > 3 { (x[0], x[1], x[2]) = (-14, .nan, 0) }
+        let dy = randomArray(n, seed: 13, stream: UInt64(n), low: -2, high: 2)
+        var d = [Float](repeating: .nan, count: n)
+        let (y, yTrain, plain, cached) = x.withUnsafeBufferPointer { px in
+            dy.withUnsafeBufferPointer { pd in
+                let y = apply(n) { Kernels.geluForward(px.baseAddress!, $0, count: n) }
+                let yTrain = d.withUnsafeMutableBufferPointer { dd in apply(n) { Kernels.geluForward(px.baseAddress!, $0, derivative: dd.baseAddress!, count: n) } }
+                let plain = apply(n) { Kernels.geluBackward(px.baseAddress!, pd.baseAddress!, $0, count: n) }
+                let cached = d.withUnsafeBufferPointer { dd in apply(n) { Kernels.geluBackward(derivative: dd.baseAddress!, pd.baseAddress!, $0, count: n) } }
+                return (y, yTrain, plain, cached)
+            }
+        }
+        #expect(y.map(\.bitPattern) == yTrain.map(\.bitPattern))
+        for i in 0..<n where !x[i].isNaN {
+            #expect(cached[i] == plain[i] && (plain[i] == 0 || cached[i].bitPattern == plain[i].bitPattern), "x = \(x[i])")
+        }
+        if n > 3 { #expect(cached[1].isNaN && cached[0] == 0) }
+    }
+
     @Test func reluGradientAtZeroIsZero() {
         let dx = backwardKernel("relu", x: [0, -0.0, 1e-30], y: [0, 0, 1e-30], dy: [1, 1, 1])
         #expect(dx == [0, 0, 1])

@@ -15,26 +15,9 @@ import _ParmlTestSupport
 /// top-level layers. With w = 16 the 580 parameters share one clipping
 /// block (every stage boundary cuts it); with w = 64, 5,380 parameters span
 /// six blocks and stage boundaries fall inside blocks.
-private func pipelineMLP(width w: Int) throws -> Model {
-    let m = Model()
-    try m.add(try Linear(inFeatures: 12, outFeatures: w))
-    try m.add(Activation(.relu))
-    try m.beginResidual()
-    try m.add(try LayerNorm(features: w))
-    try m.add(try Linear(inFeatures: w, outFeatures: w))
-    try m.add(Activation(.gelu))
-    try m.add(try Dropout(probability: 0.2))
-    try m.endResidual()
-    try m.add(try Linear(inFeatures: w, outFeatures: 4))
-    try m.initialize(seed: 11)
-    return m
-}
+private func pipelineMLP(width w: Int) throws -> Model { try residualMLP(width: w, seed: 11) }
 
-private func pipelineBatch(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
-    let x = randomArray(n * 12, seed: 21, stream: UInt64(step))
-    let y = (0..<n).map { Float(($0 * 5 + step) % 4) }
-    return (try Tensor(x, shape: Shape(n, 12)), try Tensor(y, shape: Shape(n)))
-}
+private func pipelineBatch(_ n: Int, step: Int) throws -> (Tensor, Tensor) { try residualMLPBatch(n, step: step) }
 
 struct Layout: CustomStringConvertible, Sendable {
     var dp = 1
@@ -81,12 +64,6 @@ private func trainPipeline(
         if config.clipGradNorm > 0 { #expect(t.lastGradientNorm.isFinite && t.lastGradientNorm > 0) }
     }
     return model.parameters!.toArray()
-}
-
-/// Compares without handing the arrays to #expect (which prints them).
-private func expectSameBits(_ a: [Float], _ b: [Float], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    let same = a.map(\.bitPattern) == b.map(\.bitPattern)
-    #expect(same, "\(what)", sourceLocation: sourceLocation)
 }
 
 struct PipelineTests {
@@ -298,13 +275,13 @@ struct StageScheduleTests {
                         var forwards: [Int] = [], backwards: [Int] = []
                         for op in sched.ops {
                             switch op {
-                            case .forward(let j):
+                            case .forward(let j, _):
                                 let slot = j % sched.inFlight
                                 #expect(slotOwner[slot] == nil, "p=\(p) m=\(m) s=\(s): slot \(slot) busy")
                                 slotOwner[slot] = j
                                 alive.insert(j)
                                 forwards.append(j)
-                            case .backward(let j):
+                            case .backward(let j, _):
                                 #expect(alive.contains(j))
                                 alive.remove(j)
                                 slotOwner[j % sched.inFlight] = nil

@@ -65,3 +65,38 @@ func expectStalledRankTimesOut(_ t: Trainer, x: Tensor, y: Tensor, sourceLocatio
     #expect(elapsed < 7, "took \(elapsed) s", sourceLocation: sourceLocation)
     #expect(e?.message.contains("rank 1") == true, "\(String(describing: e))", sourceLocation: sourceLocation)
 }
+
+/// 12 → w → ReLU → `blocks` × residual(LayerNorm, w → w, GELU, Dropout) →
+/// 4: blocks + 3 top-level layers, the pipeline tests' model. With marks,
+/// a stage (or run of layers) starts at each of those top-level layers
+/// (2 + b for block b).
+func residualMLP(width w: Int, blocks: Int = 1, marks: Set<Int> = [], seed: UInt64) throws -> Model {
+    let m = Model()
+    try m.add(try Linear(inFeatures: 12, outFeatures: w))
+    try m.add(Activation(.relu))
+    for b in 0..<blocks {
+        if marks.contains(2 + b) { try m.markStageBoundary() }
+        try m.beginResidual()
+        try m.add(try LayerNorm(features: w))
+        try m.add(try Linear(inFeatures: w, outFeatures: w))
+        try m.add(Activation(.gelu))
+        try m.add(try Dropout(probability: 0.2))
+        try m.endResidual()
+    }
+    try m.add(try Linear(inFeatures: w, outFeatures: 4))
+    try m.initialize(seed: seed)
+    return m
+}
+
+/// Step `step`'s batch of `n` rows for `residualMLP`: 12 features, 4 classes.
+func residualMLPBatch(_ n: Int, step: Int, seed: UInt64 = 21) throws -> (Tensor, Tensor) {
+    let x = randomArray(n * 12, seed: seed, stream: UInt64(step))
+    let y = (0..<n).map { Float(($0 * 5 + step) % 4) }
+    return (try Tensor(x, shape: Shape(n, 12)), try Tensor(y, shape: Shape(n)))
+}
+
+/// Compares without handing the arrays to #expect (which prints them).
+func expectSameBits(_ a: [Float], _ b: [Float], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    let same = a.map(\.bitPattern) == b.map(\.bitPattern)
+    #expect(same, "\(what)", sourceLocation: sourceLocation)
+}

@@ -8,6 +8,11 @@
 //   per stage, 1024 wide, MSE loss, 1F1B, 64 rows per micro-batch). Baseline: (p−1)/(m+p−1).
 //   This machine has 2 cores: with p = 4 the ranks share them, so a stage
 //   that is ready also waits for a core and the figure mixes both.
+// - pipeline_bubble_interleaved_p2_v2_m8: the same measure for interleaved
+//   1F1B, p = 2 stages holding v = 2 runs each of p·v = 4 such blocks (so a
+//   run's forward is one block, as a stage's is above). Baseline:
+//   (p−1)/(v·m+p−1); 1F1B's p2_m8 above is the same run's figure without
+//   interleaving.
 // - gpipe_vs_1f1b_peak_activation_bytes: p = 4, m = 8, the largest
 //   activation high-water mark over the stages (parml_memory_report's
 //   activation_bytes), 1F1B; baseline: GPipe. The schedules promise p/m.
@@ -71,16 +76,21 @@ func balancedModel(stages: Int, width: Int, leadingReLU: Bool = true) throws -> 
 }
 
 /// Mean over the stages of their idle fraction (Trainer.measuredBubble);
-/// writes the recorded timeline to `trace` when given.
-func bubble(p: Int, m: Int, trace: String? = nil) throws -> Double {
+/// writes the recorded timeline to `trace` when given. `v` > 1: interleaved
+/// 1F1B with v runs of one block per stage.
+func bubble(p: Int, m: Int, v: Int = 1, trace: String? = nil) throws -> Double {
     var s = StrategyConfig()
     s.pp = p
     s.microBatches = m
     s.blasThreads = 1
+    if v > 1 {
+        s.pipelineSchedule = .interleaved
+        s.virtualStages = v
+    }
     // 1024 wide, 64 rows: a micro-batch's GEMMs take ~1 ms a stage, so the
     // per-message costs the formula ignores (copies, hand-overs) stay small.
     let width = 1024
-    let t = try Trainer(model: try balancedModel(stages: p, width: width), loss: .meanSquaredError, optimizer: OptimizerConfig(), strategy: s)
+    let t = try Trainer(model: try balancedModel(stages: p * v, width: width), loss: .meanSquaredError, optimizer: OptimizerConfig(), strategy: s)
     let (x, y) = try batch(64 * m, width, classes: nil)
     // Warm up for 0.3 s at least: OpenBLAS's idle pool threads spin for
     // ~0.1 s after it loads, taking a core from the ranks.
@@ -118,6 +128,9 @@ func main() throws {
             report("pipeline_bubble_p\(p)_m\(m)", measured, unit: "fraction", baseline: "(p-1)/(m+p-1), balanced stages, 1F1B", Double(p - 1) / Double(m + p - 1), digits: 3)
         }
     }
+    let interleaved = try bubble(p: 2, m: 8, v: 2)
+    report("pipeline_bubble_interleaved_p2_v2_m8", interleaved, unit: "fraction",
+        baseline: "(p-1)/(v*m+p-1), balanced runs, interleaved 1F1B", 1.0 / 17.0, digits: 3)
     var peak: [PipelineSchedule: Int] = [:]
     for schedule in [PipelineSchedule.gpipe, .oneForwardOneBackward] {
         var s = StrategyConfig()
@@ -169,10 +182,13 @@ func main() throws {
 }
 
 do {
-    // `ParmlBenchPipeline bubble P M TRACE.json`: one bubble figure and its timeline.
+    // `ParmlBenchPipeline bubble P M TRACE.json [V]`: one bubble figure and
+    // its timeline (V > 1: interleaved 1F1B, V runs per stage).
     let args = CommandLine.arguments
-    if args.count == 5, args[1] == "bubble", let p = Int(args[2]), let m = Int(args[3]) {
-        print(try bubble(p: p, m: m, trace: args[4]))
+    if args.count == 5 || args.count == 6, args[1] == "bubble", let p = Int(args[2]), let m = Int(args[3]),
+        let v = args.count == 6 ? Int(args[5]) : 1
+    {
+        print(try bubble(p: p, m: m, v: v, trace: args[4]))
         exit(0)
     }
     try main()

@@ -9,12 +9,13 @@ The library comes from $PARML_WHEEL_LIBRARY when set, else from the
 repository's .build/release (what `make lib` writes); when a checkout has
 no build yet, it runs `swift build -c release --product parml`, and says
 plainly when Swift is missing. An sdist carries the Swift package under
-swift/ (SWIFT_PATHS), so building from it works the same way.
+swift/ (swift_paths()), so building from it works the same way.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,9 +27,15 @@ from setuptools.command.sdist import sdist
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 # What `swift build --product parml` needs of the repository: the package
-# manifest names every target, so their directories must all be there.
-SWIFT_PATHS = ["Package.swift", "Sources", "Tests", "include", "proto", "bench/support", "bench/collectives",
-               "bench/mpi", "bench/mpi_train", "bench/pipeline", "tests/mpi/selftest"]
+# manifest names every target, so their directories must all be there (the
+# `path:` of each target outside Sources and Tests, read from the manifest).
+SWIFT_PATHS = ["Package.swift", "Sources", "Tests", "include", "proto"]
+
+
+def swift_paths(package: Path) -> list[str]:
+    """SWIFT_PATHS and the other target directories `package`'s manifest names."""
+    named = re.findall(r'path: "([^"]+)"', (package / "Package.swift").read_text())
+    return SWIFT_PATHS + sorted({p for p in named if p.split("/")[0] not in ("Sources", "Tests")})
 
 
 def swift_package() -> Path | None:
@@ -91,7 +98,7 @@ class SdistWithSwiftPackage(sdist):
             raise SystemExit("an sdist needs the Swift package: make it from a checkout of the repository")
         dest = Path(base_dir) / "swift"
         skip = shutil.ignore_patterns(".build", ".build-*", "__pycache__", "*.o")
-        for rel in SWIFT_PATHS:
+        for rel in swift_paths(package):
             src, dst = package / rel, dest / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             if src.is_dir():

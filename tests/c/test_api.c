@@ -254,6 +254,7 @@ static void test_param_defaults(void) {
     CHECK(s.bucket_bytes == 4 << 20 && s.watchdog_seconds == 60.0 && s.grad_chunk == 32, "bucket %lld watchdog %g chunk %d",
           (long long)s.bucket_bytes, s.watchdog_seconds, (int)s.grad_chunk);
     CHECK(s.split_classifier == 0, "split_classifier %lld", (long long)s.split_classifier);
+    CHECK(s.virtual_stages == 1, "virtual_stages %lld", (long long)s.virtual_stages);
 
     parml_fit_params f;
     memset(&f, 0x5A, sizeof f);
@@ -1477,6 +1478,7 @@ static void test_determinism(void) {
  * per rank. */
 typedef struct {
     int32_t dp, pp, micro_batches, schedule, zero;
+    int32_t virtual_stages; /* 1 but for interleaved 1F1B */
 } layout_t;
 
 /* The optimizer run_layout trains with. */
@@ -1511,6 +1513,7 @@ static void run_layout(layout_t l, int32_t deterministic, float *params_out, par
     s.micro_batches = l.micro_batches;
     s.pipeline_schedule = l.schedule;
     s.zero_stage = l.zero;
+    s.virtual_stages = l.virtual_stages;
     s.deterministic = deterministic;
     s.grad_chunk = 4;
     s.seed = 7;
@@ -1816,17 +1819,19 @@ static void test_determinism_with_default_threads(void) {
 static void test_data_parallel(void) {
     static float serial[FULL_PARAMS], fast_serial[FULL_PARAMS], p[FULL_PARAMS];
     parml_memory_report z0[2], z1[2];
-    const int32_t F1B = PARML_PIPELINE_1F1B, GPIPE = PARML_PIPELINE_GPIPE;
+    const int32_t F1B = PARML_PIPELINE_1F1B, GPIPE = PARML_PIPELINE_GPIPE, IL = PARML_PIPELINE_INTERLEAVED_1F1B;
     const layout_t layouts[] = {
-        {2, 1, 1, F1B, 0},   {2, 1, 1, F1B, 1},   {2, 1, 1, F1B, 2}, {2, 1, 1, F1B, 3}, {3, 1, 1, F1B, 0},
-        {3, 1, 1, F1B, 1},   {3, 1, 1, F1B, 2},   {3, 1, 1, F1B, 3}, {1, 2, 1, GPIPE, 0}, {1, 2, 3, F1B, 0},
-        {1, 4, 5, GPIPE, 0}, {1, 4, 9, F1B, 0},   {2, 2, 2, F1B, 2}, {2, 2, 3, GPIPE, 3},
+        {2, 1, 1, F1B, 0, 1},   {2, 1, 1, F1B, 1, 1},   {2, 1, 1, F1B, 2, 1}, {2, 1, 1, F1B, 3, 1}, {3, 1, 1, F1B, 0, 1},
+        {3, 1, 1, F1B, 1, 1},   {3, 1, 1, F1B, 2, 1},   {3, 1, 1, F1B, 3, 1}, {1, 2, 1, GPIPE, 0, 1}, {1, 2, 3, F1B, 0, 1},
+        {1, 4, 5, GPIPE, 0, 1}, {1, 4, 9, F1B, 0, 1},   {2, 2, 2, F1B, 2, 1}, {2, 2, 3, GPIPE, 3, 1},
+        /* interleaved 1F1B: pp x v runs of the 8 top-level layers */
+        {1, 2, 4, IL, 0, 2}, {1, 2, 2, IL, 0, 4}, {2, 2, 2, IL, 2, 2},
     };
     const int32_t optimizers[] = {PARML_OPTIMIZER_SGD, PARML_OPTIMIZER_ADAM, PARML_OPTIMIZER_ADAMW};
     for (size_t k = 0; k < sizeof optimizers / sizeof optimizers[0]; k++) {
         layout_optimizer = optimizers[k];
-        run_layout((layout_t){1, 1, 1, F1B, 0}, 1, serial, NULL);
-        run_layout((layout_t){1, 1, 1, F1B, 0}, 0, fast_serial, NULL);
+        run_layout((layout_t){1, 1, 1, F1B, 0, 1}, 1, serial, NULL);
+        run_layout((layout_t){1, 1, 1, F1B, 0, 1}, 0, fast_serial, NULL);
         for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
             layout_t l = layouts[i];
             run_layout(l, 1, p, NULL);
@@ -1842,8 +1847,8 @@ static void test_data_parallel(void) {
         }
     }
     layout_optimizer = PARML_OPTIMIZER_ADAM;
-    run_layout((layout_t){2, 1, 1, F1B, 0}, 0, p, z0);
-    run_layout((layout_t){2, 1, 1, F1B, 1}, 0, p, z1);
+    run_layout((layout_t){2, 1, 1, F1B, 0, 1}, 0, p, z0);
+    run_layout((layout_t){2, 1, 1, F1B, 1, 1}, 0, p, z1);
     CHECK(z0[0].parameter_bytes == (int64_t)FULL_PARAMS * 4, "parameter bytes %lld", (long long)z0[0].parameter_bytes);
     CHECK(z0[0].optimizer_bytes == 2 * (int64_t)FULL_PARAMS * 4 && z0[1].optimizer_bytes == z0[0].optimizer_bytes,
           "ZeRO-0: each rank keeps Adam's two moments whole: %lld bytes", (long long)z0[0].optimizer_bytes);
@@ -1854,10 +1859,38 @@ static void test_data_parallel(void) {
           (long long)z1[1].optimizer_bytes, (long long)z0[0].optimizer_bytes);
     /* Pipeline stages split the parameters between them. */
     parml_memory_report pm[2];
-    run_layout((layout_t){1, 2, 2, F1B, 0}, 0, p, pm);
+    run_layout((layout_t){1, 2, 2, F1B, 0, 1}, 0, p, pm);
     CHECK(pm[0].parameter_bytes + pm[1].parameter_bytes == (int64_t)FULL_PARAMS * 4 && pm[0].parameter_bytes > 0 &&
               pm[1].parameter_bytes > 0,
           "two stages hold %lld + %lld parameter bytes", (long long)pm[0].parameter_bytes, (long long)pm[1].parameter_bytes);
+}
+
+/* Interleaved 1F1B refuses numbers it cannot run, naming them. */
+static void test_interleaved_refusals(void) {
+    parml_model m = build_full_model();
+    OK(parml_model_init(m, 1));
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.pp = 2;
+    s.pipeline_schedule = PARML_PIPELINE_INTERLEAVED_1F1B;
+    s.virtual_stages = 2;
+    s.micro_batches = 3;
+    parml_trainer tr = NULL;
+    CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr) == PARML_ERR_INVALID_ARGUMENT &&
+              strstr(parml_last_error(), "multiple of pp") && strstr(parml_last_error(), "micro_batches=3"),
+          "m = 3 with pp = 2: %s", parml_last_error());
+    s.micro_batches = 4;
+    s.virtual_stages = 5;
+    CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr) == PARML_ERR_INVALID_ARGUMENT &&
+              strstr(parml_last_error(), "2 × 5 = 10 runs") && strstr(parml_last_error(), "8 top-level"),
+          "10 runs of 8 layers: %s", parml_last_error());
+    s.pipeline_schedule = PARML_PIPELINE_1F1B;
+    s.virtual_stages = 2;
+    CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr) == PARML_ERR_INVALID_ARGUMENT &&
+              strstr(parml_last_error(), "virtual_stages=2"),
+          "virtual stages with 1F1B: %s", parml_last_error());
+    CHECK(tr == NULL, "no trainer on failure");
+    parml_model_free(m);
 }
 
 /* Tensor parallelism through the C API: the toy model's Linear-ReLU-Linear
@@ -1959,6 +1992,15 @@ static void test_split_classifier(void) {
     old.struct_size += 4;
     CHECK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &old, &tr) == PARML_ERR_INVALID_ARGUMENT,
           "a struct_size inside split_classifier is refused");
+    /* The 0.2 struct ends before virtual_stages: it is not read. */
+    OK(parml_strategy_params_init(&old));
+    old.tp = 2;
+    old.split_classifier = 1;
+    memset(&old.virtual_stages, 0x5A, sizeof old.virtual_stages);
+    old.struct_size = offsetof(parml_strategy_params, virtual_stages);
+    text = plan_text(m, &old);
+    CHECK(text && strstr(text, "logits stay sharded"), "0.2 struct: plan text:\n%s", text ? text : "(null)");
+    parml_buffer_free(text);
     parml_model_free(m);
 }
 
@@ -2166,6 +2208,7 @@ int main(void) {
     test_plan();
     test_tensor_parallel();
     test_split_classifier();
+    test_interleaved_refusals();
     test_blas();
     test_null_frees();
     rmdir(scratch_dir());

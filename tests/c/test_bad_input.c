@@ -1615,6 +1615,9 @@ int main(void) {
     cases_datasets();
     cases_idx();
     cases_files();
+    /* Models trained above, none with a convolution: oneDNN (and its OpenMP
+       runtime) is loaded on the first convolution only. */
+    CHECK(!library_mapped("libdnnl") && !library_mapped("libgomp"), "oneDNN was loaded though no convolution ran");
     rmdir(scratch_dir());
     printf("bad-input cases: %d\n", n_cases);
     printf("%d passed, %d failed\n", t_passed, t_failed);

@@ -19,8 +19,13 @@
  *      OpenBLAS's threaded driver.
  Then parml_trainer_fit over a token dataset: 12 epochs allocate exactly
  * what 2 do (windows are cut into the trainer's batch tensors).
- * Each allocation's call stack is recorded; afterwards it is classified by
- * whether a frame lies in libopenblas (dladdr), and the first stacks are
+ * The CNN runs with each conv2d backend: im2col + OpenBLAS (PARML_CONV=im2col)
+ * must allocate nothing; oneDNN (the default) allocates inside its own
+ * dnnl_primitive_execute (oneDNN 2.x builds a std::unordered_map of the
+ * call's arguments each time), which is counted and reported, like
+ * OpenBLAS's threaded driver, while parml's own code must allocate nothing.
+ * Each allocation's call stack is classified as it happens by whether a
+ * frame lies in libopenblas or libdnnl (dladdr), and the first stacks are
  * printed with backtrace_symbols_fd: frames in libparml.so read
  * "libparml.so(+0xOFFSET)", which run_c_tests.sh turns into function names
  * with addr2line. Prints "N passed, N failed"; exits nonzero on any failure.
@@ -53,17 +58,38 @@ static size_t trace_size[MAX_TRACES];
 static atomic_int traces_taken;
 static _Thread_local int in_hook;
 
+/* Whose allocation: parml's own, or a field library's (a frame in it). */
+enum { FROM_PARML, FROM_OPENBLAS, FROM_ONEDNN, FROM_COUNT };
+static int trace_from[MAX_TRACES];
+static atomic_long allocs_from[FROM_COUNT];
+
+static int classify(void **frames, int depth) {
+    for (int f = 0; f < depth; f++) {
+        Dl_info info;
+        if (!dladdr(frames[f], &info) || !info.dli_fname) continue;
+        if (strstr(info.dli_fname, "openblas")) return FROM_OPENBLAS;
+        if (strstr(info.dli_fname, "libdnnl")) return FROM_ONEDNN;
+    }
+    return FROM_PARML;
+}
+
 static void note_alloc(const char *kind, size_t size) {
     if (!atomic_load_explicit(&counting, memory_order_relaxed) || in_hook) return;
     atomic_fetch_add(&allocs, 1);
+    in_hook = 1; /* backtrace() may allocate on its first use; warmed up before counting */
+    void *frames[MAX_FRAMES];
+    int depth = backtrace(frames, MAX_FRAMES);
+    int from = classify(frames, depth);
+    atomic_fetch_add(&allocs_from[from], 1);
     int slot = atomic_fetch_add(&traces_taken, 1);
     if (slot < MAX_TRACES) {
-        in_hook = 1; /* backtrace() may allocate on its first use; warmed up before counting */
         trace_kind[slot] = kind;
         trace_size[slot] = size;
-        trace_depth[slot] = backtrace(traces[slot], MAX_FRAMES);
-        in_hook = 0;
+        trace_from[slot] = from;
+        trace_depth[slot] = depth;
+        memcpy(traces[slot], frames, (size_t)depth * sizeof frames[0]);
     }
+    in_hook = 0;
 }
 
 void *malloc(size_t size) {
@@ -108,14 +134,8 @@ void *memalign(size_t alignment, size_t size) {
 
 enum { B = 64, H = 28, W = 28, F = H * W, HID = 256, CLASSES = 10, WARMUP = 3, COUNTED = 20 };
 
-/* Does any frame of trace k lie in OpenBLAS? */
-static int trace_in_openblas(int k) {
-    for (int f = 0; f < trace_depth[k]; f++) {
-        Dl_info info;
-        if (dladdr(traces[k][f], &info) && info.dli_fname && strstr(info.dli_fname, "openblas")) return 1;
-    }
-    return 0;
-}
+/* Does trace k pass through OpenBLAS? */
+static int trace_in_openblas(int k) { return trace_from[k] == FROM_OPENBLAS; }
 
 static void print_trace(int k) {
     fprintf(stderr, "--- allocation %d: %s(%zu bytes), call stack:\n", k + 1, trace_kind[k], trace_size[k]);
@@ -185,6 +205,8 @@ typedef struct {
 
 /* The input measure() trains on is an image batch: the CNN, not the MLP. */
 static int xt_is_image;
+/* Allocations inside oneDNN in the last measure(). */
+static long last_in_dnnl;
 
 static long measure(const char *label, int32_t blas_threads, layout_t l, parml_tensor xt, parml_tensor yt,
                     long *others_out) {
@@ -219,6 +241,7 @@ static long measure(const char *label, int32_t blas_threads, layout_t l, parml_t
     atomic_store(&allocs, 0);
     atomic_store(&frees, 0);
     atomic_store(&traces_taken, 0);
+    for (int k = 0; k < FROM_COUNT; k++) atomic_store(&allocs_from[k], 0);
     atomic_store(&counting, 1);
     for (int i = 0; i < COUNTED && st == PARML_OK; i++) st = parml_trainer_step(tr, xt, yt, &loss);
     atomic_store(&counting, 0);
@@ -231,23 +254,17 @@ static long measure(const char *label, int32_t blas_threads, layout_t l, parml_t
     CHECK(steps == WARMUP + COUNTED, "step count %lld", (long long)steps);
 
     int recorded = n_allocs < MAX_TRACES ? (int)n_allocs : MAX_TRACES;
-    long in_blas = 0, others = 0;
-    for (int k = 0; k < recorded; k++) {
-        if (trace_in_openblas(k))
-            in_blas++;
-        else
-            others++;
-    }
+    long in_blas = atomic_load(&allocs_from[FROM_OPENBLAS]), in_dnnl = atomic_load(&allocs_from[FROM_ONEDNN]);
+    long others = atomic_load(&allocs_from[FROM_PARML]);
     printf("%s (%d BLAS threads): allocations during %d steps: %ld (frees: %ld); "
-           "inside OpenBLAS: %ld, elsewhere: %ld%s\n",
-           label, (int)threads, COUNTED, n_allocs, n_frees, in_blas, others,
-           n_allocs > MAX_TRACES ? " (of the first 512)" : "");
+           "inside OpenBLAS: %ld, inside oneDNN: %ld, elsewhere: %ld\n",
+           label, (int)threads, COUNTED, n_allocs, n_frees, in_blas, in_dnnl, others);
     fflush(stdout);
     if (n_allocs > 0) {
         /* Stacks outside OpenBLAS first (parml's own), then one from OpenBLAS. */
         int shown = 0, shown_blas = 0;
         for (int k = 0; k < recorded && shown < 6; k++)
-            if (!trace_in_openblas(k)) {
+            if (trace_from[k] == FROM_PARML) {
                 print_trace(k);
                 shown++;
             }
@@ -260,7 +277,8 @@ static long measure(const char *label, int32_t blas_threads, layout_t l, parml_t
     }
     parml_trainer_free(tr);
     parml_model_free(m);
-    *others_out = n_allocs > MAX_TRACES ? -1 : others;
+    *others_out = others;
+    last_in_dnnl = in_dnnl;
     return n_allocs + n_frees;
 }
 
@@ -427,10 +445,21 @@ int main(void) {
     OK(parml_tensor_data(xt, &pixels));
     OK(parml_tensor_create(xd4, 4, pixels, &xt4));
     xt_is_image = 1;
-    total = measure("cnn", 1, serial, xt4, yt, &others);
-    CHECK(total == 0, "the CNN allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
-    total = measure("cnn, dp = 2 x pp = 2, m = 2, deterministic", 1, (layout_t){2, 0, 1, 2, 2, 1}, xt4, yt, &others);
-    CHECK(total == 0, "the CNN under dp=2 pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    const layout_t dp_pp = {2, 0, 1, 2, 2, 1};
+    setenv("PARML_CONV", "im2col", 1); /* read when a conv2d layer is made */
+    total = measure("cnn, im2col", 1, serial, xt4, yt, &others);
+    CHECK(total == 0, "the CNN (im2col) allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    total = measure("cnn, im2col, dp = 2 x pp = 2, m = 2, deterministic", 1, dp_pp, xt4, yt, &others);
+    CHECK(total == 0, "the CNN (im2col) under dp=2 pp=2 allocated or freed %ld times in %d warmed-up steps", total,
+          COUNTED);
+    unsetenv("PARML_CONV");
+    total = measure("cnn, default backend", 1, serial, xt4, yt, &others);
+    printf("note: the CNN with the default conv2d backend: %ld allocations per step inside oneDNN\n",
+           last_in_dnnl / COUNTED);
+    CHECK(others == 0, "the CNN allocated %ld times outside OpenBLAS and oneDNN in %d warmed-up steps", others, COUNTED);
+    total = measure("cnn, default backend, dp = 2 x pp = 2, m = 2, deterministic", 1, dp_pp, xt4, yt, &others);
+    CHECK(others == 0, "the CNN under dp=2 pp=2 allocated %ld times outside OpenBLAS and oneDNN in %d warmed-up steps",
+          others, COUNTED);
     xt_is_image = 0;
     parml_tensor_free(xt4);
 

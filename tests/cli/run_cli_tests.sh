@@ -92,6 +92,10 @@ expect "convert a damaged file: exit 1" 1 "damaged" -- \
 # plan
 expect "plan dp 2 x pp 2: the stages and ranks" 0 "stage 1: layers 2:residual" -- \
     "$PARML" plan "$M" --dp 2 --pp 2 --micro-batches 2
+expect "plan pp 2 interleaved: four runs of layers, two per stage" 0 "virtual stage 3 \(on stage 1\)" -- \
+    "$PARML" plan "$M" --pp 2 --schedule interleaved --virtual-stages 2 --micro-batches 2
+expect "plan interleaved with m not a multiple of pp: exit 1" 1 "multiple of pp" -- \
+    "$PARML" plan "$M" --pp 2 --schedule interleaved --virtual-stages 2 --micro-batches 3
 expect "plan tp 2: the column/row pair" 0 "tensor parallelism \(tp = 2" -- "$PARML" plan "$M" --tp 2
 expect "plan with tp not dividing a width: exit 1, the library's reason" 1 "parml: .*model.pb: .*" -- \
     "$PARML" plan "$M" --tp 3 --split-classifier

@@ -20,6 +20,7 @@ LAYOUTS = {
     "dp2pp2": dict(dp=2, pp=2, micro_batches=2, zero=1),
     "tp2split": dict(tp=2, split_classifier=True),
     "pp2tp2split": dict(pp=2, tp=2, micro_batches=2, split_classifier=True),
+    "pp2v2": dict(pp=2, micro_batches=4, schedule="interleaved", virtual_stages=2),
 }
 name = sys.argv[1]
 layout = LAYOUTS[name]

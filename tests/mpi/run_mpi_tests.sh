@@ -15,7 +15,7 @@
 #      initialising it and handing parml its own communicator), and from Python;
 #   6. training with backend = MPI gives the threads backend's parameters bit
 #      for bit on every process (deterministic mode): dp with ZeRO 0-3, pp
-#      with both schedules, tp, dp x pp, pp x tp, dp x pp x tp, one run over
+#      with every schedule (interleaved 1F1B also with dp and tp), tp, dp x pp, pp x tp, dp x pp x tp, one run over
 #      TCP, runs launched from a hostfile and with -H (docs/multi-node.md),
 #      default mode with SGD and momentum, default blas_threads against
 #      serial; a real trainer whose rank fails or stalls (PARML_TEST_FAULT)
@@ -24,7 +24,7 @@
 #      resume on the threads backend as the uninterrupted run; local batches
 #      (each process passes its replica's rows) train to the same bits, and
 #      wrong rows fail on every process; and a GPT with a tied classifier
-#      (tests/mpi/py_gpt.py) in dp, pp, tp and dp x pp equals threads.
+#      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -200,6 +200,9 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "dp 2 x pp 2, ZeRO-2" "" 2 2 1 2 1f1b 2
     train "pp 2 x tp 2" "" 1 2 2 2 1f1b 0
     train "dp 2 x pp 2 x tp 2, ZeRO-2 (8 processes)" "" 2 2 2 2 1f1b 2
+    train "pp 2, interleaved 1F1B (2 runs per stage), 4 micro-batches" "" 1 2 1 4 interleaved 0
+    train "dp 2 x pp 2 interleaved, ZeRO-1" "" 2 2 1 2 interleaved 1
+    train "pp 2 x tp 2 interleaved" "" 1 2 2 2 interleaved 0
     export PARML_TEST_SPLIT_CLASSIFIER=1
     train "dp 2 x tp 2, classifier split by classes, ZeRO-1" "" 2 1 2 1 1f1b 1
     unset PARML_TEST_SPLIT_CLASSIFIER
@@ -305,6 +308,7 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
         fail "training with default blas_threads: MPI dp 2 against threads serial" "$out"
     fi
     resume "MPI dp 2 x pp 2 ZeRO-1 -> threads serial" 2 2 1 2 1f1b 1 1 1 1 1 1f1b 0
+    resume "MPI dp 2 x pp 2 interleaved ZeRO-2 -> threads serial" 2 2 1 2 interleaved 2 1 1 1 1 1f1b 0
     resume "MPI dp 2 x tp 2 ZeRO-1 -> threads dp 2 x tp 2" 2 1 2 1 1f1b 1 2 1 2 1 1f1b 1
 else
     fail "training host builds" "$WORK/cc.txt"
@@ -318,7 +322,7 @@ for np in 2 4; do
     fi
 done
 
-for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4"; do
+for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2"; do
     set -- $case
     if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
         python3 "$HERE/py_gpt.py" "$1" > "$WORK/pygpt.txt" 2>&1 && [ "$(count ': ok' "$WORK/pygpt.txt")" -eq "$2" ]; then

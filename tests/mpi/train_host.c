@@ -3,7 +3,8 @@
  * comparison of tests/mpi/run_mpi_tests.sh.
  *
  * usage: train_host BACKEND DP PP TP MICRO SCHEDULE ZERO OUT [STEPS [SAVE [LOAD]]]
- *   BACKEND threads | mpi; SCHEDULE gpipe | 1f1b. Trains STEPS (default 4)
+ *   BACKEND threads | mpi; SCHEDULE gpipe | 1f1b | interleaved (two runs of
+ *   layers per stage). Trains STEPS (default 4)
  *   deterministic steps of an MLP with a residual block and a column/row
  *   pair on fixed data (every process passes the whole batch; each rank
  *   takes its rows), then rank 0 writes the host model's parameters (raw
@@ -89,7 +90,10 @@ int main(int argc, char **argv) {
     s.pp = atoi(argv[3]);
     s.tp = atoi(argv[4]);
     s.micro_batches = atoi(argv[5]);
-    s.pipeline_schedule = strcmp(argv[6], "gpipe") == 0 ? PARML_PIPELINE_GPIPE : PARML_PIPELINE_1F1B;
+    s.pipeline_schedule = strcmp(argv[6], "gpipe") == 0         ? PARML_PIPELINE_GPIPE
+                          : strcmp(argv[6], "interleaved") == 0 ? PARML_PIPELINE_INTERLEAVED_1F1B
+                                                                : PARML_PIPELINE_1F1B;
+    if (s.pipeline_schedule == PARML_PIPELINE_INTERLEAVED_1F1B) s.virtual_stages = 2;
     s.zero_stage = atoi(argv[7]);
     const char *fast = getenv("TRAIN_HOST_FAST");
     s.deterministic = !(fast && strcmp(fast, "1") == 0);

@@ -33,6 +33,10 @@ public final class Activation: ElementwiseLayer {
     private var input: Tensor?
     private let output = Buffer()
     private let gradInput = Buffer()
+    /// GELU in training: its derivative at the input, written by forward so
+    /// that backward is one product instead of a second erf.
+    private let derivative = Buffer()
+    private var derivativeValid = false
 
     public init(_ function: ActivationKind) { self.function = function }
 
@@ -57,7 +61,13 @@ public final class Activation: ElementwiseLayer {
         let y = try output.shaped(x.shape)
         switch function {
         case .relu: Kernels.reluForward(x.data, y.data, count: x.count)
-        case .gelu: Kernels.geluForward(x.data, y.data, count: x.count)
+        case .gelu:
+            if ctx.training {
+                Kernels.geluForward(x.data, y.data, derivative: try derivative.shaped(x.shape).data, count: x.count)
+            } else {
+                Kernels.geluForward(x.data, y.data, count: x.count)
+            }
+            derivativeValid = ctx.training
         case .tanh: Kernels.tanhForward(x.data, y.data, count: x.count)
         case .sigmoid: Kernels.sigmoidForward(x.data, y.data, count: x.count)
         }
@@ -72,7 +82,12 @@ public final class Activation: ElementwiseLayer {
         let y = output.tensor
         switch function {
         case .relu: Kernels.reluBackward(x.data, dy.data, dx.data, count: x.count)
-        case .gelu: Kernels.geluBackward(x.data, dy.data, dx.data, count: x.count)
+        case .gelu:
+            if derivativeValid {
+                Kernels.geluBackward(derivative: derivative.tensor.data, dy.data, dx.data, count: x.count)
+            } else {
+                Kernels.geluBackward(x.data, dy.data, dx.data, count: x.count)
+            }
         case .tanh: Kernels.tanhBackward(y.data, dy.data, dx.data, count: x.count)
         case .sigmoid: Kernels.sigmoidBackward(y.data, dy.data, dx.data, count: x.count)
         }

@@ -11,6 +11,8 @@ import ParmlTensor
 //           db = β·db + Σ_n Σ_P dy
 //           dcol (K, P) = W_groupᵀ · dy[n, group];  dx[n, group] = col2im(dcol)
 // A 1×1 kernel with stride 1 and no padding has col = x: no copy is made.
+// With the oneDNN backend (the default) oneDNN's primitives do all three
+// instead, per batch (ConvolutionPlans, pml_dnnl.h); the same β rule holds.
 public final class Conv2d: KindedLayer {
     public static let descriptor = LayerKind(
         name: "conv2d", className: "Conv2d",
@@ -38,6 +40,8 @@ public final class Conv2d: KindedLayer {
     public let groups: Int
     public let window: Window2d
     public let hasBias: Bool
+    /// oneDNN or im2col (ConvolutionBackend.configured when made); read at each forward.
+    public var backend: ConvolutionBackend
     /// Taps per output (K = Cg·kh·kw): the weight's row length.
     private let taps: Int
     private let pointwise: Bool
@@ -51,10 +55,16 @@ public final class Conv2d: KindedLayer {
     private let output = Buffer()
     private let gradInput = Buffer()
     private let columns = Buffer()  // col or dcol (K, P), one sample's group at a time
+    private let plans = ConvolutionPlans()
+    private var activePlan: ConvolutionPlan?  // the last forward's; nil when it ran im2col
+    private let fresh = Buffer()  // oneDNN's dW and db before β·old + new
+
+    /// oneDNN's implementations in the last forward, nil when it ran im2col.
+    public var oneDNNImplementation: String? { activePlan?.implementation }
 
     public init(
         inChannels: Int, outChannels: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
-        dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true
+        dilation: (Int, Int) = (1, 1), groups: Int = 1, bias: Bool = true, backend: ConvolutionBackend = .configured
     ) throws {
         let label = "conv2d(\(inChannels)→\(outChannels))"
         guard inChannels > 0, outChannels > 0, groups > 0 else {
@@ -78,6 +88,7 @@ public final class Conv2d: KindedLayer {
         self.groups = groups
         self.window = Window2d(kernel: kernel, stride: stride, padding: padding, dilation: dilation)
         self.hasBias = bias
+        self.backend = backend
         self.taps = k
         self.pointwise = kernel == (1, 1) && stride == (1, 1) && padding == (0, 0)
     }
@@ -86,7 +97,7 @@ public final class Conv2d: KindedLayer {
         try Conv2d(
             inChannels: inChannels, outChannels: outChannels, kernel: (window.kernelH, window.kernelW),
             stride: (window.strideH, window.strideW), padding: (window.padH, window.padW),
-            dilation: (window.dilationH, window.dilationW), groups: groups, bias: hasBias)
+            dilation: (window.dilationH, window.dilationW), groups: groups, bias: hasBias, backend: backend)
     }
 
     public var attributes: Attributes {
@@ -131,6 +142,13 @@ public final class Conv2d: KindedLayer {
         let p = try ImageShape.planes(x.shape, channels: inChannels, window: window, label: planLabel)
         let n = x.shape[0], cg = inChannels / groups, og = outChannels / groups, positions = p.output
         let y = try output.shaped(Shape(n, outChannels, p.outHeight, p.outWidth))
+        input = x
+        planes = p
+        activePlan = oneDNNPlan(batch: n, planes: p)
+        if let plan = activePlan {
+            try plan.forward(x.data, weight.data, bias?.data, y.data)
+            return y
+        }
         let col = pointwise ? nil : try columns.shaped(Shape(taps, positions))
         for s in 0..<n {
             let ys = y.data + s * outChannels * positions
@@ -144,15 +162,48 @@ public final class Conv2d: KindedLayer {
                     beta: bias == nil ? 0 : 1, ys + g * og * positions, ldc: positions)
             }
         }
-        input = x
-        planes = p
         return y
+    }
+
+    /// The plan for this batch when the layer runs oneDNN and oneDNN takes
+    /// the shape; OpenBLAS's thread count is oneDNN's too.
+    private func oneDNNPlan(batch n: Int, planes p: PlaneSizes) -> ConvolutionPlan? {
+        guard backend == .onednn, n > 0, OneDNN.available else { return nil }
+        let key = ConvolutionPlan.Key(batch: n, height: p.height, width: p.width, threads: max(1, BLAS.threads))
+        return plans.plan(for: key) {
+            try ConvolutionPlan(
+                key: $0, inChannels: inChannels, outChannels: outChannels, groups: groups, window: window, planes: p, bias: hasBias)
+        }
+    }
+
+    /// oneDNN overwrites dW and db: with β = 0 it writes them in place,
+    /// otherwise into `fresh`, then dW = β·dW + fresh (and db alike).
+    private func backwardOneDNN(
+        _ plan: ConvolutionPlan, x: Tensor, dy: Tensor, weight: Tensor, weightGrad: Tensor, beta: Float, dx: Tensor?
+    ) throws {
+        guard beta != 0 else {
+            return try plan.backward(x.data, weight.data, dy.data, dw: weightGrad.data, db: biasGrad?.data, dx: dx?.data)
+        }
+        let w = weightGrad.count, b = biasGrad?.count ?? 0
+        let f = try fresh.shaped(Shape(w + b))
+        try plan.backward(x.data, weight.data, dy.data, dw: f.data, db: biasGrad == nil ? nil : f.data + w, dx: dx?.data)
+        weightGrad.decayGradient(by: beta)
+        Kernels.addInPlace(weightGrad.data, f.data, count: w)
+        if let biasGrad {
+            biasGrad.decayGradient(by: beta)
+            Kernels.addInPlace(biasGrad.data, f.data + w, count: b)
+        }
     }
 
     public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
         guard let weight, let weightGrad, let x = input else { throw ParmlError.state("conv2d backward without forward") }
         let p = planes, n = x.shape[0], cg = inChannels / groups, og = outChannels / groups, positions = p.output
         let beta = ctx.gradientBeta(accumulate: accumulate)
+        if let plan = activePlan {
+            let dx = needInputGradient ? try gradInput.shaped(x.shape) : nil
+            try backwardOneDNN(plan, x: x, dy: dy, weight: weight, weightGrad: weightGrad, beta: beta, dx: dx)
+            return dx
+        }
         if let biasGrad {
             biasGrad.decayGradient(by: beta)
             for s in 0..<n { Kernels.addPlaneSums(dy.data + s * outChannels * positions, into: biasGrad.data, planes: outChannels, size: positions) }

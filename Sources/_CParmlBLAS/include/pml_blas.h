@@ -46,6 +46,20 @@ int pml_blas_get_threads(void);
  * NULL when OpenBLAS's own detection should decide). */
 const char *pml_cpu_coretype(void);
 
+/* One sgemm's arguments, as a benchmark records them (pml_gemm_record_start). */
+typedef struct {
+    int trans_a, trans_b, m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+} pml_gemm_call;
+
+/* Benchmarks only (a step's GEMM-only bound): until pml_gemm_record_stop,
+ * every pml_sgemm appends its arguments to calls[0 ..< capacity], then runs.
+ * Swaps pml_sgemm_ptr, so nothing costs anything while not recording; one
+ * recording at a time, with no other thread calling sgemm meanwhile. Stop
+ * returns how many calls were made (more than capacity: some were lost). */
+void pml_gemm_record_start(pml_gemm_call *calls, size_t capacity);
+size_t pml_gemm_record_stop(void);
+
 static inline void pml_sgemm(int transA, int transB, int m, int n, int k, float alpha,
                              const float *a, int lda, const float *b, int ldb, float beta,
                              float *c, int ldc) {

@@ -32,6 +32,13 @@ void pml_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
 // Exact (erf) GELU and its derivative, likewise.
 void pml_gelu_forward(const float *x, float *y, size_t n);
 void pml_gelu_backward(const float *x, const float *dy, float *dx, size_t n);
+/* Training's forward: y as pml_gelu_forward and d[i] the derivative at x[i]
+ * (NaN for a NaN, 0 below -13), which pml_gelu_backward_cached multiplies
+ * by dy: the backward pass then costs a product, not a second erf. The
+ * same bits as pml_gelu_backward wherever d is not 0. */
+void pml_gelu_forward_train(const float *x, float *y, float *d, size_t n);
+/* dx[i] = d[i] == 0 ? 0 : dy[i] * d[i] */
+void pml_gelu_backward_cached(const float *d, const float *dy, float *dx, size_t n);
 void pml_sigmoid_forward(const float *x, float *y, size_t n);
 /* dx[i] = dy[i] * y[i] * (1 - y[i]) */
 void pml_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
@@ -56,6 +63,16 @@ void pml_sum_rows(const float *dy, float *db, size_t rows, size_t cols, float be
 /* Sum of squares in 16 fixed lanes combined in a fixed order: the same
  * result from every version of the function. */
 float pml_sum_squares(const float *x, size_t n);
+/* Layer normalisation over the rows of x (rows, cols): y = (x - m)·rs·γ + β
+ * with m and rs = 1/sqrt(var + eps) written per row. Row sums run in 16
+ * fixed lanes combined in order (as pml_sum_squares), so they vectorise
+ * and give the same bits in every clone. */
+void pml_layer_norm_forward(const float *x, const float *gamma, const float *beta, float eps, float *y, float *mean,
+                            float *rstd, size_t rows, size_t cols);
+/* Its backward: dx = rs·(dy·γ − mean(dy·γ) − x̂·mean(dy·γ·x̂)), and dγ += dy·x̂,
+ * dβ += dy over the rows (accumulated: micro-batches add up). */
+void pml_layer_norm_backward(const float *dy, const float *x, const float *mean, const float *rstd, const float *gamma,
+                             float *dx, float *dgamma, float *dbeta, size_t rows, size_t cols);
 /* 0 when every x[i] is finite, NaN when one is an infinity or a NaN */
 float pml_nonfinite_probe(const float *x, size_t n);
 

@@ -146,6 +146,7 @@ PARML_SCHEDULE_COSINE = 3
 
 PARML_PIPELINE_GPIPE = 1
 PARML_PIPELINE_1F1B = 2
+PARML_PIPELINE_INTERLEAVED_1F1B = 3
 
 PARML_BACKEND_THREADS = 1
 PARML_BACKEND_MPI = 2
@@ -274,6 +275,8 @@ class parml_strategy_params(Structure):
         split_classifier: since 0.2; tp > 1: nonzero splits the classifier by
             classes, with the cross-entropy on the sharded logits, and (0.3)
             token embeddings by vocabulary rows; default 0
+        virtual_stages: since 0.3; PARML_PIPELINE_INTERLEAVED_1F1B: runs of
+            layers per stage (>= 2); default 1
     """
 
     _fields_ = [
@@ -292,6 +295,7 @@ class parml_strategy_params(Structure):
         ("watchdog_seconds", c_double),
         ("grad_chunk", c_int32),
         ("split_classifier", c_int64),
+        ("virtual_stages", c_int64),
     ]
 
 

@@ -7,7 +7,11 @@ from typing import Any
 from . import _capi
 from .errors import check
 
-_SCHEDULES = {"gpipe": _capi.PARML_PIPELINE_GPIPE, "1f1b": _capi.PARML_PIPELINE_1F1B}
+_SCHEDULES = {
+    "gpipe": _capi.PARML_PIPELINE_GPIPE,
+    "1f1b": _capi.PARML_PIPELINE_1F1B,
+    "interleaved": _capi.PARML_PIPELINE_INTERLEAVED_1F1B,
+}
 _BACKENDS = {"threads": _capi.PARML_BACKEND_THREADS, "mpi": _capi.PARML_BACKEND_MPI}
 
 
@@ -30,7 +34,12 @@ class Strategy:
         dp: data-parallel ranks (threads of this process).
         pp, micro_batches, schedule: pipeline stages (consecutive
             top-level layers, balanced by parameter count), micro-batches
-            per step, and the schedule ("gpipe" or "1f1b").
+            per step, and the schedule ("gpipe", "1f1b" or "interleaved").
+        virtual_stages: with schedule="interleaved" (Megatron-LM's
+            interleaved 1F1B), the runs of layers each stage holds (>= 2):
+            the model is cut into pp × virtual_stages runs, stage s holds
+            runs s, s+pp, ..., and micro_batches must be a multiple of pp.
+            Bubble (pp−1)/(virtual_stages·micro_batches+pp−1).
         tp: tensor-parallel ranks: each Linear → element-wise → Linear pair
             is split Megatron-style (column then row); other layers are
             replicated; tp must divide the split widths.
@@ -71,6 +80,7 @@ class Strategy:
         watchdog_seconds: float | None = None,
         bucket_bytes: int | None = None,
         split_classifier: bool | None = None,
+        virtual_stages: int | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "dp": dp,
@@ -87,6 +97,7 @@ class Strategy:
             "watchdog_seconds": watchdog_seconds,
             "bucket_bytes": bucket_bytes,
             "split_classifier": None if split_classifier is None else int(bool(split_classifier)),
+            "virtual_stages": virtual_stages,
         }
         if seed is not None and not 0 <= int(seed) < 1 << 64:
             raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
@@ -95,7 +106,7 @@ class Strategy:
             dp=dp, tp=tp, pp=pp, micro_batches=micro_batches, schedule=schedule, zero=zero,
             backend=backend, deterministic=deterministic, grad_chunk=grad_chunk,
             blas_threads=blas_threads, seed=seed, watchdog_seconds=watchdog_seconds,
-            bucket_bytes=bucket_bytes, split_classifier=split_classifier,
+            bucket_bytes=bucket_bytes, split_classifier=split_classifier, virtual_stages=virtual_stages,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
 

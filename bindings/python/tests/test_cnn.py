@@ -6,8 +6,14 @@ bit for bit as serially (tp replicates the convolutions)."""
 
 from __future__ import annotations
 
+import ctypes.util
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 import parml
 
@@ -149,8 +155,11 @@ def train(strategy, steps=4):
         return losses, model.state_dict(), t.plan()
 
 
+@pytest.mark.parametrize("backend", ["onednn", "im2col"])
 @pytest.mark.parametrize("layout", [dict(dp=2), dict(pp=2, micro_batches=2), dict(dp=2, pp=2, micro_batches=2, zero=1)])
-def test_dp_and_pp_are_serial_bit_for_bit(layout):
+def test_dp_and_pp_are_serial_bit_for_bit(layout, backend, monkeypatch):
+    # conv2d layers read PARML_CONV when they are made.
+    monkeypatch.setenv("PARML_CONV", backend)
     serial_losses, serial, _ = train(parml.Strategy(deterministic=True))
     losses, split, _ = train(parml.Strategy(deterministic=True, **layout))
     assert losses == serial_losses
@@ -169,3 +178,54 @@ def test_tp_replicates_the_convolutions():
     np.testing.assert_allclose(losses, serial_losses, rtol=1e-6, atol=1e-6)
     for name in serial:
         np.testing.assert_allclose(split[name], serial[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_two_threads_are_reproducible(monkeypatch):
+    """oneDNN (the default) splits its work over two OpenMP threads the same
+    way each run, as OpenBLAS does: two runs give the same bits."""
+    first = train(parml.Strategy(blas_threads=2))
+    again = train(parml.Strategy(blas_threads=2))
+    assert first[0] == again[0]
+    for name in first[1]:
+        np.testing.assert_array_equal(again[1][name], first[1][name], err_msg=name)
+
+
+TRAIN_IN_A_CHILD = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_cnn import train
+import parml
+losses, state, _ = train(parml.Strategy(deterministic=True))
+mapped = "libdnnl" in open("/proc/self/maps").read()
+np.savez(sys.argv[1], losses=np.array(losses), dnnl_mapped=np.array(mapped), **state)
+"""
+
+
+def test_without_onednn_training_runs_im2col(tmp_path):
+    """A host without libdnnl.so.2 (PARML_DNNL_LIBRARY=none makes the loader
+    fail) trains with im2col: the same bits as PARML_CONV=im2col, and within
+    rounding of oneDNN's run. oneDNN loads once per process: fresh children."""
+    if not ctypes.util.find_library("dnnl"):  # looks, does not load it here
+        pytest.skip("oneDNN (libdnnl.so.2) is not installed here: nothing to compare the fallback with")
+    here = str(Path(__file__).resolve().parent)
+
+    def child(name, **env):
+        out = tmp_path / f"{name}.npz"
+        run = subprocess.run(
+            [sys.executable, "-c", TRAIN_IN_A_CHILD, str(out), here], env=subprocess_env(**env), capture_output=True, text=True,
+            timeout=120)
+        assert run.returncode == 0, run.stderr
+        return np.load(out)
+
+    missing = child("missing", PARML_DNNL_LIBRARY="none", PARML_CONV="onednn")
+    im2col = child("im2col", PARML_CONV="im2col")
+    onednn = child("onednn", PARML_CONV="onednn")
+    # oneDNN was loaded where it ran and only there.
+    assert [bool(r["dnnl_mapped"]) for r in (missing, im2col, onednn)] == [False, False, True]
+    names = [n for n in im2col.files if n != "dnnl_mapped"]
+    assert set(missing.files) == set(im2col.files) and "losses" in names
+    assert any(not np.array_equal(onednn[name], im2col[name]) for name in names), "oneDNN gave im2col's bits"
+    for name in names:
+        np.testing.assert_array_equal(missing[name], im2col[name], err_msg=name)
+        np.testing.assert_allclose(onednn[name], im2col[name], rtol=1e-5, atol=1e-6, err_msg=name)

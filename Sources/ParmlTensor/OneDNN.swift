@@ -1,0 +1,90 @@
+import Glibc
+import _CParmlDNNL
+
+/// How `conv2d` computes: oneDNN's primitives (the default: faster on the
+/// demo's shapes, docs/cnn.md) or im2col + OpenBLAS sgemm. A layer made
+/// while PARML_CONV is `im2col` or `onednn` takes that; where oneDNN cannot
+/// load or refuses a shape, convolution runs im2col.
+public enum ConvolutionBackend: String, Sendable {
+    case im2col
+    case onednn
+
+    /// What a new layer takes: $PARML_CONV when it names a backend, else oneDNN.
+    public static var configured: ConvolutionBackend {
+        guard let v = getenv("PARML_CONV") else { return .onednn }
+        return ConvolutionBackend(rawValue: String(cString: v)) ?? .onednn
+    }
+}
+
+/// oneDNN (libdnnl.so.2), loaded on first use; see pml_dnnl.h.
+public enum OneDNN {
+    /// Why oneDNN cannot be used in this process (nil once it loaded); the
+    /// one load attempt runs here, thread-safely.
+    public static let loadError: String? = {
+        var err = [CChar](repeating: 0, count: 512)
+        let rc = err.withUnsafeMutableBufferPointer { pml_dnnl_load($0.baseAddress, $0.count) }
+        return rc == 0 ? nil : String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
+
+    public static var available: Bool { loadError == nil }
+    /// "2.6.3 (OpenMP)" once loaded.
+    public static var version: String { _ = available; return String(cString: pml_dnnl_version()) }
+}
+
+/// One convolution shape's oneDNN primitives (forward, backward data and
+/// weights), made once and run on parml's NCHW arrays. Used by one thread
+/// at a time.
+public final class ConvolutionPlan {
+    /// The geometry and thread count it was made for.
+    public struct Key: Equatable, Sendable {
+        public let batch: Int, height: Int, width: Int, threads: Int
+        public init(batch: Int, height: Int, width: Int, threads: Int) {
+            (self.batch, self.height, self.width, self.threads) = (batch, height, width, threads)
+        }
+    }
+
+    private let plan: OpaquePointer
+    public let key: Key
+    /// oneDNN's implementations, e.g. "jit:avx512_core / ... (reordered layouts)".
+    public let implementation: String
+
+    /// Throws `.blas` (a field library's failure) when oneDNN is missing or refuses the shape.
+    public init(
+        key: Key, inChannels: Int, outChannels: Int, groups: Int, window w: Window2d, planes p: PlaneSizes, bias: Bool
+    ) throws {
+        if let e = OneDNN.loadError { throw ParmlError.blas(e) }
+        var s = pml_conv_shape(
+            batch: Int64(key.batch), in_channels: Int64(inChannels), out_channels: Int64(outChannels), groups: Int64(groups),
+            height: Int64(p.height), width: Int64(p.width), out_height: Int64(p.outHeight), out_width: Int64(p.outWidth),
+            kernel_h: Int64(w.kernelH), kernel_w: Int64(w.kernelW), stride_h: Int64(w.strideH), stride_w: Int64(w.strideW),
+            pad_h: Int64(w.padH), pad_w: Int64(w.padW), dilation_h: Int64(w.dilationH), dilation_w: Int64(w.dilationW),
+            has_bias: bias ? 1 : 0, threads: Int32(clamping: key.threads))
+        var err = [CChar](repeating: 0, count: 512)
+        let made = err.withUnsafeMutableBufferPointer { pml_conv_plan_create(&s, $0.baseAddress, $0.count) }
+        guard let made else {
+            throw ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        }
+        plan = made
+        self.key = key
+        implementation = String(cString: pml_conv_plan_impl(made))
+    }
+
+    deinit { pml_conv_plan_free(plan) }
+
+    /// y = conv(x, w) + b.
+    public func forward(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>
+    ) throws {
+        let st = pml_conv_forward(plan, x, w, b, y)
+        if st != 0 { throw ParmlError.blas("oneDNN convolution forward failed (status \(st))") }
+    }
+
+    /// dw and db overwritten; dx too unless nil. After a forward of this plan on x and w.
+    public func backward(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+        db: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?
+    ) throws {
+        let st = pml_conv_backward(plan, x, w, dy, dw, db, dx)
+        if st != 0 { throw ParmlError.blas("oneDNN convolution backward failed (status \(st))") }
+    }
+}

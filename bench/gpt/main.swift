@@ -1,0 +1,205 @@
+// GPT benchmarks (make bench; issue 17): one JSON object per line, merged
+// into bench/results.json by tools/bench_report.py.
+//
+// - gpt_char_t1_of_gemm_bound, gpt_char_t2_of_gemm_bound: tokens/s of one
+//   training step of nanoGPT's character model at its CPU configuration
+//   (4 layers, 4 heads, n_embd 128, context 64, batch 12, vocabulary 65,
+//   head tied to the token embedding, AdamW with clipping) on 1 and 2
+//   OpenBLAS threads, against the same step's matrix products alone: the
+//   sgemm calls of one step, recorded, then replayed on buffers of their
+//   own (one per operand, as the step's are), in the same run. Target:
+//   ≥ 0.80 of that bound.
+// - gpt_base_dp2, gpt_base_tp2, gpt_base_pp2: tokens/s of nanoGPT's default
+//   Shakespeare model (6 layers, 6 heads, n_embd 384, context 256, batch
+//   16) with dp = 2, tp = 2 or pp = 2 (4 micro-batches, 1F1B) on the two
+//   cores, against serial training on 2 OpenBLAS threads (same run); and
+//   gpt_base_two_halves: the bound the machine allows, two serial trainers
+//   at once, each on half the batch with 1 thread (no communication), as
+//   mlp_b128_dp2_of_bound is defined.
+// Rounds alternate between the compared configurations; figures are medians.
+
+import ParmlBenchSupport
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+import ParmlTraining
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct GPTConfig {
+    let layers, heads, embd, context, batch, vocab: Int
+    static let char = GPTConfig(layers: 4, heads: 4, embd: 128, context: 64, batch: 12, vocab: 65)
+    static let base = GPTConfig(layers: 6, heads: 6, embd: 384, context: 256, batch: 16, vocab: 65)
+    var tokens: Int { batch * context }
+}
+
+/// nanoGPT's GPT: embeddings, pre-LayerNorm blocks, a final LayerNorm and
+/// a head tied to the token embedding; dropout 0.
+func gpt(_ c: GPTConfig) throws -> Model {
+    let m = Model()
+    try m.add(try Embedding(count: c.vocab, dim: c.embd, initStd: 0.02))
+    try m.add(try PositionEmbedding(positions: c.context, dim: c.embd, initStd: 0.02))
+    for _ in 0..<c.layers {
+        try m.add(Residual(Sequential([try LayerNorm(features: c.embd), try CausalSelfAttention(features: c.embd, heads: c.heads)])))
+        try m.add(
+            Residual(
+                Sequential([
+                    try LayerNorm(features: c.embd), try Linear(inFeatures: c.embd, outFeatures: 4 * c.embd), Activation(.gelu),
+                    try Linear(inFeatures: 4 * c.embd, outFeatures: c.embd),
+                ])))
+    }
+    try m.add(try LayerNorm(features: c.embd))
+    try m.add(try TiedClassifier(count: c.vocab, dim: c.embd))
+    try m.initialize(seed: 1)
+    return m
+}
+
+/// nanoGPT's optimizer at its CPU settings (constant learning rate: the
+/// schedule does not change the work).
+func adamW() -> OptimizerConfig {
+    var o = OptimizerConfig()
+    o.kind = .adamW
+    o.learningRate = 1e-3
+    o.beta2 = 0.99
+    o.weightDecay = 0.1
+    o.decayByKind = true
+    o.clipGradNorm = 1
+    return o
+}
+
+func trainer(_ c: GPTConfig, _ configure: (inout StrategyConfig) -> Void) throws -> Trainer {
+    var s = StrategyConfig()
+    configure(&s)
+    return try Trainer(model: try gpt(c), loss: .crossEntropy, optimizer: adamW(), strategy: s)
+}
+
+/// Random token windows: inputs (B, T) as the float ids the engine reads,
+/// targets (B, T) int32.
+func tokens(_ c: GPTConfig, rows: Int? = nil, seed: Int = 0) throws -> (Tensor, Tensor) {
+    let b = rows ?? c.batch
+    let x = try Tensor(shape: Shape(b, c.context))
+    let y = try Tensor(shape: Shape(b, c.context), dtype: .int32)
+    for i in 0..<x.count {
+        x.data[i] = Float((i * 7919 + seed) % c.vocab)
+        y.int32s[i] = Int32((i * 104_729 + seed) % c.vocab)
+    }
+    return (x, y)
+}
+
+/// Seconds per step, median of `steps` steps.
+func stepTime(_ t: Trainer, _ x: Tensor, _ y: Tensor, steps: Int) throws -> Double {
+    var times: [Double] = []
+    for _ in 0..<steps {
+        let t0 = seconds()
+        _ = try t.step(inputs: x, targets: y)
+        times.append(seconds() - t0)
+    }
+    return median(times)
+}
+
+/// The recorded products on buffers of their own, as the step's operands
+/// are: one set of three per call.
+final class GemmReplay {
+    let calls: [GemmShape]
+    let buffers: [(Tensor, Tensor, Tensor)]
+
+    init(_ calls: [GemmShape]) throws {
+        self.calls = calls
+        buffers = try calls.map { c in
+            let a = try Tensor(shape: Shape(c.aCount)), b = try Tensor(shape: Shape(c.bCount)), d = try Tensor(shape: Shape(c.cCount))
+            for t in [a, b, d] { for i in 0..<t.count { t.data[i] = Float(i % 17) * 0.01 - 0.08 } }
+            return (a, b, d)
+        }
+    }
+
+    /// Seconds for all the calls once.
+    func run() -> Double {
+        let t0 = seconds()
+        for (c, (a, b, d)) in zip(calls, buffers) {
+            BLAS.gemm(
+                transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha, a.data, lda: c.lda, b.data, ldb: c.ldb,
+                beta: c.beta, d.data, ldc: c.ldc)
+        }
+        return seconds() - t0
+    }
+}
+
+func gemmBound(threads: Int) throws {
+    let c = GPTConfig.char
+    let t = try trainer(c) { $0.blasThreads = threads }
+    let (x, y) = try tokens(c)
+    for _ in 0..<5 { _ = try t.step(inputs: x, targets: y) }
+    let calls = try BLAS.recordingGemms { _ = try t.step(inputs: x, targets: y) }
+    let replay = try GemmReplay(calls)
+    for _ in 0..<5 { _ = replay.run() }
+    var step: [Double] = [], bound: [Double] = []
+    for _ in 0..<5 {
+        step.append(try stepTime(t, x, y, steps: 10))
+        var r: [Double] = []
+        for _ in 0..<10 { r.append(replay.run()) }
+        bound.append(median(r))
+    }
+    let tokens = Double(c.tokens)
+    report(
+        "gpt_char_t\(threads)_of_gemm_bound", tokens / median(step), unit: "tokens/s",
+        baseline: "the step's \(calls.count) sgemm calls alone, replayed (same run); \(threads) OpenBLAS thread(s)",
+        tokens / median(bound))
+}
+
+/// Two serial trainers at once, each on half the batch with one thread
+/// (rank 0 of the pool runs one, rank 1 the other).
+func twoHalves(_ pool: RankPool, _ body: @escaping (Int) throws -> Void) throws -> Double {
+    let t0 = seconds()
+    try pool.run(world: nil, body)
+    return seconds() - t0
+}
+
+func baseLayouts() throws {
+    let c = GPTConfig.base
+    let (x, y) = try tokens(c)
+    let (xa, ya) = try tokens(c, rows: c.batch / 2, seed: 1)
+    let (xb, yb) = try tokens(c, rows: c.batch / 2, seed: 2)
+    let serial = try trainer(c) { $0.blasThreads = 2 }
+    let layouts: [(String, Trainer, String)] = [
+        ("gpt_base_dp2", try trainer(c) { $0.dp = 2 }, "dp=2"),
+        ("gpt_base_tp2", try trainer(c) { $0.tp = 2 }, "tp=2"),
+        ("gpt_base_pp2", try trainer(c) { $0.pp = 2; $0.microBatches = 4 }, "pp=2, 4 micro-batches, 1F1B"),
+    ]
+    let halves = [try trainer(c) { $0.blasThreads = 1 }, try trainer(c) { $0.blasThreads = 1 }]
+    let halfInputs = [(xa, ya), (xb, yb)]
+    let pool = try RankPool(size: 2)
+    let both: (Int) throws -> Void = { r in _ = try halves[r].step(inputs: halfInputs[r].0, targets: halfInputs[r].1) }
+    _ = try serial.step(inputs: x, targets: y)
+    for (_, t, _) in layouts { _ = try t.step(inputs: x, targets: y) }
+    _ = try twoHalves(pool, both)
+    var serialTimes: [Double] = [], layoutTimes = [[Double]](repeating: [], count: layouts.count), halfTimes: [Double] = []
+    for _ in 0..<3 {
+        serialTimes.append(try stepTime(serial, x, y, steps: 2))
+        for (i, (_, t, _)) in layouts.enumerated() { layoutTimes[i].append(try stepTime(t, x, y, steps: 2)) }
+        var h: [Double] = []
+        for _ in 0..<2 { h.append(try twoHalves(pool, both)) }
+        halfTimes.append(median(h))
+    }
+    let tokens = Double(c.tokens)
+    for (i, (name, _, what)) in layouts.enumerated() {
+        report(name, tokens / median(layoutTimes[i]), unit: "tokens/s", baseline: "serial, 2 OpenBLAS threads (same run); \(what)", tokens / median(serialTimes))
+    }
+    report(
+        "gpt_base_two_halves", tokens / median(halfTimes), unit: "tokens/s",
+        baseline: "serial, 2 OpenBLAS threads (same run); the bound: 2 serial trainers at once, half the batch each, 1 thread each",
+        tokens / median(serialTimes))
+}
+
+do {
+    let args = CommandLine.arguments.dropFirst()
+    if args.isEmpty || args.contains("char") {
+        try gemmBound(threads: 1)
+        try gemmBound(threads: 2)
+    }
+    if args.isEmpty || args.contains("base") { try baseLayouts() }
+} catch {
+    print("bench gpt: \(error)")
+    exit(1)
+}
