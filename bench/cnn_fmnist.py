@@ -18,6 +18,11 @@ samples/s, and the spread is the range of the per-round ratios.
 ParmlBenchCNN (bench/cnn) measures the same step against its convolutions
 alone and under dp = 2.
 
+PyTorch's OpenMP threads spin between parallel regions by default and take
+the cores from the parml block that follows (parml's oneDNN threads sleep);
+as bench/conv_layers.py does, this script sets OMP_WAIT_POLICY=passive for
+both unless it is set.
+
 usage: PYTHONPATH=bindings/python python3 bench/cnn_fmnist.py [--rounds 9] [--iters 10] [--threads 1 2]
                                                               [--jsonl FILE]
 --jsonl appends cnn_fmnist_b128_t1/_t2 (samples/s against PyTorch's, same
@@ -27,6 +32,7 @@ run) for bench/results.json (make bench); without PyTorch it appends nothing.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -90,6 +96,7 @@ def torch_step(torch, model, opt):
 
 def main():
     a = same_run.parser(rounds=9, iters=10, warmup=3).parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch loads its OpenMP
     torch = same_run.optional_torch()
     data = batches(a.warmup + a.iters, seed=2)
     rows = []
@@ -121,7 +128,8 @@ def main():
                 f.write(json.dumps({
                     "name": r["name"], "value": r["parml_samples_per_s"], "unit": "samples/s",
                     "baseline": f"PyTorch {torch.__version__} eager, same model and step, no BatchNorm on either side "
-                                f"(same run, alternating; ratio per round {lo}-{hi})",
+                                f"(same run, alternating, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+                                f"ratio per round {lo}-{hi})",
                     "baseline_value": r["torch_samples_per_s"], "ratio": r["ratio"],
                 }) + "\n")
 
