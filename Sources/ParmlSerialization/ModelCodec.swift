@@ -26,25 +26,19 @@ enum ModelCodec {
         for (i, entry) in flat.enumerated() {
             let m = try arena.allocate(Parml__Layer.self, count: 1)
             try describe(entry.layer, depth: entry.depth, into: m, arena: arena)
-            let specs = entry.layer.parameterSpecs
-            let stored = specs.filter { $0.tie == nil }.count
-            if stored > 0 {
-                let tensors = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: stored)
-                var k = 0
-                for _ in specs.indices {
-                    let info = model.parameterInfo[next]
-                    next += 1
-                    guard info.tiedTo == nil else { continue }
+            let count = entry.layer.parameterSpecs.count
+            let stored = model.parameterInfo[next..<(next + count)].filter { $0.tiedTo == nil }
+            next += count
+            if !stored.isEmpty {
+                let tensors = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: stored.count)
+                for (k, info) in stored.enumerated() {
                     let t = try arena.allocate(Parml__Tensor.self, count: 1)
                     let view = Tensor(view: values.data + info.offset, shape: info.shape, owner: values)
                     try TensorCodec.fill(t, from: view, name: info.name, arena: arena)
                     tensors[k] = t
-                    k += 1
                 }
-                m.pointee.n_parameters = stored
+                m.pointee.n_parameters = stored.count
                 m.pointee.parameters = tensors
-            } else {
-                next += specs.count
             }
             list[i] = m
         }

@@ -50,7 +50,7 @@ extension Trainer {
             let m = r.memory
             let owned = r.ownedRanges.map { "[\($0.lowerBound), \($0.upperBound))" }.joined(separator: " ")
             var line = "  rank \(r.rank) (dp \(c.data), stage \(c.stage), tp \(c.tensor)): updates \(owned)"
-            if layout.zeroStage >= 1 && mesh.dp > 1 { line += " (ZeRO-\(layout.zeroStage) shard)" }
+            if layout.shardsOverData { line += " (ZeRO-\(layout.zeroStage) shard)" }
             line += "; bytes: parameters \(m.parameters), gradients \(m.gradients), optimizer \(m.optimizer), scratch \(m.scratch)"
             line += ", activations \(m.activations) (high-water so far)"
             lines.append(line)
@@ -106,7 +106,7 @@ extension Trainer {
         // Processes share no memory: under MPI ZeRO-3 all-gathers like 1 and 2.
         if layout.zeroStage >= 3 && mesh.dp > 1 && strategy.backend == .threads {
             update += "; ZeRO-3: the dp replicas read one shared parameter arena, nothing to gather"
-        } else if layout.zeroStage >= 1 && mesh.dp > 1 {
+        } else if layout.shardsOverData {
             update += ", then all-gather of the stage's parameters over its dp group"
         }
         lines.append(update)

@@ -61,6 +61,9 @@ struct RankLayout {
     let schedule: PipelineSchedule
     let microBatches: Int
     let zeroStage: Int
+
+    /// ZeRO ≥ 1 with dp > 1: each data rank owns a shard of every slice.
+    var shardsOverData: Bool { zeroStage >= 1 && mesh.dp > 1 }
 }
 
 /// One rank: pipeline stage `coordinate.stage` of data-parallel replica
@@ -136,7 +139,7 @@ final class RankContext {
         self.foldsMomentum = foldMomentum
         self.sharesParameters = sharesParameters
         self.tensorParallel = tensorParallel
-        let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
+        let sharded = layout.shardsOverData
         virtualStages = try layout.virtualStages(of: c.stage).map {
             try VirtualStage(
                 index: $0, layout: layout, data: c.data, optimizer: optimizer, foldedMomentum: foldMomentum ? grads : nil,
@@ -300,7 +303,7 @@ final class RankContext {
         var correct = work.correct
         if let comms {
             // Ranks sharing one arena (ZeRO-3) see every shard's update already.
-            if layout.zeroStage >= 1 && layout.mesh.dp > 1 && !sharesParameters {
+            if layout.shardsOverData && !sharesParameters {
                 t = trace.now()
                 for vs in virtualStages { try comms.data.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
                 trace.record(.gather, step: step.index, since: t)

@@ -264,9 +264,7 @@ struct TensorParallelRewrite {
                 out.append(Sequential([TensorParallelEnter(), slice]))
                 if case .classifier = role[k] {
                     notes.append(
-                        "\(name): column-parallel classifier \(a.planLabel), \(o) classes per rank; softmax "
-                            + "cross-entropy on the sharded logits (not gathered): all-reduces of the row maxima (N·tp·2 floats) and "
-                            + "Σ exp (N·2) forward, of dx backward")
+                        "\(name): column-parallel classifier \(a.planLabel), \(o) classes per rank; " + shardedLossNote)
                 } else {
                     notes.append("\(name): column-parallel \(a.planLabel), \(o) output features per rank; all-reduce of dx backward")
                 }
@@ -283,9 +281,7 @@ struct TensorParallelRewrite {
                 } else {
                     out.append(Sequential([TensorParallelEnter(), slice]))
                     notes.append(
-                        "\(name): vocabulary-parallel classifier \(l.planLabel), \(rows) classes per rank; softmax "
-                            + "cross-entropy on the sharded logits (not gathered): all-reduces of the row maxima (N·tp·2 floats) and "
-                            + "Σ exp (N·2) forward, of dx backward")
+                        "\(name): vocabulary-parallel classifier \(l.planLabel), \(rows) classes per rank; " + shardedLossNote)
                 }
             case .row:
                 let b = l as! MatrixLayer
@@ -349,6 +345,11 @@ struct TensorParallelRewrite {
         case replicated, column, row, classifier, heads, vocabulary, vocabularyClassifier
         case inside(width: Int)
     }
+
+    /// What a split classifier's loss exchanges, for the plan.
+    private static let shardedLossNote =
+        "softmax cross-entropy on the sharded logits (not gathered): all-reduces of the row maxima (N·tp·2 floats) and "
+        + "Σ exp (N·2) forward, of dx backward"
 
     /// tp must divide the vocabulary, and ids (and classes) travel as floats.
     private static func checkVocabulary(_ v: VocabularyParallelLayer, tp: Int, name: String) throws {

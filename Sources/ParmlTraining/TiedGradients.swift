@@ -26,10 +26,10 @@ final class TiedGradients {
     let pairs: [(source: Range<Int>, copy: Range<Int>)]
     /// Per pair: tp ranks hold different rows of it (a vocabulary split).
     let split: [Bool]
-    /// Segments of the exchange: tp when a pair is split, else 1.
-    let segments: Int
-    /// `segments` × 2n floats per pair: the source's then the copy's
-    /// gradient, one segment per tp rank of a split pair (collective mode).
+    /// 2n floats per pair, the pairs one after another: one segment.
+    let segment: Int
+    /// One segment per tp rank when a pair is split, else one: each pair's
+    /// source gradient then its copy's (collective mode).
     let exchange: Tensor
     /// n floats per pair: g for the copy's owned part.
     let sums: Tensor
@@ -38,9 +38,9 @@ final class TiedGradients {
         pairs = model.tiedParameters
         let copies = model.parameterInfo.indices.filter { model.parameterInfo[$0].tiedTo != nil }
         split = copies.map { j in tensorParallel.map { !$0.rewrite.sources[j].replicated } ?? false }
-        segments = split.contains(true) ? tp : 1
         let n = pairs.reduce(0) { $0 + $1.source.count }
-        exchange = try Tensor(shape: Shape(segments * 2 * n))
+        segment = 2 * n
+        exchange = try Tensor(shape: Shape((split.contains(true) ? tp : 1) * segment))
         sums = try Tensor(shape: Shape(n))
     }
 }
@@ -48,19 +48,17 @@ final class TiedGradients {
 extension RankContext {
     /// Whether this rank holds both slots of every pair whole after the reduction.
     private var tiesAreLocal: Bool {
-        comms == nil || (layout.mesh.pp == 1 && !(layout.zeroStage >= 1 && layout.mesh.dp > 1))
+        comms == nil || (layout.mesh.pp == 1 && !layout.shardsOverData)
     }
 
     /// Step 1 and 2 above, on this rank's owned ranges.
     func sumTiedGradients(_ grads: UnsafeMutablePointer<Float>) throws {
         guard let tied, !tied.pairs.isEmpty else { return }
         let x = tied.exchange.data
-        // Pairs lie one after another in every segment; in collective mode
-        // tp rank t writes a split pair into segment t, and only tp rank 0
-        // writes a replicated one (into segment 0).
-        let segment = 2 * tied.pairs.reduce(0) { $0 + $1.source.count }
+        // In collective mode tp rank t writes a split pair into segment t,
+        // and only tp rank 0 writes a replicated one (into segment 0).
         let local = tiesAreLocal
-        func at(_ split: Bool) -> Int { local || !split ? 0 : coordinate.tensor * segment }
+        func at(_ split: Bool) -> Int { local || !split ? 0 : coordinate.tensor * tied.segment }
         if local {
             var base = 0
             for p in tied.pairs {
@@ -70,8 +68,7 @@ extension RankContext {
             }
         } else {
             guard let comms else { throw ParmlError.internal("tied gradients across ranks need a communicator") }
-            let sharded = layout.zeroStage >= 1 && layout.mesh.dp > 1
-            let contributes = sharded || coordinate.data == 0
+            let contributes = layout.shardsOverData || coordinate.data == 0
             tied.exchange.fill(0)
             var base = 0
             for (p, split) in zip(tied.pairs, tied.split) {
@@ -88,10 +85,8 @@ extension RankContext {
             let n = p.source.count
             let s = tied.sums.data + sumBase, g = x + at(split) + base
             for i in 0..<n { s[i] = (g[i] + 0) + (g[n + i] + 0) }
-            for owned in ownedRanges {
-                for i in 0..<n where owned.contains(p.source.lowerBound + i) { grads[p.source.lowerBound + i] = s[i] }
-                for i in 0..<n where owned.contains(p.copy.lowerBound + i) { grads[p.copy.lowerBound + i] = 0 }
-            }
+            forEachOwnedPart(of: p.source) { lo, hi in (grads + lo).update(from: s + (lo - p.source.lowerBound), count: hi - lo) }
+            forEachOwnedPart(of: p.copy) { lo, hi in (grads + lo).update(repeating: 0, count: hi - lo) }
             base += 2 * n
             sumBase += n
         }
@@ -102,12 +97,9 @@ extension RankContext {
         guard let tied else { return }
         var sumBase = 0
         for p in tied.pairs {
-            for owned in ownedRanges {
-                let lo = max(p.copy.lowerBound, owned.lowerBound), hi = min(p.copy.upperBound, owned.upperBound)
-                if lo < hi {
-                    (grads + lo).update(from: tied.sums.data + sumBase + (lo - p.copy.lowerBound), count: hi - lo)
-                    if factor != 1 { Kernels.scale(grads + lo, by: factor, count: hi - lo) }
-                }
+            forEachOwnedPart(of: p.copy) { lo, hi in
+                (grads + lo).update(from: tied.sums.data + sumBase + (lo - p.copy.lowerBound), count: hi - lo)
+                if factor != 1 { Kernels.scale(grads + lo, by: factor, count: hi - lo) }
             }
             sumBase += p.source.count
         }
@@ -115,9 +107,14 @@ extension RankContext {
 
     /// The owned parts of `slot` into `out` (indexed from the slot's start).
     private func copyOwned(_ slot: Range<Int>, from grads: UnsafePointer<Float>, to out: UnsafeMutablePointer<Float>) {
+        forEachOwnedPart(of: slot) { lo, hi in (out + (lo - slot.lowerBound)).update(from: grads + lo, count: hi - lo) }
+    }
+
+    /// Calls `body(lo, hi)` for each part lo..<hi of `slot` this rank owns.
+    private func forEachOwnedPart(of slot: Range<Int>, _ body: (Int, Int) -> Void) {
         for owned in ownedRanges {
             let lo = max(slot.lowerBound, owned.lowerBound), hi = min(slot.upperBound, owned.upperBound)
-            if lo < hi { (out + (lo - slot.lowerBound)).update(from: grads + lo, count: hi - lo) }
+            if lo < hi { body(lo, hi) }
         }
     }
 }

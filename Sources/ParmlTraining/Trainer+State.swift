@@ -121,7 +121,7 @@ extension Trainer {
         }
         let n = model.parameterCount
         let mesh = layout.mesh
-        let sharded = layout.zeroStage >= 1 && mesh.dp > 1
+        let sharded = layout.shardsOverData
         let scratch = try Tensor(shape: Shape(0))
         var whole: [Tensor] = []
         for k in names.indices {

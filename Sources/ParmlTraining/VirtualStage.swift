@@ -43,7 +43,7 @@ final class VirtualStage {
 
     /// The part of `range` data rank `d` owns.
     static func owned(_ range: Range<Int>, layout: RankLayout, data d: Int) -> Range<Int> {
-        guard layout.zeroStage >= 1 && layout.mesh.dp > 1 else { return range }
+        guard layout.shardsOverData else { return range }
         let sh = Sharding.range(count: range.count, parts: layout.mesh.dp, index: d)
         return (range.lowerBound + sh.lowerBound)..<(range.lowerBound + sh.upperBound)
     }
