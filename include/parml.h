@@ -299,7 +299,8 @@ PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
 /// PARML_ERR_BLAS (OpenBLAS cannot be loaded). Since: 0.1.
 PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
 
-/// Number of scalar parameters (also before init).
+/// Number of scalar parameters (also before init); a matrix two layers
+/// share (a tied_classifier and its embedding) counts once.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
 

@@ -136,7 +136,8 @@ public func parmlModelInit(_ model: parml_model?, _ seed: UInt64) -> parml_statu
     guarded("parml_model_init") { try modelObject(model).initialize(seed: seed) }
 }
 
-/// Number of scalar parameters (also before init).
+/// Number of scalar parameters (also before init); a matrix two layers
+/// share (a tied_classifier and its embedding) counts once.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 @c(parml_model_num_params)
 public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
