@@ -138,6 +138,11 @@ typedef int32_t parml_status;
 #define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
 #define PARML_BACKEND_MPI     2 /* one rank per process under mpirun */
 
+/* Wire formats of the data-parallel gradient sum (parml_strategy_params.gradient_compression; since 0.3). */
+#define PARML_COMPRESSION_NONE 0 /* float32 */
+#define PARML_COMPRESSION_BF16 1 /* bfloat16 with error feedback: half the bytes, float32's range */
+#define PARML_COMPRESSION_FP16 2 /* IEEE half with error feedback: half the bytes, +-65504 */
+
 /* ------------------------------------------------------------------------ */
 /* Layer attributes                                                           */
 /* ------------------------------------------------------------------------ */
@@ -228,6 +233,15 @@ typedef struct parml_strategy_params {
                                   model chunks) per stage, >= 2; the model is cut into pp x virtual_stages
                                   runs and stage s holds runs s, s+pp, ... Bubble (pp-1)/(v*m+pp-1).
                                   Default 1 (the other schedules need 1). */
+    int32_t gradient_compression; /* since 0.3; PARML_COMPRESSION_*: dp > 1 sums gradients in a ring
+                                     (reduce-scatter, all-gather) carrying 16-bit values, each rounding's
+                                     error added back at the next step by the rank that rounded. Default
+                                     mode and zero_stage 0 only; not equivalent to serial training
+                                     (docs/communication.md). Default NONE. */
+    int32_t local_steps;       /* since 0.3; local SGD: dp replicas step on their own rows and average
+                                  their parameters every local_steps steps (optimizer state stays each
+                                  replica's). 1 (default) sums gradients every step. Default mode,
+                                  zero_stage 0, no compression; clip_grad_norm with pp = tp = 1 only. */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are

@@ -194,6 +194,20 @@ public enum Kernels {
         pml_batch_norm_input_grad(dy, x, n, c, s, mean, a, meanDy, b, dx)
     }
 
+    // MARK: - 16-bit wire formats (1: bfloat16, 2: IEEE half)
+
+    /// out = q(w), error += w − q(w), rounding to nearest even.
+    public static func wireEncode(
+        _ format: Int32, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt16>, error: UnsafeMutablePointer<Float>, count: Int
+    ) {
+        pml_wire_encode(format, w, out, error, count)
+    }
+
+    /// w = q⁻¹(in), or w += it.
+    public static func wireDecode(_ format: Int32, _ input: UnsafePointer<UInt16>, _ w: UnsafeMutablePointer<Float>, adding: Bool, count: Int) {
+        pml_wire_decode(format, input, w, adding ? 1 : 0, count)
+    }
+
     // MARK: - Losses
 
     /// Softmax cross-entropy over rows of logits(N,C) with class-index targets(N).

@@ -78,7 +78,18 @@ extension Trainer {
         }
         if mesh.dp > 1 {
             let how: String
-            if strategy.deterministic {
+            let floats = layout.stageRanges.map(\.count).max() ?? 0
+            let ring32 = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 4)
+            if layout.averagesParameters {
+                how = "none between averages: local SGD, each replica steps on its own rows (loss scaled by its own row count); "
+                    + "every \(layout.localSteps) steps the parameters are averaged (all-reduce, then × 1/dp), "
+                    + "\(ring32) bytes per rank as a float32 ring, \(ring32 / layout.localSteps) per step"
+            } else if layout.compression != .none {
+                let ring16 = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 2)
+                how = "ring reduce-scatter then all-gather in \(layout.compression.name) with error feedback (each rounding's "
+                    + "error added back next step by the rank that rounded); \(ring16) bytes sent per rank per step, "
+                    + "against \(ring32) for a float32 ring"
+            } else if strategy.deterministic {
                 how = "chunk-tree nodes sent to shard owners (send/recv), summed in the fixed tree order"
                     + (layout.zeroStage == 0 ? ", then all-gather" : "")
             } else if layout.zeroStage >= 1 {

@@ -66,6 +66,12 @@ struct RankLayout {
     var shardsOverData: Bool { zeroStage >= 1 && mesh.dp > 1 }
     /// The model has batch_norm layers (top level): the schedule is GPipe.
     var hasBatchStatistics = false
+    /// The data-parallel gradient sum's wire format, and local SGD's steps
+    /// between parameter averages (1: gradients summed every step).
+    var compression: GradientCompression = .none
+    var localSteps = 1
+    /// Local SGD: replicas step on their own rows between averages.
+    var averagesParameters: Bool { localSteps > 1 && mesh.dp > 1 }
 }
 
 /// One rank: pipeline stage `coordinate.stage` of data-parallel replica
@@ -152,6 +158,9 @@ final class RankContext {
                 decaying: model.decayingRanges, frozen: model.frozenRanges)
         }
         ownedRanges = virtualStages.map(\.owned)
+        if layout.compression != .none && layout.mesh.dp > 1 {
+            for vs in virtualStages { vs.compressedRing = try CompressedRing(format: layout.compression, count: vs.range.count) }
+        }
         for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
         statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }
@@ -227,8 +236,11 @@ final class RankContext {
             throw ParmlError.internal("rank \(rank) has no parameter arena")
         }
         let settings = step.settings
+        // Local SGD: each replica's gradient is the mean over its own rows.
+        let ownRows = step.plan.rows(of: coordinate.data).count
+        let meanOver = layout.averagesParameters ? max(ownRows, 1) : step.plan.samples
         var work = StepWork(
-            step, scale: loss.meanScale(samples: step.plan.samples, output: step.outputShape),
+            step, scale: loss.meanScale(samples: meanOver, output: step.outputShape),
             microBatches: layout.microBatches, data: coordinate.data)
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
@@ -253,7 +265,7 @@ final class RankContext {
                 try combineChunkGradients(plan: step.plan, of: vs)
             } else {
                 if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
-                try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+                if !layout.averagesParameters { try reduceGradients(of: vs, bucketFloats: settings.bucketFloats) }
             }
         }
         try sumTiedGradients(grads.data)
@@ -308,8 +320,16 @@ final class RankContext {
         }
         trace.record(.optimizer, step: step.index, since: t)
 
+        // Local SGD: every localSteps steps the replicas' parameters become their mean.
+        if layout.averagesParameters && (step.index + 1) % layout.localSteps == 0 {
+            t = trace.now()
+            try averageParameters(params, bucketFloats: settings.bucketFloats)
+            trace.record(.gradientReduction, step: step.index, since: t)
+        }
+
         // 6. Share the updated shards (ZeRO) and the step's loss and accuracy.
-        var lossSum = work.lossSum
+        // Local SGD's losses are means over each replica's rows: weighted back.
+        var lossSum = layout.averagesParameters ? work.lossSum * Float(ownRows) / Float(max(step.plan.samples, 1)) : work.lossSum
         var correct = work.correct
         if let comms {
             // Ranks sharing one arena (ZeRO-3) see every shard's update already.

@@ -116,6 +116,18 @@ public final class Trainer {
         // pp × v runs (virtual stages), run c on stage c mod pp.
         let v = strategy.pipelineSchedule == .interleaved ? strategy.virtualStages : 1
         let batchStatistics = try Trainer.checkBatchStatistics(model, pp: mesh.pp, virtualStages: v)
+        if strategy.localSteps > 1 && mesh.dp > 1 {
+            // With pp or tp > 1 the norm and the tied sum run over the world,
+            // which would mix the replicas; with one rank per replica each
+            // rank's norm is its own replica's.
+            if optimizer.clipGradNorm > 0 && (mesh.pp > 1 || mesh.tp > 1) {
+                throw ParmlError.unsupported(
+                    "local_steps > 1 with clip_grad_norm and pp or tp > 1: the norm would mix the replicas; clip with pp = tp = 1 only")
+            }
+            if !model.tiedParameters.isEmpty && mesh.pp > 1 {
+                throw ParmlError.unsupported("local_steps > 1 with a tied classifier on another stage than its embedding (pp > 1)")
+            }
+        }
         let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
             ? try StagePartition.marked(
                 starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp, virtualStages: v)
@@ -148,7 +160,7 @@ public final class Trainer {
                 mesh: mesh, partition: partition,
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
-                hasBatchStatistics: batchStatistics)
+                hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, localSteps: strategy.localSteps)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {

@@ -27,6 +27,8 @@ final class VirtualStage {
     /// statistics (batch_norm), ascending; the run then executes in phases
     /// (BatchStatisticsExecution.swift).
     var statisticsLayers: [Int] = []
+    /// Gradient compression (dp > 1): the ring and this run's carried errors.
+    var compressedRing: CompressedRing?
     /// This step: the shapes entering and leaving the run (leading
     /// dimension the batch's), and pieces whose backward ran.
     var input = Shape(0)

@@ -447,3 +447,47 @@ PML_CLONES void pml_adam_update(float *restrict p, const float *restrict g, floa
         p[i] = p[i] * shrink - step * mi / (sqrtf(vi) * rbc2 + eps);
     }
 }
+
+// bfloat16: the top half of the float, rounded to nearest even; a NaN keeps
+// a quiet bit so that rounding cannot turn it into an infinity.
+static inline uint16_t pml_to_bf16(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    if ((b & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((b >> 16) | 0x40u);
+    return (uint16_t)((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+
+static inline float pml_from_bf16(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &b, 4);
+    return x;
+}
+
+PML_CLONES void pml_wire_encode(int32_t format, const float *restrict w, uint16_t *restrict out, float *restrict err, size_t n) {
+    if (format == 2) {
+        for (size_t i = 0; i < n; i++) {
+            _Float16 h = (_Float16)w[i];
+            memcpy(out + i, &h, 2);
+            err[i] += w[i] - (float)h;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = pml_to_bf16(w[i]);
+        out[i] = h;
+        err[i] += w[i] - pml_from_bf16(h);
+    }
+}
+
+PML_CLONES void pml_wire_decode(int32_t format, const uint16_t *restrict in, float *restrict w, int32_t add, size_t n) {
+    if (format == 2) {
+        for (size_t i = 0; i < n; i++) {
+            _Float16 h;
+            memcpy(&h, in + i, 2);
+            w[i] = add ? w[i] + (float)h : (float)h;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) w[i] = add ? w[i] + pml_from_bf16(in[i]) : pml_from_bf16(in[i]);
+}

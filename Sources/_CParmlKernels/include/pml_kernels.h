@@ -14,6 +14,7 @@
 #define PML_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,6 +89,11 @@ void pml_batch_norm_grad_sums(const float *dy, const float *x, size_t n, size_t 
 /* dx = a[ch]·(dy − mean_dy[ch] − (x − mean[ch])·b[ch]) */
 void pml_batch_norm_input_grad(const float *dy, const float *x, size_t n, size_t c, size_t s, const float *mean, const float *a,
                                const float *mean_dy, const float *b, float *dx);
+/* 16-bit gradient wire formats (format 1: bfloat16, 2: IEEE half), round to
+ * nearest even. encode: out[i] = q(w[i]) and err[i] += w[i] − q(w[i]);
+ * decode: w[i] = q⁻¹(in[i]), or w[i] += it when add is nonzero. */
+void pml_wire_encode(int32_t format, const float *w, uint16_t *out, float *err, size_t n);
+void pml_wire_decode(int32_t format, const uint16_t *in, float *w, int32_t add, size_t n);
 /* 0 when every x[i] is finite, NaN when one is an infinity or a NaN */
 float pml_nonfinite_probe(const float *x, size_t n);
 

@@ -150,6 +150,9 @@ PARML_PIPELINE_INTERLEAVED_1F1B = 3
 
 PARML_BACKEND_THREADS = 1
 PARML_BACKEND_MPI = 2
+PARML_COMPRESSION_NONE = 0
+PARML_COMPRESSION_BF16 = 1
+PARML_COMPRESSION_FP16 = 2
 
 PARML_TOKENS_RANDOM = 1
 PARML_TOKENS_SEQUENTIAL = 2
@@ -277,6 +280,10 @@ class parml_strategy_params(Structure):
             token embeddings by vocabulary rows; default 0
         virtual_stages: since 0.3; PARML_PIPELINE_INTERLEAVED_1F1B: runs of
             layers per stage (>= 2); default 1
+        gradient_compression: since 0.3; PARML_COMPRESSION_*: the dp gradient
+            sum's wire format (16-bit, with error feedback); default NONE
+        local_steps: since 0.3; local SGD: steps between parameter averages;
+            default 1 (gradients summed every step)
     """
 
     _fields_ = [
@@ -296,6 +303,8 @@ class parml_strategy_params(Structure):
         ("grad_chunk", c_int32),
         ("split_classifier", c_int64),
         ("virtual_stages", c_int64),
+        ("gradient_compression", c_int32),
+        ("local_steps", c_int32),
     ]
 
 
