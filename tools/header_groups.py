@@ -77,6 +77,13 @@ GROUPS = [
          "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint", "parml_file_describe"],
     ),
     (
+        "Privacy accounting",
+        "The privacy DP-SGD spends: epsilon for delta after some steps of Poisson\n"
+        "sampling and Gaussian noise, and the noise that reaches a target epsilon\n"
+        "(docs/privacy.md). Arithmetic only: no handles.",
+        ["parml_privacy_epsilon", "parml_privacy_noise_multiplier"],
+    ),
+    (
         "OpenBLAS",
         "The matrix library, loaded at first use with kernels for this CPU.",
         ["parml_blas_core", "parml_blas_set_threads", "parml_blas_threads"],

@@ -9,14 +9,14 @@ import ParmlTraining
 // buffers are malloc'd and freed with parml_buffer_free.
 
 /// The path argument as a String, or .invalidArgument.
-private func pathString(_ path: UnsafePointer<CChar>?) throws -> String {
+func pathString(_ path: UnsafePointer<CChar>?) throws -> String {
     let s = String(cString: try nonNull(path, "path"))
     guard !s.isEmpty else { throw ParmlError.invalidArgument("path is empty") }
     return s
 }
 
 /// The (buf, len) argument pair as bytes, or .invalidArgument.
-private func inputBytes(_ buf: UnsafeRawPointer?, _ len: UInt) throws -> UnsafeRawBufferPointer {
+func inputBytes(_ buf: UnsafeRawPointer?, _ len: UInt) throws -> UnsafeRawBufferPointer {
     let buf = try nonNull(buf, "buf")
     guard len > 0 else { throw ParmlError.invalidArgument("len is 0") }
     guard len <= UInt(Int.max) else { throw ParmlError.invalidArgument("len \(len) is larger than any buffer") }
@@ -24,7 +24,7 @@ private func inputBytes(_ buf: UnsafeRawPointer?, _ len: UInt) throws -> UnsafeR
 }
 
 /// Hands encoded bytes to the caller through (buf_out, len_out), both checked first.
-private func handOut(
+func handOut(
     _ bufOut: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ lenOut: UnsafeMutablePointer<UInt>?, _ encode: () throws -> EncodedBytes
 ) throws {
     let bufOut = try nonNull(bufOut, "buf_out")

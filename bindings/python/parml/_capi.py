@@ -858,6 +858,20 @@ def parml_optimizer_params_init(params: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_privacy_epsilon(double q, double sigma, int64_t steps, double delta, double * epsilon_out);
+@ctypes_function("parml_privacy_epsilon", [c_double, c_double, c_int64, c_double, POINTER(c_double)], parml_status)
+def parml_privacy_epsilon(q: float, sigma: float, steps: int, delta: float, epsilon_out: Any, /) -> int:
+    """The epsilon DP-SGD spends in `steps` steps (Poisson rate q, noise multiplier sigma) for delta."""
+    ...
+
+
+# PARML_API parml_status parml_privacy_noise_multiplier(double target_epsilon, double q, int64_t steps, double delta, double * sigma_out);
+@ctypes_function("parml_privacy_noise_multiplier", [c_double, c_double, c_int64, c_double, POINTER(c_double)], parml_status)
+def parml_privacy_noise_multiplier(target_epsilon: float, q: float, steps: int, delta: float, sigma_out: Any, /) -> int:
+    """The smallest noise multiplier whose epsilon after `steps` steps is at most target_epsilon."""
+    ...
+
+
 # PARML_API char const * parml_status_string(parml_status status);
 @ctypes_function("parml_status_string", [parml_status], c_char_p)
 def parml_status_string(status: int, /) -> bytes:
