@@ -2,7 +2,7 @@ import CParmlTypes
 import ParmlPrivacy
 import ParmlTensor
 
-// Differential-privacy accounting (docs/privacy.md): ε spent by DP-SGD steps,
+// Differential-privacy accounting (docs/privacy.md): epsilon spent by DP-SGD steps,
 // and the noise that keeps it under a target. Arithmetic only; no handles.
 
 /// Runs an accountant call, turning its refusals into PARML_ERR_INVALID_ARGUMENT.
@@ -14,10 +14,10 @@ private func accounting(_ body: () throws -> Double) throws -> Double {
     }
 }
 
-/// The ε of (ε, δ)-differential privacy spent by `steps` steps of DP-SGD
-/// with Poisson sampling at rate q (each example in a batch with probability
-/// q) and Gaussian noise of standard deviation sigma × the clipping norm,
-/// in *epsilon_out: Rényi-DP accounting of the sampled Gaussian mechanism
+/// The epsilon of (epsilon, delta)-differential privacy spent by `steps`
+/// steps of DP-SGD with Poisson sampling at rate q (each example in a batch
+/// with probability q) and Gaussian noise of standard deviation sigma times
+/// the clipping norm, in *epsilon_out: Renyi-DP accounting of the sampled Gaussian mechanism
 /// (Mironov et al. 2019) converted as Google's dp-accounting RdpAccountant
 /// does, over its orders (docs/privacy.md). Fixed-size shuffled batches are
 /// not covered by this analysis.

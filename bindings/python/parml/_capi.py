@@ -114,6 +114,9 @@ PARML_ERR_CANCELLED = 9
 PARML_ERR_INTERNAL = 10
 PARML_ERR_COMMUNICATION = 11
 PARML_ERR_NONFINITE = 12
+PARML_ERR_AUTH_MISSING = 13
+PARML_ERR_AUTH_KEY = 14
+PARML_ERR_AUTH_FAILED = 15
 
 PARML_ACTIVATION_RELU = 1
 PARML_ACTIVATION_GELU = 2
@@ -671,6 +674,15 @@ def parml_model_deserialize(buf: Any, len: int, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_deserialize_authenticated(void const * buf, size_t len, void const * key, size_t key_len, parml_model * out);
+@ctypes_function(
+    "parml_model_deserialize_authenticated", [c_void_p, c_size_t, c_void_p, c_size_t, POINTER(parml_model)], parml_status
+)
+def parml_model_deserialize_authenticated(buf: Any, len: int, key: Any, key_len: int, out: Any, /) -> int:
+    """A new model from bytes authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_model_end_residual(parml_model model);
 @ctypes_function("parml_model_end_residual", [parml_model], parml_status)
 def parml_model_end_residual(model: Any, /) -> int:
@@ -717,6 +729,13 @@ def parml_model_init(model: Any, seed: int, /) -> int:
 @ctypes_function("parml_model_load", [c_char_p, POINTER(parml_model)], parml_status)
 def parml_model_load(path: bytes, out: Any, /) -> int:
     """Reads a model file into a new, initialised model in *out."""
+    ...
+
+
+# PARML_API parml_status parml_model_load_authenticated(char const * path, void const * key, size_t key_len, parml_model * out);
+@ctypes_function("parml_model_load_authenticated", [c_char_p, c_void_p, c_size_t, POINTER(parml_model)], parml_status)
+def parml_model_load_authenticated(path: bytes, key: Any, key_len: int, out: Any, /) -> int:
+    """A new model read from a file authenticated with key."""
     ...
 
 
@@ -768,10 +787,26 @@ def parml_model_save(model: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_save_authenticated(parml_model model, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_model_save_authenticated", [parml_model, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_model_save_authenticated(model: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """parml_model_save with an HMAC-SHA-256 tag under key (>= 16 bytes)."""
+    ...
+
+
 # PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
 @ctypes_function("parml_model_serialize", [parml_model, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
 def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
     """A model file's bytes in a new buffer (free it with parml_buffer_free)."""
+    ...
+
+
+# PARML_API parml_status parml_model_serialize_authenticated(parml_model model, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_model_serialize_authenticated", [parml_model, c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], parml_status
+)
+def parml_model_serialize_authenticated(model: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_model_save_authenticated would write, in a new buffer."""
     ...
 
 
@@ -1013,6 +1048,15 @@ def parml_trainer_deserialize_checkpoint(trainer: Any, buf: Any, len: int, /) ->
     ...
 
 
+# PARML_API parml_status parml_trainer_deserialize_checkpoint_authenticated(parml_trainer trainer, void const * buf, size_t len, void const * key, size_t key_len);
+@ctypes_function(
+    "parml_trainer_deserialize_checkpoint_authenticated", [parml_trainer, c_void_p, c_size_t, c_void_p, c_size_t], parml_status
+)
+def parml_trainer_deserialize_checkpoint_authenticated(trainer: Any, buf: Any, len: int, key: Any, key_len: int, /) -> int:
+    """Restores a checkpoint from bytes authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_epoch_count(parml_trainer trainer, int64_t * epochs_out);
 @ctypes_function("parml_trainer_epoch_count", [parml_trainer, POINTER(c_int64)], parml_status)
 def parml_trainer_epoch_count(trainer: Any, epochs_out: Any, /) -> int:
@@ -1065,6 +1109,13 @@ def parml_trainer_load_checkpoint(trainer: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_load_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_trainer_load_checkpoint_authenticated", [parml_trainer, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_trainer_load_checkpoint_authenticated(trainer: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """Restores a checkpoint file authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 @ctypes_function("parml_trainer_memory", [parml_trainer, c_int32, POINTER(parml_memory_report)], parml_status)
 def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
@@ -1114,10 +1165,28 @@ def parml_trainer_save_checkpoint(trainer: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_save_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_trainer_save_checkpoint_authenticated", [parml_trainer, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_trainer_save_checkpoint_authenticated(trainer: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """parml_trainer_save_checkpoint with an HMAC-SHA-256 tag under key (>= 16 bytes)."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
 @ctypes_function("parml_trainer_serialize_checkpoint", [parml_trainer, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
 def parml_trainer_serialize_checkpoint(trainer: Any, buf_out: Any, len_out: Any, /) -> int:
     """A checkpoint's bytes in a new buffer (free it with parml_buffer_free)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_serialize_checkpoint_authenticated(parml_trainer trainer, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_trainer_serialize_checkpoint_authenticated",
+    [parml_trainer, c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)],
+    parml_status,
+)
+def parml_trainer_serialize_checkpoint_authenticated(trainer: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_trainer_save_checkpoint_authenticated would write, in a new buffer."""
     ...
 
 

@@ -60,12 +60,13 @@ def _oracle_epsilon(dpa, q, sigma, steps, delta):
     return acc.get_epsilon(delta)
 
 
+# 100 points, ~6 s of dp-accounting's time.
 GRID = list(
     itertools.product(
-        [1e-3, MNIST_Q, 0.01, 0.1, 0.5, 1.0],  # q
+        [1e-3, MNIST_Q, 0.05, 0.5, 1.0],  # q
         [0.5, 0.8, 1.1, 2.0, 5.0],  # sigma
-        [1, 100, 5000],  # steps
-        [1e-6, 1e-5, 1e-3],  # delta
+        [1, 5000],  # steps
+        [1e-5, 1e-3],  # delta
     )
 )
 
