@@ -673,8 +673,9 @@ PARML_API parml_status parml_model_save(parml_model model, char const * path);
 /// streams work too.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL out),
 /// PARML_ERR_IO, PARML_ERR_FORMAT (truncated, damaged, not a model, or a
-/// newer format version), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// newer format version), PARML_ERR_AUTH_KEY (an authenticated file: use
+/// parml_model_load_authenticated), PARML_ERR_BLAS (OpenBLAS cannot be
+/// loaded), PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_load(char const * path, parml_model * out);
 
 /// The bytes parml_model_save would write, in a new buffer: *buf_out (free
@@ -686,8 +687,9 @@ PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out,
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
 /// output, or a checkpoint's: its model); the caller keeps `buf`.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
-/// PARML_ERR_FORMAT, PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// PARML_ERR_FORMAT, PARML_ERR_AUTH_KEY (authenticated bytes),
+/// PARML_ERR_BLAS (OpenBLAS cannot be loaded), PARML_ERR_OUT_OF_MEMORY.
+/// Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
 
 /// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
@@ -732,7 +734,9 @@ PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char
 /// trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
-/// (optimizer state of another size), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated
+/// checkpoint: use parml_trainer_load_checkpoint_authenticated),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
 
 /// The bytes parml_trainer_save_checkpoint would write, in a new buffer
@@ -746,7 +750,8 @@ PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer,
 /// keeps them). On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf, len 0, other
 /// layers or optimizer kind), PARML_ERR_FORMAT, PARML_ERR_SHAPE,
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// PARML_ERR_AUTH_KEY (authenticated bytes), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.2.
 PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
 
 /// A report on the parml file at `path` (a model, a checkpoint or a tensor
@@ -759,7 +764,9 @@ PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer traine
 /// parml_buffer_free. This is what the `parml info` tool prints.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL text_out),
 /// PARML_ERR_IO (cannot read), PARML_ERR_FORMAT (not a parml file, damaged,
-/// truncated, or a newer format), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// truncated, or a newer format), PARML_ERR_AUTH_KEY (an authenticated file:
+/// its tag cannot be checked without the key), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.3.
 PARML_API parml_status parml_file_describe(char const * path, int32_t as_json, char ** text_out);
 
 /// parml_model_save with an HMAC-SHA-256 tag under `key` (key_len >= 16
