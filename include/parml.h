@@ -656,7 +656,8 @@ PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t gl
 /* Files                                                                    */
 /* Models, tensors and checkpoints as protobuf messages of proto/parml.proto, */
 /* to a path (written atomically) or a buffer; ONNX export for inference    */
-/* elsewhere (docs/file-format.md).                                         */
+/* elsewhere (docs/file-format.md). The *_authenticated calls add (or       */
+/* demand) an HMAC-SHA-256 tag under a key the caller holds.                */
 /* ------------------------------------------------------------------------ */
 
 /// Writes an initialised model (layers, attributes, parameters) to `path`
@@ -674,8 +675,9 @@ PARML_API parml_status parml_model_save(parml_model model, char const * path);
 /// streams work too.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL out),
 /// PARML_ERR_IO, PARML_ERR_FORMAT (truncated, damaged, not a model, or a
-/// newer format version), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// newer format version), PARML_ERR_AUTH_KEY (an authenticated file: use
+/// parml_model_load_authenticated), PARML_ERR_BLAS (OpenBLAS cannot be
+/// loaded), PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_load(char const * path, parml_model * out);
 
 /// The bytes parml_model_save would write, in a new buffer: *buf_out (free
@@ -687,8 +689,9 @@ PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out,
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
 /// output, or a checkpoint's: its model); the caller keeps `buf`.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
-/// PARML_ERR_FORMAT, PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// PARML_ERR_FORMAT, PARML_ERR_AUTH_KEY (authenticated bytes),
+/// PARML_ERR_BLAS (OpenBLAS cannot be loaded), PARML_ERR_OUT_OF_MEMORY.
+/// Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
 
 /// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
@@ -733,7 +736,9 @@ PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char
 /// trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
-/// (optimizer state of another size), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated
+/// checkpoint: use parml_trainer_load_checkpoint_authenticated),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
 
 /// The bytes parml_trainer_save_checkpoint would write, in a new buffer
@@ -747,7 +752,8 @@ PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer,
 /// keeps them). On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf, len 0, other
 /// layers or optimizer kind), PARML_ERR_FORMAT, PARML_ERR_SHAPE,
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// PARML_ERR_AUTH_KEY (authenticated bytes), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.2.
 PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
 
 /// A report on the parml file at `path` (a model, a checkpoint or a tensor
@@ -760,8 +766,98 @@ PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer traine
 /// parml_buffer_free. This is what the `parml info` tool prints.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL text_out),
 /// PARML_ERR_IO (cannot read), PARML_ERR_FORMAT (not a parml file, damaged,
-/// truncated, or a newer format), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// truncated, or a newer format), PARML_ERR_AUTH_KEY (an authenticated file:
+/// its tag cannot be checked without the key), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.3.
 PARML_API parml_status parml_file_describe(char const * path, int32_t as_json, char ** text_out);
+
+/// parml_model_save with an HMAC-SHA-256 tag under `key` (key_len >= 16
+/// bytes, borrowed for the call): only parml_model_load_authenticated with
+/// the same key loads the file. Packed in memory, then written atomically.
+/// Errors: those of parml_model_save, PARML_ERR_INVALID_ARGUMENT (NULL key,
+/// key_len < 16), PARML_ERR_UNSUPPORTED (OpenSSL's libcrypto cannot be
+/// loaded). Since: 0.3.
+PARML_API parml_status parml_model_save_authenticated(parml_model model, char const * path, void const * key, size_t key_len);
+
+/// parml_model_load of a file saved with `key` (also the model inside a
+/// checkpoint saved with it): the tag is checked before anything else of the
+/// file is read. Each failure has its own code.
+/// Errors: those of parml_model_load, PARML_ERR_INVALID_ARGUMENT (NULL key,
+/// key_len < 16), PARML_ERR_AUTH_MISSING (the file has no tag),
+/// PARML_ERR_AUTH_KEY (tagged under another key), PARML_ERR_AUTH_FAILED
+/// (the tag does not verify: bytes altered), PARML_ERR_UNSUPPORTED (no
+/// libcrypto). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_model_load_authenticated(char const * path, void const * key, size_t key_len, parml_model * out);
+
+/// The bytes parml_model_save_authenticated would write, in a new buffer
+/// *buf_out (free it with parml_buffer_free) of *len_out bytes.
+/// Errors: those of parml_model_serialize, PARML_ERR_INVALID_ARGUMENT (NULL
+/// key, key_len < 16), PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_model_serialize_authenticated(parml_model model, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+
+/// parml_model_deserialize of bytes authenticated with `key`; the caller
+/// keeps `buf`.
+/// Errors: those of parml_model_deserialize and of
+/// parml_model_load_authenticated (PARML_ERR_AUTH_MISSING, _KEY, _FAILED).
+/// Thread-safe. Since: 0.3.
+PARML_API parml_status parml_model_deserialize_authenticated(void const * buf, size_t len, void const * key, size_t key_len, parml_model * out);
+
+/// parml_trainer_save_checkpoint with an HMAC-SHA-256 tag under `key`
+/// (key_len >= 16 bytes): only the *_authenticated loads with the same key
+/// read it. Collective on the MPI backend; world rank 0 writes.
+/// Errors: those of parml_trainer_save_checkpoint,
+/// PARML_ERR_INVALID_ARGUMENT (NULL key, key_len < 16),
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_save_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+
+/// parml_trainer_load_checkpoint of a checkpoint saved with `key`; the tag
+/// is checked first. On error nothing changes.
+/// Errors: those of parml_trainer_load_checkpoint,
+/// PARML_ERR_INVALID_ARGUMENT (NULL key, key_len < 16),
+/// PARML_ERR_AUTH_MISSING, PARML_ERR_AUTH_KEY, PARML_ERR_AUTH_FAILED,
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_load_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+
+/// The bytes parml_trainer_save_checkpoint_authenticated would write, in a
+/// new buffer *buf_out (free it with parml_buffer_free) of *len_out bytes.
+/// Collective on the MPI backend.
+/// Errors: those of parml_trainer_serialize_checkpoint,
+/// PARML_ERR_INVALID_ARGUMENT (NULL key, key_len < 16),
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_serialize_checkpoint_authenticated(parml_trainer trainer, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+
+/// parml_trainer_deserialize_checkpoint of bytes authenticated with `key`
+/// (the caller keeps `buf`). On error nothing changes.
+/// Errors: those of parml_trainer_deserialize_checkpoint and
+/// PARML_ERR_AUTH_MISSING, PARML_ERR_AUTH_KEY, PARML_ERR_AUTH_FAILED,
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_deserialize_checkpoint_authenticated(parml_trainer trainer, void const * buf, size_t len, void const * key, size_t key_len);
+
+/* ------------------------------------------------------------------------ */
+/* Privacy accounting                                                       */
+/* The privacy DP-SGD spends: epsilon for delta after some steps of Poisson */
+/* sampling and Gaussian noise, and the noise that reaches a target epsilon */
+/* (docs/privacy.md). Arithmetic only: no handles.                          */
+/* ------------------------------------------------------------------------ */
+
+/// The epsilon of (epsilon, delta)-differential privacy spent by `steps`
+/// steps of DP-SGD with Poisson sampling at rate q (each example in a batch
+/// with probability q) and Gaussian noise of standard deviation sigma times
+/// the clipping norm, in *epsilon_out: Renyi-DP accounting of the sampled Gaussian mechanism
+/// (Mironov et al. 2019) converted as Google's dp-accounting RdpAccountant
+/// does, over its orders (docs/privacy.md). Fixed-size shuffled batches are
+/// not covered by this analysis.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (q outside (0, 1], sigma not > 0,
+/// steps < 0, delta outside (0, 1), NULL epsilon_out). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_privacy_epsilon(double q, double sigma, int64_t steps, double delta, double * epsilon_out);
+
+/// The smallest noise multiplier sigma (to a relative 1e-6, rounded up) for
+/// which parml_privacy_epsilon(q, sigma, steps, delta) is at most
+/// target_epsilon, in *sigma_out. For E epochs at rate q, steps = ceil(E / q).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (target_epsilon not > 0, q outside
+/// (0, 1], steps < 1, delta outside (0, 1), no sigma up to 1e6 reaches the
+/// target, NULL sigma_out). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_privacy_noise_multiplier(double target_epsilon, double q, int64_t steps, double delta, double * sigma_out);
 
 /* ------------------------------------------------------------------------ */
 /* OpenBLAS                                                                 */

@@ -74,6 +74,9 @@ typedef int32_t parml_status;
 #define PARML_ERR_INTERNAL         10 /* a bug in parml; please report it */
 #define PARML_ERR_COMMUNICATION    11 /* a rank failed or timed out; every rank returns this */
 #define PARML_ERR_NONFINITE        12 /* a step's loss or gradients were not finite; it updated nothing (since 0.3) */
+#define PARML_ERR_AUTH_MISSING     13 /* a key was given but the file carries no authentication tag (since 0.3) */
+#define PARML_ERR_AUTH_KEY         14 /* the file is authenticated with another key, or was loaded without one (since 0.3) */
+#define PARML_ERR_AUTH_FAILED      15 /* the file's authentication tag does not verify: its bytes were altered (since 0.3) */
 /* New codes are added here, with new numbers. */
 
 /* ------------------------------------------------------------------------ */

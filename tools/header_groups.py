@@ -70,11 +70,23 @@ GROUPS = [
         "Files",
         "Models, tensors and checkpoints as protobuf messages of proto/parml.proto,\n"
         "to a path (written atomically) or a buffer; ONNX export for inference\n"
-        "elsewhere (docs/file-format.md).",
+        "elsewhere (docs/file-format.md). The *_authenticated calls add (or\n"
+        "demand) an HMAC-SHA-256 tag under a key the caller holds.",
         ["parml_model_save", "parml_model_load", "parml_model_serialize", "parml_model_deserialize",
          "parml_model_export_onnx", "parml_tensor_serialize", "parml_tensor_deserialize",
          "parml_trainer_save_checkpoint", "parml_trainer_load_checkpoint",
-         "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint", "parml_file_describe"],
+         "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint", "parml_file_describe",
+         "parml_model_save_authenticated", "parml_model_load_authenticated", "parml_model_serialize_authenticated",
+         "parml_model_deserialize_authenticated", "parml_trainer_save_checkpoint_authenticated",
+         "parml_trainer_load_checkpoint_authenticated", "parml_trainer_serialize_checkpoint_authenticated",
+         "parml_trainer_deserialize_checkpoint_authenticated"],
+    ),
+    (
+        "Privacy accounting",
+        "The privacy DP-SGD spends: epsilon for delta after some steps of Poisson\n"
+        "sampling and Gaussian noise, and the noise that reaches a target epsilon\n"
+        "(docs/privacy.md). Arithmetic only: no handles.",
+        ["parml_privacy_epsilon", "parml_privacy_noise_multiplier"],
     ),
     (
         "OpenBLAS",

@@ -21,7 +21,7 @@ bindings/python/README.md lists the whole API.
 
 from __future__ import annotations
 
-from . import _capi, schedules
+from . import _capi, privacy, schedules
 from ._lib import LIBRARY_PATH as library_path
 from ._lib import proto_path
 from ._version import __version__
@@ -32,6 +32,10 @@ from .errors import (
     ClosedError,
     CommunicationError,
     NonFiniteError,
+    AuthenticationError,
+    MissingTagError,
+    WrongKeyError,
+    TamperedError,
     FormatError,
     InternalError,
     InvalidArgumentError,
@@ -102,6 +106,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "schedules",
+    "privacy",
     "Strategy",
     "Trainer",
     "History",
@@ -127,6 +132,10 @@ __all__ = [
     "InternalError",
     "CommunicationError",
     "NonFiniteError",
+    "AuthenticationError",
+    "MissingTagError",
+    "WrongKeyError",
+    "TamperedError",
     "ClosedError",
     "LibraryNotFoundError",
     "LibraryVersionError",

@@ -114,6 +114,9 @@ PARML_ERR_CANCELLED = 9
 PARML_ERR_INTERNAL = 10
 PARML_ERR_COMMUNICATION = 11
 PARML_ERR_NONFINITE = 12
+PARML_ERR_AUTH_MISSING = 13
+PARML_ERR_AUTH_KEY = 14
+PARML_ERR_AUTH_FAILED = 15
 
 PARML_ACTIVATION_RELU = 1
 PARML_ACTIVATION_GELU = 2
@@ -680,6 +683,15 @@ def parml_model_deserialize(buf: Any, len: int, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_deserialize_authenticated(void const * buf, size_t len, void const * key, size_t key_len, parml_model * out);
+@ctypes_function(
+    "parml_model_deserialize_authenticated", [c_void_p, c_size_t, c_void_p, c_size_t, POINTER(parml_model)], parml_status
+)
+def parml_model_deserialize_authenticated(buf: Any, len: int, key: Any, key_len: int, out: Any, /) -> int:
+    """A new model from bytes authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_model_end_residual(parml_model model);
 @ctypes_function("parml_model_end_residual", [parml_model], parml_status)
 def parml_model_end_residual(model: Any, /) -> int:
@@ -726,6 +738,13 @@ def parml_model_init(model: Any, seed: int, /) -> int:
 @ctypes_function("parml_model_load", [c_char_p, POINTER(parml_model)], parml_status)
 def parml_model_load(path: bytes, out: Any, /) -> int:
     """Reads a model file into a new, initialised model in *out."""
+    ...
+
+
+# PARML_API parml_status parml_model_load_authenticated(char const * path, void const * key, size_t key_len, parml_model * out);
+@ctypes_function("parml_model_load_authenticated", [c_char_p, c_void_p, c_size_t, POINTER(parml_model)], parml_status)
+def parml_model_load_authenticated(path: bytes, key: Any, key_len: int, out: Any, /) -> int:
+    """A new model read from a file authenticated with key."""
     ...
 
 
@@ -777,10 +796,26 @@ def parml_model_save(model: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_save_authenticated(parml_model model, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_model_save_authenticated", [parml_model, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_model_save_authenticated(model: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """parml_model_save with an HMAC-SHA-256 tag under key (>= 16 bytes)."""
+    ...
+
+
 # PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
 @ctypes_function("parml_model_serialize", [parml_model, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
 def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
     """A model file's bytes in a new buffer (free it with parml_buffer_free)."""
+    ...
+
+
+# PARML_API parml_status parml_model_serialize_authenticated(parml_model model, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_model_serialize_authenticated", [parml_model, c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], parml_status
+)
+def parml_model_serialize_authenticated(model: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_model_save_authenticated would write, in a new buffer."""
     ...
 
 
@@ -864,6 +899,20 @@ def parml_mpi_world_size(size_out: Any, /) -> int:
 @ctypes_function("parml_optimizer_params_init", [POINTER(parml_optimizer_params)], parml_status)
 def parml_optimizer_params_init(params: Any, /) -> int:
     """Fills *params with the optimizer defaults and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_privacy_epsilon(double q, double sigma, int64_t steps, double delta, double * epsilon_out);
+@ctypes_function("parml_privacy_epsilon", [c_double, c_double, c_int64, c_double, POINTER(c_double)], parml_status)
+def parml_privacy_epsilon(q: float, sigma: float, steps: int, delta: float, epsilon_out: Any, /) -> int:
+    """The epsilon DP-SGD spends in `steps` steps (Poisson rate q, noise multiplier sigma) for delta."""
+    ...
+
+
+# PARML_API parml_status parml_privacy_noise_multiplier(double target_epsilon, double q, int64_t steps, double delta, double * sigma_out);
+@ctypes_function("parml_privacy_noise_multiplier", [c_double, c_double, c_int64, c_double, POINTER(c_double)], parml_status)
+def parml_privacy_noise_multiplier(target_epsilon: float, q: float, steps: int, delta: float, sigma_out: Any, /) -> int:
+    """The smallest noise multiplier whose epsilon after `steps` steps is at most target_epsilon."""
     ...
 
 
@@ -1008,6 +1057,15 @@ def parml_trainer_deserialize_checkpoint(trainer: Any, buf: Any, len: int, /) ->
     ...
 
 
+# PARML_API parml_status parml_trainer_deserialize_checkpoint_authenticated(parml_trainer trainer, void const * buf, size_t len, void const * key, size_t key_len);
+@ctypes_function(
+    "parml_trainer_deserialize_checkpoint_authenticated", [parml_trainer, c_void_p, c_size_t, c_void_p, c_size_t], parml_status
+)
+def parml_trainer_deserialize_checkpoint_authenticated(trainer: Any, buf: Any, len: int, key: Any, key_len: int, /) -> int:
+    """Restores a checkpoint from bytes authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_epoch_count(parml_trainer trainer, int64_t * epochs_out);
 @ctypes_function("parml_trainer_epoch_count", [parml_trainer, POINTER(c_int64)], parml_status)
 def parml_trainer_epoch_count(trainer: Any, epochs_out: Any, /) -> int:
@@ -1060,6 +1118,13 @@ def parml_trainer_load_checkpoint(trainer: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_load_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_trainer_load_checkpoint_authenticated", [parml_trainer, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_trainer_load_checkpoint_authenticated(trainer: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """Restores a checkpoint file authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 @ctypes_function("parml_trainer_memory", [parml_trainer, c_int32, POINTER(parml_memory_report)], parml_status)
 def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
@@ -1109,10 +1174,28 @@ def parml_trainer_save_checkpoint(trainer: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_save_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_trainer_save_checkpoint_authenticated", [parml_trainer, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_trainer_save_checkpoint_authenticated(trainer: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """parml_trainer_save_checkpoint with an HMAC-SHA-256 tag under key (>= 16 bytes)."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
 @ctypes_function("parml_trainer_serialize_checkpoint", [parml_trainer, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
 def parml_trainer_serialize_checkpoint(trainer: Any, buf_out: Any, len_out: Any, /) -> int:
     """A checkpoint's bytes in a new buffer (free it with parml_buffer_free)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_serialize_checkpoint_authenticated(parml_trainer trainer, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_trainer_serialize_checkpoint_authenticated",
+    [parml_trainer, c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)],
+    parml_status,
+)
+def parml_trainer_serialize_checkpoint_authenticated(trainer: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_trainer_save_checkpoint_authenticated would write, in a new buffer."""
     ...
 
 

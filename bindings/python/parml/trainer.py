@@ -405,29 +405,50 @@ class Trainer(Handle):
 
     # -- checkpoints -----------------------------------------------------
 
-    def save_checkpoint(self, path: object) -> None:
+    def save_checkpoint(self, path: object, key: bytes | None = None) -> None:
         """Writes a checkpoint (parameters, whole optimizer state, step count,
-        seed, layout) to `path` atomically. It loads under any layout."""
+        seed, layout) to `path` atomically. It loads under any layout. With
+        `key` (bytes, at least 16) it carries an HMAC-SHA-256 tag and loads
+        only with the same key."""
         with self._use() as t:
-            check(_capi.parml_trainer_save_checkpoint(t, _buffers.as_path(path)))
+            if key is None:
+                check(_capi.parml_trainer_save_checkpoint(t, _buffers.as_path(path)))
+            else:
+                k = _buffers.as_key(key)
+                check(_capi.parml_trainer_save_checkpoint_authenticated(t, _buffers.as_path(path), k, len(k)))
 
-    def load_checkpoint(self, path: object) -> None:
+    def load_checkpoint(self, path: object, key: bytes | None = None) -> None:
         """Restores a checkpoint written by a trainer of a model with the same
-        layers and an optimizer of the same kind, under any layout. On error
-        nothing changes."""
+        layers and an optimizer of the same kind, under any layout. With
+        `key`, its tag must verify (MissingTagError, WrongKeyError,
+        TamperedError); without, an authenticated checkpoint is refused. On
+        error nothing changes."""
         with self._use() as t:
-            check(_capi.parml_trainer_load_checkpoint(t, _buffers.as_path(path)))
+            if key is None:
+                check(_capi.parml_trainer_load_checkpoint(t, _buffers.as_path(path)))
+            else:
+                k = _buffers.as_key(key)
+                check(_capi.parml_trainer_load_checkpoint_authenticated(t, _buffers.as_path(path), k, len(k)))
 
-    def checkpoint_bytes(self) -> bytes:
-        """The bytes ``save_checkpoint`` would write."""
+    def checkpoint_bytes(self, key: bytes | None = None) -> bytes:
+        """The bytes ``save_checkpoint`` would write (with `key`: authenticated)."""
         with self._use() as t:
-            return _buffers.take_bytes(lambda buf, n: _capi.parml_trainer_serialize_checkpoint(t, buf, n))
+            if key is None:
+                return _buffers.take_bytes(lambda buf, n: _capi.parml_trainer_serialize_checkpoint(t, buf, n))
+            k = _buffers.as_key(key)
+            return _buffers.take_bytes(
+                lambda buf, n: _capi.parml_trainer_serialize_checkpoint_authenticated(t, k, len(k), buf, n)
+            )
 
-    def load_checkpoint_bytes(self, data: object) -> None:
-        """``load_checkpoint`` from a checkpoint's bytes."""
+    def load_checkpoint_bytes(self, data: object, key: bytes | None = None) -> None:
+        """``load_checkpoint`` from a checkpoint's bytes (`key` as there)."""
         raw = _buffers.as_bytes(data, "data")
         with self._use() as t:
-            check(_capi.parml_trainer_deserialize_checkpoint(t, raw, len(raw)))
+            if key is None:
+                check(_capi.parml_trainer_deserialize_checkpoint(t, raw, len(raw)))
+            else:
+                k = _buffers.as_key(key)
+                check(_capi.parml_trainer_deserialize_checkpoint_authenticated(t, raw, len(raw), k, len(k)))
 
     def memory(self, rank: int = 0) -> MemoryReport:
         """Bytes rank `rank` (0..dp*pp*tp-1) holds: parameters and gradients
