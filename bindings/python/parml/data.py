@@ -107,7 +107,13 @@ class Dataset(Handle):
         delimiter: str = ",",
         label_kind: str = "class",
     ) -> "Dataset":
-        """See parml.load_csv."""
+        """Loads a dataset from a CSV table: inputs (N, F) float32 from the
+        ``features`` columns (names or indices from 0; None: every column but
+        the label), targets (N,) from the ``label`` column (name, or index; -1
+        the last): class indices (label_kind "class") or float values
+        ("value"). Raises FormatError naming the line and column of a ragged
+        row or a cell that is not a number, and InvalidArgumentError for a
+        column the file does not have. ``parml.load_csv`` is this function."""
         params = _capi.parml_csv_params()
         check(_capi.parml_csv_params_init(params))
         if len(delimiter) != 1 or len(delimiter.encode()) != 1:
@@ -320,25 +326,7 @@ def load_npz(path: str | os.PathLike[str], inputs: str = "x", targets: str = "y"
     return Dataset.load_npz(path, inputs, targets)
 
 
-def load_csv(
-    path: str | os.PathLike[str],
-    *,
-    label: str | int = -1,
-    features: Sequence[str] | Sequence[int] | None = None,
-    header: bool = True,
-    delimiter: str = ",",
-    label_kind: str = "class",
-) -> Dataset:
-    """Loads a dataset from a CSV table: inputs (N, F) float32 from the
-    ``features`` columns (names or indices from 0; None: every column but
-    the label), targets (N,) from the ``label`` column (name, or index; -1
-    the last): class indices (label_kind "class") or float values
-    ("value"). Raises FormatError naming the line and column of a ragged row
-    or a cell that is not a number, and InvalidArgumentError for a column
-    the file does not have."""
-    return Dataset.load_csv(
-        path, label=label, features=features, header=header, delimiter=delimiter, label_kind=label_kind
-    )
+load_csv = Dataset.load_csv
 
 
 def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:
