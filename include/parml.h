@@ -420,8 +420,8 @@ PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor ta
 /// it: inputs (inputs_dims, float32 only: PARML_DTYPE_FLOAT32) and targets
 /// (targets_dims; PARML_DTYPE_FLOAT32 or _INT32 read in place, _INT64
 /// narrowed into a library-owned int32 copy of the targets). Shapes and
-/// meaning as in parml_dataset_create. Both pointers must be 4-byte
-/// aligned. Lifetime: the memory is borrowed, not owned: it must stay
+/// meaning as in parml_dataset_create. Each pointer must be aligned to
+/// its element size (4 bytes; 8 for int64 targets). Lifetime: the memory is borrowed, not owned: it must stay
 /// valid until parml_dataset_free(*out) has returned and no call that uses
 /// the dataset (parml_trainer_fit, _evaluate) is still running on another
 /// thread, and must not change while such a call runs. The class count
@@ -489,7 +489,8 @@ PARML_API parml_status parml_dataset_load_npz(char const * path, char const * in
 /// columns, targets (N) from the label column, int32 class indices
 /// (PARML_CSV_LABEL_CLASS) or float32 values (_VALUE). Fields may be
 /// double-quoted (RFC 4180); blank lines are skipped; every cell read must
-/// be a finite number (strtod syntax; the C locale's '.' is expected).
+/// be a finite number (strtod syntax in the C locale: '.' is the decimal
+/// point whatever setlocale says).
 /// The whole file is checked before anything is built. The caller owns
 /// *out; *out is untouched on failure.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, a bad params

@@ -136,7 +136,8 @@ private func csvOptions(_ params: UnsafePointer<parml_csv_params>?) throws -> CS
 /// columns, targets (N) from the label column, int32 class indices
 /// (PARML_CSV_LABEL_CLASS) or float32 values (_VALUE). Fields may be
 /// double-quoted (RFC 4180); blank lines are skipped; every cell read must
-/// be a finite number (strtod syntax; the C locale's '.' is expected).
+/// be a finite number (strtod syntax in the C locale: '.' is the decimal
+/// point whatever setlocale says).
 /// The whole file is checked before anything is built. The caller owns
 /// *out; *out is untouched on failure.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, a bad params
@@ -163,8 +164,8 @@ public func parmlDatasetLoadCSV(
 /// it: inputs (inputs_dims, float32 only: PARML_DTYPE_FLOAT32) and targets
 /// (targets_dims; PARML_DTYPE_FLOAT32 or _INT32 read in place, _INT64
 /// narrowed into a library-owned int32 copy of the targets). Shapes and
-/// meaning as in parml_dataset_create. Both pointers must be 4-byte
-/// aligned. Lifetime: the memory is borrowed, not owned: it must stay
+/// meaning as in parml_dataset_create. Each pointer must be aligned to
+/// its element size (4 bytes; 8 for int64 targets). Lifetime: the memory is borrowed, not owned: it must stay
 /// valid until parml_dataset_free(*out) has returned and no call that uses
 /// the dataset (parml_trainer_fit, _evaluate) is still running on another
 /// thread, and must not change while such a call runs. The class count
@@ -190,8 +191,8 @@ public func parmlDatasetCreateBorrowed(
             throw ParmlError.invalidArgument(
                 "inputs are \(xType.name); a borrowed dataset reads float32 inputs in place (convert them, or use parml_dataset_create)")
         }
-        for (p, name) in [(x, "inputs"), (y, "targets")] where Int(bitPattern: p) % 4 != 0 {
-            throw ParmlError.invalidArgument("\(name) at \(p) is not 4-byte aligned")
+        for (p, name, size) in [(x, "inputs", 4), (y, "targets", yType.size)] where Int(bitPattern: p) % size != 0 {
+            throw ParmlError.invalidArgument("\(name) at \(p) is not \(size)-byte aligned")
         }
         let xs = Tensor(view: UnsafeMutableRawPointer(mutating: x).assumingMemoryBound(to: Float.self), shape: xShape, owner: nil)
         let ys: Tensor

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ParmlTensor
 
 /// A column of a CSV table: by its header name or its index from 0.
@@ -111,18 +108,16 @@ public enum CSV {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Reads a finite number from a field, or nil.
-    static func number(_ bytes: UnsafeRawBufferPointer, _ r: Range<Int>, scratch: UnsafeMutablePointer<CChar>) -> Double? {
+    /// Reads a finite number from a field, or nil. Swift's parser is
+    /// strtod's syntax in the C locale: '.' is the decimal point whatever
+    /// the host set with setlocale.
+    static func number(_ bytes: UnsafeRawBufferPointer, _ r: Range<Int>) -> Double? {
         var start = r.lowerBound, end = r.upperBound
         while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
         while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
-        let length = end - start
-        guard length > 0, length <= maxNumberLength else { return nil }
-        for i in 0..<length { scratch[i] = CChar(bitPattern: bytes[start + i]) }
-        scratch[length] = 0
-        var stop: UnsafeMutablePointer<CChar>?
-        let v = strtod(scratch, &stop)
-        guard stop == scratch + length, v.isFinite else { return nil }
+        guard end > start, end - start <= maxNumberLength,
+            let v = Double(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)), v.isFinite
+        else { return nil }
         return v
     }
 }
@@ -183,11 +178,9 @@ extension Dataset {
         // Pass 2: the numbers.
         let inputs = try Tensor(shape: Shape(rows, features.count))
         let targets = try Tensor(shape: Shape(rows), dtype: options.classLabels ? .int32 : .float32)
-        let scratch = UnsafeMutablePointer<CChar>.allocate(capacity: CSV.maxNumberLength + 1)
-        defer { scratch.deallocate() }
         func columnName(_ j: Int) -> String { names.map { " ('\($0[j])')" } ?? "" }
         func cell(_ r: CSV.Record, _ j: Int) throws -> Double {
-            if let v = CSV.number(bytes, r.fields[j], scratch: scratch) { return v }
+            if let v = CSV.number(bytes, r.fields[j]) { return v }
             let t = CSV.text(bytes, r.fields[j])
             let why = t.isEmpty ? "is empty (fill or drop missing values first)" : "'\(t.count > 40 ? String(t.prefix(40)) + "..." : t)' is not a finite number"
             return try { throw ParmlError.format("\(name):\(r.line): column \(j)\(columnName(j)) \(why)") }()
