@@ -27,8 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+#include "fuzz_memfd.h"
 
 #define SENTINEL_DATASET ((parml_dataset)(uintptr_t)0xF011u)
 
@@ -39,26 +38,6 @@ static void fail(const char *what, parml_status st) {
     fprintf(stderr, "fuzz_formats: %s: status %d (%s): '%s'\n", what, (int)st, parml_status_string(st),
             parml_last_error());
     abort();
-}
-
-static int open_memfd(const char *name, char *path, size_t cap) {
-    int fd = memfd_create(name, 0);
-    if (fd < 0) {
-        perror("memfd_create");
-        abort();
-    }
-    snprintf(path, cap, "/proc/self/fd/%d", fd);
-    return fd;
-}
-
-static void put(int fd, const uint8_t *p, size_t n) {
-    if (ftruncate(fd, 0) != 0) abort();
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = pwrite(fd, p + off, n - off, (off_t)off);
-        if (w <= 0) abort();
-        off += (size_t)w;
-    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

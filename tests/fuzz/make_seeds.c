@@ -70,11 +70,12 @@ static struct buf labels(uint32_t n, int k) {
     return o;
 }
 
-static struct buf gz(const struct buf *in) {
+/* `in` deflated with zlib's window_bits: 15 + 16 a gzip file, -15 raw. */
+static struct buf deflated(const struct buf *in, int window_bits) {
     struct buf o = {{0}, 0};
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
+    if (deflateInit2(&z, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
     z.next_in = (Bytef *)in->b;
     z.avail_in = (uInt)in->n;
     z.next_out = o.b;
@@ -84,6 +85,8 @@ static struct buf gz(const struct buf *in) {
     deflateEnd(&z);
     return o;
 }
+
+static struct buf gz(const struct buf *in) { return deflated(in, 15 + 16); }
 
 /* A fuzz_idx input: images length (2 bytes LE), images, labels. */
 static void idx_pair(const char *name, const struct buf *images, const struct buf *lab) {
@@ -421,38 +424,25 @@ static void le32(struct buf *o, uint32_t v) {
     le16(o, v >> 16);
 }
 
-/* Raw deflate (as zip stores it) of `in`. */
-static struct buf raw_deflate(const struct buf *in) {
-    struct buf o = {{0}, 0};
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
-    z.next_in = (Bytef *)in->b;
-    z.avail_in = (uInt)in->n;
-    z.next_out = o.b;
-    z.avail_out = sizeof o.b;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END) exit(1);
-    o.n = sizeof o.b - z.avail_out;
-    deflateEnd(&z);
-    return o;
-}
+/* Raw deflate (as zip stores it) of `in`: gz's deflate without the gzip wrapper. */
+static struct buf raw_deflate(const struct buf *in) { return deflated(in, -15); }
 
 /* A zip of members x.npy and y.npy, stored or deflated. */
-static struct buf npz(const struct buf *x, const struct buf *y, int deflated) {
+static struct buf npz(const struct buf *x, const struct buf *y, int compress) {
     struct buf o = {{0}, 0};
     const struct buf *plain[2] = {x, y};
     const char *names[2] = {"x.npy", "y.npy"};
     uint32_t offsets[2], crcs[2], sizes[2];
     struct buf packed[2];
     for (int i = 0; i < 2; i++) {
-        packed[i] = deflated ? raw_deflate(plain[i]) : *plain[i];
+        packed[i] = compress ? raw_deflate(plain[i]) : *plain[i];
         crcs[i] = (uint32_t)crc32(0, plain[i]->b, (uInt)plain[i]->n);
         sizes[i] = (uint32_t)plain[i]->n;
         offsets[i] = (uint32_t)o.n;
         le32(&o, 0x04034b50);
         le16(&o, 20);
         le16(&o, 0);
-        le16(&o, deflated ? 8 : 0);
+        le16(&o, compress ? 8 : 0);
         le32(&o, 0);
         le32(&o, crcs[i]);
         le32(&o, (uint32_t)packed[i].n);
@@ -470,7 +460,7 @@ static struct buf npz(const struct buf *x, const struct buf *y, int deflated) {
         le16(&o, 20);
         le16(&o, 20);
         le16(&o, 0);
-        le16(&o, deflated ? 8 : 0);
+        le16(&o, compress ? 8 : 0);
         le32(&o, 0);
         le32(&o, crcs[i]);
         le32(&o, (uint32_t)packed[i].n);
