@@ -427,6 +427,25 @@ static void le32(struct buf *o, uint32_t v) {
 /* Raw deflate (as zip stores it) of `in`: gz's deflate without the gzip wrapper. */
 static struct buf raw_deflate(const struct buf *in) { return deflated(in, -15); }
 
+/* The fields a zip local header and central entry share: version needed,
+ * flags, method, time, CRC, sizes, name length 5, extra length 0; then
+ * the name, when given (the central entry puts more fields before it). */
+static void zip_fields(struct buf *o, int compress, uint32_t crc, uint32_t packed, uint32_t size, const char *name) {
+    le16(o, 20);
+    le16(o, 0);
+    le16(o, compress ? 8 : 0);
+    le32(o, 0);
+    le32(o, crc);
+    le32(o, packed);
+    le32(o, size);
+    le16(o, 5);
+    le16(o, 0);
+    if (name) {
+        memcpy(o->b + o->n, name, 5);
+        o->n += 5;
+    }
+}
+
 /* A zip of members x.npy and y.npy, stored or deflated. */
 static struct buf npz(const struct buf *x, const struct buf *y, int compress) {
     struct buf o = {{0}, 0};
@@ -440,33 +459,18 @@ static struct buf npz(const struct buf *x, const struct buf *y, int compress) {
         sizes[i] = (uint32_t)plain[i]->n;
         offsets[i] = (uint32_t)o.n;
         le32(&o, 0x04034b50);
-        le16(&o, 20);
-        le16(&o, 0);
-        le16(&o, compress ? 8 : 0);
-        le32(&o, 0);
-        le32(&o, crcs[i]);
-        le32(&o, (uint32_t)packed[i].n);
-        le32(&o, sizes[i]);
-        le16(&o, 5);
-        le16(&o, 0);
-        memcpy(o.b + o.n, names[i], 5);
-        o.n += 5;
+        zip_fields(&o, compress, crcs[i], (uint32_t)packed[i].n, sizes[i], names[i]);
         memcpy(o.b + o.n, packed[i].b, packed[i].n);
         o.n += packed[i].n;
     }
     uint32_t dir = (uint32_t)o.n;
     for (int i = 0; i < 2; i++) {
+        /* The central entry: "made by" version, the local header's fields,
+         * then comment length, disk, attributes and the local offset. */
         le32(&o, 0x02014b50);
         le16(&o, 20);
-        le16(&o, 20);
-        le16(&o, 0);
-        le16(&o, compress ? 8 : 0);
-        le32(&o, 0);
-        le32(&o, crcs[i]);
-        le32(&o, (uint32_t)packed[i].n);
-        le32(&o, sizes[i]);
-        le16(&o, 5);
-        for (int k = 0; k < 4; k++) le16(&o, 0);
+        zip_fields(&o, compress, crcs[i], (uint32_t)packed[i].n, sizes[i], NULL);
+        for (int k = 0; k < 3; k++) le16(&o, 0);
         le32(&o, 0);
         le32(&o, offsets[i]);
         memcpy(o.b + o.n, names[i], 5);
