@@ -1,5 +1,7 @@
-"""parml.Dataset: samples and targets held by libparml; parml.TokenDataset:
-training windows cut from token ids by libparml."""
+"""parml.data: datasets for Trainer.fit and evaluate. parml.Dataset:
+samples and targets from numpy arrays (borrowed by libparml, or one private
+copy) or from files (load_npy, load_npz, load_csv, load_idx; docs/data.md);
+parml.TokenDataset: training windows cut from token ids by libparml."""
 
 from __future__ import annotations
 

@@ -498,3 +498,23 @@ def test_zip64_records_are_read(tmp_path):
         assert np.array_equal(np.load(z.open("x.npy")), x)
     with parml.load_npz(p) as d:
         assert loss_of(d) == reference(x, y)
+
+
+def test_mnist_from_npy_equals_mnist_from_idx(tmp_path, repo_root):
+    """The MNIST test set as IDX and as the uint8 .npy files numpy users
+    keep: the same dataset (uint8 / 255 both ways), hence the same loss."""
+    import gzip
+
+    mnist = repo_root.parent / "shared" / "data" / "mnist"
+    images, labels_gz = mnist / "t10k-images-idx3-ubyte.gz", mnist / "t10k-labels-idx1-ubyte.gz"
+    if not (images.exists() and labels_gz.exists()):
+        pytest.skip(f"no MNIST test set in {mnist}")
+    x = np.frombuffer(gzip.decompress(images.read_bytes()), np.uint8, offset=16).reshape(-1, 28, 28)
+    y = np.frombuffer(gzip.decompress(labels_gz.read_bytes()), np.uint8, offset=8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    model = parml.Sequential([parml.Flatten(), parml.Linear(784, 10)], seed=5)
+    with parml.Trainer(model, loss="cross_entropy", optimizer=parml.SGD(0.1)) as t, \
+            parml.load_idx(images, labels_gz) as a, parml.load_npy(tmp_path / "x.npy", tmp_path / "y.npy") as b:
+        assert a.input_shape == b.input_shape == (10000, 28, 28) and b.num_classes == 10
+        assert t.evaluate(a).loss == t.evaluate(b).loss
