@@ -401,19 +401,39 @@ PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
 /* ------------------------------------------------------------------------ */
 /* Datasets                                                                 */
 /* Samples and labels for parml_trainer_fit and _evaluate: from tensors, or */
-/* from IDX files (the MNIST format, gzipped or plain); or training windows */
-/* cut from an array or file of token ids.                                  */
+/* from IDX files (the MNIST format, gzipped or plain), NumPy .npy/.npz     */
+/* files (memory-mapped) or CSV tables; from host memory borrowed without   */
+/* a copy; or training windows cut from an array or file of token ids       */
+/* (docs/data.md).                                                          */
 /* ------------------------------------------------------------------------ */
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
 /// class indices for cross-entropy (int32 or int64 at any size, or float32
 /// integers below 2^24) or (N, ...) float32 values for MSE. Integer inputs
 /// (token ids) are kept as floats, exact below 2^24. The tensors stay the
-/// caller's. The caller owns *out.
+/// caller's; parml_dataset_create_borrowed reads host memory without a
+/// copy. The caller owns *out.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0, integer
 /// inputs beyond 2^24, int64 targets beyond int32), PARML_ERR_SHAPE (inputs
 /// of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor targets, parml_dataset * out);
+
+/// A dataset that reads the caller's memory in place instead of copying
+/// it: inputs (inputs_dims, float32 only: PARML_DTYPE_FLOAT32) and targets
+/// (targets_dims; PARML_DTYPE_FLOAT32 or _INT32 read in place, _INT64
+/// narrowed into a library-owned int32 copy of the targets). Shapes and
+/// meaning as in parml_dataset_create. Each pointer must be aligned to
+/// its element size (4 bytes; 8 for int64 targets). Lifetime: the memory is borrowed, not owned: it must stay
+/// valid until parml_dataset_free(*out) has returned and no call that uses
+/// the dataset (parml_trainer_fit, _evaluate) is still running on another
+/// thread, and must not change while such a call runs. The class count
+/// (parml_dataset_num_classes) is read once, here. The caller owns *out;
+/// *out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL data, dims or out, an unknown
+/// dtype, inputs that are not float32, a misaligned pointer, a bad shape,
+/// N = 0, int64 targets beyond int32), PARML_ERR_SHAPE (inputs of rank 1,
+/// N differs), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_create_borrowed(int32_t inputs_dtype, int64_t const * inputs_dims, ptrdiff_t inputs_ndim, void const * inputs, int32_t targets_dtype, int64_t const * targets_dims, ptrdiff_t targets_ndim, void const * targets, parml_dataset * out);
 
 /// Loads an image/label pair of IDX files (the MNIST format; gzipped or
 /// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) int32 class
@@ -424,6 +444,65 @@ PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor ta
 /// differ, a label that is not a class index), PARML_ERR_OUT_OF_MEMORY.
 /// Since: 0.1.
 PARML_API parml_status parml_dataset_load_idx(char const * images_path, char const * labels_path, parml_dataset * out);
+
+/// Loads a dataset from two NumPy .npy files (numpy.save): inputs
+/// (N, sample dims...) and targets (N) or (N, ...), C order, little-endian
+/// bool, int8...int64, uint8...uint64, float16, float32 or float64. The
+/// files are memory-mapped: float32 inputs and int32 or float32 targets are
+/// read in place, as batches touch them, so loading costs no memory for
+/// them; other types are converted once into library memory. Inputs: uint8
+/// divided by 255 (images, as parml_dataset_load_idx scales them), bool 0
+/// or 1, other integers kept as exact floats (|value| <= 2^24), float16 and
+/// float64 rounded to float32. Targets: integers and bool become int32 class
+/// indices (0...2^31-1); floats are float32 values (class indices when they
+/// are whole numbers, as in parml_dataset_create). The files must not be
+/// changed or truncated while the dataset lives (a truncated mapped file
+/// raises SIGBUS). The caller owns *out (parml_dataset_free); *out is
+/// untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out), PARML_ERR_IO
+/// (cannot open, map or read; not a regular file), PARML_ERR_FORMAT (not
+/// .npy, truncated, a header that promises more or fewer bytes than follow,
+/// a negative or non-integer label, an integer input beyond 2^24),
+/// PARML_ERR_UNSUPPORTED (Fortran order, object or structured arrays,
+/// big-endian, complex or other dtypes, more than 8 dimensions),
+/// PARML_ERR_SHAPE (inputs of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.3.
+PARML_API parml_status parml_dataset_load_npy(char const * inputs_path, char const * targets_path, parml_dataset * out);
+
+/// Loads a dataset from two arrays of one NumPy .npz archive
+/// (numpy.savez or savez_compressed), named by their keys: "x" finds the
+/// member x.npy (the name numpy gives the keyword argument x=). Stored
+/// members (savez) are memory-mapped and read as parml_dataset_load_npy
+/// reads a file (in place when float32 and 4-byte aligned in the archive;
+/// savez does not align them, so most are copied once); deflated members
+/// (savez_compressed) are inflated into library memory and checked against
+/// their CRC-32. Types and conversions as in parml_dataset_load_npy. The
+/// caller owns *out; *out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path, key or out), PARML_ERR_IO,
+/// PARML_ERR_FORMAT (not a zip archive, truncated, no member for a key, a
+/// size or CRC that does not match, and the .npy errors),
+/// PARML_ERR_UNSUPPORTED (encrypted members, compression other than
+/// deflate, and the .npy refusals), PARML_ERR_SHAPE,
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_load_npz(char const * path, char const * inputs_key, char const * targets_key, parml_dataset * out);
+
+/// Loads a dataset from a CSV table (NULL params = the
+/// parml_csv_params_init defaults): inputs (N, F) float32 from the feature
+/// columns, targets (N) from the label column, int32 class indices
+/// (PARML_CSV_LABEL_CLASS) or float32 values (_VALUE). Fields may be
+/// double-quoted (RFC 4180); blank lines are skipped; every cell read must
+/// be a finite number (strtod syntax in the C locale: '.' is the decimal
+/// point whatever setlocale says).
+/// The whole file is checked before anything is built. The caller owns
+/// *out; *out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, a bad params
+/// field, a column name or index the file does not have, a column both
+/// label and feature), PARML_ERR_IO (cannot open or read), PARML_ERR_FORMAT
+/// (empty, no data rows, a row with another number of columns than the
+/// first, an empty or non-numeric cell, a label that is not a class index;
+/// the message names the line, counted from 1, and the column, from 0),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_load_csv(char const * path, parml_csv_params const * params, parml_dataset * out);
 
 /// A token dataset over a copy of `ids`, a 1-D tensor (N) of token ids
 /// (int32, int64, or float32 integers), each in 0..2^24, with windows of
@@ -495,6 +574,12 @@ PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
 /// (N-1)/T windows per epoch) and sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_token_params_init(parml_token_params * params);
+
+/// Fills *params with the defaults (',' delimiter, a header line, the last
+/// column the label as class indices, every other column a feature) and
+/// sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_csv_params_init(parml_csv_params * params);
 
 /* ------------------------------------------------------------------------ */
 /* Trainers                                                                 */

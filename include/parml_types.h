@@ -137,6 +137,10 @@ typedef int32_t parml_status;
 #define PARML_TOKEN_FILE_UINT32 3
 #define PARML_TOKEN_FILE_INT32  4
 
+/* What a CSV label column holds (parml_csv_params.label_kind; since 0.3). */
+#define PARML_CSV_LABEL_CLASS 1 /* class indices: integers 0...2^31-1, targets int32 */
+#define PARML_CSV_LABEL_VALUE 2 /* numbers, targets float32 (regression) */
+
 /* Communication backends (parml_strategy_params.backend). */
 #define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
 #define PARML_BACKEND_MPI     2 /* one rank per process under mpirun */
@@ -310,5 +314,20 @@ typedef struct parml_token_params {
     int64_t windows_per_epoch; /* random mode: samples per epoch; 0 (default) = (N-1)/T, which is
                                   also sequential mode's count (it takes 0 only) */
 } parml_token_params;
+
+/** Options of parml_dataset_load_csv. Columns are counted from 0. A column
+ *  is chosen by header name or by index; the names are read during the
+ *  call only. */
+typedef struct parml_csv_params {
+    size_t struct_size;            /* set by parml_csv_params_init */
+    int32_t delimiter;             /* the field separator, one byte; default ',' */
+    int32_t has_header;            /* 1 (default): the first non-blank line names the columns */
+    const char *label_name;        /* the label column by header name; NULL (default): by label_index */
+    int64_t label_index;           /* the label column by index; -1 (default) = the last column */
+    const char *const *feature_names; /* num_features feature columns by header name, or NULL */
+    const int64_t *feature_indices;   /* num_features feature columns by index, or NULL (one of the two) */
+    int64_t num_features;          /* 0 (default): every column but the label, in file order */
+    int32_t label_kind;            /* PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE */
+} parml_csv_params;
 
 #endif /* PARML_TYPES_H */

@@ -25,7 +25,8 @@ from . import _capi, privacy, schedules
 from ._lib import LIBRARY_PATH as library_path
 from ._lib import proto_path
 from ._version import __version__
-from .data import Dataset, TokenDataset, load_idx
+from . import data
+from .data import Dataset, TokenDataset, load_csv, load_idx, load_npy, load_npz
 from .errors import (
     BLASError,
     CancelledError,
@@ -117,6 +118,10 @@ __all__ = [
     "Dataset",
     "TokenDataset",
     "load_idx",
+    "load_npy",
+    "load_npz",
+    "load_csv",
+    "data",
     "Tensor",
     # errors
     "ParmlError",

@@ -165,6 +165,10 @@ PARML_TOKEN_FILE_UINT16 = 2
 PARML_TOKEN_FILE_UINT32 = 3
 PARML_TOKEN_FILE_INT32 = 4
 
+# What a CSV label column holds (parml_csv_params.label_kind).
+PARML_CSV_LABEL_CLASS = 1
+PARML_CSV_LABEL_VALUE = 2
+
 # ---------------------------------------------------------------------------
 # Opaque handles: one distinct pointer type per kind
 # ---------------------------------------------------------------------------
@@ -417,6 +421,34 @@ class parml_token_params(Structure):
     ]
 
 
+class parml_csv_params(Structure):
+    """Options of parml_dataset_load_csv. Columns are counted from 0.
+
+    Attributes:
+        struct_size: set by parml_csv_params_init
+        delimiter: the field separator, one byte; default ','
+        has_header: 1 (default): the first non-blank line names the columns
+        label_name: the label column by header name; NULL (default): by label_index
+        label_index: the label column by index; -1 (default) = the last column
+        feature_names: num_features feature columns by header name, or NULL
+        feature_indices: num_features feature columns by index, or NULL
+        num_features: 0 (default): every column but the label, in file order
+        label_kind: PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("delimiter", c_int32),
+        ("has_header", c_int32),
+        ("label_name", c_char_p),
+        ("label_index", c_int64),
+        ("feature_names", POINTER(c_char_p)),
+        ("feature_indices", POINTER(c_int64)),
+        ("num_features", c_int64),
+        ("label_kind", c_int32),
+    ]
+
+
 class parml_attribute(Structure):
     """One named, typed attribute of a layer, for parml_model_add_layer.
 
@@ -449,6 +481,7 @@ STRUCT_TYPES = {
     "parml_epoch_metrics": parml_epoch_metrics,
     "parml_fit_params": parml_fit_params,
     "parml_token_params": parml_token_params,
+    "parml_csv_params": parml_csv_params,
 }
 
 # ---------------------------------------------------------------------------
@@ -491,6 +524,20 @@ def parml_dataset_create(inputs: Any, targets: Any, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_dataset_create_borrowed(int32_t inputs_dtype, int64_t const * inputs_dims, ptrdiff_t inputs_ndim, void const * inputs, int32_t targets_dtype, int64_t const * targets_dims, ptrdiff_t targets_ndim, void const * targets, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_create_borrowed",
+    [c_int32, POINTER(c_int64), c_ptrdiff_t, c_void_p, c_int32, POINTER(c_int64), c_ptrdiff_t, c_void_p, POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_create_borrowed(
+    inputs_dtype: int, inputs_dims: Any, inputs_ndim: int, inputs: Any,
+    targets_dtype: int, targets_dims: Any, targets_ndim: int, targets: Any, out: Any, /,
+) -> int:
+    """A dataset reading the caller's float32 inputs and targets in place (kept alive until freed); the caller owns *out."""
+    ...
+
+
 # PARML_API parml_status parml_dataset_create_tokens(parml_tensor ids, int64_t block_size, parml_token_params const * params, parml_dataset * out);
 @ctypes_function(
     "parml_dataset_create_tokens",
@@ -524,6 +571,27 @@ def parml_dataset_input_shape(dataset: Any, dims_out: Any, capacity: int, ndim_o
 @ctypes_function("parml_dataset_load_idx", [c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
 def parml_dataset_load_idx(images_path: bytes, labels_path: bytes, out: Any, /) -> int:
     """Loads an image/label pair of IDX files (gzipped or plain)."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_npy(char const * inputs_path, char const * targets_path, parml_dataset * out);
+@ctypes_function("parml_dataset_load_npy", [c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
+def parml_dataset_load_npy(inputs_path: bytes, targets_path: bytes, out: Any, /) -> int:
+    """Loads a dataset from two .npy files, memory-mapped; the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_npz(char const * path, char const * inputs_key, char const * targets_key, parml_dataset * out);
+@ctypes_function("parml_dataset_load_npz", [c_char_p, c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
+def parml_dataset_load_npz(path: bytes, inputs_key: bytes, targets_key: bytes, out: Any, /) -> int:
+    """Loads a dataset from two arrays of an .npz archive; the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_csv(char const * path, parml_csv_params const * params, parml_dataset * out);
+@ctypes_function("parml_dataset_load_csv", [c_char_p, POINTER(parml_csv_params), POINTER(parml_dataset)], parml_status)
+def parml_dataset_load_csv(path: bytes, params: Any, out: Any, /) -> int:
+    """Loads a dataset from a CSV table (NULL params: the defaults); the caller owns *out."""
     ...
 
 
@@ -1023,6 +1091,13 @@ def parml_tensor_shape(tensor: Any, dims_out: Any, capacity: int, ndim_out: Any,
 @ctypes_function("parml_tensor_write", [parml_tensor, POINTER(c_float), c_ptrdiff_t], parml_status)
 def parml_tensor_write(tensor: Any, src: Any, count: int, /) -> int:
     """Overwrites the tensor's contents with count floats from src."""
+    ...
+
+
+# PARML_API parml_status parml_csv_params_init(parml_csv_params * params);
+@ctypes_function("parml_csv_params_init", [POINTER(parml_csv_params)], parml_status)
+def parml_csv_params_init(params: Any, /) -> int:
+    """Fills *params with the CSV defaults and sets struct_size."""
     ...
 
 
