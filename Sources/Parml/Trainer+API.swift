@@ -188,7 +188,7 @@ public func parmlTrainerEvaluate(
         let d = try datasetObject(dataset)
         let r = try t.evaluate(d, batchSize: positive(batch_size, "batch_size"))
         loss_out?.pointee = r.loss
-        accuracy_out?.pointee = t.loss.kind == .crossEntropy ? Float(r.correct) / Float(r.predictions) : .nan
+        accuracy_out?.pointee = t.loss.classifies ? Float(r.correct) / Float(r.predictions) : .nan
     }
 }
 

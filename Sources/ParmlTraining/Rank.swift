@@ -217,9 +217,7 @@ final class RankContext {
             throw ParmlError.internal("rank \(rank) has no parameter arena")
         }
         let settings = step.settings
-        var work = StepWork(
-            step, scale: loss.meanScale(samples: step.plan.samples, output: step.outputShape),
-            microBatches: layout.microBatches, data: coordinate.data)
+        var work = StepWork(step, scale: step.lossScale, microBatches: layout.microBatches, data: coordinate.data)
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
             vs.backwardPieces = 0
