@@ -11,7 +11,8 @@ extension Trainer: ModelOwner {
     var ownedModel: AnyObject { model }
 }
 
-/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
+/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*
+/// (parml_trainer_set_loss adds class weights, label smoothing, pos_weight),
 /// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
 /// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
 /// keeps its own reference to the model and updates its parameters in place.
@@ -35,7 +36,7 @@ public func parmlTrainerCreate(
     guarded("parml_trainer_create") {
         let m = try modelObject(model)
         guard let lossKind = LossKind(rawValue: loss) else {
-            throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY or PARML_LOSS_MSE)")
+            throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY, _MSE or _BCE_WITH_LOGITS)")
         }
         let out = try nonNull(out, "out")
         let o = try optimizer.map {
@@ -68,7 +69,8 @@ public func parmlTrainerFree(_ trainer: parml_trainer?) {
 /// One optimizer step on a batch: inputs (N, ...) (float32, or integer token
 /// ids for a model that starts with an embedding) and targets ((N) or (N, T)
 /// class indices for cross-entropy: int32, int64 or float32; values of the
-/// output's shape for MSE, integers compared as floats). Integer tensors are
+/// output's shape for MSE, and in [0, 1] for binary cross-entropy, integers
+/// compared as floats). Integer tensors are
 /// converted into buffers the
 /// trainer keeps, so such steps allocate nothing once sized. Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
@@ -173,8 +175,10 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. Accuracy is over predictions: one per sample, or one per
-/// position for a sequence's logits (N, T, C); accuracy_out gets NaN for
-/// MSE. Either output may be NULL.
+/// position for a sequence's logits (N, T, C), one per output for binary
+/// cross-entropy; accuracy_out gets NaN for MSE. With class weights the
+/// loss is the weighted mean over the whole dataset. Either output may be
+/// NULL. parml_trainer_evaluate_metrics measures more.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
