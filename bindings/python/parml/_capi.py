@@ -135,6 +135,7 @@ PARML_LAYER_INPUT_TOKEN_IDS = 2
 
 PARML_LOSS_CROSS_ENTROPY = 1
 PARML_LOSS_MSE = 2
+PARML_LOSS_BCE_WITH_LOGITS = 3
 
 PARML_OPTIMIZER_SGD = 1
 PARML_OPTIMIZER_ADAM = 2
@@ -429,6 +430,83 @@ class parml_attribute(Structure):
     ]
 
 
+class parml_loss_params(Structure):
+    """What a trainer's loss weighs (parml_trainer_set_loss), PyTorch's meanings.
+
+    Attributes:
+        struct_size: set by parml_loss_params_init
+        class_weights: CROSS_ENTROPY: one weight per class (torch's weight=), copied; NULL = none
+        num_class_weights: entries in class_weights
+        label_smoothing: CROSS_ENTROPY: torch's label_smoothing=, in [0, 1]; default 0
+        pos_weight: BCE_WITH_LOGITS: one weight per output (torch's pos_weight=); NULL = none
+        num_pos_weight: entries in pos_weight
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("class_weights", POINTER(c_float)),
+        ("num_class_weights", c_int64),
+        ("label_smoothing", c_float),
+        ("pos_weight", POINTER(c_float)),
+        ("num_pos_weight", c_int64),
+    ]
+
+
+class parml_metrics_params(Structure):
+    """Options of parml_trainer_evaluate_metrics and the caller's per-class buffers.
+
+    Attributes:
+        struct_size: set by parml_metrics_params_init
+        top_k: top_k_accuracy counts targets among the k largest logits; default 5
+        capacity: classes the buffers hold (confusion: capacity * capacity)
+        confusion: [target * classes + predicted] counts, or NULL
+        support: per class: predictions whose target is the class, or NULL
+        precision: per class, or NULL
+        recall: per class, or NULL
+        f1: per class, or NULL
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("top_k", c_int64),
+        ("capacity", c_int64),
+        ("confusion", POINTER(c_int64)),
+        ("support", POINTER(c_int64)),
+        ("precision", POINTER(c_float)),
+        ("recall", POINTER(c_float)),
+        ("f1", POINTER(c_float)),
+    ]
+
+
+class parml_metrics(Structure):
+    """What parml_trainer_evaluate_metrics measured (scikit-learn's definitions).
+
+    Attributes:
+        struct_size: the caller sets it to sizeof(parml_metrics)
+        classes: the model's classes
+        predictions: samples, or positions of a sequence's logits
+        loss: mean loss, as parml_trainer_evaluate
+        accuracy, top_k_accuracy: fractions of the predictions
+        macro_precision, macro_recall, macro_f1: means over the classes seen
+        weighted_precision, weighted_recall, weighted_f1: means weighted by support
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("classes", c_int64),
+        ("predictions", c_int64),
+        ("loss", c_float),
+        ("accuracy", c_float),
+        ("top_k_accuracy", c_float),
+        ("macro_precision", c_float),
+        ("macro_recall", c_float),
+        ("macro_f1", c_float),
+        ("weighted_precision", c_float),
+        ("weighted_recall", c_float),
+        ("weighted_f1", c_float),
+    ]
+
+
 STRUCT_TYPES = {
     "parml_attribute": parml_attribute,
     "parml_optimizer_params": parml_optimizer_params,
@@ -437,6 +515,9 @@ STRUCT_TYPES = {
     "parml_epoch_metrics": parml_epoch_metrics,
     "parml_fit_params": parml_fit_params,
     "parml_token_params": parml_token_params,
+    "parml_loss_params": parml_loss_params,
+    "parml_metrics_params": parml_metrics_params,
+    "parml_metrics": parml_metrics,
 }
 
 # ---------------------------------------------------------------------------
@@ -1125,6 +1206,38 @@ def parml_trainer_skipped_steps(trainer: Any, skipped_out: Any, /) -> int:
 @ctypes_function("parml_trainer_step_count", [parml_trainer, POINTER(c_int64)], parml_status)
 def parml_trainer_step_count(trainer: Any, steps_out: Any, /) -> int:
     """Optimizer steps taken so far in *steps_out."""
+    ...
+
+
+# PARML_API parml_status parml_loss_params_init(parml_loss_params * params);
+@ctypes_function("parml_loss_params_init", [POINTER(parml_loss_params)], parml_status)
+def parml_loss_params_init(params: Any, /) -> int:
+    """Fills *params with the loss defaults (a plain mean) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
+@ctypes_function("parml_metrics_params_init", [POINTER(parml_metrics_params)], parml_status)
+def parml_metrics_params_init(params: Any, /) -> int:
+    """Fills *params with the metrics defaults (top_k 5, no buffers) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_params const * params);
+@ctypes_function("parml_trainer_set_loss", [parml_trainer, POINTER(parml_loss_params)], parml_status)
+def parml_trainer_set_loss(trainer: Any, params: Any, /) -> int:
+    """Sets class weights, label smoothing or pos_weight for the next steps."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
+@ctypes_function(
+    "parml_trainer_evaluate_metrics",
+    [parml_trainer, parml_dataset, c_int64, POINTER(parml_metrics_params), POINTER(parml_metrics)],
+    parml_status,
+)
+def parml_trainer_evaluate_metrics(trainer: Any, dataset: Any, batch_size: int, params: Any, out: Any, /) -> int:
+    """Loss, accuracy, top-k, precision/recall/F1 and the confusion matrix over a dataset."""
     ...
 
 
