@@ -470,6 +470,22 @@ PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t 
 /// the rank). Since: 0.1.
 PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
 
+/// Splits an in-memory dataset into two new ones holding copies of its rows:
+/// a training part in *train_out and a validation part of about
+/// validation_fraction of the samples in *validation_out, each in the
+/// dataset's order. The validation rows are round(n * validation_fraction)
+/// (halves up) of each class's n rows when `stratified` is nonzero (so a
+/// rare class is in both parts in its share; targets must be (N) class
+/// indices), or of all
+/// rows when it is 0, picked by a shuffle seeded by `seed` (the same split
+/// for the same seed, on any machine). The caller owns both outputs
+/// (parml_dataset_free); on failure both are untouched.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out-pointer,
+/// validation_fraction outside (0, 1), a split that leaves a part empty,
+/// stratified with targets that are not class indices, a token dataset),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validation_fraction, uint64_t seed, int32_t stratified, parml_dataset * train_out, parml_dataset * validation_out);
+
 /* ------------------------------------------------------------------------ */
 /* Parameter structs                                                        */
 /* Fill each struct with its defaults before changing fields; the structs   */

@@ -263,7 +263,8 @@ typedef struct parml_epoch_metrics {
     int64_t epochs;         /* total requested */
     int64_t steps;          /* optimizer steps taken so far in this trainer */
     float train_loss;       /* mean loss over the epoch's samples */
-    float train_accuracy;   /* fraction of predictions correct (cross-entropy only; N*T for sequences) */
+    float train_accuracy;   /* fraction of predictions correct (cross-entropy: N*T for sequences; since
+                               0.3 also binary cross-entropy: per output, its sign against target > 0.5) */
     float val_loss;         /* on the validation dataset, if any */
     float val_accuracy;
     float learning_rate;    /* at the end of the epoch */

@@ -47,7 +47,7 @@ GROUPS = [
         "cut from an array or file of token ids.",
         ["parml_dataset_create", "parml_dataset_load_idx", "parml_dataset_create_tokens",
          "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
-         "parml_dataset_num_classes", "parml_dataset_input_shape"],
+         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_split"],
     ),
     (
         "Parameter structs",

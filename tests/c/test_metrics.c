@@ -5,12 +5,16 @@
  * and leaves outputs untouched; the step's loss equals the torch formulas
  * computed here in double from the model's own logits; data parallel in
  * deterministic mode gives serial's parameters bit for bit with class
- * weights; the metrics equal those counted here from the predictions.
+ * weights; the metrics equal those counted here from the predictions; a
+ * stratified split keeps each class's share.
  * Prints "N passed, N failed"; exits nonzero on any failure.
  */
 #include "test_common.h"
 
 enum { D = 4, C = 3, N = 24 };
+
+/* What an out-pointer holds before a call that must leave it untouched on failure. */
+#define SPLIT_SENTINEL ((parml_dataset)(uintptr_t)0x5150)
 
 static parml_model make_model(int outputs) {
     parml_model m = NULL;
@@ -306,11 +310,58 @@ static void test_metrics(void) {
     parml_model_free(m);
 }
 
+/* A stratified split: each class's share in validation, copies of the rows, bad input. */
+static void test_split(void) {
+    float x[N * D], y[N];
+    make_data(x, y);
+    for (int i = 0; i < N; i++) x[i * D] = (float)i; /* row i says which it is */
+    parml_tensor xt = tensor2(x, N, D), yt = tensor2(y, N, 0);
+    parml_dataset d = NULL, train = SPLIT_SENTINEL, val = SPLIT_SENTINEL;
+    OK(parml_dataset_create(xt, yt, &d));
+    CHECK(parml_dataset_split(d, 0.0, 1, 1, &train, &val) == PARML_ERR_INVALID_ARGUMENT, "fraction 0");
+    CHECK(parml_dataset_split(d, 1.0, 1, 1, &train, &val) == PARML_ERR_INVALID_ARGUMENT, "fraction 1");
+    CHECK(parml_dataset_split(d, 0.01, 1, 0, &train, &val) == PARML_ERR_INVALID_ARGUMENT, "an empty validation part");
+    CHECK(parml_dataset_split(NULL, 0.5, 1, 1, &train, &val) == PARML_ERR_INVALID_ARGUMENT, "NULL dataset");
+    CHECK(parml_dataset_split(d, 0.5, 1, 1, NULL, &val) == PARML_ERR_INVALID_ARGUMENT, "NULL train_out");
+    CHECK(train == SPLIT_SENTINEL && val == SPLIT_SENTINEL, "outputs untouched on failure");
+    /* 24 labels: 15 of class 0, 3 of class 1, 6 of class 2; a third of each. */
+    OK(parml_dataset_split(d, 1.0 / 3, 1, 1, &train, &val));
+    int64_t nt = 0, nv = 0;
+    OK(parml_dataset_size(train, &nt));
+    OK(parml_dataset_size(val, &nv));
+    CHECK(nt == 16 && nv == 8, "train %lld, validation %lld", (long long)nt, (long long)nv);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    /* The validation rows hold class 0, 1, 2 as 5, 1, 2 (round(15/3), round(3/3), round(6/3)). */
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    OK(parml_model_add_linear(m, D, C, 0));
+    OK(parml_model_init(m, 1));
+    parml_trainer t = make_trainer(m, PARML_LOSS_CROSS_ENTROPY, 1, 0);
+    int64_t support[C];
+    parml_metrics_params mp;
+    OK(parml_metrics_params_init(&mp));
+    mp.capacity = C;
+    mp.support = support;
+    parml_metrics out = {.struct_size = sizeof out};
+    OK(parml_trainer_evaluate_metrics(t, val, 8, &mp, &out));
+    CHECK(support[0] == 5 && support[1] == 1 && support[2] == 2, "validation classes %lld %lld %lld", (long long)support[0],
+          (long long)support[1], (long long)support[2]);
+    OK(parml_trainer_evaluate_metrics(t, train, 8, &mp, &out));
+    CHECK(support[0] == 10 && support[1] == 2 && support[2] == 4, "training classes");
+    parml_trainer_free(t);
+    parml_model_free(m);
+    parml_dataset_free(train);
+    parml_dataset_free(val);
+    parml_dataset_free(d);
+}
+
 int main(void) {
     test_bad_input();
     test_loss_values();
     test_layouts();
     test_metrics();
+    test_split();
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }

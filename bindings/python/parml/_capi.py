@@ -1241,6 +1241,19 @@ def parml_trainer_evaluate_metrics(trainer: Any, dataset: Any, batch_size: int, 
     ...
 
 
+# PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validation_fraction, uint64_t seed, int32_t stratified, parml_dataset * train_out, parml_dataset * validation_out);
+@ctypes_function(
+    "parml_dataset_split",
+    [parml_dataset, c_double, c_uint64, c_int32, POINTER(parml_dataset), POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_split(
+    dataset: Any, validation_fraction: float, seed: int, stratified: int, train_out: Any, validation_out: Any, /
+) -> int:
+    """Training and validation datasets of copied rows, optionally stratified by class."""
+    ...
+
+
 # PARML_API int32_t parml_version_number(void);
 @ctypes_function("parml_version_number", [], c_int32)
 def parml_version_number() -> int:

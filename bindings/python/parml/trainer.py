@@ -277,7 +277,8 @@ class Trainer(Handle):
         ``class_weight`` (cross-entropy, one per class: torch's ``weight=``,
         a weighted mean over the batch's targets), ``label_smoothing``
         (cross-entropy, in [0, 1]) and ``pos_weight`` (bce_with_logits, one
-        per output). Calling it with no arguments restores the plain mean.
+        per output). Each call replaces all three; with no arguments the
+        loss is the plain mean again.
         InvalidArgumentError for a negative or non-finite weight or an option
         the loss does not take; a weight count that does not match the model
         raises ShapeError at the next step."""

@@ -177,3 +177,27 @@ def test_bad_input():
             trainer.evaluate_metrics(x, y)
         with pytest.raises(parml.InvalidArgumentError, match=r"not in \[0, 1\]"):
             trainer.step(x, np.full((16, C), 2, dtype=np.float32))
+
+
+def test_stratified_split_keeps_each_class_share():
+    x, y = skewed(203, seed=3)
+    counts = np.bincount(y, minlength=C)
+    with parml.Dataset(x, y) as data:
+        train, val = data.split(0.25, seed=4)
+        again, _ = data.split(0.25, seed=4)
+        plain_train, plain_val = data.split(0.25, seed=4, stratify=False)
+        with train, val, again, plain_train, plain_val, parml.Trainer(model()) as trainer:
+            got = trainer.evaluate_metrics(val, top_k=1).support
+            np.testing.assert_array_equal(got, np.floor(counts * 0.25 + 0.5))  # halves round up
+            np.testing.assert_array_equal(trainer.evaluate_metrics(train, top_k=1).support, counts - got)
+            assert len(plain_val) == 51 and len(plain_train) == 203 - len(plain_val)
+            # Same seed, same rows: the same loss over them.
+            assert trainer.evaluate(again).loss == trainer.evaluate(train).loss
+        with pytest.raises(parml.InvalidArgumentError, match=r"\(0, 1\)"):
+            data.split(1.0)
+    with parml.Dataset(x, np.ones((203, 2), dtype=np.float32)) as regression:
+        with pytest.raises(parml.InvalidArgumentError, match="class index"):
+            regression.split(0.5)
+        a, b = regression.split(0.5, stratify=False)
+        a.close()
+        b.close()
