@@ -583,7 +583,9 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
-/// several calls, or a resumed checkpoint, train as one longer call. After
+/// several calls, or a resumed checkpoint, train as one longer call
+/// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
+/// with replacement instead, also from (seed, epoch)). After
 /// each epoch, params->progress (if set) gets that epoch's metrics;
 /// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
 /// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
@@ -593,7 +595,9 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// to sizeof(parml_epoch_metrics) first.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
 /// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
+/// class index; class sampling weights that are negative, not finite, all
+/// 0 for the dataset's classes, fewer than its classes, or given for a
+/// dataset without class indices), PARML_ERR_SHAPE (a dataset does not fit the model),
 /// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
 /// steps before it stay applied). Since: 0.1.
 PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);

@@ -286,6 +286,15 @@ typedef struct parml_fit_params {
     parml_dataset validation;  /* borrowed for the call; NULL = none */
     parml_progress_fn progress;/* NULL = no callback */
     void *user_data;           /* passed to progress */
+    /* since 0.3: class-balanced sampling (PyTorch's WeightedRandomSampler):
+     * one weight (finite, >= 0) per class; each epoch draws as many samples
+     * as the dataset holds, with replacement, sample i with probability
+     * proportional to the weight of its class (shuffle is then moot). The
+     * draws are a function of (seed, epoch), the same under every layout.
+     * Needs a dataset of one class index per sample; the array is read
+     * during the call only. NULL (default) = each sample once per epoch. */
+    const float *class_sampling_weights;
+    int64_t num_class_sampling_weights;
 } parml_fit_params;
 
 /** Options of parml_dataset_create_tokens and _load_tokens. Sample j of

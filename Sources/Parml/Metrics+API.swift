@@ -29,7 +29,7 @@ func defaultMetricsParams() -> parml_metrics_params {
 }
 
 /// A caller's array of `count` floats (NULL with count 0 is none), copied.
-private func floats(_ p: UnsafePointer<Float>?, _ count: Int64, _ name: String) throws -> [Float]? {
+func floats(_ p: UnsafePointer<Float>?, _ count: Int64, _ name: String) throws -> [Float]? {
     guard count >= 0, count <= Int64(Int32.max) else { throw ParmlError.invalidArgument("num_\(name) must be in 0...2^31-1, got \(count)") }
     guard let p else {
         guard count == 0 else { throw ParmlError.invalidArgument("\(name) is NULL but num_\(name) is \(count)") }

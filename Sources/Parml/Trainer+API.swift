@@ -104,7 +104,9 @@ public func parmlTrainerStep(
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
-/// several calls, or a resumed checkpoint, train as one longer call. After
+/// several calls, or a resumed checkpoint, train as one longer call
+/// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
+/// with replacement instead, also from (seed, epoch)). After
 /// each epoch, params->progress (if set) gets that epoch's metrics;
 /// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
 /// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
@@ -114,7 +116,9 @@ public func parmlTrainerStep(
 /// to sizeof(parml_epoch_metrics) first.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
 /// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
+/// class index; class sampling weights that are negative, not finite, all
+/// 0 for the dataset's classes, fewer than its classes, or given for a
+/// dataset without class indices), PARML_ERR_SHAPE (a dataset does not fit the model),
 /// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
 /// steps before it stay applied). Since: 0.1.
 @c(parml_trainer_fit)
@@ -126,7 +130,10 @@ public func parmlTrainerFit(
         let t = try trainerObject(trainer)
         let data = try datasetObject(train, "train")
         let p = try params.map {
-            try readSized($0, defaults: defaultFitParams(), name: "params", minimum: MemoryLayout<parml_fit_params>.size)
+            // 0.1 and 0.2 end before class_sampling_weights.
+            try readSized(
+                $0, defaults: defaultFitParams(), name: "params",
+                minimum: MemoryLayout<parml_fit_params>.offset(of: \.class_sampling_weights)!)
         } ?? defaultFitParams()
         let validation = try p.validation.map { try datasetObject($0, "params->validation") }
         if let last_out {
@@ -146,6 +153,7 @@ public func parmlTrainerFit(
         options.batchSize = Int(p.batch_size)
         options.shuffle = p.shuffle != 0
         options.dropLast = p.drop_last != 0
+        options.classSamplingWeights = try floats(p.class_sampling_weights, p.num_class_sampling_weights, "class_sampling_weights")
         let callback = p.progress
         let userData = p.user_data
         let last = try t.fit(data, options: options, validation: validation) { m in

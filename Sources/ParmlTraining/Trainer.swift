@@ -26,6 +26,10 @@ public struct FitOptions: Sendable {
     public var batchSize = 64
     public var shuffle = true
     public var dropLast = false
+    /// Class-balanced sampling: one weight per class; each epoch draws its
+    /// samples with replacement, sample i with probability ∝ weight[yᵢ]
+    /// (PyTorch's WeightedRandomSampler). Nil: each sample once per epoch.
+    public var classSamplingWeights: [Float]?
     public init() {}
 }
 
@@ -465,6 +469,25 @@ public final class Trainer {
             loss: Float(total / weight), correct: correct, samples: data.count, predictions: predictions, lossWeight: weight)
     }
 
+    /// Each sample's weight for class-balanced sampling: its class's.
+    static func sampleWeights(_ data: any BatchSource, classWeights w: [Float]) throws -> [Double] {
+        guard let d = data as? Dataset, d.targets.shape.rank == 1, d.numClasses != nil else {
+            throw ParmlError.invalidArgument("class-balanced sampling needs a dataset in memory with one class index per sample")
+        }
+        if let k = w.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+            throw ParmlError.invalidArgument("class sampling weight \(k) is \(w[k]); weights must be finite and >= 0")
+        }
+        var out = [Double](repeating: 0, count: d.count)
+        for i in 0..<d.count {
+            let c = d.targets.dtype == .int32 ? Int(d.targets.int32s[i]) : Int(d.targets.data[i])
+            guard c < w.count else {
+                throw ParmlError.invalidArgument("class-balanced sampling: sample \(i) is of class \(c) but \(w.count) class weights were given")
+            }
+            out[i] = Double(w[c])
+        }
+        return out
+    }
+
     private func checkFits(_ data: any BatchSource, name: String) throws {
         do {
             let probe = try data.fitProbe()
@@ -491,7 +514,7 @@ public final class Trainer {
         guard options.epochs >= 1 else { throw ParmlError.invalidArgument("fit: epochs must be >= 1, got \(options.epochs)") }
         var batcher = try Batcher(
             dataset: train, batchSize: options.batchSize, shuffle: options.shuffle, dropLast: options.dropLast,
-            seed: strategy.seed)
+            seed: strategy.seed, sampleWeights: try options.classSamplingWeights.map { try Trainer.sampleWeights(train, classWeights: $0) })
         guard batcher.batchCount > 0 else {
             throw ParmlError.invalidArgument("fit: \(train.count) samples make no batch of \(options.batchSize) with drop_last")
         }

@@ -6,10 +6,13 @@
  * computed here in double from the model's own logits; data parallel in
  * deterministic mode gives serial's parameters bit for bit with class
  * weights; the metrics equal those counted here from the predictions; a
- * stratified split keeps each class's share.
+ * stratified split keeps each class's share; class-balanced sampling in
+ * fit is layout-free.
  * Prints "N passed, N failed"; exits nonzero on any failure.
  */
 #include "test_common.h"
+
+#include <stddef.h>
 
 enum { D = 4, C = 3, N = 24 };
 
@@ -356,12 +359,61 @@ static void test_split(void) {
     parml_dataset_free(d);
 }
 
+/* Class-balanced sampling in fit: dp 2 equals serial bit for bit; a 0.2
+ * caller's smaller struct still fits as before; bad weights are refused. */
+static void test_sampling(void) {
+    float x[N * D], y[N];
+    make_data(x, y);
+    parml_tensor xt = tensor2(x, N, D), yt = tensor2(y, N, 0);
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    const float balanced[C] = {24.0f / (3 * 15), 24.0f / (3 * 3), 24.0f / (3 * 6)};
+    float params[3][128];
+    int64_t count = 0;
+    for (int run = 0; run < 3; run++) {
+        parml_model m = make_model(C);
+        parml_trainer t = make_trainer(m, PARML_LOSS_CROSS_ENTROPY, run == 1 ? 2 : 1, 1);
+        parml_fit_params fp;
+        OK(parml_fit_params_init(&fp));
+        CHECK(fp.class_sampling_weights == NULL && fp.num_class_sampling_weights == 0, "sampling off by default");
+        fp.epochs = 2;
+        fp.batch_size = 8;
+        if (run < 2) {
+            fp.class_sampling_weights = balanced;
+            fp.num_class_sampling_weights = C;
+        } else {
+            fp.struct_size = offsetof(parml_fit_params, class_sampling_weights); /* a 0.2 struct */
+        }
+        OK(parml_trainer_fit(t, d, &fp, NULL));
+        OK(parml_model_num_params(m, &count));
+        OK(parml_model_get_params(m, params[run], count));
+        if (run == 0) {
+            fp.num_class_sampling_weights = 2;
+            CHECK(parml_trainer_fit(t, d, &fp, NULL) == PARML_ERR_INVALID_ARGUMENT, "2 weights for labels up to 2");
+            const float negative[C] = {1, -1, 1};
+            fp.class_sampling_weights = negative;
+            fp.num_class_sampling_weights = C;
+            CHECK(parml_trainer_fit(t, d, &fp, NULL) == PARML_ERR_INVALID_ARGUMENT, "a negative weight");
+            fp.class_sampling_weights = NULL;
+            CHECK(parml_trainer_fit(t, d, &fp, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL weights with a count");
+        }
+        parml_trainer_free(t);
+        parml_model_free(m);
+    }
+    CHECK(memcmp(params[0], params[1], (size_t)count * sizeof(float)) == 0, "dp 2 differs from serial");
+    CHECK(memcmp(params[0], params[2], (size_t)count * sizeof(float)) != 0, "sampling changed nothing");
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
 int main(void) {
     test_bad_input();
     test_loss_values();
     test_layouts();
     test_metrics();
     test_split();
+    test_sampling();
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }

@@ -374,6 +374,9 @@ class parml_fit_params(Structure):
         validation: borrowed for the call; NULL = none
         progress: NULL = no callback
         user_data: passed to progress
+        class_sampling_weights: since 0.3: one weight per class for class-balanced
+            sampling with replacement; NULL = each sample once per epoch
+        num_class_sampling_weights: entries in class_sampling_weights
     """
 
     _fields_ = [
@@ -385,6 +388,8 @@ class parml_fit_params(Structure):
         ("validation", parml_dataset),
         ("progress", parml_progress_fn),
         ("user_data", c_void_p),
+        ("class_sampling_weights", POINTER(c_float)),
+        ("num_class_sampling_weights", c_int64),
     ]
 
 

@@ -348,6 +348,7 @@ class Trainer(Handle):
         drop_last: bool | None = None,
         verbose: bool | str = True,
         callback: Callable[[EpochMetrics], object] | None = None,
+        class_sampling: object | None = None,
     ) -> History:
         """Trains over (x, y) arrays or a Dataset (then y is None).
 
@@ -359,6 +360,12 @@ class Trainer(Handle):
         silent. callback(metrics) runs after each epoch; a true return stops
         training (history.stopped_early; the epochs done stay applied). An
         exception in the callback stops training and is re-raised.
+        class_sampling: one weight per class for class-balanced sampling
+        (PyTorch's WeightedRandomSampler with replacement): each epoch
+        draws len(data) samples, sample i with probability proportional to
+        its class's weight; ``len(y) / (C * np.bincount(y))`` draws every
+        class equally often. The draws follow the strategy's seed and the
+        epoch, the same under every layout.
 
         The C library reports once per epoch, so progress (and Ctrl-C, which
         Python handles only while running Python code) lands at epoch ends.
@@ -387,6 +394,11 @@ class Trainer(Handle):
                 params.shuffle = int(bool(shuffle))
             if drop_last is not None:
                 params.drop_last = int(bool(drop_last))
+            sampling = None
+            if class_sampling is not None:
+                sampling = _float_array(class_sampling, "class_sampling")  # alive until fit returns
+                params.class_sampling_weights = sampling.ctypes.data_as(POINTER(c_float))
+                params.num_class_sampling_weights = sampling.size
             progress = _Progress(verbose, int(params.epochs))
             failure: list[BaseException] = []
             guard = self._guard

@@ -201,3 +201,29 @@ def test_stratified_split_keeps_each_class_share():
         a, b = regression.split(0.5, stratify=False)
         a.close()
         b.close()
+
+
+def test_class_balanced_sampling_in_fit():
+    x, y = skewed(300, seed=5)
+    counts = np.bincount(y, minlength=C)
+    balanced = len(y) / (C * counts)
+
+    def fit(class_sampling, **layout):
+        m = model()
+        strategy = parml.Strategy(deterministic=True, seed=3, **layout)
+        with parml.Trainer(m, optimizer=parml.Adam(1e-2), strategy=strategy) as t:
+            t.fit(x, y, epochs=2, batch_size=32, verbose=False, class_sampling=class_sampling)
+            recall = t.evaluate_metrics(x, y, top_k=1).recall
+        return m.parameters.copy(), recall
+
+    serial, recall = fit(balanced)
+    assert np.array_equal(fit(balanced, dp=2)[0], serial)
+    plain, plain_recall = fit(None)
+    assert not np.array_equal(plain, serial)
+    # The rare class (6 in 100) is seen about as often as the others, and found more often.
+    assert recall[3] > plain_recall[3], (recall, plain_recall)
+    with parml.Trainer(model()) as t:
+        with pytest.raises(parml.InvalidArgumentError, match="class 3"):
+            t.fit(x, y, verbose=False, class_sampling=[1, 1, 1])
+        with pytest.raises(parml.InvalidArgumentError, match="finite"):
+            t.fit(x, y, verbose=False, class_sampling=[1, 1, float("nan"), 1])
