@@ -60,6 +60,26 @@ static parml_tensor tensor2(const float *v, int64_t rows, int64_t cols) {
     return t;
 }
 
+/* The skewed data as tensors and a dataset; free with free_data. */
+typedef struct {
+    parml_tensor x, y;
+    parml_dataset d;
+} data_set;
+
+static data_set load_data(void) {
+    float x[N * D], y[N];
+    make_data(x, y);
+    data_set s = {tensor2(x, N, D), tensor2(y, N, 0), NULL};
+    OK(parml_dataset_create(s.x, s.y, &s.d));
+    return s;
+}
+
+static void free_data(data_set s) {
+    parml_dataset_free(s.d);
+    parml_tensor_free(s.x);
+    parml_tensor_free(s.y);
+}
+
 /* The model's logits for x, as doubles. */
 static void logits_of(parml_model m, parml_tensor x, int outputs, double *z) {
     parml_tensor out = NULL;
@@ -109,11 +129,9 @@ static void test_bad_input(void) {
     CHECK(parml_trainer_set_loss(t, &p) == PARML_ERR_INVALID_ARGUMENT, "struct_size 5");
     CHECK(parml_trainer_create(m, 4, NULL, NULL, &(parml_trainer){NULL}) == PARML_ERR_INVALID_ARGUMENT, "loss kind 4");
 
-    float x[N * D], y[N];
-    make_data(x, y);
-    parml_tensor xt = tensor2(x, N, D), yt = tensor2(y, N, 0);
-    parml_dataset d = NULL;
-    OK(parml_dataset_create(xt, yt, &d));
+    data_set data = load_data();
+    parml_tensor xt = data.x, yt = data.y;
+    parml_dataset d = data.d;
     parml_metrics out;
     memset(&out, 0x5a, sizeof out);
     out.struct_size = sizeof out;
@@ -147,9 +165,7 @@ static void test_bad_input(void) {
     parml_trainer mse = make_trainer(m, PARML_LOSS_MSE, 1, 0);
     CHECK(parml_trainer_evaluate_metrics(mse, d, 8, NULL, &out) == PARML_ERR_INVALID_ARGUMENT, "metrics of an MSE trainer");
     parml_trainer_free(mse);
-    parml_dataset_free(d);
-    parml_tensor_free(xt);
-    parml_tensor_free(yt);
+    free_data(data);
     parml_trainer_free(t);
     parml_model_free(m);
 }
@@ -251,9 +267,9 @@ static void test_layouts(void) {
 static void test_metrics(void) {
     float x[N * D], y[N];
     make_data(x, y);
-    parml_tensor xt = tensor2(x, N, D), yt = tensor2(y, N, 0);
-    parml_dataset d = NULL;
-    OK(parml_dataset_create(xt, yt, &d));
+    data_set data = load_data();
+    parml_tensor xt = data.x, yt = data.y;
+    parml_dataset d = data.d;
     parml_model m = make_model(C);
     parml_trainer t = make_trainer(m, PARML_LOSS_CROSS_ENTROPY, 1, 0);
     for (int k = 0; k < 5; k++) OK(parml_trainer_step(t, xt, yt, NULL));
@@ -306,9 +322,7 @@ static void test_metrics(void) {
     OK(parml_trainer_evaluate(t, d, 5, &loss, &acc));
     CHECK(out.loss == loss && out.accuracy == acc, "loss and accuracy as parml_trainer_evaluate");
 
-    parml_dataset_free(d);
-    parml_tensor_free(xt);
-    parml_tensor_free(yt);
+    free_data(data);
     parml_trainer_free(t);
     parml_model_free(m);
 }
@@ -362,11 +376,8 @@ static void test_split(void) {
 /* Class-balanced sampling in fit: dp 2 equals serial bit for bit; a 0.2
  * caller's smaller struct still fits as before; bad weights are refused. */
 static void test_sampling(void) {
-    float x[N * D], y[N];
-    make_data(x, y);
-    parml_tensor xt = tensor2(x, N, D), yt = tensor2(y, N, 0);
-    parml_dataset d = NULL;
-    OK(parml_dataset_create(xt, yt, &d));
+    data_set data = load_data();
+    parml_dataset d = data.d;
     const float balanced[C] = {24.0f / (3 * 15), 24.0f / (3 * 3), 24.0f / (3 * 6)};
     float params[3][128];
     int64_t count = 0;
@@ -402,9 +413,7 @@ static void test_sampling(void) {
     }
     CHECK(memcmp(params[0], params[1], (size_t)count * sizeof(float)) == 0, "dp 2 differs from serial");
     CHECK(memcmp(params[0], params[2], (size_t)count * sizeof(float)) != 0, "sampling changed nothing");
-    parml_dataset_free(d);
-    parml_tensor_free(xt);
-    parml_tensor_free(yt);
+    free_data(data);
 }
 
 int main(void) {
