@@ -302,7 +302,9 @@ PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
 PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
 
 /// Number of scalar parameters (also before init); a matrix two layers
-/// share (a tied_classifier and its embedding) counts once.
+/// share (a tied_classifier and its embedding) counts once, and
+/// batch_norm's running statistics count (state in the parameter list,
+/// which training updates from batch statistics, not by gradient).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
 

@@ -161,6 +161,39 @@ public enum Kernels {
         pml_layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols)
     }
 
+    // MARK: - BatchNorm (x (n, c, s): channel ch is n·s values; see pml_kernels.h)
+
+    /// Per channel over the piece: sum = Σx, m2 = Σ(x − x̄)² around the piece's mean.
+    public static func batchNormMoments(
+        _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, sum: UnsafeMutablePointer<Float>, m2: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_moments(x, n, c, s, sum, m2)
+    }
+
+    /// y = x·scale[ch] + shift[ch].
+    public static func batchNormApply(
+        _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+        _ y: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_apply(x, n, c, s, scale, shift, y)
+    }
+
+    /// Per channel: Σdy and Σdy·(x − mean).
+    public static func batchNormGradientSums(
+        _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, mean: UnsafePointer<Float>,
+        sumDy: UnsafeMutablePointer<Float>, sumDyX: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_grad_sums(dy, x, n, c, s, mean, sumDy, sumDyX)
+    }
+
+    /// dx = a·(dy − meanDy − (x − mean)·b), per channel.
+    public static func batchNormInputGradient(
+        _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, mean: UnsafePointer<Float>,
+        a: UnsafePointer<Float>, meanDy: UnsafePointer<Float>, b: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_input_grad(dy, x, n, c, s, mean, a, meanDy, b, dx)
+    }
+
     // MARK: - Losses
 
     /// Softmax cross-entropy over rows of logits(N,C) with class-index targets(N).

@@ -64,6 +64,8 @@ struct RankLayout {
 
     /// ZeRO ≥ 1 with dp > 1: each data rank owns a shard of every slice.
     var shardsOverData: Bool { zeroStage >= 1 && mesh.dp > 1 }
+    /// The model has batch_norm layers (top level): the schedule is GPipe.
+    var hasBatchStatistics = false
 }
 
 /// One rank: pipeline stage `coordinate.stage` of data-parallel replica
@@ -121,6 +123,10 @@ final class RankContext {
     var normRanges: [Range<Int>] = []
     /// The model's tied parameters, or nil when it has none.
     let tied: TiedGradients?
+    /// Runs holding batch_norm: the statistics table and its scratch, and
+    /// the samples behind each row (BatchStatisticsExecution.swift).
+    let statistics: BatchStatisticsScratch
+    var rowCounts: [Int] = []
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
@@ -143,13 +149,17 @@ final class RankContext {
         virtualStages = try layout.virtualStages(of: c.stage).map {
             try VirtualStage(
                 index: $0, layout: layout, data: c.data, optimizer: optimizer, foldedMomentum: foldMomentum ? grads : nil,
-                decaying: model.decayingRanges)
+                decaying: model.decayingRanges, frozen: model.frozenRanges)
         }
         ownedRanges = virtualStages.map(\.owned)
+        for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
+        statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }
         // With one stage the order of forwards and backwards does not matter;
-        // 1F1B lets each piece's backward follow its forward at once.
-        let kind = layout.mesh.pp == 1 ? .oneForwardOneBackward : layout.schedule
+        // 1F1B lets each piece's backward follow its forward at once. A model
+        // with batch_norm needs every micro-batch's forward before any
+        // backward: GPipe (Trainer refuses interleaved 1F1B for it).
+        let kind = layout.hasBatchStatistics ? .gpipe : layout.mesh.pp == 1 ? .oneForwardOneBackward : layout.schedule
         schedule = StageSchedule(
             kind: kind, stage: c.stage, stages: layout.mesh.pp, microBatches: layout.microBatches, virtualStages: layout.virtualStages)
         let live = schedule.live

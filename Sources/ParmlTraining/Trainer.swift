@@ -122,6 +122,7 @@ public final class Trainer {
         // stages are balanced by parameter count. Interleaved 1F1B cuts
         // pp × v runs (virtual stages), run c on stage c mod pp.
         let v = strategy.pipelineSchedule == .interleaved ? strategy.virtualStages : 1
+        let batchStatistics = try Trainer.checkBatchStatistics(model, pp: mesh.pp, virtualStages: v)
         let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
             ? try StagePartition.marked(
                 starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp, virtualStages: v)
@@ -144,6 +145,7 @@ public final class Trainer {
         // their two raw gradients to sum them (TiedGradients.swift).
         let fold = size == 1 && strategy.backend == .threads && !strategy.deterministic
             && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0 && model.tiedParameters.isEmpty
+            && !batchStatistics
         var ranks: [RankContext] = []
         var layout: RankLayout
         var world: ThreadsWorld?
@@ -152,7 +154,8 @@ public final class Trainer {
             RankLayout(
                 mesh: mesh, partition: partition,
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
-                schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
+                schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
+                hasBatchStatistics: batchStatistics)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
@@ -241,6 +244,24 @@ public final class Trainer {
 
     /// This process's communicators on the MPI backend: splits of the world
     /// (collective over the processes, which all create the trainer alike).
+    /// Whether the model normalises with batch statistics (batch_norm),
+    /// refusing what its phased execution cannot run: a batch_norm inside a
+    /// residual block, and interleaved 1F1B, whose order has backwards before
+    /// the last forward.
+    static func checkBatchStatistics(_ model: Model, pp: Int, virtualStages v: Int) throws -> Bool {
+        let top = model.root.layers.filter { $0 is BatchStatisticsLayer }.count
+        let all = model.allLayers.filter { $0 is BatchStatisticsLayer }.count
+        guard top == all else {
+            throw ParmlError.unsupported("batch_norm inside a residual block: the trainer runs batch_norm at the top level only")
+        }
+        if top > 0 && pp > 1 && v > 1 {
+            throw ParmlError.unsupported(
+                "batch_norm with interleaved 1F1B: its statistics need every micro-batch's forward before any backward; use GPipe or 1F1B "
+                    + "(a model with batch_norm runs GPipe's order under either)")
+        }
+        return top > 0
+    }
+
     private static func communicators(mesh: Mesh, coordinate c: MeshCoordinate, world: Communicator) throws -> RankComms {
         func group(_ g: Mesh.Group) throws -> Communicator {
             let (color, key) = mesh.split(g, of: c)

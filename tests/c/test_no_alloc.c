@@ -162,9 +162,9 @@ static parml_model build_model(void) {
     return m;
 }
 
-/* A small CNN on (B, 1, 28, 28): conv 1->4 3x3 pad 1, relu, max pool 2,
- * conv 4->8 3x3 stride 2 groups 2, relu, avg pool 2 (stride 1), global
- * average pool, linear 8->10: every image kind. */
+/* A small CNN on (B, 1, 28, 28): conv 1->4 3x3 pad 1, batch norm, relu,
+ * max pool 2, conv 4->8 3x3 stride 2 groups 2, relu, avg pool 2 (stride 1),
+ * global average pool, batch norm (1-D), linear 8->10: every image kind. */
 static int64_t k3[] = {3}, pad1[] = {1}, two[] = {2}, one[] = {1};
 
 static void add(parml_model m, const char *kind, parml_attribute *a, int64_t n) { OK(parml_model_add_layer(m, kind, a, n)); }
@@ -177,6 +177,8 @@ static parml_model build_cnn(void) {
                             {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
                             {.name = "padding", .type = PARML_ATTR_INTS, .ints = pad1, .n_ints = 1}};
     add(m, "conv2d", c1, 4);
+    parml_attribute bn4[] = {{.name = "num_features", .type = PARML_ATTR_INT, .int_value = 4}};
+    add(m, "batch_norm", bn4, 1);
     OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
     parml_attribute pool[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1}};
     add(m, "max_pool2d", pool, 1);
@@ -191,6 +193,8 @@ static parml_model build_cnn(void) {
                              {.name = "stride", .type = PARML_ATTR_INTS, .ints = one, .n_ints = 1}};
     add(m, "avg_pool2d", avg, 2);
     add(m, "global_avg_pool", NULL, 0);
+    parml_attribute bn8[] = {{.name = "num_features", .type = PARML_ATTR_INT, .int_value = 8}};
+    add(m, "batch_norm", bn8, 1);
     OK(parml_model_add_linear(m, 8, CLASSES, 1));
     OK(parml_model_init(m, 2024));
     return m;

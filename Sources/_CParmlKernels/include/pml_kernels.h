@@ -73,6 +73,21 @@ void pml_layer_norm_forward(const float *x, const float *gamma, const float *bet
  * dβ += dy over the rows (accumulated: micro-batches add up). */
 void pml_layer_norm_backward(const float *dy, const float *x, const float *mean, const float *rstd, const float *gamma,
                              float *dx, float *dgamma, float *dbeta, size_t rows, size_t cols);
+/* Batch normalisation over x (n, c, s): channel ch is the n·s values
+ * x[i·c·s + ch·s + p]. Sums run in 16 fixed lanes per channel (a lane takes
+ * the same plane offsets in every sample), combined in order, so a piece of
+ * rows gives the same bits in every clone and every layout.
+ * moments: sum[ch] = Σ x, m2[ch] = Σ (x − sum[ch]/(n·s))², both over the piece. */
+void pml_batch_norm_moments(const float *x, size_t n, size_t c, size_t s, float *sum, float *m2);
+/* y = x·scale[ch] + shift[ch] (training and evaluation: the caller folds
+ * mean, 1/sqrt(var + eps), γ and β into the two) */
+void pml_batch_norm_apply(const float *x, size_t n, size_t c, size_t s, const float *scale, const float *shift, float *y);
+/* sum_dy[ch] = Σ dy, sum_dyx[ch] = Σ dy·(x − mean[ch]) over the piece */
+void pml_batch_norm_grad_sums(const float *dy, const float *x, size_t n, size_t c, size_t s, const float *mean, float *sum_dy,
+                              float *sum_dyx);
+/* dx = a[ch]·(dy − mean_dy[ch] − (x − mean[ch])·b[ch]) */
+void pml_batch_norm_input_grad(const float *dy, const float *x, size_t n, size_t c, size_t s, const float *mean, const float *a,
+                               const float *mean_dy, const float *b, float *dx);
 /* 0 when every x[i] is finite, NaN when one is an infinity or a NaN */
 float pml_nonfinite_probe(const float *x, size_t n);
 
