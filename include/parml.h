@@ -26,7 +26,9 @@
  *   5. parml_trainer_step on tensors (parml_tensor_create), or
  *      parml_trainer_fit on a dataset (parml_dataset_load_idx / _create, or
  *      windows of token ids: parml_dataset_create_tokens / _load_tokens),
- *      then parml_trainer_evaluate and parml_model_predict;
+ *      then parml_trainer_evaluate (parml_trainer_evaluate_metrics for
+ *      per-class precision, recall, F1, the confusion matrix, top-k) and
+ *      parml_model_predict; parml_trainer_set_loss weighs classes;
  *   6. free every handle with its parml_X_free (NULL is a no-op).
  *
  * Conventions
@@ -409,7 +411,8 @@ PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
 /// class indices for cross-entropy (int32 or int64 at any size, or float32
-/// integers below 2^24) or (N, ...) float32 values for MSE. Integer inputs
+/// integers below 2^24) or (N, ...) float32 values for MSE and binary
+/// cross-entropy. Integer inputs
 /// (token ids) are kept as floats, exact below 2^24. The tensors stay the
 /// caller's; parml_dataset_create_borrowed reads host memory without a
 /// copy. The caller owns *out.
@@ -548,6 +551,22 @@ PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t 
 /// the rank). Since: 0.1.
 PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
 
+/// Splits an in-memory dataset into two new ones holding copies of its rows:
+/// a training part in *train_out and a validation part of about
+/// validation_fraction of the samples in *validation_out, each in the
+/// dataset's order. The validation rows are round(n * validation_fraction)
+/// (halves up) of each class's n rows when `stratified` is nonzero (so a
+/// rare class is in both parts in its share; targets must be (N) class
+/// indices), or of all
+/// rows when it is 0, picked by a shuffle seeded by `seed` (the same split
+/// for the same seed, on any machine). The caller owns both outputs
+/// (parml_dataset_free); on failure both are untouched.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out-pointer,
+/// validation_fraction outside (0, 1), a split that leaves a part empty,
+/// stratified with targets that are not class indices, a token dataset),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validation_fraction, uint64_t seed, int32_t stratified, parml_dataset * train_out, parml_dataset * validation_out);
+
 /* ------------------------------------------------------------------------ */
 /* Parameter structs                                                        */
 /* Fill each struct with its defaults before changing fields; the structs   */
@@ -575,19 +594,33 @@ PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_token_params_init(parml_token_params * params);
 
+<<<<<<< HEAD
 /// Fills *params with the defaults (',' delimiter, a header line, the last
 /// column the label as class indices, every other column a feature) and
 /// sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_csv_params_init(parml_csv_params * params);
+=======
+/// Fills *params with the loss defaults (no class weights, no label
+/// smoothing, no pos_weight) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_loss_params_init(parml_loss_params * params);
+
+/// Fills *params with the metrics defaults (top_k 5, no per-class buffers)
+/// and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
+>>>>>>> metrics
 
 /* ------------------------------------------------------------------------ */
 /* Trainers                                                                 */
 /* A model + loss + optimizer + parallel layout. Step on a batch, fit over  */
-/* a dataset, evaluate; the counters, the plan of who holds what, traces.   */
+/* a dataset, evaluate; the counters, the plan of who holds what, traces;   */
+/* class weights and per-class metrics for imbalanced data.                 */
 /* ------------------------------------------------------------------------ */
 
-/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
+/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*
+/// (parml_trainer_set_loss adds class weights, label smoothing, pos_weight),
 /// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
 /// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
 /// keeps its own reference to the model and updates its parameters in place.
@@ -615,7 +648,8 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 /// One optimizer step on a batch: inputs (N, ...) (float32, or integer token
 /// ids for a model that starts with an embedding) and targets ((N) or (N, T)
 /// class indices for cross-entropy: int32, int64 or float32; values of the
-/// output's shape for MSE, integers compared as floats). Integer tensors are
+/// output's shape for MSE, and in [0, 1] for binary cross-entropy, integers
+/// compared as floats). Integer tensors are
 /// converted into buffers the
 /// trainer keeps, so such steps allocate nothing once sized. Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
@@ -638,7 +672,9 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
-/// several calls, or a resumed checkpoint, train as one longer call. After
+/// several calls, or a resumed checkpoint, train as one longer call
+/// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
+/// with replacement instead, also from (seed, epoch)). After
 /// each epoch, params->progress (if set) gets that epoch's metrics;
 /// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
 /// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
@@ -648,15 +684,19 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// to sizeof(parml_epoch_metrics) first.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
 /// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
+/// class index; class sampling weights that are negative, not finite, all
+/// 0 for the dataset's classes, fewer than its classes, or given for a
+/// dataset without class indices), PARML_ERR_SHAPE (a dataset does not fit the model),
 /// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
 /// steps before it stay applied). Since: 0.1.
 PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. Accuracy is over predictions: one per sample, or one per
-/// position for a sequence's logits (N, T, C); accuracy_out gets NaN for
-/// MSE. Either output may be NULL.
+/// position for a sequence's logits (N, T, C), one per output for binary
+/// cross-entropy; accuracy_out gets NaN for MSE. With class weights the
+/// loss is the weighted mean over the whole dataset. Either output may be
+/// NULL. parml_trainer_evaluate_metrics measures more.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
@@ -736,6 +776,38 @@ PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, in
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, negative count, NULL
 /// out-pointer). Since: 0.2.
 PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t global_samples, int64_t * start_out, int64_t * count_out);
+
+/// Sets what the trainer's loss weighs, for the steps, fits and evaluations
+/// after this call (NULL params = the defaults: a plain mean): class weights
+/// and label smoothing for PARML_LOSS_CROSS_ENTROPY (a split classifier's
+/// sharded loss too), pos_weight for PARML_LOSS_BCE_WITH_LOGITS. The arrays
+/// are copied. Every layout trains on the same weighted mean (under MPI with
+/// local batches each step sums the replicas' class counts); every process
+/// sets the same options. A class-weight count other than the model's
+/// classes (or pos_weight count other than its outputs) is refused by the
+/// next step or evaluation with PARML_ERR_SHAPE, as is a batch whose
+/// targets all weigh 0 (PARML_ERR_INVALID_ARGUMENT); nothing is trained.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, small struct_size, a NULL
+/// array with a nonzero count or the reverse, a weight negative or not
+/// finite, label_smoothing outside [0, 1], an option the trainer's loss
+/// does not take). Since: 0.3.
+PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_params const * params);
+
+/// Classification metrics over a dataset in inference mode, in batches of
+/// batch_size (the pass of parml_trainer_evaluate): loss, accuracy, top-k
+/// accuracy, macro and weighted precision, recall and F1 in *out (set
+/// out->struct_size to sizeof(parml_metrics) first), and, into the
+/// caller's buffers named in *params (NULL params = defaults, no buffers),
+/// the confusion matrix and per-class support, precision, recall and F1.
+/// out->classes says how many classes the buffers need; parml_model_output_shape
+/// tells it before the call. Outputs are written only on success.
+/// PARML_LOSS_CROSS_ENTROPY trainers only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, small
+/// struct_size, batch_size outside 1...2^31-1, top_k < 1, a buffer with
+/// capacity below the model's classes (the message says how many), another
+/// loss, a target that is not a class index), PARML_ERR_SHAPE (the dataset
+/// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                    */

@@ -110,6 +110,10 @@ typedef int32_t parml_status;
                                       indices, (N) for logits (N, C) or (N, T) for a sequence's (N, T, C):
                                       the mean over all N*T predictions */
 #define PARML_LOSS_MSE           2 /* mean squared error; targets have the output's shape */
+#define PARML_LOSS_BCE_WITH_LOGITS 3 /* since 0.3: sigmoid + binary cross-entropy per output (torch's
+                                        BCEWithLogitsLoss), the mean over all outputs; targets in [0, 1]
+                                        of the output's shape (multi-label); accuracy counts outputs whose
+                                        sign (logit > 0) matches target > 0.5 */
 
 /* Optimizers (parml_optimizer_params.kind). */
 #define PARML_OPTIMIZER_SGD   1 /* with optional momentum, Nesterov, L2 weight decay */
@@ -280,7 +284,8 @@ typedef struct parml_epoch_metrics {
     int64_t epochs;         /* total requested */
     int64_t steps;          /* optimizer steps taken so far in this trainer */
     float train_loss;       /* mean loss over the epoch's samples */
-    float train_accuracy;   /* fraction of predictions correct (cross-entropy only; N*T for sequences) */
+    float train_accuracy;   /* fraction of predictions correct (cross-entropy: N*T for sequences; since
+                               0.3 also binary cross-entropy: per output, its sign against target > 0.5) */
     float val_loss;         /* on the validation dataset, if any */
     float val_accuracy;
     float learning_rate;    /* at the end of the epoch */
@@ -302,6 +307,15 @@ typedef struct parml_fit_params {
     parml_dataset validation;  /* borrowed for the call; NULL = none */
     parml_progress_fn progress;/* NULL = no callback */
     void *user_data;           /* passed to progress */
+    /* since 0.3: class-balanced sampling (PyTorch's WeightedRandomSampler):
+     * one weight (finite, >= 0) per class; each epoch draws as many samples
+     * as the dataset holds, with replacement, sample i with probability
+     * proportional to the weight of its class (shuffle is then moot). The
+     * draws are a function of (seed, epoch), the same under every layout.
+     * Needs a dataset of one class index per sample; the array is read
+     * during the call only. NULL (default) = each sample once per epoch. */
+    const float *class_sampling_weights;
+    int64_t num_class_sampling_weights;
 } parml_fit_params;
 
 /** Options of parml_dataset_create_tokens and _load_tokens. Sample j of
@@ -329,5 +343,56 @@ typedef struct parml_csv_params {
     int64_t num_features;          /* 0 (default): every column but the label, in file order */
     int32_t label_kind;            /* PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE */
 } parml_csv_params;
+
+/** Since 0.3: what a trainer's loss weighs (parml_trainer_set_loss), with
+ *  PyTorch's meanings. The library copies the arrays; they need live only
+ *  for the call. */
+typedef struct parml_loss_params {
+    size_t struct_size;          /* set by parml_loss_params_init */
+    const float *class_weights;  /* CROSS_ENTROPY: one weight (finite, >= 0) per class, torch's weight=:
+                                    the loss is sum w[y]*l / sum w[y] over the global batch's targets
+                                    (every layout computes it from the whole batch). NULL (default) = none */
+    int64_t num_class_weights;   /* entries in class_weights: the model's classes */
+    float label_smoothing;       /* CROSS_ENTROPY: torch's label_smoothing=, in [0, 1]: the target is
+                                    (1 - e) one-hot + e/C; default 0 */
+    const float *pos_weight;     /* BCE_WITH_LOGITS: one weight (finite, >= 0) per output, multiplying
+                                    the positive term (torch's pos_weight=); NULL (default) = none */
+    int64_t num_pos_weight;      /* entries in pos_weight: the model's outputs (last dimension) */
+} parml_loss_params;
+
+/** Since 0.3: options of parml_trainer_evaluate_metrics, and where it
+ *  writes per-class results: caller-owned buffers of `capacity` classes
+ *  (confusion: capacity * capacity), each NULL when not wanted. They are
+ *  written only on success. */
+typedef struct parml_metrics_params {
+    size_t struct_size;   /* set by parml_metrics_params_init */
+    int64_t top_k;        /* top_k_accuracy counts targets among the k largest logits; default 5 */
+    int64_t capacity;     /* classes the buffers below hold; must be >= the model's classes
+                             when any buffer is set; default 0 */
+    int64_t *confusion;   /* [target * classes + predicted]: prediction counts, row-major classes x classes */
+    int64_t *support;     /* per class: predictions whose target is the class */
+    float *precision;     /* per class: tp / predicted (0 when nothing was predicted as it) */
+    float *recall;        /* per class: tp / support (0 when the class never is a target) */
+    float *f1;            /* per class: 2 tp / (support + predicted) (0 when both are 0) */
+} parml_metrics_params;
+
+/** Since 0.3: what parml_trainer_evaluate_metrics measured over a dataset,
+ *  scikit-learn's definitions (precision_recall_fscore_support,
+ *  top_k_accuracy_score). A prediction is a sample, or a position of a
+ *  sequence's logits (N, T, C); its class is the first arg-max. */
+typedef struct parml_metrics {
+    size_t struct_size;         /* set by the caller to sizeof(parml_metrics) */
+    int64_t classes;            /* the model's classes C */
+    int64_t predictions;
+    float loss;                 /* mean loss, as parml_trainer_evaluate */
+    float accuracy;
+    float top_k_accuracy;
+    float macro_precision;      /* unweighted means over the classes that occur as a target or a */
+    float macro_recall;         /* prediction (scikit-learn's average="macro", default labels) */
+    float macro_f1;
+    float weighted_precision;   /* means weighted by each class's support (average="weighted") */
+    float weighted_recall;
+    float weighted_f1;
+} parml_metrics;
 
 #endif /* PARML_TYPES_H */

@@ -49,3 +49,10 @@ if ! python3 -c "import dp_accounting" 2>/dev/null; then
   echo "installing Python package: dp-accounting"
   python3 -m pip install --quiet dp-accounting
 fi
+# The metrics tests (bindings/python/tests/test_imbalance.py) check parml's
+# figures against scikit-learn's on the same predictions; without it they
+# skip, so a failed install is reported, not fatal.
+if ! python3 -c "import sklearn" 2>/dev/null; then
+  echo "installing Python package: scikit-learn"
+  python3 -m pip install --quiet scikit-learn || echo "scikit-learn did not install: the metrics comparisons will skip"
+fi

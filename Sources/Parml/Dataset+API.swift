@@ -32,7 +32,8 @@ public func parmlDatasetLoadIDX(
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
 /// class indices for cross-entropy (int32 or int64 at any size, or float32
-/// integers below 2^24) or (N, ...) float32 values for MSE. Integer inputs
+/// integers below 2^24) or (N, ...) float32 values for MSE and binary
+/// cross-entropy. Integer inputs
 /// (token ids) are kept as floats, exact below 2^24. The tensors stay the
 /// caller's; parml_dataset_create_borrowed reads host memory without a
 /// copy. The caller owns *out.

@@ -106,6 +106,8 @@ func defaultFitParams() -> parml_fit_params {
     p.validation = nil
     p.progress = nil
     p.user_data = nil
+    p.class_sampling_weights = nil
+    p.num_class_sampling_weights = 0
     return p
 }
 

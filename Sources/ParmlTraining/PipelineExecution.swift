@@ -182,7 +182,8 @@ extension RankContext {
             let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
             try slot.targetView.retarget(
                 y.data + first * y.shape.rowSize * y.dtype.size / 4, shape: y.shape.withLeading(n), dtype: y.dtype)
-            let r = try shardedLoss?.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+            let r = try shardedLoss?.compute(
+                output: out, targets: slot.targetView, scale: work.scale, options: loss.options, wantGradient: true)
                 ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
             work.lossSum += r.loss
             work.correct += r.correct

@@ -47,7 +47,7 @@ struct Piece {
 struct StepWork {
     /// The step as the host asked for it.
     let step: StepDescription
-    /// The loss's mean scale: 1 / (global samples × outputs per sample).
+    /// The loss's mean scale (StepDescription.lossScale).
     let scale: Float
     let microBatches: Int
     /// This data rank's rows (fast mode) or chunks (deterministic mode).

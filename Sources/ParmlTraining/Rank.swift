@@ -236,12 +236,16 @@ final class RankContext {
             throw ParmlError.internal("rank \(rank) has no parameter arena")
         }
         let settings = step.settings
-        // Local SGD: each replica's gradient is the mean over its own rows.
+        // Local SGD: each replica's gradient is the mean over its own rows
+        // (with class weights: the global scale, rescaled to its share).
         let ownRows = step.plan.rows(of: coordinate.data).count
-        let meanOver = layout.averagesParameters ? max(ownRows, 1) : step.plan.samples
-        var work = StepWork(
-            step, scale: loss.meanScale(samples: meanOver, output: step.outputShape),
-            microBatches: layout.microBatches, data: coordinate.data)
+        var scale = step.lossScale
+        if layout.averagesParameters {
+            scale = loss.options.classWeights == nil
+                ? loss.meanScale(samples: max(ownRows, 1), output: step.outputShape)
+                : step.lossScale * Float(step.plan.samples) / Float(max(ownRows, 1))
+        }
+        var work = StepWork(step, scale: scale, microBatches: layout.microBatches, data: coordinate.data)
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
             vs.backwardPieces = 0

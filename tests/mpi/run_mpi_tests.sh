@@ -23,7 +23,8 @@
 #      a Python host running fit under mpirun; checkpoints saved under MPI
 #      resume on the threads backend as the uninterrupted run; local batches
 #      (each process passes its replica's rows) train to the same bits, and
-#      wrong rows fail on every process; and a GPT with a tied classifier
+#      wrong rows fail on every process (also with class weights, whose
+#      mean sums the replicas' class counts); and a GPT with a tied classifier
 #      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16) and local SGD
@@ -290,6 +291,14 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     local_batches "dp 2 ZeRO-1" 2 1 1 1 1f1b 1
     local_batches "dp 2 x pp 2 ZeRO-2" 2 2 1 2 1f1b 2
     local_batches "dp 2 x tp 2" 2 1 2 1 gpipe 0
+    # Class weights: each replica holds other classes; the weighted mean's
+    # denominator is summed over the replicas' class counts.
+    export TRAIN_HOST_CLASS_WEIGHTS=1
+    local_batches "dp 2 ZeRO-1, class weights and label smoothing" 2 1 1 1 1f1b 1
+    local_batches "dp 2 x pp 2, class weights and label smoothing" 2 2 1 2 1f1b 0
+    export PARML_TEST_SPLIT_CLASSIFIER=1
+    train "dp 2 x tp 2, split classifier, class weights and label smoothing" "" 2 1 2 1 1f1b 1
+    unset PARML_TEST_SPLIT_CLASSIFIER TRAIN_HOST_CLASS_WEIGHTS
     if TRAIN_HOST_LOCAL=wrong timeout 60 mpirun -np 2 -x TRAIN_HOST_LOCAL "$WORK/train_host" mpi 2 1 1 1 1f1b 0 \
         "$WORK/wrong.bin" > "$WORK/wrong.txt" 2>&1; then
         fail "local batches with the wrong rows must fail" "$WORK/wrong.txt"

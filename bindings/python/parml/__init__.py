@@ -56,7 +56,7 @@ from .model import Model, Sequential, file_info
 from .optim import SGD, Adam, AdamW, Optimizer
 from .strategy import Strategy
 from .tensor import Tensor
-from .trainer import EpochMetrics, Evaluation, History, MemoryReport, Trainer
+from .trainer import EpochMetrics, Evaluation, History, MemoryReport, Metrics, Trainer
 
 
 def library_version() -> str:
@@ -113,6 +113,7 @@ __all__ = [
     "History",
     "EpochMetrics",
     "Evaluation",
+    "Metrics",
     "MemoryReport",
     # data
     "Dataset",

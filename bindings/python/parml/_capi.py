@@ -138,6 +138,7 @@ PARML_LAYER_INPUT_TOKEN_IDS = 2
 
 PARML_LOSS_CROSS_ENTROPY = 1
 PARML_LOSS_MSE = 2
+PARML_LOSS_BCE_WITH_LOGITS = 3
 
 PARML_OPTIMIZER_SGD = 1
 PARML_OPTIMIZER_ADAM = 2
@@ -389,6 +390,9 @@ class parml_fit_params(Structure):
         validation: borrowed for the call; NULL = none
         progress: NULL = no callback
         user_data: passed to progress
+        class_sampling_weights: since 0.3: one weight per class for class-balanced
+            sampling with replacement; NULL = each sample once per epoch
+        num_class_sampling_weights: entries in class_sampling_weights
     """
 
     _fields_ = [
@@ -400,6 +404,8 @@ class parml_fit_params(Structure):
         ("validation", parml_dataset),
         ("progress", parml_progress_fn),
         ("user_data", c_void_p),
+        ("class_sampling_weights", POINTER(c_float)),
+        ("num_class_sampling_weights", c_int64),
     ]
 
 
@@ -473,6 +479,83 @@ class parml_attribute(Structure):
     ]
 
 
+class parml_loss_params(Structure):
+    """What a trainer's loss weighs (parml_trainer_set_loss), PyTorch's meanings.
+
+    Attributes:
+        struct_size: set by parml_loss_params_init
+        class_weights: CROSS_ENTROPY: one weight per class (torch's weight=), copied; NULL = none
+        num_class_weights: entries in class_weights
+        label_smoothing: CROSS_ENTROPY: torch's label_smoothing=, in [0, 1]; default 0
+        pos_weight: BCE_WITH_LOGITS: one weight per output (torch's pos_weight=); NULL = none
+        num_pos_weight: entries in pos_weight
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("class_weights", POINTER(c_float)),
+        ("num_class_weights", c_int64),
+        ("label_smoothing", c_float),
+        ("pos_weight", POINTER(c_float)),
+        ("num_pos_weight", c_int64),
+    ]
+
+
+class parml_metrics_params(Structure):
+    """Options of parml_trainer_evaluate_metrics and the caller's per-class buffers.
+
+    Attributes:
+        struct_size: set by parml_metrics_params_init
+        top_k: top_k_accuracy counts targets among the k largest logits; default 5
+        capacity: classes the buffers hold (confusion: capacity * capacity)
+        confusion: [target * classes + predicted] counts, or NULL
+        support: per class: predictions whose target is the class, or NULL
+        precision: per class, or NULL
+        recall: per class, or NULL
+        f1: per class, or NULL
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("top_k", c_int64),
+        ("capacity", c_int64),
+        ("confusion", POINTER(c_int64)),
+        ("support", POINTER(c_int64)),
+        ("precision", POINTER(c_float)),
+        ("recall", POINTER(c_float)),
+        ("f1", POINTER(c_float)),
+    ]
+
+
+class parml_metrics(Structure):
+    """What parml_trainer_evaluate_metrics measured (scikit-learn's definitions).
+
+    Attributes:
+        struct_size: the caller sets it to sizeof(parml_metrics)
+        classes: the model's classes
+        predictions: samples, or positions of a sequence's logits
+        loss: mean loss, as parml_trainer_evaluate
+        accuracy, top_k_accuracy: fractions of the predictions
+        macro_precision, macro_recall, macro_f1: means over the classes seen
+        weighted_precision, weighted_recall, weighted_f1: means weighted by support
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("classes", c_int64),
+        ("predictions", c_int64),
+        ("loss", c_float),
+        ("accuracy", c_float),
+        ("top_k_accuracy", c_float),
+        ("macro_precision", c_float),
+        ("macro_recall", c_float),
+        ("macro_f1", c_float),
+        ("weighted_precision", c_float),
+        ("weighted_recall", c_float),
+        ("weighted_f1", c_float),
+    ]
+
+
 STRUCT_TYPES = {
     "parml_attribute": parml_attribute,
     "parml_optimizer_params": parml_optimizer_params,
@@ -482,6 +565,9 @@ STRUCT_TYPES = {
     "parml_fit_params": parml_fit_params,
     "parml_token_params": parml_token_params,
     "parml_csv_params": parml_csv_params,
+    "parml_loss_params": parml_loss_params,
+    "parml_metrics_params": parml_metrics_params,
+    "parml_metrics": parml_metrics,
 }
 
 # ---------------------------------------------------------------------------
@@ -1292,6 +1378,51 @@ def parml_trainer_skipped_steps(trainer: Any, skipped_out: Any, /) -> int:
 @ctypes_function("parml_trainer_step_count", [parml_trainer, POINTER(c_int64)], parml_status)
 def parml_trainer_step_count(trainer: Any, steps_out: Any, /) -> int:
     """Optimizer steps taken so far in *steps_out."""
+    ...
+
+
+# PARML_API parml_status parml_loss_params_init(parml_loss_params * params);
+@ctypes_function("parml_loss_params_init", [POINTER(parml_loss_params)], parml_status)
+def parml_loss_params_init(params: Any, /) -> int:
+    """Fills *params with the loss defaults (a plain mean) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
+@ctypes_function("parml_metrics_params_init", [POINTER(parml_metrics_params)], parml_status)
+def parml_metrics_params_init(params: Any, /) -> int:
+    """Fills *params with the metrics defaults (top_k 5, no buffers) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_params const * params);
+@ctypes_function("parml_trainer_set_loss", [parml_trainer, POINTER(parml_loss_params)], parml_status)
+def parml_trainer_set_loss(trainer: Any, params: Any, /) -> int:
+    """Sets class weights, label smoothing or pos_weight for the next steps."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
+@ctypes_function(
+    "parml_trainer_evaluate_metrics",
+    [parml_trainer, parml_dataset, c_int64, POINTER(parml_metrics_params), POINTER(parml_metrics)],
+    parml_status,
+)
+def parml_trainer_evaluate_metrics(trainer: Any, dataset: Any, batch_size: int, params: Any, out: Any, /) -> int:
+    """Loss, accuracy, top-k, precision/recall/F1 and the confusion matrix over a dataset."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validation_fraction, uint64_t seed, int32_t stratified, parml_dataset * train_out, parml_dataset * validation_out);
+@ctypes_function(
+    "parml_dataset_split",
+    [parml_dataset, c_double, c_uint64, c_int32, POINTER(parml_dataset), POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_split(
+    dataset: Any, validation_fraction: float, seed: int, stratified: int, train_out: Any, validation_out: Any, /
+) -> int:
+    """Training and validation datasets of copied rows, optionally stratified by class."""
     ...
 
 

@@ -179,6 +179,21 @@ class Dataset(Handle):
             check(_capi.parml_dataset_num_classes(d, byref(n)))
         return n.value or None
 
+    def split(self, validation_fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
+        """(train, validation): two new datasets holding copies of the rows,
+        each in this dataset's order; validation takes round(n *
+        validation_fraction) (halves up) of each class's n rows (``stratify``, the
+        default: a rare class keeps its share in both) or of all rows,
+        picked by a shuffle seeded by ``seed`` (parml_dataset_split)."""
+        train, validation = _capi.parml_dataset(), _capi.parml_dataset()
+        with self._use() as d:
+            check(
+                _capi.parml_dataset_split(
+                    d, float(validation_fraction), int(seed), 1 if stratify else 0, byref(train), byref(validation)
+                )
+            )
+        return Dataset._adopt(train), Dataset._adopt(validation)
+
     def __repr__(self) -> str:
         if self.closed:
             return "<parml.Dataset closed>"
