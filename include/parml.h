@@ -594,13 +594,12 @@ PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_token_params_init(parml_token_params * params);
 
-<<<<<<< HEAD
 /// Fills *params with the defaults (',' delimiter, a header line, the last
 /// column the label as class indices, every other column a feature) and
 /// sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_csv_params_init(parml_csv_params * params);
-=======
+
 /// Fills *params with the loss defaults (no class weights, no label
 /// smoothing, no pos_weight) and sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
@@ -610,7 +609,6 @@ PARML_API parml_status parml_loss_params_init(parml_loss_params * params);
 /// and sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
->>>>>>> metrics
 
 /* ------------------------------------------------------------------------ */
 /* Trainers                                                                 */
