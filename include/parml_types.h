@@ -153,6 +153,7 @@ typedef int32_t parml_status;
 #define PARML_COMPRESSION_NONE 0 /* float32 */
 #define PARML_COMPRESSION_BF16 1 /* bfloat16 with error feedback: half the bytes, float32's range */
 #define PARML_COMPRESSION_FP16 2 /* IEEE half with error feedback: half the bytes, +-65504 */
+#define PARML_COMPRESSION_POWERSGD 3 /* rank-compression_rank factors of each matrix (Vogels et al. 2019) */
 
 /* ------------------------------------------------------------------------ */
 /* Layer attributes                                                           */
@@ -253,6 +254,8 @@ typedef struct parml_strategy_params {
                                   their parameters every local_steps steps (optimizer state stays each
                                   replica's). 1 (default) sums gradients every step. Default mode,
                                   zero_stage 0, no compression; clip_grad_norm with pp = tp = 1 only. */
+    int32_t compression_rank;  /* since 0.3; PARML_COMPRESSION_POWERSGD: the rank r of each matrix's
+                                  approximation, in 1..1024; default 4 */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are

@@ -11,6 +11,7 @@
 #   fp32    plain data parallelism (ZeRO 0): the baseline
 #   bf16    gradients summed in bf16 with error feedback
 #   fp16    the same in IEEE half
+#   powersgd4  PowerSGD, rank 4, error feedback
 #   local8  local SGD, parameters averaged every 8 steps
 #   nocomm  no communication within the run: the bound
 # Prints one JSON line per mode (ratio = samples/s over fp32's).
@@ -22,7 +23,7 @@ if [ -n "$RATE" ]; then
     tc qdisc add dev lo root tbf rate "$RATE" burst 256kb latency 100ms
     trap 'tc qdisc del dev lo root' EXIT
 fi
-MODES=(fp32 bf16 fp16 local8 nocomm)
+MODES=(fp32 bf16 fp16 powersgd4 local8 nocomm)
 declare -A runs
 for _ in 1 2 3; do
     for m in "${MODES[@]}"; do
@@ -30,10 +31,10 @@ for _ in 1 2 3; do
             "$BUILD/ParmlBenchMPITrain" mpi 128 "$m" | tail -1) "
     done
 done
-python3 - "${RATE:-loopback}" "${runs[fp32]}" "${runs[bf16]}" "${runs[fp16]}" "${runs[local8]}" "${runs[nocomm]}" <<'PY'
+python3 - "${RATE:-loopback}" "${runs[fp32]}" "${runs[bf16]}" "${runs[fp16]}" "${runs[powersgd4]}" "${runs[local8]}" "${runs[nocomm]}" <<'PY'
 import json, statistics, sys
 link = sys.argv[1]
-modes = ["fp32", "bf16", "fp16", "local8", "nocomm"]
+modes = ["fp32", "bf16", "fp16", "powersgd4", "local8", "nocomm"]
 med = {m: statistics.median(float(v) for v in sys.argv[2 + i].split()) for i, m in enumerate(modes)}
 suffix = "" if link == "loopback" else "_" + link
 for m in modes:

@@ -92,6 +92,7 @@ func defaultStrategyParams() -> parml_strategy_params {
     p.virtual_stages = Int64(s.virtualStages)
     p.gradient_compression = s.gradientCompression.rawValue
     p.local_steps = Int32(s.localSteps)
+    p.compression_rank = Int32(s.compressionRank)
     return p
 }
 
@@ -231,10 +232,11 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
     s.virtualStages = Int(p.virtual_stages)
     guard let compression = GradientCompression(rawValue: p.gradient_compression) else {
         throw ParmlError.invalidArgument(
-            "gradient_compression \(p.gradient_compression) is unknown (PARML_COMPRESSION_NONE, _BF16 or _FP16)")
+            "gradient_compression \(p.gradient_compression) is unknown (PARML_COMPRESSION_NONE, _BF16, _FP16 or _POWERSGD)")
     }
     s.gradientCompression = compression
     s.localSteps = Int(p.local_steps)
+    s.compressionRank = Int(p.compression_rank)
     try s.validate()
     return s
 }

@@ -1,19 +1,22 @@
 import ParmlParallel
 import ParmlTensor
 
-/// A 16-bit wire format for gradients: bf16 keeps float32's exponent range
-/// with 8 bits of mantissa; fp16 keeps 11 bits of mantissa within ±65504.
-/// Both round to nearest, ties to even.
+/// How the data-parallel gradient sum is compressed. bf16 and fp16 are
+/// 16-bit wire formats (bf16 keeps float32's exponent range with 8 bits of
+/// mantissa; fp16 keeps 11 bits within ±65504; both round to nearest, ties
+/// to even); PowerSGD sends rank-r factors of each matrix (PowerSGD.swift).
 public enum GradientCompression: Int32, Sendable {
     case none = 0
     case bf16 = 1
     case fp16 = 2
+    case powerSGD = 3
 
     var name: String {
         switch self {
         case .none: "none"
         case .bf16: "bf16"
         case .fp16: "fp16"
+        case .powerSGD: "PowerSGD"
         }
     }
 

@@ -8,6 +8,10 @@ extension RankContext {
         guard let comms, layout.mesh.dp > 1, let grads = model.gradients else { return }
         let stageRange = vs.range
         let base = grads.data + stageRange.lowerBound
+        if let power = vs.powerSGD {
+            try power.allReduce(base, comm: comms.data)
+            return
+        }
         if let ring = vs.compressedRing {
             try ring.allReduce(base, count: stageRange.count, comm: comms.data)
             return

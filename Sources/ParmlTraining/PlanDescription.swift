@@ -84,6 +84,12 @@ extension Trainer {
                 how = "none between averages: local SGD, each replica steps on its own rows (loss scaled by its own row count); "
                     + "every \(layout.localSteps) steps the parameters are averaged (all-reduce, then × 1/dp), "
                     + "\(ring32) bytes per rank as a float32 ring, \(ring32 / layout.localSteps) per step"
+            } else if layout.compression == .powerSGD {
+                let floats = ranks[0].virtualStages.compactMap(\.powerSGD).map(\.floatsReduced).max() ?? 0
+                let sent = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 4)
+                how = "PowerSGD rank \(layout.compressionRank) (one power iteration warm-started from the last step's Q, "
+                    + "error feedback): all-reduces of each matrix's P and Q, vectors and small matrices whole; about \(sent) "
+                    + "bytes per rank per step as a ring, against \(ring32) for float32 gradients"
             } else if layout.compression != .none {
                 let ring16 = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 2)
                 how = "ring reduce-scatter then all-gather in \(layout.compression.name) with error feedback (each rounding's "

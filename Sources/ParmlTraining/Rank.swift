@@ -69,6 +69,8 @@ struct RankLayout {
     /// The data-parallel gradient sum's wire format, and local SGD's steps
     /// between parameter averages (1: gradients summed every step).
     var compression: GradientCompression = .none
+    var compressionRank = 4
+    var seed: UInt64 = 0
     var localSteps = 1
     /// Local SGD: replicas step on their own rows between averages.
     var averagesParameters: Bool { localSteps > 1 && mesh.dp > 1 }
@@ -159,7 +161,14 @@ final class RankContext {
         }
         ownedRanges = virtualStages.map(\.owned)
         if layout.compression != .none && layout.mesh.dp > 1 {
-            for vs in virtualStages { vs.compressedRing = try CompressedRing(format: layout.compression, count: vs.range.count) }
+            for vs in virtualStages {
+                if layout.compression == .powerSGD {
+                    vs.powerSGD = try PowerSGDReducer(
+                        run: vs.range, infos: model.parameterInfo, rank: layout.compressionRank, seed: layout.seed)
+                } else {
+                    vs.compressedRing = try CompressedRing(format: layout.compression, count: vs.range.count)
+                }
+            }
         }
         for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
         statistics = try BatchStatisticsScratch(model: model)

@@ -64,6 +64,8 @@ public struct StrategyConfig: Sendable, Equatable {
     /// own rows, then the replicas' parameters are averaged. 1 (default) is
     /// ordinary data parallelism (gradients summed every step).
     public var localSteps = 1
+    /// PowerSGD's rank r (matrices travel as rows·r + cols·r floats).
+    public var compressionRank = 4
 
     public init() {}
 
@@ -108,6 +110,9 @@ public struct StrategyConfig: Sendable, Equatable {
     /// mode (serial training's bits) refuses them; both need every replica
     /// to hold whole gradients and optimizer state (ZeRO 0).
     private func validateCommunication() throws {
+        guard compressionRank >= 1, compressionRank <= 1024 else {
+            throw ParmlError.invalidArgument("strategy: compression_rank must be in 1...1024, got \(compressionRank)")
+        }
         guard localSteps >= 1, localSteps <= 1 << 20 else {
             throw ParmlError.invalidArgument("strategy: local_steps must be in 1...2^20, got \(localSteps)")
         }

@@ -167,7 +167,8 @@ public final class Trainer {
                 mesh: mesh, partition: partition,
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
-                hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, localSteps: strategy.localSteps)
+                hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
+                localSteps: strategy.localSteps)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {

@@ -29,6 +29,8 @@ final class VirtualStage {
     var statisticsLayers: [Int] = []
     /// Gradient compression (dp > 1): the ring and this run's carried errors.
     var compressedRing: CompressedRing?
+    /// PowerSGD (dp > 1): its factors, warm start and errors for this run.
+    var powerSGD: PowerSGDReducer?
     /// This step: the shapes entering and leaving the run (leading
     /// dimension the batch's), and pieces whose backward ran.
     var input = Shape(0)

@@ -11,7 +11,7 @@
 //
 // Issue 20's modes (tools/bench_comm_tcp.sh, over `--mca btl tcp,self`):
 //   mpirun -np 2 ParmlBenchMPITrain mpi BATCH MODE
-// with ZeRO 0 and MODE one of fp32, bf16, fp16, localH (local SGD, H
+// with ZeRO 0 and MODE one of fp32, bf16, fp16, powersgd4, localH (local SGD, H
 // steps between averages) or nocomm (local SGD that never averages within
 // the run: the step without communication, the bound).
 
@@ -38,6 +38,7 @@ func run(mpi: Bool, batch n: Int, mode: String?) throws {
     case nil, "fp32": break
     case "bf16": s.gradientCompression = .bf16
     case "fp16": s.gradientCompression = .fp16
+    case "powersgd4": s.gradientCompression = .powerSGD
     case "nocomm": s.localSteps = 1 << 20
     case let m? where m.hasPrefix("local") && Int(m.dropFirst(5)) != nil: s.localSteps = Int(m.dropFirst(5))!
     case let m?: throw ParmlError.invalidArgument("unknown mode \(m)")

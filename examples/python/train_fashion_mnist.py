@@ -59,7 +59,7 @@ def main() -> int:
     ap.add_argument("--deterministic", action="store_true",
                     help="layout-invariant mode: any --dp/--pp/--zero gives serial training's bits")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--compression", choices=["none", "bf16", "fp16"], default="none",
+    ap.add_argument("--compression", choices=["none", "bf16", "fp16", "powersgd"], default="none",
                     help="the dp gradient sum's wire format (16-bit with error feedback; docs/communication.md)")
     ap.add_argument("--local-steps", type=int, default=1, help="local SGD: steps between parameter averages")
     args = ap.parse_args()

@@ -12,6 +12,7 @@ import parml
 MODES = {
     "bf16": dict(gradient_compression="bf16"),
     "fp16": dict(gradient_compression="fp16"),
+    "powersgd": dict(gradient_compression="powersgd", compression_rank=2),
     "local3": dict(local_steps=3),
 }
 name = sys.argv[1]

@@ -27,7 +27,7 @@
 #      mean sums the replicas' class counts); and a GPT with a tied classifier
 #      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
-#      threads and serial; and gradient compression (bf16, fp16) and local SGD
+#      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
 #      (tests/mpi/py_comm.py) equal threads.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
@@ -343,7 +343,7 @@ for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2
         fail "GPT with a tied classifier, $1 under mpirun -np $2" "$WORK/pygpt.txt"
     fi
 done
-for mode in bf16 fp16 local3; do
+for mode in bf16 fp16 powersgd local3; do
     if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
         python3 "$HERE/py_comm.py" "$mode" > "$WORK/pycomm.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycomm.txt")" -eq 2 ]; then
         pass "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit"

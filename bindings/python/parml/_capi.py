@@ -157,6 +157,7 @@ PARML_BACKEND_MPI = 2
 PARML_COMPRESSION_NONE = 0
 PARML_COMPRESSION_BF16 = 1
 PARML_COMPRESSION_FP16 = 2
+PARML_COMPRESSION_POWERSGD = 3
 
 PARML_TOKENS_RANDOM = 1
 PARML_TOKENS_SEQUENTIAL = 2
@@ -292,6 +293,7 @@ class parml_strategy_params(Structure):
             sum's wire format (16-bit, with error feedback); default NONE
         local_steps: since 0.3; local SGD: steps between parameter averages;
             default 1 (gradients summed every step)
+        compression_rank: since 0.3; PowerSGD's rank r; default 4
     """
 
     _fields_ = [
@@ -313,6 +315,7 @@ class parml_strategy_params(Structure):
         ("virtual_stages", c_int64),
         ("gradient_compression", c_int32),
         ("local_steps", c_int32),
+        ("compression_rank", c_int32),
     ]
 
 

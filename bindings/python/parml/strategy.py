@@ -17,6 +17,7 @@ _COMPRESSIONS = {
     "none": _capi.PARML_COMPRESSION_NONE,
     "bf16": _capi.PARML_COMPRESSION_BF16,
     "fp16": _capi.PARML_COMPRESSION_FP16,
+    "powersgd": _capi.PARML_COMPRESSION_POWERSGD,
 }
 
 
@@ -69,9 +70,11 @@ class Strategy:
         bucket_bytes: gradient all-reduce bucket size.
         gradient_compression: "none" (default), "bf16" or "fp16": dp > 1
             sums gradients in a ring carrying 16-bit values (half the
-            bytes), each rounding's error added back at the next step.
-            Default mode and zero 0 only; not equivalent to serial
-            training (docs/communication.md).
+            bytes), each rounding's error added back at the next step;
+            "powersgd": each matrix as rank-compression_rank factors
+            (PowerSGD, with error feedback). Default mode and zero 0 only;
+            not equivalent to serial training (docs/communication.md).
+        compression_rank: PowerSGD's rank (default 4).
         local_steps: local SGD: dp replicas step on their own rows and
             average their parameters every local_steps steps; 1 (default)
             sums gradients every step.
@@ -96,6 +99,7 @@ class Strategy:
         virtual_stages: int | None = None,
         gradient_compression: str | int | None = None,
         local_steps: int | None = None,
+        compression_rank: int | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "dp": dp,
@@ -117,6 +121,7 @@ class Strategy:
             if gradient_compression is None
             else _enum(gradient_compression, _COMPRESSIONS, "gradient compression"),
             "local_steps": local_steps,
+            "compression_rank": compression_rank,
         }
         if seed is not None and not 0 <= int(seed) < 1 << 64:
             raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
@@ -126,7 +131,7 @@ class Strategy:
             backend=backend, deterministic=deterministic, grad_chunk=grad_chunk,
             blas_threads=blas_threads, seed=seed, watchdog_seconds=watchdog_seconds,
             bucket_bytes=bucket_bytes, split_classifier=split_classifier, virtual_stages=virtual_stages,
-            gradient_compression=gradient_compression, local_steps=local_steps,
+            gradient_compression=gradient_compression, local_steps=local_steps, compression_rank=compression_rank,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
 
