@@ -256,6 +256,11 @@ typedef struct parml_strategy_params {
                                   zero_stage 0, no compression; clip_grad_norm with pp = tp = 1 only. */
     int32_t compression_rank;  /* since 0.3; PARML_COMPRESSION_POWERSGD: the rank r of each matrix's
                                   approximation, in 1..1024; default 4 */
+    float outer_learning_rate; /* since 0.3; local SGD's outer optimizer (DiLoCo): at each average the outer
+                                  gradient d = theta_last - mean(theta) takes a Nesterov SGD step,
+                                  v = outer_momentum*v + d, theta = theta_last - outer_learning_rate*(d +
+                                  outer_momentum*v). Default 1 with outer_momentum 0: plain averaging */
+    float outer_momentum;      /* since 0.3; in [0, 1); default 0 (DiLoCo uses 0.7 and 0.9) */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are

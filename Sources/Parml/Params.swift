@@ -93,6 +93,8 @@ func defaultStrategyParams() -> parml_strategy_params {
     p.gradient_compression = s.gradientCompression.rawValue
     p.local_steps = Int32(s.localSteps)
     p.compression_rank = Int32(s.compressionRank)
+    p.outer_learning_rate = s.outerLearningRate
+    p.outer_momentum = s.outerMomentum
     return p
 }
 
@@ -237,6 +239,8 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
     s.gradientCompression = compression
     s.localSteps = Int(p.local_steps)
     s.compressionRank = Int(p.compression_rank)
+    s.outerLearningRate = p.outer_learning_rate
+    s.outerMomentum = p.outer_momentum
     try s.validate()
     return s
 }

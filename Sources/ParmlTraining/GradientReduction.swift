@@ -41,6 +41,16 @@ extension RankContext {
                 try comms.data.allReduce(params.data + vs.range.lowerBound + start, count: n, op: .mean)
                 start += n
             }
+            guard let anchor = vs.outerAnchor, let velocity = vs.outerVelocity else { continue }
+            // DiLoCo's outer step: Nesterov SGD on Δ = θ_last − mean(θ).
+            let lr = layout.outerLearningRate, mu = layout.outerMomentum
+            let p = params.data + vs.range.lowerBound, a = anchor.data, v = velocity.data
+            for i in 0..<vs.range.count {
+                let delta = a[i] - p[i]
+                v[i] = mu * v[i] + delta
+                p[i] = a[i] - lr * (delta + mu * v[i])
+                a[i] = p[i]
+            }
         }
     }
 }

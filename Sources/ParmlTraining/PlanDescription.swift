@@ -84,6 +84,10 @@ extension Trainer {
                 how = "none between averages: local SGD, each replica steps on its own rows (loss scaled by its own row count); "
                     + "every \(layout.localSteps) steps the parameters are averaged (all-reduce, then × 1/dp), "
                     + "\(ring32) bytes per rank as a float32 ring, \(ring32 / layout.localSteps) per step"
+                    + (layout.hasOuterOptimizer
+                        ? "; then DiLoCo's outer Nesterov step (lr \(layout.outerLearningRate), momentum \(layout.outerMomentum)) "
+                            + "on θ_last − mean(θ)"
+                        : "")
             } else if layout.compression == .powerSGD {
                 let floats = ranks[0].virtualStages.compactMap(\.powerSGD).map(\.floatsReduced).max() ?? 0
                 let sent = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 4)

@@ -72,6 +72,10 @@ struct RankLayout {
     var compressionRank = 4
     var seed: UInt64 = 0
     var localSteps = 1
+    var outerLearningRate: Float = 1
+    var outerMomentum: Float = 0
+    /// Local SGD with an outer optimizer other than plain averaging.
+    var hasOuterOptimizer: Bool { averagesParameters && (outerLearningRate != 1 || outerMomentum != 0) }
     /// Local SGD: replicas step on their own rows between averages.
     var averagesParameters: Bool { localSteps > 1 && mesh.dp > 1 }
 }
@@ -160,6 +164,15 @@ final class RankContext {
                 decaying: model.decayingRanges, frozen: model.frozenRanges)
         }
         ownedRanges = virtualStages.map(\.owned)
+        if layout.hasOuterOptimizer {
+            for vs in virtualStages {
+                let anchor = try Tensor(shape: Shape(max(vs.range.count, 1)))
+                anchor.data.update(from: params.data + vs.range.lowerBound, count: vs.range.count)
+                let velocity = try Tensor(shape: Shape(max(vs.range.count, 1)))
+                velocity.fill(0)
+                (vs.outerAnchor, vs.outerVelocity) = (anchor, velocity)
+            }
+        }
         if layout.compression != .none && layout.mesh.dp > 1 {
             for vs in virtualStages {
                 if layout.compression == .powerSGD {

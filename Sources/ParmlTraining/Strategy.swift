@@ -64,6 +64,12 @@ public struct StrategyConfig: Sendable, Equatable {
     /// own rows, then the replicas' parameters are averaged. 1 (default) is
     /// ordinary data parallelism (gradients summed every step).
     public var localSteps = 1
+    /// Local SGD's outer optimizer (DiLoCo, Douillard et al. 2023): at each
+    /// average, the outer gradient Δ = θ_last − mean(θ) takes a Nesterov
+    /// SGD step θ = θ_last − lr·(Δ + μ·v), v = μ·v + Δ. lr 1, μ 0 (the
+    /// defaults) is plain averaging.
+    public var outerLearningRate: Float = 1
+    public var outerMomentum: Float = 0
     /// PowerSGD's rank r (matrices travel as rows·r + cols·r floats).
     public var compressionRank = 4
 
@@ -112,6 +118,10 @@ public struct StrategyConfig: Sendable, Equatable {
     private func validateCommunication() throws {
         guard compressionRank >= 1, compressionRank <= 1024 else {
             throw ParmlError.invalidArgument("strategy: compression_rank must be in 1...1024, got \(compressionRank)")
+        }
+        guard outerLearningRate.isFinite, outerLearningRate > 0, outerMomentum.isFinite, outerMomentum >= 0, outerMomentum < 1 else {
+            throw ParmlError.invalidArgument(
+                "strategy: outer_learning_rate must be positive and finite and outer_momentum in [0, 1), got \(outerLearningRate), \(outerMomentum)")
         }
         guard localSteps >= 1, localSteps <= 1 << 20 else {
             throw ParmlError.invalidArgument("strategy: local_steps must be in 1...2^20, got \(localSteps)")

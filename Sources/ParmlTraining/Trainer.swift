@@ -168,7 +168,7 @@ public final class Trainer {
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
-                localSteps: strategy.localSteps)
+                localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {

@@ -31,6 +31,10 @@ final class VirtualStage {
     var compressedRing: CompressedRing?
     /// PowerSGD (dp > 1): its factors, warm start and errors for this run.
     var powerSGD: PowerSGDReducer?
+    /// Local SGD's outer optimizer: the parameters after the last average
+    /// and the outer momentum, this run's slice each.
+    var outerAnchor: Tensor?
+    var outerVelocity: Tensor?
     /// This step: the shapes entering and leaving the run (leading
     /// dimension the batch's), and pieces whose backward ran.
     var input = Shape(0)

@@ -215,6 +215,54 @@ struct CommunicationTests {
         #expect(local.planDescription.contains("local SGD, each replica steps on its own rows"))
     }
 
+    /// DiLoCo's outer step: at each average, Δ = θ_last − mean(θ),
+    /// v = μ·v + Δ, θ = θ_last − lr·(Δ + μ·v), on two serial replicas by
+    /// hand, bit for bit.
+    @Test func outerNesterovStepIsDiLoCos() throws {
+        let n = 24, steps = 6, h = 2
+        let lr: Float = 0.7, mu: Float = 0.9
+        var o = OptimizerConfig()
+        o.kind = .adam
+        o.learningRate = 0.01
+        var s = StrategyConfig()
+        s.dp = 2
+        s.localSteps = h
+        s.outerLearningRate = lr
+        s.outerMomentum = mu
+        s.blasThreads = 1
+        let model = try mlp()
+        let local = try Trainer(model: model, loss: .crossEntropy, optimizer: o, strategy: s)
+        var one = StrategyConfig()
+        one.blasThreads = 1
+        let halves = try [mlp(), mlp()]
+        let replicas = try halves.map { try Trainer(model: $0, loss: .crossEntropy, optimizer: o, strategy: one) }
+        var anchor = halves[0].parameters!.toArray()
+        var velocity = [Float](repeating: 0, count: anchor.count)
+        for k in 0..<steps {
+            let (x, y) = try residualMLPBatch(n, step: k)
+            _ = try local.step(inputs: x, targets: y)
+            for (i, t) in replicas.enumerated() {
+                let rows = (i * n / 2)..<((i + 1) * n / 2)
+                let xs = try Tensor(Array(x.toArray()[(rows.lowerBound * 12)..<(rows.upperBound * 12)]), shape: Shape(rows.count, 12))
+                _ = try t.step(inputs: xs, targets: try Tensor(Array(y.toArray()[rows]), shape: Shape(rows.count)))
+            }
+            guard (k + 1) % h == 0 else { continue }
+            let a = halves[0].parameters!, b = halves[1].parameters!
+            for i in 0..<a.count {
+                let mean = (a.data[i] + b.data[i]) * 0.5
+                let delta = anchor[i] - mean
+                velocity[i] = mu * velocity[i] + delta
+                anchor[i] = anchor[i] - lr * (delta + mu * velocity[i])
+                a.data[i] = anchor[i]
+                b.data[i] = anchor[i]
+            }
+            expectSameBits(model.parameters!.toArray(), anchor, "after step \(k + 1)")
+        }
+        #expect(local.planDescription.contains("DiLoCo's outer Nesterov step (lr 0.7, momentum 0.9)"))
+        s.outerMomentum = 1
+        expectError(parmlError { try s.validate() }, "invalidArgument")
+    }
+
     /// bf16 and fp16 dp 2 training follows float32 dp 2 closely and says
     /// what it sends; the replicas stay identical (one host model).
     @Test(arguments: [GradientCompression.bf16, .fp16, .powerSGD])

@@ -294,6 +294,8 @@ class parml_strategy_params(Structure):
         local_steps: since 0.3; local SGD: steps between parameter averages;
             default 1 (gradients summed every step)
         compression_rank: since 0.3; PowerSGD's rank r; default 4
+        outer_learning_rate: since 0.3; local SGD's outer Nesterov step (DiLoCo); default 1
+        outer_momentum: since 0.3; its momentum, in [0, 1); default 0 (plain averaging)
     """
 
     _fields_ = [
@@ -316,6 +318,8 @@ class parml_strategy_params(Structure):
         ("gradient_compression", c_int32),
         ("local_steps", c_int32),
         ("compression_rank", c_int32),
+        ("outer_learning_rate", c_float),
+        ("outer_momentum", c_float),
     ]
 
 

@@ -75,6 +75,10 @@ class Strategy:
             (PowerSGD, with error feedback). Default mode and zero 0 only;
             not equivalent to serial training (docs/communication.md).
         compression_rank: PowerSGD's rank (default 4).
+        outer_learning_rate, outer_momentum: local SGD's outer optimizer
+            (DiLoCo): at each average, a Nesterov SGD step on the outer
+            gradient θ_last − mean(θ); 1 and 0 (defaults) is plain
+            averaging, DiLoCo uses 0.7 and 0.9.
         local_steps: local SGD: dp replicas step on their own rows and
             average their parameters every local_steps steps; 1 (default)
             sums gradients every step.
@@ -100,6 +104,8 @@ class Strategy:
         gradient_compression: str | int | None = None,
         local_steps: int | None = None,
         compression_rank: int | None = None,
+        outer_learning_rate: float | None = None,
+        outer_momentum: float | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "dp": dp,
@@ -122,6 +128,8 @@ class Strategy:
             else _enum(gradient_compression, _COMPRESSIONS, "gradient compression"),
             "local_steps": local_steps,
             "compression_rank": compression_rank,
+            "outer_learning_rate": outer_learning_rate,
+            "outer_momentum": outer_momentum,
         }
         if seed is not None and not 0 <= int(seed) < 1 << 64:
             raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
@@ -132,6 +140,7 @@ class Strategy:
             blas_threads=blas_threads, seed=seed, watchdog_seconds=watchdog_seconds,
             bucket_bytes=bucket_bytes, split_classifier=split_classifier, virtual_stages=virtual_stages,
             gradient_compression=gradient_compression, local_steps=local_steps, compression_rank=compression_rank,
+            outer_learning_rate=outer_learning_rate, outer_momentum=outer_momentum,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
 
