@@ -1945,6 +1945,101 @@ static void test_tensor_parallel(void) {
     }
 }
 
+/* conv2d 1->8 3x3 pad 1, relu, max_pool2d 2, conv2d 8->4 3x3 pad 1, relu,
+ * global_avg_pool, linear 4->2, added by kind name: the two convolutions
+ * form a tensor-parallel pair (output channels, then input channels). */
+enum { CONV_N = 16, CONV_HW = 6, CONV_P = 8 * 9 + 8 + 4 * 8 * 9 + 4 + 4 * 2 + 2 };
+static parml_model conv_pair_model(void) {
+    static int64_t k3[] = {3}, pad1[] = {1}, two[] = {2};
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    parml_attribute c1[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = 1},
+                            {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 8},
+                            {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
+                            {.name = "padding", .type = PARML_ATTR_INTS, .ints = pad1, .n_ints = 1}};
+    OK(parml_model_add_layer(m, "conv2d", c1, 4));
+    OK(parml_model_add_layer(m, "relu", NULL, 0));
+    parml_attribute pool[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1}};
+    OK(parml_model_add_layer(m, "max_pool2d", pool, 1));
+    parml_attribute c2[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = 8},
+                            {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 4},
+                            {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
+                            {.name = "padding", .type = PARML_ATTR_INTS, .ints = pad1, .n_ints = 1}};
+    OK(parml_model_add_layer(m, "conv2d", c2, 4));
+    OK(parml_model_add_layer(m, "relu", NULL, 0));
+    OK(parml_model_add_layer(m, "global_avg_pool", NULL, 0));
+    OK(parml_model_add_linear(m, 4, 2, 1));
+    OK(parml_model_init(m, 21));
+    return m;
+}
+
+/* conv_pair_model trained 4 SGD-momentum steps (deterministic mode) under
+ * dp x pp x tp; its parameters land in `params`. */
+static void conv_train(int32_t dp, int32_t pp, int32_t tp, float params[CONV_P]) {
+    float x[CONV_N * CONV_HW * CONV_HW], y[CONV_N];
+    uint32_t r = 777;
+    for (int i = 0; i < CONV_N * CONV_HW * CONV_HW; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)((r >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+    for (int i = 0; i < CONV_N; i++) y[i] = (float)(i % 2);
+    int64_t xd[4] = {CONV_N, 1, CONV_HW, CONV_HW}, yd[1] = {CONV_N};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 4, x, &xt));
+    OK(parml_tensor_create(yd, 1, y, &yt));
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.learning_rate = 0.1f;
+    o.momentum = 0.9f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.dp = dp;
+    s.pp = pp;
+    s.tp = tp;
+    s.micro_batches = 2;
+    s.deterministic = 1;
+    parml_model m = conv_pair_model();
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+    for (int i = 0; i < 4; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
+    OK(parml_model_get_params(m, params, CONV_P));
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+/* Tensor parallelism over convolutions: tp 2 and 4, dp 2 x tp 2 and
+ * pp 2 x tp 2 stay within the tp bound of serial training, and the plan
+ * names the split convolutions. */
+static void test_conv_tensor_parallel(void) {
+    float serial[CONV_P], p[CONV_P];
+    conv_train(1, 1, 1, serial);
+    const int32_t layouts[][3] = {{1, 1, 2}, {1, 1, 4}, {2, 1, 2}, {1, 2, 2}};
+    for (size_t k = 0; k < sizeof layouts / sizeof layouts[0]; k++) {
+        conv_train(layouts[k][0], layouts[k][1], layouts[k][2], p);
+        char what[64];
+        snprintf(what, sizeof what, "conv pair, dp=%d pp=%d tp=%d", (int)layouts[k][0], (int)layouts[k][1],
+                 (int)layouts[k][2]);
+        check_near_serial(p, serial, CONV_P, what);
+    }
+    parml_model m = conv_pair_model();
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.tp = 2;
+    char *text = NULL;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr));
+    OK(parml_trainer_plan(tr, &text));
+    CHECK(text && strstr(text, "0: column-parallel conv2d(1→8, 3x3), 4 output channels per rank") &&
+              strstr(text, "2: max_pool2d on each rank's 4 of 8 channels") &&
+              strstr(text, "3: row-parallel conv2d(8→4, 3x3), 4 input channels per rank"),
+          "plan text:\n%s", text ? text : "(null)");
+    parml_buffer_free(text);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+}
+
 /* The plan of a cross-entropy trainer for `m` laid out by `s` (free it
  * with parml_buffer_free). */
 static char *plan_text(parml_model m, const parml_strategy_params *s) {
@@ -2207,6 +2302,7 @@ int main(void) {
     test_nonfinite_steps_are_skipped();
     test_plan();
     test_tensor_parallel();
+    test_conv_tensor_parallel();
     test_split_classifier();
     test_interleaved_refusals();
     test_blas();

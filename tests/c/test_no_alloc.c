@@ -11,7 +11,8 @@
  * residual{ linear 256->256 -> gelu -> dropout 0.1 } -> linear 256->256 ->
  * relu -> linear 256->10; Adam, cosine schedule with warmup, clipping.
  * Then a small CNN (every image kind: conv2d, max_pool2d, avg_pool2d,
- * global_avg_pool) on (64, 1, 28, 28), serial and dp 2 x pp 2.
+ * global_avg_pool) on (64, 1, 28, 28), serial, dp 2 x pp 2 and (its two
+ * convolutions ungrouped, so that they pair) tp 2.
  * 3 warm-up steps, then 20 counted steps of parml_trainer_step, twice:
  *   1. with the default strategy (what every user gets: BLAS threads =
  *      cores / ranks), the check the promise is about;
@@ -163,9 +164,11 @@ static parml_model build_model(void) {
 }
 
 /* A small CNN on (B, 1, 28, 28): conv 1->4 3x3 pad 1, relu, max pool 2,
- * conv 4->8 3x3 stride 2 groups 2, relu, avg pool 2 (stride 1), global
+ * conv 4->8 3x3 stride 2 groups 2 (cnn_groups), relu, avg pool 2 (stride 1), global
  * average pool, linear 8->10: every image kind. */
 static int64_t k3[] = {3}, pad1[] = {1}, two[] = {2}, one[] = {1};
+/* The second convolution's groups: 1 makes the two a tensor-parallel pair. */
+static int64_t cnn_groups = 2;
 
 static void add(parml_model m, const char *kind, parml_attribute *a, int64_t n) { OK(parml_model_add_layer(m, kind, a, n)); }
 
@@ -184,7 +187,7 @@ static parml_model build_cnn(void) {
                             {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 8},
                             {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
                             {.name = "stride", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1},
-                            {.name = "groups", .type = PARML_ATTR_INT, .int_value = 2}};
+                            {.name = "groups", .type = PARML_ATTR_INT, .int_value = cnn_groups}};
     add(m, "conv2d", c2, 5);
     OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
     parml_attribute avg[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1},
@@ -452,6 +455,13 @@ int main(void) {
     total = measure("cnn, im2col, dp = 2 x pp = 2, m = 2, deterministic", 1, dp_pp, xt4, yt, &others);
     CHECK(total == 0, "the CNN (im2col) under dp=2 pp=2 allocated or freed %ld times in %d warmed-up steps", total,
           COUNTED);
+    /* Tensor parallelism over the convolutions (since 0.3): channel slices,
+     * their all-reduces and the per-channel bias after them. */
+    cnn_groups = 1;
+    total = measure("cnn, im2col, tp = 2 (the convolutions split), deterministic", 1, (layout_t){1, 0, 1, 1, 1, 2}, xt4,
+                    yt, &others);
+    CHECK(total == 0, "the CNN (im2col) under tp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    cnn_groups = 2;
     unsetenv("PARML_CONV");
     total = measure("cnn, default backend", 1, serial, xt4, yt, &others);
     printf("note: the CNN with the default conv2d backend: %ld allocations per step inside oneDNN\n",
