@@ -21,11 +21,17 @@ public struct Batcher {
     /// Sample index at each position of the epoch. Allocated once here and
     /// rewritten in place by `startEpoch`.
     private var order: [Int]
+    /// The dataset's augmentation when this batcher forms training batches,
+    /// and one image plane of scratch for it (allocated here, once).
+    private let augmentation: Augmentation?
+    private let scratch: Tensor?
 
     /// Prepares epoch 0. Throws `.invalidArgument` for a batch size below 1,
     /// and when `dropLast` would leave no batch at all (batchSize > N): an
     /// epoch that silently trains on nothing is never what was meant.
-    public init(dataset: any BatchSource, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64) throws {
+    /// With `augment` (training batches), `fill` applies the dataset's
+    /// augmentation, drawn from (seed, epoch, sample).
+    public init(dataset: any BatchSource, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64, augment: Bool = false) throws {
         guard batchSize >= 1 else {
             throw ParmlError.invalidArgument("batch size must be at least 1, got \(batchSize)")
         }
@@ -41,6 +47,12 @@ public struct Batcher {
         self.seed = seed
         batchCount = dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
         order = Array(0..<n)
+        let a = augment ? dataset.augmentation : nil
+        augmentation = a
+        scratch = try a.map { a in
+            let (h, w) = try a.planeSize(of: Shape(validated: Array(dataset.inputShape.dims.dropFirst())))
+            return try Tensor(shape: Shape(h * w))
+        }
         startEpoch(0)
     }
 
@@ -104,8 +116,11 @@ public struct Batcher {
         }
         let first = batch * batchSize + rows.lowerBound
         try order.withUnsafeBufferPointer { p in
-            try dataset.copy(
-                samples: UnsafeBufferPointer(rebasing: p[first..<first + rows.count]), epoch: epoch, inputs: inputs, targets: targets)
+            let samples = UnsafeBufferPointer(rebasing: p[first..<first + rows.count])
+            try dataset.copy(samples: samples, epoch: epoch, inputs: inputs, targets: targets)
+            if let augmentation, let scratch {
+                augmentation.apply(to: inputs, samples: samples, epoch: epoch, seed: seed, scratch: scratch.data)
+            }
         }
     }
 }
