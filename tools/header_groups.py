@@ -44,17 +44,18 @@ GROUPS = [
         "Datasets",
         "Samples and labels for parml_trainer_fit and _evaluate: from tensors, or\n"
         "from IDX files (the MNIST format, gzipped or plain); or training windows\n"
-        "cut from an array or file of token ids.",
+        "cut from an array or file of token ids. An image dataset may carry an\n"
+        "augmentation (random crop and flip) that fit applies to training batches.",
         ["parml_dataset_create", "parml_dataset_load_idx", "parml_dataset_create_tokens",
          "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
-         "parml_dataset_num_classes", "parml_dataset_input_shape"],
+         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_set_augmentation"],
     ),
     (
         "Parameter structs",
         "Fill each struct with its defaults before changing fields; the structs\n"
         "grow at the end between versions (parml_types.h).",
         ["parml_optimizer_params_init", "parml_strategy_params_init", "parml_fit_params_init",
-         "parml_token_params_init"],
+         "parml_token_params_init", "parml_augment_params_init"],
     ),
     (
         "Trainers",

@@ -29,6 +29,14 @@ public struct Augmentation: Sendable, Equatable {
         self.horizontalFlip = horizontalFlip
     }
 
+    /// Transforms nothing: the default.
+    public static let none = Augmentation(uncheckedPadding: 0, horizontalFlip: false)
+
+    private init(uncheckedPadding: Int, horizontalFlip: Bool) {
+        cropPadding = uncheckedPadding
+        self.horizontalFlip = horizontalFlip
+    }
+
     /// Transforms nothing.
     public var isIdentity: Bool { cropPadding == 0 && !horizontalFlip }
 

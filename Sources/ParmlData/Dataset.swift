@@ -58,8 +58,12 @@ public final class Dataset {
     /// Throws when the samples are not images (C, H, W) or (H, W), or the
     /// padding is not below their height and width.
     public func setAugmentation(_ a: Augmentation?) throws {
-        if let a { _ = try a.planeSize(of: sampleShape) }
-        augmentation = a?.isIdentity == false ? a : nil
+        guard let a, !a.isIdentity else {
+            augmentation = nil
+            return
+        }
+        _ = try a.planeSize(of: sampleShape)
+        augmentation = a
     }
 
     /// Largest label plus one, or nil when some value is not a non-negative

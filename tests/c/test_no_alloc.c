@@ -18,8 +18,9 @@
  *      cores / ranks), the check the promise is about;
  *   2. with strategy.blas_threads = 1, which isolates parml's own code from
  *      OpenBLAS's threaded driver.
- Then parml_trainer_fit over a token dataset: 12 epochs allocate exactly
- * what 2 do (windows are cut into the trainer's batch tensors).
+ Then parml_trainer_fit over a token dataset and over an augmented image
+ * dataset: 12 epochs allocate exactly what 2 do (windows are cut, and
+ * images cropped and flipped, in the trainer's batch tensors).
  * The CNN runs with each conv2d backend: im2col + OpenBLAS (PARML_CONV=im2col)
  * must allocate nothing; oneDNN (the default) allocates inside its own
  * dnnl_primitive_execute (oneDNN 2.x builds a std::unordered_map of the
@@ -338,6 +339,44 @@ static void test_token_fit(void) {
     parml_model_free(m);
 }
 
+/* parml_trainer_fit over an augmented image dataset (random crop and flip,
+ * since 0.3): the images are transformed in the trainer's batch tensor with
+ * one plane of scratch made per fit call, so 12 epochs allocate what 2 do. */
+static void test_augmented_fit(void) {
+    enum { AN = 32 };
+    setenv("PARML_CONV", "im2col", 1);
+    parml_model m = build_cnn();
+    unsetenv("PARML_CONV");
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.blas_threads = 1;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr));
+    static float pixels[AN * H * W], labels[AN];
+    for (int i = 0; i < AN * H * W; i++) pixels[i] = (float)(i * 37 % 101) / 101.0f;
+    for (int i = 0; i < AN; i++) labels[i] = (float)(i % CLASSES);
+    int64_t xd[4] = {AN, 1, H, W}, yd[1] = {AN};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 4, pixels, &xt));
+    OK(parml_tensor_create(yd, 1, labels, &yt));
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    parml_augment_params a;
+    OK(parml_augment_params_init(&a));
+    a.crop_padding = 4;
+    a.horizontal_flip = 1;
+    OK(parml_dataset_set_augmentation(d, &a));
+    fit_allocs(tr, d, 1); /* warm-up */
+    long two = fit_allocs(tr, d, 2), twelve = fit_allocs(tr, d, 12);
+    printf("note: fit over an augmented image dataset: %ld allocations and frees for 2 epochs, %ld for 12\n", two, twelve);
+    CHECK(two == twelve, "augmented fit allocates per step or epoch: %ld for 8 steps, %ld for 48", two, twelve);
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+}
+
 /* Generation: a GPT of 2 blocks (C 32, 4 heads, block 48, vocab 17).
  * Within the block a token is a one-token pass over the key/value caches,
  * sized when the prompt runs; sampling from the top 5 selects in a scratch
@@ -474,6 +513,7 @@ int main(void) {
     parml_tensor_free(xt4);
 
     test_token_fit();
+    test_augmented_fit();
     /* Generation: 32 more tokens, no more allocations (each call allocates
      * its prompt and result arrays, the same for any length). */
     OK(parml_blas_set_threads(1));
