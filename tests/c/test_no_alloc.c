@@ -305,6 +305,15 @@ static long fit_allocs(parml_trainer tr, parml_dataset d, int epochs) {
 /* fit over a token dataset cuts each batch of windows into the trainer's
  * batch tensors: a call may allocate to set up, its steps and epochs may
  * not, so 12 epochs (48 steps) allocate exactly what 2 epochs (8) do. */
+/* After a warm-up fit of `d` (4 batches of 8 an epoch), 12 epochs must
+ * allocate exactly what 2 do: nothing per step or epoch. */
+static void check_epochs_allocate_alike(parml_trainer tr, parml_dataset d, const char *what) {
+    fit_allocs(tr, d, 1);
+    long two = fit_allocs(tr, d, 2), twelve = fit_allocs(tr, d, 12);
+    printf("note: fit over %s: %ld allocations and frees for 2 epochs, %ld for 12\n", what, two, twelve);
+    CHECK(two == twelve, "fit over %s allocates per step or epoch: %ld for 8 steps, %ld for 48", what, two, twelve);
+}
+
 static void test_token_fit(void) {
     enum { TV = 16, TC = 32, TT = 16, TN = 1025 };
     parml_model m = NULL;
@@ -329,10 +338,7 @@ static void test_token_fit(void) {
     p.windows_per_epoch = 32; /* 4 batches of 8 */
     parml_dataset d = NULL;
     OK(parml_dataset_create_tokens(t, TT, &p, &d));
-    fit_allocs(tr, d, 1); /* warm-up */
-    long two = fit_allocs(tr, d, 2), twelve = fit_allocs(tr, d, 12);
-    printf("note: fit over a token dataset: %ld allocations and frees for 2 epochs, %ld for 12\n", two, twelve);
-    CHECK(two == twelve, "fit over token windows allocates per step or epoch: %ld for 8 steps, %ld for 48", two, twelve);
+    check_epochs_allocate_alike(tr, d, "a token dataset");
     parml_dataset_free(d);
     parml_tensor_free(t);
     parml_trainer_free(tr);
@@ -366,10 +372,7 @@ static void test_augmented_fit(void) {
     a.crop_padding = 4;
     a.horizontal_flip = 1;
     OK(parml_dataset_set_augmentation(d, &a));
-    fit_allocs(tr, d, 1); /* warm-up */
-    long two = fit_allocs(tr, d, 2), twelve = fit_allocs(tr, d, 12);
-    printf("note: fit over an augmented image dataset: %ld allocations and frees for 2 epochs, %ld for 12\n", two, twelve);
-    CHECK(two == twelve, "augmented fit allocates per step or epoch: %ld for 8 steps, %ld for 48", two, twelve);
+    check_epochs_allocate_alike(tr, d, "an augmented image dataset");
     parml_dataset_free(d);
     parml_tensor_free(xt);
     parml_tensor_free(yt);
