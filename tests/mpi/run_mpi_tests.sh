@@ -24,7 +24,9 @@
 #      resume on the threads backend as the uninterrupted run; local batches
 #      (each process passes its replica's rows) train to the same bits, and
 #      wrong rows fail on every process; and a GPT with a tied classifier
-#      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads.
+#      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads;
+#      so does a CNN whose convolutions tp splits, fit over augmented images
+#      (tests/mpi/py_cnn.py) in dp, tp and pp x tp.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -329,6 +331,16 @@ for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2
         pass "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
     else
         fail "GPT with a tied classifier, $1 under mpirun -np $2" "$WORK/pygpt.txt"
+    fi
+done
+
+for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
+    set -- $case
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
+        python3 "$HERE/py_cnn.py" "$1" > "$WORK/pycnn.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnn.txt")" -eq "$2" ]; then
+        pass "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
+    else
+        fail "CNN (conv pair, augmented fit), $1 under mpirun -np $2" "$WORK/pycnn.txt"
     fi
 done
 
