@@ -103,12 +103,12 @@ struct ConvolutionTensorParallelTests {
         }
     }
 
-    /// dp × tp (ZeRO 0 and 2), pp × tp with a stage boundary between the
+    /// dp × tp (ZeRO 0, 2 and 3), pp × tp with a stage boundary between the
     /// convolution pair's halves, and dp × pp × tp, in deterministic mode.
     @Test(arguments: [ConvolutionBackend.onednn, .im2col])
     func hybridsMatchSerialWithinRounding(backend: ConvolutionBackend) throws {
         let serial = try trainCNN(backend: backend, deterministic: true, optimizer: .sgdMomentum)
-        let layouts: [(dp: Int, pp: Int, m: Int, zero: Int)] = [(2, 1, 1, 0), (2, 1, 1, 2), (1, 2, 2, 0), (1, 3, 2, 0), (2, 2, 2, 1)]
+        let layouts: [(dp: Int, pp: Int, m: Int, zero: Int)] = [(2, 1, 1, 0), (2, 1, 1, 2), (2, 1, 1, 3), (1, 2, 2, 0), (1, 3, 2, 0), (2, 2, 2, 1)]
         for l in layouts {
             let got = try trainCNN(backend: backend, dp: l.dp, pp: l.pp, tp: 2, m: l.m, zero: l.zero, deterministic: true, optimizer: .sgdMomentum)
             Self.expectNearSerial(got, serial, "dp=\(l.dp) pp=\(l.pp) m=\(l.m) tp=2 zero=\(l.zero) \(backend)", optimizer: .sgdMomentum)

@@ -1953,6 +1953,10 @@ static parml_model conv_pair_model(void) {
     static int64_t k3[] = {3}, pad1[] = {1}, two[] = {2};
     parml_model m = NULL;
     OK(parml_model_create(&m));
+    /* im2col + OpenBLAS (read when a conv2d is made): this program also
+     * runs under valgrind, where oneDNN's JIT kernels crawl; the Swift and
+     * Python suites cover the pair on both backends. */
+    setenv("PARML_CONV", "im2col", 1);
     parml_attribute c1[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = 1},
                             {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 8},
                             {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
@@ -1970,6 +1974,7 @@ static parml_model conv_pair_model(void) {
     OK(parml_model_add_layer(m, "global_avg_pool", NULL, 0));
     OK(parml_model_add_linear(m, 4, 2, 1));
     OK(parml_model_init(m, 21));
+    unsetenv("PARML_CONV");
     return m;
 }
 
