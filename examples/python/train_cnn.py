@@ -7,7 +7,7 @@ of the training set validates after each epoch, the test set is used after
 training only; the model is saved, loaded back and run on the test set again.
 
 usage: train_cnn.py [--data DIR] [--epochs N] [--train-images N] [--dp N]
-                    [--save FILE]
+                    [--save FILE] [--crop-padding N] [--flip]
 
 Run from the repository after `make lib`:
 
