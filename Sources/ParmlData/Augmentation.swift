@@ -96,10 +96,16 @@ public struct Augmentation: Sendable, Equatable {
                         row.update(repeating: 0, count: w)
                         continue
                     }
+                    // Output columns lo..<hi read inside the image (sx = x + dx, or
+                    // W−1−x + dx flipped); the rest are padding. |dx| ≤ p < W: lo < hi.
                     let src = scratch + sy * w
-                    for x in 0..<w {
-                        let sx = (d.flip ? w - 1 - x : x) + dx
-                        row[x] = sx >= 0 && sx < w ? src[sx] : 0
+                    let lo = d.flip ? max(0, dx) : max(0, -dx), hi = d.flip ? min(w, w + dx) : min(w, w - dx)
+                    row.update(repeating: 0, count: lo)
+                    (row + hi).update(repeating: 0, count: w - hi)
+                    if d.flip {
+                        for x in lo..<hi { row[x] = src[w - 1 - x + dx] }
+                    } else {
+                        (row + lo).update(from: src + lo + dx, count: hi - lo)
                     }
                 }
             }
