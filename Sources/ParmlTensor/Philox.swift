@@ -110,5 +110,6 @@ public enum RandomStream {
     /// The starts of a token dataset's random windows in epoch `epoch`.
     public static func tokenWindows(epoch: Int) -> UInt64 { 0x5000_0000_0000 | UInt64(epoch) }
     /// The crop offsets and flips of epoch `epoch`'s augmented images: sample s is block s.
-    public static func augmentation(epoch: Int) -> UInt64 { 0x6000_0000_0000 | UInt64(epoch) }
+    /// (0x6000… is the stratified split's, 0x7000… weighted sampling's.)
+    public static func augmentation(epoch: Int) -> UInt64 { 0x8000_0000_0000 | UInt64(epoch) }
 }
