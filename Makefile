@@ -339,7 +339,7 @@ test-install: lib
 SAN_CC            ?= $(dir $(realpath $(shell command -v $(SWIFT))))clang
 FUZZ_SECONDS      ?= 600
 FUZZ_TEST_SECONDS ?= 60
-FUZZ_TARGETS      := fuzz_idx fuzz_strategy fuzz_files
+FUZZ_TARGETS      := fuzz_idx fuzz_strategy fuzz_files fuzz_formats
 FUZZ_BUILD        := .build-fuzz
 FUZZ_DIR          := build/fuzz
 FUZZ_LIB          := $(FUZZ_BUILD)/debug

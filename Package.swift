@@ -4,6 +4,7 @@
 //   Parml (C ABI) → ParmlSerialization → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
 //   Parml (C ABI) → ParmlMPI → ParmlParallel: the MPI backend, which Parml registers as a
 //   WorldBackend (ParmlParallel) before it builds a trainer; ParmlTraining never sees MPI.
+//   Parml (C ABI) → ParmlPrivacy: the DP accountant, arithmetic with no other dependency.
 import Foundation
 import PackageDescription
 
@@ -40,7 +41,7 @@ let package = Package(
         // The C ABI: @c functions only (handles, status codes, argument checks).
         .target(
             name: "Parml",
-            dependencies: ["CParmlTypes", "ParmlTraining", "ParmlSerialization", "ParmlMPI"],
+            dependencies: ["CParmlTypes", "ParmlTraining", "ParmlSerialization", "ParmlMPI", "ParmlPrivacy"],
             exclude: ["exports.map"],
             swiftSettings: engineSwift + [
                 // The raw header Swift writes for the @c functions; tools/gen_header.py
@@ -63,7 +64,7 @@ let package = Package(
         // MARK: - Engine
 
         // Files: protobuf-c messages (proto/parml.proto) ↔ engine types.
-        .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "ParmlTraining"], swiftSettings: engineSwift),
+        .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "ParmlTraining", "_CParmlCrypto"], swiftSettings: engineSwift),
         .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel"], swiftSettings: engineSwift),
         .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
         // The MPI backend of the Communicator (one rank per process), a WorldBackend.
@@ -71,6 +72,8 @@ let package = Package(
         .target(name: "ParmlModel", dependencies: ["ParmlTensor", "_CParmlKernels"], swiftSettings: engineSwift),
         .target(name: "ParmlData", dependencies: ["ParmlTensor", "CZlib"], swiftSettings: engineSwift),
         .target(name: "ParmlTensor", dependencies: ["_CParmlBLAS", "_CParmlDNNL", "_CParmlKernels"], swiftSettings: engineSwift),
+        // Differential-privacy accounting (RDP of the sampled Gaussian mechanism): pure Swift, no dependencies.
+        .target(name: "ParmlPrivacy", swiftSettings: engineSwift),
 
         // MARK: - Implementation details
 
@@ -79,6 +82,9 @@ let package = Package(
         // oneDNN loaded with dlopen on first convolution (see pml_dnnl.h); its headers
         // type the calls, nothing links it.
         .target(name: "_CParmlDNNL", linkerSettings: [.linkedLibrary("dl")]),
+        // OpenSSL's libcrypto loaded with dlopen for HMAC-SHA-256 (see pml_crypto.h);
+        // nothing links it and no OpenSSL header is needed to build.
+        .target(name: "_CParmlCrypto", linkerSettings: [.linkedLibrary("dl")]),
         // Open MPI loaded with dlopen on first use (see pml_mpi.h).
         .target(
             name: "_CParmlMPI",
@@ -132,6 +138,7 @@ let package = Package(
         // ParmlMPI: a test registers the MPI backend to check how an MPI trainer refuses a host not under mpirun.
         .testTarget(name: "ParmlTrainingTests", dependencies: ["ParmlTraining", "ParmlMPI", "_ParmlTestSupport"]),
         .testTarget(name: "ParmlParallelTests", dependencies: ["ParmlParallel"]),
+        .testTarget(name: "ParmlPrivacyTests", dependencies: ["ParmlPrivacy"]),
         .testTarget(
             name: "ParmlSerializationTests",
             dependencies: ["ParmlSerialization", "ParmlTraining", "ParmlData", "_ParmlTestSupport", "CParmlProto", "CZlib"]),

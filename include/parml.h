@@ -26,7 +26,9 @@
  *   5. parml_trainer_step on tensors (parml_tensor_create), or
  *      parml_trainer_fit on a dataset (parml_dataset_load_idx / _create, or
  *      windows of token ids: parml_dataset_create_tokens / _load_tokens),
- *      then parml_trainer_evaluate and parml_model_predict;
+ *      then parml_trainer_evaluate (parml_trainer_evaluate_metrics for
+ *      per-class precision, recall, F1, the confusion matrix, top-k) and
+ *      parml_model_predict; parml_trainer_set_loss weighs classes;
  *   6. free every handle with its parml_X_free (NULL is a no-op).
  *
  * Conventions
@@ -300,7 +302,9 @@ PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
 PARML_API parml_status parml_model_init(parml_model model, uint64_t seed);
 
 /// Number of scalar parameters (also before init); a matrix two layers
-/// share (a tied_classifier and its embedding) counts once.
+/// share (a tied_classifier and its embedding) counts once, and
+/// batch_norm's running statistics count (state in the parameter list,
+/// which training updates from batch statistics, not by gradient).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count_out);
 
@@ -399,20 +403,41 @@ PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
 /* ------------------------------------------------------------------------ */
 /* Datasets                                                                 */
 /* Samples and labels for parml_trainer_fit and _evaluate: from tensors, or */
-/* from IDX files (the MNIST format, gzipped or plain); or training windows */
-/* cut from an array or file of token ids. An image dataset may carry an    */
-/* augmentation (random crop and flip) that fit applies to training batches. */
+/* from IDX files (the MNIST format, gzipped or plain), NumPy .npy/.npz     */
+/* files (memory-mapped) or CSV tables; from host memory borrowed without   */
+/* a copy; or training windows cut from an array or file of token ids       */
+/* (docs/data.md). An image dataset may carry an augmentation (random       */
+/* crop and flip) that fit applies to training batches.                     */
 /* ------------------------------------------------------------------------ */
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
 /// class indices for cross-entropy (int32 or int64 at any size, or float32
-/// integers below 2^24) or (N, ...) float32 values for MSE. Integer inputs
+/// integers below 2^24) or (N, ...) float32 values for MSE and binary
+/// cross-entropy. Integer inputs
 /// (token ids) are kept as floats, exact below 2^24. The tensors stay the
-/// caller's. The caller owns *out.
+/// caller's; parml_dataset_create_borrowed reads host memory without a
+/// copy. The caller owns *out.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0, integer
 /// inputs beyond 2^24, int64 targets beyond int32), PARML_ERR_SHAPE (inputs
 /// of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor targets, parml_dataset * out);
+
+/// A dataset that reads the caller's memory in place instead of copying
+/// it: inputs (inputs_dims, float32 only: PARML_DTYPE_FLOAT32) and targets
+/// (targets_dims; PARML_DTYPE_FLOAT32 or _INT32 read in place, _INT64
+/// narrowed into a library-owned int32 copy of the targets). Shapes and
+/// meaning as in parml_dataset_create. Each pointer must be aligned to
+/// its element size (4 bytes; 8 for int64 targets). Lifetime: the memory is borrowed, not owned: it must stay
+/// valid until parml_dataset_free(*out) has returned and no call that uses
+/// the dataset (parml_trainer_fit, _evaluate) is still running on another
+/// thread, and must not change while such a call runs. The class count
+/// (parml_dataset_num_classes) is read once, here. The caller owns *out;
+/// *out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL data, dims or out, an unknown
+/// dtype, inputs that are not float32, a misaligned pointer, a bad shape,
+/// N = 0, int64 targets beyond int32), PARML_ERR_SHAPE (inputs of rank 1,
+/// N differs), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_create_borrowed(int32_t inputs_dtype, int64_t const * inputs_dims, ptrdiff_t inputs_ndim, void const * inputs, int32_t targets_dtype, int64_t const * targets_dims, ptrdiff_t targets_ndim, void const * targets, parml_dataset * out);
 
 /// Loads an image/label pair of IDX files (the MNIST format; gzipped or
 /// plain): inputs (N, rows, cols) scaled to [0, 1], targets (N) int32 class
@@ -423,6 +448,65 @@ PARML_API parml_status parml_dataset_create(parml_tensor inputs, parml_tensor ta
 /// differ, a label that is not a class index), PARML_ERR_OUT_OF_MEMORY.
 /// Since: 0.1.
 PARML_API parml_status parml_dataset_load_idx(char const * images_path, char const * labels_path, parml_dataset * out);
+
+/// Loads a dataset from two NumPy .npy files (numpy.save): inputs
+/// (N, sample dims...) and targets (N) or (N, ...), C order, little-endian
+/// bool, int8...int64, uint8...uint64, float16, float32 or float64. The
+/// files are memory-mapped: float32 inputs and int32 or float32 targets are
+/// read in place, as batches touch them, so loading costs no memory for
+/// them; other types are converted once into library memory. Inputs: uint8
+/// divided by 255 (images, as parml_dataset_load_idx scales them), bool 0
+/// or 1, other integers kept as exact floats (|value| <= 2^24), float16 and
+/// float64 rounded to float32. Targets: integers and bool become int32 class
+/// indices (0...2^31-1); floats are float32 values (class indices when they
+/// are whole numbers, as in parml_dataset_create). The files must not be
+/// changed or truncated while the dataset lives (a truncated mapped file
+/// raises SIGBUS). The caller owns *out (parml_dataset_free); *out is
+/// untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out), PARML_ERR_IO
+/// (cannot open, map or read; not a regular file), PARML_ERR_FORMAT (not
+/// .npy, truncated, a header that promises more or fewer bytes than follow,
+/// a negative or non-integer label, an integer input beyond 2^24),
+/// PARML_ERR_UNSUPPORTED (Fortran order, object or structured arrays,
+/// big-endian, complex or other dtypes, more than 8 dimensions),
+/// PARML_ERR_SHAPE (inputs of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.3.
+PARML_API parml_status parml_dataset_load_npy(char const * inputs_path, char const * targets_path, parml_dataset * out);
+
+/// Loads a dataset from two arrays of one NumPy .npz archive
+/// (numpy.savez or savez_compressed), named by their keys: "x" finds the
+/// member x.npy (the name numpy gives the keyword argument x=). Stored
+/// members (savez) are memory-mapped and read as parml_dataset_load_npy
+/// reads a file (in place when float32 and 4-byte aligned in the archive;
+/// savez does not align them, so most are copied once); deflated members
+/// (savez_compressed) are inflated into library memory and checked against
+/// their CRC-32. Types and conversions as in parml_dataset_load_npy. The
+/// caller owns *out; *out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path, key or out), PARML_ERR_IO,
+/// PARML_ERR_FORMAT (not a zip archive, truncated, no member for a key, a
+/// size or CRC that does not match, and the .npy errors),
+/// PARML_ERR_UNSUPPORTED (encrypted members, compression other than
+/// deflate, and the .npy refusals), PARML_ERR_SHAPE,
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_load_npz(char const * path, char const * inputs_key, char const * targets_key, parml_dataset * out);
+
+/// Loads a dataset from a CSV table (NULL params = the
+/// parml_csv_params_init defaults): inputs (N, F) float32 from the feature
+/// columns, targets (N) from the label column, int32 class indices
+/// (PARML_CSV_LABEL_CLASS) or float32 values (_VALUE). Fields may be
+/// double-quoted (RFC 4180); blank lines are skipped; every cell read must
+/// be a finite number (strtod syntax in the C locale: '.' is the decimal
+/// point whatever setlocale says).
+/// The whole file is checked before anything is built. The caller owns
+/// *out; *out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, a bad params
+/// field, a column name or index the file does not have, a column both
+/// label and feature), PARML_ERR_IO (cannot open or read), PARML_ERR_FORMAT
+/// (empty, no data rows, a row with another number of columns than the
+/// first, an empty or non-numeric cell, a label that is not a class index;
+/// the message names the line, counted from 1, and the column, from 0),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_load_csv(char const * path, parml_csv_params const * params, parml_dataset * out);
 
 /// A token dataset over a copy of `ids`, a 1-D tensor (N) of token ids
 /// (int32, int64, or float32 integers), each in 0..2^24, with windows of
@@ -468,6 +552,22 @@ PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t 
 /// the rank). Since: 0.1.
 PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t * dims_out, ptrdiff_t capacity, ptrdiff_t * ndim_out);
 
+/// Splits an in-memory dataset into two new ones holding copies of its rows:
+/// a training part in *train_out and a validation part of about
+/// validation_fraction of the samples in *validation_out, each in the
+/// dataset's order. The validation rows are round(n * validation_fraction)
+/// (halves up) of each class's n rows when `stratified` is nonzero (so a
+/// rare class is in both parts in its share; targets must be (N) class
+/// indices), or of all
+/// rows when it is 0, picked by a shuffle seeded by `seed` (the same split
+/// for the same seed, on any machine). The caller owns both outputs
+/// (parml_dataset_free); on failure both are untouched.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out-pointer,
+/// validation_fraction outside (0, 1), a split that leaves a part empty,
+/// stratified with targets that are not class indices, a token dataset),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validation_fraction, uint64_t seed, int32_t stratified, parml_dataset * train_out, parml_dataset * validation_out);
+
 /// Sets how parml_trainer_fit transforms this dataset's images when it forms
 /// training batches: a random crop of the image padded with
 /// params->crop_padding zeros on each side, then a horizontal flip with
@@ -511,6 +611,22 @@ PARML_API parml_status parml_fit_params_init(parml_fit_params * params);
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_token_params_init(parml_token_params * params);
 
+/// Fills *params with the defaults (',' delimiter, a header line, the last
+/// column the label as class indices, every other column a feature) and
+/// sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_csv_params_init(parml_csv_params * params);
+
+/// Fills *params with the loss defaults (no class weights, no label
+/// smoothing, no pos_weight) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_loss_params_init(parml_loss_params * params);
+
+/// Fills *params with the metrics defaults (top_k 5, no per-class buffers)
+/// and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
+
 /// Fills *params with no augmentation (crop_padding 0, horizontal_flip 0)
 /// and sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
@@ -519,10 +635,12 @@ PARML_API parml_status parml_augment_params_init(parml_augment_params * params);
 /* ------------------------------------------------------------------------ */
 /* Trainers                                                                 */
 /* A model + loss + optimizer + parallel layout. Step on a batch, fit over  */
-/* a dataset, evaluate; the counters, the plan of who holds what, traces.   */
+/* a dataset, evaluate; the counters, the plan of who holds what, traces;   */
+/* class weights and per-class metrics for imbalanced data.                 */
 /* ------------------------------------------------------------------------ */
 
-/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
+/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*
+/// (parml_trainer_set_loss adds class weights, label smoothing, pos_weight),
 /// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
 /// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
 /// keeps its own reference to the model and updates its parameters in place.
@@ -550,7 +668,8 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 /// One optimizer step on a batch: inputs (N, ...) (float32, or integer token
 /// ids for a model that starts with an embedding) and targets ((N) or (N, T)
 /// class indices for cross-entropy: int32, int64 or float32; values of the
-/// output's shape for MSE, integers compared as floats). Integer tensors are
+/// output's shape for MSE, and in [0, 1] for binary cross-entropy, integers
+/// compared as floats). Integer tensors are
 /// converted into buffers the
 /// trainer keeps, so such steps allocate nothing once sized. Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
@@ -573,7 +692,9 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
-/// several calls, or a resumed checkpoint, train as one longer call. After
+/// several calls, or a resumed checkpoint, train as one longer call
+/// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
+/// with replacement instead, also from (seed, epoch)). After
 /// each epoch, params->progress (if set) gets that epoch's metrics;
 /// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
 /// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
@@ -583,15 +704,19 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// to sizeof(parml_epoch_metrics) first.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
 /// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
+/// class index; class sampling weights that are negative, not finite, all
+/// 0 for the dataset's classes, fewer than its classes, or given for a
+/// dataset without class indices), PARML_ERR_SHAPE (a dataset does not fit the model),
 /// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
 /// steps before it stay applied). Since: 0.1.
 PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. Accuracy is over predictions: one per sample, or one per
-/// position for a sequence's logits (N, T, C); accuracy_out gets NaN for
-/// MSE. Either output may be NULL.
+/// position for a sequence's logits (N, T, C), one per output for binary
+/// cross-entropy; accuracy_out gets NaN for MSE. With class weights the
+/// loss is the weighted mean over the whole dataset. Either output may be
+/// NULL. parml_trainer_evaluate_metrics measures more.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
@@ -672,11 +797,44 @@ PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, in
 /// out-pointer). Since: 0.2.
 PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t global_samples, int64_t * start_out, int64_t * count_out);
 
+/// Sets what the trainer's loss weighs, for the steps, fits and evaluations
+/// after this call (NULL params = the defaults: a plain mean): class weights
+/// and label smoothing for PARML_LOSS_CROSS_ENTROPY (a split classifier's
+/// sharded loss too), pos_weight for PARML_LOSS_BCE_WITH_LOGITS. The arrays
+/// are copied. Every layout trains on the same weighted mean (under MPI with
+/// local batches each step sums the replicas' class counts); every process
+/// sets the same options. A class-weight count other than the model's
+/// classes (or pos_weight count other than its outputs) is refused by the
+/// next step or evaluation with PARML_ERR_SHAPE, as is a batch whose
+/// targets all weigh 0 (PARML_ERR_INVALID_ARGUMENT); nothing is trained.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, small struct_size, a NULL
+/// array with a nonzero count or the reverse, a weight negative or not
+/// finite, label_smoothing outside [0, 1], an option the trainer's loss
+/// does not take). Since: 0.3.
+PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_params const * params);
+
+/// Classification metrics over a dataset in inference mode, in batches of
+/// batch_size (the pass of parml_trainer_evaluate): loss, accuracy, top-k
+/// accuracy, macro and weighted precision, recall and F1 in *out (set
+/// out->struct_size to sizeof(parml_metrics) first), and, into the
+/// caller's buffers named in *params (NULL params = defaults, no buffers),
+/// the confusion matrix and per-class support, precision, recall and F1.
+/// out->classes says how many classes the buffers need; parml_model_output_shape
+/// tells it before the call. Outputs are written only on success.
+/// PARML_LOSS_CROSS_ENTROPY trainers only.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, small
+/// struct_size, batch_size outside 1...2^31-1, top_k < 1, a buffer with
+/// capacity below the model's classes (the message says how many), another
+/// loss, a target that is not a class index), PARML_ERR_SHAPE (the dataset
+/// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
+
 /* ------------------------------------------------------------------------ */
 /* Files                                                                    */
 /* Models, tensors and checkpoints as protobuf messages of proto/parml.proto, */
 /* to a path (written atomically) or a buffer; ONNX export for inference    */
-/* elsewhere (docs/file-format.md).                                         */
+/* elsewhere (docs/file-format.md). The *_authenticated calls add (or       */
+/* demand) an HMAC-SHA-256 tag under a key the caller holds.                */
 /* ------------------------------------------------------------------------ */
 
 /// Writes an initialised model (layers, attributes, parameters) to `path`
@@ -694,8 +852,9 @@ PARML_API parml_status parml_model_save(parml_model model, char const * path);
 /// streams work too.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL out),
 /// PARML_ERR_IO, PARML_ERR_FORMAT (truncated, damaged, not a model, or a
-/// newer format version), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// newer format version), PARML_ERR_AUTH_KEY (an authenticated file: use
+/// parml_model_load_authenticated), PARML_ERR_BLAS (OpenBLAS cannot be
+/// loaded), PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_load(char const * path, parml_model * out);
 
 /// The bytes parml_model_save would write, in a new buffer: *buf_out (free
@@ -707,8 +866,9 @@ PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out,
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
 /// output, or a checkpoint's: its model); the caller keeps `buf`.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
-/// PARML_ERR_FORMAT, PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// PARML_ERR_FORMAT, PARML_ERR_AUTH_KEY (authenticated bytes),
+/// PARML_ERR_BLAS (OpenBLAS cannot be loaded), PARML_ERR_OUT_OF_MEMORY.
+/// Thread-safe. Since: 0.2.
 PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, parml_model * out);
 
 /// Writes `model` as an ONNX file (IR version 8, opset 17) for inference,
@@ -753,7 +913,9 @@ PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char
 /// trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
-/// (optimizer state of another size), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated
+/// checkpoint: use parml_trainer_load_checkpoint_authenticated),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 PARML_API parml_status parml_trainer_load_checkpoint(parml_trainer trainer, char const * path);
 
 /// The bytes parml_trainer_save_checkpoint would write, in a new buffer
@@ -767,7 +929,8 @@ PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer,
 /// keeps them). On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf, len 0, other
 /// layers or optimizer kind), PARML_ERR_FORMAT, PARML_ERR_SHAPE,
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// PARML_ERR_AUTH_KEY (authenticated bytes), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.2.
 PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer trainer, void const * buf, size_t len);
 
 /// A report on the parml file at `path` (a model, a checkpoint or a tensor
@@ -780,8 +943,98 @@ PARML_API parml_status parml_trainer_deserialize_checkpoint(parml_trainer traine
 /// parml_buffer_free. This is what the `parml info` tool prints.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL text_out),
 /// PARML_ERR_IO (cannot read), PARML_ERR_FORMAT (not a parml file, damaged,
-/// truncated, or a newer format), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// truncated, or a newer format), PARML_ERR_AUTH_KEY (an authenticated file:
+/// its tag cannot be checked without the key), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.3.
 PARML_API parml_status parml_file_describe(char const * path, int32_t as_json, char ** text_out);
+
+/// parml_model_save with an HMAC-SHA-256 tag under `key` (key_len >= 16
+/// bytes, borrowed for the call): only parml_model_load_authenticated with
+/// the same key loads the file. Packed in memory, then written atomically.
+/// Errors: those of parml_model_save, PARML_ERR_INVALID_ARGUMENT (NULL key,
+/// key_len < 16), PARML_ERR_UNSUPPORTED (OpenSSL's libcrypto cannot be
+/// loaded). Since: 0.3.
+PARML_API parml_status parml_model_save_authenticated(parml_model model, char const * path, void const * key, size_t key_len);
+
+/// parml_model_load of a file saved with `key` (also the model inside a
+/// checkpoint saved with it): the tag is checked before anything else of the
+/// file is read. Each failure has its own code.
+/// Errors: those of parml_model_load, PARML_ERR_INVALID_ARGUMENT (NULL key,
+/// key_len < 16), PARML_ERR_AUTH_MISSING (the file has no tag),
+/// PARML_ERR_AUTH_KEY (tagged under another key), PARML_ERR_AUTH_FAILED
+/// (the tag does not verify: bytes altered), PARML_ERR_UNSUPPORTED (no
+/// libcrypto). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_model_load_authenticated(char const * path, void const * key, size_t key_len, parml_model * out);
+
+/// The bytes parml_model_save_authenticated would write, in a new buffer
+/// *buf_out (free it with parml_buffer_free) of *len_out bytes.
+/// Errors: those of parml_model_serialize, PARML_ERR_INVALID_ARGUMENT (NULL
+/// key, key_len < 16), PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_model_serialize_authenticated(parml_model model, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+
+/// parml_model_deserialize of bytes authenticated with `key`; the caller
+/// keeps `buf`.
+/// Errors: those of parml_model_deserialize and of
+/// parml_model_load_authenticated (PARML_ERR_AUTH_MISSING, _KEY, _FAILED).
+/// Thread-safe. Since: 0.3.
+PARML_API parml_status parml_model_deserialize_authenticated(void const * buf, size_t len, void const * key, size_t key_len, parml_model * out);
+
+/// parml_trainer_save_checkpoint with an HMAC-SHA-256 tag under `key`
+/// (key_len >= 16 bytes): only the *_authenticated loads with the same key
+/// read it. Collective on the MPI backend; world rank 0 writes.
+/// Errors: those of parml_trainer_save_checkpoint,
+/// PARML_ERR_INVALID_ARGUMENT (NULL key, key_len < 16),
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_save_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+
+/// parml_trainer_load_checkpoint of a checkpoint saved with `key`; the tag
+/// is checked first. On error nothing changes.
+/// Errors: those of parml_trainer_load_checkpoint,
+/// PARML_ERR_INVALID_ARGUMENT (NULL key, key_len < 16),
+/// PARML_ERR_AUTH_MISSING, PARML_ERR_AUTH_KEY, PARML_ERR_AUTH_FAILED,
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_load_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+
+/// The bytes parml_trainer_save_checkpoint_authenticated would write, in a
+/// new buffer *buf_out (free it with parml_buffer_free) of *len_out bytes.
+/// Collective on the MPI backend.
+/// Errors: those of parml_trainer_serialize_checkpoint,
+/// PARML_ERR_INVALID_ARGUMENT (NULL key, key_len < 16),
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_serialize_checkpoint_authenticated(parml_trainer trainer, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+
+/// parml_trainer_deserialize_checkpoint of bytes authenticated with `key`
+/// (the caller keeps `buf`). On error nothing changes.
+/// Errors: those of parml_trainer_deserialize_checkpoint and
+/// PARML_ERR_AUTH_MISSING, PARML_ERR_AUTH_KEY, PARML_ERR_AUTH_FAILED,
+/// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+PARML_API parml_status parml_trainer_deserialize_checkpoint_authenticated(parml_trainer trainer, void const * buf, size_t len, void const * key, size_t key_len);
+
+/* ------------------------------------------------------------------------ */
+/* Privacy accounting                                                       */
+/* The privacy DP-SGD spends: epsilon for delta after some steps of Poisson */
+/* sampling and Gaussian noise, and the noise that reaches a target epsilon */
+/* (docs/privacy.md). Arithmetic only: no handles.                          */
+/* ------------------------------------------------------------------------ */
+
+/// The epsilon of (epsilon, delta)-differential privacy spent by `steps`
+/// steps of DP-SGD with Poisson sampling at rate q (each example in a batch
+/// with probability q) and Gaussian noise of standard deviation sigma times
+/// the clipping norm, in *epsilon_out: Renyi-DP accounting of the sampled Gaussian mechanism
+/// (Mironov et al. 2019) converted as Google's dp-accounting RdpAccountant
+/// does, over its orders (docs/privacy.md). Fixed-size shuffled batches are
+/// not covered by this analysis.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (q outside (0, 1], sigma not > 0,
+/// steps < 0, delta outside (0, 1), NULL epsilon_out). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_privacy_epsilon(double q, double sigma, int64_t steps, double delta, double * epsilon_out);
+
+/// The smallest noise multiplier sigma (to a relative 1e-6, rounded up) for
+/// which parml_privacy_epsilon(q, sigma, steps, delta) is at most
+/// target_epsilon, in *sigma_out. For E epochs at rate q, steps = ceil(E / q).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (target_epsilon not > 0, q outside
+/// (0, 1], steps < 1, delta outside (0, 1), no sigma up to 1e6 reaches the
+/// target, NULL sigma_out). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_privacy_noise_multiplier(double target_epsilon, double q, int64_t steps, double delta, double * sigma_out);
 
 /* ------------------------------------------------------------------------ */
 /* OpenBLAS                                                                 */

@@ -74,6 +74,9 @@ typedef int32_t parml_status;
 #define PARML_ERR_INTERNAL         10 /* a bug in parml; please report it */
 #define PARML_ERR_COMMUNICATION    11 /* a rank failed or timed out; every rank returns this */
 #define PARML_ERR_NONFINITE        12 /* a step's loss or gradients were not finite; it updated nothing (since 0.3) */
+#define PARML_ERR_AUTH_MISSING     13 /* a key was given but the file carries no authentication tag (since 0.3) */
+#define PARML_ERR_AUTH_KEY         14 /* the file is authenticated with another key, or was loaded without one (since 0.3) */
+#define PARML_ERR_AUTH_FAILED      15 /* the file's authentication tag does not verify: its bytes were altered (since 0.3) */
 /* New codes are added here, with new numbers. */
 
 /* ------------------------------------------------------------------------ */
@@ -107,6 +110,10 @@ typedef int32_t parml_status;
                                       indices, (N) for logits (N, C) or (N, T) for a sequence's (N, T, C):
                                       the mean over all N*T predictions */
 #define PARML_LOSS_MSE           2 /* mean squared error; targets have the output's shape */
+#define PARML_LOSS_BCE_WITH_LOGITS 3 /* since 0.3: sigmoid + binary cross-entropy per output (torch's
+                                        BCEWithLogitsLoss), the mean over all outputs; targets in [0, 1]
+                                        of the output's shape (multi-label); accuracy counts outputs whose
+                                        sign (logit > 0) matches target > 0.5 */
 
 /* Optimizers (parml_optimizer_params.kind). */
 #define PARML_OPTIMIZER_SGD   1 /* with optional momentum, Nesterov, L2 weight decay */
@@ -134,9 +141,18 @@ typedef int32_t parml_status;
 #define PARML_TOKEN_FILE_UINT32 3
 #define PARML_TOKEN_FILE_INT32  4
 
+/* What a CSV label column holds (parml_csv_params.label_kind; since 0.3). */
+#define PARML_CSV_LABEL_CLASS 1 /* class indices: integers 0...2^31-1, targets int32 */
+#define PARML_CSV_LABEL_VALUE 2 /* numbers, targets float32 (regression) */
+
 /* Communication backends (parml_strategy_params.backend). */
 #define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
 #define PARML_BACKEND_MPI     2 /* one rank per process under mpirun */
+
+/* Wire formats of the data-parallel gradient sum (parml_strategy_params.gradient_compression; since 0.3). */
+#define PARML_COMPRESSION_NONE 0 /* float32 */
+#define PARML_COMPRESSION_BF16 1 /* bfloat16 with error feedback: half the bytes, float32's range */
+#define PARML_COMPRESSION_FP16 2 /* IEEE half with error feedback: half the bytes, +-65504 */
 
 /* ------------------------------------------------------------------------ */
 /* Layer attributes                                                           */
@@ -228,6 +244,15 @@ typedef struct parml_strategy_params {
                                   model chunks) per stage, >= 2; the model is cut into pp x virtual_stages
                                   runs and stage s holds runs s, s+pp, ... Bubble (pp-1)/(v*m+pp-1).
                                   Default 1 (the other schedules need 1). */
+    int32_t gradient_compression; /* since 0.3; PARML_COMPRESSION_*: dp > 1 sums gradients in a ring
+                                     (reduce-scatter, all-gather) carrying 16-bit values, each rounding's
+                                     error added back at the next step by the rank that rounded. Default
+                                     mode and zero_stage 0 only; not equivalent to serial training
+                                     (docs/communication.md). Default NONE. */
+    int32_t local_steps;       /* since 0.3; local SGD: dp replicas step on their own rows and average
+                                  their parameters every local_steps steps (optimizer state stays each
+                                  replica's). 1 (default) sums gradients every step. Default mode,
+                                  zero_stage 0, no compression; clip_grad_norm with pp = tp = 1 only. */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are
@@ -259,7 +284,8 @@ typedef struct parml_epoch_metrics {
     int64_t epochs;         /* total requested */
     int64_t steps;          /* optimizer steps taken so far in this trainer */
     float train_loss;       /* mean loss over the epoch's samples */
-    float train_accuracy;   /* fraction of predictions correct (cross-entropy only; N*T for sequences) */
+    float train_accuracy;   /* fraction of predictions correct (cross-entropy: N*T for sequences; since
+                               0.3 also binary cross-entropy: per output, its sign against target > 0.5) */
     float val_loss;         /* on the validation dataset, if any */
     float val_accuracy;
     float learning_rate;    /* at the end of the epoch */
@@ -281,6 +307,15 @@ typedef struct parml_fit_params {
     parml_dataset validation;  /* borrowed for the call; NULL = none */
     parml_progress_fn progress;/* NULL = no callback */
     void *user_data;           /* passed to progress */
+    /* since 0.3: class-balanced sampling (PyTorch's WeightedRandomSampler):
+     * one weight (finite, >= 0) per class; each epoch draws as many samples
+     * as the dataset holds, with replacement, sample i with probability
+     * proportional to the weight of its class (shuffle is then moot). The
+     * draws are a function of (seed, epoch), the same under every layout.
+     * Needs a dataset of one class index per sample; the array is read
+     * during the call only. NULL (default) = each sample once per epoch. */
+    const float *class_sampling_weights;
+    int64_t num_class_sampling_weights;
 } parml_fit_params;
 
 /** Options of parml_dataset_create_tokens and _load_tokens. Sample j of
@@ -293,6 +328,72 @@ typedef struct parml_token_params {
     int64_t windows_per_epoch; /* random mode: samples per epoch; 0 (default) = (N-1)/T, which is
                                   also sequential mode's count (it takes 0 only) */
 } parml_token_params;
+
+/** Options of parml_dataset_load_csv. Columns are counted from 0. A column
+ *  is chosen by header name or by index; the names are read during the
+ *  call only. */
+typedef struct parml_csv_params {
+    size_t struct_size;            /* set by parml_csv_params_init */
+    int32_t delimiter;             /* the field separator, one byte; default ',' */
+    int32_t has_header;            /* 1 (default): the first non-blank line names the columns */
+    const char *label_name;        /* the label column by header name; NULL (default): by label_index */
+    int64_t label_index;           /* the label column by index; -1 (default) = the last column */
+    const char *const *feature_names; /* num_features feature columns by header name, or NULL */
+    const int64_t *feature_indices;   /* num_features feature columns by index, or NULL (one of the two) */
+    int64_t num_features;          /* 0 (default): every column but the label, in file order */
+    int32_t label_kind;            /* PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE */
+} parml_csv_params;
+
+/** Since 0.3: what a trainer's loss weighs (parml_trainer_set_loss), with
+ *  PyTorch's meanings. The library copies the arrays; they need live only
+ *  for the call. */
+typedef struct parml_loss_params {
+    size_t struct_size;          /* set by parml_loss_params_init */
+    const float *class_weights;  /* CROSS_ENTROPY: one weight (finite, >= 0) per class, torch's weight=:
+                                    the loss is sum w[y]*l / sum w[y] over the global batch's targets
+                                    (every layout computes it from the whole batch). NULL (default) = none */
+    int64_t num_class_weights;   /* entries in class_weights: the model's classes */
+    float label_smoothing;       /* CROSS_ENTROPY: torch's label_smoothing=, in [0, 1]: the target is
+                                    (1 - e) one-hot + e/C; default 0 */
+    const float *pos_weight;     /* BCE_WITH_LOGITS: one weight (finite, >= 0) per output, multiplying
+                                    the positive term (torch's pos_weight=); NULL (default) = none */
+    int64_t num_pos_weight;      /* entries in pos_weight: the model's outputs (last dimension) */
+} parml_loss_params;
+
+/** Since 0.3: options of parml_trainer_evaluate_metrics, and where it
+ *  writes per-class results: caller-owned buffers of `capacity` classes
+ *  (confusion: capacity * capacity), each NULL when not wanted. They are
+ *  written only on success. */
+typedef struct parml_metrics_params {
+    size_t struct_size;   /* set by parml_metrics_params_init */
+    int64_t top_k;        /* top_k_accuracy counts targets among the k largest logits; default 5 */
+    int64_t capacity;     /* classes the buffers below hold; must be >= the model's classes
+                             when any buffer is set; default 0 */
+    int64_t *confusion;   /* [target * classes + predicted]: prediction counts, row-major classes x classes */
+    int64_t *support;     /* per class: predictions whose target is the class */
+    float *precision;     /* per class: tp / predicted (0 when nothing was predicted as it) */
+    float *recall;        /* per class: tp / support (0 when the class never is a target) */
+    float *f1;            /* per class: 2 tp / (support + predicted) (0 when both are 0) */
+} parml_metrics_params;
+
+/** Since 0.3: what parml_trainer_evaluate_metrics measured over a dataset,
+ *  scikit-learn's definitions (precision_recall_fscore_support,
+ *  top_k_accuracy_score). A prediction is a sample, or a position of a
+ *  sequence's logits (N, T, C); its class is the first arg-max. */
+typedef struct parml_metrics {
+    size_t struct_size;         /* set by the caller to sizeof(parml_metrics) */
+    int64_t classes;            /* the model's classes C */
+    int64_t predictions;
+    float loss;                 /* mean loss, as parml_trainer_evaluate */
+    float accuracy;
+    float top_k_accuracy;
+    float macro_precision;      /* unweighted means over the classes that occur as a target or a */
+    float macro_recall;         /* prediction (scikit-learn's average="macro", default labels) */
+    float macro_f1;
+    float weighted_precision;   /* means weighted by each class's support (average="weighted") */
+    float weighted_recall;
+    float weighted_f1;
+} parml_metrics;
 
 /** Options of parml_dataset_set_augmentation: how parml_trainer_fit transforms
  *  a dataset's images (samples (C, H, W), or (H, W) as one channel) when it

@@ -43,39 +43,58 @@ GROUPS = [
     (
         "Datasets",
         "Samples and labels for parml_trainer_fit and _evaluate: from tensors, or\n"
-        "from IDX files (the MNIST format, gzipped or plain); or training windows\n"
-        "cut from an array or file of token ids. An image dataset may carry an\n"
-        "augmentation (random crop and flip) that fit applies to training batches.",
-        ["parml_dataset_create", "parml_dataset_load_idx", "parml_dataset_create_tokens",
-         "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
-         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_set_augmentation"],
+        "from IDX files (the MNIST format, gzipped or plain), NumPy .npy/.npz\n"
+        "files (memory-mapped) or CSV tables; from host memory borrowed without\n"
+        "a copy; or training windows cut from an array or file of token ids\n"
+        "(docs/data.md). An image dataset may carry an augmentation (random\n"
+        "crop and flip) that fit applies to training batches.",
+        ["parml_dataset_create", "parml_dataset_create_borrowed", "parml_dataset_load_idx",
+         "parml_dataset_load_npy", "parml_dataset_load_npz", "parml_dataset_load_csv",
+         "parml_dataset_create_tokens", "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
+         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_split",
+         "parml_dataset_set_augmentation"],
     ),
     (
         "Parameter structs",
         "Fill each struct with its defaults before changing fields; the structs\n"
         "grow at the end between versions (parml_types.h).",
         ["parml_optimizer_params_init", "parml_strategy_params_init", "parml_fit_params_init",
-         "parml_token_params_init", "parml_augment_params_init"],
+         "parml_token_params_init", "parml_csv_params_init", "parml_loss_params_init", "parml_metrics_params_init",
+         "parml_augment_params_init"],
     ),
     (
         "Trainers",
         "A model + loss + optimizer + parallel layout. Step on a batch, fit over\n"
-        "a dataset, evaluate; the counters, the plan of who holds what, traces.",
+        "a dataset, evaluate; the counters, the plan of who holds what, traces;\n"
+        "class weights and per-class metrics for imbalanced data.",
         ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_fit",
          "parml_trainer_evaluate", "parml_trainer_step_count", "parml_trainer_epoch_count",
          "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_memory",
          "parml_trainer_plan", "parml_trainer_set_trace", "parml_trainer_write_trace",
-         "parml_trainer_set_local_batches", "parml_trainer_data_rows"],
+         "parml_trainer_set_local_batches", "parml_trainer_data_rows", "parml_trainer_set_loss",
+         "parml_trainer_evaluate_metrics"],
     ),
     (
         "Files",
         "Models, tensors and checkpoints as protobuf messages of proto/parml.proto,\n"
         "to a path (written atomically) or a buffer; ONNX export for inference\n"
-        "elsewhere (docs/file-format.md).",
+        "elsewhere (docs/file-format.md). The *_authenticated calls add (or\n"
+        "demand) an HMAC-SHA-256 tag under a key the caller holds.",
         ["parml_model_save", "parml_model_load", "parml_model_serialize", "parml_model_deserialize",
          "parml_model_export_onnx", "parml_tensor_serialize", "parml_tensor_deserialize",
          "parml_trainer_save_checkpoint", "parml_trainer_load_checkpoint",
-         "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint", "parml_file_describe"],
+         "parml_trainer_serialize_checkpoint", "parml_trainer_deserialize_checkpoint", "parml_file_describe",
+         "parml_model_save_authenticated", "parml_model_load_authenticated", "parml_model_serialize_authenticated",
+         "parml_model_deserialize_authenticated", "parml_trainer_save_checkpoint_authenticated",
+         "parml_trainer_load_checkpoint_authenticated", "parml_trainer_serialize_checkpoint_authenticated",
+         "parml_trainer_deserialize_checkpoint_authenticated"],
+    ),
+    (
+        "Privacy accounting",
+        "The privacy DP-SGD spends: epsilon for delta after some steps of Poisson\n"
+        "sampling and Gaussian noise, and the noise that reaches a target epsilon\n"
+        "(docs/privacy.md). Arithmetic only: no handles.",
+        ["parml_privacy_epsilon", "parml_privacy_noise_multiplier"],
     ),
     (
         "OpenBLAS",

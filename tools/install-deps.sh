@@ -18,6 +18,7 @@ pkgs=(
   libopenmpi-dev         # <mpi.h> for the MPI shim (libparml dlopens libmpi.so.40)
   libdnnl-dev            # oneDNN's headers for the conv2d shim; pulls libdnnl2 (libparml dlopens libdnnl.so.2)
   openmpi-bin            # mpirun, for the MPI tests and multi-process jobs
+  libssl3                # OpenSSL's libcrypto: HMAC-SHA-256 of authenticated files (libparml dlopens libcrypto.so.3)
 )
 
 missing=()
@@ -40,4 +41,18 @@ fi
 if ! python3 -c "import numpy, pytest, google.protobuf, onnxruntime, wheel, setuptools" 2>/dev/null; then
   echo "installing Python packages: numpy pytest protobuf onnxruntime wheel setuptools"
   python3 -m pip install --quiet numpy pytest protobuf onnxruntime wheel setuptools
+fi
+
+# The privacy accountant's oracle (bindings/python/tests/test_privacy.py
+# skips its comparisons without it): Google's dp-accounting.
+if ! python3 -c "import dp_accounting" 2>/dev/null; then
+  echo "installing Python package: dp-accounting"
+  python3 -m pip install --quiet dp-accounting
+fi
+# The metrics tests (bindings/python/tests/test_imbalance.py) check parml's
+# figures against scikit-learn's on the same predictions; without it they
+# skip, so a failed install is reported, not fatal.
+if ! python3 -c "import sklearn" 2>/dev/null; then
+  echo "installing Python package: scikit-learn"
+  python3 -m pip install --quiet scikit-learn || echo "scikit-learn did not install: the metrics comparisons will skip"
 fi

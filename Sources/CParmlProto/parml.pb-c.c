@@ -199,6 +199,51 @@ void   parml__model__free_unpacked
   assert(message->base.descriptor == &parml__model__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   parml__authentication__init
+                     (Parml__Authentication         *message)
+{
+  static const Parml__Authentication init_value = PARML__AUTHENTICATION__INIT;
+  *message = init_value;
+}
+size_t parml__authentication__get_packed_size
+                     (const Parml__Authentication *message)
+{
+  assert(message->base.descriptor == &parml__authentication__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t parml__authentication__pack
+                     (const Parml__Authentication *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &parml__authentication__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t parml__authentication__pack_to_buffer
+                     (const Parml__Authentication *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &parml__authentication__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Parml__Authentication *
+       parml__authentication__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Parml__Authentication *)
+     protobuf_c_message_unpack (&parml__authentication__descriptor,
+                                allocator, len, data);
+}
+void   parml__authentication__free_unpacked
+                     (Parml__Authentication *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &parml__authentication__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   parml__schedule__init
                      (Parml__Schedule         *message)
 {
@@ -879,7 +924,7 @@ const ProtobufCMessageDescriptor parml__layer__descriptor =
   (ProtobufCMessageInit) parml__layer__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor parml__model__field_descriptors[5] =
+static const ProtobufCFieldDescriptor parml__model__field_descriptors[6] =
 {
   {
     "magic",
@@ -930,6 +975,18 @@ static const ProtobufCFieldDescriptor parml__model__field_descriptors[5] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "auth",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Model, auth),
+    &parml__authentication__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "crc32",
     15,
     PROTOBUF_C_LABEL_NONE,
@@ -943,7 +1000,8 @@ static const ProtobufCFieldDescriptor parml__model__field_descriptors[5] =
   },
 };
 static const unsigned parml__model__field_indices_by_name[] = {
-  4,   /* field[4] = crc32 */
+  4,   /* field[4] = auth */
+  5,   /* field[5] = crc32 */
   1,   /* field[1] = format_version */
   2,   /* field[2] = init_seed */
   3,   /* field[3] = layers */
@@ -952,8 +1010,8 @@ static const unsigned parml__model__field_indices_by_name[] = {
 static const ProtobufCIntRange parml__model__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 15, 4 },
-  { 0, 5 }
+  { 14, 4 },
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor parml__model__descriptor =
 {
@@ -963,11 +1021,62 @@ const ProtobufCMessageDescriptor parml__model__descriptor =
   "Parml__Model",
   "parml",
   sizeof(Parml__Model),
-  5,
+  6,
   parml__model__field_descriptors,
   parml__model__field_indices_by_name,
   2,  parml__model__number_ranges,
   (ProtobufCMessageInit) parml__model__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor parml__authentication__field_descriptors[2] =
+{
+  {
+    "key_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Authentication, key_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hmac_sha256",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Authentication, hmac_sha256),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned parml__authentication__field_indices_by_name[] = {
+  1,   /* field[1] = hmac_sha256 */
+  0,   /* field[0] = key_id */
+};
+static const ProtobufCIntRange parml__authentication__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor parml__authentication__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "parml.Authentication",
+  "Authentication",
+  "Parml__Authentication",
+  "parml",
+  sizeof(Parml__Authentication),
+  2,
+  parml__authentication__field_descriptors,
+  parml__authentication__field_indices_by_name,
+  1,  parml__authentication__number_ranges,
+  (ProtobufCMessageInit) parml__authentication__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue parml__schedule__kind__enum_values_by_number[4] =
@@ -1477,7 +1586,7 @@ const ProtobufCMessageDescriptor parml__layout__descriptor =
   (ProtobufCMessageInit) parml__layout__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[9] =
+static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[10] =
 {
   {
     "magic",
@@ -1576,6 +1685,18 @@ static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[9] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "auth",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Parml__Checkpoint, auth),
+    &parml__authentication__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "crc32",
     15,
     PROTOBUF_C_LABEL_NONE,
@@ -1589,7 +1710,8 @@ static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[9] =
   },
 };
 static const unsigned parml__checkpoint__field_indices_by_name[] = {
-  8,   /* field[8] = crc32 */
+  8,   /* field[8] = auth */
+  9,   /* field[9] = crc32 */
   7,   /* field[7] = epoch */
   1,   /* field[1] = format_version */
   6,   /* field[6] = layout */
@@ -1602,8 +1724,8 @@ static const unsigned parml__checkpoint__field_indices_by_name[] = {
 static const ProtobufCIntRange parml__checkpoint__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 15, 8 },
-  { 0, 9 }
+  { 14, 8 },
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor parml__checkpoint__descriptor =
 {
@@ -1613,7 +1735,7 @@ const ProtobufCMessageDescriptor parml__checkpoint__descriptor =
   "Parml__Checkpoint",
   "parml",
   sizeof(Parml__Checkpoint),
-  9,
+  10,
   parml__checkpoint__field_descriptors,
   parml__checkpoint__field_indices_by_name,
   2,  parml__checkpoint__number_ranges,

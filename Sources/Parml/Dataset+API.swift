@@ -32,9 +32,11 @@ public func parmlDatasetLoadIDX(
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
 /// class indices for cross-entropy (int32 or int64 at any size, or float32
-/// integers below 2^24) or (N, ...) float32 values for MSE. Integer inputs
+/// integers below 2^24) or (N, ...) float32 values for MSE and binary
+/// cross-entropy. Integer inputs
 /// (token ids) are kept as floats, exact below 2^24. The tensors stay the
-/// caller's. The caller owns *out.
+/// caller's; parml_dataset_create_borrowed reads host memory without a
+/// copy. The caller owns *out.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, N = 0, integer
 /// inputs beyond 2^24, int64 targets beyond int32), PARML_ERR_SHAPE (inputs
 /// of rank 1, N differs), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.

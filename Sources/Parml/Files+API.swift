@@ -9,14 +9,14 @@ import ParmlTraining
 // buffers are malloc'd and freed with parml_buffer_free.
 
 /// The path argument as a String, or .invalidArgument.
-private func pathString(_ path: UnsafePointer<CChar>?) throws -> String {
+func pathString(_ path: UnsafePointer<CChar>?) throws -> String {
     let s = String(cString: try nonNull(path, "path"))
     guard !s.isEmpty else { throw ParmlError.invalidArgument("path is empty") }
     return s
 }
 
 /// The (buf, len) argument pair as bytes, or .invalidArgument.
-private func inputBytes(_ buf: UnsafeRawPointer?, _ len: UInt) throws -> UnsafeRawBufferPointer {
+func inputBytes(_ buf: UnsafeRawPointer?, _ len: UInt) throws -> UnsafeRawBufferPointer {
     let buf = try nonNull(buf, "buf")
     guard len > 0 else { throw ParmlError.invalidArgument("len is 0") }
     guard len <= UInt(Int.max) else { throw ParmlError.invalidArgument("len \(len) is larger than any buffer") }
@@ -24,7 +24,7 @@ private func inputBytes(_ buf: UnsafeRawPointer?, _ len: UInt) throws -> UnsafeR
 }
 
 /// Hands encoded bytes to the caller through (buf_out, len_out), both checked first.
-private func handOut(
+func handOut(
     _ bufOut: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ lenOut: UnsafeMutablePointer<UInt>?, _ encode: () throws -> EncodedBytes
 ) throws {
     let bufOut = try nonNull(bufOut, "buf_out")
@@ -56,8 +56,9 @@ public func parmlModelSave(_ model: parml_model?, _ path: UnsafePointer<CChar>?)
 /// streams work too.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL out),
 /// PARML_ERR_IO, PARML_ERR_FORMAT (truncated, damaged, not a model, or a
-/// newer format version), PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// newer format version), PARML_ERR_AUTH_KEY (an authenticated file: use
+/// parml_model_load_authenticated), PARML_ERR_BLAS (OpenBLAS cannot be
+/// loaded), PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
 @c(parml_model_load)
 public func parmlModelLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<parml_model?>?) -> parml_status {
     guarded("parml_model_load") {
@@ -85,8 +86,9 @@ public func parmlModelSerialize(
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
 /// output, or a checkpoint's: its model); the caller keeps `buf`.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL buf or out, len 0),
-/// PARML_ERR_FORMAT, PARML_ERR_BLAS (OpenBLAS cannot be loaded),
-/// PARML_ERR_OUT_OF_MEMORY. Thread-safe. Since: 0.2.
+/// PARML_ERR_FORMAT, PARML_ERR_AUTH_KEY (authenticated bytes),
+/// PARML_ERR_BLAS (OpenBLAS cannot be loaded), PARML_ERR_OUT_OF_MEMORY.
+/// Thread-safe. Since: 0.2.
 @c(parml_model_deserialize)
 public func parmlModelDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out: UnsafeMutablePointer<parml_model?>?) -> parml_status {
     guarded("parml_model_deserialize") {
@@ -150,7 +152,9 @@ public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: Unsafe
 /// trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
-/// (optimizer state of another size), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated
+/// checkpoint: use parml_trainer_load_checkpoint_authenticated),
+/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
 @c(parml_trainer_load_checkpoint)
 public func parmlTrainerLoadCheckpoint(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_trainer_load_checkpoint") {
@@ -179,7 +183,8 @@ public func parmlTrainerSerializeCheckpoint(
 /// keeps them). On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf, len 0, other
 /// layers or optimizer kind), PARML_ERR_FORMAT, PARML_ERR_SHAPE,
-/// PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// PARML_ERR_AUTH_KEY (authenticated bytes), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.2.
 @c(parml_trainer_deserialize_checkpoint)
 public func parmlTrainerDeserializeCheckpoint(_ trainer: parml_trainer?, _ buf: UnsafeRawPointer?, _ len: UInt) -> parml_status {
     guarded("parml_trainer_deserialize_checkpoint") {
@@ -221,7 +226,9 @@ public func parmlModelExportOnnx(
 /// parml_buffer_free. This is what the `parml info` tool prints.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL or empty path, NULL text_out),
 /// PARML_ERR_IO (cannot read), PARML_ERR_FORMAT (not a parml file, damaged,
-/// truncated, or a newer format), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// truncated, or a newer format), PARML_ERR_AUTH_KEY (an authenticated file:
+/// its tag cannot be checked without the key), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.3.
 @c(parml_file_describe)
 public func parmlFileDescribe(
     _ path: UnsafePointer<CChar>?, _ as_json: Int32, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?

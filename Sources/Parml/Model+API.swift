@@ -137,7 +137,9 @@ public func parmlModelInit(_ model: parml_model?, _ seed: UInt64) -> parml_statu
 }
 
 /// Number of scalar parameters (also before init); a matrix two layers
-/// share (a tied_classifier and its embedding) counts once.
+/// share (a tied_classifier and its embedding) counts once, and
+/// batch_norm's running statistics count (state in the parameter list,
+/// which training updates from batch statistics, not by gradient).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.1.
 @c(parml_model_num_params)
 public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {

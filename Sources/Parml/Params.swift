@@ -90,6 +90,8 @@ func defaultStrategyParams() -> parml_strategy_params {
     p.grad_chunk = Int32(s.gradientChunk)
     p.split_classifier = s.splitClassifier ? 1 : 0
     p.virtual_stages = Int64(s.virtualStages)
+    p.gradient_compression = s.gradientCompression.rawValue
+    p.local_steps = Int32(s.localSteps)
     return p
 }
 
@@ -104,6 +106,8 @@ func defaultFitParams() -> parml_fit_params {
     p.validation = nil
     p.progress = nil
     p.user_data = nil
+    p.class_sampling_weights = nil
+    p.num_class_sampling_weights = 0
     return p
 }
 
@@ -225,6 +229,12 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
         throw ParmlError.invalidArgument("virtual_stages must be in 1...1024, got \(p.virtual_stages)")
     }
     s.virtualStages = Int(p.virtual_stages)
+    guard let compression = GradientCompression(rawValue: p.gradient_compression) else {
+        throw ParmlError.invalidArgument(
+            "gradient_compression \(p.gradient_compression) is unknown (PARML_COMPRESSION_NONE, _BF16 or _FP16)")
+    }
+    s.gradientCompression = compression
+    s.localSteps = Int(p.local_steps)
     try s.validate()
     return s
 }

@@ -55,6 +55,9 @@ func code(of error: ParmlError) -> parml_status {
     case .internal: PARML_ERR_INTERNAL
     case .communication: PARML_ERR_COMMUNICATION
     case .nonFinite: PARML_ERR_NONFINITE
+    case .authMissing: PARML_ERR_AUTH_MISSING
+    case .authKey: PARML_ERR_AUTH_KEY
+    case .authFailed: PARML_ERR_AUTH_FAILED
     }
 }
 
@@ -111,6 +114,9 @@ public func parmlStatusString(_ status: parml_status) -> UnsafePointer<CChar> {
     case PARML_ERR_INTERNAL: staticString("PARML_ERR_INTERNAL: internal error")
     case PARML_ERR_COMMUNICATION: staticString("PARML_ERR_COMMUNICATION: a rank failed or timed out")
     case PARML_ERR_NONFINITE: staticString("PARML_ERR_NONFINITE: the step's loss or gradients were not finite; nothing was updated")
+    case PARML_ERR_AUTH_MISSING: staticString("PARML_ERR_AUTH_MISSING: a key was given but the file carries no authentication tag")
+    case PARML_ERR_AUTH_KEY: staticString("PARML_ERR_AUTH_KEY: the file is authenticated with another key, or needs one")
+    case PARML_ERR_AUTH_FAILED: staticString("PARML_ERR_AUTH_FAILED: the authentication tag does not verify: the file was altered")
     default: staticString("unknown status")
     }
 }

@@ -11,7 +11,8 @@ extension Trainer: ModelOwner {
     var ownedModel: AnyObject { model }
 }
 
-/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*,
+/// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*
+/// (parml_trainer_set_loss adds class weights, label smoothing, pos_weight),
 /// `optimizer` comes from parml_optimizer_params_init (NULL = its defaults),
 /// `strategy` from parml_strategy_params_init (NULL = serial). The trainer
 /// keeps its own reference to the model and updates its parameters in place.
@@ -35,7 +36,7 @@ public func parmlTrainerCreate(
     guarded("parml_trainer_create") {
         let m = try modelObject(model)
         guard let lossKind = LossKind(rawValue: loss) else {
-            throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY or PARML_LOSS_MSE)")
+            throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY, _MSE or _BCE_WITH_LOGITS)")
         }
         let out = try nonNull(out, "out")
         let o = try optimizer.map {
@@ -68,7 +69,8 @@ public func parmlTrainerFree(_ trainer: parml_trainer?) {
 /// One optimizer step on a batch: inputs (N, ...) (float32, or integer token
 /// ids for a model that starts with an embedding) and targets ((N) or (N, T)
 /// class indices for cross-entropy: int32, int64 or float32; values of the
-/// output's shape for MSE, integers compared as floats). Integer tensors are
+/// output's shape for MSE, and in [0, 1] for binary cross-entropy, integers
+/// compared as floats). Integer tensors are
 /// converted into buffers the
 /// trainer keeps, so such steps allocate nothing once sized. Writes the batch's
 /// mean loss (before the update) to *loss_out when it is not NULL.
@@ -102,7 +104,9 @@ public func parmlTrainerStep(
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
-/// several calls, or a resumed checkpoint, train as one longer call. After
+/// several calls, or a resumed checkpoint, train as one longer call
+/// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
+/// with replacement instead, also from (seed, epoch)). After
 /// each epoch, params->progress (if set) gets that epoch's metrics;
 /// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
 /// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
@@ -112,7 +116,9 @@ public func parmlTrainerStep(
 /// to sizeof(parml_epoch_metrics) first.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
 /// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index), PARML_ERR_SHAPE (a dataset does not fit the model),
+/// class index; class sampling weights that are negative, not finite, all
+/// 0 for the dataset's classes, fewer than its classes, or given for a
+/// dataset without class indices), PARML_ERR_SHAPE (a dataset does not fit the model),
 /// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
 /// steps before it stay applied). Since: 0.1.
 @c(parml_trainer_fit)
@@ -124,7 +130,10 @@ public func parmlTrainerFit(
         let t = try trainerObject(trainer)
         let data = try datasetObject(train, "train")
         let p = try params.map {
-            try readSized($0, defaults: defaultFitParams(), name: "params", minimum: MemoryLayout<parml_fit_params>.size)
+            // 0.1 and 0.2 end before class_sampling_weights.
+            try readSized(
+                $0, defaults: defaultFitParams(), name: "params",
+                minimum: MemoryLayout<parml_fit_params>.offset(of: \.class_sampling_weights)!)
         } ?? defaultFitParams()
         let validation = try p.validation.map { try datasetObject($0, "params->validation") }
         if let last_out {
@@ -144,6 +153,7 @@ public func parmlTrainerFit(
         options.batchSize = Int(p.batch_size)
         options.shuffle = p.shuffle != 0
         options.dropLast = p.drop_last != 0
+        options.classSamplingWeights = try floats(p.class_sampling_weights, p.num_class_sampling_weights, "class_sampling_weights")
         let callback = p.progress
         let userData = p.user_data
         let last = try t.fit(data, options: options, validation: validation) { m in
@@ -173,8 +183,10 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. Accuracy is over predictions: one per sample, or one per
-/// position for a sequence's logits (N, T, C); accuracy_out gets NaN for
-/// MSE. Either output may be NULL.
+/// position for a sequence's logits (N, T, C), one per output for binary
+/// cross-entropy; accuracy_out gets NaN for MSE. With class weights the
+/// loss is the weighted mean over the whole dataset. Either output may be
+/// NULL. parml_trainer_evaluate_metrics measures more.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
@@ -188,7 +200,7 @@ public func parmlTrainerEvaluate(
         let d = try datasetObject(dataset)
         let r = try t.evaluate(d, batchSize: positive(batch_size, "batch_size"))
         loss_out?.pointee = r.loss
-        accuracy_out?.pointee = t.loss.kind == .crossEntropy ? Float(r.correct) / Float(r.predictions) : .nan
+        accuracy_out?.pointee = t.loss.classifies ? Float(r.correct) / Float(r.predictions) : .nan
     }
 }
 

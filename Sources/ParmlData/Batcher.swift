@@ -21,6 +21,8 @@ public struct Batcher {
     /// Sample index at each position of the epoch. Allocated once here and
     /// rewritten in place by `startEpoch`.
     private var order: [Int]
+    /// Weighted sampling: running sums of the sample weights (empty otherwise).
+    private let cumulativeWeights: [Double]
     /// The dataset's augmentation when this batcher forms training batches,
     /// and one image plane of scratch for it (allocated here, once).
     private let augmentation: Augmentation?
@@ -29,9 +31,17 @@ public struct Batcher {
     /// Prepares epoch 0. Throws `.invalidArgument` for a batch size below 1,
     /// and when `dropLast` would leave no batch at all (batchSize > N): an
     /// epoch that silently trains on nothing is never what was meant.
+    ///
+    /// With `sampleWeights` (one per sample, finite, >= 0, not all 0), each
+    /// epoch draws its N positions with replacement, sample i with
+    /// probability weights[i] / Σ weights (PyTorch's WeightedRandomSampler
+    /// with replacement), instead of a permutation; `shuffle` is then moot.
     /// With `augment` (training batches), `fill` applies the dataset's
     /// augmentation, drawn from (seed, epoch, sample).
-    public init(dataset: any BatchSource, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64, augment: Bool = false) throws {
+    public init(
+        dataset: any BatchSource, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64, sampleWeights: [Double]? = nil,
+        augment: Bool = false
+    ) throws {
         guard batchSize >= 1 else {
             throw ParmlError.invalidArgument("batch size must be at least 1, got \(batchSize)")
         }
@@ -47,6 +57,17 @@ public struct Batcher {
         self.seed = seed
         batchCount = dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
         order = Array(0..<n)
+        if let w = sampleWeights {
+            guard w.count == n else { throw ParmlError.invalidArgument("\(w.count) sample weights for \(n) samples") }
+            if let i = w.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+                throw ParmlError.invalidArgument("sample weight \(i) is \(w[i]); weights must be finite and >= 0")
+            }
+            var sum = 0.0
+            cumulativeWeights = w.map { sum += $0; return sum }
+            guard sum > 0 else { throw ParmlError.invalidArgument("every sample weight is 0: nothing to draw") }
+        } else {
+            cumulativeWeights = []
+        }
         let a = augment ? dataset.augmentation : nil
         augmentation = a
         scratch = try a.map { a in
@@ -61,14 +82,37 @@ public struct Batcher {
 
     /// Sets the sample order for `epoch`: the identity without shuffling,
     /// otherwise a Fisher–Yates shuffle driven by Philox(seed) on the stream
-    /// `RandomStream.shuffle(epoch:)`. Allocates nothing. `epoch` must be
-    /// non-negative (the stream id is built from it); callers at the C ABI check it.
+    /// `RandomStream.shuffle(epoch:)`; with sample weights, N draws on the
+    /// stream `RandomStream.weightedSampling(epoch:)`. Allocates nothing.
+    /// `epoch` must be non-negative (the stream id is built from it);
+    /// callers at the C ABI check it.
     public mutating func startEpoch(_ epoch: Int) {
         precondition(epoch >= 0, "epoch \(epoch) is negative")
         self.epoch = epoch
         let n = order.count
         let seed = self.seed
         let shuffle = self.shuffle
+        if let total = cumulativeWeights.last {
+            var draws = DrawSequence(rng: Philox(seed: seed), stream: RandomStream.weightedSampling(epoch: epoch))
+            let cumulative = cumulativeWeights  // shares the storage: no copy
+            order.withUnsafeMutableBufferPointer { p in
+                cumulative.withUnsafeBufferPointer { c in
+                    for i in 0..<n {
+                        // u uniform in [0, total) (kept below it where the
+                        // product rounds up): the first sample whose running
+                        // sum exceeds it, so a weight of 0 is never drawn.
+                        let u = min(Double(draws.word64() >> 11) * 0x1p-53 * total, total.nextDown)
+                        var lo = 0, hi = n - 1
+                        while lo < hi {
+                            let mid = (lo + hi) / 2
+                            if c[mid] > u { hi = mid } else { lo = mid + 1 }
+                        }
+                        p[i] = lo
+                    }
+                }
+            }
+            return
+        }
         order.withUnsafeMutableBufferPointer { p in
             for i in 0..<n { p[i] = i }
             guard shuffle, n > 1 else { return }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ParmlTensor
 
 /// The element type of a flat file of token ids: little-endian integers
@@ -19,7 +16,7 @@ public enum TokenFileType: Int32 {
 }
 
 extension TokenDataset {
-    /// Reads a flat file of ids (a regular file) into int32. Throws `.io`
+    /// Reads a flat file of ids (a regular file, mapped) into int32. Throws `.io`
     /// when it cannot be opened or read, `.format` when its size is not a
     /// whole number of ids or an id is outside 0...2^24, and the
     /// initialiser's errors otherwise.
@@ -31,51 +28,27 @@ extension TokenDataset {
     }
 
     static func readIDs(cPath: UnsafePointer<CChar>, type: TokenFileType) throws -> Tensor {
-        let path = String(cString: cPath)
-        func ioError(_ what: String) -> ParmlError { ParmlError.io("\(path): \(what): \(String(cString: strerror(errno)))") }
-        let fd = open(cPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ioError("cannot open") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw ioError("cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw ParmlError.io("\(path): not a regular file") }
-        let bytes = Int(st.st_size), width = type.size
+        let file = try MappedFile(cPath: cPath, displayName: String(cString: cPath))
+        let path = file.path, bytes = file.bytes.count, width = type.size
         guard bytes % width == 0 else {
             throw ParmlError.format("\(path): \(bytes) bytes is not a whole number of \(width)-byte ids (truncated?)")
         }
         let n = bytes / width
         guard n >= 1 else { throw ParmlError.format("\(path): the file is empty") }
         let ids = try Tensor(shape: Shape(n), dtype: .int32)
-
-        // Read in 1 MiB pieces (a multiple of every width), converting each.
-        let chunk = 1 << 20
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
-        defer { buffer.deallocate() }
-        var done = 0
-        while done < bytes {
-            var have = 0
-            let want = min(chunk, bytes - done)
-            while have < want {
-                let r = read(fd, buffer + have, want - have)
-                if r < 0 && errno == EINTR { continue }
-                guard r > 0 else { throw r == 0 ? ParmlError.io("\(path): shrank while being read") : ioError("read failed") }
-                have += r
+        let buffer = file.bytes.baseAddress!
+        for i in 0..<n {
+            let v: Int64
+            switch type {
+            case .uint8: v = Int64(buffer.load(fromByteOffset: i, as: UInt8.self))
+            case .uint16: v = Int64(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+            case .uint32: v = Int64(UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+            case .int32: v = Int64(Int32(littleEndian: buffer.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
             }
-            let first = done / width
-            for i in 0..<(want / width) {
-                let v: Int64
-                switch type {
-                case .uint8: v = Int64(buffer.load(fromByteOffset: i, as: UInt8.self))
-                case .uint16: v = Int64(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-                case .uint32: v = Int64(UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-                case .int32: v = Int64(Int32(littleEndian: buffer.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
-                }
-                guard v >= 0, v <= 1 << 24 else {
-                    throw ParmlError.format("\(path): id \(first + i) is \(v), outside 0...2^24 (ids go into the model as exact floats)")
-                }
-                ids.int32s[first + i] = Int32(v)
+            guard v >= 0, v <= 1 << 24 else {
+                throw ParmlError.format("\(path): id \(i) is \(v), outside 0...2^24 (ids go into the model as exact floats)")
             }
-            done += want
+            ids.int32s[i] = Int32(v)
         }
         return ids
     }

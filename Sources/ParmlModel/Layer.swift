@@ -62,13 +62,19 @@ public struct ParameterSpec: Sendable {
     /// embedding on the first and the last pipeline stage, but files, counts
     /// and names hold the matrix once.
     public let tie: ParameterTie?
+    /// False for state the layer updates itself rather than by gradient
+    /// (batch_norm's running statistics, PyTorch's buffers): it lives in the
+    /// arena so files, stages, shards and replicas carry it, but the
+    /// optimizer never touches it and its gradient stays zero.
+    public let trained: Bool
 
-    public init(name: String, shape: Shape, initializer: Initializer, decays: Bool, tie: ParameterTie? = nil) {
+    public init(name: String, shape: Shape, initializer: Initializer, decays: Bool, tie: ParameterTie? = nil, trained: Bool = true) {
         self.name = name
         self.shape = shape
         self.initializer = initializer
         self.decays = decays
         self.tie = tie
+        self.trained = trained
     }
 }
 

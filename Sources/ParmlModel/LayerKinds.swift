@@ -21,6 +21,7 @@ public enum LayerKinds {
         MaxPool2d.descriptor,
         AvgPool2d.descriptor,
         GlobalAvgPool.descriptor,
+        BatchNorm.descriptor,
     ]
 
     public static func named(_ name: String) -> LayerKind? { all.first { $0.name == name } }

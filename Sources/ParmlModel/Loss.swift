@@ -2,22 +2,78 @@ import ParmlTensor
 
 public enum LossKind: Int32, Sendable {
     case crossEntropy = 1, meanSquaredError = 2
+    /// Sigmoid + binary cross-entropy per output (torch's
+    /// BCEWithLogitsLoss): multi-label targets in [0, 1] of the output's shape.
+    case binaryCrossEntropy = 3
+}
+
+/// What a loss weighs, with PyTorch's meanings (its arguments of the same
+/// names). The defaults leave the loss plain.
+public struct LossOptions: Sendable, Equatable {
+    /// Cross-entropy: one weight per class (torch's `weight=`). The loss is
+    /// Σ w[y]·lᵢ / Σ w[y] over the global batch: a weighted mean.
+    public var classWeights: [Float]?
+    /// Cross-entropy: ε of torch's `label_smoothing=`: the target is
+    /// (1 − ε)·one-hot + ε/C.
+    public var labelSmoothing: Float = 0
+    /// Binary cross-entropy: one weight per output (the last dimension),
+    /// multiplying the positive term (torch's `pos_weight=`).
+    public var positiveWeights: [Float]?
+
+    public init() {}
+
+    /// Checks the values and that they apply to `kind`.
+    public func validate(for kind: LossKind) throws {
+        if let w = classWeights {
+            guard kind == .crossEntropy else { throw ParmlError.invalidArgument("class weights apply to cross-entropy only; this loss is \(kind)") }
+            guard !w.isEmpty else { throw ParmlError.invalidArgument("class weights: none given (pass nil for no weights)") }
+            if let i = w.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+                throw ParmlError.invalidArgument("class weight \(i) is \(w[i]); weights must be finite and >= 0")
+            }
+        }
+        if labelSmoothing != 0 {
+            guard kind == .crossEntropy else { throw ParmlError.invalidArgument("label smoothing applies to cross-entropy only; this loss is \(kind)") }
+        }
+        guard labelSmoothing >= 0, labelSmoothing <= 1 else {
+            throw ParmlError.invalidArgument("label smoothing must be in [0, 1], got \(labelSmoothing)")
+        }
+        if let p = positiveWeights {
+            guard kind == .binaryCrossEntropy else {
+                throw ParmlError.invalidArgument("pos_weight applies to binary cross-entropy only; this loss is \(kind)")
+            }
+            guard !p.isEmpty else { throw ParmlError.invalidArgument("pos_weight: none given (pass nil for no weights)") }
+            if let i = p.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+                throw ParmlError.invalidArgument("pos_weight \(i) is \(p[i]); weights must be finite and >= 0")
+            }
+        }
+    }
 }
 
 /// A loss over a batch, reduced as a mean. `scale` is 1/(predictions in the
 /// global batch) for cross-entropy (samples, or samples × positions for
-/// logits (N, T, classes) of a sequence) and 1/(elements in the global
-/// batch) for MSE, so a slice of the batch contributes exactly its share of
-/// the mean.
+/// logits (N, T, classes) of a sequence), 1/(Σ class weight of the global
+/// batch's targets) for class-weighted cross-entropy, and 1/(elements in the
+/// global batch) for MSE and binary cross-entropy, so a slice of the batch
+/// contributes exactly its share of the mean.
 public final class Loss {
     public let kind: LossKind
+    /// Weights and smoothing (validated; set between steps).
+    public private(set) var options = LossOptions()
     private let grad = Buffer()
     /// Float class indices narrowed to int32 for the kernel.
     private let labels = Buffer()
     /// Integer regression targets as floats.
     private let floatTargets = Buffer()
 
+    /// Class counts of a batch's targets (class weights).
+    private let counts = Buffer()
+
     public init(_ kind: LossKind) { self.kind = kind }
+
+    public func setOptions(_ o: LossOptions) throws {
+        try o.validate(for: kind)
+        options = o
+    }
 
     /// Checks that targets fit outputs: class indices in [0, C) of the
     /// logits' shape without its last dimension for cross-entropy ((N) for
@@ -36,6 +92,9 @@ public final class Loss {
                 throw ParmlError.shape("cross-entropy: outputs \(output) but targets of shape \(targets.shape); expected \(want) class indices")
             }
             let classes = output[output.rank - 1]
+            if let w = options.classWeights, w.count != classes {
+                throw ParmlError.shape("cross-entropy: \(w.count) class weights for \(classes) classes (outputs \(output))")
+            }
             func refuse(_ i: Int, _ t: String) -> ParmlError {
                 let at = want.rank == 1 ? "sample \(i)" : "element \(i) (sample \(i / (targets.count / n)))"
                 return ParmlError.invalidArgument("cross-entropy: target \(t) of \(at) is not a class index in [0, \(classes))")
@@ -56,37 +115,72 @@ public final class Loss {
                     throw refuse(i, "\(targets.int64s[i])")
                 }
             }
-        case .meanSquaredError:
+        case .meanSquaredError, .binaryCrossEntropy:
+            let name = kind == .meanSquaredError ? "mse" : "binary cross-entropy"
             guard targets.count == output.count, targets.shape[0] == n else {
-                throw ParmlError.shape("mse: outputs \(output) and targets \(targets.shape) differ in size")
+                throw ParmlError.shape("\(name): outputs \(output) and targets \(targets.shape) differ in size")
             }
             if targets.dtype == .float32 {
                 for i in 0..<targets.count where !targets.data[i].isFinite {
-                    throw ParmlError.invalidArgument("mse: target element \(i) is not finite")
+                    throw ParmlError.invalidArgument("\(name): target element \(i) is not finite")
                 }
             } else {
                 // Integer targets are compared as floats: they must be exact in float32.
-                try floatTargets.tensor.convert(from: targets, to: .float32, what: "mse targets")
+                try floatTargets.tensor.convert(from: targets, to: .float32, what: "\(name) targets")
+            }
+            guard kind == .binaryCrossEntropy else { return }
+            let t = targets.dtype == .float32 ? targets : floatTargets.tensor
+            for i in 0..<t.count where !(t.data[i] >= 0 && t.data[i] <= 1) {
+                throw ParmlError.invalidArgument("binary cross-entropy: target element \(i) is \(t.data[i]), not in [0, 1]")
+            }
+            let outputs = output[output.rank - 1]
+            if let p = options.positiveWeights, p.count != outputs {
+                throw ParmlError.shape("binary cross-entropy: \(p.count) pos_weight values for \(outputs) outputs (outputs \(output))")
             }
         }
+    }
+
+    /// Class weights: Σ w[y] over `targets` (validated), from the class
+    /// counts, which `reduce` may sum over the ranks holding other rows
+    /// before they are weighed. Counts (exact in float32 below 2^24 per class)
+    /// weighed in a fixed class order give every layout serial's sum.
+    public func targetWeight(_ targets: Tensor, classes: Int, reduce: ((UnsafeMutablePointer<Float>, Int) throws -> Void)? = nil) throws -> Float {
+        guard let w = options.classWeights else { return Float(targets.count) }
+        let c = try counts.shaped(Shape(classes))
+        c.fill(0)
+        let y = try classIndices(targets, into: labels)
+        for i in 0..<targets.count { c.data[Int(y[i])] += 1 }
+        try reduce?(c.data, classes)
+        var sum = 0.0
+        for k in 0..<classes { sum += Double(c.data[k]) * Double(w[k]) }
+        guard sum > 0 else {
+            throw ParmlError.invalidArgument("class weights: every target of the batch has weight 0, so the weighted mean is undefined")
+        }
+        return Float(sum)
     }
 
     /// The scale that makes a batch of `samples` rows of `output` a mean.
     public func meanScale(samples: Int, output: Shape) -> Float {
         switch kind {
         case .crossEntropy: return 1 / Float(samples * predictionsPerSample(output: output))
-        case .meanSquaredError: return 1 / Float(samples * output.rowSize)
+        case .meanSquaredError, .binaryCrossEntropy: return 1 / Float(samples * output.rowSize)
         }
     }
 
-    /// Class predictions one sample makes (cross-entropy): 1 for logits
-    /// (N, C), T for a sequence's (N, T, C). Accuracy is over these.
+    /// Predictions one sample makes: cross-entropy 1 for logits (N, C), T
+    /// for a sequence's (N, T, C); binary cross-entropy one per output (each
+    /// label is a yes/no prediction). Accuracy is over these.
     public func predictionsPerSample(output: Shape) -> Int {
+        if kind == .binaryCrossEntropy { return output.rowSize }
         guard kind == .crossEntropy, output.rank >= 2, output[output.rank - 1] > 0 else { return 1 }
         return output.rowSize / output[output.rank - 1]
     }
 
-    /// Loss (scaled sum), arg-max hits (cross-entropy), and, when
+    /// Whether the loss counts correct predictions (accuracy applies).
+    public var classifies: Bool { kind != .meanSquaredError }
+
+    /// Loss (scaled sum), hits (cross-entropy: arg-max is the target;
+    /// binary: the logit's sign agrees with the target's side of 0.5), and, when
     /// `wantGradient`, dL/doutput in `gradient`. Targets must be validated.
     public func compute(output: Tensor, targets: Tensor, scale: Float, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
         var correct = 0
@@ -96,16 +190,22 @@ public final class Loss {
             let classes = output.shape[output.shape.rank - 1]
             let loss = Kernels.softmaxCrossEntropy(
                 output.data, targets: try classIndices(targets, into: labels), rows: output.count / max(classes, 1), cols: classes,
-                scale: scale, dlogits: g?.data, correct: &correct)
+                scale: scale, classWeights: options.classWeights, smoothing: options.labelSmoothing, dlogits: g?.data,
+                correct: &correct)
             return (loss, correct)
-        case .meanSquaredError:
+        case .meanSquaredError, .binaryCrossEntropy:
             var t = targets
             if targets.dtype != .float32 {
                 t = floatTargets.tensor
-                try t.convert(from: targets, to: .float32, what: "mse targets")
+                try t.convert(from: targets, to: .float32, what: "targets")
             }
-            let loss = Kernels.meanSquaredError(output.data, targets: t.data, count: output.count, scale: scale, dp: g?.data)
-            return (loss, 0)
+            if kind == .meanSquaredError {
+                return (Kernels.meanSquaredError(output.data, targets: t.data, count: output.count, scale: scale, dp: g?.data), 0)
+            }
+            let loss = Kernels.binaryCrossEntropyWithLogits(
+                output.data, targets: t.data, count: output.count, outputs: output.shape[output.shape.rank - 1],
+                positiveWeights: options.positiveWeights, scale: scale, dx: g?.data, correct: &correct)
+            return (loss, correct)
         }
     }
 

@@ -16,6 +16,8 @@ public struct ParameterInfo: Sendable {
     /// For a tied copy (`ParameterSpec.tie`): the index in `parameterInfo`
     /// of the parameter it is. Nil for a parameter of its own.
     public let tiedTo: Int?
+    /// False for state a layer updates itself (`ParameterSpec.trained`).
+    public let trained: Bool
 }
 
 /// A network: a root sequence of layers (residual blocks nest), and every
@@ -97,6 +99,12 @@ public final class Model {
             }
         }
         return out
+    }
+
+    /// The arena ranges of state the optimizer must not update
+    /// (`ParameterSpec.trained` false: batch_norm's running statistics).
+    public var frozenRanges: [Range<Int>] {
+        parameterInfo.filter { !$0.trained && $0.count > 0 }.map { $0.offset..<($0.offset + $0.count) }
     }
 
     /// Scalar parameters of each top-level layer (a residual block counts
@@ -215,7 +223,7 @@ public final class Model {
                 infos.append(
                     ParameterInfo(
                         name: "\(paths[index]).\(spec.name)", shape: spec.shape, offset: offset, count: n, initializer: spec.initializer,
-                        decays: spec.decays, tiedTo: tiedTo))
+                        decays: spec.decays, tiedTo: tiedTo, trained: spec.trained))
                 let (sum, overflow) = offset.addingReportingOverflow(n)
                 guard !overflow else { throw ParmlError.invalidArgument("the model has too many parameters") }
                 offset = sum

@@ -70,13 +70,18 @@ public final class Optimizer {
     /// `foldedMomentum`: the gradient arena (range.count floats) that the
     /// backward pass folds momentum into; it then serves as the momentum state.
     /// `decaying`: the arena ranges weight decay applies to with `decayByKind`
-    /// (`Model.decayingRanges`); ignored otherwise.
-    public init(config: OptimizerConfig, range: Range<Int>, foldedMomentum: Tensor? = nil, decaying: [Range<Int>] = []) throws {
+    /// (`Model.decayingRanges`); ignored otherwise. `frozen`: ranges never
+    /// updated (`Model.frozenRanges`).
+    public init(
+        config: OptimizerConfig, range: Range<Int>, foldedMomentum: Tensor? = nil, decaying: [Range<Int>] = [],
+        frozen: [Range<Int>] = []
+    ) throws {
         try config.validate()
         self.config = config
         self.range = range
         let n = range.count
-        runs = config.decayByKind ? Optimizer.runs(of: range, decaying: decaying) : [(0..<n, true)]
+        let all = config.decayByKind ? Optimizer.runs(of: range, decaying: decaying) : [(0..<n, true)]
+        runs = Optimizer.removing(frozen.map { ($0.lowerBound - range.lowerBound)..<($0.upperBound - range.lowerBound) }, from: all)
         if let foldedMomentum {
             guard Optimizer.canFoldMomentum(config), foldedMomentum.count == n else {
                 throw ParmlError.internal("momentum folding needs SGD with momentum and a matching buffer")
@@ -110,6 +115,22 @@ public final class Optimizer {
             at = hi
         }
         add(at..<range.upperBound, false)
+        return out
+    }
+
+    /// `runs` without the offsets in `frozen` (offsets from the range's start).
+    static func removing(_ frozen: [Range<Int>], from runs: [(range: Range<Int>, decays: Bool)]) -> [(range: Range<Int>, decays: Bool)] {
+        guard !frozen.isEmpty else { return runs }
+        let cuts = frozen.sorted { $0.lowerBound < $1.lowerBound }
+        var out: [(range: Range<Int>, decays: Bool)] = []
+        for run in runs {
+            var at = run.range.lowerBound
+            for f in cuts where f.upperBound > at && f.lowerBound < run.range.upperBound {
+                if f.lowerBound > at { out.append((at..<f.lowerBound, run.decays)) }
+                at = max(at, f.upperBound)
+            }
+            if at < run.range.upperBound { out.append((at..<run.range.upperBound, run.decays)) }
+        }
         return out
     }
 

@@ -323,6 +323,9 @@ final class PoolShared: @unchecked Sendable {
         case .internal(let m): return .internal(f(m))
         case .communication(let m): return .communication(f(m))
         case .nonFinite(let m): return .nonFinite(f(m))
+        case .authMissing(let m): return .authMissing(f(m))
+        case .authKey(let m): return .authKey(f(m))
+        case .authFailed(let m): return .authFailed(f(m))
         }
     }
 

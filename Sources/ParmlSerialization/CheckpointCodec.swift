@@ -6,16 +6,25 @@ import ParmlTraining
 /// A trainer's state as a parml.Checkpoint message: the model, whole
 /// optimizer state, step and epoch counts, seed and the layout it ran under.
 public enum CheckpointFile {
-    public static func encode(_ trainer: Trainer) throws -> EncodedBytes {
-        try withMessage(trainer) { try FileFormat.packSealed($0) }
+    /// The checkpoint's bytes; with a key, authenticated (FileAuthentication).
+    public static func encode(_ trainer: Trainer, key: UnsafeRawBufferPointer? = nil) throws -> EncodedBytes {
+        if let key { try FileAuthentication.check(key) }
+        return try withMessage(trainer) { c in try key.map { try FileFormat.packSealed(c, key: $0) } ?? FileFormat.packSealed(c) }
     }
 
-    /// Writes the checkpoint to `path` atomically, packing straight into it.
-    /// On the MPI backend every process gathers the state (collective) and
-    /// world rank 0 writes the file.
-    public static func write(_ trainer: Trainer, to path: String) throws {
+    /// Writes the checkpoint to `path` atomically, packing straight into it
+    /// (with a key: packed in memory, then written). On the MPI backend
+    /// every process gathers the state (collective) and world rank 0 writes
+    /// the file.
+    public static func write(_ trainer: Trainer, to path: String, key: UnsafeRawBufferPointer? = nil) throws {
+        if let key { try FileAuthentication.check(key) }
         try withMessage(trainer) { c in
             guard trainer.writesCheckpointFiles else { return }
+            if let key {
+                let bytes = try FileFormat.packSealed(c, key: key)
+                try FileIO.writeAtomically(bytes.bytes, to: path)
+                return
+            }
             try FileIO.writeAtomically(to: path) { fd, tmp in try FileFormat.packSealed(c, to: fd, path: tmp) }
         }
     }
@@ -93,17 +102,21 @@ public enum CheckpointFile {
     /// layers: parameters, optimizer state (scattered to however the trainer
     /// shards it), step and epoch counts. Everything is checked first; nothing
     /// changes when it throws.
-    public static func restore(_ bytes: UnsafeRawBufferPointer, into trainer: Trainer) throws {
-        try restore(bytes, knownCRC: nil, into: trainer)
+    /// `key`: the key the file must be authenticated with; nil refuses an
+    /// authenticated file.
+    public static func restore(_ bytes: UnsafeRawBufferPointer, into trainer: Trainer, key: UnsafeRawBufferPointer? = nil) throws {
+        try restore(bytes, knownCRC: nil, into: trainer, key: key)
     }
 
     /// The same from a file read by FileIO.readSealed (whose CRC is known).
-    public static func restore(_ file: EncodedBytes, into trainer: Trainer) throws {
-        try restore(file.bytes, knownCRC: file.crc, into: trainer)
+    public static func restore(_ file: EncodedBytes, into trainer: Trainer, key: UnsafeRawBufferPointer? = nil) throws {
+        try restore(file.bytes, knownCRC: file.crc, into: trainer, key: key)
     }
 
-    private static func restore(_ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?, into trainer: Trainer) throws {
-        let u = try FileFormat.checkpoint(bytes, known: knownCRC, what: "checkpoint")
+    private static func restore(
+        _ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?, into trainer: Trainer, key: UnsafeRawBufferPointer?
+    ) throws {
+        let u = try FileFormat.checkpoint(bytes, known: knownCRC, what: "checkpoint", key: key)
         let c = u.message.pointee
         guard let mp = c.model else { throw ParmlError.format("the checkpoint has no model") }
         guard let op = c.optimizer else { throw ParmlError.format("the checkpoint has no optimizer state") }

@@ -64,6 +64,21 @@ extension FileFormat {
         try trailer.withUnsafeBytes { try FileIO.writeAll(fd, $0, path: path) }
     }
 
+    /// The same with an auth field before the crc32 (FileAuthentication):
+    /// packed in memory, since the tag covers every byte before it.
+    static func packSealed(_ message: UnsafePointer<ProtobufCMessage>, key: UnsafeRawBufferPointer) throws -> EncodedBytes {
+        try FileAuthentication.check(key)
+        let n = protobuf_c_message_get_packed_size(message)
+        let out = try EncodedBytes(count: n + FileAuthentication.fieldSize + trailerSize)
+        let p = out.pointer!
+        let written = protobuf_c_message_pack(message, p)
+        guard written == n else { throw ParmlError.internal("protobuf-c packed \(written) of \(n) bytes") }
+        let field = try FileAuthentication.field(for: UnsafeRawBufferPointer(start: p, count: n), key: key)
+        (p + n).update(from: field, count: field.count)
+        writeTrailer(p, n + field.count)
+        return out
+    }
+
     private static func writeTrailer(_ p: UnsafeMutablePointer<UInt8>, _ n: Int) {
         let c = crc(p, n)
         p[n] = trailerTag
@@ -108,10 +123,13 @@ extension FileFormat {
 extension FileFormat {
     /// A checkpoint's bytes as a message: seal, unpack within the budget,
     /// magic and version, each checked (`what` names it in messages).
+    /// `key`: the key it must be authenticated with, nil for none
+    /// (FileAuthentication.verify says what each mismatch is).
     static func checkpoint(
-        _ bytes: UnsafeRawBufferPointer, known: (covered: Int, value: UInt32)?, what: String
+        _ bytes: UnsafeRawBufferPointer, known: (covered: Int, value: UInt32)?, what: String, key: UnsafeRawBufferPointer?
     ) throws -> Unpacked<Parml__Checkpoint> {
         try checkSeal(bytes, what: what, known: known)
+        try FileAuthentication.verify(bytes, key: key, what: what)
         let u = try Unpacked<Parml__Checkpoint>(bytes, pml_checkpoint_descriptor(), what: what)
         let c = u.message.pointee
         try checkHeader(magic: c.magic, version: c.format_version, expected: checkpointMagic, what: "checkpoint")
@@ -120,8 +138,11 @@ extension FileFormat {
 
     /// A model file's bytes as a message: seal and unpack checked (its
     /// header is checked where its layers are read, ModelCodec.layers).
-    static func model(_ bytes: UnsafeRawBufferPointer, known: (covered: Int, value: UInt32)?) throws -> Unpacked<Parml__Model> {
+    static func model(
+        _ bytes: UnsafeRawBufferPointer, known: (covered: Int, value: UInt32)?, key: UnsafeRawBufferPointer?
+    ) throws -> Unpacked<Parml__Model> {
         try checkSeal(bytes, what: "model file", known: known)
+        try FileAuthentication.verify(bytes, key: key, what: "model file")
         return try Unpacked<Parml__Model>(bytes, pml_model_descriptor(), what: "model file")
     }
 }

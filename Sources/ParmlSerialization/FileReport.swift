@@ -36,7 +36,7 @@ public struct FileReport {
         let file = try FileIO.readSealed(path)
         let bytes = file.bytes
         if FileFormat.startsWithMagic(bytes, FileFormat.checkpointMagic) {
-            let u = try FileFormat.checkpoint(bytes, known: file.crc, what: "checkpoint file")
+            let u = try FileFormat.checkpoint(bytes, known: file.crc, what: "checkpoint file", key: nil)
             let c = u.message.pointee
             guard let m = c.model else { throw ParmlError.format("the checkpoint has no model") }
             var r = FileReport(kind: .checkpoint, bytes: file.count)
@@ -70,7 +70,7 @@ public struct FileReport {
             return r
         }
         if FileFormat.startsWithMagic(bytes, FileFormat.modelMagic) {
-            let u = try FileFormat.model(bytes, known: file.crc)
+            let u = try FileFormat.model(bytes, known: file.crc, key: nil)
             var r = FileReport(kind: .model, bytes: file.count)
             r.formatVersion = u.message.pointee.format_version
             r.checksumVerified = true

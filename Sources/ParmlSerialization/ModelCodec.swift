@@ -216,12 +216,19 @@ public enum ModelFile {
         }
     }
 
-    public static func encode(_ model: Model) throws -> EncodedBytes {
-        try withMessage(model) { try FileFormat.packSealed($0) }
+    /// The model file's bytes; with a key, authenticated (FileAuthentication).
+    public static func encode(_ model: Model, key: UnsafeRawBufferPointer? = nil) throws -> EncodedBytes {
+        try withMessage(model) { m in try key.map { try FileFormat.packSealed(m, key: $0) } ?? FileFormat.packSealed(m) }
     }
 
-    /// Writes the model file to `path` atomically, packing straight into it.
-    public static func write(_ model: Model, to path: String) throws {
+    /// Writes the model file to `path` atomically, packing straight into it
+    /// (with a key: packed in memory, then written).
+    public static func write(_ model: Model, to path: String, key: UnsafeRawBufferPointer? = nil) throws {
+        if let key {
+            let bytes = try encode(model, key: key)
+            try FileIO.writeAtomically(bytes.bytes, to: path)
+            return
+        }
         try withMessage(model) { m in
             try FileIO.writeAtomically(to: path) { fd, tmp in try FileFormat.packSealed(m, to: fd, path: tmp) }
         }
@@ -229,20 +236,28 @@ public enum ModelFile {
 
     /// A model from a model file's bytes, or from a checkpoint's (its model:
     /// a host resuming elsewhere needs no code that rebuilds the layers).
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Model { try decode(bytes, knownCRC: nil) }
+    /// `key`: the key the file must be authenticated with; nil refuses an
+    /// authenticated file.
+    public static func decode(_ bytes: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer? = nil) throws -> Model {
+        try decode(bytes, knownCRC: nil, key: key)
+    }
 
     /// The same from a file read by FileIO.readSealed (whose CRC is known).
-    public static func decode(_ file: EncodedBytes) throws -> Model { try decode(file.bytes, knownCRC: file.crc) }
+    public static func decode(_ file: EncodedBytes, key: UnsafeRawBufferPointer? = nil) throws -> Model {
+        try decode(file.bytes, knownCRC: file.crc, key: key)
+    }
 
-    private static func decode(_ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?) throws -> Model {
+    private static func decode(
+        _ bytes: UnsafeRawBufferPointer, knownCRC: (covered: Int, value: UInt32)?, key: UnsafeRawBufferPointer?
+    ) throws -> Model {
         if FileFormat.startsWithMagic(bytes, FileFormat.checkpointMagic) {
-            let u = try FileFormat.checkpoint(bytes, known: knownCRC, what: "checkpoint file")
+            let u = try FileFormat.checkpoint(bytes, known: knownCRC, what: "checkpoint file", key: key)
             return try withExtendedLifetime(u) {
                 guard let m = u.message.pointee.model else { throw ParmlError.format("the checkpoint has no model") }
                 return try ModelCodec.model(from: m.pointee)
             }
         }
-        let u = try FileFormat.model(bytes, known: knownCRC)
+        let u = try FileFormat.model(bytes, known: knownCRC, key: key)
         return try withExtendedLifetime(u) { try ModelCodec.model(from: u.message.pointee) }
     }
 }

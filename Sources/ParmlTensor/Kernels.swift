@@ -161,17 +161,73 @@ public enum Kernels {
         pml_layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols)
     }
 
+    // MARK: - BatchNorm (x (n, c, s): channel ch is n·s values; see pml_kernels.h)
+
+    /// Per channel over the piece: sum = Σx, m2 = Σ(x − x̄)² around the piece's mean.
+    public static func batchNormMoments(
+        _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, sum: UnsafeMutablePointer<Float>, m2: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_moments(x, n, c, s, sum, m2)
+    }
+
+    /// y = x·scale[ch] + shift[ch].
+    public static func batchNormApply(
+        _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+        _ y: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_apply(x, n, c, s, scale, shift, y)
+    }
+
+    /// Per channel: Σdy and Σdy·(x − mean).
+    public static func batchNormGradientSums(
+        _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, mean: UnsafePointer<Float>,
+        sumDy: UnsafeMutablePointer<Float>, sumDyX: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_grad_sums(dy, x, n, c, s, mean, sumDy, sumDyX)
+    }
+
+    /// dx = a·(dy − meanDy − (x − mean)·b), per channel.
+    public static func batchNormInputGradient(
+        _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, s: Int, mean: UnsafePointer<Float>,
+        a: UnsafePointer<Float>, meanDy: UnsafePointer<Float>, b: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>
+    ) {
+        pml_batch_norm_input_grad(dy, x, n, c, s, mean, a, meanDy, b, dx)
+    }
+
+    // MARK: - 16-bit wire formats (1: bfloat16, 2: IEEE half)
+
+    /// out = q(w), error += w − q(w), rounding to nearest even.
+    public static func wireEncode(
+        _ format: Int32, _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<UInt16>, error: UnsafeMutablePointer<Float>, count: Int
+    ) {
+        pml_wire_encode(format, w, out, error, count)
+    }
+
+    /// w = q⁻¹(in), or w += it.
+    public static func wireDecode(_ format: Int32, _ input: UnsafePointer<UInt16>, _ w: UnsafeMutablePointer<Float>, adding: Bool, count: Int) {
+        pml_wire_decode(format, input, w, adding ? 1 : 0, count)
+    }
+
     // MARK: - Losses
 
     /// Softmax cross-entropy over rows of logits(N,C) with class-index targets(N).
     /// Returns Σ_rows −log p[target] · scale and writes dlogits = (p − onehot)·scale.
     /// `correct` receives how many rows have their target as the arg-max.
     /// Targets must be validated integers in [0, C).
+    ///
+    /// With class weights w (C values) and label smoothing ε, as torch's
+    /// cross_entropy: a row adds (1−ε)·w[t]·(lse − z[t]) + ε/C·Σ_c w[c]·(lse − z[c])
+    /// (w = 1 without weights), and its gradient is
+    /// ((1−ε)·w[t] + ε/C·Σw)·p − (1−ε)·w[t]·onehot − ε/C·w, times scale.
+    /// Both reduce to the plain form, bit for bit, at w = 1 and ε = 0.
     public static func softmaxCrossEntropy(
         _ logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, cols: Int, scale: Float,
-        dlogits: UnsafeMutablePointer<Float>?, correct: inout Int
+        classWeights: [Float]? = nil, smoothing: Float = 0, dlogits: UnsafeMutablePointer<Float>?, correct: inout Int
     ) -> Float {
         var total: Float = 0
+        let smooth = smoothing / Float(max(cols, 1))
+        var weightSum = Float(cols)
+        if let classWeights { weightSum = classWeights.reduce(0, +) }
         for r in 0..<rows {
             let lr = logits + r * cols
             let t = Int(targets[r])
@@ -185,12 +241,49 @@ public enum Kernels {
             var z: Float = 0
             for c in 0..<cols { z += expf(lr[c] - mx) }
             let logZ = logf(z) + mx
-            total += logZ - lr[t]
+            let wt = classWeights?[t] ?? 1
+            var rowLoss = (1 - smoothing) * wt * (logZ - lr[t])
+            if smoothing > 0 {
+                var weighted: Float = 0  // Σ_c w[c]·z[c]
+                if let classWeights {
+                    for c in 0..<cols { weighted += classWeights[c] * lr[c] }
+                } else {
+                    for c in 0..<cols { weighted += lr[c] }
+                }
+                rowLoss += smooth * (weightSum * logZ - weighted)
+            }
+            total += rowLoss
             if let dlogits {
                 let dr = dlogits + r * cols
                 let invZ = 1 / z
-                for c in 0..<cols { dr[c] = expf(lr[c] - mx) * invZ * scale }
-                dr[t] -= scale
+                let a = (1 - smoothing) * wt + smooth * weightSum
+                for c in 0..<cols { dr[c] = (a * (expf(lr[c] - mx) * invZ) - smooth * (classWeights?[c] ?? 1)) * scale }
+                dr[t] -= (1 - smoothing) * wt * scale
+            }
+        }
+        return total * scale
+    }
+
+    /// Sigmoid + binary cross-entropy on logits x with targets y in [0, 1]
+    /// (torch's binary_cross_entropy_with_logits, its stable form): an
+    /// element adds (1−y)·x + (1 + (p−1)·y)·(log(1 + e^−|x|) + max(−x, 0)),
+    /// p the pos_weight of its output (`count` elements, `outputs` per row;
+    /// p = 1 without weights). Writes dx = (σ(x)·(p·y + 1 − y) − p·y)·scale.
+    /// `correct` counts elements whose sign (x > 0) matches y > 0.5.
+    public static func binaryCrossEntropyWithLogits(
+        _ x: UnsafePointer<Float>, targets y: UnsafePointer<Float>, count n: Int, outputs: Int, positiveWeights: [Float]?,
+        scale: Float, dx: UnsafeMutablePointer<Float>?, correct: inout Int
+    ) -> Float {
+        var total: Float = 0
+        for i in 0..<n {
+            let xi = x[i], yi = y[i]
+            let p = positiveWeights?[i % max(outputs, 1)] ?? 1
+            if (xi > 0) == (yi > 0.5) { correct += 1 }
+            total += (1 - yi) * xi + (1 + (p - 1) * yi) * (log1pf(expf(-abs(xi))) + max(-xi, 0))
+            if let dx {
+                let e = expf(-abs(xi))
+                let sigmoid = xi >= 0 ? 1 / (1 + e) : e / (1 + e)
+                dx[i] = (sigmoid * (p * yi + 1 - yi) - p * yi) * scale
             }
         }
         return total * scale

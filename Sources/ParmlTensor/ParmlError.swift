@@ -15,12 +15,19 @@ public enum ParmlError: Error, Equatable, CustomStringConvertible {
     case communication(String)
     /// A step's loss or gradients were not finite; it updated nothing.
     case nonFinite(String)
+    /// A key was given, but the file carries no authentication tag.
+    case authMissing(String)
+    /// The file is authenticated under another key, or no key was given for it.
+    case authKey(String)
+    /// The tag does not verify under the right key: bytes were altered.
+    case authFailed(String)
 
     public var message: String {
         switch self {
         case .invalidArgument(let m), .shape(let m), .unsupported(let m), .outOfMemory(let m),
             .io(let m), .format(let m), .state(let m), .blas(let m), .cancelled(let m),
-            .internal(let m), .communication(let m), .nonFinite(let m):
+            .internal(let m), .communication(let m), .nonFinite(let m), .authMissing(let m), .authKey(let m),
+            .authFailed(let m):
             return m
         }
     }
@@ -42,6 +49,9 @@ public enum ParmlError: Error, Equatable, CustomStringConvertible {
         case .internal: "internal"
         case .communication: "communication"
         case .nonFinite: "nonFinite"
+        case .authMissing: "authMissing"
+        case .authKey: "authKey"
+        case .authFailed: "authFailed"
         }
     }
 }

@@ -109,7 +109,11 @@ public enum RandomStream {
     public static let sampling: UInt64 = 0x4000_0000_0000
     /// The starts of a token dataset's random windows in epoch `epoch`.
     public static func tokenWindows(epoch: Int) -> UInt64 { 0x5000_0000_0000 | UInt64(epoch) }
+    /// The rows of class `group` a dataset split sends to validation (group
+    /// 0 for a split that ignores classes, c + 1 for class c).
+    public static func split(group: Int) -> UInt64 { 0x6000_0000_0000 | UInt64(group) }
+    /// The samples a weighted sampler draws in epoch `epoch`.
+    public static func weightedSampling(epoch: Int) -> UInt64 { 0x7000_0000_0000 | UInt64(epoch) }
     /// The crop offsets and flips of epoch `epoch`'s augmented images: sample s is block s.
-    /// (0x6000… is the stratified split's, 0x7000… weighted sampling's.)
     public static func augmentation(epoch: Int) -> UInt64 { 0x8000_0000_0000 | UInt64(epoch) }
 }

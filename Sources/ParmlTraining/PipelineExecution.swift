@@ -37,6 +37,11 @@ extension RankContext {
             switch ops[i] {
             case .forward(let j, let k):
                 let vs = virtualStages[k]
+                if !vs.statisticsLayers.isEmpty {
+                    try forwardHolding(microBatch: j, vs, work: work)
+                    i += 1
+                    continue
+                }
                 // The last run goes from a forward straight into its backward
                 // piece by piece: one slot of activations instead of many.
                 if vs.isLast, i + 1 < ops.count, ops[i + 1] == .backward(j, k) {
@@ -53,6 +58,11 @@ extension RankContext {
                 }
             case .backward(let j, let k):
                 let vs = virtualStages[k]
+                if !vs.statisticsLayers.isEmpty {
+                    try backwardHolding(microBatch: j, vs, work: &work)
+                    i += 1
+                    continue
+                }
                 for q in 0..<work.pieceCount(j) {
                     try backward(piece: work.piece(j, q), microBatch: j, vs, slot: try slot(j, q, k, fused: false, work: work), work: &work)
                 }
@@ -80,61 +90,58 @@ extension RankContext {
     }
 
     func forward(piece: Piece, microBatch j: Int, _ vs: VirtualStage, slot: PipelineSlot, work: StepWork) throws {
+        let input = try stageInput(piece: piece, microBatch: j, vs, slot: slot, work: work)
+        let t = trace.now()
+        let h = try forward(layers: vs.layers, from: input, slot: slot, context(piece, work))
+        slot.output = h
+        trace.record(.forward, microBatch: j, run: vs.index, step: work.step.index, since: t)
+        try sendForward(h, microBatch: j, vs, work: work)
+    }
+
+    /// The piece's input to the run: its rows of the host's batch on the
+    /// first run, the previous run's activations otherwise.
+    func stageInput(piece: Piece, microBatch j: Int, _ vs: VirtualStage, slot: PipelineSlot, work: StepWork) throws -> Tensor {
         let n = piece.rows.count
-        let input: Tensor
         if vs.isFirst {
-            input = slot.batchView
             let x = work.step.x, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
-            try input.retarget(x.data + first * x.shape.rowSize, shape: x.shape.withLeading(n))
-        } else {
-            guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
-            input = slot.received
-            try input.resize(vs.input.withLeading(n))
-            let t = trace.now()
-            try comms.pipe.receive(input.data, count: input.count, from: layout.stage(holding: vs.index - 1))
-            trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
+            try slot.batchView.retarget(x.data + first * x.shape.rowSize, shape: x.shape.withLeading(n))
+            return slot.batchView
         }
-        let ctx = context(piece, work)
-        var t = trace.now()
-        var h = input
+        guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
+        let input = slot.received
+        try input.resize(vs.input.withLeading(n))
+        let t = trace.now()
+        try comms.pipe.receive(input.data, count: input.count, from: layout.stage(holding: vs.index - 1))
+        trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
+        return input
+    }
+
+    /// `layers` (top-level indices) of the slot's copy, in order.
+    func forward(layers range: Range<Int>, from x: Tensor, slot: PipelineSlot, _ ctx: PassContext) throws -> Tensor {
+        var h = x
         let layers = slot.model.root.layers
-        for l in vs.layers {
+        for l in range {
             try comms?.world.throwIfAborted("forward of layer \(l)")
             h = try layers[l].forward(h, ctx)
         }
-        slot.output = h
-        trace.record(.forward, microBatch: j, run: vs.index, step: work.step.index, since: t)
-        if !vs.isLast, let comms {
-            t = trace.now()
-            try comms.pipe.send(h.data, count: h.count, to: layout.stage(holding: vs.index + 1))
-            trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
-        }
+        return h
+    }
+
+    /// The run's output on to the stage holding the next run (none after the last).
+    func sendForward(_ h: Tensor, microBatch j: Int, _ vs: VirtualStage, work: StepWork) throws {
+        guard !vs.isLast, let comms else { return }
+        let t = trace.now()
+        try comms.pipe.send(h.data, count: h.count, to: layout.stage(holding: vs.index + 1))
+        trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
     }
 
     func backward(piece: Piece, microBatch j: Int, _ vs: VirtualStage, slot: PipelineSlot, work: inout StepWork) throws {
-        guard let grads = model.gradients, let out = slot.output else { throw ParmlError.internal("backward before forward") }
-        let n = piece.rows.count
+        guard let grads = model.gradients else { throw ParmlError.internal("backward before forward") }
         var ctx = context(piece, work)
-        let dy: Tensor
+        let start = trace.now()
+        let dy = try outputGradient(piece: piece, microBatch: j, vs, slot: slot, work: &work)
         // The loss belongs to the last stage's backward time.
-        var t = trace.now()
-        if vs.isLast {
-            let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
-            try slot.targetView.retarget(
-                y.data + first * y.shape.rowSize * y.dtype.size / 4, shape: y.shape.withLeading(n), dtype: y.dtype)
-            let r = try shardedLoss?.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
-                ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
-            work.lossSum += r.loss
-            work.correct += r.correct
-            dy = shardedLoss?.gradient ?? loss.gradient
-        } else {
-            guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
-            try received.resize(vs.output.withLeading(n))
-            try comms.pipeBackward.receive(received.data, count: received.count, from: layout.stage(holding: vs.index + 1))
-            trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
-            dy = received
-            t = trace.now()
-        }
+        let t = vs.isLast ? start : trace.now()
         // The gradient arena is the momentum when it is folded: a loss or an
         // input that is not finite must not reach it (an infinite input can
         // saturate to a finite loss and still make a NaN weight gradient),
@@ -153,14 +160,7 @@ extension RankContext {
         // chunk's gradient apart for the ChunkTree.
         let accumulate = piece.chunk == nil && vs.backwardPieces > 0
         if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
-        var g = dy
-        let layers = slot.model.root.layers
-        for l in vs.layers.reversed() {
-            try comms?.world.throwIfAborted("backward of layer \(l)")
-            let need = l > vs.layers.lowerBound || !vs.isFirst
-            guard let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else { break }
-            g = next
-        }
+        let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate)
         vs.backwardPieces += 1
         if let chunk = piece.chunk {
             let leaf = try vs.accumulator.leafBuffer()
@@ -168,10 +168,56 @@ extension RankContext {
             vs.accumulator.push(chunk: chunk, buffer: leaf)
         }
         trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
-        if !vs.isFirst, let comms {
-            t = trace.now()
-            try comms.pipeBackward.send(g.data, count: g.count, to: layout.stage(holding: vs.index - 1))
-            trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
+        try sendBackward(g, microBatch: j, vs, work: work)
+    }
+
+    /// dL/d(run's output) for the piece: the loss's gradient on the last
+    /// run (adding the piece's loss and hits to `work`), the next run's
+    /// input gradient otherwise.
+    func outputGradient(piece: Piece, microBatch j: Int, _ vs: VirtualStage, slot: PipelineSlot, work: inout StepWork) throws -> Tensor {
+        guard let out = slot.output else { throw ParmlError.internal("backward before forward") }
+        let n = piece.rows.count
+        let t = trace.now()
+        if vs.isLast {
+            let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
+            try slot.targetView.retarget(
+                y.data + first * y.shape.rowSize * y.dtype.size / 4, shape: y.shape.withLeading(n), dtype: y.dtype)
+            let r = try shardedLoss?.compute(
+                output: out, targets: slot.targetView, scale: work.scale, options: loss.options, wantGradient: true)
+                ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+            work.lossSum += r.loss
+            work.correct += r.correct
+            return shardedLoss?.gradient ?? loss.gradient
         }
+        guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }
+        try received.resize(vs.output.withLeading(n))
+        try comms.pipeBackward.receive(received.data, count: received.count, from: layout.stage(holding: vs.index + 1))
+        trace.record(.receive, microBatch: j, run: vs.index, step: work.step.index, since: t)
+        return received
+    }
+
+    /// Backward through `layers` (top-level indices, a part of the run's)
+    /// of the slot's copy, last first. The run's first layer on the first
+    /// run computes no input gradient; a layer that returns none ends the pass.
+    func backward(
+        layers range: Range<Int>, of vs: VirtualStage, from dy: Tensor, slot: PipelineSlot, _ ctx: PassContext, accumulate: Bool
+    ) throws -> Tensor {
+        var g = dy
+        let layers = slot.model.root.layers
+        for l in range.reversed() {
+            try comms?.world.throwIfAborted("backward of layer \(l)")
+            let need = l > vs.layers.lowerBound || !vs.isFirst
+            guard let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else { break }
+            g = next
+        }
+        return g
+    }
+
+    /// The run's input gradient back to the stage holding the previous run (none from the first).
+    func sendBackward(_ g: Tensor, microBatch j: Int, _ vs: VirtualStage, work: StepWork) throws {
+        guard !vs.isFirst, let comms else { return }
+        let t = trace.now()
+        try comms.pipeBackward.send(g.data, count: g.count, to: layout.stage(holding: vs.index - 1))
+        trace.record(.send, microBatch: j, run: vs.index, step: work.step.index, since: t)
     }
 }

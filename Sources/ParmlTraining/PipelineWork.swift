@@ -15,6 +15,12 @@ final class PipelineSlot {
     let targetView: Tensor
     /// The stage's output of the last forward.
     var output: Tensor?
+    /// A run holding batch_norm (BatchStatisticsExecution.swift): the
+    /// activation or gradient where the piece waits for the others, and its
+    /// chunk's gradient leaf (deterministic mode) filled part by part.
+    var held: Tensor?
+    var heldGradient: Tensor?
+    var leaf: Tensor?
 
     /// What views point at before their first use (never read).
     nonisolated(unsafe) private static let nowhere = UnsafeMutablePointer<Float>.allocate(capacity: 1)
@@ -41,7 +47,7 @@ struct Piece {
 struct StepWork {
     /// The step as the host asked for it.
     let step: StepDescription
-    /// The loss's mean scale: 1 / (global samples × outputs per sample).
+    /// The loss's mean scale (StepDescription.lossScale).
     let scale: Float
     let microBatches: Int
     /// This data rank's rows (fast mode) or chunks (deterministic mode).

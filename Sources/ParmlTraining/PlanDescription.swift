@@ -16,6 +16,7 @@ extension Trainer {
             let m = layout.microBatches, p = mesh.pp, v = layout.virtualStages
             let name: String = switch layout.schedule {
             case _ where mesh.pp == 1: "gradient accumulation"
+            case _ where layout.hasBatchStatistics: "GPipe (batch_norm needs every forward before any backward)"
             case .gpipe: "GPipe"
             case .oneForwardOneBackward: "1F1B (PipeDream-flush)"
             case .interleaved: "interleaved 1F1B (\(v) virtual stages per stage)"
@@ -25,6 +26,13 @@ extension Trainer {
             lines.append(
                 "pipeline: \(name), \(m) micro-batch(es) per replica per step; ideal bubble \(formula) = "
                     + "\((bubble * 1000).rounded() / 1000)")
+        }
+        if layout.hasBatchStatistics {
+            lines.append(
+                "batch_norm: each one waits for all of a step's micro-batches, then normalises with statistics over the global "
+                    + "batch ('global', one all-reduce of per-piece moments over the dp group, combined in row order) or over each "
+                    + "forward's rows ('local': a chunk in deterministic mode, a rank's micro-batch otherwise); running statistics "
+                    + "follow the global batch in both")
         }
         if let tp = ranks[0].tensorParallel {
             let logits = tp.rewrite.classifierOffset == nil
@@ -58,7 +66,7 @@ extension Trainer {
         lines.append("each step:")
         if mesh.pp > 1 {
             let order = switch layout.schedule {
-            case .gpipe: "all forwards, then all backwards (m micro-batches of activations alive)"
+            case _ where layout.hasBatchStatistics, .gpipe: "all forwards, then all backwards (m micro-batches of activations alive)"
             case .oneForwardOneBackward: "1F1B (at most pp − stage micro-batches of activations alive)"
             case .interleaved:
                 "interleaved 1F1B (each micro-batch goes round the ring of stages \(layout.virtualStages) times; "
@@ -70,7 +78,18 @@ extension Trainer {
         }
         if mesh.dp > 1 {
             let how: String
-            if strategy.deterministic {
+            let floats = layout.stageRanges.map(\.count).max() ?? 0
+            let ring32 = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 4)
+            if layout.averagesParameters {
+                how = "none between averages: local SGD, each replica steps on its own rows (loss scaled by its own row count); "
+                    + "every \(layout.localSteps) steps the parameters are averaged (all-reduce, then × 1/dp), "
+                    + "\(ring32) bytes per rank as a float32 ring, \(ring32 / layout.localSteps) per step"
+            } else if layout.compression != .none {
+                let ring16 = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 2)
+                how = "ring reduce-scatter then all-gather in \(layout.compression.name) with error feedback (each rounding's "
+                    + "error added back next step by the rank that rounded); \(ring16) bytes sent per rank per step, "
+                    + "against \(ring32) for a float32 ring"
+            } else if strategy.deterministic {
                 how = "chunk-tree nodes sent to shard owners (send/recv), summed in the fixed tree order"
                     + (layout.zeroStage == 0 ? ", then all-gather" : "")
             } else if layout.zeroStage >= 1 {

@@ -64,6 +64,14 @@ struct RankLayout {
 
     /// ZeRO ≥ 1 with dp > 1: each data rank owns a shard of every slice.
     var shardsOverData: Bool { zeroStage >= 1 && mesh.dp > 1 }
+    /// The model has batch_norm layers (top level): the schedule is GPipe.
+    var hasBatchStatistics = false
+    /// The data-parallel gradient sum's wire format, and local SGD's steps
+    /// between parameter averages (1: gradients summed every step).
+    var compression: GradientCompression = .none
+    var localSteps = 1
+    /// Local SGD: replicas step on their own rows between averages.
+    var averagesParameters: Bool { localSteps > 1 && mesh.dp > 1 }
 }
 
 /// One rank: pipeline stage `coordinate.stage` of data-parallel replica
@@ -121,6 +129,10 @@ final class RankContext {
     var normRanges: [Range<Int>] = []
     /// The model's tied parameters, or nil when it has none.
     let tied: TiedGradients?
+    /// Runs holding batch_norm: the statistics table and its scratch, and
+    /// the samples behind each row (BatchStatisticsExecution.swift).
+    let statistics: BatchStatisticsScratch
+    var rowCounts: [Int] = []
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
@@ -143,13 +155,20 @@ final class RankContext {
         virtualStages = try layout.virtualStages(of: c.stage).map {
             try VirtualStage(
                 index: $0, layout: layout, data: c.data, optimizer: optimizer, foldedMomentum: foldMomentum ? grads : nil,
-                decaying: model.decayingRanges)
+                decaying: model.decayingRanges, frozen: model.frozenRanges)
         }
         ownedRanges = virtualStages.map(\.owned)
+        if layout.compression != .none && layout.mesh.dp > 1 {
+            for vs in virtualStages { vs.compressedRing = try CompressedRing(format: layout.compression, count: vs.range.count) }
+        }
+        for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
+        statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }
         // With one stage the order of forwards and backwards does not matter;
-        // 1F1B lets each piece's backward follow its forward at once.
-        let kind = layout.mesh.pp == 1 ? .oneForwardOneBackward : layout.schedule
+        // 1F1B lets each piece's backward follow its forward at once. A model
+        // with batch_norm needs every micro-batch's forward before any
+        // backward: GPipe (Trainer refuses interleaved 1F1B for it).
+        let kind = layout.hasBatchStatistics ? .gpipe : layout.mesh.pp == 1 ? .oneForwardOneBackward : layout.schedule
         schedule = StageSchedule(
             kind: kind, stage: c.stage, stages: layout.mesh.pp, microBatches: layout.microBatches, virtualStages: layout.virtualStages)
         let live = schedule.live
@@ -217,9 +236,16 @@ final class RankContext {
             throw ParmlError.internal("rank \(rank) has no parameter arena")
         }
         let settings = step.settings
-        var work = StepWork(
-            step, scale: loss.meanScale(samples: step.plan.samples, output: step.outputShape),
-            microBatches: layout.microBatches, data: coordinate.data)
+        // Local SGD: each replica's gradient is the mean over its own rows
+        // (with class weights: the global scale, rescaled to its share).
+        let ownRows = step.plan.rows(of: coordinate.data).count
+        var scale = step.lossScale
+        if layout.averagesParameters {
+            scale = loss.options.classWeights == nil
+                ? loss.meanScale(samples: max(ownRows, 1), output: step.outputShape)
+                : step.lossScale * Float(step.plan.samples) / Float(max(ownRows, 1))
+        }
+        var work = StepWork(step, scale: scale, microBatches: layout.microBatches, data: coordinate.data)
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
             vs.backwardPieces = 0
@@ -243,7 +269,7 @@ final class RankContext {
                 try combineChunkGradients(plan: step.plan, of: vs)
             } else {
                 if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
-                try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+                if !layout.averagesParameters { try reduceGradients(of: vs, bucketFloats: settings.bucketFloats) }
             }
         }
         try sumTiedGradients(grads.data)
@@ -298,8 +324,16 @@ final class RankContext {
         }
         trace.record(.optimizer, step: step.index, since: t)
 
+        // Local SGD: every localSteps steps the replicas' parameters become their mean.
+        if layout.averagesParameters && (step.index + 1) % layout.localSteps == 0 {
+            t = trace.now()
+            try averageParameters(params, bucketFloats: settings.bucketFloats)
+            trace.record(.gradientReduction, step: step.index, since: t)
+        }
+
         // 6. Share the updated shards (ZeRO) and the step's loss and accuracy.
-        var lossSum = work.lossSum
+        // Local SGD's losses are means over each replica's rows: weighted back.
+        var lossSum = layout.averagesParameters ? work.lossSum * Float(ownRows) / Float(max(step.plan.samples, 1)) : work.lossSum
         var correct = work.correct
         if let comms {
             // Ranks sharing one arena (ZeRO-3) see every shard's update already.

@@ -21,6 +21,8 @@ import ParmlTensor
 /// Every exp is the one serial training computes (same M); only Σ exp is
 /// added in another order (per rank, then over ranks), so loss and gradient
 /// match serial within float rounding, and every tp rank gets the same bits.
+/// Label smoothing adds a third float per row to the second all-reduce:
+/// Σ w[c]·z[c] over the rank's classes (class weights are whole on every rank).
 final class ShardedCrossEntropy {
     let classOffset: Int
     let comm: Communicator
@@ -37,10 +39,15 @@ final class ShardedCrossEntropy {
     }
 
     /// Loss (scaled sum over rows) and arg-max hits, as `Loss.compute`;
-    /// `output` holds this rank's classes, `targets` whole class indices.
-    func compute(output: Tensor, targets: Tensor, scale: Float, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
+    /// `output` holds this rank's classes, `targets` whole class indices,
+    /// `options` the loss's weights and smoothing.
+    func compute(output: Tensor, targets: Tensor, scale: Float, options: LossOptions, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
         let cols = output.shape[output.shape.rank - 1], rows = output.count / max(cols, 1)
         let ranks = comm.size, me = comm.rank
+        // tp divides the classifier's classes, so every rank holds `cols`.
+        let classes = cols * ranks, w = options.classWeights, eps = options.labelSmoothing
+        let smooth = eps / Float(classes), width = eps > 0 ? 3 : 2
+        let weightSum = w?.reduce(0, +) ?? Float(classes)
         guard rows > 0 else { return (0, 0) }
         let z = output.data, y = try classIndices(targets, into: labels)
 
@@ -58,7 +65,7 @@ final class ShardedCrossEntropy {
         }
         try comm.allReduce(m.data, count: m.count, op: .sum)
 
-        let s = try sums.shaped(Shape(rows, 2))
+        let s = try sums.shaped(Shape(rows, width))
         var correct = 0
         for r in 0..<rows {
             let mr = m.data + r * ranks * 2
@@ -74,25 +81,35 @@ final class ShardedCrossEntropy {
             let zr = z + r * cols
             var e: Float = 0
             for c in 0..<cols { e += expf(zr[c] - mx) }
-            s.data[2 * r] = e
+            s.data[width * r] = e
             let t = Int(y[r]) - classOffset
-            s.data[2 * r + 1] = t >= 0 && t < cols ? zr[t] : 0
+            s.data[width * r + 1] = t >= 0 && t < cols ? zr[t] : 0
+            if eps > 0 {
+                var weighted: Float = 0
+                for c in 0..<cols { weighted += (w?[classOffset + c] ?? 1) * zr[c] }
+                s.data[width * r + 2] = weighted
+            }
         }
         try comm.allReduce(s.data, count: s.count, op: .sum)
         floatsReduced += m.count + s.count
 
         var total: Float = 0
         let g = wantGradient ? try grad.shaped(output.shape) : nil
+        // The terms of Kernels.softmaxCrossEntropy (its comment has the formula).
         for r in 0..<rows {
             let mx = m.data[r * ranks * 2]
-            let sum = s.data[2 * r]
-            total += logf(sum) + mx - s.data[2 * r + 1]
+            let sum = s.data[width * r]
+            let lse = logf(sum) + mx
+            let wt = w?[Int(y[r])] ?? 1
+            total += (1 - eps) * wt * (lse - s.data[width * r + 1])
+            if eps > 0 { total += smooth * (weightSum * lse - s.data[width * r + 2]) }
             if let g {
                 let zr = z + r * cols, gr = g.data + r * cols
                 let inv = 1 / sum
-                for c in 0..<cols { gr[c] = expf(zr[c] - mx) * inv * scale }
+                let a = (1 - eps) * wt + smooth * weightSum
+                for c in 0..<cols { gr[c] = (a * (expf(zr[c] - mx) * inv) - smooth * (w?[classOffset + c] ?? 1)) * scale }
                 let t = Int(y[r]) - classOffset
-                if t >= 0 && t < cols { gr[t] -= scale }
+                if t >= 0 && t < cols { gr[t] -= (1 - eps) * wt * scale }
             }
         }
         return (total * scale, correct)

@@ -22,8 +22,11 @@ struct StepDescription {
     let y: Tensor
     /// Which rows and chunks each data-parallel replica takes.
     let plan: StepPlan
-    /// The model's output shape for `x` (the loss's mean scale reads it).
+    /// The model's output shape for `x`.
     let outputShape: Shape
+    /// The loss's mean scale: 1 / (global predictions or elements), or
+    /// 1 / (Σ class weight of the global batch's targets).
+    let lossScale: Float
     /// Optimizer steps taken before this one.
     let index: Int
     let learningRate: Float

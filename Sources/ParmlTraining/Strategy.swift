@@ -57,6 +57,13 @@ public struct StrategyConfig: Sendable, Equatable {
     /// running it whole on every tp rank. Pays for many classes (it adds an
     /// all-reduce of the classifier's input gradient); no effect at tp = 1.
     public var splitClassifier = false
+    /// The data-parallel gradient sum in a 16-bit wire format with error
+    /// feedback (CompressedReduction.swift); default mode, ZeRO 0 only.
+    public var gradientCompression: GradientCompression = .none
+    /// Local SGD: each data-parallel replica takes this many steps on its
+    /// own rows, then the replicas' parameters are averaged. 1 (default) is
+    /// ordinary data parallelism (gradients summed every step).
+    public var localSteps = 1
 
     public init() {}
 
@@ -89,10 +96,38 @@ public struct StrategyConfig: Sendable, Equatable {
         guard watchdogSeconds.isFinite, watchdogSeconds > 0, watchdogSeconds <= 86_400 else {
             throw ParmlError.invalidArgument("strategy: watchdog_seconds must be in (0, 86400], got \(watchdogSeconds)")
         }
+        try validateCommunication()
         guard dp.multipliedReportingOverflow(by: tp).overflow == false,
             (dp * tp).multipliedReportingOverflow(by: pp).overflow == false, worldSize <= 4096
         else {
             throw ParmlError.invalidArgument("strategy: dp×tp×pp = \(dp)×\(tp)×\(pp) is too many ranks (4096 at most)")
+        }
+    }
+
+    /// Compression and local SGD change what is summed, so deterministic
+    /// mode (serial training's bits) refuses them; both need every replica
+    /// to hold whole gradients and optimizer state (ZeRO 0).
+    private func validateCommunication() throws {
+        guard localSteps >= 1, localSteps <= 1 << 20 else {
+            throw ParmlError.invalidArgument("strategy: local_steps must be in 1...2^20, got \(localSteps)")
+        }
+        let modes = [
+            gradientCompression != .none ? "gradient_compression=\(gradientCompression.name)" : nil,
+            localSteps > 1 ? "local_steps=\(localSteps)" : nil,
+        ].compactMap { $0 }
+        guard !modes.isEmpty else { return }
+        let what = modes.joined(separator: " with ")
+        if modes.count > 1 {
+            throw ParmlError.invalidArgument("strategy: \(what): local SGD averages parameters, not gradients; choose one")
+        }
+        if deterministic {
+            throw ParmlError.invalidArgument(
+                "strategy: \(what) is not equivalent to serial training, and deterministic mode promises serial training's bits; "
+                    + "use the default mode")
+        }
+        if zeroStage != 0 {
+            throw ParmlError.invalidArgument(
+                "strategy: \(what) needs zero_stage 0 (every replica keeps whole gradients and optimizer state), got \(zeroStage)")
         }
     }
 

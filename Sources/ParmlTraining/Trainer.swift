@@ -16,6 +16,9 @@ public struct BatchResult: Sendable {
     /// Class predictions made: samples, or samples × positions for a
     /// sequence's logits (N, T, C). Accuracy is correct / predictions.
     public var predictions: Int
+    /// What `loss` is a mean over, to average batches: the samples, or
+    /// Σ class weight of the targets with class weights.
+    public var lossWeight: Double
 }
 
 public struct FitOptions: Sendable {
@@ -23,6 +26,10 @@ public struct FitOptions: Sendable {
     public var batchSize = 64
     public var shuffle = true
     public var dropLast = false
+    /// Class-balanced sampling: one weight per class; each epoch draws its
+    /// samples with replacement, sample i with probability ∝ weight[yᵢ]
+    /// (PyTorch's WeightedRandomSampler). Nil: each sample once per epoch.
+    public var classSamplingWeights: [Float]?
     public init() {}
 }
 
@@ -115,6 +122,19 @@ public final class Trainer {
         // stages are balanced by parameter count. Interleaved 1F1B cuts
         // pp × v runs (virtual stages), run c on stage c mod pp.
         let v = strategy.pipelineSchedule == .interleaved ? strategy.virtualStages : 1
+        let batchStatistics = try Trainer.checkBatchStatistics(model, pp: mesh.pp, virtualStages: v)
+        if strategy.localSteps > 1 && mesh.dp > 1 {
+            // With pp or tp > 1 the norm and the tied sum run over the world,
+            // which would mix the replicas; with one rank per replica each
+            // rank's norm is its own replica's.
+            if optimizer.clipGradNorm > 0 && (mesh.pp > 1 || mesh.tp > 1) {
+                throw ParmlError.unsupported(
+                    "local_steps > 1 with clip_grad_norm and pp or tp > 1: the norm would mix the replicas; clip with pp = tp = 1 only")
+            }
+            if !model.tiedParameters.isEmpty && mesh.pp > 1 {
+                throw ParmlError.unsupported("local_steps > 1 with a tied classifier on another stage than its embedding (pp > 1)")
+            }
+        }
         let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
             ? try StagePartition.marked(
                 starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp, virtualStages: v)
@@ -137,6 +157,7 @@ public final class Trainer {
         // their two raw gradients to sum them (TiedGradients.swift).
         let fold = size == 1 && strategy.backend == .threads && !strategy.deterministic
             && Optimizer.canFoldMomentum(optimizer) && optimizer.clipGradNorm == 0 && model.tiedParameters.isEmpty
+            && !batchStatistics
         var ranks: [RankContext] = []
         var layout: RankLayout
         var world: ThreadsWorld?
@@ -145,7 +166,8 @@ public final class Trainer {
             RankLayout(
                 mesh: mesh, partition: partition,
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
-                schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage)
+                schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
+                hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, localSteps: strategy.localSteps)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
@@ -234,6 +256,24 @@ public final class Trainer {
 
     /// This process's communicators on the MPI backend: splits of the world
     /// (collective over the processes, which all create the trainer alike).
+    /// Whether the model normalises with batch statistics (batch_norm),
+    /// refusing what its phased execution cannot run: a batch_norm inside a
+    /// residual block, and interleaved 1F1B, whose order has backwards before
+    /// the last forward.
+    static func checkBatchStatistics(_ model: Model, pp: Int, virtualStages v: Int) throws -> Bool {
+        let top = model.root.layers.filter { $0 is BatchStatisticsLayer }.count
+        let all = model.allLayers.filter { $0 is BatchStatisticsLayer }.count
+        guard top == all else {
+            throw ParmlError.unsupported("batch_norm inside a residual block: the trainer runs batch_norm at the top level only")
+        }
+        if top > 0 && pp > 1 && v > 1 {
+            throw ParmlError.unsupported(
+                "batch_norm with interleaved 1F1B: its statistics need every micro-batch's forward before any backward; use GPipe or 1F1B "
+                    + "(a model with batch_norm runs GPipe's order under either)")
+        }
+        return top > 0
+    }
+
     private static func communicators(mesh: Mesh, coordinate c: MeshCoordinate, world: Communicator) throws -> RankComms {
         func group(_ g: Mesh.Group) throws -> Communicator {
             let (color, key) = mesh.split(g, of: c)
@@ -283,8 +323,6 @@ public final class Trainer {
         if let poisoned { throw ParmlError.state("an earlier step failed (\(poisoned)); create a new trainer") }
         let outShape = try model.outputShape(for: inputs.shape)
         try loss.validate(output: outShape, targets: targets)
-        try syncReplicas()
-        useOwnBLASThreads()
         let n = inputs.shape[0]
         let chunk = strategy.deterministic ? strategy.gradientChunk : nil
         var plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: chunk)
@@ -294,10 +332,24 @@ public final class Trainer {
             // ones a global batch would give this replica.
             plan = try localPlan(rows: n, chunk: chunk)
         }
+        // Class weights: the mean is over the global batch's target weight,
+        // which local batches learn by summing the replicas' class counts.
+        var lossScale = loss.meanScale(samples: plan.samples, output: outShape)
+        var lossWeight = Double(plan.samples)
+        if loss.options.classWeights != nil {
+            let data = localBatches ? ranks.first?.comms?.data : nil
+            let weight = try loss.targetWeight(targets, classes: outShape[outShape.rank - 1]) { counts, classes in
+                try data?.allReduce(counts, count: classes, op: .sum)
+            }
+            lossScale = 1 / weight
+            lossWeight = Double(weight)
+        }
+        try syncReplicas()
+        useOwnBLASThreads()
         job.set(
             StepDescription(
-                x: inputs, y: targets, plan: plan, outputShape: outShape, index: stepCount, learningRate: learningRate,
-                settings: stepSettings, fault: faultInjection))
+                x: inputs, y: targets, plan: plan, outputShape: outShape, lossScale: lossScale, index: stepCount,
+                learningRate: learningRate, settings: stepSettings, fault: faultInjection))
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
         } catch {
@@ -327,7 +379,15 @@ public final class Trainer {
         lastGradientNorm = r.gradientNorm
         return BatchResult(
             loss: r.loss, correct: r.correct, samples: plan.samples,
-            predictions: plan.samples * loss.predictionsPerSample(output: outShape))
+            predictions: plan.samples * loss.predictionsPerSample(output: outShape), lossWeight: lossWeight)
+    }
+
+    /// Sets the loss's class weights, label smoothing or pos_weight (for
+    /// the next steps and evaluations; every rank's copy).
+    public func setLossOptions(_ options: LossOptions) throws {
+        try options.validate(for: loss.kind)
+        // A split classifier's sharded loss reads the same options.
+        for r in ranks { try r.loss.setOptions(options) }
     }
 
     /// MPI: every process passes only the rows of its data-parallel replica
@@ -403,12 +463,20 @@ public final class Trainer {
 
     /// Loss and accuracy over a dataset in inference mode (dropout off):
     /// epoch 0's samples in order (a token dataset's random windows of
-    /// epoch 0, the same at every call).
+    /// epoch 0, the same at every call). With class weights the loss is
+    /// the weighted mean over the whole dataset.
     public func evaluate(_ data: any BatchSource, batchSize: Int) throws -> BatchResult {
+        try evaluationPass(data, batchSize: batchSize, visit: nil)
+    }
+
+    /// The loop of `evaluate`: `visit` sees each batch's outputs and
+    /// (validated) targets.
+    func evaluationPass(_ data: any BatchSource, batchSize: Int, visit: ((Tensor, Tensor) throws -> Void)?) throws -> BatchResult {
         var batcher = try Batcher(dataset: data, batchSize: batchSize, shuffle: false, dropLast: false, seed: 0)
         batcher.startEpoch(0)
         useOwnBLASThreads()
         var total: Double = 0
+        var weight: Double = 0
         var correct = 0
         var predictions = 0
         for b in 0..<batcher.batchCount {
@@ -417,11 +485,40 @@ public final class Trainer {
             predictions += n * loss.predictionsPerSample(output: outShape)
             try loss.validate(output: outShape, targets: batchTargets)
             let y = try model.forward(batchInputs, PassContext(training: false))
-            let r = try loss.compute(output: y, targets: batchTargets, scale: loss.meanScale(samples: n, output: outShape), wantGradient: false)
-            total += Double(r.loss) * Double(n)
+            var scale = loss.meanScale(samples: n, output: outShape)
+            var w = Double(n)
+            if loss.options.classWeights != nil {
+                let sum = try loss.targetWeight(batchTargets, classes: outShape[outShape.rank - 1])
+                scale = 1 / sum
+                w = Double(sum)
+            }
+            let r = try loss.compute(output: y, targets: batchTargets, scale: scale, wantGradient: false)
+            total += Double(r.loss) * w
+            weight += w
             correct += r.correct
+            try visit?(y, batchTargets)
         }
-        return BatchResult(loss: Float(total / Double(data.count)), correct: correct, samples: data.count, predictions: predictions)
+        return BatchResult(
+            loss: Float(total / weight), correct: correct, samples: data.count, predictions: predictions, lossWeight: weight)
+    }
+
+    /// Each sample's weight for class-balanced sampling: its class's.
+    static func sampleWeights(_ data: any BatchSource, classWeights w: [Float]) throws -> [Double] {
+        guard let d = data as? Dataset, d.targets.shape.rank == 1, d.numClasses != nil else {
+            throw ParmlError.invalidArgument("class-balanced sampling needs a dataset in memory with one class index per sample")
+        }
+        if let k = w.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
+            throw ParmlError.invalidArgument("class sampling weight \(k) is \(w[k]); weights must be finite and >= 0")
+        }
+        var out = [Double](repeating: 0, count: d.count)
+        for i in 0..<d.count {
+            let c = d.targets.dtype == .int32 ? Int(d.targets.int32s[i]) : Int(d.targets.data[i])
+            guard c < w.count else {
+                throw ParmlError.invalidArgument("class-balanced sampling: sample \(i) is of class \(c) but \(w.count) class weights were given")
+            }
+            out[i] = Double(w[c])
+        }
+        return out
     }
 
     private func checkFits(_ data: any BatchSource, name: String) throws {
@@ -452,7 +549,8 @@ public final class Trainer {
         guard options.epochs >= 1 else { throw ParmlError.invalidArgument("fit: epochs must be >= 1, got \(options.epochs)") }
         var batcher = try Batcher(
             dataset: train, batchSize: options.batchSize, shuffle: options.shuffle, dropLast: options.dropLast,
-            seed: strategy.seed, augment: true)
+            seed: strategy.seed, sampleWeights: try options.classSamplingWeights.map { try Trainer.sampleWeights(train, classWeights: $0) },
+            augment: true)
         guard batcher.batchCount > 0 else {
             throw ParmlError.invalidArgument("fit: \(train.count) samples make no batch of \(options.batchSize) with drop_last")
         }
@@ -460,19 +558,21 @@ public final class Trainer {
         // a mismatch found after an epoch would leave that epoch applied.
         try checkFits(train, name: "training data")
         if let validation { try checkFits(validation, name: "validation data") }
-        let classify = loss.kind == .crossEntropy
+        let classify = loss.classifies
         var last = EpochMetrics()
         for epoch in 1...options.epochs {
             batcher.startEpoch(epochCount)
             let t0 = Clock.now()
             var total: Double = 0
+            var weight: Double = 0
             var correct = 0
             var samples = 0
             var predictions = 0
             for b in 0..<batcher.batchCount {
                 let n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
                 let r = try step(inputs: batchInputs, targets: batchTargets)
-                total += Double(r.loss) * Double(n)
+                total += Double(r.loss) * r.lossWeight
+                weight += r.lossWeight
                 correct += r.correct
                 samples += n
                 predictions += r.predictions
@@ -483,7 +583,7 @@ public final class Trainer {
             m.epoch = epoch
             m.epochs = options.epochs
             m.steps = stepCount
-            m.trainLoss = Float(total / Double(samples))
+            m.trainLoss = Float(total / weight)
             m.trainAccuracy = classify ? Float(correct) / Float(predictions) : .nan
             m.learningRate = learningRate
             m.seconds = seconds

@@ -23,6 +23,12 @@ final class VirtualStage {
     let optimizer: Optimizer
     /// Deterministic mode: this run's chunk gradients along the ChunkTree.
     let accumulator = TreeAccumulator()
+    /// Top-level indices of the run's layers that normalise with batch
+    /// statistics (batch_norm), ascending; the run then executes in phases
+    /// (BatchStatisticsExecution.swift).
+    var statisticsLayers: [Int] = []
+    /// Gradient compression (dp > 1): the ring and this run's carried errors.
+    var compressedRing: CompressedRing?
     /// This step: the shapes entering and leaving the run (leading
     /// dimension the batch's), and pieces whose backward ran.
     var input = Shape(0)
@@ -31,14 +37,17 @@ final class VirtualStage {
 
     /// Run `index` of `layout` as data rank `d` holds it; `foldedMomentum`
     /// and `decaying` as `Optimizer` takes them.
-    init(index: Int, layout: RankLayout, data d: Int, optimizer: OptimizerConfig, foldedMomentum: Tensor?, decaying: [Range<Int>]) throws {
+    init(
+        index: Int, layout: RankLayout, data d: Int, optimizer: OptimizerConfig, foldedMomentum: Tensor?, decaying: [Range<Int>],
+        frozen: [Range<Int>]
+    ) throws {
         self.index = index
         isFirst = index == 0
         isLast = index == layout.stageRanges.count - 1
         layers = layout.partition.layers[index]
         range = layout.stageRanges[index]
         owned = VirtualStage.owned(range, layout: layout, data: d)
-        self.optimizer = try Optimizer(config: optimizer, range: owned, foldedMomentum: foldedMomentum, decaying: decaying)
+        self.optimizer = try Optimizer(config: optimizer, range: owned, foldedMomentum: foldedMomentum, decaying: decaying, frozen: frozen)
     }
 
     /// The part of `range` data rank `d` owns.

@@ -305,6 +305,85 @@ PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *r
     }
 }
 
+// Per-channel sums of F1 and F2 (expressions in x[k], dy[k] and ch) over
+// n samples of c planes of s values: 16 lanes take the same plane offsets
+// in every sample, a plane's tail adds into one scalar, and the lanes are
+// combined in order. With s = 1 every value is a tail: one sequential sum
+// per channel, taken across the channels at once (contiguous).
+#define PML_BN_CHANNEL_SUMS(N, C, S, OUT1, OUT2, F1, F2)                              \
+    do {                                                                              \
+        if ((S) == 1) {                                                               \
+            for (size_t ch = 0; ch < (C); ch++) (OUT1)[ch] = 0.0f, (OUT2)[ch] = 0.0f;   \
+            for (size_t i = 0; i < (N); i++)                                          \
+                for (size_t ch = 0; ch < (C); ch++) {                                 \
+                    const size_t k = i * (C) + ch;                                    \
+                    (OUT1)[ch] += (F1);                                               \
+                    (OUT2)[ch] += (F2);                                               \
+                }                                                                     \
+            break;                                                                    \
+        }                                                                             \
+        for (size_t ch = 0; ch < (C); ch++) {                                         \
+            float a1[16] = {0}, a2[16] = {0}, t1 = 0.0f, t2 = 0.0f;                   \
+            for (size_t i = 0; i < (N); i++) {                                        \
+                const size_t base = (i * (C) + ch) * (S);                             \
+                size_t p = 0;                                                         \
+                for (; p + 16 <= (S); p += 16)                                        \
+                    for (size_t l = 0; l < 16; l++) {                                 \
+                        const size_t k = base + p + l;                                \
+                        a1[l] += (F1);                                                \
+                        a2[l] += (F2);                                                \
+                    }                                                                 \
+                for (; p < (S); p++) {                                                \
+                    const size_t k = base + p;                                        \
+                    t1 += (F1);                                                       \
+                    t2 += (F2);                                                       \
+                }                                                                     \
+            }                                                                         \
+            float s1 = 0.0f, s2 = 0.0f;                                               \
+            for (size_t l = 0; l < 16; l++) s1 += a1[l], s2 += a2[l];                 \
+            (OUT1)[ch] = s1 + t1;                                                     \
+            (OUT2)[ch] = s2 + t2;                                                     \
+        }                                                                             \
+    } while (0)
+
+PML_CLONES void pml_batch_norm_moments(const float *restrict x, size_t n, size_t c, size_t s, float *restrict sum,
+                                       float *restrict m2) {
+    // Two passes, as PyTorch's CPU kernel: the mean first, then squared
+    // deviations from it (no cancellation of E[x²] − E[x]²). Each pass has
+    // one sum to take: the other slot is a zero written before the real one.
+    PML_BN_CHANNEL_SUMS(n, c, s, m2, sum, 0.0f, x[k]);
+    const float inv = n * s > 0 ? 1.0f / (float)(n * s) : 0.0f;
+    const float *total = sum;
+    PML_BN_CHANNEL_SUMS(n, c, s, m2, m2, 0.0f, (x[k] - total[ch] * inv) * (x[k] - total[ch] * inv));
+}
+
+PML_CLONES void pml_batch_norm_apply(const float *restrict x, size_t n, size_t c, size_t s, const float *restrict scale,
+                                     const float *restrict shift, float *restrict y) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t ch = 0; ch < c; ch++) {
+            const float a = scale[ch], b = shift[ch];
+            const float *restrict xp = x + (i * c + ch) * s;
+            float *restrict yp = y + (i * c + ch) * s;
+            for (size_t p = 0; p < s; p++) yp[p] = xp[p] * a + b;
+        }
+}
+
+PML_CLONES void pml_batch_norm_grad_sums(const float *restrict dy, const float *restrict x, size_t n, size_t c, size_t s,
+                                         const float *restrict mean, float *restrict sum_dy, float *restrict sum_dyx) {
+    PML_BN_CHANNEL_SUMS(n, c, s, sum_dy, sum_dyx, dy[k], dy[k] * (x[k] - mean[ch]));
+}
+
+PML_CLONES void pml_batch_norm_input_grad(const float *restrict dy, const float *restrict x, size_t n, size_t c, size_t s,
+                                          const float *restrict mean, const float *restrict a, const float *restrict mean_dy,
+                                          const float *restrict b, float *restrict dx) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t ch = 0; ch < c; ch++) {
+            const float m = mean[ch], ac = a[ch], md = mean_dy[ch], bc = b[ch];
+            const size_t base = (i * c + ch) * s;
+            for (size_t p = 0; p < s; p++) dx[base + p] = ac * (dy[base + p] - md - (x[base + p] - m) * bc);
+        }
+}
+
 PML_CLONES float pml_nonfinite_probe(const float *restrict x, size_t n) {
     /* x * 0 is 0 for a finite x and NaN for an infinity or a NaN; the sum
      * keeps a NaN, and sums of zeros cannot overflow. */
@@ -367,4 +446,48 @@ PML_CLONES void pml_adam_update(float *restrict p, const float *restrict g, floa
         v[i] = vi;
         p[i] = p[i] * shrink - step * mi / (sqrtf(vi) * rbc2 + eps);
     }
+}
+
+// bfloat16: the top half of the float, rounded to nearest even; a NaN keeps
+// a quiet bit so that rounding cannot turn it into an infinity.
+static inline uint16_t pml_to_bf16(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    if ((b & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((b >> 16) | 0x40u);
+    return (uint16_t)((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+
+static inline float pml_from_bf16(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &b, 4);
+    return x;
+}
+
+PML_CLONES void pml_wire_encode(int32_t format, const float *restrict w, uint16_t *restrict out, float *restrict err, size_t n) {
+    if (format == 2) {
+        for (size_t i = 0; i < n; i++) {
+            _Float16 h = (_Float16)w[i];
+            memcpy(out + i, &h, 2);
+            err[i] += w[i] - (float)h;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = pml_to_bf16(w[i]);
+        out[i] = h;
+        err[i] += w[i] - pml_from_bf16(h);
+    }
+}
+
+PML_CLONES void pml_wire_decode(int32_t format, const uint16_t *restrict in, float *restrict w, int32_t add, size_t n) {
+    if (format == 2) {
+        for (size_t i = 0; i < n; i++) {
+            _Float16 h;
+            memcpy(&h, in + i, 2);
+            w[i] = add ? w[i] + (float)h : (float)h;
+        }
+        return;
+    }
+    for (size_t i = 0; i < n; i++) w[i] = add ? w[i] + pml_from_bf16(in[i]) : pml_from_bf16(in[i]);
 }

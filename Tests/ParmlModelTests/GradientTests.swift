@@ -173,11 +173,29 @@ import _ParmlTestSupport
             ], seed: 24, randomize: false)
     }
 
-    /// Whole model, real losses: gradients of the mean cross-entropy and of
-    /// the mean squared error, with the loss recomputed in Double for the
-    /// finite differences (Naive.softmaxCrossEntropy / a Double sum).
-    @Test(arguments: [LossKind.crossEntropy, .meanSquaredError])
-    func wholeModel(_ kind: LossKind) throws {
+    /// The losses `wholeModel` checks: plain cross-entropy and MSE, and the
+    /// weighted forms (class weights with label smoothing; binary
+    /// cross-entropy with pos_weight).
+    enum CheckedLoss: String, CaseIterable, CustomTestStringConvertible {
+        case crossEntropy, meanSquaredError, weightedSmoothedCrossEntropy, binaryWithPositiveWeights
+        var testDescription: String { rawValue }
+        var kind: LossKind {
+            switch self {
+            case .crossEntropy, .weightedSmoothedCrossEntropy: .crossEntropy
+            case .meanSquaredError: .meanSquaredError
+            case .binaryWithPositiveWeights: .binaryCrossEntropy
+            }
+        }
+    }
+
+    /// Whole model, real losses: gradients of the mean cross-entropy (plain,
+    /// and class-weighted with label smoothing), of the mean squared error
+    /// and of binary cross-entropy with pos_weight, with the loss recomputed
+    /// in Double for the finite differences (Naive.softmaxCrossEntropy and
+    /// the torch formulas written out).
+    @Test(arguments: CheckedLoss.allCases)
+    func wholeModel(_ checked: CheckedLoss) throws {
+        let kind = checked.kind
         let classes = 3
         let model = try smallModel(outputs: classes)
         let n = 4
@@ -185,14 +203,26 @@ import _ParmlTestSupport
         let targets: Tensor
         if kind == .crossEntropy {
             targets = try Tensor([0, 2, 1, 2], shape: Shape(n))
+        } else if kind == .binaryCrossEntropy {
+            targets = try Tensor([1, 0, 0.25, 0, 1, 1, 0.5, 0, 1, 0.75, 0, 0], shape: Shape(n, classes))
         } else {
             targets = try randomTensor(Shape(n, classes), seed: 26)
         }
         let loss = Loss(kind)
+        var options = LossOptions()
+        let classWeights: [Double] = [0.5, 2, 1.25], positiveWeights: [Double] = [3, 0.5, 1]
+        let smoothing = 0.2
+        if checked == .weightedSmoothedCrossEntropy {
+            options.classWeights = classWeights.map { Float($0) }
+            options.labelSmoothing = Float(smoothing)
+        }
+        if checked == .binaryWithPositiveWeights { options.positiveWeights = positiveWeights.map { Float($0) } }
+        try loss.setOptions(options)
         let outShape = try model.outputShape(for: x.shape)
         try loss.validate(output: outShape, targets: targets)
         let y = try model.forward(x, training)
-        let scale = loss.meanScale(samples: n, output: outShape)
+        let scale = checked == .weightedSmoothedCrossEntropy
+            ? 1 / (try loss.targetWeight(targets, classes: classes)) : loss.meanScale(samples: n, output: outShape)
         let computed = try loss.compute(output: y, targets: targets, scale: scale, wantGradient: true)
         guard let dx = try model.root.backward(loss.gradient, training, needInputGradient: true, accumulate: false) else {
             Issue.record("no input gradient")
@@ -204,11 +234,31 @@ import _ParmlTestSupport
 
         func doubleLoss() throws -> Double {
             let out = try model.forward(x, training).toArray()
-            switch kind {
+            switch checked {
             case .crossEntropy:
                 return Naive.softmaxCrossEntropy(logits: out, targets: t.map { Int($0) }, rows: n, cols: classes).loss
             case .meanSquaredError:
                 return zip(out, t).reduce(0.0) { $0 + (Double($1.0) - Double($1.1)) * (Double($1.0) - Double($1.1)) } / Double(out.count)
+            case .weightedSmoothedCrossEntropy:
+                // torch: ((1−ε)·Σ w[y]·nll + ε/C·Σ_i Σ_c w[c]·(−log p_c)) / Σ w[y].
+                var total = 0.0, weight = 0.0
+                for i in 0..<n {
+                    let z = (0..<classes).map { Double(out[i * classes + $0]) }
+                    let lse = log(z.map { exp($0) }.reduce(0, +))
+                    let yi = Int(t[i])
+                    total += (1 - smoothing) * classWeights[yi] * (lse - z[yi])
+                    total += smoothing / Double(classes) * (0..<classes).reduce(0.0) { $0 + classWeights[$1] * (lse - z[$1]) }
+                    weight += classWeights[yi]
+                }
+                return total / weight
+            case .binaryWithPositiveWeights:
+                // torch: −(p·y·log σ(x) + (1−y)·log(1−σ(x))), mean over elements.
+                var total = 0.0
+                for i in 0..<out.count {
+                    let xi = Double(out[i]), yi = Double(t[i]), sig = 1 / (1 + exp(-xi))
+                    total -= positiveWeights[i % classes] * yi * log(sig) + (1 - yi) * log(1 - sig)
+                }
+                return total / Double(out.count)
             }
         }
         let reference = try doubleLoss()
@@ -226,8 +276,8 @@ import _ParmlTestSupport
         for j in 0..<x.count {
             inputs.add(index: j, analytic: Double(inputGrad[j]), numeric: try centralDifference(x.data, j, eps: 1e-2, doubleLoss), atol: 1e-4, rtol: 1e-3)
         }
-        #expect(params.worstRatio <= 1, "\(kind) parameter gradient: \(params)")
-        #expect(inputs.worstRatio <= 1, "\(kind) input gradient: \(inputs)")
+        #expect(params.worstRatio <= 1, "\(checked) parameter gradient: \(params)")
+        #expect(inputs.worstRatio <= 1, "\(checked) input gradient: \(inputs)")
         #expect(params.checked == model.parameterCount && params.checked == 6 * 8 + 8 + 16 + 72 + 45 + 5 * classes)
         // Gradients are not trivially zero.
         #expect(paramGrad.contains { abs($0) > 1e-3 })

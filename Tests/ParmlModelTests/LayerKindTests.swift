@@ -24,8 +24,8 @@ func sampleAttributes(_ kind: LayerKind) -> Attributes {
         })
 }
 
-/// The kinds that read image batches (N, C, H, W).
-let imageKinds: Set<String> = ["conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool"]
+/// The kinds that read image batches (N, C, H, W) (batch_norm takes others too).
+let imageKinds: Set<String> = ["conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "batch_norm"]
 
 /// An input of shape (1, 3, 4) for any kind built by `sampleAttributes` (a
 /// batch of one sequence of 3 positions of 4 features: what sequence kinds

@@ -38,9 +38,16 @@ struct ShardedCrossEntropyTests {
         return (z, targets, rows, classes)
     }
 
-    @Test(arguments: [2, 4])
-    func matchesTheWholeLossWithinRounding(tp: Int) throws {
+    /// Plain, and with class weights and label smoothing (torch's weight=
+    /// and label_smoothing=; the smoothing term adds a float per row).
+    @Test(arguments: [2, 4], [false, true])
+    func matchesTheWholeLossWithinRounding(tp: Int, weighted: Bool) throws {
         let (z, targets, rows, classes) = logits()
+        var options = LossOptions()
+        if weighted {
+            options.classWeights = [0.5, 1, 2, 0.25, 1.5, 3, 1, 0.75]
+            options.labelSmoothing = 0.1
+        }
         let scale = 1 / Float(rows)
         var wantCorrect = 0
         let wantGrad = try Tensor(shape: Shape(rows, classes))
@@ -48,8 +55,8 @@ struct ShardedCrossEntropyTests {
         let wantLoss = z.withUnsafeBufferPointer { zp in
             labels.withUnsafeBufferPointer { tp in
                 Kernels.softmaxCrossEntropy(
-                    zp.baseAddress!, targets: tp.baseAddress!, rows: rows, cols: classes, scale: scale, dlogits: wantGrad.data,
-                    correct: &wantCorrect)
+                    zp.baseAddress!, targets: tp.baseAddress!, rows: rows, cols: classes, scale: scale,
+                    classWeights: options.classWeights, smoothing: options.labelSmoothing, dlogits: wantGrad.data, correct: &wantCorrect)
             }
         }
         let local = classes / tp
@@ -58,11 +65,14 @@ struct ShardedCrossEntropyTests {
         let results = Results(tp)
         try pool.run(world: world) { r in
             var mine: [Float] = []
-            for row in 0..<rows { mine += z[(row * classes + r * local)..<(row * classes + (r + 1) * local)] }
+            for row in 0..<rows {
+                let start: Int = row * classes + r * local
+                mine += z[start..<(start + local)]
+            }
             let loss = ShardedCrossEntropy(classOffset: r * local, comm: world.communicator(rank: r))
             let got = try loss.compute(
                 output: try Tensor(mine, shape: Shape(rows, local)), targets: try Tensor(targets, shape: Shape(rows)), scale: scale,
-                wantGradient: true)
+                options: options, wantGradient: true)
             results.loss[r] = got.loss
             results.correct[r] = got.correct
             results.gradient[r] = loss.gradient.toArray()

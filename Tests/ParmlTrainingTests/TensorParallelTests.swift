@@ -41,7 +41,7 @@ private func tpBatch(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
 /// Parameters after each of `steps` steps, and the losses.
 private func trainTP(
     dp: Int = 1, pp: Int = 1, tp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool = false,
-    splitClassifier: Bool = false, optimizer: DPOptimizer, steps: Int = 6
+    splitClassifier: Bool = false, optimizer: DPOptimizer, steps: Int = 6, lossOptions: LossOptions = LossOptions()
 ) throws -> (params: [[Float]], losses: [Float], correct: [Int]) {
     var s = StrategyConfig()
     s.dp = dp
@@ -57,6 +57,7 @@ private func trainTP(
     s.splitClassifier = splitClassifier
     let model = try tpModel()
     let t = try Trainer(model: model, loss: .crossEntropy, optimizer: optimizer.config, strategy: s)
+    try t.setLossOptions(lossOptions)
     var params: [[Float]] = []
     var losses: [Float] = []
     var correct: [Int] = []
@@ -128,6 +129,28 @@ struct TensorParallelTests {
                 #expect(d <= Self.tolerance * Double(k + 1), "\(l) \(optimizer) step \(k): relative Δ = \(d)")
                 #expect(abs(got.losses[k] - serial.losses[k]) <= 1e-4 * max(1, abs(serial.losses[k])))
                 #expect(got.correct[k] == serial.correct[k], "\(l) step \(k): \(got.correct[k]) hits vs \(serial.correct[k])")
+            }
+        }
+    }
+
+    /// Class weights and label smoothing on the sharded logits (each rank
+    /// weighs its classes; the smoothing sum crosses the shards): serial
+    /// within the same tolerance, alone and in a hybrid.
+    @Test func weightedSmoothedSplitClassifierMatchesSerial() throws {
+        var options = LossOptions()
+        options.classWeights = [0.5, 2, 1, 3]
+        options.labelSmoothing = 0.1
+        let serial = try trainTP(deterministic: true, optimizer: .adamW, lossOptions: options)
+        let plain = try trainTP(deterministic: true, optimizer: .adamW)
+        // The options change the training (else this test would prove nothing).
+        #expect(relativeDifference(plain.params[5], serial.params[5]) > 1e-3)
+        for l in [(dp: 1, pp: 1, tp: 2, m: 1), (dp: 1, pp: 1, tp: 4, m: 1), (dp: 2, pp: 2, tp: 2, m: 2)] {
+            let got = try trainTP(
+                dp: l.dp, pp: l.pp, tp: l.tp, m: l.m, deterministic: true, splitClassifier: true, optimizer: .adamW, lossOptions: options)
+            for k in 0..<got.params.count {
+                let d = relativeDifference(got.params[k], serial.params[k])
+                #expect(d <= Self.tolerance * Double(k + 1), "\(l) step \(k): relative Δ = \(d)")
+                #expect(abs(got.losses[k] - serial.losses[k]) <= 1e-4 * max(1, abs(serial.losses[k])))
             }
         }
     }

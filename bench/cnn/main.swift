@@ -3,10 +3,10 @@
 // tools/bench_report.py. bench/cnn_fmnist.py measures the same step against
 // PyTorch.
 //
-// The network: Conv(1→16, 3×3, pad 1) ReLU MaxPool2 · Conv(16→32, 3×3,
-// pad 1) ReLU MaxPool2 · Flatten · Linear(1568→10), cross-entropy, SGD with
-// momentum 0.9, batch 128 (the issue's, without its BatchNorm: parml has no
-// batch_norm yet). Inputs (128, 1, 28, 28) of fixed pseudo-random values.
+// The network: Conv(1→16, 3×3, pad 1) BN ReLU MaxPool2 · Conv(16→32, 3×3,
+// pad 1) BN ReLU MaxPool2 · Flatten · Linear(1568→10), cross-entropy, SGD
+// with momentum 0.9, batch 128: the issue's. Inputs (128, 1, 28, 28) of
+// fixed pseudo-random values.
 //
 // - cnn_fmnist_b128_t{1,2}_of_conv_bound: samples/s of the whole step on 1
 //   and 2 OpenBLAS threads; baseline: the same step's two convolutions
@@ -37,9 +37,11 @@ let rounds = 7
 func cnn() throws -> Model {
     let m = Model()
     try m.add(try Conv2d(inChannels: 1, outChannels: 16, kernel: (3, 3), padding: (1, 1)))
+    try m.add(try BatchNorm(channels: 16))
     try m.add(Activation(.relu))
     try m.add(try MaxPool2d(kernel: (2, 2)))
     try m.add(try Conv2d(inChannels: 16, outChannels: 32, kernel: (3, 3), padding: (1, 1)))
+    try m.add(try BatchNorm(channels: 32))
     try m.add(Activation(.relu))
     try m.add(try MaxPool2d(kernel: (2, 2)))
     try m.add(Flatten())

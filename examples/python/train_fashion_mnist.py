@@ -8,6 +8,7 @@ end.
 
 usage: train_fashion_mnist.py [--data DIR] [--epochs N] [--dp N] [--zero S]
                               [--deterministic] [--batch-size N]
+                              [--compression none|bf16|fp16] [--local-steps H]
 
 Run from the repository after `make lib` (the package finds
 .build/release/libparml.so from its source tree), or with the package
@@ -58,6 +59,9 @@ def main() -> int:
     ap.add_argument("--deterministic", action="store_true",
                     help="layout-invariant mode: any --dp/--pp/--zero gives serial training's bits")
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--compression", choices=["none", "bf16", "fp16"], default="none",
+                    help="the dp gradient sum's wire format (16-bit with error feedback; docs/communication.md)")
+    ap.add_argument("--local-steps", type=int, default=1, help="local SGD: steps between parameter averages")
     args = ap.parse_args()
 
     data = Path(args.data)
@@ -94,7 +98,7 @@ def main() -> int:
     )
     strategy = parml.Strategy(
         dp=args.dp, pp=args.pp, tp=args.tp, micro_batches=args.micro_batches, schedule=args.schedule, zero=args.zero,
-        deterministic=args.deterministic, seed=7,
+        deterministic=args.deterministic, seed=7, gradient_compression=args.compression, local_steps=args.local_steps,
     )
     print(f"parml {parml.library_version()}  OpenBLAS kernels: {parml.blas_core()}  "
           f"parameters: {model.num_params}  train {len(train)}  validation {len(val)} (held out of the "

@@ -43,6 +43,9 @@ static void test_version_and_status(void) {
         {PARML_ERR_INTERNAL, "PARML_ERR_INTERNAL"},
         {PARML_ERR_COMMUNICATION, "PARML_ERR_COMMUNICATION"},
         {PARML_ERR_NONFINITE, "PARML_ERR_NONFINITE"},
+        {PARML_ERR_AUTH_MISSING, "PARML_ERR_AUTH_MISSING"},
+        {PARML_ERR_AUTH_KEY, "PARML_ERR_AUTH_KEY"},
+        {PARML_ERR_AUTH_FAILED, "PARML_ERR_AUTH_FAILED"},
     };
     const char *seen[sizeof codes / sizeof codes[0]];
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -58,7 +61,7 @@ static void test_version_and_status(void) {
         }
         for (size_t j = 0; j < i; j++) CHECK(seen[j] != s && (s == NULL || strcmp(seen[j], s) != 0), "codes %zu and %zu share text", i, j);
     }
-    const char *unknown[] = {parml_status_string(13), parml_status_string(-1), parml_status_string(1000),
+    const char *unknown[] = {parml_status_string(PARML_ERR_AUTH_FAILED + 1), parml_status_string(-1), parml_status_string(1000),
                              parml_status_string(INT32_MIN)};
     for (size_t i = 0; i < 4; i++)
         CHECK(unknown[i] != NULL && strcmp(unknown[i], "unknown status") == 0, "unknown code -> '%s'",
@@ -2377,6 +2380,33 @@ static void test_null_frees(void) {
     t_passed++; /* reaching here is the check */
 }
 
+/* The DP accountant: the issue's points as Google's dp-accounting 0.6.0
+   computes them (q = 256/60000, delta = 1e-5), the inverse, and refusals
+   that leave the output untouched. */
+static void test_privacy_accounting(void) {
+    const double q = 256.0 / 60000.0;
+    const struct { double sigma; int64_t steps; double eps; } pts[] = {
+        {1.12, 14062, 2.5185897836275464}, {0.6, 7031, 8.776576174145774}, {1.2, 2343, 0.9316224823355022}};
+    for (size_t i = 0; i < sizeof pts / sizeof pts[0]; i++) {
+        double eps = -1;
+        OK(parml_privacy_epsilon(q, pts[i].sigma, pts[i].steps, 1e-5, &eps));
+        CHECK(fabs(eps - pts[i].eps) < 1e-6, "sigma %g, %lld steps: epsilon %.9f, dp-accounting %.9f", pts[i].sigma,
+              (long long)pts[i].steps, eps, pts[i].eps);
+        double sigma = -1;
+        OK(parml_privacy_noise_multiplier(pts[i].eps, q, pts[i].steps, 1e-5, &sigma));
+        CHECK(fabs(sigma - pts[i].sigma) < 1e-4, "noise for epsilon %g: %.6f, expected %g", pts[i].eps, sigma, pts[i].sigma);
+    }
+    double out = 42;
+    CHECK(parml_privacy_epsilon(0, 1, 10, 1e-5, &out) == PARML_ERR_INVALID_ARGUMENT && out == 42, "q = 0 accepted");
+    CHECK(strstr(parml_last_error(), "sampling rate q") != NULL, "message: %s", parml_last_error());
+    CHECK(parml_privacy_epsilon(0.1, -1, 10, 1e-5, &out) == PARML_ERR_INVALID_ARGUMENT && out == 42, "sigma < 0 accepted");
+    CHECK(parml_privacy_epsilon(0.1, 1, -1, 1e-5, &out) == PARML_ERR_INVALID_ARGUMENT && out == 42, "steps < 0 accepted");
+    CHECK(parml_privacy_epsilon(0.1, 1, 10, 1.0, &out) == PARML_ERR_INVALID_ARGUMENT && out == 42, "delta = 1 accepted");
+    CHECK(parml_privacy_epsilon(0.1, 1, 10, 1e-5, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL epsilon_out accepted");
+    CHECK(parml_privacy_noise_multiplier(0, 0.1, 10, 1e-5, &out) == PARML_ERR_INVALID_ARGUMENT && out == 42, "target 0 accepted");
+    CHECK(parml_privacy_noise_multiplier(1, 0.1, 0, 1e-5, &out) == PARML_ERR_INVALID_ARGUMENT && out == 42, "0 steps accepted");
+}
+
 int main(void) {
     test_freed_handle_never_aliases();
     test_version_and_status();
@@ -2407,6 +2437,7 @@ int main(void) {
     test_split_classifier();
     test_interleaved_refusals();
     test_blas();
+    test_privacy_accounting();
     test_null_frees();
     rmdir(scratch_dir());
     printf("%d passed, %d failed\n", t_passed, t_failed);

@@ -433,12 +433,90 @@ static void test_files_written_by_0_2(void) {
     parml_model_free(cm);
 }
 
+/* Authenticated files: the keyed calls round-trip; each mismatch has its
+   code; the key never shows in a message. The bytes are changed and their
+   crc32 recomputed, as an attacker who knows CRC-32 but not the key would. */
+static void reseal(unsigned char *b, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i + 5 < n; i++) {
+        c ^= b[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    c ^= 0xFFFFFFFFu;
+    for (int i = 0; i < 4; i++) b[n - 4 + i] = (unsigned char)(c >> (8 * i));
+}
+
+static void test_authenticated_files(void) {
+    static const char key[] = "c-test-key-0123456789abcdefghij", other[] = "c-other-key-0123456789abcdefghi";
+    parml_model m = every_kind(5), back = NULL;
+    char path[512];
+    scratch_path(path, sizeof path, "signed.pb");
+    OK(parml_model_save_authenticated(m, path, key, strlen(key)));
+    OK(parml_model_load_authenticated(path, key, strlen(key), &back));
+    float *y1 = predict(m), *y2 = back ? predict(back) : NULL;
+    CHECK(y2 && memcmp(y1, y2, BATCH * OUT * sizeof *y1) == 0, "the authenticated model predicts other bits");
+    parml_model none = NULL;
+    CHECK(parml_model_load(path, &none) == PARML_ERR_AUTH_KEY && none == NULL, "loaded without its key: %s", parml_last_error());
+    CHECK(parml_model_load_authenticated(path, other, strlen(other), &none) == PARML_ERR_AUTH_KEY, "other key: %s", parml_last_error());
+    CHECK(strstr(parml_last_error(), other) == NULL && strstr(parml_last_error(), key) == NULL, "a key in the message");
+    CHECK(parml_model_load_authenticated(path, key, 15, &none) == PARML_ERR_INVALID_ARGUMENT, "a 15-byte key was taken");
+    CHECK(parml_model_load_authenticated(path, NULL, 32, &none) == PARML_ERR_INVALID_ARGUMENT, "a NULL key was taken");
+
+    void *buf = NULL, *plain = NULL;
+    size_t len = 0, plen = 0, flen = 0;
+    OK(parml_model_serialize_authenticated(m, key, strlen(key), &buf, &len));
+    OK(parml_model_serialize(m, &plain, &plen));
+    unsigned char *file = read_all(path, &flen);
+    CHECK(file && flen == len && memcmp(file, buf, len) == 0 && len == plen + 46, "serialized %zu, file %zu, plain %zu", len, flen, plen);
+    CHECK(parml_model_deserialize_authenticated(plain, plen, key, strlen(key), &none) == PARML_ERR_AUTH_MISSING,
+          "a plain file with a key: %s", parml_last_error());
+    if (len > 100) {
+        unsigned char *b = buf;
+        b[len / 2] ^= 0x20; /* a parameter bit */
+        CHECK(parml_model_deserialize_authenticated(buf, len, key, strlen(key), &none) == PARML_ERR_FORMAT, "damage past the CRC");
+        reseal(b, len);
+        CHECK(parml_model_deserialize_authenticated(buf, len, key, strlen(key), &none) == PARML_ERR_AUTH_FAILED,
+              "an altered file: %s", parml_last_error());
+    }
+
+    /* Checkpoints. */
+    parml_trainer t = make_trainer(m, 1, 0), u = make_trainer(back ? back : m, 1, 0);
+    run_steps(t, 0, 1);
+    char ckpt[512];
+    scratch_path(ckpt, sizeof ckpt, "signed.ckpt");
+    OK(parml_trainer_save_checkpoint_authenticated(t, ckpt, key, strlen(key)));
+    CHECK(parml_trainer_load_checkpoint(u, ckpt) == PARML_ERR_AUTH_KEY, "checkpoint without its key: %s", parml_last_error());
+    OK(parml_trainer_load_checkpoint_authenticated(u, ckpt, key, strlen(key)));
+    int64_t steps = 0;
+    OK(parml_trainer_step_count(u, &steps));
+    CHECK(steps == 1, "resumed at step %lld", (long long)steps);
+    void *cb = NULL;
+    size_t clen = 0;
+    OK(parml_trainer_serialize_checkpoint_authenticated(t, key, strlen(key), &cb, &clen));
+    OK(parml_trainer_deserialize_checkpoint_authenticated(u, cb, clen, key, strlen(key)));
+    CHECK(parml_trainer_deserialize_checkpoint_authenticated(u, cb, clen, other, strlen(other)) == PARML_ERR_AUTH_KEY, "other key");
+
+    parml_buffer_free(cb);
+    parml_trainer_free(t);
+    parml_trainer_free(u);
+    remove(ckpt);
+    free(file);
+    parml_buffer_free(buf);
+    parml_buffer_free(plain);
+    free(y1);
+    free(y2);
+    remove(path);
+    parml_model_free(m);
+    parml_model_free(back);
+}
+
 int main(void) {
     test_model_round_trip();
     test_tensor_round_trip();
     test_checkpoint_resume();
     test_fit_continues_across_calls_and_checkpoints();
     test_files_written_by_0_2();
+    test_authenticated_files();
     rmdir(scratch_dir());
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;

@@ -5,8 +5,10 @@
  * call the same code). Input layout: fuzz_files_input.h.
  *
  * What fails the run (abort, so libFuzzer records a crash): any sanitizer
- * report; a failure with a status other than FORMAT, OUT_OF_MEMORY or (a
- * checkpoint of another model or optimizer) INVALID_ARGUMENT, or with a
+ * report; a failure with a status other than FORMAT, OUT_OF_MEMORY, (a
+ * checkpoint of another model or optimizer) INVALID_ARGUMENT, or (an input
+ * with an auth field, or any input given a key) AUTH_MISSING, AUTH_KEY and
+ * AUTH_FAILED, or with a
  * message that does not name the call, or that wrote *out; a loaded model
  * or tensor that cannot be inspected; a failed checkpoint restore that
  * changed the trainer.
@@ -29,7 +31,8 @@ static void fail(const char *what, parml_status st) {
 }
 
 static void expect_clean_failure(parml_status st, const char *fn, int out_untouched) {
-    if (st != PARML_ERR_FORMAT && st != PARML_ERR_OUT_OF_MEMORY && st != PARML_ERR_INVALID_ARGUMENT)
+    if (st != PARML_ERR_FORMAT && st != PARML_ERR_OUT_OF_MEMORY && st != PARML_ERR_INVALID_ARGUMENT &&
+        st != PARML_ERR_AUTH_MISSING && st != PARML_ERR_AUTH_KEY && st != PARML_ERR_AUTH_FAILED)
         fail("unexpected status", st);
     if (strstr(parml_last_error(), fn) == NULL) fail("message does not name the call", st);
     if (!out_untouched) fail("*out written on failure", st);
@@ -47,6 +50,20 @@ static void load_model(const uint8_t *p, size_t n) {
     if ((st = parml_model_num_params(m, &count)) != PARML_OK || count < 0) fail("num_params of a loaded model", st);
     if ((st = parml_model_summary(m, &text)) != PARML_OK) fail("summary of a loaded model", st);
     parml_buffer_free(text);
+    parml_model_free(m);
+}
+
+/* The authenticated loader with a fixed key: the tag is checked before the
+   parser runs, so a fuzzer cannot reach it without the key; this walks the
+   field-locating code in front of it. */
+static void load_model_with_key(const uint8_t *p, size_t n) {
+    static const char key[] = "fuzz-files-key-0123456789abcdef";
+    parml_model m = (parml_model)SENTINEL;
+    parml_status st = parml_model_deserialize_authenticated(p, n, key, sizeof key - 1, &m);
+    if (st != PARML_OK) {
+        expect_clean_failure(st, "parml_model_deserialize_authenticated", m == (parml_model)SENTINEL);
+        return;
+    }
     parml_model_free(m);
 }
 
@@ -91,7 +108,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     switch (kind) {
     case FF_MODEL:
-    case FF_MODEL_SEALED: load_model(p, n); break;
+    case FF_MODEL_SEALED:
+        load_model(p, n);
+        load_model_with_key(p, n);
+        break;
     case FF_TENSOR: load_tensor(p, n); break;
     default: load_checkpoint(p, n); break;
     }

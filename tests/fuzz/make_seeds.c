@@ -6,6 +6,8 @@
  *                          a few invalid ones
  *   corpus/fuzz_files/     model, tensor and checkpoint buffers, whole and
  *                          as bodies for the harness to seal, and damaged ones
+ *   corpus/fuzz_formats/   .npy pairs of several dtypes, .npz archives (stored
+ *                          and deflated), CSV tables, and broken ones
  * Usage: make_seeds DIR   (DIR = tests/fuzz/corpus; `make fuzz-seeds` runs it).
  * Needs zlib only for the gzip seeds (linked with -lz).
  */
@@ -68,11 +70,12 @@ static struct buf labels(uint32_t n, int k) {
     return o;
 }
 
-static struct buf gz(const struct buf *in) {
+/* `in` deflated with zlib's window_bits: 15 + 16 a gzip file, -15 raw. */
+static struct buf deflated(const struct buf *in, int window_bits) {
     struct buf o = {{0}, 0};
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
+    if (deflateInit2(&z, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
     z.next_in = (Bytef *)in->b;
     z.avail_in = (uInt)in->n;
     z.next_out = o.b;
@@ -82,6 +85,8 @@ static struct buf gz(const struct buf *in) {
     deflateEnd(&z);
     return o;
 }
+
+static struct buf gz(const struct buf *in) { return deflated(in, 15 + 16); }
 
 /* A fuzz_idx input: images length (2 bytes LE), images, labels. */
 static void idx_pair(const char *name, const struct buf *images, const struct buf *lab) {
@@ -363,6 +368,163 @@ static void files_seeds(void) {
     parml_model_free(every);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* .npy, .npz, CSV                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A .npy v1 image: magic, version, header length, the dict padded to a
+ * multiple of 64 bytes, then `payload` bytes (a pattern, or `bytes`). */
+static struct buf npy_order(const char *descr, int fortran, const char *shape, size_t payload, const uint8_t *bytes) {
+    struct buf o = {{0}, 0};
+    char dict[160];
+    int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr,
+                       fortran ? "True" : "False", shape);
+    size_t padded = (10 + (size_t)len + 1 + 63) / 64 * 64;
+    memcpy(o.b, "\x93NUMPY\x01\x00", 8);
+    o.b[8] = (uint8_t)(padded - 10);
+    o.b[9] = (uint8_t)((padded - 10) >> 8);
+    memcpy(o.b + 10, dict, (size_t)len);
+    memset(o.b + 10 + len, ' ', padded - 11 - (size_t)len);
+    o.b[padded - 1] = '\n';
+    o.n = padded;
+    for (size_t i = 0; i < payload; i++) o.b[o.n++] = bytes ? bytes[i] : (uint8_t)(i * 29 % 61);
+    return o;
+}
+
+static struct buf npy(const char *descr, const char *shape, size_t payload, const uint8_t *bytes) {
+    return npy_order(descr, 0, shape, payload, bytes);
+}
+
+/* A fuzz_formats input: the reader byte, then that reader's bytes. */
+static void formats_seed(const char *name, int mode, const struct buf *a, const struct buf *b) {
+    static uint8_t out[3 + 2 * 4096];
+    size_t n = 0;
+    out[n++] = (uint8_t)mode;
+    if (mode == 0) {
+        out[n++] = (uint8_t)a->n;
+        out[n++] = (uint8_t)(a->n >> 8);
+    }
+    memcpy(out + n, a->b, a->n);
+    n += a->n;
+    if (b) {
+        memcpy(out + n, b->b, b->n);
+        n += b->n;
+    }
+    write_seed("fuzz_formats", name, out, n);
+}
+
+static void le16(struct buf *o, unsigned v) {
+    o->b[o->n++] = (uint8_t)v;
+    o->b[o->n++] = (uint8_t)(v >> 8);
+}
+
+static void le32(struct buf *o, uint32_t v) {
+    le16(o, v & 0xFFFF);
+    le16(o, v >> 16);
+}
+
+/* Raw deflate (as zip stores it) of `in`: gz's deflate without the gzip wrapper. */
+static struct buf raw_deflate(const struct buf *in) { return deflated(in, -15); }
+
+/* The fields a zip local header and central entry share: version needed,
+ * flags, method, time, CRC, sizes, name length 5, extra length 0; then
+ * the name, when given (the central entry puts more fields before it). */
+static void zip_fields(struct buf *o, int compress, uint32_t crc, uint32_t packed, uint32_t size, const char *name) {
+    le16(o, 20);
+    le16(o, 0);
+    le16(o, compress ? 8 : 0);
+    le32(o, 0);
+    le32(o, crc);
+    le32(o, packed);
+    le32(o, size);
+    le16(o, 5);
+    le16(o, 0);
+    if (name) {
+        memcpy(o->b + o->n, name, 5);
+        o->n += 5;
+    }
+}
+
+/* A zip of members x.npy and y.npy, stored or deflated. */
+static struct buf npz(const struct buf *x, const struct buf *y, int compress) {
+    struct buf o = {{0}, 0};
+    const struct buf *plain[2] = {x, y};
+    const char *names[2] = {"x.npy", "y.npy"};
+    uint32_t offsets[2], crcs[2], sizes[2];
+    struct buf packed[2];
+    for (int i = 0; i < 2; i++) {
+        packed[i] = compress ? raw_deflate(plain[i]) : *plain[i];
+        crcs[i] = (uint32_t)crc32(0, plain[i]->b, (uInt)plain[i]->n);
+        sizes[i] = (uint32_t)plain[i]->n;
+        offsets[i] = (uint32_t)o.n;
+        le32(&o, 0x04034b50);
+        zip_fields(&o, compress, crcs[i], (uint32_t)packed[i].n, sizes[i], names[i]);
+        memcpy(o.b + o.n, packed[i].b, packed[i].n);
+        o.n += packed[i].n;
+    }
+    uint32_t dir = (uint32_t)o.n;
+    for (int i = 0; i < 2; i++) {
+        /* The central entry: "made by" version, the local header's fields,
+         * then comment length, disk, attributes and the local offset. */
+        le32(&o, 0x02014b50);
+        le16(&o, 20);
+        zip_fields(&o, compress, crcs[i], (uint32_t)packed[i].n, sizes[i], NULL);
+        for (int k = 0; k < 3; k++) le16(&o, 0);
+        le32(&o, 0);
+        le32(&o, offsets[i]);
+        memcpy(o.b + o.n, names[i], 5);
+        o.n += 5;
+    }
+    uint32_t dir_size = (uint32_t)o.n - dir;
+    le32(&o, 0x06054b50);
+    le32(&o, 0);
+    le16(&o, 2);
+    le16(&o, 2);
+    le32(&o, dir_size);
+    le32(&o, dir);
+    le16(&o, 0);
+    return o;
+}
+
+static struct buf text(const char *t) {
+    struct buf o = {{0}, 0};
+    o.n = strlen(t);
+    memcpy(o.b, t, o.n);
+    return o;
+}
+
+static void formats_seeds(void) {
+    const uint8_t y8[4] = {0, 1, 2, 1};
+    struct buf x = npy("<f4", "(4, 3)", 48, NULL), y = npy("|u1", "(4,)", 4, y8);
+    formats_seed("npy_float32_uint8", 0, &x, &y);
+    struct buf xu8 = npy("|u1", "(4, 2, 2)", 16, NULL), y64 = npy("<i8", "(4,)", 32, NULL);
+    formats_seed("npy_uint8_int64", 0, &xu8, &y64);
+    struct buf xf16 = npy("<f2", "(4, 3)", 24, NULL), yf = npy("<f8", "(4, 2)", 64, NULL);
+    formats_seed("npy_float16_float64", 0, &xf16, &yf);
+    struct buf xb = npy("|b1", "(4, 1)", 4, y8), y32 = npy("<i4", "(4,)", 16, NULL);
+    formats_seed("npy_bool_int32", 0, &xb, &y32);
+    struct buf fortran = npy_order("<f4", 1, "(4, 3)", 48, NULL);
+    formats_seed("npy_fortran", 0, &fortran, &y);
+    struct buf cut = x;
+    cut.n -= 7;
+    formats_seed("npy_truncated", 0, &cut, &y);
+    struct buf obj = npy("|O", "(4, 3)", 48, NULL);
+    formats_seed("npy_object", 0, &obj, &y);
+    struct buf stored = npz(&x, &y, 0), packed = npz(&x, &y, 1);
+    formats_seed("npz_stored", 1, &stored, NULL);
+    formats_seed("npz_deflated", 1, &packed, NULL);
+    struct buf npz_cut = packed;
+    npz_cut.n -= 30;
+    formats_seed("npz_truncated", 1, &npz_cut, NULL);
+    struct buf a = text("a,b,label\n1,2.5,0\n-3e2,4,1\n\n5,\"6\",2\r\n");
+    formats_seed("csv_header", 2, &a, NULL);
+    struct buf r = text("a,b,label\n1,2,0\n3,4\n");
+    formats_seed("csv_ragged", 2, &r, NULL);
+    struct buf w = text("a,b,label\n1,x,0\n");
+    formats_seed("csv_word", 2, &w, NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
@@ -377,8 +539,11 @@ int main(int argc, char **argv) {
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/fuzz_files", root);
     mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/fuzz_formats", root);
+    mkdir(path, 0755);
     idx_seeds();
     strategy_seeds();
     files_seeds();
+    formats_seeds();
     return 0;
 }

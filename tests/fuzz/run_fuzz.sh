@@ -24,7 +24,7 @@ echo "== $target: $seconds s (corpus $corpus)"
 rc=$?
 grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|peak_rss_mb)' "$log" | sed "s/^/   $target /"
 if [ $rc -ne 0 ]; then
-    grep -E -B2 -A30 'ERROR: |==[0-9]+== ?ERROR|runtime error:|ALARM|fuzz_(idx|strategy|files):' "$log" | head -80
+    grep -E -B2 -A30 'ERROR: |==[0-9]+== ?ERROR|runtime error:|ALARM|fuzz_(idx|strategy|files|formats):' "$log" | head -80
     grep -E 'Test unit written|artifact' "$log"
     echo "FAIL  $target (exit $rc; log ${log#"$ROOT"/})"
     exit 1

@@ -23,10 +23,13 @@
 #      a Python host running fit under mpirun; checkpoints saved under MPI
 #      resume on the threads backend as the uninterrupted run; local batches
 #      (each process passes its replica's rows) train to the same bits, and
-#      wrong rows fail on every process; and a GPT with a tied classifier
+#      wrong rows fail on every process (also with class weights, whose
+#      mean sums the replicas' class counts); and a GPT with a tied classifier
 #      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads;
-#      so does a CNN whose convolutions tp splits, fit over augmented images
-#      (tests/mpi/py_cnn.py) in dp, tp and pp x tp.
+#      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
+#      threads and serial; and gradient compression (bf16, fp16) and local SGD
+#      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
+#      splits, fit over augmented images (tests/mpi/py_cnn_tp.py) in dp, tp and pp x tp.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -289,6 +292,14 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     local_batches "dp 2 ZeRO-1" 2 1 1 1 1f1b 1
     local_batches "dp 2 x pp 2 ZeRO-2" 2 2 1 2 1f1b 2
     local_batches "dp 2 x tp 2" 2 1 2 1 gpipe 0
+    # Class weights: each replica holds other classes; the weighted mean's
+    # denominator is summed over the replicas' class counts.
+    export TRAIN_HOST_CLASS_WEIGHTS=1
+    local_batches "dp 2 ZeRO-1, class weights and label smoothing" 2 1 1 1 1f1b 1
+    local_batches "dp 2 x pp 2, class weights and label smoothing" 2 2 1 2 1f1b 0
+    export PARML_TEST_SPLIT_CLASSIFIER=1
+    train "dp 2 x tp 2, split classifier, class weights and label smoothing" "" 2 1 2 1 1f1b 1
+    unset PARML_TEST_SPLIT_CLASSIFIER TRAIN_HOST_CLASS_WEIGHTS
     if TRAIN_HOST_LOCAL=wrong timeout 60 mpirun -np 2 -x TRAIN_HOST_LOCAL "$WORK/train_host" mpi 2 1 1 1 1f1b 0 \
         "$WORK/wrong.bin" > "$WORK/wrong.txt" 2>&1; then
         fail "local batches with the wrong rows must fail" "$WORK/wrong.txt"
@@ -333,14 +344,31 @@ for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2
         fail "GPT with a tied classifier, $1 under mpirun -np $2" "$WORK/pygpt.txt"
     fi
 done
+for mode in bf16 fp16 local3; do
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
+        python3 "$HERE/py_comm.py" "$mode" > "$WORK/pycomm.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycomm.txt")" -eq 2 ]; then
+        pass "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit"
+    else
+        fail "dp 2 with $mode under mpirun -np 2" "$WORK/pycomm.txt"
+    fi
+done
+for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
+    set -- $case
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
+        python3 "$HERE/py_cnn.py" "$1" > "$WORK/pycnn.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnn.txt")" -eq "$2" ]; then
+        pass "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit"
+    else
+        fail "CNN with batch_norm, $1 under mpirun -np $2" "$WORK/pycnn.txt"
+    fi
+done
 
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
     if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
-        python3 "$HERE/py_cnn.py" "$1" > "$WORK/pycnn.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnn.txt")" -eq "$2" ]; then
+        python3 "$HERE/py_cnn_tp.py" "$1" > "$WORK/pycnntp.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnntp.txt")" -eq "$2" ]; then
         pass "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
     else
-        fail "CNN (conv pair, augmented fit), $1 under mpirun -np $2" "$WORK/pycnn.txt"
+        fail "CNN (conv pair, augmented fit), $1 under mpirun -np $2" "$WORK/pycnntp.txt"
     fi
 done
 

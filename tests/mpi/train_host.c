@@ -104,11 +104,26 @@ int main(int argc, char **argv) {
     s.watchdog_seconds = watchdog ? atof(watchdog) : 30;
     parml_trainer tr = NULL;
     OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+    /* TRAIN_HOST_CLASS_WEIGHTS=1: a class-weighted, smoothed loss (its mean
+     * is over the global batch's weight, which local batches must sum). */
+    const char *weighted = getenv("TRAIN_HOST_CLASS_WEIGHTS");
+    if (weighted && strcmp(weighted, "1") == 0) {
+        static const float class_weights[C] = {0.25f, 2.0f, 1.0f, 4.0f};
+        parml_loss_params lp;
+        OK(parml_loss_params_init(&lp));
+        lp.class_weights = class_weights;
+        lp.num_class_weights = C;
+        lp.label_smoothing = 0.1f;
+        OK(parml_trainer_set_loss(tr, &lp));
+    }
 
     float *x = malloc((size_t)N * (size_t)F * sizeof *x), y[N], loss = 0;
     if (!x) return 1;
     for (int i = 0; i < N * F; i++) x[i] = sinf((float)i * 0.37f);
     for (int i = 0; i < N; i++) y[i] = (float)((i * 3) % C);
+    /* Weighted: class 3 only in the first rows, so replicas of local batches see other mixes. */
+    if (weighted && strcmp(weighted, "1") == 0)
+        for (int i = N / 2; i < N; i++) y[i] = y[i] == 3 ? 1 : y[i];
     /* TRAIN_HOST_LOCAL=1 (MPI): pass only this replica's rows. */
     int64_t first = 0, rows = N;
     const char *local = getenv("TRAIN_HOST_LOCAL");

@@ -6,8 +6,9 @@
 #         1. SwiftPM builds everything with --sanitize=address in .build-asan,
 #            the C targets (element-wise kernels, BLAS loader) also with
 #            -fsanitize=undefined; runs every Swift test (swift-testing);
-#         2. builds the C ABI tests test_api, test_bad_input, test_files and
-#            test_concurrency with clang -fsanitize=address,undefined against
+#         2. builds the C ABI tests test_api, test_bad_input, test_files,
+#            test_formats and test_concurrency with clang
+#            -fsanitize=address,undefined against
 #            that build's libparml.so and runs them.
 #   tsan  ThreadSanitizer:
 #         3. SwiftPM builds with --sanitize=thread in .build-tsan; runs the
@@ -138,7 +139,7 @@ if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
         EXTRA_LIBS=()
         echo "== C ABI tests, clang -fsanitize=address,undefined against .build-asan/debug/libparml.so"
         c_config "address+leak+undefined" asan "$ROOT/.build-asan/debug" "ASAN_OPTIONS=$ASAN_COMMON" \
-            -fsanitize=address,undefined -- test_api test_bad_input test_concurrency test_files
+            -fsanitize=address,undefined -- test_api test_bad_input test_concurrency test_files test_formats
     fi
 fi
 

@@ -21,6 +21,7 @@ typedef struct Parml__Attribute__Ints Parml__Attribute__Ints;
 typedef struct Parml__Layer Parml__Layer;
 typedef struct Parml__Layer__AttributesEntry Parml__Layer__AttributesEntry;
 typedef struct Parml__Model Parml__Model;
+typedef struct Parml__Authentication Parml__Authentication;
 typedef struct Parml__Schedule Parml__Schedule;
 typedef struct Parml__OptimizerState Parml__OptimizerState;
 typedef struct Parml__Layout Parml__Layout;
@@ -264,6 +265,10 @@ struct  Parml__Model
   size_t n_layers;
   Parml__Layer **layers;
   /*
+   * Set by authenticated saves only, just before crc32 (docs/file-format.md).
+   */
+  Parml__Authentication *auth;
+  /*
    * CRC-32 (zlib's crc32, the one of gzip and PNG) of every byte of the file
    * before this field, which is written last: a truncated or damaged file
    * fails the check instead of loading as a different model.
@@ -272,7 +277,30 @@ struct  Parml__Model
 };
 #define PARML__MODEL__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__model__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, NULL, 0 }
+
+
+/*
+ * A keyed tag that proves who wrote a file (since parml 0.3): the last field
+ * before crc32 of a Model or Checkpoint saved with a key. Readers given the
+ * key recompute both values; readers without one refuse the file (parml) or
+ * ignore the field (other protobuf readers).
+ */
+struct  Parml__Authentication
+{
+  ProtobufCMessage base;
+  /*
+   * 8 bytes: HMAC-SHA-256(key, "parml key id"), truncated; names the key, reveals nothing of it
+   */
+  ProtobufCBinaryData key_id;
+  /*
+   * 32 bytes: HMAC-SHA-256(key, every byte of the file before this field)
+   */
+  ProtobufCBinaryData hmac_sha256;
+};
+#define PARML__AUTHENTICATION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&parml__authentication__descriptor) \
+    , {0,NULL}, {0,NULL} }
 
 
 /*
@@ -377,13 +405,17 @@ struct  Parml__Checkpoint
    */
   int64_t epoch;
   /*
+   * as in Model
+   */
+  Parml__Authentication *auth;
+  /*
    * as in Model: of every byte before it, written last
    */
   uint32_t crc32;
 };
 #define PARML__CHECKPOINT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__checkpoint__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, NULL, 0, NULL, 0 }
 
 
 /* Parml__Tensor methods */
@@ -467,6 +499,25 @@ Parml__Model *
                       const uint8_t       *data);
 void   parml__model__free_unpacked
                      (Parml__Model *message,
+                      ProtobufCAllocator *allocator);
+/* Parml__Authentication methods */
+void   parml__authentication__init
+                     (Parml__Authentication         *message);
+size_t parml__authentication__get_packed_size
+                     (const Parml__Authentication   *message);
+size_t parml__authentication__pack
+                     (const Parml__Authentication   *message,
+                      uint8_t             *out);
+size_t parml__authentication__pack_to_buffer
+                     (const Parml__Authentication   *message,
+                      ProtobufCBuffer     *buffer);
+Parml__Authentication *
+       parml__authentication__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   parml__authentication__free_unpacked
+                     (Parml__Authentication *message,
                       ProtobufCAllocator *allocator);
 /* Parml__Schedule methods */
 void   parml__schedule__init
@@ -564,6 +615,9 @@ typedef void (*Parml__Layer_Closure)
 typedef void (*Parml__Model_Closure)
                  (const Parml__Model *message,
                   void *closure_data);
+typedef void (*Parml__Authentication_Closure)
+                 (const Parml__Authentication *message,
+                  void *closure_data);
 typedef void (*Parml__Schedule_Closure)
                  (const Parml__Schedule *message,
                   void *closure_data);
@@ -590,6 +644,7 @@ extern const ProtobufCMessageDescriptor parml__layer__descriptor;
 extern const ProtobufCMessageDescriptor parml__layer__attributes_entry__descriptor;
 extern const ProtobufCEnumDescriptor    parml__layer__kind__descriptor;
 extern const ProtobufCMessageDescriptor parml__model__descriptor;
+extern const ProtobufCMessageDescriptor parml__authentication__descriptor;
 extern const ProtobufCMessageDescriptor parml__schedule__descriptor;
 extern const ProtobufCEnumDescriptor    parml__schedule__kind__descriptor;
 extern const ProtobufCMessageDescriptor parml__optimizer_state__descriptor;

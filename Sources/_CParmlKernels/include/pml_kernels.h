@@ -14,6 +14,7 @@
 #define PML_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -73,6 +74,26 @@ void pml_layer_norm_forward(const float *x, const float *gamma, const float *bet
  * dβ += dy over the rows (accumulated: micro-batches add up). */
 void pml_layer_norm_backward(const float *dy, const float *x, const float *mean, const float *rstd, const float *gamma,
                              float *dx, float *dgamma, float *dbeta, size_t rows, size_t cols);
+/* Batch normalisation over x (n, c, s): channel ch is the n·s values
+ * x[i·c·s + ch·s + p]. Sums run in 16 fixed lanes per channel (a lane takes
+ * the same plane offsets in every sample), combined in order, so a piece of
+ * rows gives the same bits in every clone and every layout.
+ * moments: sum[ch] = Σ x, m2[ch] = Σ (x − sum[ch]/(n·s))², both over the piece. */
+void pml_batch_norm_moments(const float *x, size_t n, size_t c, size_t s, float *sum, float *m2);
+/* y = x·scale[ch] + shift[ch] (training and evaluation: the caller folds
+ * mean, 1/sqrt(var + eps), γ and β into the two) */
+void pml_batch_norm_apply(const float *x, size_t n, size_t c, size_t s, const float *scale, const float *shift, float *y);
+/* sum_dy[ch] = Σ dy, sum_dyx[ch] = Σ dy·(x − mean[ch]) over the piece */
+void pml_batch_norm_grad_sums(const float *dy, const float *x, size_t n, size_t c, size_t s, const float *mean, float *sum_dy,
+                              float *sum_dyx);
+/* dx = a[ch]·(dy − mean_dy[ch] − (x − mean[ch])·b[ch]) */
+void pml_batch_norm_input_grad(const float *dy, const float *x, size_t n, size_t c, size_t s, const float *mean, const float *a,
+                               const float *mean_dy, const float *b, float *dx);
+/* 16-bit gradient wire formats (format 1: bfloat16, 2: IEEE half), round to
+ * nearest even. encode: out[i] = q(w[i]) and err[i] += w[i] − q(w[i]);
+ * decode: w[i] = q⁻¹(in[i]), or w[i] += it when add is nonzero. */
+void pml_wire_encode(int32_t format, const float *w, uint16_t *out, float *err, size_t n);
+void pml_wire_decode(int32_t format, const uint16_t *in, float *w, int32_t add, size_t n);
 /* 0 when every x[i] is finite, NaN when one is an infinity or a NaN */
 float pml_nonfinite_probe(const float *x, size_t n);
 

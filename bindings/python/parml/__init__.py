@@ -21,17 +21,22 @@ bindings/python/README.md lists the whole API.
 
 from __future__ import annotations
 
-from . import _capi, schedules
+from . import _capi, privacy, schedules
 from ._lib import LIBRARY_PATH as library_path
 from ._lib import proto_path
 from ._version import __version__
-from .data import Dataset, TokenDataset, load_idx
+from . import data
+from .data import Dataset, TokenDataset, load_csv, load_idx, load_npy, load_npz
 from .errors import (
     BLASError,
     CancelledError,
     ClosedError,
     CommunicationError,
     NonFiniteError,
+    AuthenticationError,
+    MissingTagError,
+    WrongKeyError,
+    TamperedError,
     FormatError,
     InternalError,
     InvalidArgumentError,
@@ -51,7 +56,7 @@ from .model import Model, Sequential, file_info
 from .optim import SGD, Adam, AdamW, Optimizer
 from .strategy import Strategy
 from .tensor import Tensor
-from .trainer import EpochMetrics, Evaluation, History, MemoryReport, Trainer
+from .trainer import EpochMetrics, Evaluation, History, MemoryReport, Metrics, Trainer
 
 
 def library_version() -> str:
@@ -102,16 +107,22 @@ __all__ = [
     "Adam",
     "AdamW",
     "schedules",
+    "privacy",
     "Strategy",
     "Trainer",
     "History",
     "EpochMetrics",
     "Evaluation",
+    "Metrics",
     "MemoryReport",
     # data
     "Dataset",
     "TokenDataset",
     "load_idx",
+    "load_npy",
+    "load_npz",
+    "load_csv",
+    "data",
     "Tensor",
     # errors
     "ParmlError",
@@ -127,6 +138,10 @@ __all__ = [
     "InternalError",
     "CommunicationError",
     "NonFiniteError",
+    "AuthenticationError",
+    "MissingTagError",
+    "WrongKeyError",
+    "TamperedError",
     "ClosedError",
     "LibraryNotFoundError",
     "LibraryVersionError",

@@ -5,7 +5,8 @@ The rule for arrays handed to parml (inputs, targets, parameters):
 - A float32, C-contiguous, aligned, native-byte-order ndarray is used as it
   is: its data pointer goes to C, and no copy is made on the Python side.
   (The C functions that take data, parml_tensor_create and friends, copy it
-  into library-owned memory once; the array may change afterwards.)
+  into library-owned memory once; the array may change afterwards. A
+  Dataset instead borrows its arrays: see parml.Dataset's ``copy``.)
 - Where integers mean something (targets: class indices; inputs: token ids;
   ``as_model_array``), int32 and int64 arrays go in as they are, as typed
   tensors (parml_tensor_create_typed): class indices are exact at any size,
@@ -90,6 +91,11 @@ def as_model_array(value: object, name: str) -> np.ndarray:
 _DTYPES = {np.dtype(np.float32): _capi.PARML_DTYPE_FLOAT32, np.dtype(np.int32): _capi.PARML_DTYPE_INT32,
            np.dtype(np.int64): _capi.PARML_DTYPE_INT64}
 _NUMPY = {code: dt for dt, code in _DTYPES.items()}
+
+
+def dtype_code(dt: object) -> int:
+    """The PARML_DTYPE_* code of float32, int32 or int64."""
+    return _DTYPES[np.dtype(dt)]  # type: ignore[arg-type]
 
 
 def float_pointer(arr: np.ndarray) -> "ctypes._Pointer[c_float]":

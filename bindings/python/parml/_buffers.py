@@ -33,3 +33,11 @@ def as_bytes(data: object, name: str) -> bytes:
 def as_path(path: object) -> bytes:
     """A str or os.PathLike path as the bytes C expects."""
     return os.fsencode(os.fspath(path))  # type: ignore[arg-type]
+
+
+def as_key(key: object) -> bytes:
+    """A key for the authenticated file calls: bytes-like only (a str would
+    leave its encoding to chance). The library checks its length (>= 16)."""
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"key must be bytes, bytearray or memoryview, got {type(key).__name__}")

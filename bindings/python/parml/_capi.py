@@ -114,6 +114,9 @@ PARML_ERR_CANCELLED = 9
 PARML_ERR_INTERNAL = 10
 PARML_ERR_COMMUNICATION = 11
 PARML_ERR_NONFINITE = 12
+PARML_ERR_AUTH_MISSING = 13
+PARML_ERR_AUTH_KEY = 14
+PARML_ERR_AUTH_FAILED = 15
 
 PARML_ACTIVATION_RELU = 1
 PARML_ACTIVATION_GELU = 2
@@ -135,6 +138,7 @@ PARML_LAYER_INPUT_TOKEN_IDS = 2
 
 PARML_LOSS_CROSS_ENTROPY = 1
 PARML_LOSS_MSE = 2
+PARML_LOSS_BCE_WITH_LOGITS = 3
 
 PARML_OPTIMIZER_SGD = 1
 PARML_OPTIMIZER_ADAM = 2
@@ -150,6 +154,9 @@ PARML_PIPELINE_INTERLEAVED_1F1B = 3
 
 PARML_BACKEND_THREADS = 1
 PARML_BACKEND_MPI = 2
+PARML_COMPRESSION_NONE = 0
+PARML_COMPRESSION_BF16 = 1
+PARML_COMPRESSION_FP16 = 2
 
 PARML_TOKENS_RANDOM = 1
 PARML_TOKENS_SEQUENTIAL = 2
@@ -158,6 +165,10 @@ PARML_TOKEN_FILE_UINT8 = 1
 PARML_TOKEN_FILE_UINT16 = 2
 PARML_TOKEN_FILE_UINT32 = 3
 PARML_TOKEN_FILE_INT32 = 4
+
+# What a CSV label column holds (parml_csv_params.label_kind).
+PARML_CSV_LABEL_CLASS = 1
+PARML_CSV_LABEL_VALUE = 2
 
 # ---------------------------------------------------------------------------
 # Opaque handles: one distinct pointer type per kind
@@ -277,6 +288,10 @@ class parml_strategy_params(Structure):
             token embeddings by vocabulary rows; default 0
         virtual_stages: since 0.3; PARML_PIPELINE_INTERLEAVED_1F1B: runs of
             layers per stage (>= 2); default 1
+        gradient_compression: since 0.3; PARML_COMPRESSION_*: the dp gradient
+            sum's wire format (16-bit, with error feedback); default NONE
+        local_steps: since 0.3; local SGD: steps between parameter averages;
+            default 1 (gradients summed every step)
     """
 
     _fields_ = [
@@ -296,6 +311,8 @@ class parml_strategy_params(Structure):
         ("grad_chunk", c_int32),
         ("split_classifier", c_int64),
         ("virtual_stages", c_int64),
+        ("gradient_compression", c_int32),
+        ("local_steps", c_int32),
     ]
 
 
@@ -373,6 +390,9 @@ class parml_fit_params(Structure):
         validation: borrowed for the call; NULL = none
         progress: NULL = no callback
         user_data: passed to progress
+        class_sampling_weights: since 0.3: one weight per class for class-balanced
+            sampling with replacement; NULL = each sample once per epoch
+        num_class_sampling_weights: entries in class_sampling_weights
     """
 
     _fields_ = [
@@ -384,6 +404,8 @@ class parml_fit_params(Structure):
         ("validation", parml_dataset),
         ("progress", parml_progress_fn),
         ("user_data", c_void_p),
+        ("class_sampling_weights", POINTER(c_float)),
+        ("num_class_sampling_weights", c_int64),
     ]
 
 
@@ -422,6 +444,34 @@ class parml_augment_params(Structure):
     ]
 
 
+class parml_csv_params(Structure):
+    """Options of parml_dataset_load_csv. Columns are counted from 0.
+
+    Attributes:
+        struct_size: set by parml_csv_params_init
+        delimiter: the field separator, one byte; default ','
+        has_header: 1 (default): the first non-blank line names the columns
+        label_name: the label column by header name; NULL (default): by label_index
+        label_index: the label column by index; -1 (default) = the last column
+        feature_names: num_features feature columns by header name, or NULL
+        feature_indices: num_features feature columns by index, or NULL
+        num_features: 0 (default): every column but the label, in file order
+        label_kind: PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("delimiter", c_int32),
+        ("has_header", c_int32),
+        ("label_name", c_char_p),
+        ("label_index", c_int64),
+        ("feature_names", POINTER(c_char_p)),
+        ("feature_indices", POINTER(c_int64)),
+        ("num_features", c_int64),
+        ("label_kind", c_int32),
+    ]
+
+
 class parml_attribute(Structure):
     """One named, typed attribute of a layer, for parml_model_add_layer.
 
@@ -446,6 +496,83 @@ class parml_attribute(Structure):
     ]
 
 
+class parml_loss_params(Structure):
+    """What a trainer's loss weighs (parml_trainer_set_loss), PyTorch's meanings.
+
+    Attributes:
+        struct_size: set by parml_loss_params_init
+        class_weights: CROSS_ENTROPY: one weight per class (torch's weight=), copied; NULL = none
+        num_class_weights: entries in class_weights
+        label_smoothing: CROSS_ENTROPY: torch's label_smoothing=, in [0, 1]; default 0
+        pos_weight: BCE_WITH_LOGITS: one weight per output (torch's pos_weight=); NULL = none
+        num_pos_weight: entries in pos_weight
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("class_weights", POINTER(c_float)),
+        ("num_class_weights", c_int64),
+        ("label_smoothing", c_float),
+        ("pos_weight", POINTER(c_float)),
+        ("num_pos_weight", c_int64),
+    ]
+
+
+class parml_metrics_params(Structure):
+    """Options of parml_trainer_evaluate_metrics and the caller's per-class buffers.
+
+    Attributes:
+        struct_size: set by parml_metrics_params_init
+        top_k: top_k_accuracy counts targets among the k largest logits; default 5
+        capacity: classes the buffers hold (confusion: capacity * capacity)
+        confusion: [target * classes + predicted] counts, or NULL
+        support: per class: predictions whose target is the class, or NULL
+        precision: per class, or NULL
+        recall: per class, or NULL
+        f1: per class, or NULL
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("top_k", c_int64),
+        ("capacity", c_int64),
+        ("confusion", POINTER(c_int64)),
+        ("support", POINTER(c_int64)),
+        ("precision", POINTER(c_float)),
+        ("recall", POINTER(c_float)),
+        ("f1", POINTER(c_float)),
+    ]
+
+
+class parml_metrics(Structure):
+    """What parml_trainer_evaluate_metrics measured (scikit-learn's definitions).
+
+    Attributes:
+        struct_size: the caller sets it to sizeof(parml_metrics)
+        classes: the model's classes
+        predictions: samples, or positions of a sequence's logits
+        loss: mean loss, as parml_trainer_evaluate
+        accuracy, top_k_accuracy: fractions of the predictions
+        macro_precision, macro_recall, macro_f1: means over the classes seen
+        weighted_precision, weighted_recall, weighted_f1: means weighted by support
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("classes", c_int64),
+        ("predictions", c_int64),
+        ("loss", c_float),
+        ("accuracy", c_float),
+        ("top_k_accuracy", c_float),
+        ("macro_precision", c_float),
+        ("macro_recall", c_float),
+        ("macro_f1", c_float),
+        ("weighted_precision", c_float),
+        ("weighted_recall", c_float),
+        ("weighted_f1", c_float),
+    ]
+
+
 STRUCT_TYPES = {
     "parml_attribute": parml_attribute,
     "parml_optimizer_params": parml_optimizer_params,
@@ -455,6 +582,10 @@ STRUCT_TYPES = {
     "parml_fit_params": parml_fit_params,
     "parml_token_params": parml_token_params,
     "parml_augment_params": parml_augment_params,
+    "parml_csv_params": parml_csv_params,
+    "parml_loss_params": parml_loss_params,
+    "parml_metrics_params": parml_metrics_params,
+    "parml_metrics": parml_metrics,
 }
 
 # ---------------------------------------------------------------------------
@@ -504,6 +635,20 @@ def parml_dataset_create(inputs: Any, targets: Any, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_dataset_create_borrowed(int32_t inputs_dtype, int64_t const * inputs_dims, ptrdiff_t inputs_ndim, void const * inputs, int32_t targets_dtype, int64_t const * targets_dims, ptrdiff_t targets_ndim, void const * targets, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_create_borrowed",
+    [c_int32, POINTER(c_int64), c_ptrdiff_t, c_void_p, c_int32, POINTER(c_int64), c_ptrdiff_t, c_void_p, POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_create_borrowed(
+    inputs_dtype: int, inputs_dims: Any, inputs_ndim: int, inputs: Any,
+    targets_dtype: int, targets_dims: Any, targets_ndim: int, targets: Any, out: Any, /,
+) -> int:
+    """A dataset reading the caller's float32 inputs and targets in place (kept alive until freed); the caller owns *out."""
+    ...
+
+
 # PARML_API parml_status parml_dataset_create_tokens(parml_tensor ids, int64_t block_size, parml_token_params const * params, parml_dataset * out);
 @ctypes_function(
     "parml_dataset_create_tokens",
@@ -537,6 +682,27 @@ def parml_dataset_input_shape(dataset: Any, dims_out: Any, capacity: int, ndim_o
 @ctypes_function("parml_dataset_load_idx", [c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
 def parml_dataset_load_idx(images_path: bytes, labels_path: bytes, out: Any, /) -> int:
     """Loads an image/label pair of IDX files (gzipped or plain)."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_npy(char const * inputs_path, char const * targets_path, parml_dataset * out);
+@ctypes_function("parml_dataset_load_npy", [c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
+def parml_dataset_load_npy(inputs_path: bytes, targets_path: bytes, out: Any, /) -> int:
+    """Loads a dataset from two .npy files, memory-mapped; the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_npz(char const * path, char const * inputs_key, char const * targets_key, parml_dataset * out);
+@ctypes_function("parml_dataset_load_npz", [c_char_p, c_char_p, c_char_p, POINTER(parml_dataset)], parml_status)
+def parml_dataset_load_npz(path: bytes, inputs_key: bytes, targets_key: bytes, out: Any, /) -> int:
+    """Loads a dataset from two arrays of an .npz archive; the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_load_csv(char const * path, parml_csv_params const * params, parml_dataset * out);
+@ctypes_function("parml_dataset_load_csv", [c_char_p, POINTER(parml_csv_params), POINTER(parml_dataset)], parml_status)
+def parml_dataset_load_csv(path: bytes, params: Any, out: Any, /) -> int:
+    """Loads a dataset from a CSV table (NULL params: the defaults); the caller owns *out."""
     ...
 
 
@@ -703,6 +869,15 @@ def parml_model_deserialize(buf: Any, len: int, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_deserialize_authenticated(void const * buf, size_t len, void const * key, size_t key_len, parml_model * out);
+@ctypes_function(
+    "parml_model_deserialize_authenticated", [c_void_p, c_size_t, c_void_p, c_size_t, POINTER(parml_model)], parml_status
+)
+def parml_model_deserialize_authenticated(buf: Any, len: int, key: Any, key_len: int, out: Any, /) -> int:
+    """A new model from bytes authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_model_end_residual(parml_model model);
 @ctypes_function("parml_model_end_residual", [parml_model], parml_status)
 def parml_model_end_residual(model: Any, /) -> int:
@@ -749,6 +924,13 @@ def parml_model_init(model: Any, seed: int, /) -> int:
 @ctypes_function("parml_model_load", [c_char_p, POINTER(parml_model)], parml_status)
 def parml_model_load(path: bytes, out: Any, /) -> int:
     """Reads a model file into a new, initialised model in *out."""
+    ...
+
+
+# PARML_API parml_status parml_model_load_authenticated(char const * path, void const * key, size_t key_len, parml_model * out);
+@ctypes_function("parml_model_load_authenticated", [c_char_p, c_void_p, c_size_t, POINTER(parml_model)], parml_status)
+def parml_model_load_authenticated(path: bytes, key: Any, key_len: int, out: Any, /) -> int:
+    """A new model read from a file authenticated with key."""
     ...
 
 
@@ -800,10 +982,26 @@ def parml_model_save(model: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_model_save_authenticated(parml_model model, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_model_save_authenticated", [parml_model, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_model_save_authenticated(model: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """parml_model_save with an HMAC-SHA-256 tag under key (>= 16 bytes)."""
+    ...
+
+
 # PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
 @ctypes_function("parml_model_serialize", [parml_model, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
 def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
     """A model file's bytes in a new buffer (free it with parml_buffer_free)."""
+    ...
+
+
+# PARML_API parml_status parml_model_serialize_authenticated(parml_model model, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_model_serialize_authenticated", [parml_model, c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)], parml_status
+)
+def parml_model_serialize_authenticated(model: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_model_save_authenticated would write, in a new buffer."""
     ...
 
 
@@ -887,6 +1085,20 @@ def parml_mpi_world_size(size_out: Any, /) -> int:
 @ctypes_function("parml_optimizer_params_init", [POINTER(parml_optimizer_params)], parml_status)
 def parml_optimizer_params_init(params: Any, /) -> int:
     """Fills *params with the optimizer defaults and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_privacy_epsilon(double q, double sigma, int64_t steps, double delta, double * epsilon_out);
+@ctypes_function("parml_privacy_epsilon", [c_double, c_double, c_int64, c_double, POINTER(c_double)], parml_status)
+def parml_privacy_epsilon(q: float, sigma: float, steps: int, delta: float, epsilon_out: Any, /) -> int:
+    """The epsilon DP-SGD spends in `steps` steps (Poisson rate q, noise multiplier sigma) for delta."""
+    ...
+
+
+# PARML_API parml_status parml_privacy_noise_multiplier(double target_epsilon, double q, int64_t steps, double delta, double * sigma_out);
+@ctypes_function("parml_privacy_noise_multiplier", [c_double, c_double, c_int64, c_double, POINTER(c_double)], parml_status)
+def parml_privacy_noise_multiplier(target_epsilon: float, q: float, steps: int, delta: float, sigma_out: Any, /) -> int:
+    """The smallest noise multiplier whose epsilon after `steps` steps is at most target_epsilon."""
     ...
 
 
@@ -1000,6 +1212,13 @@ def parml_tensor_write(tensor: Any, src: Any, count: int, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_csv_params_init(parml_csv_params * params);
+@ctypes_function("parml_csv_params_init", [POINTER(parml_csv_params)], parml_status)
+def parml_csv_params_init(params: Any, /) -> int:
+    """Fills *params with the CSV defaults and sets struct_size."""
+    ...
+
+
 # PARML_API parml_status parml_token_params_init(parml_token_params * params);
 @ctypes_function("parml_token_params_init", [POINTER(parml_token_params)], parml_status)
 def parml_token_params_init(params: Any, /) -> int:
@@ -1028,6 +1247,15 @@ def parml_trainer_create(model: Any, loss: int, optimizer: Any, strategy: Any, o
 @ctypes_function("parml_trainer_deserialize_checkpoint", [parml_trainer, c_void_p, c_size_t], parml_status)
 def parml_trainer_deserialize_checkpoint(trainer: Any, buf: Any, len: int, /) -> int:
     """Restores a checkpoint from len bytes at buf into the trainer."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_deserialize_checkpoint_authenticated(parml_trainer trainer, void const * buf, size_t len, void const * key, size_t key_len);
+@ctypes_function(
+    "parml_trainer_deserialize_checkpoint_authenticated", [parml_trainer, c_void_p, c_size_t, c_void_p, c_size_t], parml_status
+)
+def parml_trainer_deserialize_checkpoint_authenticated(trainer: Any, buf: Any, len: int, key: Any, key_len: int, /) -> int:
+    """Restores a checkpoint from bytes authenticated with key."""
     ...
 
 
@@ -1083,6 +1311,13 @@ def parml_trainer_load_checkpoint(trainer: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_load_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_trainer_load_checkpoint_authenticated", [parml_trainer, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_trainer_load_checkpoint_authenticated(trainer: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """Restores a checkpoint file authenticated with key."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
 @ctypes_function("parml_trainer_memory", [parml_trainer, c_int32, POINTER(parml_memory_report)], parml_status)
 def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
@@ -1132,10 +1367,28 @@ def parml_trainer_save_checkpoint(trainer: Any, path: bytes, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_save_checkpoint_authenticated(parml_trainer trainer, char const * path, void const * key, size_t key_len);
+@ctypes_function("parml_trainer_save_checkpoint_authenticated", [parml_trainer, c_char_p, c_void_p, c_size_t], parml_status)
+def parml_trainer_save_checkpoint_authenticated(trainer: Any, path: bytes, key: Any, key_len: int, /) -> int:
+    """parml_trainer_save_checkpoint with an HMAC-SHA-256 tag under key (>= 16 bytes)."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_serialize_checkpoint(parml_trainer trainer, void ** buf_out, size_t * len_out);
 @ctypes_function("parml_trainer_serialize_checkpoint", [parml_trainer, POINTER(c_void_p), POINTER(c_size_t)], parml_status)
 def parml_trainer_serialize_checkpoint(trainer: Any, buf_out: Any, len_out: Any, /) -> int:
     """A checkpoint's bytes in a new buffer (free it with parml_buffer_free)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_serialize_checkpoint_authenticated(parml_trainer trainer, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_trainer_serialize_checkpoint_authenticated",
+    [parml_trainer, c_void_p, c_size_t, POINTER(c_void_p), POINTER(c_size_t)],
+    parml_status,
+)
+def parml_trainer_serialize_checkpoint_authenticated(trainer: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_trainer_save_checkpoint_authenticated would write, in a new buffer."""
     ...
 
 
@@ -1157,6 +1410,51 @@ def parml_trainer_skipped_steps(trainer: Any, skipped_out: Any, /) -> int:
 @ctypes_function("parml_trainer_step_count", [parml_trainer, POINTER(c_int64)], parml_status)
 def parml_trainer_step_count(trainer: Any, steps_out: Any, /) -> int:
     """Optimizer steps taken so far in *steps_out."""
+    ...
+
+
+# PARML_API parml_status parml_loss_params_init(parml_loss_params * params);
+@ctypes_function("parml_loss_params_init", [POINTER(parml_loss_params)], parml_status)
+def parml_loss_params_init(params: Any, /) -> int:
+    """Fills *params with the loss defaults (a plain mean) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
+@ctypes_function("parml_metrics_params_init", [POINTER(parml_metrics_params)], parml_status)
+def parml_metrics_params_init(params: Any, /) -> int:
+    """Fills *params with the metrics defaults (top_k 5, no buffers) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_params const * params);
+@ctypes_function("parml_trainer_set_loss", [parml_trainer, POINTER(parml_loss_params)], parml_status)
+def parml_trainer_set_loss(trainer: Any, params: Any, /) -> int:
+    """Sets class weights, label smoothing or pos_weight for the next steps."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
+@ctypes_function(
+    "parml_trainer_evaluate_metrics",
+    [parml_trainer, parml_dataset, c_int64, POINTER(parml_metrics_params), POINTER(parml_metrics)],
+    parml_status,
+)
+def parml_trainer_evaluate_metrics(trainer: Any, dataset: Any, batch_size: int, params: Any, out: Any, /) -> int:
+    """Loss, accuracy, top-k, precision/recall/F1 and the confusion matrix over a dataset."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validation_fraction, uint64_t seed, int32_t stratified, parml_dataset * train_out, parml_dataset * validation_out);
+@ctypes_function(
+    "parml_dataset_split",
+    [parml_dataset, c_double, c_uint64, c_int32, POINTER(parml_dataset), POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_split(
+    dataset: Any, validation_fraction: float, seed: int, stratified: int, train_out: Any, validation_out: Any, /
+) -> int:
+    """Training and validation datasets of copied rows, optionally stratified by class."""
     ...
 
 

@@ -1,10 +1,13 @@
-"""parml.Dataset: samples and targets held by libparml; parml.TokenDataset:
-training windows cut from token ids by libparml."""
+"""parml.data: datasets for Trainer.fit and evaluate. parml.Dataset:
+samples and targets from numpy arrays (borrowed by libparml, or one private
+copy) or from files (load_npy, load_npz, load_csv, load_idx; docs/data.md);
+parml.TokenDataset: training windows cut from token ids by libparml."""
 
 from __future__ import annotations
 
 import os
-from ctypes import byref, c_int64
+from ctypes import byref, c_char_p, c_int64
+from typing import Sequence
 
 import numpy as np
 
@@ -14,33 +17,59 @@ from .errors import InvalidArgumentError, check
 
 
 class Dataset(Handle):
-    """Samples (N, ...) and targets in library memory, for Trainer.fit and
-    Trainer.evaluate.
+    """Samples (N, ...) and targets, for Trainer.fit and Trainer.evaluate.
 
-    ``Dataset(x, y)`` copies numpy arrays in: x (N, ...) inputs (or integer
-    token ids), y (N,) or (N, T) class indices for cross-entropy (integer
-    arrays go in as they are: exact at any size) or (N, ...) values for MSE. Arrays are converted by the
-    rule in :mod:`parml._arrays`. The library copies the data twice while
-    building (into a tensor, then into the dataset), so the peak is about
-    three times the arrays' size; the copies are freed once the dataset
-    exists. ``parml.load_idx`` reads MNIST-format files instead.
+    ``Dataset(x, y)``: x (N, ...) inputs, y (N,) or (N, T) class indices for
+    cross-entropy (integer arrays, exact at any size) or (N, ...) values for
+    MSE. The library reads the arrays in place (parml_dataset_create_borrowed);
+    this object keeps them alive until it is closed. ``copy`` says what may
+    be borrowed, as numpy's ``asarray(copy=...)``:
+
+    - ``True`` (default): the dataset never sees later changes to x and y.
+      x is converted to float32 (integer inputs must be exact, |v| <= 2^24;
+      uint8 is not scaled) or, already float32, copied once; y likewise
+      (int64 class indices are narrowed by the library into an int32 copy,
+      4 bytes a label). At most one extra copy of each array exists, held
+      here; building allocates nothing else of their size.
+    - ``None``: borrow x and y as they are when they are already float32
+      (y: float32, int32 or int64) and C-contiguous, else convert as above.
+      The caller must not change a borrowed array while the dataset lives.
+    - ``False``: borrow, and raise ValueError when a conversion is needed.
+
+    ``parml.load_npy``, ``load_npz``, ``load_csv`` and ``load_idx`` read
+    files instead (see docs/data.md).
     """
 
     _free_function = _capi.parml_dataset_free
+    # The arrays the library borrows, released after the handle.
+    _borrowed: tuple[np.ndarray, ...] | None = None
 
-    def __init__(self, x: object, y: object) -> None:
-        xa = _arrays.as_model_array(x, "x")
+    def __init__(self, x: object, y: object, *, copy: bool | None = True) -> None:
+        if copy not in (True, False, None):
+            raise ValueError(f"copy must be True, False or None, got {copy!r}")
+        xa = _own_or_borrow(x, _arrays.as_float32(x, "x"), "x", copy)
         ya = _arrays.as_model_array(y, "y")
-        xt = yt = None
+        if ya.dtype != np.int64:  # int64 targets are narrowed into a library copy anyway
+            ya = _own_or_borrow(y, ya, "y", copy)
         out = _capi.parml_dataset()
-        try:
-            xt = _arrays.tensor_from_array(xa)
-            yt = _arrays.tensor_from_array(ya)
-            check(_capi.parml_dataset_create(xt, yt, byref(out)))
-        finally:
-            _capi.parml_tensor_free(xt)
-            _capi.parml_tensor_free(yt)
+        check(
+            _capi.parml_dataset_create_borrowed(
+                _capi.PARML_DTYPE_FLOAT32, _arrays.dims_of(xa.shape), xa.ndim, xa.ctypes.data,
+                _arrays.dtype_code(ya.dtype), _arrays.dims_of(ya.shape), ya.ndim, ya.ctypes.data, byref(out),
+            )
+        )
         super().__init__(out)
+        self._borrowed = (xa, ya)
+
+    def _release(self, ptr: object) -> None:
+        super()._release(ptr)
+        self._borrowed = None  # after the free: the library no longer reads them
+
+    def detach(self) -> object:
+        if self._borrowed is not None:
+            raise ValueError("a Dataset built from arrays borrows them and cannot be detached; "
+                             "keep this object (or load the data from a file) instead")
+        return super().detach()
 
     @classmethod
     def _adopt(cls, ptr: object) -> "Dataset":
@@ -53,6 +82,73 @@ class Dataset(Handle):
         """See parml.load_idx."""
         out = _capi.parml_dataset()
         check(_capi.parml_dataset_load_idx(os.fsencode(images), os.fsencode(labels), byref(out)))
+        return cls._adopt(out)
+
+    @classmethod
+    def load_npy(cls, inputs: str | os.PathLike[str], targets: str | os.PathLike[str]) -> "Dataset":
+        """See parml.load_npy."""
+        out = _capi.parml_dataset()
+        check(_capi.parml_dataset_load_npy(os.fsencode(inputs), os.fsencode(targets), byref(out)))
+        return cls._adopt(out)
+
+    @classmethod
+    def load_npz(cls, path: str | os.PathLike[str], inputs: str = "x", targets: str = "y") -> "Dataset":
+        """See parml.load_npz."""
+        out = _capi.parml_dataset()
+        check(_capi.parml_dataset_load_npz(os.fsencode(path), inputs.encode(), targets.encode(), byref(out)))
+        return cls._adopt(out)
+
+    @classmethod
+    def load_csv(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        label: str | int = -1,
+        features: Sequence[str] | Sequence[int] | None = None,
+        header: bool = True,
+        delimiter: str = ",",
+        label_kind: str = "class",
+    ) -> "Dataset":
+        """Loads a dataset from a CSV table: inputs (N, F) float32 from the
+        ``features`` columns (names or indices from 0; None: every column but
+        the label), targets (N,) from the ``label`` column (name, or index; -1
+        the last): class indices (label_kind "class") or float values
+        ("value"). Raises FormatError naming the line and column of a ragged
+        row or a cell that is not a number, and InvalidArgumentError for a
+        column the file does not have. ``parml.load_csv`` is this function."""
+        params = _capi.parml_csv_params()
+        check(_capi.parml_csv_params_init(params))
+        if len(delimiter) != 1 or len(delimiter.encode()) != 1:
+            raise ValueError(f"delimiter must be one ASCII character, got {delimiter!r}")
+        params.delimiter = ord(delimiter)
+        params.has_header = 1 if header else 0
+        keep: list[object] = []  # C arrays and strings alive for the call
+        if isinstance(label, str):
+            name = label.encode()
+            keep.append(name)
+            params.label_name = name
+        else:
+            params.label_index = int(label)
+        if features is not None:
+            cols = list(features)
+            if not cols:
+                raise ValueError("features must name at least one column (None: every column but the label)")
+            if all(isinstance(c, str) for c in cols):
+                names = (c_char_p * len(cols))(*[c.encode() for c in cols])  # type: ignore[union-attr]
+                keep.append(names)
+                params.feature_names = names
+            elif all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in cols):
+                idx = (c_int64 * len(cols))(*[int(c) for c in cols])  # type: ignore[arg-type]
+                keep.append(idx)
+                params.feature_indices = idx
+            else:
+                raise TypeError("features must be all column names or all column indices")
+            params.num_features = len(cols)
+        if label_kind not in _CSV_LABELS:
+            raise ValueError(f"label_kind must be one of {sorted(_CSV_LABELS)}, got {label_kind!r}")
+        params.label_kind = _CSV_LABELS[label_kind]
+        out = _capi.parml_dataset()
+        check(_capi.parml_dataset_load_csv(os.fsencode(path), byref(params), byref(out)))
         return cls._adopt(out)
 
     def __len__(self) -> int:
@@ -82,6 +178,21 @@ class Dataset(Handle):
         with self._use() as d:
             check(_capi.parml_dataset_num_classes(d, byref(n)))
         return n.value or None
+
+    def split(self, validation_fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
+        """(train, validation): two new datasets holding copies of the rows,
+        each in this dataset's order; validation takes round(n *
+        validation_fraction) (halves up) of each class's n rows (``stratify``, the
+        default: a rare class keeps its share in both) or of all rows,
+        picked by a shuffle seeded by ``seed`` (parml_dataset_split)."""
+        train, validation = _capi.parml_dataset(), _capi.parml_dataset()
+        with self._use() as d:
+            check(
+                _capi.parml_dataset_split(
+                    d, float(validation_fraction), int(seed), 1 if stratify else 0, byref(train), byref(validation)
+                )
+            )
+        return Dataset._adopt(train), Dataset._adopt(validation)
 
     def set_augmentation(self, crop_padding: int = 0, horizontal_flip: bool = False) -> "Dataset":
         """How Trainer.fit transforms these images (samples (C, H, W), or
@@ -116,6 +227,26 @@ class Dataset(Handle):
         if self.closed:
             return "<parml.Dataset closed>"
         return f"<parml.Dataset {self.input_shape} classes={self.num_classes}>"
+
+
+_CSV_LABELS = {"class": _capi.PARML_CSV_LABEL_CLASS, "value": _capi.PARML_CSV_LABEL_VALUE}
+
+
+def _own_or_borrow(given: object, arr: np.ndarray, name: str, copy: bool | None) -> np.ndarray:
+    """`arr` (given, or converted from it) as the dataset may keep it: a
+    private copy when copy=True and it is the caller's memory; ValueError
+    when copy=False and it had to be converted."""
+    shared = isinstance(given, np.ndarray) and np.may_share_memory(arr, given)
+    if copy is True and shared:
+        arr = arr.copy()
+    elif copy is False and not shared:
+        raise ValueError(
+            f"{name}: dtype {np.asarray(given).dtype} or its layout needs a conversion to be borrowed "
+            "(float32 inputs; float32, int32 or int64 targets; C-contiguous): pass copy=None or True"
+        )
+    if arr is not given:
+        arr.flags.writeable = False  # parml's own copy: nobody changes it
+    return arr
 
 
 _TOKEN_MODES = {"random": _capi.PARML_TOKENS_RANDOM, "sequential": _capi.PARML_TOKENS_SEQUENTIAL}
@@ -220,16 +351,41 @@ def load_idx(images: str | os.PathLike[str], labels: str | os.PathLike[str]) -> 
     return Dataset.load_idx(images, labels)
 
 
+def load_npy(inputs: str | os.PathLike[str], targets: str | os.PathLike[str]) -> Dataset:
+    """Loads a dataset from two .npy files (numpy.save), memory-mapped:
+    float32 inputs and float32 or int32 targets are read in place. Inputs of
+    other dtypes are converted to float32 once (uint8 divided by 255, as
+    load_idx does; other integers exact; float16/float64 rounded); integer
+    and bool targets become class indices. Raises ParmlIOError when a file
+    cannot be read, FormatError when it is truncated or corrupt, and
+    UnsupportedError for Fortran order, object arrays, big-endian or
+    complex dtypes."""
+    return Dataset.load_npy(inputs, targets)
+
+
+def load_npz(path: str | os.PathLike[str], inputs: str = "x", targets: str = "y") -> Dataset:
+    """Loads a dataset from two arrays of an .npz archive (numpy.savez or
+    savez_compressed), by key: ``np.savez(path, x=..., y=...)`` then
+    ``load_npz(path)``. Stored members are memory-mapped, compressed ones
+    inflated; conversions and errors as load_npy (FormatError names the
+    missing key)."""
+    return Dataset.load_npz(path, inputs, targets)
+
+
+load_csv = Dataset.load_csv
+
+
 def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:
     """(dataset, owned): a Dataset given as is, or one built from arrays
-    (owned: the caller closes it)."""
+    (owned: the caller closes it). Arrays already in the engine's types are
+    borrowed for the call (copy=None), not copied."""
     if isinstance(x, Dataset):
         if y is not None:
             raise TypeError(f"{what}: y must be None when x is a Dataset")
         return x, False
     if y is None:
         raise TypeError(f"{what}: y is required when x is an array")
-    return Dataset(x, y), True
+    return Dataset(x, y, copy=None), True
 
 
-__all__ = ["Dataset", "TokenDataset", "load_idx"]
+__all__ = ["Dataset", "TokenDataset", "load_idx", "load_npy", "load_npz", "load_csv"]

@@ -117,6 +117,31 @@ class NonFiniteError(ParmlError, ArithmeticError):
     code = _capi.PARML_ERR_NONFINITE
 
 
+class AuthenticationError(ParmlError, ValueError):
+    """An authenticated file was refused (the three subclasses say why)."""
+
+
+class MissingTagError(AuthenticationError):
+    """PARML_ERR_AUTH_MISSING: a key was given but the file carries no
+    authentication tag (saved without a key, or its tag was removed)."""
+
+    code = _capi.PARML_ERR_AUTH_MISSING
+
+
+class WrongKeyError(AuthenticationError):
+    """PARML_ERR_AUTH_KEY: the file is authenticated with another key, or it
+    is authenticated and no key was given."""
+
+    code = _capi.PARML_ERR_AUTH_KEY
+
+
+class TamperedError(AuthenticationError):
+    """PARML_ERR_AUTH_FAILED: the tag does not verify under the right key:
+    the file's bytes were altered after it was saved."""
+
+    code = _capi.PARML_ERR_AUTH_FAILED
+
+
 class ClosedError(InvalidArgumentError):
     """An object was used after close(). (C reports a freed handle as an
     invalid argument; the binding catches it before the call.)"""
@@ -138,6 +163,9 @@ ERRORS: dict[int, type[ParmlError]] = {
         InternalError,
         CommunicationError,
         NonFiniteError,
+        MissingTagError,
+        WrongKeyError,
+        TamperedError,
     )
 }
 
@@ -189,6 +217,11 @@ __all__ = [
     "CancelledError",
     "InternalError",
     "CommunicationError",
+    "NonFiniteError",
+    "AuthenticationError",
+    "MissingTagError",
+    "WrongKeyError",
+    "TamperedError",
     "ClosedError",
     "LibraryNotFoundError",
     "LibraryVersionError",

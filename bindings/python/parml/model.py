@@ -181,15 +181,24 @@ class Model(Handle):
 
     # -- files -----------------------------------------------------------
 
-    def save(self, path: object) -> None:
-        """Writes the model (layers and parameters) to `path` atomically."""
+    def save(self, path: object, key: bytes | None = None) -> None:
+        """Writes the model (layers and parameters) to `path` atomically.
+        With `key` (bytes, at least 16), the file carries an HMAC-SHA-256 tag
+        and loads only with the same key (docs/file-format.md)."""
         with self._use() as m:
-            check(_capi.parml_model_save(m, _buffers.as_path(path)))
+            if key is None:
+                check(_capi.parml_model_save(m, _buffers.as_path(path)))
+            else:
+                k = _buffers.as_key(key)
+                check(_capi.parml_model_save_authenticated(m, _buffers.as_path(path), k, len(k)))
 
-    def to_bytes(self) -> bytes:
-        """The bytes ``save`` would write."""
+    def to_bytes(self, key: bytes | None = None) -> bytes:
+        """The bytes ``save`` would write (with `key`: authenticated)."""
         with self._use() as m:
-            return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize(m, buf, n))
+            if key is None:
+                return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize(m, buf, n))
+            k = _buffers.as_key(key)
+            return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize_authenticated(m, k, len(k), buf, n))
 
     def export_onnx(self, path: object, input_shape: Iterable[int]) -> None:
         """Writes the model as an ONNX file (opset 17) for inference on inputs
@@ -199,18 +208,29 @@ class Model(Handle):
             check(_capi.parml_model_export_onnx(m, _arrays.dims_of(dims), len(dims), _buffers.as_path(path)))
 
     @classmethod
-    def load(cls, path: object) -> "Model":
-        """A new model read from a model file."""
+    def load(cls, path: object, key: bytes | None = None) -> "Model":
+        """A new model read from a model file (or a checkpoint's model).
+        With `key`, the file must carry a tag that verifies under it
+        (MissingTagError, WrongKeyError, TamperedError otherwise); without,
+        an authenticated file is refused (WrongKeyError)."""
         out = _capi.parml_model()
-        check(_capi.parml_model_load(_buffers.as_path(path), byref(out)))
+        if key is None:
+            check(_capi.parml_model_load(_buffers.as_path(path), byref(out)))
+        else:
+            k = _buffers.as_key(key)
+            check(_capi.parml_model_load_authenticated(_buffers.as_path(path), k, len(k), byref(out)))
         return cls._adopt(out)
 
     @classmethod
-    def from_bytes(cls, data: object) -> "Model":
-        """A new model from a model file's bytes."""
+    def from_bytes(cls, data: object, key: bytes | None = None) -> "Model":
+        """A new model from a model file's bytes (`key` as in ``load``)."""
         raw = _buffers.as_bytes(data, "data")
         out = _capi.parml_model()
-        check(_capi.parml_model_deserialize(raw, len(raw), byref(out)))
+        if key is None:
+            check(_capi.parml_model_deserialize(raw, len(raw), byref(out)))
+        else:
+            k = _buffers.as_key(key)
+            check(_capi.parml_model_deserialize_authenticated(raw, len(raw), k, len(k), byref(out)))
         return cls._adopt(out)
 
     @classmethod

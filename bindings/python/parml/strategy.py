@@ -13,6 +13,11 @@ _SCHEDULES = {
     "interleaved": _capi.PARML_PIPELINE_INTERLEAVED_1F1B,
 }
 _BACKENDS = {"threads": _capi.PARML_BACKEND_THREADS, "mpi": _capi.PARML_BACKEND_MPI}
+_COMPRESSIONS = {
+    "none": _capi.PARML_COMPRESSION_NONE,
+    "bf16": _capi.PARML_COMPRESSION_BF16,
+    "fp16": _capi.PARML_COMPRESSION_FP16,
+}
 
 
 def _enum(value: Any, names: dict[str, int], what: str) -> int:
@@ -62,6 +67,14 @@ class Strategy:
         seed: dropout masks and shuffling.
         watchdog_seconds: a rank waiting longer in a collective fails the step.
         bucket_bytes: gradient all-reduce bucket size.
+        gradient_compression: "none" (default), "bf16" or "fp16": dp > 1
+            sums gradients in a ring carrying 16-bit values (half the
+            bytes), each rounding's error added back at the next step.
+            Default mode and zero 0 only; not equivalent to serial
+            training (docs/communication.md).
+        local_steps: local SGD: dp replicas step on their own rows and
+            average their parameters every local_steps steps; 1 (default)
+            sums gradients every step.
     """
 
     def __init__(
@@ -81,6 +94,8 @@ class Strategy:
         bucket_bytes: int | None = None,
         split_classifier: bool | None = None,
         virtual_stages: int | None = None,
+        gradient_compression: str | int | None = None,
+        local_steps: int | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "dp": dp,
@@ -98,6 +113,10 @@ class Strategy:
             "bucket_bytes": bucket_bytes,
             "split_classifier": None if split_classifier is None else int(bool(split_classifier)),
             "virtual_stages": virtual_stages,
+            "gradient_compression": None
+            if gradient_compression is None
+            else _enum(gradient_compression, _COMPRESSIONS, "gradient compression"),
+            "local_steps": local_steps,
         }
         if seed is not None and not 0 <= int(seed) < 1 << 64:
             raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
@@ -107,6 +126,7 @@ class Strategy:
             backend=backend, deterministic=deterministic, grad_chunk=grad_chunk,
             blas_threads=blas_threads, seed=seed, watchdog_seconds=watchdog_seconds,
             bucket_bytes=bucket_bytes, split_classifier=split_classifier, virtual_stages=virtual_stages,
+            gradient_compression=gradient_compression, local_steps=local_steps,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
 

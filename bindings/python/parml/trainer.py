@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import threading
-from ctypes import byref, c_float, c_int64, sizeof
+from ctypes import POINTER, byref, c_float, c_int64, sizeof
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -22,6 +22,7 @@ from .tensor import Tensor
 _LOSSES = {
     "cross_entropy": _capi.PARML_LOSS_CROSS_ENTROPY,
     "mse": _capi.PARML_LOSS_MSE,
+    "bce_with_logits": _capi.PARML_LOSS_BCE_WITH_LOGITS,
 }
 
 
@@ -112,6 +113,50 @@ class Evaluation(NamedTuple):
     accuracy: float | None
 
 
+@dataclass(frozen=True)
+class Metrics:
+    """Classification metrics over a dataset (parml_trainer_evaluate_metrics),
+    with scikit-learn's definitions: ``confusion[t, p]`` counts predictions
+    of class p whose target is t; ``precision``, ``recall``, ``f1`` and
+    ``support`` are per class (0 where undefined, as sklearn's default
+    zero_division); the macro means are over the classes that occur as a
+    target or a prediction, the weighted ones weigh classes by support."""
+
+    loss: float
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    confusion: Any  # numpy int64 (classes, classes)
+    support: Any  # numpy int64 (classes,)
+    precision: Any  # numpy float32 (classes,)
+    recall: Any
+    f1: Any
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    weighted_precision: float
+    weighted_recall: float
+    weighted_f1: float
+
+    @property
+    def classes(self) -> int:
+        return int(self.confusion.shape[0])
+
+    @property
+    def predictions(self) -> int:
+        return int(self.confusion.sum())
+
+
+def _float_array(values: object, name: str) -> Any:
+    """A C-contiguous float32 copy of `values` (a sequence or numpy array of numbers)."""
+    import numpy as np
+
+    a = np.ascontiguousarray(np.asarray(values, dtype=np.float32).reshape(-1))
+    if a.size == 0:
+        raise ValueError(f"{name} is empty; pass None for no weights")
+    return a
+
+
 class MemoryReport(NamedTuple):
     """Bytes one rank holds (parml_trainer_memory)."""
 
@@ -170,9 +215,13 @@ class Trainer(Handle):
     """Trains a Model: ``Trainer(model, loss="cross_entropy", optimizer=parml.Adam(1e-3),
     strategy=parml.Strategy(dp=2))``.
 
-    loss: "cross_entropy" (softmax cross-entropy on class indices) or "mse".
+    loss: "cross_entropy" (softmax cross-entropy on class indices), "mse", or
+    "bce_with_logits" (sigmoid + binary cross-entropy per output, targets in
+    [0, 1] of the output's shape: multi-label).
     optimizer: an Optimizer (None = the library's defaults: SGD, lr 0.01).
     strategy: a Strategy (None = serial).
+    class_weight, label_smoothing, pos_weight: as torch's ``weight=``,
+    ``label_smoothing=`` and ``pos_weight=`` (see set_loss).
 
     The trainer keeps its model alive and updates its parameters in place;
     it shares the model's lock. Raises InvalidArgumentError for a layout
@@ -189,6 +238,10 @@ class Trainer(Handle):
         loss: str | int = "cross_entropy",
         optimizer: Optimizer | None = None,
         strategy: Strategy | None = None,
+        *,
+        class_weight: object | None = None,
+        label_smoothing: float = 0.0,
+        pos_weight: object | None = None,
     ) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a parml.Model, got {type(model).__name__}")
@@ -214,6 +267,37 @@ class Trainer(Handle):
         self.optimizer = optimizer
         self.strategy = strategy
         self._progress_fn: Any = None  # the CFUNCTYPE while fit runs
+        if class_weight is not None or label_smoothing or pos_weight is not None:
+            self.set_loss(class_weight=class_weight, label_smoothing=label_smoothing, pos_weight=pos_weight)
+
+    def set_loss(
+        self, *, class_weight: object | None = None, label_smoothing: float = 0.0, pos_weight: object | None = None
+    ) -> None:
+        """What the loss weighs from the next step on, with PyTorch's meanings:
+        ``class_weight`` (cross-entropy, one per class: torch's ``weight=``,
+        a weighted mean over the batch's targets), ``label_smoothing``
+        (cross-entropy, in [0, 1]) and ``pos_weight`` (bce_with_logits, one
+        per output). Each call replaces all three; with no arguments the
+        loss is the plain mean again.
+        InvalidArgumentError for a negative or non-finite weight or an option
+        the loss does not take; a weight count that does not match the model
+        raises ShapeError at the next step."""
+        p = _capi.parml_loss_params()
+        check(_capi.parml_loss_params_init(byref(p)))
+        keep = []
+        if class_weight is not None:
+            w = _float_array(class_weight, "class_weight")
+            keep.append(w)
+            p.class_weights = w.ctypes.data_as(POINTER(c_float))
+            p.num_class_weights = w.size
+        p.label_smoothing = float(label_smoothing)
+        if pos_weight is not None:
+            w = _float_array(pos_weight, "pos_weight")
+            keep.append(w)
+            p.pos_weight = w.ctypes.data_as(POINTER(c_float))
+            p.num_pos_weight = w.size
+        with self._use() as t:
+            check(_capi.parml_trainer_set_loss(t, byref(p)))  # copies the arrays in `keep`
 
     @property
     def model(self) -> Model:
@@ -264,6 +348,7 @@ class Trainer(Handle):
         drop_last: bool | None = None,
         verbose: bool | str = True,
         callback: Callable[[EpochMetrics], object] | None = None,
+        class_sampling: object | None = None,
     ) -> History:
         """Trains over (x, y) arrays or a Dataset (then y is None).
 
@@ -275,6 +360,12 @@ class Trainer(Handle):
         silent. callback(metrics) runs after each epoch; a true return stops
         training (history.stopped_early; the epochs done stay applied). An
         exception in the callback stops training and is re-raised.
+        class_sampling: one weight per class for class-balanced sampling
+        (PyTorch's WeightedRandomSampler with replacement): each epoch
+        draws len(data) samples, sample i with probability proportional to
+        its class's weight; ``len(y) / (C * np.bincount(y))`` draws every
+        class equally often. The draws follow the strategy's seed and the
+        epoch, the same under every layout.
 
         The C library reports once per epoch, so progress (and Ctrl-C, which
         Python handles only while running Python code) lands at epoch ends.
@@ -303,6 +394,11 @@ class Trainer(Handle):
                 params.shuffle = int(bool(shuffle))
             if drop_last is not None:
                 params.drop_last = int(bool(drop_last))
+            sampling = None
+            if class_sampling is not None:
+                sampling = _float_array(class_sampling, "class_sampling")  # alive until fit returns
+                params.class_sampling_weights = sampling.ctypes.data_as(POINTER(c_float))
+                params.num_class_sampling_weights = sampling.size
             progress = _Progress(verbose, int(params.epochs))
             failure: list[BaseException] = []
             guard = self._guard
@@ -366,6 +462,52 @@ class Trainer(Handle):
             if owned:
                 data.close()
 
+    def evaluate_metrics(self, x: object, y: object | None = None, batch_size: int = 256, top_k: int = 5) -> Metrics:
+        """Loss, accuracy, top-k accuracy, per-class precision, recall, F1 and
+        support, their macro and weighted means, and the confusion matrix
+        over (x, y) arrays or a Dataset, in inference mode (cross-entropy
+        trainers)."""
+        import numpy as np
+
+        data, owned = as_dataset(x, y, "evaluate_metrics")
+        try:
+            shape = data.input_shape
+            classes = int(self._model.output_shape((1, *shape[1:]))[-1])
+            confusion = np.zeros((classes, classes), dtype=np.int64)
+            support = np.zeros(classes, dtype=np.int64)
+            per_class = [np.zeros(classes, dtype=np.float32) for _ in range(3)]
+            p = _capi.parml_metrics_params()
+            check(_capi.parml_metrics_params_init(byref(p)))
+            p.top_k = int(top_k)
+            p.capacity = classes
+            p.confusion = confusion.ctypes.data_as(POINTER(c_int64))
+            p.support = support.ctypes.data_as(POINTER(c_int64))
+            p.precision, p.recall, p.f1 = (a.ctypes.data_as(POINTER(c_float)) for a in per_class)
+            out = _capi.parml_metrics()
+            out.struct_size = sizeof(out)
+            with self._use() as t, data._use() as d:
+                check(_capi.parml_trainer_evaluate_metrics(t, d, int(batch_size), byref(p), byref(out)))
+            return Metrics(
+                loss=float(out.loss),
+                accuracy=float(out.accuracy),
+                top_k=int(top_k),
+                top_k_accuracy=float(out.top_k_accuracy),
+                confusion=confusion,
+                support=support,
+                precision=per_class[0],
+                recall=per_class[1],
+                f1=per_class[2],
+                macro_precision=float(out.macro_precision),
+                macro_recall=float(out.macro_recall),
+                macro_f1=float(out.macro_f1),
+                weighted_precision=float(out.weighted_precision),
+                weighted_recall=float(out.weighted_recall),
+                weighted_f1=float(out.weighted_f1),
+            )
+        finally:
+            if owned:
+                data.close()
+
     # -- state -----------------------------------------------------------
 
     @property
@@ -405,29 +547,50 @@ class Trainer(Handle):
 
     # -- checkpoints -----------------------------------------------------
 
-    def save_checkpoint(self, path: object) -> None:
+    def save_checkpoint(self, path: object, key: bytes | None = None) -> None:
         """Writes a checkpoint (parameters, whole optimizer state, step count,
-        seed, layout) to `path` atomically. It loads under any layout."""
+        seed, layout) to `path` atomically. It loads under any layout. With
+        `key` (bytes, at least 16) it carries an HMAC-SHA-256 tag and loads
+        only with the same key."""
         with self._use() as t:
-            check(_capi.parml_trainer_save_checkpoint(t, _buffers.as_path(path)))
+            if key is None:
+                check(_capi.parml_trainer_save_checkpoint(t, _buffers.as_path(path)))
+            else:
+                k = _buffers.as_key(key)
+                check(_capi.parml_trainer_save_checkpoint_authenticated(t, _buffers.as_path(path), k, len(k)))
 
-    def load_checkpoint(self, path: object) -> None:
+    def load_checkpoint(self, path: object, key: bytes | None = None) -> None:
         """Restores a checkpoint written by a trainer of a model with the same
-        layers and an optimizer of the same kind, under any layout. On error
-        nothing changes."""
+        layers and an optimizer of the same kind, under any layout. With
+        `key`, its tag must verify (MissingTagError, WrongKeyError,
+        TamperedError); without, an authenticated checkpoint is refused. On
+        error nothing changes."""
         with self._use() as t:
-            check(_capi.parml_trainer_load_checkpoint(t, _buffers.as_path(path)))
+            if key is None:
+                check(_capi.parml_trainer_load_checkpoint(t, _buffers.as_path(path)))
+            else:
+                k = _buffers.as_key(key)
+                check(_capi.parml_trainer_load_checkpoint_authenticated(t, _buffers.as_path(path), k, len(k)))
 
-    def checkpoint_bytes(self) -> bytes:
-        """The bytes ``save_checkpoint`` would write."""
+    def checkpoint_bytes(self, key: bytes | None = None) -> bytes:
+        """The bytes ``save_checkpoint`` would write (with `key`: authenticated)."""
         with self._use() as t:
-            return _buffers.take_bytes(lambda buf, n: _capi.parml_trainer_serialize_checkpoint(t, buf, n))
+            if key is None:
+                return _buffers.take_bytes(lambda buf, n: _capi.parml_trainer_serialize_checkpoint(t, buf, n))
+            k = _buffers.as_key(key)
+            return _buffers.take_bytes(
+                lambda buf, n: _capi.parml_trainer_serialize_checkpoint_authenticated(t, k, len(k), buf, n)
+            )
 
-    def load_checkpoint_bytes(self, data: object) -> None:
-        """``load_checkpoint`` from a checkpoint's bytes."""
+    def load_checkpoint_bytes(self, data: object, key: bytes | None = None) -> None:
+        """``load_checkpoint`` from a checkpoint's bytes (`key` as there)."""
         raw = _buffers.as_bytes(data, "data")
         with self._use() as t:
-            check(_capi.parml_trainer_deserialize_checkpoint(t, raw, len(raw)))
+            if key is None:
+                check(_capi.parml_trainer_deserialize_checkpoint(t, raw, len(raw)))
+            else:
+                k = _buffers.as_key(key)
+                check(_capi.parml_trainer_deserialize_checkpoint_authenticated(t, raw, len(raw), k, len(k)))
 
     def memory(self, rank: int = 0) -> MemoryReport:
         """Bytes rank `rank` (0..dp*pp*tp-1) holds: parameters and gradients

@@ -63,7 +63,7 @@ def expected_ctype(c: str):
     }
     if c in base:
         return base[c]
-    m = re.fullmatch(r"(int64_t|float|ptrdiff_t|int32_t|size_t)( const)? \*", c)
+    m = re.fullmatch(r"(int64_t|float|double|ptrdiff_t|int32_t|size_t)( const)? \*", c)
     if m:
         return POINTER(base[m.group(1)])
     m = re.fullmatch(r"(float) \*\*", c)

@@ -32,6 +32,9 @@ def test_every_code_has_its_class():
         _capi.PARML_ERR_INTERNAL: (parml.InternalError, RuntimeError),
         _capi.PARML_ERR_COMMUNICATION: (parml.CommunicationError, RuntimeError),
         _capi.PARML_ERR_NONFINITE: (parml.NonFiniteError, ArithmeticError),
+        _capi.PARML_ERR_AUTH_MISSING: (parml.MissingTagError, parml.AuthenticationError),
+        _capi.PARML_ERR_AUTH_KEY: (parml.WrongKeyError, parml.AuthenticationError),
+        _capi.PARML_ERR_AUTH_FAILED: (parml.TamperedError, parml.AuthenticationError),
     }
     assert set(ERRORS) == set(expected)
     for code, (cls, builtin) in expected.items():

@@ -74,7 +74,7 @@ def test_classes_build_what_the_typed_functions_build():
 
 
 # Kinds that read image batches (N, C, H, W).
-_IMAGE_KINDS = {"conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool"}
+_IMAGE_KINDS = {"conv2d", "max_pool2d", "avg_pool2d", "global_avg_pool", "batch_norm"}
 
 
 def _sample(kind):
