@@ -12,11 +12,14 @@
  * held out: the per-epoch "val" figures come from it; the test set is
  * touched after training only.
  *
- * usage: train_cnn [DATA_DIR] [EPOCHS] [TRAIN_IMAGES] [MODEL_OUT] [DP]
+ * usage: train_cnn [DATA_DIR] [EPOCHS] [TRAIN_IMAGES] [MODEL_OUT] [DP] [CROP_PADDING] [FLIP]
  *   DATA_DIR: /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
  *   EPOCHS: default 15. TRAIN_IMAGES: train on the first N of the 54,000
  *   (a quick run); default all. MODEL_OUT: default build/cnn_fmnist.pb.
  *   DP: data-parallel ranks (threads of this process), default 2.
+ *   CROP_PADDING, FLIP: augment the training images (a random crop of the
+ *   image padded with CROP_PADDING zeros; FLIP 1: a horizontal flip with
+ *   probability 1/2), default 0 0: none (docs/cnn.md).
  * Build: cc ... train_cnn.c -lparml -lz (zlib reads the .gz files).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -77,6 +80,10 @@ int main(int argc, char **argv) {
     int64_t limit = argc > 3 ? atoll(argv[3]) : 0;
     const char *model_path = argc > 4 ? argv[4] : "build/cnn_fmnist.pb";
     int32_t dp = argc > 5 ? (int32_t)atoi(argv[5]) : 2;
+    parml_augment_params augment;
+    CHECK(parml_augment_params_init(&augment));
+    augment.crop_padding = argc > 6 ? (int32_t)atoi(argv[6]) : 0;
+    augment.horizontal_flip = argc > 7 ? (int32_t)atoi(argv[7]) : 0;
     char ti[1024], tl[1024], vi[1024], vl[1024];
     snprintf(ti, sizeof ti, "%s/train-images-idx3-ubyte.gz", dir);
     snprintf(tl, sizeof tl, "%s/train-labels-idx1-ubyte.gz", dir);
@@ -97,6 +104,7 @@ int main(int argc, char **argv) {
     int64_t n_val = image_dims[0] / 10, n_train = image_dims[0] - n_val, n_test = test_dims[0];
     if (limit > 0 && limit < n_train) n_train = limit;
     parml_dataset train = rows_dataset(images, labels, image_dims, 0, n_train, 1);
+    CHECK(parml_dataset_set_augmentation(train, &augment)); /* fit transforms training batches only */
     parml_dataset val = rows_dataset(images, labels, image_dims, image_dims[0] - n_val, n_val, 1);
     parml_dataset test = rows_dataset(test_images, test_labels, test_dims, 0, n_test, 1);
     free(images);

@@ -406,7 +406,8 @@ PARML_API parml_status parml_model_summary(parml_model model, char ** text_out);
 /* from IDX files (the MNIST format, gzipped or plain), NumPy .npy/.npz     */
 /* files (memory-mapped) or CSV tables; from host memory borrowed without   */
 /* a copy; or training windows cut from an array or file of token ids       */
-/* (docs/data.md).                                                          */
+/* (docs/data.md). An image dataset may carry an augmentation (random       */
+/* crop and flip) that fit applies to training batches.                     */
 /* ------------------------------------------------------------------------ */
 
 /// A dataset from copies of `inputs` (N, ...) and `targets`: (N) or (N, T)
@@ -567,6 +568,22 @@ PARML_API parml_status parml_dataset_input_shape(parml_dataset dataset, int64_t 
 /// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validation_fraction, uint64_t seed, int32_t stratified, parml_dataset * train_out, parml_dataset * validation_out);
 
+/// Sets how parml_trainer_fit transforms this dataset's images when it forms
+/// training batches: a random crop of the image padded with
+/// params->crop_padding zeros on each side, then a horizontal flip with
+/// probability 1/2 when params->horizontal_flip is 1. Sample s of epoch e
+/// draws its offsets and flip from (the trainer's strategy seed, e, s), so
+/// every layout (dp, pp, tp, MPI processes) and a resumed run train on the
+/// same images. parml_trainer_evaluate, fit's validation and
+/// parml_trainer_step never transform anything. NULL params (or all
+/// fields 0) turns augmentation off. The setting stays with the dataset.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, a token dataset, small
+/// struct_size, crop_padding negative or not below the images' height and
+/// width, horizontal_flip not 0 or 1), PARML_ERR_SHAPE (samples that are
+/// not (C, H, W) or (H, W)); the dataset keeps its setting on failure.
+/// Since: 0.3.
+PARML_API parml_status parml_dataset_set_augmentation(parml_dataset dataset, parml_augment_params const * params);
+
 /* ------------------------------------------------------------------------ */
 /* Parameter structs                                                        */
 /* Fill each struct with its defaults before changing fields; the structs   */
@@ -609,6 +626,11 @@ PARML_API parml_status parml_loss_params_init(parml_loss_params * params);
 /// and sets struct_size.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
+
+/// Fills *params with no augmentation (crop_padding 0, horizontal_flip 0)
+/// and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_augment_params_init(parml_augment_params * params);
 
 /* ------------------------------------------------------------------------ */
 /* Trainers                                                                 */

@@ -403,4 +403,16 @@ typedef struct parml_metrics {
     float weighted_f1;
 } parml_metrics;
 
+/** Options of parml_dataset_set_augmentation: how parml_trainer_fit transforms
+ *  a dataset's images (samples (C, H, W), or (H, W) as one channel) when it
+ *  forms training batches, as torchvision's RandomCrop(padding) then
+ *  RandomHorizontalFlip(). Sample s of epoch e draws from (the trainer's seed,
+ *  e, s), so every layout trains on the same images. Since: 0.3. */
+typedef struct parml_augment_params {
+    size_t struct_size;        /* set by parml_augment_params_init */
+    int32_t crop_padding;      /* p: pad p zeros on each side, crop back to H x W at a random offset;
+                                  0 (default) = no crop; below H and W */
+    int32_t horizontal_flip;   /* 1: mirror left-right with probability 1/2; default 0 */
+} parml_augment_params;
+
 #endif /* PARML_TYPES_H */

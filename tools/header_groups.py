@@ -46,18 +46,21 @@ GROUPS = [
         "from IDX files (the MNIST format, gzipped or plain), NumPy .npy/.npz\n"
         "files (memory-mapped) or CSV tables; from host memory borrowed without\n"
         "a copy; or training windows cut from an array or file of token ids\n"
-        "(docs/data.md).",
+        "(docs/data.md). An image dataset may carry an augmentation (random\n"
+        "crop and flip) that fit applies to training batches.",
         ["parml_dataset_create", "parml_dataset_create_borrowed", "parml_dataset_load_idx",
          "parml_dataset_load_npy", "parml_dataset_load_npz", "parml_dataset_load_csv",
          "parml_dataset_create_tokens", "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
-         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_split"],
+         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_split",
+         "parml_dataset_set_augmentation"],
     ),
     (
         "Parameter structs",
         "Fill each struct with its defaults before changing fields; the structs\n"
         "grow at the end between versions (parml_types.h).",
         ["parml_optimizer_params_init", "parml_strategy_params_init", "parml_fit_params_init",
-         "parml_token_params_init", "parml_csv_params_init", "parml_loss_params_init", "parml_metrics_params_init"],
+         "parml_token_params_init", "parml_csv_params_init", "parml_loss_params_init", "parml_metrics_params_init",
+         "parml_augment_params_init"],
     ),
     (
         "Trainers",

@@ -22,4 +22,11 @@ public protocol BatchSource: AnyObject {
     /// on this source: an input shape and the targets that go with it.
     /// Every target of the source must pass wherever these pass.
     func fitProbe() throws -> (inputShape: Shape, targets: Tensor)
+
+    /// How training batches transform the inputs after `copy`; nil: not at all.
+    var augmentation: Augmentation? { get }
+}
+
+extension BatchSource {
+    public var augmentation: Augmentation? { nil }
 }

@@ -23,6 +23,10 @@ public struct Batcher {
     private var order: [Int]
     /// Weighted sampling: running sums of the sample weights (empty otherwise).
     private let cumulativeWeights: [Double]
+    /// The dataset's augmentation when this batcher forms training batches,
+    /// and one image plane of scratch for it (allocated here, once).
+    private let augmentation: Augmentation?
+    private let scratch: Tensor?
 
     /// Prepares epoch 0. Throws `.invalidArgument` for a batch size below 1,
     /// and when `dropLast` would leave no batch at all (batchSize > N): an
@@ -32,8 +36,11 @@ public struct Batcher {
     /// epoch draws its N positions with replacement, sample i with
     /// probability weights[i] / Σ weights (PyTorch's WeightedRandomSampler
     /// with replacement), instead of a permutation; `shuffle` is then moot.
+    /// With `augment` (training batches), `fill` applies the dataset's
+    /// augmentation, drawn from (seed, epoch, sample).
     public init(
-        dataset: any BatchSource, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64, sampleWeights: [Double]? = nil
+        dataset: any BatchSource, batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64, sampleWeights: [Double]? = nil,
+        augment: Bool = false
     ) throws {
         guard batchSize >= 1 else {
             throw ParmlError.invalidArgument("batch size must be at least 1, got \(batchSize)")
@@ -60,6 +67,12 @@ public struct Batcher {
             guard sum > 0 else { throw ParmlError.invalidArgument("every sample weight is 0: nothing to draw") }
         } else {
             cumulativeWeights = []
+        }
+        let a = augment ? dataset.augmentation : nil
+        augmentation = a
+        scratch = try a.map { a in
+            let (h, w) = try a.planeSize(of: Shape(validated: Array(dataset.inputShape.dims.dropFirst())))
+            return try Tensor(shape: Shape(h * w))
         }
         startEpoch(0)
     }
@@ -147,8 +160,11 @@ public struct Batcher {
         }
         let first = batch * batchSize + rows.lowerBound
         try order.withUnsafeBufferPointer { p in
-            try dataset.copy(
-                samples: UnsafeBufferPointer(rebasing: p[first..<first + rows.count]), epoch: epoch, inputs: inputs, targets: targets)
+            let samples = UnsafeBufferPointer(rebasing: p[first..<first + rows.count])
+            try dataset.copy(samples: samples, epoch: epoch, inputs: inputs, targets: targets)
+            if let augmentation, let scratch {
+                augmentation.apply(to: inputs, samples: samples, epoch: epoch, seed: seed, scratch: scratch.data)
+            }
         }
     }
 }

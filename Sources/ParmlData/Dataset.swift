@@ -19,6 +19,8 @@ public final class Dataset {
     /// For (N,) targets that are all non-negative integers: the largest plus
     /// one. Nil for anything else (regression targets).
     public let numClasses: Int?
+    /// How training batches transform its images (`Augmentation`); nil: not at all.
+    public private(set) var augmentation: Augmentation?
 
     /// Checks that inputs have a sample dimension, that both tensors have the
     /// same leading dimension N, and that N ≥ 1.
@@ -49,6 +51,19 @@ public final class Dataset {
             throw ParmlError.internal("int64 dataset targets reach the engine; the C layer narrows them to int32")
         }
         numClasses = targets.shape.rank == 1 || targets.dtype == .int32 ? Dataset.classCount(targets) : nil
+    }
+
+    /// Sets how `Trainer.fit` transforms this dataset's images when it forms
+    /// training batches (evaluation never does); nil or the identity: none.
+    /// Throws when the samples are not images (C, H, W) or (H, W), or the
+    /// padding is not below their height and width.
+    public func setAugmentation(_ a: Augmentation?) throws {
+        guard let a, !a.isIdentity else {
+            augmentation = nil
+            return
+        }
+        _ = try a.planeSize(of: sampleShape)
+        augmentation = a
     }
 
     /// Largest label plus one, or nil when some value is not a non-negative

@@ -16,9 +16,44 @@ public protocol MatrixLayer: Layer {
     func rowSlice(inFeatures: Int) throws -> Layer
 }
 
+/// A convolution over NCHW channels: weight (outChannels, inChannels, taps…)
+/// as parameter 0 and b (outChannels) as parameter 1. The column/row split
+/// of a MatrixLayer applies to its channels: column-parallel keeps output
+/// channels (weight rows), row-parallel input channels (a run of
+/// `tapsPerChannel` weights per output channel).
+public protocol ChannelMatrixLayer: Layer {
+    var inChannels: Int { get }
+    var outChannels: Int { get }
+    var hasBias: Bool { get }
+    /// Weights per (output channel, input channel) pair: kh·kw.
+    var tapsPerChannel: Int { get }
+    /// Why this layer cannot be split by channels (grouped convolutions), nil when it can.
+    var channelSplitRefusal: String? { get }
+    /// The same layer over `outChannels` output channels (column-parallel), with a bias when this one has one.
+    func outputChannelSlice(outChannels: Int) throws -> Layer
+    /// The same layer over `inChannels` input channels (row-parallel), without a
+    /// bias: it is added once after the partial outputs are summed.
+    func inputChannelSlice(inChannels: Int) throws -> Layer
+}
+
+/// Acts on each channel of an (N, C, …) input on its own (pooling, an
+/// element-wise layer): it runs on a slice of the channels between a
+/// column/row pair of ChannelMatrixLayers.
+public protocol ChannelwiseLayer: Layer {
+    /// A copy for channels [start, start + count) of `channels`, as the whole
+    /// layer would treat them (random draws included). A layer with
+    /// parameters must hold them as tensors whose first dimension is the
+    /// channel: the copy's parameters are rows [start, start + count) of each.
+    func channelSlice(start: Int, count: Int, of channels: Int) throws -> Layer
+}
+
+extension ChannelwiseLayer {
+    public func channelSlice(start: Int, count: Int, of channels: Int) throws -> Layer { try replicate() }
+}
+
 /// Acts on each feature independently: it runs unchanged on a slice of the
-/// features between a column/row pair.
-public protocol ElementwiseLayer: Layer {
+/// features between a column/row pair (and on a slice of the channels).
+public protocol ElementwiseLayer: ChannelwiseLayer {
     /// A copy for features [start, start + width) of rows `rowWidth` wide, as
     /// the whole layer would treat them (random draws included).
     func featureSlice(start: Int, rowWidth: Int) throws -> Layer

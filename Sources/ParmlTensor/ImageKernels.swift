@@ -74,6 +74,11 @@ extension Kernels {
         pml_fill_planes(b, y, planes, size)
     }
 
+    /// y (planes, size) += b[p] on plane p.
+    public static func addPlanes(_ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, planes: Int, size: Int) {
+        pml_add_planes(b, y, planes, size)
+    }
+
     /// db[p] += Σ plane p of dy (planes, size).
     public static func addPlaneSums(_ dy: UnsafePointer<Float>, into db: UnsafeMutablePointer<Float>, planes: Int, size: Int) {
         pml_add_plane_sums(dy, db, planes, size)

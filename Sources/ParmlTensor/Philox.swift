@@ -114,6 +114,8 @@ public enum RandomStream {
     public static func split(group: Int) -> UInt64 { 0x6000_0000_0000 | UInt64(group) }
     /// The samples a weighted sampler draws in epoch `epoch`.
     public static func weightedSampling(epoch: Int) -> UInt64 { 0x7000_0000_0000 | UInt64(epoch) }
+    /// The crop offsets and flips of epoch `epoch`'s augmented images: sample s is block s.
+    public static func augmentation(epoch: Int) -> UInt64 { 0x8000_0000_0000 | UInt64(epoch) }
     /// PowerSGD's first Q matrices (every rank draws the same).
-    public static let powerSGD: UInt64 = 0x8000_0000_0000
+    public static let powerSGD: UInt64 = 0x9000_0000_0000
 }

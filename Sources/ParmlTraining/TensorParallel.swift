@@ -18,6 +18,13 @@ import ParmlTensor
 //   f → its heads t·H/tp..<(t+1)·H/tp (q, k, v rows: column-parallel; the
 //   output projection's columns, no bias: row-parallel) → g + output bias
 //
+// Convolutions pair the same way over channels (ParmlModel's
+// ChannelMatrixLayer, NCHW): A (a conv2d) keeps output channels
+// t·o..<(t+1)·o, B (a conv2d with B.in == A.out) those input channels, and
+// the layers between them may be any that act per channel (pooling as
+// well as element-wise layers: ChannelwiseLayer); g adds B's bias per
+// channel. Grouped convolutions are not split.
+//
 // Every other layer (layer_norm, a matrix layer without a partner) is replicated:
 // each tp rank runs it whole on the whole activations. The classifier (the
 // model's last layer, a matrix layer without a partner) is replicated too, unless
@@ -68,17 +75,27 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
     private(set) var floatsReduced = 0
     let features: Int
     let hasBias: Bool
+    /// The features are NCHW channels (a convolution's output): the bias
+    /// goes on each channel's plane rather than on each row.
+    let planes: Bool
     var kind: String { "tp_reduce" }
     private var bias: Tensor?
     private var biasGrad: Tensor?
     private let output = Buffer()
 
-    init(features: Int, bias: Bool) {
+    init(features: Int, bias: Bool, planes: Bool = false) {
         self.features = features
         self.hasBias = bias
+        self.planes = planes
     }
 
-    func replicate() throws -> Layer { TensorParallelReduce(features: features, bias: hasBias) }
+    func replicate() throws -> Layer { TensorParallelReduce(features: features, bias: hasBias, planes: planes) }
+
+    /// Samples and the size of each channel's plane of an (N, features, …) tensor.
+    private func planeSizes(_ t: Tensor) -> (samples: Int, size: Int) {
+        let n = t.shape[0]
+        return (n, n == 0 ? 0 : t.count / (n * features))
+    }
 
     var parameterSpecs: [ParameterSpec] {
         // The values are copied from the serial model; the initializer is unused.
@@ -100,13 +117,26 @@ final class TensorParallelReduce: Layer, TensorParallelLayer {
         y.data.update(from: x.data, count: x.count)
         try communicator.allReduce(y.data, count: y.count, op: .sum)
         floatsReduced += y.count
-        if let bias { Kernels.addBias(y.data, bias.data, rows: y.count / features, cols: features) }
+        guard let bias else { return y }
+        if planes {
+            let (n, size) = planeSizes(y)
+            for s in 0..<n { Kernels.addPlanes(bias.data, into: y.data + s * features * size, planes: features, size: size) }
+        } else {
+            Kernels.addBias(y.data, bias.data, rows: y.count / features, cols: features)
+        }
         return y
     }
 
     func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
         if let biasGrad {
-            Kernels.sumRows(dy.data, rows: dy.count / features, cols: features, into: biasGrad.data, beta: ctx.gradientBeta(accumulate: accumulate))
+            let beta = ctx.gradientBeta(accumulate: accumulate)
+            if planes {
+                let (n, size) = planeSizes(dy)
+                biasGrad.decayGradient(by: beta)
+                for s in 0..<n { Kernels.addPlaneSums(dy.data + s * features * size, into: biasGrad.data, planes: features, size: size) }
+            } else {
+                Kernels.sumRows(dy.data, rows: dy.count / features, cols: features, into: biasGrad.data, beta: beta)
+            }
         }
         return needInputGradient ? dy : nil
     }
@@ -196,24 +226,24 @@ struct TensorParallelRewrite {
         }
         var i = 0
         while i < list.count {
-            guard let a = list[i] as? MatrixLayer else {
+            guard let a = Splittable(list[i]) else {
                 i += 1
                 continue
             }
             var j = i + 1
-            while j < list.count, list[j] is ElementwiseLayer { j += 1 }
-            guard j < list.count, let b = list[j] as? MatrixLayer, b.inFeatures == a.outFeatures else {
+            while j < list.count, a.admitsBetween(list[j]) { j += 1 }
+            guard j < list.count, let b = Splittable(list[j]), b.channels == a.channels, b.inWidth == a.outWidth else {
                 i += 1
                 continue
             }
-            guard a.outFeatures % tp == 0 else {
+            guard a.outWidth % tp == 0 else {
                 throw ParmlError.invalidArgument(
-                    "tensor parallelism: layer \(path)\(i) \(a.planLabel) and layer \(path)\(j) "
-                        + "\(b.planLabel) form a column/row pair, but tp=\(tp) does not divide "
-                        + "the width \(a.outFeatures) between them")
+                    "tensor parallelism: layer \(path)\(i) \(a.layer.planLabel) and layer \(path)\(j) "
+                        + "\(b.layer.planLabel) form a column/row pair, but tp=\(tp) does not divide "
+                        + (a.channels ? "the \(a.outWidth) channels between them" : "the width \(a.outWidth) between them"))
             }
             role[i] = .column
-            for k in (i + 1)..<j { role[k] = .inside(width: a.outFeatures) }
+            for k in (i + 1)..<j { role[k] = .inside(width: a.outWidth, channels: a.channels) }
             role[j] = .row
             i = j + 1
         }
@@ -256,17 +286,19 @@ struct TensorParallelRewrite {
             let name = "\(path)\(k)"
             switch role[k] {
             case .column, .classifier:
-                let a = l as! MatrixLayer
-                let o = a.outFeatures / tp
-                let slice = try a.columnSlice(outFeatures: o)
-                sources.append(ParameterSource(offset: own[0] + t * o * a.inFeatures, stride: a.inFeatures, rows: o, cols: a.inFeatures, replicated: false))
+                let a = Splittable(l)!
+                let o = a.outWidth / tp
+                let slice = try a.column(o)
+                // Weight rows t·o..<(t+1)·o, each in·taps long.
+                let rowLength = a.inWidth * a.taps
+                sources.append(ParameterSource(offset: own[0] + t * o * rowLength, stride: rowLength, rows: o, cols: rowLength, replicated: false))
                 if a.hasBias { sources.append(ParameterSource(offset: own[1] + t * o, stride: o, rows: 1, cols: o, replicated: false)) }
                 out.append(Sequential([TensorParallelEnter(), slice]))
                 if case .classifier = role[k] {
                     notes.append(
-                        "\(name): column-parallel classifier \(a.planLabel), \(o) classes per rank; " + shardedLossNote)
+                        "\(name): column-parallel classifier \(l.planLabel), \(o) classes per rank; " + shardedLossNote)
                 } else {
-                    notes.append("\(name): column-parallel \(a.planLabel), \(o) output features per rank; all-reduce of dx backward")
+                    notes.append("\(name): column-parallel \(l.planLabel), \(o) output \(a.unit) per rank; all-reduce of dx backward")
                 }
             case .vocabulary, .vocabularyClassifier:
                 let v = l as! VocabularyParallelLayer
@@ -284,15 +316,17 @@ struct TensorParallelRewrite {
                         "\(name): vocabulary-parallel classifier \(l.planLabel), \(rows) classes per rank; " + shardedLossNote)
                 }
             case .row:
-                let b = l as! MatrixLayer
-                let c = b.inFeatures / tp
-                let slice = try b.rowSlice(inFeatures: c)
-                sources.append(ParameterSource(offset: own[0] + t * c, stride: b.inFeatures, rows: b.outFeatures, cols: c, replicated: false))
+                let b = Splittable(l)!
+                let c = b.inWidth / tp
+                let slice = try b.row(c)
+                // In each of the out weight rows, the taps of inputs t·c..<(t+1)·c.
+                sources.append(
+                    ParameterSource(offset: own[0] + t * c * b.taps, stride: b.inWidth * b.taps, rows: b.outWidth, cols: c * b.taps, replicated: false))
                 if b.hasBias {
-                    sources.append(ParameterSource(offset: own[1], stride: b.outFeatures, rows: 1, cols: b.outFeatures, replicated: true))
+                    sources.append(ParameterSource(offset: own[1], stride: b.outWidth, rows: 1, cols: b.outWidth, replicated: true))
                 }
-                out.append(Sequential([slice, TensorParallelReduce(features: b.outFeatures, bias: b.hasBias)]))
-                notes.append("\(name): row-parallel \(b.planLabel), \(c) input features per rank; all-reduce of y forward, bias after it")
+                out.append(Sequential([slice, TensorParallelReduce(features: b.outWidth, bias: b.hasBias, planes: b.channels)]))
+                notes.append("\(name): row-parallel \(l.planLabel), \(c) input \(b.unit) per rank; all-reduce of y forward, bias after it")
             case .heads:
                 let h = l as! HeadParallelLayer
                 let slice = try h.headSlice(rank: t, ranks: tp)
@@ -314,10 +348,25 @@ struct TensorParallelRewrite {
                     "\(name): \(h.planLabel) split by heads, \(n) of \(h.heads) per rank (rank r: heads r·\(n)..<(r+1)·\(n)): "
                         + "its input projections' rows for them column-parallel, its output projection's columns row-parallel; "
                         + "all-reduce of the output forward\(bias == nil ? "" : " (bias after it)"), of dx backward")
-            case .inside(let width):
+            case .inside(let width, channels: false):
                 guard let e = l as? ElementwiseLayer else { throw ParmlError.internal("\(l.kind) inside a pair is not element-wise") }
                 out.append(try e.featureSlice(start: t * width / tp, rowWidth: width))
                 notes.append("\(name): \(l.kind) on each rank's \(width / tp) of \(width) features")
+            case .inside(let width, channels: true):
+                guard let e = l as? ChannelwiseLayer else { throw ParmlError.internal("\(l.kind) inside a pair does not act per channel") }
+                let n = width / tp
+                let slice = try e.channelSlice(start: t * n, count: n, of: width)
+                // Per-channel parameters (channels first): each tensor's rows t·n..<(t+1)·n.
+                let specs = l.parameterSpecs
+                guard slice.parameterSpecs.count == specs.count, specs.allSatisfy({ $0.shape.rank >= 1 && $0.shape[0] == width }) else {
+                    throw ParmlError.internal("\(l.kind): a channel slice's parameters are not rows of the layer's per-channel tensors")
+                }
+                for (spec, offset) in zip(specs, own) {
+                    let per = spec.shape.count / width
+                    sources.append(ParameterSource(offset: offset + t * n * per, stride: n * per, rows: 1, cols: n * per, replicated: false))
+                }
+                out.append(slice)
+                notes.append("\(name): \(l.kind) on each rank's \(n) of \(width) channels")
             case .replicated:
                 if let r = l as? BlockLayer {
                     notes.append("\(name): \(r.kind) block:")
@@ -335,7 +384,8 @@ struct TensorParallelRewrite {
                     sources.append(ParameterSource(offset: offset, stride: n, rows: 1, cols: n, replicated: true))
                 }
                 out.append(copy)
-                notes.append("\(name): \(l.planLabel) replicated (whole on every tp rank)")
+                let why = (l as? ChannelMatrixLayer)?.channelSplitRefusal.map { ": \($0)" } ?? ""
+                notes.append("\(name): \(l.planLabel) replicated (whole on every tp rank)\(why)")
             }
         }
         return out
@@ -343,7 +393,42 @@ struct TensorParallelRewrite {
 
     private enum Role {
         case replicated, column, row, classifier, heads, vocabulary, vocabularyClassifier
-        case inside(width: Int)
+        /// Between the halves of a pair over `width` features (or NCHW channels).
+        case inside(width: Int, channels: Bool)
+    }
+
+    /// A layer a column/row pair can split, matrix or convolution alike: a
+    /// weight of `outWidth` rows, each `inWidth` runs of `taps` floats, and a
+    /// bias of `outWidth` when `hasBias`.
+    private struct Splittable {
+        let layer: Layer
+        let inWidth: Int
+        let outWidth: Int
+        let taps: Int
+        let hasBias: Bool
+        /// Splits NCHW channels (a convolution) rather than the last dimension's features.
+        let channels: Bool
+        /// The layer's column slice over `o` outputs, and its row slice over `c` inputs.
+        let column: (_ o: Int) throws -> Layer
+        let row: (_ c: Int) throws -> Layer
+
+        init?(_ l: Layer) {
+            if let m = l as? MatrixLayer {
+                (inWidth, outWidth, taps, hasBias, channels) = (m.inFeatures, m.outFeatures, 1, m.hasBias, false)
+                (column, row) = ({ try m.columnSlice(outFeatures: $0) }, { try m.rowSlice(inFeatures: $0) })
+            } else if let c = l as? ChannelMatrixLayer, c.channelSplitRefusal == nil {
+                (inWidth, outWidth, taps, hasBias, channels) = (c.inChannels, c.outChannels, c.tapsPerChannel, c.hasBias, true)
+                (column, row) = ({ try c.outputChannelSlice(outChannels: $0) }, { try c.inputChannelSlice(inChannels: $0) })
+            } else {
+                return nil
+            }
+            layer = l
+        }
+
+        var unit: String { channels ? "channels" : "features" }
+
+        /// Whether `l` may run on a slice between this layer and its partner.
+        func admitsBetween(_ l: Layer) -> Bool { channels ? l is ChannelwiseLayer : l is ElementwiseLayer }
     }
 
     /// What a split classifier's loss exchanges, for the plan.

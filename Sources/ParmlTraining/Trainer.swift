@@ -537,9 +537,11 @@ public final class Trainer {
     }
 
     /// Trains for `options.epochs` more epochs, continuing the data order
-    /// from `epochCount`. `progress` runs after each epoch with its metrics
-    /// and returns false to stop (fit then throws .cancelled; that epoch
-    /// counts as completed).
+    /// from `epochCount`. Training batches carry `train`'s augmentation
+    /// (drawn from the strategy's seed, the epoch and the sample); the
+    /// validation data is evaluated as it is. `progress` runs after each
+    /// epoch with its metrics and returns false to stop (fit then throws
+    /// .cancelled; that epoch counts as completed).
     @discardableResult
     public func fit(
         _ train: any BatchSource, options: FitOptions, validation: (any BatchSource)? = nil,
@@ -548,7 +550,8 @@ public final class Trainer {
         guard options.epochs >= 1 else { throw ParmlError.invalidArgument("fit: epochs must be >= 1, got \(options.epochs)") }
         var batcher = try Batcher(
             dataset: train, batchSize: options.batchSize, shuffle: options.shuffle, dropLast: options.dropLast,
-            seed: strategy.seed, sampleWeights: try options.classSamplingWeights.map { try Trainer.sampleWeights(train, classWeights: $0) })
+            seed: strategy.seed, sampleWeights: try options.classSamplingWeights.map { try Trainer.sampleWeights(train, classWeights: $0) },
+            augment: true)
         guard batcher.batchCount > 0 else {
             throw ParmlError.invalidArgument("fit: \(train.count) samples make no batch of \(options.batchSize) with drop_last")
         }

@@ -98,6 +98,13 @@ void pml_fill_planes(const float *b, float *y, size_t planes, size_t size) {
     }
 }
 
+void pml_add_planes(const float *b, float *y, size_t planes, size_t size) {
+    for (size_t p = 0; p < planes; p++, y += size) {
+        const float v = b[p];
+        for (size_t i = 0; i < size; i++) y[i] += v;
+    }
+}
+
 void pml_add_plane_sums(const float *dy, float *db, size_t planes, size_t size) {
     for (size_t p = 0; p < planes; p++, dy += size) {
         float s = 0;

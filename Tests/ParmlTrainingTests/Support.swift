@@ -100,3 +100,9 @@ func expectSameBits(_ a: [Float], _ b: [Float], _ what: String, sourceLocation: 
     let same = a.map(\.bitPattern) == b.map(\.bitPattern)
     #expect(same, "\(what)", sourceLocation: sourceLocation)
 }
+
+/// Largest |a − b| over the parameters, relative to the largest |b|.
+func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+    let scale = b.reduce(0) { max($0, Double(abs($1))) }
+    return maxAbsDiff(a, b) / max(scale, 1e-30)
+}

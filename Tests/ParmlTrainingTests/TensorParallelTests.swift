@@ -71,12 +71,6 @@ private func trainTP(
     return (params, losses, correct)
 }
 
-/// Largest |a − b| over the parameters, relative to the largest |b|.
-private func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
-    let scale = b.reduce(0) { max($0, Double(abs($1))) }
-    return maxAbsDiff(a, b) / max(scale, 1e-30)
-}
-
 struct TensorParallelTests {
     /// A row-parallel output is Σ_t (x_t·W_tᵀ) instead of one GEMM over the
     /// whole inner dimension: each sum is reassociated, an error of a few

@@ -7,7 +7,7 @@ of the training set validates after each epoch, the test set is used after
 training only; the model is saved, loaded back and run on the test set again.
 
 usage: train_cnn.py [--data DIR] [--epochs N] [--train-images N] [--dp N]
-                    [--save FILE]
+                    [--save FILE] [--crop-padding N] [--flip]
 
 Run from the repository after `make lib`:
 
@@ -60,6 +60,9 @@ def main() -> int:
     ap.add_argument("--train-images", type=int, default=0, help="train on the first N images only (a quick run)")
     ap.add_argument("--dp", type=int, default=2, help="data-parallel ranks (threads)")
     ap.add_argument("--save", default="build/cnn_fmnist_py.pb", help="where to save the trained model")
+    ap.add_argument("--crop-padding", type=int, default=0,
+                    help="augment training images: random crop of the image padded with N zeros on each side")
+    ap.add_argument("--flip", action="store_true", help="augment training images: horizontal flip with probability 1/2")
     args = ap.parse_args()
 
     data = Path(args.data)
@@ -68,6 +71,8 @@ def main() -> int:
     n_val = len(x) // 10
     n_train = len(x) - n_val if args.train_images <= 0 else min(args.train_images, len(x) - n_val)
     train = parml.Dataset(x[:n_train], y[:n_train])
+    if args.crop_padding or args.flip:  # fit transforms training batches only
+        train.set_augmentation(crop_padding=args.crop_padding, horizontal_flip=args.flip)
     val = parml.Dataset(x[-n_val:], y[-n_val:])
     x_test = images(data / "t10k-images-idx3-ubyte.gz")
     y_test = read_idx(data / "t10k-labels-idx1-ubyte.gz")

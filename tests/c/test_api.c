@@ -1948,6 +1948,201 @@ static void test_tensor_parallel(void) {
     }
 }
 
+/* conv2d 1->8 3x3 pad 1, relu, max_pool2d 2, conv2d 8->4 3x3 pad 1, relu,
+ * global_avg_pool, linear 4->2, added by kind name: the two convolutions
+ * form a tensor-parallel pair (output channels, then input channels). */
+enum { CONV_N = 16, CONV_HW = 6, CONV_P = 8 * 9 + 8 + 4 * 8 * 9 + 4 + 4 * 2 + 2 };
+static parml_model conv_pair_model(void) {
+    static int64_t k3[] = {3}, pad1[] = {1}, two[] = {2};
+    parml_model m = NULL;
+    OK(parml_model_create(&m));
+    /* im2col + OpenBLAS (read when a conv2d is made): this program also
+     * runs under valgrind, where oneDNN's JIT kernels crawl; the Swift and
+     * Python suites cover the pair on both backends. */
+    setenv("PARML_CONV", "im2col", 1);
+    parml_attribute c1[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = 1},
+                            {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 8},
+                            {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
+                            {.name = "padding", .type = PARML_ATTR_INTS, .ints = pad1, .n_ints = 1}};
+    OK(parml_model_add_layer(m, "conv2d", c1, 4));
+    OK(parml_model_add_layer(m, "relu", NULL, 0));
+    parml_attribute pool[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1}};
+    OK(parml_model_add_layer(m, "max_pool2d", pool, 1));
+    parml_attribute c2[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = 8},
+                            {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 4},
+                            {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
+                            {.name = "padding", .type = PARML_ATTR_INTS, .ints = pad1, .n_ints = 1}};
+    OK(parml_model_add_layer(m, "conv2d", c2, 4));
+    OK(parml_model_add_layer(m, "relu", NULL, 0));
+    OK(parml_model_add_layer(m, "global_avg_pool", NULL, 0));
+    OK(parml_model_add_linear(m, 4, 2, 1));
+    OK(parml_model_init(m, 21));
+    unsetenv("PARML_CONV");
+    return m;
+}
+
+/* CONV_N images (1, CONV_HW, CONV_HW) in [-1, 1) and labels i mod 2, as
+ * tensors (the caller frees them). */
+static void conv_tensors(parml_tensor *xt, parml_tensor *yt) {
+    float x[CONV_N * CONV_HW * CONV_HW], y[CONV_N];
+    uint32_t r = 777;
+    for (int i = 0; i < CONV_N * CONV_HW * CONV_HW; i++) {
+        r = r * 1664525u + 1013904223u;
+        x[i] = (float)((r >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+    for (int i = 0; i < CONV_N; i++) y[i] = (float)(i % 2);
+    int64_t xd[4] = {CONV_N, 1, CONV_HW, CONV_HW}, yd[1] = {CONV_N};
+    OK(parml_tensor_create(xd, 4, x, xt));
+    OK(parml_tensor_create(yd, 1, y, yt));
+}
+
+/* A trainer for conv_pair_model (its model in *m): SGD momentum,
+ * deterministic mode, laid out dp x pp x tp. */
+static parml_trainer conv_trainer(int32_t dp, int32_t pp, int32_t tp, parml_model *m) {
+    parml_optimizer_params o;
+    OK(parml_optimizer_params_init(&o));
+    o.learning_rate = 0.1f;
+    o.momentum = 0.9f;
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.dp = dp;
+    s.pp = pp;
+    s.tp = tp;
+    s.micro_batches = 2;
+    s.deterministic = 1;
+    *m = conv_pair_model();
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(*m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
+    return tr;
+}
+
+/* conv_pair_model trained 4 SGD-momentum steps (deterministic mode) under
+ * dp x pp x tp; its parameters land in `params`. */
+static void conv_train(int32_t dp, int32_t pp, int32_t tp, float params[CONV_P]) {
+    parml_tensor xt = NULL, yt = NULL;
+    conv_tensors(&xt, &yt);
+    parml_model m = NULL;
+    parml_trainer tr = conv_trainer(dp, pp, tp, &m);
+    for (int i = 0; i < 4; i++) OK(parml_trainer_step(tr, xt, yt, NULL));
+    OK(parml_model_get_params(m, params, CONV_P));
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
+/* Tensor parallelism over convolutions: tp 2, dp 2 x tp 2 and pp 2 x tp 2
+ * stay within the tp bound of serial training, and the plan names the
+ * split convolutions (tp 4 and the other hybrids: the Swift suite). */
+static void test_conv_tensor_parallel(void) {
+    float serial[CONV_P], p[CONV_P];
+    conv_train(1, 1, 1, serial);
+    const int32_t layouts[][3] = {{1, 1, 2}, {2, 1, 2}, {1, 2, 2}};
+    for (size_t k = 0; k < sizeof layouts / sizeof layouts[0]; k++) {
+        conv_train(layouts[k][0], layouts[k][1], layouts[k][2], p);
+        char what[64];
+        snprintf(what, sizeof what, "conv pair, dp=%d pp=%d tp=%d", (int)layouts[k][0], (int)layouts[k][1],
+                 (int)layouts[k][2]);
+        check_near_serial(p, serial, CONV_P, what);
+    }
+    parml_model m = conv_pair_model();
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.tp = 2;
+    char *text = NULL;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr));
+    OK(parml_trainer_plan(tr, &text));
+    CHECK(text && strstr(text, "0: column-parallel conv2d(1→8, 3x3), 4 output channels per rank") &&
+              strstr(text, "2: max_pool2d on each rank's 4 of 8 channels") &&
+              strstr(text, "3: row-parallel conv2d(8→4, 3x3), 4 input channels per rank"),
+          "plan text:\n%s", text ? text : "(null)");
+    parml_buffer_free(text);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+}
+
+/* conv_pair_model fit 2 epochs (batches of 8) under dp x pp on `d`; its
+ * parameters land in `params`. */
+static void conv_fit(parml_dataset d, int32_t dp, int32_t pp, float params[CONV_P]) {
+    parml_model m = NULL;
+    parml_trainer tr = conv_trainer(dp, pp, 1, &m);
+    parml_fit_params f;
+    OK(parml_fit_params_init(&f));
+    f.epochs = 2;
+    f.batch_size = 8;
+    OK(parml_trainer_fit(tr, d, &f, NULL));
+    OK(parml_model_get_params(m, params, CONV_P));
+    parml_trainer_free(tr);
+    parml_model_free(m);
+}
+
+/* Augmentation through the C API: defaults, refusals (the setting stays),
+ * every layout fitting the same images, evaluation unchanged. */
+static void test_augmentation(void) {
+    parml_augment_params a;
+    memset(&a, 0x5A, sizeof a);
+    OK(parml_augment_params_init(&a));
+    CHECK(a.struct_size == sizeof a && a.crop_padding == 0 && a.horizontal_flip == 0, "augment defaults");
+    CHECK(parml_augment_params_init(NULL) == PARML_ERR_INVALID_ARGUMENT, "init(NULL)");
+    parml_tensor xt = NULL, yt = NULL;
+    conv_tensors(&xt, &yt);
+    parml_dataset d = NULL, plain = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    OK(parml_dataset_create(xt, yt, &plain));
+    a.crop_padding = 1;
+    a.horizontal_flip = 1;
+    CHECK(parml_dataset_set_augmentation(NULL, &a) == PARML_ERR_INVALID_ARGUMENT, "NULL dataset");
+    OK(parml_dataset_set_augmentation(d, &a));
+    parml_augment_params bad = a;
+    bad.crop_padding = CONV_HW;
+    CHECK(parml_dataset_set_augmentation(d, &bad) == PARML_ERR_INVALID_ARGUMENT && strstr(parml_last_error(), "below the images"),
+          "padding of the image's size: %s", parml_last_error());
+    bad.crop_padding = -1;
+    CHECK(parml_dataset_set_augmentation(d, &bad) == PARML_ERR_INVALID_ARGUMENT, "negative padding");
+    bad = a;
+    bad.horizontal_flip = 2;
+    CHECK(parml_dataset_set_augmentation(d, &bad) == PARML_ERR_INVALID_ARGUMENT && strstr(parml_last_error(), "horizontal_flip"),
+          "flip 2: %s", parml_last_error());
+    bad = a;
+    bad.struct_size = 4;
+    CHECK(parml_dataset_set_augmentation(d, &bad) == PARML_ERR_INVALID_ARGUMENT, "struct_size 4");
+    float tx[TOY_N * TOY_D], ty[TOY_N];
+    parml_tensor txt = NULL, tyt = NULL;
+    toy_tensors(tx, ty, &txt, &tyt);
+    parml_dataset flat = NULL;
+    OK(parml_dataset_create(txt, tyt, &flat));
+    CHECK(parml_dataset_set_augmentation(flat, &a) == PARML_ERR_SHAPE, "samples of 2 features: %s", parml_last_error());
+    OK(parml_dataset_set_augmentation(flat, NULL)); /* off: fine for any dataset */
+
+    /* The refusals left crop 1 + flip on d: serial, dp 2 and pp 2 fit the
+     * same images (bit for bit in deterministic mode), unlike no augmentation. */
+    float serial[CONV_P], p[CONV_P], none[CONV_P];
+    conv_fit(d, 1, 1, serial);
+    conv_fit(plain, 1, 1, none);
+    CHECK(memcmp(serial, none, sizeof serial) != 0, "augmentation changed nothing");
+    conv_fit(d, 2, 1, p);
+    CHECK(memcmp(p, serial, sizeof p) == 0, "dp=2 fit other images or sums than serial");
+    conv_fit(d, 1, 2, p);
+    CHECK(memcmp(p, serial, sizeof p) == 0, "pp=2 fit other images or sums than serial");
+    /* Evaluation sees the images unchanged. */
+    parml_model m = NULL;
+    parml_trainer tr = conv_trainer(1, 1, 1, &m);
+    float l1 = 0, l2 = 0, a1 = 0, a2 = 0;
+    OK(parml_trainer_evaluate(tr, d, 8, &l1, &a1));
+    OK(parml_trainer_evaluate(tr, plain, 8, &l2, &a2));
+    CHECK(l1 == l2 && a1 == a2, "evaluate: %g/%g on the augmented dataset, %g/%g without", l1, a1, l2, a2);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_dataset_free(flat);
+    parml_dataset_free(d);
+    parml_dataset_free(plain);
+    parml_tensor_free(txt);
+    parml_tensor_free(tyt);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
 /* The plan of a cross-entropy trainer for `m` laid out by `s` (free it
  * with parml_buffer_free). */
 static char *plan_text(parml_model m, const parml_strategy_params *s) {
@@ -2237,6 +2432,8 @@ int main(void) {
     test_nonfinite_steps_are_skipped();
     test_plan();
     test_tensor_parallel();
+    test_conv_tensor_parallel();
+    test_augmentation();
     test_split_classifier();
     test_interleaved_refusals();
     test_blas();

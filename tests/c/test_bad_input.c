@@ -1259,6 +1259,16 @@ static void cases_datasets(void) {
         parml_dataset_input_shape(d, dims, 1, &nd), nd == S_PD && dims[0] == S_I64);
     BAD("parml_dataset_input_shape", "NULL dims_out, capacity 4", PARML_ERR_INVALID_ARGUMENT,
         parml_dataset_input_shape(d, NULL, 4, &nd), nd == S_PD);
+    parml_augment_params aug;
+    OK(parml_augment_params_init(&aug));
+    aug.horizontal_flip = 1;
+    BAD("parml_augment_params_init", "NULL params", PARML_ERR_INVALID_ARGUMENT, parml_augment_params_init(NULL), NO_STATE);
+    BAD("parml_dataset_set_augmentation", "NULL dataset", PARML_ERR_INVALID_ARGUMENT,
+        parml_dataset_set_augmentation(NULL, &aug), NO_STATE);
+    BAD("parml_dataset_set_augmentation", "freed dataset", PARML_ERR_INVALID_ARGUMENT,
+        parml_dataset_set_augmentation(freed_dataset(), &aug), NO_STATE);
+    BAD("parml_dataset_set_augmentation", "samples that are not images", PARML_ERR_SHAPE,
+        parml_dataset_set_augmentation(d, &aug), D_SAME);
 #undef D_SAME
     parml_dataset_free(d);
     parml_tensor_free(x);

@@ -11,14 +11,16 @@
  * residual{ linear 256->256 -> gelu -> dropout 0.1 } -> linear 256->256 ->
  * relu -> linear 256->10; Adam, cosine schedule with warmup, clipping.
  * Then a small CNN (every image kind: conv2d, max_pool2d, avg_pool2d,
- * global_avg_pool) on (64, 1, 28, 28), serial and dp 2 x pp 2.
+ * global_avg_pool) on (64, 1, 28, 28), serial, dp 2 x pp 2 and (its two
+ * convolutions made a pair: cnn_pair) tp 2.
  * 3 warm-up steps, then 20 counted steps of parml_trainer_step, twice:
  *   1. with the default strategy (what every user gets: BLAS threads =
  *      cores / ranks), the check the promise is about;
  *   2. with strategy.blas_threads = 1, which isolates parml's own code from
  *      OpenBLAS's threaded driver.
- Then parml_trainer_fit over a token dataset: 12 epochs allocate exactly
- * what 2 do (windows are cut into the trainer's batch tensors).
+ Then parml_trainer_fit over a token dataset and over an augmented image
+ * dataset: 12 epochs allocate exactly what 2 do (windows are cut, and
+ * images cropped and flipped, in the trainer's batch tensors).
  * The CNN runs with each conv2d backend: im2col + OpenBLAS (PARML_CONV=im2col)
  * must allocate nothing; oneDNN (the default) allocates inside its own
  * dnnl_primitive_execute (oneDNN 2.x builds a std::unordered_map of the
@@ -164,8 +166,13 @@ static parml_model build_model(void) {
 
 /* A small CNN on (B, 1, 28, 28): conv 1->4 3x3 pad 1, batch norm, relu,
  * max pool 2, conv 4->8 3x3 stride 2 groups 2, relu, avg pool 2 (stride 1),
- * global average pool, batch norm (1-D), linear 8->10: every image kind. */
+ * global average pool, batch norm (1-D), linear 8->10: every image kind.
+ * With cnn_pair, the second conv is ungrouped and the first batch norm left
+ * out, so that tensor parallelism splits the two convs as a pair
+ * (batch_norm does not declare ChannelwiseLayer yet). */
 static int64_t k3[] = {3}, pad1[] = {1}, two[] = {2}, one[] = {1};
+/* 1: build_cnn's two convolutions form a tensor-parallel pair. */
+static int cnn_pair;
 
 static void add(parml_model m, const char *kind, parml_attribute *a, int64_t n) { OK(parml_model_add_layer(m, kind, a, n)); }
 
@@ -178,7 +185,7 @@ static parml_model build_cnn(void) {
                             {.name = "padding", .type = PARML_ATTR_INTS, .ints = pad1, .n_ints = 1}};
     add(m, "conv2d", c1, 4);
     parml_attribute bn4[] = {{.name = "num_features", .type = PARML_ATTR_INT, .int_value = 4}};
-    add(m, "batch_norm", bn4, 1);
+    if (!cnn_pair) add(m, "batch_norm", bn4, 1);
     OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
     parml_attribute pool[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1}};
     add(m, "max_pool2d", pool, 1);
@@ -186,7 +193,7 @@ static parml_model build_cnn(void) {
                             {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = 8},
                             {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k3, .n_ints = 1},
                             {.name = "stride", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1},
-                            {.name = "groups", .type = PARML_ATTR_INT, .int_value = 2}};
+                            {.name = "groups", .type = PARML_ATTR_INT, .int_value = cnn_pair ? 1 : 2}};
     add(m, "conv2d", c2, 5);
     OK(parml_model_add_activation(m, PARML_ACTIVATION_RELU));
     parml_attribute avg[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = two, .n_ints = 1},
@@ -305,6 +312,15 @@ static long fit_allocs(parml_trainer tr, parml_dataset d, int epochs) {
 /* fit over a token dataset cuts each batch of windows into the trainer's
  * batch tensors: a call may allocate to set up, its steps and epochs may
  * not, so 12 epochs (48 steps) allocate exactly what 2 epochs (8) do. */
+/* After a warm-up fit of `d` (4 batches of 8 an epoch), 12 epochs must
+ * allocate exactly what 2 do: nothing per step or epoch. */
+static void check_epochs_allocate_alike(parml_trainer tr, parml_dataset d, const char *what) {
+    fit_allocs(tr, d, 1);
+    long two = fit_allocs(tr, d, 2), twelve = fit_allocs(tr, d, 12);
+    printf("note: fit over %s: %ld allocations and frees for 2 epochs, %ld for 12\n", what, two, twelve);
+    CHECK(two == twelve, "fit over %s allocates per step or epoch: %ld for 8 steps, %ld for 48", what, two, twelve);
+}
+
 static void test_token_fit(void) {
     enum { TV = 16, TC = 32, TT = 16, TN = 1025 };
     parml_model m = NULL;
@@ -329,12 +345,44 @@ static void test_token_fit(void) {
     p.windows_per_epoch = 32; /* 4 batches of 8 */
     parml_dataset d = NULL;
     OK(parml_dataset_create_tokens(t, TT, &p, &d));
-    fit_allocs(tr, d, 1); /* warm-up */
-    long two = fit_allocs(tr, d, 2), twelve = fit_allocs(tr, d, 12);
-    printf("note: fit over a token dataset: %ld allocations and frees for 2 epochs, %ld for 12\n", two, twelve);
-    CHECK(two == twelve, "fit over token windows allocates per step or epoch: %ld for 8 steps, %ld for 48", two, twelve);
+    check_epochs_allocate_alike(tr, d, "a token dataset");
     parml_dataset_free(d);
     parml_tensor_free(t);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+}
+
+/* parml_trainer_fit over an augmented image dataset (random crop and flip,
+ * since 0.3): the images are transformed in the trainer's batch tensor with
+ * one plane of scratch made per fit call, so 12 epochs allocate what 2 do. */
+static void test_augmented_fit(void) {
+    enum { AN = 32 };
+    setenv("PARML_CONV", "im2col", 1);
+    parml_model m = build_cnn();
+    unsetenv("PARML_CONV");
+    parml_strategy_params s;
+    OK(parml_strategy_params_init(&s));
+    s.blas_threads = 1;
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, &s, &tr));
+    static float pixels[AN * H * W], labels[AN];
+    for (int i = 0; i < AN * H * W; i++) pixels[i] = (float)(i * 37 % 101) / 101.0f;
+    for (int i = 0; i < AN; i++) labels[i] = (float)(i % CLASSES);
+    int64_t xd[4] = {AN, 1, H, W}, yd[1] = {AN};
+    parml_tensor xt = NULL, yt = NULL;
+    OK(parml_tensor_create(xd, 4, pixels, &xt));
+    OK(parml_tensor_create(yd, 1, labels, &yt));
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    parml_augment_params a;
+    OK(parml_augment_params_init(&a));
+    a.crop_padding = 4;
+    a.horizontal_flip = 1;
+    OK(parml_dataset_set_augmentation(d, &a));
+    check_epochs_allocate_alike(tr, d, "an augmented image dataset");
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
     parml_trainer_free(tr);
     parml_model_free(m);
 }
@@ -456,6 +504,13 @@ int main(void) {
     total = measure("cnn, im2col, dp = 2 x pp = 2, m = 2, deterministic", 1, dp_pp, xt4, yt, &others);
     CHECK(total == 0, "the CNN (im2col) under dp=2 pp=2 allocated or freed %ld times in %d warmed-up steps", total,
           COUNTED);
+    /* Tensor parallelism over the convolutions (since 0.3): channel slices,
+     * their all-reduces and the per-channel bias after them. */
+    cnn_pair = 1;
+    total = measure("cnn, im2col, tp = 2 (the convolutions split), deterministic", 1, (layout_t){1, 0, 1, 1, 1, 2}, xt4,
+                    yt, &others);
+    CHECK(total == 0, "the CNN (im2col) under tp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    cnn_pair = 0;
     unsetenv("PARML_CONV");
     total = measure("cnn, default backend", 1, serial, xt4, yt, &others);
     printf("note: the CNN with the default conv2d backend: %ld allocations per step inside oneDNN\n",
@@ -468,6 +523,7 @@ int main(void) {
     parml_tensor_free(xt4);
 
     test_token_fit();
+    test_augmented_fit();
     /* Generation: 32 more tokens, no more allocations (each call allocates
      * its prompt and result arrays, the same for any length). */
     OK(parml_blas_set_threads(1));

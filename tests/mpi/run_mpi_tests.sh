@@ -28,7 +28,8 @@
 #      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
-#      (tests/mpi/py_comm.py) equal threads.
+#      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
+#      splits, fit over augmented images (tests/mpi/py_cnn_tp.py) in dp, tp and pp x tp.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -358,6 +359,16 @@ for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
         pass "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit"
     else
         fail "CNN with batch_norm, $1 under mpirun -np $2" "$WORK/pycnn.txt"
+    fi
+done
+
+for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
+    set -- $case
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
+        python3 "$HERE/py_cnn_tp.py" "$1" > "$WORK/pycnntp.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnntp.txt")" -eq "$2" ]; then
+        pass "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
+    else
+        fail "CNN (conv pair, augmented fit), $1 under mpirun -np $2" "$WORK/pycnntp.txt"
     fi
 done
 

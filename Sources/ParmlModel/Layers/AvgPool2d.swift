@@ -63,3 +63,7 @@ public final class AvgPool2d: KindedLayer {
         return dx
     }
 }
+
+/// Each channel's planes are pooled on their own: tensor parallelism runs it
+/// on a rank's channels between a conv2d column/row pair.
+extension AvgPool2d: ChannelwiseLayer {}

@@ -13,7 +13,7 @@ import ParmlTensor
 // A 1×1 kernel with stride 1 and no padding has col = x: no copy is made.
 // With the oneDNN backend (the default) oneDNN's primitives do all three
 // instead, per batch (ConvolutionPlans, pml_dnnl.h); the same β rule holds.
-public final class Conv2d: KindedLayer {
+public final class Conv2d: KindedLayer, ChannelMatrixLayer {
     public static let descriptor = LayerKind(
         name: "conv2d", className: "Conv2d",
         doc: "2-D convolution (cross-correlation) as torch.nn.Conv2d, weight (out_channels, in_channels/groups, kh, kw); "
@@ -93,11 +93,29 @@ public final class Conv2d: KindedLayer {
         self.pointwise = kernel == (1, 1) && stride == (1, 1) && padding == (0, 0)
     }
 
-    public func replicate() throws -> Layer {
+    public func replicate() throws -> Layer { try copy(inChannels: inChannels, outChannels: outChannels, groups: groups, bias: hasBias) }
+
+    /// A layer with this one's window and backend over other channels.
+    private func copy(inChannels: Int, outChannels: Int, groups: Int, bias: Bool) throws -> Conv2d {
         try Conv2d(
             inChannels: inChannels, outChannels: outChannels, kernel: (window.kernelH, window.kernelW),
             stride: (window.strideH, window.strideW), padding: (window.padH, window.padW),
-            dilation: (window.dilationH, window.dilationW), groups: groups, bias: hasBias, backend: backend)
+            dilation: (window.dilationH, window.dilationW), groups: groups, bias: bias, backend: backend)
+    }
+
+    public var tapsPerChannel: Int { window.kernelH * window.kernelW }
+
+    /// A group's output channels read only its input channels: a channel slice
+    /// would have to follow the group boundaries, which this split does not do.
+    public var channelSplitRefusal: String? { groups == 1 ? nil : "groups=\(groups) convolutions are not split" }
+
+    public func outputChannelSlice(outChannels: Int) throws -> Layer { try sliced(inChannels: inChannels, outChannels: outChannels, bias: hasBias) }
+
+    public func inputChannelSlice(inChannels: Int) throws -> Layer { try sliced(inChannels: inChannels, outChannels: outChannels, bias: false) }
+
+    private func sliced(inChannels: Int, outChannels: Int, bias: Bool) throws -> Layer {
+        guard groups == 1 else { throw ParmlError.internal("\(planLabel): \(channelSplitRefusal ?? "")") }
+        return try copy(inChannels: inChannels, outChannels: outChannels, groups: 1, bias: bias)
     }
 
     public var attributes: Attributes {

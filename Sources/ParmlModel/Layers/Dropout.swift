@@ -20,6 +20,10 @@ public final class Dropout: KindedLayer, ElementwiseLayer, RandomizedLayer {
     /// `rowWidth` wide (one rank's slice of a split layer), the mask is that
     /// slice of the whole row's mask.
     public var featureWindow: (start: Int, rowWidth: Int)?
+    /// When the input (N, count, …) holds channels [start, start + count) of
+    /// `channels` (a split convolution's slice), the mask is that slice of
+    /// the whole (N, channels, …) input's mask.
+    public var channelWindow: (start: Int, channels: Int)?
 
     private let mask = Buffer()
     private let output = Buffer()
@@ -37,6 +41,7 @@ public final class Dropout: KindedLayer, ElementwiseLayer, RandomizedLayer {
         let d = try Dropout(probability: probability)
         d.pinnedLayerID = pinnedLayerID
         d.featureWindow = featureWindow
+        d.channelWindow = channelWindow
         return d
     }
 
@@ -46,6 +51,13 @@ public final class Dropout: KindedLayer, ElementwiseLayer, RandomizedLayer {
         let d = try Dropout(probability: probability)
         d.pinnedLayerID = layerID  // the whole layer's id, set when its model was built
         d.featureWindow = (start: start, rowWidth: rowWidth)
+        return d
+    }
+
+    public func channelSlice(start: Int, count: Int, of channels: Int) throws -> Layer {
+        let d = try Dropout(probability: probability)
+        d.pinnedLayerID = layerID
+        d.channelWindow = (start: start, channels: channels)
         return d
     }
 
@@ -61,7 +73,12 @@ public final class Dropout: KindedLayer, ElementwiseLayer, RandomizedLayer {
         let rowSize = x.shape.rowSize
         let rng = Philox(seed: ctx.seed)
         let stream = RandomStream.dropout(layer: layerID, step: ctx.step)
-        if let w = featureWindow {
+        // A channel slice's window in features: its channels' planes are contiguous in each row.
+        let window = featureWindow ?? channelWindow.map { c in
+            let plane = x.shape.rank > 1 && x.shape[1] > 0 ? rowSize / x.shape[1] : 0
+            return (start: c.start * plane, rowWidth: c.channels * plane)
+        }
+        if let w = window {
             let rows = x.count / max(rowSize, 1)
             for r in 0..<rows {
                 let first = UInt64(ctx.sampleOffset + r) &* UInt64(w.rowWidth) &+ UInt64(w.start)

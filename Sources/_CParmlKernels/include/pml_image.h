@@ -40,6 +40,8 @@ void pml_col2im(const float *col, size_t channels, const pml_window *w, float *d
 
 /* y (planes, size) = b[p] on plane p */
 void pml_fill_planes(const float *b, float *y, size_t planes, size_t size);
+/* y (planes, size) += b[p] on plane p */
+void pml_add_planes(const float *b, float *y, size_t planes, size_t size);
 /* db[p] += sum of plane p of dy (planes, size), each plane summed in order */
 void pml_add_plane_sums(const float *dy, float *db, size_t planes, size_t size);
 /* y[p] = mean of plane p of x (planes, size), summed in order then divided */

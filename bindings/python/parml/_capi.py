@@ -434,6 +434,23 @@ class parml_token_params(Structure):
     ]
 
 
+class parml_augment_params(Structure):
+    """Options of parml_dataset_set_augmentation: how parml_trainer_fit
+    transforms a dataset's images when it forms training batches.
+
+    Attributes:
+        struct_size: set by parml_augment_params_init
+        crop_padding: pad p zeros on each side, crop back to H x W at a random offset; 0 (default) = no crop
+        horizontal_flip: 1: mirror left-right with probability 1/2; default 0
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("crop_padding", c_int32),
+        ("horizontal_flip", c_int32),
+    ]
+
+
 class parml_csv_params(Structure):
     """Options of parml_dataset_load_csv. Columns are counted from 0.
 
@@ -571,6 +588,7 @@ STRUCT_TYPES = {
     "parml_epoch_metrics": parml_epoch_metrics,
     "parml_fit_params": parml_fit_params,
     "parml_token_params": parml_token_params,
+    "parml_augment_params": parml_augment_params,
     "parml_csv_params": parml_csv_params,
     "parml_loss_params": parml_loss_params,
     "parml_metrics_params": parml_metrics_params,
@@ -580,6 +598,13 @@ STRUCT_TYPES = {
 # ---------------------------------------------------------------------------
 # Functions, in the order of include/parml.h
 # ---------------------------------------------------------------------------
+
+
+# PARML_API parml_status parml_augment_params_init(parml_augment_params * params);
+@ctypes_function("parml_augment_params_init", [POINTER(parml_augment_params)], parml_status)
+def parml_augment_params_init(params: Any, /) -> int:
+    """Fills *params with no augmentation and sets struct_size."""
+    ...
 
 
 # PARML_API parml_status parml_blas_core(char const ** core_out);
@@ -703,6 +728,13 @@ def parml_dataset_load_tokens(path: bytes, file_type: int, block_size: int, para
 @ctypes_function("parml_dataset_num_classes", [parml_dataset, POINTER(c_int64)], parml_status)
 def parml_dataset_num_classes(dataset: Any, classes_out: Any, /) -> int:
     """Number of classes (largest target + 1), or 0 when targets are not class indices."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_set_augmentation(parml_dataset dataset, parml_augment_params const * params);
+@ctypes_function("parml_dataset_set_augmentation", [parml_dataset, POINTER(parml_augment_params)], parml_status)
+def parml_dataset_set_augmentation(dataset: Any, params: Any, /) -> int:
+    """Sets the random crop and flip parml_trainer_fit applies to the dataset's training batches; NULL: none."""
     ...
 
 

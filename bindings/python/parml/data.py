@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _arrays, _capi
 from ._handle import Handle
-from .errors import check
+from .errors import InvalidArgumentError, check
 
 
 class Dataset(Handle):
@@ -193,6 +193,35 @@ class Dataset(Handle):
                 )
             )
         return Dataset._adopt(train), Dataset._adopt(validation)
+
+    def set_augmentation(self, crop_padding: int = 0, horizontal_flip: bool = False) -> "Dataset":
+        """How Trainer.fit transforms these images (samples (C, H, W), or
+        (H, W) as one channel) when it forms training batches, as
+        torchvision's ``RandomCrop(size, padding=crop_padding)`` then
+        ``RandomHorizontalFlip()``: pad ``crop_padding`` zeros on each side
+        and cut the image's size back out at a random offset, then mirror
+        left-right with probability 1/2 when ``horizontal_flip``. Sample s
+        of epoch e draws from (the trainer's seed, e, s), so every layout
+        trains on the same images. Evaluation (``Trainer.evaluate``, fit's
+        validation) and ``Trainer.step`` never transform anything. With no
+        arguments it turns augmentation off. Returns the dataset.
+
+        Raises InvalidArgumentError (a token dataset; crop_padding negative
+        or not below the images' height and width) or ShapeError (samples
+        that are not images)."""
+        if isinstance(crop_padding, bool) or not isinstance(crop_padding, (int, np.integer)):
+            raise TypeError(f"crop_padding must be an int, got {type(crop_padding).__name__}")
+        if not isinstance(horizontal_flip, (bool, np.bool_)):
+            raise TypeError(f"horizontal_flip must be a bool, got {type(horizontal_flip).__name__}")
+        if not 0 <= crop_padding < 2**31:
+            raise InvalidArgumentError(f"crop_padding must be 0 or positive and below 2^31, got {crop_padding}")
+        params = _capi.parml_augment_params()
+        check(_capi.parml_augment_params_init(params))
+        params.crop_padding = int(crop_padding)
+        params.horizontal_flip = 1 if horizontal_flip else 0
+        with self._use() as d:
+            check(_capi.parml_dataset_set_augmentation(d, byref(params)))
+        return self
 
     def __repr__(self) -> str:
         if self.closed:

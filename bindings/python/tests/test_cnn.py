@@ -2,7 +2,9 @@
 part 1): the classes come from the kinds query and take PyTorch's
 arguments; a tiny CNN trains as PyTorch trains it from the same weights,
 exports to ONNX what onnxruntime computes, and trains under dp and pp
-bit for bit as serially (tp replicates the convolutions)."""
+bit for bit as serially. Under tp a conv2d pair is split by channels (the
+column/row pair of Linear) and matches serial training within the tp
+tolerance; grouped convolutions are replicated."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import subprocess_env
+from test_attention import TP_TOLERANCE, relative_difference
 
 import parml
 
@@ -167,17 +170,100 @@ def test_dp_and_pp_are_serial_bit_for_bit(layout, backend, monkeypatch):
         np.testing.assert_array_equal(split[name], serial[name], err_msg=name)
 
 
-def test_tp_replicates_the_convolutions():
-    """Tensor parallelism does not split convolutions yet (a later part of
-    issue 18): it runs them whole on every tp rank, says so in the plan, and
-    trains as serially."""
+def test_tp_replicates_grouped_convolutions():
+    """A grouped convolution is not split by tensor parallelism, nor the
+    convolution that would pair with it: every tp rank runs them whole, the
+    plan says so (and why), and training matches serial."""
     serial_losses, serial, _ = train(parml.Strategy(deterministic=True))
     losses, split, plan = train(parml.Strategy(deterministic=True, tp=2))
     assert "conv2d(1→4, 3x3) replicated (whole on every tp rank)" in plan, plan
-    assert "conv2d(4→6, 3x2) replicated (whole on every tp rank)" in plan, plan
+    assert "conv2d(4→6, 3x2) replicated (whole on every tp rank): groups=2 convolutions are not split" in plan, plan
     np.testing.assert_allclose(losses, serial_losses, rtol=1e-6, atol=1e-6)
     for name in serial:
         np.testing.assert_allclose(split[name], serial[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def pair_cnn(seed=3, classes=3):
+    """conv(1→8)–ReLU–max pool–dropout–conv(8→6)–ReLU–global pool–linear:
+    the two convolutions form a tp pair with three layers between them."""
+    return parml.Sequential(
+        [
+            parml.Conv2d(1, 8, 3, padding=1),
+            parml.ReLU(),
+            parml.MaxPool2d(2),
+            parml.Dropout(0.2),
+            parml.Conv2d(8, 6, 3, padding=1),
+            parml.ReLU(),
+            parml.GlobalAvgPool2d(),
+            parml.Linear(6, classes),
+        ],
+        seed=seed,
+    )
+
+
+def train_pair(strategy, steps=4):
+    with pair_cnn() as model, parml.Trainer(model, optimizer=parml.SGD(0.1, 0.9), strategy=strategy) as t:
+        losses = [t.step(*batch(16, seed=k)) for k in range(steps)]
+        return losses, model.state_dict(), t.plan()
+
+
+@pytest.mark.parametrize("backend", ["onednn", "im2col"])
+def test_tp_splits_a_convolution_pair(backend, monkeypatch):
+    """tp 2 and 4, alone and with dp 2 or pp 2 (the stage boundary between
+    the pair's halves), against serial training: within TP_TOLERANCE per
+    step (docs/model-parallel.md), in deterministic mode; the plan says
+    which convolution is split which way."""
+    monkeypatch.setenv("PARML_CONV", backend)
+    serial_losses, serial, _ = train_pair(parml.Strategy(deterministic=True, seed=5))
+    for layout in [dict(tp=2), dict(tp=4), dict(tp=2, dp=2), dict(tp=2, pp=2, micro_batches=2), dict(tp=2, dp=2, pp=2, zero=1)]:
+        losses, split, plan = train_pair(parml.Strategy(deterministic=True, seed=5, **layout))
+        per_rank = 8 // layout["tp"]
+        assert f"0: column-parallel conv2d(1→8, 3x3), {per_rank} output channels per rank" in plan, plan
+        assert f"2: max_pool2d on each rank's {per_rank} of 8 channels" in plan, plan
+        assert f"4: row-parallel conv2d(8→6, 3x3), {per_rank} input channels per rank" in plan, plan
+        np.testing.assert_allclose(losses, serial_losses, rtol=1e-5)
+        assert relative_difference(split, serial) <= TP_TOLERANCE * len(losses), layout
+
+
+def test_checkpoint_saved_under_conv_tp_loads_serially(tmp_path):
+    """The convolution slices go back to the whole host model: a serial
+    trainer resumes a tp 2 checkpoint with its bits and goes on as tp
+    training does (within the tp tolerance), the file loads as a model
+    that predicts what the tp host predicts, and tp 4 resumes the serial
+    checkpoint with its bits."""
+    x, _ = batch(5, seed=20)
+
+    def trainer(model, tp):
+        return parml.Trainer(model, optimizer=parml.SGD(0.1, 0.9), strategy=parml.Strategy(deterministic=True, seed=6, tp=tp))
+
+    with pair_cnn() as m1, trainer(m1, 2) as t1:
+        for k in range(2):
+            t1.step(*batch(16, seed=k))
+        t1.save_checkpoint(tmp_path / "tp.ckpt")
+        saved, predicted = m1.parameters, m1.predict(x)
+        for k in range(2, 4):
+            t1.step(*batch(16, seed=k))
+        tp_after = m1.state_dict()
+    with pair_cnn(seed=99) as m2, trainer(m2, 1) as t2:
+        t2.load_checkpoint(tmp_path / "tp.ckpt")
+        np.testing.assert_array_equal(m2.parameters, saved)
+        np.testing.assert_array_equal(m2.predict(x), predicted)
+        for k in range(2, 4):
+            t2.step(*batch(16, seed=k))
+        assert relative_difference(m2.state_dict(), tp_after) <= TP_TOLERANCE * 4
+        t2.save_checkpoint(tmp_path / "serial.ckpt")
+        serial_after = m2.parameters
+    with parml.Model.load(tmp_path / "tp.ckpt") as m3:
+        np.testing.assert_array_equal(m3.predict(x), predicted)
+    with pair_cnn(seed=98) as m4, trainer(m4, 4) as t4:
+        t4.load_checkpoint(tmp_path / "serial.ckpt")
+        np.testing.assert_array_equal(m4.parameters, serial_after)
+
+
+def test_tp_must_divide_the_channels():
+    with pair_cnn() as model:
+        with pytest.raises(parml.InvalidArgumentError, match=r"layer 0 conv2d\(1→8, 3x3\) and layer 4 conv2d\(8→6, 3x3\) .*tp=3 does not divide the 8 channels"):
+            parml.Trainer(model, strategy=parml.Strategy(tp=3))
 
 
 def test_two_threads_are_reproducible(monkeypatch):
