@@ -140,6 +140,45 @@ private func runningStatistics(_ p: [Float]) -> [Float] {
         #expect(local.params != global.params)
     }
 
+    /// Between a tp-split convolution pair each rank normalises its own
+    /// channels: tp 2 (and dp 2 × tp 2) follows serial training to rounding,
+    /// running statistics included (gathered into the host's model).
+    @Test func channelSplitBetweenConvolutionPairs() throws {
+        func model() throws -> Model {
+            let m = Model()
+            try m.add(try Conv2d(inChannels: 1, outChannels: 4, kernel: (3, 3), padding: (1, 1)))
+            try m.add(try BatchNorm(channels: 4))
+            try m.add(Activation(.relu))
+            try m.add(try MaxPool2d(kernel: (2, 2)))
+            try m.add(try Conv2d(inChannels: 4, outChannels: 6, kernel: (3, 3), padding: (1, 1)))
+            try m.add(try BatchNorm(channels: 6))
+            try m.add(Activation(.relu))
+            try m.add(GlobalAvgPool())
+            try m.add(try Linear(inFeatures: 6, outFeatures: 3))
+            try m.initialize(seed: 9)
+            return m
+        }
+        func train(dp: Int, tp: Int) throws -> ([Float], String) {
+            var s = StrategyConfig()
+            (s.dp, s.tp, s.deterministic, s.gradientChunk, s.blasThreads) = (dp, tp, true, 4, 1)
+            var o = OptimizerConfig()
+            (o.learningRate, o.momentum) = (0.1, 0.9)
+            let m = try model()
+            let t = try Trainer(model: m, loss: .crossEntropy, optimizer: o, strategy: s)
+            for k in 0..<4 {
+                let (x, y) = try bnBatch(14, step: k)
+                _ = try t.step(inputs: x, targets: y)
+            }
+            return (m.parameters!.toArray(), t.planDescription)
+        }
+        let (serial, _) = try train(dp: 1, tp: 1)
+        for (dp, tp) in [(1, 2), (2, 2)] {
+            let (split, plan) = try train(dp: dp, tp: tp)
+            #expect(plan.contains("batch_norm on each rank's 2 of 4 channels"), "\(plan)")
+            #expect(maxAbsDiff(split, serial) < 1e-4, "dp \(dp) tp \(tp): \(maxAbsDiff(split, serial))")
+        }
+    }
+
     @Test func planSaysWhatTheStatisticsAreOver() throws {
         let plan = try trainBN(Layout(dp: 2, pp: 2, m: 2), deterministic: true, steps: 1).plan
         #expect(plan.contains("batch_norm: each one waits for all of a step's micro-batches"))

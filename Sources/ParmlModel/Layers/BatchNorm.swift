@@ -274,3 +274,11 @@ public final class BatchNorm: KindedLayer, BatchStatisticsLayer {
         return dx
     }
 }
+
+/// Between a column/row pair of convolutions each tp rank normalises its own
+/// channels: their statistics do not involve the others (ChannelwiseLayer).
+extension BatchNorm: ChannelwiseLayer {
+    public func channelSlice(start: Int, count: Int, of channels: Int) throws -> Layer {
+        try BatchNorm(channels: count, eps: eps, momentum: momentum, affine: affine, scope: scope)
+    }
+}
