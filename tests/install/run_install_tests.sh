@@ -362,7 +362,7 @@ new_case tail_padding_field
 edit parml_types.h "s.replace('    int32_t grad_chunk;', '    int32_t grad_chunk;\n    int32_t new_knob;')"
 set_version "$MAJOR" $(($(version_part MINOR) + 1)) 0
 expect_check "checker: a field in padding inside the old struct -> ABI break" 1 \
-    "added    field parml_strategy_params.new_knob = offset 76" "inside the old size 96" "$BREAK"
+    "added    field parml_strategy_params.new_knob = offset 76" "inside the old size" "$BREAK"
 
 new_case inserted_field
 edit parml_types.h "s.replace('    int32_t kind;', '    int32_t kind;\n    int32_t new_knob;')"
