@@ -7,7 +7,10 @@ import ParmlTensor
 // extension of RankContext:
 //   VirtualStage.swift        a run of layers the rank holds (v of them under interleaved 1F1B)
 //   PipelineExecution.swift   forward and backward per micro-batch (the stage schedule)
-//   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO
+//   BatchStatisticsExecution.swift  a run holding batch_norm: phases around its statistics
+//   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO;
+//                             local SGD's parameter average
+//   CompressedReduction.swift, PowerSGD.swift  the compressed data-parallel sums
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
 //   TiedGradients.swift       tied parameters (a tied classifier): their two gradients summed
 //   GradientNorm.swift        the global gradient norm for clipping (tp > 1: each rank's share)
