@@ -75,6 +75,18 @@ static void free_run(struct run *r) {
 
 static const char *dir;
 
+/* fit options of these tests: batches of 16. */
+static parml_fit_params fit_params(int64_t epochs, parml_dataset validation, parml_progress_fn progress, void *user) {
+    parml_fit_params f;
+    OK(parml_fit_params_init(&f));
+    f.epochs = epochs;
+    f.batch_size = 16;
+    f.validation = validation;
+    f.progress = progress;
+    f.user_data = user;
+    return f;
+}
+
 /* What the callback saw, epoch by epoch. */
 struct seen {
     struct run *run;
@@ -133,13 +145,7 @@ static void test_early_stopping(int dp) {
     struct seen s;
     memset(&s, 0, sizeof s);
     s.run = &r;
-    parml_fit_params f;
-    OK(parml_fit_params_init(&f));
-    f.epochs = MAX_EPOCHS;
-    f.batch_size = 16;
-    f.validation = val;
-    f.progress = record;
-    f.user_data = &s;
+    parml_fit_params f = fit_params(MAX_EPOCHS, val, record, &s);
     f.callbacks = &cb;
     parml_epoch_metrics last;
     last.struct_size = sizeof last;
@@ -195,13 +201,7 @@ static void test_keep_best(void) {
     memset(&s, 0, sizeof s);
     s.run = &r;
     s.file = path;
-    parml_fit_params f;
-    OK(parml_fit_params_init(&f));
-    f.epochs = 12;
-    f.batch_size = 16;
-    f.validation = val;
-    f.progress = record;
-    f.user_data = &s;
+    parml_fit_params f = fit_params(12, val, record, &s);
     f.callbacks = &cb;
     OK(parml_trainer_fit(r.trainer, train, &f, NULL));
     float best = INFINITY;
@@ -256,12 +256,7 @@ static void test_reduce_on_plateau(void) {
     struct seen s;
     memset(&s, 0, sizeof s);
     s.run = &r;
-    parml_fit_params f;
-    OK(parml_fit_params_init(&f));
-    f.epochs = 5;
-    f.batch_size = 16;
-    f.progress = record;
-    f.user_data = &s;
+    parml_fit_params f = fit_params(5, NULL, record, &s);
     f.callbacks = &cb;
     OK(parml_trainer_fit(r.trainer, train, &f, NULL));
     const float want[5] = {0.2f, 0.1f, 0.05f, 0.03f, 0.03f};
@@ -317,11 +312,7 @@ static int32_t busy_callback(const parml_epoch_metrics *m, void *user) {
 
 static void test_acting_callback_changes_nothing(int dp) {
     parml_dataset train = dataset(0, 64), val = dataset(64, 32);
-    parml_fit_params f;
-    OK(parml_fit_params_init(&f));
-    f.epochs = 3;
-    f.batch_size = 16;
-    f.validation = val;
+    parml_fit_params f = fit_params(3, val, NULL, NULL);
     struct run plain = make_run(dp, 0.2f);
     OK(parml_trainer_fit(plain.trainer, train, &f, NULL));
     struct run acting = make_run(dp, 0.2f);
@@ -391,12 +382,7 @@ static void test_misuse(void) {
     memset(&u, 0, sizeof u);
     u.run = &r;
     u.train = train;
-    parml_fit_params f;
-    OK(parml_fit_params_init(&f));
-    f.epochs = 3;
-    f.batch_size = 16;
-    f.progress = misuse_callback;
-    f.user_data = &u;
+    parml_fit_params f = fit_params(3, NULL, misuse_callback, &u);
     parml_epoch_metrics last;
     last.struct_size = sizeof last;
     OK(parml_trainer_fit(r.trainer, train, &f, &last));
