@@ -771,8 +771,8 @@ PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float 
 /// schedule's shape from there: later steps use lr * schedule(s) /
 /// schedule(now), so a step or cosine schedule goes on decaying from the
 /// new rate (a constant one stays at lr). It is a factor on the schedule,
-/// kept by the trainer like its hyper-parameters: a checkpoint does not
-/// carry it (set it again after loading one). May be called from a fit
+/// training state that checkpoints carry (loading one restores it). May
+/// be called from a fit
 /// callback (reduce-on-plateau does the same). MPI: call it on every
 /// process alike.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, lr not finite or <= 0),
@@ -945,9 +945,10 @@ PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char
 
 /// Restores a checkpoint into a trainer whose model has the same layers and
 /// whose optimizer is of the same kind (any layout): parameters, optimizer
-/// state and step count. Training then continues as the saved run would
-/// have when the trainer has the checkpoint's seed. Hyper-parameters are the
-/// trainer's own. On error nothing changes.
+/// state and step count (and, since 0.3, the epoch count and the factor
+/// parml_trainer_set_learning_rate put on the rate). Training then
+/// continues as the saved run would have when the trainer has the
+/// checkpoint's seed. Hyper-parameters are the trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
 /// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated

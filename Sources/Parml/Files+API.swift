@@ -147,9 +147,10 @@ public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: Unsafe
 
 /// Restores a checkpoint into a trainer whose model has the same layers and
 /// whose optimizer is of the same kind (any layout): parameters, optimizer
-/// state and step count. Training then continues as the saved run would
-/// have when the trainer has the checkpoint's seed. Hyper-parameters are the
-/// trainer's own. On error nothing changes.
+/// state and step count (and, since 0.3, the epoch count and the factor
+/// parml_trainer_set_learning_rate put on the rate). Training then
+/// continues as the saved run would have when the trainer has the
+/// checkpoint's seed. Hyper-parameters are the trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
 /// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated

@@ -282,8 +282,8 @@ public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: Unsafe
 /// schedule's shape from there: later steps use lr * schedule(s) /
 /// schedule(now), so a step or cosine schedule goes on decaying from the
 /// new rate (a constant one stays at lr). It is a factor on the schedule,
-/// kept by the trainer like its hyper-parameters: a checkpoint does not
-/// carry it (set it again after loading one). May be called from a fit
+/// training state that checkpoints carry (loading one restores it). May
+/// be called from a fit
 /// callback (reduce-on-plateau does the same). MPI: call it on every
 /// process alike.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, lr not finite or <= 0),

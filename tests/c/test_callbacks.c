@@ -273,6 +273,17 @@ static void test_reduce_on_plateau(void) {
     OK(parml_trainer_set_learning_rate(r.trainer, 0.125f));
     OK(parml_trainer_learning_rate(r.trainer, &lr));
     CHECK(lr == 0.125f, "set: %g", lr);
+    /* A checkpoint carries the factor: a trainer that loads it steps at the same rate. */
+    void *bytes = NULL;
+    size_t n = 0;
+    OK(parml_trainer_serialize_checkpoint(r.trainer, &bytes, &n));
+    struct run other = make_run(1, 0.2f);
+    OK(parml_trainer_deserialize_checkpoint(other.trainer, bytes, n));
+    parml_buffer_free(bytes);
+    float other_lr = 0;
+    OK(parml_trainer_learning_rate(other.trainer, &other_lr));
+    CHECK(other_lr == 0.125f, "loaded checkpoint: lr %g", other_lr);
+    free_run(&other);
     CHECK(parml_trainer_set_learning_rate(r.trainer, 0.0f) == PARML_ERR_INVALID_ARGUMENT, "lr 0");
     CHECK(parml_trainer_set_learning_rate(r.trainer, NAN) == PARML_ERR_INVALID_ARGUMENT, "lr NaN");
     CHECK(parml_trainer_set_learning_rate(NULL, 0.1f) == PARML_ERR_INVALID_ARGUMENT, "NULL trainer");

@@ -583,8 +583,8 @@ class Trainer(Handle):
     def learning_rate(self) -> float:
         """The learning rate the next step will use (schedule and warmup
         applied). Setting it makes the next step use that rate and keeps the
-        schedule's shape from there (a factor on the schedule, which a
-        checkpoint does not carry); allowed inside fit's callbacks."""
+        schedule's shape from there (a factor on the schedule, which
+        checkpoints carry); allowed inside fit's callbacks."""
         lr = c_float()
         with self._use() as t:
             check(_capi.parml_trainer_learning_rate(t, byref(lr)))

@@ -146,6 +146,10 @@ def test_setting_the_learning_rate_from_a_callback():
         assert t.learning_rate == np.float32(0.05)
         with pytest.raises(parml.InvalidArgumentError):
             t.learning_rate = 0.0
+        saved = t.checkpoint_bytes()
+    with mlp() as model, parml.Trainer(model, optimizer=parml.SGD(0.4)) as t:
+        t.load_checkpoint_bytes(saved)  # the checkpoint carries the factor
+        assert t.learning_rate == np.float32(0.05)
 
 
 def test_misuse_inside_a_callback_raises_and_fit_goes_on():
