@@ -632,11 +632,20 @@ PARML_API parml_status parml_metrics_params_init(parml_metrics_params * params);
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
 PARML_API parml_status parml_augment_params_init(parml_augment_params * params);
 
+/// Fills *params with the built-in callbacks off (every monitor
+/// PARML_MONITOR_NONE) and Keras's defaults for the rest (early stopping:
+/// patience 0, min_delta 0, no restore; keep-best: best only, a model
+/// file; reduce-on-plateau: factor 0.1, patience 10, min_delta 1e-4,
+/// cooldown 0, min_lr 0), and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_callback_params_init(parml_callback_params * params);
+
 /* ------------------------------------------------------------------------ */
 /* Trainers                                                                 */
 /* A model + loss + optimizer + parallel layout. Step on a batch, fit over  */
 /* a dataset, evaluate; the counters, the plan of who holds what, traces;   */
-/* class weights and per-class metrics for imbalanced data.                 */
+/* class weights and per-class metrics for imbalanced data. fit's callbacks */
+/* may evaluate, save and set the learning rate (docs/callbacks.md).        */
 /* ------------------------------------------------------------------------ */
 
 /// Creates a trainer for an initialised model: `loss` is PARML_LOSS_*
@@ -695,20 +704,35 @@ PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor in
 /// several calls, or a resumed checkpoint, train as one longer call
 /// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
 /// with replacement instead, also from (seed, epoch)). After
-/// each epoch, params->progress (if set) gets that epoch's metrics;
+/// each epoch the built-in callbacks run (params->callbacks: early
+/// stopping, keep-best checkpoint, reduce-on-plateau; since 0.3), then
+/// params->progress (if set) gets that epoch's metrics (and, with
+/// params->callback_every_steps, the running metrics after such steps);
 /// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
-/// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
-/// that epoch does not count as completed. The callback must not use this
-/// trainer or its model (such a call returns PARML_ERR_STATE). When last_out is
-/// not NULL it receives the last epoch's metrics; set last_out->struct_size
-/// to sizeof(parml_epoch_metrics) first.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
-/// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index; class sampling weights that are negative, not finite, all
-/// 0 for the dataset's classes, fewer than its classes, or given for a
-/// dataset without class indices), PARML_ERR_SHAPE (a dataset does not fit the model),
-/// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
-/// steps before it stay applied). Since: 0.1.
+/// done stay applied; a stop after a step leaves its epoch uncounted). A
+/// skipped step (PARML_ERR_NONFINITE) stops it too; that epoch does not
+/// count as completed. Early stopping ends fit with PARML_OK. The callback
+/// runs on the calling thread and, since 0.3, may use this trainer, its
+/// model and fit's datasets to read and save: evaluate, save a model or
+/// checkpoint, read parameters, predict, and set the learning rate; calls
+/// that would change what fit runs on (step, fit, load a checkpoint, set
+/// parameters, add layers, init) return PARML_ERR_STATE. Freeing the trainer
+/// from the callback makes fit stop after it with PARML_ERR_STATE (the
+/// trainer lives until fit returns). MPI: the callback runs on every
+/// process; collective calls in it (save a checkpoint) must be made by all.
+/// When last_out is not NULL it receives the last epoch's metrics; set
+/// last_out->struct_size to sizeof(parml_epoch_metrics) first (a 0.2 size
+/// gets the 0.2 fields).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params or callbacks
+/// field, a monitor of validation metrics without params->validation or of
+/// accuracy under MSE, small last_out->struct_size, no batch with drop_last,
+/// a target that is not a class index; class sampling weights that are
+/// negative, not finite, all 0 for the dataset's classes, fewer than its
+/// classes, or given for a dataset without class indices), PARML_ERR_SHAPE
+/// (a dataset does not fit the model), PARML_ERR_CANCELLED, PARML_ERR_STATE
+/// (the trainer was freed by the callback), PARML_ERR_IO (the keep-best
+/// file could not be written), and a failing step's codes
+/// (parml_trainer_step; the steps before it stay applied). Since: 0.1.
 PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset train, parml_fit_params const * params, parml_epoch_metrics * last_out);
 
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
@@ -742,6 +766,19 @@ PARML_API parml_status parml_trainer_skipped_steps(parml_trainer trainer, int64_
 /// The learning rate the next step will use (after schedule and warmup).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL lr_out). Since: 0.1.
 PARML_API parml_status parml_trainer_learning_rate(parml_trainer trainer, float * lr_out);
+
+/// Makes the next step use learning rate `lr` (finite, > 0) and keeps the
+/// schedule's shape from there: later steps use lr * schedule(s) /
+/// schedule(now), so a step or cosine schedule goes on decaying from the
+/// new rate (a constant one stays at lr). It is a factor on the schedule,
+/// training state that checkpoints carry (loading one restores it). May
+/// be called from a fit
+/// callback (reduce-on-plateau does the same). MPI: call it on every
+/// process alike.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, lr not finite or <= 0),
+/// PARML_ERR_STATE (the schedule's rate is 0 now: a cosine past its end
+/// with min_lr 0). Since: 0.3.
+PARML_API parml_status parml_trainer_set_learning_rate(parml_trainer trainer, float lr);
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
@@ -908,9 +945,10 @@ PARML_API parml_status parml_trainer_save_checkpoint(parml_trainer trainer, char
 
 /// Restores a checkpoint into a trainer whose model has the same layers and
 /// whose optimizer is of the same kind (any layout): parameters, optimizer
-/// state and step count. Training then continues as the saved run would
-/// have when the trainer has the checkpoint's seed. Hyper-parameters are the
-/// trainer's own. On error nothing changes.
+/// state and step count (and, since 0.3, the epoch count and the factor
+/// parml_trainer_set_learning_rate put on the rate). Training then
+/// continues as the saved run would have when the trainer has the
+/// checkpoint's seed. Hyper-parameters are the trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
 /// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated

@@ -39,8 +39,10 @@
 /* PARML_ERR_INVALID_ARGUMENT forever. A handle is used by one thread at a   */
 /* time, and a trainer and its model count as one handle; distinct handles   */
 /* are independent. A call on a handle that another call still holds (from   */
-/* another thread, or from inside a fit progress callback) returns           */
-/* PARML_ERR_STATE and leaves the handle as it was.                          */
+/* another thread) returns PARML_ERR_STATE and leaves the handle as it was.  */
+/* Inside a fit callback the calls that read or save (and                    */
+/* parml_trainer_set_learning_rate) may use the handles fit holds; the rest  */
+/* return PARML_ERR_STATE (docs/callbacks.md).                               */
 /* ------------------------------------------------------------------------ */
 
 /** A tensor owned by the library (row-major, up to 8 dimensions) of float32,
@@ -299,11 +301,81 @@ typedef struct parml_epoch_metrics {
     float learning_rate;    /* at the end of the epoch */
     double seconds;         /* wall time of the epoch's training */
     double samples_per_second;
+    /* since 0.3: */
+    int64_t epoch_step;     /* steps of this epoch done (all of them at its end) */
+    int32_t end_of_epoch;   /* 1 at an epoch's end; 0 in a callback_every_steps call (the
+                               epoch's running train metrics, no validation) */
+    int32_t events;         /* PARML_EVENT_* bits: what the built-in callbacks did after this epoch */
+    int64_t best_epoch;     /* early stopping's best epoch of this fit call so far, 0 = none */
 } parml_epoch_metrics;
 
-/** Called after each epoch; return 0 to go on, nonzero to stop (fit then
- *  returns PARML_ERR_CANCELLED). `metrics` is valid during the call only. */
+/* Bits of parml_epoch_metrics.events (since 0.3). */
+#define PARML_EVENT_SAVED      1 /* the keep-best callback wrote its file */
+#define PARML_EVENT_LR_REDUCED 2 /* reduce-on-plateau lowered the learning rate */
+#define PARML_EVENT_STOPPING   4 /* early stopping ends fit after this epoch */
+#define PARML_EVENT_BEST       8 /* early stopping's monitored value improved */
+
+/** Called after each epoch (and, with callback_every_steps, after such
+ *  steps); return 0 to go on, nonzero to stop (fit then returns
+ *  PARML_ERR_CANCELLED). `metrics` is valid during the call only. The
+ *  callback may evaluate, save, read parameters and set the learning rate
+ *  of the trainer being fitted (docs/callbacks.md). */
 typedef int32_t (*parml_progress_fn)(const parml_epoch_metrics *metrics, void *user_data);
+
+/* What a built-in callback watches (parml_callback_params; since 0.3). */
+#define PARML_MONITOR_NONE           0 /* the callback is off */
+#define PARML_MONITOR_VAL_LOSS       1 /* needs params->validation */
+#define PARML_MONITOR_VAL_ACCURACY   2
+#define PARML_MONITOR_TRAIN_LOSS     3
+#define PARML_MONITOR_TRAIN_ACCURACY 4
+
+/* Which way a monitored value improves (since 0.3). */
+#define PARML_MODE_AUTO 0 /* down for a loss, up for an accuracy */
+#define PARML_MODE_MIN  1
+#define PARML_MODE_MAX  2
+
+/** Built-in callbacks of parml_trainer_fit (since 0.3), Keras's
+ *  EarlyStopping, ModelCheckpoint and ReduceLROnPlateau. Each is off while
+ *  its monitor is PARML_MONITOR_NONE. A value improves when it beats the
+ *  best so far by more than min_delta (NaN never improves). They run at an
+ *  epoch's end in this order: keep-best, reduce-on-plateau, early stopping,
+ *  then params->progress; their counters start afresh with each fit call. */
+typedef struct parml_callback_params {
+    size_t struct_size;              /* set by parml_callback_params_init */
+    /* Early stopping: ends fit (PARML_OK) once patience epochs in a row (at
+     * least 1) did not improve the monitor. */
+    int32_t early_stopping_monitor;  /* PARML_MONITOR_*; default NONE */
+    int32_t early_stopping_mode;     /* PARML_MODE_*; default AUTO */
+    float early_stopping_min_delta;  /* default 0 */
+    int64_t early_stopping_patience; /* default 0 (stops at the first epoch without improvement) */
+    /* Nonzero: when fit ends without an error (epochs done, early stop, or
+     * the progress callback stopping it), the model gets the parameters of
+     * the best epoch, copied at its end (bit for bit). Optimizer state and
+     * the step count stay as they are. Default 0. */
+    int32_t restore_best_weights;
+    /* Keep-best checkpoint: writes checkpoint_path (atomically, replacing
+     * it) after each epoch whose monitor improved (every epoch when
+     * checkpoint_best_only is 0). MPI: every process takes part, world rank
+     * 0 writes. */
+    int32_t checkpoint_monitor;      /* PARML_MONITOR_*; default NONE */
+    int32_t checkpoint_mode;         /* PARML_MODE_*; default AUTO */
+    float checkpoint_min_delta;      /* default 0 */
+    int32_t checkpoint_best_only;    /* default 1 */
+    int32_t checkpoint_training_state; /* 0 (default): a model file (parml_model_load);
+                                          1: a training checkpoint (parml_trainer_load_checkpoint) */
+    const char *checkpoint_path;     /* read during fit; NULL with a monitor set is an error */
+    /* Reduce-on-plateau: after patience epochs in a row (at least 1)
+     * without improvement (the cooldown epochs after a reduction do not
+     * count), sets the learning rate to max(lr * factor, min_lr) as
+     * parml_trainer_set_learning_rate does; nothing when lr <= min_lr. */
+    int32_t reduce_lr_monitor;       /* PARML_MONITOR_*; default NONE */
+    int32_t reduce_lr_mode;          /* PARML_MODE_*; default AUTO */
+    float reduce_lr_min_delta;       /* default 1e-4, as Keras */
+    float reduce_lr_factor;          /* in (0, 1); default 0.1 */
+    int64_t reduce_lr_patience;      /* default 10 */
+    int64_t reduce_lr_cooldown;      /* default 0 */
+    float reduce_lr_min_lr;          /* default 0 */
+} parml_callback_params;
 
 /** Options of parml_trainer_fit. */
 typedef struct parml_fit_params {
@@ -324,6 +396,13 @@ typedef struct parml_fit_params {
      * during the call only. NULL (default) = each sample once per epoch. */
     const float *class_sampling_weights;
     int64_t num_class_sampling_weights;
+    /* since 0.3: progress also runs after every step whose trainer step
+     * count is a multiple of this (end_of_epoch = 0); 0 (default) = only
+     * after epochs. */
+    int64_t callback_every_steps;
+    /* since 0.3: the built-in callbacks; read during the call; NULL
+     * (default) = none. */
+    const parml_callback_params *callbacks;
 } parml_fit_params;
 
 /** Options of parml_dataset_create_tokens and _load_tokens. Sample j of

@@ -60,16 +60,18 @@ GROUPS = [
         "grow at the end between versions (parml_types.h).",
         ["parml_optimizer_params_init", "parml_strategy_params_init", "parml_fit_params_init",
          "parml_token_params_init", "parml_csv_params_init", "parml_loss_params_init", "parml_metrics_params_init",
-         "parml_augment_params_init"],
+         "parml_augment_params_init", "parml_callback_params_init"],
     ),
     (
         "Trainers",
         "A model + loss + optimizer + parallel layout. Step on a batch, fit over\n"
         "a dataset, evaluate; the counters, the plan of who holds what, traces;\n"
-        "class weights and per-class metrics for imbalanced data.",
+        "class weights and per-class metrics for imbalanced data. fit's callbacks\n"
+        "may evaluate, save and set the learning rate (docs/callbacks.md).",
         ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_fit",
          "parml_trainer_evaluate", "parml_trainer_step_count", "parml_trainer_epoch_count",
-         "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_memory",
+         "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_set_learning_rate",
+         "parml_trainer_memory",
          "parml_trainer_plan", "parml_trainer_set_trace", "parml_trainer_write_trace",
          "parml_trainer_set_local_batches", "parml_trainer_data_rows", "parml_trainer_set_loss",
          "parml_trainer_evaluate_metrics"],

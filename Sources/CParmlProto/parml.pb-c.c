@@ -1246,7 +1246,7 @@ const ProtobufCEnumDescriptor parml__optimizer_state__kind__descriptor =
   parml__optimizer_state__kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCFieldDescriptor parml__optimizer_state__field_descriptors[12] =
+static const ProtobufCFieldDescriptor parml__optimizer_state__field_descriptors[13] =
 {
   {
     "kind",
@@ -1392,6 +1392,18 @@ static const ProtobufCFieldDescriptor parml__optimizer_state__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "learning_rate_scale",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Parml__OptimizerState, learning_rate_scale),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned parml__optimizer_state__field_indices_by_name[] = {
   5,   /* field[5] = beta1 */
@@ -1401,6 +1413,7 @@ static const unsigned parml__optimizer_state__field_indices_by_name[] = {
   7,   /* field[7] = epsilon */
   0,   /* field[0] = kind */
   1,   /* field[1] = learning_rate */
+  12,   /* field[12] = learning_rate_scale */
   2,   /* field[2] = momentum */
   3,   /* field[3] = nesterov */
   9,   /* field[9] = schedule */
@@ -1410,7 +1423,7 @@ static const unsigned parml__optimizer_state__field_indices_by_name[] = {
 static const ProtobufCIntRange parml__optimizer_state__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor parml__optimizer_state__descriptor =
 {
@@ -1420,7 +1433,7 @@ const ProtobufCMessageDescriptor parml__optimizer_state__descriptor =
   "Parml__OptimizerState",
   "parml",
   sizeof(Parml__OptimizerState),
-  12,
+  13,
   parml__optimizer_state__field_descriptors,
   parml__optimizer_state__field_indices_by_name,
   1,  parml__optimizer_state__number_ranges,

@@ -8,5 +8,6 @@ _Static_assert(offsetof(parml_fit_params, struct_size) == 0, "struct_size first"
 _Static_assert(offsetof(parml_epoch_metrics, struct_size) == 0, "struct_size first");
 _Static_assert(offsetof(parml_memory_report, struct_size) == 0, "struct_size first");
 _Static_assert(offsetof(parml_token_params, struct_size) == 0, "struct_size first");
+_Static_assert(offsetof(parml_callback_params, struct_size) == 0, "struct_size first");
 _Static_assert(offsetof(parml_csv_params, struct_size) == 0, "struct_size first");
 _Static_assert(offsetof(parml_augment_params, struct_size) == 0, "struct_size first");

@@ -25,7 +25,7 @@ public func parmlModelSaveAuthenticated(
     _ model: parml_model?, _ path: UnsafePointer<CChar>?, _ key: UnsafeRawPointer?, _ key_len: UInt
 ) -> parml_status {
     guarded("parml_model_save_authenticated") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let p = try pathString(path)
         try ModelFile.write(m, to: p, key: try keyBytes(key, key_len))
     }
@@ -62,7 +62,7 @@ public func parmlModelSerializeAuthenticated(
     _ len_out: UnsafeMutablePointer<UInt>?
 ) -> parml_status {
     guarded("parml_model_serialize_authenticated") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let k = try keyBytes(key, key_len)
         try handOut(buf_out, len_out) { try ModelFile.encode(m, key: k) }
     }
@@ -97,7 +97,7 @@ public func parmlTrainerSaveCheckpointAuthenticated(
     _ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?, _ key: UnsafeRawPointer?, _ key_len: UInt
 ) -> parml_status {
     guarded("parml_trainer_save_checkpoint_authenticated") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         let p = try pathString(path)
         try CheckpointFile.write(t, to: p, key: try keyBytes(key, key_len))
     }
@@ -133,7 +133,7 @@ public func parmlTrainerSerializeCheckpointAuthenticated(
     _ len_out: UnsafeMutablePointer<UInt>?
 ) -> parml_status {
     guarded("parml_trainer_serialize_checkpoint_authenticated") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         let k = try keyBytes(key, key_len)
         try handOut(buf_out, len_out) { try CheckpointFile.encode(t, key: k) }
     }

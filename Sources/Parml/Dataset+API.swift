@@ -3,8 +3,8 @@ import ParmlData
 import ParmlTensor
 
 /// The samples behind a dataset handle: a `Dataset` or a `TokenDataset`.
-func datasetObject(_ d: parml_dataset?, _ name: String = "dataset") throws -> any BatchSource {
-    let object = try HandleRegistry.shared.object(d, .dataset, as: AnyObject.self, name: name)
+func datasetObject(_ d: parml_dataset?, _ name: String = "dataset", inFitCallback use: FitCallbackUse = .refused) throws -> any BatchSource {
+    let object = try HandleRegistry.shared.object(d, .dataset, as: AnyObject.self, name: name, inFitCallback: use)
     guard let source = object as? any BatchSource else { throw ParmlError.internal("\(name) holds no samples") }
     return source
 }
@@ -67,7 +67,7 @@ public func parmlDatasetFree(_ dataset: parml_dataset?) {
 @c(parml_dataset_size)
 public func parmlDatasetSize(_ dataset: parml_dataset?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_dataset_size") {
-        let d = try datasetObject(dataset)
+        let d = try datasetObject(dataset, inFitCallback: .allowed)
         try nonNull(count_out, "count_out").pointee = Int64(d.count)
     }
 }
@@ -78,7 +78,7 @@ public func parmlDatasetSize(_ dataset: parml_dataset?, _ count_out: UnsafeMutab
 @c(parml_dataset_num_classes)
 public func parmlDatasetNumClasses(_ dataset: parml_dataset?, _ classes_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_dataset_num_classes") {
-        let d = try datasetObject(dataset)
+        let d = try datasetObject(dataset, inFitCallback: .allowed)
         try nonNull(classes_out, "classes_out").pointee = Int64(d.numClasses ?? 0)
     }
 }
@@ -91,5 +91,5 @@ public func parmlDatasetNumClasses(_ dataset: parml_dataset?, _ classes_out: Uns
 public func parmlDatasetInputShape(
     _ dataset: parml_dataset?, _ dims_out: UnsafeMutablePointer<Int64>?, _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
 ) -> parml_status {
-    guarded("parml_dataset_input_shape") { try writeShape(datasetObject(dataset).inputShape, dims_out, capacity, ndim_out) }
+    guarded("parml_dataset_input_shape") { try writeShape(datasetObject(dataset, inFitCallback: .allowed).inputShape, dims_out, capacity, ndim_out) }
 }

@@ -22,7 +22,7 @@ public func parmlDatasetSplit(
     _ train_out: UnsafeMutablePointer<parml_dataset?>?, _ validation_out: UnsafeMutablePointer<parml_dataset?>?
 ) -> parml_status {
     guarded("parml_dataset_split") {
-        let source = try datasetObject(dataset)
+        let source = try datasetObject(dataset, inFitCallback: .allowed)
         let trainOut = try nonNull(train_out, "train_out"), validationOut = try nonNull(validation_out, "validation_out")
         guard let d = source as? Dataset else {
             throw ParmlError.invalidArgument("only a dataset of samples in memory splits; this one cuts windows of token ids")

@@ -44,7 +44,7 @@ func handOut(
 @c(parml_model_save)
 public func parmlModelSave(_ model: parml_model?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_model_save") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let p = try pathString(path)
         try ModelFile.write(m, to: p)
     }
@@ -78,7 +78,7 @@ public func parmlModelSerialize(
     _ model: parml_model?, _ buf_out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ len_out: UnsafeMutablePointer<UInt>?
 ) -> parml_status {
     guarded("parml_model_serialize") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         try handOut(buf_out, len_out) { try ModelFile.encode(m) }
     }
 }
@@ -139,7 +139,7 @@ public func parmlTensorDeserialize(_ buf: UnsafeRawPointer?, _ len: UInt, _ out:
 @c(parml_trainer_save_checkpoint)
 public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_trainer_save_checkpoint") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         let p = try pathString(path)
         try CheckpointFile.write(t, to: p)
     }
@@ -147,9 +147,10 @@ public func parmlTrainerSaveCheckpoint(_ trainer: parml_trainer?, _ path: Unsafe
 
 /// Restores a checkpoint into a trainer whose model has the same layers and
 /// whose optimizer is of the same kind (any layout): parameters, optimizer
-/// state and step count. Training then continues as the saved run would
-/// have when the trainer has the checkpoint's seed. Hyper-parameters are the
-/// trainer's own. On error nothing changes.
+/// state and step count (and, since 0.3, the epoch count and the factor
+/// parml_trainer_set_learning_rate put on the rate). Training then
+/// continues as the saved run would have when the trainer has the
+/// checkpoint's seed. Hyper-parameters are the trainer's own. On error nothing changes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path, other
 /// layers or optimizer kind), PARML_ERR_IO, PARML_ERR_FORMAT, PARML_ERR_SHAPE
 /// (optimizer state of another size), PARML_ERR_AUTH_KEY (an authenticated
@@ -174,7 +175,7 @@ public func parmlTrainerSerializeCheckpoint(
     _ trainer: parml_trainer?, _ buf_out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ len_out: UnsafeMutablePointer<UInt>?
 ) -> parml_status {
     guarded("parml_trainer_serialize_checkpoint") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         try handOut(buf_out, len_out) { try CheckpointFile.encode(t) }
     }
 }
@@ -208,7 +209,7 @@ public func parmlModelExportOnnx(
     _ model: parml_model?, _ input_dims: UnsafePointer<Int64>?, _ ndim: Int, _ path: UnsafePointer<CChar>?
 ) -> parml_status {
     guarded("parml_model_export_onnx") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let s = try shape(input_dims, ndim, name: "input_dims")
         let p = try pathString(path)
         let bytes = try OnnxExport.encode(m, inputShape: s, producerVersion: PARML_VERSION_STRING)

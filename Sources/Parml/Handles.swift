@@ -23,7 +23,10 @@ enum HandleKind: String {
 /// until the call returns (`guarded` ends it), so a second call on the same
 /// handle, from another thread or from a callback, gets PARML_ERR_STATE
 /// instead of racing the first. Looking up a trainer holds its model too:
-/// the trainer updates that model in place.
+/// the trainer updates that model in place. While fit runs its callback it
+/// lends its handles (`lend`): calls from that callback that only read or
+/// save (`FitCallbackUse.allowed`) may use them; the others still get
+/// PARML_ERR_STATE, since they would change what fit is running on.
 final class HandleRegistry: Sendable {
     static let shared = HandleRegistry()
 
@@ -67,7 +70,9 @@ final class HandleRegistry: Sendable {
     /// The object behind a live handle of `kind`, held by the calling API
     /// call until it returns; throws for NULL, unknown, freed or wrong-kind
     /// handles, and `.state` for a handle another call holds.
-    func object<T: AnyObject>(_ handle: OpaquePointer?, _ kind: HandleKind, as: T.Type, name: String) throws -> T {
+    func object<T: AnyObject>(
+        _ handle: OpaquePointer?, _ kind: HandleKind, as: T.Type, name: String, inFitCallback use: FitCallbackUse = .refused
+    ) throws -> T {
         guard let handle else { throw ParmlError.invalidArgument("\(name) is NULL") }
         let number = UInt(bitPattern: handle)
         let call = CallScope.current()
@@ -78,11 +83,11 @@ final class HandleRegistry: Sendable {
             guard entry.kind == kind else {
                 throw ParmlError.invalidArgument("\(name) is a parml_\(entry.kind.rawValue), expected a parml_\(kind.rawValue)")
             }
-            try hold(entry, by: call, name: name)
+            try hold(entry, by: call, name: name, use: use)
             if kind == .trainer, let owned = (entry.object as? ModelOwner)?.ownedModel,
                 let modelNumber = t.numbers[ObjectIdentifier(owned)], let model = t.entries[modelNumber]
             {
-                try hold(model, by: call, name: "\(name)'s model")
+                try hold(model, by: call, name: "\(name)'s model", use: use)
             }
             return Found(object: entry.object)
         }
@@ -94,10 +99,19 @@ final class HandleRegistry: Sendable {
 
     /// Marks a handle as held by `call` (a no-op outside an API call or
     /// when that call holds it already).
-    private func hold(_ entry: Entry, by call: CallScope?, name: @autoclosure () -> String) throws(ParmlError) {
+    private func hold(_ entry: Entry, by call: CallScope?, name: @autoclosure () -> String, use: FitCallbackUse) throws(ParmlError) {
         guard let call, let token = call.token else { return }
         let hold = entry.hold
         if hold.token == token { return }
+        if hold.lent && call.runs(hold.token) {
+            // A fit further out on this thread lent it to its callback.
+            guard use == .allowed else {
+                throw ParmlError.state(
+                    "\(call.function) cannot use \(name()) inside the callback of the \(hold.function) running on it: it would change "
+                        + "what fit is running on; a callback may evaluate, save, read parameters and set the learning rate (docs/callbacks.md)")
+            }
+            return
+        }
         guard hold.token == 0 else {
             throw ParmlError.state(
                 "\(name()) is in use by a call to \(hold.function) that has not returned "
@@ -106,6 +120,24 @@ final class HandleRegistry: Sendable {
         hold.token = token
         hold.function = call.function
         call.held.append(hold)
+    }
+
+    /// Runs `body` (a fit callback) with the handles the calling thread's
+    /// innermost API call holds lent to the calls `body` makes (see `hold`).
+    func lend<R>(_ body: () throws -> R) rethrows -> R {
+        guard let call = CallScope.current(), call.token != nil else { return try body() }
+        let start = call.marks.last ?? 0
+        let lent = Array(call.held[start...])
+        table.withLock { _ in for h in lent { h.lent = true } }
+        defer { table.withLock { _ in for h in lent { h.lent = false } } }
+        return try body()
+    }
+
+    /// Whether `handle` is a live handle of `kind` (not freed).
+    func isLive(_ handle: OpaquePointer?, _ kind: HandleKind) -> Bool {
+        guard let handle else { return false }
+        let number = UInt(bitPattern: handle)
+        return table.withLock { t in t.entries[number]?.kind == kind }
     }
 
     /// Lets go of the handles the innermost call of `call` held.
@@ -146,6 +178,16 @@ private final class HandleHold {
     var token: UInt64 = 0
     /// The C function name of that call, for the error message.
     var function: StaticString = ""
+    /// Lent by that call (a fit) to the calls of its callback.
+    var lent = false
+}
+
+/// Whether a call may use a handle that fit has lent to its callback:
+/// `.allowed` for calls that read or save (evaluate, save a model or
+/// checkpoint, get parameters, predict) and for set_learning_rate;
+/// everything else is refused with PARML_ERR_STATE.
+enum FitCallbackUse {
+    case refused, allowed
 }
 
 /// An object that updates a model in place (a trainer): holding its handle
@@ -190,6 +232,9 @@ final class CallScope: @unchecked Sendable {  // confined to its thread
     }
 
     var token: UInt64? { tokens.last }
+
+    /// Whether the call with `token` runs on this thread (further out).
+    func runs(_ token: UInt64) -> Bool { token != 0 && tokens.contains(token) }
     var function: StaticString { functions.last ?? "" }
 
     func begin(_ function: StaticString) {

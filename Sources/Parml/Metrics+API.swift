@@ -104,8 +104,8 @@ public func parmlTrainerEvaluateMetrics(
     _ out: UnsafeMutablePointer<parml_metrics>?
 ) -> parml_status {
     guarded("parml_trainer_evaluate_metrics") {
-        let t = try trainerObject(trainer)
-        let d = try datasetObject(dataset)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
+        let d = try datasetObject(dataset, inFitCallback: .allowed)
         let out = try nonNull(out, "out")
         let size = UnsafeRawPointer(out).load(as: Int.self)
         guard size >= MemoryLayout<parml_metrics>.size else {

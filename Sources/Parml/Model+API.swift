@@ -6,8 +6,8 @@ import ParmlTensor
 import Glibc
 #endif
 
-func modelObject(_ m: parml_model?, _ name: String = "model") throws -> Model {
-    try HandleRegistry.shared.object(m, .model, as: Model.self, name: name)
+func modelObject(_ m: parml_model?, _ name: String = "model", inFitCallback use: FitCallbackUse = .refused) throws -> Model {
+    try HandleRegistry.shared.object(m, .model, as: Model.self, name: name, inFitCallback: use)
 }
 
 func positive(_ v: Int64, _ name: String) throws -> Int {
@@ -144,7 +144,7 @@ public func parmlModelInit(_ model: parml_model?, _ seed: UInt64) -> parml_statu
 @c(parml_model_num_params)
 public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_model_num_params") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         try nonNull(count_out, "count_out").pointee = Int64(m.declaredParameterCount)
     }
 }
@@ -156,7 +156,7 @@ public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutabl
 @c(parml_model_get_params)
 public func parmlModelGetParams(_ model: parml_model?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int) -> parml_status {
     guarded("parml_model_get_params") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let dst = try nonNull(dst, "dst")
         try checkParamCount(m, count)
         try m.copyNamedParameters(to: dst)
@@ -185,8 +185,10 @@ private func requireInitialised(_ m: Model) throws {
 }
 
 /// The model behind a handle, initialised, and a parameter name from C.
-private func initialisedModel(_ model: parml_model?, _ name: UnsafePointer<CChar>?) throws -> (Model, String) {
-    let m = try modelObject(model)
+private func initialisedModel(
+    _ model: parml_model?, _ name: UnsafePointer<CChar>?, inFitCallback use: FitCallbackUse = .refused
+) throws -> (Model, String) {
+    let m = try modelObject(model, inFitCallback: use)
     let n = String(cString: try nonNull(name, "name"))
     try requireInitialised(m)
     return (m, n)
@@ -208,7 +210,7 @@ private func checkFinite(_ src: UnsafePointer<Float>, _ count: Int) throws {
 @c(parml_model_num_param_tensors)
 public func parmlModelNumParamTensors(_ model: parml_model?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_model_num_param_tensors") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let out = try nonNull(count_out, "count_out")
         try requireInitialised(m)
         out.pointee = Int64(m.namedParameters.count)
@@ -231,7 +233,7 @@ public func parmlModelParamTensorInfo(
     _ dims_out: UnsafeMutablePointer<Int64>?, _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
 ) -> parml_status {
     guarded("parml_model_param_tensor_info") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         try requireInitialised(m)
         let named = m.namedParameters
         guard index >= 0, index < Int64(named.count) else {
@@ -255,7 +257,7 @@ public func parmlModelGetParam(
     _ model: parml_model?, _ name: UnsafePointer<CChar>?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int
 ) -> parml_status {
     guarded("parml_model_get_param") {
-        let (m, n) = try initialisedModel(model, name)
+        let (m, n) = try initialisedModel(model, name, inFitCallback: .allowed)
         try m.copyParameter(named: n, to: try nonNull(dst, "dst"), count: count)
     }
 }
@@ -297,7 +299,7 @@ public func parmlModelOutputShape(
     _ capacity: Int, _ ndim_out: UnsafeMutablePointer<Int>?
 ) -> parml_status {
     guarded("parml_model_output_shape") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let s = try m.outputShape(for: shape(dims, ndim, name: "dims"))
         try writeShape(s, dims_out, capacity, ndim_out)
     }
@@ -311,7 +313,7 @@ public func parmlModelOutputShape(
 @c(parml_model_predict)
 public func parmlModelPredict(_ model: parml_model?, _ input: parml_tensor?, _ out: UnsafeMutablePointer<parml_tensor?>?) -> parml_status {
     guarded("parml_model_predict") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let x = try engineInputs(tensorObject(input, "input"), scratch: Tensor(shape: Shape(0)))
         let out = try nonNull(out, "out")
         try BLAS.ensureLoaded()
@@ -327,7 +329,7 @@ public func parmlModelPredict(_ model: parml_model?, _ input: parml_tensor?, _ o
 @c(parml_model_summary)
 public func parmlModelSummary(_ model: parml_model?, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> parml_status {
     guarded("parml_model_summary") {
-        let m = try modelObject(model)
+        let m = try modelObject(model, inFitCallback: .allowed)
         let out = try nonNull(text_out, "text_out")
         out.pointee = try cString(m.summary)
     }

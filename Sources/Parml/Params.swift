@@ -111,6 +111,8 @@ func defaultFitParams() -> parml_fit_params {
     p.user_data = nil
     p.class_sampling_weights = nil
     p.num_class_sampling_weights = 0
+    p.callback_every_steps = 0
+    p.callbacks = nil
     return p
 }
 

@@ -3,8 +3,8 @@ import ParmlModel
 import ParmlTensor
 import ParmlTraining
 
-func trainerObject(_ t: parml_trainer?) throws -> Trainer {
-    try HandleRegistry.shared.object(t, .trainer, as: Trainer.self, name: "trainer")
+func trainerObject(_ t: parml_trainer?, inFitCallback use: FitCallbackUse = .refused) throws -> Trainer {
+    try HandleRegistry.shared.object(t, .trainer, as: Trainer.self, name: "trainer", inFitCallback: use)
 }
 
 extension Trainer: ModelOwner {
@@ -107,20 +107,35 @@ public func parmlTrainerStep(
 /// several calls, or a resumed checkpoint, train as one longer call
 /// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
 /// with replacement instead, also from (seed, epoch)). After
-/// each epoch, params->progress (if set) gets that epoch's metrics;
+/// each epoch the built-in callbacks run (params->callbacks: early
+/// stopping, keep-best checkpoint, reduce-on-plateau; since 0.3), then
+/// params->progress (if set) gets that epoch's metrics (and, with
+/// params->callback_every_steps, the running metrics after such steps);
 /// returning nonzero stops training with PARML_ERR_CANCELLED (the epochs
-/// done stay applied). A skipped step (PARML_ERR_NONFINITE) stops it too;
-/// that epoch does not count as completed. The callback must not use this
-/// trainer or its model (such a call returns PARML_ERR_STATE). When last_out is
-/// not NULL it receives the last epoch's metrics; set last_out->struct_size
-/// to sizeof(parml_epoch_metrics) first.
-/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params field, small
-/// last_out->struct_size, no batch with drop_last, a target that is not a
-/// class index; class sampling weights that are negative, not finite, all
-/// 0 for the dataset's classes, fewer than its classes, or given for a
-/// dataset without class indices), PARML_ERR_SHAPE (a dataset does not fit the model),
-/// PARML_ERR_CANCELLED, and a failing step's codes (parml_trainer_step; the
-/// steps before it stay applied). Since: 0.1.
+/// done stay applied; a stop after a step leaves its epoch uncounted). A
+/// skipped step (PARML_ERR_NONFINITE) stops it too; that epoch does not
+/// count as completed. Early stopping ends fit with PARML_OK. The callback
+/// runs on the calling thread and, since 0.3, may use this trainer, its
+/// model and fit's datasets to read and save: evaluate, save a model or
+/// checkpoint, read parameters, predict, and set the learning rate; calls
+/// that would change what fit runs on (step, fit, load a checkpoint, set
+/// parameters, add layers, init) return PARML_ERR_STATE. Freeing the trainer
+/// from the callback makes fit stop after it with PARML_ERR_STATE (the
+/// trainer lives until fit returns). MPI: the callback runs on every
+/// process; collective calls in it (save a checkpoint) must be made by all.
+/// When last_out is not NULL it receives the last epoch's metrics; set
+/// last_out->struct_size to sizeof(parml_epoch_metrics) first (a 0.2 size
+/// gets the 0.2 fields).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handles, a bad params or callbacks
+/// field, a monitor of validation metrics without params->validation or of
+/// accuracy under MSE, small last_out->struct_size, no batch with drop_last,
+/// a target that is not a class index; class sampling weights that are
+/// negative, not finite, all 0 for the dataset's classes, fewer than its
+/// classes, or given for a dataset without class indices), PARML_ERR_SHAPE
+/// (a dataset does not fit the model), PARML_ERR_CANCELLED, PARML_ERR_STATE
+/// (the trainer was freed by the callback), PARML_ERR_IO (the keep-best
+/// file could not be written), and a failing step's codes
+/// (parml_trainer_step; the steps before it stay applied). Since: 0.1.
 @c(parml_trainer_fit)
 public func parmlTrainerFit(
     _ trainer: parml_trainer?, _ train: parml_dataset?, _ params: UnsafePointer<parml_fit_params>?,
@@ -130,15 +145,17 @@ public func parmlTrainerFit(
         let t = try trainerObject(trainer)
         let data = try datasetObject(train, "train")
         let p = try params.map {
-            // 0.1 and 0.2 end before class_sampling_weights.
+            // 0.1 and 0.2 end before class_sampling_weights, early 0.3 before callback_every_steps.
             try readSized(
                 $0, defaults: defaultFitParams(), name: "params",
-                minimum: MemoryLayout<parml_fit_params>.offset(of: \.class_sampling_weights)!)
+                minimum: MemoryLayout<parml_fit_params>.offset(of: \.class_sampling_weights)!,
+                older: [MemoryLayout<parml_fit_params>.offset(of: \.callback_every_steps)!])
         } ?? defaultFitParams()
         let validation = try p.validation.map { try datasetObject($0, "params->validation") }
+        let metricsMinimum = MemoryLayout<parml_epoch_metrics>.offset(of: \.epoch_step)!  // 0.2's struct
         if let last_out {
             let size = UnsafeRawPointer(last_out).load(as: Int.self)
-            guard size >= MemoryLayout<parml_epoch_metrics>.size else {
+            guard size >= metricsMinimum else {
                 throw ParmlError.invalidArgument("last_out->struct_size is \(size); set it to sizeof(parml_epoch_metrics) first")
             }
         }
@@ -154,14 +171,22 @@ public func parmlTrainerFit(
         options.shuffle = p.shuffle != 0
         options.dropLast = p.drop_last != 0
         options.classSamplingWeights = try floats(p.class_sampling_weights, p.num_class_sampling_weights, "class_sampling_weights")
-        let callback = p.progress
-        let userData = p.user_data
-        let last = try t.fit(data, options: options, validation: validation) { m in
-            guard let callback else { return true }
-            var c = cMetrics(m)
-            return callback(&c, userData) == 0
+        var callbacks = try fitCallbacks(p.callbacks, trainer: t)
+        callbacks.everySteps = try count(p.callback_every_steps, "callback_every_steps")
+        if let callback = p.progress {
+            let userData = p.user_data
+            callbacks.progress = { m in
+                var c = cMetrics(m)
+                // The callback may use the handles this call holds to read and save (Handles.swift).
+                let go = HandleRegistry.shared.lend { callback(&c, userData) == 0 }
+                guard HandleRegistry.shared.isLive(trainer, .trainer) else {
+                    throw ParmlError.state("the trainer was freed inside its fit callback; fit stopped after epoch \(m.epoch) step \(m.steps)")
+                }
+                return go
+            }
         }
-        if let last_out { try writeSized(cMetrics(last), to: last_out, name: "last_out", minimum: MemoryLayout<parml_epoch_metrics>.size) }
+        let last = try t.fit(data, options: options, validation: validation, callbacks: callbacks)
+        if let last_out { try writeSized(cMetrics(last), to: last_out, name: "last_out", minimum: metricsMinimum) }
     }
 }
 
@@ -178,6 +203,10 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
     c.learning_rate = m.learningRate
     c.seconds = m.seconds
     c.samples_per_second = m.samplesPerSecond
+    c.epoch_step = Int64(m.epochStep)
+    c.end_of_epoch = m.endOfEpoch ? 1 : 0
+    c.events = m.events.rawValue
+    c.best_epoch = Int64(m.bestEpoch)
     return c
 }
 
@@ -196,8 +225,8 @@ public func parmlTrainerEvaluate(
     _ accuracy_out: UnsafeMutablePointer<Float>?
 ) -> parml_status {
     guarded("parml_trainer_evaluate") {
-        let t = try trainerObject(trainer)
-        let d = try datasetObject(dataset)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
+        let d = try datasetObject(dataset, inFitCallback: .allowed)
         let r = try t.evaluate(d, batchSize: positive(batch_size, "batch_size"))
         loss_out?.pointee = r.loss
         accuracy_out?.pointee = t.loss.classifies ? Float(r.correct) / Float(r.predictions) : .nan
@@ -209,7 +238,7 @@ public func parmlTrainerEvaluate(
 @c(parml_trainer_step_count)
 public func parmlTrainerStepCount(_ trainer: parml_trainer?, _ steps_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_trainer_step_count") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         try nonNull(steps_out, "steps_out").pointee = Int64(t.stepCount)
     }
 }
@@ -222,7 +251,7 @@ public func parmlTrainerStepCount(_ trainer: parml_trainer?, _ steps_out: Unsafe
 @c(parml_trainer_epoch_count)
 public func parmlTrainerEpochCount(_ trainer: parml_trainer?, _ epochs_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_trainer_epoch_count") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         try nonNull(epochs_out, "epochs_out").pointee = Int64(t.epochCount)
     }
 }
@@ -234,7 +263,7 @@ public func parmlTrainerEpochCount(_ trainer: parml_trainer?, _ epochs_out: Unsa
 @c(parml_trainer_skipped_steps)
 public func parmlTrainerSkippedSteps(_ trainer: parml_trainer?, _ skipped_out: UnsafeMutablePointer<Int64>?) -> parml_status {
     guarded("parml_trainer_skipped_steps") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         try nonNull(skipped_out, "skipped_out").pointee = Int64(t.skippedSteps)
     }
 }
@@ -244,8 +273,26 @@ public func parmlTrainerSkippedSteps(_ trainer: parml_trainer?, _ skipped_out: U
 @c(parml_trainer_learning_rate)
 public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: UnsafeMutablePointer<Float>?) -> parml_status {
     guarded("parml_trainer_learning_rate") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         try nonNull(lr_out, "lr_out").pointee = t.learningRate
+    }
+}
+
+/// Makes the next step use learning rate `lr` (finite, > 0) and keeps the
+/// schedule's shape from there: later steps use lr * schedule(s) /
+/// schedule(now), so a step or cosine schedule goes on decaying from the
+/// new rate (a constant one stays at lr). It is a factor on the schedule,
+/// training state that checkpoints carry (loading one restores it). May
+/// be called from a fit
+/// callback (reduce-on-plateau does the same). MPI: call it on every
+/// process alike.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, lr not finite or <= 0),
+/// PARML_ERR_STATE (the schedule's rate is 0 now: a cosine past its end
+/// with min_lr 0). Since: 0.3.
+@c(parml_trainer_set_learning_rate)
+public func parmlTrainerSetLearningRate(_ trainer: parml_trainer?, _ lr: Float) -> parml_status {
+    guarded("parml_trainer_set_learning_rate") {
+        try trainerObject(trainer, inFitCallback: .allowed).setLearningRate(lr)
     }
 }
 
@@ -261,7 +308,7 @@ public func parmlTrainerLearningRate(_ trainer: parml_trainer?, _ lr_out: Unsafe
 @c(parml_trainer_memory)
 public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: UnsafeMutablePointer<parml_memory_report>?) -> parml_status {
     guarded("parml_trainer_memory") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         let out = try nonNull(out, "out")
         let m = try t.memory(rank: Int(rank))
         var r = parml_memory_report()
@@ -286,7 +333,7 @@ public func parmlTrainerMemory(_ trainer: parml_trainer?, _ rank: Int32, _ out: 
 @c(parml_trainer_plan)
 public func parmlTrainerPlan(_ trainer: parml_trainer?, _ text_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> parml_status {
     guarded("parml_trainer_plan") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         let out = try nonNull(text_out, "text_out")
         out.pointee = try cString(t.planDescription)
     }
@@ -301,7 +348,7 @@ public func parmlTrainerPlan(_ trainer: parml_trainer?, _ text_out: UnsafeMutabl
 @c(parml_trainer_set_trace)
 public func parmlTrainerSetTrace(_ trainer: parml_trainer?, _ enabled: Int32) -> parml_status {
     guarded("parml_trainer_set_trace") {
-        try trainerObject(trainer).setTracing(enabled != 0)
+        try trainerObject(trainer, inFitCallback: .allowed).setTracing(enabled != 0)
     }
 }
 
@@ -313,7 +360,7 @@ public func parmlTrainerSetTrace(_ trainer: parml_trainer?, _ enabled: Int32) ->
 @c(parml_trainer_write_trace)
 public func parmlTrainerWriteTrace(_ trainer: parml_trainer?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_trainer_write_trace") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         let p = try nonNull(path, "path")
         try t.writeChromeTrace(to: String(cString: p))
     }
@@ -347,7 +394,7 @@ public func parmlTrainerDataRows(
     _ count_out: UnsafeMutablePointer<Int64>?
 ) -> parml_status {
     guarded("parml_trainer_data_rows") {
-        let t = try trainerObject(trainer)
+        let t = try trainerObject(trainer, inFitCallback: .allowed)
         let start = try nonNull(start_out, "start_out"), count = try nonNull(count_out, "count_out")
         let rows = try t.dataRows(globalSamples: Int(global_samples))
         start.pointee = Int64(rows.lowerBound)

@@ -64,6 +64,7 @@ public enum CheckpointFile {
         o.pointee.epsilon = cfg.epsilon
         o.pointee.clip_grad_norm = cfg.clipGradNorm
         o.pointee.decay_by_kind = cfg.decayByKind ? 1 : 0
+        o.pointee.learning_rate_scale = s.learningRateScale == 1 ? 0 : s.learningRateScale
         let sch = try arena.allocate(Parml__Schedule.self, count: 1)
         parml__schedule__init(sch)
         sch.pointee.kind = Parml__Schedule__Kind(rawValue: UInt32(cfg.schedule.kind.rawValue))
@@ -138,7 +139,9 @@ public enum CheckpointFile {
         for k in 0..<o.n_state {
             state.append(try TensorCodec.tensor(from: TensorCodec.element(o.state, k, what: "optimizer state \(k)"), what: "optimizer state \(k)"))
         }
-        try trainer.restoreState(step: Int(c.step), epoch: Int(c.epoch), optimizerKind: kind, optimizerState: state)
+        try trainer.restoreState(
+            step: Int(c.step), epoch: Int(c.epoch), optimizerKind: kind, optimizerState: state,
+            learningRateScale: o.learning_rate_scale == 0 ? 1 : o.learning_rate_scale)
         try trainer.model.updateParameters { arena, infos in try ModelCodec.copy(parameters, into: arena, infos) }
     }
 }

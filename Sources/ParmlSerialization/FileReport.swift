@@ -55,6 +55,7 @@ public struct FileReport {
                     ("clip_grad_norm", "\(o.clip_grad_norm)"),
                     ("decay_by_kind", o.decay_by_kind != 0 ? "true" : "false"),
                 ]
+                if o.learning_rate_scale != 0 { r.optimizer.append(("learning_rate_scale", "\(o.learning_rate_scale)")) }
                 for k in 0..<o.n_state {
                     let t = try TensorCodec.element(o.state, k, what: "optimizer state \(k)")
                     r.optimizerState.append(t.name.map { String(cString: $0) } ?? "")

@@ -15,6 +15,8 @@ public struct TrainingState {
     /// One tensor per optimizer state buffer (`Trainer.optimizerStateNames`),
     /// each covering the whole parameter arena.
     public var optimizerState: [Tensor]
+    /// The factor `setLearningRate` put on the schedule (1: none).
+    public var learningRateScale: Double = 1
 
     public init(step: Int, seed: UInt64, optimizer: OptimizerConfig, strategy: StrategyConfig, optimizerState: [Tensor]) {
         self.step = step
@@ -71,14 +73,21 @@ extension Trainer {
         var state = TrainingState(
             step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy, optimizerState: whole)
         state.epoch = epochCount
+        state.learningRateScale = learningRateScale
         return state
     }
 
-    /// Restores the step and epoch counts and whole optimizer state
-    /// (scattered to each rank's range). The parameters are the model's
-    /// business (set them on `model` first). Nothing changes when it throws.
-    public func restoreState(step: Int, epoch: Int = 0, optimizerKind: OptimizerKind, optimizerState: [Tensor]) throws {
+    /// Restores the step and epoch counts, the learning-rate factor and
+    /// whole optimizer state (scattered to each rank's range). The
+    /// parameters are the model's business (set them on `model` first).
+    /// Nothing changes when it throws.
+    public func restoreState(
+        step: Int, epoch: Int = 0, optimizerKind: OptimizerKind, optimizerState: [Tensor], learningRateScale: Double = 1
+    ) throws {
         guard step >= 0 else { throw ParmlError.format("the checkpoint's step count \(step) is negative") }
+        guard learningRateScale.isFinite, learningRateScale > 0 else {
+            throw ParmlError.format("the checkpoint's learning-rate factor \(learningRateScale) is not a finite positive number")
+        }
         guard epoch >= 0 else { throw ParmlError.format("the checkpoint's epoch count \(epoch) is negative") }
         guard optimizerKind == optimizerConfig.kind else {
             throw ParmlError.invalidArgument(
@@ -108,6 +117,7 @@ extension Trainer {
         }
         stepCount = step
         epochCount = epoch
+        self.learningRateScale = learningRateScale
     }
 
     /// MPI: each process holds its rank's state only. Every rank that owns
@@ -157,6 +167,7 @@ extension Trainer {
         var state = TrainingState(
             step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy, optimizerState: whole)
         state.epoch = epochCount
+        state.learningRateScale = learningRateScale
         return state
     }
 

@@ -45,6 +45,14 @@ public struct EpochMetrics: Sendable {
     public var learningRate = Float.nan
     public var seconds = 0.0
     public var samplesPerSecond = 0.0
+    /// Steps of this epoch done (all of them at its end).
+    public var epochStep = 0
+    /// False for a callback after a step inside the epoch (no validation then).
+    public var endOfEpoch = false
+    /// What the built-in callbacks did after this epoch.
+    public var events: FitEvents = []
+    /// Early stopping's best epoch so far (0: none, or no early stopping).
+    public var bestEpoch = 0
 }
 
 /// Model + loss + optimizer + strategy: what trains.
@@ -65,6 +73,8 @@ public final class Trainer {
     /// the next epoch's data order is a function of (seed, epochCount), so
     /// fit(2) then fit(2) trains as fit(4) does.
     public internal(set) var epochCount = 0
+    /// The factor `setLearningRate` puts on the schedule's rate (1: none).
+    public internal(set) var learningRateScale: Double = 1
     /// Global gradient norm of the last step, before clipping (NaN without clipping).
     public private(set) var lastGradientNorm: Float = .nan
     /// Steps skipped because their loss or gradients were not finite
@@ -299,9 +309,25 @@ public final class Trainer {
         }
     }
 
-    /// The learning rate the next step will use.
+    /// The learning rate the next step will use: the schedule's, times
+    /// the factor `setLearningRate` left (1 until it is called).
     public var learningRate: Float {
-        optimizerConfig.schedule.learningRate(base: optimizerConfig.learningRate, step: stepCount)
+        let scheduled = optimizerConfig.schedule.learningRate(base: optimizerConfig.learningRate, step: stepCount)
+        return learningRateScale == 1 ? scheduled : Float(Double(scheduled) * learningRateScale)
+    }
+
+    /// Makes the next step use `lr` and keeps the schedule's shape from
+    /// there: later steps use lr × schedule(s) / schedule(now), as a
+    /// PyTorch ReduceLROnPlateau chained after a scheduler would. The
+    /// factor is a Double, so the next step's rate is `lr` exactly.
+    public func setLearningRate(_ lr: Float) throws {
+        guard lr.isFinite, lr > 0 else { throw ParmlError.invalidArgument("learning rate must be finite and > 0, got \(lr)") }
+        let scheduled = optimizerConfig.schedule.learningRate(base: optimizerConfig.learningRate, step: stepCount)
+        guard scheduled > 0 else {
+            throw ParmlError.state(
+                "the schedule's learning rate at step \(stepCount) is \(scheduled); a factor on it cannot make \(lr) (the cosine schedule ends at min_lr)")
+        }
+        learningRateScale = Double(lr) / Double(scheduled)
     }
 
     /// Bytes rank `rank` holds for parameters, gradients, optimizer state,
@@ -539,15 +565,20 @@ public final class Trainer {
     /// Trains for `options.epochs` more epochs, continuing the data order
     /// from `epochCount`. Training batches carry `train`'s augmentation
     /// (drawn from the strategy's seed, the epoch and the sample); the
-    /// validation data is evaluated as it is. `progress` runs after each
-    /// epoch with its metrics and returns false to stop (fit then throws
-    /// .cancelled; that epoch counts as completed).
+    /// validation data is evaluated as it is. After each epoch the
+    /// callbacks run (FitCallbacks says in which order); `progress`
+    /// returning false stops fit, which then throws .cancelled (that epoch
+    /// counts as completed; a stop after a step inside an epoch leaves the
+    /// epoch uncounted, its steps applied). Early stopping ends fit
+    /// normally. With restore_best_weights the best epoch's parameters are
+    /// put back whenever fit ends without an error.
     @discardableResult
     public func fit(
         _ train: any BatchSource, options: FitOptions, validation: (any BatchSource)? = nil,
-        progress: ((EpochMetrics) -> Bool)? = nil
+        callbacks: FitCallbacks = FitCallbacks()
     ) throws -> EpochMetrics {
         guard options.epochs >= 1 else { throw ParmlError.invalidArgument("fit: epochs must be >= 1, got \(options.epochs)") }
+        try callbacks.validate(hasValidation: validation != nil, classifies: loss.classifies)
         var batcher = try Batcher(
             dataset: train, batchSize: options.batchSize, shuffle: options.shuffle, dropLast: options.dropLast,
             seed: strategy.seed, sampleWeights: try options.classSamplingWeights.map { try Trainer.sampleWeights(train, classWeights: $0) },
@@ -560,6 +591,7 @@ public final class Trainer {
         try checkFits(train, name: "training data")
         if let validation { try checkFits(validation, name: "validation data") }
         let classify = loss.classifies
+        var state = FitCallbackState()
         var last = EpochMetrics()
         for epoch in 1...options.epochs {
             batcher.startEpoch(epochCount)
@@ -569,6 +601,21 @@ public final class Trainer {
             var correct = 0
             var samples = 0
             var predictions = 0
+            func metrics(batches: Int) -> EpochMetrics {
+                let seconds = Clock.now() - t0
+                var m = EpochMetrics()
+                m.epoch = epoch
+                m.epochs = options.epochs
+                m.steps = stepCount
+                m.epochStep = batches
+                m.trainLoss = Float(total / weight)
+                m.trainAccuracy = classify ? Float(correct) / Float(predictions) : .nan
+                m.learningRate = learningRate
+                m.seconds = seconds
+                m.samplesPerSecond = Double(samples) / max(seconds, 1e-9)
+                m.bestEpoch = state.bestEpoch
+                return m
+            }
             for b in 0..<batcher.batchCount {
                 let n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
                 let r = try step(inputs: batchInputs, targets: batchTargets)
@@ -577,28 +624,31 @@ public final class Trainer {
                 correct += r.correct
                 samples += n
                 predictions += r.predictions
+                if callbacks.everySteps > 0, stepCount % callbacks.everySteps == 0, let progress = callbacks.progress {
+                    if try !progress(metrics(batches: b + 1)) {
+                        throw ParmlError.cancelled("fit stopped by the progress callback after step \(stepCount) (epoch \(epoch), not completed)")
+                    }
+                }
             }
-            let seconds = Clock.now() - t0
             epochCount += 1
-            var m = EpochMetrics()
-            m.epoch = epoch
-            m.epochs = options.epochs
-            m.steps = stepCount
-            m.trainLoss = Float(total / weight)
-            m.trainAccuracy = classify ? Float(correct) / Float(predictions) : .nan
-            m.learningRate = learningRate
-            m.seconds = seconds
-            m.samplesPerSecond = Double(samples) / max(seconds, 1e-9)
+            var m = metrics(batches: batcher.batchCount)
+            m.endOfEpoch = true
             if let validation {
                 let v = try evaluate(validation, batchSize: options.batchSize)
                 m.validationLoss = v.loss
                 m.validationAccuracy = classify ? Float(v.correct) / Float(v.predictions) : .nan
             }
+            m.events = try runBuiltIns(callbacks, &state, m)
+            m.bestEpoch = state.bestEpoch
+            m.learningRate = learningRate
             last = m
-            if let progress, !progress(m) {
+            if let progress = callbacks.progress, try !progress(m) {
+                try restoreBest(state)
                 throw ParmlError.cancelled("fit stopped by the progress callback after epoch \(epoch)")
             }
+            if m.events.contains(.stopping) { break }
         }
+        try restoreBest(state)
         return last
     }
 }

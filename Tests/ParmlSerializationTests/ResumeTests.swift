@@ -228,3 +228,28 @@ private func expectSameState(_ a: Trainer, _ b: Trainer, tolerance: Float) throw
         #expect(d <= tolerance * max(scale, 1e-30), "optimizer state differs by \(d) (scale \(scale))")
     }
 }
+
+/// The factor set_learning_rate (or reduce-on-plateau) puts on the schedule
+/// is training state: a checkpoint carries it, so the resumed run goes on at
+/// the reduced rate, bit for bit as the uninterrupted one; a file without a
+/// factor reads as 1.
+@Suite struct LearningRateFactorResumeTests {
+    @Test func aCheckpointCarriesTheFactor() throws {
+        let reference = try trainer(.sgd, dp: 1, zero: 0, modelSeed: 5)
+        try steps(reference, 0..<3)
+        try reference.setLearningRate(reference.learningRate / 4)
+        let rate = reference.learningRate
+        let saved = encodedArray(try CheckpointFile.encode(reference))
+        try steps(reference, 3..<6)
+        let resumed = try trainer(.sgd, dp: 2, zero: 1, modelSeed: 6)
+        try saved.withUnsafeBytes { try CheckpointFile.restore($0, into: resumed) }
+        #expect(resumed.learningRate == rate && resumed.learningRateScale == reference.learningRateScale)
+        try steps(resumed, 3..<6)
+        #expect(parameterBits(resumed.model) == parameterBits(reference.model))
+        // Without a factor the field is left out (the bytes stay as before) and reads as 1.
+        let plain = try trainer(.sgd, dp: 1, zero: 0, modelSeed: 5)
+        let bytes = encodedArray(try CheckpointFile.encode(plain))
+        try bytes.withUnsafeBytes { try CheckpointFile.restore($0, into: resumed) }
+        #expect(resumed.learningRateScale == 1)
+    }
+}

@@ -29,7 +29,9 @@
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
 #      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
-#      splits, fit over augmented images (tests/mpi/py_cnn_tp.py) in dp, tp and pp x tp.
+#      splits, fit over augmented images (tests/mpi/py_cnn_tp.py) in dp, tp and pp x tp;
+#      and fit's built-in callbacks and a saving callback (tests/mpi/py_callbacks.py)
+#      stop, save and lower the rate as on threads.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -352,6 +354,13 @@ for mode in bf16 fp16 powersgd local3; do
         fail "dp 2 with $mode under mpirun -np 2" "$WORK/pycomm.txt"
     fi
 done
+mkdir -p "$WORK/callbacks"
+if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
+    python3 "$HERE/py_callbacks.py" "$WORK/callbacks" > "$WORK/pycb.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycb.txt")" -eq 2 ]; then
+    pass "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit"
+else
+    fail "fit callbacks under mpirun -np 2" "$WORK/pycb.txt"
+fi
 for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     set -- $case
     if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \

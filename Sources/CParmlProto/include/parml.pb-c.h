@@ -348,10 +348,15 @@ struct  Parml__OptimizerState
    * weight decay only where the layer kind decays (since parml 0.3)
    */
   protobuf_c_boolean decay_by_kind;
+  /*
+   * parml_trainer_set_learning_rate's factor on the schedule's rate (since
+   * parml 0.3); 0 (absent) = 1: written only when the rate was set.
+   */
+  double learning_rate_scale;
 };
 #define PARML__OPTIMIZER_STATE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__optimizer_state__descriptor) \
-    , PARML__OPTIMIZER_STATE__KIND__KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0,NULL, 0 }
+    , PARML__OPTIMIZER_STATE__KIND__KIND_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0,NULL, 0, 0 }
 
 
 /*

@@ -21,7 +21,7 @@ bindings/python/README.md lists the whole API.
 
 from __future__ import annotations
 
-from . import _capi, privacy, schedules
+from . import _capi, callbacks, privacy, schedules
 from ._lib import LIBRARY_PATH as library_path
 from ._lib import proto_path
 from ._version import __version__

@@ -167,6 +167,23 @@ PARML_TOKEN_FILE_UINT16 = 2
 PARML_TOKEN_FILE_UINT32 = 3
 PARML_TOKEN_FILE_INT32 = 4
 
+# Bits of parml_epoch_metrics.events (since 0.3).
+PARML_EVENT_SAVED = 1
+PARML_EVENT_LR_REDUCED = 2
+PARML_EVENT_STOPPING = 4
+PARML_EVENT_BEST = 8
+
+# What a built-in callback watches (parml_callback_params; since 0.3).
+PARML_MONITOR_NONE = 0
+PARML_MONITOR_VAL_LOSS = 1
+PARML_MONITOR_VAL_ACCURACY = 2
+PARML_MONITOR_TRAIN_LOSS = 3
+PARML_MONITOR_TRAIN_ACCURACY = 4
+
+PARML_MODE_AUTO = 0
+PARML_MODE_MIN = 1
+PARML_MODE_MAX = 2
+
 # What a CSV label column holds (parml_csv_params.label_kind).
 PARML_CSV_LABEL_CLASS = 1
 PARML_CSV_LABEL_VALUE = 2
@@ -363,6 +380,10 @@ class parml_epoch_metrics(Structure):
         learning_rate: at the end of the epoch
         seconds: wall time of the epoch's training
         samples_per_second: training throughput of the epoch
+        epoch_step: since 0.3: steps of this epoch done
+        end_of_epoch: 1 at an epoch's end, 0 in a callback_every_steps call
+        events: PARML_EVENT_* bits: what the built-in callbacks did
+        best_epoch: early stopping's best epoch of this fit call, 0 = none
     """
 
     _fields_ = [
@@ -377,12 +398,44 @@ class parml_epoch_metrics(Structure):
         ("learning_rate", c_float),
         ("seconds", c_double),
         ("samples_per_second", c_double),
+        ("epoch_step", c_int64),
+        ("end_of_epoch", c_int32),
+        ("events", c_int32),
+        ("best_epoch", c_int64),
     ]
 
 
 # typedef int32_t (*parml_progress_fn)(const parml_epoch_metrics *metrics, void *user_data);
 # Keep the CFUNCTYPE object referenced for as long as C may call it.
 parml_progress_fn = CFUNCTYPE(c_int32, POINTER(parml_epoch_metrics), c_void_p)
+
+
+class parml_callback_params(Structure):
+    """Built-in callbacks of parml_trainer_fit (since 0.3): early stopping,
+    keep-best checkpoint, reduce-on-plateau; each off while its monitor is
+    PARML_MONITOR_NONE (docs/callbacks.md)."""
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("early_stopping_monitor", c_int32),
+        ("early_stopping_mode", c_int32),
+        ("early_stopping_min_delta", c_float),
+        ("early_stopping_patience", c_int64),
+        ("restore_best_weights", c_int32),
+        ("checkpoint_monitor", c_int32),
+        ("checkpoint_mode", c_int32),
+        ("checkpoint_min_delta", c_float),
+        ("checkpoint_best_only", c_int32),
+        ("checkpoint_training_state", c_int32),
+        ("checkpoint_path", c_char_p),
+        ("reduce_lr_monitor", c_int32),
+        ("reduce_lr_mode", c_int32),
+        ("reduce_lr_min_delta", c_float),
+        ("reduce_lr_factor", c_float),
+        ("reduce_lr_patience", c_int64),
+        ("reduce_lr_cooldown", c_int64),
+        ("reduce_lr_min_lr", c_float),
+    ]
 
 
 class parml_fit_params(Structure):
@@ -400,6 +453,9 @@ class parml_fit_params(Structure):
         class_sampling_weights: since 0.3: one weight per class for class-balanced
             sampling with replacement; NULL = each sample once per epoch
         num_class_sampling_weights: entries in class_sampling_weights
+        callback_every_steps: since 0.3: progress also runs after every step
+            whose step count is a multiple of it; 0 = after epochs only
+        callbacks: since 0.3: the built-in callbacks; NULL = none
     """
 
     _fields_ = [
@@ -413,6 +469,8 @@ class parml_fit_params(Structure):
         ("user_data", c_void_p),
         ("class_sampling_weights", POINTER(c_float)),
         ("num_class_sampling_weights", c_int64),
+        ("callback_every_steps", c_int64),
+        ("callbacks", POINTER(parml_callback_params)),
     ]
 
 
@@ -587,6 +645,7 @@ STRUCT_TYPES = {
     "parml_memory_report": parml_memory_report,
     "parml_epoch_metrics": parml_epoch_metrics,
     "parml_fit_params": parml_fit_params,
+    "parml_callback_params": parml_callback_params,
     "parml_token_params": parml_token_params,
     "parml_augment_params": parml_augment_params,
     "parml_csv_params": parml_csv_params,
@@ -749,6 +808,13 @@ def parml_dataset_size(dataset: Any, count_out: Any, /) -> int:
 @ctypes_function("parml_file_describe", [c_char_p, c_int32, POINTER(POINTER(c_char))], parml_status)
 def parml_file_describe(path: bytes, as_json: int, text_out: Any, /) -> int:
     """A report on a parml file (text or JSON) in *text_out; free it with parml_buffer_free."""
+    ...
+
+
+# PARML_API parml_status parml_callback_params_init(parml_callback_params * params);
+@ctypes_function("parml_callback_params_init", [POINTER(parml_callback_params)], parml_status)
+def parml_callback_params_init(params: Any, /) -> int:
+    """Fills *params with the built-in callbacks off and Keras's defaults."""
     ...
 
 
@@ -1308,6 +1374,13 @@ def parml_trainer_free(trainer: Any, /) -> None:
 @ctypes_function("parml_trainer_learning_rate", [parml_trainer, POINTER(c_float)], parml_status)
 def parml_trainer_learning_rate(trainer: Any, lr_out: Any, /) -> int:
     """The learning rate the next step will use."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_set_learning_rate(parml_trainer trainer, float lr);
+@ctypes_function("parml_trainer_set_learning_rate", [parml_trainer, c_float], parml_status)
+def parml_trainer_set_learning_rate(trainer: Any, lr: float, /) -> int:
+    """Makes the next step use learning rate lr, keeping the schedule's shape."""
     ...
 
 

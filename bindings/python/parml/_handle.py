@@ -29,8 +29,8 @@ class Guard:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        # The thread running a fit progress callback (which must not call back
-        # into the trainer or its model), or None.
+        # The thread running a fit callback (which must not close the
+        # trainer or its model; the C library decides what else it may do), or None.
         self.callback_thread: int | None = None
 
 
@@ -45,11 +45,9 @@ class _Use:
     def __enter__(self) -> Any:
         h = self.handle
         guard = h._guard
-        if guard.callback_thread == threading.get_ident():
-            raise StateError(
-                f"{type(h).__name__} used inside its trainer's fit progress callback; "
-                "the trainer and its model cannot be used until fit returns"
-            )
+        # Inside a fit callback this thread already holds the (reentrant)
+        # lock; the C library lets the callback read and save, and answers
+        # PARML_ERR_STATE for calls that would change the running fit.
         guard.lock.acquire()
         ptr = h._ptr
         if ptr is None:

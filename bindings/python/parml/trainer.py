@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import threading
-from ctypes import POINTER, byref, c_float, c_int64, sizeof
+from ctypes import POINTER, byref, c_float, c_int64, pointer, sizeof
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -45,6 +45,10 @@ class EpochMetrics:
     learning_rate: float
     seconds: float
     samples_per_second: float
+    epoch_step: int = 0
+    end_of_epoch: bool = True
+    events: int = 0  # PARML_EVENT_* bits: what the built-in callbacks did after this epoch
+    best_epoch: int = 0  # early stopping's best epoch of this fit call, 0 = none
 
     @classmethod
     def _from_c(cls, m: _capi.parml_epoch_metrics) -> "EpochMetrics":
@@ -59,6 +63,10 @@ class EpochMetrics:
             learning_rate=float(m.learning_rate),
             seconds=float(m.seconds),
             samples_per_second=float(m.samples_per_second),
+            epoch_step=int(m.epoch_step),
+            end_of_epoch=bool(m.end_of_epoch),
+            events=int(m.events),
+            best_epoch=int(m.best_epoch),
         )
 
     def line(self) -> str:
@@ -81,7 +89,7 @@ class EpochMetrics:
 class History:
     """The epochs one fit call ran: ``history.epochs`` (EpochMetrics),
     ``history["val_accuracy"]`` (one value per epoch), ``history.last``, and
-    ``history.stopped_early`` (the callback asked to stop)."""
+    ``history.stopped_early`` (a callback or EarlyStopping stopped fit)."""
 
     def __init__(self) -> None:
         self.epochs: list[EpochMetrics] = []
@@ -349,6 +357,8 @@ class Trainer(Handle):
         verbose: bool | str = True,
         callback: Callable[[EpochMetrics], object] | None = None,
         class_sampling: object | None = None,
+        callbacks: list[Any] | None = None,
+        callback_every_steps: int | None = None,
     ) -> History:
         """Trains over (x, y) arrays or a Dataset (then y is None).
 
@@ -360,6 +370,13 @@ class Trainer(Handle):
         silent. callback(metrics) runs after each epoch; a true return stops
         training (history.stopped_early; the epochs done stay applied). An
         exception in the callback stops training and is re-raised.
+        callbacks: a list of parml.callbacks objects, as Keras's:
+        EarlyStopping, ModelCheckpoint, ReduceLROnPlateau (run by the library,
+        at most one of each), Callback subclasses, and plain callables (called
+        like `callback`). They may evaluate, save, read parameters and set
+        ``trainer.learning_rate`` while fit runs (docs/callbacks.md).
+        callback_every_steps: N also calls the Callbacks' on_step_end after
+        every step whose step count is a multiple of N.
         class_sampling: one weight per class for class-balanced sampling
         (PyTorch's WeightedRandomSampler with replacement): each epoch
         draws len(data) samples, sample i with probability proportional to
@@ -399,6 +416,19 @@ class Trainer(Handle):
                 sampling = _float_array(class_sampling, "class_sampling")  # alive until fit returns
                 params.class_sampling_weights = sampling.ctypes.data_as(POINTER(c_float))
                 params.num_class_sampling_weights = sampling.size
+            from .callbacks import Callback, _built_in_params
+
+            hooks = list(callbacks or [])
+            for c in hooks:
+                if not (isinstance(c, Callback) or callable(c)):
+                    raise TypeError(f"callbacks holds {type(c).__name__}: a parml.callbacks.Callback or a callable")
+            built_in = _built_in_params(hooks)  # alive until fit returns (the path inside)
+            if built_in is not None:
+                params.callbacks = pointer(built_in)
+            if callback_every_steps is not None:
+                params.callback_every_steps = int(callback_every_steps)
+            if callback is not None:
+                hooks.append(callback)
             progress = _Progress(verbose, int(params.epochs))
             failure: list[BaseException] = []
             guard = self._guard
@@ -407,9 +437,20 @@ class Trainer(Handle):
                 guard.callback_thread = threading.get_ident()
                 try:
                     m = EpochMetrics._from_c(metrics_ptr.contents)
-                    history.epochs.append(m)
-                    progress.update(m)
-                    if callback is not None and callback(m):
+                    stop = False
+                    if not m.end_of_epoch:
+                        for c in hooks:
+                            if isinstance(c, Callback) and c.on_step_end(self, m):
+                                stop = True
+                    else:
+                        history.epochs.append(m)
+                        progress.update(m)
+                        if m.events & _capi.PARML_EVENT_STOPPING:
+                            history.stopped_early = True
+                        for c in hooks:
+                            if c.on_epoch_end(self, m) if isinstance(c, Callback) else c(m):
+                                stop = True
+                    if stop:
                         history.stopped_early = True
                         return 1
                     return 0
@@ -438,10 +479,11 @@ class Trainer(Handle):
                 progress.close()
             if failure:
                 raise failure[0]
-            if status == _capi.PARML_ERR_CANCELLED and history.stopped_early:
-                return history
-            if status != _capi.PARML_OK:
+            if status != _capi.PARML_OK and not (status == _capi.PARML_ERR_CANCELLED and history.stopped_early):
                 raise error_for(status, (message or b"").decode("utf-8", "replace"))
+            for c in hooks:
+                if isinstance(c, Callback):
+                    c.on_fit_end(self, history)
             return history
         finally:
             if own_train:
@@ -539,11 +581,19 @@ class Trainer(Handle):
 
     @property
     def learning_rate(self) -> float:
-        """The learning rate the next step will use (schedule and warmup applied)."""
+        """The learning rate the next step will use (schedule and warmup
+        applied). Setting it makes the next step use that rate and keeps the
+        schedule's shape from there (a factor on the schedule, which
+        checkpoints carry); allowed inside fit's callbacks."""
         lr = c_float()
         with self._use() as t:
             check(_capi.parml_trainer_learning_rate(t, byref(lr)))
         return float(lr.value)
+
+    @learning_rate.setter
+    def learning_rate(self, lr: float) -> None:
+        with self._use() as t:
+            check(_capi.parml_trainer_set_learning_rate(t, float(lr)))
 
     # -- checkpoints -----------------------------------------------------
 

@@ -206,11 +206,11 @@ def test_a_held_handle_blocks_other_threads():
         assert done.is_set() and trainer.step_count == 1
 
 
-def test_callback_may_not_reenter_its_trainer():
+def test_callback_may_not_step_its_trainer():
     x, y = blobs(64)
     with mlp() as model, parml.Trainer(model) as trainer:
-        with pytest.raises(parml.StateError, match="callback"):
-            trainer.fit(x, y, epochs=2, verbose=False, callback=lambda m: trainer.step_count)
+        with pytest.raises(parml.StateError, match="inside the callback"):
+            trainer.fit(x, y, epochs=2, verbose=False, callback=lambda m: trainer.step(x, y))
         with pytest.raises(ZeroDivisionError):
             trainer.fit(x, y, epochs=2, verbose=False, callback=lambda m: 1 / 0)
         # usable afterwards; each failed fit ran one epoch
