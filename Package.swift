@@ -65,7 +65,7 @@ let package = Package(
 
         // Files: protobuf-c messages (proto/parml.proto) ↔ engine types.
         .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "ParmlTraining", "_CParmlCrypto"], swiftSettings: engineSwift),
-        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel"], swiftSettings: engineSwift),
+        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel", "ParmlPrivacy"], swiftSettings: engineSwift),
         .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
         // The MPI backend of the Communicator (one rank per process), a WorldBackend.
         .target(name: "ParmlMPI", dependencies: ["ParmlParallel", "_CParmlMPI"], swiftSettings: engineSwift),
