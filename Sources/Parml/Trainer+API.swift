@@ -138,7 +138,7 @@ public func parmlTrainerFit(
         let validation = try p.validation.map { try datasetObject($0, "params->validation") }
         if let last_out {
             let size = UnsafeRawPointer(last_out).load(as: Int.self)
-            guard size >= MemoryLayout<parml_epoch_metrics>.size else {
+            guard size >= epochMetricsMinimumSize else {
                 throw ParmlError.invalidArgument("last_out->struct_size is \(size); set it to sizeof(parml_epoch_metrics) first")
             }
         }
@@ -161,9 +161,12 @@ public func parmlTrainerFit(
             var c = cMetrics(m)
             return callback(&c, userData) == 0
         }
-        if let last_out { try writeSized(cMetrics(last), to: last_out, name: "last_out", minimum: MemoryLayout<parml_epoch_metrics>.size) }
+        if let last_out { try writeSized(cMetrics(last), to: last_out, name: "last_out", minimum: epochMetricsMinimumSize) }
     }
 }
+
+/// The size of parml_epoch_metrics before privacy_epsilon (0.3), which older callers pass.
+let epochMetricsMinimumSize = MemoryLayout<parml_epoch_metrics>.offset(of: \parml_epoch_metrics.privacy_epsilon)!
 
 func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
     var c = parml_epoch_metrics()
@@ -178,6 +181,7 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
     c.learning_rate = m.learningRate
     c.seconds = m.seconds
     c.samples_per_second = m.samplesPerSecond
+    c.privacy_epsilon = m.privacyEpsilon
     return c
 }
 

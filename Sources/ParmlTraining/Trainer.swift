@@ -46,7 +46,7 @@ public struct EpochMetrics: Sendable {
     public var seconds = 0.0
     public var samplesPerSecond = 0.0
     /// Private training: ε spent so far at the privacy config's δ.
-    public var privacyEpsilon = Float.nan
+    public var privacyEpsilon = Double.nan
 }
 
 /// Model + loss + optimizer + strategy: what trains.
@@ -610,7 +610,7 @@ public final class Trainer {
             m.learningRate = learningRate
             m.seconds = seconds
             m.samplesPerSecond = Double(samples) / max(seconds, 1e-9)
-            if let privacy { m.privacyEpsilon = Float(try privacySpent(delta: privacy.delta)) }
+            if let privacy { m.privacyEpsilon = try privacySpent(delta: privacy.delta) }
             if let validation {
                 let v = try evaluate(validation, batchSize: options.batchSize)
                 m.validationLoss = v.loss

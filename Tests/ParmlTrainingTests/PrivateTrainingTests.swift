@@ -192,7 +192,7 @@ struct PrivateTrainingTests {
         let sizes = batches.map(\.count)
         #expect(Set(sizes).count > 3, "\(sizes)")
         #expect(abs(Double(sizes.reduce(0, +)) / 300 - 1) < 0.25, "\(sizes)")
-        var epsilons: [Float] = []
+        var epsilons: [Double] = []
         var options = FitOptions()
         options.epochs = 3
         options.batchSize = 30
