@@ -50,7 +50,6 @@ struct PrivateStepSettings {
 /// A rank's scratch for private steps: per-example squared norms.
 final class PrivateStepScratch {
     let norms = try! Tensor(shape: Shape(0))  // zero elements: cannot fail
-    let noise = try! Tensor(shape: Shape(0))
 }
 
 extension RandomStream {
@@ -96,18 +95,8 @@ extension RankContext {
         let std = Float(p.config.noiseMultiplier) * p.config.maxGradNorm / Float(p.expectedBatch)
         let rng = Philox(seed: step.settings.seed)
         let stream = RandomStream.privacyNoise(step: step.index)
-        let block = 4096
-        let noise = privateScratch.noise
-        if noise.count < block { try noise.resize(Shape(block)) }
         for r in ownedRanges {
-            var i = r.lowerBound
-            while i < r.upperBound {
-                let m = min(block, r.upperBound - i)
-                rng.fillNormal(noise.data, count: m, stream: stream, first: UInt64(i), std: std)
-                let g = grads.data + i
-                for k in 0..<m { g[k] += noise.data[k] }
-                i += m
-            }
+            rng.addNormal(to: grads.data + r.lowerBound, count: r.count, stream: stream, first: UInt64(r.lowerBound), std: std)
         }
     }
 }
