@@ -133,9 +133,10 @@ struct PrivateTrainingTests {
     /// model bit for bit: the same clip factors per example, the same noise
     /// per parameter element.
     @Test func dataParallelPrivateTrainingIsBitIdenticalToSerial() throws {
-        func train(dp: Int, zero: Int) throws -> [Float] {
+        func train(dp: Int, zero: Int, microBatches: Int = 1) throws -> [Float] {
             var s = strategy(dp: dp, deterministic: true)
             s.zeroStage = zero
+            s.microBatches = microBatches
             let model = try privateMLP()
             let t = try Trainer(model: model, loss: .crossEntropy, optimizer: sgd(0.1, momentum: 0.9), strategy: s)
             try t.setPrivacy(PrivacyConfig(noiseMultiplier: 1.1, maxGradNorm: 0.5))
@@ -149,6 +150,7 @@ struct PrivateTrainingTests {
         for (dp, zero) in [(2, 0), (3, 1), (2, 2)] {
             expectSameBits(try train(dp: dp, zero: zero), serial, "dp \(dp) zero \(zero)")
         }
+        expectSameBits(try train(dp: 2, zero: 0, microBatches: 3), serial, "dp 2, 3 micro-batches")
     }
 
     @Test func refusesWhatItCannotTrainPrivately() throws {
