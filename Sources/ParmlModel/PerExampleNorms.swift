@@ -16,8 +16,6 @@ public protocol PerExampleNormLayer: Layer {
     func addPerExampleSquaredNorms(
         _ dy: Tensor, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor?
-    /// How it computes them, for plans and docs ("ghost norm", "Gram", ...).
-    var perExampleNormForm: String { get }
 }
 
 public enum PerExampleNorms {

@@ -111,8 +111,6 @@ extension LayerNorm: PositionwiseLayer {}
 /// features floats) by the backward kernel run on that example's rows, so
 /// the input gradient comes out of the same call.
 extension LayerNorm: PerExampleNormLayer {
-    public var perExampleNormForm: String { "materialised (per-example dγ, dβ)" }
-
     public func addPerExampleSquaredNorms(
         _ dy: Tensor, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor? {

@@ -124,9 +124,16 @@ public final class Linear: KindedLayer, MatrixLayer {
             Kernels.sumRows(dy.data, rows: rows, cols: outFeatures, into: biasGrad.data, beta: beta)
         }
         guard needInputGradient else { return nil }
+        return try inputGradient(dy, weight: weight, input: x)
+    }
+}
+
+extension Linear {
+    /// dx = dy·W into the layer's input-gradient buffer.
+    fileprivate func inputGradient(_ dy: Tensor, weight: Tensor, input x: Tensor) throws -> Tensor {
         let dx = try gradInput.shaped(x.shape)
         BLAS.gemm(
-            transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
+            transA: false, transB: false, m: dy.count / outFeatures, n: inFeatures, k: outFeatures,
             dy.data, lda: outFeatures, weight.data, ldb: inFeatures,
             beta: 0, dx.data, ldc: inFeatures)
         return dx
@@ -144,8 +151,6 @@ extension Linear: PositionwiseLayer {}
 /// gradient (2 T·in·out); otherwise the gradient is materialised. The
 /// bias adds ‖Σ_t δ_it‖².
 extension Linear: PerExampleNormLayer {
-    public var perExampleNormForm: String { "ghost norm (rank 2); Gram or materialised per example (sequences)" }
-
     public func addPerExampleSquaredNorms(
         _ dy: Tensor, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor? {
@@ -190,11 +195,6 @@ extension Linear: PerExampleNormLayer {
             }
         }
         guard needInputGradient else { return nil }
-        let dx = try gradInput.shaped(x.shape)
-        BLAS.gemm(
-            transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
-            dy.data, lda: outFeatures, weight.data, ldb: inFeatures,
-            beta: 0, dx.data, ldc: inFeatures)
-        return dx
+        return try inputGradient(dy, weight: weight, input: x)
     }
 }
