@@ -292,6 +292,40 @@ static void bench_deterministic(const int64_t *dims, int n_dims) {
     parml_model_free(m2);
 }
 
+/* What DP-SGD costs (issue 21): a private step (per-example norms, clipping,
+ * noise on every parameter; sigma 1, C 1) against the ordinary step of the
+ * same model and batch, interleaved in one run. ratio = private samples/s
+ * over ordinary samples/s, the inverse of the step-time ratio (the issue's
+ * target, a private step <= 1.5x the ordinary one, is ratio >= 0.667). */
+static void bench_dpsgd(const int64_t *dims, int n_dims) {
+    parml_model m1, m2;
+    parml_trainer plain = make_trainer(dims, n_dims, 1, 1, 0, 0, &m1);
+    parml_trainer priv = make_trainer(dims, n_dims, 1, 1, 0, 0, &m2);
+    parml_privacy_params p;
+    CHECK(parml_privacy_params_init(&p));
+    CHECK(parml_trainer_set_privacy(priv, &p));
+    parml_tensor x, y;
+    make_batch(dims, n_dims, 256, &x, &y);
+    double d[REPS], f[REPS];
+    for (int r = 0; r < REPS; r++) {
+        CHECK(parml_blas_set_threads(1));
+        f[r] = 256.0 / engine_step_seconds(plain, x, y, 6);
+        d[r] = 256.0 / engine_step_seconds(priv, x, y, 6);
+    }
+    result *res = &results[n_results++];
+    snprintf(res->name, sizeof res->name, "dpsgd_mlp_b256_t1");
+    res->value = median(d, REPS);
+    res->unit = "samples/s";
+    snprintf(res->baseline, sizeof res->baseline, "ordinary step, same model and batch, same run (ratio = 1 / time ratio)");
+    res->baseline_value = median(f, REPS);
+    parml_tensor_free(x);
+    parml_tensor_free(y);
+    parml_trainer_free(plain);
+    parml_trainer_free(priv);
+    parml_model_free(m1);
+    parml_model_free(m2);
+}
+
 /* Optimizer state per rank under ZeRO-1 against ZeRO-0 (Adam: two moments). */
 static void bench_zero1_bytes(const int64_t *dims, int n_dims) {
     parml_model m0, m1;
@@ -380,6 +414,7 @@ int main(int argc, char **argv) {
     if (strstr("mlp_b512_dp2", filter)) bench_dp("mlp_b512_dp2", mlp, 4, 512, 2, zero, 4);
     if (strstr("zero1_optimizer_bytes_per_rank", filter)) bench_zero1_bytes(mlp, 4);
     if (strstr("mlp_b128_t1_deterministic", filter)) bench_deterministic(mlp, 4);
+    if (strstr("dpsgd_mlp_b256_t1", filter)) bench_dpsgd(mlp, 4);
     if (strstr("sgemm_1024_t1", filter)) bench_sgemm(core);
 
     char cpu[256], date[64];

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import _CParmlKernels
 /// Philox4x32-10, the counter-based generator of Salmon et al. (SC'11), also
 /// used by PyTorch and JAX on accelerators. A counter-based generator makes a
 /// random number a pure function of (key, counter): a dropout mask element or
@@ -92,35 +93,16 @@ public struct Philox: Sendable {
 
     /// Adds normal draws N(0, std²) to `out[0..<count]` for elements
     /// `first ..< first+count` of `stream`, four per block: element i is
-    /// Box–Muller in float of block i/4's words 2⌊(i mod 4)/2⌋ and +1, the
-    /// cosine half for even i, the sine half for odd i. A quarter of the
-    /// blocks and half the logarithms of `fillNormal` (whose values it does
-    /// not reproduce): DP-SGD's noise on every parameter of every step.
-    /// The radius uses u ∈ (0, 1] at 24 bits: draws stop at about 5.8 std.
+    /// Box–Muller of block i/4's words 2⌊(i mod 4)/2⌋ and +1, the cosine
+    /// half for even i, the sine half for odd i, computed by a vectorised C
+    /// kernel (pml_add_gaussian: polynomial logarithm, sine and cosine, the
+    /// same bits on every CPU). Not `fillNormal`'s values: DP-SGD's noise
+    /// on every parameter of every step. The radius uses u ∈ (0, 1] at 24
+    /// bits: draws stop at about 5.8 std.
     public func addNormal(to out: UnsafeMutablePointer<Float>, count: Int, stream: UInt64, first: UInt64 = 0, std: Float = 1) {
-        var i = 0
-        let s0 = UInt32(truncatingIfNeeded: stream), s1 = UInt32(truncatingIfNeeded: stream >> 32)
-        while i < count {
-            let e = first &+ UInt64(i)
-            let b = e >> 2
-            let r = block(UInt32(truncatingIfNeeded: b), UInt32(truncatingIfNeeded: b >> 32), s0, s1)
-            // The elements of this block from e on, at most to the end of out.
-            var k = Int(e & 3)
-            while k < 4 && i < count {
-                // One radius and angle per pair of elements.
-                let (w1, w2) = k < 2 ? (r.0, r.1) : (r.2, r.3)
-                let radius = (-2 * Glibc.logf(1 - Philox.toUnit(w1))).squareRoot() * std
-                let angle = 2 * Float.pi * Philox.toUnit(w2)
-                if k & 1 == 0 {
-                    out[i] += radius * Glibc.cosf(angle)
-                    i += 1
-                    if i == count { break }
-                }
-                out[i] += radius * Glibc.sinf(angle)
-                i += 1
-                k = (k | 1) + 1
-            }
-        }
+        guard count > 0 else { return }
+        pml_add_gaussian(
+            out, count, first, key.0, key.1, UInt32(truncatingIfNeeded: stream), UInt32(truncatingIfNeeded: stream >> 32), std)
     }
 
     /// 24 random bits scaled to [0, 1): exactly representable floats.
