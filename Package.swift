@@ -4,7 +4,8 @@
 //   Parml (C ABI) → ParmlSerialization → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
 //   Parml (C ABI) → ParmlMPI → ParmlParallel: the MPI backend, which Parml registers as a
 //   WorldBackend (ParmlParallel) before it builds a trainer; ParmlTraining never sees MPI.
-//   Parml (C ABI) → ParmlPrivacy: the DP accountant, arithmetic with no other dependency.
+//   Parml (C ABI), ParmlTraining → ParmlPrivacy: the DP accountant, arithmetic with no other
+//   dependency (the trainer reports the epsilon its DP-SGD steps spend).
 import Foundation
 import PackageDescription
 

@@ -72,16 +72,20 @@ extension Trainer {
 
     /// Sets q and the expected batch for a private fit; true when its
     /// batches are Poisson-sampled.
-    func beginPrivateFit(_ train: any BatchSource, batchSize: Int) throws -> Bool {
+    func beginPrivateFit(_ train: any BatchSource, batchSize: Int, classSampling: Bool) throws -> Bool {
         guard let privacy, train.count > 0 else { return false }
         let q = min(1, Double(batchSize) / Double(train.count))
-        privateSamplingRate = q
-        guard privacy.sampling == .poisson else { return false }
-        if train.augmentation != nil {
+        let poisson = privacy.sampling == .poisson
+        // Refusals first: a refused fit leaves the trainer's q unset.
+        if poisson && classSampling {
+            throw ParmlError.unsupported("private training: Poisson sampling with class-balanced sampling; use one or the other")
+        }
+        if poisson && train.augmentation != nil {
             throw ParmlError.unsupported("private training: Poisson sampling with augmentation; use sampling = shuffled")
         }
-        privateExpectedBatch = q * Double(train.count)
-        return true
+        privateSamplingRate = q
+        privateExpectedBatch = poisson ? q * Double(train.count) : nil
+        return poisson
     }
 
     func endPrivateFit() {

@@ -572,7 +572,7 @@ public final class Trainer {
         try checkFits(train, name: "training data")
         if let validation { try checkFits(validation, name: "validation data") }
         let classify = loss.classifies
-        let poisson = try beginPrivateFit(train, batchSize: options.batchSize)
+        let poisson = try beginPrivateFit(train, batchSize: options.batchSize, classSampling: options.classSamplingWeights != nil)
         defer { endPrivateFit() }
         var last = EpochMetrics()
         for epoch in 1...options.epochs {

@@ -205,6 +205,12 @@ struct PrivateTrainingTests {
             #expect(abs(Double(eps) - want) < 1e-4 * want, "epoch \(e + 1): \(eps) vs \(want)")
         }
         #expect(last.trainAccuracy > 0.8, "accuracy \(last.trainAccuracy)")
+        // Poisson sampling draws the batches itself: class-balanced sampling is refused, nothing trained.
+        options.classSamplingWeights = [1, 1, 2]
+        let steps = t.stepCount
+        let e = parmlError { try t.fit(data, options: options) }
+        #expect(e?.message.contains("class-balanced") == true && t.stepCount == steps, "\(String(describing: e))")
+        options.classSamplingWeights = nil
         // A step outside fit counts with q = 1: RDP adds over the two runs.
         let x = try Tensor(Array(data.inputs.toArray()[0..<20]), shape: Shape(10, 2))
         let y = try Tensor(Array(data.targets.toArray()[0..<10]), shape: Shape(10))
