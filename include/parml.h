@@ -1056,7 +1056,7 @@ PARML_API parml_status parml_privacy_params_init(parml_privacy_params * params);
 /// sampling). parml_trainer_fit then samples batches as params->sampling
 /// says and reports epsilon after each epoch (parml_epoch_metrics.privacy_epsilon).
 /// Models: linear and layer_norm layers with parameters, any layers without
-/// (activations, dropout, pooling, flatten); residual blocks are not clipped yet.
+/// (activations, dropout, pooling, flatten), and residual blocks of those.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, small struct_size,
 /// noise_multiplier negative or not finite, max_grad_norm not > 0 or not
 /// finite, delta outside (0, 1), unknown sampling), PARML_ERR_UNSUPPORTED

@@ -14,33 +14,42 @@ public protocol PerExampleNormLayer: Layer {
     /// returns dL/dx when `needInputGradient`. Parameter gradients stay as
     /// they are.
     func addPerExampleSquaredNorms(
-        _ dy: Tensor, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor?
 }
 
 public enum PerExampleNorms {
     /// Refuses a model DP-SGD cannot clip per example: a layer that mixes
     /// examples (batch_norm with batch statistics), or a layer with trained
-    /// parameters and no per-example norm. Checks top-level layers, whose
-    /// children must then have none.
+    /// parameters and no per-example norm, at any depth.
     public static func checkSupported(_ model: Model) throws {
         for (l, layer) in model.root.layers.enumerated() {
-            if let bad = ([layer] + descendants(of: layer)).first(where: { $0 is BatchStatisticsLayer }) {
+            guard let bad = unsupported(layer) else { continue }
+            if bad is BatchStatisticsLayer {
                 throw ParmlError.unsupported(
                     "private training: layer \(l) (\(bad.planLabel)) normalises with batch statistics, which mix the examples of a "
                         + "batch and break per-example privacy; use layer_norm instead (as Opacus requires)")
             }
-            if layer is PerExampleNormLayer { continue }
-            if let bad = ([layer] + descendants(of: layer)).first(where: { $0.parameterSpecs.contains(where: \.trained) }) {
-                throw ParmlError.unsupported(
-                    "private training: layer \(l) (\(bad.planLabel)) has parameters and no per-example gradient norm; "
-                        + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", "))")
-            }
+            throw ParmlError.unsupported(
+                "private training: layer \(l) (\(bad.planLabel)) has parameters and no per-example gradient norm; "
+                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)")
         }
     }
 
     /// The kinds that implement `PerExampleNormLayer`, for messages and docs.
     public static let supportedKinds = ["linear", "layer_norm"]
+
+    /// The first layer in `layer` (itself or nested) that DP-SGD cannot
+    /// clip, or nil. Containers pass when all their layers do.
+    static func unsupported(_ layer: Layer) -> Layer? {
+        if layer is BatchStatisticsLayer { return layer }
+        if layer is Sequential || layer is Residual { return layer.children.lazy.compactMap(unsupported).first }
+        if layer is PerExampleNormLayer { return nil }
+        let hasParameters = layer.parameterSpecs.contains(where: \.trained) || descendants(of: layer).contains {
+            $0.parameterSpecs.contains(where: \.trained) || $0 is BatchStatisticsLayer
+        }
+        return hasParameters ? layer : nil
+    }
 
     private static func descendants(of layer: Layer) -> [Layer] {
         layer.children.flatMap { [$0] + descendants(of: $0) }
@@ -60,7 +69,7 @@ public enum PerExampleNorms {
             let need = l > layers.startIndex || needFirstInputGradient
             let next: Tensor?
             if let p = layers[l] as? PerExampleNormLayer {
-                next = try p.addPerExampleSquaredNorms(g, into: squaredNorms, needInputGradient: need)
+                next = try p.addPerExampleSquaredNorms(g, ctx, into: squaredNorms, needInputGradient: need)
             } else {
                 // No trained parameters (checkSupported): its backward writes none.
                 next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: true)
@@ -69,5 +78,14 @@ public enum PerExampleNorms {
             g = next
         }
         return g
+    }
+}
+
+/// A block's layers in order: their norms, last first.
+extension Sequential: PerExampleNormLayer {
+    public func addPerExampleSquaredNorms(
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+    ) throws -> Tensor? {
+        try PerExampleNorms.backward(layers[...], from: dy, ctx, into: squaredNorms, needFirstInputGradient: needInputGradient)
     }
 }

@@ -69,6 +69,25 @@ func perExampleNormsSequences() throws {
     }
 }
 
+@Test("per-example norms through a residual block (layer_norm, linear, gelu inside) match per-example gradients")
+func perExampleNormsResidual() throws {
+    try BLAS.ensureLoaded()
+    let model = Model()
+    try model.add(try Linear(inFeatures: 6, outFeatures: 10))
+    try model.beginResidual()
+    try model.add(try LayerNorm(features: 10))
+    try model.add(try Linear(inFeatures: 10, outFeatures: 10))
+    try model.add(Activation(.gelu))
+    try model.endResidual()
+    try model.add(try Linear(inFeatures: 10, outFeatures: 3))
+    try model.initialize(seed: 2)
+    let values = randomArray(model.parameters!.count, seed: 2, stream: 77, low: -1, high: 1)
+    try values.withUnsafeBufferPointer { try model.setParameters(from: $0.baseAddress!) }
+    try PerExampleNorms.checkSupported(model)
+    let x = try randomTensor(Shape(5, 6), seed: 12), dy = try randomTensor(Shape(5, 3), seed: 13)
+    expectClose(try ghostSquaredNorms(model, x: x, dy: dy), try naiveSquaredNorms(model, x: x, dy: dy), "residual")
+}
+
 @Test("the norm pass returns the ordinary input gradient and leaves parameter gradients alone")
 func perExampleNormPassLeavesGradients() throws {
     let model = try makeModel([try Linear(inFeatures: 5, outFeatures: 6), Activation(.relu), try Linear(inFeatures: 6, outFeatures: 3)])

@@ -151,6 +151,18 @@ struct PrivateTrainingTests {
             expectSameBits(try train(dp: dp, zero: zero), serial, "dp \(dp) zero \(zero)")
         }
         expectSameBits(try train(dp: 2, zero: 0, microBatches: 3), serial, "dp 2, 3 micro-batches")
+        // A residual block (layer_norm, linear, gelu, dropout inside).
+        func residual(dp: Int) throws -> [Float] {
+            let model = try residualMLP(width: 8, seed: 4)
+            let t = try Trainer(model: model, loss: .crossEntropy, optimizer: sgd(0.1), strategy: strategy(dp: dp, deterministic: true))
+            try t.setPrivacy(PrivacyConfig(noiseMultiplier: 0.8, maxGradNorm: 0.3))
+            for k in 0..<3 {
+                let (x, y) = try residualMLPBatch(20, step: k)
+                try t.step(inputs: x, targets: y)
+            }
+            return model.parameters!.toArray()
+        }
+        expectSameBits(try residual(dp: 2), try residual(dp: 1), "residual MLP, dp 2")
     }
 
     @Test func refusesWhatItCannotTrainPrivately() throws {
@@ -173,9 +185,14 @@ struct PrivateTrainingTests {
         try bn.initialize(seed: 1)
         let e2 = parmlError { try trainer(bn).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
         #expect(e2?.message.contains("batch_norm") == true && e2?.message.contains("layer_norm") == true, "\(String(describing: e2))")
-        // A residual block holds parameters the trainer's norm pass does not reach.
-        let e3 = parmlError { try trainer(try residualMLP(width: 8, seed: 1)).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
-        #expect(e3?.message.contains("layer 2") == true, "\(String(describing: e3))")
+        // Residual blocks of supported layers are supported; an embedding is not.
+        try trainer(try residualMLP(width: 8, seed: 1)).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1))
+        let emb = Model()
+        try emb.add(try Embedding(count: 10, dim: 4, initStd: 0.02))
+        try emb.add(try Linear(inFeatures: 4, outFeatures: 3))
+        try emb.initialize(seed: 1)
+        let e3 = parmlError { try trainer(emb).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
+        #expect(e3?.message.contains("layer 0 (embedding") == true, "\(String(describing: e3))")
     }
 
     /// fit with Poisson sampling: batch sizes vary around q·n, and the ε it

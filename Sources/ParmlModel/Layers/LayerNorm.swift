@@ -112,7 +112,7 @@ extension LayerNorm: PositionwiseLayer {}
 /// the input gradient comes out of the same call.
 extension LayerNorm: PerExampleNormLayer {
     public func addPerExampleSquaredNorms(
-        _ dy: Tensor, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor? {
         guard let gamma, let x = input else { throw ParmlError.state("layer_norm backward without forward") }
         let examples = dy.shape[0], rows = x.count / features

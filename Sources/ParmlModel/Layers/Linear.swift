@@ -152,7 +152,7 @@ extension Linear: PositionwiseLayer {}
 /// bias adds ‖Σ_t δ_it‖².
 extension Linear: PerExampleNormLayer {
     public func addPerExampleSquaredNorms(
-        _ dy: Tensor, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor? {
         guard let weight, let x = input else { throw ParmlError.state("linear backward without forward") }
         let examples = dy.shape[0], rows = dy.count / outFeatures
