@@ -4,7 +4,8 @@
 //   Parml (C ABI) → ParmlSerialization → ParmlTraining → ParmlModel, ParmlData, ParmlParallel → ParmlTensor
 //   Parml (C ABI) → ParmlMPI → ParmlParallel: the MPI backend, which Parml registers as a
 //   WorldBackend (ParmlParallel) before it builds a trainer; ParmlTraining never sees MPI.
-//   Parml (C ABI) → ParmlPrivacy: the DP accountant, arithmetic with no other dependency.
+//   Parml (C ABI), ParmlTraining → ParmlPrivacy: the DP accountant, arithmetic with no other
+//   dependency (the trainer reports the epsilon its DP-SGD steps spend).
 import Foundation
 import PackageDescription
 
@@ -65,7 +66,7 @@ let package = Package(
 
         // Files: protobuf-c messages (proto/parml.proto) ↔ engine types.
         .target(name: "ParmlSerialization", dependencies: ["CParmlProto", "ParmlTraining", "_CParmlCrypto"], swiftSettings: engineSwift),
-        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel"], swiftSettings: engineSwift),
+        .target(name: "ParmlTraining", dependencies: ["ParmlModel", "ParmlData", "ParmlParallel", "ParmlPrivacy"], swiftSettings: engineSwift),
         .target(name: "ParmlParallel", dependencies: ["ParmlTensor"], swiftSettings: engineSwift),
         // The MPI backend of the Communicator (one rank per process), a WorldBackend.
         .target(name: "ParmlMPI", dependencies: ["ParmlParallel", "_CParmlMPI"], swiftSettings: engineSwift),

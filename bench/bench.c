@@ -265,29 +265,56 @@ static void bench_dp(const char *name, const int64_t *dims, int n_dims, int64_t 
     parml_model_free(mb);
 }
 
+/* `other`'s samples/s against `plain`'s on the same batch, their steps
+ * interleaved in one run so that drift hits both alike; frees both. */
+static void bench_against_plain(const char *name, const char *baseline, const int64_t *dims, int n_dims, int64_t batch,
+                                parml_trainer plain, parml_trainer other) {
+    parml_tensor x, y;
+    make_batch(dims, n_dims, batch, &x, &y);
+    double o[REPS], f[REPS];
+    for (int r = 0; r < REPS; r++) {
+        CHECK(parml_blas_set_threads(1));
+        f[r] = (double)batch / engine_step_seconds(plain, x, y, 6);
+        o[r] = (double)batch / engine_step_seconds(other, x, y, 6);
+    }
+    result *res = &results[n_results++];
+    snprintf(res->name, sizeof res->name, "%s", name);
+    res->value = median(o, REPS);
+    res->unit = "samples/s";
+    snprintf(res->baseline, sizeof res->baseline, "%s", baseline);
+    res->baseline_value = median(f, REPS);
+    parml_tensor_free(x);
+    parml_tensor_free(y);
+    parml_trainer_free(plain);
+    parml_trainer_free(other);
+}
+
 /* What deterministic (layout-invariant) mode costs: chunks of 32 samples,
  * each with its own forward/backward, summed along the chunk tree. */
 static void bench_deterministic(const int64_t *dims, int n_dims) {
     parml_model m1, m2;
     parml_trainer fast = make_trainer(dims, n_dims, 1, 1, 0, 0, &m1);
     parml_trainer det = make_trainer_det(dims, n_dims, 1, 1, 0, 0, 1, &m2);
-    parml_tensor x, y;
-    make_batch(dims, n_dims, 128, &x, &y);
-    double d[REPS], f[REPS];
-    for (int r = 0; r < REPS; r++) {
-        f[r] = 128.0 / engine_step_seconds(fast, x, y, 6);
-        d[r] = 128.0 / engine_step_seconds(det, x, y, 6);
-    }
-    result *res = &results[n_results++];
-    snprintf(res->name, sizeof res->name, "mlp_b128_t1_deterministic");
-    res->value = median(d, REPS);
-    res->unit = "samples/s";
-    snprintf(res->baseline, sizeof res->baseline, "default mode, same layout, same run (grad_chunk 32)");
-    res->baseline_value = median(f, REPS);
-    parml_tensor_free(x);
-    parml_tensor_free(y);
-    parml_trainer_free(fast);
-    parml_trainer_free(det);
+    bench_against_plain("mlp_b128_t1_deterministic", "default mode, same layout, same run (grad_chunk 32)", dims, n_dims, 128,
+                        fast, det);
+    parml_model_free(m1);
+    parml_model_free(m2);
+}
+
+/* What DP-SGD costs (issue 21): a private step (per-example norms, clipping,
+ * noise on every parameter; sigma 1, C 1) against the ordinary step of the
+ * same model and batch. ratio = private samples/s over ordinary samples/s,
+ * the inverse of the step-time ratio (the issue's target, a private step
+ * <= 1.5x the ordinary one, is ratio >= 0.667). */
+static void bench_dpsgd(const int64_t *dims, int n_dims) {
+    parml_model m1, m2;
+    parml_trainer plain = make_trainer(dims, n_dims, 1, 1, 0, 0, &m1);
+    parml_trainer priv = make_trainer(dims, n_dims, 1, 1, 0, 0, &m2);
+    parml_privacy_params p;
+    CHECK(parml_privacy_params_init(&p));
+    CHECK(parml_trainer_set_privacy(priv, &p));
+    bench_against_plain("dpsgd_mlp_b256_t1", "ordinary step, same model and batch, same run (ratio = 1 / time ratio)", dims,
+                        n_dims, 256, plain, priv);
     parml_model_free(m1);
     parml_model_free(m2);
 }
@@ -380,6 +407,7 @@ int main(int argc, char **argv) {
     if (strstr("mlp_b512_dp2", filter)) bench_dp("mlp_b512_dp2", mlp, 4, 512, 2, zero, 4);
     if (strstr("zero1_optimizer_bytes_per_rank", filter)) bench_zero1_bytes(mlp, 4);
     if (strstr("mlp_b128_t1_deterministic", filter)) bench_deterministic(mlp, 4);
+    if (strstr("dpsgd_mlp_b256_t1", filter)) bench_dpsgd(mlp, 4);
     if (strstr("sgemm_1024_t1", filter)) bench_sgemm(core);
 
     char cpu[256], date[64];

@@ -1075,6 +1075,46 @@ PARML_API parml_status parml_privacy_epsilon(double q, double sigma, int64_t ste
 PARML_API parml_status parml_privacy_noise_multiplier(double target_epsilon, double q, int64_t steps, double delta, double * sigma_out);
 
 /* ------------------------------------------------------------------------ */
+/* Private training                                                         */
+/* DP-SGD in the trainer (docs/privacy.md): per-example clipping, Gaussian  */
+/* noise, Poisson-sampled batches in fit, and the epsilon spent so far.     */
+/* ------------------------------------------------------------------------ */
+
+/// Fills *params with the DP-SGD defaults (noise_multiplier 1, max_grad_norm
+/// 1, delta 1e-5, Poisson sampling) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_privacy_params_init(parml_privacy_params * params);
+
+/// Turns DP-SGD on for the trainer's next steps and fits (NULL params: off
+/// again): each example's gradient clipped to max_grad_norm, Gaussian noise
+/// of standard deviation noise_multiplier * max_grad_norm added once to the
+/// clipped sum after the data-parallel reduction (keyed by seed, step and
+/// parameter element, so every dp layout, threads or MPI, trains the same
+/// model), divided by the batch size (the expected one under Poisson
+/// sampling). parml_trainer_fit then samples batches as params->sampling
+/// says and reports epsilon after each epoch (parml_epoch_metrics.privacy_epsilon).
+/// Models: linear and layer_norm layers with parameters, any layers without
+/// (activations, dropout, pooling, flatten), and residual blocks of those.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, small struct_size,
+/// noise_multiplier negative or not finite, max_grad_norm not > 0 or not
+/// finite, delta outside (0, 1), unknown sampling), PARML_ERR_UNSUPPORTED
+/// (a batch_norm layer: use layer_norm; a layer with parameters and no
+/// per-example norm, named in the message; pp or tp > 1; local_steps > 1;
+/// gradient compression; tied parameters). Since: 0.3.
+PARML_API parml_status parml_trainer_set_privacy(parml_trainer trainer, parml_privacy_params const * params);
+
+/// The epsilon of (epsilon, delta)-DP the trainer's private steps have spent
+/// so far, in *epsilon_out (0 before any; infinity after a step with
+/// noise_multiplier 0): the RDP accountant over its runs of steps, at
+/// q = batch_size / dataset size for steps parml_trainer_fit took and q = 1
+/// for steps taken with parml_trainer_step (no amplification claimed for
+/// batches the trainer did not sample). Counts this trainer's steps only
+/// (a checkpoint does not carry them).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, delta outside (0, 1), NULL
+/// epsilon_out). Since: 0.3.
+PARML_API parml_status parml_trainer_privacy_spent(parml_trainer trainer, double delta, double * epsilon_out);
+
+/* ------------------------------------------------------------------------ */
 /* OpenBLAS                                                                 */
 /* The matrix library, loaded at first use with kernels for this CPU.       */
 /* ------------------------------------------------------------------------ */

@@ -307,6 +307,9 @@ typedef struct parml_epoch_metrics {
                                epoch's running train metrics, no validation) */
     int32_t events;         /* PARML_EVENT_* bits: what the built-in callbacks did after this epoch */
     int64_t best_epoch;     /* early stopping's best epoch of this fit call so far, 0 = none */
+    double privacy_epsilon; /* private training (parml_trainer_set_privacy): epsilon spent
+                               so far at the privacy params' delta; NaN otherwise. Callers built
+                               with an older header pass a smaller struct_size and do not get it */
 } parml_epoch_metrics;
 
 /* Bits of parml_epoch_metrics.events (since 0.3). */
@@ -493,5 +496,23 @@ typedef struct parml_augment_params {
                                   0 (default) = no crop; below H and W */
     int32_t horizontal_flip;   /* 1: mirror left-right with probability 1/2; default 0 */
 } parml_augment_params;
+
+/* How a private parml_trainer_fit draws its batches (parml_privacy_params.sampling). */
+#define PARML_SAMPLING_POISSON  0 /* each example joins each batch with probability q = batch_size / n:
+                                     batch sizes vary; what the accountant analyses */
+#define PARML_SAMPLING_SHUFFLED 1 /* shuffled fixed-size batches, each example once per epoch: not
+                                     the mechanism the accountant analyses (docs/privacy.md) */
+
+/** DP-SGD settings of parml_trainer_set_privacy (docs/privacy.md): each
+ *  example's gradient clipped to max_grad_norm C, Gaussian noise of standard
+ *  deviation noise_multiplier * C added to the clipped sum, divided by the
+ *  (expected) batch size. Since: 0.3. */
+typedef struct parml_privacy_params {
+    size_t struct_size;        /* set by parml_privacy_params_init */
+    double noise_multiplier;   /* sigma, finite and >= 0 (0: clipping only, no guarantee); default 1.0 */
+    double max_grad_norm;      /* C, finite and > 0; default 1.0 */
+    double delta;              /* the delta parml_trainer_fit reports epsilon for, in (0, 1); default 1e-5 */
+    int32_t sampling;          /* PARML_SAMPLING_*; default PARML_SAMPLING_POISSON */
+} parml_privacy_params;
 
 #endif /* PARML_TYPES_H */

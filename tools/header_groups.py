@@ -99,6 +99,12 @@ GROUPS = [
         ["parml_privacy_epsilon", "parml_privacy_noise_multiplier"],
     ),
     (
+        "Private training",
+        "DP-SGD in the trainer (docs/privacy.md): per-example clipping, Gaussian\n"
+        "noise, Poisson-sampled batches in fit, and the epsilon spent so far.",
+        ["parml_privacy_params_init", "parml_trainer_set_privacy", "parml_trainer_privacy_spent"],
+    ),
+    (
         "OpenBLAS",
         "The matrix library, loaded at first use with kernels for this CPU.",
         ["parml_blas_core", "parml_blas_set_threads", "parml_blas_threads"],

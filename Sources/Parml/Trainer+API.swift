@@ -207,6 +207,7 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
     c.end_of_epoch = m.endOfEpoch ? 1 : 0
     c.events = m.events.rawValue
     c.best_epoch = Int64(m.bestEpoch)
+    c.privacy_epsilon = m.privacyEpsilon
     return c
 }
 

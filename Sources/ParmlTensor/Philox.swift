@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import _CParmlKernels
 /// Philox4x32-10, the counter-based generator of Salmon et al. (SC'11), also
 /// used by PyTorch and JAX on accelerators. A counter-based generator makes a
 /// random number a pure function of (key, counter): a dropout mask element or
@@ -88,6 +89,20 @@ public struct Philox: Sendable {
             let u2 = Double(uniform(stream: stream, index: e &+ 1))
             out[i] = Float((-2 * Glibc.log(u1)).squareRoot() * Glibc.cos(2 * Double.pi * u2)) * std
         }
+    }
+
+    /// Adds normal draws N(0, std²) to `out[0..<count]` for elements
+    /// `first ..< first+count` of `stream`, four per block: element i is
+    /// Box–Muller of block i/4's words 2⌊(i mod 4)/2⌋ and +1, the cosine
+    /// half for even i, the sine half for odd i, computed by a vectorised C
+    /// kernel (pml_add_gaussian: polynomial logarithm, sine and cosine, the
+    /// same bits on every CPU). Not `fillNormal`'s values: DP-SGD's noise
+    /// on every parameter of every step. The radius uses u ∈ (0, 1] at 24
+    /// bits: draws stop at about 5.8 std.
+    public func addNormal(to out: UnsafeMutablePointer<Float>, count: Int, stream: UInt64, first: UInt64 = 0, std: Float = 1) {
+        guard count > 0 else { return }
+        pml_add_gaussian(
+            out, count, first, key.0, key.1, UInt32(truncatingIfNeeded: stream), UInt32(truncatingIfNeeded: stream >> 32), std)
     }
 
     /// 24 random bits scaled to [0, 1): exactly representable floats.

@@ -159,6 +159,7 @@ extension RankContext {
         // overwrites, or folds momentum); deterministic mode keeps each
         // chunk's gradient apart for the ChunkTree.
         let accumulate = piece.chunk == nil && vs.backwardPieces > 0
+        if vs.isLast { try clipPerExample(dy, vs, slot: slot, ctx, work: work) }  // DP-SGD's pass 1 (PrivateStep.swift)
         if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
         let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate)
         vs.backwardPieces += 1

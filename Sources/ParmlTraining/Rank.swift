@@ -142,6 +142,8 @@ final class RankContext {
     /// the samples behind each row (BatchStatisticsExecution.swift).
     let statistics: BatchStatisticsScratch
     var rowCounts: [Int] = []
+    /// Private training's per-example norms and noise (PrivateStep.swift).
+    let privateScratch = PrivateStepScratch()
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
@@ -298,6 +300,7 @@ final class RankContext {
             }
         }
         try sumTiedGradients(grads.data)
+        try addPrivacyNoise(grads, step: step)  // DP-SGD, after the sum (PrivateStep.swift)
         trace.record(.gradientReduction, step: step.index, since: t)
 
         // 3. The global gradient norm, when clipping needs it. Every rank

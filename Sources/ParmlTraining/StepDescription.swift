@@ -33,6 +33,8 @@ struct StepDescription {
     let settings: StepSettings
     /// Tests only: a rank to fail or stall at this step.
     let fault: FaultInjection?
+    /// DP-SGD: clip per example and add noise (PrivateStep.swift).
+    var privacy: PrivateStepSettings? = nil
 }
 
 /// The step the ranks run, shared by them (read-only while they run).

@@ -53,6 +53,8 @@ public struct EpochMetrics: Sendable {
     public var events: FitEvents = []
     /// Early stopping's best epoch so far (0: none, or no early stopping).
     public var bestEpoch = 0
+    /// Private training: ε spent so far at the privacy config's δ.
+    public var privacyEpsilon = Double.nan
 }
 
 /// Model + loss + optimizer + strategy: what trains.
@@ -83,6 +85,14 @@ public final class Trainer {
     /// Tests only: a fault to inject into a later step (set from
     /// PARML_TEST_FAULT when the trainer is built).
     @_spi(Testing) public var faultInjection: FaultInjection?
+    /// DP-SGD settings (nil: ordinary training); set with `setPrivacy`.
+    public internal(set) var privacy: PrivacyConfig?
+    /// Private steps taken, as (q, σ, steps) runs for the accountant.
+    var privacyLedger: [PrivacyLedgerEntry] = []
+    /// While fit runs privately: its q, and its expected batch size under
+    /// Poisson sampling (steps outside fit count with q = 1).
+    var privateSamplingRate: Double?
+    var privateExpectedBatch: Double?
     let ranks: [RankContext]
     let layout: RankLayout
     private let world: ThreadsWorld?
@@ -92,8 +102,8 @@ public final class Trainer {
     private var syncedVersion: Int
     /// Set when a step failed on some rank: the replicas may disagree now.
     private var poisoned: String?
-    private let batchInputs: Tensor
-    private let batchTargets: Tensor
+    let batchInputs: Tensor
+    let batchTargets: Tensor
     /// Room for a host's integer inputs as floats and int64 targets as
     /// int32 (the C layer converts into them), so such steps allocate
     /// nothing once sized.
@@ -376,7 +386,8 @@ public final class Trainer {
         job.set(
             StepDescription(
                 x: inputs, y: targets, plan: plan, outputShape: outShape, lossScale: lossScale, index: stepCount,
-                learningRate: learningRate, settings: stepSettings, fault: faultInjection))
+                learningRate: learningRate, settings: stepSettings, fault: faultInjection,
+                privacy: privacy.map { PrivateStepSettings(config: $0, expectedBatch: privateExpectedBatch ?? Double(plan.samples)) }))
         do {
             if let pool, let rankBody { try pool.run(world: world, rankBody) } else { try job.run(rank: 0) }
         } catch {
@@ -404,6 +415,7 @@ public final class Trainer {
         }
         stepCount += 1
         lastGradientNorm = r.gradientNorm
+        recordPrivateStep()
         return BatchResult(
             loss: r.loss, correct: r.correct, samples: plan.samples,
             predictions: plan.samples * loss.predictionsPerSample(output: outShape), lossWeight: lossWeight)
@@ -592,9 +604,12 @@ public final class Trainer {
         if let validation { try checkFits(validation, name: "validation data") }
         let classify = loss.classifies
         var state = FitCallbackState()
+        let poisson = try beginPrivateFit(train, batchSize: options.batchSize, classSampling: options.classSamplingWeights != nil)
+        defer { endPrivateFit() }
         var last = EpochMetrics()
         for epoch in 1...options.epochs {
             batcher.startEpoch(epochCount)
+            let poissonBatches = poisson ? try poissonBatches(train, epoch: epochCount, batchSize: options.batchSize) : []
             let t0 = Clock.now()
             var total: Double = 0
             var weight: Double = 0
@@ -616,8 +631,14 @@ public final class Trainer {
                 m.bestEpoch = state.bestEpoch
                 return m
             }
-            for b in 0..<batcher.batchCount {
-                let n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
+            for b in 0..<(poisson ? poissonBatches.count : batcher.batchCount) {
+                let n: Int
+                if poisson {
+                    n = try fillPoisson(train, samples: poissonBatches[b], epoch: epochCount)
+                    if n == 0 { recordPrivateStep(); continue }  // an empty batch: no update, but the step counts
+                } else {
+                    n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
+                }
                 let r = try step(inputs: batchInputs, targets: batchTargets)
                 total += Double(r.loss) * r.lossWeight
                 weight += r.lossWeight
@@ -631,8 +652,9 @@ public final class Trainer {
                 }
             }
             epochCount += 1
-            var m = metrics(batches: batcher.batchCount)
+            var m = metrics(batches: poisson ? poissonBatches.count : batcher.batchCount)
             m.endOfEpoch = true
+            if let privacy { m.privacyEpsilon = try privacySpent(delta: privacy.delta) }
             if let validation {
                 let v = try evaluate(validation, batchSize: options.batchSize)
                 m.validationLoss = v.loss

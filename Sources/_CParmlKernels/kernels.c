@@ -491,3 +491,77 @@ PML_CLONES void pml_wire_decode(int32_t format, const uint16_t *restrict in, flo
     }
     for (size_t i = 0; i < n; i++) w[i] = add ? w[i] + pml_from_bf16(in[i]) : pml_from_bf16(in[i]);
 }
+
+// ---------------------------------------------------------------------------
+// Gaussian noise (DP-SGD): Philox4x32-10 blocks, Box–Muller in polynomials.
+
+// sqrt without errno (its argument here is never negative), so the loop
+// vectorises: an instruction in every clone, correctly rounded in each.
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_elementwise_sqrt)
+#define PML_SQRT(x) __builtin_elementwise_sqrt(x)
+#endif
+#endif
+#ifndef PML_SQRT
+#define PML_SQRT(x) sqrtf(x)
+#endif
+
+// ln v for v in (0, 1]: v = m·2^e with m in [√½, √2), ln m = 2 atanh(t),
+// t = (m − 1)/(m + 1), |t| < 0.172: the odd series to t^11 (error < 4e-10).
+static inline __attribute__((always_inline)) float pml_log_unit(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    int32_t e = (int32_t)((bits >> 23) & 0xFF) - 127;
+    uint32_t mb = (bits & 0x7FFFFF) | 0x3F800000;
+    float m;
+    memcpy(&m, &mb, 4);
+    int big = m > 1.41421356f;
+    m = big ? m * 0.5f : m;
+    e += big;
+    float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+    float series = 1.0f + t2 * (1.0f / 3 + t2 * (1.0f / 5 + t2 * (1.0f / 7 + t2 * (1.0f / 9 + t2 * (1.0f / 11)))));
+    return (float)e * 0.693147181f + 2.0f * t * series;
+}
+
+PML_CLONES void pml_add_gaussian(float *out, size_t n, uint64_t first, uint32_t k0, uint32_t k1, uint32_t s0, uint32_t s1,
+                                 float std) {
+    enum { BLOCKS = 64 };
+    float draws[4 * BLOCKS];
+    uint64_t e = first, end = first + n;
+    while (e < end) {
+        uint64_t b0 = e >> 2;
+        uint64_t blocks = ((end - 1) >> 2) - b0 + 1;
+        if (blocks > BLOCKS) blocks = BLOCKS;
+        // Branch-free over blocks, so the loop vectorises.
+        for (uint64_t j = 0; j < blocks; j++) {
+            uint64_t b = b0 + j;
+            uint32_t x0 = (uint32_t)b, x1 = (uint32_t)(b >> 32), x2 = s0, x3 = s1, a = k0, c = k1;
+            for (int r = 0; r < 10; r++) {
+                uint64_t p0 = (uint64_t)0xD2511F53u * x0, p1 = (uint64_t)0xCD9E8D57u * x2;
+                uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ a, y1 = (uint32_t)p1, y2 = (uint32_t)(p0 >> 32) ^ x3 ^ c, y3 = (uint32_t)p0;
+                x0 = y0, x1 = y1, x2 = y2, x3 = y3;
+                a += 0x9E3779B9u;
+                c += 0xBB67AE85u;
+            }
+            uint32_t w[4] = {x0, x1, x2, x3};
+            for (int pair = 0; pair < 2; pair++) {
+                uint32_t w1 = w[2 * pair], w2 = w[2 * pair + 1];
+                // u1 = 1 − (w1 >> 8)/2^24 in (0, 1]: exact in float.
+                float v = 1.0f - (float)(w1 >> 8) * (1.0f / 16777216.0f);
+                float radius = PML_SQRT(-2.0f * pml_log_unit(v)) * std;
+                // θ = 2π (w2 >> 8)/2^24 = q·π/2 + φ: q the top 2 bits, φ in [0, π/2).
+                uint32_t q = w2 >> 30;
+                float phi = (float)((w2 >> 8) & 0x3FFFFF) * (1.5707963268f / 4194304.0f), p2 = phi * phi;
+                float sn = phi * (1.0f + p2 * (-1.0f / 6 + p2 * (1.0f / 120 + p2 * (-1.0f / 5040 + p2 * (1.0f / 362880 + p2 * (-1.0f / 39916800))))));
+                float cs = 1.0f + p2 * (-0.5f + p2 * (1.0f / 24 + p2 * (-1.0f / 720 + p2 * (1.0f / 40320 + p2 * (-1.0f / 3628800 + p2 * (1.0f / 479001600))))));
+                float sine = (q == 0) ? sn : (q == 1) ? cs : (q == 2) ? -sn : -cs;
+                float cosine = (q == 0) ? cs : (q == 1) ? -sn : (q == 2) ? -cs : sn;
+                draws[4 * j + 2 * pair] = radius * cosine;
+                draws[4 * j + 2 * pair + 1] = radius * sine;
+            }
+        }
+        uint64_t stop = (b0 + blocks) * 4 < end ? (b0 + blocks) * 4 : end;
+        for (uint64_t k = e; k < stop; k++) out[k - first] += draws[k - b0 * 4];
+        e = stop;
+    }
+}

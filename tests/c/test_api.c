@@ -2407,6 +2407,82 @@ static void test_privacy_accounting(void) {
     CHECK(parml_privacy_noise_multiplier(1, 0.1, 0, 1e-5, &out) == PARML_ERR_INVALID_ARGUMENT && out == 42, "0 steps accepted");
 }
 
+/* DP-SGD in the trainer: fit with Poisson sampling reports the accountant's
+   epsilon per epoch (an older last_out without privacy_epsilon still
+   works), parml_trainer_privacy_spent agrees, NULL params turn it off, and
+   bad settings are refused with the trainer left as it was. */
+static void test_private_training(void) {
+    float x[TOY_N * TOY_D], y[TOY_N];
+    parml_tensor xt = NULL, yt = NULL;
+    toy_tensors(x, y, &xt, &yt);
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    parml_model m = toy_model(5);
+    parml_trainer tr = NULL;
+    OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, NULL, NULL, &tr));
+    double eps = -1;
+    OK(parml_trainer_privacy_spent(tr, 1e-5, &eps));
+    CHECK(eps == 0, "epsilon before any private step: %g", eps);
+
+    parml_privacy_params p;
+    OK(parml_privacy_params_init(&p));
+    CHECK(p.struct_size == sizeof p && p.noise_multiplier == 1 && p.max_grad_norm == 1 && p.delta == 1e-5
+              && p.sampling == PARML_SAMPLING_POISSON, "privacy defaults");
+    p.noise_multiplier = 1.1;
+    OK(parml_trainer_set_privacy(tr, &p));
+    parml_fit_params f;
+    OK(parml_fit_params_init(&f));
+    f.epochs = 2;
+    f.batch_size = 16; /* 64 samples: q = 1/4, 4 batches an epoch */
+    parml_epoch_metrics last;
+    memset(&last, 0, sizeof last);
+    last.struct_size = sizeof last;
+    OK(parml_trainer_fit(tr, d, &f, &last));
+    double want = -1;
+    OK(parml_privacy_epsilon(16.0 / TOY_N, 1.1, 2 * ((TOY_N + 15) / 16), 1e-5, &want));
+    CHECK(fabs(last.privacy_epsilon - want) < 1e-9 * want, "fit's epsilon %g, accountant's %g", last.privacy_epsilon, want);
+    OK(parml_trainer_privacy_spent(tr, 1e-5, &eps));
+    CHECK(eps == last.privacy_epsilon, "privacy_spent %g vs fit's %g", eps, last.privacy_epsilon);
+
+    /* A caller built before privacy_epsilon: its smaller struct is filled up to its end. */
+    unsigned char older[sizeof(parml_epoch_metrics)];
+    memset(older, 0xAB, sizeof older);
+    ((parml_epoch_metrics *)older)->struct_size = offsetof(parml_epoch_metrics, privacy_epsilon);
+    f.epochs = 1;
+    OK(parml_trainer_fit(tr, d, &f, (parml_epoch_metrics *)older));
+    CHECK(older[offsetof(parml_epoch_metrics, privacy_epsilon)] == 0xAB, "wrote past an older struct_size");
+
+    /* Refusals leave the settings as they were. */
+    parml_privacy_params bad = p;
+    bad.noise_multiplier = -1;
+    CHECK(parml_trainer_set_privacy(tr, &bad) == PARML_ERR_INVALID_ARGUMENT, "negative sigma accepted");
+    CHECK(strstr(parml_last_error(), "noise_multiplier") != NULL, "message: %s", parml_last_error());
+    bad = p;
+    bad.max_grad_norm = 0;
+    CHECK(parml_trainer_set_privacy(tr, &bad) == PARML_ERR_INVALID_ARGUMENT, "max_grad_norm 0 accepted");
+    bad = p;
+    bad.sampling = 7;
+    CHECK(parml_trainer_set_privacy(tr, &bad) == PARML_ERR_INVALID_ARGUMENT, "sampling 7 accepted");
+    bad = p;
+    bad.struct_size = 8;
+    CHECK(parml_trainer_set_privacy(tr, &bad) == PARML_ERR_INVALID_ARGUMENT, "struct_size 8 accepted");
+    CHECK(parml_trainer_set_privacy(NULL, &p) == PARML_ERR_INVALID_ARGUMENT, "NULL trainer accepted");
+    CHECK(parml_trainer_privacy_spent(tr, 0, &eps) == PARML_ERR_INVALID_ARGUMENT, "delta 0 accepted");
+    CHECK(parml_trainer_privacy_spent(tr, 1e-5, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL epsilon_out accepted");
+
+    /* Off again: steps no longer count. */
+    OK(parml_trainer_privacy_spent(tr, 1e-5, &want));
+    OK(parml_trainer_set_privacy(tr, NULL));
+    OK(parml_trainer_step(tr, xt, yt, NULL));
+    OK(parml_trainer_privacy_spent(tr, 1e-5, &eps));
+    CHECK(eps == want, "a step after turning privacy off changed epsilon: %g -> %g", want, eps);
+    parml_trainer_free(tr);
+    parml_model_free(m);
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+}
+
 int main(void) {
     test_freed_handle_never_aliases();
     test_version_and_status();
@@ -2438,6 +2514,7 @@ int main(void) {
     test_interleaved_refusals();
     test_blas();
     test_privacy_accounting();
+    test_private_training();
     test_null_frees();
     rmdir(scratch_dir());
     printf("%d passed, %d failed\n", t_passed, t_failed);

@@ -371,6 +371,13 @@ for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     fi
 done
 
+if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
+    python3 "$HERE/py_private.py" > "$WORK/pyprivate.txt" 2>&1 && [ "$(count ': ok' "$WORK/pyprivate.txt")" -eq 2 ]; then
+    pass "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit"
+else
+    fail "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2" "$WORK/pyprivate.txt"
+fi
+
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
     if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \

@@ -31,6 +31,8 @@ public final class LayerNorm: KindedLayer {
     /// Without a bias: the zero shift and the unused shift gradient the kernels take.
     private let noBias = Buffer()
     private let noBiasGrad = Buffer()
+    /// One example's dγ and dβ (private training's per-example norms).
+    private let exampleGrad = Buffer()
 
     public init(features: Int, eps: Float = 1e-5, bias: Bool = true) throws {
         guard features > 0 else { throw ParmlError.invalidArgument("layer_norm: features must be positive, got \(features)") }
@@ -104,3 +106,28 @@ public final class LayerNorm: KindedLayer {
 
 /// Generation decodes it with its forward: it normalises each position on its own.
 extension LayerNorm: PositionwiseLayer {}
+
+/// Private training: each example's dγ and dβ are materialised (2 ×
+/// features floats) by the backward kernel run on that example's rows, so
+/// the input gradient comes out of the same call.
+extension LayerNorm: PerExampleNormLayer {
+    public func addPerExampleSquaredNorms(
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+    ) throws -> Tensor? {
+        guard let gamma, let x = input else { throw ParmlError.state("layer_norm backward without forward") }
+        let examples = dy.shape[0], rows = x.count / features
+        guard examples > 0 else { return needInputGradient ? try gradInput.shaped(x.shape) : nil }
+        let perExample = rows / examples
+        let dx = try gradInput.shaped(x.shape)
+        let scratch = try exampleGrad.shaped(Shape(2 * features))
+        for i in 0..<examples {
+            scratch.fill(0)
+            let r = i * perExample, offset = r * features
+            Kernels.layerNormBackward(
+                dy.data + offset, x.data + offset, mean: mean.tensor.data + r, rstd: rstd.tensor.data + r, gamma: gamma.data,
+                dx.data + offset, dgamma: scratch.data, dbeta: scratch.data + features, rows: perExample, cols: features)
+            squaredNorms[i] += Kernels.sumOfSquares(scratch.data, count: hasBias ? 2 * features : features)
+        }
+        return needInputGradient ? dx : nil
+    }
+}

@@ -26,6 +26,8 @@ public final class Linear: KindedLayer, MatrixLayer {
     private var input: Tensor?
     private let output = Buffer()
     private let gradInput = Buffer()
+    /// Private training's per-example norms: Gram matrices or one example's gradient.
+    private let normScratch = Buffer()
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws {
         guard inFeatures > 0, outFeatures > 0 else {
@@ -122,9 +124,16 @@ public final class Linear: KindedLayer, MatrixLayer {
             Kernels.sumRows(dy.data, rows: rows, cols: outFeatures, into: biasGrad.data, beta: beta)
         }
         guard needInputGradient else { return nil }
+        return try inputGradient(dy, weight: weight, input: x)
+    }
+}
+
+extension Linear {
+    /// dx = dy·W into the layer's input-gradient buffer.
+    fileprivate func inputGradient(_ dy: Tensor, weight: Tensor, input x: Tensor) throws -> Tensor {
         let dx = try gradInput.shaped(x.shape)
         BLAS.gemm(
-            transA: false, transB: false, m: rows, n: inFeatures, k: outFeatures,
+            transA: false, transB: false, m: dy.count / outFeatures, n: inFeatures, k: outFeatures,
             dy.data, lda: outFeatures, weight.data, ldb: inFeatures,
             beta: 0, dx.data, ldc: inFeatures)
         return dx
@@ -133,3 +142,59 @@ public final class Linear: KindedLayer, MatrixLayer {
 
 /// Generation decodes it with its forward: rows are independent.
 extension Linear: PositionwiseLayer {}
+
+/// Private training. Example i's weight gradient is Σ_t δ_it x_itᵀ over its
+/// T positions (T = 1 for a rank-2 input). T = 1: its squared norm is
+/// ‖x_i‖²·‖δ_i‖², the "ghost norm" (Goodfellow 2015), no gradient formed.
+/// T > 1: the Gram form Σ_{t,s} (x_it·x_is)(δ_it·δ_is) (Li et al. 2021),
+/// 2 T² (in + out) flops, when that is below materialising the out × in
+/// gradient (2 T·in·out); otherwise the gradient is materialised. The
+/// bias adds ‖Σ_t δ_it‖².
+extension Linear: PerExampleNormLayer {
+    public func addPerExampleSquaredNorms(
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+    ) throws -> Tensor? {
+        guard let weight, let x = input else { throw ParmlError.state("linear backward without forward") }
+        let examples = dy.shape[0], rows = dy.count / outFeatures
+        let positions = examples > 0 ? rows / examples : 0
+        if positions == 1 {
+            for i in 0..<examples {
+                let d = Kernels.sumOfSquares(dy.data + i * outFeatures, count: outFeatures)
+                let a = Kernels.sumOfSquares(x.data + i * inFeatures, count: inFeatures)
+                squaredNorms[i] += a * d + (hasBias ? d : 0)
+            }
+        } else if positions > 1 {
+            let gram = positions * (inFeatures + outFeatures) <= inFeatures * outFeatures
+            let scratch = try normScratch.shaped(
+                Shape(gram ? 2 * positions * positions + outFeatures : inFeatures * outFeatures + outFeatures))
+            let s = scratch.data
+            for i in 0..<examples {
+                let xi = x.data + i * positions * inFeatures, di = dy.data + i * positions * outFeatures
+                if gram {
+                    let a = s, d = s + positions * positions
+                    BLAS.gemm(
+                        transA: false, transB: true, m: positions, n: positions, k: inFeatures,
+                        xi, lda: inFeatures, xi, ldb: inFeatures, beta: 0, a, ldc: positions)
+                    BLAS.gemm(
+                        transA: false, transB: true, m: positions, n: positions, k: outFeatures,
+                        di, lda: outFeatures, di, ldb: outFeatures, beta: 0, d, ldc: positions)
+                    var sum: Float = 0
+                    for e in 0..<(positions * positions) { sum += a[e] * d[e] }
+                    squaredNorms[i] += sum
+                } else {
+                    BLAS.gemm(
+                        transA: true, transB: false, m: outFeatures, n: inFeatures, k: positions,
+                        di, lda: outFeatures, xi, ldb: inFeatures, beta: 0, s, ldc: inFeatures)
+                    squaredNorms[i] += Kernels.sumOfSquares(s, count: inFeatures * outFeatures)
+                }
+                if hasBias {
+                    let b = s + (gram ? 2 * positions * positions : inFeatures * outFeatures)
+                    Kernels.sumRows(di, rows: positions, cols: outFeatures, into: b, beta: 0)
+                    squaredNorms[i] += Kernels.sumOfSquares(b, count: outFeatures)
+                }
+            }
+        }
+        guard needInputGradient else { return nil }
+        return try inputGradient(dy, weight: weight, input: x)
+    }
+}

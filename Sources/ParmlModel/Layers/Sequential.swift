@@ -107,3 +107,19 @@ public final class Residual: BlockLayer {
         return dx
     }
 }
+
+/// Private training: the body's per-example norms; the input gradient is
+/// the skip path's dy plus the body's, as in `backward`.
+extension Residual: PerExampleNormLayer {
+    public func addPerExampleSquaredNorms(
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+    ) throws -> Tensor? {
+        guard let df = try body.addPerExampleSquaredNorms(dy, ctx, into: squaredNorms, needInputGradient: true) else {
+            throw ParmlError.internal("residual body returned no input gradient")
+        }
+        guard needInputGradient else { return nil }
+        let dx = try gradInput.shaped(dy.shape)
+        Kernels.add(dy.data, df.data, dx.data, count: dy.count)
+        return dx
+    }
+}

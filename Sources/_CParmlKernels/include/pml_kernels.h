@@ -61,6 +61,13 @@ void pml_add_bias(float *y, const float *b, size_t rows, size_t cols);
 /* db (cols) = beta * db + sum over rows of dy (rows, cols) */
 void pml_sum_rows(const float *dy, float *db, size_t rows, size_t cols, float beta);
 
+/* Adds normal draws N(0, std²) to out[0..n) for elements first..first+n of
+ * a Philox4x32-10 stream (key k0, k1; counter words 2 and 3 = s0, s1):
+ * element e is Box–Muller of block e/4's words 2⌊(e mod 4)/2⌋ and +1
+ * (cosine half for even e, sine half for odd), with the logarithm, sine
+ * and cosine as polynomials (relative error below 1e-6) built from +, −,
+ * ×, ÷ and sqrt only, so every clone gives the same bits. DP-SGD's noise. */
+void pml_add_gaussian(float *out, size_t n, uint64_t first, uint32_t k0, uint32_t k1, uint32_t s0, uint32_t s1, float std);
 /* Sum of squares in 16 fixed lanes combined in a fixed order: the same
  * result from every version of the function. */
 float pml_sum_squares(const float *x, size_t n);

@@ -54,6 +54,7 @@ from . import layers as _layers
 from .layers import *  # noqa: F403 - every layer kind of the library, one class each (layers.kinds())
 from .model import Model, Sequential, file_info
 from .optim import SGD, Adam, AdamW, Optimizer
+from .privacy import Privacy
 from .strategy import Strategy
 from .tensor import Tensor
 from .trainer import EpochMetrics, Evaluation, History, MemoryReport, Metrics, Trainer
@@ -108,6 +109,7 @@ __all__ = [
     "AdamW",
     "schedules",
     "privacy",
+    "Privacy",
     "Strategy",
     "Trainer",
     "History",

@@ -140,6 +140,9 @@ PARML_LOSS_CROSS_ENTROPY = 1
 PARML_LOSS_MSE = 2
 PARML_LOSS_BCE_WITH_LOGITS = 3
 
+PARML_SAMPLING_POISSON = 0
+PARML_SAMPLING_SHUFFLED = 1
+
 PARML_OPTIMIZER_SGD = 1
 PARML_OPTIMIZER_ADAM = 2
 PARML_OPTIMIZER_ADAMW = 3
@@ -384,6 +387,7 @@ class parml_epoch_metrics(Structure):
         end_of_epoch: 1 at an epoch's end, 0 in a callback_every_steps call
         events: PARML_EVENT_* bits: what the built-in callbacks did
         best_epoch: early stopping's best epoch of this fit call, 0 = none
+        privacy_epsilon: since 0.3: private training: epsilon spent so far; NaN otherwise
     """
 
     _fields_ = [
@@ -402,6 +406,7 @@ class parml_epoch_metrics(Structure):
         ("end_of_epoch", c_int32),
         ("events", c_int32),
         ("best_epoch", c_int64),
+        ("privacy_epsilon", c_double),
     ]
 
 
@@ -583,6 +588,26 @@ class parml_loss_params(Structure):
     ]
 
 
+class parml_privacy_params(Structure):
+    """DP-SGD settings of parml_trainer_set_privacy (docs/privacy.md).
+
+    Attributes:
+        struct_size: set by parml_privacy_params_init
+        noise_multiplier: sigma, >= 0; default 1.0
+        max_grad_norm: C, > 0; default 1.0
+        delta: the delta fit reports epsilon for; default 1e-5
+        sampling: PARML_SAMPLING_*; default PARML_SAMPLING_POISSON
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("noise_multiplier", c_double),
+        ("max_grad_norm", c_double),
+        ("delta", c_double),
+        ("sampling", c_int32),
+    ]
+
+
 class parml_metrics_params(Structure):
     """Options of parml_trainer_evaluate_metrics and the caller's per-class buffers.
 
@@ -651,6 +676,7 @@ STRUCT_TYPES = {
     "parml_csv_params": parml_csv_params,
     "parml_loss_params": parml_loss_params,
     "parml_metrics_params": parml_metrics_params,
+    "parml_privacy_params": parml_privacy_params,
     "parml_metrics": parml_metrics,
 }
 
@@ -1172,6 +1198,27 @@ def parml_privacy_epsilon(q: float, sigma: float, steps: int, delta: float, epsi
 @ctypes_function("parml_privacy_noise_multiplier", [c_double, c_double, c_int64, c_double, POINTER(c_double)], parml_status)
 def parml_privacy_noise_multiplier(target_epsilon: float, q: float, steps: int, delta: float, sigma_out: Any, /) -> int:
     """The smallest noise multiplier whose epsilon after `steps` steps is at most target_epsilon."""
+    ...
+
+
+# PARML_API parml_status parml_privacy_params_init(parml_privacy_params * params);
+@ctypes_function("parml_privacy_params_init", [POINTER(parml_privacy_params)], parml_status)
+def parml_privacy_params_init(params: Any, /) -> int:
+    """Fills *params with the DP-SGD defaults and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_set_privacy(parml_trainer trainer, parml_privacy_params const * params);
+@ctypes_function("parml_trainer_set_privacy", [parml_trainer, POINTER(parml_privacy_params)], parml_status)
+def parml_trainer_set_privacy(trainer: Any, params: Any, /) -> int:
+    """Turns DP-SGD on for the next steps and fits (NULL: off)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_privacy_spent(parml_trainer trainer, double delta, double * epsilon_out);
+@ctypes_function("parml_trainer_privacy_spent", [parml_trainer, c_double, POINTER(c_double)], parml_status)
+def parml_trainer_privacy_spent(trainer: Any, delta: float, epsilon_out: Any, /) -> int:
+    """The epsilon the trainer's private steps have spent so far, for delta."""
     ...
 
 

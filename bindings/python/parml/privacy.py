@@ -60,3 +60,45 @@ def _steps(steps: int) -> int:
 
 
 __all__ = ["epsilon", "sigma_for", "steps_for_epochs"]
+
+
+_SAMPLINGS = {"poisson": _capi.PARML_SAMPLING_POISSON, "shuffled": _capi.PARML_SAMPLING_SHUFFLED}
+
+
+class Privacy:
+    """DP-SGD settings for a Trainer: ``Trainer(model, ..., privacy=parml.Privacy(
+    noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5))``.
+
+    Each example's gradient is clipped to ``max_grad_norm`` (C), Gaussian noise
+    of standard deviation ``noise_multiplier * C`` is added to the clipped sum,
+    which is divided by the (expected) batch size. ``sampling``: "poisson"
+    (each example joins each batch with probability batch_size / n, what the
+    accountant analyses) or "shuffled" (fixed-size shuffled batches, which
+    the same guarantee does not strictly cover). ``delta`` is the delta that
+    ``Trainer.epsilon`` and fit's progress report epsilon for.
+    """
+
+    def __init__(
+        self, noise_multiplier: float = 1.0, max_grad_norm: float = 1.0, delta: float = 1e-5, sampling: str = "poisson"
+    ) -> None:
+        if sampling not in _SAMPLINGS:
+            raise InvalidArgumentError(f"sampling must be one of {sorted(_SAMPLINGS)}, got {sampling!r}")
+        self.noise_multiplier = float(noise_multiplier)
+        self.max_grad_norm = float(max_grad_norm)
+        self.delta = float(delta)
+        self.sampling = sampling
+
+    def __repr__(self) -> str:
+        return (
+            f"Privacy(noise_multiplier={self.noise_multiplier}, max_grad_norm={self.max_grad_norm}, "
+            f"delta={self.delta}, sampling={self.sampling!r})"
+        )
+
+    def to_params(self) -> _capi.parml_privacy_params:
+        p = _capi.parml_privacy_params()
+        check(_capi.parml_privacy_params_init(byref(p)))
+        p.noise_multiplier = self.noise_multiplier
+        p.max_grad_norm = self.max_grad_norm
+        p.delta = self.delta
+        p.sampling = _SAMPLINGS[self.sampling]
+        return p

@@ -6,16 +6,17 @@ import math
 import os
 import sys
 import threading
-from ctypes import POINTER, byref, c_float, c_int64, pointer, sizeof
+from ctypes import POINTER, byref, c_double, c_float, c_int64, pointer, sizeof
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NamedTuple
 
 from . import _arrays, _buffers, _capi
 from ._handle import Handle
 from .data import Dataset, as_dataset
-from .errors import check, error_for, take_text
+from .errors import InvalidArgumentError, check, error_for, take_text
 from .model import Model
 from .optim import Optimizer
+from .privacy import Privacy
 from .strategy import Strategy
 from .tensor import Tensor
 
@@ -49,6 +50,7 @@ class EpochMetrics:
     end_of_epoch: bool = True
     events: int = 0  # PARML_EVENT_* bits: what the built-in callbacks did after this epoch
     best_epoch: int = 0  # early stopping's best epoch of this fit call, 0 = none
+    privacy_epsilon: float | None = None  # private training: epsilon spent so far
 
     @classmethod
     def _from_c(cls, m: _capi.parml_epoch_metrics) -> "EpochMetrics":
@@ -67,6 +69,7 @@ class EpochMetrics:
             end_of_epoch=bool(m.end_of_epoch),
             events=int(m.events),
             best_epoch=int(m.best_epoch),
+            privacy_epsilon=_none_if_nan(m.privacy_epsilon),
         )
 
     def line(self) -> str:
@@ -78,6 +81,8 @@ class EpochMetrics:
             parts.append(f"val_loss {self.val_loss:.4f}")
         if self.val_accuracy is not None:
             parts.append(f"val_acc {self.val_accuracy:.4f}")
+        if self.privacy_epsilon is not None:
+            parts.append(f"eps {self.privacy_epsilon:.3f}")
         parts += [
             f"lr {self.learning_rate:.3g}",
             f"{self.seconds:.2f}s",
@@ -209,6 +214,8 @@ class _Progress:
                 post["val_acc"] = f"{m.val_accuracy:.4f}"
             elif m.val_loss is not None:
                 post["val_loss"] = f"{m.val_loss:.4f}"
+            if m.privacy_epsilon is not None:
+                post["eps"] = f"{m.privacy_epsilon:.3f}"
             self.bar.set_postfix(post, refresh=False)
             self.bar.update(1)
         elif self.out is not None:
@@ -230,6 +237,7 @@ class Trainer(Handle):
     strategy: a Strategy (None = serial).
     class_weight, label_smoothing, pos_weight: as torch's ``weight=``,
     ``label_smoothing=`` and ``pos_weight=`` (see set_loss).
+    privacy: a parml.Privacy to train with DP-SGD (see set_privacy).
 
     The trainer keeps its model alive and updates its parameters in place;
     it shares the model's lock. Raises InvalidArgumentError for a layout
@@ -250,6 +258,7 @@ class Trainer(Handle):
         class_weight: object | None = None,
         label_smoothing: float = 0.0,
         pos_weight: object | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         if not isinstance(model, Model):
             raise TypeError(f"model must be a parml.Model, got {type(model).__name__}")
@@ -277,6 +286,41 @@ class Trainer(Handle):
         self._progress_fn: Any = None  # the CFUNCTYPE while fit runs
         if class_weight is not None or label_smoothing or pos_weight is not None:
             self.set_loss(class_weight=class_weight, label_smoothing=label_smoothing, pos_weight=pos_weight)
+        self.privacy: Privacy | None = None
+        if privacy is not None:
+            self.set_privacy(privacy)
+
+    def set_privacy(self, privacy: Privacy | None) -> None:
+        """Trains with DP-SGD from the next step on (None: ordinary training
+        again): per-example clipping, Gaussian noise, and in fit the batches
+        ``privacy.sampling`` says. UnsupportedError names what cannot be
+        trained privately (batch_norm: use layer_norm; a layer without
+        per-example norms; pp or tp > 1); InvalidArgumentError for bad
+        settings (negative noise_multiplier, max_grad_norm <= 0, delta
+        outside (0, 1))."""
+        if privacy is not None and not isinstance(privacy, Privacy):
+            raise TypeError(f"privacy must be a parml.Privacy, got {type(privacy).__name__}")
+        with self._use() as t:
+            check(_capi.parml_trainer_set_privacy(t, byref(privacy.to_params()) if privacy is not None else None))
+        self.privacy = privacy
+
+    def privacy_spent(self, delta: float | None = None) -> float:
+        """Epsilon of (epsilon, delta)-DP spent by this trainer's private
+        steps (delta: the Privacy's by default). Steps fit took count at
+        q = batch_size / n; steps taken with step() at q = 1."""
+        if delta is None:
+            if self.privacy is None:
+                raise InvalidArgumentError("privacy_spent: no delta given and the trainer has no Privacy")
+            delta = self.privacy.delta
+        out = c_double()
+        with self._use() as t:
+            check(_capi.parml_trainer_privacy_spent(t, float(delta), byref(out)))
+        return out.value
+
+    @property
+    def epsilon(self) -> float | None:
+        """Epsilon spent so far at the Privacy's delta; None when not private."""
+        return None if self.privacy is None else self.privacy_spent()
 
     def set_loss(
         self, *, class_weight: object | None = None, label_smoothing: float = 0.0, pos_weight: object | None = None

@@ -1,0 +1,91 @@
+import ParmlTensor
+
+/// A layer with parameters that can say, for each example of a batch, the
+/// squared norm of that example's gradient of its parameters, without
+/// writing its parameter gradients: what DP-SGD's per-example clipping
+/// needs (pass 1 of a private step; docs/privacy.md).
+///
+/// An example is a row of the batch's leading dimension; a sequence
+/// (N, T, ...) is one example of T positions.
+public protocol PerExampleNormLayer: Layer {
+    /// Adds ‖∂ℓᵢ/∂θ‖² of this layer's parameters θ to `squaredNorms[i]` for
+    /// each example i < dy.shape[0], where ℓᵢ is the part of the loss whose
+    /// output gradient is row i of `dy` (after the matching `forward`), and
+    /// returns dL/dx when `needInputGradient`. Parameter gradients stay as
+    /// they are.
+    func addPerExampleSquaredNorms(
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+    ) throws -> Tensor?
+}
+
+public enum PerExampleNorms {
+    /// Refuses a model DP-SGD cannot clip per example: a layer that mixes
+    /// examples (batch_norm with batch statistics), or a layer with trained
+    /// parameters and no per-example norm, at any depth.
+    public static func checkSupported(_ model: Model) throws {
+        for (l, layer) in model.root.layers.enumerated() {
+            guard let bad = unsupported(layer) else { continue }
+            if bad is BatchStatisticsLayer {
+                throw ParmlError.unsupported(
+                    "private training: layer \(l) (\(bad.planLabel)) normalises with batch statistics, which mix the examples of a "
+                        + "batch and break per-example privacy; use layer_norm instead (as Opacus requires)")
+            }
+            throw ParmlError.unsupported(
+                "private training: layer \(l) (\(bad.planLabel)) has parameters and no per-example gradient norm; "
+                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)")
+        }
+    }
+
+    /// The kinds that implement `PerExampleNormLayer`, for messages and docs.
+    public static let supportedKinds = ["linear", "layer_norm"]
+
+    /// The first layer in `layer` (itself or nested) that DP-SGD cannot
+    /// clip, or nil. Containers pass when all their layers do.
+    static func unsupported(_ layer: Layer) -> Layer? {
+        if layer is BatchStatisticsLayer { return layer }
+        if layer is Sequential || layer is Residual { return layer.children.lazy.compactMap(unsupported).first }
+        if layer is PerExampleNormLayer { return nil }
+        let hasParameters = layer.parameterSpecs.contains(where: \.trained) || descendants(of: layer).contains {
+            $0.parameterSpecs.contains(where: \.trained) || $0 is BatchStatisticsLayer
+        }
+        return hasParameters ? layer : nil
+    }
+
+    private static func descendants(of layer: Layer) -> [Layer] {
+        layer.children.flatMap { [$0] + descendants(of: $0) }
+    }
+
+    /// Pass 1 of a private step over `layers` (last first): each parameter
+    /// layer adds its per-example squared norms into `squaredNorms`, every
+    /// layer passes the input gradient back; parameter gradients are not
+    /// touched. `needFirstInputGradient` is false when nothing reads the
+    /// first layer's input gradient.
+    public static func backward(
+        _ layers: ArraySlice<Layer>, from dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>,
+        needFirstInputGradient: Bool
+    ) throws -> Tensor? {
+        var g = dy
+        for l in layers.indices.reversed() {
+            let need = l > layers.startIndex || needFirstInputGradient
+            let next: Tensor?
+            if let p = layers[l] as? PerExampleNormLayer {
+                next = try p.addPerExampleSquaredNorms(g, ctx, into: squaredNorms, needInputGradient: need)
+            } else {
+                // No trained parameters (checkSupported): its backward writes none.
+                next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: true)
+            }
+            guard let next else { return nil }
+            g = next
+        }
+        return g
+    }
+}
+
+/// A block's layers in order: their norms, last first.
+extension Sequential: PerExampleNormLayer {
+    public func addPerExampleSquaredNorms(
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+    ) throws -> Tensor? {
+        try PerExampleNorms.backward(layers[...], from: dy, ctx, into: squaredNorms, needFirstInputGradient: needInputGradient)
+    }
+}

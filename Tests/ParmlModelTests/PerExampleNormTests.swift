@@ -1,0 +1,121 @@
+import Foundation
+import ParmlTensor
+import Testing
+import _ParmlTestSupport
+
+@testable import ParmlModel
+
+// DP-SGD's pass 1: per-example squared gradient norms from activations and
+// output gradients (ghost norm, Gram form, materialised) must equal the
+// norms of per-example gradients formed the naive way: a backward of one
+// example at a time, its parameter gradients read from the arena.
+
+/// Naive oracle: ‖example i's parameter gradient‖² for each i, from a
+/// forward and backward of example i alone with output gradient row i of `dy`.
+private func naiveSquaredNorms(_ model: Model, x: Tensor, dy: Tensor) throws -> [Double] {
+    let n = x.shape[0], xRow = x.count / n, dyRow = dy.count / n
+    let xs = x.toArray(), dys = dy.toArray()
+    return try (0..<n).map { i in
+        let xi = try Tensor(Array(xs[i * xRow..<(i + 1) * xRow]), shape: x.shape.withLeading(1))
+        let di = try Tensor(Array(dys[i * dyRow..<(i + 1) * dyRow]), shape: dy.shape.withLeading(1))
+        _ = try model.forward(xi, PassContext(training: true))
+        try model.backward(di, PassContext(training: true), accumulate: false)
+        return Naive.sumOfSquares(model.gradients!.toArray())
+    }
+}
+
+private func ghostSquaredNorms(_ model: Model, x: Tensor, dy: Tensor) throws -> [Double] {
+    let n = x.shape[0]
+    _ = try model.forward(x, PassContext(training: true))
+    let norms = try Tensor(shape: Shape(n))
+    norms.fill(0)
+    _ = try PerExampleNorms.backward(
+        model.root.layers[...], from: dy, PassContext(training: true), into: norms.data, needFirstInputGradient: true)
+    return norms.toArray().map(Double.init)
+}
+
+private func expectClose(_ a: [Double], _ b: [Double], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a.count == b.count, sourceLocation: sourceLocation)
+    for (u, v) in zip(a, b) {
+        #expect(abs(u - v) <= 2e-5 * max(abs(v), 1e-3), "\(what): \(u) vs \(v)", sourceLocation: sourceLocation)
+    }
+}
+
+@Test("per-example norms of Linear, LayerNorm and a tanh on rank-2 inputs (ghost norm) match per-example gradients")
+func perExampleNormsRank2() throws {
+    for bias in [true, false] {
+        let model = try makeModel([
+            try Linear(inFeatures: 7, outFeatures: 9, bias: bias), Activation(.tanh), try LayerNorm(features: 9),
+            try Linear(inFeatures: 9, outFeatures: 4, bias: bias),
+        ])
+        let x = try randomTensor(Shape(6, 7), seed: 3)
+        let dy = try randomTensor(Shape(6, 4), seed: 4)
+        let ghost = try ghostSquaredNorms(model, x: x, dy: dy)
+        expectClose(ghost, try naiveSquaredNorms(model, x: x, dy: dy), "bias \(bias)")
+        #expect(ghost.allSatisfy { $0 > 0 })
+    }
+}
+
+@Test("per-example norms on sequences (N, T, features): the Gram form and the materialised form both match")
+func perExampleNormsSequences() throws {
+    // T = 3 with 8×8 weights: Gram (3·16 ≤ 64); T = 12: materialised (12·16 > 64).
+    for positions in [3, 12] {
+        let model = try makeModel([
+            try Linear(inFeatures: 8, outFeatures: 8), Activation(.gelu), try LayerNorm(features: 8), try Linear(inFeatures: 8, outFeatures: 8),
+        ])
+        let x = try randomTensor(Shape(5, positions, 8), seed: 5)
+        let dy = try randomTensor(Shape(5, positions, 8), seed: 6)
+        expectClose(try ghostSquaredNorms(model, x: x, dy: dy), try naiveSquaredNorms(model, x: x, dy: dy), "T = \(positions)")
+    }
+}
+
+@Test("per-example norms through a residual block (layer_norm, linear, gelu inside) match per-example gradients")
+func perExampleNormsResidual() throws {
+    try BLAS.ensureLoaded()
+    let model = Model()
+    try model.add(try Linear(inFeatures: 6, outFeatures: 10))
+    try model.beginResidual()
+    try model.add(try LayerNorm(features: 10))
+    try model.add(try Linear(inFeatures: 10, outFeatures: 10))
+    try model.add(Activation(.gelu))
+    try model.endResidual()
+    try model.add(try Linear(inFeatures: 10, outFeatures: 3))
+    try model.initialize(seed: 2)
+    let values = randomArray(model.parameters!.count, seed: 2, stream: 77, low: -1, high: 1)
+    try values.withUnsafeBufferPointer { try model.setParameters(from: $0.baseAddress!) }
+    try PerExampleNorms.checkSupported(model)
+    let x = try randomTensor(Shape(5, 6), seed: 12), dy = try randomTensor(Shape(5, 3), seed: 13)
+    expectClose(try ghostSquaredNorms(model, x: x, dy: dy), try naiveSquaredNorms(model, x: x, dy: dy), "residual")
+}
+
+@Test("the norm pass returns the ordinary input gradient and leaves parameter gradients alone")
+func perExampleNormPassLeavesGradients() throws {
+    let model = try makeModel([try Linear(inFeatures: 5, outFeatures: 6), Activation(.relu), try Linear(inFeatures: 6, outFeatures: 3)])
+    let x = try randomTensor(Shape(4, 5), seed: 8), dy = try randomTensor(Shape(4, 3), seed: 9)
+    _ = try model.forward(x, PassContext(training: true))
+    model.gradients!.fill(7)
+    let norms = try Tensor(shape: Shape(4))
+    norms.fill(0)
+    let dx = try PerExampleNorms.backward(
+        model.root.layers[...], from: dy, PassContext(training: true), into: norms.data, needFirstInputGradient: true)!.toArray()
+    #expect(model.gradients!.toArray().allSatisfy { $0 == 7 })
+    // The ordinary backward's input gradient, from the first layer.
+    try model.backward(dy, PassContext(training: true), accumulate: false)
+    let reference = try model.root.layers[0].backward(
+        try model.root.layers[1].backward(
+            try model.root.layers[2].backward(dy, PassContext(training: true), needInputGradient: true, accumulate: false)!,
+            PassContext(training: true), needInputGradient: true, accumulate: false)!,
+        PassContext(training: true), needInputGradient: true, accumulate: false)!.toArray()
+    #expect(dx == reference)
+}
+
+@Test("private training refuses batch_norm (naming layer_norm) and parameter layers without per-example norms")
+func perExampleNormRefusals() throws {
+    let bn = try makeModel([try Linear(inFeatures: 4, outFeatures: 4), try BatchNorm(channels: 4)])
+    let e = parmlError { try PerExampleNorms.checkSupported(bn) }
+    #expect(e?.message.contains("layer 1") == true && e?.message.contains("layer_norm") == true, "\(String(describing: e))")
+    let embedding = try makeModel([try Embedding(count: 10, dim: 4, initStd: 0.02), try Linear(inFeatures: 4, outFeatures: 2)])
+    let e2 = parmlError { try PerExampleNorms.checkSupported(embedding) }
+    #expect(e2?.message.contains("layer 0 (embedding") == true, "\(String(describing: e2))")
+    try PerExampleNorms.checkSupported(try makeModel([try Linear(inFeatures: 4, outFeatures: 4), Activation(.relu), try LayerNorm(features: 4)]))
+}

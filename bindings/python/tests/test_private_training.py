@@ -1,0 +1,117 @@
+"""DP-SGD in the trainer (docs/privacy.md): per-example clipping against
+torch's per-sample gradients (torch.func), the epsilon fit reports against
+the accountant, dp against serial, and refusals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import parml
+
+from conftest import blobs
+
+
+def _model(seed: int = 3) -> parml.Sequential:
+    return parml.Sequential(
+        [parml.Linear(8, 16), parml.Tanh(), parml.LayerNorm(16), parml.Linear(16, 3)], seed=seed
+    )
+
+
+def test_private_step_matches_torch_per_sample_clipping():
+    """One private SGD step (lr 1, sigma 0) moves the parameters by
+    -(1/N) sum_i clip(g_i), g_i from torch.func's per-sample gradients of
+    the same model."""
+    torch = pytest.importorskip("torch")
+    from torch.func import functional_call, grad, vmap
+
+    x, y = blobs(24, seed=5)
+    c = 3.6
+    with _model() as model:
+        before = model.state_dict()
+        with parml.Trainer(model, optimizer=parml.SGD(1.0), privacy=parml.Privacy(noise_multiplier=0, max_grad_norm=c)) as t:
+            t.step(x, y)
+        after = model.state_dict()
+
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.LayerNorm(16), torch.nn.Linear(16, 3))
+    net.load_state_dict({k: torch.from_numpy(v.astype(np.float64)) for k, v in before.items()})
+    net = net.double()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def loss(p, xi, yi):
+        out = functional_call(net, p, (xi.unsqueeze(0),))
+        return torch.nn.functional.cross_entropy(out, yi.unsqueeze(0))
+
+    g = vmap(grad(loss), in_dims=(None, 0, 0))(params, torch.from_numpy(x).double(), torch.from_numpy(y))
+    norms = torch.sqrt(sum(v.flatten(1).pow(2).sum(1) for v in g.values()))
+    factors = torch.clamp(c / norms, max=1.0)
+    assert (factors < 1).sum() >= 3 and (factors == 1).sum() >= 1, norms  # some clipped, some not
+    for k in before:
+        want = before[k] - (factors.view(-1, *[1] * (g[k].dim() - 1)) * g[k]).sum(0).numpy() / len(x)
+        np.testing.assert_allclose(after[k], want, rtol=0, atol=2e-6, err_msg=k)
+
+
+def test_fit_reports_the_accountants_epsilon():
+    x, y = blobs(400, seed=2)
+    privacy = parml.Privacy(noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5)
+    with parml.Sequential([parml.Linear(8, 16), parml.ReLU(), parml.Linear(16, 3)], seed=1) as model:
+        with parml.Trainer(model, optimizer=parml.SGD(0.2, momentum=0.5), privacy=privacy) as t:
+            assert t.epsilon == 0.0
+            history = t.fit(x, y, epochs=3, batch_size=40, verbose=False)
+            q = 40 / 400
+            for e, m in enumerate(history, start=1):
+                want = parml.privacy.epsilon(q=q, sigma=1.1, steps=10 * e, delta=1e-5)
+                assert m.privacy_epsilon == pytest.approx(want, rel=1e-9), (e, m)
+            assert t.epsilon == pytest.approx(history.last.privacy_epsilon, rel=1e-12)
+            assert t.privacy_spent(1e-3) < t.epsilon
+            assert "eps " in history.last.line()
+            assert history.last.train_accuracy > 0.8, history.last
+            # Shuffled batches count at the same q (the docs say the guarantee is not the same).
+            t.set_privacy(parml.Privacy(noise_multiplier=1.1, max_grad_norm=1.0, sampling="shuffled"))
+            t.fit(x, y, epochs=1, batch_size=40, verbose=False)
+            assert t.epsilon == pytest.approx(parml.privacy.epsilon(q=q, sigma=1.1, steps=40, delta=1e-5), rel=1e-9)
+
+
+def test_sigma_zero_and_huge_norm_is_ordinary_training():
+    x, y = blobs(64, seed=4)
+    with _model() as a, _model() as b:
+        with parml.Trainer(a, optimizer=parml.SGD(0.1, momentum=0.9)) as ta, parml.Trainer(
+            b, optimizer=parml.SGD(0.1, momentum=0.9), privacy=parml.Privacy(noise_multiplier=0, max_grad_norm=1e30)
+        ) as tb:
+            for _ in range(3):
+                assert ta.step(x, y) == tb.step(x, y)
+            assert math.isinf(tb.epsilon)  # no noise: no guarantee
+        np.testing.assert_array_equal(a.parameters, b.parameters)
+
+
+def test_dp2_private_training_is_bit_identical_to_serial():
+    x, y = blobs(96, seed=6)
+
+    def run(dp: int) -> np.ndarray:
+        s = parml.Strategy(dp=dp, deterministic=True, seed=9)
+        with _model() as m, parml.Trainer(
+            m, optimizer=parml.SGD(0.1), strategy=s, privacy=parml.Privacy(noise_multiplier=1.0, max_grad_norm=0.5)
+        ) as t:
+            t.fit(x, y, epochs=2, batch_size=32, verbose=False)
+            return m.parameters
+
+    np.testing.assert_array_equal(run(2), run(1))
+
+
+def test_refusals():
+    with _model() as m, parml.Trainer(m) as t:
+        for bad in (dict(noise_multiplier=-1.0), dict(max_grad_norm=0.0), dict(max_grad_norm=math.nan), dict(delta=1.0)):
+            with pytest.raises(parml.InvalidArgumentError):
+                t.set_privacy(parml.Privacy(**bad))
+        assert t.epsilon is None
+        with pytest.raises(parml.InvalidArgumentError, match="sampling"):
+            parml.Privacy(sampling="uniform")
+    bn = parml.Sequential([parml.Linear(8, 4), parml.BatchNorm(4), parml.Linear(4, 3)], seed=1)
+    with bn, parml.Trainer(bn) as t:
+        with pytest.raises(parml.UnsupportedError, match="layer_norm"):
+            t.set_privacy(parml.Privacy())
+    with _model() as m:
+        with pytest.raises(parml.UnsupportedError, match="pp = 2"):
+            parml.Trainer(m, strategy=parml.Strategy(pp=2), privacy=parml.Privacy())
