@@ -51,7 +51,7 @@ final class HandleRegistry: Sendable {
     /// Strong references cross the lock in this box; the table keeps them.
     private struct Found: @unchecked Sendable { let object: AnyObject }
 
-    private let table = Mutex(Table())
+    private let table = PthreadLocked(Table())
 
     /// Takes a strong reference to `object` (dropped by `release`) and
     /// returns its new handle.
@@ -247,5 +247,30 @@ final class CallScope: @unchecked Sendable {  // confined to its thread
         tokens.removeLast()
         functions.removeLast()
         marks.removeLast()
+    }
+}
+
+/// A value behind a pthread mutex. The registry's lock orders one thread's
+/// call on a handle before another's; ThreadSanitizer sees that order
+/// through a pthread mutex, not through the Synchronization module's
+/// futex-based Mutex (it reported the second call's reads as races).
+private final class PthreadLocked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init(_ value: Value) {
+        self.value = value
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
     }
 }
