@@ -146,6 +146,7 @@ typedef int32_t parml_status;
 /* What a CSV label column holds (parml_csv_params.label_kind; since 0.3). */
 #define PARML_CSV_LABEL_CLASS 1 /* class indices: integers 0...2^31-1, targets int32 */
 #define PARML_CSV_LABEL_VALUE 2 /* numbers, targets float32 (regression) */
+#define PARML_CSV_LABEL_TEXT  3 /* class names (any text): the distinct names in byte order are classes 0, 1, ...; targets int32 */
 
 /* Communication backends (parml_strategy_params.backend). */
 #define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
@@ -431,7 +432,7 @@ typedef struct parml_csv_params {
     const char *const *feature_names; /* num_features feature columns by header name, or NULL */
     const int64_t *feature_indices;   /* num_features feature columns by index, or NULL (one of the two) */
     int64_t num_features;          /* 0 (default): every column but the label, in file order */
-    int32_t label_kind;            /* PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE */
+    int32_t label_kind;            /* PARML_CSV_LABEL_CLASS (default), _VALUE or _TEXT */
 } parml_csv_params;
 
 /** Since 0.3: what a trainer's loss weighs (parml_trainer_set_loss), with
