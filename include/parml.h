@@ -875,11 +875,18 @@ PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_
 /// the confusion matrix and per-class support, precision, recall and F1.
 /// out->classes says how many classes the buffers need; parml_model_output_shape
 /// tells it before the call. Outputs are written only on success.
-/// PARML_LOSS_CROSS_ENTROPY trainers only.
+/// PARML_LOSS_CROSS_ENTROPY trainers: single-label, confusion is (C, C).
+/// PARML_LOSS_BCE_WITH_LOGITS trainers: multi-label, each output a label
+/// predicted when its logit is > 0 and present when its target is > 0.5;
+/// "classes" are the outputs, confusion is (C, 2, 2) per label [[tn, fp],
+/// [fn, tp]] (4 * C entries), accuracy is the share of label decisions that
+/// are right (as parml_trainer_evaluate), top_k_accuracy is NaN, and the
+/// macro means are over every label (scikit-learn's multilabel rules).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, small
 /// struct_size, batch_size outside 1...2^31-1, top_k < 1, a buffer with
 /// capacity below the model's classes (the message says how many), another
-/// loss, a target that is not a class index), PARML_ERR_SHAPE (the dataset
+/// loss, a target that is not a class index or, for binary cross-entropy,
+/// not in [0, 1]), PARML_ERR_SHAPE (the dataset
 /// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
 
