@@ -171,11 +171,8 @@ final class RankContext {
         ownedRanges = virtualStages.map(\.owned)
         if layout.hasOuterOptimizer {
             for vs in virtualStages {
-                let anchor = try Tensor(shape: Shape(max(vs.range.count, 1)))
-                anchor.data.update(from: params.data + vs.range.lowerBound, count: vs.range.count)
-                let velocity = try Tensor(shape: Shape(max(vs.range.count, 1)))
-                velocity.fill(0)
-                (vs.outerAnchor, vs.outerVelocity) = (anchor, velocity)
+                (vs.outerAnchor, vs.outerVelocity) = (try Tensor(shape: Shape(max(vs.range.count, 1))), try Tensor(shape: Shape(max(vs.range.count, 1))))
+                RankContext.restartOuterState(vs, from: params)
             }
         }
         if layout.compression != .none && layout.mesh.dp > 1 {
@@ -236,6 +233,21 @@ final class RankContext {
     /// updates: its ZeRO shards (dp > 1, ZeRO >= 1), or the whole slices.
     static func ownedRanges(layout: RankLayout, coordinate c: MeshCoordinate) -> [Range<Int>] {
         layout.virtualStages(of: c.stage).map { VirtualStage.owned(layout.stageRanges[$0], layout: layout, data: c.data) }
+    }
+
+    /// Local SGD's outer optimizer starts again from the rank's parameters
+    /// as they are (the anchor) with no momentum: at creation, and whenever
+    /// the host sets parameters from outside (an anchor left behind would
+    /// make the next average a step towards the old parameters).
+    func resetOuterState() {
+        guard let params = model.parameters else { return }
+        for vs in virtualStages { RankContext.restartOuterState(vs, from: params) }
+    }
+
+    private static func restartOuterState(_ vs: VirtualStage, from params: Tensor) {
+        guard let anchor = vs.outerAnchor, let velocity = vs.outerVelocity else { return }
+        anchor.data.update(from: params.data + vs.range.lowerBound, count: vs.range.count)
+        velocity.fill(0)
     }
 
     /// The optimizer of the rank's first run (the only one but under interleaved 1F1B).

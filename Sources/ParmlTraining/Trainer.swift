@@ -479,8 +479,9 @@ public final class Trainer {
     }
 
     /// Copies the user's model into the other replicas when its parameters
-    /// were set from outside (init, set_params) since the last step.
-    private func syncReplicas() throws {
+    /// were set from outside (init, set_params, a checkpoint) since the last
+    /// step; local SGD's outer optimizer restarts from them.
+    func syncReplicas() throws {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
         // Pipeline stages of a replica share its arena: copy once per replica.
         for r in ranks where (r.coordinate.stage == 0 || processWorld != nil) && !r.model.sharesParameters(with: model) {
@@ -491,6 +492,7 @@ public final class Trainer {
                 try r.model.setParameters(from: src.data)
             }
         }
+        if layout.hasOuterOptimizer { for r in ranks { r.resetOuterState() } }
         syncedVersion = model.parameterVersion
     }
 

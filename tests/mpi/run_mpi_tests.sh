@@ -350,6 +350,8 @@ done
 for mode in bf16 fp16 powersgd local3; do
     py_mpi 2 300 "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit" py_comm.py "$mode"
 done
+py_mpi 2 300 "DiLoCo dp 2 under mpirun -np 2, resumed from a checkpoint: equals the uninterrupted run and threads bit for bit" \
+    py_comm.py diloco_resume
 mkdir -p "$WORK/callbacks"
 py_mpi 2 300 "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit" \
     py_callbacks.py "$WORK/callbacks"
