@@ -10,6 +10,8 @@ Sources (one of):
 
 usage: python3 tools/make_shards.py OUT_DIR (--idx I L | --npy X Y | --synthetic N)
            [--rows-per-shard 10000] [--format npy|npz] [--dims 28 28] [--classes 10] [--seed 0]
+           [--drop-cache]   (flush each shard and drop it from the page cache: a later
+                             read then comes from disk, as for data that never fit in RAM)
 
 Shards are numpy.save / numpy.savez (stored, not compressed: a stream reads
 members in place) files x_00000.npy + y_00000.npy, or part_00000.npz.
@@ -37,7 +39,16 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def write_shards(out: Path, parts, fmt: str, inputs_line: str, targets_line: str) -> int:
+def drop_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def write_shards(out: Path, parts, fmt: str, inputs_line: str, targets_line: str, drop: bool = False) -> int:
     """parts yields (x, y) per shard; writes them and the manifest last (a
     manifest only once every shard it names is complete). Returns the rows."""
     out.mkdir(parents=True, exist_ok=True)
@@ -52,6 +63,9 @@ def write_shards(out: Path, parts, fmt: str, inputs_line: str, targets_line: str
             np.save(out / f"x_{i:05d}.npy", x)
             np.save(out / f"y_{i:05d}.npy", y)
             lines.append(f"shard x_{i:05d}.npy y_{i:05d}.npy {len(x)}")
+        if drop:
+            for name in lines[-1].split()[1:-1]:
+                drop_cache(out / name)
         total += len(x)
     tmp = out / "manifest.txt.tmp"
     tmp.write_text("\n".join(lines) + "\n")
@@ -71,6 +85,7 @@ def main() -> None:
     ap.add_argument("--dims", type=int, nargs="+", default=[28, 28])
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--drop-cache", action="store_true")
     a = ap.parse_args()
     step = a.rows_per_shard
     if step < 1:
@@ -106,7 +121,7 @@ def main() -> None:
 
         inputs_line = f"inputs {x.dtype.name} " + " ".join(map(str, x.shape[1:]))
         targets_line = f"targets {y.dtype.name}" + "".join(f" {d}" for d in y.shape[1:])
-    total = write_shards(Path(a.out), parts(), a.format, inputs_line, targets_line)
+    total = write_shards(Path(a.out), parts(), a.format, inputs_line, targets_line, a.drop_cache)
     print(f"{a.out}: {total} rows in shards of {step} ({a.format}), manifest {a.out}/manifest.txt")
 
 
