@@ -73,7 +73,7 @@ GROUPS = [
          "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_set_learning_rate",
          "parml_trainer_memory",
          "parml_trainer_plan", "parml_trainer_set_trace", "parml_trainer_write_trace",
-         "parml_trainer_set_local_batches", "parml_trainer_data_rows", "parml_trainer_set_loss",
+         "parml_trainer_set_local_batches", "parml_trainer_set_local_data", "parml_trainer_data_rows", "parml_trainer_set_loss",
          "parml_trainer_evaluate_metrics"],
     ),
     (

@@ -6,7 +6,8 @@ import ParmlTensor
 /// `path` is a manifest (docs/data.md, "Streaming"), or a directory holding
 /// `manifest.txt`, naming shards of .npy pairs or stored (np.savez) .npz
 /// archives. This process reads shards i with i % ranks == rank (ranks = 1,
-/// rank = 0: all). One prefetch thread reads the inputs sequentially with
+/// rank = 0: all; a rank past the last shard gets an empty dataset, which
+/// only parml_trainer_set_local_data training takes). One prefetch thread reads the inputs sequentially with
 /// pread (pages dropped from the page cache once read) through a shuffle
 /// buffer of shuffle_buffer rows (1: no shuffling, shards and rows in
 /// manifest order; otherwise the shard order and the buffer's draws come
@@ -24,7 +25,7 @@ import ParmlTensor
 /// (parml_dataset_free, which ends the thread).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, rank outside
 /// 0..ranks-1, shuffle_buffer outside 1...2^30, prefetch_rows outside
-/// 0...2^30, a rank left without shards), PARML_ERR_IO (the manifest or a
+/// 0...2^30), PARML_ERR_IO (the manifest or a
 /// shard it names is missing or unreadable), PARML_ERR_FORMAT (a bad
 /// manifest line, a shard whose rows, dtype or dims disagree with the
 /// manifest, a truncated shard or one whose header promises more or fewer

@@ -191,6 +191,7 @@ public struct ShardManifest {
         var dims = [max(rows, 1)]
         dims += targetDims
         let out = try Tensor(shape: try Shape(dims), dtype: targetElement.isFloat ? .float32 : .int32)
+        out.fill(0)  // a rank without shards keeps one zero row: its fit probe
         var at = 0
         for k in chosen {
             let (path, offset) = targetSources[k]

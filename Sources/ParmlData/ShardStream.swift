@@ -34,7 +34,8 @@ public final class ShardStream: BatchSource {
     private let users = Lock()
 
     /// Opens the dataset at `path` (see `ShardManifest`) for rank `rank`
-    /// of `ranks`: shards i with i % ranks == rank. `shuffleBuffer` K ≥ 1
+    /// of `ranks`: shards i with i % ranks == rank (none: an empty dataset,
+    /// which only local data can train on). `shuffleBuffer` K ≥ 1
     /// (1: no shuffling at all, shards in manifest order), `prefetchRows`
     /// ≥ 1 the ring's size. Every shard's header is checked first and this
     /// rank's targets read; on an error nothing stays open.
@@ -49,18 +50,15 @@ public final class ShardStream: BatchSource {
             throw ParmlError.invalidArgument("prefetch must be 1 ... 2^30 rows, got \(prefetchRows)")
         }
         let m = try ShardManifest.read(path: path)
+        // A rank past the last shard gets none: an empty dataset, for local data (Trainer.setLocalData).
         let chosen = Array(stride(from: rank, to: m.shards.count, by: ranks))
-        guard !chosen.isEmpty else {
-            throw ParmlError.invalidArgument(
-                "\(m.path): \(m.shards.count) shard\(m.shards.count == 1 ? "" : "s") for \(ranks) ranks leave rank \(rank) none")
-        }
         manifest = m
         chosenShards = chosen
         targets = try m.readTargets(chosen)
         let n = chosen.reduce(0) { $0 + m.shards[$1].rows }
         count = n
         inputShape = try Shape([n] + m.sampleDims)
-        numClasses = targets.shape.rank == 1 || targets.dtype == .int32 ? Dataset.classCount(targets) : nil
+        numClasses = n > 0 && (targets.shape.rank == 1 || targets.dtype == .int32) ? Dataset.classCount(targets) : nil
         engine = try StreamEngine(
             shards: chosen.map { m.shards[$0] }, element: m.inputElement, rowElements: m.sampleDims.reduce(1, *), seed: seed,
             shuffleBuffer: shuffleBuffer, ringRows: prefetchRows)
@@ -90,7 +88,11 @@ public final class ShardStream: BatchSource {
         }
     }
 
-    public func fitProbe() throws -> (inputShape: Shape, targets: Tensor) { (inputShape, targets) }
+    /// Without samples (a rank without shards) one row of zeros stands in:
+    /// the sample shape and target type are what is checked.
+    public func fitProbe() throws -> (inputShape: Shape, targets: Tensor) {
+        count > 0 ? (inputShape, targets) : (inputShape.withLeading(1), targets)
+    }
 
     /// Sample ids (row of this rank's shards, stacked in manifest order) of
     /// positions 0..<count of `epoch`, computed without reading inputs.

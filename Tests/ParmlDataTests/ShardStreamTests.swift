@@ -97,7 +97,9 @@ import Testing
         #expect(r0.count == 40 && r1.count == 20)
         #expect(Set(try epoch(r0, 0).map { Int($0.0) }) == Set(Array(0..<10) + Array(30..<60)))
         #expect(Set(try epoch(r1, 0).map { Int($0.0) }) == Set(10..<30))
-        #expect(throws: ParmlError.self) { try ShardStream(path: dir.path, seed: 1, shuffleBuffer: 8, prefetchRows: 5, rank: 3, ranks: 4) }
+        let none = try ShardStream(path: dir.path, seed: 1, shuffleBuffer: 8, prefetchRows: 5, rank: 3, ranks: 4)
+        #expect(none.count == 0 && none.inputShape == Shape(0, 3) && none.numClasses == nil)
+        #expect(try none.fitProbe().inputShape == Shape(1, 3))
     }
 
     @Test func aShardTruncatedAfterOpeningIsAnErrorNotACrash() throws {

@@ -31,7 +31,8 @@
 #      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
 #      splits, fit over augmented images (tests/mpi/py_cnn_tp.py) in dp, tp and pp x tp;
 #      and fit's built-in callbacks and a saving callback (tests/mpi/py_callbacks.py)
-#      stop, save and lower the rate as on threads.
+#      stop, save and lower the rate as on threads; and local data of uneven
+#      size per process (tests/mpi/py_local_data.py) ends its epochs together.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -360,6 +361,12 @@ if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -n
     pass "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit"
 else
     fail "fit callbacks under mpirun -np 2" "$WORK/pycb.txt"
+fi
+if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
+    python3 "$HERE/py_local_data.py" > "$WORK/pylocal.txt" 2>&1 && [ "$(count ': ok' "$WORK/pylocal.txt")" -eq 4 ]; then
+    pass "local data per process under mpirun -np 2 (1,000 samples and 10; a rank with none): epochs end together, equal to serial steps on the rows there"
+else
+    fail "local data per process under mpirun -np 2" "$WORK/pylocal.txt"
 fi
 for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     set -- $case

@@ -1479,6 +1479,13 @@ def parml_trainer_set_local_batches(trainer: Any, enabled: int, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_set_local_data(parml_trainer trainer, int32_t enabled);
+@ctypes_function("parml_trainer_set_local_data", [parml_trainer, c_int32], parml_status)
+def parml_trainer_set_local_data(trainer: Any, enabled: int, /) -> int:
+    """MPI: each process trains on its own data of any size; epochs end together."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_data_rows(parml_trainer trainer, int64_t global_samples, int64_t * start_out, int64_t * count_out);
 @ctypes_function("parml_trainer_data_rows", [parml_trainer, c_int64, POINTER(c_int64), POINTER(c_int64)], parml_status)
 def parml_trainer_data_rows(trainer: Any, global_samples: int, start_out: Any, count_out: Any, /) -> int:

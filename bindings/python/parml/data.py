@@ -284,7 +284,8 @@ class TokenDataset(Dataset):
 
     The library keeps one int32 copy of the ids, never the windows.
     ``TokenDataset.load(path, T, dtype=np.uint16)`` reads a flat file of ids
-    instead (nanoGPT's train.bin).
+    instead (nanoGPT's train.bin), memory-mapped and read in place at its
+    own width: no copy.
     """
 
     def __init__(
@@ -323,8 +324,9 @@ class TokenDataset(Dataset):
         windows_per_epoch: int | None = None,
     ) -> "TokenDataset":
         """Reads a flat little-endian file of ids with no header (dtype
-        uint16 as nanoGPT's prepare.py writes, or uint8, uint32, int32).
-        Raises ParmlIOError when it cannot be read and FormatError when its
+        uint16 as nanoGPT's prepare.py writes, or uint8, uint32, int32),
+        memory-mapped and read in place; the file must not change while the
+        dataset lives. Raises ParmlIOError when it cannot be read and FormatError when its
         size is not a whole number of ids or an id is out of range."""
         kind = _TOKEN_FILES.get(np.dtype(dtype))
         if kind is None:

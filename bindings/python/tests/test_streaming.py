@@ -90,8 +90,10 @@ def test_ranks_take_their_own_shards(tmp_path):
     write(tmp_path, x, y, rows=100)  # shards of 100, 100, 100
     with parml.open_shards(tmp_path, rank=0, ranks=2) as a, parml.open_shards(tmp_path, rank=1, ranks=2) as b:
         assert (len(a), len(b)) == (200, 100)
-    with pytest.raises(parml.InvalidArgumentError, match="leave rank 3 none"):
-        parml.open_shards(tmp_path, rank=3, ranks=4)
+    with parml.open_shards(tmp_path, rank=3, ranks=4) as none, trainer() as t:
+        assert len(none) == 0 and none.input_shape == (0, F)
+        with pytest.raises(parml.InvalidArgumentError, match="0 samples make no batch"):
+            t.fit(none, epochs=1, verbose=False)
 
 
 def test_the_make_shards_tool_writes_a_synthetic_dataset(tmp_path):
