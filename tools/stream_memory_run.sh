@@ -9,12 +9,14 @@
 # later) and deleted at the end.
 #
 # usage: sudo tools/stream_memory_run.sh [LIMIT_GIB=3] [WORKDIR=/tmp/parml-stream-3x]
+#        (PARML_LIBRARY, PARML_PYTHONPATH: the library and bindings to run, default this checkout's)
 set -euo pipefail
 LIMIT_GIB=${1:-3}
 DIR=${2:-/tmp/parml-stream-3x}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 LIB=${PARML_LIBRARY:-$ROOT/.build/release/libparml.so}
+PYPATH=${PARML_PYTHONPATH:-$ROOT/bindings/python}
 ROWS=$(( 3 * (LIMIT_GIB << 30) / 784 + 1 ))
 
 parent=$(awk -F: '$2 == "memory" { print $3 }' /proc/self/cgroup)
@@ -34,6 +36,6 @@ mkdir "$CG"
 echo $(( LIMIT_GIB << 30 )) > "$CG/memory.limit_in_bytes"
 echo "memory limit: $(cat "$CG/memory.limit_in_bytes") bytes ($CG)"
 # The child joins the cgroup before it execs Python: everything it maps or reads is charged there.
-PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" \
+PARML_LIBRARY="$LIB" PYTHONPATH="$PYPATH" \
   sh -c "echo \$\$ > '$CG/cgroup.procs' && exec '$PY' '$ROOT/bench/stream_memory.py' '$DIR'"
 echo "cgroup peak usage (process + page cache): $(( $(cat "$CG/memory.max_usage_in_bytes") >> 20 )) MiB, limit hits: $(cat "$CG/memory.failcnt")"

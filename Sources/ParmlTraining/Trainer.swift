@@ -358,7 +358,9 @@ public final class Trainer {
     @discardableResult
     public func step(inputs: Tensor, targets: Tensor) throws -> BatchResult {
         if let poisoned { throw ParmlError.state("an earlier step failed (\(poisoned)); create a new trainer") }
-        let outShape = try model.outputShape(for: inputs.shape)
+        // Local data: a replica whose data ran out passes no rows (the model checks a row's shape).
+        let outShape = localData && inputs.shape[0] == 0
+            ? try model.outputShape(for: inputs.shape.withLeading(1)).withLeading(0) : try model.outputShape(for: inputs.shape)
         try loss.validate(output: outShape, targets: targets)
         let n = inputs.shape[0]
         let chunk = strategy.deterministic ? strategy.gradientChunk : nil

@@ -87,3 +87,4 @@ with tempfile.TemporaryDirectory() as d:
         assert len(mine) == (130 if rank == 0 else 0)
         h = t.fit(mine, epochs=EPOCHS, batch_size=B, verbose=False)
         check("rank 1 without data", m.parameters.copy(), [e.train_loss for e in h.epochs], want_params, want_losses)
+parml._capi.parml_mpi_finalize()

@@ -199,3 +199,9 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(parml.InvalidArgumentError, match="weighted sampling needs a dataset in memory|class-balanced"):
         with trainer() as t, parml.open_shards(tmp_path) as s:
             t.fit(s, epochs=1, class_sampling=[1.0] * C, verbose=False)
+
+
+def test_local_data_needs_the_mpi_backend():
+    # Uneven local data under MPI: tests/mpi/py_local_data.py (run_mpi_tests.sh).
+    with trainer() as t, pytest.raises(parml.InvalidArgumentError, match="local data needs the MPI backend"):
+        t.set_local_data()
