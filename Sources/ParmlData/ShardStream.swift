@@ -32,6 +32,8 @@ public final class ShardStream: BatchSource {
     public let chosenShards: [Int]
     private let engine: StreamEngine
     private let users = Lock()
+    /// The sample ids of a batch's rows (under `users`).
+    private var idScratch: [Int] = []
 
     /// Opens the dataset at `path` (see `ShardManifest`) for rank `rank`
     /// of `ranks`: shards i with i % ranks == rank (none: an empty dataset,
@@ -79,11 +81,20 @@ public final class ShardStream: BatchSource {
         try batchTargets.resize(targets.shape.withLeading(rows), dtype: targets.dtype)
         let tRow = targets.shape.rowSize
         try users.locked {
-            for r in 0..<rows {
-                let p = samples[r]
-                guard p >= 0, p < count else { throw ParmlError.invalidArgument("position \(p) is outside the epoch's \(count) samples") }
-                let id = try engine.take(epoch: epoch, position: p, into: inputs.data + r * engine.rowElements)
-                (batchTargets.int32s + r * tRow).update(from: targets.int32s + id * tRow, count: tRow)
+            if idScratch.count < rows { idScratch = [Int](repeating: 0, count: rows) }  // grows once, then reused
+            try idScratch.withUnsafeMutableBufferPointer { ids in
+                var r = 0
+                while r < rows {
+                    // A run of consecutive positions: the ring hands them over together.
+                    let p = samples[r]
+                    guard p >= 0, p < count else { throw ParmlError.invalidArgument("position \(p) is outside the epoch's \(count) samples") }
+                    var run = 1
+                    while r + run < rows && samples[r + run] == p + run && p + run < count { run += 1 }
+                    let k = try engine.take(
+                        epoch: epoch, position: p, count: run, into: inputs.data + r * engine.rowElements, ids: ids.baseAddress! + r)
+                    for i in r..<r + k { (batchTargets.int32s + i * tRow).update(from: targets.int32s + ids[i] * tRow, count: tRow) }
+                    r += k
+                }
             }
         }
     }
@@ -199,13 +210,20 @@ final class StreamEngine: @unchecked Sendable {
         if let t { pthread_join(t, nil) }
     }
 
-    /// The consumer: waits for position `p` of `epoch`, copies its float32
-    /// row to `out`, returns its sample id. Restarts the producer when
-    /// (epoch, p) is not the next position it is making.
-    func take(epoch: Int, position p: Int, into out: UnsafeMutablePointer<Float>) throws -> Int {
+    /// The consumer: waits for position `p` of `epoch`, copies the float32
+    /// rows of positions p..<p+k to `out` and their sample ids to `ids`, for
+    /// the k ≤ `count` rows ready, and returns k (≥ 1). Restarts the
+    /// producer when (epoch, p) is not the next position it is making.
+    /// Rows are copied outside the lock: the producer never writes the slot
+    /// of a position the consumer has not passed yet.
+    func take(epoch: Int, position p: Int, count: Int, into out: UnsafeMutablePointer<Float>, ids: UnsafeMutablePointer<Int>) throws -> Int {
         lock()
-        defer { unlock() }
-        if thread == nil { try startThread() }
+        if thread == nil {
+            do { try startThread() } catch {
+                unlock()
+                throw error
+            }
+        }
         if jobEpoch != epoch || consumed != p {
             generation += 1
             jobEpoch = epoch
@@ -215,15 +233,24 @@ final class StreamEngine: @unchecked Sendable {
             wake()
         }
         while produced <= p {
-            if let failure { throw failure }
+            if let failure {
+                unlock()
+                throw failure
+            }
             wait()
         }
-        let slot = p % ringRows
-        out.update(from: ring + slot * rowElements, count: rowElements)
-        let id = ringIDs[slot]
-        consumed = p + 1
+        let k = min(count, produced - p)
+        unlock()
+        for i in 0..<k {
+            let slot = (p + i) % ringRows
+            (out + i * rowElements).update(from: ring + slot * rowElements, count: rowElements)
+            ids[i] = ringIDs[slot]
+        }
+        lock()
+        consumed = p + k
         wake()
-        return id
+        unlock()
+        return k
     }
 
     private func startThread() throws {
@@ -344,6 +371,7 @@ final class StreamEngine: @unchecked Sendable {
         var position = 0
         var reading = start == 0
         var filled = 0
+        var outbox = Outbox(gen: gen, published: start, consumed: start)
         try schedule(
             epoch: epoch,
             enter: { slot, id in
@@ -357,7 +385,7 @@ final class StreamEngine: @unchecked Sendable {
                     reading = true
                 }
                 if position >= start {
-                    guard try self.publish(slot: slot, position: position, gen: gen) else { return false }
+                    guard self.place(slot: slot, position: position, &outbox) else { return false }
                 }
                 position += 1
                 return true
@@ -366,24 +394,54 @@ final class StreamEngine: @unchecked Sendable {
                 self.bufferIDs[b] = self.bufferIDs[a]
                 (self.buffer + b * self.rowBytes).copyMemory(from: self.buffer + a * self.rowBytes, byteCount: self.rowBytes)
             })
+        _ = flush(position, &outbox)
     }
 
-    /// Waits for room in the ring, converts buffer slot `slot` into it as
-    /// position `position`. False when the job was replaced (or quit).
-    private func publish(slot: Int, position: Int, gen: Int) throws -> Bool {
-        lock()
-        while generation == gen && !quit && position - consumed >= ringRows { wait() }
-        let live = generation == gen && !quit
-        unlock()
-        guard live else { return false }
+    /// What the producer knows of the ring between the times it takes the
+    /// lock: rows it placed up to `published`, and the consumer's position
+    /// when it last looked.
+    struct Outbox {
+        let gen: Int
+        var published: Int
+        var consumed: Int
+    }
+
+    /// Rows placed in the ring are published in groups of this many (one
+    /// lock and wake-up a group, not a row), and whenever the ring is full.
+    static let publishEvery = 32
+
+    /// Converts buffer slot `slot` into the ring as `position`, first
+    /// waiting for room when the ring is full. False when the job was
+    /// replaced (or quit).
+    private func place(slot: Int, position: Int, _ box: inout Outbox) -> Bool {
+        if position - box.consumed >= ringRows {
+            lock()
+            if generation == box.gen { produced = position }
+            box.published = position
+            wake()
+            while generation == box.gen && !quit && position - consumed >= ringRows { wait() }
+            box.consumed = consumed
+            let live = generation == box.gen && !quit
+            unlock()
+            guard live else { return false }
+        }
         let r = position % ringRows
         convert(buffer + slot * rowBytes, to: ring + r * rowElements)
         ringIDs[r] = bufferIDs[slot]
+        if position + 1 - box.published >= Self.publishEvery { return flush(position + 1, &box) }
+        return true
+    }
+
+    /// Publishes the rows placed before `end`. False when the job was replaced.
+    private func flush(_ end: Int, _ box: inout Outbox) -> Bool {
         lock()
-        if generation == gen { produced = position + 1 }
+        let live = generation == box.gen && !quit
+        if live { produced = end }
+        box.published = end
+        box.consumed = consumed
         wake()
         unlock()
-        return true
+        return live
     }
 
     /// One row of the input element type → float32, as `NPY.inputs` converts
