@@ -15,7 +15,10 @@ over the blocks (wall time of the whole fit call, so the stream's epoch
 start, which fills its buffer, counts), and the ratio the median of the
 per-round ratios. The shards' pages are dropped after each read
 (posix_fadvise), so every epoch reads the files again (from disk or the
-page cache: see docs/data.md).
+page cache: see docs/data.md). The stream's thread starts its next epoch
+once the last one is consumed, so it fills its buffer while the memory
+block runs (a small cost to that block, as a real run's validation pass
+would hide it).
 
 usage: PYTHONPATH=bindings/python python3 bench/stream_fmnist.py [--rounds 7] [--threads 1]
                                                                 [--data DIR] [--jsonl FILE]
