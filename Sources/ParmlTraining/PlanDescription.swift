@@ -102,6 +102,9 @@ extension Trainer {
             } else if strategy.deterministic {
                 how = "chunk-tree nodes sent to shard owners (send/recv), summed in the fixed tree order"
                     + (layout.zeroStage == 0 ? ", then all-gather" : "")
+            } else if let floats = layout.gradientBucketFloats {
+                how = "reduce-scatter in buckets of about \(floats * 4) bytes (whole top-level layers) as backward finishes them; "
+                    + "each rank keeps its shard and hands back the rest of each bucket's pages"
             } else if layout.zeroStage >= 1 {
                 how = "reduce-scatter (each rank keeps its shard)"
             } else {

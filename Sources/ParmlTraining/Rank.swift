@@ -77,6 +77,9 @@ struct RankLayout {
     var localSteps = 1
     var outerLearningRate: Float = 1
     var outerMomentum: Float = 0
+    /// ZeRO ≥ 2 in fast mode with dp > 1: floats per gradient bucket, which
+    /// is reduce-scattered during backward (GradientBuckets.swift); nil otherwise.
+    var gradientBucketFloats: Int? = nil
     /// Local SGD with an outer optimizer other than plain averaging.
     var hasOuterOptimizer: Bool { averagesParameters && (outerLearningRate != 1 || outerMomentum != 0) }
     /// Local SGD: replicas step on their own rows between averages.
@@ -189,6 +192,10 @@ final class RankContext {
             }
         }
         for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
+        if let floats = layout.gradientBucketFloats, comms != nil {
+            // Runs holding batch_norm run backward in phases: their gradients reduce after the schedule.
+            for vs in virtualStages { vs.buckets = try GradientBuckets(run: vs, model: model, bucketFloats: floats) }
+        }
         statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }
         // With one stage the order of forwards and backwards does not matter;
@@ -276,6 +283,7 @@ final class RankContext {
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
             vs.backwardPieces = 0
+            vs.buckets?.next = 0
         }
 
         // 1. Forward and backward of this rank's micro-batches, in the
@@ -296,7 +304,11 @@ final class RankContext {
                 try combineChunkGradients(plan: step.plan, of: vs)
             } else {
                 if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
-                if !layout.averagesParameters { try reduceGradients(of: vs, bucketFloats: settings.bucketFloats) }
+                if vs.buckets != nil {
+                    try flushBuckets(of: vs)  // buckets backward did not reduce (all of them on a rank without rows)
+                } else if !layout.averagesParameters {
+                    try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+                }
             }
         }
         try sumTiedGradients(grads.data)

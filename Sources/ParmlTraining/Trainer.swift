@@ -188,7 +188,8 @@ public final class Trainer {
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
-                localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum)
+                localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum,
+                gradientBucketFloats: strategy.bucketsGradients(dp: mesh.dp) ? max(1, strategy.bucketBytes / MemoryLayout<Float>.stride) : nil)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
