@@ -43,7 +43,13 @@ extension Trainer {
         } else {
             lines.append("tensor parallelism: none (tp = 1); every layer is whole on the ranks of its stage")
         }
-        lines.append("stages:")
+        if mesh.pp == 1 {
+            lines.append("stages:")
+        } else if !model.stageStarts.isEmpty {
+            lines.append("stages (cut where the model marks them):")
+        } else {
+            lines.append("stages (balanced by each layer's \(LayerCost.stageCosts(model).measure)):")
+        }
         let layers = model.root.layers
         for (c, range) in layout.partition.layers.enumerated() {
             let slice = layout.stageRanges[c]
