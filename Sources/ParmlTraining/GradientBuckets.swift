@@ -101,12 +101,17 @@ extension RankContext {
             let lo = max(s.lowerBound, bucket.range.lowerBound), hi = min(s.upperBound, bucket.range.upperBound)
             return lo < hi ? lo..<hi : lo..<lo
         }
+        // Every pair exchanges a message per bucket, empty where a part is:
+        // each rank waits for all its peers, so a rank that stalls is the
+        // one every other rank's timeout names.
         for owner in 0..<dp where owner != me {
             let p = part(of: owner)
-            if !p.isEmpty { try comms.data.send(g + p.lowerBound, count: p.count, to: owner) }
+            try comms.data.send(g + p.lowerBound, count: p.count, to: owner)
         }
         let mine = part(of: me)
-        if !mine.isEmpty {
+        if mine.isEmpty {
+            for r in 0..<dp where r != me { try comms.data.receive(b.incoming.data, count: 0, from: r) }
+        } else {
             let n = mine.count, own = g + mine.lowerBound
             // Σ over data ranks 0, 1, ..., dp−1, one addition at a time.
             let acc = me == 0 ? own : b.sum.data

@@ -160,6 +160,10 @@ struct GradientBucketTests {
         s.zeroStage = 1
         let whole = try Trainer(model: try m.replicate(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
         #expect(try whole.memory(rank: 1).gradients == 4 * total)
+        // Micro-batches: the first writes every page and the buckets wait for the last.
+        (s.zeroStage, s.microBatches) = (2, 2)
+        let accumulating = try Trainer(model: try m.replicate(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        #expect(try accumulating.memory(rank: 1).gradients == 4 * total)
     }
 
     /// What the figure says is what the pages hold: after steps, each
