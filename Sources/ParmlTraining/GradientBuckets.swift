@@ -14,10 +14,11 @@ import ParmlTensor
 /// are reduced in that order, which the schedule fixes, never the clock.
 ///
 /// Each reduction keeps the arena's ZeRO shards (one contiguous shard per
-/// run and data rank): for every owner whose shard the bucket meets, the
-/// other ranks send it their part, and the owner adds the dp parts in rank
-/// order (the sum `Communicator.reduceScatter` defines), so the result is
-/// the same bits as reduce-scattering the whole run after backward.
+/// run and data rank): a reduce-scatter whose shards are the bucket's parts
+/// of the ranks' shards (empty for ranks it does not meet), so each owner
+/// gets the rank-order sum of its part, the bits of reduce-scattering the
+/// whole run after backward. Every rank of the data group enters every
+/// bucket's collective, in the same order.
 ///
 /// `reduce(_:of:)` is the one place a ready bucket is handled: work that
 /// overlaps communication with backward (a communication thread) attaches
@@ -28,36 +29,35 @@ final class GradientBuckets {
         let layers: Range<Int>
         /// Its arena slice.
         let range: Range<Int>
+        /// Each data rank's part of it (its shard ∩ the bucket), from the bucket's start.
+        let shards: [Range<Int>]
     }
 
     /// In the order they become ready (the run's last layers first).
     let buckets: [Bucket]
     /// The next bucket to reduce this step.
     var next = 0
-    /// An owner's running sum, and a peer's part as it arrives.
-    let sum: Tensor
-    let incoming: Tensor
 
-    init(run: VirtualStage, model: Model, bucketFloats: Int) throws {
+    init(run: VirtualStage, model: Model, layout: RankLayout, bucketFloats: Int) {
         let counts = model.topLevelParameterCounts
         var out: [Bucket] = []
         var end = run.layers.upperBound, floats = 0
         for l in run.layers.reversed() {
             floats += counts[l]
             if floats >= bucketFloats || l == run.layers.lowerBound {
-                out.append(Bucket(layers: l..<end, range: model.parameterRange(ofTopLevelLayers: l..<end)))
+                let range = model.parameterRange(ofTopLevelLayers: l..<end)
+                let shards = (0..<layout.mesh.dp).map { d -> Range<Int> in
+                    let owned = VirtualStage.owned(run.range, layout: layout, data: d)
+                    let lo = max(owned.lowerBound, range.lowerBound), hi = min(owned.upperBound, range.upperBound)
+                    return lo < hi ? (lo - range.lowerBound)..<(hi - range.lowerBound) : 0..<0
+                }
+                out.append(Bucket(layers: l..<end, range: range, shards: shards))
                 end = l
                 floats = 0
             }
         }
         buckets = out
-        let largest = out.map(\.range.count).max() ?? 0
-        sum = try Tensor(shape: Shape(max(largest, 1)))
-        incoming = try Tensor(shape: Shape(max(largest, 1)))
     }
-
-    /// Floats of the largest bucket.
-    var largest: Int { buckets.map(\.range.count).max() ?? 0 }
 
     /// Gradient floats resident at most: the owned shard, and the largest
     /// bucket's part outside it while that bucket fills.
@@ -67,9 +67,6 @@ final class GradientBuckets {
         }
         return owned.count + (outside.max() ?? 0)
     }
-
-    /// Scratch bytes: the two bucket buffers.
-    var scratchBytes: Int { (sum.capacity + incoming.capacity) * MemoryLayout<Float>.stride }
 }
 
 extension RankContext {
@@ -90,42 +87,12 @@ extension RankContext {
         try reduceBuckets(of: vs, through: vs.layers.lowerBound)
     }
 
-    /// One bucket: its parts of the data ranks' shards summed on their
-    /// owners in rank order, then the pages outside this rank's shard handed back.
+    /// One bucket: its parts of the data ranks' shards reduce-scattered
+    /// to their owners, then the pages outside this rank's shard handed back.
     func reduce(_ bucket: GradientBuckets.Bucket, of vs: VirtualStage) throws {
-        guard let comms, let grads = model.gradients, let b = vs.buckets else { return }
-        let dp = layout.mesh.dp, me = coordinate.data
+        guard let comms, let grads = model.gradients else { return }
         let g = grads.data
-        func part(of owner: Int) -> Range<Int> {
-            let s = VirtualStage.owned(vs.range, layout: layout, data: owner)
-            let lo = max(s.lowerBound, bucket.range.lowerBound), hi = min(s.upperBound, bucket.range.upperBound)
-            return lo < hi ? lo..<hi : lo..<lo
-        }
-        // Every pair exchanges a message per bucket, empty where a part is:
-        // each rank waits for all its peers, so a rank that stalls is the
-        // one every other rank's timeout names.
-        for owner in 0..<dp where owner != me {
-            let p = part(of: owner)
-            try comms.data.send(g + p.lowerBound, count: p.count, to: owner)
-        }
-        let mine = part(of: me)
-        if mine.isEmpty {
-            for r in 0..<dp where r != me { try comms.data.receive(b.incoming.data, count: 0, from: r) }
-        } else {
-            let n = mine.count, own = g + mine.lowerBound
-            // Σ over data ranks 0, 1, ..., dp−1, one addition at a time.
-            let acc = me == 0 ? own : b.sum.data
-            if me != 0 { try comms.data.receive(acc, count: n, from: 0) }
-            for r in 1..<dp {
-                if r == me {
-                    Kernels.addInPlace(acc, own, count: n)
-                } else {
-                    try comms.data.receive(b.incoming.data, count: n, from: r)
-                    Kernels.addInPlace(acc, b.incoming.data, count: n)
-                }
-            }
-            if me != 0 { own.update(from: acc, count: n) }
-        }
+        try comms.data.reduceScatter(g + bucket.range.lowerBound, count: bucket.range.count, shards: bucket.shards, op: .sum)
         // The buckets above this one are reduced already: reaching a page
         // into them frees the page a boundary between two buckets cuts.
         let lo = bucket.range.lowerBound, hi = min(bucket.range.upperBound + Pages.size / 4, vs.range.upperBound)

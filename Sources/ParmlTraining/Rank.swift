@@ -194,7 +194,7 @@ final class RankContext {
         for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
         if let floats = layout.gradientBucketFloats, comms != nil {
             // Runs holding batch_norm run backward in phases: their gradients reduce after the schedule.
-            for vs in virtualStages { vs.buckets = try GradientBuckets(run: vs, model: model, bucketFloats: floats) }
+            for vs in virtualStages { vs.buckets = GradientBuckets(run: vs, model: model, layout: layout, bucketFloats: floats) }
         }
         statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }

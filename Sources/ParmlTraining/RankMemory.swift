@@ -14,7 +14,7 @@ extension RankContext {
             slices += vs.range.count
             owned += vs.owned.count
             state += foldsMomentum ? 0 : vs.optimizer.stateTensors.reduce(0) { $0 + $1.count }
-            accumulators += vs.accumulator.bytes + (vs.buckets?.scratchBytes ?? 0)
+            accumulators += vs.accumulator.bytes
             let bucketed = layout.microBatches == 1 ? vs.buckets : nil
             gradients += bucketed?.residentGradients(owned: vs.owned) ?? vs.range.count
         }
