@@ -146,7 +146,7 @@ public final class Model {
 
     /// Makes the next top-level layer start a pipeline stage: with
     /// boundaries marked, a pipelined trainer cuts there (pp must be the
-    /// boundary count + 1) instead of balancing by parameter count.
+    /// boundary count + 1) instead of balancing by the layers' cost (LayerCost).
     public func markStageBoundary() throws {
         guard !isBuilt else { throw ParmlError.state("the model is already initialised; boundaries cannot be added") }
         guard openBlocks.isEmpty else {

@@ -13,30 +13,7 @@ import _ParmlTestSupport
 // during backward and hand back the pages outside each rank's shard
 // (GradientBuckets.swift). Deterministic mode keeps its chunk tree.
 
-/// nanoGPT's shape in miniature: token and position embeddings, two
-/// pre-LayerNorm blocks (attention, MLP), a final norm and a tied head.
-private func tinyGPT(seed: UInt64 = 4) throws -> Model {
-    let (v, c, t) = (11, 16, 8)
-    let m = Model()
-    try m.add(try Embedding(count: v, dim: c, initStd: 0.02))
-    try m.add(try PositionEmbedding(positions: t, dim: c, initStd: 0.02))
-    for _ in 0..<2 {
-        try m.beginResidual()
-        try m.add(try LayerNorm(features: c))
-        try m.add(try CausalSelfAttention(features: c, heads: 2))
-        try m.endResidual()
-        try m.beginResidual()
-        try m.add(try LayerNorm(features: c))
-        try m.add(try Linear(inFeatures: c, outFeatures: 4 * c))
-        try m.add(Activation(.gelu))
-        try m.add(try Linear(inFeatures: 4 * c, outFeatures: c))
-        try m.endResidual()
-    }
-    try m.add(try LayerNorm(features: c))
-    try m.add(try TiedClassifier(count: v, dim: c))
-    try m.initialize(seed: seed)
-    return m
-}
+private func tinyGPT() throws -> Model { try miniGPT(vocabulary: 11, width: 16, context: 8, blocks: 2, heads: 2, seed: 4) }
 
 /// Batch `step` of n windows of 8 token ids and their next tokens.
 private func tokens(_ n: Int, step: Int) throws -> (Tensor, Tensor) {

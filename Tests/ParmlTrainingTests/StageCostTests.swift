@@ -61,25 +61,6 @@ struct StageCostTests {
     }
 
     static func gpt(vocabulary v: Int) throws -> Model {
-        let (c, t) = (32, 16)
-        let m = Model()
-        try m.add(try Embedding(count: v, dim: c, initStd: 0.02))
-        try m.add(try PositionEmbedding(positions: t, dim: c, initStd: 0.02))
-        for _ in 0..<4 {
-            try m.beginResidual()
-            try m.add(try LayerNorm(features: c))
-            try m.add(try CausalSelfAttention(features: c, heads: 4))
-            try m.endResidual()
-            try m.beginResidual()
-            try m.add(try LayerNorm(features: c))
-            try m.add(try Linear(inFeatures: c, outFeatures: 4 * c))
-            try m.add(Activation(.gelu))
-            try m.add(try Linear(inFeatures: 4 * c, outFeatures: c))
-            try m.endResidual()
-        }
-        try m.add(try LayerNorm(features: c))
-        try m.add(try TiedClassifier(count: v, dim: c))
-        try m.initialize(seed: 3)
-        return m
+        try miniGPT(vocabulary: v, width: 32, context: 16, blocks: 4, heads: 4, seed: 3)
     }
 }
