@@ -10,6 +10,7 @@ import ParmlTensor
 //   BatchStatisticsExecution.swift  a run holding batch_norm: phases around its statistics
 //   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO;
 //                             local SGD's parameter average
+//   GradientBuckets.swift     fast mode, ZeRO ≥ 2: buckets reduce-scattered during backward
 //   CompressedReduction.swift, PowerSGD.swift  the compressed data-parallel sums
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
 //   TiedGradients.swift       tied parameters (a tied classifier): their two gradients summed
