@@ -287,8 +287,8 @@ PARML_API parml_status parml_model_end_residual(parml_model model);
 
 /// Marks a pipeline stage boundary: the next top-level layer starts a new
 /// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
-/// be the number of boundaries + 1) instead of balancing stages by
-/// parameter count; pp = 1 ignores them.
+/// be the number of boundaries + 1) instead of balancing stages by the
+/// cost the layers state (docs/model-parallel.md); pp = 1 ignores them.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (no layer
 /// yet, inside a residual block, twice in a row, after init). Since: 0.2.
 PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
@@ -836,9 +836,11 @@ PARML_API parml_status parml_trainer_set_learning_rate(parml_trainer trainer, fl
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
-/// threads backend), gradients (its stage's slice), optimizer state (1/dp
-/// of that under ZeRO >= 1), scratch and activations (high-water, since
-/// 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
+/// threads backend), gradients (its stage's slice; under ZeRO >= 2 in the
+/// default mode with one micro-batch, its shard plus the largest gradient
+/// bucket, the rest of the slice's pages being handed back as backward
+/// reduces each bucket), optimizer state (1/dp of that under ZeRO >= 1),
+/// scratch and activations (high-water, since 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
 /// size gets the 0.1 fields). Under MPI a process answers for its own rank
 /// only.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,

@@ -10,6 +10,7 @@ import ParmlTensor
 //   BatchStatisticsExecution.swift  a run holding batch_norm: phases around its statistics
 //   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO;
 //                             local SGD's parameter average
+//   GradientBuckets.swift     fast mode, ZeRO ≥ 2: buckets reduce-scattered during backward
 //   CompressedReduction.swift, PowerSGD.swift  the compressed data-parallel sums
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
 //   TiedGradients.swift       tied parameters (a tied classifier): their two gradients summed
@@ -77,6 +78,9 @@ struct RankLayout {
     var localSteps = 1
     var outerLearningRate: Float = 1
     var outerMomentum: Float = 0
+    /// ZeRO ≥ 2 in fast mode with dp > 1: floats per gradient bucket, which
+    /// is reduce-scattered during backward (GradientBuckets.swift); nil otherwise.
+    var gradientBucketFloats: Int? = nil
     /// Local SGD with an outer optimizer other than plain averaging.
     var hasOuterOptimizer: Bool { averagesParameters && (outerLearningRate != 1 || outerMomentum != 0) }
     /// Local SGD: replicas step on their own rows between averages.
@@ -186,6 +190,10 @@ final class RankContext {
             }
         }
         for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
+        if let floats = layout.gradientBucketFloats, comms != nil {
+            // Runs holding batch_norm run backward in phases: their gradients reduce after the schedule.
+            for vs in virtualStages { vs.buckets = GradientBuckets(run: vs, model: model, layout: layout, bucketFloats: floats) }
+        }
         statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }
         // With one stage the order of forwards and backwards does not matter;
@@ -288,6 +296,7 @@ final class RankContext {
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
             vs.backwardPieces = 0
+            vs.buckets?.next = 0
         }
 
         // 1. Forward and backward of this rank's micro-batches, in the
@@ -308,7 +317,11 @@ final class RankContext {
                 try combineChunkGradients(plan: step.plan, of: vs)
             } else {
                 if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
-                if !layout.averagesParameters { try reduceGradients(of: vs, bucketFloats: settings.bucketFloats) }
+                if vs.buckets != nil {
+                    try flushBuckets(of: vs)  // buckets backward did not reduce (all of them on a rank without rows)
+                } else if !layout.averagesParameters {
+                    try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+                }
             }
         }
         try sumTiedGradients(grads.data)

@@ -139,7 +139,8 @@ public final class Trainer {
         self.strategy = strategy
         let mesh = Mesh(dp: strategy.dp, pp: strategy.pp, tp: strategy.tp)
         // Boundaries the host marked decide the cut of a pipeline; otherwise
-        // stages are balanced by parameter count. Interleaved 1F1B cuts
+        // stages are balanced by the cost the layers state (LayerCost.swift).
+        // Interleaved 1F1B cuts
         // pp × v runs (virtual stages), run c on stage c mod pp.
         let v = strategy.pipelineSchedule == .interleaved ? strategy.virtualStages : 1
         let batchStatistics = try Trainer.checkBatchStatistics(model, pp: mesh.pp, virtualStages: v)
@@ -158,7 +159,7 @@ public final class Trainer {
         let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
             ? try StagePartition.marked(
                 starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp, virtualStages: v)
-            : try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp, virtualStages: v)
+            : try StagePartition.balanced(costs: LayerCost.stageCosts(model).costs, stages: mesh.pp, virtualStages: v)
         // tp > 1: each tp rank runs a rewritten model holding its slices
         // (same layout on every tp rank, since tp divides the split widths).
         if strategy.splitClassifier && mesh.tp > 1 && loss != .crossEntropy {
@@ -188,7 +189,8 @@ public final class Trainer {
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
-                localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum)
+                localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum,
+                gradientBucketFloats: strategy.bucketsGradients(dp: mesh.dp) ? max(1, strategy.bucketBytes / MemoryLayout<Float>.stride) : nil)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {

@@ -25,7 +25,8 @@
 #      (each process passes its replica's rows) train to the same bits, and
 #      wrong rows fail on every process (also with class weights, whose
 #      mean sums the replicas' class counts); and a GPT with a tied classifier
-#      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads;
+#      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp, interleaved pp and default-mode
+#      ZeRO-2/3 (gradient buckets) equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
 #      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
@@ -226,6 +227,8 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     fwd="-x TRAIN_HOST_OPT -x TRAIN_HOST_FAST"
     train "default mode, SGD momentum, dp 2 ZeRO-1" "$fwd" 2 1 1 1 1f1b 1
     train "default mode, SGD momentum, dp 2 x pp 2 ZeRO-2" "$fwd" 2 2 1 2 1f1b 2
+    train "default mode, SGD momentum, dp 2 ZeRO-2 (gradient buckets during backward)" "$fwd" 2 1 1 1 1f1b 2
+    train "default mode, SGD momentum, dp 2 ZeRO-3" "$fwd" 2 1 1 1 1f1b 3
     train "default mode, SGD momentum, pp 2 x tp 2" "$fwd" 1 2 2 2 gpipe 0
     unset TRAIN_HOST_OPT TRAIN_HOST_FAST
     # A real trainer that fails under MPI (PARML_TEST_FAULT injects the
@@ -345,7 +348,7 @@ py_mpi() {  # np timeout label script [args...]
 for np in 2 4; do
     py_mpi "$np" 180 "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit" py_train.py
 done
-for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2"; do
+for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2" "dp2zero2fast 2" "dp3zero3fast 3"; do
     set -- $case
     py_mpi "$2" 300 "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_gpt.py "$1"
 done
