@@ -392,3 +392,21 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         return dx
     }
 }
+
+extension CausalSelfAttention: WorkDescribingLayer {
+    /// The qkv projection, per head Q·Kᵀ and P·V, the output projection;
+    /// the softmax (and dropout) over the (T × T) scores is element-wise.
+    public func forwardWork(input: Shape) throws -> LayerWork {
+        let t = input.rank >= 2 ? input[input.rank - 2] : 1
+        let rows = input.count / max(features, 1), batch = rows / max(t, 1)
+        let scores = Double(batch * heads) * Double(t * t)
+        return LayerWork(
+            products: [
+                MatrixProduct(m: rows, n: 3 * inner, k: features),
+                MatrixProduct(m: t, n: t, k: headSize, count: batch * heads),
+                MatrixProduct(m: t, n: headSize, k: t, count: batch * heads),
+                MatrixProduct(m: rows, n: features, k: inner),
+            ],
+            elementwiseFloats: scores * (dropout > 0 ? 4 : 2) + Double(rows * 3 * inner))
+    }
+}

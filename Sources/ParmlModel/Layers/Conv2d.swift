@@ -251,3 +251,14 @@ public final class Conv2d: KindedLayer, ChannelMatrixLayer {
         return dx
     }
 }
+
+extension Conv2d: WorkDescribingLayer {
+    /// im2col form: per sample and group, (out/g × in/g·taps)·(in/g·taps × positions).
+    public func forwardWork(input: Shape) throws -> LayerWork {
+        let out = try outputShape(for: input)
+        let positions = out[2] * out[3], n = input[0]
+        let product = MatrixProduct(
+            m: outChannels / groups, n: positions, k: inChannels / groups * tapsPerChannel, count: n * groups)
+        return LayerWork(products: [product], elementwiseFloats: Double(input.count) * Double(tapsPerChannel) + Double(out.count))
+    }
+}

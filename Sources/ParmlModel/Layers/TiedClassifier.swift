@@ -76,3 +76,11 @@ extension TiedClassifier: VocabularyParallelLayer {
     /// embedding's slice of the same rows (a column-parallel classifier).
     public func vocabularySlice(rank: Int, ranks: Int) throws -> Layer { try TiedClassifier(count: count / ranks, dim: dim) }
 }
+
+extension TiedClassifier: WorkDescribingLayer {
+    /// The tied table's product: (R × dim)·(dim × count).
+    public func forwardWork(input: Shape) throws -> LayerWork {
+        let rows = input.count / max(dim, 1)
+        return LayerWork(products: [MatrixProduct(m: rows, n: count, k: dim)], elementwiseFloats: Double(rows * count))
+    }
+}
