@@ -71,8 +71,10 @@ func defaultOptimizerParams() -> parml_optimizer_params {
     return p
 }
 
-func defaultStrategyParams() -> parml_strategy_params {
-    let s = StrategyConfig()
+func defaultStrategyParams() -> parml_strategy_params { strategyParams(StrategyConfig()) }
+
+/// A strategy as the C struct (the advisor's layouts, and the defaults).
+func strategyParams(_ s: StrategyConfig) -> parml_strategy_params {
     var p = parml_strategy_params()
     p.struct_size = MemoryLayout<parml_strategy_params>.size
     p.dp = Int32(s.dp)
