@@ -19,6 +19,7 @@ private func fixedCalibration() -> MachineCalibration {
     c.elementwiseBytesPerSecond = 1e10
     c.allReduce = [.init(ranks: 2, latency: 1e-5, bytesPerSecond: 5e9), .init(ranks: 4, latency: 2e-5, bytesPerSecond: 3e9)]
     c.handover = [.init(ranks: 2, latency: 1e-5, bytesPerSecond: .infinity), .init(ranks: 4, latency: 2e-5, bytesPerSecond: .infinity)]
+    c.send = [.init(ranks: 2, latency: 5e-6, bytesPerSecond: 5e9)]
     return c
 }
 
@@ -237,7 +238,7 @@ private func layouts() -> [StrategyConfig] {
         let path = dir + "/" + CalibrationCache.fileName
         let (first, origin1) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin1 == .measured)
-        #expect(first.products.count >= 12 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2)
+        #expect(first.products.count >= 12 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
         #expect(first.seconds > 0 && first.seconds < 30)
         let (again, origin2) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin2 == .cached)

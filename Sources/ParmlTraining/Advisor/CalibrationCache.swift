@@ -62,6 +62,7 @@ public enum CalibrationCache {
         for p in c.products { lines.append("product \(p.m) \(p.n) \(p.k) \(p.threads) \(p.flopsPerSecond)") }
         for a in c.allReduce { lines.append("allreduce \(a.ranks) \(a.latency) \(a.bytesPerSecond)") }
         for h in c.handover { lines.append("handover \(h.ranks) \(h.latency)") }
+        for x in c.send { lines.append("send \(x.ranks) \(x.latency) \(x.bytesPerSecond)") }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -73,6 +74,7 @@ public enum CalibrationCache {
         var products: [MachineCalibration.ProductRate] = []
         var allReduce: [MachineCalibration.CollectiveRate] = []
         var handover: [MachineCalibration.CollectiveRate] = []
+        var send: [MachineCalibration.CollectiveRate] = []
         func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
@@ -86,6 +88,10 @@ public enum CalibrationCache {
                 guard words.count == 4, let n = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]), n > 1, b > 0
                 else { return nil }
                 allReduce.append(.init(ranks: n, latency: l, bytesPerSecond: b))
+            case "send":
+                guard words.count == 4, let n = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]), n > 1, b > 0
+                else { return nil }
+                send.append(.init(ranks: n, latency: l, bytesPerSecond: b))
             case "handover":
                 guard words.count == 3, let n = Int(words[1]), let l = positive(words[2]), n > 1 else { return nil }
                 handover.append(.init(ranks: n, latency: l, bytesPerSecond: .infinity))
@@ -96,12 +102,13 @@ public enum CalibrationCache {
         }
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
-            products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty
+            products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty
         else { return nil }
         var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)
         c.products = products
         c.allReduce = allReduce
         c.handover = handover
+        c.send = send
         c.elementwiseBytesPerSecond = ew
         c.seconds = fields["seconds"].flatMap { Double($0) } ?? 0
         return c

@@ -94,10 +94,13 @@ struct CostModel {
         return lat + bytes / r.bytesPerSecond * traffic
     }
 
-    /// Seconds of a send of `bytes` to a neighbour `stride` ranks away:
-    /// half of a 2-rank all-reduce (one direction of the exchange).
+    /// Seconds of a send of `bytes` to a neighbour `stride` ranks away (and its receive).
     func send(bytes: Double, stride: Int, world: Int) -> Double {
-        allReduce(bytes: bytes, ranks: 2, stride: stride, world: world) / 2
+        if let machine, 2 * stride > machine.ranksPerNode {
+            return machine.interNodeLatency + bytes / machine.interNodeBandwidth
+        }
+        guard let r = MachineCalibration.nearest(calibration.send, ranks: 2) else { return 0 }
+        return r.latency + bytes / r.bytesPerSecond
     }
 
     func handover(world: Int) -> Double {
@@ -146,7 +149,7 @@ struct CostModel {
                 }
             }
             let perCall = { (n: Int, bytes: Double) in
-                n == 0 ? 0 : Double(n) * self.allReduce(bytes: bytes / Double(n), ranks: mesh.tp, stride: 1, world: world) * contention
+                n == 0 ? 0 : Double(n) * self.allReduce(bytes: bytes / Double(n), ranks: mesh.tp, stride: 1, world: world)
             }
             tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
             if compute + tp > stageCompute + stageTP {
@@ -188,7 +191,7 @@ struct CostModel {
             }
             let bytes = Double(rows * width) * f
             let sends = 2 * (m + mesh.pp - 1) * c.maxPieces
-            let t = Double(sends) * send(bytes: bytes, stride: mesh.tp, world: world) * contention
+            let t = Double(sends) * send(bytes: bytes, stride: mesh.tp, world: world)
             comm += t
             p.communications.append(
                 CommunicationTerm(what: "activations and their gradients (send/recv)", group: "pp(\(mesh.pp))", count: sends, bytes: bytes, seconds: t))

@@ -29,6 +29,8 @@ public struct MachineCalibration: Sendable, Equatable {
     public var elementwiseBytesPerSecond: Double = 0
     /// All-reduce on the threads backend, per group size measured.
     public var allReduce: [CollectiveRate] = []
+    /// A threads-backend send and its receive between two ranks (one way: half a ping-pong).
+    public var send: [CollectiveRate] = []
     /// Waking the rank threads for a step and waiting for them (RankPool), per rank count.
     public var handover: [CollectiveRate] = []
     /// Seconds the measurement took.
@@ -94,7 +96,8 @@ public struct MachineCalibration: Sendable, Equatable {
     /// Measures this machine (about 2–5 s on 2 cores): sgemm on 12 shapes on
     /// one thread and the largest on every core, y = a + b over 32 MiB
     /// arrays, threads-backend all-reduce on 2 and 4 ranks at 4 KiB and
-    /// 4 MiB, and the thread hand-over of an empty step. Each figure is the
+    /// 4 MiB, a send between two ranks at the same sizes, and the thread
+    /// hand-over of an empty step. Each figure is the
     /// best of a few runs (the machine may be shared).
     public static func measure(libraryVersion: String) throws -> MachineCalibration {
         try BLAS.ensureLoaded()
@@ -118,6 +121,7 @@ public struct MachineCalibration: Sendable, Equatable {
             c.allReduce.append(try allReduceRate(ranks: ranks))
             c.handover.append(try handoverCost(ranks: ranks))
         }
+        c.send.append(try sendRate())
         c.seconds = Clock.now() - start
         return c
     }
@@ -164,7 +168,7 @@ public struct MachineCalibration: Sendable, Equatable {
         for b in buffers { b.fill(1) }
         func time(_ count: Int, reps: Int) throws -> Double {
             var best = Double.infinity
-            for _ in 0..<3 {
+            for _ in 0..<5 {
                 let t = Clock.now()
                 try pool.run(world: world) { r in
                     let comm = world.communicator(rank: r)
@@ -177,6 +181,38 @@ public struct MachineCalibration: Sendable, Equatable {
         let ts = try time(small, reps: 50), tl = try time(large, reps: 4)
         let slope = max((tl - ts) / Double((large - small) * 4), 1e-12)
         return CollectiveRate(ranks: ranks, latency: max(ts - Double(small * 4) * slope, 0), bytesPerSecond: 1 / slope)
+    }
+
+    /// Ping-pong between two rank threads at 4 KiB and 4 MiB: one way is half a round trip.
+    private static func sendRate() throws -> CollectiveRate {
+        let small = 1 << 10, large = 1 << 20
+        let world = try ThreadsWorld(size: 2, timeout: 30, name: "calibration")
+        let pool = try RankPool(size: 2)
+        let buffers = try (0..<2).map { _ in try Tensor(shape: Shape(large)) }
+        for b in buffers { b.fill(1) }
+        func time(_ count: Int, reps: Int) throws -> Double {
+            var best = Double.infinity
+            for _ in 0..<5 {
+                let t = Clock.now()
+                try pool.run(world: world) { r in
+                    let comm = world.communicator(rank: r)
+                    for _ in 0..<reps {
+                        if r == 0 {
+                            try comm.send(buffers[0].data, count: count, to: 1)
+                            try comm.receive(buffers[0].data, count: count, from: 1)
+                        } else {
+                            try comm.receive(buffers[1].data, count: count, from: 0)
+                            try comm.send(buffers[1].data, count: count, to: 0)
+                        }
+                    }
+                }
+                best = min(best, (Clock.now() - t) / Double(2 * reps))
+            }
+            return best
+        }
+        let ts = try time(small, reps: 50), tl = try time(large, reps: 4)
+        let slope = max((tl - ts) / Double((large - small) * 4), 1e-12)
+        return CollectiveRate(ranks: 2, latency: max(ts - Double(small * 4) * slope, 0), bytesPerSecond: 1 / slope)
     }
 
     /// An empty step's cost on `ranks` rank threads (wake, run nothing, join).
