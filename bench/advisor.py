@@ -146,7 +146,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", type=int, default=None, help="run scenario i only")
+    ap.add_argument("--only", type=int, nargs="*", default=None, help="run these scenarios only")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "advisor"))
     a = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -163,7 +163,7 @@ def main():
     results = []
     scenarios = scenario_list()
     for i, s in enumerate(scenarios):
-        if a.only is not None and i != a.only:
+        if a.only is not None and i not in a.only:
             continue
         model = s["make"]()
         x, y = s["data"](s["batch"])
@@ -205,6 +205,10 @@ def main():
                             max_memory_error=mem_err, advice_seconds=latency, rows=rows,
                             excluded_examples=[f"dp{e.dp} pp{e.pp} tp{e.tp} m{e.micro_batches} zero{e.zero_stage}: {e.why}"
                                                for e in advice.excluded[:3]]))
+        partial = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call,
+                       cached_advice_seconds=cached_call, steps=a.steps, rounds=a.rounds, scenarios=results)
+        with open(a.out + ".json", "w") as f:  # after every scenario: a stopped run keeps what it measured
+            json.dump(partial, f, indent=1)
         print(f"[{i}] {s['name']}: first {rows[0]['layout']} +{100*(first/fastest-1):.1f} % over fastest, "
               f"spearman {rho:.2f}, memory error <= {100*mem_err:.1f} %, advice {latency*1e3:.0f} ms", flush=True)
     summary = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call, cached_advice_seconds=cached_call,

@@ -22,6 +22,13 @@ final class AdviceObject {
     deinit {
         for p in reasons + whys { free(p) }
     }
+
+    func ranked(_ index: Int) throws -> LayoutPrediction {
+        guard index >= 0, index < advice.ranked.count else {
+            throw ParmlError.invalidArgument("index \(index) is outside the \(advice.ranked.count) ranked layouts")
+        }
+        return advice.ranked[index]
+    }
 }
 
 func adviceObject(_ a: parml_advice?) throws -> AdviceObject {
@@ -60,10 +67,7 @@ func adviceRequest(
     let sample = try shape(p.sample_dims, Int(clamping: p.sample_rank), name: "params->sample_dims")
     guard p.batch >= 1, p.batch <= 1 << 24 else { throw ParmlError.invalidArgument("advise: batch must be in 1...2^24, got \(p.batch)") }
     var r = AdviceRequest(sampleShape: sample, batch: Int(p.batch))
-    guard let lossKind = LossKind(rawValue: loss) else {
-        throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY, _MSE or _BCE_WITH_LOGITS)")
-    }
-    r.loss = lossKind
+    r.loss = try lossKind(loss)
     let o = try optimizer.map {
         try readSized(
             $0, defaults: defaultOptimizerParams(), name: "optimizer", minimum: MemoryLayout<parml_optimizer_params>.offset(of: \.skip_nonfinite)!)
@@ -166,10 +170,7 @@ public func parmlAdviceLayout(
     guarded("parml_advice_layout") {
         let o = try adviceObject(advice)
         let out = try nonNull(out, "out")
-        guard index >= 0, index < o.advice.ranked.count else {
-            throw ParmlError.invalidArgument("index \(index) is outside the \(o.advice.ranked.count) ranked layouts")
-        }
-        let p = o.advice.ranked[index], s = p.strategy
+        let p = try o.ranked(index), s = p.strategy
         var r = parml_layout_prediction()
         r.struct_size = MemoryLayout<parml_layout_prediction>.size
         (r.dp, r.pp, r.tp) = (Int32(s.dp), Int32(s.pp), Int32(s.tp))
@@ -193,13 +194,9 @@ public func parmlAdviceLayout(
 @c(parml_advice_strategy)
 public func parmlAdviceStrategy(_ advice: parml_advice?, _ index: Int, _ out: UnsafeMutablePointer<parml_strategy_params>?) -> parml_status {
     guarded("parml_advice_strategy") {
-        let o = try adviceObject(advice)
         let out = try nonNull(out, "out")
-        guard index >= 0, index < o.advice.ranked.count else {
-            throw ParmlError.invalidArgument("index \(index) is outside the \(o.advice.ranked.count) ranked layouts")
-        }
         try writeSized(
-            strategyParams(o.advice.ranked[index].strategy), to: out, name: "out",
+            strategyParams(try adviceObject(advice).ranked(index).strategy), to: out, name: "out",
             minimum: MemoryLayout<parml_strategy_params>.offset(of: \.split_classifier)!)
     }
 }

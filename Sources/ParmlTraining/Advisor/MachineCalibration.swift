@@ -161,6 +161,31 @@ public struct MachineCalibration: Sendable, Equatable {
 
     /// Two sizes of all-reduce on `ranks` threads: the line through them.
     private static func allReduceRate(ranks: Int) throws -> CollectiveRate {
+        try lineThroughTwoSizes(ranks: ranks, operations: 1) { comm, r, buffer, count in
+            try comm.allReduce(buffer, count: count, op: .sum)
+        }
+    }
+
+    /// Ping-pong between two rank threads: one way is half a round trip.
+    private static func sendRate() throws -> CollectiveRate {
+        try lineThroughTwoSizes(ranks: 2, operations: 2) { comm, r, buffer, count in
+            if r == 0 {
+                try comm.send(buffer, count: count, to: 1)
+                try comm.receive(buffer, count: count, from: 1)
+            } else {
+                try comm.receive(buffer, count: count, from: 0)
+                try comm.send(buffer, count: count, to: 0)
+            }
+        }
+    }
+
+    /// Times `exchange` (which makes `operations` transfers) on `ranks`
+    /// threads at 4 KiB (50 times) and 4 MiB (4 times), best of 5 runs each,
+    /// and returns latency and bandwidth of the line through the two sizes.
+    private static func lineThroughTwoSizes(
+        ranks: Int, operations: Int,
+        _ exchange: @escaping (Communicator, Int, UnsafeMutablePointer<Float>, Int) throws -> Void
+    ) throws -> CollectiveRate {
         let small = 1 << 10, large = 1 << 20
         let world = try ThreadsWorld(size: ranks, timeout: 30, name: "calibration")
         let pool = try RankPool(size: ranks)
@@ -172,47 +197,15 @@ public struct MachineCalibration: Sendable, Equatable {
                 let t = Clock.now()
                 try pool.run(world: world) { r in
                     let comm = world.communicator(rank: r)
-                    for _ in 0..<reps { try comm.allReduce(buffers[r].data, count: count, op: .sum) }
+                    for _ in 0..<reps { try exchange(comm, r, buffers[r].data, count) }
                 }
-                best = min(best, (Clock.now() - t) / Double(reps))
+                best = min(best, (Clock.now() - t) / Double(reps * operations))
             }
             return best
         }
         let ts = try time(small, reps: 50), tl = try time(large, reps: 4)
         let slope = max((tl - ts) / Double((large - small) * 4), 1e-12)
         return CollectiveRate(ranks: ranks, latency: max(ts - Double(small * 4) * slope, 0), bytesPerSecond: 1 / slope)
-    }
-
-    /// Ping-pong between two rank threads at 4 KiB and 4 MiB: one way is half a round trip.
-    private static func sendRate() throws -> CollectiveRate {
-        let small = 1 << 10, large = 1 << 20
-        let world = try ThreadsWorld(size: 2, timeout: 30, name: "calibration")
-        let pool = try RankPool(size: 2)
-        let buffers = try (0..<2).map { _ in try Tensor(shape: Shape(large)) }
-        for b in buffers { b.fill(1) }
-        func time(_ count: Int, reps: Int) throws -> Double {
-            var best = Double.infinity
-            for _ in 0..<5 {
-                let t = Clock.now()
-                try pool.run(world: world) { r in
-                    let comm = world.communicator(rank: r)
-                    for _ in 0..<reps {
-                        if r == 0 {
-                            try comm.send(buffers[0].data, count: count, to: 1)
-                            try comm.receive(buffers[0].data, count: count, from: 1)
-                        } else {
-                            try comm.receive(buffers[1].data, count: count, from: 0)
-                            try comm.send(buffers[1].data, count: count, to: 0)
-                        }
-                    }
-                }
-                best = min(best, (Clock.now() - t) / Double(2 * reps))
-            }
-            return best
-        }
-        let ts = try time(small, reps: 50), tl = try time(large, reps: 4)
-        let slope = max((tl - ts) / Double((large - small) * 4), 1e-12)
-        return CollectiveRate(ranks: 2, latency: max(ts - Double(small * 4) * slope, 0), bytesPerSecond: 1 / slope)
     }
 
     /// An empty step's cost on `ranks` rank threads (wake, run nothing, join).

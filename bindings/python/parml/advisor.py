@@ -180,20 +180,14 @@ def advise(
     loss: str | int = "cross_entropy",
     optimizer: Optimizer | None = None,
     *,
-    cores: int = 0,
-    max_ranks: int = 0,
-    memory_budget: int = 0,
-    deterministic: bool = False,
-    backend: str | int = "threads",
-    cache_dir: str | None = None,
-    machines: Machines | None = None,
     show: bool = True,
+    **constraints: Any,
 ) -> Advice:
     """Predicts and ranks every dp x pp x tp layout (micro-batches, ZeRO) for
     ``batch`` samples shaped ``sample_shape`` (no batch dimension), and prints
     the table when ``show``.
 
-    Constraints: ``cores`` (0: this machine's), ``max_ranks`` (0: 4),
+    Constraints (keywords): ``cores`` (0: this machine's), ``max_ranks`` (0: 4),
     ``memory_budget`` bytes per rank (0: none), ``deterministic`` (only
     deterministic-mode layouts), ``backend`` ("threads"; "mpi" only with
     ``machines``). ``machines`` predicts for other machines. ``cache_dir``
@@ -203,10 +197,7 @@ def advise(
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be a parml.Model, got {type(model).__name__}")
-    p, keep = _params(
-        sample_shape, batch, cores=cores, max_ranks=max_ranks, memory_budget=memory_budget,
-        deterministic=deterministic, backend=backend, cache_dir=cache_dir, machines=machines,
-    )
+    p, keep = _params(sample_shape, batch, **constraints)
     opt = optimizer.to_params() if optimizer is not None else None
     handle = _capi.parml_advice()
     with model._use() as m:
