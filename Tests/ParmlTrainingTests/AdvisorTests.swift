@@ -20,6 +20,7 @@ private func fixedCalibration() -> MachineCalibration {
     c.allReduce = [.init(ranks: 2, latency: 1e-5, bytesPerSecond: 5e9), .init(ranks: 4, latency: 2e-5, bytesPerSecond: 3e9)]
     c.handover = [.init(ranks: 2, latency: 1e-5, bytesPerSecond: .infinity), .init(ranks: 4, latency: 2e-5, bytesPerSecond: .infinity)]
     c.send = [.init(ranks: 2, latency: 5e-6, bytesPerSecond: 5e9)]
+    c.concurrency = [(1, 5e10), (2, 1e11), (4, 1e11)]
     return c
 }
 

@@ -63,6 +63,7 @@ public enum CalibrationCache {
         for a in c.allReduce { lines.append("allreduce \(a.ranks) \(a.latency) \(a.bytesPerSecond)") }
         for h in c.handover { lines.append("handover \(h.ranks) \(h.latency)") }
         for x in c.send { lines.append("send \(x.ranks) \(x.latency) \(x.bytesPerSecond)") }
+        for x in c.concurrency { lines.append("concurrency \(x.threads) \(x.flopsPerSecond)") }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -75,6 +76,7 @@ public enum CalibrationCache {
         var allReduce: [MachineCalibration.CollectiveRate] = []
         var handover: [MachineCalibration.CollectiveRate] = []
         var send: [MachineCalibration.CollectiveRate] = []
+        var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
         func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
@@ -92,6 +94,9 @@ public enum CalibrationCache {
                 guard words.count == 4, let n = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]), n > 1, b > 0
                 else { return nil }
                 send.append(.init(ranks: n, latency: l, bytesPerSecond: b))
+            case "concurrency":
+                guard words.count == 3, let n = Int(words[1]), let r = positive(words[2]), n >= 1, r > 0 else { return nil }
+                concurrency.append((n, r))
             case "handover":
                 guard words.count == 3, let n = Int(words[1]), let l = positive(words[2]), n > 1 else { return nil }
                 handover.append(.init(ranks: n, latency: l, bytesPerSecond: .infinity))
@@ -102,13 +107,15 @@ public enum CalibrationCache {
         }
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
-            products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty
+            products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
+            concurrency.contains(where: { $0.threads == 1 })
         else { return nil }
         var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)
         c.products = products
         c.allReduce = allReduce
         c.handover = handover
         c.send = send
+        c.concurrency = concurrency
         c.elementwiseBytesPerSecond = ew
         c.seconds = fields["seconds"].flatMap { Double($0) } ?? 0
         return c

@@ -129,7 +129,12 @@ struct CostModel {
         let local = ranksPerNode(world: world)
         let threads = st.resolvedBLASThreads(cores: coresPerNode, localRanks: local)
         // Ranks × their BLAS threads past the cores share them.
-        let contention = max(1, Double(local * threads) / Double(coresPerNode))
+        // Ranks × their BLAS threads share the cores: on this machine as the
+        // calibration measured it (concurrent sgemms), elsewhere by the ratio.
+        let busy = local * threads
+        let contention = machine == nil
+            ? calibration.slowdown(busyThreads: busy) / calibration.slowdown(busyThreads: threads)
+            : max(1, Double(busy) / Double(coresPerNode))
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
         let rows = c.pieceRows, m = st.microBatches, f = 4.0
         // The slowest stage sets the pace of a pipeline.

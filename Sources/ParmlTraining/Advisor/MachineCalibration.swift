@@ -9,6 +9,10 @@ import ParmlTensor
 /// a few seconds (`MachineCalibration.measure`), kept in a small text file
 /// keyed by CPU model, core count and library version (CalibrationCache).
 public struct MachineCalibration: Sendable, Equatable {
+    public static func == (a: MachineCalibration, b: MachineCalibration) -> Bool {
+        CalibrationCache.format(a) == CalibrationCache.format(b)
+    }
+
     /// sgemm throughput at one shape and thread count.
     public struct ProductRate: Sendable, Equatable {
         public var m: Int, n: Int, k: Int, threads: Int
@@ -33,6 +37,10 @@ public struct MachineCalibration: Sendable, Equatable {
     public var send: [CollectiveRate] = []
     /// Waking the rank threads for a step and waiting for them (RankPool), per rank count.
     public var handover: [CollectiveRate] = []
+    /// sgemm throughput of all of `threads` busy threads together (each its own
+    /// one-thread product): how the cores are shared when ranks run at once,
+    /// including any load other processes put on the machine while it was measured.
+    public var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
     /// Seconds the measurement took.
     public var seconds: Double = 0
 
@@ -116,6 +124,8 @@ public struct MachineCalibration: Sendable, Equatable {
             BLAS.threads = cpu.cores
             c.products.append(ProductRate(m: 256, n: 1024, k: 1024, threads: cpu.cores, flopsPerSecond: try gemmRate(m: 256, n: 1024, k: 1024)))
         }
+        BLAS.threads = 1
+        for k in [1, 2, 4] { c.concurrency.append((k, try concurrentRate(threads: k))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
         for ranks in [2, 4] {
             c.allReduce.append(try allReduceRate(ranks: ranks))
@@ -142,6 +152,41 @@ public struct MachineCalibration: Sendable, Equatable {
             best = min(best, (Clock.now() - t) / Double(reps))
         }
         return flops / max(best, 1e-9)
+    }
+
+    /// `threads` rank threads each running 128×256×256 sgemms on one BLAS
+    /// thread at once, best of 3 runs of ~20 ms: their total rate.
+    private static func concurrentRate(threads k: Int) throws -> Double {
+        let (m, n, kk) = (128, 256, 256)
+        let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try Tensor(shape: Shape(kk, n))
+        let y = try (0..<k).map { _ in try Tensor(shape: Shape(m, n)) }
+        for t in a { t.fill(0.5) }
+        b.fill(0.25)
+        let reps = 20
+        let pool = k > 1 ? try RankPool(size: k) : nil
+        let body: (Int) throws -> Void = { r in
+            for _ in 0..<reps {
+                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: kk, a[r].data, lda: kk, b.data, ldb: n, beta: 0, y[r].data, ldc: n)
+            }
+        }
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t = Clock.now()
+            if let pool { try pool.run(world: nil, body) } else { try body(0) }
+            best = min(best, Clock.now() - t)
+        }
+        return Double(k * reps) * 2 * Double(m * n * kk) / max(best, 1e-9)
+    }
+
+    /// How much slower each of `busy` threads computes than one thread alone
+    /// (≥ 1 when they share cores): from the measured concurrency, the
+    /// nearest measured count; past the largest, shared out further.
+    public func slowdown(busyThreads busy: Int) -> Double {
+        guard let one = concurrency.first(where: { $0.threads == 1 })?.flopsPerSecond, one > 0,
+            let near = concurrency.min(by: { abs($0.threads - busy) < abs($1.threads - busy) })
+        else { return 1 }
+        let perThread = near.flopsPerSecond / Double(max(busy, near.threads))
+        return max(1, one / perThread)
     }
 
     private static func elementwiseRate() throws -> Double {
