@@ -155,14 +155,15 @@ public struct MachineCalibration: Sendable, Equatable {
     }
 
     /// `threads` rank threads each running 128×256×256 sgemms on one BLAS
-    /// thread at once, best of 3 runs of ~20 ms: their total rate.
+    /// thread at once, best of 3 runs of ~100 ms (long against a thread's
+    /// wake-up on a loaded machine): their total rate.
     private static func concurrentRate(threads k: Int) throws -> Double {
         let (m, n, kk) = (128, 256, 256)
         let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try Tensor(shape: Shape(kk, n))
         let y = try (0..<k).map { _ in try Tensor(shape: Shape(m, n)) }
         for t in a { t.fill(0.5) }
         b.fill(0.25)
-        let reps = 20
+        let reps = 100
         let pool = k > 1 ? try RankPool(size: k) : nil
         let body: (Int) throws -> Void = { r in
             for _ in 0..<reps {
