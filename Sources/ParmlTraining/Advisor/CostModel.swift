@@ -108,8 +108,13 @@ struct CostModel {
         return h.latency
     }
 
-    /// Forward and backward of `layers` at `rows`, on `threads` BLAS threads.
-    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads: Int) throws -> Double {
+    /// Forward and backward of `layers` at `rows`, on `threads` BLAS threads:
+    /// on this machine at the measured gain of more threads; on described
+    /// machines (whose thread counts were not measured) at `threads` times
+    /// this machine's one-thread rate.
+    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int) throws -> Double {
+        let threads = machine == nil ? requested : 1
+        let ideal = machine == nil ? 1 : Double(requested)
         var t = 0.0
         for l in layers {
             let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
@@ -121,7 +126,7 @@ struct CostModel {
             }
             t += calibration.elementwiseSeconds(bytes: 3 * 4 * w.elementwiseFloats)
         }
-        return t
+        return t / ideal
     }
 
     func predict(_ c: LayoutCandidate) throws -> LayoutPrediction {
