@@ -93,10 +93,17 @@ func adviceRequest(
     return (r, p.cache_dir.map { String(cString: $0) })
 }
 
-/// Runs the advisor: the calibration from the cache (measured, ≤ a few seconds, when missing or stale), then every layout.
-func runAdvisor(_ model: Model, _ r: AdviceRequest, cacheDirectory: String?) throws -> Advice {
-    let (calibration, origin) = try CalibrationCache.load(directory: cacheDirectory, libraryVersion: PARML_VERSION_STRING)
-    return try StrategyAdvisor.advise(model: model, request: r, calibration: calibration, origin: origin)
+/// Runs the advisor for a C call: the model, the request, then the
+/// calibration from the cache (measured, a few seconds, when missing or
+/// stale) and every layout.
+func runAdvisor(
+    _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,
+    _ params: UnsafePointer<parml_advice_params>?
+) throws -> (Model, AdviceRequest, Advice) {
+    let m = try modelObject(model)
+    let (r, dir) = try adviceRequest(params, loss: loss, optimizer: optimizer)
+    let (calibration, origin) = try CalibrationCache.load(directory: dir, libraryVersion: PARML_VERSION_STRING)
+    return (m, r, try StrategyAdvisor.advise(model: m, request: r, calibration: calibration, origin: origin))
 }
 
 /// Fills *params with the advisor's defaults (no shape, batch 0: both must
@@ -130,10 +137,9 @@ public func parmlStrategyAdvise(
     _ params: UnsafePointer<parml_advice_params>?, _ out: UnsafeMutablePointer<parml_advice?>?
 ) -> parml_status {
     guarded("parml_strategy_advise") {
-        let m = try modelObject(model)
         let out = try nonNull(out, "out")
-        let (r, dir) = try adviceRequest(params, loss: loss, optimizer: optimizer)
-        out.pointee = HandleRegistry.shared.register(AdviceObject(try runAdvisor(m, r, cacheDirectory: dir)), as: .advice)
+        let (_, _, advice) = try runAdvisor(model, loss, optimizer, params)
+        out.pointee = HandleRegistry.shared.register(AdviceObject(advice), as: .advice)
     }
 }
 
@@ -253,13 +259,12 @@ public func parmlTrainerCreateAuto(
     _ params: UnsafePointer<parml_advice_params>?, _ out: UnsafeMutablePointer<parml_trainer?>?
 ) -> parml_status {
     guarded("parml_trainer_create_auto") {
-        let m = try modelObject(model)
         let out = try nonNull(out, "out")
-        let (r, dir) = try adviceRequest(params, loss: loss, optimizer: optimizer)
+        let (m, r, advice) = try runAdvisor(model, loss, optimizer, params)
         guard r.machine == nil else {
             throw ParmlError.invalidArgument("strategy auto builds a trainer on this machine: leave params->nodes at 0")
         }
-        let strategy = try StrategyAdvisor.choose(try runAdvisor(m, r, cacheDirectory: dir))
+        let strategy = try StrategyAdvisor.choose(advice)
         let t = try Trainer(model: m, loss: r.loss, optimizer: r.optimizer, strategy: strategy)
         out.pointee = HandleRegistry.shared.register(t, as: .trainer)
     }

@@ -19,14 +19,8 @@ from . import _capi
 from .errors import check, take_text
 from .model import Model
 from .optim import Optimizer
-from .strategy import Strategy
-
-_LOSSES = {
-    "cross_entropy": _capi.PARML_LOSS_CROSS_ENTROPY,
-    "mse": _capi.PARML_LOSS_MSE,
-    "bce_with_logits": _capi.PARML_LOSS_BCE_WITH_LOGITS,
-}
-_BACKENDS = {"threads": _capi.PARML_BACKEND_THREADS, "mpi": _capi.PARML_BACKEND_MPI}
+from .strategy import _BACKENDS, Strategy, _enum
+from .trainer import _LOSSES
 
 
 @dataclass(frozen=True)
@@ -145,12 +139,7 @@ def _params(
     p.max_ranks = int(max_ranks)
     p.memory_budget = int(memory_budget)
     p.deterministic = 1 if deterministic else 0
-    if isinstance(backend, str):
-        if backend.lower() not in _BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; one of {sorted(_BACKENDS)}")
-        p.backend = _BACKENDS[backend.lower()]
-    else:
-        p.backend = int(backend)
+    p.backend = _enum(backend, _BACKENDS, "backend")
     keep = None
     if cache_dir is not None:
         keep = str(cache_dir).encode()
@@ -165,12 +154,7 @@ def _params(
 
 
 def loss_code(loss: str | int) -> int:
-    if isinstance(loss, str):
-        try:
-            return _LOSSES[loss.lower()]
-        except KeyError:
-            raise ValueError(f"unknown loss {loss!r}; one of {sorted(_LOSSES)}") from None
-    return int(loss)
+    return _enum(loss, _LOSSES, "loss")
 
 
 def advise(
