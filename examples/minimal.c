@@ -15,6 +15,8 @@ int main(void) {
     parml_model model = NULL;
     parml_trainer trainer = NULL;
     parml_optimizer_params opt;
+    parml_advice_params auto_layout; /* strategy "auto": the advisor picks dp x pp x tp */
+    int64_t sample[1] = {2};
     float loss = 0;
 
     if (parml_tensor_create(xs, 2, x, &inputs) != PARML_OK ||
@@ -24,13 +26,17 @@ int main(void) {
         parml_model_add_activation(model, PARML_ACTIVATION_TANH) != PARML_OK ||
         parml_model_add_linear(model, 16, 2, 1) != PARML_OK ||
         parml_model_init(model, 42) != PARML_OK ||
-        parml_optimizer_params_init(&opt) != PARML_OK) {
+        parml_optimizer_params_init(&opt) != PARML_OK ||
+        parml_advice_params_init(&auto_layout) != PARML_OK) {
         fprintf(stderr, "setup failed: %s\n", parml_last_error());
         return 1;
     }
     opt.kind = PARML_OPTIMIZER_ADAM;
     opt.learning_rate = 0.05f;
-    if (parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, NULL, &trainer) != PARML_OK) {
+    auto_layout.sample_dims = sample; /* one sample's shape and the batch */
+    auto_layout.sample_rank = 1;
+    auto_layout.batch = 64;
+    if (parml_trainer_create_auto(model, PARML_LOSS_CROSS_ENTROPY, &opt, &auto_layout, &trainer) != PARML_OK) {
         fprintf(stderr, "trainer: %s\n", parml_last_error());
         return 1;
     }

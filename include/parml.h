@@ -1195,6 +1195,82 @@ PARML_API parml_status parml_trainer_set_privacy(parml_trainer trainer, parml_pr
 PARML_API parml_status parml_trainer_privacy_spent(parml_trainer trainer, double delta, double * epsilon_out);
 
 /* ------------------------------------------------------------------------ */
+/* Strategy advisor                                                         */
+/* Which layout to train with (docs/advisor.md): predicted step time and    */
+/* peak memory per rank of every dp x pp x tp layout, from a cost model     */
+/* calibrated on this machine (cached), ranked fastest first, with the      */
+/* excluded layouts and why; strategy auto builds a trainer with the first. */
+/* ------------------------------------------------------------------------ */
+
+/// Fills *params with the advisor's defaults (no shape, batch 0: both must
+/// be set; this machine's cores, 4 ranks at most, no memory budget, threads
+/// backend, default mode, the default cache directory) and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_advice_params_init(parml_advice_params * params);
+
+/// Predicts step time and peak memory per rank of every dp x pp x tp layout
+/// (micro-batches, ZeRO stage) of an initialised model for params->batch
+/// samples shaped params->sample_dims, with `loss` (PARML_LOSS_*) and
+/// `optimizer` (NULL = defaults), and ranks those that fit the constraints
+/// fastest first (docs/advisor.md). The first call on a machine measures it
+/// (a few seconds) and caches the figures in params->cache_dir; later calls
+/// reuse them until the CPU, core count or library version changes (a
+/// corrupt or foreign file is measured again). The model is read, not
+/// changed (a copy runs a probe of 2 and 4 rows). The caller owns *out
+/// (parml_advice_free).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL, small struct_size, no
+/// sample shape, batch < 1, negative budget, cores or ranks, a bad machine
+/// description), PARML_ERR_SHAPE (the model does not take such samples),
+/// PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED (backend
+/// MPI without a machine description: only the threads backend is
+/// calibrated in-process), PARML_ERR_BLAS, PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_strategy_advise(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_advice_params const * params, parml_advice * out);
+
+/// Releases an advice and the texts it lent. NULL is a no-op. Since: 0.3.
+PARML_API void parml_advice_free(parml_advice advice);
+
+/// The number of ranked (feasible) layouts in *ranked_out and of excluded
+/// ones in *excluded_out (either may be NULL).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle). Since: 0.3.
+PARML_API parml_status parml_advice_count(parml_advice advice, ptrdiff_t * ranked_out, ptrdiff_t * excluded_out);
+
+/// Ranked layout `index` (0 = the advisor's choice): its prediction in *out
+/// (set out->struct_size first) and, when reason_out is not NULL, a
+/// one-line reason in *reason_out, borrowed: valid until the advice is freed.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,
+/// index out of range). Since: 0.3.
+PARML_API parml_status parml_advice_layout(parml_advice advice, ptrdiff_t index, parml_layout_prediction * out, char const ** reason_out);
+
+/// Ranked layout `index` as strategy params for parml_trainer_create (set
+/// out->struct_size first, e.g. with parml_strategy_params_init).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL, small struct_size,
+/// index out of range). Since: 0.3.
+PARML_API parml_status parml_advice_strategy(parml_advice advice, ptrdiff_t index, parml_strategy_params * out);
+
+/// Excluded layout `index`: its dp, pp, tp, micro-batches and ZeRO stage in
+/// *strategy_out (may be NULL; set struct_size first) and why it was left
+/// out in *why_out, borrowed: valid until the advice is freed.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL why_out, index out of
+/// range, small struct_size). Since: 0.3.
+PARML_API parml_status parml_advice_excluded(parml_advice advice, ptrdiff_t index, parml_strategy_params * strategy_out, char const ** why_out);
+
+/// The advice as a table for people in *text_out (NUL-terminated): the
+/// calibration used, every ranked layout with its predicted terms, peak
+/// memory and reason, then the excluded ones and why. The caller frees it
+/// with parml_buffer_free. The wording may change; do not parse it.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_advice_text(parml_advice advice, char ** text_out);
+
+/// Strategy "auto": runs parml_strategy_advise with `params` and creates a
+/// trainer (as parml_trainer_create) with the first ranked layout;
+/// parml_trainer_plan then says the advisor chose it and why. The caller
+/// owns *out (parml_trainer_free). Threads backend only.
+/// Errors: those of parml_strategy_advise and parml_trainer_create, and
+/// PARML_ERR_INVALID_ARGUMENT when no layout fits the constraints (the
+/// message gives the first reasons). Since: 0.3.
+PARML_API parml_status parml_trainer_create_auto(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_advice_params const * params, parml_trainer * out);
+
+/* ------------------------------------------------------------------------ */
 /* OpenBLAS                                                                 */
 /* The matrix library, loaded at first use with kernels for this CPU.       */
 /* ------------------------------------------------------------------------ */

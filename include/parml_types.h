@@ -521,4 +521,60 @@ typedef struct parml_privacy_params {
     int32_t sampling;          /* PARML_SAMPLING_*; default PARML_SAMPLING_POISSON */
 } parml_privacy_params;
 
+/* ------------------------------------------------------------------------ */
+/* Strategy advisor (docs/advisor.md; since 0.3)                              */
+/* ------------------------------------------------------------------------ */
+
+/** The advisor's answer: layouts ranked by predicted step time, and those
+ *  left out with why (parml_strategy_advise; free with parml_advice_free). */
+typedef struct parml_advice_s *parml_advice;
+
+/** What parml_strategy_advise and parml_trainer_create_auto are asked.
+ *  sample_dims/sample_rank: one sample's input shape, no batch dimension
+ *  ((784), (1, 28, 28), (T) token ids); the library copies it. Since: 0.3. */
+typedef struct parml_advice_params {
+    size_t struct_size;           /* set by parml_advice_params_init */
+    const int64_t *sample_dims;   /* required: sample_rank dims, each >= 1 */
+    int64_t sample_rank;          /* 1..7 */
+    int64_t batch;                /* global batch per step; required, >= 1 */
+    int32_t cores;                /* cores the ranks may use; 0 (default): this machine's online cores */
+    int32_t max_ranks;            /* ranks (threads) at most; 0 (default): 4 */
+    int64_t memory_budget;        /* peak bytes per rank as parml_trainer_memory counts them; 0 (default): none */
+    int32_t deterministic;        /* 1: only deterministic-mode layouts; default 0 */
+    int32_t backend;              /* PARML_BACKEND_*; default THREADS (MPI only with a machine description) */
+    const char *cache_dir;        /* calibration cache directory; NULL (default): $PARML_CACHE_DIR, else
+                                     $XDG_CACHE_HOME/parml, else ~/.cache/parml */
+    int32_t nodes;                /* 0 (default): this machine. >= 1: predict for nodes x ranks_per_node ranks */
+    int32_t ranks_per_node;       /* with nodes >= 1 */
+    int32_t cores_per_node;       /* with nodes >= 1 */
+    double inter_node_bandwidth;  /* bytes/s of one link between nodes; default 12.5e9 (100 Gb/s) */
+    double inter_node_latency;    /* seconds per message between nodes; default 5e-6 */
+} parml_advice_params;
+
+/** One ranked layout's prediction (parml_advice_layout): seconds per step
+ *  split into terms, and the fullest rank's bytes in parml_trainer_memory's
+ *  accounting. Since: 0.3. */
+typedef struct parml_layout_prediction {
+    size_t struct_size;           /* set to sizeof(parml_layout_prediction) before the call */
+    int32_t dp;
+    int32_t pp;
+    int32_t tp;
+    int32_t micro_batches;
+    int32_t zero_stage;
+    int32_t blas_threads;         /* BLAS threads per rank this layout runs */
+    double step_seconds;          /* the sum of the five terms below */
+    double compute_seconds;       /* matrix and element-wise work of the slowest stage */
+    double communication_seconds; /* dp, tp and pp exchanges on the critical path */
+    double bubble_seconds;        /* pipeline fill and drain */
+    double optimizer_seconds;     /* the update of the rank's parameters */
+    double overhead_seconds;      /* thread hand-over, the step's statistics */
+    int64_t parameter_bytes;      /* the fullest rank's, as parml_trainer_memory reports them */
+    int64_t gradient_bytes;
+    int64_t optimizer_bytes;
+    int64_t scratch_bytes;
+    int64_t activation_bytes;
+    int64_t peak_bytes;           /* their sum on the fullest rank */
+    int32_t peak_stage;           /* that rank's pipeline stage */
+} parml_layout_prediction;
+
 #endif /* PARML_TYPES_H */

@@ -38,6 +38,7 @@ ALLOWED = {
     "PARML_DNNL_LIBRARY": "environment: another oneDNN to dlopen (none: do not load it)",
     "PARML_CRYPTO_LIBRARY": "environment: another libcrypto to dlopen for authenticated files (none: do not load it)",
     "PARML_DNNL_LAYOUT": "environment: plain keeps oneDNN on NCHW/OIHW (a measurement switch)",
+    "PARML_CACHE_DIR": "environment: where the strategy advisor caches its calibration (docs/advisor.md)",
     # files
     "parml_types": "the header file parml_types.h",
     "parml_experimental": "the header file parml_experimental.h",

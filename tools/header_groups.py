@@ -106,6 +106,16 @@ GROUPS = [
         ["parml_privacy_params_init", "parml_trainer_set_privacy", "parml_trainer_privacy_spent"],
     ),
     (
+        "Strategy advisor",
+        "Which layout to train with (docs/advisor.md): predicted step time and\n"
+        "peak memory per rank of every dp x pp x tp layout, from a cost model\n"
+        "calibrated on this machine (cached), ranked fastest first, with the\n"
+        "excluded layouts and why; strategy auto builds a trainer with the first.",
+        ["parml_advice_params_init", "parml_strategy_advise", "parml_advice_free", "parml_advice_count",
+         "parml_advice_layout", "parml_advice_strategy", "parml_advice_excluded", "parml_advice_text",
+         "parml_trainer_create_auto"],
+    ),
+    (
         "OpenBLAS",
         "The matrix library, loaded at first use with kernels for this CPU.",
         ["parml_blas_core", "parml_blas_set_threads", "parml_blas_threads"],

@@ -8,7 +8,7 @@ import Glibc
 
 /// The kinds of handle the C API hands out.
 enum HandleKind: String {
-    case tensor, model, trainer, dataset
+    case tensor, model, trainer, dataset, advice
 }
 
 /// Every live handle, by number, with its object and kind.

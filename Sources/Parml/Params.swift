@@ -71,8 +71,18 @@ func defaultOptimizerParams() -> parml_optimizer_params {
     return p
 }
 
-func defaultStrategyParams() -> parml_strategy_params {
-    let s = StrategyConfig()
+func defaultStrategyParams() -> parml_strategy_params { strategyParams(StrategyConfig()) }
+
+/// PARML_LOSS_* as the engine's loss.
+func lossKind(_ loss: Int32) throws -> LossKind {
+    guard let kind = LossKind(rawValue: loss) else {
+        throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY, _MSE or _BCE_WITH_LOGITS)")
+    }
+    return kind
+}
+
+/// A strategy as the C struct (the advisor's layouts, and the defaults).
+func strategyParams(_ s: StrategyConfig) -> parml_strategy_params {
     var p = parml_strategy_params()
     p.struct_size = MemoryLayout<parml_strategy_params>.size
     p.dp = Int32(s.dp)

@@ -35,9 +35,7 @@ public func parmlTrainerCreate(
 ) -> parml_status {
     guarded("parml_trainer_create") {
         let m = try modelObject(model)
-        guard let lossKind = LossKind(rawValue: loss) else {
-            throw ParmlError.invalidArgument("loss \(loss) is unknown (PARML_LOSS_CROSS_ENTROPY, _MSE or _BCE_WITH_LOGITS)")
-        }
+        let kind = try lossKind(loss)
         let out = try nonNull(out, "out")
         let o = try optimizer.map {
             try readSized(
@@ -51,7 +49,7 @@ public func parmlTrainerCreate(
                 older: [MemoryLayout<parml_strategy_params>.offset(of: \.virtual_stages)!])
         } ?? defaultStrategyParams()
         _ = mpiBackendRegistered
-        let t = try Trainer(model: m, loss: lossKind, optimizer: optimizerConfig(from: o), strategy: strategyConfig(from: s))
+        let t = try Trainer(model: m, loss: kind, optimizer: optimizerConfig(from: o), strategy: strategyConfig(from: s))
         out.pointee = HandleRegistry.shared.register(t, as: .trainer)
     }
 }

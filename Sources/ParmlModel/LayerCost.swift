@@ -1,23 +1,15 @@
 import ParmlTensor
 
-/// A layer that states the arithmetic of its forward and backward pass:
-/// matrix products, whose work grows faster than the data they touch.
-/// A product of m×k by k×n costs 2mkn floating-point operations forward
-/// and 4mkn backward (the input's and the weight's gradients).
-public protocol CostedLayer: Layer {
-    /// Floating-point operations of forward + backward at input `shape`.
-    func trainingFlops(input: Shape) throws -> Double
-}
-
 /// What layers cost to train, in flops, for balancing pipeline stages.
 ///
-/// A layer that states its products (`CostedLayer`) adds them to the
-/// element-wise traffic every layer has: each float of its input and
-/// output is read and written a few times forward and backward, which runs
-/// at memory speed. On this machine an sgemm runs ~130 GFLOP/s on one core
-/// and memory ~9 GB/s, so a float moved costs about as long as 50 flops;
-/// with about three moves per element over forward and backward, an element
-/// of input or output counts `elementFlops`.
+/// Every layer moves its input and output through memory a few times
+/// forward and backward; a layer that declares its work
+/// (`WorkDescribingLayer`, LayerWork.swift) adds its matrix products, each
+/// 2mkn flops forward and 4mkn backward (the input's and the weight's
+/// gradients), and the floats its other element-wise passes touch. On this
+/// machine an sgemm runs ~130 GFLOP/s on one core and memory ~9 GB/s, so a
+/// float moved costs about as long as 50 flops; with about three moves per
+/// element over forward and backward, an element counts `elementFlops`.
 public enum LayerCost {
     public static let elementFlops: Double = 150
 
@@ -26,7 +18,10 @@ public enum LayerCost {
     public static func of(_ layer: Layer, input: Shape) throws -> Double {
         let output = try layer.outputShape(for: input)
         var flops = elementFlops * Double(input.count + output.count)
-        if let c = layer as? CostedLayer { flops += try c.trainingFlops(input: input) }
+        if let w = layer as? WorkDescribingLayer {
+            let work = try w.forwardWork(input: input)
+            flops += 3 * work.productFLOPs + elementFlops * work.elementwiseFloats
+        }
         if let body = layer as? Sequential {
             var s = input
             flops = 0

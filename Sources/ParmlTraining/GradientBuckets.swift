@@ -38,16 +38,22 @@ final class GradientBuckets {
     /// The next bucket to reduce this step.
     var next = 0
 
-    init(run: VirtualStage, model: Model, layout: RankLayout, bucketFloats: Int) {
+    convenience init(run: VirtualStage, model: Model, layout: RankLayout, bucketFloats: Int) {
+        self.init(layers: run.layers, range: run.range, model: model, layout: layout, bucketFloats: bucketFloats)
+    }
+
+    /// The buckets of the run of top-level `layers` whose arena slice is
+    /// `range` (the strategy advisor builds them without a rank).
+    init(layers: Range<Int>, range runRange: Range<Int>, model: Model, layout: RankLayout, bucketFloats: Int) {
         let counts = model.topLevelParameterCounts
         var out: [Bucket] = []
-        var end = run.layers.upperBound, floats = 0
-        for l in run.layers.reversed() {
+        var end = layers.upperBound, floats = 0
+        for l in layers.reversed() {
             floats += counts[l]
-            if floats >= bucketFloats || l == run.layers.lowerBound {
+            if floats >= bucketFloats || l == layers.lowerBound {
                 let range = model.parameterRange(ofTopLevelLayers: l..<end)
                 let shards = (0..<layout.mesh.dp).map { d -> Range<Int> in
-                    let owned = VirtualStage.owned(run.range, layout: layout, data: d)
+                    let owned = VirtualStage.owned(runRange, layout: layout, data: d)
                     let lo = max(owned.lowerBound, range.lowerBound), hi = min(owned.upperBound, range.upperBound)
                     return lo < hi ? (lo - range.lowerBound)..<(hi - range.lowerBound) : 0..<0
                 }

@@ -1,7 +1,39 @@
+/// The accounting behind `Trainer.memory`, from counts: a live rank fills it
+/// from what it allocated (below), the strategy advisor from what a layout
+/// would allocate (Advisor/MemoryPrediction.swift), so both say the same.
+struct MemoryAccount: Sendable, Equatable {
+    /// Floats of the rank's runs of the arena, and its ZeRO shards of them.
+    var sliceFloats = 0
+    var ownedFloats = 0
+    /// ZeRO-3 on threads: the rank reads an arena its data peers share, and
+    /// is charged only its shard.
+    var sharesParameters = false
+    var optimizerFloats = 0
+    /// Gradients resident at most: the slices, or with buckets (ZeRO ≥ 2,
+    /// fast mode) the shards and the largest bucket's part outside them.
+    var gradientFloats = 0
+    /// Deterministic mode's tree-reduction buffers (floats) and leaf accumulators (bytes).
+    var scratchFloats = 0
+    var accumulatorBytes = 0
+    var activationBytes = 0
+
+    typealias Report = (parameters: Int, gradients: Int, optimizer: Int, scratch: Int, activations: Int)
+
+    var report: Report {
+        let f = MemoryLayout<Float>.stride
+        let ownParameters = sharesParameters ? ownedFloats : sliceFloats
+        return (ownParameters * f, gradientFloats * f, optimizerFloats * f, scratchFloats * f + accumulatorBytes, activationBytes)
+    }
+
+    var total: Int {
+        let r = report
+        return r.parameters + r.gradients + r.optimizer + r.scratch + r.activations
+    }
+}
+
 extension RankContext {
     /// Bytes this rank holds for parameters, gradients, optimizer state and scratch.
-    var memory: (parameters: Int, gradients: Int, optimizer: Int, scratch: Int, activations: Int) {
-        let f = MemoryLayout<Float>.stride
+    var memory: MemoryAccount.Report {
         // Ranks of one process share arenas: each is charged the slices it
         // owns (its stage's runs; its shards of those under ZeRO-3).
         // Gradients reduced in buckets (ZeRO ≥ 2, fast mode): the owned shard
@@ -10,18 +42,17 @@ extension RankContext {
         // With micro-batches a bucket waits for the step's last one: every
         // page is written by the first, and the whole slice is resident; so
         // it is in a run holding batch_norm, whose buckets wait for the schedule.
-        var slices = 0, owned = 0, state = 0, accumulators = 0, gradients = 0
+        var a = MemoryAccount(sharesParameters: sharesParameters, activationBytes: activationBytes)
         for vs in virtualStages {
-            slices += vs.range.count
-            owned += vs.owned.count
-            state += foldsMomentum ? 0 : vs.optimizer.stateTensors.reduce(0) { $0 + $1.count }
-            accumulators += vs.accumulator.bytes
+            a.sliceFloats += vs.range.count
+            a.ownedFloats += vs.owned.count
+            a.optimizerFloats += foldsMomentum ? 0 : vs.optimizer.stateTensors.reduce(0) { $0 + $1.count }
+            a.accumulatorBytes += vs.accumulator.bytes
             let bucketed = layout.microBatches == 1 && vs.statisticsLayers.isEmpty ? vs.buckets : nil
-            gradients += bucketed?.residentGradients(owned: vs.owned) ?? vs.range.count
+            a.gradientFloats += bucketed?.residentGradients(owned: vs.owned) ?? vs.range.count
         }
-        let ownParameters = sharesParameters ? owned : slices
-        let scratch = (receivedNodes + shardLevelBuffers).reduce(0) { $0 + $1.capacity } * f + accumulators
-        return (ownParameters * f, gradients * f, state * f, scratch, activationBytes)
+        a.scratchFloats = (receivedNodes + shardLevelBuffers).reduce(0) { $0 + $1.capacity }
+        return a.report
     }
 
     /// Activations alive at once on this rank, at most (micro-batch pieces).

@@ -72,6 +72,8 @@ public struct StrategyConfig: Sendable, Equatable {
     public var outerMomentum: Float = 0
     /// PowerSGD's rank r (matrices travel as rows·r + cols·r floats).
     public var compressionRank = 4
+    /// Why the strategy advisor chose this layout (set by `StrategyAdvisor.choose`; nil: the host chose it).
+    public var choice: String?
 
     public init() {}
 

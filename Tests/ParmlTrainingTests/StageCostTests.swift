@@ -10,16 +10,19 @@ struct StageCostTests {
     let e = LayerCost.elementFlops
 
     @Test func productsCostSixFlopsPerMultiplyAddPlusTheirElements() throws {
+        // Input and output, plus the declared element-wise floats (the bias: 3·20).
         let linear = try Linear(inFeatures: 10, outFeatures: 20)
-        #expect(try LayerCost.of(linear, input: Shape(3, 10)) == 6 * 3 * 10 * 20 + e * (30 + 60))
+        #expect(try LayerCost.of(linear, input: Shape(3, 10)) == 6 * 3 * 10 * 20 + e * (30 + 60) + e * 60)
         // (B, T, C) = (2, 8, 16), 2 heads of 8: projections 6·16·16·(3·16 + 16),
-        // scores and their sum 12·16·8·16, softmax 2 passes over 16·8·2 scores.
+        // scores and their sum 12·16·8·16, softmax 2 passes over 16·8·2
+        // scores, q, k, v split out of the fused projection (16·48).
         let attention = try CausalSelfAttention(features: 16, heads: 2)
         let rows = 16.0
-        let want = 6 * rows * 16 * 48 + 6 * rows * 16 * 16 + 12 * rows * 8 * 16 + e * 2 * rows * 8 * 2 + e * 2 * 256
+        let want =
+            6 * rows * 16 * 48 + 6 * rows * 16 * 16 + 12 * rows * 8 * 16 + e * 2 * rows * 8 * 2 + e * rows * 48 + e * 2 * 256
         #expect(try LayerCost.of(attention, input: Shape(2, 8, 16)) == want)
         let head = try TiedClassifier(count: 50, dim: 16)
-        #expect(try LayerCost.of(head, input: Shape(1, 8, 16)) == 6 * 8 * 16 * 50 + e * (128 + 400))
+        #expect(try LayerCost.of(head, input: Shape(1, 8, 16)) == 6 * 8 * 16 * 50 + e * (128 + 400) + e * 400)
         // A residual block: its body's layers, and its own sum's elements.
         let m = Model()
         try m.beginResidual()
@@ -28,7 +31,7 @@ struct StageCostTests {
         try m.endResidual()
         try m.initialize(seed: 1)
         let block = m.root.layers[0]
-        #expect(try LayerCost.of(block, input: Shape(2, 4)) == e * 16 + (6 * 2 * 16 + e * 16) + e * 16)
+        #expect(try LayerCost.of(block, input: Shape(2, 4)) == e * 16 + (6 * 2 * 16 + e * 16 + e * 8) + e * 16)
     }
 
     @Test func theSampleIsWhatTheModelImplies() throws {
@@ -38,7 +41,7 @@ struct StageCostTests {
         try mlp.add(try Linear(inFeatures: 7, outFeatures: 3))
         try mlp.initialize(seed: 1)
         #expect(LayerCost.sampleInput(mlp) == Shape(1, 7))
-        #expect(LayerCost.stageCosts(mlp).costs == [Int(6 * 7 * 3 + e * 10)])
+        #expect(LayerCost.stageCosts(mlp).costs == [Int(6 * 7 * 3 + e * 10 + e * 3)])
     }
 
     /// With a large vocabulary the embedding and the tied head hold the

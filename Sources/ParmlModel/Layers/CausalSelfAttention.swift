@@ -393,16 +393,20 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     }
 }
 
-extension CausalSelfAttention: CostedLayer {
-    /// The q,k,v and output projections, the T × T scores and their
-    /// weighted sum per head (computed whole, the mask applied after), and
-    /// the softmax's element-wise passes over the scores.
-    public func trainingFlops(input: Shape) throws -> Double {
-        let t = Double(input.rank >= 2 ? input[input.rank - 2] : 1)
-        let rows = Double(input.count / max(features, 1)), c = Double(features), d = Double(inner)
-        let projections = 6 * rows * c * 3 * d + 6 * rows * d * c
-        let scores = 12 * rows * t * d
-        let softmax = LayerCost.elementFlops * 2 * rows * t * Double(inner / max(headSize, 1))
-        return projections + scores + softmax
+extension CausalSelfAttention: WorkDescribingLayer {
+    /// The qkv projection, per head Q·Kᵀ and P·V, the output projection;
+    /// the softmax (and dropout) over the (T × T) scores is element-wise.
+    public func forwardWork(input: Shape) throws -> LayerWork {
+        let t = input.rank >= 2 ? input[input.rank - 2] : 1
+        let rows = input.count / max(features, 1), batch = rows / max(t, 1)
+        let scores = Double(batch * heads) * Double(t * t)
+        return LayerWork(
+            products: [
+                MatrixProduct(m: rows, n: 3 * inner, k: features),
+                MatrixProduct(m: t, n: t, k: headSize, count: batch * heads),
+                MatrixProduct(m: t, n: headSize, k: t, count: batch * heads),
+                MatrixProduct(m: rows, n: features, k: inner),
+            ],
+            elementwiseFloats: scores * (dropout > 0 ? 4 : 2) + Double(rows * 3 * inner))
     }
 }

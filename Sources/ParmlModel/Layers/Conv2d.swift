@@ -252,10 +252,13 @@ public final class Conv2d: KindedLayer, ChannelMatrixLayer {
     }
 }
 
-extension Conv2d: CostedLayer {
-    /// Per output position and group, a product over the window's taps.
-    public func trainingFlops(input: Shape) throws -> Double {
+extension Conv2d: WorkDescribingLayer {
+    /// im2col form: per sample and group, (out/g × in/g·taps)·(in/g·taps × positions).
+    public func forwardWork(input: Shape) throws -> LayerWork {
         let out = try outputShape(for: input)
-        return 6 * Double(out.count) * Double(inChannels / groups) * Double(window.kernelH * window.kernelW)
+        let positions = out[2] * out[3], n = input[0]
+        let product = MatrixProduct(
+            m: outChannels / groups, n: positions, k: inChannels / groups * tapsPerChannel, count: n * groups)
+        return LayerWork(products: [product], elementwiseFloats: Double(input.count) * Double(tapsPerChannel) + Double(out.count))
     }
 }

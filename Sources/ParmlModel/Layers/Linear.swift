@@ -199,9 +199,10 @@ extension Linear: PerExampleNormLayer {
     }
 }
 
-extension Linear: CostedLayer {
-    /// One product of (rows × in) by (in × out).
-    public func trainingFlops(input: Shape) throws -> Double {
-        6 * Double(input.count / max(inFeatures, 1)) * Double(inFeatures) * Double(outFeatures)
+extension Linear: WorkDescribingLayer {
+    /// One (R × in)·(in × out) product; the bias is element-wise.
+    public func forwardWork(input: Shape) throws -> LayerWork {
+        let rows = input.count / max(inFeatures, 1)
+        return LayerWork(products: [MatrixProduct(m: rows, n: outFeatures, k: inFeatures)], elementwiseFloats: Double(rows * outFeatures))
     }
 }

@@ -77,9 +77,10 @@ extension TiedClassifier: VocabularyParallelLayer {
     public func vocabularySlice(rank: Int, ranks: Int) throws -> Layer { try TiedClassifier(count: count / ranks, dim: dim) }
 }
 
-extension TiedClassifier: CostedLayer {
-    /// The logits' product: (rows × dim) by (dim × count).
-    public func trainingFlops(input: Shape) throws -> Double {
-        6 * Double(input.count / max(dim, 1)) * Double(dim) * Double(count)
+extension TiedClassifier: WorkDescribingLayer {
+    /// The tied table's product: (R × dim)·(dim × count).
+    public func forwardWork(input: Shape) throws -> LayerWork {
+        let rows = input.count / max(dim, 1)
+        return LayerWork(products: [MatrixProduct(m: rows, n: count, k: dim)], elementwiseFloats: Double(rows * count))
     }
 }

@@ -56,6 +56,7 @@ from .model import Model, Sequential, file_info
 from .optim import SGD, Adam, AdamW, Optimizer
 from .privacy import Privacy
 from .strategy import Strategy
+from .advisor import Advice, Auto, ExcludedLayout, LayoutPrediction, Machines, advise
 from .tensor import Tensor
 from .trainer import EpochMetrics, Evaluation, History, MemoryReport, Metrics, Trainer
 
@@ -111,6 +112,12 @@ __all__ = [
     "privacy",
     "Privacy",
     "Strategy",
+    "advise",
+    "Advice",
+    "Auto",
+    "LayoutPrediction",
+    "ExcludedLayout",
+    "Machines",
     "Trainer",
     "History",
     "EpochMetrics",

@@ -1632,3 +1632,169 @@ def parml_version_number() -> int:
 def parml_version_string() -> bytes:
     """The library's version as "MAJOR.MINOR.PATCH" (static storage)."""
     ...
+
+
+# ---------------------------------------------------------------------------
+# Strategy advisor (since 0.3; docs/advisor.md)
+# ---------------------------------------------------------------------------
+
+
+class parml_advice_s(Structure):
+    """Opaque: struct parml_advice_s."""
+
+
+# typedef struct parml_advice_s *parml_advice;
+parml_advice = POINTER(parml_advice_s)
+HANDLE_TYPES["parml_advice"] = parml_advice
+
+
+class parml_advice_params(Structure):
+    """What parml_strategy_advise and parml_trainer_create_auto are asked.
+
+    Attributes:
+        struct_size: set by parml_advice_params_init
+        sample_dims, sample_rank: one sample's input shape (no batch dimension)
+        batch: global batch per step (required)
+        cores: cores the ranks may use; 0: this machine's
+        max_ranks: ranks at most; 0: 4
+        memory_budget: peak bytes per rank (parml_trainer_memory's count); 0: none
+        deterministic: 1: deterministic-mode layouts only
+        backend: PARML_BACKEND_*
+        cache_dir: calibration cache directory; NULL: the default
+        nodes, ranks_per_node, cores_per_node: machines other than this one (nodes 0: this one)
+        inter_node_bandwidth, inter_node_latency: bytes/s and seconds of a link between nodes
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("sample_dims", POINTER(c_int64)),
+        ("sample_rank", c_int64),
+        ("batch", c_int64),
+        ("cores", c_int32),
+        ("max_ranks", c_int32),
+        ("memory_budget", c_int64),
+        ("deterministic", c_int32),
+        ("backend", c_int32),
+        ("cache_dir", c_char_p),
+        ("nodes", c_int32),
+        ("ranks_per_node", c_int32),
+        ("cores_per_node", c_int32),
+        ("inter_node_bandwidth", c_double),
+        ("inter_node_latency", c_double),
+    ]
+
+
+class parml_layout_prediction(Structure):
+    """One ranked layout's prediction (parml_advice_layout).
+
+    Attributes:
+        struct_size: the caller sets it to sizeof(parml_layout_prediction)
+        dp, pp, tp, micro_batches, zero_stage, blas_threads: the layout
+        step_seconds: the sum of the five terms
+        compute_seconds, communication_seconds, bubble_seconds, optimizer_seconds, overhead_seconds: the terms
+        parameter_bytes, gradient_bytes, optimizer_bytes, scratch_bytes, activation_bytes: the fullest rank's
+        peak_bytes: their sum
+        peak_stage: that rank's pipeline stage
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("dp", c_int32),
+        ("pp", c_int32),
+        ("tp", c_int32),
+        ("micro_batches", c_int32),
+        ("zero_stage", c_int32),
+        ("blas_threads", c_int32),
+        ("step_seconds", c_double),
+        ("compute_seconds", c_double),
+        ("communication_seconds", c_double),
+        ("bubble_seconds", c_double),
+        ("optimizer_seconds", c_double),
+        ("overhead_seconds", c_double),
+        ("parameter_bytes", c_int64),
+        ("gradient_bytes", c_int64),
+        ("optimizer_bytes", c_int64),
+        ("scratch_bytes", c_int64),
+        ("activation_bytes", c_int64),
+        ("peak_bytes", c_int64),
+        ("peak_stage", c_int32),
+    ]
+
+
+STRUCT_TYPES["parml_advice_params"] = parml_advice_params
+STRUCT_TYPES["parml_layout_prediction"] = parml_layout_prediction
+
+
+# PARML_API parml_status parml_advice_params_init(parml_advice_params * params);
+@ctypes_function("parml_advice_params_init", [POINTER(parml_advice_params)], parml_status)
+def parml_advice_params_init(params: Any, /) -> int:
+    """Fills *params with the advisor's defaults and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_strategy_advise(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_advice_params const * params, parml_advice * out);
+@ctypes_function(
+    "parml_strategy_advise",
+    [parml_model, c_int32, POINTER(parml_optimizer_params), POINTER(parml_advice_params), POINTER(parml_advice)],
+    parml_status,
+)
+def parml_strategy_advise(model: Any, loss: int, optimizer: Any, params: Any, out: Any, /) -> int:
+    """Predicts and ranks every layout; the caller frees *out with parml_advice_free."""
+    ...
+
+
+# PARML_API void parml_advice_free(parml_advice advice);
+@ctypes_function("parml_advice_free", [parml_advice], None)
+def parml_advice_free(advice: Any, /) -> None:
+    """Releases an advice. NULL is a no-op."""
+    ...
+
+
+# PARML_API parml_status parml_advice_count(parml_advice advice, ptrdiff_t * ranked_out, ptrdiff_t * excluded_out);
+@ctypes_function("parml_advice_count", [parml_advice, POINTER(c_ptrdiff_t), POINTER(c_ptrdiff_t)], parml_status)
+def parml_advice_count(advice: Any, ranked_out: Any, excluded_out: Any, /) -> int:
+    """Ranked and excluded layout counts."""
+    ...
+
+
+# PARML_API parml_status parml_advice_layout(parml_advice advice, ptrdiff_t index, parml_layout_prediction * out, char const ** reason_out);
+@ctypes_function(
+    "parml_advice_layout", [parml_advice, c_ptrdiff_t, POINTER(parml_layout_prediction), POINTER(c_char_p)], parml_status
+)
+def parml_advice_layout(advice: Any, index: int, out: Any, reason_out: Any, /) -> int:
+    """Ranked layout `index`: its prediction and a borrowed one-line reason."""
+    ...
+
+
+# PARML_API parml_status parml_advice_strategy(parml_advice advice, ptrdiff_t index, parml_strategy_params * out);
+@ctypes_function("parml_advice_strategy", [parml_advice, c_ptrdiff_t, POINTER(parml_strategy_params)], parml_status)
+def parml_advice_strategy(advice: Any, index: int, out: Any, /) -> int:
+    """Ranked layout `index` as strategy params."""
+    ...
+
+
+# PARML_API parml_status parml_advice_excluded(parml_advice advice, ptrdiff_t index, parml_strategy_params * strategy_out, char const ** why_out);
+@ctypes_function(
+    "parml_advice_excluded", [parml_advice, c_ptrdiff_t, POINTER(parml_strategy_params), POINTER(c_char_p)], parml_status
+)
+def parml_advice_excluded(advice: Any, index: int, strategy_out: Any, why_out: Any, /) -> int:
+    """Excluded layout `index` and why (borrowed)."""
+    ...
+
+
+# PARML_API parml_status parml_advice_text(parml_advice advice, char ** text_out);
+@ctypes_function("parml_advice_text", [parml_advice, POINTER(POINTER(c_char))], parml_status)
+def parml_advice_text(advice: Any, text_out: Any, /) -> int:
+    """The advice as a table; the caller frees it with parml_buffer_free."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_create_auto(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_advice_params const * params, parml_trainer * out);
+@ctypes_function(
+    "parml_trainer_create_auto",
+    [parml_model, c_int32, POINTER(parml_optimizer_params), POINTER(parml_advice_params), POINTER(parml_trainer)],
+    parml_status,
+)
+def parml_trainer_create_auto(model: Any, loss: int, optimizer: Any, params: Any, out: Any, /) -> int:
+    """Strategy auto: a trainer with the advisor's first layout."""
+    ...

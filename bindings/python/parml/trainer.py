@@ -235,7 +235,8 @@ class Trainer(Handle):
     "bce_with_logits" (sigmoid + binary cross-entropy per output, targets in
     [0, 1] of the output's shape: multi-label).
     optimizer: an Optimizer (None = the library's defaults: SGD, lr 0.01).
-    strategy: a Strategy (None = serial).
+    strategy: a Strategy (None = serial), or parml.Auto(sample_shape, batch,
+        ...) for the strategy advisor's first layout (plan() says why).
     class_weight, label_smoothing, pos_weight: as torch's ``weight=``,
     ``label_smoothing=`` and ``pos_weight=`` (see set_loss).
     privacy: a parml.Privacy to train with DP-SGD (see set_privacy).
@@ -254,7 +255,7 @@ class Trainer(Handle):
         model: Model,
         loss: str | int = "cross_entropy",
         optimizer: Optimizer | None = None,
-        strategy: Strategy | None = None,
+        strategy: Strategy | Any | None = None,
         *,
         class_weight: object | None = None,
         label_smoothing: float = 0.0,
@@ -265,8 +266,10 @@ class Trainer(Handle):
             raise TypeError(f"model must be a parml.Model, got {type(model).__name__}")
         if optimizer is not None and not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a parml optimizer (SGD, Adam, AdamW), got {type(optimizer).__name__}")
-        if strategy is not None and not isinstance(strategy, Strategy):
-            raise TypeError(f"strategy must be a parml.Strategy, got {type(strategy).__name__}")
+        from .advisor import Auto
+
+        if strategy is not None and not isinstance(strategy, (Strategy, Auto)):
+            raise TypeError(f"strategy must be a parml.Strategy or parml.Auto, got {type(strategy).__name__}")
         if isinstance(loss, str):
             try:
                 loss_code = _LOSSES[loss.lower()]
@@ -275,10 +278,16 @@ class Trainer(Handle):
         else:
             loss_code = int(loss)
         opt = optimizer.to_params() if optimizer is not None else None
-        st = strategy.to_params() if strategy is not None else None
         out = _capi.parml_trainer()
-        with model._use() as m:
-            check(_capi.parml_trainer_create(m, loss_code, opt, st, byref(out)))
+        if isinstance(strategy, Auto):  # the advisor's first layout (parml_trainer_create_auto)
+            params, keep = strategy._params()
+            with model._use() as m:
+                check(_capi.parml_trainer_create_auto(m, loss_code, opt, params, byref(out)))
+            del keep
+        else:
+            st = strategy.to_params() if strategy is not None else None
+            with model._use() as m:
+                check(_capi.parml_trainer_create(m, loss_code, opt, st, byref(out)))
         super().__init__(out, guard=model._guard)
         self._model = model  # keep the model alive (and its wrapper's lock)
         self.loss = loss_code

@@ -1,0 +1,63 @@
+import ParmlTensor
+
+// What a layer's forward pass costs, as each kind declares it: the matrix
+// products it runs and the floats its element-wise work touches. The
+// strategy advisor (ParmlTraining/Advisor) turns these into seconds with
+// the machine's measured rates; nothing here runs a kernel.
+
+/// One matrix product (m × k)·(k × n), run `count` times.
+public struct MatrixProduct: Sendable, Equatable {
+    public let m: Int
+    public let n: Int
+    public let k: Int
+    public let count: Int
+
+    public init(m: Int, n: Int, k: Int, count: Int = 1) {
+        (self.m, self.n, self.k, self.count) = (m, n, k, count)
+    }
+
+    public var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(count) }
+}
+
+/// A forward pass's work. Backward is modelled as two products per forward
+/// product (input and weight gradients, the same FLOPs each) and twice the
+/// element-wise traffic.
+public struct LayerWork: Sendable {
+    public var products: [MatrixProduct] = []
+    /// Floats read or written by element-wise work (activations, norms, softmax).
+    public var elementwiseFloats: Double = 0
+
+    public init(products: [MatrixProduct] = [], elementwiseFloats: Double = 0) {
+        self.products = products
+        self.elementwiseFloats = elementwiseFloats
+    }
+
+    public var productFLOPs: Double { products.reduce(0) { $0 + $1.flops } }
+
+    public static func + (a: LayerWork, b: LayerWork) -> LayerWork {
+        LayerWork(products: a.products + b.products, elementwiseFloats: a.elementwiseFloats + b.elementwiseFloats)
+    }
+}
+
+/// A kind that runs matrix products declares them; every other kind is
+/// element-wise work over its input and output.
+public protocol WorkDescribingLayer: Layer {
+    func forwardWork(input: Shape) throws -> LayerWork
+}
+
+extension Layer {
+    /// This layer's forward work for `input`: its own declaration, its
+    /// children's in order for a container (a residual adds its sum), or
+    /// one read of the input and one write of the output.
+    public func work(input: Shape) throws -> LayerWork {
+        if let w = self as? WorkDescribingLayer { return try w.forwardWork(input: input) }
+        let out = try outputShape(for: input)
+        var total = LayerWork(elementwiseFloats: Double(input.count) + Double(out.count))
+        var s = input
+        for c in children {
+            total = total + (try c.work(input: s))
+            s = try c.outputShape(for: s)
+        }
+        return total
+    }
+}

@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ParmlTensor
+
+/// Where a calibration lives between runs: a small text file in
+/// `PARML_CACHE_DIR`, else `$XDG_CACHE_HOME/parml`, else `~/.cache/parml`
+/// (a directory argument overrides all three). A file that cannot be read,
+/// does not parse, or was measured on another CPU, core count or library
+/// version is measured again and replaced; failing to write it is not an
+/// error (the advice uses the fresh figures).
+public enum CalibrationCache {
+    static let fileName = "calibration-v1.txt"
+    static let header = "parml-calibration 1"
+
+    /// The directory the cache uses when none is given.
+    public static func defaultDirectory() -> String? {
+        func env(_ name: String) -> String? {
+            guard let v = getenv(name), v.pointee != 0 else { return nil }
+            return String(cString: v)
+        }
+        if let d = env("PARML_CACHE_DIR") { return d }
+        if let x = env("XDG_CACHE_HOME") { return x + "/parml" }
+        if let h = env("HOME") { return h + "/.cache/parml" }
+        return nil
+    }
+
+    /// How a calibration was obtained.
+    public enum Origin: String, Sendable {
+        case cached, measured
+        /// Measured because the file was unreadable or corrupt, or from another CPU or version.
+        case replaced
+    }
+
+    /// The calibration for this machine: the cached one when it matches,
+    /// else a fresh measurement (stored when the directory is writable).
+    public static func load(directory: String?, libraryVersion: String) throws -> (MachineCalibration, Origin) {
+        let dir = directory ?? defaultDirectory()
+        let path = dir.map { $0 + "/" + fileName }
+        var origin = Origin.measured
+        if let path, access(path, F_OK) == 0 {
+            let cpu = MachineCalibration.currentCPU()
+            if let text = try? read(path), let c = parse(text), c.cpuModel == cpu.model, c.cores == cpu.cores,
+                c.libraryVersion == libraryVersion
+            {
+                return (c, .cached)
+            }
+            origin = .replaced
+        }
+        let c = try MachineCalibration.measure(libraryVersion: libraryVersion)
+        if let dir, let path { try? store(c, directory: dir, path: path) }
+        return (c, origin)
+    }
+
+    // MARK: - The file
+
+    static func format(_ c: MachineCalibration) -> String {
+        var lines = [
+            header, "cpu_model=\(c.cpuModel)", "cores=\(c.cores)", "library_version=\(c.libraryVersion)", "seconds=\(c.seconds)",
+            "elementwise=\(c.elementwiseBytesPerSecond)",
+        ]
+        for p in c.products { lines.append("product \(p.m) \(p.n) \(p.k) \(p.threads) \(p.flopsPerSecond)") }
+        for a in c.allReduce { lines.append("allreduce \(a.ranks) \(a.latency) \(a.bytesPerSecond)") }
+        for h in c.handover { lines.append("handover \(h.ranks) \(h.latency)") }
+        for x in c.send { lines.append("send \(x.ranks) \(x.latency) \(x.bytesPerSecond)") }
+        for x in c.concurrency { lines.append("concurrency \(x.threads) \(x.flopsPerSecond)") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The calibration in `text`, or nil when any line is malformed or a figure is missing or not positive.
+    static func parse(_ text: String) -> MachineCalibration? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        guard lines.first.map(String.init) == header else { return nil }
+        var fields: [String: String] = [:]
+        var products: [MachineCalibration.ProductRate] = []
+        var allReduce: [MachineCalibration.CollectiveRate] = []
+        var handover: [MachineCalibration.CollectiveRate] = []
+        var send: [MachineCalibration.CollectiveRate] = []
+        var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
+        func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
+        for line in lines.dropFirst() {
+            let words = line.split(separator: " ")
+            switch words.first {
+            case "product":
+                guard words.count == 6, let m = Int(words[1]), let n = Int(words[2]), let k = Int(words[3]), let t = Int(words[4]),
+                    let r = positive(words[5]), m > 0, n > 0, k > 0, t > 0, r > 0
+                else { return nil }
+                products.append(.init(m: m, n: n, k: k, threads: t, flopsPerSecond: r))
+            case "allreduce":
+                guard words.count == 4, let n = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]), n > 1, b > 0
+                else { return nil }
+                allReduce.append(.init(ranks: n, latency: l, bytesPerSecond: b))
+            case "send":
+                guard words.count == 4, let n = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]), n > 1, b > 0
+                else { return nil }
+                send.append(.init(ranks: n, latency: l, bytesPerSecond: b))
+            case "concurrency":
+                guard words.count == 3, let n = Int(words[1]), let r = positive(words[2]), n >= 1, r > 0 else { return nil }
+                concurrency.append((n, r))
+            case "handover":
+                guard words.count == 3, let n = Int(words[1]), let l = positive(words[2]), n > 1 else { return nil }
+                handover.append(.init(ranks: n, latency: l, bytesPerSecond: .infinity))
+            default:
+                guard let eq = line.firstIndex(of: "=") else { return nil }
+                fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
+            }
+        }
+        guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
+            let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
+            products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
+            concurrency.contains(where: { $0.threads == 1 })
+        else { return nil }
+        var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)
+        c.products = products
+        c.allReduce = allReduce
+        c.handover = handover
+        c.send = send
+        c.concurrency = concurrency
+        c.elementwiseBytesPerSecond = ew
+        c.seconds = fields["seconds"].flatMap { Double($0) } ?? 0
+        return c
+    }
+
+    /// Writes the file through a temporary name and a rename, creating the directory.
+    static func store(_ c: MachineCalibration, directory: String, path: String) throws {
+        var prefix = directory.hasPrefix("/") ? "" : "."
+        for part in directory.split(separator: "/") {
+            prefix += "/" + part
+            mkdir(prefix, 0o755)  // fails harmlessly where it exists
+        }
+        let temp = path + ".tmp\(getpid())"
+        guard let f = fopen(temp, "w") else { throw ParmlError.io("cannot write \(temp)") }
+        let text = format(c)
+        let ok = fputs(text, f) >= 0
+        fclose(f)
+        guard ok, rename(temp, path) == 0 else {
+            unlink(temp)
+            throw ParmlError.io("cannot write \(path)")
+        }
+    }
+
+    /// A whole text file (at most 1 MiB; a calibration is a few hundred bytes).
+    static func read(_ path: String) throws -> String {
+        guard let f = fopen(path, "r") else { throw ParmlError.io("cannot open \(path)") }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, f)
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+            if bytes.count > 1 << 20 { throw ParmlError.io("\(path) is larger than a calibration file") }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

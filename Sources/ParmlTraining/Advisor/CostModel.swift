@@ -1,0 +1,285 @@
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+/// One exchange a layout makes in a step.
+public struct CommunicationTerm: Sendable {
+    /// What travels ("gradients all-reduce", "tp all-reduce (g, forward)", "activations send").
+    public var what: String
+    /// The group, as "dp(2)", "tp(2)", "pp(2)" or "world(4)".
+    public var group: String
+    /// Messages per step and bytes per message.
+    public var count: Int
+    public var bytes: Double
+    public var seconds: Double
+}
+
+/// What the cost model predicts for one layout.
+public struct LayoutPrediction: Sendable {
+    public var strategy: StrategyConfig
+    /// The BLAS threads each rank runs (the trainer's choice for this layout).
+    public var blasThreads: Int
+    /// Seconds per step: matrix and element-wise work of the slowest stage,
+    /// communication on the critical path, the pipeline's idle time,
+    /// the optimizer's update, and fixed costs (thread hand-over, statistics).
+    public var compute = 0.0
+    public var communication = 0.0
+    public var bubble = 0.0
+    public var optimizer = 0.0
+    public var overhead = 0.0
+    public var communications: [CommunicationTerm] = []
+    /// The rank holding the most bytes (stage, as `Trainer.memory` would report it).
+    public var peakStage = 0
+    public var memory: (parameters: Int, gradients: Int, optimizer: Int, scratch: Int, activations: Int) = (0, 0, 0, 0, 0)
+    public var reason = ""
+
+    public var stepSeconds: Double { compute + communication + bubble + optimizer + overhead }
+    public var peakBytes: Int { memory.parameters + memory.gradients + memory.optimizer + memory.scratch + memory.activations }
+}
+
+/// A layout the advisor evaluates, with what the trainer would build for it.
+struct LayoutCandidate {
+    let strategy: StrategyConfig
+    let profile: ModelProfile
+    let layout: RankLayout
+    let batch: Int
+    let hasBatchStatistics: Bool
+    /// SGD momentum folded into the gradient arena (one rank): no optimizer state.
+    let folds: Bool
+    let optimizerStateCopies: Int
+
+    var stepPlan: StepPlan {
+        StepPlan(samples: batch, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil)
+    }
+
+    /// Rows of data rank 0's largest piece, and its pieces per micro-batch (PipelineWork.StepWork).
+    var pieceRows: Int {
+        let plan = stepPlan
+        if let c = plan.chunk { return min(c, plan.samples) }
+        return (plan.rows(of: 0).count + strategy.microBatches - 1) / strategy.microBatches
+    }
+    var maxPieces: Int {
+        let plan = stepPlan
+        guard plan.chunk != nil else { return 1 }
+        return max(1, (plan.chunks(of: 0).count + strategy.microBatches - 1) / strategy.microBatches)
+    }
+    func pieceCount(_ j: Int) -> Int {
+        let plan = stepPlan, m = strategy.microBatches
+        if plan.chunk != nil { return Sharding.range(count: plan.chunks(of: 0).count, parts: m, index: j, alignment: 1).count }
+        return Sharding.range(count: plan.rows(of: 0).count, parts: m, index: j, alignment: 1).isEmpty ? 0 : 1
+    }
+}
+
+/// Turns a layout's work into seconds with a machine's rates.
+struct CostModel {
+    let calibration: MachineCalibration
+    /// Cores each node offers and ranks each node runs (this machine: its cores, every rank).
+    let coresPerNode: Int
+    let machine: MachineDescription?
+
+    func ranksPerNode(world: Int) -> Int { min(world, machine?.ranksPerNode ?? world) }
+
+    /// Seconds of an all-reduce of `bytes` in a group of `n` ranks whose
+    /// members are `stride` ranks apart in the world.
+    func allReduce(bytes: Double, ranks n: Int, stride: Int, world: Int) -> Double {
+        guard n > 1 else { return 0 }
+        if let machine, n * stride > machine.ranksPerNode {
+            let steps = 2 * Double(n - 1)
+            return steps * machine.interNodeLatency + steps / Double(n) * bytes / machine.interNodeBandwidth
+        }
+        guard let r = MachineCalibration.nearest(calibration.allReduce, ranks: n) else { return 0 }
+        // A ring's latency grows with n − 1 and its traffic with 2(n−1)/n.
+        let lat = r.latency * Double(n - 1) / Double(r.ranks - 1)
+        let traffic = (Double(n - 1) / Double(n)) / (Double(r.ranks - 1) / Double(r.ranks))
+        return lat + bytes / r.bytesPerSecond * traffic
+    }
+
+    /// Seconds of a send of `bytes` to a neighbour `stride` ranks away (and its receive).
+    func send(bytes: Double, stride: Int, world: Int) -> Double {
+        if let machine, 2 * stride > machine.ranksPerNode {
+            return machine.interNodeLatency + bytes / machine.interNodeBandwidth
+        }
+        guard let r = MachineCalibration.nearest(calibration.send, ranks: 2) else { return 0 }
+        return r.latency + bytes / r.bytesPerSecond
+    }
+
+    func handover(world: Int) -> Double {
+        guard world > 1, let h = MachineCalibration.nearest(calibration.handover, ranks: ranksPerNode(world: world)) else { return 0 }
+        return h.latency
+    }
+
+    /// Forward and backward of `layers` at `rows`, on `threads` BLAS threads:
+    /// on this machine at the measured gain of more threads; on described
+    /// machines (whose thread counts were not measured) at `threads` times
+    /// this machine's one-thread rate.
+    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int) throws -> Double {
+        let threads = machine == nil ? requested : 1
+        let ideal = machine == nil ? 1 : Double(requested)
+        var t = 0.0
+        for l in layers {
+            let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
+            for p in w.products {
+                // Forward, then the input gradient (m × n)·(n × k) and the weight gradient (n × m)·(m × k).
+                t += calibration.productSeconds(p, threads: threads)
+                t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
+                t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
+            }
+            t += calibration.elementwiseSeconds(bytes: 3 * 4 * w.elementwiseFloats)
+        }
+        return t / ideal
+    }
+
+    func predict(_ c: LayoutCandidate) throws -> LayoutPrediction {
+        let st = c.strategy, mesh = c.layout.mesh, world = mesh.worldSize
+        let local = ranksPerNode(world: world)
+        let threads = st.resolvedBLASThreads(cores: coresPerNode, localRanks: local)
+        // Ranks × their BLAS threads past the cores share them.
+        // Ranks × their BLAS threads share the cores: on this machine as the
+        // calibration measured it (concurrent sgemms), elsewhere by the ratio.
+        let busy = local * threads
+        let contention = machine == nil
+            ? calibration.slowdown(busyThreads: busy) / calibration.slowdown(busyThreads: threads)
+            : max(1, Double(busy) / Double(coresPerNode))
+        var p = LayoutPrediction(strategy: st, blasThreads: threads)
+        let rows = c.pieceRows, m = st.microBatches, f = 4.0
+        // The slowest stage sets the pace of a pipeline.
+        var stageCompute = 0.0, stageTP = 0.0
+        var tpForward = (0, 0.0), tpBackward = (0, 0.0)
+        var peak = MemoryAccount(), peakStage = 0
+        for s in 0..<mesh.pp {
+            var compute = 0.0, tp = 0.0
+            var fwd = (0, 0.0), bwd = (0, 0.0)
+            for run in c.layout.virtualStages(of: s) {
+                let layers = c.layout.partition.layers[run]
+                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads) * contention
+                for l in layers where mesh.tp > 1 {
+                    let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
+                    fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
+                    bwd = (bwd.0 + e.count, bwd.1 + Double(e.floatsPerRow * rows) * f)
+                }
+            }
+            let perCall = { (n: Int, bytes: Double) in
+                n == 0 ? 0 : Double(n) * self.allReduce(bytes: bytes / Double(n), ranks: mesh.tp, stride: 1, world: world)
+            }
+            tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
+            if compute + tp > stageCompute + stageTP {
+                (stageCompute, stageTP, tpForward, tpBackward) = (compute, tp, fwd, bwd)
+            }
+            let mem = c.memory(stage: s)
+            if mem.total > peak.total || s == 0 { (peak, peakStage) = (mem, s) }
+        }
+        let pieces = Double(c.maxPieces)
+        let perMicroBatch = (stageCompute + stageTP) * pieces
+        p.compute = stageCompute * pieces * Double(m)
+        p.bubble = Double(mesh.pp - 1) * perMicroBatch / Double(c.layout.virtualStages)
+        var comm = stageTP * pieces * Double(m)
+        if mesh.tp > 1 {
+            let calls = Int(pieces) * m
+            if tpForward.0 > 0 {
+                p.communications.append(
+                    CommunicationTerm(
+                        what: "tp all-reduce of partial outputs (g, forward)", group: "tp(\(mesh.tp))", count: tpForward.0 * calls,
+                        bytes: tpForward.1 / Double(tpForward.0), seconds: 0))
+            }
+            if tpBackward.0 > 0 {
+                p.communications.append(
+                    CommunicationTerm(
+                        what: "tp all-reduce of input gradients (f, backward)", group: "tp(\(mesh.tp))", count: tpBackward.0 * calls,
+                        bytes: tpBackward.1 / Double(tpBackward.0), seconds: 0))
+            }
+            let share = p.communications.reduce(0.0) { $0 + Double($1.count) * $1.bytes }
+            for k in p.communications.indices {
+                let term = p.communications[k]
+                p.communications[k].seconds = comm * Double(term.count) * term.bytes / max(share, 1)
+            }
+        }
+        if mesh.pp > 1 {
+            // Activations forward and their gradients back, on the critical path m + pp − 1 times each.
+            var width = 0
+            for run in 0..<(c.layout.stageRanges.count - 1) {
+                width = max(width, c.profile.output(ofLayer: c.layout.partition.layers[run].upperBound - 1, rows: 1).rowSize)
+            }
+            let bytes = Double(rows * width) * f
+            let sends = 2 * (m + mesh.pp - 1) * c.maxPieces
+            let t = Double(sends) * send(bytes: bytes, stride: mesh.tp, world: world)
+            comm += t
+            p.communications.append(
+                CommunicationTerm(what: "activations and their gradients (send/recv)", group: "pp(\(mesh.pp))", count: sends, bytes: bytes, seconds: t))
+        }
+        if mesh.dp > 1 {
+            let floats = Double(peak.sliceFloats), bytes = floats * f
+            let buckets = max(1, Int((bytes / Double(st.bucketBytes)).rounded(.up)))
+            let stride = mesh.pp * mesh.tp
+            let once = allReduce(bytes: bytes / Double(buckets), ranks: mesh.dp, stride: stride, world: world)
+            // Groups of the other stages and tp ranks reduce at the same time on the same memory.
+            let sharing = max(1, Double(world) / Double(max(mesh.dp, coresPerNode)))
+            var t = Double(buckets) * once * sharing
+            var what = "gradients all-reduce"
+            if st.zeroStage >= 1 {
+                what = st.zeroStage >= 3 && st.backend == .threads
+                    ? "gradients reduce-scatter (ZeRO-3: the shared arena needs no gather)"
+                    : "gradients reduce-scatter + parameters all-gather (ZeRO-\(st.zeroStage))"
+                if st.zeroStage >= 3 && st.backend == .threads { t /= 2 }
+            }
+            if st.deterministic { what += ", chunk-tree order" }
+            comm += t
+            p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: buckets, bytes: bytes / Double(buckets), seconds: t))
+        }
+        p.communication = comm
+        // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.
+        let owned = Double(peak.ownedFloats)
+        p.optimizer = calibration.elementwiseSeconds(bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies))) * contention
+        if world > 1 {
+            let stats = allReduce(bytes: 8, ranks: world, stride: 1, world: world)
+            p.overhead = handover(world: world) + stats
+            p.communications.append(CommunicationTerm(what: "loss and accuracy all-reduce", group: "world(\(world))", count: 1, bytes: 8, seconds: stats))
+        }
+        p.memory = peak.report
+        p.peakStage = peakStage
+        p.reason = reason(p, c, peak: peak)
+        return p
+    }
+
+    /// One line: what the layout buys and what it pays.
+    private func reason(_ p: LayoutPrediction, _ c: LayoutCandidate, peak: MemoryAccount) -> String {
+        let st = c.strategy, mesh = c.layout.mesh
+        var parts: [String] = []
+        if mesh.worldSize == 1 { parts.append("one rank: no communication, all \(c.batch) rows on \(p.blasThreads) BLAS thread\(p.blasThreads == 1 ? "" : "s")") }
+        if mesh.dp > 1, let t = p.communications.first(where: { $0.group.hasPrefix("dp") }) {
+            parts.append(
+                "dp \(mesh.dp) splits the batch into \(c.stepPlan.rows(of: 0).count)-row shares but adds \(t.count) all-reduce\(t.count == 1 ? "" : "s") of "
+                    + "\(Bytes.text(t.bytes)) of gradients")
+        }
+        if mesh.tp > 1 {
+            let whole = Double(c.profile.model.parameterCount) * Double(mesh.tp)
+            let saved = (whole - Double(c.profile.model.parameterCount)) * 4
+            let calls = p.communications.filter { $0.group.hasPrefix("tp") }
+            let n = calls.reduce(0) { $0 + $1.count } / max(st.microBatches * c.maxPieces, 1)
+            let bytes = calls.first?.bytes ?? 0
+            parts.append("tp \(mesh.tp) removes up to \(Bytes.text(saved)) of parameters per rank but adds \(n) all-reduces of \(Bytes.text(bytes)) per micro-batch")
+        }
+        if mesh.pp > 1 {
+            let share = p.bubble / max(p.stepSeconds, 1e-12) * 100
+            parts.append("pp \(mesh.pp) × \(st.microBatches) micro-batches holds 1/\(mesh.pp) of the layers; bubble \(Int(share.rounded())) % of the step")
+        }
+        if st.zeroStage >= 1 && mesh.dp > 1 {
+            parts.append("ZeRO-\(st.zeroStage) keeps \(Bytes.text(Double(peak.report.optimizer))) of optimizer state (1/\(mesh.dp))")
+        }
+        return parts.joined(separator: "; ")
+    }
+}
+
+/// Byte counts as people read them.
+enum Bytes {
+    static func text(_ b: Double) -> String {
+        if b >= 1_073_741_824 { return "\(round1(b / 1_073_741_824)) GiB" }
+        if b >= 1_048_576 { return "\(round1(b / 1_048_576)) MiB" }
+        if b >= 1024 { return "\(round1(b / 1024)) KiB" }
+        return "\(Int(b)) B"
+    }
+
+    static func round1(_ x: Double) -> String {
+        let r = (x * 10).rounded() / 10
+        return r == r.rounded() ? "\(Int(r))" : "\(r)"
+    }
+}

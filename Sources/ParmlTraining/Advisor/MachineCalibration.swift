@@ -1,0 +1,277 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+/// What the strategy advisor knows of this machine: rates measured here in
+/// a few seconds (`MachineCalibration.measure`), kept in a small text file
+/// keyed by CPU model, core count and library version (CalibrationCache).
+public struct MachineCalibration: Sendable, Equatable {
+    public static func == (a: MachineCalibration, b: MachineCalibration) -> Bool {
+        CalibrationCache.format(a) == CalibrationCache.format(b)
+    }
+
+    /// sgemm throughput at one shape and thread count.
+    public struct ProductRate: Sendable, Equatable {
+        public var m: Int, n: Int, k: Int, threads: Int
+        public var flopsPerSecond: Double
+    }
+    /// A threads-backend collective on `ranks` ranks: t(bytes) = latency + bytes / bandwidth.
+    public struct CollectiveRate: Sendable, Equatable {
+        public var ranks: Int
+        public var latency: Double
+        public var bytesPerSecond: Double
+    }
+
+    public var cpuModel: String
+    public var cores: Int
+    public var libraryVersion: String
+    public var products: [ProductRate] = []
+    /// Element-wise kernels (y = a + b over arrays past the caches), bytes moved per second.
+    public var elementwiseBytesPerSecond: Double = 0
+    /// All-reduce on the threads backend, per group size measured.
+    public var allReduce: [CollectiveRate] = []
+    /// A threads-backend send and its receive between two ranks (one way: half a ping-pong).
+    public var send: [CollectiveRate] = []
+    /// Waking the rank threads for a step and waiting for them (RankPool), per rank count.
+    public var handover: [CollectiveRate] = []
+    /// sgemm throughput of all of `threads` busy threads together (each its own
+    /// one-thread product): how the cores are shared when ranks run at once,
+    /// including any load other processes put on the machine while it was measured.
+    public var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
+    /// Seconds the measurement took.
+    public var seconds: Double = 0
+
+    public init(cpuModel: String, cores: Int, libraryVersion: String) {
+        (self.cpuModel, self.cores, self.libraryVersion) = (cpuModel, cores, libraryVersion)
+    }
+
+    /// This machine's key: the CPU's model name (/proc/cpuinfo) and online cores.
+    public static func currentCPU() -> (model: String, cores: Int) {
+        var model = "unknown"
+        if let text = try? CalibrationCache.read("/proc/cpuinfo") {
+            for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+                if let colon = line.firstIndex(of: ":") {
+                    model = line[line.index(after: colon)...].trimmingSpaces
+                    break
+                }
+            }
+        }
+        return (model, Clock.onlineCores)
+    }
+
+    // MARK: - Rates the cost model reads
+
+    /// Predicted seconds for `p` on `threads` BLAS threads: the rate of the
+    /// measured shape nearest in log space (rows, then the smaller of n, k),
+    /// scaled by the measured gain of the thread count nearest `threads`.
+    public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
+        guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
+        let single = products.filter { $0.threads == 1 }
+        guard !single.isEmpty else { return p.flops / 1e10 }
+        func distance(_ r: ProductRate) -> Double {
+            let dm = log(Double(r.m)) - log(Double(p.m))
+            let dn = log(Double(min(r.n, r.k))) - log(Double(min(p.n, p.k)))
+            let dk = log(Double(max(r.n, r.k))) - log(Double(max(p.n, p.k)))
+            return dm * dm + dn * dn + 0.25 * dk * dk
+        }
+        let nearest = single.min { distance($0) < distance($1) }!
+        var rate = nearest.flopsPerSecond
+        if threads > 1 {
+            // The measured gain of more threads on the largest shape (1 when not measured).
+            let multi = products.filter { $0.threads > 1 }.min { abs($0.threads - threads) < abs($1.threads - threads) }
+            if let multi, let base = single.first(where: { $0.m == multi.m && $0.n == multi.n && $0.k == multi.k }) {
+                rate *= max(1, multi.flopsPerSecond / base.flopsPerSecond)
+            }
+        }
+        return p.flops / rate
+    }
+
+    /// Seconds to move `bytes` through element-wise kernels.
+    public func elementwiseSeconds(bytes: Double) -> Double {
+        bytes / max(elementwiseBytesPerSecond, 1e8)
+    }
+
+    /// The measured collective nearest `ranks` (the largest measured when none is as large).
+    static func nearest(_ rates: [CollectiveRate], ranks: Int) -> CollectiveRate? {
+        rates.min { abs($0.ranks - ranks) < abs($1.ranks - ranks) }
+    }
+
+    // MARK: - Measurement
+
+    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 12 shapes on
+    /// one thread and the largest on every core, y = a + b over 32 MiB
+    /// arrays, threads-backend all-reduce on 2 and 4 ranks at 4 KiB and
+    /// 4 MiB, a send between two ranks at the same sizes, and the thread
+    /// hand-over of an empty step. Each figure is the
+    /// best of a few runs (the machine may be shared).
+    public static func measure(libraryVersion: String) throws -> MachineCalibration {
+        try BLAS.ensureLoaded()
+        let start = Clock.now()
+        let cpu = currentCPU()
+        var c = MachineCalibration(cpuModel: cpu.model, cores: cpu.cores, libraryVersion: libraryVersion)
+        let saved = BLAS.threads
+        defer { BLAS.threads = saved }
+        BLAS.threads = 1
+        for m in [16, 64, 256, 1024] {
+            for (n, k) in [(16, 256), (256, 256), (1024, 1024)] {
+                c.products.append(ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k)))
+            }
+        }
+        if cpu.cores > 1 {
+            BLAS.threads = cpu.cores
+            c.products.append(ProductRate(m: 256, n: 1024, k: 1024, threads: cpu.cores, flopsPerSecond: try gemmRate(m: 256, n: 1024, k: 1024)))
+        }
+        BLAS.threads = 1
+        for k in [1, 2, 4] { c.concurrency.append((k, try concurrentRate(threads: k))) }
+        c.elementwiseBytesPerSecond = try elementwiseRate()
+        for ranks in [2, 4] {
+            c.allReduce.append(try allReduceRate(ranks: ranks))
+            c.handover.append(try handoverCost(ranks: ranks))
+        }
+        c.send.append(try sendRate())
+        c.seconds = Clock.now() - start
+        return c
+    }
+
+    /// Best sgemm rate of a few runs of (m×k)·(k×n), repeated to ~10 ms.
+    private static func gemmRate(m: Int, n: Int, k: Int) throws -> Double {
+        let a = try Tensor(shape: Shape(m, k)), b = try Tensor(shape: Shape(k, n)), y = try Tensor(shape: Shape(m, n))
+        a.fill(0.5)
+        b.fill(0.25)
+        let flops = 2 * Double(m) * Double(n) * Double(k)
+        let reps = max(1, Int(1e7 / flops * 4))  // ~10 ms at 4 GFLOP/s, less on a fast core
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t = Clock.now()
+            for _ in 0..<reps {
+                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
+            }
+            best = min(best, (Clock.now() - t) / Double(reps))
+        }
+        return flops / max(best, 1e-9)
+    }
+
+    /// `threads` rank threads each running 128×256×256 sgemms on one BLAS
+    /// thread at once, best of 3 runs of ~100 ms (long against a thread's
+    /// wake-up on a loaded machine): their total rate.
+    private static func concurrentRate(threads k: Int) throws -> Double {
+        let (m, n, kk) = (128, 256, 256)
+        let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try Tensor(shape: Shape(kk, n))
+        let y = try (0..<k).map { _ in try Tensor(shape: Shape(m, n)) }
+        for t in a { t.fill(0.5) }
+        b.fill(0.25)
+        let reps = 100
+        let pool = k > 1 ? try RankPool(size: k) : nil
+        let body: (Int) throws -> Void = { r in
+            for _ in 0..<reps {
+                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: kk, a[r].data, lda: kk, b.data, ldb: n, beta: 0, y[r].data, ldc: n)
+            }
+        }
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t = Clock.now()
+            if let pool { try pool.run(world: nil, body) } else { try body(0) }
+            best = min(best, Clock.now() - t)
+        }
+        return Double(k * reps) * 2 * Double(m * n * kk) / max(best, 1e-9)
+    }
+
+    /// How much slower each of `busy` threads computes than one thread alone
+    /// (≥ 1 when they share cores): from the measured concurrency, the
+    /// nearest measured count; past the largest, shared out further.
+    public func slowdown(busyThreads busy: Int) -> Double {
+        guard let one = concurrency.first(where: { $0.threads == 1 })?.flopsPerSecond, one > 0,
+            let near = concurrency.min(by: { abs($0.threads - busy) < abs($1.threads - busy) })
+        else { return 1 }
+        let perThread = near.flopsPerSecond / Double(max(busy, near.threads))
+        return max(1, one / perThread)
+    }
+
+    private static func elementwiseRate() throws -> Double {
+        let n = 8 << 20
+        let a = try Tensor(shape: Shape(n)), b = try Tensor(shape: Shape(n)), y = try Tensor(shape: Shape(n))
+        a.fill(1)
+        b.fill(2)
+        y.fill(0)
+        var best = Double.infinity
+        for _ in 0..<4 {
+            let t = Clock.now()
+            Kernels.add(a.data, b.data, y.data, count: n)
+            best = min(best, Clock.now() - t)
+        }
+        return Double(3 * n * 4) / max(best, 1e-9)
+    }
+
+    /// Two sizes of all-reduce on `ranks` threads: the line through them.
+    private static func allReduceRate(ranks: Int) throws -> CollectiveRate {
+        try lineThroughTwoSizes(ranks: ranks, operations: 1) { comm, r, buffer, count in
+            try comm.allReduce(buffer, count: count, op: .sum)
+        }
+    }
+
+    /// Ping-pong between two rank threads: one way is half a round trip.
+    private static func sendRate() throws -> CollectiveRate {
+        try lineThroughTwoSizes(ranks: 2, operations: 2) { comm, r, buffer, count in
+            if r == 0 {
+                try comm.send(buffer, count: count, to: 1)
+                try comm.receive(buffer, count: count, from: 1)
+            } else {
+                try comm.receive(buffer, count: count, from: 0)
+                try comm.send(buffer, count: count, to: 0)
+            }
+        }
+    }
+
+    /// Times `exchange` (which makes `operations` transfers) on `ranks`
+    /// threads at 4 KiB (50 times) and 4 MiB (4 times), best of 5 runs each,
+    /// and returns latency and bandwidth of the line through the two sizes.
+    private static func lineThroughTwoSizes(
+        ranks: Int, operations: Int,
+        _ exchange: @escaping (Communicator, Int, UnsafeMutablePointer<Float>, Int) throws -> Void
+    ) throws -> CollectiveRate {
+        let small = 1 << 10, large = 1 << 20
+        let world = try ThreadsWorld(size: ranks, timeout: 30, name: "calibration")
+        let pool = try RankPool(size: ranks)
+        let buffers = try (0..<ranks).map { _ in try Tensor(shape: Shape(large)) }
+        for b in buffers { b.fill(1) }
+        func time(_ count: Int, reps: Int) throws -> Double {
+            var best = Double.infinity
+            for _ in 0..<5 {
+                let t = Clock.now()
+                try pool.run(world: world) { r in
+                    let comm = world.communicator(rank: r)
+                    for _ in 0..<reps { try exchange(comm, r, buffers[r].data, count) }
+                }
+                best = min(best, (Clock.now() - t) / Double(reps * operations))
+            }
+            return best
+        }
+        let ts = try time(small, reps: 50), tl = try time(large, reps: 4)
+        let slope = max((tl - ts) / Double((large - small) * 4), 1e-12)
+        return CollectiveRate(ranks: ranks, latency: max(ts - Double(small * 4) * slope, 0), bytesPerSecond: 1 / slope)
+    }
+
+    /// An empty step's cost on `ranks` rank threads (wake, run nothing, join).
+    private static func handoverCost(ranks: Int) throws -> CollectiveRate {
+        let pool = try RankPool(size: ranks)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t = Clock.now()
+            for _ in 0..<50 { try pool.run(world: nil) { _ in } }
+            best = min(best, (Clock.now() - t) / 50)
+        }
+        return CollectiveRate(ranks: ranks, latency: best, bytesPerSecond: .infinity)
+    }
+}
+
+extension Substring {
+    var trimmingSpaces: String {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}

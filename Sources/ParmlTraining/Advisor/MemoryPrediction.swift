@@ -1,0 +1,98 @@
+import ParmlModel
+import ParmlParallel
+
+/// Peak bytes per rank for a layout, filled into the `MemoryAccount` a live
+/// rank reports (RankMemory.swift), from the same objects where they can be
+/// built without the step: the layout's RankLayout, VirtualStage's shards,
+/// the StageSchedule that decides which activation slots a stage fills, and a
+/// TreeAccumulator fed the rank's chunks (deterministic mode).
+extension LayoutCandidate {
+    /// Stage `s` of data rank 0 and tp rank 0 (data rank 0 takes the most rows and the largest shard).
+    func memory(stage s: Int) -> MemoryAccount {
+        let st = strategy, mesh = layout.mesh
+        var a = MemoryAccount()
+        a.sharesParameters = st.zeroStage >= 3 && mesh.dp > 1 && st.backend == .threads
+        let runs = Array(layout.virtualStages(of: s))
+        let state = folds ? 0 : optimizerStateCopies
+        for c in runs {
+            let range = layout.stageRanges[c], layers = layout.partition.layers[c]
+            let owned = VirtualStage.owned(range, layout: layout, data: 0)
+            a.sliceFloats += range.count
+            a.ownedFloats += owned.count
+            a.optimizerFloats += owned.count * state
+            // As RankMemory counts a run's gradients: bucketed with one micro-batch and no batch_norm in it.
+            let statistics = layers.contains { profile.model.root.layers[$0] is BatchStatisticsLayer }
+            if let floats = layout.gradientBucketFloats, st.microBatches == 1, !statistics {
+                let buckets = GradientBuckets(layers: layers, range: range, model: profile.model, layout: layout, bucketFloats: floats)
+                a.gradientFloats += buckets.residentGradients(owned: owned)
+            } else {
+                a.gradientFloats += range.count
+            }
+        }
+        let rows = pieceRows
+        // Activations: the slots the stage's schedule fills (PipelineExecution.slot).
+        let kind: PipelineSchedule = hasBatchStatistics ? .gpipe : mesh.pp == 1 ? .oneForwardOneBackward : st.pipelineSchedule
+        let schedule = StageSchedule(
+            kind: kind, stage: s, stages: mesh.pp, microBatches: st.microBatches, virtualStages: layout.virtualStages)
+        let offsets = schedule.live.indices.map { k in schedule.live[..<k].reduce(0, +) }
+        var used: [Int: Int] = [:]  // slot index → the run (k) it holds
+        let ops = schedule.ops
+        var i = 0
+        while i < ops.count {
+            switch ops[i] {
+            case .forward(let j, let k):
+                let isLast = runs[k] == layout.stageRanges.count - 1
+                if isLast, !hasBatchStatistics, i + 1 < ops.count, ops[i + 1] == .backward(j, k) {
+                    used[offsets[k] * maxPieces] = k
+                    i += 2
+                    continue
+                }
+                for q in 0..<pieceCount(j) { used[(offsets[k] + j % schedule.live[k]) * maxPieces + q] = k }
+            case .backward:
+                break
+            }
+            i += 1
+        }
+        var bytes = 0
+        let f = MemoryLayout<Float>.stride
+        let sending = runs.filter { $0 != layout.stageRanges.count - 1 }
+        if let widest = sending.map({ profile.output(ofLayer: layout.partition.layers[$0].upperBound - 1, rows: 1).rowSize }).max() {
+            bytes += rows * widest * f  // the rank's buffer for gradients coming back
+        }
+        for (_, k) in used {
+            let c = runs[k]
+            let layers = layout.partition.layers[c]
+            for l in layers { bytes += profile.bufferBytes(layer: l, rows: rows) }
+            if c != 0 { bytes += rows * profile.input(ofLayer: layers.lowerBound, rows: 1).rowSize * f }
+        }
+        a.activationBytes = bytes
+        if st.deterministic { addTreeScratch(&a, runs: runs) }
+        return a
+    }
+
+    /// Deterministic mode: each run's leaf accumulators (a TreeAccumulator fed
+    /// this rank's chunks in order, counting its buffers), and with dp > 1 the
+    /// tree reduction's received nodes and level buffers (ChunkTreeReduction).
+    private func addTreeScratch(_ a: inout MemoryAccount, runs: [Int]) {
+        let plan = stepPlan
+        let tree = ChunkTree(chunks: plan.chunkCount)
+        let counter = TreeAccumulator()
+        do {
+            try counter.start(tree: tree, owned: plan.chunks(of: 0), width: 1)
+            for chunk in plan.chunks(of: 0) { counter.push(chunk: chunk, buffer: try counter.leafBuffer()) }
+        } catch {
+            return  // a 1-float tensor cannot fail to allocate
+        }
+        let leaves = counter.bytes / MemoryLayout<Float>.stride
+        var widest = 0
+        for c in runs {
+            let width = layout.stageRanges[c].count
+            a.accumulatorBytes += leaves * width * MemoryLayout<Float>.stride
+            widest = max(widest, Sharding.range(count: width, parts: layout.mesh.dp, index: 0).count)
+        }
+        guard layout.mesh.dp > 1 else { return }
+        var received = 0
+        for other in 1..<layout.mesh.dp { received += tree.cover(plan.chunks(of: other)).count }
+        a.scratchFloats = (received + tree.height + 1) * widest
+    }
+}

@@ -1,0 +1,200 @@
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+/// What a host asks the advisor.
+public struct AdviceRequest: Sendable {
+    /// One sample's input shape (no batch dimension): (784), (1, 28, 28), (T).
+    public var sampleShape: Shape
+    public var batch: Int
+    public var loss: LossKind = .crossEntropy
+    public var optimizer = OptimizerConfig()
+    /// Cores the ranks may use and ranks (threads or processes) at most; 0: this machine's cores, and 4 ranks.
+    public var cores = 0
+    public var maxRanks = 0
+    /// Peak bytes a rank may hold (as `Trainer.memory` counts them); 0: no limit.
+    public var memoryBudget = 0
+    /// Only layouts in deterministic mode (serial training's bits).
+    public var deterministic = false
+    /// The backend the layouts must use (threads: the only one calibrated in-process).
+    public var backend: Backend = .threads
+    /// Predict for these machines instead of this one.
+    public var machine: MachineDescription?
+
+    public init(sampleShape: Shape, batch: Int) {
+        self.sampleShape = sampleShape
+        self.batch = batch
+    }
+
+    func validate() throws {
+        guard batch >= 1, batch <= 1 << 24 else { throw ParmlError.invalidArgument("advise: batch must be in 1...2^24, got \(batch)") }
+        guard sampleShape.rank >= 1, sampleShape.rank < Shape.maxRank, sampleShape.dims.allSatisfy({ $0 >= 1 }) else {
+            throw ParmlError.invalidArgument("advise: the sample shape \(sampleShape) needs 1 to \(Shape.maxRank - 1) dimensions, each >= 1")
+        }
+        guard cores >= 0, cores <= 1 << 16 else { throw ParmlError.invalidArgument("advise: cores must be in 0...65536, got \(cores)") }
+        guard maxRanks >= 0, maxRanks <= 4096 else { throw ParmlError.invalidArgument("advise: max_ranks must be in 0...4096, got \(maxRanks)") }
+        guard memoryBudget >= 0 else { throw ParmlError.invalidArgument("advise: memory_budget must be >= 0 bytes, got \(memoryBudget)") }
+        try optimizer.validate()
+        try machine?.validate()
+        if backend == .mpi && machine == nil {
+            throw ParmlError.unsupported(
+                "advise: backend mpi is not calibrated on this machine (the calibration measures the threads backend's collectives); "
+                    + "ask for threads, or describe the machines with a machine description")
+        }
+    }
+}
+
+/// A layout the advisor left out, and why.
+public struct ExcludedLayout: Sendable {
+    public var strategy: StrategyConfig
+    public var why: String
+}
+
+/// The advisor's answer: feasible layouts fastest first, then the rest.
+public struct Advice: Sendable {
+    public var ranked: [LayoutPrediction] = []
+    public var excluded: [ExcludedLayout] = []
+    public var calibration: MachineCalibration
+    public var calibrationOrigin: CalibrationCache.Origin
+}
+
+/// Picks a dp × pp × tp layout (micro-batches, ZeRO stage, BLAS threads)
+/// for a model from a cost model calibrated on this machine
+/// (docs/advisor.md says how it works and where it is wrong).
+public enum StrategyAdvisor {
+    /// Every layout with at most `maxRanks` ranks: each factorisation dp·pp·tp,
+    /// micro-batches 1 (pp = 1) or pp, 2pp, 4pp, ZeRO 0–3 (dp > 1), 1F1B.
+    static func layouts(_ r: AdviceRequest, ranks: Int) -> [StrategyConfig] {
+        var out: [StrategyConfig] = []
+        for world in 1...ranks {
+            for dp in 1...world where world % dp == 0 {
+                for pp in 1...(world / dp) where (world / dp) % pp == 0 {
+                    let tp = world / dp / pp
+                    for m in pp == 1 ? [1] : [pp, 2 * pp, 4 * pp] {
+                        for zero in dp > 1 ? [0, 1, 2, 3] : [0] {
+                            var s = StrategyConfig()
+                            (s.dp, s.pp, s.tp, s.microBatches, s.zeroStage) = (dp, pp, tp, m, zero)
+                            s.deterministic = r.deterministic
+                            s.backend = r.backend
+                            out.append(s)
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Predicts `strategy` for `model` on this machine (or `request.machine`).
+    public static func predict(
+        model: Model, strategy: StrategyConfig, request: AdviceRequest, calibration: MachineCalibration
+    ) throws -> LayoutPrediction {
+        try request.validate()
+        var profiles: [Int: ModelProfile] = [:]
+        let cost = costModel(request, calibration)
+        return try cost.predict(try candidate(model: model, strategy: strategy, request: request, profiles: &profiles))
+    }
+
+    static func costModel(_ r: AdviceRequest, _ c: MachineCalibration) -> CostModel {
+        let cores = r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.onlineCores)
+        return CostModel(calibration: c, coresPerNode: cores, machine: r.machine)
+    }
+
+    /// The trainer's view of `strategy` for `model`, or the error the trainer would give.
+    static func candidate(
+        model: Model, strategy st: StrategyConfig, request r: AdviceRequest, profiles: inout [Int: ModelProfile]
+    ) throws -> LayoutCandidate {
+        try st.validate()
+        guard model.isInitialized, model.parameters != nil else {
+            throw ParmlError.state("the model is not initialised; initialise it before asking for advice")
+        }
+        let mesh = Mesh(dp: st.dp, pp: st.pp, tp: st.tp)
+        let v = st.pipelineSchedule == .interleaved ? st.virtualStages : 1
+        let batchStatistics = try Trainer.checkBatchStatistics(model, pp: mesh.pp, virtualStages: v)
+        guard r.batch >= mesh.dp * st.microBatches else {
+            throw ParmlError.invalidArgument(
+                "a batch of \(r.batch) gives dp × micro_batches = \(mesh.dp) × \(st.microBatches) pieces fewer than one row each")
+        }
+        if st.deterministic {
+            let chunks = (r.batch + st.gradientChunk - 1) / st.gradientChunk
+            guard chunks >= mesh.dp * st.microBatches else {
+                throw ParmlError.invalidArgument(
+                    "deterministic mode: \(chunks) chunk(s) of \(st.gradientChunk) rows leave some of dp × micro_batches = "
+                        + "\(mesh.dp) × \(st.microBatches) pieces without work")
+            }
+        }
+        let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
+            ? try StagePartition.marked(starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp, virtualStages: v)
+            : try StagePartition.balanced(costs: LayerCost.stageCosts(model).costs, stages: mesh.pp, virtualStages: v)
+        let profile: ModelProfile
+        if let p = profiles[mesh.tp] {
+            profile = p
+        } else {
+            profile = try ModelProfile(serial: model, tp: mesh.tp, sampleShape: r.sampleShape)
+            profiles[mesh.tp] = profile
+        }
+        let out = try model.outputShape(for: r.sampleShape.withLeadingOne)
+        _ = out
+        let layout = RankLayout(
+            mesh: mesh, partition: partition,
+            stageRanges: partition.layers.map { profile.model.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
+            schedule: st.pipelineSchedule, microBatches: st.microBatches, zeroStage: st.zeroStage, hasBatchStatistics: batchStatistics,
+            gradientBucketFloats: st.bucketsGradients(dp: mesh.dp) ? max(1, st.bucketBytes / MemoryLayout<Float>.stride) : nil)
+        let o = r.optimizer
+        let folds = mesh.worldSize == 1 && st.backend == .threads && !st.deterministic && Optimizer.canFoldMomentum(o)
+            && o.clipGradNorm == 0 && model.tiedParameters.isEmpty && !batchStatistics
+        let copies = o.kind == .sgd ? (o.momentum > 0 ? 1 : 0) : 2
+        return LayoutCandidate(
+            strategy: st, profile: profile, layout: layout, batch: r.batch, hasBatchStatistics: batchStatistics, folds: folds,
+            optimizerStateCopies: copies)
+    }
+
+    /// Every layout the constraints allow, predicted and ranked by step
+    /// time (ties: fewer ranks, then lower ZeRO stage, then fewer
+    /// micro-batches), and the others with the reason each was left out.
+    public static func advise(model: Model, request r: AdviceRequest, calibration: MachineCalibration, origin: CalibrationCache.Origin) throws -> Advice {
+        try r.validate()
+        guard model.isInitialized, model.parameters != nil else {
+            throw ParmlError.state("the model is not initialised; initialise it before asking for advice")
+        }
+        do {
+            _ = try model.outputShape(for: r.sampleShape.withLeadingOne)
+        } catch let e as ParmlError {
+            throw ParmlError.shape("advise: the model does not take samples shaped \(r.sampleShape): \(e)")
+        }
+        let ranks = r.machine?.ranks ?? (r.maxRanks > 0 ? r.maxRanks : 4)
+        let cost = costModel(r, calibration)
+        var advice = Advice(calibration: calibration, calibrationOrigin: origin)
+        var profiles: [Int: ModelProfile] = [:]
+        var failedTP: [Int: String] = [:]
+        for st in layouts(r, ranks: ranks) {
+            if let why = failedTP[st.tp] {
+                advice.excluded.append(ExcludedLayout(strategy: st, why: why))
+                continue
+            }
+            do {
+                let c = try candidate(model: model, strategy: st, request: r, profiles: &profiles)
+                let p = try cost.predict(c)
+                if r.memoryBudget > 0 && p.peakBytes > r.memoryBudget {
+                    advice.excluded.append(
+                        ExcludedLayout(
+                            strategy: st,
+                            why: "needs \(Bytes.text(Double(p.peakBytes))) on its fullest rank (stage \(p.peakStage)); "
+                                + "the budget is \(Bytes.text(Double(r.memoryBudget))) per rank"))
+                    continue
+                }
+                advice.ranked.append(p)
+            } catch let e as ParmlError {
+                let why = e.message
+                if st.tp > 1 && profiles[st.tp] == nil && why.contains("tensor") { failedTP[st.tp] = why }
+                advice.excluded.append(ExcludedLayout(strategy: st, why: why))
+            }
+        }
+        advice.ranked.sort { a, b in
+            if a.stepSeconds != b.stepSeconds { return a.stepSeconds < b.stepSeconds }
+            let (x, y) = (a.strategy, b.strategy)
+            return (x.worldSize, x.zeroStage, x.microBatches, x.pp, x.tp) < (y.worldSize, y.zeroStage, y.microBatches, y.pp, y.tp)
+        }
+        return advice
+    }
+}

@@ -1,0 +1,263 @@
+import Foundation
+import ParmlModel
+import ParmlTensor
+import Testing
+import _ParmlTestSupport
+
+@_spi(Testing) @testable import ParmlTraining
+
+// The strategy advisor: its memory prediction against what the trainer
+// reports, feasibility and budgets, refused constraints, and the
+// calibration cache's recovery from bad files.
+
+/// Rates for tests that do not look at times (memory, feasibility): made
+/// up, so the tests do not depend on this machine's speed.
+private func fixedCalibration() -> MachineCalibration {
+    let cpu = MachineCalibration.currentCPU()
+    var c = MachineCalibration(cpuModel: cpu.model, cores: cpu.cores, libraryVersion: "test")
+    c.products = [.init(m: 64, n: 256, k: 256, threads: 1, flopsPerSecond: 5e10)]
+    c.elementwiseBytesPerSecond = 1e10
+    c.allReduce = [.init(ranks: 2, latency: 1e-5, bytesPerSecond: 5e9), .init(ranks: 4, latency: 2e-5, bytesPerSecond: 3e9)]
+    c.handover = [.init(ranks: 2, latency: 1e-5, bytesPerSecond: .infinity), .init(ranks: 4, latency: 2e-5, bytesPerSecond: .infinity)]
+    c.send = [.init(ranks: 2, latency: 5e-6, bytesPerSecond: 5e9)]
+    c.concurrency = [(1, 5e10), (2, 1e11), (4, 1e11)]
+    return c
+}
+
+/// Embedding → position → 2 × (attention block, MLP block) → LayerNorm → Linear: a small GPT.
+private func gpt(vocab: Int = 32, c: Int = 32, heads: Int = 4, t: Int = 16, seed: UInt64 = 3) throws -> Model {
+    let m = Model()
+    try m.add(try Embedding(count: vocab, dim: c, initStd: 0.02))
+    try m.add(try PositionEmbedding(positions: t, dim: c, initStd: 0.02))
+    for _ in 0..<2 {
+        try m.add(Residual(Sequential([try LayerNorm(features: c), try CausalSelfAttention(features: c, heads: heads)])))
+        try m.add(
+            Residual(
+                Sequential([
+                    try LayerNorm(features: c), try Linear(inFeatures: c, outFeatures: 4 * c), Activation(.gelu),
+                    try Linear(inFeatures: 4 * c, outFeatures: c),
+                ])))
+    }
+    try m.add(try LayerNorm(features: c))
+    try m.add(try Linear(inFeatures: c, outFeatures: vocab, bias: false))
+    try m.initialize(seed: seed)
+    return m
+}
+
+/// conv(1→8, 3×3) → relu → max_pool(2) → flatten → linear(8·4·4→10).
+private func cnn(batchNorm: Bool, seed: UInt64 = 9) throws -> Model {
+    let m = Model()
+    try m.add(try Conv2d(inChannels: 1, outChannels: 8, kernel: (3, 3), padding: (1, 1)))
+    if batchNorm { try m.add(try BatchNorm(channels: 8)) }
+    try m.add(Activation(.relu))
+    try m.add(try MaxPool2d(kernel: (2, 2)))
+    try m.add(Flatten())
+    try m.add(try Linear(inFeatures: 8 * 4 * 4, outFeatures: 16))
+    try m.add(Activation(.relu))
+    try m.add(try Linear(inFeatures: 16, outFeatures: 10))
+    try m.initialize(seed: seed)
+    return m
+}
+
+private struct Case: CustomStringConvertible, Sendable {
+    let name: String
+    let make: @Sendable () throws -> Model
+    let sample: Shape
+    let inputs: @Sendable (Int) throws -> (Tensor, Tensor)
+    var description: String { name }
+}
+
+private let cases: [Case] = [
+    Case(name: "mlp", make: { try residualMLP(width: 64, blocks: 2, seed: 4) }, sample: Shape(12)) { n in
+        (try Tensor(randomArray(n * 12, seed: 1, stream: 0), shape: Shape(n, 12)), try Tensor((0..<n).map { Float($0 % 4) }, shape: Shape(n)))
+    },
+    Case(name: "gpt", make: { try gpt() }, sample: Shape(16)) { n in
+        let ids = (0..<(n * 16)).map { Float(($0 * 7) % 32) }
+        return (try Tensor(ids, shape: Shape(n, 16)), try Tensor(ids.map { Float((Int($0) + 1) % 32) }, shape: Shape(n, 16)))
+    },
+    Case(name: "cnn", make: { try cnn(batchNorm: false) }, sample: Shape(1, 8, 8)) { n in
+        (try Tensor(randomArray(n * 64, seed: 2, stream: 0), shape: Shape(n, 1, 8, 8)), try Tensor((0..<n).map { Float($0 % 10) }, shape: Shape(n)))
+    },
+    Case(name: "cnn+bn", make: { try cnn(batchNorm: true) }, sample: Shape(1, 8, 8)) { n in
+        (try Tensor(randomArray(n * 64, seed: 2, stream: 0), shape: Shape(n, 1, 8, 8)), try Tensor((0..<n).map { Float($0 % 10) }, shape: Shape(n)))
+    },
+]
+
+private func layouts() -> [StrategyConfig] {
+    var out: [StrategyConfig] = []
+    for (dp, pp, tp, m, zero, det) in [
+        (1, 1, 1, 1, 0, false), (2, 1, 1, 1, 0, false), (2, 1, 1, 1, 1, false), (2, 1, 1, 1, 3, false), (1, 2, 1, 4, 0, false),
+        (1, 1, 2, 1, 0, false), (2, 2, 1, 2, 1, false), (1, 1, 1, 1, 0, true), (2, 1, 1, 1, 0, true), (1, 2, 1, 2, 0, true),
+    ] {
+        var s = StrategyConfig()
+        (s.dp, s.pp, s.tp, s.microBatches, s.zeroStage, s.deterministic) = (dp, pp, tp, m, zero, det)
+        s.gradientChunk = 8
+        out.append(s)
+    }
+    return out
+}
+
+@Suite struct AdvisorTests {
+    /// Promise of the cost model: the peak bytes it predicts for a layout
+    /// are within 10 % of what `Trainer.memory` reports after a step, on
+    /// the fullest rank, for MLP, GPT and CNN layers (tp only where the
+    /// model splits; a batch_norm model runs GPipe's order).
+    @Test(arguments: cases)
+    fileprivate func predictedMemoryMatchesTheTrainer(_ c: Case) throws {
+        let batch = 32
+        var optimizer = OptimizerConfig()
+        optimizer.kind = .adamW
+        for st in layouts() {
+            let model = try c.make()
+            var request = AdviceRequest(sampleShape: c.sample, batch: batch)
+            request.optimizer = optimizer
+            let predicted: LayoutPrediction
+            do {
+                predicted = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
+            } catch let e as ParmlError {
+                // Layouts the trainer refuses too (tp through a batch_norm): the same error both ways.
+                let refused = parmlError { _ = try Trainer(model: try c.make(), loss: .crossEntropy, optimizer: optimizer, strategy: st) }
+                #expect(refused != nil, "\(c) \(st.dp)x\(st.pp)x\(st.tp): advisor refused (\(e)) but the trainer builds it")
+                continue
+            }
+            let trainer = try Trainer(model: model, loss: .crossEntropy, optimizer: optimizer, strategy: st)
+            let (x, y) = try c.inputs(batch)
+            try trainer.step(inputs: x, targets: y)
+            var worst = 0, worstRank = 0
+            for r in 0..<st.worldSize {
+                let m = try trainer.memory(rank: r)
+                let total = m.parameters + m.gradients + m.optimizer + m.scratch + m.activations
+                if total > worst { (worst, worstRank) = (total, r) }
+            }
+            let error = abs(Double(predicted.peakBytes - worst)) / Double(worst)
+            let m = try trainer.memory(rank: worstRank)
+            #expect(
+                error <= 0.10,
+                "\(c) dp\(st.dp) pp\(st.pp) tp\(st.tp) m\(st.microBatches) zero\(st.zeroStage) det=\(st.deterministic): predicted \(predicted.memory), trainer rank \(worstRank) \(m)"
+            )
+            #expect(predicted.memory.parameters == m.parameters && predicted.memory.optimizer == m.optimizer,
+                "\(c) \(st.dp)x\(st.pp)x\(st.tp) zero\(st.zeroStage): \(predicted.memory) vs \(m)")
+        }
+    }
+
+    /// Every ranked layout fits the budget; the excluded ones that were cut
+    /// for memory say how much they need; plain data parallelism is excluded
+    /// when the budget is below one replica's parameters, gradients and state.
+    @Test func budgetsAreHonoured() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 64)
+        request.optimizer.kind = .adamW
+        let all = try StrategyAdvisor.advise(model: model, request: request, calibration: fixedCalibration(), origin: .measured)
+        let serial = try #require(all.ranked.first { $0.strategy.worldSize == 1 })
+        request.memoryBudget = serial.peakBytes * 3 / 4
+        let advice = try StrategyAdvisor.advise(model: model, request: request, calibration: fixedCalibration(), origin: .measured)
+        #expect(!advice.ranked.isEmpty)
+        for p in advice.ranked { #expect(p.peakBytes <= request.memoryBudget) }
+        let plainDP = advice.excluded.filter { $0.strategy.pp == 1 && $0.strategy.tp == 1 && $0.strategy.zeroStage == 0 }
+        #expect(!plainDP.isEmpty)
+        for e in plainDP { #expect(e.why.contains("budget"), "\(e.why)") }
+        #expect(advice.ranked.allSatisfy { $0.strategy.worldSize > 1 })
+        // Ranked fastest first, every layout accounted for once.
+        #expect(zip(advice.ranked, advice.ranked.dropFirst()).allSatisfy { $0.stepSeconds <= $1.stepSeconds })
+        #expect(advice.ranked.count + advice.excluded.count == all.ranked.count + all.excluded.count)
+    }
+
+    /// Layouts the trainer cannot build are excluded with its reason, and
+    /// the first choice builds and steps.
+    @Test func infeasibleLayoutsAreExcludedWithTheirReason() throws {
+        // 3 classes: tp 2 and 4 cannot split the last Linear... but it is replicated; 12 → 10 hidden: tp 4 does not divide 10.
+        let model = Model()
+        try model.add(try Linear(inFeatures: 12, outFeatures: 10))
+        try model.add(Activation(.relu))
+        try model.add(try Linear(inFeatures: 10, outFeatures: 3))
+        try model.initialize(seed: 1)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 6)
+        request.maxRanks = 4
+        let advice = try StrategyAdvisor.advise(model: model, request: request, calibration: fixedCalibration(), origin: .measured)
+        let tp4 = advice.excluded.filter { $0.strategy.tp == 4 }
+        #expect(!tp4.isEmpty)
+        #expect(tp4.allSatisfy { !$0.why.isEmpty })
+        // pp 4 with 3 top-level layers, and 4 × micro-batches over 6 rows.
+        #expect(advice.excluded.contains { $0.strategy.pp == 4 && $0.why.contains("top-level layer") })
+        #expect(advice.excluded.contains { $0.why.contains("fewer than one row") })
+        #expect(!advice.ranked.contains { $0.strategy.tp == 4 || $0.strategy.pp == 4 })
+        let first = try #require(advice.ranked.first)
+        let t = try Trainer(model: model, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: first.strategy)
+        let x = try Tensor(randomArray(72, seed: 3, stream: 0), shape: Shape(6, 12))
+        try t.step(inputs: x, targets: try Tensor([0, 1, 2, 0, 1, 2], shape: Shape(6)))
+    }
+
+    @Test func badConstraintsAreRefused() throws {
+        let model = try residualMLP(width: 16, seed: 4)
+        let c = fixedCalibration()
+        func refusal(_ edit: (inout AdviceRequest) -> Void) -> String {
+            var r = AdviceRequest(sampleShape: Shape(12), batch: 8)
+            edit(&r)
+            return parmlError { _ = try StrategyAdvisor.advise(model: model, request: r, calibration: c, origin: .measured) }?.message ?? "accepted"
+        }
+        #expect(refusal { $0.batch = 0 }.contains("batch must be"))
+        #expect(refusal { $0.memoryBudget = -1 }.contains("memory_budget"))
+        #expect(refusal { $0.maxRanks = -2 }.contains("max_ranks"))
+        #expect(refusal { $0.cores = -1 }.contains("cores"))
+        #expect(refusal { $0.backend = .mpi }.contains("not calibrated"))
+        #expect(refusal { $0.sampleShape = Shape(5) }.contains("does not take samples"))
+        #expect(refusal { $0.machine = MachineDescription(nodes: 0, ranksPerNode: 1, coresPerNode: 1, interNodeBandwidth: 1e9, interNodeLatency: 0) }
+            .contains("nodes"))
+        #expect(refusal { $0.machine = MachineDescription(nodes: 2, ranksPerNode: 1, coresPerNode: 1, interNodeBandwidth: -1, interNodeLatency: 0) }
+            .contains("bandwidth"))
+        let unbuilt = Model()
+        try unbuilt.add(try Linear(inFeatures: 12, outFeatures: 2))
+        let e = parmlError { _ = try StrategyAdvisor.advise(model: unbuilt, request: AdviceRequest(sampleShape: Shape(12), batch: 8), calibration: c, origin: .measured) }
+        #expect(e?.message.contains("not initialised") == true)
+    }
+
+    /// Other machines: a group spanning nodes pays the given link, so a
+    /// slower link makes data parallelism across 8 nodes slower.
+    @Test func describedMachinesUseTheirLinks() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 256)
+        var st = StrategyConfig()
+        st.dp = 8
+        func step(bandwidth: Double) throws -> LayoutPrediction {
+            request.machine = MachineDescription(nodes: 8, ranksPerNode: 1, coresPerNode: 4, interNodeBandwidth: bandwidth, interNodeLatency: 1e-5)
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
+        }
+        let fast = try step(bandwidth: 1e10), slow = try step(bandwidth: 1e8)
+        #expect(slow.communication > fast.communication * 10)
+        // A ring over 8 nodes: 2·7 latencies plus 2·7/8 of the gradient bytes at the link's rate.
+        let bytes = Double(model.parameterCount * 4)
+        let buckets = (bytes / Double(st.bucketBytes)).rounded(.up)
+        let dpTerm = try #require(slow.communications.first { $0.group == "dp(8)" })
+        #expect(abs(dpTerm.seconds - buckets * (14 * 1e-5 + 14.0 / 8 * bytes / buckets / 1e8)) < 1e-9)
+    }
+
+    /// A calibration file that is corrupt, from another CPU or from another
+    /// library version is measured again and replaced; a good one is reused.
+    @Test func calibrationCacheRecovers() throws {
+        let dir = NSTemporaryDirectory() + "parml-advisor-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/" + CalibrationCache.fileName
+        let (first, origin1) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
+        #expect(origin1 == .measured)
+        #expect(first.products.count >= 12 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
+        #expect(first.seconds > 0 && first.seconds < 30)
+        let (again, origin2) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
+        #expect(origin2 == .cached)
+        #expect(again == CalibrationCache.parse(CalibrationCache.format(first)))
+        // Corrupt: garbage, a truncated file, a negative rate.
+        let text = CalibrationCache.format(first)
+        for bad in ["\u{0}\u{1}garbage", String(text.prefix(text.count / 2)), text.replacingOccurrences(of: "product 16", with: "product -16")] {
+            try bad.write(toFile: path, atomically: true, encoding: .utf8)
+            let (_, o) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
+            #expect(o == .replaced)
+            #expect(CalibrationCache.parse(try String(contentsOfFile: path, encoding: .utf8)) != nil)
+        }
+        // Another CPU, another library version.
+        try text.replacingOccurrences(of: "cpu_model=", with: "cpu_model=Other ").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9").1 == .replaced)
+        #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.10").1 == .replaced)
+        #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.10").1 == .cached)
+        // A directory that cannot be created: measured, not stored, no error.
+        #expect(try CalibrationCache.load(directory: "/proc/parml-no", libraryVersion: "9.9.9").1 == .measured)
+    }
+}

@@ -1,0 +1,156 @@
+"""Writes bench/advisor.md from bench/advisor.json (bench/advisor.py's
+measurements) and adds the predictions for machines this one cannot run.
+
+    PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor_report.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "bindings", "python"))
+import parml  # noqa: E402
+from advisor import gpt, mlp  # noqa: E402  (bench/advisor.py's models)
+
+
+def mib(b):
+    return f"{b / 2**20:.2f}"
+
+
+def what_if(cache):
+    """Predictions for meshes this machine cannot run (8 to 512 ranks)."""
+    rows = []
+    cases = [
+        ("mlp 784-1024-1024-10, b4096, Adam", lambda: mlp([784, 1024, 1024, 10]), (784,), 4096, parml.Adam(1e-3)),
+        ("gpt char (L4 C128 T64), b512, AdamW", gpt, (64,), 512, parml.AdamW(1e-3)),
+    ]
+    machines = [
+        ("8 nodes × 1 rank × 16 cores, 100 Gb/s, 5 µs", parml.Machines(8, 1, 16, 12.5e9, 5e-6)),
+        ("64 nodes × 1 rank × 16 cores, 100 Gb/s, 5 µs", parml.Machines(64, 1, 16, 12.5e9, 5e-6)),
+        ("64 nodes × 8 ranks × 16 cores, 10 Gb/s, 20 µs", parml.Machines(64, 8, 16, 1.25e9, 20e-6)),
+    ]
+    for name, make, sample, batch, opt in cases:
+        model = make()
+        for mname, m in machines:
+            t0 = time.perf_counter()
+            a = parml.advise(model, sample, batch, optimizer=opt, machines=m, cache_dir=cache, show=False)
+            latency = time.perf_counter() - t0
+            # The best layout per world size: how the prediction scales.
+            best = {}
+            for p in a.ranked:
+                w = p.dp * p.pp * p.tp
+                if w not in best or p.step_seconds < best[w].step_seconds:
+                    best[w] = p
+            for w in sorted(best):
+                if w in (1, 8, 64, 512) or w == max(best):
+                    p = best[w]
+                    rows.append((name, mname, w, f"dp{p.dp} pp{p.pp} tp{p.tp} m{p.micro_batches} zero{p.zero_stage}",
+                                 p.step_seconds, p.compute_seconds, p.communication_seconds, p.peak_bytes, latency))
+    return rows
+
+
+def main():
+    with open(os.path.join(HERE, "advisor.json")) as f:
+        r = json.load(f)
+    S = r["scenarios"]
+    within = [s for s in S if s["first_over_fastest"] <= 0.10]
+    rhos = [s["spearman"] for s in S]
+    lines = [
+        "# Strategy advisor: predicted against measured (bench/advisor.py)",
+        "",
+        "Reproduce: `swift build -c release --product parml`, then",
+        "`PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor.py` (about 40 min here)",
+        "and `... python3 bench/advisor_report.py` (this file). docs/advisor.md says how the model works.",
+        "",
+        f"Machine: {r['cores']} cores, shared with five other sessions building Swift at the same time:",
+        f"the load average was {min(s['load'] for s in S):.1f}–{max(s['load'] for s in S):.1f} on these {r['cores']} cores "
+        "while it ran. Each layout was measured in",
+        f"{r['rounds']} rounds (alternating order; a fresh trainer, one warm-up step, {r['steps']} timed steps) and its",
+        "time is its fastest step. **These are not quiet measurements**: under this load the",
+        "measured times follow the scheduler's share of the machine (more rank threads get more of it)",
+        "as much as the layout, so read the ranking figures as what the advisor achieves on a",
+        "heavily loaded machine, not as its accuracy on a quiet one.",
+        "",
+        f"- {r['calibration']}",
+        f"- Calibration: first advice with an empty cache {r['first_advice_seconds']:.2f} s (measurement included);",
+        f"  advice with the cache {1e3 * r['cached_advice_seconds']:.1f} ms for a 3-layer MLP.",
+        "",
+        "## Summary",
+        "",
+        f"- Scenarios: {len(S)} (MLPs of several widths and batches, the GPT and the CNN of bench/, memory budgets that rule out plain dp).",
+        f"- First choice within 10 % of the fastest measured layout: {len(within)} of {len(S)} "
+        f"({100 * len(within) / len(S):.0f} %; target ≥ 90 %). Never infeasible: every first choice built, stepped and fit its budget.",
+        f"- Spearman ρ (predicted vs measured step time) per scenario: median {statistics.median(rhos):.2f}, "
+        f"min {min(rhos):.2f}, max {max(rhos):.2f} (target ≥ 0.8 each, median ≥ 0.9).",
+        f"- Predicted peak memory vs `parml_trainer_memory` (fullest rank, every layout measured): worst error "
+        f"{100 * max(s['max_memory_error'] for s in S):.2f} % (target ≤ 10 %).",
+        f"- Advice latency with the calibration cached: median {1e3 * statistics.median(s['advice_seconds'] for s in S):.0f} ms, "
+        f"max {1e3 * max(s['advice_seconds'] for s in S):.0f} ms (target ≤ 100 ms; it includes the model probe of 2 and 4 rows).",
+        "",
+        "What this shows. The memory prediction holds: exact for the MLPs and the GPT, within 3.1 % for",
+        "the CNN but for one case: the batch_norm CNN at batch 32 with pp 3 (12.4 %, a constant",
+        "≈ 1.3 MB too many: the advisor simulates the slots of batch_norm's phased execution with",
+        "the plain schedule's indexing). The time ranking fails every target here. The measured",
+        "fastest layouts are the ones with the most rank threads (pp 3–4, tp 4, dp 2–4), often",
+        "faster than one rank with two BLAS threads by more than two cores allow: on a machine",
+        "whose run queue holds 13–22 other tasks, a job with more threads gets a larger share of",
+        "the cores. The model predicts an idle machine shared only by the job's own ranks, so it",
+        "prefers one rank or ZeRO-3 data parallelism, and its ρ is near zero or negative. Whether",
+        "the model ranks well on a quiet machine is not shown by this run.",
+        "",
+        "| scenario | budget | ranked / excluded | advisor's first | fastest measured | first vs fastest | Spearman ρ | memory error | advice ms | load |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in S:
+        budget = f"{mib(s['budget'])} MiB" if s["budget"] else "—"
+        lines.append(
+            f"| {s['name']} | {budget} | {s['ranked']} / {s['excluded']} | {s['first']} | {s['fastest']} | "
+            f"+{100 * s['first_over_fastest']:.0f} % | {s['spearman']:.2f} | {100 * s['max_memory_error']:.2f} % | "
+            f"{1e3 * s['advice_seconds']:.0f} | {s['load']:.1f} |")
+    lines += ["", "Examples of excluded layouts and why:", ""]
+    for s in S:
+        for e in s["excluded_examples"][:2]:
+            lines.append(f"- {s['name']}: {e}")
+    lines += ["", "## Every layout measured", ""]
+    for s in S:
+        lines += [f"### {s['name']}", "", "| layout | predicted ms | measured ms | predicted MiB | trainer MiB |", "|---|---|---|---|---|"]
+        for row in s["rows"]:
+            lines.append(f"| {row['layout']} | {1e3 * row['predicted']:.2f} | {1e3 * row['measured']:.2f} | "
+                         f"{mib(row['predicted_bytes'])} | {mib(row['measured_bytes'])} |")
+        lines.append("")
+    cache = tempfile.mkdtemp(prefix="parml-advisor-report-")
+    rows = what_if(cache)
+    lines += [
+        "## Predictions for machines this one cannot run",
+        "",
+        "Assumptions: every node computes at this machine's measured per-core rates (sgemm, element-wise",
+        "bandwidth) with `cores_per_node` cores shared by its ranks; collectives inside a node use this",
+        "machine's measured threads-backend rates; a group spanning nodes is a ring over the stated link",
+        "(2(n−1) latencies, 2(n−1)/n of the bytes at the link's bandwidth); no overlap of communication",
+        "with compute. The model and batch are fixed (strong scaling). Nothing here was measured.",
+        "",
+        "| model | machines | ranks | best layout | step ms | compute ms | comm ms | peak MiB/rank | advice ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, mname, w, layout, step, comp, comm, peak, lat in rows:
+        lines.append(f"| {name} | {mname} | {w} | {layout} | {1e3 * step:.2f} | {1e3 * comp:.2f} | {1e3 * comm:.2f} | "
+                     f"{mib(peak)} | {1e3 * lat:.0f} |")
+    lines += [
+        "",
+        "No check against a published scaling result was made in this session (the issue's last item).",
+        "",
+    ]
+    with open(os.path.join(HERE, "advisor.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines[:40]))
+
+
+if __name__ == "__main__":
+    main()

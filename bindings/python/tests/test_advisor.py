@@ -1,0 +1,95 @@
+"""The strategy advisor through the bindings: parml.advise ranks layouts
+within the constraints and explains the rest, bad constraints raise, and
+parml.Auto builds the first layout with a plan that says why. The
+calibration lives in a temporary cache directory (measured once here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import parml
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("parml-cache"))
+
+
+def mlp(width: int = 128):
+    return parml.Sequential(
+        [parml.Linear(32, width), parml.ReLU(), parml.Linear(width, width), parml.ReLU(), parml.Linear(width, 4)], seed=1
+    )
+
+
+def test_advice_ranks_layouts_within_the_budget(cache, capsys):
+    model = mlp()
+    free = parml.advise(model, (32,), 64, optimizer=parml.Adam(1e-3), cache_dir=cache, show=False)
+    serial = next(p for p in free.ranked if p.dp * p.pp * p.tp == 1)
+    budget = serial.peak_bytes * 3 // 4
+    advice = parml.advise(model, (32,), 64, optimizer=parml.Adam(1e-3), cache_dir=cache, memory_budget=budget)
+    printed = capsys.readouterr().out
+    assert "excluded:" in printed and "calibration: cached" in printed
+    assert advice.ranked, advice.text
+    assert all(p.peak_bytes <= budget for p in advice.ranked)
+    steps = [p.step_seconds for p in advice.ranked]
+    assert steps == sorted(steps)
+    for p in advice.ranked:
+        terms = p.compute_seconds + p.communication_seconds + p.bubble_seconds + p.optimizer_seconds + p.overhead_seconds
+        assert p.step_seconds == pytest.approx(terms)
+        parts = p.parameter_bytes + p.gradient_bytes + p.optimizer_bytes + p.scratch_bytes + p.activation_bytes
+        assert p.peak_bytes == parts
+    assert any(e.dp * e.pp * e.tp == 1 and "budget" in e.why for e in advice.excluded)
+    assert len(advice.ranked) + len(advice.excluded) == len(free.ranked) + len(free.excluded)
+
+
+def test_bad_constraints_raise(cache):
+    model = mlp()
+    with pytest.raises(parml.InvalidArgumentError, match="batch"):
+        parml.advise(model, (32,), 0, cache_dir=cache, show=False)
+    with pytest.raises(parml.InvalidArgumentError, match="memory_budget"):
+        parml.advise(model, (32,), 8, memory_budget=-1, cache_dir=cache, show=False)
+    with pytest.raises(parml.ShapeError, match="does not take samples"):
+        parml.advise(model, (31,), 8, cache_dir=cache, show=False)
+    with pytest.raises(parml.UnsupportedError, match="not calibrated"):
+        parml.advise(model, (32,), 8, backend="mpi", cache_dir=cache, show=False)
+    with pytest.raises(parml.InvalidArgumentError, match="nodes"):
+        parml.advise(model, (32,), 8, machines=parml.Machines(2, 0, 1), cache_dir=cache, show=False)
+    with pytest.raises(ValueError, match="backend"):
+        parml.advise(model, (32,), 8, backend="carrier-pigeon", cache_dir=cache, show=False)
+
+
+def test_auto_trains_the_first_choice_and_says_why(cache):
+    model = mlp()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 32)).astype(np.float32)
+    y = rng.integers(0, 4, size=64)
+    advice = parml.advise(model, (32,), 64, optimizer=parml.SGD(0.1), cache_dir=cache, show=False)
+    auto = parml.Auto((32,), 64, cache_dir=cache)
+    with parml.Trainer(model, optimizer=parml.SGD(0.1), strategy=auto) as t:
+        plan = t.plan()
+        assert "layout chosen by the strategy advisor" in plan
+        first = advice.first
+        assert f"dp {first.dp} × pp {first.pp} × tp {first.tp}" in plan
+        t.step(x, y)
+        report = t.memory(0)
+        # Trainer.memory's count agrees with the prediction within 10 % on the fullest rank.
+        worst = max(sum(t.memory(r)) for r in range(first.dp * first.pp * first.tp))
+        assert abs(first.peak_bytes - worst) <= 0.10 * worst, (first, report)
+
+
+def test_other_machines(cache):
+    """8 ranks on 4 nodes: data parallelism across nodes pays the link, so a
+    100x slower link costs the dp=8 layout more communication time."""
+    model = mlp(256)
+
+    def dp8(bandwidth: float):
+        advice = parml.advise(
+            model, (32,), 1024, cache_dir=cache, show=False,
+            machines=parml.Machines(nodes=4, ranks_per_node=2, cores_per_node=8, inter_node_bandwidth=bandwidth),
+        )
+        return next(p for p in advice.ranked if (p.dp, p.pp, p.tp, p.zero_stage) == (8, 1, 1, 0))
+
+    fast, slow = dp8(1e11), dp8(1e9)
+    assert slow.communication_seconds > 5 * fast.communication_seconds
+    assert slow.compute_seconds == pytest.approx(fast.compute_seconds)
