@@ -12,6 +12,7 @@ extension Trainer {
             : "fast (one GEMM per micro-batch; reproducible for this layout)"
         lines.append("world \(mesh.worldSize) = dp \(mesh.dp) × pp \(mesh.pp) × tp \(mesh.tp), threads backend, \(mode)")
         lines.append("rank = (dp_index · pp + stage) · tp + tp_index")
+        lines.append(precisionDescription)
         if mesh.pp > 1 || layout.microBatches > 1 {
             let m = layout.microBatches, p = mesh.pp, v = layout.virtualStages
             let name: String = switch layout.schedule {

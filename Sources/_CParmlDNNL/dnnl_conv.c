@@ -43,33 +43,6 @@ struct pml_conv_plan {
     char impl[256];
 };
 
-static const char *status_name(dnnl_status_t st) {
-    switch (st) {
-    case dnnl_out_of_memory: return "out of memory";
-    case dnnl_invalid_arguments: return "invalid arguments";
-    case dnnl_unimplemented: return "unimplemented";
-    case dnnl_iterator_ends: return "no implementation";
-    case dnnl_runtime_error: return "runtime error";
-    case dnnl_not_required: return "not required";
-    default: return "error";
-    }
-}
-
-#define TRY(call, what)                                                                                  \
-    do {                                                                                                 \
-        dnnl_status_t st_ = (call);                                                                      \
-        if (st_ != dnnl_success) {                                                                       \
-            snprintf(err, errlen, "oneDNN %s: %s (status %d)", what, status_name(st_), (int)st_);        \
-            return -1;                                                                                   \
-        }                                                                                                \
-    } while (0)
-
-static const char *impl_name(const_dnnl_primitive_desc_t pd) {
-    const char *name = "?";
-    if (pml_dnnl.dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, (void *)&name) != dnnl_success) return "?";
-    return name;
-}
-
 static size_t scratch_size(const_dnnl_primitive_desc_t pd) {
     return pml_dnnl.dnnl_memory_desc_get_size(pml_dnnl.dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
 }
@@ -205,14 +178,9 @@ static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_
     TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&flat, 1, flat_dims, dnnl_u8, dnnl_x), "scratchpad descriptor");
     TRY(pml_dnnl.dnnl_memory_create(&p->reorder_scratch, &flat, pml_dnnl_engine, p->scratch), "scratchpad");
     TRY(pml_dnnl.dnnl_stream_create(&p->stream, pml_dnnl_engine, dnnl_stream_default_flags), "stream");
-    snprintf(p->impl, sizeof p->impl, "%s / %s / %s%s", impl_name(pd[P_FWD]), impl_name(pd[P_BWD_D]),
-             impl_name(pd[P_BWD_W]), p->v[V_X].in || p->v[V_Y].out ? " (reordered layouts)" : " (plain layouts)");
+    snprintf(p->impl, sizeof p->impl, "%s / %s / %s%s", pml_dnnl_impl_name(pd[P_FWD]), pml_dnnl_impl_name(pd[P_BWD_D]),
+             pml_dnnl_impl_name(pd[P_BWD_W]), p->v[V_X].in || p->v[V_Y].out ? " (reordered layouts)" : " (plain layouts)");
     return 0;
-}
-
-// oneDNN's OpenMP runtime sizes its teams by the calling thread's setting.
-static void use_threads(int threads) {
-    if (threads > 0 && pml_dnnl.omp_get_max_threads() != threads) pml_dnnl.omp_set_num_threads(threads);
 }
 
 pml_conv_plan *pml_conv_plan_create(const pml_conv_shape *s, char *err, size_t errlen) {
@@ -223,7 +191,7 @@ pml_conv_plan *pml_conv_plan_create(const pml_conv_shape *s, char *err, size_t e
     }
     p->has_bias = s->has_bias;
     p->threads = s->threads > 0 ? s->threads : 1;
-    use_threads(p->threads);
+    pml_dnnl_use_threads(p->threads);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd[P_COUNT] = {NULL, NULL, NULL};
     int rc = -1;
@@ -292,7 +260,7 @@ static int leave(pml_conv_plan *p, int v) {
 }
 
 int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const float *b, float *y) {
-    use_threads(p->threads);
+    pml_dnnl_use_threads(p->threads);
     p->forward_x = p->forward_w = NULL;
     int st = enter(p, V_X, x, 0) | enter(p, V_W, w, 0) | (p->has_bias ? enter(p, V_BIAS, b, 0) : 0) | aim(p, V_Y, y);
     if (st) return st;
@@ -309,7 +277,7 @@ int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const flo
 
 int pml_conv_backward(pml_conv_plan *p, const float *x, const float *w, const float *dy, float *dw,
                       float *db, float *dx) {
-    use_threads(p->threads);
+    pml_dnnl_use_threads(p->threads);
     // Backward data first: when both want dy in the same layout, one reorder serves.
     if (dx) {
         int st = enter(p, V_DY_D, dy, 0) | enter(p, p->w_for_d, w, p->w_for_d == V_W && p->forward_w == w) |

@@ -21,13 +21,15 @@ public final class Linear: KindedLayer, MatrixLayer {
 
     public private(set) var weight: Tensor?
     public private(set) var bias: Tensor?
-    private var weightGrad: Tensor?
-    private var biasGrad: Tensor?
-    private var input: Tensor?
+    private(set) var weightGrad: Tensor?
+    private(set) var biasGrad: Tensor?
+    private(set) var input: Tensor?
     private let output = Buffer()
-    private let gradInput = Buffer()
+    let gradInput = Buffer()
     /// Private training's per-example norms: Gram matrices or one example's gradient.
     private let normScratch = Buffer()
+    /// bf16 precision's operand copies and plans (Linear+BF16.swift).
+    let bf16 = LinearBF16()
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws {
         guard inFeatures > 0, outFeatures > 0 else {
@@ -97,16 +99,20 @@ public final class Linear: KindedLayer, MatrixLayer {
         var s = x.shape
         s[s.rank - 1] = outFeatures
         let y = try output.shaped(s)
+        input = x
         if let bias {
             // Broadcast b into y, then accumulate the product on top (beta = 1):
             // one pass over y instead of a product pass plus a bias pass.
             Kernels.broadcastRows(bias.data, into: y.data, rows: rows, cols: outFeatures)
         }
+        if ctx.precision == .bf16 {  // bf16 products: Linear+BF16.swift
+            try bf16Forward(x, weight: weight, into: y, rows: rows, ctx)
+            return y
+        }
         BLAS.gemm(
             transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
             x.data, lda: inFeatures, weight.data, ldb: inFeatures,
             beta: bias == nil ? 0 : 1, y.data, ldc: outFeatures)
-        input = x
         return y
     }
 
@@ -116,6 +122,9 @@ public final class Linear: KindedLayer, MatrixLayer {
         }
         let rows = dy.count / outFeatures
         let beta = ctx.gradientBeta(accumulate: accumulate)
+        if ctx.precision == .bf16 {  // bf16 products: Linear+BF16.swift
+            return try bf16Backward(dy, rows: rows, beta: beta, needInputGradient: needInputGradient, ctx)
+        }
         BLAS.gemm(
             transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
             dy.data, lda: outFeatures, x.data, ldb: inFeatures,
