@@ -135,6 +135,32 @@ struct BF16PrecisionTests {
         expectSameBits(bf[2], f32[2], "db is a float32 sum in both")
     }
 
+    /// Attention's two projections run in bf16 (its per-head products and
+    /// softmax in float32): output and every gradient within bf16 rounding
+    /// of float32 (relative to the largest entry: a few u = 2^-8 after the
+    /// products chain), and not float32's bits.
+    @Test func attentionProjectionsInBF16StayWithinRounding() throws {
+        var results: [Precision: [[Float]]] = [:]
+        for p in [Precision.float32, .bf16] {
+            let model = Model()
+            try model.add(try CausalSelfAttention(features: 32, heads: 4))
+            try model.initialize(seed: 9)
+            var ctx = PassContext(training: true, step: 0)
+            ctx.precision = p
+            ctx.stepSerial = BF16Products.nextSerial()
+            let x = try Tensor(randomArray(3 * 10 * 32, seed: 6, stream: 1), shape: Shape(3, 10, 32))
+            let y = try model.forward(x, ctx).toArray()
+            let dout = try Tensor(randomArray(3 * 10 * 32, seed: 6, stream: 2), shape: Shape(3, 10, 32))
+            let dx = try model.root.backward(dout, ctx, needInputGradient: true, accumulate: false)!.toArray()
+            results[p] = [y, dx, model.gradients!.toArray()]
+        }
+        for (i, name) in ["output", "input gradient", "parameter gradients"].enumerated() {
+            let a = results[.bf16]![i], b = results[.float32]![i]
+            #expect(a != b, "\(name): bf16 gave float32's bits")
+            #expect(relativeDifference(a, b) < 8.0 / 256, "\(name): \(relativeDifference(a, b))")
+        }
+    }
+
     /// Deterministic mode: dp, pp, micro-batches and ZeRO give serial bf16
     /// training's bits (the products run per chunk of 8 samples alike).
     @Test func deterministicLayoutsAreBitIdenticalToSerialBF16() throws {

@@ -21,15 +21,15 @@ public final class Linear: KindedLayer, MatrixLayer {
 
     public private(set) var weight: Tensor?
     public private(set) var bias: Tensor?
-    private(set) var weightGrad: Tensor?
-    private(set) var biasGrad: Tensor?
-    private(set) var input: Tensor?
+    private var weightGrad: Tensor?
+    private var biasGrad: Tensor?
+    private var input: Tensor?
     private let output = Buffer()
-    let gradInput = Buffer()
+    private let gradInput = Buffer()
     /// Private training's per-example norms: Gram matrices or one example's gradient.
     private let normScratch = Buffer()
-    /// bf16 precision's operand copies and plans (Linear+BF16.swift).
-    let bf16 = LinearBF16()
+    /// bf16 precision's operand copies and plans.
+    private let bf16 = BF16Projection()
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws {
         guard inFeatures > 0, outFeatures > 0 else {
@@ -105,8 +105,10 @@ public final class Linear: KindedLayer, MatrixLayer {
             // one pass over y instead of a product pass plus a bias pass.
             Kernels.broadcastRows(bias.data, into: y.data, rows: rows, cols: outFeatures)
         }
-        if ctx.precision == .bf16 {  // bf16 products: Linear+BF16.swift
-            try bf16Forward(x, weight: weight, into: y, rows: rows, ctx)
+        if ctx.precision == .bf16 {  // bf16 products (BF16Projection.swift)
+            try bf16.forward(
+                x.data, weight: weight.data, rows: rows, inF: inFeatures, outF: outFeatures, beta: bias == nil ? 0 : 1,
+                into: y.data, ctx)
             return y
         }
         BLAS.gemm(
@@ -122,8 +124,13 @@ public final class Linear: KindedLayer, MatrixLayer {
         }
         let rows = dy.count / outFeatures
         let beta = ctx.gradientBeta(accumulate: accumulate)
-        if ctx.precision == .bf16 {  // bf16 products: Linear+BF16.swift
-            return try bf16Backward(dy, rows: rows, beta: beta, needInputGradient: needInputGradient, ctx)
+        if ctx.precision == .bf16 {  // bf16 products (BF16Projection.swift); db stays float32
+            let dx = needInputGradient ? try gradInput.shaped(x.shape) : nil
+            try bf16.backward(
+                dy.data, rows: rows, inF: inFeatures, outF: outFeatures, beta: beta, weightGradient: weightGrad.data,
+                inputGradient: dx?.data)
+            if let biasGrad { Kernels.sumRows(dy.data, rows: rows, cols: outFeatures, into: biasGrad.data, beta: beta) }
+            return dx
         }
         BLAS.gemm(
             transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
