@@ -82,7 +82,7 @@ public final class BF16MatmulPlan {
         var err = [CChar](repeating: 0, count: 512)
         let made = err.withUnsafeMutableBufferPointer { pml_matmul_plan_create(&s, $0.baseAddress, $0.count) }
         guard let made else {
-            throw ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw ParmlError.blas(cMessage(err))
         }
         plan = made
         self.key = key

@@ -16,6 +16,11 @@ public enum ConvolutionBackend: String, Sendable {
     }
 }
 
+/// A C shim's NUL-terminated message in `buffer`, as text.
+func cMessage(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
 /// oneDNN (libdnnl.so.2), loaded on first use; see pml_dnnl.h.
 public enum OneDNN {
     /// Why oneDNN cannot be used in this process (nil once it loaded); the
@@ -23,7 +28,7 @@ public enum OneDNN {
     public static let loadError: String? = {
         var err = [CChar](repeating: 0, count: 512)
         let rc = err.withUnsafeMutableBufferPointer { pml_dnnl_load($0.baseAddress, $0.count) }
-        return rc == 0 ? nil : String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return rc == 0 ? nil : cMessage(err)
     }()
 
     public static var available: Bool { loadError == nil }
@@ -62,7 +67,7 @@ public final class ConvolutionPlan {
         var err = [CChar](repeating: 0, count: 512)
         let made = err.withUnsafeMutableBufferPointer { pml_conv_plan_create(&s, $0.baseAddress, $0.count) }
         guard let made else {
-            throw ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw ParmlError.blas(cMessage(err))
         }
         plan = made
         self.key = key
