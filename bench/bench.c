@@ -452,6 +452,7 @@ int main(int argc, char **argv) {
     mlp_case bf16_cases[] = {
         {"mlp_b128_t1_bf16", mlp, 4, 128, 1, 12},
         {"mlp_b512_t2_bf16", mlp, 4, 512, 2, 4},
+        {"tiny_b32_t1_bf16", tiny, 3, 32, 1, 600},
     };
     for (size_t i = 0; i < sizeof bf16_cases / sizeof bf16_cases[0]; i++)
         if (strstr(bf16_cases[i].name, filter)) bench_bf16(&bf16_cases[i]);

@@ -11,7 +11,8 @@ extension Trainer {
     var precisionDescription: String {
         switch (strategy.precision, precision) {
         case (.bf16, .bf16):
-            return "precision: bf16 products (Linear forward, dW and dx: bf16 operands, float32 accumulation; oneDNN "
+            return "precision: bf16 products (Linear layers and attention projections, forward, dW and dx: bf16 operands, "
+                + "float32 accumulation; oneDNN "
                 + "\(OneDNN.version), \(BF16.implementation ?? "?")); weights rounded to bf16 once per step; master "
                 + "weights, optimizer state, losses, softmax, normalisation and reductions in float32"
         case (.bf16, _):
