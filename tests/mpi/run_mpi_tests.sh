@@ -346,7 +346,7 @@ for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2
         fail "GPT with a tied classifier, $1 under mpirun -np $2" "$WORK/pygpt.txt"
     fi
 done
-for mode in bf16 fp16 powersgd local3; do
+for mode in bf16 fp16 powersgd local3 precision_bf16 precision_bf16_det precision_bf16_wire; do
     if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
         python3 "$HERE/py_comm.py" "$mode" > "$WORK/pycomm.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycomm.txt")" -eq 2 ]; then
         pass "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit"
