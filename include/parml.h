@@ -493,7 +493,9 @@ PARML_API parml_status parml_dataset_load_npz(char const * path, char const * in
 /// Loads a dataset from a CSV table (NULL params = the
 /// parml_csv_params_init defaults): inputs (N, F) float32 from the feature
 /// columns, targets (N) from the label column, int32 class indices
-/// (PARML_CSV_LABEL_CLASS) or float32 values (_VALUE). Fields may be
+/// (PARML_CSV_LABEL_CLASS), float32 values (_VALUE), or class names
+/// (_TEXT: the distinct names in byte order are classes 0, 1, ...; read them
+/// back with parml_dataset_class_name). Fields may be
 /// double-quoted (RFC 4180); blank lines are skipped; every cell read must
 /// be a finite number (strtod syntax in the C locale: '.' is the decimal
 /// point whatever setlocale says).
@@ -503,8 +505,9 @@ PARML_API parml_status parml_dataset_load_npz(char const * path, char const * in
 /// field, a column name or index the file does not have, a column both
 /// label and feature), PARML_ERR_IO (cannot open or read), PARML_ERR_FORMAT
 /// (empty, no data rows, a row with another number of columns than the
-/// first, an empty or non-numeric cell, a label that is not a class index;
-/// the message names the line, counted from 1, and the column, from 0),
+/// first, an empty or non-numeric cell, a label that is not a class index,
+/// an empty class name; the message names the line, counted from 1, and the
+/// column, from 0),
 /// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 PARML_API parml_status parml_dataset_load_csv(char const * path, parml_csv_params const * params, parml_dataset * out);
 
@@ -545,6 +548,20 @@ PARML_API parml_status parml_dataset_size(parml_dataset dataset, int64_t * count
 /// in *classes_out, or 0 when the targets are not class indices.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL classes_out). Since: 0.1.
 PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t * classes_out);
+
+/// How many class names the dataset has in *count_out: the distinct labels
+/// of a CSV table loaded with PARML_CSV_LABEL_TEXT (the parts
+/// parml_dataset_split makes of it keep them all), else 0.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.3.
+PARML_API parml_status parml_dataset_num_class_names(parml_dataset dataset, int64_t * count_out);
+
+/// The name of class `index` (0 <= index < parml_dataset_num_class_names) in
+/// a new NUL-terminated UTF-8 string *name_out, which the caller frees with
+/// parml_buffer_free. *name_out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name_out, index out of
+/// range), PARML_ERR_STATE (the dataset's labels were not names).
+/// Since: 0.3.
+PARML_API parml_status parml_dataset_class_name(parml_dataset dataset, int64_t index, char ** name_out);
 
 /// The shape of the whole inputs tensor (N, ...), written as in
 /// parml_tensor_shape (a token dataset: (windows per epoch, T)).
@@ -858,11 +875,18 @@ PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_
 /// the confusion matrix and per-class support, precision, recall and F1.
 /// out->classes says how many classes the buffers need; parml_model_output_shape
 /// tells it before the call. Outputs are written only on success.
-/// PARML_LOSS_CROSS_ENTROPY trainers only.
+/// PARML_LOSS_CROSS_ENTROPY trainers: single-label, confusion is (C, C).
+/// PARML_LOSS_BCE_WITH_LOGITS trainers: multi-label, each output a label
+/// predicted when its logit is > 0 and present when its target is > 0.5;
+/// "classes" are the outputs, confusion is (C, 2, 2) per label [[tn, fp],
+/// [fn, tp]] (4 * C entries), accuracy is the share of label decisions that
+/// are right (as parml_trainer_evaluate), top_k_accuracy is NaN, and the
+/// macro means are over every label (scikit-learn's multilabel rules).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, small
 /// struct_size, batch_size outside 1...2^31-1, top_k < 1, a buffer with
 /// capacity below the model's classes (the message says how many), another
-/// loss, a target that is not a class index), PARML_ERR_SHAPE (the dataset
+/// loss, a target that is not a class index or, for binary cross-entropy,
+/// not in [0, 1]), PARML_ERR_SHAPE (the dataset
 /// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
 

@@ -51,7 +51,8 @@ GROUPS = [
         ["parml_dataset_create", "parml_dataset_create_borrowed", "parml_dataset_load_idx",
          "parml_dataset_load_npy", "parml_dataset_load_npz", "parml_dataset_load_csv",
          "parml_dataset_create_tokens", "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
-         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_split",
+         "parml_dataset_num_classes", "parml_dataset_num_class_names", "parml_dataset_class_name",
+         "parml_dataset_input_shape", "parml_dataset_split",
          "parml_dataset_set_augmentation"],
     ),
     (

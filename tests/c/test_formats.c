@@ -316,6 +316,41 @@ static void test_csv(void) {
     CHECK(loss_of(d, PARML_LOSS_CROSS_ENTROPY, C) == want, "by index");
     parml_dataset_free(d);
 
+    /* Names as labels: "class 0" < "class 1" < ... in byte order, so the
+       classes are the same indices and the loss the same. */
+    char named[2048];
+    int c = snprintf(named, sizeof named, "f0,f1,f2,label\n");
+    for (int i = 0; i < N; i++)
+        c += snprintf(named + c, sizeof named - (size_t)c, "%.9g,%.9g,%.9g,class %d\n", xs[i][0], xs[i][1],
+                      xs[i][2], (int)labels[i]);
+    OK(parml_csv_params_init(&p));
+    p.label_kind = PARML_CSV_LABEL_TEXT;
+    OK(csv_status(named, &p, &d));
+    CHECK(loss_of(d, PARML_LOSS_CROSS_ENTROPY, C) == want, "text labels");
+    int64_t names = -1;
+    OK(parml_dataset_num_class_names(d, &names));
+    CHECK(names == C, "%lld class names", (long long)names);
+    char *name = NULL;
+    OK(parml_dataset_class_name(d, C - 1, &name));
+    char want_name[32];
+    snprintf(want_name, sizeof want_name, "class %d", C - 1);
+    CHECK(name != NULL && strcmp(name, want_name) == 0, "name of class %d: %s", C - 1, name ? name : "(null)");
+    parml_buffer_free(name);
+    name = (char *)SENTINEL;
+    CHECK(parml_dataset_class_name(d, C, &name) == PARML_ERR_INVALID_ARGUMENT && name == (char *)SENTINEL,
+          "class index past the names");
+    CHECK(parml_dataset_class_name(d, -1, &name) == PARML_ERR_INVALID_ARGUMENT, "negative class index");
+    CHECK(parml_dataset_class_name(d, 0, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL name_out");
+    CHECK(parml_dataset_num_class_names(d, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL count_out");
+    parml_dataset_free(d);
+    OK(csv_status(last, NULL, &d));
+    OK(parml_dataset_num_class_names(d, &names));
+    CHECK(names == 0, "class indices have no names");
+    CHECK(parml_dataset_class_name(d, 0, &name) == PARML_ERR_STATE && name == (char *)SENTINEL, "no names: STATE");
+    parml_dataset_free(d);
+    CHECK(parml_dataset_class_name(NULL, 0, &name) == PARML_ERR_INVALID_ARGUMENT, "NULL dataset");
+    CHECK(csv_status("a,y\n1,cat\n2,\n", &p, &d) == PARML_ERR_FORMAT && d == SENTINEL, "empty class name");
+
     /* Bad tables: the line and the column are named; nothing is built. */
     CHECK(csv_status("a,b,y\n1,2,0\n3,4\n", NULL, &d) == PARML_ERR_FORMAT && d == SENTINEL, "ragged row");
     CHECK(strstr(parml_last_error(), "t.csv:3: 2 columns, but the header (line 1) has 3") != NULL, "%s",

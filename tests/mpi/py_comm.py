@@ -3,12 +3,12 @@ products (issue 23): a small MLP
 trained with dp = 2 and the mode named by argv[1] gives, in each process
 (backend="mpi"), the bits the threads backend gives for the same layout.
 Prints "rank R: ok ..." or raises. (tests/mpi/run_mpi_tests.sh)"""
-import os
 import sys
 
 import numpy as np
 
 import parml
+from mpi_check import assert_bitwise_equal, report_ok
 
 MODES = {
     "bf16": dict(gradient_compression="bf16"),
@@ -39,10 +39,7 @@ def train(**strategy) -> np.ndarray:
 
 mpi = train(backend="mpi", **mode)
 threads = train(backend="threads", **mode)
-assert np.array_equal(mpi.view(np.uint32), threads.view(np.uint32)), np.abs(mpi - threads).max()
+assert_bitwise_equal(mpi, threads)
 plain = train(backend="threads")
 assert not np.array_equal(mpi, plain)
-rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-print(f"rank {rank}: ok ({name}, dp 2: MPI equals threads bit for bit)")
-sys.stdout.flush()
-parml._capi.parml_mpi_finalize()
+report_ok(f"{name}, dp 2: MPI equals threads bit for bit")

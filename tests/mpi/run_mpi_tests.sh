@@ -328,64 +328,39 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
 else
     fail "training host builds" "$WORK/cc.txt"
 fi
-for np in 2 4; do
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 180 mpirun -np "$np" --oversubscribe \
-        python3 "$HERE/py_train.py" > "$WORK/pytrain.txt" 2>&1 && [ "$(count ': ok' "$WORK/pytrain.txt")" -eq "$np" ]; then
-        pass "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit"
+# Runs a Python host under mpirun and passes when each of its np ranks printed ': ok'.
+py_mpi() {  # np timeout label script [args...]
+    local np="$1" limit="$2" label="$3" script="$4"
+    shift 4
+    local out="$WORK/${script%.py}.txt"
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout "$limit" mpirun -np "$np" --oversubscribe \
+        python3 "$HERE/$script" "$@" > "$out" 2>&1 && [ "$(count ': ok' "$out")" -eq "$np" ]; then
+        pass "$label"
     else
-        fail "Python host: fit under mpirun -np $np" "$WORK/pytrain.txt"
+        fail "$label" "$out"
     fi
+}
+for np in 2 4; do
+    py_mpi "$np" 180 "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit" py_train.py
 done
-
 for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2"; do
     set -- $case
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
-        python3 "$HERE/py_gpt.py" "$1" > "$WORK/pygpt.txt" 2>&1 && [ "$(count ': ok' "$WORK/pygpt.txt")" -eq "$2" ]; then
-        pass "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
-    else
-        fail "GPT with a tied classifier, $1 under mpirun -np $2" "$WORK/pygpt.txt"
-    fi
+    py_mpi "$2" 300 "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_gpt.py "$1"
 done
 for mode in bf16 fp16 powersgd local3 precision_bf16 precision_bf16_det precision_bf16_wire; do
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
-        python3 "$HERE/py_comm.py" "$mode" > "$WORK/pycomm.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycomm.txt")" -eq 2 ]; then
-        pass "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit"
-    else
-        fail "dp 2 with $mode under mpirun -np 2" "$WORK/pycomm.txt"
-    fi
+    py_mpi 2 300 "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit" py_comm.py "$mode"
 done
 mkdir -p "$WORK/callbacks"
-if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
-    python3 "$HERE/py_callbacks.py" "$WORK/callbacks" > "$WORK/pycb.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycb.txt")" -eq 2 ]; then
-    pass "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit"
-else
-    fail "fit callbacks under mpirun -np 2" "$WORK/pycb.txt"
-fi
+py_mpi 2 300 "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit" \
+    py_callbacks.py "$WORK/callbacks"
 for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     set -- $case
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
-        python3 "$HERE/py_cnn.py" "$1" > "$WORK/pycnn.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnn.txt")" -eq "$2" ]; then
-        pass "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit"
-    else
-        fail "CNN with batch_norm, $1 under mpirun -np $2" "$WORK/pycnn.txt"
-    fi
+    py_mpi "$2" 300 "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit" py_cnn.py "$1"
 done
-
-if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
-    python3 "$HERE/py_private.py" > "$WORK/pyprivate.txt" 2>&1 && [ "$(count ': ok' "$WORK/pyprivate.txt")" -eq 2 ]; then
-    pass "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit"
-else
-    fail "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2" "$WORK/pyprivate.txt"
-fi
-
+py_mpi 2 300 "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit" py_private.py
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
-        python3 "$HERE/py_cnn_tp.py" "$1" > "$WORK/pycnntp.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnntp.txt")" -eq "$2" ]; then
-        pass "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
-    else
-        fail "CNN (conv pair, augmented fit), $1 under mpirun -np $2" "$WORK/pycnntp.txt"
-    fi
+    py_mpi "$2" 300 "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_cnn_tp.py "$1"
 done
 
 echo "$passed passed, $failed failed"

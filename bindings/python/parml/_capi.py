@@ -192,6 +192,7 @@ PARML_MODE_MAX = 2
 # What a CSV label column holds (parml_csv_params.label_kind).
 PARML_CSV_LABEL_CLASS = 1
 PARML_CSV_LABEL_VALUE = 2
+PARML_CSV_LABEL_TEXT = 3
 
 # ---------------------------------------------------------------------------
 # Opaque handles: one distinct pointer type per kind
@@ -532,7 +533,7 @@ class parml_csv_params(Structure):
         feature_names: num_features feature columns by header name, or NULL
         feature_indices: num_features feature columns by index, or NULL
         num_features: 0 (default): every column but the label, in file order
-        label_kind: PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE
+        label_kind: PARML_CSV_LABEL_CLASS (default), PARML_CSV_LABEL_VALUE or PARML_CSV_LABEL_TEXT
     """
 
     _fields_ = [
@@ -812,6 +813,20 @@ def parml_dataset_load_csv(path: bytes, params: Any, out: Any, /) -> int:
 )
 def parml_dataset_load_tokens(path: bytes, file_type: int, block_size: int, params: Any, out: Any, /) -> int:
     """A token dataset read from a flat file of ids (PARML_TOKEN_FILE_*); the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_num_class_names(parml_dataset dataset, int64_t * count_out);
+@ctypes_function("parml_dataset_num_class_names", [parml_dataset, POINTER(c_int64)], parml_status)
+def parml_dataset_num_class_names(dataset: Any, count_out: Any, /) -> int:
+    """How many class names the dataset has (a CSV table with text labels), else 0."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_class_name(parml_dataset dataset, int64_t index, char ** name_out);
+@ctypes_function("parml_dataset_class_name", [parml_dataset, c_int64, POINTER(POINTER(c_char))], parml_status)
+def parml_dataset_class_name(dataset: Any, index: int, name_out: Any, /) -> int:
+    """The name of class index in *name_out; the caller frees it with parml_buffer_free."""
     ...
 
 

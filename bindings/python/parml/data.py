@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _arrays, _capi
 from ._handle import Handle
-from .errors import InvalidArgumentError, check
+from .errors import InvalidArgumentError, check, take_text
 
 
 class Dataset(Handle):
@@ -112,8 +112,9 @@ class Dataset(Handle):
         """Loads a dataset from a CSV table: inputs (N, F) float32 from the
         ``features`` columns (names or indices from 0; None: every column but
         the label), targets (N,) from the ``label`` column (name, or index; -1
-        the last): class indices (label_kind "class") or float values
-        ("value"). Raises FormatError naming the line and column of a ragged
+        the last): class indices (label_kind "class"), float values
+        ("value") or class names ("text": the distinct names in byte order
+        become classes 0, 1, ...; ``class_names`` gives them back). Raises FormatError naming the line and column of a ragged
         row or a cell that is not a number, and InvalidArgumentError for a
         column the file does not have. ``parml.load_csv`` is this function."""
         params = _capi.parml_csv_params()
@@ -179,6 +180,21 @@ class Dataset(Handle):
             check(_capi.parml_dataset_num_classes(d, byref(n)))
         return n.value or None
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The names of classes 0, 1, ... when the labels were loaded as text
+        (``load_csv(..., label_kind="text")``, and the parts ``split`` makes
+        of such a dataset), else None."""
+        n = c_int64()
+        with self._use() as d:
+            check(_capi.parml_dataset_num_class_names(d, byref(n)))
+            if n.value == 0:
+                return None
+            return [
+                take_text(lambda out, i=i: _capi.parml_dataset_class_name(d, i, out))  # type: ignore[misc]
+                for i in range(n.value)
+            ]
+
     def split(self, validation_fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
         """(train, validation): two new datasets holding copies of the rows,
         each in this dataset's order; validation takes round(n *
@@ -229,7 +245,7 @@ class Dataset(Handle):
         return f"<parml.Dataset {self.input_shape} classes={self.num_classes}>"
 
 
-_CSV_LABELS = {"class": _capi.PARML_CSV_LABEL_CLASS, "value": _capi.PARML_CSV_LABEL_VALUE}
+_CSV_LABELS = {"class": _capi.PARML_CSV_LABEL_CLASS, "value": _capi.PARML_CSV_LABEL_VALUE, "text": _capi.PARML_CSV_LABEL_TEXT}
 
 
 def _own_or_borrow(given: object, arr: np.ndarray, name: str, copy: bool | None) -> np.ndarray:
