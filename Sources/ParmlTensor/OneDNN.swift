@@ -21,6 +21,16 @@ func cMessage(_ buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
+/// What a shim's plan-making function returns, given an error buffer; a
+/// NULL result throws `.blas` with the message it wrote.
+func shimPlan(_ create: (UnsafeMutablePointer<CChar>?, Int) -> OpaquePointer?) throws -> OpaquePointer {
+    var err = [CChar](repeating: 0, count: 512)
+    guard let made = err.withUnsafeMutableBufferPointer({ create($0.baseAddress, $0.count) }) else {
+        throw ParmlError.blas(cMessage(err))
+    }
+    return made
+}
+
 /// oneDNN (libdnnl.so.2), loaded on first use; see pml_dnnl.h.
 public enum OneDNN {
     /// Why oneDNN cannot be used in this process (nil once it loaded); the
@@ -64,11 +74,7 @@ public final class ConvolutionPlan {
             kernel_h: Int64(w.kernelH), kernel_w: Int64(w.kernelW), stride_h: Int64(w.strideH), stride_w: Int64(w.strideW),
             pad_h: Int64(w.padH), pad_w: Int64(w.padW), dilation_h: Int64(w.dilationH), dilation_w: Int64(w.dilationW),
             has_bias: bias ? 1 : 0, threads: Int32(clamping: key.threads))
-        var err = [CChar](repeating: 0, count: 512)
-        let made = err.withUnsafeMutableBufferPointer { pml_conv_plan_create(&s, $0.baseAddress, $0.count) }
-        guard let made else {
-            throw ParmlError.blas(cMessage(err))
-        }
+        let made = try shimPlan { pml_conv_plan_create(&s, $0, $1) }
         plan = made
         self.key = key
         implementation = String(cString: pml_conv_plan_impl(made))
