@@ -268,8 +268,9 @@ typedef struct parml_strategy_params {
                                   v = outer_momentum*v + d, theta = theta_last - outer_learning_rate*(d +
                                   outer_momentum*v). Default 1 with outer_momentum 0: plain averaging */
     float outer_momentum;      /* since 0.3; in [0, 1); default 0 (DiLoCo uses 0.7 and 0.9) */
-    int32_t precision;         /* since 0.3; PARML_PRECISION_*: BF16 runs Linear layers' products (forward,
-                                  dW, dx) on bf16 operands with float32 accumulation; weights, optimizer
+    int32_t precision;         /* since 0.3; PARML_PRECISION_*: BF16 runs the products of Linear layers,
+                                  attention projections and oneDNN convolutions (forward, dW, dx) on bf16
+                                  operands with float32 accumulation; weights, optimizer
                                   state, losses, normalisation and reductions stay float32. A host without
                                   AVX512-BF16 or oneDNN trains in float32 instead and parml_trainer_plan
                                   says why (docs/precision.md). Default FP32. */

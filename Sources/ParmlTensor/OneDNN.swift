@@ -53,8 +53,10 @@ public final class ConvolutionPlan {
     /// The geometry and thread count it was made for.
     public struct Key: Equatable, Sendable {
         public let batch: Int, height: Int, width: Int, threads: Int
-        public init(batch: Int, height: Int, width: Int, threads: Int) {
-            (self.batch, self.height, self.width, self.threads) = (batch, height, width, threads)
+        /// x, w and dy rounded to bf16 on their way in (bf16 precision).
+        public let bf16: Bool
+        public init(batch: Int, height: Int, width: Int, threads: Int, bf16: Bool = false) {
+            (self.batch, self.height, self.width, self.threads, self.bf16) = (batch, height, width, threads, bf16)
         }
     }
 
@@ -73,7 +75,7 @@ public final class ConvolutionPlan {
             height: Int64(p.height), width: Int64(p.width), out_height: Int64(p.outHeight), out_width: Int64(p.outWidth),
             kernel_h: Int64(w.kernelH), kernel_w: Int64(w.kernelW), stride_h: Int64(w.strideH), stride_w: Int64(w.strideW),
             pad_h: Int64(w.padH), pad_w: Int64(w.padW), dilation_h: Int64(w.dilationH), dilation_w: Int64(w.dilationW),
-            has_bias: bias ? 1 : 0, threads: Int32(clamping: key.threads))
+            has_bias: bias ? 1 : 0, threads: Int32(clamping: key.threads), bf16: key.bf16 ? 1 : 0)
         let made = try shimPlan { pml_conv_plan_create(&s, $0, $1) }
         plan = made
         self.key = key

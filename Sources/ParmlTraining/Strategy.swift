@@ -72,7 +72,8 @@ public struct StrategyConfig: Sendable, Equatable {
     public var outerMomentum: Float = 0
     /// PowerSGD's rank r (matrices travel as rows·r + cols·r floats).
     public var compressionRank = 4
-    /// Matrix products in bf16 with float32 accumulation (docs/precision.md);
+    /// Linear, attention-projection and oneDNN convolution products in bf16
+    /// with float32 accumulation (docs/precision.md);
     /// where this host cannot, the trainer runs float32 and its plan says why.
     public var precision: Precision = .float32
 

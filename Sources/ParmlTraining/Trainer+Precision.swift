@@ -11,7 +11,7 @@ extension Trainer {
     var precisionDescription: String {
         switch (strategy.precision, precision) {
         case (.bf16, .bf16):
-            return "precision: bf16 products (Linear layers and attention projections, forward, dW and dx: bf16 operands, "
+            return "precision: bf16 products (Linear layers, attention projections and oneDNN convolutions, forward, dW and dx: bf16 operands, "
                 + "float32 accumulation; oneDNN "
                 + "\(OneDNN.version), \(BF16.implementation ?? "?")); weights rounded to bf16 once per step; master "
                 + "weights, optimizer state, losses, softmax, normalisation and reductions in float32"

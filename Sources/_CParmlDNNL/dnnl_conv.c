@@ -86,7 +86,7 @@ static const dnnl_memory_desc_t *md(const_dnnl_primitive_desc_t pd, dnnl_query_t
 static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd,
                  char *err, size_t errlen) {
     const int64_t g = s->groups, og = s->out_channels / g, cg = s->in_channels / g;
-    dnnl_memory_desc_t src, wei, bias, dst, src_any, wei_any, dst_any;
+    dnnl_memory_desc_t src, wei, bias, dst, src_any, wei_any, dst_any, dy_any;
     dnnl_dims_t src_dims = {s->batch, s->in_channels, s->height, s->width};
     dnnl_dims_t dst_dims = {s->batch, s->out_channels, s->out_height, s->out_width};
     dnnl_dims_t bias_dims = {s->out_channels};
@@ -104,11 +104,23 @@ static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_
     TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&wei, wnd, wdims, dnnl_f32, g == 1 ? dnnl_oihw : dnnl_goihw),
         "weights descriptor");
     src_any = src, wei_any = wei, dst_any = dst;
-    if (any == dnnl_format_tag_any) {
-        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, any), "source descriptor");
-        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, any), "destination descriptor");
-        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&wei_any, wnd, wdims, dnnl_f32, any), "weights descriptor");
+    // bf16: what the primitives read (x, w, dy) in bf16, what they write in
+    // float32; the views' reorders round parml's float32 arrays on the way in.
+    const dnnl_data_type_t in_type = s->bf16 ? dnnl_bf16 : dnnl_f32;
+    const dnnl_format_tag_t x_tag = any == dnnl_format_tag_any ? any : dnnl_nchw;
+    const dnnl_format_tag_t w_tag = any == dnnl_format_tag_any ? any : g == 1 ? dnnl_oihw : dnnl_goihw;
+    if (any == dnnl_format_tag_any || s->bf16) {
+        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, in_type, x_tag), "source descriptor");
+        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, x_tag), "destination descriptor");
+        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&wei_any, wnd, wdims, in_type, w_tag), "weights descriptor");
     }
+    dy_any = dst_any;
+    if (s->bf16) TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dy_any, 4, dst_dims, dnnl_bf16, x_tag), "gradient descriptor");
+    // Backward data writes dx in float32 whatever x's type.
+    dnnl_memory_desc_t dx_any = src_any;
+    if (s->bf16) TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dx_any, 4, src_dims, dnnl_f32, x_tag), "source gradient descriptor");
+    dnnl_memory_desc_t dw_any = wei_any;
+    if (s->bf16) TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dw_any, wnd, wdims, dnnl_f32, w_tag), "weight gradient descriptor");
 
     // oneDNN counts dilation from 0 and wants the right padding that gives
     // PyTorch's floor output size: negative when trailing rows are dropped.
@@ -126,12 +138,12 @@ static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_
                                                             pad_l, pad_r),
         "forward descriptor");
     TRY(pml_dnnl.dnnl_primitive_desc_create(&pd[P_FWD], &fwd, attr, pml_dnnl_engine, NULL), "forward");
-    TRY(pml_dnnl.dnnl_dilated_convolution_backward_data_desc_init(&bwd_d, dnnl_convolution_direct, &src_any, &wei_any,
-                                                                  &dst_any, strides, dilates, pad_l, pad_r),
+    TRY(pml_dnnl.dnnl_dilated_convolution_backward_data_desc_init(&bwd_d, dnnl_convolution_direct, &dx_any, &wei_any,
+                                                                  &dy_any, strides, dilates, pad_l, pad_r),
         "backward-data descriptor");
     TRY(pml_dnnl.dnnl_primitive_desc_create(&pd[P_BWD_D], &bwd_d, attr, pml_dnnl_engine, pd[P_FWD]), "backward data");
     TRY(pml_dnnl.dnnl_dilated_convolution_backward_weights_desc_init(&bwd_w, dnnl_convolution_direct, &src_any,
-                                                                     &wei_any, bias_md, &dst_any, strides, dilates,
+                                                                     &dw_any, bias_md, &dy_any, strides, dilates,
                                                                      pad_l, pad_r),
         "backward-weights descriptor");
     TRY(pml_dnnl.dnnl_primitive_desc_create(&pd[P_BWD_W], &bwd_w, attr, pml_dnnl_engine, pd[P_FWD]),

@@ -319,8 +319,9 @@ class parml_strategy_params(Structure):
         compression_rank: since 0.3; PowerSGD's rank r; default 4
         outer_learning_rate: since 0.3; local SGD's outer Nesterov step (DiLoCo); default 1
         outer_momentum: since 0.3; its momentum, in [0, 1); default 0 (plain averaging)
-        precision: since 0.3; PARML_PRECISION_*: BF16 runs Linear products on
-            bf16 operands with float32 accumulation (float32 where the host
+        precision: since 0.3; PARML_PRECISION_*: BF16 runs Linear, attention
+            projection and oneDNN convolution products on bf16 operands with
+            float32 accumulation (float32 where the host
             cannot; the plan says); default FP32
     """
 

@@ -83,8 +83,9 @@ class Strategy:
         local_steps: local SGD: dp replicas step on their own rows and
             average their parameters every local_steps steps; 1 (default)
             sums gradients every step.
-        precision: "fp32" (default) or "bf16": Linear layers' products on
-            bf16 operands with float32 accumulation (oneDNN on the CPU's
+        precision: "fp32" (default) or "bf16": the products of Linear
+            layers, attention projections and oneDNN convolutions on bf16
+            operands with float32 accumulation (oneDNN on the CPU's
             AVX512-BF16 instructions); weights, optimizer state, losses and
             reductions stay float32. Where the host cannot (no AVX512-BF16,
             no oneDNN) training runs float32 and Trainer.plan() says why
