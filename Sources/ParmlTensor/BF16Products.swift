@@ -20,9 +20,9 @@ public enum Precision: Int32, Sendable, CaseIterable {
 /// bf16 products, process-wide facts: whether they can run here.
 public enum BF16 {
     /// Why bf16 products cannot run in this process (nil when they can):
-    /// the CPU lacks AVX512-BF16 (oneDNN would emulate them, slower than
-    /// float32), oneDNN does not load, or it refuses a bf16 matmul. Checked
-    /// once, thread-safely.
+    /// the CPU lacks AVX512-BF16 (oneDNN's emulation on other AVX-512 CPUs
+    /// is not used), oneDNN does not load, or it refuses a bf16 matmul.
+    /// Checked once, thread-safely.
     public static let unavailableReason: String? = {
         guard pml_cpu_has_avx512_bf16() != 0 else { return "this CPU has no AVX512-BF16 instructions" }
         if let e = OneDNN.loadError { return e }
