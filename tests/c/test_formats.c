@@ -416,8 +416,53 @@ static void test_borrowed(void) {
           "int64 beyond int32");
 }
 
+/* Sharded datasets (parml_dataset_open_shards): two .npy shards and a
+ * manifest; read in file order (shuffle buffer 1) they give the reference
+ * loss bit for bit, shuffled the same mean (every row once); bad input
+ * leaves *out untouched. */
+static void test_shards(void) {
+    int32_t y32[N];
+    for (int i = 0; i < N; i++) y32[i] = (int32_t)labels[i];
+    write_npy("sx0.npy", "<f4", 0, "(8, 3)", xs, 8 * sizeof xs[0]);
+    write_npy("sy0.npy", "<i4", 0, "(8,)", y32, 8 * sizeof y32[0]);
+    write_npy("sx1.npy", "<f4", 0, "(4, 3)", xs[8], 4 * sizeof xs[0]);
+    write_npy("sy1.npy", "<i4", 0, "(4,)", y32 + 8, 4 * sizeof y32[0]);
+    static const char manifest[] = "parml-shards 1\ninputs float32 3\nshard sx0.npy sy0.npy 8\nshard sx1.npy sy1.npy 4\n";
+    char path[256];
+    scratch_path(path, sizeof path, "shards.txt");
+    CHECK(write_file(path, (const unsigned char *)manifest, sizeof manifest - 1) == 0, "writing %s", path);
+    float want = reference_loss(&xs[0][0]);
+
+    parml_dataset d = NULL;
+    OK(parml_dataset_open_shards(path, 7, 1, 0, 0, 1, &d));
+    int64_t n = 0, classes = 0;
+    OK(parml_dataset_size(d, &n));
+    OK(parml_dataset_num_classes(d, &classes));
+    CHECK(n == N && classes == C, "a stream of %lld samples, %lld classes", (long long)n, (long long)classes);
+    CHECK(loss_of(d, PARML_LOSS_CROSS_ENTROPY, C) == want, "shards in file order give the reference loss");
+    parml_dataset_free(d);
+    OK(parml_dataset_open_shards(path, 7, 5, 3, 0, 1, &d));
+    float shuffled = loss_of(d, PARML_LOSS_CROSS_ENTROPY, C);
+    CHECK(fabsf(shuffled - want) <= 1e-5f * fabsf(want), "shuffled shards give the same mean loss (%g, %g)", shuffled, want);
+    parml_dataset_free(d);
+
+    static const char missing[] = "parml-shards 1\nshard sx0.npy sy0.npy 8\nshard gone.npy sy1.npy 4\n";
+    char bad[256];
+    scratch_path(bad, sizeof bad, "missing.txt");
+    CHECK(write_file(bad, (const unsigned char *)missing, sizeof missing - 1) == 0, "writing %s", bad);
+    d = SENTINEL;
+    CHECK(parml_dataset_open_shards(bad, 0, 1, 0, 0, 1, &d) == PARML_ERR_IO && d == SENTINEL, "a missing shard is PARML_ERR_IO");
+    CHECK(strstr(parml_last_error(), "missing.txt:3") && strstr(parml_last_error(), "gone.npy"), "the error names the line and the shard: %s",
+          parml_last_error());
+    CHECK(parml_dataset_open_shards(NULL, 0, 1, 0, 0, 1, &d) == PARML_ERR_INVALID_ARGUMENT && d == SENTINEL, "a NULL path");
+    CHECK(parml_dataset_open_shards(path, 0, 0, 0, 0, 1, &d) == PARML_ERR_INVALID_ARGUMENT && d == SENTINEL, "a shuffle buffer of 0");
+    CHECK(parml_dataset_open_shards(path, 0, 1, 0, 1, 1, &d) == PARML_ERR_INVALID_ARGUMENT && d == SENTINEL, "rank 1 of 1");
+    CHECK(parml_dataset_open_shards(path, 0, 1, 0, 0, 1, NULL) == PARML_ERR_INVALID_ARGUMENT, "a NULL out");
+}
+
 int main(void) {
     make_data();
+    test_shards();
     test_npy();
     test_npz();
     test_csv();

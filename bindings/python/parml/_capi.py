@@ -806,6 +806,19 @@ def parml_dataset_load_csv(path: bytes, params: Any, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_dataset_open_shards(char const * path, uint64_t seed, int64_t shuffle_buffer, int64_t prefetch_rows, int32_t rank, int32_t ranks, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_open_shards",
+    [c_char_p, c_uint64, c_int64, c_int64, c_int32, c_int32, POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_open_shards(
+    path: bytes, seed: int, shuffle_buffer: int, prefetch_rows: int, rank: int, ranks: int, out: Any, /
+) -> int:
+    """A sharded dataset streamed from disk (manifest or directory); the caller owns *out."""
+    ...
+
+
 # PARML_API parml_status parml_dataset_load_tokens(char const * path, int32_t file_type, int64_t block_size, parml_token_params const * params, parml_dataset * out);
 @ctypes_function(
     "parml_dataset_load_tokens",
@@ -1485,6 +1498,13 @@ def parml_trainer_plan(trainer: Any, text_out: Any, /) -> int:
 @ctypes_function("parml_trainer_set_local_batches", [parml_trainer, c_int32], parml_status)
 def parml_trainer_set_local_batches(trainer: Any, enabled: int, /) -> int:
     """MPI: each process passes only its data-parallel replica's rows."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_set_local_data(parml_trainer trainer, int32_t enabled);
+@ctypes_function("parml_trainer_set_local_data", [parml_trainer, c_int32], parml_status)
+def parml_trainer_set_local_data(trainer: Any, enabled: int, /) -> int:
+    """MPI: each process trains on its own data of any size; epochs end together."""
     ...
 
 

@@ -300,7 +300,8 @@ class TokenDataset(Dataset):
 
     The library keeps one int32 copy of the ids, never the windows.
     ``TokenDataset.load(path, T, dtype=np.uint16)`` reads a flat file of ids
-    instead (nanoGPT's train.bin).
+    instead (nanoGPT's train.bin), memory-mapped and read in place at its
+    own width: no copy.
     """
 
     def __init__(
@@ -339,8 +340,9 @@ class TokenDataset(Dataset):
         windows_per_epoch: int | None = None,
     ) -> "TokenDataset":
         """Reads a flat little-endian file of ids with no header (dtype
-        uint16 as nanoGPT's prepare.py writes, or uint8, uint32, int32).
-        Raises ParmlIOError when it cannot be read and FormatError when its
+        uint16 as nanoGPT's prepare.py writes, or uint8, uint32, int32),
+        memory-mapped and read in place; the file must not change while the
+        dataset lives. Raises ParmlIOError when it cannot be read and FormatError when its
         size is not a whole number of ids or an id is out of range."""
         kind = _TOKEN_FILES.get(np.dtype(dtype))
         if kind is None:
@@ -391,6 +393,35 @@ def load_npz(path: str | os.PathLike[str], inputs: str = "x", targets: str = "y"
 load_csv = Dataset.load_csv
 
 
+def open_shards(
+    path: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    shuffle_buffer: int = 16384,
+    prefetch_rows: int = 0,
+    rank: int = 0,
+    ranks: int = 1,
+) -> Dataset:
+    """Opens a sharded dataset that streams from disk while training runs
+    (parml_dataset_open_shards; docs/data.md, "Streaming"): ``path`` is a
+    manifest or a directory holding ``manifest.txt`` (tools/make_shards.py
+    writes both). One prefetch thread reads this rank's shards (i % ranks ==
+    rank) through a shuffle buffer of ``shuffle_buffer`` rows (1: file
+    order; the order of each epoch follows from ``seed`` and the epoch) into
+    a ring of ``prefetch_rows`` rows (0: 4096). Memory: those buffers and
+    the targets, not the inputs. ``fit``'s ``shuffle`` does not apply: the
+    stream orders itself. Every shard's header is checked first: a missing
+    shard is ParmlIOError, a truncated one or a dtype the manifest does not
+    name is FormatError, and nothing stays open."""
+    out = _capi.parml_dataset()
+    check(
+        _capi.parml_dataset_open_shards(
+            os.fsencode(path), seed & 0xFFFF_FFFF_FFFF_FFFF, shuffle_buffer, prefetch_rows, rank, ranks, byref(out)
+        )
+    )
+    return Dataset._adopt(out)
+
+
 def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:
     """(dataset, owned): a Dataset given as is, or one built from arrays
     (owned: the caller closes it). Arrays already in the engine's types are
@@ -404,4 +435,4 @@ def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:
     return Dataset(x, y, copy=None), True
 
 
-__all__ = ["Dataset", "TokenDataset", "load_idx", "load_npy", "load_npz", "load_csv"]
+__all__ = ["Dataset", "TokenDataset", "load_idx", "load_npy", "load_npz", "load_csv", "open_shards"]

@@ -714,6 +714,16 @@ class Trainer(Handle):
         with self._use() as t:
             check(_capi.parml_trainer_set_local_batches(t, 1 if enabled else 0))
 
+    def set_local_data(self, enabled: bool = True) -> None:
+        """MPI only: each process trains on its own data, of any size (a rank
+        without data passes an empty dataset, e.g. open_shards for a rank
+        past the last shard). fit's epochs last as long as the longest
+        replica's data and end together; a replica that ran out passes
+        empty batches (PyTorch's Join); each step averages over the rows
+        actually passed. Data-parallel layouts in the default mode only."""
+        with self._use() as t:
+            check(_capi.parml_trainer_set_local_data(t, 1 if enabled else 0))
+
     def data_rows(self, global_samples: int) -> range:
         """The rows of a global batch of `global_samples` this process's
         replica trains on (all of them on the threads backend)."""
