@@ -111,6 +111,9 @@ static double engine_step_seconds(parml_trainer tr, parml_tensor x, parml_tensor
     return (now() - t0) / steps;
 }
 
+/* The precision make_trainer_det gives its trainers (bench_bf16 switches it). */
+static int32_t bench_precision = PARML_PRECISION_FP32;
+
 /* An MLP trainer: ReLU between layers, SGD momentum 0.9 (or Adam). */
 static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threads, int dp, int zero, int adam,
                                       int deterministic, parml_model *model_out);
@@ -140,6 +143,7 @@ static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threa
     st.dp = dp;
     st.zero_stage = zero;
     st.deterministic = deterministic;
+    st.precision = bench_precision;
     parml_trainer tr;
     CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &st, &tr));
     *model_out = model;
@@ -301,6 +305,42 @@ static void bench_deterministic(const int64_t *dims, int n_dims) {
     parml_model_free(m2);
 }
 
+/* bf16 mixed precision (issue 23): the same case's float32 and bf16
+ * trainers stepped in turn, so drift hits both alike; ratio = bf16 samples/s
+ * over float32's (target >= 1.6). */
+static void bench_bf16(const mlp_case *c) {
+    parml_model m1, m2;
+    parml_trainer f32 = make_trainer(c->dims, c->n_dims, c->threads, 1, 0, 0, &m1);
+    bench_precision = PARML_PRECISION_BF16;
+    parml_trainer bf = make_trainer(c->dims, c->n_dims, c->threads, 1, 0, 0, &m2);
+    bench_precision = PARML_PRECISION_FP32;
+    char *plan = NULL;
+    CHECK(parml_trainer_plan(bf, &plan));
+    const char *line = strstr(plan, "precision:");
+    fprintf(stderr, "%s: %.*s\n", c->name, line ? (int)strcspn(line, "\n") : 0, line ? line : "");
+    parml_buffer_free(plan);
+    parml_tensor x, y;
+    make_batch(c->dims, c->n_dims, c->batch, &x, &y);
+    double o[REPS], f[REPS];
+    for (int r = 0; r < REPS; r++) {
+        CHECK(parml_blas_set_threads(c->threads));
+        f[r] = (double)c->batch / engine_step_seconds(f32, x, y, c->steps);
+        o[r] = (double)c->batch / engine_step_seconds(bf, x, y, c->steps);
+    }
+    result *res = &results[n_results++];
+    snprintf(res->name, sizeof res->name, "%s", c->name);
+    res->value = median(o, REPS);
+    res->unit = "samples/s";
+    snprintf(res->baseline, sizeof res->baseline, "float32 run of the same case, same run");
+    res->baseline_value = median(f, REPS);
+    parml_tensor_free(x);
+    parml_tensor_free(y);
+    parml_trainer_free(f32);
+    parml_trainer_free(bf);
+    parml_model_free(m1);
+    parml_model_free(m2);
+}
+
 /* What DP-SGD costs (issue 21): a private step (per-example norms, clipping,
  * noise on every parameter; sigma 1, C 1) against the ordinary step of the
  * same model and batch. ratio = private samples/s over ordinary samples/s,
@@ -409,6 +449,13 @@ int main(int argc, char **argv) {
     if (strstr("mlp_b128_t1_deterministic", filter)) bench_deterministic(mlp, 4);
     if (strstr("dpsgd_mlp_b256_t1", filter)) bench_dpsgd(mlp, 4);
     if (strstr("sgemm_1024_t1", filter)) bench_sgemm(core);
+    mlp_case bf16_cases[] = {
+        {"mlp_b128_t1_bf16", mlp, 4, 128, 1, 12},
+        {"mlp_b512_t2_bf16", mlp, 4, 512, 2, 4},
+        {"tiny_b32_t1_bf16", tiny, 3, 32, 1, 600},
+    };
+    for (size_t i = 0; i < sizeof bf16_cases / sizeof bf16_cases[0]; i++)
+        if (strstr(bf16_cases[i].name, filter)) bench_bf16(&bf16_cases[i]);
 
     char cpu[256], date[64];
     cpu_model(cpu, sizeof cpu);

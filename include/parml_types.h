@@ -158,6 +158,10 @@ typedef int32_t parml_status;
 #define PARML_COMPRESSION_FP16 2 /* IEEE half with error feedback: half the bytes, +-65504 */
 #define PARML_COMPRESSION_POWERSGD 3 /* rank-compression_rank factors of each matrix (Vogels et al. 2019) */
 
+/* Arithmetic of matrix products (parml_strategy_params.precision; since 0.3). */
+#define PARML_PRECISION_FP32 0 /* float32 products */
+#define PARML_PRECISION_BF16 1 /* bf16 operands, float32 accumulation (oneDNN on AVX512-BF16; docs/precision.md) */
+
 /* ------------------------------------------------------------------------ */
 /* Layer attributes                                                           */
 /* ------------------------------------------------------------------------ */
@@ -264,6 +268,12 @@ typedef struct parml_strategy_params {
                                   v = outer_momentum*v + d, theta = theta_last - outer_learning_rate*(d +
                                   outer_momentum*v). Default 1 with outer_momentum 0: plain averaging */
     float outer_momentum;      /* since 0.3; in [0, 1); default 0 (DiLoCo uses 0.7 and 0.9) */
+    int32_t precision;         /* since 0.3; PARML_PRECISION_*: BF16 runs the products of Linear layers,
+                                  attention projections and oneDNN convolutions (forward, dW, dx) on bf16
+                                  operands with float32 accumulation; weights, optimizer
+                                  state, losses, normalisation and reductions stay float32. A host without
+                                  AVX512-BF16 or oneDNN trains in float32 instead and parml_trainer_plan
+                                  says why (docs/precision.md). Default FP32. */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are

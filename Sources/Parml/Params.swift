@@ -105,6 +105,7 @@ func strategyParams(_ s: StrategyConfig) -> parml_strategy_params {
     p.compression_rank = Int32(s.compressionRank)
     p.outer_learning_rate = s.outerLearningRate
     p.outer_momentum = s.outerMomentum
+    p.precision = s.precision.rawValue
     return p
 }
 
@@ -253,6 +254,10 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
     s.compressionRank = Int(p.compression_rank)
     s.outerLearningRate = p.outer_learning_rate
     s.outerMomentum = p.outer_momentum
+    guard let precision = Precision(rawValue: p.precision) else {
+        throw ParmlError.invalidArgument("precision \(p.precision) is unknown (PARML_PRECISION_FP32 or _BF16)")
+    }
+    s.precision = precision
     try s.validate()
     return s
 }

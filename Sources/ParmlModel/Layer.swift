@@ -14,6 +14,12 @@ public struct PassContext: Sendable {
     /// sets the SGD momentum here so that the backward pass writes the
     /// momentum buffer directly (one pass over the parameters saved).
     public var gradientDecay: Float = 0
+    /// The arithmetic of matrix products (the trainer's resolved
+    /// precision; passes outside training run float32).
+    public var precision: Precision = .float32
+    /// Unique to one optimizer step (BF16Products.nextSerial; 0 outside
+    /// training): layers keep their bf16 weight copies for that step.
+    public var stepSerial: UInt64 = 0
 
     /// The factor old gradients are kept with: 1 when accumulating.
     @inline(__always)

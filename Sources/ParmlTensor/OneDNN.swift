@@ -16,6 +16,21 @@ public enum ConvolutionBackend: String, Sendable {
     }
 }
 
+/// A C shim's NUL-terminated message in `buffer`, as text.
+func cMessage(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// What a shim's plan-making function returns, given an error buffer; a
+/// NULL result throws `.blas` with the message it wrote.
+func shimPlan(_ create: (UnsafeMutablePointer<CChar>?, Int) -> OpaquePointer?) throws -> OpaquePointer {
+    var err = [CChar](repeating: 0, count: 512)
+    guard let made = err.withUnsafeMutableBufferPointer({ create($0.baseAddress, $0.count) }) else {
+        throw ParmlError.blas(cMessage(err))
+    }
+    return made
+}
+
 /// oneDNN (libdnnl.so.2), loaded on first use; see pml_dnnl.h.
 public enum OneDNN {
     /// Why oneDNN cannot be used in this process (nil once it loaded); the
@@ -23,7 +38,7 @@ public enum OneDNN {
     public static let loadError: String? = {
         var err = [CChar](repeating: 0, count: 512)
         let rc = err.withUnsafeMutableBufferPointer { pml_dnnl_load($0.baseAddress, $0.count) }
-        return rc == 0 ? nil : String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return rc == 0 ? nil : cMessage(err)
     }()
 
     public static var available: Bool { loadError == nil }
@@ -38,8 +53,10 @@ public final class ConvolutionPlan {
     /// The geometry and thread count it was made for.
     public struct Key: Equatable, Sendable {
         public let batch: Int, height: Int, width: Int, threads: Int
-        public init(batch: Int, height: Int, width: Int, threads: Int) {
-            (self.batch, self.height, self.width, self.threads) = (batch, height, width, threads)
+        /// x, w and dy rounded to bf16 on their way in (bf16 precision).
+        public let bf16: Bool
+        public init(batch: Int, height: Int, width: Int, threads: Int, bf16: Bool = false) {
+            (self.batch, self.height, self.width, self.threads, self.bf16) = (batch, height, width, threads, bf16)
         }
     }
 
@@ -58,12 +75,8 @@ public final class ConvolutionPlan {
             height: Int64(p.height), width: Int64(p.width), out_height: Int64(p.outHeight), out_width: Int64(p.outWidth),
             kernel_h: Int64(w.kernelH), kernel_w: Int64(w.kernelW), stride_h: Int64(w.strideH), stride_w: Int64(w.strideW),
             pad_h: Int64(w.padH), pad_w: Int64(w.padW), dilation_h: Int64(w.dilationH), dilation_w: Int64(w.dilationW),
-            has_bias: bias ? 1 : 0, threads: Int32(clamping: key.threads))
-        var err = [CChar](repeating: 0, count: 512)
-        let made = err.withUnsafeMutableBufferPointer { pml_conv_plan_create(&s, $0.baseAddress, $0.count) }
-        guard let made else {
-            throw ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-        }
+            has_bias: bias ? 1 : 0, threads: Int32(clamping: key.threads), bf16: key.bf16 ? 1 : 0)
+        let made = try shimPlan { pml_conv_plan_create(&s, $0, $1) }
         plan = made
         self.key = key
         implementation = String(cString: pml_conv_plan_impl(made))

@@ -86,7 +86,10 @@ extension RankContext {
     }
 
     func context(_ piece: Piece, _ work: StepWork) -> PassContext {
-        PassContext(training: true, step: work.step.index, sampleOffset: piece.rows.lowerBound, seed: work.step.settings.seed)
+        var ctx = PassContext(training: true, step: work.step.index, sampleOffset: piece.rows.lowerBound, seed: work.step.settings.seed)
+        ctx.precision = work.step.settings.precision
+        ctx.stepSerial = work.step.serial
+        return ctx
     }
 
     func forward(piece: Piece, microBatch j: Int, _ vs: VirtualStage, slot: PipelineSlot, work: StepWork) throws {

@@ -13,6 +13,7 @@ extension Trainer {
         lines.append("world \(mesh.worldSize) = dp \(mesh.dp) × pp \(mesh.pp) × tp \(mesh.tp), threads backend, \(mode)")
         lines.append("rank = (dp_index · pp + stage) · tp + tp_index")
         if let choice = strategy.choice { lines.append("layout chosen by the strategy advisor: \(choice)") }
+        lines.append(precisionDescription)
         if mesh.pp > 1 || layout.microBatches > 1 {
             let m = layout.microBatches, p = mesh.pp, v = layout.virtualStages
             let name: String = switch layout.schedule {

@@ -10,6 +10,9 @@ struct StepSettings {
     /// Check the loss and gradients before the update, and skip the update
     /// on every rank when one of them is not finite.
     let skipNonFinite: Bool
+    /// The arithmetic of matrix products: the strategy's precision where it
+    /// can run here, else float32 (BF16.resolve).
+    var precision: Precision = .float32
 }
 
 /// One optimizer step as the host asked for it. `Trainer.step` builds it
@@ -35,6 +38,8 @@ struct StepDescription {
     let fault: FaultInjection?
     /// DP-SGD: clip per example and add noise (PrivateStep.swift).
     var privacy: PrivateStepSettings? = nil
+    /// Unique to this step in the process (PassContext.stepSerial).
+    let serial = BF16Products.nextSerial()
 }
 
 /// The step the ranks run, shared by them (read-only while they run).

@@ -74,6 +74,10 @@ public struct StrategyConfig: Sendable, Equatable {
     public var compressionRank = 4
     /// Why the strategy advisor chose this layout (set by `StrategyAdvisor.choose`; nil: the host chose it).
     public var choice: String?
+    /// Linear, attention-projection and oneDNN convolution products in bf16
+    /// with float32 accumulation (docs/precision.md);
+    /// where this host cannot, the trainer runs float32 and its plan says why.
+    public var precision: Precision = .float32
 
     public init() {}
 

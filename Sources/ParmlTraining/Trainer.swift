@@ -249,7 +249,8 @@ public final class Trainer {
         self.pool = pool
         stepSettings = StepSettings(
             seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
-            bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride), skipNonFinite: optimizer.skipNonFinite)
+            bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride), skipNonFinite: optimizer.skipNonFinite,
+            precision: BF16.resolve(strategy.precision))
         let job = RankJob(ranks: ranks)
         self.job = job
         rankBody = pool != nil ? { r in try job.run(rank: r) } : nil

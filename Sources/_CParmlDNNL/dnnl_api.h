@@ -18,7 +18,9 @@
     X(dnnl_primitive_attr_set_scratchpad_mode)                                                      \
     X(dnnl_primitive_desc_create) X(dnnl_primitive_desc_destroy) X(dnnl_primitive_desc_query)       \
     X(dnnl_primitive_desc_query_md) X(dnnl_primitive_create) X(dnnl_primitive_destroy)              \
-    X(dnnl_primitive_execute) X(dnnl_reorder_primitive_desc_create) X(dnnl_memory_desc_equal)
+    X(dnnl_primitive_execute) X(dnnl_reorder_primitive_desc_create) X(dnnl_memory_desc_equal)             \
+    X(dnnl_matmul_desc_init) X(dnnl_memory_desc_init_by_strides) X(dnnl_post_ops_create)            \
+    X(dnnl_post_ops_append_sum) X(dnnl_post_ops_destroy) X(dnnl_primitive_attr_set_post_ops)
 
 struct pml_dnnl_api {
 #define PML_DNNL_POINTER(name) __typeof__(name) *name;
@@ -33,6 +35,23 @@ struct pml_dnnl_api {
 // Filled by a successful pml_dnnl_load; read-only afterwards.
 extern struct pml_dnnl_api pml_dnnl;
 extern dnnl_engine_t pml_dnnl_engine;
+// Sets the calling thread's OpenMP thread count when it differs (threads > 0).
+void pml_dnnl_use_threads(int threads);
+// A oneDNN status in words ("unimplemented", ...).
+const char *pml_dnnl_status_name(dnnl_status_t st);
+// The implementation oneDNN chose for a primitive ("?" if it will not say).
+const char *pml_dnnl_impl_name(const_dnnl_primitive_desc_t pd);
+
+// In a function with `char *err, size_t errlen` that returns int: on a
+// failed oneDNN call, writes what failed into err and returns -1.
+#define TRY(call, what)                                                                                  \
+    do {                                                                                                 \
+        dnnl_status_t st_ = (call);                                                                      \
+        if (st_ != dnnl_success) {                                                                       \
+            snprintf(err, errlen, "oneDNN %s: %s (status %d)", what, pml_dnnl_status_name(st_), (int)st_); \
+            return -1;                                                                                   \
+        }                                                                                                \
+    } while (0)
 #endif
 
 #endif

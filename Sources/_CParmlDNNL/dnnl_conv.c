@@ -43,33 +43,6 @@ struct pml_conv_plan {
     char impl[256];
 };
 
-static const char *status_name(dnnl_status_t st) {
-    switch (st) {
-    case dnnl_out_of_memory: return "out of memory";
-    case dnnl_invalid_arguments: return "invalid arguments";
-    case dnnl_unimplemented: return "unimplemented";
-    case dnnl_iterator_ends: return "no implementation";
-    case dnnl_runtime_error: return "runtime error";
-    case dnnl_not_required: return "not required";
-    default: return "error";
-    }
-}
-
-#define TRY(call, what)                                                                                  \
-    do {                                                                                                 \
-        dnnl_status_t st_ = (call);                                                                      \
-        if (st_ != dnnl_success) {                                                                       \
-            snprintf(err, errlen, "oneDNN %s: %s (status %d)", what, status_name(st_), (int)st_);        \
-            return -1;                                                                                   \
-        }                                                                                                \
-    } while (0)
-
-static const char *impl_name(const_dnnl_primitive_desc_t pd) {
-    const char *name = "?";
-    if (pml_dnnl.dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, (void *)&name) != dnnl_success) return "?";
-    return name;
-}
-
 static size_t scratch_size(const_dnnl_primitive_desc_t pd) {
     return pml_dnnl.dnnl_memory_desc_get_size(pml_dnnl.dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
 }
@@ -113,7 +86,7 @@ static const dnnl_memory_desc_t *md(const_dnnl_primitive_desc_t pd, dnnl_query_t
 static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd,
                  char *err, size_t errlen) {
     const int64_t g = s->groups, og = s->out_channels / g, cg = s->in_channels / g;
-    dnnl_memory_desc_t src, wei, bias, dst, src_any, wei_any, dst_any;
+    dnnl_memory_desc_t src, wei, bias, dst, src_any, wei_any, dst_any, dy_any;
     dnnl_dims_t src_dims = {s->batch, s->in_channels, s->height, s->width};
     dnnl_dims_t dst_dims = {s->batch, s->out_channels, s->out_height, s->out_width};
     dnnl_dims_t bias_dims = {s->out_channels};
@@ -131,11 +104,23 @@ static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_
     TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&wei, wnd, wdims, dnnl_f32, g == 1 ? dnnl_oihw : dnnl_goihw),
         "weights descriptor");
     src_any = src, wei_any = wei, dst_any = dst;
-    if (any == dnnl_format_tag_any) {
-        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, any), "source descriptor");
-        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, any), "destination descriptor");
-        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&wei_any, wnd, wdims, dnnl_f32, any), "weights descriptor");
+    // bf16: what the primitives read (x, w, dy) in bf16, what they write in
+    // float32; the views' reorders round parml's float32 arrays on the way in.
+    const dnnl_data_type_t in_type = s->bf16 ? dnnl_bf16 : dnnl_f32;
+    const dnnl_format_tag_t x_tag = any == dnnl_format_tag_any ? any : dnnl_nchw;
+    const dnnl_format_tag_t w_tag = any == dnnl_format_tag_any ? any : g == 1 ? dnnl_oihw : dnnl_goihw;
+    if (any == dnnl_format_tag_any || s->bf16) {
+        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, in_type, x_tag), "source descriptor");
+        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, x_tag), "destination descriptor");
+        TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&wei_any, wnd, wdims, in_type, w_tag), "weights descriptor");
     }
+    dy_any = dst_any;
+    if (s->bf16) TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dy_any, 4, dst_dims, dnnl_bf16, x_tag), "gradient descriptor");
+    // Backward data writes dx in float32 whatever x's type.
+    dnnl_memory_desc_t dx_any = src_any;
+    if (s->bf16) TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dx_any, 4, src_dims, dnnl_f32, x_tag), "source gradient descriptor");
+    dnnl_memory_desc_t dw_any = wei_any;
+    if (s->bf16) TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&dw_any, wnd, wdims, dnnl_f32, w_tag), "weight gradient descriptor");
 
     // oneDNN counts dilation from 0 and wants the right padding that gives
     // PyTorch's floor output size: negative when trailing rows are dropped.
@@ -153,12 +138,12 @@ static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_
                                                             pad_l, pad_r),
         "forward descriptor");
     TRY(pml_dnnl.dnnl_primitive_desc_create(&pd[P_FWD], &fwd, attr, pml_dnnl_engine, NULL), "forward");
-    TRY(pml_dnnl.dnnl_dilated_convolution_backward_data_desc_init(&bwd_d, dnnl_convolution_direct, &src_any, &wei_any,
-                                                                  &dst_any, strides, dilates, pad_l, pad_r),
+    TRY(pml_dnnl.dnnl_dilated_convolution_backward_data_desc_init(&bwd_d, dnnl_convolution_direct, &dx_any, &wei_any,
+                                                                  &dy_any, strides, dilates, pad_l, pad_r),
         "backward-data descriptor");
     TRY(pml_dnnl.dnnl_primitive_desc_create(&pd[P_BWD_D], &bwd_d, attr, pml_dnnl_engine, pd[P_FWD]), "backward data");
     TRY(pml_dnnl.dnnl_dilated_convolution_backward_weights_desc_init(&bwd_w, dnnl_convolution_direct, &src_any,
-                                                                     &wei_any, bias_md, &dst_any, strides, dilates,
+                                                                     &dw_any, bias_md, &dy_any, strides, dilates,
                                                                      pad_l, pad_r),
         "backward-weights descriptor");
     TRY(pml_dnnl.dnnl_primitive_desc_create(&pd[P_BWD_W], &bwd_w, attr, pml_dnnl_engine, pd[P_FWD]),
@@ -205,14 +190,9 @@ static int build(pml_conv_plan *p, const pml_conv_shape *s, dnnl_primitive_attr_
     TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&flat, 1, flat_dims, dnnl_u8, dnnl_x), "scratchpad descriptor");
     TRY(pml_dnnl.dnnl_memory_create(&p->reorder_scratch, &flat, pml_dnnl_engine, p->scratch), "scratchpad");
     TRY(pml_dnnl.dnnl_stream_create(&p->stream, pml_dnnl_engine, dnnl_stream_default_flags), "stream");
-    snprintf(p->impl, sizeof p->impl, "%s / %s / %s%s", impl_name(pd[P_FWD]), impl_name(pd[P_BWD_D]),
-             impl_name(pd[P_BWD_W]), p->v[V_X].in || p->v[V_Y].out ? " (reordered layouts)" : " (plain layouts)");
+    snprintf(p->impl, sizeof p->impl, "%s / %s / %s%s", pml_dnnl_impl_name(pd[P_FWD]), pml_dnnl_impl_name(pd[P_BWD_D]),
+             pml_dnnl_impl_name(pd[P_BWD_W]), p->v[V_X].in || p->v[V_Y].out ? " (reordered layouts)" : " (plain layouts)");
     return 0;
-}
-
-// oneDNN's OpenMP runtime sizes its teams by the calling thread's setting.
-static void use_threads(int threads) {
-    if (threads > 0 && pml_dnnl.omp_get_max_threads() != threads) pml_dnnl.omp_set_num_threads(threads);
 }
 
 pml_conv_plan *pml_conv_plan_create(const pml_conv_shape *s, char *err, size_t errlen) {
@@ -223,7 +203,7 @@ pml_conv_plan *pml_conv_plan_create(const pml_conv_shape *s, char *err, size_t e
     }
     p->has_bias = s->has_bias;
     p->threads = s->threads > 0 ? s->threads : 1;
-    use_threads(p->threads);
+    pml_dnnl_use_threads(p->threads);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd[P_COUNT] = {NULL, NULL, NULL};
     int rc = -1;
@@ -292,7 +272,7 @@ static int leave(pml_conv_plan *p, int v) {
 }
 
 int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const float *b, float *y) {
-    use_threads(p->threads);
+    pml_dnnl_use_threads(p->threads);
     p->forward_x = p->forward_w = NULL;
     int st = enter(p, V_X, x, 0) | enter(p, V_W, w, 0) | (p->has_bias ? enter(p, V_BIAS, b, 0) : 0) | aim(p, V_Y, y);
     if (st) return st;
@@ -309,7 +289,7 @@ int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const flo
 
 int pml_conv_backward(pml_conv_plan *p, const float *x, const float *w, const float *dy, float *dw,
                       float *db, float *dx) {
-    use_threads(p->threads);
+    pml_dnnl_use_threads(p->threads);
     // Backward data first: when both want dy in the same layout, one reorder serves.
     if (dx) {
         int st = enter(p, V_DY_D, dy, 0) | enter(p, p->w_for_d, w, p->w_for_d == V_W && p->forward_w == w) |

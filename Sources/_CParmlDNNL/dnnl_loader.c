@@ -72,6 +72,29 @@ static void load_once(void) {
              v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other runtime");
     load_status = 0;
 }
+
+const char *pml_dnnl_status_name(dnnl_status_t st) {
+    switch (st) {
+    case dnnl_out_of_memory: return "out of memory";
+    case dnnl_invalid_arguments: return "invalid arguments";
+    case dnnl_unimplemented: return "unimplemented";
+    case dnnl_iterator_ends: return "no implementation";
+    case dnnl_runtime_error: return "runtime error";
+    case dnnl_not_required: return "not required";
+    default: return "error";
+    }
+}
+
+const char *pml_dnnl_impl_name(const_dnnl_primitive_desc_t pd) {
+    const char *name = "?";
+    if (pml_dnnl.dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, (void *)&name) != dnnl_success) return "?";
+    return name;
+}
+
+// oneDNN's OpenMP runtime sizes its teams by the calling thread's setting.
+void pml_dnnl_use_threads(int threads) {
+    if (threads > 0 && pml_dnnl.omp_get_max_threads() != threads) pml_dnnl.omp_set_num_threads(threads);
+}
 #else
 static void load_once(void) {
     snprintf(load_error, sizeof load_error,

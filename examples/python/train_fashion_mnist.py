@@ -9,6 +9,7 @@ end.
 usage: train_fashion_mnist.py [--data DIR] [--epochs N] [--dp N] [--zero S]
                               [--deterministic] [--batch-size N]
                               [--compression none|bf16|fp16] [--local-steps H]
+                              [--precision fp32|bf16]
 
 Run from the repository after `make lib` (the package finds
 .build/release/libparml.so from its source tree), or with the package
@@ -62,6 +63,8 @@ def main() -> int:
     ap.add_argument("--compression", choices=["none", "bf16", "fp16", "powersgd"], default="none",
                     help="the dp gradient sum's wire format (16-bit with error feedback; docs/communication.md)")
     ap.add_argument("--local-steps", type=int, default=1, help="local SGD: steps between parameter averages")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: Linear products on bf16 operands, float32 accumulation (docs/precision.md)")
     args = ap.parse_args()
 
     data = Path(args.data)
@@ -99,6 +102,7 @@ def main() -> int:
     strategy = parml.Strategy(
         dp=args.dp, pp=args.pp, tp=args.tp, micro_batches=args.micro_batches, schedule=args.schedule, zero=args.zero,
         deterministic=args.deterministic, seed=7, gradient_compression=args.compression, local_steps=args.local_steps,
+        precision=args.precision,
     )
     print(f"parml {parml.library_version()}  OpenBLAS kernels: {parml.blas_core()}  "
           f"parameters: {model.num_params}  train {len(train)}  validation {len(val)} (held out of the "

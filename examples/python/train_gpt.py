@@ -46,6 +46,8 @@ def get_args():
     p.add_argument("--warmup-iters", type=int, default=100)
     p.add_argument("--lr-decay-iters", type=int, default=2000)
     p.add_argument("--dp", type=int, default=1, help="data-parallel ranks (threads)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: Linear and attention projections on bf16 operands, float32 accumulation (docs/precision.md)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--sample-tokens", type=int, default=200)
     return p.parse_args()
@@ -93,7 +95,7 @@ def main():
         a.lr, betas=(0.9, 0.99), weight_decay=0.1, decay_by_kind=True, clip_grad_norm=1.0,
         schedule=parml.schedules.cosine(a.lr_decay_iters, a.min_lr, warmup_steps=a.warmup_iters),
     )
-    with parml.Trainer(model, optimizer=optimizer, strategy=parml.Strategy(dp=a.dp)) as trainer:
+    with parml.Trainer(model, optimizer=optimizer, strategy=parml.Strategy(dp=a.dp, precision=a.precision)) as trainer:
 
         def estimate_loss():
             out = {}

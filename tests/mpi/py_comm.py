@@ -1,4 +1,5 @@
-"""Gradient compression and local SGD under mpirun (issue 20): a small MLP
+"""Gradient compression and local SGD under mpirun (issue 20), and bf16
+products (issue 23): a small MLP
 trained with dp = 2 and the mode named by argv[1] gives, in each process
 (backend="mpi"), the bits the threads backend gives for the same layout.
 "diloco_resume": local SGD with DiLoCo's outer step, resumed from a
@@ -17,6 +18,10 @@ MODES = {
     "fp16": dict(gradient_compression="fp16"),
     "powersgd": dict(gradient_compression="powersgd", compression_rank=2),
     "local3": dict(local_steps=3),
+    # bf16 products (issue 23), alone, in deterministic mode, and with bf16 on the wire too
+    "precision_bf16": dict(precision="bf16"),
+    "precision_bf16_det": dict(precision="bf16", deterministic=True),
+    "precision_bf16_wire": dict(precision="bf16", gradient_compression="bf16"),
 }
 name = sys.argv[1]
 

@@ -352,7 +352,7 @@ for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2
     set -- $case
     py_mpi "$2" 300 "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_gpt.py "$1"
 done
-for mode in bf16 fp16 powersgd local3; do
+for mode in bf16 fp16 powersgd local3 precision_bf16 precision_bf16_det precision_bf16_wire; do
     py_mpi 2 300 "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit" py_comm.py "$mode"
 done
 py_mpi 2 300 "DiLoCo dp 2 under mpirun -np 2, resumed from a checkpoint: equals the uninterrupted run and threads bit for bit" \

@@ -86,6 +86,8 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     private let gradQKV = Buffer()  // (B, T, 3C)
     private let gradScores = Buffer()  // (T, T) scratch
     private let gradInput = Buffer()
+    /// bf16 precision's copies and plans of c_attn and c_proj (BF16Projection.swift).
+    private let bf16Attn = BF16Projection(), bf16Proj = BF16Projection()
     // Generation's key/value cache: k and v rows of the positions decoded
     // since beginSequence, K and V (capacity, d) (CausalSelfAttention+Decoding.swift).
     let cachedKeys = Buffer()
@@ -253,9 +255,13 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         let rows = b * t, c3 = 3 * d, tt = t * t
         let q = try qkv.shaped(Shape(b, t, c3))
         if let attnBias { Kernels.broadcastRows(attnBias.data, into: q.data, rows: rows, cols: c3) }
-        BLAS.gemm(
-            transA: false, transB: true, m: rows, n: c3, k: c, x.data, lda: c, attnWeight.data, ldb: c,
-            beta: attnBias == nil ? 0 : 1, q.data, ldc: c3)
+        if ctx.precision == .bf16 {  // bf16 projections; the per-head products stay float32 (docs/precision.md)
+            try bf16Attn.forward(x.data, weight: attnWeight.data, rows: rows, inF: c, outF: c3, beta: attnBias == nil ? 0 : 1, into: q.data, ctx)
+        } else {
+            BLAS.gemm(
+                transA: false, transB: true, m: rows, n: c3, k: c, x.data, lda: c, attnWeight.data, ldb: c,
+                beta: attnBias == nil ? 0 : 1, q.data, ldc: c3)
+        }
 
         wasDropping = ctx.training && dropout > 0
         let p = try probs.shaped(Shape(b * nh, t, t))  // (B, nh, T, T) as (B·nh, T, T)
@@ -299,9 +305,13 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
 
         let out = try output.shaped(x.shape)
         if let projBias { Kernels.broadcastRows(projBias.data, into: out.data, rows: rows, cols: c) }
-        BLAS.gemm(
-            transA: false, transB: true, m: rows, n: c, k: d, y.data, lda: d, projWeight.data, ldb: d,
-            beta: projBias == nil ? 0 : 1, out.data, ldc: c)
+        if ctx.precision == .bf16 {
+            try bf16Proj.forward(y.data, weight: projWeight.data, rows: rows, inF: d, outF: c, beta: projBias == nil ? 0 : 1, into: out.data, ctx)
+        } else {
+            BLAS.gemm(
+                transA: false, transB: true, m: rows, n: c, k: d, y.data, lda: d, projWeight.data, ldb: d,
+                beta: projBias == nil ? 0 : 1, out.data, ldc: c)
+        }
         input = x
         return out
     }
@@ -339,11 +349,15 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
 
         // Output projection: dWₚ, dbₚ, dy = dout·Wₚ. gemm with beta 0 and
         // sumRows with beta 0 overwrite (a NaN from an earlier step is gone).
-        BLAS.gemm(
-            transA: true, transB: false, m: c, n: d, k: rows, dout.data, lda: c, y.data, ldb: d, beta: beta, projWeightGrad.data, ldc: d)
-        if let projBiasGrad { Kernels.sumRows(dout.data, rows: rows, cols: c, into: projBiasGrad.data, beta: beta) }
         let dy = try gradHeads.shaped(y.shape)
-        BLAS.gemm(transA: false, transB: false, m: rows, n: d, k: c, dout.data, lda: c, projWeight.data, ldb: d, beta: 0, dy.data, ldc: d)
+        if ctx.precision == .bf16 {
+            try bf16Proj.backward(dout.data, rows: rows, inF: d, outF: c, beta: beta, weightGradient: projWeightGrad.data, inputGradient: dy.data)
+        } else {
+            BLAS.gemm(
+                transA: true, transB: false, m: c, n: d, k: rows, dout.data, lda: c, y.data, ldb: d, beta: beta, projWeightGrad.data, ldc: d)
+            BLAS.gemm(transA: false, transB: false, m: rows, n: d, k: c, dout.data, lda: c, projWeight.data, ldb: d, beta: 0, dy.data, ldc: d)
+        }
+        if let projBiasGrad { Kernels.sumRows(dout.data, rows: rows, cols: c, into: projBiasGrad.data, beta: beta) }
 
         // Attention, per (b, h), into dqkv (rows, 3d).
         let dq = try gradQKV.shaped(q.shape)
@@ -383,9 +397,14 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         }
 
         // Fused projection: dWₐ, dbₐ, dx = dqkv·Wₐ.
+        if let attnBiasGrad { Kernels.sumRows(dq.data, rows: rows, cols: c3, into: attnBiasGrad.data, beta: beta) }
+        if ctx.precision == .bf16 {
+            let dx = needInputGradient ? try gradInput.shaped(x.shape) : nil
+            try bf16Attn.backward(dq.data, rows: rows, inF: c, outF: c3, beta: beta, weightGradient: attnWeightGrad.data, inputGradient: dx?.data)
+            return dx
+        }
         BLAS.gemm(
             transA: true, transB: false, m: c3, n: c, k: rows, dq.data, lda: c3, x.data, ldb: c, beta: beta, attnWeightGrad.data, ldc: c)
-        if let attnBiasGrad { Kernels.sumRows(dq.data, rows: rows, cols: c3, into: attnBiasGrad.data, beta: beta) }
         guard needInputGradient else { return nil }
         let dx = try gradInput.shaped(x.shape)
         BLAS.gemm(transA: false, transB: false, m: rows, n: c, k: c3, dq.data, lda: c3, attnWeight.data, ldb: c, beta: 0, dx.data, ldc: c)

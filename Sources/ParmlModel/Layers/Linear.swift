@@ -28,6 +28,8 @@ public final class Linear: KindedLayer, MatrixLayer {
     private let gradInput = Buffer()
     /// Private training's per-example norms: Gram matrices or one example's gradient.
     private let normScratch = Buffer()
+    /// bf16 precision's operand copies and plans.
+    private let bf16 = BF16Projection()
 
     public init(inFeatures: Int, outFeatures: Int, bias: Bool = true) throws {
         guard inFeatures > 0, outFeatures > 0 else {
@@ -97,16 +99,22 @@ public final class Linear: KindedLayer, MatrixLayer {
         var s = x.shape
         s[s.rank - 1] = outFeatures
         let y = try output.shaped(s)
+        input = x
         if let bias {
             // Broadcast b into y, then accumulate the product on top (beta = 1):
             // one pass over y instead of a product pass plus a bias pass.
             Kernels.broadcastRows(bias.data, into: y.data, rows: rows, cols: outFeatures)
         }
+        if ctx.precision == .bf16 {  // bf16 products (BF16Projection.swift)
+            try bf16.forward(
+                x.data, weight: weight.data, rows: rows, inF: inFeatures, outF: outFeatures, beta: bias == nil ? 0 : 1,
+                into: y.data, ctx)
+            return y
+        }
         BLAS.gemm(
             transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,
             x.data, lda: inFeatures, weight.data, ldb: inFeatures,
             beta: bias == nil ? 0 : 1, y.data, ldc: outFeatures)
-        input = x
         return y
     }
 
@@ -116,6 +124,14 @@ public final class Linear: KindedLayer, MatrixLayer {
         }
         let rows = dy.count / outFeatures
         let beta = ctx.gradientBeta(accumulate: accumulate)
+        if ctx.precision == .bf16 {  // bf16 products (BF16Projection.swift); db stays float32
+            let dx = needInputGradient ? try gradInput.shaped(x.shape) : nil
+            try bf16.backward(
+                dy.data, rows: rows, inF: inFeatures, outF: outFeatures, beta: beta, weightGradient: weightGrad.data,
+                inputGradient: dx?.data)
+            if let biasGrad { Kernels.sumRows(dy.data, rows: rows, cols: outFeatures, into: biasGrad.data, beta: beta) }
+            return dx
+        }
         BLAS.gemm(
             transA: true, transB: false, m: outFeatures, n: inFeatures, k: rows,
             dy.data, lda: outFeatures, x.data, ldb: inFeatures,

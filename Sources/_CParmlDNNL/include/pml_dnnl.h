@@ -40,6 +40,9 @@ typedef struct {
     /* OpenMP threads the plan runs on: oneDNN sizes its work split and
      * scratchpad by the count when it creates a primitive. */
     int threads;
+    /* Nonzero: x, w and dy enter the primitives rounded to bf16 (float32
+     * accumulation; y, dx, dw and db stay float32): bf16 precision. */
+    int bf16;
 } pml_conv_shape;
 
 typedef struct pml_conv_plan pml_conv_plan;

@@ -161,6 +161,8 @@ PARML_COMPRESSION_NONE = 0
 PARML_COMPRESSION_BF16 = 1
 PARML_COMPRESSION_FP16 = 2
 PARML_COMPRESSION_POWERSGD = 3
+PARML_PRECISION_FP32 = 0
+PARML_PRECISION_BF16 = 1
 
 PARML_TOKENS_RANDOM = 1
 PARML_TOKENS_SEQUENTIAL = 2
@@ -317,6 +319,10 @@ class parml_strategy_params(Structure):
         compression_rank: since 0.3; PowerSGD's rank r; default 4
         outer_learning_rate: since 0.3; local SGD's outer Nesterov step (DiLoCo); default 1
         outer_momentum: since 0.3; its momentum, in [0, 1); default 0 (plain averaging)
+        precision: since 0.3; PARML_PRECISION_*: BF16 runs Linear, attention
+            projection and oneDNN convolution products on bf16 operands with
+            float32 accumulation (float32 where the host
+            cannot; the plan says); default FP32
     """
 
     _fields_ = [
@@ -341,6 +347,7 @@ class parml_strategy_params(Structure):
         ("compression_rank", c_int32),
         ("outer_learning_rate", c_float),
         ("outer_momentum", c_float),
+        ("precision", c_int32),
     ]
 
 

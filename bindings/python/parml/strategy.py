@@ -19,6 +19,7 @@ _COMPRESSIONS = {
     "fp16": _capi.PARML_COMPRESSION_FP16,
     "powersgd": _capi.PARML_COMPRESSION_POWERSGD,
 }
+_PRECISIONS = {"fp32": _capi.PARML_PRECISION_FP32, "float32": _capi.PARML_PRECISION_FP32, "bf16": _capi.PARML_PRECISION_BF16}
 
 
 def _enum(value: Any, names: dict[str, int], what: str) -> int:
@@ -82,6 +83,13 @@ class Strategy:
         local_steps: local SGD: dp replicas step on their own rows and
             average their parameters every local_steps steps; 1 (default)
             sums gradients every step.
+        precision: "fp32" (default) or "bf16": the products of Linear
+            layers, attention projections and oneDNN convolutions on bf16
+            operands with float32 accumulation (oneDNN on the CPU's
+            AVX512-BF16 instructions); weights, optimizer state, losses and
+            reductions stay float32. Where the host cannot (no AVX512-BF16,
+            no oneDNN) training runs float32 and Trainer.plan() says why
+            (docs/precision.md).
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class Strategy:
         compression_rank: int | None = None,
         outer_learning_rate: float | None = None,
         outer_momentum: float | None = None,
+        precision: str | int | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "dp": dp,
@@ -130,6 +139,7 @@ class Strategy:
             "compression_rank": compression_rank,
             "outer_learning_rate": outer_learning_rate,
             "outer_momentum": outer_momentum,
+            "precision": None if precision is None else _enum(precision, _PRECISIONS, "precision"),
         }
         if seed is not None and not 0 <= int(seed) < 1 << 64:
             raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
@@ -140,7 +150,7 @@ class Strategy:
             blas_threads=blas_threads, seed=seed, watchdog_seconds=watchdog_seconds,
             bucket_bytes=bucket_bytes, split_classifier=split_classifier, virtual_stages=virtual_stages,
             gradient_compression=gradient_compression, local_steps=local_steps, compression_rank=compression_rank,
-            outer_learning_rate=outer_learning_rate, outer_momentum=outer_momentum,
+            outer_learning_rate=outer_learning_rate, outer_momentum=outer_momentum, precision=precision,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
 

@@ -1,0 +1,176 @@
+import Glibc
+import _CParmlDNNL
+
+/// The arithmetic of a trainer's matrix products (docs/precision.md).
+/// `.bf16`: operands rounded to bfloat16, products accumulated in float32
+/// (oneDNN's matmul on the CPU's AVX512-BF16 instructions); everything else
+/// (master weights, optimizer state, losses, softmax, normalisation,
+/// reductions) stays float32.
+public enum Precision: Int32, Sendable, CaseIterable {
+    case float32 = 0, bf16 = 1
+
+    public var name: String {
+        switch self {
+        case .float32: "float32"
+        case .bf16: "bf16"
+        }
+    }
+}
+
+/// bf16 products, process-wide facts: whether they can run here.
+public enum BF16 {
+    /// Why bf16 products cannot run in this process (nil when they can):
+    /// the CPU lacks AVX512-BF16 (oneDNN's emulation on other AVX-512 CPUs
+    /// is not used), oneDNN does not load, or it refuses a bf16 matmul.
+    /// Checked once, thread-safely.
+    public static let unavailableReason: String? = {
+        guard pml_cpu_has_avx512_bf16() != 0 else { return "this CPU has no AVX512-BF16 instructions" }
+        if let e = OneDNN.loadError { return e }
+        do {
+            _ = try BF16MatmulPlan(BF16MatmulPlan.Key(m: 4, n: 4, k: 4, transA: false, transB: true, lda: 4, ldb: 4, ldc: 4, beta: 0, threads: 1))
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }()
+
+    /// oneDNN's bf16 matmul implementation on this CPU ("brg:avx512_core_bf16"), nil when unavailable.
+    public static let implementation: String? = {
+        guard unavailableReason == nil else { return nil }
+        let key = BF16MatmulPlan.Key(m: 128, n: 128, k: 128, transA: false, transB: true, lda: 128, ldb: 128, ldc: 128, beta: 0, threads: 1)
+        return try? BF16MatmulPlan(key).implementation
+    }()
+
+    /// What a trainer that asked for `requested` runs: bf16 where it can,
+    /// else float32 (the fallback; `unavailableReason` says why).
+    public static func resolve(_ requested: Precision) -> Precision {
+        requested == .bf16 && unavailableReason == nil ? .bf16 : .float32
+    }
+
+    /// y[i] = x[i] rounded to bfloat16 (nearest even; subnormals to zero).
+    @inline(__always)
+    public static func round(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<UInt16>, count: Int) {
+        pml_bf16_round(x, y, count)
+    }
+
+    /// A bfloat16's value as a float32 (exact).
+    @inline(__always)
+    public static func value(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
+}
+
+/// One shape's bf16 matmul (pml_dnnl_matmul.h): C = β·C + op(A)·op(B), A
+/// and B bf16, C float32, all row-major as `BLAS.gemm` takes them.
+public final class BF16MatmulPlan {
+    public struct Key: Equatable, Sendable {
+        public let m, n, k: Int
+        public let transA, transB: Bool
+        public let lda, ldb, ldc: Int
+        public let beta: Float
+        public let threads: Int
+    }
+
+    private let plan: OpaquePointer
+    public let key: Key
+    public let implementation: String
+
+    /// Throws `.blas` when oneDNN is missing or has no bf16 matmul for the shape.
+    public init(_ key: Key) throws {
+        if let e = OneDNN.loadError { throw ParmlError.blas(e) }
+        var s = pml_matmul_shape(
+            m: Int64(key.m), n: Int64(key.n), k: Int64(key.k), lda: Int64(key.lda), ldb: Int64(key.ldb), ldc: Int64(key.ldc),
+            trans_a: key.transA ? 1 : 0, trans_b: key.transB ? 1 : 0, beta: key.beta, threads: Int32(clamping: key.threads))
+        let made = try shimPlan { pml_matmul_plan_create(&s, $0, $1) }
+        plan = made
+        self.key = key
+        implementation = String(cString: pml_matmul_plan_impl(made))
+    }
+
+    deinit { pml_matmul_plan_free(plan) }
+
+    public func run(_ a: UnsafePointer<UInt16>, _ b: UnsafePointer<UInt16>, _ c: UnsafeMutablePointer<Float>) throws {
+        let st = pml_matmul_run(plan, a, b, c)
+        if st != 0 { throw ParmlError.blas("oneDNN bf16 matmul failed (status \(st))") }
+    }
+}
+
+/// A growable bfloat16 array: an operand's rounded copy, reused step after
+/// step (it allocates only when it must grow).
+public final class BF16Array {
+    public private(set) var data: UnsafeMutablePointer<UInt16>
+    public private(set) var count = 0
+    private var capacity = 0
+    /// The step serial whose values it holds (`fill(from:count:serial:)`).
+    private var serial: UInt64 = 0
+
+    public init() { data = UnsafeMutablePointer<UInt16>.allocate(capacity: 1) }
+    deinit { data.deallocate() }
+
+    /// Bytes it holds now, for memory reports.
+    public var bytes: Int { capacity * 2 }
+
+    /// Holds x's `count` values rounded to bf16.
+    public func fill(from x: UnsafePointer<Float>, count n: Int) {
+        if n > capacity {
+            data.deallocate()
+            data = UnsafeMutablePointer<UInt16>.allocate(capacity: max(n, 1))
+            capacity = n
+        }
+        count = n
+        BF16.round(x, into: data, count: n)
+        serial = 0
+    }
+
+    /// The same, skipped when it already holds this step's copy of these
+    /// values: a weight is rounded once per step however many micro-batches
+    /// or chunks use it. `serial` is unique to a step (never 0).
+    public func fill(from x: UnsafePointer<Float>, count n: Int, serial s: UInt64) {
+        if s != 0, s == serial, n == count, source == x { return }
+        fill(from: x, count: n)
+        serial = s
+        source = x
+    }
+
+    private var source: UnsafePointer<Float>?
+}
+
+/// The bf16 products of one layer: a plan per shape, made the first time a
+/// shape comes (a step's forward and backward products, deterministic
+/// mode's last chunk), then kept. Used by one thread at a time (a layer
+/// belongs to one rank).
+public final class BF16Products {
+    private var plans: [BF16MatmulPlan] = []
+    /// Enough for every product of training and its chunk sizes; the oldest goes first.
+    private static let capacity = 16
+
+    public init() {}
+
+    /// Process-wide unique step serials (never 0): what `BF16Array` keys its
+    /// once-per-step weight copies on, so that a trainer rebuilt or reloaded
+    /// at the same step index never reuses a stale copy.
+    public static func nextSerial() -> UInt64 { pml_bf16_next_serial() }
+
+    /// C(m×n) = β·C + op(A)·op(B) as `BLAS.gemm`, with bf16 A and B.
+    public func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        _ a: UnsafePointer<UInt16>, lda: Int, _ b: UnsafePointer<UInt16>, ldb: Int,
+        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+    ) throws {
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else {
+            // An empty sum: C = β·C, as sgemm leaves it.
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        let key = BF16MatmulPlan.Key(
+            m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta, threads: max(1, BLAS.threads))
+        let plan: BF16MatmulPlan
+        if let hit = plans.first(where: { $0.key == key }) {
+            plan = hit
+        } else {
+            plan = try BF16MatmulPlan(key)
+            if plans.count == Self.capacity { plans.removeFirst() }
+            plans.append(plan)
+        }
+        try plan.run(a, b, c)
+    }
+}
