@@ -18,6 +18,14 @@ import Glibc
 // Swift, below. Naive.swift holds the straightforward
 // versions the tests compare against.
 public enum Kernels {
+    /// Elements below which an element-wise loop stays on one thread
+    /// (WorkerPool.forRanges): a hand-over costs a few µs; a cheap loop
+    /// (an add, a ReLU) moves ~1 element/ns, GELU, tanh and the sigmoid ~4×
+    /// slower.
+    enum Grain {
+        static let cheap = 32_768
+        static let costly = 8_192
+    }
 
     // MARK: - Bias
 
@@ -41,19 +49,19 @@ public enum Kernels {
     // MARK: - Activations (forward / backward pairs)
 
     public static func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_relu_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_relu_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
     }
 
     /// dx = dy where x > 0 (PyTorch's convention: zero gradient at 0).
     public static func reluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_relu_backward(x, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_relu_backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
     }
 
     /// Exact GELU, x·Φ(x), as torch.nn.GELU() (-0 below x = -13, where Φ < 1e-38).
     public static func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_gelu_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_gelu_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
     }
 
     /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
@@ -61,40 +69,40 @@ public enum Kernels {
     public static func geluForward(
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, derivative d: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_gelu_forward_train(x, y, d, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_gelu_forward_train(x + r.lowerBound, y + r.lowerBound, d + r.lowerBound, r.count) }
     }
 
     /// dx = dy · d with d from `geluForward(_:_:derivative:count:)`.
     public static func geluBackward(derivative d: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_gelu_backward_cached(d, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_gelu_backward_cached(d + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
     }
 
     public static func geluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_gelu_backward(x, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_gelu_backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
     }
 
     public static func tanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_tanh_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_tanh_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
     }
 
     /// Uses the saved output: d tanh = 1 − y².
     public static func tanhBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_tanh_backward(y, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_tanh_backward(y + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
     }
 
     public static func sigmoidForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_sigmoid_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_sigmoid_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
     }
 
     /// Uses the saved output: d σ = y(1 − y).
     public static func sigmoidBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_sigmoid_backward(y, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_sigmoid_backward(y + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
     }
 
     // MARK: - Element-wise arithmetic
@@ -103,24 +111,24 @@ public enum Kernels {
     public static func multiply(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_mul(a, b, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_mul(a + r.lowerBound, b + r.lowerBound, y + r.lowerBound, r.count) }
     }
 
     /// y[i] = a[i] + b[i]
     public static func add(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_add(a, b, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_add(a + r.lowerBound, b + r.lowerBound, y + r.lowerBound, r.count) }
     }
 
     /// y[i] += b[i] (y must not overlap b).
     public static func addInPlace(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) {
-        pml_add_inplace(y, b, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_add_inplace(y + r.lowerBound, b + r.lowerBound, r.count) }
     }
 
     /// x[i] *= s
     public static func scale(_ x: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
-        pml_scale(x, s, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_scale(x + r.lowerBound, s, r.count) }
     }
 
     /// Σ x², summed in 16 fixed lanes then across them in order: the same
@@ -149,7 +157,11 @@ public enum Kernels {
         _ y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
         rows: Int, cols: Int
     ) {
-        pml_layer_norm_forward(x, gamma, beta, eps, y, mean, rstd, rows, cols)
+        // Each row on its own: blocks of rows over the rank's threads.
+        WorkerPool.forRanges(count: rows, grain: max(1, Grain.costly / max(cols, 1)), alignment: 1) { r in
+            let o = r.lowerBound * cols
+            pml_layer_norm_forward(x + o, gamma, beta, eps, y + o, mean + r.lowerBound, rstd + r.lowerBound, r.count, cols)
+        }
     }
 
     /// dx from dy; dγ and dβ are accumulated (+=) so micro-batches can add up.
@@ -158,7 +170,20 @@ public enum Kernels {
         rstd: UnsafePointer<Float>, gamma: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
         dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>, rows: Int, cols: Int
     ) {
-        pml_layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols)
+        let rowGrain = max(1, Grain.costly / max(cols, 1))
+        guard WorkerPool.partLimit(count: rows, grain: rowGrain) > 1 else {
+            pml_layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols)
+            return
+        }
+        // Threads: dx by blocks of rows, then dγ, dβ by blocks of columns
+        // (each column summed over the rows in order): the fused kernel's bits.
+        WorkerPool.forRanges(count: rows, grain: rowGrain, alignment: 1) { r in
+            let o = r.lowerBound * cols
+            pml_layer_norm_backward_input(dy + o, x + o, mean + r.lowerBound, rstd + r.lowerBound, gamma, dx + o, r.count, cols)
+        }
+        WorkerPool.forRanges(count: cols, grain: 16) { c in
+            pml_layer_norm_backward_params(dy, x, mean, rstd, dgamma, dbeta, rows, cols, c.lowerBound, c.upperBound)
+        }
     }
 
     // MARK: - BatchNorm (x (n, c, s): channel ch is n·s values; see pml_kernels.h)

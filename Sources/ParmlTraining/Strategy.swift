@@ -43,9 +43,11 @@ public struct StrategyConfig: Sendable, Equatable {
     public var deterministic = false
     /// Samples per chunk in deterministic mode.
     public var gradientChunk = 32
-    /// OpenBLAS threads per rank; 0 chooses: 1 in deterministic mode (a
-    /// threaded sgemm adds in an order that depends on its thread count, so
-    /// every layout must use the same count), else cores / ranks.
+    /// Threads per rank for its products and element-wise work (parml's own
+    /// WorkerPool; OpenBLAS runs single-threaded inside each); 0 chooses
+    /// cores / ranks. The count changes no bit of a result (each piece of
+    /// work is cut by its shape, ProductThreads.swift), so deterministic
+    /// mode's layouts agree whatever their ranks' counts.
     public var blasThreads = 0
     /// Gradient all-reduce bucket size in bytes (data parallelism).
     public var bucketBytes = 4 << 20
@@ -183,11 +185,10 @@ public struct StrategyConfig: Sendable, Equatable {
     /// The OpenBLAS thread count this layout uses on a machine with `cores`
     /// that runs `localRanks` of its ranks (all of them on the threads
     /// backend; under MPI, the processes mpirun put on this machine).
-    /// Deterministic mode chooses 1 whatever the layout, so that serial
-    /// training and every layout run the same chunk products alike.
+    /// Deterministic mode too: parml's splits change no bit (it chose 1
+    /// while OpenBLAS's own threads, which do, ran the products).
     public func resolvedBLASThreads(cores: Int, localRanks: Int? = nil) -> Int {
         if blasThreads > 0 { return blasThreads }
-        if deterministic { return 1 }
         return max(1, cores / max(localRanks ?? worldSize, 1))
     }
 

@@ -565,3 +565,57 @@ PML_CLONES void pml_add_gaussian(float *out, size_t n, uint64_t first, uint32_t 
         e = stop;
     }
 }
+
+// pml_layer_norm_backward in two passes that split over threads without
+// changing a bit: dx for rows (each row on its own, the same sums as the
+// fused kernel), then dγ, dβ for columns c0..<c1 (each column's sum over
+// the rows in row order, as the fused kernel adds them).
+PML_CLONES void pml_layer_norm_backward_input(const float *restrict dy, const float *restrict x,
+                                              const float *restrict mean, const float *restrict rstd,
+                                              const float *restrict gamma, float *restrict dx, size_t rows,
+                                              size_t cols) {
+    const float inv = 1.0f / (float)cols;
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
+        float *restrict dxr = dx + r * cols;
+        const float m = mean[r], rs = rstd[r];
+        float accG[16] = {0}, accGX[16] = {0};
+        size_t c = 0;
+        for (; c + 16 <= cols; c += 16)
+            for (size_t l = 0; l < 16; l++) {
+                float xh = (xr[c + l] - m) * rs, g = dyr[c + l] * gamma[c + l];
+                accG[l] += g;
+                accGX[l] += g * xh;
+            }
+        float sumG = 0.0f, sumGX = 0.0f;
+        for (size_t l = 0; l < 16; l++) {
+            sumG += accG[l];
+            sumGX += accGX[l];
+        }
+        for (; c < cols; c++) {
+            float xh = (xr[c] - m) * rs, g = dyr[c] * gamma[c];
+            sumG += g;
+            sumGX += g * xh;
+        }
+        const float mg = sumG * inv, mgx = sumGX * inv;
+        for (c = 0; c < cols; c++) {
+            float xh = (xr[c] - m) * rs;
+            dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx);
+        }
+    }
+}
+
+PML_CLONES void pml_layer_norm_backward_params(const float *restrict dy, const float *restrict x,
+                                               const float *restrict mean, const float *restrict rstd,
+                                               float *restrict dgamma, float *restrict dbeta, size_t rows,
+                                               size_t cols, size_t c0, size_t c1) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
+        const float m = mean[r], rs = rstd[r];
+        for (size_t c = c0; c < c1; c++) {
+            float xh = (xr[c] - m) * rs;
+            dgamma[c] += dyr[c] * xh;
+            dbeta[c] += dyr[c];
+        }
+    }
+}

@@ -84,7 +84,11 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     let output = Buffer()
     private let gradHeads = Buffer()  // dy (B, T, C)
     private let gradQKV = Buffer()  // (B, T, 3C)
-    private let gradScores = Buffer()  // (T, T) scratch
+    private let gradScores = Buffer()  // (parts, T, T) scratch, a (T, T) per thread
+
+    /// (sample, head) pairs per part at least: a pair's products and softmax
+    /// take a few µs at T = 64, as long as a hand-over to another thread.
+    static let pairGrain = 2
     private let gradInput = Buffer()
     // Generation's key/value cache: k and v rows of the positions decoded
     // since beginSequence, K and V (capacity, d) (CausalSelfAttention+Decoding.swift).
@@ -279,9 +283,11 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         }
         let y = try heads_.shaped(Shape(b, t, d))
         let scale = 1 / Float(hs).squareRoot()
-        for bi in 0..<b {
-            let base = q.data + bi * t * c3
-            for h in 0..<nh {
+        // (sample, head) pairs are independent: split over the rank's threads.
+        WorkerPool.forRanges(count: b * nh, grain: Self.pairGrain, alignment: 1) { pairs in
+            for pair in pairs {
+                let bi = pair / nh, h = pair % nh
+                let base = q.data + bi * t * c3
                 let s = p.data + (bi * nh + h) * tt
                 BLAS.gemm(
                     transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3,
@@ -345,14 +351,18 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         let dy = try gradHeads.shaped(y.shape)
         BLAS.gemm(transA: false, transB: false, m: rows, n: d, k: c, dout.data, lda: c, projWeight.data, ldb: d, beta: 0, dy.data, ldc: d)
 
-        // Attention, per (b, h), into dqkv (rows, 3d).
+        // Attention, per (b, h), into dqkv (rows, 3d); the pairs split over
+        // the rank's threads, each part with its own (T, T) scratch.
         let dq = try gradQKV.shaped(q.shape)
-        let ds = try gradScores.shaped(Shape(t, t))
+        let parts = WorkerPool.partLimit(count: b * nh, grain: Self.pairGrain)
+        let scratch = try gradScores.shaped(Shape(parts, t, t))
         let scale = 1 / Float(hs).squareRoot()
-        for bi in 0..<b {
-            let base = q.data + bi * t * c3, dbase = dq.data + bi * t * c3
-            let dyb = dy.data + bi * t * d
-            for h in 0..<nh {
+        WorkerPool.forParts(count: b * nh, grain: Self.pairGrain, alignment: 1) { part, pairs in
+            let ds = scratch.data + part * tt
+            for pair in pairs {
+                let bi = pair / nh, h = pair % nh
+                let base = q.data + bi * t * c3, dbase = dq.data + bi * t * c3
+                let dyb = dy.data + bi * t * d
                 let off = (bi * nh + h) * tt
                 // dv = P̃ᵀ·dy
                 BLAS.gemm(
@@ -361,12 +371,12 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
                 // dP̃ = dy·vᵀ
                 BLAS.gemm(
                     transA: false, transB: true, m: t, n: t, k: hs, dyb + h * hs, lda: d, base + 2 * d + h * hs, ldb: c3,
-                    beta: 0, ds.data, ldc: t)
-                if wasDropping { Kernels.multiply(ds.data, mask.tensor.data + off, ds.data, count: tt) }
+                    beta: 0, ds, ldc: t)
+                if wasDropping { Kernels.multiply(ds, mask.tensor.data + off, ds, count: tt) }
                 // dS = P ⊙ (dP − rowsum(dP ⊙ P)), causal part only.
                 let pp = p.data + off
                 for i in 0..<t {
-                    let pr = pp + i * t, dr = ds.data + i * t
+                    let pr = pp + i * t, dr = ds + i * t
                     var dot: Float = 0
                     for j in 0...i { dot += pr[j] * dr[j] }
                     for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
@@ -374,10 +384,10 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
                 }
                 // dq = dS·k/√hs, dk = dSᵀ·q/√hs
                 BLAS.gemm(
-                    transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + d + h * hs, ldb: c3,
+                    transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds, lda: t, base + d + h * hs, ldb: c3,
                     beta: 0, dbase + h * hs, ldc: c3)
                 BLAS.gemm(
-                    transA: true, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + h * hs, ldb: c3,
+                    transA: true, transB: false, m: t, n: hs, k: t, alpha: scale, ds, lda: t, base + h * hs, ldb: c3,
                     beta: 0, dbase + d + h * hs, ldc: c3)
             }
         }
