@@ -65,6 +65,10 @@ public enum BLAS {
     public static func recordingGemms(capacity: Int = 4096, _ body: () throws -> Void) rethrows -> [GemmShape] {
         var calls = [pml_gemm_call](repeating: pml_gemm_call(), count: capacity)
         var made = 0
+        // [cores] Whole products, recorded from one thread: the pool waits.
+        let threads = WorkerPool.threads
+        WorkerPool.setThreads(1)
+        defer { WorkerPool.setThreads(threads) }
         try calls.withUnsafeMutableBufferPointer { buf in
             pml_gemm_record_start(buf.baseAddress, capacity)
             defer { made = pml_gemm_record_stop() }

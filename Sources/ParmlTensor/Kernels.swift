@@ -14,9 +14,10 @@ import Glibc
 // squares run in C (_CParmlKernels), each compiled for AVX-512, AVX2 and
 // baseline x86-64 (target_clones) and picked at load time, since Swift cannot
 // multiversion a function; _CParmlKernels also holds the optimizer updates,
-// which Optimizer.swift calls directly. LayerNorm and the losses stay in
-// Swift, below. Naive.swift holds the straightforward
-// versions the tests compare against.
+// which Optimizer.swift calls directly. The losses stay in Swift, below.
+// Element-wise loops and LayerNorm above a grain split over the rank's
+// threads (WorkerPool.forRanges) in ranges that change no bit. Naive.swift
+// holds the straightforward versions the tests compare against.
 public enum Kernels {
     /// Elements below which an element-wise loop stays on one thread
     /// (WorkerPool.forRanges): a hand-over costs a few µs; a cheap loop

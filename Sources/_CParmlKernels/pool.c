@@ -136,7 +136,16 @@ void pml_pool_run(long parts, pml_pool_task task, void *ctx) {
         pthread_mutex_unlock(&lot);
     }
     take_parts(gen);
-    // The last parts are running on workers: spin (they are as long as ours).
-    while (atomic_load(&job_done) < parts) cpu_relax();
+    // The last parts are running on workers: spin (they are as long as
+    // ours), yielding after spin_ns in case a worker waits for our CPU.
+    long start = 0, spins = 0;
+    while (atomic_load(&job_done) < parts) {
+        if ((++spins & 63) != 0) {
+            cpu_relax();
+            continue;
+        }
+        if (start == 0) start = now_ns();
+        else if (now_ns() - start >= atomic_load_explicit(&spin_ns, memory_order_relaxed)) sched_yield();
+    }
     atomic_store(&busy, 0);
 }
