@@ -49,7 +49,7 @@ public enum BLAS {
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         // [cores] large products go to parml's threads (ProductThreads.swift).
-        if ProductThreads.splits(m: m, n: n, k: k) {
+        if ProductThreads.blockCount(m: m, n: n, k: k) > 1 {
             ProductThreads.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
             return
         }

@@ -50,19 +50,19 @@ public enum Kernels {
     // MARK: - Activations (forward / backward pairs)
 
     public static func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_relu_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, UnaryTask(f: pml_relu_forward, x: x, y: y))
     }
 
     /// dx = dy where x > 0 (PyTorch's convention: zero gradient at 0).
     public static func reluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_relu_backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_relu_backward, a: x, b: dy, y: dx))
     }
 
     /// Exact GELU, x·Φ(x), as torch.nn.GELU() (-0 below x = -13, where Φ < 1e-38).
     public static func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_gelu_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryTask(f: pml_gelu_forward, x: x, y: y))
     }
 
     /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
@@ -70,40 +70,40 @@ public enum Kernels {
     public static func geluForward(
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, derivative d: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_gelu_forward_train(x + r.lowerBound, y + r.lowerBound, d + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryPairTask(f: pml_gelu_forward_train, x: x, y: y, d: d))
     }
 
     /// dx = dy · d with d from `geluForward(_:_:derivative:count:)`.
     public static func geluBackward(derivative d: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_gelu_backward_cached(d + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_gelu_backward_cached, a: d, b: dy, y: dx))
     }
 
     public static func geluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_gelu_backward(x + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.costly, BinaryTask(f: pml_gelu_backward, a: x, b: dy, y: dx))
     }
 
     public static func tanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_tanh_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryTask(f: pml_tanh_forward, x: x, y: y))
     }
 
     /// Uses the saved output: d tanh = 1 − y².
     public static func tanhBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_tanh_backward(y + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_tanh_backward, a: y, b: dy, y: dx))
     }
 
     public static func sigmoidForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        WorkerPool.forRanges(count: n, grain: Grain.costly) { r in pml_sigmoid_forward(x + r.lowerBound, y + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryTask(f: pml_sigmoid_forward, x: x, y: y))
     }
 
     /// Uses the saved output: d σ = y(1 − y).
     public static func sigmoidBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_sigmoid_backward(y + r.lowerBound, dy + r.lowerBound, dx + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_sigmoid_backward, a: y, b: dy, y: dx))
     }
 
     // MARK: - Element-wise arithmetic
@@ -112,24 +112,24 @@ public enum Kernels {
     public static func multiply(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_mul(a + r.lowerBound, b + r.lowerBound, y + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_mul, a: a, b: b, y: y))
     }
 
     /// y[i] = a[i] + b[i]
     public static func add(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_add(a + r.lowerBound, b + r.lowerBound, y + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_add, a: a, b: b, y: y))
     }
 
     /// y[i] += b[i] (y must not overlap b).
     public static func addInPlace(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_add_inplace(y + r.lowerBound, b + r.lowerBound, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, AddInPlaceTask(y: y, b: b))
     }
 
     /// x[i] *= s
     public static func scale(_ x: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
-        WorkerPool.forRanges(count: n, grain: Grain.cheap) { r in pml_scale(x + r.lowerBound, s, r.count) }
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, ScaleTask(x: x, s: s))
     }
 
     /// Σ x², summed in 16 fixed lanes then across them in order: the same
@@ -159,10 +159,9 @@ public enum Kernels {
         rows: Int, cols: Int
     ) {
         // Each row on its own: blocks of rows over the rank's threads.
-        WorkerPool.forRanges(count: rows, grain: max(1, Grain.costly / max(cols, 1)), alignment: 1) { r in
-            let o = r.lowerBound * cols
-            pml_layer_norm_forward(x + o, gamma, beta, eps, y + o, mean + r.lowerBound, rstd + r.lowerBound, r.count, cols)
-        }
+        WorkerPool.forRanges(
+            count: rows, grain: max(1, Grain.costly / max(cols, 1)), alignment: 1,
+            LayerNormForwardTask(x: x, gamma: gamma, beta: beta, eps: eps, y: y, mean: mean, rstd: rstd, cols: cols))
     }
 
     /// dx from dy; dγ and dβ are accumulated (+=) so micro-batches can add up.
@@ -178,13 +177,12 @@ public enum Kernels {
         }
         // Threads: dx by blocks of rows, then dγ, dβ by blocks of columns
         // (each column summed over the rows in order): the fused kernel's bits.
-        WorkerPool.forRanges(count: rows, grain: rowGrain, alignment: 1) { r in
-            let o = r.lowerBound * cols
-            pml_layer_norm_backward_input(dy + o, x + o, mean + r.lowerBound, rstd + r.lowerBound, gamma, dx + o, r.count, cols)
-        }
-        WorkerPool.forRanges(count: cols, grain: 16) { c in
-            pml_layer_norm_backward_params(dy, x, mean, rstd, dgamma, dbeta, rows, cols, c.lowerBound, c.upperBound)
-        }
+        WorkerPool.forRanges(
+            count: rows, grain: rowGrain, alignment: 1,
+            LayerNormInputGradientTask(dy: dy, x: x, mean: mean, rstd: rstd, gamma: gamma, dx: dx, cols: cols))
+        WorkerPool.forRanges(
+            count: cols, grain: 16,
+            LayerNormParameterGradientTask(dy: dy, x: x, mean: mean, rstd: rstd, dgamma: dgamma, dbeta: dbeta, rows: rows, cols: cols))
     }
 
     // MARK: - BatchNorm (x (n, c, s): channel ch is n·s values; see pml_kernels.h)

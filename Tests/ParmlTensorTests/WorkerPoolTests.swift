@@ -4,8 +4,36 @@ import _ParmlTestSupport
 
 @testable import ParmlTensor
 
-private final class Counter: Sendable {
-    let value = Atomic<Int>(0)
+/// Counts per part, from any thread.
+private final class Tally: Sendable {
+    let counts: Mutex<[Int]>
+    let inner = Atomic<Int>(0)
+    let lows = Mutex<[Int]>([])
+    init(parts: Int) { counts = Mutex([Int](repeating: 0, count: parts)) }
+}
+
+/// Counts its part, then asks the pool again (nested: runs 2 parts itself).
+private struct CountParts: WorkerTask {
+    let tally: Tally
+    func run(part p: Int) {
+        tally.counts.withLock { $0[p] += 1 }
+        WorkerPool.run(parts: 2, CountInner(tally: tally))
+    }
+}
+
+private struct CountInner: WorkerTask {
+    let tally: Tally
+    func run(part: Int) { tally.inner.add(1, ordering: .relaxed) }
+}
+
+/// Marks every index of its range and records the range's start.
+private struct MarkRanges: RangeTask {
+    let tally: Tally
+    let marks: UnsafeMutablePointer<Int>
+    func run(_ r: Range<Int>, part: Int) {
+        tally.lows.withLock { $0.append(r.lowerBound) }
+        for i in r { marks[i] += 1 }
+    }
 }
 
 /// The pool itself (pml_pool.c through WorkerPool) and the claim every split
@@ -26,15 +54,10 @@ private final class Counter: Sendable {
         withThreads(3) {
             #expect(WorkerPool.threads == 3)
             for parts in [1, 2, 3, 7, 100] {
-                let counts = Mutex([Int](repeating: 0, count: parts))
-                // Nested: a part that asks the pool again runs its parts itself.
-                let inner = Atomic<Int>(0)
-                WorkerPool.run(parts: parts) { p in
-                    counts.withLock { $0[p] += 1 }
-                    WorkerPool.run(parts: 2) { _ in inner.add(1, ordering: .relaxed) }
-                }
-                #expect(counts.withLock { $0 }.allSatisfy { $0 == 1 }, "\(parts) parts")
-                #expect(inner.load(ordering: .relaxed) == 2 * parts)
+                let tally = Tally(parts: parts)
+                WorkerPool.run(parts: parts, CountParts(tally: tally))
+                #expect(tally.counts.withLock { $0 }.allSatisfy { $0 == 1 }, "\(parts) parts")
+                #expect(tally.inner.load(ordering: .relaxed) == 2 * parts)
             }
         }
     }
@@ -43,31 +66,27 @@ private final class Counter: Sendable {
     @Test func concurrentCallersEachRunTheirParts() async {
         BLAS.threads = 2
         defer { BLAS.threads = 1 }
-        let total = Counter()
+        let tally = Tally(parts: 5)
         await withTaskGroup(of: Void.self) { g in
             for _ in 0..<4 {
                 g.addTask {
-                    for _ in 0..<200 { WorkerPool.run(parts: 5) { _ in total.value.add(1, ordering: .relaxed) } }
+                    for _ in 0..<200 { WorkerPool.run(parts: 5, CountInner(tally: tally)) }
                 }
             }
         }
-        #expect(total.value.load(ordering: .relaxed) == 4 * 200 * 5)
+        #expect(tally.inner.load(ordering: .relaxed) == 4 * 200 * 5)
     }
 
     @Test func rangesCoverTheCountOnceAlignedTo16() {
         withThreads(2) {
             for count in [0, 1, 100, 40_000, 65_537] {
                 var covered = [Int](repeating: 0, count: count)
-                let lows = Mutex<[Int]>([])
+                let tally = Tally(parts: 0)
                 covered.withUnsafeMutableBufferPointer { c in
-                    let base = c.baseAddress
-                    WorkerPool.forRanges(count: count, grain: 16_384) { r in
-                        lows.withLock { $0.append(r.lowerBound) }
-                        for i in r { base![i] += 1 }
-                    }
+                    WorkerPool.forRanges(count: count, grain: 16_384, MarkRanges(tally: tally, marks: c.baseAddress ?? UnsafeMutablePointer(bitPattern: 16)!))
                 }
                 #expect(covered.allSatisfy { $0 == 1 }, "count \(count)")
-                let parts = lows.withLock { $0 }
+                let parts = tally.lows.withLock { $0 }
                 #expect(parts.allSatisfy { $0 % 16 == 0 }, "count \(count): \(parts)")
                 #expect(parts.count == (count >= 2 * 16_384 ? 2 : (count > 0 ? 1 : 0)), "count \(count): \(parts)")
             }
@@ -75,8 +94,9 @@ private final class Counter: Sendable {
     }
 
     /// The engine's shapes (the MLP's and the GPT's products, both
-    /// transposes of each operand), split over 2 and 3 threads against one.
-    @Test func splitProductsMatchWholeProducts() {
+    /// transposes of each operand) on 2 and 3 threads against one: the
+    /// blocks are the same, whoever runs them.
+    @Test func productsGiveTheSameBitsOnAnyThreadCount() {
         let shapes = [(512, 1024, 784), (1024, 784, 512), (512, 10, 1024), (768, 384, 128), (384, 128, 768), (128, 768, 512), (100, 333, 129)]
         for (m, n, k) in shapes {
             for trans in 0..<4 {
@@ -86,7 +106,7 @@ private final class Counter: Sendable {
                 let c0 = randomArray(m * n, seed: UInt64(m + n), stream: 3)
                 func product(_ threads: Int) -> [Float] {
                     withThreads(threads) {
-                        #expect(ProductThreads.splits(m: m, n: n, k: k) == (threads > 1), "\(m)x\(n)x\(k) on \(threads) threads")
+                        #expect(ProductThreads.blockCount(m: m, n: n, k: k) == ProductThreads.blocks, "\(m)x\(n)x\(k)")
                         var c = c0
                         a.withUnsafeBufferPointer { pa in
                             b.withUnsafeBufferPointer { pb in

@@ -27,7 +27,8 @@ typedef void (*pml_pool_task)(void *ctx, long part);
 /* Threads that share a job, the caller included (1 ... 64). Starts the
  * missing workers once (they persist; a lower count leaves the rest idle).
  * Returns the count in effect (lower than asked when a thread could not
- * start). Call it from one thread at a time, never while a job runs. */
+ * start). Thread-safe; a job already running finishes with the threads
+ * that took its parts. */
 int pml_pool_set_threads(int threads);
 int pml_pool_threads(void);
 
@@ -35,10 +36,6 @@ int pml_pool_threads(void);
  * workers, and returns when all are done. Parts are claimed in order by
  * whichever thread is free; a part runs exactly once. */
 void pml_pool_run(long parts, pml_pool_task task, void *ctx);
-
-/* Hand-over tuning (measurement): a waiting worker spins spin_ns, then
- * yields between polls until idle_ns, then sleeps. */
-void pml_pool_set_waiting(long spin_ns, long idle_ns);
 
 #ifdef __cplusplus
 }
