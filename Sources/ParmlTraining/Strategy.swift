@@ -44,10 +44,11 @@ public struct StrategyConfig: Sendable, Equatable {
     /// Samples per chunk in deterministic mode.
     public var gradientChunk = 32
     /// Threads per rank for its products and element-wise work (parml's own
-    /// WorkerPool; OpenBLAS runs single-threaded inside each); 0 chooses
-    /// cores / ranks. The count changes no bit of a result (each piece of
-    /// work is cut by its shape, ProductThreads.swift), so deterministic
-    /// mode's layouts agree whatever their ranks' counts.
+    /// WorkerPool; OpenBLAS runs single-threaded inside each) and for oneDNN's
+    /// convolutions; 0 chooses: 1 in deterministic mode, else cores / ranks.
+    /// parml's own work gives the same bits on any count (each piece is cut
+    /// by its shape, ProductThreads.swift); oneDNN's convolutions do not, so
+    /// deterministic mode keeps every rank of every layout at one count.
     public var blasThreads = 0
     /// Gradient all-reduce bucket size in bytes (data parallelism).
     public var bucketBytes = 4 << 20
@@ -185,10 +186,11 @@ public struct StrategyConfig: Sendable, Equatable {
     /// The OpenBLAS thread count this layout uses on a machine with `cores`
     /// that runs `localRanks` of its ranks (all of them on the threads
     /// backend; under MPI, the processes mpirun put on this machine).
-    /// Deterministic mode too: parml's splits change no bit (it chose 1
-    /// while OpenBLAS's own threads, which do, ran the products).
+    /// Deterministic mode chooses 1 whatever the layout: oneDNN's
+    /// convolutions add in an order that depends on their thread count.
     public func resolvedBLASThreads(cores: Int, localRanks: Int? = nil) -> Int {
         if blasThreads > 0 { return blasThreads }
+        if deterministic { return 1 }
         return max(1, cores / max(localRanks ?? worldSize, 1))
     }
 

@@ -58,14 +58,19 @@ private func trainedBits(_ configure: (inout StrategyConfig) -> Void, steps: Int
         }
     }
 
-    /// Deterministic mode with the thread counts left to the library: serial
-    /// training takes every core, each rank of dp 2 and pp 2 its share; all
-    /// give the same bits.
-    @Test func deterministicLayoutsAgreeWithDefaultThreads() throws {
-        let serial = try trainedBits { $0.deterministic = true }
+    /// Deterministic mode, serial training on 2 threads against dp 2 and
+    /// pp 2 with 1 thread per rank: parml's threads keep the layouts
+    /// bit-identical across thread counts (the default gives every rank 1
+    /// because oneDNN's convolutions would not).
+    @Test func deterministicLayoutsAgreeAcrossThreadCounts() throws {
+        let serial = try trainedBits {
+            $0.deterministic = true
+            $0.blasThreads = 2
+        }
         for (dp, pp) in [(2, 1), (1, 2)] {
             let other = try trainedBits {
                 $0.deterministic = true
+                $0.blasThreads = 1
                 $0.dp = dp
                 $0.pp = pp
                 $0.microBatches = pp

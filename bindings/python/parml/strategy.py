@@ -64,7 +64,8 @@ class Strategy:
             parameters bit for bit.
         grad_chunk: deterministic mode's samples per gradient chunk.
         blas_threads: threads per rank for its products and element-wise
-            work (parml's own; 0 = cores / ranks). The count changes no bit.
+            work (parml's own) and convolutions (0 = cores / ranks, or 1
+            when deterministic).
         seed: dropout masks and shuffling.
         watchdog_seconds: a rank waiting longer in a collective fails the step.
         bucket_bytes: gradient all-reduce bucket size.
