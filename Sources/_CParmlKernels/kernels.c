@@ -269,6 +269,33 @@ PML_CLONES void pml_layer_norm_forward(const float *restrict x, const float *res
     }
 }
 
+// One row of LayerNorm's backward: Σ g and Σ g·x̂ with g = dy·γ, in 16
+// fixed lanes (the same bits in every clone and in both backward kernels).
+static inline __attribute__((always_inline)) void pml_layer_norm_row_sums(const float *restrict xr, const float *restrict dyr,
+                                                                         const float *restrict gamma, float m, float rs,
+                                                                         size_t cols, float *sum_g, float *sum_gx) {
+    float accG[16] = {0}, accGX[16] = {0};
+    size_t c = 0;
+    for (; c + 16 <= cols; c += 16)
+        for (size_t l = 0; l < 16; l++) {
+            float xh = (xr[c + l] - m) * rs, g = dyr[c + l] * gamma[c + l];
+            accG[l] += g;
+            accGX[l] += g * xh;
+        }
+    float sumG = 0.0f, sumGX = 0.0f;
+    for (size_t l = 0; l < 16; l++) {
+        sumG += accG[l];
+        sumGX += accGX[l];
+    }
+    for (; c < cols; c++) {
+        float xh = (xr[c] - m) * rs, g = dyr[c] * gamma[c];
+        sumG += g;
+        sumGX += g * xh;
+    }
+    *sum_g = sumG;
+    *sum_gx = sumGX;
+}
+
 PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *restrict x, const float *restrict mean,
                                         const float *restrict rstd, const float *restrict gamma, float *restrict dx,
                                         float *restrict dgamma, float *restrict dbeta, size_t rows, size_t cols) {
@@ -277,26 +304,10 @@ PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *r
         const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
         float *restrict dxr = dx + r * cols;
         const float m = mean[r], rs = rstd[r];
-        float accG[16] = {0}, accGX[16] = {0};
-        size_t c = 0;
-        for (; c + 16 <= cols; c += 16)
-            for (size_t l = 0; l < 16; l++) {
-                float xh = (xr[c + l] - m) * rs, g = dyr[c + l] * gamma[c + l];
-                accG[l] += g;
-                accGX[l] += g * xh;
-            }
-        float sumG = 0.0f, sumGX = 0.0f;
-        for (size_t l = 0; l < 16; l++) {
-            sumG += accG[l];
-            sumGX += accGX[l];
-        }
-        for (; c < cols; c++) {
-            float xh = (xr[c] - m) * rs, g = dyr[c] * gamma[c];
-            sumG += g;
-            sumGX += g * xh;
-        }
+        float sumG, sumGX;
+        pml_layer_norm_row_sums(xr, dyr, gamma, m, rs, cols, &sumG, &sumGX);
         const float mg = sumG * inv, mgx = sumGX * inv;
-        for (c = 0; c < cols; c++) {
+        for (size_t c = 0; c < cols; c++) {
             float xh = (xr[c] - m) * rs;
             dgamma[c] += dyr[c] * xh;
             dbeta[c] += dyr[c];
@@ -579,26 +590,10 @@ PML_CLONES void pml_layer_norm_backward_input(const float *restrict dy, const fl
         const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
         float *restrict dxr = dx + r * cols;
         const float m = mean[r], rs = rstd[r];
-        float accG[16] = {0}, accGX[16] = {0};
-        size_t c = 0;
-        for (; c + 16 <= cols; c += 16)
-            for (size_t l = 0; l < 16; l++) {
-                float xh = (xr[c + l] - m) * rs, g = dyr[c + l] * gamma[c + l];
-                accG[l] += g;
-                accGX[l] += g * xh;
-            }
-        float sumG = 0.0f, sumGX = 0.0f;
-        for (size_t l = 0; l < 16; l++) {
-            sumG += accG[l];
-            sumGX += accGX[l];
-        }
-        for (; c < cols; c++) {
-            float xh = (xr[c] - m) * rs, g = dyr[c] * gamma[c];
-            sumG += g;
-            sumGX += g * xh;
-        }
+        float sumG, sumGX;
+        pml_layer_norm_row_sums(xr, dyr, gamma, m, rs, cols, &sumG, &sumGX);
         const float mg = sumG * inv, mgx = sumGX * inv;
-        for (c = 0; c < cols; c++) {
+        for (size_t c = 0; c < cols; c++) {
             float xh = (xr[c] - m) * rs;
             dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx);
         }
