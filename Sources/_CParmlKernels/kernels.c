@@ -296,9 +296,13 @@ static inline __attribute__((always_inline)) void pml_layer_norm_row_sums(const 
     *sum_gx = sumGX;
 }
 
-PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *restrict x, const float *restrict mean,
-                                        const float *restrict rstd, const float *restrict gamma, float *restrict dx,
-                                        float *restrict dgamma, float *restrict dbeta, size_t rows, size_t cols) {
+// dx for rows 0..<rows and, when params, dγ, dβ += over them: the fused
+// kernel (params 1) and the rows pass of the split one (params 0), one body
+// that each instantiates with a constant.
+static inline __attribute__((always_inline)) void pml_layer_norm_backward_rows(
+    const float *restrict dy, const float *restrict x, const float *restrict mean, const float *restrict rstd,
+    const float *restrict gamma, float *restrict dx, float *restrict dgamma, float *restrict dbeta, size_t rows,
+    size_t cols, int params) {
     const float inv = 1.0f / (float)cols;
     for (size_t r = 0; r < rows; r++) {
         const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
@@ -309,11 +313,19 @@ PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *r
         const float mg = sumG * inv, mgx = sumGX * inv;
         for (size_t c = 0; c < cols; c++) {
             float xh = (xr[c] - m) * rs;
-            dgamma[c] += dyr[c] * xh;
-            dbeta[c] += dyr[c];
+            if (params) {
+                dgamma[c] += dyr[c] * xh;
+                dbeta[c] += dyr[c];
+            }
             dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx);
         }
     }
+}
+
+PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *restrict x, const float *restrict mean,
+                                        const float *restrict rstd, const float *restrict gamma, float *restrict dx,
+                                        float *restrict dgamma, float *restrict dbeta, size_t rows, size_t cols) {
+    pml_layer_norm_backward_rows(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, 1);
 }
 
 // Per-channel sums of F1 and F2 (expressions in x[k], dy[k] and ch) over
@@ -585,19 +597,7 @@ PML_CLONES void pml_layer_norm_backward_input(const float *restrict dy, const fl
                                               const float *restrict mean, const float *restrict rstd,
                                               const float *restrict gamma, float *restrict dx, size_t rows,
                                               size_t cols) {
-    const float inv = 1.0f / (float)cols;
-    for (size_t r = 0; r < rows; r++) {
-        const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
-        float *restrict dxr = dx + r * cols;
-        const float m = mean[r], rs = rstd[r];
-        float sumG, sumGX;
-        pml_layer_norm_row_sums(xr, dyr, gamma, m, rs, cols, &sumG, &sumGX);
-        const float mg = sumG * inv, mgx = sumGX * inv;
-        for (size_t c = 0; c < cols; c++) {
-            float xh = (xr[c] - m) * rs;
-            dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx);
-        }
-    }
+    pml_layer_norm_backward_rows(dy, x, mean, rstd, gamma, dx, NULL, NULL, rows, cols, 0);
 }
 
 PML_CLONES void pml_layer_norm_backward_params(const float *restrict dy, const float *restrict x,
