@@ -38,6 +38,9 @@ enum { REPS = 21 };
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
                          float, float *, int);
 static sgemm_fn sgemm;
+/* OpenBLAS's own thread count, for the GEMM-only baselines: parml keeps it
+ * at 1 and splits products over its own threads (parml_blas_set_threads). */
+static void (*openblas_threads)(int);
 enum { ROW = 101, NT = 111, TR = 112 };
 
 
@@ -167,11 +170,18 @@ static void bench_mlp(const mlp_case *c) {
     parml_tensor x, y;
     make_batch(c->dims, c->n_dims, c->batch, &x, &y);
     /* Interleave engine and GEMM-only repetitions so drift hits both alike. */
-    double eng[REPS], gem[REPS];
+    /* With more than one thread, also the bound of perfect scaling: the
+     * products alone on one thread, times the threads (same run). */
+    double eng[REPS], gem[REPS], one[REPS];
     for (int r = 0; r < REPS; r++) {
         CHECK(parml_blas_set_threads(c->threads));
         eng[r] = (double)c->batch / engine_step_seconds(tr, x, y, c->steps);
+        openblas_threads(c->threads);
         gem[r] = (double)c->batch / gemm_only_step_seconds(c, c->steps);
+        if (c->threads > 1) {
+            openblas_threads(1);
+            one[r] = c->threads * (double)c->batch / gemm_only_step_seconds(c, c->steps);
+        }
     }
     result *res = &results[n_results++];
     snprintf(res->name, sizeof res->name, "%s", c->name);
@@ -180,6 +190,14 @@ static void bench_mlp(const mlp_case *c) {
     snprintf(res->baseline, sizeof res->baseline, "gemm_only (same %d-GEMM step, same run)",
              3 * (c->n_dims - 1) - 1);
     res->baseline_value = median(gem, REPS);
+    if (c->threads > 1) {
+        res = &results[n_results++];
+        snprintf(res->name, sizeof res->name, "%s_of_%dx_t1_bound", c->name, c->threads);
+        res->value = median(eng, REPS);
+        res->unit = "samples/s";
+        snprintf(res->baseline, sizeof res->baseline, "%d x the same GEMMs alone on 1 OpenBLAS thread (same run)", c->threads);
+        res->baseline_value = median(one, REPS);
+    }
 
     parml_tensor_free(x);
     parml_tensor_free(y);
@@ -428,7 +446,8 @@ int main(int argc, char **argv) {
     /* Same library, same kernels: dlopen returns the copy parml loaded. */
     void *h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_NOLOAD);
     if (!h) h = dlopen("libopenblas.so.0", RTLD_NOW);
-    if (!h || !(sgemm = (sgemm_fn)(size_t)dlsym(h, "cblas_sgemm"))) {
+    if (!h || !(sgemm = (sgemm_fn)(size_t)dlsym(h, "cblas_sgemm")) ||
+        !(openblas_threads = (void (*)(int))(size_t)dlsym(h, "openblas_set_num_threads"))) {
         fprintf(stderr, "cannot find cblas_sgemm: %s\n", dlerror());
         return 1;
     }

@@ -1282,18 +1282,19 @@ PARML_API parml_status parml_trainer_create_auto(parml_model model, int32_t loss
 /// (OpenBLAS cannot be loaded). Thread-safe. Since: 0.1.
 PARML_API parml_status parml_blas_core(char const ** core_out);
 
-/// Sets the OpenBLAS threads used by this process (1...1024). Trainers set it
-/// from their strategy when created; this overrides it until the next one,
-/// except for deterministic trainers, which set their own count (1 unless
-/// blas_threads says otherwise) again before each step and evaluation.
-/// OpenBLAS caps it at its build's maximum (64 for Debian's); read the value
-/// in effect with parml_blas_threads.
+/// Sets the threads this process's products and element-wise work use
+/// (1...1024): parml's own persistent threads, with OpenBLAS single-threaded
+/// inside each; the count changes no bit of a result. Trainers set it from
+/// their strategy when created; this overrides it until the next one,
+/// except for deterministic trainers, which set their own count again
+/// before each step and evaluation. parml caps it at 64; read the value in
+/// effect with parml_blas_threads.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (outside 1...1024), PARML_ERR_BLAS
 /// (OpenBLAS cannot be loaded). Since: 0.1.
 PARML_API parml_status parml_blas_set_threads(int32_t threads);
 
-/// Loads OpenBLAS if needed and writes the number of OpenBLAS threads in
-/// effect to *threads_out.
+/// Loads OpenBLAS if needed and writes the number of threads in effect
+/// (parml_blas_set_threads) to *threads_out.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL threads_out), PARML_ERR_BLAS
 /// (OpenBLAS cannot be loaded). Since: 0.1.
 PARML_API parml_status parml_blas_threads(int32_t * threads_out);

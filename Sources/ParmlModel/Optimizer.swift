@@ -150,7 +150,13 @@ public final class Optimizer {
         }
     }
 
+    /// Element-wise, so split over the rank's threads (WorkerPool) in ranges
+    /// that change no bit; below 16k values one thread is faster.
     private func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, state o: Int, count n: Int, wd: Float, lr: Float, t: Int) {
+        WorkerPool.forRanges(count: n, grain: 16_384, UpdateTask(optimizer: self, p: p, g: g, state: o, wd: wd, lr: lr, t: t))
+    }
+
+    fileprivate func updateSlice(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, state o: Int, count n: Int, wd: Float, lr: Float, t: Int) {
         switch config.kind {
         case .sgd:
             if foldsMomentum {
@@ -169,6 +175,19 @@ public final class Optimizer {
                 p, g, m + o, v + o, n, b1, b2, config.epsilon, lr / bc1, 1 / bc2.squareRoot(),
                 decoupled ? 0 : wd, decoupled ? 1 - lr * wd : 1)
         }
+    }
+}
+
+/// One range of an element-wise update (`Optimizer.update`), on any thread.
+private struct UpdateTask: RangeTask {
+    unowned(unsafe) let optimizer: Optimizer
+    let p, g: UnsafeMutablePointer<Float>
+    let state: Int
+    let wd, lr: Float
+    let t: Int
+
+    func run(_ r: Range<Int>, part: Int) {
+        optimizer.updateSlice(p + r.lowerBound, g + r.lowerBound, state: state + r.lowerBound, count: r.count, wd: wd, lr: lr, t: t)
     }
 }
 

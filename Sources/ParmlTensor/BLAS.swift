@@ -28,10 +28,16 @@ public enum BLAS {
     /// The kernel family parml picks for this CPU, if any.
     public static var cpuCoreType: String? { pml_cpu_coretype().map { String(cString: $0) } }
 
-    /// OpenBLAS threads for the calling process (OpenBLAS's setting is global).
+    /// Threads for the calling process's products and element-wise work
+    /// (one setting per process): parml's own `WorkerPool`, with OpenBLAS's
+    /// internal threads kept at 1 (ProductThreads.swift says why).
     public static var threads: Int {
-        get { Int(pml_blas_get_threads()) }
-        set { pml_blas_set_threads(Int32(clamping: newValue)) }
+        get { WorkerPool.threads }
+        set {
+            // [cores] parml's threads replace OpenBLAS's.
+            if pml_blas_get_threads() != 1 { pml_blas_set_threads(1) }
+            WorkerPool.setThreads(newValue)
+        }
     }
 
     /// C(m×n) = alpha · op(A) · op(B) + beta · C, all row-major.
@@ -42,6 +48,11 @@ public enum BLAS {
         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        // [cores] large products go to parml's threads (ProductThreads.swift).
+        if ProductThreads.blockCount(m: m, n: n, k: k) > 1 {
+            ProductThreads.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
+            return
+        }
         pml_sgemm(
             Int32(transA ? PML_TRANS : PML_NO_TRANS),
             Int32(transB ? PML_TRANS : PML_NO_TRANS),
@@ -54,6 +65,10 @@ public enum BLAS {
     public static func recordingGemms(capacity: Int = 4096, _ body: () throws -> Void) rethrows -> [GemmShape] {
         var calls = [pml_gemm_call](repeating: pml_gemm_call(), count: capacity)
         var made = 0
+        // [cores] Whole products, recorded from one thread: the pool waits.
+        let threads = WorkerPool.threads
+        WorkerPool.setThreads(1)
+        defer { WorkerPool.setThreads(threads) }
         try calls.withUnsafeMutableBufferPointer { buf in
             pml_gemm_record_start(buf.baseAddress, capacity)
             defer { made = pml_gemm_record_stop() }

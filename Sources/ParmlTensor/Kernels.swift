@@ -14,10 +14,19 @@ import Glibc
 // squares run in C (_CParmlKernels), each compiled for AVX-512, AVX2 and
 // baseline x86-64 (target_clones) and picked at load time, since Swift cannot
 // multiversion a function; _CParmlKernels also holds the optimizer updates,
-// which Optimizer.swift calls directly. LayerNorm and the losses stay in
-// Swift, below. Naive.swift holds the straightforward
-// versions the tests compare against.
+// which Optimizer.swift calls directly. The losses stay in Swift, below.
+// Element-wise loops and LayerNorm above a grain split over the rank's
+// threads (WorkerPool.forRanges) in ranges that change no bit. Naive.swift
+// holds the straightforward versions the tests compare against.
 public enum Kernels {
+    /// Elements below which an element-wise loop stays on one thread
+    /// (WorkerPool.forRanges): a hand-over costs a few µs; a cheap loop
+    /// (an add, a ReLU) moves ~1 element/ns, GELU, tanh and the sigmoid ~4×
+    /// slower.
+    enum Grain {
+        static let cheap = 32_768
+        static let costly = 8_192
+    }
 
     // MARK: - Bias
 
@@ -41,19 +50,19 @@ public enum Kernels {
     // MARK: - Activations (forward / backward pairs)
 
     public static func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_relu_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, UnaryTask(f: pml_relu_forward, x: x, y: y))
     }
 
     /// dx = dy where x > 0 (PyTorch's convention: zero gradient at 0).
     public static func reluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_relu_backward(x, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_relu_backward, a: x, b: dy, y: dx))
     }
 
     /// Exact GELU, x·Φ(x), as torch.nn.GELU() (-0 below x = -13, where Φ < 1e-38).
     public static func geluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_gelu_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryTask(f: pml_gelu_forward, x: x, y: y))
     }
 
     /// d/dx x·Φ(x) = Φ(x) + x·φ(x).
@@ -61,40 +70,40 @@ public enum Kernels {
     public static func geluForward(
         _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, derivative d: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_gelu_forward_train(x, y, d, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryPairTask(f: pml_gelu_forward_train, x: x, y: y, d: d))
     }
 
     /// dx = dy · d with d from `geluForward(_:_:derivative:count:)`.
     public static func geluBackward(derivative d: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_gelu_backward_cached(d, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_gelu_backward_cached, a: d, b: dy, y: dx))
     }
 
     public static func geluBackward(
         _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_gelu_backward(x, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly, BinaryTask(f: pml_gelu_backward, a: x, b: dy, y: dx))
     }
 
     public static func tanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_tanh_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryTask(f: pml_tanh_forward, x: x, y: y))
     }
 
     /// Uses the saved output: d tanh = 1 − y².
     public static func tanhBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_tanh_backward(y, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_tanh_backward, a: y, b: dy, y: dx))
     }
 
     public static func sigmoidForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int) {
-        pml_sigmoid_forward(x, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.costly, UnaryTask(f: pml_sigmoid_forward, x: x, y: y))
     }
 
     /// Uses the saved output: d σ = y(1 − y).
     public static func sigmoidBackward(
         _ y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_sigmoid_backward(y, dy, dx, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_sigmoid_backward, a: y, b: dy, y: dx))
     }
 
     // MARK: - Element-wise arithmetic
@@ -103,24 +112,24 @@ public enum Kernels {
     public static func multiply(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_mul(a, b, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_mul, a: a, b: b, y: y))
     }
 
     /// y[i] = a[i] + b[i]
     public static func add(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        pml_add(a, b, y, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, BinaryTask(f: pml_add, a: a, b: b, y: y))
     }
 
     /// y[i] += b[i] (y must not overlap b).
     public static func addInPlace(_ y: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) {
-        pml_add_inplace(y, b, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, AddInPlaceTask(y: y, b: b))
     }
 
     /// x[i] *= s
     public static func scale(_ x: UnsafeMutablePointer<Float>, by s: Float, count n: Int) {
-        pml_scale(x, s, n)
+        WorkerPool.forRanges(count: n, grain: Grain.cheap, ScaleTask(x: x, s: s))
     }
 
     /// Σ x², summed in 16 fixed lanes then across them in order: the same
@@ -149,7 +158,10 @@ public enum Kernels {
         _ y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>,
         rows: Int, cols: Int
     ) {
-        pml_layer_norm_forward(x, gamma, beta, eps, y, mean, rstd, rows, cols)
+        // Each row on its own: blocks of rows over the rank's threads.
+        WorkerPool.forRanges(
+            count: rows, grain: max(1, Grain.costly / max(cols, 1)), alignment: 1,
+            LayerNormForwardTask(x: x, gamma: gamma, beta: beta, eps: eps, y: y, mean: mean, rstd: rstd, cols: cols))
     }
 
     /// dx from dy; dγ and dβ are accumulated (+=) so micro-batches can add up.
@@ -158,7 +170,19 @@ public enum Kernels {
         rstd: UnsafePointer<Float>, gamma: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
         dgamma: UnsafeMutablePointer<Float>, dbeta: UnsafeMutablePointer<Float>, rows: Int, cols: Int
     ) {
-        pml_layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols)
+        let rowGrain = max(1, Grain.costly / max(cols, 1))
+        guard WorkerPool.partLimit(count: rows, grain: rowGrain) > 1 else {
+            pml_layer_norm_backward(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols)
+            return
+        }
+        // Threads: dx by blocks of rows, then dγ, dβ by blocks of columns
+        // (each column summed over the rows in order): the fused kernel's bits.
+        WorkerPool.forRanges(
+            count: rows, grain: rowGrain, alignment: 1,
+            LayerNormInputGradientTask(dy: dy, x: x, mean: mean, rstd: rstd, gamma: gamma, dx: dx, cols: cols))
+        WorkerPool.forRanges(
+            count: cols, grain: 16,
+            LayerNormParameterGradientTask(dy: dy, x: x, mean: mean, rstd: rstd, dgamma: dgamma, dbeta: dbeta, rows: rows, cols: cols))
     }
 
     // MARK: - BatchNorm (x (n, c, s): channel ch is n·s values; see pml_kernels.h)

@@ -43,9 +43,12 @@ public struct StrategyConfig: Sendable, Equatable {
     public var deterministic = false
     /// Samples per chunk in deterministic mode.
     public var gradientChunk = 32
-    /// OpenBLAS threads per rank; 0 chooses: 1 in deterministic mode (a
-    /// threaded sgemm adds in an order that depends on its thread count, so
-    /// every layout must use the same count), else cores / ranks.
+    /// Threads per rank for its products and element-wise work (parml's own
+    /// WorkerPool; OpenBLAS runs single-threaded inside each) and for oneDNN's
+    /// convolutions; 0 chooses: 1 in deterministic mode, else cores / ranks.
+    /// parml's own work gives the same bits on any count (each piece is cut
+    /// by its shape, ProductThreads.swift); oneDNN's convolutions do not, so
+    /// deterministic mode keeps every rank of every layout at one count.
     public var blasThreads = 0
     /// Gradient all-reduce bucket size in bytes (data parallelism).
     public var bucketBytes = 4 << 20
@@ -197,8 +200,8 @@ public struct StrategyConfig: Sendable, Equatable {
     /// The OpenBLAS thread count this layout uses on a machine with `cores`
     /// that runs `localRanks` of its ranks (all of them on the threads
     /// backend; under MPI, the processes mpirun put on this machine).
-    /// Deterministic mode chooses 1 whatever the layout, so that serial
-    /// training and every layout run the same chunk products alike.
+    /// Deterministic mode chooses 1 whatever the layout: oneDNN's
+    /// convolutions add in an order that depends on their thread count.
     public func resolvedBLASThreads(cores: Int, localRanks: Int? = nil) -> Int {
         if blasThreads > 0 { return blasThreads }
         if deterministic { return 1 }

@@ -509,8 +509,8 @@ public final class Trainer {
         syncedVersion = model.parameterVersion
     }
 
-    /// Deterministic mode: sets this trainer's OpenBLAS thread count again
-    /// (one setting per process, which another trainer may have changed).
+    /// Deterministic mode: sets this trainer's thread count again (one
+    /// setting per process, which another trainer may have changed).
     private func useOwnBLASThreads() {
         if strategy.deterministic && BLAS.threads != blasThreads { BLAS.threads = blasThreads }
     }

@@ -269,40 +269,63 @@ PML_CLONES void pml_layer_norm_forward(const float *restrict x, const float *res
     }
 }
 
-PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *restrict x, const float *restrict mean,
-                                        const float *restrict rstd, const float *restrict gamma, float *restrict dx,
-                                        float *restrict dgamma, float *restrict dbeta, size_t rows, size_t cols) {
+// One row of LayerNorm's backward: Σ g and Σ g·x̂ with g = dy·γ, in 16
+// fixed lanes (the same bits in every clone and in both backward kernels).
+static inline __attribute__((always_inline)) void pml_layer_norm_row_sums(const float *restrict xr, const float *restrict dyr,
+                                                                         const float *restrict gamma, float m, float rs,
+                                                                         size_t cols, float *sum_g, float *sum_gx) {
+    float accG[16] = {0}, accGX[16] = {0};
+    size_t c = 0;
+    for (; c + 16 <= cols; c += 16)
+        for (size_t l = 0; l < 16; l++) {
+            float xh = (xr[c + l] - m) * rs, g = dyr[c + l] * gamma[c + l];
+            accG[l] += g;
+            accGX[l] += g * xh;
+        }
+    float sumG = 0.0f, sumGX = 0.0f;
+    for (size_t l = 0; l < 16; l++) {
+        sumG += accG[l];
+        sumGX += accGX[l];
+    }
+    for (; c < cols; c++) {
+        float xh = (xr[c] - m) * rs, g = dyr[c] * gamma[c];
+        sumG += g;
+        sumGX += g * xh;
+    }
+    *sum_g = sumG;
+    *sum_gx = sumGX;
+}
+
+// dx for rows 0..<rows and, when params, dγ, dβ += over them: the fused
+// kernel (params 1) and the rows pass of the split one (params 0), one body
+// that each instantiates with a constant.
+static inline __attribute__((always_inline)) void pml_layer_norm_backward_rows(
+    const float *restrict dy, const float *restrict x, const float *restrict mean, const float *restrict rstd,
+    const float *restrict gamma, float *restrict dx, float *restrict dgamma, float *restrict dbeta, size_t rows,
+    size_t cols, int params) {
     const float inv = 1.0f / (float)cols;
     for (size_t r = 0; r < rows; r++) {
         const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
         float *restrict dxr = dx + r * cols;
         const float m = mean[r], rs = rstd[r];
-        float accG[16] = {0}, accGX[16] = {0};
-        size_t c = 0;
-        for (; c + 16 <= cols; c += 16)
-            for (size_t l = 0; l < 16; l++) {
-                float xh = (xr[c + l] - m) * rs, g = dyr[c + l] * gamma[c + l];
-                accG[l] += g;
-                accGX[l] += g * xh;
-            }
-        float sumG = 0.0f, sumGX = 0.0f;
-        for (size_t l = 0; l < 16; l++) {
-            sumG += accG[l];
-            sumGX += accGX[l];
-        }
-        for (; c < cols; c++) {
-            float xh = (xr[c] - m) * rs, g = dyr[c] * gamma[c];
-            sumG += g;
-            sumGX += g * xh;
-        }
+        float sumG, sumGX;
+        pml_layer_norm_row_sums(xr, dyr, gamma, m, rs, cols, &sumG, &sumGX);
         const float mg = sumG * inv, mgx = sumGX * inv;
-        for (c = 0; c < cols; c++) {
+        for (size_t c = 0; c < cols; c++) {
             float xh = (xr[c] - m) * rs;
-            dgamma[c] += dyr[c] * xh;
-            dbeta[c] += dyr[c];
+            if (params) {
+                dgamma[c] += dyr[c] * xh;
+                dbeta[c] += dyr[c];
+            }
             dxr[c] = rs * (dyr[c] * gamma[c] - mg - xh * mgx);
         }
     }
+}
+
+PML_CLONES void pml_layer_norm_backward(const float *restrict dy, const float *restrict x, const float *restrict mean,
+                                        const float *restrict rstd, const float *restrict gamma, float *restrict dx,
+                                        float *restrict dgamma, float *restrict dbeta, size_t rows, size_t cols) {
+    pml_layer_norm_backward_rows(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, 1);
 }
 
 // Per-channel sums of F1 and F2 (expressions in x[k], dy[k] and ch) over
@@ -563,5 +586,31 @@ PML_CLONES void pml_add_gaussian(float *out, size_t n, uint64_t first, uint32_t 
         uint64_t stop = (b0 + blocks) * 4 < end ? (b0 + blocks) * 4 : end;
         for (uint64_t k = e; k < stop; k++) out[k - first] += draws[k - b0 * 4];
         e = stop;
+    }
+}
+
+// pml_layer_norm_backward in two passes that split over threads without
+// changing a bit: dx for rows (each row on its own, the same sums as the
+// fused kernel), then dγ, dβ for columns c0..<c1 (each column's sum over
+// the rows in row order, as the fused kernel adds them).
+PML_CLONES void pml_layer_norm_backward_input(const float *restrict dy, const float *restrict x,
+                                              const float *restrict mean, const float *restrict rstd,
+                                              const float *restrict gamma, float *restrict dx, size_t rows,
+                                              size_t cols) {
+    pml_layer_norm_backward_rows(dy, x, mean, rstd, gamma, dx, NULL, NULL, rows, cols, 0);
+}
+
+PML_CLONES void pml_layer_norm_backward_params(const float *restrict dy, const float *restrict x,
+                                               const float *restrict mean, const float *restrict rstd,
+                                               float *restrict dgamma, float *restrict dbeta, size_t rows,
+                                               size_t cols, size_t c0, size_t c1) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *restrict xr = x + r * cols, *restrict dyr = dy + r * cols;
+        const float m = mean[r], rs = rstd[r];
+        for (size_t c = c0; c < c1; c++) {
+            float xh = (xr[c] - m) * rs;
+            dgamma[c] += dyr[c] * xh;
+            dbeta[c] += dyr[c];
+        }
     }
 }

@@ -84,7 +84,8 @@ import _ParmlTestSupport
         // MPI over two machines of 8 cores, 2 of the 4 processes on each.
         #expect(s.resolvedBLASThreads(cores: 8, localRanks: 2) == 4)
         #expect(s.localRanks == 4)  // threads backend: every rank is local
-        // Deterministic mode: one thread per rank in every layout unless set.
+        // Deterministic mode: one thread per rank in every layout unless set
+        // (oneDNN's convolutions round by their thread count).
         s.deterministic = true
         s.dp = 1
         #expect(s.resolvedBLASThreads(cores: 8) == 1)

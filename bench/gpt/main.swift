@@ -144,7 +144,7 @@ func gemmBound(threads: Int) throws {
     let tokens = Double(c.tokens)
     report(
         "gpt_char_t\(threads)_of_gemm_bound", tokens / median(step), unit: "tokens/s",
-        baseline: "the step's \(calls.count) sgemm calls alone, replayed (same run); \(threads) OpenBLAS thread(s)",
+        baseline: "the step's \(calls.count) sgemm calls alone, replayed one after another (same run); \(threads) thread(s)",
         tokens / median(bound))
 }
 

@@ -1759,11 +1759,11 @@ static void test_deterministic_against_references(void) {
 }
 
 /* Deterministic mode with every other setting left alone (blas_threads = 0):
- * serial training gets both cores' worth of OpenBLAS threads and each rank
- * of a two-rank layout one, and a threaded sgemm adds in another order, so
- * before deterministic mode pinned one BLAS thread per rank, serial and
- * dp = 2 differed after one step. The layers are wide enough that OpenBLAS
- * threads their chunk products (it keeps small ones on one thread). */
+ * every rank of every layout, serial included, gets one thread (oneDNN's
+ * convolutions round by their thread count; parml's own threads would not:
+ * WorkerThreadsTests). When serial training got two OpenBLAS threads and
+ * each rank of dp = 2 one, a threaded sgemm added in another order and the
+ * two differed after one step. */
 static void det_default_run(int32_t dp, int32_t pp, float *params, int64_t n, int32_t *threads_out) {
     enum { N = 128, IN = 784, H = 256 };
     static float x[N * IN], y[N];
@@ -1808,7 +1808,7 @@ static void test_determinism_with_default_threads(void) {
     static float serial[P], p[P];
     int32_t threads = 0;
     det_default_run(1, 1, serial, P, &threads);
-    CHECK(threads == 1, "deterministic serial training ran %d OpenBLAS threads", (int)threads);
+    CHECK(threads == 1, "deterministic serial training ran %d threads", (int)threads);
     const int32_t layouts[][2] = {{2, 1}, {1, 2}, {2, 2}};
     for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
         det_default_run(layouts[i][0], layouts[i][1], p, P, &threads);

@@ -84,7 +84,11 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     let output = Buffer()
     private let gradHeads = Buffer()  // dy (B, T, C)
     private let gradQKV = Buffer()  // (B, T, 3C)
-    private let gradScores = Buffer()  // (T, T) scratch
+    private let gradScores = Buffer()  // (parts, T, T) scratch, a (T, T) per thread
+
+    /// (sample, head) pairs per part at least: a pair's products and softmax
+    /// take a few µs at T = 64, as long as a hand-over to another thread.
+    static let pairGrain = 2
     private let gradInput = Buffer()
     /// bf16 precision's copies and plans of c_attn and c_proj (BF16Projection.swift).
     private let bf16Attn = BF16Projection(), bf16Proj = BF16Projection()
@@ -285,23 +289,12 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         }
         let y = try heads_.shaped(Shape(b, t, d))
         let scale = 1 / Float(hs).squareRoot()
-        for bi in 0..<b {
-            let base = q.data + bi * t * c3
-            for h in 0..<nh {
-                let s = p.data + (bi * nh + h) * tt
-                BLAS.gemm(
-                    transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3,
-                    beta: 0, s, ldc: t)
-                CausalSelfAttention.causalSoftmax(s, rows: t, columns: t, offset: 0)
-                if wasDropping {
-                    let off = (bi * nh + h) * tt
-                    Kernels.multiply(s, mask.tensor.data + off, pv.data + off, count: tt)
-                }
-                BLAS.gemm(
-                    transA: false, transB: false, m: t, n: hs, k: t, pv.data + (bi * nh + h) * tt, lda: t, base + 2 * d + h * hs, ldb: c3,
-                    beta: 0, y.data + bi * t * d + h * hs, ldc: d)
-            }
-        }
+        // (sample, head) pairs are independent: split over the rank's threads.
+        WorkerPool.forRanges(
+            count: b * nh, grain: Self.pairGrain, alignment: 1,
+            ForwardPairs(
+                t: t, nh: nh, hs: hs, d: d, scale: scale, q: q.data, p: p.data, pv: pv.data,
+                mask: wasDropping ? mask.tensor.data : nil, y: y.data))
 
         let out = try output.shaped(x.shape)
         if let projBias { Kernels.broadcastRows(projBias.data, into: out.data, rows: rows, cols: c) }
@@ -342,7 +335,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
             throw ParmlError.state("causal_self_attention backward without forward")
         }
         let b = x.shape[0], t = x.shape[1], c = features, d = inner, nh = heads, hs = headSize
-        let rows = b * t, c3 = 3 * d, tt = t * t
+        let rows = b * t, c3 = 3 * d
         let beta = ctx.gradientBeta(accumulate: accumulate)
         let y = heads_.tensor, q = qkv.tensor, p = probs.tensor
         let pv = wasDropping ? dropped.tensor : p
@@ -359,42 +352,17 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         }
         if let projBiasGrad { Kernels.sumRows(dout.data, rows: rows, cols: c, into: projBiasGrad.data, beta: beta) }
 
-        // Attention, per (b, h), into dqkv (rows, 3d).
+        // Attention, per (b, h), into dqkv (rows, 3d); the pairs split over
+        // the rank's threads, each part with its own (T, T) scratch.
         let dq = try gradQKV.shaped(q.shape)
-        let ds = try gradScores.shaped(Shape(t, t))
+        let parts = WorkerPool.partLimit(count: b * nh, grain: Self.pairGrain)
+        let scratch = try gradScores.shaped(Shape(parts, t, t))
         let scale = 1 / Float(hs).squareRoot()
-        for bi in 0..<b {
-            let base = q.data + bi * t * c3, dbase = dq.data + bi * t * c3
-            let dyb = dy.data + bi * t * d
-            for h in 0..<nh {
-                let off = (bi * nh + h) * tt
-                // dv = P̃ᵀ·dy
-                BLAS.gemm(
-                    transA: true, transB: false, m: t, n: hs, k: t, pv.data + off, lda: t, dyb + h * hs, ldb: d,
-                    beta: 0, dbase + 2 * d + h * hs, ldc: c3)
-                // dP̃ = dy·vᵀ
-                BLAS.gemm(
-                    transA: false, transB: true, m: t, n: t, k: hs, dyb + h * hs, lda: d, base + 2 * d + h * hs, ldb: c3,
-                    beta: 0, ds.data, ldc: t)
-                if wasDropping { Kernels.multiply(ds.data, mask.tensor.data + off, ds.data, count: tt) }
-                // dS = P ⊙ (dP − rowsum(dP ⊙ P)), causal part only.
-                let pp = p.data + off
-                for i in 0..<t {
-                    let pr = pp + i * t, dr = ds.data + i * t
-                    var dot: Float = 0
-                    for j in 0...i { dot += pr[j] * dr[j] }
-                    for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-                    for j in (i + 1)..<t { dr[j] = 0 }
-                }
-                // dq = dS·k/√hs, dk = dSᵀ·q/√hs
-                BLAS.gemm(
-                    transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + d + h * hs, ldb: c3,
-                    beta: 0, dbase + h * hs, ldc: c3)
-                BLAS.gemm(
-                    transA: true, transB: false, m: t, n: hs, k: t, alpha: scale, ds.data, lda: t, base + h * hs, ldb: c3,
-                    beta: 0, dbase + d + h * hs, ldc: c3)
-            }
-        }
+        WorkerPool.forRanges(
+            count: b * nh, grain: Self.pairGrain, alignment: 1,
+            BackwardPairs(
+                t: t, nh: nh, hs: hs, d: d, scale: scale, q: q.data, p: p.data, pv: pv.data,
+                mask: wasDropping ? mask.tensor.data : nil, dy: dy.data, dq: dq.data, scratch: scratch.data))
 
         // Fused projection: dWₐ, dbₐ, dx = dqkv·Wₐ.
         if let attnBiasGrad { Kernels.sumRows(dq.data, rows: rows, cols: c3, into: attnBiasGrad.data, beta: beta) }
@@ -409,6 +377,80 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         let dx = try gradInput.shaped(x.shape)
         BLAS.gemm(transA: false, transB: false, m: rows, n: c, k: c3, dq.data, lda: c3, attnWeight.data, ldb: c, beta: 0, dx.data, ldc: c)
         return dx
+    }
+}
+
+/// Attention forward for a range of (sample, head) pairs: scores, causal
+/// softmax, dropout, weighted values. Pairs touch disjoint memory.
+private struct ForwardPairs: RangeTask {
+    let t, nh, hs, d: Int
+    let scale: Float
+    let q, p, pv: UnsafeMutablePointer<Float>
+    let mask: UnsafeMutablePointer<Float>?
+    let y: UnsafeMutablePointer<Float>
+
+    func run(_ pairs: Range<Int>, part: Int) {
+        let c3 = 3 * d, tt = t * t
+        for pair in pairs {
+            let bi = pair / nh, h = pair % nh
+            let base = q + bi * t * c3
+            let off = pair * tt
+            let s = p + off
+            BLAS.gemm(
+                transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3,
+                beta: 0, s, ldc: t)
+            CausalSelfAttention.causalSoftmax(s, rows: t, columns: t, offset: 0)
+            if let mask { Kernels.multiply(s, mask + off, pv + off, count: tt) }
+            BLAS.gemm(
+                transA: false, transB: false, m: t, n: hs, k: t, pv + off, lda: t, base + 2 * d + h * hs, ldb: c3,
+                beta: 0, y + bi * t * d + h * hs, ldc: d)
+        }
+    }
+}
+
+/// Attention backward for a range of (sample, head) pairs into dqkv; part
+/// p uses the p-th (T, T) of `scratch`.
+private struct BackwardPairs: RangeTask {
+    let t, nh, hs, d: Int
+    let scale: Float
+    let q, p, pv: UnsafeMutablePointer<Float>
+    let mask: UnsafeMutablePointer<Float>?
+    let dy, dq, scratch: UnsafeMutablePointer<Float>
+
+    func run(_ pairs: Range<Int>, part: Int) {
+        let c3 = 3 * d, tt = t * t
+        let ds = scratch + part * tt
+        for pair in pairs {
+            let bi = pair / nh, h = pair % nh
+            let base = q + bi * t * c3, dbase = dq + bi * t * c3
+            let dyb = dy + bi * t * d
+            let off = pair * tt
+            // dv = P̃ᵀ·dy
+            BLAS.gemm(
+                transA: true, transB: false, m: t, n: hs, k: t, pv + off, lda: t, dyb + h * hs, ldb: d,
+                beta: 0, dbase + 2 * d + h * hs, ldc: c3)
+            // dP̃ = dy·vᵀ
+            BLAS.gemm(
+                transA: false, transB: true, m: t, n: t, k: hs, dyb + h * hs, lda: d, base + 2 * d + h * hs, ldb: c3,
+                beta: 0, ds, ldc: t)
+            if let mask { Kernels.multiply(ds, mask + off, ds, count: tt) }
+            // dS = P ⊙ (dP − rowsum(dP ⊙ P)), causal part only.
+            let pp = p + off
+            for i in 0..<t {
+                let pr = pp + i * t, dr = ds + i * t
+                var dot: Float = 0
+                for j in 0...i { dot += pr[j] * dr[j] }
+                for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+                for j in (i + 1)..<t { dr[j] = 0 }
+            }
+            // dq = dS·k/√hs, dk = dSᵀ·q/√hs
+            BLAS.gemm(
+                transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds, lda: t, base + d + h * hs, ldb: c3,
+                beta: 0, dbase + h * hs, ldc: c3)
+            BLAS.gemm(
+                transA: true, transB: false, m: t, n: hs, k: t, alpha: scale, ds, lda: t, base + h * hs, ldb: c3,
+                beta: 0, dbase + d + h * hs, ldc: c3)
+        }
     }
 }
 

@@ -118,6 +118,14 @@ void pml_sgd_folded_update(float *p, float *buf, size_t n, float lr, float wd);
 void pml_adam_update(float *p, const float *g, float *m, float *v, size_t n, float b1, float b2, float eps,
                      float step, float rbc2, float l2, float shrink);
 
+/* pml_layer_norm_backward in two passes, for splitting over threads with the
+ * same bits: dx for a block of rows; dgamma, dbeta += for columns c0..<c1
+ * (every row, in order). */
+void pml_layer_norm_backward_input(const float *dy, const float *x, const float *mean, const float *rstd,
+                                   const float *gamma, float *dx, size_t rows, size_t cols);
+void pml_layer_norm_backward_params(const float *dy, const float *x, const float *mean, const float *rstd,
+                                    float *dgamma, float *dbeta, size_t rows, size_t cols, size_t c0, size_t c1);
+
 #ifdef __cplusplus
 }
 #endif

@@ -76,7 +76,8 @@ def blas_core() -> str:
 
 
 def blas_threads() -> int:
-    """The number of OpenBLAS threads in effect."""
+    """The threads this process's products and element-wise work use
+    (parml's own; OpenBLAS runs single-threaded inside each)."""
     from ctypes import byref, c_int32
 
     n = c_int32()
@@ -85,8 +86,9 @@ def blas_threads() -> int:
 
 
 def set_blas_threads(threads: int) -> None:
-    """Sets the OpenBLAS threads of this process (1...1024); trainers set it
-    from their strategy when created, and this overrides it until the next."""
+    """Sets the threads of this process's products and element-wise work
+    (1...1024, at most 64 used); trainers set it from their strategy when
+    created, and this overrides it until the next."""
     check(_capi.parml_blas_set_threads(int(threads)))
 
 

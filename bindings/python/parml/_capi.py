@@ -302,7 +302,7 @@ class parml_strategy_params(Structure):
         zero_stage: 0..3 on the dp axis; default 0
         backend: PARML_BACKEND_*; default THREADS
         deterministic: nonzero: layout-invariant mode; default 0
-        blas_threads: OpenBLAS threads per rank; 0 = cores / ranks, or 1 when deterministic
+        blas_threads: threads per rank (parml's own; OpenBLAS runs 1 inside each); 0 = cores / ranks, or 1 when deterministic
         seed: dropout masks and shuffling; default 0
         bucket_bytes: gradient all-reduce bucket size; default 4 MiB
         watchdog_seconds: a rank waiting longer in a collective fails the step; default 60
@@ -710,14 +710,14 @@ def parml_blas_core(core_out: Any, /) -> int:
 # PARML_API parml_status parml_blas_set_threads(int32_t threads);
 @ctypes_function("parml_blas_set_threads", [c_int32], parml_status)
 def parml_blas_set_threads(threads: int, /) -> int:
-    """Sets the OpenBLAS threads used by this process (1...1024)."""
+    """Sets the threads this process's products and element-wise work use (1...1024)."""
     ...
 
 
 # PARML_API parml_status parml_blas_threads(int32_t * threads_out);
 @ctypes_function("parml_blas_threads", [POINTER(c_int32)], parml_status)
 def parml_blas_threads(threads_out: Any, /) -> int:
-    """The number of OpenBLAS threads in *threads_out."""
+    """The number of threads in effect in *threads_out."""
     ...
 
 

@@ -34,7 +34,7 @@ def _enum(value: Any, names: dict[str, int], what: str) -> int:
 class Strategy:
     """The parallel layout (parml_strategy_params). Arguments left as None
     keep the library's defaults: serial (dp = tp = pp = 1), threads backend,
-    fast (non-deterministic-layout) mode, OpenBLAS threads = cores / ranks,
+    fast (non-deterministic-layout) mode, threads per rank = cores / ranks,
     seed 0, 60 s watchdog, 32-sample gradient chunks, 4 MiB buckets.
 
     Args:
@@ -64,7 +64,8 @@ class Strategy:
             micro-batch count and ZeRO stage gives serial training's
             parameters bit for bit.
         grad_chunk: deterministic mode's samples per gradient chunk.
-        blas_threads: OpenBLAS threads per rank (0 = cores / ranks, or 1
+        blas_threads: threads per rank for its products and element-wise
+            work (parml's own) and convolutions (0 = cores / ranks, or 1
             when deterministic).
         seed: dropout masks and shuffling.
         watchdog_seconds: a rank waiting longer in a collective fails the step.

@@ -1,0 +1,44 @@
+/*
+ * Private worker pool: parml's own persistent threads for one rank's
+ * products and element-wise loops (ProductThreads.swift, WorkerPool.swift).
+ *
+ * Why not OpenBLAS's threads: one OpenBLAS call split over two threads
+ * scaled poorly at the engine's shapes, and everything around the products
+ * ran on one thread. The pool runs any loop cut into parts; the caller
+ * chooses the cut from the problem's shape, so no part's arithmetic depends
+ * on which thread runs it or how many there are.
+ *
+ * One job at a time per process: a caller that finds the pool busy (another
+ * rank, or a part that itself asks for the pool) runs every part itself, in
+ * order. Not public API: nothing here starts with parml_.
+ */
+#ifndef PML_POOL_H
+#define PML_POOL_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One part of a job: part is in [0, parts). */
+typedef void (*pml_pool_task)(void *ctx, long part);
+
+/* Threads that share a job, the caller included (1 ... 64). Starts the
+ * missing workers once (they persist; a lower count leaves the rest idle).
+ * Returns the count in effect (lower than asked when a thread could not
+ * start). Thread-safe; a job already running finishes with the threads
+ * that took its parts. */
+int pml_pool_set_threads(int threads);
+int pml_pool_threads(void);
+
+/* Runs task(ctx, p) for every p in [0, parts) on the caller and the idle
+ * workers, and returns when all are done. Parts are claimed in order by
+ * whichever thread is free; a part runs exactly once. */
+void pml_pool_run(long parts, pml_pool_task task, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,159 @@
+import Synchronization
+import Testing
+import _ParmlTestSupport
+
+@testable import ParmlTensor
+
+/// Counts per part, from any thread.
+private final class Tally: Sendable {
+    let counts: Mutex<[Int]>
+    let inner = Atomic<Int>(0)
+    let lows = Mutex<[Int]>([])
+    init(parts: Int) { counts = Mutex([Int](repeating: 0, count: parts)) }
+}
+
+/// Counts its part, then asks the pool again (nested: runs 2 parts itself).
+private struct CountParts: WorkerTask {
+    let tally: Tally
+    func run(part p: Int) {
+        tally.counts.withLock { $0[p] += 1 }
+        WorkerPool.run(parts: 2, CountInner(tally: tally))
+    }
+}
+
+private struct CountInner: WorkerTask {
+    let tally: Tally
+    func run(part: Int) { tally.inner.add(1, ordering: .relaxed) }
+}
+
+/// Marks every index of its range and records the range's start.
+private struct MarkRanges: RangeTask {
+    let tally: Tally
+    let marks: UnsafeMutablePointer<Int>
+    func run(_ r: Range<Int>, part: Int) {
+        tally.lows.withLock { $0.append(r.lowerBound) }
+        for i in r { marks[i] += 1 }
+    }
+}
+
+/// The pool itself (pml_pool.c through WorkerPool) and the claim every split
+/// rests on: a product split into blocks of rows or columns of C, or an
+/// element-wise loop split into ranges, gives the unsplit bits.
+@Suite(.serialized) struct WorkerPoolTests {
+    init() throws { try BLAS.ensureLoaded() }
+
+    /// Runs `body` with the pool at `threads`, then puts the count back.
+    private func withThreads<T>(_ threads: Int, _ body: () throws -> T) rethrows -> T {
+        let saved = BLAS.threads
+        BLAS.threads = threads
+        defer { BLAS.threads = saved }
+        return try body()
+    }
+
+    @Test func everyPartRunsOnce() {
+        withThreads(3) {
+            #expect(WorkerPool.threads == 3)
+            for parts in [1, 2, 3, 7, 100] {
+                let tally = Tally(parts: parts)
+                WorkerPool.run(parts: parts, CountParts(tally: tally))
+                #expect(tally.counts.withLock { $0 }.allSatisfy { $0 == 1 }, "\(parts) parts")
+                #expect(tally.inner.load(ordering: .relaxed) == 2 * parts)
+            }
+        }
+    }
+
+    /// Two callers at once: one gets the pool, the other runs its parts itself.
+    @Test func concurrentCallersEachRunTheirParts() async {
+        BLAS.threads = 2
+        defer { BLAS.threads = 1 }
+        let tally = Tally(parts: 5)
+        await withTaskGroup(of: Void.self) { g in
+            for _ in 0..<4 {
+                g.addTask {
+                    for _ in 0..<200 { WorkerPool.run(parts: 5, CountInner(tally: tally)) }
+                }
+            }
+        }
+        #expect(tally.inner.load(ordering: .relaxed) == 4 * 200 * 5)
+    }
+
+    @Test func rangesCoverTheCountOnceAlignedTo16() {
+        withThreads(2) {
+            for count in [0, 1, 100, 40_000, 65_537] {
+                var covered = [Int](repeating: 0, count: count)
+                let tally = Tally(parts: 0)
+                covered.withUnsafeMutableBufferPointer { c in
+                    WorkerPool.forRanges(count: count, grain: 16_384, MarkRanges(tally: tally, marks: c.baseAddress ?? UnsafeMutablePointer(bitPattern: 16)!))
+                }
+                #expect(covered.allSatisfy { $0 == 1 }, "count \(count)")
+                let parts = tally.lows.withLock { $0 }
+                #expect(parts.allSatisfy { $0 % 16 == 0 }, "count \(count): \(parts)")
+                #expect(parts.count == (count >= 2 * 16_384 ? 2 : (count > 0 ? 1 : 0)), "count \(count): \(parts)")
+            }
+        }
+    }
+
+    /// The engine's shapes (the MLP's and the GPT's products, both
+    /// transposes of each operand) on 2 and 3 threads against one: the
+    /// blocks are the same, whoever runs them.
+    @Test func productsGiveTheSameBitsOnAnyThreadCount() {
+        let shapes = [(512, 1024, 784), (1024, 784, 512), (512, 10, 1024), (768, 384, 128), (384, 128, 768), (128, 768, 512), (100, 333, 129)]
+        for (m, n, k) in shapes {
+            for trans in 0..<4 {
+                let ta = trans & 1 == 1, tb = trans & 2 == 2
+                let a = randomArray(m * k, seed: UInt64(m + k), stream: 1)
+                let b = randomArray(k * n, seed: UInt64(n + k), stream: 2)
+                let c0 = randomArray(m * n, seed: UInt64(m + n), stream: 3)
+                func product(_ threads: Int) -> [Float] {
+                    withThreads(threads) {
+                        #expect(ProductThreads.blockCount(m: m, n: n, k: k) == ProductThreads.blocks, "\(m)x\(n)x\(k)")
+                        var c = c0
+                        a.withUnsafeBufferPointer { pa in
+                            b.withUnsafeBufferPointer { pb in
+                                c.withUnsafeMutableBufferPointer { pc in
+                                    BLAS.gemm(
+                                        transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, pa.baseAddress!, lda: ta ? m : k, pb.baseAddress!,
+                                        ldb: tb ? k : n, beta: 0.25, pc.baseAddress!, ldc: n)
+                                }
+                            }
+                        }
+                        return c
+                    }
+                }
+                let whole = product(1)
+                for threads in [2, 3] {
+                    let split = product(threads)
+                    let differ = zip(whole, split).filter { $0.bitPattern != $1.bitPattern }.count
+                    #expect(differ == 0, "\(m)x\(n)x\(k) transA \(ta) transB \(tb), \(threads) threads: \(differ) elements differ")
+                }
+            }
+        }
+    }
+
+    /// GELU (forward with its derivative, backward) and LayerNorm backward
+    /// (split into a rows pass and a columns pass) against one thread.
+    @Test func splitElementwiseKernelsMatchOneThread() {
+        let rows = 384, cols = 160, n = rows * cols
+        let x = randomArray(n, seed: 7, stream: 1), dy = randomArray(n, seed: 7, stream: 2)
+        let gamma = randomArray(cols, seed: 7, stream: 3), beta = randomArray(cols, seed: 7, stream: 4)
+        func run(_ threads: Int) -> [[Float]] {
+            withThreads(threads) {
+                var y = [Float](repeating: 0, count: n), d = y, dx = y, ln = y, lnDx = y
+                var mean = [Float](repeating: 0, count: rows), rstd = mean
+                var dg = [Float](repeating: 0.5, count: cols), db = dg
+                Kernels.geluForward(x, &y, derivative: &d, count: n)
+                Kernels.geluBackward(derivative: d, dy, &dx, count: n)
+                Kernels.layerNormForward(x, gamma: gamma, beta: beta, eps: 1e-5, &ln, mean: &mean, rstd: &rstd, rows: rows, cols: cols)
+                Kernels.layerNormBackward(dy, x, mean: mean, rstd: rstd, gamma: gamma, &lnDx, dgamma: &dg, dbeta: &db, rows: rows, cols: cols)
+                return [y, d, dx, ln, mean, rstd, lnDx, dg, db]
+            }
+        }
+        let one = run(1)
+        for threads in [2, 3] {
+            for (i, part) in run(threads).enumerated() {
+                let differ = zip(one[i], part).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differ == 0, "output \(i), \(threads) threads: \(differ) of \(part.count) differ")
+            }
+        }
+    }
+}
