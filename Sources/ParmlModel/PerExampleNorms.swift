@@ -37,7 +37,7 @@ public enum PerExampleNorms {
     }
 
     /// The kinds that implement `PerExampleNormLayer`, for messages and docs.
-    public static let supportedKinds = ["linear", "layer_norm"]
+    public static let supportedKinds = ["linear", "conv2d", "layer_norm"]
 
     /// The first layer in `layer` (itself or nested) that DP-SGD cannot
     /// clip, or nil. Containers pass when all their layers do.

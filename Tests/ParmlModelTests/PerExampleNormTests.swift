@@ -88,6 +88,54 @@ func perExampleNormsResidual() throws {
     expectClose(try ghostSquaredNorms(model, x: x, dy: dy), try naiveSquaredNorms(model, x: x, dy: dy), "residual")
 }
 
+@Test(
+    "per-example norms of conv2d (Gram and materialised forms, groups, 1x1, stride and padding; im2col and oneDNN) match per-example gradients",
+    arguments: [ConvolutionBackend.im2col, .onednn])
+func perExampleNormsConv2d(backend: ConvolutionBackend) throws {
+    // conv1: P = 36, K = 18, Og = 4 → materialised (36·22 > 72); conv2: P = 4,
+    // K = 72, Og = 6 → Gram (4·78 ≤ 432); conv3 (groups 2, K = 6·4, Og = 4): P = 1 → Gram;
+    // the 1×1 layer: pointwise (col = x), P = 1, K = 8, Og = 3 → Gram.
+    #expect(!Conv2d.usesGramNorm(positions: 36, taps: 18, outputs: 4))
+    #expect(Conv2d.usesGramNorm(positions: 4, taps: 72, outputs: 6))
+    for bias in [true, false] {
+        let layers: [Layer] = [
+            try Conv2d(inChannels: 2, outChannels: 4, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: bias, backend: backend),
+            Activation(.tanh),
+            try Conv2d(inChannels: 4, outChannels: 8, kernel: (3, 3), stride: (2, 2), padding: (0, 0), bias: bias, backend: backend),
+            Activation(.tanh),
+            try Conv2d(inChannels: 8, outChannels: 8, kernel: (2, 2), groups: 2, bias: bias, backend: backend),
+            try Conv2d(inChannels: 8, outChannels: 3, kernel: (1, 1), bias: bias, backend: backend),
+            Flatten(),
+            try Linear(inFeatures: 3, outFeatures: 2, bias: bias),
+        ]
+        let model = try makeModel(layers)
+        try PerExampleNorms.checkSupported(model)
+        let x = try randomTensor(Shape(5, 2, 6, 6), seed: 21)
+        let dy = try randomTensor(Shape(5, 2), seed: 22)
+        let ghost = try ghostSquaredNorms(model, x: x, dy: dy)
+        expectClose(ghost, try naiveSquaredNorms(model, x: x, dy: dy), "\(backend), bias \(bias)")
+        #expect((layers[0] as! Conv2d).perExampleNormForm == "materialised")
+        #expect((layers[2] as! Conv2d).perExampleNormForm == "gram")
+    }
+}
+
+@Test("the conv2d norm pass returns conv2d's ordinary input gradient (im2col and oneDNN) and leaves its gradients alone")
+func perExampleNormConvInputGradient() throws {
+    for backend in [ConvolutionBackend.im2col, .onednn] {
+        let conv = try Conv2d(inChannels: 3, outChannels: 5, kernel: (3, 3), stride: (2, 2), padding: (1, 1), backend: backend)
+        let model = try makeModel([conv])
+        let x = try randomTensor(Shape(4, 3, 7, 7), seed: 31), dy = try randomTensor(Shape(4, 5, 4, 4), seed: 32)
+        _ = try model.forward(x, PassContext(training: true))
+        model.gradients!.fill(7)
+        let norms = try Tensor(shape: Shape(4))
+        norms.fill(0)
+        let dx = try conv.addPerExampleSquaredNorms(dy, PassContext(training: true), into: norms.data, needInputGradient: true)!.toArray()
+        #expect(model.gradients!.toArray().allSatisfy { $0 == 7 })
+        let reference = try conv.backward(dy, PassContext(training: true), needInputGradient: true, accumulate: false)!.toArray()
+        #expect(zip(dx, reference).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) }, "\(backend)")
+    }
+}
+
 @Test("the norm pass returns the ordinary input gradient and leaves parameter gradients alone")
 func perExampleNormPassLeavesGradients() throws {
     let model = try makeModel([try Linear(inFeatures: 5, outFeatures: 6), Activation(.relu), try Linear(inFeatures: 6, outFeatures: 3)])
