@@ -1108,8 +1108,8 @@ PARML_API parml_status parml_trainer_set_privacy(parml_trainer trainer, parml_pr
 /// noise_multiplier 0): the RDP accountant over its runs of steps, at
 /// q = batch_size / dataset size for steps parml_trainer_fit took and q = 1
 /// for steps taken with parml_trainer_step (no amplification claimed for
-/// batches the trainer did not sample). Counts this trainer's steps only
-/// (a checkpoint does not carry them).
+/// batches the trainer did not sample). Counts this trainer's steps and,
+/// after parml_trainer_load_checkpoint, those the checkpoint records.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, delta outside (0, 1), NULL
 /// epsilon_out). Since: 0.3.
 PARML_API parml_status parml_trainer_privacy_spent(parml_trainer trainer, double delta, double * epsilon_out);

@@ -116,8 +116,8 @@ public func parmlTrainerSetPrivacy(_ trainer: parml_trainer?, _ params: UnsafePo
 /// noise_multiplier 0): the RDP accountant over its runs of steps, at
 /// q = batch_size / dataset size for steps parml_trainer_fit took and q = 1
 /// for steps taken with parml_trainer_step (no amplification claimed for
-/// batches the trainer did not sample). Counts this trainer's steps only
-/// (a checkpoint does not carry them).
+/// batches the trainer did not sample). Counts this trainer's steps and,
+/// after parml_trainer_load_checkpoint, those the checkpoint records.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, delta outside (0, 1), NULL
 /// epsilon_out). Since: 0.3.
 @c(parml_trainer_privacy_spent)
