@@ -30,14 +30,18 @@ public enum PerExampleNorms {
                     "private training: layer \(l) (\(bad.planLabel)) normalises with batch statistics, which mix the examples of a "
                         + "batch and break per-example privacy; use layer_norm instead (as Opacus requires)")
             }
+            let alternative =
+                bad is CausalSelfAttention
+                ? "; a model without attention (e.g. linear or conv2d layers over the sequence) trains privately" : ""
             throw ParmlError.unsupported(
                 "private training: layer \(l) (\(bad.planLabel)) has parameters and no per-example gradient norm; "
-                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)")
+                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)"
+                    + alternative)
         }
     }
 
     /// The kinds that implement `PerExampleNormLayer`, for messages and docs.
-    public static let supportedKinds = ["linear", "conv2d", "layer_norm"]
+    public static let supportedKinds = ["linear", "conv2d", "layer_norm", "embedding", "position_embedding"]
 
     /// The first layer in `layer` (itself or nested) that DP-SGD cannot
     /// clip, or nil. Containers pass when all their layers do.

@@ -136,6 +136,23 @@ func perExampleNormConvInputGradient() throws {
     }
 }
 
+@Test("per-example norms of embedding (repeated ids, rank 1 and 2 ids) and position_embedding match per-example gradients")
+func perExampleNormsEmbeddings() throws {
+    // (N, T) ids with repeats within an example: rows summed before squaring.
+    let model = try makeModel([
+        try Embedding(count: 7, dim: 5, initStd: 1), try PositionEmbedding(positions: 6, dim: 5, initStd: 1), Activation(.tanh),
+        try Linear(inFeatures: 5, outFeatures: 3),
+    ])
+    try PerExampleNorms.checkSupported(model)
+    let ids: [Float] = [1, 3, 1, 1, 6, 0, 2, 2, 2, 2, 5, 4, 0, 6, 0, 3, 3, 1, 4, 4]
+    let x = try Tensor(ids, shape: Shape(4, 5)), dy = try randomTensor(Shape(4, 5, 3), seed: 41)
+    expectClose(try ghostSquaredNorms(model, x: x, dy: dy), try naiveSquaredNorms(model, x: x, dy: dy), "sequences")
+    // (N,) ids: one position per example.
+    let flat = try makeModel([try Embedding(count: 4, dim: 6, initStd: 1), try Linear(inFeatures: 6, outFeatures: 2)])
+    let x1 = try Tensor([3, 0, 3, 2, 1], shape: Shape(5)), dy1 = try randomTensor(Shape(5, 2), seed: 42)
+    expectClose(try ghostSquaredNorms(flat, x: x1, dy: dy1), try naiveSquaredNorms(flat, x: x1, dy: dy1), "single ids")
+}
+
 @Test("the norm pass returns the ordinary input gradient and leaves parameter gradients alone")
 func perExampleNormPassLeavesGradients() throws {
     let model = try makeModel([try Linear(inFeatures: 5, outFeatures: 6), Activation(.relu), try Linear(inFeatures: 6, outFeatures: 3)])
@@ -162,8 +179,8 @@ func perExampleNormRefusals() throws {
     let bn = try makeModel([try Linear(inFeatures: 4, outFeatures: 4), try BatchNorm(channels: 4)])
     let e = parmlError { try PerExampleNorms.checkSupported(bn) }
     #expect(e?.message.contains("layer 1") == true && e?.message.contains("layer_norm") == true, "\(String(describing: e))")
-    let embedding = try makeModel([try Embedding(count: 10, dim: 4, initStd: 0.02), try Linear(inFeatures: 4, outFeatures: 2)])
-    let e2 = parmlError { try PerExampleNorms.checkSupported(embedding) }
-    #expect(e2?.message.contains("layer 0 (embedding") == true, "\(String(describing: e2))")
+    let attention = try makeModel([try Linear(inFeatures: 4, outFeatures: 4), try CausalSelfAttention(features: 4, heads: 2)])
+    let e2 = parmlError { try PerExampleNorms.checkSupported(attention) }
+    #expect(e2?.message.contains("layer 1 (") == true && e2?.message.contains("conv2d") == true, "\(String(describing: e2))")
     try PerExampleNorms.checkSupported(try makeModel([try Linear(inFeatures: 4, outFeatures: 4), Activation(.relu), try LayerNorm(features: 4)]))
 }
