@@ -40,6 +40,26 @@ public enum PerExampleNorms {
         }
     }
 
+    /// The Gram ("ghost") form of one example's ‖Σ_p d_p a_pᵀ‖² over its P
+    /// positions: Σ_{p,p'} (a_p·a_p')(d_p·d_p'), from two P × P products.
+    /// a holds P vectors of `aFeatures`, d P of `dFeatures`, each position a
+    /// row (`positionsAreRows`, a sequence's (T, features)) or a column (an
+    /// im2col or NCHW plane's (features, P)). `scratch`: 2P² floats.
+    public static func gramSquaredNorm(
+        _ a: UnsafePointer<Float>, aFeatures: Int, _ d: UnsafePointer<Float>, dFeatures: Int, positions p: Int,
+        positionsAreRows: Bool, scratch: UnsafeMutablePointer<Float>
+    ) -> Float {
+        let ga = scratch, gd = scratch + p * p
+        for (v, k, g) in [(a, aFeatures, ga), (d, dFeatures, gd)] {
+            BLAS.gemm(
+                transA: !positionsAreRows, transB: positionsAreRows, m: p, n: p, k: k,
+                v, lda: positionsAreRows ? k : p, v, ldb: positionsAreRows ? k : p, beta: 0, g, ldc: p)
+        }
+        var sum: Float = 0
+        for e in 0..<(p * p) { sum += ga[e] * gd[e] }
+        return sum
+    }
+
     /// The kinds that implement `PerExampleNormLayer`, for messages and docs.
     public static let supportedKinds = ["linear", "conv2d", "layer_norm", "embedding", "position_embedding"]
 

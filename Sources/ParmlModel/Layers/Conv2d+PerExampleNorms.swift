@@ -41,14 +41,8 @@ extension Conv2d: PerExampleNormLayer {
                 if let col { Kernels.im2col(xs, channels: cg, window, p, into: col.data) }
                 let c = UnsafePointer(col?.data ?? xs)
                 if gram {
-                    let a = s, d = s + positions * positions
-                    BLAS.gemm(
-                        transA: true, transB: false, m: positions, n: positions, k: taps,
-                        c, lda: positions, c, ldb: positions, beta: 0, a, ldc: positions)
-                    BLAS.gemm(
-                        transA: true, transB: false, m: positions, n: positions, k: og,
-                        dys, lda: positions, dys, ldb: positions, beta: 0, d, ldc: positions)
-                    for k in 0..<(positions * positions) { sum += a[k] * d[k] }
+                    sum += PerExampleNorms.gramSquaredNorm(
+                        c, aFeatures: taps, dys, dFeatures: og, positions: positions, positionsAreRows: false, scratch: s)
                 } else {
                     BLAS.gemm(
                         transA: false, transB: true, m: og, n: taps, k: positions,

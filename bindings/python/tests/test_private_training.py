@@ -111,6 +111,31 @@ def test_fit_reports_the_accountants_epsilon():
             assert t.epsilon == pytest.approx(parml.privacy.epsilon(q=q, sigma=1.1, steps=40, delta=1e-5), rel=1e-9)
 
 
+def test_a_checkpoint_carries_the_accounting(tmp_path):
+    """Two epochs, a checkpoint, one more epoch in a new trainer: the same
+    epsilon and parameters as three epochs uninterrupted (deterministic)."""
+    x, y = blobs(200, seed=3)
+    privacy = parml.Privacy(noise_multiplier=1.1, max_grad_norm=0.5)
+
+    def trainer(model):
+        s = parml.Strategy(deterministic=True, seed=4)
+        return parml.Trainer(model, optimizer=parml.SGD(0.2, momentum=0.9), strategy=s, privacy=privacy)
+
+    with _model(1) as ref, trainer(ref) as t:
+        t.fit(x, y, epochs=3, batch_size=25, verbose=False)
+        want_eps, want = t.epsilon, ref.parameters
+    with _model(1) as m, trainer(m) as t:
+        t.fit(x, y, epochs=2, batch_size=25, verbose=False)
+        eps2 = t.epsilon
+        t.save_checkpoint(tmp_path / "run.ckpt")
+    with _model(8) as m, trainer(m) as t:
+        t.load_checkpoint(tmp_path / "run.ckpt")
+        assert t.epsilon == eps2 == pytest.approx(parml.privacy.epsilon(q=25 / 200, sigma=1.1, steps=16, delta=1e-5), rel=1e-12)
+        t.fit(x, y, epochs=1, batch_size=25, verbose=False)
+        assert t.epsilon == want_eps
+        np.testing.assert_array_equal(m.parameters, want)
+
+
 def test_sigma_zero_and_huge_norm_is_ordinary_training():
     x, y = blobs(64, seed=4)
     with _model() as a, _model() as b:
