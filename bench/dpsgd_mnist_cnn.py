@@ -61,7 +61,8 @@ y_test = idx("t10k-labels-idx1-ubyte.gz").astype(np.int32)
 with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as test:
     n = len(train)
     q = batch / n
-    sigma = parml.privacy.sigma_for(target, q=q, delta=delta, epochs=epochs)
+    steps = epochs * math.ceil(n / batch)  # fit's steps: ceil(n / batch) an epoch
+    sigma = parml.privacy.sigma_for(target, q=q, delta=delta, steps=steps)
     model = cnn(seed)
     privacy = parml.Privacy(noise_multiplier=sigma, max_grad_norm=c, delta=delta)
     with model, parml.Trainer(
@@ -72,7 +73,7 @@ with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as 
         result = trainer.evaluate(test)
         print(
             f"tanh CNN, sigma {sigma:.4f}, C {c}, batch {batch} (Poisson, q {q:.5f}), lr {lr}, momentum {momentum}, {epochs} epochs "
-            f"({epochs * math.ceil(n / batch)} steps), seed {seed}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
+            f"({steps} steps), seed {seed}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
             f"test accuracy {result.accuracy:.4f}, {time.time() - t0:.0f} s",
             flush=True,
         )
