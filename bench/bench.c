@@ -120,14 +120,8 @@ static parml_trainer make_trainer(const int64_t *dims, int n_dims, int threads, 
     return make_trainer_det(dims, n_dims, threads, dp, zero, adam, 0, model_out);
 }
 
-static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threads, int dp, int zero, int adam,
-                                      int deterministic, parml_model *model_out) {
-    parml_model model;
-    CHECK(parml_model_create(&model));
-    for (int l = 0; l + 1 < n_dims; l++) {
-        CHECK(parml_model_add_linear(model, dims[l], dims[l + 1], 1));
-        if (l + 2 < n_dims) CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
-    }
+/* A trainer of `model` (initialised here): SGD momentum 0.9 (or Adam), lr 0.01. */
+static parml_trainer trainer_for(parml_model model, int threads, int dp, int zero, int adam, int deterministic) {
     CHECK(parml_model_init(model, 1));
     parml_optimizer_params opt;
     CHECK(parml_optimizer_params_init(&opt));
@@ -142,8 +136,19 @@ static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threa
     st.deterministic = deterministic;
     parml_trainer tr;
     CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &st, &tr));
-    *model_out = model;
     return tr;
+}
+
+static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threads, int dp, int zero, int adam,
+                                      int deterministic, parml_model *model_out) {
+    parml_model model;
+    CHECK(parml_model_create(&model));
+    for (int l = 0; l + 1 < n_dims; l++) {
+        CHECK(parml_model_add_linear(model, dims[l], dims[l + 1], 1));
+        if (l + 2 < n_dims) CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
+    }
+    *model_out = model;
+    return trainer_for(model, threads, dp, zero, adam, deterministic);
 }
 
 static void make_batch(const int64_t *dims, int n_dims, int64_t batch, parml_tensor *x, parml_tensor *y) {
@@ -350,18 +355,8 @@ static parml_trainer make_cnn_trainer(parml_model *model_out) {
     CHECK(parml_model_add_linear(model, 512, 32, 1));
     CHECK(parml_model_add_activation(model, PARML_ACTIVATION_TANH));
     CHECK(parml_model_add_linear(model, 32, 10, 1));
-    CHECK(parml_model_init(model, 1));
-    parml_optimizer_params opt;
-    CHECK(parml_optimizer_params_init(&opt));
-    opt.learning_rate = 0.01f;
-    opt.momentum = 0.9f;
-    parml_strategy_params st;
-    CHECK(parml_strategy_params_init(&st));
-    st.blas_threads = 1;
-    parml_trainer tr;
-    CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &st, &tr));
     *model_out = model;
-    return tr;
+    return trainer_for(model, 1, 1, 0, 0, 0);
 }
 
 /* DP-SGD's cost on that CNN, batch 256 (sigma 1, C 1): as bench_dpsgd. */
