@@ -243,6 +243,8 @@ bench: build
 	$(BUILD)/ParmlBenchCNN >> build/bench-collectives.jsonl
 	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
 	  $(PYTHON) bench/cnn_fmnist.py --jsonl build/bench-collectives.jsonl > build/bench-cnn.txt
+	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
+	  $(PYTHON) bench/stream_fmnist.py --jsonl build/bench-collectives.jsonl > build/bench-stream.txt
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json
 
 clean:

@@ -6,9 +6,10 @@ data parallel over 2 ranks, AdamW, two steps of batch 16.
 
 For ZeRO 0-3 it reports, for rank 0, parml_trainer_memory's parameter,
 gradient and optimizer bytes against the 1/dp ideal of each, and the
-resident memory the ranks' process grew by (peak RSS after two steps minus
-RSS before the trainer was made): with --backend mpi each rank is its own
-process, so that figure is one rank's; with threads both ranks share one
+resident memory the ranks' process grew by since before the trainer was
+made: at its peak (grown_rss_bytes) and between steps, after two of them
+(rss_after_steps_bytes). With --backend mpi each rank is its own process,
+so those figures are one rank's; with threads both ranks share one
 process. Each stage runs in fresh processes.
 
 usage: PYTHONPATH=bindings/python python3 bench/zero_memory.py [--backend threads|mpi]
@@ -31,12 +32,16 @@ import parml
 L, H, C, T, B, V = 6, 6, 384, 256, 16, 65
 
 
-def rss_kib() -> int:
+def status_kib(field: str = "VmRSS") -> int:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kib() -> int:
+    return status_kib("VmRSS")
 
 
 def model() -> parml.Model:
@@ -60,11 +65,14 @@ def one(zero: int, backend: str) -> dict:
         rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
         r = t.memory(rank)
         n = m.num_params
+        after = rss_kib()  # between steps: activation buffers stay, a bucket in flight does not
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "zero": zero, "backend": backend, "rank": rank, "parameters": n,
         "parameter_bytes": r.parameter_bytes, "gradient_bytes": r.gradient_bytes, "optimizer_bytes": r.optimizer_bytes,
+        "scratch_bytes": r.scratch_bytes, "activation_bytes": r.activation_bytes,
         "whole_parameter_bytes": 4 * n, "grown_rss_bytes": (peak - before) * 1024,
+        "rss_after_steps_bytes": (after - before) * 1024,
     }
 
 

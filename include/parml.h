@@ -287,8 +287,8 @@ PARML_API parml_status parml_model_end_residual(parml_model model);
 
 /// Marks a pipeline stage boundary: the next top-level layer starts a new
 /// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
-/// be the number of boundaries + 1) instead of balancing stages by
-/// parameter count; pp = 1 ignores them.
+/// be the number of boundaries + 1) instead of balancing stages by the
+/// cost the layers state (docs/model-parallel.md); pp = 1 ignores them.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (no layer
 /// yet, inside a residual block, twice in a row, after init). Since: 0.2.
 PARML_API parml_status parml_model_add_stage_boundary(parml_model model);
@@ -493,7 +493,9 @@ PARML_API parml_status parml_dataset_load_npz(char const * path, char const * in
 /// Loads a dataset from a CSV table (NULL params = the
 /// parml_csv_params_init defaults): inputs (N, F) float32 from the feature
 /// columns, targets (N) from the label column, int32 class indices
-/// (PARML_CSV_LABEL_CLASS) or float32 values (_VALUE). Fields may be
+/// (PARML_CSV_LABEL_CLASS), float32 values (_VALUE), or class names
+/// (_TEXT: the distinct names in byte order are classes 0, 1, ...; read them
+/// back with parml_dataset_class_name). Fields may be
 /// double-quoted (RFC 4180); blank lines are skipped; every cell read must
 /// be a finite number (strtod syntax in the C locale: '.' is the decimal
 /// point whatever setlocale says).
@@ -503,10 +505,44 @@ PARML_API parml_status parml_dataset_load_npz(char const * path, char const * in
 /// field, a column name or index the file does not have, a column both
 /// label and feature), PARML_ERR_IO (cannot open or read), PARML_ERR_FORMAT
 /// (empty, no data rows, a row with another number of columns than the
-/// first, an empty or non-numeric cell, a label that is not a class index;
-/// the message names the line, counted from 1, and the column, from 0),
+/// first, an empty or non-numeric cell, a label that is not a class index,
+/// an empty class name; the message names the line, counted from 1, and the
+/// column, from 0),
 /// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 PARML_API parml_status parml_dataset_load_csv(char const * path, parml_csv_params const * params, parml_dataset * out);
+
+/// Opens a sharded dataset that streams from disk while training runs:
+/// `path` is a manifest (docs/data.md, "Streaming"), or a directory holding
+/// `manifest.txt`, naming shards of .npy pairs or stored (np.savez) .npz
+/// archives. This process reads shards i with i % ranks == rank (ranks = 1,
+/// rank = 0: all; a rank past the last shard gets an empty dataset, which
+/// only parml_trainer_set_local_data training takes). One prefetch thread reads the inputs sequentially with
+/// pread (pages dropped from the page cache once read) through a shuffle
+/// buffer of shuffle_buffer rows (1: no shuffling, shards and rows in
+/// manifest order; otherwise the shard order and the buffer's draws come
+/// from seed and the epoch, so an epoch's order is reproducible) into a
+/// ring of prefetch_rows float32 rows (0: 4096). Memory is those buffers
+/// plus the targets of this rank's shards (4 bytes a value, read now), not
+/// the inputs. Inputs are float32, float16, float64, uint8 (divided by 255,
+/// as the .npy loader does), int8, int16, uint16 or bool; targets as in
+/// parml_dataset_load_npy. parml_trainer_fit takes the dataset as any
+/// other; it orders itself, so fit's shuffle flag and class-balanced
+/// sampling do not apply (sampling is PARML_ERR_INVALID_ARGUMENT). Every
+/// shard's header is checked before this returns: on an error *out is
+/// untouched and nothing stays open. A shard truncated later is
+/// PARML_ERR_IO from the fit that reads it. The caller owns *out
+/// (parml_dataset_free, which ends the thread).
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, rank outside
+/// 0..ranks-1, shuffle_buffer outside 1...2^30, prefetch_rows outside
+/// 0...2^30), PARML_ERR_IO (the manifest or a
+/// shard it names is missing or unreadable), PARML_ERR_FORMAT (a bad
+/// manifest line, a shard whose rows, dtype or dims disagree with the
+/// manifest, a truncated shard or one whose header promises more or fewer
+/// bytes than follow, a negative label), PARML_ERR_UNSUPPORTED (compressed
+/// .npz members, int32/int64/uint32/uint64 inputs, and the .npy
+/// refusals), PARML_ERR_SHAPE (inputs of rank 1), PARML_ERR_OUT_OF_MEMORY.
+/// Since: 0.3.
+PARML_API parml_status parml_dataset_open_shards(char const * path, uint64_t seed, int64_t shuffle_buffer, int64_t prefetch_rows, int32_t rank, int32_t ranks, parml_dataset * out);
 
 /// A token dataset over a copy of `ids`, a 1-D tensor (N) of token ids
 /// (int32, int64, or float32 integers), each in 0..2^24, with windows of
@@ -525,7 +561,11 @@ PARML_API parml_status parml_dataset_create_tokens(parml_tensor ids, int64_t blo
 
 /// A token dataset read from a flat file of ids with no header, as
 /// nanoGPT's prepare.py writes train.bin: file_type PARML_TOKEN_FILE_UINT16
-/// (or _UINT8, _UINT32, _INT32; little-endian). Otherwise as
+/// (or _UINT8, _UINT32, _INT32; little-endian). The file is memory-mapped
+/// and read in place at its own width (no int32 copy): every id is read
+/// once here, then the pages are released from the process and read again
+/// as windows need them. The file must not change while the dataset lives
+/// (a mapped file truncated underneath raises SIGBUS). Otherwise as
 /// parml_dataset_create_tokens. The caller owns *out.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, unknown
 /// file_type, block_size outside 1...2^31-1, fewer than T+1 ids, a bad
@@ -545,6 +585,20 @@ PARML_API parml_status parml_dataset_size(parml_dataset dataset, int64_t * count
 /// in *classes_out, or 0 when the targets are not class indices.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL classes_out). Since: 0.1.
 PARML_API parml_status parml_dataset_num_classes(parml_dataset dataset, int64_t * classes_out);
+
+/// How many class names the dataset has in *count_out: the distinct labels
+/// of a CSV table loaded with PARML_CSV_LABEL_TEXT (the parts
+/// parml_dataset_split makes of it keep them all), else 0.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.3.
+PARML_API parml_status parml_dataset_num_class_names(parml_dataset dataset, int64_t * count_out);
+
+/// The name of class `index` (0 <= index < parml_dataset_num_class_names) in
+/// a new NUL-terminated UTF-8 string *name_out, which the caller frees with
+/// parml_buffer_free. *name_out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name_out, index out of
+/// range), PARML_ERR_STATE (the dataset's labels were not names).
+/// Since: 0.3.
+PARML_API parml_status parml_dataset_class_name(parml_dataset dataset, int64_t index, char ** name_out);
 
 /// The shape of the whole inputs tensor (N, ...), written as in
 /// parml_tensor_shape (a token dataset: (windows per epoch, T)).
@@ -782,9 +836,11 @@ PARML_API parml_status parml_trainer_set_learning_rate(parml_trainer trainer, fl
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
-/// threads backend), gradients (its stage's slice), optimizer state (1/dp
-/// of that under ZeRO >= 1), scratch and activations (high-water, since
-/// 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
+/// threads backend), gradients (its stage's slice; under ZeRO >= 2 in the
+/// default mode with one micro-batch, its shard plus the largest gradient
+/// bucket, the rest of the slice's pages being handed back as backward
+/// reduces each bucket), optimizer state (1/dp of that under ZeRO >= 1),
+/// scratch and activations (high-water, since 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
 /// size gets the 0.1 fields). Under MPI a process answers for its own rank
 /// only.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,
@@ -826,6 +882,23 @@ PARML_API parml_status parml_trainer_write_trace(parml_trainer trainer, char con
 /// backend). Since: 0.2.
 PARML_API parml_status parml_trainer_set_local_batches(parml_trainer trainer, int32_t enabled);
 
+/// MPI: with `enabled` nonzero, each process trains on its own data, of any
+/// size (docs/data.md, "Local data per process"): parml_trainer_fit and
+/// parml_trainer_step take this process's rows only, in any count (zero
+/// included), and the global batch is the replicas' rows in replica order.
+/// Each epoch of fit lasts as long as the longest replica's data (the
+/// replicas agree on it when the epoch starts, one all-reduce); a replica
+/// whose data has run out passes empty batches, as PyTorch's Join does for
+/// uneven inputs, so no process waits forever, and every step's mean is
+/// over the rows actually passed. Turns local batches on; disabling local
+/// batches turns this off. A rank with no data passes an empty dataset
+/// (parml_dataset_open_shards gives one to a rank without shards).
+/// parml_trainer_evaluate stays per process.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle; the threads backend),
+/// PARML_ERR_UNSUPPORTED (pipeline or tensor parallelism, deterministic
+/// mode). Since: 0.3.
+PARML_API parml_status parml_trainer_set_local_data(parml_trainer trainer, int32_t enabled);
+
 /// The rows [*start_out, *start_out + *count_out) of a global batch of
 /// `global_samples` that this process's data-parallel replica trains on:
 /// what to pass with local batches. On the threads backend every replica is
@@ -858,11 +931,18 @@ PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_
 /// the confusion matrix and per-class support, precision, recall and F1.
 /// out->classes says how many classes the buffers need; parml_model_output_shape
 /// tells it before the call. Outputs are written only on success.
-/// PARML_LOSS_CROSS_ENTROPY trainers only.
+/// PARML_LOSS_CROSS_ENTROPY trainers: single-label, confusion is (C, C).
+/// PARML_LOSS_BCE_WITH_LOGITS trainers: multi-label, each output a label
+/// predicted when its logit is > 0 and present when its target is > 0.5;
+/// "classes" are the outputs, confusion is (C, 2, 2) per label [[tn, fp],
+/// [fn, tp]] (4 * C entries), accuracy is the share of label decisions that
+/// are right (as parml_trainer_evaluate), top_k_accuracy is NaN, and the
+/// macro means are over every label (scikit-learn's multilabel rules).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, small
 /// struct_size, batch_size outside 1...2^31-1, top_k < 1, a buffer with
 /// capacity below the model's classes (the message says how many), another
-/// loss, a target that is not a class index), PARML_ERR_SHAPE (the dataset
+/// loss, a target that is not a class index or, for binary cross-entropy,
+/// not in [0, 1]), PARML_ERR_SHAPE (the dataset
 /// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
 

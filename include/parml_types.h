@@ -146,6 +146,7 @@ typedef int32_t parml_status;
 /* What a CSV label column holds (parml_csv_params.label_kind; since 0.3). */
 #define PARML_CSV_LABEL_CLASS 1 /* class indices: integers 0...2^31-1, targets int32 */
 #define PARML_CSV_LABEL_VALUE 2 /* numbers, targets float32 (regression) */
+#define PARML_CSV_LABEL_TEXT  3 /* class names (any text): the distinct names in byte order are classes 0, 1, ...; targets int32 */
 
 /* Communication backends (parml_strategy_params.backend). */
 #define PARML_BACKEND_THREADS 1 /* ranks are threads of this process */
@@ -431,7 +432,7 @@ typedef struct parml_csv_params {
     const char *const *feature_names; /* num_features feature columns by header name, or NULL */
     const int64_t *feature_indices;   /* num_features feature columns by index, or NULL (one of the two) */
     int64_t num_features;          /* 0 (default): every column but the label, in file order */
-    int32_t label_kind;            /* PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE */
+    int32_t label_kind;            /* PARML_CSV_LABEL_CLASS (default), _VALUE or _TEXT */
 } parml_csv_params;
 
 /** Since 0.3: what a trainer's loss weighs (parml_trainer_set_loss), with
@@ -452,15 +453,17 @@ typedef struct parml_loss_params {
 
 /** Since 0.3: options of parml_trainer_evaluate_metrics, and where it
  *  writes per-class results: caller-owned buffers of `capacity` classes
- *  (confusion: capacity * capacity), each NULL when not wanted. They are
- *  written only on success. */
+ *  (confusion: capacity * capacity; a binary cross-entropy trainer's
+ *  multi-label confusion: 4 * capacity), each NULL when not wanted. They
+ *  are written only on success. */
 typedef struct parml_metrics_params {
     size_t struct_size;   /* set by parml_metrics_params_init */
     int64_t top_k;        /* top_k_accuracy counts targets among the k largest logits; default 5 */
     int64_t capacity;     /* classes the buffers below hold; must be >= the model's classes
                              when any buffer is set; default 0 */
-    int64_t *confusion;   /* [target * classes + predicted]: prediction counts, row-major classes x classes */
-    int64_t *support;     /* per class: predictions whose target is the class */
+    int64_t *confusion;   /* [target * classes + predicted]: prediction counts, row-major classes x classes;
+                             multi-label: [label * 4 + 2 * target + predicted], [[tn, fp], [fn, tp]] per label */
+    int64_t *support;     /* per class: predictions whose target is the class (multi-label: rows with the label) */
     float *precision;     /* per class: tp / predicted (0 when nothing was predicted as it) */
     float *recall;        /* per class: tp / support (0 when the class never is a target) */
     float *f1;            /* per class: 2 tp / (support + predicted) (0 when both are 0) */
@@ -469,7 +472,10 @@ typedef struct parml_metrics_params {
 /** Since 0.3: what parml_trainer_evaluate_metrics measured over a dataset,
  *  scikit-learn's definitions (precision_recall_fscore_support,
  *  top_k_accuracy_score). A prediction is a sample, or a position of a
- *  sequence's logits (N, T, C); its class is the first arg-max. */
+ *  sequence's logits (N, T, C); its class is the first arg-max. For a binary
+ *  cross-entropy trainer (multi-label) each output is a label decision:
+ *  accuracy is the share of right ones, top_k_accuracy NaN, the macro means
+ *  over every label. */
 typedef struct parml_metrics {
     size_t struct_size;         /* set by the caller to sizeof(parml_metrics) */
     int64_t classes;            /* the model's classes C */

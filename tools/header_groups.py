@@ -49,9 +49,10 @@ GROUPS = [
         "(docs/data.md). An image dataset may carry an augmentation (random\n"
         "crop and flip) that fit applies to training batches.",
         ["parml_dataset_create", "parml_dataset_create_borrowed", "parml_dataset_load_idx",
-         "parml_dataset_load_npy", "parml_dataset_load_npz", "parml_dataset_load_csv",
+         "parml_dataset_load_npy", "parml_dataset_load_npz", "parml_dataset_load_csv", "parml_dataset_open_shards",
          "parml_dataset_create_tokens", "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
-         "parml_dataset_num_classes", "parml_dataset_input_shape", "parml_dataset_split",
+         "parml_dataset_num_classes", "parml_dataset_num_class_names", "parml_dataset_class_name",
+         "parml_dataset_input_shape", "parml_dataset_split",
          "parml_dataset_set_augmentation"],
     ),
     (
@@ -73,7 +74,7 @@ GROUPS = [
          "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_set_learning_rate",
          "parml_trainer_memory",
          "parml_trainer_plan", "parml_trainer_set_trace", "parml_trainer_write_trace",
-         "parml_trainer_set_local_batches", "parml_trainer_data_rows", "parml_trainer_set_loss",
+         "parml_trainer_set_local_batches", "parml_trainer_set_local_data", "parml_trainer_data_rows", "parml_trainer_set_loss",
          "parml_trainer_evaluate_metrics"],
     ),
     (

@@ -124,9 +124,10 @@ private func csvOptions(_ params: UnsafePointer<parml_csv_params>?) throws -> CS
         throw ParmlError.invalidArgument("params->feature_names or feature_indices is set but num_features is 0")
     }
     switch p.label_kind {
-    case PARML_CSV_LABEL_CLASS: o.classLabels = true
-    case PARML_CSV_LABEL_VALUE: o.classLabels = false
-    default: throw ParmlError.invalidArgument("params->label_kind \(p.label_kind) is unknown (PARML_CSV_LABEL_CLASS or _VALUE)")
+    case PARML_CSV_LABEL_CLASS: o.labels = .classIndex
+    case PARML_CSV_LABEL_VALUE: o.labels = .value
+    case PARML_CSV_LABEL_TEXT: o.labels = .name
+    default: throw ParmlError.invalidArgument("params->label_kind \(p.label_kind) is unknown (PARML_CSV_LABEL_CLASS, _VALUE or _TEXT)")
     }
     return o
 }
@@ -134,7 +135,9 @@ private func csvOptions(_ params: UnsafePointer<parml_csv_params>?) throws -> CS
 /// Loads a dataset from a CSV table (NULL params = the
 /// parml_csv_params_init defaults): inputs (N, F) float32 from the feature
 /// columns, targets (N) from the label column, int32 class indices
-/// (PARML_CSV_LABEL_CLASS) or float32 values (_VALUE). Fields may be
+/// (PARML_CSV_LABEL_CLASS), float32 values (_VALUE), or class names
+/// (_TEXT: the distinct names in byte order are classes 0, 1, ...; read them
+/// back with parml_dataset_class_name). Fields may be
 /// double-quoted (RFC 4180); blank lines are skipped; every cell read must
 /// be a finite number (strtod syntax in the C locale: '.' is the decimal
 /// point whatever setlocale says).
@@ -144,8 +147,9 @@ private func csvOptions(_ params: UnsafePointer<parml_csv_params>?) throws -> CS
 /// field, a column name or index the file does not have, a column both
 /// label and feature), PARML_ERR_IO (cannot open or read), PARML_ERR_FORMAT
 /// (empty, no data rows, a row with another number of columns than the
-/// first, an empty or non-numeric cell, a label that is not a class index;
-/// the message names the line, counted from 1, and the column, from 0),
+/// first, an empty or non-numeric cell, a label that is not a class index,
+/// an empty class name; the message names the line, counted from 1, and the
+/// column, from 0),
 /// PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 @c(parml_dataset_load_csv)
 public func parmlDatasetLoadCSV(
@@ -211,5 +215,40 @@ public func parmlDatasetCreateBorrowed(
         }
         let d = try Dataset(inputs: xs, targets: ys)
         out.pointee = HandleRegistry.shared.register(d, as: .dataset)
+    }
+}
+
+/// How many class names the dataset has in *count_out: the distinct labels
+/// of a CSV table loaded with PARML_CSV_LABEL_TEXT (the parts
+/// parml_dataset_split makes of it keep them all), else 0.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL count_out). Since: 0.3.
+@c(parml_dataset_num_class_names)
+public func parmlDatasetNumClassNames(_ dataset: parml_dataset?, _ count_out: UnsafeMutablePointer<Int64>?) -> parml_status {
+    guarded("parml_dataset_num_class_names") {
+        let d = try datasetObject(dataset, inFitCallback: .allowed)
+        try nonNull(count_out, "count_out").pointee = Int64((d as? Dataset)?.classNames?.count ?? 0)
+    }
+}
+
+/// The name of class `index` (0 <= index < parml_dataset_num_class_names) in
+/// a new NUL-terminated UTF-8 string *name_out, which the caller frees with
+/// parml_buffer_free. *name_out is untouched on failure.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name_out, index out of
+/// range), PARML_ERR_STATE (the dataset's labels were not names).
+/// Since: 0.3.
+@c(parml_dataset_class_name)
+public func parmlDatasetClassName(
+    _ dataset: parml_dataset?, _ index: Int64, _ name_out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+) -> parml_status {
+    guarded("parml_dataset_class_name") {
+        let d = try datasetObject(dataset, inFitCallback: .allowed)
+        let out = try nonNull(name_out, "name_out")
+        guard let names = (d as? Dataset)?.classNames else {
+            throw ParmlError.state("the dataset has no class names (its labels were not loaded as text: PARML_CSV_LABEL_TEXT)")
+        }
+        guard index >= 0, index < names.count else {
+            throw ParmlError.invalidArgument("class index \(index) is out of range: the dataset has \(names.count) class names (0...\(names.count - 1))")
+        }
+        out.pointee = try cString(names[Int(index)])
     }
 }

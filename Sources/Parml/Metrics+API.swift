@@ -92,11 +92,18 @@ public func parmlMetricsParamsInit(_ params: UnsafeMutablePointer<parml_metrics_
 /// the confusion matrix and per-class support, precision, recall and F1.
 /// out->classes says how many classes the buffers need; parml_model_output_shape
 /// tells it before the call. Outputs are written only on success.
-/// PARML_LOSS_CROSS_ENTROPY trainers only.
+/// PARML_LOSS_CROSS_ENTROPY trainers: single-label, confusion is (C, C).
+/// PARML_LOSS_BCE_WITH_LOGITS trainers: multi-label, each output a label
+/// predicted when its logit is > 0 and present when its target is > 0.5;
+/// "classes" are the outputs, confusion is (C, 2, 2) per label [[tn, fp],
+/// [fn, tp]] (4 * C entries), accuracy is the share of label decisions that
+/// are right (as parml_trainer_evaluate), top_k_accuracy is NaN, and the
+/// macro means are over every label (scikit-learn's multilabel rules).
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out, small
 /// struct_size, batch_size outside 1...2^31-1, top_k < 1, a buffer with
 /// capacity below the model's classes (the message says how many), another
-/// loss, a target that is not a class index), PARML_ERR_SHAPE (the dataset
+/// loss, a target that is not a class index or, for binary cross-entropy,
+/// not in [0, 1]), PARML_ERR_SHAPE (the dataset
 /// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
 @c(parml_trainer_evaluate_metrics)
 public func parmlTrainerEvaluateMetrics(
@@ -122,11 +129,11 @@ public func parmlTrainerEvaluateMetrics(
         if wantsBuffers {
             guard p.capacity >= Int64(c) else {
                 throw ParmlError.invalidArgument(
-                    "params->capacity is \(p.capacity) but the model has \(c) classes: the per-class buffers need \(c) entries, confusion \(c * c)")
+                    "params->capacity is \(p.capacity) but the model has \(c) \(m.multiLabel ? "labels" : "classes"): the per-class buffers need \(c) entries, confusion \(m.confusion.count)")
             }
         }
-        // The confusion rows are `classes` wide, whatever the capacity.
-        if let b = p.confusion { for i in 0..<(c * c) { b[i] = Int64(m.confusion[i]) } }
+        // The confusion rows are `classes` wide (multi-label: 4 entries a label), whatever the capacity.
+        if let b = p.confusion { for (i, v) in m.confusion.enumerated() { b[i] = Int64(v) } }
         for k in 0..<c {
             p.support?[k] = Int64(m.support(k))
             p.precision?[k] = Float(m.precision(k))

@@ -96,8 +96,8 @@ public func parmlModelAddFlatten(_ model: parml_model?) -> parml_status {
 
 /// Marks a pipeline stage boundary: the next top-level layer starts a new
 /// stage. With boundaries marked, a trainer with pp > 1 cuts there (pp must
-/// be the number of boundaries + 1) instead of balancing stages by
-/// parameter count; pp = 1 ignores them.
+/// be the number of boundaries + 1) instead of balancing stages by the
+/// cost the layers state (docs/model-parallel.md); pp = 1 ignores them.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (no layer
 /// yet, inside a residual block, twice in a row, after init). Since: 0.2.
 @c(parml_model_add_stage_boundary)

@@ -50,7 +50,11 @@ public func parmlDatasetCreateTokens(
 
 /// A token dataset read from a flat file of ids with no header, as
 /// nanoGPT's prepare.py writes train.bin: file_type PARML_TOKEN_FILE_UINT16
-/// (or _UINT8, _UINT32, _INT32; little-endian). Otherwise as
+/// (or _UINT8, _UINT32, _INT32; little-endian). The file is memory-mapped
+/// and read in place at its own width (no int32 copy): every id is read
+/// once here, then the pages are released from the process and read again
+/// as windows need them. The file must not change while the dataset lives
+/// (a mapped file truncated underneath raises SIGBUS). Otherwise as
 /// parml_dataset_create_tokens. The caller owns *out.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (NULL path or out, unknown
 /// file_type, block_size outside 1...2^31-1, fewer than T+1 ids, a bad

@@ -299,9 +299,11 @@ public func parmlTrainerSetLearningRate(_ trainer: parml_trainer?, _ lr: Float) 
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
-/// threads backend), gradients (its stage's slice), optimizer state (1/dp
-/// of that under ZeRO >= 1), scratch and activations (high-water, since
-/// 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
+/// threads backend), gradients (its stage's slice; under ZeRO >= 2 in the
+/// default mode with one micro-batch, its shard plus the largest gradient
+/// bucket, the rest of the slice's pages being handed back as backward
+/// reduces each bucket), optimizer state (1/dp of that under ZeRO >= 1),
+/// scratch and activations (high-water, since 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
 /// size gets the 0.1 fields). Under MPI a process answers for its own rank
 /// only.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,

@@ -25,8 +25,14 @@ public protocol BatchSource: AnyObject {
 
     /// How training batches transform the inputs after `copy`; nil: not at all.
     var augmentation: Augmentation? { get }
+
+    /// True when `copy` takes positions in the source's own epoch order
+    /// (a stream shuffles as it reads): a batcher then asks for positions
+    /// 0, 1, 2, ... and never shuffles or weights them itself.
+    var ordersItself: Bool { get }
 }
 
 extension BatchSource {
     public var augmentation: Augmentation? { nil }
+    public var ordersItself: Bool { false }
 }

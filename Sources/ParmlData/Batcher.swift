@@ -58,6 +58,9 @@ public struct Batcher {
         batchCount = dropLast ? n / batchSize : (n + batchSize - 1) / batchSize
         order = Array(0..<n)
         if let w = sampleWeights {
+            guard !dataset.ordersItself else {
+                throw ParmlError.invalidArgument("weighted sampling needs a dataset in memory; a stream draws its own order")
+            }
             guard w.count == n else { throw ParmlError.invalidArgument("\(w.count) sample weights for \(n) samples") }
             if let i = w.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
                 throw ParmlError.invalidArgument("sample weight \(i) is \(w[i]); weights must be finite and >= 0")
@@ -91,7 +94,7 @@ public struct Batcher {
         self.epoch = epoch
         let n = order.count
         let seed = self.seed
-        let shuffle = self.shuffle
+        let shuffle = self.shuffle && !dataset.ordersItself  // a stream's positions are already its shuffled order
         if let total = cumulativeWeights.last {
             var draws = DrawSequence(rng: Philox(seed: seed), stream: RandomStream.weightedSampling(epoch: epoch))
             let cumulative = cumulativeWeights  // shares the storage: no copy

@@ -6,6 +6,17 @@ public enum CSVColumn: Sendable, Equatable {
     case index(Int)
 }
 
+/// What a CSV label column holds.
+public enum CSVLabels: Sendable {
+    /// Class indices, integers 0...2^31-1 (int32 targets).
+    case classIndex
+    /// Numbers (float32 targets, regression).
+    case value
+    /// Class names, any text: the distinct names sorted by their UTF-8
+    /// bytes are classes 0, 1, ... (int32 targets); the dataset keeps them.
+    case name
+}
+
 /// How a CSV table becomes a dataset.
 public struct CSVOptions: Sendable {
     /// The field separator, one byte (',' ';' '\t' ...).
@@ -17,8 +28,8 @@ public struct CSVOptions: Sendable {
     /// The feature columns in the order they go into a sample; nil: every
     /// column but the label, in file order.
     public var features: [CSVColumn]? = nil
-    /// True: labels are class indices (int32); false: float32 values.
-    public var classLabels = true
+    /// What the label column holds.
+    public var labels: CSVLabels = .classIndex
 
     public init() {}
 }
@@ -124,11 +135,12 @@ public enum CSV {
 
 extension Dataset {
     /// A dataset from a CSV table: inputs (N, features) float32, targets
-    /// (N) int32 class indices or float32 values. The file is mapped and
-    /// read twice (count, then parse), so nothing is built until every row
-    /// checks out: a ragged row, an empty or non-numeric cell, or a label
-    /// that is not a class index is `.format` naming its line and column; a
-    /// column that is not there is `.invalidArgument`.
+    /// (N) int32 class indices (given, or numbered names) or float32 values.
+    /// The file is mapped and read twice (count, then parse), so nothing is
+    /// built until every row checks out: a ragged row, an empty or
+    /// non-numeric cell, or a label that is not a class index (or an empty
+    /// name) is `.format` naming its line and column; a column that is not
+    /// there is `.invalidArgument`.
     public static func loadCSV(cPath: UnsafePointer<CChar>, options: CSVOptions) throws -> Dataset {
         let file = try MappedFile(cPath: cPath, displayName: String(cString: cPath))
         let bytes = file.bytes, name = file.path
@@ -175,9 +187,10 @@ extension Dataset {
         guard !features.isEmpty else { throw ParmlError.invalidArgument("\(name): no feature columns (the file has \(columns) columns, one the label)") }
         guard !features.contains(label) else { throw ParmlError.invalidArgument("\(name): column \(label) is both the label and a feature") }
 
-        // Pass 2: the numbers.
+        // Pass 2: the numbers (and the label names, numbered once all are read).
         let inputs = try Tensor(shape: Shape(rows, features.count))
-        let targets = try Tensor(shape: Shape(rows), dtype: options.classLabels ? .int32 : .float32)
+        let targets = try Tensor(shape: Shape(rows), dtype: options.labels == .value ? .float32 : .int32)
+        var labelNames: [String] = []
         func columnName(_ j: Int) -> String { names.map { " ('\($0[j])')" } ?? "" }
         func cell(_ r: CSV.Record, _ j: Int) throws -> Double {
             if let v = CSV.number(bytes, r.fields[j]) { return v }
@@ -191,17 +204,32 @@ extension Dataset {
         try CSV.forEachRecord(bytes, delimiter: options.delimiter, name: name) { r in
             if skipHeader { skipHeader = false; return }
             for (k, j) in features.enumerated() { inputs.data[row * width + k] = Float(try cell(r, j)) }
-            let y = try cell(r, label)
-            if options.classLabels {
+            switch options.labels {
+            case .classIndex:
+                let y = try cell(r, label)
                 guard y >= 0, y <= Double(Int32.max), y.rounded(.towardZero) == y else {
                     throw ParmlError.format("\(name):\(r.line): column \(label)\(columnName(label)) is \(y), not a class index (an integer in 0...2^31-1)")
                 }
                 targets.int32s[row] = Int32(y)
-            } else {
-                targets.data[row] = Float(y)
+            case .value:
+                targets.data[row] = Float(try cell(r, label))
+            case .name:
+                let t = CSV.text(bytes, r.fields[label])
+                guard !t.isEmpty else { throw ParmlError.format("\(name):\(r.line): column \(label)\(columnName(label)) is empty (a class name is needed)") }
+                labelNames.append(t)
             }
             row += 1
         }
-        return try Dataset(inputs: inputs, targets: targets)
+        var classNames: [String]? = nil
+        if options.labels == .name {
+            // Sorted by bytes, so the numbering does not depend on row order or locale.
+            let names = Set(labelNames).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, Int32($0)) })
+            for (i, t) in labelNames.enumerated() { targets.int32s[i] = index[t]! }
+            classNames = names
+        }
+        let dataset = try Dataset(inputs: inputs, targets: targets)
+        dataset.classNames = classNames
+        return dataset
     }
 }

@@ -49,7 +49,9 @@ extension Dataset {
         let x = try Tensor(shape: inputs.shape.withLeading(rows.count), dtype: inputs.dtype)
         let y = try Tensor(shape: targets.shape.withLeading(rows.count), dtype: targets.dtype)
         try rows.withUnsafeBufferPointer { try copy(samples: $0, epoch: 0, inputs: x, targets: y) }
-        return try Dataset(inputs: x, targets: y)
+        let part = try Dataset(inputs: x, targets: y)
+        part.classNames = classNames
+        return part
     }
 
     /// Training and validation datasets from `splitRows` (copies of the rows).

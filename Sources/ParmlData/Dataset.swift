@@ -19,6 +19,10 @@ public final class Dataset {
     /// For (N,) targets that are all non-negative integers: the largest plus
     /// one. Nil for anything else (regression targets).
     public let numClasses: Int?
+    /// The names of classes 0, 1, ... when the labels were text (a CSV
+    /// label column of names); nil otherwise. Set once, before the dataset
+    /// is shared.
+    public internal(set) var classNames: [String]?
     /// How training batches transform its images (`Augmentation`); nil: not at all.
     public private(set) var augmentation: Augmentation?
 

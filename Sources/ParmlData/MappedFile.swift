@@ -34,6 +34,13 @@ public final class MappedFile {
     deinit {
         if let p = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: p), bytes.count) }
     }
+
+    /// Drops this process's copies of the pages read so far (they stay in
+    /// the page cache while memory allows; a later read maps them again):
+    /// resident memory after a pass over a large file, given back.
+    public func release() {
+        if let p = bytes.baseAddress { _ = madvise(UnsafeMutableRawPointer(mutating: p), bytes.count, MADV_DONTNEED) }
+    }
 }
 
 /// Memory from posix_memalign (64-byte aligned), freed with its last viewer:

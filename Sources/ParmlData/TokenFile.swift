@@ -16,18 +16,18 @@ public enum TokenFileType: Int32 {
 }
 
 extension TokenDataset {
-    /// Reads a flat file of ids (a regular file, mapped) into int32. Throws `.io`
-    /// when it cannot be opened or read, `.format` when its size is not a
-    /// whole number of ids or an id is outside 0...2^24, and the
-    /// initialiser's errors otherwise.
+    /// A token dataset over a flat file of ids (a regular file), mapped
+    /// and read in place: no copy of the ids, whatever their width (nanoGPT's
+    /// uint16 train.bin stays 2 bytes an id). The ids are read once here
+    /// (checked, the largest found), then the pages are released from this
+    /// process (MADV_DONTNEED; the page cache keeps them while memory allows)
+    /// and read again as windows touch them. Throws `.io` when it cannot be
+    /// opened or mapped, `.format` when its size is not a whole number of
+    /// ids or an id is outside 0...2^24, and the initialiser's errors
+    /// otherwise. The file must not change while the dataset lives.
     public static func load(
         cPath: UnsafePointer<CChar>, type: TokenFileType, blockSize: Int, mode: Mode, seed: UInt64, windows: Int? = nil
     ) throws -> TokenDataset {
-        let ids = try readIDs(cPath: cPath, type: type)
-        return try TokenDataset(ids: ids, blockSize: blockSize, mode: mode, seed: seed, windows: windows)
-    }
-
-    static func readIDs(cPath: UnsafePointer<CChar>, type: TokenFileType) throws -> Tensor {
         let file = try MappedFile(cPath: cPath, displayName: String(cString: cPath))
         let path = file.path, bytes = file.bytes.count, width = type.size
         guard bytes % width == 0 else {
@@ -35,21 +35,16 @@ extension TokenDataset {
         }
         let n = bytes / width
         guard n >= 1 else { throw ParmlError.format("\(path): the file is empty") }
-        let ids = try Tensor(shape: Shape(n), dtype: .int32)
-        let buffer = file.bytes.baseAddress!
+        let ids = TokenIDs(base: file.bytes.baseAddress!, count: n, type: type, owner: file)
+        // The engine's range, checked before the dataset's own checks (which name no file).
         for i in 0..<n {
-            let v: Int64
-            switch type {
-            case .uint8: v = Int64(buffer.load(fromByteOffset: i, as: UInt8.self))
-            case .uint16: v = Int64(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-            case .uint32: v = Int64(UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-            case .int32: v = Int64(Int32(littleEndian: buffer.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
-            }
+            let v: Int64 = type == .uint32 ? Int64(UInt32(bitPattern: ids[i])) : Int64(ids[i])
             guard v >= 0, v <= 1 << 24 else {
                 throw ParmlError.format("\(path): id \(i) is \(v), outside 0...2^24 (ids go into the model as exact floats)")
             }
-            ids.int32s[i] = Int32(v)
         }
-        return ids
+        let d = try TokenDataset(ids: ids, blockSize: blockSize, mode: mode, seed: seed, windows: windows)
+        file.release()
+        return d
     }
 }

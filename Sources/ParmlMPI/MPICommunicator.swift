@@ -233,6 +233,13 @@ final class MPICommunicator: Communicator {
         try pipelined(.reduceScatter, s, buffer, count: count, reduce: true, gather: false, mean: op == .mean)
     }
 
+    func reduceScatter(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>], op: ReduceOp) throws {
+        try checkShards(shards, count: count, what: "reduceScatter")
+        let s = try begin(.reduceScatter, count: count)
+        guard size > 1 else { return }
+        try pipelined(.reduceScatter, s, buffer, count: count, reduce: true, gather: false, mean: op == .mean, shards: shards)
+    }
+
     func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
         let s = try begin(.allGather, count: count)
         guard size > 1 else { return }
@@ -416,11 +423,11 @@ final class MPICommunicator: Communicator {
 
     private func pipelined(
         _ kind: MPICollective, _ s: Int, _ buffer: UnsafeMutablePointer<Float>, count: Int, reduce: Bool, gather: Bool,
-        mean: Bool
+        mean: Bool, shards: [Range<Int>]? = nil
     ) throws {
         var run = PipelinedReduction(
             communicator: self, kind: kind, seq: s, buffer: buffer, count: count, reduce: reduce, gather: gather,
-            mean: mean)
+            mean: mean, shards: shards)
         let what = {
             kind == .allGather
                 ? "\(kind.label) #\(s) (count \(count))" : "\(kind.label) #\(s) (count \(count), \(mean ? "mean" : "sum"))"

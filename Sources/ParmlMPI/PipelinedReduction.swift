@@ -5,7 +5,8 @@ import _CParmlMPI
 /// One reduce-scatter and/or all-gather over point-to-point messages, cut
 /// into pieces and pipelined.
 ///
-/// Rank r owns shard r (`Sharding.range`, the threads backend's cut). Each
+/// Rank r owns shard r (`Sharding.range`, the threads backend's cut, or
+/// the shards the caller gives; some may be empty). Each
 /// shard is cut into pieces of `pieceElements`; round k moves piece k of
 /// every shard:
 /// - reduce (phase 0): every rank sends piece k of shard r to its owner r;
@@ -52,7 +53,7 @@ struct PipelinedReduction {
     private let window: Int
     private let shardLo: [Int]
     private let shardHi: [Int]
-    /// Rounds: pieces in the longest shard (shard 0: Sharding gives the extra blocks to low indices).
+    /// Rounds: pieces in the longest shard.
     private let rounds: Int
     private let reduceTag: Int32
     private let gatherTag: Int32
@@ -71,7 +72,7 @@ struct PipelinedReduction {
 
     init(
         communicator: MPICommunicator, kind: MPICollective, seq: Int, buffer: UnsafeMutablePointer<Float>, count: Int,
-        reduce: Bool, gather: Bool, mean: Bool
+        reduce: Bool, gather: Bool, mean: Bool, shards given: [Range<Int>]? = nil
     ) {
         self.communicator = communicator
         comm = communicator.comm
@@ -83,10 +84,10 @@ struct PipelinedReduction {
         self.mean = mean
         piece = communicator.world.pieceElements
         window = communicator.world.window(forSize: communicator.size)
-        let shards = (0..<size).map { Sharding.range(count: count, parts: communicator.size, index: $0) }
+        let shards = given ?? (0..<size).map { Sharding.range(count: count, parts: communicator.size, index: $0) }
         shardLo = shards.map(\.lowerBound)
         shardHi = shards.map(\.upperBound)
-        rounds = (shards[0].count + piece - 1) / piece
+        rounds = ((shards.map(\.count).max() ?? 0) + piece - 1) / piece
         reduceTag = Tag.collective(kind, phase: 0, seq: seq)
         gatherTag = Tag.collective(kind, phase: 1, seq: seq)
         scratch = reduce ? communicator.ensureScratch() : buffer

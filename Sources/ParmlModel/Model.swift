@@ -146,7 +146,7 @@ public final class Model {
 
     /// Makes the next top-level layer start a pipeline stage: with
     /// boundaries marked, a pipelined trainer cuts there (pp must be the
-    /// boundary count + 1) instead of balancing by parameter count.
+    /// boundary count + 1) instead of balancing by the layers' cost (LayerCost).
     public func markStageBoundary() throws {
         guard !isBuilt else { throw ParmlError.state("the model is already initialised; boundaries cannot be added") }
         guard openBlocks.isEmpty else {
@@ -235,7 +235,8 @@ public final class Model {
             }
         }
         let values = try shared ?? Tensor(shape: Shape(offset))
-        let grads = try sharedGradients ?? Tensor(shape: Shape(offset))
+        // Untouched pages: under ZeRO ≥ 2 a rank keeps only its shard resident (GradientBuckets).
+        let grads = try sharedGradients ?? Tensor(untouched: Shape(offset))
         var k = 0
         for layer in layers {
             let specs = layer.parameterSpecs
@@ -345,7 +346,7 @@ public final class Model {
             }
         }
         syncTiedParameters()
-        gradients?.fill(0)
+        if let g = gradients { Pages.zero(g.data, count: g.count) }
         self.seed = seed
         parameterVersion += 1
     }
@@ -359,7 +360,7 @@ public final class Model {
         guard let values = parameters else { throw ParmlError.internal("no parameter arena") }
         try fill(values.data, parameterInfo)
         syncTiedParameters()
-        gradients?.fill(0)
+        if let g = gradients { Pages.zero(g.data, count: g.count) }
         self.seed = seed
         parameterVersion += 1
     }

@@ -40,6 +40,12 @@ public protocol Communicator: AnyObject {
     /// The rest of each rank's buffer is left as it was.
     func reduceScatter(_ buffer: UnsafeMutablePointer<Float>, count: Int, op: ReduceOp) throws
 
+    /// The same with the shards given: rank r's part is `shards[r]`, the
+    /// shards contiguous, in rank order, inside 0..<count, and any of them
+    /// may be empty (a bucket of gradients meeting only some ranks' ZeRO
+    /// shards). Every rank passes the same shards; the sum is in rank order.
+    func reduceScatter(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>], op: ReduceOp) throws
+
     /// In place: every rank's `buffer[shard(r)]` is copied to `buffer[shard(r)]` on all ranks.
     func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
 
@@ -75,6 +81,21 @@ public protocol Communicator: AnyObject {
 
 extension Communicator {
     public func reserveSends(to peer: Int, messages: Int, floats: Int) throws {}
+
+    /// Throws unless `shards` are one range per rank, in rank order, not
+    /// overlapping, inside 0..<count (reduceScatter with shards).
+    public func checkShards(_ shards: [Range<Int>], count: Int, what: String) throws {
+        guard shards.count == size else {
+            throw ParmlError.invalidArgument("\(name): \(what): \(shards.count) shards for \(size) ranks")
+        }
+        var end = 0
+        for (r, s) in shards.enumerated() where !s.isEmpty {
+            guard s.lowerBound >= end, s.upperBound <= count else {
+                throw ParmlError.invalidArgument("\(name): \(what): shard \(r) \(s) overlaps another or leaves 0..<\(count)")
+            }
+            end = s.upperBound
+        }
+    }
 }
 
 /// The canonical way a flat buffer is cut among ranks (ZeRO shards,

@@ -228,9 +228,18 @@ final class ThreadsCommunicator: Communicator {
         }
     }
 
-    /// Pieces per shard: shard 0 is the longest (Sharding gives extra blocks to low indices).
+    /// The shards given (reduceScatter with shards).
+    private func setShards(_ shards: [Range<Int>]) {
+        for j in 0..<group.size {
+            shardLo[j] = shards[j].lowerBound
+            shardHi[j] = shards[j].upperBound
+        }
+    }
+
+    /// Pieces in the longest shard.
     private var pieceCount: Int {
-        let longest = shardHi[0] - shardLo[0]
+        var longest = 0
+        for j in 0..<group.size { longest = max(longest, shardHi[j] - shardLo[j]) }
         return (longest + world.pieceElements - 1) / world.pieceElements
     }
 
@@ -296,10 +305,19 @@ final class ThreadsCommunicator: Communicator {
     }
 
     func reduceScatter(_ buffer: UnsafeMutablePointer<Float>, count: Int, op: ReduceOp) throws {
+        try reduceScatter(buffer, count: count, shards: nil, op: op)
+    }
+
+    func reduceScatter(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>], op: ReduceOp) throws {
+        try checkShards(shards, count: count, what: "reduceScatter")
+        try reduceScatter(buffer, count: count, shards: Optional(shards), op: op)
+    }
+
+    private func reduceScatter(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>]?, op: ReduceOp) throws {
         try checkArguments(.reduceScatter, count: count)
         if group.size == 1 { return try single(.reduceScatter) }
         let s = try begin(.reduceScatter, count: count, arg: op.code, pointer: UnsafeMutableRawPointer(buffer))
-        computeShards(count)
+        if let shards { setShards(shards) } else { computeShards(count) }
         let pieces = pieceCount, mean = op == .mean
         try reading(.reduceScatter, s) {
             for k in 0..<pieces {

@@ -44,7 +44,7 @@ public enum CheckpointFile {
         let model = try arena.allocate(Parml__Model.self, count: 1)
         try ModelCodec.fill(model, from: trainer.model, arena: arena)
         c.pointee.model = model
-        c.pointee.optimizer = try optimizer(state, names: trainer.optimizerStateNames, arena: arena)
+        c.pointee.optimizer = try optimizer(state, names: trainer.optimizerStateNames + trainer.outerStateNames, arena: arena)
         c.pointee.layout = try layout(state.strategy, arena: arena)
         let record = trainer.privacyRecord
         if !record.isEmpty {
@@ -89,13 +89,15 @@ public enum CheckpointFile {
         sch.pointee.total_steps = Int64(cfg.schedule.totalSteps)
         sch.pointee.min_lr = cfg.schedule.minLearningRate
         o.pointee.schedule = sch
-        let list = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: s.optimizerState.count)
-        for (k, t) in s.optimizerState.enumerated() {
+        // The optimizer's buffers, then local SGD's outer state (named outer_*).
+        let tensors = s.optimizerState + s.outerState
+        let list = try arena.allocate(UnsafeMutablePointer<Parml__Tensor>?.self, count: tensors.count)
+        for (k, t) in tensors.enumerated() {
             let m = try arena.allocate(Parml__Tensor.self, count: 1)
             try TensorCodec.fill(m, from: t, name: names[k], arena: arena)
             list[k] = m
         }
-        o.pointee.n_state = s.optimizerState.count
+        o.pointee.n_state = tensors.count
         o.pointee.state = list
         return o
     }
@@ -150,9 +152,11 @@ public enum CheckpointFile {
         guard let kind = OptimizerKind(rawValue: Int32(bitPattern: o.kind.rawValue)) else {
             throw ParmlError.format("optimizer kind \(o.kind.rawValue) is unknown to this version")
         }
-        var state: [Tensor] = []
+        var state: [Tensor] = [], outer: [Tensor] = []
         for k in 0..<o.n_state {
-            state.append(try TensorCodec.tensor(from: TensorCodec.element(o.state, k, what: "optimizer state \(k)"), what: "optimizer state \(k)"))
+            let m = try TensorCodec.element(o.state, k, what: "optimizer state \(k)")
+            let t = try TensorCodec.tensor(from: m, what: "optimizer state \(k)")
+            if m.name.map({ String(cString: $0).hasPrefix("outer_") }) == true { outer.append(t) } else { state.append(t) }
         }
         var record: [PrivacyLedgerEntry] = []
         for k in 0..<c.n_privacy {
@@ -164,8 +168,9 @@ public enum CheckpointFile {
         }
         try trainer.restoreState(
             step: Int(c.step), epoch: Int(c.epoch), optimizerKind: kind, optimizerState: state,
-            learningRateScale: o.learning_rate_scale == 0 ? 1 : o.learning_rate_scale)
+            learningRateScale: o.learning_rate_scale == 0 ? 1 : o.learning_rate_scale, outerState: outer)
         try trainer.model.updateParameters { arena, infos in try ModelCodec.copy(parameters, into: arena, infos) }
+        try trainer.placeOuterState(outer)
         try trainer.restorePrivacyRecord(record)  // validated above: cannot throw here
     }
 }

@@ -36,6 +36,8 @@ public final class Tensor {
     public private(set) var dtype: DType = .float32
     private let owner: AnyObject?
     private let owns: Bool
+    /// Bytes mapped with `init(untouched:)` (unmapped, not freed); 0 otherwise.
+    private var mappedBytes = 0
 
     /// A zero-filled tensor. Throws on an overflowing size or a failed allocation.
     public init(shape: Shape, dtype: DType = .float32) throws {
@@ -47,6 +49,26 @@ public final class Tensor {
         count = n
         capacity = n * dtype.size / 4
         data = try Tensor.allocate(capacity)
+        owns = true
+        owner = nil
+    }
+
+    /// A zero float32 tensor in fresh pages of its own that nothing has
+    /// touched: they take no memory until written (an arena whose parts a
+    /// rank never or only briefly uses, `Pages`).
+    public init(untouched shape: Shape) throws {
+        guard let n = shape.checkedCount, n <= Int.max / 16 else {
+            throw ParmlError.shape("shape \(shape) has too many elements")
+        }
+        self.shape = shape
+        count = n
+        capacity = n
+        let bytes = Swift.max(n, 1) * MemoryLayout<Float>.stride
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            throw ParmlError.outOfMemory("could not map \(n) floats")
+        }
+        data = p.bindMemory(to: Float.self, capacity: Swift.max(n, 1))
+        mappedBytes = bytes
         owns = true
         owner = nil
     }
@@ -76,7 +98,15 @@ public final class Tensor {
         self.owner = owner
     }
 
-    deinit { if owns { free(data) } }
+    deinit { release() }
+
+    private func release() {
+        if mappedBytes > 0 {
+            munmap(data, mappedBytes)
+        } else if owns {
+            free(data)
+        }
+    }
 
     /// Points a view at other memory (another slice of a batch) without
     /// allocating a new tensor object. Views only.
@@ -114,7 +144,8 @@ public final class Tensor {
         if words > capacity {
             guard owns else { throw ParmlError.internal("cannot grow a tensor view") }
             let p = try Tensor.allocate(words)
-            free(data)
+            release()
+            mappedBytes = 0
             data = p
             capacity = words
         }

@@ -161,7 +161,9 @@ extension RankContext {
         let accumulate = piece.chunk == nil && vs.backwardPieces > 0
         if vs.isLast { try clipPerExample(dy, vs, slot: slot, ctx, work: work) }  // DP-SGD's pass 1 (PrivateStep.swift)
         if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
-        let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate)
+        // ZeRO ≥ 2: the step's last piece reduces each bucket once backward has passed it.
+        let lastPiece = vs.buckets != nil && vs.backwardPieces == work.totalPieces - 1
+        let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate, reducing: lastPiece)
         vs.backwardPieces += 1
         if let chunk = piece.chunk {
             let leaf = try vs.accumulator.leafBuffer()
@@ -170,6 +172,11 @@ extension RankContext {
         }
         trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
         try sendBackward(g, microBatch: j, vs, work: work)
+        if lastPiece {
+            let t = trace.now()
+            try flushBuckets(of: vs)
+            trace.record(.gradientReduction, step: work.step.index, since: t)
+        }
     }
 
     /// dL/d(run's output) for the piece: the loss's gradient on the last
@@ -200,15 +207,21 @@ extension RankContext {
     /// Backward through `layers` (top-level indices, a part of the run's)
     /// of the slot's copy, last first. The run's first layer on the first
     /// run computes no input gradient; a layer that returns none ends the pass.
+    /// `reducing`: the step's last piece, after which gradient buckets whose
+    /// layers are done are reduced (but the run's first, which waits until
+    /// the input gradient has gone to the previous stage).
     func backward(
-        layers range: Range<Int>, of vs: VirtualStage, from dy: Tensor, slot: PipelineSlot, _ ctx: PassContext, accumulate: Bool
+        layers range: Range<Int>, of vs: VirtualStage, from dy: Tensor, slot: PipelineSlot, _ ctx: PassContext, accumulate: Bool,
+        reducing: Bool = false
     ) throws -> Tensor {
         var g = dy
         let layers = slot.model.root.layers
         for l in range.reversed() {
             try comms?.world.throwIfAborted("backward of layer \(l)")
             let need = l > vs.layers.lowerBound || !vs.isFirst
-            guard let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else { break }
+            let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate)
+            if reducing && l > vs.layers.lowerBound { try reduceBuckets(of: vs, through: l) }
+            guard let next else { break }
             g = next
         }
         return g

@@ -78,6 +78,9 @@ struct StepWork {
         return (rows.count + microBatches - 1) / microBatches
     }
 
+    /// Pieces over all micro-batches.
+    var totalPieces: Int { (0..<microBatches).reduce(0) { $0 + pieceCount($1) } }
+
     func pieceCount(_ j: Int) -> Int {
         if step.plan.chunk != nil {
             return Sharding.range(count: chunks.count, parts: microBatches, index: j, alignment: 1).count

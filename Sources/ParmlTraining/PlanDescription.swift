@@ -43,7 +43,13 @@ extension Trainer {
         } else {
             lines.append("tensor parallelism: none (tp = 1); every layer is whole on the ranks of its stage")
         }
-        lines.append("stages:")
+        if mesh.pp == 1 {
+            lines.append("stages:")
+        } else if !model.stageStarts.isEmpty {
+            lines.append("stages (cut where the model marks them):")
+        } else {
+            lines.append("stages (balanced by each layer's \(LayerCost.stageCosts(model).measure)):")
+        }
         let layers = model.root.layers
         for (c, range) in layout.partition.layers.enumerated() {
             let slice = layout.stageRanges[c]
@@ -102,6 +108,9 @@ extension Trainer {
             } else if strategy.deterministic {
                 how = "chunk-tree nodes sent to shard owners (send/recv), summed in the fixed tree order"
                     + (layout.zeroStage == 0 ? ", then all-gather" : "")
+            } else if let floats = layout.gradientBucketFloats {
+                how = "reduce-scatter in buckets of about \(floats * 4) bytes (whole top-level layers) as backward finishes them; "
+                    + "each rank keeps its shard and hands back the rest of each bucket's pages"
             } else if layout.zeroStage >= 1 {
                 how = "reduce-scatter (each rank keeps its shard)"
             } else {

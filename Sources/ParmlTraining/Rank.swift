@@ -10,6 +10,7 @@ import ParmlTensor
 //   BatchStatisticsExecution.swift  a run holding batch_norm: phases around its statistics
 //   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO;
 //                             local SGD's parameter average
+//   GradientBuckets.swift     fast mode, ZeRO ≥ 2: buckets reduce-scattered during backward
 //   CompressedReduction.swift, PowerSGD.swift  the compressed data-parallel sums
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
 //   TiedGradients.swift       tied parameters (a tied classifier): their two gradients summed
@@ -77,6 +78,9 @@ struct RankLayout {
     var localSteps = 1
     var outerLearningRate: Float = 1
     var outerMomentum: Float = 0
+    /// ZeRO ≥ 2 in fast mode with dp > 1: floats per gradient bucket, which
+    /// is reduce-scattered during backward (GradientBuckets.swift); nil otherwise.
+    var gradientBucketFloats: Int? = nil
     /// Local SGD with an outer optimizer other than plain averaging.
     var hasOuterOptimizer: Bool { averagesParameters && (outerLearningRate != 1 || outerMomentum != 0) }
     /// Local SGD: replicas step on their own rows between averages.
@@ -171,11 +175,8 @@ final class RankContext {
         ownedRanges = virtualStages.map(\.owned)
         if layout.hasOuterOptimizer {
             for vs in virtualStages {
-                let anchor = try Tensor(shape: Shape(max(vs.range.count, 1)))
-                anchor.data.update(from: params.data + vs.range.lowerBound, count: vs.range.count)
-                let velocity = try Tensor(shape: Shape(max(vs.range.count, 1)))
-                velocity.fill(0)
-                (vs.outerAnchor, vs.outerVelocity) = (anchor, velocity)
+                (vs.outerAnchor, vs.outerVelocity) = (try Tensor(shape: Shape(max(vs.range.count, 1))), try Tensor(shape: Shape(max(vs.range.count, 1))))
+                RankContext.restartOuterState(vs, from: params)
             }
         }
         if layout.compression != .none && layout.mesh.dp > 1 {
@@ -189,6 +190,10 @@ final class RankContext {
             }
         }
         for vs in virtualStages { vs.statisticsLayers = vs.layers.filter { model.root.layers[$0] is BatchStatisticsLayer } }
+        if let floats = layout.gradientBucketFloats, comms != nil {
+            // Runs holding batch_norm run backward in phases: their gradients reduce after the schedule.
+            for vs in virtualStages { vs.buckets = GradientBuckets(run: vs, model: model, layout: layout, bucketFloats: floats) }
+        }
         statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }
         // With one stage the order of forwards and backwards does not matter;
@@ -238,6 +243,21 @@ final class RankContext {
         layout.virtualStages(of: c.stage).map { VirtualStage.owned(layout.stageRanges[$0], layout: layout, data: c.data) }
     }
 
+    /// Local SGD's outer optimizer starts again from the rank's parameters
+    /// as they are (the anchor) with no momentum: at creation, and whenever
+    /// the host sets parameters from outside (an anchor left behind would
+    /// make the next average a step towards the old parameters).
+    func resetOuterState() {
+        guard let params = model.parameters else { return }
+        for vs in virtualStages { RankContext.restartOuterState(vs, from: params) }
+    }
+
+    private static func restartOuterState(_ vs: VirtualStage, from params: Tensor) {
+        guard let anchor = vs.outerAnchor, let velocity = vs.outerVelocity else { return }
+        anchor.data.update(from: params.data + vs.range.lowerBound, count: vs.range.count)
+        velocity.fill(0)
+    }
+
     /// The optimizer of the rank's first run (the only one but under interleaved 1F1B).
     var optimizer: Optimizer { virtualStages[0].optimizer }
 
@@ -276,6 +296,7 @@ final class RankContext {
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
             vs.backwardPieces = 0
+            vs.buckets?.next = 0
         }
 
         // 1. Forward and backward of this rank's micro-batches, in the
@@ -296,7 +317,11 @@ final class RankContext {
                 try combineChunkGradients(plan: step.plan, of: vs)
             } else {
                 if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
-                if !layout.averagesParameters { try reduceGradients(of: vs, bucketFloats: settings.bucketFloats) }
+                if vs.buckets != nil {
+                    try flushBuckets(of: vs)  // buckets backward did not reduce (all of them on a rank without rows)
+                } else if !layout.averagesParameters {
+                    try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+                }
             }
         }
         try sumTiedGradients(grads.data)

@@ -4,9 +4,10 @@ import ParmlTensor
 ///
 /// Stages are contiguous runs of top-level layers (a residual block is one
 /// layer), so each stage owns one contiguous slice of the parameter arena.
-/// The cut minimises the largest stage cost, where a layer's cost is its
-/// parameter count (a proxy for its GEMM work per sample) plus one, so that
-/// layers without parameters still count and every stage gets a layer.
+/// The cut minimises the largest stage cost, where a layer's cost is what
+/// `LayerCost.stageCosts` says (the flops of its forward and backward for
+/// one sample, or its parameter count when the model does not imply its
+/// input) plus one, so that every layer counts.
 /// Interleaved 1F1B cuts pp × v runs (virtual stages) the same way.
 struct StagePartition: Sendable, Equatable {
     /// Top-level layer indices of each stage (each virtual stage, in pipeline order).

@@ -15,12 +15,16 @@ struct StepPlan: Sendable {
     /// they hold the global batch; the replica's first row when each
     /// process passes its own rows (MPI, local batches).
     let firstLocalRow: Int
+    /// Uneven local data: each replica's own row count (fast mode only),
+    /// its rows following the previous replicas'. Nil: balanced ranges.
+    let counts: [Int]?
 
-    init(samples: Int, ranks: Int, deterministicChunk: Int?, firstLocalRow: Int = 0) {
+    init(samples: Int, ranks: Int, deterministicChunk: Int?, firstLocalRow: Int = 0, counts: [Int]? = nil) {
         self.samples = samples
         self.ranks = ranks
         self.chunk = deterministicChunk
         self.firstLocalRow = firstLocalRow
+        self.counts = counts
     }
 
     var chunkCount: Int {
@@ -41,6 +45,10 @@ struct StepPlan: Sendable {
 
     /// Global rows of rank r.
     func rows(of r: Int) -> Range<Int> {
+        if let counts {
+            let first = counts[..<r].reduce(0, +)
+            return first..<(first + counts[r])
+        }
         if chunk != nil {
             let cs = chunks(of: r)
             if cs.isEmpty { return samples..<samples }

@@ -112,6 +112,14 @@ public struct StrategyConfig: Sendable, Equatable {
         }
     }
 
+    /// Whether gradients are reduce-scattered in buckets during backward
+    /// (GradientBuckets.swift): ZeRO ≥ 2 over dp > 1 replicas in the default
+    /// mode. Deterministic mode sums chunk gradients along its tree instead,
+    /// and compression and local SGD run with ZeRO 0 only.
+    func bucketsGradients(dp: Int) -> Bool {
+        zeroStage >= 2 && dp > 1 && !deterministic && gradientCompression == .none && localSteps == 1
+    }
+
     /// Compression and local SGD change what is summed, so deterministic
     /// mode (serial training's bits) refuses them; both need every replica
     /// to hold whole gradients and optimizer state (ZeRO 0).

@@ -17,6 +17,9 @@ public struct TrainingState {
     public var optimizerState: [Tensor]
     /// The factor `setLearningRate` put on the schedule (1: none).
     public var learningRateScale: Double = 1
+    /// Local SGD's outer optimizer (`Trainer.outerStateNames`), each
+    /// covering the whole arena; empty without one.
+    public var outerState: [Tensor] = []
 
     public init(step: Int, seed: UInt64, optimizer: OptimizerConfig, strategy: StrategyConfig, optimizerState: [Tensor]) {
         self.step = step
@@ -36,53 +39,107 @@ extension Trainer {
         }
     }
 
+    /// Names of local SGD's outer-optimizer state (the parameters after the
+    /// last average, and the outer momentum); empty without an outer optimizer.
+    public var outerStateNames: [String] { layout.hasOuterOptimizer ? ["outer_anchor", "outer_velocity"] : [] }
+
+    /// Where per-run state lives, for gathering it whole and scattering it
+    /// back: a run's tensors, the arena slice they cover, that slice for
+    /// each run of a rank at a mesh coordinate, and whether data ranks hold
+    /// different parts (ZeRO shards) or the same.
+    private struct RunState {
+        let tensors: (VirtualStage) -> [Tensor]
+        let span: (VirtualStage) -> Range<Int>
+        let spans: (MeshCoordinate) -> [Range<Int>]
+        let sharded: Bool
+    }
+
+    private var optimizerRuns: RunState {
+        let layout = layout
+        return RunState(
+            tensors: { $0.optimizer.stateTensors }, span: { $0.optimizer.range },
+            spans: { RankContext.ownedRanges(layout: layout, coordinate: $0) }, sharded: layout.shardsOverData)
+    }
+
+    private var outerRuns: RunState {
+        let layout = layout
+        return RunState(
+            tensors: { vs in [vs.outerAnchor, vs.outerVelocity].compactMap { $0 } }, span: { $0.range },
+            spans: { c in layout.virtualStages(of: c.stage).map { layout.stageRanges[$0] } }, sharded: false)
+    }
+
     /// The training state with whole optimizer tensors, gathered from the
     /// ranks: each optimizer of a rank (one per run of layers it holds) owns
     /// `optimizer.range` of the arena and its state tensors cover that range. The union of the ranges must
     /// cover the arena; where replicated ranks overlap, they hold the same
-    /// values and any one serves.
+    /// values and any one serves. Local SGD's outer state comes along.
     public func captureState() throws -> TrainingState {
+        var state = TrainingState(
+            step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy,
+            optimizerState: try gatherWhole(optimizerStateNames, optimizerRuns))
+        state.outerState = try gatherWhole(outerStateNames, outerRuns)
+        state.epoch = epochCount
+        state.learningRateScale = learningRateScale
+        return state
+    }
+
+    /// One whole-arena tensor per name from every run's parts.
+    private func gatherWhole(_ names: [String], _ runs: RunState) throws -> [Tensor] {
+        if processWorld != nil { return try gatherAcrossProcesses(names, runs) }
         let n = model.parameterCount
-        let names = optimizerStateNames
-        if processWorld != nil { return try captureStateAcrossProcesses(names: names) }
         var whole: [Tensor] = []
         for k in names.indices {
             let t = try Tensor(shape: Shape(n))
             var covered = [Range<Int>]()
             for r in ranks {
-                for opt in r.virtualStages.map(\.optimizer) {
-                    let states = opt.stateTensors
-                    guard states.count == names.count, states[k].count >= opt.range.count else {
-                        throw ParmlError.internal("rank \(r.rank) keeps \(states.count) optimizer state tensors, expected \(names.count)")
+                for vs in r.virtualStages {
+                    let parts = runs.tensors(vs), span = runs.span(vs)
+                    guard parts.count == names.count, parts[k].count >= span.count else {
+                        throw ParmlError.internal("rank \(r.rank) keeps \(parts.count) tensors of \(names.joined(separator: ", ")), expected \(names.count)")
                     }
                     if let tp = r.tensorParallel {
                         // A tp rank's arena is its slices: map them to the serial layout.
-                        tp.rewrite.forEachRun(in: opt.range, model: r.model) { local, serial, count in
-                            (t.data + serial).update(from: states[k].data + (local - opt.range.lowerBound), count: count)
+                        tp.rewrite.forEachRun(in: span, model: r.model) { local, serial, count in
+                            (t.data + serial).update(from: parts[k].data + (local - span.lowerBound), count: count)
                             covered.append(serial..<(serial + count))
                         }
                     } else {
-                        (t.data + opt.range.lowerBound).update(from: states[k].data, count: opt.range.count)
-                        covered.append(opt.range)
+                        (t.data + span.lowerBound).update(from: parts[k].data, count: span.count)
+                        covered.append(span)
                     }
                 }
             }
             try Trainer.checkCovers(covered, count: n)
             whole.append(t)
         }
-        var state = TrainingState(
-            step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy, optimizerState: whole)
-        state.epoch = epochCount
-        state.learningRateScale = learningRateScale
-        return state
+        return whole
+    }
+
+    /// Places whole-arena tensors into every run's parts (the inverse of `gatherWhole`).
+    private func scatterWhole(_ whole: [Tensor], _ runs: RunState) {
+        for r in ranks {
+            for vs in r.virtualStages {
+                let span = runs.span(vs)
+                for (k, part) in runs.tensors(vs).enumerated() {
+                    if let tp = r.tensorParallel {
+                        tp.rewrite.forEachRun(in: span, model: r.model) { local, serial, count in
+                            (part.data + (local - span.lowerBound)).update(from: whole[k].data + serial, count: count)
+                        }
+                    } else {
+                        part.data.update(from: whole[k].data + span.lowerBound, count: span.count)
+                    }
+                }
+            }
+        }
     }
 
     /// Restores the step and epoch counts, the learning-rate factor and
-    /// whole optimizer state (scattered to each rank's range). The
-    /// parameters are the model's business (set them on `model` first).
-    /// Nothing changes when it throws.
+    /// whole optimizer state (scattered to each rank's range), and checks
+    /// `outerState` for `placeOuterState`. The parameters are the model's
+    /// business (set them on `model` first). Nothing changes when it throws.
     public func restoreState(
-        step: Int, epoch: Int = 0, optimizerKind: OptimizerKind, optimizerState: [Tensor], learningRateScale: Double = 1
+        step: Int, epoch: Int = 0, optimizerKind: OptimizerKind, optimizerState: [Tensor], learningRateScale: Double = 1,
+        outerState: [Tensor] = []
     ) throws {
         guard step >= 0 else { throw ParmlError.format("the checkpoint's step count \(step) is negative") }
         guard learningRateScale.isFinite, learningRateScale > 0 else {
@@ -102,22 +159,27 @@ extension Trainer {
         for (t, name) in zip(optimizerState, names) where t.count != n {
             throw ParmlError.shape("optimizer state '\(name)' holds \(t.count) values; the model has \(n) parameters")
         }
-        for r in ranks {
-            for opt in r.virtualStages.map(\.optimizer) {
-                for (k, state) in opt.stateTensors.enumerated() {
-                    if let tp = r.tensorParallel {
-                        tp.rewrite.forEachRun(in: opt.range, model: r.model) { local, serial, count in
-                            (state.data + (local - opt.range.lowerBound)).update(from: optimizerState[k].data + serial, count: count)
-                        }
-                    } else {
-                        state.data.update(from: optimizerState[k].data + opt.range.lowerBound, count: opt.range.count)
-                    }
-                }
-            }
+        guard outerState.isEmpty || outerState.count == 2 else {
+            throw ParmlError.format("the checkpoint holds \(outerState.count) outer-optimizer tensors, not 2 (outer_anchor, outer_velocity)")
         }
+        for t in outerState where t.count != n {
+            throw ParmlError.shape("outer-optimizer state holds \(t.count) values; the model has \(n) parameters")
+        }
+        scatterWhole(optimizerState, optimizerRuns)
         stepCount = step
         epochCount = epoch
         self.learningRateScale = learningRateScale
+    }
+
+    /// After a checkpoint's parameters are in `model`: the replicas take
+    /// them, and local SGD's outer optimizer continues from the checkpoint's
+    /// state (checked by `restoreState`), or restarts from the parameters
+    /// when the checkpoint has none. A trainer without an outer optimizer
+    /// ignores it.
+    public func placeOuterState(_ outerState: [Tensor]) throws {
+        guard layout.hasOuterOptimizer else { return }
+        try syncReplicas()
+        if !outerState.isEmpty { scatterWhole(outerState, outerRuns) }
     }
 
     /// MPI: each process holds its rank's state only. Every rank that owns
@@ -125,30 +187,29 @@ extension Trainer {
     /// every data rank, data rank 0's copy) broadcasts it in turn and every
     /// process places it, so all of them end with the whole state. Collective:
     /// every process must call it (saving a checkpoint does).
-    private func captureStateAcrossProcesses(names: [String]) throws -> TrainingState {
+    private func gatherAcrossProcesses(_ names: [String], _ runs: RunState) throws -> [Tensor] {
         guard let me = ranks.first, let world = me.comms?.world else {
             throw ParmlError.internal("an MPI trainer without its world communicator")
         }
         let n = model.parameterCount
         let mesh = layout.mesh
-        let sharded = layout.shardsOverData
         let scratch = try Tensor(shape: Shape(0))
         var whole: [Tensor] = []
         for k in names.indices {
             let t = try Tensor(shape: Shape(n))
             for root in 0..<mesh.worldSize {
                 let c = mesh.coordinate(ofRank: root)
-                guard sharded || c.data == 0 else { continue }
+                guard runs.sharded || c.data == 0 else { continue }
                 // One broadcast per run of layers the root holds (its v
                 // virtual stages under interleaved 1F1B).
-                for (i, owned) in RankContext.ownedRanges(layout: layout, coordinate: c).enumerated() {
+                for (i, owned) in runs.spans(c).enumerated() {
                     try scratch.resize(Shape(owned.count))
                     if root == me.rank {
-                        let states = me.virtualStages[i].optimizer.stateTensors
-                        guard states.count == names.count else {
-                            throw ParmlError.internal("rank \(me.rank) keeps \(states.count) optimizer state tensors, expected \(names.count)")
+                        let parts = runs.tensors(me.virtualStages[i])
+                        guard parts.count == names.count else {
+                            throw ParmlError.internal("rank \(me.rank) keeps \(parts.count) tensors of \(names.joined(separator: ", ")), expected \(names.count)")
                         }
-                        scratch.data.update(from: states[k].data, count: owned.count)
+                        scratch.data.update(from: parts[k].data, count: owned.count)
                     }
                     try world.broadcast(scratch.data, count: owned.count, root: root)
                     if let tp = me.tensorParallel {
@@ -164,11 +225,7 @@ extension Trainer {
             }
             whole.append(t)
         }
-        var state = TrainingState(
-            step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy, optimizerState: whole)
-        state.epoch = epochCount
-        state.learningRateScale = learningRateScale
-        return state
+        return whole
     }
 
     /// Whether this process writes files the trainer saves: on the MPI

@@ -139,7 +139,8 @@ public final class Trainer {
         self.strategy = strategy
         let mesh = Mesh(dp: strategy.dp, pp: strategy.pp, tp: strategy.tp)
         // Boundaries the host marked decide the cut of a pipeline; otherwise
-        // stages are balanced by parameter count. Interleaved 1F1B cuts
+        // stages are balanced by the cost the layers state (LayerCost.swift).
+        // Interleaved 1F1B cuts
         // pp × v runs (virtual stages), run c on stage c mod pp.
         let v = strategy.pipelineSchedule == .interleaved ? strategy.virtualStages : 1
         let batchStatistics = try Trainer.checkBatchStatistics(model, pp: mesh.pp, virtualStages: v)
@@ -158,7 +159,7 @@ public final class Trainer {
         let partition = mesh.pp > 1 && !model.stageStarts.isEmpty
             ? try StagePartition.marked(
                 starts: model.stageStarts, layerCount: model.root.layers.count, stages: mesh.pp, virtualStages: v)
-            : try StagePartition.balanced(costs: model.topLevelParameterCounts, stages: mesh.pp, virtualStages: v)
+            : try StagePartition.balanced(costs: LayerCost.stageCosts(model).costs, stages: mesh.pp, virtualStages: v)
         // tp > 1: each tp rank runs a rewritten model holding its slices
         // (same layout on every tp rank, since tp divides the split widths).
         if strategy.splitClassifier && mesh.tp > 1 && loss != .crossEntropy {
@@ -188,7 +189,8 @@ public final class Trainer {
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
-                localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum)
+                localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum,
+                gradientBucketFloats: strategy.bucketsGradients(dp: mesh.dp) ? max(1, strategy.bucketBytes / MemoryLayout<Float>.stride) : nil)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
@@ -358,7 +360,9 @@ public final class Trainer {
     @discardableResult
     public func step(inputs: Tensor, targets: Tensor) throws -> BatchResult {
         if let poisoned { throw ParmlError.state("an earlier step failed (\(poisoned)); create a new trainer") }
-        let outShape = try model.outputShape(for: inputs.shape)
+        // Local data: a replica whose data ran out passes no rows (the model checks a row's shape).
+        let outShape = localData && inputs.shape[0] == 0
+            ? try model.outputShape(for: inputs.shape.withLeading(1)).withLeading(0) : try model.outputShape(for: inputs.shape)
         try loss.validate(output: outShape, targets: targets)
         let n = inputs.shape[0]
         let chunk = strategy.deterministic ? strategy.gradientChunk : nil
@@ -433,6 +437,9 @@ public final class Trainer {
     /// (the processes of one replica pass the same rows) instead of the
     /// global batch. The rows must be those `dataRows(globalSamples:)` gives.
     public private(set) var localBatches = false
+    /// Local batches of uneven size: each process trains on its own data
+    /// (Trainer+LocalData.swift); fit's epochs end together.
+    public internal(set) var localData = false
 
     /// Turns local batches on or off (MPI backend only).
     public func setLocalBatches(_ on: Bool) throws {
@@ -440,6 +447,7 @@ public final class Trainer {
             throw ParmlError.invalidArgument("local batches need the MPI backend: on threads every replica is in this process")
         }
         localBatches = on
+        if !on { localData = false }
     }
 
     /// The rows of a global batch of `n` samples this process's replica
@@ -463,10 +471,14 @@ public final class Trainer {
         try data.allReduce(exchange.data, count: dp, op: .sum)
         var total = 0
         for d in 0..<dp { total += Int(exchange.data[d]) }
-        let plan = StepPlan(samples: total, ranks: dp, deterministicChunk: chunk)
-        let want = plan.rows(of: me.coordinate.data)
         var before = 0
         for d in 0..<me.coordinate.data { before += Int(exchange.data[d]) }
+        if localData {
+            // Uneven local data: every count is accepted, the global batch is their concatenation.
+            return StepPlan(samples: total, ranks: dp, deterministicChunk: nil, firstLocalRow: before, counts: (0..<dp).map { Int(exchange.data[$0]) })
+        }
+        let plan = StepPlan(samples: total, ranks: dp, deterministicChunk: chunk)
+        let want = plan.rows(of: me.coordinate.data)
         exchange.data[dp] = want.count == n && want.lowerBound == before ? 0 : 1
         try data.allReduce(exchange.data + dp, count: 1, op: .sum)
         guard exchange.data[dp] == 0 else {
@@ -479,8 +491,9 @@ public final class Trainer {
     }
 
     /// Copies the user's model into the other replicas when its parameters
-    /// were set from outside (init, set_params) since the last step.
-    private func syncReplicas() throws {
+    /// were set from outside (init, set_params, a checkpoint) since the last
+    /// step; local SGD's outer optimizer restarts from them.
+    func syncReplicas() throws {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
         // Pipeline stages of a replica share its arena: copy once per replica.
         for r in ranks where (r.coordinate.stage == 0 || processWorld != nil) && !r.model.sharesParameters(with: model) {
@@ -491,6 +504,7 @@ public final class Trainer {
                 try r.model.setParameters(from: src.data)
             }
         }
+        if layout.hasOuterOptimizer { for r in ranks { r.resetOuterState() } }
         syncedVersion = model.parameterVersion
     }
 
@@ -595,7 +609,7 @@ public final class Trainer {
             dataset: train, batchSize: options.batchSize, shuffle: options.shuffle, dropLast: options.dropLast,
             seed: strategy.seed, sampleWeights: try options.classSamplingWeights.map { try Trainer.sampleWeights(train, classWeights: $0) },
             augment: true)
-        guard batcher.batchCount > 0 else {
+        guard batcher.batchCount > 0 || localData else {
             throw ParmlError.invalidArgument("fit: \(train.count) samples make no batch of \(options.batchSize) with drop_last")
         }
         // Both datasets must fit the model and loss before the first update:
@@ -610,6 +624,8 @@ public final class Trainer {
         for epoch in 1...options.epochs {
             batcher.startEpoch(epochCount)
             let poissonBatches = poisson ? try poissonBatches(train, epoch: epochCount, batchSize: options.batchSize) : []
+            // Local data: the longest replica's batch count; the others pass empty batches after their last.
+            let batches = localData ? try agreedBatchCount(batcher.batchCount) : batcher.batchCount
             let t0 = Clock.now()
             var total: Double = 0
             var weight: Double = 0
@@ -631,11 +647,13 @@ public final class Trainer {
                 m.bestEpoch = state.bestEpoch
                 return m
             }
-            for b in 0..<(poisson ? poissonBatches.count : batcher.batchCount) {
+            for b in 0..<(poisson ? poissonBatches.count : batches) {
                 let n: Int
                 if poisson {
                     n = try fillPoisson(train, samples: poissonBatches[b], epoch: epochCount)
                     if n == 0 { recordPrivateStep(); continue }  // an empty batch: no update, but the step counts
+                } else if b >= batcher.batchCount {
+                    n = try emptyBatch(like: train)
                 } else {
                     n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
                 }
@@ -652,7 +670,7 @@ public final class Trainer {
                 }
             }
             epochCount += 1
-            var m = metrics(batches: poisson ? poissonBatches.count : batcher.batchCount)
+            var m = metrics(batches: poisson ? poissonBatches.count : batches)
             m.endOfEpoch = true
             if let privacy { m.privacyEpsilon = try privacySpent(delta: privacy.delta) }
             if let validation {

@@ -27,6 +27,8 @@ final class VirtualStage {
     /// statistics (batch_norm), ascending; the run then executes in phases
     /// (BatchStatisticsExecution.swift).
     var statisticsLayers: [Int] = []
+    /// ZeRO ≥ 2, fast mode: the run's gradient buckets (GradientBuckets.swift).
+    var buckets: GradientBuckets?
     /// Gradient compression (dp > 1): the ring and this run's carried errors.
     var compressedRing: CompressedRing?
     /// PowerSGD (dp > 1): its factors, warm start and errors for this run.

@@ -168,7 +168,7 @@ func epochStarts(_ b: Batcher, blockSize t: Int) throws -> [Int] {
         for (type, bytes) in cases {
             let path = try write("ids\(type.rawValue).bin", bytes)
             let d = try TokenDataset.load(cPath: path, type: type, blockSize: 4, mode: .sequential, seed: 0)
-            #expect((0..<values.count).map { UInt32(d.ids.int32s[$0]) } == values)
+            #expect((0..<values.count).map { UInt32(d.ids[$0]) } == values && d.ids.type == type)
             #expect(d.count == 2 && d.numClasses == 201)
         }
         let odd = try write("odd.bin", [1, 0, 2])

@@ -130,6 +130,36 @@ struct CollectiveTests {
         }
     }
 
+    /// Given shards (a gradient bucket meeting some ranks' ZeRO shards):
+    /// each rank's shard gets the rank-order sum, empty shards take
+    /// nothing, the rest of every buffer stays; bad shards are refused.
+    @Test(arguments: [2, 3, 4], [10, 300_000])
+    func reduceScatterWithGivenShards(size: Int, count: Int) throws {
+        let world = try ThreadsWorld(size: size, timeout: 10, name: "t")
+        let pool = try RankPool(size: size)
+        let inputs = (0..<size).map { rankValues(rank: $0, count: count) }
+        let sum = referenceReduce(inputs, mean: false)
+        // Rank 0 gets nothing; the others split [count/5, count) unevenly, with a gap.
+        var shards = [0..<0]
+        let lo = count / 5, step = (count - lo) / (size - 1)
+        for r in 1..<size { shards.append((lo + (r - 1) * step + (r == 1 ? 1 : 0))..<(r == size - 1 ? count : lo + r * step)) }
+        let problems = PerRank<[String]>(size)
+        try pool.run(world: world) { r in
+            let comm = world.communicator(rank: r)
+            let buf = FloatBuffer(inputs[r])
+            try comm.reduceScatter(buf.pointer, count: count, shards: shards, op: .sum)
+            var expected = inputs[r]
+            expected.replaceSubrange(shards[r], with: sum[shards[r]])
+            problems[r] = bitwiseDifference(buf.array, expected, "rank \(r)").map { [$0] } ?? []
+            if r == 0 {
+                #expect(throws: ParmlError.self) { try comm.reduceScatter(buf.pointer, count: count, shards: [0..<1], op: .sum) }
+                let overlapping = [0..<2] + (1..<size).map { _ in 1..<3 }
+                #expect(throws: ParmlError.self) { try comm.reduceScatter(buf.pointer, count: count, shards: overlapping, op: .sum) }
+            }
+        }
+        for r in 0..<size { #expect(problems[r] == [], "size \(size), count \(count)") }
+    }
+
     @Test func barriersAndSequenceNumbersOnOneRank() throws {
         let world = try ThreadsWorld(size: 1, timeout: 1)
         let comm = world.communicator(rank: 0)

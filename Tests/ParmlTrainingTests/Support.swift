@@ -106,3 +106,27 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
     let scale = b.reduce(0) { max($0, Double(abs($1))) }
     return maxAbsDiff(a, b) / max(scale, 1e-30)
 }
+
+/// nanoGPT's shape in miniature: token and position embeddings, `blocks`
+/// pre-LayerNorm blocks (attention, MLP), a final norm and a tied head.
+func miniGPT(vocabulary v: Int, width c: Int, context t: Int, blocks: Int, heads: Int, seed: UInt64) throws -> Model {
+    let m = Model()
+    try m.add(try Embedding(count: v, dim: c, initStd: 0.02))
+    try m.add(try PositionEmbedding(positions: t, dim: c, initStd: 0.02))
+    for _ in 0..<blocks {
+        try m.beginResidual()
+        try m.add(try LayerNorm(features: c))
+        try m.add(try CausalSelfAttention(features: c, heads: heads))
+        try m.endResidual()
+        try m.beginResidual()
+        try m.add(try LayerNorm(features: c))
+        try m.add(try Linear(inFeatures: c, outFeatures: 4 * c))
+        try m.add(Activation(.gelu))
+        try m.add(try Linear(inFeatures: 4 * c, outFeatures: c))
+        try m.endResidual()
+    }
+    try m.add(try LayerNorm(features: c))
+    try m.add(try TiedClassifier(count: v, dim: c))
+    try m.initialize(seed: seed)
+    return m
+}

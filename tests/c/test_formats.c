@@ -316,6 +316,41 @@ static void test_csv(void) {
     CHECK(loss_of(d, PARML_LOSS_CROSS_ENTROPY, C) == want, "by index");
     parml_dataset_free(d);
 
+    /* Names as labels: "class 0" < "class 1" < ... in byte order, so the
+       classes are the same indices and the loss the same. */
+    char named[2048];
+    int c = snprintf(named, sizeof named, "f0,f1,f2,label\n");
+    for (int i = 0; i < N; i++)
+        c += snprintf(named + c, sizeof named - (size_t)c, "%.9g,%.9g,%.9g,class %d\n", xs[i][0], xs[i][1],
+                      xs[i][2], (int)labels[i]);
+    OK(parml_csv_params_init(&p));
+    p.label_kind = PARML_CSV_LABEL_TEXT;
+    OK(csv_status(named, &p, &d));
+    CHECK(loss_of(d, PARML_LOSS_CROSS_ENTROPY, C) == want, "text labels");
+    int64_t names = -1;
+    OK(parml_dataset_num_class_names(d, &names));
+    CHECK(names == C, "%lld class names", (long long)names);
+    char *name = NULL;
+    OK(parml_dataset_class_name(d, C - 1, &name));
+    char want_name[32];
+    snprintf(want_name, sizeof want_name, "class %d", C - 1);
+    CHECK(name != NULL && strcmp(name, want_name) == 0, "name of class %d: %s", C - 1, name ? name : "(null)");
+    parml_buffer_free(name);
+    name = (char *)SENTINEL;
+    CHECK(parml_dataset_class_name(d, C, &name) == PARML_ERR_INVALID_ARGUMENT && name == (char *)SENTINEL,
+          "class index past the names");
+    CHECK(parml_dataset_class_name(d, -1, &name) == PARML_ERR_INVALID_ARGUMENT, "negative class index");
+    CHECK(parml_dataset_class_name(d, 0, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL name_out");
+    CHECK(parml_dataset_num_class_names(d, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL count_out");
+    parml_dataset_free(d);
+    OK(csv_status(last, NULL, &d));
+    OK(parml_dataset_num_class_names(d, &names));
+    CHECK(names == 0, "class indices have no names");
+    CHECK(parml_dataset_class_name(d, 0, &name) == PARML_ERR_STATE && name == (char *)SENTINEL, "no names: STATE");
+    parml_dataset_free(d);
+    CHECK(parml_dataset_class_name(NULL, 0, &name) == PARML_ERR_INVALID_ARGUMENT, "NULL dataset");
+    CHECK(csv_status("a,y\n1,cat\n2,\n", &p, &d) == PARML_ERR_FORMAT && d == SENTINEL, "empty class name");
+
     /* Bad tables: the line and the column are named; nothing is built. */
     CHECK(csv_status("a,b,y\n1,2,0\n3,4\n", NULL, &d) == PARML_ERR_FORMAT && d == SENTINEL, "ragged row");
     CHECK(strstr(parml_last_error(), "t.csv:3: 2 columns, but the header (line 1) has 3") != NULL, "%s",
@@ -381,8 +416,53 @@ static void test_borrowed(void) {
           "int64 beyond int32");
 }
 
+/* Sharded datasets (parml_dataset_open_shards): two .npy shards and a
+ * manifest; read in file order (shuffle buffer 1) they give the reference
+ * loss bit for bit, shuffled the same mean (every row once); bad input
+ * leaves *out untouched. */
+static void test_shards(void) {
+    int32_t y32[N];
+    for (int i = 0; i < N; i++) y32[i] = (int32_t)labels[i];
+    write_npy("sx0.npy", "<f4", 0, "(8, 3)", xs, 8 * sizeof xs[0]);
+    write_npy("sy0.npy", "<i4", 0, "(8,)", y32, 8 * sizeof y32[0]);
+    write_npy("sx1.npy", "<f4", 0, "(4, 3)", xs[8], 4 * sizeof xs[0]);
+    write_npy("sy1.npy", "<i4", 0, "(4,)", y32 + 8, 4 * sizeof y32[0]);
+    static const char manifest[] = "parml-shards 1\ninputs float32 3\nshard sx0.npy sy0.npy 8\nshard sx1.npy sy1.npy 4\n";
+    char path[256];
+    scratch_path(path, sizeof path, "shards.txt");
+    CHECK(write_file(path, (const unsigned char *)manifest, sizeof manifest - 1) == 0, "writing %s", path);
+    float want = reference_loss(&xs[0][0]);
+
+    parml_dataset d = NULL;
+    OK(parml_dataset_open_shards(path, 7, 1, 0, 0, 1, &d));
+    int64_t n = 0, classes = 0;
+    OK(parml_dataset_size(d, &n));
+    OK(parml_dataset_num_classes(d, &classes));
+    CHECK(n == N && classes == C, "a stream of %lld samples, %lld classes", (long long)n, (long long)classes);
+    CHECK(loss_of(d, PARML_LOSS_CROSS_ENTROPY, C) == want, "shards in file order give the reference loss");
+    parml_dataset_free(d);
+    OK(parml_dataset_open_shards(path, 7, 5, 3, 0, 1, &d));
+    float shuffled = loss_of(d, PARML_LOSS_CROSS_ENTROPY, C);
+    CHECK(fabsf(shuffled - want) <= 1e-5f * fabsf(want), "shuffled shards give the same mean loss (%g, %g)", shuffled, want);
+    parml_dataset_free(d);
+
+    static const char missing[] = "parml-shards 1\nshard sx0.npy sy0.npy 8\nshard gone.npy sy1.npy 4\n";
+    char bad[256];
+    scratch_path(bad, sizeof bad, "missing.txt");
+    CHECK(write_file(bad, (const unsigned char *)missing, sizeof missing - 1) == 0, "writing %s", bad);
+    d = SENTINEL;
+    CHECK(parml_dataset_open_shards(bad, 0, 1, 0, 0, 1, &d) == PARML_ERR_IO && d == SENTINEL, "a missing shard is PARML_ERR_IO");
+    CHECK(strstr(parml_last_error(), "missing.txt:3") && strstr(parml_last_error(), "gone.npy"), "the error names the line and the shard: %s",
+          parml_last_error());
+    CHECK(parml_dataset_open_shards(NULL, 0, 1, 0, 0, 1, &d) == PARML_ERR_INVALID_ARGUMENT && d == SENTINEL, "a NULL path");
+    CHECK(parml_dataset_open_shards(path, 0, 0, 0, 0, 1, &d) == PARML_ERR_INVALID_ARGUMENT && d == SENTINEL, "a shuffle buffer of 0");
+    CHECK(parml_dataset_open_shards(path, 0, 1, 0, 1, 1, &d) == PARML_ERR_INVALID_ARGUMENT && d == SENTINEL, "rank 1 of 1");
+    CHECK(parml_dataset_open_shards(path, 0, 1, 0, 0, 1, NULL) == PARML_ERR_INVALID_ARGUMENT, "a NULL out");
+}
+
 int main(void) {
     make_data();
+    test_shards();
     test_npy();
     test_npz();
     test_csv();

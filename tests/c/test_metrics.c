@@ -328,6 +328,63 @@ static void test_metrics(void) {
 }
 
 /* A stratified split: each class's share in validation, copies of the rows, bad input. */
+/* A binary cross-entropy trainer's metrics are per label: C labels, each a
+   yes/no decision (logit > 0) against its target (> 0.5). */
+static void test_multi_label_metrics(void) {
+    float x[N * D], y[N], multi[N * C];
+    make_data(x, y);
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) multi[i * C + c] = (int)y[i] == c || (c == 2 && x[i * D] > 0) ? 1.0f : 0.0f;
+    parml_tensor xt = tensor2(x, N, D), yt = tensor2(multi, N, C);
+    parml_dataset d = NULL;
+    OK(parml_dataset_create(xt, yt, &d));
+    parml_model m = make_model(C);
+    parml_trainer t = make_trainer(m, PARML_LOSS_BCE_WITH_LOGITS, 1, 0);
+    for (int k = 0; k < 5; k++) OK(parml_trainer_step(t, xt, yt, NULL));
+    double z[N * C];
+    logits_of(m, xt, C, z);
+    int64_t want[C * 4] = {0};
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) want[c * 4 + 2 * (multi[i * C + c] > 0.5f) + (z[i * C + c] > 0)]++;
+    int64_t confusion[C * 4], support[C];
+    float precision[C], recall[C], f1[C];
+    parml_metrics_params mp;
+    OK(parml_metrics_params_init(&mp));
+    mp.capacity = C;
+    mp.confusion = confusion;
+    mp.support = support;
+    mp.precision = precision;
+    mp.recall = recall;
+    mp.f1 = f1;
+    parml_metrics out = {.struct_size = sizeof out};
+    OK(parml_trainer_evaluate_metrics(t, d, 7, &mp, &out));
+    CHECK(out.classes == C && out.predictions == N * C, "labels %lld decisions %lld", (long long)out.classes,
+          (long long)out.predictions);
+    CHECK(memcmp(confusion, want, sizeof want) == 0, "multi-label confusion [[tn, fp], [fn, tp]] per label");
+    CHECK(out.top_k_accuracy != out.top_k_accuracy, "top-k is NaN for multi-label");
+    double right = 0, macro_f1 = 0;
+    for (int c = 0; c < C; c++) {
+        int64_t tn = want[c * 4], fp = want[c * 4 + 1], fn = want[c * 4 + 2], tp = want[c * 4 + 3];
+        right += (double)(tn + tp);
+        CHECK(support[c] == tp + fn, "support of label %d", c);
+        CHECK(close_rel(precision[c], tp + fp ? (double)tp / (double)(tp + fp) : 0, 1e-7), "precision of label %d", c);
+        CHECK(close_rel(recall[c], tp + fn ? (double)tp / (double)(tp + fn) : 0, 1e-7), "recall of label %d", c);
+        double f = 2 * tp + fp + fn ? 2.0 * (double)tp / (double)(2 * tp + fp + fn) : 0;
+        CHECK(close_rel(f1[c], f, 1e-7), "f1 of label %d", c);
+        macro_f1 += f;
+    }
+    CHECK(close_rel(out.macro_f1, macro_f1 / C, 1e-6), "macro F1 over every label %g vs %g", out.macro_f1, macro_f1 / C);
+    float loss = 0, acc = 0;
+    OK(parml_trainer_evaluate(t, d, 7, &loss, &acc));
+    CHECK(out.loss == loss && out.accuracy == acc && close_rel(acc, right / (N * C), 1e-7),
+          "loss and per-label accuracy as parml_trainer_evaluate");
+    parml_dataset_free(d);
+    parml_tensor_free(xt);
+    parml_tensor_free(yt);
+    parml_trainer_free(t);
+    parml_model_free(m);
+}
+
 static void test_split(void) {
     float x[N * D], y[N];
     make_data(x, y);
@@ -421,6 +478,7 @@ int main(void) {
     test_loss_values();
     test_layouts();
     test_metrics();
+    test_multi_label_metrics();
     test_split();
     test_sampling();
     printf("%d passed, %d failed\n", t_passed, t_failed);

@@ -4,12 +4,12 @@ the classifier, in the layout named by argv[1]. Each process trains with
 backend="mpi", then alone with the threads backend and the same layout, then
 serially; parameters and running statistics must be equal bit for bit.
 Prints "rank R: ok ..." or raises. (tests/mpi/run_mpi_tests.sh)"""
-import os
 import sys
 
 import numpy as np
 
 import parml
+from mpi_check import assert_bitwise_equal, report_ok
 
 LAYOUTS = {
     "dp2": dict(dp=2, zero=1),
@@ -41,9 +41,6 @@ def train(**strategy) -> np.ndarray:
 mpi = train(backend="mpi", **layout)
 threads = train(backend="threads", **layout)
 serial = train()
-assert np.array_equal(mpi.view(np.uint32), threads.view(np.uint32)), np.abs(mpi - threads).max()
-assert np.array_equal(mpi.view(np.uint32), serial.view(np.uint32)), np.abs(mpi - serial).max()
-rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-print(f"rank {rank}: ok (CNN with batch_norm, {name}, MPI equals threads and serial bit for bit)")
-sys.stdout.flush()
-parml._capi.parml_mpi_finalize()
+assert_bitwise_equal(mpi, threads)
+assert_bitwise_equal(mpi, serial)
+report_ok(f"CNN with batch_norm, {name}, MPI equals threads and serial bit for bit")

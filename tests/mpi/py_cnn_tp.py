@@ -6,12 +6,12 @@ alone with the threads backend and the same layout; the parameters must be
 equal bit for bit (every process formed the same augmented batches), and
 for the layouts without tp they must also equal serial training's.
 Prints "rank R: ok ..." or raises. (tests/mpi/run_mpi_tests.sh)"""
-import os
 import sys
 
 import numpy as np
 
 import parml
+from mpi_check import assert_bitwise_equal, report_ok
 
 LAYOUTS = {
     "dp2": dict(dp=2, zero=1),
@@ -42,11 +42,8 @@ def train(**strategy) -> np.ndarray:
 
 mpi = train(backend="mpi", **layout)
 threads = train(backend="threads", **layout)
-assert np.array_equal(mpi.view(np.uint32), threads.view(np.uint32)), np.abs(mpi - threads).max()
+assert_bitwise_equal(mpi, threads)
 if "tp" not in layout:
     serial = train()
-    assert np.array_equal(mpi.view(np.uint32), serial.view(np.uint32)), np.abs(mpi - serial).max()
-rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-print(f"rank {rank}: ok (CNN, {name}, MPI equals threads bit for bit)")
-sys.stdout.flush()
-parml._capi.parml_mpi_finalize()
+    assert_bitwise_equal(mpi, serial)
+report_ok(f"CNN, {name}, MPI equals threads bit for bit")

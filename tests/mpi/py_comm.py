@@ -1,13 +1,16 @@
 """Gradient compression and local SGD under mpirun (issue 20): a small MLP
 trained with dp = 2 and the mode named by argv[1] gives, in each process
 (backend="mpi"), the bits the threads backend gives for the same layout.
+"diloco_resume": local SGD with DiLoCo's outer step, resumed from a
+checkpoint (its outer state gathered from the processes), continues as the
+run that was not interrupted did.
 Prints "rank R: ok ..." or raises. (tests/mpi/run_mpi_tests.sh)"""
-import os
 import sys
 
 import numpy as np
 
 import parml
+from mpi_check import assert_bitwise_equal, report_ok
 
 MODES = {
     "bf16": dict(gradient_compression="bf16"),
@@ -16,7 +19,6 @@ MODES = {
     "local3": dict(local_steps=3),
 }
 name = sys.argv[1]
-mode = MODES[name]
 
 
 def train(**strategy) -> np.ndarray:
@@ -32,12 +34,37 @@ def train(**strategy) -> np.ndarray:
         return model.parameters.copy()
 
 
-mpi = train(backend="mpi", **mode)
-threads = train(backend="threads", **mode)
-assert np.array_equal(mpi.view(np.uint32), threads.view(np.uint32)), np.abs(mpi - threads).max()
-plain = train(backend="threads")
-assert not np.array_equal(mpi, plain)
-rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-print(f"rank {rank}: ok ({name}, dp 2: MPI equals threads bit for bit)")
-sys.stdout.flush()
-parml._capi.parml_mpi_finalize()
+def resumed(backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """(continued, resumed): 4 steps, a checkpoint, 4 more; and a new trainer
+    that loads the checkpoint and takes the same 4. Plain SGD, so no inner
+    optimizer state differs between replicas."""
+    rng = np.random.default_rng(5)
+    batches = [(rng.normal(size=(16, 20)).astype(np.float32), rng.integers(0, 5, size=16)) for _ in range(8)]
+    s = parml.Strategy(dp=2, seed=3, blas_threads=1, backend=backend, local_steps=2, outer_learning_rate=0.7, outer_momentum=0.9)
+    out, saved = [], b""
+    for resume in (False, True):
+        model = parml.Sequential([parml.Linear(20, 32), parml.ReLU(), parml.Linear(32, 5)], seed=9)
+        with model, parml.Trainer(model, optimizer=parml.SGD(0.05), strategy=s) as trainer:
+            if resume:
+                trainer.load_checkpoint_bytes(saved)
+            for k in range(4 if resume else 0, 8):
+                trainer.step(*batches[k])
+                if k == 3 and not resume:
+                    saved = trainer.checkpoint_bytes()  # collective: every process gets the whole state
+            out.append(model.parameters.copy())
+    return out[0], out[1]
+
+
+if name == "diloco_resume":
+    continued, again = resumed("mpi")
+    assert_bitwise_equal(continued, again)
+    assert_bitwise_equal(continued, resumed("threads")[0])
+    report_ok("DiLoCo, dp 2: resumed from a checkpoint equals the uninterrupted run, MPI equals threads, bit for bit")
+else:
+    mode = MODES[name]
+    mpi = train(backend="mpi", **mode)
+    threads = train(backend="threads", **mode)
+    assert_bitwise_equal(mpi, threads)
+    plain = train(backend="threads")
+    assert not np.array_equal(mpi, plain)
+    report_ok(f"{name}, dp 2: MPI equals threads bit for bit")

@@ -4,12 +4,11 @@ backend="mpi", then alone with the threads backend in the same layout,
 then serially; parameters and the epsilon reported must be equal (the
 parameters bit for bit). Prints "rank R: ok ..." or raises.
 (tests/mpi/run_mpi_tests.sh)"""
-import os
-import sys
 
 import numpy as np
 
 import parml
+from mpi_check import assert_bitwise_equal, report_ok
 
 rng = np.random.default_rng(5)
 x = rng.normal(size=(96, 8)).astype(np.float32)
@@ -30,10 +29,7 @@ def train(**strategy):
 mpi, eps_mpi = train(backend="mpi", dp=2, zero=1)
 threads, eps_threads = train(backend="threads", dp=2, zero=1)
 serial, eps_serial = train()
-assert np.array_equal(mpi.view(np.uint32), threads.view(np.uint32)), np.abs(mpi - threads).max()
-assert np.array_equal(mpi.view(np.uint32), serial.view(np.uint32)), np.abs(mpi - serial).max()
+assert_bitwise_equal(mpi, threads)
+assert_bitwise_equal(mpi, serial)
 assert eps_mpi == eps_threads == eps_serial and eps_mpi > 0, (eps_mpi, eps_threads, eps_serial)
-rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-print(f"rank {rank}: ok (private MLP, dp2 under MPI equals threads and serial bit for bit, epsilon {eps_mpi:.4f})")
-sys.stdout.flush()
-parml._capi.parml_mpi_finalize()
+report_ok(f"private MLP, dp2 under MPI equals threads and serial bit for bit, epsilon {eps_mpi:.4f}")

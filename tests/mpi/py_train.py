@@ -4,11 +4,11 @@ then, alone, with the threads backend and the same layout; the parameters
 must be equal bit for bit. Prints "rank R: ok ..." or raises.
 (tests/mpi/run_mpi_tests.sh)"""
 import os
-import sys
 
 import numpy as np
 
 import parml
+from mpi_check import assert_bitwise_equal, report_ok
 
 size = int(os.environ["OMPI_COMM_WORLD_SIZE"])
 layout = dict(dp=2, pp=size // 2) if size > 2 else dict(dp=size)
@@ -29,8 +29,5 @@ def train(backend: str) -> np.ndarray:
 
 mpi = train("mpi")
 threads = train("threads")
-assert np.array_equal(mpi.view(np.uint32), threads.view(np.uint32)), np.abs(mpi - threads).max()
-rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
-print(f"rank {rank}: ok ({layout}, MPI equals threads bit for bit)")
-sys.stdout.flush()
-parml._capi.parml_mpi_finalize()
+assert_bitwise_equal(mpi, threads)
+report_ok(f"{layout}, MPI equals threads bit for bit")

@@ -25,13 +25,15 @@
 #      (each process passes its replica's rows) train to the same bits, and
 #      wrong rows fail on every process (also with class weights, whose
 #      mean sums the replicas' class counts); and a GPT with a tied classifier
-#      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp and interleaved pp equals threads;
+#      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp, interleaved pp and default-mode
+#      ZeRO-2/3 (gradient buckets) equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
 #      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
 #      splits, fit over augmented images (tests/mpi/py_cnn_tp.py) in dp, tp and pp x tp;
 #      and fit's built-in callbacks and a saving callback (tests/mpi/py_callbacks.py)
-#      stop, save and lower the rate as on threads.
+#      stop, save and lower the rate as on threads; and local data of uneven
+#      size per process (tests/mpi/py_local_data.py) ends its epochs together.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -225,6 +227,8 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     fwd="-x TRAIN_HOST_OPT -x TRAIN_HOST_FAST"
     train "default mode, SGD momentum, dp 2 ZeRO-1" "$fwd" 2 1 1 1 1f1b 1
     train "default mode, SGD momentum, dp 2 x pp 2 ZeRO-2" "$fwd" 2 2 1 2 1f1b 2
+    train "default mode, SGD momentum, dp 2 ZeRO-2 (gradient buckets during backward)" "$fwd" 2 1 1 1 1f1b 2
+    train "default mode, SGD momentum, dp 2 ZeRO-3" "$fwd" 2 1 1 1 1f1b 3
     train "default mode, SGD momentum, pp 2 x tp 2" "$fwd" 1 2 2 2 gpipe 0
     unset TRAIN_HOST_OPT TRAIN_HOST_FAST
     # A real trainer that fails under MPI (PARML_TEST_FAULT injects the
@@ -328,64 +332,44 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
 else
     fail "training host builds" "$WORK/cc.txt"
 fi
+# Runs a Python host under mpirun and passes when it printed ': ok' once per
+# rank (OKS times, for a host that checks several cases).
+py_mpi() {  # np timeout label script [args...]
+    local np="$1" limit="$2" label="$3" script="$4"
+    shift 4
+    local out="$WORK/${script%.py}.txt"
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout "$limit" mpirun -np "$np" --oversubscribe \
+        python3 "$HERE/$script" "$@" > "$out" 2>&1 && [ "$(count ': ok' "$out")" -eq "${OKS:-$np}" ]; then
+        pass "$label"
+    else
+        fail "$label" "$out"
+    fi
+}
 for np in 2 4; do
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 180 mpirun -np "$np" --oversubscribe \
-        python3 "$HERE/py_train.py" > "$WORK/pytrain.txt" 2>&1 && [ "$(count ': ok' "$WORK/pytrain.txt")" -eq "$np" ]; then
-        pass "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit"
-    else
-        fail "Python host: fit under mpirun -np $np" "$WORK/pytrain.txt"
-    fi
+    py_mpi "$np" 180 "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit" py_train.py
 done
-
-for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2"; do
+for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2" "dp2zero2fast 2" "dp3zero3fast 3"; do
     set -- $case
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
-        python3 "$HERE/py_gpt.py" "$1" > "$WORK/pygpt.txt" 2>&1 && [ "$(count ': ok' "$WORK/pygpt.txt")" -eq "$2" ]; then
-        pass "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
-    else
-        fail "GPT with a tied classifier, $1 under mpirun -np $2" "$WORK/pygpt.txt"
-    fi
+    py_mpi "$2" 300 "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_gpt.py "$1"
 done
 for mode in bf16 fp16 powersgd local3; do
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
-        python3 "$HERE/py_comm.py" "$mode" > "$WORK/pycomm.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycomm.txt")" -eq 2 ]; then
-        pass "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit"
-    else
-        fail "dp 2 with $mode under mpirun -np 2" "$WORK/pycomm.txt"
-    fi
+    py_mpi 2 300 "dp 2 with $mode under mpirun -np 2: MPI equals threads bit for bit" py_comm.py "$mode"
 done
+py_mpi 2 300 "DiLoCo dp 2 under mpirun -np 2, resumed from a checkpoint: equals the uninterrupted run and threads bit for bit" \
+    py_comm.py diloco_resume
 mkdir -p "$WORK/callbacks"
-if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
-    python3 "$HERE/py_callbacks.py" "$WORK/callbacks" > "$WORK/pycb.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycb.txt")" -eq 2 ]; then
-    pass "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit"
-else
-    fail "fit callbacks under mpirun -np 2" "$WORK/pycb.txt"
-fi
+py_mpi 2 300 "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit" \
+    py_callbacks.py "$WORK/callbacks"
+OKS=4 py_mpi 2 300 "local data per process under mpirun -np 2 (1,000 samples and 10; a rank with none): epochs end together, equal to serial steps on the rows there" \
+    py_local_data.py
 for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     set -- $case
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
-        python3 "$HERE/py_cnn.py" "$1" > "$WORK/pycnn.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnn.txt")" -eq "$2" ]; then
-        pass "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit"
-    else
-        fail "CNN with batch_norm, $1 under mpirun -np $2" "$WORK/pycnn.txt"
-    fi
+    py_mpi "$2" 300 "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit" py_cnn.py "$1"
 done
-
-if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
-    python3 "$HERE/py_private.py" > "$WORK/pyprivate.txt" 2>&1 && [ "$(count ': ok' "$WORK/pyprivate.txt")" -eq 2 ]; then
-    pass "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit"
-else
-    fail "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2" "$WORK/pyprivate.txt"
-fi
-
+py_mpi 2 300 "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit" py_private.py
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
-    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np "$2" --oversubscribe \
-        python3 "$HERE/py_cnn_tp.py" "$1" > "$WORK/pycnntp.txt" 2>&1 && [ "$(count ': ok' "$WORK/pycnntp.txt")" -eq "$2" ]; then
-        pass "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit"
-    else
-        fail "CNN (conv pair, augmented fit), $1 under mpirun -np $2" "$WORK/pycnntp.txt"
-    fi
+    py_mpi "$2" 300 "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_cnn_tp.py "$1"
 done
 
 echo "$passed passed, $failed failed"

@@ -7,7 +7,8 @@
 #            the C targets (element-wise kernels, BLAS loader) also with
 #            -fsanitize=undefined; runs every Swift test (swift-testing);
 #         2. builds the C ABI tests test_api, test_bad_input, test_files,
-#            test_formats and test_concurrency with clang
+#            test_formats, test_tokens, test_metrics, test_callbacks and
+#            test_concurrency with clang
 #            -fsanitize=address,undefined against
 #            that build's libparml.so and runs them.
 #   tsan  ThreadSanitizer:
@@ -139,7 +140,8 @@ if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
         EXTRA_LIBS=()
         echo "== C ABI tests, clang -fsanitize=address,undefined against .build-asan/debug/libparml.so"
         c_config "address+leak+undefined" asan "$ROOT/.build-asan/debug" "ASAN_OPTIONS=$ASAN_COMMON" \
-            -fsanitize=address,undefined -- test_api test_bad_input test_concurrency test_files test_formats
+            -fsanitize=address,undefined -- test_api test_bad_input test_concurrency test_files test_formats \
+            test_tokens test_metrics test_callbacks
     fi
 fi
 

@@ -341,7 +341,8 @@ struct  Parml__OptimizerState
   float clip_grad_norm;
   Parml__Schedule *schedule;
   /*
-   * SGD with momentum: "momentum_buffer"; Adam/AdamW: "exp_avg", "exp_avg_sq".
+   * SGD with momentum: "momentum_buffer"; Adam/AdamW: "exp_avg", "exp_avg_sq";
+   * then, with local SGD's outer optimizer, "outer_anchor", "outer_velocity".
    */
   size_t n_state;
   Parml__Tensor **state;

@@ -392,3 +392,17 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         return dx
     }
 }
+
+extension CausalSelfAttention: CostedLayer {
+    /// The q,k,v and output projections, the T × T scores and their
+    /// weighted sum per head (computed whole, the mask applied after), and
+    /// the softmax's element-wise passes over the scores.
+    public func trainingFlops(input: Shape) throws -> Double {
+        let t = Double(input.rank >= 2 ? input[input.rank - 2] : 1)
+        let rows = Double(input.count / max(features, 1)), c = Double(features), d = Double(inner)
+        let projections = 6 * rows * c * 3 * d + 6 * rows * d * c
+        let scores = 12 * rows * t * d
+        let softmax = LayerCost.elementFlops * 2 * rows * t * Double(inner / max(headSize, 1))
+        return projections + scores + softmax
+    }
+}

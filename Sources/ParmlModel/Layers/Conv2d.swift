@@ -252,3 +252,11 @@ public final class Conv2d: KindedLayer, ChannelMatrixLayer {
         return dx
     }
 }
+
+extension Conv2d: CostedLayer {
+    /// Per output position and group, a product over the window's taps.
+    public func trainingFlops(input: Shape) throws -> Double {
+        let out = try outputShape(for: input)
+        return 6 * Double(out.count) * Double(inChannels / groups) * Double(window.kernelH * window.kernelW)
+    }
+}

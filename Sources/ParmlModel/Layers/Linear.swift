@@ -190,3 +190,10 @@ extension Linear: PerExampleNormLayer {
         return try inputGradient(dy, weight: weight, input: x)
     }
 }
+
+extension Linear: CostedLayer {
+    /// One product of (rows × in) by (in × out).
+    public func trainingFlops(input: Shape) throws -> Double {
+        6 * Double(input.count / max(inFeatures, 1)) * Double(inFeatures) * Double(outFeatures)
+    }
+}

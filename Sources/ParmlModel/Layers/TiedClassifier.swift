@@ -76,3 +76,10 @@ extension TiedClassifier: VocabularyParallelLayer {
     /// embedding's slice of the same rows (a column-parallel classifier).
     public func vocabularySlice(rank: Int, ranks: Int) throws -> Layer { try TiedClassifier(count: count / ranks, dim: dim) }
 }
+
+extension TiedClassifier: CostedLayer {
+    /// The logits' product: (rows × dim) by (dim × count).
+    public func trainingFlops(input: Shape) throws -> Double {
+        6 * Double(input.count / max(dim, 1)) * Double(dim) * Double(count)
+    }
+}

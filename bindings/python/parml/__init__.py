@@ -26,7 +26,7 @@ from ._lib import LIBRARY_PATH as library_path
 from ._lib import proto_path
 from ._version import __version__
 from . import data
-from .data import Dataset, TokenDataset, load_csv, load_idx, load_npy, load_npz
+from .data import Dataset, TokenDataset, load_csv, load_idx, load_npy, load_npz, open_shards
 from .errors import (
     BLASError,
     CancelledError,
@@ -124,6 +124,7 @@ __all__ = [
     "load_npy",
     "load_npz",
     "load_csv",
+    "open_shards",
     "data",
     "Tensor",
     # errors

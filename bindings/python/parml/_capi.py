@@ -190,6 +190,7 @@ PARML_MODE_MAX = 2
 # What a CSV label column holds (parml_csv_params.label_kind).
 PARML_CSV_LABEL_CLASS = 1
 PARML_CSV_LABEL_VALUE = 2
+PARML_CSV_LABEL_TEXT = 3
 
 # ---------------------------------------------------------------------------
 # Opaque handles: one distinct pointer type per kind
@@ -526,7 +527,7 @@ class parml_csv_params(Structure):
         feature_names: num_features feature columns by header name, or NULL
         feature_indices: num_features feature columns by index, or NULL
         num_features: 0 (default): every column but the label, in file order
-        label_kind: PARML_CSV_LABEL_CLASS (default) or PARML_CSV_LABEL_VALUE
+        label_kind: PARML_CSV_LABEL_CLASS (default), PARML_CSV_LABEL_VALUE or PARML_CSV_LABEL_TEXT
     """
 
     _fields_ = [
@@ -798,6 +799,19 @@ def parml_dataset_load_csv(path: bytes, params: Any, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_dataset_open_shards(char const * path, uint64_t seed, int64_t shuffle_buffer, int64_t prefetch_rows, int32_t rank, int32_t ranks, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_open_shards",
+    [c_char_p, c_uint64, c_int64, c_int64, c_int32, c_int32, POINTER(parml_dataset)],
+    parml_status,
+)
+def parml_dataset_open_shards(
+    path: bytes, seed: int, shuffle_buffer: int, prefetch_rows: int, rank: int, ranks: int, out: Any, /
+) -> int:
+    """A sharded dataset streamed from disk (manifest or directory); the caller owns *out."""
+    ...
+
+
 # PARML_API parml_status parml_dataset_load_tokens(char const * path, int32_t file_type, int64_t block_size, parml_token_params const * params, parml_dataset * out);
 @ctypes_function(
     "parml_dataset_load_tokens",
@@ -806,6 +820,20 @@ def parml_dataset_load_csv(path: bytes, params: Any, out: Any, /) -> int:
 )
 def parml_dataset_load_tokens(path: bytes, file_type: int, block_size: int, params: Any, out: Any, /) -> int:
     """A token dataset read from a flat file of ids (PARML_TOKEN_FILE_*); the caller owns *out."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_num_class_names(parml_dataset dataset, int64_t * count_out);
+@ctypes_function("parml_dataset_num_class_names", [parml_dataset, POINTER(c_int64)], parml_status)
+def parml_dataset_num_class_names(dataset: Any, count_out: Any, /) -> int:
+    """How many class names the dataset has (a CSV table with text labels), else 0."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_class_name(parml_dataset dataset, int64_t index, char ** name_out);
+@ctypes_function("parml_dataset_class_name", [parml_dataset, c_int64, POINTER(POINTER(c_char))], parml_status)
+def parml_dataset_class_name(dataset: Any, index: int, name_out: Any, /) -> int:
+    """The name of class index in *name_out; the caller frees it with parml_buffer_free."""
     ...
 
 
@@ -1463,6 +1491,13 @@ def parml_trainer_plan(trainer: Any, text_out: Any, /) -> int:
 @ctypes_function("parml_trainer_set_local_batches", [parml_trainer, c_int32], parml_status)
 def parml_trainer_set_local_batches(trainer: Any, enabled: int, /) -> int:
     """MPI: each process passes only its data-parallel replica's rows."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_set_local_data(parml_trainer trainer, int32_t enabled);
+@ctypes_function("parml_trainer_set_local_data", [parml_trainer, c_int32], parml_status)
+def parml_trainer_set_local_data(trainer: Any, enabled: int, /) -> int:
+    """MPI: each process trains on its own data of any size; epochs end together."""
     ...
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _arrays, _capi
 from ._handle import Handle
-from .errors import InvalidArgumentError, check
+from .errors import InvalidArgumentError, check, take_text
 
 
 class Dataset(Handle):
@@ -112,8 +112,9 @@ class Dataset(Handle):
         """Loads a dataset from a CSV table: inputs (N, F) float32 from the
         ``features`` columns (names or indices from 0; None: every column but
         the label), targets (N,) from the ``label`` column (name, or index; -1
-        the last): class indices (label_kind "class") or float values
-        ("value"). Raises FormatError naming the line and column of a ragged
+        the last): class indices (label_kind "class"), float values
+        ("value") or class names ("text": the distinct names in byte order
+        become classes 0, 1, ...; ``class_names`` gives them back). Raises FormatError naming the line and column of a ragged
         row or a cell that is not a number, and InvalidArgumentError for a
         column the file does not have. ``parml.load_csv`` is this function."""
         params = _capi.parml_csv_params()
@@ -179,6 +180,21 @@ class Dataset(Handle):
             check(_capi.parml_dataset_num_classes(d, byref(n)))
         return n.value or None
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The names of classes 0, 1, ... when the labels were loaded as text
+        (``load_csv(..., label_kind="text")``, and the parts ``split`` makes
+        of such a dataset), else None."""
+        n = c_int64()
+        with self._use() as d:
+            check(_capi.parml_dataset_num_class_names(d, byref(n)))
+            if n.value == 0:
+                return None
+            return [
+                take_text(lambda out, i=i: _capi.parml_dataset_class_name(d, i, out))  # type: ignore[misc]
+                for i in range(n.value)
+            ]
+
     def split(self, validation_fraction: float, seed: int = 0, stratify: bool = True) -> tuple["Dataset", "Dataset"]:
         """(train, validation): two new datasets holding copies of the rows,
         each in this dataset's order; validation takes round(n *
@@ -229,7 +245,7 @@ class Dataset(Handle):
         return f"<parml.Dataset {self.input_shape} classes={self.num_classes}>"
 
 
-_CSV_LABELS = {"class": _capi.PARML_CSV_LABEL_CLASS, "value": _capi.PARML_CSV_LABEL_VALUE}
+_CSV_LABELS = {"class": _capi.PARML_CSV_LABEL_CLASS, "value": _capi.PARML_CSV_LABEL_VALUE, "text": _capi.PARML_CSV_LABEL_TEXT}
 
 
 def _own_or_borrow(given: object, arr: np.ndarray, name: str, copy: bool | None) -> np.ndarray:
@@ -284,7 +300,8 @@ class TokenDataset(Dataset):
 
     The library keeps one int32 copy of the ids, never the windows.
     ``TokenDataset.load(path, T, dtype=np.uint16)`` reads a flat file of ids
-    instead (nanoGPT's train.bin).
+    instead (nanoGPT's train.bin), memory-mapped and read in place at its
+    own width: no copy.
     """
 
     def __init__(
@@ -323,8 +340,9 @@ class TokenDataset(Dataset):
         windows_per_epoch: int | None = None,
     ) -> "TokenDataset":
         """Reads a flat little-endian file of ids with no header (dtype
-        uint16 as nanoGPT's prepare.py writes, or uint8, uint32, int32).
-        Raises ParmlIOError when it cannot be read and FormatError when its
+        uint16 as nanoGPT's prepare.py writes, or uint8, uint32, int32),
+        memory-mapped and read in place; the file must not change while the
+        dataset lives. Raises ParmlIOError when it cannot be read and FormatError when its
         size is not a whole number of ids or an id is out of range."""
         kind = _TOKEN_FILES.get(np.dtype(dtype))
         if kind is None:
@@ -375,6 +393,35 @@ def load_npz(path: str | os.PathLike[str], inputs: str = "x", targets: str = "y"
 load_csv = Dataset.load_csv
 
 
+def open_shards(
+    path: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    shuffle_buffer: int = 16384,
+    prefetch_rows: int = 0,
+    rank: int = 0,
+    ranks: int = 1,
+) -> Dataset:
+    """Opens a sharded dataset that streams from disk while training runs
+    (parml_dataset_open_shards; docs/data.md, "Streaming"): ``path`` is a
+    manifest or a directory holding ``manifest.txt`` (tools/make_shards.py
+    writes both). One prefetch thread reads this rank's shards (i % ranks ==
+    rank) through a shuffle buffer of ``shuffle_buffer`` rows (1: file
+    order; the order of each epoch follows from ``seed`` and the epoch) into
+    a ring of ``prefetch_rows`` rows (0: 4096). Memory: those buffers and
+    the targets, not the inputs. ``fit``'s ``shuffle`` does not apply: the
+    stream orders itself. Every shard's header is checked first: a missing
+    shard is ParmlIOError, a truncated one or a dtype the manifest does not
+    name is FormatError, and nothing stays open."""
+    out = _capi.parml_dataset()
+    check(
+        _capi.parml_dataset_open_shards(
+            os.fsencode(path), seed & 0xFFFF_FFFF_FFFF_FFFF, shuffle_buffer, prefetch_rows, rank, ranks, byref(out)
+        )
+    )
+    return Dataset._adopt(out)
+
+
 def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:
     """(dataset, owned): a Dataset given as is, or one built from arrays
     (owned: the caller closes it). Arrays already in the engine's types are
@@ -388,4 +435,4 @@ def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:
     return Dataset(x, y, copy=None), True
 
 
-__all__ = ["Dataset", "TokenDataset", "load_idx", "load_npy", "load_npz", "load_csv"]
+__all__ = ["Dataset", "TokenDataset", "load_idx", "load_npy", "load_npz", "load_csv", "open_shards"]

@@ -219,7 +219,7 @@ globals().update(_CLASSES)
 class StageBoundary(Layer):
     """Not a layer: where a pipeline stage starts. With boundaries in the
     model, a trainer with pp > 1 cuts there (pp = boundaries + 1) instead of
-    balancing stages by parameter count. Top level only."""
+    balancing stages by the cost the layers state. Top level only."""
 
     def __init__(self) -> None:
         pass

@@ -130,7 +130,8 @@ class Evaluation(NamedTuple):
 class Metrics:
     """Classification metrics over a dataset (parml_trainer_evaluate_metrics),
     with scikit-learn's definitions: ``confusion[t, p]`` counts predictions
-    of class p whose target is t; ``precision``, ``recall``, ``f1`` and
+    of class p whose target is t (multi-label: ``confusion[l]`` is label l's
+    [[tn, fp], [fn, tp]]); ``precision``, ``recall``, ``f1`` and
     ``support`` are per class (0 where undefined, as sklearn's default
     zero_division); the macro means are over the classes that occur as a
     target or a prediction, the weighted ones weigh classes by support."""
@@ -139,7 +140,7 @@ class Metrics:
     accuracy: float
     top_k: int
     top_k_accuracy: float
-    confusion: Any  # numpy int64 (classes, classes)
+    confusion: Any  # numpy int64 (classes, classes); multi-label (labels, 2, 2)
     support: Any  # numpy int64 (classes,)
     precision: Any  # numpy float32 (classes,)
     recall: Any
@@ -551,15 +552,20 @@ class Trainer(Handle):
     def evaluate_metrics(self, x: object, y: object | None = None, batch_size: int = 256, top_k: int = 5) -> Metrics:
         """Loss, accuracy, top-k accuracy, per-class precision, recall, F1 and
         support, their macro and weighted means, and the confusion matrix
-        over (x, y) arrays or a Dataset, in inference mode (cross-entropy
-        trainers)."""
+        over (x, y) arrays or a Dataset, in inference mode. Cross-entropy
+        trainers: single-label, ``confusion`` (C, C). Binary cross-entropy
+        trainers: multi-label, each output a label (predicted when its logit
+        is > 0, present when its target is > 0.5); ``confusion`` is
+        scikit-learn's multilabel_confusion_matrix (C, 2, 2), accuracy the
+        share of right label decisions, ``top_k_accuracy`` NaN."""
         import numpy as np
 
         data, owned = as_dataset(x, y, "evaluate_metrics")
         try:
             shape = data.input_shape
             classes = int(self._model.output_shape((1, *shape[1:]))[-1])
-            confusion = np.zeros((classes, classes), dtype=np.int64)
+            multi_label = self.loss == _capi.PARML_LOSS_BCE_WITH_LOGITS
+            confusion = np.zeros((classes, 2, 2) if multi_label else (classes, classes), dtype=np.int64)
             support = np.zeros(classes, dtype=np.int64)
             per_class = [np.zeros(classes, dtype=np.float32) for _ in range(3)]
             p = _capi.parml_metrics_params()
@@ -707,6 +713,16 @@ class Trainer(Handle):
         data-parallel replica, those `data_rows(global_samples)` names."""
         with self._use() as t:
             check(_capi.parml_trainer_set_local_batches(t, 1 if enabled else 0))
+
+    def set_local_data(self, enabled: bool = True) -> None:
+        """MPI only: each process trains on its own data, of any size (a rank
+        without data passes an empty dataset, e.g. open_shards for a rank
+        past the last shard). fit's epochs last as long as the longest
+        replica's data and end together; a replica that ran out passes
+        empty batches (PyTorch's Join); each step averages over the rows
+        actually passed. Data-parallel layouts in the default mode only."""
+        with self._use() as t:
+            check(_capi.parml_trainer_set_local_data(t, 1 if enabled else 0))
 
     def data_rows(self, global_samples: int) -> range:
         """The rows of a global batch of `global_samples` this process's

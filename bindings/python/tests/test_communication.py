@@ -51,3 +51,59 @@ def test_refusals():
         ]:
             with pytest.raises(parml.InvalidArgumentError, match=match):
                 parml.Trainer(model, strategy=strategy)
+
+
+DILOCO = dict(local_steps=2, outer_learning_rate=0.7, outer_momentum=0.9)
+BATCHES = [
+    (np.random.default_rng(k).normal(size=(16, 12)).astype(np.float32), np.random.default_rng(k).integers(0, 3, size=16))
+    for k in range(8)
+]
+
+
+def diloco_trainer(model, **layout):
+    # Plain SGD: no inner optimizer state, which each replica would keep its own of.
+    return parml.Trainer(model, optimizer=parml.SGD(0.05), strategy=parml.Strategy(seed=2, **layout))
+
+
+def mlp():
+    return parml.Sequential([parml.Linear(12, 24), parml.ReLU(), parml.Linear(24, 3)], seed=4)
+
+
+@pytest.mark.parametrize("layout", [dict(dp=2), dict(dp=2, pp=2, micro_batches=2), dict(dp=2, tp=2)])
+def test_diloco_resumes_from_a_checkpoint_bit_for_bit(layout):
+    layout = dict(layout, **DILOCO)
+    with mlp() as m, diloco_trainer(m, **layout) as t:
+        for k in range(4):
+            t.step(*BATCHES[k])
+        saved = t.checkpoint_bytes()
+        for k in range(4, 8):
+            t.step(*BATCHES[k])
+        continued = m.parameters.copy()
+    with mlp() as m, diloco_trainer(m, **layout) as t:
+        t.load_checkpoint_bytes(saved)
+        for k in range(4, 8):
+            t.step(*BATCHES[k])
+        assert np.array_equal(m.parameters.view(np.uint32), continued.view(np.uint32))
+    # A trainer without an outer optimizer loads it too (and ignores the outer state).
+    with mlp() as m, diloco_trainer(m, dp=2) as t:
+        t.load_checkpoint_bytes(saved)
+        t.step(*BATCHES[4])
+
+
+def test_setting_parameters_restarts_the_outer_optimizer_from_them():
+    # After set_params the next average steps from the new parameters, as a
+    # trainer created on them would (not back towards the old anchor).
+    with mlp() as m, diloco_trainer(m, dp=2, **DILOCO) as t:
+        for k in range(4):
+            t.step(*BATCHES[k])
+        start = m.parameters.copy() * 0.5
+        m.set_parameters(start)
+        for k in range(4, 8):
+            t.step(*BATCHES[k])
+        got = m.parameters.copy()
+    with mlp() as m:
+        m.set_parameters(start)
+        with diloco_trainer(m, dp=2, **DILOCO) as fresh:
+            for k in range(4, 8):
+                fresh.step(*BATCHES[k])
+            assert np.array_equal(m.parameters.view(np.uint32), got.view(np.uint32))

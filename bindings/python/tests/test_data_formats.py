@@ -298,6 +298,35 @@ def test_csv_quotes_spaces_blank_lines_and_values(tmp_path):
         assert d.input_shape == (2, 1) and got == want
 
 
+def test_csv_text_labels_become_classes_in_byte_order(tmp_path):
+    # Iris-style names, a quoted one with a comma, a UTF-8 one; rows out of order.
+    names = ["virginica", "setosa", '"ver, sicolor"', "é", "setosa", "virginica", "é"]
+    rows = "\n".join(f"{i}.5,{2 * i},{n}" for i, n in enumerate(names))
+    p = write(tmp_path / "t.csv", "a,b,species\n" + rows + "\n")
+    want_names = sorted({"virginica", "setosa", "ver, sicolor", "é"}, key=lambda t: t.encode())
+    y = np.array([want_names.index(n.strip('"')) for n in names], np.int32)
+    x = np.array([[i + 0.5, 2 * i] for i in range(len(names))], np.float32)
+    with parml.load_csv(p, label="species", label_kind="text") as d:
+        assert d.class_names == want_names == ["setosa", "ver, sicolor", "virginica", "é"]
+        assert d.num_classes == 4
+        model = parml.Sequential([parml.Linear(2, 4)], seed=3)
+        with parml.Trainer(model, optimizer=parml.SGD(0.1)) as t, parml.Dataset(x, y) as ref:
+            assert t.evaluate(d, batch_size=4).loss == t.evaluate(ref, batch_size=4).loss
+        train, val = d.split(0.3, seed=1, stratify=False)
+        with train, val:
+            assert train.class_names == val.class_names == want_names
+    with pytest.raises(parml.FormatError, match=r"column 2 \('species'\) 'virginica' is not a finite number"):
+        parml.load_csv(p, label="species")  # the default, class indices, refuses names
+    with parml.Dataset(x, y) as d:
+        assert d.class_names is None
+
+
+def test_csv_text_labels_refuse_an_empty_name(tmp_path):
+    p = write(tmp_path / "t.csv", "a,y\n1,cat\n2,\n")
+    with pytest.raises(parml.FormatError, match=r"t.csv:3: column 1 \('y'\) is empty \(a class name is needed\)"):
+        parml.load_csv(p, label_kind="text")
+
+
 CSV_ERRORS = {
     "ragged row": ("a,b,y\n1,2,0\n3,4\n", parml.FormatError, r"t.csv:3: 2 columns, but the header \(line 1\) has 3"),
     "non-numeric cell": ("a,b,y\n1,2,0\n3,abc,1\n", parml.FormatError, r"t.csv:3: column 1 \('b'\) 'abc' is not a finite number"),

@@ -107,6 +107,20 @@ def test_class_weights_are_layout_free():
         assert np.array_equal(train(**layout), serial), layout
 
 
+def assert_scores_match(got, metrics, truth, pred, **labels):
+    """Per-class and averaged precision, recall, F1 and support as scikit-learn's."""
+    p, r, f, s = metrics.precision_recall_fscore_support(truth, pred, zero_division=0, **labels)
+    np.testing.assert_allclose(got.precision, p, rtol=1e-6)
+    np.testing.assert_allclose(got.recall, r, rtol=1e-6)
+    np.testing.assert_allclose(got.f1, f, rtol=1e-6)
+    np.testing.assert_array_equal(got.support, s)
+    for average in ["macro", "weighted"]:
+        p, r, f, _ = metrics.precision_recall_fscore_support(truth, pred, average=average, zero_division=0)
+        assert getattr(got, f"{average}_precision") == pytest.approx(p, rel=1e-6)
+        assert getattr(got, f"{average}_recall") == pytest.approx(r, rel=1e-6)
+        assert getattr(got, f"{average}_f1") == pytest.approx(f, rel=1e-6)
+
+
 def test_metrics_match_scikit_learn():
     metrics = pytest.importorskip("sklearn.metrics")
     x, y = blobs(400, features=F, classes=C, seed=4)
@@ -123,16 +137,7 @@ def test_metrics_match_scikit_learn():
     labels = list(range(C))
     assert got.classes == C and got.predictions == len(y)
     np.testing.assert_array_equal(got.confusion, metrics.confusion_matrix(y, pred, labels=labels))
-    p, r, f, s = metrics.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    np.testing.assert_allclose(got.precision, p, rtol=1e-6)
-    np.testing.assert_allclose(got.recall, r, rtol=1e-6)
-    np.testing.assert_allclose(got.f1, f, rtol=1e-6)
-    np.testing.assert_array_equal(got.support, s)
-    for average in ["macro", "weighted"]:
-        p, r, f, _ = metrics.precision_recall_fscore_support(y, pred, average=average, zero_division=0)
-        assert getattr(got, f"{average}_precision") == pytest.approx(p, rel=1e-6)
-        assert getattr(got, f"{average}_recall") == pytest.approx(r, rel=1e-6)
-        assert getattr(got, f"{average}_f1") == pytest.approx(f, rel=1e-6)
+    assert_scores_match(got, metrics, y, pred, labels=labels)
     assert got.accuracy == pytest.approx(metrics.accuracy_score(y, pred), rel=1e-6)
     assert got.top_k_accuracy == pytest.approx(metrics.top_k_accuracy_score(y, logits, k=2, labels=labels), rel=1e-6)
     assert got.loss == ev.loss and got.accuracy == pytest.approx(ev.accuracy, rel=1e-6)
@@ -172,11 +177,39 @@ def test_bad_input():
         trainer.step(x, y)
         with pytest.raises(parml.InvalidArgumentError, match="top_k"):
             trainer.evaluate_metrics(x, y, top_k=0)
+    with parml.Trainer(model(), loss="mse") as trainer:
+        with pytest.raises(parml.InvalidArgumentError, match="cross-entropy or binary cross-entropy trainer"):
+            trainer.evaluate_metrics(x, np.zeros((16, C), np.float32))
     with parml.Trainer(model(), loss="bce_with_logits") as trainer:
-        with pytest.raises(parml.InvalidArgumentError, match="cross-entropy"):
-            trainer.evaluate_metrics(x, y)
         with pytest.raises(parml.InvalidArgumentError, match=r"not in \[0, 1\]"):
             trainer.step(x, np.full((16, C), 2, dtype=np.float32))
+        with pytest.raises(parml.InvalidArgumentError, match=r"not in \[0, 1\]"):
+            trainer.evaluate_metrics(x, np.full((16, C), 2, dtype=np.float32))
+
+
+def test_multi_label_metrics_match_scikit_learn():
+    metrics = pytest.importorskip("sklearn.metrics")
+    x, y = blobs(300, features=F, classes=C, seed=6)
+    # Label l is present when class l or its neighbour is: two labels a row, label 3 also on a rare feature sign.
+    targets = np.zeros((len(y), C), np.float32)
+    targets[np.arange(len(y)), y] = 1
+    targets[np.arange(len(y)), (y + 1) % C] = 1
+    targets[:, 3] = np.where(x[:, 0] > 1.5, 1, targets[:, 3])
+    m = model(seed=2)
+    with parml.Trainer(m, loss="bce_with_logits", optimizer=parml.Adam(1e-2)) as trainer:
+        trainer.fit(x, targets, epochs=1, batch_size=32, verbose=False)
+        got = trainer.evaluate_metrics(x, targets, batch_size=41)
+        ev = trainer.evaluate(x, targets, batch_size=41)
+    pred = (m.predict(x) > 0).astype(np.int64)
+    truth = targets.astype(np.int64)
+    assert got.classes == C and got.predictions == truth.size
+    np.testing.assert_array_equal(got.confusion, metrics.multilabel_confusion_matrix(truth, pred))
+    assert_scores_match(got, metrics, truth, pred)
+    # Accuracy per label decision, as evaluate counts it: 1 - Hamming loss.
+    assert got.accuracy == pytest.approx(1 - metrics.hamming_loss(truth, pred), rel=1e-6)
+    assert got.loss == ev.loss and got.accuracy == pytest.approx(ev.accuracy, rel=1e-6)
+    assert np.isnan(got.top_k_accuracy)
+    assert 0 < int(got.confusion[:, 1, 1].sum()) < int(truth.sum())  # neither trivial nor perfect
 
 
 def test_stratified_split_keeps_each_class_share():

@@ -109,6 +109,20 @@ func checkCollectives(_ world: MPIWorld) throws {
             others.removeSubrange(mine)
             original.removeSubrange(mine)
             guard sameBits(others[...], original[...]) else { fail(world, "reduceScatter count \(count): other shards changed") }
+
+            // Given shards (a gradient bucket meeting some ranks' ZeRO shards):
+            // rank 0's empty, the others splitting [count/5, count) unevenly.
+            guard size > 1, op == .sum else { continue }
+            let lo = count / 5, step = (count - lo) / (size - 1)
+            let shards = [0..<0] + (1..<size).map { r -> Range<Int> in
+                let first = min(lo + (r - 1) * step + (r == 1 ? 1 : 0), count)
+                return first..<max(first, r == size - 1 ? count : lo + r * step)
+            }
+            var bucket = inputs[rank]
+            try bucket.withUnsafeMutableBufferPointer { try comm.reduceScatter($0.baseAddress!, count: count, shards: shards, op: .sum) }
+            var want = inputs[rank]
+            want.replaceSubrange(shards[rank], with: reference[shards[rank]])
+            guard sameBits(bucket[...], want[...]) else { fail(world, "reduceScatter with given shards, count \(count)") }
         }
         // allGather: each rank contributes its shard of its own input.
         seed += 1
@@ -125,7 +139,7 @@ func checkCollectives(_ world: MPIWorld) throws {
         }
     }
     try comm.barrier()
-    say("rank \(rank): collectives bitwise equal to the rank-order sum and to the threads backend (\(counts.count) sizes)")
+    say("rank \(rank): collectives (reduce-scatter with given shards too) bitwise equal to the rank-order sum and to the threads backend (\(counts.count) sizes)")
 }
 
 func checkSendReceive(_ world: MPIWorld) throws {

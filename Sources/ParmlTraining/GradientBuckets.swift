@@ -1,0 +1,104 @@
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+
+/// ZeRO-2 and 3 in fast mode: a run's gradients are reduce-scattered bucket
+/// by bucket while backward goes on, and the parts a rank does not own are
+/// handed back to the operating system at once, so a rank holds about 1/dp
+/// of the gradients (its shard) plus the bucket being filled.
+///
+/// A bucket is a run of consecutive top-level layers, taken from the run's
+/// last layer backwards until it holds at least `bucketFloats` gradients
+/// (layers without parameters join the bucket being filled). It is ready
+/// when the step's last backward piece has passed its first layer; buckets
+/// are reduced in that order, which the schedule fixes, never the clock.
+///
+/// Each reduction keeps the arena's ZeRO shards (one contiguous shard per
+/// run and data rank): a reduce-scatter whose shards are the bucket's parts
+/// of the ranks' shards (empty for ranks it does not meet), so each owner
+/// gets the rank-order sum of its part, the bits of reduce-scattering the
+/// whole run after backward. Every rank of the data group enters every
+/// bucket's collective, in the same order.
+///
+/// `reduce(_:of:)` is the one place a ready bucket is handled: work that
+/// overlaps communication with backward (a communication thread) attaches
+/// there, taking ready buckets in the same order.
+final class GradientBuckets {
+    struct Bucket {
+        /// Top-level layer indices whose gradients it holds.
+        let layers: Range<Int>
+        /// Its arena slice.
+        let range: Range<Int>
+        /// Each data rank's part of it (its shard ∩ the bucket), from the bucket's start.
+        let shards: [Range<Int>]
+    }
+
+    /// In the order they become ready (the run's last layers first).
+    let buckets: [Bucket]
+    /// The next bucket to reduce this step.
+    var next = 0
+
+    init(run: VirtualStage, model: Model, layout: RankLayout, bucketFloats: Int) {
+        let counts = model.topLevelParameterCounts
+        var out: [Bucket] = []
+        var end = run.layers.upperBound, floats = 0
+        for l in run.layers.reversed() {
+            floats += counts[l]
+            if floats >= bucketFloats || l == run.layers.lowerBound {
+                let range = model.parameterRange(ofTopLevelLayers: l..<end)
+                let shards = (0..<layout.mesh.dp).map { d -> Range<Int> in
+                    let owned = VirtualStage.owned(run.range, layout: layout, data: d)
+                    let lo = max(owned.lowerBound, range.lowerBound), hi = min(owned.upperBound, range.upperBound)
+                    return lo < hi ? (lo - range.lowerBound)..<(hi - range.lowerBound) : 0..<0
+                }
+                out.append(Bucket(layers: l..<end, range: range, shards: shards))
+                end = l
+                floats = 0
+            }
+        }
+        buckets = out
+    }
+
+    /// Gradient floats resident at most: the owned shard, and the largest
+    /// bucket's part outside it while that bucket fills.
+    func residentGradients(owned: Range<Int>) -> Int {
+        let outside = buckets.map { b in
+            b.range.count - max(0, min(b.range.upperBound, owned.upperBound) - max(b.range.lowerBound, owned.lowerBound))
+        }
+        return owned.count + (outside.max() ?? 0)
+    }
+}
+
+extension RankContext {
+    /// Reduces the run's ready buckets whose first layer is `layer` or
+    /// later (called after each layer's backward on the step's last piece).
+    func reduceBuckets(of vs: VirtualStage, through layer: Int) throws {
+        guard let b = vs.buckets else { return }
+        while b.next < b.buckets.count, b.buckets[b.next].layers.lowerBound >= layer {
+            try reduce(b.buckets[b.next], of: vs)
+            b.next += 1
+        }
+    }
+
+    /// Reduces the run's buckets still waiting: its first bucket after the
+    /// last piece's input gradient went to the previous stage, or all of
+    /// them on a rank whose replica had no rows this step.
+    func flushBuckets(of vs: VirtualStage) throws {
+        try reduceBuckets(of: vs, through: vs.layers.lowerBound)
+    }
+
+    /// One bucket: its parts of the data ranks' shards reduce-scattered
+    /// to their owners, then the pages outside this rank's shard handed back.
+    func reduce(_ bucket: GradientBuckets.Bucket, of vs: VirtualStage) throws {
+        guard let comms, let grads = model.gradients else { return }
+        let g = grads.data
+        try comms.data.reduceScatter(g + bucket.range.lowerBound, count: bucket.range.count, shards: bucket.shards, op: .sum)
+        // The buckets above this one are reduced already: reaching a page
+        // into them frees the page a boundary between two buckets cuts.
+        let lo = bucket.range.lowerBound, hi = min(bucket.range.upperBound + Pages.size / 4, vs.range.upperBound)
+        let owned = vs.owned
+        Pages.release(g + lo, count: min(hi, owned.lowerBound) - lo)  // below the shard (nothing when count ≤ 0)
+        let above = max(lo, owned.upperBound)
+        Pages.release(g + above, count: hi - above)
+    }
+}

@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ParmlModel
+import ParmlParallel
+import ParmlTensor
+import Testing
+import _ParmlTestSupport
+
+@_spi(Testing) @testable import ParmlTraining
+
+// ZeRO-2 and 3 in the default mode reduce-scatter gradients bucket by bucket
+// during backward and hand back the pages outside each rank's shard
+// (GradientBuckets.swift). Deterministic mode keeps its chunk tree.
+
+private func tinyGPT() throws -> Model { try miniGPT(vocabulary: 11, width: 16, context: 8, blocks: 2, heads: 2, seed: 4) }
+
+/// Batch `step` of n windows of 8 token ids and their next tokens.
+private func tokens(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
+    let (t, v) = (8, 11)
+    let ids = randomArray(n * (t + 1), seed: 12, stream: UInt64(step), low: 0, high: Float(v)).map { min(Float(v - 1), $0.rounded(.down)) }
+    var x = [Float](), y = [Float]()
+    for i in 0..<n {
+        x += ids[(i * (t + 1))..<(i * (t + 1) + t)]
+        y += ids[(i * (t + 1) + 1)..<((i + 1) * (t + 1))]
+    }
+    return (try Tensor(x, shape: Shape(n, t)), try Tensor(y, shape: Shape(n, t)))
+}
+
+private struct GPTLayout: CustomStringConvertible {
+    var dp = 1, pp = 1, m = 1, zero = 0, v = 1
+    var deterministic = false
+    var description: String { "dp=\(dp) pp=\(pp) m=\(m) v=\(v) zero=\(zero)\(deterministic ? " deterministic" : "")" }
+}
+
+/// The GPT's parameters and losses after `steps` AdamW steps (clipped) under `l`.
+private func trainGPT(_ l: GPTLayout, n: Int = 13, steps: Int = 3) throws -> (params: [UInt32], losses: [Float]) {
+    var s = StrategyConfig()
+    (s.dp, s.pp, s.microBatches, s.zeroStage, s.deterministic) = (l.dp, l.pp, l.m, l.zero, l.deterministic)
+    if l.v > 1 { (s.pipelineSchedule, s.virtualStages) = (.interleaved, l.v) }
+    s.gradientChunk = 4
+    s.seed = 9
+    s.bucketBytes = 2000 * 4  // a bucket per block or two
+    s.watchdogSeconds = 30
+    var o = OptimizerConfig()
+    o.kind = .adamW
+    o.learningRate = 0.01
+    o.weightDecay = 0.1
+    o.clipGradNorm = 0.5
+    let model = try tinyGPT()
+    let t = try Trainer(model: model, loss: .crossEntropy, optimizer: o, strategy: s)
+    var losses: [Float] = []
+    for k in 0..<steps {
+        let (x, y) = try tokens(n, step: k)
+        losses.append(try t.step(inputs: x, targets: y).loss)
+    }
+    return (bits(model.parameters), losses)
+}
+
+/// Bytes of the pages of `count` floats at `p` that are resident.
+private func residentBytes(_ p: UnsafeMutablePointer<Float>, count: Int) -> Int {
+    let page = UInt(Pages.size)
+    let lo = UInt(bitPattern: p) / page * page, hi = UInt(bitPattern: p + count)
+    var vec = [UInt8](repeating: 0, count: Int((hi - lo + page - 1) / page))
+    guard mincore(UnsafeMutableRawPointer(bitPattern: lo), Int(hi - lo), &vec) == 0 else { return -1 }
+    return vec.reduce(0) { $0 + Int($1 & 1) } * Int(page)
+}
+
+struct GradientBucketTests {
+    /// The buckets sum each element over the data ranks in rank order, as
+    /// ZeRO-1's reduce-scatter of the whole run after backward does: the
+    /// same bits, with pipelines, micro-batches and interleaving too.
+    @Test func bucketedZeroTwoAndThreeGiveZeroOnesBits() throws {
+        let layouts = [
+            GPTLayout(dp: 2), GPTLayout(dp: 3), GPTLayout(dp: 2, m: 3), GPTLayout(dp: 2, pp: 2, m: 3),
+            GPTLayout(dp: 2, pp: 2, m: 4, v: 2),
+        ]
+        for var l in layouts {
+            l.zero = 1
+            let reference = try trainGPT(l)
+            for zero in [2, 3] {
+                l.zero = zero
+                let got = try trainGPT(l)
+                #expect(got.params == reference.params, "\(l) differs from zero=1")
+                #expect(got.losses.map(\.bitPattern) == reference.losses.map(\.bitPattern), "\(l): losses \(got.losses) vs \(reference.losses)")
+            }
+        }
+    }
+
+    /// Deterministic mode (which keeps its chunk tree) gives serial
+    /// training's bits for the GPT under ZeRO-2 and ZeRO-3.
+    @Test func deterministicGPTUnderZeroTwoAndThreeIsSerial() throws {
+        let serial = try trainGPT(GPTLayout(deterministic: true))
+        for l in [
+            GPTLayout(dp: 2, zero: 2, deterministic: true), GPTLayout(dp: 2, zero: 3, deterministic: true),
+            GPTLayout(dp: 3, zero: 2, deterministic: true), GPTLayout(dp: 2, pp: 2, m: 2, zero: 3, deterministic: true),
+        ] {
+            let got = try trainGPT(l)
+            #expect(got.params == serial.params, "\(l) differs from serial")
+        }
+    }
+
+    /// The buckets: runs of top-level layers from the last backwards, each
+    /// closed once it holds bucket_bytes / 4 gradients; and the gradient
+    /// bytes memory reports are the owned shard plus the largest bucket's
+    /// part outside it.
+    @Test func bucketsAndTheirMemoryFigure() throws {
+        let m = Model()
+        for _ in 0..<6 {
+            try m.add(try Linear(inFeatures: 128, outFeatures: 128))  // 16,512 parameters
+            try m.add(Activation(.relu))
+        }
+        try m.add(try Linear(inFeatures: 128, outFeatures: 4))  // 516
+        try m.initialize(seed: 2)
+        var s = StrategyConfig()
+        (s.dp, s.zeroStage, s.bucketBytes) = (4, 2, 20_000 * 4)
+        let t = try Trainer(model: m, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        let b = try #require(t.ranks[0].virtualStages[0].buckets)
+        // From the last layer back: 516 + 16,512 is short of 20,000, so the
+        // next linear joins (33,540); then two linears per bucket, the first
+        // bucket closing at layer 0.
+        #expect(b.buckets.map(\.layers) == [8..<13, 4..<8, 0..<4])
+        #expect(b.buckets.map(\.range.count) == [33_540, 33_024, 33_024])
+        let total = 6 * 16_512 + 516
+        var owns = 0
+        for r in 0..<4 {
+            let owned = t.ranks[r].virtualStages[0].owned
+            owns += owned.count
+            let outside = b.buckets.map { k in
+                k.range.count - max(0, min(k.range.upperBound, owned.upperBound) - max(k.range.lowerBound, owned.lowerBound))
+            }
+            #expect(try t.memory(rank: r).gradients == 4 * (owned.count + outside.max()!), "rank \(r)")
+            #expect(owned.count <= total / 4 + Sharding.defaultAlignment, "rank \(r) owns \(owned)")
+            #expect(try t.memory(rank: r).gradients < 4 * total * 3 / 4, "rank \(r) holds most of the gradients")
+        }
+        #expect(owns == total)
+        s.zeroStage = 1
+        let whole = try Trainer(model: try m.replicate(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        #expect(try whole.memory(rank: 1).gradients == 4 * total)
+        // Micro-batches: the first writes every page and the buckets wait for the last.
+        (s.zeroStage, s.microBatches) = (2, 2)
+        let accumulating = try Trainer(model: try m.replicate(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        #expect(try accumulating.memory(rank: 1).gradients == 4 * total)
+    }
+
+    /// What the figure says is what the pages hold: after steps, each
+    /// rank's gradient arena has its shard resident and nothing else
+    /// (but the partial pages at its ends); ZeRO-1 keeps the whole arena.
+    @Test func onlyTheShardStaysResident() throws {
+        func arenas(zero: Int) throws -> [(resident: Int, owned: Int, whole: Int)] {
+            let m = Model()
+            for _ in 0..<4 {
+                try m.add(try Linear(inFeatures: 256, outFeatures: 256))
+                try m.add(Activation(.relu))
+            }
+            try m.add(try Linear(inFeatures: 256, outFeatures: 4))
+            try m.initialize(seed: 3)
+            var s = StrategyConfig()
+            (s.dp, s.zeroStage, s.bucketBytes) = (4, zero, 1 << 16)
+            let t = try Trainer(model: m, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+            for k in 0..<2 {
+                let x = try Tensor(randomArray(32 * 256, seed: 5, stream: UInt64(k)), shape: Shape(32, 256))
+                let y = try Tensor((0..<32).map { Float(($0 + k) % 4) }, shape: Shape(32))
+                try t.step(inputs: x, targets: y)
+            }
+            return t.ranks.map { r in
+                let g = r.model.gradients!
+                return (residentBytes(g.data, count: g.count), r.virtualStages[0].owned.count * 4, g.count * 4)
+            }
+        }
+        let page = Pages.size
+        for (r, a) in try arenas(zero: 2).enumerated() {
+            // Partial pages: two at the shard's ends, two at the run's.
+            #expect(a.resident >= a.owned - 2 * page && a.resident <= a.owned + 4 * page, "rank \(r): \(a.resident) bytes resident, owns \(a.owned)")
+            #expect(a.resident < a.whole / 3, "rank \(r): \(a.resident) of \(a.whole)")
+        }
+        for (r, a) in try arenas(zero: 1).enumerated() {
+            #expect(a.resident >= a.whole - page, "zero=1 rank \(r): \(a.resident) of \(a.whole) bytes resident")
+        }
+    }
+}
