@@ -126,14 +126,8 @@ static parml_trainer make_trainer(const int64_t *dims, int n_dims, int threads, 
     return make_trainer_det(dims, n_dims, threads, dp, zero, adam, 0, model_out);
 }
 
-static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threads, int dp, int zero, int adam,
-                                      int deterministic, parml_model *model_out) {
-    parml_model model;
-    CHECK(parml_model_create(&model));
-    for (int l = 0; l + 1 < n_dims; l++) {
-        CHECK(parml_model_add_linear(model, dims[l], dims[l + 1], 1));
-        if (l + 2 < n_dims) CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
-    }
+/* A trainer of `model` (initialised here): SGD momentum 0.9 (or Adam), lr 0.01. */
+static parml_trainer trainer_for(parml_model model, int threads, int dp, int zero, int adam, int deterministic) {
     CHECK(parml_model_init(model, 1));
     parml_optimizer_params opt;
     CHECK(parml_optimizer_params_init(&opt));
@@ -149,8 +143,19 @@ static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threa
     st.precision = bench_precision;
     parml_trainer tr;
     CHECK(parml_trainer_create(model, PARML_LOSS_CROSS_ENTROPY, &opt, &st, &tr));
-    *model_out = model;
     return tr;
+}
+
+static parml_trainer make_trainer_det(const int64_t *dims, int n_dims, int threads, int dp, int zero, int adam,
+                                      int deterministic, parml_model *model_out) {
+    parml_model model;
+    CHECK(parml_model_create(&model));
+    for (int l = 0; l + 1 < n_dims; l++) {
+        CHECK(parml_model_add_linear(model, dims[l], dims[l + 1], 1));
+        if (l + 2 < n_dims) CHECK(parml_model_add_activation(model, PARML_ACTIVATION_RELU));
+    }
+    *model_out = model;
+    return trainer_for(model, threads, dp, zero, adam, deterministic);
 }
 
 static void make_batch(const int64_t *dims, int n_dims, int64_t batch, parml_tensor *x, parml_tensor *y) {
@@ -289,10 +294,8 @@ static void bench_dp(const char *name, const int64_t *dims, int n_dims, int64_t 
 
 /* `other`'s samples/s against `plain`'s on the same batch, their steps
  * interleaved in one run so that drift hits both alike; frees both. */
-static void bench_against_plain(const char *name, const char *baseline, const int64_t *dims, int n_dims, int64_t batch,
-                                parml_trainer plain, parml_trainer other) {
-    parml_tensor x, y;
-    make_batch(dims, n_dims, batch, &x, &y);
+static void compare_steps(const char *name, const char *baseline, int64_t batch, parml_tensor x, parml_tensor y,
+                          parml_trainer plain, parml_trainer other) {
     double o[REPS], f[REPS];
     for (int r = 0; r < REPS; r++) {
         CHECK(parml_blas_set_threads(1));
@@ -309,6 +312,13 @@ static void bench_against_plain(const char *name, const char *baseline, const in
     parml_tensor_free(y);
     parml_trainer_free(plain);
     parml_trainer_free(other);
+}
+
+static void bench_against_plain(const char *name, const char *baseline, const int64_t *dims, int n_dims, int64_t batch,
+                                parml_trainer plain, parml_trainer other) {
+    parml_tensor x, y;
+    make_batch(dims, n_dims, batch, &x, &y);
+    compare_steps(name, baseline, batch, x, y, plain, other);
 }
 
 /* What deterministic (layout-invariant) mode costs: chunks of 32 samples,
@@ -373,6 +383,58 @@ static void bench_dpsgd(const int64_t *dims, int n_dims) {
     CHECK(parml_trainer_set_privacy(priv, &p));
     bench_against_plain("dpsgd_mlp_b256_t1", "ordinary step, same model and batch, same run (ratio = 1 / time ratio)", dims,
                         n_dims, 256, plain, priv);
+    parml_model_free(m1);
+    parml_model_free(m2);
+}
+
+/* Appends conv2d(in → out, k×k, stride, padding), tanh and 2×2 max pooling with stride 1. */
+static void add_tanh_conv_block(parml_model model, int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad) {
+    int64_t kk[] = {k}, st[] = {stride}, pd[] = {pad}, k2[] = {2}, s1[] = {1};
+    parml_attribute conv[] = {{.name = "in_channels", .type = PARML_ATTR_INT, .int_value = in},
+                              {.name = "out_channels", .type = PARML_ATTR_INT, .int_value = out},
+                              {.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = kk, .n_ints = 1},
+                              {.name = "stride", .type = PARML_ATTR_INTS, .ints = st, .n_ints = 1},
+                              {.name = "padding", .type = PARML_ATTR_INTS, .ints = pd, .n_ints = 1}};
+    parml_attribute pool[] = {{.name = "kernel_size", .type = PARML_ATTR_INTS, .ints = k2, .n_ints = 1},
+                              {.name = "stride", .type = PARML_ATTR_INTS, .ints = s1, .n_ints = 1}};
+    CHECK(parml_model_add_layer(model, "conv2d", conv, 5));
+    CHECK(parml_model_add_activation(model, PARML_ACTIVATION_TANH));
+    CHECK(parml_model_add_layer(model, "max_pool2d", pool, 2));
+}
+
+/* The tanh CNN of bench/privacy.md (TF Privacy's tutorial CNN, Papernot et
+ * al. 2020's activations) on 28×28 images, SGD momentum 0.9, one BLAS thread. */
+static parml_trainer make_cnn_trainer(parml_model *model_out) {
+    parml_model model;
+    CHECK(parml_model_create(&model));
+    add_tanh_conv_block(model, 1, 16, 8, 2, 3); /* (N, 16, 13, 13) */
+    add_tanh_conv_block(model, 16, 32, 4, 2, 0); /* (N, 32, 4, 4) */
+    CHECK(parml_model_add_flatten(model));
+    CHECK(parml_model_add_linear(model, 512, 32, 1));
+    CHECK(parml_model_add_activation(model, PARML_ACTIVATION_TANH));
+    CHECK(parml_model_add_linear(model, 32, 10, 1));
+    *model_out = model;
+    return trainer_for(model, 1, 1, 0, 0, 0);
+}
+
+/* DP-SGD's cost on that CNN, batch 256 (sigma 1, C 1): as bench_dpsgd. */
+static void bench_dpsgd_cnn(void) {
+    parml_model m1, m2;
+    parml_trainer plain = make_cnn_trainer(&m1);
+    parml_trainer priv = make_cnn_trainer(&m2);
+    parml_privacy_params p;
+    CHECK(parml_privacy_params_init(&p));
+    CHECK(parml_trainer_set_privacy(priv, &p));
+    int64_t batch = 256, xs[4] = {batch, 1, 28, 28}, ys[1] = {batch};
+    float *xd = randn((size_t)(batch * 784), 7), *yd = malloc((size_t)batch * sizeof *yd);
+    for (int64_t i = 0; i < batch; i++) yd[i] = (float)(i % 10);
+    parml_tensor x, y;
+    CHECK(parml_tensor_create(xs, 4, xd, &x));
+    CHECK(parml_tensor_create(ys, 1, yd, &y));
+    free(xd);
+    free(yd);
+    compare_steps("dpsgd_cnn_b256_t1", "ordinary step, same tanh CNN and batch, same run (ratio = 1 / time ratio)", batch, x,
+                  y, plain, priv);
     parml_model_free(m1);
     parml_model_free(m2);
 }
@@ -467,6 +529,7 @@ int main(int argc, char **argv) {
     if (strstr("zero1_optimizer_bytes_per_rank", filter)) bench_zero1_bytes(mlp, 4);
     if (strstr("mlp_b128_t1_deterministic", filter)) bench_deterministic(mlp, 4);
     if (strstr("dpsgd_mlp_b256_t1", filter)) bench_dpsgd(mlp, 4);
+    if (strstr("dpsgd_cnn_b256_t1", filter)) bench_dpsgd_cnn();
     if (strstr("sgemm_1024_t1", filter)) bench_sgemm(core);
     mlp_case bf16_cases[] = {
         {"mlp_b128_t1_bf16", mlp, 4, 128, 1, 12},

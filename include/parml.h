@@ -1173,13 +1173,15 @@ PARML_API parml_status parml_privacy_params_init(parml_privacy_params * params);
 /// model), divided by the batch size (the expected one under Poisson
 /// sampling). parml_trainer_fit then samples batches as params->sampling
 /// says and reports epsilon after each epoch (parml_epoch_metrics.privacy_epsilon).
-/// Models: linear and layer_norm layers with parameters, any layers without
-/// (activations, dropout, pooling, flatten), and residual blocks of those.
+/// Models: linear, conv2d, layer_norm, embedding and position_embedding
+/// layers with parameters, any layers without (activations, dropout,
+/// pooling, flatten), and residual blocks of those.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, small struct_size,
 /// noise_multiplier negative or not finite, max_grad_norm not > 0 or not
 /// finite, delta outside (0, 1), unknown sampling), PARML_ERR_UNSUPPORTED
 /// (a batch_norm layer: use layer_norm; a layer with parameters and no
-/// per-example norm, named in the message; pp or tp > 1; local_steps > 1;
+/// per-example norm (causal_self_attention), named in the message; pp or
+/// tp > 1; local_steps > 1;
 /// gradient compression; tied parameters). Since: 0.3.
 PARML_API parml_status parml_trainer_set_privacy(parml_trainer trainer, parml_privacy_params const * params);
 
@@ -1188,8 +1190,8 @@ PARML_API parml_status parml_trainer_set_privacy(parml_trainer trainer, parml_pr
 /// noise_multiplier 0): the RDP accountant over its runs of steps, at
 /// q = batch_size / dataset size for steps parml_trainer_fit took and q = 1
 /// for steps taken with parml_trainer_step (no amplification claimed for
-/// batches the trainer did not sample). Counts this trainer's steps only
-/// (a checkpoint does not carry them).
+/// batches the trainer did not sample). Counts this trainer's steps and,
+/// after parml_trainer_load_checkpoint, those the checkpoint records.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, delta outside (0, 1), NULL
 /// epsilon_out). Since: 0.3.
 PARML_API parml_status parml_trainer_privacy_spent(parml_trainer trainer, double delta, double * epsilon_out);

@@ -379,6 +379,51 @@ void   parml__layout__free_unpacked
   assert(message->base.descriptor == &parml__layout__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   parml__privacy_run__init
+                     (Parml__PrivacyRun         *message)
+{
+  static const Parml__PrivacyRun init_value = PARML__PRIVACY_RUN__INIT;
+  *message = init_value;
+}
+size_t parml__privacy_run__get_packed_size
+                     (const Parml__PrivacyRun *message)
+{
+  assert(message->base.descriptor == &parml__privacy_run__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t parml__privacy_run__pack
+                     (const Parml__PrivacyRun *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &parml__privacy_run__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t parml__privacy_run__pack_to_buffer
+                     (const Parml__PrivacyRun *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &parml__privacy_run__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Parml__PrivacyRun *
+       parml__privacy_run__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Parml__PrivacyRun *)
+     protobuf_c_message_unpack (&parml__privacy_run__descriptor,
+                                allocator, len, data);
+}
+void   parml__privacy_run__free_unpacked
+                     (Parml__PrivacyRun *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &parml__privacy_run__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   parml__checkpoint__init
                      (Parml__Checkpoint         *message)
 {
@@ -1599,7 +1644,71 @@ const ProtobufCMessageDescriptor parml__layout__descriptor =
   (ProtobufCMessageInit) parml__layout__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[10] =
+static const ProtobufCFieldDescriptor parml__privacy_run__field_descriptors[3] =
+{
+  {
+    "sampling_rate",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Parml__PrivacyRun, sampling_rate),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "noise_multiplier",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Parml__PrivacyRun, noise_multiplier),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "steps",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Parml__PrivacyRun, steps),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned parml__privacy_run__field_indices_by_name[] = {
+  1,   /* field[1] = noise_multiplier */
+  0,   /* field[0] = sampling_rate */
+  2,   /* field[2] = steps */
+};
+static const ProtobufCIntRange parml__privacy_run__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor parml__privacy_run__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "parml.PrivacyRun",
+  "PrivacyRun",
+  "Parml__PrivacyRun",
+  "parml",
+  sizeof(Parml__PrivacyRun),
+  3,
+  parml__privacy_run__field_descriptors,
+  parml__privacy_run__field_indices_by_name,
+  1,  parml__privacy_run__number_ranges,
+  (ProtobufCMessageInit) parml__privacy_run__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[11] =
 {
   {
     "magic",
@@ -1698,6 +1807,18 @@ static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[10] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "privacy",
+    12,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Parml__Checkpoint, n_privacy),
+    offsetof(Parml__Checkpoint, privacy),
+    &parml__privacy_run__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "auth",
     14,
     PROTOBUF_C_LABEL_NONE,
@@ -1723,22 +1844,24 @@ static const ProtobufCFieldDescriptor parml__checkpoint__field_descriptors[10] =
   },
 };
 static const unsigned parml__checkpoint__field_indices_by_name[] = {
-  8,   /* field[8] = auth */
-  9,   /* field[9] = crc32 */
+  9,   /* field[9] = auth */
+  10,   /* field[10] = crc32 */
   7,   /* field[7] = epoch */
   1,   /* field[1] = format_version */
   6,   /* field[6] = layout */
   0,   /* field[0] = magic */
   2,   /* field[2] = model */
   3,   /* field[3] = optimizer */
+  8,   /* field[8] = privacy */
   5,   /* field[5] = seed */
   4,   /* field[4] = step */
 };
-static const ProtobufCIntRange parml__checkpoint__number_ranges[2 + 1] =
+static const ProtobufCIntRange parml__checkpoint__number_ranges[3 + 1] =
 {
   { 1, 0 },
-  { 14, 8 },
-  { 0, 10 }
+  { 12, 8 },
+  { 14, 9 },
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor parml__checkpoint__descriptor =
 {
@@ -1748,10 +1871,10 @@ const ProtobufCMessageDescriptor parml__checkpoint__descriptor =
   "Parml__Checkpoint",
   "parml",
   sizeof(Parml__Checkpoint),
-  10,
+  11,
   parml__checkpoint__field_descriptors,
   parml__checkpoint__field_indices_by_name,
-  2,  parml__checkpoint__number_ranges,
+  3,  parml__checkpoint__number_ranges,
   (ProtobufCMessageInit) parml__checkpoint__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -30,14 +30,38 @@ public enum PerExampleNorms {
                     "private training: layer \(l) (\(bad.planLabel)) normalises with batch statistics, which mix the examples of a "
                         + "batch and break per-example privacy; use layer_norm instead (as Opacus requires)")
             }
+            let alternative =
+                bad is CausalSelfAttention
+                ? "; a model without attention (e.g. linear or conv2d layers over the sequence) trains privately" : ""
             throw ParmlError.unsupported(
                 "private training: layer \(l) (\(bad.planLabel)) has parameters and no per-example gradient norm; "
-                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)")
+                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)"
+                    + alternative)
         }
     }
 
+    /// The Gram ("ghost") form of one example's ‖Σ_p d_p a_pᵀ‖² over its P
+    /// positions: Σ_{p,p'} (a_p·a_p')(d_p·d_p'), from two P × P products.
+    /// a holds P vectors of `aFeatures`, d P of `dFeatures`, each position a
+    /// row (`positionsAreRows`, a sequence's (T, features)) or a column (an
+    /// im2col or NCHW plane's (features, P)). `scratch`: 2P² floats.
+    public static func gramSquaredNorm(
+        _ a: UnsafePointer<Float>, aFeatures: Int, _ d: UnsafePointer<Float>, dFeatures: Int, positions p: Int,
+        positionsAreRows: Bool, scratch: UnsafeMutablePointer<Float>
+    ) -> Float {
+        let ga = scratch, gd = scratch + p * p
+        for (v, k, g) in [(a, aFeatures, ga), (d, dFeatures, gd)] {
+            BLAS.gemm(
+                transA: !positionsAreRows, transB: positionsAreRows, m: p, n: p, k: k,
+                v, lda: positionsAreRows ? k : p, v, ldb: positionsAreRows ? k : p, beta: 0, g, ldc: p)
+        }
+        var sum: Float = 0
+        for e in 0..<(p * p) { sum += ga[e] * gd[e] }
+        return sum
+    }
+
     /// The kinds that implement `PerExampleNormLayer`, for messages and docs.
-    public static let supportedKinds = ["linear", "layer_norm"]
+    public static let supportedKinds = ["linear", "conv2d", "layer_norm", "embedding", "position_embedding"]
 
     /// The first layer in `layer` (itself or nested) that DP-SGD cannot
     /// clip, or nil. Containers pass when all their layers do.

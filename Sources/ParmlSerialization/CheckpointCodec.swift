@@ -4,7 +4,8 @@ import ParmlTensor
 import ParmlTraining
 
 /// A trainer's state as a parml.Checkpoint message: the model, whole
-/// optimizer state, step and epoch counts, seed and the layout it ran under.
+/// optimizer state, step and epoch counts, seed, the layout it ran under,
+/// and the private steps the accountant counts.
 public enum CheckpointFile {
     /// The checkpoint's bytes; with a key, authenticated (FileAuthentication).
     public static func encode(_ trainer: Trainer, key: UnsafeRawBufferPointer? = nil) throws -> EncodedBytes {
@@ -45,6 +46,20 @@ public enum CheckpointFile {
         c.pointee.model = model
         c.pointee.optimizer = try optimizer(state, names: trainer.optimizerStateNames + trainer.outerStateNames, arena: arena)
         c.pointee.layout = try layout(state.strategy, arena: arena)
+        let record = trainer.privacyRecord
+        if !record.isEmpty {
+            let runs = try arena.allocate(UnsafeMutablePointer<Parml__PrivacyRun>?.self, count: record.count)
+            for (k, e) in record.enumerated() {
+                let r = try arena.allocate(Parml__PrivacyRun.self, count: 1)
+                parml__privacy_run__init(r)
+                r.pointee.sampling_rate = e.samplingRate
+                r.pointee.noise_multiplier = e.noiseMultiplier
+                r.pointee.steps = Int64(e.steps)
+                runs[k] = r
+            }
+            c.pointee.n_privacy = record.count
+            c.pointee.privacy = runs
+        }
         return try withExtendedLifetime((trainer, state, arena)) {
             try body(UnsafeRawPointer(c).assumingMemoryBound(to: ProtobufCMessage.self))
         }
@@ -143,11 +158,20 @@ public enum CheckpointFile {
             let t = try TensorCodec.tensor(from: m, what: "optimizer state \(k)")
             if m.name.map({ String(cString: $0).hasPrefix("outer_") }) == true { outer.append(t) } else { state.append(t) }
         }
+        var record: [PrivacyLedgerEntry] = []
+        for k in 0..<c.n_privacy {
+            guard let r = c.privacy?[k] else { throw ParmlError.format("the checkpoint's privacy record \(k) is missing") }
+            let e = PrivacyLedgerEntry(
+                samplingRate: r.pointee.sampling_rate, noiseMultiplier: r.pointee.noise_multiplier, steps: Int(r.pointee.steps))
+            try e.validate()
+            record.append(e)
+        }
         try trainer.restoreState(
             step: Int(c.step), epoch: Int(c.epoch), optimizerKind: kind, optimizerState: state,
             learningRateScale: o.learning_rate_scale == 0 ? 1 : o.learning_rate_scale, outerState: outer)
         try trainer.model.updateParameters { arena, infos in try ModelCodec.copy(parameters, into: arena, infos) }
         try trainer.placeOuterState(outer)
+        try trainer.restorePrivacyRecord(record)  // validated above: cannot throw here
     }
 }
 

@@ -92,9 +92,10 @@ public final class ConvolutionPlan {
         if st != 0 { throw ParmlError.blas("oneDNN convolution forward failed (status \(st))") }
     }
 
-    /// dw and db overwritten; dx too unless nil. After a forward of this plan on x and w.
+    /// dw and db overwritten; dx too unless nil; with dw nil, dx only (db
+    /// untouched). After a forward of this plan on x and w.
     public func backward(
-        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>?,
         db: UnsafeMutablePointer<Float>?, dx: UnsafeMutablePointer<Float>?
     ) throws {
         let st = pml_conv_backward(plan, x, w, dy, dw, db, dx)

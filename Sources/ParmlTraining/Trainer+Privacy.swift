@@ -3,11 +3,29 @@ import ParmlModel
 import ParmlPrivacy
 import ParmlTensor
 
-/// A run of private steps with the same sampling rate and noise.
-struct PrivacyLedgerEntry {
-    let samplingRate: Double
-    let noiseMultiplier: Double
-    var steps: Int
+/// A run of private steps with the same sampling rate and noise: what the
+/// accountant composes, and what a checkpoint keeps of a private run.
+public struct PrivacyLedgerEntry: Sendable, Equatable {
+    public let samplingRate: Double
+    public let noiseMultiplier: Double
+    public var steps: Int
+
+    public init(samplingRate: Double, noiseMultiplier: Double, steps: Int) {
+        self.samplingRate = samplingRate
+        self.noiseMultiplier = noiseMultiplier
+        self.steps = steps
+    }
+
+    /// Refuses an entry the accountant cannot take (a damaged or forged file's).
+    public func validate() throws {
+        guard samplingRate > 0, samplingRate <= 1 else {
+            throw ParmlError.format("a privacy record's sampling rate \(samplingRate) is outside (0, 1]")
+        }
+        guard noiseMultiplier.isFinite, noiseMultiplier >= 0 else {
+            throw ParmlError.format("a privacy record's noise multiplier \(noiseMultiplier) is not finite and >= 0")
+        }
+        guard steps >= 0 else { throw ParmlError.format("a privacy record's step count \(steps) is negative") }
+    }
 }
 
 /// DP-SGD in the trainer: settings, Poisson sampling in fit, and the ε
@@ -35,7 +53,9 @@ extension Trainer {
                 "private training with gradient compression: the compressed sum's sensitivity is not bounded by the clipping norm")
         }
         if !model.tiedParameters.isEmpty {
-            throw ParmlError.unsupported("private training with tied parameters: the tied matrix's per-example norm is not additive")
+            throw ParmlError.unsupported(
+                "private training with tied parameters (tied_classifier): the tied matrix's per-example norm is not additive; "
+                    + "use an untied linear classifier")
         }
         try PerExampleNorms.checkSupported(model)
         privacy = config
@@ -59,6 +79,16 @@ extension Trainer {
 
     /// Private steps counted by the accountant.
     public var privateSteps: Int { privacyLedger.reduce(0) { $0 + $1.steps } }
+
+    /// The private steps taken so far, in runs of equal (q, σ): what a
+    /// checkpoint saves so a resumed run keeps its accounting.
+    public var privacyRecord: [PrivacyLedgerEntry] { privacyLedger }
+
+    /// Replaces the private steps counted (a checkpoint's record).
+    public func restorePrivacyRecord(_ entries: [PrivacyLedgerEntry]) throws {
+        for e in entries { try e.validate() }
+        privacyLedger = entries
+    }
 
     func recordPrivateStep() {
         guard let privacy else { return }

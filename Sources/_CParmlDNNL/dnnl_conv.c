@@ -302,6 +302,7 @@ int pml_conv_backward(pml_conv_plan *p, const float *x, const float *w, const fl
         st = (int)pml_dnnl.dnnl_primitive_execute(p->prim[P_BWD_D], p->stream, 4, args);
         if (st || (st = leave(p, V_DX))) return st;
     }
+    if (!dw) return 0;  // input gradient only (private training's norm pass)
     int st = enter(p, p->dy_for_w, dy, p->dy_for_w == V_DY_D && dx) |
              enter(p, p->x_for_w, x, p->x_for_w == V_X && p->forward_x == x) |
              (p->has_bias ? aim(p, V_BIAS, db) : 0) | aim(p, V_DW, dw);

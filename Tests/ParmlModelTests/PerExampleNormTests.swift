@@ -88,6 +88,71 @@ func perExampleNormsResidual() throws {
     expectClose(try ghostSquaredNorms(model, x: x, dy: dy), try naiveSquaredNorms(model, x: x, dy: dy), "residual")
 }
 
+@Test(
+    "per-example norms of conv2d (Gram and materialised forms, groups, 1x1, stride and padding; im2col and oneDNN) match per-example gradients",
+    arguments: [ConvolutionBackend.im2col, .onednn])
+func perExampleNormsConv2d(backend: ConvolutionBackend) throws {
+    // conv1: P = 36, K = 18, Og = 4 → materialised (36·22 > 72); conv2: P = 4,
+    // K = 72, Og = 6 → Gram (4·78 ≤ 432); conv3 (groups 2, K = 6·4, Og = 4): P = 1 → Gram;
+    // the 1×1 layer: pointwise (col = x), P = 1, K = 8, Og = 3 → Gram.
+    #expect(!Conv2d.usesGramNorm(positions: 36, taps: 18, outputs: 4))
+    #expect(Conv2d.usesGramNorm(positions: 4, taps: 72, outputs: 6))
+    for bias in [true, false] {
+        let layers: [Layer] = [
+            try Conv2d(inChannels: 2, outChannels: 4, kernel: (3, 3), stride: (1, 1), padding: (1, 1), bias: bias, backend: backend),
+            Activation(.tanh),
+            try Conv2d(inChannels: 4, outChannels: 8, kernel: (3, 3), stride: (2, 2), padding: (0, 0), bias: bias, backend: backend),
+            Activation(.tanh),
+            try Conv2d(inChannels: 8, outChannels: 8, kernel: (2, 2), groups: 2, bias: bias, backend: backend),
+            try Conv2d(inChannels: 8, outChannels: 3, kernel: (1, 1), bias: bias, backend: backend),
+            Flatten(),
+            try Linear(inFeatures: 3, outFeatures: 2, bias: bias),
+        ]
+        let model = try makeModel(layers)
+        try PerExampleNorms.checkSupported(model)
+        let x = try randomTensor(Shape(5, 2, 6, 6), seed: 21)
+        let dy = try randomTensor(Shape(5, 2), seed: 22)
+        let ghost = try ghostSquaredNorms(model, x: x, dy: dy)
+        expectClose(ghost, try naiveSquaredNorms(model, x: x, dy: dy), "\(backend), bias \(bias)")
+        #expect((layers[0] as! Conv2d).perExampleNormForm == "materialised")
+        #expect((layers[2] as! Conv2d).perExampleNormForm == "gram")
+    }
+}
+
+@Test("the conv2d norm pass returns conv2d's ordinary input gradient (im2col and oneDNN) and leaves its gradients alone")
+func perExampleNormConvInputGradient() throws {
+    for backend in [ConvolutionBackend.im2col, .onednn] {
+        let conv = try Conv2d(inChannels: 3, outChannels: 5, kernel: (3, 3), stride: (2, 2), padding: (1, 1), backend: backend)
+        let model = try makeModel([conv])
+        let x = try randomTensor(Shape(4, 3, 7, 7), seed: 31), dy = try randomTensor(Shape(4, 5, 4, 4), seed: 32)
+        _ = try model.forward(x, PassContext(training: true))
+        model.gradients!.fill(7)
+        let norms = try Tensor(shape: Shape(4))
+        norms.fill(0)
+        let dx = try conv.addPerExampleSquaredNorms(dy, PassContext(training: true), into: norms.data, needInputGradient: true)!.toArray()
+        #expect(model.gradients!.toArray().allSatisfy { $0 == 7 })
+        let reference = try conv.backward(dy, PassContext(training: true), needInputGradient: true, accumulate: false)!.toArray()
+        #expect(zip(dx, reference).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) }, "\(backend)")
+    }
+}
+
+@Test("per-example norms of embedding (repeated ids, rank 1 and 2 ids) and position_embedding match per-example gradients")
+func perExampleNormsEmbeddings() throws {
+    // (N, T) ids with repeats within an example: rows summed before squaring.
+    let model = try makeModel([
+        try Embedding(count: 7, dim: 5, initStd: 1), try PositionEmbedding(positions: 6, dim: 5, initStd: 1), Activation(.tanh),
+        try Linear(inFeatures: 5, outFeatures: 3),
+    ])
+    try PerExampleNorms.checkSupported(model)
+    let ids: [Float] = [1, 3, 1, 1, 6, 0, 2, 2, 2, 2, 5, 4, 0, 6, 0, 3, 3, 1, 4, 4]
+    let x = try Tensor(ids, shape: Shape(4, 5)), dy = try randomTensor(Shape(4, 5, 3), seed: 41)
+    expectClose(try ghostSquaredNorms(model, x: x, dy: dy), try naiveSquaredNorms(model, x: x, dy: dy), "sequences")
+    // (N,) ids: one position per example.
+    let flat = try makeModel([try Embedding(count: 4, dim: 6, initStd: 1), try Linear(inFeatures: 6, outFeatures: 2)])
+    let x1 = try Tensor([3, 0, 3, 2, 1], shape: Shape(5)), dy1 = try randomTensor(Shape(5, 2), seed: 42)
+    expectClose(try ghostSquaredNorms(flat, x: x1, dy: dy1), try naiveSquaredNorms(flat, x: x1, dy: dy1), "single ids")
+}
+
 @Test("the norm pass returns the ordinary input gradient and leaves parameter gradients alone")
 func perExampleNormPassLeavesGradients() throws {
     let model = try makeModel([try Linear(inFeatures: 5, outFeatures: 6), Activation(.relu), try Linear(inFeatures: 6, outFeatures: 3)])
@@ -114,8 +179,8 @@ func perExampleNormRefusals() throws {
     let bn = try makeModel([try Linear(inFeatures: 4, outFeatures: 4), try BatchNorm(channels: 4)])
     let e = parmlError { try PerExampleNorms.checkSupported(bn) }
     #expect(e?.message.contains("layer 1") == true && e?.message.contains("layer_norm") == true, "\(String(describing: e))")
-    let embedding = try makeModel([try Embedding(count: 10, dim: 4, initStd: 0.02), try Linear(inFeatures: 4, outFeatures: 2)])
-    let e2 = parmlError { try PerExampleNorms.checkSupported(embedding) }
-    #expect(e2?.message.contains("layer 0 (embedding") == true, "\(String(describing: e2))")
+    let attention = try makeModel([try Linear(inFeatures: 4, outFeatures: 4), try CausalSelfAttention(features: 4, heads: 2)])
+    let e2 = parmlError { try PerExampleNorms.checkSupported(attention) }
+    #expect(e2?.message.contains("layer 1 (") == true && e2?.message.contains("conv2d") == true, "\(String(describing: e2))")
     try PerExampleNorms.checkSupported(try makeModel([try Linear(inFeatures: 4, outFeatures: 4), Activation(.relu), try LayerNorm(features: 4)]))
 }

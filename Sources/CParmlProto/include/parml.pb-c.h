@@ -25,6 +25,7 @@ typedef struct Parml__Authentication Parml__Authentication;
 typedef struct Parml__Schedule Parml__Schedule;
 typedef struct Parml__OptimizerState Parml__OptimizerState;
 typedef struct Parml__Layout Parml__Layout;
+typedef struct Parml__PrivacyRun Parml__PrivacyRun;
 typedef struct Parml__Checkpoint Parml__Checkpoint;
 
 
@@ -382,6 +383,28 @@ struct  Parml__Layout
 
 
 /*
+ * A run of DP-SGD steps with the same sampling rate and noise multiplier:
+ * the accountant's input (docs/privacy.md). Since parml 0.3.
+ */
+struct  Parml__PrivacyRun
+{
+  ProtobufCMessage base;
+  /*
+   * q in (0, 1]
+   */
+  double sampling_rate;
+  /*
+   * sigma >= 0
+   */
+  double noise_multiplier;
+  int64_t steps;
+};
+#define PARML__PRIVACY_RUN__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&parml__privacy_run__descriptor) \
+    , 0, 0, 0 }
+
+
+/*
  * Everything needed to resume training exactly.
  */
 struct  Parml__Checkpoint
@@ -411,6 +434,11 @@ struct  Parml__Checkpoint
    */
   int64_t epoch;
   /*
+   * private steps taken, in order: the epsilon spent (none when absent)
+   */
+  size_t n_privacy;
+  Parml__PrivacyRun **privacy;
+  /*
    * as in Model
    */
   Parml__Authentication *auth;
@@ -421,7 +449,7 @@ struct  Parml__Checkpoint
 };
 #define PARML__CHECKPOINT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&parml__checkpoint__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, NULL, 0, NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0, NULL, NULL, 0, 0, NULL, 0, 0,NULL, NULL, 0 }
 
 
 /* Parml__Tensor methods */
@@ -582,6 +610,25 @@ Parml__Layout *
 void   parml__layout__free_unpacked
                      (Parml__Layout *message,
                       ProtobufCAllocator *allocator);
+/* Parml__PrivacyRun methods */
+void   parml__privacy_run__init
+                     (Parml__PrivacyRun         *message);
+size_t parml__privacy_run__get_packed_size
+                     (const Parml__PrivacyRun   *message);
+size_t parml__privacy_run__pack
+                     (const Parml__PrivacyRun   *message,
+                      uint8_t             *out);
+size_t parml__privacy_run__pack_to_buffer
+                     (const Parml__PrivacyRun   *message,
+                      ProtobufCBuffer     *buffer);
+Parml__PrivacyRun *
+       parml__privacy_run__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   parml__privacy_run__free_unpacked
+                     (Parml__PrivacyRun *message,
+                      ProtobufCAllocator *allocator);
 /* Parml__Checkpoint methods */
 void   parml__checkpoint__init
                      (Parml__Checkpoint         *message);
@@ -633,6 +680,9 @@ typedef void (*Parml__OptimizerState_Closure)
 typedef void (*Parml__Layout_Closure)
                  (const Parml__Layout *message,
                   void *closure_data);
+typedef void (*Parml__PrivacyRun_Closure)
+                 (const Parml__PrivacyRun *message,
+                  void *closure_data);
 typedef void (*Parml__Checkpoint_Closure)
                  (const Parml__Checkpoint *message,
                   void *closure_data);
@@ -657,6 +707,7 @@ extern const ProtobufCMessageDescriptor parml__optimizer_state__descriptor;
 extern const ProtobufCEnumDescriptor    parml__optimizer_state__kind__descriptor;
 extern const ProtobufCMessageDescriptor parml__layout__descriptor;
 extern const ProtobufCEnumDescriptor    parml__layout__backend__descriptor;
+extern const ProtobufCMessageDescriptor parml__privacy_run__descriptor;
 extern const ProtobufCMessageDescriptor parml__checkpoint__descriptor;
 
 PROTOBUF_C__END_DECLS

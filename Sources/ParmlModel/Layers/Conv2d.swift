@@ -43,21 +43,22 @@ public final class Conv2d: KindedLayer, ChannelMatrixLayer {
     /// oneDNN or im2col (ConvolutionBackend.configured when made); read at each forward.
     public var backend: ConvolutionBackend
     /// Taps per output (K = Cg·kh·kw): the weight's row length.
-    private let taps: Int
-    private let pointwise: Bool
+    let taps: Int
+    let pointwise: Bool
 
-    private var weight: Tensor?
+    private(set) var weight: Tensor?
     private var bias: Tensor?
     private var weightGrad: Tensor?
     private var biasGrad: Tensor?
-    private var input: Tensor?
-    private var planes = PlaneSizes(height: 0, width: 0, outHeight: 0, outWidth: 0)
+    private(set) var input: Tensor?
+    private(set) var planes = PlaneSizes(height: 0, width: 0, outHeight: 0, outWidth: 0)
     private let output = Buffer()
-    private let gradInput = Buffer()
-    private let columns = Buffer()  // col or dcol (K, P), one sample's group at a time
+    let gradInput = Buffer()
+    let columns = Buffer()  // col or dcol (K, P), one sample's group at a time
     private let plans = ConvolutionPlans()
-    private var activePlan: ConvolutionPlan?  // the last forward's; nil when it ran im2col
+    private(set) var activePlan: ConvolutionPlan?  // the last forward's; nil when it ran im2col
     private let fresh = Buffer()  // oneDNN's dW and db before β·old + new
+    let normScratch = Buffer()  // private training's per-example Gram matrices or gradients
 
     /// oneDNN's implementations in the last forward, nil when it ran im2col.
     public var oneDNNImplementation: String? { activePlan?.implementation }

@@ -32,9 +32,10 @@ public final class Embedding: KindedLayer {
     public let vocabulary: Int
     private var weight: Tensor?
     private var weightGrad: Tensor?
-    private var input: Tensor?
+    private(set) var input: Tensor?
     private let output = Buffer()
-    private let gradInput = Buffer()
+    let gradInput = Buffer()
+    let normScratch = Buffer()  // private training: one token's summed output gradient
 
     public convenience init(count: Int, dim: Int, initStd: Float) throws {
         try self.init(count: count, dim: dim, initStd: initStd, firstID: 0, vocabulary: count)

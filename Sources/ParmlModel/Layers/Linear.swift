@@ -187,16 +187,8 @@ extension Linear: PerExampleNormLayer {
             for i in 0..<examples {
                 let xi = x.data + i * positions * inFeatures, di = dy.data + i * positions * outFeatures
                 if gram {
-                    let a = s, d = s + positions * positions
-                    BLAS.gemm(
-                        transA: false, transB: true, m: positions, n: positions, k: inFeatures,
-                        xi, lda: inFeatures, xi, ldb: inFeatures, beta: 0, a, ldc: positions)
-                    BLAS.gemm(
-                        transA: false, transB: true, m: positions, n: positions, k: outFeatures,
-                        di, lda: outFeatures, di, ldb: outFeatures, beta: 0, d, ldc: positions)
-                    var sum: Float = 0
-                    for e in 0..<(positions * positions) { sum += a[e] * d[e] }
-                    squaredNorms[i] += sum
+                    squaredNorms[i] += PerExampleNorms.gramSquaredNorm(
+                        xi, aFeatures: inFeatures, di, dFeatures: outFeatures, positions: positions, positionsAreRows: true, scratch: s)
                 } else {
                     BLAS.gemm(
                         transA: true, transB: false, m: outFeatures, n: inFeatures, k: positions,

@@ -61,7 +61,8 @@ const char *pml_conv_plan_impl(const pml_conv_plan *p);
  * status. Arrays are dense NCHW x and y, weights (G·Og, Cg, kh, kw), bias
  * (O). Backward follows a forward of the same plan, x and w unchanged in
  * between (forward's reordered copies serve it); it overwrites dw and db
- * (db unused without a bias) and computes dx unless dx is NULL. */
+ * (db unused without a bias) and computes dx unless dx is NULL; with dw
+ * NULL it computes dx only. */
 int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const float *b, float *y);
 int pml_conv_backward(pml_conv_plan *p, const float *x, const float *w, const float *dy, float *dw,
                       float *db, float *dx);

@@ -53,6 +53,43 @@ def test_private_step_matches_torch_per_sample_clipping():
         np.testing.assert_allclose(after[k], want, rtol=0, atol=2e-6, err_msg=k)
 
 
+def test_private_cnn_step_matches_torch_per_sample_clipping():
+    """The tanh CNN of the MNIST report (both conv2d norm forms: the first
+    layer materialised, the second Gram) on 12x12 images: one private step
+    (lr 1, sigma 0) against torch.func's per-sample gradients, clipped."""
+    torch = pytest.importorskip("torch")
+    from torch.func import functional_call, grad, vmap
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((10, 1, 12, 12)).astype(np.float32)
+    y = rng.integers(0, 4, 10).astype(np.int32)
+    c = 2.9
+    layers = lambda m: [  # noqa: E731 (same structure in both libraries)
+        m.Conv2d(1, 6, 4, stride=2, padding=1), m.Tanh(), m.MaxPool2d(2, stride=1),  # (N, 6, 5, 5)
+        m.Conv2d(6, 16, 3, stride=2), m.Tanh(), m.Flatten(), m.Linear(16 * 2 * 2, 4),  # (N, 16, 2, 2)
+    ]
+    with parml.Sequential(layers(parml), seed=2) as model:
+        before = model.state_dict()
+        with parml.Trainer(model, optimizer=parml.SGD(1.0), privacy=parml.Privacy(noise_multiplier=0, max_grad_norm=c)) as t:
+            t.step(x, y)
+        after = model.state_dict()
+
+    net = torch.nn.Sequential(*layers(torch.nn)).double()
+    net.load_state_dict({k: torch.from_numpy(v.astype(np.float64)) for k, v in before.items()})
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def loss(p, xi, yi):
+        return torch.nn.functional.cross_entropy(functional_call(net, p, (xi.unsqueeze(0),)), yi.unsqueeze(0).long())
+
+    g = vmap(grad(loss), in_dims=(None, 0, 0))(params, torch.from_numpy(x).double(), torch.from_numpy(y))
+    norms = torch.sqrt(sum(v.flatten(1).pow(2).sum(1) for v in g.values()))
+    factors = torch.clamp(c / norms, max=1.0)
+    assert (factors < 1).sum() >= 2 and (factors == 1).sum() >= 1, norms  # some clipped, some not
+    for k in before:
+        want = before[k] - (factors.view(-1, *[1] * (g[k].dim() - 1)) * g[k]).sum(0).numpy() / len(x)
+        np.testing.assert_allclose(after[k], want, rtol=0, atol=2e-6, err_msg=k)
+
+
 def test_fit_reports_the_accountants_epsilon():
     x, y = blobs(400, seed=2)
     privacy = parml.Privacy(noise_multiplier=1.1, max_grad_norm=1.0, delta=1e-5)
@@ -72,6 +109,31 @@ def test_fit_reports_the_accountants_epsilon():
             t.set_privacy(parml.Privacy(noise_multiplier=1.1, max_grad_norm=1.0, sampling="shuffled"))
             t.fit(x, y, epochs=1, batch_size=40, verbose=False)
             assert t.epsilon == pytest.approx(parml.privacy.epsilon(q=q, sigma=1.1, steps=40, delta=1e-5), rel=1e-9)
+
+
+def test_a_checkpoint_carries_the_accounting(tmp_path):
+    """Two epochs, a checkpoint, one more epoch in a new trainer: the same
+    epsilon and parameters as three epochs uninterrupted (deterministic)."""
+    x, y = blobs(200, seed=3)
+    privacy = parml.Privacy(noise_multiplier=1.1, max_grad_norm=0.5)
+
+    def trainer(model):
+        s = parml.Strategy(deterministic=True, seed=4)
+        return parml.Trainer(model, optimizer=parml.SGD(0.2, momentum=0.9), strategy=s, privacy=privacy)
+
+    with _model(1) as ref, trainer(ref) as t:
+        t.fit(x, y, epochs=3, batch_size=25, verbose=False)
+        want_eps, want = t.epsilon, ref.parameters
+    with _model(1) as m, trainer(m) as t:
+        t.fit(x, y, epochs=2, batch_size=25, verbose=False)
+        eps2 = t.epsilon
+        t.save_checkpoint(tmp_path / "run.ckpt")
+    with _model(8) as m, trainer(m) as t:
+        t.load_checkpoint(tmp_path / "run.ckpt")
+        assert t.epsilon == eps2 == pytest.approx(parml.privacy.epsilon(q=25 / 200, sigma=1.1, steps=16, delta=1e-5), rel=1e-12)
+        t.fit(x, y, epochs=1, batch_size=25, verbose=False)
+        assert t.epsilon == want_eps
+        np.testing.assert_array_equal(m.parameters, want)
 
 
 def test_sigma_zero_and_huge_norm_is_ordinary_training():

@@ -1,0 +1,79 @@
+"""DP-SGD on MNIST with a CNN (issue 21): the tanh ("tempered sigmoid")
+CNN of Papernot et al. 2020, which is TensorFlow Privacy's tutorial CNN
+with tanh for ReLU, trained privately with Poisson sampling; sigma chosen
+by the accountant for a target epsilon; epsilon from the trainer's
+accountant; test accuracy on the 10,000 test images.
+
+  PYTHONPATH=bindings/python python3 bench/dpsgd_mnist_cnn.py EPOCHS TARGET_EPS SEED [lr] [momentum] [batch] [C] [train_images]
+
+Data from ../shared/data/mnist (kept out of the repository); pixels in
+[0, 1] as load_idx gives them. train_images > 0 trains on the first N
+images only (for timing a step; its epsilon is for that N)."""
+import gzip
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import parml
+
+root = os.environ.get("MNIST_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
+args = sys.argv[1:]
+epochs = int(args[0]) if len(args) > 0 else 15
+target = float(args[1]) if len(args) > 1 else 1.0
+seed = int(args[2]) if len(args) > 2 else 0
+lr = float(args[3]) if len(args) > 3 else 0.5
+momentum = float(args[4]) if len(args) > 4 else 0.9
+batch = int(args[5]) if len(args) > 5 else 512
+c = float(args[6]) if len(args) > 6 else 0.1
+limit = int(args[7]) if len(args) > 7 else 0
+delta = 1e-5
+
+
+def cnn(seed):
+    # TF Privacy's tutorial CNN (16 8x8 filters stride 2, 32 4x4 stride 2, 32 units), tanh activations.
+    return parml.Sequential(
+        [
+            parml.Conv2d(1, 16, 8, stride=2, padding=3), parml.Tanh(), parml.MaxPool2d(2, stride=1),  # (N, 16, 13, 13)
+            parml.Conv2d(16, 32, 4, stride=2), parml.Tanh(), parml.MaxPool2d(2, stride=1),  # (N, 32, 4, 4)
+            parml.Flatten(), parml.Linear(512, 32), parml.Tanh(), parml.Linear(32, 10),
+        ],
+        seed=seed,
+    )
+
+
+def idx(name):
+    with gzip.open(f"{root}/{name}") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+x_train = (idx("train-images-idx3-ubyte.gz").astype(np.float32) / 255).reshape(-1, 1, 28, 28)
+y_train = idx("train-labels-idx1-ubyte.gz").astype(np.int32)
+if limit > 0:
+    x_train, y_train = x_train[:limit], y_train[:limit]
+x_test = (idx("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255).reshape(-1, 1, 28, 28)
+y_test = idx("t10k-labels-idx1-ubyte.gz").astype(np.int32)
+with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as test:
+    n = len(train)
+    q = batch / n
+    steps = epochs * math.ceil(n / batch)  # fit's steps: ceil(n / batch) an epoch
+    sigma = parml.privacy.sigma_for(target, q=q, delta=delta, steps=steps)
+    model = cnn(seed)
+    privacy = parml.Privacy(noise_multiplier=sigma, max_grad_norm=c, delta=delta)
+    with model, parml.Trainer(
+        model, optimizer=parml.SGD(lr, momentum=momentum), strategy=parml.Strategy(seed=seed), privacy=privacy
+    ) as trainer:
+        t0 = time.time()
+        history = trainer.fit(train, epochs=epochs, batch_size=batch, verbose="plain")
+        result = trainer.evaluate(test)
+        print(
+            f"tanh CNN, sigma {sigma:.4f}, C {c}, batch {batch} (Poisson, q {q:.5f}), lr {lr}, momentum {momentum}, {epochs} epochs "
+            f"({steps} steps), seed {seed}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
+            f"test accuracy {result.accuracy:.4f}, {time.time() - t0:.0f} s",
+            flush=True,
+        )
