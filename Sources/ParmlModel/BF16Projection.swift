@@ -12,6 +12,8 @@ final class BF16Projection {
     private let weight = BF16Array()
     private let gradOutput = BF16Array()
     private let products = BF16Products()
+    /// The forward pass's thread count, for its backward.
+    private var threads = 0
 
     /// y (rows × outF) = β·y + x·Wᵀ, with x (rows × inF) and W (outF × inF).
     func forward(
@@ -22,7 +24,8 @@ final class BF16Projection {
         weight.fill(from: w, count: outF * inF, serial: ctx.stepSerial)
         try products.gemm(
             transA: false, transB: true, m: rows, n: outF, k: inF, input.data, lda: inF, weight.data, ldb: inF,
-            beta: beta, y, ldc: outF)
+            beta: beta, y, ldc: outF, threads: ctx.threads)
+        threads = ctx.threads
     }
 
     /// dW = β·dW + dyᵀ·x and, unless dx is nil, dx = dy·W, after a forward
@@ -37,10 +40,10 @@ final class BF16Projection {
         gradOutput.fill(from: dy, count: rows * outF)
         try products.gemm(
             transA: true, transB: false, m: outF, n: inF, k: rows, gradOutput.data, lda: outF, input.data, ldb: inF,
-            beta: beta, dW, ldc: inF)
+            beta: beta, dW, ldc: inF, threads: threads)
         guard let dx else { return }
         try products.gemm(
             transA: false, transB: false, m: rows, n: inF, k: outF, gradOutput.data, lda: outF, weight.data, ldb: inF,
-            beta: 0, dx, ldc: inF)
+            beta: 0, dx, ldc: inF, threads: threads)
     }
 }

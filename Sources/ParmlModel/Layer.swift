@@ -20,6 +20,14 @@ public struct PassContext: Sendable {
     /// Unique to one optimizer step (BF16Products.nextSerial; 0 outside
     /// training): layers keep their bf16 weight copies for that step.
     public var stepSerial: UInt64 = 0
+    /// Threads for libraries that take a count per call (oneDNN's
+    /// convolutions and bf16 products): the trainer's own, so that another
+    /// trainer's setting in the process cannot change this one's bits
+    /// (oneDNN's sums depend on it); 0: the process's `BLAS.threads`.
+    public var threads = 0
+
+    /// The thread count a oneDNN plan for this pass is made for.
+    public var libraryThreads: Int { threads > 0 ? threads : max(1, BLAS.threads) }
 
     /// The factor old gradients are kept with: 1 when accumulating.
     @inline(__always)

@@ -149,11 +149,12 @@ public final class BF16Products {
     /// at the same step index never reuses a stale copy.
     public static func nextSerial() -> UInt64 { pml_bf16_next_serial() }
 
-    /// C(m×n) = β·C + op(A)·op(B) as `BLAS.gemm`, with bf16 A and B.
+    /// C(m×n) = β·C + op(A)·op(B) as `BLAS.gemm`, with bf16 A and B, on
+    /// `threads` oneDNN threads (0: `BLAS.threads`).
     public func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         _ a: UnsafePointer<UInt16>, lda: Int, _ b: UnsafePointer<UInt16>, ldb: Int,
-        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 0
     ) throws {
         guard m > 0, n > 0 else { return }
         guard k > 0 else {
@@ -162,7 +163,7 @@ public final class BF16Products {
             return
         }
         let key = BF16MatmulPlan.Key(
-            m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta, threads: max(1, BLAS.threads))
+            m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta, threads: threads > 0 ? threads : max(1, BLAS.threads))
         let plan: BF16MatmulPlan
         if let hit = plans.first(where: { $0.key == key }) {
             plan = hit

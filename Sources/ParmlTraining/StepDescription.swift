@@ -13,6 +13,8 @@ struct StepSettings {
     /// The arithmetic of matrix products: the strategy's precision where it
     /// can run here, else float32 (BF16.resolve).
     var precision: Precision = .float32
+    /// The trainer's thread count, handed to oneDNN with each pass (PassContext.threads).
+    var threads = 0
 }
 
 /// One optimizer step as the host asked for it. `Trainer.step` builds it

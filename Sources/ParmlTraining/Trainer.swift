@@ -250,7 +250,7 @@ public final class Trainer {
         stepSettings = StepSettings(
             seed: strategy.seed, clipNorm: optimizer.clipGradNorm,
             bucketFloats: max(1, strategy.bucketBytes / MemoryLayout<Float>.stride), skipNonFinite: optimizer.skipNonFinite,
-            precision: BF16.resolve(strategy.precision))
+            precision: BF16.resolve(strategy.precision), threads: blasThreads)
         let job = RankJob(ranks: ranks)
         self.job = job
         rankBody = pool != nil ? { r in try job.run(rank: r) } : nil
@@ -538,7 +538,9 @@ public final class Trainer {
             let outShape = try model.outputShape(for: batchInputs.shape)
             predictions += n * loss.predictionsPerSample(output: outShape)
             try loss.validate(output: outShape, targets: batchTargets)
-            let y = try model.forward(batchInputs, PassContext(training: false))
+            var ctx = PassContext(training: false)
+            ctx.threads = blasThreads
+            let y = try model.forward(batchInputs, ctx)
             var scale = loss.meanScale(samples: n, output: outShape)
             var w = Double(n)
             if loss.options.classWeights != nil {

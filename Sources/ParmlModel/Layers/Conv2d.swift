@@ -163,7 +163,7 @@ public final class Conv2d: KindedLayer, ChannelMatrixLayer {
         let y = try output.shaped(Shape(n, outChannels, p.outHeight, p.outWidth))
         input = x
         planes = p
-        activePlan = oneDNNPlan(batch: n, planes: p, bf16: ctx.precision == .bf16)
+        activePlan = oneDNNPlan(batch: n, planes: p, bf16: ctx.precision == .bf16, threads: ctx.libraryThreads)
         if let plan = activePlan {
             try plan.forward(x.data, weight.data, bias?.data, y.data)
             return y
@@ -185,11 +185,11 @@ public final class Conv2d: KindedLayer, ChannelMatrixLayer {
     }
 
     /// The plan for this batch when the layer runs oneDNN and oneDNN takes
-    /// the shape; OpenBLAS's thread count is oneDNN's too. bf16 precision
-    /// rounds x, w and dy to bf16 inside oneDNN (docs/precision.md).
-    private func oneDNNPlan(batch n: Int, planes p: PlaneSizes, bf16: Bool) -> ConvolutionPlan? {
+    /// the shape, for the pass's thread count (PassContext.libraryThreads).
+    /// bf16 precision rounds x, w and dy to bf16 inside oneDNN (docs/precision.md).
+    private func oneDNNPlan(batch n: Int, planes p: PlaneSizes, bf16: Bool, threads: Int) -> ConvolutionPlan? {
         guard backend == .onednn, n > 0, OneDNN.available else { return nil }
-        let key = ConvolutionPlan.Key(batch: n, height: p.height, width: p.width, threads: max(1, BLAS.threads), bf16: bf16)
+        let key = ConvolutionPlan.Key(batch: n, height: p.height, width: p.width, threads: threads, bf16: bf16)
         return plans.plan(for: key) {
             try ConvolutionPlan(
                 key: $0, inChannels: inChannels, outChannels: outChannels, groups: groups, window: window, planes: p, bias: hasBias)
