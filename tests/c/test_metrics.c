@@ -264,6 +264,19 @@ static void test_layouts(void) {
 }
 
 /* The metrics against counts made here from the model's predictions. */
+/* Metrics params (defaults otherwise) that write into these C-entry buffers. */
+static parml_metrics_params buffers_for(int64_t *confusion, int64_t *support, float *precision, float *recall, float *f1) {
+    parml_metrics_params mp;
+    OK(parml_metrics_params_init(&mp));
+    mp.capacity = C;
+    mp.confusion = confusion;
+    mp.support = support;
+    mp.precision = precision;
+    mp.recall = recall;
+    mp.f1 = f1;
+    return mp;
+}
+
 static void test_metrics(void) {
     float x[N * D], y[N];
     make_data(x, y);
@@ -290,15 +303,8 @@ static void test_metrics(void) {
     }
     int64_t confusion[C * C], support[C];
     float precision[C], recall[C], f1[C];
-    parml_metrics_params mp;
-    OK(parml_metrics_params_init(&mp));
+    parml_metrics_params mp = buffers_for(confusion, support, precision, recall, f1);
     mp.top_k = 2;
-    mp.capacity = C;
-    mp.confusion = confusion;
-    mp.support = support;
-    mp.precision = precision;
-    mp.recall = recall;
-    mp.f1 = f1;
     parml_metrics out = {.struct_size = sizeof out};
     OK(parml_trainer_evaluate_metrics(t, d, 5, &mp, &out));
     CHECK(out.classes == C && out.predictions == N, "classes %lld predictions %lld", (long long)out.classes, (long long)out.predictions);
@@ -348,14 +354,7 @@ static void test_multi_label_metrics(void) {
         for (int c = 0; c < C; c++) want[c * 4 + 2 * (multi[i * C + c] > 0.5f) + (z[i * C + c] > 0)]++;
     int64_t confusion[C * 4], support[C];
     float precision[C], recall[C], f1[C];
-    parml_metrics_params mp;
-    OK(parml_metrics_params_init(&mp));
-    mp.capacity = C;
-    mp.confusion = confusion;
-    mp.support = support;
-    mp.precision = precision;
-    mp.recall = recall;
-    mp.f1 = f1;
+    parml_metrics_params mp = buffers_for(confusion, support, precision, recall, f1);
     parml_metrics out = {.struct_size = sizeof out};
     OK(parml_trainer_evaluate_metrics(t, d, 7, &mp, &out));
     CHECK(out.classes == C && out.predictions == N * C, "labels %lld decisions %lld", (long long)out.classes,
