@@ -836,7 +836,8 @@ PARML_API parml_status parml_trainer_set_learning_rate(parml_trainer trainer, fl
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
-/// threads backend), gradients (its stage's slice; under ZeRO >= 2 in the
+/// threads backend; under ZeRO-3 with MPI and tp = 1, its shard plus the
+/// largest layer's part outside it, gathered while that layer runs), gradients (its stage's slice; under ZeRO >= 2 in the
 /// default mode with one micro-batch, its shard plus the largest gradient
 /// bucket, the rest of the slice's pages being handed back as backward
 /// reduces each bucket), optimizer state (1/dp of that under ZeRO >= 1),
@@ -846,6 +847,34 @@ PARML_API parml_status parml_trainer_set_learning_rate(parml_trainer trainer, fl
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, small struct_size,
 /// rank outside the mesh or, under MPI, another process's rank). Since: 0.1.
 PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank, parml_memory_report * out);
+
+/// Makes the trainer's model whole on this process. Under ZeRO-3 with the
+/// MPI backend (dp > 1, tp = 1) each process keeps only its shard of the
+/// parameters between steps, gathering each layer's just before it runs;
+/// until this call, reads of the whole model on that process
+/// (parml_model_get_params, _get_param, _set_param, _predict, _generate,
+/// _save, _serialize and their _authenticated forms, _export_onnx,
+/// parml_trainer_evaluate and _evaluate_metrics) fail with PARML_ERR_STATE;
+/// parml_model_set_params and parml_model_init make it whole. Collective, as
+/// FSDP's summon_full_params: every process of the trainer must call it at
+/// the same point; the model then stays whole until the next step. A
+/// process calling it alone waits for the others until watchdog_seconds,
+/// then gets PARML_ERR_COMMUNICATION and the trainer (the job) cannot go
+/// on. parml_trainer_fit gathers by itself at the end of every epoch
+/// (validation, callbacks) and parml_trainer_save_checkpoint before it
+/// writes. Anywhere else (threads backend, ZeRO 0-2, tp > 1) the model is
+/// whole already: it returns PARML_OK at once without communicating, so
+/// portable host code may always call it.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (an earlier
+/// step failed), PARML_ERR_COMMUNICATION (MPI: a process failed or timed
+/// out). Since: 0.3.
+PARML_API parml_status parml_trainer_gather_params(parml_trainer trainer);
+
+/// *whole_out = 1 when the trainer's model holds all its parameters on this
+/// process, 0 while it holds only this process's ZeRO-3 shard (MPI, after a
+/// step until parml_trainer_gather_params). Local: no communication.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL whole_out). Since: 0.3.
+PARML_API parml_status parml_trainer_params_whole(parml_trainer trainer, int32_t * whole_out);
 
 /// The execution plan as text in *text_out, NUL-terminated: the dp x pp x tp
 /// mesh, which layers and parameter slice each rank holds, what a step

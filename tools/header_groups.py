@@ -72,7 +72,7 @@ GROUPS = [
         ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_fit",
          "parml_trainer_evaluate", "parml_trainer_step_count", "parml_trainer_epoch_count",
          "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_set_learning_rate",
-         "parml_trainer_memory",
+         "parml_trainer_memory", "parml_trainer_gather_params", "parml_trainer_params_whole",
          "parml_trainer_plan", "parml_trainer_set_trace", "parml_trainer_write_trace",
          "parml_trainer_set_local_batches", "parml_trainer_set_local_data", "parml_trainer_data_rows", "parml_trainer_set_loss",
          "parml_trainer_evaluate_metrics"],

@@ -297,7 +297,8 @@ public func parmlTrainerSetLearningRate(_ trainer: parml_trainer?, _ lr: Float) 
 
 /// Memory rank `rank` (0..dp*pp*tp-1) of the trainer holds: parameters
 /// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
-/// threads backend), gradients (its stage's slice; under ZeRO >= 2 in the
+/// threads backend; under ZeRO-3 with MPI and tp = 1, its shard plus the
+/// largest layer's part outside it, gathered while that layer runs), gradients (its stage's slice; under ZeRO >= 2 in the
 /// default mode with one micro-batch, its shard plus the largest gradient
 /// bucket, the rest of the slice's pages being handed back as backward
 /// reduces each bucket), optimizer state (1/dp of that under ZeRO >= 1),

@@ -246,6 +246,13 @@ final class MPICommunicator: Communicator {
         try pipelined(.allGather, s, buffer, count: count, reduce: false, gather: true, mean: false)
     }
 
+    func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>]) throws {
+        try checkShards(shards, count: count, what: "allGather")
+        let s = try begin(.allGather, count: count)
+        guard size > 1 else { return }
+        try pipelined(.allGather, s, buffer, count: count, reduce: false, gather: true, mean: false, shards: shards)
+    }
+
     func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
         guard root >= 0 && root < size else {
             throw ParmlError.invalidArgument("\(me): broadcast: root \(root) is outside 0..<\(size)")

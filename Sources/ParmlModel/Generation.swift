@@ -44,6 +44,7 @@ extension Model {
     /// `sequenceLimit` tokens (`WindowLogits`). Both give the same tokens.
     public func generate(prompt: [Int], count: Int, sampling: SamplingConfig, useCache: Bool = true) throws -> [Int] {
         guard isInitialized else { throw ParmlError.state("the model is not initialised; initialise it first") }
+        try requireWholeParameters("generate")
         guard let first = root.layers.first, case .tokenIDs? = first.descriptor?.input else {
             throw ParmlError.invalidArgument("generate needs a model whose first layer reads token ids (an embedding)")
         }

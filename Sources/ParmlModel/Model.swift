@@ -40,6 +40,10 @@ public final class Model {
     /// Top-level layer indices where the host wants a pipeline stage to
     /// start (`markStageBoundary`); empty lets the trainer balance stages.
     public private(set) var stageStarts: [Int] = []
+    /// Set while a trainer keeps only this process's shard of the
+    /// parameters between steps (ZeRO-3 under MPI): why reads of the whole
+    /// model are refused until it gathers them (Model+Residency.swift).
+    public var partialParameters: String?
 
     public init() {}
 
@@ -314,6 +318,7 @@ public final class Model {
     public func copyParameter(named name: String, to out: UnsafeMutablePointer<Float>, count: Int) throws {
         let info = try parameter(named: name, count: count)
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        try requireWholeParameters("get_param '\(name)'")
         out.update(from: p.data + info.offset, count: info.count)
     }
 
@@ -321,6 +326,8 @@ public final class Model {
     public func setParameter(named name: String, from src: UnsafePointer<Float>, count: Int) throws {
         let info = try parameter(named: name, count: count)
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        // Its tied copy is synced from the arena, which must be whole for that.
+        try requireWholeParameters("set_param '\(name)'")
         (p.data + info.offset).update(from: src, count: info.count)
         syncTiedParameters()
         parameterVersion += 1
@@ -348,6 +355,7 @@ public final class Model {
         syncTiedParameters()
         if let g = gradients { Pages.zero(g.data, count: g.count) }
         self.seed = seed
+        partialParameters = nil
         parameterVersion += 1
     }
 
@@ -362,6 +370,7 @@ public final class Model {
         syncTiedParameters()
         if let g = gradients { Pages.zero(g.data, count: g.count) }
         self.seed = seed
+        partialParameters = nil
         parameterVersion += 1
     }
 
@@ -374,6 +383,7 @@ public final class Model {
     /// copies (one per micro-batch in flight) accumulate into the same one.
     public func replicate(sharingParameters: Bool = false, sharingGradients: Bool = false) throws -> Model {
         guard let params = parameters, let seed else { throw ParmlError.state("only an initialised model can be replicated") }
+        if !sharingParameters { try requireWholeParameters("copying the model") }
         let m = Model()
         for l in root.layers { m.root.append(try l.replicate()) }
         try m.build(sharing: sharingParameters ? params : nil, gradients: sharingGradients ? gradients : nil)
@@ -407,6 +417,7 @@ public final class Model {
     /// the model owns, valid until its next forward.
     public func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor {
         try ready()
+        try requireWholeParameters("forward")
         _ = try outputShape(for: x.shape)
         return try root.forward(x, ctx)
     }
@@ -421,6 +432,7 @@ public final class Model {
     /// Copies the whole arena out (count must equal parameterCount).
     public func copyParameters(to out: UnsafeMutablePointer<Float>) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        try requireWholeParameters("copying the parameters")
         out.update(from: p.data, count: p.count)
     }
 
@@ -428,6 +440,7 @@ public final class Model {
     public func setParameters(from src: UnsafePointer<Float>) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         p.data.update(from: src, count: p.count)
+        partialParameters = nil
         parameterVersion += 1
     }
 
@@ -435,6 +448,7 @@ public final class Model {
     /// (count must equal namedParameterCount): the host's flat view.
     public func copyNamedParameters(to out: UnsafeMutablePointer<Float>) throws {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
+        try requireWholeParameters("get_params")
         var k = 0
         for info in namedParameters {
             (out + k).update(from: p.data + info.offset, count: info.count)
@@ -451,6 +465,7 @@ public final class Model {
             k += info.count
         }
         syncTiedParameters()
+        partialParameters = nil
         parameterVersion += 1
     }
 
@@ -460,6 +475,7 @@ public final class Model {
         guard let p = parameters else { throw ParmlError.state("the model is not initialised") }
         try body(p.data, parameterInfo)
         syncTiedParameters()
+        partialParameters = nil
         parameterVersion += 1
     }
 

@@ -49,6 +49,11 @@ public protocol Communicator: AnyObject {
     /// In place: every rank's `buffer[shard(r)]` is copied to `buffer[shard(r)]` on all ranks.
     func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
 
+    /// The same with the shards given, as for `reduceScatter(_:count:shards:op:)`:
+    /// rank r's `buffer[shards[r]]` is copied to every rank (one block of
+    /// ZeRO-3 parameters, each rank holding its shard's part of it).
+    func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>]) throws
+
     /// In place: every rank's buffer becomes a copy of rank `root`'s.
     func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int, root: Int) throws
 

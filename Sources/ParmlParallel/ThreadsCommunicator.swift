@@ -331,10 +331,19 @@ final class ThreadsCommunicator: Communicator {
     }
 
     func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+        try allGather(buffer, count: count, shards: nil)
+    }
+
+    func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>]) throws {
+        try checkShards(shards, count: count, what: "allGather")
+        try allGather(buffer, count: count, shards: Optional(shards))
+    }
+
+    private func allGather(_ buffer: UnsafeMutablePointer<Float>, count: Int, shards: [Range<Int>]?) throws {
         try checkArguments(.allGather, count: count)
         if group.size == 1 { return try single(.allGather) }
         let s = try begin(.allGather, count: count, pointer: UnsafeMutableRawPointer(buffer))
-        computeShards(count)
+        if let shards { setShards(shards) } else { computeShards(count) }
         try reading(.allGather, s) {
             // Push this rank's shard into every other buffer (writes to
             // shard r come from rank r alone).

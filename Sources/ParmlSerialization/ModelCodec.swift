@@ -208,6 +208,7 @@ enum ModelCodec {
 public enum ModelFile {
     /// Builds the message for `model` and hands it to `body` (valid only there).
     private static func withMessage<R>(_ model: Model, _ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+        try model.requireWholeParameters("saving the model")
         let arena = PackArena()
         let m = try arena.allocate(Parml__Model.self, count: 1)
         try ModelCodec.fill(m, from: model, arena: arena)

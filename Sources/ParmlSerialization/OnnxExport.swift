@@ -15,6 +15,7 @@ public enum OnnxExport {
         guard let values = model.parameters, model.isInitialized else {
             throw ParmlError.state("the model is not initialised; initialise it first")
         }
+        try model.requireWholeParameters("ONNX export")
         let outputShape = try model.outputShape(for: inputShape)
         let arena = PackArena()
         let g = OnnxGraph(arena: arena)

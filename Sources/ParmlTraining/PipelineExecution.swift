@@ -126,6 +126,7 @@ extension RankContext {
         let layers = slot.model.root.layers
         for l in range {
             try comms?.world.throwIfAborted("forward of layer \(l)")
+            try gatherBlock(of: l)
             h = try layers[l].forward(h, ctx)
         }
         return h
@@ -223,6 +224,7 @@ extension RankContext {
         for l in range.reversed() {
             try comms?.world.throwIfAborted("backward of layer \(l)")
             let need = l > vs.layers.lowerBound || !vs.isFirst
+            try gatherBlock(of: l)
             let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate)
             if reducing && l > vs.layers.lowerBound { try reduceBuckets(of: vs, through: l) }
             guard let next else { break }

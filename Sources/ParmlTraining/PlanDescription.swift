@@ -143,9 +143,12 @@ extension Trainer {
             lines.append("  +  after the step, data rank 0's tp ranks write their slices into the host's model")
         }
         var update = "  4. optimizer updates each rank's slice"
-        // Processes share no memory: under MPI ZeRO-3 all-gathers like 1 and 2.
+        // Processes share no memory: under MPI ZeRO-3 gathers each layer before use (tp = 1).
         if layout.zeroStage >= 3 && mesh.dp > 1 && strategy.backend == .threads {
             update += "; ZeRO-3: the dp replicas read one shared parameter arena, nothing to gather"
+        } else if ParameterGathering.applies(layout: layout, sharesParameters: false, processes: strategy.backend == .mpi) {
+            update += "; ZeRO-3: each process keeps its shard; every layer's parameters are all-gathered over the dp group "
+                + "before its forward and again before its backward, and dropped after"
         } else if layout.shardsOverData {
             update += ", then all-gather of the stage's parameters over its dp group"
         }

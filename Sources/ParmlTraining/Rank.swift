@@ -17,6 +17,7 @@ import ParmlTensor
 //   GradientNorm.swift        the global gradient norm for clipping (tp > 1: each rank's share)
 //   NonFinite.swift           the skip check before the update and where a value went bad
 //   HostModelAssembly.swift   after the update: the host's model made whole (MPI, tp)
+//   ParameterGathering.swift  ZeRO-3 under MPI: each layer's parameters gathered before use
 //   RankMemory.swift          bytes a rank holds (Trainer.memory)
 //   FaultInjection.swift      test hook: a rank that fails or stalls at a step
 
@@ -104,6 +105,8 @@ final class RankContext {
     let foldsMomentum: Bool
     /// This rank reads a parameter arena other ranks of its stage update too (ZeRO-3).
     let sharesParameters: Bool
+    /// ZeRO-3 under MPI: the shard kept between steps, layers gathered before use.
+    let gathering: ParameterGathering?
     /// The runs of top-level layers this rank runs, in arena order, each
     /// with its arena slice and the part of it the rank updates.
     let virtualStages: [VirtualStage]
@@ -151,7 +154,7 @@ final class RankContext {
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
-        foldMomentum: Bool, sharesParameters: Bool, tensorParallel: TensorParallelSync? = nil
+        foldMomentum: Bool, sharesParameters: Bool, gathersParameters: Bool = false, tensorParallel: TensorParallelSync? = nil
     ) throws {
         guard let params = model.parameters, let grads = model.gradients else {
             throw ParmlError.state("the model is not initialised")
@@ -173,6 +176,7 @@ final class RankContext {
                 decaying: model.decayingRanges, frozen: model.frozenRanges)
         }
         ownedRanges = virtualStages.map(\.owned)
+        gathering = gathersParameters ? ParameterGathering(runs: virtualStages, model: model, layout: layout, data: c.data) : nil
         if layout.hasOuterOptimizer {
             for vs in virtualStages {
                 (vs.outerAnchor, vs.outerVelocity) = (try Tensor(shape: Shape(max(vs.range.count, 1))), try Tensor(shape: Shape(max(vs.range.count, 1))))
@@ -298,6 +302,9 @@ final class RankContext {
             vs.backwardPieces = 0
             vs.buckets?.next = 0
         }
+        // ZeRO-3 under MPI: layers gathered as they run; only the shard stays after (ParameterGathering.swift).
+        try beginGathering(step, work: work)
+        defer { releaseParameters() }
 
         // 1. Forward and backward of this rank's micro-batches, in the
         //    stage's schedule (PipelineExecution.swift).
@@ -389,8 +396,9 @@ final class RankContext {
         var lossSum = layout.averagesParameters ? work.lossSum * Float(ownRows) / Float(max(step.plan.samples, 1)) : work.lossSum
         var correct = work.correct
         if let comms {
-            // Ranks sharing one arena (ZeRO-3) see every shard's update already.
-            if layout.shardsOverData && !sharesParameters {
+            // Ranks sharing one arena (ZeRO-3) see every shard's update
+            // already; under MPI ZeRO-3 gathers each layer before use.
+            if layout.shardsOverData && !sharesParameters && gathering == nil {
                 t = trace.now()
                 for vs in virtualStages { try comms.data.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
                 trace.record(.gather, step: step.index, since: t)
@@ -407,8 +415,9 @@ final class RankContext {
             trace.record(.statistics, step: step.index, since: t)
         }
 
-        // 7. The host's model holds the new parameters (HostModelAssembly.swift).
-        try updateHostModel()
+        // 7. The host's model holds the new parameters (HostModelAssembly.swift),
+        //    but under MPI ZeRO-3, where it is partial until gathered.
+        if gathering == nil { try updateHostModel() }
         result = RankResult(loss: lossSum, correct: correct, gradientNorm: gradientNorm)
     }
 

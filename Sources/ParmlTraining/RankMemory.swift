@@ -8,6 +8,10 @@ struct MemoryAccount: Sendable, Equatable {
     /// ZeRO-3 on threads: the rank reads an arena its data peers share, and
     /// is charged only its shard.
     var sharesParameters = false
+    /// ZeRO-3 under MPI: the rank keeps its shard and gathers one layer at a
+    /// time, whose part outside the shard is `gatheredFloats` at most.
+    var gathersParameters = false
+    var gatheredFloats = 0
     var optimizerFloats = 0
     /// Gradients resident at most: the slices, or with buckets (ZeRO ≥ 2,
     /// fast mode) the shards and the largest bucket's part outside them.
@@ -21,7 +25,7 @@ struct MemoryAccount: Sendable, Equatable {
 
     var report: Report {
         let f = MemoryLayout<Float>.stride
-        let ownParameters = sharesParameters ? ownedFloats : sliceFloats
+        let ownParameters = sharesParameters ? ownedFloats : gathersParameters ? ownedFloats + gatheredFloats : sliceFloats
         return (ownParameters * f, gradientFloats * f, optimizerFloats * f, scratchFloats * f + accumulatorBytes, activationBytes)
     }
 
@@ -43,7 +47,13 @@ extension RankContext {
         // page is written by the first, and the whole slice is resident; so
         // it is in a run holding batch_norm, whose buckets wait for the schedule.
         var a = MemoryAccount(sharesParameters: sharesParameters, activationBytes: activationBytes)
+        // ZeRO-3 under MPI: a run holding batch_norm is gathered whole for its step.
+        a.gathersParameters = gathering != nil && virtualStages.allSatisfy { $0.statisticsLayers.isEmpty }
         for vs in virtualStages {
+            if a.gathersParameters {
+                a.gatheredFloats = max(
+                    a.gatheredFloats, ParameterGathering.largestOutside(layers: vs.layers, run: vs.range, owned: vs.owned, model: model))
+            }
             a.sliceFloats += vs.range.count
             a.ownedFloats += vs.owned.count
             a.optimizerFloats += foldsMomentum ? 0 : vs.optimizer.stateTensors.reduce(0) { $0 + $1.count }

@@ -74,6 +74,7 @@ extension Trainer {
     /// cover the arena; where replicated ranks overlap, they hold the same
     /// values and any one serves. Local SGD's outer state comes along.
     public func captureState() throws -> TrainingState {
+        try gatherParameters()  // the model goes into the checkpoint whole (collective, as the state's gathering is)
         var state = TrainingState(
             step: stepCount, seed: strategy.seed, optimizer: optimizerConfig, strategy: strategy,
             optimizerState: try gatherWhole(optimizerStateNames, optimizerRuns))

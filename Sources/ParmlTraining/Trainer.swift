@@ -100,8 +100,8 @@ public final class Trainer {
     /// One rank per process (MPI): this process's world (its one rank is `ranks[0]`).
     private(set) var processWorld: (any RankWorld)?
     private var syncedVersion: Int
-    /// Set when a step failed on some rank: the replicas may disagree now.
-    private var poisoned: String?
+    /// Set when a step (or a collective gather) failed on some rank: the replicas may disagree now.
+    var poisoned: String?
     let batchInputs: Tensor
     let batchTargets: Tensor
     /// Room for a host's integer inputs as floats and int64 targets as
@@ -202,11 +202,13 @@ public final class Trainer {
             let rankModel = rewrites.isEmpty ? model : try rewrites[c.tensor].makeModel(from: model)
             layout = makeLayout(rankModel)
             let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r))
-            // Processes share no memory: ZeRO-3 all-gathers like ZeRO-1/2.
+            // Processes share no memory: ZeRO-3 gathers each layer before use
+            // (with tp > 1, all parameters after the update, as ZeRO-1/2).
             ranks.append(
                 try RankContext(
                     rank: r, layout: layout, model: rankModel, loss: loss, optimizer: optimizer, comms: comms,
                     foldMomentum: false, sharesParameters: false,
+                    gathersParameters: ParameterGathering.applies(layout: layout, sharesParameters: false, processes: true),
                     tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model, peers: rewrites)))
             processWorld = processes
         } else {
@@ -673,6 +675,9 @@ public final class Trainer {
                 }
             }
             epochCount += 1
+            // Validation and the built-in callbacks read the whole model;
+            // every process is here (ZeRO-3 under MPI, Trainer+Gathering.swift).
+            try gatherParameters()
             var m = metrics(batches: poisson ? poissonBatches.count : batches)
             m.endOfEpoch = true
             if let privacy { m.privacyEpsilon = try privacySpent(delta: privacy.delta) }

@@ -160,6 +160,32 @@ struct CollectiveTests {
         for r in 0..<size { #expect(problems[r] == [], "size \(size), count \(count)") }
     }
 
+    /// Given shards for an all-gather (one layer's parameters meeting some
+    /// ranks' ZeRO-3 shards): each shard is copied to every rank, the rest
+    /// of every buffer stays; bad shards are refused.
+    @Test(arguments: [2, 3, 4], [10, 300_000])
+    func allGatherWithGivenShards(size: Int, count: Int) throws {
+        let world = try ThreadsWorld(size: size, timeout: 10, name: "t")
+        let pool = try RankPool(size: size)
+        let inputs = (0..<size).map { rankValues(rank: $0, count: count) }
+        var shards = [0..<0]
+        let lo = count / 5, step = (count - lo) / (size - 1)
+        for r in 1..<size { shards.append((lo + (r - 1) * step + (r == 1 ? 1 : 0))..<(r == size - 1 ? count : lo + r * step)) }
+        let problems = PerRank<[String]>(size)
+        try pool.run(world: world) { r in
+            let comm = world.communicator(rank: r)
+            let buf = FloatBuffer(inputs[r])
+            try comm.allGather(buf.pointer, count: count, shards: shards)
+            var expected = inputs[r]
+            for s in 0..<size { expected.replaceSubrange(shards[s], with: inputs[s][shards[s]]) }
+            problems[r] = bitwiseDifference(buf.array, expected, "rank \(r)").map { [$0] } ?? []
+            if r == 0 {
+                #expect(throws: ParmlError.self) { try comm.allGather(buf.pointer, count: count, shards: [0..<1]) }
+            }
+        }
+        for r in 0..<size { #expect(problems[r] == [], "size \(size), count \(count)") }
+    }
+
     @Test func barriersAndSequenceNumbersOnOneRank() throws {
         let world = try ThreadsWorld(size: 1, timeout: 1)
         let comm = world.communicator(rank: 0)

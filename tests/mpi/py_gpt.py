@@ -46,6 +46,7 @@ def train(**strategy) -> np.ndarray:
         for _ in range(4):
             ids = rng.integers(0, vocab, size=(8, t + 1)).astype(np.int32)
             trainer.step(ids[:, :-1], ids[:, 1:])
+        trainer.gather_params()  # ZeRO-3 under MPI keeps a shard between steps (collective; a no-op elsewhere)
         return model.parameters.copy()
 
 

@@ -33,7 +33,9 @@
 #      splits, fit over augmented images (tests/mpi/py_cnn_tp.py) in dp, tp and pp x tp;
 #      and fit's built-in callbacks and a saving callback (tests/mpi/py_callbacks.py)
 #      stop, save and lower the rate as on threads; and local data of uneven
-#      size per process (tests/mpi/py_local_data.py) ends its epochs together.
+#      size per process (tests/mpi/py_local_data.py) ends its epochs together;
+#      and ZeRO-3 gathering each layer before use (tests/mpi/py_zero3.py) equals
+#      threads ZeRO-3 and ZeRO-1, its partial host model refusing reads until gathered.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -211,6 +213,9 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "dp 2 x pp 2 x tp 2, ZeRO-2 (8 processes)" "" 2 2 2 2 1f1b 2
     train "pp 2, interleaved 1F1B (2 runs per stage), 4 micro-batches" "" 1 2 1 4 interleaved 0
     train "dp 2 x pp 2 interleaved, ZeRO-1" "" 2 2 1 2 interleaved 1
+    # ZeRO-3: each process keeps its shard and gathers every layer before use.
+    train "dp 2 x pp 2, ZeRO-3" "" 2 2 1 2 1f1b 3
+    train "dp 2 x pp 2 interleaved, ZeRO-3" "" 2 2 1 2 interleaved 3
     train "pp 2 x tp 2 interleaved" "" 1 2 2 2 interleaved 0
     export PARML_TEST_SPLIT_CLASSIFIER=1
     train "dp 2 x tp 2, classifier split by classes, ZeRO-1" "" 2 1 2 1 1f1b 1
@@ -367,6 +372,11 @@ for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     py_mpi "$2" 300 "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit" py_cnn.py "$1"
 done
 py_mpi 2 300 "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit" py_private.py
+for case in "dp2 2" "dp2fast 2" "dp3fast 3" "dp2pp2 4"; do
+    set -- $case
+    py_mpi "$2" 300 "ZeRO-3 gathering each layer before use, $1 under mpirun -np $2: MPI equals threads ZeRO-3 and ZeRO-1 bit for bit; the partial model refuses reads until gathered" \
+        py_zero3.py "$1"
+done
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
     py_mpi "$2" 300 "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_cnn_tp.py "$1"

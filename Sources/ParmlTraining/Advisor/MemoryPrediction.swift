@@ -13,12 +13,18 @@ extension LayoutCandidate {
         var a = MemoryAccount()
         a.sharesParameters = st.zeroStage >= 3 && mesh.dp > 1 && st.backend == .threads
         let runs = Array(layout.virtualStages(of: s))
+        // As RankMemory counts it: ZeRO-3 under MPI gathers one layer at a time, but whole runs holding batch_norm.
+        a.gathersParameters = ParameterGathering.applies(layout: layout, sharesParameters: a.sharesParameters, processes: st.backend == .mpi)
+            && !runs.contains { c in layout.partition.layers[c].contains { profile.model.root.layers[$0] is BatchStatisticsLayer } }
         let state = folds ? 0 : optimizerStateCopies
         for c in runs {
             let range = layout.stageRanges[c], layers = layout.partition.layers[c]
             let owned = VirtualStage.owned(range, layout: layout, data: 0)
             a.sliceFloats += range.count
             a.ownedFloats += owned.count
+            if a.gathersParameters {
+                a.gatheredFloats = max(a.gatheredFloats, ParameterGathering.largestOutside(layers: layers, run: range, owned: owned, model: profile.model))
+            }
             a.optimizerFloats += owned.count * state
             // As RankMemory counts a run's gradients: bucketed with one micro-batch and no batch_norm in it.
             let statistics = layers.contains { profile.model.root.layers[$0] is BatchStatisticsLayer }

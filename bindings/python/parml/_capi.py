@@ -1487,6 +1487,20 @@ def parml_trainer_memory(trainer: Any, rank: int, out: Any, /) -> int:
     ...
 
 
+# PARML_API parml_status parml_trainer_gather_params(parml_trainer trainer);
+@ctypes_function("parml_trainer_gather_params", [parml_trainer], parml_status)
+def parml_trainer_gather_params(trainer: Any, /) -> int:
+    """Makes the trainer's model whole on this process (collective under MPI ZeRO-3)."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_params_whole(parml_trainer trainer, int32_t * whole_out);
+@ctypes_function("parml_trainer_params_whole", [parml_trainer, POINTER(c_int32)], parml_status)
+def parml_trainer_params_whole(trainer: Any, whole_out: Any, /) -> int:
+    """1 when the trainer's model holds all its parameters on this process."""
+    ...
+
+
 # PARML_API parml_status parml_trainer_plan(parml_trainer trainer, char ** text_out);
 @ctypes_function("parml_trainer_plan", [parml_trainer, POINTER(POINTER(c_char))], parml_status)
 def parml_trainer_plan(trainer: Any, text_out: Any, /) -> int:

@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import threading
-from ctypes import POINTER, byref, c_double, c_float, c_int64, pointer, sizeof
+from ctypes import POINTER, byref, c_double, c_float, c_int32, c_int64, pointer, sizeof
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -709,6 +709,27 @@ class Trainer(Handle):
         with self._use() as t:
             check(_capi.parml_trainer_memory(t, int(rank), byref(r)))
         return MemoryReport(r.parameter_bytes, r.gradient_bytes, r.optimizer_bytes, r.scratch_bytes, r.activation_bytes)
+
+    def gather_params(self) -> None:
+        """Makes the model whole on this process. Under ZeRO-3 with
+        backend="mpi" each process keeps only its shard of the parameters
+        between steps, and reading the model (parameters, predict, save,
+        generate, evaluate) raises StateError until this runs. Collective,
+        like FSDP's summon_full_params: call it on every process at the same
+        point; the model stays whole until the next step. fit gathers at the
+        end of every epoch and save_checkpoint before writing. Elsewhere
+        the model is whole already and this returns at once."""
+        with self._use() as t:
+            check(_capi.parml_trainer_gather_params(t))
+
+    @property
+    def params_whole(self) -> bool:
+        """Whether this process's model holds all its parameters now (False
+        under MPI ZeRO-3 after a step, until gather_params). No communication."""
+        v = c_int32()
+        with self._use() as t:
+            check(_capi.parml_trainer_params_whole(t, byref(v)))
+        return bool(v.value)
 
     def plan(self) -> str:
         """The execution plan, for people: the dp x pp x tp mesh, which layers

@@ -272,3 +272,31 @@ def test_generation_uses_the_tied_head():
         with gpt(tied=False) as untied:
             untied.load_state_dict({**state, f"{len(untied.layers) - 1}.weight": state["0.weight"]})
             np.testing.assert_array_equal(untied.generate([1, 2, 3], 10, temperature=0.8, seed=5), out)
+
+
+@pytest.mark.parametrize("zero", [1, 3])
+def test_gather_params_is_a_no_op_where_the_model_is_whole(zero):
+    """Threads share one arena under ZeRO-3: the model is whole after every
+    step, gather_params communicates nothing and changes no value (under
+    MPI, tests/mpi/py_zero3.py checks the partial model and the gather)."""
+    m = gpt()
+    with m, parml.Trainer(m, optimizer=parml.AdamW(1e-3), strategy=parml.Strategy(dp=2, zero=zero)) as t:
+        assert t.params_whole
+        x, y = batch(0)
+        t.step(x, y)
+        assert t.params_whole
+        before = m.parameters.copy()
+        t.gather_params()
+        assert t.params_whole
+        np.testing.assert_array_equal(m.parameters, before)
+    assert _capi_status(lambda v: parml._capi.parml_trainer_params_whole(None, v)) == parml._capi.PARML_ERR_INVALID_ARGUMENT
+    assert parml._capi.parml_trainer_gather_params(None) == parml._capi.PARML_ERR_INVALID_ARGUMENT
+
+
+def _capi_status(call):
+    from ctypes import byref, c_int32
+
+    v = c_int32(7)
+    status = call(byref(v))
+    assert v.value == 7  # left alone on error
+    return status

@@ -132,6 +132,20 @@ func checkCollectives(_ world: MPIWorld) throws {
         var gathered = inputs[rank]
         try gathered.withUnsafeMutableBufferPointer { try comm.allGather($0.baseAddress!, count: count) }
         guard sameBits(gathered[...], expected[...]) else { fail(world, "allGather count \(count)") }
+        // Given shards (one layer's parameters meeting some ranks' ZeRO-3
+        // shards): rank 0's empty, the others [count/5, count) unevenly;
+        // each shard lands everywhere, the rest of every buffer stays.
+        if size > 1 {
+            let lo = count / 5, step = (count - lo) / (size - 1)
+            let shards = [0..<0] + (1..<size).map { r -> Range<Int> in
+                let first = min(lo + (r - 1) * step + (r == 1 ? 1 : 0), count)
+                return first..<max(first, r == size - 1 ? count : lo + r * step)
+            }
+            var block = inputs[rank], want = inputs[rank]
+            for r in 0..<size { want.replaceSubrange(shards[r], with: inputs[r][shards[r]]) }
+            try block.withUnsafeMutableBufferPointer { try comm.allGather($0.baseAddress!, count: count, shards: shards) }
+            guard sameBits(block[...], want[...]) else { fail(world, "allGather with given shards, count \(count)") }
+        }
         for root in 0..<size {
             var b = inputs[rank]
             try b.withUnsafeMutableBufferPointer { try comm.broadcast($0.baseAddress!, count: count, root: root) }
@@ -139,7 +153,7 @@ func checkCollectives(_ world: MPIWorld) throws {
         }
     }
     try comm.barrier()
-    say("rank \(rank): collectives (reduce-scatter with given shards too) bitwise equal to the rank-order sum and to the threads backend (\(counts.count) sizes)")
+    say("rank \(rank): collectives (reduce-scatter and all-gather with given shards too) bitwise equal to the rank-order sum and to the threads backend (\(counts.count) sizes)")
 }
 
 func checkSendReceive(_ world: MPIWorld) throws {

@@ -1,0 +1,158 @@
+"""ZeRO-3 under mpirun (issue 17): each process keeps only its shard of the
+parameters between steps and gathers every layer's just before use.
+
+A small GPT (embeddings, two pre-LayerNorm blocks with dropout, a classifier
+tied to the token embedding) trains with backend="mpi" and ZeRO-3 in the
+layout named by argv[1], then alone on the threads backend with ZeRO-3 and
+ZeRO-1 (and serially in deterministic mode); the parameters must be equal
+bit for bit. Steps include a batch of one sample, which leaves a replica
+without rows (those steps gather whole runs instead of layer by layer).
+Between steps the host's model is partial: reading it raises StateError,
+parml_trainer_memory reports the shard plus the largest layer's part
+outside it, and gather_params (collective) makes it whole until the next
+step; save_checkpoint gathers by itself. Prints "rank R: ok ..." or raises.
+(tests/mpi/run_mpi_tests.sh)"""
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+import parml
+from mpi_check import assert_bitwise_equal, report_ok
+
+LAYOUTS = {
+    "dp2": dict(dp=2),
+    "dp2fast": dict(dp=2, deterministic=False),
+    "dp3fast": dict(dp=3, deterministic=False),
+    "dp2pp2": dict(dp=2, pp=2, micro_batches=2),
+}
+name = sys.argv[1]
+layout = LAYOUTS[name]
+vocab, t, c = 16, 8, 16
+rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+
+
+def sharding(count: int, parts: int, index: int, alignment: int = 1024) -> range:
+    """Sharding.range: contiguous shards cut on 1024-element blocks."""
+    blocks = (count + alignment - 1) // alignment
+    base, extra = divmod(blocks, parts)
+    first = index * base + min(index, extra)
+    mine = base + (1 if index < extra else 0)
+    return range(min(count, first * alignment), min(count, (first + mine) * alignment))
+
+
+def expected_parameter_bytes(model: parml.Model, dp: int, d: int) -> int:
+    """One run (pp = 1): the shard of data rank d plus the largest top-level
+    layer's part outside it. The arena holds the named tensors in order and
+    the tied classifier's copy of the embedding in the last layer."""
+    counts: dict[int, int] = {}
+    for key, shape in model.parameter_shapes.items():
+        layer = int(key.split(".")[0])
+        counts[layer] = counts.get(layer, 0) + int(np.prod(shape))
+    last = len(model.layers) - 1
+    counts[last] = counts.get(last, 0) + vocab * c
+    n = sum(counts.values())
+    owned = sharding(n, dp, d)
+    outside, start = 0, 0
+    for layer in sorted(counts):
+        lo, hi = start, start + counts[layer]
+        inside = max(0, min(hi, owned.stop) - max(lo, owned.start))
+        outside = max(outside, hi - lo - inside)
+        start = hi
+    return 4 * (len(owned) + outside)
+
+
+def model() -> parml.Model:
+    layers = [parml.Embedding(vocab, c, init_std=0.02), parml.PositionEmbedding(t, c, init_std=0.02)]
+    for _ in range(2):
+        layers += [
+            parml.Residual([parml.LayerNorm(c), parml.CausalSelfAttention(c, 4, dropout=0.1), parml.Dropout(0.1)]),
+            parml.Residual([parml.LayerNorm(c), parml.Linear(c, 4 * c), parml.GELU(), parml.Linear(4 * c, c), parml.Dropout(0.1)]),
+        ]
+    layers += [parml.LayerNorm(c), parml.TiedClassifier(vocab, c)]
+    return parml.Sequential(layers, seed=5)
+
+
+def batches() -> list[np.ndarray]:
+    rng = np.random.default_rng(8)
+    # The third batch holds one sample: with dp > 1 a replica has no rows.
+    return [rng.integers(0, vocab, size=(n, t + 1)).astype(np.int32) for n in (8, 7, 1, 8)]
+
+
+def train(check_host: bool = False, **strategy) -> np.ndarray:
+    m = model()
+    opt = parml.AdamW(3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_grad_norm=1.0, decay_by_kind=True)
+    s = parml.Strategy(**{"deterministic": True, "seed": 3, "blas_threads": 1, **strategy})
+    with m, parml.Trainer(m, optimizer=opt, strategy=s) as trainer:
+        for ids in batches():
+            trainer.step(ids[:, :-1], ids[:, 1:])
+        if check_host:
+            check_partial_model(m, trainer, strategy)
+        trainer.gather_params()  # collective; returns at once where the model is whole
+        assert trainer.params_whole
+        return m.parameters.copy()
+
+
+def check_partial_model(m: parml.Model, trainer: parml.Trainer, strategy: dict) -> None:
+    """Between steps under MPI ZeRO-3: partial, refused reads, the memory
+    report, then whole after gathering (and after save_checkpoint)."""
+    assert not trainer.params_whole
+    ids = batches()[0]
+    refused = {
+        "parameters": lambda: m.parameters,
+        "predict": lambda: m.predict(ids[:, :-1]),
+        "generate": lambda: m.generate(ids[0, :3], 2),
+        "state_dict": lambda: m.state_dict(),
+        "to_bytes": lambda: m.to_bytes(),
+        "evaluate": lambda: trainer.evaluate(ids[:, :-1], ids[:, 1:]),
+    }
+    for what, call in refused.items():
+        try:
+            call()
+        except parml.StateError as e:
+            assert "parml_trainer_gather_params" in str(e), (what, str(e))
+        else:
+            raise AssertionError(f"{what} read a partial model")
+    if strategy.get("pp", 1) == 1:
+        want = expected_parameter_bytes(m, strategy["dp"], rank)
+        got = trainer.memory(rank).parameter_bytes
+        assert got == want, (got, want)
+        assert got < 4 * m.num_params, (got, m.num_params)
+    # A checkpoint gathers by itself (every process calls it).
+    with tempfile.TemporaryDirectory() as d:
+        trainer.save_checkpoint(os.path.join(d, "ck.pb"))
+    assert trainer.params_whole
+    before = m.parameters.copy()
+    # The next step drops them again.
+    ids = batches()[3]
+    trainer.step(ids[:, :-1], ids[:, 1:])
+    assert not trainer.params_whole
+    trainer.gather_params()
+    assert trainer.params_whole and not np.array_equal(before, m.parameters)
+
+
+mpi = train(backend="mpi", zero=3, **layout)
+threads3 = train(backend="threads", zero=3, **layout)
+threads1 = train(backend="threads", zero=1, **layout)
+assert_bitwise_equal(mpi, threads3)
+assert_bitwise_equal(mpi, threads1)
+if layout.get("deterministic", True):
+    assert_bitwise_equal(mpi, train())
+# The host-call checks take one more step: compare that run too.
+mpi_more = train(check_host=True, backend="mpi", zero=3, **layout)
+batches_more = batches() + [batches()[3]]
+
+
+def train_more(**strategy) -> np.ndarray:
+    m = model()
+    opt = parml.AdamW(3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_grad_norm=1.0, decay_by_kind=True)
+    s = parml.Strategy(**{"deterministic": True, "seed": 3, "blas_threads": 1, **strategy})
+    with m, parml.Trainer(m, optimizer=opt, strategy=s) as trainer:
+        for ids in batches_more:
+            trainer.step(ids[:, :-1], ids[:, 1:])
+        return m.parameters.copy()
+
+
+assert_bitwise_equal(mpi_more, train_more(backend="threads", zero=3, **layout))
+report_ok(f"ZeRO-3 per-layer gathering, {name}: MPI equals threads ZeRO-3 and ZeRO-1 bit for bit; partial model refused until gathered")
