@@ -139,10 +139,7 @@ struct CollectiveTests {
         let pool = try RankPool(size: size)
         let inputs = (0..<size).map { rankValues(rank: $0, count: count) }
         let sum = referenceReduce(inputs, mean: false)
-        // Rank 0 gets nothing; the others split [count/5, count) unevenly, with a gap.
-        var shards = [0..<0]
-        let lo = count / 5, step = (count - lo) / (size - 1)
-        for r in 1..<size { shards.append((lo + (r - 1) * step + (r == 1 ? 1 : 0))..<(r == size - 1 ? count : lo + r * step)) }
+        let shards = unevenShards(size: size, count: count)
         let problems = PerRank<[String]>(size)
         try pool.run(world: world) { r in
             let comm = world.communicator(rank: r)
@@ -168,9 +165,7 @@ struct CollectiveTests {
         let world = try ThreadsWorld(size: size, timeout: 10, name: "t")
         let pool = try RankPool(size: size)
         let inputs = (0..<size).map { rankValues(rank: $0, count: count) }
-        var shards = [0..<0]
-        let lo = count / 5, step = (count - lo) / (size - 1)
-        for r in 1..<size { shards.append((lo + (r - 1) * step + (r == 1 ? 1 : 0))..<(r == size - 1 ? count : lo + r * step)) }
+        let shards = unevenShards(size: size, count: count)
         let problems = PerRank<[String]>(size)
         try pool.run(world: world) { r in
             let comm = world.communicator(rank: r)
@@ -184,6 +179,14 @@ struct CollectiveTests {
             }
         }
         for r in 0..<size { #expect(problems[r] == [], "size \(size), count \(count)") }
+    }
+
+    /// Rank 0 gets nothing; the others split [count/5, count) unevenly, with a gap.
+    private func unevenShards(size: Int, count: Int) -> [Range<Int>] {
+        var shards = [0..<0]
+        let lo = count / 5, step = (count - lo) / (size - 1)
+        for r in 1..<size { shards.append((lo + (r - 1) * step + (r == 1 ? 1 : 0))..<(r == size - 1 ? count : lo + r * step)) }
+        return shards
     }
 
     @Test func barriersAndSequenceNumbersOnOneRank() throws {

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 import parml
-from mpi_check import assert_bitwise_equal, report_ok
+from mpi_check import assert_bitwise_equal, report_ok, small_gpt
 
 LAYOUTS = {
     "dp2": dict(dp=2, zero=1),
@@ -31,14 +31,7 @@ vocab, t, c = 16, 8, 16
 
 
 def train(**strategy) -> np.ndarray:
-    layers = [parml.Embedding(vocab, c, init_std=0.02), parml.PositionEmbedding(t, c, init_std=0.02)]
-    for _ in range(2):
-        layers += [
-            parml.Residual([parml.LayerNorm(c), parml.CausalSelfAttention(c, 4, dropout=0.1), parml.Dropout(0.1)]),
-            parml.Residual([parml.LayerNorm(c), parml.Linear(c, 4 * c), parml.GELU(), parml.Linear(4 * c, c), parml.Dropout(0.1)]),
-        ]
-    layers += [parml.LayerNorm(c), parml.TiedClassifier(vocab, c)]
-    model = parml.Sequential(layers, seed=5)
+    model = small_gpt(vocab, t, c)
     rng = np.random.default_rng(8)
     opt = parml.AdamW(3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_grad_norm=1.0, decay_by_kind=True)
     s = parml.Strategy(**{"deterministic": True, "seed": 3, "blas_threads": 1, **strategy})

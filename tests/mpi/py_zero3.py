@@ -19,7 +19,7 @@ import tempfile
 import numpy as np
 
 import parml
-from mpi_check import assert_bitwise_equal, report_ok
+from mpi_check import assert_bitwise_equal, report_ok, small_gpt
 
 LAYOUTS = {
     "dp2": dict(dp=2),
@@ -64,14 +64,7 @@ def expected_parameter_bytes(model: parml.Model, dp: int, d: int) -> int:
 
 
 def model() -> parml.Model:
-    layers = [parml.Embedding(vocab, c, init_std=0.02), parml.PositionEmbedding(t, c, init_std=0.02)]
-    for _ in range(2):
-        layers += [
-            parml.Residual([parml.LayerNorm(c), parml.CausalSelfAttention(c, 4, dropout=0.1), parml.Dropout(0.1)]),
-            parml.Residual([parml.LayerNorm(c), parml.Linear(c, 4 * c), parml.GELU(), parml.Linear(4 * c, c), parml.Dropout(0.1)]),
-        ]
-    layers += [parml.LayerNorm(c), parml.TiedClassifier(vocab, c)]
-    return parml.Sequential(layers, seed=5)
+    return small_gpt(vocab, t, c)
 
 
 def batches() -> list[np.ndarray]:

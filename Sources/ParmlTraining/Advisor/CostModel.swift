@@ -220,6 +220,11 @@ struct CostModel {
                     ? "gradients reduce-scatter (ZeRO-3: the shared arena needs no gather)"
                     : "gradients reduce-scatter + parameters all-gather (ZeRO-\(st.zeroStage))"
                 if st.zeroStage >= 3 && st.backend == .threads { t /= 2 }
+                if peak.gathersParameters {
+                    // MPI ZeRO-3 gathers each layer before its forward and again before its backward.
+                    what = "gradients reduce-scatter + parameters all-gathered per layer, forward and backward (ZeRO-3)"
+                    t *= 1.5
+                }
             }
             if st.deterministic { what += ", chunk-tree order" }
             comm += t
