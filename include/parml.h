@@ -312,6 +312,8 @@ PARML_API parml_status parml_model_num_params(parml_model model, int64_t * count
 /// into dst; count must equal parml_model_num_params.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_STATE
 /// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_get_params(parml_model model, float * dst, ptrdiff_t count);
 
 /// Overwrites all parameters from src, in the order of parml_model_get_params.
@@ -347,6 +349,8 @@ PARML_API parml_status parml_model_param_tensor_info(parml_model model, int64_t 
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or dst, no such
 /// name: the message lists the names), PARML_ERR_STATE (before init),
 /// PARML_ERR_SHAPE (a wrong count: the message gives the shape). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_get_param(parml_model model, char const * name, float * dst, ptrdiff_t count);
 
 /// Overwrites the parameter tensor named `name` from src (row-major, count
@@ -355,6 +359,8 @@ PARML_API parml_status parml_model_get_param(parml_model model, char const * nam
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or src, no such
 /// name, a value that is not finite), PARML_ERR_STATE (before init),
 /// PARML_ERR_SHAPE (a wrong count). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_set_param(parml_model model, char const * name, float const * src, ptrdiff_t count);
 
 /// The output shape for an input shape (dims, ndim), checked through every
@@ -369,6 +375,8 @@ PARML_API parml_status parml_model_output_shape(parml_model model, int64_t const
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out), PARML_ERR_STATE
 /// (before init), PARML_ERR_SHAPE, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS.
 /// Since: 0.1.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input, parml_tensor * out);
 
 /// Continues `prompt` (n_prompt token ids) by max_new_tokens ids written
@@ -392,6 +400,8 @@ PARML_API parml_status parml_model_predict(parml_model model, parml_tensor input
 /// layer does not read token ids), PARML_ERR_STATE (before init),
 /// PARML_ERR_SHAPE (the model's output is not (1, T, vocabulary)),
 /// PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS. Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_generate(parml_model model, int64_t const * prompt, int64_t n_prompt, int64_t max_new_tokens, float temperature, int64_t top_k, uint64_t seed, int64_t * tokens_out);
 
 /// A text description of the layers and parameter shapes in *text_out,
@@ -798,6 +808,8 @@ PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset tr
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_trainer_evaluate(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, float * loss_out, float * accuracy_out);
 
 /// Optimizer steps taken so far in *steps_out.
@@ -973,6 +985,8 @@ PARML_API parml_status parml_trainer_set_loss(parml_trainer trainer, parml_loss_
 /// loss, a target that is not a class index or, for binary cross-entropy,
 /// not in [0, 1]), PARML_ERR_SHAPE (the dataset
 /// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, parml_dataset dataset, int64_t batch_size, parml_metrics_params const * params, parml_metrics * out);
 
 /* ------------------------------------------------------------------------ */
@@ -990,6 +1004,8 @@ PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, par
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
 /// PARML_ERR_STATE (not initialised), PARML_ERR_IO (with the system's
 /// reason), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_save(parml_model model, char const * path);
 
 /// Reads a model file (parml_model_save), or the model inside a checkpoint
@@ -1007,6 +1023,8 @@ PARML_API parml_status parml_model_load(char const * path, parml_model * out);
 /// it with parml_buffer_free) of *len_out bytes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
 /// PARML_ERR_STATE (not initialised), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_serialize(parml_model model, void ** buf_out, size_t * len_out);
 
 /// A new model in *out from `len` bytes at `buf` (parml_model_serialize's
@@ -1027,6 +1045,8 @@ PARML_API parml_status parml_model_deserialize(void const * buf, size_t len, par
 /// empty path), PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE (the
 /// shape does not fit the model), PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY.
 /// Since: 0.2.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_export_onnx(parml_model model, int64_t const * input_dims, ptrdiff_t ndim, char const * path);
 
 /// A tensor as a parml.Tensor message in a new buffer *buf_out (free it
@@ -1101,6 +1121,8 @@ PARML_API parml_status parml_file_describe(char const * path, int32_t as_json, c
 /// Errors: those of parml_model_save, PARML_ERR_INVALID_ARGUMENT (NULL key,
 /// key_len < 16), PARML_ERR_UNSUPPORTED (OpenSSL's libcrypto cannot be
 /// loaded). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_save_authenticated(parml_model model, char const * path, void const * key, size_t key_len);
 
 /// parml_model_load of a file saved with `key` (also the model inside a
@@ -1117,6 +1139,8 @@ PARML_API parml_status parml_model_load_authenticated(char const * path, void co
 /// *buf_out (free it with parml_buffer_free) of *len_out bytes.
 /// Errors: those of parml_model_serialize, PARML_ERR_INVALID_ARGUMENT (NULL
 /// key, key_len < 16), PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 PARML_API parml_status parml_model_serialize_authenticated(parml_model model, void const * key, size_t key_len, void ** buf_out, size_t * len_out);
 
 /// parml_model_deserialize of bytes authenticated with `key`; the caller

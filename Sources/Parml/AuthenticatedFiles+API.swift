@@ -20,6 +20,8 @@ private func keyBytes(_ key: UnsafeRawPointer?, _ keyLen: UInt) throws -> Unsafe
 /// Errors: those of parml_model_save, PARML_ERR_INVALID_ARGUMENT (NULL key,
 /// key_len < 16), PARML_ERR_UNSUPPORTED (OpenSSL's libcrypto cannot be
 /// loaded). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_save_authenticated)
 public func parmlModelSaveAuthenticated(
     _ model: parml_model?, _ path: UnsafePointer<CChar>?, _ key: UnsafeRawPointer?, _ key_len: UInt
@@ -56,6 +58,8 @@ public func parmlModelLoadAuthenticated(
 /// *buf_out (free it with parml_buffer_free) of *len_out bytes.
 /// Errors: those of parml_model_serialize, PARML_ERR_INVALID_ARGUMENT (NULL
 /// key, key_len < 16), PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_serialize_authenticated)
 public func parmlModelSerializeAuthenticated(
     _ model: parml_model?, _ key: UnsafeRawPointer?, _ key_len: UInt, _ buf_out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?,

@@ -41,6 +41,8 @@ func handOut(
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL or empty path),
 /// PARML_ERR_STATE (not initialised), PARML_ERR_IO (with the system's
 /// reason), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_save)
 public func parmlModelSave(_ model: parml_model?, _ path: UnsafePointer<CChar>?) -> parml_status {
     guarded("parml_model_save") {
@@ -73,6 +75,8 @@ public func parmlModelLoad(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePo
 /// it with parml_buffer_free) of *len_out bytes.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL buf_out or len_out),
 /// PARML_ERR_STATE (not initialised), PARML_ERR_OUT_OF_MEMORY. Since: 0.2.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_serialize)
 public func parmlModelSerialize(
     _ model: parml_model?, _ buf_out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ len_out: UnsafeMutablePointer<UInt>?
@@ -204,6 +208,8 @@ public func parmlTrainerDeserializeCheckpoint(_ trainer: parml_trainer?, _ buf: 
 /// empty path), PARML_ERR_STATE (not initialised), PARML_ERR_SHAPE (the
 /// shape does not fit the model), PARML_ERR_IO, PARML_ERR_OUT_OF_MEMORY.
 /// Since: 0.2.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_export_onnx)
 public func parmlModelExportOnnx(
     _ model: parml_model?, _ input_dims: UnsafePointer<Int64>?, _ ndim: Int, _ path: UnsafePointer<CChar>?

@@ -23,6 +23,8 @@ import ParmlTensor
 /// layer does not read token ids), PARML_ERR_STATE (before init),
 /// PARML_ERR_SHAPE (the model's output is not (1, T, vocabulary)),
 /// PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS. Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_generate)
 public func parmlModelGenerate(
     _ model: parml_model?, _ prompt: UnsafePointer<Int64>?, _ n_prompt: Int64, _ max_new_tokens: Int64, _ temperature: Float,

@@ -105,6 +105,8 @@ public func parmlMetricsParamsInit(_ params: UnsafeMutablePointer<parml_metrics_
 /// loss, a target that is not a class index or, for binary cross-entropy,
 /// not in [0, 1]), PARML_ERR_SHAPE (the dataset
 /// does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_trainer_evaluate_metrics)
 public func parmlTrainerEvaluateMetrics(
     _ trainer: parml_trainer?, _ dataset: parml_dataset?, _ batch_size: Int64, _ params: UnsafePointer<parml_metrics_params>?,

@@ -153,6 +153,8 @@ public func parmlModelNumParams(_ model: parml_model?, _ count_out: UnsafeMutabl
 /// into dst; count must equal parml_model_num_params.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL dst), PARML_ERR_STATE
 /// (before init), PARML_ERR_SHAPE (a wrong count). Since: 0.1.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_get_params)
 public func parmlModelGetParams(_ model: parml_model?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int) -> parml_status {
     guarded("parml_model_get_params") {
@@ -252,6 +254,8 @@ public func parmlModelParamTensorInfo(
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or dst, no such
 /// name: the message lists the names), PARML_ERR_STATE (before init),
 /// PARML_ERR_SHAPE (a wrong count: the message gives the shape). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_get_param)
 public func parmlModelGetParam(
     _ model: parml_model?, _ name: UnsafePointer<CChar>?, _ dst: UnsafeMutablePointer<Float>?, _ count: Int
@@ -268,6 +272,8 @@ public func parmlModelGetParam(
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL name or src, no such
 /// name, a value that is not finite), PARML_ERR_STATE (before init),
 /// PARML_ERR_SHAPE (a wrong count). Since: 0.3.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_set_param)
 public func parmlModelSetParam(
     _ model: parml_model?, _ name: UnsafePointer<CChar>?, _ src: UnsafePointer<Float>?, _ count: Int
@@ -310,6 +316,8 @@ public func parmlModelOutputShape(
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, NULL out), PARML_ERR_STATE
 /// (before init), PARML_ERR_SHAPE, PARML_ERR_OUT_OF_MEMORY, PARML_ERR_BLAS.
 /// Since: 0.1.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_model_predict)
 public func parmlModelPredict(_ model: parml_model?, _ input: parml_tensor?, _ out: UnsafeMutablePointer<parml_tensor?>?) -> parml_status {
     guarded("parml_model_predict") {

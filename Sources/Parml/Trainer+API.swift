@@ -218,6 +218,8 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
 /// dataset does not fit the model), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
+/// Also PARML_ERR_STATE while a ZeRO-3 trainer under MPI holds only this
+/// process's shard of the model (after a step, until parml_trainer_gather_params).
 @c(parml_trainer_evaluate)
 public func parmlTrainerEvaluate(
     _ trainer: parml_trainer?, _ dataset: parml_dataset?, _ batch_size: Int64, _ loss_out: UnsafeMutablePointer<Float>?,
