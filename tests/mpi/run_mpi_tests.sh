@@ -35,7 +35,8 @@
 #      stop, save and lower the rate as on threads; and local data of uneven
 #      size per process (tests/mpi/py_local_data.py) ends its epochs together;
 #      and ZeRO-3 gathering each layer before use (tests/mpi/py_zero3.py) equals
-#      threads ZeRO-3 and ZeRO-1, its partial host model refusing reads until gathered.
+#      threads ZeRO-3 and ZeRO-1, its partial host model refusing reads until gathered,
+#      and a process gathering alone fails at the watchdog and the job ends.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -377,6 +378,18 @@ for case in "dp2 2" "dp2fast 2" "dp3fast 3" "dp2pp2 4"; do
     py_mpi "$2" 300 "ZeRO-3 gathering each layer before use, $1 under mpirun -np $2: MPI equals threads ZeRO-3 and ZeRO-1 bit for bit; the partial model refuses reads until gathered" \
         py_zero3.py "$1"
 done
+# A process calling the ZeRO-3 gather alone: it fails at the 2 s watchdog
+# naming the all-gather, and the job ends (nonzero) well within the bound.
+out="$WORK/zero3_alone.txt"
+start=$(date +%s)
+PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 60 mpirun -np 2 --oversubscribe \
+    python3 "$HERE/py_zero3_alone.py" > "$out" 2>&1
+rc=$? elapsed=$(($(date +%s) - start))
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$elapsed" -lt 30 ] && grep -q 'rank 1: refused after [0-9.]* s: .*allGather #[0-9]* .*timed out after 2.0 s waiting for rank 0' "$out"; then
+    pass "ZeRO-3 gather called by one process alone: CommunicationError at the watchdog, the job ends (${elapsed} s)"
+else
+    fail "ZeRO-3 gather called by one process alone (rc $rc, ${elapsed} s)" "$out"
+fi
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
     py_mpi "$2" 300 "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_cnn_tp.py "$1"
