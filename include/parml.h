@@ -729,6 +729,8 @@ PARML_API parml_status parml_callback_params_init(parml_callback_params * params
 /// PARML_ERR_OUT_OF_MEMORY (also: a rank thread could not start),
 /// PARML_ERR_COMMUNICATION (MPI: building the process groups failed or timed
 /// out). Since: 0.1.
+/// Also PARML_ERR_STATE while another ZeRO-3 trainer under MPI holds only
+/// this process's shard of the model (until parml_trainer_gather_params).
 PARML_API parml_status parml_trainer_create(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_strategy_params const * strategy, parml_trainer * out);
 
 /// Releases a trainer (and its reference to the model). NULL is a no-op.
@@ -866,7 +868,8 @@ PARML_API parml_status parml_trainer_memory(parml_trainer trainer, int32_t rank,
 /// until this call, reads of the whole model on that process
 /// (parml_model_get_params, _get_param, _set_param, _predict, _generate,
 /// _save, _serialize and their _authenticated forms, _export_onnx,
-/// parml_trainer_evaluate and _evaluate_metrics) fail with PARML_ERR_STATE;
+/// parml_trainer_evaluate and _evaluate_metrics, parml_trainer_create on
+/// the model) fail with PARML_ERR_STATE;
 /// parml_model_set_params and parml_model_init make it whole. Collective, as
 /// FSDP's summon_full_params: every process of the trainer must call it at
 /// the same point; the model then stays whole until the next step. A

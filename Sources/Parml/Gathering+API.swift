@@ -7,7 +7,8 @@ import ParmlTraining
 /// until this call, reads of the whole model on that process
 /// (parml_model_get_params, _get_param, _set_param, _predict, _generate,
 /// _save, _serialize and their _authenticated forms, _export_onnx,
-/// parml_trainer_evaluate and _evaluate_metrics) fail with PARML_ERR_STATE;
+/// parml_trainer_evaluate and _evaluate_metrics, parml_trainer_create on
+/// the model) fail with PARML_ERR_STATE;
 /// parml_model_set_params and parml_model_init make it whole. Collective, as
 /// FSDP's summon_full_params: every process of the trainer must call it at
 /// the same point; the model then stays whole until the next step. A

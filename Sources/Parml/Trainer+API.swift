@@ -28,6 +28,8 @@ extension Trainer: ModelOwner {
 /// PARML_ERR_OUT_OF_MEMORY (also: a rank thread could not start),
 /// PARML_ERR_COMMUNICATION (MPI: building the process groups failed or timed
 /// out). Since: 0.1.
+/// Also PARML_ERR_STATE while another ZeRO-3 trainer under MPI holds only
+/// this process's shard of the model (until parml_trainer_gather_params).
 @c(parml_trainer_create)
 public func parmlTrainerCreate(
     _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,

@@ -131,6 +131,8 @@ public final class Trainer {
         guard model.isInitialized, model.parameters != nil else {
             throw ParmlError.state("the model is not initialised; initialise it before creating a trainer")
         }
+        // Another trainer's ZeRO-3 shard (MPI) is not a model to start from.
+        try model.requireWholeParameters("creating a trainer")
         try BLAS.ensureLoaded()
         blasThreads = strategy.resolvedBLASThreads(cores: Clock.onlineCores, localRanks: strategy.localRanks)
         BLAS.threads = blasThreads

@@ -99,6 +99,7 @@ def check_partial_model(m: parml.Model, trainer: parml.Trainer, strategy: dict) 
         "state_dict": lambda: m.state_dict(),
         "to_bytes": lambda: m.to_bytes(),
         "evaluate": lambda: trainer.evaluate(ids[:, :-1], ids[:, 1:]),
+        "another trainer": lambda: parml.Trainer(m, optimizer=parml.SGD(0.1)),
     }
     for what, call in refused.items():
         try:
