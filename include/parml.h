@@ -951,7 +951,8 @@ PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, par
 /* Models, tensors and checkpoints as protobuf messages of proto/parml.proto, */
 /* to a path (written atomically) or a buffer; ONNX export for inference    */
 /* elsewhere (docs/file-format.md). The *_authenticated calls add (or       */
-/* demand) an HMAC-SHA-256 tag under a key the caller holds.                */
+/* demand) an HMAC-SHA-256 tag under a key the caller holds; the *_with     */
+/* calls take both that key and bf16 weights (parml_model_file_params).     */
 /* ------------------------------------------------------------------------ */
 
 /// Writes an initialised model (layers, attributes, parameters) to `path`
@@ -1127,6 +1128,29 @@ PARML_API parml_status parml_trainer_serialize_checkpoint_authenticated(parml_tr
 /// PARML_ERR_AUTH_MISSING, PARML_ERR_AUTH_KEY, PARML_ERR_AUTH_FAILED,
 /// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
 PARML_API parml_status parml_trainer_deserialize_checkpoint_authenticated(parml_trainer trainer, void const * buf, size_t len, void const * key, size_t key_len);
+
+/// Fills *params with the model file defaults (float32 weights, no key)
+/// and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_model_file_params_init(parml_model_file_params * params);
+
+/// parml_model_save with options (NULL params: the defaults, the same file
+/// as parml_model_save): params->weights_dtype PARML_DTYPE_BFLOAT16 writes
+/// every parameter rounded to bfloat16 (half the bytes; the file says so in
+/// each tensor's dtype, and parml_model_load widens them back to float32),
+/// params->key adds an HMAC-SHA-256 tag (load it with
+/// parml_model_load_authenticated). Written atomically.
+/// Errors: those of parml_model_save, PARML_ERR_INVALID_ARGUMENT (bad
+/// struct_size, weights_dtype, or key with key_len < 16),
+/// PARML_ERR_UNSUPPORTED (a key and no libcrypto). Since: 0.3.
+PARML_API parml_status parml_model_save_with(parml_model model, char const * path, parml_model_file_params const * params);
+
+/// The bytes parml_model_save_with would write, in a new buffer *buf_out
+/// (free it with parml_buffer_free) of *len_out bytes.
+/// Errors: those of parml_model_serialize, PARML_ERR_INVALID_ARGUMENT (bad
+/// struct_size, weights_dtype, or key with key_len < 16),
+/// PARML_ERR_UNSUPPORTED (a key and no libcrypto). Since: 0.3.
+PARML_API parml_status parml_model_serialize_with(parml_model model, parml_model_file_params const * params, void ** buf_out, size_t * len_out);
 
 /* ------------------------------------------------------------------------ */
 /* Privacy accounting                                                       */

@@ -82,7 +82,8 @@ GROUPS = [
         "Models, tensors and checkpoints as protobuf messages of proto/parml.proto,\n"
         "to a path (written atomically) or a buffer; ONNX export for inference\n"
         "elsewhere (docs/file-format.md). The *_authenticated calls add (or\n"
-        "demand) an HMAC-SHA-256 tag under a key the caller holds.",
+        "demand) an HMAC-SHA-256 tag under a key the caller holds; the *_with\n"
+        "calls take both that key and bf16 weights (parml_model_file_params).",
         ["parml_model_save", "parml_model_load", "parml_model_serialize", "parml_model_deserialize",
          "parml_model_export_onnx", "parml_tensor_serialize", "parml_tensor_deserialize",
          "parml_trainer_save_checkpoint", "parml_trainer_load_checkpoint",
@@ -90,7 +91,8 @@ GROUPS = [
          "parml_model_save_authenticated", "parml_model_load_authenticated", "parml_model_serialize_authenticated",
          "parml_model_deserialize_authenticated", "parml_trainer_save_checkpoint_authenticated",
          "parml_trainer_load_checkpoint_authenticated", "parml_trainer_serialize_checkpoint_authenticated",
-         "parml_trainer_deserialize_checkpoint_authenticated"],
+         "parml_trainer_deserialize_checkpoint_authenticated", "parml_model_file_params_init", "parml_model_save_with",
+         "parml_model_serialize_with"],
     ),
     (
         "Privacy accounting",

@@ -126,6 +126,7 @@ PARML_ACTIVATION_SIGMOID = 4
 PARML_DTYPE_FLOAT32 = 1
 PARML_DTYPE_INT32 = 2
 PARML_DTYPE_INT64 = 3
+PARML_DTYPE_BFLOAT16 = 4
 
 PARML_ATTR_INT = 1
 PARML_ATTR_FLOAT = 2
@@ -593,6 +594,24 @@ class parml_loss_params(Structure):
         ("label_smoothing", c_float),
         ("pos_weight", POINTER(c_float)),
         ("num_pos_weight", c_int64),
+    ]
+
+
+class parml_model_file_params(Structure):
+    """How parml_model_save_with and parml_model_serialize_with write a model file.
+
+    Attributes:
+        struct_size: set by parml_model_file_params_init
+        weights_dtype: PARML_DTYPE_FLOAT32 (default) or PARML_DTYPE_BFLOAT16 (half the bytes, for exchange)
+        key: NULL (default) or an HMAC-SHA-256 key of key_len >= 16 bytes, borrowed for the call
+        key_len: bytes at key
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("weights_dtype", c_int32),
+        ("key", c_void_p),
+        ("key_len", c_size_t),
     ]
 
 
@@ -1136,6 +1155,29 @@ def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
 )
 def parml_model_serialize_authenticated(model: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
     """The bytes parml_model_save_authenticated would write, in a new buffer."""
+    ...
+
+
+# PARML_API parml_status parml_model_file_params_init(parml_model_file_params * params);
+@ctypes_function("parml_model_file_params_init", [POINTER(parml_model_file_params)], parml_status)
+def parml_model_file_params_init(params: Any, /) -> int:
+    """Fills *params with the model file defaults (float32 weights, no key) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_model_save_with(parml_model model, char const * path, parml_model_file_params const * params);
+@ctypes_function("parml_model_save_with", [parml_model, c_char_p, POINTER(parml_model_file_params)], parml_status)
+def parml_model_save_with(model: Any, path: bytes, params: Any, /) -> int:
+    """parml_model_save with options: bfloat16 weights, an HMAC key."""
+    ...
+
+
+# PARML_API parml_status parml_model_serialize_with(parml_model model, parml_model_file_params const * params, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_model_serialize_with", [parml_model, POINTER(parml_model_file_params), POINTER(c_void_p), POINTER(c_size_t)], parml_status
+)
+def parml_model_serialize_with(model: Any, params: Any, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_model_save_with would write, in a new buffer."""
     ...
 
 
