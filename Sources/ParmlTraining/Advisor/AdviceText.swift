@@ -14,7 +14,7 @@ extension Advice {
         let c = calibration
         var lines = [
             "calibration: \(calibrationOrigin.rawValue) (\(c.cpuModel), \(c.cores) cores, parml \(c.libraryVersion), measured in "
-                + "\(Bytes.round1(c.seconds)) s)",
+                + "\(Bytes.round1(c.seconds)) s at load average \(Bytes.round1(c.loadAverage)))",
             "rank  layout                  step ms  compute  comm  bubble  optim  overhead  peak/rank  reason",
         ]
         for (i, p) in ranked.enumerated() {
