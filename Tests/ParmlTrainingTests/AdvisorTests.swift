@@ -94,6 +94,9 @@ private func layouts() -> [StrategyConfig] {
         s.gradientChunk = 8
         out.append(s)
     }
+    var interleaved = StrategyConfig()
+    (interleaved.pp, interleaved.microBatches, interleaved.pipelineSchedule, interleaved.virtualStages) = (2, 4, .interleaved, 2)
+    out.append(interleaved)
     return out
 }
 
@@ -266,6 +269,31 @@ private func layouts() -> [StrategyConfig] {
         if Clock.onlineCores > 1 {
             #expect(abs(c.productSeconds(large, threads: 1) / c.productSeconds(large, threads: 2) - 9e10 / 5e10) < 1e-9)
         }
+    }
+
+    /// Interleaved 1F1B is among the layouts for a model deep enough, with
+    /// the smaller bubble of its v runs per stage; a model too shallow gets none.
+    @Test func interleavedLayoutsAreConsidered() throws {
+        let model = try gpt()
+        let advice = try StrategyAdvisor.advise(
+            model: model, request: AdviceRequest(sampleShape: Shape(16), batch: 16), calibration: fixedCalibration(), origin: .measured)
+        func find(_ schedule: PipelineSchedule) -> LayoutPrediction? {
+            advice.ranked.first { $0.strategy.dp == 1 && $0.strategy.pp == 2 && $0.strategy.tp == 1 && $0.strategy.microBatches == 4
+                && $0.strategy.pipelineSchedule == schedule }
+        }
+        let plain = try #require(find(.oneForwardOneBackward)), inter = try #require(find(.interleaved))
+        #expect(inter.strategy.virtualStages == 2)
+        #expect(inter.bubble < 0.75 * plain.bubble)
+        #expect(advice.table.contains("dp1 pp2 tp1 m4 v2"))
+        let three = Model()  // 3 top-level layers: fewer than 2 runs for each of 2 stages
+        try three.add(try Linear(inFeatures: 12, outFeatures: 16))
+        try three.add(Activation(.relu))
+        try three.add(try Linear(inFeatures: 16, outFeatures: 4))
+        try three.initialize(seed: 1)
+        let shallow = try StrategyAdvisor.advise(
+            model: three, request: AdviceRequest(sampleShape: Shape(12), batch: 16),
+            calibration: fixedCalibration(), origin: .measured)
+        #expect(!(shallow.ranked.map(\.strategy) + shallow.excluded.map(\.strategy)).contains { $0.pipelineSchedule == .interleaved })
     }
 
     /// A calibration file that is corrupt, from another CPU or from another

@@ -8,6 +8,7 @@ extension Advice {
         func name(_ s: StrategyConfig) -> String {
             var n = "dp\(s.dp) pp\(s.pp) tp\(s.tp)"
             if s.microBatches > 1 { n += " m\(s.microBatches)" }
+            if s.pipelineSchedule == .interleaved { n += " v\(s.virtualStages)" }
             if s.zeroStage > 0 { n += " zero\(s.zeroStage)" }
             return n
         }

@@ -197,13 +197,14 @@ struct CostModel {
             }
         }
         if mesh.pp > 1 {
-            // Activations forward and their gradients back, on the critical path m + pp − 1 times each.
+            // Activations forward and their gradients back, on the critical path
+            // m·v + pp − 1 times each (v runs per stage: each micro-batch goes round the ring v times).
             var width = 0
             for run in 0..<(c.layout.stageRanges.count - 1) {
                 width = max(width, c.profile.output(ofLayer: c.layout.partition.layers[run].upperBound - 1, rows: 1).rowSize)
             }
             let bytes = Double(rows * width) * f
-            let sends = 2 * (m + mesh.pp - 1) * c.maxPieces
+            let sends = 2 * (m * c.layout.virtualStages + mesh.pp - 1) * c.maxPieces
             let t = Double(sends) * send(bytes: bytes, stride: mesh.tp, world: world)
             comm += t
             p.communications.append(
