@@ -61,21 +61,48 @@ extension RandomStream {
 }
 
 extension RankContext {
-    /// Pass 1 of a private step on the piece's loss gradient `dy` (rows:
-    /// the piece's examples): per-example gradient norms through the run,
-    /// then each row of `dy` scaled in place by cᵢ · N / B, cᵢ = min(1, C /
-    /// ‖gᵢ‖). The ordinary backward that follows then computes
-    /// (1/B) Σᵢ clip(gᵢ). gᵢ is example i's gradient of the batch-mean
-    /// loss times N (its own loss's gradient): N·‖row i's gradient‖.
-    func clipPerExample(_ dy: Tensor, _ vs: VirtualStage, slot: PipelineSlot, _ ctx: PassContext, work: StepWork) throws {
-        guard let p = work.step.privacy else { return }
+    /// Pass 1 of a private step on the piece's output gradient `dy` (rows:
+    /// the piece's examples): per-example gradient norms through every run,
+    /// then, on the last run, each row of `dy` scaled in place by cᵢ · N /
+    /// B, cᵢ = min(1, C / ‖gᵢ‖). The ordinary backward that follows then
+    /// computes (1/B) Σᵢ clip(gᵢ). gᵢ is example i's gradient of the
+    /// batch-mean loss times N (its own loss's gradient): N·‖row i's gradient‖.
+    ///
+    /// Under pp the norm pass crosses the stages as a backward does
+    /// (docs/privacy.md): each run adds its layers' squared
+    /// norms onto the running sums the next run sent with its input
+    /// gradient, so each example's float sums the layers in serial's order
+    /// (last first); the first run sends the totals to the last, which
+    /// scales `dy` and starts the ordinary backward. Returns true when `dy`
+    /// was consumed by the norm pass and the caller must receive the
+    /// ordinary (scaled) output gradient (runs other than the last).
+    func clipPerExample(_ dy: Tensor, _ vs: VirtualStage, slot: PipelineSlot, _ ctx: PassContext, work: StepWork) throws -> Bool {
+        guard let p = work.step.privacy else { return false }
         let examples = dy.shape[0]
-        guard examples > 0 else { return }
+        guard examples > 0 else { return false }
         let norms = privateScratch.norms
         try norms.resize(Shape(examples))
-        norms.fill(0)
+        let next = vs.isLast ? nil : layout.stage(holding: vs.index + 1)
+        if let next, let comms {
+            try comms.pipeBackward.receive(norms.data, count: examples, from: next)  // the later runs' running sums
+        } else {
+            norms.fill(0)
+        }
         let layers = slot.model.root.layers[vs.layers]
-        _ = try PerExampleNorms.backward(layers, from: dy, ctx, into: norms.data, needFirstInputGradient: false)
+        let g = try PerExampleNorms.backward(layers, from: dy, ctx, into: norms.data, needFirstInputGradient: !vs.isFirst)
+        if !vs.isFirst {
+            guard let comms, let g else { throw ParmlError.internal("a pipeline stage without communicators or input gradient") }
+            let previous = layout.stage(holding: vs.index - 1)
+            try comms.pipeBackward.send(g.data, count: g.count, to: previous)
+            try comms.pipeBackward.send(norms.data, count: examples, to: previous)
+        } else if !vs.isLast, let comms {
+            // The totals, to the run that scales the loss gradient.
+            try comms.pipeBackward.send(norms.data, count: examples, to: layout.stage(holding: layout.partition.layers.count - 1))
+        }
+        guard vs.isLast else { return true }
+        if !vs.isFirst, let comms {
+            try comms.pipeBackward.receive(norms.data, count: examples, from: layout.stage(holding: 0))
+        }
         let n = Float(work.step.plan.samples)
         let toBatch = n / Float(p.expectedBatch)
         let rowSize = dy.count / examples
@@ -85,6 +112,7 @@ extension RankContext {
             let f = c * toBatch
             if f != 1 { Kernels.scale(dy.data + i * rowSize, by: f, count: rowSize) }
         }
+        return false
     }
 
     /// After the data-parallel sum: noise N(0, (σC/B)²) on each element of
