@@ -47,13 +47,17 @@ struct PrivateStepSettings {
     let expectedBatch: Double
 }
 
-/// A rank's scratch for private steps: per-example squared norms.
+/// A rank's scratch for private steps: per-example squared norms (under
+/// tp, the sliced sums then the whole ones), and what the tp norm pass
+/// keeps per model copy (PrivateTensorParallel.swift).
 final class PrivateStepScratch {
     let norms = try! Tensor(shape: Shape(0))  // zero elements: cannot fail
+    var residualGradients: [ObjectIdentifier: Tensor] = [:]
+    var tensorParallelPasses: [ObjectIdentifier: TensorParallelNormPass] = [:]
 }
 
 extension RandomStream {
-    /// DP-SGD noise of step `step`: element i is the gradient arena's element i.
+    /// DP-SGD noise of step `step`: element i is the serial gradient arena's element i.
     public static func privacyNoise(step: Int) -> UInt64 { 0xA000_0000_0000 | UInt64(step & 0xFFF_FFFF_FFFF) }
     /// Poisson sampling of epoch `epoch`: uniform (b·n + i) decides whether
     /// example i joins batch b.
@@ -73,31 +77,51 @@ extension RankContext {
     /// norms onto the running sums the next run sent with its input
     /// gradient, so each example's float sums the layers in serial's order
     /// (last first); the first run sends the totals to the last, which
-    /// scales `dy` and starts the ordinary backward. Returns true when `dy`
+    /// scales `dy` and starts the ordinary backward. Under tp the sums of
+    /// sliced and of replicated layers run apart, and the first run adds
+    /// them after an all-reduce of the sliced ones over the tp group
+    /// (PrivateTensorParallel.swift). Returns true when `dy`
     /// was consumed by the norm pass and the caller must receive the
     /// ordinary (scaled) output gradient (runs other than the last).
     func clipPerExample(_ dy: Tensor, _ vs: VirtualStage, slot: PipelineSlot, _ ctx: PassContext, work: StepWork) throws -> Bool {
         guard let p = work.step.privacy else { return false }
         let examples = dy.shape[0]
         guard examples > 0 else { return false }
+        // Under tp two running sums per example: the sliced, then the whole.
+        let sums = tensorParallel != nil ? 2 * examples : examples
         let norms = privateScratch.norms
-        try norms.resize(Shape(examples))
+        try norms.resize(Shape(sums))
         let next = vs.isLast ? nil : layout.stage(holding: vs.index + 1)
         if let next, let comms {
-            try comms.pipeBackward.receive(norms.data, count: examples, from: next)  // the later runs' running sums
+            try comms.pipeBackward.receive(norms.data, count: sums, from: next)  // the later runs' running sums
         } else {
             norms.fill(0)
         }
         let layers = slot.model.root.layers[vs.layers]
-        let g = try PerExampleNorms.backward(layers, from: dy, ctx, into: norms.data, needFirstInputGradient: !vs.isFirst)
+        let g: Tensor?
+        if let tp = tensorParallel {
+            g = try privateScratch.tensorParallelPass(for: slot.model, rewrite: tp.rewrite).backward(
+                layers, from: dy, ctx, sliced: norms.data, whole: norms.data + examples, needFirstInputGradient: !vs.isFirst,
+                scratch: privateScratch)
+        } else {
+            g = try PerExampleNorms.backward(layers, from: dy, ctx, into: norms.data, needFirstInputGradient: !vs.isFirst)
+        }
         if !vs.isFirst {
             guard let comms, let g else { throw ParmlError.internal("a pipeline stage without communicators or input gradient") }
             let previous = layout.stage(holding: vs.index - 1)
             try comms.pipeBackward.send(g.data, count: g.count, to: previous)
-            try comms.pipeBackward.send(norms.data, count: examples, to: previous)
-        } else if !vs.isLast, let comms {
-            // The totals, to the run that scales the loss gradient.
-            try comms.pipeBackward.send(norms.data, count: examples, to: layout.stage(holding: layout.partition.layers.count - 1))
+            try comms.pipeBackward.send(norms.data, count: sums, to: previous)
+        } else {
+            if tensorParallel != nil {
+                // Every tp rank the same totals: the slices' parts summed, the whole added once.
+                guard let comms else { throw ParmlError.internal("a tp rank without communicators") }
+                try comms.tensor.allReduce(norms.data, count: examples, op: .sum)
+                for i in 0..<examples { norms.data[i] += norms.data[examples + i] }
+            }
+            if !vs.isLast, let comms {
+                // The totals, to the run that scales the loss gradient.
+                try comms.pipeBackward.send(norms.data, count: examples, to: layout.stage(holding: layout.partition.layers.count - 1))
+            }
         }
         guard vs.isLast else { return true }
         if !vs.isFirst, let comms {
@@ -116,7 +140,7 @@ extension RankContext {
     }
 
     /// After the data-parallel sum: noise N(0, (σC/B)²) on each element of
-    /// the owned ranges, keyed by (seed, step, arena index), so every
+    /// the owned ranges, keyed by (seed, step, serial arena index), so every
     /// layout adds the same number to the same parameter.
     func addPrivacyNoise(_ grads: Tensor, step: StepDescription) throws {
         guard let p = step.privacy, p.config.noiseMultiplier > 0 else { return }
@@ -124,7 +148,15 @@ extension RankContext {
         let rng = Philox(seed: step.settings.seed)
         let stream = RandomStream.privacyNoise(step: step.index)
         for r in ownedRanges {
-            rng.addNormal(to: grads.data + r.lowerBound, count: r.count, stream: stream, first: UInt64(r.lowerBound), std: std)
+            guard let tp = tensorParallel else {
+                rng.addNormal(to: grads.data + r.lowerBound, count: r.count, stream: stream, first: UInt64(r.lowerBound), std: std)
+                continue
+            }
+            // A slice's elements take the serial element's draw; a replicated
+            // one the same draw on every tp rank, so its copies stay equal.
+            tp.rewrite.forEachRun(in: r, model: model) { local, serial, count in
+                rng.addNormal(to: grads.data + local, count: count, stream: stream, first: UInt64(serial), std: std)
+            }
         }
     }
 }

@@ -40,10 +40,10 @@ extension Trainer {
         }
         try config.validate()
         let mesh = layout.mesh
-        if mesh.tp > 1 {
+        if mesh.tp > 1 && strategy.splitClassifier {
             throw ParmlError.unsupported(
-                "private training with tp = \(mesh.tp): an example's gradient norm spans every slice, which the trainer does not "
-                    + "combine yet; use dp and pp only")
+                "private training with split_classifier (tp = \(mesh.tp)): the sharded loss's classifier and vocabulary slices "
+                    + "have no per-example norms under tp; leave split_classifier off")
         }
         if mesh.pp > 1 && layout.virtualStages > 1 {
             throw ParmlError.unsupported(

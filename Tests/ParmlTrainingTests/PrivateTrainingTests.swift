@@ -14,7 +14,7 @@ import _ParmlTestSupport
 
 /// 12 → 16 → ReLU → LayerNorm → 16 → GELU → Dropout → 4: every layer kind
 /// private training clips, plus dropout (masks keyed per sample).
-private func privateMLP(seed: UInt64 = 5, dropout: Float = 0.2) throws -> Model {
+func privateMLP(seed: UInt64 = 5, dropout: Float = 0.2) throws -> Model {
     let m = Model()
     try m.add(try Linear(inFeatures: 12, outFeatures: 16))
     try m.add(Activation(.relu))
@@ -45,12 +45,16 @@ private func strategy(dp: Int = 1, deterministic: Bool = false) -> StrategyConfi
     return s
 }
 
-/// The parameters after `steps` private SGD steps (momentum 0.9) on 20-row batches.
-private func trainPrivately(_ s: StrategyConfig, _ model: Model, sigma: Double = 1.1, c: Float = 0.5, steps: Int = 4) throws -> [Float] {
+/// The parameters after `steps` private SGD steps (momentum 0.9) on
+/// `batch`'s batches (default: 20 rows of residualMLPBatch).
+func trainPrivately(
+    _ s: StrategyConfig, _ model: Model, sigma: Double = 1.1, c: Float = 0.5, steps: Int = 4,
+    batch: (Int) throws -> (Tensor, Tensor) = { try residualMLPBatch(20, step: $0) }
+) throws -> [Float] {
     let t = try Trainer(model: model, loss: .crossEntropy, optimizer: sgd(0.1, momentum: 0.9), strategy: s)
     try t.setPrivacy(PrivacyConfig(noiseMultiplier: sigma, maxGradNorm: c))
     for k in 0..<steps {
-        let (x, y) = try residualMLPBatch(20, step: k)
+        let (x, y) = try batch(k)
         try t.step(inputs: x, targets: y)
     }
     return model.parameters!.toArray()
@@ -221,8 +225,9 @@ struct PrivateTrainingTests {
         #expect(t.privacy == nil)
         var tp = strategy()
         tp.tp = 2
-        let e = parmlError { try trainer(try privateMLP(), tp).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
-        #expect(e?.message.contains("tp = 2") == true, "\(String(describing: e))")
+        tp.splitClassifier = true
+        let e = parmlError { try trainer(try residualMLP(width: 8, seed: 1), tp).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
+        #expect(e?.message.contains("private training with split_classifier") == true, "\(String(describing: e))")
         var interleaved = strategy()
         (interleaved.pp, interleaved.pipelineSchedule, interleaved.virtualStages, interleaved.microBatches) = (2, .interleaved, 2, 2)
         let ei = parmlError { try trainer(try privateMLP(), interleaved).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
