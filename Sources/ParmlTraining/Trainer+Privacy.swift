@@ -42,8 +42,8 @@ extension Trainer {
         let mesh = layout.mesh
         if mesh.tp > 1 && strategy.splitClassifier {
             throw ParmlError.unsupported(
-                "private training with split_classifier (tp = \(mesh.tp)): the sharded loss's classifier and vocabulary slices "
-                    + "have no per-example norms under tp; leave split_classifier off")
+                "private training with split_classifier (tp = \(mesh.tp)): the per-example norm pass does not handle the sharded "
+                    + "loss and vocabulary slices yet; leave split_classifier off")
         }
         if mesh.pp > 1 && layout.virtualStages > 1 {
             throw ParmlError.unsupported(
