@@ -366,7 +366,10 @@ for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     set -- $case
     py_mpi "$2" 300 "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit" py_cnn.py "$1"
 done
-py_mpi 2 300 "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit" py_private.py
+for case in "dp2 2" "pp2 2" "dp2pp2 4" "tp2 2"; do
+    set -- $case
+    py_mpi "$2" 300 "DP-SGD fit (Poisson sampling), $1 under mpirun -np $2: MPI equals threads bit for bit, and serial (bit for bit without tp)" py_private.py "$1"
+done
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
     py_mpi "$2" 300 "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_cnn_tp.py "$1"

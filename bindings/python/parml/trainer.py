@@ -305,9 +305,9 @@ class Trainer(Handle):
         again): per-example clipping, Gaussian noise, and in fit the batches
         ``privacy.sampling`` says. UnsupportedError names what cannot be
         trained privately (batch_norm: use layer_norm; a layer without
-        per-example norms; pp or tp > 1); InvalidArgumentError for bad
-        settings (negative noise_multiplier, max_grad_norm <= 0, delta
-        outside (0, 1))."""
+        per-example norms; interleaved 1F1B; split_classifier with tp > 1);
+        InvalidArgumentError for bad settings (negative noise_multiplier,
+        max_grad_norm <= 0, delta outside (0, 1))."""
         if privacy is not None and not isinstance(privacy, Privacy):
             raise TypeError(f"privacy must be a parml.Privacy, got {type(privacy).__name__}")
         with self._use() as t:
