@@ -52,11 +52,6 @@ extension Trainer {
             throw ParmlError.unsupported(
                 "private training with gradient compression: the compressed sum's sensitivity is not bounded by the clipping norm")
         }
-        if !model.tiedParameters.isEmpty {
-            throw ParmlError.unsupported(
-                "private training with tied parameters (tied_classifier): the tied matrix's per-example norm is not additive; "
-                    + "use an untied linear classifier")
-        }
         try PerExampleNorms.checkSupported(model)
         privacy = config
     }
