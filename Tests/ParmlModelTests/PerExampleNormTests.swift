@@ -43,6 +43,20 @@ func ghostSquaredNorms(_ model: Model, x: Tensor, dy: Tensor) throws -> [Double]
     return norms.toArray().map(Double.init)
 }
 
+/// The input gradient of `layer`'s norm pass and of its ordinary backward
+/// (it is `model`'s only layer), after checking that the pass wrote no
+/// parameter gradient.
+func normPassInputGradients(_ layer: PerExampleNormLayer, _ model: Model, x: Tensor, dy: Tensor) throws -> (pass: [Float], backward: [Float]) {
+    _ = try model.forward(x, PassContext(training: true))
+    model.gradients!.fill(7)
+    let norms = try Tensor(shape: Shape(x.shape[0]))
+    norms.fill(0)
+    let dx = try layer.addPerExampleSquaredNorms(dy, PassContext(training: true), into: norms.data, needInputGradient: true)!.toArray()
+    #expect(model.gradients!.toArray().allSatisfy { $0 == 7 })
+    let reference = try layer.backward(dy, PassContext(training: true), needInputGradient: true, accumulate: false)!.toArray()
+    return (dx, reference)
+}
+
 func expectClose(_ a: [Double], _ b: [Double], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(a.count == b.count, sourceLocation: sourceLocation)
     for (u, v) in zip(a, b) {
@@ -134,13 +148,7 @@ func perExampleNormConvInputGradient() throws {
         let conv = try Conv2d(inChannels: 3, outChannels: 5, kernel: (3, 3), stride: (2, 2), padding: (1, 1), backend: backend)
         let model = try makeModel([conv])
         let x = try randomTensor(Shape(4, 3, 7, 7), seed: 31), dy = try randomTensor(Shape(4, 5, 4, 4), seed: 32)
-        _ = try model.forward(x, PassContext(training: true))
-        model.gradients!.fill(7)
-        let norms = try Tensor(shape: Shape(4))
-        norms.fill(0)
-        let dx = try conv.addPerExampleSquaredNorms(dy, PassContext(training: true), into: norms.data, needInputGradient: true)!.toArray()
-        #expect(model.gradients!.toArray().allSatisfy { $0 == 7 })
-        let reference = try conv.backward(dy, PassContext(training: true), needInputGradient: true, accumulate: false)!.toArray()
+        let (dx, reference) = try normPassInputGradients(conv, model, x: x, dy: dy)
         #expect(zip(dx, reference).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($1)) }, "\(backend)")
     }
 }

@@ -9,6 +9,7 @@ import pytest
 
 import parml
 
+from conftest import expect_clipped_step
 from test_tied_classifier import VOCAB, T, batch, gpt, torch_gpt_logits
 
 
@@ -38,12 +39,7 @@ def test_private_gpt_step_matches_torch_per_sample_clipping(tied):
         return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), yi)
 
     g = vmap(grad(loss), in_dims=(None, 0, 0))(params, torch.tensor(x, dtype=torch.long), torch.tensor(y, dtype=torch.long))
-    norms = torch.sqrt(sum(v.flatten(1).pow(2).sum(1) for v in g.values()))
-    factors = torch.clamp(c / norms, max=1.0)
-    assert (factors < 1).sum() >= 2 and (factors == 1).sum() >= 1, norms  # some clipped, some not
-    for k in before:
-        want = before[k] - (factors.view(-1, *[1] * (g[k].dim() - 1)) * g[k]).sum(0).numpy() / len(x)
-        np.testing.assert_allclose(after[k], want, rtol=0, atol=2e-6, err_msg=k)
+    expect_clipped_step(before, after, g, c, clipped=2)
 
 
 def test_private_character_gpt_learns_and_reports_epsilon():
