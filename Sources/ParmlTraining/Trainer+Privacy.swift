@@ -50,17 +50,17 @@ extension Trainer {
                 "private training with interleaved 1F1B (virtual_stages = \(layout.virtualStages)): the per-example norms cross the "
                     + "stages once from the last to the first, which the interleaved ring does not; use GPipe or 1F1B")
         }
+        if mesh.pp > 1 && !model.tiedParameters.isEmpty {
+            throw ParmlError.unsupported(
+                "private training with tied parameters under pp = \(mesh.pp): a tied classifier's per-example norm needs its "
+                    + "embedding's terms on the same rank, and the two sit on different stages; use an untied linear classifier, or pp 1")
+        }
         if layout.averagesParameters {
             throw ParmlError.unsupported("private training with local_steps > 1: the noise is added to the summed gradient of every step")
         }
         if layout.compression != .none && mesh.dp > 1 {
             throw ParmlError.unsupported(
                 "private training with gradient compression: the compressed sum's sensitivity is not bounded by the clipping norm")
-        }
-        if !model.tiedParameters.isEmpty {
-            throw ParmlError.unsupported(
-                "private training with tied parameters (tied_classifier): the tied matrix's per-example norm is not additive; "
-                    + "use an untied linear classifier")
         }
         try PerExampleNorms.checkSupported(model)
         privacy = config
