@@ -8,8 +8,8 @@ import ParmlTraining
 /// carrying one loss weight per sample (Keras's sample_weight=), copied
 /// from `weights` (`count` floats, the dataset's size). parml_trainer_fit
 /// and parml_trainer_evaluate then take the weighted mean
-/// Σ wᵢ·lossᵢ / Σ wᵢ over each batch, wᵢ = the sample's weight times its
-/// target's class weight (docs/data.md, "Sample weights"). The weights
+/// sum(w[i] * loss[i]) / sum(w[i]) over each batch, w[i] = the sample's
+/// weight times its target's class weight (docs/data.md, "Sample weights"). The weights
 /// follow their samples through shuffling, class-balanced sampling and
 /// parml_dataset_split. The augmentation comes along. NULL weights with
 /// count 0 give the samples without weights. The caller owns *out
@@ -36,8 +36,9 @@ public func parmlDatasetWithSampleWeights(
 
 /// parml_trainer_step with one loss weight per sample: `sample_weights`
 /// holds `count` floats (N, the batch's rows; with local batches this
-/// process's rows), finite and >= 0. The loss is Σ wᵢ·lossᵢ / Σ wᵢ over the
-/// global batch, wᵢ the sample's weight times its target's class weight (a
+/// process's rows), finite and >= 0. The loss is
+/// sum(w[i] * loss[i]) / sum(w[i]) over the global batch, w[i] the sample's
+/// weight times its target's class weight (a
 /// sequence's positions each count with their sample's weight), the same
 /// in every layout; *loss_out gets it. The weights are read during the call
 /// only. Local batches: every process passes weights or none does.

@@ -305,7 +305,14 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     local_batches "dp 2 x pp 2, class weights and label smoothing" 2 2 1 2 1f1b 0
     export PARML_TEST_SPLIT_CLASSIFIER=1
     train "dp 2 x tp 2, split classifier, class weights and label smoothing" "" 2 1 2 1 1f1b 1
-    unset PARML_TEST_SPLIT_CLASSIFIER TRAIN_HOST_CLASS_WEIGHTS
+    # Sample weights on top: the weighted mean's denominator sums every
+    # replica's rows (gathered exactly), so MPI equals threads bit for bit.
+    export TRAIN_HOST_SAMPLE_WEIGHTS=1
+    train "dp 2 x tp 2, split classifier, sample and class weights" "" 2 1 2 1 1f1b 1
+    unset PARML_TEST_SPLIT_CLASSIFIER
+    local_batches "dp 2 ZeRO-1, sample and class weights" 2 1 1 1 1f1b 1
+    local_batches "dp 2 x pp 2, sample and class weights" 2 2 1 2 1f1b 0
+    unset PARML_TEST_SPLIT_CLASSIFIER TRAIN_HOST_CLASS_WEIGHTS TRAIN_HOST_SAMPLE_WEIGHTS
     if TRAIN_HOST_LOCAL=wrong timeout 60 mpirun -np 2 -x TRAIN_HOST_LOCAL "$WORK/train_host" mpi 2 1 1 1 1f1b 0 \
         "$WORK/wrong.bin" > "$WORK/wrong.txt" 2>&1; then
         fail "local batches with the wrong rows must fail" "$WORK/wrong.txt"
