@@ -234,6 +234,15 @@ public enum Kernels {
 
     // MARK: - Losses
 
+    /// One loss term and its gradient's scale with sample weight
+    /// `weights[i]` applied (term·w, scale·w); unchanged without weights.
+    @inline(__always)
+    public static func sampleWeighted(_ term: Float, scale: Float, _ weights: UnsafePointer<Float>?, _ i: Int) -> (term: Float, scale: Float) {
+        guard let weights else { return (term, scale) }
+        let w = weights[i]
+        return (term * w, scale * w)
+    }
+
     /// Softmax cross-entropy over rows of logits(N,C) with class-index targets(N).
     /// Returns Σ_rows −log p[target] · scale and writes dlogits = (p − onehot)·scale.
     /// `correct` receives how many rows have their target as the arg-max.
@@ -281,13 +290,8 @@ public enum Kernels {
                 rowLoss += smooth * (weightSum * logZ - weighted)
             }
             // A sample weight scales the row's whole term (torch's reduction='none', then weighted).
-            var rowScale = scale
-            if let rowWeights {
-                let s = rowWeights[r / rowsPerWeight]
-                rowLoss *= s
-                rowScale = scale * s
-            }
-            total += rowLoss
+            let (weightedLoss, rowScale) = sampleWeighted(rowLoss, scale: scale, rowWeights, r / rowsPerWeight)
+            total += weightedLoss
             if let dlogits {
                 let dr = dlogits + r * cols
                 let invZ = 1 / z
@@ -318,13 +322,8 @@ public enum Kernels {
             let xi = x[i], yi = y[i]
             let p = positiveWeights?[i % max(outputs, 1)] ?? 1
             if (xi > 0) == (yi > 0.5) { correct += 1 }
-            var term = (1 - yi) * xi + (1 + (p - 1) * yi) * (log1pf(expf(-abs(xi))) + max(-xi, 0))
-            var s = scale
-            if let rowWeights {
-                let w = rowWeights[i / elementsPerWeight]
-                term *= w
-                s = scale * w
-            }
+            let (term, s) = sampleWeighted(
+                (1 - yi) * xi + (1 + (p - 1) * yi) * (log1pf(expf(-abs(xi))) + max(-xi, 0)), scale: scale, rowWeights, i / elementsPerWeight)
             total += term
             if let dx {
                 let e = expf(-abs(xi))

@@ -108,13 +108,8 @@ final class ShardedCrossEntropy {
             let wt = w?[Int(y[r])] ?? 1
             var rowLoss = (1 - eps) * wt * (lse - s.data[width * r + 1])
             if eps > 0 { rowLoss += smooth * (weightSum * lse - s.data[width * r + 2]) }
-            var rowScale = scale
-            if let sampleWeights {
-                let sw = sampleWeights[r / perSample]
-                rowLoss *= sw
-                rowScale = scale * sw
-            }
-            total += rowLoss
+            let (weightedLoss, rowScale) = Kernels.sampleWeighted(rowLoss, scale: scale, sampleWeights, r / perSample)
+            total += weightedLoss
             if let g {
                 let zr = z + r * cols, gr = g.data + r * cols
                 let inv = 1 / sum

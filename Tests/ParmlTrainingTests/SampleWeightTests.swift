@@ -11,7 +11,8 @@ import _ParmlTestSupport
 // wᵢ = sample weight × class weight of the target (a sequence's positions
 // each weigh their sample's weight). Checked against naive references,
 // against training on duplicated rows (an integer weight k is the sample
-// k times), and across layouts (deterministic mode: serial's bits).
+// k times), and through fit, evaluate and splits. The layouts (deterministic
+// mode: serial's bits) are WeightedLossTests' sample-weighted cases.
 
 /// Weights in [0, 2) with some exact zeros.
 private func weights(_ n: Int, seed: UInt64 = 3) -> [Float] {
@@ -108,76 +109,7 @@ struct SampleWeightLossTests {
     }
 }
 
-/// Parameters and losses after `steps` weighted steps of `residualMLP` under `s`.
-private func trainWeighted(
-    _ kind: LossKind, _ s: StrategyConfig, n: Int = 37, steps: Int = 4, sampleWeights: Bool = true
-) throws -> (params: [Float], losses: [Float]) {
-    var s = s
-    s.gradientChunk = 8
-    s.seed = 4
-    s.watchdogSeconds = 20
-    var o = OptimizerConfig()
-    o.kind = .adamW
-    o.learningRate = 0.01
-    let model = try residualMLP(width: 16, blocks: 2, seed: 8)
-    let t = try Trainer(model: model, loss: kind, optimizer: o, strategy: s)
-    var lo = LossOptions()
-    if kind == .crossEntropy {
-        lo.classWeights = [0.25, 1, 2.5, 0.75]
-        lo.labelSmoothing = 0.15
-    }
-    try t.setLossOptions(lo)
-    var losses: [Float] = []
-    for k in 0..<steps {
-        var (x, y) = try residualMLPBatch(n, step: k)
-        if kind != .crossEntropy {
-            let u = randomArray(n * 4, seed: 9, stream: UInt64(k), low: 0, high: 1)
-            y = try Tensor(kind == .binaryCrossEntropy ? u.map { $0 > 0.6 ? 1 : 0 } : u, shape: Shape(n, 4))
-        }
-        let w = try Tensor(weights(n, seed: UInt64(k)), shape: Shape(n))
-        losses.append(try t.step(inputs: x, targets: y, sampleWeights: sampleWeights ? w : nil).loss)
-    }
-    return (model.parameters!.toArray(), losses)
-}
-
-private func layout(dp: Int = 1, pp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool = true) -> StrategyConfig {
-    var s = StrategyConfig()
-    s.dp = dp
-    s.pp = pp
-    s.microBatches = m
-    s.zeroStage = zero
-    s.deterministic = deterministic
-    return s
-}
-
 struct SampleWeightTrainingTests {
-    @Test(arguments: [LossKind.crossEntropy, .binaryCrossEntropy, .meanSquaredError])
-    func deterministicLayoutsAreBitIdenticalToSerial(_ kind: LossKind) throws {
-        let serial = try trainWeighted(kind, layout())
-        // The weights matter: without them training lands elsewhere.
-        let plain = try trainWeighted(kind, layout(), sampleWeights: false)
-        #expect(maxAbsDiff(plain.params, serial.params) > 1e-4)
-        let layouts: [(dp: Int, pp: Int, m: Int, zero: Int)] = [
-            (2, 1, 1, 0), (3, 1, 1, 1), (2, 1, 1, 2), (4, 1, 1, 3), (1, 2, 3, 0), (1, 1, 4, 0), (2, 2, 2, 1),
-        ]
-        for l in layouts {
-            let got = try trainWeighted(kind, layout(dp: l.dp, pp: l.pp, m: l.m, zero: l.zero))
-            expectSameBits(got.params, serial.params, "\(kind) \(l): max |Δ| = \(maxAbsDiff(got.params, serial.params))")
-            for (g, w) in zip(got.losses, serial.losses) { #expect(abs(g - w) <= 1e-6 * abs(w), "\(kind) \(l): loss \(g) vs \(w)") }
-        }
-    }
-
-    /// Default (fast) mode: dp and micro-batches sum in other orders, so
-    /// they match serial within float32 rounding (a few ulps per step).
-    @Test func fastLayoutsMatchSerialWithinRounding() throws {
-        let serial = try trainWeighted(.crossEntropy, layout(deterministic: false))
-        for l in [(dp: 2, m: 1), (dp: 1, m: 3), (dp: 2, m: 2)] {
-            let got = try trainWeighted(.crossEntropy, layout(dp: l.dp, m: l.m, deterministic: false))
-            let d = relativeDifference(got.params, serial.params)
-            #expect(d <= 1e-5, "\(l): relative Δ = \(d)")
-        }
-    }
-
     /// An integer weight k trains as the sample repeated k times (0: left
     /// out): one SGD step on the weighted batch equals one on the batch of
     /// repeated rows, within rounding. This checks the gradient through the
@@ -219,7 +151,9 @@ struct SampleWeightTrainingTests {
         let base = try blobs(45, seed: 7)
         let data = try base.withSampleWeights(weights(45))
         func trainer(dp: Int) throws -> (Trainer, Model) {
-            var s = layout(dp: dp)
+            var s = StrategyConfig()
+            s.dp = dp
+            s.deterministic = true
             s.gradientChunk = 8
             s.seed = 9
             let m = try classifier(seed: 3)
