@@ -367,7 +367,7 @@ py_mpi 2 300 "DiLoCo dp 2 under mpirun -np 2, resumed from a checkpoint: equals 
 mkdir -p "$WORK/callbacks"
 py_mpi 2 300 "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit" \
     py_callbacks.py "$WORK/callbacks"
-OKS=4 py_mpi 2 300 "local data per process under mpirun -np 2 (1,000 samples and 10; a rank with none): epochs end together, equal to serial steps on the rows there" \
+OKS=6 py_mpi 2 300 "local data per process under mpirun -np 2 (1,000 samples and 10, with and without sample weights; a rank with none): epochs end together, equal to serial steps on the rows there" \
     py_local_data.py
 for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     set -- $case
