@@ -387,7 +387,7 @@ public final class Trainer {
         // which local batches learn by summing the replicas' class counts.
         var lossScale = loss.meanScale(samples: plan.samples, output: outShape)
         var lossWeight = Double(plan.samples)
-        if loss.options.classWeights != nil {
+        if loss.options.classWeights != nil && sampleWeights == nil {  // with sample weights: their total includes the class weights
             let data = localBatches ? ranks.first?.comms?.data : nil
             let weight = try loss.targetWeight(targets, classes: outShape[outShape.rank - 1]) { counts, classes in
                 try data?.allReduce(counts, count: classes, op: .sum)
@@ -670,7 +670,7 @@ public final class Trainer {
                 m.epochs = options.epochs
                 m.steps = stepCount
                 m.epochStep = batches
-                m.trainLoss = Float(total / weight)
+                m.trainLoss = Float(weight > 0 ? total / weight : 0)  // 0: sample weights left every batch at weight 0
                 m.trainAccuracy = classify ? Float(correct) / Float(predictions) : .nan
                 m.learningRate = learningRate
                 m.seconds = seconds

@@ -200,6 +200,27 @@ struct SampleWeightTrainingTests {
         #expect(maxAbsDiff(m3.parameters!.toArray(), m.parameters!.toArray()) > 1e-4)
     }
 
+    /// In fit a batch whose weights are all 0 adds nothing: with plain SGD
+    /// (no momentum, no decay) fitting a dataset whose first batch weighs 0
+    /// equals fitting the dataset without those rows, bit for bit.
+    @Test func aBatchOfWeightZeroAddsNothingInFit() throws {
+        let data = try blobs(30, seed: 4)
+        let weighted = try data.withSampleWeights((0..<30).map { $0 < 8 ? 0 : 1 })
+        let rest = try data.subset(Array(8..<30))
+        var o = FitOptions()
+        o.batchSize = 8
+        o.shuffle = false
+        func fit(_ d: Dataset) throws -> ([Float], Float) {
+            let m = try classifier(seed: 6)
+            let t = try Trainer(model: m, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: StrategyConfig())
+            let r = try t.fit(d, options: o)
+            return (m.parameters!.toArray(), r.trainLoss)
+        }
+        let (a, la) = try fit(weighted), (b, lb) = try fit(rest)
+        expectSameBits(a, b, "a zero-weight batch changed the parameters")
+        #expect(abs(la - lb) <= 1e-6 * lb, "epoch loss \(la) vs \(lb)")
+    }
+
     /// evaluate's loss is Σ wᵢ·lᵢ / Σ wᵢ over the whole dataset, whatever the batch size.
     @Test func evaluateIsTheWeightedMean() throws {
         let model = try classifier(seed: 2)
