@@ -638,6 +638,22 @@ PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validat
 /// Since: 0.3.
 PARML_API parml_status parml_dataset_set_augmentation(parml_dataset dataset, parml_augment_params const * params);
 
+/// A dataset of the same samples as `dataset` (shared, not copied: the new
+/// handle keeps them alive, and borrowed host memory must outlive it too)
+/// carrying one loss weight per sample (Keras's sample_weight=), copied
+/// from `weights` (`count` floats, the dataset's size). parml_trainer_fit
+/// and parml_trainer_evaluate then take the weighted mean
+/// sum(w[i] * loss[i]) / sum(w[i]) over each batch, w[i] = the sample's
+/// weight times its target's class weight (docs/data.md, "Sample weights"). The weights
+/// follow their samples through shuffling, class-balanced sampling and
+/// parml_dataset_split. The augmentation comes along. NULL weights with
+/// count 0 give the samples without weights. The caller owns *out
+/// (parml_dataset_free); `dataset` stays the caller's, unchanged.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, a token dataset
+/// or shard stream, count not the dataset's size, a weight negative or not
+/// finite, every weight 0), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_with_sample_weights(parml_dataset dataset, float const * weights, int64_t count, parml_dataset * out);
+
 /* ------------------------------------------------------------------------ */
 /* Parameter structs                                                        */
 /* Fill each struct with its defaults before changing fields; the structs   */
@@ -752,12 +768,27 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 /// call), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float * loss_out);
 
+/// parml_trainer_step with one loss weight per sample: `sample_weights`
+/// holds `count` floats (N, the batch's rows; with local batches this
+/// process's rows), finite and >= 0. The loss is
+/// sum(w[i] * loss[i]) / sum(w[i]) over the global batch, w[i] the sample's
+/// weight times its target's class weight (a
+/// sequence's positions each count with their sample's weight), the same
+/// in every layout; *loss_out gets it. The weights are read during the call
+/// only. Local batches: every process passes weights or none does.
+/// Errors: parml_trainer_step's, and PARML_ERR_INVALID_ARGUMENT (NULL
+/// sample_weights, a weight negative or not finite, every weight of the
+/// global batch 0, DP-SGD on), PARML_ERR_SHAPE (count is not N). Since: 0.3.
+PARML_API parml_status parml_trainer_step_weighted(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float const * sample_weights, int64_t count, float * loss_out);
+
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
 /// several calls, or a resumed checkpoint, train as one longer call
 /// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
-/// with replacement instead, also from (seed, epoch)). After
+/// with replacement instead, also from (seed, epoch)). A dataset with
+/// sample weights (parml_dataset_with_sample_weights) weighs each sample's
+/// loss (not with DP-SGD: PARML_ERR_INVALID_ARGUMENT). After
 /// each epoch the built-in callbacks run (params->callbacks: early
 /// stopping, keep-best checkpoint, reduce-on-plateau; since 0.3), then
 /// params->progress (if set) gets that epoch's metrics (and, with
@@ -792,8 +823,9 @@ PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset tr
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. Accuracy is over predictions: one per sample, or one per
 /// position for a sequence's logits (N, T, C), one per output for binary
-/// cross-entropy; accuracy_out gets NaN for MSE. With class weights the
-/// loss is the weighted mean over the whole dataset. Either output may be
+/// cross-entropy; accuracy_out gets NaN for MSE. With class weights or a
+/// dataset's sample weights (parml_dataset_with_sample_weights) the loss is
+/// the weighted mean over the whole dataset; accuracy is not weighted. Either output may be
 /// NULL. parml_trainer_evaluate_metrics measures more.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the

@@ -53,7 +53,7 @@ GROUPS = [
          "parml_dataset_create_tokens", "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
          "parml_dataset_num_classes", "parml_dataset_num_class_names", "parml_dataset_class_name",
          "parml_dataset_input_shape", "parml_dataset_split",
-         "parml_dataset_set_augmentation"],
+         "parml_dataset_set_augmentation", "parml_dataset_with_sample_weights"],
     ),
     (
         "Parameter structs",
@@ -69,7 +69,7 @@ GROUPS = [
         "a dataset, evaluate; the counters, the plan of who holds what, traces;\n"
         "class weights and per-class metrics for imbalanced data. fit's callbacks\n"
         "may evaluate, save and set the learning rate (docs/callbacks.md).",
-        ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_fit",
+        ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_step_weighted", "parml_trainer_fit",
          "parml_trainer_evaluate", "parml_trainer_step_count", "parml_trainer_epoch_count",
          "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_set_learning_rate",
          "parml_trainer_memory",

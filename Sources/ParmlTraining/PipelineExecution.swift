@@ -203,9 +203,10 @@ extension RankContext {
             let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
             try slot.targetView.retarget(
                 y.data + first * y.shape.rowSize * y.dtype.size / 4, shape: y.shape.withLeading(n), dtype: y.dtype)
+            let w = work.step.w.map { UnsafePointer($0.data + first) }  // the piece's sample weights
             let r = try shardedLoss?.compute(
-                output: out, targets: slot.targetView, scale: work.scale, options: loss.options, wantGradient: true)
-                ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+                output: out, targets: slot.targetView, scale: work.scale, options: loss.options, sampleWeights: w, wantGradient: true)
+                ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, sampleWeights: w, wantGradient: true)
             work.lossSum += r.loss
             work.correct += r.correct
             return shardedLoss?.gradient ?? loss.gradient

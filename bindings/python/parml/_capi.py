@@ -1669,6 +1669,26 @@ def parml_dataset_split(
     ...
 
 
+# PARML_API parml_status parml_dataset_with_sample_weights(parml_dataset dataset, float const * weights, int64_t count, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_with_sample_weights", [parml_dataset, POINTER(c_float), c_int64, POINTER(parml_dataset)], parml_status
+)
+def parml_dataset_with_sample_weights(dataset: Any, weights: Any, count: int, out: Any, /) -> int:
+    """A dataset of the same samples carrying one loss weight per sample."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_step_weighted(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float const * sample_weights, int64_t count, float * loss_out);
+@ctypes_function(
+    "parml_trainer_step_weighted",
+    [parml_trainer, parml_tensor, parml_tensor, POINTER(c_float), c_int64, POINTER(c_float)],
+    parml_status,
+)
+def parml_trainer_step_weighted(trainer: Any, inputs: Any, targets: Any, sample_weights: Any, count: int, loss_out: Any, /) -> int:
+    """One optimizer step with one loss weight per sample; *loss_out gets the weighted mean."""
+    ...
+
+
 # PARML_API int32_t parml_version_number(void);
 @ctypes_function("parml_version_number", [], c_int32)
 def parml_version_number() -> int:
