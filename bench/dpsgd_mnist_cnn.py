@@ -4,11 +4,13 @@ with tanh for ReLU, trained privately with Poisson sampling; sigma chosen
 by the accountant for a target epsilon; epsilon from the trainer's
 accountant; test accuracy on the 10,000 test images.
 
-  PYTHONPATH=bindings/python python3 bench/dpsgd_mnist_cnn.py EPOCHS TARGET_EPS SEED [lr] [momentum] [batch] [C] [train_images]
+  PYTHONPATH=bindings/python python3 bench/dpsgd_mnist_cnn.py EPOCHS TARGET_EPS SEED [lr] [momentum] [batch] [C] [train_images] [normalise]
 
 Data from ../shared/data/mnist (kept out of the repository); pixels in
-[0, 1] as load_idx gives them. train_images > 0 trains on the first N
-images only (for timing a step; its epsilon is for that N)."""
+[0, 1] as load_idx gives them, or with normalise = 1 standardised with
+MNIST's customary mean 0.1307 and deviation 0.3081 (PyTorch's MNIST
+example's constants, fixed in advance, not measured here). train_images > 0 trains on the first N images only (for
+timing a step; its epsilon is for that N)."""
 import gzip
 import math
 import os
@@ -29,6 +31,7 @@ momentum = float(args[4]) if len(args) > 4 else 0.9
 batch = int(args[5]) if len(args) > 5 else 512
 c = float(args[6]) if len(args) > 6 else 0.1
 limit = int(args[7]) if len(args) > 7 else 0
+normalise = len(args) > 8 and args[8] == "1"
 delta = 1e-5
 
 
@@ -58,6 +61,8 @@ if limit > 0:
     x_train, y_train = x_train[:limit], y_train[:limit]
 x_test = (idx("t10k-images-idx3-ubyte.gz").astype(np.float32) / 255).reshape(-1, 1, 28, 28)
 y_test = idx("t10k-labels-idx1-ubyte.gz").astype(np.int32)
+if normalise:
+    x_train, x_test = (x_train - 0.1307) / 0.3081, (x_test - 0.1307) / 0.3081
 with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as test:
     n = len(train)
     q = batch / n
@@ -73,7 +78,7 @@ with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as 
         result = trainer.evaluate(test)
         print(
             f"tanh CNN, sigma {sigma:.4f}, C {c}, batch {batch} (Poisson, q {q:.5f}), lr {lr}, momentum {momentum}, {epochs} epochs "
-            f"({steps} steps), seed {seed}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
+            f"({steps} steps), seed {seed}{', normalised' if normalise else ''}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
             f"test accuracy {result.accuracy:.4f}, {time.time() - t0:.0f} s",
             flush=True,
         )

@@ -95,6 +95,7 @@ typedef int32_t parml_status;
 #define PARML_DTYPE_FLOAT32 1 /* inputs, targets of regression, parameters */
 #define PARML_DTYPE_INT32   2 /* class indices, token ids */
 #define PARML_DTYPE_INT64   3 /* the same (numpy's default integer); narrowed to int32 where trained on */
+#define PARML_DTYPE_BFLOAT16 4 /* since 0.3: model files only (parml_model_file_params.weights_dtype) */
 
 /* Layer attribute types (parml_attribute.type, parml_layer_kind_attribute). */
 #define PARML_ATTR_INT    1 /* int_value */
@@ -460,6 +461,19 @@ typedef struct parml_loss_params {
                                     the positive term (torch's pos_weight=); NULL (default) = none */
     int64_t num_pos_weight;      /* entries in pos_weight: the model's outputs (last dimension) */
 } parml_loss_params;
+
+/** Since 0.3: how parml_model_save_with and parml_model_serialize_with
+ *  write a model file. */
+typedef struct parml_model_file_params {
+    size_t struct_size;      /* set by parml_model_file_params_init */
+    int32_t weights_dtype;   /* PARML_DTYPE_FLOAT32 (default): the parameters exactly;
+                                PARML_DTYPE_BFLOAT16: each rounded to bfloat16 (nearest even,
+                                subnormals to zero), half the bytes, for exchange; loading widens
+                                them back to float32. Checkpoints are always float32 */
+    const void *key;         /* NULL (default): no tag; else an HMAC-SHA-256 key of key_len >= 16
+                                bytes, borrowed for the call (parml_model_save_authenticated) */
+    size_t key_len;
+} parml_model_file_params;
 
 /** Since 0.3: options of parml_trainer_evaluate_metrics, and where it
  *  writes per-class results: caller-owned buffers of `capacity` classes

@@ -223,6 +223,7 @@ public final class Model {
                         throw ParmlError.invalidArgument("\(layer.kind): no \(tie.kind) layer before it to tie its \(spec.name) to")
                     }
                     tiedTo = first + k
+                    if let c = layer as? TiedClassifier, let e = source as? Embedding { e.tiedClassifier = c }  // per-example norms
                 }
                 infos.append(
                     ParameterInfo(

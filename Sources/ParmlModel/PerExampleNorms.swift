@@ -30,13 +30,9 @@ public enum PerExampleNorms {
                     "private training: layer \(l) (\(bad.planLabel)) normalises with batch statistics, which mix the examples of a "
                         + "batch and break per-example privacy; use layer_norm instead (as Opacus requires)")
             }
-            let alternative =
-                bad is CausalSelfAttention
-                ? "; a model without attention (e.g. linear or conv2d layers over the sequence) trains privately" : ""
             throw ParmlError.unsupported(
                 "private training: layer \(l) (\(bad.planLabel)) has parameters and no per-example gradient norm; "
-                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)"
-                    + alternative)
+                    + "the layers DP-SGD clips today are \(supportedKinds.joined(separator: ", ")) (also inside residual blocks)")
         }
     }
 
@@ -60,8 +56,56 @@ public enum PerExampleNorms {
         return sum
     }
 
+    /// A projection y = x·Wᵀ (+ b) over `positions` rows per example: adds
+    /// each example's ‖Σ_t δ_t x_tᵀ‖² (+ ‖Σ_t δ_t‖² with `bias`). One
+    /// position: the ghost norm ‖x‖²·‖δ‖² (Goodfellow 2015). More: the Gram
+    /// form (Li et al. 2021), 2T²(in + out) flops, when that is at most
+    /// materialising the out × in gradient (2T·in·out); else materialised.
+    /// Linear's rule, also used for attention's two projections.
+    public static func addProjectionNorms(
+        input x: UnsafePointer<Float>, inFeatures: Int, outputGradient dy: UnsafePointer<Float>, outFeatures: Int,
+        examples: Int, positions: Int, bias: Bool, scratch: Buffer, into squaredNorms: UnsafeMutablePointer<Float>
+    ) throws {
+        if positions == 1 {
+            for i in 0..<examples {
+                let d = Kernels.sumOfSquares(dy + i * outFeatures, count: outFeatures)
+                let a = Kernels.sumOfSquares(x + i * inFeatures, count: inFeatures)
+                squaredNorms[i] += a * d + (bias ? d : 0)
+            }
+            return
+        }
+        guard positions > 1 else { return }
+        let gram = usesGramForm(positions: positions, inFeatures: inFeatures, outFeatures: outFeatures)
+        let work = gram ? 2 * positions * positions : inFeatures * outFeatures
+        let s = try scratch.shaped(Shape(work + outFeatures)).data
+        for i in 0..<examples {
+            let xi = x + i * positions * inFeatures, di = dy + i * positions * outFeatures
+            if gram {
+                squaredNorms[i] += gramSquaredNorm(
+                    xi, aFeatures: inFeatures, di, dFeatures: outFeatures, positions: positions, positionsAreRows: true, scratch: s)
+            } else {
+                BLAS.gemm(
+                    transA: true, transB: false, m: outFeatures, n: inFeatures, k: positions,
+                    di, lda: outFeatures, xi, ldb: inFeatures, beta: 0, s, ldc: inFeatures)
+                squaredNorms[i] += Kernels.sumOfSquares(s, count: inFeatures * outFeatures)
+            }
+            if bias {
+                Kernels.sumRows(di, rows: positions, cols: outFeatures, into: s + work, beta: 0)
+                squaredNorms[i] += Kernels.sumOfSquares(s + work, count: outFeatures)
+            }
+        }
+    }
+
+    /// Whether a projection's per-example norm over T positions takes the
+    /// Gram form: 2T²(in + out) ≤ 2T·in·out flops.
+    public static func usesGramForm(positions: Int, inFeatures: Int, outFeatures: Int) -> Bool {
+        positions * (inFeatures + outFeatures) <= inFeatures * outFeatures
+    }
+
     /// The kinds that implement `PerExampleNormLayer`, for messages and docs.
-    public static let supportedKinds = ["linear", "conv2d", "layer_norm", "embedding", "position_embedding"]
+    public static let supportedKinds = [
+        "linear", "conv2d", "layer_norm", "embedding", "position_embedding", "causal_self_attention", "tied_classifier",
+    ]
 
     /// The first layer in `layer` (itself or nested) that DP-SGD cannot
     /// clip, or nil. Containers pass when all their layers do.

@@ -288,11 +288,11 @@ final class RankContext {
         }
         let settings = step.settings
         // Local SGD: each replica's gradient is the mean over its own rows
-        // (with class weights: the global scale, rescaled to its share).
+        // (with class or sample weights: the global scale, rescaled to its share).
         let ownRows = step.plan.rows(of: coordinate.data).count
         var scale = step.lossScale
         if layout.averagesParameters {
-            scale = loss.options.classWeights == nil
+            scale = loss.options.classWeights == nil && step.w == nil
                 ? loss.meanScale(samples: max(ownRows, 1), output: step.outputShape)
                 : step.lossScale * Float(step.plan.samples) / Float(max(ownRows, 1))
         }

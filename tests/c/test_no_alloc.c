@@ -383,6 +383,13 @@ static void test_augmented_fit(void) {
     a.horizontal_flip = 1;
     OK(parml_dataset_set_augmentation(d, &a));
     check_epochs_allocate_alike(tr, d, "an augmented image dataset");
+    /* Sample weights ride with the batches in buffers the trainer keeps. */
+    static float weights[AN];
+    for (int i = 0; i < AN; i++) weights[i] = (float)(i % 3);
+    parml_dataset dw = NULL;
+    OK(parml_dataset_with_sample_weights(d, weights, AN, &dw));
+    check_epochs_allocate_alike(tr, dw, "an augmented image dataset with sample weights");
+    parml_dataset_free(dw);
     parml_dataset_free(d);
     parml_tensor_free(xt);
     parml_tensor_free(yt);

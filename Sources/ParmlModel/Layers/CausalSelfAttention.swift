@@ -74,7 +74,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     private var projWeightGrad: Tensor?
     private var projBiasGrad: Tensor?
 
-    private var input: Tensor?
+    private(set) var input: Tensor?
     private var wasDropping = false
     let qkv = Buffer()  // (B, T, 3C)
     let probs = Buffer()  // P (B, nh, T, T)
@@ -82,14 +82,16 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     private let mask = Buffer()  // M/(1−p) (B, nh, T, T), when dropping
     let heads_ = Buffer()  // y (B, T, C), heads joined
     let output = Buffer()
-    private let gradHeads = Buffer()  // dy (B, T, C)
+    let gradHeads = Buffer()  // dy (B, T, C)
     private let gradQKV = Buffer()  // (B, T, 3C)
     private let gradScores = Buffer()  // (parts, T, T) scratch, a (T, T) per thread
 
     /// (sample, head) pairs per part at least: a pair's products and softmax
     /// take a few µs at T = 64, as long as a hand-over to another thread.
     static let pairGrain = 2
-    private let gradInput = Buffer()
+    let gradInput = Buffer()
+    /// Private training's per-example norms (CausalSelfAttention+PerExampleNorms.swift).
+    let normScratch = Buffer()
     /// bf16 precision's copies and plans of c_attn and c_proj (BF16Projection.swift).
     private let bf16Attn = BF16Projection(), bf16Proj = BF16Projection()
     // Generation's key/value cache: k and v rows of the positions decoded
@@ -334,11 +336,10 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         guard let attnWeight, let projWeight, let attnWeightGrad, let projWeightGrad, let x = input else {
             throw ParmlError.state("causal_self_attention backward without forward")
         }
-        let b = x.shape[0], t = x.shape[1], c = features, d = inner, nh = heads, hs = headSize
+        let b = x.shape[0], t = x.shape[1], c = features, d = inner
         let rows = b * t, c3 = 3 * d
         let beta = ctx.gradientBeta(accumulate: accumulate)
-        let y = heads_.tensor, q = qkv.tensor, p = probs.tensor
-        let pv = wasDropping ? dropped.tensor : p
+        let y = heads_.tensor
 
         // Output projection: dWₚ, dbₚ, dy = dout·Wₚ. gemm with beta 0 and
         // sumRows with beta 0 overwrite (a NaN from an earlier step is gone).
@@ -348,21 +349,11 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         } else {
             BLAS.gemm(
                 transA: true, transB: false, m: c, n: d, k: rows, dout.data, lda: c, y.data, ldb: d, beta: beta, projWeightGrad.data, ldc: d)
-            BLAS.gemm(transA: false, transB: false, m: rows, n: d, k: c, dout.data, lda: c, projWeight.data, ldb: d, beta: 0, dy.data, ldc: d)
+            headsGradient(dout, weight: projWeight, into: dy)
         }
         if let projBiasGrad { Kernels.sumRows(dout.data, rows: rows, cols: c, into: projBiasGrad.data, beta: beta) }
 
-        // Attention, per (b, h), into dqkv (rows, 3d); the pairs split over
-        // the rank's threads, each part with its own (T, T) scratch.
-        let dq = try gradQKV.shaped(q.shape)
-        let parts = WorkerPool.partLimit(count: b * nh, grain: Self.pairGrain)
-        let scratch = try gradScores.shaped(Shape(parts, t, t))
-        let scale = 1 / Float(hs).squareRoot()
-        WorkerPool.forRanges(
-            count: b * nh, grain: Self.pairGrain, alignment: 1,
-            BackwardPairs(
-                t: t, nh: nh, hs: hs, d: d, scale: scale, q: q.data, p: p.data, pv: pv.data,
-                mask: wasDropping ? mask.tensor.data : nil, dy: dy.data, dq: dq.data, scratch: scratch.data))
+        let dq = try attentionBackward(dy)
 
         // Fused projection: dWₐ, dbₐ, dx = dqkv·Wₐ.
         if let attnBiasGrad { Kernels.sumRows(dq.data, rows: rows, cols: c3, into: attnBiasGrad.data, beta: beta) }
@@ -374,8 +365,40 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         BLAS.gemm(
             transA: true, transB: false, m: c3, n: c, k: rows, dq.data, lda: c3, x.data, ldb: c, beta: beta, attnWeightGrad.data, ldc: c)
         guard needInputGradient else { return nil }
+        return try inputGradient(dq, weight: attnWeight, input: x)
+    }
+
+    /// dy = dout·Wₚ, the gradient at the joined heads (float32).
+    func headsGradient(_ dout: Tensor, weight projWeight: Tensor, into dy: Tensor) {
+        let rows = dout.count / features, d = inner
+        BLAS.gemm(
+            transA: false, transB: false, m: rows, n: d, k: features, dout.data, lda: features, projWeight.data, ldb: d, beta: 0,
+            dy.data, ldc: d)
+    }
+
+    /// Attention's backward from dy (the gradient at the joined heads) to
+    /// dqkv (B, T, 3d), per (b, h); the pairs split over the rank's
+    /// threads, each part with its own (T, T) scratch. No parameter touched.
+    func attentionBackward(_ dy: Tensor) throws -> Tensor {
+        let q = qkv.tensor, p = probs.tensor, pv = wasDropping ? dropped.tensor : p
+        let b = q.shape[0], t = q.shape[1], nh = heads, hs = headSize
+        let dq = try gradQKV.shaped(q.shape)
+        let parts = WorkerPool.partLimit(count: b * nh, grain: Self.pairGrain)
+        let scratch = try gradScores.shaped(Shape(parts, t, t))
+        WorkerPool.forRanges(
+            count: b * nh, grain: Self.pairGrain, alignment: 1,
+            BackwardPairs(
+                t: t, nh: nh, hs: hs, d: inner, scale: 1 / Float(hs).squareRoot(), q: q.data, p: p.data, pv: pv.data,
+                mask: wasDropping ? mask.tensor.data : nil, dy: dy.data, dq: dq.data, scratch: scratch.data))
+        return dq
+    }
+
+    /// dx = dqkv·Wₐ into the layer's input-gradient buffer (float32).
+    func inputGradient(_ dq: Tensor, weight attnWeight: Tensor, input x: Tensor) throws -> Tensor {
         let dx = try gradInput.shaped(x.shape)
-        BLAS.gemm(transA: false, transB: false, m: rows, n: c, k: c3, dq.data, lda: c3, attnWeight.data, ldb: c, beta: 0, dx.data, ldc: c)
+        BLAS.gemm(
+            transA: false, transB: false, m: dq.count / (3 * inner), n: features, k: 3 * inner, dq.data, lda: 3 * inner,
+            attnWeight.data, ldb: features, beta: 0, dx.data, ldc: features)
         return dx
     }
 }

@@ -5,7 +5,8 @@ import ParmlTensor
 /// squared norm is Σ_v ‖Σ_{t: id_t = v} δ_t‖²: positions sorted by id, each
 /// id's output gradients summed once (T·dim work, the T × T Gram form
 /// Σ_{t,s} [id_t = id_s] δ_t·δ_s without its T² dot products). Ids outside
-/// this layer's vocabulary slice have no row here and add nothing.
+/// this layer's vocabulary slice have no row here and add nothing. A tied
+/// classifier's cross term is added here too.
 extension Embedding: PerExampleNormLayer {
     public func addPerExampleSquaredNorms(
         _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
@@ -38,6 +39,7 @@ extension Embedding: PerExampleNormLayer {
                 squaredNorms[i] += Kernels.sumOfSquares(sum, count: dim)
             }
         }
+        try addTiedCrossTerms(dy, ids: x, into: squaredNorms)  // a tied classifier's (TiedClassifier+PerExampleNorms.swift)
         guard needInputGradient else { return nil }
         // Ids are not differentiable: nothing flows back to them (as backward).
         let dx = try gradInput.shaped(x.shape)

@@ -36,6 +36,8 @@ public final class Embedding: KindedLayer {
     private let output = Buffer()
     let gradInput = Buffer()
     let normScratch = Buffer()  // private training: one token's summed output gradient
+    /// The classifier tied to this table, if any: private training adds the cross term of the two uses.
+    weak var tiedClassifier: TiedClassifier?
 
     public convenience init(count: Int, dim: Int, initStd: Float) throws {
         try self.init(count: count, dim: dim, initStd: initStd, firstID: 0, vocabulary: count)

@@ -23,7 +23,8 @@ public final class Linear: KindedLayer, MatrixLayer {
     public private(set) var bias: Tensor?
     private var weightGrad: Tensor?
     private var biasGrad: Tensor?
-    private var input: Tensor?
+    /// The last forward's input (read by the tied classifier's norm pass).
+    private(set) var input: Tensor?
     private let output = Buffer()
     private let gradInput = Buffer()
     /// Private training's per-example norms: Gram matrices or one example's gradient.
@@ -160,48 +161,17 @@ extension Linear {
 extension Linear: PositionwiseLayer {}
 
 /// Private training. Example i's weight gradient is Σ_t δ_it x_itᵀ over its
-/// T positions (T = 1 for a rank-2 input). T = 1: its squared norm is
-/// ‖x_i‖²·‖δ_i‖², the "ghost norm" (Goodfellow 2015), no gradient formed.
-/// T > 1: the Gram form Σ_{t,s} (x_it·x_is)(δ_it·δ_is) (Li et al. 2021),
-/// 2 T² (in + out) flops, when that is below materialising the out × in
-/// gradient (2 T·in·out); otherwise the gradient is materialised. The
-/// bias adds ‖Σ_t δ_it‖².
+/// T positions (T = 1 for a rank-2 input): its squared norm by the ghost
+/// norm, the Gram form or materialised (`PerExampleNorms.addProjectionNorms`).
 extension Linear: PerExampleNormLayer {
     public func addPerExampleSquaredNorms(
         _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor? {
         guard let weight, let x = input else { throw ParmlError.state("linear backward without forward") }
         let examples = dy.shape[0], rows = dy.count / outFeatures
-        let positions = examples > 0 ? rows / examples : 0
-        if positions == 1 {
-            for i in 0..<examples {
-                let d = Kernels.sumOfSquares(dy.data + i * outFeatures, count: outFeatures)
-                let a = Kernels.sumOfSquares(x.data + i * inFeatures, count: inFeatures)
-                squaredNorms[i] += a * d + (hasBias ? d : 0)
-            }
-        } else if positions > 1 {
-            let gram = positions * (inFeatures + outFeatures) <= inFeatures * outFeatures
-            let scratch = try normScratch.shaped(
-                Shape(gram ? 2 * positions * positions + outFeatures : inFeatures * outFeatures + outFeatures))
-            let s = scratch.data
-            for i in 0..<examples {
-                let xi = x.data + i * positions * inFeatures, di = dy.data + i * positions * outFeatures
-                if gram {
-                    squaredNorms[i] += PerExampleNorms.gramSquaredNorm(
-                        xi, aFeatures: inFeatures, di, dFeatures: outFeatures, positions: positions, positionsAreRows: true, scratch: s)
-                } else {
-                    BLAS.gemm(
-                        transA: true, transB: false, m: outFeatures, n: inFeatures, k: positions,
-                        di, lda: outFeatures, xi, ldb: inFeatures, beta: 0, s, ldc: inFeatures)
-                    squaredNorms[i] += Kernels.sumOfSquares(s, count: inFeatures * outFeatures)
-                }
-                if hasBias {
-                    let b = s + (gram ? 2 * positions * positions : inFeatures * outFeatures)
-                    Kernels.sumRows(di, rows: positions, cols: outFeatures, into: b, beta: 0)
-                    squaredNorms[i] += Kernels.sumOfSquares(b, count: outFeatures)
-                }
-            }
-        }
+        try PerExampleNorms.addProjectionNorms(
+            input: x.data, inFeatures: inFeatures, outputGradient: dy.data, outFeatures: outFeatures, examples: examples,
+            positions: examples > 0 ? rows / examples : 0, bias: hasBias, scratch: normScratch, into: squaredNorms)
         guard needInputGradient else { return nil }
         return try inputGradient(dy, weight: weight, input: x)
     }

@@ -21,7 +21,10 @@ public final class TiedClassifier: KindedLayer {
     public let count: Int
     public let dim: Int
     /// The product itself: Linear's forward and backward on the tied slot.
-    private let product: Linear
+    let product: Linear
+    /// Private training: its input and output gradient from the norm pass,
+    /// for its embedding's cross term (TiedClassifier+PerExampleNorms.swift).
+    var pendingNormTerms: (input: Tensor, outputGradient: Tensor)?
 
     public init(count: Int, dim: Int) throws {
         self.count = count

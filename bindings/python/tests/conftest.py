@@ -48,6 +48,21 @@ def mlp(features: int = 8, hidden: int = 32, classes: int = 3, seed: int = 1) ->
     )
 
 
+def expect_clipped_step(before, after, g, c: float, clipped: int) -> None:
+    """A private SGD step at lr 1 and sigma 0 moved `before` to `after` by
+    -(1/N) sum_i clip(g_i): g maps names to torch per-sample gradients
+    (N, ...); at least `clipped` examples are clipped to norm c and one is not."""
+    import torch
+
+    norms = torch.sqrt(sum(v.flatten(1).pow(2).sum(1) for v in g.values()))
+    factors = torch.clamp(c / norms, max=1.0)
+    assert (factors < 1).sum() >= clipped and (factors == 1).sum() >= 1, norms  # some clipped, some not
+    n = len(norms)
+    for k in before:
+        want = before[k] - (factors.view(-1, *[1] * (g[k].dim() - 1)) * g[k]).sum(0).numpy() / n
+        np.testing.assert_allclose(after[k], want, rtol=0, atol=2e-6, err_msg=k)
+
+
 @pytest.fixture
 def data():
     return blobs()

@@ -78,7 +78,8 @@ def test_one_step_moves_the_matrix_by_both_gradients():
 
 
 def torch_gpt_logits(torch, params, x):
-    """The model of `gpt()` in PyTorch, with logits = h · wteᵀ (nanoGPT's tie)."""
+    """The model of `gpt()` in PyTorch, with logits = h · wteᵀ (nanoGPT's tie),
+    or h · W7ᵀ for the untied model's linear head."""
     ln = torch.nn.functional.layer_norm
     emb = params["0.weight"]
     h = emb[x] + params["1.weight"][: x.shape[1]]
@@ -91,7 +92,7 @@ def torch_gpt_logits(torch, params, x):
         h = h + y.transpose(1, 2).reshape(b, t, C) @ params[f"{k}.1.c_proj.weight"].T
         a = ln(h, (C,), params[f"{k + 1}.0.weight"], None, 1e-5)
         h = h + torch.nn.functional.gelu(a @ params[f"{k + 1}.1.weight"].T) @ params[f"{k + 1}.3.weight"].T
-    return ln(h, (C,), params["6.weight"], None, 1e-5) @ emb.T
+    return ln(h, (C,), params["6.weight"], None, 1e-5) @ params.get("7.weight", emb).T
 
 
 def test_matches_nanogpt_tied_head_in_torch():
