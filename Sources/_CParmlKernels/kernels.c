@@ -209,15 +209,18 @@ PML_CLONES void pml_add_bias(float *restrict y, const float *restrict b, size_t 
     }
 }
 
-PML_CLONES void pml_sum_rows(const float *restrict dy, float *restrict db, size_t rows, size_t cols, float beta) {
+PML_CLONES void pml_sum_rows_columns(const float *restrict dy, float *restrict db, size_t rows, size_t cols, float beta,
+                                     size_t lo, size_t hi) {
+    const size_t w = hi - lo;
+    float *restrict out = db + lo;
     if (beta == 0.0f) {
-        for (size_t c = 0; c < cols; c++) db[c] = 0.0f;
+        for (size_t c = 0; c < w; c++) out[c] = 0.0f;
     } else if (beta != 1.0f) {
-        for (size_t c = 0; c < cols; c++) db[c] *= beta;
+        for (size_t c = 0; c < w; c++) out[c] *= beta;
     }
     for (size_t r = 0; r < rows; r++) {
-        const float *restrict row = dy + r * cols;
-        for (size_t c = 0; c < cols; c++) db[c] += row[c];
+        const float *restrict row = dy + r * cols + lo;
+        for (size_t c = 0; c < w; c++) out[c] += row[c];
     }
 }
 
