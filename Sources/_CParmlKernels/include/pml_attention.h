@@ -15,8 +15,8 @@ extern "C" {
 
 /* Row i of s (rows, cols), the query at position offset + i: softmax over
  * keys j <= offset + i in place, exactly 0 beyond. e^x by the polynomial
- * of pml_vecmath.h (within 2 ulp); the row's sum in 16 fixed lanes, then
- * the lanes in order. A NaN score makes its row NaN. */
+ * of pml_vecmath.h (1.31 ulp at worst on [-87, 0]); the row's sum in 16
+ * fixed lanes folded in halves. A NaN score makes its row NaN. */
 void pml_causal_softmax(float *s, size_t rows, size_t cols, size_t offset);
 
 /* The softmax's backward on a (t, t) causal block: with P the softmax's
