@@ -31,8 +31,10 @@ public enum Kernels {
     // MARK: - Bias
 
     /// y(N,C) = b(C) on every row (the start of y = x·Wᵀ + b).
+    /// Blocks of rows over the rank's threads: a copy, so any cut gives the same bits.
     public static func broadcastRows(_ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-        pml_broadcast_rows(b, y, rows, cols)
+        WorkerPool.forRanges(
+            count: rows, grain: max(1, Grain.cheap / max(cols, 1)), alignment: 1, BroadcastRowsTask(b: b, y: y, cols: cols))
     }
 
     /// y(N,C) += b(C) on every row.
@@ -44,7 +46,9 @@ public enum Kernels {
     public static func sumRows(
         _ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>, beta: Float
     ) {
-        pml_sum_rows(dy, db, rows, cols, beta)
+        // Blocks of columns over the rank's threads, each column summed over the rows in order.
+        WorkerPool.forRanges(
+            count: cols, grain: max(16, Grain.cheap / max(rows, 1)), SumRowsTask(dy: dy, db: db, rows: rows, cols: cols, beta: beta))
     }
 
     // MARK: - Activations (forward / backward pairs)

@@ -705,6 +705,7 @@ STRUCT_TYPES = {
     "parml_metrics_params": parml_metrics_params,
     "parml_privacy_params": parml_privacy_params,
     "parml_metrics": parml_metrics,
+    "parml_model_file_params": parml_model_file_params,
 }
 
 # ---------------------------------------------------------------------------
