@@ -190,7 +190,8 @@ public final class Trainer {
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
                 localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum,
-                gradientBucketFloats: strategy.bucketsGradients(dp: mesh.dp) ? max(1, strategy.bucketBytes / MemoryLayout<Float>.stride) : nil)
+                gradientBucketFloats: strategy.gradientBucketFloats(dp: mesh.dp),
+                overlapsReduction: strategy.overlapsReduction(dp: mesh.dp))
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
