@@ -5,8 +5,8 @@ import ParmlTensor
 /// while backward computes earlier layers (PyTorch DDP's bucketing;
 /// CommunicationThread.swift). The sums are the same, bit for bit, either way.
 public enum OverlapSetting: Int32, Sendable {
-    /// On under MPI, off on the threads backend: what the measurements in
-    /// docs/communication.md found (a wire to wait on pays; ranks that
+    /// On under MPI (at MPI_THREAD_SERIALIZED or above), off on the threads
+    /// backend: what the measurements in docs/communication.md found (a wire to wait on pays; ranks that
     /// already fill every core with compute have no idle time to hide it in).
     case auto = 0
     case on = 1
@@ -49,8 +49,9 @@ extension StrategyConfig {
     }
 
     /// Floats per gradient bucket when backward hands buckets over (ZeRO ≥ 2,
-    /// or overlap at any stage), else nil.
-    func gradientBucketFloats(dp: Int) -> Int? {
-        bucketsGradients(dp: dp) || overlapsReduction(dp: dp) ? max(1, bucketBytes / MemoryLayout<Float>.stride) : nil
+    /// or overlap at any stage where the world lets a second thread call
+    /// its communicators), else nil.
+    func gradientBucketFloats(dp: Int, threadsAllowed: Bool = true) -> Int? {
+        bucketsGradients(dp: dp) || (overlapsReduction(dp: dp) && threadsAllowed) ? max(1, bucketBytes / MemoryLayout<Float>.stride) : nil
     }
 }

@@ -129,7 +129,7 @@ struct GradientBucketTests {
         }
         let auto = try trainer(dp: 2, overlap: .auto)
         #expect(auto.ranks.allSatisfy { $0.communication == nil })
-        #expect(auto.planDescription.contains("after backward (overlap auto: off on the threads backend)"), "\(auto.planDescription)")
+        #expect(auto.planDescription.contains("after backward (overlap auto: on under MPI only)"), "\(auto.planDescription)")
         #expect(try trainer(dp: 1, overlap: .on).ranks[0].communication == nil)
         #expect(try trainer(dp: 2, zero: 2, overlap: .off).planDescription.contains("; on the rank's thread (overlap off)"))
         var s = StrategyConfig()
