@@ -56,7 +56,8 @@ for line in open(path):
     link, model, load, mode, rate, ratio = line.split()
     rates[link, model, mode].append(float(rate))
     ratios[link, model, mode].append(float(ratio))
-    loads[link, model].append(float(load))
+    if mode == "fp32":  # one line per launch
+        loads[link, model].append(float(load))
 suffix = "" if link_name == "loopback" else "_" + link_name
 for (link, model, mode) in sorted(rates):
     if mode == "fp32":

@@ -17,7 +17,8 @@
 // between averages) or nocomm (local SGD that never averages within the
 // run: the step without communication, the bound). MODEL is mlp (default)
 // or gpt: nanoGPT's character model (4 layers, n_embd 128, context 64,
-// vocabulary 65, tied head, AdamW with clipping), BATCH windows per step.
+// vocabulary 65, tied head, AdamW with clipping), BATCH windows per step,
+// with 1 MiB buckets.
 // `ParmlBenchMPITrain threads BATCH MODE [MODEL]` runs the same with dp = 2
 // rank threads in one process. `... BATCH compare MODE,MODE,... [MODEL]`
 // trains one trainer per mode in the same processes, block by block in turn
@@ -68,6 +69,9 @@ func trainer(mpi: Bool, mode: String?, model: String) throws -> Trainer {
     s.zeroStage = mode == nil ? 1 : 0
     s.blasThreads = 1
     s.backend = mpi ? .mpi : .threads
+    // The GPT's 0.8 M parameters would make one 4 MiB bucket, ready only when
+    // backward ends; 1 MiB cuts them into 4 (every mode gets the same cut).
+    if model == "gpt" { s.bucketBytes = 1 << 20 }
     switch mode {
     case nil: break
     case "fp32": s.overlap = .off
