@@ -35,27 +35,6 @@ import Glibc
 #endif
 
 
-/// nanoGPT's character model as bench/gpt builds it (GPTConfig.char), with dropout 0.
-func charGPT() throws -> Model {
-    let (layers, embd, context, vocab) = (4, 128, 64, 65)
-    let m = Model()
-    try m.add(try Embedding(count: vocab, dim: embd, initStd: 0.02))
-    try m.add(try PositionEmbedding(positions: context, dim: embd, initStd: 0.02))
-    for _ in 0..<layers {
-        try m.add(Residual(Sequential([try LayerNorm(features: embd), try CausalSelfAttention(features: embd, heads: 4)])))
-        try m.add(
-            Residual(
-                Sequential([
-                    try LayerNorm(features: embd), try Linear(inFeatures: embd, outFeatures: 4 * embd), Activation(.gelu),
-                    try Linear(inFeatures: 4 * embd, outFeatures: embd),
-                ])))
-    }
-    try m.add(try LayerNorm(features: embd))
-    try m.add(try TiedClassifier(count: vocab, dim: embd))
-    try m.initialize(seed: 1)
-    return m
-}
-
 /// A dp = 2 trainer of `model` (mlp or gpt) under `mode` (see the top).
 func trainer(mpi: Bool, mode: String?, model: String) throws -> Trainer {
     var o = OptimizerConfig()
@@ -84,7 +63,9 @@ func trainer(mpi: Bool, mode: String?, model: String) throws -> Trainer {
     case let m?: throw ParmlError.invalidArgument("unknown mode \(m)")
     }
     MPIBackend.register()
-    return try Trainer(model: model == "gpt" ? try charGPT() : try benchmarkMLP(), loss: .crossEntropy, optimizer: o, strategy: s)
+    let m = model == "gpt"
+        ? try benchmarkGPT(layers: 4, heads: 4, width: 128, context: 64, vocabulary: 65, tiedHead: true) : try benchmarkMLP()
+    return try Trainer(model: m, loss: .crossEntropy, optimizer: o, strategy: s)
 }
 
 /// A fixed batch of n rows for `model`.
