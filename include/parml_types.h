@@ -159,6 +159,11 @@ typedef int32_t parml_status;
 #define PARML_COMPRESSION_FP16 2 /* IEEE half with error feedback: half the bytes, +-65504 */
 #define PARML_COMPRESSION_POWERSGD 3 /* rank-compression_rank factors of each matrix (Vogels et al. 2019) */
 
+/* Data-parallel reduction overlapped with backward (parml_strategy_params.overlap; since 0.3). */
+#define PARML_OVERLAP_AUTO 0 /* on under MPI, off on the threads backend (the measured default) */
+#define PARML_OVERLAP_ON   1 /* a communication thread per rank reduces buckets during backward */
+#define PARML_OVERLAP_OFF  2 /* gradients reduced after backward (ZeRO >= 2: buckets on the rank's thread) */
+
 /* Arithmetic of matrix products (parml_strategy_params.precision; since 0.3). */
 #define PARML_PRECISION_FP32 0 /* float32 products */
 #define PARML_PRECISION_BF16 1 /* bf16 operands, float32 accumulation (oneDNN on AVX512-BF16; docs/precision.md) */
@@ -275,6 +280,13 @@ typedef struct parml_strategy_params {
                                   state, losses, normalisation and reductions stay float32. A host without
                                   AVX512-BF16 or oneDNN trains in float32 instead and parml_trainer_plan
                                   says why (docs/precision.md). Default FP32. */
+    int32_t overlap;           /* since 0.3; PARML_OVERLAP_*: dp > 1 in the default mode reduces gradient
+                                  buckets (runs of whole top-level layers, bucket_bytes or more) on a
+                                  communication thread per rank while backward computes earlier layers
+                                  (PyTorch DDP's bucketing), at every zero_stage. The sums are the same
+                                  bits either way. AUTO (default): on under MPI, off on the threads
+                                  backend (docs/communication.md has the measurements); ON with
+                                  deterministic mode, compression or local SGD is refused. */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are

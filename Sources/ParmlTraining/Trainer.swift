@@ -190,14 +190,15 @@ public final class Trainer {
         var layout: RankLayout
         var world: ThreadsWorld?
         var pool: RankPool?
-        func makeLayout(_ arenaModel: Model) -> RankLayout {
+        func makeLayout(_ arenaModel: Model, threadsAllowed: Bool = true) -> RankLayout {
             RankLayout(
                 mesh: mesh, partition: partition,
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
                 localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum,
-                gradientBucketFloats: strategy.bucketsGradients(dp: mesh.dp) ? max(1, strategy.bucketBytes / MemoryLayout<Float>.stride) : nil)
+                gradientBucketFloats: strategy.gradientBucketFloats(dp: mesh.dp, threadsAllowed: threadsAllowed),
+                overlapsReduction: strategy.overlapsReduction(dp: mesh.dp) && threadsAllowed)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
@@ -207,7 +208,11 @@ public final class Trainer {
                 name: "world")
             let r = processes.localRanks.lowerBound, c = mesh.coordinate(ofRank: r)
             let rankModel = rewrites.isEmpty ? model : try rewrites[c.tensor].makeModel(from: model)
-            layout = makeLayout(rankModel)
+            if strategy.overlap == .on && !processes.allowsCommunicationThreads {
+                throw ParmlError.unsupported(
+                    "overlap=on: the host initialised MPI below MPI_THREAD_SERIALIZED, so a communication thread may not call it")
+            }
+            layout = makeLayout(rankModel, threadsAllowed: processes.allowsCommunicationThreads)
             let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r))
             // Processes share no memory: ZeRO-3 gathers each layer before use
             // (with tp > 1, all parameters after the update, as ZeRO-1/2).

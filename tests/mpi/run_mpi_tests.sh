@@ -26,7 +26,8 @@
 #      wrong rows fail on every process (also with class weights, whose
 #      mean sums the replicas' class counts); and a GPT with a tied classifier
 #      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp, interleaved pp and default-mode
-#      ZeRO-2/3 (gradient buckets) equals threads;
+#      ZeRO 0-3 (gradient buckets, overlapped with backward under MPI, and
+#      not: overlap off) equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
 #      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
@@ -361,7 +362,8 @@ py_mpi() {  # np timeout label script [args...]
 for np in 2 4; do
     py_mpi "$np" 180 "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit" py_train.py
 done
-for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2" "dp2zero2fast 2" "dp3zero3fast 3"; do
+for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2" "dp2zero2fast 2" "dp3zero3fast 3" \
+    "dp2fast 2" "dp3fast 3" "dp2zero1fast 2" "dp2pp2fast 4"; do
     set -- $case
     py_mpi "$2" 300 "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_gpt.py "$1"
 done

@@ -164,6 +164,9 @@ PARML_COMPRESSION_FP16 = 2
 PARML_COMPRESSION_POWERSGD = 3
 PARML_PRECISION_FP32 = 0
 PARML_PRECISION_BF16 = 1
+PARML_OVERLAP_AUTO = 0
+PARML_OVERLAP_ON = 1
+PARML_OVERLAP_OFF = 2
 
 PARML_TOKENS_RANDOM = 1
 PARML_TOKENS_SEQUENTIAL = 2
@@ -324,6 +327,9 @@ class parml_strategy_params(Structure):
             projection and oneDNN convolution products on bf16 operands with
             float32 accumulation (float32 where the host
             cannot; the plan says); default FP32
+        overlap: since 0.3; PARML_OVERLAP_*: dp gradient buckets reduced on a
+            communication thread per rank while backward goes on; default
+            AUTO (on under MPI, off on the threads backend)
     """
 
     _fields_ = [
@@ -349,6 +355,7 @@ class parml_strategy_params(Structure):
         ("outer_learning_rate", c_float),
         ("outer_momentum", c_float),
         ("precision", c_int32),
+        ("overlap", c_int32),
     ]
 
 
