@@ -21,6 +21,10 @@ import ParmlTensor
 /// whole runs up front instead, as ZeRO-1 and 2 hold them. Either way only
 /// the shard stays after the step.
 ///
+/// The gathers run on a communicator of their own (`RankComms.gather`, the
+/// data group again): with overlap the communication thread reduces the
+/// gradient buckets on the data communicator while backward gathers.
+///
 /// The threads backend needs none of this: its ranks read one shared arena.
 final class ParameterGathering {
     struct Block {
@@ -92,13 +96,13 @@ extension RankContext {
     /// Before the schedule: gather per layer if every data rank runs the
     /// same pieces this step, else the rank's whole runs now.
     func beginGathering(_ step: StepDescription, work: StepWork) throws {
-        guard let g = gathering, let comms, let params = model.parameters else { return }
+        guard let g = gathering, let gather = comms?.gather, let params = model.parameters else { return }
         g.resident = nil
         g.step = step.index
         g.wholeRuns = step.privacy != nil || virtualStages.contains { !$0.statisticsLayers.isEmpty } || !piecesAgree(work)
         guard g.wholeRuns else { return }
         let t = trace.now()
-        for vs in virtualStages { try comms.data.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
+        for vs in virtualStages { try gather.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
         trace.record(.gather, step: step.index, since: t)
     }
 
@@ -114,12 +118,12 @@ extension RankContext {
     /// Makes top-level layer `l`'s parameters resident (called before its
     /// forward and its backward), handing back the block resident before.
     func gatherBlock(of l: Int) throws {
-        guard let g = gathering, !g.wholeRuns, g.resident != l, let comms, let params = model.parameters else { return }
+        guard let g = gathering, !g.wholeRuns, g.resident != l, let gather = comms?.gather, let params = model.parameters else { return }
         if let r = g.resident, let b = g.blocks[r] { release(b, params.data) }
         g.resident = nil
         guard let b = g.blocks[l] else { return }
         let t = trace.now()
-        try comms.data.allGather(params.data + b.range.lowerBound, count: b.range.count, shards: b.shards)
+        try gather.allGather(params.data + b.range.lowerBound, count: b.range.count, shards: b.shards)
         trace.record(.gather, step: g.step, since: t)
         g.resident = l
     }
@@ -151,9 +155,9 @@ extension RankContext {
     /// each run all-gathered over its data group, then, with pp > 1, every
     /// stage broadcast within the replica (HostModelAssembly.swift).
     func gatherWholeParameters() throws {
-        guard let g = gathering, let comms, let params = model.parameters else { return }
+        guard let g = gathering, let comms, let gather = comms.gather, let params = model.parameters else { return }
         let t = trace.now()
-        for vs in virtualStages { try comms.data.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
+        for vs in virtualStages { try gather.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
         if layout.mesh.pp > 1, let replica = comms.replica { try assembleHostModel(over: replica) }
         trace.record(.gather, step: g.step, since: t)
         model.partialParameters = nil

@@ -53,6 +53,10 @@ struct RankComms {
     /// rank), which share their parameters after each step so that every
     /// process's host model is whole.
     var replica: Communicator? = nil
+    /// MPI ZeRO-3: the data group again, for the per-layer parameter
+    /// gathers of the rank's thread, so that they never share a
+    /// communicator with the buckets of the communication thread (overlap).
+    var gather: Communicator? = nil
 }
 
 /// How the layers are laid out, as every rank sees it.

@@ -213,14 +213,14 @@ public final class Trainer {
                     "overlap=on: the host initialised MPI below MPI_THREAD_SERIALIZED, so a communication thread may not call it")
             }
             layout = makeLayout(rankModel, threadsAllowed: processes.allowsCommunicationThreads)
-            let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r))
             // Processes share no memory: ZeRO-3 gathers each layer before use
             // (with tp > 1, all parameters after the update, as ZeRO-1/2).
+            let gathers = ParameterGathering.applies(layout: layout, sharesParameters: false, processes: true)
+            let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r), gathers: gathers)
             ranks.append(
                 try RankContext(
                     rank: r, layout: layout, model: rankModel, loss: loss, optimizer: optimizer, comms: comms,
-                    foldMomentum: false, sharesParameters: false,
-                    gathersParameters: ParameterGathering.applies(layout: layout, sharesParameters: false, processes: true),
+                    foldMomentum: false, sharesParameters: false, gathersParameters: gathers,
                     tensorParallel: rewrites.isEmpty ? nil : TensorParallelSync(rewrite: rewrites[c.tensor], serial: model, peers: rewrites)))
             processWorld = processes
         } else {
@@ -312,14 +312,14 @@ public final class Trainer {
         return top > 0
     }
 
-    private static func communicators(mesh: Mesh, coordinate c: MeshCoordinate, world: Communicator) throws -> RankComms {
+    private static func communicators(mesh: Mesh, coordinate c: MeshCoordinate, world: Communicator, gathers: Bool) throws -> RankComms {
         func group(_ g: Mesh.Group) throws -> Communicator {
             let (color, key) = mesh.split(g, of: c)
             return try world.split(color: color, key: key, name: g.name)
         }
         return RankComms(
             world: world, data: try group(.data), pipe: try group(.pipe), pipeBackward: try group(.pipe),
-            tensor: try group(.tensor), replica: try group(.replica))
+            tensor: try group(.tensor), replica: try group(.replica), gather: gathers ? try group(.data) : nil)
     }
 
     /// Each rank's world, data-parallel, pipeline and tensor communicators.
