@@ -47,14 +47,8 @@ private func tokens(_ k: Int) throws -> (Tensor, Tensor) {
     return (try Tensor(x, shape: Shape(n, t)), try Tensor(y, shape: Shape(n, t)))
 }
 
-private func layout(pp: Int = 1, tp: Int = 1, microBatches: Int = 1, deterministic: Bool = true) -> StrategyConfig {
-    var s = StrategyConfig()
-    (s.pp, s.tp, s.microBatches, s.deterministic) = (pp, tp, microBatches, deterministic)
-    s.gradientChunk = 4
-    s.seed = 13
-    s.blasThreads = 1
-    s.watchdogSeconds = 20
-    return s
+private func layout(pp: Int = 1, tp: Int = 1, microBatches: Int = 1) -> StrategyConfig {
+    privateLayout(pp: pp, tp: tp, microBatches: microBatches, chunk: 4, seed: 13)
 }
 
 struct PrivateGPTLayoutTests {

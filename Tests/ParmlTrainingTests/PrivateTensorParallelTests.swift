@@ -51,11 +51,14 @@ private func convBatch(_ k: Int) throws -> (Tensor, Tensor) {
     return (try Tensor(x, shape: Shape(n, 2, 6, 6)), try Tensor((0..<n).map { Float(($0 * 5 + k) % 3) }, shape: Shape(n)))
 }
 
-private func layout(dp: Int = 1, pp: Int = 1, tp: Int = 1, microBatches: Int = 1, deterministic: Bool = true) -> StrategyConfig {
+/// A private-training layout: one BLAS thread, a short watchdog.
+func privateLayout(
+    dp: Int = 1, pp: Int = 1, tp: Int = 1, microBatches: Int = 1, deterministic: Bool = true, chunk: Int = 8, seed: UInt64 = 11
+) -> StrategyConfig {
     var s = StrategyConfig()
     (s.dp, s.pp, s.tp, s.microBatches, s.deterministic) = (dp, pp, tp, microBatches, deterministic)
-    s.gradientChunk = 8
-    s.seed = 11
+    s.gradientChunk = chunk
+    s.seed = seed
     s.blasThreads = 1
     s.watchdogSeconds = 20
     return s
@@ -77,12 +80,12 @@ struct PrivateTensorParallelTests {
                 return try trainPrivately(s, try make())
             }
             for deterministic in [false, true] {
-                let serial = try train(layout(deterministic: deterministic))
-                let tp2 = try train(layout(tp: 2, deterministic: deterministic))
+                let serial = try train(privateLayout(deterministic: deterministic))
+                let tp2 = try train(privateLayout(tp: 2, deterministic: deterministic))
                 let d = relativeDifference(tp2, serial)
                 #expect(d <= Self.tolerance, "\(name), tp 2, deterministic \(deterministic): relative Δ \(d)")
                 // Clipping and noise move the model far from ordinary training's: the match above is the private one's.
-                let plain = try trainPlain(layout(deterministic: deterministic), try make(), batch: batch)
+                let plain = try trainPlain(privateLayout(deterministic: deterministic), try make(), batch: batch)
                 #expect(relativeDifference(serial, plain) > 1e-3, "\(name)")
             }
         }
@@ -93,13 +96,13 @@ struct PrivateTensorParallelTests {
     /// is tp 2 bit for bit; dp 2 × tp 2 clips each data rank's examples
     /// alike, also bit for bit in deterministic mode.
     @Test func hybridsWithTensorParallelismEqualTensorParallelism() throws {
-        let tp2 = try trainPrivately(layout(tp: 2), try privateMLP())
+        let tp2 = try trainPrivately(privateLayout(tp: 2), try privateMLP())
         for schedule in [PipelineSchedule.gpipe, .oneForwardOneBackward] {
-            var s = layout(pp: 2, tp: 2, microBatches: 2)
+            var s = privateLayout(pp: 2, tp: 2, microBatches: 2)
             s.pipelineSchedule = schedule
             expectSameBits(try trainPrivately(s, try privateMLP()), tp2, "pp 2 × tp 2, \(schedule)")
         }
-        expectSameBits(try trainPrivately(layout(dp: 2, tp: 2), try privateMLP()), tp2, "dp 2 × tp 2")
+        expectSameBits(try trainPrivately(privateLayout(dp: 2, tp: 2), try privateMLP()), tp2, "dp 2 × tp 2")
     }
 }
 
