@@ -231,6 +231,7 @@ bench: build
 	  mpirun -np 2 $(BUILD)/ParmlBenchMPI >> build/bench-collectives.jsonl
 	$(SWIFT) build -c release --product ParmlBenchMPITrain
 	bash tools/bench_mpi_train.sh $(BUILD) >> build/bench-collectives.jsonl
+	bash tools/bench_overlap.sh $(BUILD) >> build/bench-collectives.jsonl
 	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
 	  $(PYTHON) bench/python_fit.py --jsonl build/bench-collectives.jsonl > build/bench-python.txt
 	$(MAKE) --no-print-directory build/bench_activations

@@ -189,7 +189,8 @@ def main():
                 peaks[j] = peak
         rows = []
         for p, measured, peak in zip(advice.ranked, best, peaks):
-            rows.append(dict(layout=f"dp{p.dp} pp{p.pp} tp{p.tp} m{p.micro_batches} zero{p.zero_stage}",
+            v = f" v{p.virtual_stages}" if p.schedule == "interleaved" else ""
+            rows.append(dict(layout=f"dp{p.dp} pp{p.pp} tp{p.tp} m{p.micro_batches}{v} zero{p.zero_stage}",
                              predicted=p.step_seconds, measured=measured, predicted_bytes=p.peak_bytes, measured_bytes=peak,
                              terms=[p.compute_seconds, p.communication_seconds, p.bubble_seconds, p.optimizer_seconds,
                                     p.overhead_seconds]))

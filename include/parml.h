@@ -638,6 +638,22 @@ PARML_API parml_status parml_dataset_split(parml_dataset dataset, double validat
 /// Since: 0.3.
 PARML_API parml_status parml_dataset_set_augmentation(parml_dataset dataset, parml_augment_params const * params);
 
+/// A dataset of the same samples as `dataset` (shared, not copied: the new
+/// handle keeps them alive, and borrowed host memory must outlive it too)
+/// carrying one loss weight per sample (Keras's sample_weight=), copied
+/// from `weights` (`count` floats, the dataset's size). parml_trainer_fit
+/// and parml_trainer_evaluate then take the weighted mean
+/// sum(w[i] * loss[i]) / sum(w[i]) over each batch, w[i] = the sample's
+/// weight times its target's class weight (docs/data.md, "Sample weights"). The weights
+/// follow their samples through shuffling, class-balanced sampling and
+/// parml_dataset_split. The augmentation comes along. NULL weights with
+/// count 0 give the samples without weights. The caller owns *out
+/// (parml_dataset_free); `dataset` stays the caller's, unchanged.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (handle, NULL out, a token dataset
+/// or shard stream, count not the dataset's size, a weight negative or not
+/// finite, every weight 0), PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+PARML_API parml_status parml_dataset_with_sample_weights(parml_dataset dataset, float const * weights, int64_t count, parml_dataset * out);
+
 /* ------------------------------------------------------------------------ */
 /* Parameter structs                                                        */
 /* Fill each struct with its defaults before changing fields; the structs   */
@@ -752,12 +768,27 @@ PARML_API void parml_trainer_free(parml_trainer trainer);
 /// call), PARML_ERR_OUT_OF_MEMORY. Since: 0.1.
 PARML_API parml_status parml_trainer_step(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float * loss_out);
 
+/// parml_trainer_step with one loss weight per sample: `sample_weights`
+/// holds `count` floats (N, the batch's rows; with local batches this
+/// process's rows), finite and >= 0. The loss is
+/// sum(w[i] * loss[i]) / sum(w[i]) over the global batch, w[i] the sample's
+/// weight times its target's class weight (a
+/// sequence's positions each count with their sample's weight), the same
+/// in every layout; *loss_out gets it. The weights are read during the call
+/// only. Local batches: every process passes weights or none does.
+/// Errors: parml_trainer_step's, and PARML_ERR_INVALID_ARGUMENT (NULL
+/// sample_weights, a weight negative or not finite, every weight of the
+/// global batch 0, DP-SGD on), PARML_ERR_SHAPE (count is not N). Since: 0.3.
+PARML_API parml_status parml_trainer_step_weighted(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float const * sample_weights, int64_t count, float * loss_out);
+
 /// Trains over `train` for params->epochs more epochs of params->batch_size
 /// samples (NULL params = parml_fit_params_init defaults). The data order
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
 /// several calls, or a resumed checkpoint, train as one longer call
 /// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
-/// with replacement instead, also from (seed, epoch)). After
+/// with replacement instead, also from (seed, epoch)). A dataset with
+/// sample weights (parml_dataset_with_sample_weights) weighs each sample's
+/// loss (not with DP-SGD: PARML_ERR_INVALID_ARGUMENT). After
 /// each epoch the built-in callbacks run (params->callbacks: early
 /// stopping, keep-best checkpoint, reduce-on-plateau; since 0.3), then
 /// params->progress (if set) gets that epoch's metrics (and, with
@@ -792,8 +823,9 @@ PARML_API parml_status parml_trainer_fit(parml_trainer trainer, parml_dataset tr
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. Accuracy is over predictions: one per sample, or one per
 /// position for a sequence's logits (N, T, C), one per output for binary
-/// cross-entropy; accuracy_out gets NaN for MSE. With class weights the
-/// loss is the weighted mean over the whole dataset. Either output may be
+/// cross-entropy; accuracy_out gets NaN for MSE. With class weights or a
+/// dataset's sample weights (parml_dataset_with_sample_weights) the loss is
+/// the weighted mean over the whole dataset; accuracy is not weighted. Either output may be
 /// NULL. parml_trainer_evaluate_metrics measures more.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the
@@ -951,7 +983,8 @@ PARML_API parml_status parml_trainer_evaluate_metrics(parml_trainer trainer, par
 /* Models, tensors and checkpoints as protobuf messages of proto/parml.proto, */
 /* to a path (written atomically) or a buffer; ONNX export for inference    */
 /* elsewhere (docs/file-format.md). The *_authenticated calls add (or       */
-/* demand) an HMAC-SHA-256 tag under a key the caller holds.                */
+/* demand) an HMAC-SHA-256 tag under a key the caller holds; the *_with     */
+/* calls take both that key and bf16 weights (parml_model_file_params).     */
 /* ------------------------------------------------------------------------ */
 
 /// Writes an initialised model (layers, attributes, parameters) to `path`
@@ -1128,6 +1161,29 @@ PARML_API parml_status parml_trainer_serialize_checkpoint_authenticated(parml_tr
 /// PARML_ERR_UNSUPPORTED (no libcrypto). Since: 0.3.
 PARML_API parml_status parml_trainer_deserialize_checkpoint_authenticated(parml_trainer trainer, void const * buf, size_t len, void const * key, size_t key_len);
 
+/// Fills *params with the model file defaults (float32 weights, no key)
+/// and sets struct_size.
+/// Errors: PARML_ERR_INVALID_ARGUMENT (NULL). Thread-safe. Since: 0.3.
+PARML_API parml_status parml_model_file_params_init(parml_model_file_params * params);
+
+/// parml_model_save with options (NULL params: the defaults, the same file
+/// as parml_model_save): params->weights_dtype PARML_DTYPE_BFLOAT16 writes
+/// every parameter rounded to bfloat16 (half the bytes; the file says so in
+/// each tensor's dtype, and parml_model_load widens them back to float32),
+/// params->key adds an HMAC-SHA-256 tag (load it with
+/// parml_model_load_authenticated). Written atomically.
+/// Errors: those of parml_model_save, PARML_ERR_INVALID_ARGUMENT (bad
+/// struct_size, weights_dtype, or key with key_len < 16),
+/// PARML_ERR_UNSUPPORTED (a key and no libcrypto). Since: 0.3.
+PARML_API parml_status parml_model_save_with(parml_model model, char const * path, parml_model_file_params const * params);
+
+/// The bytes parml_model_save_with would write, in a new buffer *buf_out
+/// (free it with parml_buffer_free) of *len_out bytes.
+/// Errors: those of parml_model_serialize, PARML_ERR_INVALID_ARGUMENT (bad
+/// struct_size, weights_dtype, or key with key_len < 16),
+/// PARML_ERR_UNSUPPORTED (a key and no libcrypto). Since: 0.3.
+PARML_API parml_status parml_model_serialize_with(parml_model model, parml_model_file_params const * params, void ** buf_out, size_t * len_out);
+
 /* ------------------------------------------------------------------------ */
 /* Privacy accounting                                                       */
 /* The privacy DP-SGD spends: epsilon for delta after some steps of Poisson */
@@ -1169,8 +1225,9 @@ PARML_API parml_status parml_privacy_params_init(parml_privacy_params * params);
 /// again): each example's gradient clipped to max_grad_norm, Gaussian noise
 /// of standard deviation noise_multiplier * max_grad_norm added once to the
 /// clipped sum after the data-parallel reduction (keyed by seed, step and
-/// parameter element, so every dp layout, threads or MPI, trains the same
-/// model), divided by the batch size (the expected one under Poisson
+/// parameter element, so every dp, pp and tp layout, threads or MPI, trains
+/// the same model: bit for bit in deterministic mode, but for tp, which
+/// splits sums), divided by the batch size (the expected one under Poisson
 /// sampling). parml_trainer_fit then samples batches as params->sampling
 /// says and reports epsilon after each epoch (parml_epoch_metrics.privacy_epsilon).
 /// Models: linear, conv2d, layer_norm, embedding, position_embedding,
@@ -1180,8 +1237,9 @@ PARML_API parml_status parml_privacy_params_init(parml_privacy_params * params);
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, small struct_size,
 /// noise_multiplier negative or not finite, max_grad_norm not > 0 or not
 /// finite, delta outside (0, 1), unknown sampling), PARML_ERR_UNSUPPORTED
-/// (a batch_norm layer: use layer_norm; pp or tp > 1; local_steps > 1;
-/// gradient compression). Since: 0.3.
+/// (a batch_norm layer: use layer_norm; interleaved 1F1B; split_classifier
+/// with tp > 1; a tied classifier on another pipeline stage than its
+/// embedding; local_steps > 1; gradient compression). Since: 0.3.
 PARML_API parml_status parml_trainer_set_privacy(parml_trainer trainer, parml_privacy_params const * params);
 
 /// The epsilon of (epsilon, delta)-DP the trainer's private steps have spent

@@ -95,6 +95,7 @@ typedef int32_t parml_status;
 #define PARML_DTYPE_FLOAT32 1 /* inputs, targets of regression, parameters */
 #define PARML_DTYPE_INT32   2 /* class indices, token ids */
 #define PARML_DTYPE_INT64   3 /* the same (numpy's default integer); narrowed to int32 where trained on */
+#define PARML_DTYPE_BFLOAT16 4 /* since 0.3: model files only (parml_model_file_params.weights_dtype) */
 
 /* Layer attribute types (parml_attribute.type, parml_layer_kind_attribute). */
 #define PARML_ATTR_INT    1 /* int_value */
@@ -157,6 +158,11 @@ typedef int32_t parml_status;
 #define PARML_COMPRESSION_BF16 1 /* bfloat16 with error feedback: half the bytes, float32's range */
 #define PARML_COMPRESSION_FP16 2 /* IEEE half with error feedback: half the bytes, +-65504 */
 #define PARML_COMPRESSION_POWERSGD 3 /* rank-compression_rank factors of each matrix (Vogels et al. 2019) */
+
+/* Data-parallel reduction overlapped with backward (parml_strategy_params.overlap; since 0.3). */
+#define PARML_OVERLAP_AUTO 0 /* on under MPI, off on the threads backend (the measured default) */
+#define PARML_OVERLAP_ON   1 /* a communication thread per rank reduces buckets during backward */
+#define PARML_OVERLAP_OFF  2 /* gradients reduced after backward (ZeRO >= 2: buckets on the rank's thread) */
 
 /* Arithmetic of matrix products (parml_strategy_params.precision; since 0.3). */
 #define PARML_PRECISION_FP32 0 /* float32 products */
@@ -274,6 +280,13 @@ typedef struct parml_strategy_params {
                                   state, losses, normalisation and reductions stay float32. A host without
                                   AVX512-BF16 or oneDNN trains in float32 instead and parml_trainer_plan
                                   says why (docs/precision.md). Default FP32. */
+    int32_t overlap;           /* since 0.3; PARML_OVERLAP_*: dp > 1 in the default mode reduces gradient
+                                  buckets (runs of whole top-level layers, bucket_bytes or more) on a
+                                  communication thread per rank while backward computes earlier layers
+                                  (PyTorch DDP's bucketing), at every zero_stage. The sums are the same
+                                  bits either way. AUTO (default): on under MPI, off on the threads
+                                  backend (docs/communication.md has the measurements); ON with
+                                  deterministic mode, compression or local SGD is refused. */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:
  *  - default: each rank runs one GEMM per layer on its slice; gradients are
@@ -460,6 +473,19 @@ typedef struct parml_loss_params {
                                     the positive term (torch's pos_weight=); NULL (default) = none */
     int64_t num_pos_weight;      /* entries in pos_weight: the model's outputs (last dimension) */
 } parml_loss_params;
+
+/** Since 0.3: how parml_model_save_with and parml_model_serialize_with
+ *  write a model file. */
+typedef struct parml_model_file_params {
+    size_t struct_size;      /* set by parml_model_file_params_init */
+    int32_t weights_dtype;   /* PARML_DTYPE_FLOAT32 (default): the parameters exactly;
+                                PARML_DTYPE_BFLOAT16: each rounded to bfloat16 (nearest even,
+                                subnormals to zero), half the bytes, for exchange; loading widens
+                                them back to float32. Checkpoints are always float32 */
+    const void *key;         /* NULL (default): no tag; else an HMAC-SHA-256 key of key_len >= 16
+                                bytes, borrowed for the call (parml_model_save_authenticated) */
+    size_t key_len;
+} parml_model_file_params;
 
 /** Since 0.3: options of parml_trainer_evaluate_metrics, and where it
  *  writes per-class results: caller-owned buffers of `capacity` classes

@@ -53,7 +53,7 @@ GROUPS = [
          "parml_dataset_create_tokens", "parml_dataset_load_tokens", "parml_dataset_free", "parml_dataset_size",
          "parml_dataset_num_classes", "parml_dataset_num_class_names", "parml_dataset_class_name",
          "parml_dataset_input_shape", "parml_dataset_split",
-         "parml_dataset_set_augmentation"],
+         "parml_dataset_set_augmentation", "parml_dataset_with_sample_weights"],
     ),
     (
         "Parameter structs",
@@ -69,7 +69,7 @@ GROUPS = [
         "a dataset, evaluate; the counters, the plan of who holds what, traces;\n"
         "class weights and per-class metrics for imbalanced data. fit's callbacks\n"
         "may evaluate, save and set the learning rate (docs/callbacks.md).",
-        ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_fit",
+        ["parml_trainer_create", "parml_trainer_free", "parml_trainer_step", "parml_trainer_step_weighted", "parml_trainer_fit",
          "parml_trainer_evaluate", "parml_trainer_step_count", "parml_trainer_epoch_count",
          "parml_trainer_skipped_steps", "parml_trainer_learning_rate", "parml_trainer_set_learning_rate",
          "parml_trainer_memory",
@@ -82,7 +82,8 @@ GROUPS = [
         "Models, tensors and checkpoints as protobuf messages of proto/parml.proto,\n"
         "to a path (written atomically) or a buffer; ONNX export for inference\n"
         "elsewhere (docs/file-format.md). The *_authenticated calls add (or\n"
-        "demand) an HMAC-SHA-256 tag under a key the caller holds.",
+        "demand) an HMAC-SHA-256 tag under a key the caller holds; the *_with\n"
+        "calls take both that key and bf16 weights (parml_model_file_params).",
         ["parml_model_save", "parml_model_load", "parml_model_serialize", "parml_model_deserialize",
          "parml_model_export_onnx", "parml_tensor_serialize", "parml_tensor_deserialize",
          "parml_trainer_save_checkpoint", "parml_trainer_load_checkpoint",
@@ -90,7 +91,8 @@ GROUPS = [
          "parml_model_save_authenticated", "parml_model_load_authenticated", "parml_model_serialize_authenticated",
          "parml_model_deserialize_authenticated", "parml_trainer_save_checkpoint_authenticated",
          "parml_trainer_load_checkpoint_authenticated", "parml_trainer_serialize_checkpoint_authenticated",
-         "parml_trainer_deserialize_checkpoint_authenticated"],
+         "parml_trainer_deserialize_checkpoint_authenticated", "parml_model_file_params_init", "parml_model_save_with",
+         "parml_model_serialize_with"],
     ),
     (
         "Privacy accounting",

@@ -14,13 +14,16 @@ usage: python3 tools/make_shards.py OUT_DIR (--idx I L | --npy X Y | --synthetic
                              read then comes from disk, as for data that never fit in RAM)
 
 Shards are numpy.save / numpy.savez (stored, not compressed: a stream reads
-members in place) files x_00000.npy + y_00000.npy, or part_00000.npz.
+members in place) files x_00000.npy + y_00000.npy, or part_00000.npz. Each
+shard line ends with the CRC-32 (zlib's) of its files, which a stream
+verifies when it opens (--no-checksums leaves them out).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import zlib
 import os
 import struct
 from pathlib import Path
@@ -48,9 +51,20 @@ def drop_cache(path: Path) -> None:
         os.close(fd)
 
 
-def write_shards(out: Path, parts, fmt: str, inputs_line: str, targets_line: str, drop: bool = False) -> int:
+def crc32_of(path: Path) -> str:
+    """zlib's CRC-32 of a whole file, as 8 hex digits (read in 16 MiB pieces)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 24):
+            crc = zlib.crc32(piece, crc)
+    return f"{crc:08x}"
+
+
+def write_shards(out: Path, parts, fmt: str, inputs_line: str, targets_line: str, drop: bool = False,
+                 checksums: bool = True) -> int:
     """parts yields (x, y) per shard; writes them and the manifest last (a
-    manifest only once every shard it names is complete). Returns the rows."""
+    manifest only once every shard it names is complete). Returns the rows.
+    With checksums each shard line ends with crc32= of its files."""
     out.mkdir(parents=True, exist_ok=True)
     lines = ["parml-shards 1", inputs_line, targets_line]
     total = 0
@@ -63,8 +77,11 @@ def write_shards(out: Path, parts, fmt: str, inputs_line: str, targets_line: str
             np.save(out / f"x_{i:05d}.npy", x)
             np.save(out / f"y_{i:05d}.npy", y)
             lines.append(f"shard x_{i:05d}.npy y_{i:05d}.npy {len(x)}")
+        if checksums:
+            files = lines[-1].split()[1:-1]
+            lines[-1] += " crc32=" + ",".join(crc32_of(out / name) for name in files)
         if drop:
-            for name in lines[-1].split()[1:-1]:
+            for name in lines[-1].split()[1:-2 if checksums else -1]:
                 drop_cache(out / name)
         total += len(x)
     tmp = out / "manifest.txt.tmp"
@@ -86,6 +103,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--drop-cache", action="store_true")
+    ap.add_argument("--no-checksums", action="store_true", help="leave the crc32= of each shard out of the manifest")
     a = ap.parse_args()
     step = a.rows_per_shard
     if step < 1:
@@ -121,7 +139,7 @@ def main() -> None:
 
         inputs_line = f"inputs {x.dtype.name} " + " ".join(map(str, x.shape[1:]))
         targets_line = f"targets {y.dtype.name}" + "".join(f" {d}" for d in y.shape[1:])
-    total = write_shards(Path(a.out), parts(), a.format, inputs_line, targets_line, a.drop_cache)
+    total = write_shards(Path(a.out), parts(), a.format, inputs_line, targets_line, a.drop_cache, not a.no_checksums)
     print(f"{a.out}: {total} rows in shards of {step} ({a.format}), manifest {a.out}/manifest.txt")
 
 

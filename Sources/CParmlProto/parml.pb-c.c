@@ -469,18 +469,20 @@ void   parml__checkpoint__free_unpacked
   assert(message->base.descriptor == &parml__checkpoint__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCEnumValue parml__tensor__dtype__enum_values_by_number[4] =
+static const ProtobufCEnumValue parml__tensor__dtype__enum_values_by_number[5] =
 {
   { "DTYPE_UNSPECIFIED", "PARML__TENSOR__DTYPE__DTYPE_UNSPECIFIED", 0 },
   { "FLOAT32", "PARML__TENSOR__DTYPE__FLOAT32", 1 },
   { "INT32", "PARML__TENSOR__DTYPE__INT32", 2 },
   { "INT64", "PARML__TENSOR__DTYPE__INT64", 3 },
+  { "BFLOAT16", "PARML__TENSOR__DTYPE__BFLOAT16", 4 },
 };
 static const ProtobufCIntRange parml__tensor__dtype__value_ranges[] = {
-{0, 0},{0, 4}
+{0, 0},{0, 5}
 };
-static const ProtobufCEnumValueIndex parml__tensor__dtype__enum_values_by_name[4] =
+static const ProtobufCEnumValueIndex parml__tensor__dtype__enum_values_by_name[5] =
 {
+  { "BFLOAT16", 4 },
   { "DTYPE_UNSPECIFIED", 0 },
   { "FLOAT32", 1 },
   { "INT32", 2 },
@@ -493,9 +495,9 @@ const ProtobufCEnumDescriptor parml__tensor__dtype__descriptor =
   "DType",
   "Parml__Tensor__DType",
   "parml",
-  4,
+  5,
   parml__tensor__dtype__enum_values_by_number,
-  4,
+  5,
   parml__tensor__dtype__enum_values_by_name,
   1,
   parml__tensor__dtype__value_ranges,

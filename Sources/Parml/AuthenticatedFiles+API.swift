@@ -8,7 +8,7 @@ import ParmlTensor
 // never written anywhere, messages included (they give its length at most).
 
 /// The (key, key_len) argument pair, or .invalidArgument.
-private func keyBytes(_ key: UnsafeRawPointer?, _ keyLen: UInt) throws -> UnsafeRawBufferPointer {
+func keyBytes(_ key: UnsafeRawPointer?, _ keyLen: UInt) throws -> UnsafeRawBufferPointer {
     let key = try nonNull(key, "key")
     guard keyLen <= UInt(Int32.max) else { throw ParmlError.invalidArgument("key_len \(keyLen) is larger than any key") }
     return UnsafeRawBufferPointer(start: key, count: Int(keyLen))

@@ -106,6 +106,7 @@ func strategyParams(_ s: StrategyConfig) -> parml_strategy_params {
     p.outer_learning_rate = s.outerLearningRate
     p.outer_momentum = s.outerMomentum
     p.precision = s.precision.rawValue
+    p.overlap = s.overlap.rawValue
     return p
 }
 
@@ -258,6 +259,10 @@ func strategyConfig(from p: parml_strategy_params) throws -> StrategyConfig {
         throw ParmlError.invalidArgument("precision \(p.precision) is unknown (PARML_PRECISION_FP32 or _BF16)")
     }
     s.precision = precision
+    guard let overlap = OverlapSetting(rawValue: p.overlap) else {
+        throw ParmlError.invalidArgument("overlap \(p.overlap) is unknown (PARML_OVERLAP_AUTO, _ON or _OFF)")
+    }
+    s.overlap = overlap
     try s.validate()
     return s
 }

@@ -79,8 +79,9 @@ public func parmlPrivacyParamsInit(_ params: UnsafeMutablePointer<parml_privacy_
 /// again): each example's gradient clipped to max_grad_norm, Gaussian noise
 /// of standard deviation noise_multiplier * max_grad_norm added once to the
 /// clipped sum after the data-parallel reduction (keyed by seed, step and
-/// parameter element, so every dp layout, threads or MPI, trains the same
-/// model), divided by the batch size (the expected one under Poisson
+/// parameter element, so every dp, pp and tp layout, threads or MPI, trains
+/// the same model: bit for bit in deterministic mode, but for tp, which
+/// splits sums), divided by the batch size (the expected one under Poisson
 /// sampling). parml_trainer_fit then samples batches as params->sampling
 /// says and reports epsilon after each epoch (parml_epoch_metrics.privacy_epsilon).
 /// Models: linear, conv2d, layer_norm, embedding, position_embedding,
@@ -90,8 +91,9 @@ public func parmlPrivacyParamsInit(_ params: UnsafeMutablePointer<parml_privacy_
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle, small struct_size,
 /// noise_multiplier negative or not finite, max_grad_norm not > 0 or not
 /// finite, delta outside (0, 1), unknown sampling), PARML_ERR_UNSUPPORTED
-/// (a batch_norm layer: use layer_norm; pp or tp > 1; local_steps > 1;
-/// gradient compression). Since: 0.3.
+/// (a batch_norm layer: use layer_norm; interleaved 1F1B; split_classifier
+/// with tp > 1; a tied classifier on another pipeline stage than its
+/// embedding; local_steps > 1; gradient compression). Since: 0.3.
 @c(parml_trainer_set_privacy)
 public func parmlTrainerSetPrivacy(_ trainer: parml_trainer?, _ params: UnsafePointer<parml_privacy_params>?) -> parml_status {
     guarded("parml_trainer_set_privacy") {

@@ -104,7 +104,9 @@ public func parmlTrainerStep(
 /// continues from the trainer's epoch count (parml_trainer_epoch_count), so
 /// several calls, or a resumed checkpoint, train as one longer call
 /// (params->class_sampling_weights, since 0.3, draws class-balanced epochs
-/// with replacement instead, also from (seed, epoch)). After
+/// with replacement instead, also from (seed, epoch)). A dataset with
+/// sample weights (parml_dataset_with_sample_weights) weighs each sample's
+/// loss (not with DP-SGD: PARML_ERR_INVALID_ARGUMENT). After
 /// each epoch the built-in callbacks run (params->callbacks: early
 /// stopping, keep-best checkpoint, reduce-on-plateau; since 0.3), then
 /// params->progress (if set) gets that epoch's metrics (and, with
@@ -212,8 +214,9 @@ func cMetrics(_ m: EpochMetrics) -> parml_epoch_metrics {
 /// Mean loss and accuracy over a dataset in inference mode, in batches of
 /// batch_size. Accuracy is over predictions: one per sample, or one per
 /// position for a sequence's logits (N, T, C), one per output for binary
-/// cross-entropy; accuracy_out gets NaN for MSE. With class weights the
-/// loss is the weighted mean over the whole dataset. Either output may be
+/// cross-entropy; accuracy_out gets NaN for MSE. With class weights or a
+/// dataset's sample weights (parml_dataset_with_sample_weights) the loss is
+/// the weighted mean over the whole dataset; accuracy is not weighted. Either output may be
 /// NULL. parml_trainer_evaluate_metrics measures more.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handles, batch_size outside
 /// 1...2^31-1, a target that is not a class index), PARML_ERR_SHAPE (the

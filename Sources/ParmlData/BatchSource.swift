@@ -30,9 +30,14 @@ public protocol BatchSource: AnyObject {
     /// (a stream shuffles as it reads): a batcher then asks for positions
     /// 0, 1, 2, ... and never shuffles or weights them itself.
     var ordersItself: Bool { get }
+
+    /// One loss weight per sample (SampleWeights), indexed like `copy`'s
+    /// samples; nil: every sample weighs 1.
+    var sampleWeights: [Float]? { get }
 }
 
 extension BatchSource {
     public var augmentation: Augmentation? { nil }
+    public var sampleWeights: [Float]? { nil }
     public var ordersItself: Bool { false }
 }

@@ -44,13 +44,14 @@ extension Dataset {
         return (t, v)
     }
 
-    /// A new dataset holding copies of `rows` (in that order).
+    /// A new dataset holding copies of `rows` (in that order), with their sample weights.
     public func subset(_ rows: [Int]) throws -> Dataset {
         let x = try Tensor(shape: inputs.shape.withLeading(rows.count), dtype: inputs.dtype)
         let y = try Tensor(shape: targets.shape.withLeading(rows.count), dtype: targets.dtype)
         try rows.withUnsafeBufferPointer { try copy(samples: $0, epoch: 0, inputs: x, targets: y) }
         let part = try Dataset(inputs: x, targets: y)
         part.classNames = classNames
+        part.sampleWeights = sampleWeights.map { w in rows.map { w[$0] } }  // the weights follow their samples
         return part
     }
 

@@ -25,6 +25,8 @@ public final class Dataset {
     public internal(set) var classNames: [String]?
     /// How training batches transform its images (`Augmentation`); nil: not at all.
     public private(set) var augmentation: Augmentation?
+    /// One loss weight per sample (`withSampleWeights`); nil: all 1.
+    public internal(set) var sampleWeights: [Float]?
 
     /// Checks that inputs have a sample dimension, that both tensors have the
     /// same leading dimension N, and that N ≥ 1.

@@ -1,7 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CZlib
 import ParmlTensor
+
+/// 8 lowercase hex digits, as a manifest writes a CRC-32.
+private func hex(_ v: UInt32) -> String {
+    let s = String(v, radix: 16)
+    return String(repeating: "0", count: 8 - s.count) + s
+}
 
 /// One shard of a sharded dataset, checked: where its inputs' rows lie in
 /// which file. Targets are read whole when the dataset opens (4 bytes a
@@ -14,6 +21,15 @@ public struct Shard: Sendable, Equatable {
     /// The file's size when it was checked; a reader refuses a file that changed.
     public let fileSize: Int
     public let rows: Int
+    /// The manifest's CRC-32 of each of the shard's files (inputs, then
+    /// targets when they are another file); empty when it gives none.
+    public var checksums: [FileChecksum] = []
+}
+
+/// A whole file's CRC-32 (zlib's, as Python's zlib.crc32), as a manifest states it.
+public struct FileChecksum: Sendable, Equatable {
+    public let path: String
+    public let crc32: UInt32
 }
 
 /// A manifest and the shards it names, every header checked against it.
@@ -26,7 +42,12 @@ public struct Shard: Sendable, Equatable {
 ///     targets uint8               # optional: element type [and dims]
 ///     shard x_00000.npy y_00000.npy 10000
 ///     shard part_00001.npz 10000  # members x.npy and y.npy, stored (np.savez)
+///     shard x_00002.npy y_00002.npy 10000 crc32=1c291ca3,9b1ea5f0
 ///
+/// A shard line may end with `crc32=` and the CRC-32 (8 hex digits, zlib's)
+/// of each of its files, comma-separated (inputs, then targets; one for an
+/// npz). A stream verifies the shards it reads when it opens, before any
+/// row is read (`verifyChecksums`); shards without them are not checked.
 /// Shard paths are relative to the manifest's directory (or absolute) and
 /// contain no spaces. The row count of each shard is required and must
 /// match its files. Without `inputs`/`targets` lines the first shard sets
@@ -64,7 +85,7 @@ public struct ShardManifest {
         var version: Int?
         var declaredInputs: (NPYElement, [Int])?
         var declaredTargets: (NPYElement, [Int]?)?
-        var entries: [(line: Int, inputs: String, targets: String?, rows: Int)] = []
+        var entries: [(line: Int, inputs: String, targets: String?, rows: Int, crcs: [UInt32])] = []
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = index + 1
             let words = (raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
@@ -97,11 +118,24 @@ public struct ShardManifest {
                 guard words.count >= 2 else { throw bad("'targets' takes an element type [and dims]") }
                 declaredTargets = (try element(words[1]), words.count > 2 ? try dims(words[2...]) : nil)
             case "shard":
+                var words = words
+                var crcs: [UInt32] = []
+                if let last = words.last, last.hasPrefix("crc32=") {
+                    words.removeLast()
+                    let given = last.dropFirst(6).split(separator: ",", omittingEmptySubsequences: false)
+                    for h in given {
+                        guard h.count == 8, let v = UInt32(h, radix: 16) else { throw bad("'\(h)' in \(last) is not a CRC-32 (8 hex digits)") }
+                        crcs.append(v)
+                    }
+                    guard crcs.count == words.count - 2 else {
+                        throw bad("\(last) gives \(crcs.count) checksum(s) for \(words.count - 2) file(s) (one a file: inputs, then targets)")
+                    }
+                }
                 guard words.count == 3 || words.count == 4, let rows = Int(words[words.count - 1]), rows >= 1 else {
-                    throw bad("expected 'shard INPUTS.npy TARGETS.npy ROWS' or 'shard ARCHIVE.npz ROWS' (ROWS >= 1)")
+                    throw bad("expected 'shard INPUTS.npy TARGETS.npy ROWS' or 'shard ARCHIVE.npz ROWS' (ROWS >= 1) [crc32=...]")
                 }
                 func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : directory + "/" + p }
-                entries.append((line, resolve(words[1]), words.count == 4 ? resolve(words[2]) : nil, rows))
+                entries.append((line, resolve(words[1]), words.count == 4 ? resolve(words[2]) : nil, rows, crcs))
             default:
                 throw bad("unknown statement '\(keyword)' (parml-shards, inputs, targets, shard)")
             }
@@ -141,7 +175,9 @@ public struct ShardManifest {
             } else {
                 targets = (y.element, yd)
             }
-            shards.append(Shard(inputsPath: e.inputs, inputsOffset: xOffset, fileSize: xSize, rows: e.rows))
+            var shard = Shard(inputsPath: e.inputs, inputsOffset: xOffset, fileSize: xSize, rows: e.rows)
+            shard.checksums = zip([e.inputs] + (e.targets.map { [$0] } ?? []), e.crcs).map { FileChecksum(path: $0, crc32: $1) }
+            shards.append(shard)
             targetSources.append((e.targets ?? e.inputs, yOffset))
         }
         guard let inputs, let targets else { throw ParmlError.internal("\(path): no shard set the element types") }
@@ -180,6 +216,30 @@ public struct ShardManifest {
         let name = "\(path)[\(m.name)]"
         let h = try NPY.header(of: bytes, name: name)
         return (h, bytes.baseAddress! - file.bytes.baseAddress! + h.dataOffset, file.bytes.count)
+    }
+
+    /// Checks the files of shards `chosen` against the manifest's CRC-32s
+    /// (shards without them are skipped): one sequential read of each file.
+    /// A mismatch is a `.format` error naming the shard and the file.
+    func verifyChecksums(_ chosen: [Int]) throws {
+        for k in chosen {
+            for c in shards[k].checksums {
+                let file = try MappedFile(cPath: c.path, displayName: c.path)
+                var crc = UInt(CZlib.crc32(0, nil, 0))
+                var at = 0
+                let bytes = file.bytes
+                while at < bytes.count {
+                    let n = min(bytes.count - at, 1 << 30)  // zlib takes 32-bit lengths
+                    crc = UInt(CZlib.crc32(uLong(crc), bytes.baseAddress! + at, uInt(n)))
+                    at += n
+                }
+                guard UInt32(truncatingIfNeeded: crc) == c.crc32 else {
+                    throw ParmlError.format(
+                        "\(path): shard \(k) (\(c.path)) has CRC-32 \(hex(UInt32(truncatingIfNeeded: crc))) but the manifest says \(hex(c.crc32)): "
+                            + "the file is corrupt or changed since the manifest was written")
+                }
+            }
+        }
     }
 
     /// The targets of shards `chosen` (in that order), stacked: int32 class

@@ -56,6 +56,7 @@ public final class ShardStream: BatchSource {
         let chosen = Array(stride(from: rank, to: m.shards.count, by: ranks))
         manifest = m
         chosenShards = chosen
+        try m.verifyChecksums(chosen)  // before anything is read from the shards
         targets = try m.readTargets(chosen)
         let n = chosen.reduce(0) { $0 + m.shards[$1].rows }
         count = n

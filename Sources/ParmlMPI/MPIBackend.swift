@@ -1,5 +1,6 @@
 import ParmlParallel
 import ParmlTensor
+import _CParmlMPI
 
 #if canImport(Glibc)
 import Glibc
@@ -55,4 +56,8 @@ extension MPIWorld: RankWorld {
 
     /// MPI_Abort (abortJob): a failed step may leave messages in flight and peers waiting.
     public func endJob(reason: String) { abortJob(reason: reason) }
+
+    /// MPI_THREAD_SERIALIZED or above (parml asks for it; a host that
+    /// initialised MPI at SINGLE or FUNNELED promised one thread only).
+    public var allowsCommunicationThreads: Bool { (MPIRuntime.threadLevel ?? 0) >= Int(PML_MPI_THREAD_SERIALIZED) }
 }

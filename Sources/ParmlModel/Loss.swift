@@ -159,6 +159,30 @@ public final class Loss {
         return Float(sum)
     }
 
+    /// Per-sample weights: each sample's part of the weighted mean's
+    /// denominator, into `into` (one float per sample of `targets`):
+    /// sᵢ × (Σ over its targets of w[y] with class weights, else the
+    /// predictions (cross-entropy) or elements (MSE, binary) of one
+    /// sample). Every prediction's weight is its sample's weight times its
+    /// class's, so the mean is Σ weight·loss / Σ weight over the batch.
+    public func sampleDenominators(
+        targets: Tensor, weights s: UnsafePointer<Float>, output: Shape, into d: UnsafeMutablePointer<Float>
+    ) throws {
+        let n = targets.shape[0]
+        guard kind == .crossEntropy, let w = options.classWeights else {
+            let per = Float(kind == .crossEntropy ? predictionsPerSample(output: output) : output.rowSize)
+            for i in 0..<n { d[i] = s[i] * per }
+            return
+        }
+        let y = try classIndices(targets, into: labels)
+        let per = targets.count / max(n, 1)
+        for i in 0..<n {
+            var sum: Float = 0
+            for t in 0..<per { sum += w[Int(y[i * per + t])] }
+            d[i] = s[i] * sum
+        }
+    }
+
     /// The scale that makes a batch of `samples` rows of `output` a mean.
     public func meanScale(samples: Int, output: Shape) -> Float {
         switch kind {
@@ -182,16 +206,21 @@ public final class Loss {
     /// Loss (scaled sum), hits (cross-entropy: arg-max is the target;
     /// binary: the logit's sign agrees with the target's side of 0.5), and, when
     /// `wantGradient`, dL/doutput in `gradient`. Targets must be validated.
-    public func compute(output: Tensor, targets: Tensor, scale: Float, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
+    /// `sampleWeights` (one per row of `output`, validated) multiply each
+    /// sample's terms; `scale` is then 1 / Σ of `sampleDenominators`.
+    public func compute(
+        output: Tensor, targets: Tensor, scale: Float, sampleWeights: UnsafePointer<Float>? = nil, wantGradient: Bool
+    ) throws -> (loss: Float, correct: Int) {
         var correct = 0
         let g = wantGradient ? try grad.shaped(output.shape) : nil
+        let n = max(output.shape[0], 1)
         switch kind {
         case .crossEntropy:
-            let classes = output.shape[output.shape.rank - 1]
+            let classes = output.shape[output.shape.rank - 1], rows = output.count / max(classes, 1)
             let loss = Kernels.softmaxCrossEntropy(
-                output.data, targets: try classIndices(targets, into: labels), rows: output.count / max(classes, 1), cols: classes,
-                scale: scale, classWeights: options.classWeights, smoothing: options.labelSmoothing, dlogits: g?.data,
-                correct: &correct)
+                output.data, targets: try classIndices(targets, into: labels), rows: rows, cols: classes,
+                scale: scale, classWeights: options.classWeights, smoothing: options.labelSmoothing,
+                rowWeights: sampleWeights, rowsPerWeight: max(rows / n, 1), dlogits: g?.data, correct: &correct)
             return (loss, correct)
         case .meanSquaredError, .binaryCrossEntropy:
             var t = targets
@@ -200,11 +229,16 @@ public final class Loss {
                 try t.convert(from: targets, to: .float32, what: "targets")
             }
             if kind == .meanSquaredError {
-                return (Kernels.meanSquaredError(output.data, targets: t.data, count: output.count, scale: scale, dp: g?.data), 0)
+                return (
+                    Kernels.meanSquaredError(
+                        output.data, targets: t.data, count: output.count, scale: scale, rowWeights: sampleWeights,
+                        elementsPerWeight: max(output.count / n, 1), dp: g?.data), 0
+                )
             }
             let loss = Kernels.binaryCrossEntropyWithLogits(
                 output.data, targets: t.data, count: output.count, outputs: output.shape[output.shape.rank - 1],
-                positiveWeights: options.positiveWeights, scale: scale, dx: g?.data, correct: &correct)
+                positiveWeights: options.positiveWeights, scale: scale, rowWeights: sampleWeights,
+                elementsPerWeight: max(output.count / n, 1), dx: g?.data, correct: &correct)
             return (loss, correct)
         }
     }

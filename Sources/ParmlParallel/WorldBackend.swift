@@ -37,6 +37,13 @@ public protocol RankWorld: AnyObject, Sendable {
     /// later calls fail. With one rank per process the job cannot go on
     /// (messages may be in flight), so this ends it and does not return.
     func endJob(reason: String)
+    /// Whether a rank may call its communicators from a thread of its own
+    /// besides the one that runs its step (overlap's communication thread).
+    var allowsCommunicationThreads: Bool { get }
+}
+
+extension RankWorld {
+    public var allowsCommunicationThreads: Bool { true }
 }
 
 /// The backends this process can build worlds with, by name.

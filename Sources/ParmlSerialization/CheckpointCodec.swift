@@ -140,7 +140,7 @@ public enum CheckpointFile {
         guard let op = c.optimizer else { throw ParmlError.format("the checkpoint has no optimizer state") }
         // The file's layers are checked and compared without building them:
         // the parameters go straight into the trainer's arena.
-        let (loaded, parameters) = try ModelCodec.layers(from: mp.pointee)
+        let (loaded, parameters) = try ModelCodec.layers(from: mp.pointee, allowBFloat16: false)
         let theirs = ModelCodec.structure(of: loaded), ours = ModelCodec.structure(of: trainer.model)
         guard theirs == ours else {
             let i = theirs.indices.first { $0 >= ours.count || theirs[$0] != ours[$0] } ?? ours.count

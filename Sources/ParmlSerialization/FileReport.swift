@@ -18,6 +18,8 @@ public struct FileReport {
     /// messages carry none).
     public var checksumVerified = false
     public var model: Model?
+    /// How a model file stores its parameters (checkpoints: always float32).
+    public var storedWeights: StoredWeights = .float32
     public var tensorShape: Shape?
     /// A tensor message's element type.
     public var tensorType: DType = .float32
@@ -42,7 +44,7 @@ public struct FileReport {
             var r = FileReport(kind: .checkpoint, bytes: file.count)
             r.formatVersion = c.format_version
             r.checksumVerified = true
-            r.model = try ModelCodec.model(from: m.pointee)
+            r.model = try ModelCodec.model(from: m.pointee, allowBFloat16: false)
             r.step = Int(c.step)
             r.epoch = Int(c.epoch)
             r.seed = c.seed
@@ -75,7 +77,8 @@ public struct FileReport {
             var r = FileReport(kind: .model, bytes: file.count)
             r.formatVersion = u.message.pointee.format_version
             r.checksumVerified = true
-            r.model = try ModelCodec.model(from: u.message.pointee)
+            r.model = try ModelCodec.model(from: u.message.pointee, allowBFloat16: true)
+            r.storedWeights = ModelCodec.storedWeights(of: u.message.pointee)
             return r
         }
         let u = try Unpacked<Parml__Tensor>(bytes, pml_tensor_descriptor(), what: "file (not a model, checkpoint or tensor message)")
@@ -119,7 +122,7 @@ public struct FileReport {
             }
             out.append("parameter tensors:")
             for info in model.namedParameters { out.append("  \(info.name) \(info.shape.dims)") }
-            out.append("total parameters: \(model.namedParameterCount)")
+            out.append("total parameters: \(model.namedParameterCount), stored as \(storedWeights.name)")
         }
         return out.joined(separator: "\n")
     }
@@ -153,6 +156,7 @@ public struct FileReport {
             }
             fields.append("\"parameter_tensors\": [" + tensors.joined(separator: ", ") + "]")
             fields.append("\"parameters\": \(model.namedParameterCount)")
+            fields.append("\"stored_weights\": \"\(storedWeights.name)\"")
         }
         return "{" + fields.joined(separator: ", ") + "}"
     }

@@ -8,9 +8,12 @@ import ParmlTensor
 enum ModelCodec {
     typealias LayerList = UnsafeMutablePointer<UnsafeMutablePointer<Parml__Layer>?>
 
-    /// Fills `message` from an initialised model; tensor data points into the
-    /// model's arena (keep the model alive until packed).
-    static func fill(_ message: UnsafeMutablePointer<Parml__Model>, from model: Model, arena: PackArena) throws {
+    /// Fills `message` from an initialised model; float32 tensor data points
+    /// into the model's arena (keep the model alive until packed), bfloat16
+    /// data into `arena`.
+    static func fill(
+        _ message: UnsafeMutablePointer<Parml__Model>, from model: Model, weights: StoredWeights = .float32, arena: PackArena
+    ) throws {
         guard let seed = model.seed, let values = model.parameters else {
             throw ParmlError.state("the model is not initialised; initialise it first")
         }
@@ -34,7 +37,10 @@ enum ModelCodec {
                 for (k, info) in stored.enumerated() {
                     let t = try arena.allocate(Parml__Tensor.self, count: 1)
                     let view = Tensor(view: values.data + info.offset, shape: info.shape, owner: values)
-                    try TensorCodec.fill(t, from: view, name: info.name, arena: arena)
+                    switch weights {
+                    case .float32: try TensorCodec.fill(t, from: view, name: info.name, arena: arena)
+                    case .bfloat16: try TensorCodec.fillBFloat16(t, from: view, name: info.name, arena: arena)
+                    }
                     tensors[k] = t
                 }
                 m.pointee.n_parameters = stored.count
@@ -122,30 +128,44 @@ enum ModelCodec {
     /// anything is allocated in proportion to what the message declares:
     /// every parameter tensor must carry its data, so the arena is never
     /// larger than the input.
-    static func model(from m: Parml__Model) throws -> Model {
-        let (model, tensors) = try layers(from: m)
+    static func model(from m: Parml__Model, allowBFloat16: Bool) throws -> Model {
+        let (model, tensors) = try layers(from: m, allowBFloat16: allowBFloat16)
         try model.restore(seed: m.init_seed) { arena, infos in try copy(tensors, into: arena, infos) }
         return model
     }
 
+    /// How a checked model message stores its parameters: bfloat16 when any
+    /// parameter is (parml writes all or none).
+    static func storedWeights(of m: Parml__Model) -> StoredWeights {
+        for i in 0..<m.n_layers {
+            guard let l = m.layers?[i]?.pointee else { continue }
+            for k in 0..<l.n_parameters where l.parameters?[k].map({ TensorCodec.isBFloat16($0.pointee) }) == true {
+                return .bfloat16
+            }
+        }
+        return .float32
+    }
+
     /// Copies checked parameter messages into an arena laid out as `infos`
-    /// (tied copies are skipped: the model fills them from their sources).
+    /// (tied copies are skipped: the model fills them from their sources),
+    /// widening bfloat16 ones.
     static func copy(_ tensors: [Parml__Tensor], into arena: UnsafeMutablePointer<Float>, _ all: [ParameterInfo]) throws {
         let infos = all.filter { $0.tiedTo == nil }
         guard infos.count == tensors.count else {
             throw ParmlError.internal("model has \(infos.count) parameter tensors, the file \(tensors.count)")
         }
         for (info, t) in zip(infos, tensors) {
-            guard t.data.len == info.count * MemoryLayout<Float>.stride else {
+            guard t.data.len == info.count * (TensorCodec.isBFloat16(t) ? 2 : MemoryLayout<Float>.stride) else {
                 throw ParmlError.internal("parameter \(info.name): \(t.data.len) bytes for \(info.count) values")
             }
-            TensorCodec.copyData(t, to: arena + info.offset)
+            TensorCodec.copyParameter(t, to: arena + info.offset)
         }
     }
 
     /// The model's layers (not yet built) and its checked parameter
     /// messages in arena order: everything `model(from:)` does but allocate.
-    static func layers(from m: Parml__Model) throws -> (Model, [Parml__Tensor]) {
+    /// `allowBFloat16`: model files may hold bfloat16 parameters, checkpoints not.
+    static func layers(from m: Parml__Model, allowBFloat16: Bool) throws -> (Model, [Parml__Tensor]) {
         try FileFormat.checkHeader(magic: m.magic, version: m.format_version, expected: FileFormat.modelMagic, what: "model file")
         guard m.n_layers > 0, let list = m.layers else { throw ParmlError.format("the model has no layers") }
         let model = Model()
@@ -185,7 +205,7 @@ enum ModelCodec {
             }
             for k in 0..<rec.n_parameters {
                 let t = try TensorCodec.element(rec.parameters, k, what: "layer \(i) parameter \(k)")
-                let s = try TensorCodec.shape(of: t, what: "layer \(i) parameter \(k)")
+                let s = try TensorCodec.parameterShape(of: t, what: "layer \(i) parameter \(k)", allowBFloat16: allowBFloat16)
                 guard s == specs[k].shape else {
                     throw ParmlError.format("layer \(i) parameter '\(specs[k].name)' has shape \(s), the layer needs \(specs[k].shape)")
                 }
@@ -204,32 +224,44 @@ enum ModelCodec {
     }
 }
 
+/// How a model file stores its parameters: float32 (the default, exact) or
+/// bfloat16, rounded to nearest even for exchange at half the size.
+public enum StoredWeights: Sendable {
+    case float32, bfloat16
+
+    public var name: String { self == .float32 ? "float32" : "bfloat16" }
+}
+
 /// A model as a parml.Model message (parml_model_save, _serialize).
 public enum ModelFile {
     /// Builds the message for `model` and hands it to `body` (valid only there).
-    private static func withMessage<R>(_ model: Model, _ body: (UnsafePointer<ProtobufCMessage>) throws -> R) throws -> R {
+    private static func withMessage<R>(
+        _ model: Model, weights: StoredWeights, _ body: (UnsafePointer<ProtobufCMessage>) throws -> R
+    ) throws -> R {
         let arena = PackArena()
         let m = try arena.allocate(Parml__Model.self, count: 1)
-        try ModelCodec.fill(m, from: model, arena: arena)
+        try ModelCodec.fill(m, from: model, weights: weights, arena: arena)
         return try withExtendedLifetime((model, arena)) {
             try body(UnsafeRawPointer(m).assumingMemoryBound(to: ProtobufCMessage.self))
         }
     }
 
     /// The model file's bytes; with a key, authenticated (FileAuthentication).
-    public static func encode(_ model: Model, key: UnsafeRawBufferPointer? = nil) throws -> EncodedBytes {
-        try withMessage(model) { m in try key.map { try FileFormat.packSealed(m, key: $0) } ?? FileFormat.packSealed(m) }
+    public static func encode(_ model: Model, weights: StoredWeights = .float32, key: UnsafeRawBufferPointer? = nil) throws -> EncodedBytes {
+        try withMessage(model, weights: weights) { m in try key.map { try FileFormat.packSealed(m, key: $0) } ?? FileFormat.packSealed(m) }
     }
 
     /// Writes the model file to `path` atomically, packing straight into it
     /// (with a key: packed in memory, then written).
-    public static func write(_ model: Model, to path: String, key: UnsafeRawBufferPointer? = nil) throws {
+    public static func write(
+        _ model: Model, to path: String, weights: StoredWeights = .float32, key: UnsafeRawBufferPointer? = nil
+    ) throws {
         if let key {
-            let bytes = try encode(model, key: key)
+            let bytes = try encode(model, weights: weights, key: key)
             try FileIO.writeAtomically(bytes.bytes, to: path)
             return
         }
-        try withMessage(model) { m in
+        try withMessage(model, weights: weights) { m in
             try FileIO.writeAtomically(to: path) { fd, tmp in try FileFormat.packSealed(m, to: fd, path: tmp) }
         }
     }
@@ -254,10 +286,10 @@ public enum ModelFile {
             let u = try FileFormat.checkpoint(bytes, known: knownCRC, what: "checkpoint file", key: key)
             return try withExtendedLifetime(u) {
                 guard let m = u.message.pointee.model else { throw ParmlError.format("the checkpoint has no model") }
-                return try ModelCodec.model(from: m.pointee)
+                return try ModelCodec.model(from: m.pointee, allowBFloat16: false)
             }
         }
         let u = try FileFormat.model(bytes, known: knownCRC, key: key)
-        return try withExtendedLifetime(u) { try ModelCodec.model(from: u.message.pointee) }
+        return try withExtendedLifetime(u) { try ModelCodec.model(from: u.message.pointee, allowBFloat16: true) }
     }
 }

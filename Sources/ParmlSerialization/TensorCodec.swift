@@ -35,6 +35,12 @@ enum TensorCodec {
     /// of data its dtype needs per element.
     static func shape(of m: Parml__Tensor, what: String, allowing: [DType] = [.float32]) throws -> Shape {
         let type = try dtype(of: m, what: what, allowing: allowing)
+        return try dims(of: m, what: what, elementSize: type.size, typeName: type.name)
+    }
+
+    /// The dims of a message whose elements are `elementSize` bytes, checked
+    /// as `shape(of:)` does.
+    private static func dims(of m: Parml__Tensor, what: String, elementSize: Int, typeName: String) throws -> Shape {
         guard m.n_dims >= 1, m.n_dims <= Shape.maxRank else {
             throw ParmlError.format("\(what): \(m.n_dims) dims; a tensor has 1 to \(Shape.maxRank)")
         }
@@ -48,10 +54,50 @@ enum TensorCodec {
         guard let n = s.checkedCount, n <= Int.max / 16 else {
             throw ParmlError.format("\(what): dims \(dims) hold more elements than fit in memory (the product overflows)")
         }
-        guard m.data.len == n * type.size else {
-            throw ParmlError.format("\(what): dims \(dims) of \(type.name) need \(n * type.size) bytes of data, found \(m.data.len)")
+        guard m.data.len == n * elementSize else {
+            throw ParmlError.format("\(what): dims \(dims) of \(typeName) need \(n * elementSize) bytes of data, found \(m.data.len)")
         }
         return s
+    }
+
+    // MARK: - bfloat16 parameters (model files saved for exchange)
+
+    /// parml.Tensor.DType.BFLOAT16's wire value. It is a file encoding of
+    /// float32 parameters, not a tensor dtype: reading widens it back.
+    static let bfloat16Wire: UInt32 = 4
+
+    /// Whether a parameter message holds bfloat16 values.
+    static func isBFloat16(_ m: Parml__Tensor) -> Bool { m.dtype.rawValue == bfloat16Wire }
+
+    /// A model parameter's shape, checked: FLOAT32 always, BFLOAT16 where
+    /// `allowBFloat16` (model files; checkpoints stay float32 so resuming
+    /// is exact).
+    static func parameterShape(of m: Parml__Tensor, what: String, allowBFloat16: Bool) throws -> Shape {
+        guard isBFloat16(m) else { return try shape(of: m, what: what) }
+        guard allowBFloat16 else {
+            throw ParmlError.format("\(what): dtype BFLOAT16 is for model files saved for exchange; a checkpoint's parameters are FLOAT32")
+        }
+        return try dims(of: m, what: what, elementSize: 2, typeName: "bfloat16")
+    }
+
+    /// Fills `message` with `tensor`'s float32 values rounded to bfloat16
+    /// (nearest even, subnormals to zero), written into `arena`.
+    static func fillBFloat16(_ message: UnsafeMutablePointer<Parml__Tensor>, from tensor: Tensor, name: String, arena: PackArena) throws {
+        try fill(message, from: tensor, name: name, arena: arena)
+        let halves = try arena.allocate(UInt16.self, count: tensor.count)
+        BF16.round(tensor.data, into: halves, count: tensor.count)
+        message.pointee.dtype = Parml__Tensor__DType(rawValue: bfloat16Wire)
+        message.pointee.data = ProtobufCBinaryData(
+            len: tensor.count * 2, data: UnsafeMutableRawPointer(halves).assumingMemoryBound(to: UInt8.self))
+    }
+
+    /// Copies a checked parameter message's values into `dst` as float32
+    /// (bfloat16 widened exactly).
+    static func copyParameter(_ m: Parml__Tensor, to dst: UnsafeMutablePointer<Float>) {
+        guard isBFloat16(m) else { return copyData(m, to: dst) }
+        guard m.data.len > 0, let src = m.data.data else { return }
+        let halves = UnsafeRawPointer(src)
+        for i in 0..<(m.data.len / 2) { dst[i] = BF16.value(halves.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
     }
 
     /// Copies a checked message's data into `dst` (shape(of:) first).

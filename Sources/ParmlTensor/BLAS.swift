@@ -40,6 +40,12 @@ public enum BLAS {
         }
     }
 
+    /// Whether `gemm` cuts this product over parml's worker threads (a
+    /// smaller one runs on one thread whatever `threads` says).
+    public static func usesWorkerThreads(m: Int, n: Int, k: Int) -> Bool {
+        ProductThreads.blockCount(m: m, n: n, k: k) > 1
+    }
+
     /// C(m×n) = alpha · op(A) · op(B) + beta · C, all row-major.
     /// op(A) is m×k (A is k×m when transA), op(B) is k×n (B is n×k when transB).
     @inline(__always)

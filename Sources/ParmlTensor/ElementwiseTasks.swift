@@ -31,6 +31,23 @@ struct UnaryPairTask: RangeTask {
     @inline(__always) func run(_ r: Range<Int>, part: Int) { f(x + r.lowerBound, y + r.lowerBound, d + r.lowerBound, r.count) }
 }
 
+/// Rows of y (rows, cols) = b (cols).
+struct BroadcastRowsTask: RangeTask {
+    let b: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<Float>
+    let cols: Int
+    @inline(__always) func run(_ r: Range<Int>, part: Int) { pml_broadcast_rows(b, y + r.lowerBound * cols, r.count, cols) }
+}
+
+/// db = beta·db + Σ_rows dy on a block of columns.
+struct SumRowsTask: RangeTask {
+    let dy: UnsafePointer<Float>
+    let db: UnsafeMutablePointer<Float>
+    let rows, cols: Int
+    let beta: Float
+    @inline(__always) func run(_ r: Range<Int>, part: Int) { pml_sum_rows_columns(dy, db, rows, cols, beta, r.lowerBound, r.upperBound) }
+}
+
 /// y += b.
 struct AddInPlaceTask: RangeTask {
     let y: UnsafeMutablePointer<Float>

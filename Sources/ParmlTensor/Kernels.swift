@@ -31,8 +31,10 @@ public enum Kernels {
     // MARK: - Bias
 
     /// y(N,C) = b(C) on every row (the start of y = x·Wᵀ + b).
+    /// Blocks of rows over the rank's threads: a copy, so any cut gives the same bits.
     public static func broadcastRows(_ b: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
-        pml_broadcast_rows(b, y, rows, cols)
+        WorkerPool.forRanges(
+            count: rows, grain: max(1, Grain.cheap / max(cols, 1)), alignment: 1, BroadcastRowsTask(b: b, y: y, cols: cols))
     }
 
     /// y(N,C) += b(C) on every row.
@@ -44,7 +46,9 @@ public enum Kernels {
     public static func sumRows(
         _ dy: UnsafePointer<Float>, rows: Int, cols: Int, into db: UnsafeMutablePointer<Float>, beta: Float
     ) {
-        pml_sum_rows(dy, db, rows, cols, beta)
+        // Blocks of columns over the rank's threads, each column summed over the rows in order.
+        WorkerPool.forRanges(
+            count: cols, grain: max(16, Grain.cheap / max(rows, 1)), SumRowsTask(dy: dy, db: db, rows: rows, cols: cols, beta: beta))
     }
 
     // MARK: - Activations (forward / backward pairs)
@@ -234,6 +238,15 @@ public enum Kernels {
 
     // MARK: - Losses
 
+    /// One loss term and its gradient's scale with sample weight
+    /// `weights[i]` applied (term·w, scale·w); unchanged without weights.
+    @inline(__always)
+    public static func sampleWeighted(_ term: Float, scale: Float, _ weights: UnsafePointer<Float>?, _ i: Int) -> (term: Float, scale: Float) {
+        guard let weights else { return (term, scale) }
+        let w = weights[i]
+        return (term * w, scale * w)
+    }
+
     /// Softmax cross-entropy over rows of logits(N,C) with class-index targets(N).
     /// Returns Σ_rows −log p[target] · scale and writes dlogits = (p − onehot)·scale.
     /// `correct` receives how many rows have their target as the arg-max.
@@ -244,9 +257,13 @@ public enum Kernels {
     /// (w = 1 without weights), and its gradient is
     /// ((1−ε)·w[t] + ε/C·Σw)·p − (1−ε)·w[t]·onehot − ε/C·w, times scale.
     /// Both reduce to the plain form, bit for bit, at w = 1 and ε = 0.
+    /// With `rowWeights` (per-sample weights s, one per `rowsPerWeight`
+    /// rows: a sequence's positions share their sample's), row r's loss and
+    /// gradient are also multiplied by s[r / rowsPerWeight].
     public static func softmaxCrossEntropy(
         _ logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, cols: Int, scale: Float,
-        classWeights: [Float]? = nil, smoothing: Float = 0, dlogits: UnsafeMutablePointer<Float>?, correct: inout Int
+        classWeights: [Float]? = nil, smoothing: Float = 0, rowWeights: UnsafePointer<Float>? = nil, rowsPerWeight: Int = 1,
+        dlogits: UnsafeMutablePointer<Float>?, correct: inout Int
     ) -> Float {
         var total: Float = 0
         let smooth = smoothing / Float(max(cols, 1))
@@ -276,13 +293,15 @@ public enum Kernels {
                 }
                 rowLoss += smooth * (weightSum * logZ - weighted)
             }
-            total += rowLoss
+            // A sample weight scales the row's whole term (torch's reduction='none', then weighted).
+            let (weightedLoss, rowScale) = sampleWeighted(rowLoss, scale: scale, rowWeights, r / rowsPerWeight)
+            total += weightedLoss
             if let dlogits {
                 let dr = dlogits + r * cols
                 let invZ = 1 / z
                 let a = (1 - smoothing) * wt + smooth * weightSum
-                for c in 0..<cols { dr[c] = (a * (expf(lr[c] - mx) * invZ) - smooth * (classWeights?[c] ?? 1)) * scale }
-                dr[t] -= (1 - smoothing) * wt * scale
+                for c in 0..<cols { dr[c] = (a * (expf(lr[c] - mx) * invZ) - smooth * (classWeights?[c] ?? 1)) * rowScale }
+                dr[t] -= (1 - smoothing) * wt * rowScale
             }
         }
         return total * scale
@@ -294,31 +313,47 @@ public enum Kernels {
     /// p the pos_weight of its output (`count` elements, `outputs` per row;
     /// p = 1 without weights). Writes dx = (σ(x)·(p·y + 1 − y) − p·y)·scale.
     /// `correct` counts elements whose sign (x > 0) matches y > 0.5.
+    /// With `rowWeights` (one per `elementsPerWeight` elements: a sample's
+    /// outputs), element i's term and gradient are multiplied by
+    /// rowWeights[i / elementsPerWeight].
     public static func binaryCrossEntropyWithLogits(
         _ x: UnsafePointer<Float>, targets y: UnsafePointer<Float>, count n: Int, outputs: Int, positiveWeights: [Float]?,
-        scale: Float, dx: UnsafeMutablePointer<Float>?, correct: inout Int
+        scale: Float, rowWeights: UnsafePointer<Float>? = nil, elementsPerWeight: Int = 1, dx: UnsafeMutablePointer<Float>?,
+        correct: inout Int
     ) -> Float {
         var total: Float = 0
         for i in 0..<n {
             let xi = x[i], yi = y[i]
             let p = positiveWeights?[i % max(outputs, 1)] ?? 1
             if (xi > 0) == (yi > 0.5) { correct += 1 }
-            total += (1 - yi) * xi + (1 + (p - 1) * yi) * (log1pf(expf(-abs(xi))) + max(-xi, 0))
+            let (term, s) = sampleWeighted(
+                (1 - yi) * xi + (1 + (p - 1) * yi) * (log1pf(expf(-abs(xi))) + max(-xi, 0)), scale: scale, rowWeights, i / elementsPerWeight)
+            total += term
             if let dx {
                 let e = expf(-abs(xi))
                 let sigmoid = xi >= 0 ? 1 / (1 + e) : e / (1 + e)
-                dx[i] = (sigmoid * (p * yi + 1 - yi) - p * yi) * scale
+                dx[i] = (sigmoid * (p * yi + 1 - yi) - p * yi) * s
             }
         }
         return total * scale
     }
 
-    /// Returns Σ (p − t)² · scale and writes dp = 2(p − t)·scale.
+    /// Returns Σ (p − t)² · scale and writes dp = 2(p − t)·scale. With
+    /// `rowWeights` (one per `elementsPerWeight` elements), element i's
+    /// term and gradient are multiplied by rowWeights[i / elementsPerWeight].
     public static func meanSquaredError(
         _ p: UnsafePointer<Float>, targets: UnsafePointer<Float>, count n: Int, scale: Float,
-        dp: UnsafeMutablePointer<Float>?
+        rowWeights: UnsafePointer<Float>? = nil, elementsPerWeight: Int = 1, dp: UnsafeMutablePointer<Float>?
     ) -> Float {
         var total: Float = 0
+        if let rowWeights {
+            for i in 0..<n {
+                let d = p[i] - targets[i], w = rowWeights[i / elementsPerWeight]
+                total += w * (d * d)
+                dp?[i] = 2 * d * (scale * w)
+            }
+            return total * scale
+        }
         for i in 0..<n {
             let d = p[i] - targets[i]
             total += d * d

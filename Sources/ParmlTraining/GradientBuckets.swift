@@ -5,7 +5,10 @@ import ParmlTensor
 /// ZeRO-2 and 3 in fast mode: a run's gradients are reduce-scattered bucket
 /// by bucket while backward goes on, and the parts a rank does not own are
 /// handed back to the operating system at once, so a rank holds about 1/dp
-/// of the gradients (its shard) plus the bucket being filled.
+/// of the gradients (its shard) plus the bucket being filled. With overlap
+/// (Overlap.swift) every ZeRO stage has buckets: ZeRO 0 all-reduces each,
+/// ZeRO 1 reduce-scatters it and keeps its pages, and a communication
+/// thread reduces them while backward computes earlier layers.
 ///
 /// A bucket is a run of consecutive top-level layers, taken from the run's
 /// last layer backwards until it holds at least `bucketFloats` gradients
@@ -20,9 +23,10 @@ import ParmlTensor
 /// whole run after backward. Every rank of the data group enters every
 /// bucket's collective, in the same order.
 ///
-/// `reduce(_:of:)` is the one place a ready bucket is handled: work that
-/// overlaps communication with backward (a communication thread) attaches
-/// there, taking ready buckets in the same order.
+/// `reduce(_:of:)` is the one place a ready bucket is reduced; with overlap
+/// `reduceBuckets` hands ready buckets to the rank's CommunicationThread,
+/// which reduces them in the same order. Every element's sum is the same
+/// rank-order sum whatever the cut, so buckets change no bits.
 final class GradientBuckets {
     struct Bucket {
         /// Top-level layer indices whose gradients it holds.
@@ -37,6 +41,10 @@ final class GradientBuckets {
     let buckets: [Bucket]
     /// The next bucket to reduce this step.
     var next = 0
+    /// ZeRO ≥ 2: pages outside the owned shard go back once reduced.
+    let releasesPages: Bool
+    /// Floats of the run (all resident when pages are kept).
+    let runFloats: Int
 
     convenience init(run: VirtualStage, model: Model, layout: RankLayout, bucketFloats: Int) {
         self.init(layers: run.layers, range: run.range, model: model, layout: layout, bucketFloats: bucketFloats)
@@ -63,11 +71,14 @@ final class GradientBuckets {
             }
         }
         buckets = out
+        releasesPages = layout.zeroStage >= 2
+        runFloats = runRange.count
     }
 
     /// Gradient floats resident at most: the owned shard, and the largest
     /// bucket's part outside it while that bucket fills.
     func residentGradients(owned: Range<Int>) -> Int {
+        guard releasesPages else { return runFloats }
         let outside = buckets.map { b in
             b.range.count - max(0, min(b.range.upperBound, owned.upperBound) - max(b.range.lowerBound, owned.lowerBound))
         }
@@ -78,10 +89,15 @@ final class GradientBuckets {
 extension RankContext {
     /// Reduces the run's ready buckets whose first layer is `layer` or
     /// later (called after each layer's backward on the step's last piece).
+    /// With a communication thread the bucket is handed over instead.
     func reduceBuckets(of vs: VirtualStage, through layer: Int) throws {
         guard let b = vs.buckets else { return }
         while b.next < b.buckets.count, b.buckets[b.next].layers.lowerBound >= layer {
-            try reduce(b.buckets[b.next], of: vs)
+            if let communication {
+                try communication.submit(run: vs.index, bucket: b.next)
+            } else {
+                try reduce(b.buckets[b.next], of: vs)
+            }
             b.next += 1
         }
     }
@@ -93,12 +109,17 @@ extension RankContext {
         try reduceBuckets(of: vs, through: vs.layers.lowerBound)
     }
 
-    /// One bucket: its parts of the data ranks' shards reduce-scattered
-    /// to their owners, then the pages outside this rank's shard handed back.
+    /// One bucket: all-reduced (ZeRO 0), or its parts of the data ranks'
+    /// shards reduce-scattered to their owners, then (ZeRO ≥ 2) the pages
+    /// outside this rank's shard handed back.
     func reduce(_ bucket: GradientBuckets.Bucket, of vs: VirtualStage) throws {
-        guard let comms, let grads = model.gradients else { return }
+        guard let comms, let grads = model.gradients, let b = vs.buckets else { return }
         let g = grads.data
+        guard layout.shardsOverData else {
+            return try comms.data.allReduce(g + bucket.range.lowerBound, count: bucket.range.count, op: .sum)
+        }
         try comms.data.reduceScatter(g + bucket.range.lowerBound, count: bucket.range.count, shards: bucket.shards, op: .sum)
+        guard b.releasesPages else { return }
         // The buckets above this one are reduced already: reaching a page
         // into them frees the page a boundary between two buckets cuts.
         let lo = bucket.range.lowerBound, hi = min(bucket.range.upperBound + Pages.size / 4, vs.range.upperBound)
@@ -106,5 +127,37 @@ extension RankContext {
         Pages.release(g + lo, count: min(hi, owned.lowerBound) - lo)  // below the shard (nothing when count ≤ 0)
         let above = max(lo, owned.upperBound)
         Pages.release(g + above, count: hi - above)
+    }
+}
+
+extension RankContext {
+    /// With overlap: the rank's communication thread, which reduces the
+    /// buckets backward hands it (started when the rank is built).
+    func startCommunicationThread() throws -> CommunicationThread? {
+        guard layout.overlapsReduction, comms != nil else { return nil }
+        let capacity = virtualStages.reduce(0) { $0 + ($1.buckets?.buckets.count ?? 0) }
+        guard capacity > 0 else { return nil }
+        return try CommunicationThread(capacity: capacity) { [unowned self] job in
+            guard let vs = virtualStages.first(where: { $0.index == job.run }), let b = vs.buckets else {
+                throw ParmlError.internal("overlap: no run \(job.run) with buckets on rank \(rank)")
+            }
+            try reduce(b.buckets[job.bucket], of: vs)
+        }
+    }
+
+    /// Waits for the buckets handed to the communication thread: after it
+    /// the step's gradients are reduced, as after synchronous buckets.
+    func finishBuckets() throws {
+        try communication?.finish()
+    }
+
+    /// A step that failed with buckets in flight: the world is aborted (as
+    /// the rank's failure would abort it anyway), so the bucket's collective
+    /// ends at once, and the thread is let go before the error leaves the
+    /// rank, so it never touches gradients of a later step.
+    func abandonBuckets(after error: any Error) {
+        guard let communication else { return }
+        if communication.busy { comms?.data.abort(reason: "rank \(rank) failed: \(error)") }
+        communication.quiesce()
     }
 }

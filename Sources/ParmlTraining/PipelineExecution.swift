@@ -27,9 +27,14 @@ extension RankContext {
                 let next = layout.stage(holding: coordinate.stage + 1)
                 try comms.pipe.reserveSends(to: next, messages: pieces * sending, floats: rows * sendWidth)
             }
-            if returning > 0 {
+            // A private step (PrivateStep.swift) sends each piece's norm-pass
+            // gradient and running sums back too, and the first stage the
+            // totals to the last (its "previous" round the ring).
+            let isPrivate = work.step.privacy != nil
+            let messages = returning * (isPrivate ? 3 : 1) + (isPrivate && coordinate.stage == 0 ? 1 : 0)
+            if messages > 0 {
                 let previous = layout.stage(holding: coordinate.stage + layout.mesh.pp - 1)
-                try comms.pipeBackward.reserveSends(to: previous, messages: pieces * returning, floats: rows * returnWidth)
+                try comms.pipeBackward.reserveSends(to: previous, messages: pieces * messages, floats: rows * max(returnWidth, 1))
             }
         }
         var i = 0
@@ -143,7 +148,7 @@ extension RankContext {
         guard let grads = model.gradients else { throw ParmlError.internal("backward before forward") }
         var ctx = context(piece, work)
         let start = trace.now()
-        let dy = try outputGradient(piece: piece, microBatch: j, vs, slot: slot, work: &work)
+        var dy = try outputGradient(piece: piece, microBatch: j, vs, slot: slot, work: &work)
         // The loss belongs to the last stage's backward time.
         let t = vs.isLast ? start : trace.now()
         // The gradient arena is the momentum when it is folded: a loss or an
@@ -163,7 +168,11 @@ extension RankContext {
         // overwrites, or folds momentum); deterministic mode keeps each
         // chunk's gradient apart for the ChunkTree.
         let accumulate = piece.chunk == nil && vs.backwardPieces > 0
-        if vs.isLast { try clipPerExample(dy, vs, slot: slot, ctx, work: work) }  // DP-SGD's pass 1 (PrivateStep.swift)
+        // DP-SGD's pass 1 (PrivateStep.swift); a run before the last then
+        // receives the clipped output gradient of the ordinary backward.
+        if try clipPerExample(dy, vs, slot: slot, ctx, work: work) {
+            dy = try outputGradient(piece: piece, microBatch: j, vs, slot: slot, work: &work)
+        }
         if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
         // ZeRO ≥ 2: the step's last piece reduces each bucket once backward has passed it.
         let lastPiece = vs.buckets != nil && vs.backwardPieces == work.totalPieces - 1
@@ -194,9 +203,10 @@ extension RankContext {
             let y = work.step.y, first = piece.rows.lowerBound - work.step.plan.firstLocalRow
             try slot.targetView.retarget(
                 y.data + first * y.shape.rowSize * y.dtype.size / 4, shape: y.shape.withLeading(n), dtype: y.dtype)
+            let w = work.step.w.map { UnsafePointer($0.data + first) }  // the piece's sample weights
             let r = try shardedLoss?.compute(
-                output: out, targets: slot.targetView, scale: work.scale, options: loss.options, wantGradient: true)
-                ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, wantGradient: true)
+                output: out, targets: slot.targetView, scale: work.scale, options: loss.options, sampleWeights: w, wantGradient: true)
+                ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, sampleWeights: w, wantGradient: true)
             work.lossSum += r.loss
             work.correct += r.correct
             return shardedLoss?.gradient ?? loss.gradient

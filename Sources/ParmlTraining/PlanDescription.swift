@@ -86,6 +86,7 @@ extension Trainer {
         }
         if mesh.dp > 1 {
             let how: String
+            let overlapWord = strategy.overlap == .auto ? "overlap auto: on under MPI only" : "overlap \(strategy.overlap.name)"
             let floats = layout.stageRanges.map(\.count).max() ?? 0
             let ring32 = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 4)
             if layout.averagesParameters {
@@ -111,12 +112,16 @@ extension Trainer {
                 how = "chunk-tree nodes sent to shard owners (send/recv), summed in the fixed tree order"
                     + (layout.zeroStage == 0 ? ", then all-gather" : "")
             } else if let floats = layout.gradientBucketFloats {
-                how = "reduce-scatter in buckets of about \(floats * 4) bytes (whole top-level layers) as backward finishes them; "
-                    + "each rank keeps its shard and hands back the rest of each bucket's pages"
+                let op = layout.zeroStage == 0 ? "all-reduce" : "reduce-scatter"
+                how = "\(op) in buckets of about \(floats * 4) bytes (whole top-level layers) as backward finishes them"
+                    + (layout.zeroStage >= 2 ? "; each rank keeps its shard and hands back the rest of each bucket's pages" : "")
+                    + (layout.overlapsReduction
+                        ? "; overlapped with backward on a communication thread per rank (overlap \(strategy.overlap.name))"
+                        : "; on the rank's thread (\(overlapWord))")
             } else if layout.zeroStage >= 1 {
-                how = "reduce-scatter (each rank keeps its shard)"
+                how = "reduce-scatter (each rank keeps its shard) after backward (\(overlapWord))"
             } else {
-                how = "all-reduce in buckets of \(strategy.bucketBytes) bytes"
+                how = "all-reduce in buckets of \(strategy.bucketBytes) bytes after backward (\(overlapWord))"
             }
             lines.append("  2. gradients of each stage summed over its dp group: \(how)")
         } else {

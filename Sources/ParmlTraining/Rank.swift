@@ -10,7 +10,8 @@ import ParmlTensor
 //   BatchStatisticsExecution.swift  a run holding batch_norm: phases around its statistics
 //   GradientReduction.swift   fast mode: bucketed all-reduce, or reduce-scatter under ZeRO;
 //                             local SGD's parameter average
-//   GradientBuckets.swift     fast mode, ZeRO ≥ 2: buckets reduce-scattered during backward
+//   GradientBuckets.swift     fast mode, ZeRO ≥ 2 or overlap: buckets reduced during backward
+//   CommunicationThread.swift overlap: the thread that reduces them while backward goes on
 //   CompressedReduction.swift, PowerSGD.swift  the compressed data-parallel sums
 //   ChunkTreeReduction.swift  deterministic mode: chunk gradients combined along the ChunkTree
 //   TiedGradients.swift       tied parameters (a tied classifier): their two gradients summed
@@ -78,9 +79,11 @@ struct RankLayout {
     var localSteps = 1
     var outerLearningRate: Float = 1
     var outerMomentum: Float = 0
-    /// ZeRO ≥ 2 in fast mode with dp > 1: floats per gradient bucket, which
-    /// is reduce-scattered during backward (GradientBuckets.swift); nil otherwise.
+    /// Fast mode with dp > 1 and ZeRO ≥ 2 or overlap: floats per gradient
+    /// bucket, which is reduced during backward (GradientBuckets.swift); nil otherwise.
     var gradientBucketFloats: Int? = nil
+    /// Buckets go to each rank's communication thread (Overlap.swift).
+    var overlapsReduction = false
     /// Local SGD with an outer optimizer other than plain averaging.
     var hasOuterOptimizer: Bool { averagesParameters && (outerLearningRate != 1 || outerMomentum != 0) }
     /// Local SGD: replicas step on their own rows between averages.
@@ -93,7 +96,8 @@ struct RankLayout {
 /// slice of each batch, micro-batch by micro-batch in the stage's schedule,
 /// exchanges activations with its pipeline neighbours, reduces its stage's
 /// gradients with the ranks holding the same stage, and updates its part of
-/// the arena. Everything here is touched by this rank's thread only during a step.
+/// the arena. Everything here is touched by this rank's thread only during a
+/// step (with overlap, its communication thread also reduces gradient buckets).
 final class RankContext {
     let rank: Int
     let coordinate: MeshCoordinate
@@ -148,6 +152,8 @@ final class RankContext {
     var rowCounts: [Int] = []
     /// Private training's per-example norms and noise (PrivateStep.swift).
     let privateScratch = PrivateStepScratch()
+    /// Overlap: reduces gradient buckets while backward goes on (GradientBuckets.swift).
+    private(set) var communication: CommunicationThread?
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
@@ -235,6 +241,7 @@ final class RankContext {
             }
         }
         slots.append(try PipelineSlot(model: model))
+        communication = try startCommunicationThread()
     }
 
     /// The parts of its stage's slices the rank at `c` reduces and
@@ -284,11 +291,11 @@ final class RankContext {
         }
         let settings = step.settings
         // Local SGD: each replica's gradient is the mean over its own rows
-        // (with class weights: the global scale, rescaled to its share).
+        // (with class or sample weights: the global scale, rescaled to its share).
         let ownRows = step.plan.rows(of: coordinate.data).count
         var scale = step.lossScale
         if layout.averagesParameters {
-            scale = loss.options.classWeights == nil
+            scale = loss.options.classWeights == nil && step.w == nil
                 ? loss.meanScale(samples: max(ownRows, 1), output: step.outputShape)
                 : step.lossScale * Float(step.plan.samples) / Float(max(ownRows, 1))
         }
@@ -307,22 +314,29 @@ final class RankContext {
                     tree: ChunkTree(chunks: step.plan.chunkCount), owned: step.plan.chunks(of: coordinate.data), width: vs.range.count)
             }
         }
-        try runSchedule(&work)
-
         // 2. Gradients become the batch mean over the owned ranges
-        //    (ChunkTreeReduction.swift, GradientReduction.swift).
-        var t = trace.now()
-        for vs in virtualStages {
-            if step.plan.chunk != nil {
-                try combineChunkGradients(plan: step.plan, of: vs)
-            } else {
-                if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
-                if vs.buckets != nil {
-                    try flushBuckets(of: vs)  // buckets backward did not reduce (all of them on a rank without rows)
-                } else if !layout.averagesParameters {
-                    try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+        //    (ChunkTreeReduction.swift, GradientReduction.swift); with
+        //    overlap, buckets in flight since backward are waited for.
+        var t: Double
+        do {
+            try runSchedule(&work)
+            t = trace.now()
+            for vs in virtualStages {
+                if step.plan.chunk != nil {
+                    try combineChunkGradients(plan: step.plan, of: vs)
+                } else {
+                    if vs.backwardPieces == 0 { (grads.data + vs.range.lowerBound).update(repeating: 0, count: vs.range.count) }
+                    if vs.buckets != nil {
+                        try flushBuckets(of: vs)  // buckets backward did not reduce (all of them on a rank without rows)
+                    } else if !layout.averagesParameters {
+                        try reduceGradients(of: vs, bucketFloats: settings.bucketFloats)
+                    }
                 }
             }
+            try finishBuckets()
+        } catch {
+            abandonBuckets(after: error)
+            throw error
         }
         try sumTiedGradients(grads.data)
         try addPrivacyNoise(grads, step: step)  // DP-SGD, after the sum (PrivateStep.swift)

@@ -40,8 +40,12 @@ final class ShardedCrossEntropy {
 
     /// Loss (scaled sum over rows) and arg-max hits, as `Loss.compute`;
     /// `output` holds this rank's classes, `targets` whole class indices,
-    /// `options` the loss's weights and smoothing.
-    func compute(output: Tensor, targets: Tensor, scale: Float, options: LossOptions, wantGradient: Bool) throws -> (loss: Float, correct: Int) {
+    /// `options` the loss's weights and smoothing, `sampleWeights` one per
+    /// sample (a sequence's positions share it), as Kernels.softmaxCrossEntropy.
+    func compute(
+        output: Tensor, targets: Tensor, scale: Float, options: LossOptions, sampleWeights: UnsafePointer<Float>? = nil,
+        wantGradient: Bool
+    ) throws -> (loss: Float, correct: Int) {
         let cols = output.shape[output.shape.rank - 1], rows = output.count / max(cols, 1)
         let ranks = comm.size, me = comm.rank
         // tp divides the classifier's classes, so every rank holds `cols`.
@@ -95,21 +99,24 @@ final class ShardedCrossEntropy {
 
         var total: Float = 0
         let g = wantGradient ? try grad.shaped(output.shape) : nil
+        let perSample = max(rows / max(output.shape[0], 1), 1)
         // The terms of Kernels.softmaxCrossEntropy (its comment has the formula).
         for r in 0..<rows {
             let mx = m.data[r * ranks * 2]
             let sum = s.data[width * r]
             let lse = logf(sum) + mx
             let wt = w?[Int(y[r])] ?? 1
-            total += (1 - eps) * wt * (lse - s.data[width * r + 1])
-            if eps > 0 { total += smooth * (weightSum * lse - s.data[width * r + 2]) }
+            var rowLoss = (1 - eps) * wt * (lse - s.data[width * r + 1])
+            if eps > 0 { rowLoss += smooth * (weightSum * lse - s.data[width * r + 2]) }
+            let (weightedLoss, rowScale) = Kernels.sampleWeighted(rowLoss, scale: scale, sampleWeights, r / perSample)
+            total += weightedLoss
             if let g {
                 let zr = z + r * cols, gr = g.data + r * cols
                 let inv = 1 / sum
                 let a = (1 - eps) * wt + smooth * weightSum
-                for c in 0..<cols { gr[c] = (a * (expf(zr[c] - mx) * inv) - smooth * (w?[classOffset + c] ?? 1)) * scale }
+                for c in 0..<cols { gr[c] = (a * (expf(zr[c] - mx) * inv) - smooth * (w?[classOffset + c] ?? 1)) * rowScale }
                 let t = Int(y[r]) - classOffset
-                if t >= 0 && t < cols { gr[t] -= (1 - eps) * wt * scale }
+                if t >= 0 && t < cols { gr[t] -= (1 - eps) * wt * rowScale }
             }
         }
         return (total * scale, correct)

@@ -25,12 +25,15 @@ struct StepDescription {
     /// replica's rows (`plan.firstLocalRow` says where they start).
     let x: Tensor
     let y: Tensor
+    /// Per-sample loss weights, rows as `y`'s; nil: none (Trainer+SampleWeights.swift).
+    var w: Tensor? = nil
     /// Which rows and chunks each data-parallel replica takes.
     let plan: StepPlan
     /// The model's output shape for `x`.
     let outputShape: Shape
     /// The loss's mean scale: 1 / (global predictions or elements), or
-    /// 1 / (Σ class weight of the global batch's targets).
+    /// 1 / (Σ class weight of the global batch's targets), or with sample
+    /// weights 1 / Σ of their denominators (0 for a batch of weight 0).
     let lossScale: Float
     /// Optimizer steps taken before this one.
     let index: Int

@@ -81,6 +81,9 @@ public struct StrategyConfig: Sendable, Equatable {
     /// with float32 accumulation (docs/precision.md);
     /// where this host cannot, the trainer runs float32 and its plan says why.
     public var precision: Precision = .float32
+    /// Data-parallel gradient buckets reduced on a communication thread
+    /// while backward goes on (Overlap.swift); auto: on under MPI only.
+    public var overlap: OverlapSetting = .auto
 
     public init() {}
 
@@ -114,6 +117,7 @@ public struct StrategyConfig: Sendable, Equatable {
             throw ParmlError.invalidArgument("strategy: watchdog_seconds must be in (0, 86400], got \(watchdogSeconds)")
         }
         try validateCommunication()
+        try validateOverlap()
         guard dp.multipliedReportingOverflow(by: tp).overflow == false,
             (dp * tp).multipliedReportingOverflow(by: pp).overflow == false, worldSize <= 4096
         else {

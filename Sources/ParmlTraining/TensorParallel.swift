@@ -453,9 +453,9 @@ struct TensorParallelRewrite {
         let m = Model()
         // Copies: every data-parallel replica gets layers of its own.
         for l in layers { try m.add(try l.replicate()) }
-        try m.initialize(seed: serial.seed ?? 0)
-        guard let src = serial.parameters, let dst = m.parameters else { throw ParmlError.internal("unbuilt model") }
-        copy(from: src.data, into: dst.data, model: m)
+        guard let src = serial.parameters else { throw ParmlError.internal("unbuilt model") }
+        // Every local parameter comes from the serial arena: nothing to draw.
+        try m.restore(seed: serial.seed ?? 0) { arena, _ in copy(from: src.data, into: arena, model: m) }
         return m
     }
 

@@ -40,10 +40,20 @@ extension Trainer {
         }
         try config.validate()
         let mesh = layout.mesh
-        if mesh.pp > 1 || mesh.tp > 1 {
+        if mesh.tp > 1 && strategy.splitClassifier {
             throw ParmlError.unsupported(
-                "private training with pp = \(mesh.pp), tp = \(mesh.tp): an example's gradient norm spans every stage and slice, "
-                    + "which the trainer does not combine yet; use data parallelism (dp) only")
+                "private training with split_classifier (tp = \(mesh.tp)): the per-example norm pass does not handle the sharded "
+                    + "loss and vocabulary slices yet; leave split_classifier off")
+        }
+        if mesh.pp > 1 && layout.virtualStages > 1 {
+            throw ParmlError.unsupported(
+                "private training with interleaved 1F1B (virtual_stages = \(layout.virtualStages)): the per-example norms cross the "
+                    + "stages once from the last to the first, which the interleaved ring does not; use GPipe or 1F1B")
+        }
+        if mesh.pp > 1 && !model.tiedParameters.isEmpty {
+            throw ParmlError.unsupported(
+                "private training with tied parameters under pp = \(mesh.pp): a tied classifier's per-example norm needs its "
+                    + "embedding's terms on the same rank, and the two sit on different stages; use an untied linear classifier, or pp 1")
         }
         if layout.averagesParameters {
             throw ParmlError.unsupported("private training with local_steps > 1: the noise is added to the summed gradient of every step")

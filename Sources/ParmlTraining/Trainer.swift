@@ -110,6 +110,11 @@ public final class Trainer {
     public let conversion: (inputs: Tensor, targets: Tensor)
     /// Local batches: the replicas' row counts and a verdict, exchanged per step.
     private let exchange = try! Tensor(shape: Shape(0))
+    /// Sample weights: the global batch's per-sample denominators, and fit's batch of weights.
+    let sampleDenominatorScratch = Buffer()
+    let batchWeights = try! Tensor(shape: Shape(0))
+    /// The host's weights of a C step (parml_trainer_step_weighted), copied here.
+    public let stepWeights = try! Tensor(shape: Shape(0))
     /// What every step shares (seed, clipping, buckets, the finite check).
     private let stepSettings: StepSettings
     /// The current step, read by every rank; and the closure the pool runs,
@@ -183,14 +188,15 @@ public final class Trainer {
         var layout: RankLayout
         var world: ThreadsWorld?
         var pool: RankPool?
-        func makeLayout(_ arenaModel: Model) -> RankLayout {
+        func makeLayout(_ arenaModel: Model, threadsAllowed: Bool = true) -> RankLayout {
             RankLayout(
                 mesh: mesh, partition: partition,
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
                 localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum,
-                gradientBucketFloats: strategy.bucketsGradients(dp: mesh.dp) ? max(1, strategy.bucketBytes / MemoryLayout<Float>.stride) : nil)
+                gradientBucketFloats: strategy.gradientBucketFloats(dp: mesh.dp, threadsAllowed: threadsAllowed),
+                overlapsReduction: strategy.overlapsReduction(dp: mesh.dp) && threadsAllowed)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
@@ -200,7 +206,11 @@ public final class Trainer {
                 name: "world")
             let r = processes.localRanks.lowerBound, c = mesh.coordinate(ofRank: r)
             let rankModel = rewrites.isEmpty ? model : try rewrites[c.tensor].makeModel(from: model)
-            layout = makeLayout(rankModel)
+            if strategy.overlap == .on && !processes.allowsCommunicationThreads {
+                throw ParmlError.unsupported(
+                    "overlap=on: the host initialised MPI below MPI_THREAD_SERIALIZED, so a communication thread may not call it")
+            }
+            layout = makeLayout(rankModel, threadsAllowed: processes.allowsCommunicationThreads)
             let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r))
             // Processes share no memory: ZeRO-3 all-gathers like ZeRO-1/2.
             ranks.append(
@@ -358,27 +368,31 @@ public final class Trainer {
     /// One optimizer step on a batch. Nothing is updated when it throws
     /// before the ranks start (shapes and targets are checked first); a
     /// failure on a rank leaves the trainer unusable (the replicas may differ).
+    /// `sampleWeights` (N, float32, finite, >= 0): each sample's loss
+    /// weight (Trainer+SampleWeights.swift); all 0 is refused unless
+    /// `zeroWeightsAllowed` (fit: such a batch adds loss 0 and no gradient).
     @discardableResult
-    public func step(inputs: Tensor, targets: Tensor) throws -> BatchResult {
+    public func step(inputs: Tensor, targets: Tensor, sampleWeights: Tensor? = nil, zeroWeightsAllowed: Bool = false) throws -> BatchResult {
         if let poisoned { throw ParmlError.state("an earlier step failed (\(poisoned)); create a new trainer") }
         // Local data: a replica whose data ran out passes no rows (the model checks a row's shape).
         let outShape = localData && inputs.shape[0] == 0
             ? try model.outputShape(for: inputs.shape.withLeading(1)).withLeading(0) : try model.outputShape(for: inputs.shape)
         try loss.validate(output: outShape, targets: targets)
         let n = inputs.shape[0]
+        if let sampleWeights { try checkStepWeights(sampleWeights, rows: n) }
         let chunk = strategy.deterministic ? strategy.gradientChunk : nil
         var plan = StepPlan(samples: n, ranks: layout.mesh.dp, deterministicChunk: chunk)
         if localBatches {
             // This process holds its replica's rows only: learn the global
             // batch from the replicas' counts, and check the rows are the
             // ones a global batch would give this replica.
-            plan = try localPlan(rows: n, chunk: chunk)
+            plan = try localPlan(rows: n, chunk: chunk, weighted: sampleWeights != nil)
         }
         // Class weights: the mean is over the global batch's target weight,
         // which local batches learn by summing the replicas' class counts.
         var lossScale = loss.meanScale(samples: plan.samples, output: outShape)
         var lossWeight = Double(plan.samples)
-        if loss.options.classWeights != nil {
+        if loss.options.classWeights != nil && sampleWeights == nil {  // with sample weights: their total includes the class weights
             let data = localBatches ? ranks.first?.comms?.data : nil
             let weight = try loss.targetWeight(targets, classes: outShape[outShape.rank - 1]) { counts, classes in
                 try data?.allReduce(counts, count: classes, op: .sum)
@@ -386,11 +400,19 @@ public final class Trainer {
             lossScale = 1 / weight
             lossWeight = Double(weight)
         }
+        if let sampleWeights {
+            lossWeight = try sampleWeightTotal(
+                sampleWeights, targets: targets, output: outShape, samples: plan.samples, firstRow: plan.firstLocalRow, gather: localBatches)
+            guard lossWeight > 0 || zeroWeightsAllowed else {
+                throw ParmlError.invalidArgument("sample weights: every prediction of the batch has weight 0, so the weighted mean is undefined")
+            }
+            lossScale = lossWeight > 0 ? Float(1 / lossWeight) : 0
+        }
         try syncReplicas()
         useOwnBLASThreads()
         job.set(
             StepDescription(
-                x: inputs, y: targets, plan: plan, outputShape: outShape, lossScale: lossScale, index: stepCount,
+                x: inputs, y: targets, w: sampleWeights, plan: plan, outputShape: outShape, lossScale: lossScale, index: stepCount,
                 learningRate: learningRate, settings: stepSettings, fault: faultInjection,
                 privacy: privacy.map { PrivateStepSettings(config: $0, expectedBatch: privateExpectedBatch ?? Double(plan.samples)) }))
         do {
@@ -463,13 +485,19 @@ public final class Trainer {
     /// The step's plan when each replica passes its own rows: the counts of
     /// all replicas are summed over the data-parallel group (collective),
     /// then every process checks its rows and the group agrees on the verdict.
-    private func localPlan(rows n: Int, chunk: Int?) throws -> StepPlan {
+    private func localPlan(rows n: Int, chunk: Int?, weighted: Bool) throws -> StepPlan {
         guard let me = ranks.first, let data = me.comms?.data else { throw ParmlError.internal("no data-parallel group") }
         let dp = layout.mesh.dp
-        try exchange.resize(Shape(dp + 1))
+        try exchange.resize(Shape(dp + 2))
         exchange.fill(0)
         exchange.data[me.coordinate.data] = Float(n)
-        try data.allReduce(exchange.data, count: dp, op: .sum)
+        exchange.data[dp + 1] = weighted ? 1 : 0  // the replicas must agree: weighted steps gather the weights
+        try data.allReduce(exchange.data, count: dp + 2, op: .sum)
+        let weightedReplicas = Int(exchange.data[dp + 1])
+        guard weightedReplicas == 0 || weightedReplicas == dp else {
+            throw ParmlError.invalidArgument(
+                "local batches: \(weightedReplicas) of \(dp) replicas passed sample weights; all or none must")
+        }
         var total = 0
         for d in 0..<dp { total += Int(exchange.data[d]) }
         var before = 0
@@ -517,8 +545,8 @@ public final class Trainer {
 
     /// Loss and accuracy over a dataset in inference mode (dropout off):
     /// epoch 0's samples in order (a token dataset's random windows of
-    /// epoch 0, the same at every call). With class weights the loss is
-    /// the weighted mean over the whole dataset.
+    /// epoch 0, the same at every call). With class or sample weights the
+    /// loss is the weighted mean over the whole dataset (accuracy is not weighted).
     public func evaluate(_ data: any BatchSource, batchSize: Int) throws -> BatchResult {
         try evaluationPass(data, batchSize: batchSize, visit: nil)
     }
@@ -543,12 +571,16 @@ public final class Trainer {
             let y = try model.forward(batchInputs, ctx)
             var scale = loss.meanScale(samples: n, output: outShape)
             var w = Double(n)
-            if loss.options.classWeights != nil {
+            if let weighted = try evaluationWeights(batcher, batch: b, rows: n, targets: batchTargets, output: outShape) {
+                (scale, w) = weighted
+            } else if loss.options.classWeights != nil {
                 let sum = try loss.targetWeight(batchTargets, classes: outShape[outShape.rank - 1])
                 scale = 1 / sum
                 w = Double(sum)
             }
-            let r = try loss.compute(output: y, targets: batchTargets, scale: scale, wantGradient: false)
+            let r = try loss.compute(
+                output: y, targets: batchTargets, scale: scale, sampleWeights: data.sampleWeights != nil ? UnsafePointer(batchWeights.data) : nil,
+                wantGradient: false)
             total += Double(r.loss) * w
             weight += w
             correct += r.correct
@@ -619,6 +651,7 @@ public final class Trainer {
         // a mismatch found after an epoch would leave that epoch applied.
         try checkFits(train, name: "training data")
         if let validation { try checkFits(validation, name: "validation data") }
+        try checkFitWeights(train)
         let classify = loss.classifies
         var state = FitCallbackState()
         let poisson = try beginPrivateFit(train, batchSize: options.batchSize, classSampling: options.classSamplingWeights != nil)
@@ -642,7 +675,7 @@ public final class Trainer {
                 m.epochs = options.epochs
                 m.steps = stepCount
                 m.epochStep = batches
-                m.trainLoss = Float(total / weight)
+                m.trainLoss = Float(weight > 0 ? total / weight : 0)  // 0: sample weights left every batch at weight 0
                 m.trainAccuracy = classify ? Float(correct) / Float(predictions) : .nan
                 m.learningRate = learningRate
                 m.seconds = seconds
@@ -660,7 +693,8 @@ public final class Trainer {
                 } else {
                     n = try batcher.fill(batch: b, inputs: batchInputs, targets: batchTargets)
                 }
-                let r = try step(inputs: batchInputs, targets: batchTargets)
+                let weights = poisson ? nil : try fitBatchWeights(batcher, batch: b, rows: n)
+                let r = try step(inputs: batchInputs, targets: batchTargets, sampleWeights: weights, zeroWeightsAllowed: true)
                 total += Double(r.loss) * r.lossWeight
                 weight += r.lossWeight
                 correct += r.correct

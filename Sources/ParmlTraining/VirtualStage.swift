@@ -27,7 +27,7 @@ final class VirtualStage {
     /// statistics (batch_norm), ascending; the run then executes in phases
     /// (BatchStatisticsExecution.swift).
     var statisticsLayers: [Int] = []
-    /// ZeRO ≥ 2, fast mode: the run's gradient buckets (GradientBuckets.swift).
+    /// Fast mode with ZeRO ≥ 2 or overlap: the run's gradient buckets (GradientBuckets.swift).
     var buckets: GradientBuckets?
     /// Gradient compression (dp > 1): the ring and this run's carried errors.
     var compressedRing: CompressedRing?

@@ -11,23 +11,7 @@
 #pragma clang fp contract(off)
 #endif
 
-// Sanitizer runtimes are not ready when ifunc resolvers run: no clones there.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define PML_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PML_SANITIZED 1
-#endif
-
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)) && !defined(PML_SANITIZED)
-// Feature-named clones: the resolver tests CPU features, so new CPUs that
-// the compiler cannot name (arch=...) still get the AVX-512 version.
-#define PML_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PML_CLONES
-#endif
+#include "pml_vecmath.h"
 
 // Loops below index within [0, n) or [0, rows*cols); restrict tells the
 // vectoriser outputs do not alias inputs, except where a kernel updates in place.
@@ -46,17 +30,7 @@ PML_CLONES void pml_relu_backward(const float *restrict x, const float *restrict
     }
 }
 
-// c[0] + c[1] x + ... + c[n-1] x^(n-1) by Horner's rule (n is a constant at
-// every call, so the loop unrolls and the caller's loop still vectorises).
-static inline __attribute__((always_inline)) float pml_poly(float x, const float *c, int n) {
-    float p = c[n - 1];
-    for (int k = n - 2; k >= 0; k--) p = p * x + c[k];
-    return p;
-}
-
 // Coefficients, lowest degree first (tools/activation_poly.py prints them).
-static const float PML_EXP_C[7] = {1.0f, 1.0f, 4.999999106e-01f, 1.666642129e-01f, 4.166835919e-02f,
-                                   8.374771103e-03f, 1.382942079e-03f};
 static const float PML_TANH_Q[6] = {-3.333333135e-01f, 1.333321184e-01f, -5.394746363e-02f,
                                     2.170403861e-02f,  -8.184744045e-03f, 2.149052918e-03f};
 static const float PML_ERF_P[6] = {1.128379226e+00f,  -3.761263788e-01f, 1.128377616e-01f,
@@ -68,22 +42,6 @@ static const float PML_ERFCX_NEAR[13] = {3.215854168e-01f,  -1.636229157e-01f, 7
 static const float PML_ERFCX_FAR[9] = {-1.006160574e-06f, 5.642369390e-01f,  -9.684063261e-04f,
                                        -2.707944810e-01f, -8.270117640e-02f, 8.134135604e-01f,
                                        -1.152426600e+00f, 7.521409988e-01f,  -1.919261366e-01f};
-
-// e^x for x in [-87.3, 88.0] (callers clamp; no NaN): x = n ln2 + r with
-// |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n built in the exponent
-// field. Coefficients: tools/activation_poly.py (relative error 1.9e-9 in
-// double). ln2 is split so that n * LN2_HI is exact for |n| < 512.
-static inline __attribute__((always_inline)) float pml_exp_clamped(float x) {
-    const float LOG2E = 1.44269504088896341f, LN2_HI = 0.693145751953125f, LN2_LO = 1.428606765330187e-06f;
-    const float ROUND = 12582912.0f; // 1.5 * 2^23: adding and subtracting it rounds to an integer
-    float n = (x * LOG2E + ROUND) - ROUND;
-    float r = (x - n * LN2_HI) - n * LN2_LO;
-    float p = pml_poly(r, PML_EXP_C, 7);
-    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
 PML_CLONES void pml_tanh_forward(const float *restrict x, float *restrict y, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -115,7 +73,9 @@ PML_CLONES void pml_sigmoid_forward(const float *restrict x, float *restrict y, 
 // 1/z beyond (tools/activation_poly.py), so Φ of a negative x is computed
 // without cancellation. x²/2 is split as a_hi²/2 (exact: a_hi keeps 12
 // bits) plus the rest, so that exp(-x²/2) keeps its accuracy for large x².
-static inline __attribute__((always_inline)) float pml_gelu_phi(float v, float a, float *gauss) {
+// far = 0 skips the 1/z branch (a division and a polynomial) for a block
+// whose every z is below 2.5 (pml_gelu_far), where no lane selects it.
+static inline __attribute__((always_inline)) float pml_gelu_phi(float v, float a, float *gauss, int far_needed) {
     uint32_t bits;
     memcpy(&bits, &a, sizeof bits);
     bits &= 0xFFFFF000u;
@@ -129,39 +89,82 @@ static inline __attribute__((always_inline)) float pml_gelu_phi(float v, float a
     float z = a * 0.707106781186547524f, u = z * z;
     float half_erf = 0.5f * (z * pml_poly(u, PML_ERF_P, 6));
     float near = pml_poly(z - 1.5f, PML_ERFCX_NEAR, 13);
-    float far = pml_poly(1.0f / (z > 2.5f ? z : 2.5f), PML_ERFCX_FAR, 9);
+    float far = far_needed ? pml_poly(1.0f / (z > 2.5f ? z : 2.5f), PML_ERFCX_FAR, 9) : 0.0f;
     float half_erfc = 0.5f * (e * (z < 2.5f ? near : far));
     if (z < 0.5f) return v < 0.0f ? 0.5f - half_erf : 0.5f + half_erf;
     return v < 0.0f ? half_erfc : 1.0f - half_erfc;
 }
 
+// Whether some x[i] of the block takes the 1/z branch (or is NaN): the
+// same z as pml_gelu_phi's, so a block answered 0 computes the same bits.
+static inline __attribute__((always_inline)) int pml_gelu_far(const float *restrict x, size_t n) {
+    int far = 0;
+    for (size_t i = 0; i < n; i++) far |= !(fabsf(x[i]) * 0.707106781186547524f < 2.5f);
+    return far;
+}
+
+// The GELU kernels walk blocks of 16 (one AVX-512 vector), each with the
+// 1/z branch only when a lane needs it: |x| ≥ 3.54 is rare in a network's
+// pre-activations, and that branch is about a fifth of the arithmetic.
+#define PML_GELU_BLOCKS(n, x, body)                                  \
+    do {                                                             \
+        size_t i0 = 0;                                               \
+        for (; i0 + 16 <= (n); i0 += 16) {                           \
+            if (pml_gelu_far((x) + i0, 16)) body(i0, 16, 1);         \
+            else body(i0, 16, 0);                                    \
+        }                                                            \
+        if (i0 < (n)) body(i0, (n) - i0, 1);                         \
+    } while (0)
+
 // Exact GELU, x Φ(x), as torch.nn.GELU(). Below x = -13, Φ(x) < 1e-38: -0.
-PML_CLONES void pml_gelu_forward(const float *restrict x, float *restrict y, size_t n) {
+static inline __attribute__((always_inline)) void pml_gelu_forward_block(const float *restrict x, float *restrict y,
+                                                                        size_t n, int far) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i], gauss;
-        float phi = pml_gelu_phi(v, fabsf(v), &gauss);
+        float phi = pml_gelu_phi(v, fabsf(v), &gauss, far);
         y[i] = v != v ? v : (v < -13.0f ? -0.0f : v * phi);
     }
 }
 
+PML_CLONES void pml_gelu_forward(const float *restrict x, float *restrict y, size_t n) {
+#define PML_BODY(at, count, far) pml_gelu_forward_block(x + (at), y + (at), (count), (far))
+    PML_GELU_BLOCKS(n, x, PML_BODY);
+#undef PML_BODY
+}
+
 // d/dx x Φ(x) = Φ(x) + x φ(x), φ(x) = exp(-x²/2) / √(2π).
-PML_CLONES void pml_gelu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n) {
+static inline __attribute__((always_inline)) void pml_gelu_backward_block(const float *restrict x,
+                                                                         const float *restrict dy,
+                                                                         float *restrict dx, size_t n, int far) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i], g = dy[i], gauss;
-        float phi = pml_gelu_phi(v, fabsf(v), &gauss);
+        float phi = pml_gelu_phi(v, fabsf(v), &gauss, far);
         float d = phi + v * (gauss * 0.398942280401432678f);
         dx[i] = v != v ? v : (v < -13.0f ? 0.0f : g * d);
     }
 }
 
-PML_CLONES void pml_gelu_forward_train(const float *restrict x, float *restrict y, float *restrict d, size_t n) {
+PML_CLONES void pml_gelu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n) {
+#define PML_BODY(at, count, far) pml_gelu_backward_block(x + (at), dy + (at), dx + (at), (count), (far))
+    PML_GELU_BLOCKS(n, x, PML_BODY);
+#undef PML_BODY
+}
+
+static inline __attribute__((always_inline)) void pml_gelu_train_block(const float *restrict x, float *restrict y,
+                                                                      float *restrict d, size_t n, int far) {
     for (size_t i = 0; i < n; i++) {
         float v = x[i], gauss;
-        float phi = pml_gelu_phi(v, fabsf(v), &gauss);
+        float phi = pml_gelu_phi(v, fabsf(v), &gauss, far);
         float slope = phi + v * (gauss * 0.398942280401432678f);
         y[i] = v != v ? v : (v < -13.0f ? -0.0f : v * phi);
         d[i] = v != v ? v : (v < -13.0f ? 0.0f : slope);
     }
+}
+
+PML_CLONES void pml_gelu_forward_train(const float *restrict x, float *restrict y, float *restrict d, size_t n) {
+#define PML_BODY(at, count, far) pml_gelu_train_block(x + (at), y + (at), d + (at), (count), (far))
+    PML_GELU_BLOCKS(n, x, PML_BODY);
+#undef PML_BODY
 }
 
 PML_CLONES void pml_gelu_backward_cached(const float *restrict d, const float *restrict dy, float *restrict dx, size_t n) {
@@ -206,15 +209,18 @@ PML_CLONES void pml_add_bias(float *restrict y, const float *restrict b, size_t 
     }
 }
 
-PML_CLONES void pml_sum_rows(const float *restrict dy, float *restrict db, size_t rows, size_t cols, float beta) {
+PML_CLONES void pml_sum_rows_columns(const float *restrict dy, float *restrict db, size_t rows, size_t cols, float beta,
+                                     size_t lo, size_t hi) {
+    const size_t w = hi - lo;
+    float *restrict out = db + lo;
     if (beta == 0.0f) {
-        for (size_t c = 0; c < cols; c++) db[c] = 0.0f;
+        for (size_t c = 0; c < w; c++) out[c] = 0.0f;
     } else if (beta != 1.0f) {
-        for (size_t c = 0; c < cols; c++) db[c] *= beta;
+        for (size_t c = 0; c < w; c++) out[c] *= beta;
     }
     for (size_t r = 0; r < rows; r++) {
-        const float *restrict row = dy + r * cols;
-        for (size_t c = 0; c < cols; c++) db[c] += row[c];
+        const float *restrict row = dy + r * cols + lo;
+        for (size_t c = 0; c < w; c++) out[c] += row[c];
     }
 }
 

@@ -136,6 +136,7 @@ private struct MarkRanges: RangeTask {
         let rows = 384, cols = 160, n = rows * cols
         let x = randomArray(n, seed: 7, stream: 1), dy = randomArray(n, seed: 7, stream: 2)
         let gamma = randomArray(cols, seed: 7, stream: 3), beta = randomArray(cols, seed: 7, stream: 4)
+        let tall = randomArray(2 * n, seed: 7, stream: 5)
         func run(_ threads: Int) -> [[Float]] {
             withThreads(threads) {
                 var y = [Float](repeating: 0, count: n), d = y, dx = y, ln = y, lnDx = y
@@ -145,7 +146,12 @@ private struct MarkRanges: RangeTask {
                 Kernels.geluBackward(derivative: d, dy, &dx, count: n)
                 Kernels.layerNormForward(x, gamma: gamma, beta: beta, eps: 1e-5, &ln, mean: &mean, rstd: &rstd, rows: rows, cols: cols)
                 Kernels.layerNormBackward(dy, x, mean: mean, rstd: rstd, gamma: gamma, &lnDx, dgamma: &dg, dbeta: &db, rows: rows, cols: cols)
-                return [y, d, dx, ln, mean, rstd, lnDx, dg, db]
+                // Bias: broadcast by blocks of rows, its gradient by blocks of
+                // columns (beta 1 accumulates); twice the rows, so both split.
+                var bias = [Float](repeating: 0, count: 2 * n), sums = gamma
+                Kernels.broadcastRows(beta, into: &bias, rows: 2 * rows, cols: cols)
+                Kernels.sumRows(tall, rows: 2 * rows, cols: cols, into: &sums, beta: 1)
+                return [y, d, dx, ln, mean, rstd, lnDx, dg, db, bias, sums]
             }
         }
         let one = run(1)

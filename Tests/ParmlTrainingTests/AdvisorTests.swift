@@ -94,6 +94,9 @@ private func layouts() -> [StrategyConfig] {
         s.gradientChunk = 8
         out.append(s)
     }
+    var interleaved = StrategyConfig()
+    (interleaved.pp, interleaved.microBatches, interleaved.pipelineSchedule, interleaved.virtualStages) = (2, 4, .interleaved, 2)
+    out.append(interleaved)
     return out
 }
 
@@ -231,6 +234,68 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(dpTerm.seconds - buckets * (14 * 1e-5 + 14.0 / 8 * bytes / buckets / 1e8)) < 1e-9)
     }
 
+    /// ZeRO-2's buckets hand the gradient pages outside a rank's shard back
+    /// each step: the model charges their page faults (the calibrated cost
+    /// per page), which ZeRO-1 does not pay.
+    @Test func releasedGradientPagesAreCharged() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        var calibration = fixedCalibration()
+        calibration.pageFaultSeconds = 2e-6
+        let request = AdviceRequest(sampleShape: Shape(12), batch: 64)
+        func predict(zero: Int) throws -> LayoutPrediction {
+            var st = StrategyConfig()
+            st.dp = 2
+            st.zeroStage = zero
+            st.bucketBytes = 64 << 10
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: calibration)
+        }
+        let one = try predict(zero: 1), two = try predict(zero: 2)
+        #expect(one.releasedGradientBytes == 0)
+        // Every page outside data rank 0's half of the gradients.
+        let outside = Double(model.parameterCount) * 2
+        #expect(abs(two.releasedGradientBytes - outside) <= 0.01 * outside)
+        #expect(two.overhead - one.overhead >= (two.releasedGradientBytes / 4096).rounded(.down) * 2e-6 * 0.999)
+        #expect(two.reason.contains("page faults"))
+    }
+
+    /// Thread gain applies to products BLAS.gemm cuts over the worker
+    /// threads, not to small ones that run on one thread anyway.
+    @Test func threadGainOnlyForCutProducts() throws {
+        var c = fixedCalibration()
+        c.products.append(.init(m: 64, n: 256, k: 256, threads: 2, flopsPerSecond: 9e10))
+        let small = MatrixProduct(m: 8, n: 16, k: 16, count: 1), large = MatrixProduct(m: 64, n: 256, k: 256, count: 1)
+        #expect(!BLAS.usesWorkerThreads(m: 8, n: 16, k: 16) && BLAS.usesWorkerThreads(m: 64, n: 256, k: 256) == (Clock.onlineCores > 1))
+        #expect(c.productSeconds(small, threads: 2) == c.productSeconds(small, threads: 1))
+        if Clock.onlineCores > 1 {
+            #expect(abs(c.productSeconds(large, threads: 1) / c.productSeconds(large, threads: 2) - 9e10 / 5e10) < 1e-9)
+        }
+    }
+
+    /// Interleaved 1F1B is among the layouts for a model deep enough, with
+    /// the smaller bubble of its v runs per stage; a model too shallow gets none.
+    @Test func interleavedLayoutsAreConsidered() throws {
+        let model = try gpt()
+        let advice = try StrategyAdvisor.advise(
+            model: model, request: AdviceRequest(sampleShape: Shape(16), batch: 16), calibration: fixedCalibration(), origin: .measured)
+        func find(_ schedule: PipelineSchedule) -> LayoutPrediction? {
+            advice.ranked.first { $0.strategy.dp == 1 && $0.strategy.pp == 2 && $0.strategy.tp == 1 && $0.strategy.microBatches == 4
+                && $0.strategy.pipelineSchedule == schedule }
+        }
+        let plain = try #require(find(.oneForwardOneBackward)), inter = try #require(find(.interleaved))
+        #expect(inter.strategy.virtualStages == 2)
+        #expect(inter.bubble < 0.75 * plain.bubble)
+        #expect(advice.table.contains("dp1 pp2 tp1 m4 v2"))
+        let three = Model()  // 3 top-level layers: fewer than 2 runs for each of 2 stages
+        try three.add(try Linear(inFeatures: 12, outFeatures: 16))
+        try three.add(Activation(.relu))
+        try three.add(try Linear(inFeatures: 16, outFeatures: 4))
+        try three.initialize(seed: 1)
+        let shallow = try StrategyAdvisor.advise(
+            model: three, request: AdviceRequest(sampleShape: Shape(12), batch: 16),
+            calibration: fixedCalibration(), origin: .measured)
+        #expect(!(shallow.ranked.map(\.strategy) + shallow.excluded.map(\.strategy)).contains { $0.pipelineSchedule == .interleaved })
+    }
+
     /// A calibration file that is corrupt, from another CPU or from another
     /// library version is measured again and replaced; a good one is reused.
     @Test func calibrationCacheRecovers() throws {
@@ -257,6 +322,19 @@ private func layouts() -> [StrategyConfig] {
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9").1 == .replaced)
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.10").1 == .replaced)
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.10").1 == .cached)
+        // Measured on a busy machine that has since eased: measured again.
+        let (fresh, _) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.10")
+        #expect(fresh.pageFaultSeconds > 0 && fresh.pageFaultSeconds < 1e-3)
+        var busy = fresh
+        busy.loadAverage = 1000
+        try CalibrationCache.format(busy).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.10").1 == .remeasuredQuieter)
+        #expect(CalibrationCache.measuredBusier(busy, now: 1) && !CalibrationCache.measuredBusier(busy, now: 600))
+        busy.loadAverage = 0.5 * Double(busy.cores)  // not busy: kept whatever the load now
+        #expect(!CalibrationCache.measuredBusier(busy, now: 0))
+        var unknown = fresh
+        unknown.loadAverage = 1000
+        #expect(!CalibrationCache.measuredBusier(unknown, now: nil))
         // A directory that cannot be created: measured, not stored, no error.
         #expect(try CalibrationCache.load(directory: "/proc/parml-no", libraryVersion: "9.9.9").1 == .measured)
     }

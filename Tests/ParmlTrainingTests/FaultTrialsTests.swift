@@ -58,7 +58,10 @@ private struct Trial {
         faultStep = i % 2
     }
 
-    var layout: String { "dp=\(dp) zero=\(zeroStage)\(deterministic ? " deterministic" : "") fault at step \(faultStep)" }
+    var layout: String {
+        "dp=\(dp) zero=\(zeroStage)\(deterministic ? " deterministic" : "")\(!deterministic && (index / 2) % 2 == 0 ? " overlap" : "") "
+            + "fault at step \(faultStep)"
+    }
 
     func trainer() throws -> Trainer {
         var s = StrategyConfig()
@@ -68,6 +71,9 @@ private struct Trial {
         s.gradientChunk = 4
         s.watchdogSeconds = watchdog
         s.seed = UInt64(index)
+        // Half the default-mode trials reduce on a communication thread (a
+        // stalled peer then times out there, not on the rank's thread).
+        s.overlap = !deterministic && (index / 2) % 2 == 0 ? .on : .off
         var o = OptimizerConfig()
         o.kind = index % 4 < 2 ? .sgd : .adamW
         o.learningRate = 0.05

@@ -30,13 +30,14 @@ private func tokens(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
 private struct GPTLayout: CustomStringConvertible {
     var dp = 1, pp = 1, m = 1, zero = 0, v = 1
     var deterministic = false
-    var description: String { "dp=\(dp) pp=\(pp) m=\(m) v=\(v) zero=\(zero)\(deterministic ? " deterministic" : "")" }
+    var overlap = OverlapSetting.auto
+    var description: String { "dp=\(dp) pp=\(pp) m=\(m) v=\(v) zero=\(zero)\(deterministic ? " deterministic" : "") overlap \(overlap.name)" }
 }
 
 /// The GPT's parameters and losses after `steps` AdamW steps (clipped) under `l`.
 private func trainGPT(_ l: GPTLayout, n: Int = 13, steps: Int = 3) throws -> (params: [UInt32], losses: [Float]) {
     var s = StrategyConfig()
-    (s.dp, s.pp, s.microBatches, s.zeroStage, s.deterministic) = (l.dp, l.pp, l.m, l.zero, l.deterministic)
+    (s.dp, s.pp, s.microBatches, s.zeroStage, s.deterministic, s.overlap) = (l.dp, l.pp, l.m, l.zero, l.deterministic, l.overlap)
     if l.v > 1 { (s.pipelineSchedule, s.virtualStages) = (.interleaved, l.v) }
     s.gradientChunk = 4
     s.seed = 9
@@ -84,6 +85,67 @@ struct GradientBucketTests {
                 #expect(got.params == reference.params, "\(l) differs from zero=1")
                 #expect(got.losses.map(\.bitPattern) == reference.losses.map(\.bitPattern), "\(l): losses \(got.losses) vs \(reference.losses)")
             }
+        }
+    }
+
+    /// Overlap hands the same buckets to a communication thread, which
+    /// reduces them while backward goes on: the same bits as reducing after
+    /// backward, at every ZeRO stage, with pipelines, micro-batches and
+    /// interleaving too (the GPT has a tied classifier, whose two gradients
+    /// are summed after the buckets).
+    @Test func overlapGivesTheBitsOfReducingAfterBackward() throws {
+        let layouts = [
+            GPTLayout(dp: 2), GPTLayout(dp: 3), GPTLayout(dp: 2, m: 3), GPTLayout(dp: 2, pp: 2, m: 3),
+            GPTLayout(dp: 2, pp: 2, m: 4, v: 2), GPTLayout(dp: 3, pp: 2, m: 2),
+        ]
+        for var l in layouts {
+            for zero in 0...3 {
+                l.zero = zero
+                l.overlap = .off
+                let reference = try trainGPT(l)
+                l.overlap = .on
+                let got = try trainGPT(l)
+                #expect(got.params == reference.params, "\(l) differs from overlap off")
+                #expect(got.losses.map(\.bitPattern) == reference.losses.map(\.bitPattern), "\(l): losses \(got.losses) vs \(reference.losses)")
+            }
+        }
+    }
+
+    /// Which layouts get a communication thread: on (or auto under MPI)
+    /// with dp > 1 in the default mode, at every ZeRO stage; never with
+    /// dp = 1, and auto on the threads backend keeps it off. `on` where it
+    /// cannot apply is refused with the reason, and the plan says which.
+    @Test func overlapSettingAndPlan() throws {
+        func trainer(dp: Int, zero: Int = 0, overlap: OverlapSetting) throws -> Trainer {
+            var s = StrategyConfig()
+            (s.dp, s.zeroStage, s.overlap, s.bucketBytes) = (dp, zero, overlap, 2000 * 4)
+            return try Trainer(model: try tinyGPT(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        }
+        for zero in 0...3 {
+            let t = try trainer(dp: 2, zero: zero, overlap: .on)
+            #expect(t.ranks.allSatisfy { $0.communication != nil }, "zero=\(zero)")
+            #expect(t.planDescription.contains("overlapped with backward on a communication thread per rank (overlap on)"), "\(t.planDescription)")
+            #expect(t.planDescription.contains(zero == 0 ? "all-reduce in buckets" : "reduce-scatter in buckets"), "\(t.planDescription)")
+        }
+        let auto = try trainer(dp: 2, overlap: .auto)
+        #expect(auto.ranks.allSatisfy { $0.communication == nil })
+        #expect(auto.planDescription.contains("after backward (overlap auto: on under MPI only)"), "\(auto.planDescription)")
+        #expect(try trainer(dp: 1, overlap: .on).ranks[0].communication == nil)
+        #expect(try trainer(dp: 2, zero: 2, overlap: .off).planDescription.contains("; on the rank's thread (overlap off)"))
+        var s = StrategyConfig()
+        (s.dp, s.overlap) = (2, .auto)
+        for (field, why) in [("deterministic", "deterministic mode"), ("compression", "gradient_compression=bf16"), ("local", "local SGD")] {
+            var c = s
+            switch field {
+            case "deterministic": c.deterministic = true
+            case "compression": c.gradientCompression = .bf16
+            default: c.localSteps = 4
+            }
+            try c.validate()  // auto turns itself off
+            #expect(!c.overlapsReduction(dp: 2))
+            c.overlap = .on
+            let e = parmlError { try c.validate() }
+            #expect(e?.message.contains("overlap=on: \(why)") == true, "\(String(describing: e))")
         }
     }
 

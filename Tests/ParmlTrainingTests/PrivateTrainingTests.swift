@@ -14,7 +14,7 @@ import _ParmlTestSupport
 
 /// 12 → 16 → ReLU → LayerNorm → 16 → GELU → Dropout → 4: every layer kind
 /// private training clips, plus dropout (masks keyed per sample).
-private func privateMLP(seed: UInt64 = 5, dropout: Float = 0.2) throws -> Model {
+func privateMLP(seed: UInt64 = 5, dropout: Float = 0.2) throws -> Model {
     let m = Model()
     try m.add(try Linear(inFeatures: 12, outFeatures: 16))
     try m.add(Activation(.relu))
@@ -43,6 +43,21 @@ private func strategy(dp: Int = 1, deterministic: Bool = false) -> StrategyConfi
     s.seed = 11
     s.watchdogSeconds = 20
     return s
+}
+
+/// The parameters after `steps` private SGD steps (momentum 0.9) on
+/// `batch`'s batches (default: 20 rows of residualMLPBatch).
+func trainPrivately(
+    _ s: StrategyConfig, _ model: Model, sigma: Double = 1.1, c: Float = 0.5, steps: Int = 4,
+    batch: (Int) throws -> (Tensor, Tensor) = { try residualMLPBatch(20, step: $0) }
+) throws -> [Float] {
+    let t = try Trainer(model: model, loss: .crossEntropy, optimizer: sgd(0.1, momentum: 0.9), strategy: s)
+    try t.setPrivacy(PrivacyConfig(noiseMultiplier: sigma, maxGradNorm: c))
+    for k in 0..<steps {
+        let (x, y) = try batch(k)
+        try t.step(inputs: x, targets: y)
+    }
+    return model.parameters!.toArray()
 }
 
 struct PrivateTrainingTests {
@@ -137,14 +152,7 @@ struct PrivateTrainingTests {
             var s = strategy(dp: dp, deterministic: true)
             s.zeroStage = zero
             s.microBatches = microBatches
-            let model = try privateMLP()
-            let t = try Trainer(model: model, loss: .crossEntropy, optimizer: sgd(0.1, momentum: 0.9), strategy: s)
-            try t.setPrivacy(PrivacyConfig(noiseMultiplier: 1.1, maxGradNorm: 0.5))
-            for k in 0..<4 {
-                let (x, y) = try residualMLPBatch(20, step: k)
-                try t.step(inputs: x, targets: y)
-            }
-            return model.parameters!.toArray()
+            return try trainPrivately(s, try privateMLP())
         }
         let serial = try train(dp: 1, zero: 0)
         for (dp, zero) in [(2, 0), (3, 1), (2, 2)] {
@@ -153,16 +161,56 @@ struct PrivateTrainingTests {
         expectSameBits(try train(dp: 2, zero: 0, microBatches: 3), serial, "dp 2, 3 micro-batches")
         // A residual block (layer_norm, linear, gelu, dropout inside).
         func residual(dp: Int) throws -> [Float] {
-            let model = try residualMLP(width: 8, seed: 4)
-            let t = try Trainer(model: model, loss: .crossEntropy, optimizer: sgd(0.1), strategy: strategy(dp: dp, deterministic: true))
-            try t.setPrivacy(PrivacyConfig(noiseMultiplier: 0.8, maxGradNorm: 0.3))
-            for k in 0..<3 {
-                let (x, y) = try residualMLPBatch(20, step: k)
-                try t.step(inputs: x, targets: y)
-            }
-            return model.parameters!.toArray()
+            try trainPrivately(strategy(dp: dp, deterministic: true), try residualMLP(width: 8, seed: 4), sigma: 0.8, c: 0.3, steps: 3)
         }
         expectSameBits(try residual(dp: 2), try residual(dp: 1), "residual MLP, dp 2")
+    }
+
+    /// Deterministic mode: pp 2 (GPipe and 1F1B, one micro-batch and
+    /// several) and dp 2 × pp 2 give serial's private model bit for bit: the
+    /// norm pass carries each example's running sum from the last stage to
+    /// the first, adding the layers in serial's order, and the first stage's
+    /// totals set the last stage's clip factors.
+    @Test func pipelinedPrivateTrainingIsBitIdenticalToSerial() throws {
+        func train(dp: Int = 1, pp: Int = 1, microBatches: Int = 1, schedule: PipelineSchedule = .oneForwardOneBackward, zero: Int = 0)
+            throws -> [Float]
+        {
+            var s = strategy(dp: dp, deterministic: true)
+            s.pp = pp
+            s.microBatches = microBatches
+            s.pipelineSchedule = schedule
+            s.zeroStage = zero
+            return try trainPrivately(s, try privateMLP())
+        }
+        let serial = try train()
+        for schedule in [PipelineSchedule.gpipe, .oneForwardOneBackward] {
+            for m in [1, 3] {
+                expectSameBits(try train(pp: 2, microBatches: m, schedule: schedule), serial, "pp 2, \(m) micro-batches, \(schedule)")
+            }
+        }
+        expectSameBits(try train(pp: 3, microBatches: 2), serial, "pp 3, 2 micro-batches")
+        expectSameBits(try train(dp: 2, pp: 2, microBatches: 2, zero: 1), serial, "dp 2 × pp 2, ZeRO-1")
+        // A stage boundary between residual blocks.
+        func residual(pp: Int) throws -> [Float] {
+            var s = strategy(deterministic: true)
+            s.pp = pp
+            s.microBatches = 2
+            return try trainPrivately(s, try residualMLP(width: 8, seed: 4), sigma: 0.8, c: 0.3, steps: 3)
+        }
+        expectSameBits(try residual(pp: 2), try residual(pp: 1), "residual MLP, pp 2")
+    }
+
+    /// Fast mode (one piece per micro-batch, GEMMs over the whole piece):
+    /// pp 2 clips the same examples by the same factors as serial, so the
+    /// models agree to rounding.
+    @Test func pipelinedPrivateTrainingInFastModeMatchesSerial() throws {
+        var s = strategy()
+        let serial = try trainPrivately(s, try privateMLP())
+        s.pp = 2
+        s.microBatches = 2
+        let piped = try trainPrivately(s, try privateMLP())
+        let worst = zip(piped, serial).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        #expect(worst < 1e-5, "max |pp 2 − serial| \(worst)")
     }
 
     @Test func refusesWhatItCannotTrainPrivately() throws {
@@ -175,10 +223,15 @@ struct PrivateTrainingTests {
         #expect(parmlError { try t.setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: .nan)) }?.message.contains("max_grad_norm") == true)
         #expect(parmlError { try t.setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1, delta: 1)) }?.message.contains("delta") == true)
         #expect(t.privacy == nil)
-        var pp = strategy()
-        pp.pp = 2
-        let e = parmlError { try trainer(try privateMLP(), pp).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
-        #expect(e?.message.contains("pp = 2") == true, "\(String(describing: e))")
+        var tp = strategy()
+        tp.tp = 2
+        tp.splitClassifier = true
+        let e = parmlError { try trainer(try residualMLP(width: 8, seed: 1), tp).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
+        #expect(e?.message.contains("private training with split_classifier") == true, "\(String(describing: e))")
+        var interleaved = strategy()
+        (interleaved.pp, interleaved.pipelineSchedule, interleaved.virtualStages, interleaved.microBatches) = (2, .interleaved, 2, 2)
+        let ei = parmlError { try trainer(try privateMLP(), interleaved).setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1)) }
+        #expect(ei?.message.contains("interleaved 1F1B") == true && ei?.message.contains("GPipe or 1F1B") == true, "\(String(describing: ei))")
         let bn = Model()
         try bn.add(try Linear(inFeatures: 12, outFeatures: 4))
         try bn.add(try BatchNorm(channels: 4))

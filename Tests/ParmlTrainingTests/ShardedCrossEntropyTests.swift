@@ -38,16 +38,18 @@ struct ShardedCrossEntropyTests {
         return (z, targets, rows, classes)
     }
 
-    /// Plain, and with class weights and label smoothing (torch's weight=
-    /// and label_smoothing=; the smoothing term adds a float per row).
-    @Test(arguments: [2, 4], [false, true])
-    func matchesTheWholeLossWithinRounding(tp: Int, weighted: Bool) throws {
+    /// Plain, with class weights and label smoothing (torch's weight=
+    /// and label_smoothing=; the smoothing term adds a float per row), and
+    /// with per-sample weights on top of both (weighted 2).
+    @Test(arguments: [2, 4], [0, 1, 2])
+    func matchesTheWholeLossWithinRounding(tp: Int, weighted: Int) throws {
         let (z, targets, rows, classes) = logits()
         var options = LossOptions()
-        if weighted {
+        if weighted > 0 {
             options.classWeights = [0.5, 1, 2, 0.25, 1.5, 3, 1, 0.75]
             options.labelSmoothing = 0.1
         }
+        let sampleWeights: [Float]? = weighted == 2 ? [1, 0.5, 0, 2, 1.5, 3, 0.25] : nil
         let scale = 1 / Float(rows)
         var wantCorrect = 0
         let wantGrad = try Tensor(shape: Shape(rows, classes))
@@ -56,7 +58,8 @@ struct ShardedCrossEntropyTests {
             labels.withUnsafeBufferPointer { tp in
                 Kernels.softmaxCrossEntropy(
                     zp.baseAddress!, targets: tp.baseAddress!, rows: rows, cols: classes, scale: scale,
-                    classWeights: options.classWeights, smoothing: options.labelSmoothing, dlogits: wantGrad.data, correct: &wantCorrect)
+                    classWeights: options.classWeights, smoothing: options.labelSmoothing, rowWeights: sampleWeights, dlogits: wantGrad.data,
+                    correct: &wantCorrect)
             }
         }
         let local = classes / tp
@@ -72,7 +75,7 @@ struct ShardedCrossEntropyTests {
             let loss = ShardedCrossEntropy(classOffset: r * local, comm: world.communicator(rank: r))
             let got = try loss.compute(
                 output: try Tensor(mine, shape: Shape(rows, local)), targets: try Tensor(targets, shape: Shape(rows)), scale: scale,
-                options: options, wantGradient: true)
+                options: options, sampleWeights: sampleWeights, wantGradient: true)
             results.loss[r] = got.loss
             results.correct[r] = got.correct
             results.gradient[r] = loss.gradient.toArray()

@@ -41,7 +41,8 @@ private func tpBatch(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
 /// Parameters after each of `steps` steps, and the losses.
 private func trainTP(
     dp: Int = 1, pp: Int = 1, tp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool = false,
-    splitClassifier: Bool = false, optimizer: DPOptimizer, steps: Int = 6, lossOptions: LossOptions = LossOptions()
+    splitClassifier: Bool = false, optimizer: DPOptimizer, steps: Int = 6, lossOptions: LossOptions = LossOptions(),
+    sampleWeights: Bool = false
 ) throws -> (params: [[Float]], losses: [Float], correct: [Int]) {
     var s = StrategyConfig()
     s.dp = dp
@@ -63,7 +64,8 @@ private func trainTP(
     var correct: [Int] = []
     for k in 0..<steps {
         let (x, y) = try tpBatch(40, step: k)
-        let r = try t.step(inputs: x, targets: y)
+        let w = sampleWeights ? try Tensor(randomArray(40, seed: 5, stream: UInt64(k), low: 0, high: 2), shape: Shape(40)) : nil
+        let r = try t.step(inputs: x, targets: y, sampleWeights: w)
         losses.append(r.loss)
         correct.append(r.correct)
         params.append(model.parameters!.toArray())
@@ -135,18 +137,21 @@ struct TensorParallelTests {
 
     /// Class weights and label smoothing on the sharded logits (each rank
     /// weighs its classes; the smoothing sum crosses the shards): serial
-    /// within the same tolerance, alone and in a hybrid.
-    @Test func weightedSmoothedSplitClassifierMatchesSerial() throws {
+    /// within the same tolerance, alone and in a hybrid; and with per-sample
+    /// weights on top (each rank weighs its rows of the sharded logits).
+    @Test(arguments: [false, true])
+    func weightedSmoothedSplitClassifierMatchesSerial(sampleWeights: Bool) throws {
         var options = LossOptions()
         options.classWeights = [0.5, 2, 1, 3]
         options.labelSmoothing = 0.1
-        let serial = try trainTP(deterministic: true, optimizer: .adamW, lossOptions: options)
-        let plain = try trainTP(deterministic: true, optimizer: .adamW)
+        let serial = try trainTP(deterministic: true, optimizer: .adamW, lossOptions: options, sampleWeights: sampleWeights)
+        let plain = try trainTP(deterministic: true, optimizer: .adamW, lossOptions: sampleWeights ? options : LossOptions())
         // The options change the training (else this test would prove nothing).
         #expect(relativeDifference(plain.params[5], serial.params[5]) > 1e-3)
         for l in [(dp: 1, pp: 1, tp: 2, m: 1), (dp: 1, pp: 1, tp: 4, m: 1), (dp: 2, pp: 2, tp: 2, m: 2)] {
             let got = try trainTP(
-                dp: l.dp, pp: l.pp, tp: l.tp, m: l.m, deterministic: true, splitClassifier: true, optimizer: .adamW, lossOptions: options)
+                dp: l.dp, pp: l.pp, tp: l.tp, m: l.m, deterministic: true, splitClassifier: true, optimizer: .adamW, lossOptions: options,
+                sampleWeights: sampleWeights)
             for k in 0..<got.params.count {
                 let d = relativeDifference(got.params[k], serial.params[k])
                 #expect(d <= Self.tolerance * Double(k + 1), "\(l) step \(k): relative Δ = \(d)")

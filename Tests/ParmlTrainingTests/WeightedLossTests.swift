@@ -14,20 +14,29 @@ import _ParmlTestSupport
 
 /// The weighted losses checked: class-weighted cross-entropy with label
 /// smoothing, and binary cross-entropy with pos_weight on soft multi-label
-/// targets.
+/// targets; each with per-sample weights too, and MSE with them.
 enum WeightedLoss: String, CaseIterable, Sendable {
     case weightedSmoothedCrossEntropy, binaryWithPositiveWeights
+    case sampleWeightedCrossEntropy, sampleWeightedBinary, sampleWeightedMSE
 
-    var kind: LossKind { self == .binaryWithPositiveWeights ? .binaryCrossEntropy : .crossEntropy }
+    var kind: LossKind {
+        switch self {
+        case .weightedSmoothedCrossEntropy, .sampleWeightedCrossEntropy: .crossEntropy
+        case .binaryWithPositiveWeights, .sampleWeightedBinary: .binaryCrossEntropy
+        case .sampleWeightedMSE: .meanSquaredError
+        }
+    }
 
     var options: LossOptions {
         var o = LossOptions()
-        switch self {
-        case .weightedSmoothedCrossEntropy:
+        switch kind {
+        case .crossEntropy:
             o.classWeights = [0.25, 1, 2.5, 0.75]
             o.labelSmoothing = 0.15
-        case .binaryWithPositiveWeights:
+        case .binaryCrossEntropy:
             o.positiveWeights = [4, 1, 0.5, 2]
+        case .meanSquaredError:
+            break
         }
         return o
     }
@@ -35,16 +44,24 @@ enum WeightedLoss: String, CaseIterable, Sendable {
     /// Step `step`'s batch of `n` rows for `residualMLP` (4 outputs).
     func batch(_ n: Int, step: Int) throws -> (Tensor, Tensor) {
         let (x, y) = try residualMLPBatch(n, step: step)
-        guard self == .binaryWithPositiveWeights else { return (x, y) }
+        guard kind != .crossEntropy else { return (x, y) }
         let u = randomArray(n * 4, seed: 9, stream: UInt64(step), low: 0, high: 1)
-        // Hard 0/1 labels with some soft ones.
-        let t = u.enumerated().map { i, v in i % 5 == 0 ? v : (v > 0.6 ? 1 : 0) }
+        // Hard 0/1 labels with some soft ones (MSE: the soft values).
+        let t = kind == .meanSquaredError ? u : u.enumerated().map { i, v in i % 5 == 0 ? v : (v > 0.6 ? 1 : 0) }
         return (x, try Tensor(t, shape: Shape(n, 4)))
+    }
+
+    /// Step `step`'s per-sample weights: in [0, 2) with some exact zeros; nil for the first two.
+    func sampleWeights(_ n: Int, step: Int) throws -> Tensor? {
+        guard self != .weightedSmoothedCrossEntropy, self != .binaryWithPositiveWeights else { return nil }
+        let w = randomArray(n, seed: UInt64(step), stream: 7, low: 0, high: 2).enumerated().map { $0 % 7 == 3 ? 0 : $1 }
+        return try Tensor(w, shape: Shape(n))
     }
 }
 
-/// Parameters and losses after `steps` steps of `residualMLP` (one block) under `s`.
-private func train(_ loss: WeightedLoss, _ s: StrategyConfig, n: Int = 37, steps: Int = 4, options: LossOptions? = nil) throws -> (
+/// Parameters and losses after `steps` steps of `residualMLP` (one block)
+/// under `s`; `plain`: without the loss options and sample weights.
+private func train(_ loss: WeightedLoss, _ s: StrategyConfig, n: Int = 37, steps: Int = 4, plain: Bool = false) throws -> (
     params: [Float], losses: [Float]
 ) {
     var s = s
@@ -56,22 +73,22 @@ private func train(_ loss: WeightedLoss, _ s: StrategyConfig, n: Int = 37, steps
     o.learningRate = 0.01
     let model = try residualMLP(width: 16, blocks: 2, seed: 8)
     let t = try Trainer(model: model, loss: loss.kind, optimizer: o, strategy: s)
-    try t.setLossOptions(options ?? loss.options)
+    try t.setLossOptions(plain ? LossOptions() : loss.options)
     var losses: [Float] = []
     for k in 0..<steps {
         let (x, y) = try loss.batch(n, step: k)
-        losses.append(try t.step(inputs: x, targets: y).loss)
+        losses.append(try t.step(inputs: x, targets: y, sampleWeights: plain ? nil : try loss.sampleWeights(n, step: k)).loss)
     }
     return (model.parameters!.toArray(), losses)
 }
 
-private func strategy(dp: Int = 1, pp: Int = 1, m: Int = 1, zero: Int = 0) -> StrategyConfig {
+private func strategy(dp: Int = 1, pp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool = true) -> StrategyConfig {
     var s = StrategyConfig()
     s.dp = dp
     s.pp = pp
     s.microBatches = m
     s.zeroStage = zero
-    s.deterministic = true
+    s.deterministic = deterministic
     return s
 }
 
@@ -80,7 +97,7 @@ struct WeightedLossTests {
     func deterministicLayoutsAreBitIdenticalToSerial(_ loss: WeightedLoss) throws {
         let serial = try train(loss, strategy())
         // The options matter: without them training lands elsewhere.
-        let plain = try train(loss, strategy(), options: LossOptions())
+        let plain = try train(loss, strategy(), plain: true)
         #expect(maxAbsDiff(plain.params, serial.params) > 1e-4)
         let layouts: [(dp: Int, pp: Int, m: Int, zero: Int)] = [
             (2, 1, 1, 0), (3, 1, 1, 1), (2, 1, 1, 2), (4, 1, 1, 3), (1, 2, 3, 0), (1, 1, 4, 0), (2, 2, 2, 1),
@@ -90,6 +107,17 @@ struct WeightedLossTests {
             expectSameBits(got.params, serial.params, "\(loss) \(l): max |Δ| = \(maxAbsDiff(got.params, serial.params))")
             // The reported loss sums the ranks' parts: the same within rounding.
             for (g, w) in zip(got.losses, serial.losses) { #expect(abs(g - w) <= 1e-6 * abs(w), "\(loss) \(l): loss \(g) vs \(w)") }
+        }
+    }
+
+    /// Default (fast) mode with sample weights: dp and micro-batches sum in
+    /// other orders, so they match serial within float32 rounding.
+    @Test func sampleWeightedFastLayoutsMatchSerialWithinRounding() throws {
+        let serial = try train(.sampleWeightedCrossEntropy, strategy(deterministic: false))
+        for l in [(dp: 2, m: 1), (dp: 1, m: 3), (dp: 2, m: 2)] {
+            let got = try train(.sampleWeightedCrossEntropy, strategy(dp: l.dp, m: l.m, deterministic: false))
+            let d = relativeDifference(got.params, serial.params)
+            #expect(d <= 1e-5, "\(l): relative Δ = \(d)")
         }
     }
 

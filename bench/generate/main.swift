@@ -19,22 +19,7 @@ import ParmlTensor
 let (vocab, layers, heads, width, block) = (65, 4, 4, 128, 64)
 
 func nanoGPT() throws -> Model {
-    let m = Model()
-    try m.add(try Embedding(count: vocab, dim: width, initStd: 0.02))
-    try m.add(try PositionEmbedding(positions: block, dim: width, initStd: 0.02))
-    for _ in 0..<layers {
-        try m.add(Residual(Sequential([try LayerNorm(features: width), try CausalSelfAttention(features: width, heads: heads)])))
-        try m.add(
-            Residual(
-                Sequential([
-                    try LayerNorm(features: width), try Linear(inFeatures: width, outFeatures: 4 * width), Activation(.gelu),
-                    try Linear(inFeatures: 4 * width, outFeatures: width),
-                ])))
-    }
-    try m.add(try LayerNorm(features: width))
-    try m.add(try Linear(inFeatures: width, outFeatures: vocab, bias: false))
-    try m.initialize(seed: 1)
-    return m
+    try benchmarkGPT(layers: layers, heads: heads, width: width, context: block, vocabulary: vocab, tiedHead: false)
 }
 
 let model = try nanoGPT()  // loads OpenBLAS

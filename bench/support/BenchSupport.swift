@@ -55,3 +55,25 @@ public func benchmarkMLP(classes: Int = 10) throws -> Model {
     try m.initialize(seed: 2)
     return m
 }
+
+/// nanoGPT's GPT (seed 1, dropout 0): token and position embeddings,
+/// pre-LayerNorm blocks of causal attention and a GELU MLP, a final
+/// LayerNorm and a head, tied to the token embedding or a Linear of its own.
+public func benchmarkGPT(layers: Int, heads: Int, width: Int, context: Int, vocabulary: Int, tiedHead: Bool) throws -> Model {
+    let m = Model()
+    try m.add(try Embedding(count: vocabulary, dim: width, initStd: 0.02))
+    try m.add(try PositionEmbedding(positions: context, dim: width, initStd: 0.02))
+    for _ in 0..<layers {
+        try m.add(Residual(Sequential([try LayerNorm(features: width), try CausalSelfAttention(features: width, heads: heads)])))
+        try m.add(
+            Residual(
+                Sequential([
+                    try LayerNorm(features: width), try Linear(inFeatures: width, outFeatures: 4 * width), Activation(.gelu),
+                    try Linear(inFeatures: 4 * width, outFeatures: width),
+                ])))
+    }
+    try m.add(try LayerNorm(features: width))
+    try m.add(tiedHead ? try TiedClassifier(count: vocabulary, dim: width) : try Linear(inFeatures: width, outFeatures: vocabulary, bias: false))
+    try m.initialize(seed: 1)
+    return m
+}

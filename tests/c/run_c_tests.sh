@@ -3,7 +3,7 @@
 # and the committed header in include/.
 #
 #   1. builds test_api, test_bad_input, test_no_alloc, test_concurrency, test_files,
-#      test_checkpoint_kill, test_tokens, test_formats, test_metrics, test_callbacks and test_advisor with gcc and clang
+#      test_checkpoint_kill, test_tokens, test_formats, test_metrics, test_callbacks, test_advisor and test_sample_weights with gcc and clang
 #      (-std=c11 -Wall -Wextra -Werror -pedantic -O1) and runs every binary;
 #      then test_exit_stalled (gcc) three times, exiting around the wake of a
 #      rank a step gave up on;
@@ -45,7 +45,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -O1 -pthread -I "$INCLUDE")
 LDFLAGS=(-L "$LIB_DIR" -lparml -lm -Wl,-rpath,"$LIB_DIR")
-TESTS=(test_api test_bad_input test_no_alloc test_concurrency test_files test_checkpoint_kill test_tokens test_formats test_metrics test_callbacks test_advisor)
+TESTS=(test_api test_bad_input test_no_alloc test_concurrency test_files test_checkpoint_kill test_tokens test_formats test_metrics test_callbacks test_advisor test_sample_weights)
 TEST_TIMEOUT=120
 
 passed=0

@@ -510,6 +510,91 @@ static void test_authenticated_files(void) {
     parml_model_free(back);
 }
 
+/* A float32 rounded to bfloat16 (nearest even, subnormals to zero) and back:
+ * the reference for bfloat16 model files, written from the format's text. */
+static float bf16_reference(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    if ((b & 0x7F800000u) == 0) b &= 0x80000000u;
+    else b = (b + 0x7FFFu + ((b >> 16) & 1u)) & 0xFFFF0000u;
+    float y;
+    memcpy(&y, &b, 4);
+    return y;
+}
+
+static void test_bfloat16_model_files(void) {
+    static const char key[] = "c-test-key-0123456789abcdefghij";
+    parml_model m = every_kind(6), back = NULL, none = NULL;
+    parml_model_file_params fp;
+    OK(parml_model_file_params_init(&fp));
+    CHECK(fp.weights_dtype == PARML_DTYPE_FLOAT32 && fp.key == NULL && fp.key_len == 0, "defaults");
+
+    /* NULL params and the defaults write parml_model_save's bytes. */
+    void *plain = NULL, *dflt = NULL, *nul = NULL, *half = NULL;
+    size_t plen = 0, dlen = 0, nlen = 0, hlen = 0;
+    OK(parml_model_serialize(m, &plain, &plen));
+    OK(parml_model_serialize_with(m, &fp, &dflt, &dlen));
+    OK(parml_model_serialize_with(m, NULL, &nul, &nlen));
+    CHECK(dlen == plen && nlen == plen && memcmp(plain, dflt, plen) == 0 && memcmp(plain, nul, plen) == 0, "defaults differ");
+
+    /* bfloat16: half the parameter bytes, read back as the rounded values. */
+    fp.weights_dtype = PARML_DTYPE_BFLOAT16;
+    OK(parml_model_serialize_with(m, &fp, &half, &hlen));
+    int64_t n = 0, nb = 0;
+    float *p = params(m, &n);
+    CHECK(hlen + (size_t)n * 2 == plen, "bf16 file %zu bytes, float32 %zu, %lld parameters", hlen, plen, (long long)n);
+    OK(parml_model_deserialize(half, hlen, &back));
+    float *pb = back ? params(back, &nb) : NULL;
+    int same = pb && nb == n;
+    for (int64_t i = 0; same && i < n; i++) same = bf16_reference(p[i]) == pb[i];
+    CHECK(same, "loaded bf16 parameters are not the rounded float32 ones");
+    /* Saving the loaded model again in bf16 is exact: the values are already bf16. */
+    void *again = NULL;
+    size_t alen = 0;
+    if (back) OK(parml_model_serialize_with(back, &fp, &again, &alen));
+    CHECK(again && alen == hlen && memcmp(again, half, hlen) == 0, "bf16 re-save differs");
+
+    /* With a key, and to a file. */
+    char path[512];
+    scratch_path(path, sizeof path, "half.pb");
+    fp.key = key;
+    fp.key_len = strlen(key);
+    OK(parml_model_save_with(m, path, &fp));
+    CHECK(parml_model_load(path, &none) == PARML_ERR_AUTH_KEY, "a keyed bf16 file loaded without its key");
+    parml_model keyed = NULL;
+    OK(parml_model_load_authenticated(path, key, strlen(key), &keyed));
+    int64_t nk = 0;
+    float *pk = keyed ? params(keyed, &nk) : NULL;
+    CHECK(pk && pb && nk == nb && memcmp(pk, pb, (size_t)nb * sizeof *pb) == 0, "keyed bf16 file loads other values");
+
+    /* Misuse. */
+    fp.weights_dtype = 2; /* INT32 */
+    CHECK(parml_model_save_with(m, path, &fp) == PARML_ERR_INVALID_ARGUMENT && strstr(parml_last_error(), "weights_dtype"),
+          "INT32 weights: %s", parml_last_error());
+    fp.weights_dtype = PARML_DTYPE_BFLOAT16;
+    fp.key_len = 8;
+    CHECK(parml_model_save_with(m, path, &fp) == PARML_ERR_INVALID_ARGUMENT, "an 8-byte key: %s", parml_last_error());
+    fp.key = NULL;
+    CHECK(parml_model_save_with(m, path, &fp) == PARML_ERR_INVALID_ARGUMENT, "NULL key, key_len 8: %s", parml_last_error());
+    fp.struct_size = 3;
+    CHECK(parml_model_serialize_with(m, &fp, &again, &alen) == PARML_ERR_INVALID_ARGUMENT, "struct_size 3");
+    CHECK(parml_model_file_params_init(NULL) == PARML_ERR_INVALID_ARGUMENT, "init(NULL)");
+    CHECK(parml_model_save_with(NULL, path, NULL) == PARML_ERR_INVALID_ARGUMENT, "NULL model");
+
+    free(p);
+    free(pb);
+    free(pk);
+    parml_buffer_free(plain);
+    parml_buffer_free(dflt);
+    parml_buffer_free(nul);
+    parml_buffer_free(half);
+    parml_buffer_free(again);
+    remove(path);
+    parml_model_free(m);
+    parml_model_free(back);
+    parml_model_free(keyed);
+}
+
 int main(void) {
     test_model_round_trip();
     test_tensor_round_trip();
@@ -517,6 +602,7 @@ int main(void) {
     test_fit_continues_across_calls_and_checkpoints();
     test_files_written_by_0_2();
     test_authenticated_files();
+    test_bfloat16_model_files();
     rmdir(scratch_dir());
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;

@@ -220,6 +220,8 @@ static int xt_is_image;
 static long last_in_dnnl;
 /* The precision measure()'s trainers use (PARML_PRECISION_*). */
 static int32_t measure_precision = PARML_PRECISION_FP32;
+/* The overlap setting measure()'s trainers use (PARML_OVERLAP_*). */
+static int32_t measure_overlap = PARML_OVERLAP_AUTO;
 
 static long measure(const char *label, int32_t blas_threads, layout_t l, parml_tensor xt, parml_tensor yt,
                     long *others_out) {
@@ -243,6 +245,8 @@ static long measure(const char *label, int32_t blas_threads, layout_t l, parml_t
     s.micro_batches = l.micro_batches;
     s.tp = l.tp;
     s.precision = measure_precision;
+    s.overlap = measure_overlap;
+    if (measure_overlap == PARML_OVERLAP_ON) s.bucket_bytes = 64; /* a bucket per layer: several per step */
     parml_trainer tr = NULL;
     OK(parml_trainer_create(m, PARML_LOSS_CROSS_ENTROPY, &o, &s, &tr));
     int32_t threads = 0;
@@ -383,6 +387,13 @@ static void test_augmented_fit(void) {
     a.horizontal_flip = 1;
     OK(parml_dataset_set_augmentation(d, &a));
     check_epochs_allocate_alike(tr, d, "an augmented image dataset");
+    /* Sample weights ride with the batches in buffers the trainer keeps. */
+    static float weights[AN];
+    for (int i = 0; i < AN; i++) weights[i] = (float)(i % 3);
+    parml_dataset dw = NULL;
+    OK(parml_dataset_with_sample_weights(d, weights, AN, &dw));
+    check_epochs_allocate_alike(tr, dw, "an augmented image dataset with sample weights");
+    parml_dataset_free(dw);
     parml_dataset_free(d);
     parml_tensor_free(xt);
     parml_tensor_free(yt);
@@ -485,6 +496,14 @@ int main(void) {
     CHECK(total == 0, "pp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
     total = measure("dp = 2 x tp = 2, ZeRO-2", 1, (layout_t){2, 2, 0, 1, 1, 2}, xt, yt, &others);
     CHECK(total == 0, "dp=2 tp=2 allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    /* Overlap: buckets handed to each rank's communication thread (a queue
+     * sized once) and reduced there while backward goes on. */
+    measure_overlap = PARML_OVERLAP_ON;
+    total = measure("dp = 2, ZeRO-0, overlap on", 1, (layout_t){2, 0, 0, 1, 1, 1}, xt, yt, &others);
+    CHECK(total == 0, "dp=2 with overlap allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    total = measure("dp = 3, ZeRO-2, overlap on", 1, (layout_t){3, 2, 0, 1, 1, 1}, xt, yt, &others);
+    CHECK(total == 0, "dp=3 ZeRO-2 with overlap allocated or freed %ld times in %d warmed-up steps", total, COUNTED);
+    measure_overlap = PARML_OVERLAP_AUTO;
 
     /* bf16 products (since 0.3): operand copies and oneDNN matmul plans are
      * made in the warm-up steps; oneDNN's execute allocates its argument

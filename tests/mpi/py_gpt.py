@@ -24,6 +24,13 @@ LAYOUTS = {
     # Default mode: ZeRO-2/3 reduce gradients in buckets during backward.
     "dp2zero2fast": dict(dp=2, zero=2, deterministic=False),
     "dp3zero3fast": dict(dp=3, zero=3, deterministic=False),
+    # Default mode at every ZeRO stage: under MPI the buckets are reduced on a
+    # communication thread while backward goes on (overlap auto), on threads
+    # after backward; and MPI with overlap off gives the same bits too.
+    "dp2fast": dict(dp=2, deterministic=False),
+    "dp3fast": dict(dp=3, deterministic=False),
+    "dp2zero1fast": dict(dp=2, zero=1, deterministic=False),
+    "dp2pp2fast": dict(dp=2, pp=2, micro_batches=2, deterministic=False),
 }
 name = sys.argv[1]
 layout = LAYOUTS[name]
@@ -43,6 +50,10 @@ def train(**strategy) -> np.ndarray:
     opt = parml.AdamW(3e-3, betas=(0.9, 0.99), weight_decay=0.1, clip_grad_norm=1.0, decay_by_kind=True)
     s = parml.Strategy(**{"deterministic": True, "seed": 3, "blas_threads": 1, **strategy})
     with model, parml.Trainer(model, optimizer=opt, strategy=s) as trainer:
+        overlapped = "overlapped with backward on a communication thread" in trainer.plan()
+        # Overlap auto: on under MPI in the default mode (dp > 1), off on threads.
+        expected = s.fields.get("backend") == parml._capi.PARML_BACKEND_MPI and not s.fields["deterministic"] and layout.get("dp", 1) > 1
+        assert overlapped == (expected and strategy.get("overlap", "auto") != "off"), trainer.plan()
         for _ in range(4):
             ids = rng.integers(0, vocab, size=(8, t + 1)).astype(np.int32)
             trainer.step(ids[:, :-1], ids[:, 1:])
@@ -52,6 +63,8 @@ def train(**strategy) -> np.ndarray:
 mpi = train(backend="mpi", **layout)
 threads = train(backend="threads", **layout)
 assert_bitwise_equal(mpi, threads)
+if not layout.get("deterministic", True):
+    assert_bitwise_equal(mpi, train(backend="mpi", overlap="off", **layout))
 if "tp" not in layout and layout.get("deterministic", True):
     serial = train()
     assert_bitwise_equal(mpi, serial)

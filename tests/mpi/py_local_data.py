@@ -1,7 +1,7 @@
 """Local data per process under mpirun -np 2 (docs/data.md, "Local data per
 process"): each process fits its own data, of uneven size, with
 Trainer.set_local_data. Case "uneven": 1,000 samples on rank 0 and 10 on
-rank 1; case "none": rank 1 has no data at all (an empty stream: a rank
+rank 1 (and again with each process's own sample weights); case "none": rank 1 has no data at all (an empty stream: a rank
 past the last shard). Every process must finish (the epochs end together,
 no hang) with the parameters of a serial run that steps on each step's
 concatenated rows (each step's mean over the rows actually there), and
@@ -31,8 +31,10 @@ def model():
     return parml.Sequential([parml.Linear(F, 16), parml.Tanh(), parml.Linear(16, C)], seed=5)
 
 
-def reference(parts):
-    """Serial steps on the concatenation of each replica's batch s."""
+def reference(parts, weights=None):
+    """Serial steps on the concatenation of each replica's batch s (with
+    each replica's sample weights: the epoch loss is then weighted by each
+    step's total weight)."""
     m = model()
     with m, parml.Trainer(m, optimizer=parml.SGD(0.05, momentum=0.9), strategy=parml.Strategy(blas_threads=1)) as t:
         steps = max((len(x) + B - 1) // B for x, _ in parts)
@@ -42,9 +44,11 @@ def reference(parts):
             for s in range(steps):
                 xs = np.concatenate([x[s * B : (s + 1) * B] for x, _ in parts])
                 ys = np.concatenate([y[s * B : (s + 1) * B] for _, y in parts])
-                loss = t.step(xs, ys)
-                total += loss * len(xs)
-                rows += len(xs)
+                ws = None if weights is None else np.concatenate([w[s * B : (s + 1) * B] for w in weights])
+                loss = t.step(xs, ys, sample_weight=ws)
+                weight = len(xs) if ws is None else float(ws.sum())
+                total += loss * weight
+                rows += weight
             losses.append(total / rows)
         return m.parameters.copy(), losses
 
@@ -73,6 +77,16 @@ with m, t:
     x, y = parts[rank]
     h = t.fit(x, y, epochs=EPOCHS, batch_size=B, shuffle=False, verbose=False)
     check("uneven 1000/10", m.parameters.copy(), [e.train_loss for e in h.epochs], want_params, want_losses)
+
+# Weighted: each process's own sample weights follow its own rows; each
+# step's mean is over the weight of both replicas' rows.
+weights = [np.random.default_rng(4).uniform(0, 2, 1000).astype(np.float32), np.full(10, 3.0, np.float32)]
+want_params, want_losses = reference(parts, weights)
+m, t = mpi_trainer()
+with m, t:
+    x, y = parts[rank]
+    h = t.fit(x, y, epochs=EPOCHS, batch_size=B, shuffle=False, verbose=False, sample_weight=weights[rank])
+    check("uneven 1000/10, sample weights", m.parameters.copy(), [e.train_loss for e in h.epochs], want_params, want_losses)
 
 # None: one shard, which rank 0 streams; rank 1 gets an empty dataset.
 x, y = data(130, 3)

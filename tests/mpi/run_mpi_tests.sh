@@ -26,7 +26,8 @@
 #      wrong rows fail on every process (also with class weights, whose
 #      mean sums the replicas' class counts); and a GPT with a tied classifier
 #      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp, interleaved pp and default-mode
-#      ZeRO-2/3 (gradient buckets) equals threads;
+#      ZeRO 0-3 (gradient buckets, overlapped with backward under MPI, and
+#      not: overlap off) equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
 #      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
@@ -305,7 +306,14 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     local_batches "dp 2 x pp 2, class weights and label smoothing" 2 2 1 2 1f1b 0
     export PARML_TEST_SPLIT_CLASSIFIER=1
     train "dp 2 x tp 2, split classifier, class weights and label smoothing" "" 2 1 2 1 1f1b 1
-    unset PARML_TEST_SPLIT_CLASSIFIER TRAIN_HOST_CLASS_WEIGHTS
+    # Sample weights on top: the weighted mean's denominator sums every
+    # replica's rows (gathered exactly), so MPI equals threads bit for bit.
+    export TRAIN_HOST_SAMPLE_WEIGHTS=1
+    train "dp 2 x tp 2, split classifier, sample and class weights" "" 2 1 2 1 1f1b 1
+    unset PARML_TEST_SPLIT_CLASSIFIER
+    local_batches "dp 2 ZeRO-1, sample and class weights" 2 1 1 1 1f1b 1
+    local_batches "dp 2 x pp 2, sample and class weights" 2 2 1 2 1f1b 0
+    unset PARML_TEST_SPLIT_CLASSIFIER TRAIN_HOST_CLASS_WEIGHTS TRAIN_HOST_SAMPLE_WEIGHTS
     if TRAIN_HOST_LOCAL=wrong timeout 60 mpirun -np 2 -x TRAIN_HOST_LOCAL "$WORK/train_host" mpi 2 1 1 1 1f1b 0 \
         "$WORK/wrong.bin" > "$WORK/wrong.txt" 2>&1; then
         fail "local batches with the wrong rows must fail" "$WORK/wrong.txt"
@@ -348,7 +356,8 @@ py_mpi() {  # np timeout label script [args...]
 for np in 2 4; do
     py_mpi "$np" 180 "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit" py_train.py
 done
-for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2" "dp2zero2fast 2" "dp3zero3fast 3"; do
+for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2" "dp2zero2fast 2" "dp3zero3fast 3" \
+    "dp2fast 2" "dp3fast 3" "dp2zero1fast 2" "dp2pp2fast 4"; do
     set -- $case
     py_mpi "$2" 300 "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_gpt.py "$1"
 done
@@ -360,13 +369,16 @@ py_mpi 2 300 "DiLoCo dp 2 under mpirun -np 2, resumed from a checkpoint: equals 
 mkdir -p "$WORK/callbacks"
 py_mpi 2 300 "fit callbacks under mpirun -np 2 (early stopping with restore, keep-best, reduce-on-plateau, a saving callback): MPI equals threads bit for bit" \
     py_callbacks.py "$WORK/callbacks"
-OKS=4 py_mpi 2 300 "local data per process under mpirun -np 2 (1,000 samples and 10; a rank with none): epochs end together, equal to serial steps on the rows there" \
+OKS=6 py_mpi 2 300 "local data per process under mpirun -np 2 (1,000 samples and 10, with and without sample weights; a rank with none): epochs end together, equal to serial steps on the rows there" \
     py_local_data.py
 for case in "dp2 2" "pp2 2" "dp2pp2 4"; do
     set -- $case
     py_mpi "$2" 300 "CNN with batch_norm, $1 under mpirun -np $2: MPI equals threads and serial bit for bit" py_cnn.py "$1"
 done
-py_mpi 2 300 "DP-SGD fit (Poisson sampling), dp2 under mpirun -np 2: MPI equals threads and serial bit for bit" py_private.py
+for case in "dp2 2" "pp2 2" "dp2pp2 4" "tp2 2"; do
+    set -- $case
+    py_mpi "$2" 300 "DP-SGD fit (Poisson sampling), $1 under mpirun -np $2: MPI equals threads bit for bit, and serial (bit for bit without tp)" py_private.py "$1"
+done
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
     py_mpi "$2" 300 "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_cnn_tp.py "$1"

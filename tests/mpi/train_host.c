@@ -17,7 +17,9 @@
  *   layers are wide enough for OpenBLAS to thread their products.
  *   TRAIN_HOST_OPT=sgd trains with SGD and momentum instead of AdamW;
  *   TRAIN_HOST_FAST=1 in default mode instead of deterministic mode;
- *   TRAIN_HOST_WATCHDOG=S sets the watchdog (default 30 s). Every rank
+ *   TRAIN_HOST_WATCHDOG=S sets the watchdog (default 30 s).
+ *   TRAIN_HOST_SAMPLE_WEIGHTS=1 steps with per-row loss weights
+ *   (parml_trainer_step_weighted). Every rank
  *   other than 0 writes its parameters to OUT.RANK too, so each process's
  *   copy of the host model can be compared. TRAIN_HOST_EXPECT_FAIL=1 (with
  *   PARML_TEST_FAULT set) reports a failing step as "rank R: step failed:
@@ -137,9 +139,15 @@ int main(int argc, char **argv) {
     OK(parml_tensor_create(xd, 2, x + first * F, &xt));
     OK(parml_tensor_create(yd, 1, y + first, &yt));
     if (load) OK(parml_trainer_load_checkpoint(tr, load));
+    /* TRAIN_HOST_SAMPLE_WEIGHTS=1: one loss weight per row (some 0), this
+     * process's rows of them with local batches (their sum crosses replicas). */
+    const char *sample_weighted = getenv("TRAIN_HOST_SAMPLE_WEIGHTS");
+    float sw[N];
+    for (int i = 0; i < N; i++) sw[i] = 0.5f * (float)((i * 7) % 5);
+    const float *weights = sample_weighted && strcmp(sample_weighted, "1") == 0 ? sw + first : NULL;
     const char *expect_fail = getenv("TRAIN_HOST_EXPECT_FAIL");
     for (int k = 0; k < steps; k++) {
-        parml_status st = parml_trainer_step(tr, xt, yt, &loss);
+        parml_status st = weights ? parml_trainer_step_weighted(tr, xt, yt, weights, rows, &loss) : parml_trainer_step(tr, xt, yt, &loss);
         if (st != PARML_OK && expect_fail && strcmp(expect_fail, "1") == 0) {
             int32_t r = -1;
             (void)parml_mpi_rank(&r);

@@ -44,7 +44,11 @@ typedef enum _Parml__Tensor__DType {
   /*
    * since parml 0.3
    */
-  PARML__TENSOR__DTYPE__INT64 = 3
+  PARML__TENSOR__DTYPE__INT64 = 3,
+  /*
+   * since parml 0.3: model file parameters saved for exchange (the
+   */
+  PARML__TENSOR__DTYPE__BFLOAT16 = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(PARML__TENSOR__DTYPE)
 } Parml__Tensor__DType;
 typedef enum _Parml__Layer__Kind {

@@ -1,4 +1,5 @@
 import ParmlTensor
+import _CParmlKernels
 
 #if canImport(Glibc)
 import Glibc
@@ -314,22 +315,11 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     /// Row i of the rows×columns scores, the query at position offset + i:
     /// softmax over keys j ≤ offset + i, exactly 0 beyond (offset 0 and a
     /// square s for a whole sequence; decoding queries later positions).
+    /// Vectorised in C (pml_attention.h): e^x by a polynomial, the row sum
+    /// in 16 fixed lanes.
     @inline(__always)
     static func causalSoftmax(_ s: UnsafeMutablePointer<Float>, rows: Int, columns: Int, offset: Int) {
-        for i in 0..<rows {
-            let row = s + i * columns, last = offset + i
-            var mx = row[0]
-            for j in 0...last where row[j] > mx { mx = row[j] }
-            var sum: Float = 0
-            for j in 0...last {
-                let e = expf(row[j] - mx)
-                row[j] = e
-                sum += e
-            }
-            let inv = 1 / sum
-            for j in 0...last { row[j] *= inv }
-            for j in (last + 1)..<columns { row[j] = 0 }
-        }
+        pml_causal_softmax(s, rows, columns, offset)
     }
 
     public func backward(_ dout: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
@@ -419,14 +409,11 @@ private struct ForwardPairs: RangeTask {
             let base = q + bi * t * c3
             let off = pair * tt
             let s = p + off
-            BLAS.gemm(
-                transA: false, transB: true, m: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3,
-                beta: 0, s, ldc: t)
+            CausalProducts.gemm(.scores, t: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3, s, ldc: t)
             CausalSelfAttention.causalSoftmax(s, rows: t, columns: t, offset: 0)
             if let mask { Kernels.multiply(s, mask + off, pv + off, count: tt) }
-            BLAS.gemm(
-                transA: false, transB: false, m: t, n: hs, k: t, pv + off, lda: t, base + 2 * d + h * hs, ldb: c3,
-                beta: 0, y + bi * t * d + h * hs, ldc: d)
+            CausalProducts.gemm(
+                .lower, t: t, n: hs, k: t, alpha: 1, pv + off, lda: t, base + 2 * d + h * hs, ldb: c3, y + bi * t * d + h * hs, ldc: d)
         }
     }
 }
@@ -449,30 +436,17 @@ private struct BackwardPairs: RangeTask {
             let dyb = dy + bi * t * d
             let off = pair * tt
             // dv = P̃ᵀ·dy
-            BLAS.gemm(
-                transA: true, transB: false, m: t, n: hs, k: t, pv + off, lda: t, dyb + h * hs, ldb: d,
-                beta: 0, dbase + 2 * d + h * hs, ldc: c3)
-            // dP̃ = dy·vᵀ
-            BLAS.gemm(
-                transA: false, transB: true, m: t, n: t, k: hs, dyb + h * hs, lda: d, base + 2 * d + h * hs, ldb: c3,
-                beta: 0, ds, ldc: t)
+            CausalProducts.gemm(
+                .lowerTransposed, t: t, n: hs, k: t, alpha: 1, pv + off, lda: t, dyb + h * hs, ldb: d, dbase + 2 * d + h * hs, ldc: c3)
+            // dP̃ = dy·vᵀ, on and below the diagonal blocks (the rest is never read)
+            CausalProducts.gemm(.scores, t: t, n: t, k: hs, alpha: 1, dyb + h * hs, lda: d, base + 2 * d + h * hs, ldb: c3, ds, ldc: t)
             if let mask { Kernels.multiply(ds, mask + off, ds, count: tt) }
             // dS = P ⊙ (dP − rowsum(dP ⊙ P)), causal part only.
-            let pp = p + off
-            for i in 0..<t {
-                let pr = pp + i * t, dr = ds + i * t
-                var dot: Float = 0
-                for j in 0...i { dot += pr[j] * dr[j] }
-                for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-                for j in (i + 1)..<t { dr[j] = 0 }
-            }
+            pml_causal_softmax_backward(p + off, ds, t)
             // dq = dS·k/√hs, dk = dSᵀ·q/√hs
-            BLAS.gemm(
-                transA: false, transB: false, m: t, n: hs, k: t, alpha: scale, ds, lda: t, base + d + h * hs, ldb: c3,
-                beta: 0, dbase + h * hs, ldc: c3)
-            BLAS.gemm(
-                transA: true, transB: false, m: t, n: hs, k: t, alpha: scale, ds, lda: t, base + h * hs, ldb: c3,
-                beta: 0, dbase + d + h * hs, ldc: c3)
+            CausalProducts.gemm(.lower, t: t, n: hs, k: t, alpha: scale, ds, lda: t, base + d + h * hs, ldb: c3, dbase + h * hs, ldc: c3)
+            CausalProducts.gemm(
+                .lowerTransposed, t: t, n: hs, k: t, alpha: scale, ds, lda: t, base + h * hs, ldb: c3, dbase + d + h * hs, ldc: c3)
         }
     }
 }

@@ -8,13 +8,14 @@ extension Advice {
         func name(_ s: StrategyConfig) -> String {
             var n = "dp\(s.dp) pp\(s.pp) tp\(s.tp)"
             if s.microBatches > 1 { n += " m\(s.microBatches)" }
+            if s.pipelineSchedule == .interleaved { n += " v\(s.virtualStages)" }
             if s.zeroStage > 0 { n += " zero\(s.zeroStage)" }
             return n
         }
         let c = calibration
         var lines = [
             "calibration: \(calibrationOrigin.rawValue) (\(c.cpuModel), \(c.cores) cores, parml \(c.libraryVersion), measured in "
-                + "\(Bytes.round1(c.seconds)) s)",
+                + "\(Bytes.round1(c.seconds)) s at load average \(Bytes.round1(c.loadAverage)))",
             "rank  layout                  step ms  compute  comm  bubble  optim  overhead  peak/rank  reason",
         ]
         for (i, p) in ranked.enumerated() {

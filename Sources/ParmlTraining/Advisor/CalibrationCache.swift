@@ -7,11 +7,13 @@ import ParmlTensor
 /// `PARML_CACHE_DIR`, else `$XDG_CACHE_HOME/parml`, else `~/.cache/parml`
 /// (a directory argument overrides all three). A file that cannot be read,
 /// does not parse, or was measured on another CPU, core count or library
-/// version is measured again and replaced; failing to write it is not an
-/// error (the advice uses the fresh figures).
+/// version is measured again and replaced; so is one measured on a busy
+/// machine (load average above half the cores) once the load has fallen
+/// to half of what it was, since other processes' work lowered its rates.
+/// Failing to write it is not an error (the advice uses the fresh figures).
 public enum CalibrationCache {
-    static let fileName = "calibration-v1.txt"
-    static let header = "parml-calibration 1"
+    static let fileName = "calibration-v2.txt"
+    static let header = "parml-calibration 2"
 
     /// The directory the cache uses when none is given.
     public static func defaultDirectory() -> String? {
@@ -30,6 +32,8 @@ public enum CalibrationCache {
         case cached, measured
         /// Measured because the file was unreadable or corrupt, or from another CPU or version.
         case replaced
+        /// Measured again because the cached figures were taken on a busier machine.
+        case remeasuredQuieter
     }
 
     /// The calibration for this machine: the cached one when it matches,
@@ -43,13 +47,22 @@ public enum CalibrationCache {
             if let text = try? read(path), let c = parse(text), c.cpuModel == cpu.model, c.cores == cpu.cores,
                 c.libraryVersion == libraryVersion
             {
-                return (c, .cached)
+                guard measuredBusier(c, now: MachineCalibration.currentLoadAverage()) else { return (c, .cached) }
+                origin = .remeasuredQuieter
+            } else {
+                origin = .replaced
             }
-            origin = .replaced
         }
         let c = try MachineCalibration.measure(libraryVersion: libraryVersion)
         if let dir, let path { try? store(c, directory: dir, path: path) }
         return (c, origin)
+    }
+
+    /// Whether `c` was measured while other work loaded the machine that
+    /// has since eased (its rates understate a quieter machine's).
+    static func measuredBusier(_ c: MachineCalibration, now: Double?) -> Bool {
+        guard let now else { return false }
+        return c.loadAverage > 0.5 * Double(c.cores) && now < 0.5 * c.loadAverage
     }
 
     // MARK: - The file
@@ -57,7 +70,7 @@ public enum CalibrationCache {
     static func format(_ c: MachineCalibration) -> String {
         var lines = [
             header, "cpu_model=\(c.cpuModel)", "cores=\(c.cores)", "library_version=\(c.libraryVersion)", "seconds=\(c.seconds)",
-            "elementwise=\(c.elementwiseBytesPerSecond)",
+            "elementwise=\(c.elementwiseBytesPerSecond)", "load_average=\(c.loadAverage)", "page_fault=\(c.pageFaultSeconds)",
         ]
         for p in c.products { lines.append("product \(p.m) \(p.n) \(p.k) \(p.threads) \(p.flopsPerSecond)") }
         for a in c.allReduce { lines.append("allreduce \(a.ranks) \(a.latency) \(a.bytesPerSecond)") }
@@ -107,6 +120,8 @@ public enum CalibrationCache {
         }
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
+            let load = fields["load_average"].flatMap({ positive(Substring($0)) }),
+            let fault = fields["page_fault"].flatMap({ positive(Substring($0)) }),
             products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
             concurrency.contains(where: { $0.threads == 1 })
         else { return nil }
@@ -117,6 +132,8 @@ public enum CalibrationCache {
         c.send = send
         c.concurrency = concurrency
         c.elementwiseBytesPerSecond = ew
+        c.loadAverage = load
+        c.pageFaultSeconds = fault
         c.seconds = fields["seconds"].flatMap { Double($0) } ?? 0
         return c
     }

@@ -28,6 +28,9 @@ public struct LayoutPrediction: Sendable {
     public var optimizer = 0.0
     public var overhead = 0.0
     public var communications: [CommunicationTerm] = []
+    /// Gradient bytes ZeRO-2/3's buckets hand back to the system each step
+    /// (and fault in again in the next backward), on the fullest rank.
+    public var releasedGradientBytes = 0.0
     /// The rank holding the most bytes (stage, as `Trainer.memory` would report it).
     public var peakStage = 0
     public var memory: (parameters: Int, gradients: Int, optimizer: Int, scratch: Int, activations: Int) = (0, 0, 0, 0, 0)
@@ -194,13 +197,14 @@ struct CostModel {
             }
         }
         if mesh.pp > 1 {
-            // Activations forward and their gradients back, on the critical path m + pp − 1 times each.
+            // Activations forward and their gradients back, on the critical path
+            // m·v + pp − 1 times each (v runs per stage: each micro-batch goes round the ring v times).
             var width = 0
             for run in 0..<(c.layout.stageRanges.count - 1) {
                 width = max(width, c.profile.output(ofLayer: c.layout.partition.layers[run].upperBound - 1, rows: 1).rowSize)
             }
             let bytes = Double(rows * width) * f
-            let sends = 2 * (m + mesh.pp - 1) * c.maxPieces
+            let sends = 2 * (m * c.layout.virtualStages + mesh.pp - 1) * c.maxPieces
             let t = Double(sends) * send(bytes: bytes, stride: mesh.tp, world: world)
             comm += t
             p.communications.append(
@@ -226,12 +230,18 @@ struct CostModel {
             p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: buckets, bytes: bytes / Double(buckets), seconds: t))
         }
         p.communication = comm
+        if peak.gradientFloats < peak.sliceFloats {
+            // Buckets release every gradient page outside the rank's shard after
+            // reducing it; the next backward faults each one in again, zeroed.
+            p.releasedGradientBytes = Double(peak.sliceFloats - peak.ownedFloats) * f
+            p.overhead += (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds * contention
+        }
         // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.
         let owned = Double(peak.ownedFloats)
         p.optimizer = calibration.elementwiseSeconds(bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies))) * contention
         if world > 1 {
             let stats = allReduce(bytes: 8, ranks: world, stride: 1, world: world)
-            p.overhead = handover(world: world) + stats
+            p.overhead += handover(world: world) + stats
             p.communications.append(CommunicationTerm(what: "loss and accuracy all-reduce", group: "world(\(world))", count: 1, bytes: 8, seconds: stats))
         }
         p.memory = peak.report
@@ -264,6 +274,11 @@ struct CostModel {
         }
         if st.zeroStage >= 1 && mesh.dp > 1 {
             parts.append("ZeRO-\(st.zeroStage) keeps \(Bytes.text(Double(peak.report.optimizer))) of optimizer state (1/\(mesh.dp))")
+        }
+        if p.releasedGradientBytes > 0 {
+            let faults = (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds
+            parts.append(
+                "its buckets hand \(Bytes.text(p.releasedGradientBytes)) of gradient pages back each step (~\(Bytes.round1(faults * 1e3)) ms of page faults)")
         }
         return parts.joined(separator: "; ")
     }

@@ -43,6 +43,13 @@ public struct MachineCalibration: Sendable, Equatable {
     public var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
     /// Seconds the measurement took.
     public var seconds: Double = 0
+    /// The machine's 1-minute load average when the measurement began: rates
+    /// taken on a busy machine are low, and the cache measures again once
+    /// the machine is quieter (CalibrationCache).
+    public var loadAverage: Double = 0
+    /// Seconds to fault in one 4 KiB page handed back with madvise(DONTNEED)
+    /// and zero it: what ZeRO-2/3's released gradient pages cost each step.
+    public var pageFaultSeconds: Double = 0
 
     public init(cpuModel: String, cores: Int, libraryVersion: String) {
         (self.cpuModel, self.cores, self.libraryVersion) = (cpuModel, cores, libraryVersion)
@@ -66,7 +73,9 @@ public struct MachineCalibration: Sendable, Equatable {
 
     /// Predicted seconds for `p` on `threads` BLAS threads: the rate of the
     /// measured shape nearest in log space (rows, then the smaller of n, k),
-    /// scaled by the measured gain of the thread count nearest `threads`.
+    /// scaled by the measured gain of the thread count nearest `threads`
+    /// when the product is large enough to be cut over them (BLAS.gemm runs
+    /// smaller ones on one thread).
     public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
         let single = products.filter { $0.threads == 1 }
@@ -79,7 +88,7 @@ public struct MachineCalibration: Sendable, Equatable {
         }
         let nearest = single.min { distance($0) < distance($1) }!
         var rate = nearest.flopsPerSecond
-        if threads > 1 {
+        if threads > 1 && BLAS.usesWorkerThreads(m: p.m, n: p.n, k: p.k) {
             // The measured gain of more threads on the largest shape (1 when not measured).
             let multi = products.filter { $0.threads > 1 }.min { abs($0.threads - threads) < abs($1.threads - threads) }
             if let multi, let base = single.first(where: { $0.m == multi.m && $0.n == multi.n && $0.k == multi.k }) {
@@ -112,6 +121,7 @@ public struct MachineCalibration: Sendable, Equatable {
         let start = Clock.now()
         let cpu = currentCPU()
         var c = MachineCalibration(cpuModel: cpu.model, cores: cpu.cores, libraryVersion: libraryVersion)
+        c.loadAverage = currentLoadAverage() ?? 0
         let saved = BLAS.threads
         defer { BLAS.threads = saved }
         BLAS.threads = 1
@@ -127,6 +137,7 @@ public struct MachineCalibration: Sendable, Equatable {
         BLAS.threads = 1
         for k in [1, 2, 4] { c.concurrency.append((k, try concurrentRate(threads: k))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
+        c.pageFaultSeconds = try pageFaultCost()
         for ranks in [2, 4] {
             c.allReduce.append(try allReduceRate(ranks: ranks))
             c.handover.append(try handoverCost(ranks: ranks))
@@ -203,6 +214,32 @@ public struct MachineCalibration: Sendable, Equatable {
             best = min(best, Clock.now() - t)
         }
         return Double(3 * n * 4) / max(best, 1e-9)
+    }
+
+    /// The 1-minute load average (getloadavg), nil where the system has none.
+    public static func currentLoadAverage() -> Double? {
+        var load = [0.0]
+        return getloadavg(&load, 1) == 1 ? load[0] : nil
+    }
+
+    /// Best of 5: hand 16 MiB of touched pages back (madvise DONTNEED, as
+    /// Pages.release does) and write one float into each again.
+    private static func pageFaultCost() throws -> Double {
+        let pages = 4096, page = 4096
+        guard let raw = mmap(nil, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+            throw ParmlError.outOfMemory("cannot map \(pages * page) bytes to time page faults")
+        }
+        defer { munmap(raw, pages * page) }
+        let bytes = raw.assumingMemoryBound(to: UInt8.self)
+        for i in 0..<pages { bytes[i * page] = 1 }
+        var best = Double.infinity
+        for _ in 0..<5 {
+            madvise(raw, pages * page, MADV_DONTNEED)
+            let t = Clock.now()
+            for i in 0..<pages { bytes[i * page] = 1 }
+            best = min(best, (Clock.now() - t) / Double(pages))
+        }
+        return best
     }
 
     /// Two sizes of all-reduce on `ranks` threads: the line through them.

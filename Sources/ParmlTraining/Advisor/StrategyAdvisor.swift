@@ -63,8 +63,10 @@ public struct Advice: Sendable {
 /// (docs/advisor.md says how it works and where it is wrong).
 public enum StrategyAdvisor {
     /// Every layout with at most `maxRanks` ranks: each factorisation dp·pp·tp,
-    /// micro-batches 1 (pp = 1) or pp, 2pp, 4pp, ZeRO 0–3 (dp > 1), 1F1B.
-    static func layouts(_ r: AdviceRequest, ranks: Int) -> [StrategyConfig] {
+    /// micro-batches 1 (pp = 1) or pp, 2pp, 4pp, ZeRO 0–3 (dp > 1), 1F1B,
+    /// and interleaved 1F1B with 2 runs per stage where the model has the
+    /// top-level layers for it (2·pp at least).
+    static func layouts(_ r: AdviceRequest, ranks: Int, topLevelLayers: Int) -> [StrategyConfig] {
         var out: [StrategyConfig] = []
         for world in 1...ranks {
             for dp in 1...world where world % dp == 0 {
@@ -77,6 +79,11 @@ public enum StrategyAdvisor {
                             s.deterministic = r.deterministic
                             s.backend = r.backend
                             out.append(s)
+                            if pp > 1 && topLevelLayers >= 2 * pp {
+                                s.pipelineSchedule = .interleaved
+                                s.virtualStages = 2
+                                out.append(s)
+                            }
                         }
                     }
                 }
@@ -167,7 +174,7 @@ public enum StrategyAdvisor {
         var advice = Advice(calibration: calibration, calibrationOrigin: origin)
         var profiles: [Int: ModelProfile] = [:]
         var failedTP: [Int: String] = [:]
-        for st in layouts(r, ranks: ranks) {
+        for st in layouts(r, ranks: ranks, topLevelLayers: model.root.layers.count) {
             if let why = failedTP[st.tp] {
                 advice.excluded.append(ExcludedLayout(strategy: st, why: why))
                 continue
@@ -193,7 +200,8 @@ public enum StrategyAdvisor {
         advice.ranked.sort { a, b in
             if a.stepSeconds != b.stepSeconds { return a.stepSeconds < b.stepSeconds }
             let (x, y) = (a.strategy, b.strategy)
-            return (x.worldSize, x.zeroStage, x.microBatches, x.pp, x.tp) < (y.worldSize, y.zeroStage, y.microBatches, y.pp, y.tp)
+            return (x.worldSize, x.zeroStage, x.microBatches, x.pp, x.tp, x.virtualStages)
+                < (y.worldSize, y.zeroStage, y.microBatches, y.pp, y.tp, y.virtualStages)
         }
         return advice
     }

@@ -58,8 +58,10 @@ void pml_scale(float *x, float s, size_t n);
 void pml_broadcast_rows(const float *b, float *y, size_t rows, size_t cols);
 /* y (rows, cols) += b (cols) on every row */
 void pml_add_bias(float *y, const float *b, size_t rows, size_t cols);
-/* db (cols) = beta * db + sum over rows of dy (rows, cols) */
-void pml_sum_rows(const float *dy, float *db, size_t rows, size_t cols, float beta);
+/* db (cols) = beta * db + sum over rows of dy (rows, cols), on columns
+ * lo..<hi only: each column sums its rows in order, so a cut into column
+ * blocks changes no bit. */
+void pml_sum_rows_columns(const float *dy, float *db, size_t rows, size_t cols, float beta, size_t lo, size_t hi);
 
 /* Adds normal draws N(0, std²) to out[0..n) for elements first..first+n of
  * a Philox4x32-10 stream (key k0, k1; counter words 2 and 3 = s0, s1):

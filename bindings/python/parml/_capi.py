@@ -126,6 +126,7 @@ PARML_ACTIVATION_SIGMOID = 4
 PARML_DTYPE_FLOAT32 = 1
 PARML_DTYPE_INT32 = 2
 PARML_DTYPE_INT64 = 3
+PARML_DTYPE_BFLOAT16 = 4
 
 PARML_ATTR_INT = 1
 PARML_ATTR_FLOAT = 2
@@ -163,6 +164,9 @@ PARML_COMPRESSION_FP16 = 2
 PARML_COMPRESSION_POWERSGD = 3
 PARML_PRECISION_FP32 = 0
 PARML_PRECISION_BF16 = 1
+PARML_OVERLAP_AUTO = 0
+PARML_OVERLAP_ON = 1
+PARML_OVERLAP_OFF = 2
 
 PARML_TOKENS_RANDOM = 1
 PARML_TOKENS_SEQUENTIAL = 2
@@ -323,6 +327,9 @@ class parml_strategy_params(Structure):
             projection and oneDNN convolution products on bf16 operands with
             float32 accumulation (float32 where the host
             cannot; the plan says); default FP32
+        overlap: since 0.3; PARML_OVERLAP_*: dp gradient buckets reduced on a
+            communication thread per rank while backward goes on; default
+            AUTO (on under MPI, off on the threads backend)
     """
 
     _fields_ = [
@@ -348,6 +355,7 @@ class parml_strategy_params(Structure):
         ("outer_learning_rate", c_float),
         ("outer_momentum", c_float),
         ("precision", c_int32),
+        ("overlap", c_int32),
     ]
 
 
@@ -596,6 +604,24 @@ class parml_loss_params(Structure):
     ]
 
 
+class parml_model_file_params(Structure):
+    """How parml_model_save_with and parml_model_serialize_with write a model file.
+
+    Attributes:
+        struct_size: set by parml_model_file_params_init
+        weights_dtype: PARML_DTYPE_FLOAT32 (default) or PARML_DTYPE_BFLOAT16 (half the bytes, for exchange)
+        key: NULL (default) or an HMAC-SHA-256 key of key_len >= 16 bytes, borrowed for the call
+        key_len: bytes at key
+    """
+
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("weights_dtype", c_int32),
+        ("key", c_void_p),
+        ("key_len", c_size_t),
+    ]
+
+
 class parml_privacy_params(Structure):
     """DP-SGD settings of parml_trainer_set_privacy (docs/privacy.md).
 
@@ -686,6 +712,7 @@ STRUCT_TYPES = {
     "parml_metrics_params": parml_metrics_params,
     "parml_privacy_params": parml_privacy_params,
     "parml_metrics": parml_metrics,
+    "parml_model_file_params": parml_model_file_params,
 }
 
 # ---------------------------------------------------------------------------
@@ -1136,6 +1163,29 @@ def parml_model_serialize(model: Any, buf_out: Any, len_out: Any, /) -> int:
 )
 def parml_model_serialize_authenticated(model: Any, key: Any, key_len: int, buf_out: Any, len_out: Any, /) -> int:
     """The bytes parml_model_save_authenticated would write, in a new buffer."""
+    ...
+
+
+# PARML_API parml_status parml_model_file_params_init(parml_model_file_params * params);
+@ctypes_function("parml_model_file_params_init", [POINTER(parml_model_file_params)], parml_status)
+def parml_model_file_params_init(params: Any, /) -> int:
+    """Fills *params with the model file defaults (float32 weights, no key) and sets struct_size."""
+    ...
+
+
+# PARML_API parml_status parml_model_save_with(parml_model model, char const * path, parml_model_file_params const * params);
+@ctypes_function("parml_model_save_with", [parml_model, c_char_p, POINTER(parml_model_file_params)], parml_status)
+def parml_model_save_with(model: Any, path: bytes, params: Any, /) -> int:
+    """parml_model_save with options: bfloat16 weights, an HMAC key."""
+    ...
+
+
+# PARML_API parml_status parml_model_serialize_with(parml_model model, parml_model_file_params const * params, void ** buf_out, size_t * len_out);
+@ctypes_function(
+    "parml_model_serialize_with", [parml_model, POINTER(parml_model_file_params), POINTER(c_void_p), POINTER(c_size_t)], parml_status
+)
+def parml_model_serialize_with(model: Any, params: Any, buf_out: Any, len_out: Any, /) -> int:
+    """The bytes parml_model_save_with would write, in a new buffer."""
     ...
 
 
@@ -1624,6 +1674,26 @@ def parml_dataset_split(
     dataset: Any, validation_fraction: float, seed: int, stratified: int, train_out: Any, validation_out: Any, /
 ) -> int:
     """Training and validation datasets of copied rows, optionally stratified by class."""
+    ...
+
+
+# PARML_API parml_status parml_dataset_with_sample_weights(parml_dataset dataset, float const * weights, int64_t count, parml_dataset * out);
+@ctypes_function(
+    "parml_dataset_with_sample_weights", [parml_dataset, POINTER(c_float), c_int64, POINTER(parml_dataset)], parml_status
+)
+def parml_dataset_with_sample_weights(dataset: Any, weights: Any, count: int, out: Any, /) -> int:
+    """A dataset of the same samples carrying one loss weight per sample."""
+    ...
+
+
+# PARML_API parml_status parml_trainer_step_weighted(parml_trainer trainer, parml_tensor inputs, parml_tensor targets, float const * sample_weights, int64_t count, float * loss_out);
+@ctypes_function(
+    "parml_trainer_step_weighted",
+    [parml_trainer, parml_tensor, parml_tensor, POINTER(c_float), c_int64, POINTER(c_float)],
+    parml_status,
+)
+def parml_trainer_step_weighted(trainer: Any, inputs: Any, targets: Any, sample_weights: Any, count: int, loss_out: Any, /) -> int:
+    """One optimizer step with one loss weight per sample; *loss_out gets the weighted mean."""
     ...
 
 

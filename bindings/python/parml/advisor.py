@@ -19,7 +19,7 @@ from . import _capi
 from .errors import check, take_text
 from .model import Model
 from .optim import Optimizer
-from .strategy import _BACKENDS, Strategy, _enum
+from .strategy import _BACKENDS, _SCHEDULES, Strategy, _enum
 from .trainer import _LOSSES
 
 
@@ -61,11 +61,16 @@ class LayoutPrediction:
     peak_bytes: int
     peak_stage: int
     reason: str
+    schedule: str = "1f1b"
+    virtual_stages: int = 1
 
     def strategy(self, **overrides: Any) -> Strategy:
         """This layout as a parml.Strategy (extra keywords: other settings)."""
+        pipeline: dict[str, Any] = {}
+        if self.schedule == "interleaved":
+            pipeline = {"schedule": "interleaved", "virtual_stages": self.virtual_stages}
         return Strategy(
-            dp=self.dp, pp=self.pp, tp=self.tp, micro_batches=self.micro_batches, zero=self.zero_stage, **overrides
+            dp=self.dp, pp=self.pp, tp=self.tp, micro_batches=self.micro_batches, zero=self.zero_stage, **pipeline, **overrides
         )
 
 
@@ -79,6 +84,12 @@ class ExcludedLayout:
     micro_batches: int
     zero_stage: int
     why: str
+    schedule: str = "1f1b"
+    virtual_stages: int = 1
+
+
+def _schedule_name(code: int) -> str:
+    return next((k for k, v in _SCHEDULES.items() if v == code), "1f1b")
 
 
 class Advice:
@@ -196,6 +207,11 @@ def advise(
             reason = c_char_p()
             check(_capi.parml_advice_layout(handle, i, byref(out), byref(reason)))
             values = {f: getattr(out, f) for f, _ in out._fields_ if f != "struct_size"}
+            s = _capi.parml_strategy_params()
+            check(_capi.parml_strategy_params_init(s))
+            check(_capi.parml_advice_strategy(handle, i, s))
+            values["schedule"] = _schedule_name(s.pipeline_schedule)
+            values["virtual_stages"] = s.virtual_stages if values["schedule"] == "interleaved" else 1
             ranked.append(LayoutPrediction(reason=(reason.value or b"").decode(), **values))
         excluded = []
         for i in range(excluded_n.value):
@@ -203,7 +219,9 @@ def advise(
             check(_capi.parml_strategy_params_init(s))
             why = c_char_p()
             check(_capi.parml_advice_excluded(handle, i, byref(s), byref(why)))
-            excluded.append(ExcludedLayout(s.dp, s.pp, s.tp, s.micro_batches, s.zero_stage, (why.value or b"").decode()))
+            schedule = _schedule_name(s.pipeline_schedule)
+            excluded.append(ExcludedLayout(s.dp, s.pp, s.tp, s.micro_batches, s.zero_stage, (why.value or b"").decode(), schedule,
+                                           s.virtual_stages if schedule == "interleaved" else 1))
         text = take_text(lambda t: _capi.parml_advice_text(handle, t))
     finally:
         _capi.parml_advice_free(handle)

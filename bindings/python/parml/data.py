@@ -6,7 +6,7 @@ parml.TokenDataset: training windows cut from token ids by libparml."""
 from __future__ import annotations
 
 import os
-from ctypes import byref, c_char_p, c_int64
+from ctypes import POINTER, byref, c_char_p, c_float, c_int64
 from typing import Sequence
 
 import numpy as np
@@ -209,6 +209,24 @@ class Dataset(Handle):
                 )
             )
         return Dataset._adopt(train), Dataset._adopt(validation)
+
+    def with_sample_weight(self, sample_weight: object) -> "Dataset":
+        """A new Dataset of the same samples (shared, not copied) carrying one
+        loss weight per sample, as Keras's ``sample_weight=``: fit and
+        evaluate then take each batch's weighted mean Σ wᵢ·lossᵢ / Σ wᵢ,
+        wᵢ = the sample's weight times its class weight (docs/data.md,
+        "Sample weights"). The weights follow their samples through
+        shuffling, class-balanced sampling and ``split``. Raises
+        InvalidArgumentError for a count other than len(self), a negative or
+        non-finite weight, all weights 0, or a token dataset
+        (parml_dataset_with_sample_weights)."""
+        w = _sample_weight_array(sample_weight)
+        out = _capi.parml_dataset()
+        with self._use() as d:
+            check(_capi.parml_dataset_with_sample_weights(d, w.ctypes.data_as(POINTER(c_float)), w.size, byref(out)))
+        weighted = Dataset._adopt(out)
+        weighted._borrowed = self._borrowed  # the same host arrays, read by the new handle too
+        return weighted
 
     def set_augmentation(self, crop_padding: int = 0, horizontal_flip: bool = False) -> "Dataset":
         """How Trainer.fit transforms these images (samples (C, H, W), or
@@ -420,6 +438,30 @@ def open_shards(
         )
     )
     return Dataset._adopt(out)
+
+
+def _sample_weight_array(sample_weight: object) -> np.ndarray:
+    """One float32 weight per sample, C-contiguous (the library copies it)."""
+    w = np.ascontiguousarray(np.asarray(sample_weight, dtype=np.float32))
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, one weight per sample; got shape {w.shape}")
+    return w
+
+
+def weighted_dataset(x: object, y: object | None, sample_weight: object | None, what: str) -> tuple[Dataset, list[Dataset]]:
+    """as_dataset, then with_sample_weight when weights are given: the
+    dataset to use and the ones the caller closes after the call."""
+    data, owned = as_dataset(x, y, what)
+    close = [data] if owned else []
+    if sample_weight is None:
+        return data, close
+    try:
+        weighted = data.with_sample_weight(sample_weight)
+    except BaseException:
+        for d in close:
+            d.close()
+        raise
+    return weighted, close + [weighted]
 
 
 def as_dataset(x: object, y: object | None, what: str) -> tuple[Dataset, bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from ctypes import byref, c_int64
+from ctypes import byref, c_char_p, c_int64, c_void_p, cast
 from typing import Iterable
 
 import numpy as np
@@ -19,6 +19,25 @@ def _check_seed(seed: int) -> int:
     if not 0 <= seed < 1 << 64:
         raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
     return seed
+
+
+_STORED_WEIGHTS = {"float32": _capi.PARML_DTYPE_FLOAT32, "bfloat16": _capi.PARML_DTYPE_BFLOAT16}
+
+
+def _file_params(key: bytes | None, weights: str) -> "tuple[_capi.parml_model_file_params, bytes | None]":
+    """parml_model_file_params for a save, and the key bytes its `key` points
+    at (the caller keeps them alive for the call)."""
+    if weights not in _STORED_WEIGHTS:
+        raise ValueError(f"weights must be 'float32' or 'bfloat16', got {weights!r}")
+    p = _capi.parml_model_file_params()
+    check(_capi.parml_model_file_params_init(byref(p)))
+    p.weights_dtype = _STORED_WEIGHTS[weights]
+    k = None
+    if key is not None:
+        k = _buffers.as_key(key)
+        p.key = cast(c_char_p(k), c_void_p)
+        p.key_len = len(k)
+    return p, k
 
 
 class Model(Handle):
@@ -181,24 +200,21 @@ class Model(Handle):
 
     # -- files -----------------------------------------------------------
 
-    def save(self, path: object, key: bytes | None = None) -> None:
+    def save(self, path: object, key: bytes | None = None, weights: str = "float32") -> None:
         """Writes the model (layers and parameters) to `path` atomically.
         With `key` (bytes, at least 16), the file carries an HMAC-SHA-256 tag
-        and loads only with the same key (docs/file-format.md)."""
+        and loads only with the same key (docs/file-format.md). With
+        ``weights="bfloat16"`` each parameter is stored rounded to bfloat16
+        (half the bytes, for exchange); loading widens them back to float32."""
         with self._use() as m:
-            if key is None:
-                check(_capi.parml_model_save(m, _buffers.as_path(path)))
-            else:
-                k = _buffers.as_key(key)
-                check(_capi.parml_model_save_authenticated(m, _buffers.as_path(path), k, len(k)))
+            params, _key = _file_params(key, weights)  # _key keeps the bytes params.key points at alive
+            check(_capi.parml_model_save_with(m, _buffers.as_path(path), byref(params)))
 
-    def to_bytes(self, key: bytes | None = None) -> bytes:
-        """The bytes ``save`` would write (with `key`: authenticated)."""
+    def to_bytes(self, key: bytes | None = None, weights: str = "float32") -> bytes:
+        """The bytes ``save`` would write (`key` and `weights` as there)."""
         with self._use() as m:
-            if key is None:
-                return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize(m, buf, n))
-            k = _buffers.as_key(key)
-            return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize_authenticated(m, k, len(k), buf, n))
+            params, _key = _file_params(key, weights)
+            return _buffers.take_bytes(lambda buf, n: _capi.parml_model_serialize_with(m, byref(params), buf, n))
 
     def export_onnx(self, path: object, input_shape: Iterable[int]) -> None:
         """Writes the model as an ONNX file (opset 17) for inference on inputs
@@ -321,7 +337,8 @@ class Sequential(Model):
 def file_info(path: "str | os.PathLike[str]") -> dict:
     """What the parml file at `path` holds (a model, checkpoint or tensor
     message), as `parml info --json` prints it: kind, format_version,
-    checksum, layers, parameter_tensors, parameters; for a checkpoint also
+    checksum, layers, parameter_tensors, parameters, stored_weights
+    ("float32" or "bfloat16"); for a checkpoint also
     step, epoch, seed, optimizer, optimizer_state and layout. Raises
     FormatError for a damaged or foreign file, ParmlIOError when unreadable."""
     import json

@@ -19,6 +19,7 @@ _COMPRESSIONS = {
     "fp16": _capi.PARML_COMPRESSION_FP16,
     "powersgd": _capi.PARML_COMPRESSION_POWERSGD,
 }
+_OVERLAPS = {"auto": _capi.PARML_OVERLAP_AUTO, "on": _capi.PARML_OVERLAP_ON, "off": _capi.PARML_OVERLAP_OFF}
 _PRECISIONS = {"fp32": _capi.PARML_PRECISION_FP32, "float32": _capi.PARML_PRECISION_FP32, "bf16": _capi.PARML_PRECISION_BF16}
 
 
@@ -29,6 +30,13 @@ def _enum(value: Any, names: dict[str, int], what: str) -> int:
         except KeyError:
             raise ValueError(f"unknown {what} {value!r}; one of {sorted(names)}") from None
     return int(value)
+
+
+def _overlap(value: Any) -> int:
+    # True and False read as "on" and "off" (bool is an int subclass: test it first).
+    if isinstance(value, bool):
+        return _capi.PARML_OVERLAP_ON if value else _capi.PARML_OVERLAP_OFF
+    return _enum(value, _OVERLAPS, "overlap")
 
 
 class Strategy:
@@ -91,6 +99,13 @@ class Strategy:
             reductions stay float32. Where the host cannot (no AVX512-BF16,
             no oneDNN) training runs float32 and Trainer.plan() says why
             (docs/precision.md).
+        overlap: "auto" (default), "on" or "off": dp > 1 reduces gradient
+            buckets (runs of whole layers, bucket_bytes or more) on a
+            communication thread per rank while backward computes earlier
+            layers, at every ZeRO stage; the same bits either way. "auto" is
+            on under MPI and off on the threads backend, as measured
+            (docs/communication.md); "on" with deterministic mode,
+            compression or local SGD is refused.
     """
 
     def __init__(
@@ -116,6 +131,7 @@ class Strategy:
         outer_learning_rate: float | None = None,
         outer_momentum: float | None = None,
         precision: str | int | None = None,
+        overlap: str | int | bool | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "dp": dp,
@@ -141,6 +157,7 @@ class Strategy:
             "outer_learning_rate": outer_learning_rate,
             "outer_momentum": outer_momentum,
             "precision": None if precision is None else _enum(precision, _PRECISIONS, "precision"),
+            "overlap": None if overlap is None else _overlap(overlap),
         }
         if seed is not None and not 0 <= int(seed) < 1 << 64:
             raise ValueError(f"seed must be in 0...2^64-1, got {seed}")
@@ -152,6 +169,7 @@ class Strategy:
             bucket_bytes=bucket_bytes, split_classifier=split_classifier, virtual_stages=virtual_stages,
             gradient_compression=gradient_compression, local_steps=local_steps, compression_rank=compression_rank,
             outer_learning_rate=outer_learning_rate, outer_momentum=outer_momentum, precision=precision,
+            overlap=overlap,
         )
         self._given = {k: v for k, v in given.items() if v is not None}
 

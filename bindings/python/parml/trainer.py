@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from . import _arrays, _buffers, _capi
 from ._handle import Handle
-from .data import Dataset, as_dataset
+from .data import Dataset, _sample_weight_array, as_dataset, weighted_dataset
 from .errors import InvalidArgumentError, check, error_for, take_text
 from .model import Model
 from .optim import Optimizer
@@ -305,9 +305,9 @@ class Trainer(Handle):
         again): per-example clipping, Gaussian noise, and in fit the batches
         ``privacy.sampling`` says. UnsupportedError names what cannot be
         trained privately (batch_norm: use layer_norm; a layer without
-        per-example norms; pp or tp > 1); InvalidArgumentError for bad
-        settings (negative noise_multiplier, max_grad_norm <= 0, delta
-        outside (0, 1))."""
+        per-example norms; interleaved 1F1B; split_classifier with tp > 1);
+        InvalidArgumentError for bad settings (negative noise_multiplier,
+        max_grad_norm <= 0, delta outside (0, 1))."""
         if privacy is not None and not isinstance(privacy, Privacy):
             raise TypeError(f"privacy must be a parml.Privacy, got {type(privacy).__name__}")
         with self._use() as t:
@@ -367,10 +367,12 @@ class Trainer(Handle):
 
     # -- training --------------------------------------------------------
 
-    def step(self, x: object, y: object) -> float:
+    def step(self, x: object, y: object, sample_weight: object | None = None) -> float:
         """One optimizer step on a batch: x (N, ...) and y ((N,) class indices
         for cross-entropy, the output's shape for MSE), numpy arrays or
-        parml.Tensor. Returns the batch's mean loss before the update. A
+        parml.Tensor; ``sample_weight``: N loss weights (the mean is then
+        Σ wᵢ·lossᵢ / Σ wᵢ, parml_trainer_step_weighted). Returns the batch's
+        mean loss before the update. A
         batch refused by the checks (ShapeError, InvalidArgumentError)
         changes nothing; a failure once the ranks have started leaves the
         trainer unusable (later steps raise StateError; create a new one)."""
@@ -387,12 +389,20 @@ class Trainer(Handle):
                 yt = _arrays.tensor_from_array(_arrays.as_model_array(y, "y"))
                 owned.append(yt)
             loss = c_float()
+            w = None if sample_weight is None else _sample_weight_array(sample_weight)
+
+            def run(t: Any, xr: Any, yr: Any) -> None:
+                if w is None:
+                    check(_capi.parml_trainer_step(t, xr, yr, byref(loss)))
+                else:
+                    check(_capi.parml_trainer_step_weighted(t, xr, yr, w.ctypes.data_as(POINTER(c_float)), w.size, byref(loss)))
+
             with self._use() as t:
                 if isinstance(x, Tensor) or isinstance(y, Tensor):
                     with _tensor_use(x), _tensor_use(y):
-                        check(_capi.parml_trainer_step(t, _raw(xt), _raw(yt), byref(loss)))
+                        run(t, _raw(xt), _raw(yt))
                 else:
-                    check(_capi.parml_trainer_step(t, xt, yt, byref(loss)))
+                    run(t, xt, yt)
             return loss.value
         finally:
             for tensor in owned:
@@ -413,6 +423,7 @@ class Trainer(Handle):
         class_sampling: object | None = None,
         callbacks: list[Any] | None = None,
         callback_every_steps: int | None = None,
+        sample_weight: object | None = None,
     ) -> History:
         """Trains over (x, y) arrays or a Dataset (then y is None).
 
@@ -437,24 +448,32 @@ class Trainer(Handle):
         its class's weight; ``len(y) / (C * np.bincount(y))`` draws every
         class equally often. The draws follow the strategy's seed and the
         epoch, the same under every layout.
+        sample_weight: one loss weight per sample of x, as Keras's: each
+        batch's loss is Σ wᵢ·lossᵢ / Σ wᵢ (wᵢ times the class weight when
+        there is one); the weights follow their samples through the
+        shuffle and class_sampling (Dataset.with_sample_weight). A
+        validation_data triple (x, y, sample_weight) weighs the validation
+        loss the same way.
 
         The C library reports once per epoch, so progress (and Ctrl-C, which
         Python handles only while running Python code) lands at epoch ends.
         """
         history = History()
-        train, own_train = as_dataset(x, y, "fit")
+        train, close = weighted_dataset(x, y, sample_weight, "fit")
         val: Dataset | None = None
-        own_val = False
         try:
             if validation_data is not None:
                 if isinstance(validation_data, Dataset):
                     val = validation_data
                 else:
                     try:
-                        vx, vy = validation_data  # type: ignore[misc]
+                        vx, vy, *vw = validation_data  # type: ignore[misc]
+                        if len(vw) > 1:
+                            raise ValueError
                     except (TypeError, ValueError):
-                        raise TypeError("validation_data must be a Dataset or an (x, y) pair") from None
-                    val, own_val = as_dataset(vx, vy, "validation_data")
+                        raise TypeError("validation_data must be a Dataset, an (x, y) pair or an (x, y, sample_weight) triple") from None
+                    val, val_close = weighted_dataset(vx, vy, vw[0] if vw else None, "validation_data")
+                    close += val_close
             params = _capi.parml_fit_params()
             check(_capi.parml_fit_params_init(params))
             if epochs is not None:
@@ -540,23 +559,25 @@ class Trainer(Handle):
                     c.on_fit_end(self, history)
             return history
         finally:
-            if own_train:
-                train.close()
-            if own_val and val is not None:
-                val.close()
+            for d in reversed(close):
+                d.close()
 
-    def evaluate(self, x: object, y: object | None = None, batch_size: int = 256) -> Evaluation:
+    def evaluate(
+        self, x: object, y: object | None = None, batch_size: int = 256, sample_weight: object | None = None
+    ) -> Evaluation:
         """Mean loss and accuracy over (x, y) arrays or a Dataset, in
-        inference mode, in batches of batch_size."""
-        data, owned = as_dataset(x, y, "evaluate")
+        inference mode, in batches of batch_size. With ``sample_weight`` (or
+        a Dataset carrying weights) the loss is Σ wᵢ·lossᵢ / Σ wᵢ over all
+        samples; accuracy is not weighted."""
+        data, close = weighted_dataset(x, y, sample_weight, "evaluate")
         try:
             loss, acc = c_float(), c_float()
             with self._use() as t, data._use() as d:
                 check(_capi.parml_trainer_evaluate(t, d, int(batch_size), byref(loss), byref(acc)))
             return Evaluation(float(loss.value), _none_if_nan(acc.value))
         finally:
-            if owned:
-                data.close()
+            for d in reversed(close):
+                d.close()
 
     def evaluate_metrics(self, x: object, y: object | None = None, batch_size: int = 256, top_k: int = 5) -> Metrics:
         """Loss, accuracy, top-k accuracy, per-class precision, recall, F1 and

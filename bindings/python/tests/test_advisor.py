@@ -93,3 +93,21 @@ def test_other_machines(cache):
     fast, slow = dp8(1e11), dp8(1e9)
     assert slow.communication_seconds > 5 * fast.communication_seconds
     assert slow.compute_seconds == pytest.approx(fast.compute_seconds)
+
+
+def test_interleaved_layouts_build_what_they_predict(cache):
+    """An interleaved 1F1B layout of the advice (5 top-level layers: 2 runs
+    for each of 2 stages) becomes the trainer it describes, and its
+    predicted memory is what that trainer reports."""
+    model = mlp()
+    advice = parml.advise(model, (32,), 64, optimizer=parml.SGD(0.1), cache_dir=cache, show=False)
+    inter = [p for p in advice.ranked if p.schedule == "interleaved"]
+    assert inter and all(p.pp >= 2 and p.virtual_stages == 2 and p.micro_batches % p.pp == 0 for p in inter)
+    p = next(q for q in inter if q.dp == 1 and q.tp == 1)
+    x = np.random.default_rng(0).normal(size=(64, 32)).astype(np.float32)
+    y = np.arange(64) % 4
+    with parml.Trainer(mlp(), optimizer=parml.SGD(0.1), strategy=p.strategy()) as t:
+        assert "interleaved" in t.plan()
+        t.step(x, y)
+        peak = max(sum(t.memory(r)) for r in range(p.pp))
+    assert abs(peak - p.peak_bytes) <= 0.10 * peak

@@ -59,6 +59,71 @@ def test_model_save_load_and_bytes(tmp_path):
                 assert_same_bits(back.predict(x), model.predict(x))
 
 
+
+def bf16_reference(a: np.ndarray) -> np.ndarray:
+    """float32 rounded to bfloat16 (nearest even, subnormals to zero) and
+    widened back, from the format's description."""
+    b = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000).astype(np.uint32)
+    rounded = np.where((b & 0x7F800000) == 0, (b & 0x80000000).astype(np.uint32), rounded)
+    return rounded.view(np.float32)
+
+
+def test_bfloat16_model_files_hold_the_rounded_weights_in_half_the_bytes(tmp_path):
+    model = parml.Sequential([parml.Linear(64, 128), parml.GELU(), parml.Linear(128, 10)], seed=4)
+    with model:
+        whole, half = model.to_bytes(), model.to_bytes(weights="bfloat16")
+        n = model.parameters.size
+        assert len(half) == len(whole) - 2 * n
+        model.save(tmp_path / "half.pb", weights="bfloat16")
+        assert (tmp_path / "half.pb").read_bytes() == half
+        with parml.Model.from_bytes(half) as back:
+            assert_same_bits(back.parameters, bf16_reference(model.parameters))
+            try:
+                import torch
+            except ImportError:
+                torch = None
+            if torch is not None:  # PyTorch's own float32 -> bfloat16 conversion agrees
+                t = torch.from_numpy(model.parameters.copy()).to(torch.bfloat16).float().numpy()
+                assert_same_bits(back.parameters, t)
+            assert back.to_bytes(weights="bfloat16") == half
+        key = b"py-bf16-key-0123456789abcdef"
+        keyed = model.to_bytes(key=key, weights="bfloat16")
+        with pytest.raises(parml.WrongKeyError):
+            parml.Model.from_bytes(keyed)
+        with parml.Model.from_bytes(keyed, key=key) as back:
+            assert_same_bits(back.parameters, bf16_reference(model.parameters))
+        with pytest.raises(ValueError, match="weights"):
+            model.to_bytes(weights="float16")
+        assert parml.file_info(tmp_path / "half.pb")["stored_weights"] == "bfloat16"
+
+
+def test_bfloat16_model_files_read_with_protobuf(tmp_path, repo_root):
+    """Another protobuf reader finds BFLOAT16 tensors holding the upper 16 bits."""
+    import shutil
+    import subprocess
+    import sys
+
+    pb = pytest.importorskip("google.protobuf")
+    del pb
+    if shutil.which("protoc") is None:
+        pytest.skip("protoc is not installed")
+    subprocess.run(["protoc", f"--python_out={tmp_path}", f"-I{repo_root / 'proto'}", str(repo_root / "proto" / "parml.proto")], check=True)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import parml_pb2
+    finally:
+        sys.path.remove(str(tmp_path))
+    with parml.Sequential([parml.Linear(8, 6), parml.ReLU(), parml.Linear(6, 3)], seed=2) as model:
+        message = parml_pb2.Model()
+        message.ParseFromString(model.to_bytes(weights="bfloat16"))
+        tensors = [t for layer in message.layers for t in layer.parameters]
+        assert [t.dtype for t in tensors] == [parml_pb2.Tensor.BFLOAT16] * 4
+        halves = np.concatenate([np.frombuffer(t.data, dtype="<u2") for t in tensors])
+        widened = (halves.astype(np.uint32) << 16).view(np.float32)
+        assert_same_bits(widened, bf16_reference(model.parameters))
+
+
 def test_tensor_bytes_round_trip():
     a = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7
     with parml.Tensor(a) as t, parml.Tensor.from_bytes(t.to_bytes()) as back:

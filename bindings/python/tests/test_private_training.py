@@ -1,6 +1,6 @@
 """DP-SGD in the trainer (docs/privacy.md): per-example clipping against
 torch's per-sample gradients (torch.func), the epsilon fit reports against
-the accountant, dp against serial, and refusals."""
+the accountant, dp, pp and tp against serial, and refusals."""
 
 from __future__ import annotations
 
@@ -138,18 +138,45 @@ def test_sigma_zero_and_huge_norm_is_ordinary_training():
         np.testing.assert_array_equal(a.parameters, b.parameters)
 
 
-def test_dp2_private_training_is_bit_identical_to_serial():
+@pytest.mark.parametrize(
+    "layout",
+    [
+        dict(dp=2),
+        dict(pp=2),
+        dict(pp=2, micro_batches=3, schedule="gpipe"),
+        dict(pp=2, micro_batches=2),
+        dict(dp=2, pp=2, micro_batches=2, zero=1),
+    ],
+    ids=["dp2", "pp2", "pp2_m3_gpipe", "pp2_m2_1f1b", "dp2pp2"],
+)
+def test_private_training_in_a_layout_is_bit_identical_to_serial(layout):
+    np.testing.assert_array_equal(_private_fit(**layout), _private_fit())
+
+
+def _private_fit(model=_model, **layout) -> np.ndarray:
     x, y = blobs(96, seed=6)
+    s = parml.Strategy(deterministic=True, seed=9, **layout)
+    with model() as m, parml.Trainer(
+        m, optimizer=parml.SGD(0.1), strategy=s, privacy=parml.Privacy(noise_multiplier=1.0, max_grad_norm=0.5)
+    ) as t:
+        t.fit(x, y, epochs=2, batch_size=32, verbose=False)
+        return m.parameters
 
-    def run(dp: int) -> np.ndarray:
-        s = parml.Strategy(dp=dp, deterministic=True, seed=9)
-        with _model() as m, parml.Trainer(
-            m, optimizer=parml.SGD(0.1), strategy=s, privacy=parml.Privacy(noise_multiplier=1.0, max_grad_norm=0.5)
-        ) as t:
-            t.fit(x, y, epochs=2, batch_size=32, verbose=False)
-            return m.parameters
 
-    np.testing.assert_array_equal(run(2), run(1))
+def test_tp2_private_training_matches_serial_within_rounding():
+    # A column/row pair (8 -> 32 -> 8) between a replicated linear and layer_norm and the classifier.
+    def model() -> parml.Sequential:
+        return parml.Sequential(
+            [parml.Linear(8, 16), parml.Tanh(), parml.LayerNorm(16), parml.Linear(16, 32), parml.GELU(),
+             parml.Linear(32, 16), parml.Tanh(), parml.Linear(16, 3)],
+            seed=3,
+        )
+
+    serial = _private_fit(model)
+    got = _private_fit(model, tp=2)
+    # tp's rounding bound (docs/model-parallel.md): 2e-6 of the largest parameter per step, 6 steps.
+    assert np.abs(got - serial).max() <= 2e-6 * 6 * np.abs(serial).max()
+    np.testing.assert_array_equal(_private_fit(model, tp=2, pp=2, micro_batches=2), got)
 
 
 def test_refusals():
@@ -164,6 +191,11 @@ def test_refusals():
     with bn, parml.Trainer(bn) as t:
         with pytest.raises(parml.UnsupportedError, match="layer_norm"):
             t.set_privacy(parml.Privacy())
+    four = parml.Sequential([parml.Linear(8, 16), parml.Tanh(), parml.LayerNorm(16), parml.Linear(16, 4)], seed=1)
+    with four:
+        with pytest.raises(parml.UnsupportedError, match="private training with split_classifier"):
+            parml.Trainer(four, strategy=parml.Strategy(tp=2, split_classifier=True), privacy=parml.Privacy())
     with _model() as m:
-        with pytest.raises(parml.UnsupportedError, match="pp = 2"):
-            parml.Trainer(m, strategy=parml.Strategy(pp=2), privacy=parml.Privacy())
+        interleaved = parml.Strategy(pp=2, schedule="interleaved", virtual_stages=2, micro_batches=2)
+        with pytest.raises(parml.UnsupportedError, match="interleaved 1F1B"):
+            parml.Trainer(m, strategy=interleaved, privacy=parml.Privacy())
