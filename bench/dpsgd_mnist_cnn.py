@@ -4,12 +4,14 @@ with tanh for ReLU, trained privately with Poisson sampling; sigma chosen
 by the accountant for a target epsilon; epsilon from the trainer's
 accountant; test accuracy on the 10,000 test images.
 
-  PYTHONPATH=bindings/python python3 bench/dpsgd_mnist_cnn.py EPOCHS TARGET_EPS SEED [lr] [momentum] [batch] [C] [train_images] [normalise]
+  PYTHONPATH=bindings/python python3 bench/dpsgd_mnist_cnn.py EPOCHS TARGET_EPS SEED [lr] [momentum] [batch] [C] [train_images] [normalise] [schedule]
 
 Data from ../shared/data/mnist (kept out of the repository); pixels in
 [0, 1] as load_idx gives them, or with normalise = 1 standardised with
 MNIST's customary mean 0.1307 and deviation 0.3081 (PyTorch's MNIST
-example's constants, fixed in advance, not measured here). train_images > 0 trains on the first N images only (for
+example's constants, fixed in advance, not measured here). schedule "cosine" decays the learning rate to 0 over the
+run's steps (parml.schedules.cosine); otherwise it is constant.
+train_images > 0 trains on the first N images only (for
 timing a step; its epsilon is for that N)."""
 import gzip
 import math
@@ -32,6 +34,7 @@ batch = int(args[5]) if len(args) > 5 else 512
 c = float(args[6]) if len(args) > 6 else 0.1
 limit = int(args[7]) if len(args) > 7 else 0
 normalise = len(args) > 8 and args[8] == "1"
+cosine = len(args) > 9 and args[9] == "cosine"
 delta = 1e-5
 
 
@@ -71,14 +74,16 @@ with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as 
     model = cnn(seed)
     privacy = parml.Privacy(noise_multiplier=sigma, max_grad_norm=c, delta=delta)
     with model, parml.Trainer(
-        model, optimizer=parml.SGD(lr, momentum=momentum), strategy=parml.Strategy(seed=seed), privacy=privacy
+        model,
+        optimizer=parml.SGD(lr, momentum=momentum, schedule=parml.schedules.cosine(steps) if cosine else None),
+        strategy=parml.Strategy(seed=seed), privacy=privacy
     ) as trainer:
         t0 = time.time()
         history = trainer.fit(train, epochs=epochs, batch_size=batch, verbose="plain")
         result = trainer.evaluate(test)
         print(
             f"tanh CNN, sigma {sigma:.4f}, C {c}, batch {batch} (Poisson, q {q:.5f}), lr {lr}, momentum {momentum}, {epochs} epochs "
-            f"({steps} steps), seed {seed}{', normalised' if normalise else ''}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
+            f"({steps} steps), seed {seed}{', normalised' if normalise else ''}{', cosine lr' if cosine else ''}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
             f"test accuracy {result.accuracy:.4f}, {time.time() - t0:.0f} s",
             flush=True,
         )
