@@ -71,6 +71,7 @@ public enum CalibrationCache {
         var lines = [
             header, "cpu_model=\(c.cpuModel)", "cores=\(c.cores)", "library_version=\(c.libraryVersion)", "seconds=\(c.seconds)",
             "elementwise=\(c.elementwiseBytesPerSecond)", "load_average=\(c.loadAverage)", "page_fault=\(c.pageFaultSeconds)",
+            "elementwise_all_cores=\(c.elementwiseAllCoresBytesPerSecond)",
         ]
         for p in c.products { lines.append("product \(p.m) \(p.n) \(p.k) \(p.threads) \(p.flopsPerSecond)") }
         for a in c.allReduce { lines.append("allreduce \(a.ranks) \(a.latency) \(a.bytesPerSecond)") }
@@ -122,6 +123,7 @@ public enum CalibrationCache {
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
             let load = fields["load_average"].flatMap({ positive(Substring($0)) }),
             let fault = fields["page_fault"].flatMap({ positive(Substring($0)) }),
+            let ewAll = fields["elementwise_all_cores"].flatMap({ positive(Substring($0)) }),
             products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
             concurrency.contains(where: { $0.threads == 1 })
         else { return nil }
@@ -134,6 +136,7 @@ public enum CalibrationCache {
         c.elementwiseBytesPerSecond = ew
         c.loadAverage = load
         c.pageFaultSeconds = fault
+        c.elementwiseAllCoresBytesPerSecond = ewAll
         c.seconds = fields["seconds"].flatMap { Double($0) } ?? 0
         return c
     }

@@ -127,7 +127,7 @@ struct CostModel {
                 t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
                 t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
             }
-            t += calibration.elementwiseSeconds(bytes: 3 * 4 * w.elementwiseFloats)
+            t += calibration.elementwiseSeconds(bytes: 3 * 4 * w.elementwiseFloats, threads: threads)
         }
         return t / ideal
     }
@@ -235,15 +235,18 @@ struct CostModel {
             p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: buckets, bytes: bytes / Double(buckets), seconds: t))
         }
         p.communication = comm
-        if peak.gradientFloats < peak.sliceFloats {
+        if c.layout.gradientBucketFloats != nil && st.microBatches == 1 && !c.hasBatchStatistics && mesh.dp > 1 {
             // Buckets release every gradient page outside the rank's shard after
-            // reducing it; the next backward faults each one in again, zeroed.
+            // reducing it, whether or not that lowers the peak; the next
+            // backward faults each one in again, zeroed.
             p.releasedGradientBytes = Double(peak.sliceFloats - peak.ownedFloats) * f
             p.overhead += (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds * contention
         }
         // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.
         let owned = Double(peak.ownedFloats)
-        p.optimizer = calibration.elementwiseSeconds(bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies))) * contention
+        // The update runs on the rank's worker threads, as element-wise work does.
+        p.optimizer = calibration.elementwiseSeconds(
+            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads) * contention
         if world > 1 {
             let stats = allReduce(bytes: 8, ranks: world, stride: 1, world: world)
             p.overhead += handover(world: world) + stats

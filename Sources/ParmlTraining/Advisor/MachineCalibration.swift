@@ -31,6 +31,9 @@ public struct MachineCalibration: Sendable, Equatable {
     public var products: [ProductRate] = []
     /// Element-wise kernels (y = a + b over arrays past the caches), bytes moved per second.
     public var elementwiseBytesPerSecond: Double = 0
+    /// The same on every core (Kernels.add splits over the worker threads),
+    /// as a rank with `cores` threads runs its element-wise work and update; 0: not measured.
+    public var elementwiseAllCoresBytesPerSecond: Double = 0
     /// All-reduce on the threads backend, per group size measured.
     public var allReduce: [CollectiveRate] = []
     /// A threads-backend send and its receive between two ranks (one way: half a ping-pong).
@@ -99,8 +102,9 @@ public struct MachineCalibration: Sendable, Equatable {
     }
 
     /// Seconds to move `bytes` through element-wise kernels.
-    public func elementwiseSeconds(bytes: Double) -> Double {
-        bytes / max(elementwiseBytesPerSecond, 1e8)
+    public func elementwiseSeconds(bytes: Double, threads: Int = 1) -> Double {
+        let rate = threads > 1 && elementwiseAllCoresBytesPerSecond > 0 ? elementwiseAllCoresBytesPerSecond : elementwiseBytesPerSecond
+        return bytes / max(rate, 1e8)
     }
 
     /// The measured collective nearest `ranks` (the largest measured when none is as large).
@@ -137,6 +141,11 @@ public struct MachineCalibration: Sendable, Equatable {
         BLAS.threads = 1
         for k in [1, 2, 4] { c.concurrency.append((k, try concurrentRate(threads: k))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
+        if cpu.cores > 1 {
+            BLAS.threads = cpu.cores
+            c.elementwiseAllCoresBytesPerSecond = try elementwiseRate()
+            BLAS.threads = 1
+        }
         c.pageFaultSeconds = try pageFaultCost()
         for ranks in [2, 4] {
             c.allReduce.append(try allReduceRate(ranks: ranks))
