@@ -235,11 +235,14 @@ struct CostModel {
             p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: buckets, bytes: bytes / Double(buckets), seconds: t))
         }
         p.communication = comm
-        if c.layout.gradientBucketFloats != nil && st.microBatches == 1 && !c.hasBatchStatistics && mesh.dp > 1 {
-            // Buckets release every gradient page outside the rank's shard after
-            // reducing it, whether or not that lowers the peak; the next
-            // backward faults each one in again, zeroed.
-            p.releasedGradientBytes = Double(peak.sliceFloats - peak.ownedFloats) * f
+        // Buckets release every gradient page outside the rank's shard after
+        // reducing it, whether or not that lowers the peak; the next backward
+        // faults each one in again, zeroed.
+        for run in c.layout.virtualStages(of: peakStage) where c.bucketsGradients(run: run) {
+            let range = c.layout.stageRanges[run]
+            p.releasedGradientBytes += Double(range.count - VirtualStage.owned(range, layout: c.layout, data: 0).count) * f
+        }
+        if p.releasedGradientBytes > 0 {
             p.overhead += (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds * contention
         }
         // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.

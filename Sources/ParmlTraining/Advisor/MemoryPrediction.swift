@@ -7,6 +7,17 @@ import ParmlParallel
 /// the StageSchedule that decides which activation slots a stage fills, and a
 /// TreeAccumulator fed the rank's chunks (deterministic mode).
 extension LayoutCandidate {
+    /// Whether virtual stage (run) `c` holds a batch_norm layer.
+    func holdsBatchStatistics(run c: Int) -> Bool {
+        layout.partition.layers[c].contains { profile.model.root.layers[$0] is BatchStatisticsLayer }
+    }
+
+    /// Whether run `c`'s gradients go through ZeRO-2/3's buckets, as the
+    /// trainer runs them: one micro-batch and no batch_norm in the run.
+    func bucketsGradients(run c: Int) -> Bool {
+        layout.gradientBucketFloats != nil && strategy.microBatches == 1 && !holdsBatchStatistics(run: c)
+    }
+
     /// Stage `s` of data rank 0 and tp rank 0 (data rank 0 takes the most rows and the largest shard).
     func memory(stage s: Int) -> MemoryAccount {
         let st = strategy, mesh = layout.mesh
@@ -15,7 +26,7 @@ extension LayoutCandidate {
         let runs = Array(layout.virtualStages(of: s))
         // As RankMemory counts it: ZeRO-3 under MPI gathers one layer at a time, but whole runs holding batch_norm.
         a.gathersParameters = ParameterGathering.applies(layout: layout, sharesParameters: a.sharesParameters, processes: st.backend == .mpi)
-            && !runs.contains { c in layout.partition.layers[c].contains { profile.model.root.layers[$0] is BatchStatisticsLayer } }
+            && !runs.contains(where: holdsBatchStatistics(run:))
         let state = folds ? 0 : optimizerStateCopies
         for c in runs {
             let range = layout.stageRanges[c], layers = layout.partition.layers[c]
@@ -26,9 +37,8 @@ extension LayoutCandidate {
                 a.gatheredFloats = max(a.gatheredFloats, ParameterGathering.largestOutside(layers: layers, run: range, owned: owned, model: profile.model))
             }
             a.optimizerFloats += owned.count * state
-            // As RankMemory counts a run's gradients: bucketed with one micro-batch and no batch_norm in it.
-            let statistics = layers.contains { profile.model.root.layers[$0] is BatchStatisticsLayer }
-            if let floats = layout.gradientBucketFloats, st.microBatches == 1, !statistics {
+            // As RankMemory counts a run's gradients.
+            if bucketsGradients(run: c), let floats = layout.gradientBucketFloats {
                 let buckets = GradientBuckets(layers: layers, range: range, model: profile.model, layout: layout, bucketFloats: floats)
                 a.gradientFloats += buckets.residentGradients(owned: owned)
             } else {
