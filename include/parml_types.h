@@ -160,7 +160,7 @@ typedef int32_t parml_status;
 #define PARML_COMPRESSION_POWERSGD 3 /* rank-compression_rank factors of each matrix (Vogels et al. 2019) */
 
 /* Data-parallel reduction overlapped with backward (parml_strategy_params.overlap; since 0.3). */
-#define PARML_OVERLAP_AUTO 0 /* on under MPI, off on the threads backend (the measured default) */
+#define PARML_OVERLAP_AUTO 0 /* on for MPI processes on more than one machine, else off (the measured default) */
 #define PARML_OVERLAP_ON   1 /* a communication thread per rank reduces buckets during backward */
 #define PARML_OVERLAP_OFF  2 /* gradients reduced after backward (ZeRO >= 2: buckets on the rank's thread) */
 
@@ -284,8 +284,10 @@ typedef struct parml_strategy_params {
                                   buckets (runs of whole top-level layers, bucket_bytes or more) on a
                                   communication thread per rank while backward computes earlier layers
                                   (PyTorch DDP's bucketing), at every zero_stage. The sums are the same
-                                  bits either way. AUTO (default): on under MPI, off on the threads
-                                  backend (docs/communication.md has the measurements); ON with
+                                  bits either way. AUTO (default): on for MPI processes on more than
+                                  one machine, off otherwise: on one machine's cores the communication
+                                  thread competes with compute (docs/communication.md has the
+                                  measurements); ON with
                                   deterministic mode, compression or local SGD is refused. */
 } parml_strategy_params;
 /* Two modes, both reproducible run after run for a given layout:

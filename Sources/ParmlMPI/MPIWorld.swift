@@ -52,6 +52,10 @@ public final class MPIWorld: @unchecked Sendable {
     /// The watchdog deadline, in seconds without progress.
     public let timeout: Double
     public let name: String
+    /// Whether the processes run on more than one machine (host names
+    /// compared once, collectively, when the world is made, so every
+    /// process holds the same answer): overlap's default follows it.
+    public let spansMachines: Bool
     let state: WorldState
     private let world: MPICommunicator
 
@@ -86,6 +90,34 @@ public final class MPIWorld: @unchecked Sendable {
         world = try MPICommunicator(
             world: state, comm: state.dataComm, ownsComm: false, name: name, worldRanks: Array(0..<state.size),
             isWorld: true)
+        spansMachines = try MPIWorld.hostsDiffer(over: world, rank: state.rank, size: state.size)
+    }
+
+    /// Each process writes its host name's 32-bit FNV-1a hash, as two exact
+    /// 16-bit halves, into its own slots; a sum over the world then hands
+    /// every process the whole table.
+    static func hostsDiffer(over comm: Communicator, rank: Int, size: Int) throws -> Bool {
+        var table = [Float](repeating: 0, count: 2 * size)
+        let h = hostNameHash()
+        table[2 * rank] = Float(h >> 16)
+        table[2 * rank + 1] = Float(h & 0xffff)
+        try table.withUnsafeMutableBufferPointer { try comm.allReduce($0.baseAddress!, count: 2 * size, op: .sum) }
+        return differ(hostTable: table)
+    }
+
+    /// Whether the (high, low) pairs of a host table name more than one host.
+    static func differ(hostTable table: [Float]) -> Bool {
+        stride(from: 2, to: table.count, by: 2).contains { table[$0] != table[0] || table[$0 + 1] != table[1] }
+    }
+
+    static func hostNameHash() -> UInt32 {
+        var name = [CChar](repeating: 0, count: 256)
+        if gethostname(&name, name.count - 1) != 0 { return 0 }
+        var h: UInt32 = 2_166_136_261
+        for c in name.prefix(while: { $0 != 0 }) {
+            h = (h ^ UInt32(UInt8(bitPattern: c))) &* 16_777_619
+        }
+        return h
     }
 
     /// This process's communicator over the whole world (the same object on every call).

@@ -40,10 +40,14 @@ public protocol RankWorld: AnyObject, Sendable {
     /// Whether a rank may call its communicators from a thread of its own
     /// besides the one that runs its step (overlap's communication thread).
     var allowsCommunicationThreads: Bool { get }
+    /// Whether the ranks run on more than one machine (the same answer in
+    /// every process of the world).
+    var spansMachines: Bool { get }
 }
 
 extension RankWorld {
     public var allowsCommunicationThreads: Bool { true }
+    public var spansMachines: Bool { false }
 }
 
 /// The backends this process can build worlds with, by name.

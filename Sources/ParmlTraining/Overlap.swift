@@ -5,9 +5,11 @@ import ParmlTensor
 /// while backward computes earlier layers (PyTorch DDP's bucketing;
 /// CommunicationThread.swift). The sums are the same, bit for bit, either way.
 public enum OverlapSetting: Int32, Sendable {
-    /// On under MPI (at MPI_THREAD_SERIALIZED or above), off on the threads
-    /// backend: what the measurements in docs/communication.md found (a wire to wait on pays; ranks that
-    /// already fill every core with compute have no idle time to hide it in).
+    /// On under MPI when the processes run on more than one machine (at
+    /// MPI_THREAD_SERIALIZED or above), off otherwise: what the quiet
+    /// measurements in docs/communication.md found (a network to wait on
+    /// pays; ranks that fill one machine's cores with compute, over shared
+    /// memory or loopback, have no idle time to hide the sum in).
     case auto = 0
     case on = 1
     case off = 2
@@ -31,13 +33,14 @@ extension StrategyConfig {
         return nil
     }
 
-    /// Whether this layout's gradient buckets go to a communication thread.
-    func overlapsReduction(dp: Int) -> Bool {
+    /// Whether this layout's gradient buckets go to a communication thread;
+    /// `spansMachines`: the world's ranks run on more than one machine.
+    func overlapsReduction(dp: Int, spansMachines: Bool) -> Bool {
         guard dp > 1, overlapRefusal == nil else { return false }
         switch overlap {
         case .on: return true
         case .off: return false
-        case .auto: return backend == .mpi
+        case .auto: return backend == .mpi && spansMachines
         }
     }
 
@@ -51,7 +54,8 @@ extension StrategyConfig {
     /// Floats per gradient bucket when backward hands buckets over (ZeRO ≥ 2,
     /// or overlap at any stage where the world lets a second thread call
     /// its communicators), else nil.
-    func gradientBucketFloats(dp: Int, threadsAllowed: Bool = true) -> Int? {
-        bucketsGradients(dp: dp) || (overlapsReduction(dp: dp) && threadsAllowed) ? max(1, bucketBytes / MemoryLayout<Float>.stride) : nil
+    func gradientBucketFloats(dp: Int, spansMachines: Bool, threadsAllowed: Bool = true) -> Int? {
+        bucketsGradients(dp: dp) || (overlapsReduction(dp: dp, spansMachines: spansMachines) && threadsAllowed)
+            ? max(1, bucketBytes / MemoryLayout<Float>.stride) : nil
     }
 }

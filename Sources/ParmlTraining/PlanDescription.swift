@@ -86,7 +86,7 @@ extension Trainer {
         }
         if mesh.dp > 1 {
             let how: String
-            let overlapWord = strategy.overlap == .auto ? "overlap auto: on under MPI only" : "overlap \(strategy.overlap.name)"
+            let overlapWord = strategy.overlap == .auto ? "overlap auto: on only for MPI processes on more than one machine" : "overlap \(strategy.overlap.name)"
             let floats = layout.stageRanges.map(\.count).max() ?? 0
             let ring32 = CompressedRing.ringBytes(count: floats, ranks: mesh.dp, bytesPerValue: 4)
             if layout.averagesParameters {

@@ -82,7 +82,7 @@ public struct StrategyConfig: Sendable, Equatable {
     /// where this host cannot, the trainer runs float32 and its plan says why.
     public var precision: Precision = .float32
     /// Data-parallel gradient buckets reduced on a communication thread
-    /// while backward goes on (Overlap.swift); auto: on under MPI only.
+    /// while backward goes on (Overlap.swift); auto: on for MPI processes on more than one machine.
     public var overlap: OverlapSetting = .auto
 
     public init() {}

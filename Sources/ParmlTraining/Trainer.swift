@@ -190,15 +190,16 @@ public final class Trainer {
         var layout: RankLayout
         var world: ThreadsWorld?
         var pool: RankPool?
-        func makeLayout(_ arenaModel: Model, threadsAllowed: Bool = true) -> RankLayout {
+        func makeLayout(_ arenaModel: Model, threadsAllowed: Bool = true, spansMachines: Bool = false) -> RankLayout {
             RankLayout(
                 mesh: mesh, partition: partition,
                 stageRanges: partition.layers.map { arenaModel.parameterRange(ofTopLevelLayers: $0) }, virtualStages: v,
                 schedule: strategy.pipelineSchedule, microBatches: strategy.microBatches, zeroStage: strategy.zeroStage,
                 hasBatchStatistics: batchStatistics, compression: strategy.gradientCompression, compressionRank: strategy.compressionRank, seed: strategy.seed,
                 localSteps: strategy.localSteps, outerLearningRate: strategy.outerLearningRate, outerMomentum: strategy.outerMomentum,
-                gradientBucketFloats: strategy.gradientBucketFloats(dp: mesh.dp, threadsAllowed: threadsAllowed),
-                overlapsReduction: strategy.overlapsReduction(dp: mesh.dp) && threadsAllowed)
+                gradientBucketFloats: strategy.gradientBucketFloats(
+                    dp: mesh.dp, spansMachines: spansMachines, threadsAllowed: threadsAllowed),
+                overlapsReduction: strategy.overlapsReduction(dp: mesh.dp, spansMachines: spansMachines) && threadsAllowed)
         }
         let backend = try strategy.worldBackend()
         if backend.ranksAreProcesses {
@@ -212,7 +213,8 @@ public final class Trainer {
                 throw ParmlError.unsupported(
                     "overlap=on: the host initialised MPI below MPI_THREAD_SERIALIZED, so a communication thread may not call it")
             }
-            layout = makeLayout(rankModel, threadsAllowed: processes.allowsCommunicationThreads)
+            layout = makeLayout(
+                rankModel, threadsAllowed: processes.allowsCommunicationThreads, spansMachines: processes.spansMachines)
             // Processes share no memory: ZeRO-3 gathers each layer before use
             // (with tp > 1, all parameters after the update, as ZeRO-1/2).
             let gathers = ParameterGathering.applies(layout: layout, sharesParameters: false, processes: true)

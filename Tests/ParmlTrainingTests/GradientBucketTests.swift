@@ -113,7 +113,7 @@ struct GradientBucketTests {
 
     /// Which layouts get a communication thread: on (or auto under MPI)
     /// with dp > 1 in the default mode, at every ZeRO stage; never with
-    /// dp = 1, and auto on the threads backend keeps it off. `on` where it
+    /// dp = 1, and auto keeps it off except for MPI across machines. `on` where it
     /// cannot apply is refused with the reason, and the plan says which.
     @Test func overlapSettingAndPlan() throws {
         func trainer(dp: Int, zero: Int = 0, overlap: OverlapSetting) throws -> Trainer {
@@ -129,11 +129,20 @@ struct GradientBucketTests {
         }
         let auto = try trainer(dp: 2, overlap: .auto)
         #expect(auto.ranks.allSatisfy { $0.communication == nil })
-        #expect(auto.planDescription.contains("after backward (overlap auto: on under MPI only)"), "\(auto.planDescription)")
+        #expect(auto.planDescription.contains("after backward (overlap auto: on only for MPI processes on more than one machine)"), "\(auto.planDescription)")
         #expect(try trainer(dp: 1, overlap: .on).ranks[0].communication == nil)
         #expect(try trainer(dp: 2, zero: 2, overlap: .off).planDescription.contains("; on the rank's thread (overlap off)"))
         var s = StrategyConfig()
         (s.dp, s.overlap) = (2, .auto)
+        // Auto follows the measurements: MPI processes on several machines
+        // overlap; on one machine (shared memory or loopback) and on threads
+        // they do not.
+        var mpi = s
+        mpi.backend = .mpi
+        #expect(mpi.overlapsReduction(dp: 2, spansMachines: true))
+        #expect(!mpi.overlapsReduction(dp: 2, spansMachines: false))
+        #expect(!s.overlapsReduction(dp: 2, spansMachines: true))
+        #expect(!mpi.overlapsReduction(dp: 1, spansMachines: true))
         for (field, why) in [("deterministic", "deterministic mode"), ("compression", "gradient_compression=bf16"), ("local", "local SGD")] {
             var c = s
             switch field {
@@ -142,7 +151,7 @@ struct GradientBucketTests {
             default: c.localSteps = 4
             }
             try c.validate()  // auto turns itself off
-            #expect(!c.overlapsReduction(dp: 2))
+            #expect(!c.overlapsReduction(dp: 2, spansMachines: true))
             c.overlap = .on
             let e = parmlError { try c.validate() }
             #expect(e?.message.contains("overlap=on: \(why)") == true, "\(String(describing: e))")

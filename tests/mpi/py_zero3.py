@@ -25,6 +25,9 @@ LAYOUTS = {
     "dp2": dict(dp=2),
     "dp2fast": dict(dp=2, deterministic=False),
     "dp3fast": dict(dp=3, deterministic=False),
+    # Overlap (auto is off on one machine): the gathers then run on a
+    # communicator of their own beside the communication thread's.
+    "dp2fastoverlap": dict(dp=2, deterministic=False, overlap="on"),
     "dp2pp2": dict(dp=2, pp=2, micro_batches=2),
 }
 name = sys.argv[1]

@@ -26,8 +26,8 @@
 #      wrong rows fail on every process (also with class weights, whose
 #      mean sums the replicas' class counts); and a GPT with a tied classifier
 #      (tests/mpi/py_gpt.py) in dp, pp, tp, dp x pp, interleaved pp and default-mode
-#      ZeRO 0-3 (gradient buckets, overlapped with backward under MPI, and
-#      not: overlap off) equals threads;
+#      ZeRO 0-3 (gradient buckets, overlapped with backward under MPI with
+#      overlap on, and not: overlap auto on one machine) equals threads;
 #      and a CNN with batch_norm (tests/mpi/py_cnn.py) in dp, pp and dp x pp equals
 #      threads and serial; and gradient compression (bf16, fp16, PowerSGD) and local SGD
 #      (tests/mpi/py_comm.py) equal threads; so does a CNN whose convolutions tp
@@ -65,6 +65,7 @@ pass() { passed=$((passed + 1)); echo "PASS  $1"; }
 # Occurrences, not lines: processes writing at once can share a line.
 count() { grep -o "$1" "$2" | wc -l; }
 fail() { failed=$((failed + 1)); echo "FAIL  $1"; [ -n "${2:-}" ] && sed 's/^/      /' "$2" | tail -40; }
+skip() { echo "SKIP  $1"; }
 
 # 1. No link dependency, no undefined MPI symbol.
 if readelf -d "$LIB" | grep -q 'NEEDED.*libmpi'; then
@@ -385,11 +386,27 @@ for case in "dp2 2" "pp2 2" "dp2pp2 4" "tp2 2"; do
     set -- $case
     py_mpi "$2" 300 "DP-SGD fit (Poisson sampling), $1 under mpirun -np $2: MPI equals threads bit for bit, and serial (bit for bit without tp)" py_private.py "$1"
 done
-for case in "dp2 2" "dp2fast 2" "dp3fast 3" "dp2pp2 4"; do
+for case in "dp2 2" "dp2fast 2" "dp3fast 3" "dp2fastoverlap 2" "dp2pp2 4"; do
     set -- $case
     py_mpi "$2" 300 "ZeRO-3 gathering each layer before use, $1 under mpirun -np $2: MPI equals threads ZeRO-3 and ZeRO-1 bit for bit; the partial model refuses reads until gathered" \
         py_zero3.py "$1"
 done
+# Overlap auto follows the machines the processes run on: off on this one;
+# on when one process gets another host name (a UTS namespace of its own,
+# where the runner may make one).
+py_mpi 2 300 "overlap auto, MPI processes on one machine: off, the bits of overlap off" py_overlap_auto.py one
+if unshare --uts true 2>/dev/null; then
+    out="$WORK/overlap_two_hosts.txt"
+    if PARML_LIBRARY="$LIB" PYTHONPATH="$ROOT/bindings/python" timeout 300 mpirun -np 2 --oversubscribe \
+        sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then exec unshare --uts sh -c "hostname parml-other-host && exec python3 \"\$0\" two" "$0"; else exec python3 "$0" two; fi' \
+        "$HERE/py_overlap_auto.py" > "$out" 2>&1 && [ "$(count ': ok' "$out")" -eq 2 ]; then
+        pass "overlap auto, MPI processes with two host names: on, the bits of overlap off"
+    else
+        fail "overlap auto, MPI processes with two host names: on, the bits of overlap off" "$out"
+    fi
+else
+    skip "overlap auto across host names: unshare --uts is not permitted here"
+fi
 # A process calling the ZeRO-3 gather alone: it fails at the 2 s watchdog
 # naming the all-gather, and the job ends (nonzero) well within the bound.
 out="$WORK/zero3_alone.txt"

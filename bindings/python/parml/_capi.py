@@ -329,7 +329,7 @@ class parml_strategy_params(Structure):
             cannot; the plan says); default FP32
         overlap: since 0.3; PARML_OVERLAP_*: dp gradient buckets reduced on a
             communication thread per rank while backward goes on; default
-            AUTO (on under MPI, off on the threads backend)
+            AUTO (on for MPI processes on more than one machine, else off)
     """
 
     _fields_ = [

@@ -103,8 +103,9 @@ class Strategy:
             buckets (runs of whole layers, bucket_bytes or more) on a
             communication thread per rank while backward computes earlier
             layers, at every ZeRO stage; the same bits either way. "auto" is
-            on under MPI and off on the threads backend, as measured
-            (docs/communication.md); "on" with deterministic mode,
+            on for MPI processes on more than one machine and off otherwise
+            (one machine's cores, over shared memory or loopback), as
+            measured (docs/communication.md); "on" with deterministic mode,
             compression or local SGD is refused.
     """
 

@@ -123,7 +123,7 @@ def test_overlap_gives_the_bits_of_reducing_after_backward(zero):
     assert "overlapped with backward on a communication thread per rank (overlap on)" in on_plan, on_plan
     assert "communication thread" not in off_plan, off_plan
     # auto: off on the threads backend (what the measurements found)
-    assert "(overlap auto: on under MPI only)" in train(steps=1, zero=zero)[2]
+    assert "(overlap auto: on only for MPI processes on more than one machine)" in train(steps=1, zero=zero)[2]
 
 
 def test_overlap_setting():
