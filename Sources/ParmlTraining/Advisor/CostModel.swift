@@ -71,6 +71,16 @@ struct LayoutCandidate {
         if plan.chunk != nil { return Sharding.range(count: plan.chunks(of: 0).count, parts: m, index: j, alignment: 1).count }
         return Sharding.range(count: plan.rows(of: 0).count, parts: m, index: j, alignment: 1).isEmpty ? 0 : 1
     }
+    /// Rows of piece q of micro-batch j on data rank 0 (StepWork.piece): the
+    /// last micro-batches of an uneven split, and a short last chunk, hold fewer.
+    func rows(ofPiece j: Int, _ q: Int) -> Int {
+        let plan = stepPlan, m = strategy.microBatches
+        if plan.chunk != nil {
+            let chunks = plan.chunks(of: 0)
+            return plan.rows(ofChunk: chunks.lowerBound + Sharding.range(count: chunks.count, parts: m, index: j, alignment: 1).lowerBound + q).count
+        }
+        return Sharding.range(count: plan.rows(of: 0).count, parts: m, index: j, alignment: 1).count
+    }
 }
 
 /// Turns a layout's work into seconds with a machine's rates.
