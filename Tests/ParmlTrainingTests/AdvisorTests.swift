@@ -283,6 +283,59 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(two.releasedGradientBytes - outside) <= 0.01 * outside)
         #expect(two.overhead - one.overhead >= (two.releasedGradientBytes / 4096).rounded(.down) * 2e-6 * 0.999)
         #expect(two.reason.contains("page faults"))
+        // Both ranks fault at once in one process: the calibrated cost of 2
+        // threads faulting together, not the one-thread figure.
+        calibration.concurrentPageFaults = [(2, 7e-6), (4, 1.6e-5)]
+        let together = try predict(zero: 2), pages = (together.releasedGradientBytes / 4096).rounded(.up)
+        #expect(abs((together.overhead - one.overhead) - (two.overhead - one.overhead) - pages * 5e-6) <= 1e-9)
+        #expect(abs(calibration.pageFaultSeconds(concurrent: 3) - 1.15e-5) < 1e-15 && calibration.pageFaultSeconds(concurrent: 8) == 1.6e-5)
+    }
+
+    /// Ranks past the cores: a group between two measured sizes is costed
+    /// between them (3 ranks on 2 cores lie between 2 threads with a core
+    /// each and 4 sharing 2 cores), and data parallelism over more ranks
+    /// than cores is never predicted faster than over as many as the cores.
+    @Test func moreRanksThanCoresAreNotFree() throws {
+        let c = fixedCalibration()
+        let three = try #require(MachineCalibration.interpolated(c.allReduce, ranks: 3))
+        #expect(abs(three.latency - 1.5e-5) < 1e-15 && abs(1 / three.bytesPerSecond - (0.5 / 5e9 + 0.5 / 3e9)) < 1e-20)
+        #expect(MachineCalibration.interpolated(c.allReduce, ranks: 8) == nil)
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 96)
+        request.cores = 2
+        func predict(dp: Int) throws -> LayoutPrediction {
+            var st = StrategyConfig()
+            st.dp = dp
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+        }
+        let two = try predict(dp: 2), threeRanks = try predict(dp: 3), four = try predict(dp: 4)
+        for more in [threeRanks, four] {
+            #expect(more.compute >= 0.99 * two.compute, "\(more.compute) vs \(two.compute)")
+            #expect(more.stepSeconds > two.stepSeconds)
+        }
+        #expect(threeRanks.overhead > two.overhead && threeRanks.overhead < four.overhead)
+    }
+
+    /// A pipeline's ranks take turns: on 2 cores, 4 stages run their
+    /// critical path at the uncontended rate, and the step is at least all
+    /// ranks' work shared over the cores — not every stage stretched as if
+    /// all 4 computed at once (which over-predicted pp 4 of a small MLP 4×).
+    @Test func pipelineStagesShareTheCoresByTheirWork() throws {
+        let model = Model()  // 4 equal stages of one Linear each
+        for _ in 0..<4 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
+        try model.initialize(seed: 2)
+        var request = AdviceRequest(sampleShape: Shape(64), batch: 64)
+        request.cores = 2
+        let c = fixedCalibration()  // 4 threads: twice as slow each as 1; 2 threads: as fast
+        for m in [4, 16] {
+            var st = StrategyConfig()
+            (st.pp, st.microBatches) = (4, m)
+            let p = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+            let t = p.bubble / 3  // one stage's micro-batch, uncontended
+            let expected = max(t * Double(m + 3), 2 * t * Double(m))
+            #expect(abs(p.compute + p.bubble - expected) <= 1e-9 * expected, "m\(m): \(p.compute) + \(p.bubble) vs \(expected)")
+            #expect(p.compute + p.bubble < 2 * t * Double(m + 3))
+        }
     }
 
     /// Thread gain applies to products BLAS.gemm cuts over the worker
@@ -332,6 +385,7 @@ private func layouts() -> [StrategyConfig] {
         let (first, origin1) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin1 == .measured)
         #expect(first.products.count >= 12 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
+        #expect(first.concurrentPageFaults.map(\.threads) == [2, 4] && first.concurrentPageFaults.allSatisfy { $0.seconds > 0 })
         #expect(first.seconds > 0 && first.seconds < 30)
         let (again, origin2) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin2 == .cached)

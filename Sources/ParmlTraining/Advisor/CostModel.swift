@@ -100,6 +100,7 @@ struct CostModel {
             let steps = 2 * Double(n - 1)
             return steps * machine.interNodeLatency + steps / Double(n) * bytes / machine.interNodeBandwidth
         }
+        if let r = MachineCalibration.interpolated(calibration.allReduce, ranks: n) { return r.latency + bytes / r.bytesPerSecond }
         guard let r = MachineCalibration.nearest(calibration.allReduce, ranks: n) else { return 0 }
         // A ring's latency grows with n − 1 and its traffic with 2(n−1)/n.
         let lat = r.latency * Double(n - 1) / Double(r.ranks - 1)
@@ -116,8 +117,22 @@ struct CostModel {
         return r.latency + bytes / r.bytesPerSecond
     }
 
+    /// Releasing `bytes` of gradient pages and faulting them in again, on
+    /// each rank: on this machine's threads backend, every local rank does
+    /// so at the same point of the step in one process, at the calibrated
+    /// per-page cost of that many threads at once; elsewhere (processes,
+    /// described machines) the one-thread cost, stretched as compute is.
+    func pageFaults(bytes: Double, _ st: StrategyConfig, local: Int, contention: Double) -> Double {
+        let pages = (bytes / 4096).rounded(.up)
+        if machine == nil && st.backend == .threads { return pages * calibration.pageFaultSeconds(concurrent: local) }
+        return pages * calibration.pageFaultSeconds * contention
+    }
+
     func handover(world: Int) -> Double {
-        guard world > 1, let h = MachineCalibration.nearest(calibration.handover, ranks: ranksPerNode(world: world)) else { return 0 }
+        let local = ranksPerNode(world: world)
+        guard world > 1,
+            let h = MachineCalibration.interpolated(calibration.handover, ranks: local) ?? MachineCalibration.nearest(calibration.handover, ranks: local)
+        else { return 0 }
         return h.latency
     }
 
@@ -150,13 +165,21 @@ struct CostModel {
         // Ranks × their BLAS threads share the cores: on this machine as the
         // calibration measured it (concurrent sgemms), elsewhere by the ratio.
         let busy = local * threads
-        let contention = machine == nil
-            ? calibration.slowdown(busyThreads: busy) / calibration.slowdown(busyThreads: threads)
-            : max(1, Double(busy) / Double(coresPerNode))
+        func stretch(_ n: Int) -> Double {
+            machine == nil
+                ? calibration.slowdown(busyThreads: n) / calibration.slowdown(busyThreads: threads)
+                : max(1, Double(n) / Double(coresPerNode))
+        }
+        let contention = stretch(busy)
+        // A pipeline's ranks are not all busy at once (they wait for their
+        // neighbours): its critical path runs at the rate of the cores
+        // shared by at most as many threads as there are cores, and the
+        // ranks' total work shared over the cores bounds the step below.
+        let pathContention = stretch(min(busy, max(coresPerNode, threads)))
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
         let rows = c.pieceRows, m = st.microBatches, f = 4.0
         // The slowest stage sets the pace of a pipeline.
-        var stageCompute = 0.0, stageTP = 0.0
+        var stageCompute = 0.0, stageTP = 0.0, allStages = 0.0
         var tpForward = (0, 0.0), tpBackward = (0, 0.0)
         var peak = MemoryAccount(), peakStage = 0
         for s in 0..<mesh.pp {
@@ -164,7 +187,7 @@ struct CostModel {
             var fwd = (0, 0.0), bwd = (0, 0.0)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads) * contention
+                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads) * pathContention
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
@@ -175,6 +198,7 @@ struct CostModel {
                 n == 0 ? 0 : Double(n) * self.allReduce(bytes: bytes / Double(n), ranks: mesh.tp, stride: 1, world: world)
             }
             tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
+            allStages += compute
             if compute + tp > stageCompute + stageTP {
                 (stageCompute, stageTP, tpForward, tpBackward) = (compute, tp, fwd, bwd)
             }
@@ -185,6 +209,12 @@ struct CostModel {
         let perMicroBatch = (stageCompute + stageTP) * pieces
         p.compute = stageCompute * pieces * Double(m)
         p.bubble = Double(mesh.pp - 1) * perMicroBatch / Double(c.layout.virtualStages)
+        // Every rank's compute (the stages' average: ranks fill the node in
+        // mesh order), with all of them sharing the cores: with one stage
+        // the stretched compute itself; a pipeline on fewer cores than
+        // ranks cannot finish sooner, whatever its critical path.
+        let shared = allStages / Double(mesh.pp) * pieces * Double(m) * contention / pathContention
+        p.compute = max(p.compute, shared - p.bubble)
         var comm = stageTP * pieces * Double(m)
         if mesh.tp > 1 {
             let calls = Int(pieces) * m
@@ -253,7 +283,7 @@ struct CostModel {
             p.releasedGradientBytes += Double(range.count - VirtualStage.owned(range, layout: c.layout, data: 0).count) * f
         }
         if p.releasedGradientBytes > 0 {
-            p.overhead += (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds * contention
+            p.overhead += pageFaults(bytes: p.releasedGradientBytes, st, local: local, contention: contention)
         }
         // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.
         let owned = Double(peak.ownedFloats)
@@ -297,7 +327,8 @@ struct CostModel {
             parts.append("ZeRO-\(st.zeroStage) keeps \(Bytes.text(Double(peak.report.optimizer))) of optimizer state (1/\(mesh.dp))")
         }
         if p.releasedGradientBytes > 0 {
-            let faults = (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds
+            let local = ranksPerNode(world: mesh.worldSize)
+            let faults = pageFaults(bytes: p.releasedGradientBytes, st, local: local, contention: 1)
             parts.append(
                 "its buckets hand \(Bytes.text(p.releasedGradientBytes)) of gradient pages back each step (~\(Bytes.round1(faults * 1e3)) ms of page faults)")
         }

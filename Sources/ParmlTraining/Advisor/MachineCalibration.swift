@@ -53,6 +53,12 @@ public struct MachineCalibration: Sendable, Equatable {
     /// Seconds to fault in one 4 KiB page handed back with madvise(DONTNEED)
     /// and zero it: what ZeRO-2/3's released gradient pages cost each step.
     public var pageFaultSeconds: Double = 0
+    /// The same when `threads` rank threads of one process fault their own
+    /// pages in at once, per page as each rank sees it (the wall time over
+    /// its pages): they contend for the process's page tables and, past the
+    /// cores, for the cores. ZeRO-2/3 ranks fault in their released gradient
+    /// pages at the same point of every step.
+    public var concurrentPageFaults: [(threads: Int, seconds: Double)] = []
 
     public init(cpuModel: String, cores: Int, libraryVersion: String) {
         (self.cpuModel, self.cores, self.libraryVersion) = (cpuModel, cores, libraryVersion)
@@ -107,7 +113,31 @@ public struct MachineCalibration: Sendable, Equatable {
         return bytes / max(rate, 1e8)
     }
 
-    /// The measured collective nearest `ranks` (the largest measured when none is as large).
+    /// Seconds per page for each of `ranks` rank threads of one process
+    /// faulting pages in at once: measured at 1 (`pageFaultSeconds`), 2 and
+    /// 4 threads, interpolated between, the largest past them.
+    public func pageFaultSeconds(concurrent ranks: Int) -> Double {
+        let all = ([CollectiveRate(ranks: 1, latency: pageFaultSeconds, bytesPerSecond: .infinity)]
+            + concurrentPageFaults.map { CollectiveRate(ranks: $0.threads, latency: $0.seconds, bytesPerSecond: .infinity) })
+        return (Self.interpolated(all, ranks: ranks) ?? Self.nearest(all, ranks: ranks)!).latency
+    }
+
+    /// The measurement for a group of `ranks`: the measured size itself, or
+    /// between two measured sizes the line through them (3 ranks on 2 cores
+    /// lie between 2 threads with a core each and 4 time-slicing 2 cores;
+    /// the smaller alone would miss the time slicing). Nil outside the
+    /// measured sizes (callers scale the nearest, `nearest`).
+    static func interpolated(_ rates: [CollectiveRate], ranks: Int) -> CollectiveRate? {
+        if let exact = rates.first(where: { $0.ranks == ranks }) { return exact }
+        guard let below = rates.filter({ $0.ranks < ranks }).max(by: { $0.ranks < $1.ranks }),
+            let above = rates.filter({ $0.ranks > ranks }).min(by: { $0.ranks < $1.ranks })
+        else { return nil }
+        let w = Double(ranks - below.ranks) / Double(above.ranks - below.ranks)
+        let perByte = (1 - w) / below.bytesPerSecond + w / above.bytesPerSecond
+        return CollectiveRate(ranks: ranks, latency: (1 - w) * below.latency + w * above.latency, bytesPerSecond: 1 / perByte)
+    }
+
+    /// The measured size nearest `ranks` (the largest measured when none is as large).
     static func nearest(_ rates: [CollectiveRate], ranks: Int) -> CollectiveRate? {
         rates.min { abs($0.ranks - ranks) < abs($1.ranks - ranks) }
     }
@@ -146,7 +176,8 @@ public struct MachineCalibration: Sendable, Equatable {
             c.elementwiseAllCoresBytesPerSecond = try elementwiseRate()
             BLAS.threads = 1
         }
-        c.pageFaultSeconds = try pageFaultCost()
+        c.pageFaultSeconds = try pageFaultCost(threads: 1)
+        for k in [2, 4] { c.concurrentPageFaults.append((k, try pageFaultCost(threads: k))) }
         for ranks in [2, 4] {
             c.allReduce.append(try allReduceRate(ranks: ranks))
             c.handover.append(try handoverCost(ranks: ranks))
@@ -231,21 +262,28 @@ public struct MachineCalibration: Sendable, Equatable {
         return getloadavg(&load, 1) == 1 ? load[0] : nil
     }
 
-    /// Best of 5: hand 16 MiB of touched pages back (madvise DONTNEED, as
-    /// Pages.release does) and write one float into each again.
-    private static func pageFaultCost() throws -> Double {
-        let pages = 4096, page = 4096
-        guard let raw = mmap(nil, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
-            throw ParmlError.outOfMemory("cannot map \(pages * page) bytes to time page faults")
+    /// Best of 5: `threads` rank threads each hand 8 MiB of touched pages
+    /// back (madvise DONTNEED, as Pages.release does) and write one float
+    /// into each again, all at once; seconds per page as one rank sees it.
+    private static func pageFaultCost(threads k: Int) throws -> Double {
+        let pages = 2048, page = 4096
+        guard let raw = mmap(nil, k * pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+            throw ParmlError.outOfMemory("cannot map \(k * pages * page) bytes to time page faults")
         }
-        defer { munmap(raw, pages * page) }
+        defer { munmap(raw, k * pages * page) }
         let bytes = raw.assumingMemoryBound(to: UInt8.self)
-        for i in 0..<pages { bytes[i * page] = 1 }
+        for i in 0..<(k * pages) { bytes[i * page] = 1 }
+        let pool = k > 1 ? try RankPool(size: k) : nil
+        let base = Int(bitPattern: raw)
+        let body: (Int) throws -> Void = { r in
+            let mine = UnsafeMutablePointer<UInt8>(bitPattern: base + r * pages * page)!
+            madvise(mine, pages * page, MADV_DONTNEED)
+            for i in 0..<pages { mine[i * page] = 1 }
+        }
         var best = Double.infinity
         for _ in 0..<5 {
-            madvise(raw, pages * page, MADV_DONTNEED)
             let t = Clock.now()
-            for i in 0..<pages { bytes[i * page] = 1 }
+            if let pool { try pool.run(world: nil, body) } else { try body(0) }
             best = min(best, (Clock.now() - t) / Double(pages))
         }
         return best
