@@ -336,6 +336,21 @@ private func layouts() -> [StrategyConfig] {
             #expect(abs(p.compute + p.bubble - expected) <= 1e-9 * expected, "m\(m): \(p.compute) + \(p.bubble) vs \(expected)")
             #expect(p.compute + p.bubble < 2 * t * Double(m + 3))
         }
+        // Unbalanced: the first stage holds the widest layer. The pipe fills
+        // and drains through the short stages behind it, so the bubble is
+        // their micro-batch times, well below (p − 1) of the slowest's.
+        let wide = Model()
+        try wide.add(try Linear(inFeatures: 64, outFeatures: 1024))
+        try wide.add(try Linear(inFeatures: 1024, outFeatures: 16))
+        try wide.add(try Linear(inFeatures: 16, outFeatures: 16))
+        try wide.add(try Linear(inFeatures: 16, outFeatures: 16))
+        try wide.initialize(seed: 2)
+        request.cores = 4  // no sharing bound: compute is the slowest stage's
+        var st = StrategyConfig()
+        (st.pp, st.microBatches) = (4, 4)
+        let p = try StrategyAdvisor.predict(model: wide, strategy: st, request: request, calibration: c)
+        let slowest = p.compute / 4
+        #expect(p.bubble > 0 && p.bubble < 0.5 * 3 * slowest, "bubble \(p.bubble), slowest stage's micro-batch \(slowest)")
     }
 
     /// Thread gain applies to products BLAS.gemm cuts over the worker

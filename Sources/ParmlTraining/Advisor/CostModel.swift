@@ -179,7 +179,7 @@ struct CostModel {
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
         let rows = c.pieceRows, m = st.microBatches, f = 4.0
         // The slowest stage sets the pace of a pipeline.
-        var stageCompute = 0.0, stageTP = 0.0, allStages = 0.0
+        var stageCompute = 0.0, stageTP = 0.0, allStages = 0.0, allStagesTP = 0.0
         var tpForward = (0, 0.0), tpBackward = (0, 0.0)
         var peak = MemoryAccount(), peakStage = 0
         for s in 0..<mesh.pp {
@@ -199,6 +199,7 @@ struct CostModel {
             }
             tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
             allStages += compute
+            allStagesTP += tp
             if compute + tp > stageCompute + stageTP {
                 (stageCompute, stageTP, tpForward, tpBackward) = (compute, tp, fwd, bwd)
             }
@@ -206,9 +207,15 @@ struct CostModel {
             if mem.total > peak.total || s == 0 { (peak, peakStage) = (mem, s) }
         }
         let pieces = Double(c.maxPieces)
-        let perMicroBatch = (stageCompute + stageTP) * pieces
         p.compute = stageCompute * pieces * Double(m)
-        p.bubble = Double(mesh.pp - 1) * perMicroBatch / Double(c.layout.virtualStages)
+        // Filling and draining the pipe: a micro-batch passes every other
+        // stage once outside the slowest stage's steady state, so the idle
+        // time is the other stages' micro-batch times, (p − 1) times the
+        // slowest only when the stages are balanced (a cut where the first
+        // stage holds the widest layer leaves short stages behind it).
+        // Interleaving divides it by the v runs per stage.
+        let others = (allStages + allStagesTP) - (stageCompute + stageTP)
+        p.bubble = max(0, others) * pieces / Double(c.layout.virtualStages)
         // Every rank's compute (the stages' average: ranks fill the node in
         // mesh order), with all of them sharing the cores: with one stage
         // the stretched compute itself; a pipeline on fewer cores than
