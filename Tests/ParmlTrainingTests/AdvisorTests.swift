@@ -353,6 +353,29 @@ private func layouts() -> [StrategyConfig] {
         #expect(p.bubble > 0 && p.bubble < 0.5 * 3 * slowest, "bubble \(p.bubble), slowest stage's micro-batch \(slowest)")
     }
 
+    /// An unbalanced pipeline's short stage computes a share r of the
+    /// time: on a machine where 2 threads at once are each 2× slower
+    /// (a loaded one), its critical path is stretched by 1 + r (1 + r
+    /// threads busy on average), not the full 2 of both always busy.
+    @Test func pipelineStretchFollowsTheBusyShare() throws {
+        let model = Model()
+        try model.add(try Linear(inFeatures: 64, outFeatures: 1024))
+        try model.add(try Linear(inFeatures: 1024, outFeatures: 16))
+        try model.initialize(seed: 2)
+        var request = AdviceRequest(sampleShape: Shape(64), batch: 64)
+        request.cores = 2
+        var st = StrategyConfig()
+        (st.pp, st.microBatches) = (2, 4)
+        var gain = fixedCalibration(), none = fixedCalibration()
+        gain.concurrency = [(1, 5e10), (2, 1e11), (4, 1e11)]
+        none.concurrency = [(1, 5e10), (2, 5e10), (4, 5e10)]
+        let fast = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: gain)
+        let slow = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: none)
+        let r = fast.bubble * 4 / fast.compute  // the short stage's time over the long one's
+        #expect(r > 0.1 && r < 0.5)
+        #expect(abs(slow.compute / fast.compute - (1 + r)) < 1e-9, "\(slow.compute / fast.compute) vs \(1 + r)")
+    }
+
     /// Thread gain applies to products BLAS.gemm cuts over the worker
     /// threads, not to small ones that run on one thread anyway.
     @Test func threadGainOnlyForCutProducts() throws {

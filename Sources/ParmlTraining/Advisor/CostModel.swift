@@ -171,23 +171,17 @@ struct CostModel {
                 : max(1, Double(n) / Double(coresPerNode))
         }
         let contention = stretch(busy)
-        // A pipeline's ranks are not all busy at once (they wait for their
-        // neighbours): its critical path runs at the rate of the cores
-        // shared by at most as many threads as there are cores, and the
-        // ranks' total work shared over the cores bounds the step below.
-        let pathContention = stretch(min(busy, max(coresPerNode, threads)))
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
         let rows = c.pieceRows, m = st.microBatches, f = 4.0
-        // The slowest stage sets the pace of a pipeline.
-        var stageCompute = 0.0, stageTP = 0.0, allStages = 0.0, allStagesTP = 0.0
-        var tpForward = (0, 0.0), tpBackward = (0, 0.0)
+        // Each stage's compute at the uncontended rate, and its tp all-reduces.
+        var stages: [(compute: Double, tp: Double, fwd: (Int, Double), bwd: (Int, Double))] = []
         var peak = MemoryAccount(), peakStage = 0
         for s in 0..<mesh.pp {
             var compute = 0.0, tp = 0.0
             var fwd = (0, 0.0), bwd = (0, 0.0)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads) * pathContention
+                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads)
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
@@ -198,13 +192,33 @@ struct CostModel {
                 n == 0 ? 0 : Double(n) * self.allReduce(bytes: bytes / Double(n), ranks: mesh.tp, stride: 1, world: world)
             }
             tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
-            allStages += compute
-            allStagesTP += tp
-            if compute + tp > stageCompute + stageTP {
-                (stageCompute, stageTP, tpForward, tpBackward) = (compute, tp, fwd, bwd)
-            }
+            stages.append((compute, tp, fwd, bwd))
             let mem = c.memory(stage: s)
             if mem.total > peak.total || s == 0 { (peak, peakStage) = (mem, s) }
+        }
+        // A pipeline's ranks are not all busy at once: in the steady state
+        // the slowest stage always is, and stage s a share t_s / t_max of
+        // the time. So its critical path runs at the rate of the cores shared
+        // by that many threads on average (at most the cores' worth; past
+        // them the bound below applies), and the ranks' total work shared
+        // over the cores bounds the step from below. One stage: every rank
+        // busy at once, stretched as the calibration measured.
+        let slowestRaw = stages.map(\.compute).max() ?? 0
+        let averageBusy = slowestRaw > 0
+            ? Double(busy) * stages.reduce(0) { $0 + $1.compute } / (Double(mesh.pp) * slowestRaw) : Double(busy)
+        let pathBusy = min(averageBusy, Double(max(coresPerNode, threads)))
+        let below = max(threads, Int(pathBusy.rounded(.down))), share = max(0, pathBusy - Double(below))
+        let pathContention = (1 - share) * stretch(below) + share * stretch(below + 1)
+        // The slowest stage sets the pace of a pipeline.
+        var stageCompute = 0.0, stageTP = 0.0, allStages = 0.0, allStagesTP = 0.0
+        var tpForward = (0, 0.0), tpBackward = (0, 0.0)
+        for stage in stages {
+            let compute = stage.compute * pathContention
+            allStages += compute
+            allStagesTP += stage.tp
+            if compute + stage.tp > stageCompute + stageTP {
+                (stageCompute, stageTP, tpForward, tpBackward) = (compute, stage.tp, stage.fwd, stage.bwd)
+            }
         }
         let pieces = Double(c.maxPieces)
         p.compute = stageCompute * pieces * Double(m)
