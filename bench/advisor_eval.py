@@ -2,7 +2,7 @@
 is now against step times bench/advisor.py measured earlier, in seconds
 rather than the minutes a measurement takes.
 
-    PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor_eval.py bench/advisor.json [--cache-dir D] [--rows]
+    PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor_eval.py bench/advisor.json [--cache-dir D | --calibration F] [--rows]
 
 For each scenario in the file: the current first choice and how much slower
 it measured than the fastest measured layout, Spearman's rho between the
@@ -12,7 +12,11 @@ name ("dp2 pp1 tp1 m1 zero3"); a layout the library no longer ranks, or one
 the file did not measure, is left out and counted. The measurements keep the
 load they were taken under (bench/advisor.md says which runs were quiet),
 and the predictions use the calibration in --cache-dir (measured there on
-first use): compare model changes with the same file and the same directory.
+first use) or the file --calibration names (copied to a temporary directory;
+bench/advisor_runs/calibrations holds the ones measured with the runs there):
+compare model changes with the same measurements and the same calibration.
+The first line printed says whether the calibration was used ("cached") or
+measured again (another CPU, core count or library version).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -35,6 +41,8 @@ def evaluate(measured_file, cache_dir, show_rows=False, only=None):
         measured = json.load(f)
     scenarios = {s["name"]: s for s in scenario_list()}
     out = []
+    probe = parml.advise(parml.Sequential([parml.Linear(4, 2)], seed=1), (4,), 2, cache_dir=cache_dir, show=False)
+    print(probe.text.splitlines()[0])
     for i, ms in enumerate(measured["scenarios"]):
         if only is not None and i not in only:
             continue
@@ -81,7 +89,11 @@ def main():
                     help="calibration directory (measured on first use)")
     ap.add_argument("--rows", action="store_true", help="every layout: measured, predicted, terms")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="these scenarios of each file (their order there)")
+    ap.add_argument("--calibration", default=None, help="a calibration file to use (copied to a temporary directory)")
     a = ap.parse_args()
+    if a.calibration:
+        a.cache_dir = tempfile.mkdtemp(prefix="parml-advisor-eval-")
+        shutil.copy(a.calibration, os.path.join(a.cache_dir, "calibration-v2.txt"))
     for f in a.measured:
         print(f"== {f}")
         evaluate(f, a.cache_dir, a.rows, a.only)
