@@ -126,6 +126,12 @@ def spearman(a, b):
     return num / den if den else float("nan")
 
 
+def layout_name(p):
+    """A layout as the report names it: "dp2 pp2 tp1 m4 v2 zero0"."""
+    v = f" v{p.virtual_stages}" if p.schedule == "interleaved" else ""
+    return f"dp{p.dp} pp{p.pp} tp{p.tp} m{p.micro_batches}{v} zero{p.zero_stage}"
+
+
 def measure_once(make, layout, optimizer, x, y, steps, deterministic):
     """One round: a fresh trainer, one warm-up step, the fastest of `steps`
     timed steps, and the fullest rank's bytes as Trainer.memory reports them."""
@@ -189,8 +195,7 @@ def main():
                 peaks[j] = peak
         rows = []
         for p, measured, peak in zip(advice.ranked, best, peaks):
-            v = f" v{p.virtual_stages}" if p.schedule == "interleaved" else ""
-            rows.append(dict(layout=f"dp{p.dp} pp{p.pp} tp{p.tp} m{p.micro_batches}{v} zero{p.zero_stage}",
+            rows.append(dict(layout=layout_name(p),
                              predicted=p.step_seconds, measured=measured, predicted_bytes=p.peak_bytes, measured_bytes=peak,
                              terms=[p.compute_seconds, p.communication_seconds, p.bubble_seconds, p.optimizer_seconds,
                                     p.overhead_seconds]))

@@ -78,6 +78,7 @@ public enum CalibrationCache {
         for h in c.handover { lines.append("handover \(h.ranks) \(h.latency)") }
         for x in c.send { lines.append("send \(x.ranks) \(x.latency) \(x.bytesPerSecond)") }
         for x in c.concurrency { lines.append("concurrency \(x.threads) \(x.flopsPerSecond)") }
+        for x in c.concurrentPageFaults { lines.append("page_fault_threads \(x.threads) \(x.seconds)") }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -91,6 +92,7 @@ public enum CalibrationCache {
         var handover: [MachineCalibration.CollectiveRate] = []
         var send: [MachineCalibration.CollectiveRate] = []
         var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
+        var pageFaults: [(threads: Int, seconds: Double)] = []
         func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
@@ -111,6 +113,9 @@ public enum CalibrationCache {
             case "concurrency":
                 guard words.count == 3, let n = Int(words[1]), let r = positive(words[2]), n >= 1, r > 0 else { return nil }
                 concurrency.append((n, r))
+            case "page_fault_threads":
+                guard words.count == 3, let n = Int(words[1]), let t = positive(words[2]), n > 1, t > 0 else { return nil }
+                pageFaults.append((n, t))
             case "handover":
                 guard words.count == 3, let n = Int(words[1]), let l = positive(words[2]), n > 1 else { return nil }
                 handover.append(.init(ranks: n, latency: l, bytesPerSecond: .infinity))
@@ -125,7 +130,7 @@ public enum CalibrationCache {
             let fault = fields["page_fault"].flatMap({ positive(Substring($0)) }),
             let ewAll = fields["elementwise_all_cores"].flatMap({ positive(Substring($0)) }),
             products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
-            concurrency.contains(where: { $0.threads == 1 })
+            concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty
         else { return nil }
         var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)
         c.products = products
@@ -133,6 +138,7 @@ public enum CalibrationCache {
         c.handover = handover
         c.send = send
         c.concurrency = concurrency
+        c.concurrentPageFaults = pageFaults
         c.elementwiseBytesPerSecond = ew
         c.loadAverage = load
         c.pageFaultSeconds = fault

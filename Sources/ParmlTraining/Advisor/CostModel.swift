@@ -71,6 +71,16 @@ struct LayoutCandidate {
         if plan.chunk != nil { return Sharding.range(count: plan.chunks(of: 0).count, parts: m, index: j, alignment: 1).count }
         return Sharding.range(count: plan.rows(of: 0).count, parts: m, index: j, alignment: 1).isEmpty ? 0 : 1
     }
+    /// Rows of piece q of micro-batch j on data rank 0 (StepWork.piece): the
+    /// last micro-batches of an uneven split, and a short last chunk, hold fewer.
+    func rows(ofPiece j: Int, _ q: Int) -> Int {
+        let plan = stepPlan, m = strategy.microBatches
+        if plan.chunk != nil {
+            let chunks = plan.chunks(of: 0)
+            return plan.rows(ofChunk: chunks.lowerBound + Sharding.range(count: chunks.count, parts: m, index: j, alignment: 1).lowerBound + q).count
+        }
+        return Sharding.range(count: plan.rows(of: 0).count, parts: m, index: j, alignment: 1).count
+    }
 }
 
 /// Turns a layout's work into seconds with a machine's rates.
@@ -90,6 +100,7 @@ struct CostModel {
             let steps = 2 * Double(n - 1)
             return steps * machine.interNodeLatency + steps / Double(n) * bytes / machine.interNodeBandwidth
         }
+        if let r = MachineCalibration.interpolated(calibration.allReduce, ranks: n) { return r.latency + bytes / r.bytesPerSecond }
         guard let r = MachineCalibration.nearest(calibration.allReduce, ranks: n) else { return 0 }
         // A ring's latency grows with n − 1 and its traffic with 2(n−1)/n.
         let lat = r.latency * Double(n - 1) / Double(r.ranks - 1)
@@ -106,8 +117,22 @@ struct CostModel {
         return r.latency + bytes / r.bytesPerSecond
     }
 
+    /// Releasing `bytes` of gradient pages and faulting them in again, on
+    /// each rank: on this machine's threads backend, every local rank does
+    /// so at the same point of the step in one process, at the calibrated
+    /// per-page cost of that many threads at once; elsewhere (processes,
+    /// described machines) the one-thread cost, stretched as compute is.
+    func pageFaults(bytes: Double, _ st: StrategyConfig, local: Int, contention: Double) -> Double {
+        let pages = (bytes / 4096).rounded(.up)
+        if machine == nil && st.backend == .threads { return pages * calibration.pageFaultSeconds(concurrent: local) }
+        return pages * calibration.pageFaultSeconds * contention
+    }
+
     func handover(world: Int) -> Double {
-        guard world > 1, let h = MachineCalibration.nearest(calibration.handover, ranks: ranksPerNode(world: world)) else { return 0 }
+        let local = ranksPerNode(world: world)
+        guard world > 1,
+            let h = MachineCalibration.interpolated(calibration.handover, ranks: local) ?? MachineCalibration.nearest(calibration.handover, ranks: local)
+        else { return 0 }
         return h.latency
     }
 
@@ -140,21 +165,23 @@ struct CostModel {
         // Ranks × their BLAS threads share the cores: on this machine as the
         // calibration measured it (concurrent sgemms), elsewhere by the ratio.
         let busy = local * threads
-        let contention = machine == nil
-            ? calibration.slowdown(busyThreads: busy) / calibration.slowdown(busyThreads: threads)
-            : max(1, Double(busy) / Double(coresPerNode))
+        func stretch(_ n: Int) -> Double {
+            machine == nil
+                ? calibration.slowdown(busyThreads: n) / calibration.slowdown(busyThreads: threads)
+                : max(1, Double(n) / Double(coresPerNode))
+        }
+        let contention = stretch(busy)
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
         let rows = c.pieceRows, m = st.microBatches, f = 4.0
-        // The slowest stage sets the pace of a pipeline.
-        var stageCompute = 0.0, stageTP = 0.0
-        var tpForward = (0, 0.0), tpBackward = (0, 0.0)
+        // Each stage's compute at the uncontended rate, and its tp all-reduces.
+        var stages: [(compute: Double, tp: Double, fwd: (Int, Double), bwd: (Int, Double))] = []
         var peak = MemoryAccount(), peakStage = 0
         for s in 0..<mesh.pp {
             var compute = 0.0, tp = 0.0
             var fwd = (0, 0.0), bwd = (0, 0.0)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads) * contention
+                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads)
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
@@ -165,16 +192,50 @@ struct CostModel {
                 n == 0 ? 0 : Double(n) * self.allReduce(bytes: bytes / Double(n), ranks: mesh.tp, stride: 1, world: world)
             }
             tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
-            if compute + tp > stageCompute + stageTP {
-                (stageCompute, stageTP, tpForward, tpBackward) = (compute, tp, fwd, bwd)
-            }
+            stages.append((compute, tp, fwd, bwd))
             let mem = c.memory(stage: s)
             if mem.total > peak.total || s == 0 { (peak, peakStage) = (mem, s) }
         }
+        // A pipeline's ranks are not all busy at once: in the steady state
+        // the slowest stage always is, and stage s a share t_s / t_max of
+        // the time. So its critical path runs at the rate of the cores shared
+        // by that many threads on average (at most the cores' worth; past
+        // them the bound below applies), and the ranks' total work shared
+        // over the cores bounds the step from below. One stage: every rank
+        // busy at once, stretched as the calibration measured.
+        let slowestRaw = stages.map(\.compute).max() ?? 0
+        let averageBusy = slowestRaw > 0
+            ? Double(busy) * stages.reduce(0) { $0 + $1.compute } / (Double(mesh.pp) * slowestRaw) : Double(busy)
+        let pathBusy = min(averageBusy, Double(max(coresPerNode, threads)))
+        let below = max(threads, Int(pathBusy.rounded(.down))), share = max(0, pathBusy - Double(below))
+        let pathContention = (1 - share) * stretch(below) + share * stretch(below + 1)
+        // The slowest stage sets the pace of a pipeline.
+        var stageCompute = 0.0, stageTP = 0.0, allStages = 0.0, allStagesTP = 0.0
+        var tpForward = (0, 0.0), tpBackward = (0, 0.0)
+        for stage in stages {
+            let compute = stage.compute * pathContention
+            allStages += compute
+            allStagesTP += stage.tp
+            if compute + stage.tp > stageCompute + stageTP {
+                (stageCompute, stageTP, tpForward, tpBackward) = (compute, stage.tp, stage.fwd, stage.bwd)
+            }
+        }
         let pieces = Double(c.maxPieces)
-        let perMicroBatch = (stageCompute + stageTP) * pieces
         p.compute = stageCompute * pieces * Double(m)
-        p.bubble = Double(mesh.pp - 1) * perMicroBatch / Double(c.layout.virtualStages)
+        // Filling and draining the pipe: a micro-batch passes every other
+        // stage once outside the slowest stage's steady state, so the idle
+        // time is the other stages' micro-batch times, (p − 1) times the
+        // slowest only when the stages are balanced (a cut where the first
+        // stage holds the widest layer leaves short stages behind it).
+        // Interleaving divides it by the v runs per stage.
+        let others = (allStages + allStagesTP) - (stageCompute + stageTP)
+        p.bubble = max(0, others) * pieces / Double(c.layout.virtualStages)
+        // Every rank's compute (the stages' average: ranks fill the node in
+        // mesh order), with all of them sharing the cores: with one stage
+        // the stretched compute itself; a pipeline on fewer cores than
+        // ranks cannot finish sooner, whatever its critical path.
+        let shared = allStages / Double(mesh.pp) * pieces * Double(m) * contention / pathContention
+        p.compute = max(p.compute, shared - p.bubble)
         var comm = stageTP * pieces * Double(m)
         if mesh.tp > 1 {
             let calls = Int(pieces) * m
@@ -243,7 +304,7 @@ struct CostModel {
             p.releasedGradientBytes += Double(range.count - VirtualStage.owned(range, layout: c.layout, data: 0).count) * f
         }
         if p.releasedGradientBytes > 0 {
-            p.overhead += (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds * contention
+            p.overhead += pageFaults(bytes: p.releasedGradientBytes, st, local: local, contention: contention)
         }
         // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.
         let owned = Double(peak.ownedFloats)
@@ -287,7 +348,8 @@ struct CostModel {
             parts.append("ZeRO-\(st.zeroStage) keeps \(Bytes.text(Double(peak.report.optimizer))) of optimizer state (1/\(mesh.dp))")
         }
         if p.releasedGradientBytes > 0 {
-            let faults = (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds
+            let local = ranksPerNode(world: mesh.worldSize)
+            let faults = pageFaults(bytes: p.releasedGradientBytes, st, local: local, contention: 1)
             parts.append(
                 "its buckets hand \(Bytes.text(p.releasedGradientBytes)) of gradient pages back each step (~\(Bytes.round1(faults * 1e3)) ms of page faults)")
         }

@@ -53,6 +53,12 @@ public struct MachineCalibration: Sendable, Equatable {
     /// Seconds to fault in one 4 KiB page handed back with madvise(DONTNEED)
     /// and zero it: what ZeRO-2/3's released gradient pages cost each step.
     public var pageFaultSeconds: Double = 0
+    /// The same when `threads` rank threads of one process fault their own
+    /// pages in at once, per page as each rank sees it (the wall time over
+    /// its pages): they contend for the process's page tables and, past the
+    /// cores, for the cores. ZeRO-2/3 ranks fault in their released gradient
+    /// pages at the same point of every step.
+    public var concurrentPageFaults: [(threads: Int, seconds: Double)] = []
 
     public init(cpuModel: String, cores: Int, libraryVersion: String) {
         (self.cpuModel, self.cores, self.libraryVersion) = (cpuModel, cores, libraryVersion)
@@ -107,7 +113,31 @@ public struct MachineCalibration: Sendable, Equatable {
         return bytes / max(rate, 1e8)
     }
 
-    /// The measured collective nearest `ranks` (the largest measured when none is as large).
+    /// Seconds per page for each of `ranks` rank threads of one process
+    /// faulting pages in at once: measured at 1 (`pageFaultSeconds`), 2 and
+    /// 4 threads, interpolated between, the largest past them.
+    public func pageFaultSeconds(concurrent ranks: Int) -> Double {
+        let all = ([CollectiveRate(ranks: 1, latency: pageFaultSeconds, bytesPerSecond: .infinity)]
+            + concurrentPageFaults.map { CollectiveRate(ranks: $0.threads, latency: $0.seconds, bytesPerSecond: .infinity) })
+        return (Self.interpolated(all, ranks: ranks) ?? Self.nearest(all, ranks: ranks)!).latency
+    }
+
+    /// The measurement for a group of `ranks`: the measured size itself, or
+    /// between two measured sizes the line through them (3 ranks on 2 cores
+    /// lie between 2 threads with a core each and 4 time-slicing 2 cores;
+    /// the smaller alone would miss the time slicing). Nil outside the
+    /// measured sizes (callers scale the nearest, `nearest`).
+    static func interpolated(_ rates: [CollectiveRate], ranks: Int) -> CollectiveRate? {
+        if let exact = rates.first(where: { $0.ranks == ranks }) { return exact }
+        guard let below = rates.filter({ $0.ranks < ranks }).max(by: { $0.ranks < $1.ranks }),
+            let above = rates.filter({ $0.ranks > ranks }).min(by: { $0.ranks < $1.ranks })
+        else { return nil }
+        let w = Double(ranks - below.ranks) / Double(above.ranks - below.ranks)
+        let perByte = (1 - w) / below.bytesPerSecond + w / above.bytesPerSecond
+        return CollectiveRate(ranks: ranks, latency: (1 - w) * below.latency + w * above.latency, bytesPerSecond: 1 / perByte)
+    }
+
+    /// The measured size nearest `ranks` (the largest measured when none is as large).
     static func nearest(_ rates: [CollectiveRate], ranks: Int) -> CollectiveRate? {
         rates.min { abs($0.ranks - ranks) < abs($1.ranks - ranks) }
     }
@@ -139,14 +169,18 @@ public struct MachineCalibration: Sendable, Equatable {
             c.products.append(ProductRate(m: 256, n: 1024, k: 1024, threads: cpu.cores, flopsPerSecond: try gemmRate(m: 256, n: 1024, k: 1024)))
         }
         BLAS.threads = 1
-        for k in [1, 2, 4] { c.concurrency.append((k, try concurrentRate(threads: k))) }
+        let counts = [1, 2, 4]
+        let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0) })
+        for (k, t) in zip(counts, perFlop) { c.concurrency.append((k, 1 / max(t, 1e-18))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
         if cpu.cores > 1 {
             BLAS.threads = cpu.cores
             c.elementwiseAllCoresBytesPerSecond = try elementwiseRate()
             BLAS.threads = 1
         }
-        c.pageFaultSeconds = try pageFaultCost()
+        let perPage = try interleavedBest(rounds: 5, try counts.map { try pageFaultTrial(threads: $0) })
+        c.pageFaultSeconds = perPage[0]
+        for (k, t) in zip(counts, perPage).dropFirst() { c.concurrentPageFaults.append((k, t)) }
         for ranks in [2, 4] {
             c.allReduce.append(try allReduceRate(ranks: ranks))
             c.handover.append(try handoverCost(ranks: ranks))
@@ -174,10 +208,24 @@ public struct MachineCalibration: Sendable, Equatable {
         return flops / max(best, 1e-9)
     }
 
-    /// `threads` rank threads each running 128×256×256 sgemms on one BLAS
-    /// thread at once, best of 3 runs of ~100 ms (long against a thread's
-    /// wake-up on a loaded machine): their total rate.
-    private static func concurrentRate(threads k: Int) throws -> Double {
+    /// Runs each trial once per round, the trials in turn (1, 2, 4 threads,
+    /// 1, 2, 4, ...), and keeps each one's least: a load that comes and goes
+    /// while the calibration runs hits every thread count alike, so their
+    /// ratios (what the cost model reads) do not depend on which one ran
+    /// while another process was busy.
+    private static func interleavedBest(rounds: Int, _ trials: [() throws -> Double]) throws -> [Double] {
+        var best = [Double](repeating: .infinity, count: trials.count)
+        for _ in 0..<rounds {
+            for (i, trial) in trials.enumerated() { best[i] = min(best[i], try trial()) }
+        }
+        return best
+    }
+
+    /// One run of `threads` rank threads each running 100 128×256×256
+    /// sgemms on one BLAS thread at once (~100 ms, long against a thread's
+    /// wake-up on a loaded machine): seconds per floating-point operation
+    /// of all of them together.
+    private static func concurrentTrial(threads k: Int) throws -> () throws -> Double {
         let (m, n, kk) = (128, 256, 256)
         let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try Tensor(shape: Shape(kk, n))
         let y = try (0..<k).map { _ in try Tensor(shape: Shape(m, n)) }
@@ -190,13 +238,12 @@ public struct MachineCalibration: Sendable, Equatable {
                 BLAS.gemm(transA: false, transB: false, m: m, n: n, k: kk, a[r].data, lda: kk, b.data, ldb: n, beta: 0, y[r].data, ldc: n)
             }
         }
-        var best = Double.infinity
-        for _ in 0..<3 {
+        let flops = Double(k * reps) * 2 * Double(m * n * kk)
+        return {
             let t = Clock.now()
             if let pool { try pool.run(world: nil, body) } else { try body(0) }
-            best = min(best, Clock.now() - t)
+            return (Clock.now() - t) / flops
         }
-        return Double(k * reps) * 2 * Double(m * n * kk) / max(best, 1e-9)
     }
 
     /// How much slower each of `busy` threads computes than one thread alone
@@ -231,24 +278,39 @@ public struct MachineCalibration: Sendable, Equatable {
         return getloadavg(&load, 1) == 1 ? load[0] : nil
     }
 
-    /// Best of 5: hand 16 MiB of touched pages back (madvise DONTNEED, as
-    /// Pages.release does) and write one float into each again.
-    private static func pageFaultCost() throws -> Double {
-        let pages = 4096, page = 4096
-        guard let raw = mmap(nil, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
-            throw ParmlError.outOfMemory("cannot map \(pages * page) bytes to time page faults")
+    /// 8 MiB per rank thread, mapped for the page-fault trials and unmapped with the last.
+    private final class PageBlock: @unchecked Sendable {
+        static let pages = 2048, page = 4096
+        let base: Int, threads: Int
+        init(threads k: Int) throws {
+            let bytes = k * Self.pages * Self.page
+            guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+                throw ParmlError.outOfMemory("cannot map \(bytes) bytes to time page faults")
+            }
+            (base, threads) = (Int(bitPattern: raw), k)
+            let p = raw.assumingMemoryBound(to: UInt8.self)
+            for i in 0..<(k * Self.pages) { p[i * Self.page] = 1 }
         }
-        defer { munmap(raw, pages * page) }
-        let bytes = raw.assumingMemoryBound(to: UInt8.self)
-        for i in 0..<pages { bytes[i * page] = 1 }
-        var best = Double.infinity
-        for _ in 0..<5 {
-            madvise(raw, pages * page, MADV_DONTNEED)
+        deinit { munmap(UnsafeMutableRawPointer(bitPattern: base), threads * Self.pages * Self.page) }
+    }
+
+    /// One run of `threads` rank threads each handing its 8 MiB of touched
+    /// pages back (madvise DONTNEED, as Pages.release does) and writing one
+    /// float into each again, all at once: seconds per page as one rank sees it.
+    private static func pageFaultTrial(threads k: Int) throws -> () throws -> Double {
+        let block = try PageBlock(threads: k)
+        let pool = k > 1 ? try RankPool(size: k) : nil
+        let (pages, page) = (PageBlock.pages, PageBlock.page)
+        let body: (Int) throws -> Void = { r in
+            let mine = UnsafeMutablePointer<UInt8>(bitPattern: block.base + r * pages * page)!
+            madvise(mine, pages * page, MADV_DONTNEED)
+            for i in 0..<pages { mine[i * page] = 1 }
+        }
+        return {
             let t = Clock.now()
-            for i in 0..<pages { bytes[i * page] = 1 }
-            best = min(best, (Clock.now() - t) / Double(pages))
+            if let pool { try pool.run(world: nil, body) } else { try body(0) }
+            return (Clock.now() - t) / Double(pages)
         }
-        return best
     }
 
     /// Two sizes of all-reduce on `ranks` threads: the line through them.

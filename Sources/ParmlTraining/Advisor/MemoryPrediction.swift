@@ -51,7 +51,12 @@ extension LayoutCandidate {
         let schedule = StageSchedule(
             kind: kind, stage: s, stages: mesh.pp, microBatches: st.microBatches, virtualStages: layout.virtualStages)
         let offsets = schedule.live.indices.map { k in schedule.live[..<k].reduce(0, +) }
-        var used: [Int: Int] = [:]  // slot index → the run (k) it holds
+        // Slot index → the run (k) it holds and the most rows of any piece it
+        // held: a slot's buffers grow to the largest piece put in it, so a slot
+        // that only ever holds the short micro-batches of an uneven split (the
+        // many slots of interleaved 1F1B) stays small.
+        var used: [Int: (run: Int, rows: Int)] = [:]
+        func hold(_ index: Int, run k: Int, rows: Int) { used[index] = (k, max(rows, used[index]?.rows ?? 0)) }
         let ops = schedule.ops
         var i = 0
         while i < ops.count {
@@ -59,11 +64,11 @@ extension LayoutCandidate {
             case .forward(let j, let k):
                 let isLast = runs[k] == layout.stageRanges.count - 1
                 if isLast, !hasBatchStatistics, i + 1 < ops.count, ops[i + 1] == .backward(j, k) {
-                    used[offsets[k] * maxPieces] = k
+                    for q in 0..<pieceCount(j) { hold(offsets[k] * maxPieces, run: k, rows: self.rows(ofPiece: j, q)) }
                     i += 2
                     continue
                 }
-                for q in 0..<pieceCount(j) { used[(offsets[k] + j % schedule.live[k]) * maxPieces + q] = k }
+                for q in 0..<pieceCount(j) { hold((offsets[k] + j % schedule.live[k]) * maxPieces + q, run: k, rows: self.rows(ofPiece: j, q)) }
             case .backward:
                 break
             }
@@ -75,11 +80,11 @@ extension LayoutCandidate {
         if let widest = sending.map({ profile.output(ofLayer: layout.partition.layers[$0].upperBound - 1, rows: 1).rowSize }).max() {
             bytes += rows * widest * f  // the rank's buffer for gradients coming back
         }
-        for (_, k) in used {
-            let c = runs[k]
+        for (_, slot) in used {
+            let c = runs[slot.run]
             let layers = layout.partition.layers[c]
-            for l in layers { bytes += profile.bufferBytes(layer: l, rows: rows) }
-            if c != 0 { bytes += rows * profile.input(ofLayer: layers.lowerBound, rows: 1).rowSize * f }
+            for l in layers { bytes += profile.bufferBytes(layer: l, rows: slot.rows) }
+            if c != 0 { bytes += slot.rows * profile.input(ofLayer: layers.lowerBound, rows: 1).rowSize * f }
         }
         a.activationBytes = bytes
         if st.deterministic { addTreeScratch(&a, runs: runs) }

@@ -1,0 +1,103 @@
+"""Offline check of the advisor's ranking: predictions from the library as it
+is now against step times bench/advisor.py measured earlier, in seconds
+rather than the minutes a measurement takes.
+
+    PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor_eval.py bench/advisor.json [--cache-dir D | --calibration F] [--rows]
+
+For each scenario in the file: the current first choice and how much slower
+it measured than the fastest measured layout, Spearman's rho between the
+current predictions and the measured times, and the worst memory error
+against the trainer's report recorded there. Layouts are matched by their
+name ("dp2 pp1 tp1 m1 zero3"); a layout the library no longer ranks, or one
+the file did not measure, is left out and counted. The measurements keep the
+load they were taken under (bench/advisor.md says which runs were quiet),
+and the predictions use the calibration in --cache-dir (measured there on
+first use) or the file --calibration names (copied to a temporary directory;
+bench/advisor_runs/calibrations holds the ones measured with the runs there):
+compare model changes with the same measurements and the same calibration.
+The first line printed says whether the calibration was used ("cached") or
+measured again (another CPU, core count or library version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "bindings", "python"))
+import parml  # noqa: E402
+from advisor import layout_name, scenario_list, spearman  # noqa: E402  (bench/advisor.py's scenarios)
+
+
+def evaluate(measured_file, cache_dir, show_rows=False, only=None):
+    with open(measured_file) as f:
+        measured = json.load(f)
+    scenarios = {s["name"]: s for s in scenario_list()}
+    out = []
+    probe = parml.advise(parml.Sequential([parml.Linear(4, 2)], seed=1), (4,), 2, cache_dir=cache_dir, show=False)
+    print(probe.text.splitlines()[0])
+    for i, ms in enumerate(measured["scenarios"]):
+        if only is not None and i not in only:
+            continue
+        s = scenarios.get(ms["name"])
+        if s is None:
+            print(f"{ms['name']}: not among bench/advisor.py's scenarios, skipped")
+            continue
+        advice = parml.advise(s["make"](), s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache_dir, show=False,
+                              memory_budget=ms.get("budget", 0), deterministic=s["deterministic"], max_ranks=4,
+                              cores=measured.get("cores", 0))
+        times = {r["layout"]: r["measured"] for r in ms["rows"]}
+        bytes_ = {r["layout"]: r["measured_bytes"] for r in ms["rows"]}
+        pairs = [(layout_name(p), p) for p in advice.ranked if layout_name(p) in times]
+        missing = len(advice.ranked) - len(pairs)
+        if not pairs:
+            print(f"{ms['name']}: no layout in common, skipped")
+            continue
+        fastest = min(times[n] for n, _ in pairs)
+        first = pairs[0][0]
+        rho = spearman([p.step_seconds for _, p in pairs], [times[n] for n, _ in pairs])
+        mem = max(abs(p.peak_bytes - bytes_[n]) / bytes_[n] for n, p in pairs)
+        out.append(dict(name=ms["name"], first=first, over=times[first] / fastest - 1, rho=rho, memory=mem, n=len(pairs), missing=missing,
+                        load=ms.get("load")))
+        print(f"{ms['name']:48s} n={len(pairs):2d}{f' (+{missing} unmeasured)' if missing else ''}  first {first:24s} "
+              f"{100 * (times[first] / fastest - 1):+6.1f} %  rho {rho:5.2f}  memory <= {100 * mem:4.1f} %  (load {ms.get('load', 0):.1f})")
+        if show_rows:
+            for n, p in sorted(pairs, key=lambda np: times[np[0]]):
+                t = times[n]
+                print(f"    {n:26s} meas {t * 1e3:8.2f}  pred {p.step_seconds * 1e3:8.2f} ms  ratio {p.step_seconds / t:5.2f}  "
+                      f"[c {p.compute_seconds * 1e3:.2f} comm {p.communication_seconds * 1e3:.2f} bub {p.bubble_seconds * 1e3:.2f} "
+                      f"opt {p.optimizer_seconds * 1e3:.2f} ovh {p.overhead_seconds * 1e3:.2f}]  mem {p.peak_bytes / 2**20:.2f}/{bytes_[n] / 2**20:.2f} MiB")
+    if out:
+        within = sum(1 for r in out if r["over"] <= 0.10)
+        rhos = [r["rho"] for r in out]
+        print(f"first within 10 %: {within}/{len(out)}; rho median {statistics.median(rhos):.2f} (min {min(rhos):.2f}); "
+              f"memory error <= {100 * max(r['memory'] for r in out):.1f} %")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("measured", nargs="+", help="bench/advisor.py outputs (advisor.json)")
+    ap.add_argument("--cache-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "parml-advisor-eval"),
+                    help="calibration directory (measured on first use)")
+    ap.add_argument("--rows", action="store_true", help="every layout: measured, predicted, terms")
+    ap.add_argument("--only", type=int, nargs="*", default=None, help="these scenarios of each file (their order there)")
+    ap.add_argument("--calibration", default=None, help="a calibration file to use (copied to a temporary directory)")
+    a = ap.parse_args()
+    if a.calibration:
+        a.cache_dir = tempfile.mkdtemp(prefix="parml-advisor-eval-")
+        shutil.copy(a.calibration, os.path.join(a.cache_dir, "calibration-v2.txt"))
+    for f in a.measured:
+        print(f"== {f}")
+        evaluate(f, a.cache_dir, a.rows, a.only)
+
+
+if __name__ == "__main__":
+    main()
