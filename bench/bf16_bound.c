@@ -18,6 +18,7 @@ typedef struct {
     pml_matmul_plan *plan;
     const uint16_t *a, *b;
     float *c;
+    double flop;
 } product;
 
 struct bf16_bound {
@@ -59,8 +60,9 @@ static int add(bf16_bound *b, const pml_matmul_shape *s, const uint16_t *x, cons
     product *p = &b->p[b->n];
     if (!(p->plan = pml_matmul_plan_create(s, err, errlen))) return -1;
     p->a = x, p->b = y, p->c = c;
+    p->flop = 2.0 * (double)s->m * (double)s->n * (double)s->k;
     b->n++;
-    b->flop += 2.0 * (double)s->m * (double)s->n * (double)s->k;
+    b->flop += p->flop;
     return 0;
 }
 
@@ -205,3 +207,18 @@ double bf16_bound_step_seconds(bf16_bound *b, int steps) {
 double bf16_bound_step_flop(const bf16_bound *b) { return b ? b->flop : 0; }
 
 const char *bf16_bound_impl(const bf16_bound *b) { return b && b->n ? pml_matmul_plan_impl(b->p[0].plan) : "none"; }
+
+int bf16_bound_products(const bf16_bound *b) { return b && !b->split ? b->n : 0; }
+
+double bf16_bound_product_flop(const bf16_bound *b, int i) {
+    return b && !b->split && i >= 0 && i < b->n ? b->p[i].flop : 0;
+}
+
+int bf16_bound_product_run(bf16_bound *b, int i, int reps) {
+    if (!b || b->split || i < 0 || i >= b->n) return -1;
+    for (int r = 0; r < reps; r++) {
+        int st = pml_matmul_run(b->p[i].plan, b->p[i].a, b->p[i].b, b->p[i].c);
+        if (st) return st;
+    }
+    return 0;
+}

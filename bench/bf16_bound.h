@@ -34,4 +34,12 @@ double bf16_bound_step_flop(const bf16_bound *b);
 /* oneDNN's implementation of the first product ("brg:avx512_core_bf16"). */
 const char *bf16_bound_impl(const bf16_bound *b);
 
+/* One product at a time (not for split bounds): how many there are, in a
+ * step's order (forward, then dW and dx from the last layer), the
+ * floating-point operations of product i, and `reps` runs of it (0, or -1 /
+ * a oneDNN status on error). The caller times them. */
+int bf16_bound_products(const bf16_bound *b);
+double bf16_bound_product_flop(const bf16_bound *b, int i);
+int bf16_bound_product_run(bf16_bound *b, int i, int reps);
+
 #endif

@@ -15,9 +15,13 @@ Blocks per round, each the mean of --steps steps after one untimed:
              with one-thread plans (THREADS = 2 only)
   bound_t1   the same products on one thread; its figure is reported times
              THREADS (perfect scaling: bound_t1xN)
-  torch_mm   PyTorch's own bf16 matmuls alone (its bundled oneDNN), the same
-             nine products on bf16 tensors (x·Wᵀ, dyᵀ·x, dy·W), THREADS threads
+  torch_mm   PyTorch's own bf16 matmuls alone (torch.matmul on bf16 tensors:
+             its own kernels, PyTorch 2.13 bundles oneDNN 3.12), the same
+             eight products on bf16 tensors (x·Wᵀ, dyᵀ·x, dy·W), THREADS threads
 The figure is the median over rounds of samples/s; ratios are to `bound`.
+--per-product adds each of the eight products' GFLOP/s on its own (the
+bound's plans, --steps runs each, median over rounds), to set against
+the CPU's VDPBF16PS peak (build/bf16_peak).
 --clock thread (with --threads 1) times every block by the calling
 thread's CPU time (all of them then run on that thread), so that on a
 loaded machine the time the thread waited for a CPU is left out; the
@@ -58,6 +62,10 @@ def load_bound(path):
     lib.bf16_bound_impl.restype = ctypes.c_char_p
     lib.bf16_bound_impl.argtypes = [ctypes.c_void_p]
     lib.bf16_bound_free.argtypes = [ctypes.c_void_p]
+    lib.bf16_bound_products.argtypes = [ctypes.c_void_p]
+    lib.bf16_bound_product_flop.restype = ctypes.c_double
+    lib.bf16_bound_product_flop.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.bf16_bound_product_run.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     return lib
 
 
@@ -103,7 +111,7 @@ def torch_step(torch, batch):
 
 
 def torch_products(torch, batch):
-    """The step's nine products on bf16 tensors, as autocast runs them."""
+    """The step's eight products on bf16 tensors, as autocast runs them."""
     bf = torch.bfloat16
     w = [torch.rand(DIMS[i + 1], DIMS[i]).to(bf) for i in range(len(DIMS) - 1)]
     act = [torch.rand(batch, d).to(bf) for d in DIMS]
@@ -145,6 +153,7 @@ def main():
     ap.add_argument("--library", default="build/libbf16_bound.so")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--clock", choices=["wall", "thread"], default="wall")
+    ap.add_argument("--per-product", action="store_true")
     a = ap.parse_args()
     if a.clock == "thread" and a.threads != 1:
         ap.error("--clock thread times the calling thread only: use it with --threads 1")
@@ -191,6 +200,19 @@ def main():
     row["bound_gflops"] = round(flop / med["bound"] / 1e9, 1)
     if "torch_mm" in med:
         row["torch_mm_gflops"] = round(flop / med["torch_mm"] / 1e9, 1)
+    if a.per_product:
+        b = bounds["bound"]
+        per = []
+        for i in range(lib.bf16_bound_products(b)):
+            ts = []
+            for _ in range(a.rounds):
+                lib.bf16_bound_product_run(b, i, 1)
+                t0 = clock()
+                if lib.bf16_bound_product_run(b, i, a.steps) != 0:
+                    raise SystemExit("bf16 bound: oneDNN failed")
+                ts.append((clock() - t0) / a.steps)
+            per.append(round(lib.bf16_bound_product_flop(b, i) / statistics.median(ts) / 1e9, 1))
+        row["per_product_gflops"] = per
     for b in bounds.values():
         lib.bf16_bound_free(b)
     keep[1].close()
