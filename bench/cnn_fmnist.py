@@ -23,7 +23,7 @@ as bench/conv_layers.py does, this script sets OMP_WAIT_POLICY=passive for
 both unless it is set.
 
 usage: PYTHONPATH=bindings/python python3 bench/cnn_fmnist.py [--rounds 9] [--iters 10] [--threads 1 2]
-                                                              [--jsonl FILE] [--bf16]
+                                                              [--jsonl FILE] [--bf16] [--clock wall|thread]
 --jsonl appends cnn_fmnist_b128_t1/_t2 (samples/s against PyTorch's, same
 run) for bench/results.json (make bench); without PyTorch it appends nothing.
 
@@ -34,6 +34,10 @@ the loss in float32, float32 weights and SGD). --jsonl then appends
 cnn_fmnist_b128_t1_bf16/_t2_bf16 (parml bf16 against parml float32, same
 run; written without PyTorch too) and cnn_fmnist_b128_t1_bf16_vs_torch/...
 (against PyTorch's autocast).
+
+--clock thread (--threads 1 only) times each block by the calling thread's
+CPU time instead of the wall clock (bench/same_run.py says why that covers
+both engines' steps): for a machine that other jobs load.
 """
 
 from __future__ import annotations
@@ -80,14 +84,14 @@ def batches(n, seed):
     return [(rng.random((BATCH, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, size=BATCH)) for _ in range(n)]
 
 
-def block(step, data, warmup, iters):
+def block(step, data, warmup, iters, clock=time.perf_counter):
     """Samples/s of `iters` steps after `warmup` untimed ones."""
     for x, y in data[:warmup]:
         step(x, y)
-    t0 = time.perf_counter()
+    t0 = clock()
     for x, y in data[warmup : warmup + iters]:
         step(x, y)
-    return BATCH * iters / (time.perf_counter() - t0)
+    return BATCH * iters / (clock() - t0)
 
 
 def torch_step(torch, model, opt, bf16=False):
@@ -108,7 +112,7 @@ def ratio_range(ours, theirs):
     return round(min(ratios), 3), round(max(ratios), 3)
 
 
-def compare_fp32(torch, data, a):
+def compare_fp32(torch, data, a, clock):
     """parml against PyTorch eager, both float32, per thread count."""
     rows, lines = [], []
     for threads in a.threads:
@@ -119,9 +123,9 @@ def compare_fp32(torch, data, a):
             step = torch_step(torch, *torch_cnn(torch))
             tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         for _ in range(a.rounds):
-            ours.append(block(trainer.step, data, a.warmup, a.iters))
+            ours.append(block(trainer.step, data, a.warmup, a.iters, clock))
             if torch is not None:
-                theirs.append(block(step, tdata, a.warmup, a.iters))
+                theirs.append(block(step, tdata, a.warmup, a.iters, clock))
         trainer.close()
         model.close()
         row = {"name": f"cnn_fmnist_b128_t{threads}", "parml_samples_per_s": round(statistics.median(ours), 1)}
@@ -133,7 +137,7 @@ def compare_fp32(torch, data, a):
             lines.append({
                 "name": row["name"], "value": row["parml_samples_per_s"], "unit": "samples/s",
                 "baseline": f"PyTorch {torch.__version__} eager, same model and step, BatchNorm after each convolution "
-                            f"(same run, alternating, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
+                            f"(same run, alternating, {a.clock} clock, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; "
                             f"ratio per round {lo}-{hi})",
                 "baseline_value": row["torch_samples_per_s"], "ratio": row["ratio"],
             })
@@ -142,7 +146,7 @@ def compare_fp32(torch, data, a):
     return lines
 
 
-def compare_bf16(torch, data, a):
+def compare_bf16(torch, data, a, clock):
     """parml bf16 against parml float32 and PyTorch's bf16 autocast, per thread count."""
     lines = []
     for threads in a.threads:
@@ -154,9 +158,9 @@ def compare_bf16(torch, data, a):
             tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         for _ in range(a.rounds):
             for p, (_, trainer) in engines.items():
-                got[p].append(block(trainer.step, data, a.warmup, a.iters))
+                got[p].append(block(trainer.step, data, a.warmup, a.iters, clock))
             if torch is not None:
-                got["torch_bf16"].append(block(step, tdata, a.warmup, a.iters))
+                got["torch_bf16"].append(block(step, tdata, a.warmup, a.iters, clock))
         plan = [l for l in engines["bf16"][1].plan().splitlines() if l.startswith("precision")]
         for model, trainer in engines.values():
             trainer.close()
@@ -169,7 +173,7 @@ def compare_bf16(torch, data, a):
                "bf16_over_fp32_range": [lo, hi]}
         lines.append({
             "name": name, "value": row["parml_bf16_samples_per_s"], "unit": "samples/s",
-            "baseline": f"parml float32, same model and step (same run, alternating; ratio per round {lo}-{hi})",
+            "baseline": f"parml float32, same model and step (same run, alternating, {a.clock} clock; ratio per round {lo}-{hi})",
             "baseline_value": row["parml_fp32_samples_per_s"], "ratio": row["bf16_over_fp32"],
         })
         if "torch_bf16" in med:
@@ -179,7 +183,7 @@ def compare_bf16(torch, data, a):
             lines.append({
                 "name": name + "_vs_torch", "value": row["parml_bf16_samples_per_s"], "unit": "samples/s",
                 "baseline": f"PyTorch {torch.__version__} eager under torch.autocast(cpu, bfloat16), same model and step "
-                            f"(same run, alternating, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; ratio per round {lo}-{hi})",
+                            f"(same run, alternating, {a.clock} clock, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; ratio per round {lo}-{hi})",
                 "baseline_value": row["torch_bf16_samples_per_s"], "ratio": row["vs_torch_bf16"],
             })
         print(json.dumps(row))
@@ -190,10 +194,11 @@ def main():
     ap = same_run.parser(rounds=9, iters=10, warmup=3)
     ap.add_argument("--bf16", action="store_true", help="parml bf16 against parml float32 and PyTorch's bf16 autocast")
     a = ap.parse_args()
+    clock = same_run.clock(ap, a)
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before torch loads its OpenMP
     torch = same_run.optional_torch()
     data = batches(a.warmup + a.iters, seed=2)
-    lines = (compare_bf16 if a.bf16 else compare_fp32)(torch, data, a)
+    lines = (compare_bf16 if a.bf16 else compare_fp32)(torch, data, a, clock)
     if a.jsonl:
         with open(a.jsonl, "a", encoding="utf-8") as f:
             for line in lines:

@@ -31,6 +31,13 @@ forward and loss in the autocast region, float32 master weights and AdamW).
 --jsonl then appends gpt_char_t1_bf16/_t2_bf16 (parml bf16 against parml
 float32, same run; written without PyTorch too) and
 gpt_char_t1_bf16_vs_torch/_t2_... (against PyTorch's autocast, same run).
+In this mode OMP_WAIT_POLICY is passive unless set, as in
+bench/cnn_fmnist.py: PyTorch's wheel brings its own libgomp.so.1, which
+oneDNN (parml's bf16 products) then shares, since the soname is loaded
+already; with libgomp's default policy its threads spin after every
+product and take the core parml's own worker needs (on the loaded machine,
+with the default policy, parml's two-thread bf16 step took 0.19x its
+float32 step's speed; with passive, 1.10x).
 
 --clock thread times each iteration by the calling thread's CPU time
 (time.thread_time) instead of the wall clock: on one thread both engines
@@ -44,6 +51,7 @@ clock remains the figure the targets speak of.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -211,14 +219,15 @@ def compare_bf16(torch, data, a, clock):
                "parml_fp32_ms": round(ms["fp32"], 2), "bf16_over_fp32": round(ms["fp32"] / ms["bf16"], 3)}
         lines.append({
             "name": name, "value": tokens_per_s(ms["bf16"]), "unit": "tokens/s",
-            "baseline": f"parml float32, same model and step (same run, alternating; {a.clock} clock)",
+            "baseline": f"parml float32, same model and step (same run, alternating; {a.clock} clock, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})",
             "baseline_value": tokens_per_s(ms["fp32"]), "ratio": row["bf16_over_fp32"],
         })
         if "torch_bf16" in ms:
             row |= {"torch_bf16_ms": round(ms["torch_bf16"], 2), "speedup_vs_torch_bf16": round(ms["torch_bf16"] / ms["bf16"], 3)}
             lines.append({
                 "name": name + "_vs_torch", "value": tokens_per_s(ms["bf16"]), "unit": "tokens/s",
-                "baseline": f"PyTorch eager under torch.autocast(cpu, bfloat16), same model and step (same run, alternating; {a.clock} clock)",
+                "baseline": f"PyTorch eager under torch.autocast(cpu, bfloat16), same model and step (same run, alternating; {a.clock} clock, "
+                            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})",
                 "baseline_value": tokens_per_s(ms["torch_bf16"]), "ratio": row["speedup_vs_torch_bf16"],
             })
         results.append(row)
@@ -229,12 +238,11 @@ def compare_bf16(torch, data, a, clock):
 def main():
     ap = same_run.parser(rounds=3, iters=20, warmup=5)
     ap.add_argument("--json")
-    ap.add_argument("--clock", choices=["wall", "thread"], default="wall", help="thread: the calling thread's CPU time (--threads 1 only)")
     ap.add_argument("--bf16", action="store_true", help="parml bf16 against parml float32 and PyTorch's bf16 autocast")
     a = ap.parse_args()
-    if a.clock == "thread" and a.threads != [1]:
-        ap.error("--clock thread times the calling thread only: use it with --threads 1")
-    clock = time.thread_time if a.clock == "thread" else time.perf_counter
+    clock = same_run.clock(ap, a)
+    if a.bf16:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before PyTorch loads its libgomp
     torch = same_run.optional_torch()
     data = batches(a.warmup + a.iters, seed=2)
     results, lines = (compare_bf16 if a.bf16 else compare_fp32)(torch, data, a, clock)
