@@ -25,13 +25,18 @@ the CPU's VDPBF16PS peak (build/bf16_peak).
 --clock thread (with --threads 1) times every block by the calling
 thread's CPU time (all of them then run on that thread), so that on a
 loaded machine the time the thread waited for a CPU is left out; the
-default is the wall clock.
+default is the wall clock. --clock process (any thread count) times by
+the CPU time of all the process's threads: the work a block did on both
+cores, waits that spin included (parml's workers spin up to 50 µs and
+yield up to 2 ms between jobs, bound_split's helper spins; OpenMP threads
+sleep here), so on a loaded machine it shows whether two threads add
+work, not how long a quiet machine's step takes.
 PyTorch's OpenMP threads sleep between parallel regions here
 (OMP_WAIT_POLICY=passive unless set) so that they leave the cores to the
 blocks that follow.
 
 usage: make build/libbf16_bound.so && PYTHONPATH=bindings/python python3 bench/bf16_bound.py [--threads 2] [--batch 512] [--rounds 9] [--steps 20]
-                                                                                           [--clock wall|thread]
+                                                                                           [--clock wall|thread|process]
 """
 
 from __future__ import annotations
@@ -152,12 +157,12 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--library", default="build/libbf16_bound.so")
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--clock", choices=["wall", "thread"], default="wall")
+    ap.add_argument("--clock", choices=["wall", "thread", "process"], default="wall")
     ap.add_argument("--per-product", action="store_true")
     a = ap.parse_args()
     if a.clock == "thread" and a.threads != 1:
         ap.error("--clock thread times the calling thread only: use it with --threads 1")
-    clock = time.thread_time if a.clock == "thread" else time.perf_counter
+    clock = {"wall": time.perf_counter, "thread": time.thread_time, "process": time.process_time}[a.clock]
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before either OpenMP loads
     lib = load_bound(os.path.abspath(a.library))
     torch = None
