@@ -76,9 +76,23 @@ build/train_fashion_mnist: examples/train_fashion_mnist.c examples/fashion_mnist
 	@mkdir -p build
 	$(CC) $(CSTRICT) -O2 $< $(CLINK) -lz -o $@
 
-build/bench: bench/bench.c bench/bench_util.h include/parml.h include/parml_types.h $(BUILD)/libparml.so
+build/bench: bench/bench.c bench/bench_util.h bench/bf16_bound.h build/libbf16_bound.so include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
-	$(CC) $(CSTRICT) -O2 $< $(CLINK) -ldl -pthread -o $@
+	$(CC) $(CSTRICT) -O2 $< $(CLINK) -Lbuild -lbf16_bound -Wl,-rpath,$(ROOT)/build -ldl -pthread -o $@
+
+# The bf16 products-alone bound of an MLP step (bench/bf16_bound.h): parml's
+# private oneDNN shim compiled in, with the compiler SwiftPM uses (its bf16
+# rounding needs clang's intrinsics). bench.c links it; bench/bf16_bound.py
+# loads it with ctypes.
+BF16_BOUND_SRC := bench/bf16_bound.c Sources/_CParmlDNNL/dnnl_loader.c Sources/_CParmlDNNL/dnnl_matmul.c
+build/libbf16_bound.so: $(BF16_BOUND_SRC) bench/bf16_bound.h bench/bench_util.h Sources/_CParmlDNNL/include/pml_dnnl.h Sources/_CParmlDNNL/include/pml_dnnl_matmul.h Sources/_CParmlDNNL/dnnl_api.h
+	@mkdir -p build
+	$(SAN_CC) -std=c11 -Wall -Wextra -Werror -O2 -fPIC -shared -ISources/_CParmlDNNL/include -ISources/_CParmlDNNL $(BF16_BOUND_SRC) -ldl -pthread -o $@
+
+# The CPU's VDPBF16PS peak and clock, 1 and 2 threads (bench/bf16_peak.c).
+build/bf16_peak: bench/bf16_peak.c bench/bench_util.h
+	@mkdir -p build
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 $< -pthread -o $@
 
 # parml's vectorised tanh, sigmoid and GELU against the libm forms, same run
 # (the private kernels compiled in, with the compiler SwiftPM uses).
@@ -210,7 +224,9 @@ fault-trials-mpi: lib
 	$(SWIFT) build -c release --product ParmlMPISelfTest
 	bash tests/mpi/fault_trials.sh $(BUILD) 50
 
-# Not a test: throughput against the GEMM-only bound, the CNN against its
+# Not a test: throughput against the GEMM-only bound (bf16: against the
+# oneDNN bf16 products alone, and the GPT and CNN in bf16 against float32
+# and PyTorch's bf16 autocast), the CNN against its
 # convolutions alone and against PyTorch, collective bandwidth against
 # memcpy, the MPI all-reduce against MPI_Allreduce (2 processes) and
 # checkpoint save/load against the disk, each measured in one run, merged
@@ -240,10 +256,14 @@ bench: build
 	./build/bench_files build > build/bench-files.jsonl
 	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
 	  $(PYTHON) bench/gpt_char.py --jsonl build/bench-collectives.jsonl > build/bench-gpt.txt
+	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
+	  $(PYTHON) bench/gpt_char.py --bf16 --jsonl build/bench-collectives.jsonl > build/bench-gpt-bf16.txt
 	$(SWIFT) build -c release --product ParmlBenchCNN
 	$(BUILD)/ParmlBenchCNN >> build/bench-collectives.jsonl
 	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
 	  $(PYTHON) bench/cnn_fmnist.py --jsonl build/bench-collectives.jsonl > build/bench-cnn.txt
+	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
+	  $(PYTHON) bench/cnn_fmnist.py --bf16 --jsonl build/bench-collectives.jsonl > build/bench-cnn-bf16.txt
 	PARML_LIBRARY=$(ROOT)/$(BUILD)/libparml.so PYTHONPATH=bindings/python \
 	  $(PYTHON) bench/stream_fmnist.py --jsonl build/bench-collectives.jsonl > build/bench-stream.txt
 	$(PYTHON) tools/bench_report.py build/bench-engine.json build/bench-collectives.jsonl build/bench-files.jsonl bench/results.json

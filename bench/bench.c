@@ -11,6 +11,7 @@
 #include <parml.h>
 
 #include "bench_util.h"
+#include "bf16_bound.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -59,7 +60,7 @@ typedef struct {
     double baseline_value;
 } result;
 
-static result results[24];
+static result results[32];
 static int n_results;
 
 /* An MLP whose layer widths are dims[0..n_dims-1], ReLU between layers. */
@@ -335,7 +336,10 @@ static void bench_deterministic(const int64_t *dims, int n_dims) {
 
 /* bf16 mixed precision (issue 23): the same case's float32 and bf16
  * trainers stepped in turn, so drift hits both alike; ratio = bf16 samples/s
- * over float32's (target >= 1.6). */
+ * over float32's (target >= 1.6). And, in the same rounds, the step's bf16
+ * products alone (bf16_bound.h: the same oneDNN matmuls on the same
+ * threads): <name>_of_bound, the share of the products' speed the whole
+ * step keeps. */
 static void bench_bf16(const mlp_case *c) {
     parml_model m1, m2;
     parml_trainer f32 = make_trainer(c->dims, c->n_dims, c->threads, 1, 0, 0, &m1);
@@ -347,13 +351,17 @@ static void bench_bf16(const mlp_case *c) {
     const char *line = strstr(plan, "precision:");
     fprintf(stderr, "%s: %.*s\n", c->name, line ? (int)strcspn(line, "\n") : 0, line ? line : "");
     parml_buffer_free(plan);
+    char err[512] = "";
+    bf16_bound *bound = bf16_bound_create(c->dims, c->n_dims, c->batch, c->threads, err, sizeof err);
+    if (!bound) fprintf(stderr, "%s: no bf16 products bound: %s\n", c->name, err);
     parml_tensor x, y;
     make_batch(c->dims, c->n_dims, c->batch, &x, &y);
-    double o[REPS], f[REPS];
+    double o[REPS], f[REPS], b[REPS];
     for (int r = 0; r < REPS; r++) {
         CHECK(parml_blas_set_threads(c->threads));
         f[r] = (double)c->batch / engine_step_seconds(f32, x, y, c->steps);
         o[r] = (double)c->batch / engine_step_seconds(bf, x, y, c->steps);
+        if (bound) b[r] = (double)c->batch / bf16_bound_step_seconds(bound, c->steps);
     }
     result *res = &results[n_results++];
     snprintf(res->name, sizeof res->name, "%s", c->name);
@@ -361,6 +369,17 @@ static void bench_bf16(const mlp_case *c) {
     res->unit = "samples/s";
     snprintf(res->baseline, sizeof res->baseline, "float32 run of the same case, same run");
     res->baseline_value = median(f, REPS);
+    if (bound) {
+        double value = res->value, products = median(b, REPS);
+        res = &results[n_results++];
+        snprintf(res->name, sizeof res->name, "%s_of_bound", c->name);
+        res->value = value;
+        res->unit = "samples/s";
+        snprintf(res->baseline, sizeof res->baseline, "the step's oneDNN bf16 matmuls alone, %d thr, same run (%.0f GFLOP/s)",
+                 c->threads, bf16_bound_step_flop(bound) * products / (double)c->batch / 1e9);
+        res->baseline_value = products;
+        bf16_bound_free(bound);
+    }
     parml_tensor_free(x);
     parml_tensor_free(y);
     parml_trainer_free(f32);

@@ -20,9 +20,24 @@ PyTorch), rounds alternate: parml block, PyTorch block; each block times
 blocks of the per-iteration times. tokens/s = 12 x 64 / time.
 
 usage: PYTHONPATH=bindings/python python3 bench/gpt_char.py [--rounds 3] [--iters 20] [--threads 1 2] [--json OUT] [--clock wall|thread]
-                                                             [--jsonl FILE]
+                                                             [--jsonl FILE] [--bf16]
 --jsonl appends gpt_char_t1/_t2 (tokens/s against PyTorch's, same run) for
 bench/results.json (make bench); without PyTorch it appends nothing.
+
+--bf16 (issue 23, docs/precision.md): the same model three ways per round,
+alternating: parml float32, parml precision="bf16", and PyTorch under
+torch.autocast("cpu", dtype=torch.bfloat16) (nanoGPT's CPU bf16 mode:
+forward and loss in the autocast region, float32 master weights and AdamW).
+--jsonl then appends gpt_char_t1_bf16/_t2_bf16 (parml bf16 against parml
+float32, same run; written without PyTorch too) and
+gpt_char_t1_bf16_vs_torch/_t2_... (against PyTorch's autocast, same run).
+In this mode OMP_WAIT_POLICY is passive unless set, as in
+bench/cnn_fmnist.py: PyTorch's wheel brings its own libgomp.so.1, which
+oneDNN (parml's bf16 products) then shares, since the soname is loaded
+already; with libgomp's default policy its threads spin after every
+product and take the core parml's own worker needs (on the loaded machine,
+with the default policy, parml's two-thread bf16 step took 0.19x its
+float32 step's speed; with passive, 1.10x).
 
 --clock thread times each iteration by the calling thread's CPU time
 (time.thread_time) instead of the wall clock: on one thread both engines
@@ -36,6 +51,7 @@ clock remains the figure the targets speak of.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 
@@ -47,7 +63,7 @@ import same_run  # bench/same_run.py, beside this script
 B, T, C, H, L, V = 12, 64, 128, 4, 4, 65
 
 
-def parml_gpt(threads: int):
+def parml_gpt(threads: int, precision: str = "fp32"):
     layers = [parml.Embedding(V, C, init_std=0.02), parml.PositionEmbedding(T, C, init_std=0.02)]
     for _ in range(L):
         layers.append(parml.Residual([parml.LayerNorm(C), parml.CausalSelfAttention(C, H)]))
@@ -55,7 +71,7 @@ def parml_gpt(threads: int):
     layers += [parml.LayerNorm(C), parml.TiedClassifier(V, C)]
     model = parml.Sequential(layers, seed=1)
     opt = parml.AdamW(1e-3, betas=(0.9, 0.99), weight_decay=0.1, decay_by_kind=True, clip_grad_norm=1.0)
-    trainer = parml.Trainer(model, optimizer=opt, strategy=parml.Strategy(blas_threads=threads))
+    trainer = parml.Trainer(model, optimizer=opt, strategy=parml.Strategy(blas_threads=threads, precision=precision))
     return model, trainer
 
 
@@ -122,12 +138,13 @@ def time_parml(trainer, data, warmup, iters, clock=time.perf_counter):
     return out
 
 
-def time_torch(torch, model, opt, data, warmup, iters, clock=time.perf_counter):
+def time_torch(torch, model, opt, data, warmup, iters, clock=time.perf_counter, bf16=False):
     F = torch.nn.functional
 
     def step(x, y):
-        logits = model(x)
-        loss = F.cross_entropy(logits.view(-1, V), y.view(-1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+            loss = F.cross_entropy(logits.view(-1, V), y.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -144,16 +161,12 @@ def time_torch(torch, model, opt, data, warmup, iters, clock=time.perf_counter):
     return out
 
 
-def main():
-    ap = same_run.parser(rounds=3, iters=20, warmup=5)
-    ap.add_argument("--json")
-    ap.add_argument("--clock", choices=["wall", "thread"], default="wall", help="thread: the calling thread's CPU time (--threads 1 only)")
-    a = ap.parse_args()
-    if a.clock == "thread" and a.threads != [1]:
-        ap.error("--clock thread times the calling thread only: use it with --threads 1")
-    clock = time.thread_time if a.clock == "thread" else time.perf_counter
-    torch = same_run.optional_torch()
-    data = batches(a.warmup + a.iters, seed=2)
+def tokens_per_s(ms):
+    return round(B * T / ms * 1000, 1)
+
+
+def compare_fp32(torch, data, a, clock):
+    """parml float32 against PyTorch eager float32, per thread count."""
     results = []
     for threads in a.threads:
         ours, theirs = [], []
@@ -168,20 +181,75 @@ def main():
         trainer.close()
         model.close()
         ms = 1000 * statistics.median(ours)
-        row = {"name": f"gpt_char_t{threads}", "clock": a.clock, "parml_ms": round(ms, 2), "parml_tokens_per_s": round(B * T / ms * 1000, 1)}
+        row = {"name": f"gpt_char_t{threads}", "clock": a.clock, "parml_ms": round(ms, 2), "parml_tokens_per_s": tokens_per_s(ms)}
         if theirs:
             tms = 1000 * statistics.median(theirs)
-            row |= {"torch_ms": round(tms, 2), "torch_tokens_per_s": round(B * T / tms * 1000, 1), "speedup_vs_torch": round(tms / ms, 3)}
+            row |= {"torch_ms": round(tms, 2), "torch_tokens_per_s": tokens_per_s(tms), "speedup_vs_torch": round(tms / ms, 3)}
         results.append(row)
         print(json.dumps(row))
-    if a.jsonl and torch is not None:
+    lines = [{
+        "name": r["name"], "value": r["parml_tokens_per_s"], "unit": "tokens/s",
+        "baseline": "PyTorch eager, same model and step (same run, alternating)",
+        "baseline_value": r["torch_tokens_per_s"], "ratio": r["speedup_vs_torch"],
+    } for r in results if "torch_ms" in r]
+    return results, lines
+
+
+def compare_bf16(torch, data, a, clock):
+    """parml bf16 against parml float32 and PyTorch's bf16 autocast, per thread count."""
+    results, lines = [], []
+    for threads in a.threads:
+        times = {"fp32": [], "bf16": [], "torch_bf16": []}
+        engines = {p: parml_gpt(threads, p) for p in ("fp32", "bf16")}
+        if torch is not None:
+            torch.set_num_threads(threads)
+            tmodel, topt = torch_gpt(torch)
+        for _ in range(a.rounds):
+            for p, (_, trainer) in engines.items():
+                times[p] += time_parml(trainer, data, a.warmup, a.iters, clock)
+            if torch is not None:
+                times["torch_bf16"] += time_torch(torch, tmodel, topt, data, a.warmup, a.iters, clock, bf16=True)
+        plan = [l for l in engines["bf16"][1].plan().splitlines() if l.startswith("precision")]
+        for model, trainer in engines.values():
+            trainer.close()
+            model.close()
+        ms = {k: 1000 * statistics.median(v) for k, v in times.items() if v}
+        name = f"gpt_char_t{threads}_bf16"
+        row = {"name": name, "clock": a.clock, "plan": plan[0] if plan else "", "parml_bf16_ms": round(ms["bf16"], 2),
+               "parml_fp32_ms": round(ms["fp32"], 2), "bf16_over_fp32": round(ms["fp32"] / ms["bf16"], 3)}
+        lines.append({
+            "name": name, "value": tokens_per_s(ms["bf16"]), "unit": "tokens/s",
+            "baseline": f"parml float32, same model and step (same run, alternating; {a.clock} clock, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})",
+            "baseline_value": tokens_per_s(ms["fp32"]), "ratio": row["bf16_over_fp32"],
+        })
+        if "torch_bf16" in ms:
+            row |= {"torch_bf16_ms": round(ms["torch_bf16"], 2), "speedup_vs_torch_bf16": round(ms["torch_bf16"] / ms["bf16"], 3)}
+            lines.append({
+                "name": name + "_vs_torch", "value": tokens_per_s(ms["bf16"]), "unit": "tokens/s",
+                "baseline": f"PyTorch eager under torch.autocast(cpu, bfloat16), same model and step (same run, alternating; {a.clock} clock, "
+                            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})",
+                "baseline_value": tokens_per_s(ms["torch_bf16"]), "ratio": row["speedup_vs_torch_bf16"],
+            })
+        results.append(row)
+        print(json.dumps(row))
+    return results, lines
+
+
+def main():
+    ap = same_run.parser(rounds=3, iters=20, warmup=5)
+    ap.add_argument("--json")
+    ap.add_argument("--bf16", action="store_true", help="parml bf16 against parml float32 and PyTorch's bf16 autocast")
+    a = ap.parse_args()
+    clock = same_run.clock(ap, a)
+    if a.bf16:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # before PyTorch loads its libgomp
+    torch = same_run.optional_torch()
+    data = batches(a.warmup + a.iters, seed=2)
+    results, lines = (compare_bf16 if a.bf16 else compare_fp32)(torch, data, a, clock)
+    if a.jsonl:
         with open(a.jsonl, "a", encoding="utf-8") as f:
-            for r in results:
-                f.write(json.dumps({
-                    "name": r["name"], "value": r["parml_tokens_per_s"], "unit": "tokens/s",
-                    "baseline": "PyTorch eager, same model and step (same run, alternating)",
-                    "baseline_value": r["torch_tokens_per_s"], "ratio": r["speedup_vs_torch"],
-                }) + "\n")
+            for line in lines:
+                f.write(json.dumps(line) + "\n")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"parml": parml.library_version(), "torch": getattr(torch, "__version__", None), "results": results}, f, indent=1)

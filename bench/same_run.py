@@ -5,6 +5,7 @@ when it is installed."""
 from __future__ import annotations
 
 import argparse
+import time
 
 
 def parser(rounds: int, iters: int, warmup: int) -> argparse.ArgumentParser:
@@ -16,7 +17,19 @@ def parser(rounds: int, iters: int, warmup: int) -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=warmup)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--jsonl", help="append one result line per thread count to this file (make bench)")
+    ap.add_argument("--clock", choices=["wall", "thread"], default="wall", help="thread: the calling thread's CPU time (--threads 1 only)")
     return ap
+
+
+def clock(ap: argparse.ArgumentParser, a: argparse.Namespace):
+    """The timer --clock names. thread: the calling thread's CPU time, which
+    on one thread covers a whole step of either engine (parml's workers,
+    oneDNN's OpenMP team and PyTorch's intra-op pool are then empty, and
+    PyTorch's autograd runs CPU backward on the caller), so a loaded
+    machine's waits for a CPU are left out; refused with more threads."""
+    if a.clock == "thread" and a.threads != [1]:
+        ap.error("--clock thread times the calling thread only: use it with --threads 1")
+    return time.thread_time if a.clock == "thread" else time.perf_counter
 
 
 def optional_torch():

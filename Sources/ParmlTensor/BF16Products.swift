@@ -47,15 +47,27 @@ public enum BF16 {
         requested == .bf16 && unavailableReason == nil ? .bf16 : .float32
     }
 
-    /// y[i] = x[i] rounded to bfloat16 (nearest even; subnormals to zero).
+    /// y[i] = x[i] rounded to bfloat16 (nearest even; subnormals to zero),
+    /// in ranges over the rank's threads (WorkerPool.forRanges): each
+    /// element is rounded alone, so any cut gives the same bits, and with
+    /// two threads the second core no longer waits while one rounds a
+    /// step's weights, inputs and output gradients.
     @inline(__always)
     public static func round(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<UInt16>, count: Int) {
-        pml_bf16_round(x, y, count)
+        // Ranges of a multiple of 32 elements: the conversion's vector width.
+        WorkerPool.forRanges(count: count, grain: Kernels.Grain.cheap, alignment: 32, BF16RoundTask(x: x, y: y))
     }
 
     /// A bfloat16's value as a float32 (exact).
     @inline(__always)
     public static func value(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
+}
+
+/// y = x rounded to bf16 on one range of the elements.
+struct BF16RoundTask: RangeTask {
+    let x: UnsafePointer<Float>
+    let y: UnsafeMutablePointer<UInt16>
+    @inline(__always) func run(_ r: Range<Int>, part: Int) { pml_bf16_round(x + r.lowerBound, y + r.lowerBound, r.count) }
 }
 
 /// One shape's bf16 matmul (pml_dnnl_matmul.h): C = β·C + op(A)·op(B), A

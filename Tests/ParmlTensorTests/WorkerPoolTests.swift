@@ -162,4 +162,39 @@ private struct MarkRanges: RangeTask {
             }
         }
     }
+
+    /// bf16 rounding (BF16.round) split into ranges over the threads: the
+    /// bits of one thread, and of the rounding's own definition (nearest
+    /// even, subnormals to zero), over values of every exponent, ties and
+    /// subnormals, in an array long enough to split (and not a multiple of 32).
+    @Test func splitBF16RoundingMatchesOneThread() {
+        let n = 3 * 65_536 + 37
+        var x = randomArray(n, seed: 9, stream: 1)
+        for i in 0..<n {
+            switch i % 5 {
+            case 0: x[i] *= Float(bitPattern: UInt32(1 + (i / 5) % 253) << 23)  // every exponent
+            case 1: x[i] = Float(bitPattern: 0x3F80_8000 | UInt32(i % 2) << 16)  // a tie, to even both ways
+            case 2: x[i] = Float(bitPattern: UInt32(i % 0x7F_FFFF) | (i % 3 == 0 ? 0x8000_0000 : 0))  // a subnormal
+            default: break
+            }
+        }
+        func run(_ threads: Int) -> [UInt16] {
+            withThreads(threads) {
+                var y = [UInt16](repeating: 0, count: n)
+                BF16.round(x, into: &y, count: n)
+                return y
+            }
+        }
+        let one = run(1)
+        let reference = x.map { v -> UInt16 in
+            let b = v.bitPattern
+            if b & 0x7F80_0000 == 0 { return UInt16(b >> 16) & 0x8000 }
+            return UInt16((b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
+        }
+        #expect(one == reference)
+        for threads in [2, 3] {
+            let split = run(threads)
+            #expect(split == one, "\(threads) threads: \(zip(one, split).filter { $0 != $1 }.count) of \(n) differ")
+        }
+    }
 }
