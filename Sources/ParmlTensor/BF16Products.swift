@@ -90,7 +90,7 @@ public final class BF16MatmulPlan {
         if let e = OneDNN.loadError { throw ParmlError.blas(e) }
         var s = pml_matmul_shape(
             m: Int64(key.m), n: Int64(key.n), k: Int64(key.k), lda: Int64(key.lda), ldb: Int64(key.ldb), ldc: Int64(key.ldc),
-            trans_a: key.transA ? 1 : 0, trans_b: key.transB ? 1 : 0, beta: key.beta, threads: Int32(clamping: key.threads))
+            trans_a: key.transA ? 1 : 0, trans_b: key.transB ? 1 : 0, beta: key.beta, threads: Int32(clamping: key.threads), f32: 0)
         let made = try shimPlan { pml_matmul_plan_create(&s, $0, $1) }
         plan = made
         self.key = key

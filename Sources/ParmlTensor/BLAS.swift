@@ -1,4 +1,6 @@
+import Glibc
 import _CParmlBLAS
+import _CParmlDNNL
 
 /// OpenBLAS, loaded on first use with kernels chosen for this CPU.
 /// Every engine entry point calls `BLAS.ensureLoaded()` before math runs.
@@ -8,13 +10,49 @@ public enum BLAS {
     private static let loadFailure: ParmlError? = {
         var err = [CChar](repeating: 0, count: 512)
         let rc = err.withUnsafeMutableBufferPointer { pml_blas_load($0.baseAddress, $0.count) }
-        guard rc != 0 else { return nil }
+        if rc == 0 {
+            // Large products to oneDNN, the rest to OpenBLAS (pml_dnnl_sgemm.h),
+            // when PARML_GEMM=onednn; oneDNN itself loads on the first large one.
+            if largeProductsOnOneDNN { pml_blas_wrap_sgemm(pml_dnnl_sgemm_route) }
+            return nil
+        }
         return ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }()
 
     /// Loads OpenBLAS once; throws `.blas` with the reason when it cannot.
     public static func ensureLoaded() throws {
         if let loadFailure { throw loadFailure }
+    }
+
+    /// Whether large products go to oneDNN's matmul (pml_dnnl_sgemm.h):
+    /// when $PARML_GEMM is `onednn` (read once, when OpenBLAS loads). Not by
+    /// default: oneDNN 2.x allocates in every execute call, and a warmed-up
+    /// float32 step is promised to allocate nothing. Where oneDNN does not
+    /// load, OpenBLAS runs them all anyway.
+    public static let largeProductsOnOneDNN: Bool = {
+        guard let v = getenv("PARML_GEMM") else { return false }
+        return String(cString: v) == "onednn"
+    }()
+
+    /// Tests: C = op(A)·op(B) + β·C on oneDNN's float32 matmul whatever
+    /// the size and `largeProductsOnOneDNN`; false (C untouched) when
+    /// oneDNN does not load or refuses the shape.
+    static func gemmOnOneDNN(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>,
+        ldb: Int, beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+    ) -> Bool {
+        pml_dnnl_sgemm_run(
+            Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), Int32(k), a,
+            Int32(lda), b, Int32(ldb), beta, c, Int32(ldc)) == 0
+    }
+
+    /// How many large products oneDNN ran, and how many of those it would
+    /// take went to OpenBLAS instead (oneDNN absent or refusing the shape),
+    /// since the process started.
+    public static var largeProductCounts: (onednn: UInt64, openblas: UInt64) {
+        var d: UInt64 = 0, o: UInt64 = 0
+        pml_dnnl_sgemm_counts(&d, &o)
+        return (d, o)
     }
 
     /// The kernel family OpenBLAS runs ("SkylakeX", "Haswell", "Prescott"...).

@@ -118,6 +118,8 @@ static void recording_sgemm(int order, int transA, int transB, int m, int n, int
     recorded_sgemm(order, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+void pml_blas_wrap_sgemm(pml_sgemm_fn (*wrap)(pml_sgemm_fn)) { pml_sgemm_ptr = wrap(pml_sgemm_ptr); }
+
 void pml_gemm_record_start(pml_gemm_call *calls, size_t capacity) {
     if (pml_sgemm_ptr == recording_sgemm) return;
     record_calls = calls;

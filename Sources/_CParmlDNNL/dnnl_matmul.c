@@ -1,4 +1,4 @@
-// bf16 matrix products over oneDNN's matmul primitive (pml_dnnl_matmul.h):
+// bf16 and float32 matrix products over oneDNN's matmul primitive (pml_dnnl_matmul.h):
 // parml's row-major arrays described by strides, so transposed operands
 // need no copy; float32 results, β by a sum post-op fixed in the plan.
 #define _GNU_SOURCE
@@ -80,8 +80,9 @@ static int build(pml_matmul_plan *p, const pml_matmul_shape *s, char *err, size_
     dnnl_dims_t a_strides = {s->trans_a ? 1 : s->lda, s->trans_a ? s->lda : 1};
     dnnl_dims_t b_strides = {s->trans_b ? 1 : s->ldb, s->trans_b ? s->ldb : 1};
     dnnl_dims_t c_strides = {s->ldc, 1};
-    TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&a, 2, a_dims, dnnl_bf16, a_strides), "A descriptor");
-    TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&b, 2, b_dims, dnnl_bf16, b_strides), "B descriptor");
+    dnnl_data_type_t operands = s->f32 ? dnnl_f32 : dnnl_bf16;
+    TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&a, 2, a_dims, operands, a_strides), "A descriptor");
+    TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&b, 2, b_dims, operands, b_strides), "B descriptor");
     TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&c, 2, c_dims, dnnl_f32, c_strides), "C descriptor");
     dnnl_matmul_desc_t desc;
     TRY(pml_dnnl.dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c), "matmul descriptor");
@@ -99,7 +100,7 @@ static int build(pml_matmul_plan *p, const pml_matmul_shape *s, char *err, size_
     if (st == dnnl_success) st = pml_dnnl.dnnl_primitive_desc_create(&pd, &desc, attr, pml_dnnl_engine, NULL);
     if (ops) pml_dnnl.dnnl_post_ops_destroy(ops);
     if (attr) pml_dnnl.dnnl_primitive_attr_destroy(attr);
-    TRY(st, "bf16 matmul");
+    TRY(st, s->f32 ? "float32 matmul" : "bf16 matmul");
 
     const char *impl = pml_dnnl_impl_name(pd);
     snprintf(p->impl, sizeof p->impl, "%s", impl);
@@ -126,7 +127,7 @@ pml_matmul_plan *pml_matmul_plan_create(const pml_matmul_shape *s, char *err, si
     if (pml_dnnl_load(err, errlen) != 0) return NULL;
     if (!s || s->m < 1 || s->n < 1 || s->k < 1 || s->lda < (s->trans_a ? s->m : s->k) ||
         s->ldb < (s->trans_b ? s->k : s->n) || s->ldc < s->n) {
-        snprintf(err, errlen, "bf16 matmul: invalid shape");
+        snprintf(err, errlen, "matmul: invalid shape");
         return NULL;
     }
     pml_matmul_plan *p = calloc(1, sizeof *p);
@@ -156,7 +157,8 @@ void pml_matmul_plan_free(pml_matmul_plan *p) {
 
 const char *pml_matmul_plan_impl(const pml_matmul_plan *p) { return p->impl; }
 
-int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c) {
+// The operands' element type is the plan's: the pointers only travel.
+static int run(pml_matmul_plan *p, const void *a, const void *b, float *c) {
     pml_dnnl_use_threads(p->threads);
     int st = (int)pml_dnnl.dnnl_memory_set_data_handle(p->a, (void *)a) |
              (int)pml_dnnl.dnnl_memory_set_data_handle(p->b, (void *)b) |
@@ -168,6 +170,9 @@ int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, flo
                               {DNNL_ARG_SCRATCHPAD, p->scratch_mem}};
     return (int)pml_dnnl.dnnl_primitive_execute(p->prim, p->stream, 4, args);
 }
+
+int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c) { return run(p, a, b, c); }
+int pml_matmul_run_f32(pml_matmul_plan *p, const float *a, const float *b, float *c) { return run(p, a, b, c); }
 
 #else
 // Built without oneDNN's headers: pml_dnnl_load fails, so no plan is ever made.
@@ -182,6 +187,10 @@ const char *pml_matmul_plan_impl(const pml_matmul_plan *p) {
     return "none";
 }
 int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c) {
+    (void)p, (void)a, (void)b, (void)c;
+    return -1;
+}
+int pml_matmul_run_f32(pml_matmul_plan *p, const float *a, const float *b, float *c) {
     (void)p, (void)a, (void)b, (void)c;
     return -1;
 }

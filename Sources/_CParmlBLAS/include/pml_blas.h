@@ -46,6 +46,11 @@ int pml_blas_get_threads(void);
  * NULL when OpenBLAS's own detection should decide). */
 const char *pml_cpu_coretype(void);
 
+/* pml_sgemm_ptr = wrap(pml_sgemm_ptr): puts a router in front of OpenBLAS's
+ * sgemm (pml_dnnl_sgemm.h). Once, right after a successful load, before
+ * any product runs. */
+void pml_blas_wrap_sgemm(pml_sgemm_fn (*wrap)(pml_sgemm_fn));
+
 /* One sgemm's arguments, as a benchmark records them (pml_gemm_record_start). */
 typedef struct {
     int trans_a, trans_b, m, n, k, lda, ldb, ldc;

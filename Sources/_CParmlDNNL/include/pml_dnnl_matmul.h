@@ -1,8 +1,9 @@
 /*
- * Private shim: bf16 matrix products on oneDNN's matmul primitive (loaded
- * with pml_dnnl_load, see pml_dnnl.h), for parml's bf16 mixed precision
- * (docs/precision.md). Operands are bfloat16 (the upper 16 bits of an IEEE
- * float32), products accumulate and land in float32. One plan per shape,
+ * Private shim: matrix products on oneDNN's matmul primitive (loaded with
+ * pml_dnnl_load, see pml_dnnl.h): bf16 operands for parml's bf16 mixed
+ * precision (docs/precision.md), or float32 ones for the large float32
+ * products (pml_dnnl_sgemm.h). bf16 operands are the upper 16 bits of an
+ * IEEE float32; products accumulate and land in float32. One plan per shape,
  * made once; a call re-points memory objects at the caller's arrays and
  * allocates nothing. A plan is used by one thread at a time. Not part of
  * the public API: nothing here starts with parml_.
@@ -25,18 +26,21 @@ typedef struct {
     int32_t trans_a, trans_b;
     float beta; /* 0 overwrites C; otherwise a fixed sum post-op of the plan */
     int32_t threads; /* OpenMP threads the plan runs on (oneDNN sizes its split by it) */
+    int32_t f32;     /* nonzero: A and B are float32 (pml_matmul_run_f32), else bf16 */
 } pml_matmul_shape;
 
 typedef struct pml_matmul_plan pml_matmul_plan;
 
 /* After a successful pml_dnnl_load. NULL with a message in err when oneDNN
- * has no bf16 matmul for this CPU or shape, or memory runs out. */
+ * has no matmul of these types for this CPU or shape, or memory runs out. */
 pml_matmul_plan *pml_matmul_plan_create(const pml_matmul_shape *s, char *err, size_t errlen);
 void pml_matmul_plan_free(pml_matmul_plan *p); /* NULL: no-op */
 /* oneDNN's implementation name (static storage of the plan), e.g. "brg:avx512_core_bf16". */
 const char *pml_matmul_plan_impl(const pml_matmul_plan *p);
-/* Runs the product; returns 0 or a oneDNN status. */
+/* Runs the product; returns 0 or a oneDNN status. bf16 plans: */
 int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c);
+/* float32 plans (made with f32 set): */
+int pml_matmul_run_f32(pml_matmul_plan *p, const float *a, const float *b, float *c);
 
 /* y[i] = x[i] rounded to bfloat16, to nearest even (NaN stays NaN). Uses
  * the CPU's conversion instruction where it has one (which flushes

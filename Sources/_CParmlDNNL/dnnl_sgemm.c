@@ -1,0 +1,108 @@
+// Large float32 products on oneDNN's matmul, the rest on OpenBLAS
+// (pml_dnnl_sgemm.h): a per-thread cache of single-threaded plans.
+#define _GNU_SOURCE
+#include "pml_dnnl_sgemm.h"
+#include "pml_dnnl.h"
+#include "pml_dnnl_matmul.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ROW_MAJOR = 101, TRANS = 112, SLOTS = 64 };
+
+static pml_dnnl_sgemm_fn fallback;
+static unsigned long long taken, refused;
+
+typedef struct {
+    pml_matmul_shape key;
+    pml_matmul_plan *plan; /* NULL: oneDNN refused the shape, OpenBLAS runs it */
+    int used;
+} slot;
+
+typedef struct {
+    slot slots[SLOTS];
+    int next; /* the slot a new shape replaces when all are used (round robin) */
+} cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static int loaded = -1; /* pml_dnnl_load's outcome: 0 loaded */
+
+static void free_cache(void *p) {
+    cache *c = p;
+    for (int i = 0; i < SLOTS; i++) pml_matmul_plan_free(c->slots[i].plan);
+    free(c);
+}
+
+static void init_once(void) {
+    char err[256];
+    loaded = pml_dnnl_load(err, sizeof err);
+    if (loaded == 0 && pthread_key_create(&cache_key, free_cache) != 0) loaded = -1;
+}
+
+int pml_dnnl_sgemm_takes(int m, int n, int k, float alpha) {
+    return alpha == 1.0f && m >= PML_DNNL_SGEMM_MIN_SIDE && n >= PML_DNNL_SGEMM_MIN_SIDE &&
+           k >= PML_DNNL_SGEMM_MIN_SIDE && (int64_t)m * n * k >= PML_DNNL_SGEMM_MIN_VOLUME;
+}
+
+static int same(const pml_matmul_shape *x, const pml_matmul_shape *y) {
+    return x->m == y->m && x->n == y->n && x->k == y->k && x->lda == y->lda && x->ldb == y->ldb && x->ldc == y->ldc &&
+           x->trans_a == y->trans_a && x->trans_b == y->trans_b && memcmp(&x->beta, &y->beta, sizeof x->beta) == 0;
+}
+
+// The calling thread's plan for s, made on first sight; NULL when oneDNN
+// refuses the shape or memory runs out (then OpenBLAS runs it).
+static pml_matmul_plan *plan_for(const pml_matmul_shape *s) {
+    cache *c = pthread_getspecific(cache_key);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c || pthread_setspecific(cache_key, c) != 0) {
+            free(c);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < SLOTS; i++)
+        if (c->slots[i].used && same(&c->slots[i].key, s)) return c->slots[i].plan;
+    slot *victim = &c->slots[c->next];
+    c->next = (c->next + 1) % SLOTS;
+    pml_matmul_plan_free(victim->plan);
+    char err[256];
+    victim->key = *s;
+    victim->plan = pml_matmul_plan_create(s, err, sizeof err);
+    victim->used = 1;
+    return victim->plan;
+}
+
+int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                       float beta, float *c, int ldc) {
+    pthread_once(&key_once, init_once);
+    if (loaded != 0) return -1;
+    pml_matmul_shape s = {m, n, k, lda, ldb, ldc, transA == TRANS, transB == TRANS, beta, 1, 1};
+    pml_matmul_plan *p = plan_for(&s);
+    // A refused shape or a failed execute (oneDNN checks its arguments
+    // before it writes C) leaves C as it was, for OpenBLAS.
+    if (!p || pml_matmul_run_f32(p, a, b, c) != 0) return -1;
+    __atomic_add_fetch(&taken, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void route(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc) {
+    if (order == ROW_MAJOR && pml_dnnl_sgemm_takes(m, n, k, alpha)) {
+        if (pml_dnnl_sgemm_run(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc) == 0) return;
+        __atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
+    }
+    fallback(order, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+pml_dnnl_sgemm_fn pml_dnnl_sgemm_route(pml_dnnl_sgemm_fn openblas) {
+    fallback = openblas;
+    return route;
+}
+
+void pml_dnnl_sgemm_counts(unsigned long long *onednn, unsigned long long *openblas) {
+    if (onednn) *onednn = __atomic_load_n(&taken, __ATOMIC_RELAXED);
+    if (openblas) *openblas = __atomic_load_n(&refused, __ATOMIC_RELAXED);
+}

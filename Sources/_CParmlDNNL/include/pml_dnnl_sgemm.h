@@ -1,0 +1,67 @@
+/*
+ * Private shim: the large float32 products on oneDNN's matmul primitive.
+ *
+ * Why: on the transformer's projection shapes (768 x 128..512 x 128..768)
+ * oneDNN's brgemm matmul runs 2-13 % faster than OpenBLAS 0.3.21's SkylakeX
+ * sgemm on one Zen4 core (bench/RESULTS.md, 2026-12-05); on small products
+ * (attention's 32 x 32 x 32 blocks) it is 1.4-2x slower, so only products
+ * of at least PML_DNNL_SGEMM_MIN_VOLUME multiply-adds, every side at least
+ * PML_DNNL_SGEMM_MIN_SIDE, with alpha = 1, go to oneDNN.
+ *
+ * pml_dnnl_sgemm_route(openblas) returns an sgemm with cblas_sgemm's
+ * signature that runs such products on oneDNN and every other one, or any
+ * whose plan oneDNN refuses, on `openblas`. oneDNN loads on the first large
+ * product; where it cannot load, every product goes to `openblas`. parml
+ * installs it only when asked (PARML_GEMM=onednn, BLAS.swift), because it
+ * breaks the promise that a warmed-up float32 step allocates nothing:
+ * oneDNN 2.x's execute builds a map of its arguments on every call (about
+ * 9 allocations and frees per product, docs/cnn.md "Allocations"), and a
+ * worker thread that meets a block shape for the first time after the
+ * warm-up makes its plan then.
+ *
+ * Plans: one per shape (trans, m, n, k, leading dimensions, beta), made on
+ * one OpenMP thread the first time the calling thread meets the shape, kept
+ * in that thread's cache of 64 (freed when the thread ends). One thread per plan
+ * keeps the bits independent of the thread count: ProductThreads cuts large
+ * products into blocks the same way for any count, and each block is one
+ * single-threaded product. The bits depend on the shape only, never on
+ * which thread or cache slot runs it.
+ *
+ * Not part of the public API: nothing here starts with parml_.
+ */
+#ifndef PML_DNNL_SGEMM_H
+#define PML_DNNL_SGEMM_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* cblas_sgemm's signature (CBLAS enum values for order and trans). */
+typedef void (*pml_dnnl_sgemm_fn)(int order, int transA, int transB, int m, int n, int k, float alpha,
+                                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+enum { PML_DNNL_SGEMM_MIN_VOLUME = 1 << 20, PML_DNNL_SGEMM_MIN_SIDE = 32 };
+
+/* The routing sgemm over `openblas` (kept for every product oneDNN does
+ * not take). Call once, before products run; a second call replaces the
+ * fallback. */
+pml_dnnl_sgemm_fn pml_dnnl_sgemm_route(pml_dnnl_sgemm_fn openblas);
+
+/* C = op(A) op(B) + beta C on oneDNN's matmul (one thread, the calling
+ * thread's plan for the shape), whatever the size; transA, transB are
+ * CBLAS values (112: transposed). 0, or -1 with C untouched when oneDNN
+ * does not load or refuses the shape. */
+int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                       float beta, float *c, int ldc);
+
+/* Whether a product of this shape goes to oneDNN (given that it loads). */
+int pml_dnnl_sgemm_takes(int m, int n, int k, float alpha);
+
+/* Large products run by oneDNN and by the fallback, process-wide (relaxed counters). */
+void pml_dnnl_sgemm_counts(unsigned long long *onednn, unsigned long long *fallback);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+import _ParmlTestSupport
+
+@testable import ParmlTensor
+
+/// oneDNN's float32 matmul as PARML_GEMM=onednn runs the large products
+/// (pml_dnnl_sgemm.h): the same contract as OpenBLAS's sgemm, and the same
+/// bits from any thread. Called directly, so that the process-wide routing
+/// (off by default) stays as the other suites expect it.
+@Suite(.enabled(if: OneDNN.available, "oneDNN does not load here")) struct LargeProductTests {
+    init() throws { try BLAS.ensureLoaded() }
+
+    /// C = alpha·op(A)·op(B) + beta·C with C inside a wider buffer (ldc > n),
+    /// checked element by element against a Double reference, 1e-5 of
+    /// Σ|a·b| + |beta·c| (float32's error for k ≤ 256 is under 2e-5 of
+    /// that at worst and far below on random data).
+    @Test(arguments: [(96, 80, 160), (200, 64, 128), (64, 384, 96)], [0, 1, 2, 3])
+    func largeGemmMatchesReference(_ shape: (Int, Int, Int), _ trans: Int) throws {
+        let (m, n, k) = shape
+        let (transA, transB) = transposeCombos[trans]
+        let ldc = n + 3
+        for beta: Float in [0, 1, -0.5] {
+            let a = randomArray(m * k, seed: UInt64(m + n + k), stream: 1)
+            let b = randomArray(k * n, seed: UInt64(m + n + k), stream: 2)
+            let c0 = randomArray(m * ldc, seed: UInt64(m + n + k), stream: 3)
+            var c = c0
+            Self.gemm(transA, transB, m, n, k, a, b, beta, &c, ldc: ldc)
+            var worst = 0.0
+            for i in 0..<m {
+                for j in 0..<ldc {
+                    guard j < n else {
+                        #expect(c[i * ldc + j] == c0[i * ldc + j], "column \(j) beyond n was written")
+                        continue
+                    }
+                    var sum = 0.0, absSum = 0.0
+                    for p in 0..<k {
+                        let av = Double(transA ? a[p * m + i] : a[i * k + p]), bv = Double(transB ? b[j * k + p] : b[p * n + j])
+                        sum += av * bv
+                        absSum += abs(av * bv)
+                    }
+                    let old = Double(c0[i * ldc + j])
+                    let expected = sum + (beta == 0 ? 0 : Double(beta) * old)
+                    worst = maxNaN(worst, abs(Double(c[i * ldc + j]) - expected) / (absSum + abs(Double(beta) * old)))
+                }
+            }
+            #expect(worst <= 1e-5, "beta \(beta): max error relative to Σ|a·b| + |βc| is \(worst)")
+        }
+    }
+
+    /// beta = 0 never reads C: NaNs there do not leak into the result.
+    @Test func betaZeroIgnoresC() throws {
+        let (m, n, k) = (128, 96, 128)
+        let a = randomArray(m * k, seed: 9, stream: 1), b = randomArray(k * n, seed: 9, stream: 2)
+        var c = [Float](repeating: .nan, count: m * n)
+        Self.gemm(false, true, m, n, k, a, b, 0, &c, ldc: n)
+        #expect(c.allSatisfy { $0.isFinite })
+    }
+
+    /// Each thread keeps its own plans: the same product on a fresh thread
+    /// (a fresh plan) gives the same bits as on this one, run after run.
+    @Test func sameBitsOnAnyThread() throws {
+        let a = randomArray(768 * 512, seed: 4, stream: 1), b = randomArray(128 * 512, seed: 4, stream: 2)
+        let here = Self.product(a, b), again = Self.product(a, b)
+        let there = Result()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            there.value = Self.product(a, b)
+            done.signal()
+        }.start()
+        done.wait()
+        #expect(here == again)
+        #expect(here == there.value)
+    }
+
+    private final class Result: @unchecked Sendable { var value: [Float] = [] }
+
+    /// (768 × 512) · (128 × 512)ᵀ, the GPT's MLP output projection's shape.
+    private static func product(_ a: [Float], _ b: [Float]) -> [Float] {
+        var c = [Float](repeating: 0, count: 768 * 128)
+        gemm(false, true, 768, 128, 512, a, b, 0, &c, ldc: 128)
+        return c
+    }
+
+    /// `BLAS.gemmOnOneDNN` on dense A and B (lda, ldb their row lengths).
+    private static func gemm(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: [Float], _ b: [Float], _ beta: Float, _ c: inout [Float],
+        ldc: Int
+    ) {
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                c.withUnsafeMutableBufferPointer { pc in
+                    let ran = BLAS.gemmOnOneDNN(
+                        transA: transA, transB: transB, m: m, n: n, k: k, pa.baseAddress!, lda: transA ? m : k, pb.baseAddress!,
+                        ldb: transB ? k : n, beta: beta, pc.baseAddress!, ldc: ldc)
+                    #expect(ran, "oneDNN loads but refused \(m)×\(n)×\(k)")
+                }
+            }
+        }
+    }
+}
