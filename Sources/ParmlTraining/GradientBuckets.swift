@@ -5,7 +5,9 @@ import ParmlTensor
 /// ZeRO-2 and 3 in fast mode: a run's gradients are reduce-scattered bucket
 /// by bucket while backward goes on, and the parts a rank does not own are
 /// handed back to the operating system at once, so a rank holds about 1/dp
-/// of the gradients (its shard) plus the bucket being filled. With overlap
+/// of the gradients (its shard) plus the bucket being filled. Only where
+/// that lowers the data group's peak (`releasesPages`): else the pages
+/// stay, as under ZeRO 1, and no step pays for faulting them back. With overlap
 /// (Overlap.swift) every ZeRO stage has buckets: ZeRO 0 all-reduces each,
 /// ZeRO 1 reduce-scatters it and keeps its pages, and a communication
 /// thread reduces them while backward computes earlier layers.
@@ -41,7 +43,8 @@ final class GradientBuckets {
     let buckets: [Bucket]
     /// The next bucket to reduce this step.
     var next = 0
-    /// ZeRO ≥ 2: pages outside the owned shard go back once reduced.
+    /// ZeRO ≥ 2 where it lowers the data group's peak (`lowersPeak`):
+    /// pages outside the owned shard go back once reduced.
     let releasesPages: Bool
     /// Floats of the run (all resident when pages are kept).
     let runFloats: Int
@@ -71,18 +74,43 @@ final class GradientBuckets {
             }
         }
         buckets = out
-        releasesPages = layout.zeroStage >= 2
         runFloats = runRange.count
+        // With micro-batches the buckets wait for the step's last one, and
+        // a run holding batch_norm for the end of its phases: by then every
+        // page was written, so releasing lowers no peak there either.
+        let waits = layout.microBatches > 1 || layers.contains { model.root.layers[$0] is BatchStatisticsLayer }
+        releasesPages = layout.zeroStage >= 2 && !waits && GradientBuckets.lowersPeak(out, run: runRange, layout: layout)
     }
 
-    /// Gradient floats resident at most: the owned shard, and the largest
-    /// bucket's part outside it while that bucket fills.
-    func residentGradients(owned: Range<Int>) -> Int {
-        guard releasesPages else { return runFloats }
+    /// Whether handing back each bucket's pages outside the shard lowers
+    /// the largest resident gradient figure of the data group, by a page or
+    /// more. Where one bucket spans most of the run (a model of a few large
+    /// layers), the rank owning the run's start still holds every page while
+    /// that bucket fills, so releasing saves the group nothing: yet every
+    /// rank would fault each released page back in, zeroed, on the next
+    /// backward, and the ranks reduce in lockstep, so one rank's faults
+    /// delay all. Decided once, from the layout, the same on every rank.
+    private static func lowersPeak(_ buckets: [Bucket], run: Range<Int>, layout: RankLayout) -> Bool {
+        let peak = (0..<layout.mesh.dp).map { d in
+            released(buckets, owned: VirtualStage.owned(run, layout: layout, data: d))
+        }.max() ?? run.count
+        return run.count - peak >= Pages.size / MemoryLayout<Float>.stride
+    }
+
+    /// Floats resident at most when every bucket's pages outside `owned`
+    /// go back once reduced: the shard, and the largest bucket's part
+    /// outside it while that bucket fills.
+    private static func released(_ buckets: [Bucket], owned: Range<Int>) -> Int {
         let outside = buckets.map { b in
             b.range.count - max(0, min(b.range.upperBound, owned.upperBound) - max(b.range.lowerBound, owned.lowerBound))
         }
         return owned.count + (outside.max() ?? 0)
+    }
+
+    /// Gradient floats resident at most: the whole run where pages are
+    /// kept, else the owned shard and the largest bucket's part outside it.
+    func residentGradients(owned: Range<Int>) -> Int {
+        releasesPages ? GradientBuckets.released(buckets, owned: owned) : runFloats
     }
 }
 

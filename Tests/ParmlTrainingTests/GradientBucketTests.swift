@@ -205,6 +205,39 @@ struct GradientBucketTests {
         #expect(try accumulating.memory(rank: 1).gradients == 4 * total)
     }
 
+    /// Pages go back only where that lowers the data group's peak. The
+    /// 784-1024-1024-10 MLP makes two buckets whatever bucket_bytes (whole
+    /// layers: the last two linears, then the first); over dp 2, rank 0's
+    /// shard ends inside the larger one, so rank 0 holds every page while
+    /// that bucket fills: the pages stay, the report and the arena say the
+    /// whole slice, and no step faults them back. Over dp 4 the largest
+    /// rank's peak is 1.52 M of 1.86 M floats, and the pages go back.
+    @Test func pagesGoBackOnlyWhereThatLowersThePeak() throws {
+        func trainer(dp: Int) throws -> Trainer {
+            let m = try benchmarkMLP(seed: 2)
+            var s = StrategyConfig()
+            (s.dp, s.zeroStage) = (dp, 2)
+            return try Trainer(model: m, loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
+        }
+        let total = 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10
+        let kept = try trainer(dp: 2)
+        #expect(kept.ranks.allSatisfy { $0.virtualStages[0].buckets?.releasesPages == false })
+        #expect(kept.planDescription.contains("the pages stay (handing them back would not lower the peak)"), "\(kept.planDescription)")
+        let x = try Tensor(randomArray(8 * 784, seed: 5), shape: Shape(8, 784))
+        let y = try Tensor((0..<8).map { Float($0 % 10) }, shape: Shape(8))
+        for _ in 0..<2 { try kept.step(inputs: x, targets: y) }
+        for r in kept.ranks {
+            #expect(try kept.memory(rank: r.rank).gradients == 4 * total, "rank \(r.rank)")
+            let g = r.model.gradients!
+            #expect(residentBytes(g.data, count: g.count) >= 4 * total - Pages.size, "rank \(r.rank): pages handed back")
+        }
+        let released = try trainer(dp: 4)
+        #expect(released.ranks.allSatisfy { $0.virtualStages[0].buckets?.releasesPages == true })
+        let peak = try (0..<4).map { try released.memory(rank: $0).gradients }.max()!
+        #expect(peak < 4 * total * 17 / 20, "\(peak) of \(4 * total) bytes")
+        #expect(released.planDescription.contains("hands back the rest of each bucket's pages"), "\(released.planDescription)")
+    }
+
     /// What the figure says is what the pages hold: after steps, each
     /// rank's gradient arena has its shard resident and nothing else
     /// (but the partial pages at its ends); ZeRO-1 keeps the whole arena.
