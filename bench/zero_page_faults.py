@@ -9,9 +9,11 @@ process took per step (getrusage: every rank's thread and the BLAS
 threads); and parml_trainer_memory's gradient bytes for both ranks.
 
 Models: "mlp" is the 784-1024-1024-10 MLP, batch 128 (one 4 MiB bucket spans
-most of it, so handing pages back lowers no rank's peak); "gpt" is a
-4-block GPT (n_embd 256, context 64, vocabulary 65), batch 16 (a bucket per
-block: handing pages back lowers the peak).
+most of it, so handing pages back lowers no rank's peak); "gpt" is
+nanoGPT's 6-layer Shakespeare shape (n_embd 384, 6 heads, tied head,
+vocabulary 65) at context 32, batch 8 (a bucket per block or two: handing
+pages back lowers the peak). With --micro-batches M > 1, ZeRO-2/3 reduce
+each micro-batch's buckets into the shard where the pages go back.
 
 usage: PYTHONPATH=bindings/python PARML_LIBRARY=.build/release/libparml.so \\
        python3 bench/zero_page_faults.py [--model mlp|gpt] [--rounds N] [--steps N] [--micro-batches M]
@@ -36,10 +38,10 @@ def mlp() -> parml.Model:
 
 
 def gpt() -> parml.Model:
-    C, T, V = 256, 64, 65
+    C, T, V = 384, 32, 65
     layers = [parml.Embedding(V, C, init_std=0.02), parml.PositionEmbedding(T, C, init_std=0.02)]
-    for _ in range(4):
-        layers.append(parml.Residual([parml.LayerNorm(C), parml.CausalSelfAttention(C, 4)]))
+    for _ in range(6):
+        layers.append(parml.Residual([parml.LayerNorm(C), parml.CausalSelfAttention(C, 6)]))
         layers.append(parml.Residual([parml.LayerNorm(C), parml.Linear(C, 4 * C), parml.GELU(), parml.Linear(4 * C, C)]))
     layers += [parml.LayerNorm(C), parml.TiedClassifier(V, C)]
     return parml.Sequential(layers, seed=1)
@@ -57,7 +59,7 @@ def main() -> None:
         x = rng.standard_normal((128, 784)).astype(np.float32)
         y = rng.integers(0, 10, size=128).astype(np.int32)
     else:
-        ids = rng.integers(0, 65, size=(16, 65)).astype(np.int32)
+        ids = rng.integers(0, 65, size=(8, 33)).astype(np.int32)
         x, y = ids[:, :-1], ids[:, 1:]
     stages = [1, 2, 3]
     trainers = {}

@@ -15,8 +15,10 @@ import ParmlTensor
 /// A bucket is a run of consecutive top-level layers, taken from the run's
 /// last layer backwards until it holds at least `bucketFloats` gradients
 /// (layers without parameters join the bucket being filled). It is ready
-/// when the step's last backward piece has passed its first layer; buckets
-/// are reduced in that order, which the schedule fixes, never the clock.
+/// when the step's last backward piece has passed its first layer (with
+/// micro-batches and pages handed back: each piece's, `eachMicroBatch`);
+/// buckets are reduced in that order, which the schedule fixes, never the
+/// clock.
 ///
 /// Each reduction keeps the arena's ZeRO shards (one contiguous shard per
 /// run and data rank): a reduce-scatter whose shards are the bucket's parts
@@ -46,6 +48,15 @@ final class GradientBuckets {
     /// ZeRO ≥ 2 where it lowers the data group's peak (`lowersPeak`):
     /// pages outside the owned shard go back once reduced.
     let releasesPages: Bool
+    /// Releasing with micro-batches: each micro-batch's buckets are
+    /// reduce-scattered as its backward passes them, and the rank's shard
+    /// accumulates the micro-batches' sums (DeepSpeed's ZeRO-2), so the
+    /// pages outside it need not hold the step's whole gradient.
+    let reducesEachMicroBatch: Bool
+    /// This step does so (`reducesEachMicroBatch`, and every data rank runs
+    /// the same pieces in each micro-batch, so all enter the same
+    /// collectives); else the buckets wait for the step's last piece.
+    var eachMicroBatch = false
     /// Floats of the run (all resident when pages are kept).
     let runFloats: Int
 
@@ -75,11 +86,12 @@ final class GradientBuckets {
         }
         buckets = out
         runFloats = runRange.count
-        // With micro-batches the buckets wait for the step's last one, and
-        // a run holding batch_norm for the end of its phases: by then every
-        // page was written, so releasing lowers no peak there either.
-        let waits = layout.microBatches > 1 || layers.contains { model.root.layers[$0] is BatchStatisticsLayer }
+        // A run holding batch_norm reduces its buckets at the end of its
+        // phases: by then every page was written, so releasing lowers no
+        // peak there.
+        let waits = layers.contains { model.root.layers[$0] is BatchStatisticsLayer }
         releasesPages = layout.zeroStage >= 2 && !waits && GradientBuckets.lowersPeak(out, run: runRange, layout: layout)
+        reducesEachMicroBatch = releasesPages && layout.microBatches > 1
     }
 
     /// Whether handing back each bucket's pages outside the shard lowers
@@ -116,7 +128,8 @@ final class GradientBuckets {
 
 extension RankContext {
     /// Reduces the run's ready buckets whose first layer is `layer` or
-    /// later (called after each layer's backward on the step's last piece).
+    /// later (called after each layer's backward on the step's last piece,
+    /// or on every piece when the step reduces each micro-batch).
     /// With a communication thread the bucket is handed over instead.
     func reduceBuckets(of vs: VirtualStage, through layer: Int) throws {
         guard let b = vs.buckets else { return }
@@ -148,10 +161,19 @@ extension RankContext {
         }
         try comms.data.reduceScatter(g + bucket.range.lowerBound, count: bucket.range.count, shards: bucket.shards, op: .sum)
         guard b.releasesPages else { return }
+        let lo = bucket.range.lowerBound, owned = vs.owned
+        if b.eachMicroBatch {
+            // The next micro-batch's backward adds to what is here: the
+            // shard holds the sum so far, and the rest must read zero, the
+            // partial pages at its ends too (the rank's part of the next
+            // sum is then its own gradient alone).
+            Pages.zero(g + lo, count: min(bucket.range.upperBound, owned.lowerBound) - lo)
+            let from = max(lo, owned.upperBound)
+            Pages.zero(g + from, count: bucket.range.upperBound - from)
+        }
         // The buckets above this one are reduced already: reaching a page
         // into them frees the page a boundary between two buckets cuts.
-        let lo = bucket.range.lowerBound, hi = min(bucket.range.upperBound + Pages.size / 4, vs.range.upperBound)
-        let owned = vs.owned
+        let hi = min(bucket.range.upperBound + Pages.size / 4, vs.range.upperBound)
         Pages.release(g + lo, count: min(hi, owned.lowerBound) - lo)  // below the shard (nothing when count ≤ 0)
         let above = max(lo, owned.upperBound)
         Pages.release(g + above, count: hi - above)

@@ -44,8 +44,10 @@ extension RankContext {
         // Gradients reduced in buckets that hand pages back (ZeRO ≥ 2, fast
         // mode, where that lowers the peak: GradientBuckets.releasesPages):
         // the owned shard stays, and the pages of the rest are handed back
-        // once each bucket is reduced, so at most the largest bucket's are
-        // resident besides. Elsewhere the whole slice is.
+        // once each bucket is reduced (each micro-batch's, with several),
+        // so at most the largest bucket's are resident besides. Elsewhere
+        // the whole slice is (and in a step whose data ranks run different
+        // pieces, whose buckets wait for the last).
         var a = MemoryAccount(sharesParameters: sharesParameters, activationBytes: activationBytes)
         // ZeRO-3 under MPI: a run holding batch_norm is gathered whole for its step.
         a.gathersParameters = gathering != nil && virtualStages.allSatisfy { $0.statisticsLayers.isEmpty }

@@ -236,11 +236,12 @@ struct CostModel {
         }
         p.communication = comm
         // Buckets that hand pages back (where that lowers the peak) release
-        // every gradient page outside the rank's shard after reducing it;
-        // the next backward faults each one in again, zeroed.
+        // every gradient page outside the rank's shard after reducing it,
+        // once per micro-batch; the next backward faults each one in again, zeroed.
         for run in c.layout.virtualStages(of: peakStage) where c.bucketsGradients(run: run) {
             let range = c.layout.stageRanges[run]
             p.releasedGradientBytes += Double(range.count - VirtualStage.owned(range, layout: c.layout, data: 0).count) * f
+                * Double(st.microBatches)
         }
         if p.releasedGradientBytes > 0 {
             p.overhead += (p.releasedGradientBytes / 4096).rounded(.up) * calibration.pageFaultSeconds * contention

@@ -14,7 +14,8 @@ extension LayoutCandidate {
 
     /// Whether run `c`'s gradients go through ZeRO-2/3's buckets that hand
     /// pages back, as the trainer runs them (GradientBuckets.releasesPages:
-    /// one micro-batch, no batch_norm in the run, and a lower peak for it).
+    /// no batch_norm in the run, and a lower peak for it; with micro-batches
+    /// each one's buckets are reduced and handed back).
     func bucketsGradients(run c: Int) -> Bool {
         guard let floats = layout.gradientBucketFloats else { return false }
         return GradientBuckets(
