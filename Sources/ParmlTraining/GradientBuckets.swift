@@ -143,6 +143,18 @@ extension RankContext {
         }
     }
 
+    /// Before backward of layer `l` on a reducing piece: if `l` opens the
+    /// next bucket and its pages were handed back, they are made resident
+    /// in one call (Pages.populate) instead of a fault per page as the
+    /// layers write them (two where a micro-batch adds to them).
+    func populateBucket(of vs: VirtualStage, startingAt l: Int) {
+        guard let b = vs.buckets, b.releasesPages, b.next < b.buckets.count, b.buckets[b.next].layers.upperBound - 1 == l,
+            let grads = model.gradients
+        else { return }
+        let range = b.buckets[b.next].range
+        Pages.populate(grads.data + range.lowerBound, count: range.count)
+    }
+
     /// Reduces the run's buckets still waiting: its first bucket after the
     /// last piece's input gradient went to the previous stage, or all of
     /// them on a rank whose replica had no rows this step.

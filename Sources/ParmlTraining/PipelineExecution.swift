@@ -242,6 +242,7 @@ extension RankContext {
             try comms?.world.throwIfAborted("backward of layer \(l)")
             let need = l > vs.layers.lowerBound || !vs.isFirst
             try gatherBlock(of: l)
+            if reducing { populateBucket(of: vs, startingAt: l) }
             let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate)
             if reducing && l > vs.layers.lowerBound { try reduceBuckets(of: vs, through: l) }
             guard let next else { break }
