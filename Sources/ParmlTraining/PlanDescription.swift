@@ -117,6 +117,7 @@ extension Trainer {
                     + (layout.zeroStage < 2 ? ""
                         : ranks.contains { $0.virtualStages.contains { $0.buckets?.releasesPages == true } }
                             ? "; each rank keeps its shard and hands back the rest of each bucket's pages"
+                                + (layout.microBatches > 1 ? " (every micro-batch's buckets, summed into the shard)" : "")
                             : "; the pages stay (handing them back would not lower the peak)")
                     + (layout.overlapsReduction
                         ? "; overlapped with backward on a communication thread per rank (overlap \(strategy.overlap.name))"

@@ -217,6 +217,7 @@ struct GradientBucketTests {
         let accumulating = try Trainer(model: try m.replicate(), loss: .crossEntropy, optimizer: OptimizerConfig(), strategy: s)
         #expect(try accumulating.memory(rank: 1).gradients == t.memory(rank: 1).gradients)
         #expect(accumulating.ranks.allSatisfy { $0.virtualStages[0].buckets?.reducesEachMicroBatch == true })
+        #expect(accumulating.planDescription.contains("(every micro-batch's buckets, summed into the shard)"), "\(accumulating.planDescription)")
     }
 
     /// Pages go back only where that lowers the data group's peak. The
