@@ -884,9 +884,10 @@ PARML_API parml_status parml_trainer_set_learning_rate(parml_trainer trainer, fl
 /// (its pipeline stage's slice; its shard of that under ZeRO-3 on the
 /// threads backend; under ZeRO-3 with MPI and tp = 1, its shard plus the
 /// largest layer's part outside it, gathered while that layer runs), gradients (its stage's slice; under ZeRO >= 2 in the
-/// default mode with one micro-batch, its shard plus the largest gradient
-/// bucket, the rest of the slice's pages being handed back as backward
-/// reduces each bucket), optimizer state (1/dp of that under ZeRO >= 1),
+/// default mode, where handing pages back lowers the data group's peak,
+/// its shard plus the largest gradient bucket, the rest of the slice's
+/// pages being handed back as backward reduces each bucket, each
+/// micro-batch's with several), optimizer state (1/dp of that under ZeRO >= 1),
 /// scratch and activations (high-water, since 0.2). Set out->struct_size to sizeof(parml_memory_report) first (a 0.1
 /// size gets the 0.1 fields). Under MPI a process answers for its own rank
 /// only.

@@ -106,8 +106,9 @@ extension RankContext {
         trace.record(.gather, step: step.index, since: t)
     }
 
-    /// Every data rank runs as many pieces in each micro-batch as this one.
-    private func piecesAgree(_ work: StepWork) -> Bool {
+    /// Every data rank runs as many pieces in each micro-batch as this one
+    /// (also what gradient buckets per micro-batch need).
+    func piecesAgree(_ work: StepWork) -> Bool {
         for d in 0..<layout.mesh.dp where d != coordinate.data {
             let other = StepWork(work.step, scale: work.scale, microBatches: layout.microBatches, data: d)
             for j in 0..<layout.microBatches where other.pieceCount(j) != work.pieceCount(j) { return false }

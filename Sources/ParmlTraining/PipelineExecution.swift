@@ -175,9 +175,13 @@ extension RankContext {
             dy = try outputGradient(piece: piece, microBatch: j, vs, slot: slot, work: &work)
         }
         if foldsMomentum { ctx.gradientDecay = optimizer.config.momentum }
-        // ZeRO ≥ 2: the step's last piece reduces each bucket once backward has passed it.
-        let lastPiece = vs.buckets != nil && vs.backwardPieces == work.totalPieces - 1
-        let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate, reducing: lastPiece)
+        // Buckets: the step's last piece reduces each once backward has
+        // passed it, or every piece when the step reduces each micro-batch
+        // (its backward adds to the shard's sum so far and zeros elsewhere).
+        let each = vs.buckets?.eachMicroBatch == true
+        let reducing = vs.buckets != nil && (each || vs.backwardPieces == work.totalPieces - 1)
+        if each { vs.buckets?.next = 0 }
+        let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate, reducing: reducing)
         vs.backwardPieces += 1
         if let chunk = piece.chunk {
             let leaf = try vs.accumulator.leafBuffer()
@@ -186,9 +190,12 @@ extension RankContext {
         }
         trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
         try sendBackward(g, microBatch: j, vs, work: work)
-        if lastPiece {
+        if reducing {
             let t = trace.now()
             try flushBuckets(of: vs)
+            // The next piece writes these buckets again: its backward waits
+            // for the communication thread to be done with them.
+            if each && vs.backwardPieces < work.totalPieces { try finishBuckets() }
             trace.record(.gradientReduction, step: work.step.index, since: t)
         }
     }
@@ -235,6 +242,7 @@ extension RankContext {
             try comms?.world.throwIfAborted("backward of layer \(l)")
             let need = l > vs.layers.lowerBound || !vs.isFirst
             try gatherBlock(of: l)
+            if reducing { populateBucket(of: vs, startingAt: l) }
             let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate)
             if reducing && l > vs.layers.lowerBound { try reduceBuckets(of: vs, through: l) }
             guard let next else { break }

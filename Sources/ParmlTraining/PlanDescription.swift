@@ -114,7 +114,11 @@ extension Trainer {
             } else if let floats = layout.gradientBucketFloats {
                 let op = layout.zeroStage == 0 ? "all-reduce" : "reduce-scatter"
                 how = "\(op) in buckets of about \(floats * 4) bytes (whole top-level layers) as backward finishes them"
-                    + (layout.zeroStage >= 2 ? "; each rank keeps its shard and hands back the rest of each bucket's pages" : "")
+                    + (layout.zeroStage < 2 ? ""
+                        : ranks.contains { $0.virtualStages.contains { $0.buckets?.releasesPages == true } }
+                            ? "; each rank keeps its shard and hands back the rest of each bucket's pages"
+                                + (layout.microBatches > 1 ? " (every micro-batch's buckets, summed into the shard)" : "")
+                            : "; the pages stay (handing them back would not lower the peak)")
                     + (layout.overlapsReduction
                         ? "; overlapped with backward on a communication thread per rank (overlap \(strategy.overlap.name))"
                         : "; on the rank's thread (\(overlapWord))")

@@ -308,10 +308,15 @@ final class RankContext {
                 : step.lossScale * Float(step.plan.samples) / Float(max(ownRows, 1))
         }
         var work = StepWork(step, scale: scale, microBatches: layout.microBatches, data: coordinate.data)
+        // Buckets per micro-batch need every data rank in each micro-batch's
+        // collectives; a private step clips per example through whole runs.
+        let eachMicroBatch = virtualStages.contains { $0.buckets?.reducesEachMicroBatch == true } && step.privacy == nil
+            && !foldsMomentum && piecesAgree(work)
         for vs in virtualStages {
             try vs.computeShapes(model: model, input: step.x.shape)
             vs.backwardPieces = 0
             vs.buckets?.next = 0
+            vs.buckets?.eachMicroBatch = vs.buckets?.reducesEachMicroBatch == true && eachMicroBatch
         }
         // ZeRO-3 under MPI: layers gathered as they run; only the shard stays after (ParameterGathering.swift).
         try beginGathering(step, work: work)

@@ -13,8 +13,9 @@ struct MemoryAccount: Sendable, Equatable {
     var gathersParameters = false
     var gatheredFloats = 0
     var optimizerFloats = 0
-    /// Gradients resident at most: the slices, or with buckets (ZeRO ≥ 2,
-    /// fast mode) the shards and the largest bucket's part outside them.
+    /// Gradients resident at most: the slices, or with buckets that hand
+    /// pages back (ZeRO ≥ 2, fast mode, where that lowers the peak) the
+    /// shards and the largest bucket's part outside them.
     var gradientFloats = 0
     /// Deterministic mode's tree-reduction buffers (floats) and leaf accumulators (bytes).
     var scratchFloats = 0
@@ -40,12 +41,13 @@ extension RankContext {
     var memory: MemoryAccount.Report {
         // Ranks of one process share arenas: each is charged the slices it
         // owns (its stage's runs; its shards of those under ZeRO-3).
-        // Gradients reduced in buckets (ZeRO ≥ 2, fast mode): the owned shard
-        // stays, and the pages of the rest are handed back once each bucket
-        // is reduced, so at most the largest bucket's are resident besides.
-        // With micro-batches a bucket waits for the step's last one: every
-        // page is written by the first, and the whole slice is resident; so
-        // it is in a run holding batch_norm, whose buckets wait for the schedule.
+        // Gradients reduced in buckets that hand pages back (ZeRO ≥ 2, fast
+        // mode, where that lowers the peak: GradientBuckets.releasesPages):
+        // the owned shard stays, and the pages of the rest are handed back
+        // once each bucket is reduced (each micro-batch's, with several),
+        // so at most the largest bucket's are resident besides. Elsewhere
+        // the whole slice is (and in a step whose data ranks run different
+        // pieces, whose buckets wait for the last).
         var a = MemoryAccount(sharesParameters: sharesParameters, activationBytes: activationBytes)
         // ZeRO-3 under MPI: a run holding batch_norm is gathered whole for its step.
         a.gathersParameters = gathering != nil && virtualStages.allSatisfy { $0.statisticsLayers.isEmpty }
@@ -58,8 +60,7 @@ extension RankContext {
             a.ownedFloats += vs.owned.count
             a.optimizerFloats += foldsMomentum ? 0 : vs.optimizer.stateTensors.reduce(0) { $0 + $1.count }
             a.accumulatorBytes += vs.accumulator.bytes
-            let bucketed = layout.microBatches == 1 && vs.statisticsLayers.isEmpty ? vs.buckets : nil
-            a.gradientFloats += bucketed?.residentGradients(owned: vs.owned) ?? vs.range.count
+            a.gradientFloats += vs.buckets?.residentGradients(owned: vs.owned) ?? vs.range.count
         }
         a.scratchFloats = (receivedNodes + shardLevelBuffers).reduce(0) { $0 + $1.capacity }
         return a.report

@@ -130,13 +130,7 @@ struct CommunicationTests {
 
     /// The parameter list of the 784-1024-1024-10 MLP.
     private func benchmarkShapedInfos() throws -> (infos: [ParameterInfo], count: Int) {
-        let m = Model()
-        try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
-        try m.add(Activation(.relu))
-        try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
-        try m.add(Activation(.relu))
-        try m.add(try Linear(inFeatures: 1024, outFeatures: 10))
-        try m.initialize(seed: 1)
+        let m = try benchmarkMLP(seed: 1)
         return (m.parameterInfo, m.parameterCount)
     }
 

@@ -130,3 +130,15 @@ func miniGPT(vocabulary v: Int, width c: Int, context t: Int, blocks: Int, heads
     try m.initialize(seed: seed)
     return m
 }
+
+/// The 784-1024-1024-10 ReLU MLP of the benchmarks, initialised.
+func benchmarkMLP(seed: UInt64) throws -> Model {
+    let m = Model()
+    try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
+    try m.add(Activation(.relu))
+    try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
+    try m.add(Activation(.relu))
+    try m.add(try Linear(inFeatures: 1024, outFeatures: 10))
+    try m.initialize(seed: seed)
+    return m
+}

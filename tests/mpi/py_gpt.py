@@ -24,6 +24,10 @@ LAYOUTS = {
     # Default mode: ZeRO-2/3 reduce gradients in buckets during backward.
     "dp2zero2fast": dict(dp=2, zero=2, deterministic=False),
     "dp3zero3fast": dict(dp=3, zero=3, deterministic=False),
+    # Micro-batches with pages handed back (small buckets): each
+    # micro-batch's buckets reduce-scattered into the shard.
+    "dp3zero2m2fast": dict(dp=3, zero=2, micro_batches=2, bucket_bytes=400, deterministic=False),
+    "dp3zero3m2fast": dict(dp=3, zero=3, micro_batches=2, bucket_bytes=400, deterministic=False),
     # Default mode at every ZeRO stage: under MPI with overlap on the buckets
     # are reduced on a communication thread while backward goes on, on
     # threads after backward; and MPI with overlap auto (off on one machine)

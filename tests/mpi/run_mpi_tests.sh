@@ -364,7 +364,7 @@ for np in 2 4; do
     py_mpi "$np" 180 "Python host: fit under mpirun -np $np (backend=\"mpi\") equals threads bit for bit" py_train.py
 done
 for case in "dp2 2" "pp2 2" "tp2 2" "dp2pp2 4" "tp2split 2" "pp2tp2split 4" "pp2v2 2" "dp2zero2fast 2" "dp3zero3fast 3" \
-    "dp2fast 2" "dp3fast 3" "dp2zero1fast 2" "dp2pp2fast 4"; do
+    "dp3zero2m2fast 3" "dp3zero3m2fast 3" "dp2fast 2" "dp3fast 3" "dp2zero1fast 2" "dp2pp2fast 4"; do
     set -- $case
     py_mpi "$2" 300 "GPT with a tied classifier, $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_gpt.py "$1"
 done

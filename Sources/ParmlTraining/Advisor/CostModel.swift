@@ -296,12 +296,13 @@ struct CostModel {
             p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: buckets, bytes: bytes / Double(buckets), seconds: t))
         }
         p.communication = comm
-        // Buckets release every gradient page outside the rank's shard after
-        // reducing it, whether or not that lowers the peak; the next backward
-        // faults each one in again, zeroed.
+        // Buckets that hand pages back (where that lowers the peak) release
+        // every gradient page outside the rank's shard after reducing it,
+        // once per micro-batch; the next backward faults each one in again, zeroed.
         for run in c.layout.virtualStages(of: peakStage) where c.bucketsGradients(run: run) {
             let range = c.layout.stageRanges[run]
             p.releasedGradientBytes += Double(range.count - VirtualStage.owned(range, layout: c.layout, data: 0).count) * f
+                * Double(st.microBatches)
         }
         if p.releasedGradientBytes > 0 {
             p.overhead += pageFaults(bytes: p.releasedGradientBytes, st, local: local, contention: contention)

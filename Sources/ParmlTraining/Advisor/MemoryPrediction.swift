@@ -12,10 +12,15 @@ extension LayoutCandidate {
         layout.partition.layers[c].contains { profile.model.root.layers[$0] is BatchStatisticsLayer }
     }
 
-    /// Whether run `c`'s gradients go through ZeRO-2/3's buckets, as the
-    /// trainer runs them: one micro-batch and no batch_norm in the run.
+    /// Whether run `c`'s gradients go through ZeRO-2/3's buckets that hand
+    /// pages back, as the trainer runs them (GradientBuckets.releasesPages:
+    /// no batch_norm in the run, and a lower peak for it; with micro-batches
+    /// each one's buckets are reduced and handed back).
     func bucketsGradients(run c: Int) -> Bool {
-        layout.gradientBucketFloats != nil && strategy.microBatches == 1 && !holdsBatchStatistics(run: c)
+        guard let floats = layout.gradientBucketFloats else { return false }
+        return GradientBuckets(
+            layers: layout.partition.layers[c], range: layout.stageRanges[c], model: profile.model, layout: layout, bucketFloats: floats
+        ).releasesPages
     }
 
     /// Stage `s` of data rank 0 and tp rank 0 (data rank 0 takes the most rows and the largest shard).
