@@ -211,8 +211,8 @@ class ParameterAverage(Callback):
     (the second term, the warm-up, only with ``warmup=True``); the first
     iterate it sees starts the average. The warm-up keeps early iterates
     from dominating: d reaches 0.999 only after 8,990 steps, so in shorter
-    runs the average weighs step s about as (s + 10)^8 and covers roughly the
-    last ninth of the steps. With ``callback_every_steps=N`` it averages
+    runs of T steps the average weighs step s about as s^8 (its mean lags
+    the last step by about T/10). With ``callback_every_steps=N`` it averages
     every N-th iterate, one update per call. Under differential privacy
     the average is post-processing of the private iterates: it costs no
     privacy (no ε). The average is kept in float64; ``parameters`` gives it
