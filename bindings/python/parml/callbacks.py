@@ -218,8 +218,8 @@ class ParameterAverage(Callback):
     privacy (no ε). The average is kept in float64; ``parameters`` gives it
     as float32, ``apply(model)`` writes it into the model (keep
     ``model.parameters`` first to go back). It goes on over later fit
-    calls; ``reset()`` forgets it. Under MPI every process keeps the same
-    average (it gathers ZeRO-3's shards before reading)."""
+    calls; ``reset()`` forgets it. Under MPI it calls ``gather_params``
+    before each read, as ZeRO-3 requires (not yet tested under mpirun)."""
 
     def __init__(self, decay: float = 0.999, warmup: bool = True) -> None:
         if not 0 <= decay < 1:
