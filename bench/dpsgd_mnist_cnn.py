@@ -4,13 +4,17 @@ with tanh for ReLU, trained privately with Poisson sampling; sigma chosen
 by the accountant for a target epsilon; epsilon from the trainer's
 accountant; test accuracy on the 10,000 test images.
 
-  PYTHONPATH=bindings/python python3 bench/dpsgd_mnist_cnn.py EPOCHS TARGET_EPS SEED [lr] [momentum] [batch] [C] [train_images] [normalise] [schedule]
+  PYTHONPATH=bindings/python python3 bench/dpsgd_mnist_cnn.py EPOCHS TARGET_EPS SEED [lr] [momentum] [batch] [C] [train_images] [normalise] [schedule] [average]
 
 Data from ../shared/data/mnist (kept out of the repository); pixels in
 [0, 1] as load_idx gives them, or with normalise = 1 standardised with
 MNIST's customary mean 0.1307 and deviation 0.3081 (PyTorch's MNIST
 example's constants, fixed in advance, not measured here). schedule "cosine" decays the learning rate to 0 over the
-run's steps (parml.schedules.cosine); otherwise it is constant.
+run's steps (parml.schedules.cosine); otherwise (e.g. "constant") it is constant.
+average > 0 also keeps an exponential moving average of the parameters
+with that per-step decay (parml.callbacks.ParameterAverage, with its
+warm-up min(decay, (1 + t) / (10 + t))) and evaluates both the final
+iterate and the average after the same run: post-processing, no epsilon.
 train_images > 0 trains on the first N images only (for
 timing a step; its epsilon is for that N)."""
 import gzip
@@ -35,6 +39,7 @@ c = float(args[6]) if len(args) > 6 else 0.1
 limit = int(args[7]) if len(args) > 7 else 0
 normalise = len(args) > 8 and args[8] == "1"
 cosine = len(args) > 9 and args[9] == "cosine"
+average = float(args[10]) if len(args) > 10 else 0.0
 delta = 1e-5
 
 
@@ -79,11 +84,19 @@ with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as 
         strategy=parml.Strategy(seed=seed), privacy=privacy
     ) as trainer:
         t0 = time.time()
-        history = trainer.fit(train, epochs=epochs, batch_size=batch, verbose="plain")
+        ema = parml.callbacks.ParameterAverage(average) if average > 0 else None
+        history = trainer.fit(
+            train, epochs=epochs, batch_size=batch, verbose="plain",
+            callbacks=[ema] if ema is not None else None, callback_every_steps=1 if ema is not None else None,
+        )
         result = trainer.evaluate(test)
+        averaged = ""
+        if ema is not None:
+            ema.apply(model)
+            averaged = f", average (decay {average}, {ema.updates} iterates) test accuracy {trainer.evaluate(test).accuracy:.4f}"
         print(
             f"tanh CNN, sigma {sigma:.4f}, C {c}, batch {batch} (Poisson, q {q:.5f}), lr {lr}, momentum {momentum}, {epochs} epochs "
             f"({steps} steps), seed {seed}{', normalised' if normalise else ''}{', cosine lr' if cosine else ''}: epsilon {trainer.epsilon:.3f} (delta {delta}, target {target}), "
-            f"test accuracy {result.accuracy:.4f}, {time.time() - t0:.0f} s",
+            f"test accuracy {result.accuracy:.4f}{averaged}, {time.time() - t0:.0f} s",
             flush=True,
         )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import parml
-from parml.callbacks import Callback, EarlyStopping, ModelCheckpoint, ReduceLROnPlateau
+from parml.callbacks import Callback, EarlyStopping, ModelCheckpoint, ParameterAverage, ReduceLROnPlateau
 
 from conftest import blobs, mlp
 
@@ -183,3 +183,54 @@ def test_bad_callbacks_are_refused():
         with pytest.raises(TypeError):
             t.fit(x, y, verbose=False, callbacks=[42])
         assert t.step_count == 0
+
+
+class Iterates(Callback):
+    """Records the parameters and the step count after every step."""
+
+    def __init__(self) -> None:
+        self.params: list[np.ndarray] = []
+        self.steps: list[int] = []
+
+    def on_step_end(self, trainer, metrics):
+        self.params.append(trainer.model.parameters)
+        self.steps.append(metrics.steps)
+
+
+def ema_reference(params, steps, decay, warmup):
+    """The average ParameterAverage documents, in float64 with numpy."""
+    avg = params[0].astype(np.float64)
+    for p, t in zip(params[1:], steps[1:]):
+        d = min(decay, (1 + t) / (10 + t)) if warmup else decay
+        avg = d * avg + (1 - d) * p.astype(np.float64)
+    return avg
+
+
+@pytest.mark.parametrize("decay,warmup", [(0.6, True), (0.9, False)])
+def test_parameter_average_is_the_moving_average_of_the_iterates(decay, warmup):
+    x, y = blobs(200)
+
+    def run(callbacks):
+        with mlp(seed=6) as model, parml.Trainer(model, optimizer=parml.SGD(0.1, momentum=0.9)) as t:
+            t.fit(x, y, epochs=3, batch_size=20, verbose=False, callbacks=callbacks, callback_every_steps=1 if callbacks else None)
+            return model.parameters
+
+    avg, seen = ParameterAverage(decay, warmup=warmup), Iterates()
+    final = run([avg, seen])
+    assert seen.steps == list(range(1, 31)) and avg.updates == 30
+    # decay 0.6 with warm-up: min(0.6, (1+t)/(10+t)) is the warm-up term up to t = 12, 0.6 from t = 13.
+    np.testing.assert_allclose(avg.parameters, ema_reference(seen.params, seen.steps, decay, warmup).astype(np.float32), rtol=1e-6, atol=1e-7)
+    # By hand over two steps: at t = 2 the first iterate keeps weight d = min(decay, 3/12).
+    two, pair = ParameterAverage(decay, warmup=warmup), Iterates()
+    with mlp(seed=6) as model, parml.Trainer(model, optimizer=parml.SGD(0.1)) as t:
+        t.fit(x[:40], y[:40], epochs=1, batch_size=20, verbose=False, callbacks=[two, pair], callback_every_steps=1)
+    d = 0.25 if warmup else decay
+    p1, p2 = (p.astype(np.float64) for p in pair.params)
+    np.testing.assert_allclose(two.parameters, (d * p1 + (1 - d) * p2).astype(np.float32), rtol=1e-6, atol=1e-7)
+    # The average differs from the final iterate, and reading the model each step changed no step.
+    assert not np.allclose(avg.parameters, final)
+    np.testing.assert_array_equal(final.view(np.uint32), run([]).view(np.uint32))
+    np.testing.assert_array_equal(final.view(np.uint32), seen.params[-1].view(np.uint32))
+    with mlp(seed=6) as model:
+        avg.apply(model)
+        np.testing.assert_array_equal(model.parameters, avg.parameters)
