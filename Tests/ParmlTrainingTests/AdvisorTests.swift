@@ -291,6 +291,29 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(calibration.pageFaultSeconds(concurrent: 3) - 1.15e-5) < 1e-15 && calibration.pageFaultSeconds(concurrent: 8) == 1.6e-5)
     }
 
+    /// ZeRO-2 whose buckets hand pages back reduce-scatters every
+    /// micro-batch's buckets into the shard: m reduce-scatters (half an
+    /// all-reduce each) and one all-gather a step, where ZeRO-1 sends the same
+    /// whatever m.
+    @Test func microBatchesReduceScatterIntoTheShardEachTime() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        let calibration = fixedCalibration()
+        let request = AdviceRequest(sampleShape: Shape(12), batch: 64)
+        func dpTerm(zero: Int, m: Int) throws -> CommunicationTerm {
+            var st = StrategyConfig()
+            (st.dp, st.zeroStage, st.microBatches, st.bucketBytes) = (2, zero, m, 64 << 10)
+            let p = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: calibration)
+            return try #require(p.communications.first { $0.group == "dp(2)" })
+        }
+        let one = try dpTerm(zero: 2, m: 1), four = try dpTerm(zero: 2, m: 4)
+        #expect(four.count == 4 * one.count)
+        #expect(abs(four.seconds - one.seconds * 5 / 2) <= 1e-9 * one.seconds, "\(four.seconds) vs \(one.seconds)")
+        #expect(four.what.contains("each of the 4 micro-batches") && !one.what.contains("micro-batches"))
+        let zeroOne = try dpTerm(zero: 1, m: 1), zeroOneFour = try dpTerm(zero: 1, m: 4)
+        #expect(zeroOneFour.count == zeroOne.count && abs(zeroOneFour.seconds - zeroOne.seconds) <= 1e-9 * zeroOne.seconds)
+        #expect(abs(zeroOne.seconds - one.seconds) <= 1e-9 * one.seconds)
+    }
+
     /// Ranks past the cores: a group between two measured sizes is costed
     /// between them (3 ranks on 2 cores lie between 2 threads with a core
     /// each and 4 sharing 2 cores), and data parallelism over more ranks

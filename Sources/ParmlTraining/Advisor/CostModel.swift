@@ -280,20 +280,28 @@ struct CostModel {
             let sharing = max(1, Double(world) / Double(max(mesh.dp, coresPerNode)))
             var t = Double(buckets) * once * sharing
             var what = "gradients all-reduce"
+            var count = buckets
             if st.zeroStage >= 1 {
+                // In halves of an all-reduce: each reduce-scatter is one, and
+                // so is each all-gather of the parameters.
+                let gathers: Double = peak.gathersParameters ? 2 : (st.zeroStage >= 3 && st.backend == .threads ? 0 : 1)
+                // Where the buckets hand pages back, every micro-batch's
+                // buckets are reduce-scattered into the shard (GradientBuckets).
+                let reductions = c.layout.virtualStages(of: peakStage).contains { c.bucketsGradients(run: $0) } ? st.microBatches : 1
+                t *= (Double(reductions) + gathers) / 2
+                count = buckets * reductions
                 what = st.zeroStage >= 3 && st.backend == .threads
                     ? "gradients reduce-scatter (ZeRO-3: the shared arena needs no gather)"
                     : "gradients reduce-scatter + parameters all-gather (ZeRO-\(st.zeroStage))"
-                if st.zeroStage >= 3 && st.backend == .threads { t /= 2 }
                 if peak.gathersParameters {
                     // MPI ZeRO-3 gathers each layer before its forward and again before its backward.
                     what = "gradients reduce-scatter + parameters all-gathered per layer, forward and backward (ZeRO-3)"
-                    t *= 1.5
                 }
+                if reductions > 1 { what += ", each of the \(reductions) micro-batches' buckets reduce-scattered into the shard" }
             }
             if st.deterministic { what += ", chunk-tree order" }
             comm += t
-            p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: buckets, bytes: bytes / Double(buckets), seconds: t))
+            p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: count, bytes: bytes / Double(buckets), seconds: t))
         }
         p.communication = comm
         // Buckets that hand pages back (where that lowers the peak) release
