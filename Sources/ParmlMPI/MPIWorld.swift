@@ -90,18 +90,23 @@ public final class MPIWorld: @unchecked Sendable {
         world = try MPICommunicator(
             world: state, comm: state.dataComm, ownsComm: false, name: name, worldRanks: Array(0..<state.size),
             isWorld: true)
-        spansMachines = try MPIWorld.hostsDiffer(over: world, rank: state.rank, size: state.size)
+        spansMachines = try MPIWorld.hostsDiffer(state: state)
     }
 
     /// Each process writes its host name's 32-bit FNV-1a hash, as two exact
     /// 16-bit halves, into its own slots; a sum over the world then hands
-    /// every process the whole table.
-    static func hostsDiffer(over comm: Communicator, rank: Int, size: Int) throws -> Bool {
-        var table = [Float](repeating: 0, count: 2 * size)
+    /// every process the whole table. A plain MPI_Allreduce, part of making
+    /// the world as MPI_Comm_dup is, so the host's collectives keep their
+    /// numbers in the watchdog's messages.
+    static func hostsDiffer(state: WorldState) throws -> Bool {
+        var table = [Float](repeating: 0, count: 2 * state.size)
         let h = hostNameHash()
-        table[2 * rank] = Float(h >> 16)
-        table[2 * rank + 1] = Float(h & 0xffff)
-        try table.withUnsafeMutableBufferPointer { try comm.allReduce($0.baseAddress!, count: 2 * size, op: .sum) }
+        table[2 * state.rank] = Float(h >> 16)
+        table[2 * state.rank + 1] = Float(h & 0xffff)
+        let n = Int32(table.count)
+        try table.withUnsafeMutableBufferPointer {
+            try MPIRuntime.check(pml_mpi_allreduce_sum($0.baseAddress!, n, state.dataComm), "MPI_Allreduce")
+        }
         return differ(hostTable: table)
     }
 
