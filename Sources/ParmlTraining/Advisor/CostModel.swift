@@ -271,6 +271,8 @@ struct CostModel {
             p.communications.append(
                 CommunicationTerm(what: "activations and their gradients (send/recv)", group: "pp(\(mesh.pp))", count: sends, bytes: bytes, seconds: t))
         }
+        // The fullest stage's runs whose buckets hand pages back (GradientBuckets.releasesPages).
+        let releasingRuns = c.layout.virtualStages(of: peakStage).filter { c.bucketsGradients(run: $0) }
         if mesh.dp > 1 {
             let floats = Double(peak.sliceFloats), bytes = floats * f
             let buckets = max(1, Int((bytes / Double(st.bucketBytes)).rounded(.up)))
@@ -287,7 +289,7 @@ struct CostModel {
                 let gathers: Double = peak.gathersParameters ? 2 : (st.zeroStage >= 3 && st.backend == .threads ? 0 : 1)
                 // Where the buckets hand pages back, every micro-batch's
                 // buckets are reduce-scattered into the shard (GradientBuckets).
-                let reductions = c.layout.virtualStages(of: peakStage).contains { c.bucketsGradients(run: $0) } ? st.microBatches : 1
+                let reductions = releasingRuns.isEmpty ? 1 : st.microBatches
                 t *= (Double(reductions) + gathers) / 2
                 count = buckets * reductions
                 what = st.zeroStage >= 3 && st.backend == .threads
@@ -307,7 +309,7 @@ struct CostModel {
         // Buckets that hand pages back (where that lowers the peak) release
         // every gradient page outside the rank's shard after reducing it,
         // once per micro-batch; the next backward faults each one in again, zeroed.
-        for run in c.layout.virtualStages(of: peakStage) where c.bucketsGradients(run: run) {
+        for run in releasingRuns {
             let range = c.layout.stageRanges[run]
             p.releasedGradientBytes += Double(range.count - VirtualStage.owned(range, layout: c.layout, data: 0).count) * f
                 * Double(st.microBatches)

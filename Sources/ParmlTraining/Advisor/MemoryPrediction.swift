@@ -42,8 +42,8 @@ extension LayoutCandidate {
                 a.gatheredFloats = max(a.gatheredFloats, ParameterGathering.largestOutside(layers: layers, run: range, owned: owned, model: profile.model))
             }
             a.optimizerFloats += owned.count * state
-            // As RankMemory counts a run's gradients.
-            if bucketsGradients(run: c), let floats = layout.gradientBucketFloats {
+            // As RankMemory counts a run's gradients (the whole slice where its buckets keep their pages).
+            if let floats = layout.gradientBucketFloats {
                 let buckets = GradientBuckets(layers: layers, range: range, model: profile.model, layout: layout, bucketFloats: floats)
                 a.gradientFloats += buckets.residentGradients(owned: owned)
             } else {
