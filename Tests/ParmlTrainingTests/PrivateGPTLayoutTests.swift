@@ -13,25 +13,7 @@ import _ParmlTestSupport
 
 /// miniGPT with the tied head replaced by an untied linear classifier.
 private func untiedGPT(seed: UInt64 = 6) throws -> Model {
-    let m = Model()
-    try m.add(try Embedding(count: 16, dim: 16, initStd: 0.02))
-    try m.add(try PositionEmbedding(positions: 8, dim: 16, initStd: 0.02))
-    for _ in 0..<2 {
-        try m.beginResidual()
-        try m.add(try LayerNorm(features: 16))
-        try m.add(try CausalSelfAttention(features: 16, heads: 2))
-        try m.endResidual()
-        try m.beginResidual()
-        try m.add(try LayerNorm(features: 16))
-        try m.add(try Linear(inFeatures: 16, outFeatures: 32))
-        try m.add(Activation(.gelu))
-        try m.add(try Linear(inFeatures: 32, outFeatures: 16))
-        try m.endResidual()
-    }
-    try m.add(try LayerNorm(features: 16))
-    try m.add(try Linear(inFeatures: 16, outFeatures: 16, bias: false))
-    try m.initialize(seed: seed)
-    return m
+    try miniGPT(vocabulary: 16, width: 16, context: 8, blocks: 2, heads: 2, seed: seed, hidden: 32, tiedHead: false)
 }
 
 /// 12 sequences of 8 tokens and their next tokens (ids as floats, as the

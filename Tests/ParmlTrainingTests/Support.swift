@@ -108,8 +108,14 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
 }
 
 /// nanoGPT's shape in miniature: token and position embeddings, `blocks`
-/// pre-LayerNorm blocks (attention, MLP), a final norm and a tied head.
-func miniGPT(vocabulary v: Int, width c: Int, context t: Int, blocks: Int, heads: Int, seed: UInt64) throws -> Model {
+/// pre-LayerNorm blocks (attention, MLP of `hidden` units, 4·width by
+/// default), a final norm and a tied head (or, `tiedHead` false, a linear
+/// classifier without bias).
+func miniGPT(
+    vocabulary v: Int, width c: Int, context t: Int, blocks: Int, heads: Int, seed: UInt64, hidden: Int? = nil,
+    tiedHead: Bool = true
+) throws -> Model {
+    let h = hidden ?? 4 * c
     let m = Model()
     try m.add(try Embedding(count: v, dim: c, initStd: 0.02))
     try m.add(try PositionEmbedding(positions: t, dim: c, initStd: 0.02))
@@ -120,13 +126,17 @@ func miniGPT(vocabulary v: Int, width c: Int, context t: Int, blocks: Int, heads
         try m.endResidual()
         try m.beginResidual()
         try m.add(try LayerNorm(features: c))
-        try m.add(try Linear(inFeatures: c, outFeatures: 4 * c))
+        try m.add(try Linear(inFeatures: c, outFeatures: h))
         try m.add(Activation(.gelu))
-        try m.add(try Linear(inFeatures: 4 * c, outFeatures: c))
+        try m.add(try Linear(inFeatures: h, outFeatures: c))
         try m.endResidual()
     }
     try m.add(try LayerNorm(features: c))
-    try m.add(try TiedClassifier(count: v, dim: c))
+    if tiedHead {
+        try m.add(try TiedClassifier(count: v, dim: c))
+    } else {
+        try m.add(try Linear(inFeatures: c, outFeatures: v, bias: false))
+    }
     try m.initialize(seed: seed)
     return m
 }
