@@ -76,7 +76,14 @@ public enum WorkerPool {
     /// would hold under `grain` elements, at least 1.
     @inline(__always)
     public static func partLimit(count: Int, grain: Int) -> Int {
-        max(1, min(Int(pml_pool_threads()), count / max(grain, 1)))
+        partLimit(count: count, grain: grain, threads: Int(pml_pool_threads()))
+    }
+
+    /// `partLimit` for a given thread count (the pool's size is one setting
+    /// per process, which any trainer may change meanwhile).
+    @inline(__always)
+    public static func partLimit(count: Int, grain: Int, threads: Int) -> Int {
+        max(1, min(threads, count / max(grain, 1)))
     }
 }
 
