@@ -17,17 +17,14 @@ warm-up min(decay, (1 + t) / (10 + t))) and evaluates both the final
 iterate and the average after the same run: post-processing, no epsilon.
 train_images > 0 trains on the first N images only (for
 timing a step; its epsilon is for that N)."""
-import gzip
-import math
-import os
 import sys
 import time
 
 import numpy as np
 
 import parml
+from dpsgd_mnist_common import delta, idx, private_trainer
 
-root = os.environ.get("MNIST_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist"))
 args = sys.argv[1:]
 epochs = int(args[0]) if len(args) > 0 else 15
 target = float(args[1]) if len(args) > 1 else 1.0
@@ -40,7 +37,6 @@ limit = int(args[7]) if len(args) > 7 else 0
 normalise = len(args) > 8 and args[8] == "1"
 cosine = len(args) > 9 and args[9] == "cosine"
 average = float(args[10]) if len(args) > 10 else 0.0
-delta = 1e-5
 
 
 def cnn(seed):
@@ -55,14 +51,6 @@ def cnn(seed):
     )
 
 
-def idx(name):
-    with gzip.open(f"{root}/{name}") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 x_train = (idx("train-images-idx3-ubyte.gz").astype(np.float32) / 255).reshape(-1, 1, 28, 28)
 y_train = idx("train-labels-idx1-ubyte.gz").astype(np.int32)
 if limit > 0:
@@ -72,17 +60,9 @@ y_test = idx("t10k-labels-idx1-ubyte.gz").astype(np.int32)
 if normalise:
     x_train, x_test = (x_train - 0.1307) / 0.3081, (x_test - 0.1307) / 0.3081
 with parml.Dataset(x_train, y_train) as train, parml.Dataset(x_test, y_test) as test:
-    n = len(train)
-    q = batch / n
-    steps = epochs * math.ceil(n / batch)  # fit's steps: ceil(n / batch) an epoch
-    sigma = parml.privacy.sigma_for(target, q=q, delta=delta, steps=steps)
     model = cnn(seed)
-    privacy = parml.Privacy(noise_multiplier=sigma, max_grad_norm=c, delta=delta)
-    with model, parml.Trainer(
-        model,
-        optimizer=parml.SGD(lr, momentum=momentum, schedule=parml.schedules.cosine(steps) if cosine else None),
-        strategy=parml.Strategy(seed=seed), privacy=privacy
-    ) as trainer:
+    trainer, sigma, q, steps = private_trainer(model, len(train), epochs, target, seed, lr, momentum, batch, c, cosine)
+    with model, trainer:
         t0 = time.time()
         ema = parml.callbacks.ParameterAverage(average) if average > 0 else None
         history = trainer.fit(
