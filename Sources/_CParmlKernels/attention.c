@@ -174,13 +174,6 @@ PML_CLONES void pml_causal_softmax_backward(const float *restrict p, float *rest
 // ascending index), so the bits do not depend on the clone, the thread or
 // how pairs are split; products over the causal triangle only.
 
-#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__)) && !defined(PML_SANITIZED)
-// fmaf must be an instruction: avx2 alone does not imply FMA.
-#define PML_FMA_CLONES __attribute__((target_clones("avx512f", "fma", "default")))
-#else
-#define PML_FMA_CLONES
-#endif
-
 // Rows r < R of out (ld ldo) = α · acc[r · stride + v], v < NV, the first n
 // columns: whole vectors when n fills them, else through a tile (the
 // output's row may end within the last vector).
