@@ -365,6 +365,10 @@ PML_AI void pml_upper_block(size_t J, size_t j0, size_t t, const float *restrict
         for (size_t r = 0; r < J; r++) pml_upper_rows(1, j0 + r, t, c, t, b, ldb, hs, alpha, out + r * ldo, ldo);
 }
 
+// Each phase is its own loop over the row blocks, and the softmax is the
+// exported (cloned) function: inlined into the products' loops, its
+// e^x constants stayed in registers there and pushed an accumulator to the
+// stack, which lengthened the FMA chain by a store and a load.
 PML_FMA_CLONES void pml_attention_forward(size_t t, size_t hs, float scale, const float *q, const float *k,
                                           const float *v, size_t ld, float *p, float *pv, const float *mask,
                                           float *y, size_t ldy, float *scratch) {
@@ -374,16 +378,17 @@ PML_FMA_CLONES void pml_attention_forward(size_t t, size_t hs, float scale, cons
     const float *vp = pml_padded(v, ld, t, hs, pad, &ldv);
     for (size_t i0 = 0; i0 < t; i0 += PML_ROW_BLOCK) {
         const size_t R = t - i0 < PML_ROW_BLOCK ? t - i0 : PML_ROW_BLOCK;
-        float *pr = p + i0 * t;
-        pml_scores_block(R, i0, t, q + i0 * ld, ld, hs, kt, scale, pr);
-        pml_softmax_rows(pr, R, t, i0);
-        const float *c = pr;
-        if (mask) {
-            float *pvr = pv + i0 * t;
-            for (size_t e = 0; e < R * t; e++) pvr[e] = pr[e] * mask[i0 * t + e];
-            c = pvr;
-        }
-        pml_lower_block(R, i0, c, t, vp, ldv, hs, 1.0f, y + i0 * ldy, ldy);
+        pml_scores_block(R, i0, t, q + i0 * ld, ld, hs, kt, scale, p + i0 * t);
+    }
+    pml_causal_softmax(p, t, t, 0);
+    const float *c = p;
+    if (mask) {
+        for (size_t e = 0; e < t * t; e++) pv[e] = p[e] * mask[e];
+        c = pv;
+    }
+    for (size_t i0 = 0; i0 < t; i0 += PML_ROW_BLOCK) {
+        const size_t R = t - i0 < PML_ROW_BLOCK ? t - i0 : PML_ROW_BLOCK;
+        pml_lower_block(R, i0, c + i0 * t, t, vp, ldv, hs, 1.0f, y + i0 * ldy, ldy);
     }
 }
 
@@ -394,20 +399,21 @@ PML_FMA_CLONES void pml_attention_backward(size_t t, size_t hs, float scale, con
     const size_t t16 = pml_round16(t), hs16 = pml_round16(hs);
     float *ds = scratch, *vt = ds + t * t, *pad1 = vt + hs * t16, *pad2 = pad1 + t * hs16;
     pml_transpose_padded(v, ld, t, hs, vt, t16);
-    size_t ldk;
-    const float *kp = pml_padded(k, ld, t, hs, pad1, &ldk);
-    // Rows of dS = P ⊙ (dP − rowsum(dP ⊙ P)), dP = (dy·vᵀ) ⊙ M, and dq = dS·k·scale.
+    // dS = P ⊙ (dP − rowsum(dP ⊙ P)), dP = (dy·vᵀ) ⊙ M.
     for (size_t i0 = 0; i0 < t; i0 += PML_ROW_BLOCK) {
         const size_t R = t - i0 < PML_ROW_BLOCK ? t - i0 : PML_ROW_BLOCK;
-        float *dr = ds + i0 * t;
-        pml_scores_block(R, i0, t, dy + i0 * lddy, lddy, hs, vt, 1.0f, dr);
-        if (mask) // the block's columns up to the diagonal (and a little past)
-            for (size_t e = 0; e < R * t; e++) dr[e] *= mask[i0 * t + e];
-        pml_softmax_backward_rows(p, ds, i0, R, t);
-        pml_lower_block(R, i0, dr, t, kp, ldk, hs, scale, dq + i0 * ldd, ldd);
+        pml_scores_block(R, i0, t, dy + i0 * lddy, lddy, hs, vt, 1.0f, ds + i0 * t);
     }
-    // dv = P̃ᵀ·dy and dk = dSᵀ·q·scale, by columns of P̃ and dS.
-    size_t lddyp, ldq;
+    if (mask) // past a row's scores (its diagonal's 16-column end) the values are stale and never read
+        for (size_t e = 0; e < t * t; e++) ds[e] *= mask[e];
+    pml_causal_softmax_backward(p, ds, t);
+    // dq = dS·k·scale by rows, dv = P̃ᵀ·dy and dk = dSᵀ·q·scale by columns of P̃ and dS.
+    size_t ldk, lddyp, ldq;
+    const float *kp = pml_padded(k, ld, t, hs, pad1, &ldk);
+    for (size_t i0 = 0; i0 < t; i0 += PML_ROW_BLOCK) {
+        const size_t R = t - i0 < PML_ROW_BLOCK ? t - i0 : PML_ROW_BLOCK;
+        pml_lower_block(R, i0, ds + i0 * t, t, kp, ldk, hs, scale, dq + i0 * ldd, ldd);
+    }
     const float *dyp = pml_padded(dy, lddy, t, hs, pad1, &lddyp);
     const float *qp = pml_padded(q, ld, t, hs, pad2, &ldq);
     for (size_t j0 = 0; j0 < t; j0 += PML_ROW_BLOCK) {
