@@ -32,9 +32,10 @@ void pml_causal_softmax_backward(const float *p, float *ds, size_t t);
  * ld ldy) = P̃·v. Backward, with dy (t, hs, ld lddy) the gradient at y:
  * dv = P̃ᵀ·dy, dS = P ⊙ (dP − rowsum(dP ⊙ P)) with dP = (dy·vᵀ) ⊙ mask,
  * dq = dS·k·scale, dk = dSᵀ·q·scale (t, hs each, ld ldd; written, not
- * added). pv is P when there is no mask. Every element is one chain of
- * fused multiply-adds over its terms in ascending order: the same bits on
- * every thread and clone. scratch: pml_attention_scratch(t, hs) floats. */
+ * added); the backward takes p as pv when there is no mask. Every
+ * element is one chain of fused multiply-adds over its terms in ascending
+ * order: the same bits on every thread and clone. scratch:
+ * pml_attention_scratch(t, hs) floats. */
 size_t pml_attention_scratch(size_t t, size_t hs);
 void pml_attention_forward(size_t t, size_t hs, float scale, const float *q, const float *k, const float *v, size_t ld,
                            float *p, float *pv, const float *mask, float *y, size_t ldy, float *scratch);
