@@ -84,12 +84,12 @@ static inline __attribute__((always_inline)) float pml_gelu_phi(float v, float a
     float h = -0.5f * (hi * hi), l = -0.5f * ((a - hi) * (a + hi));
     h = h > -87.0f ? h : -87.0f; // NaN compares false: -87
     l = l > -87.0f ? l : -87.0f;
-    float e = pml_exp_clamped(h) * pml_exp_clamped(l);
+    float e = pml_exp_clamped_fma(h) * pml_exp_clamped_fma(l);
     *gauss = e;
     float z = a * 0.707106781186547524f, u = z * z;
-    float half_erf = 0.5f * (z * pml_poly(u, PML_ERF_P, 6));
-    float near = pml_poly(z - 1.5f, PML_ERFCX_NEAR, 13);
-    float far = far_needed ? pml_poly(1.0f / (z > 2.5f ? z : 2.5f), PML_ERFCX_FAR, 9) : 0.0f;
+    float half_erf = 0.5f * (z * pml_poly_fma(u, PML_ERF_P, 6));
+    float near = pml_poly_fma(z - 1.5f, PML_ERFCX_NEAR, 13);
+    float far = far_needed ? pml_poly_fma(1.0f / (z > 2.5f ? z : 2.5f), PML_ERFCX_FAR, 9) : 0.0f;
     float half_erfc = 0.5f * (e * (z < 2.5f ? near : far));
     if (z < 0.5f) return v < 0.0f ? 0.5f - half_erf : 0.5f + half_erf;
     return v < 0.0f ? half_erfc : 1.0f - half_erfc;
@@ -126,7 +126,7 @@ static inline __attribute__((always_inline)) void pml_gelu_forward_block(const f
     }
 }
 
-PML_CLONES void pml_gelu_forward(const float *restrict x, float *restrict y, size_t n) {
+PML_FMA_CLONES void pml_gelu_forward(const float *restrict x, float *restrict y, size_t n) {
 #define PML_BODY(at, count, far) pml_gelu_forward_block(x + (at), y + (at), (count), (far))
     PML_GELU_BLOCKS(n, x, PML_BODY);
 #undef PML_BODY
@@ -144,7 +144,7 @@ static inline __attribute__((always_inline)) void pml_gelu_backward_block(const 
     }
 }
 
-PML_CLONES void pml_gelu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n) {
+PML_FMA_CLONES void pml_gelu_backward(const float *restrict x, const float *restrict dy, float *restrict dx, size_t n) {
 #define PML_BODY(at, count, far) pml_gelu_backward_block(x + (at), dy + (at), dx + (at), (count), (far))
     PML_GELU_BLOCKS(n, x, PML_BODY);
 #undef PML_BODY
@@ -161,7 +161,7 @@ static inline __attribute__((always_inline)) void pml_gelu_train_block(const flo
     }
 }
 
-PML_CLONES void pml_gelu_forward_train(const float *restrict x, float *restrict y, float *restrict d, size_t n) {
+PML_FMA_CLONES void pml_gelu_forward_train(const float *restrict x, float *restrict y, float *restrict d, size_t n) {
 #define PML_BODY(at, count, far) pml_gelu_train_block(x + (at), y + (at), d + (at), (count), (far))
     PML_GELU_BLOCKS(n, x, PML_BODY);
 #undef PML_BODY

@@ -145,9 +145,10 @@ private func worst(_ a: [Float], _ b: [Double], atol: Double = 1e-5, rtol: Doubl
         Case(b: 1, t: 5, c: 12, heads: 4, bias: true),
         Case(b: 3, t: 5, c: 8, heads: 2, bias: true, dropout: 0.3),
         Case(b: 2, t: 7, c: 8, heads: 4, bias: false, dropout: 0.5),
-        // Long enough for the halved causal products (CausalProducts, T ≥ 32)
-        // and the softmax's 16-lane chunks: T odd (a masked chunk, then one
-        // key at a time past the last whole chunk), and 64 with dropout.
+        // Long enough for the pair kernel's 4-row blocks and 16-lane chunks
+        // (pml_attention.h) and the softmax's: T odd (a masked chunk, then
+        // one key at a time past the last whole chunk, a short last block),
+        // and 64 with dropout. Wider heads: AttentionPairKernelTests.
         Case(b: 2, t: 33, c: 8, heads: 2, bias: true),
         Case(b: 1, t: 64, c: 8, heads: 2, bias: false, dropout: 0.2),
     ]

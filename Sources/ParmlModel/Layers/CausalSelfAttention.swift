@@ -10,7 +10,9 @@ import Glibc
 //   qkv (R, 3C) = x·Wₐᵀ + bₐ           one sgemm; q, k, v are the column
 //                                      blocks [0,C), [C,2C), [2C,3C); head h is
 //                                      columns h·hs..<(h+1)·hs of each
-//   S  (T, T)   = q·kᵀ/√hs per (b, h)  gemm over the strided views (ld 3C)
+//   S  (T, T)   = q·kᵀ/√hs per (b, h)  on the strided views (ld 3C), in
+//                                      one C kernel per pair with the rest
+//                                      (pml_attention.h)
 //   P           = softmax_j(S), j ≤ i (causal: j > i is exactly 0)
 //   P̃           = P ⊙ M/(1−p)          attention dropout, training only
 //   y  (T, hs)  = P̃·v, written into head h's columns of y (R, C)
@@ -85,7 +87,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     let output = Buffer()
     let gradHeads = Buffer()  // dy (B, T, C)
     private let gradQKV = Buffer()  // (B, T, 3C)
-    private let gradScores = Buffer()  // (parts, T, T) scratch, a (T, T) per thread
+    private let pairScratch = Buffer()  // (parts, pml_attention_scratch(T, hs)): one per thread
 
     /// (sample, head) pairs per part at least: a pair's products and softmax
     /// take a few µs at T = 64, as long as a hand-over to another thread.
@@ -292,12 +294,13 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         }
         let y = try heads_.shaped(Shape(b, t, d))
         let scale = 1 / Float(hs).squareRoot()
+        let scratch = try pairScratch(t: t, pairs: b * nh)
         // (sample, head) pairs are independent: split over the rank's threads.
         WorkerPool.forRanges(
             count: b * nh, grain: Self.pairGrain, alignment: 1,
             ForwardPairs(
                 t: t, nh: nh, hs: hs, d: d, scale: scale, q: q.data, p: p.data, pv: pv.data,
-                mask: wasDropping ? mask.tensor.data : nil, y: y.data))
+                mask: wasDropping ? mask.tensor.data : nil, y: y.data, scratch: scratch))
 
         let out = try output.shaped(x.shape)
         if let projBias { Kernels.broadcastRows(projBias.data, into: out.data, rows: rows, cols: c) }
@@ -373,14 +376,21 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         let q = qkv.tensor, p = probs.tensor, pv = wasDropping ? dropped.tensor : p
         let b = q.shape[0], t = q.shape[1], nh = heads, hs = headSize
         let dq = try gradQKV.shaped(q.shape)
-        let parts = WorkerPool.partLimit(count: b * nh, grain: Self.pairGrain)
-        let scratch = try gradScores.shaped(Shape(parts, t, t))
+        let scratch = try pairScratch(t: t, pairs: b * nh)
         WorkerPool.forRanges(
             count: b * nh, grain: Self.pairGrain, alignment: 1,
             BackwardPairs(
                 t: t, nh: nh, hs: hs, d: inner, scale: 1 / Float(hs).squareRoot(), q: q.data, p: p.data, pv: pv.data,
-                mask: wasDropping ? mask.tensor.data : nil, dy: dy.data, dq: dq.data, scratch: scratch.data))
+                mask: wasDropping ? mask.tensor.data : nil, dy: dy.data, dq: dq.data, scratch: scratch))
         return dq
+    }
+
+    /// The pair kernels' scratch, one slice per part of `pairs` (its size
+    /// from pml_attention_scratch; the buffer keeps its room across steps).
+    private func pairScratch(t: Int, pairs: Int) throws -> PairScratch {
+        let per = pml_attention_scratch(t, headSize)
+        let parts = WorkerPool.partLimit(count: pairs, grain: Self.pairGrain)
+        return PairScratch(base: try pairScratch.shaped(Shape(parts, per)).data, stride: per)
     }
 
     /// dx = dqkv·Wₐ into the layer's input-gradient buffer (float32).
@@ -393,60 +403,58 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     }
 }
 
+/// Part p's slice of the pair kernels' scratch.
+private struct PairScratch {
+    let base: UnsafeMutablePointer<Float>
+    let stride: Int
+    func part(_ p: Int) -> UnsafeMutablePointer<Float> { base + p * stride }
+}
+
 /// Attention forward for a range of (sample, head) pairs: scores, causal
-/// softmax, dropout, weighted values. Pairs touch disjoint memory.
+/// softmax, dropout, weighted values (pml_attention_forward). Pairs touch
+/// disjoint memory.
 private struct ForwardPairs: RangeTask {
     let t, nh, hs, d: Int
     let scale: Float
     let q, p, pv: UnsafeMutablePointer<Float>
     let mask: UnsafeMutablePointer<Float>?
     let y: UnsafeMutablePointer<Float>
+    let scratch: PairScratch
 
     func run(_ pairs: Range<Int>, part: Int) {
         let c3 = 3 * d, tt = t * t
+        let work = scratch.part(part)
         for pair in pairs {
             let bi = pair / nh, h = pair % nh
-            let base = q + bi * t * c3
+            let head = q + bi * t * c3 + h * hs
             let off = pair * tt
-            let s = p + off
-            CausalProducts.gemm(.scores, t: t, n: t, k: hs, alpha: scale, base + h * hs, lda: c3, base + d + h * hs, ldb: c3, s, ldc: t)
-            CausalSelfAttention.causalSoftmax(s, rows: t, columns: t, offset: 0)
-            if let mask { Kernels.multiply(s, mask + off, pv + off, count: tt) }
-            CausalProducts.gemm(
-                .lower, t: t, n: hs, k: t, alpha: 1, pv + off, lda: t, base + 2 * d + h * hs, ldb: c3, y + bi * t * d + h * hs, ldc: d)
+            pml_attention_forward(
+                t, hs, scale, head, head + d, head + 2 * d, c3, p + off, pv + off, mask.map { $0 + off }, y + bi * t * d + h * hs, d,
+                work)
         }
     }
 }
 
-/// Attention backward for a range of (sample, head) pairs into dqkv; part
-/// p uses the p-th (T, T) of `scratch`.
+/// Attention backward for a range of (sample, head) pairs into dqkv
+/// (pml_attention_backward); part p uses its slice of `scratch`.
 private struct BackwardPairs: RangeTask {
     let t, nh, hs, d: Int
     let scale: Float
     let q, p, pv: UnsafeMutablePointer<Float>
     let mask: UnsafeMutablePointer<Float>?
-    let dy, dq, scratch: UnsafeMutablePointer<Float>
+    let dy, dq: UnsafeMutablePointer<Float>
+    let scratch: PairScratch
 
     func run(_ pairs: Range<Int>, part: Int) {
         let c3 = 3 * d, tt = t * t
-        let ds = scratch + part * tt
+        let work = scratch.part(part)
         for pair in pairs {
             let bi = pair / nh, h = pair % nh
-            let base = q + bi * t * c3, dbase = dq + bi * t * c3
-            let dyb = dy + bi * t * d
+            let head = q + bi * t * c3 + h * hs, dhead = dq + bi * t * c3 + h * hs
             let off = pair * tt
-            // dv = P̃ᵀ·dy
-            CausalProducts.gemm(
-                .lowerTransposed, t: t, n: hs, k: t, alpha: 1, pv + off, lda: t, dyb + h * hs, ldb: d, dbase + 2 * d + h * hs, ldc: c3)
-            // dP̃ = dy·vᵀ, on and below the diagonal blocks (the rest is never read)
-            CausalProducts.gemm(.scores, t: t, n: t, k: hs, alpha: 1, dyb + h * hs, lda: d, base + 2 * d + h * hs, ldb: c3, ds, ldc: t)
-            if let mask { Kernels.multiply(ds, mask + off, ds, count: tt) }
-            // dS = P ⊙ (dP − rowsum(dP ⊙ P)), causal part only.
-            pml_causal_softmax_backward(p + off, ds, t)
-            // dq = dS·k/√hs, dk = dSᵀ·q/√hs
-            CausalProducts.gemm(.lower, t: t, n: hs, k: t, alpha: scale, ds, lda: t, base + d + h * hs, ldb: c3, dbase + h * hs, ldc: c3)
-            CausalProducts.gemm(
-                .lowerTransposed, t: t, n: hs, k: t, alpha: scale, ds, lda: t, base + h * hs, ldb: c3, dbase + d + h * hs, ldc: c3)
+            pml_attention_backward(
+                t, hs, scale, head, head + d, head + 2 * d, c3, p + off, pv + off, mask.map { UnsafePointer($0 + off) },
+                dy + bi * t * d + h * hs, d, dhead, dhead + d, dhead + 2 * d, c3, work)
         }
     }
 }
