@@ -412,6 +412,31 @@ private func layouts() -> [StrategyConfig] {
         }
     }
 
+    /// A product is timed at the rate of the measured shapes whose output
+    /// (n) and inner (k) sides are nearest, each in its own role: the weight
+    /// gradient of a 16-row piece (1024 × 1024 over k = 16) runs at its own
+    /// measured rate, not at that of a narrow output over a wide inner side.
+    @Test func smallInnerDimensionProductsUseTheirOwnRate() throws {
+        var c = fixedCalibration()
+        c.products = [
+            .init(m: 1024, n: 1024, k: 1024, threads: 1, flopsPerSecond: 1e11),
+            .init(m: 1024, n: 1024, k: 16, threads: 1, flopsPerSecond: 4e10),
+            .init(m: 1024, n: 16, k: 256, threads: 1, flopsPerSecond: 8e10),
+        ]
+        let weightGradient = MatrixProduct(m: 1024, n: 1024, k: 16), narrowOutput = MatrixProduct(m: 1024, n: 16, k: 1024)
+        #expect(abs(c.productSeconds(weightGradient, threads: 1) * 4e10 / weightGradient.flops - 1) < 1e-12)
+        #expect(abs(c.productSeconds(narrowOutput, threads: 1) * 8e10 / narrowOutput.flops - 1) < 1e-12)
+        // Between two measured row counts, the line through them in log rows
+        // and log rate (128 rows: halfway from 64 to 256, the geometric mean);
+        // outside them, the nearest.
+        c.products = [.init(m: 64, n: 256, k: 256, threads: 1, flopsPerSecond: 5e10), .init(m: 256, n: 256, k: 256, threads: 1, flopsPerSecond: 8e10)]
+        for (rows, rate) in [(128, (5e10 * 8e10).squareRoot()), (16, 5e10), (1024, 8e10), (64, 5e10)] {
+            let p = MatrixProduct(m: rows, n: 256, k: 256)
+            #expect(abs(c.productSeconds(p, threads: 1) * rate / p.flops - 1) < 1e-9, "\(rows) rows")
+        }
+        #expect(MachineCalibration.productSides.contains { $0.1 < $0.0 })
+    }
+
     /// Interleaved 1F1B is among the layouts for a model deep enough, with
     /// the smaller bubble of its v runs per stage; a model too shallow gets none.
     @Test func interleavedLayoutsAreConsidered() throws {
@@ -445,7 +470,7 @@ private func layouts() -> [StrategyConfig] {
         let path = dir + "/" + CalibrationCache.fileName
         let (first, origin1) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin1 == .measured)
-        #expect(first.products.count >= 12 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
+        #expect(first.products.count >= 20 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
         #expect(first.concurrentPageFaults.map(\.threads) == [2, 4] && first.concurrentPageFaults.allSatisfy { $0.seconds > 0 })
         #expect(first.seconds > 0 && first.seconds < 30)
         let (again, origin2) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
@@ -459,6 +484,12 @@ private func layouts() -> [StrategyConfig] {
             #expect(o == .replaced)
             #expect(CalibrationCache.parse(try String(contentsOfFile: path, encoding: .utf8)) != nil)
         }
+        // Written before the small-inner-dimension products were measured: measured again.
+        let older = text.split(separator: "\n").filter { line in
+            let w = line.split(separator: " ")
+            return !(w.first == "product" && w.count == 6 && Int(w[3])! < Int(w[2])!)
+        }.joined(separator: "\n")
+        #expect(CalibrationCache.parse(older) == nil)
         // Another CPU, another library version.
         try text.replacingOccurrences(of: "cpu_model=", with: "cpu_model=Other ").write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9").1 == .replaced)

@@ -124,12 +124,15 @@ public enum CalibrationCache {
                 fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
             }
         }
+        // A file without the small-inner-dimension products (k < n, measured
+        // since the weight gradients of micro-batches were found to run at
+        // half the forward rate) is measured again, as a corrupt one is.
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
             let load = fields["load_average"].flatMap({ positive(Substring($0)) }),
             let fault = fields["page_fault"].flatMap({ positive(Substring($0)) }),
             let ewAll = fields["elementwise_all_cores"].flatMap({ positive(Substring($0)) }),
-            products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
+            products.contains(where: { $0.threads == 1 && $0.k < $0.n }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
             concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty
         else { return nil }
         var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)

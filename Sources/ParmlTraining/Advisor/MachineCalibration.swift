@@ -80,23 +80,26 @@ public struct MachineCalibration: Sendable, Equatable {
 
     // MARK: - Rates the cost model reads
 
-    /// Predicted seconds for `p` on `threads` BLAS threads: the rate of the
-    /// measured shape nearest in log space (rows, then the smaller of n, k),
-    /// scaled by the measured gain of the thread count nearest `threads`
-    /// when the product is large enough to be cut over them (BLAS.gemm runs
-    /// smaller ones on one thread).
+    /// Predicted seconds for `p` on `threads` BLAS threads: the measured
+    /// shapes of the (n, k) nearest `p`'s in log space, each side in its own
+    /// role (C = A·B is m × n with inner dimension k: a weight gradient of a
+    /// small piece, 1024 × 1024 over 16 rows, streams its output through
+    /// memory and runs at half the rate of a forward product of the same
+    /// sizes), the rate read off the line through them in log m (clamped
+    /// at the measured rows), scaled by the measured gain of the thread
+    /// count nearest `threads` when the product is large enough to be cut
+    /// over them (BLAS.gemm runs smaller ones on one thread).
     public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
         let single = products.filter { $0.threads == 1 }
         guard !single.isEmpty else { return p.flops / 1e10 }
-        func distance(_ r: ProductRate) -> Double {
-            let dm = log(Double(r.m)) - log(Double(p.m))
-            let dn = log(Double(min(r.n, r.k))) - log(Double(min(p.n, p.k)))
-            let dk = log(Double(max(r.n, r.k))) - log(Double(max(p.n, p.k)))
-            return dm * dm + dn * dn + 0.25 * dk * dk
+        func sides(_ r: ProductRate) -> Double {
+            let dn = log(Double(r.n)) - log(Double(p.n)), dk = log(Double(r.k)) - log(Double(p.k))
+            return dn * dn + dk * dk
         }
-        let nearest = single.min { distance($0) < distance($1) }!
-        var rate = nearest.flopsPerSecond
+        let column = single.min { sides($0) < sides($1) }!
+        let family = single.filter { $0.n == column.n && $0.k == column.k }
+        var rate = Self.rateAlongRows(family, rows: p.m)
         if threads > 1 && BLAS.usesWorkerThreads(m: p.m, n: p.n, k: p.k) {
             // The measured gain of more threads on the largest shape (1 when not measured).
             let multi = products.filter { $0.threads > 1 }.min { abs($0.threads - threads) < abs($1.threads - threads) }
@@ -105,6 +108,24 @@ public struct MachineCalibration: Sendable, Equatable {
             }
         }
         return p.flops / rate
+    }
+
+    /// The rate at `rows` among measured shapes that differ in rows only:
+    /// the line through the two measured row counts around it in log rows
+    /// and log rate (128 rows lie halfway between 64 and 256; the nearest
+    /// alone made a tie that the list's order broke), the nearest outside them.
+    static func rateAlongRows(_ family: [ProductRate], rows: Int) -> Double {
+        let x = log(Double(rows))
+        let below = family.filter { $0.m <= rows }.max { $0.m < $1.m }
+        let above = family.filter { $0.m >= rows }.min { $0.m < $1.m }
+        switch (below, above) {
+        case let (b?, a?) where a.m != b.m:
+            let w = (x - log(Double(b.m))) / (log(Double(a.m)) - log(Double(b.m)))
+            return exp((1 - w) * log(b.flopsPerSecond) + w * log(a.flopsPerSecond))
+        case let (b?, _): return b.flopsPerSecond
+        case let (_, a?): return a.flopsPerSecond
+        default: return family[0].flopsPerSecond
+        }
     }
 
     /// Seconds to move `bytes` through element-wise kernels.
@@ -144,7 +165,13 @@ public struct MachineCalibration: Sendable, Equatable {
 
     // MARK: - Measurement
 
-    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 12 shapes on
+    /// The (n, k) of the calibrated products, each at m ∈ {16, 64, 256,
+    /// 1024} rows: narrow and wide outputs over a wide inner dimension (forward
+    /// and input-gradient products), and wide outputs over an inner dimension
+    /// of 16 and 64 (the weight gradient of a micro-batch of that many rows).
+    static let productSides = [(16, 256), (256, 256), (1024, 1024), (1024, 16), (1024, 64)]
+
+    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 20 shapes on
     /// one thread and the largest on every core, y = a + b over 32 MiB
     /// arrays, threads-backend all-reduce on 2 and 4 ranks at 4 KiB and
     /// 4 MiB, a send between two ranks at the same sizes, and the thread
@@ -160,7 +187,7 @@ public struct MachineCalibration: Sendable, Equatable {
         defer { BLAS.threads = saved }
         BLAS.threads = 1
         for m in [16, 64, 256, 1024] {
-            for (n, k) in [(16, 256), (256, 256), (1024, 1024)] {
+            for (n, k) in productSides {
                 c.products.append(ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k)))
             }
         }
