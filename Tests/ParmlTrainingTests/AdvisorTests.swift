@@ -462,6 +462,24 @@ private func layouts() -> [StrategyConfig] {
         #expect(!(shallow.ranked.map(\.strategy) + shallow.excluded.map(\.strategy)).contains { $0.pipelineSchedule == .interleaved })
     }
 
+    /// The calibration times one-thread products and the concurrent ranks
+    /// in the threads' CPU time, which leaves out the waits for a core that
+    /// other processes hold (a loaded machine measured 1024³ at 30 GFLOP/s
+    /// on the wall clock against 100 quiet); past the cores, ranks take
+    /// turns, so 4 threads on 2 cores deliver no more than 2.
+    @Test func calibrationCountsTheThreadsOwnTime() throws {
+        let (wall, cpu) = (Clock.now(), Clock.threadCPU())
+        usleep(50_000)
+        #expect(Clock.now() - wall >= 0.049 && Clock.threadCPU() - cpu < 0.02)
+        let c = try MachineCalibration.measure(libraryVersion: "test")
+        #expect(c.concurrency.map(\.threads) == [1, 2, 4] && c.concurrency.allSatisfy { $0.flopsPerSecond > 0 })
+        let rate = Dictionary(uniqueKeysWithValues: c.concurrency.map { ($0.threads, $0.flopsPerSecond) })
+        if c.cores == 2 {
+            #expect(rate[4]! < 1.5 * rate[2]!, "4 threads on 2 cores: \(rate[4]!) against 2: \(rate[2]!)")
+            #expect(c.slowdown(busyThreads: 4) > 1.3 * c.slowdown(busyThreads: 2))
+        }
+    }
+
     /// A calibration file that is corrupt, from another CPU or from another
     /// library version is measured again and replaced; a good one is reused.
     @Test func calibrationCacheRecovers() throws {

@@ -40,9 +40,11 @@ public struct MachineCalibration: Sendable, Equatable {
     public var send: [CollectiveRate] = []
     /// Waking the rank threads for a step and waiting for them (RankPool), per rank count.
     public var handover: [CollectiveRate] = []
-    /// sgemm throughput of all of `threads` busy threads together (each its own
-    /// one-thread product): how the cores are shared when ranks run at once,
-    /// including any load other processes put on the machine while it was measured.
+    /// sgemm throughput of the cores while `threads` rank threads compute at
+    /// once (each its own one-thread products on its own 4 MiB weights),
+    /// from each thread's CPU time: the caches and memory they share, and
+    /// past the cores their turns; not the load other processes put on the
+    /// machine (a thread's CPU time leaves out its waits for a core).
     public var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
     /// Seconds the measurement took.
     public var seconds: Double = 0
@@ -191,13 +193,16 @@ public struct MachineCalibration: Sendable, Equatable {
                 c.products.append(ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k)))
             }
         }
-        if cpu.cores > 1 {
-            BLAS.threads = cpu.cores
-            c.products.append(ProductRate(m: 256, n: 1024, k: 1024, threads: cpu.cores, flopsPerSecond: try gemmRate(m: 256, n: 1024, k: 1024)))
+        if cpu.cores > 1, let base = c.products.first(where: { ($0.m, $0.n, $0.k) == (256, 1024, 1024) }) {
+            // The gain of cutting one product over every core: both thread
+            // counts timed on the wall clock in turn (the gain needs both
+            // cores at once, which no thread's CPU time shows).
+            let walls = try interleavedBest(rounds: 3, [1, cpu.cores].map { t in try gemmTrial(m: 256, n: 1024, k: 1024, threads: t, clock: Clock.now) })
+            c.products.append(ProductRate(m: 256, n: 1024, k: 1024, threads: cpu.cores, flopsPerSecond: base.flopsPerSecond * walls[0] / walls[1]))
         }
         BLAS.threads = 1
         let counts = [1, 2, 4]
-        let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0) })
+        let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0, cores: cpu.cores) })
         for (k, t) in zip(counts, perFlop) { c.concurrency.append((k, 1 / max(t, 1e-18))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
         if cpu.cores > 1 {
@@ -217,22 +222,31 @@ public struct MachineCalibration: Sendable, Equatable {
         return c
     }
 
-    /// Best sgemm rate of a few runs of (m×k)·(k×n), repeated to ~10 ms.
+    /// Best sgemm rate of a few runs of (m×k)·(k×n) on one thread, repeated
+    /// to ~10 ms, in the thread's CPU time: what the core does while the
+    /// job has it, whatever else the machine runs meanwhile.
     private static func gemmRate(m: Int, n: Int, k: Int) throws -> Double {
+        let trial = try gemmTrial(m: m, n: n, k: k, threads: 1, clock: Clock.threadCPU)
+        let best = try (0..<3).map { _ in try trial() }.min()!
+        return 2 * Double(m) * Double(n) * Double(k) / max(best, 1e-12)
+    }
+
+    /// One run of (m×k)·(k×n) on `threads` BLAS threads, repeated to ~10
+    /// ms: seconds per product on `clock`.
+    private static func gemmTrial(m: Int, n: Int, k: Int, threads: Int, clock: @escaping () -> Double) throws -> () throws -> Double {
         let a = try Tensor(shape: Shape(m, k)), b = try Tensor(shape: Shape(k, n)), y = try Tensor(shape: Shape(m, n))
         a.fill(0.5)
         b.fill(0.25)
         let flops = 2 * Double(m) * Double(n) * Double(k)
         let reps = max(1, Int(1e7 / flops * 4))  // ~10 ms at 4 GFLOP/s, less on a fast core
-        var best = Double.infinity
-        for _ in 0..<3 {
-            let t = Clock.now()
+        return {
+            BLAS.threads = threads
+            let t = clock()
             for _ in 0..<reps {
                 BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
             }
-            best = min(best, (Clock.now() - t) / Double(reps))
+            return (clock() - t) / Double(reps)
         }
-        return flops / max(best, 1e-9)
     }
 
     /// Runs each trial once per round, the trials in turn (1, 2, 4 threads,
@@ -248,28 +262,34 @@ public struct MachineCalibration: Sendable, Equatable {
         return best
     }
 
-    /// One run of `threads` rank threads each running 100 128×256×256
-    /// sgemms on one BLAS thread at once (~100 ms, long against a thread's
-    /// wake-up on a loaded machine): seconds per floating-point operation
-    /// of all of them together.
-    private static func concurrentTrial(threads k: Int) throws -> () throws -> Double {
-        let (m, n, kk) = (128, 256, 256)
-        let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try Tensor(shape: Shape(kk, n))
+    /// One run of `threads` rank threads at once, each running 8 of its own
+    /// 128×1024×1024 sgemms on one BLAS thread (a rank's own 4 MiB weights:
+    /// ranks that compute at once share the caches and the memory, which
+    /// the 256 KiB operands measured before never left a core's cache for),
+    /// each timed in its own CPU time: seconds per floating-point operation
+    /// of the cores while `threads` compute, min(threads, cores) of them at
+    /// once (past the cores the threads take turns, which the slowdown
+    /// counts; other processes' load is in neither).
+    private static func concurrentTrial(threads k: Int, cores: Int) throws -> () throws -> Double {
+        let (m, n, kk) = (128, 1024, 1024)
+        let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try (0..<k).map { _ in try Tensor(shape: Shape(kk, n)) }
         let y = try (0..<k).map { _ in try Tensor(shape: Shape(m, n)) }
-        for t in a { t.fill(0.5) }
-        b.fill(0.25)
-        let reps = 100
+        for t in a + b { t.fill(0.5) }
+        let reps = 8
         let pool = k > 1 ? try RankPool(size: k) : nil
+        let cpu = PerRank(k)
         let body: (Int) throws -> Void = { r in
+            let t = Clock.threadCPU()
             for _ in 0..<reps {
-                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: kk, a[r].data, lda: kk, b.data, ldb: n, beta: 0, y[r].data, ldc: n)
+                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: kk, a[r].data, lda: kk, b[r].data, ldb: n, beta: 0, y[r].data, ldc: n)
             }
+            cpu.values[r] = Clock.threadCPU() - t
         }
-        let flops = Double(k * reps) * 2 * Double(m * n * kk)
+        let flops = Double(reps) * 2 * Double(m * n * kk)
         return {
-            let t = Clock.now()
             if let pool { try pool.run(world: nil, body) } else { try body(0) }
-            return (Clock.now() - t) / flops
+            let perThread = (0..<k).reduce(0.0) { $0 + cpu.values[$1] } / Double(k) / flops
+            return perThread / Double(min(k, max(cores, 1)))
         }
     }
 
@@ -303,6 +323,16 @@ public struct MachineCalibration: Sendable, Equatable {
     public static func currentLoadAverage() -> Double? {
         var load = [0.0]
         return getloadavg(&load, 1) == 1 ? load[0] : nil
+    }
+
+    /// One figure per rank thread, each written by its own rank only.
+    private final class PerRank: @unchecked Sendable {
+        let values: UnsafeMutablePointer<Double>
+        init(_ count: Int) {
+            values = .allocate(capacity: count)
+            values.initialize(repeating: 0, count: count)
+        }
+        deinit { values.deallocate() }
     }
 
     /// 8 MiB per rank thread, mapped for the page-fault trials and unmapped with the last.
