@@ -400,10 +400,12 @@ private func layouts() -> [StrategyConfig] {
     }
 
     /// Thread gain applies to products BLAS.gemm cuts over the worker
-    /// threads, not to small ones that run on one thread anyway.
+    /// threads, not to small ones that run on one thread anyway; it is the
+    /// gain the concurrent sgemms measured (a product cut over 2 threads
+    /// runs as 2 one-thread products at once).
     @Test func threadGainOnlyForCutProducts() throws {
         var c = fixedCalibration()
-        c.products.append(.init(m: 64, n: 256, k: 256, threads: 2, flopsPerSecond: 9e10))
+        c.concurrency = [(1, 5e10), (2, 9e10), (4, 9e10)]  // 2 threads at once: 1.8x one
         let small = MatrixProduct(m: 8, n: 16, k: 16, count: 1), large = MatrixProduct(m: 64, n: 256, k: 256, count: 1)
         #expect(!BLAS.usesWorkerThreads(m: 8, n: 16, k: 16) && BLAS.usesWorkerThreads(m: 64, n: 256, k: 256) == (Clock.onlineCores > 1))
         #expect(c.productSeconds(small, threads: 2) == c.productSeconds(small, threads: 1))

@@ -88,9 +88,9 @@ public struct MachineCalibration: Sendable, Equatable {
     /// small piece, 1024 × 1024 over 16 rows, streams its output through
     /// memory and runs at half the rate of a forward product of the same
     /// sizes), the rate read off the line through them in log m (clamped
-    /// at the measured rows), scaled by the measured gain of the thread
-    /// count nearest `threads` when the product is large enough to be cut
-    /// over them (BLAS.gemm runs smaller ones on one thread).
+    /// at the measured rows), scaled by the gain of `threads` concurrent
+    /// threads (`slowdown`) when the product is large enough to be cut over
+    /// them (BLAS.gemm runs smaller ones on one thread).
     public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
         let single = products.filter { $0.threads == 1 }
@@ -103,11 +103,11 @@ public struct MachineCalibration: Sendable, Equatable {
         let family = single.filter { $0.n == column.n && $0.k == column.k }
         var rate = Self.rateAlongRows(family, rows: p.m)
         if threads > 1 && BLAS.usesWorkerThreads(m: p.m, n: p.n, k: p.k) {
-            // The measured gain of more threads on the largest shape (1 when not measured).
-            let multi = products.filter { $0.threads > 1 }.min { abs($0.threads - threads) < abs($1.threads - threads) }
-            if let multi, let base = single.first(where: { $0.m == multi.m && $0.n == multi.n && $0.k == multi.k }) {
-                rate *= max(1, multi.flopsPerSecond / base.flopsPerSecond)
-            }
+            // Cut over `threads` worker threads, it runs as that many
+            // one-thread products at once: the gain the concurrent sgemms
+            // measured (on the wall clock, one product over both cores had
+            // measured 2.0x one thread quiet, and 0.5-1.6x under load).
+            rate *= max(1, Double(threads) / slowdown(busyThreads: threads))
         }
         return p.flops / rate
     }
@@ -174,7 +174,7 @@ public struct MachineCalibration: Sendable, Equatable {
     static let productSides = [(16, 256), (256, 256), (1024, 1024), (1024, 16), (1024, 64)]
 
     /// Measures this machine (about 2–5 s on 2 cores): sgemm on 20 shapes on
-    /// one thread and the largest on every core, y = a + b over 32 MiB
+    /// one thread, and on 1, 2 and 4 rank threads at once, y = a + b over 32 MiB
     /// arrays, threads-backend all-reduce on 2 and 4 ranks at 4 KiB and
     /// 4 MiB, a send between two ranks at the same sizes, and the thread
     /// hand-over of an empty step. Each figure is the
@@ -192,13 +192,6 @@ public struct MachineCalibration: Sendable, Equatable {
             for (n, k) in productSides {
                 c.products.append(ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k)))
             }
-        }
-        if cpu.cores > 1, let base = c.products.first(where: { ($0.m, $0.n, $0.k) == (256, 1024, 1024) }) {
-            // The gain of cutting one product over every core: both thread
-            // counts timed on the wall clock in turn (the gain needs both
-            // cores at once, which no thread's CPU time shows).
-            let walls = try interleavedBest(rounds: 3, [1, cpu.cores].map { t in try gemmTrial(m: 256, n: 1024, k: 1024, threads: t, clock: Clock.now) })
-            c.products.append(ProductRate(m: 256, n: 1024, k: 1024, threads: cpu.cores, flopsPerSecond: base.flopsPerSecond * walls[0] / walls[1]))
         }
         BLAS.threads = 1
         let counts = [1, 2, 4]
@@ -226,27 +219,20 @@ public struct MachineCalibration: Sendable, Equatable {
     /// to ~10 ms, in the thread's CPU time: what the core does while the
     /// job has it, whatever else the machine runs meanwhile.
     private static func gemmRate(m: Int, n: Int, k: Int) throws -> Double {
-        let trial = try gemmTrial(m: m, n: n, k: k, threads: 1, clock: Clock.threadCPU)
-        let best = try (0..<3).map { _ in try trial() }.min()!
-        return 2 * Double(m) * Double(n) * Double(k) / max(best, 1e-12)
-    }
-
-    /// One run of (m×k)·(k×n) on `threads` BLAS threads, repeated to ~10
-    /// ms: seconds per product on `clock`.
-    private static func gemmTrial(m: Int, n: Int, k: Int, threads: Int, clock: @escaping () -> Double) throws -> () throws -> Double {
         let a = try Tensor(shape: Shape(m, k)), b = try Tensor(shape: Shape(k, n)), y = try Tensor(shape: Shape(m, n))
         a.fill(0.5)
         b.fill(0.25)
         let flops = 2 * Double(m) * Double(n) * Double(k)
         let reps = max(1, Int(1e7 / flops * 4))  // ~10 ms at 4 GFLOP/s, less on a fast core
-        return {
-            BLAS.threads = threads
-            let t = clock()
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t = Clock.threadCPU()
             for _ in 0..<reps {
                 BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
             }
-            return (clock() - t) / Double(reps)
+            best = min(best, (Clock.threadCPU() - t) / Double(reps))
         }
+        return flops / max(best, 1e-12)
     }
 
     /// Runs each trial once per round, the trials in turn (1, 2, 4 threads,
