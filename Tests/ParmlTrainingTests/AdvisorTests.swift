@@ -399,6 +399,29 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(slow.compute / fast.compute - (1 + r)) < 1e-9, "\(slow.compute / fast.compute) vs \(1 + r)")
     }
 
+    /// The memory's bandwidth is one resource: two one-thread ranks
+    /// updating at once each get half of what every core measured together,
+    /// at most one thread's own rate; one rank on both cores gets all of it.
+    @Test func concurrentRanksShareTheMemory() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 96)
+        request.cores = 2
+        func predict(dp: Int, allCores: Double) throws -> LayoutPrediction {
+            var c = fixedCalibration()  // one thread: 1e10 B/s
+            c.elementwiseAllCoresBytesPerSecond = allCores
+            var st = StrategyConfig()
+            st.dp = dp
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+        }
+        // Both cores together no faster than one: two ranks at once take twice as long each.
+        let flat = try predict(dp: 2, allCores: 1e10), scaling = try predict(dp: 2, allCores: 2e10)
+        #expect(abs(flat.optimizer / scaling.optimizer - 2) < 1e-9, "\(flat.optimizer) vs \(scaling.optimizer)")
+        #expect(flat.compute > scaling.compute)
+        // One rank on both cores: the whole of it, whatever the sharing.
+        let one = try predict(dp: 1, allCores: 1e10), oneFast = try predict(dp: 1, allCores: 2e10)
+        #expect(one.blasThreads == 2 && abs(one.optimizer / oneFast.optimizer - 2) < 1e-9)
+    }
+
     /// Thread gain applies to products BLAS.gemm cuts over the worker
     /// threads, not to small ones that run on one thread anyway; it is the
     /// gain the concurrent sgemms measured (a product cut over 2 threads
