@@ -34,6 +34,11 @@ public struct MachineCalibration: Sendable, Equatable {
     /// The same on every core (Kernels.add splits over the worker threads),
     /// as a rank with `cores` threads runs its element-wise work and update; 0: not measured.
     public var elementwiseAllCoresBytesPerSecond: Double = 0
+    /// One thread's element-wise rate by working set (bytes of the three
+    /// arrays), in its CPU time: in a core's cache, in the shared cache,
+    /// past the caches. A small model's activations and update stay in the
+    /// caches and run several times faster than the 96 MiB pass.
+    public var elementwiseBySize: [(bytes: Double, bytesPerSecond: Double)] = []
     /// All-reduce on the threads backend, per group size measured.
     public var allReduce: [CollectiveRate] = []
     /// A threads-backend send and its receive between two ranks (one way: half a ping-pong).
@@ -130,9 +135,20 @@ public struct MachineCalibration: Sendable, Equatable {
         }
     }
 
-    /// Seconds to move `bytes` through element-wise kernels.
+    /// Seconds to move `bytes` through element-wise kernels, a pass whose
+    /// working set is those bytes: one thread at the rate measured for the
+    /// working sets around it (the line through them in log bytes and log
+    /// rate; the nearest outside them; past the caches without the sizes),
+    /// on more threads scaled by the gain every core measured past the caches.
     public func elementwiseSeconds(bytes: Double, threads: Int = 1) -> Double {
-        let rate = threads > 1 && elementwiseAllCoresBytesPerSecond > 0 ? elementwiseAllCoresBytesPerSecond : elementwiseBytesPerSecond
+        var rate = elementwiseBytesPerSecond
+        if !elementwiseBySize.isEmpty {
+            let family = elementwiseBySize.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) }
+            rate = Self.rateAlongRows(family, rows: max(1, Int(bytes)))
+        }
+        if threads > 1 && elementwiseAllCoresBytesPerSecond > 0 {
+            rate *= max(1, elementwiseAllCoresBytesPerSecond / max(elementwiseBytesPerSecond, 1))
+        }
         return bytes / max(rate, 1e8)
     }
 
@@ -198,6 +214,9 @@ public struct MachineCalibration: Sendable, Equatable {
         let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0, cores: cpu.cores) })
         for (k, t) in zip(counts, perFlop) { c.concurrency.append((k, 1 / max(t, 1e-18))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
+        for floats in [16 << 10, 256 << 10, 8 << 20] {
+            c.elementwiseBySize.append((Double(3 * floats * 4), try elementwiseRate(floats: floats)))
+        }
         if cpu.cores > 1 {
             BLAS.threads = cpu.cores
             c.elementwiseAllCoresBytesPerSecond = try elementwiseRate()
@@ -288,6 +307,23 @@ public struct MachineCalibration: Sendable, Equatable {
         else { return 1 }
         let perThread = near.flopsPerSecond / Double(max(busy, near.threads))
         return max(1, one / perThread)
+    }
+
+    /// One thread's y = a + b over `n` floats, repeated to ~1 ms, in its
+    /// CPU time: bytes per second, best of 4.
+    private static func elementwiseRate(floats n: Int) throws -> Double {
+        let a = try Tensor(shape: Shape(n)), b = try Tensor(shape: Shape(n)), y = try Tensor(shape: Shape(n))
+        a.fill(1)
+        b.fill(2)
+        y.fill(0)
+        let reps = max(1, (1 << 20) / n * 4)
+        var best = Double.infinity
+        for _ in 0..<4 {
+            let t = Clock.threadCPU()
+            for _ in 0..<reps { Kernels.add(a.data, b.data, y.data, count: n) }
+            best = min(best, (Clock.threadCPU() - t) / Double(reps))
+        }
+        return Double(3 * n * 4) / max(best, 1e-9)
     }
 
     private static func elementwiseRate() throws -> Double {
