@@ -12,7 +12,10 @@ predictions, which use a calibration measured at the start of the same run.
 - dp 3 and dp 4 against dp 2 (scenario 1): more ranks than cores.
 
 A layout's time in a round is its fastest of --steps steps; the figure is
-the median over rounds.
+the median over rounds. Other sets: --pair SCENARIO BASE OTHER... (each
+layout named as bench/advisor.py names it; repeat --pair for more), e.g.
+
+    python3 bench/advisor_pairs.py --rounds 7 --pair 1 "dp1 pp1 tp1 m1 zero0" "dp1 pp1 tp2 m1 zero0" "dp2 pp1 tp1 m1 zero3"
 """
 
 from __future__ import annotations
@@ -41,11 +44,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--pair", nargs="+", action="append", metavar="ARG",
+                    help="SCENARIO BASE OTHER...: measure these instead of the built-in pairs (repeatable)")
     a = ap.parse_args()
+    pairs = PAIRS
+    if a.pair:
+        if any(len(p) < 3 for p in a.pair):
+            ap.error("--pair needs a scenario index, a base layout and at least one other layout")
+        pairs = [(int(p[0]), p[1], p[2:]) for p in a.pair]
     cache = tempfile.mkdtemp(prefix="parml-advisor-pairs-")
     load0 = os.getloadavg()[0]
     scenarios = scenario_list()
-    for index, base, others in PAIRS:
+    for index, base, others in pairs:
         s = scenarios[index]
         advice = parml.advise(s["make"](), s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache, show=False,
                               max_ranks=4, cores=os.cpu_count())

@@ -79,6 +79,7 @@ public enum CalibrationCache {
         for x in c.send { lines.append("send \(x.ranks) \(x.latency) \(x.bytesPerSecond)") }
         for x in c.concurrency { lines.append("concurrency \(x.threads) \(x.flopsPerSecond)") }
         for x in c.concurrentPageFaults { lines.append("page_fault_threads \(x.threads) \(x.seconds)") }
+        for x in c.elementwiseBySize { lines.append("elementwise_size \(x.bytes) \(x.bytesPerSecond)") }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -93,6 +94,7 @@ public enum CalibrationCache {
         var send: [MachineCalibration.CollectiveRate] = []
         var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
         var pageFaults: [(threads: Int, seconds: Double)] = []
+        var bySize: [(bytes: Double, bytesPerSecond: Double)] = []
         func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
@@ -116,6 +118,9 @@ public enum CalibrationCache {
             case "page_fault_threads":
                 guard words.count == 3, let n = Int(words[1]), let t = positive(words[2]), n > 1, t > 0 else { return nil }
                 pageFaults.append((n, t))
+            case "elementwise_size":
+                guard words.count == 3, let b = positive(words[1]), let r = positive(words[2]), b > 0, r > 0 else { return nil }
+                bySize.append((b, r))
             case "handover":
                 guard words.count == 3, let n = Int(words[1]), let l = positive(words[2]), n > 1 else { return nil }
                 handover.append(.init(ranks: n, latency: l, bytesPerSecond: .infinity))
@@ -124,13 +129,17 @@ public enum CalibrationCache {
                 fields[String(line[..<eq])] = String(line[line.index(after: eq)...])
             }
         }
+        // A file without the small-inner-dimension products (k < n, measured
+        // since the weight gradients of micro-batches were found to run at
+        // half the forward rate), or without the element-wise rates by
+        // working set, is measured again, as a corrupt one is.
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
             let load = fields["load_average"].flatMap({ positive(Substring($0)) }),
             let fault = fields["page_fault"].flatMap({ positive(Substring($0)) }),
             let ewAll = fields["elementwise_all_cores"].flatMap({ positive(Substring($0)) }),
-            products.contains(where: { $0.threads == 1 }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
-            concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty
+            products.contains(where: { $0.threads == 1 && $0.k < $0.n }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
+            concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty, !bySize.isEmpty
         else { return nil }
         var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)
         c.products = products
@@ -139,6 +148,7 @@ public enum CalibrationCache {
         c.send = send
         c.concurrency = concurrency
         c.concurrentPageFaults = pageFaults
+        c.elementwiseBySize = bySize
         c.elementwiseBytesPerSecond = ew
         c.loadAverage = load
         c.pageFaultSeconds = fault

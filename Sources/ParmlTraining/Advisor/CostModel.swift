@@ -136,11 +136,27 @@ struct CostModel {
         return h.latency
     }
 
-    /// Forward and backward of `layers` at `rows`, on `threads` BLAS threads:
-    /// on this machine at the measured gain of more threads; on described
-    /// machines (whose thread counts were not measured) at `threads` times
-    /// this machine's one-thread rate.
-    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int) throws -> Double {
+    /// Seconds of `bytes` of element-wise traffic on a rank's `threads`
+    /// threads while `running` threads of the node move memory at once.
+    /// On this machine the memory's bandwidth is one resource: the
+    /// calibration measured it on every core (`elementwiseAllCoresBytesPerSecond`),
+    /// and the rank gets its threads' share of it, at most what its threads
+    /// alone reach (two one-thread ranks updating at once each get half of
+    /// what one rank's two threads get, not one thread's whole rate).
+    /// Described machines: the rank's rate as measured here.
+    func elementwise(bytes: Double, threads: Int, running: Int) -> Double {
+        let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads)
+        let all = calibration.elementwiseAllCoresBytesPerSecond
+        guard machine == nil, all > 0, running > threads else { return alone }
+        return max(alone, bytes * Double(running) / (all * Double(threads)))
+    }
+
+    /// Forward and backward of `layers` at `rows`, on `threads` BLAS threads
+    /// while `running` threads of the node compute at once: on this machine
+    /// at the measured gain of more threads; on described machines (whose
+    /// thread counts were not measured) at `threads` times this machine's
+    /// one-thread rate.
+    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int) throws -> Double {
         let threads = machine == nil ? requested : 1
         let ideal = machine == nil ? 1 : Double(requested)
         var t = 0.0
@@ -152,7 +168,7 @@ struct CostModel {
                 t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
                 t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
             }
-            t += calibration.elementwiseSeconds(bytes: 3 * 4 * w.elementwiseFloats, threads: threads)
+            t += elementwise(bytes: 3 * 4 * w.elementwiseFloats, threads: threads, running: running)
         }
         return t / ideal
     }
@@ -171,6 +187,8 @@ struct CostModel {
                 : max(1, Double(n) / Double(coresPerNode))
         }
         let contention = stretch(busy)
+        // Threads running at once (past the cores they take turns, which `stretch` counts).
+        let running = min(busy, max(coresPerNode, threads))
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
         let rows = c.pieceRows, m = st.microBatches, f = 4.0
         // Each stage's compute at the uncontended rate, and its tp all-reduces.
@@ -181,7 +199,7 @@ struct CostModel {
             var fwd = (0, 0.0), bwd = (0, 0.0)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads)
+                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads, running: running)
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
@@ -319,9 +337,10 @@ struct CostModel {
         }
         // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.
         let owned = Double(peak.ownedFloats)
-        // The update runs on the rank's worker threads, as element-wise work does.
-        p.optimizer = calibration.elementwiseSeconds(
-            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads) * contention
+        // The update runs on the rank's worker threads, as element-wise work
+        // does, while the other ranks update theirs.
+        p.optimizer = elementwise(
+            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads, running: running) * contention
         if world > 1 {
             let stats = allReduce(bytes: 8, ranks: world, stride: 1, world: world)
             p.overhead += handover(world: world) + stats

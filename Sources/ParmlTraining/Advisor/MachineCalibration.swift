@@ -34,15 +34,22 @@ public struct MachineCalibration: Sendable, Equatable {
     /// The same on every core (Kernels.add splits over the worker threads),
     /// as a rank with `cores` threads runs its element-wise work and update; 0: not measured.
     public var elementwiseAllCoresBytesPerSecond: Double = 0
+    /// One thread's element-wise rate by working set (bytes of the three
+    /// arrays), in its CPU time: in a core's cache, in the shared cache,
+    /// past the caches. A small model's activations and update stay in the
+    /// caches and run several times faster than the 96 MiB pass.
+    public var elementwiseBySize: [(bytes: Double, bytesPerSecond: Double)] = []
     /// All-reduce on the threads backend, per group size measured.
     public var allReduce: [CollectiveRate] = []
     /// A threads-backend send and its receive between two ranks (one way: half a ping-pong).
     public var send: [CollectiveRate] = []
     /// Waking the rank threads for a step and waiting for them (RankPool), per rank count.
     public var handover: [CollectiveRate] = []
-    /// sgemm throughput of all of `threads` busy threads together (each its own
-    /// one-thread product): how the cores are shared when ranks run at once,
-    /// including any load other processes put on the machine while it was measured.
+    /// sgemm throughput of the cores while `threads` rank threads compute at
+    /// once (each its own one-thread products on its own 4 MiB weights),
+    /// from each thread's CPU time: the caches and memory they share, and
+    /// past the cores their turns; not the load other processes put on the
+    /// machine (a thread's CPU time leaves out its waits for a core).
     public var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
     /// Seconds the measurement took.
     public var seconds: Double = 0
@@ -80,36 +87,68 @@ public struct MachineCalibration: Sendable, Equatable {
 
     // MARK: - Rates the cost model reads
 
-    /// Predicted seconds for `p` on `threads` BLAS threads: the rate of the
-    /// measured shape nearest in log space (rows, then the smaller of n, k),
-    /// scaled by the measured gain of the thread count nearest `threads`
-    /// when the product is large enough to be cut over them (BLAS.gemm runs
-    /// smaller ones on one thread).
+    /// Predicted seconds for `p` on `threads` BLAS threads: the measured
+    /// shapes of the (n, k) nearest `p`'s in log space, each side in its own
+    /// role (C = A·B is m × n with inner dimension k: a weight gradient of a
+    /// small piece, 1024 × 1024 over 16 rows, streams its output through
+    /// memory and runs at half the rate of a forward product of the same
+    /// sizes), the rate read off the line through them in log m (clamped
+    /// at the measured rows), scaled by the gain of `threads` concurrent
+    /// threads (`slowdown`) when the product is large enough to be cut over
+    /// them (BLAS.gemm runs smaller ones on one thread).
     public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
         let single = products.filter { $0.threads == 1 }
         guard !single.isEmpty else { return p.flops / 1e10 }
-        func distance(_ r: ProductRate) -> Double {
-            let dm = log(Double(r.m)) - log(Double(p.m))
-            let dn = log(Double(min(r.n, r.k))) - log(Double(min(p.n, p.k)))
-            let dk = log(Double(max(r.n, r.k))) - log(Double(max(p.n, p.k)))
-            return dm * dm + dn * dn + 0.25 * dk * dk
+        func sides(_ r: ProductRate) -> Double {
+            let dn = log(Double(r.n)) - log(Double(p.n)), dk = log(Double(r.k)) - log(Double(p.k))
+            return dn * dn + dk * dk
         }
-        let nearest = single.min { distance($0) < distance($1) }!
-        var rate = nearest.flopsPerSecond
+        let column = single.min { sides($0) < sides($1) }!
+        let family = single.filter { $0.n == column.n && $0.k == column.k }
+        var rate = Self.rateAlongRows(family, rows: p.m)
         if threads > 1 && BLAS.usesWorkerThreads(m: p.m, n: p.n, k: p.k) {
-            // The measured gain of more threads on the largest shape (1 when not measured).
-            let multi = products.filter { $0.threads > 1 }.min { abs($0.threads - threads) < abs($1.threads - threads) }
-            if let multi, let base = single.first(where: { $0.m == multi.m && $0.n == multi.n && $0.k == multi.k }) {
-                rate *= max(1, multi.flopsPerSecond / base.flopsPerSecond)
-            }
+            // Cut over `threads` worker threads, it runs as that many
+            // one-thread products at once: the gain the concurrent sgemms
+            // measured (on the wall clock, one product over both cores had
+            // measured 2.0x one thread quiet, and 0.5-1.6x under load).
+            rate *= max(1, Double(threads) / slowdown(busyThreads: threads))
         }
         return p.flops / rate
     }
 
-    /// Seconds to move `bytes` through element-wise kernels.
+    /// The rate at `rows` among measured shapes that differ in rows only:
+    /// the line through the two measured row counts around it in log rows
+    /// and log rate (128 rows lie halfway between 64 and 256; the nearest
+    /// alone made a tie that the list's order broke), the nearest outside them.
+    static func rateAlongRows(_ family: [ProductRate], rows: Int) -> Double {
+        let x = log(Double(rows))
+        let below = family.filter { $0.m <= rows }.max { $0.m < $1.m }
+        let above = family.filter { $0.m >= rows }.min { $0.m < $1.m }
+        switch (below, above) {
+        case let (b?, a?) where a.m != b.m:
+            let w = (x - log(Double(b.m))) / (log(Double(a.m)) - log(Double(b.m)))
+            return exp((1 - w) * log(b.flopsPerSecond) + w * log(a.flopsPerSecond))
+        case let (b?, _): return b.flopsPerSecond
+        case let (_, a?): return a.flopsPerSecond
+        default: return family[0].flopsPerSecond
+        }
+    }
+
+    /// Seconds to move `bytes` through element-wise kernels, a pass whose
+    /// working set is those bytes: one thread at the rate measured for the
+    /// working sets around it (the line through them in log bytes and log
+    /// rate; the nearest outside them; past the caches without the sizes),
+    /// on more threads scaled by the gain every core measured past the caches.
     public func elementwiseSeconds(bytes: Double, threads: Int = 1) -> Double {
-        let rate = threads > 1 && elementwiseAllCoresBytesPerSecond > 0 ? elementwiseAllCoresBytesPerSecond : elementwiseBytesPerSecond
+        var rate = elementwiseBytesPerSecond
+        if !elementwiseBySize.isEmpty {
+            let family = elementwiseBySize.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) }
+            rate = Self.rateAlongRows(family, rows: max(1, Int(bytes)))
+        }
+        if threads > 1 && elementwiseAllCoresBytesPerSecond > 0 {
+            rate *= max(1, elementwiseAllCoresBytesPerSecond / max(elementwiseBytesPerSecond, 1))
+        }
         return bytes / max(rate, 1e8)
     }
 
@@ -144,8 +183,14 @@ public struct MachineCalibration: Sendable, Equatable {
 
     // MARK: - Measurement
 
-    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 12 shapes on
-    /// one thread and the largest on every core, y = a + b over 32 MiB
+    /// The (n, k) of the calibrated products, each at m ∈ {16, 64, 256,
+    /// 1024} rows: narrow and wide outputs over a wide inner dimension (forward
+    /// and input-gradient products), and wide outputs over an inner dimension
+    /// of 16 and 64 (the weight gradient of a micro-batch of that many rows).
+    static let productSides = [(16, 256), (256, 256), (1024, 1024), (1024, 16), (1024, 64)]
+
+    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 20 shapes on
+    /// one thread, and on 1, 2 and 4 rank threads at once, y = a + b over 32 MiB
     /// arrays, threads-backend all-reduce on 2 and 4 ranks at 4 KiB and
     /// 4 MiB, a send between two ranks at the same sizes, and the thread
     /// hand-over of an empty step. Each figure is the
@@ -160,19 +205,18 @@ public struct MachineCalibration: Sendable, Equatable {
         defer { BLAS.threads = saved }
         BLAS.threads = 1
         for m in [16, 64, 256, 1024] {
-            for (n, k) in [(16, 256), (256, 256), (1024, 1024)] {
+            for (n, k) in productSides {
                 c.products.append(ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k)))
             }
         }
-        if cpu.cores > 1 {
-            BLAS.threads = cpu.cores
-            c.products.append(ProductRate(m: 256, n: 1024, k: 1024, threads: cpu.cores, flopsPerSecond: try gemmRate(m: 256, n: 1024, k: 1024)))
-        }
         BLAS.threads = 1
         let counts = [1, 2, 4]
-        let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0) })
+        let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0, cores: cpu.cores) })
         for (k, t) in zip(counts, perFlop) { c.concurrency.append((k, 1 / max(t, 1e-18))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
+        for floats in [16 << 10, 256 << 10, 8 << 20] {
+            c.elementwiseBySize.append((Double(3 * floats * 4), try elementwiseRate(floats: floats)))
+        }
         if cpu.cores > 1 {
             BLAS.threads = cpu.cores
             c.elementwiseAllCoresBytesPerSecond = try elementwiseRate()
@@ -190,7 +234,9 @@ public struct MachineCalibration: Sendable, Equatable {
         return c
     }
 
-    /// Best sgemm rate of a few runs of (m×k)·(k×n), repeated to ~10 ms.
+    /// Best sgemm rate of a few runs of (m×k)·(k×n) on one thread, repeated
+    /// to ~10 ms, in the thread's CPU time: what the core does while the
+    /// job has it, whatever else the machine runs meanwhile.
     private static func gemmRate(m: Int, n: Int, k: Int) throws -> Double {
         let a = try Tensor(shape: Shape(m, k)), b = try Tensor(shape: Shape(k, n)), y = try Tensor(shape: Shape(m, n))
         a.fill(0.5)
@@ -199,13 +245,13 @@ public struct MachineCalibration: Sendable, Equatable {
         let reps = max(1, Int(1e7 / flops * 4))  // ~10 ms at 4 GFLOP/s, less on a fast core
         var best = Double.infinity
         for _ in 0..<3 {
-            let t = Clock.now()
+            let t = Clock.threadCPU()
             for _ in 0..<reps {
                 BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
             }
-            best = min(best, (Clock.now() - t) / Double(reps))
+            best = min(best, (Clock.threadCPU() - t) / Double(reps))
         }
-        return flops / max(best, 1e-9)
+        return flops / max(best, 1e-12)
     }
 
     /// Runs each trial once per round, the trials in turn (1, 2, 4 threads,
@@ -221,28 +267,34 @@ public struct MachineCalibration: Sendable, Equatable {
         return best
     }
 
-    /// One run of `threads` rank threads each running 100 128×256×256
-    /// sgemms on one BLAS thread at once (~100 ms, long against a thread's
-    /// wake-up on a loaded machine): seconds per floating-point operation
-    /// of all of them together.
-    private static func concurrentTrial(threads k: Int) throws -> () throws -> Double {
-        let (m, n, kk) = (128, 256, 256)
-        let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try Tensor(shape: Shape(kk, n))
+    /// One run of `threads` rank threads at once, each running 8 of its own
+    /// 128×1024×1024 sgemms on one BLAS thread (a rank's own 4 MiB weights:
+    /// ranks that compute at once share the caches and the memory, which
+    /// the 256 KiB operands measured before never left a core's cache for),
+    /// each timed in its own CPU time: seconds per floating-point operation
+    /// of the cores while `threads` compute, min(threads, cores) of them at
+    /// once (past the cores the threads take turns, which the slowdown
+    /// counts; other processes' load is in neither).
+    private static func concurrentTrial(threads k: Int, cores: Int) throws -> () throws -> Double {
+        let (m, n, kk) = (128, 1024, 1024)
+        let a = try (0..<k).map { _ in try Tensor(shape: Shape(m, kk)) }, b = try (0..<k).map { _ in try Tensor(shape: Shape(kk, n)) }
         let y = try (0..<k).map { _ in try Tensor(shape: Shape(m, n)) }
-        for t in a { t.fill(0.5) }
-        b.fill(0.25)
-        let reps = 100
+        for t in a + b { t.fill(0.5) }
+        let reps = 8
         let pool = k > 1 ? try RankPool(size: k) : nil
+        let cpu = PerRank(k)
         let body: (Int) throws -> Void = { r in
+            let t = Clock.threadCPU()
             for _ in 0..<reps {
-                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: kk, a[r].data, lda: kk, b.data, ldb: n, beta: 0, y[r].data, ldc: n)
+                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: kk, a[r].data, lda: kk, b[r].data, ldb: n, beta: 0, y[r].data, ldc: n)
             }
+            cpu.values[r] = Clock.threadCPU() - t
         }
-        let flops = Double(k * reps) * 2 * Double(m * n * kk)
+        let flops = Double(reps) * 2 * Double(m * n * kk)
         return {
-            let t = Clock.now()
             if let pool { try pool.run(world: nil, body) } else { try body(0) }
-            return (Clock.now() - t) / flops
+            let perThread = (0..<k).reduce(0.0) { $0 + cpu.values[$1] } / Double(k) / flops
+            return perThread / Double(min(k, max(cores, 1)))
         }
     }
 
@@ -255,6 +307,23 @@ public struct MachineCalibration: Sendable, Equatable {
         else { return 1 }
         let perThread = near.flopsPerSecond / Double(max(busy, near.threads))
         return max(1, one / perThread)
+    }
+
+    /// One thread's y = a + b over `n` floats, repeated to ~1 ms, in its
+    /// CPU time: bytes per second, best of 4.
+    private static func elementwiseRate(floats n: Int) throws -> Double {
+        let a = try Tensor(shape: Shape(n)), b = try Tensor(shape: Shape(n)), y = try Tensor(shape: Shape(n))
+        a.fill(1)
+        b.fill(2)
+        y.fill(0)
+        let reps = max(1, (1 << 20) / n * 4)
+        var best = Double.infinity
+        for _ in 0..<4 {
+            let t = Clock.threadCPU()
+            for _ in 0..<reps { Kernels.add(a.data, b.data, y.data, count: n) }
+            best = min(best, (Clock.threadCPU() - t) / Double(reps))
+        }
+        return Double(3 * n * 4) / max(best, 1e-9)
     }
 
     private static func elementwiseRate() throws -> Double {
@@ -276,6 +345,16 @@ public struct MachineCalibration: Sendable, Equatable {
     public static func currentLoadAverage() -> Double? {
         var load = [0.0]
         return getloadavg(&load, 1) == 1 ? load[0] : nil
+    }
+
+    /// One figure per rank thread, each written by its own rank only.
+    private final class PerRank: @unchecked Sendable {
+        let values: UnsafeMutablePointer<Double>
+        init(_ count: Int) {
+            values = .allocate(capacity: count)
+            values.initialize(repeating: 0, count: count)
+        }
+        deinit { values.deallocate() }
     }
 
     /// 8 MiB per rank thread, mapped for the page-fault trials and unmapped with the last.
