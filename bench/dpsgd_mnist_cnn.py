@@ -23,17 +23,10 @@ import time
 import numpy as np
 
 import parml
-from dpsgd_mnist_common import delta, idx, private_trainer
+from dpsgd_mnist_common import delta, idx, positional, private_trainer
 
 args = sys.argv[1:]
-epochs = int(args[0]) if len(args) > 0 else 15
-target = float(args[1]) if len(args) > 1 else 1.0
-seed = int(args[2]) if len(args) > 2 else 0
-lr = float(args[3]) if len(args) > 3 else 0.5
-momentum = float(args[4]) if len(args) > 4 else 0.9
-batch = int(args[5]) if len(args) > 5 else 512
-c = float(args[6]) if len(args) > 6 else 0.1
-limit = int(args[7]) if len(args) > 7 else 0
+epochs, target, seed, lr, momentum, batch, c, limit = positional(args, 15, 1.0, 0, 0.5, 0.9, 512, 0.1, 0)
 normalise = len(args) > 8 and args[8] == "1"
 cosine = len(args) > 9 and args[9] == "cosine"
 average = float(args[10]) if len(args) > 10 else 0.0

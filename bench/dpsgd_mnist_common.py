@@ -11,6 +11,12 @@ root = os.environ.get("MNIST_DIR", os.path.join(os.path.dirname(__file__), "..",
 delta = 1e-5
 
 
+def positional(args, *defaults):
+    """The command line's positional values, each converted to its default's
+    type; the default where the command line stops."""
+    return [type(d)(args[i]) if i < len(args) else d for i, d in enumerate(defaults)]
+
+
 def idx(name):
     import numpy as np
 

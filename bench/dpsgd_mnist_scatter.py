@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from dpsgd_mnist_common import delta, idx, private_trainer
+from dpsgd_mnist_common import delta, idx, positional, private_trainer
 
 cache = os.environ.get("PARML_SCATTER_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "parml", "mnist_scatter"))
 chunk = 1000
@@ -105,15 +105,7 @@ if args and args[0] == "features":
 
 import parml  # noqa: E402
 
-kind = args[0] if len(args) > 0 else "linear"
-epochs = int(args[1]) if len(args) > 1 else 60
-target = float(args[2]) if len(args) > 2 else 2.93
-seed = int(args[3]) if len(args) > 3 else 0
-lr = float(args[4]) if len(args) > 4 else 8.0
-momentum = float(args[5]) if len(args) > 5 else 0.9
-batch = int(args[6]) if len(args) > 6 else 4096
-c = float(args[7]) if len(args) > 7 else 0.1
-groups = int(args[8]) if len(args) > 8 else 27
+kind, epochs, target, seed, lr, momentum, batch, c, groups = positional(args, "linear", 60, 2.93, 0, 8.0, 0.9, 4096, 0.1, 27)
 
 x_train = features("train", x_train_img)  # computes and caches what the cache lacks
 x_test = features("test", x_test_img)
