@@ -56,9 +56,24 @@ def what_if(cache):
     return rows
 
 
+def dated_sections():
+    """The hand-written sections of the current advisor.md (between its
+    header and ## Summary), which each run's notes go into."""
+    try:
+        with open(os.path.join(HERE, "advisor.md")) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    start, end = text.find("\n## "), text.find("\n## Summary")
+    if start < 0 or end <= start:
+        return ""
+    return text[start + 1:end].rstrip("\n") + "\n"
+
+
 def main():
     with open(os.path.join(HERE, "advisor.json")) as f:
         r = json.load(f)
+    KEPT = dated_sections()
     S = r["scenarios"]
     within = [s for s in S if s["first_over_fastest"] <= 0.10]
     rhos = [s["spearman"] for s in S]
@@ -66,22 +81,21 @@ def main():
         "# Strategy advisor: predicted against measured (bench/advisor.py)",
         "",
         "Reproduce: `swift build -c release --product parml`, then",
-        "`PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor.py` (about 40 min here)",
-        "and `... python3 bench/advisor_report.py` (this file). docs/advisor.md says how the model works.",
+        "`PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor.py` (about 10 min on a quiet",
+        "machine, 40 under load) and `... python3 bench/advisor_report.py` (this file), which rewrites the",
+        "Summary and the tables below from bench/advisor.json and keeps the dated sections.",
+        "docs/advisor.md says how the model works.",
         "",
-        f"Machine: {r['cores']} cores, shared with five other sessions building Swift at the same time:",
-        f"the load average was {min(s['load'] for s in S):.1f}–{max(s['load'] for s in S):.1f} on these {r['cores']} cores "
-        "while it ran. Each layout was measured in",
+        f"Machine: {r['cores']} cores; the load average was {min(s['load'] for s in S):.1f}–{max(s['load'] for s in S):.1f} "
+        "while it ran (the benchmark's own rank threads count in it). Each layout was measured in",
         f"{r['rounds']} rounds (alternating order; a fresh trainer, one warm-up step, {r['steps']} timed steps) and its",
-        "time is its fastest step. **These are not quiet measurements**: under this load the",
-        "measured times follow the scheduler's share of the machine (more rank threads get more of it)",
-        "as much as the layout, so read the ranking figures as what the advisor achieves on a",
-        "heavily loaded machine, not as its accuracy on a quiet one.",
+        "time is its fastest step.",
         "",
         f"- {r['calibration']}",
         f"- Calibration: first advice with an empty cache {r['first_advice_seconds']:.2f} s (measurement included);",
         f"  advice with the cache {1e3 * r['cached_advice_seconds']:.1f} ms for a 3-layer MLP.",
         "",
+        KEPT,
         "## Summary",
         "",
         f"- Scenarios: {len(S)} (MLPs of several widths and batches, the GPT and the CNN of bench/, memory budgets that rule out plain dp).",
@@ -94,16 +108,7 @@ def main():
         f"- Advice latency with the calibration cached: median {1e3 * statistics.median(s['advice_seconds'] for s in S):.0f} ms, "
         f"max {1e3 * max(s['advice_seconds'] for s in S):.0f} ms (target ≤ 100 ms; it includes the model probe of 2 and 4 rows).",
         "",
-        "What this shows. The memory prediction holds: exact for the MLPs and the GPT, within 3.1 % for",
-        "the CNN but for one case: the batch_norm CNN at batch 32 with pp 3 (12.4 %, a constant",
-        "≈ 1.3 MB too many: the advisor simulates the slots of batch_norm's phased execution with",
-        "the plain schedule's indexing). The time ranking fails every target here. The measured",
-        "fastest layouts are the ones with the most rank threads (pp 3–4, tp 4, dp 2–4), often",
-        "faster than one rank with two BLAS threads by more than two cores allow: on a machine",
-        "whose run queue holds 13–22 other tasks, a job with more threads gets a larger share of",
-        "the cores. The model predicts an idle machine shared only by the job's own ranks, so it",
-        "prefers one rank or ZeRO-3 data parallelism, and its ρ is near zero or negative. Whether",
-        "the model ranks well on a quiet machine is not shown by this run.",
+        "What the run shows, and how it compares with earlier runs: the dated sections above.",
         "",
         "| scenario | budget | ranked / excluded | advisor's first | fastest measured | first vs fastest | Spearman ρ | memory error | advice ms | load |",
         "|---|---|---|---|---|---|---|---|---|---|",
