@@ -139,7 +139,43 @@ static void window(const pml_window *w, ptrdiff_t oy, ptrdiff_t ox, ptrdiff_t *h
     *w1 = we > w->width ? w->width : we;
 }
 
+// Keeps (v, i) when v is larger than the best so far or is NaN: the first
+// maximum in scan order, the last NaN. Written as selects, not branches:
+// which cell of a window wins is data, and mispredicted branches took most
+// of the pooling's time.
+static inline void keep_larger(float v, ptrdiff_t i, float *best, ptrdiff_t *at) {
+    const int take = (v > *best) | (v != v);
+    *best = take ? v : *best;
+    *at = take ? i : *at;
+}
+
+// 2x2 windows at stride 2 that lie inside the plane (no padding): the
+// common case, with the window's four cells read directly.
+static void max_pool_2x2(const float *x, size_t planes, const pml_window *w, float *y, int32_t *arg) {
+    const ptrdiff_t W = w->width, in = w->height * W;
+    for (size_t p = 0; p < planes; p++, x += in) {
+        for (ptrdiff_t oy = 0; oy < w->out_h; oy++) {
+            const ptrdiff_t top = 2 * oy * W;
+            for (ptrdiff_t ox = 0; ox < w->out_w; ox++, y++, arg++) {
+                const ptrdiff_t i = top + 2 * ox;
+                float best = x[i];
+                ptrdiff_t at = i;
+                keep_larger(x[i + 1], i + 1, &best, &at);
+                keep_larger(x[i + W], i + W, &best, &at);
+                keep_larger(x[i + W + 1], i + W + 1, &best, &at);
+                *y = best;
+                *arg = (int32_t)at;
+            }
+        }
+    }
+}
+
 void pml_max_pool_forward(const float *x, size_t planes, const pml_window *w, float *y, int32_t *arg) {
+    if (w->kernel_h == 2 && w->kernel_w == 2 && w->stride_h == 2 && w->stride_w == 2 && w->pad_h == 0 && w->pad_w == 0
+        && 2 * w->out_h <= w->height && 2 * w->out_w <= w->width) {
+        max_pool_2x2(x, planes, w, y, arg);
+        return;
+    }
     const ptrdiff_t W = w->width, in = w->height * W;
     for (size_t p = 0; p < planes; p++, x += in) {
         for (ptrdiff_t oy = 0; oy < w->out_h; oy++) {
@@ -149,13 +185,7 @@ void pml_max_pool_forward(const float *x, size_t planes, const pml_window *w, fl
                 float best = -INFINITY;
                 ptrdiff_t at = h0 * W + w0;
                 for (ptrdiff_t ih = h0; ih < h1; ih++) {
-                    for (ptrdiff_t iw = w0; iw < w1; iw++) {
-                        const float v = x[ih * W + iw];
-                        if (v > best || isnan(v)) {
-                            best = v;
-                            at = ih * W + iw;
-                        }
-                    }
+                    for (ptrdiff_t iw = w0; iw < w1; iw++) keep_larger(x[ih * W + iw], ih * W + iw, &best, &at);
                 }
                 *y = best;
                 *arg = (int32_t)at;

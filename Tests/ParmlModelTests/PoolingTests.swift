@@ -79,6 +79,22 @@ let poolCases: [PoolCase] = [
         #expect(dx.toArray() == [0, 1 + 2, 0, 0, 4 + 8, 0, 0, 0, 0])
     }
 
+    /// The 2x2 stride-2 kernel (no padding) keeps the general loop's rules:
+    /// ties to the first cell in scan order, NaN wins and the last NaN's
+    /// cell takes the gradient (as PyTorch's `val > max || isnan(val)`),
+    /// and an odd last row and column are dropped.
+    @Test func maxPool2x2KeepsTiesNaNsAndDropsTheOddEdge() throws {
+        let model = try makeModel([try MaxPool2d(kernel: (2, 2), stride: (2, 2))])
+        let x = try Tensor(
+            [2, 2, .nan, 1, 9,
+             1, 2, 3, .nan, 9,
+             100, 100, 100, 100, 100], shape: Shape(1, 1, 3, 5))
+        let y = try model.forward(x, training).toArray()
+        #expect(y.count == 2 && y[0] == 2 && y[1].isNaN)
+        let dx = try model.root.backward(try Tensor([1, 10], shape: Shape(1, 1, 1, 2)), training, needInputGradient: true, accumulate: false)!
+        #expect(dx.toArray() == [1, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0])
+    }
+
     @Test func maxPoolPropagatesNaNAndIgnoresPadding() throws {
         let model = try makeModel([try MaxPool2d(kernel: (2, 2), stride: (2, 2), padding: (1, 1))])
         let x = try Tensor([-4, -3, .nan, -1], shape: Shape(1, 1, 2, 2))
