@@ -100,8 +100,11 @@ extension Kernels {
         _ x: UnsafePointer<Float>, planes: Int, _ w: Window2d, _ s: PlaneSizes, _ y: UnsafeMutablePointer<Float>,
         argmax: UnsafeMutablePointer<Int32>
     ) {
-        var g = w.c(height: s.height, width: s.width, outHeight: s.outHeight, outWidth: s.outWidth)
-        pml_max_pool_forward(x, planes, &g, y, argmax)
+        // Planes on their own: blocks of planes over the rank's threads, any cut the same bits.
+        let g = w.c(height: s.height, width: s.width, outHeight: s.outHeight, outWidth: s.outWidth)
+        WorkerPool.forRanges(
+            count: planes, grain: max(1, Kernels.Grain.costly / max(s.height * s.width, 1)), alignment: 1,
+            MaxPoolForwardTask(x: x, window: g, y: y, argmax: argmax, inSize: s.height * s.width, outSize: s.outHeight * s.outWidth))
     }
 
     /// dx (zeroed by the caller) += dy at each output's argmax.
@@ -109,8 +112,10 @@ extension Kernels {
         _ dy: UnsafePointer<Float>, argmax: UnsafePointer<Int32>, planes: Int, _ w: Window2d, _ s: PlaneSizes,
         _ dx: UnsafeMutablePointer<Float>
     ) {
-        var g = w.c(height: s.height, width: s.width, outHeight: s.outHeight, outWidth: s.outWidth)
-        pml_max_pool_backward(dy, argmax, planes, &g, dx)
+        let g = w.c(height: s.height, width: s.width, outHeight: s.outHeight, outWidth: s.outWidth)
+        WorkerPool.forRanges(
+            count: planes, grain: max(1, Kernels.Grain.cheap / max(s.height * s.width, 1)), alignment: 1,
+            MaxPoolBackwardTask(dy: dy, argmax: argmax, window: g, dx: dx, inSize: s.height * s.width, outSize: s.outHeight * s.outWidth))
     }
 
     /// y = each window's mean, over kh·kw cells (countIncludePad) or over those inside the input.
@@ -129,5 +134,33 @@ extension Kernels {
     ) {
         var g = w.c(height: s.height, width: s.width, outHeight: s.outHeight, outWidth: s.outWidth)
         pml_avg_pool_backward(dy, planes, &g, countIncludePad ? 1 : 0, dx)
+    }
+}
+
+/// Max pooling forward on a block of planes.
+private struct MaxPoolForwardTask: RangeTask {
+    let x: UnsafePointer<Float>
+    let window: pml_window
+    let y: UnsafeMutablePointer<Float>
+    let argmax: UnsafeMutablePointer<Int32>
+    let inSize, outSize: Int
+    @inline(__always) func run(_ r: Range<Int>, part: Int) {
+        var g = window
+        let o = r.lowerBound * outSize
+        pml_max_pool_forward(x + r.lowerBound * inSize, r.count, &g, y + o, argmax + o)
+    }
+}
+
+/// Max pooling backward on a block of planes (each plane's dx its own).
+private struct MaxPoolBackwardTask: RangeTask {
+    let dy: UnsafePointer<Float>
+    let argmax: UnsafePointer<Int32>
+    let window: pml_window
+    let dx: UnsafeMutablePointer<Float>
+    let inSize, outSize: Int
+    @inline(__always) func run(_ r: Range<Int>, part: Int) {
+        var g = window
+        let o = r.lowerBound * outSize
+        pml_max_pool_backward(dy + o, argmax + o, r.count, &g, dx + r.lowerBound * inSize)
     }
 }

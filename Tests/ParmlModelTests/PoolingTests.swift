@@ -95,6 +95,27 @@ let poolCases: [PoolCase] = [
         #expect(dx.toArray() == [1, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0])
     }
 
+    /// Planes are pooled in blocks over the rank's threads: any thread count
+    /// gives the loops' outputs and the same input gradient. (Another suite's
+    /// trainer may resize the pool meanwhile; the bits may not depend on it.)
+    @Test func maxPoolGivesTheSameBitsOnAnyThreadCount() throws {
+        let t = PoolCase(n: 8, c: 16, h: 28, w: 28)
+        let x = try input(t, seed: 3)
+        let dy = try randomTensor(Shape(8, 16, 14, 14), seed: 4)
+        let want = Naive.pool2d(
+            x: x.toArray(), planes: t.n * t.c, h: t.h, w: t.w, kernel: t.kernel, stride: t.stride, padding: t.padding, max: true)
+        var grads: [[Float]] = []
+        let saved = BLAS.threads
+        defer { BLAS.threads = saved }
+        for threads in [1, 2, 3] {
+            BLAS.threads = threads
+            let model = try makeModel([try MaxPool2d(kernel: (2, 2), stride: (2, 2))])
+            #expect(try model.forward(x, training).toArray() == want.y, "\(threads) threads")
+            grads.append(try model.root.backward(dy, training, needInputGradient: true, accumulate: false)!.toArray())
+        }
+        #expect(grads[1] == grads[0] && grads[2] == grads[0])
+    }
+
     @Test func maxPoolPropagatesNaNAndIgnoresPadding() throws {
         let model = try makeModel([try MaxPool2d(kernel: (2, 2), stride: (2, 2), padding: (1, 1))])
         let x = try Tensor([-4, -3, .nan, -1], shape: Shape(1, 1, 2, 2))
