@@ -54,20 +54,20 @@ PML_AI pml_v16 pml_keep_below(pml_v16 x, size_t j, size_t n) {
 // `vec` (n rounded up to 16, within the row), the lanes past n masked off,
 // then one at a time up to n: rows of a causal block are short (i + 1
 // keys), so a scalar tail of up to 15 would cost as much as the chunks.
-static inline __attribute__((always_inline)) size_t pml_vector_end(size_t n, size_t cols) {
+PML_AI size_t pml_vector_end(size_t n, size_t cols) {
     size_t v = (n + 15) / 16 * 16;
     return v <= cols ? v : cols / 16 * 16;
 }
 
 // The 16 lanes folded in halves (8, 4, 2, 1): a fixed order, so the same
 // bits everywhere, in four vector steps rather than 16 dependent adds.
-static inline __attribute__((always_inline)) float pml_fold_sum(float *acc) {
+PML_AI float pml_fold_sum(float *acc) {
     for (size_t w = 8; w >= 1; w /= 2)
         for (size_t l = 0; l < w; l++) acc[l] += acc[l + w];
     return acc[0];
 }
 
-static inline __attribute__((always_inline)) float pml_fold_max(float *acc) {
+PML_AI float pml_fold_max(float *acc) {
     for (size_t w = 8; w >= 1; w /= 2)
         for (size_t l = 0; l < w; l++) acc[l] = acc[l + w] > acc[l] ? acc[l + w] : acc[l];
     return acc[0];
@@ -77,7 +77,7 @@ static inline __attribute__((always_inline)) float pml_fold_max(float *acc) {
 // other than x[0] is skipped, as a plain `x[j] > m` scan skips it. The
 // masked lanes (within the row: vec <= cols) are loaded and then replaced,
 // so that the loop is plain loads and blends rather than gathers.
-static inline __attribute__((always_inline)) float pml_row_max(const float *restrict x, size_t n, size_t vec) {
+PML_AI float pml_row_max(const float *restrict x, size_t n, size_t vec) {
     float acc[16];
     const float x0 = x[0];
     for (size_t l = 0; l < 16; l++) acc[l] = x0;
@@ -94,7 +94,7 @@ static inline __attribute__((always_inline)) float pml_row_max(const float *rest
 
 // e^(x - m) for a row's scores x <= m: 0 below -87 (e^-87 < 2e-38 of a sum
 // that is at least 1), NaN for NaN.
-static inline __attribute__((always_inline)) float pml_shifted_exp(float x, float m) {
+PML_AI float pml_shifted_exp(float x, float m) {
     float d = x - m;
     float c = d > -87.0f ? d : -87.0f; // NaN compares false: -87, then restored below
     float e = pml_exp_clamped(c);
@@ -103,8 +103,7 @@ static inline __attribute__((always_inline)) float pml_shifted_exp(float x, floa
 
 // Rows [0, rows) of s (ld cols), the first the query at position offset:
 // the softmax of pml_causal_softmax.
-static inline __attribute__((always_inline)) void pml_softmax_rows(float *restrict s, size_t rows, size_t cols,
-                                                                  size_t offset) {
+PML_AI void pml_softmax_rows(float *restrict s, size_t rows, size_t cols, size_t offset) {
     for (size_t i = 0; i < rows; i++) {
         float *restrict row = s + i * cols;
         size_t n = offset + i + 1;
@@ -139,9 +138,8 @@ PML_CLONES void pml_causal_softmax(float *restrict s, size_t rows, size_t cols, 
 
 // Rows [first, first + rows) of a (t, t) causal block (p and ds point at
 // row 0): the softmax's backward of pml_causal_softmax_backward.
-static inline __attribute__((always_inline)) void pml_softmax_backward_rows(const float *restrict p,
-                                                                           float *restrict ds, size_t first,
-                                                                           size_t rows, size_t t) {
+PML_AI void pml_softmax_backward_rows(const float *restrict p, float *restrict ds, size_t first, size_t rows,
+                                      size_t t) {
     for (size_t i = first; i < first + rows; i++) {
         const float *restrict pr = p + i * t;
         float *restrict dr = ds + i * t;
