@@ -78,14 +78,15 @@ build/train_fashion_mnist: examples/train_fashion_mnist.c examples/fashion_mnist
 
 build/bench: bench/bench.c bench/bench_util.h bench/bf16_bound.h build/libbf16_bound.so include/parml.h include/parml_types.h $(BUILD)/libparml.so
 	@mkdir -p build
-	$(CC) $(CSTRICT) -O2 $< $(CLINK) -Lbuild -lbf16_bound -Wl,-rpath,$(ROOT)/build -ldl -pthread -o $@
+	$(CC) $(CSTRICT) -O2 -ISources/_CParmlDNNL/include $< $(CLINK) -Lbuild -lbf16_bound -Wl,-rpath,$(ROOT)/build -ldl -pthread -o $@
 
 # The bf16 products-alone bound of an MLP step (bench/bf16_bound.h): parml's
 # private oneDNN shim compiled in, with the compiler SwiftPM uses (its bf16
-# rounding needs clang's intrinsics). bench.c links it; bench/bf16_bound.py
-# loads it with ctypes.
-BF16_BOUND_SRC := bench/bf16_bound.c Sources/_CParmlDNNL/dnnl_loader.c Sources/_CParmlDNNL/dnnl_matmul.c
-build/libbf16_bound.so: $(BF16_BOUND_SRC) bench/bf16_bound.h bench/bench_util.h Sources/_CParmlDNNL/include/pml_dnnl.h Sources/_CParmlDNNL/include/pml_dnnl_matmul.h Sources/_CParmlDNNL/dnnl_api.h
+# rounding needs clang's intrinsics). bench.c links it (also for parml's
+# float32 router, which its one-thread products bounds run through);
+# bench/bf16_bound.py loads it with ctypes.
+BF16_BOUND_SRC := bench/bf16_bound.c Sources/_CParmlDNNL/dnnl_loader.c Sources/_CParmlDNNL/dnnl_matmul.c Sources/_CParmlDNNL/dnnl_sgemm.c
+build/libbf16_bound.so: $(BF16_BOUND_SRC) bench/bf16_bound.h bench/bench_util.h Sources/_CParmlDNNL/include/pml_dnnl.h Sources/_CParmlDNNL/include/pml_dnnl_matmul.h Sources/_CParmlDNNL/include/pml_dnnl_sgemm.h Sources/_CParmlDNNL/dnnl_api.h
 	@mkdir -p build
 	$(SAN_CC) -std=c11 -Wall -Wextra -Werror -O2 -fPIC -shared -ISources/_CParmlDNNL/include -ISources/_CParmlDNNL $(BF16_BOUND_SRC) -ldl -pthread -o $@
 

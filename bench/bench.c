@@ -1,7 +1,9 @@
 /*
  * parml benchmarks (not tests): training throughput through the public C API
  * against the bound set by the same step's matrix products alone, timed in
- * the same run on the same OpenBLAS. Writes bench/results.json and prints a
+ * the same run on the same libraries (one thread: the large products on
+ * oneDNN as parml runs them, unless PARML_GEMM=openblas; more threads:
+ * OpenBLAS's threaded sgemm). Writes bench/results.json and prints a
  * table. Medians of several repetitions; the machine is shared and noisy,
  * so compare ratios measured together, not times across runs.
  *
@@ -12,6 +14,7 @@
 
 #include "bench_util.h"
 #include "bf16_bound.h"
+#include "pml_dnnl_sgemm.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -39,6 +42,10 @@ enum { REPS = 21 };
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
                          float, float *, int);
 static sgemm_fn sgemm;
+/* One thread's products as parml runs them: the large ones on oneDNN's
+ * matmul (parml's own router, pml_dnnl_sgemm.h) unless PARML_GEMM=openblas,
+ * the rest on OpenBLAS. OpenBLAS's threaded bounds use `sgemm` itself. */
+static sgemm_fn sgemm_one;
 /* OpenBLAS's own thread count, for the GEMM-only baselines: parml keeps it
  * at 1 and splits products over its own threads (parml_blas_set_threads). */
 static void (*openblas_threads)(int);
@@ -73,8 +80,8 @@ typedef struct {
     int steps;
 } mlp_case;
 
-/* The step's products alone: forward y = x·Wᵀ, dW = dyᵀ·x, dx = dy·W (no dx for layer 0). */
-static double gemm_only_step_seconds(const mlp_case *c, int steps) {
+/* The step's products alone (on `gemm`): forward y = x·Wᵀ, dW = dyᵀ·x, dx = dy·W (no dx for layer 0). */
+static double gemm_only_step_seconds(sgemm_fn gemm, const mlp_case *c, int steps) {
     int L = c->n_dims - 1;
     int64_t maxw = 0;
     for (int i = 0; i < c->n_dims; i++) maxw = c->dims[i] > maxw ? c->dims[i] : maxw;
@@ -93,12 +100,12 @@ static double gemm_only_step_seconds(const mlp_case *c, int steps) {
         if (s == 0) t0 = now();
         for (int l = 0; l < L; l++) {
             int in = (int)c->dims[l], out = (int)c->dims[l + 1];
-            sgemm(ROW, NT, TR, m, out, in, 1, act[l], in, w[l], in, 0, act[l + 1], out);
+            gemm(ROW, NT, TR, m, out, in, 1, act[l], in, w[l], in, 0, act[l + 1], out);
         }
         for (int l = L - 1; l >= 0; l--) {
             int in = (int)c->dims[l], out = (int)c->dims[l + 1];
-            sgemm(ROW, TR, NT, out, in, m, 1, grad[l + 1], out, act[l], in, 0, dw[l], in);
-            if (l > 0) sgemm(ROW, NT, NT, m, in, out, 1, grad[l + 1], out, w[l], in, 0, grad[l], in);
+            gemm(ROW, TR, NT, out, in, m, 1, grad[l + 1], out, act[l], in, 0, dw[l], in);
+            if (l > 0) gemm(ROW, NT, NT, m, in, out, 1, grad[l + 1], out, w[l], in, 0, grad[l], in);
         }
     }
     double dt = (now() - t0) / steps;
@@ -183,10 +190,10 @@ static void bench_mlp(const mlp_case *c) {
         CHECK(parml_blas_set_threads(c->threads));
         eng[r] = (double)c->batch / engine_step_seconds(tr, x, y, c->steps);
         openblas_threads(c->threads);
-        gem[r] = (double)c->batch / gemm_only_step_seconds(c, c->steps);
+        gem[r] = (double)c->batch / gemm_only_step_seconds(c->threads > 1 ? sgemm : sgemm_one, c, c->steps);
         if (c->threads > 1) {
             openblas_threads(1);
-            one[r] = c->threads * (double)c->batch / gemm_only_step_seconds(c, c->steps);
+            one[r] = c->threads * (double)c->batch / gemm_only_step_seconds(sgemm_one, c, c->steps);
         }
     }
     result *res = &results[n_results++];
@@ -201,7 +208,7 @@ static void bench_mlp(const mlp_case *c) {
         snprintf(res->name, sizeof res->name, "%s_of_%dx_t1_bound", c->name, c->threads);
         res->value = median(eng, REPS);
         res->unit = "samples/s";
-        snprintf(res->baseline, sizeof res->baseline, "%d x the same GEMMs alone on 1 OpenBLAS thread (same run)", c->threads);
+        snprintf(res->baseline, sizeof res->baseline, "%d x the same GEMMs alone on 1 thread (same run)", c->threads);
         res->baseline_value = median(one, REPS);
     }
 
@@ -532,6 +539,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot find cblas_sgemm: %s\n", dlerror());
         return 1;
     }
+    const char *gemm = getenv("PARML_GEMM");
+    sgemm_one = gemm && strcmp(gemm, "openblas") == 0 ? sgemm : pml_dnnl_sgemm_route(sgemm);
 
     static const int64_t mlp[] = {784, 1024, 1024, 10}, tiny[] = {784, 128, 10};
     mlp_case cases[] = {

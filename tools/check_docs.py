@@ -36,7 +36,7 @@ ALLOWED = {
     "PARML_MPI_INCLUDE": "environment of the build: where mpi.h is",
     "PARML_CONV": "environment: the conv2d backend a new layer takes (onednn or im2col)",
     "PARML_DNNL_LIBRARY": "environment: another oneDNN to dlopen (none: do not load it)",
-    "PARML_GEMM": "environment: onednn runs the large float32 products on oneDNN's matmul",
+    "PARML_GEMM": "environment: openblas runs every float32 product on OpenBLAS, none on oneDNN's matmul",
     "PARML_CRYPTO_LIBRARY": "environment: another libcrypto to dlopen for authenticated files (none: do not load it)",
     "PARML_DNNL_LAYOUT": "environment: plain keeps oneDNN on NCHW/OIHW (a measurement switch)",
     "PARML_CACHE_DIR": "environment: where the strategy advisor caches its calibration (docs/advisor.md)",

@@ -12,7 +12,7 @@ public enum BLAS {
         let rc = err.withUnsafeMutableBufferPointer { pml_blas_load($0.baseAddress, $0.count) }
         if rc == 0 {
             // Large products to oneDNN, the rest to OpenBLAS (pml_dnnl_sgemm.h),
-            // when PARML_GEMM=onednn; oneDNN itself loads on the first large one.
+            // unless PARML_GEMM=openblas; oneDNN itself loads on the first large one.
             if largeProductsOnOneDNN { pml_blas_wrap_sgemm(pml_dnnl_sgemm_route) }
             return nil
         }
@@ -24,15 +24,22 @@ public enum BLAS {
         if let loadFailure { throw loadFailure }
     }
 
-    /// Whether large products go to oneDNN's matmul (pml_dnnl_sgemm.h):
-    /// when $PARML_GEMM is `onednn` (read once, when OpenBLAS loads). Not by
-    /// default: oneDNN 2.x allocates in every execute call, and a warmed-up
-    /// float32 step is promised to allocate nothing. Where oneDNN does not
-    /// load, OpenBLAS runs them all anyway.
+    /// Whether large products go to oneDNN's matmul (pml_dnnl_sgemm.h): by
+    /// default, because on the projection shapes it is 2-13 % faster than
+    /// OpenBLAS's sgemm (bench/RESULTS.md); not when $PARML_GEMM is
+    /// `openblas` (read once, when OpenBLAS loads). Where oneDNN does not
+    /// load, OpenBLAS runs them all anyway (`largeProductsDescription`).
     public static let largeProductsOnOneDNN: Bool = {
-        guard let v = getenv("PARML_GEMM") else { return false }
-        return String(cString: v) == "onednn"
+        guard let v = getenv("PARML_GEMM") else { return true }
+        return String(cString: v) != "openblas"
     }()
+
+    /// Which library runs the float32 products, for the trainer's plan.
+    public static var largeProductsDescription: String {
+        guard largeProductsOnOneDNN else { return "products on OpenBLAS (PARML_GEMM=openblas)" }
+        if let why = OneDNN.loadError { return "products on OpenBLAS (oneDNN did not load: \(why))" }
+        return "large products on oneDNN \(OneDNN.version)'s matmul, the rest on OpenBLAS"
+    }
 
     /// Tests: C = op(A)·op(B) + β·C on oneDNN's float32 matmul whatever
     /// the size and `largeProductsOnOneDNN`; false (C untouched) when

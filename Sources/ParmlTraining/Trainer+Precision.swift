@@ -19,7 +19,7 @@ extension Trainer {
             return "precision: float32 (bf16 was asked for, but \(BF16.unavailableReason ?? "it cannot run here"); "
                 + "float32 fallback)"
         default:
-            return "precision: float32"
+            return "precision: float32 (\(BLAS.largeProductsDescription))"
         }
     }
 }

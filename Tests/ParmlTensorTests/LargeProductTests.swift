@@ -4,10 +4,10 @@ import _ParmlTestSupport
 
 @testable import ParmlTensor
 
-/// oneDNN's float32 matmul as PARML_GEMM=onednn runs the large products
+/// oneDNN's float32 matmul as it runs the large products by default
 /// (pml_dnnl_sgemm.h): the same contract as OpenBLAS's sgemm, and the same
-/// bits from any thread. Called directly, so that the process-wide routing
-/// (off by default) stays as the other suites expect it.
+/// bits from any thread. Called directly, whatever the size, so that the
+/// checks hold whatever PARML_GEMM the suite runs with.
 @Suite(.enabled(if: OneDNN.available, "oneDNN does not load here")) struct LargeProductTests {
     init() throws { try BLAS.ensureLoaded() }
 

@@ -5,7 +5,9 @@
  *
  * Each trial forks a child that trains a step and saves a checkpoint to the
  * same path in a loop (each save: temporary file, fsync, rename, fsync of
- * the directory); the parent kills it after a random 0-40 ms, then loads
+ * the directory); the parent kills it a random 0-40 ms after the child's
+ * first step (which a pipe reports: a fresh process's first step loads
+ * oneDNN and makes its plans, which can take longer than 40 ms), then loads
  * the path into a fresh trainer. The load must succeed and give one of the
  * saved states: the step count it restores is one the child reached. The
  * first save is made before the child starts, so a file always exists.
@@ -94,15 +96,23 @@ int main(void) {
         parml_trainer tr = make(&m, &x, &y);
         OK(parml_trainer_save_checkpoint(tr, path));
         fflush(stdout);
+        int stepped[2];
+        CHECK(pipe(stepped) == 0, "pipe");
         pid_t child = fork();
         CHECK(child >= 0, "fork");
         if (child == 0) {
             /* Train and save forever; the parent's SIGKILL ends it. */
-            for (;;) {
+            close(stepped[0]);
+            for (int first = 1;; first = 0) {
                 if (parml_trainer_step(tr, x, y, NULL) != PARML_OK) _exit(3);
+                if (first && write(stepped[1], "s", 1) != 1) _exit(5);
                 if (parml_trainer_save_checkpoint(tr, path) != PARML_OK) _exit(4);
             }
         }
+        close(stepped[1]);
+        char byte;
+        CHECK(read(stepped[0], &byte, 1) == 1, "trial %d: the writer ended before its first step", trial);
+        close(stepped[0]);
         usleep((useconds_t)(rand() % 40000));
         kill(child, SIGKILL);
         int status = 0;

@@ -12,12 +12,13 @@
  * signature that runs such products on oneDNN and every other one, or any
  * whose plan oneDNN refuses, on `openblas`. oneDNN loads on the first large
  * product; where it cannot load, every product goes to `openblas`. parml
- * installs it only when asked (PARML_GEMM=onednn, BLAS.swift), because it
- * breaks the promise that a warmed-up float32 step allocates nothing:
- * oneDNN 2.x's execute builds a map of its arguments on every call (about
- * 9 allocations and frees per product, docs/cnn.md "Allocations"), and a
- * worker thread that meets a block shape for the first time after the
- * warm-up makes its plan then.
+ * installs it unless PARML_GEMM=openblas (BLAS.swift). It allocates where
+ * OpenBLAS does not: oneDNN 2.x's execute builds a map of its arguments on
+ * every call (about 9 allocations and frees per product, as for
+ * convolutions: docs/cnn.md "Allocations"), and a thread makes its plan
+ * for a shape the first time it meets it, so with several threads per rank
+ * a thread can meet one of a product's block shapes first after the warm-up
+ * (at most once per thread and shape).
  *
  * Plans: one per shape (trans, m, n, k, leading dimensions, beta), made on
  * one OpenMP thread the first time the calling thread meets the shape, kept

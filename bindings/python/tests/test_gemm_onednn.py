@@ -1,5 +1,6 @@
-"""PARML_GEMM=onednn: the large float32 products on oneDNN's matmul
-(docs/engine.md, "Kernel choices"). The setting is read once per process,
+"""The large float32 products on oneDNN's matmul, the default since 0.3
+(PARML_GEMM=openblas runs them on OpenBLAS; docs/engine.md, "Kernel
+choices"). The setting is read once per process,
 so each case trains in a fresh child: a small character GPT whose
 projections (1024 rows x 128..512) are large enough to go to oneDNN."""
 
@@ -63,16 +64,17 @@ def test_onednn_products_agree_with_openblas_and_keep_every_promise(tmp_path):
     scale = np.abs(openblas["params"]).max()
     assert np.abs(onednn["params"] - openblas["params"]).max() <= 1e-5 * scale
     assert not np.array_equal(onednn["params"], openblas["params"]), "oneDNN ran no product"
-    for name, layout in [("again", "{}"), ("t2", "{'blas_threads': 2}"), ("dp2", "{'dp': 2}"),
-                         ("pp2", "{'pp': 2, 'micro_batches': 2}")]:
-        other = child(tmp_path, name, layout, PARML_GEMM="onednn")
+    for name, layout, env in [("default", "{}", {}), ("again", "{}", {"PARML_GEMM": "onednn"}),
+                              ("t2", "{'blas_threads': 2}", {}), ("dp2", "{'dp': 2}", {}),
+                              ("pp2", "{'pp': 2, 'micro_batches': 2}", {})]:
+        other = child(tmp_path, name, layout, **env)
         np.testing.assert_array_equal(other["losses"], onednn["losses"], err_msg=name)
         np.testing.assert_array_equal(other["params"], onednn["params"], err_msg=name)
 
 
 def test_without_onednn_openblas_runs_everything(tmp_path):
-    """PARML_GEMM=onednn on a host without libdnnl: OpenBLAS's bits."""
-    missing = child(tmp_path, "missing", PARML_GEMM="onednn", PARML_DNNL_LIBRARY="none")
+    """The default on a host without libdnnl: OpenBLAS's bits."""
+    missing = child(tmp_path, "missing", PARML_DNNL_LIBRARY="none")
     openblas = child(tmp_path, "openblas", PARML_GEMM="openblas")
     np.testing.assert_array_equal(missing["params"], openblas["params"])
     np.testing.assert_array_equal(missing["losses"], openblas["losses"])
