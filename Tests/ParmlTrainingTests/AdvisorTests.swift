@@ -439,6 +439,29 @@ private func layouts() -> [StrategyConfig] {
         #expect(one.blasThreads == 2 && abs(one.optimizer / oneFast.optimizer - 2) < 1e-9)
     }
 
+    /// Ranks sharing the cores share the caches too: a rank's pass runs at
+    /// the rate of every resident rank's passes together, and the running
+    /// ranks share the cores' gain. Two one-thread ranks each on half the
+    /// bytes take what one two-thread rank takes on all of them; passes
+    /// that fit in the caches together are not charged the memory's rate.
+    @Test func concurrentRanksShareTheCaches() throws {
+        var c = fixedCalibration()  // past the caches, one thread: 1e10 B/s
+        c.elementwiseBySize = [(2e5, 1e11), (2e7, 4e10), (1e8, 1e10)]
+        c.elementwiseAllCoresBytesPerSecond = 1.5e10  // every core: 1.5x one thread
+        let model = CostModel(calibration: c, coresPerNode: 2, machine: nil)
+        let half = model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2)
+        let whole = model.elementwise(bytes: 2e5, threads: 2, running: 2, resident: 2)
+        #expect(abs(half - 2e5 / (1e11 * 1.5)) < 1e-15 && abs(half / whole - 1) < 1e-12, "\(half) vs \(whole)")
+        #expect(half < 0.2 * 2e5 / 1.5e10)  // not the memory's rate: 10x that
+        // Four one-thread ranks on 2 cores: two run at once, and all four
+        // passes share the caches (4e5 bytes: between the 2e5 and 2e7 rates).
+        let rate = exp(log(1e11) + log(2) / log(100) * (log(4e10) - log(1e11)))
+        let four = model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 4)
+        #expect(abs(four - 2e5 / (rate * 1.5)) < 1e-15, "\(four)")
+        // Alone, a rank gets its own working set's rate.
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1) - 1e5 / 1e11) < 1e-15)
+    }
+
     /// Thread gain applies to products BLAS.gemm cuts over the worker
     /// threads, not to small ones that run on one thread anyway; it is the
     /// gain the concurrent sgemms measured (a product cut over 2 threads

@@ -137,18 +137,28 @@ struct CostModel {
     }
 
     /// Seconds of `bytes` of element-wise traffic on a rank's `threads`
-    /// threads while `running` threads of the node move memory at once.
-    /// On this machine the memory's bandwidth is one resource: the
-    /// calibration measured it on every core (`elementwiseAllCoresBytesPerSecond`),
-    /// and the rank gets its threads' share of it, at most what its threads
-    /// alone reach (two one-thread ranks updating at once each get half of
-    /// what one rank's two threads get, not one thread's whole rate).
+    /// threads while `running` threads of the node move memory at once and
+    /// `resident` threads' ranks (running or waiting their turn on a core)
+    /// hold their working sets in the node's caches. On this machine the
+    /// cores are one resource: the rank's pass runs at one thread's rate
+    /// for the working set of every resident rank's pass (`bytes` each; a
+    /// rank waiting its turn on a core still fills that core's cache), and
+    /// gets its threads' share of what the running threads move together,
+    /// at that rate times the gain every core measured past the caches
+    /// (`elementwiseSeconds` on all cores), at most what its threads alone
+    /// reach. So two one-thread ranks each on half the bytes take as long
+    /// as one two-thread rank on all of them, and passes that stay in the
+    /// caches together run at the caches' rate, not the memory's (the
+    /// memory's rate for every shared pass had doubled the predicted step
+    /// of the CNN's 16-row ranks, whose activations fit).
     /// Described machines: the rank's rate as measured here.
-    func elementwise(bytes: Double, threads: Int, running: Int) -> Double {
-        let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads)
-        let all = calibration.elementwiseAllCoresBytesPerSecond
-        guard machine == nil, all > 0, running > threads else { return alone }
-        return max(alone, bytes * Double(running) / (all * Double(threads)))
+    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int) -> Double {
+        guard machine == nil else { return calibration.elementwiseSeconds(bytes: bytes, threads: threads) }
+        let set = bytes * Double(max(resident, threads)) / Double(threads)
+        let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads, workingSet: set)
+        guard calibration.elementwiseAllCoresBytesPerSecond > 0, running > threads else { return alone }
+        let combined = bytes * Double(running) / Double(threads)
+        return max(alone, calibration.elementwiseSeconds(bytes: combined, threads: max(2, coresPerNode), workingSet: set))
     }
 
     /// Forward and backward of `layers` at `rows`, on `threads` BLAS threads
@@ -156,7 +166,7 @@ struct CostModel {
     /// at the measured gain of more threads; on described machines (whose
     /// thread counts were not measured) at `threads` times this machine's
     /// one-thread rate.
-    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int) throws -> Double {
+    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int) throws -> Double {
         let threads = machine == nil ? requested : 1
         let ideal = machine == nil ? 1 : Double(requested)
         var t = 0.0
@@ -168,7 +178,7 @@ struct CostModel {
                 t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
                 t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
             }
-            t += elementwise(bytes: 3 * 4 * w.elementwiseFloats, threads: threads, running: running)
+            t += elementwise(bytes: 3 * 4 * w.elementwiseFloats, threads: threads, running: running, resident: resident)
         }
         return t / ideal
     }
@@ -199,7 +209,7 @@ struct CostModel {
             var fwd = (0, 0.0), bwd = (0, 0.0)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads, running: running)
+                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads, running: running, resident: busy)
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
@@ -340,7 +350,7 @@ struct CostModel {
         // The update runs on the rank's worker threads, as element-wise work
         // does, while the other ranks update theirs.
         p.optimizer = elementwise(
-            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads, running: running) * contention
+            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads, running: running, resident: busy) * contention
         if world > 1 {
             let stats = allReduce(bytes: 8, ranks: world, stride: 1, world: world)
             p.overhead += handover(world: world) + stats
