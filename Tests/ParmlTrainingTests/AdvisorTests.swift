@@ -462,6 +462,55 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1) - 1e5 / 1e11) < 1e-15)
     }
 
+    /// Ranks past the cores meet at every collective (and a pipeline's at
+    /// every tick), and between two meetings a core holding two of them
+    /// runs one after the other while a core holding one waits: ⌈n / cores⌉
+    /// turns, not the fair share n / cores. Three ranks on 2 cores compute
+    /// 4/3 of the fair share; four, exactly it.
+    @Test func ranksPastTheCoresTakeTurns() throws {
+        let turns = CostModel(calibration: fixedCalibration(), coresPerNode: 2, machine: nil)
+        #expect(turns.turns(1) == 1 && turns.turns(2) == 1 && turns.turns(4) == 1)
+        #expect(abs(turns.turns(3) - 4.0 / 3) < 1e-15 && abs(turns.turns(5) - 6.0 / 5) < 1e-15)
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        func predict(dp: Int, cores: Int) throws -> LayoutPrediction {
+            var request = AdviceRequest(sampleShape: Shape(12), batch: 96)
+            request.cores = cores
+            var st = StrategyConfig()
+            st.dp = dp
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
+        }
+        // The same threads (one per rank) and the same calibrated slowdown; only the turns differ.
+        let three = try predict(dp: 3, cores: 2), threeFit = try predict(dp: 3, cores: 4)
+        #expect(three.blasThreads == 1 && threeFit.blasThreads == 1)
+        #expect(abs(three.compute / threeFit.compute - 4.0 / 3) < 1e-9, "\(three.compute) vs \(threeFit.compute)")
+        #expect(abs(three.optimizer / threeFit.optimizer - 4.0 / 3) < 1e-9)
+        let four = try predict(dp: 4, cores: 2), fourFit = try predict(dp: 4, cores: 4)
+        #expect(abs(four.compute / fourFit.compute - 1) < 1e-9)
+    }
+
+    /// Past the cores a pipeline rank that waits sleeps, and each hop on
+    /// the critical path waits for its receiver's wake-up: the calibrated
+    /// hand-over of that many ranks less that of as many ranks as cores.
+    @Test func pipelineHopsWaitForAWakeUpPastTheCores() throws {
+        let model = Model()
+        for _ in 0..<4 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
+        try model.initialize(seed: 2)
+        let c = fixedCalibration()  // hand-over: 2 ranks 10 µs, 4 ranks 20 µs
+        func sends(pp: Int, cores: Int) throws -> CommunicationTerm {
+            var request = AdviceRequest(sampleShape: Shape(64), batch: 64)
+            request.cores = cores
+            var st = StrategyConfig()
+            (st.pp, st.microBatches) = (pp, 2 * pp)
+            let p = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+            return try #require(p.communications.first { $0.group.hasPrefix("pp") })
+        }
+        let crowded = try sends(pp: 4, cores: 2), fits = try sends(pp: 4, cores: 4)
+        #expect(crowded.count == 2 * (8 + 3) && crowded.count == fits.count)
+        #expect(abs(crowded.seconds - fits.seconds - Double(crowded.count) * 1e-5) < 1e-12, "\(crowded.seconds) vs \(fits.seconds)")
+        let two = try sends(pp: 2, cores: 2), twoFit = try sends(pp: 2, cores: 4)
+        #expect(abs(two.seconds - twoFit.seconds) < 1e-15)
+    }
+
     /// Thread gain applies to products BLAS.gemm cuts over the worker
     /// threads, not to small ones that run on one thread anyway; it is the
     /// gain the concurrent sgemms measured (a product cut over 2 threads
