@@ -511,6 +511,25 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(two.seconds - twoFit.seconds) < 1e-15)
     }
 
+    /// A step computes its pieces at their own rows: 12 rows in 8
+    /// micro-batches are 4 pieces of 2 rows and 4 of 1, what 8 rows in 4
+    /// and 4 rows in 4 compute together, not 8 pieces of the largest.
+    @Test func unevenMicroBatchesComputeTheirOwnRows() throws {
+        let model = Model()  // 2 equal stages
+        for _ in 0..<2 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
+        try model.initialize(seed: 2)
+        func compute(batch: Int, m: Int) throws -> Double {
+            var request = AdviceRequest(sampleShape: Shape(64), batch: batch)
+            request.cores = 2
+            var st = StrategyConfig()
+            (st.pp, st.microBatches) = (2, m)
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration()).compute
+        }
+        let uneven = try compute(batch: 12, m: 8), twos = try compute(batch: 8, m: 4), ones = try compute(batch: 4, m: 4)
+        #expect(abs(uneven - (twos + ones)) < 1e-9 * uneven, "\(uneven) vs \(twos) + \(ones)")
+        #expect(ones < twos)
+    }
+
     /// Thread gain applies to products BLAS.gemm cuts over the worker
     /// threads, not to small ones that run on one thread anyway; it is the
     /// gain the concurrent sgemms measured (a product cut over 2 threads

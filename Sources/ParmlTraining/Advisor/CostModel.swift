@@ -237,12 +237,27 @@ struct CostModel {
         // Each stage's compute at the uncontended rate, and its tp all-reduces.
         var stages: [(compute: Double, tp: Double, fwd: (Int, Double), bwd: (Int, Double))] = []
         var peak = MemoryAccount(), peakStage = 0
+        // The pieces a step computes, by their rows: an uneven split (12
+        // rows in 8 micro-batches: 4 of 2 rows and 4 of 1) and a short last
+        // chunk hold fewer rows than the largest. Each stage's compute below
+        // is their sum over the step, per slot of the maxPieces × m the
+        // rest of the model counts (m × the largest piece had over-predicted
+        // the GPT's 2-stage pipelines of 8 micro-batches by a third).
+        var pieceSizes: [Int: Int] = [:]
+        for j in 0..<m {
+            for q in 0..<c.pieceCount(j) where c.rows(ofPiece: j, q) > 0 { pieceSizes[c.rows(ofPiece: j, q), default: 0] += 1 }
+        }
+        if pieceSizes.isEmpty { pieceSizes[rows] = 1 }
+        let slots = Double(c.maxPieces * m)
         for s in 0..<mesh.pp {
             var compute = 0.0, tp = 0.0
             var fwd = (0, 0.0), bwd = (0, 0.0)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads, running: running, resident: busy)
+                for (size, count) in pieceSizes.sorted(by: { $0.key < $1.key }) {
+                    let t = try self.compute(c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy)
+                    compute += t * Double(count) / slots
+                }
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
