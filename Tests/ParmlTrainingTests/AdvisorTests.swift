@@ -460,6 +460,13 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(four - 2e5 / (rate * 1.5)) < 1e-15, "\(four)")
         // Alone, a rank gets its own working set's rate.
         #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1) - 1e5 / 1e11) < 1e-15)
+        // A backward pass reads what its forward stored after the rest of
+        // the step went through the caches: the rank's held activations
+        // (2e7 bytes: the 4e10 rate) set its working set, not its own bytes.
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1, held: 2e7) - 1e5 / 4e10) < 1e-15)
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1, held: 5e4) - 1e5 / 1e11) < 1e-15)
+        // Two ranks holding 1e7 each: 2e7 together.
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2, held: 1e7) - 2e5 / (4e10 * 1.5)) < 1e-15)
     }
 
     /// Ranks past the cores meet at every collective (and a pipeline's at

@@ -182,9 +182,9 @@ struct CostModel {
     /// memory's rate for every shared pass had doubled the predicted step
     /// of the CNN's 16-row ranks, whose activations fit).
     /// Described machines: the rank's rate as measured here.
-    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int) -> Double {
+    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int, held: Double = 0) -> Double {
         guard machine == nil else { return calibration.elementwiseSeconds(bytes: bytes, threads: threads) }
-        let set = bytes * Double(max(resident, threads)) / Double(threads)
+        let set = max(bytes, held) * Double(max(resident, threads)) / Double(threads)
         let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads, workingSet: set)
         guard calibration.elementwiseAllCoresBytesPerSecond > 0, running > threads else { return alone }
         let combined = bytes * Double(running) / Double(threads)
@@ -196,7 +196,9 @@ struct CostModel {
     /// at the measured gain of more threads; on described machines (whose
     /// thread counts were not measured) at `threads` times this machine's
     /// one-thread rate.
-    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int) throws -> Double {
+    func compute(
+        _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double
+    ) throws -> Double {
         let threads = machine == nil ? requested : 1
         let ideal = machine == nil ? 1 : Double(requested)
         var t = 0.0
@@ -208,7 +210,13 @@ struct CostModel {
                 t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
                 t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
             }
-            t += elementwise(bytes: 3 * 4 * w.elementwiseFloats, threads: threads, running: running, resident: resident)
+            // Forward once, its own pass; backward twice, reading what the
+            // forward stored after every later layer (and, in a pipeline,
+            // the other micro-batches in flight) went through the caches:
+            // its working set is the activations the rank holds.
+            let pass = 4 * w.elementwiseFloats
+            t += elementwise(bytes: pass, threads: threads, running: running, resident: resident)
+            t += elementwise(bytes: 2 * pass, threads: threads, running: running, resident: resident, held: held)
         }
         return t / ideal
     }
@@ -252,10 +260,13 @@ struct CostModel {
         for s in 0..<mesh.pp {
             var compute = 0.0, tp = 0.0
             var fwd = (0, 0.0), bwd = (0, 0.0)
+            let mem = c.memory(stage: s)
+            let held = Double(mem.activationBytes)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
                 for (size, count) in pieceSizes.sorted(by: { $0.key < $1.key }) {
-                    let t = try self.compute(c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy)
+                    let t = try self.compute(
+                        c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy, held: held)
                     compute += t * Double(count) / slots
                 }
                 for l in layers where mesh.tp > 1 {
@@ -269,7 +280,6 @@ struct CostModel {
             }
             tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
             stages.append((compute, tp, fwd, bwd))
-            let mem = c.memory(stage: s)
             if mem.total > peak.total || s == 0 { (peak, peakStage) = (mem, s) }
         }
         // A pipeline's ranks are not all busy at once: in the steady state
