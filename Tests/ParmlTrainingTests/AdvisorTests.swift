@@ -439,6 +439,104 @@ private func layouts() -> [StrategyConfig] {
         #expect(one.blasThreads == 2 && abs(one.optimizer / oneFast.optimizer - 2) < 1e-9)
     }
 
+    /// Ranks sharing the cores share the caches too: a rank's pass runs at
+    /// the rate of every resident rank's passes together, and the running
+    /// ranks share the cores' gain. Two one-thread ranks each on half the
+    /// bytes take what one two-thread rank takes on all of them; passes
+    /// that fit in the caches together are not charged the memory's rate.
+    @Test func concurrentRanksShareTheCaches() throws {
+        var c = fixedCalibration()  // past the caches, one thread: 1e10 B/s
+        c.elementwiseBySize = [(2e5, 1e11), (2e7, 4e10), (1e8, 1e10)]
+        c.elementwiseAllCoresBytesPerSecond = 1.5e10  // every core: 1.5x one thread
+        let model = CostModel(calibration: c, coresPerNode: 2, machine: nil)
+        let half = model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2)
+        let whole = model.elementwise(bytes: 2e5, threads: 2, running: 2, resident: 2)
+        #expect(abs(half - 2e5 / (1e11 * 1.5)) < 1e-15 && abs(half / whole - 1) < 1e-12, "\(half) vs \(whole)")
+        #expect(half < 0.2 * 2e5 / 1.5e10)  // not the memory's rate: 10x that
+        // Four one-thread ranks on 2 cores: two run at once, and all four
+        // passes share the caches (4e5 bytes: between the 2e5 and 2e7 rates).
+        let rate = exp(log(1e11) + log(2) / log(100) * (log(4e10) - log(1e11)))
+        let four = model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 4)
+        #expect(abs(four - 2e5 / (rate * 1.5)) < 1e-15, "\(four)")
+        // Alone, a rank gets its own working set's rate.
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1) - 1e5 / 1e11) < 1e-15)
+        // A backward pass reads what its forward stored after the rest of
+        // the step went through the caches: the rank's held activations
+        // (2e7 bytes: the 4e10 rate) set its working set, not its own bytes.
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1, held: 2e7) - 1e5 / 4e10) < 1e-15)
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1, held: 5e4) - 1e5 / 1e11) < 1e-15)
+        // Two ranks holding 1e7 each: 2e7 together.
+        #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2, held: 1e7) - 2e5 / (4e10 * 1.5)) < 1e-15)
+    }
+
+    /// Ranks past the cores meet at every collective (and a pipeline's at
+    /// every tick), and between two meetings a core holding two of them
+    /// runs one after the other while a core holding one waits: ⌈n / cores⌉
+    /// turns, not the fair share n / cores. Three ranks on 2 cores compute
+    /// 4/3 of the fair share; four, exactly it.
+    @Test func ranksPastTheCoresTakeTurns() throws {
+        let turns = CostModel(calibration: fixedCalibration(), coresPerNode: 2, machine: nil)
+        #expect(turns.turns(1) == 1 && turns.turns(2) == 1 && turns.turns(4) == 1)
+        #expect(abs(turns.turns(3) - 4.0 / 3) < 1e-15 && abs(turns.turns(5) - 6.0 / 5) < 1e-15)
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        func predict(dp: Int, cores: Int) throws -> LayoutPrediction {
+            var request = AdviceRequest(sampleShape: Shape(12), batch: 96)
+            request.cores = cores
+            var st = StrategyConfig()
+            st.dp = dp
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
+        }
+        // The same threads (one per rank) and the same calibrated slowdown; only the turns differ.
+        let three = try predict(dp: 3, cores: 2), threeFit = try predict(dp: 3, cores: 4)
+        #expect(three.blasThreads == 1 && threeFit.blasThreads == 1)
+        #expect(abs(three.compute / threeFit.compute - 4.0 / 3) < 1e-9, "\(three.compute) vs \(threeFit.compute)")
+        #expect(abs(three.optimizer / threeFit.optimizer - 4.0 / 3) < 1e-9)
+        let four = try predict(dp: 4, cores: 2), fourFit = try predict(dp: 4, cores: 4)
+        #expect(abs(four.compute / fourFit.compute - 1) < 1e-9)
+    }
+
+    /// Past the cores a pipeline rank that waits sleeps, and each hop on
+    /// the critical path waits for its receiver's wake-up: the calibrated
+    /// hand-over of that many ranks less that of as many ranks as cores.
+    @Test func pipelineHopsWaitForAWakeUpPastTheCores() throws {
+        let model = Model()
+        for _ in 0..<4 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
+        try model.initialize(seed: 2)
+        let c = fixedCalibration()  // hand-over: 2 ranks 10 µs, 4 ranks 20 µs
+        func sends(pp: Int, cores: Int) throws -> CommunicationTerm {
+            var request = AdviceRequest(sampleShape: Shape(64), batch: 64)
+            request.cores = cores
+            var st = StrategyConfig()
+            (st.pp, st.microBatches) = (pp, 2 * pp)
+            let p = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+            return try #require(p.communications.first { $0.group.hasPrefix("pp") })
+        }
+        let crowded = try sends(pp: 4, cores: 2), fits = try sends(pp: 4, cores: 4)
+        #expect(crowded.count == 2 * (8 + 3) && crowded.count == fits.count)
+        #expect(abs(crowded.seconds - fits.seconds - Double(crowded.count) * 1e-5) < 1e-12, "\(crowded.seconds) vs \(fits.seconds)")
+        let two = try sends(pp: 2, cores: 2), twoFit = try sends(pp: 2, cores: 4)
+        #expect(abs(two.seconds - twoFit.seconds) < 1e-15)
+    }
+
+    /// A step computes its pieces at their own rows: 12 rows in 8
+    /// micro-batches are 4 pieces of 2 rows and 4 of 1, what 8 rows in 4
+    /// and 4 rows in 4 compute together, not 8 pieces of the largest.
+    @Test func unevenMicroBatchesComputeTheirOwnRows() throws {
+        let model = Model()  // 2 equal stages
+        for _ in 0..<2 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
+        try model.initialize(seed: 2)
+        func compute(batch: Int, m: Int) throws -> Double {
+            var request = AdviceRequest(sampleShape: Shape(64), batch: batch)
+            request.cores = 2
+            var st = StrategyConfig()
+            (st.pp, st.microBatches) = (2, m)
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration()).compute
+        }
+        let uneven = try compute(batch: 12, m: 8), twos = try compute(batch: 8, m: 4), ones = try compute(batch: 4, m: 4)
+        #expect(abs(uneven - (twos + ones)) < 1e-9 * uneven, "\(uneven) vs \(twos) + \(ones)")
+        #expect(ones < twos)
+    }
+
     /// Thread gain applies to products BLAS.gemm cuts over the worker
     /// threads, not to small ones that run on one thread anyway; it is the
     /// gain the concurrent sgemms measured (a product cut over 2 threads

@@ -128,6 +128,36 @@ struct CostModel {
         return pages * calibration.pageFaultSeconds * contention
     }
 
+    /// Seconds a pipeline hop waits for its receiver to wake when the
+    /// node's rank threads outnumber its cores: a rank that waits longer
+    /// than WorldCore's spin and yield windows sleeps and gives up its core,
+    /// and the activation it waits for then also waits for its wake-up. The
+    /// calibrated hand-over of that many ranks (waking sleeping rank threads
+    /// and joining them) less the hand-over of as many ranks as cores (where
+    /// none has to give up its core). 0 on described machines (not measured there).
+    func wake(busy: Int, world: Int) -> Double {
+        guard machine == nil, busy > coresPerNode else { return 0 }
+        let rates = calibration.handover
+        guard let h = MachineCalibration.interpolated(rates, ranks: busy) ?? MachineCalibration.nearest(rates, ranks: busy) else { return 0 }
+        let fits = MachineCalibration.interpolated(rates, ranks: coresPerNode)?.latency ?? 0
+        return max(0, h.latency - fits)
+    }
+
+    /// How much longer `n` threads that meet at every collective take on
+    /// the cores than the cores' fair share (n / cores each) says: a
+    /// stretch of work between two meetings is shorter than the scheduler's
+    /// time slice, so a core holding two of the threads runs one after the
+    /// other while a core holding one waits at the meeting; each stretch
+    /// takes ⌈n / cores⌉ turns. 3 ranks on 2 cores: 2 turns, 4/3 of the
+    /// fair 1.5; 4 ranks on 2 cores: 2 turns, the fair share itself. (Three
+    /// ranks of the 4×512 MLP measured 5.65 ms a step against 4.49 for four,
+    /// and the CNN's 2.83 against 2.02, where the fair share had them alike.)
+    func turns(_ n: Int) -> Double {
+        let c = coresPerNode
+        guard n > c, c > 0 else { return 1 }
+        return Double((n + c - 1) / c * c) / Double(n)
+    }
+
     func handover(world: Int) -> Double {
         let local = ranksPerNode(world: world)
         guard world > 1,
@@ -137,18 +167,28 @@ struct CostModel {
     }
 
     /// Seconds of `bytes` of element-wise traffic on a rank's `threads`
-    /// threads while `running` threads of the node move memory at once.
-    /// On this machine the memory's bandwidth is one resource: the
-    /// calibration measured it on every core (`elementwiseAllCoresBytesPerSecond`),
-    /// and the rank gets its threads' share of it, at most what its threads
-    /// alone reach (two one-thread ranks updating at once each get half of
-    /// what one rank's two threads get, not one thread's whole rate).
+    /// threads while `running` threads of the node move memory at once and
+    /// `resident` threads' ranks (running or waiting their turn on a core)
+    /// hold their working sets in the node's caches. On this machine the
+    /// cores are one resource: the rank's pass runs at one thread's rate
+    /// for the working set of every resident rank's pass (`bytes` each; a
+    /// rank waiting its turn on a core still fills that core's cache), and
+    /// gets its threads' share of what the running threads move together,
+    /// at that rate times the gain every core measured past the caches
+    /// (`elementwiseSeconds` on all cores), at most what its threads alone
+    /// reach. So two one-thread ranks each on half the bytes take as long
+    /// as one two-thread rank on all of them, and passes that stay in the
+    /// caches together run at the caches' rate, not the memory's (the
+    /// memory's rate for every shared pass had doubled the predicted step
+    /// of the CNN's 16-row ranks, whose activations fit).
     /// Described machines: the rank's rate as measured here.
-    func elementwise(bytes: Double, threads: Int, running: Int) -> Double {
-        let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads)
-        let all = calibration.elementwiseAllCoresBytesPerSecond
-        guard machine == nil, all > 0, running > threads else { return alone }
-        return max(alone, bytes * Double(running) / (all * Double(threads)))
+    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int, held: Double = 0) -> Double {
+        guard machine == nil else { return calibration.elementwiseSeconds(bytes: bytes, threads: threads) }
+        let set = max(bytes, held) * Double(max(resident, threads)) / Double(threads)
+        let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads, workingSet: set)
+        guard calibration.elementwiseAllCoresBytesPerSecond > 0, running > threads else { return alone }
+        let combined = bytes * Double(running) / Double(threads)
+        return max(alone, calibration.elementwiseSeconds(bytes: combined, threads: max(2, coresPerNode), workingSet: set))
     }
 
     /// Forward and backward of `layers` at `rows`, on `threads` BLAS threads
@@ -156,7 +196,9 @@ struct CostModel {
     /// at the measured gain of more threads; on described machines (whose
     /// thread counts were not measured) at `threads` times this machine's
     /// one-thread rate.
-    func compute(_ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int) throws -> Double {
+    func compute(
+        _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double
+    ) throws -> Double {
         let threads = machine == nil ? requested : 1
         let ideal = machine == nil ? 1 : Double(requested)
         var t = 0.0
@@ -168,7 +210,13 @@ struct CostModel {
                 t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
                 t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
             }
-            t += elementwise(bytes: 3 * 4 * w.elementwiseFloats, threads: threads, running: running)
+            // Forward once, its own pass; backward twice, reading what the
+            // forward stored after every later layer (and, in a pipeline,
+            // the other micro-batches in flight) went through the caches:
+            // its working set is the activations the rank holds.
+            let pass = 4 * w.elementwiseFloats
+            t += elementwise(bytes: pass, threads: threads, running: running, resident: resident)
+            t += elementwise(bytes: 2 * pass, threads: threads, running: running, resident: resident, held: held)
         }
         return t / ideal
     }
@@ -186,7 +234,10 @@ struct CostModel {
                 ? calibration.slowdown(busyThreads: n) / calibration.slowdown(busyThreads: threads)
                 : max(1, Double(n) / Double(coresPerNode))
         }
-        let contention = stretch(busy)
+        // Past the cores the ranks take turns between their meetings
+        // (`turns`): at each collective, and in a pipeline's steady state at
+        // each tick, where every stage hands its micro-batch on.
+        let contention = stretch(busy) * turns(busy)
         // Threads running at once (past the cores they take turns, which `stretch` counts).
         let running = min(busy, max(coresPerNode, threads))
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
@@ -194,12 +245,30 @@ struct CostModel {
         // Each stage's compute at the uncontended rate, and its tp all-reduces.
         var stages: [(compute: Double, tp: Double, fwd: (Int, Double), bwd: (Int, Double))] = []
         var peak = MemoryAccount(), peakStage = 0
+        // The pieces a step computes, by their rows: an uneven split (12
+        // rows in 8 micro-batches: 4 of 2 rows and 4 of 1) and a short last
+        // chunk hold fewer rows than the largest. Each stage's compute below
+        // is their sum over the step, per slot of the maxPieces × m the
+        // rest of the model counts (m × the largest piece had over-predicted
+        // the GPT's 2-stage pipelines of 8 micro-batches by a third).
+        var pieceSizes: [Int: Int] = [:]
+        for j in 0..<m {
+            for q in 0..<c.pieceCount(j) where c.rows(ofPiece: j, q) > 0 { pieceSizes[c.rows(ofPiece: j, q), default: 0] += 1 }
+        }
+        if pieceSizes.isEmpty { pieceSizes[rows] = 1 }
+        let slots = Double(c.maxPieces * m)
         for s in 0..<mesh.pp {
             var compute = 0.0, tp = 0.0
             var fwd = (0, 0.0), bwd = (0, 0.0)
+            let mem = c.memory(stage: s)
+            let held = Double(mem.activationBytes)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                compute += try self.compute(c.profile, layers: layers, rows: rows, threads: threads, running: running)
+                for (size, count) in pieceSizes.sorted(by: { $0.key < $1.key }) {
+                    let t = try self.compute(
+                        c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy, held: held)
+                    compute += t * Double(count) / slots
+                }
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
@@ -211,7 +280,6 @@ struct CostModel {
             }
             tp = perCall(fwd.0, fwd.1) + perCall(bwd.0, bwd.1)
             stages.append((compute, tp, fwd, bwd))
-            let mem = c.memory(stage: s)
             if mem.total > peak.total || s == 0 { (peak, peakStage) = (mem, s) }
         }
         // A pipeline's ranks are not all busy at once: in the steady state
@@ -284,7 +352,7 @@ struct CostModel {
             }
             let bytes = Double(rows * width) * f
             let sends = 2 * (m * c.layout.virtualStages + mesh.pp - 1) * c.maxPieces
-            let t = Double(sends) * send(bytes: bytes, stride: mesh.tp, world: world)
+            let t = Double(sends) * (send(bytes: bytes, stride: mesh.tp, world: world) + wake(busy: busy, world: world))
             comm += t
             p.communications.append(
                 CommunicationTerm(what: "activations and their gradients (send/recv)", group: "pp(\(mesh.pp))", count: sends, bytes: bytes, seconds: t))
@@ -340,7 +408,7 @@ struct CostModel {
         // The update runs on the rank's worker threads, as element-wise work
         // does, while the other ranks update theirs.
         p.optimizer = elementwise(
-            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads, running: running) * contention
+            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads, running: running, resident: busy) * contention
         if world > 1 {
             let stats = allReduce(bytes: 8, ranks: world, stride: 1, world: world)
             p.overhead += handover(world: world) + stats

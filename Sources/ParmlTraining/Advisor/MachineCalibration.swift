@@ -136,15 +136,16 @@ public struct MachineCalibration: Sendable, Equatable {
     }
 
     /// Seconds to move `bytes` through element-wise kernels, a pass whose
-    /// working set is those bytes: one thread at the rate measured for the
+    /// working set is those bytes (or `workingSet`, where other ranks' passes
+    /// share the caches): one thread at the rate measured for the
     /// working sets around it (the line through them in log bytes and log
     /// rate; the nearest outside them; past the caches without the sizes),
     /// on more threads scaled by the gain every core measured past the caches.
-    public func elementwiseSeconds(bytes: Double, threads: Int = 1) -> Double {
+    public func elementwiseSeconds(bytes: Double, threads: Int = 1, workingSet: Double? = nil) -> Double {
         var rate = elementwiseBytesPerSecond
         if !elementwiseBySize.isEmpty {
             let family = elementwiseBySize.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) }
-            rate = Self.rateAlongRows(family, rows: max(1, Int(bytes)))
+            rate = Self.rateAlongRows(family, rows: max(1, Int(workingSet ?? bytes)))
         }
         if threads > 1 && elementwiseAllCoresBytesPerSecond > 0 {
             rate *= max(1, elementwiseAllCoresBytesPerSecond / max(elementwiseBytesPerSecond, 1))
