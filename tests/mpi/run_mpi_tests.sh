@@ -220,6 +220,7 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "dp 2 x pp 2, ZeRO-3" "" 2 2 1 2 1f1b 3
     train "dp 2 x pp 2 interleaved, ZeRO-3" "" 2 2 1 2 interleaved 3
     train "dp 2 x tp 2, ZeRO-3" "" 2 1 2 1 1f1b 3
+    train "dp 2 x pp 2 x tp 2, ZeRO-3 (8 processes)" "" 2 2 2 2 1f1b 3
     train "pp 2 x tp 2 interleaved" "" 1 2 2 2 interleaved 0
     export PARML_TEST_SPLIT_CLASSIFIER=1
     train "dp 2 x tp 2, classifier split by classes, ZeRO-1" "" 2 1 2 1 1f1b 1
