@@ -303,7 +303,7 @@ typedef struct parml_strategy_params {
 /** Memory one rank holds, in bytes (parml_trainer_memory). */
 typedef struct parml_memory_report {
     size_t struct_size;        /* set by the caller to sizeof(parml_memory_report) */
-    int64_t parameter_bytes;   /* its pipeline stage's (tp: its slices'); ZeRO-3 on threads: its shard; MPI (tp 1): shard + one layer */
+    int64_t parameter_bytes;   /* its pipeline stage's (tp: its slices'); ZeRO-3 on threads: its shard; on MPI: shard + one layer */
     int64_t gradient_bytes;
     int64_t optimizer_bytes;   /* optimizer state: 1/dp of the whole under ZeRO >= 1 */
     int64_t scratch_bytes;     /* deterministic-mode buffers */

@@ -2,7 +2,7 @@ import CParmlTypes
 import ParmlTraining
 
 /// Makes the trainer's model whole on this process. Under ZeRO-3 with the
-/// MPI backend (dp > 1, tp = 1) each process keeps only its shard of the
+/// MPI backend (dp > 1) each process keeps only its shard of the
 /// parameters between steps, gathering each layer's just before it runs;
 /// until this call, reads of the whole model on that process
 /// (parml_model_get_params, _get_param, _set_param, _predict, _generate,
@@ -16,7 +16,7 @@ import ParmlTraining
 /// then gets PARML_ERR_COMMUNICATION and the trainer (the job) cannot go
 /// on. parml_trainer_fit gathers by itself at the end of every epoch
 /// (validation, callbacks) and parml_trainer_save_checkpoint before it
-/// writes. Anywhere else (threads backend, ZeRO 0-2, tp > 1) the model is
+/// writes. Anywhere else (threads backend, ZeRO 0-2, dp = 1) the model is
 /// whole already: it returns PARML_OK at once without communicating, so
 /// portable host code may always call it.
 /// Errors: PARML_ERR_INVALID_ARGUMENT (handle), PARML_ERR_STATE (an earlier

@@ -25,6 +25,12 @@ import ParmlTensor
 /// data group again): with overlap the communication thread reduces the
 /// gradient buckets on the data communicator while backward gathers.
 ///
+/// With tp > 1 the rank's model is its tensor-parallel rewrite, an arena of
+/// its own: that arena is what is sharded and gathered per layer (each tp
+/// rank within its data group), and the host's serial model, another
+/// arena, is dropped after the step too and assembled from the tp ranks'
+/// slices only when gathered (`gatherWholeParameters`).
+///
 /// The threads backend needs none of this: its ranks read one shared arena.
 final class ParameterGathering {
     struct Block {
@@ -80,10 +86,9 @@ final class ParameterGathering {
     }
 
     /// Whether ZeRO-3 gathers per layer for this layout: MPI processes
-    /// (no shared arena) with dp > 1 and tp = 1 (under tp the host's model is
-    /// another arena, assembled whole after each step).
+    /// (no shared arena) with dp > 1, any tp.
     static func applies(layout: RankLayout, sharesParameters: Bool, processes: Bool) -> Bool {
-        processes && layout.zeroStage >= 3 && layout.mesh.dp > 1 && layout.mesh.tp == 1 && !sharesParameters
+        processes && layout.zeroStage >= 3 && layout.mesh.dp > 1 && !sharesParameters
     }
 
     /// What a read of the whole model is told between steps.
@@ -139,6 +144,8 @@ extension RankContext {
 
     /// After the step: only the shards stay (every other page of the arena,
     /// other stages' included, is handed back); the host's model is partial.
+    /// With tp > 1 the host's model is another arena, which goes back whole
+    /// (it is assembled again when gathered).
     func releaseParameters() {
         guard let g = gathering, let params = model.parameters else { return }
         var start = 0
@@ -150,17 +157,25 @@ extension RankContext {
         g.resident = nil
         g.wholeRuns = false
         model.partialParameters = ParameterGathering.notice
+        if let host = tensorParallel?.serial, let whole = host.parameters {
+            Pages.release(whole.data, count: whole.count)
+            host.partialParameters = ParameterGathering.notice
+        }
     }
 
     /// The host's model made whole (collective over the replica's processes):
-    /// each run all-gathered over its data group, then, with pp > 1, every
-    /// stage broadcast within the replica (HostModelAssembly.swift).
+    /// each run all-gathered over its data group, then, with pp or tp > 1,
+    /// every stage's (and tp rank's) slices broadcast within the replica
+    /// into the host's model (HostModelAssembly.swift).
     func gatherWholeParameters() throws {
         guard let g = gathering, let comms, let gather = comms.gather, let params = model.parameters else { return }
         let t = trace.now()
         for vs in virtualStages { try gather.allGather(params.data + vs.range.lowerBound, count: vs.range.count) }
-        if layout.mesh.pp > 1, let replica = comms.replica { try assembleHostModel(over: replica) }
+        try updateHostModel()
+        // tp > 1: the assembly's scratch is not kept between steps either.
+        for a in assembly { Pages.release(a.data, count: a.count) }
         trace.record(.gather, step: g.step, since: t)
         model.partialParameters = nil
+        tensorParallel?.serial.partialParameters = nil
     }
 }

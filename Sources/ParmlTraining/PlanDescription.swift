@@ -147,15 +147,19 @@ extension Trainer {
                         ? " finite check: \(source) and its loss; one float all-reduced over the world, and every rank skips a step that is not finite"
                         : " finite check: \(source) and the loss; a step that is not finite updates nothing"))
         }
+        // Processes share no memory: under MPI ZeRO-3 gathers each layer before use.
+        let gathers = ParameterGathering.applies(layout: layout, sharesParameters: false, processes: strategy.backend == .mpi)
         if mesh.tp > 1 {
             lines.append("  +  tensor-parallel pairs all-reduce over their tp group: partial outputs forward, input gradients backward")
-            lines.append("  +  after the step, data rank 0's tp ranks write their slices into the host's model")
+            lines.append(
+                gathers
+                    ? "  +  the host's model is assembled from the tp ranks' slices only when gathered (parml_trainer_gather_params)"
+                    : "  +  after the step, data rank 0's tp ranks write their slices into the host's model")
         }
         var update = "  4. optimizer updates each rank's slice"
-        // Processes share no memory: under MPI ZeRO-3 gathers each layer before use (tp = 1).
         if layout.zeroStage >= 3 && mesh.dp > 1 && strategy.backend == .threads {
             update += "; ZeRO-3: the dp replicas read one shared parameter arena, nothing to gather"
-        } else if ParameterGathering.applies(layout: layout, sharesParameters: false, processes: strategy.backend == .mpi) {
+        } else if gathers {
             update += "; ZeRO-3: each process keeps its shard; every layer's parameters are all-gathered over the dp group "
                 + "before its forward and again before its backward, and dropped after"
         } else if layout.shardsOverData {

@@ -10,7 +10,7 @@ extension Trainer {
     /// only the process's shard between steps): a collective, which every
     /// process of the trainer must call, as FSDP's `summon_full_params` and
     /// DeepSpeed's `GatheredParameters` are. It stays whole until the next
-    /// step. Anywhere else (threads, ZeRO 0-2, tp > 1) the model is whole
+    /// step. Anywhere else (threads, ZeRO 0-2, dp = 1) the model is whole
     /// already and this returns at once without communicating. A process
     /// that calls it alone waits for the others until the watchdog's
     /// deadline, then fails with `.communication`, and the trainer is

@@ -216,7 +216,8 @@ public final class Trainer {
             layout = makeLayout(
                 rankModel, threadsAllowed: processes.allowsCommunicationThreads, spansMachines: processes.spansMachines)
             // Processes share no memory: ZeRO-3 gathers each layer before use
-            // (with tp > 1, all parameters after the update, as ZeRO-1/2).
+            // (with tp > 1, of the rank's rewritten model; the host's model is
+            // assembled when gathered).
             let gathers = ParameterGathering.applies(layout: layout, sharesParameters: false, processes: true)
             let comms = try Trainer.communicators(mesh: mesh, coordinate: c, world: processes.communicator(rank: r), gathers: gathers)
             ranks.append(

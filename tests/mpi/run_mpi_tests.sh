@@ -35,7 +35,7 @@
 #      and fit's built-in callbacks and a saving callback (tests/mpi/py_callbacks.py)
 #      stop, save and lower the rate as on threads; and local data of uneven
 #      size per process (tests/mpi/py_local_data.py) ends its epochs together;
-#      and ZeRO-3 gathering each layer before use (tests/mpi/py_zero3.py) equals
+#      and ZeRO-3 gathering each layer before use (tests/mpi/py_zero3.py; dp 2 x tp 2 too) equals
 #      threads ZeRO-3 and ZeRO-1, its partial host model refusing reads until gathered,
 #      and a process gathering alone fails at the watchdog and the job ends.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
@@ -219,6 +219,8 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     # ZeRO-3: each process keeps its shard and gathers every layer before use.
     train "dp 2 x pp 2, ZeRO-3" "" 2 2 1 2 1f1b 3
     train "dp 2 x pp 2 interleaved, ZeRO-3" "" 2 2 1 2 interleaved 3
+    train "dp 2 x tp 2, ZeRO-3" "" 2 1 2 1 1f1b 3
+    train "dp 2 x pp 2 x tp 2, ZeRO-3 (8 processes)" "" 2 2 2 2 1f1b 3
     train "pp 2 x tp 2 interleaved" "" 1 2 2 2 interleaved 0
     export PARML_TEST_SPLIT_CLASSIFIER=1
     train "dp 2 x tp 2, classifier split by classes, ZeRO-1" "" 2 1 2 1 1f1b 1
@@ -237,6 +239,7 @@ if gcc "${CFLAGS[@]}" "$HERE/train_host.c" "${PARML_LINK[@]}" -lm -o "$WORK/trai
     train "default mode, SGD momentum, dp 2 x pp 2 ZeRO-2" "$fwd" 2 2 1 2 1f1b 2
     train "default mode, SGD momentum, dp 2 ZeRO-2 (gradient buckets during backward)" "$fwd" 2 1 1 1 1f1b 2
     train "default mode, SGD momentum, dp 2 ZeRO-3" "$fwd" 2 1 1 1 1f1b 3
+    train "default mode, SGD momentum, dp 2 x tp 2 ZeRO-3" "$fwd" 2 1 2 1 1f1b 3
     train "default mode, SGD momentum, pp 2 x tp 2" "$fwd" 1 2 2 2 gpipe 0
     unset TRAIN_HOST_OPT TRAIN_HOST_FAST
     # A real trainer that fails under MPI (PARML_TEST_FAULT injects the
@@ -386,7 +389,7 @@ for case in "dp2 2" "pp2 2" "dp2pp2 4" "tp2 2"; do
     set -- $case
     py_mpi "$2" 300 "DP-SGD fit (Poisson sampling), $1 under mpirun -np $2: MPI equals threads bit for bit, and serial (bit for bit without tp)" py_private.py "$1"
 done
-for case in "dp2 2" "dp2fast 2" "dp3fast 3" "dp2fastoverlap 2" "dp2pp2 4"; do
+for case in "dp2 2" "dp2fast 2" "dp3fast 3" "dp2fastoverlap 2" "dp2pp2 4" "dp2tp2 4" "dp2tp2fast 4"; do
     set -- $case
     py_mpi "$2" 300 "ZeRO-3 gathering each layer before use, $1 under mpirun -np $2: MPI equals threads ZeRO-3 and ZeRO-1 bit for bit; the partial model refuses reads until gathered" \
         py_zero3.py "$1"

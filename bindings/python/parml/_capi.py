@@ -365,7 +365,8 @@ class parml_memory_report(Structure):
     Attributes:
         struct_size: set by the caller to sizeof(parml_memory_report)
         parameter_bytes: its stage's (tp: its slices'); ZeRO-3 on threads:
-            this rank's shard of the one shared copy
+            this rank's shard of the one shared copy; on MPI: its shard plus
+            the largest layer's part outside it
         gradient_bytes: gradients
         optimizer_bytes: optimizer state: 1/dp of the whole under ZeRO >= 1
         scratch_bytes: deterministic-mode buffers
