@@ -35,8 +35,11 @@ public enum BLAS {
     }()
 
     /// Which library runs the float32 products, for the trainer's plan.
+    /// Describing loads nothing: oneDNN loads on the first large product
+    /// (or convolution), and a model without one never maps it.
     public static var largeProductsDescription: String {
         guard largeProductsOnOneDNN else { return "products on OpenBLAS (PARML_GEMM=openblas)" }
+        guard pml_dnnl_tried() != 0 else { return "large products on oneDNN's matmul where it loads (not loaded yet), the rest on OpenBLAS" }
         if let why = OneDNN.loadError { return "products on OpenBLAS (oneDNN did not load: \(why))" }
         return "large products on oneDNN \(OneDNN.version)'s matmul, the rest on OpenBLAS"
     }

@@ -102,10 +102,15 @@ static void load_once(void) {
 }
 #endif
 
+static int tried; /* set once pml_dnnl_load's attempt has finished */
+
 int pml_dnnl_load(char *err, size_t errlen) {
     pthread_once(&once, load_once);
+    __atomic_store_n(&tried, 1, __ATOMIC_RELEASE);
     if (load_status != 0 && err && errlen) snprintf(err, errlen, "%s", load_error);
     return load_status;
 }
+
+int pml_dnnl_tried(void) { return __atomic_load_n(&tried, __ATOMIC_ACQUIRE); }
 
 const char *pml_dnnl_version(void) { return version_text; }

@@ -28,6 +28,8 @@ extern "C" {
  * calls return the first outcome. PARML_DNNL_LIBRARY=none makes it fail
  * (what a host without oneDNN sees). */
 int pml_dnnl_load(char *err, size_t errlen);
+/* 1 once pml_dnnl_load has run (whatever its outcome), else 0; loads nothing. */
+int pml_dnnl_tried(void);
 /* "major.minor.patch (cpu runtime)" after a successful load, else "unloaded". */
 const char *pml_dnnl_version(void);
 
