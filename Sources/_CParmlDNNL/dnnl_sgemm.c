@@ -21,25 +21,45 @@ typedef struct {
     int used;
 } slot;
 
-typedef struct {
+typedef struct cache {
     slot slots[SLOTS];
-    int next; /* the slot a new shape replaces when all are used (round robin) */
+    int next;            /* the slot a new shape replaces when all are used (round robin) */
+    struct cache *spare; /* next in the list of caches whose threads ended */
 } cache;
 
 static pthread_key_t cache_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static int loaded = -1; /* pml_dnnl_load's outcome: 0 loaded */
 
-static void free_cache(void *p) {
+// A thread's cache outlives the thread: at its exit the cache goes to a
+// list that the next new thread takes it from. Freeing the plans there
+// would call oneDNN while the exiting thread's other thread-local
+// destructors (oneDNN's and OpenMP's own) run in no fixed order. The
+// plans hold no thread state, and one thread uses a cache at a time.
+static pthread_mutex_t spares_lock = PTHREAD_MUTEX_INITIALIZER;
+static cache *spares;
+
+static void keep_cache(void *p) {
     cache *c = p;
-    for (int i = 0; i < SLOTS; i++) pml_matmul_plan_free(c->slots[i].plan);
-    free(c);
+    pthread_mutex_lock(&spares_lock);
+    c->spare = spares;
+    spares = c;
+    pthread_mutex_unlock(&spares_lock);
+}
+
+static cache *new_cache(void) {
+    pthread_mutex_lock(&spares_lock);
+    cache *c = spares;
+    if (c) spares = c->spare;
+    pthread_mutex_unlock(&spares_lock);
+    if (c) c->spare = NULL;
+    return c ? c : calloc(1, sizeof *c);
 }
 
 static void init_once(void) {
     char err[256];
     loaded = pml_dnnl_load(err, sizeof err);
-    if (loaded == 0 && pthread_key_create(&cache_key, free_cache) != 0) loaded = -1;
+    if (loaded == 0 && pthread_key_create(&cache_key, keep_cache) != 0) loaded = -1;
 }
 
 int pml_dnnl_sgemm_takes(int m, int n, int k, float alpha) {
@@ -57,9 +77,10 @@ static int same(const pml_matmul_shape *x, const pml_matmul_shape *y) {
 static pml_matmul_plan *plan_for(const pml_matmul_shape *s) {
     cache *c = pthread_getspecific(cache_key);
     if (!c) {
-        c = calloc(1, sizeof *c);
-        if (!c || pthread_setspecific(cache_key, c) != 0) {
-            free(c);
+        c = new_cache();
+        if (!c) return NULL;
+        if (pthread_setspecific(cache_key, c) != 0) {
+            keep_cache(c);
             return NULL;
         }
     }

@@ -22,7 +22,8 @@
  *
  * Plans: one per shape (trans, m, n, k, leading dimensions, beta), made on
  * one OpenMP thread the first time the calling thread meets the shape, kept
- * in that thread's cache of 64 (freed when the thread ends). One thread per plan
+ * in that thread's cache of 64 (when the thread ends, the next new thread
+ * takes the cache over: nothing of oneDNN runs at thread exit). One thread per plan
  * keeps the bits independent of the thread count: ProductThreads cuts large
  * products into blocks the same way for any count, and each block is one
  * single-threaded product. The bits depend on the shape only, never on
