@@ -135,7 +135,7 @@ struct CostModel {
     /// calibrated hand-over of that many ranks (waking sleeping rank threads
     /// and joining them) less the hand-over of as many ranks as cores (where
     /// none has to give up its core). 0 on described machines (not measured there).
-    func wake(busy: Int, world: Int) -> Double {
+    func wake(busy: Int) -> Double {
         guard machine == nil, busy > coresPerNode else { return 0 }
         let rates = calibration.handover
         guard let h = MachineCalibration.interpolated(rates, ranks: busy) ?? MachineCalibration.nearest(rates, ranks: busy) else { return 0 }
@@ -253,9 +253,14 @@ struct CostModel {
         // the GPT's 2-stage pipelines of 8 micro-batches by a third).
         var pieceSizes: [Int: Int] = [:]
         for j in 0..<m {
-            for q in 0..<c.pieceCount(j) where c.rows(ofPiece: j, q) > 0 { pieceSizes[c.rows(ofPiece: j, q), default: 0] += 1 }
+            for q in 0..<c.pieceCount(j) {
+                let r = c.rows(ofPiece: j, q)
+                if r > 0 { pieceSizes[r, default: 0] += 1 }
+            }
         }
         if pieceSizes.isEmpty { pieceSizes[rows] = 1 }
+        // In ascending rows, so that every stage sums its terms in one order.
+        let piecesByRows = pieceSizes.sorted { $0.key < $1.key }
         let slots = Double(c.maxPieces * m)
         for s in 0..<mesh.pp {
             var compute = 0.0, tp = 0.0
@@ -264,7 +269,7 @@ struct CostModel {
             let held = Double(mem.activationBytes)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
-                for (size, count) in pieceSizes.sorted(by: { $0.key < $1.key }) {
+                for (size, count) in piecesByRows {
                     let t = try self.compute(
                         c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy, held: held)
                     compute += t * Double(count) / slots
@@ -352,7 +357,7 @@ struct CostModel {
             }
             let bytes = Double(rows * width) * f
             let sends = 2 * (m * c.layout.virtualStages + mesh.pp - 1) * c.maxPieces
-            let t = Double(sends) * (send(bytes: bytes, stride: mesh.tp, world: world) + wake(busy: busy, world: world))
+            let t = Double(sends) * (send(bytes: bytes, stride: mesh.tp, world: world) + wake(busy: busy))
             comm += t
             p.communications.append(
                 CommunicationTerm(what: "activations and their gradients (send/recv)", group: "pp(\(mesh.pp))", count: sends, bytes: bytes, seconds: t))
