@@ -20,10 +20,11 @@ public struct PassContext: Sendable {
     /// Unique to one optimizer step (BF16Products.nextSerial; 0 outside
     /// training): layers keep their bf16 weight copies for that step.
     public var stepSerial: UInt64 = 0
-    /// Threads for libraries that take a count per call (oneDNN's
-    /// convolutions and bf16 products): the trainer's own, so that another
-    /// trainer's setting in the process cannot change this one's bits
-    /// (oneDNN's sums depend on it); 0: the process's `BLAS.threads`.
+    /// Threads for work that takes a count per call (oneDNN's convolutions;
+    /// bf16 products, cut over parml's threads when it is above 1): the
+    /// trainer's own, so that another trainer's setting in the process
+    /// cannot change this one's bits (the sums depend on it); 0: the
+    /// process's `BLAS.threads`.
     public var threads = 0
 
     /// The thread count a oneDNN plan for this pass is made for.

@@ -27,7 +27,7 @@ public enum BF16 {
         guard pml_cpu_has_avx512_bf16() != 0 else { return "this CPU has no AVX512-BF16 instructions" }
         if let e = OneDNN.loadError { return e }
         do {
-            _ = try BF16MatmulPlan(BF16MatmulPlan.Key(m: 4, n: 4, k: 4, transA: false, transB: true, lda: 4, ldb: 4, ldc: 4, beta: 0, threads: 1))
+            _ = try BF16MatmulPlan(BF16MatmulPlan.Key(m: 4, n: 4, k: 4, transA: false, transB: true, lda: 4, ldb: 4, ldc: 4, beta: 0))
             return nil
         } catch {
             return "\(error)"
@@ -37,7 +37,7 @@ public enum BF16 {
     /// oneDNN's bf16 matmul implementation on this CPU ("brg:avx512_core_bf16"), nil when unavailable.
     public static let implementation: String? = {
         guard unavailableReason == nil else { return nil }
-        let key = BF16MatmulPlan.Key(m: 128, n: 128, k: 128, transA: false, transB: true, lda: 128, ldb: 128, ldc: 128, beta: 0, threads: 1)
+        let key = BF16MatmulPlan.Key(m: 128, n: 128, k: 128, transA: false, transB: true, lda: 128, ldb: 128, ldc: 128, beta: 0)
         return try? BF16MatmulPlan(key).implementation
     }()
 
@@ -78,10 +78,13 @@ public final class BF16MatmulPlan {
         public let transA, transB: Bool
         public let lda, ldb, ldc: Int
         public let beta: Float
-        public let threads: Int
+        /// 0: a whole product; p + 1: block p of a product cut over the
+        /// rank's threads (each block has its own plan, since a plan runs on
+        /// one thread at a time).
+        public var part = 0
     }
 
-    private let plan: OpaquePointer
+    fileprivate let plan: OpaquePointer
     public let key: Key
     public let implementation: String
 
@@ -90,7 +93,7 @@ public final class BF16MatmulPlan {
         if let e = OneDNN.loadError { throw ParmlError.blas(e) }
         var s = pml_matmul_shape(
             m: Int64(key.m), n: Int64(key.n), k: Int64(key.k), lda: Int64(key.lda), ldb: Int64(key.ldb), ldc: Int64(key.ldc),
-            trans_a: key.transA ? 1 : 0, trans_b: key.transB ? 1 : 0, beta: key.beta, threads: Int32(clamping: key.threads), f32: 0)
+            trans_a: key.transA ? 1 : 0, trans_b: key.transB ? 1 : 0, beta: key.beta, threads: 1, f32: 0)
         let made = try shimPlan { pml_matmul_plan_create(&s, $0, $1) }
         plan = made
         self.key = key
@@ -147,22 +150,53 @@ public final class BF16Array {
 
 /// The bf16 products of one layer: a plan per shape, made the first time a
 /// shape comes (a step's forward and backward products, deterministic
-/// mode's last chunk), then kept. Used by one thread at a time (a layer
-/// belongs to one rank).
+/// mode's last chunk, the blocks of a cut product), then kept. Used by one
+/// thread at a time (a layer belongs to one rank).
+///
+/// Every plan runs on one thread. With more than one thread a large
+/// product is cut into blocks of rows or columns of C (`ProductCut`, the
+/// float32 products' rule: by shape, never over k), one block per thread up
+/// to the machine's cores, each block its own one-thread plan, run on the
+/// rank's `WorkerPool` threads; so no OpenMP team of oneDNN's runs beside
+/// parml's workers (giving oneDNN the threads instead was 3–10 % slower on
+/// the two-thread MLP, bench/RESULTS.md). Blocks run one after another when
+/// the pool is busy. The cut changes bits against the uncut product
+/// (oneDNN blocks a sum by the shape it is given), so it depends only on the
+/// setting: the shapes, the thread count and the machine's cores give the
+/// same bits on every run, and every layout of deterministic mode (whose
+/// chunks have the same shapes on the same thread count) the same bits.
 public final class BF16Products {
     private var plans: [BF16MatmulPlan] = []
-    /// Enough for every product of training and its chunk sizes; the oldest goes first.
-    private static let capacity = 16
+    /// Enough for every product of training, its chunk sizes and blocks; the oldest goes first.
+    private static let capacity = 32
+    /// A cut product's block plans while it runs (held here so that none is
+    /// freed meanwhile), their pointers and statuses for the blocks: sized
+    /// by the largest cut so far, so a warmed-up step allocates nothing.
+    private var blockPlans: [BF16MatmulPlan?] = []
+    private var blockPointers = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 1)
+    private var blockStatus = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
 
     public init() {}
+
+    deinit {
+        blockPointers.deallocate()
+        blockStatus.deallocate()
+    }
 
     /// Process-wide unique step serials (never 0): what `BF16Array` keys its
     /// once-per-step weight copies on, so that a trainer rebuilt or reloaded
     /// at the same step index never reuses a stale copy.
     public static func nextSerial() -> UInt64 { pml_bf16_next_serial() }
 
+    /// The blocks `gemm` cuts a product into on `threads` threads: 1 (whole)
+    /// on one thread or below `ProductThreads.minimumVolume`, else up to
+    /// min(threads, cores).
+    public static func blockCount(m: Int, n: Int, k: Int, threads: Int) -> Int {
+        threads > 1 ? ProductThreads.blockCount(m: m, n: n, k: k, blocks: min(threads, ProductThreads.cores)) : 1
+    }
+
     /// C(m×n) = β·C + op(A)·op(B) as `BLAS.gemm`, with bf16 A and B, on
-    /// `threads` oneDNN threads (0: `BLAS.threads`).
+    /// `threads` threads (0: `BLAS.threads`).
     public func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         _ a: UnsafePointer<UInt16>, lda: Int, _ b: UnsafePointer<UInt16>, ldb: Int,
@@ -174,16 +208,72 @@ public final class BF16Products {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
-        let key = BF16MatmulPlan.Key(
-            m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta, threads: threads > 0 ? threads : max(1, BLAS.threads))
-        let plan: BF16MatmulPlan
-        if let hit = plans.first(where: { $0.key == key }) {
-            plan = hit
-        } else {
-            plan = try BF16MatmulPlan(key)
-            if plans.count == Self.capacity { plans.removeFirst() }
-            plans.append(plan)
+        let parts = Self.blockCount(m: m, n: n, k: k, threads: threads > 0 ? threads : max(1, BLAS.threads))
+        if parts > 1 {
+            try gemmInBlocks(
+                ProductCut(m: m, n: n, parts: parts), transA: transA, transB: transB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb,
+                beta: beta, c, ldc: ldc)
+            return
         }
-        try plan.run(a, b, c)
+        try plan(BF16MatmulPlan.Key(m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta)).run(a, b, c)
+    }
+
+    /// The plan for `key`, made on first sight.
+    private func plan(_ key: BF16MatmulPlan.Key) throws -> BF16MatmulPlan {
+        if let hit = plans.first(where: { $0.key == key }) { return hit }
+        let made = try BF16MatmulPlan(key)
+        if plans.count == Self.capacity { plans.removeFirst() }
+        plans.append(made)
+        return made
+    }
+
+    /// `gemm` as `cut`'s blocks, each on its own plan, run on the `WorkerPool`.
+    private func gemmInBlocks(
+        _ cut: ProductCut, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+        _ a: UnsafePointer<UInt16>, lda: Int, _ b: UnsafePointer<UInt16>, ldb: Int,
+        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+    ) throws {
+        if blockPlans.count < cut.parts {
+            blockPlans = Array(repeating: nil, count: cut.parts)
+            blockPointers.deallocate()
+            blockPointers = .allocate(capacity: cut.parts)
+            blockStatus.deallocate()
+            blockStatus = .allocate(capacity: cut.parts)
+        }
+        defer { for p in 0..<cut.parts { blockPlans[p] = nil } }
+        for p in 0..<cut.parts {
+            blockPointers[p] = nil
+            blockStatus[p] = 0
+            guard let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { continue }
+            let made = try plan(
+                BF16MatmulPlan.Key(
+                    m: blk.m, n: blk.n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta, part: p + 1))
+            blockPlans[p] = made
+            blockPointers[p] = made.plan
+        }
+        WorkerPool.run(
+            parts: cut.parts,
+            BF16Blocks(
+                cut: cut, transA: transA, transB: transB, m: m, n: n, lda: lda, ldb: ldb, ldc: ldc, a: a, b: b, c: c, plans: blockPointers,
+                status: blockStatus))
+        for p in 0..<cut.parts where blockStatus[p] != 0 {
+            throw ParmlError.blas("oneDNN bf16 matmul failed (status \(blockStatus[p]))")
+        }
+    }
+}
+
+/// Block p of a cut bf16 product, on its own one-thread plan (`ProductCut.block`).
+private struct BF16Blocks: WorkerTask {
+    let cut: ProductCut
+    let transA, transB: Bool
+    let m, n, lda, ldb, ldc: Int
+    let a, b: UnsafePointer<UInt16>
+    let c: UnsafeMutablePointer<Float>
+    let plans: UnsafeMutablePointer<OpaquePointer?>
+    let status: UnsafeMutablePointer<Int32>
+
+    func run(part p: Int) {
+        guard let plan = plans[p], let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { return }
+        status[p] = pml_matmul_run(plan, a + blk.a, b + blk.b, c + blk.c)
     }
 }

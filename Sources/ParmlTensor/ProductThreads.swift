@@ -25,56 +25,93 @@ enum ProductThreads {
     /// Haswell sgemm kernels work on 16 × 4 and 16 × 2 tiles).
     static let alignment = 16
 
+    /// The machine's cores.
+    static let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
     /// Blocks a large product is cut into: the machine's cores, at most 4
     /// (every thread count up to 4 gets whole blocks; more blocks would cost
     /// one-thread runs more packing).
-    static let blocks = max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 4))
+    static let blocks = min(cores, 4)
 
     /// The blocks `gemm` cuts this product into (1: one sgemm, uncut).
     @inline(__always)
-    static func blockCount(m: Int, n: Int, k: Int) -> Int {
+    static func blockCount(m: Int, n: Int, k: Int) -> Int { blockCount(m: m, n: n, k: k, blocks: blocks) }
+
+    /// At most `blocks` blocks of at least `alignment` rows or columns each,
+    /// for a product of `minimumVolume` or more (1: uncut).
+    @inline(__always)
+    static func blockCount(m: Int, n: Int, k: Int, blocks: Int) -> Int {
         guard m &* n &* k >= minimumVolume else { return 1 }
         return max(1, min(blocks, max(m, n) / alignment))
     }
 
-    /// The same contract as `BLAS.gemm`, for `blockCount(...) > 1`. Cuts the
-    /// rows of C when B is the smaller operand to pack again per block
-    /// (n ≤ m), else the columns.
+    /// The same contract as `BLAS.gemm`, for `blockCount(...) > 1`.
     static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        let byRows = n <= m
-        let extent = byRows ? m : n
-        let parts = blockCount(m: m, n: n, k: k)
-        let per = ((extent + parts - 1) / parts + alignment - 1) / alignment * alignment
+        let cut = ProductCut(m: m, n: n, parts: blockCount(m: m, n: n, k: k))
         WorkerPool.run(
-            parts: parts,
+            parts: cut.parts,
             Blocks(
-                transA: transA, transB: transB, byRows: byRows, m: m, n: n, k: k, extent: extent, per: per, lda: lda, ldb: ldb, ldc: ldc,
-                alpha: alpha, beta: beta, a: a, b: b, c: c))
+                cut: cut, transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta,
+                a: a, b: b, c: c))
     }
 
-    /// Part p: rows (or columns) [p·per, (p+1)·per) of C.
+    /// Part p: one block of C (`ProductCut.block`), a single-threaded sgemm.
     private struct Blocks: WorkerTask {
-        let transA, transB, byRows: Bool
-        let m, n, k, extent, per, lda, ldb, ldc: Int
+        let cut: ProductCut
+        let transA, transB: Bool
+        let m, n, k, lda, ldb, ldc: Int
         let alpha, beta: Float
         let a, b: UnsafePointer<Float>
         let c: UnsafeMutablePointer<Float>
 
         func run(part p: Int) {
-            let lo = min(p * per, extent), hi = min(lo + per, extent)
-            guard lo < hi else { return }
-            let ta = Int32(transA ? PML_TRANS : PML_NO_TRANS), tb = Int32(transB ? PML_TRANS : PML_NO_TRANS)
-            if byRows {
-                let ap = transA ? a + lo : a + lo * lda
-                pml_sgemm(ta, tb, Int32(hi - lo), Int32(n), Int32(k), alpha, ap, Int32(lda), b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
-            } else {
-                let bp = transB ? b + lo * ldb : b + lo
-                pml_sgemm(ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda), bp, Int32(ldb), beta, c + lo, Int32(ldc))
-            }
+            guard let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { return }
+            pml_sgemm(
+                Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(blk.m), Int32(blk.n),
+                Int32(k), alpha, a + blk.a, Int32(lda), b + blk.b, Int32(ldb), beta, c + blk.c, Int32(ldc))
         }
+    }
+}
+
+/// How a large product is cut into `parts` blocks (`ProductThreads.blockCount`):
+/// rows of C when B is the smaller operand to pack again per block (n ≤ m),
+/// else its columns, in blocks of a multiple of `ProductThreads.alignment`.
+/// Only m or n is ever cut, never k: each entry of C is one block's sum,
+/// over the whole of k. Shared by the float32 products and the bf16 ones
+/// (BF16Products.swift).
+struct ProductCut {
+    let byRows: Bool
+    /// m or n, whichever is cut.
+    let extent: Int
+    /// Rows (or columns) per block, the last block holding the rest.
+    let per: Int
+    let parts: Int
+
+    init(m: Int, n: Int, parts: Int) {
+        byRows = n <= m
+        extent = byRows ? m : n
+        self.parts = max(parts, 1)
+        let a = ProductThreads.alignment
+        per = ((extent + self.parts - 1) / self.parts + a - 1) / a * a
+    }
+
+    /// Block p: rows (or columns) [p·per, (p+1)·per) of C, as its m × n and
+    /// the element offsets of op(A), op(B) and C where it starts; nil when
+    /// the block is empty.
+    @inline(__always)
+    func block(
+        _ p: Int, m: Int, n: Int, transA: Bool, lda: Int, transB: Bool, ldb: Int, ldc: Int
+    ) -> (m: Int, n: Int, a: Int, b: Int, c: Int)? {
+        let lo = min(p * per, extent), hi = min(lo + per, extent)
+        guard lo < hi else { return nil }
+        // Row lo of op(A) is column lo of A when A is transposed; column lo
+        // of op(B) is row lo of B when B is.
+        return byRows
+            ? (hi - lo, n, transA ? lo : lo * lda, 0, lo * ldc)
+            : (m, hi - lo, 0, transB ? lo * ldb : lo, lo)
     }
 }

@@ -203,4 +203,76 @@ private struct MarkRanges: RangeTask {
             #expect(split == one, "\(threads) threads: \(zip(one, split).filter { $0 != $1 }.count) of \(n) differ")
         }
     }
+
+    /// A large bf16 product on more than one thread is cut into blocks of
+    /// rows or columns of C (`ProductCut`), each a one-thread oneDNN plan:
+    /// the MLP's and the GPT's shapes, both transposes of each operand, β 0
+    /// and not. The cut's bits do not depend on who runs the blocks (the
+    /// pool at 1, 2 or 3 threads); each block equals a one-thread product of
+    /// that block alone over all of k (the cut never splits a sum); and the
+    /// cut stays within float32 accumulation of the uncut product (oneDNN
+    /// blocks a sum by the shape it is given, so the bits may differ).
+    @Test(.enabled(if: BF16.unavailableReason == nil, "bf16 products cannot run here"))
+    func cutBF16ProductsGiveTheSameBitsOnAnyThreadCount() throws {
+        let shapes = [(512, 1024, 784), (1024, 784, 512), (512, 10, 1024), (10, 1024, 512), (768, 384, 128), (100, 333, 129)]
+        for (m, n, k) in shapes {
+            for trans in 0..<4 {
+                let ta = trans & 1 == 1, tb = trans & 2 == 2
+                let lda = ta ? m : k, ldb = tb ? k : n
+                var a = [UInt16](repeating: 0, count: m * k), b = [UInt16](repeating: 0, count: k * n)
+                BF16.round(randomArray(m * k, seed: UInt64(m + k), stream: 1), into: &a, count: m * k)
+                BF16.round(randomArray(k * n, seed: UInt64(n + k), stream: 2), into: &b, count: k * n)
+                let c0 = randomArray(m * n, seed: UInt64(m + n), stream: 3)
+                let beta: Float = trans == 3 ? 0 : 0.5
+                #expect(BF16Products.blockCount(m: m, n: n, k: k, threads: 1) == 1)
+                #expect(BF16Products.blockCount(m: m, n: n, k: k, threads: 2) == min(2, ProductThreads.cores), "\(m)x\(n)x\(k)")
+                // C = β·C0 + op(A)·op(B) by `BF16Products` on `threads` threads, the pool at `pool`.
+                func product(threads: Int, pool: Int) throws -> [Float] {
+                    try withThreads(pool) {
+                        var c = c0
+                        try BF16Products().gemm(
+                            transA: ta, transB: tb, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb, beta: beta, &c, ldc: n, threads: threads)
+                        return c
+                    }
+                }
+                let whole = try product(threads: 1, pool: 1)
+                let cut = try product(threads: 2, pool: 1)
+                for pool in [2, 3] {
+                    let again = try product(threads: 2, pool: pool)
+                    let differ = zip(cut, again).filter { $0.bitPattern != $1.bitPattern }.count
+                    #expect(differ == 0, "\(m)x\(n)x\(k) transA \(ta) transB \(tb), pool \(pool): \(differ) elements differ")
+                }
+                // Each block alone, one thread, whole k: the cut's bits.
+                let shape = ProductCut(m: m, n: n, parts: BF16Products.blockCount(m: m, n: n, k: k, threads: 2))
+                var blocks = c0
+                for p in 0..<shape.parts {
+                    guard let blk = shape.block(p, m: m, n: n, transA: ta, lda: lda, transB: tb, ldb: ldb, ldc: n) else { continue }
+                    try a.withUnsafeBufferPointer { pa in
+                        try b.withUnsafeBufferPointer { pb in
+                            try blocks.withUnsafeMutableBufferPointer { pc in
+                                try BF16Products().gemm(
+                                    transA: ta, transB: tb, m: blk.m, n: blk.n, k: k, pa.baseAddress! + blk.a, lda: lda, pb.baseAddress! + blk.b,
+                                    ldb: ldb, beta: beta, pc.baseAddress! + blk.c, ldc: n, threads: 1)
+                            }
+                        }
+                    }
+                }
+                let differ = zip(cut, blocks).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differ == 0, "\(m)x\(n)x\(k) transA \(ta) transB \(tb): \(differ) elements differ from the blocks alone")
+                // Against the uncut product: float32 accumulation alone (the
+                // operands are bf16 already), k·2⁻²⁴ of Σ|a·b| doubled, entry by entry.
+                // About 1,500 entries spread over C (all of them would take minutes in a debug build).
+                var worst: Float = 0
+                for e in stride(from: 0, to: m * n, by: max(1, m * n / 1500)) {
+                    let i = e / n, j = e % n
+                    var absSum = abs(beta * c0[e])
+                    for l in 0..<k {
+                        absSum += abs(BF16.value(a[ta ? l * lda + i : i * lda + l]) * BF16.value(b[tb ? j * ldb + l : l * ldb + j]))
+                    }
+                    worst = max(worst, abs(cut[e] - whole[e]) / max(absSum, .leastNormalMagnitude))
+                }
+                #expect(worst <= 2 * Float(k) * 0x1p-24, "\(m)x\(n)x\(k) transA \(ta) transB \(tb): worst \(worst) of Σ|a·b|")
+            }
+        }
+    }
 }

@@ -1,6 +1,6 @@
 import Foundation
 import ParmlModel
-import ParmlTensor
+@testable import ParmlTensor
 import Testing
 import _ParmlTestSupport
 
@@ -78,12 +78,14 @@ private func multiply(_ a: [[Double]], _ b: [[Double]]) -> (c: [Double], abs: [D
     return (c, s)
 }
 
-private func bf16Strategy(_ precision: Precision, dp: Int = 1, pp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool = true) -> StrategyConfig {
+private func bf16Strategy(
+    _ precision: Precision, dp: Int = 1, pp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool = true, threads: Int = 1
+) -> StrategyConfig {
     var s = StrategyConfig()
     (s.dp, s.pp, s.microBatches, s.zeroStage) = (dp, pp, m, zero)
     s.deterministic = deterministic
     s.gradientChunk = 8
-    s.blasThreads = 1
+    s.blasThreads = threads
     s.seed = 4
     s.precision = precision
     s.watchdogSeconds = 20
@@ -202,6 +204,19 @@ struct BF16PrecisionTests {
         #expect(serial.params != f32.params, "bf16 training gave float32's bits")
         for (dp, pp, m, zero) in [(2, 1, 1, 0), (3, 1, 1, 1), (1, 2, 3, 0), (2, 2, 2, 2), (1, 1, 4, 0), (2, 1, 1, 3)] {
             let r = try train(bf16Strategy(.bf16, dp: dp, pp: pp, m: m, zero: zero))
+            expectSameBits(r.params, serial.params, "dp \(dp) pp \(pp) m \(m) zero \(zero): max |Δ| \(maxAbsDiff(r.params, serial.params))")
+        }
+    }
+
+    /// The same on two threads, with the 512-wide layer's products (8 rows
+    /// a chunk: 8 × 512 × 512) large enough to be cut into blocks on the
+    /// pool (BF16Products): the cut is the same in every layout.
+    @Test func deterministicLayoutsAreBitIdenticalToSerialBF16OnTwoThreads() throws {
+        #expect(BF16Products.blockCount(m: 8, n: 512, k: 512, threads: 2) == min(2, ProductThreads.cores))
+        #expect(BF16Products.blockCount(m: 512, n: 512, k: 8, threads: 2) == min(2, ProductThreads.cores))
+        let serial = try train(bf16Strategy(.bf16, threads: 2), steps: 3, width: 512)
+        for (dp, pp, m, zero) in [(2, 1, 1, 0), (1, 2, 3, 0), (2, 1, 1, 2)] {
+            let r = try train(bf16Strategy(.bf16, dp: dp, pp: pp, m: m, zero: zero, threads: 2), steps: 3, width: 512)
             expectSameBits(r.params, serial.params, "dp \(dp) pp \(pp) m \(m) zero \(zero): max |Δ| \(maxAbsDiff(r.params, serial.params))")
         }
     }
