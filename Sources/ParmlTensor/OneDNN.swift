@@ -42,6 +42,11 @@ public enum OneDNN {
     }()
 
     public static var available: Bool { loadError == nil }
+    /// Tests: the calling thread's OpenMP thread count as oneDNN's libgomp
+    /// has it (-1 unless oneDNN loaded). parml's calls into oneDNN set it
+    /// for their own duration only, so a host's setting (PyTorch's, where
+    /// it shares that libgomp) survives them.
+    static var callingThreadOpenMPThreads: Int { Int(pml_dnnl_omp_threads()) }
     /// "2.6.3 (OpenMP)" once loaded.
     public static var version: String { _ = available; return String(cString: pml_dnnl_version()) }
 }

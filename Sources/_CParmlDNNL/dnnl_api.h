@@ -35,8 +35,13 @@ struct pml_dnnl_api {
 // Filled by a successful pml_dnnl_load; read-only afterwards.
 extern struct pml_dnnl_api pml_dnnl;
 extern dnnl_engine_t pml_dnnl_engine;
-// Sets the calling thread's OpenMP thread count when it differs (threads > 0).
-void pml_dnnl_use_threads(int threads);
+// Sets the calling thread's OpenMP thread count for a oneDNN call when it
+// differs (threads > 0), and returns what pml_dnnl_restore_threads puts back
+// after the call (0: nothing), so that the host's own setting survives: a
+// host that shares libgomp with oneDNN (PyTorch's wheel brings one) sizes
+// its own OpenMP teams by the same per-thread setting.
+int pml_dnnl_use_threads(int threads);
+void pml_dnnl_restore_threads(int before);
 // A oneDNN status in words ("unimplemented", ...).
 const char *pml_dnnl_status_name(dnnl_status_t st);
 // The implementation oneDNN chose for a primitive ("?" if it will not say).

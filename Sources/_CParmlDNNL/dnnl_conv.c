@@ -203,7 +203,7 @@ pml_conv_plan *pml_conv_plan_create(const pml_conv_shape *s, char *err, size_t e
     }
     p->has_bias = s->has_bias;
     p->threads = s->threads > 0 ? s->threads : 1;
-    pml_dnnl_use_threads(p->threads);
+    int before = pml_dnnl_use_threads(p->threads);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd[P_COUNT] = {NULL, NULL, NULL};
     int rc = -1;
@@ -216,6 +216,7 @@ pml_conv_plan *pml_conv_plan_create(const pml_conv_shape *s, char *err, size_t e
     for (int i = 0; i < P_COUNT; i++)
         if (pd[i]) pml_dnnl.dnnl_primitive_desc_destroy(pd[i]);
     if (attr) pml_dnnl.dnnl_primitive_attr_destroy(attr);
+    pml_dnnl_restore_threads(before);
     if (rc != 0) {
         pml_conv_plan_free(p);
         return NULL;
@@ -271,8 +272,7 @@ static int leave(pml_conv_plan *p, int v) {
     return w->out ? reorder(p, w->out, w->inner, w->plain) : 0;
 }
 
-int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const float *b, float *y) {
-    pml_dnnl_use_threads(p->threads);
+static int conv_forward(pml_conv_plan *p, const float *x, const float *w, const float *b, float *y) {
     p->forward_x = p->forward_w = NULL;
     int st = enter(p, V_X, x, 0) | enter(p, V_W, w, 0) | (p->has_bias ? enter(p, V_BIAS, b, 0) : 0) | aim(p, V_Y, y);
     if (st) return st;
@@ -287,9 +287,8 @@ int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const flo
     return leave(p, V_Y);
 }
 
-int pml_conv_backward(pml_conv_plan *p, const float *x, const float *w, const float *dy, float *dw,
-                      float *db, float *dx) {
-    pml_dnnl_use_threads(p->threads);
+static int conv_backward(pml_conv_plan *p, const float *x, const float *w, const float *dy, float *dw, float *db,
+                         float *dx) {
     // Backward data first: when both want dy in the same layout, one reorder serves.
     if (dx) {
         int st = enter(p, V_DY_D, dy, 0) | enter(p, p->w_for_d, w, p->w_for_d == V_W && p->forward_w == w) |
@@ -314,6 +313,22 @@ int pml_conv_backward(pml_conv_plan *p, const float *x, const float *w, const fl
                               {DNNL_ARG_DIFF_BIAS, p->v[V_BIAS].inner}};
     st = (int)pml_dnnl.dnnl_primitive_execute(p->prim[P_BWD_W], p->stream, p->has_bias ? 5 : 4, args);
     return st ? st : leave(p, V_DW);
+}
+
+// The calling thread's OpenMP setting is the plan's during a call only.
+int pml_conv_forward(pml_conv_plan *p, const float *x, const float *w, const float *b, float *y) {
+    int before = pml_dnnl_use_threads(p->threads);
+    int st = conv_forward(p, x, w, b, y);
+    pml_dnnl_restore_threads(before);
+    return st;
+}
+
+int pml_conv_backward(pml_conv_plan *p, const float *x, const float *w, const float *dy, float *dw,
+                      float *db, float *dx) {
+    int before = pml_dnnl_use_threads(p->threads);
+    int st = conv_backward(p, x, w, dy, dw, db, dx);
+    pml_dnnl_restore_threads(before);
+    return st;
 }
 
 #else

@@ -92,10 +92,21 @@ const char *pml_dnnl_impl_name(const_dnnl_primitive_desc_t pd) {
 }
 
 // oneDNN's OpenMP runtime sizes its teams by the calling thread's setting.
-void pml_dnnl_use_threads(int threads) {
-    if (threads > 0 && pml_dnnl.omp_get_max_threads() != threads) pml_dnnl.omp_set_num_threads(threads);
+int pml_dnnl_use_threads(int threads) {
+    if (threads <= 0) return 0;
+    int before = pml_dnnl.omp_get_max_threads();
+    if (before == threads) return 0;
+    pml_dnnl.omp_set_num_threads(threads);
+    return before;
 }
+
+void pml_dnnl_restore_threads(int before) {
+    if (before > 0) pml_dnnl.omp_set_num_threads(before);
+}
+
+int pml_dnnl_omp_threads(void) { return load_status == 0 ? pml_dnnl.omp_get_max_threads() : -1; }
 #else
+int pml_dnnl_omp_threads(void) { return -1; }
 static void load_once(void) {
     snprintf(load_error, sizeof load_error,
              "parml was built without oneDNN's headers (apt-get install libdnnl-dev, then rebuild)");

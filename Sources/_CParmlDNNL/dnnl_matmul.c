@@ -136,8 +136,10 @@ pml_matmul_plan *pml_matmul_plan_create(const pml_matmul_shape *s, char *err, si
         return NULL;
     }
     p->threads = s->threads > 0 ? s->threads : 1;
-    pml_dnnl_use_threads(p->threads);
-    if (build(p, s, err, errlen) != 0) {
+    int before = pml_dnnl_use_threads(p->threads);
+    int rc = build(p, s, err, errlen);
+    pml_dnnl_restore_threads(before);
+    if (rc != 0) {
         pml_matmul_plan_free(p);
         return NULL;
     }
@@ -159,7 +161,6 @@ const char *pml_matmul_plan_impl(const pml_matmul_plan *p) { return p->impl; }
 
 // The operands' element type is the plan's: the pointers only travel.
 static int run(pml_matmul_plan *p, const void *a, const void *b, float *c) {
-    pml_dnnl_use_threads(p->threads);
     int st = (int)pml_dnnl.dnnl_memory_set_data_handle(p->a, (void *)a) |
              (int)pml_dnnl.dnnl_memory_set_data_handle(p->b, (void *)b) |
              (int)pml_dnnl.dnnl_memory_set_data_handle(p->c, c);
@@ -168,7 +169,10 @@ static int run(pml_matmul_plan *p, const void *a, const void *b, float *c) {
                               {DNNL_ARG_WEIGHTS, p->b},
                               {DNNL_ARG_DST, p->c},
                               {DNNL_ARG_SCRATCHPAD, p->scratch_mem}};
-    return (int)pml_dnnl.dnnl_primitive_execute(p->prim, p->stream, 4, args);
+    int before = pml_dnnl_use_threads(p->threads);
+    st = (int)pml_dnnl.dnnl_primitive_execute(p->prim, p->stream, 4, args);
+    pml_dnnl_restore_threads(before);
+    return st;
 }
 
 int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c) { return run(p, a, b, c); }

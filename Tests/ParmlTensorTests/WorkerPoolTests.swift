@@ -275,4 +275,29 @@ private struct MarkRanges: RangeTask {
             }
         }
     }
+
+    /// oneDNN sizes its OpenMP teams by the calling thread's OpenMP setting,
+    /// which a host sharing oneDNN's libgomp (PyTorch's wheel brings one)
+    /// uses for its own teams: a bf16 product uncut and cut and a float32
+    /// product on oneDNN leave it as they found it (on one thread of a
+    /// 2-core machine, it was left at 1 before).
+    @Test(.enabled(if: BF16.unavailableReason == nil, "bf16 products cannot run here"))
+    func oneDNNCallsLeaveTheCallingThreadsOpenMPSetting() throws {
+        let before = OneDNN.callingThreadOpenMPThreads
+        #expect(before >= 1)
+        let m = 256, n = 512, k = 512
+        let a = [UInt16](repeating: 0x3F80, count: m * k), b = [UInt16](repeating: 0x3F80, count: k * n)
+        var c = [Float](repeating: 0, count: m * n)
+        for threads in [1, 2] {
+            try withThreads(threads) {
+                try BF16Products().gemm(
+                    transA: false, transB: true, m: m, n: n, k: k, a, lda: k, b, ldb: k, beta: 0, &c, ldc: n, threads: threads)
+            }
+            #expect(c[0] == Float(k) && c[m * n - 1] == Float(k))
+            #expect(OneDNN.callingThreadOpenMPThreads == before, "after a bf16 product on \(threads) threads")
+        }
+        let x = [Float](repeating: 1, count: m * k), w = [Float](repeating: 1, count: k * n)
+        #expect(BLAS.gemmOnOneDNN(transA: false, transB: false, m: m, n: n, k: k, x, lda: k, w, ldb: n, beta: 0, &c, ldc: n))
+        #expect(OneDNN.callingThreadOpenMPThreads == before, "after a float32 product on oneDNN")
+    }
 }

@@ -32,6 +32,10 @@ int pml_dnnl_load(char *err, size_t errlen);
 int pml_dnnl_tried(void);
 /* "major.minor.patch (cpu runtime)" after a successful load, else "unloaded". */
 const char *pml_dnnl_version(void);
+/* Tests: the calling thread's OpenMP thread count as oneDNN's libgomp has it
+ * (omp_get_max_threads), -1 unless oneDNN loaded. Every call of this shim
+ * leaves it as it found it. */
+int pml_dnnl_omp_threads(void);
 
 /* One convolution's geometry, as parml's Conv2d holds it (dilation 1 = none). */
 typedef struct {
