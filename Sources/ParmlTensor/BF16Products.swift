@@ -158,8 +158,9 @@ public final class BF16Array {
 /// float32 products' rule: by shape, never over k), one block per thread up
 /// to the machine's cores, each block its own one-thread plan, run on the
 /// rank's `WorkerPool` threads; so no OpenMP team of oneDNN's runs beside
-/// parml's workers (giving oneDNN the threads instead was 3–10 % slower on
-/// the two-thread MLP, bench/RESULTS.md). Blocks run one after another when
+/// parml's workers (against giving oneDNN the threads, the two-thread MLP
+/// step ran 1–2 % faster at batch 512 with both cores free, up to 21 % at
+/// batch 128, bench/RESULTS.md). Blocks run one after another when
 /// the pool is busy. The cut changes bits against the uncut product
 /// (oneDNN blocks a sum by the shape it is given), so it depends only on the
 /// setting: the shapes, the thread count and the machine's cores give the
