@@ -71,7 +71,8 @@ struct BF16RoundTask: RangeTask {
 }
 
 /// One shape's bf16 matmul (pml_dnnl_matmul.h): C = β·C + op(A)·op(B), A
-/// and B bf16, C float32, all row-major as `BLAS.gemm` takes them.
+/// and B bf16, C float32, all row-major as `BLAS.gemm` takes them, on one
+/// thread (`BF16Products` cuts a large product into blocks for more).
 public final class BF16MatmulPlan {
     public struct Key: Equatable, Sendable {
         public let m, n, k: Int
