@@ -1,5 +1,6 @@
 import Glibc
 import _CParmlDNNL
+import _CParmlKernels
 
 /// The arithmetic of a trainer's matrix products (docs/precision.md).
 /// `.bf16`: operands rounded to bfloat16, products accumulated in float32
@@ -243,21 +244,28 @@ public final class BF16Products {
             blockStatus = .allocate(capacity: cut.parts)
         }
         defer { for p in 0..<cut.parts { blockPlans[p] = nil } }
+        // A block's C is not dense (its rows are ldc apart), and there
+        // oneDNN 2.6 applies a β other than 0 and 1 in a scalar loop before
+        // the product (8 % of a dW block's time, folded momentum's β = 0.9):
+        // the block scales its C by β itself, vectorised, and its plan adds
+        // with β = 1. The same single rounding of β·C per element.
+        let scale: Float = beta != 0 && beta != 1 ? beta : 1
         for p in 0..<cut.parts {
             blockPointers[p] = nil
             blockStatus[p] = 0
             guard let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { continue }
             let made = try plan(
                 BF16MatmulPlan.Key(
-                    m: blk.m, n: blk.n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta, part: p + 1))
+                    m: blk.m, n: blk.n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: scale != 1 ? 1 : beta,
+                    part: p + 1))
             blockPlans[p] = made
             blockPointers[p] = made.plan
         }
         WorkerPool.run(
             parts: cut.parts,
             BF16Blocks(
-                cut: cut, transA: transA, transB: transB, m: m, n: n, lda: lda, ldb: ldb, ldc: ldc, a: a, b: b, c: c, plans: blockPointers,
-                status: blockStatus))
+                cut: cut, transA: transA, transB: transB, m: m, n: n, lda: lda, ldb: ldb, ldc: ldc, scale: scale, a: a, b: b, c: c,
+                plans: blockPointers, status: blockStatus))
         for p in 0..<cut.parts where blockStatus[p] != 0 {
             throw ParmlError.blas("oneDNN bf16 matmul failed (status \(blockStatus[p]))")
         }
@@ -269,6 +277,8 @@ private struct BF16Blocks: WorkerTask {
     let cut: ProductCut
     let transA, transB: Bool
     let m, n, lda, ldb, ldc: Int
+    /// β when the plans add with β = 1 (`gemmInBlocks`), else 1.
+    let scale: Float
     let a, b: UnsafePointer<UInt16>
     let c: UnsafeMutablePointer<Float>
     let plans: UnsafeMutablePointer<OpaquePointer?>
@@ -276,6 +286,7 @@ private struct BF16Blocks: WorkerTask {
 
     func run(part p: Int) {
         guard let plan = plans[p], let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { return }
+        if scale != 1 { for r in 0..<blk.m { pml_scale(c + blk.c + r * ldc, scale, blk.n) } }
         status[p] = pml_matmul_run(plan, a + blk.a, b + blk.b, c + blk.c)
     }
 }
