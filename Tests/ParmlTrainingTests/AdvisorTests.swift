@@ -467,6 +467,14 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1, held: 5e4) - 1e5 / 1e11) < 1e-15)
         // Two ranks holding 1e7 each: 2e7 together.
         #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2, held: 1e7) - 2e5 / (4e10 * 1.5)) < 1e-15)
+        // Measured by working set, the cores' gain is their caches' where the
+        // passes fit (each core's own: 2x here) and the memory's past them (1x).
+        c.elementwiseAllCoresBySize = [(2e5, 2e11), (2e7, 8e10), (1e8, 1e10)]
+        let measured = CostModel(calibration: c, coresPerNode: 2, machine: nil)
+        #expect(abs(c.allCoresGain(workingSet: 2e5) - 2) < 1e-12 && abs(c.allCoresGain(workingSet: 1e8) - 1) < 1e-12)
+        #expect(abs(measured.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2) - 1e5 / 1e11) < 1e-15)  // as alone
+        #expect(abs(measured.elementwise(bytes: 2e5, threads: 2, running: 2, resident: 2) - 2e5 / 2e11) < 1e-15)
+        #expect(abs(measured.elementwise(bytes: 5e7, threads: 1, running: 2, resident: 2) - 1e8 / 1e10) < 1e-12)  // the memory, shared
     }
 
     /// Ranks past the cores meet at every collective (and a pipeline's at
@@ -628,7 +636,7 @@ private func layouts() -> [StrategyConfig] {
         let path = dir + "/" + CalibrationCache.fileName
         let (first, origin1) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin1 == .measured)
-        #expect(first.products.count >= 20 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
+        #expect(first.products.count >= 30 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
         #expect(first.concurrentPageFaults.map(\.threads) == [2, 4] && first.concurrentPageFaults.allSatisfy { $0.seconds > 0 })
         #expect(first.elementwiseBySize.count == 3 && first.elementwiseBySize.allSatisfy { $0.bytesPerSecond > 0 })
         #expect(first.seconds > 0 && first.seconds < 30)
@@ -649,6 +657,19 @@ private func layouts() -> [StrategyConfig] {
             return !(w.first == "product" && w.count == 6 && Int(w[3])! < Int(w[2])!)
         }.joined(separator: "\n")
         #expect(CalibrationCache.parse(older) == nil)
+        // Written before the element-wise rates of every core by working set: measured again.
+        if first.cores > 1 {
+            #expect(first.elementwiseAllCoresBySize.count == 3 && first.elementwiseAllCoresBySize.allSatisfy { $0.bytesPerSecond > 0 })
+            let noAllCores = text.split(separator: "\n").filter { !$0.hasPrefix("elementwise_all_cores_size ") }.joined(separator: "\n")
+            #expect(CalibrationCache.parse(noAllCores) == nil)
+        }
+        // Written before the products of fewer than 16 rows were measured: measured again.
+        #expect(first.products.contains { $0.m == 4 })
+        let noSmallPieces = text.split(separator: "\n").filter { line in
+            let w = line.split(separator: " ")
+            return !(w.first == "product" && w.count == 6 && Int(w[1])! < 16)
+        }.joined(separator: "\n")
+        #expect(CalibrationCache.parse(noSmallPieces) == nil)
         // Another CPU, another library version.
         try text.replacingOccurrences(of: "cpu_model=", with: "cpu_model=Other ").write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9").1 == .replaced)
