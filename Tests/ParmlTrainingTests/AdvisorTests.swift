@@ -503,6 +503,16 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(four.compute / fourFit.compute - 1) < 1e-9)
     }
 
+    /// tp's f operator forwards its input unchanged and all-reduces in
+    /// backward (the model's communication): it declares no element-wise
+    /// work, where the default read of its input and write of its output
+    /// had charged every column-split layer's input three passes a step.
+    @Test func tensorParallelEnterMovesNoFloats() throws {
+        let f = TensorParallelEnter()
+        #expect(try f.work(input: Shape(32, 128)).elementwiseFloats == 0 && (try f.work(input: Shape(32, 128)).products.isEmpty))
+        #expect(try TensorParallelReduce(features: 128, bias: true).work(input: Shape(32, 128)).elementwiseFloats == 2 * 32 * 128)
+    }
+
     /// Past the cores a pipeline rank that waits sleeps, and each hop on
     /// the critical path waits for its receiver's wake-up: the calibrated
     /// hand-over of that many ranks less that of as many ranks as cores.
