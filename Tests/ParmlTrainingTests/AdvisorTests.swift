@@ -484,8 +484,12 @@ private func layouts() -> [StrategyConfig] {
     /// 4/3 of the fair share; four, exactly it.
     @Test func ranksPastTheCoresTakeTurns() throws {
         let turns = CostModel(calibration: fixedCalibration(), coresPerNode: 2, machine: nil)
-        #expect(turns.turns(1) == 1 && turns.turns(2) == 1 && turns.turns(4) == 1)
-        #expect(abs(turns.turns(3) - 4.0 / 3) < 1e-15 && abs(turns.turns(5) - 6.0 / 5) < 1e-15)
+        #expect(turns.turns(1, stretch: 0) == 1 && turns.turns(2, stretch: 0) == 1 && turns.turns(4, stretch: 0) == 1)
+        #expect(abs(turns.turns(3, stretch: 0) - 4.0 / 3) < 1e-15 && abs(turns.turns(5, stretch: 0) - 6.0 / 5) < 1e-15)
+        // Stretches longer than the scheduler's time slice (1.5 ms on 2
+        // cores) are dealt out in slices: about one slice of each waits.
+        #expect(abs(turns.timeSlice - 1.5e-3) < 1e-15 && turns.turns(3, stretch: 1.5e-3) == 4.0 / 3)
+        #expect(abs(turns.turns(3, stretch: 15e-3) - (1 + 1.0 / 30)) < 1e-12 && turns.turns(4, stretch: 15e-3) == 1)
         let model = try residualMLP(width: 256, blocks: 2, seed: 4)
         func predict(dp: Int, cores: Int) throws -> LayoutPrediction {
             var request = AdviceRequest(sampleShape: Shape(12), batch: 96)
