@@ -37,6 +37,17 @@ enum ProductThreads {
         return max(1, min(blocks, max(m, n) / alignment))
     }
 
+    /// The largest block `gemm` runs for this product: its rows and columns
+    /// of C (the whole product when it stays one sgemm).
+    static func largestBlock(m: Int, n: Int, k: Int) -> (m: Int, n: Int) {
+        let parts = blockCount(m: m, n: n, k: k)
+        guard parts > 1 else { return (m, n) }
+        let byRows = n <= m
+        let extent = byRows ? m : n
+        let per = min(extent, ((extent + parts - 1) / parts + alignment - 1) / alignment * alignment)
+        return byRows ? (per, n) : (m, per)
+    }
+
     /// The same contract as `BLAS.gemm`, for `blockCount(...) > 1`. Cuts the
     /// rows of C when B is the smaller operand to pack again per block
     /// (n ≤ m), else the columns.

@@ -344,8 +344,15 @@ private func layouts() -> [StrategyConfig] {
     /// ranks' work shared over the cores — not every stage stretched as if
     /// all 4 computed at once (which over-predicted pp 4 of a small MLP 4×).
     @Test func pipelineStagesShareTheCoresByTheirWork() throws {
-        let model = Model()  // 4 equal stages of one Linear each
-        for _ in 0..<4 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
+        // 4 equal stages of one Linear each. The model's first layer computes
+        // no input gradient, so a first layer without work of its own (tp's
+        // f, here on one rank) keeps the first stage's Linear like the others.
+        let model = Model()
+        try model.add(TensorParallelEnter())
+        for i in 0..<4 {
+            if i > 0 { try model.markStageBoundary() }
+            try model.add(try Linear(inFeatures: 64, outFeatures: 64))
+        }
         try model.initialize(seed: 2)
         var request = AdviceRequest(sampleShape: Shape(64), batch: 64)
         request.cores = 2
@@ -572,6 +579,40 @@ private func layouts() -> [StrategyConfig] {
         if Clock.onlineCores > 1 {
             #expect(abs(c.productSeconds(large, threads: 1) / c.productSeconds(large, threads: 2) - 9e10 / 5e10) < 1e-9)
         }
+    }
+
+    /// A product BLAS.gemm cuts into blocks is timed as its blocks: each at
+    /// the rate of the block's rows (a 64-row product by rows in two 32-row
+    /// halves runs at the 32-row rate), one after another on one thread,
+    /// side by side on two. The model's first layer computes no input gradient.
+    @Test func cutProductsAreTimedAsTheirBlocks() throws {
+        var c = fixedCalibration()
+        c.products = [.init(m: 32, n: 64, k: 1024, threads: 1, flopsPerSecond: 4e10), .init(m: 64, n: 64, k: 1024, threads: 1, flopsPerSecond: 8e10)]
+        c.concurrency = [(1, 5e10), (2, 9e10), (4, 9e10)]
+        let p = MatrixProduct(m: 64, n: 64, k: 1024)
+        let blocks = BLAS.productBlocks(m: 64, n: 64, k: 1024)
+        if Clock.onlineCores > 1 {
+            #expect(blocks.count == min(Clock.onlineCores, 4) && blocks.n == 64 && blocks.m == 64 / blocks.count)
+            #expect(abs(c.productSeconds(p, threads: 1) * 4e10 / p.flops - 1) < 1e-9)
+            #expect(abs(c.productSeconds(p, threads: 1) / c.productSeconds(p, threads: 2) - 9e10 / 5e10) < 1e-9)
+        } else {
+            #expect(blocks.count == 1 && abs(c.productSeconds(p, threads: 1) * 8e10 / p.flops - 1) < 1e-9)
+        }
+        // Below 2^21 multiply-adds: one sgemm, at its own rows' rate.
+        #expect(BLAS.productBlocks(m: 16, n: 64, k: 1024).count == 1)
+        // The first layer's products: forward and weight gradient only.
+        let model = try residualMLP(width: 64, blocks: 1, seed: 2)
+        let first = model.root.layers[0]
+        let cost = CostModel(calibration: c, coresPerNode: 2, machine: nil)
+        let profile = try ModelProfile(serial: model, tp: 1, sampleShape: Shape(12))
+        let w = try first.work(input: profile.input(ofLayer: 0, rows: 8))
+        #expect(w.products.count == 1)
+        let layer0 = try cost.compute(profile, layers: 0..<1, rows: 8, threads: 1, running: 1, resident: 1, held: 0)
+        let ew = 3 * 4 * w.elementwiseFloats
+        let q = w.products[0]
+        let two = c.productSeconds(q, threads: 1) + c.productSeconds(MatrixProduct(m: q.n, n: q.k, k: q.m), threads: 1)
+        #expect(abs(layer0 - two - cost.elementwise(bytes: ew / 3, threads: 1, running: 1, resident: 1)
+            - cost.elementwise(bytes: 2 * ew / 3, threads: 1, running: 1, resident: 1)) < 1e-12)
     }
 
     /// A product is timed at the rate of the measured shapes whose output

@@ -224,8 +224,10 @@ struct CostModel {
             let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
             for p in w.products {
                 // Forward, then the input gradient (m × n)·(n × k) and the weight gradient (n × m)·(m × k).
+                // The model's first layer computes no input gradient (nothing
+                // before it needs one: PipelineExecution's `need`).
                 t += calibration.productSeconds(p, threads: threads)
-                t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
+                if l > 0 { t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads) }
                 t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
             }
             // Forward once, its own pass; backward twice, reading what the

@@ -97,32 +97,39 @@ public struct MachineCalibration: Sendable, Equatable {
 
     // MARK: - Rates the cost model reads
 
-    /// Predicted seconds for `p` on `threads` BLAS threads: the measured
-    /// shapes of the (n, k) nearest `p`'s in log space, each side in its own
-    /// role (C = A·B is m × n with inner dimension k: a weight gradient of a
-    /// small piece, 1024 × 1024 over 16 rows, streams its output through
-    /// memory and runs at half the rate of a forward product of the same
-    /// sizes), the rate read off the line through them in log m (clamped
-    /// at the measured rows), scaled by the gain of `threads` concurrent
-    /// threads (`slowdown`) when the product is large enough to be cut over
-    /// them (BLAS.gemm runs smaller ones on one thread).
+    /// Predicted seconds for `p` on `threads` BLAS threads, as BLAS.gemm runs
+    /// it: in blocks (`BLAS.productBlocks`: a large product is cut into as
+    /// many blocks as cores whatever the rank's threads), each one sgemm
+    /// timed at the rate of the measured shapes of the (n, k) nearest the
+    /// block's in log space, each side in its own role (C = A·B is m × n
+    /// with inner dimension k: a weight gradient of a small piece, 1024 ×
+    /// 1024 over 16 rows, streams its output through memory and runs at
+    /// half the rate of a forward product of the same sizes), read off the
+    /// line through them in log m (clamped at the measured rows). The blocks
+    /// run one after another on one thread, or side by side on several at
+    /// the gain the concurrent sgemms measured (`slowdown`). Timing a cut
+    /// product at the whole product's rate had charged its halves the rate
+    /// of twice their rows: a 64-row product cut in two 32-row halves on
+    /// one thread ran 0.6 of the predicted time.
     public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
         let single = products.filter { $0.threads == 1 }
         guard !single.isEmpty else { return p.flops / 1e10 }
+        let blocks = BLAS.productBlocks(m: p.m, n: p.n, k: p.k)
         func sides(_ r: ProductRate) -> Double {
-            let dn = log(Double(r.n)) - log(Double(p.n)), dk = log(Double(r.k)) - log(Double(p.k))
+            let dn = log(Double(r.n)) - log(Double(blocks.n)), dk = log(Double(r.k)) - log(Double(p.k))
             return dn * dn + dk * dk
         }
         let column = single.min { sides($0) < sides($1) }!
         let family = single.filter { $0.n == column.n && $0.k == column.k }
-        var rate = Self.rateAlongRows(family, rows: p.m)
-        if threads > 1 && BLAS.usesWorkerThreads(m: p.m, n: p.n, k: p.k) {
-            // Cut over `threads` worker threads, it runs as that many
-            // one-thread products at once: the gain the concurrent sgemms
-            // measured (on the wall clock, one product over both cores had
-            // measured 2.0x one thread quiet, and 0.5-1.6x under load).
-            rate *= max(1, Double(threads) / slowdown(busyThreads: threads))
+        // Every block at the largest block's rate: the blocks are equal but for the last.
+        var rate = Self.rateAlongRows(family, rows: blocks.m)
+        let together = min(threads, blocks.count)
+        if together > 1 {
+            // Side by side on `together` worker threads: the gain the
+            // concurrent sgemms measured (on the wall clock, one product over
+            // both cores had measured 2.0x one thread quiet, 0.5-1.6x under load).
+            rate *= max(1, Double(together) / slowdown(busyThreads: together))
         }
         return p.flops / rate
     }
@@ -281,7 +288,7 @@ public struct MachineCalibration: Sendable, Equatable {
         for _ in 0..<3 {
             let t = Clock.threadCPU()
             for _ in 0..<reps {
-                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
+                BLAS.gemmOneBlock(m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
             }
             best = min(best, (Clock.threadCPU() - t) / Double(reps))
         }
