@@ -217,6 +217,21 @@ private func layouts() -> [StrategyConfig] {
         try t.step(inputs: x, targets: try Tensor([0, 1, 2, 0, 1, 2], shape: Shape(6)))
     }
 
+    /// A tp degree that splits no layer leaves every parameter whole on
+    /// every tp rank, each repeating the model's work: excluded, with the
+    /// reason, and no probe of another whole copy of the model per degree.
+    @Test func tensorParallelThatSplitsNothingIsExcluded() throws {
+        let lone = Model()
+        try lone.add(try Linear(inFeatures: 12, outFeatures: 6))
+        try lone.initialize(seed: 1)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 24)
+        request.maxRanks = 6
+        let advice = try StrategyAdvisor.advise(model: lone, request: request, calibration: fixedCalibration(), origin: .measured)
+        #expect(!advice.ranked.isEmpty && advice.ranked.allSatisfy { $0.strategy.tp == 1 })
+        let refused = advice.excluded.filter { $0.strategy.tp > 1 && $0.strategy.pp == 1 }
+        #expect(!refused.isEmpty && refused.allSatisfy { $0.why.contains("splits no layer") }, "\(refused.map(\.why))")
+    }
+
     @Test func badConstraintsAreRefused() throws {
         let model = try residualMLP(width: 16, seed: 4)
         let c = fixedCalibration()
