@@ -3,6 +3,7 @@ is now against step times bench/advisor.py measured earlier, in seconds
 rather than the minutes a measurement takes.
 
     PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor_eval.py bench/advisor.json [--cache-dir D | --calibration F] [--rows]
+    python3 bench/advisor_eval.py --retest RUN_A.json RUN_B.json
 
 For each scenario in the file: the current first choice and how much slower
 it measured than the fastest measured layout, Spearman's rho between the
@@ -82,6 +83,32 @@ def evaluate(measured_file, cache_dir, show_rows=False, only=None):
     return out
 
 
+def retest(first_file, second_file):
+    """Spearman's rho between two runs' measured times of the same layouts:
+    how far the measurements themselves agree, the most any model's ranking
+    can be expected to reach against either."""
+    with open(first_file) as f:
+        a = json.load(f)
+    with open(second_file) as f:
+        b = {s["name"]: s for s in json.load(f)["scenarios"]}
+    rhos = []
+    for s in a["scenarios"]:
+        t = b.get(s["name"])
+        if t is None:
+            continue
+        ta = {r["layout"]: r["measured"] for r in s["rows"]}
+        tb = {r["layout"]: r["measured"] for r in t["rows"]}
+        common = [k for k in ta if k in tb]
+        if len(common) < 3:
+            continue
+        rho = spearman([ta[k] for k in common], [tb[k] for k in common])
+        rhos.append(rho)
+        spread = statistics.median(abs(ta[k] / tb[k] - 1) for k in common)
+        print(f"{s['name']:48s} n={len(common):2d}  rho between the runs {rho:5.2f}  median |a/b - 1| {100 * spread:4.1f} %")
+    if rhos:
+        print(f"rho between the runs: median {statistics.median(rhos):.2f} (min {min(rhos):.2f})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("measured", nargs="+", help="bench/advisor.py outputs (advisor.json)")
@@ -90,7 +117,13 @@ def main():
     ap.add_argument("--rows", action="store_true", help="every layout: measured, predicted, terms")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="these scenarios of each file (their order there)")
     ap.add_argument("--calibration", default=None, help="a calibration file to use (copied to a temporary directory)")
+    ap.add_argument("--retest", action="store_true", help="compare the measurements of two files with each other instead (no library needed)")
     a = ap.parse_args()
+    if a.retest:
+        if len(a.measured) != 2:
+            ap.error("--retest takes exactly two files")
+        retest(*a.measured)
+        return
     if a.calibration:
         a.cache_dir = tempfile.mkdtemp(prefix="parml-advisor-eval-")
         shutil.copy(a.calibration, os.path.join(a.cache_dir, "calibration-v2.txt"))

@@ -94,6 +94,23 @@ public enum BLAS {
         ProductThreads.blockCount(m: m, n: n, k: k) > 1
     }
 
+    /// How `gemm` runs this product: in `count` blocks of at most `m` × `n`
+    /// of C, one sgemm each (count 1: the whole product as one). The
+    /// strategy advisor times a product as its blocks.
+    public static func productBlocks(m: Int, n: Int, k: Int) -> (count: Int, m: Int, n: Int) {
+        let b = ProductThreads.largestBlock(m: m, n: n, k: k)
+        return (ProductThreads.blockCount(m: m, n: n, k: k), b.m, b.n)
+    }
+
+    /// One sgemm on the calling thread, never cut into blocks (what each of
+    /// `gemm`'s blocks runs): for timing a block's rate.
+    public static func gemmOneBlock(
+        m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        pml_sgemm(Int32(PML_NO_TRANS), Int32(PML_NO_TRANS), Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
     /// C(m×n) = alpha · op(A) · op(B) + beta · C, all row-major.
     /// op(A) is m×k (A is k×m when transA), op(B) is k×n (B is n×k when transB).
     @inline(__always)

@@ -45,6 +45,15 @@ enum ProductThreads {
         return max(1, min(blocks, max(m, n) / alignment))
     }
 
+    /// The largest block `gemm` runs for this product: its rows and columns
+    /// of C (the whole product when it stays one sgemm).
+    static func largestBlock(m: Int, n: Int, k: Int) -> (m: Int, n: Int) {
+        let cut = ProductCut(m: m, n: n, parts: blockCount(m: m, n: n, k: k))
+        guard cut.parts > 1 else { return (m, n) }
+        let per = min(cut.extent, cut.per)
+        return cut.byRows ? (per, n) : (m, per)
+    }
+
     /// The same contract as `BLAS.gemm`, for `blockCount(...) > 1`.
     static func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,

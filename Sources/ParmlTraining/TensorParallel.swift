@@ -68,6 +68,13 @@ final class TensorParallelEnter: Layer, TensorParallelLayer {
     }
 }
 
+extension TensorParallelEnter: WorkDescribingLayer {
+    /// The identity forward moves no floats, and the backward's all-reduce
+    /// is the cost model's communication: the default, a read of the input
+    /// and a write of the output, charged each of them twice a step.
+    func forwardWork(input: Shape) throws -> LayerWork { LayerWork() }
+}
+
 /// g: forward Σ over tp ranks of the row slices' partial outputs, plus the
 /// bias (added once, after the sum); backward the identity, and the bias gradient.
 final class TensorParallelReduce: Layer, TensorParallelLayer {

@@ -217,6 +217,21 @@ private func layouts() -> [StrategyConfig] {
         try t.step(inputs: x, targets: try Tensor([0, 1, 2, 0, 1, 2], shape: Shape(6)))
     }
 
+    /// A tp degree that splits no layer leaves every parameter whole on
+    /// every tp rank, each repeating the model's work: excluded, with the
+    /// reason, and no probe of another whole copy of the model per degree.
+    @Test func tensorParallelThatSplitsNothingIsExcluded() throws {
+        let lone = Model()
+        try lone.add(try Linear(inFeatures: 12, outFeatures: 6))
+        try lone.initialize(seed: 1)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 24)
+        request.maxRanks = 6
+        let advice = try StrategyAdvisor.advise(model: lone, request: request, calibration: fixedCalibration(), origin: .measured)
+        #expect(!advice.ranked.isEmpty && advice.ranked.allSatisfy { $0.strategy.tp == 1 })
+        let refused = advice.excluded.filter { $0.strategy.tp > 1 && $0.strategy.pp == 1 }
+        #expect(!refused.isEmpty && refused.allSatisfy { $0.why.contains("splits no layer") }, "\(refused.map(\.why))")
+    }
+
     @Test func badConstraintsAreRefused() throws {
         let model = try residualMLP(width: 16, seed: 4)
         let c = fixedCalibration()
@@ -344,8 +359,15 @@ private func layouts() -> [StrategyConfig] {
     /// ranks' work shared over the cores — not every stage stretched as if
     /// all 4 computed at once (which over-predicted pp 4 of a small MLP 4×).
     @Test func pipelineStagesShareTheCoresByTheirWork() throws {
-        let model = Model()  // 4 equal stages of one Linear each
-        for _ in 0..<4 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
+        // 4 equal stages of one Linear each. The model's first layer computes
+        // no input gradient, so a first layer without work of its own (tp's
+        // f, here on one rank) keeps the first stage's Linear like the others.
+        let model = Model()
+        try model.add(TensorParallelEnter())
+        for i in 0..<4 {
+            if i > 0 { try model.markStageBoundary() }
+            try model.add(try Linear(inFeatures: 64, outFeatures: 64))
+        }
         try model.initialize(seed: 2)
         var request = AdviceRequest(sampleShape: Shape(64), batch: 64)
         request.cores = 2
@@ -467,6 +489,14 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 1, resident: 1, held: 5e4) - 1e5 / 1e11) < 1e-15)
         // Two ranks holding 1e7 each: 2e7 together.
         #expect(abs(model.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2, held: 1e7) - 2e5 / (4e10 * 1.5)) < 1e-15)
+        // Measured by working set, the cores' gain is their caches' where the
+        // passes fit (each core's own: 2x here) and the memory's past them (1x).
+        c.elementwiseAllCoresBySize = [(2e5, 2e11), (2e7, 8e10), (1e8, 1e10)]
+        let measured = CostModel(calibration: c, coresPerNode: 2, machine: nil)
+        #expect(abs(c.allCoresGain(workingSet: 2e5) - 2) < 1e-12 && abs(c.allCoresGain(workingSet: 1e8) - 1) < 1e-12)
+        #expect(abs(measured.elementwise(bytes: 1e5, threads: 1, running: 2, resident: 2) - 1e5 / 1e11) < 1e-15)  // as alone
+        #expect(abs(measured.elementwise(bytes: 2e5, threads: 2, running: 2, resident: 2) - 2e5 / 2e11) < 1e-15)
+        #expect(abs(measured.elementwise(bytes: 5e7, threads: 1, running: 2, resident: 2) - 1e8 / 1e10) < 1e-12)  // the memory, shared
     }
 
     /// Ranks past the cores meet at every collective (and a pipeline's at
@@ -476,8 +506,12 @@ private func layouts() -> [StrategyConfig] {
     /// 4/3 of the fair share; four, exactly it.
     @Test func ranksPastTheCoresTakeTurns() throws {
         let turns = CostModel(calibration: fixedCalibration(), coresPerNode: 2, machine: nil)
-        #expect(turns.turns(1) == 1 && turns.turns(2) == 1 && turns.turns(4) == 1)
-        #expect(abs(turns.turns(3) - 4.0 / 3) < 1e-15 && abs(turns.turns(5) - 6.0 / 5) < 1e-15)
+        #expect(turns.turns(1, stretch: 0) == 1 && turns.turns(2, stretch: 0) == 1 && turns.turns(4, stretch: 0) == 1)
+        #expect(abs(turns.turns(3, stretch: 0) - 4.0 / 3) < 1e-15 && abs(turns.turns(5, stretch: 0) - 6.0 / 5) < 1e-15)
+        // Stretches longer than the scheduler's time slice (1.5 ms on 2
+        // cores) are dealt out in slices: about one slice of each waits.
+        #expect(abs(turns.timeSlice - 1.5e-3) < 1e-15 && turns.turns(3, stretch: 1.5e-3) == 4.0 / 3)
+        #expect(abs(turns.turns(3, stretch: 15e-3) - (1 + 1.0 / 30)) < 1e-12 && turns.turns(4, stretch: 15e-3) == 1)
         let model = try residualMLP(width: 256, blocks: 2, seed: 4)
         func predict(dp: Int, cores: Int) throws -> LayoutPrediction {
             var request = AdviceRequest(sampleShape: Shape(12), batch: 96)
@@ -493,6 +527,16 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(three.optimizer / threeFit.optimizer - 4.0 / 3) < 1e-9)
         let four = try predict(dp: 4, cores: 2), fourFit = try predict(dp: 4, cores: 4)
         #expect(abs(four.compute / fourFit.compute - 1) < 1e-9)
+    }
+
+    /// tp's f operator forwards its input unchanged and all-reduces in
+    /// backward (the model's communication): it declares no element-wise
+    /// work, where the default read of its input and write of its output
+    /// had charged every column-split layer's input three passes a step.
+    @Test func tensorParallelEnterMovesNoFloats() throws {
+        let f = TensorParallelEnter()
+        #expect(try f.work(input: Shape(32, 128)).elementwiseFloats == 0 && (try f.work(input: Shape(32, 128)).products.isEmpty))
+        #expect(try TensorParallelReduce(features: 128, bias: true).work(input: Shape(32, 128)).elementwiseFloats == 2 * 32 * 128)
     }
 
     /// Past the cores a pipeline rank that waits sleeps, and each hop on
@@ -550,6 +594,40 @@ private func layouts() -> [StrategyConfig] {
         if Clock.onlineCores > 1 {
             #expect(abs(c.productSeconds(large, threads: 1) / c.productSeconds(large, threads: 2) - 9e10 / 5e10) < 1e-9)
         }
+    }
+
+    /// A product BLAS.gemm cuts into blocks is timed as its blocks: each at
+    /// the rate of the block's rows (a 64-row product by rows in two 32-row
+    /// halves runs at the 32-row rate), one after another on one thread,
+    /// side by side on two. The model's first layer computes no input gradient.
+    @Test func cutProductsAreTimedAsTheirBlocks() throws {
+        var c = fixedCalibration()
+        c.products = [.init(m: 32, n: 64, k: 1024, threads: 1, flopsPerSecond: 4e10), .init(m: 64, n: 64, k: 1024, threads: 1, flopsPerSecond: 8e10)]
+        c.concurrency = [(1, 5e10), (2, 9e10), (4, 9e10)]
+        let p = MatrixProduct(m: 64, n: 64, k: 1024)
+        let blocks = BLAS.productBlocks(m: 64, n: 64, k: 1024)
+        if Clock.onlineCores > 1 {
+            #expect(blocks.count == min(Clock.onlineCores, 4) && blocks.n == 64 && blocks.m == 64 / blocks.count)
+            #expect(abs(c.productSeconds(p, threads: 1) * 4e10 / p.flops - 1) < 1e-9)
+            #expect(abs(c.productSeconds(p, threads: 1) / c.productSeconds(p, threads: 2) - 9e10 / 5e10) < 1e-9)
+        } else {
+            #expect(blocks.count == 1 && abs(c.productSeconds(p, threads: 1) * 8e10 / p.flops - 1) < 1e-9)
+        }
+        // Below 2^21 multiply-adds: one sgemm, at its own rows' rate.
+        #expect(BLAS.productBlocks(m: 16, n: 64, k: 1024).count == 1)
+        // The first layer's products: forward and weight gradient only.
+        let model = try residualMLP(width: 64, blocks: 1, seed: 2)
+        let first = model.root.layers[0]
+        let cost = CostModel(calibration: c, coresPerNode: 2, machine: nil)
+        let profile = try ModelProfile(serial: model, tp: 1, sampleShape: Shape(12))
+        let w = try first.work(input: profile.input(ofLayer: 0, rows: 8))
+        #expect(w.products.count == 1)
+        let layer0 = try cost.compute(profile, layers: 0..<1, rows: 8, threads: 1, running: 1, resident: 1, held: 0)
+        let ew = 3 * 4 * w.elementwiseFloats
+        let q = w.products[0]
+        let two = c.productSeconds(q, threads: 1) + c.productSeconds(MatrixProduct(m: q.n, n: q.k, k: q.m), threads: 1)
+        #expect(abs(layer0 - two - cost.elementwise(bytes: ew / 3, threads: 1, running: 1, resident: 1)
+            - cost.elementwise(bytes: 2 * ew / 3, threads: 1, running: 1, resident: 1)) < 1e-12)
     }
 
     /// A product is timed at the rate of the measured shapes whose output
@@ -628,7 +706,7 @@ private func layouts() -> [StrategyConfig] {
         let path = dir + "/" + CalibrationCache.fileName
         let (first, origin1) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin1 == .measured)
-        #expect(first.products.count >= 20 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
+        #expect(first.products.count >= 30 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
         #expect(first.concurrentPageFaults.map(\.threads) == [2, 4] && first.concurrentPageFaults.allSatisfy { $0.seconds > 0 })
         #expect(first.elementwiseBySize.count == 3 && first.elementwiseBySize.allSatisfy { $0.bytesPerSecond > 0 })
         #expect(first.seconds > 0 && first.seconds < 30)
@@ -649,6 +727,19 @@ private func layouts() -> [StrategyConfig] {
             return !(w.first == "product" && w.count == 6 && Int(w[3])! < Int(w[2])!)
         }.joined(separator: "\n")
         #expect(CalibrationCache.parse(older) == nil)
+        // Written before the element-wise rates of every core by working set: measured again.
+        if first.cores > 1 {
+            #expect(first.elementwiseAllCoresBySize.count == 3 && first.elementwiseAllCoresBySize.allSatisfy { $0.bytesPerSecond > 0 })
+            let noAllCores = text.split(separator: "\n").filter { !$0.hasPrefix("elementwise_all_cores_size ") }.joined(separator: "\n")
+            #expect(CalibrationCache.parse(noAllCores) == nil)
+        }
+        // Written before the products of fewer than 16 rows were measured: measured again.
+        #expect(first.products.contains { $0.m == 4 })
+        let noSmallPieces = text.split(separator: "\n").filter { line in
+            let w = line.split(separator: " ")
+            return !(w.first == "product" && w.count == 6 && Int(w[1])! < 16)
+        }.joined(separator: "\n")
+        #expect(CalibrationCache.parse(noSmallPieces) == nil)
         // Another CPU, another library version.
         try text.replacingOccurrences(of: "cpu_model=", with: "cpu_model=Other ").write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9").1 == .replaced)

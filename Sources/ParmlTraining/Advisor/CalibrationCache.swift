@@ -80,6 +80,7 @@ public enum CalibrationCache {
         for x in c.concurrency { lines.append("concurrency \(x.threads) \(x.flopsPerSecond)") }
         for x in c.concurrentPageFaults { lines.append("page_fault_threads \(x.threads) \(x.seconds)") }
         for x in c.elementwiseBySize { lines.append("elementwise_size \(x.bytes) \(x.bytesPerSecond)") }
+        for x in c.elementwiseAllCoresBySize { lines.append("elementwise_all_cores_size \(x.bytes) \(x.bytesPerSecond)") }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -95,6 +96,7 @@ public enum CalibrationCache {
         var concurrency: [(threads: Int, flopsPerSecond: Double)] = []
         var pageFaults: [(threads: Int, seconds: Double)] = []
         var bySize: [(bytes: Double, bytesPerSecond: Double)] = []
+        var allCoresBySize: [(bytes: Double, bytesPerSecond: Double)] = []
         func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
@@ -121,6 +123,9 @@ public enum CalibrationCache {
             case "elementwise_size":
                 guard words.count == 3, let b = positive(words[1]), let r = positive(words[2]), b > 0, r > 0 else { return nil }
                 bySize.append((b, r))
+            case "elementwise_all_cores_size":
+                guard words.count == 3, let b = positive(words[1]), let r = positive(words[2]), b > 0, r > 0 else { return nil }
+                allCoresBySize.append((b, r))
             case "handover":
                 guard words.count == 3, let n = Int(words[1]), let l = positive(words[2]), n > 1 else { return nil }
                 handover.append(.init(ranks: n, latency: l, bytesPerSecond: .infinity))
@@ -131,15 +136,18 @@ public enum CalibrationCache {
         }
         // A file without the small-inner-dimension products (k < n, measured
         // since the weight gradients of micro-batches were found to run at
-        // half the forward rate), or without the element-wise rates by
-        // working set, is measured again, as a corrupt one is.
+        // half the forward rate), without the products of fewer than 16 rows
+        // (a pipeline's small pieces), or without the element-wise rates by
+        // working set (on every core too, where there are several), is
+        // measured again, as a corrupt one is.
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
             let load = fields["load_average"].flatMap({ positive(Substring($0)) }),
             let fault = fields["page_fault"].flatMap({ positive(Substring($0)) }),
             let ewAll = fields["elementwise_all_cores"].flatMap({ positive(Substring($0)) }),
-            products.contains(where: { $0.threads == 1 && $0.k < $0.n }), !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
-            concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty, !bySize.isEmpty
+            products.contains(where: { $0.threads == 1 && $0.k < $0.n }), products.contains(where: { $0.threads == 1 && $0.m < 16 }),
+            !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
+            concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty, !bySize.isEmpty, cores == 1 || !allCoresBySize.isEmpty
         else { return nil }
         var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)
         c.products = products
@@ -149,6 +157,7 @@ public enum CalibrationCache {
         c.concurrency = concurrency
         c.concurrentPageFaults = pageFaults
         c.elementwiseBySize = bySize
+        c.elementwiseAllCoresBySize = allCoresBySize
         c.elementwiseBytesPerSecond = ew
         c.loadAverage = load
         c.pageFaultSeconds = fault

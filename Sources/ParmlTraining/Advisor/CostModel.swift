@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ParmlModel
 import ParmlParallel
 import ParmlTensor
@@ -144,19 +147,34 @@ struct CostModel {
     }
 
     /// How much longer `n` threads that meet at every collective take on
-    /// the cores than the cores' fair share (n / cores each) says: a
-    /// stretch of work between two meetings is shorter than the scheduler's
-    /// time slice, so a core holding two of the threads runs one after the
-    /// other while a core holding one waits at the meeting; each stretch
-    /// takes ⌈n / cores⌉ turns. 3 ranks on 2 cores: 2 turns, 4/3 of the
-    /// fair 1.5; 4 ranks on 2 cores: 2 turns, the fair share itself. (Three
-    /// ranks of the 4×512 MLP measured 5.65 ms a step against 4.49 for four,
-    /// and the CNN's 2.83 against 2.02, where the fair share had them alike.)
-    func turns(_ n: Int) -> Double {
+    /// the cores than the cores' fair share (n / cores each) says, for
+    /// stretches of `stretch` seconds of work between two meetings. A
+    /// stretch shorter than the scheduler's time slice runs to its meeting
+    /// unswitched, so a core holding two of the threads runs one after the
+    /// other while a core holding one waits at the meeting: ⌈n / cores⌉
+    /// turns. 3 ranks on 2 cores: 2 turns, 4/3 of the fair 1.5; 4 ranks on
+    /// 2 cores: 2 turns, the fair share itself. (Three ranks of the 4×512
+    /// MLP measured 5.65 ms a step against 4.49 for four, and the CNN's,
+    /// whose batch_norm statistics meet at every layer, 2.83 against 2.02,
+    /// where the fair share had them alike.) Longer stretches are cut into
+    /// slices that the scheduler deals out fairly, and only about one slice
+    /// of each stretch waits: the excess over the fair share falls as
+    /// slice / stretch (three ranks of the GPT at batch 12 and 24, one
+    /// meeting a step after 15–30 ms of work each, measured 1.00–1.03x
+    /// four, where full turns predicted 1.27x).
+    func turns(_ n: Int, stretch: Double) -> Double {
         let c = coresPerNode
         guard n > c, c > 0 else { return 1 }
-        return Double((n + c - 1) / c * c) / Double(n)
+        let full = Double((n + c - 1) / c * c) / Double(n)
+        guard stretch > timeSlice else { return full }
+        return 1 + (full - 1) * timeSlice / stretch
     }
+
+    /// The scheduler's time slice as the turns above see it: Linux's
+    /// default (EEVDF's base slice, 0.75 ms × (1 + log₂ min(cores, 8)):
+    /// 1.5 ms on 2 cores). Not measured; on this machine's quiet runs any
+    /// figure from 1.5 to 6 ms ranked the layouts alike (bench/advisor.md).
+    var timeSlice: Double { 0.75e-3 * (1 + log2(Double(min(max(coresPerNode, 1), 8))).rounded(.down)) }
 
     func handover(world: Int) -> Double {
         let local = ranksPerNode(world: world)
@@ -206,8 +224,10 @@ struct CostModel {
             let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
             for p in w.products {
                 // Forward, then the input gradient (m × n)·(n × k) and the weight gradient (n × m)·(m × k).
+                // The model's first layer computes no input gradient (nothing
+                // before it needs one: PipelineExecution's `need`).
                 t += calibration.productSeconds(p, threads: threads)
-                t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads)
+                if l > 0 { t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads) }
                 t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
             }
             // Forward once, its own pass; backward twice, reading what the
@@ -234,10 +254,6 @@ struct CostModel {
                 ? calibration.slowdown(busyThreads: n) / calibration.slowdown(busyThreads: threads)
                 : max(1, Double(n) / Double(coresPerNode))
         }
-        // Past the cores the ranks take turns between their meetings
-        // (`turns`): at each collective, and in a pipeline's steady state at
-        // each tick, where every stage hands its micro-batch on.
-        let contention = stretch(busy) * turns(busy)
         // Threads running at once (past the cores they take turns, which `stretch` counts).
         let running = min(busy, max(coresPerNode, threads))
         var p = LayoutPrediction(strategy: st, blasThreads: threads)
@@ -295,6 +311,16 @@ struct CostModel {
         // over the cores bounds the step from below. One stage: every rank
         // busy at once, stretched as the calibration measured.
         let slowestRaw = stages.map(\.compute).max() ?? 0
+        // Past the cores the ranks take turns between their meetings
+        // (`turns`): at each collective (the step's gradient reduction and
+        // statistics; batch_norm's statistics and tp's all-reduces within
+        // each piece) and in a pipeline at each hop, where every stage hands
+        // its micro-batch on.
+        let slowest = stages.first { $0.compute == slowestRaw }
+        let statistics = mesh.dp > 1 ? c.profile.model.root.layers.filter { $0 is BatchStatisticsLayer }.count : 0
+        let perPiece = Double(statistics + (slowest.map { $0.fwd.0 + $0.bwd.0 } ?? 0) + (mesh.pp > 1 ? 2 * c.layout.virtualStages : 0))
+        let meetings = 1 + slots * perPiece
+        let contention = stretch(busy) * turns(busy, stretch: slowestRaw * slots / meetings)
         let averageBusy = slowestRaw > 0
             ? Double(busy) * stages.reduce(0) { $0 + $1.compute } / (Double(mesh.pp) * slowestRaw) : Double(busy)
         let pathBusy = min(averageBusy, Double(max(coresPerNode, threads)))

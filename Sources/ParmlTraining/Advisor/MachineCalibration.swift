@@ -39,6 +39,16 @@ public struct MachineCalibration: Sendable, Equatable {
     /// past the caches. A small model's activations and update stay in the
     /// caches and run several times faster than the 96 MiB pass.
     public var elementwiseBySize: [(bytes: Double, bytesPerSecond: Double)] = []
+    /// The same working sets shared out among `cores` rank threads adding at
+    /// once, their rates summed, each in its own CPU time
+    /// (`concurrentElementwiseTrial`). What more threads gain depends on
+    /// where the data sits: each core's own cache adds up. The 32 MiB
+    /// figure on the wall clock, the only one before, had found no gain
+    /// and charged two ranks' cache-resident passes one thread's rate
+    /// between them: a GPT's tp 2 ranks, which repeat the replicated
+    /// layers' element-wise work, were predicted 2.4x its one-rank
+    /// element-wise time, where the step measured 1.06x.
+    public var elementwiseAllCoresBySize: [(bytes: Double, bytesPerSecond: Double)] = []
     /// All-reduce on the threads backend, per group size measured.
     public var allReduce: [CollectiveRate] = []
     /// A threads-backend send and its receive between two ranks (one way: half a ping-pong).
@@ -87,32 +97,39 @@ public struct MachineCalibration: Sendable, Equatable {
 
     // MARK: - Rates the cost model reads
 
-    /// Predicted seconds for `p` on `threads` BLAS threads: the measured
-    /// shapes of the (n, k) nearest `p`'s in log space, each side in its own
-    /// role (C = A·B is m × n with inner dimension k: a weight gradient of a
-    /// small piece, 1024 × 1024 over 16 rows, streams its output through
-    /// memory and runs at half the rate of a forward product of the same
-    /// sizes), the rate read off the line through them in log m (clamped
-    /// at the measured rows), scaled by the gain of `threads` concurrent
-    /// threads (`slowdown`) when the product is large enough to be cut over
-    /// them (BLAS.gemm runs smaller ones on one thread).
+    /// Predicted seconds for `p` on `threads` BLAS threads, as BLAS.gemm runs
+    /// it: in blocks (`BLAS.productBlocks`: a large product is cut into as
+    /// many blocks as cores whatever the rank's threads), each one sgemm
+    /// timed at the rate of the measured shapes of the (n, k) nearest the
+    /// block's in log space, each side in its own role (C = A·B is m × n
+    /// with inner dimension k: a weight gradient of a small piece, 1024 ×
+    /// 1024 over 16 rows, streams its output through memory and runs at
+    /// half the rate of a forward product of the same sizes), read off the
+    /// line through them in log m (clamped at the measured rows). The blocks
+    /// run one after another on one thread, or side by side on several at
+    /// the gain the concurrent sgemms measured (`slowdown`). Timing a cut
+    /// product at the whole product's rate had charged its halves the rate
+    /// of twice their rows: a 64-row product cut in two 32-row halves on
+    /// one thread ran 0.6 of the predicted time.
     public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
         let single = products.filter { $0.threads == 1 }
         guard !single.isEmpty else { return p.flops / 1e10 }
+        let blocks = BLAS.productBlocks(m: p.m, n: p.n, k: p.k)
         func sides(_ r: ProductRate) -> Double {
-            let dn = log(Double(r.n)) - log(Double(p.n)), dk = log(Double(r.k)) - log(Double(p.k))
+            let dn = log(Double(r.n)) - log(Double(blocks.n)), dk = log(Double(r.k)) - log(Double(p.k))
             return dn * dn + dk * dk
         }
         let column = single.min { sides($0) < sides($1) }!
         let family = single.filter { $0.n == column.n && $0.k == column.k }
-        var rate = Self.rateAlongRows(family, rows: p.m)
-        if threads > 1 && BLAS.usesWorkerThreads(m: p.m, n: p.n, k: p.k) {
-            // Cut over `threads` worker threads, it runs as that many
-            // one-thread products at once: the gain the concurrent sgemms
-            // measured (on the wall clock, one product over both cores had
-            // measured 2.0x one thread quiet, and 0.5-1.6x under load).
-            rate *= max(1, Double(threads) / slowdown(busyThreads: threads))
+        // Every block at the largest block's rate: the blocks are equal but for the last.
+        var rate = Self.rateAlongRows(family, rows: blocks.m)
+        let together = min(threads, blocks.count)
+        if together > 1 {
+            // Side by side on `together` worker threads: the gain the
+            // concurrent sgemms measured (on the wall clock, one product over
+            // both cores had measured 2.0x one thread quiet, 0.5-1.6x under load).
+            rate *= max(1, Double(together) / slowdown(busyThreads: together))
         }
         return p.flops / rate
     }
@@ -147,10 +164,25 @@ public struct MachineCalibration: Sendable, Equatable {
             let family = elementwiseBySize.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) }
             rate = Self.rateAlongRows(family, rows: max(1, Int(workingSet ?? bytes)))
         }
-        if threads > 1 && elementwiseAllCoresBytesPerSecond > 0 {
-            rate *= max(1, elementwiseAllCoresBytesPerSecond / max(elementwiseBytesPerSecond, 1))
-        }
+        if threads > 1 { rate *= allCoresGain(workingSet: workingSet ?? bytes) }
         return bytes / max(rate, 1e8)
+    }
+
+    /// What every core moves together over what one thread moves, for a
+    /// working set of `bytes` (the line through the measured sets in log
+    /// bytes, the nearest outside them; at least 1): several cores' own
+    /// caches add up, the memory's bandwidth may not.
+    public func allCoresGain(workingSet bytes: Double) -> Double {
+        if !elementwiseAllCoresBySize.isEmpty && !elementwiseBySize.isEmpty {
+            func along(_ rates: [(bytes: Double, bytesPerSecond: Double)]) -> Double {
+                Self.rateAlongRows(
+                    rates.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) },
+                    rows: max(1, Int(bytes)))
+            }
+            return max(1, along(elementwiseAllCoresBySize) / along(elementwiseBySize))
+        }
+        guard elementwiseAllCoresBytesPerSecond > 0 else { return 1 }
+        return max(1, elementwiseAllCoresBytesPerSecond / max(elementwiseBytesPerSecond, 1))
     }
 
     /// Seconds per page for each of `ranks` rank threads of one process
@@ -184,13 +216,17 @@ public struct MachineCalibration: Sendable, Equatable {
 
     // MARK: - Measurement
 
-    /// The (n, k) of the calibrated products, each at m ∈ {16, 64, 256,
-    /// 1024} rows: narrow and wide outputs over a wide inner dimension (forward
-    /// and input-gradient products), and wide outputs over an inner dimension
-    /// of 16 and 64 (the weight gradient of a micro-batch of that many rows).
-    static let productSides = [(16, 256), (256, 256), (1024, 1024), (1024, 16), (1024, 64)]
+    /// The (n, k) of the calibrated products, each at `productRows` rows:
+    /// narrow and wide outputs over a wide inner dimension (forward and
+    /// input-gradient products), and wide outputs over an inner dimension of
+    /// 16 and 64 (the weight gradient of a micro-batch of that many rows).
+    static let productSides = [(16, 256), (256, 256), (512, 512), (1024, 1024), (1024, 16), (1024, 64)]
+    /// Rows of the calibrated products. 4: a pipeline's small pieces (a
+    /// batch of 32 in 8 micro-batches) stream the whole weight matrix for a
+    /// few rows each, far below the 16-row rate they were charged before.
+    static let productRows = [4, 16, 64, 256, 1024]
 
-    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 20 shapes on
+    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 30 shapes on
     /// one thread, and on 1, 2 and 4 rank threads at once, y = a + b over 32 MiB
     /// arrays, threads-backend all-reduce on 2 and 4 ranks at 4 KiB and
     /// 4 MiB, a send between two ranks at the same sizes, and the thread
@@ -205,7 +241,7 @@ public struct MachineCalibration: Sendable, Equatable {
         let saved = BLAS.threads
         defer { BLAS.threads = saved }
         BLAS.threads = 1
-        for m in [16, 64, 256, 1024] {
+        for m in productRows {
             for (n, k) in productSides {
                 c.products.append(ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k)))
             }
@@ -222,6 +258,10 @@ public struct MachineCalibration: Sendable, Equatable {
             BLAS.threads = cpu.cores
             c.elementwiseAllCoresBytesPerSecond = try elementwiseRate()
             BLAS.threads = 1
+            for floats in [16 << 10, 256 << 10, 8 << 20] {
+                let trial = try concurrentElementwiseTrial(threads: cpu.cores, floats: floats)
+                c.elementwiseAllCoresBySize.append((Double(3 * floats * 4), 1 / max(try interleavedBest(rounds: 4, [trial])[0], 1e-18)))
+            }
         }
         let perPage = try interleavedBest(rounds: 5, try counts.map { try pageFaultTrial(threads: $0) })
         c.pageFaultSeconds = perPage[0]
@@ -248,7 +288,7 @@ public struct MachineCalibration: Sendable, Equatable {
         for _ in 0..<3 {
             let t = Clock.threadCPU()
             for _ in 0..<reps {
-                BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
+                BLAS.gemmOneBlock(m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
             }
             best = min(best, (Clock.threadCPU() - t) / Double(reps))
         }
@@ -346,6 +386,35 @@ public struct MachineCalibration: Sendable, Equatable {
     public static func currentLoadAverage() -> Double? {
         var load = [0.0]
         return getloadavg(&load, 1) == 1 ? load[0] : nil
+    }
+
+    /// One run of `threads` rank threads at once, each adding its own share
+    /// of `floats` (y = a + b on one thread, repeated), each timed in its own
+    /// CPU time: bytes per second of the threads together, for a working set
+    /// of the three arrays of `floats` shared out among them, as the threads
+    /// split a rank's element-wise pass or ranks run theirs side by side.
+    /// CPU time, as the concurrent sgemms: a shared machine's waits for a
+    /// core drop out (the wall clock had measured 2 cores at 0.9x and at 2.2x
+    /// one on the same 96 MiB a minute apart).
+    private static func concurrentElementwiseTrial(threads k: Int, floats: Int) throws -> () throws -> Double {
+        let n = max(16, floats / k)
+        let arrays = try (0..<(3 * k)).map { _ in try Tensor(shape: Shape(n)) }
+        for t in arrays { t.fill(1) }
+        let reps = max(1, (1 << 20) / n * 4)
+        let pool = k > 1 ? try RankPool(size: k) : nil
+        let cpu = PerRank(k)
+        let body: (Int) throws -> Void = { r in
+            let (a, b, y) = (arrays[3 * r].data, arrays[3 * r + 1].data, arrays[3 * r + 2].data)
+            let t = Clock.threadCPU()
+            for _ in 0..<reps { Kernels.add(a, b, y, count: n) }
+            cpu.values[r] = Clock.threadCPU() - t
+        }
+        let bytes = Double(reps * 3 * n * 4)
+        return {
+            if let pool { try pool.run(world: nil, body) } else { try body(0) }
+            // The threads together: each one's rate, summed (returned as seconds per byte, least is best).
+            return 1 / (0..<k).reduce(0.0) { $0 + bytes / max(cpu.values[$1], 1e-9) }
+        }
     }
 
     /// One figure per rank thread, each written by its own rank only.

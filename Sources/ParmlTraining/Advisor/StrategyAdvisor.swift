@@ -156,6 +156,14 @@ public enum StrategyAdvisor {
             optimizerStateCopies: copies)
     }
 
+    /// Whether tp rank 0's rewrite of `model` keeps every parameter whole
+    /// (no column/row pair, head or channel split); false where the rewrite
+    /// fails, whose error the candidate then reports.
+    static func splitsNothing(_ model: Model, tp: Int) -> Bool {
+        guard let rewrite = try? TensorParallelRewrite(serial: model, rank: 0, ranks: tp) else { return false }
+        return rewrite.sources.allSatisfy(\.replicated)
+    }
+
     /// Every layout the constraints allow, predicted and ranked by step
     /// time (ties: fewer ranks, then lower ZeRO stage, then fewer
     /// micro-batches), and the others with the reason each was left out.
@@ -175,6 +183,14 @@ public enum StrategyAdvisor {
         var profiles: [Int: ModelProfile] = [:]
         var failedTP: [Int: String] = [:]
         for st in layouts(r, ranks: ranks, topLevelLayers: model.root.layers.count) {
+            if st.tp > 1, profiles[st.tp] == nil, failedTP[st.tp] == nil, splitsNothing(model, tp: st.tp) {
+                // Every tp rank would hold the whole model and repeat its work:
+                // fewer ranks do the same. (Left in, each such degree cost a
+                // probe of another whole copy of the model: a one-Linear
+                // stand-in of 44.5 M parameters asked about 512 ranks took 10
+                // minutes and 15 GB.) The trainer still builds such a layout.
+                failedTP[st.tp] = "tensor parallelism: tp=\(st.tp) splits no layer of this model (every parameter would be whole on every tp rank)"
+            }
             if let why = failedTP[st.tp] {
                 advice.excluded.append(ExcludedLayout(strategy: st, why: why))
                 continue
