@@ -88,18 +88,12 @@ public enum BLAS {
         }
     }
 
-    /// Whether `gemm` cuts this product over parml's worker threads (a
-    /// smaller one runs on one thread whatever `threads` says).
-    public static func usesWorkerThreads(m: Int, n: Int, k: Int) -> Bool {
-        ProductThreads.blockCount(m: m, n: n, k: k) > 1
-    }
-
     /// How `gemm` runs this product: in `count` blocks of at most `m` × `n`
-    /// of C, one sgemm each (count 1: the whole product as one). The
+    /// of C, one sgemm each, over parml's worker threads (count 1: the whole
+    /// product as one sgemm on one thread, whatever `threads` says). The
     /// strategy advisor times a product as its blocks.
     public static func productBlocks(m: Int, n: Int, k: Int) -> (count: Int, m: Int, n: Int) {
-        let b = ProductThreads.largestBlock(m: m, n: n, k: k)
-        return (ProductThreads.blockCount(m: m, n: n, k: k), b.m, b.n)
+        ProductThreads.blockShape(m: m, n: n, k: k)
     }
 
     /// One sgemm on the calling thread, never cut into blocks (what each of

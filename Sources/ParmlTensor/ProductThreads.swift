@@ -45,13 +45,13 @@ enum ProductThreads {
         return max(1, min(blocks, max(m, n) / alignment))
     }
 
-    /// The largest block `gemm` runs for this product: its rows and columns
-    /// of C (the whole product when it stays one sgemm).
-    static func largestBlock(m: Int, n: Int, k: Int) -> (m: Int, n: Int) {
+    /// The blocks `gemm` runs for this product and the largest one's rows
+    /// and columns of C (one block: the whole product, one sgemm).
+    static func blockShape(m: Int, n: Int, k: Int) -> (count: Int, m: Int, n: Int) {
         let cut = ProductCut(m: m, n: n, parts: blockCount(m: m, n: n, k: k))
-        guard cut.parts > 1 else { return (m, n) }
+        guard cut.parts > 1 else { return (1, m, n) }
         let per = min(cut.extent, cut.per)
-        return cut.byRows ? (per, n) : (m, per)
+        return cut.byRows ? (cut.parts, per, n) : (cut.parts, m, per)
     }
 
     /// The same contract as `BLAS.gemm`, for `blockCount(...) > 1`.

@@ -589,7 +589,7 @@ private func layouts() -> [StrategyConfig] {
         var c = fixedCalibration()
         c.concurrency = [(1, 5e10), (2, 9e10), (4, 9e10)]  // 2 threads at once: 1.8x one
         let small = MatrixProduct(m: 8, n: 16, k: 16, count: 1), large = MatrixProduct(m: 64, n: 256, k: 256, count: 1)
-        #expect(!BLAS.usesWorkerThreads(m: 8, n: 16, k: 16) && BLAS.usesWorkerThreads(m: 64, n: 256, k: 256) == (Clock.onlineCores > 1))
+        #expect(BLAS.productBlocks(m: 8, n: 16, k: 16).count == 1 && (BLAS.productBlocks(m: 64, n: 256, k: 256).count > 1) == (Clock.onlineCores > 1))
         #expect(c.productSeconds(small, threads: 2) == c.productSeconds(small, threads: 1))
         if Clock.onlineCores > 1 {
             #expect(abs(c.productSeconds(large, threads: 1) / c.productSeconds(large, threads: 2) - 9e10 / 5e10) < 1e-9)
