@@ -160,12 +160,18 @@ public struct MachineCalibration: Sendable, Equatable {
     /// on more threads scaled by the gain every core measured past the caches.
     public func elementwiseSeconds(bytes: Double, threads: Int = 1, workingSet: Double? = nil) -> Double {
         var rate = elementwiseBytesPerSecond
-        if !elementwiseBySize.isEmpty {
-            let family = elementwiseBySize.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) }
-            rate = Self.rateAlongRows(family, rows: max(1, Int(workingSet ?? bytes)))
-        }
+        if !elementwiseBySize.isEmpty { rate = Self.rate(elementwiseBySize, workingSet: workingSet ?? bytes) }
         if threads > 1 { rate *= allCoresGain(workingSet: workingSet ?? bytes) }
         return bytes / max(rate, 1e8)
+    }
+
+    /// The element-wise rate at a working set of `bytes` among rates measured
+    /// by working set: the line through the two around it in log bytes and
+    /// log rate (`rateAlongRows`, bytes in the rows' place), the nearest outside them.
+    static func rate(_ bySize: [(bytes: Double, bytesPerSecond: Double)], workingSet bytes: Double) -> Double {
+        rateAlongRows(
+            bySize.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) },
+            rows: max(1, Int(bytes)))
     }
 
     /// What every core moves together over what one thread moves, for a
@@ -174,12 +180,7 @@ public struct MachineCalibration: Sendable, Equatable {
     /// caches add up, the memory's bandwidth may not.
     public func allCoresGain(workingSet bytes: Double) -> Double {
         if !elementwiseAllCoresBySize.isEmpty && !elementwiseBySize.isEmpty {
-            func along(_ rates: [(bytes: Double, bytesPerSecond: Double)]) -> Double {
-                Self.rateAlongRows(
-                    rates.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) },
-                    rows: max(1, Int(bytes)))
-            }
-            return max(1, along(elementwiseAllCoresBySize) / along(elementwiseBySize))
+            return max(1, Self.rate(elementwiseAllCoresBySize, workingSet: bytes) / Self.rate(elementwiseBySize, workingSet: bytes))
         }
         guard elementwiseAllCoresBytesPerSecond > 0 else { return 1 }
         return max(1, elementwiseAllCoresBytesPerSecond / max(elementwiseBytesPerSecond, 1))
