@@ -62,7 +62,13 @@ public enum WorkerPool {
     /// computed alone (a range's bounds change nothing but which thread runs it).
     @inline(__always)
     public static func forRanges<T: RangeTask>(count: Int, grain: Int, alignment: Int = 16, _ task: T) {
-        let parts = partLimit(count: count, grain: grain)
+        forRanges(count: count, grain: grain, alignment: alignment, parts: partLimit(count: count, grain: grain), task)
+    }
+
+    /// The same in `parts` ranges, for a caller that sized per-part state by
+    /// that count (the pool's size may change between two reads of it).
+    @inline(__always)
+    public static func forRanges<T: RangeTask>(count: Int, grain: Int, alignment: Int = 16, parts: Int, _ task: T) {
         if parts <= 1 {
             if count > 0 { task.run(0..<count, part: 0) }
             return

@@ -79,6 +79,9 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
 
     private(set) var input: Tensor?
     private var wasDropping = false
+    /// The forward pass's own thread count (`PassContext.libraryThreads`),
+    /// which sizes the pair kernels' scratch and their split in both passes.
+    private var passThreads = 1
     let qkv = Buffer()  // (B, T, 3C)
     let probs = Buffer()  // P (B, nh, T, T)
     private let dropped = Buffer()  // P̃ (B, nh, T, T), when dropping
@@ -273,6 +276,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         }
 
         wasDropping = ctx.training && dropout > 0
+        passThreads = ctx.libraryThreads
         let p = try probs.shaped(Shape(b * nh, t, t))  // (B, nh, T, T) as (B·nh, T, T)
         var pv = p
         if wasDropping {
@@ -297,7 +301,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         let scratch = try pairScratch(t: t, pairs: b * nh)
         // (sample, head) pairs are independent: split over the rank's threads.
         WorkerPool.forRanges(
-            count: b * nh, grain: Self.pairGrain, alignment: 1,
+            count: b * nh, grain: Self.pairGrain, alignment: 1, parts: scratch.parts,
             ForwardPairs(
                 t: t, nh: nh, hs: hs, d: d, scale: scale, q: q.data, p: p.data, pv: pv.data,
                 mask: wasDropping ? mask.tensor.data : nil, y: y.data, scratch: scratch))
@@ -378,7 +382,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
         let dq = try gradQKV.shaped(q.shape)
         let scratch = try pairScratch(t: t, pairs: b * nh)
         WorkerPool.forRanges(
-            count: b * nh, grain: Self.pairGrain, alignment: 1,
+            count: b * nh, grain: Self.pairGrain, alignment: 1, parts: scratch.parts,
             BackwardPairs(
                 t: t, nh: nh, hs: hs, d: inner, scale: 1 / Float(hs).squareRoot(), q: q.data, p: p.data, pv: pv.data,
                 mask: wasDropping ? mask.tensor.data : nil, dy: dy.data, dq: dq.data, scratch: scratch))
@@ -386,11 +390,16 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
     }
 
     /// The pair kernels' scratch, one slice per part of `pairs` (its size
-    /// from pml_attention_scratch; the buffer keeps its room across steps).
+    /// from pml_attention_scratch; the buffer keeps its room across steps),
+    /// and the parts the kernels are split into: one count for both, from
+    /// the pass's own threads. The pool's size is one setting per process:
+    /// read twice, once for the scratch and once for the split, another
+    /// trainer could change it in between (more parts than slices), and it
+    /// grew this layer's buffers with another trainer's threads.
     private func pairScratch(t: Int, pairs: Int) throws -> PairScratch {
         let per = pml_attention_scratch(t, headSize)
-        let parts = WorkerPool.partLimit(count: pairs, grain: Self.pairGrain)
-        return PairScratch(base: try pairScratch.shaped(Shape(parts, per)).data, stride: per)
+        let parts = WorkerPool.partLimit(count: pairs, grain: Self.pairGrain, threads: passThreads)
+        return PairScratch(base: try pairScratch.shaped(Shape(parts, per)).data, stride: per, parts: parts)
     }
 
     /// dx = dqkv·Wₐ into the layer's input-gradient buffer (float32).
@@ -407,6 +416,7 @@ public final class CausalSelfAttention: KindedLayer, RandomizedLayer, HeadParall
 private struct PairScratch {
     let base: UnsafeMutablePointer<Float>
     let stride: Int
+    let parts: Int
     func part(_ p: Int) -> UnsafeMutablePointer<Float> { base + p * stride }
 }
 
