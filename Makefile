@@ -398,8 +398,10 @@ fuzz-build:
 	done
 
 # Rewrites the committed seed corpora (tests/fuzz/corpus) from make_seeds.c.
-# The format1_* seeds (model and checkpoint files written by parml 0.2) are
-# kept: this library writes format 2, and the format-1 reader is fuzzed too.
+# The format1_* seeds (model and checkpoint files written by parml 0.2, and
+# _state_size: one of them with an empty AdamW state, the input that found
+# the harness refusing a documented PARML_ERR_SHAPE) are kept: this library
+# writes format 2, and the format-1 reader is fuzzed too.
 fuzz-seeds: fuzz-build
 	$(SAN_CC) $(FUZZ_CFLAGS) -fsanitize=address tests/fuzz/make_seeds.c -o $(FUZZ_DIR)/make_seeds \
 	  -L$(FUZZ_LIB) -lparml -lz -Wl,-rpath,$(ROOT)/$(FUZZ_LIB)
