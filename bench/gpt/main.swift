@@ -17,6 +17,10 @@
 //   at once, each on half the batch with 1 thread (no communication), as
 //   mlp_b128_dp2_of_bound is defined.
 // Rounds alternate between the compared configurations; figures are medians.
+// - `shapes [ROWS]` (not in make bench): each product of a one-thread step
+//   at ROWS samples (default 12), alone and in the step's order, against
+//   the advisor's prediction for it (calibration from PARML_CACHE_DIR or
+//   the default cache).
 
 import ParmlBenchSupport
 import ParmlModel
@@ -192,8 +196,50 @@ func baseLayouts() throws {
         tokens / median(serialTimes))
 }
 
+/// `shapes ROWS`: each sgemm of one one-thread step of the character model
+/// at ROWS samples, timed alone and repeated (as the advisor's calibration
+/// times a product), and in the step's order among the others (as the step
+/// runs it), against the advisor's predicted seconds for that product.
+func productShapes(rows: Int) throws {
+    let c = GPTConfig.char
+    let t = try trainer(c) { $0.blasThreads = 1 }
+    let (x, y) = try tokens(c, rows: rows)
+    for _ in 0..<3 { _ = try t.step(inputs: x, targets: y) }
+    let calls = try BLAS.recordingGemms { _ = try t.step(inputs: x, targets: y) }
+    let replay = try GemmReplay(calls)
+    // The library's version keys the cache: a file of another is measured again.
+    let (cal, _) = try CalibrationCache.load(directory: CalibrationCache.defaultDirectory(), libraryVersion: "0.3.0")
+    var inOrder = [[Double]](repeating: [], count: calls.count)
+    for _ in 0..<20 {
+        for (i, (g, (a, b, d))) in zip(calls, replay.buffers).enumerated() {
+            let t0 = seconds()
+            BLAS.gemm(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, alpha: g.alpha, a.data, lda: g.lda, b.data, ldb: g.ldb, beta: g.beta, d.data, ldc: g.ldc)
+            inOrder[i].append(seconds() - t0)
+        }
+    }
+    var sums = (alone: 0.0, order: 0.0, predicted: 0.0)
+    for (i, (g, (a, b, d))) in zip(calls, replay.buffers).enumerated() {
+        var alone: [Double] = []
+        for _ in 0..<20 {
+            let t0 = seconds()
+            BLAS.gemm(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, alpha: g.alpha, a.data, lda: g.lda, b.data, ldb: g.ldb, beta: g.beta, d.data, ldc: g.ldc)
+            alone.append(seconds() - t0)
+        }
+        let p = cal.productSeconds(MatrixProduct(m: g.m, n: g.n, k: g.k), threads: 1)
+        let (al, io) = (median(alone), median(inOrder[i]))
+        sums = (sums.alone + al, sums.order + io, sums.predicted + p)
+        print("\(g.transA ? "T" : "N")\(g.transB ? "T" : "N") m \(g.m) n \(g.n) k \(g.k) beta \(g.beta) ld \(g.lda),\(g.ldb),\(g.ldc): alone \(Int(al * 1e6)) us, in order \(Int(io * 1e6)) us, predicted \(Int(p * 1e6)) us")
+    }
+    print("sum: alone \(sums.alone * 1e3) ms, in order \(sums.order * 1e3) ms, predicted \(sums.predicted * 1e3) ms (\(calls.count) calls)")
+}
+
 do {
     let args = CommandLine.arguments.dropFirst()
+    if let i = args.firstIndex(of: "shapes") {
+        let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
+        try productShapes(rows: r ?? GPTConfig.char.batch)
+        exit(0)
+    }
     if args.isEmpty || args.contains("char") {
         try gemmBound(threads: 1)
         try gemmBound(threads: 2)

@@ -6,7 +6,9 @@
  * sgemm on one Zen4 core (bench/RESULTS.md, 2026-12-05); on small products
  * (attention's 32 x 32 x 32 blocks) it is 1.4-2x slower, so only products
  * of at least PML_DNNL_SGEMM_MIN_VOLUME multiply-adds, every side at least
- * PML_DNNL_SGEMM_MIN_SIDE, with alpha = 1, go to oneDNN.
+ * PML_DNNL_SGEMM_MIN_SIDE, with alpha = 1, go to oneDNN, except a block of
+ * C's columns (ldc > n) times a transposed B, which oneDNN 2.6 runs 3x
+ * slower than with C contiguous (64 x 64 x 512 blocks of a 64-row product).
  *
  * pml_dnnl_sgemm_route(openblas) returns an sgemm with cblas_sgemm's
  * signature that runs such products on oneDNN and every other one, or any
