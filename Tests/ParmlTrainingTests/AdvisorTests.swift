@@ -655,6 +655,36 @@ private func layouts() -> [StrategyConfig] {
         #expect(MachineCalibration.productSides.contains { $0.1 < $0.0 })
     }
 
+    /// In a pass a product's operands come from the memory, not from the
+    /// caches the calibration's repeated product kept them in: each product
+    /// reads its three matrices once more at the memory's rate, less their
+    /// cost within caches of their size, less what the calibrated product
+    /// already spent below the peak rate.
+    @Test func productsReadTheirOperandsAtTheMemorysRate() throws {
+        let model = Model()
+        try model.add(try Linear(inFeatures: 256, outFeatures: 256, bias: false))
+        try model.initialize(seed: 1)
+        var request = AdviceRequest(sampleShape: Shape(256), batch: 64)
+        request.cores = 1
+        func compute(memory: Double, peak: Double? = nil) throws -> Double {
+            var c = fixedCalibration()  // 64 x 256 x 256 at 5e10 FLOP/s
+            if let peak { c.products.append(.init(m: 64, n: 4096, k: 4096, threads: 1, flopsPerSecond: peak)) }
+            // Every working set up to 1 MB at 1e11 B/s; the memory (100 MB) at `memory`.
+            c.elementwiseBySize = [(1e5, 1e11), (1e6, 1e11), (1e8, memory)]
+            return try StrategyAdvisor.predict(model: model, strategy: StrategyConfig(), request: request, calibration: c).compute
+        }
+        // The forward and the weight gradient (a first layer has no input
+        // gradient), each reading 64x256 + 256x256 + 64x256 floats.
+        let operands = 4.0 * Double(64 * 256 + 256 * 256 + 64 * 256)
+        let slow = try compute(memory: 1e10), fast = try compute(memory: 1e11)
+        let expected = 2 * (operands / 1e10 - operands / 1e11)
+        #expect(abs((slow - fast) / expected - 1) < 1e-9, "\(slow - fast) s against \(expected)")
+        // A product at a quarter of the peak already spent 3/4 of its
+        // calibrated time (168 us) waiting, more than the 39 us of reading.
+        let stalled = try compute(memory: 1e10, peak: 2e11)
+        #expect(abs(stalled / fast - 1) < 1e-12, "\(stalled) against \(fast)")
+    }
+
     /// Interleaved 1F1B is among the layouts for a model deep enough, with
     /// the smaller bubble of its v runs per stage; a model too shallow gets none.
     @Test func interleavedLayoutsAreConsidered() throws {

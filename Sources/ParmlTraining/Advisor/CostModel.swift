@@ -219,6 +219,9 @@ struct CostModel {
     ) throws -> Double {
         let threads = machine == nil ? requested : 1
         let ideal = machine == nil ? 1 : Double(requested)
+        // The memory's rate (the largest working set calibrated) and the products' peak.
+        let memory = calibration.elementwiseBySize.map(\.bytes).max() ?? 0
+        let peak = calibration.products.filter { $0.threads == 1 }.map(\.flopsPerSecond).max() ?? 0
         var t = 0.0
         for l in layers {
             let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
@@ -226,9 +229,29 @@ struct CostModel {
                 // Forward, then the input gradient (m × n)·(n × k) and the weight gradient (n × m)·(m × k).
                 // The model's first layer computes no input gradient (nothing
                 // before it needs one: PipelineExecution's `need`).
-                t += calibration.productSeconds(p, threads: threads)
-                if l > 0 { t += calibration.productSeconds(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), threads: threads) }
-                t += calibration.productSeconds(MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), threads: threads)
+                var products = [p, MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count)]
+                if l > 0 { products.append(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count)) }
+                // The calibration repeats each product on operands its
+                // caches keep; in a pass every other layer's weights,
+                // gradients and activations went through those caches in
+                // between. Each product reads its three matrices once more
+                // at the memory's rate, less what that costs within caches
+                // of their own size, and less what the calibrated product
+                // already spent below the peak rate (4 rows that stream a
+                // 512 × 512 weight at 32 GFLOP/s do not stream it twice).
+                // The GPT's 64-row products measured 13 µs a call more in
+                // the step's order than alone (272 KB at 21 GB/s; 1.2 ms a
+                // pass), its 768-row ones 18 % more (ParmlBenchGPT shapes).
+                let operands = 4 * Double(p.m * p.k + p.k * p.n + p.m * p.n) * Double(p.count)
+                let far = machine == nil
+                    ? elementwise(bytes: operands, threads: threads, running: running, resident: resident, held: memory) : 0
+                let near = calibration.elementwiseSeconds(bytes: operands, threads: threads)
+                for q in products {
+                    let time = calibration.productSeconds(q, threads: threads)
+                    let alone = calibration.productSeconds(q, threads: 1)
+                    let stall = peak > 0 && alone > 0 ? time * max(0, 1 - q.flops / alone / peak) : 0
+                    t += time + max(0, far - max(near, stall))
+                }
             }
             // Forward once, its own pass; backward twice, reading what the
             // forward stored after every later layer (and, in a pipeline,
