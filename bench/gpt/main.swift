@@ -121,12 +121,16 @@ final class GemmReplay {
     /// Seconds for all the calls once.
     func run() -> Double {
         let t0 = seconds()
-        for (c, (a, b, d)) in zip(calls, buffers) {
-            BLAS.gemm(
-                transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha, a.data, lda: c.lda, b.data, ldb: c.ldb,
-                beta: c.beta, d.data, ldc: c.ldc)
-        }
+        for i in calls.indices { run(call: i) }
         return seconds() - t0
+    }
+
+    /// Call `i` once, on its own buffers.
+    func run(call i: Int) {
+        let (c, (a, b, d)) = (calls[i], buffers[i])
+        BLAS.gemm(
+            transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha, a.data, lda: c.lda, b.data, ldb: c.ldb,
+            beta: c.beta, d.data, ldc: c.ldc)
     }
 }
 
@@ -211,18 +215,18 @@ func productShapes(rows: Int) throws {
     let (cal, _) = try CalibrationCache.load(directory: CalibrationCache.defaultDirectory(), libraryVersion: "0.3.0")
     var inOrder = [[Double]](repeating: [], count: calls.count)
     for _ in 0..<20 {
-        for (i, (g, (a, b, d))) in zip(calls, replay.buffers).enumerated() {
+        for i in calls.indices {
             let t0 = seconds()
-            BLAS.gemm(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, alpha: g.alpha, a.data, lda: g.lda, b.data, ldb: g.ldb, beta: g.beta, d.data, ldc: g.ldc)
+            replay.run(call: i)
             inOrder[i].append(seconds() - t0)
         }
     }
     var sums = (alone: 0.0, order: 0.0, predicted: 0.0)
-    for (i, (g, (a, b, d))) in zip(calls, replay.buffers).enumerated() {
+    for (i, g) in calls.enumerated() {
         var alone: [Double] = []
         for _ in 0..<20 {
             let t0 = seconds()
-            BLAS.gemm(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k, alpha: g.alpha, a.data, lda: g.lda, b.data, ldb: g.ldb, beta: g.beta, d.data, ldc: g.ldc)
+            replay.run(call: i)
             alone.append(seconds() - t0)
         }
         let p = cal.productSeconds(MatrixProduct(m: g.m, n: g.n, k: g.k), threads: 1)
