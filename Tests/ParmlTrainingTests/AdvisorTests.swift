@@ -529,6 +529,41 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(four.compute / fourFit.compute - 1) < 1e-9)
     }
 
+    /// Deterministic mode: uneven chunk shares pack onto the cores by their
+    /// loads; each chunk's gradient is copied into a leaf and siblings are
+    /// summed (TreeAccumulator), the dp ranks' nodes are exchanged through
+    /// the mailboxes and combined along the tree (ChunkTreeReduction); a
+    /// pipeline's fill waits for one piece, not a micro-batch of pieces.
+    @Test func deterministicModeChargesTheChunkTree() throws {
+        let cost = CostModel(calibration: fixedCalibration(), coresPerNode: 2, machine: nil)
+        // 4 chunks on 3 ranks (2, 1, 1): the one-chunk ranks share a core.
+        #expect(abs(cost.turns(3, loads: [1, 0.5, 0.5], stretch: 0) - 2.0 / 3) < 1e-15)
+        #expect(abs(cost.turns(3, loads: [1, 1, 1], stretch: 0) - 4.0 / 3) < 1e-15)
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        let w = Double(model.parameterCount), rate = fixedCalibration().elementwiseBytesPerSecond
+        func predict(dp: Int = 1, pp: Int = 1, m: Int = 1, zero: Int = 0, deterministic: Bool, cores: Int = 1) throws -> LayoutPrediction {
+            var request = AdviceRequest(sampleShape: Shape(12), batch: 128)
+            request.cores = cores
+            var st = StrategyConfig()
+            (st.dp, st.pp, st.microBatches, st.zeroStage, st.deterministic, st.gradientChunk) = (dp, pp, m, zero, deterministic, 32)
+            return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
+        }
+        // One rank, 4 chunks of 32 rows against 4 micro-batches of 32 (the
+        // same products): 4 leaf copies, 3 sums, the root copied back, at 4 bytes a float.
+        let tree = try predict(deterministic: true).compute - (try predict(m: 4, deterministic: false).compute)
+        let expected = 4 * w * Double(2 * 4 + 3 * 3 + 2) / rate
+        #expect(abs(tree / expected - 1) < 1e-9, "\(tree) s against \(expected)")
+        // dp 2 (2 chunks each, one node each): ZeRO-1's reduce-scatter half
+        // becomes 4w bytes posted, 4w taken and 14w combined, the gather half stays.
+        let ring = try predict(dp: 2, zero: 1, deterministic: false, cores: 2).communications.first { $0.group == "dp(2)" }
+        let chunked = try predict(dp: 2, zero: 1, deterministic: true, cores: 2).communications.first { $0.group == "dp(2)" }
+        let exchange = try #require(chunked).seconds - (try #require(ring)).seconds / 2
+        #expect(abs(exchange / (22 * w / rate) - 1) < 1e-9, "\(exchange) s against \(22 * w / rate)")
+        // pp 2: 2 micro-batches of 2 chunks fill the pipe as 4 of 1 do.
+        let two = try predict(pp: 2, m: 2, deterministic: true, cores: 2), four = try predict(pp: 2, m: 4, deterministic: true, cores: 2)
+        #expect(two.bubble > 0 && abs(two.bubble / four.bubble - 1) < 1e-9, "\(two.bubble) against \(four.bubble)")
+    }
+
     /// tp's f operator forwards its input unchanged and all-reduces in
     /// backward (the model's communication): it declares no element-wise
     /// work, where the default read of its input and write of its output

@@ -162,12 +162,31 @@ struct CostModel {
     /// slice / stretch (three ranks of the GPT at batch 12 and 24, one
     /// meeting a step after 15–30 ms of work each, measured 1.00–1.03x
     /// four, where full turns predicted 1.27x).
-    func turns(_ n: Int, stretch: Double) -> Double {
+    ///
+    /// `loads` are the threads' work relative to the most loaded one's (the
+    /// stretch's unit). Uneven loads pack unevenly: deterministic mode's 4
+    /// chunks on 3 data ranks give them 2, 1 and 1, and the two one-chunk
+    /// ranks share a core while the two-chunk rank has the other, so the
+    /// step takes two chunks' time, as two ranks would (measured 14.5 ms
+    /// against 13.2 for dp 2, where equal loads predicted 1.5× the latter).
+    /// The turns are the cores' fullest sum when each thread goes to the
+    /// least loaded core, longest first; the fair share is the loads' sum
+    /// spread over the cores, and never less than the longest alone.
+    func turns(_ n: Int, loads: [Double] = [], stretch: Double) -> Double {
         let c = coresPerNode
         guard n > c, c > 0 else { return 1 }
-        let full = Double((n + c - 1) / c * c) / Double(n)
+        let w = loads.count == n ? loads.sorted(by: >) : Array(repeating: 1.0, count: n)
+        var core = Array(repeating: 0.0, count: c)
+        for x in w {
+            let k = core.indices.min { core[$0] < core[$1] } ?? 0
+            core[k] += x
+        }
+        // In units of the stretch's share (n equal threads over c cores: n / c each).
+        let unit = Double(n) / Double(c) * (w.first ?? 1)
+        let full = (core.max() ?? 0) / unit
+        let fair = max(w.reduce(0, +) / Double(c), w.first ?? 1) / unit
         guard stretch > timeSlice else { return full }
-        return 1 + (full - 1) * timeSlice / stretch
+        return fair + (full - fair) * timeSlice / stretch
     }
 
     /// The scheduler's time slice as the turns above see it: Linux's
@@ -175,6 +194,65 @@ struct CostModel {
     /// 1.5 ms on 2 cores). Not measured; on this machine's quiet runs any
     /// figure from 1.5 to 6 ms ranked the layouts alike (bench/advisor.md).
     var timeSlice: Double { 0.75e-3 * (1 + log2(Double(min(max(coresPerNode, 1), 8))).rounded(.down)) }
+
+    /// Deterministic mode's chunk tree on data rank 0 for one run: each
+    /// chunk's gradient copied out of the arena into a leaf (read and
+    /// write), each sum of siblings (two reads and a write), and with one
+    /// data rank the root copied back (TreeAccumulator, ChunkTreeReduction;
+    /// with more, the cross-rank combination is the all-reduce's term). The
+    /// one rank of the 784-1024-1024-10 MLP at batch 128 (4 chunks, 141 MB)
+    /// measured 20.9 ms a step against 14.9 predicted without it.
+    func chunkTree(_ c: LayoutCandidate, run: Int, threads: Int, running: Int, resident: Int) -> Double {
+        let plan = c.stepPlan
+        let mine = plan.chunks(of: 0)
+        guard plan.chunk != nil, !mine.isEmpty else { return 0 }
+        let counter = TreeAccumulator()
+        do {
+            try counter.start(tree: ChunkTree(chunks: plan.chunkCount), owned: mine, width: 1)
+            for chunk in mine { counter.push(chunk: chunk, buffer: try counter.leafBuffer()) }
+        } catch {
+            return 0  // a 1-float tensor cannot fail to allocate
+        }
+        let merges = mine.count - counter.stack.count
+        let passes = 2 * mine.count + 3 * merges + (c.layout.mesh.dp == 1 ? 2 : 0)
+        let bytes = 4 * Double(c.layout.stageRanges[run].count * passes)
+        return elementwise(bytes: bytes, threads: threads, running: running, resident: resident)
+    }
+
+    /// Deterministic mode's exchange between `dp` data ranks of a slice of
+    /// `floats` (ChunkTreeReduction), on data rank 0: its tree nodes' slices
+    /// posted to every other shard's owner and the others' nodes taken from
+    /// the mailboxes (a copy each way), then its shard combined along the
+    /// tree (each node copied or added). Element-wise traffic, its ranks
+    /// taking turns on the cores. ZeRO 0's all-gather after it is the ring's.
+    func chunkTreeExchange(_ c: LayoutCandidate, floats: Double, threads: Int, running: Int, busy: Int) -> Double {
+        let plan = c.stepPlan, dp = c.layout.mesh.dp
+        guard plan.chunk != nil, dp > 1 else { return 0 }
+        let tree = ChunkTree(chunks: plan.chunkCount)
+        let covers = (0..<dp).map { Double(tree.cover(plan.chunks(of: $0)).count) }
+        let shard = floats / Double(dp)
+        let nodes = covers.reduce(0, +)
+        let sent = covers[0] * Double(dp - 1) * shard * 8
+        let received = (nodes - covers[0]) * shard * 8
+        let combined = (8 * nodes + 12 * max(0, nodes - 1)) * shard
+        let one = elementwise(bytes: sent + received + combined, threads: threads, running: running, resident: busy)
+        return one * max(1, Double(busy) / Double(max(running, 1)))
+    }
+
+    /// Each of the node's busy threads' share of the step's rows, relative
+    /// to data rank 0's (the largest): every stage and tp rank of data rank
+    /// d has d's rows. Equal where the node holds part of the world.
+    func threadLoads(_ c: LayoutCandidate, local: Int, threads: Int) -> [Double] {
+        let mesh = c.layout.mesh, plan = c.stepPlan
+        let first = Double(max(1, plan.rows(of: 0).count))
+        guard local == mesh.worldSize else { return [] }
+        var loads: [Double] = []
+        for d in 0..<mesh.dp {
+            let share = Double(plan.rows(of: d).count) / first
+            loads += Array(repeating: share, count: mesh.pp * mesh.tp * threads)
+        }
+        return loads
+    }
 
     func handover(world: Int) -> Double {
         let local = ranksPerNode(world: world)
@@ -313,6 +391,9 @@ struct CostModel {
                         c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy, held: held)
                     compute += t * Double(count) / slots
                 }
+                if st.deterministic {
+                    compute += chunkTree(c, run: run, threads: threads, running: running, resident: busy) / slots
+                }
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
                     fwd = (fwd.0 + g.count, fwd.1 + Double(g.floatsPerRow * rows) * f)
@@ -343,7 +424,7 @@ struct CostModel {
         let statistics = mesh.dp > 1 ? c.profile.model.root.layers.filter { $0 is BatchStatisticsLayer }.count : 0
         let perPiece = Double(statistics + (slowest.map { $0.fwd.0 + $0.bwd.0 } ?? 0) + (mesh.pp > 1 ? 2 * c.layout.virtualStages : 0))
         let meetings = 1 + slots * perPiece
-        let contention = stretch(busy) * turns(busy, stretch: slowestRaw * slots / meetings)
+        let contention = stretch(busy) * turns(busy, loads: threadLoads(c, local: local, threads: threads), stretch: slowestRaw * slots / meetings)
         let averageBusy = slowestRaw > 0
             ? Double(busy) * stages.reduce(0) { $0 + $1.compute } / (Double(mesh.pp) * slowestRaw) : Double(busy)
         let pathBusy = min(averageBusy, Double(max(coresPerNode, threads)))
@@ -369,7 +450,10 @@ struct CostModel {
         // stage holds the widest layer leaves short stages behind it).
         // Interleaving divides it by the v runs per stage.
         let others = (allStages + allStagesTP) - (stageCompute + stageTP)
-        p.bubble = max(0, others) * pieces / Double(c.layout.virtualStages)
+        // A piece goes on to the next stage as soon as it is done, so the
+        // fill waits for one piece, not a micro-batch (deterministic mode's
+        // pp 2 with 2 micro-batches of 2 chunks measured what 4 of 1 did).
+        p.bubble = max(0, others) / Double(c.layout.virtualStages)
         // Every rank's compute (the stages' average: ranks fill the node in
         // mesh order), with all of them sharing the cores: with one stage
         // the stretched compute itself; a pipeline on fewer cores than
@@ -421,6 +505,9 @@ struct CostModel {
             // Groups of the other stages and tp ranks reduce at the same time on the same memory.
             let sharing = max(1, Double(world) / Double(max(mesh.dp, coresPerNode)))
             var t = Double(buckets) * once * sharing
+            // Deterministic mode on this machine: the chunk tree's exchange, not a ring.
+            let tree = st.deterministic && machine == nil ? chunkTreeExchange(c, floats: floats, threads: threads, running: running, busy: busy) : nil
+            if let tree { t = tree + (st.zeroStage == 0 ? t / 2 : 0) }
             var what = "gradients all-reduce"
             var count = buckets
             if st.zeroStage >= 1 {
@@ -430,7 +517,11 @@ struct CostModel {
                 // Where the buckets hand pages back, every micro-batch's
                 // buckets are reduce-scattered into the shard (GradientBuckets).
                 let reductions = releasingRuns.isEmpty ? 1 : st.microBatches
-                t *= (Double(reductions) + gathers) / 2
+                if let tree {
+                    t = tree + Double(buckets) * once * sharing * gathers / 2
+                } else {
+                    t *= (Double(reductions) + gathers) / 2
+                }
                 count = buckets * reductions
                 what = st.zeroStage >= 3 && st.backend == .threads
                     ? "gradients reduce-scatter (ZeRO-3: the shared arena needs no gather)"
