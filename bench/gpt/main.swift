@@ -20,7 +20,8 @@
 // - `shapes [ROWS]` (not in make bench): each product of a one-thread step
 //   at ROWS samples (default 12), alone and in the step's order, against
 //   the advisor's prediction for it (calibration from PARML_CACHE_DIR or
-//   the default cache).
+//   the default cache); `shapes ROWS mlp 128,512,16` the same for a ReLU
+//   MLP of those widths with SGD momentum.
 
 import ParmlBenchSupport
 import ParmlModel
@@ -204,10 +205,30 @@ func baseLayouts() throws {
 /// at ROWS samples, timed alone and repeated (as the advisor's calibration
 /// times a product), and in the step's order among the others (as the step
 /// runs it), against the advisor's predicted seconds for that product.
-func productShapes(rows: Int) throws {
+func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
     let c = GPTConfig.char
-    let t = try trainer(c) { $0.blasThreads = 1 }
-    let (x, y) = try tokens(c, rows: rows)
+    let t: Trainer, x: Tensor, y: Tensor
+    if let widths {
+        // A ReLU MLP with SGD momentum, on random rows and classes.
+        let model = Model()
+        for i in 1..<widths.count {
+            try model.add(try Linear(inFeatures: widths[i - 1], outFeatures: widths[i]))
+            if i + 1 < widths.count { try model.add(Activation(.relu)) }
+        }
+        try model.initialize(seed: 1)
+        var s = StrategyConfig()
+        s.blasThreads = 1
+        var o = OptimizerConfig()
+        o.momentum = 0.9
+        t = try Trainer(model: model, loss: .crossEntropy, optimizer: o, strategy: s)
+        x = try Tensor(shape: Shape(rows, widths[0]))
+        y = try Tensor(shape: Shape(rows), dtype: .int32)
+        for i in 0..<x.count { x.data[i] = Float((i * 7919) % 101) / 101 - 0.5 }
+        for i in 0..<rows { y.int32s[i] = Int32(i % widths[widths.count - 1]) }
+    } else {
+        t = try trainer(c) { $0.blasThreads = 1 }
+        (x, y) = try tokens(c, rows: rows)
+    }
     for _ in 0..<3 { _ = try t.step(inputs: x, targets: y) }
     let calls = try BLAS.recordingGemms { _ = try t.step(inputs: x, targets: y) }
     let replay = try GemmReplay(calls)
@@ -241,7 +262,9 @@ do {
     let args = CommandLine.arguments.dropFirst()
     if let i = args.firstIndex(of: "shapes") {
         let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
-        try productShapes(rows: r ?? GPTConfig.char.batch)
+        // `shapes ROWS mlp 128,512,16`: the products of an MLP's step instead of the GPT's.
+        let mlp = args.firstIndex(of: "mlp").flatMap { j in args.index(after: j) < args.endIndex ? args[args.index(after: j)] : nil }
+        try productShapes(rows: r ?? GPTConfig.char.batch, mlp: mlp.map { $0.split(separator: ",").compactMap { Int($0) } })
         exit(0)
     }
     if args.isEmpty || args.contains("char") {
