@@ -209,6 +209,10 @@ func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
     let c = GPTConfig.char
     let t: Trainer, x: Tensor, y: Tensor
     if let widths {
+        guard widths.count >= 2, widths.allSatisfy({ $0 > 0 }) else {
+            print("shapes ROWS mlp IN,HIDDEN,...,CLASSES: at least two positive widths")
+            exit(2)
+        }
         // A ReLU MLP with SGD momentum, on random rows and classes.
         let model = Model()
         for i in 1..<widths.count {
