@@ -498,24 +498,19 @@ struct CostModel {
             let once = allReduce(bytes: bytes / Double(buckets), ranks: mesh.dp, stride: stride, world: world)
             // Groups of the other stages and tp ranks reduce at the same time on the same memory.
             let sharing = max(1, Double(world) / Double(max(mesh.dp, coresPerNode)))
-            var t = Double(buckets) * once * sharing
-            // Deterministic mode on this machine: the chunk tree's exchange, not a ring.
-            let tree = st.deterministic && machine == nil ? chunkTreeExchange(c, floats: floats, threads: threads, running: running, busy: busy) : nil
-            if let tree { t = tree + (st.zeroStage == 0 ? t / 2 : 0) }
+            let ring = Double(buckets) * once * sharing
+            var t = ring
+            // In halves of an all-reduce: each reduce-scatter is one, and
+            // so is each all-gather (ZeRO 0's after its reduce-scatter, or the parameters').
+            var gathers = 1.0
             var what = "gradients all-reduce"
             var count = buckets
             if st.zeroStage >= 1 {
-                // In halves of an all-reduce: each reduce-scatter is one, and
-                // so is each all-gather of the parameters.
-                let gathers: Double = peak.gathersParameters ? 2 : (st.zeroStage >= 3 && st.backend == .threads ? 0 : 1)
+                gathers = peak.gathersParameters ? 2 : (st.zeroStage >= 3 && st.backend == .threads ? 0 : 1)
                 // Where the buckets hand pages back, every micro-batch's
                 // buckets are reduce-scattered into the shard (GradientBuckets).
                 let reductions = releasingRuns.isEmpty ? 1 : st.microBatches
-                if let tree {
-                    t = tree + Double(buckets) * once * sharing * gathers / 2
-                } else {
-                    t *= (Double(reductions) + gathers) / 2
-                }
+                t *= (Double(reductions) + gathers) / 2
                 count = buckets * reductions
                 what = st.zeroStage >= 3 && st.backend == .threads
                     ? "gradients reduce-scatter (ZeRO-3: the shared arena needs no gather)"
@@ -526,7 +521,11 @@ struct CostModel {
                 }
                 if reductions > 1 { what += ", each of the \(reductions) micro-batches' buckets reduce-scattered into the shard" }
             }
-            if st.deterministic { what += ", chunk-tree order" }
+            if st.deterministic {
+                what += ", chunk-tree order"
+                // On this machine: the chunk tree's exchange in place of the ring's reduce-scatter half.
+                if machine == nil { t = chunkTreeExchange(c, floats: floats, threads: threads, running: running, busy: busy) + ring * gathers / 2 }
+            }
             comm += t
             p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: count, bytes: bytes / Double(buckets), seconds: t))
         }
