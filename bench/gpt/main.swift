@@ -214,17 +214,11 @@ func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
             exit(2)
         }
         // A ReLU MLP with SGD momentum, on random rows and classes.
-        let model = Model()
-        for i in 1..<widths.count {
-            try model.add(try Linear(inFeatures: widths[i - 1], outFeatures: widths[i]))
-            if i + 1 < widths.count { try model.add(Activation(.relu)) }
-        }
-        try model.initialize(seed: 1)
         var s = StrategyConfig()
         s.blasThreads = 1
         var o = OptimizerConfig()
         o.momentum = 0.9
-        t = try Trainer(model: model, loss: .crossEntropy, optimizer: o, strategy: s)
+        t = try Trainer(model: try benchmarkMLP(widths: widths), loss: .crossEntropy, optimizer: o, strategy: s)
         x = try Tensor(shape: Shape(rows, widths[0]))
         y = try Tensor(shape: Shape(rows), dtype: .int32)
         for i in 0..<x.count { x.data[i] = Float((i * 7919) % 101) / 101 - 0.5 }

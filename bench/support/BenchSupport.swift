@@ -46,13 +46,18 @@ public func report(
 /// The 784-1024-1024-10 MLP with ReLU (seed 2) of the throughput benchmarks
 /// (with another class count: the same MLP with a wider classifier).
 public func benchmarkMLP(classes: Int = 10) throws -> Model {
+    try benchmarkMLP(widths: [784, 1024, 1024, classes])
+}
+
+/// Linear layers of these widths (input, hidden..., classes) with a ReLU
+/// between each two, initialized with `seed`.
+public func benchmarkMLP(widths: [Int], seed: UInt64 = 2) throws -> Model {
     let m = Model()
-    try m.add(try Linear(inFeatures: 784, outFeatures: 1024))
-    try m.add(Activation(.relu))
-    try m.add(try Linear(inFeatures: 1024, outFeatures: 1024))
-    try m.add(Activation(.relu))
-    try m.add(try Linear(inFeatures: 1024, outFeatures: classes))
-    try m.initialize(seed: 2)
+    for i in 1..<widths.count {
+        try m.add(try Linear(inFeatures: widths[i - 1], outFeatures: widths[i]))
+        if i + 1 < widths.count { try m.add(Activation(.relu)) }
+    }
+    try m.initialize(seed: seed)
     return m
 }
 
