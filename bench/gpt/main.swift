@@ -43,22 +43,7 @@ struct GPTConfig {
 /// nanoGPT's GPT: embeddings, pre-LayerNorm blocks, a final LayerNorm and
 /// a head tied to the token embedding; dropout 0.
 func gpt(_ c: GPTConfig) throws -> Model {
-    let m = Model()
-    try m.add(try Embedding(count: c.vocab, dim: c.embd, initStd: 0.02))
-    try m.add(try PositionEmbedding(positions: c.context, dim: c.embd, initStd: 0.02))
-    for _ in 0..<c.layers {
-        try m.add(Residual(Sequential([try LayerNorm(features: c.embd), try CausalSelfAttention(features: c.embd, heads: c.heads)])))
-        try m.add(
-            Residual(
-                Sequential([
-                    try LayerNorm(features: c.embd), try Linear(inFeatures: c.embd, outFeatures: 4 * c.embd), Activation(.gelu),
-                    try Linear(inFeatures: 4 * c.embd, outFeatures: c.embd),
-                ])))
-    }
-    try m.add(try LayerNorm(features: c.embd))
-    try m.add(try TiedClassifier(count: c.vocab, dim: c.embd))
-    try m.initialize(seed: 1)
-    return m
+    try benchmarkGPT(layers: c.layers, heads: c.heads, width: c.embd, context: c.context, vocabulary: c.vocab, tiedHead: true)
 }
 
 /// nanoGPT's optimizer at its CPU settings (constant learning rate: the
