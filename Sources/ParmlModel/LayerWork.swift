@@ -11,9 +11,14 @@ public struct MatrixProduct: Sendable, Equatable {
     public let n: Int
     public let k: Int
     public let count: Int
+    /// Whether it is an input times a weight matrix transposed (x·Wᵀ) run
+    /// as one `BLAS.gemm`, so its backward is dy·W and dyᵀ·x: the advisor
+    /// then knows which of them OpenBLAS runs on its small-matrix kernels.
+    /// False where the kernel is another (convolutions, attention's per-head products).
+    public let timesWeights: Bool
 
-    public init(m: Int, n: Int, k: Int, count: Int = 1) {
-        (self.m, self.n, self.k, self.count) = (m, n, k, count)
+    public init(m: Int, n: Int, k: Int, count: Int = 1, timesWeights: Bool = false) {
+        (self.m, self.n, self.k, self.count, self.timesWeights) = (m, n, k, count, timesWeights)
     }
 
     public var flops: Double { 2 * Double(m) * Double(n) * Double(k) * Double(count) }

@@ -88,6 +88,26 @@ public enum BLAS {
         }
     }
 
+    /// Whether OpenBLAS's kernel family has small-matrix kernels, which
+    /// skip packing (SkylakeX and its successors; this machine's Zen 4 runs
+    /// Cooperlake's).
+    public static var hasSmallMatrixKernels: Bool {
+        ["skylakex", "cooperlake", "sapphirerapids"].contains(coreName.lowercased())
+    }
+
+    /// Whether a row-major sgemm (C is m × n, k inner) is one OpenBLAS runs
+    /// on its small-matrix kernels where it has them: at most 10⁶
+    /// multiply-adds, not both operands transposed, and with only B
+    /// transposed (x·Wᵀ) only where m·n ≤ 1200 and k ≥ 32 (OpenBLAS's sgemm
+    /// small-kernel permit, in column-major terms). On this machine such
+    /// products ran at 76–131 GFLOP/s at 4 rows, the packed path one step
+    /// past the limit at 25–39 (x·Wᵀ of 4 and 8 rows over 784 × 256: 14 and 68 µs).
+    public static func smallMatrixKernel(transA: Bool, transB: Bool, m: Int, n: Int, k: Int) -> Bool {
+        guard Double(m) * Double(n) * Double(k) <= 1e6, !(transA && transB) else { return false }
+        if transB && !transA { return m * n <= 1200 && k >= 32 }
+        return true
+    }
+
     /// How `gemm` runs this product: in `count` blocks of at most `m` × `n`
     /// of C, one sgemm each, over parml's worker threads (count 1: the whole
     /// product as one sgemm on one thread, whatever `threads` says). The

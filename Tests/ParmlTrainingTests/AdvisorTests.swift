@@ -720,6 +720,52 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(stalled / fast - 1) < 1e-12, "\(stalled) against \(fast)")
     }
 
+    /// OpenBLAS runs products of at most 10⁶ multiply-adds on its
+    /// small-matrix kernels where its kernel family has them (x·Wᵀ only for
+    /// m·n ≤ 1200 and k ≥ 32). The advisor times those among the calibrated
+    /// products that ran there too, and charges them no operand term.
+    @Test func smallMatrixKernelProductsAreTimedAsSuch() throws {
+        // The rule, row-major: x·Wᵀ (NT), dyᵀ·x (TN), dy·W (NN).
+        #expect(BLAS.smallMatrixKernel(transA: false, transB: true, m: 4, n: 256, k: 784))  // m·n = 1024
+        #expect(!BLAS.smallMatrixKernel(transA: false, transB: true, m: 8, n: 256, k: 784))  // m·n = 2048
+        #expect(!BLAS.smallMatrixKernel(transA: false, transB: true, m: 2, n: 64, k: 16))  // k < 32
+        #expect(BLAS.smallMatrixKernel(transA: true, transB: false, m: 256, n: 784, k: 4))
+        #expect(BLAS.smallMatrixKernel(transA: false, transB: false, m: 2, n: 512, k: 512))
+        #expect(!BLAS.smallMatrixKernel(transA: false, transB: false, m: 4, n: 512, k: 512))  // 1,048,576 > 10⁶
+        #expect(!BLAS.smallMatrixKernel(transA: true, transB: true, m: 2, n: 2, k: 2))
+
+        // Calibrated: a packed 16-row product at 2e10 FLOP/s and a small one at 1e11.
+        var c = fixedCalibration()
+        c.products = [
+            .init(m: 16, n: 256, k: 256, threads: 1, flopsPerSecond: 2e10), .init(m: 4, n: 256, k: 256, threads: 1, flopsPerSecond: 1e11),
+        ]
+        c.elementwiseBySize = [(1e5, 1e11), (1e6, 1e11), (1e8, 1e10)]
+        let forward = MatrixProduct(m: 2, n: 256, k: 256)
+        #expect(abs(c.productSeconds(forward, threads: 1, smallKernel: true) * 1e11 / forward.flops - 1) < 1e-12)
+        #expect(abs(c.productSeconds(MatrixProduct(m: 16, n: 256, k: 256), threads: 1, smallKernel: false) * 2e10
+            / MatrixProduct(m: 16, n: 256, k: 256).flops - 1) < 1e-12)
+
+        // A 2-row piece of one Linear(256 → 256) after another layer: all three
+        // products small (x·Wᵀ: 2 × 256 = 512 ≤ 1200), each at 1e11 and no operand term.
+        let model = Model()
+        try model.add(try Linear(inFeatures: 8, outFeatures: 256, bias: false))
+        try model.add(try Linear(inFeatures: 256, outFeatures: 256, bias: false))
+        try model.initialize(seed: 1)
+        let profile = try ModelProfile(serial: model, tp: 1, sampleShape: Shape(8))
+        let w = try model.root.layers[1].work(input: profile.input(ofLayer: 1, rows: 2))
+        #expect(w.products.map(\.timesWeights) == [true])
+        let ew = 4 * w.elementwiseFloats
+        let small = CostModel(calibration: c, coresPerNode: 1, machine: nil, smallKernels: true)
+        let packed = CostModel(calibration: c, coresPerNode: 1, machine: nil, smallKernels: false)
+        let passes = small.elementwise(bytes: ew, threads: 1, running: 1, resident: 1)
+            + small.elementwise(bytes: 2 * ew, threads: 1, running: 1, resident: 1, held: 0)
+        let withSmall = try small.compute(profile, layers: 1..<2, rows: 2, threads: 1, running: 1, resident: 1, held: 0)
+        #expect(abs((withSmall - passes) / (3 * forward.flops / 1e11) - 1) < 1e-9, "\(withSmall - passes) s")
+        // Without small kernels: the packed rate (2e10) and the operands read at the memory's rate.
+        let withPacked = try packed.compute(profile, layers: 1..<2, rows: 2, threads: 1, running: 1, resident: 1, held: 0)
+        #expect(withPacked - passes > 3 * forward.flops / 2e10)
+    }
+
     /// Interleaved 1F1B is among the layouts for a model deep enough, with
     /// the smaller bubble of its v runs per stage; a model too shallow gets none.
     @Test func interleavedLayoutsAreConsidered() throws {

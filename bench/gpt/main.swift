@@ -233,7 +233,10 @@ func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
             replay.run(call: i)
             alone.append(seconds() - t0)
         }
-        let p = cal.productSeconds(MatrixProduct(m: g.m, n: g.n, k: g.k), threads: 1)
+        // Timed as the advisor times it: among the calibrated small-kernel
+        // products where OpenBLAS runs this call on its small-matrix kernels.
+        let small = BLAS.hasSmallMatrixKernels && BLAS.smallMatrixKernel(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k)
+        let p = cal.productSeconds(MatrixProduct(m: g.m, n: g.n, k: g.k), threads: 1, smallKernel: small)
         let (al, io) = (median(alone), median(inOrder[i]))
         sums = (sums.alone + al, sums.order + io, sums.predicted + p)
         print("\(g.transA ? "T" : "N")\(g.transB ? "T" : "N") m \(g.m) n \(g.n) k \(g.k) beta \(g.beta) ld \(g.lda),\(g.ldb),\(g.ldc): alone \(Int(al * 1e6)) us, in order \(Int(io * 1e6)) us, predicted \(Int(p * 1e6)) us")

@@ -478,10 +478,10 @@ extension CausalSelfAttention: WorkDescribingLayer {
         let scores = Double(batch * heads) * Double(t * t)
         return LayerWork(
             products: [
-                MatrixProduct(m: rows, n: 3 * inner, k: features),
+                MatrixProduct(m: rows, n: 3 * inner, k: features, timesWeights: true),
                 MatrixProduct(m: t, n: t, k: headSize, count: batch * heads),
                 MatrixProduct(m: t, n: headSize, k: t, count: batch * heads),
-                MatrixProduct(m: rows, n: features, k: inner),
+                MatrixProduct(m: rows, n: features, k: inner, timesWeights: true),
             ],
             elementwiseFloats: scores * (dropout > 0 ? 4 : 2) + Double(rows * 3 * inner))
     }

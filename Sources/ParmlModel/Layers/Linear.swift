@@ -181,6 +181,6 @@ extension Linear: WorkDescribingLayer {
     /// One (R × in)·(in × out) product; the bias is element-wise.
     public func forwardWork(input: Shape) throws -> LayerWork {
         let rows = input.count / max(inFeatures, 1)
-        return LayerWork(products: [MatrixProduct(m: rows, n: outFeatures, k: inFeatures)], elementwiseFloats: Double(rows * outFeatures))
+        return LayerWork(products: [MatrixProduct(m: rows, n: outFeatures, k: inFeatures, timesWeights: true)], elementwiseFloats: Double(rows * outFeatures))
     }
 }

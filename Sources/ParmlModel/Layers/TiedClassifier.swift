@@ -84,6 +84,6 @@ extension TiedClassifier: WorkDescribingLayer {
     /// The tied table's product: (R × dim)·(dim × count).
     public func forwardWork(input: Shape) throws -> LayerWork {
         let rows = input.count / max(dim, 1)
-        return LayerWork(products: [MatrixProduct(m: rows, n: count, k: dim)], elementwiseFloats: Double(rows * count))
+        return LayerWork(products: [MatrixProduct(m: rows, n: count, k: dim, timesWeights: true)], elementwiseFloats: Double(rows * count))
     }
 }

@@ -111,9 +111,18 @@ public struct MachineCalibration: Sendable, Equatable {
     /// product at the whole product's rate had charged its halves the rate
     /// of twice their rows: a 64-row product cut in two 32-row halves on
     /// one thread ran 0.6 of the predicted time.
-    public func productSeconds(_ p: MatrixProduct, threads: Int) -> Double {
+    /// `smallKernel`: the product runs on OpenBLAS's small-matrix kernels
+    /// (`BLAS.smallMatrixKernel`), so it is timed among the calibrated
+    /// products that ran there too (at most 10⁶ multiply-adds, neither operand
+    /// transposed): x·Wᵀ of 2 rows over a 512 × 512 weight took 11 µs,
+    /// where the 4-row rate of its own, packed family says 27.
+    public func productSeconds(_ p: MatrixProduct, threads: Int, smallKernel: Bool = false) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
-        let single = products.filter { $0.threads == 1 }
+        var single = products.filter { $0.threads == 1 }
+        if smallKernel {
+            let small = single.filter { BLAS.smallMatrixKernel(transA: false, transB: false, m: $0.m, n: $0.n, k: $0.k) }
+            if !small.isEmpty { single = small }
+        }
         guard !single.isEmpty else { return p.flops / 1e10 }
         let blocks = BLAS.productBlocks(m: p.m, n: p.n, k: p.k)
         func sides(_ r: ProductRate) -> Double {

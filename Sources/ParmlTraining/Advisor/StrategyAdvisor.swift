@@ -104,7 +104,7 @@ public enum StrategyAdvisor {
 
     static func costModel(_ r: AdviceRequest, _ c: MachineCalibration) -> CostModel {
         let cores = r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.onlineCores)
-        return CostModel(calibration: c, coresPerNode: cores, machine: r.machine)
+        return CostModel(calibration: c, coresPerNode: cores, machine: r.machine, smallKernels: BLAS.hasSmallMatrixKernels)
     }
 
     /// The trainer's view of `strategy` for `model`, or the error the trainer would give.
