@@ -147,9 +147,11 @@ if [ -x "$WORK/test_no_alloc.gcc" ]; then
 fi
 
 # The user's OPENBLAS_CORETYPE wins over parml's choice (test_api checks the
-# core name equals it when it is set).
+# core name equals it when it is set), and the user's OPENBLAS_NUM_THREADS is
+# as it was after parml loaded OpenBLAS with one thread.
 if [ -x "$WORK/test_api.gcc" ]; then
-    OPENBLAS_CORETYPE=Haswell timeout "$TEST_TIMEOUT" "$WORK/test_api.gcc" >"$WORK/run.log" 2>&1
+    OPENBLAS_CORETYPE=Haswell OPENBLAS_NUM_THREADS=3 PARML_TEST_OPENBLAS_NUM_THREADS=3 \
+        timeout "$TEST_TIMEOUT" "$WORK/test_api.gcc" >"$WORK/run.log" 2>&1
     rc=$?
     grep -E '^(FAIL|note|skip:|[0-9]+ passed)' "$WORK/run.log" | indent
     collect_skips "test_api (gcc, OPENBLAS_CORETYPE=Haswell)"

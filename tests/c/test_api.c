@@ -2349,6 +2349,14 @@ static void test_blas(void) {
     /* The process environment is the host's: parml restores it after loading. */
     const char *env_after = getenv("OPENBLAS_CORETYPE");
     CHECK((env == NULL) == (env_after == NULL), "OPENBLAS_CORETYPE left as it was");
+    /* parml loads OpenBLAS with one thread and puts the host's setting back
+       (run_c_tests.sh also runs this with OPENBLAS_NUM_THREADS=3). */
+    const char *host_threads = getenv("OPENBLAS_NUM_THREADS");
+    if (host_threads) printf("note: OPENBLAS_NUM_THREADS=%s after the load\n", host_threads);
+    const char *expected_threads = getenv("PARML_TEST_OPENBLAS_NUM_THREADS");
+    if (expected_threads)
+        CHECK(host_threads && strcmp(expected_threads, host_threads) == 0, "OPENBLAS_NUM_THREADS left as it was ('%s', expected '%s')",
+              host_threads ? host_threads : "(unset)", expected_threads);
 
     int32_t th = -1, saved = -1;
     OK(parml_blas_threads(&saved));

@@ -5,6 +5,9 @@
  * falls back to SSE3 kernels (6x slower). It reads OPENBLAS_CORETYPE only
  * while it is being loaded, so parml picks the kernel family from CPUID,
  * sets the variable (unless the user set it), then loads the library.
+ * It loads with OPENBLAS_NUM_THREADS=1 (the host's value restored after):
+ * parml calls OpenBLAS on one thread each, and the worker thread OpenBLAS
+ * would start polls a core for its first few hundred milliseconds.
  * Not part of the public API: nothing here starts with parml_.
  */
 #ifndef PML_BLAS_H

@@ -54,3 +54,31 @@ def test_file_info_reads_a_checkpoint(tmp_path):
     (tmp_path / "d.ckpt").write_bytes(bytes(damaged))
     with pytest.raises(parml.FormatError, match="damaged"):
         parml.file_info(tmp_path / "d.ckpt")
+
+
+def test_loading_openblas_starts_no_thread_of_its_own():
+    """parml runs OpenBLAS on one thread per call; the worker OpenBLAS would
+    start at load time polled a core for its first few hundred ms. A fresh
+    process: the threads before and after parml loads OpenBLAS, and the
+    host's OPENBLAS_NUM_THREADS as it was."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    code = (
+        "import os, parml\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "parml.blas_core()\n"
+        "after = len(os.listdir('/proc/self/task'))\n"
+        "import ctypes; libc = ctypes.CDLL(None); libc.getenv.restype = ctypes.c_char_p\n"
+        "print(after - before, libc.getenv(b'OPENBLAS_NUM_THREADS'))\n"
+    )
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("no /proc/self/task on this system")
+    env = subprocess_env()
+    env["OPENBLAS_NUM_THREADS"] = "7"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0", "b'7'"], out.stdout
