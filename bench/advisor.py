@@ -8,14 +8,16 @@ Reproduce (writes bench/advisor.md and bench/advisor.json):
     PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor.py
 
 The machine is shared and noisy: each layout is measured in --rounds rounds
-(a fresh trainer, one warm-up step, --steps timed steps) and its time is its
-fastest step; nothing here is a quiet measurement.
+(a fresh trainer, one warm-up step, --steps timed steps, more up to 10 where
+they would time less than --round-seconds) and its time is its fastest
+step; nothing here is a quiet measurement.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -132,12 +134,17 @@ def layout_name(p):
     return f"dp{p.dp} pp{p.pp} tp{p.tp} m{p.micro_batches}{v} zero{p.zero_stage}"
 
 
-def measure_once(make, layout, optimizer, x, y, steps, deterministic):
+def measure_once(make, layout, optimizer, x, y, steps, deterministic, round_seconds=0.0, max_steps=10):
     """One round: a fresh trainer, one warm-up step, the fastest of `steps`
-    timed steps, and the fullest rank's bytes as Trainer.memory reports them."""
+    timed steps (more, up to `max_steps`, where fewer would time less than
+    `round_seconds`), and the fullest rank's bytes as Trainer.memory reports them."""
     strategy = layout.strategy(deterministic=deterministic) if deterministic else layout.strategy()
     with parml.Trainer(make(), optimizer=optimizer, strategy=strategy) as t:
+        t0 = time.perf_counter()
         t.step(x, y)
+        warm = time.perf_counter() - t0
+        if round_seconds > 0:
+            steps = max(steps, min(max_steps, int(math.ceil(round_seconds / max(warm, 1e-6)))))
         best = float("inf")
         for _ in range(steps):
             t0 = time.perf_counter()
@@ -151,7 +158,11 @@ def measure_once(make, layout, optimizer, x, y, steps, deterministic):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    # A sub-millisecond step's fastest of 3 repeated itself poorly (the
+    # small MLP's layouts: rho 0.68 between two runs; 0.90 with 10 steps).
+    ap.add_argument("--round-seconds", type=float, default=0.01,
+                    help="time at least this much a round, in up to 10 steps")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="run these scenarios only")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "advisor"))
     a = ap.parse_args()
@@ -190,7 +201,8 @@ def main():
         for rnd in range(a.rounds):
             order = range(len(advice.ranked)) if rnd % 2 == 0 else reversed(range(len(advice.ranked)))
             for j in order:
-                t, peak = measure_once(s["make"], advice.ranked[j], s["optimizer"](), x, y, a.steps, s["deterministic"])
+                t, peak = measure_once(s["make"], advice.ranked[j], s["optimizer"](), x, y, a.steps, s["deterministic"],
+                                       a.round_seconds)
                 best[j] = min(best[j], t)
                 peaks[j] = peak
         rows = []
@@ -212,13 +224,13 @@ def main():
                             excluded_examples=[f"dp{e.dp} pp{e.pp} tp{e.tp} m{e.micro_batches} zero{e.zero_stage}: {e.why}"
                                                for e in advice.excluded[:3]]))
         partial = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call,
-                       cached_advice_seconds=cached_call, steps=a.steps, rounds=a.rounds, scenarios=results)
+                       cached_advice_seconds=cached_call, steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, scenarios=results)
         with open(a.out + ".json", "w") as f:  # after every scenario: a stopped run keeps what it measured
             json.dump(partial, f, indent=1)
         print(f"[{i}] {s['name']}: first {rows[0]['layout']} +{100*(first/fastest-1):.1f} % over fastest, "
               f"spearman {rho:.2f}, memory error <= {100*mem_err:.1f} %, advice {latency*1e3:.0f} ms", flush=True)
     summary = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call, cached_advice_seconds=cached_call,
-                   steps=a.steps, rounds=a.rounds, scenarios=results)
+                   steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, scenarios=results)
     with open(a.out + ".json", "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps({k: v for k, v in summary.items() if k != "scenarios"}, indent=1))

@@ -130,7 +130,9 @@ def main():
         "",
         f"Machine: {r['cores']} cores; the load average was {min(s['load'] for s in S):.1f}–{max(s['load'] for s in S):.1f} "
         "while it ran (the benchmark's own rank threads count in it). Each layout was measured in",
-        f"{r['rounds']} rounds (alternating order; a fresh trainer, one warm-up step, {r['steps']} timed steps) and its",
+        f"{r['rounds']} rounds (alternating order; a fresh trainer, one warm-up step, {r['steps']} timed steps"
+        + (f", more up to 10 where {r['steps']} would time less than {1e3 * r['round_seconds']:.0f} ms" if r.get("round_seconds") else "")
+        + ") and its",
         "time is its fastest step.",
         "",
         f"- {r['calibration']}",
