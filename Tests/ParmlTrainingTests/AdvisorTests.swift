@@ -329,6 +329,26 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(zeroOne.seconds - one.seconds) <= 1e-9 * one.seconds)
     }
 
+    /// The threads backend's reduce-scatter and all-gather each cost what
+    /// its whole all-reduce does (each rank reads its peers' slices), where
+    /// a ring's halves cost half: ZeRO-1 at dp 2 on this machine is charged
+    /// two all-reduces, ZeRO-3 (no gather) one.
+    @Test func threadsBackendHalvesCostAWholeAllReduce() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 64)
+        request.cores = 2
+        func dpSeconds(zero: Int) throws -> Double {
+            var st = StrategyConfig()
+            (st.dp, st.zeroStage) = (2, zero)
+            let p = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
+            return try #require(p.communications.first { $0.group == "dp(2)" }).seconds
+        }
+        let allReduce = try dpSeconds(zero: 0), zeroOne = try dpSeconds(zero: 1), zeroThree = try dpSeconds(zero: 3)
+        #expect(allReduce > 0)
+        #expect(abs(zeroOne / allReduce - 2) < 1e-9, "\(zeroOne) against \(allReduce)")
+        #expect(abs(zeroThree / allReduce - 1) < 1e-9, "\(zeroThree) against \(allReduce)")
+    }
+
     /// Ranks past the cores: a group between two measured sizes is costed
     /// between them (3 ranks on 2 cores lie between 2 threads with a core
     /// each and 4 sharing 2 cores), and data parallelism over more ranks
