@@ -159,8 +159,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
-    # A sub-millisecond step's fastest of 3 repeated itself poorly (the
-    # small MLP's layouts: rho 0.68 between two runs; 0.90 with 10 steps).
+    # A sub-millisecond step's fastest of 3 rounds of 3 repeated itself
+    # poorly (the small MLP's layouts: rho 0.68 between two runs; 0.90
+    # with 5 rounds of 10 steps).
     ap.add_argument("--round-seconds", type=float, default=0.01,
                     help="time at least this much a round, in up to 10 steps")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="run these scenarios only")

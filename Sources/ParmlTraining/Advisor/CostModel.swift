@@ -323,9 +323,10 @@ struct CostModel {
                 for (i, q) in products.enumerated() {
                     // x·Wᵀ, dyᵀ·x, dy·W: which of them OpenBLAS runs on its
                     // small-matrix kernels. Those read their operands as
-                    // they are, unpacked, and measured no slower in the
+                    // they are, unpacked, and measured 0–5 µs slower in the
                     // step's order than alone (4 rows over 784 × 256: 14 µs
-                    // both; 2 rows over 512 × 512: 11 and 14–16 µs).
+                    // both; 2 rows over 512 × 512: 11 against 14–16 µs),
+                    // where the operand term below charged them about 40.
                     let b = BLAS.productBlocks(m: q.m, n: q.n, k: q.k)
                     let small = smallKernels && p.timesWeights
                         && BLAS.smallMatrixKernel(transA: i == 1, transB: i == 0, m: b.m, n: b.n, k: q.k)
