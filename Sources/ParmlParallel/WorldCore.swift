@@ -40,19 +40,7 @@ final class WorldCore: @unchecked Sendable {
         timeoutSeconds = timeout
         timeoutNanos = Int(min(timeout, 1e9) * 1e9)
         self.pieceElements = max(16, pieceElements & ~15)
-        // A CPU per rank: stay awake through waits up to 100 ms (spinning,
-        // then yielding so that other threads of the host can run). Waking a
-        // thread that slept took 0.4-4 ms on this VM (pipeline traces), as
-        // much as a micro-batch's work, while a waiting rank's CPU is idle anyway.
-        // More ranks than CPUs (tests run 4 ranks on 2 cores): a spinning rank
-        // steals the CPU that the rank it waits for needs, so yield almost at once.
-        if size <= onlineCPUs {
-            spinNanos = 20_000
-            yieldNanos = 100_000_000
-        } else {
-            spinNanos = 1_000
-            yieldNanos = 30_000
-        }
+        (spinNanos, yieldNanos) = rankWaitWindows(ranks: size, cpus: onlineCPUs)
     }
 
     @inline(__always)
@@ -114,4 +102,17 @@ final class WorldCore: @unchecked Sendable {
         lot.unlock()
         return outcome
     }
+}
+
+/// How long a waiting rank of a world of `ranks` threads on `cpus` CPUs
+/// spins, then yields, before it sleeps on the world's parking lot. A CPU
+/// per rank: stay awake through waits up to 100 ms (spinning, then yielding
+/// so that other threads of the host can run). Waking a thread that slept
+/// took 0.4-4 ms on this VM (pipeline traces), as much as a micro-batch's
+/// work, while a waiting rank's CPU is idle anyway. More ranks than CPUs
+/// (tests run 4 ranks on 2 cores): a spinning rank steals the CPU that the
+/// rank it waits for needs, so yield almost at once. The strategy advisor's
+/// pipeline replay uses the same windows.
+package func rankWaitWindows(ranks: Int, cpus: Int) -> (spinNanos: Int, yieldNanos: Int) {
+    ranks <= cpus ? (20_000, 100_000_000) : (1_000, 30_000)
 }

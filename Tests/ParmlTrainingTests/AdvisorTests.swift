@@ -1,5 +1,6 @@
 import Foundation
 import ParmlModel
+import ParmlParallel
 import ParmlTensor
 import Testing
 import _ParmlTestSupport
@@ -594,27 +595,67 @@ private func layouts() -> [StrategyConfig] {
         #expect(try TensorParallelReduce(features: 128, bias: true).work(input: Shape(32, 128)).elementwiseFloats == 2 * 32 * 128)
     }
 
-    /// Past the cores a pipeline rank that waits sleeps, and each hop on
-    /// the critical path waits for its receiver's wake-up: the calibrated
-    /// hand-over of that many ranks less that of as many ranks as cores.
-    @Test func pipelineHopsWaitForAWakeUpPastTheCores() throws {
-        let model = Model()
-        for _ in 0..<4 { try model.add(try Linear(inFeatures: 64, outFeatures: 64)) }
-        try model.initialize(seed: 2)
+    /// The replay runs each stage's 1F1B order: of two equal stages' six
+    /// hops (2 micro-batches, forward 1 s and backward 2 s a run), two lie
+    /// on the step's path, and where every wait outlasts the window, each
+    /// of the three waits on a hop also waits for a wake-up.
+    @Test func pipelineReplayChargesOnlyTheHopsOnThePath() throws {
+        let replay = PipelineReplay(
+            kind: .oneForwardOneBackward, stages: 2, virtualStages: 1, microBatches: 2, forward: [1, 1], backward: [2, 2])
+        let bare = try #require(replay.makespan(hop: 0, wake: 0, window: 0.05))
+        #expect(abs(bare.seconds - 9) < 1e-12)
+        let hops = try #require(replay.hops(seconds: 0.1, wake: 0, window: .infinity))
+        #expect(abs(hops.seconds - 0.2) < 1e-12 && hops.sleeps == 0)
+        // Stage 1 waits 1.1 s for its first input; stage 0 for both gradients.
+        let woken = try #require(replay.hops(seconds: 0.1, wake: 0.5, window: 0.05))
+        #expect(abs(woken.seconds - 1.2) < 1e-12 && woken.sleeps == 3, "\(woken)")
+        // A first stage 10× the second's work never waits for it: its hops land off the path.
+        let heavy = PipelineReplay(
+            kind: .oneForwardOneBackward, stages: 2, virtualStages: 1, microBatches: 8, forward: [1, 0.1], backward: [2, 0.2])
+        let light = try #require(heavy.hops(seconds: 0.01, wake: 0.05, window: 0.001))
+        #expect(light.seconds < 2 * (0.01 + 0.05) + 1e-12, "\(light)")
+        // Every schedule finishes, GPipe and interleaved 1F1B included.
+        for (kind, v) in [(PipelineSchedule.gpipe, 1), (.interleaved, 2)] {
+            let r = PipelineReplay(
+                kind: kind, stages: 4, virtualStages: v, microBatches: 8,
+                forward: Array(repeating: 1, count: 4 * v), backward: Array(repeating: 2, count: 4 * v))
+            let t = try #require(r.makespan(hop: 0, wake: 0, window: 0))
+            #expect(t.seconds >= 8 * 3 * Double(v) - 1e-9)
+        }
+    }
+
+    /// Past the cores a pipeline rank that waits longer than WorldCore's
+    /// spin and yield windows sleeps: where a stage's pieces take longer
+    /// than those windows, the hops cost more on 2 cores than on 4 (wake-ups
+    /// and their CPU time); where they are shorter, nobody sleeps and the
+    /// hops cost what they cost with a core per rank.
+    @Test func pipelineHopsWakeSleepingRanksPastTheCores() throws {
         let c = fixedCalibration()  // hand-over: 2 ranks 10 µs, 4 ranks 20 µs
-        func sends(pp: Int, cores: Int) throws -> CommunicationTerm {
-            var request = AdviceRequest(sampleShape: Shape(64), batch: 64)
+        func sends(width: Int, batch: Int, cores: Int, dp: Int = 1, pp: Int = 4) throws -> CommunicationTerm {
+            let model = Model()
+            for _ in 0..<4 { try model.add(try Linear(inFeatures: width, outFeatures: width)) }
+            try model.initialize(seed: 2)
+            var request = AdviceRequest(sampleShape: Shape(width), batch: batch)
             request.cores = cores
             var st = StrategyConfig()
-            (st.pp, st.microBatches) = (pp, 2 * pp)
+            (st.dp, st.pp, st.microBatches) = (dp, pp, 8)
             let p = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
             return try #require(p.communications.first { $0.group.hasPrefix("pp") })
         }
-        let crowded = try sends(pp: 4, cores: 2), fits = try sends(pp: 4, cores: 4)
-        #expect(crowded.count == 2 * (8 + 3) && crowded.count == fits.count)
-        #expect(abs(crowded.seconds - fits.seconds - Double(crowded.count) * 1e-5) < 1e-12, "\(crowded.seconds) vs \(fits.seconds)")
-        let two = try sends(pp: 2, cores: 2), twoFit = try sends(pp: 2, cores: 4)
-        #expect(abs(two.seconds - twoFit.seconds) < 1e-15)
+        let window = Double(rankWaitWindows(ranks: 4, cpus: 2).spinNanos + rankWaitWindows(ranks: 4, cpus: 2).yieldNanos) * 1e-9
+        #expect(window < 1e-4)
+        // 64 rows a piece over 512 × 512: each forward about 0.7 ms at 50 GFLOP/s.
+        let long = try sends(width: 512, batch: 512, cores: 2), longFit = try sends(width: 512, batch: 512, cores: 4)
+        #expect(long.count == 2 * (8 + 3) && long.count == longFit.count)
+        #expect(long.seconds > longFit.seconds + 1e-5, "\(long.seconds) vs \(longFit.seconds)")
+        // 4 rows over 64 × 64 on 2 data ranks of 2 stages: well under a
+        // microsecond a piece, and a round trip of two 5 µs hops.
+        let short = try sends(width: 64, batch: 64, cores: 2, dp: 2, pp: 2)
+        let shortFit = try sends(width: 64, batch: 64, cores: 4, dp: 2, pp: 2)
+        // No wake-up (10 µs) charged: what differs is where the hops fall
+        // among pieces whose times the cores' sharing stretches.
+        #expect(abs(short.seconds - shortFit.seconds) < 0.5e-5, "\(short.seconds) vs \(shortFit.seconds)")
+        #expect(short.seconds < Double(short.count) * (5e-6 + 1e-5))
     }
 
     /// A step computes its pieces at their own rows: 12 rows in 8

@@ -370,6 +370,8 @@ struct CostModel {
         let rows = c.pieceRows, m = st.microBatches, f = 4.0
         // Each stage's compute at the uncontended rate, and its tp all-reduces.
         var stages: [(compute: Double, tp: Double, fwd: (Int, Double), bwd: (Int, Double))] = []
+        // Each run of layers' compute per slot, for the pipeline's replay.
+        var runCompute = [Double](repeating: 0, count: c.layout.stageRanges.count)
         var peak = MemoryAccount(), peakStage = 0
         // The pieces a step computes, by their rows: an uneven split (12
         // rows in 8 micro-batches: 4 of 2 rows and 4 of 1) and a short last
@@ -395,11 +397,14 @@ struct CostModel {
             let held = Double(mem.activationBytes)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
+                var own = 0.0
                 for (size, count) in piecesByRows {
                     let t = try self.compute(
                         c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy, held: held)
-                    compute += t * Double(count) / slots
+                    own += t * Double(count) / slots
                 }
+                compute += own
+                runCompute[run] = own
                 if st.deterministic {
                     compute += chunkTree(c, run: run, threads: threads, running: running, resident: busy) / slots
                 }
@@ -491,15 +496,51 @@ struct CostModel {
             }
         }
         if mesh.pp > 1 {
-            // Activations forward and their gradients back, on the critical path
-            // m·v + pp − 1 times each (v runs per stage: each micro-batch goes round the ring v times).
+            // Activations forward and their gradients back: m·v + pp − 1 of
+            // each on a stage's path (v runs per stage: each micro-batch goes
+            // round the ring v times), each piece sent on its own.
             var width = 0
             for run in 0..<(c.layout.stageRanges.count - 1) {
                 width = max(width, c.profile.output(ofLayer: c.layout.partition.layers[run].upperBound - 1, rows: 1).rowSize)
             }
             let bytes = Double(rows * width) * f
             let sends = 2 * (m * c.layout.virtualStages + mesh.pp - 1) * c.maxPieces
-            let t = Double(sends) * (send(bytes: bytes, stride: mesh.tp, world: world) + wake(busy: busy))
+            let hop = send(bytes: bytes, stride: mesh.tp, world: world), wakeUp = wake(busy: busy)
+            // What the hops add, replayed op by op (PipelineReplay): a piece
+            // is one of the replay's micro-batches, its forward a third of
+            // its run's compute (one product of three). A hop costs its send,
+            // and its receiver's wake-up where the receiver waited past
+            // WorldCore's spin and yield windows, only where the receiver
+            // was waiting for it. The 784-256-256-10 MLP's first stage holds
+            // three quarters of its parameters and rarely waits: a wake-up
+            // on every hop had charged its 4-rank pipelines 0.2–1.3 ms of
+            // hops, in steps measured at 0.65–1.1 ms in all (ranked at 0.42
+            // in the 20:17 run, 0.69 replayed).
+            let kind: PipelineSchedule = c.hasBatchStatistics ? .gpipe : st.pipelineSchedule
+            let stretched = runCompute.map { $0 * pathContention }
+            let replay = PipelineReplay(
+                kind: kind, stages: mesh.pp, virtualStages: c.layout.virtualStages, microBatches: m * c.maxPieces,
+                forward: stretched.map { $0 / 3 }, backward: stretched.map { $0 * 2 / 3 })
+            let windows = rankWaitWindows(ranks: local, cpus: coresPerNode)
+            let window = Double(windows.spinNanos + windows.yieldNanos) * 1e-9
+            var t = Double(sends) * (hop + wakeUp)
+            if let replayed = replay.hops(seconds: hop, wake: wakeUp, window: window) {
+                t = replayed.seconds
+                // Past the cores a rank that sleeps and is woken also costs
+                // the node CPU time (the futex wait and wake, two context
+                // switches, its caches refilled), whether or not the wait
+                // was on the step's path: charged at the wake-up's figure per
+                // sleep (not measured apart), every pipeline and tp rank
+                // alike, shared over the cores. Without it the GPT at batch
+                // 24 ranked at 0.75 instead of 0.81 (20:17 run): its
+                // interleaved 4 stages of 16 micro-batches, whose ranks sleep
+                // at nearly every hop, measured 50.7 ms a step, predicted
+                // 48.1 without and 49.5 with.
+                if busy > coresPerNode {
+                    let pipelines = Double(max(1, local / (mesh.pp * mesh.tp)))
+                    t += Double(replayed.sleeps * mesh.tp) * pipelines * wakeUp / Double(coresPerNode)
+                }
+            }
             comm += t
             p.communications.append(
                 CommunicationTerm(what: "activations and their gradients (send/recv)", group: "pp(\(mesh.pp))", count: sends, bytes: bytes, seconds: t))
