@@ -80,8 +80,9 @@ typedef struct {
     int steps;
 } mlp_case;
 
-/* The step's products alone (on `gemm`): forward y = x·Wᵀ, dW = dyᵀ·x, dx = dy·W (no dx for layer 0). */
-static double gemm_only_step_seconds(sgemm_fn gemm, const mlp_case *c, int steps) {
+/* The step's products alone (on `gemm`): forward y = x·Wᵀ, dW = dyᵀ·x, dx = dy·W (no dx for layer 0).
+ * With `start`, the timed steps begin when every thread waiting there has warmed up. */
+static double gemm_only_steps_seconds(sgemm_fn gemm, const mlp_case *c, int steps, pthread_barrier_t *start) {
     int L = c->n_dims - 1;
     int64_t maxw = 0;
     for (int i = 0; i < c->n_dims; i++) maxw = c->dims[i] > maxw ? c->dims[i] : maxw;
@@ -97,6 +98,7 @@ static double gemm_only_step_seconds(sgemm_fn gemm, const mlp_case *c, int steps
     int m = (int)c->batch;
     double t0 = 0;
     for (int s = -3; s < steps; s++) {
+        if (s == 0 && start) pthread_barrier_wait(start);
         if (s == 0) t0 = now();
         for (int l = 0; l < L; l++) {
             int in = (int)c->dims[l], out = (int)c->dims[l + 1];
@@ -112,6 +114,43 @@ static double gemm_only_step_seconds(sgemm_fn gemm, const mlp_case *c, int steps
     for (int l = 0; l < L; l++) { free(w[l]); free(dw[l]); }
     for (int l = 0; l <= L; l++) { free(act[l]); free(grad[l]); }
     return dt;
+}
+
+static double gemm_only_step_seconds(sgemm_fn gemm, const mlp_case *c, int steps) {
+    return gemm_only_steps_seconds(gemm, c, steps, NULL);
+}
+
+/* The same products, half the batch on each of two threads at once, each
+ * on one thread's products: both cores computing the step's flops side by
+ * side, with no cut and no hand-over between them, so what the two vCPUs
+ * cost each other while they compute is in it and nothing of parml's. */
+typedef struct {
+    const mlp_case *c;
+    pthread_barrier_t *start;
+    double seconds;
+} halves_job;
+
+static void *halves_run(void *arg) {
+    halves_job *j = arg;
+    j->seconds = gemm_only_steps_seconds(sgemm_one, j->c, j->c->steps, j->start);
+    return NULL;
+}
+
+static double concurrent_halves_samples_per_second(const mlp_case *c) {
+    mlp_case half = *c;
+    half.batch = c->batch / 2;
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    halves_job a = {.c = &half, .start = &start}, b = a;
+    pthread_t other;
+    if (pthread_create(&other, NULL, halves_run, &b) != 0) {
+        fprintf(stderr, "pthread_create failed\n");
+        exit(1);
+    }
+    halves_run(&a);
+    pthread_join(other, NULL);
+    pthread_barrier_destroy(&start);
+    return (double)c->batch / (a.seconds > b.seconds ? a.seconds : b.seconds);
 }
 
 static double engine_step_seconds(parml_trainer tr, parml_tensor x, parml_tensor y, int steps) {
@@ -185,7 +224,7 @@ static void bench_mlp(const mlp_case *c) {
     /* Interleave engine and GEMM-only repetitions so drift hits both alike. */
     /* With more than one thread, also the bound of perfect scaling: the
      * products alone on one thread, times the threads (same run). */
-    double eng[REPS], gem[REPS], one[REPS];
+    double eng[REPS], gem[REPS], one[REPS], halves[REPS];
     for (int r = 0; r < REPS; r++) {
         CHECK(parml_blas_set_threads(c->threads));
         eng[r] = (double)c->batch / engine_step_seconds(tr, x, y, c->steps);
@@ -194,6 +233,7 @@ static void bench_mlp(const mlp_case *c) {
         if (c->threads > 1) {
             openblas_threads(1);
             one[r] = c->threads * (double)c->batch / gemm_only_step_seconds(sgemm_one, c, c->steps);
+            if (c->threads == 2) halves[r] = concurrent_halves_samples_per_second(c);
         }
     }
     result *res = &results[n_results++];
@@ -210,6 +250,14 @@ static void bench_mlp(const mlp_case *c) {
         res->unit = "samples/s";
         snprintf(res->baseline, sizeof res->baseline, "%d x the same GEMMs alone on 1 thread (same run)", c->threads);
         res->baseline_value = median(one, REPS);
+    }
+    if (c->threads == 2) {
+        res = &results[n_results++];
+        snprintf(res->name, sizeof res->name, "%s_of_concurrent_halves", c->name);
+        res->value = median(eng, REPS);
+        res->unit = "samples/s";
+        snprintf(res->baseline, sizeof res->baseline, "same GEMMs, half batch on each of 2 threads at once (same run)");
+        res->baseline_value = median(halves, REPS);
     }
 
     parml_tensor_free(x);
