@@ -87,8 +87,9 @@ enum ProductThreads {
 }
 
 /// How a large product is cut into `parts` blocks (`ProductThreads.blockCount`):
-/// rows of C when B is the smaller operand to pack again per block (n ≤ m),
-/// else its columns, in blocks of a multiple of `ProductThreads.alignment`.
+/// rows of C when B is the smaller operand to pack again per block (n ≤ m)
+/// or each block keeps `rowsPerBlock` rows, else its columns, in blocks of
+/// a multiple of `ProductThreads.alignment`.
 /// Only m or n is ever cut, never k: each entry of C is one block's sum,
 /// over the whole of k. Shared by the float32 products and the bf16 ones
 /// (BF16Products.swift).
@@ -100,8 +101,17 @@ struct ProductCut {
     let per: Int
     let parts: Int
 
+    /// Rows of C a block keeps at least for a cut by rows where n > m.
+    static let rowsPerBlock = 128
+
     init(m: Int, n: Int, parts: Int) {
-        byRows = n <= m
+        // Rows also where each block keeps rowsPerBlock of them: a block of
+        // columns times a transposed B (every forward x·Wᵀ) runs on OpenBLAS
+        // (oneDNN 2.6 runs it 3× slower, pml_dnnl_sgemm), a block of rows on
+        // oneDNN. The 784-1024-1024-10 MLP at batch 512 on two threads:
+        // 0.87–0.90 → 0.93–0.94 of twice its products on one thread, and
+        // 1.4–1.9 % faster on one thread (bench/RESULTS.md, 2026-12-05 22:22–22:24).
+        byRows = n <= m || m >= max(parts, 1) * ProductCut.rowsPerBlock
         extent = byRows ? m : n
         self.parts = max(parts, 1)
         let a = ProductThreads.alignment

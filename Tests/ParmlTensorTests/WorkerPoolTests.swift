@@ -136,6 +136,44 @@ private struct MarkRanges: RangeTask {
         }
     }
 
+    /// Which way a product is cut: by rows where B is the smaller operand
+    /// or each block keeps 128 rows (so the MLP's forward x·Wᵀ at batch 512
+    /// runs its blocks on oneDNN, not as columns times a transposed B on
+    /// OpenBLAS), else by columns; and such a product, cut by rows, equals
+    /// the naive sum over all of k.
+    @Test func largeProductsAreCutByRowsWhereEachBlockKeeps128() throws {
+        #expect(ProductCut(m: 512, n: 1024, parts: 2).byRows)
+        #expect(ProductCut(m: 256, n: 2048, parts: 2).byRows)
+        #expect(!ProductCut(m: 255, n: 2048, parts: 2).byRows)
+        #expect(!ProductCut(m: 64, n: 512, parts: 2).byRows)
+        #expect(!ProductCut(m: 448, n: 1024, parts: 4).byRows)
+        #expect(ProductCut(m: 768, n: 384, parts: 4).byRows)
+        let (m, n, k) = (512, 1024, 96)
+        let a = randomArray(m * k, seed: 5, stream: 1), b = randomArray(n * k, seed: 6, stream: 2)
+        var c = [Float](repeating: 0, count: m * n)
+        withThreads(2) {
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        // x·Wᵀ: B (n × k) transposed.
+                        ProductThreads.gemm(
+                            transA: false, transB: true, m: m, n: n, k: k, alpha: 1, pa.baseAddress!, lda: k, pb.baseAddress!, ldb: k,
+                            beta: 0, pc.baseAddress!, ldc: n)
+                    }
+                }
+            }
+        }
+        var worst = 0.0
+        for i in stride(from: 0, to: m, by: 37) {
+            for j in stride(from: 0, to: n, by: 41) {
+                var sum = 0.0
+                for p in 0..<k { sum += Double(a[i * k + p]) * Double(b[j * k + p]) }
+                worst = max(worst, abs(Double(c[i * n + j]) - sum))
+            }
+        }
+        #expect(worst < 1e-4, "largest difference from the naive product \(worst)")
+    }
+
     /// GELU (forward with its derivative, backward) and LayerNorm backward
     /// (split into a rows pass and a columns pass) against one thread.
     @Test func splitElementwiseKernelsMatchOneThread() {
