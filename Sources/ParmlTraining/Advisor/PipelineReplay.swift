@@ -1,8 +1,8 @@
 /// A pipeline's step replayed op by op, to price its hops: each stage runs
 /// its StageSchedule (the order the ranks run), an op starts once its input
-/// has arrived from the neighbouring stage, and a hop costs its send's
-/// latency, plus a wake-up where the receiver had waited past the world's
-/// spin and yield windows and slept (WorldCore). A hop into a stage that
+/// has arrived from the neighbouring stage, and a hop costs its send, plus
+/// a wake-up where the receiver had waited past the world's spin and yield
+/// windows and slept (WorldCore's windows, used for MPI processes too). A hop into a stage that
 /// waits for its input lands on the step's path; one whose receiver is
 /// still busy with earlier work does not. Compute, bubble and the cores'
 /// sharing stay the cost model's: the replay only says what the hops add.
