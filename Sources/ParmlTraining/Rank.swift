@@ -76,6 +76,14 @@ struct RankLayout {
     var shardsOverData: Bool { zeroStage >= 1 && mesh.dp > 1 }
     /// The model has batch_norm layers (top level): the schedule is GPipe.
     var hasBatchStatistics = false
+    /// The order each stage runs: with one stage the order of forwards and
+    /// backwards does not matter, and 1F1B lets each piece's backward
+    /// follow its forward at once; a model with batch_norm needs every
+    /// micro-batch's forward before any backward: GPipe (Trainer refuses
+    /// interleaved 1F1B for it).
+    var stageScheduleKind: PipelineSchedule {
+        hasBatchStatistics ? .gpipe : mesh.pp == 1 ? .oneForwardOneBackward : schedule
+    }
     /// The data-parallel gradient sum's wire format, and local SGD's steps
     /// between parameter averages (1: gradients summed every step).
     var compression: GradientCompression = .none
@@ -210,13 +218,8 @@ final class RankContext {
         }
         statistics = try BatchStatisticsScratch(model: model)
         if foldMomentum { grads.fill(0) }
-        // With one stage the order of forwards and backwards does not matter;
-        // 1F1B lets each piece's backward follow its forward at once. A model
-        // with batch_norm needs every micro-batch's forward before any
-        // backward: GPipe (Trainer refuses interleaved 1F1B for it).
-        let kind = layout.hasBatchStatistics ? .gpipe : layout.mesh.pp == 1 ? .oneForwardOneBackward : layout.schedule
         schedule = StageSchedule(
-            kind: kind, stage: c.stage, stages: layout.mesh.pp, microBatches: layout.microBatches, virtualStages: layout.virtualStages)
+            kind: layout.stageScheduleKind, stage: c.stage, stages: layout.mesh.pp, microBatches: layout.microBatches, virtualStages: layout.virtualStages)
         let live = schedule.live
         slotOffsets = live.indices.map { k in live[..<k].reduce(0, +) }
         received = try Tensor(shape: Shape(0))

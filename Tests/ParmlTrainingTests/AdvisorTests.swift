@@ -642,8 +642,8 @@ private func layouts() -> [StrategyConfig] {
             let p = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
             return try #require(p.communications.first { $0.group.hasPrefix("pp") })
         }
-        let window = Double(rankWaitWindows(ranks: 4, cpus: 2).spinNanos + rankWaitWindows(ranks: 4, cpus: 2).yieldNanos) * 1e-9
-        #expect(window < 1e-4)
+        let windows = rankWaitWindows(ranks: 4, cpus: 2)
+        #expect(Double(windows.spinNanos + windows.yieldNanos) * 1e-9 < 1e-4)
         // 64 rows a piece over 512 × 512: each forward about 0.7 ms at 50 GFLOP/s.
         let long = try sends(width: 512, batch: 512, cores: 2), longFit = try sends(width: 512, batch: 512, cores: 4)
         #expect(long.count == 2 * (8 + 3) && long.count == longFit.count)

@@ -516,10 +516,9 @@ struct CostModel {
             // on every hop had charged its 4-rank pipelines 0.2–1.3 ms of
             // hops, in steps measured at 0.65–1.1 ms in all (ranked at 0.42
             // in the 20:17 run, 0.69 replayed).
-            let kind: PipelineSchedule = c.hasBatchStatistics ? .gpipe : st.pipelineSchedule
             let stretched = runCompute.map { $0 * pathContention }
             let replay = PipelineReplay(
-                kind: kind, stages: mesh.pp, virtualStages: c.layout.virtualStages, microBatches: m * c.maxPieces,
+                kind: c.layout.stageScheduleKind, stages: mesh.pp, virtualStages: c.layout.virtualStages, microBatches: m * c.maxPieces,
                 forward: stretched.map { $0 / 3 }, backward: stretched.map { $0 * 2 / 3 })
             let windows = rankWaitWindows(ranks: local, cpus: coresPerNode)
             let window = Double(windows.spinNanos + windows.yieldNanos) * 1e-9

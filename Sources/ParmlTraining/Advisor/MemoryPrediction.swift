@@ -52,9 +52,8 @@ extension LayoutCandidate {
         }
         let rows = pieceRows
         // Activations: the slots the stage's schedule fills (PipelineExecution.slot).
-        let kind: PipelineSchedule = hasBatchStatistics ? .gpipe : mesh.pp == 1 ? .oneForwardOneBackward : st.pipelineSchedule
         let schedule = StageSchedule(
-            kind: kind, stage: s, stages: mesh.pp, microBatches: st.microBatches, virtualStages: layout.virtualStages)
+            kind: layout.stageScheduleKind, stage: s, stages: mesh.pp, microBatches: st.microBatches, virtualStages: layout.virtualStages)
         let offsets = schedule.live.indices.map { k in schedule.live[..<k].reduce(0, +) }
         // Slot index → the run (k) it holds and the most rows of any piece it
         // held: a slot's buffers grow to the largest piece put in it, so a slot
