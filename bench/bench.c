@@ -136,19 +136,24 @@ static void *halves_run(void *arg) {
     return NULL;
 }
 
+/* fn(b) on a new thread while fn(a) runs on this one; returns when both have. */
+static void run_on_two_threads(void *(*fn)(void *), void *a, void *b) {
+    pthread_t other;
+    if (pthread_create(&other, NULL, fn, b) != 0) {
+        fprintf(stderr, "pthread_create failed\n");
+        exit(1);
+    }
+    fn(a);
+    pthread_join(other, NULL);
+}
+
 static double concurrent_halves_samples_per_second(const mlp_case *c) {
     mlp_case half = *c;
     half.batch = c->batch / 2;
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, 2);
     halves_job a = {.c = &half, .start = &start}, b = a;
-    pthread_t other;
-    if (pthread_create(&other, NULL, halves_run, &b) != 0) {
-        fprintf(stderr, "pthread_create failed\n");
-        exit(1);
-    }
-    halves_run(&a);
-    pthread_join(other, NULL);
+    run_on_two_threads(halves_run, &a, &b);
     pthread_barrier_destroy(&start);
     return (double)c->batch / (a.seconds > b.seconds ? a.seconds : b.seconds);
 }
@@ -286,14 +291,8 @@ static double independent_pair_samples_per_second(half_job *a, half_job *b, int6
     float loss;
     CHECK(parml_trainer_step(a->t, a->x, a->y, &loss));
     CHECK(parml_trainer_step(b->t, b->x, b->y, &loss));
-    pthread_t other;
     double t0 = now();
-    if (pthread_create(&other, NULL, half_steps, b) != 0) {
-        fprintf(stderr, "pthread_create failed\n");
-        exit(1);
-    }
-    half_steps(a);
-    pthread_join(other, NULL);
+    run_on_two_threads(half_steps, a, b);
     return (double)batch * a->steps / (now() - t0);
 }
 
