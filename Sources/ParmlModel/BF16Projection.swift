@@ -1,10 +1,72 @@
 import ParmlTensor
 
+/// bf16 copies of a rank's parameter runs, kept equal to its trained
+/// parameters rounded to bf16 by the rank itself: rounded whole when they
+/// are not current, then by the optimizer, range by range, right after it
+/// updates them (the values are still in cache, where a separate pass would
+/// read every weight again each step). Projections take their weight from
+/// here (`PassContext.bf16Weights`) instead of rounding it once per step
+/// themselves: the same bits. Only a rank that updates every parameter it
+/// computes with keeps them (no ZeRO shard, no local SGD average). The
+/// trainer marks them stale when the parameters are set from outside or
+/// another trainer stepped the model. Values written outside the update
+/// (batch_norm's running statistics) are not kept; no projection reads them.
+public final class BF16ParameterCopies: @unchecked Sendable {
+    private struct Run {
+        let first: Int
+        let count: Int
+        let copy: UnsafeMutablePointer<UInt16>
+    }
+
+    private let arena: UnsafeMutablePointer<Float>
+    private let runs: [Run]
+    /// Whether every copy holds its parameters' current values rounded.
+    public private(set) var isCurrent = false
+
+    /// Copies of the arena's `ranges` (disjoint), not yet current.
+    public init(arena: UnsafeMutablePointer<Float>, ranges: [Range<Int>]) {
+        self.arena = arena
+        runs = ranges.map { Run(first: $0.lowerBound, count: $0.count, copy: .allocate(capacity: max($0.count, 1))) }
+    }
+
+    deinit { for r in runs { r.copy.deallocate() } }
+
+    /// Bytes the copies hold.
+    public var bytes: Int { runs.reduce(0) { $0 + $1.count * 2 } }
+
+    /// Rounds every run over the rank's threads unless they are current.
+    public func makeCurrent() {
+        if isCurrent { return }
+        for r in runs { BF16.round(arena + r.first, into: r.copy, count: r.count) }
+        isCurrent = true
+    }
+
+    /// The parameters may have changed from outside: round again before use.
+    public func invalidate() { isCurrent = false }
+
+    /// The copy of arena element `index` onwards, for an optimizer updating
+    /// a range that starts there (nil: not copied here).
+    public func copy(ofElement index: Int) -> UnsafeMutablePointer<UInt16>? {
+        for r in runs where index >= r.first && index < r.first + r.count { return r.copy + (index - r.first) }
+        return nil
+    }
+
+    /// The bf16 copy of the `count` parameters at `x`, when current and
+    /// within one run (nil: the caller rounds them itself).
+    public func copy(of x: UnsafePointer<Float>, count: Int) -> UnsafePointer<UInt16>? {
+        guard isCurrent else { return nil }
+        let i = UnsafePointer(arena).distance(to: x)
+        for r in runs where i >= r.first && i + count <= r.first + r.count { return UnsafePointer(r.copy + (i - r.first)) }
+        return nil
+    }
+}
+
 /// One projection's products in bf16 (docs/precision.md): y = x·Wᵀ forward,
 /// dW = dyᵀ·x and dx = dy·W backward, as Linear and attention's c_attn and
 /// c_proj compute them in float32, on bf16 copies of x, W and dy with
-/// float32 accumulation. x's copy serves forward and dW; W's is rounded once
-/// per step (keyed on PassContext.stepSerial) and serves forward and dx;
+/// float32 accumulation. x's copy serves forward and dW; W's serves
+/// forward and dx, and is the rank's (`BF16ParameterCopies`) where it keeps
+/// one, else rounded here once per step (keyed on PassContext.stepSerial);
 /// dy's serves dW and dx. Biases and their gradients stay float32 (the
 /// caller's). Used by one thread at a time, like its layer.
 final class BF16Projection {
@@ -12,8 +74,11 @@ final class BF16Projection {
     private let weight = BF16Array()
     private let gradOutput = BF16Array()
     private let products = BF16Products()
-    /// The forward pass's thread count, for its backward.
+    /// The forward pass's thread count and bf16 weight (the rank's copy or
+    /// `weight`'s), for its backward.
     private var threads = 0
+    private var weightCopy: UnsafePointer<UInt16>?
+    private var weightCount = 0
 
     /// y (rows × outF) = β·y + x·Wᵀ, with x (rows × inF) and W (outF × inF).
     func forward(
@@ -21,11 +86,19 @@ final class BF16Projection {
         beta: Float, into y: UnsafeMutablePointer<Float>, _ ctx: PassContext
     ) throws {
         input.fill(from: x, count: rows * inF)
-        weight.fill(from: w, count: outF * inF, serial: ctx.stepSerial)
+        let w16: UnsafePointer<UInt16>
+        if let copy = ctx.bf16Weights?.copy(of: w, count: outF * inF) {
+            w16 = copy
+        } else {
+            weight.fill(from: w, count: outF * inF, serial: ctx.stepSerial)
+            w16 = UnsafePointer(weight.data)
+        }
         try products.gemm(
-            transA: false, transB: true, m: rows, n: outF, k: inF, input.data, lda: inF, weight.data, ldb: inF,
+            transA: false, transB: true, m: rows, n: outF, k: inF, input.data, lda: inF, w16, ldb: inF,
             beta: beta, y, ldc: outF, threads: ctx.threads)
         threads = ctx.threads
+        weightCopy = w16
+        weightCount = outF * inF
     }
 
     /// dW = β·dW + dyᵀ·x and, unless dx is nil, dx = dy·W, after a forward
@@ -34,7 +107,7 @@ final class BF16Projection {
         _ dy: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int, beta: Float,
         weightGradient dW: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?
     ) throws {
-        guard input.count == rows * inF, weight.count == outF * inF else {
+        guard input.count == rows * inF, weightCount == outF * inF, let w16 = weightCopy else {
             throw ParmlError.state("bf16 backward without its forward")
         }
         gradOutput.fill(from: dy, count: rows * outF)
@@ -43,7 +116,7 @@ final class BF16Projection {
             beta: beta, dW, ldc: inF, threads: threads)
         guard let dx else { return }
         try products.gemm(
-            transA: false, transB: false, m: rows, n: inF, k: outF, gradOutput.data, lda: outF, weight.data, ldb: inF,
+            transA: false, transB: false, m: rows, n: inF, k: outF, gradOutput.data, lda: outF, w16, ldb: inF,
             beta: 0, dx, ldc: inF, threads: threads)
     }
 }

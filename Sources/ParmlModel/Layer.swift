@@ -20,6 +20,9 @@ public struct PassContext: Sendable {
     /// Unique to one optimizer step (BF16Products.nextSerial; 0 outside
     /// training): layers keep their bf16 weight copies for that step.
     public var stepSerial: UInt64 = 0
+    /// A training step's bf16 copies of the rank's parameters, where it
+    /// keeps them (BF16Projection.swift); nil: layers round their own.
+    public var bf16Weights: BF16ParameterCopies?
     /// Threads for work that takes a count per call (oneDNN's convolutions;
     /// bf16 products, cut over parml's threads when it is above 1): the
     /// trainer's own, so that another trainer's setting in the process

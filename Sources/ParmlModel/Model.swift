@@ -35,6 +35,10 @@ public final class Model {
     /// Changes whenever the parameters are set from outside training
     /// (initialize, setParameters), so replicas know to copy them again.
     public private(set) var parameterVersion = 0
+    /// The trainer that last stepped this model (a unique serial; 0:
+    /// none): a trainer whose ranks keep copies of the parameters (bf16)
+    /// makes them again when another trainer stepped it in between.
+    public var lastTrainer: UInt64 = 0
     private var validatedInput: Shape?
     private var validatedOutput: Shape?
     /// Top-level layer indices where the host wants a pipeline stage to

@@ -140,20 +140,29 @@ public final class Optimizer {
     /// One update of `params[range]` from `grads[range]` at learning rate `lr`;
     /// `t` is the 1-based step number (Adam's bias correction). With folded
     /// momentum, `grads` is the momentum buffer the backward pass wrote.
-    public func update(params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: Float, t: Int) {
+    /// `rounding`, when given, is the bf16 copy of `params[range]`
+    /// (BF16ParameterCopies): each updated value is rounded into it too.
+    public func update(
+        params: UnsafeMutablePointer<Float>, grads: UnsafeMutablePointer<Float>, lr: Float, t: Int,
+        rounding: UnsafeMutablePointer<UInt16>? = nil
+    ) {
         let base = range.lowerBound
         // Element-wise updates: a run without decay is the same update with wd = 0.
         for run in runs {
             update(
                 params + base + run.range.lowerBound, grads + base + run.range.lowerBound, state: run.range.lowerBound,
-                count: run.range.count, wd: run.decays ? config.weightDecay : 0, lr: lr, t: t)
+                count: run.range.count, wd: run.decays ? config.weightDecay : 0, lr: lr, t: t,
+                rounding: rounding.map { $0 + run.range.lowerBound })
         }
     }
 
     /// Element-wise, so split over the rank's threads (WorkerPool) in ranges
     /// that change no bit; below 16k values one thread is faster.
-    private func update(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, state o: Int, count n: Int, wd: Float, lr: Float, t: Int) {
-        WorkerPool.forRanges(count: n, grain: 16_384, UpdateTask(optimizer: self, p: p, g: g, state: o, wd: wd, lr: lr, t: t))
+    private func update(
+        _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, state o: Int, count n: Int, wd: Float, lr: Float, t: Int,
+        rounding: UnsafeMutablePointer<UInt16>?
+    ) {
+        WorkerPool.forRanges(count: n, grain: 16_384, UpdateTask(optimizer: self, p: p, g: g, state: o, wd: wd, lr: lr, t: t, rounded: rounding))
     }
 
     fileprivate func updateSlice(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, state o: Int, count n: Int, wd: Float, lr: Float, t: Int) {
@@ -185,9 +194,24 @@ private struct UpdateTask: RangeTask {
     let state: Int
     let wd, lr: Float
     let t: Int
+    /// bf16 copies of p to write, or nil.
+    let rounded: UnsafeMutablePointer<UInt16>?
+
+    /// Values rounded per piece: 16 KiB of updated floats, still in L1.
+    private static let piece = 4096
 
     func run(_ r: Range<Int>, part: Int) {
-        optimizer.updateSlice(p + r.lowerBound, g + r.lowerBound, state: state + r.lowerBound, count: r.count, wd: wd, lr: lr, t: t)
+        guard let rounded else {
+            optimizer.updateSlice(p + r.lowerBound, g + r.lowerBound, state: state + r.lowerBound, count: r.count, wd: wd, lr: lr, t: t)
+            return
+        }
+        var i = r.lowerBound
+        while i < r.upperBound {
+            let n = min(Self.piece, r.upperBound - i)
+            optimizer.updateSlice(p + i, g + i, state: state + i, count: n, wd: wd, lr: lr, t: t)
+            BF16.roundOnThisThread(p + i, into: rounded + i, count: n)
+            i += n
+        }
     }
 }
 

@@ -59,6 +59,14 @@ public enum BF16 {
         WorkerPool.forRanges(count: count, grain: Kernels.Grain.cheap, alignment: 32, BF16RoundTask(x: x, y: y))
     }
 
+    /// The same on the calling thread alone, for a caller already running
+    /// on one of the rank's threads (the optimizer rounds the values it has
+    /// just updated while they are in cache). The same bits as `round`.
+    @inline(__always)
+    public static func roundOnThisThread(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<UInt16>, count: Int) {
+        pml_bf16_round(x, y, count)
+    }
+
     /// A bfloat16's value as a float32 (exact).
     @inline(__always)
     public static func value(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }

@@ -94,6 +94,7 @@ extension RankContext {
         var ctx = PassContext(training: true, step: work.step.index, sampleOffset: piece.rows.lowerBound, seed: work.step.settings.seed)
         ctx.precision = work.step.settings.precision
         ctx.stepSerial = work.step.serial
+        ctx.bf16Weights = work.bf16Weights
         ctx.threads = work.step.settings.threads
         return ctx
     }

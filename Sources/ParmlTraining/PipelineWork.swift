@@ -60,6 +60,9 @@ struct StepWork {
     /// Backward stopped before the folded momentum saw a loss or input
     /// that is not finite: the finite check must skip the step.
     var backwardRefused = false
+    /// bf16: the rank's current copies of its parameters, which the passes
+    /// read and the update keeps (nil: each layer rounds its own).
+    var bf16Weights: BF16ParameterCopies?
 
     init(_ step: StepDescription, scale: Float, microBatches: Int, data: Int) {
         self.step = step

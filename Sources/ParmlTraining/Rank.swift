@@ -169,6 +169,28 @@ final class RankContext {
     let privateScratch = PrivateStepScratch()
     /// Overlap: reduces gradient buckets while backward goes on (GradientBuckets.swift).
     private(set) var communication: CommunicationThread?
+    /// bf16 training: the runs' parameters rounded to bf16, kept by the
+    /// update (BF16ParameterCopies), made at the first bf16 step.
+    private(set) var bf16Copies: BF16ParameterCopies?
+
+    /// Whether this rank can keep bf16 copies of its runs: it updates every
+    /// parameter it computes with, and nothing but its update writes them
+    /// during a step (no ZeRO shards, whose peers' updates arrive by
+    /// gather, and no local SGD average).
+    var keepsBF16Copies: Bool {
+        !layout.shardsOverData && !layout.averagesParameters && gathering == nil && !sharesParameters
+            && virtualStages.allSatisfy { $0.owned == $0.range }
+    }
+
+    /// The bf16 copies this step's passes read, current, or nil where the
+    /// layers round their own weights.
+    func bf16CopiesForStep(_ settings: StepSettings) -> BF16ParameterCopies? {
+        guard settings.precision == .bf16, keepsBF16Copies, let params = model.parameters else { return nil }
+        let copies = bf16Copies ?? BF16ParameterCopies(arena: params.data, ranges: virtualStages.map(\.range))
+        bf16Copies = copies
+        copies.makeCurrent()
+        return copies
+    }
 
     init(
         rank: Int, layout: RankLayout, model: Model, loss: LossKind, optimizer: OptimizerConfig, comms: RankComms?,
@@ -321,6 +343,7 @@ final class RankContext {
             vs.buckets?.next = 0
             vs.buckets?.eachMicroBatch = vs.buckets?.reducesEachMicroBatch == true && eachMicroBatch
         }
+        work.bf16Weights = bf16CopiesForStep(settings)
         // ZeRO-3 under MPI: layers gathered as they run; only the shard stays after (ParameterGathering.swift).
         try beginGathering(step, work: work)
         defer { releaseParameters() }
@@ -405,8 +428,11 @@ final class RankContext {
         }
         fillTiedCopies(grads.data, clipFactor: clipFactor)
         t = trace.now()
+        // bf16: the update rounds what it writes into the copies the next step reads.
         for vs in virtualStages {
-            vs.optimizer.update(params: params.data, grads: grads.data, lr: step.learningRate, t: step.index + 1)
+            vs.optimizer.update(
+                params: params.data, grads: grads.data, lr: step.learningRate, t: step.index + 1,
+                rounding: work.bf16Weights?.copy(ofElement: vs.owned.lowerBound))
         }
         trace.record(.optimizer, step: step.index, since: t)
 

@@ -100,6 +100,8 @@ public final class Trainer {
     /// One rank per process (MPI): this process's world (its one rank is `ranks[0]`).
     private(set) var processWorld: (any RankWorld)?
     private var syncedVersion: Int
+    /// Unique to this trainer (`Model.lastTrainer`).
+    private let identity = BF16Products.nextSerial()
     /// Set when a step (or a collective gather) failed on some rank: the replicas may disagree now.
     var poisoned: String?
     let batchInputs: Tensor
@@ -416,6 +418,12 @@ public final class Trainer {
             lossScale = lossWeight > 0 ? Float(1 / lossWeight) : 0
         }
         try syncReplicas()
+        // Another trainer stepped this model since: the ranks' bf16 copies
+        // (of the arena they may share with it) are rounded again.
+        if model.lastTrainer != identity {
+            for r in ranks { r.bf16Copies?.invalidate() }
+            model.lastTrainer = identity
+        }
         useOwnBLASThreads()
         job.set(
             StepDescription(
@@ -531,6 +539,8 @@ public final class Trainer {
     /// step; local SGD's outer optimizer restarts from them.
     func syncReplicas() throws {
         guard model.parameterVersion != syncedVersion, let src = model.parameters else { return }
+        // The ranks' bf16 copies round the new values at their next step.
+        for r in ranks { r.bf16Copies?.invalidate() }
         // Pipeline stages of a replica share its arena: copy once per replica.
         for r in ranks where (r.coordinate.stage == 0 || processWorld != nil) && !r.model.sharesParameters(with: model) {
             if let tp = r.tensorParallel {

@@ -203,6 +203,45 @@ private func expectSteps(_ got: [[Float]], _ want: [[Double]], _ what: String, s
         #expect(try Optimizer(config: OptimizerConfig(), range: 0..<3).stateTensors.isEmpty)
     }
 
+    /// bf16 training: an update given a bf16 copy rounds every value it
+    /// updates into it (BF16ParameterCopies), in pieces across the
+    /// threads' ranges, and updates exactly as without one. Values outside
+    /// the optimizer's range keep their copy. Adam and folded SGD with decay,
+    /// over 70,001 values (several pieces and ranges, a ragged end).
+    @Test(arguments: [OptimizerKind.adam, .sgd])
+    func updateRoundsWhatItWritesIntoTheBF16Copy(_ kind: OptimizerKind) throws {
+        var c = OptimizerConfig()
+        c.kind = kind
+        c.momentum = kind == .sgd ? 0.9 : 0
+        c.weightDecay = 0.01
+        let n = 70_001, lo = 3
+        let range = lo..<(n - 2)
+        let p0 = randomArray(n, seed: 7, stream: 1), g0 = randomArray(n, seed: 7, stream: 2)
+        func run(rounding: Bool) throws -> (p: [Float], copy: [UInt16]) {
+            let grads = try Tensor(g0, shape: Shape(n))
+            let opt = try Optimizer(config: c, range: range, foldedMomentum: kind == .sgd ? try Tensor(shape: Shape(range.count)) : nil)
+            var p = p0
+            var copy = [UInt16](repeating: 0xFFFF, count: n)
+            p.withUnsafeMutableBufferPointer { pp in
+                copy.withUnsafeMutableBufferPointer { cp in
+                    for t in 1...2 {
+                        opt.update(
+                            params: pp.baseAddress!, grads: grads.data, lr: 0.05, t: t,
+                            rounding: rounding ? cp.baseAddress! + lo : nil)
+                    }
+                }
+            }
+            return (p, copy)
+        }
+        let plain = try run(rounding: false), rounded = try run(rounding: true)
+        #expect(rounded.p.map(\.bitPattern) == plain.p.map(\.bitPattern), "\(kind): the update changed")
+        var expected = [UInt16](repeating: 0xFFFF, count: n)
+        rounded.p.withUnsafeBufferPointer { pp in
+            expected.withUnsafeMutableBufferPointer { BF16.round(pp.baseAddress! + lo, into: $0.baseAddress! + lo, count: range.count) }
+        }
+        #expect(rounded.copy == expected, "\(kind): the copy is not the updated values rounded")
+    }
+
     @Test func validation() {
         func invalid(_ change: (inout OptimizerConfig) -> Void, _ mentions: String, sourceLocation: SourceLocation = #_sourceLocation) {
             var c = OptimizerConfig()

@@ -239,6 +239,61 @@ struct BF16PrecisionTests {
         #expect(tb.precision == .bf16 && tf.precision == .float32)
     }
 
+    /// A rank keeps bf16 copies of its weights, which its update rounds
+    /// (BF16ParameterCopies). Parameters set from outside, or stepped by
+    /// another trainer on the same model, are rounded again before the
+    /// next step reads them: its loss is a fresh trainer's on those
+    /// parameters, bit for bit (a stale copy gives the old weights' loss).
+    @Test func rankBF16CopiesFollowParametersChangedOutsideTheStep() throws {
+        func mlp(_ seed: UInt64) throws -> Model {
+            let m = Model()
+            try m.add(try Linear(inFeatures: 12, outFeatures: 96))
+            try m.add(Activation(.relu))
+            try m.add(try Linear(inFeatures: 96, outFeatures: 4))
+            try m.initialize(seed: seed)
+            return m
+        }
+        let strategy = bf16Strategy(.bf16, deterministic: false)
+        func trainer(_ m: Model) throws -> Trainer {
+            try Trainer(model: m, loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: strategy)
+        }
+        /// The loss of a first step on a copy of `m`'s parameters.
+        func freshLoss(_ m: Model, _ x: Tensor, _ y: Tensor) throws -> Float {
+            let copy = try mlp(1)
+            try copy.setParameters(from: m.parameters!.data)
+            return try trainer(copy).step(inputs: x, targets: y).loss
+        }
+        let model = try mlp(11)
+        let t = try trainer(model)
+        for k in 0..<2 {
+            let (x, y) = try residualMLPBatch(45, step: k)
+            _ = try t.step(inputs: x, targets: y)
+        }
+        #expect(t.ranks[0].bf16Copies?.isCurrent == true, "the rank keeps no bf16 copies")
+        let (x, y) = try residualMLPBatch(45, step: 2)
+        // Set from outside.
+        let source = try mlp(12)
+        try withExtendedLifetime(source) { try model.setParameters(from: source.parameters!.data) }
+        let expected = try freshLoss(model, x, y)
+        #expect(try t.step(inputs: x, targets: y).loss.bitPattern == expected.bitPattern)
+        // Stepped by another trainer in between.
+        let other = try trainer(model)
+        for k in 3..<5 {
+            let (x, y) = try residualMLPBatch(45, step: k)
+            _ = try other.step(inputs: x, targets: y)
+        }
+        let expected2 = try freshLoss(model, x, y)
+        #expect(try t.step(inputs: x, targets: y).loss.bitPattern == expected2.bitPattern)
+        // And back: the other trainer sees this one's step.
+        let expected3 = try freshLoss(model, x, y)
+        #expect(try other.step(inputs: x, targets: y).loss.bitPattern == expected3.bitPattern)
+        // ZeRO shards take their peers' updates by gather: no copies.
+        let zero = bf16Strategy(.bf16, dp: 2, zero: 1, deterministic: false)
+        let z = try Trainer(model: try mlp(11), loss: .crossEntropy, optimizer: DPOptimizer.sgdMomentum.config, strategy: zero)
+        _ = try z.step(inputs: x, targets: y)
+        #expect(z.ranks.allSatisfy { $0.bf16Copies == nil })
+    }
+
     /// Training in bf16 follows float32's loss curve closely on a small
     /// problem (three Gaussian blobs, 2 → 64 → 3): the losses of 40 steps
     /// agree within 2 %, and both learn.
