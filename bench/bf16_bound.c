@@ -141,14 +141,14 @@ bf16_bound *bf16_bound_create_split(const int64_t *dims, int n_dims, int64_t bat
     /* In a step's order: the forward products, then each layer's dW and dx from the last. */
     for (int l = 0; l < L; l++) {
         int64_t in = dims[l], out = dims[l + 1];
-        pml_matmul_shape s = {batch, out, in, in, in, out, 0, 1, 1.0f, threads, 0};
+        pml_matmul_shape s = {batch, out, in, in, in, out, 0, 1, 1.0f, threads, 0, 0};
         if (add_product(b, &s, act[l], w[l], y[l], err, errlen)) goto fail;
     }
     for (int l = L - 1; l >= 0; l--) {
         int64_t in = dims[l], out = dims[l + 1];
-        pml_matmul_shape sw = {out, in, batch, out, in, in, 1, 0, 0.0f, threads, 0};
+        pml_matmul_shape sw = {out, in, batch, out, in, in, 1, 0, 0.0f, threads, 0, 0};
         if (add_product(b, &sw, grad[l + 1], act[l], dw[l], err, errlen)) goto fail;
-        pml_matmul_shape sx = {batch, in, out, out, in, in, 0, 0, 0.0f, threads, 0};
+        pml_matmul_shape sx = {batch, in, out, out, in, in, 0, 0, 0.0f, threads, 0, 0};
         if (l > 0 && add_product(b, &sx, grad[l + 1], w[l], dx[l], err, errlen)) goto fail;
     }
     return b;

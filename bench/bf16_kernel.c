@@ -225,7 +225,7 @@ int main(int argc, char **argv) {
         plan pl = {m, n, k, ta, tb, P[i].beta, NULL, NULL};
         pl.a_rows = ta ? aligned_alloc(64, (size_t)(m * k * 2 + 63) / 64 * 64) : NULL;
         pl.b_pack = aligned_alloc(64, (size_t)((n + NR - 1) / NR) * (k / 2) * NR * 4);
-        pml_matmul_shape s = {m, n, k, lda, ldb, n, ta, tb, P[i].beta, 1, 0};
+        pml_matmul_shape s = {m, n, k, lda, ldb, n, ta, tb, P[i].beta, 1, 0, 0};
         pml_matmul_plan *dp = pml_matmul_plan_create(&s, err, sizeof err);
         if (!dp) {
             printf("%s\n", err);

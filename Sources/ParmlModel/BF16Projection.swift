@@ -80,10 +80,12 @@ final class BF16Projection {
     private var weightCopy: UnsafePointer<UInt16>?
     private var weightCount = 0
 
-    /// y (rows × outF) = β·y + x·Wᵀ, with x (rows × inF) and W (outF × inF).
+    /// y (rows × outF) = β·y + x·Wᵀ, with x (rows × inF) and W (outF × inF);
+    /// with `bias` (outF floats, β = 0), y = x·Wᵀ + b, the bias added by
+    /// the product's kernel.
     func forward(
         _ x: UnsafePointer<Float>, weight w: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int,
-        beta: Float, into y: UnsafeMutablePointer<Float>, _ ctx: PassContext
+        beta: Float, into y: UnsafeMutablePointer<Float>, _ ctx: PassContext, bias: UnsafePointer<Float>? = nil
     ) throws {
         input.fill(from: x, count: rows * inF)
         let w16: UnsafePointer<UInt16>
@@ -95,7 +97,7 @@ final class BF16Projection {
         }
         try products.gemm(
             transA: false, transB: true, m: rows, n: outF, k: inF, input.data, lda: inF, w16, ldb: inF,
-            beta: beta, y, ldc: outF, threads: ctx.threads)
+            beta: beta, y, ldc: outF, threads: ctx.threads, bias: bias)
         threads = ctx.threads
         weightCopy = w16
         weightCount = outF * inF

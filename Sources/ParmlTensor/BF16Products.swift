@@ -92,6 +92,8 @@ public final class BF16MatmulPlan {
         /// rank's threads (each block has its own plan, since a plan runs on
         /// one thread at a time).
         public var part = 0
+        /// Adds a float32 bias row to C in the kernel (β must be 0).
+        public var bias = false
     }
 
     fileprivate let plan: OpaquePointer
@@ -103,7 +105,7 @@ public final class BF16MatmulPlan {
         if let e = OneDNN.loadError { throw ParmlError.blas(e) }
         var s = pml_matmul_shape(
             m: Int64(key.m), n: Int64(key.n), k: Int64(key.k), lda: Int64(key.lda), ldb: Int64(key.ldb), ldc: Int64(key.ldc),
-            trans_a: key.transA ? 1 : 0, trans_b: key.transB ? 1 : 0, beta: key.beta, threads: 1, f32: 0)
+            trans_a: key.transA ? 1 : 0, trans_b: key.transB ? 1 : 0, beta: key.beta, threads: 1, f32: 0, bias: key.bias ? 1 : 0)
         let made = try shimPlan { pml_matmul_plan_create(&s, $0, $1) }
         plan = made
         self.key = key
@@ -112,8 +114,11 @@ public final class BF16MatmulPlan {
 
     deinit { pml_matmul_plan_free(plan) }
 
-    public func run(_ a: UnsafePointer<UInt16>, _ b: UnsafePointer<UInt16>, _ c: UnsafeMutablePointer<Float>) throws {
-        let st = pml_matmul_run(plan, a, b, c)
+    /// C = op(A)·op(B) (+ β·C, or + bias for a plan made with one).
+    public func run(
+        _ a: UnsafePointer<UInt16>, _ b: UnsafePointer<UInt16>, _ c: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>? = nil
+    ) throws {
+        let st = key.bias ? pml_matmul_run_bias(plan, a, b, bias, c) : pml_matmul_run(plan, a, b, c)
         if st != 0 { throw ParmlError.blas("oneDNN bf16 matmul failed (status \(st))") }
     }
 }
@@ -207,26 +212,38 @@ public final class BF16Products {
     }
 
     /// C(m×n) = β·C + op(A)·op(B) as `BLAS.gemm`, with bf16 A and B, on
-    /// `threads` threads (0: `BLAS.threads`).
+    /// `threads` threads (0: `BLAS.threads`). With `bias` (n floats, β = 0):
+    /// C = op(A)·op(B) + bias in every row, added by the kernel as it
+    /// stores C where C is dense (the bits of broadcasting the bias into C
+    /// and adding the product with β = 1, without that pass over C); a
+    /// product cut by columns broadcasts it (gemmInBlocks).
     public func gemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         _ a: UnsafePointer<UInt16>, lda: Int, _ b: UnsafePointer<UInt16>, ldb: Int,
-        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 0
+        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 0, bias: UnsafePointer<Float>? = nil
     ) throws {
         guard m > 0, n > 0 else { return }
         guard k > 0 else {
-            // An empty sum: C = β·C, as sgemm leaves it.
-            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            // An empty sum: C = β·C (or the bias), as sgemm leaves it.
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = bias.map { $0[j] } ?? (beta == 0 ? 0 : beta * c[i * ldc + j]) } }
             return
         }
+        precondition(bias == nil || beta == 0, "a bias replaces beta")
         let parts = Self.blockCount(m: m, n: n, k: k, threads: threads > 0 ? threads : max(1, BLAS.threads))
         if parts > 1 {
             try gemmInBlocks(
                 ProductCut(m: m, n: n, parts: parts), transA: transA, transB: transB, m: m, n: n, k: k, a, lda: lda, b, ldb: ldb,
-                beta: beta, c, ldc: ldc)
+                beta: beta, c, ldc: ldc, bias: bias)
             return
         }
-        try plan(BF16MatmulPlan.Key(m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta)).run(a, b, c)
+        if let bias, ldc != n {
+            for r in 0..<m { (c + r * ldc).update(from: bias, count: n) }
+            try plan(BF16MatmulPlan.Key(m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: 1)).run(a, b, c)
+            return
+        }
+        var key = BF16MatmulPlan.Key(m: m, n: n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: beta)
+        key.bias = bias != nil
+        try plan(key).run(a, b, c, bias: bias)
     }
 
     /// The plan for `key`, made on first sight.
@@ -242,7 +259,7 @@ public final class BF16Products {
     private func gemmInBlocks(
         _ cut: ProductCut, transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
         _ a: UnsafePointer<UInt16>, lda: Int, _ b: UnsafePointer<UInt16>, ldb: Int,
-        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?
     ) throws {
         if blockPlans.count < cut.parts {
             blockPlans = Array(repeating: nil, count: cut.parts)
@@ -258,14 +275,20 @@ public final class BF16Products {
         // the block scales its C by β itself, vectorised, and its plan adds
         // with β = 1. The same single rounding of β·C per element.
         let scale: Float = beta != 0 && beta != 1 ? beta : 1
+        // A bias: blocks of rows of a dense C have their plans add it (as
+        // an uncut product's does); other blocks broadcast their slice of
+        // it and add the product with β = 1, since where C is not dense the
+        // kernel's bias gives other bits than that (oneDNN 2.6).
+        let kernelBias = bias != nil && cut.byRows && ldc == n
+        let blockBeta: Float = bias != nil && !kernelBias ? 1 : scale != 1 ? 1 : beta
         for p in 0..<cut.parts {
             blockPointers[p] = nil
             blockStatus[p] = 0
             guard let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { continue }
             let made = try plan(
                 BF16MatmulPlan.Key(
-                    m: blk.m, n: blk.n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: scale != 1 ? 1 : beta,
-                    part: p + 1))
+                    m: blk.m, n: blk.n, k: k, transA: transA, transB: transB, lda: lda, ldb: ldb, ldc: ldc, beta: blockBeta,
+                    part: p + 1, bias: kernelBias))
             blockPlans[p] = made
             blockPointers[p] = made.plan
         }
@@ -273,7 +296,7 @@ public final class BF16Products {
             parts: cut.parts,
             BF16Blocks(
                 cut: cut, transA: transA, transB: transB, m: m, n: n, lda: lda, ldb: ldb, ldc: ldc, scale: scale, a: a, b: b, c: c,
-                plans: blockPointers, status: blockStatus))
+                bias: bias, plans: blockPointers, status: blockStatus))
         for p in 0..<cut.parts where blockStatus[p] != 0 {
             throw ParmlError.blas("oneDNN bf16 matmul failed (status \(blockStatus[p]))")
         }
@@ -289,12 +312,24 @@ private struct BF16Blocks: WorkerTask {
     let scale: Float
     let a, b: UnsafePointer<UInt16>
     let c: UnsafeMutablePointer<Float>
+    /// The whole product's bias row, or nil (`gemmInBlocks` says how each block adds it).
+    let bias: UnsafePointer<Float>?
     let plans: UnsafeMutablePointer<OpaquePointer?>
     let status: UnsafeMutablePointer<Int32>
 
     func run(part p: Int) {
         guard let plan = plans[p], let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { return }
         if scale != 1 { for r in 0..<blk.m { pml_scale(c + blk.c + r * ldc, scale, blk.n) } }
+        if let bias, cut.byRows && ldc == n {
+            status[p] = pml_matmul_run_bias(plan, a + blk.a, b + blk.b, bias, c + blk.c)
+            return
+        }
+        if let bias {
+            // Its slice of the bias (a block of columns starts at column
+            // blk.c of row 0), then β = 1 (gemmInBlocks).
+            let first = cut.byRows ? 0 : blk.c
+            for r in 0..<blk.m { (c + blk.c + r * ldc).update(from: bias + first, count: blk.n) }
+        }
         status[p] = pml_matmul_run(plan, a + blk.a, b + blk.b, c + blk.c)
     }
 }

@@ -68,15 +68,15 @@ uint64_t pml_bf16_next_serial(void) {
 struct pml_matmul_plan {
     dnnl_primitive_t prim;
     dnnl_stream_t stream;
-    dnnl_memory_t a, b, c, scratch_mem;
+    dnnl_memory_t a, b, c, bias, scratch_mem;
     void *scratch;
     int threads;
     char impl[128];
 };
 
 static int build(pml_matmul_plan *p, const pml_matmul_shape *s, char *err, size_t errlen) {
-    dnnl_memory_desc_t a, b, c;
-    dnnl_dims_t a_dims = {s->m, s->k}, b_dims = {s->k, s->n}, c_dims = {s->m, s->n};
+    dnnl_memory_desc_t a, b, c, bias;
+    dnnl_dims_t a_dims = {s->m, s->k}, b_dims = {s->k, s->n}, c_dims = {s->m, s->n}, bias_dims = {1, s->n};
     dnnl_dims_t a_strides = {s->trans_a ? 1 : s->lda, s->trans_a ? s->lda : 1};
     dnnl_dims_t b_strides = {s->trans_b ? 1 : s->ldb, s->trans_b ? s->ldb : 1};
     dnnl_dims_t c_strides = {s->ldc, 1};
@@ -84,8 +84,9 @@ static int build(pml_matmul_plan *p, const pml_matmul_shape *s, char *err, size_
     TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&a, 2, a_dims, operands, a_strides), "A descriptor");
     TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&b, 2, b_dims, operands, b_strides), "B descriptor");
     TRY(pml_dnnl.dnnl_memory_desc_init_by_strides(&c, 2, c_dims, dnnl_f32, c_strides), "C descriptor");
+    if (s->bias) TRY(pml_dnnl.dnnl_memory_desc_init_by_tag(&bias, 2, bias_dims, dnnl_f32, dnnl_ab), "bias descriptor");
     dnnl_matmul_desc_t desc;
-    TRY(pml_dnnl.dnnl_matmul_desc_init(&desc, &a, &b, NULL, &c), "matmul descriptor");
+    TRY(pml_dnnl.dnnl_matmul_desc_init(&desc, &a, &b, s->bias ? &bias : NULL, &c), "matmul descriptor");
 
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
@@ -119,6 +120,7 @@ static int build(pml_matmul_plan *p, const pml_matmul_shape *s, char *err, size_
     TRY(pml_dnnl.dnnl_memory_create(&p->a, &a, pml_dnnl_engine, DNNL_MEMORY_NONE), "memory");
     TRY(pml_dnnl.dnnl_memory_create(&p->b, &b, pml_dnnl_engine, DNNL_MEMORY_NONE), "memory");
     TRY(pml_dnnl.dnnl_memory_create(&p->c, &c, pml_dnnl_engine, DNNL_MEMORY_NONE), "memory");
+    if (s->bias) TRY(pml_dnnl.dnnl_memory_create(&p->bias, &bias, pml_dnnl_engine, DNNL_MEMORY_NONE), "memory");
     TRY(pml_dnnl.dnnl_stream_create(&p->stream, pml_dnnl_engine, dnnl_stream_default_flags), "stream");
     return 0;
 }
@@ -126,7 +128,7 @@ static int build(pml_matmul_plan *p, const pml_matmul_shape *s, char *err, size_
 pml_matmul_plan *pml_matmul_plan_create(const pml_matmul_shape *s, char *err, size_t errlen) {
     if (pml_dnnl_load(err, errlen) != 0) return NULL;
     if (!s || s->m < 1 || s->n < 1 || s->k < 1 || s->lda < (s->trans_a ? s->m : s->k) ||
-        s->ldb < (s->trans_b ? s->k : s->n) || s->ldc < s->n) {
+        s->ldb < (s->trans_b ? s->k : s->n) || s->ldc < s->n || (s->bias && (s->beta != 0 || s->f32))) {
         snprintf(err, errlen, "matmul: invalid shape");
         return NULL;
     }
@@ -150,7 +152,7 @@ void pml_matmul_plan_free(pml_matmul_plan *p) {
     if (!p) return;
     if (p->prim) pml_dnnl.dnnl_primitive_destroy(p->prim);
     if (p->stream) pml_dnnl.dnnl_stream_destroy(p->stream);
-    dnnl_memory_t mems[] = {p->a, p->b, p->c, p->scratch_mem};
+    dnnl_memory_t mems[] = {p->a, p->b, p->c, p->bias, p->scratch_mem};
     for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
         if (mems[i]) pml_dnnl.dnnl_memory_destroy(mems[i]);
     free(p->scratch);
@@ -159,24 +161,31 @@ void pml_matmul_plan_free(pml_matmul_plan *p) {
 
 const char *pml_matmul_plan_impl(const pml_matmul_plan *p) { return p->impl; }
 
-// The operands' element type is the plan's: the pointers only travel.
-static int run(pml_matmul_plan *p, const void *a, const void *b, float *c) {
+// The operands' element type is the plan's: the pointers only travel. A
+// plan made with a bias needs one (and one without ignores it).
+static int run(pml_matmul_plan *p, const void *a, const void *b, const float *bias, float *c) {
+    if (p->bias && !bias) return -1;
     int st = (int)pml_dnnl.dnnl_memory_set_data_handle(p->a, (void *)a) |
              (int)pml_dnnl.dnnl_memory_set_data_handle(p->b, (void *)b) |
              (int)pml_dnnl.dnnl_memory_set_data_handle(p->c, c);
+    if (p->bias) st |= (int)pml_dnnl.dnnl_memory_set_data_handle(p->bias, (void *)bias);
     if (st) return st;
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->a},
                               {DNNL_ARG_WEIGHTS, p->b},
                               {DNNL_ARG_DST, p->c},
-                              {DNNL_ARG_SCRATCHPAD, p->scratch_mem}};
+                              {DNNL_ARG_SCRATCHPAD, p->scratch_mem},
+                              {DNNL_ARG_BIAS, p->bias}};
     int before = pml_dnnl_use_threads(p->threads);
-    st = (int)pml_dnnl.dnnl_primitive_execute(p->prim, p->stream, 4, args);
+    st = (int)pml_dnnl.dnnl_primitive_execute(p->prim, p->stream, p->bias ? 5 : 4, args);
     pml_dnnl_restore_threads(before);
     return st;
 }
 
-int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c) { return run(p, a, b, c); }
-int pml_matmul_run_f32(pml_matmul_plan *p, const float *a, const float *b, float *c) { return run(p, a, b, c); }
+int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c) { return run(p, a, b, NULL, c); }
+int pml_matmul_run_bias(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, const float *bias, float *c) {
+    return run(p, a, b, bias, c);
+}
+int pml_matmul_run_f32(pml_matmul_plan *p, const float *a, const float *b, float *c) { return run(p, a, b, NULL, c); }
 
 #else
 // Built without oneDNN's headers: pml_dnnl_load fails, so no plan is ever made.
@@ -192,6 +201,10 @@ const char *pml_matmul_plan_impl(const pml_matmul_plan *p) {
 }
 int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c) {
     (void)p, (void)a, (void)b, (void)c;
+    return -1;
+}
+int pml_matmul_run_bias(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, const float *bias, float *c) {
+    (void)p, (void)a, (void)b, (void)bias, (void)c;
     return -1;
 }
 int pml_matmul_run_f32(pml_matmul_plan *p, const float *a, const float *b, float *c) {

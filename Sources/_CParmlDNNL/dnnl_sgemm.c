@@ -104,7 +104,7 @@ int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float 
                        float beta, float *c, int ldc) {
     pthread_once(&key_once, init_once);
     if (loaded != 0) return -1;
-    pml_matmul_shape s = {m, n, k, lda, ldb, ldc, transA == TRANS, transB == TRANS, beta, 1, 1};
+    pml_matmul_shape s = {m, n, k, lda, ldb, ldc, transA == TRANS, transB == TRANS, beta, 1, 1, 0};
     pml_matmul_plan *p = plan_for(&s);
     // A refused shape or a failed execute (oneDNN checks its arguments
     // before it writes C) leaves C as it was, for OpenBLAS.

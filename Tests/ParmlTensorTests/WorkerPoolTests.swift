@@ -314,6 +314,52 @@ private struct MarkRanges: RangeTask {
         }
     }
 
+    /// A bias added by the bf16 product's kernel (Linear's forward) gives
+    /// the bits of the bias broadcast into C and the product added with
+    /// β = 1: uncut, and cut by rows and by columns on two threads (each
+    /// block of columns takes its slice of the bias).
+    @Test(.enabled(if: BF16.unavailableReason == nil, "bf16 products cannot run here"))
+    func bf16BiasInTheKernelGivesTheBroadcastBits() throws {
+        for (m, n, k) in [(512, 1024, 784), (64, 1024, 512), (45, 96, 12)] {
+            var a = [UInt16](repeating: 0, count: m * k), b = [UInt16](repeating: 0, count: k * n)
+            BF16.round(randomArray(m * k, seed: UInt64(m + k), stream: 1), into: &a, count: m * k)
+            BF16.round(randomArray(k * n, seed: UInt64(n + k), stream: 2), into: &b, count: k * n)
+            let bias = randomArray(n, seed: UInt64(n), stream: 3)
+            for threads in [1, 2] {
+                try withThreads(threads) {
+                    var broadcast = (0..<m * n).map { bias[$0 % n] }
+                    try BF16Products().gemm(
+                        transA: false, transB: true, m: m, n: n, k: k, a, lda: k, b, ldb: k, beta: 1, &broadcast, ldc: n, threads: threads)
+                    var inKernel = [Float](repeating: .nan, count: m * n)
+                    try bias.withUnsafeBufferPointer { pb in
+                        try BF16Products().gemm(
+                            transA: false, transB: true, m: m, n: n, k: k, a, lda: k, b, ldb: k, beta: 0, &inKernel, ldc: n, threads: threads,
+                            bias: pb.baseAddress!)
+                    }
+                    let differ = zip(broadcast, inKernel).filter { $0.bitPattern != $1.bitPattern }.count
+                    let cut = ProductCut(m: m, n: n, parts: BF16Products.blockCount(m: m, n: n, k: k, threads: threads))
+                    #expect(differ == 0, "\(m)x\(n)x\(k) on \(threads) threads (\(cut.parts) blocks by \(cut.byRows ? "rows" : "columns")): \(differ) differ")
+                }
+            }
+        }
+        // Both cuts were met.
+        #expect(ProductCut(m: 512, n: 1024, parts: 2).byRows && !ProductCut(m: 64, n: 1024, parts: 2).byRows)
+        // A C whose rows are further apart than n (the bias broadcast there), columns past n untouched.
+        let (m, n, k, ldc) = (45, 96, 12, 101)
+        var a = [UInt16](repeating: 0, count: m * k), b = [UInt16](repeating: 0, count: k * n)
+        BF16.round(randomArray(m * k, seed: 1, stream: 1), into: &a, count: m * k)
+        BF16.round(randomArray(k * n, seed: 2, stream: 2), into: &b, count: k * n)
+        let bias = randomArray(n, seed: 3, stream: 3)
+        var broadcast = (0..<m * ldc).map { $0 % ldc < n ? bias[$0 % ldc] : 7 }
+        try BF16Products().gemm(transA: false, transB: true, m: m, n: n, k: k, a, lda: k, b, ldb: k, beta: 1, &broadcast, ldc: ldc, threads: 1)
+        var strided = [Float](repeating: 7, count: m * ldc)
+        try bias.withUnsafeBufferPointer { pb in
+            try BF16Products().gemm(
+                transA: false, transB: true, m: m, n: n, k: k, a, lda: k, b, ldb: k, beta: 0, &strided, ldc: ldc, threads: 1, bias: pb.baseAddress!)
+        }
+        #expect(broadcast.map(\.bitPattern) == strided.map(\.bitPattern))
+    }
+
     /// oneDNN sizes its OpenMP teams by the calling thread's OpenMP setting,
     /// which a host sharing oneDNN's libgomp (PyTorch's wheel brings one)
     /// uses for its own teams: a bf16 product uncut and cut and a float32

@@ -101,16 +101,16 @@ public final class Linear: KindedLayer, MatrixLayer {
         s[s.rank - 1] = outFeatures
         let y = try output.shaped(s)
         input = x
+        if ctx.precision == .bf16 {  // bf16 products (BF16Projection.swift); oneDNN's kernel adds b
+            try bf16.forward(
+                x.data, weight: weight.data, rows: rows, inF: inFeatures, outF: outFeatures, beta: 0, into: y.data, ctx,
+                bias: bias.map { UnsafePointer($0.data) })
+            return y
+        }
         if let bias {
             // Broadcast b into y, then accumulate the product on top (beta = 1):
             // one pass over y instead of a product pass plus a bias pass.
             Kernels.broadcastRows(bias.data, into: y.data, rows: rows, cols: outFeatures)
-        }
-        if ctx.precision == .bf16 {  // bf16 products (BF16Projection.swift)
-            try bf16.forward(
-                x.data, weight: weight.data, rows: rows, inF: inFeatures, outF: outFeatures, beta: bias == nil ? 0 : 1,
-                into: y.data, ctx)
-            return y
         }
         BLAS.gemm(
             transA: false, transB: true, m: rows, n: outFeatures, k: inFeatures,

@@ -27,6 +27,8 @@ typedef struct {
     float beta; /* 0 overwrites C; otherwise a fixed sum post-op of the plan */
     int32_t threads; /* OpenMP threads the plan runs on (oneDNN sizes its split by it) */
     int32_t f32;     /* nonzero: A and B are float32 (pml_matmul_run_f32), else bf16 */
+    int32_t bias;    /* nonzero: a float32 row of n values is added to every row of
+                      * op(A)·op(B) in the kernel (pml_matmul_run_bias); beta must be 0 */
 } pml_matmul_shape;
 
 typedef struct pml_matmul_plan pml_matmul_plan;
@@ -39,6 +41,8 @@ void pml_matmul_plan_free(pml_matmul_plan *p); /* NULL: no-op */
 const char *pml_matmul_plan_impl(const pml_matmul_plan *p);
 /* Runs the product; returns 0 or a oneDNN status. bf16 plans: */
 int pml_matmul_run(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, float *c);
+/* bf16 plans made with bias set: C = op(A)·op(B) + bias (bias: n floats). */
+int pml_matmul_run_bias(pml_matmul_plan *p, const uint16_t *a, const uint16_t *b, const float *bias, float *c);
 /* float32 plans (made with f32 set): */
 int pml_matmul_run_f32(pml_matmul_plan *p, const float *a, const float *b, float *c);
 
