@@ -482,6 +482,25 @@ private func layouts() -> [StrategyConfig] {
         #expect(one.blasThreads == 2 && abs(one.optimizer / oneFast.optimizer - 2) < 1e-9)
     }
 
+    /// The update's passes over the owned floats: parameters read and
+    /// written, gradients read, each state copy read and written, and one
+    /// more read of the gradients for the finite check or clipping's norm
+    /// (Adam: 8 passes with the check, 7 without).
+    @Test func theFiniteCheckReadsTheGradientsOnce() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        func optimizerSeconds(skip: Bool, clip: Float = 0) throws -> Double {
+            var request = AdviceRequest(sampleShape: Shape(12), batch: 96)
+            request.cores = 2
+            request.optimizer.kind = .adam
+            request.optimizer.skipNonFinite = skip
+            request.optimizer.clipGradNorm = clip
+            return try StrategyAdvisor.predict(model: model, strategy: StrategyConfig(), request: request, calibration: fixedCalibration()).optimizer
+        }
+        let checked = try optimizerSeconds(skip: true), unchecked = try optimizerSeconds(skip: false)
+        #expect(abs(checked / unchecked - 8.0 / 7) < 1e-9, "\(checked) vs \(unchecked)")
+        #expect(abs(try optimizerSeconds(skip: false, clip: 1) - checked) < 1e-15)
+    }
+
     /// Ranks sharing the cores share the caches too: a rank's pass runs at
     /// the rate of every resident rank's passes together, and the running
     /// ranks share the cores' gain. Two one-thread ranks each on half the

@@ -53,6 +53,9 @@ struct LayoutCandidate {
     /// SGD momentum folded into the gradient arena (one rank): no optimizer state.
     let folds: Bool
     let optimizerStateCopies: Int
+    /// The finite check or the clipping norm reads the owned gradients
+    /// once before the update (NonFinite.swift, GradientNorm.swift).
+    var readsGradientsFirst = false
 
     var stepPlan: StepPlan {
         StepPlan(samples: batch, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil)
@@ -603,12 +606,14 @@ struct CostModel {
         if p.releasedGradientBytes > 0 {
             p.overhead += pageFaults(bytes: p.releasedGradientBytes, st, local: local, contention: contention)
         }
-        // The update reads parameters and gradients, writes parameters, and reads and writes each state copy.
+        // The update reads parameters and gradients, writes parameters, and
+        // reads and writes each state copy; the finite check (or clipping's
+        // norm) has read the gradients once before it.
         let owned = Double(peak.ownedFloats)
+        let passes = 3 + 2 * (c.folds ? 1 : c.optimizerStateCopies) + (c.readsGradientsFirst ? 1 : 0)
         // The update runs on the rank's worker threads, as element-wise work
         // does, while the other ranks update theirs.
-        p.optimizer = elementwise(
-            bytes: owned * f * Double(3 + 2 * (c.folds ? 1 : c.optimizerStateCopies)), threads: threads, running: running, resident: busy) * contention
+        p.optimizer = elementwise(bytes: owned * f * Double(passes), threads: threads, running: running, resident: busy) * contention
         if world > 1 {
             let stats = allReduce(bytes: 8, ranks: world, stride: 1, world: world)
             p.overhead += handover(world: world) + stats

@@ -153,7 +153,7 @@ public enum StrategyAdvisor {
         let copies = o.kind == .sgd ? (o.momentum > 0 ? 1 : 0) : 2
         return LayoutCandidate(
             strategy: st, profile: profile, layout: layout, batch: r.batch, hasBatchStatistics: batchStatistics, folds: folds,
-            optimizerStateCopies: copies)
+            optimizerStateCopies: copies, readsGradientsFirst: o.skipNonFinite || o.clipGradNorm > 0)
     }
 
     /// Whether tp rank 0's rewrite of `model` keeps every parameter whole
