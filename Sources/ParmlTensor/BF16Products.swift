@@ -223,12 +223,12 @@ public final class BF16Products {
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 0, bias: UnsafePointer<Float>? = nil
     ) throws {
         guard m > 0, n > 0 else { return }
+        guard bias == nil || beta == 0 else { throw ParmlError.internal("bf16 product: a bias replaces beta, got beta \(beta)") }
         guard k > 0 else {
             // An empty sum: C = β·C (or the bias), as sgemm leaves it.
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = bias.map { $0[j] } ?? (beta == 0 ? 0 : beta * c[i * ldc + j]) } }
             return
         }
-        precondition(bias == nil || beta == 0, "a bias replaces beta")
         let parts = Self.blockCount(m: m, n: n, k: k, threads: threads > 0 ? threads : max(1, BLAS.threads))
         if parts > 1 {
             try gemmInBlocks(
