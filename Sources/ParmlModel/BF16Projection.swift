@@ -31,9 +31,6 @@ public final class BF16ParameterCopies: @unchecked Sendable {
 
     deinit { for r in runs { r.copy.deallocate() } }
 
-    /// Bytes the copies hold.
-    public var bytes: Int { runs.reduce(0) { $0 + $1.count * 2 } }
-
     /// Rounds every run over the rank's threads unless they are current.
     public func makeCurrent() {
         if isCurrent { return }
