@@ -175,12 +175,10 @@ final class RankContext {
 
     /// Whether this rank can keep bf16 copies of its runs: it updates every
     /// parameter it computes with, and nothing but its update writes them
-    /// during a step (no ZeRO shards, whose peers' updates arrive by
-    /// gather, and no local SGD average).
-    var keepsBF16Copies: Bool {
-        !layout.shardsOverData && !layout.averagesParameters && gathering == nil && !sharesParameters
-            && virtualStages.allSatisfy { $0.owned == $0.range }
-    }
+    /// during a step. Not with ZeRO shards over data (owned ⊂ range: the
+    /// peers' updates arrive by all-gather, a shared arena or per-layer
+    /// gathering), nor with local SGD's average.
+    var keepsBF16Copies: Bool { !layout.shardsOverData && !layout.averagesParameters }
 
     /// The bf16 copies this step's passes read, current, or nil where the
     /// layers round their own weights.
