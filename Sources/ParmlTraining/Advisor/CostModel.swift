@@ -55,7 +55,7 @@ struct LayoutCandidate {
     let optimizerStateCopies: Int
     /// The finite check or the clipping norm reads the owned gradients
     /// once before the update (NonFinite.swift, GradientNorm.swift).
-    var readsGradientsFirst = false
+    let readsGradientsFirst: Bool
 
     var stepPlan: StepPlan {
         StepPlan(samples: batch, ranks: layout.mesh.dp, deterministicChunk: strategy.deterministic ? strategy.gradientChunk : nil)
