@@ -43,17 +43,18 @@ public final class BF16ParameterCopies: @unchecked Sendable {
 
     /// The copy of arena element `index` onwards, for an optimizer updating
     /// a range that starts there (nil: not copied here).
-    public func copy(ofElement index: Int) -> UnsafeMutablePointer<UInt16>? {
-        for r in runs where index >= r.first && index < r.first + r.count { return r.copy + (index - r.first) }
-        return nil
-    }
+    public func copy(ofElement index: Int) -> UnsafeMutablePointer<UInt16>? { copy(of: index, count: 1) }
 
     /// The bf16 copy of the `count` parameters at `x`, when current and
     /// within one run (nil: the caller rounds them itself).
     public func copy(of x: UnsafePointer<Float>, count: Int) -> UnsafePointer<UInt16>? {
         guard isCurrent else { return nil }
-        let i = UnsafePointer(arena).distance(to: x)
-        for r in runs where i >= r.first && i + count <= r.first + r.count { return UnsafePointer(r.copy + (i - r.first)) }
+        return copy(of: UnsafePointer(arena).distance(to: x), count: count).map { UnsafePointer($0) }
+    }
+
+    /// Where arena elements [first, first + count) are copied, if in one run.
+    private func copy(of first: Int, count: Int) -> UnsafeMutablePointer<UInt16>? {
+        for r in runs where first >= r.first && first + count <= r.first + r.count { return r.copy + (first - r.first) }
         return nil
     }
 }
