@@ -7,8 +7,9 @@ rather than the minutes a measurement takes.
 
 For each scenario in the file: the current first choice and how much slower
 it measured than the fastest measured layout, Spearman's rho between the
-current predictions and the measured times, and the worst memory error
-against the trainer's report recorded there. Layouts are matched by their
+current predictions and the measured times, the worst memory error
+against the trainer's report recorded there, and how long this advice
+took (cached calibration). Layouts are matched by their
 name ("dp2 pp1 tp1 m1 zero3"); a layout the library no longer ranks, or one
 the file did not measure, is left out and counted. The measurements keep the
 load they were taken under (bench/advisor.md says which runs were quiet),
@@ -29,6 +30,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -51,9 +53,12 @@ def evaluate(measured_file, cache_dir, show_rows=False, only=None):
         if s is None:
             print(f"{ms['name']}: not among bench/advisor.py's scenarios, skipped")
             continue
-        advice = parml.advise(s["make"](), s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache_dir, show=False,
+        model = s["make"]()
+        t0 = time.perf_counter()
+        advice = parml.advise(model, s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache_dir, show=False,
                               memory_budget=ms.get("budget", 0), deterministic=s["deterministic"], max_ranks=4,
                               cores=measured.get("cores", 0))
+        latency = time.perf_counter() - t0
         times = {r["layout"]: r["measured"] for r in ms["rows"]}
         bytes_ = {r["layout"]: r["measured_bytes"] for r in ms["rows"]}
         pairs = [(layout_name(p), p) for p in advice.ranked if layout_name(p) in times]
@@ -66,9 +71,10 @@ def evaluate(measured_file, cache_dir, show_rows=False, only=None):
         rho = spearman([p.step_seconds for _, p in pairs], [times[n] for n, _ in pairs])
         mem = max(abs(p.peak_bytes - bytes_[n]) / bytes_[n] for n, p in pairs)
         out.append(dict(name=ms["name"], first=first, over=times[first] / fastest - 1, rho=rho, memory=mem, n=len(pairs), missing=missing,
-                        load=ms.get("load")))
+                        load=ms.get("load"), latency=latency))
         print(f"{ms['name']:48s} n={len(pairs):2d}{f' (+{missing} unmeasured)' if missing else ''}  first {first:24s} "
-              f"{100 * (times[first] / fastest - 1):+6.1f} %  rho {rho:5.2f}  memory <= {100 * mem:4.1f} %  (load {ms.get('load', 0):.1f})")
+              f"{100 * (times[first] / fastest - 1):+6.1f} %  rho {rho:5.2f}  memory <= {100 * mem:4.1f} %  advice {latency * 1e3:3.0f} ms  "
+              f"(load {ms.get('load', 0):.1f})")
         if show_rows:
             for n, p in sorted(pairs, key=lambda np: times[np[0]]):
                 t = times[n]
@@ -79,7 +85,7 @@ def evaluate(measured_file, cache_dir, show_rows=False, only=None):
         within = sum(1 for r in out if r["over"] <= 0.10)
         rhos = [r["rho"] for r in out]
         print(f"first within 10 %: {within}/{len(out)}; rho median {statistics.median(rhos):.2f} (min {min(rhos):.2f}); "
-              f"memory error <= {100 * max(r['memory'] for r in out):.1f} %")
+              f"memory error <= {100 * max(r['memory'] for r in out):.1f} %; advice max {1e3 * max(r['latency'] for r in out):.0f} ms")
     return out
 
 

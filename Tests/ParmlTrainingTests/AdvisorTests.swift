@@ -193,6 +193,41 @@ private func layouts() -> [StrategyConfig] {
         #expect(advice.ranked.count + advice.excluded.count == all.ranked.count + all.excluded.count)
     }
 
+    /// Advice reads the model and leaves it as it was: the probe's copy
+    /// reads the model's parameter arena (batch_norm's running statistics
+    /// in it included) and writes gradients of its own. And every ranked
+    /// layout gets the time it gets predicted alone: an advice reuses the
+    /// compute of stages it has timed already, keyed by everything the
+    /// time depends on (rates by working set, so the held activations count).
+    @Test func adviceLeavesTheModelAsItWasAndMatchesLonePredictions() throws {
+        var calibration = fixedCalibration()
+        calibration.products += [
+            .init(m: 4, n: 256, k: 256, threads: 1, flopsPerSecond: 1e10), .init(m: 256, n: 256, k: 256, threads: 1, flopsPerSecond: 8e10),
+        ]
+        calibration.elementwiseBySize = [(2e5, 1e11), (3e6, 9e10), (1e8, 2e10)]
+        calibration.elementwiseAllCoresBySize = [(2e5, 2e11), (3e6, 1.8e11), (1e8, 3e10)]
+        calibration.elementwiseAllCoresBytesPerSecond = 3e10
+        func bits(_ t: Tensor?) -> [UInt32] {
+            guard let t else { return [] }
+            return (0..<t.count).map { t.data[$0].bitPattern }
+        }
+        for c in cases {
+            let model = try c.make()
+            let (parameters, gradients) = (bits(model.parameters), bits(model.gradients))
+            var request = AdviceRequest(sampleShape: c.sample, batch: 16)
+            request.optimizer.kind = .adamW
+            request.cores = 2
+            let advice = try StrategyAdvisor.advise(model: model, request: request, calibration: calibration, origin: .measured)
+            #expect(bits(model.parameters) == parameters, "\(c): the advice changed the parameters")
+            #expect(bits(model.gradients) == gradients, "\(c): the advice changed the gradients")
+            #expect(advice.ranked.count > 10, "\(c)")
+            for p in advice.ranked {
+                let alone = try StrategyAdvisor.predict(model: model, strategy: p.strategy, request: request, calibration: calibration)
+                #expect(alone.stepSeconds == p.stepSeconds && alone.compute == p.compute, "\(c) \(p.strategy): \(alone.stepSeconds) alone, \(p.stepSeconds) in the advice; memory \(alone.memory) alone, \(p.memory) in the advice")
+            }
+        }
+    }
+
     /// Layouts the trainer cannot build are excluded with its reason, and
     /// the first choice builds and steps.
     @Test func infeasibleLayoutsAreExcludedWithTheirReason() throws {

@@ -97,6 +97,9 @@ struct CostModel {
     let machine: MachineDescription?
     /// Whether OpenBLAS here has small-matrix kernels (`BLAS.hasSmallMatrixKernels`).
     var smallKernels = false
+    /// `compute`'s answers within one advice: most layouts repeat the same
+    /// stages at the same rows (the four ZeRO stages, the schedules).
+    let computed = ComputeMemo()
 
     func ranksPerNode(world: Int) -> Int { min(world, machine?.ranksPerNode ?? world) }
 
@@ -292,6 +295,18 @@ struct CostModel {
     /// thread counts were not measured) at `threads` times this machine's
     /// one-thread rate.
     func compute(
+        _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double
+    ) throws -> Double {
+        let key = ComputeMemo.Key(
+            profile: ObjectIdentifier(profile), layers: layers, rows: rows, threads: requested, running: running, resident: resident,
+            held: held.bitPattern)
+        if let t = computed.seconds[key] { return t }
+        let t = try uncachedCompute(profile, layers: layers, rows: rows, threads: requested, running: running, resident: resident, held: held)
+        computed.seconds[key] = t
+        return t
+    }
+
+    private func uncachedCompute(
         _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double
     ) throws -> Double {
         let threads = machine == nil ? requested : 1
@@ -673,4 +688,16 @@ enum Bytes {
         let r = (x * 10).rounded() / 10
         return r == r.rounded() ? "\(Int(r))" : "\(r)"
     }
+}
+
+/// `CostModel.compute`'s answers by their arguments (the profile by
+/// identity: each tp degree's probe is one object for the whole advice).
+final class ComputeMemo {
+    struct Key: Hashable {
+        let profile: ObjectIdentifier
+        let layers: Range<Int>
+        let rows, threads, running, resident: Int
+        let held: UInt64
+    }
+    var seconds: [Key: Double] = [:]
 }

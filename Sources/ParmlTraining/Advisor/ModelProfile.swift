@@ -29,7 +29,10 @@ final class ModelProfile {
 
     static let probeRows = (2, 4)
 
-    init(serial: Model, tp: Int, sampleShape: Shape) throws {
+    /// `threads`: the probe's pass thread count (attention's scratch is cut
+    /// per thread), fixed by the caller rather than read from the process's
+    /// pool, which any trainer may have resized meanwhile.
+    init(serial: Model, tp: Int, sampleShape: Shape, threads: Int = 1) throws {
         self.tp = tp
         self.sampleShape = sampleShape
         let copy: Model
@@ -39,7 +42,9 @@ final class ModelProfile {
             let alone = try ThreadsWorld(size: 1, timeout: 10, name: "advisor-probe")
             TensorParallelSync.attach(alone.communicator(rank: 0), to: copy)
         } else {
-            copy = try serial.replicate()
+            // The probe only reads the parameters: no copy of them (a 2048-wide
+            // MLP's 17 MB copy was a tenth of its advice).
+            copy = try serial.replicate(sharingParameters: true)
         }
         model = copy
         let layers = copy.root.layers
@@ -64,8 +69,8 @@ final class ModelProfile {
         forwardReduce = fwd
         backwardReduce = bwd
         let (r1, r2) = ModelProfile.probeRows
-        let b1 = try ModelProfile.probe(copy, sample: sampleShape, rows: r1)
-        let b2 = try ModelProfile.probe(copy, sample: sampleShape, rows: r2)
+        let b1 = try ModelProfile.probe(copy, sample: sampleShape, rows: r1, threads: threads)
+        let b2 = try ModelProfile.probe(copy, sample: sampleShape, rows: r2, threads: threads)
         bufferPerRow = zip(b1, b2).map { max(0, Double($1 - $0) / Double(r2 - r1)) }
         bufferBase = zip(b1, bufferPerRow).map { max(0, Double($0) - $1 * Double(r1)) }
     }
@@ -83,10 +88,11 @@ final class ModelProfile {
     /// One training forward and backward at `rows` (zeros in, ones back);
     /// the first layer computes no input gradient, as in a step. Returns
     /// each top-level layer's buffer bytes afterwards.
-    static func probe(_ model: Model, sample: Shape, rows: Int) throws -> [Int] {
+    static func probe(_ model: Model, sample: Shape, rows: Int, threads: Int) throws -> [Int] {
         let x = try Tensor(shape: sample.withLeading(rows, keeping: true))
         x.fill(0)
-        let ctx = PassContext(training: true)
+        var ctx = PassContext(training: true)
+        ctx.threads = max(1, threads)
         var h = x
         let layers = model.root.layers
         for l in layers { h = try l.forward(h, ctx) }

@@ -103,9 +103,10 @@ public enum StrategyAdvisor {
     }
 
     static func costModel(_ r: AdviceRequest, _ c: MachineCalibration) -> CostModel {
-        let cores = r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.onlineCores)
-        return CostModel(calibration: c, coresPerNode: cores, machine: r.machine, smallKernels: BLAS.hasSmallMatrixKernels)
+        CostModel(calibration: c, coresPerNode: coresPerNode(r), machine: r.machine, smallKernels: BLAS.hasSmallMatrixKernels)
     }
+
+    static func coresPerNode(_ r: AdviceRequest) -> Int { r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.onlineCores) }
 
     /// The trainer's view of `strategy` for `model`, or the error the trainer would give.
     static func candidate(
@@ -137,7 +138,10 @@ public enum StrategyAdvisor {
         if let p = profiles[mesh.tp] {
             profile = p
         } else {
-            profile = try ModelProfile(serial: model, tp: mesh.tp, sampleShape: r.sampleShape)
+            // Probed on one thread, as most layouts' ranks run here: a rank of
+            // more threads holds one more per-thread scratch slice (the GPT's
+            // attention: 7 KB of its 3 MB).
+            profile = try ModelProfile(serial: model, tp: mesh.tp, sampleShape: r.sampleShape, threads: 1)
             profiles[mesh.tp] = profile
         }
         let out = try model.outputShape(for: r.sampleShape.withLeadingOne)
