@@ -1,6 +1,7 @@
 import Glibc
 import _CParmlBLAS
 import _CParmlDNNL
+import _CParmlKernels
 
 /// OpenBLAS, loaded on first use with kernels chosen for this CPU.
 /// Every engine entry point calls `BLAS.ensureLoaded()` before math runs.
@@ -54,6 +55,22 @@ public enum BLAS {
         pml_dnnl_sgemm_run(
             Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), Int32(k), a,
             Int32(lda), b, Int32(ldb), beta, c, Int32(ldc)) == 0
+    }
+
+    /// Runs `body` with the calling thread's work done as for a one-off
+    /// (the advisor's probe of a model's buffers): every float32 product on
+    /// OpenBLAS and every pool job's parts on this thread. oneDNN compiles
+    /// a plan for each new shape on each thread that runs one: the GPT's
+    /// probe spent about half of a first advice there, on shapes no step
+    /// asks for. Only which kernels run changes, not what is computed.
+    public static func asOneOff<R>(_ body: () throws -> R) rethrows -> R {
+        let bypassed = pml_dnnl_sgemm_bypass_on_this_thread(1)
+        let kept = pml_pool_keep_on_this_thread(1)
+        defer {
+            pml_dnnl_sgemm_bypass_on_this_thread(bypassed)
+            pml_pool_keep_on_this_thread(kept)
+        }
+        return try body()
     }
 
     /// How many large products oneDNN ran, and how many of those it would

@@ -113,9 +113,17 @@ int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float 
     return 0;
 }
 
+static _Thread_local int bypassed;
+
+int pml_dnnl_sgemm_bypass_on_this_thread(int on) {
+    int before = bypassed;
+    bypassed = on != 0;
+    return before;
+}
+
 static void route(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc) {
-    if (order == ROW_MAJOR && pml_dnnl_sgemm_takes(m, n, k, alpha) && !strided_transposed(transB, n, ldc)) {
+    if (!bypassed && order == ROW_MAJOR && pml_dnnl_sgemm_takes(m, n, k, alpha) && !strided_transposed(transB, n, ldc)) {
         if (pml_dnnl_sgemm_run(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc) == 0) return;
         __atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
     }

@@ -117,10 +117,18 @@ int pml_pool_set_threads(int threads) {
 
 int pml_pool_threads(void) { return atomic_load(&active); }
 
+static _Thread_local int keeps_work;
+
+int pml_pool_keep_on_this_thread(int on) {
+    int before = keeps_work;
+    keeps_work = on != 0;
+    return before;
+}
+
 void pml_pool_run(long parts, pml_pool_task task, void *ctx) {
     if (parts <= 0) return;
     int expected = 0;
-    if (parts == 1 || atomic_load(&active) == 1 || !atomic_compare_exchange_strong(&busy, &expected, 1)) {
+    if (parts == 1 || keeps_work || atomic_load(&active) == 1 || !atomic_compare_exchange_strong(&busy, &expected, 1)) {
         for (long p = 0; p < parts; p++) task(ctx, p);
         return;
     }

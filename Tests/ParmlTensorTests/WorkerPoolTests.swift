@@ -1,5 +1,8 @@
+import Glibc
 import Synchronization
 import Testing
+import _CParmlDNNL
+import _CParmlKernels
 import _ParmlTestSupport
 
 @testable import ParmlTensor
@@ -24,6 +27,23 @@ private struct CountParts: WorkerTask {
 private struct CountInner: WorkerTask {
     let tally: Tally
     func run(part: Int) { tally.inner.add(1, ordering: .relaxed) }
+}
+
+/// Which thread ran each part.
+private final class ThreadLog: Sendable {
+    let threads: Mutex<[pthread_t?]>
+    init(parts: Int) { threads = Mutex([pthread_t?](repeating: nil, count: parts)) }
+}
+
+/// Records its thread, then holds the part 2 ms: long enough for an idle
+/// worker to take some of the others.
+private struct RecordThreads: WorkerTask {
+    let log: ThreadLog
+    func run(part p: Int) {
+        let me = pthread_self()
+        log.threads.withLock { $0[p] = me }
+        usleep(2000)
+    }
 }
 
 /// Marks every index of its range and records the range's start.
@@ -59,6 +79,55 @@ private struct MarkRanges: RangeTask {
                 #expect(tally.counts.withLock { $0 }.allSatisfy { $0 == 1 }, "\(parts) parts")
                 #expect(tally.inner.load(ordering: .relaxed) == 2 * parts)
             }
+        }
+    }
+
+    /// `BLAS.asOneOff` (the advisor's probe): inside it, this thread's jobs
+    /// run every part on this thread and its products skip oneDNN's route
+    /// (no plan compiled for shapes seen once); both settings come back as
+    /// they were after it, nested or not, and a large product inside it
+    /// still computes op(A)·op(B).
+    @Test func oneOffWorkStaysOnTheCallingThread() {
+        func bypassed() -> Int32 {
+            let was = pml_dnnl_sgemm_bypass_on_this_thread(1)
+            pml_dnnl_sgemm_bypass_on_this_thread(was)
+            return was
+        }
+        func kept() -> Int32 {
+            let was = pml_pool_keep_on_this_thread(1)
+            pml_pool_keep_on_this_thread(was)
+            return was
+        }
+        withThreads(2) {
+            #expect(bypassed() == 0 && kept() == 0)
+            let me = pthread_self()
+            let (m, n, k) = (192, 160, 256)
+            let a = randomArray(m * k, seed: 5, stream: 1), b = randomArray(k * n, seed: 5, stream: 2)
+            var c = [Float](repeating: 0, count: m * n)
+            BLAS.asOneOff {
+                #expect(bypassed() == 1 && kept() == 1)
+                let log = ThreadLog(parts: 8)
+                WorkerPool.run(parts: 8, RecordThreads(log: log))
+                #expect(log.threads.withLock { $0 }.allSatisfy { $0.map { pthread_equal($0, me) != 0 } ?? false })
+                BLAS.asOneOff { #expect(bypassed() == 1 && kept() == 1) }
+                #expect(bypassed() == 1 && kept() == 1, "a nested one-off put the settings back too early")
+                c.withUnsafeMutableBufferPointer { pc in
+                    BLAS.gemm(transA: false, transB: false, m: m, n: n, k: k, a, lda: k, b, ldb: n, beta: 0, pc.baseAddress!, ldc: n)
+                }
+            }
+            #expect(bypassed() == 0 && kept() == 0)
+            var worst = 0.0
+            for i in 0..<m {
+                for j in 0..<n {
+                    var sum = 0.0, absSum = 0.0
+                    for p in 0..<k {
+                        sum += Double(a[i * k + p]) * Double(b[p * n + j])
+                        absSum += abs(Double(a[i * k + p]) * Double(b[p * n + j]))
+                    }
+                    worst = max(worst, abs(Double(c[i * n + j]) - sum) / absSum)
+                }
+            }
+            #expect(worst <= 1e-5, "max error relative to Σ|a·b|: \(worst)")
         }
     }
 

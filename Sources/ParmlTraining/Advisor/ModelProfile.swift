@@ -69,8 +69,11 @@ final class ModelProfile {
         forwardReduce = fwd
         backwardReduce = bwd
         let (r1, r2) = ModelProfile.probeRows
-        let b1 = try ModelProfile.probe(copy, sample: sampleShape, rows: r1, threads: threads)
-        let b2 = try ModelProfile.probe(copy, sample: sampleShape, rows: r2, threads: threads)
+        // Shapes run once: no oneDNN plans compiled for them (BLAS.asOneOff).
+        let (b1, b2) = try BLAS.asOneOff {
+            (try ModelProfile.probe(copy, sample: sampleShape, rows: r1, threads: threads),
+             try ModelProfile.probe(copy, sample: sampleShape, rows: r2, threads: threads))
+        }
         bufferPerRow = zip(b1, b2).map { max(0, Double($1 - $0) / Double(r2 - r1)) }
         bufferBase = zip(b1, bufferPerRow).map { max(0, Double($0) - $1 * Double(r1)) }
     }

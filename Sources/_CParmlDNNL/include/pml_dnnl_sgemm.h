@@ -57,6 +57,9 @@ pml_dnnl_sgemm_fn pml_dnnl_sgemm_route(pml_dnnl_sgemm_fn openblas);
  * does not load or refuses the shape. */
 int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float *a, int lda, const float *b, int ldb,
                        float beta, float *c, int ldc);
+/* 1: this thread's products all go to OpenBLAS (shapes seen once, for which
+ * oneDNN would compile a plan that never runs again); 0: routed again. Returns the setting before. */
+int pml_dnnl_sgemm_bypass_on_this_thread(int on);
 
 /* Whether a product of this shape goes to oneDNN (given that it loads). */
 int pml_dnnl_sgemm_takes(int m, int n, int k, float alpha);

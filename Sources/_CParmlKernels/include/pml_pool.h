@@ -37,6 +37,10 @@ int pml_pool_threads(void);
  * whichever thread is free; a part runs exactly once. */
 void pml_pool_run(long parts, pml_pool_task task, void *ctx);
 
+/* 1: this thread's jobs run every part on this thread, the workers left
+ * alone (work done once, whose timing does not matter); 0: shared again. Returns the setting before. */
+int pml_pool_keep_on_this_thread(int on);
+
 #ifdef __cplusplus
 }
 #endif
