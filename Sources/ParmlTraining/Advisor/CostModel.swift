@@ -390,6 +390,8 @@ struct CostModel {
         var stages: [(compute: Double, tp: Double, fwd: (Int, Double), bwd: (Int, Double))] = []
         // Each run of layers' compute per slot, for the pipeline's replay.
         var runCompute = [Double](repeating: 0, count: c.layout.stageRanges.count)
+        // Deterministic mode's chunk tree per slot of each run (after its backward).
+        var runTree = [Double](repeating: 0, count: c.layout.stageRanges.count)
         var peak = MemoryAccount(), peakStage = 0
         // The pieces a step computes, by their rows: an uneven split (12
         // rows in 8 micro-batches: 4 of 2 rows and 4 of 1) and a short last
@@ -424,7 +426,9 @@ struct CostModel {
                 compute += own
                 runCompute[run] = own
                 if st.deterministic {
-                    compute += chunkTree(c, run: run, threads: threads, running: running, resident: busy) / slots
+                    let tree = chunkTree(c, run: run, threads: threads, running: running, resident: busy) / slots
+                    compute += tree
+                    runTree[run] = tree
                 }
                 for l in layers where mesh.tp > 1 {
                     let g = c.profile.forwardReduce[l], e = c.profile.backwardReduce[l]
@@ -490,6 +494,17 @@ struct CostModel {
         // mesh order), with all of them sharing the cores: with one stage
         // the stretched compute itself; a pipeline on fewer cores than
         // ranks cannot finish sooner, whatever its critical path.
+        // A pipeline's compute and bubble replayed with the stages sharing
+        // the cores as far as its schedule lets them run at once.
+        if mesh.pp > 1 && machine == nil {
+            let replay = PipelineReplay(
+                kind: c.layout.stageScheduleKind, stages: mesh.pp, virtualStages: c.layout.virtualStages, microBatches: m * c.maxPieces,
+                forward: runCompute.map { $0 / 3 }, backward: zip(runCompute, runTree).map { $0 * 2 / 3 + $1 })
+            if let r = replay.sharedMakespan(threadsPerStage: mesh.dp * mesh.tp * threads, stretch: stretch) {
+                p.compute = r.busiest
+                p.bubble = max(0, r.seconds - r.busiest)
+            }
+        }
         let shared = allStages / Double(mesh.pp) * pieces * Double(m) * contention / pathContention
         p.compute = max(p.compute, shared - p.bubble)
         var comm = stageTP * pieces * Double(m)

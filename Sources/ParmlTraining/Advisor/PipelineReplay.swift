@@ -73,6 +73,56 @@ struct PipelineReplay {
         return (clock.max() ?? 0, sleeps)
     }
 
+    /// Seconds from the first op to the last, hops free, where the ops
+    /// running at once share the cores: with k stages running, every op
+    /// runs `stretch(k · threadsPerStage)` times slower than alone (each
+    /// stage's op runs on all its dp × tp ranks' threads at once). And the
+    /// most any one stage was busy. A pipeline's stages overlap only where
+    /// the schedule lets them: 2 micro-batches on 2 stages alternate
+    /// between the stages, 16 keep both busy most of the step.
+    /// nil where the schedules cannot all finish.
+    func sharedMakespan(threadsPerStage: Int, stretch: (Int) -> Double) -> (seconds: Double, busiest: Double)? {
+        let p = stages, v = virtualStages, m = microBatches, runs = p * v
+        guard p > 0, v > 0, m > 0, forward.count == runs, backward.count == runs else { return nil }
+        let schedules = (0..<p).map {
+            StageSchedule(kind: kind, stage: $0, stages: p, microBatches: m, virtualStages: v).ops
+        }
+        var forwardDone = Array(repeating: [Bool](repeating: false, count: m), count: runs)
+        var backwardDone = forwardDone
+        var next = [Int](repeating: 0, count: p)
+        // The op each stage runs (its run and micro-batch, forward or not) and the work it has left.
+        var running = [(g: Int, j: Int, forward: Bool, left: Double)?](repeating: nil, count: p)
+        var busy = [Double](repeating: 0, count: p)
+        var now = 0.0
+        while true {
+            for s in 0..<p where running[s] == nil && next[s] < schedules[s].count {
+                switch schedules[s][next[s]] {
+                case .forward(let mb, let k):
+                    let g = k * p + s
+                    if g == 0 || forwardDone[g - 1][mb] { running[s] = (g, mb, true, forward[g]) }
+                case .backward(let mb, let k):
+                    let g = k * p + s
+                    if g < runs - 1 ? backwardDone[g + 1][mb] : forwardDone[g][mb] { running[s] = (g, mb, false, backward[g]) }
+                }
+            }
+            let active = running.indices.filter { running[$0] != nil }
+            if active.isEmpty { break }
+            let factor = max(1, stretch(active.count * threadsPerStage))
+            let dt = active.map { running[$0]!.left }.min()! * factor
+            now += dt
+            for s in active {
+                busy[s] += dt
+                running[s]!.left -= dt / factor
+                guard let op = running[s], op.left <= 1e-15 else { continue }
+                if op.forward { forwardDone[op.g][op.j] = true } else { backwardDone[op.g][op.j] = true }
+                running[s] = nil
+                next[s] += 1
+            }
+        }
+        guard zip(next, schedules).allSatisfy({ $0 == $1.count }) else { return nil }
+        return (now, busy.max() ?? 0)
+    }
+
     /// What the hops add to the step (the replay with them less the replay
     /// without), and how many ops of the replay with them slept first.
     func hops(seconds hop: Double, wake: Double, window: Double) -> (seconds: Double, sleeps: Int)? {
