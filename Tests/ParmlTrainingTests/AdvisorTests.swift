@@ -411,7 +411,7 @@ private func layouts() -> [StrategyConfig] {
     }
 
     /// A pipeline's stages share the cores only where its schedule runs them
-    /// at once (PipelineReplay.sharedMakespan). Two equal stages of t a
+    /// at once (PipelineReplay.makespan with the cores shared). Two equal stages of t a
     /// micro-batch (forward t/3, backward 2t/3), 2 micro-batches, 1F1B, on
     /// a machine where 2 threads at once are each 2× slower (a loaded one),
     /// worked by hand: stage 0's first forward runs alone, its second
@@ -677,6 +677,11 @@ private func layouts() -> [StrategyConfig] {
             kind: .oneForwardOneBackward, stages: 2, virtualStages: 1, microBatches: 2, forward: [1, 1], backward: [2, 2])
         let bare = try #require(replay.makespan(hop: 0, wake: 0, window: 0.05))
         #expect(abs(bare.seconds - 9) < 1e-12)
+        // The same with the cores shared: two ops at once each run 2× slower
+        // (worked by hand in pipelineStagesShareTheCoresAsTheirScheduleOverlaps: 4t and 3t of t = 3 s).
+        let halves = { (threads: Int) -> Double in threads > 1 ? 2 : 1 }
+        let shared = try #require(replay.makespan(hop: 0, wake: 0, window: .infinity, stretch: halves))
+        #expect(abs(shared.seconds - 12) < 1e-9 && abs(shared.busiest - 9) < 1e-9, "\(shared)")
         let hops = try #require(replay.hops(seconds: 0.1, wake: 0, window: .infinity))
         #expect(abs(hops.seconds - 0.2) < 1e-12 && hops.sleeps == 0)
         // Stage 1 waits 1.1 s for its first input; stage 0 for both gradients.

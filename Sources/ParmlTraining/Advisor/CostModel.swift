@@ -494,16 +494,18 @@ struct CostModel {
         // mesh order), with all of them sharing the cores: with one stage
         // the stretched compute itself; a pipeline on fewer cores than
         // ranks cannot finish sooner, whatever its critical path.
-        // A pipeline's compute and bubble replayed with the stages sharing
-        // the cores as far as its schedule lets them run at once.
-        if mesh.pp > 1 && machine == nil {
-            let replay = PipelineReplay(
+        // On this machine a pipeline's compute and bubble are replayed op by
+        // op, the stages sharing the cores as far as its schedule lets them
+        // run at once (a piece's forward a third of its run's compute, its
+        // backward two thirds and deterministic mode's chunk tree).
+        let sharing = mesh.pp > 1 && machine == nil
+            ? PipelineReplay(
                 kind: c.layout.stageScheduleKind, stages: mesh.pp, virtualStages: c.layout.virtualStages, microBatches: m * c.maxPieces,
-                forward: runCompute.map { $0 / 3 }, backward: zip(runCompute, runTree).map { $0 * 2 / 3 + $1 })
-            if let r = replay.sharedMakespan(threadsPerStage: mesh.dp * mesh.tp * threads, stretch: stretch) {
-                p.compute = r.busiest
-                p.bubble = max(0, r.seconds - r.busiest)
-            }
+                forward: runCompute.map { $0 / 3 }, backward: zip(runCompute, runTree).map { $0 * 2 / 3 + $1 }) : nil
+        let perStage = mesh.dp * mesh.tp * threads
+        if let sharing, let r = sharing.makespan(hop: 0, wake: 0, window: .infinity, threadsPerStage: perStage, stretch: stretch) {
+            p.compute = r.busiest
+            p.bubble = max(0, r.seconds - r.busiest)
         }
         let shared = allStages / Double(mesh.pp) * pieces * Double(m) * contention / pathContention
         p.compute = max(p.compute, shared - p.bubble)
@@ -549,14 +551,19 @@ struct CostModel {
             // on every hop had charged its 4-rank pipelines 0.2–1.3 ms of
             // hops, in steps measured at 0.65–1.1 ms in all (ranked at 0.42
             // in the 20:17 run, 0.69 replayed).
+            // Described machines: each stage's compute stretched by the
+            // average busy count, the cores not shared in the replay.
             let stretched = runCompute.map { $0 * pathContention }
-            let replay = PipelineReplay(
+            let replay = sharing ?? PipelineReplay(
                 kind: c.layout.stageScheduleKind, stages: mesh.pp, virtualStages: c.layout.virtualStages, microBatches: m * c.maxPieces,
                 forward: stretched.map { $0 / 3 }, backward: stretched.map { $0 * 2 / 3 })
             let windows = rankWaitWindows(ranks: local, cpus: coresPerNode)
             let window = Double(windows.spinNanos + windows.yieldNanos) * 1e-9
             var t = Double(sends) * (hop + wakeUp)
-            if let replayed = replay.hops(seconds: hop, wake: wakeUp, window: window) {
+            let replayed = sharing != nil
+                ? replay.hops(seconds: hop, wake: wakeUp, window: window, threadsPerStage: perStage, stretch: stretch)
+                : replay.hops(seconds: hop, wake: wakeUp, window: window)
+            if let replayed {
                 t = replayed.seconds
                 // Past the cores a rank that sleeps and is woken also costs
                 // the node CPU time (the futex wait and wake, two context
