@@ -479,7 +479,8 @@ struct CostModel {
         }
         let pieces = Double(c.maxPieces)
         p.compute = stageCompute * pieces * Double(m)
-        // Filling and draining the pipe: a micro-batch passes every other
+        // Filling and draining the pipe (described machines; this machine's
+        // replay below replaces both figures): a micro-batch passes every other
         // stage once outside the slowest stage's steady state, so the idle
         // time is the other stages' micro-batch times, (p − 1) times the
         // slowest only when the stages are balanced (a cut where the first
@@ -490,10 +491,6 @@ struct CostModel {
         // fill waits for one piece, not a micro-batch (deterministic mode's
         // pp 2 with 2 micro-batches of 2 chunks measured what 4 of 1 did).
         p.bubble = max(0, others) / Double(c.layout.virtualStages)
-        // Every rank's compute (the stages' average: ranks fill the node in
-        // mesh order), with all of them sharing the cores: with one stage
-        // the stretched compute itself; a pipeline on fewer cores than
-        // ranks cannot finish sooner, whatever its critical path.
         // On this machine a pipeline's compute and bubble are replayed op by
         // op, the stages sharing the cores as far as its schedule lets them
         // run at once (a piece's forward a third of its run's compute, its
@@ -507,6 +504,10 @@ struct CostModel {
             p.compute = r.busiest
             p.bubble = max(0, r.seconds - r.busiest)
         }
+        // Every rank's compute (the stages' average: ranks fill the node in
+        // mesh order), with all of them sharing the cores: with one stage
+        // the stretched compute itself; a pipeline on fewer cores than
+        // ranks cannot finish sooner, whatever its critical path.
         let shared = allStages / Double(mesh.pp) * pieces * Double(m) * contention / pathContention
         p.compute = max(p.compute, shared - p.bubble)
         var comm = stageTP * pieces * Double(m)

@@ -103,10 +103,9 @@ public enum StrategyAdvisor {
     }
 
     static func costModel(_ r: AdviceRequest, _ c: MachineCalibration) -> CostModel {
-        CostModel(calibration: c, coresPerNode: coresPerNode(r), machine: r.machine, smallKernels: BLAS.hasSmallMatrixKernels)
+        let cores = r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.onlineCores)
+        return CostModel(calibration: c, coresPerNode: cores, machine: r.machine, smallKernels: BLAS.hasSmallMatrixKernels)
     }
-
-    static func coresPerNode(_ r: AdviceRequest) -> Int { r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.onlineCores) }
 
     /// The trainer's view of `strategy` for `model`, or the error the trainer would give.
     static func candidate(
