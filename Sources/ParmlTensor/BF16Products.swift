@@ -296,7 +296,7 @@ public final class BF16Products {
             parts: cut.parts,
             BF16Blocks(
                 cut: cut, transA: transA, transB: transB, m: m, n: n, lda: lda, ldb: ldb, ldc: ldc, scale: scale, a: a, b: b, c: c,
-                bias: bias, plans: blockPointers, status: blockStatus))
+                bias: bias, kernelBias: kernelBias, plans: blockPointers, status: blockStatus))
         for p in 0..<cut.parts where blockStatus[p] != 0 {
             throw ParmlError.blas("oneDNN bf16 matmul failed (status \(blockStatus[p]))")
         }
@@ -312,15 +312,18 @@ private struct BF16Blocks: WorkerTask {
     let scale: Float
     let a, b: UnsafePointer<UInt16>
     let c: UnsafeMutablePointer<Float>
-    /// The whole product's bias row, or nil (`gemmInBlocks` says how each block adds it).
+    /// The whole product's bias row, or nil, and whether the blocks' plans
+    /// add it in the kernel (else each block broadcasts its slice first):
+    /// `gemmInBlocks` decides, and made the plans to match.
     let bias: UnsafePointer<Float>?
+    let kernelBias: Bool
     let plans: UnsafeMutablePointer<OpaquePointer?>
     let status: UnsafeMutablePointer<Int32>
 
     func run(part p: Int) {
         guard let plan = plans[p], let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { return }
         if scale != 1 { for r in 0..<blk.m { pml_scale(c + blk.c + r * ldc, scale, blk.n) } }
-        if let bias, cut.byRows && ldc == n {
+        if let bias, kernelBias {
             status[p] = pml_matmul_run_bias(plan, a + blk.a, b + blk.b, bias, c + blk.c)
             return
         }
