@@ -241,7 +241,7 @@ typedef struct parml_strategy_params {
     int32_t zero_stage;        /* 0..3 on the dp axis; default 0 */
     int32_t backend;           /* PARML_BACKEND_*; default THREADS */
     int32_t deterministic;     /* nonzero: layout-invariant mode (below); default 0 */
-    int32_t blas_threads;      /* threads per rank (parml's own; OpenBLAS runs 1 inside each); 0 = cores / ranks, or 1 when deterministic */
+    int32_t blas_threads;      /* threads per rank (parml's own; OpenBLAS runs 1 inside each); 0 = cores / ranks (the cores this process may run on), or 1 when deterministic */
     uint64_t seed;             /* dropout masks and shuffling; default 0 */
     int64_t bucket_bytes;      /* gradient all-reduce bucket size; default 4 MiB */
     double watchdog_seconds;   /* a rank waiting longer in a collective fails the step; default 60 */

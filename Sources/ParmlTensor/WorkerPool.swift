@@ -29,6 +29,15 @@ public enum WorkerPool {
     /// Threads that share a job, the caller included.
     public static var threads: Int { Int(pml_pool_threads()) }
 
+    /// The CPUs this process may run on (its affinity mask: mpirun's binding
+    /// or taskset narrow it), as a flag per CPU 0..<`cpus`; nil where the
+    /// mask cannot be read.
+    public static func allowedCPUs(_ cpus: Int) -> [Bool]? {
+        var mask = [UInt8](repeating: 0, count: max(cpus, 0))
+        guard pml_allowed_cpus(&mask, Int32(clamping: mask.count)) > 0 else { return nil }
+        return mask.map { $0 != 0 }
+    }
+
     /// Sets the threads that share a job (1...64); the missing workers start
     /// once and persist. Returns the count in effect.
     @discardableResult

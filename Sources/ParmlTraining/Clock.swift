@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ParmlTensor
 
 /// Monotonic seconds, for throughput figures (never for correctness).
 public enum Clock {
@@ -19,4 +20,12 @@ public enum Clock {
     }
 
     public static var onlineCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// The online cores this process may run on: fewer where mpirun bound
+    /// it to a core (its default for jobs of 1 or 2 processes) or taskset
+    /// narrowed it. All of them where the mask cannot be read.
+    public static var allowedCores: Int {
+        guard let mask = WorkerPool.allowedCPUs(onlineCores) else { return onlineCores }
+        return max(1, mask.filter { $0 }.count)
+    }
 }

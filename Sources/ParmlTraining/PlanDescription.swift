@@ -10,7 +10,8 @@ extension Trainer {
         let mode = strategy.deterministic
             ? "deterministic (gradients over chunks of \(strategy.gradientChunk) samples, fixed tree order)"
             : "fast (one GEMM per micro-batch; reproducible for this layout)"
-        lines.append("world \(mesh.worldSize) = dp \(mesh.dp) × pp \(mesh.pp) × tp \(mesh.tp), threads backend, \(mode)")
+        let threads = "\(blasThreads) thread\(blasThreads == 1 ? "" : "s") per rank"
+        lines.append("world \(mesh.worldSize) = dp \(mesh.dp) × pp \(mesh.pp) × tp \(mesh.tp), \(strategy.backend.name) backend, \(threads), \(mode)")
         lines.append("rank = (dp_index · pp + stage) · tp + tp_index")
         if let choice = strategy.choice { lines.append("layout chosen by the strategy advisor: \(choice)") }
         lines.append(precisionDescription)

@@ -212,6 +212,19 @@ public struct StrategyConfig: Sendable, Equatable {
         return max(1, cores / max(localRanks ?? worldSize, 1))
     }
 
+    /// Threads per rank for a trainer in this process: `resolvedBLASThreads`
+    /// over the cores this process may run on. MPI processes that mpirun
+    /// bound to fewer cores than the machine has (its default in jobs of 1
+    /// or 2 processes: a core each) had the cores divided among them
+    /// already, and each takes its own: a job of one process, bound to one
+    /// core, had run 2 threads time-slicing it.
+    public var threadsInThisProcess: Int {
+        let allowed = Clock.allowedCores
+        let processes = WorldBackends.named(backend.name)?.ranksAreProcesses ?? false
+        if processes && allowed < Clock.onlineCores { return resolvedBLASThreads(cores: allowed, localRanks: 1) }
+        return resolvedBLASThreads(cores: allowed, localRanks: localRanks)
+    }
+
     /// The ranks this process's machine runs, as the backend counts them:
     /// under MPI, Open MPI's count of this machine's processes (so that
     /// several machines each use all their cores); otherwise every rank.

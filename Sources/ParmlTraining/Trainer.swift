@@ -126,8 +126,9 @@ public final class Trainer {
     private var traceOnExit: String?
     /// This trainer's OpenBLAS thread count. OpenBLAS has one setting per
     /// process: in deterministic mode each step sets it again, so that
-    /// another trainer created since cannot change this one's sums.
-    private let blasThreads: Int
+    /// another trainer created since cannot change this one's sums (the
+    /// strategy's count, or the default for this process: `threadsInThisProcess`).
+    let blasThreads: Int
 
     public var loss: Loss { ranks[0].loss }
     public var optimizer: Optimizer { ranks[0].optimizer }
@@ -141,7 +142,7 @@ public final class Trainer {
         // Another trainer's ZeRO-3 shard (MPI) is not a model to start from.
         try model.requireWholeParameters("creating a trainer")
         try BLAS.ensureLoaded()
-        blasThreads = strategy.resolvedBLASThreads(cores: Clock.onlineCores, localRanks: strategy.localRanks)
+        blasThreads = strategy.threadsInThisProcess
         BLAS.threads = blasThreads
         self.model = model
         self.optimizerConfig = optimizer

@@ -160,3 +160,16 @@ void pml_pool_run(long parts, pml_pool_task task, void *ctx) {
     }
     atomic_store(&busy, 0);
 }
+
+int pml_allowed_cpus(unsigned char *mask, int n) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    int count = 0;
+    for (int i = 0; i < CPU_SETSIZE; i++) {
+        int on = CPU_ISSET(i, &set) ? 1 : 0;
+        if (mask != 0 && i < n) mask[i] = (unsigned char)on;
+        count += on;
+    }
+    return count;
+}

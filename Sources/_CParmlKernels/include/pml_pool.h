@@ -41,6 +41,11 @@ void pml_pool_run(long parts, pml_pool_task task, void *ctx);
  * alone (work done once, whose timing does not matter); 0: shared again. Returns the setting before. */
 int pml_pool_keep_on_this_thread(int on);
 
+/* The CPUs this process may run on (its affinity mask, which mpirun's
+ * binding or taskset narrow): their count, or -1 where it cannot be read;
+ * mask[i] (i < n) is set to 1 for each allowed CPU i, 0 otherwise (mask may be NULL). */
+int pml_allowed_cpus(unsigned char *mask, int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -306,7 +306,7 @@ class parml_strategy_params(Structure):
         zero_stage: 0..3 on the dp axis; default 0
         backend: PARML_BACKEND_*; default THREADS
         deterministic: nonzero: layout-invariant mode; default 0
-        blas_threads: threads per rank (parml's own; OpenBLAS runs 1 inside each); 0 = cores / ranks, or 1 when deterministic
+        blas_threads: threads per rank (parml's own; OpenBLAS runs 1 inside each); 0 = cores / ranks (the cores this process may run on), or 1 when deterministic
         seed: dropout masks and shuffling; default 0
         bucket_bytes: gradient all-reduce bucket size; default 4 MiB
         watchdog_seconds: a rank waiting longer in a collective fails the step; default 60

@@ -73,8 +73,8 @@ class Strategy:
             parameters bit for bit.
         grad_chunk: deterministic mode's samples per gradient chunk.
         blas_threads: threads per rank for its products and element-wise
-            work (parml's own) and convolutions (0 = cores / ranks, or 1
-            when deterministic).
+            work (parml's own) and convolutions (0 = cores / ranks, counting
+            the cores this process may run on, or 1 when deterministic).
         seed: dropout masks and shuffling.
         watchdog_seconds: a rank waiting longer in a collective fails the step.
         bucket_bytes: gradient all-reduce bucket size.

@@ -5,6 +5,8 @@ calibration lives in a temporary cache directory (measured once here)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,20 @@ def test_interleaved_layouts_build_what_they_predict(cache):
         t.step(x, y)
         peak = max(sum(t.memory(r)) for r in range(p.pp))
     assert abs(peak - p.peak_bytes) <= 0.10 * peak
+
+def test_default_threads_follow_the_cores_this_process_may_use(cache):
+    # A process narrowed to one core (taskset; mpirun binding a job of 1 or
+    # 2 processes) takes one thread per rank, not the machine's cores.
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores this process may run on, and sched_setaffinity")
+    saved = os.sched_getaffinity(0)
+    try:
+        with parml.Trainer(mlp(), strategy=parml.Strategy()) as t:
+            assert f"{len(saved)} threads per rank" in t.plan().splitlines()[0]
+        os.sched_setaffinity(0, {min(saved)})
+        with parml.Trainer(mlp(), strategy=parml.Strategy()) as t:
+            assert "1 thread per rank" in t.plan().splitlines()[0]
+        advice = parml.advise(mlp(), (32,), 64, max_ranks=1, cache_dir=cache, show=False)
+        assert advice.ranked[0].blas_threads == 1
+    finally:
+        os.sched_setaffinity(0, saved)
