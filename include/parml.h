@@ -1338,8 +1338,14 @@ PARML_API parml_status parml_advice_params_init(parml_advice_params * params);
 /// sample shape, batch < 1, negative budget, cores or ranks, a bad machine
 /// description), PARML_ERR_SHAPE (the model does not take such samples),
 /// PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED (backend
-/// MPI without a machine description: only the threads backend is
-/// calibrated in-process), PARML_ERR_BLAS, PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// MPI on this machine outside an MPI job, or in a job spanning machines:
+/// describe them), PARML_ERR_COMMUNICATION (another process of the job
+/// failed or did not call), PARML_ERR_BLAS, PARML_ERR_OUT_OF_MEMORY.
+/// Backend MPI on this machine (params->nodes 0) is collective: every
+/// process of the job calls it; the processes measure their collectives
+/// together the first time (a second; rank 0 caches them), get rank 0's
+/// calibration, and rank the same layouts: those of exactly the job's
+/// processes (params->max_ranks 0 or that count). Since: 0.3.
 PARML_API parml_status parml_strategy_advise(parml_model model, int32_t loss, parml_optimizer_params const * optimizer, parml_advice_params const * params, parml_advice * out);
 
 /// Releases an advice and the texts it lent. NULL is a no-op. Since: 0.3.
@@ -1380,7 +1386,9 @@ PARML_API parml_status parml_advice_text(parml_advice advice, char ** text_out);
 /// Strategy "auto": runs parml_strategy_advise with `params` and creates a
 /// trainer (as parml_trainer_create) with the first ranked layout;
 /// parml_trainer_plan then says the advisor chose it and why. The caller
-/// owns *out (parml_trainer_free). Threads backend only.
+/// owns *out (parml_trainer_free). On this machine only (params->nodes 0);
+/// with backend MPI every process of the job calls it, and the layout
+/// takes all of the job's processes.
 /// Errors: those of parml_strategy_advise and parml_trainer_create, and
 /// PARML_ERR_INVALID_ARGUMENT when no layout fits the constraints (the
 /// message gives the first reasons). Since: 0.3.

@@ -576,10 +576,10 @@ typedef struct parml_advice_params {
     int64_t sample_rank;          /* 1..7 */
     int64_t batch;                /* global batch per step; required, >= 1 */
     int32_t cores;                /* cores the ranks may use; 0 (default): this machine's online cores */
-    int32_t max_ranks;            /* ranks (threads) at most; 0 (default): 4 */
+    int32_t max_ranks;            /* ranks at most; 0 (default): 4, or under MPI the job's processes */
     int64_t memory_budget;        /* peak bytes per rank as parml_trainer_memory counts them; 0 (default): none */
     int32_t deterministic;        /* 1: only deterministic-mode layouts; default 0 */
-    int32_t backend;              /* PARML_BACKEND_*; default THREADS (MPI only with a machine description) */
+    int32_t backend;              /* PARML_BACKEND_*; default THREADS (MPI: inside the job, or with a machine description) */
     const char *cache_dir;        /* calibration cache directory; NULL (default): $PARML_CACHE_DIR, else
                                      $XDG_CACHE_HOME/parml, else ~/.cache/parml */
     int32_t nodes;                /* 0 (default): this machine. >= 1: predict for nodes x ranks_per_node ranks */

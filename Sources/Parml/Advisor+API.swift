@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CParmlTypes
+import ParmlMPI
 import ParmlModel
 import ParmlTensor
 import ParmlTraining
@@ -101,10 +102,34 @@ func runAdvisor(
     _ params: UnsafePointer<parml_advice_params>?
 ) throws -> (Model, AdviceRequest, Advice) {
     let m = try modelObject(model)
-    let (r, dir) = try adviceRequest(params, loss: loss, optimizer: optimizer)
+    var (r, dir) = try adviceRequest(params, loss: loss, optimizer: optimizer)
+    if r.backend == .mpi && r.machine == nil {
+        // Inside the job: every process calibrates and advises together.
+        // A host mpirun did not start has no job (MPI would make it a
+        // singleton world of 1, a job no one asked about).
+        guard MPIRuntime.isActive || getenv("OMPI_COMM_WORLD_SIZE") != nil else {
+            throw ParmlError.unsupported(
+                "advise: backend mpi on this machine is measured inside the MPI job, and this process was not started by mpirun: "
+                    + "start every process of the job with mpirun, ask for threads, or describe the machines")
+        }
+        let world = try MPIWorld(timeout: adviceWatchdogSeconds, name: "advice")
+        guard !world.spansMachines else {
+            throw ParmlError.unsupported(
+                "advise: the MPI job spans several machines, whose links this machine cannot measure; describe them (params->nodes and the rest)")
+        }
+        r.processes = world.size
+        if r.cores == 0 { r.cores = try MachineCalibration.jobCores(world: world.communicator) }
+        let (calibration, origin) = try CalibrationCache.loadShared(
+            directory: dir, libraryVersion: PARML_VERSION_STRING, world: world.communicator)
+        return (m, r, try StrategyAdvisor.advise(model: m, request: r, calibration: calibration, origin: origin))
+    }
     let (calibration, origin) = try CalibrationCache.load(directory: dir, libraryVersion: PARML_VERSION_STRING)
     return (m, r, try StrategyAdvisor.advise(model: m, request: r, calibration: calibration, origin: origin))
 }
+
+/// How long a process of an MPI job waits for the others during advice:
+/// rank 0 may measure the machine meanwhile (under 10 s).
+let adviceWatchdogSeconds = 120.0
 
 /// Fills *params with the advisor's defaults (no shape, batch 0: both must
 /// be set; this machine's cores, 4 ranks at most, no memory budget, threads
@@ -129,8 +154,14 @@ public func parmlAdviceParamsInit(_ params: UnsafeMutablePointer<parml_advice_pa
 /// sample shape, batch < 1, negative budget, cores or ranks, a bad machine
 /// description), PARML_ERR_SHAPE (the model does not take such samples),
 /// PARML_ERR_STATE (model not initialised), PARML_ERR_UNSUPPORTED (backend
-/// MPI without a machine description: only the threads backend is
-/// calibrated in-process), PARML_ERR_BLAS, PARML_ERR_OUT_OF_MEMORY. Since: 0.3.
+/// MPI on this machine outside an MPI job, or in a job spanning machines:
+/// describe them), PARML_ERR_COMMUNICATION (another process of the job
+/// failed or did not call), PARML_ERR_BLAS, PARML_ERR_OUT_OF_MEMORY.
+/// Backend MPI on this machine (params->nodes 0) is collective: every
+/// process of the job calls it; the processes measure their collectives
+/// together the first time (a second; rank 0 caches them), get rank 0's
+/// calibration, and rank the same layouts: those of exactly the job's
+/// processes (params->max_ranks 0 or that count). Since: 0.3.
 @c(parml_strategy_advise)
 public func parmlStrategyAdvise(
     _ model: parml_model?, _ loss: Int32, _ optimizer: UnsafePointer<parml_optimizer_params>?,
@@ -249,7 +280,9 @@ public func parmlAdviceText(_ advice: parml_advice?, _ text_out: UnsafeMutablePo
 /// Strategy "auto": runs parml_strategy_advise with `params` and creates a
 /// trainer (as parml_trainer_create) with the first ranked layout;
 /// parml_trainer_plan then says the advisor chose it and why. The caller
-/// owns *out (parml_trainer_free). Threads backend only.
+/// owns *out (parml_trainer_free). On this machine only (params->nodes 0);
+/// with backend MPI every process of the job calls it, and the layout
+/// takes all of the job's processes.
 /// Errors: those of parml_strategy_advise and parml_trainer_create, and
 /// PARML_ERR_INVALID_ARGUMENT when no layout fits the constraints (the
 /// message gives the first reasons). Since: 0.3.
@@ -265,6 +298,7 @@ public func parmlTrainerCreateAuto(
             throw ParmlError.invalidArgument("strategy auto builds a trainer on this machine: leave params->nodes at 0")
         }
         let strategy = try StrategyAdvisor.choose(advice)
+        _ = mpiBackendRegistered
         let t = try Trainer(model: m, loss: r.loss, optimizer: r.optimizer, strategy: strategy)
         out.pointee = HandleRegistry.shared.register(t, as: .trainer)
     }

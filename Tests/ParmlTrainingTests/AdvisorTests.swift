@@ -25,6 +25,15 @@ private func fixedCalibration() -> MachineCalibration {
     return c
 }
 
+/// One value per rank thread, set by each (RankPool.run) and read after.
+private final class RankResults<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [T?]
+    init(_ n: Int) { values = Array(repeating: nil, count: n) }
+    func set(_ r: Int, _ v: T) { lock.withLock { values[r] = v } }
+    func all() throws -> [T] { try lock.withLock { try values.map { try #require($0) } } }
+}
+
 /// Embedding → position → 2 × (attention block, MLP block) → LayerNorm → Linear: a small GPT.
 private func gpt(vocab: Int = 32, c: Int = 32, heads: Int = 4, t: Int = 16, seed: UInt64 = 3) throws -> Model {
     let m = Model()
@@ -280,7 +289,10 @@ private func layouts() -> [StrategyConfig] {
         #expect(refusal { $0.memoryBudget = -1 }.contains("memory_budget"))
         #expect(refusal { $0.maxRanks = -2 }.contains("max_ranks"))
         #expect(refusal { $0.cores = -1 }.contains("cores"))
-        #expect(refusal { $0.backend = .mpi }.contains("not calibrated"))
+        #expect(refusal { $0.backend = .mpi }.contains("inside the MPI job"))
+        #expect(refusal { ($0.backend, $0.processes, $0.maxRanks) = (.mpi, 2, 4) }.contains("the MPI job has 2 process(es)"))
+        // In a job whose collectives the calibration does not hold.
+        #expect(refusal { ($0.backend, $0.processes) = (.mpi, 2) }.contains("no collectives of a job of 2"))
         #expect(refusal { $0.sampleShape = Shape(5) }.contains("does not take samples"))
         #expect(refusal { $0.machine = MachineDescription(nodes: 0, ranksPerNode: 1, coresPerNode: 1, interNodeBandwidth: 1e9, interNodeLatency: 0) }
             .contains("nodes"))
@@ -310,6 +322,127 @@ private func layouts() -> [StrategyConfig] {
         let buckets = (bytes / Double(st.bucketBytes)).rounded(.up)
         let dpTerm = try #require(slow.communications.first { $0.group == "dp(8)" })
         #expect(abs(dpTerm.seconds - buckets * (14 * 1e-5 + 14.0 / 8 * bytes / buckets / 1e8)) < 1e-9)
+    }
+
+    /// MPI processes of a job on this machine: only layouts of all its
+    /// processes, their collectives at the rates measured in such a job,
+    /// and no rank threads to hand the step over to.
+    @Test func processesPayTheirJobsCollectives() throws {
+        let model = try residualMLP(width: 256, blocks: 2, seed: 4)
+        var c = fixedCalibration()
+        c.processAllReduce[2] = [.init(ranks: 2, latency: 3e-4, bytesPerSecond: 1e8)]
+        c.processSend[2] = .init(ranks: 2, latency: 2e-4, bytesPerSecond: 1e8)
+        c.processBroadcast[2] = [.init(ranks: 2, latency: 1e-4, bytesPerSecond: 1e8)]
+        c.processAllGather[2] = [.init(ranks: 2, latency: 5e-5, bytesPerSecond: 2e8)]
+        c.pageFaultSeconds = 1e-6
+        var request = AdviceRequest(sampleShape: Shape(12), batch: 64)
+        request.cores = 2
+        var st = StrategyConfig()
+        st.dp = 2
+        let threads = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+        (request.backend, request.processes, st.backend) = (.mpi, 2, .mpi)
+        let processes = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+        let bytes = Double(model.parameterCount * 4)
+        let buckets = (bytes / Double(st.bucketBytes)).rounded(.up)
+        let dp = try #require(processes.communications.first { $0.group == "dp(2)" })
+        #expect(abs(dp.seconds - buckets * (3e-4 + bytes / buckets / 1e8)) < 1e-9, "\(dp.seconds)")
+        let stats = try #require(processes.communications.first { $0.group == "world(2)" })
+        #expect(abs(stats.seconds - (3e-4 + 8 / 1e8)) < 1e-12)
+        // Threads pay the rank threads' hand-over; processes pay none.
+        #expect(abs(processes.overhead - stats.seconds) < 1e-12)
+        #expect(threads.overhead > threads.communications.first { $0.group == "world(2)" }!.seconds)
+        #expect(!processes.communications.contains { $0.group.hasPrefix("replica") })
+        // ZeRO-1's parameters come back at the job's all-gather; ZeRO-3's
+        // per layer (2 blocks forward, 1 backward: the last stays), each
+        // faulting in the half of its pages outside the shard.
+        st.zeroStage = 1
+        let zeroOne = try #require(try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+            .communications.first { $0.group == "dp(2)" })
+        #expect(abs(zeroOne.seconds - buckets * (0.5 * (3e-4 + bytes / buckets / 1e8) + 5e-5 + bytes / buckets / 2e8)) < 1e-9)
+        st.zeroStage = 3
+        let zeroThree = try #require(try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+            .communications.first { $0.group == "dp(2)" })
+        let blocks = model.root.layers.indices.map { Double(model.parameterRange(ofTopLevelLayers: $0..<($0 + 1)).count) * 4 }.filter { $0 > 0 }
+        let gather = { (b: Double) in 5e-5 + b / 2e8 + (b / 2 / 4096).rounded(.up) * 1e-6 }
+        let expected = buckets * 0.5 * (3e-4 + bytes / buckets / 1e8) + 2 * blocks.map(gather).reduce(0, +) - gather(blocks.last!)
+        #expect(abs(zeroThree.seconds - expected) < 1e-9, "\(zeroThree.seconds) against \(expected)")
+        st.zeroStage = 0
+        // A pipeline's hops at the job's send; after the update each
+        // process's host model is assembled by a broadcast of each stage's parameters.
+        (st.dp, st.pp, st.microBatches) = (1, 2, 2)
+        let pipeline = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+        let hops = try #require(pipeline.communications.first { $0.group == "pp(2)" })
+        #expect(hops.seconds >= 2e-4)
+        let assembly = try #require(pipeline.communications.first { $0.group == "replica(2)" })
+        #expect(assembly.count == 2)
+        #expect(abs(assembly.seconds - (2 * 1e-4 + bytes / 1e8)) < 1e-9, "\(assembly.seconds)")
+        st.backend = .threads
+        request.backend = .threads
+        let threadsPipeline = try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: c)
+        #expect(!threadsPipeline.communications.contains { $0.group.hasPrefix("replica") })
+        (request.backend, st.backend) = (.mpi, .mpi)
+        // Advice ranks only layouts of the job's 2 processes, all on MPI.
+        let advice = try StrategyAdvisor.advise(model: model, request: request, calibration: c, origin: .cached)
+        #expect(!advice.ranked.isEmpty)
+        #expect(advice.ranked.allSatisfy { $0.strategy.worldSize == 2 && $0.strategy.backend == .mpi })
+    }
+
+    /// A job's processes (here rank threads standing in for them) get one
+    /// calibration: rank 0's file, with the collectives the job measured
+    /// together the first time, stored for the next advice.
+    @Test func aJobSharesOneCalibrationAndMeasuresItsCollectivesOnce() throws {
+        let dir = NSTemporaryDirectory() + "parml-advisor-job-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var stored = fixedCalibration()
+        stored.libraryVersion = "9.9.9"
+        stored.products += [
+            .init(m: 4, n: 1024, k: 16, threads: 1, flopsPerSecond: 2e10), .init(m: 64, n: 1024, k: 64, threads: 1, flopsPerSecond: 4e10),
+        ]
+        stored.concurrentPageFaults = [(2, 1e-6), (4, 2e-6)]
+        stored.pageFaultSeconds = 5e-7
+        stored.elementwiseBySize = [(1e5, 3e10), (1e8, 1e10)]
+        stored.elementwiseAllCoresBySize = [(1e5, 5e10), (1e8, 1.5e10)]
+        stored.elementwiseAllCoresBytesPerSecond = 1.5e10
+        stored.loadAverage = 0.1
+        let path = dir + "/" + CalibrationCache.fileName
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try CalibrationCache.format(stored).write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(CalibrationCache.parse(CalibrationCache.format(stored)) == stored)
+        for size in [2, 4] {
+            let world = try ThreadsWorld(size: size, timeout: 30, name: "job")
+            let pool = try RankPool(size: size)
+            let results = RankResults<(MachineCalibration, CalibrationCache.Origin)>(size)
+            func run() throws -> [(MachineCalibration, CalibrationCache.Origin)] {
+                try pool.run(world: world) { r in
+                    results.set(r, try CalibrationCache.loadShared(directory: dir, libraryVersion: "9.9.9", world: world.communicator(rank: r)))
+                }
+                return try results.all()
+            }
+            let first = try run()
+            #expect(first.allSatisfy { $0.1 == .measured && $0.0 == first[0].0 })
+            let c = first[0].0
+            #expect(c.hasProcessRates(job: size) && !c.hasProcessRates(job: 3))
+            #expect(c.processAllReduce[size]!.map(\.ranks) == (size == 2 ? [2] : [2, 4]))
+            #expect(c.processBroadcast[size]!.map(\.ranks) == c.processAllReduce[size]!.map(\.ranks))
+            #expect(c.processAllReduce[size]!.allSatisfy { $0.bytesPerSecond > 0 && $0.latency >= 0 } && c.processSend[size]!.bytesPerSecond > 0)
+            #expect(c.processBroadcast[size]!.allSatisfy { $0.bytesPerSecond > 0 && $0.latency >= 0 })
+            // Past 4 MiB a second slope, measured at 32 MiB.
+            #expect(c.processAllReduce[size]!.allSatisfy { $0.largeBytesPerSecond > 0 && $0.largeBytesPerSecond.isFinite })
+            // The in-process figures are the file's, untouched.
+            #expect(c.products == stored.products && c.allReduce == stored.allReduce)
+            // Stored: the next advice measures nothing and gets the same figures.
+            let onDisk = try #require(CalibrationCache.parse(try String(contentsOfFile: path, encoding: .utf8)))
+            #expect(onDisk == c)
+            let second = try run()
+            #expect(second.allSatisfy { $0.1 == .cached && $0.0 == c })
+        }
+        // The file keeps each job's figures (the 2-process job's beside the 4's).
+        let both = try #require(CalibrationCache.parse(try String(contentsOfFile: path, encoding: .utf8)))
+        #expect(both.hasProcessRates(job: 2) && both.hasProcessRates(job: 4))
+        // A figure of a job size its groups do not divide is corrupt.
+        let text = CalibrationCache.format(both)
+        #expect(CalibrationCache.parse(text + "process_allreduce 4 3 1e-05 1e9 1e9\n") == nil)
+        #expect(CalibrationCache.parse(text + "process_allreduce 4 2 1e-05 1e9 1e9\n") != nil)
     }
 
     /// ZeRO-2's buckets hand the gradient pages outside a rank's shard back

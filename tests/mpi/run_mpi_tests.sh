@@ -37,7 +37,10 @@
 #      size per process (tests/mpi/py_local_data.py) ends its epochs together;
 #      and ZeRO-3 gathering each layer before use (tests/mpi/py_zero3.py; dp 2 x tp 2 too) equals
 #      threads ZeRO-3 and ZeRO-1, its partial host model refusing reads until gathered,
-#      and a process gathering alone fails at the watchdog and the job ends.
+#      and a process gathering alone fails at the watchdog and the job ends;
+#      and the strategy advisor inside a job (tests/mpi/py_advise.py): the
+#      collectives measured once, the same ranking on every process, auto
+#      training the first layout as threads does.
 # Every launch runs under `timeout`. Prints "N passed, N failed"; exits
 # nonzero on any failure.
 set -u
@@ -425,6 +428,12 @@ fi
 for case in "dp2 2" "tp2 2" "pp2tp2 4"; do
     set -- $case
     py_mpi "$2" 300 "CNN (conv pair, augmented fit), $1 under mpirun -np $2: MPI equals threads (and serial without tp) bit for bit" py_cnn_tp.py "$1"
+done
+# The strategy advisor inside a job: one calibration directory for both job sizes.
+mkdir -p "$WORK/advice"
+for np in 2 4; do
+    py_mpi "$np" 300 "advice with backend mpi under mpirun -np $np: the job measures its collectives once, every process ranks the same layouts of $np ranks, auto trains the first equal to threads" \
+        py_advise.py "$WORK/advice"
 done
 
 echo "$passed passed, $failed failed"

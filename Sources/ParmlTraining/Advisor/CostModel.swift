@@ -97,6 +97,10 @@ struct CostModel {
     let machine: MachineDescription?
     /// Whether OpenBLAS here has small-matrix kernels (`BLAS.hasSmallMatrixKernels`).
     var smallKernels = false
+    /// Whether the ranks are MPI processes of a job on this machine: its
+    /// collectives are priced at the rates measured inside such a job
+    /// (`processAllReduce`, `processSend`); there are no rank threads to hand a step over to.
+    var processes = false
     /// `compute`'s answers within one advice: most layouts repeat the same
     /// stages at the same rows (the four ZeRO stages, the schedules).
     let computed = ComputeMemo()
@@ -111,6 +115,8 @@ struct CostModel {
             let steps = 2 * Double(n - 1)
             return steps * machine.interNodeLatency + steps / Double(n) * bytes / machine.interNodeBandwidth
         }
+        // A job's groups of n, measured reducing at once as a layout's groups do.
+        if processes, let r = calibration.processAllReduce[world]?.first(where: { $0.ranks == n }) { return r.seconds(bytes: bytes) }
         if let r = MachineCalibration.interpolated(calibration.allReduce, ranks: n) { return r.latency + bytes / r.bytesPerSecond }
         guard let r = MachineCalibration.nearest(calibration.allReduce, ranks: n) else { return 0 }
         // A ring's latency grows with n − 1 and its traffic with 2(n−1)/n.
@@ -119,11 +125,55 @@ struct CostModel {
         return lat + bytes / r.bytesPerSecond * traffic
     }
 
+    /// Seconds of a broadcast of `bytes` in a group of `n` MPI processes of
+    /// a job of `world` (the job's measured rate for groups of n; 0 where not measured).
+    func processBroadcast(bytes: Double, ranks n: Int, world: Int) -> Double {
+        guard n > 1, let r = calibration.processBroadcast[world]?.first(where: { $0.ranks == n }) else { return 0 }
+        return r.seconds(bytes: bytes)
+    }
+
+    /// Seconds of an all-gather of `bytes` (the whole buffer) in a group of
+    /// `n` MPI processes of a job of `world` (0 where not measured).
+    func processAllGather(bytes: Double, ranks n: Int, world: Int) -> Double {
+        guard n > 1, let r = calibration.processAllGather[world]?.first(where: { $0.ranks == n }) else { return 0 }
+        return r.seconds(bytes: bytes)
+    }
+
+    /// ZeRO-3 under MPI (ParameterGathering): each top-level layer holding
+    /// parameters is all-gathered before its forward and again before its
+    /// backward, its pages outside the rank's shard (handed back after the
+    /// layer before) faulted in again, unless it is still the resident
+    /// one: the first micro-batch gathers every layer forward and all but
+    /// the last backward, each later one all but the first forward and all
+    /// but the last backward (a stage of one layer gathers it once a
+    /// step). The 784-256-256-10 MLP's dp 2 spent 730 µs of a 1.4 ms step
+    /// in its 5 gathers, where half an all-reduce of the slice had been
+    /// charged once (0.06 ms).
+    func layerGathers(_ c: LayoutCandidate, stage s: Int, world: Int, contention: Double) -> Double {
+        let dp = c.layout.mesh.dp
+        var blocks: [Double] = []
+        for run in c.layout.virtualStages(of: s) {
+            for l in c.layout.partition.layers[run] {
+                let n = c.profile.model.parameterRange(ofTopLevelLayers: l..<(l + 1)).count
+                if n > 0 { blocks.append(Double(n) * 4) }
+            }
+        }
+        guard let first = blocks.first, let last = blocks.last else { return 0 }
+        func gather(_ b: Double) -> Double {
+            processAllGather(bytes: b, ranks: dp, world: world)
+                + pageFaults(bytes: b * Double(dp - 1) / Double(dp), c.strategy, local: 1, contention: contention)
+        }
+        let all = blocks.reduce(0.0) { $0 + gather($1) }
+        let later = blocks.count > 1 ? 2 * all - gather(first) - gather(last) : 0
+        return 2 * all - gather(last) + Double(c.strategy.microBatches - 1) * later
+    }
+
     /// Seconds of a send of `bytes` to a neighbour `stride` ranks away (and its receive).
     func send(bytes: Double, stride: Int, world: Int) -> Double {
         if let machine, 2 * stride > machine.ranksPerNode {
             return machine.interNodeLatency + bytes / machine.interNodeBandwidth
         }
+        if processes, let r = calibration.processSend[world] { return r.seconds(bytes: bytes) }
         guard let r = MachineCalibration.nearest(calibration.send, ranks: 2) else { return 0 }
         return r.latency + bytes / r.bytesPerSecond
     }
@@ -147,7 +197,8 @@ struct CostModel {
     /// and joining them) less the hand-over of as many ranks as cores (where
     /// none has to give up its core). 0 on described machines (not measured there).
     func wake(busy: Int) -> Double {
-        guard machine == nil, busy > coresPerNode else { return 0 }
+        // MPI processes past the cores yield rather than sleep (MPICommunicator's waits).
+        guard machine == nil, !processes, busy > coresPerNode else { return 0 }
         let rates = calibration.handover
         guard let h = MachineCalibration.interpolated(rates, ranks: busy) ?? MachineCalibration.nearest(rates, ranks: busy) else { return 0 }
         let fits = MachineCalibration.interpolated(rates, ranks: coresPerNode)?.latency ?? 0
@@ -258,7 +309,7 @@ struct CostModel {
 
     func handover(world: Int) -> Double {
         let local = ranksPerNode(world: world)
-        guard world > 1,
+        guard world > 1, !processes,
             let h = MachineCalibration.interpolated(calibration.handover, ranks: local) ?? MachineCalibration.nearest(calibration.handover, ranks: local)
         else { return 0 }
         return h.latency
@@ -593,13 +644,25 @@ struct CostModel {
             let stride = mesh.pp * mesh.tp
             let once = allReduce(bytes: bytes / Double(buckets), ranks: mesh.dp, stride: stride, world: world)
             // Groups of the other stages and tp ranks reduce at the same time on the same memory.
-            let sharing = max(1, Double(world) / Double(max(mesh.dp, coresPerNode)))
+            // (A job's process rates were measured with its groups reducing at once.)
+            let sharing = processes ? 1 : max(1, Double(world) / Double(max(mesh.dp, coresPerNode)))
             let ring = Double(buckets) * once * sharing
             var t = ring
             // In halves of an all-reduce: each reduce-scatter is one, and
             // so is each all-gather (ZeRO 0's after its reduce-scatter, or
             // the parameters'); what a half costs, below.
             var gathers = 1.0, half = 0.5
+            // The parameters' (or ZeRO 0's reduced gradients') all-gather:
+            // MPI processes of this machine at their measured all-gather,
+            // ZeRO-3's per layer with its pages faulted in again;
+            // elsewhere `ring` the halves of an all-reduce.
+            func gatherSeconds(_ ring: Double) -> Double {
+                guard processes, gathers > 0 else { return ring }
+                guard peak.gathersParameters else {
+                    return Double(buckets) * processAllGather(bytes: bytes / Double(buckets), ranks: mesh.dp, world: world)
+                }
+                return layerGathers(c, stage: peakStage, world: world, contention: contention)
+            }
             var what = "gradients all-reduce"
             var count = buckets
             if st.zeroStage >= 1 {
@@ -613,7 +676,7 @@ struct CostModel {
                 // all-reduce took 0.42 ms, ZeRO-1's reduce-scatter 0.47 and
                 // its parameter all-gather 0.27 (Chrome trace).
                 if machine == nil && st.backend == .threads { half = 1 }
-                t *= (Double(reductions) + gathers) * half
+                t = ring * Double(reductions) * half + gatherSeconds(ring * gathers * half)
                 count = buckets * reductions
                 what = st.zeroStage >= 3 && st.backend == .threads
                     ? "gradients reduce-scatter (ZeRO-3: the shared arena needs no gather)"
@@ -627,10 +690,32 @@ struct CostModel {
             if st.deterministic {
                 what += ", chunk-tree order"
                 // On this machine: the chunk tree's exchange in place of the ring's reduce-scatter half.
-                if machine == nil { t = chunkTreeExchange(c, floats: floats, threads: threads, running: running, busy: busy) + ring * gathers * half }
+                if machine == nil {
+                    t = chunkTreeExchange(c, floats: floats, threads: threads, running: running, busy: busy) + gatherSeconds(ring * gathers * half)
+                }
             }
             comm += t
             p.communications.append(CommunicationTerm(what: what, group: "dp(\(mesh.dp))", count: count, bytes: bytes / Double(buckets), seconds: t))
+        }
+        if processes && (mesh.pp > 1 || mesh.tp > 1) {
+            // After the update each process's host model is made whole
+            // (HostModelAssembly): every run's slice broadcast by each of
+            // its tp ranks to the replica's processes, each received slice
+            // copied into place. Outside a traced step; a tp 2 step of the
+            // 784-256-256-10 MLP spent 250 µs in it, a third of the step.
+            let replica = mesh.pp * mesh.tp
+            var t = 0.0, bytes = 0.0
+            for range in c.layout.stageRanges {
+                let b = Double(range.count) * f
+                bytes += b * Double(mesh.tp)
+                t += Double(mesh.tp) * processBroadcast(bytes: b, ranks: replica, world: world)
+                if mesh.tp > 1 { t += Double(mesh.tp) * elementwise(bytes: 3 * b, threads: threads, running: running, resident: busy) }
+            }
+            comm += t
+            p.communications.append(
+                CommunicationTerm(
+                    what: "host model assembled (broadcasts of each run's parameters)", group: "replica(\(replica))",
+                    count: c.layout.stageRanges.count * mesh.tp, bytes: bytes / Double(max(1, c.layout.stageRanges.count * mesh.tp)), seconds: t))
         }
         p.communication = comm
         // Buckets that hand pages back (where that lowers the peak) release

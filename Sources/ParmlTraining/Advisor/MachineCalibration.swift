@@ -18,11 +18,23 @@ public struct MachineCalibration: Sendable, Equatable {
         public var m: Int, n: Int, k: Int, threads: Int
         public var flopsPerSecond: Double
     }
-    /// A threads-backend collective on `ranks` ranks: t(bytes) = latency + bytes / bandwidth.
+    /// A collective on `ranks` ranks (threads, or MPI processes): t(bytes) = latency + bytes / bandwidth.
     public struct CollectiveRate: Sendable, Equatable {
         public var ranks: Int
         public var latency: Double
         public var bytesPerSecond: Double
+        /// MPI processes: the rate past 4 MiB (`largeFrom`), where the
+        /// buffers leave the caches; infinity: the same line throughout.
+        public var largeBytesPerSecond: Double = .infinity
+
+        /// Where the process rates' second slope begins.
+        public static let largeFrom = 4.0 * Double(1 << 20)
+
+        /// Seconds for `bytes`: the line, and past `largeFrom` the second slope.
+        public func seconds(bytes: Double) -> Double {
+            guard largeBytesPerSecond.isFinite, bytes > Self.largeFrom else { return latency + bytes / bytesPerSecond }
+            return latency + Self.largeFrom / bytesPerSecond + (bytes - Self.largeFrom) / largeBytesPerSecond
+        }
     }
 
     public var cpuModel: String
@@ -55,6 +67,21 @@ public struct MachineCalibration: Sendable, Equatable {
     public var send: [CollectiveRate] = []
     /// Waking the rank threads for a step and waiting for them (RankPool), per rank count.
     public var handover: [CollectiveRate] = []
+    /// MPI processes on this machine, per job (its process count): the
+    /// all-reduce of each group size that divides the job, every such group
+    /// of the job reducing at once (a dp × tp layout's groups do), measured
+    /// inside a job of that size (`measureProcesses`). Empty until advice
+    /// for the MPI backend ran in such a job.
+    public var processAllReduce: [Int: [CollectiveRate]] = [:]
+    /// The same jobs' send between neighbours (ranks 2i and 2i + 1, every pair at once).
+    public var processSend: [Int: CollectiveRate] = [:]
+    /// The same jobs' broadcast from a group's first rank, per group size
+    /// (every group at once): how a replica of pp or tp > 1 assembles its
+    /// host model after each step (HostModelAssembly).
+    public var processBroadcast: [Int: [CollectiveRate]] = [:]
+    /// The same jobs' all-gather (bytes: the whole gathered buffer, every
+    /// rank its share), per group size: ZeRO's parameter gathers.
+    public var processAllGather: [Int: [CollectiveRate]] = [:]
     /// sgemm throughput of the cores while `threads` rank threads compute at
     /// once (each its own one-thread products on its own 4 MiB weights),
     /// from each thread's CPU time: the caches and memory they share, and

@@ -38,9 +38,7 @@ extension LayoutCandidate {
             let owned = VirtualStage.owned(range, layout: layout, data: 0)
             a.sliceFloats += range.count
             a.ownedFloats += owned.count
-            if a.gathersParameters {
-                a.gatheredFloats = max(a.gatheredFloats, ParameterGathering.largestOutside(layers: layers, run: range, owned: owned, model: profile.model))
-            }
+
             a.optimizerFloats += owned.count * state
             // As RankMemory counts a run's gradients (the whole slice where its buckets keep their pages).
             if let floats = layout.gradientBucketFloats {
@@ -49,6 +47,25 @@ extension LayoutCandidate {
             } else {
                 a.gradientFloats += range.count
             }
+        }
+        if a.gathersParameters {
+            // The fullest data rank's shards and gathered layer: a later
+            // rank's shard can miss the model's widest layer that data rank
+            // 0's holds most of (the 784-256-256-10 MLP's second process of
+            // dp 2 held 33 % more parameters than the first).
+            var fullest = 0
+            for d in 0..<mesh.dp {
+                var owned = 0, gathered = 0
+                for c in runs {
+                    let range = layout.stageRanges[c], mine = VirtualStage.owned(range, layout: layout, data: d)
+                    owned += mine.count
+                    gathered = max(
+                        gathered,
+                        ParameterGathering.largestOutside(layers: layout.partition.layers[c], run: range, owned: mine, model: profile.model))
+                }
+                fullest = max(fullest, owned + gathered)
+            }
+            a.gatheredFloats = fullest - a.ownedFloats
         }
         let rows = pieceRows
         // Activations: the slots the stage's schedule fills (PipelineExecution.slot).

@@ -9,15 +9,22 @@ public struct AdviceRequest: Sendable {
     public var batch: Int
     public var loss: LossKind = .crossEntropy
     public var optimizer = OptimizerConfig()
-    /// Cores the ranks may use and ranks (threads or processes) at most; 0: this machine's cores, and 4 ranks.
+    /// Cores the ranks may use and ranks (threads or processes) at most; 0:
+    /// the cores this process may run on (in an MPI job: those of all its
+    /// processes), and 4 ranks.
     public var cores = 0
     public var maxRanks = 0
     /// Peak bytes a rank may hold (as `Trainer.memory` counts them); 0: no limit.
     public var memoryBudget = 0
     /// Only layouts in deterministic mode (serial training's bits).
     public var deterministic = false
-    /// The backend the layouts must use (threads: the only one calibrated in-process).
+    /// The backend the layouts must use.
     public var backend: Backend = .threads
+    /// Backend MPI on this machine: the job's process count. Advice then
+    /// runs inside the job (`CalibrationCache.loadShared`), and ranks the
+    /// layouts of exactly that many ranks, the ones a trainer of the job
+    /// can take. 0: not in a job.
+    public var processes = 0
     /// Predict for these machines instead of this one.
     public var machine: MachineDescription?
 
@@ -25,6 +32,9 @@ public struct AdviceRequest: Sendable {
         self.sampleShape = sampleShape
         self.batch = batch
     }
+
+    /// Whether the advice is for the MPI job it runs in.
+    var inJob: Bool { backend == .mpi && machine == nil && processes > 0 }
 
     func validate() throws {
         guard batch >= 1, batch <= 1 << 24 else { throw ParmlError.invalidArgument("advise: batch must be in 1...2^24, got \(batch)") }
@@ -36,10 +46,18 @@ public struct AdviceRequest: Sendable {
         guard memoryBudget >= 0 else { throw ParmlError.invalidArgument("advise: memory_budget must be >= 0 bytes, got \(memoryBudget)") }
         try optimizer.validate()
         try machine?.validate()
+        guard processes >= 0, processes <= 4096 else { throw ParmlError.invalidArgument("advise: processes must be in 0...4096, got \(processes)") }
         if backend == .mpi && machine == nil {
-            throw ParmlError.unsupported(
-                "advise: backend mpi is not calibrated on this machine (the calibration measures the threads backend's collectives); "
-                    + "ask for threads, or describe the machines with a machine description")
+            guard processes > 0 else {
+                throw ParmlError.unsupported(
+                    "advise: backend mpi on this machine is measured inside the MPI job (every process asks for the advice under mpirun); "
+                        + "ask for threads, or describe the machines with a machine description")
+            }
+            guard maxRanks == 0 || maxRanks == processes else {
+                throw ParmlError.invalidArgument(
+                    "advise: max_ranks is \(maxRanks) but the MPI job has \(processes) process(es), and a trainer of the job takes them all; "
+                        + "leave max_ranks at 0 or launch mpirun -np \(maxRanks)")
+            }
         }
     }
 }
@@ -68,7 +86,7 @@ public enum StrategyAdvisor {
     /// top-level layers for it (2·pp at least).
     static func layouts(_ r: AdviceRequest, ranks: Int, topLevelLayers: Int) -> [StrategyConfig] {
         var out: [StrategyConfig] = []
-        for world in 1...ranks {
+        for world in 1...ranks where !r.inJob || world == r.processes {
             for dp in 1...world where world % dp == 0 {
                 for pp in 1...(world / dp) where (world / dp) % pp == 0 {
                     let tp = world / dp / pp
@@ -103,8 +121,9 @@ public enum StrategyAdvisor {
     }
 
     static func costModel(_ r: AdviceRequest, _ c: MachineCalibration) -> CostModel {
-        let cores = r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.onlineCores)
-        return CostModel(calibration: c, coresPerNode: cores, machine: r.machine, smallKernels: BLAS.hasSmallMatrixKernels)
+        let cores = r.machine?.coresPerNode ?? (r.cores > 0 ? r.cores : Clock.allowedCores)
+        return CostModel(
+            calibration: c, coresPerNode: cores, machine: r.machine, smallKernels: BLAS.hasSmallMatrixKernels, processes: r.inJob)
     }
 
     /// The trainer's view of `strategy` for `model`, or the error the trainer would give.
@@ -180,7 +199,10 @@ public enum StrategyAdvisor {
         } catch let e as ParmlError {
             throw ParmlError.shape("advise: the model does not take samples shaped \(r.sampleShape): \(e)")
         }
-        let ranks = r.machine?.ranks ?? (r.maxRanks > 0 ? r.maxRanks : 4)
+        let ranks = r.machine?.ranks ?? (r.inJob ? r.processes : r.maxRanks > 0 ? r.maxRanks : 4)
+        if r.inJob && !calibration.hasProcessRates(job: r.processes) {
+            throw ParmlError.state("advise: the calibration holds no collectives of a job of \(r.processes) MPI processes (CalibrationCache.loadShared measures them)")
+        }
         let cost = costModel(r, calibration)
         var advice = Advice(calibration: calibration, calibrationOrigin: origin)
         var profiles: [Int: ModelProfile] = [:]

@@ -184,8 +184,10 @@ def advise(
 
     Constraints (keywords): ``cores`` (0: this machine's), ``max_ranks`` (0: 4),
     ``memory_budget`` bytes per rank (0: none), ``deterministic`` (only
-    deterministic-mode layouts), ``backend`` ("threads"; "mpi" only with
-    ``machines``). ``machines`` predicts for other machines. ``cache_dir``
+    deterministic-mode layouts), ``backend`` ("threads", or "mpi": under
+    mpirun every process calls it and gets the same layouts of all the
+    job's processes; elsewhere with ``machines``). ``machines`` predicts
+    for other machines. ``cache_dir``
     overrides where the calibration is cached ($PARML_CACHE_DIR,
     $XDG_CACHE_HOME/parml, ~/.cache/parml). Raises InvalidArgumentError for
     bad constraints, ShapeError when the model does not take such samples.
