@@ -105,6 +105,29 @@ def scenario_list():
     return S
 
 
+def scenario_budget(s, model, cache):
+    """A scenario's memory budget per rank: its fraction of one serial
+    replica's predicted peak (threads backend, no collective), or 0."""
+    if not s["budget_fraction"]:
+        return 0
+    free = parml.advise(model, s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache, show=False,
+                        deterministic=s["deterministic"], max_ranks=1)
+    return int(free.ranked[0].peak_bytes * s["budget_fraction"])
+
+
+def measure_rounds(layouts, rounds, measure):
+    """Rounds over every layout, in alternating order so that drift in the
+    machine's load hits all alike: each layout's fastest time and its
+    bytes, as `measure(layout)` returns them."""
+    best = [float("inf")] * len(layouts)
+    peaks = [0] * len(layouts)
+    for rnd in range(rounds):
+        for j in (range(len(layouts)) if rnd % 2 == 0 else reversed(range(len(layouts)))):
+            t, peaks[j] = measure(layouts[j])
+            best[j] = min(best[j], t)
+    return best, peaks
+
+
 def spearman(a, b):
     def ranks(v):
         order = sorted(range(len(v)), key=lambda i: v[i])
@@ -185,27 +208,13 @@ def main():
             continue
         model = s["make"]()
         x, y = s["data"](s["batch"])
-        budget = 0
-        if s["budget_fraction"]:
-            free = parml.advise(model, s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache, show=False,
-                                deterministic=s["deterministic"])
-            serial = next(p for p in free.ranked if p.dp * p.pp * p.tp == 1)
-            budget = int(serial.peak_bytes * s["budget_fraction"])
+        budget = scenario_budget(s, model, cache)
         t0 = time.perf_counter()
         advice = parml.advise(model, s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache, show=False,
                               memory_budget=budget, deterministic=s["deterministic"], max_ranks=4, cores=cores)
         latency = time.perf_counter() - t0
-        # Rounds over every layout (alternating order, so drift in the
-        # machine's load hits all alike); a layout's time is its fastest step.
-        best = [float("inf")] * len(advice.ranked)
-        peaks = [0] * len(advice.ranked)
-        for rnd in range(a.rounds):
-            order = range(len(advice.ranked)) if rnd % 2 == 0 else reversed(range(len(advice.ranked)))
-            for j in order:
-                t, peak = measure_once(s["make"], advice.ranked[j], s["optimizer"](), x, y, a.steps, s["deterministic"],
-                                       a.round_seconds)
-                best[j] = min(best[j], t)
-                peaks[j] = peak
+        best, peaks = measure_rounds(advice.ranked, a.rounds, lambda p: measure_once(
+            s["make"], p, s["optimizer"](), x, y, a.steps, s["deterministic"], a.round_seconds))
         rows = []
         for p, measured, peak in zip(advice.ranked, best, peaks):
             rows.append(dict(layout=layout_name(p),

@@ -112,6 +112,59 @@ def dated_sections():
     return text[start + 1:end].rstrip("\n") + "\n"
 
 
+def mpi_section():
+    """The MPI backend's run (bench/advisor_mpi.py, bench/advisor_mpi.json), where there is one."""
+    try:
+        with open(os.path.join(HERE, "advisor_mpi.json")) as f:
+            r = json.load(f)
+    except FileNotFoundError:
+        return []
+    S = r["scenarios"]
+    within = [s for s in S if s["first_over_fastest"] <= 0.10]
+    rhos = [s["spearman"] for s in S if s["spearman"] == s["spearman"]]
+    lines = [
+        "## MPI processes: predicted against measured (bench/advisor_mpi.py)",
+        "",
+        "Reproduce: `PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor_mpi.py`, then this",
+        "report. The same scenarios, each layout of 1 to 4 ranks run as that many processes under",
+        f"`mpirun --oversubscribe` ({r['seconds'] / 60:.0f} min in all); the advice for a job of k processes is asked inside that",
+        "job (backend mpi), which ranks the layouts of k ranks, and a scenario's ranking here merges the four",
+        f"jobs' predictions. {r['rounds']} rounds, each starting one job per size (sizes in alternating order), which",
+        f"measures every layout once: a fresh trainer, one warm-up step and {r['steps']} timed steps. A layout's time in",
+        "a round is its slowest process's fastest step, its time the fastest round's; its memory the fullest process's.",
+        "The jobs' collectives as measured (job size, group size, latency s, bytes/s to 4 MiB, bytes/s past it;",
+        "sends: job size, latency, the two rates):",
+        "",
+    ]
+    lines += [f"- `{c}`" for c in r["process_calibration"]]
+    lines += [
+        "",
+        f"- First choice within 10 % of the fastest measured layout: {len(within)} of {len(S)}.",
+        f"- Spearman ρ per scenario: median {statistics.median(rhos):.2f}, min {min(rhos):.2f}, "
+        f"{sum(1 for x in rhos if x >= 0.8)} of {len(rhos)} at 0.8 or more.",
+        f"- Predicted peak memory: worst error {100 * max(s['max_memory_error'] for s in S):.2f} %.",
+        f"- Advice inside a job, per scenario the median over its job rounds of the slowest process's: "
+        f"{1e3 * S[0]['advice_seconds']:.0f} ms for the first scenario (where each size's first job started MPI and",
+        f"  measured its collectives), at most {1e3 * max(s['advice_seconds'] for s in S[1:]):.0f} ms for the others "
+        "(4 processes on 2 cores advise at once).",
+        "",
+        "| scenario | layouts | advisor's first | fastest measured | first vs fastest | Spearman ρ | memory error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in S:
+        lines.append(f"| {s['name']} | {s['ranked']} | {s['first']} | {s['fastest']} | +{100 * s['first_over_fastest']:.0f} % | "
+                     f"{s['spearman']:.2f} | {100 * s['max_memory_error']:.2f} % |")
+    lines += [""]
+    for s in S:
+        lines += [f"### {s['name']} (MPI)", "", "| processes | layout | predicted ms | measured ms | predicted MiB | measured MiB |",
+                  "|---|---|---|---|---|---|"]
+        for row in s["rows"]:
+            lines.append(f"| {row['processes']} | {row['layout']} | {1e3 * row['predicted']:.2f} | {1e3 * row['measured']:.2f} | "
+                         f"{mib(row['predicted_bytes'])} | {mib(row['measured_bytes'])} |")
+        lines.append("")
+    return lines
+
+
 def main():
     with open(os.path.join(HERE, "advisor.json")) as f:
         r = json.load(f)
@@ -174,6 +227,7 @@ def main():
             lines.append(f"| {row['layout']} | {1e3 * row['predicted']:.2f} | {1e3 * row['measured']:.2f} | "
                          f"{mib(row['predicted_bytes'])} | {mib(row['measured_bytes'])} |")
         lines.append("")
+    lines += mpi_section()
     cache = tempfile.mkdtemp(prefix="parml-advisor-report-")
     rows = what_if(cache)
     lines += [
