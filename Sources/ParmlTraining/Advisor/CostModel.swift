@@ -98,8 +98,10 @@ struct CostModel {
     /// Whether OpenBLAS here has small-matrix kernels (`BLAS.hasSmallMatrixKernels`).
     var smallKernels = false
     /// Whether the ranks are MPI processes of a job on this machine: its
-    /// collectives are priced at the rates measured inside such a job
-    /// (`processAllReduce`, `processSend`); there are no rank threads to hand a step over to.
+    /// collectives are priced at the rates measured inside such a job (the
+    /// calibration's `process…` figures), ZeRO-3 gathers per layer, the host
+    /// model is assembled after each update, and there are no rank threads
+    /// to hand a step over to.
     var processes = false
     /// `compute`'s answers within one advice: most layouts repeat the same
     /// stages at the same rows (the four ZeRO stages, the schedules).

@@ -52,7 +52,7 @@ extension LayoutCandidate {
             // The fullest data rank's shards and gathered layer: a later
             // rank's shard can miss the model's widest layer that data rank
             // 0's holds most of (the 784-256-256-10 MLP's second process of
-            // dp 2 held 33 % more parameters than the first).
+            // dp 2 held 34 % more parameters than the first).
             var fullest = 0
             for d in 0..<mesh.dp {
                 var owned = 0, gathered = 0

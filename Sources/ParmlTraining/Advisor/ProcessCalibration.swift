@@ -21,9 +21,8 @@ extension MachineCalibration {
     /// group size g ≥ 2 dividing the job, all its groups of g consecutive
     /// ranks all-reducing at once; and every pair (2i, 2i + 1) exchanging
     /// sends at once (a pipeline's neighbours), and the groups' broadcasts
-    /// from their first rank and all-gathers. Three sizes each (4 KiB,
-    /// 4 MiB, 32 MiB), the best of 5 runs; every run starts at a barrier. The figures are this process's;
-    /// callers keep rank 0's.
+    /// from their first rank and all-gathers (`ratesAtThreeSizes`). The
+    /// figures are this process's; callers keep rank 0's.
     public static func measureProcesses(
         world: Communicator
     ) throws -> ProcessRates {
@@ -35,20 +34,20 @@ extension MachineCalibration {
         for g in 2...n where n % g == 0 {
             let group = g == n ? world : try world.split(color: r / g, key: r % g, name: "calibration(\(g))")
             rates.allReduce.append(
-                try lineThroughTwoSizes(world: world, ranks: g, operations: 1) { count in
+                try ratesAtThreeSizes(world: world, ranks: g, operations: 1) { count in
                     try group.allReduce(buffer.data, count: count, op: .sum)
                 })
             rates.broadcast.append(
-                try lineThroughTwoSizes(world: world, ranks: g, operations: 1) { count in
+                try ratesAtThreeSizes(world: world, ranks: g, operations: 1) { count in
                     try group.broadcast(buffer.data, count: count, root: 0)
                 })
             rates.allGather.append(
-                try lineThroughTwoSizes(world: world, ranks: g, operations: 1) { count in
+                try ratesAtThreeSizes(world: world, ranks: g, operations: 1) { count in
                     try group.allGather(buffer.data, count: count)
                 })
         }
         let partner = r % 2 == 0 ? r + 1 : r - 1
-        rates.send = try lineThroughTwoSizes(world: world, ranks: 2, operations: 2) { count in
+        rates.send = try ratesAtThreeSizes(world: world, ranks: 2, operations: 2) { count in
             guard partner < n else { return }  // the odd rank out of an odd job waits at the next barrier
             if r % 2 == 0 {
                 try world.send(buffer.data, count: count, to: partner)
@@ -65,9 +64,9 @@ extension MachineCalibration {
     /// times), 4 MiB (4 times) and 32 MiB (twice), best of 5 runs each,
     /// each run started together at a barrier of `world`: latency and
     /// bandwidth of the line through the first two sizes, and the bandwidth
-    /// from 4 to 32 MiB, where the buffers leave the caches (a 13 MB
-    /// gradient's all-reduce in a step took 1.4x what the line said).
-    private static func lineThroughTwoSizes(
+    /// from 4 to 32 MiB, where the buffers leave the caches (2 processes
+    /// here: 8.4 GB/s along the line, 3.6 GB/s past it).
+    private static func ratesAtThreeSizes(
         world: Communicator, ranks: Int, operations: Int, _ exchange: (Int) throws -> Void
     ) throws -> CollectiveRate {
         let small = 1 << 10, large = 1 << 20, past = ProcessRates.largestFloats
@@ -120,7 +119,12 @@ extension CalibrationCache {
         var mine: (MachineCalibration, Origin)?
         var failure = ""
         if world.rank == 0 {
-            do { mine = try load(directory: directory, libraryVersion: libraryVersion) } catch let e as ParmlError { failure = e.message }
+            // Any error, so that the others hear of it rather than wait for the watchdog.
+            do { mine = try load(directory: directory, libraryVersion: libraryVersion) } catch let e as ParmlError {
+                failure = e.message
+            } catch {
+                failure = "\(error)"
+            }
         }
         // [failed, origin, needs the job's collectives]
         var head: [Float] = [0, 0, 0]
