@@ -330,10 +330,9 @@ private func layouts() -> [StrategyConfig] {
     @Test func processesPayTheirJobsCollectives() throws {
         let model = try residualMLP(width: 256, blocks: 2, seed: 4)
         var c = fixedCalibration()
-        c.processAllReduce[2] = [.init(ranks: 2, latency: 3e-4, bytesPerSecond: 1e8)]
-        c.processSend[2] = .init(ranks: 2, latency: 2e-4, bytesPerSecond: 1e8)
-        c.processBroadcast[2] = [.init(ranks: 2, latency: 1e-4, bytesPerSecond: 1e8)]
-        c.processAllGather[2] = [.init(ranks: 2, latency: 5e-5, bytesPerSecond: 2e8)]
+        c.processRates[2] = ProcessRates(
+            allReduce: [.init(ranks: 2, latency: 3e-4, bytesPerSecond: 1e8)], broadcast: [.init(ranks: 2, latency: 1e-4, bytesPerSecond: 1e8)],
+            allGather: [.init(ranks: 2, latency: 5e-5, bytesPerSecond: 2e8)], send: .init(ranks: 2, latency: 2e-4, bytesPerSecond: 1e8))
         c.pageFaultSeconds = 1e-6
         var request = AdviceRequest(sampleShape: Shape(12), batch: 64)
         request.cores = 2
@@ -422,12 +421,13 @@ private func layouts() -> [StrategyConfig] {
             #expect(first.allSatisfy { $0.1 == .measured && $0.0 == first[0].0 })
             let c = first[0].0
             #expect(c.hasProcessRates(job: size) && !c.hasProcessRates(job: 3))
-            #expect(c.processAllReduce[size]!.map(\.ranks) == (size == 2 ? [2] : [2, 4]))
-            #expect(c.processBroadcast[size]!.map(\.ranks) == c.processAllReduce[size]!.map(\.ranks))
-            #expect(c.processAllReduce[size]!.allSatisfy { $0.bytesPerSecond > 0 && $0.latency >= 0 } && c.processSend[size]!.bytesPerSecond > 0)
-            #expect(c.processBroadcast[size]!.allSatisfy { $0.bytesPerSecond > 0 && $0.latency >= 0 })
+            let job = try #require(c.processRates[size])
+            #expect(job.allReduce.map(\.ranks) == (size == 2 ? [2] : [2, 4]))
+            #expect(job.broadcast.map(\.ranks) == job.allReduce.map(\.ranks))
+            #expect(job.allReduce.allSatisfy { $0.bytesPerSecond > 0 && $0.latency >= 0 } && job.send!.bytesPerSecond > 0)
+            #expect(job.broadcast.allSatisfy { $0.bytesPerSecond > 0 && $0.latency >= 0 })
             // Past 4 MiB a second slope, measured at 32 MiB.
-            #expect(c.processAllReduce[size]!.allSatisfy { $0.largeBytesPerSecond > 0 && $0.largeBytesPerSecond.isFinite })
+            #expect(job.allReduce.allSatisfy { $0.largeBytesPerSecond > 0 && $0.largeBytesPerSecond.isFinite })
             // The in-process figures are the file's, untouched.
             #expect(c.products == stored.products && c.allReduce == stored.allReduce)
             // Stored: the next advice measures nothing and gets the same figures.

@@ -81,17 +81,11 @@ public enum CalibrationCache {
         for x in c.concurrentPageFaults { lines.append("page_fault_threads \(x.threads) \(x.seconds)") }
         for x in c.elementwiseBySize { lines.append("elementwise_size \(x.bytes) \(x.bytesPerSecond)") }
         for x in c.elementwiseAllCoresBySize { lines.append("elementwise_all_cores_size \(x.bytes) \(x.bytesPerSecond)") }
-        for (job, rates) in c.processAllReduce.sorted(by: { $0.key < $1.key }) {
-            for a in rates { lines.append("process_allreduce \(job) \(a.ranks) \(a.latency) \(a.bytesPerSecond) \(a.largeBytesPerSecond)") }
-        }
-        for (job, x) in c.processSend.sorted(by: { $0.key < $1.key }) {
-            lines.append("process_send \(job) \(x.latency) \(x.bytesPerSecond) \(x.largeBytesPerSecond)")
-        }
-        for (job, rates) in c.processBroadcast.sorted(by: { $0.key < $1.key }) {
-            for a in rates { lines.append("process_broadcast \(job) \(a.ranks) \(a.latency) \(a.bytesPerSecond) \(a.largeBytesPerSecond)") }
-        }
-        for (job, rates) in c.processAllGather.sorted(by: { $0.key < $1.key }) {
-            for a in rates { lines.append("process_allgather \(job) \(a.ranks) \(a.latency) \(a.bytesPerSecond) \(a.largeBytesPerSecond)") }
+        for (job, r) in c.processRates.sorted(by: { $0.key < $1.key }) {
+            for (name, rates) in [("process_allreduce", r.allReduce), ("process_broadcast", r.broadcast), ("process_allgather", r.allGather)] {
+                for a in rates { lines.append("\(name) \(job) \(a.ranks) \(a.latency) \(a.bytesPerSecond) \(a.largeBytesPerSecond)") }
+            }
+            if let x = r.send { lines.append("process_send \(job) \(x.latency) \(x.bytesPerSecond) \(x.largeBytesPerSecond)") }
         }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -109,10 +103,7 @@ public enum CalibrationCache {
         var pageFaults: [(threads: Int, seconds: Double)] = []
         var bySize: [(bytes: Double, bytesPerSecond: Double)] = []
         var allCoresBySize: [(bytes: Double, bytesPerSecond: Double)] = []
-        var processAllReduce: [Int: [MachineCalibration.CollectiveRate]] = [:]
-        var processSend: [Int: MachineCalibration.CollectiveRate] = [:]
-        var processBroadcast: [Int: [MachineCalibration.CollectiveRate]] = [:]
-        var processAllGather: [Int: [MachineCalibration.CollectiveRate]] = [:]
+        var processRates: [Int: ProcessRates] = [:]
         func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
@@ -148,15 +139,15 @@ public enum CalibrationCache {
                 else { return nil }
                 let rate = MachineCalibration.CollectiveRate(ranks: n, latency: l, bytesPerSecond: b, largeBytesPerSecond: past)
                 switch words[0] {
-                case "process_allreduce": processAllReduce[job, default: []].append(rate)
-                case "process_broadcast": processBroadcast[job, default: []].append(rate)
-                default: processAllGather[job, default: []].append(rate)
+                case "process_allreduce": processRates[job, default: ProcessRates()].allReduce.append(rate)
+                case "process_broadcast": processRates[job, default: ProcessRates()].broadcast.append(rate)
+                default: processRates[job, default: ProcessRates()].allGather.append(rate)
                 }
             case "process_send":
                 guard words.count == 5, let job = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]),
                     let past = positive(words[4]), job > 1, b > 0, past > 0
                 else { return nil }
-                processSend[job] = .init(ranks: 2, latency: l, bytesPerSecond: b, largeBytesPerSecond: past)
+                processRates[job, default: ProcessRates()].send = .init(ranks: 2, latency: l, bytesPerSecond: b, largeBytesPerSecond: past)
             case "handover":
                 guard words.count == 3, let n = Int(words[1]), let l = positive(words[2]), n > 1 else { return nil }
                 handover.append(.init(ranks: n, latency: l, bytesPerSecond: .infinity))
@@ -189,10 +180,7 @@ public enum CalibrationCache {
         c.concurrentPageFaults = pageFaults
         c.elementwiseBySize = bySize
         c.elementwiseAllCoresBySize = allCoresBySize
-        c.processAllReduce = processAllReduce
-        c.processSend = processSend
-        c.processBroadcast = processBroadcast
-        c.processAllGather = processAllGather
+        c.processRates = processRates
         c.elementwiseBytesPerSecond = ew
         c.loadAverage = load
         c.pageFaultSeconds = fault

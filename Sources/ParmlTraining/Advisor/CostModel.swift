@@ -99,7 +99,7 @@ struct CostModel {
     var smallKernels = false
     /// Whether the ranks are MPI processes of a job on this machine: its
     /// collectives are priced at the rates measured inside such a job (the
-    /// calibration's `process…` figures), ZeRO-3 gathers per layer, the host
+    /// calibration's `processRates`), ZeRO-3 gathers per layer, the host
     /// model is assembled after each update, and there are no rank threads
     /// to hand a step over to.
     var processes = false
@@ -118,7 +118,7 @@ struct CostModel {
             return steps * machine.interNodeLatency + steps / Double(n) * bytes / machine.interNodeBandwidth
         }
         // A job's groups of n, measured reducing at once as a layout's groups do.
-        if processes, let r = calibration.processAllReduce[world]?.first(where: { $0.ranks == n }) { return r.seconds(bytes: bytes) }
+        if processes, let r = calibration.processRates[world]?.allReduce.first(where: { $0.ranks == n }) { return r.seconds(bytes: bytes) }
         if let r = MachineCalibration.interpolated(calibration.allReduce, ranks: n) { return r.latency + bytes / r.bytesPerSecond }
         guard let r = MachineCalibration.nearest(calibration.allReduce, ranks: n) else { return 0 }
         // A ring's latency grows with n − 1 and its traffic with 2(n−1)/n.
@@ -130,14 +130,14 @@ struct CostModel {
     /// Seconds of a broadcast of `bytes` in a group of `n` MPI processes of
     /// a job of `world` (the job's measured rate for groups of n; 0 where not measured).
     func processBroadcast(bytes: Double, ranks n: Int, world: Int) -> Double {
-        guard n > 1, let r = calibration.processBroadcast[world]?.first(where: { $0.ranks == n }) else { return 0 }
+        guard n > 1, let r = calibration.processRates[world]?.broadcast.first(where: { $0.ranks == n }) else { return 0 }
         return r.seconds(bytes: bytes)
     }
 
     /// Seconds of an all-gather of `bytes` (the whole buffer) in a group of
     /// `n` MPI processes of a job of `world` (0 where not measured).
     func processAllGather(bytes: Double, ranks n: Int, world: Int) -> Double {
-        guard n > 1, let r = calibration.processAllGather[world]?.first(where: { $0.ranks == n }) else { return 0 }
+        guard n > 1, let r = calibration.processRates[world]?.allGather.first(where: { $0.ranks == n }) else { return 0 }
         return r.seconds(bytes: bytes)
     }
 
@@ -175,7 +175,7 @@ struct CostModel {
         if let machine, 2 * stride > machine.ranksPerNode {
             return machine.interNodeLatency + bytes / machine.interNodeBandwidth
         }
-        if processes, let r = calibration.processSend[world] { return r.seconds(bytes: bytes) }
+        if processes, let r = calibration.processRates[world]?.send { return r.seconds(bytes: bytes) }
         guard let r = MachineCalibration.nearest(calibration.send, ranks: 2) else { return 0 }
         return r.latency + bytes / r.bytesPerSecond
     }
@@ -553,7 +553,8 @@ struct CostModel {
                 kind: c.layout.stageScheduleKind, stages: mesh.pp, virtualStages: c.layout.virtualStages, microBatches: m * c.maxPieces,
                 forward: runCompute.map { $0 / 3 }, backward: zip(runCompute, runTree).map { $0 * 2 / 3 + $1 }) : nil
         let perStage = mesh.dp * mesh.tp * threads
-        if let sharing, let r = sharing.makespan(hop: 0, wake: 0, window: .infinity, threadsPerStage: perStage, stretch: stretch) {
+        let hopFree = sharing?.makespan(hop: 0, wake: 0, window: .infinity, threadsPerStage: perStage, stretch: stretch)
+        if let r = hopFree {
             p.compute = r.busiest
             p.bubble = max(0, r.seconds - r.busiest)
         }
@@ -614,8 +615,9 @@ struct CostModel {
             let windows = rankWaitWindows(ranks: local, cpus: coresPerNode)
             let window = Double(windows.spinNanos + windows.yieldNanos) * 1e-9
             var t = Double(sends) * (hop + wakeUp)
+            // On this machine the hop-free replay is the one that gave compute and bubble above.
             let replayed = sharing != nil
-                ? replay.hops(seconds: hop, wake: wakeUp, window: window, threadsPerStage: perStage, stretch: stretch)
+                ? replay.hops(seconds: hop, wake: wakeUp, window: window, threadsPerStage: perStage, stretch: stretch, without: hopFree?.seconds)
                 : replay.hops(seconds: hop, wake: wakeUp, window: window)
             if let replayed {
                 t = replayed.seconds

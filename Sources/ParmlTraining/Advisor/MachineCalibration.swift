@@ -68,20 +68,9 @@ public struct MachineCalibration: Sendable, Equatable {
     /// Waking the rank threads for a step and waiting for them (RankPool), per rank count.
     public var handover: [CollectiveRate] = []
     /// MPI processes on this machine, per job (its process count): the
-    /// all-reduce of each group size that divides the job, every such group
-    /// of the job reducing at once (a dp × tp layout's groups do), measured
-    /// inside a job of that size (`measureProcesses`). Empty until advice
-    /// for the MPI backend ran in such a job.
-    public var processAllReduce: [Int: [CollectiveRate]] = [:]
-    /// The same jobs' send between neighbours (ranks 2i and 2i + 1, every pair at once).
-    public var processSend: [Int: CollectiveRate] = [:]
-    /// The same jobs' broadcast from a group's first rank, per group size
-    /// (every group at once): how a replica of pp or tp > 1 assembles its
-    /// host model after each step (HostModelAssembly).
-    public var processBroadcast: [Int: [CollectiveRate]] = [:]
-    /// The same jobs' all-gather (bytes: the whole gathered buffer, every
-    /// rank its share), per group size: ZeRO's parameter gathers.
-    public var processAllGather: [Int: [CollectiveRate]] = [:]
+    /// collectives measured inside a job of that size (`measureProcesses`).
+    /// Empty until advice for the MPI backend ran in such a job.
+    public var processRates: [Int: ProcessRates] = [:]
     /// sgemm throughput of the cores while `threads` rank threads compute at
     /// once (each its own one-thread products on its own 4 MiB weights),
     /// from each thread's CPU time: the caches and memory they share, and

@@ -100,13 +100,16 @@ struct PipelineReplay {
 
     /// What the hops add to the step (the replay with them less the replay
     /// without, the cores shared alike in both), and how many ops of the
-    /// replay with them slept first.
+    /// replay with them slept first. `without`: the hop-free replay's
+    /// seconds where the caller has them (no wake-up without hops, so the
+    /// window does not change them).
     func hops(
-        seconds hop: Double, wake: Double, window: Double, threadsPerStage: Int = 1, stretch: (Int) -> Double = { _ in 1 }
+        seconds hop: Double, wake: Double, window: Double, threadsPerStage: Int = 1, stretch: (Int) -> Double = { _ in 1 },
+        without: Double? = nil
     ) -> (seconds: Double, sleeps: Int)? {
         guard let with = makespan(hop: hop, wake: wake, window: window, threadsPerStage: threadsPerStage, stretch: stretch),
-            let without = makespan(hop: 0, wake: 0, window: window, threadsPerStage: threadsPerStage, stretch: stretch)
+            let without = without ?? makespan(hop: 0, wake: 0, window: window, threadsPerStage: threadsPerStage, stretch: stretch)?.seconds
         else { return nil }
-        return (max(0, with.seconds - without.seconds), with.sleeps)
+        return (max(0, with.seconds - without), with.sleeps)
     }
 }

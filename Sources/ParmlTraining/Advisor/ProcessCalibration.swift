@@ -9,10 +9,21 @@ import ParmlTensor
 public struct ProcessRates: Sendable {
     /// The largest size measured, in floats (32 MiB).
     static let largestFloats = 8 << 20
+    /// Per group size dividing the job, every such group of the job at once
+    /// (a dp × tp layout's groups do): all-reduce; broadcast from the
+    /// group's first rank (how a replica of pp or tp > 1 assembles its host
+    /// model after each step, HostModelAssembly); all-gather (bytes: the
+    /// whole gathered buffer, every rank its share; ZeRO's parameter gathers).
     public var allReduce: [MachineCalibration.CollectiveRate] = []
     public var broadcast: [MachineCalibration.CollectiveRate] = []
     public var allGather: [MachineCalibration.CollectiveRate] = []
+    /// A send between neighbours (ranks 2i and 2i + 1, every pair at once).
     public var send: MachineCalibration.CollectiveRate?
+
+    /// Whether every collective was measured for groups of the whole job of `processes`.
+    func complete(job processes: Int) -> Bool {
+        send != nil && [allReduce, broadcast, allGather].allSatisfy { $0.contains { $0.ranks == processes } }
+    }
 }
 
 extension MachineCalibration {
@@ -99,10 +110,7 @@ extension MachineCalibration {
 
     /// Whether this calibration holds a job of `processes` processes' collectives.
     public func hasProcessRates(job processes: Int) -> Bool {
-        processes <= 1
-            || (processSend[processes] != nil && processAllReduce[processes]?.contains { $0.ranks == processes } == true
-                && processBroadcast[processes]?.contains { $0.ranks == processes } == true
-                && processAllGather[processes]?.contains { $0.ranks == processes } == true)
+        processes <= 1 || processRates[processes]?.complete(job: processes) == true
     }
 }
 
@@ -142,10 +150,7 @@ extension CalibrationCache {
         if head[2] != 0 {
             let rates = try MachineCalibration.measureProcesses(world: world)
             if world.rank == 0, var c = mine?.0 {
-                c.processAllReduce[world.size] = rates.allReduce
-                c.processBroadcast[world.size] = rates.broadcast
-                c.processAllGather[world.size] = rates.allGather
-                c.processSend[world.size] = rates.send
+                c.processRates[world.size] = rates
                 if let dir = directory ?? defaultDirectory() { try? store(c, directory: dir, path: dir + "/" + fileName) }
                 mine = (c, origin)
             }
