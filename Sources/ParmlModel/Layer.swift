@@ -153,6 +153,12 @@ extension Layer {
     public func lowerToOnnx(_ graph: OnnxLowering, input: String, shape: Shape) throws -> String {
         throw ParmlError.unsupported("layer kind '\(kind)' has no ONNX export yet")
     }
+
+    /// Whether this layer or one inside it trains parameters: its backward
+    /// writes their gradients, so it needs its output's gradient.
+    public var trainsParameters: Bool {
+        parameterSpecs.contains(where: \.trained) || children.contains { $0.trainsParameters }
+    }
 }
 
 /// A registered layer kind whose descriptor is fixed by its class: the kind

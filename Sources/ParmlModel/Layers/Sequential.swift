@@ -27,9 +27,15 @@ public final class Sequential: Layer {
     public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
         var g = dy
         var i = layers.count - 1
+        // A layer computes its input gradient only where something before
+        // it reads one: our caller, or an earlier layer that trains
+        // parameters. tp's rewrite puts its f operator before a model's
+        // first projection (tp_enter, linear), whose input gradient nothing
+        // reads: computing it had cost the 784-4096-10 MLP's tp ranks a
+        // third more products a step, a convolution its col2im.
+        let firstTraining = layers.firstIndex { $0.trainsParameters } ?? layers.count
         while i >= 0 {
-            // The first layer computes dx only if our caller needs it.
-            let need = i > 0 || needInputGradient
+            let need = needInputGradient || i > firstTraining
             guard let next = try layers[i].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else {
                 return nil
             }
