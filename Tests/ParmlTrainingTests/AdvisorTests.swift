@@ -801,6 +801,27 @@ private func layouts() -> [StrategyConfig] {
         #expect(try TensorParallelReduce(features: 128, bias: true).work(input: Shape(32, 128)).elementwiseFloats == 2 * 32 * 128)
     }
 
+    /// A sequence moves no floats of its own and a residual block's sum
+    /// moves three arrays, so the sequences tp's rewrite nests in a block
+    /// cost nothing: the GPT's MLP block on a tp 2 rank (half its columns)
+    /// moves fewer floats than on the one rank, not more.
+    @Test func sequencesMoveNoFloatsOfTheirOwn() throws {
+        let x = Shape(4, 8, 32)
+        let gelu = Activation(.gelu), norm = try LayerNorm(features: 32)
+        let parts = try norm.work(input: x).elementwiseFloats + (try gelu.work(input: x).elementwiseFloats)
+        #expect(try Sequential([norm, gelu]).work(input: x).elementwiseFloats == parts)
+        #expect(try Sequential([Sequential([norm]), Sequential([gelu])]).work(input: x).elementwiseFloats == parts)
+        #expect(try Residual(Sequential([norm, gelu])).work(input: x).elementwiseFloats == parts + 3 * Double(x.count))
+        let serial = try gpt()
+        let block = 3  // embedding, position, attention block, MLP block, ...
+        let one = try ModelProfile(serial: serial, tp: 1, sampleShape: Shape(16), threads: 1)
+        let two = try ModelProfile(serial: serial, tp: 2, sampleShape: Shape(16), threads: 1)
+        let w1 = try one.model.root.layers[block].work(input: one.input(ofLayer: block, rows: 4))
+        let w2 = try two.model.root.layers[block].work(input: two.input(ofLayer: block, rows: 4))
+        #expect(w2.productFLOPs * 2 == w1.productFLOPs)
+        #expect(w2.elementwiseFloats < w1.elementwiseFloats, "\(w2.elementwiseFloats) floats on a tp 2 rank, \(w1.elementwiseFloats) on one")
+    }
+
     /// The replay runs each stage's 1F1B order: of two equal stages' six
     /// hops (2 micro-batches, forward 1 s and backward 2 s a run), two lie
     /// on the step's path, and where every wait outlasts the window, each
