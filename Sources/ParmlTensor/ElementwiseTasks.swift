@@ -55,6 +55,13 @@ struct AddInPlaceTask: RangeTask {
     @inline(__always) func run(_ r: Range<Int>, part: Int) { pml_add_inplace(y + r.lowerBound, b + r.lowerBound, r.count) }
 }
 
+/// found[part] = 0 when x's range is finite, NaN otherwise (Kernels.nonFiniteProbe).
+struct NonFiniteProbeTask: RangeTask {
+    let x: UnsafePointer<Float>
+    let found: UnsafeMutablePointer<Float>
+    @inline(__always) func run(_ r: Range<Int>, part: Int) { found[part] = pml_nonfinite_probe(x + r.lowerBound, r.count) }
+}
+
 /// x *= s.
 struct ScaleTask: RangeTask {
     let x: UnsafeMutablePointer<Float>

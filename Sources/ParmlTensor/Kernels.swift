@@ -149,8 +149,19 @@ public enum Kernels {
 
     /// 0 when every x[i] is finite, NaN otherwise: a value that a sum over
     /// ranks keeps NaN when any rank's part is not finite.
+    /// In ranges over the rank's threads: a step's whole gradient arena is
+    /// probed on both cores, not on one while the other waits.
     public static func nonFiniteProbe(_ x: UnsafePointer<Float>, count n: Int) -> Float {
-        pml_nonfinite_probe(x, n)
+        let parts = WorkerPool.partLimit(count: n, grain: Grain.cheap)
+        if parts <= 1 { return pml_nonfinite_probe(x, n) }
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: parts) { out in
+            guard let found = out.baseAddress else { return pml_nonfinite_probe(x, n) }
+            found.initialize(repeating: 0, count: parts)  // a part whose range is empty stays 0
+            WorkerPool.forRanges(count: n, grain: Grain.cheap, parts: parts, NonFiniteProbeTask(x: x, found: found))
+            var probe: Float = 0
+            for p in 0..<parts { probe += found[p] }
+            return probe
+        }
     }
 
     // MARK: - LayerNorm
