@@ -228,8 +228,9 @@ extension RankContext {
     }
 
     /// Backward through `layers` (top-level indices, a part of the run's)
-    /// of the slot's copy, last first. The run's first layer on the first
-    /// run computes no input gradient; a layer that returns none ends the pass.
+    /// of the slot's copy, last first. On the first run, no layer up to the
+    /// model's first that trains parameters computes an input gradient; a
+    /// layer that returns none ends the pass.
     /// `reducing`: the step's last piece, after which gradient buckets whose
     /// layers are done are reduced (but the run's first, which waits until
     /// the input gradient has gone to the previous stage).
@@ -239,9 +240,14 @@ extension RankContext {
     ) throws -> Tensor {
         var g = dy
         let layers = slot.model.root.layers
+        // A layer computes its input gradient where something before it
+        // reads one: the previous stage, or an earlier layer of the first
+        // run that trains parameters (a flatten or an activation before the
+        // model's first linear has none: the Fashion-MNIST example's).
+        let firstTraining = slot.model.root.firstTrainingLayer
         for l in range.reversed() {
             try comms?.world.throwIfAborted("backward of layer \(l)")
-            let need = l > vs.layers.lowerBound || !vs.isFirst
+            let need = !vs.isFirst || l > firstTraining
             try gatherBlock(of: l)
             if reducing { populateBucket(of: vs, startingAt: l) }
             let next = try layers[l].backward(g, ctx, needInputGradient: need, accumulate: accumulate)

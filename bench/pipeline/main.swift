@@ -54,9 +54,11 @@ func batch(_ n: Int, _ features: Int, classes: Int?) throws -> (Tensor, Tensor) 
 }
 
 /// The balanced pipeline of the bubble formula: a ReLU, then p identical
-/// residual blocks (Linear, ReLU), one per stage. The leading ReLU makes the
-/// first stage's Linear compute an input gradient like every other stage's
-/// (a model's first Linear skips it); ReLU rather than tanh because libm's
+/// residual blocks (Linear, ReLU), one per stage. The first block's Linear
+/// computes an input gradient like every other stage's, since a residual
+/// asks its body for one whatever its caller reads; the leading ReLU is kept
+/// from the first recorded runs (the first block's own sum is skipped
+/// either way: nothing before it trains parameters); ReLU rather than tanh because libm's
 /// tanh costs as much as the GEMM at this size and would dominate the stage
 /// that holds it.
 /// (`leadingReLU: false`: the blocks alone, the model the peak-activation

@@ -8,7 +8,23 @@ public final class Sequential: Layer {
 
     public init(_ layers: [Layer] = []) { self.layers = layers }
 
-    public func append(_ layer: Layer) { layers.append(layer) }
+    public func append(_ layer: Layer) {
+        layers.append(layer)
+        firstTrainingCache = nil
+    }
+
+    /// The index of the first layer that trains parameters (`layers.count`
+    /// when none does): backward asks no layer up to it for an input
+    /// gradient unless the caller reads one. Kept, since a layer's
+    /// parameter specs are built anew on every read.
+    public var firstTrainingLayer: Int {
+        if let f = firstTrainingCache { return f }
+        let f = layers.firstIndex { $0.trainsParameters } ?? layers.count
+        firstTrainingCache = f
+        return f
+    }
+
+    private var firstTrainingCache: Int?
 
     public func replicate() throws -> Layer { Sequential(try layers.map { try $0.replicate() }) }
 
@@ -33,7 +49,7 @@ public final class Sequential: Layer {
         // first projection (tp_enter, linear), whose input gradient nothing
         // reads: computing it had cost the 784-4096-10 MLP's tp ranks a
         // third more products a step, a convolution its col2im.
-        let firstTraining = layers.firstIndex { $0.trainsParameters } ?? layers.count
+        let firstTraining = firstTrainingLayer
         while i >= 0 {
             let need = needInputGradient || i > firstTraining
             guard let next = try layers[i].backward(g, ctx, needInputGradient: need, accumulate: accumulate) else {

@@ -372,10 +372,11 @@ struct CostModel {
             let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
             for p in w.products {
                 // Forward, then the input gradient (m × n)·(n × k) and the weight gradient (n × m)·(m × k).
-                // The model's first layer computes no input gradient (nothing
-                // before it needs one: PipelineExecution's `need`).
+                // No layer up to the model's first that trains parameters
+                // computes an input gradient (nothing before it reads one:
+                // PipelineExecution's `need`).
                 var products = [p, MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count)]
-                if l > 0 { products.append(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count)) }
+                if l > profile.model.root.firstTrainingLayer { products.append(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count)) }
                 // The calibration repeats each product on operands its
                 // caches keep; in a pass every other layer's weights,
                 // gradients and activations went through those caches in

@@ -89,7 +89,8 @@ final class ModelProfile {
     }
 
     /// One training forward and backward at `rows` (zeros in, ones back);
-    /// the first layer computes no input gradient, as in a step. Returns
+    /// no layer up to the first that trains parameters computes an input
+    /// gradient, as in a step. Returns
     /// each top-level layer's buffer bytes afterwards.
     static func probe(_ model: Model, sample: Shape, rows: Int, threads: Int) throws -> [Int] {
         let x = try Tensor(shape: sample.withLeading(rows, keeping: true))
@@ -102,8 +103,9 @@ final class ModelProfile {
         let dy = try Tensor(shape: h.shape)
         dy.fill(1)
         var g: Tensor = dy
+        let firstTraining = model.root.firstTrainingLayer
         for (i, l) in layers.enumerated().reversed() {
-            guard let next = try l.backward(g, ctx, needInputGradient: i > 0, accumulate: false) else { break }
+            guard let next = try l.backward(g, ctx, needInputGradient: i > firstTraining, accumulate: false) else { break }
             g = next
         }
         return layers.map(\.bufferBytes)

@@ -1,0 +1,87 @@
+import Foundation
+import ParmlModel
+import ParmlTensor
+import Testing
+
+@testable import ParmlTraining
+
+/// What each copy of a `Recorder` was asked, shared by its replicas.
+private final class AskedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var asked: [String: [Bool]] = [:]
+    func record(_ name: String, _ need: Bool) { lock.withLock { asked[name, default: []].append(need) } }
+    func of(_ name: String) -> [Bool] { lock.withLock { asked[name] ?? [] } }
+}
+
+/// Passes its input on; trains one parameter (left at 0) and records
+/// whether backward asked it for its input gradient.
+private final class Recorder: Layer {
+    let name: String
+    let log: AskedLog
+    init(_ name: String, _ log: AskedLog) { (self.name, self.log) = (name, log) }
+    var kind: String { "recorder" }
+    var parameterSpecs: [ParameterSpec] { [ParameterSpec(name: "w", shape: Shape(1), initializer: .constant(0), decays: false)] }
+    func outputShape(for input: Shape) throws -> Shape { input }
+    func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor { x }
+    func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        log.record(name, needInputGradient)
+        return needInputGradient ? dy : nil
+    }
+    func replicate() throws -> Layer { Recorder(name, log) }
+}
+
+/// Passes its input and gradient on; no parameters (a flatten, an activation).
+private final class PassThrough: Layer {
+    var kind: String { "pass_through" }
+    func outputShape(for input: Shape) throws -> Shape { input }
+    func forward(_ x: Tensor, _ ctx: PassContext) throws -> Tensor { x }
+    func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
+        needInputGradient ? dy : nil
+    }
+    func replicate() throws -> Layer { PassThrough() }
+}
+
+@Suite struct InputGradientTests {
+    /// Within a sequence, a layer is asked for its input gradient only where
+    /// something before it reads one: the caller, or an earlier layer that
+    /// trains parameters (tp's f operator before a model's first projection
+    /// has none).
+    @Test func aSequenceAsksOnlyLayersWithAReader() throws {
+        let log = AskedLog()
+        let dy = try Tensor(shape: Shape(2, 3))
+        let ctx = PassContext(training: true)
+        let s = Sequential([PassThrough(), Recorder("first", log), PassThrough(), Recorder("second", log)])
+        #expect(try s.backward(dy, ctx, needInputGradient: false, accumulate: false) == nil)
+        #expect(log.of("first") == [false] && log.of("second") == [true])
+        #expect(try s.backward(dy, ctx, needInputGradient: true, accumulate: false) != nil)
+        #expect(log.of("first") == [false, true] && log.of("second") == [true, true])
+        // A nested sequence that trains counts as training.
+        _ = try Sequential([Sequential([PassThrough(), Recorder("inner", log)]), Recorder("after", log)])
+            .backward(dy, ctx, needInputGradient: false, accumulate: false)
+        #expect(log.of("inner") == [false] && log.of("after") == [true])
+        #expect(!Sequential([PassThrough()]).trainsParameters && Sequential([PassThrough(), Recorder("x", log)]).trainsParameters)
+    }
+
+    /// A step computes no input gradient up to the model's first layer that
+    /// trains parameters (nothing before it reads one), on one stage and on
+    /// the first of two; every later layer, and a later stage's first, does.
+    @Test(arguments: [1, 2]) func noInputGradientBeforeTheFirstTrainingLayer(stages: Int) throws {
+        let log = AskedLog()
+        let model = Model()
+        try model.add(PassThrough())
+        try model.add(Recorder("first", log))
+        if stages > 1 { try model.markStageBoundary() }
+        try model.add(PassThrough())
+        try model.add(Recorder("second", log))
+        try model.initialize(seed: 1)
+        var st = StrategyConfig()
+        st.pp = stages
+        let trainer = try Trainer(model: model, loss: .meanSquaredError, optimizer: OptimizerConfig(), strategy: st)
+        let x = try Tensor(shape: Shape(4, 3)), y = try Tensor(shape: Shape(4, 3))
+        x.fill(1)
+        y.fill(0)
+        _ = try trainer.step(inputs: x, targets: y)
+        #expect(log.of("first") == [false])
+        #expect(log.of("second") == [true])
+    }
+}
