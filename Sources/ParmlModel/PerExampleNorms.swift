@@ -127,14 +127,16 @@ public enum PerExampleNorms {
     /// layer adds its per-example squared norms into `squaredNorms`, every
     /// layer passes the input gradient back; parameter gradients are not
     /// touched. `needFirstInputGradient` is false when nothing reads the
-    /// first layer's input gradient.
+    /// first layer's input gradient; then no layer up to `firstTraining`
+    /// (the index of the first that trains parameters, as
+    /// `Sequential.firstTrainingLayer` gives it) computes one either.
     public static func backward(
         _ layers: ArraySlice<Layer>, from dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>,
-        needFirstInputGradient: Bool
+        needFirstInputGradient: Bool, firstTraining: Int
     ) throws -> Tensor? {
         var g = dy
         for l in layers.indices.reversed() {
-            let need = l > layers.startIndex || needFirstInputGradient
+            let need = needFirstInputGradient || l > max(firstTraining, layers.startIndex)
             let next: Tensor?
             if let p = layers[l] as? PerExampleNormLayer {
                 next = try p.addPerExampleSquaredNorms(g, ctx, into: squaredNorms, needInputGradient: need)
@@ -154,6 +156,7 @@ extension Sequential: PerExampleNormLayer {
     public func addPerExampleSquaredNorms(
         _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor? {
-        try PerExampleNorms.backward(layers[...], from: dy, ctx, into: squaredNorms, needFirstInputGradient: needInputGradient)
+        try PerExampleNorms.backward(
+            layers[...], from: dy, ctx, into: squaredNorms, needFirstInputGradient: needInputGradient, firstTraining: firstTrainingLayer)
     }
 }

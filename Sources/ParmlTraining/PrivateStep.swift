@@ -102,9 +102,11 @@ extension RankContext {
         if let tp = tensorParallel {
             g = try privateScratch.tensorParallelPass(for: slot.model, rewrite: tp.rewrite).backward(
                 layers, from: dy, ctx, sliced: norms.data, whole: norms.data + examples, needFirstInputGradient: !vs.isFirst,
-                scratch: privateScratch)
+                firstTraining: slot.model.root.firstTrainingLayer, scratch: privateScratch)
         } else {
-            g = try PerExampleNorms.backward(layers, from: dy, ctx, into: norms.data, needFirstInputGradient: !vs.isFirst)
+            g = try PerExampleNorms.backward(
+                layers, from: dy, ctx, into: norms.data, needFirstInputGradient: !vs.isFirst,
+                firstTraining: slot.model.root.firstTrainingLayer)
         }
         if !vs.isFirst {
             guard let comms, let g else { throw ParmlError.internal("a pipeline stage without communicators or input gradient") }

@@ -35,24 +35,27 @@ struct TensorParallelNormPass {
     /// Pass 1 over `layers` (last first), as PerExampleNorms.backward, each
     /// parameter layer's squared norms into `whole` (replicated) or
     /// `sliced`. Residual blocks are opened so that their bodies' layers
-    /// sort one by one; `scratch` holds their input gradients.
+    /// sort one by one; `scratch` holds their input gradients. Without
+    /// `needFirstInputGradient`, no layer up to `firstTraining` computes one.
     func backward(
         _ layers: ArraySlice<Layer>, from dy: Tensor, _ ctx: PassContext, sliced: UnsafeMutablePointer<Float>,
-        whole: UnsafeMutablePointer<Float>, needFirstInputGradient: Bool, scratch: PrivateStepScratch
+        whole: UnsafeMutablePointer<Float>, needFirstInputGradient: Bool, firstTraining: Int, scratch: PrivateStepScratch
     ) throws -> Tensor? {
         var g = dy
         for l in layers.indices.reversed() {
-            let need = l > layers.startIndex || needFirstInputGradient
+            let need = needFirstInputGradient || l > max(firstTraining, layers.startIndex)
             let layer = layers[l]
             let next: Tensor?
             if let s = layer as? Sequential {
                 next = try backward(
-                    s.layers[...], from: g, ctx, sliced: sliced, whole: whole, needFirstInputGradient: need, scratch: scratch)
+                    s.layers[...], from: g, ctx, sliced: sliced, whole: whole, needFirstInputGradient: need,
+                    firstTraining: s.firstTrainingLayer, scratch: scratch)
             } else if let r = layer as? Residual {
                 // y = x + body(x): dx = dy + the body's input gradient.
                 guard
                     let df = try backward(
-                        r.body.layers[...], from: g, ctx, sliced: sliced, whole: whole, needFirstInputGradient: true, scratch: scratch)
+                        r.body.layers[...], from: g, ctx, sliced: sliced, whole: whole, needFirstInputGradient: true,
+                        firstTraining: r.body.firstTrainingLayer, scratch: scratch)
                 else { throw ParmlError.internal("residual body returned no input gradient") }
                 guard need else { return nil }
                 let dx = try scratch.residualGradient(for: r, shape: g.shape)

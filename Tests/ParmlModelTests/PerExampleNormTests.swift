@@ -39,7 +39,7 @@ func ghostSquaredNorms(_ model: Model, x: Tensor, dy: Tensor) throws -> [Double]
     let norms = try Tensor(shape: Shape(n))
     norms.fill(0)
     _ = try PerExampleNorms.backward(
-        model.root.layers[...], from: dy, PassContext(training: true), into: norms.data, needFirstInputGradient: true)
+        model.root.layers[...], from: dy, PassContext(training: true), into: norms.data, needFirstInputGradient: true, firstTraining: model.root.firstTrainingLayer)
     return norms.toArray().map(Double.init)
 }
 
@@ -179,7 +179,7 @@ func perExampleNormPassLeavesGradients() throws {
     let norms = try Tensor(shape: Shape(4))
     norms.fill(0)
     let dx = try PerExampleNorms.backward(
-        model.root.layers[...], from: dy, PassContext(training: true), into: norms.data, needFirstInputGradient: true)!.toArray()
+        model.root.layers[...], from: dy, PassContext(training: true), into: norms.data, needFirstInputGradient: true, firstTraining: model.root.firstTrainingLayer)!.toArray()
     #expect(model.gradients!.toArray().allSatisfy { $0 == 7 })
     // The ordinary backward's input gradient, from the first layer.
     try model.backward(dy, PassContext(training: true), accumulate: false)

@@ -30,6 +30,16 @@ private final class Recorder: Layer {
     func replicate() throws -> Layer { Recorder(name, log) }
 }
 
+/// DP-SGD's first pass asks the same question; its norm here is 0.
+extension Recorder: PerExampleNormLayer {
+    func addPerExampleSquaredNorms(
+        _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
+    ) throws -> Tensor? {
+        log.record(name + " norms", needInputGradient)
+        return needInputGradient ? dy : nil
+    }
+}
+
 /// Passes its input and gradient on; no parameters (a flatten, an activation).
 private final class PassThrough: Layer {
     var kind: String { "pass_through" }
@@ -83,5 +93,10 @@ private final class PassThrough: Layer {
         _ = try trainer.step(inputs: x, targets: y)
         #expect(log.of("first") == [false])
         #expect(log.of("second") == [true])
+        // A private step: the per-example norms' pass and the clipped backward.
+        try trainer.setPrivacy(PrivacyConfig(noiseMultiplier: 1, maxGradNorm: 1, sampling: .shuffled))
+        _ = try trainer.step(inputs: x, targets: y)
+        #expect(log.of("first norms") == [false] && log.of("second norms") == [true])
+        #expect(log.of("first") == [false, false] && log.of("second") == [true, true])
     }
 }
