@@ -47,8 +47,9 @@ public final class Sequential: Layer {
         // it reads one: our caller, or an earlier layer that trains
         // parameters. tp's rewrite puts its f operator before a model's
         // first projection (tp_enter, linear), whose input gradient nothing
-        // reads: computing it had cost the 784-4096-10 MLP's tp ranks a
-        // third more products a step, a convolution its col2im.
+        // reads: the 784-4096-10 MLP's tp ranks had run three products of
+        // their first layer a step where two were read, a convolution its
+        // col2im besides.
         let firstTraining = firstTrainingLayer
         while i >= 0 {
             let need = needInputGradient || i > firstTraining
