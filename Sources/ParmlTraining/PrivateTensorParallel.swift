@@ -51,13 +51,12 @@ struct TensorParallelNormPass {
                     s.layers[...], from: g, ctx, sliced: sliced, whole: whole, needFirstInputGradient: need,
                     firstTraining: s.firstTrainingLayer, scratch: scratch)
             } else if let r = layer as? Residual {
-                // y = x + body(x): dx = dy + the body's input gradient.
-                guard
-                    let df = try backward(
-                        r.body.layers[...], from: g, ctx, sliced: sliced, whole: whole, needFirstInputGradient: true,
-                        firstTraining: r.body.firstTrainingLayer, scratch: scratch)
-                else { throw ParmlError.internal("residual body returned no input gradient") }
+                // y = x + body(x): dx = dy + the body's input gradient, read only where dx is.
+                let df = try backward(
+                    r.body.layers[...], from: g, ctx, sliced: sliced, whole: whole, needFirstInputGradient: need,
+                    firstTraining: r.body.firstTrainingLayer, scratch: scratch)
                 guard need else { return nil }
+                guard let df else { throw ParmlError.internal("residual body returned no input gradient") }
                 let dx = try scratch.residualGradient(for: r, shape: g.shape)
                 Kernels.add(g.data, df.data, dx.data, count: g.count)
                 next = dx

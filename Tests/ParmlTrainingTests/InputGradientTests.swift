@@ -72,6 +72,27 @@ private final class PassThrough: Layer {
         #expect(!Sequential([PassThrough()]).trainsParameters && Sequential([PassThrough(), Recorder("x", log)]).trainsParameters)
     }
 
+    /// A residual block's body is asked for an input gradient exactly when
+    /// the block is (its body's joins the skip path's): a model that opens
+    /// with a residual block reads neither. The body still trains.
+    @Test func aResidualBodyIsAskedWhatItsBlockIs() throws {
+        let log = AskedLog()
+        let dy = try Tensor(shape: Shape(2, 3))
+        let ctx = PassContext(training: true)
+        let block = Residual(Sequential([Recorder("body first", log), Recorder("body second", log)]))
+        #expect(try block.backward(dy, ctx, needInputGradient: false, accumulate: false) == nil)
+        #expect(log.of("body first") == [false] && log.of("body second") == [true])
+        dy.fill(1)
+        let dx = try #require(try block.backward(dy, ctx, needInputGradient: true, accumulate: false))
+        #expect(log.of("body first") == [false, true] && log.of("body second") == [true, true])
+        #expect(dx.toArray() == [Float](repeating: 2, count: 6))  // dy + the body's dy
+        // DP-SGD's first pass, the same.
+        let norms = UnsafeMutablePointer<Float>.allocate(capacity: 2)
+        defer { norms.deallocate() }
+        #expect(try block.addPerExampleSquaredNorms(dy, ctx, into: norms, needInputGradient: false) == nil)
+        #expect(log.of("body first norms") == [false] && log.of("body second norms") == [true])
+    }
+
     /// A step computes no input gradient up to the model's first layer that
     /// trains parameters (nothing before it reads one), on one stage and on
     /// the first of two; every later layer, and a later stage's first, does.

@@ -120,11 +120,12 @@ public final class Residual: BlockLayer {
     }
 
     public func backward(_ dy: Tensor, _ ctx: PassContext, needInputGradient: Bool, accumulate: Bool) throws -> Tensor? {
-        // The body always needs its own input gradient here: it joins the skip path.
-        guard let df = try body.backward(dy, ctx, needInputGradient: true, accumulate: accumulate) else {
-            throw ParmlError.internal("residual body returned no input gradient")
-        }
+        // The body's input gradient joins the skip path's, so it is needed
+        // exactly when the block's is (a model that opens with a residual
+        // block reads neither).
+        let df = try body.backward(dy, ctx, needInputGradient: needInputGradient, accumulate: accumulate)
         guard needInputGradient else { return nil }
+        guard let df else { throw ParmlError.internal("residual body returned no input gradient") }
         let dx = try gradInput.shaped(dy.shape)
         Kernels.add(dy.data, df.data, dx.data, count: dy.count)
         return dx
@@ -137,10 +138,9 @@ extension Residual: PerExampleNormLayer {
     public func addPerExampleSquaredNorms(
         _ dy: Tensor, _ ctx: PassContext, into squaredNorms: UnsafeMutablePointer<Float>, needInputGradient: Bool
     ) throws -> Tensor? {
-        guard let df = try body.addPerExampleSquaredNorms(dy, ctx, into: squaredNorms, needInputGradient: true) else {
-            throw ParmlError.internal("residual body returned no input gradient")
-        }
+        let df = try body.addPerExampleSquaredNorms(dy, ctx, into: squaredNorms, needInputGradient: needInputGradient)
         guard needInputGradient else { return nil }
+        guard let df else { throw ParmlError.internal("residual body returned no input gradient") }
         let dx = try gradInput.shaped(dy.shape)
         Kernels.add(dy.data, df.data, dx.data, count: dy.count)
         return dx
