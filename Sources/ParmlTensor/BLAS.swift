@@ -57,6 +57,14 @@ public enum BLAS {
             Int32(lda), b, Int32(ldb), beta, c, Int32(ldc)) == 0
     }
 
+    /// Tests: whether the router sends a row-major product of this shape
+    /// and C row stride to oneDNN (pml_dnnl_sgemm.h), oneDNN loading or not.
+    static func routesToOneDNN(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, ldc: Int) -> Bool {
+        pml_dnnl_sgemm_takes(
+            Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), Int32(k),
+            Int32(ldc), 1) != 0
+    }
+
     /// Runs `body` with the calling thread's work done as for a one-off
     /// (the advisor's probe of a model's buffers): every float32 product on
     /// OpenBLAS and every pool job's parts on this thread. oneDNN compiles

@@ -62,14 +62,19 @@ static void init_once(void) {
     if (loaded == 0 && pthread_key_create(&cache_key, keep_cache) != 0) loaded = -1;
 }
 
-int pml_dnnl_sgemm_takes(int m, int n, int k, float alpha) {
-    return alpha == 1.0f && m >= PML_DNNL_SGEMM_MIN_SIDE && n >= PML_DNNL_SGEMM_MIN_SIDE &&
-           k >= PML_DNNL_SGEMM_MIN_SIDE && (int64_t)m * n * k >= PML_DNNL_SGEMM_MIN_VOLUME;
-}
 // A block of columns (ldc > n: ProductThreads cut a product of few rows by
 // columns) times a transposed B: oneDNN 2.6 runs it on gemm:jit at a third
 // of its speed with C contiguous (64 x 64 x 512: 130 us against 41; OpenBLAS 46).
 static int strided_transposed(int transB, int n, int ldc) { return transB == TRANS && ldc != n; }
+
+int pml_dnnl_sgemm_takes(int transA, int transB, int m, int n, int k, int ldc, float alpha) {
+    if (alpha != 1.0f || (int64_t)m * n * k < PML_DNNL_SGEMM_MIN_VOLUME || n < PML_DNNL_SGEMM_MIN_SIDE ||
+        k < PML_DNNL_SGEMM_MIN_SIDE)
+        return 0;
+    if (m >= PML_DNNL_SGEMM_MIN_SIDE) return !strided_transposed(transB, n, ldc);
+    // Few rows (pml_dnnl_sgemm.h): y = x.W^T of at most a few, or dx = dy.W.
+    return transA != TRANS && (transB != TRANS || m <= PML_DNNL_SGEMM_FEW_ROWS_NT);
+}
 
 static int same(const pml_matmul_shape *x, const pml_matmul_shape *y) {
     return x->m == y->m && x->n == y->n && x->k == y->k && x->lda == y->lda && x->ldb == y->ldb && x->ldc == y->ldc &&
@@ -123,7 +128,7 @@ int pml_dnnl_sgemm_bypass_on_this_thread(int on) {
 
 static void route(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc) {
-    if (!bypassed && order == ROW_MAJOR && pml_dnnl_sgemm_takes(m, n, k, alpha) && !strided_transposed(transB, n, ldc)) {
+    if (!bypassed && order == ROW_MAJOR && pml_dnnl_sgemm_takes(transA, transB, m, n, k, ldc, alpha)) {
         if (pml_dnnl_sgemm_run(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc) == 0) return;
         __atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
     }

@@ -15,7 +15,7 @@ import _ParmlTestSupport
     /// checked element by element against a Double reference, 1e-5 of
     /// Σ|a·b| + |beta·c| (float32's error for k ≤ 256 is under 2e-5 of
     /// that at worst and far below on random data).
-    @Test(arguments: [(96, 80, 160), (200, 64, 128), (64, 384, 96)], [0, 1, 2, 3])
+    @Test(arguments: [(96, 80, 160), (200, 64, 128), (64, 384, 96), (4, 96, 160), (1, 64, 128)], [0, 1, 2, 3])
     func largeGemmMatchesReference(_ shape: (Int, Int, Int), _ trans: Int) throws {
         let (m, n, k) = shape
         let (transA, transB) = transposeCombos[trans]
@@ -46,6 +46,28 @@ import _ParmlTestSupport
             }
             #expect(worst <= 1e-5, "beta \(beta): max error relative to Σ|a·b| + |βc| is \(worst)")
         }
+    }
+
+    /// Which products the router sends to oneDNN: large ones, but not a
+    /// block of C's columns times a transposed B; of fewer than 32 rows,
+    /// dy·W and x·Wᵀ of at most 8 rows (where OpenBLAS is slow), never
+    /// dyᵀ·x over a few rows (where oneDNN is).
+    @Test func routingByShape() {
+        func routes(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, ldc: Int? = nil) -> Bool {
+            BLAS.routesToOneDNN(transA: ta, transB: tb, m: m, n: n, k: k, ldc: ldc ?? n)
+        }
+        #expect(routes(false, true, 768, 128, 512))  // the GPT's projections
+        #expect(!routes(false, true, 64, 64, 512, ldc: 128))  // a block of columns, B transposed
+        #expect(routes(false, false, 64, 64, 512, ldc: 128))
+        #expect(!routes(false, true, 32, 32, 32))  // attention's blocks: too small
+        // Few rows: the forward of at most 8, cut into column blocks or not.
+        #expect(routes(false, true, 4, 1024, 1024) && routes(false, true, 8, 512, 1024, ldc: 1024))
+        #expect(!routes(false, true, 16, 512, 1024, ldc: 1024))
+        // dy·W of few rows, whole or a block of columns.
+        #expect(routes(false, false, 16, 512, 1024, ldc: 1024) && routes(false, false, 4, 1024, 1024))
+        // dyᵀ·x over a few rows (k is the rows), a narrow output, or too little work.
+        #expect(!routes(true, false, 1024, 1024, 4) && !routes(true, false, 512, 784, 16))
+        #expect(!routes(false, false, 16, 16, 4096) && !routes(false, true, 4, 256, 784))
     }
 
     /// beta = 0 never reads C: NaNs there do not leak into the result.

@@ -9,6 +9,16 @@
  * PML_DNNL_SGEMM_MIN_SIDE, with alpha = 1, go to oneDNN, except a block of
  * C's columns (ldc > n) times a transposed B, which oneDNN 2.6 runs 3x
  * slower than with C contiguous (64 x 64 x 512 blocks of a 64-row product).
+ * Products of fewer rows than PML_DNNL_SGEMM_MIN_SIDE (a small batch, a
+ * micro-batch, a data rank's share) go to oneDNN too where it is faster:
+ * A not transposed, n and k at least PML_DNNL_SGEMM_MIN_SIDE, and for a
+ * transposed B (the forward x.W^T) at most PML_DNNL_SGEMM_FEW_ROWS_NT rows.
+ * OpenBLAS 0.3.21 runs x.W^T of few rows on its packed path at a fraction
+ * of its other rate (one Zen4 core, blocks of C's columns as a step cuts
+ * them: 4 x 512 x 1024 in 353 us, oneDNN's gemm:jit 66 us; 16 rows: both
+ * 469 us), and dy.W of few rows 1.6-2.6x slower than oneDNN (4 and 16
+ * rows x 512 x 1024). A transposed A (dy^T.x, whose k is the rows) stays
+ * on OpenBLAS: oneDNN ran 512 x 1024 over 4 rows 2.3x slower.
  *
  * pml_dnnl_sgemm_route(openblas) returns an sgemm with cblas_sgemm's
  * signature that runs such products on oneDNN and every other one, or any
@@ -44,7 +54,7 @@ extern "C" {
 typedef void (*pml_dnnl_sgemm_fn)(int order, int transA, int transB, int m, int n, int k, float alpha,
                                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
-enum { PML_DNNL_SGEMM_MIN_VOLUME = 1 << 20, PML_DNNL_SGEMM_MIN_SIDE = 32 };
+enum { PML_DNNL_SGEMM_MIN_VOLUME = 1 << 20, PML_DNNL_SGEMM_MIN_SIDE = 32, PML_DNNL_SGEMM_FEW_ROWS_NT = 8 };
 
 /* The routing sgemm over `openblas` (kept for every product oneDNN does
  * not take). Call once, before products run; a second call replaces the
@@ -61,8 +71,9 @@ int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float 
  * oneDNN would compile a plan that never runs again); 0: routed again. Returns the setting before. */
 int pml_dnnl_sgemm_bypass_on_this_thread(int on);
 
-/* Whether a product of this shape goes to oneDNN (given that it loads). */
-int pml_dnnl_sgemm_takes(int m, int n, int k, float alpha);
+/* Whether a row-major product of this shape and C row stride goes to
+ * oneDNN (given that it loads); transA, transB are CBLAS values. */
+int pml_dnnl_sgemm_takes(int transA, int transB, int m, int n, int k, int ldc, float alpha);
 
 /* Large products run by oneDNN and by the fallback, process-wide (relaxed counters). */
 void pml_dnnl_sgemm_counts(unsigned long long *onednn, unsigned long long *fallback);
