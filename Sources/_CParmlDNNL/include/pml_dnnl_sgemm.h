@@ -11,7 +11,8 @@
  * slower than with C contiguous (64 x 64 x 512 blocks of a 64-row product).
  * Products of fewer rows than PML_DNNL_SGEMM_MIN_SIDE (a small batch, a
  * micro-batch, a data rank's share) go to oneDNN too where it is faster:
- * A not transposed, n and k at least PML_DNNL_SGEMM_MIN_SIDE, and for a
+ * at least PML_DNNL_SGEMM_MIN_VOLUME multiply-adds, A not transposed, n
+ * and k at least PML_DNNL_SGEMM_MIN_SIDE, and for a
  * transposed B (the forward x.W^T) at most PML_DNNL_SGEMM_FEW_ROWS_NT rows.
  * OpenBLAS 0.3.21 runs x.W^T of few rows on its packed path at a fraction
  * of its other rate (one Zen4 core, blocks of C's columns as a step cuts
