@@ -65,6 +65,14 @@ public enum BLAS {
             Int32(ldc), 1) != 0
     }
 
+    /// Whether oneDNN runs this row-major product (one block of `gemm`'s,
+    /// C at row stride `ldc`) on its kernels for fewer rows than
+    /// PML_DNNL_SGEMM_MIN_SIDE: the strategy advisor times those apart.
+    public static func fewRowsOnOneDNN(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, ldc: Int) -> Bool {
+        m < Int(PML_DNNL_SGEMM_MIN_SIDE) && routesToOneDNN(transA: transA, transB: transB, m: m, n: n, k: k, ldc: ldc)
+            && OneDNN.available
+    }
+
     /// Runs `body` with the calling thread's work done as for a one-off
     /// (the advisor's probe of a model's buffers): every float32 product on
     /// OpenBLAS and every pool job's parts on this thread. oneDNN compiles

@@ -966,7 +966,7 @@ private func layouts() -> [StrategyConfig] {
         let profile = try ModelProfile(serial: model, tp: 1, sampleShape: Shape(12))
         let w = try first.work(input: profile.input(ofLayer: 0, rows: 8))
         #expect(w.products.count == 1)
-        let layer0 = try cost.compute(profile, layers: 0..<1, rows: 8, threads: 1, running: 1, resident: 1, held: 0)
+        let layer0 = try cost.compute(profile, layers: 0..<1, rows: 8, threads: 1, running: 1, resident: 1, held: 0, footprint: 0)
         let ew = 3 * 4 * w.elementwiseFloats
         let q = w.products[0]
         let two = c.productSeconds(q, threads: 1) + c.productSeconds(MatrixProduct(m: q.n, n: q.k, k: q.m), threads: 1)
@@ -1068,11 +1068,48 @@ private func layouts() -> [StrategyConfig] {
         let packed = CostModel(calibration: c, coresPerNode: 1, machine: nil, smallKernels: false)
         let passes = small.elementwise(bytes: ew, threads: 1, running: 1, resident: 1)
             + small.elementwise(bytes: 2 * ew, threads: 1, running: 1, resident: 1, held: 0)
-        let withSmall = try small.compute(profile, layers: 1..<2, rows: 2, threads: 1, running: 1, resident: 1, held: 0)
+        let withSmall = try small.compute(profile, layers: 1..<2, rows: 2, threads: 1, running: 1, resident: 1, held: 0, footprint: 0)
         #expect(abs((withSmall - passes) / (3 * forward.flops / 1e11) - 1) < 1e-9, "\(withSmall - passes) s")
         // Without small kernels: the packed rate (2e10) and the operands read at the memory's rate.
-        let withPacked = try packed.compute(profile, layers: 1..<2, rows: 2, threads: 1, running: 1, resident: 1, held: 0)
+        let withPacked = try packed.compute(profile, layers: 1..<2, rows: 2, threads: 1, running: 1, resident: 1, held: 0, footprint: 0)
         #expect(withPacked - passes > 3 * forward.flops / 2e10)
+    }
+
+    /// A product of few rows that oneDNN runs (x·Wᵀ of at most 8, dy·W of
+    /// fewer than 32) costs the longer of its calibrated time and reading
+    /// its operands at the rate the rank's footprint allows, not the two
+    /// added: more footprint moves only those two products' charge.
+    @Test func fewRowProductsOnOneDNNOverlapTheirOperandReads() throws {
+        #expect(BLAS.fewRowsOnOneDNN(transA: false, transB: true, m: 4, n: 512, k: 512, ldc: 512) == OneDNN.available)
+        #expect(BLAS.fewRowsOnOneDNN(transA: false, transB: false, m: 16, n: 512, k: 512, ldc: 512) == OneDNN.available)
+        #expect(!BLAS.fewRowsOnOneDNN(transA: false, transB: true, m: 16, n: 512, k: 512, ldc: 512))  // x·Wᵀ past 8 rows
+        #expect(!BLAS.fewRowsOnOneDNN(transA: true, transB: false, m: 512, n: 512, k: 4, ldc: 512))  // dyᵀ·x
+        #expect(!BLAS.fewRowsOnOneDNN(transA: false, transB: false, m: 64, n: 512, k: 512, ldc: 512))  // not few rows
+        #expect(!BLAS.fewRowsOnOneDNN(transA: false, transB: false, m: 2, n: 256, k: 256, ldc: 256))  // below 2^20
+
+        var c = fixedCalibration()
+        c.products = [.init(m: 4, n: 512, k: 512, threads: 1, flopsPerSecond: 5e10)]
+        c.elementwiseBySize = [(1e5, 1e11), (1e6, 1e11), (1e8, 1e10)]
+        let model = Model()
+        try model.add(try Linear(inFeatures: 8, outFeatures: 512, bias: false))
+        try model.add(try Linear(inFeatures: 512, outFeatures: 512, bias: false))
+        try model.initialize(seed: 1)
+        let profile = try ModelProfile(serial: model, tp: 1, sampleShape: Shape(8))
+        let cost = CostModel(calibration: c, coresPerNode: 1, machine: nil)
+        func layer1(footprint: Double) throws -> Double {
+            try cost.compute(profile, layers: 1..<2, rows: 4, threads: 1, running: 1, resident: 1, held: 0, footprint: footprint)
+        }
+        let forward = MatrixProduct(m: 4, n: 512, k: 512)
+        let time = c.productSeconds(forward, threads: 1)
+        let operands = 4.0 * Double(4 * 512 + 512 * 512 + 4 * 512)
+        // 1e8 bytes held: the operands come at the memory's 1e10 B/s, slower than the product.
+        #expect(operands / 1e10 > time && operands / 1e11 < time)
+        let cached = try layer1(footprint: 5e5), spilled = try layer1(footprint: 1e8)
+        if OneDNN.available {
+            #expect(abs((spilled - cached) / (2 * (operands / 1e10 - time)) - 1) < 1e-9, "\(spilled - cached) s")
+        } else {
+            #expect(spilled == cached)
+        }
     }
 
     /// Interleaved 1F1B is among the layouts for a model deep enough, with
@@ -1128,7 +1165,8 @@ private func layouts() -> [StrategyConfig] {
         #expect(origin1 == .measured)
         #expect(first.products.count >= 30 && first.elementwiseBytesPerSecond > 0 && first.allReduce.count == 2 && first.send.count == 1)
         #expect(first.concurrentPageFaults.map(\.threads) == [2, 4] && first.concurrentPageFaults.allSatisfy { $0.seconds > 0 })
-        #expect(first.elementwiseBySize.count == 3 && first.elementwiseBySize.allSatisfy { $0.bytesPerSecond > 0 })
+        let sizes = MachineCalibration.elementwiseFloats.count
+        #expect(first.elementwiseBySize.count == sizes && first.elementwiseBySize.allSatisfy { $0.bytesPerSecond > 0 })
         #expect(first.seconds > 0 && first.seconds < 30)
         let (again, origin2) = try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9")
         #expect(origin2 == .cached)
@@ -1149,7 +1187,7 @@ private func layouts() -> [StrategyConfig] {
         #expect(CalibrationCache.parse(older) == nil)
         // Written before the element-wise rates of every core by working set: measured again.
         if first.cores > 1 {
-            #expect(first.elementwiseAllCoresBySize.count == 3 && first.elementwiseAllCoresBySize.allSatisfy { $0.bytesPerSecond > 0 })
+            #expect(first.elementwiseAllCoresBySize.count == sizes && first.elementwiseAllCoresBySize.allSatisfy { $0.bytesPerSecond > 0 })
             let noAllCores = text.split(separator: "\n").filter { !$0.hasPrefix("elementwise_all_cores_size ") }.joined(separator: "\n")
             #expect(CalibrationCache.parse(noAllCores) == nil)
         }

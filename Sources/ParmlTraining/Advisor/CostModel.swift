@@ -333,9 +333,12 @@ struct CostModel {
     /// memory's rate for every shared pass had doubled the predicted step
     /// of the CNN's 16-row ranks, whose activations fit).
     /// Described machines: the rank's rate as measured here.
-    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int, held: Double = 0) -> Double {
+    /// `cycled`, where given, is the rank's working set in place of
+    /// max(`bytes`, `held`): what the pass's data shares the caches with
+    /// between two of its uses.
+    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int, held: Double = 0, cycled: Double? = nil) -> Double {
         guard machine == nil else { return calibration.elementwiseSeconds(bytes: bytes, threads: threads) }
-        let set = max(bytes, held) * Double(max(resident, threads)) / Double(threads)
+        let set = (cycled ?? max(bytes, held)) * Double(max(resident, threads)) / Double(threads)
         let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads, workingSet: set)
         guard calibration.elementwiseAllCoresBytesPerSecond > 0, running > threads else { return alone }
         let combined = bytes * Double(running) / Double(threads)
@@ -346,21 +349,25 @@ struct CostModel {
     /// while `running` threads of the node compute at once: on this machine
     /// at the measured gain of more threads; on described machines (whose
     /// thread counts were not measured) at `threads` times this machine's
-    /// one-thread rate.
+    /// one-thread rate. `held`: the activations the rank holds; `footprint`:
+    /// every byte it holds (what a step cycles through the caches).
     func compute(
-        _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double
+        _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double,
+        footprint: Double
     ) throws -> Double {
         let key = ComputeMemo.Key(
             profile: ObjectIdentifier(profile), layers: layers, rows: rows, threads: requested, running: running, resident: resident,
-            held: held.bitPattern)
+            held: held.bitPattern, footprint: footprint.bitPattern)
         if let t = computed.seconds[key] { return t }
-        let t = try uncachedCompute(profile, layers: layers, rows: rows, threads: requested, running: running, resident: resident, held: held)
+        let t = try uncachedCompute(
+            profile, layers: layers, rows: rows, threads: requested, running: running, resident: resident, held: held, footprint: footprint)
         computed.seconds[key] = t
         return t
     }
 
     private func uncachedCompute(
-        _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double
+        _ profile: ModelProfile, layers: Range<Int>, rows: Int, threads requested: Int, running: Int, resident: Int, held: Double,
+        footprint: Double
     ) throws -> Double {
         let threads = machine == nil ? requested : 1
         let ideal = machine == nil ? 1 : Double(requested)
@@ -392,6 +399,8 @@ struct CostModel {
                 let far = machine == nil
                     ? elementwise(bytes: operands, threads: threads, running: running, resident: resident, held: memory) : 0
                 let near = calibration.elementwiseSeconds(bytes: operands, threads: threads)
+                let stay = machine == nil
+                    ? elementwise(bytes: operands, threads: threads, running: running, resident: resident, cycled: footprint) : 0
                 for (i, q) in products.enumerated() {
                     // x·Wᵀ, dyᵀ·x, dy·W: which of them OpenBLAS runs on its
                     // small-matrix kernels. Those read their operands as
@@ -405,6 +414,18 @@ struct CostModel {
                     let time = calibration.productSeconds(q, threads: threads, smallKernel: small)
                     if small {
                         t += time
+                        continue
+                    }
+                    // oneDNN's kernels for few rows stream the weight once a
+                    // call and reach about the memory's rate alone (4 rows
+                    // over 512 × 512: 53 GFLOP/s, 26 GB/s of weight): reading
+                    // the operands again overlaps that stream instead of
+                    // adding to it, from wherever the rank's footprint lets
+                    // them stay (the memory's rate added after the product
+                    // had over-predicted the 128-512×4-16 MLP's 4- and
+                    // 8-row pipelines 1.6–1.9×).
+                    if BLAS.fewRowsOnOneDNN(transA: i == 1, transB: i == 0, m: b.m, n: b.n, k: q.k, ldc: q.n) {
+                        t += max(time, stay)
                         continue
                     }
                     let alone = calibration.productSeconds(q, threads: 1)
@@ -468,13 +489,14 @@ struct CostModel {
             var compute = 0.0, tp = 0.0
             var fwd = (0, 0.0), bwd = (0, 0.0)
             let mem = c.memory(stage: s)
-            let held = Double(mem.activationBytes)
+            let held = Double(mem.activationBytes), footprint = Double(mem.total)
             for run in c.layout.virtualStages(of: s) {
                 let layers = c.layout.partition.layers[run]
                 var own = 0.0
                 for (size, count) in piecesByRows {
                     let t = try self.compute(
-                        c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy, held: held)
+                        c.profile, layers: layers, rows: size, threads: threads, running: running, resident: busy, held: held,
+                        footprint: footprint)
                     own += t * Double(count) / slots
                 }
                 compute += own
@@ -810,7 +832,7 @@ final class ComputeMemo {
         let profile: ObjectIdentifier
         let layers: Range<Int>
         let rows, threads, running, resident: Int
-        let held: UInt64
+        let held, footprint: UInt64
     }
     var seconds: [Key: Double] = [:]
 }

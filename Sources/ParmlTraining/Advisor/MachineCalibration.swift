@@ -250,13 +250,21 @@ public struct MachineCalibration: Sendable, Equatable {
     /// Rows of the calibrated products. 4: a pipeline's small pieces (a
     /// batch of 32 in 8 micro-batches) stream the whole weight matrix for a
     /// few rows each, far below the 16-row rate they were charged before.
-    static let productRows = [4, 16, 64, 256, 1024]
+    /// 8: oneDNN's kernels for few rows run 8 faster a row than the line
+    /// from 4 to 16 gives (1024 × 1024: 63 GFLOP/s against 50 and 85).
+    static let productRows = [4, 8, 16, 64, 256, 1024]
 
-    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 30 shapes on
+    /// Floats per array of the calibrated element-wise passes (three arrays
+    /// each): within a core's cache, within the shared cache, past it.
+    /// Points at 12.6 and 50 MB, either side of this machine's cache edge,
+    /// fitted the curve better but lowered the CNN's ranking (bench/advisor.md).
+    static let elementwiseFloats = [16 << 10, 256 << 10, 8 << 20]
+
+    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 36 shapes on
     /// one thread, and on 1, 2 and 4 rank threads at once, y = a + b over 32 MiB
-    /// arrays, threads-backend all-reduce on 2 and 4 ranks at 4 KiB and
-    /// 4 MiB, a send between two ranks at the same sizes, and the thread
-    /// hand-over of an empty step. Each figure is the
+    /// arrays and over `elementwiseFloats`, threads-backend all-reduce on 2
+    /// and 4 ranks at 4 KiB and 4 MiB, a send between two ranks at the same
+    /// sizes, and the thread hand-over of an empty step. Each figure is the
     /// best of a few runs (the machine may be shared).
     public static func measure(libraryVersion: String) throws -> MachineCalibration {
         try BLAS.ensureLoaded()
@@ -277,14 +285,14 @@ public struct MachineCalibration: Sendable, Equatable {
         let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0, cores: cpu.cores) })
         for (k, t) in zip(counts, perFlop) { c.concurrency.append((k, 1 / max(t, 1e-18))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
-        for floats in [16 << 10, 256 << 10, 8 << 20] {
+        for floats in elementwiseFloats {
             c.elementwiseBySize.append((Double(3 * floats * 4), try elementwiseRate(floats: floats)))
         }
         if cpu.cores > 1 {
             BLAS.threads = cpu.cores
             c.elementwiseAllCoresBytesPerSecond = try elementwiseRate()
             BLAS.threads = 1
-            for floats in [16 << 10, 256 << 10, 8 << 20] {
+            for floats in elementwiseFloats {
                 let trial = try concurrentElementwiseTrial(threads: cpu.cores, floats: floats)
                 c.elementwiseAllCoresBySize.append((Double(3 * floats * 4), 1 / max(try interleavedBest(rounds: 4, [trial])[0], 1e-18)))
             }
