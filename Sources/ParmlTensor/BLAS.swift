@@ -57,8 +57,8 @@ public enum BLAS {
             Int32(lda), b, Int32(ldb), beta, c, Int32(ldc)) == 0
     }
 
-    /// Tests: whether the router sends a row-major product of this shape
-    /// and C row stride to oneDNN (pml_dnnl_sgemm.h), oneDNN loading or not.
+    /// Whether the router sends a row-major product of this shape and C
+    /// row stride to oneDNN (pml_dnnl_sgemm.h), oneDNN loading or not.
     static func routesToOneDNN(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, ldc: Int) -> Bool {
         pml_dnnl_sgemm_takes(
             Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), Int32(k),

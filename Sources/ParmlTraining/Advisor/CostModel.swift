@@ -333,12 +333,9 @@ struct CostModel {
     /// memory's rate for every shared pass had doubled the predicted step
     /// of the CNN's 16-row ranks, whose activations fit).
     /// Described machines: the rank's rate as measured here.
-    /// `cycled`, where given, is the rank's working set in place of
-    /// max(`bytes`, `held`): what the pass's data shares the caches with
-    /// between two of its uses.
-    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int, held: Double = 0, cycled: Double? = nil) -> Double {
+    func elementwise(bytes: Double, threads: Int, running: Int, resident: Int, held: Double = 0) -> Double {
         guard machine == nil else { return calibration.elementwiseSeconds(bytes: bytes, threads: threads) }
-        let set = (cycled ?? max(bytes, held)) * Double(max(resident, threads)) / Double(threads)
+        let set = max(bytes, held) * Double(max(resident, threads)) / Double(threads)
         let alone = calibration.elementwiseSeconds(bytes: bytes, threads: threads, workingSet: set)
         guard calibration.elementwiseAllCoresBytesPerSecond > 0, running > threads else { return alone }
         let combined = bytes * Double(running) / Double(threads)
@@ -400,7 +397,7 @@ struct CostModel {
                     ? elementwise(bytes: operands, threads: threads, running: running, resident: resident, held: memory) : 0
                 let near = calibration.elementwiseSeconds(bytes: operands, threads: threads)
                 let stay = machine == nil
-                    ? elementwise(bytes: operands, threads: threads, running: running, resident: resident, cycled: footprint) : 0
+                    ? elementwise(bytes: operands, threads: threads, running: running, resident: resident, held: footprint) : 0
                 for (i, q) in products.enumerated() {
                     // x·Wᵀ, dyᵀ·x, dy·W: which of them OpenBLAS runs on its
                     // small-matrix kernels. Those read their operands as
