@@ -106,11 +106,13 @@ struct ProductCut {
 
     init(m: Int, n: Int, parts: Int) {
         // Rows also where each block keeps rowsPerBlock of them: a block of
-        // columns times a transposed B (every forward x·Wᵀ) runs on OpenBLAS
-        // (oneDNN 2.6 runs it 3× slower, pml_dnnl_sgemm), a block of rows on
-        // oneDNN. The 784-1024-1024-10 MLP at batch 512 on two threads:
-        // 0.87–0.90 → 0.93–0.94 of twice its products on one thread, and
-        // 1.4–1.9 % faster on one thread (bench/RESULTS.md, 2026-12-05 22:22–22:24).
+        // columns times a transposed B (every forward x·Wᵀ) ran on OpenBLAS
+        // then, a block of rows on oneDNN. The 784-1024-1024-10 MLP at batch
+        // 512 on two threads: 0.87–0.90 → 0.93–0.94 of twice its products on
+        // one thread, and 1.4–1.9 % faster on one thread (bench/RESULTS.md,
+        // 2026-12-05 22:22–22:24). float32 column blocks now go through a
+        // dense scratch on oneDNN (pml_dnnl_sgemm.h); bf16 ones still run on
+        // oneDNN's gemm:jit, 1.15× slower at 128 × 512 over 1024.
         byRows = n <= m || m >= max(parts, 1) * ProductCut.rowsPerBlock
         extent = byRows ? m : n
         self.parts = max(parts, 1)

@@ -24,6 +24,8 @@ typedef struct {
 typedef struct cache {
     slot slots[SLOTS];
     int next;            /* the slot a new shape replaces when all are used (round robin) */
+    float *scratch;      /* contiguous C for a column block times a transposed B (pml_dnnl_sgemm_run) */
+    size_t scratch_floats;
     struct cache *spare; /* next in the list of caches whose threads ended */
 } cache;
 
@@ -62,18 +64,22 @@ static void init_once(void) {
     if (loaded == 0 && pthread_key_create(&cache_key, keep_cache) != 0) loaded = -1;
 }
 
-// A block of columns (ldc > n: ProductThreads cut a product of few rows by
-// columns) times a transposed B: oneDNN 2.6 runs it on gemm:jit at a third
-// of its speed with C contiguous (64 x 64 x 512: 130 us against 41; OpenBLAS 46).
-static int strided_transposed(int transB, int n, int ldc) { return transB == TRANS && ldc != n; }
+// A block of columns (ldc > n: ProductThreads cut a product of fewer rows
+// than 256 by columns) times a transposed B: past a few rows oneDNN 2.6
+// runs it on gemm:jit at a third to a half of its speed with C contiguous
+// (brgemm), so it runs into contiguous scratch and is copied out.
+static int through_scratch(int transB, int m, int n, int ldc) {
+    return transB == TRANS && ldc != n && m > PML_DNNL_SGEMM_STRIDED_NT_ROWS;
+}
 
 int pml_dnnl_sgemm_takes(int transA, int transB, int m, int n, int k, int ldc, float alpha) {
+    (void)transB;
+    (void)ldc;
     if (alpha != 1.0f || (int64_t)m * n * k < PML_DNNL_SGEMM_MIN_VOLUME || n < PML_DNNL_SGEMM_MIN_SIDE ||
         k < PML_DNNL_SGEMM_MIN_SIDE)
         return 0;
-    if (m >= PML_DNNL_SGEMM_MIN_SIDE) return !strided_transposed(transB, n, ldc);
-    // Few rows (pml_dnnl_sgemm.h): y = x.W^T of at most a few, or dx = dy.W.
-    return transA != TRANS && (transB != TRANS || m <= PML_DNNL_SGEMM_FEW_ROWS_NT);
+    // Few rows (pml_dnnl_sgemm.h): y = x.W^T or dx = dy.W, not dy^T.x.
+    return m >= PML_DNNL_SGEMM_MIN_SIDE || transA != TRANS;
 }
 
 static int same(const pml_matmul_shape *x, const pml_matmul_shape *y) {
@@ -83,7 +89,7 @@ static int same(const pml_matmul_shape *x, const pml_matmul_shape *y) {
 
 // The calling thread's plan for s, made on first sight; NULL when oneDNN
 // refuses the shape or memory runs out (then OpenBLAS runs it).
-static pml_matmul_plan *plan_for(const pml_matmul_shape *s) {
+static cache *this_threads_cache(void) {
     cache *c = pthread_getspecific(cache_key);
     if (!c) {
         c = new_cache();
@@ -93,6 +99,27 @@ static pml_matmul_plan *plan_for(const pml_matmul_shape *s) {
             return NULL;
         }
     }
+    return c;
+}
+
+// The calling thread's scratch of at least `floats` floats (grown, never
+// shrunk: a step meets the same shapes every time); NULL when memory runs out.
+static float *scratch_for(size_t floats) {
+    cache *c = this_threads_cache();
+    if (!c) return NULL;
+    if (c->scratch_floats < floats) {
+        float *grown = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        if (!grown) return NULL;
+        free(c->scratch);
+        c->scratch = grown;
+        c->scratch_floats = floats;
+    }
+    return c->scratch;
+}
+
+static pml_matmul_plan *plan_for(const pml_matmul_shape *s) {
+    cache *c = this_threads_cache();
+    if (!c) return NULL;
     for (int i = 0; i < SLOTS; i++)
         if (c->slots[i].used && same(&c->slots[i].key, s)) return c->slots[i].plan;
     slot *victim = &c->slots[c->next];
@@ -109,6 +136,23 @@ int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float 
                        float beta, float *c, int ldc) {
     pthread_once(&key_once, init_once);
     if (loaded != 0) return -1;
+    if (through_scratch(transB, m, n, ldc)) {
+        // C = scratch + beta C, row by row: the sum oneDNN's post-op makes.
+        pml_matmul_shape s = {m, n, k, lda, ldb, n, transA == TRANS, 1, 0, 1, 1, 0};
+        pml_matmul_plan *p = plan_for(&s);
+        float *y = scratch_for((size_t)m * n);
+        if (!p || !y || pml_matmul_run_f32(p, a, b, y) != 0) return -1;
+        for (int i = 0; i < m; i++) {
+            float *row = c + (size_t)i * ldc;
+            const float *from = y + (size_t)i * n;
+            if (beta == 0.0f)
+                memcpy(row, from, (size_t)n * sizeof(float));
+            else
+                for (int j = 0; j < n; j++) row[j] = from[j] + beta * row[j];
+        }
+        __atomic_add_fetch(&taken, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
     pml_matmul_shape s = {m, n, k, lda, ldb, ldc, transA == TRANS, transB == TRANS, beta, 1, 1, 0};
     pml_matmul_plan *p = plan_for(&s);
     // A refused shape or a failed execute (oneDNN checks its arguments

@@ -48,26 +48,46 @@ import _ParmlTestSupport
         }
     }
 
-    /// Which products the router sends to oneDNN: large ones, but not a
-    /// block of C's columns times a transposed B; of fewer than 32 rows,
-    /// dy·W and x·Wᵀ of at most 8 rows (where OpenBLAS is slow), never
-    /// dyᵀ·x over a few rows (where oneDNN is).
+    /// Which products the router sends to oneDNN: large ones, a block of
+    /// C's columns times a transposed B among them; of fewer than 32 rows,
+    /// dy·W and x·Wᵀ (where OpenBLAS is slow), never dyᵀ·x over a few rows
+    /// (where oneDNN is).
     @Test func routingByShape() {
         func routes(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, ldc: Int? = nil) -> Bool {
             BLAS.routesToOneDNN(transA: ta, transB: tb, m: m, n: n, k: k, ldc: ldc ?? n)
         }
         #expect(routes(false, true, 768, 128, 512))  // the GPT's projections
-        #expect(!routes(false, true, 64, 64, 512, ldc: 128))  // a block of columns, B transposed
+        #expect(routes(false, true, 64, 64, 512, ldc: 128))  // a block of columns, B transposed (through scratch)
         #expect(routes(false, false, 64, 64, 512, ldc: 128))
         #expect(!routes(false, true, 32, 32, 32))  // attention's blocks: too small
-        // Few rows: the forward of at most 8, cut into column blocks or not.
+        // Few rows: the forward, cut into column blocks or not.
         #expect(routes(false, true, 4, 1024, 1024) && routes(false, true, 8, 512, 1024, ldc: 1024))
-        #expect(!routes(false, true, 16, 512, 1024, ldc: 1024))
+        #expect(routes(false, true, 16, 512, 1024, ldc: 1024) && routes(false, true, 16, 1024, 1024))
         // dy·W of few rows, whole or a block of columns.
         #expect(routes(false, false, 16, 512, 1024, ldc: 1024) && routes(false, false, 4, 1024, 1024))
         // dyᵀ·x over a few rows (k is the rows), a narrow output, or too little work.
         #expect(!routes(true, false, 1024, 1024, 4) && !routes(true, false, 512, 784, 16))
         #expect(!routes(false, false, 16, 16, 4096) && !routes(false, true, 4, 256, 784))
+    }
+
+    /// A block of C's columns times a transposed B of more than a few rows
+    /// runs into the thread's contiguous scratch and is copied out: the
+    /// same bits as the product with C dense, for beta 0 and 1, and
+    /// nothing written past n.
+    @Test func columnBlockThroughScratchHasTheDenseBits() throws {
+        let (m, n, k) = (48, 96, 160)
+        let a = randomArray(m * k, seed: 5, stream: 1), b = randomArray(n * k, seed: 5, stream: 2)
+        for beta: Float in [0, 1] {
+            let c0 = randomArray(m * 2 * n, seed: 5, stream: 3)
+            var dense = (0..<m).flatMap { i in c0[(i * 2 * n)..<(i * 2 * n + n)] }
+            var block = c0
+            Self.gemm(false, true, m, n, k, a, b, beta, &dense, ldc: n)
+            Self.gemm(false, true, m, n, k, a, b, beta, &block, ldc: 2 * n)
+            for i in 0..<m {
+                #expect(Array(block[(i * 2 * n)..<(i * 2 * n + n)]) == Array(dense[(i * n)..<(i * n + n)]), "beta \(beta), row \(i)")
+                #expect(Array(block[(i * 2 * n + n)..<(i * 2 * n + 2 * n)]) == Array(c0[(i * 2 * n + n)..<(i * 2 * n + 2 * n)]))
+            }
+        }
     }
 
     /// beta = 0 never reads C: NaNs there do not leak into the result.

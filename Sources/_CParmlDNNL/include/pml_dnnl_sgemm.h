@@ -5,21 +5,24 @@
  * oneDNN's brgemm matmul runs 2-13 % faster than OpenBLAS 0.3.21's SkylakeX
  * sgemm on one Zen4 core (bench/RESULTS.md, 2026-12-05); on small products
  * (attention's 32 x 32 x 32 blocks) it is 1.4-2x slower, so only products
- * of at least PML_DNNL_SGEMM_MIN_VOLUME multiply-adds, every side at least
- * PML_DNNL_SGEMM_MIN_SIDE, with alpha = 1, go to oneDNN, except a block of
- * C's columns (ldc > n) times a transposed B, which oneDNN 2.6 runs 3x
- * slower than with C contiguous (64 x 64 x 512 blocks of a 64-row product).
+ * of at least PML_DNNL_SGEMM_MIN_VOLUME multiply-adds, n and k at least
+ * PML_DNNL_SGEMM_MIN_SIDE, with alpha = 1, go to oneDNN. A block of C's
+ * columns (ldc > n) times a transposed B of more than
+ * PML_DNNL_SGEMM_STRIDED_NT_ROWS rows (every forward x.W^T of fewer than
+ * 256 rows, which ProductThreads cuts by columns) runs into a contiguous
+ * scratch of the calling thread and is copied out: oneDNN 2.6 runs it on
+ * gemm:jit with C strided, at the speed of OpenBLAS's transposed-B path,
+ * and on brgemm with C contiguous (one Zen4 core, 16 x 512 over 1024 with
+ * C at stride 1024: OpenBLAS 479 us, gemm:jit 477, brgemm 201; 128 rows:
+ * 1636, 1509, 1224). Up to that many rows gemm:jit is the faster of the two.
  * Products of fewer rows than PML_DNNL_SGEMM_MIN_SIDE (a small batch, a
- * micro-batch, a data rank's share) go to oneDNN too where it is faster:
- * at least PML_DNNL_SGEMM_MIN_VOLUME multiply-adds, A not transposed, n
- * and k at least PML_DNNL_SGEMM_MIN_SIDE, and for a
- * transposed B (the forward x.W^T) at most PML_DNNL_SGEMM_FEW_ROWS_NT rows.
- * OpenBLAS 0.3.21 runs x.W^T of few rows on its packed path at a fraction
- * of its other rate (one Zen4 core, blocks of C's columns as a step cuts
- * them: 4 x 512 x 1024 in 353 us, oneDNN's gemm:jit 66 us; 16 rows: both
- * 469 us), and dy.W of few rows 1.6-2.6x slower than oneDNN (4 and 16
- * rows x 512 x 1024). A transposed A (dy^T.x, whose k is the rows) stays
- * on OpenBLAS: oneDNN ran 512 x 1024 over 4 rows 2.3x slower.
+ * micro-batch, a data rank's share) go to oneDNN under the same floor when
+ * A is not transposed: OpenBLAS 0.3.21 runs x.W^T of few rows on its
+ * packed path at a fraction of its other rate (4 x 512 x 1024 with C at
+ * stride 1024 in 353 us, oneDNN's gemm:jit 66 us), and dy.W of few rows
+ * 1.6-2.6x slower than oneDNN (4 and 16 rows x 512 x 1024). A transposed
+ * A (dy^T.x, whose k is the rows) stays on OpenBLAS: oneDNN ran 512 x 1024
+ * over 4 rows 2.3x slower.
  *
  * pml_dnnl_sgemm_route(openblas) returns an sgemm with cblas_sgemm's
  * signature that runs such products on oneDNN and every other one, or any
@@ -55,7 +58,7 @@ extern "C" {
 typedef void (*pml_dnnl_sgemm_fn)(int order, int transA, int transB, int m, int n, int k, float alpha,
                                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
-enum { PML_DNNL_SGEMM_MIN_VOLUME = 1 << 20, PML_DNNL_SGEMM_MIN_SIDE = 32, PML_DNNL_SGEMM_FEW_ROWS_NT = 8 };
+enum { PML_DNNL_SGEMM_MIN_VOLUME = 1 << 20, PML_DNNL_SGEMM_MIN_SIDE = 32, PML_DNNL_SGEMM_STRIDED_NT_ROWS = 12 };
 
 /* The routing sgemm over `openblas` (kept for every product oneDNN does
  * not take). Call once, before products run; a second call replaces the
