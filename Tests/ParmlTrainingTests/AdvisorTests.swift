@@ -1155,6 +1155,23 @@ private func layouts() -> [StrategyConfig] {
         }
     }
 
+    /// Threads past the cores take turns: a calibration whose 4-thread trial
+    /// measured more than its 2-thread one on 2 cores (something slowed the
+    /// 2-thread trial) is read as the 2 cores' rate shared 4 ways; on 4
+    /// cores, or where 4 measured less, the measured rate stands.
+    @Test func threadsPastTheCoresComputeNoFasterThanTheCores() {
+        var c = MachineCalibration(cpuModel: "test", cores: 2, libraryVersion: "test")
+        c.concurrency = [(1, 1e11), (2, 1.8e11), (4, 1.9e11)]
+        #expect(abs(c.slowdown(busyThreads: 2) - 1e11 / 0.9e11) < 1e-12)
+        #expect(abs(c.slowdown(busyThreads: 4) - 1e11 / (1.8e11 / 4)) < 1e-12)
+        #expect(abs(c.slowdown(busyThreads: 8) - 1e11 / (1.8e11 / 8)) < 1e-12)
+        var four = c
+        four.cores = 4
+        #expect(abs(four.slowdown(busyThreads: 4) - 1e11 / (1.9e11 / 4)) < 1e-12)
+        c.concurrency = [(1, 1e11), (2, 1.8e11), (4, 1.7e11)]
+        #expect(abs(c.slowdown(busyThreads: 4) - 1e11 / (1.7e11 / 4)) < 1e-12)
+    }
+
     /// A calibration file that is corrupt, from another CPU or from another
     /// library version is measured again and replaced; a good one is reused.
     @Test func calibrationCacheRecovers() throws {

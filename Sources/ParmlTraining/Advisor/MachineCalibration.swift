@@ -376,11 +376,20 @@ public struct MachineCalibration: Sendable, Equatable {
     /// How much slower each of `busy` threads computes than one thread alone
     /// (≥ 1 when they share cores): from the measured concurrency, the
     /// nearest measured count; past the largest, shared out further.
+    /// Threads past the cores take turns on them, so together they compute
+    /// no faster than the cores' worth did: a calibration taken while
+    /// something slowed its 2-thread trial had measured 4 threads on 2
+    /// cores 4 % faster than 2, and the advisor then put 4 ranks first
+    /// where they measured 9–18 % slower than the fastest layout.
     public func slowdown(busyThreads busy: Int) -> Double {
         guard let one = concurrency.first(where: { $0.threads == 1 })?.flopsPerSecond, one > 0,
             let near = concurrency.min(by: { abs($0.threads - busy) < abs($1.threads - busy) })
         else { return 1 }
-        let perThread = near.flopsPerSecond / Double(max(busy, near.threads))
+        var rate = near.flopsPerSecond
+        if near.threads > cores, let full = concurrency.filter({ $0.threads <= cores }).max(by: { $0.threads < $1.threads }) {
+            rate = min(rate, full.flopsPerSecond)
+        }
+        let perThread = rate / Double(max(busy, near.threads))
         return max(1, one / perThread)
     }
 
