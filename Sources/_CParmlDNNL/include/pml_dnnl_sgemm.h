@@ -15,6 +15,8 @@
  * and on brgemm with C contiguous (one Zen4 core, 16 x 512 over 1024 with
  * C at stride 1024: OpenBLAS 479 us, gemm:jit 477, brgemm 201; 128 rows:
  * 1636, 1509, 1224). Up to that many rows gemm:jit is the faster of the two.
+ * The scratch, the largest such block the thread has met, grows once and
+ * stays with the thread's plan cache.
  * Products of fewer rows than PML_DNNL_SGEMM_MIN_SIDE (a small batch, a
  * micro-batch, a data rank's share) go to oneDNN under the same floor when
  * A is not transposed: OpenBLAS 0.3.21 runs x.W^T of few rows on its
