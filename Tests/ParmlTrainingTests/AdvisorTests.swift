@@ -611,6 +611,7 @@ private func layouts() -> [StrategyConfig] {
         request.cores = 2
         var linear = fixedCalibration()
         linear.concurrency = [(1, 5e10), (2, 1e11), (4, 2e11)]
+        linear.cores = 4  // 4 threads at 4x one: a machine of 4 cores (past its cores a calibration's rate is capped)
         var fourCores = request
         fourCores.cores = 4
         var ratios: [Double] = []
