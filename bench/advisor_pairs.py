@@ -11,8 +11,9 @@ predictions, which use a calibration measured at the start of the same run.
   a pipeline with more ranks than cores.
 - dp 3 and dp 4 against dp 2 (scenario 1): more ranks than cores.
 
-A layout's time in a round is its fastest of --steps steps; the figure is
-the median over rounds. Other sets: --pair SCENARIO BASE OTHER... (each
+A layout's time in a round is its fastest of --steps steps on a fresh
+trainer (one warm-up step first, closed after); the figure is the median
+over rounds. Other sets: --pair SCENARIO BASE OTHER... (each
 layout named as bench/advisor.py names it; repeat --pair for more), e.g.
 
     python3 bench/advisor_pairs.py --rounds 7 --pair 1 "dp1 pp1 tp1 m1 zero0" "dp1 pp1 tp2 m1 zero0" "dp2 pp1 tp1 m1 zero3"
@@ -62,20 +63,21 @@ def main():
         by_name = {layout_name(p): p for p in advice.ranked}
         names = [base] + others
         x, y = s["data"](s["batch"])
-        trainers = {n: parml.Trainer(s["make"](), optimizer=s["optimizer"](), strategy=by_name[n].strategy()) for n in names}
-        for t in trainers.values():
-            t.step(x, y)
         times = {n: [] for n in names}
         for _ in range(a.rounds):
             for n in names:
-                best = float("inf")
-                for _ in range(a.steps):
-                    t0 = time.perf_counter()
-                    trainers[n].step(x, y)
-                    best = min(best, time.perf_counter() - t0)
+                # One trainer alive at a time, as bench/advisor.py measures:
+                # with every layout's trainer kept open, the 784-256-256-10
+                # MLP's one rank measured 0.88 ms a step beside its pipelines'
+                # idle rank threads, against 0.49-0.54 alone.
+                with parml.Trainer(s["make"](), optimizer=s["optimizer"](), strategy=by_name[n].strategy()) as t:
+                    t.step(x, y)
+                    best = float("inf")
+                    for _ in range(a.steps):
+                        t0 = time.perf_counter()
+                        t.step(x, y)
+                        best = min(best, time.perf_counter() - t0)
                 times[n].append(best)
-        for t in trainers.values():
-            t.close()
         med = {n: statistics.median(v) for n, v in times.items()}
         print(f"{s['name']} (load {os.getloadavg()[0]:.1f})")
         b = by_name[base]
