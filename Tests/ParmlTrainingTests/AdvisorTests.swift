@@ -1156,6 +1156,32 @@ private func layouts() -> [StrategyConfig] {
         }
     }
 
+    /// Deterministic mode's chunk tree: its passes over a run's gradient
+    /// run at the rate of the working set they cycle through (the
+    /// gradient in the arena and the accumulator's height + 1 buffers),
+    /// not of the step's whole traffic: 19 passes over 264 KB at the
+    /// cached rate, where the 5 MB of traffic would read as memory's.
+    @Test func chunkTreePassesRunAtTheirBuffersRate() throws {
+        let model = Model()
+        try model.add(try Linear(inFeatures: 64, outFeatures: 512))
+        try model.add(try Linear(inFeatures: 512, outFeatures: 64))
+        try model.initialize(seed: 1)
+        var c = fixedCalibration()
+        c.elementwiseBySize = [(1e5, 1e11), (2e6, 1e11), (1e8, 1e10)]
+        var st = StrategyConfig()
+        st.deterministic = true
+        let request = AdviceRequest(sampleShape: Shape(64), batch: 128)  // 4 chunks of 32 rows
+        var profiles: [Int: ModelProfile] = [:]
+        let candidate = try StrategyAdvisor.candidate(model: model, strategy: st, request: request, profiles: &profiles)
+        let cost = CostModel(calibration: c, coresPerNode: 1, machine: nil)
+        let tree = cost.chunkTree(candidate, run: 0, threads: 1, running: 1, resident: 1)
+        let run = 4.0 * Double(model.parameterCount)
+        // 4 leaves copied out (2 passes each), 3 sums of siblings (3 each), the root copied back (2).
+        let passes = 2.0 * 4 + 3 * 3 + 2
+        #expect(run * 4 < 2e6 && run * passes > 2e6)  // the buffers fit where the step's traffic would not
+        #expect(abs(tree / (passes * run / 1e11) - 1) < 1e-9, "\(tree) s")
+    }
+
     /// Threads past the cores take turns: a calibration whose 4-thread trial
     /// measured more than its 2-thread one on 2 cores (something slowed the
     /// 2-thread trial) is read as the 2 cores' rate shared 4 ways; on 4

@@ -268,10 +268,18 @@ struct CostModel {
         let mine = plan.chunks(of: 0)
         guard plan.chunk != nil, !mine.isEmpty else { return 0 }
         // The accumulator ends holding the cover of the rank's chunks: every other leaf was summed into one.
-        let merges = mine.count - ChunkTree(chunks: plan.chunkCount).cover(mine).count
+        let tree = ChunkTree(chunks: plan.chunkCount)
+        let merges = mine.count - tree.cover(mine).count
         let passes = 2 * mine.count + 3 * merges + (c.layout.mesh.dp == 1 ? 2 : 0)
-        let bytes = 4 * Double(c.layout.stageRanges[run].count * passes)
-        return elementwise(bytes: bytes, threads: threads, running: running, resident: resident)
+        // Each pass goes over the run's gradient, in the arena or in one of
+        // the accumulator's at most height + 1 buffers: those are its working
+        // set, not the step's whole traffic. (The step's traffic as the set
+        // had charged a pipeline stage of the 784-1024-1024-10 MLP in 32-row
+        // chunks 690 µs a chunk for its 3 MB gradient, whose whole backward
+        // traced 860, product included.)
+        let run = 4 * Double(c.layout.stageRanges[run].count)
+        let live = run * Double(tree.height + 2)
+        return Double(passes) * elementwise(bytes: run, threads: threads, running: running, resident: resident, held: live)
     }
 
     /// Deterministic mode's exchange between `dp` data ranks of a slice of
