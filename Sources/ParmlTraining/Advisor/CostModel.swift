@@ -277,9 +277,9 @@ struct CostModel {
         // had charged a pipeline stage of the 784-1024-1024-10 MLP in 32-row
         // chunks 690 µs a chunk for its 3 MB gradient, whose whole backward
         // traced 860, product included.)
-        let run = 4 * Double(c.layout.stageRanges[run].count)
-        let live = run * Double(tree.height + 2)
-        return Double(passes) * elementwise(bytes: run, threads: threads, running: running, resident: resident, held: live)
+        let gradient = 4 * Double(c.layout.stageRanges[run].count)
+        let live = gradient * Double(tree.height + 2)
+        return Double(passes) * elementwise(bytes: gradient, threads: threads, running: running, resident: resident, held: live)
     }
 
     /// Deterministic mode's exchange between `dp` data ranks of a slice of
