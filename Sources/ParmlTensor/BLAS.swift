@@ -15,6 +15,8 @@ public enum BLAS {
             // Large products to oneDNN, the rest to OpenBLAS (pml_dnnl_sgemm.h),
             // unless PARML_GEMM=openblas; oneDNN itself loads on the first large one.
             if largeProductsOnOneDNN { pml_blas_wrap_sgemm(pml_dnnl_sgemm_route) }
+            // Outermost, so a skipped product reaches neither library (`skippingProducts`).
+            pml_blas_wrap_sgemm(pml_blas_skippable)
             return nil
         }
         return ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
@@ -86,6 +88,20 @@ public enum BLAS {
             pml_dnnl_sgemm_bypass_on_this_thread(bypassed)
             pml_pool_keep_on_this_thread(kept)
         }
+        return try body()
+    }
+
+    /// Runs `body` with every float32 product the calling thread makes
+    /// (`gemm` and its blocks, on this thread under `asOneOff`) returning
+    /// at once, C as it was before: for a pass whose values nobody reads.
+    /// The advisor's probe of a model's buffers reads only their sizes,
+    /// which no layer bases on the values; its products were most of a
+    /// first advice (the GPT's 6 passes: 50–70 ms of 110, a 2048-wide
+    /// MLP's 16 MB weight gradients 30 ms of 60). Convolutions on oneDNN
+    /// and element-wise kernels still compute.
+    public static func skippingProducts<R>(_ body: () throws -> R) rethrows -> R {
+        let before = pml_blas_skip_products_on_this_thread(1)
+        defer { pml_blas_skip_products_on_this_thread(before) }
         return try body()
     }
 

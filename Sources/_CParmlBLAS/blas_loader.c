@@ -133,6 +133,26 @@ static void recording_sgemm(int order, int transA, int transB, int m, int n, int
 
 void pml_blas_wrap_sgemm(pml_sgemm_fn (*wrap)(pml_sgemm_fn)) { pml_sgemm_ptr = wrap(pml_sgemm_ptr); }
 
+static _Thread_local int skipping;
+static pml_sgemm_fn unskipped_sgemm;
+
+static void skippable_sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
+                            const float *b, int ldb, float beta, float *c, int ldc) {
+    if (skipping) return;
+    unskipped_sgemm(order, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+pml_sgemm_fn pml_blas_skippable(pml_sgemm_fn inner) {
+    unskipped_sgemm = inner;
+    return skippable_sgemm;
+}
+
+int pml_blas_skip_products_on_this_thread(int on) {
+    int before = skipping;
+    skipping = on != 0;
+    return before;
+}
+
 void pml_gemm_record_start(pml_gemm_call *calls, size_t capacity) {
     if (pml_sgemm_ptr == recording_sgemm) return;
     record_calls = calls;

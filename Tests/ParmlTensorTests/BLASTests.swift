@@ -24,6 +24,19 @@ let gemmCases: [GemmCase] = [
 
 let transposeCombos: [(Bool, Bool)] = [(false, false), (true, false), (false, true), (true, true)]
 
+/// C(m×n) = A·B + β·C through `BLAS.gemm`, every matrix dense and untransposed.
+private func denseGemm(_ a: [Float], _ b: [Float], _ c: inout [Float], m: Int, n: Int, k: Int, beta: Float) {
+    a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in
+            c.withUnsafeMutableBufferPointer { pc in
+                BLAS.gemm(
+                    transA: false, transB: false, m: m, n: n, k: k, pa.baseAddress!, lda: k, pb.baseAddress!, ldb: n, beta: beta,
+                    pc.baseAddress!, ldc: n)
+            }
+        }
+    }
+}
+
 @Suite struct BLASTests {
     init() throws { try BLAS.ensureLoaded() }
 
@@ -108,22 +121,39 @@ let transposeCombos: [(Bool, Bool)] = [(false, false), (true, false), (false, tr
         let b = randomArray(k * n, seed: 5, stream: 2)
         var once = [Float](repeating: 0, count: m * n)
         var twice = [Float](repeating: 0, count: m * n)
-        func run(_ c: inout [Float], beta: Float) {
-            a.withUnsafeBufferPointer { pa in
-                b.withUnsafeBufferPointer { pb in
-                    c.withUnsafeMutableBufferPointer { pc in
-                        BLAS.gemm(
-                            transA: false, transB: false, m: m, n: n, k: k, pa.baseAddress!, lda: k, pb.baseAddress!, ldb: n,
-                            beta: beta, pc.baseAddress!, ldc: n)
-                    }
-                }
-            }
-        }
-        run(&once, beta: 0)
-        run(&twice, beta: 0)
-        run(&twice, beta: 1)
+        denseGemm(a, b, &once, m: m, n: n, k: k, beta: 0)
+        denseGemm(a, b, &twice, m: m, n: n, k: k, beta: 0)
+        denseGemm(a, b, &twice, m: m, n: n, k: k, beta: 1)
         let doubled = once.map { 2 * $0 }
         #expect(maxAbsDiff(twice, doubled) <= 1e-6, "max abs diff \(maxAbsDiff(twice, doubled))")
+    }
+
+    /// Under `skippingProducts` no product writes C, whichever library or
+    /// how many blocks would run it (a small one on OpenBLAS, a large one
+    /// the router sends to oneDNN, one `gemm` cuts in blocks, kept on this
+    /// thread by `asOneOff`); outside it, and once it ends (nested too),
+    /// the same calls compute again.
+    @Test(arguments: [(3, 5, 7), (300, 256, 256), (1024, 1024, 64)])
+    func skippedProductsLeaveCAsItWas(shape: (Int, Int, Int)) throws {
+        let (m, n, k) = shape
+        let a = randomArray(m * k, seed: 11, stream: 1), b = randomArray(k * n, seed: 11, stream: 2)
+        let before = randomArray(m * n, seed: 11, stream: 3)
+        func product(beta: Float) -> [Float] {
+            var c = before
+            denseGemm(a, b, &c, m: m, n: n, k: k, beta: beta)
+            return c
+        }
+        let computed = product(beta: 0)
+        #expect(computed != before)
+        let skipped = BLAS.asOneOff { BLAS.skippingProducts { (product(beta: 0), product(beta: 1)) } }
+        #expect(skipped.0 == before && skipped.1 == before)
+        // A nested scope restores the outer one's setting, not "compute".
+        let nested = BLAS.skippingProducts { () -> [Float] in
+            _ = BLAS.skippingProducts { product(beta: 0) }
+            return product(beta: 0)
+        }
+        #expect(nested == before)
+        #expect(product(beta: 0) == computed)
     }
 
     @Test(arguments: [(1, 1), (1, 17), (17, 1), (3, 7), (31, 17), (64, 129), (129, 33), (1000, 3)].map { GemmCase(m: $0.0, n: $0.1, k: 0) },

@@ -818,6 +818,36 @@ private func layouts() -> [StrategyConfig] {
         #expect(try TensorParallelReduce(features: 128, bias: true).work(input: Shape(32, 128)).elementwiseFloats == 2 * 32 * 128)
     }
 
+    /// The profile's probe skips its products (`BLAS.skippingProducts`):
+    /// the buffers it reads are the bytes a probe that computes them holds,
+    /// layer by layer, for a GPT (one rank and tp rank 0 of 2), a CNN with
+    /// batch norm and an MLP, at both probe row counts.
+    @Test func probeWithoutProductsHoldsTheBuffersOfOneWithThem() throws {
+        let mlp = Model()
+        try mlp.add(try Linear(inFeatures: 12, outFeatures: 40))
+        try mlp.add(Activation(.relu))
+        try mlp.add(try Linear(inFeatures: 40, outFeatures: 5))
+        try mlp.initialize(seed: 4)
+        let cases: [(Model, Shape, Int)] = [
+            (try gpt(), Shape(16), 1), (try gpt(), Shape(16), 2), (try cnn(batchNorm: true), Shape(1, 8, 8), 1), (mlp, Shape(12), 1),
+        ]
+        for (model, sample, tp) in cases {
+            let profile = try ModelProfile(serial: model, tp: tp, sampleShape: sample, threads: 1)
+            for rows in [ModelProfile.probeRows.0, ModelProfile.probeRows.1] {
+                // Fresh copies each: buffers only grow, so a copy probed first at more rows would hide a difference.
+                let computing = try ModelProfile(serial: model, tp: tp, sampleShape: sample, threads: 1).model
+                let skipping = try ModelProfile(serial: model, tp: tp, sampleShape: sample, threads: 1).model
+                let full = try BLAS.asOneOff { try ModelProfile.probe(computing, sample: sample, rows: rows, threads: 1) }
+                let skipped = try BLAS.asOneOff {
+                    try BLAS.skippingProducts { try ModelProfile.probe(skipping, sample: sample, rows: rows, threads: 1) }
+                }
+                #expect(full == skipped, "\(model.root.layers.count) layers, tp \(tp), \(rows) rows: \(full) against \(skipped)")
+                #expect(full.reduce(0, +) > 0)
+            }
+            #expect(profile.bufferPerRow.reduce(0, +) > 0)
+        }
+    }
+
     /// A sequence moves no floats of its own and a residual block's sum
     /// moves three arrays, so the sequences tp's rewrite nests in a block
     /// cost nothing: the GPT's MLP block on a tp 2 rank (half its columns)

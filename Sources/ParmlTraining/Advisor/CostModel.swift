@@ -377,11 +377,10 @@ struct CostModel {
         let threads = machine == nil ? requested : 1
         let ideal = machine == nil ? 1 : Double(requested)
         // The memory's rate (the largest working set calibrated) and the products' peak.
-        let memory = calibration.elementwiseBySize.map(\.bytes).max() ?? 0
-        let peak = calibration.products.filter { $0.threads == 1 }.map(\.flopsPerSecond).max() ?? 0
+        let (memory, peak) = computed.memoryAndPeak(calibration)
         var t = 0.0
         for l in layers {
-            let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
+            let w = try computed.work(profile, layer: l, rows: rows)
             for p in w.products {
                 // Forward, then the input gradient (m × n)·(n × k) and the weight gradient (n × m)·(m × k).
                 // No layer up to the model's first that trains parameters
@@ -416,7 +415,7 @@ struct CostModel {
                     let b = BLAS.productBlocks(m: q.m, n: q.n, k: q.k)
                     let small = smallKernels && p.timesWeights
                         && BLAS.smallMatrixKernel(transA: i == 1, transB: i == 0, m: b.m, n: b.n, k: q.k)
-                    let time = calibration.productSeconds(q, threads: threads, smallKernel: small)
+                    let time = computed.productSeconds(q, threads: threads, smallKernel: small, calibration)
                     if small {
                         t += time
                         continue
@@ -433,7 +432,7 @@ struct CostModel {
                         t += max(time, stay)
                         continue
                     }
-                    let alone = calibration.productSeconds(q, threads: 1)
+                    let alone = computed.productSeconds(q, threads: 1, smallKernel: false, calibration)
                     let stall = peak > 0 && alone > 0 ? time * max(0, 1 - q.flops / alone / peak) : 0
                     t += time + max(0, far - max(near, stall))
                 }
@@ -840,4 +839,45 @@ final class ComputeMemo {
         let held, footprint: UInt64
     }
     var seconds: [Key: Double] = [:]
+
+    /// The calibration's rates that `compute` reads for every product, by
+    /// shape: the same few shapes recur in every layout of an advice, and
+    /// each reading filters the calibration and takes logarithms (a GPT's
+    /// advice spent a fifth of its time there).
+    struct ProductKey: Hashable {
+        let m, n, k, count, threads: Int
+        let smallKernel: Bool
+    }
+    private var products: [ProductKey: Double] = [:]
+    func productSeconds(_ q: MatrixProduct, threads: Int, smallKernel: Bool, _ c: MachineCalibration) -> Double {
+        let key = ProductKey(m: q.m, n: q.n, k: q.k, count: q.count, threads: threads, smallKernel: smallKernel)
+        if let t = products[key] { return t }
+        let t = c.productSeconds(q, threads: threads, smallKernel: smallKernel)
+        products[key] = t
+        return t
+    }
+
+    /// A top-level layer's work at `rows` (`Layer.work`), per profile.
+    struct WorkKey: Hashable {
+        let profile: ObjectIdentifier
+        let layer, rows: Int
+    }
+    private var works: [WorkKey: LayerWork] = [:]
+    func work(_ profile: ModelProfile, layer l: Int, rows: Int) throws -> LayerWork {
+        let key = WorkKey(profile: ObjectIdentifier(profile), layer: l, rows: rows)
+        if let w = works[key] { return w }
+        let w = try profile.model.root.layers[l].work(input: profile.input(ofLayer: l, rows: rows))
+        works[key] = w
+        return w
+    }
+
+    /// The largest element-wise working set calibrated and the best
+    /// one-thread product rate: read once an advice.
+    private var memoryPeak: (Double, Double)?
+    func memoryAndPeak(_ c: MachineCalibration) -> (memory: Double, peak: Double) {
+        if let m = memoryPeak { return m }
+        let m = (c.elementwiseBySize.map(\.bytes).max() ?? 0, c.products.filter { $0.threads == 1 }.map(\.flopsPerSecond).max() ?? 0)
+        memoryPeak = m
+        return m
+    }
 }

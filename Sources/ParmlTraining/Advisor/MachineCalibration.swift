@@ -164,16 +164,24 @@ public struct MachineCalibration: Sendable, Equatable {
     /// and log rate (128 rows lie halfway between 64 and 256; the nearest
     /// alone made a tie that the list's order broke), the nearest outside them.
     static func rateAlongRows(_ family: [ProductRate], rows: Int) -> Double {
-        let x = log(Double(rows))
-        let below = family.filter { $0.m <= rows }.max { $0.m < $1.m }
-        let above = family.filter { $0.m >= rows }.min { $0.m < $1.m }
+        logLine(family.lazy.map { (x: $0.m, y: $0.flopsPerSecond) }, at: rows) ?? family[0].flopsPerSecond
+    }
+
+    /// `rateAlongRows` over (x, rate) points, without building an array
+    /// (the advisor reads it thousands of times an advice); nil when empty.
+    static func logLine<C: Collection>(_ points: C, at x: Int) -> Double? where C.Element == (x: Int, y: Double) {
+        var below: (x: Int, y: Double)?, above: (x: Int, y: Double)?
+        for p in points {
+            if p.x <= x, below.map({ p.x > $0.x }) ?? true { below = p }
+            if p.x >= x, above.map({ p.x < $0.x }) ?? true { above = p }
+        }
         switch (below, above) {
-        case let (b?, a?) where a.m != b.m:
-            let w = (x - log(Double(b.m))) / (log(Double(a.m)) - log(Double(b.m)))
-            return exp((1 - w) * log(b.flopsPerSecond) + w * log(a.flopsPerSecond))
-        case let (b?, _): return b.flopsPerSecond
-        case let (_, a?): return a.flopsPerSecond
-        default: return family[0].flopsPerSecond
+        case let (b?, a?) where a.x != b.x:
+            let w = (log(Double(x)) - log(Double(b.x))) / (log(Double(a.x)) - log(Double(b.x)))
+            return exp((1 - w) * log(b.y) + w * log(a.y))
+        case let (b?, _): return b.y
+        case let (_, a?): return a.y
+        default: return points.first?.y
         }
     }
 
@@ -194,9 +202,7 @@ public struct MachineCalibration: Sendable, Equatable {
     /// by working set: the line through the two around it in log bytes and
     /// log rate (`rateAlongRows`, bytes in the rows' place), the nearest outside them.
     static func rate(_ bySize: [(bytes: Double, bytesPerSecond: Double)], workingSet bytes: Double) -> Double {
-        rateAlongRows(
-            bySize.map { ProductRate(m: max(1, Int($0.bytes)), n: 1, k: 1, threads: 1, flopsPerSecond: $0.bytesPerSecond) },
-            rows: max(1, Int(bytes)))
+        logLine(bySize.lazy.map { (x: max(1, Int($0.bytes)), y: $0.bytesPerSecond) }, at: max(1, Int(bytes))) ?? bySize[0].bytesPerSecond
     }
 
     /// What every core moves together over what one thread moves, for a

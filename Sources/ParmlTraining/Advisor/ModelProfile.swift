@@ -7,8 +7,8 @@ import ParmlTensor
 /// and their activation buffers as a line in the rows of a piece.
 ///
 /// The buffers are measured, not derived: a copy of the layers runs one
-/// training forward and backward at 2 rows and at 4, and `Layer.bufferBytes`
-/// (what `Trainer.memory` sums) is read after each. Buffers grow with the
+/// training forward and backward at 2 rows and at 4, its products skipped,
+/// and `Layer.bufferBytes` (what `Trainer.memory` sums) is read after each. Buffers grow with the
 /// rows in every kind parml has (some hold one sample's worth, a constant),
 /// so two points give the line.
 final class ModelProfile {
@@ -69,10 +69,14 @@ final class ModelProfile {
         forwardReduce = fwd
         backwardReduce = bwd
         let (r1, r2) = ModelProfile.probeRows
-        // Shapes run once: no oneDNN plans compiled for them (BLAS.asOneOff).
+        // Shapes run once: no oneDNN plans compiled for them (BLAS.asOneOff);
+        // only the buffers' sizes are read, so no product computes
+        // (BLAS.skippingProducts, on this thread: asOneOff keeps the pool's parts here).
         let (b1, b2) = try BLAS.asOneOff {
-            (try ModelProfile.probe(copy, sample: sampleShape, rows: r1, threads: threads),
-             try ModelProfile.probe(copy, sample: sampleShape, rows: r2, threads: threads))
+            try BLAS.skippingProducts {
+                (try ModelProfile.probe(copy, sample: sampleShape, rows: r1, threads: threads),
+                 try ModelProfile.probe(copy, sample: sampleShape, rows: r2, threads: threads))
+            }
         }
         bufferPerRow = zip(b1, b2).map { max(0, Double($1 - $0) / Double(r2 - r1)) }
         bufferBase = zip(b1, bufferPerRow).map { max(0, Double($0) - $1 * Double(r1)) }
