@@ -14,9 +14,9 @@ public enum BLAS {
         if rc == 0 {
             // Large products to oneDNN, the rest to OpenBLAS (pml_dnnl_sgemm.h),
             // unless PARML_GEMM=openblas; oneDNN itself loads on the first large one.
-            if largeProductsOnOneDNN { pml_blas_wrap_sgemm(pml_dnnl_sgemm_route) }
-            // Outermost, so a skipped product reaches neither library (`skippingProducts`).
-            pml_blas_wrap_sgemm(pml_blas_skippable)
+            // The router reads `skippingProducts`'s switch with its own; without
+            // it, a wrapper does (so the default path reads one thread-local a product).
+            if largeProductsOnOneDNN { pml_blas_wrap_sgemm(pml_dnnl_sgemm_route) } else { pml_blas_wrap_sgemm(pml_blas_skippable) }
             return nil
         }
         return ParmlError.blas(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
@@ -100,8 +100,10 @@ public enum BLAS {
     /// MLP's 16 MB weight gradients 30 ms of 60). Convolutions on oneDNN
     /// and element-wise kernels still compute.
     public static func skippingProducts<R>(_ body: () throws -> R) rethrows -> R {
-        let before = pml_blas_skip_products_on_this_thread(1)
-        defer { pml_blas_skip_products_on_this_thread(before) }
+        let before = largeProductsOnOneDNN ? pml_dnnl_sgemm_skip_on_this_thread(1) : pml_blas_skip_products_on_this_thread(1)
+        defer {
+            if largeProductsOnOneDNN { pml_dnnl_sgemm_skip_on_this_thread(before) } else { pml_blas_skip_products_on_this_thread(before) }
+        }
         return try body()
     }
 

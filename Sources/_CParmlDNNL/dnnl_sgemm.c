@@ -162,17 +162,25 @@ int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float 
     return 0;
 }
 
-static _Thread_local int bypassed;
+// The calling thread's settings, one word so a product reads one
+// thread-local: BYPASS (every product to OpenBLAS), SKIP (none computes).
+enum { BYPASS = 1, SKIP = 2 };
+static _Thread_local int settings;
 
-int pml_dnnl_sgemm_bypass_on_this_thread(int on) {
-    int before = bypassed;
-    bypassed = on != 0;
+static int set_on_this_thread(int bit, int on) {
+    int before = (settings & bit) != 0;
+    settings = on ? settings | bit : settings & ~bit;
     return before;
 }
 
+int pml_dnnl_sgemm_bypass_on_this_thread(int on) { return set_on_this_thread(BYPASS, on); }
+int pml_dnnl_sgemm_skip_on_this_thread(int on) { return set_on_this_thread(SKIP, on); }
+
 static void route(int order, int transA, int transB, int m, int n, int k, float alpha, const float *a, int lda,
                   const float *b, int ldb, float beta, float *c, int ldc) {
-    if (!bypassed && order == ROW_MAJOR && pml_dnnl_sgemm_takes(transA, transB, m, n, k, ldc, alpha)) {
+    int mine = settings;
+    if (mine & SKIP) return;
+    if (!(mine & BYPASS) && order == ROW_MAJOR && pml_dnnl_sgemm_takes(transA, transB, m, n, k, ldc, alpha)) {
         if (pml_dnnl_sgemm_run(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc) == 0) return;
         __atomic_add_fetch(&refused, 1, __ATOMIC_RELAXED);
     }

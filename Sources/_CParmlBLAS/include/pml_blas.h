@@ -54,11 +54,12 @@ const char *pml_cpu_coretype(void);
  * any product runs. */
 void pml_blas_wrap_sgemm(pml_sgemm_fn (*wrap)(pml_sgemm_fn));
 
-/* The outermost wrapper (installed last, at load): while the calling thread
- * has pml_blas_skip_products_on_this_thread(1) in force, every pml_sgemm it
- * makes returns at once and leaves C as it was. For a pass whose values
- * nobody reads (the strategy advisor's probe of a model's buffer sizes).
- * Returns the previous setting, to restore. */
+/* A wrapper for when no router is in front of OpenBLAS (PARML_GEMM=openblas;
+ * the router has the same switch, pml_dnnl_sgemm_skip_on_this_thread):
+ * while the calling thread has pml_blas_skip_products_on_this_thread(1) in
+ * force, every pml_sgemm it makes returns at once and leaves C as it was.
+ * For a pass whose values nobody reads (the strategy advisor's probe of a
+ * model's buffer sizes). Returns the previous setting, to restore. */
 pml_sgemm_fn pml_blas_skippable(pml_sgemm_fn inner);
 int pml_blas_skip_products_on_this_thread(int on);
 

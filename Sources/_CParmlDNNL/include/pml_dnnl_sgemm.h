@@ -76,6 +76,10 @@ int pml_dnnl_sgemm_run(int transA, int transB, int m, int n, int k, const float 
 /* 1: this thread's products all go to OpenBLAS (shapes seen once, for which
  * oneDNN would compile a plan that never runs again); 0: routed again. Returns the setting before. */
 int pml_dnnl_sgemm_bypass_on_this_thread(int on);
+/* 1: every product this thread makes through the router returns at once,
+ * C as it was (BLAS.skippingProducts); 0: computed again. Returns the
+ * setting before. Read with the bypass in one thread-local word. */
+int pml_dnnl_sgemm_skip_on_this_thread(int on);
 
 /* Whether a row-major product of this shape and C row stride goes to
  * oneDNN (given that it loads); transA, transB are CBLAS values. */
