@@ -1229,6 +1229,23 @@ private func layouts() -> [StrategyConfig] {
         #expect(abs(c.slowdown(busyThreads: 4) - 1e11 / (1.7e11 / 4)) < 1e-12)
     }
 
+    /// A one-thread trial slower than each of two threads together (20:38's
+    /// calibration: 86 GFLOP/s against 92 each) is read at their rate: 4
+    /// threads on 2 cores then take 2× one thread's time, not 1.88×.
+    @Test func oneThreadComputesAtLeastAsFastAsEachOfTwo() {
+        var c = MachineCalibration(cpuModel: "test", cores: 2, libraryVersion: "test")
+        c.concurrency = [(1, 0.86e11), (2, 1.84e11), (4, 1.84e11)]
+        #expect(c.slowdown(busyThreads: 1) == 1 && c.slowdown(busyThreads: 2) == 1)
+        #expect(abs(c.slowdown(busyThreads: 4) - 2) < 1e-12, "\(c.slowdown(busyThreads: 4))")
+        // Threads past the cores count only where they share them: on 4 cores
+        // the 4-thread trial (0.46e11 each) does not raise one thread's rate.
+        var four = c
+        four.cores = 4
+        #expect(abs(four.slowdown(busyThreads: 4) - 0.92e11 / 0.46e11) < 1e-12)
+        c.concurrency = [(1, 1e11), (2, 1.84e11), (4, 1.84e11)]
+        #expect(abs(c.slowdown(busyThreads: 4) - 1e11 / 0.46e11) < 1e-12)
+    }
+
     /// A calibration file that is corrupt, from another CPU or from another
     /// library version is measured again and replaced; a good one is reused.
     @Test func calibrationCacheRecovers() throws {

@@ -387,11 +387,19 @@ public struct MachineCalibration: Sendable, Equatable {
     /// something slowed its 2-thread trial had measured 4 threads on 2
     /// cores 4 % faster than 2, and the advisor then put 4 ranks first in
     /// 11 of 14 scenarios, 3 of them 12–18 % slower than the fastest layout.
+    /// A thread alone computes at least as fast as each of several that
+    /// share the cores: a one-thread trial slower than that was slowed by
+    /// something else (the other tenant of a core's siblings), and is read
+    /// as that rate. Two calibrations had timed one thread 3–7 % below each
+    /// of two, which made 4 threads on 2 cores 1.88–1.94× one instead of
+    /// 2×, and the advisor put 4-rank layouts first where they were 12–19 %
+    /// slower than the fastest (bench/advisor.md, 2026-12-06 20:15, 20:38).
     public func slowdown(busyThreads busy: Int) -> Double {
-        guard let one = concurrency.first(where: { $0.threads == 1 })?.flopsPerSecond, one > 0,
+        guard var one = concurrency.first(where: { $0.threads == 1 })?.flopsPerSecond, one > 0,
             let near = concurrency.min(by: { abs($0.threads - busy) < abs($1.threads - busy) })
         else { return 1 }
-        var rate = near.flopsPerSecond
+        for c in concurrency where c.threads > 1 && c.threads <= cores { one = max(one, c.flopsPerSecond / Double(c.threads)) }
+        var rate = near.threads == 1 ? one : near.flopsPerSecond
         if near.threads > cores, let full = concurrency.filter({ $0.threads <= cores }).max(by: { $0.threads < $1.threads }) {
             rate = min(rate, full.flopsPerSecond)
         }
