@@ -392,7 +392,7 @@ public struct MachineCalibration: Sendable, Equatable {
     /// something else (the other tenant of a core's siblings), and is read
     /// as that rate. Two calibrations had timed one thread 3–7 % below each
     /// of two, which made 4 threads on 2 cores 1.88–1.94× one instead of
-    /// 2×, and the advisor put 4-rank layouts first where they were 12–19 %
+    /// 2×, and the advisor put 4-rank layouts first where they were 12–25 %
     /// slower than the fastest (bench/advisor.md, 2026-12-06 20:15, 20:38).
     public func slowdown(busyThreads busy: Int) -> Double {
         guard var one = concurrency.first(where: { $0.threads == 1 })?.flopsPerSecond, one > 0,
