@@ -100,10 +100,10 @@ public enum BLAS {
     /// MLP's 16 MB weight gradients 30 ms of 60). Convolutions on oneDNN
     /// and element-wise kernels still compute.
     public static func skippingProducts<R>(_ body: () throws -> R) rethrows -> R {
-        let before = largeProductsOnOneDNN ? pml_dnnl_sgemm_skip_on_this_thread(1) : pml_blas_skip_products_on_this_thread(1)
-        defer {
-            if largeProductsOnOneDNN { pml_dnnl_sgemm_skip_on_this_thread(before) } else { pml_blas_skip_products_on_this_thread(before) }
-        }
+        // The switch of whichever wrapper `loadFailure` put in front of OpenBLAS.
+        let skip = largeProductsOnOneDNN ? pml_dnnl_sgemm_skip_on_this_thread : pml_blas_skip_products_on_this_thread
+        let before = skip(1)
+        defer { _ = skip(before) }
         return try body()
     }
 

@@ -820,18 +820,11 @@ private func layouts() -> [StrategyConfig] {
 
     /// The profile's probe skips its products (`BLAS.skippingProducts`):
     /// the buffers it reads are the bytes a probe that computes them holds,
-    /// layer by layer, for a GPT (one rank and tp rank 0 of 2), a CNN with
-    /// batch norm and an MLP, at both probe row counts.
+    /// layer by layer, for every case's model on one rank and the GPT's on
+    /// tp rank 0 of 2, at both probe row counts.
     @Test func probeWithoutProductsHoldsTheBuffersOfOneWithThem() throws {
-        let mlp = Model()
-        try mlp.add(try Linear(inFeatures: 12, outFeatures: 40))
-        try mlp.add(Activation(.relu))
-        try mlp.add(try Linear(inFeatures: 40, outFeatures: 5))
-        try mlp.initialize(seed: 4)
-        let cases: [(Model, Shape, Int)] = [
-            (try gpt(), Shape(16), 1), (try gpt(), Shape(16), 2), (try cnn(batchNorm: true), Shape(1, 8, 8), 1), (mlp, Shape(12), 1),
-        ]
-        for (model, sample, tp) in cases {
+        let probed = try cases.map { (try $0.make(), $0.sample, 1) } + [(try gpt(), Shape(16), 2)]
+        for (model, sample, tp) in probed {
             let profile = try ModelProfile(serial: model, tp: tp, sampleShape: sample, threads: 1)
             for rows in [ModelProfile.probeRows.0, ModelProfile.probeRows.1] {
                 // Fresh copies each: buffers only grow, so a copy probed first at more rows would hide a difference.
