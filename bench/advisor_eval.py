@@ -14,11 +14,12 @@ name ("dp2 pp1 tp1 m1 zero3"); a layout the library no longer ranks, or one
 the file did not measure, is left out and counted. The measurements keep the
 load they were taken under (bench/advisor.md says which runs were quiet),
 and the predictions use the calibration in --cache-dir (measured there on
-first use) or the file --calibration names (copied to a temporary directory;
-bench/advisor_runs/calibrations holds the ones measured with the runs there):
-compare model changes with the same measurements and the same calibration.
-The first line printed says whether the calibration was used ("cached") or
-measured again (another CPU, core count or library version).
+first use) or the file --calibration names (copied to a temporary directory
+under this machine's CPU key, so that it is read whichever machine runs the
+check; bench/advisor_runs/calibrations holds the ones measured with the runs
+there): compare model changes with the same measurements and the same
+calibration. The first line printed says whether the calibration was used
+("cached") or measured again (another CPU, core count or library version).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "bindings", "python"))
 import parml  # noqa: E402
-from advisor import layout_name, scenario_list, spearman  # noqa: E402  (bench/advisor.py's scenarios)
+from advisor import layout_name, pinned_calibration, scenario_list, spearman  # noqa: E402  (bench/advisor.py's scenarios)
 
 
 def evaluate(measured_file, cache_dir, show_rows=False, only=None):
@@ -131,12 +132,7 @@ def main():
         return
     if a.calibration:
         a.cache_dir = tempfile.mkdtemp(prefix="parml-advisor-eval-")
-        # The copy says it was measured on an idle machine: a file measured
-        # under load is otherwise measured again once the load eases
-        # (CalibrationCache.measuredBusier), and this check must use it as it is.
-        with open(a.calibration) as src, open(os.path.join(a.cache_dir, "calibration-v2.txt"), "w") as dst:
-            for line in src:
-                dst.write("load_average=0.0\n" if line.startswith("load_average=") else line)
+        pinned_calibration(a.calibration, a.cache_dir)
     for f in a.measured:
         print(f"== {f}")
         evaluate(f, a.cache_dir, a.rows, a.only)

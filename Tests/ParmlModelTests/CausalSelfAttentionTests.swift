@@ -289,8 +289,10 @@ private func worst(_ a: [Float], _ b: [Double], atol: Double = 1e-5, rtol: Doubl
             let ds = try Tensor(Array(dout[start * n..<(start + count) * n]), shape: Shape(count, t, c))
             dxHalves += try model.root.backward(ds, part, needInputGradient: true, accumulate: false)!.toArray()
         }
-        #expect(maxAbsDiff(halves, whole) <= 1e-6)
-        #expect(maxAbsDiff(dxHalves, dxWhole) <= 1e-6)
+        // Same masks, other row splits: the products sum in another order
+        // (AVX2 kernels: 1.2e-6 on the input gradient); other masks move it by 1e-3 and more.
+        #expect(maxAbsDiff(halves, whole) <= 1e-5)
+        #expect(maxAbsDiff(dxHalves, dxWhole) <= 1e-5)
         // Another step draws other masks.
         var later = ctx
         later.step = 7

@@ -1241,6 +1241,37 @@ private func layouts() -> [StrategyConfig] {
 
     /// A calibration file that is corrupt, from another CPU or from another
     /// library version is measured again and replaced; a good one is reused.
+    /// Two hosts that show the same generic model name (virtual machines'
+    /// "AMD EPYC") but other cores or vector extensions get other keys, so
+    /// a cached calibration is not read on the other.
+    @Test func cpuIdentityTellsHostsWithTheSameNameApart() {
+        func info(model: Int, flags: String) -> String {
+            """
+            processor\t: 0
+            vendor_id\t: AuthenticAMD
+            cpu family\t: 25
+            model\t\t: \(model)
+            model name\t: AMD EPYC
+            stepping\t: 1
+            flags\t\t: fpu sse2 \(flags) aes
+
+            processor\t: 1
+            model name\t: Something else
+            """
+        }
+        let milan = MachineCalibration.cpuIdentity(cpuinfo: info(model: 1, flags: "avx fma avx2"))
+        let genoa = MachineCalibration.cpuIdentity(cpuinfo: info(model: 17, flags: "avx fma avx2 avx512f avx512bw avx512_bf16"))
+        #expect(milan == "AMD EPYC (family 25 model 1 stepping 1; avx2 fma)")
+        #expect(genoa == "AMD EPYC (family 25 model 17 stepping 1; avx2 fma avx512f avx512_bf16)")
+        #expect(MachineCalibration.cpuIdentity(cpuinfo: "model name : Plain CPU\n") == "Plain CPU")
+        #expect(MachineCalibration.cpuIdentity(cpuinfo: "") == "unknown")
+        // This machine's key comes from its own /proc/cpuinfo and round-trips through the file.
+        let here = MachineCalibration.currentCPU()
+        var c = MachineCalibration(cpuModel: here.model, cores: here.cores, libraryVersion: "test")
+        c.elementwiseBytesPerSecond = 1
+        #expect(CalibrationCache.format(c).contains("cpu_model=\(here.model)\n"))
+    }
+
     @Test func calibrationCacheRecovers() throws {
         let dir = NSTemporaryDirectory() + "parml-advisor-\(getpid())-\(Int.random(in: 0..<1_000_000))"
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -97,18 +97,33 @@ public struct MachineCalibration: Sendable, Equatable {
         (self.cpuModel, self.cores, self.libraryVersion) = (cpuModel, cores, libraryVersion)
     }
 
-    /// This machine's key: the CPU's model name (/proc/cpuinfo) and online cores.
+    /// This machine's key: the CPU as /proc/cpuinfo gives it and the online
+    /// cores. Virtual machines show a generic model name ("AMD EPYC" on
+    /// hosts with and without AVX-512, whose products measured 2–3× apart),
+    /// so the family, model and stepping numbers and the vector extensions
+    /// the kernels pick from are part of it.
     public static func currentCPU() -> (model: String, cores: Int) {
-        var model = "unknown"
-        if let text = try? CalibrationCache.read("/proc/cpuinfo") {
-            for line in text.split(separator: "\n") where line.hasPrefix("model name") {
-                if let colon = line.firstIndex(of: ":") {
-                    model = line[line.index(after: colon)...].trimmingSpaces
-                    break
-                }
-            }
+        let text = (try? CalibrationCache.read("/proc/cpuinfo")) ?? ""
+        return (cpuIdentity(cpuinfo: text), Clock.onlineCores)
+    }
+
+    /// The first processor's identity in `/proc/cpuinfo` text: "NAME (family
+    /// F model M stepping S; EXTENSIONS)", the parts it lacks left out.
+    static func cpuIdentity(cpuinfo text: String) -> String {
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.trimmingSpaces.isEmpty, !fields.isEmpty { break }
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            let key = line[..<colon].trimmingSpaces
+            if fields[key] == nil { fields[key] = line[line.index(after: colon)...].trimmingSpaces }
         }
-        return (model, Clock.onlineCores)
+        let name = fields["model name"].flatMap { $0.isEmpty ? nil : $0 } ?? "unknown"
+        let numbers = [("family", "cpu family"), ("model", "model"), ("stepping", "stepping")]
+            .compactMap { label, key in fields[key].map { "\(label) \($0)" } }.joined(separator: " ")
+        let flags = Set((fields["flags"] ?? "").split(separator: " ").map(String.init))
+        let extensions = ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"].filter(flags.contains).joined(separator: " ")
+        let details = [numbers, extensions].filter { !$0.isEmpty }.joined(separator: "; ")
+        return details.isEmpty ? name : "\(name) (\(details))"
     }
 
     // MARK: - Rates the cost model reads
