@@ -218,6 +218,7 @@ extension RankContext {
                 ?? loss.compute(output: out, targets: slot.targetView, scale: work.scale, sampleWeights: w, wantGradient: true)
             work.lossSum += r.loss
             work.correct += r.correct
+            if let c = piece.chunk { chunkLosses.data[1 + c] += r.loss }
             return shardedLoss?.gradient ?? loss.gradient
         }
         guard let comms else { throw ParmlError.internal("a pipeline stage without communicators") }

@@ -139,6 +139,10 @@ final class RankContext {
     let blockSums: Tensor
     let blockScratch: Tensor
     let stats: Tensor
+    /// Deterministic mode: the step's accuracy count, then each chunk's loss
+    /// at its global index (0 where another rank computed it), so every
+    /// layout sums the losses in chunk order (grown with the batch, kept).
+    var chunkLosses: Tensor
     /// Deterministic mode, cross-rank combination: other ranks' nodes of my
     /// shard, and one buffer per tree level.
     var receivedNodes: [Tensor] = []
@@ -247,6 +251,7 @@ final class RankContext {
         blockSums = try Tensor(shape: Shape(GradientClipping.blockCount(params.count)))
         blockScratch = try Tensor(shape: Shape(GradientClipping.blockSize))
         stats = try Tensor(shape: Shape(3))
+        chunkLosses = try Tensor(shape: Shape(1))
         tied = model.tiedParameters.isEmpty ? nil : try TiedGradients(model: model, tensorParallel: tensorParallel, tp: layout.mesh.tp)
         if let offset = tensorParallel?.rewrite.classifierOffset, c.stage == layout.mesh.pp - 1, let tensor = comms?.tensor {
             shardedLoss = ShardedCrossEntropy(classOffset: offset, comm: tensor)
@@ -331,6 +336,10 @@ final class RankContext {
                 : step.lossScale * Float(step.plan.samples) / Float(max(ownRows, 1))
         }
         var work = StepWork(step, scale: scale, microBatches: layout.microBatches, data: coordinate.data)
+        if step.plan.chunk != nil {
+            if chunkLosses.count < 1 + step.plan.chunkCount { chunkLosses = try Tensor(shape: Shape(1 + step.plan.chunkCount)) }
+            chunkLosses.data.update(repeating: 0, count: 1 + step.plan.chunkCount)
+        }
         // Buckets per micro-batch need every data rank in each micro-batch's
         // collectives; a private step clips per example through whole runs.
         let eachMicroBatch = virtualStages.contains { $0.buckets?.reducesEachMicroBatch == true } && step.privacy == nil
@@ -444,6 +453,10 @@ final class RankContext {
         // 6. Share the updated shards (ZeRO) and the step's loss and accuracy.
         // Local SGD's losses are means over each replica's rows: weighted back.
         var lossSum = layout.averagesParameters ? work.lossSum * Float(ownRows) / Float(max(step.plan.samples, 1)) : work.lossSum
+        // Deterministic mode reports the loss summed in chunk order, as
+        // serial training sums it, not each rank's partial sum added across
+        // ranks (dp 2 had differed from serial in the loss's last bit).
+        let chunkOrderedLoss = step.plan.chunk != nil && !layout.averagesParameters
         var correct = work.correct
         if let comms {
             // Ranks sharing one arena (ZeRO-3) see every shard's update
@@ -457,12 +470,26 @@ final class RankContext {
             // computed the same); zeros from the others add exactly.
             t = trace.now()
             let counts = coordinate.tensor == 0
-            stats.data[0] = counts ? lossSum : 0
-            stats.data[1] = counts ? Float(correct) : 0
-            try comms.world.allReduce(stats.data, count: 2, op: .sum)
-            lossSum = stats.data[0]
-            correct = Int(stats.data[1])
+            if chunkOrderedLoss {
+                // Each chunk's loss reaches every rank as computed (adding
+                // zeros is exact); the sum below is then serial training's.
+                let k = step.plan.chunkCount
+                chunkLosses.data[0] = Float(correct)
+                if !counts { chunkLosses.data.update(repeating: 0, count: 1 + k) }
+                try comms.world.allReduce(chunkLosses.data, count: 1 + k, op: .sum)
+                correct = Int(chunkLosses.data[0])
+            } else {
+                stats.data[0] = counts ? lossSum : 0
+                stats.data[1] = counts ? Float(correct) : 0
+                try comms.world.allReduce(stats.data, count: 2, op: .sum)
+                lossSum = stats.data[0]
+                correct = Int(stats.data[1])
+            }
             trace.record(.statistics, step: step.index, since: t)
+        }
+        if chunkOrderedLoss {
+            lossSum = 0
+            for c in 0..<step.plan.chunkCount { lossSum += chunkLosses.data[1 + c] }
         }
 
         // 7. The host's model holds the new parameters (HostModelAssembly.swift),

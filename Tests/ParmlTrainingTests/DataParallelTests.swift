@@ -61,6 +61,13 @@ enum DPOptimizer: String, CaseIterable, Sendable {
 private func train(
     dp: Int, zero: Int, deterministic: Bool, optimizer: DPOptimizer, n: Int, steps: Int = 6
 ) throws -> [Float] {
+    try trainWithLosses(dp: dp, zero: zero, deterministic: deterministic, optimizer: optimizer, n: n, steps: steps).parameters
+}
+
+/// The same, with each step's reported loss.
+private func trainWithLosses(
+    dp: Int, zero: Int, deterministic: Bool, optimizer: DPOptimizer, n: Int, steps: Int = 6
+) throws -> (parameters: [Float], losses: [Float]) {
     var s = StrategyConfig()
     s.dp = dp
     s.zeroStage = zero
@@ -71,16 +78,18 @@ private func train(
     s.watchdogSeconds = 20
     let model = try mlp()
     let t = try Trainer(model: model, loss: .crossEntropy, optimizer: optimizer.config, strategy: s)
+    var losses: [Float] = []
     for k in 0..<steps {
         let (x, y) = try batch(n, step: k)
         let r = try t.step(inputs: x, targets: y)
         #expect(r.loss.isFinite)
+        losses.append(r.loss)
     }
     // Every replica holds the same parameters after the all-gather.
     for r in t.ranks.dropFirst() {
         #expect(bits(r.model.parameters) == bits(model.parameters), "rank \(r.rank) replica differs")
     }
-    return model.parameters!.toArray()
+    return (model.parameters!.toArray(), losses)
 }
 
 struct DataParallelTests {
@@ -88,12 +97,14 @@ struct DataParallelTests {
 
     @Test(arguments: DPOptimizer.allCases, [40, 37])
     func deterministicModeIsBitIdenticalToSerial(optimizer: DPOptimizer, n: Int) throws {
-        let serial = try train(dp: 1, zero: 0, deterministic: true, optimizer: optimizer, n: n)
+        let serial = try trainWithLosses(dp: 1, zero: 0, deterministic: true, optimizer: optimizer, n: n)
         for (dp, zero) in Self.layouts {
-            let p = try train(dp: dp, zero: zero, deterministic: true, optimizer: optimizer, n: n)
+            let (p, losses) = try trainWithLosses(dp: dp, zero: zero, deterministic: true, optimizer: optimizer, n: n)
             #expect(
-                p.map(\.bitPattern) == serial.map(\.bitPattern),
-                "dp=\(dp) zero=\(zero) \(optimizer) n=\(n): max |Δ| = \(maxAbsDiff(p, serial))")
+                p.map(\.bitPattern) == serial.parameters.map(\.bitPattern),
+                "dp=\(dp) zero=\(zero) \(optimizer) n=\(n): max |Δ| = \(maxAbsDiff(p, serial.parameters))")
+            // The reported loss too: the chunks' losses summed in chunk order, not by rank.
+            #expect(losses.map(\.bitPattern) == serial.losses.map(\.bitPattern), "dp=\(dp) zero=\(zero) \(optimizer) n=\(n): \(losses) against \(serial.losses)")
         }
     }
 
