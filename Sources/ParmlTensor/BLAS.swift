@@ -170,10 +170,12 @@ public enum BLAS {
     /// One sgemm on the calling thread, never cut into blocks (what each of
     /// `gemm`'s blocks runs): for timing a block's rate.
     public static func gemmOneBlock(
-        m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, _ a: UnsafePointer<Float>, lda: Int,
+        _ b: UnsafePointer<Float>, ldb: Int, beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        pml_sgemm(Int32(PML_NO_TRANS), Int32(PML_NO_TRANS), Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        pml_sgemm(
+            Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), Int32(k), 1, a,
+            Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
     /// C(m×n) = alpha · op(A) · op(B) + beta · C, all row-major.

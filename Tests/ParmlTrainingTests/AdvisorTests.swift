@@ -412,6 +412,8 @@ private func layouts() -> [StrategyConfig] {
         stored.libraryVersion = "9.9.9"
         stored.products += [
             .init(m: 4, n: 1024, k: 16, threads: 1, flopsPerSecond: 2e10), .init(m: 64, n: 1024, k: 64, threads: 1, flopsPerSecond: 4e10),
+            .init(m: 64, n: 256, k: 256, threads: 1, flopsPerSecond: 7e10, form: .nt),
+            .init(m: 64, n: 256, k: 256, threads: 1, flopsPerSecond: 3e10, form: .tn),
         ]
         stored.concurrentPageFaults = [(2, 1e-6), (4, 2e-6)]
         stored.pageFaultSeconds = 5e-7
@@ -1023,6 +1025,44 @@ private func layouts() -> [StrategyConfig] {
         #expect(MachineCalibration.productSides.contains { $0.1 < $0.0 })
     }
 
+    /// Each form at its own measured rate (C = op(A)·op(B)): a layer's x·Wᵀ
+    /// forward at NT's, its weight gradient dyᵀ·x at TN's, its input
+    /// gradient dy·W at NN's; a form the calibration lacks at NN's, and
+    /// OpenBLAS's small-matrix kernels at NN's, the form they were measured in.
+    @Test func productsAreTimedInTheirOwnForm() throws {
+        var c = fixedCalibration()
+        c.products = [
+            .init(m: 256, n: 256, k: 256, threads: 1, flopsPerSecond: 4e10),
+            .init(m: 256, n: 256, k: 256, threads: 1, flopsPerSecond: 8e10, form: .nt),
+            .init(m: 256, n: 256, k: 256, threads: 1, flopsPerSecond: 2e10, form: .tn),
+        ]
+        let p = MatrixProduct(m: 256, n: 256, k: 256)
+        for (form, rate) in [(MachineCalibration.ProductForm.nn, 4e10), (.nt, 8e10), (.tn, 2e10)] {
+            #expect(abs(c.productSeconds(p, threads: 1, form: form) * rate / p.flops - 1) < 1e-12, "\(form)")
+        }
+        var nnOnly = c
+        nnOnly.products = [c.products[0]]
+        #expect(nnOnly.productSeconds(p, threads: 1, form: .nt) == c.productSeconds(p, threads: 1, form: .nn))
+        c.products += [.init(m: 4, n: 16, k: 16, threads: 1, flopsPerSecond: 1e10), .init(m: 4, n: 16, k: 16, threads: 1, flopsPerSecond: 3e10, form: .nt)]
+        let small = MatrixProduct(m: 4, n: 16, k: 16)
+        #expect(abs(c.productSeconds(small, threads: 1, smallKernel: true, form: .nt) * 1e10 / small.flops - 1) < 1e-12)
+
+        // A 64 → 256 → 256 MLP's second layer at 256 rows: NT, TN and NN
+        // products of 256³, as against every one at NN's rate.
+        let model = Model()
+        try model.add(try Linear(inFeatures: 64, outFeatures: 256))
+        try model.add(try Linear(inFeatures: 256, outFeatures: 256))
+        try model.initialize(seed: 4)
+        let profile = try ModelProfile(serial: model, tp: 1, sampleShape: Shape(64))
+        func second(_ cal: MachineCalibration) throws -> Double {
+            try CostModel(calibration: cal, coresPerNode: 1, machine: nil)
+                .compute(profile, layers: 1..<2, rows: 256, threads: 1, running: 1, resident: 1, held: 0, footprint: 0)
+        }
+        let products = p.flops / 8e10 + p.flops / 2e10 + p.flops / 4e10
+        let formed = try second(c), asNN = try second(nnOnly)
+        #expect(abs(formed - asNN - (products - 3 * p.flops / 4e10)) < 1e-9)
+    }
+
     /// In a pass a product's operands come from the memory, not from the
     /// caches the calibration's repeated product kept them in: each product
     /// reads its three matrices once more at the memory's rate, less their
@@ -1297,7 +1337,7 @@ private func layouts() -> [StrategyConfig] {
         // Written before the small-inner-dimension products were measured: measured again.
         let older = text.split(separator: "\n").filter { line in
             let w = line.split(separator: " ")
-            return !(w.first == "product" && w.count == 6 && Int(w[3])! < Int(w[2])!)
+            return !(w.first?.hasPrefix("product") == true && w.count == 6 && Int(w[3])! < Int(w[2])!)
         }.joined(separator: "\n")
         #expect(CalibrationCache.parse(older) == nil)
         // Written before the element-wise rates of every core by working set: measured again.
@@ -1310,9 +1350,15 @@ private func layouts() -> [StrategyConfig] {
         #expect(first.products.contains { $0.m == 4 })
         let noSmallPieces = text.split(separator: "\n").filter { line in
             let w = line.split(separator: " ")
-            return !(w.first == "product" && w.count == 6 && Int(w[1])! < 16)
+            return !(w.first?.hasPrefix("product") == true && w.count == 6 && Int(w[1])! < 16)
         }.joined(separator: "\n")
         #expect(CalibrationCache.parse(noSmallPieces) == nil)
+        // Written before each form was measured: measured again.
+        for form in [MachineCalibration.ProductForm.nt, .tn] {
+            #expect(first.products.filter { $0.form == form }.count == first.products.filter { $0.form == .nn }.count)
+            let noForm = text.split(separator: "\n").filter { !$0.hasPrefix("product_\(form.rawValue) ") }.joined(separator: "\n")
+            #expect(CalibrationCache.parse(noForm) == nil)
+        }
         // Another CPU, another library version.
         try text.replacingOccurrences(of: "cpu_model=", with: "cpu_model=Other ").write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9").1 == .replaced)

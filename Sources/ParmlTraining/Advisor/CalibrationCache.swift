@@ -73,7 +73,10 @@ public enum CalibrationCache {
             "elementwise=\(c.elementwiseBytesPerSecond)", "load_average=\(c.loadAverage)", "page_fault=\(c.pageFaultSeconds)",
             "elementwise_all_cores=\(c.elementwiseAllCoresBytesPerSecond)",
         ]
-        for p in c.products { lines.append("product \(p.m) \(p.n) \(p.k) \(p.threads) \(p.flopsPerSecond)") }
+        for p in c.products {
+            let word = p.form == .nn ? "product" : "product_\(p.form.rawValue)"
+            lines.append("\(word) \(p.m) \(p.n) \(p.k) \(p.threads) \(p.flopsPerSecond)")
+        }
         for a in c.allReduce { lines.append("allreduce \(a.ranks) \(a.latency) \(a.bytesPerSecond)") }
         for h in c.handover { lines.append("handover \(h.ranks) \(h.latency)") }
         for x in c.send { lines.append("send \(x.ranks) \(x.latency) \(x.bytesPerSecond)") }
@@ -108,11 +111,12 @@ public enum CalibrationCache {
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
             switch words.first {
-            case "product":
+            case "product", "product_nt", "product_tn":
                 guard words.count == 6, let m = Int(words[1]), let n = Int(words[2]), let k = Int(words[3]), let t = Int(words[4]),
                     let r = positive(words[5]), m > 0, n > 0, k > 0, t > 0, r > 0
                 else { return nil }
-                products.append(.init(m: m, n: n, k: k, threads: t, flopsPerSecond: r))
+                let form: MachineCalibration.ProductForm = words[0] == "product" ? .nn : words[0] == "product_nt" ? .nt : .tn
+                products.append(.init(m: m, n: n, k: k, threads: t, flopsPerSecond: r, form: form))
             case "allreduce":
                 guard words.count == 4, let n = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]), n > 1, b > 0
                 else { return nil }
@@ -159,7 +163,8 @@ public enum CalibrationCache {
         // A file without the small-inner-dimension products (k < n, measured
         // since the weight gradients of micro-batches were found to run at
         // half the forward rate), without the products of fewer than 16 rows
-        // (a pipeline's small pieces), or without the element-wise rates by
+        // (a pipeline's small pieces), without each form's products (NT and
+        // TN measured up to 2× from NN on Zen 3), or without the element-wise rates by
         // working set (on every core too, where there are several), is
         // measured again, as a corrupt one is.
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
@@ -168,6 +173,7 @@ public enum CalibrationCache {
             let fault = fields["page_fault"].flatMap({ positive(Substring($0)) }),
             let ewAll = fields["elementwise_all_cores"].flatMap({ positive(Substring($0)) }),
             products.contains(where: { $0.threads == 1 && $0.k < $0.n }), products.contains(where: { $0.threads == 1 && $0.m < 16 }),
+            products.contains(where: { $0.threads == 1 && $0.form == .nt }), products.contains(where: { $0.threads == 1 && $0.form == .tn }),
             !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
             concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty, !bySize.isEmpty, cores == 1 || !allCoresBySize.isEmpty
         else { return nil }

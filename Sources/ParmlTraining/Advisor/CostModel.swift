@@ -415,7 +415,9 @@ struct CostModel {
                     let b = BLAS.productBlocks(m: q.m, n: q.n, k: q.k)
                     let small = smallKernels && p.timesWeights
                         && BLAS.smallMatrixKernel(transA: i == 1, transB: i == 0, m: b.m, n: b.n, k: q.k)
-                    let time = computed.productSeconds(q, threads: threads, smallKernel: small, calibration)
+                    // A weight product's forward, weight and input gradients run NT, TN and NN.
+                    let form: MachineCalibration.ProductForm = p.timesWeights ? [.nt, .tn, .nn][i] : .nn
+                    let time = computed.productSeconds(q, threads: threads, smallKernel: small, form: form, calibration)
                     if small {
                         t += time
                         continue
@@ -432,7 +434,7 @@ struct CostModel {
                         t += max(time, stay)
                         continue
                     }
-                    let alone = computed.productSeconds(q, threads: 1, smallKernel: false, calibration)
+                    let alone = computed.productSeconds(q, threads: 1, smallKernel: false, form: form, calibration)
                     let stall = peak > 0 && alone > 0 ? time * max(0, 1 - q.flops / alone / peak) : 0
                     t += time + max(0, far - max(near, stall))
                 }
@@ -853,12 +855,15 @@ final class ComputeMemo {
     struct ProductKey: Hashable {
         let m, n, k, count, threads: Int
         let smallKernel: Bool
+        let form: MachineCalibration.ProductForm
     }
     private var products: [ProductKey: Double] = [:]
-    func productSeconds(_ q: MatrixProduct, threads: Int, smallKernel: Bool, _ c: MachineCalibration) -> Double {
-        let key = ProductKey(m: q.m, n: q.n, k: q.k, count: q.count, threads: threads, smallKernel: smallKernel)
+    func productSeconds(
+        _ q: MatrixProduct, threads: Int, smallKernel: Bool, form: MachineCalibration.ProductForm, _ c: MachineCalibration
+    ) -> Double {
+        let key = ProductKey(m: q.m, n: q.n, k: q.k, count: q.count, threads: threads, smallKernel: smallKernel, form: form)
         if let t = products[key] { return t }
-        let t = c.productSeconds(q, threads: threads, smallKernel: smallKernel)
+        let t = c.productSeconds(q, threads: threads, smallKernel: smallKernel, form: form)
         products[key] = t
         return t
     }

@@ -13,10 +13,22 @@ public struct MachineCalibration: Sendable, Equatable {
         CalibrationCache.format(a) == CalibrationCache.format(b)
     }
 
-    /// sgemm throughput at one shape and thread count.
+    /// Which operand a product reads transposed (C = op(A)·op(B), row-major):
+    /// a layer's x·Wᵀ runs NT forward, its weight gradient dyᵀ·x TN and its
+    /// input gradient dy·W NN. On an AVX2 host (Zen 3) oneDNN ran them up to
+    /// 2× apart (1024 × 1024 over 256 rows, one thread: NT 70, NN 38, TN 35
+    /// GFLOP/s), so each is calibrated in its own form.
+    public enum ProductForm: String, Sendable, CaseIterable {
+        case nn, nt, tn
+        var transA: Bool { self == .tn }
+        var transB: Bool { self == .nt }
+    }
+
+    /// sgemm throughput at one shape, form and thread count.
     public struct ProductRate: Sendable, Equatable {
         public var m: Int, n: Int, k: Int, threads: Int
         public var flopsPerSecond: Double
+        public var form: ProductForm = .nn
     }
     /// A collective on `ranks` ranks (threads, or MPI processes): t(bytes) = latency + bytes / bandwidth.
     public struct CollectiveRate: Sendable, Equatable {
@@ -147,9 +159,13 @@ public struct MachineCalibration: Sendable, Equatable {
     /// products that ran there too (at most 10⁶ multiply-adds, neither operand
     /// transposed): x·Wᵀ of 2 rows over a 512 × 512 weight took 11 µs,
     /// where the 4-row rate of its own, packed family says 27.
-    public func productSeconds(_ p: MatrixProduct, threads: Int, smallKernel: Bool = false) -> Double {
+    /// `form`: its own form's rates where they were measured, NN's
+    /// otherwise; small-matrix kernels at NN's, the form they were measured in.
+    public func productSeconds(_ p: MatrixProduct, threads: Int, smallKernel: Bool = false, form: ProductForm = .nn) -> Double {
         guard p.count > 0, p.m > 0, p.n > 0, p.k > 0 else { return 0 }
-        var single = products.filter { $0.threads == 1 }
+        let read = smallKernel ? .nn : form
+        var single = products.filter { $0.threads == 1 && $0.form == read }
+        if single.isEmpty { single = products.filter { $0.threads == 1 && $0.form == .nn } }
         if smallKernel {
             let small = single.filter { BLAS.smallMatrixKernel(transA: false, transB: false, m: $0.m, n: $0.n, k: $0.k) }
             if !small.isEmpty { single = small }
@@ -281,8 +297,8 @@ public struct MachineCalibration: Sendable, Equatable {
     /// fitted the curve better but lowered the CNN's ranking (bench/advisor.md).
     static let elementwiseFloats = [16 << 10, 256 << 10, 8 << 20]
 
-    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 36 shapes on
-    /// one thread, and on 1, 2 and 4 rank threads at once, y = a + b over 32 MiB
+    /// Measures this machine (about 2–5 s on 2 cores): sgemm on 36 shapes in
+    /// each of 3 forms (`ProductForm`) on one thread, and on 1, 2 and 4 rank threads at once, y = a + b over 32 MiB
     /// arrays and over `elementwiseFloats`, threads-backend all-reduce on 2
     /// and 4 ranks at 4 KiB and 4 MiB, a send between two ranks at the same
     /// sizes, and the thread hand-over of an empty step. Each figure is the
@@ -296,9 +312,12 @@ public struct MachineCalibration: Sendable, Equatable {
         let saved = BLAS.threads
         defer { BLAS.threads = saved }
         BLAS.threads = 1
-        for m in productRows {
-            for (n, k) in productSides {
-                c.products.append(ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k)))
+        for form in ProductForm.allCases {
+            for m in productRows {
+                for (n, k) in productSides {
+                    c.products.append(
+                        ProductRate(m: m, n: n, k: k, threads: 1, flopsPerSecond: try gemmRate(m: m, n: n, k: k, form: form), form: form))
+                }
             }
         }
         BLAS.threads = 1
@@ -333,8 +352,10 @@ public struct MachineCalibration: Sendable, Equatable {
     /// Best sgemm rate of a few runs of (m×k)·(k×n) on one thread, repeated
     /// to ~10 ms, in the thread's CPU time: what the core does while the
     /// job has it, whatever else the machine runs meanwhile.
-    private static func gemmRate(m: Int, n: Int, k: Int) throws -> Double {
+    private static func gemmRate(m: Int, n: Int, k: Int, form: ProductForm) throws -> Double {
         let a = try Tensor(shape: Shape(m, k)), b = try Tensor(shape: Shape(k, n)), y = try Tensor(shape: Shape(m, n))
+        // op(A) is m × k and op(B) k × n; a transposed operand is stored the other way round.
+        let (lda, ldb) = (form.transA ? m : k, form.transB ? k : n)
         a.fill(0.5)
         b.fill(0.25)
         let flops = 2 * Double(m) * Double(n) * Double(k)
@@ -343,7 +364,8 @@ public struct MachineCalibration: Sendable, Equatable {
         for _ in 0..<3 {
             let t = Clock.threadCPU()
             for _ in 0..<reps {
-                BLAS.gemmOneBlock(m: m, n: n, k: k, a.data, lda: k, b.data, ldb: n, beta: 0, y.data, ldc: n)
+                BLAS.gemmOneBlock(
+                    transA: form.transA, transB: form.transB, m: m, n: n, k: k, a.data, lda: lda, b.data, ldb: ldb, beta: 0, y.data, ldc: n)
             }
             best = min(best, (Clock.threadCPU() - t) / Double(reps))
         }
