@@ -8,9 +8,11 @@ Reproduce (writes bench/advisor.md and bench/advisor.json):
     PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/advisor.py
 
 The machine is shared and noisy: each layout is measured in --rounds rounds
-(a fresh trainer, one warm-up step, --steps timed steps, more up to 10 where
-they would time less than --round-seconds) and its time is its fastest
-step; nothing here is a quiet measurement.
+(alternating order; a fresh trainer, one warm-up step, --steps timed
+steps, more up to 10 where they would time less than --round-seconds);
+each round's fastest step is kept (since 2026-12-07), and a layout's time
+is the fastest of them (--statistic fastest, the default) or their median
+(--statistic median). Nothing here is a quiet measurement.
 """
 
 from __future__ import annotations
@@ -117,29 +119,46 @@ def scenario_budget(s, model, cache):
 
 def measure_rounds(layouts, rounds, measure):
     """Rounds over every layout, in alternating order so that drift in the
-    machine's load hits all alike: each layout's fastest time and its
-    bytes, as `measure(layout)` returns them."""
-    best = [float("inf")] * len(layouts)
+    machine's load hits all alike: each layout's times, one a round, and
+    its bytes, as `measure(layout)` returns them. (Each round in its own
+    shuffled order was tried on 2026-12-07: two runs agreed no better.)"""
+    times = [[] for _ in layouts]
     peaks = [0] * len(layouts)
     for rnd in range(rounds):
         for j in (range(len(layouts)) if rnd % 2 == 0 else reversed(range(len(layouts)))):
             t, peaks[j] = measure(layouts[j])
-            best[j] = min(best[j], t)
-    return best, peaks
+            times[j].append(t)
+    return times, peaks
 
 
-def pinned_calibration(path, cache_dir):
+def layout_time(rounds, statistic):
+    """A layout's time from its rounds' fastest steps."""
+    return min(rounds) if statistic == "fastest" else statistics.median(rounds)
+
+
+def pinned_calibration(path, cache_dir, strip_forms=False):
     """Writes the calibration file `path` into `cache_dir` so that the library
     reads it as it is on this machine: a load average of 0 (a file measured
     under load is otherwise measured again once the load eases) and this
     machine's CPU key and cores (an offline check replays another machine's
-    figures on purpose; the key is learnt from a probe calibration)."""
+    figures on purpose; the key is learnt from a probe calibration).
+    Files from before the products were calibrated in each form
+    (2026-12-07) get their NN rates as the NT and TN ones: the model reads
+    them as it did then. strip_forms does the same to a file that has the
+    forms (the model as it was, on the same measurements)."""
     probe_dir = tempfile.mkdtemp(prefix="parml-cpu-key-")
     parml.advise(mlp([4, 2]), (4,), 2, cache_dir=probe_dir, show=False)
     with open(os.path.join(probe_dir, "calibration-v2.txt")) as f:
         here = {k: line for line in f for k in ("cpu_model=", "cores=") if line.startswith(k)}
-    with open(path) as src, open(os.path.join(cache_dir, "calibration-v2.txt"), "w") as dst:
-        for line in src:
+    with open(path) as src:
+        lines = src.readlines()
+    formed = any(line.startswith(("product_nt ", "product_tn ")) for line in lines)
+    if strip_forms or not formed:
+        lines = [line for line in lines if not line.startswith(("product_nt ", "product_tn "))]
+        nn = [line for line in lines if line.startswith("product ")]
+        lines += [line.replace("product ", f"product_{form} ", 1) for form in ("nt", "tn") for line in nn]
+    with open(os.path.join(cache_dir, "calibration-v2.txt"), "w") as dst:
+        for line in lines:
             key = next((k for k in here if line.startswith(k)), None)
             dst.write(here[key] if key else "load_average=0.0\n" if line.startswith("load_average=") else line)
 
@@ -203,6 +222,10 @@ def main():
     # with 5 rounds of 10 steps).
     ap.add_argument("--round-seconds", type=float, default=0.01,
                     help="time at least this much a round, in up to 10 steps")
+    # Five runs on the Zen 3 host (2026-12-07) ranked alike by either
+    # (first choice within 10 %: 51 and 52 of 70; bench/advisor.md).
+    ap.add_argument("--statistic", choices=["fastest", "median"], default="fastest",
+                    help="a layout's time: the fastest of its rounds' fastest steps, or their median")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="run these scenarios only")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "advisor"))
     a = ap.parse_args()
@@ -229,12 +252,13 @@ def main():
         advice = parml.advise(model, s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache, show=False,
                               memory_budget=budget, deterministic=s["deterministic"], max_ranks=4, cores=cores)
         latency = time.perf_counter() - t0
-        best, peaks = measure_rounds(advice.ranked, a.rounds, lambda p: measure_once(
+        per_round, peaks = measure_rounds(advice.ranked, a.rounds, lambda p: measure_once(
             s["make"], p, s["optimizer"](), x, y, a.steps, s["deterministic"], a.round_seconds))
         rows = []
-        for p, measured, peak in zip(advice.ranked, best, peaks):
+        for p, times, peak in zip(advice.ranked, per_round, peaks):
+            measured = layout_time(times, a.statistic)
             rows.append(dict(layout=layout_name(p),
-                             predicted=p.step_seconds, measured=measured, predicted_bytes=p.peak_bytes, measured_bytes=peak,
+                             predicted=p.step_seconds, measured=measured, rounds=times, predicted_bytes=p.peak_bytes, measured_bytes=peak,
                              terms=[p.compute_seconds, p.communication_seconds, p.bubble_seconds, p.optimizer_seconds,
                                     p.overhead_seconds]))
             print(f"[{i}] {rows[-1]['layout']:28s} pred {p.step_seconds*1e3:7.2f} ms  meas {measured*1e3:7.2f} ms  "
@@ -250,13 +274,13 @@ def main():
                             excluded_examples=[f"dp{e.dp} pp{e.pp} tp{e.tp} m{e.micro_batches} zero{e.zero_stage}: {e.why}"
                                                for e in advice.excluded[:3]]))
         partial = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call,
-                       cached_advice_seconds=cached_call, steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, scenarios=results)
+                       cached_advice_seconds=cached_call, steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, statistic=a.statistic, scenarios=results)
         with open(a.out + ".json", "w") as f:  # after every scenario: a stopped run keeps what it measured
             json.dump(partial, f, indent=1)
         print(f"[{i}] {s['name']}: first {rows[0]['layout']} +{100*(first/fastest-1):.1f} % over fastest, "
               f"spearman {rho:.2f}, memory error <= {100*mem_err:.1f} %, advice {latency*1e3:.0f} ms", flush=True)
     summary = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call, cached_advice_seconds=cached_call,
-                   steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, scenarios=results)
+                   steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, statistic=a.statistic, scenarios=results)
     with open(a.out + ".json", "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps({k: v for k, v in summary.items() if k != "scenarios"}, indent=1))

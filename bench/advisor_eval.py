@@ -36,10 +36,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "bindings", "python"))
 import parml  # noqa: E402
-from advisor import layout_name, pinned_calibration, scenario_list, spearman  # noqa: E402  (bench/advisor.py's scenarios)
+from advisor import layout_name, layout_time, pinned_calibration, scenario_list, spearman  # noqa: E402  (bench/advisor.py's scenarios)
 
 
-def evaluate(measured_file, cache_dir, show_rows=False, only=None):
+def row_time(r, statistic):
+    """A measured row's time: as the run recorded it, or from its rounds by
+    `statistic` where the run kept them (runs before 2026-12-07 did not)."""
+    if statistic is None or "rounds" not in r:
+        return r["measured"]
+    return layout_time(r["rounds"], statistic)
+
+
+def evaluate(measured_file, cache_dir, show_rows=False, only=None, statistic=None):
     with open(measured_file) as f:
         measured = json.load(f)
     scenarios = {s["name"]: s for s in scenario_list()}
@@ -59,7 +67,7 @@ def evaluate(measured_file, cache_dir, show_rows=False, only=None):
                               memory_budget=ms.get("budget", 0), deterministic=s["deterministic"], max_ranks=4,
                               cores=measured.get("cores", 0))
         latency = time.perf_counter() - t0
-        times = {r["layout"]: r["measured"] for r in ms["rows"]}
+        times = {r["layout"]: row_time(r, statistic) for r in ms["rows"]}
         bytes_ = {r["layout"]: r["measured_bytes"] for r in ms["rows"]}
         pairs = [(layout_name(p), p) for p in advice.ranked if layout_name(p) in times]
         missing = len(advice.ranked) - len(pairs)
@@ -89,7 +97,7 @@ def evaluate(measured_file, cache_dir, show_rows=False, only=None):
     return out
 
 
-def retest(first_file, second_file):
+def retest(first_file, second_file, statistic=None):
     """Spearman's rho between two runs' measured times of the same layouts:
     how far the measurements themselves agree, the most any model's ranking
     can be expected to reach against either."""
@@ -102,8 +110,8 @@ def retest(first_file, second_file):
         t = b.get(s["name"])
         if t is None:
             continue
-        ta = {r["layout"]: r["measured"] for r in s["rows"]}
-        tb = {r["layout"]: r["measured"] for r in t["rows"]}
+        ta = {r["layout"]: row_time(r, statistic) for r in s["rows"]}
+        tb = {r["layout"]: row_time(r, statistic) for r in t["rows"]}
         common = [k for k in ta if k in tb]
         if len(common) < 3:
             continue
@@ -123,19 +131,23 @@ def main():
     ap.add_argument("--rows", action="store_true", help="every layout: measured, predicted, terms")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="these scenarios of each file (their order there)")
     ap.add_argument("--calibration", default=None, help="a calibration file to use (copied to a temporary directory)")
+    ap.add_argument("--statistic", choices=["fastest", "median"], default=None,
+                    help="recompute each layout's time from its rounds (runs that kept them) instead of the run's own")
+    ap.add_argument("--strip-forms", action="store_true",
+                    help="read --calibration's NN product rates as every form's (the model before the forms were calibrated)")
     ap.add_argument("--retest", action="store_true", help="compare the measurements of two files with each other instead (no library needed)")
     a = ap.parse_args()
     if a.retest:
         if len(a.measured) != 2:
             ap.error("--retest takes exactly two files")
-        retest(*a.measured)
+        retest(*a.measured, statistic=a.statistic)
         return
     if a.calibration:
         a.cache_dir = tempfile.mkdtemp(prefix="parml-advisor-eval-")
-        pinned_calibration(a.calibration, a.cache_dir)
+        pinned_calibration(a.calibration, a.cache_dir, strip_forms=a.strip_forms)
     for f in a.measured:
         print(f"== {f}")
-        evaluate(f, a.cache_dir, a.rows, a.only)
+        evaluate(f, a.cache_dir, a.rows, a.only, a.statistic)
 
 
 if __name__ == "__main__":

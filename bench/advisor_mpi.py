@@ -51,12 +51,12 @@ def worker(a):
         advice = parml.advise(model, s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=a.cache, show=False,
                               memory_budget=budget, deterministic=s["deterministic"], backend="mpi")
         latency = time.perf_counter() - t0
-        best, peaks = threads_bench.measure_rounds(advice.ranked, a.rounds, lambda p: measure_mpi(
+        per_round, peaks = threads_bench.measure_rounds(advice.ranked, a.rounds, lambda p: measure_mpi(
             s["make"], p, s["optimizer"](), x, y, a.steps, s["deterministic"], rank))
-        rows = [dict(layout=threads_bench.layout_name(p), predicted=p.step_seconds, measured=t, predicted_bytes=p.peak_bytes,
+        rows = [dict(layout=threads_bench.layout_name(p), predicted=p.step_seconds, measured=min(t), rounds=t, predicted_bytes=p.peak_bytes,
                      measured_bytes=peak, terms=[p.compute_seconds, p.communication_seconds, p.bubble_seconds,
                                                  p.optimizer_seconds, p.overhead_seconds])
-                for p, t, peak in zip(advice.ranked, best, peaks)]
+                for p, t, peak in zip(advice.ranked, per_round, peaks)]
         out.append(dict(index=i, name=s["name"], budget=budget, advice_seconds=latency, rows=rows,
                         excluded=len(advice.excluded), calibration=advice.text.splitlines()[0]))
         if rank == 0:

@@ -186,7 +186,7 @@ def main():
         f"{r['rounds']} rounds (alternating order; a fresh trainer, one warm-up step, {r['steps']} timed steps"
         + (f", more up to 10 where {r['steps']} would time less than {1e3 * r['round_seconds']:.0f} ms" if r.get("round_seconds") else "")
         + ") and its",
-        "time is its fastest step.",
+        ("time is the median of its rounds' fastest steps." if r.get("statistic") == "median" else "time is its fastest step."),
         "",
         f"- {r['calibration']}",
         f"- Calibration: first advice with an empty cache {r['first_advice_seconds']:.2f} s (measurement included);",
