@@ -53,7 +53,7 @@ def worker(a):
         latency = time.perf_counter() - t0
         per_round, peaks = threads_bench.measure_rounds(advice.ranked, a.rounds, lambda p: measure_mpi(
             s["make"], p, s["optimizer"](), x, y, a.steps, s["deterministic"], rank))
-        rows = [dict(layout=threads_bench.layout_name(p), predicted=p.step_seconds, measured=min(t), rounds=t, predicted_bytes=p.peak_bytes,
+        rows = [dict(layout=threads_bench.layout_name(p), predicted=p.step_seconds, measured=threads_bench.layout_time(t, "fastest"), rounds=t, predicted_bytes=p.peak_bytes,
                      measured_bytes=peak, terms=[p.compute_seconds, p.communication_seconds, p.bubble_seconds,
                                                  p.optimizer_seconds, p.overhead_seconds])
                 for p, t, peak in zip(advice.ranked, per_round, peaks)]

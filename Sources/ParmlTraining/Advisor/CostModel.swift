@@ -382,12 +382,16 @@ struct CostModel {
         for l in layers {
             let w = try computed.work(profile, layer: l, rows: rows)
             for p in w.products {
-                // Forward, then the input gradient (m × n)·(n × k) and the weight gradient (n × m)·(m × k).
+                // Forward x·Wᵀ, then the weight gradient dyᵀ·x, (n × m)·(m × k),
+                // and the input gradient dy·W, (m × n)·(n × k), each with the
+                // operands BLAS.gemm reads transposed for a layer's weights.
                 // No layer up to the model's first that trains parameters
                 // computes an input gradient (nothing before it reads one:
                 // PipelineExecution's `need`).
-                var products = [p, MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count)]
-                if l > profile.model.root.firstTrainingLayer { products.append(MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count)) }
+                var products: [(q: MatrixProduct, kernel: MachineCalibration.ProductForm)] = [
+                    (p, .nt), (MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), .tn),
+                ]
+                if l > profile.model.root.firstTrainingLayer { products.append((MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count), .nn)) }
                 // The calibration repeats each product on operands its
                 // caches keep; in a pass every other layer's weights,
                 // gradients and activations went through those caches in
@@ -405,7 +409,7 @@ struct CostModel {
                 let near = calibration.elementwiseSeconds(bytes: operands, threads: threads)
                 let stay = machine == nil
                     ? elementwise(bytes: operands, threads: threads, running: running, resident: resident, held: footprint) : 0
-                for (i, q) in products.enumerated() {
+                for (q, kernel) in products {
                     // x·Wᵀ, dyᵀ·x, dy·W: which of them OpenBLAS runs on its
                     // small-matrix kernels. Those read their operands as
                     // they are, unpacked, and measured 0–5 µs slower in the
@@ -414,9 +418,10 @@ struct CostModel {
                     // where the operand term below charged them about 40.
                     let b = BLAS.productBlocks(m: q.m, n: q.n, k: q.k)
                     let small = smallKernels && p.timesWeights
-                        && BLAS.smallMatrixKernel(transA: i == 1, transB: i == 0, m: b.m, n: b.n, k: q.k)
-                    // A weight product's forward, weight and input gradients run NT, TN and NN.
-                    let form: MachineCalibration.ProductForm = p.timesWeights ? [.nt, .tn, .nn][i] : .nn
+                        && BLAS.smallMatrixKernel(transA: kernel.transA, transB: kernel.transB, m: b.m, n: b.n, k: q.k)
+                    // Timed in its own form where it is a layer's x·Wᵀ; other
+                    // kernels' products (convolutions, attention's heads) at NN's.
+                    let form = p.timesWeights ? kernel : .nn
                     let time = computed.productSeconds(q, threads: threads, smallKernel: small, form: form, calibration)
                     if small {
                         t += time
@@ -430,7 +435,7 @@ struct CostModel {
                     // them stay (the memory's rate added after the product
                     // had over-predicted the 128-512×4-16 MLP's 4- and
                     // 8-row pipelines 1.6–1.9×).
-                    if BLAS.fewRowsOnOneDNN(transA: i == 1, transB: i == 0, m: b.m, n: b.n, k: q.k, ldc: q.n) {
+                    if BLAS.fewRowsOnOneDNN(transA: kernel.transA, transB: kernel.transB, m: b.m, n: b.n, k: q.k, ldc: q.n) {
                         t += max(time, stay)
                         continue
                     }

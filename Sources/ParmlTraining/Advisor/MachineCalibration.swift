@@ -298,8 +298,8 @@ public struct MachineCalibration: Sendable, Equatable {
     static let elementwiseFloats = [16 << 10, 256 << 10, 8 << 20]
 
     /// Measures this machine (about 2–5 s on 2 cores): sgemm on 36 shapes in
-    /// each of 3 forms (`ProductForm`) on one thread, and on 1, 2 and 4 rank threads at once, y = a + b over 32 MiB
-    /// arrays and over `elementwiseFloats`, threads-backend all-reduce on 2
+    /// each of 3 forms (`ProductForm`) on one thread, and on 1, 2 and 4 rank
+    /// threads at once, y = a + b over 32 MiB arrays and over `elementwiseFloats`, threads-backend all-reduce on 2
     /// and 4 ranks at 4 KiB and 4 MiB, a send between two ranks at the same
     /// sizes, and the thread hand-over of an empty step. Each figure is the
     /// best of a few runs (the machine may be shared).
@@ -349,9 +349,10 @@ public struct MachineCalibration: Sendable, Equatable {
         return c
     }
 
-    /// Best sgemm rate of a few runs of (m×k)·(k×n) on one thread, repeated
-    /// to ~10 ms, in the thread's CPU time: what the core does while the
-    /// job has it, whatever else the machine runs meanwhile.
+    /// Best sgemm rate of a few runs of op(A)·op(B) (m×k times k×n, in
+    /// `form`) on one thread, repeated to ~10 ms, in the thread's CPU time:
+    /// what the core does while the job has it, whatever else the machine
+    /// runs meanwhile.
     private static func gemmRate(m: Int, n: Int, k: Int, form: ProductForm) throws -> Double {
         let a = try Tensor(shape: Shape(m, k)), b = try Tensor(shape: Shape(k, n)), y = try Tensor(shape: Shape(m, n))
         // op(A) is m × k and op(B) k × n; a transposed operand is stored the other way round.
