@@ -421,6 +421,7 @@ private func layouts() -> [StrategyConfig] {
         stored.elementwiseAllCoresBySize = [(1e5, 5e10), (1e8, 1.5e10)]
         stored.elementwiseAllCoresBytesPerSecond = 1.5e10
         stored.loadAverage = 0.1
+        stored.arithmetic = [.gelu: 3e-9, .tanh: 2e-9, .sigmoid: 1.5e-9, .layerNorm: 1.9e-9]
         let path = dir + "/" + CalibrationCache.fileName
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         try CalibrationCache.format(stored).write(toFile: path, atomically: true, encoding: .utf8)
@@ -1025,6 +1026,51 @@ private func layouts() -> [StrategyConfig] {
         #expect(MachineCalibration.productSides.contains { $0.1 < $0.0 })
     }
 
+    /// GELU, tanh, sigmoid and LayerNorm declare their elements as
+    /// arithmetic-bound work (ReLU and the rest only traffic), a container
+    /// sums its children's, and the cost model charges each kernel's
+    /// calibrated time past what its traffic costs within a core's cache:
+    /// nothing where the traffic already takes longer, on two threads the
+    /// concurrent sgemms' gain.
+    @Test func arithmeticBoundKernelsAreChargedPastTheirTraffic() throws {
+        let x = Shape(4, 8, 32)
+        #expect(try Activation(.gelu).work(input: x).arithmetic == [.gelu: 1024])
+        #expect(try Activation(.tanh).work(input: x).arithmetic == [.tanh: 1024])
+        #expect(try Activation(.relu).work(input: x).arithmetic.isEmpty)
+        #expect(try LayerNorm(features: 32).work(input: x).arithmetic == [.layerNorm: 1024])
+        let block = Residual(Sequential([try LayerNorm(features: 32), Activation(.gelu), try LayerNorm(features: 32)]))
+        #expect(try block.work(input: x).arithmetic == [.gelu: 1024, .layerNorm: 2048])
+        // Traffic as before: input and output.
+        #expect(try Activation(.gelu).work(input: x).elementwiseFloats == 2048)
+
+        var c = fixedCalibration()
+        c.elementwiseBySize = [(1e5, 4e10), (1e8, 1e10)]
+        let elements = 1e5
+        let traffic = c.elementwiseSeconds(bytes: 24 * elements, workingSet: Double(20 * 256 * 256))
+        #expect(c.arithmeticSeconds(.gelu, elements: elements) == 0)  // not measured
+        c.arithmetic = [.gelu: 5e-9, .layerNorm: 1e-11]
+        #expect(abs(c.arithmeticSeconds(.gelu, elements: elements) - (5e-4 - traffic)) < 1e-12)
+        #expect(c.arithmeticSeconds(.layerNorm, elements: elements) == 0)  // its traffic takes longer
+        #expect(abs(c.arithmeticSeconds(.gelu, elements: elements, threads: 2) - (5e-4 - traffic) * c.slowdown(busyThreads: 2) / 2) < 1e-12)
+
+        // A 32 → 64 → 32 MLP, GELU against ReLU between: the GELU layer's 64 × rows elements.
+        func mlp(_ f: ActivationKind) throws -> (Model, ModelProfile) {
+            let m = Model()
+            try m.add(try Linear(inFeatures: 32, outFeatures: 64))
+            try m.add(Activation(f))
+            try m.add(try Linear(inFeatures: 64, outFeatures: 32))
+            try m.initialize(seed: 5)
+            return (m, try ModelProfile(serial: m, tp: 1, sampleShape: Shape(32)))
+        }
+        let cost = CostModel(calibration: c, coresPerNode: 1, machine: nil)
+        let (_, gelu) = try mlp(.gelu), (_, relu) = try mlp(.relu)
+        let rows = 512
+        let withGELU = try cost.compute(gelu, layers: 1..<2, rows: rows, threads: 1, running: 1, resident: 1, held: 0, footprint: 0)
+        let withReLU = try cost.compute(relu, layers: 1..<2, rows: rows, threads: 1, running: 1, resident: 1, held: 0, footprint: 0)
+        let expected = c.arithmeticSeconds(.gelu, elements: Double(64 * rows))
+        #expect(expected > 0 && abs(withGELU - withReLU - expected) < 1e-12, "\(withGELU - withReLU) against \(expected)")
+    }
+
     /// Each form at its own measured rate (C = op(A)·op(B)): a layer's x·Wᵀ
     /// forward at NT's, its weight gradient dyᵀ·x at TN's, its input
     /// gradient dy·W at NN's; a form the calibration lacks at NN's, and
@@ -1359,6 +1405,11 @@ private func layouts() -> [StrategyConfig] {
             let noForm = text.split(separator: "\n").filter { !$0.hasPrefix("product_\(form.rawValue) ") }.joined(separator: "\n")
             #expect(CalibrationCache.parse(noForm) == nil)
         }
+        // Written before the arithmetic-bound kernels were timed: measured again.
+        #expect(ArithmeticKernel.allCases.allSatisfy { (first.arithmetic[$0] ?? 0) > 0 && first.arithmetic[$0]! < 1e-6 })
+        let noArithmetic = text.split(separator: "\n").filter { !$0.hasPrefix("arithmetic ") }.joined(separator: "\n")
+        #expect(CalibrationCache.parse(noArithmetic) == nil)
+        #expect(CalibrationCache.parse(text.replacingOccurrences(of: "arithmetic gelu", with: "arithmetic erf")) == nil)
         // Another CPU, another library version.
         try text.replacingOccurrences(of: "cpu_model=", with: "cpu_model=Other ").write(toFile: path, atomically: true, encoding: .utf8)
         #expect(try CalibrationCache.load(directory: dir, libraryVersion: "9.9.9").1 == .replaced)

@@ -97,3 +97,16 @@ public final class Activation: ElementwiseLayer {
 
 /// Generation decodes it with its forward: element-wise.
 extension Activation: PositionwiseLayer {}
+
+extension Activation: ArithmeticBoundLayer {
+    /// Every function but ReLU is an arithmetic-bound kernel over each element.
+    public func arithmeticWork(input: Shape) -> [ArithmeticKernel: Double] {
+        let kernel: ArithmeticKernel? = switch function {
+        case .relu: nil
+        case .gelu: .gelu
+        case .tanh: .tanh
+        case .sigmoid: .sigmoid
+        }
+        return kernel.map { [$0: Double(input.count)] } ?? [:]
+    }
+}

@@ -131,3 +131,8 @@ extension LayerNorm: PerExampleNormLayer {
         return needInputGradient ? dx : nil
     }
 }
+
+extension LayerNorm: ArithmeticBoundLayer {
+    /// The row statistics' arithmetic over each element.
+    public func arithmeticWork(input: Shape) -> [ArithmeticKernel: Double] { [.layerNorm: Double(input.count)] }
+}

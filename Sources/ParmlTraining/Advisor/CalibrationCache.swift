@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ParmlModel
 import ParmlTensor
 
 /// Where a calibration lives between runs: a small text file in
@@ -77,6 +78,9 @@ public enum CalibrationCache {
             let word = p.form == .nn ? "product" : "product_\(p.form.rawValue)"
             lines.append("\(word) \(p.m) \(p.n) \(p.k) \(p.threads) \(p.flopsPerSecond)")
         }
+        for kernel in ArithmeticKernel.allCases {
+            if let x = c.arithmetic[kernel] { lines.append("arithmetic \(kernel.rawValue) \(x)") }
+        }
         for a in c.allReduce { lines.append("allreduce \(a.ranks) \(a.latency) \(a.bytesPerSecond)") }
         for h in c.handover { lines.append("handover \(h.ranks) \(h.latency)") }
         for x in c.send { lines.append("send \(x.ranks) \(x.latency) \(x.bytesPerSecond)") }
@@ -107,6 +111,7 @@ public enum CalibrationCache {
         var bySize: [(bytes: Double, bytesPerSecond: Double)] = []
         var allCoresBySize: [(bytes: Double, bytesPerSecond: Double)] = []
         var processRates: [Int: ProcessRates] = [:]
+        var arithmetic: [ArithmeticKernel: Double] = [:]
         func positive(_ s: Substring) -> Double? { Double(s).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         for line in lines.dropFirst() {
             let words = line.split(separator: " ")
@@ -117,6 +122,10 @@ public enum CalibrationCache {
                 else { return nil }
                 let form: MachineCalibration.ProductForm = words[0] == "product" ? .nn : words[0] == "product_nt" ? .nt : .tn
                 products.append(.init(m: m, n: n, k: k, threads: t, flopsPerSecond: r, form: form))
+            case "arithmetic":
+                guard words.count == 3, let kernel = ArithmeticKernel(rawValue: String(words[1])), let x = positive(words[2]), x > 0
+                else { return nil }
+                arithmetic[kernel] = x
             case "allreduce":
                 guard words.count == 4, let n = Int(words[1]), let l = positive(words[2]), let b = positive(words[3]), n > 1, b > 0
                 else { return nil }
@@ -165,8 +174,9 @@ public enum CalibrationCache {
         // half the forward rate), without the products of fewer than 16 rows
         // (a pipeline's small pieces), without each form's products (NT and
         // TN measured up to 2× from NN on Zen 3), or without the element-wise rates by
-        // working set (on every core too, where there are several), is
-        // measured again, as a corrupt one is.
+        // working set (on every core too, where there are several), or
+        // without every arithmetic-bound kernel's rate (GELU's measured 6×
+        // what its traffic said on Zen 3), is measured again, as a corrupt one is.
         guard let model = fields["cpu_model"], let cores = fields["cores"].flatMap({ Int($0) }), cores > 0,
             let version = fields["library_version"], let ew = fields["elementwise"].flatMap({ Double($0) }), ew.isFinite, ew > 0,
             let load = fields["load_average"].flatMap({ positive(Substring($0)) }),
@@ -175,7 +185,8 @@ public enum CalibrationCache {
             products.contains(where: { $0.threads == 1 && $0.k < $0.n }), products.contains(where: { $0.threads == 1 && $0.m < 16 }),
             products.contains(where: { $0.threads == 1 && $0.form == .nt }), products.contains(where: { $0.threads == 1 && $0.form == .tn }),
             !allReduce.isEmpty, !handover.isEmpty, !send.isEmpty,
-            concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty, !bySize.isEmpty, cores == 1 || !allCoresBySize.isEmpty
+            concurrency.contains(where: { $0.threads == 1 }), !pageFaults.isEmpty, !bySize.isEmpty, cores == 1 || !allCoresBySize.isEmpty,
+            ArithmeticKernel.allCases.allSatisfy({ arithmetic[$0] != nil })
         else { return nil }
         var c = MachineCalibration(cpuModel: model, cores: cores, libraryVersion: version)
         c.products = products
@@ -187,6 +198,7 @@ public enum CalibrationCache {
         c.elementwiseBySize = bySize
         c.elementwiseAllCoresBySize = allCoresBySize
         c.processRates = processRates
+        c.arithmetic = arithmetic
         c.elementwiseBytesPerSecond = ew
         c.loadAverage = load
         c.pageFaultSeconds = fault

@@ -451,6 +451,10 @@ struct CostModel {
             let pass = 4 * w.elementwiseFloats
             t += elementwise(bytes: pass, threads: threads, running: running, resident: resident)
             t += elementwise(bytes: 2 * pass, threads: threads, running: running, resident: resident, held: held)
+            // GELU's, LayerNorm's arithmetic past that traffic (in a fixed order: the same sum every advice).
+            for kernel in ArithmeticKernel.allCases {
+                t += calibration.arithmeticSeconds(kernel, elements: w.arithmetic[kernel] ?? 0, threads: threads)
+            }
         }
         return t / ideal
     }

@@ -73,6 +73,10 @@ public struct MachineCalibration: Sendable, Equatable {
     /// layers' element-wise work, were predicted 2.4x its one-rank
     /// element-wise time, where the step measured 1.06x.
     public var elementwiseAllCoresBySize: [(bytes: Double, bytesPerSecond: Double)] = []
+    /// Seconds per element of each arithmetic-bound kernel's training
+    /// forward and backward on one thread, its arrays in a core's cache
+    /// (`arithmeticRate`).
+    public var arithmetic: [ArithmeticKernel: Double] = [:]
     /// All-reduce on the threads backend, per group size measured.
     public var allReduce: [CollectiveRate] = []
     /// A threads-backend send and its receive between two ranks (one way: half a ping-pong).
@@ -229,6 +233,20 @@ public struct MachineCalibration: Sendable, Equatable {
         return bytes / max(rate, 1e8)
     }
 
+    /// Seconds the arithmetic of `kernel` over `elements` (a training
+    /// forward and backward) takes past what its traffic costs within a
+    /// core's cache, which the element-wise terms charge already (its
+    /// layer's input and output forward, twice that backward): one thread's
+    /// measured rate, on more threads at the gain the concurrent sgemms
+    /// measured (arithmetic, as theirs is). 0 where it was not measured.
+    public func arithmeticSeconds(_ kernel: ArithmeticKernel, elements: Double, threads: Int = 1) -> Double {
+        guard let perElement = arithmetic[kernel], elements > 0 else { return 0 }
+        let (rows, features) = Self.arithmeticShape
+        let traffic = elementwiseSeconds(bytes: 24 * elements, workingSet: Double(20 * rows * features))
+        let alone = max(0, perElement * elements - traffic)
+        return threads > 1 ? alone * slowdown(busyThreads: threads) / Double(threads) : alone
+    }
+
     /// The element-wise rate at a working set of `bytes` among rates measured
     /// by working set: the line through the two around it in log bytes and
     /// log rate (`rateAlongRows`, bytes in the rows' place), the nearest outside them.
@@ -299,7 +317,8 @@ public struct MachineCalibration: Sendable, Equatable {
 
     /// Measures this machine (about 2–5 s on 2 cores): sgemm on 36 shapes in
     /// each of 3 forms (`ProductForm`) on one thread, and on 1, 2 and 4 rank
-    /// threads at once, y = a + b over 32 MiB arrays and over `elementwiseFloats`, threads-backend all-reduce on 2
+    /// threads at once, y = a + b over 32 MiB arrays and over `elementwiseFloats`,
+    /// each arithmetic-bound kernel's layer (`arithmeticRate`), threads-backend all-reduce on 2
     /// and 4 ranks at 4 KiB and 4 MiB, a send between two ranks at the same
     /// sizes, and the thread hand-over of an empty step. Each figure is the
     /// best of a few runs (the machine may be shared).
@@ -325,6 +344,7 @@ public struct MachineCalibration: Sendable, Equatable {
         let perFlop = try interleavedBest(rounds: 3, try counts.map { try concurrentTrial(threads: $0, cores: cpu.cores) })
         for (k, t) in zip(counts, perFlop) { c.concurrency.append((k, 1 / max(t, 1e-18))) }
         c.elementwiseBytesPerSecond = try elementwiseRate()
+        for kernel in ArithmeticKernel.allCases { c.arithmetic[kernel] = try arithmeticRate(kernel) }
         for floats in elementwiseFloats {
             c.elementwiseBySize.append((Double(3 * floats * 4), try elementwiseRate(floats: floats)))
         }
@@ -371,6 +391,41 @@ public struct MachineCalibration: Sendable, Equatable {
             best = min(best, (Clock.threadCPU() - t) / Double(reps))
         }
         return flops / max(best, 1e-12)
+    }
+
+    /// Rows and features of the layer `arithmeticRate` times: 64 K elements,
+    /// whose input, output and gradients (1.25 MiB) stay in a core's cache.
+    static let arithmeticShape = (rows: 256, features: 256)
+
+    /// Seconds per element of `kernel`'s layer on one thread: a training
+    /// forward and a backward with the input gradient, repeated to ~5 ms,
+    /// the best of 3 in the thread's CPU time. Inputs spread over [-4, 4]
+    /// (GELU's far branch is taken past |x| = 3.5).
+    private static func arithmeticRate(_ kernel: ArithmeticKernel) throws -> Double {
+        let (rows, features) = arithmeticShape
+        // In a model of its own: its parameters (LayerNorm's γ, β) bound to an arena.
+        let model = Model()
+        try model.add(try kernel.makeLayer(features: features))
+        try model.initialize(seed: 1)
+        let layer = model.root.layers[0]
+        let x = try Tensor(shape: Shape(rows, features)), dy = try Tensor(shape: Shape(rows, features))
+        for i in 0..<x.count {
+            x.data[i] = Float(i % 97) / 12 - 4
+            dy.data[i] = Float(i % 13) / 13 - 0.5
+        }
+        var ctx = PassContext(training: true)
+        ctx.threads = 1
+        let reps = 8
+        var best = Double.infinity
+        for _ in 0..<3 {
+            let t = Clock.threadCPU()
+            for _ in 0..<reps {
+                _ = try layer.forward(x, ctx)
+                _ = try layer.backward(dy, ctx, needInputGradient: true, accumulate: false)
+            }
+            best = min(best, (Clock.threadCPU() - t) / Double(reps))
+        }
+        return best / Double(x.count)
     }
 
     /// Runs each trial once per round, the trials in turn (1, 2, 4 threads,
