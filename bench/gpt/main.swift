@@ -22,6 +22,9 @@
 //   the advisor's prediction for it (calibration from PARML_CACHE_DIR or
 //   the default cache); `shapes ROWS mlp 128,512,16` the same for a ReLU
 //   MLP of those widths with SGD momentum.
+// - `layers [ROWS]` (not in make bench): each kind of layer of one block,
+//   laid out flat, forward and backward on one thread at ROWS samples
+//   (default 12), against what the advisor's calibration charges it alone.
 
 import ParmlBenchSupport
 import ParmlModel
@@ -244,8 +247,85 @@ func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
     print("sum: alone \(sums.alone * 1e3) ms, in order \(sums.order * 1e3) ms, predicted \(sums.predicted * 1e3) ms (\(calls.count) calls)")
 }
 
+/// The char GPT's layers laid out flat (embeddings, LayerNorm, attention,
+/// LayerNorm, the MLP's linears and GELU, LayerNorm, the tied head), each
+/// a training forward and backward on one thread at `rows` samples, the
+/// median of 41 in the thread's CPU time, against the calibration's
+/// charge for it alone: its products at their forms' rates, its
+/// element-wise traffic (forward once, backward twice) at the rate of its
+/// own working set, and its arithmetic-bound kernels past that traffic.
+/// "traffic only" is the charge without the kernels (the model before
+/// 2026-12-07). The cost model's in-step terms (operands re-read, held
+/// activations, threads) are left out: this compares the layers alone.
+func layerTimes(rows: Int) throws {
+    let c = GPTConfig.char
+    let m = Model()
+    try m.add(try Embedding(count: c.vocab, dim: c.embd, initStd: 0.02))
+    try m.add(try PositionEmbedding(positions: c.context, dim: c.embd, initStd: 0.02))
+    try m.add(try LayerNorm(features: c.embd))
+    try m.add(try CausalSelfAttention(features: c.embd, heads: c.heads))
+    try m.add(try LayerNorm(features: c.embd))
+    try m.add(try Linear(inFeatures: c.embd, outFeatures: 4 * c.embd))
+    try m.add(Activation(.gelu))
+    try m.add(try Linear(inFeatures: 4 * c.embd, outFeatures: c.embd))
+    try m.add(try LayerNorm(features: c.embd))
+    try m.add(try TiedClassifier(count: c.vocab, dim: c.embd))
+    try m.initialize(seed: 1)
+    BLAS.threads = 1
+    let (cal, _) = try CalibrationCache.load(directory: CalibrationCache.defaultDirectory(), libraryVersion: "0.3.0")
+    let (x, _) = try tokens(c, rows: rows)
+    var ctx = PassContext(training: true)
+    ctx.threads = 1
+    let layers = m.root.layers
+    var times = [[Double]](repeating: [], count: layers.count)
+    for _ in 0..<41 {
+        var h = x
+        var forward = [Double](repeating: 0, count: layers.count)
+        for (i, l) in layers.enumerated() {
+            let t0 = Clock.threadCPU()
+            h = try l.forward(h, ctx)
+            forward[i] = Clock.threadCPU() - t0
+        }
+        var g = try Tensor(shape: h.shape)
+        g.fill(1e-3)
+        for (i, l) in layers.enumerated().reversed() {
+            let t0 = Clock.threadCPU()
+            let next = try l.backward(g, ctx, needInputGradient: i > 0, accumulate: false)
+            times[i].append(forward[i] + Clock.threadCPU() - t0)
+            guard let next else { break }
+            g = next
+        }
+    }
+    var shape = x.shape
+    var sums = (measured: 0.0, charged: 0.0, traffic: 0.0)
+    for (i, l) in layers.enumerated() {
+        let w = try l.work(input: shape)
+        var products = 0.0
+        for p in w.products {
+            let backward = [MatrixProduct(m: p.n, n: p.k, k: p.m, count: p.count), MatrixProduct(m: p.m, n: p.k, k: p.n, count: p.count)]
+            let forms: [MachineCalibration.ProductForm] = p.timesWeights ? [.nt, .tn, .nn] : [.nn, .nn, .nn]
+            for (q, form) in zip([p] + backward, forms) { products += cal.productSeconds(q, threads: 1, form: form) }
+        }
+        let pass = 4 * w.elementwiseFloats
+        let traffic = products + cal.elementwiseSeconds(bytes: pass) + cal.elementwiseSeconds(bytes: 2 * pass, workingSet: pass)
+        let charged = ArithmeticKernel.allCases.reduce(traffic) { $0 + cal.arithmeticSeconds($1, elements: w.arithmetic[$1] ?? 0) }
+        let measured = median(times[i])
+        sums = (sums.measured + measured, sums.charged + charged, sums.traffic + traffic)
+        func us(_ s: Double) -> String { String(Int((s * 1e6).rounded())) }
+        let ratio = { (s: Double) in String(Int((s / measured * 100).rounded())) }
+        print("\(i) \(type(of: l)): measured \(us(measured)) us, charged \(us(charged)) us (\(ratio(charged)) %), traffic only \(us(traffic)) us (\(ratio(traffic)) %)")
+        shape = try l.outputShape(for: shape)
+    }
+    print("sum: measured \(sums.measured * 1e3) ms, charged \(sums.charged * 1e3) ms, traffic only \(sums.traffic * 1e3) ms")
+}
+
 do {
     let args = CommandLine.arguments.dropFirst()
+    if let i = args.firstIndex(of: "layers") {
+        let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
+        try layerTimes(rows: r ?? GPTConfig.char.batch)
+        exit(0)
+    }
     if let i = args.firstIndex(of: "shapes") {
         let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
         // `shapes ROWS mlp 128,512,16`: the products of an MLP's step instead of the GPT's.
