@@ -27,8 +27,8 @@ public struct MatrixProduct: Sendable, Equatable {
 /// Element-wise kernels whose arithmetic, not their memory traffic, sets
 /// their pace: GELU's erf and exp, tanh's and sigmoid's exp, LayerNorm's row
 /// statistics (the kernels `Kernels` cuts at its costly grain). On the Zen 3
-/// host GELU's training forward and backward took 3.2 ns an element and
-/// LayerNorm's 1.9, where their traffic at the caches' rate says 0.5 and 0.4.
+/// host GELU's training forward and backward took 3.6–4.0 ns an element and
+/// LayerNorm's 1.9–2.0, where their traffic at the caches' rate says about 0.4.
 /// The strategy advisor's calibration times each on one layer of its kind
 /// (`makeLayer`), per element of a training forward and backward.
 public enum ArithmeticKernel: String, Sendable, CaseIterable {

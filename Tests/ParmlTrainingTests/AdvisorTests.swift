@@ -1046,7 +1046,7 @@ private func layouts() -> [StrategyConfig] {
         var c = fixedCalibration()
         c.elementwiseBySize = [(1e5, 4e10), (1e8, 1e10)]
         let elements = 1e5
-        let traffic = c.elementwiseSeconds(bytes: 24 * elements, workingSet: Double(20 * 256 * 256))
+        let traffic = c.elementwiseSeconds(bytes: 24 * elements, workingSet: 5 * 4 * 256 * 256)
         #expect(c.arithmeticSeconds(.gelu, elements: elements) == 0)  // not measured
         c.arithmetic = [.gelu: 5e-9, .layerNorm: 1e-11]
         #expect(abs(c.arithmeticSeconds(.gelu, elements: elements) - (5e-4 - traffic)) < 1e-12)

@@ -74,7 +74,7 @@ public struct MachineCalibration: Sendable, Equatable {
     /// element-wise time, where the step measured 1.06x.
     public var elementwiseAllCoresBySize: [(bytes: Double, bytesPerSecond: Double)] = []
     /// Seconds per element of each arithmetic-bound kernel's training
-    /// forward and backward on one thread, its arrays in a core's cache
+    /// forward and backward on one thread, its arrays in the caches
     /// (`arithmeticRate`).
     public var arithmetic: [ArithmeticKernel: Double] = [:]
     /// All-reduce on the threads backend, per group size measured.
@@ -234,15 +234,15 @@ public struct MachineCalibration: Sendable, Equatable {
     }
 
     /// Seconds the arithmetic of `kernel` over `elements` (a training
-    /// forward and backward) takes past what its traffic costs within a
-    /// core's cache, which the element-wise terms charge already (its
-    /// layer's input and output forward, twice that backward): one thread's
-    /// measured rate, on more threads at the gain the concurrent sgemms
-    /// measured (arithmetic, as theirs is). 0 where it was not measured.
+    /// forward and backward) takes past what its traffic costs at the
+    /// working set it was timed at, which the element-wise terms charge
+    /// already (its layer's input and output forward, twice that backward,
+    /// 4 bytes a float): one thread's measured rate, on more threads at the
+    /// gain the concurrent sgemms measured (arithmetic, as theirs is). 0
+    /// where it was not measured.
     public func arithmeticSeconds(_ kernel: ArithmeticKernel, elements: Double, threads: Int = 1) -> Double {
         guard let perElement = arithmetic[kernel], elements > 0 else { return 0 }
-        let (rows, features) = Self.arithmeticShape
-        let traffic = elementwiseSeconds(bytes: 24 * elements, workingSet: Double(20 * rows * features))
+        let traffic = elementwiseSeconds(bytes: 24 * elements, workingSet: Self.arithmeticWorkingSet)
         let alone = max(0, perElement * elements - traffic)
         return threads > 1 ? alone * slowdown(busyThreads: threads) / Double(threads) : alone
     }
@@ -394,13 +394,15 @@ public struct MachineCalibration: Sendable, Equatable {
     }
 
     /// Rows and features of the layer `arithmeticRate` times: 64 K elements,
-    /// whose input, output and gradients (1.25 MiB) stay in a core's cache.
+    /// whose input, output and gradients stay in the caches.
     static let arithmeticShape = (rows: 256, features: 256)
+    /// Bytes of those arrays: x, y, GELU's saved derivative, dy and dx.
+    static let arithmeticWorkingSet = Double(5 * 4 * arithmeticShape.rows * arithmeticShape.features)
 
     /// Seconds per element of `kernel`'s layer on one thread: a training
-    /// forward and a backward with the input gradient, repeated to ~5 ms,
-    /// the best of 3 in the thread's CPU time. Inputs spread over [-4, 4]
-    /// (GELU's far branch is taken past |x| = 3.5).
+    /// forward and a backward with the input gradient, 8 times, the best of
+    /// 3 rounds in the thread's CPU time (2–6 ms a kernel). Inputs spread
+    /// over [-4, 4] (GELU's far branch is taken past |x| = 3.5).
     private static func arithmeticRate(_ kernel: ArithmeticKernel) throws -> Double {
         let (rows, features) = arithmeticShape
         // In a model of its own: its parameters (LayerNorm's γ, β) bound to an arena.
