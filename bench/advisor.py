@@ -146,9 +146,9 @@ def pinned_calibration(path, cache_dir, strip_forms=False):
     (2026-12-07) get their NN rates as the NT and TN ones: the model reads
     them as it did then. strip_forms does the same to a file that has the
     forms (the model as it was, on the same measurements). Files from
-    before the arithmetic-bound kernels were calibrated (2026-12-07) get
-    this machine's rates for them, from the probe calibration (the same
-    figures the Zen 3 host measured; another CPU's runs replay with them)."""
+    before an arithmetic-bound kernel was calibrated (2026-12-07) get this
+    machine's rate for it, from the probe calibration (the same figures the
+    Zen 3 host measured; another CPU's runs replay with them)."""
     probe_dir = tempfile.mkdtemp(prefix="parml-cpu-key-")
     parml.advise(mlp([4, 2]), (4,), 2, cache_dir=probe_dir, show=False)
     with open(os.path.join(probe_dir, "calibration-v2.txt")) as f:
@@ -156,8 +156,8 @@ def pinned_calibration(path, cache_dir, strip_forms=False):
     here = {k: line for line in probe for k in ("cpu_model=", "cores=") if line.startswith(k)}
     with open(path) as src:
         lines = src.readlines()
-    if not any(line.startswith("arithmetic ") for line in lines):
-        lines += [line for line in probe if line.startswith("arithmetic ")]
+    timed = {line.split()[1] for line in lines if line.startswith("arithmetic ")}
+    lines += [line for line in probe if line.startswith("arithmetic ") and line.split()[1] not in timed]
     formed = any(line.startswith(("product_nt ", "product_tn ")) for line in lines)
     if strip_forms or not formed:
         lines = [line for line in lines if not line.startswith(("product_nt ", "product_tn "))]
