@@ -43,8 +43,9 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int
                          float, float *, int);
 static sgemm_fn sgemm;
 /* One thread's products as parml runs them: the large ones on oneDNN's
- * matmul (parml's own router, pml_dnnl_sgemm.h) unless PARML_GEMM=openblas,
- * the rest on OpenBLAS. OpenBLAS's threaded bounds use `sgemm` itself. */
+ * matmul (parml's own router, pml_dnnl_sgemm.h) where the library sends
+ * them there (`routes_to_onednn`), the rest on OpenBLAS. OpenBLAS's
+ * threaded bounds use `sgemm` itself. */
 static sgemm_fn sgemm_one;
 /* OpenBLAS's own thread count, for the GEMM-only baselines: parml keeps it
  * at 1 and splits products over its own threads (parml_blas_set_threads). */
@@ -574,6 +575,18 @@ static void cpu_model(char *out, size_t cap) {
     fclose(f);
 }
 
+/* BLAS.largeProductsOnOneDNN's rule: PARML_GEMM=onednn or openblas
+ * chooses; unset, oneDNN on a CPU with the AVX-512 for which parml picks
+ * OpenBLAS's SkylakeX kernels, OpenBLAS elsewhere. */
+static int routes_to_onednn(void) {
+    const char *gemm = getenv("PARML_GEMM");
+    if (gemm && strcmp(gemm, "openblas") == 0) return 0;
+    if (gemm && strcmp(gemm, "onednn") == 0) return 1;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
 int main(int argc, char **argv) {
     const char *out_path = argc > 1 ? argv[1] : "bench/results.json";
     const char *core = NULL;
@@ -586,8 +599,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cannot find cblas_sgemm: %s\n", dlerror());
         return 1;
     }
-    const char *gemm = getenv("PARML_GEMM");
-    sgemm_one = gemm && strcmp(gemm, "openblas") == 0 ? sgemm : pml_dnnl_sgemm_route(sgemm);
+    sgemm_one = routes_to_onednn() ? pml_dnnl_sgemm_route(sgemm) : sgemm;
 
     static const int64_t mlp[] = {784, 1024, 1024, 10}, tiny[] = {784, 128, 10};
     mlp_case cases[] = {

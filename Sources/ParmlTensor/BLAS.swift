@@ -27,21 +27,32 @@ public enum BLAS {
         if let loadFailure { throw loadFailure }
     }
 
-    /// Whether large products go to oneDNN's matmul (pml_dnnl_sgemm.h): by
-    /// default, because on the projection shapes it is 2-13 % faster than
-    /// OpenBLAS's sgemm (bench/RESULTS.md); not when $PARML_GEMM is
-    /// `openblas` (read once, when OpenBLAS loads). Where oneDNN does not
+    /// Whether large products go to oneDNN's matmul (pml_dnnl_sgemm.h),
+    /// read once, when OpenBLAS loads: `PARML_GEMM=onednn` or `openblas`
+    /// chooses; unset (or any other value), on a CPU with AVX-512 (the
+    /// kernels parml picks for OpenBLAS there are SkylakeX's), where oneDNN
+    /// ran the transformer's projections 2-13 % faster than OpenBLAS's
+    /// sgemm, and not elsewhere: on an AVX2-only Zen 3 the 784-1024-1024-10
+    /// MLP's step ran 1.05-1.37x faster with every product on OpenBLAS's
+    /// Haswell kernels (bench/RESULTS.md, 2026-12-07). Where oneDNN does not
     /// load, OpenBLAS runs them all anyway (`largeProductsDescription`).
-    public static let largeProductsOnOneDNN: Bool = {
-        guard let v = getenv("PARML_GEMM") else { return true }
-        return String(cString: v) != "openblas"
+    public static let largeProductsOnOneDNN: Bool = largeProductsChoice.onOneDNN
+
+    /// The setting and why, for the plan.
+    static let largeProductsChoice: (onOneDNN: Bool, why: String) = {
+        let asked = getenv("PARML_GEMM").map { String(cString: $0) } ?? ""
+        if asked == "openblas" { return (false, "PARML_GEMM=openblas") }
+        if asked == "onednn" { return (true, "PARML_GEMM=onednn") }
+        if pml_cpu_coretype().map({ String(cString: $0) }) == "SkylakeX" { return (true, "this CPU has AVX-512") }
+        return (false, "this CPU has no AVX-512, where OpenBLAS's kernels ran them faster; PARML_GEMM=onednn sends them to oneDNN")
     }()
 
     /// Which library runs the float32 products, for the trainer's plan.
     /// Describing loads nothing: oneDNN loads on the first large product
     /// (or convolution), and a model without one never maps it.
     public static var largeProductsDescription: String {
-        guard largeProductsOnOneDNN else { return "products on OpenBLAS (PARML_GEMM=openblas)" }
+        let (onOneDNN, why) = largeProductsChoice
+        guard onOneDNN else { return "products on OpenBLAS (\(why))" }
         guard pml_dnnl_tried() != 0 else { return "large products on oneDNN's matmul where it loads (not loaded yet), the rest on OpenBLAS" }
         if let why = OneDNN.loadError { return "products on OpenBLAS (oneDNN did not load: \(why))" }
         return "large products on oneDNN \(OneDNN.version)'s matmul, the rest on OpenBLAS"
@@ -60,7 +71,8 @@ public enum BLAS {
     }
 
     /// Whether the router sends a row-major product of this shape and C
-    /// row stride to oneDNN (pml_dnnl_sgemm.h), oneDNN loading or not.
+    /// row stride to oneDNN (pml_dnnl_sgemm.h) by its shape, oneDNN loading
+    /// or not and whatever `largeProductsOnOneDNN` says.
     static func routesToOneDNN(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, ldc: Int) -> Bool {
         pml_dnnl_sgemm_takes(
             Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), Int32(k),
@@ -71,8 +83,8 @@ public enum BLAS {
     /// C at row stride `ldc`) on its kernels for fewer rows than
     /// PML_DNNL_SGEMM_MIN_SIDE: the strategy advisor times those apart.
     public static func fewRowsOnOneDNN(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, ldc: Int) -> Bool {
-        m < Int(PML_DNNL_SGEMM_MIN_SIDE) && routesToOneDNN(transA: transA, transB: transB, m: m, n: n, k: k, ldc: ldc)
-            && OneDNN.available
+        largeProductsOnOneDNN && m < Int(PML_DNNL_SGEMM_MIN_SIDE)
+            && routesToOneDNN(transA: transA, transB: transB, m: m, n: n, k: k, ldc: ldc) && OneDNN.available
     }
 
     /// Runs `body` with the calling thread's work done as for a one-off

@@ -48,6 +48,16 @@ import _ParmlTestSupport
         }
     }
 
+    /// The route parml takes unless PARML_GEMM chooses: oneDNN on a CPU
+    /// with AVX-512 (where parml picks OpenBLAS's SkylakeX kernels),
+    /// OpenBLAS elsewhere, where oneDNN's float32 kernels measured slower.
+    @Test func largeProductsGoToOneDNNByTheCPUUnlessChosen() {
+        let asked = ProcessInfo.processInfo.environment["PARML_GEMM"] ?? ""
+        let expected = asked == "onednn" || (asked != "openblas" && BLAS.cpuCoreType == "SkylakeX")
+        #expect(BLAS.largeProductsOnOneDNN == expected)
+        #expect(BLAS.largeProductsDescription.hasPrefix("products on OpenBLAS") || expected)
+    }
+
     /// Which products the router sends to oneDNN: large ones, a block of
     /// C's columns times a transposed B among them; of fewer than 32 rows,
     /// dy·W and x·Wᵀ (where OpenBLAS is slow), never dyᵀ·x over a few rows

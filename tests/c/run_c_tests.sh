@@ -136,8 +136,8 @@ for cc in "${COMPILERS[@]}"; do
     done
 done
 
-# The large float32 products on oneDNN (the default; test_no_alloc's other
-# checks run them on OpenBLAS): parml's own code allocates nothing there.
+# The large float32 products on oneDNN (test_no_alloc sets PARML_GEMM=onednn in
+# this mode, its other checks openblas): parml's own code allocates nothing there.
 if [ -x "$WORK/test_no_alloc.gcc" ]; then
     timeout "$TEST_TIMEOUT" "$WORK/test_no_alloc.gcc" onednn-products >"$WORK/run.log" 2>&1
     rc=$?
@@ -189,8 +189,8 @@ fi
 # Under valgrind, CPUID reports no AVX-512, so parml picks Haswell kernels;
 # test_api notes that instead of asserting SkylakeX.
 # PARML_GEMM=openblas: oneDNN's JIT matmul kernels (the default for large
-# products) load whole vectors past the end of oneDNN's own packing buffers,
-# which memcheck reports from code it has no symbols for; these runs check
+# products on AVX-512 CPUs) load whole vectors past the end of oneDNN's own
+# packing buffers, which memcheck reports from code it has no symbols for; these runs check
 # parml's memory, so the products stay on OpenBLAS here.
 VALGRIND=$(command -v valgrind || true)
 if [ -z "$VALGRIND" ]; then

@@ -451,8 +451,9 @@ static long generate_allocs(parml_model m, int64_t n) {
     return atomic_load(&allocs) + atomic_load(&frees);
 }
 
-/* The large float32 products on oneDNN's matmul (the default since 0.3;
- * this process runs with PARML_GEMM unset): oneDNN's execute allocates its
+/* The large float32 products on oneDNN's matmul (the default since 0.3 on
+ * CPUs with AVX-512; this process sets PARML_GEMM=onednn so that they run
+ * there on any CPU): oneDNN's execute allocates its
  * argument map each call, parml's own code nothing once each thread has
  * made its plans. With one thread per rank that is after the first step;
  * with several, a thread makes a plan the first time it meets a block
@@ -493,7 +494,7 @@ int main(int argc, char **argv) {
      * allocates nothing; PARML_GEMM is read once, when OpenBLAS loads, so
      * the oneDNN run is a second process (run_c_tests.sh). */
     int onednn = argc > 1 && strcmp(argv[1], "onednn-products") == 0;
-    if (!onednn) setenv("PARML_GEMM", "openblas", 1);
+    setenv("PARML_GEMM", onednn ? "onednn" : "openblas", 1);
 
     float *x = (float *)malloc((size_t)B * F * sizeof(float));
     float y[B];

@@ -30,7 +30,8 @@
  * signature that runs such products on oneDNN and every other one, or any
  * whose plan oneDNN refuses, on `openblas`. oneDNN loads on the first large
  * product; where it cannot load, every product goes to `openblas`. parml
- * installs it unless PARML_GEMM=openblas (BLAS.swift). It allocates where
+ * installs it on CPUs with AVX-512 unless PARML_GEMM=openblas, and elsewhere
+ * only with PARML_GEMM=onednn (BLAS.largeProductsOnOneDNN). It allocates where
  * OpenBLAS does not: oneDNN 2.x's execute builds a map of its arguments on
  * every call (about 9 allocations and frees per product, as for
  * convolutions: docs/cnn.md "Allocations"), and a thread makes its plan

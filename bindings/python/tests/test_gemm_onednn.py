@@ -1,6 +1,7 @@
-"""The large float32 products on oneDNN's matmul, the default since 0.3
-(PARML_GEMM=openblas runs them on OpenBLAS; docs/engine.md, "Kernel
-choices"). The setting is read once per process,
+"""The large float32 products on oneDNN's matmul: the default since 0.3 on
+CPUs with AVX-512, chosen elsewhere by PARML_GEMM=onednn (PARML_GEMM=openblas
+runs them on OpenBLAS; docs/engine.md, "Kernel choices"). The setting is
+read once per process,
 so each case trains in a fresh child: a small character GPT whose
 projections (1024 rows x 128..512) are large enough to go to oneDNN."""
 
@@ -55,6 +56,15 @@ def child(tmp_path, name, layout="{}", **env):
     return np.load(out)
 
 
+def has_avx512():
+    """The AVX-512 subset parml's default asks for (OpenBLAS's SkylakeX kernels)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return all(f in flags for f in ("avx512f", "avx512dq", "avx512bw", "avx512vl"))
+
+
 def test_onednn_products_agree_with_openblas_and_keep_every_promise(tmp_path):
     """Within float rounding of OpenBLAS's products; the same bits run to
     run, on 1 or 2 threads, and for dp 2 and pp 2 in deterministic mode."""
@@ -64,12 +74,22 @@ def test_onednn_products_agree_with_openblas_and_keep_every_promise(tmp_path):
     scale = np.abs(openblas["params"]).max()
     assert np.abs(onednn["params"] - openblas["params"]).max() <= 1e-5 * scale
     assert not np.array_equal(onednn["params"], openblas["params"]), "oneDNN ran no product"
-    for name, layout, env in [("default", "{}", {}), ("again", "{}", {"PARML_GEMM": "onednn"}),
-                              ("t2", "{'blas_threads': 2}", {}), ("dp2", "{'dp': 2}", {}),
-                              ("pp2", "{'pp': 2, 'micro_batches': 2}", {})]:
+    for name, layout, env in [("again", "{}", {"PARML_GEMM": "onednn"}), ("t2", "{'blas_threads': 2}", {"PARML_GEMM": "onednn"}),
+                              ("dp2", "{'dp': 2}", {"PARML_GEMM": "onednn"}),
+                              ("pp2", "{'pp': 2, 'micro_batches': 2}", {"PARML_GEMM": "onednn"})]:
         other = child(tmp_path, name, layout, **env)
         np.testing.assert_array_equal(other["losses"], onednn["losses"], err_msg=name)
         np.testing.assert_array_equal(other["params"], onednn["params"], err_msg=name)
+
+
+def test_the_default_follows_the_cpu(tmp_path):
+    """Unset, oneDNN runs them on a CPU with AVX-512 and OpenBLAS elsewhere
+    (where OpenBLAS's kernels measured faster): the default's bits are one
+    or the other's."""
+    default = child(tmp_path, "default")
+    expected = child(tmp_path, "expected", PARML_GEMM="onednn" if has_avx512() else "openblas")
+    np.testing.assert_array_equal(default["losses"], expected["losses"])
+    np.testing.assert_array_equal(default["params"], expected["params"])
 
 
 def test_without_onednn_openblas_runs_everything(tmp_path):
