@@ -24,7 +24,9 @@
 //   MLP of those widths with SGD momentum.
 // - `layers [ROWS]` (not in make bench): each kind of layer of one block,
 //   laid out flat, forward and backward on one thread at ROWS samples
-//   (default 12), against what the advisor's calibration charges it alone.
+//   (default 12), against what the advisor's calibration charges it alone;
+//   `layers ROWS tp N` the same for tp rank 0's shard of each (its heads,
+//   its share of the MLP's width).
 
 import ParmlBenchSupport
 import ParmlModel
@@ -193,30 +195,52 @@ func baseLayouts() throws {
 /// at ROWS samples, timed alone and repeated (as the advisor's calibration
 /// times a product), and in the step's order among the others (as the step
 /// runs it), against the advisor's predicted seconds for that product.
-func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
+func productShapes(rows: Int, mlp widths: [Int]? = nil, tp: Int? = nil) throws {
     let c = GPTConfig.char
-    let t: Trainer, x: Tensor, y: Tensor
-    if let widths {
-        guard widths.count >= 2, widths.allSatisfy({ $0 > 0 }) else {
-            print("shapes ROWS mlp IN,HIDDEN,...,CLASSES: at least two positive widths")
-            exit(2)
+    let calls: [GemmShape]
+    if let tp {
+        // tp rank 0's shard laid out flat, one training forward and backward.
+        let m = try flatBlock(tp: tp)
+        BLAS.threads = 1
+        let (x, _) = try tokens(c, rows: rows)
+        var ctx = PassContext(training: true)
+        ctx.threads = 1
+        func pass() throws {
+            var h = x
+            for l in m.root.layers { h = try l.forward(h, ctx) }
+            var g = try Tensor(shape: h.shape)
+            g.fill(1e-3)
+            for (i, l) in m.root.layers.enumerated().reversed() {
+                guard let next = try l.backward(g, ctx, needInputGradient: i > 0, accumulate: false) else { break }
+                g = next
+            }
         }
-        // A ReLU MLP with SGD momentum, on random rows and classes.
-        var s = StrategyConfig()
-        s.blasThreads = 1
-        var o = OptimizerConfig()
-        o.momentum = 0.9
-        t = try Trainer(model: try benchmarkMLP(widths: widths), loss: .crossEntropy, optimizer: o, strategy: s)
-        x = try Tensor(shape: Shape(rows, widths[0]))
-        y = try Tensor(shape: Shape(rows), dtype: .int32)
-        for i in 0..<x.count { x.data[i] = Float((i * 7919) % 101) / 101 - 0.5 }
-        for i in 0..<rows { y.int32s[i] = Int32(i % widths[widths.count - 1]) }
+        for _ in 0..<3 { try pass() }
+        calls = try BLAS.recordingGemms { try pass() }
     } else {
-        t = try trainer(c) { $0.blasThreads = 1 }
-        (x, y) = try tokens(c, rows: rows)
+        let t: Trainer, x: Tensor, y: Tensor
+        if let widths {
+            guard widths.count >= 2, widths.allSatisfy({ $0 > 0 }) else {
+                print("shapes ROWS mlp IN,HIDDEN,...,CLASSES: at least two positive widths")
+                exit(2)
+            }
+            // A ReLU MLP with SGD momentum, on random rows and classes.
+            var s = StrategyConfig()
+            s.blasThreads = 1
+            var o = OptimizerConfig()
+            o.momentum = 0.9
+            t = try Trainer(model: try benchmarkMLP(widths: widths), loss: .crossEntropy, optimizer: o, strategy: s)
+            x = try Tensor(shape: Shape(rows, widths[0]))
+            y = try Tensor(shape: Shape(rows), dtype: .int32)
+            for i in 0..<x.count { x.data[i] = Float((i * 7919) % 101) / 101 - 0.5 }
+            for i in 0..<rows { y.int32s[i] = Int32(i % widths[widths.count - 1]) }
+        } else {
+            t = try trainer(c) { $0.blasThreads = 1 }
+            (x, y) = try tokens(c, rows: rows)
+        }
+        for _ in 0..<3 { _ = try t.step(inputs: x, targets: y) }
+        calls = try BLAS.recordingGemms { _ = try t.step(inputs: x, targets: y) }
     }
-    for _ in 0..<3 { _ = try t.step(inputs: x, targets: y) }
-    let calls = try BLAS.recordingGemms { _ = try t.step(inputs: x, targets: y) }
     let replay = try GemmReplay(calls)
     // The library's version keys the cache: a file of another is measured again.
     let (cal, _) = try CalibrationCache.load(directory: CalibrationCache.defaultDirectory(), libraryVersion: "0.3.0")
@@ -239,7 +263,10 @@ func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
         // Timed as the advisor times it: among the calibrated small-kernel
         // products where OpenBLAS runs this call on its small-matrix kernels.
         let small = BLAS.hasSmallMatrixKernels && BLAS.smallMatrixKernel(transA: g.transA, transB: g.transB, m: g.m, n: g.n, k: g.k)
-        let p = cal.productSeconds(MatrixProduct(m: g.m, n: g.n, k: g.k), threads: 1, smallKernel: small)
+        // In its own form where the calibration has it (a layer's x·Wᵀ is
+        // NT, its weight gradient TN); attention's heads at NN's, as the cost model times them.
+        let form: MachineCalibration.ProductForm = g.transB ? .nt : g.transA ? .tn : .nn
+        let p = cal.productSeconds(MatrixProduct(m: g.m, n: g.n, k: g.k), threads: 1, smallKernel: small, form: form)
         let (al, io) = (median(alone), median(inOrder[i]))
         sums = (sums.alone + al, sums.order + io, sums.predicted + p)
         print("\(g.transA ? "T" : "N")\(g.transB ? "T" : "N") m \(g.m) n \(g.n) k \(g.k) beta \(g.beta) ld \(g.lda),\(g.ldb),\(g.ldc): alone \(Int(al * 1e6)) us, in order \(Int(io * 1e6)) us, predicted \(Int(p * 1e6)) us")
@@ -248,6 +275,32 @@ func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
 }
 
 /// The char GPT's layers laid out flat (embeddings, LayerNorm, attention,
+/// LayerNorm, the MLP's linears and GELU, LayerNorm, the tied head), or
+/// with `tp` > 1 tp rank 0's shard of them: its heads and its share of the
+/// MLP's width (the f/g all-reduces, no-ops on one rank, left out).
+func flatBlock(tp: Int) throws -> Model {
+    let c = GPTConfig.char
+    guard tp >= 1, c.heads % tp == 0 else {
+        print("tp N: N must divide the \(c.heads) heads")
+        exit(2)
+    }
+    let m = Model()
+    try m.add(try Embedding(count: c.vocab, dim: c.embd, initStd: 0.02))
+    try m.add(try PositionEmbedding(positions: c.context, dim: c.embd, initStd: 0.02))
+    try m.add(try LayerNorm(features: c.embd))
+    let attention = try CausalSelfAttention(features: c.embd, heads: c.heads)
+    try m.add(tp > 1 ? try attention.headSlice(rank: 0, ranks: tp).layer : attention)
+    try m.add(try LayerNorm(features: c.embd))
+    try m.add(try Linear(inFeatures: c.embd, outFeatures: 4 * c.embd / tp))
+    try m.add(Activation(.gelu))
+    try m.add(try Linear(inFeatures: 4 * c.embd / tp, outFeatures: c.embd))
+    try m.add(try LayerNorm(features: c.embd))
+    try m.add(try TiedClassifier(count: c.vocab, dim: c.embd))
+    try m.initialize(seed: 1)
+    return m
+}
+
+/// Each layer of `flatBlock(tp:)` (embeddings, LayerNorm, attention,
 /// LayerNorm, the MLP's linears and GELU, LayerNorm, the tied head), each
 /// a training forward and backward on one thread at `rows` samples, the
 /// median of 41 in the thread's CPU time, against the calibration's
@@ -257,20 +310,9 @@ func productShapes(rows: Int, mlp widths: [Int]? = nil) throws {
 /// "traffic only" is the charge without the kernels (the model before
 /// 2026-12-07). The cost model's in-step terms (operands re-read, held
 /// activations, threads) are left out: this compares the layers alone.
-func layerTimes(rows: Int) throws {
+func layerTimes(rows: Int, tp: Int = 1) throws {
     let c = GPTConfig.char
-    let m = Model()
-    try m.add(try Embedding(count: c.vocab, dim: c.embd, initStd: 0.02))
-    try m.add(try PositionEmbedding(positions: c.context, dim: c.embd, initStd: 0.02))
-    try m.add(try LayerNorm(features: c.embd))
-    try m.add(try CausalSelfAttention(features: c.embd, heads: c.heads))
-    try m.add(try LayerNorm(features: c.embd))
-    try m.add(try Linear(inFeatures: c.embd, outFeatures: 4 * c.embd))
-    try m.add(Activation(.gelu))
-    try m.add(try Linear(inFeatures: 4 * c.embd, outFeatures: c.embd))
-    try m.add(try LayerNorm(features: c.embd))
-    try m.add(try TiedClassifier(count: c.vocab, dim: c.embd))
-    try m.initialize(seed: 1)
+    let m = try flatBlock(tp: tp)
     BLAS.threads = 1
     let (cal, _) = try CalibrationCache.load(directory: CalibrationCache.defaultDirectory(), libraryVersion: "0.3.0")
     let (x, _) = try tokens(c, rows: rows)
@@ -319,18 +361,24 @@ func layerTimes(rows: Int) throws {
     print("sum: measured \(sums.measured * 1e3) ms, charged \(sums.charged * 1e3) ms, traffic only \(sums.traffic * 1e3) ms")
 }
 
+
+
 do {
     let args = CommandLine.arguments.dropFirst()
     if let i = args.firstIndex(of: "layers") {
         let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
-        try layerTimes(rows: r ?? GPTConfig.char.batch)
+        // `layers ROWS tp N`: tp rank 0's shard of each layer instead.
+        let tp = args.firstIndex(of: "tp").flatMap { j in args.index(after: j) < args.endIndex ? Int(args[args.index(after: j)]) : nil }
+        try layerTimes(rows: r ?? GPTConfig.char.batch, tp: tp ?? 1)
         exit(0)
     }
     if let i = args.firstIndex(of: "shapes") {
         let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
         // `shapes ROWS mlp 128,512,16`: the products of an MLP's step instead of the GPT's.
         let mlp = args.firstIndex(of: "mlp").flatMap { j in args.index(after: j) < args.endIndex ? args[args.index(after: j)] : nil }
-        try productShapes(rows: r ?? GPTConfig.char.batch, mlp: mlp.map { $0.split(separator: ",").compactMap { Int($0) } })
+        // `shapes ROWS tp N`: the products of tp rank 0's shard, laid out flat.
+        let tp = args.firstIndex(of: "tp").flatMap { j in args.index(after: j) < args.endIndex ? Int(args[args.index(after: j)]) : nil }
+        try productShapes(rows: r ?? GPTConfig.char.batch, mlp: mlp.map { $0.split(separator: ",").compactMap { Int($0) } }, tp: tp)
         exit(0)
     }
     if args.isEmpty || args.contains("char") {
