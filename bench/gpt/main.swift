@@ -21,7 +21,8 @@
 //   at ROWS samples (default 12), alone and in the step's order, against
 //   the advisor's prediction for it (calibration from PARML_CACHE_DIR or
 //   the default cache); `shapes ROWS mlp 128,512,16` the same for a ReLU
-//   MLP of those widths with SGD momentum.
+//   MLP of those widths with SGD momentum; `shapes ROWS tp N` for tp rank
+//   0's shard of one block, laid out flat.
 // - `layers [ROWS]` (not in make bench): each kind of layer of one block,
 //   laid out flat, forward and backward on one thread at ROWS samples
 //   (default 12), against what the advisor's calibration charges it alone;
@@ -361,23 +362,24 @@ func layerTimes(rows: Int, tp: Int = 1) throws {
     print("sum: measured \(sums.measured * 1e3) ms, charged \(sums.charged * 1e3) ms, traffic only \(sums.traffic * 1e3) ms")
 }
 
-
-
 do {
     let args = CommandLine.arguments.dropFirst()
+    /// The word after `word` on the command line, if any.
+    func argument(after word: String) -> String? {
+        args.firstIndex(of: word).flatMap { j in args.index(after: j) < args.endIndex ? args[args.index(after: j)] : nil }
+    }
     if let i = args.firstIndex(of: "layers") {
         let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
         // `layers ROWS tp N`: tp rank 0's shard of each layer instead.
-        let tp = args.firstIndex(of: "tp").flatMap { j in args.index(after: j) < args.endIndex ? Int(args[args.index(after: j)]) : nil }
-        try layerTimes(rows: r ?? GPTConfig.char.batch, tp: tp ?? 1)
+        try layerTimes(rows: r ?? GPTConfig.char.batch, tp: argument(after: "tp").flatMap { Int($0) } ?? 1)
         exit(0)
     }
     if let i = args.firstIndex(of: "shapes") {
         let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
         // `shapes ROWS mlp 128,512,16`: the products of an MLP's step instead of the GPT's.
-        let mlp = args.firstIndex(of: "mlp").flatMap { j in args.index(after: j) < args.endIndex ? args[args.index(after: j)] : nil }
+        let mlp = argument(after: "mlp")
         // `shapes ROWS tp N`: the products of tp rank 0's shard, laid out flat.
-        let tp = args.firstIndex(of: "tp").flatMap { j in args.index(after: j) < args.endIndex ? Int(args[args.index(after: j)]) : nil }
+        let tp = argument(after: "tp").flatMap { Int($0) }
         try productShapes(rows: r ?? GPTConfig.char.batch, mlp: mlp.map { $0.split(separator: ",").compactMap { Int($0) } }, tp: tp)
         exit(0)
     }
