@@ -33,7 +33,8 @@ dtype=torch.bfloat16) (convolutions and the Linear in bf16, BatchNorm and
 the loss in float32, float32 weights and SGD). --jsonl then appends
 cnn_fmnist_b128_t1_bf16/_t2_bf16 (parml bf16 against parml float32, same
 run; written without PyTorch too) and cnn_fmnist_b128_t1_bf16_vs_torch/...
-(against PyTorch's autocast).
+(against PyTorch's autocast; not where the plan says bf16 fell back to
+float32, a CPU without AVX512-BF16, whose first entry then says so).
 
 --clock thread (--threads 1 only) times each block by the calling thread's
 CPU time instead of the wall clock (bench/same_run.py says why that covers
@@ -151,29 +152,31 @@ def compare_bf16(torch, data, a, clock):
     lines = []
     for threads in a.threads:
         engines = {p: parml_cnn(threads, p) for p in ("fp32", "bf16")}
+        plan = same_run.precision_line(engines["bf16"][1])
+        fallback = same_run.fell_back(plan)
         got = {"fp32": [], "bf16": [], "torch_bf16": []}
-        if torch is not None:
+        if torch is not None and not fallback:
             torch.set_num_threads(threads)
             step = torch_step(torch, *torch_cnn(torch), bf16=True)
             tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         for _ in range(a.rounds):
             for p, (_, trainer) in engines.items():
                 got[p].append(block(trainer.step, data, a.warmup, a.iters, clock))
-            if torch is not None:
+            if torch is not None and not fallback:
                 got["torch_bf16"].append(block(step, tdata, a.warmup, a.iters, clock))
-        plan = [l for l in engines["bf16"][1].plan().splitlines() if l.startswith("precision")]
         for model, trainer in engines.values():
             trainer.close()
             model.close()
         med = {k: statistics.median(v) for k, v in got.items() if v}
         name = f"cnn_fmnist_b128_t{threads}_bf16"
         lo, hi = ratio_range(got["bf16"], got["fp32"])
-        row = {"name": name, "plan": plan[0] if plan else "", "parml_bf16_samples_per_s": round(med["bf16"], 1),
+        row = {"name": name, "plan": plan, "parml_bf16_samples_per_s": round(med["bf16"], 1),
                "parml_fp32_samples_per_s": round(med["fp32"], 1), "bf16_over_fp32": round(med["bf16"] / med["fp32"], 3),
                "bf16_over_fp32_range": [lo, hi]}
         lines.append({
             "name": name, "value": row["parml_bf16_samples_per_s"], "unit": "samples/s",
-            "baseline": f"parml float32, same model and step (same run, alternating, {a.clock} clock; ratio per round {lo}-{hi})",
+            "baseline": f"parml float32, same model and step (same run, alternating, {a.clock} clock; ratio per round {lo}-{hi})"
+                        + ("; bf16 fell back to float32 on this CPU (the plan's precision line)" if fallback else ""),
             "baseline_value": row["parml_fp32_samples_per_s"], "ratio": row["bf16_over_fp32"],
         })
         if "torch_bf16" in med:

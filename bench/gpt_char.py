@@ -30,7 +30,9 @@ torch.autocast("cpu", dtype=torch.bfloat16) (nanoGPT's CPU bf16 mode:
 forward and loss in the autocast region, float32 master weights and AdamW).
 --jsonl then appends gpt_char_t1_bf16/_t2_bf16 (parml bf16 against parml
 float32, same run; written without PyTorch too) and
-gpt_char_t1_bf16_vs_torch/_t2_... (against PyTorch's autocast, same run).
+gpt_char_t1_bf16_vs_torch/_t2_... (against PyTorch's autocast, same run;
+not where the plan says bf16 fell back to float32, a CPU without
+AVX512-BF16, whose first entry then says so).
 In this mode OMP_WAIT_POLICY is passive unless set, as in
 bench/cnn_fmnist.py: PyTorch's wheel brings its own libgomp.so.1, which
 oneDNN (parml's bf16 products) then shares, since the soname is loaded
@@ -201,25 +203,27 @@ def compare_bf16(torch, data, a, clock):
     for threads in a.threads:
         times = {"fp32": [], "bf16": [], "torch_bf16": []}
         engines = {p: parml_gpt(threads, p) for p in ("fp32", "bf16")}
-        if torch is not None:
+        plan = same_run.precision_line(engines["bf16"][1])
+        fallback = same_run.fell_back(plan)
+        if torch is not None and not fallback:
             torch.set_num_threads(threads)
             tmodel, topt = torch_gpt(torch)
         for _ in range(a.rounds):
             for p, (_, trainer) in engines.items():
                 times[p] += time_parml(trainer, data, a.warmup, a.iters, clock)
-            if torch is not None:
+            if torch is not None and not fallback:
                 times["torch_bf16"] += time_torch(torch, tmodel, topt, data, a.warmup, a.iters, clock, bf16=True)
-        plan = [l for l in engines["bf16"][1].plan().splitlines() if l.startswith("precision")]
         for model, trainer in engines.values():
             trainer.close()
             model.close()
         ms = {k: 1000 * statistics.median(v) for k, v in times.items() if v}
         name = f"gpt_char_t{threads}_bf16"
-        row = {"name": name, "clock": a.clock, "plan": plan[0] if plan else "", "parml_bf16_ms": round(ms["bf16"], 2),
+        row = {"name": name, "clock": a.clock, "plan": plan, "parml_bf16_ms": round(ms["bf16"], 2),
                "parml_fp32_ms": round(ms["fp32"], 2), "bf16_over_fp32": round(ms["fp32"] / ms["bf16"], 3)}
         lines.append({
             "name": name, "value": tokens_per_s(ms["bf16"]), "unit": "tokens/s",
-            "baseline": f"parml float32, same model and step (same run, alternating; {a.clock} clock, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})",
+            "baseline": f"parml float32, same model and step (same run, alternating; {a.clock} clock, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')})"
+                        + ("; bf16 fell back to float32 on this CPU (the plan's precision line)" if fallback else ""),
             "baseline_value": tokens_per_s(ms["fp32"]), "ratio": row["bf16_over_fp32"],
         })
         if "torch_bf16" in ms:

@@ -40,3 +40,16 @@ def optional_torch():
         print("PyTorch is not installed: parml only")
         return None
     return torch
+
+
+def precision_line(trainer) -> str:
+    """The plan's "precision:" line of a trainer (empty if it has none)."""
+    return next((line for line in trainer.plan().splitlines() if line.startswith("precision")), "")
+
+
+def fell_back(plan_line: str) -> bool:
+    """Whether a trainer asked for bf16 trains in float32 (a CPU without
+    AVX512-BF16, or oneDNN absent): its ratio to float32 is then float32's
+    to itself, and PyTorch's autocast there emulates bf16, so a bf16
+    comparison with it says nothing about either engine's bf16."""
+    return plan_line.startswith("precision: float32")
