@@ -233,6 +233,8 @@ def main():
     ap.add_argument("--statistic", choices=["fastest", "median"], default="fastest",
                     help="a layout's time: the fastest of its rounds' fastest steps, or their median")
     ap.add_argument("--only", type=int, nargs="*", default=None, help="run these scenarios only")
+    ap.add_argument("--stride", type=int, default=1,
+                    help="measure every STRIDE-th ranked layout only (for repeatability checks; its rho is over those)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "advisor"))
     a = ap.parse_args()
     cores = os.cpu_count() or 1
@@ -258,10 +260,11 @@ def main():
         advice = parml.advise(model, s["sample"], s["batch"], optimizer=s["optimizer"](), cache_dir=cache, show=False,
                               memory_budget=budget, deterministic=s["deterministic"], max_ranks=4, cores=cores)
         latency = time.perf_counter() - t0
-        per_round, peaks = measure_rounds(advice.ranked, a.rounds, lambda p: measure_once(
+        layouts = advice.ranked[::a.stride]
+        per_round, peaks = measure_rounds(layouts, a.rounds, lambda p: measure_once(
             s["make"], p, s["optimizer"](), x, y, a.steps, s["deterministic"], a.round_seconds))
         rows = []
-        for p, times, peak in zip(advice.ranked, per_round, peaks):
+        for p, times, peak in zip(layouts, per_round, peaks):
             measured = layout_time(times, a.statistic)
             rows.append(dict(layout=layout_name(p),
                              predicted=p.step_seconds, measured=measured, rounds=times, predicted_bytes=p.peak_bytes, measured_bytes=peak,
@@ -280,13 +283,13 @@ def main():
                             excluded_examples=[f"dp{e.dp} pp{e.pp} tp{e.tp} m{e.micro_batches} zero{e.zero_stage}: {e.why}"
                                                for e in advice.excluded[:3]]))
         partial = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call,
-                       cached_advice_seconds=cached_call, steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, statistic=a.statistic, scenarios=results)
+                       cached_advice_seconds=cached_call, steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, statistic=a.statistic, stride=a.stride, scenarios=results)
         with open(a.out + ".json", "w") as f:  # after every scenario: a stopped run keeps what it measured
             json.dump(partial, f, indent=1)
         print(f"[{i}] {s['name']}: first {rows[0]['layout']} +{100*(first/fastest-1):.1f} % over fastest, "
               f"spearman {rho:.2f}, memory error <= {100*mem_err:.1f} %, advice {latency*1e3:.0f} ms", flush=True)
     summary = dict(cores=cores, calibration=calibration_line, first_advice_seconds=first_call, cached_advice_seconds=cached_call,
-                   steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, statistic=a.statistic, scenarios=results)
+                   steps=a.steps, rounds=a.rounds, round_seconds=a.round_seconds, statistic=a.statistic, stride=a.stride, scenarios=results)
     with open(a.out + ".json", "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps({k: v for k, v in summary.items() if k != "scenarios"}, indent=1))
