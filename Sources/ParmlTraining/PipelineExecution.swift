@@ -185,9 +185,7 @@ extension RankContext {
         let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate, reducing: reducing)
         vs.backwardPieces += 1
         if let chunk = piece.chunk {
-            let leaf = try vs.accumulator.leafBuffer()
-            leaf.data.update(from: grads.data + vs.range.lowerBound, count: vs.range.count)
-            vs.accumulator.push(chunk: chunk, buffer: leaf)
+            try vs.accumulator.push(chunk: chunk, from: grads.data + vs.range.lowerBound)
         }
         trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
         try sendBackward(g, microBatch: j, vs, work: work)

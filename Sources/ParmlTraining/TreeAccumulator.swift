@@ -48,9 +48,35 @@ final class TreeAccumulator {
         return try Tensor(shape: Shape(width))
     }
 
+    /// Adds leaf `chunk` whose gradient is at `source` (`width` floats,
+    /// left as it is). A right child whose left sibling waits on top of the
+    /// stack is added straight into the sibling's buffer: the sum has the
+    /// bits of left + right either way, and the leaf's copy out of the
+    /// arena (a read and a write of the gradient) is saved. Otherwise the
+    /// gradient is copied into a leaf buffer and pushed.
+    func push(chunk: Int, from source: UnsafePointer<Float>) throws {
+        let parent = ChunkTree.Node(level: 1, index: chunk / 2)
+        if chunk % 2 == 1, tree.height > 0, inside(parent), let top = stack.last,
+            top.node == ChunkTree.Node(level: 0, index: chunk - 1)
+        {
+            Kernels.addInPlace(top.buffer.data, source, count: width)
+            stack[stack.count - 1] = (parent, top.buffer)
+            collapse()
+            return
+        }
+        let leaf = try leafBuffer()
+        leaf.data.update(from: source, count: width)
+        push(chunk: chunk, buffer: leaf)
+    }
+
     /// Adds leaf `chunk` (its gradient in `buffer`, from `leafBuffer`).
     func push(chunk: Int, buffer: Tensor) {
         stack.append((ChunkTree.Node(level: 0, index: chunk), buffer))
+        collapse()
+    }
+
+    /// Merges the top of the stack into its parent while the tree allows.
+    private func collapse() {
         while let top = stack.last {
             let n = top.node
             let parent = ChunkTree.Node(level: n.level + 1, index: n.index / 2)

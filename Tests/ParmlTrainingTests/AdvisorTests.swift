@@ -777,8 +777,8 @@ private func layouts() -> [StrategyConfig] {
     }
 
     /// Deterministic mode: uneven chunk shares pack onto the cores by their
-    /// loads; each chunk's gradient is copied into a leaf and siblings are
-    /// summed (TreeAccumulator), the dp ranks' nodes are exchanged through
+    /// loads; each chunk's gradient is copied into a leaf (or added into its
+    /// left sibling) and siblings are summed (TreeAccumulator), the dp ranks' nodes are exchanged through
     /// the mailboxes and combined along the tree (ChunkTreeReduction); a
     /// pipeline's fill waits for one piece, not a micro-batch of pieces.
     @Test func deterministicModeChargesTheChunkTree() throws {
@@ -796,9 +796,10 @@ private func layouts() -> [StrategyConfig] {
             return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
         }
         // One rank, 4 chunks of 32 rows against 4 micro-batches of 32 (the
-        // same products): 4 leaf copies, 3 sums, the root copied back, at 4 bytes a float.
+        // same products): 2 leaf copies (chunks 1 and 3 are added straight
+        // into their siblings), 3 sums, the root copied back, at 4 bytes a float.
         let tree = try predict(deterministic: true).compute - (try predict(m: 4, deterministic: false).compute)
-        let expected = 4 * w * Double(2 * 4 + 3 * 3 + 2) / rate
+        let expected = 4 * w * Double(2 * 2 + 3 * 3 + 2) / rate
         #expect(abs(tree / expected - 1) < 1e-9, "\(tree) s against \(expected)")
         // dp 2 (2 chunks each, one node each): ZeRO-1's reduce-scatter half
         // becomes 4w bytes posted, 4w taken and 14w combined, the gather half stays.
@@ -1270,8 +1271,8 @@ private func layouts() -> [StrategyConfig] {
     /// Deterministic mode's chunk tree: its passes over a run's gradient
     /// run at the rate of the working set they cycle through (the
     /// gradient in the arena and the accumulator's height + 1 buffers),
-    /// not of the step's whole traffic: 19 passes over 264 KB at the
-    /// cached rate, where the 5 MB of traffic would read as memory's.
+    /// not of the step's whole traffic: 15 passes over 264 KB at the
+    /// cached rate, where the 4 MB of traffic would read as memory's.
     @Test func chunkTreePassesRunAtTheirBuffersRate() throws {
         let model = Model()
         try model.add(try Linear(inFeatures: 64, outFeatures: 512))
@@ -1287,8 +1288,9 @@ private func layouts() -> [StrategyConfig] {
         let cost = CostModel(calibration: c, coresPerNode: 1, machine: nil)
         let tree = cost.chunkTree(candidate, run: 0, threads: 1, running: 1, resident: 1)
         let run = 4.0 * Double(model.parameterCount)
-        // 4 leaves copied out (2 passes each), 3 sums of siblings (3 each), the root copied back (2).
-        let passes = 2.0 * 4 + 3 * 3 + 2
+        // 2 leaves copied out (2 passes each; chunks 1 and 3 are added into
+        // their left siblings), 3 sums of siblings (3 each), the root copied back (2).
+        let passes = 2.0 * 2 + 3 * 3 + 2
         #expect(run * 4 < 2e6 && run * passes > 2e6)  // the buffers fit where the step's traffic would not
         #expect(abs(tree / (passes * run / 1e11) - 1) < 1e-9, "\(tree) s")
     }

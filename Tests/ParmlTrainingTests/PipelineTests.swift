@@ -328,6 +328,38 @@ struct StageScheduleTests {
             }
         }
     }
+
+    /// A leaf pushed from the arena (`push(chunk:from:)`, right children
+    /// added straight into their left sibling) leaves the nodes, and the
+    /// bits, of leaves copied first, with fewer buffers.
+    @Test func treeAccumulatorFromTheArenaHasTheCopiedLeavesBits() throws {
+        let width = 37
+        for chunks in 1...9 {
+            let tree = ChunkTree(chunks: chunks)
+            // Mantissas of every length, so that a sum in another order shows.
+            let leaves = (0..<chunks).map { c in (0..<width).map { i in 1e3 * sin(Float(c * width + i) * 1.37) } }
+            for lo in 0..<chunks {
+                for hi in (lo + 1)...chunks {
+                    let copied = TreeAccumulator(), direct = TreeAccumulator()
+                    try copied.start(tree: tree, owned: lo..<hi, width: width)
+                    try direct.start(tree: tree, owned: lo..<hi, width: width)
+                    for c in lo..<hi {
+                        let b = try copied.leafBuffer()
+                        leaves[c].withUnsafeBufferPointer { b.data.update(from: $0.baseAddress!, count: width) }
+                        copied.push(chunk: c, buffer: b)
+                        try leaves[c].withUnsafeBufferPointer { try direct.push(chunk: c, from: $0.baseAddress!) }
+                    }
+                    #expect(direct.stack.map(\.node) == copied.stack.map(\.node), "chunks=\(chunks) range \(lo)..<\(hi)")
+                    for (d, c) in zip(direct.stack, copied.stack) {
+                        #expect((0..<width).allSatisfy { d.buffer.data[$0].bitPattern == c.buffer.data[$0].bitPattern })
+                    }
+                    #expect(direct.bytes <= copied.bytes)
+                    // One rank's 4 chunks: two leaves held instead of three.
+                    if (chunks, lo, hi) == (4, 0, 4) { #expect(copied.bytes == 3 * width * 4 && direct.bytes == 2 * width * 4) }
+                }
+            }
+        }
+    }
 }
 
 struct PipelineFailureTests {

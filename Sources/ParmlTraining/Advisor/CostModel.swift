@@ -258,11 +258,13 @@ struct CostModel {
 
     /// Deterministic mode's chunk tree on data rank 0 for one run: each
     /// chunk's gradient copied out of the arena into a leaf (read and
-    /// write), each sum of siblings (two reads and a write), and with one
-    /// data rank the root copied back (TreeAccumulator, ChunkTreeReduction;
-    /// with more, `chunkTreeExchange`). The one rank of the
-    /// 784-1024-1024-10 MLP at batch 128 (4 chunks, 141 MB) measured
-    /// 20.9 ms a step against 14.9 predicted without it.
+    /// write) unless it is a right child added straight into its waiting
+    /// left sibling, each sum of siblings (two reads and a write), and with
+    /// one data rank the root copied back (TreeAccumulator,
+    /// ChunkTreeReduction; with more, `chunkTreeExchange`). The one rank of
+    /// the 784-1024-1024-10 MLP at batch 128 (4 chunks, 141 MB) measured
+    /// 20.9 ms a step against 14.9 predicted without it (when every leaf
+    /// was copied).
     func chunkTree(_ c: LayoutCandidate, run: Int, threads: Int, running: Int, resident: Int) -> Double {
         let plan = c.stepPlan
         let mine = plan.chunks(of: 0)
@@ -270,7 +272,9 @@ struct CostModel {
         // The accumulator ends holding the cover of the rank's chunks: every other leaf was summed into one.
         let tree = ChunkTree(chunks: plan.chunkCount)
         let merges = mine.count - tree.cover(mine).count
-        let passes = 2 * mine.count + 3 * merges + (c.layout.mesh.dp == 1 ? 2 : 0)
+        // A right child whose left sibling is this rank's too is never copied.
+        let copied = mine.count - mine.filter { $0 % 2 == 1 && $0 - 1 >= mine.lowerBound }.count
+        let passes = 2 * copied + 3 * merges + (c.layout.mesh.dp == 1 ? 2 : 0)
         // Each pass goes over the run's gradient, in the arena or in one of
         // the accumulator's at most height + 1 buffers: those are its working
         // set, not the step's whole traffic. (The step's traffic as the set

@@ -119,9 +119,10 @@ extension LayoutCandidate {
         let plan = stepPlan
         let tree = ChunkTree(chunks: plan.chunkCount)
         let counter = TreeAccumulator()
+        var gradient: Float = 0
         do {
             try counter.start(tree: tree, owned: plan.chunks(of: 0), width: 1)
-            for chunk in plan.chunks(of: 0) { counter.push(chunk: chunk, buffer: try counter.leafBuffer()) }
+            for chunk in plan.chunks(of: 0) { try counter.push(chunk: chunk, from: &gradient) }
         } catch {
             return  // a 1-float tensor cannot fail to allocate
         }
