@@ -154,15 +154,16 @@ def compare_bf16(torch, data, a, clock):
         engines = {p: parml_cnn(threads, p) for p in ("fp32", "bf16")}
         plan = same_run.precision_line(engines["bf16"][1])
         fallback = same_run.fell_back(plan)
+        with_torch = torch is not None and not fallback
         got = {"fp32": [], "bf16": [], "torch_bf16": []}
-        if torch is not None and not fallback:
+        if with_torch:
             torch.set_num_threads(threads)
             step = torch_step(torch, *torch_cnn(torch), bf16=True)
             tdata = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
         for _ in range(a.rounds):
             for p, (_, trainer) in engines.items():
                 got[p].append(block(trainer.step, data, a.warmup, a.iters, clock))
-            if torch is not None and not fallback:
+            if with_torch:
                 got["torch_bf16"].append(block(step, tdata, a.warmup, a.iters, clock))
         for model, trainer in engines.values():
             trainer.close()

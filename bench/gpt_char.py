@@ -205,13 +205,14 @@ def compare_bf16(torch, data, a, clock):
         engines = {p: parml_gpt(threads, p) for p in ("fp32", "bf16")}
         plan = same_run.precision_line(engines["bf16"][1])
         fallback = same_run.fell_back(plan)
-        if torch is not None and not fallback:
+        with_torch = torch is not None and not fallback
+        if with_torch:
             torch.set_num_threads(threads)
             tmodel, topt = torch_gpt(torch)
         for _ in range(a.rounds):
             for p, (_, trainer) in engines.items():
                 times[p] += time_parml(trainer, data, a.warmup, a.iters, clock)
-            if torch is not None and not fallback:
+            if with_torch:
                 times["torch_bf16"] += time_torch(torch, tmodel, topt, data, a.warmup, a.iters, clock, bf16=True)
         for model, trainer in engines.values():
             trainer.close()

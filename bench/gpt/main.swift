@@ -368,14 +368,14 @@ do {
     func argument(after word: String) -> String? {
         args.firstIndex(of: word).flatMap { j in args.index(after: j) < args.endIndex ? args[args.index(after: j)] : nil }
     }
-    if let i = args.firstIndex(of: "layers") {
-        let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
+    if args.contains("layers") {
+        let r = argument(after: "layers").flatMap { Int($0) }
         // `layers ROWS tp N`: tp rank 0's shard of each layer instead.
         try layerTimes(rows: r ?? GPTConfig.char.batch, tp: argument(after: "tp").flatMap { Int($0) } ?? 1)
         exit(0)
     }
-    if let i = args.firstIndex(of: "shapes") {
-        let r = args.index(after: i) < args.endIndex ? Int(args[args.index(after: i)]) : nil
+    if args.contains("shapes") {
+        let r = argument(after: "shapes").flatMap { Int($0) }
         // `shapes ROWS mlp 128,512,16`: the products of an MLP's step instead of the GPT's.
         let mlp = argument(after: "mlp")
         // `shapes ROWS tp N`: the products of tp rank 0's shard, laid out flat.

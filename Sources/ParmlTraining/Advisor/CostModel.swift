@@ -272,8 +272,8 @@ struct CostModel {
         // The accumulator ends holding the cover of the rank's chunks: every other leaf was summed into one.
         let tree = ChunkTree(chunks: plan.chunkCount)
         let merges = mine.count - tree.cover(mine).count
-        // A right child whose left sibling is this rank's too is never copied.
-        let copied = mine.count - mine.filter { $0 % 2 == 1 && $0 - 1 >= mine.lowerBound }.count
+        // A right child (odd chunk) after the rank's first has its left sibling here: never copied.
+        let copied = mine.count - mine.dropFirst().filter { $0 % 2 == 1 }.count
         let passes = 2 * copied + 3 * merges + (c.layout.mesh.dp == 1 ? 2 : 0)
         // Each pass goes over the run's gradient, in the arena or in one of
         // the accumulator's at most height + 1 buffers: those are its working
