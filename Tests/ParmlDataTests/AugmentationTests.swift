@@ -61,7 +61,7 @@ struct AugmentationTests {
                     let s = Int(y[r])
                     let got = Array(x.toArray()[(r * 70)..<((r + 1) * 70)])
                     let want = reference(d, sample: s, epoch: epoch, seed: 9, padding: padding, flip: flip)
-                    #expect(got == want, "epoch \(epoch) sample \(s)")
+                    expectEqualElements(got, want, "epoch \(epoch) sample \(s)")
                     if got != Array(d.inputs.toArray()[(s * 70)..<((s + 1) * 70)]) { changed += 1 }
                 }
             }
@@ -120,7 +120,7 @@ struct AugmentationTests {
         let batcher = try Batcher(dataset: d, batchSize: 6, shuffle: false, dropLast: false, seed: 1)
         let x = try Tensor(shape: Shape(1)), y = try Tensor(shape: Shape(1))
         try batcher.fill(batch: 0, inputs: x, targets: y)
-        #expect(x.toArray() == d.inputs.toArray())
+        expectEqualElements(x.toArray(), d.inputs.toArray())
         try d.setAugmentation(nil)
         #expect(d.augmentation == nil)
         try d.setAugmentation(try Augmentation(cropPadding: 0, horizontalFlip: false))

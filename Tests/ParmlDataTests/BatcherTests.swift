@@ -64,9 +64,9 @@ func epochBatches(_ batcher: Batcher) throws -> [[Int]] {
             let batches = try epochBatches(b)
             #expect(batches.map(\.count) == [3, 3, 3, 1])
             let seen = batches.flatMap { $0 }
-            #expect(seen.sorted() == Array(0..<10))
-            #expect(seen == b.sampleOrder)
-            if !shuffle { #expect(seen == Array(0..<10)) }
+            expectEqualElements(seen.sorted(), Array(0..<10))
+            expectEqualElements(seen, b.sampleOrder)
+            if !shuffle { expectEqualElements(seen, Array(0..<10)) }
         }
     }
 
@@ -77,7 +77,7 @@ func epochBatches(_ batcher: Batcher) throws -> [[Int]] {
         let seen = try epochBatches(b).flatMap { $0 }
         #expect(seen.count == 9)
         #expect(Set(seen).count == 9)
-        #expect(seen == Array(b.sampleOrder.prefix(9)))
+        expectEqualElements(seen, Array(b.sampleOrder.prefix(9)))
         expectError(parmlError { _ = try b.fill(batch: 3, inputs: Tensor(shape: Shape(1)), targets: Tensor(shape: Shape(1))) }, "invalidArgument", mentions: ["3"])
 
         let exact = try Batcher(dataset: try indexedDataset(9), batchSize: 3, shuffle: shuffle, dropLast: true, seed: 7)
@@ -93,7 +93,7 @@ func epochBatches(_ batcher: Batcher) throws -> [[Int]] {
         a.startEpoch(3)
         b.startEpoch(3)
         c.startEpoch(3)
-        #expect(a.sampleOrder == b.sampleOrder)
+        expectEqualElements(a.sampleOrder, b.sampleOrder)
         #expect(try epochBatches(a) == epochBatches(b))
         #expect(a.sampleOrder != c.sampleOrder)
         #expect(a.sampleOrder != Array(0..<50))
@@ -101,14 +101,14 @@ func epochBatches(_ batcher: Batcher) throws -> [[Int]] {
         let epoch3 = a.sampleOrder
         a.startEpoch(4)
         #expect(a.sampleOrder != epoch3)
-        #expect(a.sampleOrder.sorted() == Array(0..<50))
+        expectEqualElements(a.sampleOrder.sorted(), Array(0..<50))
         // Going back reproduces the order: it never depends on the previous epoch.
         a.startEpoch(3)
-        #expect(a.sampleOrder == epoch3)
+        expectEqualElements(a.sampleOrder, epoch3)
         // Independent of the batch size too.
         var other = try Batcher(dataset: d, batchSize: 5, shuffle: true, dropLast: true, seed: 1234)
         other.startEpoch(3)
-        #expect(other.sampleOrder == epoch3)
+        expectEqualElements(other.sampleOrder, epoch3)
     }
 
     @Test func initStartsEpochZero() throws {
@@ -118,7 +118,7 @@ func epochBatches(_ batcher: Batcher) throws -> [[Int]] {
         reset.startEpoch(5)
         reset.startEpoch(0)
         #expect(fresh.epoch == 0)
-        #expect(fresh.sampleOrder == reset.sampleOrder)
+        expectEqualElements(fresh.sampleOrder, reset.sampleOrder)
     }
 
     /// Over many epochs every permutation of 3 samples shows up about equally

@@ -64,7 +64,7 @@ import _ParmlTestSupport
         #expect(d.targets.dtype == .int32)
         #expect(Array(UnsafeBufferPointer(start: d.targets.int32s, count: 3)) == [1, 0, 4])
         #expect(d.numClasses == 5)
-        #expect(d.inputs.toArray() == pixels.map { Float($0) / 255 })
+        expectEqualElements(d.inputs.toArray(), pixels.map { Float($0) / 255 })
         #expect(d.inputs[1] == 1.0)
         #expect(d.inputs[0] == 0.0)
         #expect(d.inputs[2] == Float(0.2))
@@ -78,7 +78,7 @@ import _ParmlTestSupport
             idxHeader(type: 0x0D, dims: [2, 2]) + values.flatMap { be($0.bitPattern) }, to: images, gzip: false)
         try IDX.write(path: labels, dims: [2], ubyte: [0, 1], gzip: false)
         let d = try Dataset.loadIDX(images: images, labels: labels)
-        #expect(d.inputs.toArray() == values)
+        expectEqualElements(d.inputs.toArray(), values)
         #expect(d.inputs.shape == Shape(2, 2))
     }
 

@@ -17,13 +17,13 @@ import _ParmlTestSupport
         if gzip {
             #expect(raw.prefix(2) == [0x1F, 0x8B])
         } else {
-            #expect(raw == idxHeader(type: 0x08, dims: [3, 4, 5]) + values)
+            expectEqualElements(raw, idxHeader(type: 0x08, dims: [3, 4, 5]) + values)
         }
 
         let a = try IDX.read(path: path)
         #expect(a.dims == [3, 4, 5])
         #expect(a.type == .ubyte)
-        #expect(a.values == values.map(Float.init))
+        expectEqualElements(a.values, values.map(Float.init))
     }
 
     @Test func roundTripExtremes() throws {
@@ -44,12 +44,12 @@ import _ParmlTestSupport
         try writeBytes(idxHeader(type: 0x0B, dims: [UInt32(n)]) + ints.flatMap(be), to: path, gzip: gzip)
         let a = try IDX.read(path: path)
         #expect(a.dims == [n])
-        #expect(a.values == ints.map(Float.init))
+        expectEqualElements(a.values, ints.map(Float.init))
 
         let bytes = (0..<(5 * IDX.chunkBytes / 2)).map { UInt8(truncatingIfNeeded: $0 * 31) }
         let path2 = dir.file("big2")
         try IDX.write(path: path2, dims: [bytes.count / 4, 4], ubyte: bytes, gzip: gzip)
-        #expect(try IDX.read(path: path2).values == bytes.map(Float.init))
+        expectEqualElements(try IDX.read(path: path2).values, bytes.map(Float.init))
     }
 
     struct TypeCase: Sendable, CustomTestStringConvertible {
@@ -88,8 +88,8 @@ import _ParmlTestSupport
         try writeBytes(idxHeader(type: c.type.rawValue, dims: c.dims) + c.payload, to: path, gzip: gzip)
         let a = try IDX.read(path: path)
         #expect(a.type == c.type)
-        #expect(a.dims == c.dims.map(Int.init))
-        #expect(a.values == c.expected)
+        expectEqualElements(a.dims, c.dims.map(Int.init))
+        expectEqualElements(a.values, c.expected)
     }
 
     @Test func rankEight() throws {
@@ -98,8 +98,8 @@ import _ParmlTestSupport
         let dims = [1, 2, 1, 2, 1, 2, 1, 2]
         try IDX.write(path: path, dims: dims, ubyte: Array(0..<16), gzip: false)
         let a = try IDX.read(path: path)
-        #expect(a.dims == dims)
-        #expect(a.values == (0..<16).map(Float.init))
+        expectEqualElements(a.dims, dims)
+        expectEqualElements(a.values, (0..<16).map(Float.init))
     }
 
     @Test(arguments: [false, true])

@@ -1,6 +1,7 @@
 import Foundation
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlData
 
@@ -41,7 +42,7 @@ import Testing
         let halves: [Float16] = [0.5, -2, 65504, 0.099975586]
         let hh = NPYHeader(element: .float16, dims: [4, 1], dataOffset: 0, count: 4)
         let f = try halves.withUnsafeBytes { try NPY.inputs(hh, data: $0.baseAddress!, owner: owner, name: "t") }
-        #expect(f.toArray() == halves.map(Float.init))
+        expectEqualElements(f.toArray(), halves.map(Float.init))
 
         // float32 at an aligned address is a view of the caller's bytes, not a copy.
         let floats: [Float] = [1, 2, 3, 4]

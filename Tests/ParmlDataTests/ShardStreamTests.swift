@@ -1,6 +1,7 @@
 import Foundation
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlData
 
@@ -57,15 +58,15 @@ import Testing
         #expect(s.count == 152 && s.numClasses == 7 && s.inputShape == Shape(152, 3))
         let e0 = try epoch(s, 0), e1 = try epoch(s, 1)
         let ids0 = e0.map { Int($0.0) }
-        #expect(ids0.sorted() == Array(0..<152))
+        expectEqualElements(ids0.sorted(), Array(0..<152))
         #expect(e0.allSatisfy { Int($0.0) % 7 == Int($0.1) })  // each label travels with its row
-        #expect(ids0 == s.order(epoch: 0))
-        #expect(e1.map { Int($0.0) } == s.order(epoch: 1))
+        expectEqualElements(ids0, s.order(epoch: 0))
+        expectEqualElements(e1.map { Int($0.0) }, s.order(epoch: 1))
         #expect(ids0 != e1.map { Int($0.0) })
         #expect(ids0 != Array(0..<152))
         // A second dataset with the same seed streams the same order; another seed does not.
         let again = try ShardStream(path: dir.file("manifest.txt"), seed: 5, shuffleBuffer: 20, prefetchRows: 3, rank: 0, ranks: 1)
-        #expect(try epoch(again, 1).map { Int($0.0) } == e1.map { Int($0.0) })
+        expectEqualElements(try epoch(again, 1).map { Int($0.0) }, e1.map { Int($0.0) })
         let other = try ShardStream(path: dir.path, seed: 6, shuffleBuffer: 20, prefetchRows: 8, rank: 0, ranks: 1)
         #expect(other.order(epoch: 0) != ids0)
     }
@@ -74,7 +75,7 @@ import Testing
         let dir = try TempDir()
         try writeShards(dir, rows: [10, 5])
         let s = try ShardStream(path: dir.path, seed: 5, shuffleBuffer: 1, prefetchRows: 4, rank: 0, ranks: 1)
-        #expect(try epoch(s, 3, batch: 4).map { Int($0.0) } == Array(0..<15))
+        expectEqualElements(try epoch(s, 3, batch: 4).map { Int($0.0) }, Array(0..<15))
     }
 
     @Test func positionsOutOfTurnRestartTheStreamAtThem() throws {
@@ -85,7 +86,7 @@ import Testing
         let x = try Tensor(shape: Shape(1, 3)), y = try Tensor(shape: Shape(1), dtype: .int32)
         for positions in [[70, 71, 72], [5, 6], [89], [0, 1, 2, 3], [40, 10]] {
             try positions.withUnsafeBufferPointer { try s.copy(samples: $0, epoch: 2, inputs: x, targets: y) }
-            #expect((0..<positions.count).map { Int(x.data[$0 * 3]) } == positions.map { want[$0] })
+            expectEqualElements((0..<positions.count).map { Int(x.data[$0 * 3]) }, positions.map { want[$0] })
         }
     }
 

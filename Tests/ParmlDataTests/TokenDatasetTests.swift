@@ -50,7 +50,7 @@ func epochStarts(_ b: Batcher, blockSize t: Int) throws -> [Int] {
         for epoch in 0..<3 {
             b.startEpoch(epoch)
             let starts = try epochStarts(b, blockSize: 4)
-            #expect(starts == (0..<12).map { d.start(ofSample: $0, epoch: epoch) })
+            expectEqualElements(starts, (0..<12).map { d.start(ofSample: $0, epoch: epoch) })
             #expect(starts.allSatisfy { $0 >= 0 && $0 <= 50 - 4 - 1 })
         }
     }
@@ -61,7 +61,7 @@ func epochStarts(_ b: Batcher, blockSize t: Int) throws -> [Int] {
         let same = try TokenDataset(ids: ids, blockSize: 8, mode: .random, seed: 1234, windows: 40)
         let other = try TokenDataset(ids: ids, blockSize: 8, mode: .random, seed: 1235, windows: 40)
         let starts = (0..<40).map { a.start(ofSample: $0, epoch: 3) }
-        #expect(starts == (0..<40).map { same.start(ofSample: $0, epoch: 3) })
+        expectEqualElements(starts, (0..<40).map { same.start(ofSample: $0, epoch: 3) })
         #expect(starts != (0..<40).map { other.start(ofSample: $0, epoch: 3) })
         #expect(starts != (0..<40).map { a.start(ofSample: $0, epoch: 4) })
 
@@ -70,7 +70,7 @@ func epochStarts(_ b: Batcher, blockSize t: Int) throws -> [Int] {
         // same windows for the same global sample index.
         var whole = try Batcher(dataset: a, batchSize: 16, shuffle: false, dropLast: false, seed: 0)
         whole.startEpoch(3)
-        #expect(try epochStarts(whole, blockSize: 8) == starts)
+        expectEqualElements(try epochStarts(whole, blockSize: 8), starts)
         let x = try Tensor(shape: Shape(1)), y = try Tensor(shape: Shape(1))
         var parts: [Int] = []
         for k in 0..<whole.batchCount {
@@ -82,10 +82,10 @@ func epochStarts(_ b: Batcher, blockSize t: Int) throws -> [Int] {
                 lo = hi
             }
         }
-        #expect(parts == starts)
+        expectEqualElements(parts, starts)
         var small = try Batcher(dataset: a, batchSize: 7, shuffle: false, dropLast: false, seed: 0)
         small.startEpoch(3)
-        #expect(try epochStarts(small, blockSize: 8) == starts)
+        expectEqualElements(try epochStarts(small, blockSize: 8), starts)
     }
 
     @Test func randomStartsAreUniformOverEveryStart() throws {

@@ -33,7 +33,7 @@ import _ParmlTestSupport
         a.startEpoch(5)
         b.startEpoch(2)
         b.startEpoch(5)
-        #expect(a.sampleOrder == b.sampleOrder)
+        expectEqualElements(a.sampleOrder, b.sampleOrder)
         b.startEpoch(6)
         #expect(a.sampleOrder != b.sampleOrder)
         // With replacement: some sample repeats in 50 draws of 50.

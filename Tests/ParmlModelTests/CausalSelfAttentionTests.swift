@@ -258,7 +258,7 @@ private func worst(_ a: [Float], _ b: [Double], atol: Double = 1e-5, rtol: Doubl
                 for i in 0..<t {
                     let row = Array(y[(bi * t + i) * c..<(bi * t + i + 1) * c]), was = Array(base[(bi * t + i) * c..<(bi * t + i + 1) * c])
                     if i < j {
-                        #expect(row.map(\.bitPattern) == was.map(\.bitPattern), "token \(j) changed output \(i) of sample \(bi)")
+                        expectEqualElements(row.map(\.bitPattern), was.map(\.bitPattern), "token \(j) changed output \(i) of sample \(bi)")
                     } else {
                         #expect(maxAbsDiff(row, was) > 1e-3, "token \(j) did not change output \(i) of sample \(bi)")
                     }

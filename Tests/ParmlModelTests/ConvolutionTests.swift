@@ -63,7 +63,7 @@ let convBackends: [ConvolutionBackend] = OneDNN.available ? [.im2col, .onednn] :
         let d = maxAbsDiff(y.toArray(), want.y)
         #expect(d <= 1e-5, "\(t): max abs diff \(d)")
         // A second pass through the same buffers gives the same bits.
-        #expect(try model.forward(x, training).toArray() == y.toArray())
+        expectEqualElements(try model.forward(x, training).toArray(), y.toArray())
     }
 
     /// Convolution is linear in x and in the weights: central differences

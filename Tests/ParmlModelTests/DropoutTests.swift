@@ -9,13 +9,13 @@ import _ParmlTestSupport
         let d = try Dropout(probability: 0.5)
         let x = try randomTensor(Shape(4, 6), seed: 1)
         let y = try d.forward(x, PassContext(training: false, step: 7, seed: 3))
-        #expect(y.toArray() == x.toArray())
+        expectEqualElements(y.toArray(), x.toArray())
         let dy = try randomTensor(Shape(4, 6), seed: 2)
         let dx = try d.backward(dy, PassContext(training: false), needInputGradient: true, accumulate: false)
         #expect(dx?.toArray() == dy.toArray())
         // p = 0 in training is the identity as well.
         let none = try Dropout(probability: 0)
-        #expect(try none.forward(x, PassContext(training: true, seed: 3)).toArray() == x.toArray())
+        expectEqualElements(try none.forward(x, PassContext(training: true, seed: 3)).toArray(), x.toArray())
     }
 
     @Test(arguments: [Float(0.1), 0.3, 0.5, 0.9])
@@ -35,7 +35,7 @@ import _ParmlTestSupport
         let dy = try Tensor(shape: x.shape)
         dy.fill(2)
         let dx = try d.backward(dy, PassContext(training: true, step: 5, seed: 11), needInputGradient: true, accumulate: false)!.toArray()
-        #expect(dx == y.map { 2 * $0 })
+        expectEqualElements(dx, y.map { 2 * $0 })
     }
 
     @Test func invalidProbability() {
@@ -56,7 +56,7 @@ import _ParmlTestSupport
             try Tensor(Array(xv[(4 * row)...]), shape: shape.withLeading(4)),
             PassContext(training: true, step: 2, sampleOffset: 4, seed: 42)
         ).toArray()
-        #expect(Array(full[(4 * row)...]).map(\.bitPattern) == tail.map(\.bitPattern), "max abs diff \(maxAbsDiff(Array(full[(4 * row)...]), tail))")
+        expectEqualElements(Array(full[(4 * row)...]).map(\.bitPattern), tail.map(\.bitPattern), "max abs diff \(maxAbsDiff(Array(full[(4 * row)...]), tail))")
         // Split in uneven pieces: 0..<3, 3..<4, 4..<8.
         var pieces: [Float] = []
         for (lo, hi) in [(0, 3), (3, 4), (4, 8)] {
@@ -65,7 +65,7 @@ import _ParmlTestSupport
                 PassContext(training: true, step: 2, sampleOffset: lo, seed: 42))
             pieces += part.toArray()
         }
-        #expect(pieces.map(\.bitPattern) == full.map(\.bitPattern))
+        expectEqualElements(pieces.map(\.bitPattern), full.map(\.bitPattern))
         // Another step, seed or offset draws another mask.
         let otherStep = try d.forward(try Tensor(xv, shape: shape), PassContext(training: true, step: 3, sampleOffset: 0, seed: 42)).toArray()
         let otherSeed = try d.forward(try Tensor(xv, shape: shape), PassContext(training: true, step: 2, sampleOffset: 0, seed: 43)).toArray()

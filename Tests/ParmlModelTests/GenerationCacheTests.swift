@@ -93,7 +93,7 @@ private func worstLogitDifference(
             for sampling in samplings {
                 let cached = try model.generate(prompt: prompt, count: 20, sampling: sampling)
                 let uncached = try model.generate(prompt: prompt, count: 20, sampling: sampling, useCache: false)
-                #expect(cached == uncached, "prompt \(prompt), \(sampling)")
+                expectEqualElements(cached, uncached, "prompt \(prompt), \(sampling)")
                 // A sequence of one repeated token would prove little.
                 #expect(Set(cached).count >= 3, "prompt \(prompt), \(sampling): \(cached)")
             }
@@ -107,7 +107,7 @@ private func worstLogitDifference(
         let whole = Array(UnsafeBufferPointer(start: try model.forward(x, PassContext(training: false)).data, count: 7 * 13))
         try model.beginSequence(capacity: 8)
         let decoded = try model.decode(x, at: 0)
-        #expect(Array(UnsafeBufferPointer(start: decoded.data, count: decoded.count)) == whole)
+        expectEqualElements(Array(UnsafeBufferPointer(start: decoded.data, count: decoded.count)), whole)
     }
 
     @Test func decodingOutOfOrderOrPastTheRoomIsRefused() throws {

@@ -84,11 +84,11 @@ func firstKind(_ kind: LayerKind) throws -> LayerKind { try kind.requires.map { 
         #expect(layer.kind == name)
         #expect(layer.descriptor?.name == name)
         // Complete values, in the kind's declared order, defaults filled in.
-        #expect(layer.attributes.entries.map(\.name) == kind.attributes.map(\.name))
+        expectEqualElements(layer.attributes.entries.map(\.name), kind.attributes.map(\.name))
         let again = try kind.make(layer.attributes)
         #expect(again.attributes == layer.attributes)
         #expect(try layer.replicate().attributes == layer.attributes)
-        #expect(again.parameterSpecs.map(\.shape) == layer.parameterSpecs.map(\.shape))
+        expectEqualElements(again.parameterSpecs.map(\.shape), layer.parameterSpecs.map(\.shape))
     }
 
     /// Backward against central differences, parameters and input, in training mode.

@@ -61,17 +61,17 @@ import _ParmlTestSupport
         try a.initialize(seed: 123)
         try b.initialize(seed: 123)
         try c.initialize(seed: 124)
-        #expect(a.parameters!.toArray().map(\.bitPattern) == b.parameters!.toArray().map(\.bitPattern))
+        expectEqualElements(a.parameters!.toArray().map(\.bitPattern), b.parameters!.toArray().map(\.bitPattern))
         #expect(a.parameters!.toArray() != c.parameters!.toArray())
         // Re-initialising redraws the same values.
         a.parameters!.fill(0.5)
         try a.initialize(seed: 123)
-        #expect(a.parameters!.toArray() == b.parameters!.toArray())
+        expectEqualElements(a.parameters!.toArray(), b.parameters!.toArray())
         // Parameter i of tensor j is Philox(seed) stream j element i, whatever the model around it.
         let alone = Model()
         try alone.add(try Linear(inFeatures: 10, outFeatures: 20))
         try alone.initialize(seed: 123)
-        #expect(Array(a.parameters!.toArray()[0..<220]) == alone.parameters!.toArray())
+        expectEqualElements(Array(a.parameters!.toArray()[0..<220]), alone.parameters!.toArray())
     }
 
     @Test func summaryNamesLayers() throws {
@@ -148,10 +148,10 @@ import _ParmlTestSupport
         try m.initialize(seed: 9)
         var buf = [Float](repeating: 0, count: m.parameterCount)
         try buf.withUnsafeMutableBufferPointer { try m.copyParameters(to: $0.baseAddress!) }
-        #expect(buf == m.parameters!.toArray())
+        expectEqualElements(buf, m.parameters!.toArray())
         let other = randomArray(m.parameterCount, seed: 10)
         try other.withUnsafeBufferPointer { try m.setParameters(from: $0.baseAddress!) }
-        #expect(m.parameters!.toArray() == other)
+        expectEqualElements(m.parameters!.toArray(), other)
     }
 }
 
@@ -171,6 +171,6 @@ import _ParmlTestSupport
         #expect(v.allSatisfy { $0.isFinite })
         var tail = [Float](repeating: 0, count: 10)
         rng.fillNormal(&tail, count: 10, stream: 3, first: 1234, std: 0.02)
-        #expect(tail == Array(v[1234..<1244]))
+        expectEqualElements(tail, Array(v[1234..<1244]))
     }
 }

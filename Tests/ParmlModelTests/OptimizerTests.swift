@@ -234,12 +234,12 @@ private func expectSteps(_ got: [[Float]], _ want: [[Double]], _ what: String, s
             return (p, copy)
         }
         let plain = try run(rounding: false), rounded = try run(rounding: true)
-        #expect(rounded.p.map(\.bitPattern) == plain.p.map(\.bitPattern), "\(kind): the update changed")
+        expectEqualElements(rounded.p.map(\.bitPattern), plain.p.map(\.bitPattern), "\(kind): the update changed")
         var expected = [UInt16](repeating: 0xFFFF, count: n)
         rounded.p.withUnsafeBufferPointer { pp in
             expected.withUnsafeMutableBufferPointer { BF16.round(pp.baseAddress! + lo, into: $0.baseAddress! + lo, count: range.count) }
         }
-        #expect(rounded.copy == expected, "\(kind): the copy is not the updated values rounded")
+        expectEqualElements(rounded.copy, expected, "\(kind): the copy is not the updated values rounded")
     }
 
     @Test func validation() {
@@ -381,7 +381,7 @@ private func expectSteps(_ got: [[Float]], _ want: [[Double]], _ what: String, s
             scratch.withUnsafeMutableBufferPointer { GradientClipping.clip(gp.baseAddress!, count: 37, maxNorm: maxNorm, scratch: $0.baseAddress!) }
         }
         #expect(norm == 5)
-        #expect(g == grads())
+        expectEqualElements(g, grads())
     }
 
     /// The norm is a sum of per-block sums in block order: the same bits
@@ -402,7 +402,7 @@ private func expectSteps(_ got: [[Float]], _ want: [[Double]], _ what: String, s
                 }
             }
         }
-        #expect(whole.map(\.bitPattern) == parts.map(\.bitPattern))
+        expectEqualElements(whole.map(\.bitPattern), parts.map(\.bitPattern))
         let norm = whole.withUnsafeBufferPointer { GradientClipping.norm(blockSums: $0.baseAddress!, blocks: blocks) }
         let exact = g.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
         #expect(abs(Double(norm) - exact) <= 1e-5 * exact)

@@ -35,7 +35,7 @@ let poolCases: [PoolCase] = [
         let want = Naive.pool2d(
             x: x.toArray(), planes: t.n * t.c, h: t.h, w: t.w, kernel: t.kernel, stride: t.stride, padding: t.padding, max: true)
         #expect(y.shape == Shape(t.n, t.c, want.height, want.width))
-        #expect(y.toArray() == want.y, "\(t)")
+        expectEqualElements(y.toArray(), want.y, "\(t)")
         // Values apart by far more than the step: the maxima stay put and the difference quotient is exact.
         try gradientCheck(model: model, input: try spreadInput(t), ctx: training, eps: 1e-3, atol: 1e-4, rtol: 1e-4)
     }
@@ -110,7 +110,7 @@ let poolCases: [PoolCase] = [
         for threads in [1, 2, 3] {
             BLAS.threads = threads
             let model = try makeModel([try MaxPool2d(kernel: (2, 2), stride: (2, 2))])
-            #expect(try model.forward(x, training).toArray() == want.y, "\(threads) threads")
+            expectEqualElements(try model.forward(x, training).toArray(), want.y, "\(threads) threads")
             grads.append(try model.root.backward(dy, training, needInputGradient: true, accumulate: false)!.toArray())
         }
         #expect(grads[1] == grads[0] && grads[2] == grads[0])

@@ -1,5 +1,6 @@
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlParallel
 
@@ -76,7 +77,7 @@ struct PointToPointTests {
         let colors = (0..<size).map { $0 % 3 }
         let keys = (0..<size).map { -$0 }
         let subs = try world.split(colors: colors, keys: keys, name: "mod3")
-        #expect(subs.map(\.size) == Array(repeating: 2, count: size))
+        expectEqualElements(subs.map(\.size), Array(repeating: 2, count: size))
         // Each pair is ordered by key (descending world rank here).
         #expect(subs.map(\.rank) == [1, 1, 1, 0, 0, 0])
         let pool = try RankPool(size: size)

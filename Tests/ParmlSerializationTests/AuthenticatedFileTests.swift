@@ -48,12 +48,12 @@ import _ParmlTestSupport
         let bytes = try encodeModel(m, Self.key)
         // The plain file's body, then the auth field, then the crc32.
         #expect(bytes.count == plain.count + FileAuthentication.fieldSize)
-        #expect(Array(bytes.prefix(plain.count - FileFormat.trailerSize)) == Array(plain.dropLast(FileFormat.trailerSize)))
+        expectEqualElements(Array(bytes.prefix(plain.count - FileFormat.trailerSize)), Array(plain.dropLast(FileFormat.trailerSize)))
         let back = try bytes.withUnsafeBytes { b in try Self.key.withUnsafeBytes { try ModelFile.decode(b, key: $0) } }
-        #expect(parameterBits(back) == parameterBits(m))
+        expectEqualElements(parameterBits(back), parameterBits(m))
         #expect(back.summary == m.summary)
         // Deterministic: the same model and key give the same bytes.
-        #expect(try encodeModel(m, Self.key) == bytes)
+        expectEqualElements(try encodeModel(m, Self.key), bytes)
     }
 
     @Test func keyMismatchesAreDistinctErrors() throws {
@@ -67,7 +67,7 @@ import _ParmlTestSupport
         // the key; a reader without one sees a plain file, as it would any.
         let start = authStart(signed)
         let stripped = resealed(Array(signed[..<start]) + Array(signed[(start + FileAuthentication.fieldSize)...]))
-        #expect(stripped == plain)
+        expectEqualElements(stripped, plain)
         expectError(decodeError(stripped, key: Self.key), "authMissing")
     }
 
@@ -177,6 +177,6 @@ import _ParmlTestSupport
         // The model inside an authenticated checkpoint loads with its key only.
         #expect(decodeError(signed, key: nil)?.kind == "authKey")
         let m = try signed.withUnsafeBytes { b in try Self.key.withUnsafeBytes { try ModelFile.decode(b, key: $0) } }
-        #expect(parameterBits(m) == parameterBits(src.model))
+        expectEqualElements(parameterBits(m), parameterBits(src.model))
     }
 }

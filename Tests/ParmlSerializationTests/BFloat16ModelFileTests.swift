@@ -28,9 +28,9 @@ import _ParmlTestSupport
         #expect(half.count == whole.count - 2 * n)
         let back = try half.withUnsafeBytes { try ModelFile.decode($0) }
         #expect(back.summary == m.summary)
-        #expect(parameterBits(back) == parameterBits(m).map { Self.reference(Float(bitPattern: $0)).bitPattern })
+        expectEqualElements(parameterBits(back), parameterBits(m).map { Self.reference(Float(bitPattern: $0)).bitPattern })
         // Already bfloat16: saving again changes nothing.
-        #expect(encodedArray(try ModelFile.encode(back, weights: .bfloat16)) == half)
+        expectEqualElements(encodedArray(try ModelFile.encode(back, weights: .bfloat16)), half)
         // Predictions stay within bfloat16's rounding of the weights.
         let x = try Tensor(randomArray(5 * 12, seed: 9), shape: Shape(5, 3, 4))
         let a = try m.forward(x, PassContext(training: false)).toArray()
@@ -51,7 +51,7 @@ import _ParmlTestSupport
         for (i, v) in values.enumerated() { m.parameters!.data[i] = v }
         let back = try encodedArray(try ModelFile.encode(m, weights: .bfloat16)).withUnsafeBytes { try ModelFile.decode($0) }
         let got = (0..<values.count).map { back.parameters!.data[$0].bitPattern }
-        #expect(got == values.map { Self.reference($0).bitPattern })
+        expectEqualElements(got, values.map { Self.reference($0).bitPattern })
         #expect(got[0] == 0x3F80_0000 && got[1] == 0x3F82_0000 && got[2] == 0x4000_0000 && got[3] == 0)
         #expect(Float(bitPattern: got[4]).isInfinite)  // rounds past the largest bfloat16, as IEEE rounding does
     }
@@ -86,7 +86,7 @@ import _ParmlTestSupport
         let m = try everyKindModel()
         let bytes = try key.withUnsafeBytes { encodedArray(try ModelFile.encode(m, weights: .bfloat16, key: $0)) }
         let back = try key.withUnsafeBytes { k in try bytes.withUnsafeBytes { try ModelFile.decode($0, key: k) } }
-        #expect(parameterBits(back) == parameterBits(m).map { Self.reference(Float(bitPattern: $0)).bitPattern })
+        expectEqualElements(parameterBits(back), parameterBits(m).map { Self.reference(Float(bitPattern: $0)).bitPattern })
         expectError(parmlError { _ = try bytes.withUnsafeBytes { try ModelFile.decode($0) } }, "authKey")
     }
 }

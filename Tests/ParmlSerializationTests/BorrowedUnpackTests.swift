@@ -59,7 +59,7 @@ import _ParmlTestSupport
             let values = randomArray(n, seed: UInt64(n))
             let bytes = try Self.tensorBytes(values)
             let back = try bytes.withUnsafeBytes { try TensorFile.decode($0) }
-            #expect(back.toArray().map(\.bitPattern) == values.map(\.bitPattern), "\(n) floats")
+            expectEqualElements(back.toArray().map(\.bitPattern), values.map(\.bitPattern), "\(n) floats")
             Self.expectSame(bytes, pml_tensor_descriptor(), "\(n) floats")
             try bytes.withUnsafeBufferPointer { b in
                 let u = try #require(pml_unpack_borrowing(pml_tensor_descriptor(), b.baseAddress!, b.count, 1 << 20, nil))
@@ -82,7 +82,7 @@ import _ParmlTestSupport
             w.bytes(2, [4])
             w.bytes(3, fake)
             let back = try w.bytes.withUnsafeBytes { try TensorFile.decode($0) }
-            #expect(back.toArray().flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } == fake)
+            expectEqualElements(back.toArray().flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }, fake)
             Self.expectSame(w.bytes, pml_tensor_descriptor(), "forged index \(index)")
         }
     }
@@ -98,7 +98,7 @@ import _ParmlTestSupport
             defer { pml_unpacked_free(u) }
             let t = UnsafeRawPointer(pml_unpacked_message(u)).assumingMemoryBound(to: Parml__Tensor.self).pointee
             #expect(t.n_dims == 2)  // repeated dims: concatenated
-            #expect(Array(UnsafeRawBufferPointer(start: t.data.data, count: t.data.len)) == Array(b.suffix(16)))  // data: the last
+            expectEqualElements(Array(UnsafeRawBufferPointer(start: t.data.data, count: t.data.len)), Array(b.suffix(16)))  // data: the last
         }
         var padded = Wire()
         padded.uint(1, 1)

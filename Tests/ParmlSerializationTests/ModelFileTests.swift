@@ -12,14 +12,14 @@ import _ParmlTestSupport
         let back = try bytes.withUnsafeBytes { try ModelFile.decode($0) }
         #expect(back.summary == m.summary)
         #expect(back.seed == m.seed)
-        #expect(parameterBits(back) == parameterBits(m))
+        expectEqualElements(parameterBits(back), parameterBits(m))
         // Same predictions, bit for bit (inference: dropout off).
         let x = try Tensor(randomArray(5 * 12, seed: 9), shape: Shape(5, 3, 4))
         let a = try m.forward(x, PassContext(training: false)).toArray()
         let b = try back.forward(x, PassContext(training: false)).toArray()
-        #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
+        expectEqualElements(a.map(\.bitPattern), b.map(\.bitPattern))
         // Encoding is deterministic: the same model gives the same bytes.
-        #expect(encodedArray(try ModelFile.encode(back)) == bytes)
+        expectEqualElements(encodedArray(try ModelFile.encode(back)), bytes)
     }
 
     @Test func tensorRoundTrip() throws {
@@ -27,7 +27,7 @@ import _ParmlTestSupport
         let bytes = encodedArray(try TensorFile.encode(t))
         let back = try bytes.withUnsafeBytes { try TensorFile.decode($0) }
         #expect(back.shape == t.shape)
-        #expect(back.toArray().map(\.bitPattern) == t.toArray().map(\.bitPattern))
+        expectEqualElements(back.toArray().map(\.bitPattern), t.toArray().map(\.bitPattern))
         let empty = try Tensor(shape: Shape(0, 5))
         let e = try encodedArray(TensorFile.encode(empty)).withUnsafeBytes { try TensorFile.decode($0) }
         #expect(e.shape == Shape(0, 5))
@@ -55,7 +55,7 @@ import _ParmlTestSupport
         let stored = bytes.suffix(4).reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
         #expect(file.crc?.covered == bytes.count - 5)
         #expect(file.crc?.value == stored)
-        #expect(parameterBits(try ModelFile.decode(file)) == parameterBits(m))
+        expectEqualElements(parameterBits(try ModelFile.decode(file)), parameterBits(m))
         for at in [3, bytes.count / 2, bytes.count - 6] {
             var bad = bytes
             bad[at] ^= 0x10
@@ -74,7 +74,7 @@ import _ParmlTestSupport
         for size in [10, 3] {
             let bytes = [UInt8](repeating: UInt8(size), count: size)
             try bytes.withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
-            #expect(encodedArray(try FileIO.read(path)) == bytes)
+            expectEqualElements(encodedArray(try FileIO.read(path)), bytes)
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["m.pb"])
         expectError(parmlError { _ = try FileIO.read(dir + "/missing") }, "io", mentions: ["missing"])
@@ -103,14 +103,14 @@ import _ParmlTestSupport
         defer { close(held) }
         let bytes = [UInt8](repeating: 7, count: 100)
         try bytes.withUnsafeBytes { try FileIO.writeAtomically($0, to: path) }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == (keep + ["m.pb"]).sorted())
+        expectEqualElements(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), (keep + ["m.pb"]).sorted())
         for unnamed in [true, false] {
             let wrote = try bytes.withUnsafeBytes { b in
                 try FileIO.writeAtomically(to: path, unnamed: unnamed) { fd, tmp in try FileIO.writeAll(fd, b, path: tmp) }
             }
             #expect(wrote)
-            #expect(encodedArray(try FileIO.read(path)) == bytes)
-            #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == (keep + ["m.pb"]).sorted())
+            expectEqualElements(encodedArray(try FileIO.read(path)), bytes)
+            expectEqualElements(try FileManager.default.contentsOfDirectory(atPath: dir).sorted(), (keep + ["m.pb"]).sorted())
         }
     }
 }
@@ -143,7 +143,7 @@ import _ParmlTestSupport
         let back = try bytes.withUnsafeBytes { try ModelFile.decode($0) }
         #expect(back.root.layers.last?.kind == name)
         #expect(back.root.layers.last?.attributes == m.root.layers.last?.attributes)
-        #expect(parameterBits(back) == parameterBits(m))
+        expectEqualElements(parameterBits(back), parameterBits(m))
         // One sequence of 3 positions of 4 features: sequence kinds (attention)
         // need rank 3; kinds that refuse it read images (N, C, H, W).
         let shape = (try? m.root.layers[0].outputShape(for: Shape(1, 3, 4))) == nil ? Shape(2, 4, 5, 5) : Shape(1, 3, 4)
@@ -152,7 +152,7 @@ import _ParmlTestSupport
         let x = try Tensor(values, shape: shape)
         let a = try m.forward(x, PassContext(training: false)).toArray()
         let b = try back.forward(x, PassContext(training: false)).toArray()
-        #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
+        expectEqualElements(a.map(\.bitPattern), b.map(\.bitPattern))
         let onnx = try OnnxExport.encode(m, inputShape: x.shape, producerVersion: "test")
         #expect(onnx.count > 0)
     }

@@ -63,7 +63,7 @@ private func steps(_ t: Trainer, _ range: Range<Int>) throws {
         let bytes = encodedArray(try CheckpointFile.encode(t))
         let m = try bytes.withUnsafeBytes { try ModelFile.decode($0) }
         #expect(m.summary == t.model.summary)
-        #expect(parameterBits(m) == parameterBits(t.model))
+        expectEqualElements(parameterBits(m), parameterBits(t.model))
         // Damage inside the checkpoint is still caught.
         var bad = bytes
         bad[bad.count / 2] ^= 1
@@ -245,7 +245,7 @@ private func expectSameState(_ a: Trainer, _ b: Trainer, tolerance: Float) throw
         try saved.withUnsafeBytes { try CheckpointFile.restore($0, into: resumed) }
         #expect(resumed.learningRate == rate && resumed.learningRateScale == reference.learningRateScale)
         try steps(resumed, 3..<6)
-        #expect(parameterBits(resumed.model) == parameterBits(reference.model))
+        expectEqualElements(parameterBits(resumed.model), parameterBits(reference.model))
         // Without a factor the field is left out (the bytes stay as before) and reads as 1.
         let plain = try trainer(.sgd, dp: 1, zero: 0, modelSeed: 5)
         let bytes = encodedArray(try CheckpointFile.encode(plain))

@@ -152,7 +152,7 @@ private func denseGemm(_ a: [Float], _ b: [Float], _ c: inout [Float], m: Int, n
             _ = BLAS.skippingProducts { product(beta: 0) }
             return product(beta: 0)
         }
-        #expect(nested == before)
+        expectEqualElements(nested, before)
         // Computed again: to rounding, since which thread's oneDNN plan runs
         // a block is not this test's concern (on 2026-12-07 a clean-clone CI
         // under ASan, other suites running beside it, read different bits

@@ -66,7 +66,7 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
         }
         var expected = y0
         for r in 0..<rows { for c in 0..<n { expected[r * n + c] += b[c] } }
-        #expect(y == expected, "max abs diff \(maxAbsDiff(y, expected))")
+        expectEqualElements(y, expected, "max abs diff \(maxAbsDiff(y, expected))")
     }
 
     @Test(arguments: kernelSizes)
@@ -77,7 +77,7 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
         y.withUnsafeMutableBufferPointer { py in
             b.withUnsafeBufferPointer { Kernels.broadcastRows($0.baseAddress!, into: py.baseAddress!, rows: rows, cols: n) }
         }
-        #expect(y == b + b + b)
+        expectEqualElements(y, b + b + b)
     }
 
     /// db = beta·db + Σ_rows dy: beta 0 overwrites (even NaN), 1 accumulates,
@@ -214,7 +214,7 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
                 return (y, yTrain, plain, cached)
             }
         }
-        #expect(y.map(\.bitPattern) == yTrain.map(\.bitPattern))
+        expectEqualElements(y.map(\.bitPattern), yTrain.map(\.bitPattern))
         for i in 0..<n where !x[i].isNaN {
             #expect(cached[i] == plain[i] && (plain[i] == 0 || cached[i].bitPattern == plain[i].bitPattern), "x = \(x[i])")
         }
@@ -239,9 +239,9 @@ private func backwardKernel(_ kind: String, x: [Float], y: [Float], dy: [Float])
         var scaled = a
         scaled.withUnsafeMutableBufferPointer { Kernels.scale($0.baseAddress!, by: -0.37, count: n) }
         // One IEEE operation each: results are exact to the bit.
-        #expect(prod == zip(a, b).map { $0 * $1 })
-        #expect(sum == zip(a, b).map { $0 + $1 })
-        #expect(scaled == a.map { $0 * -0.37 })
+        expectEqualElements(prod, zip(a, b).map { $0 * $1 })
+        expectEqualElements(sum, zip(a, b).map { $0 + $1 })
+        expectEqualElements(scaled, a.map { $0 * -0.37 })
     }
 
     /// In-place use (output aliasing an input), as layers do with buffers.

@@ -94,8 +94,8 @@ import _ParmlTestSupport
             Self.gemm(false, true, m, n, k, a, b, beta, &dense, ldc: n)
             Self.gemm(false, true, m, n, k, a, b, beta, &block, ldc: 2 * n)
             for i in 0..<m {
-                #expect(Array(block[(i * 2 * n)..<(i * 2 * n + n)]) == Array(dense[(i * n)..<(i * n + n)]), "beta \(beta), row \(i)")
-                #expect(Array(block[(i * 2 * n + n)..<(i * 2 * n + 2 * n)]) == Array(c0[(i * 2 * n + n)..<(i * 2 * n + 2 * n)]))
+                expectEqualElements(Array(block[(i * 2 * n)..<(i * 2 * n + n)]), Array(dense[(i * n)..<(i * n + n)]), "beta \(beta), row \(i)")
+                expectEqualElements(Array(block[(i * 2 * n + n)..<(i * 2 * n + 2 * n)]), Array(c0[(i * 2 * n + n)..<(i * 2 * n + 2 * n)]))
             }
         }
     }
@@ -121,8 +121,8 @@ import _ParmlTestSupport
             done.signal()
         }.start()
         done.wait()
-        #expect(here == again)
-        #expect(here == there.value)
+        expectEqualElements(here, again)
+        expectEqualElements(here, there.value)
     }
 
     private final class Result: @unchecked Sendable { var value: [Float] = [] }

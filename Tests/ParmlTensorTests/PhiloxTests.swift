@@ -34,7 +34,7 @@ let philoxVectors: [PhiloxVector] = [
         #expect(rng.key.0 == v.key.0 && rng.key.1 == v.key.1, "key (\(hex(rng.key.0)), \(hex(rng.key.1)))")
         let r = rng.block(v.counter.0, v.counter.1, v.counter.2, v.counter.3)
         let got = [r.0, r.1, r.2, r.3], want = [v.expected.0, v.expected.1, v.expected.2, v.expected.3]
-        #expect(got == want, "got \(got.map(hex)), want \(want.map(hex))")
+        expectEqualElements(got, want, "got \(got.map(hex)), want \(want.map(hex))")
     }
 
     /// Element i of a stream has one value, whatever range it is drawn in.
@@ -55,7 +55,7 @@ let philoxVectors: [PhiloxVector] = [
                     at += len
                 }
             }
-            #expect(whole.map(\.bitPattern) == parts.map(\.bitPattern), "split \(split) at first=\(base): max abs diff \(maxAbsDiff(whole, parts))")
+            expectEqualElements(whole.map(\.bitPattern), parts.map(\.bitPattern), "split \(split) at first=\(base): max abs diff \(maxAbsDiff(whole, parts))")
         }
     }
 
@@ -65,7 +65,7 @@ let philoxVectors: [PhiloxVector] = [
         v.withUnsafeMutableBufferPointer { rng.fillUniform($0.baseAddress!, count: 8, stream: 5) }
         let b0 = rng.block(0, 0, 5, 0), b1 = rng.block(1, 0, 5, 0)
         let words = [b0.0, b0.1, b0.2, b0.3, b1.0, b1.1, b1.2, b1.3]
-        #expect(v == words.map(Philox.toUnit))
+        expectEqualElements(v, words.map(Philox.toUnit))
     }
 
     @Test(arguments: [(Float(0), Float(1)), (-2, 3), (-0.125, 0.125), (-0.0883883, 0.0883883), (10, 10.5)])
@@ -100,7 +100,7 @@ let philoxVectors: [PhiloxVector] = [
 
     @Test func seedsAndStreamsAreIndependent() {
         let a = randomArray(64, seed: 1, stream: 1)
-        #expect(a == randomArray(64, seed: 1, stream: 1))
+        expectEqualElements(a, randomArray(64, seed: 1, stream: 1))
         #expect(a != randomArray(64, seed: 2, stream: 1))
         #expect(a != randomArray(64, seed: 1, stream: 2))
         // High seed bits matter too (they are key.1).
@@ -133,7 +133,7 @@ let philoxVectors: [PhiloxVector] = [
     for (first, count) in [(0, 1), (1, 6), (3, 2), (7, 1), (1001, 4093), (n - 3, 3)] {
         var part = [Float](repeating: 1, count: count)
         part.withUnsafeMutableBufferPointer { rng.addNormal(to: $0.baseAddress!, count: count, stream: 5, first: UInt64(first), std: std) }
-        #expect(part == whole[first..<first + count].map { $0 + 1 }, "elements \(first)..<\(first + count)")
+        expectEqualElements(part, whole[first..<first + count].map { $0 + 1 }, "elements \(first)..<\(first + count)")
     }
     let mean = whole.reduce(0.0) { $0 + Double($1) } / Double(n)
     let variance = whole.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(n - 1)

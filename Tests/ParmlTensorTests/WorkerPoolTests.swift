@@ -304,10 +304,10 @@ private struct MarkRanges: RangeTask {
             if b & 0x7F80_0000 == 0 { return UInt16(b >> 16) & 0x8000 }
             return UInt16((b &+ 0x7FFF &+ ((b >> 16) & 1)) >> 16)
         }
-        #expect(one == reference)
+        expectEqualElements(one, reference)
         for threads in [2, 3] {
             let split = run(threads)
-            #expect(split == one, "\(threads) threads: \(zip(one, split).filter { $0 != $1 }.count) of \(n) differ")
+            expectEqualElements(split, one, "\(threads) threads: \(zip(one, split).filter { $0 != $1 }.count) of \(n) differ")
         }
     }
 
@@ -426,7 +426,7 @@ private struct MarkRanges: RangeTask {
             try BF16Products().gemm(
                 transA: false, transB: true, m: m, n: n, k: k, a, lda: k, b, ldb: k, beta: 0, &strided, ldc: ldc, threads: 1, bias: pb.baseAddress!)
         }
-        #expect(broadcast.map(\.bitPattern) == strided.map(\.bitPattern))
+        expectEqualElements(broadcast.map(\.bitPattern), strided.map(\.bitPattern))
     }
 
     /// oneDNN sizes its OpenMP teams by the calling thread's OpenMP setting,

@@ -155,7 +155,7 @@ struct ConvolutionTensorParallelTests {
             // Rank r's first conv holds output channels r·n..<(r+1)·n: weight rows of 2·3·3.
             let wantW = Array(model.parameters!.toArray()[(r * n * 18)..<((r + 1) * n * 18)])
             let info = try m.parameter(named: "0.weight")
-            #expect(Array(m.parameters!.toArray()[info.offset..<(info.offset + info.count)]) == wantW)
+            expectEqualElements(Array(m.parameters!.toArray()[info.offset..<(info.offset + info.count)]), wantW)
         }
         #expect(serialCover.allSatisfy { $0 == 1 }, "the serial arena is not covered once")
     }

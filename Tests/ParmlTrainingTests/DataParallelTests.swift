@@ -87,7 +87,7 @@ private func trainWithLosses(
     }
     // Every replica holds the same parameters after the all-gather.
     for r in t.ranks.dropFirst() {
-        #expect(bits(r.model.parameters) == bits(model.parameters), "rank \(r.rank) replica differs")
+        expectEqualElements(bits(r.model.parameters), bits(model.parameters), "rank \(r.rank) replica differs")
     }
     return (model.parameters!.toArray(), losses)
 }
@@ -100,11 +100,11 @@ struct DataParallelTests {
         let serial = try trainWithLosses(dp: 1, zero: 0, deterministic: true, optimizer: optimizer, n: n)
         for (dp, zero) in Self.layouts {
             let (p, losses) = try trainWithLosses(dp: dp, zero: zero, deterministic: true, optimizer: optimizer, n: n)
-            #expect(
-                p.map(\.bitPattern) == serial.parameters.map(\.bitPattern),
+            expectEqualElements(
+                p.map(\.bitPattern), serial.parameters.map(\.bitPattern),
                 "dp=\(dp) zero=\(zero) \(optimizer) n=\(n): max |Δ| = \(maxAbsDiff(p, serial.parameters))")
             // The reported loss too: the chunks' losses summed in chunk order, not by rank.
-            #expect(losses.map(\.bitPattern) == serial.losses.map(\.bitPattern), "dp=\(dp) zero=\(zero) \(optimizer) n=\(n): \(losses) against \(serial.losses)")
+            expectEqualElements(losses.map(\.bitPattern), serial.losses.map(\.bitPattern), "dp=\(dp) zero=\(zero) \(optimizer) n=\(n): \(losses) against \(serial.losses)")
         }
     }
 
@@ -137,7 +137,7 @@ struct DataParallelTests {
             let z0 = try train(dp: 3, zero: 0, deterministic: false, optimizer: opt, n: 37)
             for zero in [1, 2, 3] {
                 let p = try train(dp: 3, zero: zero, deterministic: false, optimizer: opt, n: 37)
-                #expect(p.map(\.bitPattern) == z0.map(\.bitPattern), "zero=\(zero) \(opt)")
+                expectEqualElements(p.map(\.bitPattern), z0.map(\.bitPattern), "zero=\(zero) \(opt)")
             }
         }
     }
@@ -146,14 +146,14 @@ struct DataParallelTests {
     func sameLayoutTwiceIsBitIdentical(deterministic: Bool) throws {
         let a = try train(dp: 2, zero: 1, deterministic: deterministic, optimizer: .adamW, n: 37)
         let b = try train(dp: 2, zero: 1, deterministic: deterministic, optimizer: .adamW, n: 37)
-        #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
+        expectEqualElements(a.map(\.bitPattern), b.map(\.bitPattern))
     }
 
     /// More ranks than chunks: some ranks get no samples and still take part.
     @Test func ranksWithoutSamples() throws {
         let serial = try train(dp: 1, zero: 0, deterministic: true, optimizer: .sgdMomentum, n: 10, steps: 3)
         let p = try train(dp: 4, zero: 2, deterministic: true, optimizer: .sgdMomentum, n: 10, steps: 3)
-        #expect(p.map(\.bitPattern) == serial.map(\.bitPattern))
+        expectEqualElements(p.map(\.bitPattern), serial.map(\.bitPattern))
         let fast = try train(dp: 4, zero: 0, deterministic: false, optimizer: .sgdMomentum, n: 3, steps: 3)
         #expect(fast.allSatisfy { $0.isFinite })
     }
@@ -196,7 +196,7 @@ struct DataParallelTests {
         try t.step(inputs: x, targets: y)
         try model.initialize(seed: 99)
         try t.step(inputs: x, targets: y)
-        #expect(bits(t.ranks[1].model.parameters) == bits(model.parameters))
+        expectEqualElements(bits(t.ranks[1].model.parameters), bits(model.parameters))
     }
 }
 

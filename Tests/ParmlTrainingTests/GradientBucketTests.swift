@@ -94,8 +94,8 @@ struct GradientBucketTests {
             for zero in [2, 3] {
                 l.zero = zero
                 let got = try trainGPT(l)
-                #expect(got.params == reference.params, "\(l) differs from zero=1")
-                #expect(got.losses.map(\.bitPattern) == reference.losses.map(\.bitPattern), "\(l): losses \(got.losses) vs \(reference.losses)")
+                expectEqualElements(got.params, reference.params, "\(l) differs from zero=1")
+                expectEqualElements(got.losses.map(\.bitPattern), reference.losses.map(\.bitPattern), "\(l): losses \(got.losses) vs \(reference.losses)")
             }
         }
     }
@@ -117,8 +117,8 @@ struct GradientBucketTests {
                 let reference = try trainGPT(l)
                 l.overlap = .on
                 let got = try trainGPT(l)
-                #expect(got.params == reference.params, "\(l) differs from overlap off")
-                #expect(got.losses.map(\.bitPattern) == reference.losses.map(\.bitPattern), "\(l): losses \(got.losses) vs \(reference.losses)")
+                expectEqualElements(got.params, reference.params, "\(l) differs from overlap off")
+                expectEqualElements(got.losses.map(\.bitPattern), reference.losses.map(\.bitPattern), "\(l): losses \(got.losses) vs \(reference.losses)")
             }
         }
     }
@@ -179,7 +179,7 @@ struct GradientBucketTests {
             GPTLayout(dp: 3, zero: 2, deterministic: true), GPTLayout(dp: 2, pp: 2, m: 2, zero: 3, deterministic: true),
         ] {
             let got = try trainGPT(l)
-            #expect(got.params == serial.params, "\(l) differs from serial")
+            expectEqualElements(got.params, serial.params, "\(l) differs from serial")
         }
     }
 
@@ -305,11 +305,11 @@ struct GradientBucketTests {
                     "pp=\(pp) rank \(r): \(resident) bytes of the first stage resident, owns \(owned)")
             }
             let overlapped = try run(zero: 2, pp: pp, overlap: .on)
-            #expect(overlapped.params.map(\.bitPattern) == got.params.map(\.bitPattern), "pp=\(pp): overlap changed bits")
+            expectEqualElements(overlapped.params.map(\.bitPattern), got.params.map(\.bitPattern), "pp=\(pp): overlap changed bits")
         }
         let uneven = try run(zero: 2, rows: 13)
         #expect(!uneven.each)
-        #expect(uneven.params.map(\.bitPattern) == (try run(zero: 1, rows: 13)).params.map(\.bitPattern))
+        expectEqualElements(uneven.params.map(\.bitPattern), (try run(zero: 1, rows: 13)).params.map(\.bitPattern))
     }
 
     /// What the figure says is what the pages hold: after steps, each

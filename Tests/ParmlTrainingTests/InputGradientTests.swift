@@ -2,6 +2,7 @@ import Foundation
 import ParmlModel
 import ParmlTensor
 import Testing
+import _ParmlTestSupport
 
 @testable import ParmlTraining
 
@@ -85,7 +86,7 @@ private final class PassThrough: Layer {
         dy.fill(1)
         let dx = try #require(try block.backward(dy, ctx, needInputGradient: true, accumulate: false))
         #expect(log.of("body first") == [false, true] && log.of("body second") == [true, true])
-        #expect(dx.toArray() == [Float](repeating: 2, count: 6))  // dy + the body's dy
+        expectEqualElements(dx.toArray(), [Float](repeating: 2, count: 6))  // dy + the body's dy
         // DP-SGD's first pass, the same.
         let norms = UnsafeMutablePointer<Float>.allocate(capacity: 2)
         defer { norms.deallocate() }

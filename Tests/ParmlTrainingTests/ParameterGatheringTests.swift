@@ -1,5 +1,6 @@
 import ParmlModel
 import Testing
+import _ParmlTestSupport
 
 @_spi(Testing) @testable import ParmlTraining
 
@@ -53,7 +54,7 @@ import Testing
                 }
             }
             #expect(covered == count)
-            #expect(g.owned == r.ownedRanges)
+            expectEqualElements(g.owned, r.ownedRanges)
             let outside = ParameterGathering.largestOutside(
                 layers: r.virtualStages[0].layers, run: r.virtualStages[0].range, owned: r.virtualStages[0].owned, model: r.model)
             #expect(outside > 0 && outside <= count - r.ownedRanges[0].count)

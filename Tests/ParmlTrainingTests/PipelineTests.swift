@@ -320,10 +320,10 @@ struct StageScheduleTests {
                         b.data[0] = Float(1 << c)
                         acc.push(chunk: c, buffer: b)
                     }
-                    #expect(acc.stack.map(\.node) == tree.cover(lo..<hi), "chunks=\(chunks) range \(lo)..<\(hi)")
+                    expectEqualElements(acc.stack.map(\.node), tree.cover(lo..<hi), "chunks=\(chunks) range \(lo)..<\(hi)")
                     let sums = acc.stack.map { Int($0.buffer.data[0]) }
                     let expected = tree.cover(lo..<hi).map { n in tree.span(n).reduce(0) { $0 + (1 << $1) } }
-                    #expect(sums == expected)
+                    expectEqualElements(sums, expected)
                 }
             }
         }
@@ -349,7 +349,7 @@ struct StageScheduleTests {
                         copied.push(chunk: c, buffer: b)
                         try leaves[c].withUnsafeBufferPointer { try direct.push(chunk: c, from: $0.baseAddress!) }
                     }
-                    #expect(direct.stack.map(\.node) == copied.stack.map(\.node), "chunks=\(chunks) range \(lo)..<\(hi)")
+                    expectEqualElements(direct.stack.map(\.node), copied.stack.map(\.node), "chunks=\(chunks) range \(lo)..<\(hi)")
                     for (d, c) in zip(direct.stack, copied.stack) {
                         #expect((0..<width).allSatisfy { d.buffer.data[$0].bitPattern == c.buffer.data[$0].bitPattern })
                     }

@@ -95,12 +95,6 @@ func residualMLPBatch(_ n: Int, step: Int, seed: UInt64 = 21) throws -> (Tensor,
     return (try Tensor(x, shape: Shape(n, 12)), try Tensor(y, shape: Shape(n)))
 }
 
-/// Compares without handing the arrays to #expect (which prints them).
-func expectSameBits(_ a: [Float], _ b: [Float], _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    let same = a.map(\.bitPattern) == b.map(\.bitPattern)
-    #expect(same, "\(what)", sourceLocation: sourceLocation)
-}
-
 /// Largest |a − b| over the parameters, relative to the largest |b|.
 func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
     let scale = b.reduce(0) { max($0, Double(abs($1))) }

@@ -139,7 +139,7 @@ let convergenceCases: [OptimizerCase] = {
             return bits(model.parameters)
         }
         let a = try run(strategy), b = try run(strategy)
-        #expect(a == b, "\(c.name): \(zip(a, b).filter { $0 != $1 }.count) of \(a.count) parameters differ")
+        expectEqualElements(a, b, "\(c.name): \(zip(a, b).filter { $0 != $1 }.count) of \(a.count) parameters differ")
         // Another seed draws other dropout masks and another shuffle.
         strategy.seed = 10
         #expect(try run(strategy) != a)
@@ -237,15 +237,15 @@ let convergenceCases: [OptimizerCase] = {
         expectError(parmlError { try t.step(inputs: data.inputs, targets: try Tensor(shape: Shape(59))) }, "shape")
         expectError(parmlError { try t.step(inputs: try Tensor(shape: Shape(60, 3)), targets: data.targets) }, "shape")
 
-        #expect(bits(t.model.parameters) == params)
-        #expect(bits(t.model.gradients) == grads)
-        #expect(t.optimizer.stateTensors.map(bits) == state)
+        expectEqualElements(bits(t.model.parameters), params)
+        expectEqualElements(bits(t.model.gradients), grads)
+        expectEqualElements(t.optimizer.stateTensors.map(bits), state)
         #expect(t.stepCount == 1)
         for _ in 0..<3 {
             try t.step(inputs: data.inputs, targets: data.targets)
             try clean.step(inputs: data.inputs, targets: data.targets)
         }
-        #expect(bits(t.model.parameters) == bits(clean.model.parameters))
+        expectEqualElements(bits(t.model.parameters), bits(clean.model.parameters))
     }
 
     @Test func fitCanBeCancelled() throws {

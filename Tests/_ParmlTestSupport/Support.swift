@@ -50,3 +50,45 @@ public func expectError(
         #expect(e.message.contains(p), "message \"\(e.message)\" does not mention \"\(p)\"", sourceLocation: sourceLocation)
     }
 }
+
+/// Checks `a == b` element by element, as `#expect(a == b)` would, but a
+/// failure says how many elements differ and where the first does:
+/// swift-testing diffs two failed collections (O(n·d)), which ran for over
+/// half an hour on two long arrays of floats that differed everywhere.
+public func expectEqualElements<A: RandomAccessCollection, B: RandomAccessCollection>(
+    _ a: A, _ b: B, _ comment: @autoclosure () -> Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation
+) where A.Element: Equatable, A.Element == B.Element {
+    guard let difference = elementDifference(a, b) else { return }
+    let what = comment().map { "\($0.rawValue): " } ?? ""
+    Issue.record("\(what)\(difference)", sourceLocation: sourceLocation)
+}
+
+/// Checks that two float arrays hold the same bits (NaNs and signed zeros
+/// included), reporting a failure as `expectEqualElements` does.
+public func expectSameBits(
+    _ a: [Float], _ b: [Float], _ comment: @autoclosure () -> Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    guard var difference = elementDifference(a.lazy.map(\.bitPattern), b.lazy.map(\.bitPattern)) else { return }
+    if let i = (0..<min(a.count, b.count)).first(where: { a[$0].bitPattern != b[$0].bitPattern }) {
+        difference += " (as floats \(a[i]) against \(b[i]))"
+    }
+    let what = comment().map { "\($0.rawValue): " } ?? ""
+    Issue.record("\(what)\(difference)", sourceLocation: sourceLocation)
+}
+
+/// Why `a` and `b` differ ("3 of 1000 elements differ; the first at 17:
+/// 0.25 against 0.5"), or nil when they are equal.
+public func elementDifference<A: RandomAccessCollection, B: RandomAccessCollection>(_ a: A, _ b: B) -> String?
+where A.Element: Equatable, A.Element == B.Element {
+    var differing = 0
+    var first: (index: Int, a: A.Element, b: A.Element)?
+    for (i, (x, y)) in zip(a, b).enumerated() where x != y {
+        differing += 1
+        if first == nil { first = (i, x, y) }
+    }
+    let (na, nb) = (a.count, b.count)
+    guard differing > 0 || na != nb else { return nil }
+    var text = na == nb ? "\(differing) of \(na) elements differ" : "\(na) elements against \(nb); \(differing) of the first \(min(na, nb)) differ"
+    if let first { text += "; the first at \(first.index): \(first.a) against \(first.b)" }
+    return text
+}
