@@ -16,7 +16,8 @@ extension RankContext {
         guard let comms, dp > 1 else {
             // One data rank: its cover is the root.
             guard mine.count == 1, mine[0].node == tree.root else { throw ParmlError.internal("chunk tree left \(mine.count) nodes") }
-            base.update(from: mine[0].buffer.data, count: width)
+            // Where the accumulator wrote the root into the arena (Rank.swift's start), nothing is left to do.
+            if let sum = mine[0].buffer { base.update(from: sum.data, count: width) }
             return
         }
         if coveredChunks != plan.chunkCount {
@@ -28,18 +29,18 @@ extension RankContext {
         let d = coordinate.data
         for owner in 0..<dp where owner != d {
             let s = Sharding.range(count: width, parts: dp, index: owner)
-            for e in mine { try comms.data.send(e.buffer.data + s.lowerBound, count: s.count, to: owner) }
+            for i in mine.indices { try comms.data.send(vs.accumulator.values(at: i) + s.lowerBound, count: s.count, to: owner) }
         }
         let myShard = Sharding.range(count: width, parts: dp, index: d)
         have.removeAll(keepingCapacity: true)
-        for e in mine { have[e.node] = e.buffer.data + myShard.lowerBound }
+        for (i, e) in mine.enumerated() { have[e.node] = vs.accumulator.values(at: i) + myShard.lowerBound }
         var k = 0
         for other in 0..<dp where other != d {
             let theirs = covers[other]
             try ensure(&receivedNodes, count: k + theirs.count, size: myShard.count)
             for node in theirs {
                 try comms.data.receive(receivedNodes[k].data, count: myShard.count, from: other)
-                have[node] = receivedNodes[k].data
+                have[node] = UnsafePointer(receivedNodes[k].data)
                 k += 1
             }
         }

@@ -149,7 +149,7 @@ final class RankContext {
     /// MPI with tp > 1: where a peer's broadcast slice lands.
     var assembly: [Tensor] = []
     var shardLevelBuffers: [Tensor] = []
-    var have: [ChunkTree.Node: UnsafeMutablePointer<Float>] = [:]
+    var have: [ChunkTree.Node: UnsafePointer<Float>] = [:]
     /// Every data rank's cover for the last chunk count seen.
     var coveredChunks = -1
     var covers: [[ChunkTree.Node]] = []
@@ -359,8 +359,10 @@ final class RankContext {
         //    stage's schedule (PipelineExecution.swift).
         if step.plan.chunk != nil {
             for vs in virtualStages {
+                // One data rank: the root's sum goes straight into the arena (TreeAccumulator).
                 try vs.accumulator.start(
-                    tree: ChunkTree(chunks: step.plan.chunkCount), owned: step.plan.chunks(of: coordinate.data), width: vs.range.count)
+                    tree: ChunkTree(chunks: step.plan.chunkCount), owned: step.plan.chunks(of: coordinate.data), width: vs.range.count,
+                    root: layout.mesh.dp == 1 ? grads.data + vs.range.lowerBound : nil)
             }
         }
         // 2. Gradients become the batch mean over the owned ranges

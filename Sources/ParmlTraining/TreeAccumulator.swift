@@ -11,11 +11,19 @@ import ParmlTensor
 /// exactly `tree.cover(a..<b)`, left to right, with the bits a recursive
 /// evaluation of each node gives. Buffers are recycled: after the first
 /// step, pushing allocates nothing.
+///
+/// With one data rank the rank's chunks are the whole tree and the root's
+/// sum is wanted in the gradient arena: given its address (`start`'s
+/// `root`), the addition that forms the root writes there, instead of into
+/// a buffer that is then copied out (a read and a write of the gradient).
 final class TreeAccumulator {
     private(set) var tree = ChunkTree(chunks: 1)
     private var owned = 0..<0
     private var width = 0
-    private(set) var stack: [(node: ChunkTree.Node, buffer: Tensor)] = []
+    private var root: UnsafeMutablePointer<Float>?
+    /// The cover so far, left to right; a nil buffer: the node's sum is at
+    /// `root` (`values(at:)` reads either).
+    private(set) var stack: [(node: ChunkTree.Node, buffer: Tensor?)] = []
     private var free: [Tensor] = []
     private var allocated = 0
 
@@ -27,15 +35,24 @@ final class TreeAccumulator {
     /// Bytes of the buffers held (scratch memory).
     var bytes: Int { allocated * width * MemoryLayout<Float>.stride }
 
-    /// Starts a step: chunks `owned` of `tree`, each leaf `width` floats.
-    func start(tree: ChunkTree, owned: Range<Int>, width: Int) throws {
-        while let top = stack.popLast() { free.append(top.buffer) }
+    /// Starts a step: chunks `owned` of `tree`, each leaf `width` floats;
+    /// the root's sum written to `root` (`width` floats) where `owned` is
+    /// every chunk, else kept in a buffer like every other node.
+    func start(tree: ChunkTree, owned: Range<Int>, width: Int, root: UnsafeMutablePointer<Float>? = nil) throws {
+        while let top = stack.popLast() { top.buffer.map { free.append($0) } }
         if width != self.width {
             for t in free where t.count < width { try t.resize(Shape(width)) }
             self.width = width
         }
         self.tree = tree
         self.owned = owned
+        self.root = owned == 0..<tree.chunks ? root : nil
+    }
+
+    /// The sum of stack entry `i`'s node (`width` floats).
+    func values(at i: Int) -> UnsafePointer<Float> {
+        guard let buffer = stack[i].buffer else { return UnsafePointer(root!) }
+        return UnsafePointer(buffer.data)
     }
 
     /// A buffer of `width` floats for the next leaf; fill it, then `push` it.
@@ -54,14 +71,31 @@ final class TreeAccumulator {
     /// bits of left + right either way, and the leaf's copy out of the
     /// arena (a read and a write of the gradient) is saved. Otherwise the
     /// gradient is copied into a leaf buffer and pushed.
+    ///
+    /// Where the root goes to `root`: a lone chunk is the root, copied
+    /// there (nothing to do when `source` is `root`, the arena); a right
+    /// child whose parent is the root is added to it in place, source + left,
+    /// the same float as left + source (IEEE 754 addition commutes).
     func push(chunk: Int, from source: UnsafePointer<Float>) throws {
         let parent = ChunkTree.Node(level: 1, index: chunk / 2)
-        if chunk % 2 == 1, tree.height > 0, inside(parent), let top = stack.last,
+        if chunk % 2 == 1, tree.height > 0, inside(parent), let top = stack.last, let left = top.buffer,
             top.node == ChunkTree.Node(level: 0, index: chunk - 1)
         {
-            Kernels.addInPlace(top.buffer.data, source, count: width)
-            stack[stack.count - 1] = (parent, top.buffer)
+            if let root, parent == tree.root {
+                if source != UnsafePointer(root) { root.update(from: source, count: width) }
+                Kernels.addInPlace(root, left.data, count: width)
+                free.append(left)
+                stack[stack.count - 1] = (parent, nil)
+                return
+            }
+            Kernels.addInPlace(left.data, source, count: width)
+            stack[stack.count - 1] = (parent, left)
             collapse()
+            return
+        }
+        if let root, tree.height == 0 {
+            if source != UnsafePointer(root) { root.update(from: source, count: width) }
+            stack.append((tree.root, nil))
             return
         }
         let leaf = try leafBuffer()
@@ -82,13 +116,19 @@ final class TreeAccumulator {
             let parent = ChunkTree.Node(level: n.level + 1, index: n.index / 2)
             guard n.level < tree.height, inside(parent) else { return }
             if n.index % 2 == 1 {
-                // A right child: its left sibling is just below it.
-                guard stack.count >= 2 else { return }
-                let right = stack.removeLast()
-                let left = stack.removeLast()
-                Kernels.addInPlace(left.buffer.data, right.buffer.data, count: width)
-                free.append(right.buffer)
-                stack.append((parent, left.buffer))
+                // A right child: its left sibling is just below it. Only
+                // the root is ever at `root`, so both are in buffers.
+                guard stack.count >= 2, let right = stack[stack.count - 1].buffer, let left = stack[stack.count - 2].buffer else { return }
+                stack.removeLast(2)
+                free.append(right)
+                if let root, parent == tree.root {
+                    Kernels.add(left.data, right.data, root, count: width)
+                    free.append(left)
+                    stack.append((parent, nil))
+                } else {
+                    Kernels.addInPlace(left.data, right.data, count: width)
+                    stack.append((parent, left))
+                }
             } else if tree.children(parent).right == nil {
                 stack[stack.count - 1] = (parent, top.buffer)
             } else {

@@ -321,7 +321,7 @@ struct StageScheduleTests {
                         acc.push(chunk: c, buffer: b)
                     }
                     expectEqualElements(acc.stack.map(\.node), tree.cover(lo..<hi), "chunks=\(chunks) range \(lo)..<\(hi)")
-                    let sums = acc.stack.map { Int($0.buffer.data[0]) }
+                    let sums = acc.stack.indices.map { Int(acc.values(at: $0)[0]) }
                     let expected = tree.cover(lo..<hi).map { n in tree.span(n).reduce(0) { $0 + (1 << $1) } }
                     expectEqualElements(sums, expected)
                 }
@@ -332,6 +332,37 @@ struct StageScheduleTests {
     /// A leaf pushed from the arena (`push(chunk:from:)`, right children
     /// added straight into their left sibling) leaves the nodes, and the
     /// bits, of leaves copied first, with fewer buffers.
+    /// One data rank: each chunk's gradient lands in the arena in turn,
+    /// and the accumulator writes the root's sum there (`start`'s `root`)
+    /// with the bits a buffer's root has, never holding more buffers.
+    @Test func treeAccumulatorWritesTheRootIntoTheArenaWithItsBits() throws {
+        let width = 37
+        for chunks in 1...9 {
+            let tree = ChunkTree(chunks: chunks)
+            let leaves = (0..<chunks).map { c in (0..<width).map { i in 1e3 * sin(Float(c * width + i) * 1.37 + 0.5) } }
+            let arena = try Tensor(shape: Shape(width))
+            let copied = TreeAccumulator(), rooted = TreeAccumulator()
+            try copied.start(tree: tree, owned: 0..<chunks, width: width)
+            try rooted.start(tree: tree, owned: 0..<chunks, width: width, root: arena.data)
+            for c in 0..<chunks {
+                let b = try copied.leafBuffer()
+                leaves[c].withUnsafeBufferPointer { b.data.update(from: $0.baseAddress!, count: width) }
+                copied.push(chunk: c, buffer: b)
+                leaves[c].withUnsafeBufferPointer { arena.data.update(from: $0.baseAddress!, count: width) }  // backward's write
+                try rooted.push(chunk: c, from: arena.data)
+            }
+            #expect(rooted.stack.count == 1 && rooted.stack[0].node == tree.root && rooted.stack[0].buffer == nil, "chunks=\(chunks)")
+            expectSameBits(arena.toArray(), Array(UnsafeBufferPointer(start: copied.values(at: 0), count: width)), "chunks=\(chunks)")
+            #expect(rooted.bytes <= copied.bytes, "chunks=\(chunks)")
+            if chunks == 1 { #expect(rooted.bytes == 0, "a lone chunk is the root where it is") }
+        }
+        // Not every chunk: the root stays where the cover's nodes are.
+        let part = TreeAccumulator(), arena = try Tensor(shape: Shape(1))
+        try part.start(tree: ChunkTree(chunks: 4), owned: 0..<2, width: 1, root: arena.data)
+        for c in 0..<2 { arena.data[0] = Float(c + 1); try part.push(chunk: c, from: arena.data) }
+        #expect(part.stack.count == 1 && part.stack[0].buffer != nil && part.values(at: 0)[0] == 3)
+    }
+
     @Test func treeAccumulatorFromTheArenaHasTheCopiedLeavesBits() throws {
         let width = 37
         for chunks in 1...9 {
@@ -350,8 +381,8 @@ struct StageScheduleTests {
                         try leaves[c].withUnsafeBufferPointer { try direct.push(chunk: c, from: $0.baseAddress!) }
                     }
                     expectEqualElements(direct.stack.map(\.node), copied.stack.map(\.node), "chunks=\(chunks) range \(lo)..<\(hi)")
-                    for (d, c) in zip(direct.stack, copied.stack) {
-                        #expect((0..<width).allSatisfy { d.buffer.data[$0].bitPattern == c.buffer.data[$0].bitPattern })
+                    for i in direct.stack.indices {
+                        #expect((0..<width).allSatisfy { direct.values(at: i)[$0].bitPattern == copied.values(at: i)[$0].bitPattern })
                     }
                     #expect(direct.bytes <= copied.bytes)
                     // One rank's 4 chunks: two leaves held instead of three.

@@ -259,9 +259,10 @@ struct CostModel {
     /// Deterministic mode's chunk tree on data rank 0 for one run: each
     /// chunk's gradient copied out of the arena into a leaf (read and
     /// write) unless it is a right child added straight into its waiting
-    /// left sibling, each sum of siblings (two reads and a write), and with
-    /// one data rank the root copied back (TreeAccumulator,
-    /// ChunkTreeReduction; with more, `chunkTreeExchange`). The one rank of
+    /// left sibling, each sum of siblings (two reads and a write); with one
+    /// data rank the root's sum is written into the arena, and a lone chunk
+    /// is the root where it is (TreeAccumulator, ChunkTreeReduction; with
+    /// more data ranks, `chunkTreeExchange`). The one rank of
     /// the 784-1024-1024-10 MLP at batch 128 (4 chunks, 141 MB) measured
     /// 20.9 ms a step against 14.9 predicted without it (when every leaf
     /// was copied).
@@ -273,8 +274,9 @@ struct CostModel {
         let tree = ChunkTree(chunks: plan.chunkCount)
         let merges = mine.count - tree.cover(mine).count
         // A right child (odd chunk) after the rank's first has its left sibling here: never copied.
-        let copied = mine.count - mine.dropFirst().filter { $0 % 2 == 1 }.count
-        let passes = 2 * copied + 3 * merges + (c.layout.mesh.dp == 1 ? 2 : 0)
+        let lone = c.layout.mesh.dp == 1 && plan.chunkCount == 1
+        let copied = lone ? 0 : mine.count - mine.dropFirst().filter { $0 % 2 == 1 }.count
+        let passes = 2 * copied + 3 * merges
         // Each pass goes over the run's gradient, in the arena or in one of
         // the accumulator's at most height + 1 buffers: those are its working
         // set, not the step's whole traffic. (The step's traffic as the set

@@ -121,8 +121,11 @@ extension LayoutCandidate {
         let counter = TreeAccumulator()
         var gradient: Float = 0
         do {
-            try counter.start(tree: tree, owned: plan.chunks(of: 0), width: 1)
-            for chunk in plan.chunks(of: 0) { try counter.push(chunk: chunk, from: &gradient) }
+            // As Rank.swift starts it: with one data rank the root is summed into the arena.
+            try withUnsafeMutablePointer(to: &gradient) { arena in
+                try counter.start(tree: tree, owned: plan.chunks(of: 0), width: 1, root: layout.mesh.dp == 1 ? arena : nil)
+                for chunk in plan.chunks(of: 0) { try counter.push(chunk: chunk, from: arena) }
+            }
         } catch {
             return  // a 1-float tensor cannot fail to allocate
         }
