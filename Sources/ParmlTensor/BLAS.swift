@@ -104,7 +104,7 @@ public enum BLAS {
     }
 
     /// Runs `body` with every float32 product the calling thread makes
-    /// (`gemm` and its blocks, on this thread under `asOneOff`) returning
+    /// (`gemm` and its blocks, which it keeps on this thread) returning
     /// at once, C as it was before: for a pass whose values nobody reads.
     /// The advisor's probe of a model's buffers reads only their sizes,
     /// which no layer bases on the values; its products were most of a
@@ -115,7 +115,13 @@ public enum BLAS {
         // The switch of whichever wrapper `loadFailure` put in front of OpenBLAS.
         let skip = largeProductsOnOneDNN ? pml_dnnl_sgemm_skip_on_this_thread : pml_blas_skip_products_on_this_thread
         let before = skip(1)
-        defer { _ = skip(before) }
+        // The switch is this thread's: a block of a cut product run on a
+        // pool thread would compute (under ASan, half a 1024 × 1024 C did).
+        let kept = pml_pool_keep_on_this_thread(1)
+        defer {
+            _ = skip(before)
+            pml_pool_keep_on_this_thread(kept)
+        }
         return try body()
     }
 

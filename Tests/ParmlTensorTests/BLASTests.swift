@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Testing
 import _CParmlBLAS
+import _CParmlKernels
 import _ParmlTestSupport
 
 @testable import ParmlTensor
@@ -131,8 +132,11 @@ private func denseGemm(_ a: [Float], _ b: [Float], _ c: inout [Float], m: Int, n
     /// Under `skippingProducts` no product writes C, whichever library or
     /// how many blocks would run it (a small one on OpenBLAS, a large one
     /// the router sends to oneDNN, one `gemm` cuts in blocks, kept on this
-    /// thread by `asOneOff`); outside it, and once it ends (nested too),
-    /// the same calls compute again.
+    /// thread by `skippingProducts` itself, with or without `asOneOff`);
+    /// outside it, and once it ends (nested too), the same calls compute
+    /// again. (Until 2026-12-07 the blocks stayed on the calling thread only
+    /// under `asOneOff`, and a clean-clone CI under ASan found half of the
+    /// nested scope's 1024 × 1024 C computed by a pool thread.)
     @Test(arguments: [(3, 5, 7), (300, 256, 256), (1024, 1024, 64)])
     func skippedProductsLeaveCAsItWas(shape: (Int, Int, Int)) throws {
         let (m, n, k) = shape
@@ -147,6 +151,13 @@ private func denseGemm(_ a: [Float], _ b: [Float], _ c: inout [Float], m: Int, n
         #expect(computed != before)
         let skipped = BLAS.asOneOff { BLAS.skippingProducts { (product(beta: 0), product(beta: 1)) } }
         #expect(skipped.0 == before && skipped.1 == before)
+        // Without asOneOff too: the pool keeps every block on this thread
+        // inside the scope (reading the setting leaves it as it was), and
+        // the previous setting is back after.
+        let keptBefore = pml_pool_keep_on_this_thread(0)
+        #expect(BLAS.skippingProducts { pml_pool_keep_on_this_thread(1) } == 1)
+        #expect(pml_pool_keep_on_this_thread(keptBefore) == 0)
+        for _ in 0..<5 { expectEqualElements(BLAS.skippingProducts { product(beta: 0) }, before) }
         // A nested scope restores the outer one's setting, not "compute".
         let nested = BLAS.skippingProducts { () -> [Float] in
             _ = BLAS.skippingProducts { product(beta: 0) }
