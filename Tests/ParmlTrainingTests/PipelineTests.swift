@@ -329,9 +329,6 @@ struct StageScheduleTests {
         }
     }
 
-    /// A leaf pushed from the arena (`push(chunk:from:)`, right children
-    /// added straight into their left sibling) leaves the nodes, and the
-    /// bits, of leaves copied first, with fewer buffers.
     /// One data rank: each chunk's gradient lands in the arena in turn,
     /// and the accumulator writes the root's sum there (`start`'s `root`)
     /// with the bits a buffer's root has, never holding more buffers.
@@ -363,6 +360,9 @@ struct StageScheduleTests {
         #expect(part.stack.count == 1 && part.stack[0].buffer != nil && part.values(at: 0)[0] == 3)
     }
 
+    /// A leaf pushed from the arena (`push(chunk:from:)`, right children
+    /// added straight into their left sibling) leaves the nodes, and the
+    /// bits, of leaves copied first, with fewer buffers.
     @Test func treeAccumulatorFromTheArenaHasTheCopiedLeavesBits() throws {
         let width = 37
         for chunks in 1...9 {

@@ -71,7 +71,7 @@ final class ModelProfile {
         let (r1, r2) = ModelProfile.probeRows
         // Shapes run once: no oneDNN plans compiled for them (BLAS.asOneOff);
         // only the buffers' sizes are read, so no product computes
-        // (BLAS.skippingProducts, on this thread: asOneOff keeps the pool's parts here).
+        // (BLAS.skippingProducts, which keeps a cut product's blocks on this thread).
         let (b1, b2) = try BLAS.asOneOff {
             try BLAS.skippingProducts {
                 (try ModelProfile.probe(copy, sample: sampleShape, rows: r1, threads: threads),
