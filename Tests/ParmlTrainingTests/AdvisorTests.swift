@@ -812,6 +812,26 @@ private func layouts() -> [StrategyConfig] {
         #expect(two.bubble > 0 && abs(two.bubble / four.bubble - 1) < 1e-9, "\(two.bubble) against \(four.bubble)")
     }
 
+    /// Deterministic mode's scratch on one stage, predicted to the byte: a
+    /// plain run pushes each chunk's leaf as backward makes it, a run
+    /// holding batch_norm takes every chunk's leaf before pushing any
+    /// (4 chunks: 2 leaf buffers against 4 with one data rank).
+    @Test func deterministicScratchMatchesTheTrainerWithAndWithoutBatchNorm() throws {
+        for c in cases where c.name.hasPrefix("cnn") {
+            for dp in [1, 2] {
+                var st = StrategyConfig()
+                (st.dp, st.deterministic, st.gradientChunk) = (dp, true, 8)
+                let request = AdviceRequest(sampleShape: c.sample, batch: 32)
+                let predicted = try StrategyAdvisor.predict(model: try c.make(), strategy: st, request: request, calibration: fixedCalibration())
+                let trainer = try Trainer(model: try c.make(), loss: .crossEntropy, optimizer: request.optimizer, strategy: st)
+                let (x, y) = try c.inputs(32)
+                try trainer.step(inputs: x, targets: y)
+                let m = try trainer.memory(rank: 0)
+                #expect(predicted.memory.scratch == m.scratch, "\(c) dp\(dp): predicted \(predicted.memory), trainer \(m)")
+            }
+        }
+    }
+
     /// tp's f operator forwards its input unchanged and all-reduces in
     /// backward (the model's communication): it declares no element-wise
     /// work, where the default read of its input and write of its output
@@ -1294,6 +1314,28 @@ private func layouts() -> [StrategyConfig] {
         let passes = 2.0 * 2 + 3 * 3
         #expect(run * 4 < 2e6 && run * passes > 2e6)  // the buffers fit where the step's traffic would not
         #expect(abs(tree / (passes * run / 1e11) - 1) < 1e-9, "\(tree) s")
+    }
+
+    /// A run holding batch_norm copies every chunk's leaf out of the arena
+    /// (BatchStatisticsExecution holds them all until its statistics phase)
+    /// and, with one chunk, copies it back: 4 chunks make 4 copies and 3
+    /// sums, 1 chunk 2 copies, where a plain run makes 2 and 3, and 0.
+    @Test func chunkTreeOfABatchNormRunCopiesEveryLeaf() throws {
+        var c = fixedCalibration()
+        c.elementwiseBySize = [(1e5, 1e11), (1e8, 1e11)]
+        let cost = CostModel(calibration: c, coresPerNode: 1, machine: nil)
+        let cases: [(batchNorm: Bool, chunk: Int, passes: Double)] = [(true, 8, 2 * 4 + 3 * 3), (true, 32, 2 * 2), (false, 8, 2 * 2 + 3 * 3), (false, 32, 0)]
+        for (batchNorm, chunk, passes) in cases {
+            let model = try cnn(batchNorm: batchNorm)
+            var st = StrategyConfig()
+            (st.deterministic, st.gradientChunk) = (true, chunk)
+            var profiles: [Int: ModelProfile] = [:]
+            let candidate = try StrategyAdvisor.candidate(
+                model: model, strategy: st, request: AdviceRequest(sampleShape: Shape(1, 8, 8), batch: 32), profiles: &profiles)
+            let tree = cost.chunkTree(candidate, run: 0, threads: 1, running: 1, resident: 1)
+            let expected = passes * 4 * Double(model.parameterCount) / 1e11
+            #expect(abs(tree - expected) <= 1e-9 * expected, "batch_norm \(batchNorm), chunk \(chunk): \(tree) s against \(expected)")
+        }
     }
 
     /// Threads past the cores take turns: a calibration whose 4-thread trial

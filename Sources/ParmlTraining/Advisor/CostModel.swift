@@ -265,7 +265,9 @@ struct CostModel {
     /// more data ranks, `chunkTreeExchange`). The one rank of
     /// the 784-1024-1024-10 MLP at batch 128 (4 chunks, 141 MB) measured
     /// 20.9 ms a step against 14.9 predicted without it (when every leaf
-    /// was copied).
+    /// was copied). A run holding batch_norm copies every chunk's leaf (its
+    /// statistics phase holds them all before any is summed), and a lone
+    /// chunk's back into the arena.
     func chunkTree(_ c: LayoutCandidate, run: Int, threads: Int, running: Int, resident: Int) -> Double {
         let plan = c.stepPlan
         let mine = plan.chunks(of: 0)
@@ -275,7 +277,9 @@ struct CostModel {
         let merges = mine.count - tree.cover(mine).count
         // A right child (odd chunk) after the rank's first has its left sibling here: never copied.
         let lone = c.layout.mesh.dp == 1 && plan.chunkCount == 1
-        let copied = lone ? 0 : mine.count - mine.dropFirst().filter { $0 % 2 == 1 }.count
+        let copied = c.holdsBatchStatistics(run: run)
+            ? mine.count + (lone ? 1 : 0)
+            : lone ? 0 : mine.count - mine.dropFirst().filter { $0 % 2 == 1 }.count
         let passes = 2 * copied + 3 * merges
         // Each pass goes over the run's gradient, in the arena or in one of
         // the accumulator's at most height + 1 buffers: those are its working

@@ -113,32 +113,47 @@ extension LayoutCandidate {
     }
 
     /// Deterministic mode: each run's leaf accumulators (a TreeAccumulator fed
-    /// this rank's chunks in order, counting its buffers), and with dp > 1 the
-    /// tree reduction's received nodes and level buffers (ChunkTreeReduction).
+    /// this rank's chunks as the run feeds it, counting its buffers), and with
+    /// dp > 1 the tree reduction's received nodes and level buffers
+    /// (ChunkTreeReduction).
     private func addTreeScratch(_ a: inout MemoryAccount, runs: [Int]) {
         let plan = stepPlan
         let tree = ChunkTree(chunks: plan.chunkCount)
-        let counter = TreeAccumulator()
-        var gradient: Float = 0
-        do {
-            // As Rank.swift starts it: with one data rank the root is summed into the arena.
-            try withUnsafeMutablePointer(to: &gradient) { arena in
-                try counter.start(tree: tree, owned: plan.chunks(of: 0), width: 1, root: layout.mesh.dp == 1 ? arena : nil)
-                for chunk in plan.chunks(of: 0) { try counter.push(chunk: chunk, from: arena) }
-            }
-        } catch {
-            return  // a 1-float tensor cannot fail to allocate
-        }
-        let leaves = counter.bytes / MemoryLayout<Float>.stride
+        guard let plain = leafBuffers(tree: tree, holding: false), let holding = leafBuffers(tree: tree, holding: true) else { return }
         var widest = 0
         for c in runs {
             let width = layout.stageRanges[c].count
-            a.accumulatorBytes += leaves * width * MemoryLayout<Float>.stride
+            a.accumulatorBytes += (holdsBatchStatistics(run: c) ? holding : plain) * width * MemoryLayout<Float>.stride
             widest = max(widest, Sharding.range(count: width, parts: layout.mesh.dp, index: 0).count)
         }
         guard layout.mesh.dp > 1 else { return }
         var received = 0
         for other in 1..<layout.mesh.dp { received += tree.cover(plan.chunks(of: other)).count }
         a.scratchFloats = (received + tree.height + 1) * widest
+    }
+
+    /// Leaf buffers a run's accumulator allocates over a step, fed data rank
+    /// 0's chunks one float wide: pushed as backward makes them (Rank.swift,
+    /// the root summed into the arena with one data rank), or, for a run
+    /// holding batch_norm, every chunk's leaf taken before the first is pushed
+    /// (BatchStatisticsExecution holds them until its statistics phase).
+    private func leafBuffers(tree: ChunkTree, holding: Bool) -> Int? {
+        let chunks = stepPlan.chunks(of: 0)
+        let counter = TreeAccumulator()
+        var gradient: Float = 0
+        do {
+            try withUnsafeMutablePointer(to: &gradient) { arena in
+                try counter.start(tree: tree, owned: chunks, width: 1, root: layout.mesh.dp == 1 ? arena : nil)
+                if holding {
+                    let leaves = try chunks.map { _ in try counter.leafBuffer() }
+                    for (chunk, leaf) in zip(chunks, leaves) { counter.push(chunk: chunk, buffer: leaf) }
+                } else {
+                    for chunk in chunks { try counter.push(chunk: chunk, from: arena) }
+                }
+            }
+        } catch {
+            return nil  // a 1-float tensor cannot fail to allocate
+        }
+        return counter.bytes / MemoryLayout<Float>.stride
     }
 }
