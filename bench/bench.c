@@ -592,6 +592,12 @@ static int routes_to_onednn(void) {
 }
 
 int main(int argc, char **argv) {
+    /* An option where the output path goes would run every entry and write a file named like it. */
+    if (argc > 1 && argv[1][0] == '-') {
+        fprintf(stderr, "usage: %s [OUT.json [FILTER]]\n  runs the engine entries whose names contain FILTER (all by default)\n"
+                        "  and writes them to OUT.json (bench/results.json by default)\n", argv[0]);
+        return strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ? 0 : 2;
+    }
     const char *out_path = argc > 1 ? argv[1] : "bench/results.json";
     const char *core = NULL;
     CHECK(parml_blas_core(&core)); /* loads OpenBLAS with parml's kernel choice */
