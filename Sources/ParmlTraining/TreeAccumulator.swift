@@ -82,7 +82,7 @@ final class TreeAccumulator {
             top.node == ChunkTree.Node(level: 0, index: chunk - 1)
         {
             if let root, parent == tree.root {
-                if source != UnsafePointer(root) { root.update(from: source, count: width) }
+                place(source, in: root)
                 Kernels.addInPlace(root, left.data, count: width)
                 free.append(left)
                 stack[stack.count - 1] = (parent, nil)
@@ -94,7 +94,7 @@ final class TreeAccumulator {
             return
         }
         if let root, tree.height == 0 {
-            if source != UnsafePointer(root) { root.update(from: source, count: width) }
+            place(source, in: root)
             stack.append((tree.root, nil))
             return
         }
@@ -135,6 +135,11 @@ final class TreeAccumulator {
                 return
             }
         }
+    }
+
+    /// `source`'s gradient at `root`: copied, unless backward wrote it there.
+    private func place(_ source: UnsafePointer<Float>, in root: UnsafeMutablePointer<Float>) {
+        if source != UnsafePointer(root) { root.update(from: source, count: width) }
     }
 
     private func inside(_ node: ChunkTree.Node) -> Bool {

@@ -119,7 +119,11 @@ extension LayoutCandidate {
     private func addTreeScratch(_ a: inout MemoryAccount, runs: [Int]) {
         let plan = stepPlan
         let tree = ChunkTree(chunks: plan.chunkCount)
-        guard let plain = leafBuffers(tree: tree, holding: false), let holding = leafBuffers(tree: tree, holding: true) else { return }
+        let chunks = plan.chunks(of: 0)
+        // A run holding batch_norm is rare: its count is simulated only where one is here.
+        guard let plain = leafBuffers(tree: tree, chunks: chunks, holding: false),
+            let holding = runs.contains(where: holdsBatchStatistics(run:)) ? leafBuffers(tree: tree, chunks: chunks, holding: true) : 0
+        else { return }
         var widest = 0
         for c in runs {
             let width = layout.stageRanges[c].count
@@ -133,12 +137,11 @@ extension LayoutCandidate {
     }
 
     /// Leaf buffers a run's accumulator allocates over a step, fed data rank
-    /// 0's chunks one float wide: pushed as backward makes them (Rank.swift,
+    /// 0's `chunks` one float wide: pushed as backward makes them (Rank.swift,
     /// the root summed into the arena with one data rank), or, for a run
     /// holding batch_norm, every chunk's leaf taken before the first is pushed
     /// (BatchStatisticsExecution holds them until its statistics phase).
-    private func leafBuffers(tree: ChunkTree, holding: Bool) -> Int? {
-        let chunks = stepPlan.chunks(of: 0)
+    private func leafBuffers(tree: ChunkTree, chunks: Range<Int>, holding: Bool) -> Int? {
         let counter = TreeAccumulator()
         var gradient: Float = 0
         do {
