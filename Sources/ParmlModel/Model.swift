@@ -30,6 +30,9 @@ public final class Model {
     public private(set) var parameterInfo: [ParameterInfo] = []
     public private(set) var parameters: Tensor?
     public private(set) var gradients: Tensor?
+    /// The layers' gradient views, one per `parameterInfo` entry: what
+    /// `pointGradients` moves.
+    private var gradientViews: [Tensor] = []
     /// Set by `initialize`; nil until then.
     public private(set) var seed: UInt64?
     /// Changes whenever the parameters are set from outside training
@@ -247,6 +250,7 @@ public final class Model {
         // Untouched pages: under ZeRO ≥ 2 a rank keeps only its shard resident (GradientBuckets).
         let grads = try sharedGradients ?? Tensor(untouched: Shape(offset))
         var k = 0
+        var views: [Tensor] = []
         for layer in layers {
             let specs = layer.parameterSpecs
             guard !specs.isEmpty else { continue }
@@ -258,11 +262,27 @@ public final class Model {
                 g.append(Tensor(view: grads.data + info.offset, shape: spec.shape, owner: grads))
                 k += 1
             }
+            views += g
             layer.bind(values: v, gradients: g)
         }
+        gradientViews = views
         parameterInfo = infos
         parameters = values
         gradients = grads
+    }
+
+    /// Points the gradient views of the parameters inside `range` (arena
+    /// offsets) at `base`, where offset `range.lowerBound` lands: backward
+    /// then writes them there rather than into the gradient arena (nil:
+    /// back to the arena). Deterministic mode writes a chunk's gradient
+    /// straight into its tree leaf this way. No allocation.
+    public func pointGradients(in range: Range<Int>, at base: UnsafeMutablePointer<Float>?) throws {
+        guard let grads = gradients else { throw ParmlError.state("the model is not built") }
+        let target = base ?? grads.data + range.lowerBound
+        for (info, view) in zip(parameterInfo, gradientViews)
+        where info.offset >= range.lowerBound && info.offset + info.count <= range.upperBound {
+            try view.retarget(target + (info.offset - range.lowerBound), shape: view.shape)
+        }
     }
 
     /// The layer a tie names, and the index of the parameter among its specs.

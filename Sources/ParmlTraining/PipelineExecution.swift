@@ -182,10 +182,37 @@ extension RankContext {
         let each = vs.buckets?.eachMicroBatch == true
         let reducing = vs.buckets != nil && (each || vs.backwardPieces == work.totalPieces - 1)
         if each { vs.buckets?.next = 0 }
-        let g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate, reducing: reducing)
+        // A chunk the tree keeps in a leaf: backward writes it there rather
+        // than into the arena, whence it would be copied (same bits, one
+        // read and one write of the gradient fewer). The slot's model runs
+        // the piece, so its views are the ones moved.
+        var leaf: Tensor?
+        if let chunk = piece.chunk, vs.backwardFillsLeaves, !foldsMomentum, vs.accumulator.keepsLeaf(chunk: chunk) {
+            let l = try vs.accumulator.leafBuffer()
+            do { try slot.model.pointGradients(in: vs.range, at: l.data) } catch {
+                vs.accumulator.recycle(l)
+                throw error
+            }
+            leaf = l
+        }
+        let g: Tensor
+        do {
+            g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate, reducing: reducing)
+        } catch {
+            if let leaf {
+                try? slot.model.pointGradients(in: vs.range, at: nil)
+                vs.accumulator.recycle(leaf)
+            }
+            throw error
+        }
         vs.backwardPieces += 1
         if let chunk = piece.chunk {
-            try vs.accumulator.push(chunk: chunk, from: grads.data + vs.range.lowerBound)
+            if let leaf {
+                try slot.model.pointGradients(in: vs.range, at: nil)
+                vs.accumulator.push(chunk: chunk, buffer: leaf)
+            } else {
+                try vs.accumulator.push(chunk: chunk, from: grads.data + vs.range.lowerBound)
+            }
         }
         trace.record(.backward, microBatch: j, run: vs.index, step: work.step.index, since: t)
         try sendBackward(g, microBatch: j, vs, work: work)

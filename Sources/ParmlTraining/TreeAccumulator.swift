@@ -77,10 +77,8 @@ final class TreeAccumulator {
     /// child whose parent is the root is added to it in place, source + left,
     /// the same float as left + source (IEEE 754 addition commutes).
     func push(chunk: Int, from source: UnsafePointer<Float>) throws {
-        let parent = ChunkTree.Node(level: 1, index: chunk / 2)
-        if chunk % 2 == 1, tree.height > 0, inside(parent), let top = stack.last, let left = top.buffer,
-            top.node == ChunkTree.Node(level: 0, index: chunk - 1)
-        {
+        if let left = waitingSibling(of: chunk) {
+            let parent = ChunkTree.Node(level: 1, index: chunk / 2)
             if let root, parent == tree.root {
                 place(source, in: root)
                 Kernels.addInPlace(root, left.data, count: width)
@@ -102,6 +100,28 @@ final class TreeAccumulator {
         leaf.data.update(from: source, count: width)
         push(chunk: chunk, buffer: leaf)
     }
+
+    /// Whether `push(chunk:from:)` would copy this chunk's gradient into a
+    /// leaf buffer: neither added into a left sibling waiting on top of the
+    /// stack nor the root at `root`. The caller may then have backward
+    /// write the gradient into a `leafBuffer` and `push(chunk:buffer:)` it,
+    /// which gives the same bits without the copy.
+    func keepsLeaf(chunk: Int) -> Bool {
+        waitingSibling(of: chunk) == nil && !(root != nil && tree.height == 0)
+    }
+
+    /// The buffer of the left sibling on top of the stack that leaf
+    /// `chunk` is added into, when `chunk` is a right child whose parent
+    /// lies inside the owned chunks.
+    private func waitingSibling(of chunk: Int) -> Tensor? {
+        guard chunk % 2 == 1, tree.height > 0, inside(ChunkTree.Node(level: 1, index: chunk / 2)), let top = stack.last,
+            top.node == ChunkTree.Node(level: 0, index: chunk - 1)
+        else { return nil }
+        return top.buffer
+    }
+
+    /// Takes back a `leafBuffer` that was not pushed (its backward failed).
+    func recycle(_ leaf: Tensor) { free.append(leaf) }
 
     /// Adds leaf `chunk` (its gradient in `buffer`, from `leafBuffer`).
     func push(chunk: Int, buffer: Tensor) {

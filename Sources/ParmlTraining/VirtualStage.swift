@@ -23,6 +23,11 @@ final class VirtualStage {
     let optimizer: Optimizer
     /// Deterministic mode: this run's chunk gradients along the ChunkTree.
     let accumulator = TreeAccumulator()
+    /// Whether backward may write a chunk's gradient straight into a tree
+    /// leaf: it writes every gradient of the run, so no leaf keeps stale
+    /// values, except state the optimizer does not train (batch_norm's
+    /// running statistics), which backward leaves as it is.
+    let backwardFillsLeaves: Bool
     /// Top-level indices of the run's layers that normalise with batch
     /// statistics (batch_norm), ascending; the run then executes in phases
     /// (BatchStatisticsExecution.swift).
@@ -55,6 +60,7 @@ final class VirtualStage {
         layers = layout.partition.layers[index]
         range = layout.stageRanges[index]
         owned = VirtualStage.owned(range, layout: layout, data: d)
+        backwardFillsLeaves = !frozen.contains { $0.overlaps(layout.stageRanges[index]) }
         self.optimizer = try Optimizer(config: optimizer, range: owned, foldedMomentum: foldedMomentum, decaying: decaying, frozen: frozen)
     }
 

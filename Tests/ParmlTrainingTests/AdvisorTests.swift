@@ -796,10 +796,11 @@ private func layouts() -> [StrategyConfig] {
             return try StrategyAdvisor.predict(model: model, strategy: st, request: request, calibration: fixedCalibration())
         }
         // One rank, 4 chunks of 32 rows against 4 micro-batches of 32 (the
-        // same products): 2 leaf copies (chunks 1 and 3 are added straight
-        // into their siblings), 3 sums (the last written into the arena), at 4 bytes a float.
+        // same products): no copy (backward writes chunks 0 and 2 into their
+        // leaves, 1 and 3 are added straight into their siblings), 3 sums
+        // (the last written into the arena), at 4 bytes a float.
         let tree = try predict(deterministic: true).compute - (try predict(m: 4, deterministic: false).compute)
-        let expected = 4 * w * Double(2 * 2 + 3 * 3) / rate
+        let expected = 4 * w * Double(3 * 3) / rate
         #expect(abs(tree / expected - 1) < 1e-9, "\(tree) s against \(expected)")
         // dp 2 (2 chunks each, one node each): ZeRO-1's reduce-scatter half
         // becomes 4w bytes posted, 4w taken and 14w combined, the gather half stays.
@@ -1291,8 +1292,8 @@ private func layouts() -> [StrategyConfig] {
     /// Deterministic mode's chunk tree: its passes over a run's gradient
     /// run at the rate of the working set they cycle through (the
     /// gradient in the arena and the accumulator's height + 1 buffers),
-    /// not of the step's whole traffic: 15 passes over 264 KB at the
-    /// cached rate, where the 4 MB of traffic would read as memory's.
+    /// not of the step's whole traffic: 9 passes over 264 KB at the
+    /// cached rate, where the 2.4 MB of traffic would read as memory's.
     @Test func chunkTreePassesRunAtTheirBuffersRate() throws {
         let model = Model()
         try model.add(try Linear(inFeatures: 64, outFeatures: 512))
@@ -1308,10 +1309,10 @@ private func layouts() -> [StrategyConfig] {
         let cost = CostModel(calibration: c, coresPerNode: 1, machine: nil)
         let tree = cost.chunkTree(candidate, run: 0, threads: 1, running: 1, resident: 1)
         let run = 4.0 * Double(model.parameterCount)
-        // 2 leaves copied out (2 passes each; chunks 1 and 3 are added into
-        // their left siblings), 3 sums of siblings (3 each; the one forming
-        // the root writes it into the arena, no copy back).
-        let passes = 2.0 * 2 + 3 * 3
+        // No copy (backward writes chunks 0 and 2 into their leaves; 1 and
+        // 3 are added into their left siblings), 3 sums of siblings (3
+        // passes each; the one forming the root writes it into the arena).
+        let passes = 3.0 * 3
         #expect(run * 4 < 2e6 && run * passes > 2e6)  // the buffers fit where the step's traffic would not
         #expect(abs(tree / (passes * run / 1e11) - 1) < 1e-9, "\(tree) s")
     }
@@ -1319,12 +1320,13 @@ private func layouts() -> [StrategyConfig] {
     /// A run holding batch_norm copies every chunk's leaf out of the arena
     /// (BatchStatisticsExecution holds them all until its statistics phase)
     /// and, with one chunk, copies it back: 4 chunks make 4 copies and 3
-    /// sums, 1 chunk 2 copies, where a plain run makes 2 and 3, and 0.
+    /// sums, 1 chunk 2 copies, where a plain run makes 0 and 3, and 0
+    /// (its backward writes each leaf's gradient into the leaf).
     @Test func chunkTreeOfABatchNormRunCopiesEveryLeaf() throws {
         var c = fixedCalibration()
         c.elementwiseBySize = [(1e5, 1e11), (1e8, 1e11)]
         let cost = CostModel(calibration: c, coresPerNode: 1, machine: nil)
-        let cases: [(batchNorm: Bool, chunk: Int, passes: Double)] = [(true, 8, 2 * 4 + 3 * 3), (true, 32, 2 * 2), (false, 8, 2 * 2 + 3 * 3), (false, 32, 0)]
+        let cases: [(batchNorm: Bool, chunk: Int, passes: Double)] = [(true, 8, 2 * 4 + 3 * 3), (true, 32, 2 * 2), (false, 8, 3 * 3), (false, 32, 0)]
         for (batchNorm, chunk, passes) in cases {
             let model = try cnn(batchNorm: batchNorm)
             var st = StrategyConfig()

@@ -275,11 +275,12 @@ struct CostModel {
         // The accumulator ends holding the cover of the rank's chunks: every other leaf was summed into one.
         let tree = ChunkTree(chunks: plan.chunkCount)
         let merges = mine.count - tree.cover(mine).count
-        // A right child (odd chunk) after the rank's first has its left sibling here: never copied.
+        // A plain run copies nothing: backward writes a leaf's gradient into
+        // it, and a right child whose left sibling waits is added from the
+        // arena. A run holding batch_norm copies every chunk's out of the
+        // arena, and a lone chunk's back.
         let lone = c.layout.mesh.dp == 1 && plan.chunkCount == 1
-        let copied = c.holdsBatchStatistics(run: run)
-            ? mine.count + (lone ? 1 : 0)
-            : lone ? 0 : mine.count - mine.dropFirst().filter { $0 % 2 == 1 }.count
+        let copied = c.holdsBatchStatistics(run: run) ? mine.count + (lone ? 1 : 0) : 0
         let passes = 2 * copied + 3 * merges
         // Each pass goes over the run's gradient, in the arena or in one of
         // the accumulator's at most height + 1 buffers: those are its working
