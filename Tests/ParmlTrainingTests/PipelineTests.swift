@@ -393,6 +393,55 @@ struct StageScheduleTests {
     }
 }
 
+extension PipelineTests {
+    /// `keepsLeaf` names exactly the chunks `push(chunk:from:)` would copy
+    /// into a leaf: backward writing those straight into a `leafBuffer`
+    /// (deterministic mode's step) gives the same nodes, bits and buffers,
+    /// for every owned range and with the root in the arena.
+    @Test func treeAccumulatorKeepsLeafNamesTheCopiedChunks() throws {
+        let width = 37
+        for chunks in 1...9 {
+            let tree = ChunkTree(chunks: chunks)
+            let leaves = (0..<chunks).map { c in (0..<width).map { i in 1e3 * sin(Float(c * width + i) * 1.37 + 0.25) } }
+            for lo in 0..<chunks {
+                for hi in (lo + 1)...chunks {
+                    let whole = lo == 0 && hi == chunks
+                    let arenas = (try Tensor(shape: Shape(width)), try Tensor(shape: Shape(width)))
+                    let copying = TreeAccumulator(), writing = TreeAccumulator()
+                    try copying.start(tree: tree, owned: lo..<hi, width: width, root: whole ? arenas.0.data : nil)
+                    try writing.start(tree: tree, owned: lo..<hi, width: width, root: whole ? arenas.1.data : nil)
+                    var kept = 0
+                    for c in lo..<hi {
+                        leaves[c].withUnsafeBufferPointer { arenas.0.data.update(from: $0.baseAddress!, count: width) }
+                        try copying.push(chunk: c, from: arenas.0.data)
+                        if writing.keepsLeaf(chunk: c) {
+                            kept += 1
+                            let leaf = try writing.leafBuffer()
+                            leaves[c].withUnsafeBufferPointer { leaf.data.update(from: $0.baseAddress!, count: width) }
+                            writing.push(chunk: c, buffer: leaf)
+                        } else {
+                            leaves[c].withUnsafeBufferPointer { arenas.1.data.update(from: $0.baseAddress!, count: width) }
+                            try writing.push(chunk: c, from: arenas.1.data)
+                        }
+                    }
+                    let what = "chunks=\(chunks) range \(lo)..<\(hi)"
+                    expectEqualElements(writing.stack.map(\.node), copying.stack.map(\.node), "\(what)")
+                    for i in writing.stack.indices {
+                        expectSameBits(
+                            Array(UnsafeBufferPointer(start: writing.values(at: i), count: width)),
+                            Array(UnsafeBufferPointer(start: copying.values(at: i), count: width)), "\(what)")
+                    }
+                    #expect(writing.bytes == copying.bytes, "\(what): \(writing.bytes) bytes against \(copying.bytes)")
+                    if whole { expectSameBits(arenas.1.toArray(), arenas.0.toArray(), "\(what): the root in the arena") }
+                    if chunks == 1 { #expect(kept == 0, "a lone chunk is the root where backward wrote it") }
+                    // One rank's 4 chunks: 0 and 2 kept, 1 and 3 added into them.
+                    if (chunks, lo, hi) == (4, 0, 4) { #expect(kept == 2) }
+                }
+            }
+        }
+    }
+}
+
 struct PipelineFailureTests {
     private func trainer(pp: Int, dp: Int = 1, watchdog: Double) throws -> Trainer {
         var s = StrategyConfig()
