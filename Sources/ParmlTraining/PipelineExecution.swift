@@ -186,15 +186,10 @@ extension RankContext {
         // than into the arena, whence it would be copied (same bits, one
         // read and one write of the gradient fewer). The slot's model runs
         // the piece, so its views are the ones moved.
-        var leaf: Tensor?
-        if let chunk = piece.chunk, vs.backwardFillsLeaves, !foldsMomentum, vs.accumulator.keepsLeaf(chunk: chunk) {
-            let l = try vs.accumulator.leafBuffer()
-            do { try slot.model.pointGradients(in: vs.range, at: l.data) } catch {
-                vs.accumulator.recycle(l)
-                throw error
-            }
-            leaf = l
+        let leaf = try piece.chunk.flatMap { chunk in
+            vs.backwardFillsLeaves && vs.accumulator.keepsLeaf(chunk: chunk) ? try vs.accumulator.leafBuffer() : nil
         }
+        if let leaf { try slot.model.pointGradients(in: vs.range, at: leaf.data) }
         let g: Tensor
         do {
             g = try backward(layers: vs.layers, of: vs, from: dy, slot: slot, ctx, accumulate: accumulate, reducing: reducing)

@@ -58,9 +58,10 @@ final class VirtualStage {
         isFirst = index == 0
         isLast = index == layout.stageRanges.count - 1
         layers = layout.partition.layers[index]
-        range = layout.stageRanges[index]
+        let range = layout.stageRanges[index]
+        self.range = range
         owned = VirtualStage.owned(range, layout: layout, data: d)
-        backwardFillsLeaves = !frozen.contains { $0.overlaps(layout.stageRanges[index]) }
+        backwardFillsLeaves = !frozen.contains { $0.overlaps(range) }
         self.optimizer = try Optimizer(config: optimizer, range: owned, foldedMomentum: foldedMomentum, decaying: decaying, frozen: frozen)
     }
 
