@@ -180,7 +180,8 @@ public enum BLAS {
     /// How `gemm` runs this product: in `count` blocks of at most `m` × `n`
     /// of C, one sgemm each, over parml's worker threads (count 1: the whole
     /// product as one sgemm on one thread, whatever `threads` says). The
-    /// strategy advisor times a product as its blocks.
+    /// strategy advisor times a product as its blocks, also a cut in two by
+    /// rows that a one-thread rank runs uncut (`BalancedRowCut`).
     public static func productBlocks(m: Int, n: Int, k: Int) -> (count: Int, m: Int, n: Int) {
         ProductThreads.blockShape(m: m, n: n, k: k)
     }

@@ -12,9 +12,11 @@ import Glibc
 /// product's shape and the machine's core count only, never on the threads
 /// a rank has; one thread runs the same blocks one after another. (With
 /// OpenBLAS's SkylakeX kernels a block even equals that part of the whole
-/// product bit for bit; with its Haswell kernels it does not, which is why
-/// the cut is fixed.) So deterministic mode's layouts, whose ranks have
-/// different thread counts, run the same products alike.
+/// product bit for bit; with its Haswell kernels only where it starts at a
+/// multiple of 12 rows, which is why the cut is fixed, except that
+/// `BalancedRowCut` moves a cut in two by rows along such a granule.) So
+/// deterministic mode's layouts, whose ranks have different thread counts,
+/// run the same products alike.
 enum ProductThreads {
     /// m·n·k below which a product stays one sgemm: about 40 µs of work at
     /// this machine's ~100 GFLOP/s per core, against a hand-over of a few µs
@@ -60,29 +62,52 @@ enum ProductThreads {
         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
         beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        let product = GemmArguments(
+            transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta, a: a, b: b, c: c)
         let cut = ProductCut(m: m, n: n, parts: blockCount(m: m, n: n, k: k))
-        WorkerPool.run(
-            parts: cut.parts,
-            Blocks(
-                cut: cut, transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc, alpha: alpha, beta: beta,
-                a: a, b: b, c: c))
+        if BalancedRowCut.runs(cut) {  // two blocks of rows whose boundary moves without moving a bit
+            BalancedRowCut.gemm(product)
+            return
+        }
+        WorkerPool.run(parts: cut.parts, Blocks(cut: cut, product: product))
     }
 
     /// Part p: one block of C (`ProductCut.block`), a single-threaded sgemm.
     private struct Blocks: WorkerTask {
         let cut: ProductCut
-        let transA, transB: Bool
-        let m, n, k, lda, ldb, ldc: Int
-        let alpha, beta: Float
-        let a, b: UnsafePointer<Float>
-        let c: UnsafeMutablePointer<Float>
+        let product: GemmArguments
 
         func run(part p: Int) {
-            guard let blk = cut.block(p, m: m, n: n, transA: transA, lda: lda, transB: transB, ldb: ldb, ldc: ldc) else { return }
-            pml_sgemm(
-                Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(blk.m), Int32(blk.n),
-                Int32(k), alpha, a + blk.a, Int32(lda), b + blk.b, Int32(ldb), beta, c + blk.c, Int32(ldc))
+            let g = product
+            guard let blk = cut.block(p, m: g.m, n: g.n, transA: g.transA, lda: g.lda, transB: g.transB, ldb: g.ldb, ldc: g.ldc)
+            else { return }
+            g.run(m: blk.m, n: blk.n, a: blk.a, b: blk.b, c: blk.c)
         }
+    }
+}
+
+/// One product's arguments, `BLAS.gemm`'s contract, for the blocks the
+/// pool's threads run of it.
+struct GemmArguments {
+    let transA, transB: Bool
+    let m, n, k, lda, ldb, ldc: Int
+    let alpha, beta: Float
+    let a, b: UnsafePointer<Float>
+    let c: UnsafeMutablePointer<Float>
+
+    /// One sgemm on the calling thread: an m × n block of C whose op(A),
+    /// op(B) and C start `a`, `b` and `c` elements in, over all of k.
+    @inline(__always)
+    func run(m: Int, n: Int, a offsetA: Int, b offsetB: Int, c offsetC: Int) {
+        pml_sgemm(
+            Int32(transA ? PML_TRANS : PML_NO_TRANS), Int32(transB ? PML_TRANS : PML_NO_TRANS), Int32(m), Int32(n), Int32(k), alpha,
+            a + offsetA, Int32(lda), b + offsetB, Int32(ldb), beta, c + offsetC, Int32(ldc))
+    }
+
+    /// C's rows [lo, hi): row lo of op(A) is column lo of A when A is transposed.
+    @inline(__always)
+    func runRows(_ lo: Int, _ hi: Int) {
+        run(m: hi - lo, n: n, a: transA ? lo : lo * lda, b: 0, c: lo * ldc)
     }
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 pml_sgemm_fn pml_sgemm_ptr;
+pml_sgemm_fn pml_openblas_sgemm_ptr;
 pml_sgemv_fn pml_sgemv_ptr;
 
 static void (*set_threads_ptr)(int);
@@ -96,6 +97,7 @@ static void load_once(void) {
         return;
     }
     pml_sgemm_ptr = (pml_sgemm_fn)must_sym(h, "cblas_sgemm");
+    pml_openblas_sgemm_ptr = pml_sgemm_ptr;
     pml_sgemv_ptr = (pml_sgemv_fn)must_sym(h, "cblas_sgemv");
     set_threads_ptr = (void (*)(int))must_sym(h, "openblas_set_num_threads");
     get_threads_ptr = (int (*)(void))must_sym(h, "openblas_get_num_threads");

@@ -60,8 +60,26 @@ static void take_parts(uint32_t gen) {
     }
 }
 
+static _Thread_local int slot;
+
+int pml_pool_slot(void) { return slot; }
+
+int pml_pool_claim(unsigned *taken, int preferred, int parts) {
+    if (parts > 32) parts = 32;
+    if (preferred >= 0 && preferred < parts) {
+        unsigned bit = 1u << preferred;
+        if (!(__atomic_fetch_or(taken, bit, __ATOMIC_ACQ_REL) & bit)) return preferred;
+    }
+    for (int p = 0; p < parts; p++) {
+        unsigned bit = 1u << p;
+        if (!(__atomic_fetch_or(taken, bit, __ATOMIC_ACQ_REL) & bit)) return p;
+    }
+    return -1;
+}
+
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg;
+    slot = index;
     uint32_t seen = (uint32_t)(atomic_load(&ticket) >> 32);
     for (;;) {
         // Wait for a new generation: spin, then yield, then sleep.

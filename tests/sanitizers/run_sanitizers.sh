@@ -146,7 +146,7 @@ if [ "$MODE" = asan ] || [ "$MODE" = all ]; then
 fi
 
 if [ "$MODE" = tsan ] || [ "$MODE" = all ]; then
-    swift_config "thread" tsan .build-tsan "TSAN_OPTIONS=$TSAN_COMMON" "ParallelTests|DataParallel|FaultTrials|Pipeline|TraceTests" \
+    swift_config "thread" tsan .build-tsan "TSAN_OPTIONS=$TSAN_COMMON" "ParallelTests|DataParallel|FaultTrials|Pipeline|TraceTests|BalancedRowCut" \
         --sanitize=thread
     if [ -f .build-tsan/debug/libparml.so ]; then
         # The toolchain's TSan runtime carries libdispatch interceptors, which

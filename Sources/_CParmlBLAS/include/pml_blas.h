@@ -30,6 +30,10 @@ typedef void (*pml_sgemv_fn)(int order, int trans, int m, int n, float alpha,
                              float beta, float *y, int incy);
 
 extern pml_sgemm_fn pml_sgemm_ptr;
+/* OpenBLAS's own cblas_sgemm, whatever wrapper pml_sgemm_ptr puts in front
+ * of it (no recording, no skipping, no router): for a probe of its kernels'
+ * arithmetic (BalancedRowCut.swift). */
+extern pml_sgemm_fn pml_openblas_sgemm_ptr;
 extern pml_sgemv_fn pml_sgemv_ptr;
 
 /* Loads OpenBLAS once (thread-safe). Returns 0 on success; otherwise writes a
@@ -81,6 +85,12 @@ static inline void pml_sgemm(int transA, int transB, int m, int n, int k, float 
                              const float *a, int lda, const float *b, int ldb, float beta,
                              float *c, int ldc) {
     pml_sgemm_ptr(PML_ROW_MAJOR, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static inline void pml_sgemm_openblas(int transA, int transB, int m, int n, int k, float alpha,
+                                      const float *a, int lda, const float *b, int ldb, float beta,
+                                      float *c, int ldc) {
+    pml_openblas_sgemm_ptr(PML_ROW_MAJOR, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static inline void pml_sgemv(int trans, int m, int n, float alpha, const float *a, int lda,

@@ -37,6 +37,18 @@ int pml_pool_threads(void);
  * whichever thread is free; a part runs exactly once. */
 void pml_pool_run(long parts, pml_pool_task task, void *ctx);
 
+/* The calling thread's place in the pool: i for worker i (1 ... threads-1),
+ * 0 for any other thread (the callers). BalancedRowCut.swift gives each
+ * place its own rows of a product. */
+int pml_pool_slot(void);
+
+/* Claims one of parts (at most 32) pieces of a job whose flags live at
+ * *taken (0 when the job starts): piece `preferred` when it is still free,
+ * else the lowest free one. Returns the piece, or -1 when all are taken.
+ * Lets a job whose parts differ in size hand each thread its own piece
+ * whichever part number the pool gave it. */
+int pml_pool_claim(unsigned *taken, int preferred, int parts);
+
 /* 1: this thread's jobs run every part on this thread, the workers left
  * alone (work done once, whose timing does not matter); 0: shared again. Returns the setting before. */
 int pml_pool_keep_on_this_thread(int on);
