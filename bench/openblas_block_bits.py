@@ -9,6 +9,11 @@ columns) of C, each a separate single-threaded sgemm like a
 equals the whole product's bit for bit. Shapes are the 784-1024-1024-10
 MLP's products at batch 512 and one odd shape.
 
+Then cuts products in two blocks of rows at a boundary s, as
+`BalancedRowCut` does, and says at which s the two blocks give the uncut
+product's bits: the MLP's weight gradient (A transposed), β = 1, and
+products of 2,000 to 20,000 rows.
+
     PARML_LIBRARY=$PWD/.build/release/libparml.so python3 bench/openblas_block_bits.py
 """
 
@@ -56,6 +61,36 @@ def product(lib: ctypes.CDLL, a: np.ndarray, b: np.ndarray, transposed_b: bool) 
     return c
 
 
+# (m, n, k, A transposed, B transposed, β) for the two-block cuts.
+CUT_SHAPES = ((512, 1024, 784, False, True, 0.0), (1024, 784, 512, True, False, 1.0), (16384, 384, 384, False, True, 0.0),
+              (20000, 96, 64, True, False, 0.0), (12000, 200, 3000, False, False, 1.0))
+
+
+def gemm(lib: ctypes.CDLL, ta: bool, tb: bool, m: int, n: int, k: int, a: np.ndarray, a_offset: int, lda: int,
+         b: np.ndarray, ldb: int, beta: float, c: np.ndarray, c_offset: int) -> None:
+    lib.cblas_sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0,
+                    a.ctypes.data + 4 * a_offset, lda, b.ctypes.data, ldb, beta, c.ctypes.data + 4 * c_offset, n)
+
+
+def two_block_cuts(lib: ctypes.CDLL, rng: np.random.Generator) -> None:
+    for m, n, k, ta, tb, beta in CUT_SHAPES:
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        c0 = rng.standard_normal((m, n)).astype(np.float32)
+        lda, ldb = (m if ta else k), (k if tb else n)
+        whole = c0.copy()
+        gemm(lib, ta, tb, m, n, k, a, 0, lda, b, ldb, beta, whole, 0)
+        middle = m // 2 // 48 * 48
+        results = []
+        for s in (middle - 24, middle - 12, middle, middle + 12, middle + 16, middle + 32, middle + 36, m * 3 // 10 // 12 * 12):
+            c = c0.copy()
+            gemm(lib, ta, tb, s, n, k, a, 0, lda, b, ldb, beta, c, 0)
+            gemm(lib, ta, tb, m - s, n, k, a, s if ta else s * lda, lda, b, ldb, beta, c, s * n)
+            results.append((s, bool(np.array_equal(c, whole))))
+        print(f"m {m} n {n} k {k}{' (A transposed)' if ta else ''}{' (B transposed)' if tb else ''}, beta {beta:g}")
+        print("  cut in two at row: " + " ".join(f"{s}:{'same' if ok else 'differs'}" for s, ok in results))
+
+
 def main() -> None:
     lib = load_openblas()
     rng = np.random.default_rng(0)
@@ -76,6 +111,7 @@ def main() -> None:
         print(f"m {m} n {n} k {k}{' (B transposed)' if transposed_b else ''}")
         print(f"  blocks of rows:    {same(rows)}")
         print(f"  blocks of columns: {same(columns)}")
+    two_block_cuts(lib, rng)
 
 
 if __name__ == "__main__":

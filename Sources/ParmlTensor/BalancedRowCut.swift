@@ -10,10 +10,12 @@ import Glibc
 /// pace of the two threads that run them, where OpenBLAS's kernels give
 /// every such block the whole product's bits.
 ///
-/// Why: this machine's two vCPUs run at paces 2–10 % apart, and which one is
-/// slower changes between runs (bench/RESULTS.md, 2026-12-07 21:52 and
-/// 2026-12-08), so a cut at the middle waits for the slower thread at
-/// every product. Why the bits do not move with the boundary: a block of
+/// Why: this machine's two vCPUs have run up to 9 % apart while both
+/// compute, and which one is slower changes between runs and within one
+/// (bench/RESULTS.md, 2026-12-07 21:52 and 2026-12-08), so a cut at the
+/// middle waits for the slower thread at every product. The gain measured
+/// small: the products took 1.010 times as long with the cut fixed (median
+/// of 12 windows, 0.990–1.056). Why the bits do not move with the boundary: a block of
 /// rows that starts at a multiple of the kernels' granule (12 rows for
 /// OpenBLAS's Haswell kernels) is that part of the uncut product bit for bit
 /// (`bench/openblas_block_bits.py`). A probe finds the granule on the first
@@ -150,7 +152,7 @@ extension BalancedRowCut {
     /// a k that OpenBLAS blocks, a remainder of rows), else 0. 0 too where
     /// oneDNN runs the large products (its matmul blocks a product by the
     /// shape it is given) or OpenBLAS has not loaded. Runs once, on the
-    /// first large product: under 10 ms.
+    /// first large product: 8.2–8.4 ms on the Zen 3 host.
     static func probeGranule() -> Int {
         guard (try? BLAS.ensureLoaded()) != nil, !BLAS.largeProductsOnOneDNN else { return 0 }
         // (transA, transB, m, n, k, β): past OpenBLAS's small-matrix limit
@@ -162,8 +164,8 @@ extension BalancedRowCut {
         return [16, 12].first { g in shapes.allSatisfy { keepsBits(granule: g, $0) } } ?? 0
     }
 
-    /// Whether every cut of this product at a multiple of g rows gives the
-    /// uncut product's bits.
+    /// Whether cuts of this product at multiples of g rows give the uncut
+    /// product's bits.
     private static func keepsBits(granule g: Int, _ shape: (Bool, Bool, Int, Int, Int, Float)) -> Bool {
         let (transA, transB, m, n, k, beta) = shape
         func values(_ count: Int, stream: UInt64) -> [Float] {
@@ -179,7 +181,9 @@ extension BalancedRowCut {
         return a.withUnsafeBufferPointer { a in
             cut.withUnsafeMutableBufferPointer { c in
                 let a0 = a.baseAddress!, c0 = c.baseAddress!
-                return stride(from: g, to: m, by: g).allSatisfy { s in
+                // The first three multiples, the middle one and the last.
+                let cuts = Set([g, 2 * g, 3 * g, m / 2 / g * g, (m - 1) / g * g].filter { $0 > 0 && $0 < m }).sorted()
+                return cuts.allSatisfy { s in
                     initial.withUnsafeBufferPointer { c0.update(from: $0.baseAddress!, count: $0.count) }  // β reads C
                     pml_sgemm_openblas(ta, tb, Int32(s), Int32(n), Int32(k), 1, a0, Int32(lda), b, Int32(ldb), beta, c0, Int32(n))
                     pml_sgemm_openblas(
