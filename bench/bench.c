@@ -579,16 +579,20 @@ static void cpu_model(char *out, size_t cap) {
     fclose(f);
 }
 
-/* BLAS.largeProductsOnOneDNN's rule: PARML_GEMM=onednn or openblas
- * chooses; unset, oneDNN on a CPU with the AVX-512 for which parml picks
- * OpenBLAS's SkylakeX kernels, OpenBLAS elsewhere. */
+/* Whether the library sends the large float32 products to oneDNN, as its
+ * float32 plan says ("large products on oneDNN ..." against "products on
+ * OpenBLAS (...)"), so the products-alone bounds take the same route. */
 static int routes_to_onednn(void) {
-    const char *gemm = getenv("PARML_GEMM");
-    if (gemm && strcmp(gemm, "openblas") == 0) return 0;
-    if (gemm && strcmp(gemm, "onednn") == 0) return 1;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+    static const int64_t dims[] = {8, 8};
+    parml_model model;
+    parml_trainer tr = make_trainer(dims, 2, 1, 1, 0, 0, &model);
+    char *plan = NULL;
+    CHECK(parml_trainer_plan(tr, &plan));
+    int onednn = strstr(plan, "large products on oneDNN") != NULL;
+    parml_buffer_free(plan);
+    parml_trainer_free(tr);
+    parml_model_free(model);
+    return onednn;
 }
 
 int main(int argc, char **argv) {
