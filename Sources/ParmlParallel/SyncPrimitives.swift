@@ -1,20 +1,14 @@
+import ParmlTensor
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// Low-level pieces the threads backend and the rank pool share: a monotonic
-// clock, cache-line-padded atomic counters and a "parking lot" (one mutex and
-// one condition variable that threads block on after spinning briefly).
-
-/// Nanoseconds on CLOCK_MONOTONIC (vDSO: no system call).
-@inline(__always)
-package func monotonicNanoseconds() -> Int {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec &* 1_000_000_000 &+ ts.tv_nsec
-}
+// Low-level pieces the threads backend and the rank pool share (their
+// clock, `monotonicNanoseconds`, is ParmlTensor's): cache-line-padded
+// atomic counters and a "parking lot" (one mutex and one condition variable
+// that threads block on after spinning briefly).
 
 /// Polls `done` for up to `nanos` after `start`: spinning for the first
 /// `spinning` nanoseconds, then yielding the CPU between polls (so that other

@@ -1,3 +1,4 @@
+import ParmlTensor
 import Synchronization
 
 #if canImport(Glibc)

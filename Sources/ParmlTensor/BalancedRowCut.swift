@@ -130,18 +130,11 @@ enum BalancedRowCut {
             let slot = Int(pml_pool_slot())
             let block = Int(pml_pool_claim(taken, Int32(slot), 2))
             guard block >= 0 else { return }
-            let start = BalancedRowCut.nanoseconds()
+            let start = monotonicNanoseconds()
             if block == 0 { product.runRows(0, boundary) } else { product.runRows(boundary, product.m) }
             record[2 * block] = slot
-            record[2 * block + 1] = BalancedRowCut.nanoseconds() - start
+            record[2 * block + 1] = monotonicNanoseconds() - start
         }
-    }
-
-    @inline(__always)
-    static func nanoseconds() -> Int {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     }
 }
 

@@ -30,9 +30,9 @@ import _ParmlTestSupport
             #expect([0, 12, 16].contains(BalancedRowCut.granule), "\(BLAS.coreName): \(BalancedRowCut.granule)")
         }
         // The probe's products are fixed, so a second probe agrees.
-        let start = BalancedRowCut.nanoseconds()
+        let start = monotonicNanoseconds()
         #expect(BalancedRowCut.probeGranule() == BalancedRowCut.granule)
-        print("granule \(BalancedRowCut.granule) on \(BLAS.coreName); the probe took \(Double(BalancedRowCut.nanoseconds() - start) / 1e6) ms")
+        print("granule \(BalancedRowCut.granule) on \(BLAS.coreName); the probe took \(Double(monotonicNanoseconds() - start) / 1e6) ms")
     }
 
     /// Every boundary within the minimum shares, on the pool's two places,
