@@ -37,8 +37,8 @@ enum BalancedRowCut {
     static let window = 60_000_000
 
     /// Weight of the newest window in the pace estimate. With `window`, the
-    /// pair that left the least waiting of 20, 60 and 150 ms against 0.15,
-    /// 0.3 and 0.5 (bench/RESULTS.md, 2026-12-08).
+    /// pair that left the least waiting among 8 ms with 0.5, 20 and 150 ms
+    /// with 0.3, and 60 ms with 0.15 (bench/RESULTS.md, 2026-12-08).
     static let smoothing = 0.3
 
     /// log(pace of pool place 1 ÷ pace of place 0), averaged over recent
@@ -68,7 +68,7 @@ enum BalancedRowCut {
         let lo = (Int((Double(rows) * minimumShare).rounded(.up)) + g - 1) / g * g
         let hi = Int((Double(rows) * (1 - minimumShare)).rounded(.down)) / g * g
         let s = Int((wanted / Double(g)).rounded()) * g
-        return max(g, min(max(s, lo), max(hi, lo)))
+        return min(max(s, lo), max(hi, lo))  // lo ≥ g: at least 0.3 of the rows, rounded up to g
     }
 
     /// The same contract as `BLAS.gemm`, for a cut `runs` accepts.

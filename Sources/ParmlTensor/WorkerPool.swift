@@ -21,8 +21,10 @@ public protocol RangeTask {
 /// One pool per process (pml_pool.c); `BLAS.threads` sets its size.
 ///
 /// Every caller cuts its work by the problem's shape into parts whose
-/// arithmetic does not depend on the thread that runs them, so the bits of a
-/// result never depend on the thread count or on timing: a caller that finds
+/// arithmetic does not depend on the thread that runs them (`BalancedRowCut`
+/// moves a product's cut with the threads' paces, only along boundaries that
+/// give the uncut product's bits), so the bits of a result never depend on
+/// the thread count or on timing: a caller that finds
 /// the pool busy (another rank, or a part that asks for it again) runs the
 /// same parts itself, one after another.
 public enum WorkerPool {

@@ -5,8 +5,9 @@
  * Why not OpenBLAS's threads: one OpenBLAS call split over two threads
  * scaled poorly at the engine's shapes, and everything around the products
  * ran on one thread. The pool runs any loop cut into parts; the caller
- * chooses the cut from the problem's shape, so no part's arithmetic depends
- * on which thread runs it or how many there are.
+ * chooses the cut from the problem's shape (or, in BalancedRowCut.swift,
+ * from the threads' paces among cuts that give the same bits), so no part's
+ * arithmetic depends on which thread runs it or how many there are.
  *
  * One job at a time per process: a caller that finds the pool busy (another
  * rank, or a part that itself asks for the pool) runs every part itself, in
